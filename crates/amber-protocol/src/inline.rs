@@ -1,0 +1,150 @@
+//! Splitting of inline commands (`SET "a b" c` typed into telnet) with Redis's quoting rules.
+
+use thiserror::Error;
+
+/// Why an inline line could not be split into arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unbalanced quotes in request")]
+pub struct SplitArgsError;
+
+/// Splits a line into arguments as Redis's `sdssplitargs` does: whitespace separates arguments,
+/// `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`, and a closing quote
+/// must be followed by whitespace or the end of the line.
+/// Like Redis, which reads the line as a C string, a NUL byte ends the line.
+pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, SplitArgsError> {
+    let line = match line.iter().position(|&b| b == 0) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
+    let mut args = Vec::new();
+    let mut pos = 0;
+    loop {
+        while pos < line.len() && is_space(line[pos]) {
+            pos += 1;
+        }
+        if pos >= line.len() {
+            return Ok(args);
+        }
+        let (arg, next) = split_one(line, pos)?;
+        args.push(arg);
+        pos = next;
+    }
+}
+
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+enum Quote {
+    None,
+    Double,
+    Single,
+}
+
+/// Reads one argument starting at `pos`; returns it and the position after it.
+fn split_one(line: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), SplitArgsError> {
+    let mut arg = Vec::new();
+    let mut quote = Quote::None;
+    loop {
+        let Some(&byte) = line.get(pos) else {
+            return match quote {
+                Quote::None => Ok((arg, pos)),
+                _ => Err(SplitArgsError),
+            };
+        };
+        match quote {
+            Quote::None => match byte {
+                b' ' | b'\n' | b'\r' | b'\t' | 0 => return Ok((arg, pos)),
+                b'"' => quote = Quote::Double,
+                b'\'' => quote = Quote::Single,
+                _ => arg.push(byte),
+            },
+            Quote::Double => match byte {
+                b'\\' if line.get(pos + 1) == Some(&b'x') => {
+                    let high = line.get(pos + 2).copied().and_then(hex_value);
+                    let low = line.get(pos + 3).copied().and_then(hex_value);
+                    if let (Some(high), Some(low)) = (high, low) {
+                        arg.push(high * 16 + low);
+                        pos += 3;
+                    } else {
+                        arg.push(b'x');
+                        pos += 1;
+                    }
+                }
+                b'\\' if pos + 1 < line.len() => {
+                    pos += 1;
+                    arg.push(match line[pos] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                }
+                b'"' => return closing_quote(line, pos, arg),
+                _ => arg.push(byte),
+            },
+            Quote::Single => match byte {
+                b'\\' if line.get(pos + 1) == Some(&b'\'') => {
+                    arg.push(b'\'');
+                    pos += 1;
+                }
+                b'\'' => return closing_quote(line, pos, arg),
+                _ => arg.push(byte),
+            },
+        }
+        pos += 1;
+    }
+}
+
+fn closing_quote(
+    line: &[u8],
+    pos: usize,
+    arg: Vec<u8>,
+) -> Result<(Vec<u8>, usize), SplitArgsError> {
+    match line.get(pos + 1) {
+        None => Ok((arg, pos + 1)),
+        Some(&next) if is_space(next) => Ok((arg, pos + 1)),
+        Some(_) => Err(SplitArgsError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(line: &str) -> Result<Vec<String>, SplitArgsError> {
+        split_args(line.as_bytes()).map(|args| {
+            args.into_iter()
+                .map(|a| String::from_utf8_lossy(&a).into_owned())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn splits_plain_words() {
+        assert_eq!(split("  set  a   b ").unwrap(), ["set", "a", "b"]);
+        assert!(split("   ").unwrap().is_empty());
+        assert_eq!(split("a\0b c").unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn understands_quotes_and_escapes() {
+        assert_eq!(split(r#"set "a b" 'c d'"#).unwrap(), ["set", "a b", "c d"]);
+        assert_eq!(split(r#""\x41\n\"""#).unwrap(), ["A\n\""]);
+        assert_eq!(split(r"'it\'s'").unwrap(), ["it's"]);
+        assert_eq!(split(r#""""#).unwrap(), [""]);
+    }
+
+    #[test]
+    fn rejects_unbalanced_quotes() {
+        assert_eq!(split(r#"set "a"#), Err(SplitArgsError));
+        assert_eq!(split(r#"set "a"b"#), Err(SplitArgsError));
+        assert_eq!(split("set 'a"), Err(SplitArgsError));
+    }
+}

@@ -1,0 +1,130 @@
+//! Number parsing and formatting with Redis's exact rules.
+
+/// Parses a signed 64-bit integer the way Redis's `string2ll` does: an optional `-`, digits,
+/// no leading zeros (except `0` itself), no `+`, no spaces, no overflow.
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes {
+        [] => return None,
+        [b'0'] => return Some(0),
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    };
+    match digits {
+        [] | [b'0', ..] => return None,
+        _ if digits.len() > 19 => return None,
+        _ => {}
+    }
+    let mut value: u64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+    }
+    if negative {
+        if value > i64::MAX as u64 + 1 {
+            return None;
+        }
+        Some((value as i64).wrapping_neg())
+    } else {
+        i64::try_from(value).ok()
+    }
+}
+
+/// Appends the decimal form of `value` to `out` without allocating.
+pub(crate) fn push_i64(out: &mut bytes::BytesMut, value: i64) {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let mut magnitude = value.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.extend_from_slice(b"-");
+    }
+    out.extend_from_slice(&buf[pos..]);
+}
+
+/// Formats a double as C's `printf("%.17g")` does, with `inf`, `-inf` and `nan` spelt as Redis does.
+/// This is how Redis 7.0 replies scores and other doubles.
+pub fn format_double(value: f64) -> String {
+    if value.is_nan() {
+        return "nan".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    const PRECISION: i32 = 17;
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = match scientific.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (scientific.as_str(), 0),
+    };
+    if exponent < -4 || exponent >= PRECISION {
+        let mantissa = trim_fraction_zeros(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    } else {
+        let decimals = (PRECISION - 1 - exponent) as usize;
+        let fixed = format!("{value:.decimals$}");
+        trim_fraction_zeros(&fixed).to_string()
+    }
+}
+
+fn trim_fraction_zeros(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b"007"), None);
+        assert_eq!(parse_i64(b"+7"), None);
+        assert_eq!(parse_i64(b" 7"), None);
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"-9223372036854775809"), None);
+        assert_eq!(parse_i64(b""), None);
+        assert_eq!(parse_i64(b"-"), None);
+    }
+
+    #[test]
+    fn formats_like_printf_g17() {
+        assert_eq!(format_double(1.1), "1.1000000000000001");
+        assert_eq!(format_double(1.0), "1");
+        assert_eq!(format_double(-2.5), "-2.5");
+        assert_eq!(format_double(0.0), "0");
+        assert_eq!(format_double(-0.0), "-0");
+        assert_eq!(format_double(1e17), "1e+17");
+        assert_eq!(format_double(1e16), "10000000000000000");
+        assert_eq!(format_double(0.0001), "0.0001");
+        assert_eq!(format_double(0.00001), "1.0000000000000001e-05");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+        assert_eq!(format_double(3.0e-300), "3.0000000000000002e-300");
+    }
+
+    #[test]
+    fn pushes_integers() {
+        for value in [0, 1, -1, 42, i64::MIN, i64::MAX] {
+            let mut out = bytes::BytesMut::new();
+            push_i64(&mut out, value);
+            assert_eq!(&out[..], value.to_string().as_bytes());
+        }
+    }
+}
