@@ -1,1 +1,13 @@
-//! placeholder
+//! Amber's in-memory data: numbered databases of keys, their values in Redis's encodings,
+//! and key expiry (lazy on access, active by sampling).
+//!
+//! The crate does no I/O and has no notion of clients or commands; the server calls it from the
+//! one thread that owns the keyspace, which is what makes a consistent `fork()` possible.
+
+mod db;
+mod dict;
+mod value;
+
+pub use db::{Db, Entry, ExpireCycle, Keyspace};
+pub use dict::Dict;
+pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

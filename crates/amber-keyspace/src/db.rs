@@ -1,0 +1,324 @@
+//! Databases: keys with their values and expiry times, lazy and active expiry.
+
+use crate::dict::Dict;
+use crate::value::Value;
+
+/// A stored value with its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The value.
+    pub value: Value,
+    /// Absolute expiry time in Unix milliseconds, or `None` for a persistent key.
+    pub expire_at: Option<i64>,
+    /// Last access time in Unix seconds (for `OBJECT IDLETIME`).
+    pub accessed: u32,
+}
+
+impl Entry {
+    /// An entry without expiry, accessed at `now_ms`.
+    pub fn new(value: Value, now_ms: i64) -> Entry {
+        Entry { value, expire_at: None, accessed: seconds(now_ms) }
+    }
+
+    fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_at.is_some_and(|at| at <= now_ms)
+    }
+}
+
+fn seconds(now_ms: i64) -> u32 {
+    (now_ms / 1000).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// One of the numbered databases (`SELECT n`).
+#[derive(Default)]
+pub struct Db {
+    keys: Dict<Entry>,
+    /// The keys that have an expiry time, sampled by the active expire cycle.
+    volatile: Dict<()>,
+    /// Keys deleted because they expired, since the counter was last read.
+    expired: u64,
+}
+
+/// What one active expire pass over a database did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpireCycle {
+    /// Keys with a TTL that were looked at.
+    pub sampled: usize,
+    /// Keys that were deleted.
+    pub expired: usize,
+}
+
+impl Db {
+    /// An empty database.
+    pub fn new() -> Db {
+        Db::default()
+    }
+
+    /// Number of keys, including expired keys not yet deleted (as `DBSIZE` counts them).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the database holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Number of keys with an expiry time.
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Takes the number of keys deleted by expiry since the last call.
+    pub fn take_expired_count(&mut self) -> u64 {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// Deletes `key` if it has expired at `now_ms`; returns whether it did.
+    fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
+        let expired = self.keys.get(key).is_some_and(|entry| entry.is_expired(now_ms));
+        if expired {
+            self.remove(key);
+            self.expired += 1;
+        }
+        expired
+    }
+
+    /// The live entry under `key`, deleting it first if it has expired, and marking it accessed.
+    pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        self.expire_if_needed(key, now_ms);
+        let entry = self.keys.get_mut(key)?;
+        entry.accessed = seconds(now_ms);
+        Some(entry)
+    }
+
+    /// The live entry under `key` without changing anything (an expired key reads as absent).
+    pub fn peek(&self, key: &[u8], now_ms: i64) -> Option<&Entry> {
+        self.keys.get(key).filter(|entry| !entry.is_expired(now_ms))
+    }
+
+    /// Whether a live key exists, deleting it if it has expired.
+    pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
+        !self.expire_if_needed(key, now_ms) && self.keys.contains_key(key)
+    }
+
+    /// Stores `entry` under `key`, replacing any value and expiry the key had.
+    pub fn insert(&mut self, key: &[u8], entry: Entry) {
+        let volatile = entry.expire_at.is_some();
+        let previous = self.keys.insert(key, entry);
+        let was_volatile = previous.is_some_and(|p| p.expire_at.is_some());
+        match (was_volatile, volatile) {
+            (false, true) => {
+                self.volatile.insert(key, ());
+            }
+            (true, false) => {
+                self.volatile.remove(key);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes `key` whether or not it has expired, returning its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let entry = self.keys.remove(key)?;
+        if entry.expire_at.is_some() {
+            self.volatile.remove(key);
+        }
+        Some(entry)
+    }
+
+    /// Sets or clears the expiry time of an existing key; false if the key does not exist.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: Option<i64>) -> bool {
+        let Some(entry) = self.keys.get_mut(key) else { return false };
+        let was_volatile = entry.expire_at.is_some();
+        entry.expire_at = expire_at;
+        match (was_volatile, expire_at.is_some()) {
+            (false, true) => {
+                self.volatile.insert(key, ());
+            }
+            (true, false) => {
+                self.volatile.remove(key);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.volatile.clear();
+    }
+
+    /// Visits every key and entry (expired ones included), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.keys.iter()
+    }
+
+    /// One step of `SCAN`: visits the keys under `cursor` and returns the next cursor (0 = done).
+    pub fn scan(&self, cursor: u64, visit: impl FnMut(&[u8], &Entry)) -> u64 {
+        self.keys.scan(cursor, visit)
+    }
+
+    /// A key picked at random among live ones, or `None` if there is none.
+    pub fn random_key(&mut self, now_ms: i64, mut random: impl FnMut() -> u64) -> Option<Vec<u8>> {
+        // Like Redis, give up looking for a live key after a bounded number of tries.
+        for _ in 0..100 {
+            let key = self.keys.random_key(&mut random)?.to_vec();
+            if !self.expire_if_needed(&key, now_ms) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Samples up to `samples` keys that have a TTL and deletes those that have expired.
+    pub fn expire_sample(
+        &mut self,
+        now_ms: i64,
+        samples: usize,
+        mut random: impl FnMut() -> u64,
+    ) -> ExpireCycle {
+        let mut cycle = ExpireCycle::default();
+        for _ in 0..samples.min(self.volatile.len()) {
+            let Some(key) = self.volatile.random_key(&mut random).map(<[u8]>::to_vec) else {
+                break;
+            };
+            cycle.sampled += 1;
+            if self.expire_if_needed(&key, now_ms) {
+                cycle.expired += 1;
+            }
+        }
+        cycle
+    }
+}
+
+/// All databases of a server.
+pub struct Keyspace {
+    dbs: Vec<Db>,
+    random_state: u64,
+}
+
+impl Keyspace {
+    /// A keyspace of `count` empty databases.
+    pub fn new(count: usize) -> Keyspace {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        Keyspace { dbs: (0..count.max(1)).map(|_| Db::new()).collect(), random_state: seed | 1 }
+    }
+
+    /// Number of databases.
+    pub fn db_count(&self) -> usize {
+        self.dbs.len()
+    }
+
+    /// Database `index`; panics on an index not checked against [`Keyspace::db_count`].
+    pub fn db(&mut self, index: usize) -> &mut Db {
+        &mut self.dbs[index]
+    }
+
+    /// Database `index`, read-only.
+    pub fn db_ref(&self, index: usize) -> &Db {
+        &self.dbs[index]
+    }
+
+    /// All databases, read-only.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// Exchanges the contents of two databases (`SWAPDB`).
+    pub fn swap(&mut self, a: usize, b: usize) {
+        self.dbs.swap(a, b);
+    }
+
+    /// Empties every database.
+    pub fn clear(&mut self) {
+        self.dbs.iter_mut().for_each(Db::clear);
+    }
+
+    /// Total number of keys.
+    pub fn key_count(&self) -> usize {
+        self.dbs.iter().map(Db::len).sum()
+    }
+
+    /// A pseudo-random number (xorshift), for sampling; not for anything secret.
+    pub fn next_random(&mut self) -> u64 {
+        next_random(&mut self.random_state)
+    }
+
+    /// Database `index` with a random number source, for sampling operations.
+    pub fn db_with_random(&mut self, index: usize) -> (&mut Db, impl FnMut() -> u64 + '_) {
+        let state = &mut self.random_state;
+        (&mut self.dbs[index], move || next_random(state))
+    }
+}
+
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::StrValue;
+
+    fn string(text: &str) -> Value {
+        Value::Str(StrValue::from_bytes(text.as_bytes()))
+    }
+
+    #[test]
+    fn lazy_expiry_deletes_on_access() {
+        let mut db = Db::new();
+        let mut entry = Entry::new(string("v"), 1000);
+        entry.expire_at = Some(2000);
+        db.insert(b"k", entry);
+        assert_eq!(db.volatile_len(), 1);
+        assert!(db.get_mut(b"k", 1999).is_some());
+        assert!(db.peek(b"k", 2000).is_none());
+        assert_eq!(db.len(), 1, "peek does not delete");
+        assert!(db.get_mut(b"k", 2000).is_none());
+        assert_eq!((db.len(), db.volatile_len(), db.take_expired_count()), (0, 0, 1));
+    }
+
+    #[test]
+    fn overwrite_clears_ttl_and_set_expire_tracks_volatile() {
+        let mut db = Db::new();
+        let mut entry = Entry::new(string("v"), 0);
+        entry.expire_at = Some(10);
+        db.insert(b"k", entry);
+        db.insert(b"k", Entry::new(string("w"), 0));
+        assert_eq!(db.volatile_len(), 0);
+        assert!(db.set_expire(b"k", Some(5)));
+        assert_eq!(db.volatile_len(), 1);
+        assert!(db.set_expire(b"k", None));
+        assert_eq!(db.volatile_len(), 0);
+        assert!(!db.set_expire(b"missing", Some(5)));
+    }
+
+    #[test]
+    fn active_sampling_removes_expired_keys() {
+        let mut keyspace = Keyspace::new(1);
+        let (db, mut random) = keyspace.db_with_random(0);
+        for i in 0..200u32 {
+            let mut entry = Entry::new(string("v"), 0);
+            entry.expire_at = Some(if i % 2 == 0 { 100 } else { 1_000_000 });
+            db.insert(&i.to_be_bytes(), entry);
+        }
+        let mut expired = 0;
+        for _ in 0..10_000 {
+            expired += db.expire_sample(500, 20, &mut random).expired;
+            if expired == 100 {
+                break;
+            }
+        }
+        assert_eq!(expired, 100);
+        assert_eq!(db.len(), 100);
+    }
+}

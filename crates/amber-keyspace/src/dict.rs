@@ -1,0 +1,323 @@
+//! A chained hash table keyed by byte strings, with Redis's reverse-binary `SCAN` cursor and
+//! fair random sampling (for `RANDOMKEY` and the active expire cycle).
+
+use std::hash::{BuildHasher, RandomState};
+
+struct Node<V> {
+    key: Box<[u8]>,
+    value: V,
+    next: Option<Box<Node<V>>>,
+}
+
+/// A hash table from byte strings to `V`.
+///
+/// The bucket count is a power of two, so a `SCAN` cursor stays valid across growth and
+/// shrinking: every key present for the whole scan is returned at least once.
+pub struct Dict<V> {
+    buckets: Vec<Option<Box<Node<V>>>>,
+    len: usize,
+    hasher: RandomState,
+}
+
+const MIN_BUCKETS: usize = 4;
+
+impl<V> Default for Dict<V> {
+    fn default() -> Self {
+        Dict::new()
+    }
+}
+
+impl<V> Dict<V> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Dict { buckets: empty_buckets(MIN_BUCKETS), len: 0, hasher: RandomState::new() }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of buckets (for `DEBUG HTSTATS`-like reporting).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn bucket_of(&self, key: &[u8]) -> usize {
+        (self.hasher.hash_one(key) as usize) & (self.buckets.len() - 1)
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        let mut node = self.buckets[self.bucket_of(key)].as_deref();
+        while let Some(n) = node {
+            if &*n.key == key {
+                return Some(&n.value);
+            }
+            node = n.next.as_deref();
+        }
+        None
+    }
+
+    /// The value stored under `key`, for changing it in place.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        let bucket = self.bucket_of(key);
+        let mut node = self.buckets[bucket].as_deref_mut();
+        while let Some(n) = node {
+            if &*n.key == key {
+                return Some(&mut n.value);
+            }
+            node = n.next.as_deref_mut();
+        }
+        None
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Stores `value` under `key`, returning the value it replaces.
+    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+        if let Some(slot) = self.get_mut(key) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.insert_new(key.into(), value);
+        None
+    }
+
+    /// Stores a key known to be absent.
+    fn insert_new(&mut self, key: Box<[u8]>, value: V) {
+        if self.len >= self.buckets.len() {
+            self.resize(self.buckets.len() * 2);
+        }
+        let bucket = self.bucket_of(&key);
+        let next = self.buckets[bucket].take();
+        self.buckets[bucket] = Some(Box::new(Node { key, value, next }));
+        self.len += 1;
+    }
+
+    /// The value under `key`, inserting `make()` first if the key is absent.
+    pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
+        if !self.contains_key(key) {
+            self.insert_new(key.into(), make());
+        }
+        match self.get_mut(key) {
+            Some(value) => value,
+            None => unreachable!("the key was inserted just above"),
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        let bucket = self.bucket_of(key);
+        let mut link = &mut self.buckets[bucket];
+        loop {
+            match link {
+                None => return None,
+                Some(node) if &*node.key == key => {
+                    let mut removed = link.take()?;
+                    *link = removed.next.take();
+                    self.len -= 1;
+                    self.shrink_if_sparse();
+                    return Some(removed.value);
+                }
+                Some(node) => link = &mut node.next,
+            }
+        }
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        let old = std::mem::replace(&mut self.buckets, empty_buckets(MIN_BUCKETS));
+        drop_buckets(old);
+        self.len = 0;
+    }
+
+    fn shrink_if_sparse(&mut self) {
+        let buckets = self.buckets.len();
+        if buckets > MIN_BUCKETS && self.len * 10 < buckets {
+            self.resize((self.len.next_power_of_two() * 2).max(MIN_BUCKETS));
+        }
+    }
+
+    fn resize(&mut self, new_size: usize) {
+        let old = std::mem::replace(&mut self.buckets, empty_buckets(new_size));
+        for mut chain in old {
+            while let Some(mut node) = chain {
+                chain = node.next.take();
+                let bucket = self.bucket_of(&node.key);
+                node.next = self.buckets[bucket].take();
+                self.buckets[bucket] = Some(node);
+            }
+        }
+    }
+
+    /// Visits every key and value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.buckets.iter().flat_map(|bucket| ChainIter { node: bucket.as_deref() })
+    }
+
+    /// Calls `visit` for each key of the bucket(s) at `cursor` and returns the next cursor;
+    /// 0 means the scan is complete. Cursors follow Redis's reverse-binary order.
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &V)) -> u64 {
+        let mask = (self.buckets.len() - 1) as u64;
+        let bucket = (cursor & mask) as usize;
+        for (key, value) in (ChainIter { node: self.buckets[bucket].as_deref() }) {
+            visit(key, value);
+        }
+        let mut next = cursor | !mask;
+        next = next.reverse_bits().wrapping_add(1).reverse_bits();
+        next
+    }
+
+    /// A key chosen at random, `random` being a source of random numbers.
+    pub fn random_key(&self, mut random: impl FnMut() -> u64) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = (self.buckets.len() - 1) as u64;
+        loop {
+            let bucket = (random() & mask) as usize;
+            let chain: Vec<&[u8]> = ChainIter { node: self.buckets[bucket].as_deref() }
+                .map(|(key, _)| key)
+                .collect();
+            if !chain.is_empty() {
+                return Some(chain[(random() % chain.len() as u64) as usize]);
+            }
+        }
+    }
+}
+
+impl<V> Drop for Dict<V> {
+    fn drop(&mut self) {
+        drop_buckets(std::mem::take(&mut self.buckets));
+    }
+}
+
+/// Frees chains iteratively, so a long chain cannot overflow the stack.
+fn drop_buckets<V>(buckets: Vec<Option<Box<Node<V>>>>) {
+    for mut chain in buckets {
+        while let Some(mut node) = chain {
+            chain = node.next.take();
+        }
+    }
+}
+
+fn empty_buckets<V>(size: usize) -> Vec<Option<Box<Node<V>>>> {
+    let mut buckets = Vec::with_capacity(size);
+    buckets.resize_with(size, || None);
+    buckets
+}
+
+struct ChainIter<'a, V> {
+    node: Option<&'a Node<V>>,
+}
+
+impl<'a, V> Iterator for ChainIter<'a, V> {
+    type Item = (&'a [u8], &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let node = self.node?;
+        self.node = node.next.as_deref();
+        Some((&node.key, &node.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, u32),
+        Remove(u16),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        proptest::collection::vec(
+            prop_oneof![
+                (0u16..300, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                (0u16..300).prop_map(Op::Remove),
+            ],
+            0..600,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_hash_map(ops in ops()) {
+            let mut dict = Dict::new();
+            let mut model = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let key = k.to_be_bytes();
+                        prop_assert_eq!(dict.insert(&key, v), model.insert(key.to_vec(), v));
+                    }
+                    Op::Remove(k) => {
+                        let key = k.to_be_bytes();
+                        prop_assert_eq!(dict.remove(&key), model.remove(&key.to_vec()));
+                    }
+                }
+                prop_assert_eq!(dict.len(), model.len());
+            }
+            let mut seen: Vec<(Vec<u8>, u32)> = dict.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+            let mut want: Vec<(Vec<u8>, u32)> = model.into_iter().collect();
+            seen.sort();
+            want.sort();
+            prop_assert_eq!(seen, want);
+        }
+
+        #[test]
+        fn scan_returns_every_stable_key(initial in 1u32..500, churn in ops()) {
+            let mut dict = Dict::new();
+            for i in 0..initial {
+                dict.insert(&i.to_be_bytes(), i);
+            }
+            // Keys 0..initial are never touched by the churn (which uses 2-byte keys).
+            let mut seen = HashSet::new();
+            let mut cursor = 0;
+            let mut churn = churn.into_iter();
+            loop {
+                cursor = dict.scan(cursor, |k, _| { seen.insert(k.to_vec()); });
+                for op in churn.by_ref().take(7) {
+                    match op {
+                        Op::Insert(k, v) => { dict.insert(&k.to_be_bytes(), v); }
+                        Op::Remove(k) => { dict.remove(&k.to_be_bytes()); }
+                    }
+                }
+                if cursor == 0 { break; }
+            }
+            for i in 0..initial {
+                prop_assert!(seen.contains(&i.to_be_bytes().to_vec()));
+            }
+        }
+    }
+
+    #[test]
+    fn random_key_finds_keys() {
+        let mut dict = Dict::new();
+        let mut state = 42u64;
+        let mut rng = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        assert!(dict.random_key(&mut rng).is_none());
+        for i in 0..100u32 {
+            dict.insert(&i.to_be_bytes(), ());
+        }
+        let picked: HashSet<Vec<u8>> =
+            (0..2000).filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec())).collect();
+        assert!(picked.len() > 90, "random_key covers the table, got {}", picked.len());
+    }
+}

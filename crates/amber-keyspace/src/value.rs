@@ -1,0 +1,156 @@
+//! Values stored under keys, in the encodings Redis reports with `OBJECT ENCODING`.
+
+use std::borrow::Cow;
+
+/// Longest string Redis stores in its compact `embstr` encoding.
+pub const EMBSTR_MAX_LEN: usize = 44;
+
+/// A string value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrValue {
+    /// An integer stored as a number (`OBJECT ENCODING` says `int`).
+    Int(i64),
+    /// A short string (up to 44 bytes) stored in one allocation (`embstr`).
+    Embstr(Box<[u8]>),
+    /// Any other string, with room to grow in place for `APPEND`/`SETRANGE` (`raw`).
+    Raw(Vec<u8>),
+}
+
+impl StrValue {
+    /// Stores `bytes` in the encoding Redis would pick for a value set by `SET`.
+    pub fn from_bytes(bytes: &[u8]) -> StrValue {
+        if bytes.len() <= 20 {
+            if let Some(number) = parse_int(bytes) {
+                return StrValue::Int(number);
+            }
+        }
+        if bytes.len() <= EMBSTR_MAX_LEN {
+            StrValue::Embstr(bytes.into())
+        } else {
+            StrValue::Raw(bytes.to_vec())
+        }
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            StrValue::Int(number) => Cow::Owned(number.to_string().into_bytes()),
+            StrValue::Embstr(bytes) => Cow::Borrowed(bytes),
+            StrValue::Raw(bytes) => Cow::Borrowed(bytes),
+        }
+    }
+
+    /// Length in bytes of the string form.
+    pub fn len(&self) -> usize {
+        match self {
+            StrValue::Int(number) => decimal_len(*number),
+            StrValue::Embstr(bytes) => bytes.len(),
+            StrValue::Raw(bytes) => bytes.len(),
+        }
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The integer value, if the string is one (for `INCR` and friends).
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            StrValue::Int(number) => Some(*number),
+            StrValue::Embstr(bytes) => parse_int(bytes),
+            StrValue::Raw(bytes) if bytes.len() <= 20 => parse_int(bytes),
+            StrValue::Raw(_) => None,
+        }
+    }
+
+    /// A growable buffer holding the string, converting the value to `raw` (as `APPEND` does).
+    pub fn make_raw(&mut self) -> &mut Vec<u8> {
+        if !matches!(self, StrValue::Raw(_)) {
+            *self = StrValue::Raw(self.as_bytes().into_owned());
+        }
+        match self {
+            StrValue::Raw(bytes) => bytes,
+            _ => unreachable!("converted to raw just above"),
+        }
+    }
+
+    /// Redis's name for the encoding.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            StrValue::Int(_) => "int",
+            StrValue::Embstr(_) => "embstr",
+            StrValue::Raw(_) => "raw",
+        }
+    }
+}
+
+fn parse_int(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let canonical = match text.as_bytes() {
+        [] => false,
+        [b'0'] => true,
+        [b'-', b'1'..=b'9', ..] | [b'1'..=b'9', ..] => true,
+        _ => false,
+    };
+    if canonical { text.parse().ok() } else { None }
+}
+
+fn decimal_len(number: i64) -> usize {
+    let sign = usize::from(number < 0);
+    let mut magnitude = number.unsigned_abs();
+    let mut digits = 1;
+    while magnitude >= 10 {
+        magnitude /= 10;
+        digits += 1;
+    }
+    digits + sign
+}
+
+/// Any value a key can hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string.
+    Str(StrValue),
+}
+
+impl Value {
+    /// The name `TYPE` replies.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// The name `OBJECT ENCODING` replies.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(value) => value.encoding(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_redis_encodings() {
+        assert_eq!(StrValue::from_bytes(b"123").encoding(), "int");
+        assert_eq!(StrValue::from_bytes(b"-9223372036854775808").encoding(), "int");
+        assert_eq!(StrValue::from_bytes(b"0123").encoding(), "embstr");
+        assert_eq!(StrValue::from_bytes(b"+1").encoding(), "embstr");
+        assert_eq!(StrValue::from_bytes(&[b'a'; 44]).encoding(), "embstr");
+        assert_eq!(StrValue::from_bytes(&[b'a'; 45]).encoding(), "raw");
+        assert_eq!(StrValue::from_bytes(b"9223372036854775808").encoding(), "embstr");
+    }
+
+    #[test]
+    fn int_strings_keep_their_text() {
+        for text in ["0", "-1", "42", "-9223372036854775808", "9223372036854775807"] {
+            let value = StrValue::from_bytes(text.as_bytes());
+            assert_eq!(&*value.as_bytes(), text.as_bytes());
+            assert_eq!(value.len(), text.len());
+        }
+    }
+}
