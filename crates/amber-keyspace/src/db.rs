@@ -243,7 +243,7 @@ impl Keyspace {
         self.dbs.iter().map(Db::len).sum()
     }
 
-    /// A pseudo-random number (xorshift), for sampling; not for anything secret.
+    /// A pseudo-random number (splitmix64), for sampling; not for anything secret.
     pub fn next_random(&mut self) -> u64 {
         next_random(&mut self.random_state)
     }
@@ -255,13 +255,14 @@ impl Keyspace {
     }
 }
 
+/// splitmix64: consecutive outputs are independent enough that a bucket pick and the pick
+/// within the bucket do not correlate (plain xorshift made some keys unreachable).
 fn next_random(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

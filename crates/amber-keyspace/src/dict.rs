@@ -307,10 +307,10 @@ mod tests {
         let mut dict = Dict::new();
         let mut state = 42u64;
         let mut rng = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
         };
         assert!(dict.random_key(&mut rng).is_none());
         for i in 0..100u32 {
