@@ -6,8 +6,10 @@
 
 mod db;
 mod dict;
+mod glob;
 mod value;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::Dict;
+pub use glob::glob_match;
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

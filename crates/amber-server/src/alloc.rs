@@ -1,0 +1,63 @@
+//! A global allocator that counts live heap bytes, so `INFO memory` reports `used_memory`
+//! from the allocator itself rather than an estimate.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static USED: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting the bytes it hands out.
+pub struct CountingAllocator;
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            USED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        USED.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            USED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            USED.fetch_add(new_size, Ordering::Relaxed);
+            USED.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        new
+    }
+}
+
+/// Bytes currently allocated on the heap.
+pub fn used_memory() -> usize {
+    let used = USED.load(Ordering::Relaxed);
+    PEAK.fetch_max(used, Ordering::Relaxed);
+    used
+}
+
+/// The highest value [`used_memory`] has reported.
+pub fn peak_memory() -> usize {
+    PEAK.load(Ordering::Relaxed).max(USED.load(Ordering::Relaxed))
+}
+
+/// Resident set size of the process, from `/proc/self/statm`.
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

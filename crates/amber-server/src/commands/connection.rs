@@ -1,0 +1,371 @@
+//! Connection commands: PING, ECHO, QUIT, HELLO, AUTH, SELECT, CLIENT.
+
+use amber_protocol::{parse_i64, Protocol};
+use bytes::Bytes;
+
+use super::keys::parse_db_index;
+use super::{errors, is, subcommand_arity, unknown_subcommand, Ctx};
+use crate::server::ClientInfo;
+
+/// `PING [message]`
+pub fn ping(ctx: &mut Ctx, args: &[Bytes]) {
+    match args.len() {
+        1 => ctx.out.simple("PONG"),
+        2 => ctx.out.bulk(&args[1]),
+        _ => ctx.error("ERR wrong number of arguments for 'ping' command"),
+    }
+}
+
+/// `ECHO message`
+pub fn echo(ctx: &mut Ctx, args: &[Bytes]) {
+    ctx.out.bulk(&args[1]);
+}
+
+/// `QUIT`: replies OK, then the connection closes.
+pub fn quit(ctx: &mut Ctx, _args: &[Bytes]) {
+    ctx.out.ok();
+    ctx.client.close_after_reply = true;
+}
+
+/// Checks a password for the default user (the only user Amber has).
+fn check_password(ctx: &mut Ctx, user: &[u8], password: &[u8]) -> bool {
+    let accepted = user == b"default"
+        && match &ctx.server.settings.requirepass {
+            None => true,
+            Some(expected) => expected.as_slice() == password,
+        };
+    if accepted {
+        ctx.client.authenticated = true;
+    }
+    accepted
+}
+
+/// `AUTH [username] password`
+pub fn auth(ctx: &mut Ctx, args: &[Bytes]) {
+    if args.len() > 3 {
+        ctx.error(errors::SYNTAX);
+        return;
+    }
+    if args.len() == 2 && ctx.server.settings.requirepass.is_none() {
+        ctx.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+        return;
+    }
+    let (user, password): (&[u8], &[u8]) =
+        if args.len() == 3 { (&args[1], &args[2]) } else { (b"default", &args[1]) };
+    if check_password(ctx, user, password) {
+        ctx.out.ok();
+    } else {
+        ctx.error(errors::WRONGPASS);
+    }
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
+pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
+    let mut version = None;
+    if let Some(arg) = args.get(1) {
+        match parse_i64(arg) {
+            Some(v) if v == 2 || v == 3 => version = Some(v),
+            Some(_) => {
+                ctx.error("NOPROTO unsupported protocol version");
+                return;
+            }
+            None => {
+                ctx.error("ERR Protocol version is not an integer or out of range");
+                return;
+            }
+        }
+    }
+    let mut name = None;
+    let mut credentials = None;
+    let mut i = 2;
+    while i < args.len() {
+        let remaining = args.len() - i - 1;
+        if is(&args[i], "auth") && remaining >= 2 {
+            credentials = Some((args[i + 1].clone(), args[i + 2].clone()));
+            i += 3;
+        } else if is(&args[i], "setname") && remaining >= 1 {
+            name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            ctx.error(&format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&args[i])));
+            return;
+        }
+    }
+    if let Some((user, password)) = credentials {
+        if !check_password(ctx, &user, &password) {
+            ctx.error(errors::WRONGPASS);
+            return;
+        }
+    }
+    if !ctx.client.authenticated {
+        ctx.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return;
+    }
+    if let Some(name) = name {
+        if !valid_client_name(&name) {
+            ctx.error(BAD_NAME);
+            return;
+        }
+        ctx.client.info.borrow_mut().name = name.to_vec();
+    }
+    if let Some(version) = version {
+        ctx.out.set_protocol(if version == 3 { Protocol::Resp3 } else { Protocol::Resp2 });
+        ctx.client.info.borrow_mut().resp = version as u8;
+    }
+    let proto = ctx.client.info.borrow().resp;
+    ctx.out.map(7);
+    ctx.out.bulk(b"server");
+    ctx.out.bulk(b"redis");
+    ctx.out.bulk(b"version");
+    ctx.out.bulk(crate::REDIS_VERSION.as_bytes());
+    ctx.out.bulk(b"proto");
+    ctx.out.integer(i64::from(proto));
+    ctx.out.bulk(b"id");
+    ctx.out.integer(ctx.client.id as i64);
+    ctx.out.bulk(b"mode");
+    ctx.out.bulk(b"standalone");
+    ctx.out.bulk(b"role");
+    ctx.out.bulk(b"master");
+    ctx.out.bulk(b"modules");
+    ctx.out.array(0);
+}
+
+/// `SELECT index`
+pub fn select(ctx: &mut Ctx, args: &[Bytes]) {
+    match parse_db_index(&args[1], ctx.server.keyspace.db_count()) {
+        None => ctx.error(errors::NOT_INTEGER),
+        Some(Err(())) => ctx.error(errors::DB_RANGE),
+        Some(Ok(index)) => {
+            ctx.client.db = index;
+            ctx.client.info.borrow_mut().db = index;
+            ctx.out.ok();
+        }
+    }
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "    * MAXAGE <maxage>",
+    "      Kill connections older than the specified age.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `CLIENT ID|GETNAME|SETNAME|LIST|INFO|KILL|HELP`
+pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
+    let sub = args[1].to_ascii_lowercase();
+    let arity_ok = match sub.as_slice() {
+        b"id" | b"getname" | b"info" | b"help" => args.len() == 2,
+        b"setname" => args.len() == 3,
+        b"list" => true,
+        b"kill" => args.len() >= 3,
+        _ => {
+            unknown_subcommand(ctx, "client", &args[1]);
+            return;
+        }
+    };
+    if !arity_ok {
+        subcommand_arity(ctx, "client", &args[1]);
+        return;
+    }
+    match sub.as_slice() {
+        b"id" => ctx.out.integer(ctx.client.id as i64),
+        b"getname" => {
+            let name = ctx.client.info.borrow().name.clone();
+            if name.is_empty() { ctx.out.null() } else { ctx.out.bulk(&name) }
+        }
+        b"setname" => {
+            if !valid_client_name(&args[2]) {
+                ctx.error(BAD_NAME);
+                return;
+            }
+            ctx.client.info.borrow_mut().name = args[2].to_vec();
+            ctx.out.ok();
+        }
+        b"info" => {
+            let line = describe(&ctx.client.info.borrow()) + "\n";
+            ctx.out.verbatim(b"txt", line.as_bytes());
+        }
+        b"list" => client_list(ctx, &args[2..]),
+        b"kill" => client_kill(ctx, &args[2..]),
+        _ => {
+            ctx.out.array(CLIENT_HELP.len());
+            CLIENT_HELP.iter().for_each(|line| ctx.out.simple(line));
+        }
+    }
+}
+
+/// One `CLIENT LIST` line, with Redis 7.0's fields.
+pub fn describe(info: &ClientInfo) -> String {
+    let now = std::time::Instant::now();
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        info.id,
+        info.addr,
+        info.laddr,
+        info.fd,
+        String::from_utf8_lossy(&info.name),
+        now.duration_since(info.created).as_secs(),
+        now.duration_since(info.last_interaction).as_secs(),
+        info.db,
+        info.query_buffer,
+        16384usize.saturating_sub(info.query_buffer),
+        16384 + info.query_buffer,
+        if info.last_command.is_empty() { "NULL" } else { &info.last_command },
+        info.resp,
+    )
+}
+
+fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 0;
+    while i < options.len() {
+        if is(&options[i], "type") && i + 1 < options.len() {
+            let kind = options[i + 1].to_ascii_lowercase();
+            if !matches!(kind.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
+                ctx.error(&format!("ERR Unknown client type '{}'", String::from_utf8_lossy(&options[i + 1])));
+                return;
+            }
+            if kind != b"normal" {
+                ids = Some(Vec::new());
+            }
+            i += 2;
+        } else if is(&options[i], "id") && i + 1 < options.len() {
+            let mut list = Vec::new();
+            for arg in &options[i + 1..] {
+                match parse_i64(arg) {
+                    Some(id) if id > 0 => list.push(id as u64),
+                    _ => {
+                        ctx.error("ERR Invalid client ID");
+                        return;
+                    }
+                }
+            }
+            ids = Some(list);
+            i = options.len();
+        } else {
+            ctx.error(errors::SYNTAX);
+            return;
+        }
+    }
+    let mut text = String::new();
+    for (id, info) in &ctx.server.clients {
+        if ids.as_ref().is_none_or(|wanted| wanted.contains(id)) {
+            text.push_str(&describe(&info.borrow()));
+            text.push('\n');
+        }
+    }
+    ctx.out.verbatim(b"txt", text.as_bytes());
+}
+
+fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
+    if options.len() == 1 {
+        let addr = String::from_utf8_lossy(&options[0]).into_owned();
+        let killed = kill_matching(ctx, |info| info.addr == addr, false);
+        if killed == 0 {
+            ctx.error("ERR No such client");
+        } else {
+            ctx.out.ok();
+        }
+        return;
+    }
+    if options.len() % 2 != 0 {
+        ctx.error(errors::SYNTAX);
+        return;
+    }
+    let mut filters: Vec<Box<dyn Fn(&ClientInfo) -> bool>> = Vec::new();
+    let mut skip_me = true;
+    for pair in options.chunks(2) {
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        if is(&pair[0], "id") {
+            let Some(id) = parse_i64(&pair[1]).filter(|id| *id > 0) else {
+                ctx.error("ERR client-id should be greater than 0");
+                return;
+            };
+            filters.push(Box::new(move |info| info.id == id as u64));
+        } else if is(&pair[0], "addr") {
+            filters.push(Box::new(move |info| info.addr == value));
+        } else if is(&pair[0], "laddr") {
+            filters.push(Box::new(move |info| info.laddr == value));
+        } else if is(&pair[0], "user") {
+            filters.push(Box::new(move |_| value == "default"));
+        } else if is(&pair[0], "type") {
+            let normal = value.eq_ignore_ascii_case("normal");
+            filters.push(Box::new(move |_| normal));
+        } else if is(&pair[0], "maxage") {
+            let Some(age) = parse_i64(&pair[1]) else {
+                ctx.error(errors::NOT_INTEGER);
+                return;
+            };
+            filters.push(Box::new(move |info| info.created.elapsed().as_secs() as i64 >= age));
+        } else if is(&pair[0], "skipme") {
+            skip_me = match value.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => {
+                    ctx.error(errors::SYNTAX);
+                    return;
+                }
+            };
+        } else {
+            ctx.error(errors::SYNTAX);
+            return;
+        }
+    }
+    let killed = kill_matching(ctx, |info| filters.iter().all(|f| f(info)), skip_me);
+    ctx.out.integer(killed as i64);
+}
+
+fn kill_matching(ctx: &mut Ctx, matches: impl Fn(&ClientInfo) -> bool, skip_me: bool) -> usize {
+    let mut killed = 0;
+    for (id, info) in &ctx.server.clients {
+        let mut info = info.borrow_mut();
+        if (skip_me && *id == ctx.client.id) || !matches(&info) {
+            continue;
+        }
+        killed += 1;
+        if *id == ctx.client.id {
+            ctx.client.close_after_reply = true;
+        } else {
+            info.killed = true;
+            info.kill.notify_one();
+        }
+    }
+    killed
+}

@@ -1,0 +1,240 @@
+//! `INFO`: the sections monitoring tools parse, with Redis's field names and order.
+
+use std::fmt::Write;
+
+use crate::alloc;
+use crate::server::{unix_ms, Server};
+
+const DEFAULT_SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+
+/// Renders the requested sections (`default` when none are named, `all`/`everything` for all).
+pub fn render(server: &Server, requested: &[String]) -> String {
+    let wanted: Vec<&str> = if requested.is_empty()
+        || requested.iter().any(|s| s == "default" || s == "all" || s == "everything")
+    {
+        DEFAULT_SECTIONS.to_vec()
+    } else {
+        DEFAULT_SECTIONS.iter().copied().filter(|s| requested.iter().any(|r| r == s)).collect()
+    };
+    let mut out = String::new();
+    for (index, section) in wanted.iter().enumerate() {
+        if index > 0 {
+            out.push_str("\r\n");
+        }
+        let body = match *section {
+            "server" => server_section(server),
+            "clients" => clients_section(server),
+            "memory" => memory_section(server),
+            "persistence" => persistence_section(server),
+            "stats" => stats_section(server),
+            "replication" => replication_section(server),
+            "cpu" => cpu_section(),
+            _ => keyspace_section(server),
+        };
+        let title = capitalize(section);
+        let _ = write!(out, "# {title}\r\n{body}");
+    }
+    out
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or(String::new(), |first| first.to_uppercase().chain(chars).collect())
+}
+
+fn lines(fields: &[(&str, String)]) -> String {
+    fields.iter().map(|(name, value)| format!("{name}:{value}\r\n")).collect()
+}
+
+fn server_section(server: &Server) -> String {
+    let uptime = server.started.elapsed().as_secs();
+    let hz = server.settings.hz;
+    lines(&[
+        ("redis_version", crate::REDIS_VERSION.into()),
+        ("redis_git_sha1", "00000000".into()),
+        ("redis_git_dirty", "0".into()),
+        ("redis_build_id", "0".into()),
+        ("redis_mode", "standalone".into()),
+        ("amber_version", env!("CARGO_PKG_VERSION").into()),
+        ("os", os_name()),
+        ("arch_bits", "64".into()),
+        ("monotonic_clock", "POSIX clock_gettime".into()),
+        ("multiplexing_api", "epoll".into()),
+        ("atomicvar_api", "c11-builtin".into()),
+        ("gcc_version", "0.0.0".into()),
+        ("process_id", std::process::id().to_string()),
+        ("process_supervised", "no".into()),
+        ("run_id", server.run_id.clone()),
+        ("tcp_port", server.port.to_string()),
+        ("server_time_usec", (unix_ms() * 1000).to_string()),
+        ("uptime_in_seconds", uptime.to_string()),
+        ("uptime_in_days", (uptime / 86400).to_string()),
+        ("hz", hz.to_string()),
+        ("configured_hz", hz.to_string()),
+        ("lru_clock", ((unix_ms() / 1000) & 0xff_ffff).to_string()),
+        ("executable", server.executable.clone()),
+        (
+            "config_file",
+            server.config.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+        ),
+        ("io_threads_active", "0".into()),
+    ])
+}
+
+fn os_name() -> String {
+    match nix::sys::utsname::uname() {
+        Ok(name) => format!(
+            "{} {} {}",
+            name.sysname().to_string_lossy(),
+            name.release().to_string_lossy(),
+            name.machine().to_string_lossy()
+        ),
+        Err(_) => "Linux".into(),
+    }
+}
+
+fn clients_section(server: &Server) -> String {
+    lines(&[
+        ("connected_clients", server.clients.len().to_string()),
+        ("cluster_connections", "0".into()),
+        ("maxclients", server.settings.maxclients.to_string()),
+        ("client_recent_max_input_buffer", "0".into()),
+        ("client_recent_max_output_buffer", "0".into()),
+        ("blocked_clients", "0".into()),
+        ("tracking_clients", "0".into()),
+        ("clients_in_timeout_table", "0".into()),
+    ])
+}
+
+/// `1.50M`-style sizes as Redis's `bytesToHuman` prints them.
+fn human(bytes: usize) -> String {
+    let b = bytes as f64;
+    const K: f64 = 1024.0;
+    if b < K {
+        format!("{bytes}B")
+    } else if b < K * K {
+        format!("{:.2}K", b / K)
+    } else if b < K * K * K {
+        format!("{:.2}M", b / (K * K))
+    } else {
+        format!("{:.2}G", b / (K * K * K))
+    }
+}
+
+fn memory_section(server: &Server) -> String {
+    let used = alloc::used_memory();
+    let peak = alloc::peak_memory();
+    let rss = alloc::rss_bytes();
+    let maxmemory = server.config.get_i64("maxmemory").max(0) as usize;
+    lines(&[
+        ("used_memory", used.to_string()),
+        ("used_memory_human", human(used)),
+        ("used_memory_rss", rss.to_string()),
+        ("used_memory_rss_human", human(rss)),
+        ("used_memory_peak", peak.to_string()),
+        ("used_memory_peak_human", human(peak)),
+        ("maxmemory", maxmemory.to_string()),
+        ("maxmemory_human", human(maxmemory)),
+        ("maxmemory_policy", server.config.get("maxmemory-policy").into()),
+        ("mem_fragmentation_ratio", format!("{:.2}", rss as f64 / used.max(1) as f64)),
+        ("mem_allocator", "libc".into()),
+    ])
+}
+
+fn persistence_section(server: &Server) -> String {
+    lines(&[
+        ("loading", "0".into()),
+        ("async_loading", "0".into()),
+        ("current_cow_peak", "0".into()),
+        ("current_cow_size", "0".into()),
+        ("current_cow_size_age", "0".into()),
+        ("current_fork_perc", "0.00".into()),
+        ("current_save_keys_processed", "0".into()),
+        ("current_save_keys_total", "0".into()),
+        ("rdb_changes_since_last_save", server.dirty.to_string()),
+        ("rdb_bgsave_in_progress", "0".into()),
+        ("rdb_last_save_time", server.last_save.to_string()),
+        ("rdb_last_bgsave_status", "ok".into()),
+        ("rdb_last_bgsave_time_sec", "-1".into()),
+        ("rdb_current_bgsave_time_sec", "-1".into()),
+        ("rdb_saves", "0".into()),
+        ("rdb_last_cow_size", "0".into()),
+        ("rdb_last_load_keys_expired", "0".into()),
+        ("rdb_last_load_keys_loaded", "0".into()),
+        ("aof_enabled", "0".into()),
+        ("aof_rewrite_in_progress", "0".into()),
+        ("aof_rewrite_scheduled", "0".into()),
+        ("aof_last_rewrite_time_sec", "-1".into()),
+        ("aof_current_rewrite_time_sec", "-1".into()),
+        ("aof_last_bgrewrite_status", "ok".into()),
+        ("aof_rewrites", "0".into()),
+        ("aof_rewrites_consecutive_failures", "0".into()),
+        ("aof_last_write_status", "ok".into()),
+        ("aof_last_cow_size", "0".into()),
+        ("module_fork_in_progress", "0".into()),
+        ("module_fork_last_cow_size", "0".into()),
+    ])
+}
+
+fn stats_section(server: &Server) -> String {
+    let stats = &server.stats;
+    lines(&[
+        ("total_connections_received", stats.connections_received.to_string()),
+        ("total_commands_processed", stats.commands_processed.to_string()),
+        ("instantaneous_ops_per_sec", stats.instantaneous_ops.to_string()),
+        ("total_net_input_bytes", stats.net_input_bytes.to_string()),
+        ("total_net_output_bytes", stats.net_output_bytes.to_string()),
+        ("rejected_connections", stats.rejected_connections.to_string()),
+        ("expired_keys", stats.expired_keys.to_string()),
+        ("evicted_keys", "0".into()),
+        ("keyspace_hits", stats.keyspace_hits.to_string()),
+        ("keyspace_misses", stats.keyspace_misses.to_string()),
+        ("pubsub_channels", "0".into()),
+        ("pubsub_patterns", "0".into()),
+        ("latest_fork_usec", "0".into()),
+        ("total_forks", "0".into()),
+        ("total_error_replies", stats.error_replies.to_string()),
+    ])
+}
+
+fn replication_section(server: &Server) -> String {
+    lines(&[
+        ("role", "master".into()),
+        ("connected_slaves", "0".into()),
+        ("master_replid", server.run_id.clone()),
+        ("master_replid2", "0000000000000000000000000000000000000000".into()),
+        ("master_repl_offset", "0".into()),
+        ("second_repl_offset", "-1".into()),
+        ("repl_backlog_active", "0".into()),
+        ("repl_backlog_size", server.config.get("repl-backlog-size").into()),
+    ])
+}
+
+fn cpu_section() -> String {
+    let usage = |who| nix::sys::resource::getrusage(who).ok();
+    let format_time = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
+    let me = usage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    let children = usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+    lines(&[
+        ("used_cpu_sys", me.map(|u| format_time(u.system_time())).unwrap_or_default()),
+        ("used_cpu_user", me.map(|u| format_time(u.user_time())).unwrap_or_default()),
+        ("used_cpu_sys_children", children.map(|u| format_time(u.system_time())).unwrap_or_default()),
+        ("used_cpu_user_children", children.map(|u| format_time(u.user_time())).unwrap_or_default()),
+    ])
+}
+
+fn keyspace_section(server: &Server) -> String {
+    let mut out = String::new();
+    for (index, db) in server.keyspace.dbs().iter().enumerate() {
+        if !db.is_empty() {
+            let _ = write!(
+                out,
+                "db{index}:keys={},expires={},avg_ttl=0\r\n",
+                db.len(),
+                db.volatile_len()
+            );
+        }
+    }
+    out
+}

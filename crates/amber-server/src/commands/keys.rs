@@ -1,0 +1,461 @@
+//! Generic key commands: deletion, existence, renaming, moving, expiry, iteration, OBJECT.
+
+use amber_keyspace::{glob_match, Entry};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::{errors, is, subcommand_arity, unknown_subcommand, Ctx};
+
+fn collect(ctx: &mut Ctx) {
+    let db = ctx.client.db;
+    ctx.server.collect_expired(db);
+}
+
+/// `DEL key [key ...]` and `UNLINK`.
+pub fn del(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let mut deleted = 0;
+    for key in &args[1..] {
+        if ctx.db().exists(key, now) {
+            ctx.db().remove(key);
+            deleted += 1;
+        }
+    }
+    collect(ctx);
+    ctx.dirty(deleted);
+    ctx.out.integer(deleted as i64);
+}
+
+/// `EXISTS key [key ...]`: counts repeated keys each time.
+pub fn exists(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let count = args[1..].iter().filter(|key| ctx.db().exists(key, now)).count();
+    collect(ctx);
+    ctx.out.integer(count as i64);
+}
+
+/// `TOUCH key [key ...]`
+pub fn touch(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let count = args[1..].iter().filter(|key| ctx.db().get_mut(key, now).is_some()).count();
+    collect(ctx);
+    ctx.out.integer(count as i64);
+}
+
+/// `TYPE key`
+pub fn type_(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let name = ctx.db().get_mut(&args[1], now).map_or("none", |e| e.value.type_name());
+    collect(ctx);
+    ctx.out.simple(name);
+}
+
+/// `KEYS pattern`
+pub fn keys(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let pattern = &args[1];
+    let all = pattern.as_ref() == b"*";
+    let found: Vec<Vec<u8>> = ctx
+        .db()
+        .iter()
+        .filter(|(key, entry)| {
+            entry.expire_at.is_none_or(|at| at > now) && (all || glob_match(pattern, key, false))
+        })
+        .map(|(key, _)| key.to_vec())
+        .collect();
+    ctx.out.array(found.len());
+    for key in found {
+        ctx.out.bulk(&key);
+    }
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
+pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(mut cursor) = std::str::from_utf8(&args[1]).ok().and_then(|c| c.parse::<u64>().ok())
+    else {
+        ctx.error("ERR invalid cursor");
+        return;
+    };
+    let mut pattern: Option<&[u8]> = None;
+    let mut count: i64 = 10;
+    let mut type_filter: Option<&[u8]> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            ctx.error(errors::SYNTAX);
+            return;
+        };
+        if is(&args[i], "match") {
+            pattern = Some(value);
+        } else if is(&args[i], "count") {
+            let Ok(n) = ctx.int_arg(value) else { return };
+            if n < 1 {
+                ctx.error(errors::SYNTAX);
+                return;
+            }
+            count = n;
+        } else if is(&args[i], "type") {
+            type_filter = Some(value);
+        } else {
+            ctx.error(errors::SYNTAX);
+            return;
+        }
+        i += 2;
+    }
+    let now = ctx.server.now_ms;
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut budget = count.saturating_mul(10);
+    let db = ctx.db();
+    loop {
+        cursor = db.scan(cursor, |key, entry| {
+            let live = entry.expire_at.is_none_or(|at| at > now);
+            let matches = pattern.is_none_or(|p| glob_match(p, key, false));
+            let typed = type_filter.is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
+            if live && matches && typed {
+                found.push(key.to_vec());
+            }
+        });
+        budget -= 1;
+        if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
+            break;
+        }
+    }
+    ctx.out.array(2);
+    ctx.out.bulk(cursor.to_string().as_bytes());
+    ctx.out.array(found.len());
+    for key in found {
+        ctx.out.bulk(&key);
+    }
+}
+
+/// `RANDOMKEY`
+pub fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let (database, random) = ctx.server.keyspace.db_with_random(db);
+    let key = database.random_key(now, random);
+    collect(ctx);
+    match key {
+        Some(key) => ctx.out.bulk(&key),
+        None => ctx.out.null(),
+    }
+}
+
+fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
+    let now = ctx.server.now_ms;
+    let (from, to) = (&args[1], &args[2]);
+    if !ctx.db().exists(from, now) {
+        collect(ctx);
+        ctx.error(errors::NO_SUCH_KEY);
+        return;
+    }
+    if from == to {
+        if nx { ctx.out.integer(0) } else { ctx.out.ok() }
+        return;
+    }
+    if nx && ctx.db().exists(to, now) {
+        collect(ctx);
+        ctx.out.integer(0);
+        return;
+    }
+    if let Some(entry) = ctx.db().remove(from) {
+        ctx.db().insert(to, entry);
+    }
+    collect(ctx);
+    ctx.dirty(1);
+    if nx { ctx.out.integer(1) } else { ctx.out.ok() }
+}
+
+/// `RENAME key newkey`
+pub fn rename(ctx: &mut Ctx, args: &[Bytes]) {
+    rename_generic(ctx, args, false);
+}
+
+/// `RENAMENX key newkey`
+pub fn renamenx(ctx: &mut Ctx, args: &[Bytes]) {
+    rename_generic(ctx, args, true);
+}
+
+fn db_index(ctx: &mut Ctx, arg: &[u8]) -> Result<usize, ()> {
+    let index = ctx.int_arg(arg)?;
+    if index < 0 || index >= ctx.server.keyspace.db_count() as i64 {
+        ctx.error(errors::DB_RANGE);
+        return Err(());
+    }
+    Ok(index as usize)
+}
+
+/// `MOVE key db`
+pub fn move_(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(target) = db_index(ctx, &args[2]) else { return };
+    let source = ctx.client.db;
+    if target == source {
+        ctx.error("ERR source and destination objects are the same");
+        return;
+    }
+    let now = ctx.server.now_ms;
+    let key = &args[1];
+    let movable = ctx.db().exists(key, now) && !ctx.server.keyspace.db(target).exists(key, now);
+    collect(ctx);
+    ctx.server.collect_expired(target);
+    if !movable {
+        ctx.out.integer(0);
+        return;
+    }
+    if let Some(entry) = ctx.db().remove(key) {
+        ctx.server.keyspace.db(target).insert(key, entry);
+    }
+    ctx.dirty(1);
+    ctx.out.integer(1);
+}
+
+/// `COPY source destination [DB db] [REPLACE]`
+pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
+    let mut target = ctx.client.db;
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if is(&args[i], "replace") {
+            replace = true;
+        } else if is(&args[i], "db") && i + 1 < args.len() {
+            let Ok(index) = db_index(ctx, &args[i + 1]) else { return };
+            target = index;
+            i += 1;
+        } else {
+            ctx.error(errors::SYNTAX);
+            return;
+        }
+        i += 1;
+    }
+    let (from, to) = (&args[1], &args[2]);
+    if target == ctx.client.db && from == to {
+        ctx.error("ERR source and destination objects are the same");
+        return;
+    }
+    let now = ctx.server.now_ms;
+    let Some(source) = ctx.db().peek(from, now).cloned() else {
+        ctx.out.integer(0);
+        return;
+    };
+    let destination = ctx.server.keyspace.db(target);
+    if destination.exists(to, now) && !replace {
+        ctx.out.integer(0);
+        return;
+    }
+    let copy = Entry { accessed: (now / 1000) as u32, ..source };
+    destination.insert(to, copy);
+    ctx.server.collect_expired(target);
+    ctx.dirty(1);
+    ctx.out.integer(1);
+}
+
+#[derive(Default)]
+struct ExpireFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+}
+
+fn parse_expire_flags(ctx: &mut Ctx, args: &[Bytes]) -> Result<ExpireFlags, ()> {
+    let mut flags = ExpireFlags::default();
+    for arg in args {
+        if is(arg, "nx") {
+            flags.nx = true;
+        } else if is(arg, "xx") {
+            flags.xx = true;
+        } else if is(arg, "gt") {
+            flags.gt = true;
+        } else if is(arg, "lt") {
+            flags.lt = true;
+        } else {
+            ctx.error(&format!("ERR Unsupported option {}", String::from_utf8_lossy(arg)));
+            return Err(());
+        }
+    }
+    if flags.nx && (flags.xx || flags.gt || flags.lt) {
+        ctx.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return Err(());
+    }
+    if flags.gt && flags.lt {
+        ctx.error("ERR GT and LT options at the same time are not compatible");
+        return Err(());
+    }
+    Ok(flags)
+}
+
+fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, command: &str) {
+    let Ok(value) = ctx.int_arg(&args[2]) else { return };
+    let Ok(flags) = parse_expire_flags(ctx, &args[3..]) else { return };
+    let now = ctx.server.now_ms;
+    let at = value.checked_mul(unit_ms).and_then(|ms| if relative { ms.checked_add(now) } else { Some(ms) });
+    let Some(at) = at else {
+        ctx.error(&format!("ERR invalid expire time in '{command}' command"));
+        return;
+    };
+    let key = &args[1];
+    let current = ctx.db().get_mut(key, now).map(|entry| entry.expire_at);
+    collect(ctx);
+    let Some(current) = current else {
+        ctx.out.integer(0);
+        return;
+    };
+    let allowed = match current {
+        None => !flags.xx && !flags.gt,
+        Some(ttl) => !flags.nx && (!flags.gt || at > ttl) && (!flags.lt || at < ttl),
+    };
+    if !allowed {
+        ctx.out.integer(0);
+        return;
+    }
+    if at <= now {
+        ctx.db().remove(key);
+    } else {
+        ctx.db().set_expire(key, Some(at));
+    }
+    ctx.dirty(1);
+    ctx.out.integer(1);
+}
+
+/// `EXPIRE key seconds [NX|XX|GT|LT]`
+pub fn expire(ctx: &mut Ctx, args: &[Bytes]) {
+    expire_generic(ctx, args, 1000, true, "expire");
+}
+
+/// `PEXPIRE key milliseconds [NX|XX|GT|LT]`
+pub fn pexpire(ctx: &mut Ctx, args: &[Bytes]) {
+    expire_generic(ctx, args, 1, true, "pexpire");
+}
+
+/// `EXPIREAT key unix-seconds [NX|XX|GT|LT]`
+pub fn expireat(ctx: &mut Ctx, args: &[Bytes]) {
+    expire_generic(ctx, args, 1000, false, "expireat");
+}
+
+/// `PEXPIREAT key unix-milliseconds [NX|XX|GT|LT]`
+pub fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) {
+    expire_generic(ctx, args, 1, false, "pexpireat");
+}
+
+/// The key's expiry: `None` if missing, `Some(None)` if persistent.
+fn expiry_of(ctx: &mut Ctx, key: &[u8]) -> Option<Option<i64>> {
+    let now = ctx.server.now_ms;
+    let expiry = ctx.db().get_mut(key, now).map(|entry| entry.expire_at);
+    collect(ctx);
+    expiry
+}
+
+fn ttl_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
+    let now = ctx.server.now_ms;
+    let reply = match expiry_of(ctx, key) {
+        None => -2,
+        Some(None) => -1,
+        Some(Some(at)) => {
+            let left = (at - now).max(0);
+            if in_ms { left } else { (left + 500) / 1000 }
+        }
+    };
+    ctx.out.integer(reply);
+}
+
+/// `TTL key`
+pub fn ttl(ctx: &mut Ctx, args: &[Bytes]) {
+    ttl_generic(ctx, &args[1], false);
+}
+
+/// `PTTL key`
+pub fn pttl(ctx: &mut Ctx, args: &[Bytes]) {
+    ttl_generic(ctx, &args[1], true);
+}
+
+fn expiretime_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
+    let reply = match expiry_of(ctx, key) {
+        None => -2,
+        Some(None) => -1,
+        Some(Some(at)) => {
+            if in_ms { at } else { at / 1000 }
+        }
+    };
+    ctx.out.integer(reply);
+}
+
+/// `EXPIRETIME key`
+pub fn expiretime(ctx: &mut Ctx, args: &[Bytes]) {
+    expiretime_generic(ctx, &args[1], false);
+}
+
+/// `PEXPIRETIME key`
+pub fn pexpiretime(ctx: &mut Ctx, args: &[Bytes]) {
+    expiretime_generic(ctx, &args[1], true);
+}
+
+/// `PERSIST key`
+pub fn persist(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Some(Some(_)) = expiry_of(ctx, &args[1]) {
+        ctx.db().set_expire(&args[1], None);
+        ctx.dirty(1);
+        ctx.out.integer(1);
+    } else {
+        ctx.out.integer(0);
+    }
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ|HELP`
+pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
+    let sub = &args[1];
+    if is(sub, "help") && args.len() == 2 {
+        ctx.out.array(OBJECT_HELP.len());
+        OBJECT_HELP.iter().for_each(|line| ctx.out.simple(line));
+        return;
+    }
+    let known = ["encoding", "refcount", "idletime", "freq"].iter().any(|s| is(sub, s));
+    if !known {
+        unknown_subcommand(ctx, "object", sub);
+        return;
+    }
+    if args.len() != 3 {
+        subcommand_arity(ctx, "object", sub);
+        return;
+    }
+    let now = ctx.server.now_ms;
+    let Some(entry) = ctx.db().peek(&args[2], now) else {
+        ctx.out.null();
+        return;
+    };
+    let encoding = entry.value.encoding();
+    let idle = (now / 1000 - i64::from(entry.accessed)).max(0);
+    let shared_int = matches!(&entry.value, amber_keyspace::Value::Str(amber_keyspace::StrValue::Int(n)) if (0..10000).contains(n));
+    if is(sub, "encoding") {
+        ctx.out.bulk(encoding.as_bytes());
+    } else if is(sub, "refcount") {
+        ctx.out.integer(if shared_int { i64::from(i32::MAX) } else { 1 });
+    } else if is(sub, "idletime") {
+        ctx.out.integer(idle);
+    } else {
+        ctx.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.");
+    }
+}
+
+/// Parses a database index for SELECT/SWAPDB-style commands, without replying.
+pub fn parse_db_index(arg: &[u8], db_count: usize) -> Option<Result<usize, ()>> {
+    let index = parse_i64(arg)?;
+    Some(if index < 0 || index >= db_count as i64 { Err(()) } else { Ok(index as usize) })
+}

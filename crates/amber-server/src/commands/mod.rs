@@ -1,0 +1,178 @@
+//! The command layer: the command table, argument checks common to every command (arity,
+//! authentication), and dispatch to the families' implementations.
+
+mod connection;
+mod info;
+mod keys;
+mod server_cmds;
+mod strings;
+mod table;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use amber_keyspace::{Db, StrValue, Value};
+use amber_protocol::{parse_i64, ReplyWriter};
+use bytes::Bytes;
+
+use crate::server::{ClientInfo, Server};
+pub use connection::describe as describe_client;
+pub use table::{lookup, CommandSpec, COMMANDS};
+
+/// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
+pub mod errors {
+    /// A value that must be an integer is not one.
+    pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+    /// A value that must be a float is not one.
+    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+    /// Bad option combination or unknown option.
+    pub const SYNTAX: &str = "ERR syntax error";
+    /// An operation on a key holding another type.
+    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    /// A command before `AUTH` on a server with a password.
+    pub const NOAUTH: &str = "NOAUTH Authentication required.";
+    /// A wrong password.
+    pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    /// `SELECT`/`MOVE` to a database that does not exist.
+    pub const DB_RANGE: &str = "ERR DB index is out of range";
+    /// A result over `proto-max-bulk-len`.
+    pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+    /// `INCR` past the 64-bit range.
+    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    /// A missing key where one is required.
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+}
+
+/// Per-connection state that commands read and change.
+pub struct ClientState {
+    /// What `CLIENT LIST` shows, shared with the server.
+    pub info: Rc<RefCell<ClientInfo>>,
+    /// Selected database.
+    pub db: usize,
+    /// Whether the client has authenticated (or no password is needed).
+    pub authenticated: bool,
+    /// Set by `QUIT` and protocol errors: close once the replies are written.
+    pub close_after_reply: bool,
+    /// Whether the client comes from the loopback interface or a Unix socket.
+    pub local: bool,
+    /// The client's id.
+    pub id: u64,
+}
+
+/// Everything a command implementation works with.
+pub struct Ctx<'a> {
+    /// The server state.
+    pub server: &'a mut Server,
+    /// The calling client.
+    pub client: &'a mut ClientState,
+    /// Where the reply goes.
+    pub out: &'a mut ReplyWriter,
+}
+
+impl Ctx<'_> {
+    /// The client's selected database.
+    pub fn db(&mut self) -> &mut Db {
+        self.server.keyspace.db(self.client.db)
+    }
+
+    /// Writes an error reply and counts it.
+    pub fn error(&mut self, message: &str) {
+        self.server.stats.error_replies += 1;
+        self.out.error(message);
+    }
+
+    /// Counts one change to the dataset (for save points and `rdb_changes_since_last_save`).
+    pub fn dirty(&mut self, changes: u64) {
+        self.server.dirty += changes;
+    }
+
+    /// Reads the string under `key`: `Ok(None)` if missing, `Err(())` (reply sent) if another type.
+    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        let now = self.server.now_ms;
+        let db = self.client.db;
+        let found = self.server.keyspace.db(db).get_mut(key, now).map(|entry| match &entry.value {
+            Value::Str(value) => Ok(value.as_bytes().into_owned()),
+        });
+        self.server.collect_expired(db);
+        match found {
+            None => {
+                self.server.stats.keyspace_misses += 1;
+                Ok(None)
+            }
+            Some(Ok(bytes)) => {
+                self.server.stats.keyspace_hits += 1;
+                Ok(Some(bytes))
+            }
+            Some(Err(())) => {
+                self.error(errors::WRONGTYPE);
+                Err(())
+            }
+        }
+    }
+
+    /// Parses an integer argument, replying the standard error if it is not one.
+    pub fn int_arg(&mut self, arg: &[u8]) -> Result<i64, ()> {
+        parse_i64(arg).ok_or_else(|| self.error(errors::NOT_INTEGER))
+    }
+}
+
+/// The string value stored for `bytes`, in Redis's encoding.
+pub fn string_value(bytes: &[u8]) -> Value {
+    Value::Str(StrValue::from_bytes(bytes))
+}
+
+/// Executes one request and writes its reply.
+pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
+    ctx.server.stats.commands_processed += 1;
+    let Some(spec) = lookup(&args[0]) else {
+        unknown_command(ctx, args);
+        return;
+    };
+    ctx.client.info.borrow_mut().last_command = spec.name.to_string();
+    let arity = spec.arity;
+    let count = args.len() as i32;
+    if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
+        ctx.error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
+        return;
+    }
+    if !ctx.client.authenticated && !spec.flags.contains(table::NO_AUTH) {
+        ctx.error(errors::NOAUTH);
+        return;
+    }
+    (spec.handler)(ctx, args);
+}
+
+fn unknown_command(ctx: &mut Ctx, args: &[Bytes]) {
+    let mut shown = String::new();
+    for arg in &args[1..] {
+        if shown.len() >= 128 {
+            break;
+        }
+        let room = 128 - shown.len();
+        let text = String::from_utf8_lossy(arg);
+        let cut: String = text.chars().take(room).collect();
+        shown.push_str(&format!("'{cut}' "));
+    }
+    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    ctx.error(&format!("ERR unknown command '{name}', with args beginning with: {shown}"));
+}
+
+/// Replies the error for an unknown subcommand of `command`, as Redis words it.
+pub fn unknown_subcommand(ctx: &mut Ctx, command: &str, sub: &[u8]) {
+    let sub = String::from_utf8_lossy(sub);
+    ctx.error(&format!(
+        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+        command.to_ascii_uppercase()
+    ));
+}
+
+/// Replies the arity error for a subcommand (`config|get`).
+pub fn subcommand_arity(ctx: &mut Ctx, command: &str, sub: &[u8]) {
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    ctx.error(&format!("ERR wrong number of arguments for '{command}|{sub}' command"));
+}
+
+/// Whether two arguments are equal ignoring ASCII case.
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}

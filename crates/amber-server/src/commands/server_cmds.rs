@@ -1,0 +1,350 @@
+//! Server commands: databases, INFO, TIME, COMMAND, CONFIG, SHUTDOWN, DEBUG.
+
+use amber_keyspace::{Entry, StrValue, Value};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::keys::parse_db_index;
+use super::table::{CommandSpec, COMMANDS};
+use super::{errors, info as info_section, is, lookup, subcommand_arity, unknown_subcommand, Ctx};
+use crate::log::{self, Level};
+use crate::server::{unix_ms, ShutdownRequest};
+
+/// `DBSIZE`
+pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) {
+    let len = ctx.db().len();
+    ctx.out.integer(len as i64);
+}
+
+fn flush_mode(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), ()> {
+    match args.get(1) {
+        None => Ok(()),
+        Some(mode) if args.len() == 2 && (is(mode, "async") || is(mode, "sync")) => Ok(()),
+        Some(_) => {
+            ctx.error(errors::SYNTAX);
+            Err(())
+        }
+    }
+}
+
+/// `FLUSHDB [ASYNC|SYNC]`
+pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
+    if flush_mode(ctx, args).is_err() {
+        return;
+    }
+    let removed = ctx.db().len() as u64;
+    ctx.db().clear();
+    ctx.dirty(removed);
+    ctx.out.ok();
+}
+
+/// `FLUSHALL [ASYNC|SYNC]`
+pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
+    if flush_mode(ctx, args).is_err() {
+        return;
+    }
+    let removed = ctx.server.keyspace.key_count() as u64;
+    ctx.server.keyspace.clear();
+    ctx.dirty(removed + 1);
+    ctx.out.ok();
+}
+
+/// `SWAPDB index1 index2`
+pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
+    let count = ctx.server.keyspace.db_count();
+    let first = match parse_db_index(&args[1], count) {
+        None => return ctx.error("ERR invalid first DB index"),
+        Some(Err(())) => return ctx.error(errors::DB_RANGE),
+        Some(Ok(index)) => index,
+    };
+    let second = match parse_db_index(&args[2], count) {
+        None => return ctx.error("ERR invalid second DB index"),
+        Some(Err(())) => return ctx.error(errors::DB_RANGE),
+        Some(Ok(index)) => index,
+    };
+    ctx.server.keyspace.swap(first, second);
+    ctx.dirty(1);
+    ctx.out.ok();
+}
+
+/// `INFO [section ...]`
+pub fn info(ctx: &mut Ctx, args: &[Bytes]) {
+    let sections: Vec<String> =
+        args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let text = info_section::render(ctx.server, &sections);
+    ctx.out.verbatim(b"txt", text.as_bytes());
+}
+
+/// `TIME`
+pub fn time(ctx: &mut Ctx, _args: &[Bytes]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk(now.as_secs().to_string().as_bytes());
+    ctx.out.bulk(now.subsec_micros().to_string().as_bytes());
+}
+
+/// `LASTSAVE`
+pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) {
+    ctx.out.integer(ctx.server.last_save);
+}
+
+fn acl_categories(spec: &CommandSpec) -> Vec<String> {
+    let mut categories = Vec::new();
+    match spec.group {
+        "string" => categories.push("@string"),
+        "keyspace" => categories.push("@keyspace"),
+        "connection" => categories.push("@connection"),
+        _ => {}
+    }
+    if spec.flags.contains(super::table::WRITE) {
+        categories.push("@write");
+    }
+    if spec.flags.contains(super::table::READONLY) {
+        categories.push("@read");
+    }
+    if spec.flags.contains(super::table::ADMIN) {
+        categories.extend(["@admin", "@dangerous"]);
+    }
+    categories.push(if spec.flags.contains(super::table::FAST) { "@fast" } else { "@slow" });
+    categories.into_iter().map(String::from).collect()
+}
+
+fn command_info(ctx: &mut Ctx, spec: &CommandSpec) {
+    ctx.out.array(10);
+    ctx.out.bulk(spec.name.as_bytes());
+    ctx.out.integer(i64::from(spec.arity));
+    let flags = spec.flags.names();
+    ctx.out.set(flags.len());
+    flags.iter().for_each(|flag| ctx.out.simple(flag));
+    ctx.out.integer(i64::from(spec.first_key));
+    ctx.out.integer(i64::from(spec.last_key));
+    ctx.out.integer(i64::from(spec.step));
+    let categories = acl_categories(spec);
+    ctx.out.set(categories.len());
+    categories.iter().for_each(|c| ctx.out.simple(c));
+    ctx.out.set(0);
+    ctx.out.array(0);
+    ctx.out.array(0);
+}
+
+fn command_docs(ctx: &mut Ctx, spec: &CommandSpec) {
+    ctx.out.bulk(spec.name.as_bytes());
+    ctx.out.map(3);
+    ctx.out.bulk(b"summary");
+    ctx.out.bulk(spec.summary.as_bytes());
+    ctx.out.bulk(b"since");
+    ctx.out.bulk(b"1.0.0");
+    ctx.out.bulk(b"group");
+    ctx.out.bulk(spec.group.as_bytes());
+}
+
+/// `COMMAND [COUNT|INFO|DOCS|LIST]`
+pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(sub) = args.get(1) else {
+        ctx.out.array(COMMANDS.len());
+        COMMANDS.iter().for_each(|spec| command_info(ctx, spec));
+        return;
+    };
+    if is(sub, "count") && args.len() == 2 {
+        ctx.out.integer(COMMANDS.len() as i64);
+    } else if is(sub, "info") {
+        let names: Vec<Option<&CommandSpec>> = if args.len() == 2 {
+            COMMANDS.iter().map(Some).collect()
+        } else {
+            args[2..].iter().map(|name| lookup(name)).collect()
+        };
+        ctx.out.array(names.len());
+        for spec in names {
+            match spec {
+                Some(spec) => command_info(ctx, spec),
+                None => ctx.out.null_array(),
+            }
+        }
+    } else if is(sub, "docs") {
+        let specs: Vec<&CommandSpec> = if args.len() == 2 {
+            COMMANDS.iter().collect()
+        } else {
+            args[2..].iter().filter_map(|name| lookup(name)).collect()
+        };
+        ctx.out.map(specs.len());
+        specs.into_iter().for_each(|spec| command_docs(ctx, spec));
+    } else if is(sub, "list") && args.len() == 2 {
+        ctx.out.array(COMMANDS.len());
+        COMMANDS.iter().for_each(|spec| ctx.out.bulk(spec.name.as_bytes()));
+    } else if ["count", "list"].iter().any(|s| is(sub, s)) {
+        subcommand_arity(ctx, "command", sub);
+    } else {
+        unknown_subcommand(ctx, "command", sub);
+    }
+}
+
+/// `CONFIG GET|SET|RESETSTAT|REWRITE|HELP`
+pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
+    let sub = &args[1];
+    if is(sub, "get") && args.len() >= 3 {
+        let patterns: Vec<&[u8]> = args[2..].iter().map(|p| p.as_ref()).collect();
+        let found = ctx.server.config.matching(&patterns);
+        ctx.out.map(found.len());
+        for (name, value) in found {
+            ctx.out.bulk(name.as_bytes());
+            ctx.out.bulk(value.as_bytes());
+        }
+    } else if is(sub, "set") && args.len() >= 4 && args.len() % 2 == 0 {
+        config_set(ctx, &args[2..]);
+    } else if is(sub, "resetstat") && args.len() == 2 {
+        ctx.server.stats = Default::default();
+        ctx.out.ok();
+    } else if is(sub, "rewrite") && args.len() == 2 {
+        match ctx.server.config.rewrite() {
+            Ok(()) => {
+                crate::notice!("CONFIG REWRITE executed with success.");
+                ctx.out.ok();
+            }
+            Err(message) => ctx.error(&format!("ERR {message}")),
+        }
+    } else if is(sub, "help") && args.len() == 2 {
+        let help = [
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Print this help.",
+        ];
+        ctx.out.array(help.len());
+        help.iter().for_each(|line| ctx.out.simple(line));
+    } else if ["get", "set", "resetstat", "rewrite", "help"].iter().any(|s| is(sub, s)) {
+        subcommand_arity(ctx, "config", sub);
+    } else {
+        unknown_subcommand(ctx, "config", sub);
+    }
+}
+
+fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
+    let pairs: Vec<(String, String)> = pairs
+        .chunks(2)
+        .map(|p| (String::from_utf8_lossy(&p[0]).into_owned(), String::from_utf8_lossy(&p[1]).into_owned()))
+        .collect();
+    let before = ctx.server.config.clone();
+    let changed = match ctx.server.config.set_many(&pairs) {
+        Ok(changed) => changed,
+        Err(error) => return ctx.error(&error.reply()),
+    };
+    if changed.contains(&"dir") {
+        let dir = ctx.server.config.get("dir").to_string();
+        if let Err(error) = std::env::set_current_dir(&dir) {
+            ctx.server.config = before;
+            let reason = error.to_string();
+            return ctx.error(&format!("ERR CONFIG SET failed (possibly related to argument 'dir') - {reason}"));
+        }
+    }
+    if changed.contains(&"loglevel") {
+        log::set_level(Level::from_name(ctx.server.config.get("loglevel")));
+    }
+    ctx.server.refresh_settings();
+    ctx.out.ok();
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
+pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
+    for arg in &args[1..] {
+        if !["nosave", "save", "now", "force", "abort"].iter().any(|s| is(arg, s)) {
+            return ctx.error(errors::SYNTAX);
+        }
+    }
+    if args[1..].iter().any(|a| is(a, "abort")) {
+        return ctx.error("ERR No shutdown in progress.");
+    }
+    if !ctx.client.authenticated {
+        return ctx.error(errors::NOAUTH);
+    }
+    ctx.server.request_shutdown(ShutdownRequest::Command);
+    ctx.client.close_after_reply = true;
+}
+
+/// `DEBUG <subcommand>`, governed by `enable-debug-command`.
+pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
+    let allowed = match ctx.server.settings.enable_debug_command.as_str() {
+        "yes" => true,
+        "local" => ctx.client.local,
+        _ => false,
+    };
+    if !allowed {
+        return ctx.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
+    }
+    let sub = args[1].to_ascii_lowercase();
+    match (sub.as_slice(), args.len()) {
+        (b"populate", 3..=5) => debug_populate(ctx, args),
+        (b"sleep", 3) => {
+            let seconds = super::strings::parse_float(&args[2]).unwrap_or(0.0).max(0.0);
+            std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(1e6)));
+            ctx.out.ok();
+        }
+        (b"set-active-expire", 3) => {
+            ctx.server.active_expire_enabled = args[2].as_ref() != b"0";
+            ctx.out.ok();
+        }
+        (b"log", 3) => {
+            crate::warning!("DEBUG LOG: {}", String::from_utf8_lossy(&args[2]));
+            ctx.out.ok();
+        }
+        (b"object", 3) => debug_object(ctx, &args[2]),
+        _ => unknown_subcommand(ctx, "debug", &args[1]),
+    }
+}
+
+fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(count) = parse_i64(&args[2]).filter(|n| *n >= 0) else {
+        return ctx.error("ERR count must be >= 0");
+    };
+    let prefix = args.get(3).map_or(&b"key"[..], |p| p.as_ref()).to_vec();
+    let size = match args.get(4).map(|s| parse_i64(s)) {
+        None => 0,
+        Some(Some(size)) if size >= 0 => size as usize,
+        Some(_) => return ctx.error(errors::NOT_INTEGER),
+    };
+    let now = ctx.server.now_ms;
+    let mut key = prefix.clone();
+    for i in 0..count {
+        key.truncate(prefix.len());
+        key.extend_from_slice(format!(":{i}").as_bytes());
+        if ctx.db().exists(&key, now) {
+            continue;
+        }
+        let mut value = format!("value:{i}").into_bytes();
+        if size > 0 {
+            value.resize(size, 0);
+        }
+        let stored = if value.len() <= amber_keyspace::EMBSTR_MAX_LEN {
+            StrValue::Embstr(value.into())
+        } else {
+            StrValue::Raw(value)
+        };
+        ctx.db().insert(&key, Entry::new(Value::Str(stored), now));
+    }
+    ctx.out.ok();
+}
+
+fn debug_object(ctx: &mut Ctx, key: &[u8]) {
+    let now = ctx.server.now_ms;
+    let Some(entry) = ctx.db().peek(key, now) else {
+        return ctx.error(errors::NO_SUCH_KEY);
+    };
+    let Value::Str(value) = &entry.value;
+    let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
+    let text = format!(
+        "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
+        value.encoding(),
+        value.len(),
+        entry.accessed & 0xff_ffff,
+        idle
+    );
+    ctx.out.simple(&text);
+}

@@ -1,0 +1,583 @@
+//! The string family: GET, SET and its options, counters, ranges.
+
+use amber_keyspace::{Entry, StrValue, Value};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::{errors, is, string_value, Ctx};
+
+/// Where a command's expiry argument puts the key's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireArg {
+    /// No expiry option: the key loses any TTL.
+    None,
+    /// `KEEPTTL`.
+    Keep,
+    /// An absolute time in Unix milliseconds.
+    At(i64),
+    /// `PERSIST` (GETEX).
+    Persist,
+}
+
+/// Converts `EX/PX/EXAT/PXAT value` into an absolute time, or `None` if invalid (Redis's
+/// "invalid expire time" error: not positive, or overflowing).
+pub fn absolute_expire(unit_ms: i64, relative: bool, value: i64, now_ms: i64) -> Option<i64> {
+    if value <= 0 {
+        return None;
+    }
+    let ms = value.checked_mul(unit_ms)?;
+    if relative { ms.checked_add(now_ms) } else { Some(ms) }
+}
+
+fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
+    let now = ctx.server.now_ms;
+    let previous_ttl = match expire {
+        ExpireArg::Keep => ctx.db().peek(key, now).and_then(|e| e.expire_at),
+        _ => None,
+    };
+    let mut entry = Entry::new(value, now);
+    entry.expire_at = match expire {
+        ExpireArg::At(at) => Some(at),
+        ExpireArg::Keep => previous_ttl,
+        ExpireArg::None | ExpireArg::Persist => None,
+    };
+    ctx.db().insert(key, entry);
+    ctx.dirty(1);
+}
+
+/// Looks up a string for a read-modify-write command; `Err` means a reply was already sent.
+fn string_entry<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut StrValue>, ()> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    ctx.server.keyspace.db(db).get_mut(key, now);
+    ctx.server.collect_expired(db);
+    match ctx.server.keyspace.db(db).get_mut(key, now) {
+        None => Ok(None),
+        Some(entry) => match &mut entry.value {
+            Value::Str(value) => Ok(Some(value)),
+        },
+    }
+}
+
+/// `GET key`
+pub fn get(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(value) = ctx.read_string(&args[1]) {
+        match value {
+            Some(bytes) => ctx.out.bulk(&bytes),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    expire: ExpireArg,
+}
+
+fn parse_set_options(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<SetOptions, ()> {
+    let mut options = SetOptions { nx: false, xx: false, get: false, expire: ExpireArg::None };
+    let mut expire_given = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let next = args.get(i + 1);
+        if is(arg, "nx") && !options.xx {
+            options.nx = true;
+        } else if is(arg, "xx") && !options.nx {
+            options.xx = true;
+        } else if is(arg, "get") {
+            options.get = true;
+        } else if is(arg, "keepttl") && !expire_given {
+            expire_given = true;
+            options.expire = ExpireArg::Keep;
+        } else if let (Some(unit), Some(value)) = (expire_unit(arg), next) {
+            if expire_given {
+                ctx.error(errors::SYNTAX);
+                return Err(());
+            }
+            expire_given = true;
+            let number = ctx.int_arg(value)?;
+            let now = ctx.server.now_ms;
+            match absolute_expire(unit.0, unit.1, number, now) {
+                Some(at) => options.expire = ExpireArg::At(at),
+                None => {
+                    ctx.error(&format!("ERR invalid expire time in '{command}' command"));
+                    return Err(());
+                }
+            }
+            i += 1;
+        } else {
+            ctx.error(errors::SYNTAX);
+            return Err(());
+        }
+        i += 1;
+    }
+    Ok(options)
+}
+
+/// `(milliseconds per unit, relative)` for EX/PX/EXAT/PXAT.
+fn expire_unit(arg: &[u8]) -> Option<(i64, bool)> {
+    if is(arg, "ex") {
+        Some((1000, true))
+    } else if is(arg, "px") {
+        Some((1, true))
+    } else if is(arg, "exat") {
+        Some((1000, false))
+    } else if is(arg, "pxat") {
+        Some((1, false))
+    } else {
+        None
+    }
+}
+
+/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL]`
+pub fn set(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(options) = parse_set_options(ctx, &args[3..], "set") else { return };
+    let key = &args[1];
+    let old = if options.get {
+        match ctx.read_string(key) {
+            Ok(old) => Some(old),
+            Err(()) => return,
+        }
+    } else {
+        None
+    };
+    let now = ctx.server.now_ms;
+    let exists = ctx.db().exists(key, now);
+    let db = ctx.client.db;
+    ctx.server.collect_expired(db);
+    if (options.nx && exists) || (options.xx && !exists) {
+        match old {
+            Some(Some(old)) => ctx.out.bulk(&old),
+            _ => ctx.out.null(),
+        }
+        return;
+    }
+    store(ctx, key, string_value(&args[2]), options.expire);
+    match old {
+        Some(Some(old)) => ctx.out.bulk(&old),
+        Some(None) => ctx.out.null(),
+        None => ctx.out.ok(),
+    }
+}
+
+/// `SETNX key value`
+pub fn setnx(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    if ctx.db().exists(&args[1], now) {
+        ctx.out.integer(0);
+    } else {
+        store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
+        ctx.out.integer(1);
+    }
+}
+
+fn set_with_expire(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, command: &str) {
+    let Ok(number) = ctx.int_arg(&args[2]) else { return };
+    let now = ctx.server.now_ms;
+    let Some(at) = absolute_expire(unit_ms, true, number, now) else {
+        ctx.error(&format!("ERR invalid expire time in '{command}' command"));
+        return;
+    };
+    store(ctx, &args[1], string_value(&args[3]), ExpireArg::At(at));
+    ctx.out.ok();
+}
+
+/// `SETEX key seconds value`
+pub fn setex(ctx: &mut Ctx, args: &[Bytes]) {
+    set_with_expire(ctx, args, 1000, "setex");
+}
+
+/// `PSETEX key milliseconds value`
+pub fn psetex(ctx: &mut Ctx, args: &[Bytes]) {
+    set_with_expire(ctx, args, 1, "psetex");
+}
+
+/// `MGET key [key ...]`: nil for missing keys and keys of other types.
+pub fn mget(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    ctx.out.array(args.len() - 1);
+    for key in &args[1..] {
+        let value = ctx.db().get_mut(key, now).map(|entry| match &entry.value {
+            Value::Str(value) => value.as_bytes().into_owned(),
+        });
+        match value {
+            Some(bytes) => {
+                ctx.server.stats.keyspace_hits += 1;
+                ctx.out.bulk(&bytes);
+            }
+            None => {
+                ctx.server.stats.keyspace_misses += 1;
+                ctx.out.null();
+            }
+        }
+    }
+    let db = ctx.client.db;
+    ctx.server.collect_expired(db);
+}
+
+/// `MSET key value [key value ...]`
+pub fn mset(ctx: &mut Ctx, args: &[Bytes]) {
+    if args.len() % 2 == 0 {
+        ctx.error("ERR wrong number of arguments for 'mset' command");
+        return;
+    }
+    for pair in args[1..].chunks(2) {
+        store(ctx, &pair[0], string_value(&pair[1]), ExpireArg::None);
+    }
+    ctx.out.ok();
+}
+
+/// `MSETNX key value [key value ...]`: all or nothing.
+pub fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
+    if args.len() % 2 == 0 {
+        ctx.error("ERR wrong number of arguments for 'msetnx' command");
+        return;
+    }
+    let now = ctx.server.now_ms;
+    let any_exists = args[1..].chunks(2).any(|pair| ctx.db().exists(&pair[0], now));
+    if any_exists {
+        ctx.out.integer(0);
+        return;
+    }
+    for pair in args[1..].chunks(2) {
+        store(ctx, &pair[0], string_value(&pair[1]), ExpireArg::None);
+    }
+    ctx.out.integer(1);
+}
+
+/// `GETSET key value`
+pub fn getset(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(old) = ctx.read_string(&args[1]) else { return };
+    store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
+    match old {
+        Some(old) => ctx.out.bulk(&old),
+        None => ctx.out.null(),
+    }
+}
+
+/// `GETDEL key`
+pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(old) = ctx.read_string(&args[1]) else { return };
+    match old {
+        Some(old) => {
+            ctx.db().remove(&args[1]);
+            ctx.dirty(1);
+            ctx.out.bulk(&old);
+        }
+        None => ctx.out.null(),
+    }
+}
+
+/// `GETEX key [EX|PX|EXAT|PXAT n|PERSIST]`
+pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
+    let mut expire = ExpireArg::None;
+    let mut i = 2;
+    while i < args.len() {
+        let unit = expire_unit(&args[i]);
+        if is(&args[i], "persist") && expire == ExpireArg::None {
+            expire = ExpireArg::Persist;
+        } else if let (Some(unit), Some(value), ExpireArg::None) = (unit, args.get(i + 1), expire) {
+            let Ok(number) = ctx.int_arg(value) else { return };
+            let now = ctx.server.now_ms;
+            match absolute_expire(unit.0, unit.1, number, now) {
+                Some(at) => expire = ExpireArg::At(at),
+                None => {
+                    ctx.error("ERR invalid expire time in 'getex' command");
+                    return;
+                }
+            }
+            i += 1;
+        } else {
+            ctx.error(errors::SYNTAX);
+            return;
+        }
+        i += 1;
+    }
+    let Ok(value) = ctx.read_string(&args[1]) else { return };
+    let Some(value) = value else {
+        ctx.out.null();
+        return;
+    };
+    let now = ctx.server.now_ms;
+    match expire {
+        ExpireArg::At(at) if at <= now => {
+            ctx.db().remove(&args[1]);
+            ctx.dirty(1);
+        }
+        ExpireArg::At(at) => {
+            ctx.db().set_expire(&args[1], Some(at));
+            ctx.dirty(1);
+        }
+        ExpireArg::Persist => {
+            if ctx.db().peek(&args[1], now).is_some_and(|e| e.expire_at.is_some()) {
+                ctx.db().set_expire(&args[1], None);
+                ctx.dirty(1);
+            }
+        }
+        _ => {}
+    }
+    ctx.out.bulk(&value);
+}
+
+/// `APPEND key value`
+pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
+    let limit = ctx.server.settings.proto_max_bulk_len;
+    let new_len = match string_entry(ctx, &args[1]) {
+        Err(()) => return,
+        Ok(None) => None,
+        Ok(Some(value)) => {
+            if (value.len() + args[2].len()) as u64 > limit {
+                ctx.error(errors::TOO_BIG);
+                return;
+            }
+            let raw = value.make_raw();
+            raw.extend_from_slice(&args[2]);
+            Some(raw.len())
+        }
+    };
+    match new_len {
+        Some(len) => {
+            ctx.dirty(1);
+            ctx.out.integer(len as i64);
+        }
+        None => {
+            let mut raw = StrValue::Raw(Vec::new());
+            raw.make_raw().extend_from_slice(&args[2]);
+            store(ctx, &args[1], Value::Str(raw), ExpireArg::None);
+            ctx.out.integer(args[2].len() as i64);
+        }
+    }
+}
+
+/// `STRLEN key`
+pub fn strlen(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let len = ctx.db().get_mut(&args[1], now).map(|entry| match &entry.value {
+        Value::Str(value) => value.len(),
+    });
+    ctx.out.integer(len.unwrap_or(0) as i64);
+}
+
+fn increment(ctx: &mut Ctx, key: &[u8], by: i64) {
+    let result = match string_entry(ctx, key) {
+        Err(()) => return,
+        Ok(None) => None,
+        Ok(Some(value)) => match value.as_int() {
+            None => Some(Err(errors::NOT_INTEGER)),
+            Some(current) => match current.checked_add(by) {
+                None => Some(Err(errors::OVERFLOW)),
+                Some(next) => {
+                    *value = StrValue::Int(next);
+                    Some(Ok(next))
+                }
+            },
+        },
+    };
+    match result {
+        Some(Err(message)) => ctx.error(message),
+        Some(Ok(next)) => {
+            ctx.dirty(1);
+            ctx.out.integer(next);
+        }
+        None => {
+            store(ctx, key, Value::Str(StrValue::Int(by)), ExpireArg::None);
+            ctx.out.integer(by);
+        }
+    }
+}
+
+/// `INCR key`
+pub fn incr(ctx: &mut Ctx, args: &[Bytes]) {
+    increment(ctx, &args[1], 1);
+}
+
+/// `DECR key`
+pub fn decr(ctx: &mut Ctx, args: &[Bytes]) {
+    increment(ctx, &args[1], -1);
+}
+
+/// `INCRBY key increment`
+pub fn incrby(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(by) = ctx.int_arg(&args[2]) {
+        increment(ctx, &args[1], by);
+    }
+}
+
+/// `DECRBY key decrement`
+pub fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(by) = ctx.int_arg(&args[2]) else { return };
+    match by.checked_neg() {
+        Some(negated) => increment(ctx, &args[1], negated),
+        None => ctx.error("ERR decrement would overflow"),
+    }
+}
+
+/// Parses a float as Redis's `string2ld` accepts it: the whole string, no spaces, not NaN.
+pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty() || text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    let value: f64 = match lower.trim_start_matches(['+', '-']) {
+        "inf" | "infinity" => lower.parse().ok()?,
+        rest if rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') => lower.parse().ok()?,
+        _ => return None,
+    };
+    (!value.is_nan()).then_some(value)
+}
+
+/// Formats an `INCRBYFLOAT` result: plain decimal notation, shortest form that reads back.
+pub fn format_float_human(value: f64) -> String {
+    let text = format!("{value}");
+    if text == "-0" { "0".to_string() } else { text }
+}
+
+/// `INCRBYFLOAT key increment`
+pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(by) = parse_float(&args[2]) else {
+        ctx.error(errors::NOT_FLOAT);
+        return;
+    };
+    let current = match ctx.read_string(&args[1]) {
+        Err(()) => return,
+        Ok(None) => 0.0,
+        Ok(Some(bytes)) => match parse_float(&bytes) {
+            Some(value) => value,
+            None => {
+                ctx.error(errors::NOT_FLOAT);
+                return;
+            }
+        },
+    };
+    let next = current + by;
+    if !next.is_finite() {
+        ctx.error("ERR increment would produce NaN or Infinity");
+        return;
+    }
+    let text = format_float_human(next);
+    store(ctx, &args[1], string_value(text.as_bytes()), ExpireArg::Keep);
+    ctx.out.bulk(text.as_bytes());
+}
+
+/// `GETRANGE key start end`
+pub fn getrange(ctx: &mut Ctx, args: &[Bytes]) {
+    let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+        ctx.error(errors::NOT_INTEGER);
+        return;
+    };
+    let Ok(value) = ctx.read_string(&args[1]) else { return };
+    let value = value.unwrap_or_default();
+    match byte_range(value.len() as i64, start, end) {
+        Some((from, to)) => ctx.out.bulk(&value[from..=to]),
+        None => ctx.out.bulk(b""),
+    }
+}
+
+/// Redis's range rules for GETRANGE: negative indexes count from the end, clamped.
+fn byte_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usize)> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if len == 0 || start > end {
+        return None;
+    }
+    Some((start as usize, end as usize))
+}
+
+/// `SETRANGE key offset value`
+pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(offset) = ctx.int_arg(&args[2]) else { return };
+    if offset < 0 {
+        ctx.error("ERR offset is out of range");
+        return;
+    }
+    let patch = &args[3];
+    let limit = ctx.server.settings.proto_max_bulk_len;
+    let too_big = !patch.is_empty() && (offset as u64).saturating_add(patch.len() as u64) > limit;
+    let result = match string_entry(ctx, &args[1]) {
+        Err(()) => return,
+        Ok(None) => None,
+        Ok(Some(_)) if too_big => Some(Err(())),
+        Ok(Some(value)) if patch.is_empty() => Some(Ok((value.len(), false))),
+        Ok(Some(value)) => {
+            let raw = value.make_raw();
+            write_at(raw, offset as usize, patch);
+            Some(Ok((raw.len(), true)))
+        }
+    };
+    match result {
+        Some(Err(())) => ctx.error(errors::TOO_BIG),
+        Some(Ok((len, changed))) => {
+            if changed {
+                ctx.dirty(1);
+            }
+            ctx.out.integer(len as i64);
+        }
+        None if patch.is_empty() => ctx.out.integer(0),
+        None if too_big => ctx.error(errors::TOO_BIG),
+        None => {
+            let mut raw = Vec::new();
+            write_at(&mut raw, offset as usize, patch);
+            let len = raw.len();
+            store(ctx, &args[1], Value::Str(StrValue::Raw(raw)), ExpireArg::None);
+            ctx.out.integer(len as i64);
+        }
+    }
+}
+
+fn write_at(buffer: &mut Vec<u8>, offset: usize, patch: &[u8]) {
+    if buffer.len() < offset + patch.len() {
+        buffer.resize(offset + patch.len(), 0);
+    }
+    buffer[offset..offset + patch.len()].copy_from_slice(patch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_redis() {
+        assert_eq!(byte_range(10, 0, -1), Some((0, 9)));
+        assert_eq!(byte_range(10, -3, -1), Some((7, 9)));
+        assert_eq!(byte_range(10, 5, 100), Some((5, 9)));
+        assert_eq!(byte_range(10, -1, -5), None);
+        assert_eq!(byte_range(0, 0, -1), None);
+        assert_eq!(byte_range(10, 8, 2), None);
+    }
+
+    #[test]
+    fn floats_parse_strictly() {
+        assert_eq!(parse_float(b"1.5"), Some(1.5));
+        assert_eq!(parse_float(b"-1e3"), Some(-1000.0));
+        assert_eq!(parse_float(b" 1"), None);
+        assert_eq!(parse_float(b"abc"), None);
+        assert_eq!(parse_float(b"nan"), None);
+        assert_eq!(parse_float(b""), None);
+        assert_eq!(format_float_human(10.5 + 0.1), "10.6");
+        assert_eq!(format_float_human(3.0), "3");
+    }
+
+    #[test]
+    fn expire_conversion_rejects_bad_values() {
+        assert_eq!(absolute_expire(1000, true, 10, 5), Some(10_005));
+        assert_eq!(absolute_expire(1000, true, 0, 5), None);
+        assert_eq!(absolute_expire(1000, true, i64::MAX, 5), None);
+        assert_eq!(absolute_expire(1, false, 77, 5), Some(77));
+    }
+}

@@ -1,0 +1,205 @@
+//! How each directive's value is checked and normalised, and which directives Amber implements.
+
+/// The type of a directive's value.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// `yes` or `no`.
+    Bool,
+    /// An integer within bounds.
+    Int(i64, i64),
+    /// A size with an optional unit (`64mb`), stored in bytes.
+    Memory(i64, i64),
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// Free text (one argument).
+    Text,
+    /// `save` points: pairs of seconds and changes, or empty.
+    Save,
+    /// Several words (`bind`, and directives Amber does not implement), kept as given.
+    Words,
+    /// An octal file mode (`unixsocketperm`).
+    Octal,
+}
+
+/// What Amber knows about one directive.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// How its value is checked.
+    pub kind: Kind,
+    /// Whether `CONFIG SET` may change it.
+    pub mutable: bool,
+    /// Whether Amber acts on it (others are accepted with a warning).
+    pub implemented: bool,
+}
+
+const LOG_LEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
+const DEBUG_COMMAND: &[&str] = &["no", "yes", "local"];
+const FSYNC: &[&str] = &["always", "everysec", "no"];
+const MB: i64 = 1024 * 1024;
+
+/// The spec of a directive, by canonical name.
+pub fn spec_of(name: &str) -> Spec {
+    let (kind, mutable) = match name {
+        "port" => (Kind::Int(0, 65535), false),
+        "bind" => (Kind::Words, false),
+        "dir" | "requirepass" | "dbfilename" => (Kind::Text, true),
+        "logfile" | "unixsocket" | "pidfile" => (Kind::Text, false),
+        "daemonize" | "always-show-logo" => (Kind::Bool, false),
+        "protected-mode" | "rdbcompression" | "rdbchecksum" | "stop-writes-on-bgsave-error" => {
+            (Kind::Bool, true)
+        }
+        "loglevel" => (Kind::Enum(LOG_LEVELS), true),
+        "databases" => (Kind::Int(1, i64::from(i32::MAX)), false),
+        "maxclients" => (Kind::Int(1, i64::from(u32::MAX)), true),
+        "timeout" => (Kind::Int(0, i64::from(i32::MAX)), true),
+        "tcp-keepalive" => (Kind::Int(0, i64::from(i32::MAX)), true),
+        "tcp-backlog" => (Kind::Int(0, i64::from(i32::MAX)), false),
+        "unixsocketperm" => (Kind::Octal, false),
+        "hz" => (Kind::Int(0, i64::from(i32::MAX)), true),
+        "active-expire-effort" => (Kind::Int(1, 10), true),
+        "proto-max-bulk-len" => (Kind::Memory(MB, i64::MAX), true),
+        "client-query-buffer-limit" => (Kind::Memory(MB, i64::MAX), true),
+        "enable-debug-command" => (Kind::Enum(DEBUG_COMMAND), false),
+        "save" => (Kind::Save, true),
+        "appendfsync" => (Kind::Enum(FSYNC), true),
+        _ => (Kind::Words, true),
+    };
+    let implemented = IMPLEMENTED.contains(&name);
+    Spec { kind, mutable, implemented }
+}
+
+/// Directives Amber acts on. Persistence directives join this list as their issues land.
+const IMPLEMENTED: &[&str] = &[
+    "port",
+    "bind",
+    "dir",
+    "requirepass",
+    "logfile",
+    "unixsocket",
+    "unixsocketperm",
+    "pidfile",
+    "daemonize",
+    "always-show-logo",
+    "protected-mode",
+    "loglevel",
+    "databases",
+    "maxclients",
+    "timeout",
+    "tcp-keepalive",
+    "tcp-backlog",
+    "hz",
+    "active-expire-effort",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "enable-debug-command",
+    "dbfilename",
+    "save",
+];
+
+impl Kind {
+    /// Whether the directive takes several arguments in a config file.
+    pub fn multi_arg(self) -> bool {
+        matches!(self, Kind::Save | Kind::Words)
+    }
+
+    /// Checks `value` and returns it in the form `CONFIG GET` shows.
+    pub fn normalize(self, value: &str) -> Result<String, String> {
+        match self {
+            Kind::Bool => match value.to_ascii_lowercase().as_str() {
+                "yes" => Ok("yes".into()),
+                "no" => Ok("no".into()),
+                _ => Err("argument must be 'yes' or 'no'".into()),
+            },
+            Kind::Int(min, max) => {
+                let number: i64 = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                in_range(number, min, max)
+            }
+            Kind::Memory(min, max) => {
+                let number = parse_memory(value)
+                    .ok_or_else(|| "argument must be a memory value".to_string())?;
+                in_range(number, min, max)
+            }
+            Kind::Enum(words) => {
+                let lower = value.to_ascii_lowercase();
+                if words.contains(&lower.as_str()) {
+                    Ok(lower)
+                } else {
+                    Err(format!("argument(s) must be one of the following: {}", words.join(", ")))
+                }
+            }
+            Kind::Octal => i64::from_str_radix(value, 8)
+                .map(|mode| format!("{mode:o}"))
+                .map_err(|_| "argument couldn't be parsed into an integer".into()),
+            Kind::Save => normalize_save(value),
+            Kind::Text | Kind::Words => Ok(value.to_string()),
+        }
+    }
+}
+
+fn in_range(number: i64, min: i64, max: i64) -> Result<String, String> {
+    if number < min || number > max {
+        Err(format!("argument must be between {min} and {max} inclusive"))
+    } else {
+        Ok(number.to_string())
+    }
+}
+
+fn normalize_save(value: &str) -> Result<String, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    if words.len() % 2 != 0 || words.iter().any(|w| w.parse::<u64>().is_err()) {
+        return Err("Invalid save parameters".into());
+    }
+    Ok(words.join(" "))
+}
+
+/// Parses a size the way Redis's `memtoll` does: `1k` = 1000, `1kb` = 1024, also `m`, `mb`,
+/// `g`, `gb`, `b`; case-insensitive.
+pub fn parse_memory(value: &str) -> Option<i64> {
+    let lower = value.to_ascii_lowercase();
+    let digits_end = lower
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(lower.len(), |(i, _)| i);
+    let (number, unit) = lower.split_at(digits_end);
+    let multiplier: i64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.parse::<i64>().ok()?.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("64mb"), Some(64 * 1024 * 1024));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("2GB"), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_memory("12"), Some(12));
+        assert_eq!(parse_memory("1xb"), None);
+        assert_eq!(parse_memory("mb"), None);
+    }
+
+    #[test]
+    fn normalizes_values() {
+        assert_eq!(Kind::Bool.normalize("YES"), Ok("yes".into()));
+        assert!(Kind::Bool.normalize("maybe").is_err());
+        assert_eq!(Kind::Save.normalize("3600  1 300 100"), Ok("3600 1 300 100".into()));
+        assert!(Kind::Save.normalize("3600").is_err());
+        assert_eq!(Kind::Octal.normalize("700"), Ok("700".into()));
+        assert_eq!(
+            Kind::Int(0, 10).normalize("11"),
+            Err("argument must be between 0 and 10 inclusive".into())
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! One client connection: read, parse, execute, reply — until the client leaves or is killed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use amber_protocol::{Limits, Protocol, ReplyWriter, RequestParser};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::commands::{execute, ClientState, Ctx};
+use crate::server::{unix_ms, ClientInfo, Server};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves one client until it disconnects, sends `QUIT`, breaks the protocol or is killed.
+pub async fn serve<S>(shared: Rc<RefCell<Server>>, mut stream: S, info: Rc<RefCell<ClientInfo>>, local: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (id, kill) = {
+        let info = info.borrow();
+        (info.id, info.kill.clone())
+    };
+    let authenticated = shared.borrow().settings.requirepass.is_none();
+    let mut client = ClientState { info: info.clone(), db: 0, authenticated, close_after_reply: false, local, id };
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut parser = RequestParser::new();
+    let mut out = ReplyWriter::new(Protocol::Resp2);
+    loop {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            result = stream.read_buf(&mut input) => result,
+            _ = kill.notified() => break,
+        };
+        let read = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let keep_going = {
+            let mut server = shared.borrow_mut();
+            server.stats.net_input_bytes += read as u64;
+            process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
+        };
+        if !out.is_empty() {
+            if stream.write_all(out.buffer()).await.is_err() {
+                break;
+            }
+            shared.borrow_mut().stats.net_output_bytes += out.len() as u64;
+            out.buffer().clear();
+            if out.buffer().capacity() > 1024 * 1024 {
+                *out.buffer() = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        if !keep_going || client.close_after_reply || info.borrow().killed {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    shared.borrow_mut().clients.remove(&id);
+}
+
+/// Executes every complete request in `input`; false when the connection must close.
+fn process_input(
+    server: &mut Server,
+    client: &mut ClientState,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    out: &mut ReplyWriter,
+) -> bool {
+    if input.len() > server.settings.client_query_buffer_limit {
+        crate::warning!(
+            "Closing client that reached max query buffer length: {} (qbuf initial bytes: {:?})",
+            crate::commands::describe_client(&client.info.borrow()),
+            String::from_utf8_lossy(&input[..input.len().min(64)])
+        );
+        return false;
+    }
+    server.now_ms = unix_ms();
+    loop {
+        let limits = Limits {
+            max_bulk_len: server.settings.proto_max_bulk_len,
+            authenticated: client.authenticated,
+        };
+        match parser.next_request(input, &limits) {
+            Ok(Some(args)) => {
+                let mut ctx = Ctx { server: &mut *server, client: &mut *client, out: &mut *out };
+                execute(&mut ctx, &args);
+                if client.close_after_reply {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                out.error(&format!("ERR {error}"));
+                crate::verbose!(
+                    "Protocol error ({error}) from client: {}",
+                    crate::commands::describe_client(&client.info.borrow())
+                );
+                client.close_after_reply = true;
+                break;
+            }
+        }
+    }
+    let mut info = client.info.borrow_mut();
+    info.last_interaction = Instant::now();
+    info.query_buffer = input.len();
+    true
+}

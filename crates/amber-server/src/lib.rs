@@ -1,0 +1,13 @@
+//! The Amber server: configuration, the event loop, connections and the command layer, on top
+//! of the protocol and keyspace crates. `main.rs` is a thin wrapper around [`start`].
+
+pub mod alloc;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod log;
+pub mod net;
+pub mod server;
+
+/// The Redis version Amber is compatible with, reported where clients look for it.
+pub const REDIS_VERSION: &str = "7.0.15";

@@ -1,0 +1,295 @@
+//! Start-up and the event loop: listeners (TCP and Unix socket), accepting clients, the
+//! periodic cron (active expiry, client timeouts, stats), signals and shutdown.
+
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::connection::serve;
+use crate::server::{format_addr, unix_ms, ClientInfo, Server, ShutdownRequest};
+use crate::{notice, verbose, warning};
+
+const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Runs the server until it is shut down.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let port: u16 = config.get_i64("port").try_into().context("port out of range")?;
+    let backlog = config.get_i64("tcp-backlog").clamp(1, i64::from(i32::MAX)) as i32;
+    let mut listeners = Vec::new();
+    if port != 0 {
+        for address in config.get("bind").split_whitespace() {
+            let (optional, address) = match address.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, address),
+            };
+            match bind_tcp(address, port, backlog) {
+                Ok(listener) => listeners.push(listener),
+                Err(error) if optional => {
+                    verbose!("Skipping optional bind address {address}: {error}");
+                }
+                Err(error) => {
+                    warning!("Warning: Could not create server TCP listening socket {address}:{port}: {error}");
+                    bail!("Failed listening on port {port} (TCP), aborting.");
+                }
+            }
+        }
+        if listeners.is_empty() {
+            bail!("Failed listening on port {port} (TCP), aborting.");
+        }
+    }
+    let unix_path = config.get("unixsocket").to_string();
+    let unix_listener = if unix_path.is_empty() {
+        None
+    } else {
+        let _ = std::fs::remove_file(&unix_path);
+        let listener = UnixListener::bind(&unix_path)
+            .with_context(|| format!("Failed opening Unix socket: {unix_path}"))?;
+        let perm = u32::from_str_radix(config.get("unixsocketperm"), 8).unwrap_or(0);
+        if perm != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&unix_path, std::fs::Permissions::from_mode(perm))?;
+        }
+        Some(listener)
+    };
+
+    let mut server = Server::new(config);
+    server.port = port;
+    let shutdown = server.shutdown.clone();
+    let shared = Rc::new(RefCell::new(server));
+    notice!("Server initialized");
+    for listener in listeners {
+        tokio::task::spawn_local(accept_tcp(shared.clone(), listener));
+    }
+    if let Some(listener) = unix_listener {
+        tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
+    }
+    tokio::task::spawn_local(cron(shared.clone()));
+    tokio::task::spawn_local(watch_signals(shared.clone()));
+    notice!("Ready to accept connections");
+
+    shutdown.notified().await;
+    finish(&shared, &unix_path);
+    Ok(())
+}
+
+fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
+    let mut server = shared.borrow_mut();
+    if server.shutdown_requested == Some(ShutdownRequest::Command) {
+        warning!("User requested shutdown...");
+    }
+    if !server.config.get("save").is_empty() {
+        warning!("Save points are configured, but snapshots are not implemented yet: nothing was saved.");
+    }
+    for info in server.clients.values() {
+        info.borrow_mut().killed = true;
+        info.borrow().kill.notify_one();
+    }
+    server.clients.clear();
+    let pidfile = server.config.get("pidfile").to_string();
+    if !pidfile.is_empty() {
+        notice!("Removing the pid file.");
+        let _ = std::fs::remove_file(&pidfile);
+    }
+    if !unix_path.is_empty() {
+        notice!("Removing the unix socket file.");
+        let _ = std::fs::remove_file(unix_path);
+    }
+    warning!("Amber is now ready to exit, bye bye...");
+}
+
+/// Creates a listening TCP socket with `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6, so that
+/// `* ::*` can listen on both families) and Redis's backlog.
+fn bind_tcp(address: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
+    let ip: IpAddr = match address {
+        "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "::*" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        other => other.parse().with_context(|| format!("invalid bind address '{other}'"))?,
+    };
+    let family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if ip.is_ipv6() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    let addr = SockaddrStorage::from(SocketAddr::new(ip, port));
+    socket::bind(fd.as_raw_fd(), &addr)?;
+    socket::listen(&fd, socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN))?;
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener)?)
+}
+
+/// Registers a new client, or explains why it is refused.
+fn admit(server: &mut Server, addr: String, laddr: String, fd: i32, unix: bool, local: bool) -> Result<Rc<RefCell<ClientInfo>>, &'static str> {
+    server.stats.connections_received += 1;
+    if server.clients.len() >= server.settings.maxclients {
+        server.stats.rejected_connections += 1;
+        return Err("-ERR max number of clients reached\r\n");
+    }
+    if server.settings.protected_mode && server.settings.requirepass.is_none() && !local {
+        return Err(DENIED);
+    }
+    let id = server.next_client_id;
+    server.next_client_id += 1;
+    let now = Instant::now();
+    let info = Rc::new(RefCell::new(ClientInfo {
+        id,
+        addr,
+        laddr,
+        fd,
+        name: Vec::new(),
+        db: 0,
+        created: now,
+        last_interaction: now,
+        last_command: String::new(),
+        resp: 2,
+        query_buffer: 0,
+        unix,
+        killed: false,
+        kill: Rc::new(Notify::new()),
+    }));
+    server.clients.insert(id, info.clone());
+    verbose!("Accepted {}", if unix { "connection to unix socket".to_string() } else { info.borrow().addr.clone() });
+    Ok(info)
+}
+
+async fn accept_tcp(shared: Rc<RefCell<Server>>, listener: TcpListener) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warning!("Accepting client connection: {error}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let keepalive = shared.borrow().settings.tcp_keepalive;
+        if keepalive > 0 {
+            let _ = socket::setsockopt(&stream, sockopt::KeepAlive, &true);
+            let _ = socket::setsockopt(&stream, sockopt::TcpKeepIdle, &keepalive);
+        }
+        let local_addr = stream.local_addr().map(|a| format_addr(&a)).unwrap_or_default();
+        let fd = stream.as_raw_fd();
+        let local = peer.ip().is_loopback()
+            || matches!(peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+        let admitted = admit(&mut shared.borrow_mut(), format_addr(&peer), local_addr, fd, false, local);
+        match admitted {
+            Ok(info) => {
+                tokio::task::spawn_local(serve(shared.clone(), stream, info, local));
+            }
+            Err(message) => {
+                tokio::task::spawn_local(async move {
+                    let _ = stream.write_all(message.as_bytes()).await;
+                });
+            }
+        }
+    }
+}
+
+async fn accept_unix(shared: Rc<RefCell<Server>>, listener: UnixListener, path: String) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let fd = stream.as_raw_fd();
+        let admitted = admit(&mut shared.borrow_mut(), format!("{path}:0"), format!("{path}:0"), fd, true, true);
+        match admitted {
+            Ok(info) => {
+                tokio::task::spawn_local(serve(shared.clone(), stream, info, true));
+            }
+            Err(message) => {
+                let _ = stream.write_all(message.as_bytes()).await;
+            }
+        }
+    }
+}
+
+/// Runs `hz` times a second: active expiry, idle-client timeouts, ops/sec sampling.
+async fn cron(shared: Rc<RefCell<Server>>) {
+    let mut last_commands = 0u64;
+    let mut last_sample = Instant::now();
+    loop {
+        let hz = shared.borrow().settings.hz;
+        tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
+        let mut server = shared.borrow_mut();
+        server.now_ms = unix_ms();
+        if server.active_expire_enabled {
+            active_expire(&mut server, hz);
+        }
+        close_idle_clients(&server);
+        let elapsed = last_sample.elapsed();
+        if elapsed >= Duration::from_millis(1000) {
+            let done = server.stats.commands_processed - last_commands;
+            server.stats.instantaneous_ops = (done as f64 / elapsed.as_secs_f64()) as u64;
+            last_commands = server.stats.commands_processed;
+            last_sample = Instant::now();
+        }
+    }
+}
+
+/// Redis's active expire cycle: sample keys with a TTL in each database, and keep going while
+/// more than 10% of a sample was expired, within a time budget of 25% of a cron tick.
+fn active_expire(server: &mut Server, hz: u32) {
+    let effort = server.settings.active_expire_effort as usize;
+    let per_loop = 20 + 20 / 4 * (effort - 1);
+    let budget = Duration::from_micros(u64::from(250_000 / hz.max(1)));
+    let started = Instant::now();
+    let now = server.now_ms;
+    for index in 0..server.keyspace.db_count() {
+        loop {
+            let (db, random) = server.keyspace.db_with_random(index);
+            if db.volatile_len() == 0 {
+                break;
+            }
+            let cycle = db.expire_sample(now, per_loop, random);
+            if cycle.sampled == 0 || cycle.expired * 10 <= cycle.sampled || started.elapsed() > budget {
+                break;
+            }
+        }
+        server.collect_expired(index);
+    }
+}
+
+fn close_idle_clients(server: &Server) {
+    let timeout = server.settings.timeout;
+    if timeout == 0 {
+        return;
+    }
+    for info in server.clients.values() {
+        let mut info = info.borrow_mut();
+        if info.last_interaction.elapsed().as_secs() > timeout {
+            verbose!("Closing idle client");
+            info.killed = true;
+            info.kill.notify_one();
+        }
+    }
+}
+
+async fn watch_signals(shared: Rc<RefCell<Server>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        warning!("Could not install signal handlers");
+        return;
+    };
+    loop {
+        let request = tokio::select! {
+            _ = term.recv() => ShutdownRequest::Sigterm,
+            _ = int.recv() => ShutdownRequest::Sigint,
+        };
+        let name = if request == ShutdownRequest::Sigterm { "SIGTERM" } else { "SIGINT" };
+        warning!("Received {name} scheduling shutdown...");
+        shared.borrow_mut().request_shutdown(request);
+    }
+}
+
