@@ -17,7 +17,11 @@ pub struct Entry {
 impl Entry {
     /// An entry without expiry, accessed at `now_ms`.
     pub fn new(value: Value, now_ms: i64) -> Entry {
-        Entry { value, expire_at: None, accessed: seconds(now_ms) }
+        Entry {
+            value,
+            expire_at: None,
+            accessed: seconds(now_ms),
+        }
     }
 
     fn is_expired(&self, now_ms: i64) -> bool {
@@ -76,7 +80,10 @@ impl Db {
 
     /// Deletes `key` if it has expired at `now_ms`; returns whether it did.
     fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
-        let expired = self.keys.get(key).is_some_and(|entry| entry.is_expired(now_ms));
+        let expired = self
+            .keys
+            .get(key)
+            .is_some_and(|entry| entry.is_expired(now_ms));
         if expired {
             self.remove(key);
             self.expired += 1;
@@ -129,7 +136,9 @@ impl Db {
 
     /// Sets or clears the expiry time of an existing key; false if the key does not exist.
     pub fn set_expire(&mut self, key: &[u8], expire_at: Option<i64>) -> bool {
-        let Some(entry) = self.keys.get_mut(key) else { return false };
+        let Some(entry) = self.keys.get_mut(key) else {
+            return false;
+        };
         let was_volatile = entry.expire_at.is_some();
         entry.expire_at = expire_at;
         match (was_volatile, expire_at.is_some()) {
@@ -205,7 +214,10 @@ impl Keyspace {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
-        Keyspace { dbs: (0..count.max(1)).map(|_| Db::new()).collect(), random_state: seed | 1 }
+        Keyspace {
+            dbs: (0..count.max(1)).map(|_| Db::new()).collect(),
+            random_state: seed | 1,
+        }
     }
 
     /// Number of databases.
@@ -285,7 +297,10 @@ mod tests {
         assert!(db.peek(b"k", 2000).is_none());
         assert_eq!(db.len(), 1, "peek does not delete");
         assert!(db.get_mut(b"k", 2000).is_none());
-        assert_eq!((db.len(), db.volatile_len(), db.take_expired_count()), (0, 0, 1));
+        assert_eq!(
+            (db.len(), db.volatile_len(), db.take_expired_count()),
+            (0, 0, 1)
+        );
     }
 
     #[test]

@@ -30,7 +30,11 @@ impl<V> Default for Dict<V> {
 impl<V> Dict<V> {
     /// An empty table.
     pub fn new() -> Self {
-        Dict { buckets: empty_buckets(MIN_BUCKETS), len: 0, hasher: RandomState::new() }
+        Dict {
+            buckets: empty_buckets(MIN_BUCKETS),
+            len: 0,
+            hasher: RandomState::new(),
+        }
     }
 
     /// Number of keys.
@@ -160,7 +164,9 @@ impl<V> Dict<V> {
 
     /// Visits every key and value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.buckets.iter().flat_map(|bucket| ChainIter { node: bucket.as_deref() })
+        self.buckets.iter().flat_map(|bucket| ChainIter {
+            node: bucket.as_deref(),
+        })
     }
 
     /// Calls `visit` for each key of the bucket(s) at `cursor` and returns the next cursor;
@@ -168,7 +174,9 @@ impl<V> Dict<V> {
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &V)) -> u64 {
         let mask = (self.buckets.len() - 1) as u64;
         let bucket = (cursor & mask) as usize;
-        for (key, value) in (ChainIter { node: self.buckets[bucket].as_deref() }) {
+        for (key, value) in (ChainIter {
+            node: self.buckets[bucket].as_deref(),
+        }) {
             visit(key, value);
         }
         let mut next = cursor | !mask;
@@ -184,9 +192,11 @@ impl<V> Dict<V> {
         let mask = (self.buckets.len() - 1) as u64;
         loop {
             let bucket = (random() & mask) as usize;
-            let chain: Vec<&[u8]> = ChainIter { node: self.buckets[bucket].as_deref() }
-                .map(|(key, _)| key)
-                .collect();
+            let chain: Vec<&[u8]> = ChainIter {
+                node: self.buckets[bucket].as_deref(),
+            }
+            .map(|(key, _)| key)
+            .collect();
             if !chain.is_empty() {
                 return Some(chain[(random() % chain.len() as u64) as usize]);
             }
@@ -264,7 +274,7 @@ mod tests {
                     }
                     Op::Remove(k) => {
                         let key = k.to_be_bytes();
-                        prop_assert_eq!(dict.remove(&key), model.remove(&key.to_vec()));
+                        prop_assert_eq!(dict.remove(&key), model.remove(key.as_slice()));
                     }
                 }
                 prop_assert_eq!(dict.len(), model.len());
@@ -297,7 +307,7 @@ mod tests {
                 if cursor == 0 { break; }
             }
             for i in 0..initial {
-                prop_assert!(seen.contains(&i.to_be_bytes().to_vec()));
+                prop_assert!(seen.contains(i.to_be_bytes().as_slice()));
             }
         }
     }
@@ -316,8 +326,13 @@ mod tests {
         for i in 0..100u32 {
             dict.insert(&i.to_be_bytes(), ());
         }
-        let picked: HashSet<Vec<u8>> =
-            (0..2000).filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec())).collect();
-        assert!(picked.len() > 90, "random_key covers the table, got {}", picked.len());
+        let picked: HashSet<Vec<u8>> = (0..2000)
+            .filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec()))
+            .collect();
+        assert!(
+            picked.len() > 90,
+            "random_key covers the table, got {}",
+            picked.len()
+        );
     }
 }

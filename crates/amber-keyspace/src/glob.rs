@@ -7,7 +7,11 @@ pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
 }
 
 fn eq(a: u8, b: u8, nocase: bool) -> bool {
-    if nocase { a.eq_ignore_ascii_case(&b) } else { a == b }
+    if nocase {
+        a.eq_ignore_ascii_case(&b)
+    } else {
+        a == b
+    }
 }
 
 fn match_from(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: u32) -> bool {
@@ -38,7 +42,9 @@ fn match_from(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: u32) -> 
                 text = &text[1..];
             }
             b'[' => {
-                let Some((&c, rest)) = text.split_first() else { return false };
+                let Some((&c, rest)) = text.split_first() else {
+                    return false;
+                };
                 let (matched, after) = match_class(&pattern[1..], c, nocase);
                 if !matched {
                     return false;
@@ -49,14 +55,18 @@ fn match_from(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: u32) -> 
             }
             b'\\' if pattern.len() >= 2 => {
                 pattern = &pattern[1..];
-                let Some((&c, rest)) = text.split_first() else { return false };
+                let Some((&c, rest)) = text.split_first() else {
+                    return false;
+                };
                 if !eq(pattern[0], c, nocase) {
                     return false;
                 }
                 text = rest;
             }
             _ => {
-                let Some((&c, rest)) = text.split_first() else { return false };
+                let Some((&c, rest)) = text.split_first() else {
+                    return false;
+                };
                 if !eq(p, c, nocase) {
                     return false;
                 }

@@ -19,10 +19,8 @@ pub enum StrValue {
 impl StrValue {
     /// Stores `bytes` in the encoding Redis would pick for a value set by `SET`.
     pub fn from_bytes(bytes: &[u8]) -> StrValue {
-        if bytes.len() <= 20 {
-            if let Some(number) = parse_int(bytes) {
-                return StrValue::Int(number);
-            }
+        if let Some(number) = parse_int(bytes).filter(|_| bytes.len() <= 20) {
+            return StrValue::Int(number);
         }
         if bytes.len() <= EMBSTR_MAX_LEN {
             StrValue::Embstr(bytes.into())
@@ -137,17 +135,29 @@ mod tests {
     #[test]
     fn picks_redis_encodings() {
         assert_eq!(StrValue::from_bytes(b"123").encoding(), "int");
-        assert_eq!(StrValue::from_bytes(b"-9223372036854775808").encoding(), "int");
+        assert_eq!(
+            StrValue::from_bytes(b"-9223372036854775808").encoding(),
+            "int"
+        );
         assert_eq!(StrValue::from_bytes(b"0123").encoding(), "embstr");
         assert_eq!(StrValue::from_bytes(b"+1").encoding(), "embstr");
         assert_eq!(StrValue::from_bytes(&[b'a'; 44]).encoding(), "embstr");
         assert_eq!(StrValue::from_bytes(&[b'a'; 45]).encoding(), "raw");
-        assert_eq!(StrValue::from_bytes(b"9223372036854775808").encoding(), "embstr");
+        assert_eq!(
+            StrValue::from_bytes(b"9223372036854775808").encoding(),
+            "embstr"
+        );
     }
 
     #[test]
     fn int_strings_keep_their_text() {
-        for text in ["0", "-1", "42", "-9223372036854775808", "9223372036854775807"] {
+        for text in [
+            "0",
+            "-1",
+            "42",
+            "-9223372036854775808",
+            "9223372036854775807",
+        ] {
             let value = StrValue::from_bytes(text.as_bytes());
             assert_eq!(&*value.as_bytes(), text.as_bytes());
             assert_eq!(value.len(), text.len());

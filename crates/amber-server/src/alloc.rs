@@ -52,12 +52,17 @@ pub fn used_memory() -> usize {
 
 /// The highest value [`used_memory`] has reported.
 pub fn peak_memory() -> usize {
-    PEAK.load(Ordering::Relaxed).max(USED.load(Ordering::Relaxed))
+    PEAK.load(Ordering::Relaxed)
+        .max(USED.load(Ordering::Relaxed))
 }
 
 /// Resident set size of the process, from `/proc/self/statm`.
 pub fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

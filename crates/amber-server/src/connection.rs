@@ -8,14 +8,18 @@ use amber_protocol::{Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::commands::{execute, ClientState, Ctx};
-use crate::server::{unix_ms, ClientInfo, Server};
+use crate::commands::{ClientState, Ctx, execute};
+use crate::server::{ClientInfo, Server, unix_ms};
 
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one client until it disconnects, sends `QUIT`, breaks the protocol or is killed.
-pub async fn serve<S>(shared: Rc<RefCell<Server>>, mut stream: S, info: Rc<RefCell<ClientInfo>>, local: bool)
-where
+pub async fn serve<S>(
+    shared: Rc<RefCell<Server>>,
+    mut stream: S,
+    info: Rc<RefCell<ClientInfo>>,
+    local: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (id, kill) = {
@@ -23,7 +27,14 @@ where
         (info.id, info.kill.clone())
     };
     let authenticated = shared.borrow().settings.requirepass.is_none();
-    let mut client = ClientState { info: info.clone(), db: 0, authenticated, close_after_reply: false, local, id };
+    let mut client = ClientState {
+        info: info.clone(),
+        db: 0,
+        authenticated,
+        close_after_reply: false,
+        local,
+        id,
+    };
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
     let mut out = ReplyWriter::new(Protocol::Resp2);
@@ -86,7 +97,11 @@ fn process_input(
         };
         match parser.next_request(input, &limits) {
             Ok(Some(args)) => {
-                let mut ctx = Ctx { server: &mut *server, client: &mut *client, out: &mut *out };
+                let mut ctx = Ctx {
+                    server: &mut *server,
+                    client: &mut *client,
+                    out: &mut *out,
+                };
                 execute(&mut ctx, &args);
                 if client.close_after_reply {
                     break;

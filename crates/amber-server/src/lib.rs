@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod log;
+pub mod long_double;
 pub mod net;
 pub mod server;
 

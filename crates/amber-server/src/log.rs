@@ -46,7 +46,11 @@ struct Logger {
     role: char,
 }
 
-static LOGGER: Mutex<Logger> = Mutex::new(Logger { file: None, level: Level::Notice, role: 'C' });
+static LOGGER: Mutex<Logger> = Mutex::new(Logger {
+    file: None,
+    level: Level::Notice,
+    role: 'C',
+});
 
 /// Sends log lines to `path` (appending), or to standard output when `path` is empty.
 pub fn set_output(path: &str) -> std::io::Result<()> {
@@ -70,7 +74,9 @@ pub fn set_role(role: char) {
 }
 
 fn with_logger(change: impl FnOnce(&mut Logger)) {
-    let mut guard = LOGGER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = LOGGER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     change(&mut guard);
 }
 
@@ -109,8 +115,9 @@ fn write_raw(logger: &mut Logger, bytes: &[u8]) {
 
 /// The local time as Redis prints it: `27 Nov 2026 05:08:19.123`.
 fn timestamp() -> String {
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use amber_server::config::Config;
 use amber_server::log::{self, Level};
-use amber_server::{notice, warning, REDIS_VERSION};
+use amber_server::{REDIS_VERSION, notice, warning};
 
 #[global_allocator]
 static ALLOCATOR: amber_server::alloc::CountingAllocator = amber_server::alloc::CountingAllocator;
@@ -25,7 +25,9 @@ fn main() -> ExitCode {
             println!("       ./amber-server -v or --version");
             println!("       ./amber-server -h or --help");
             println!("Examples:\n       ./amber-server (run the server with default conf)");
-            println!("       ./amber-server /etc/redis/6379.conf\n       ./amber-server --port 7777");
+            println!(
+                "       ./amber-server /etc/redis/6379.conf\n       ./amber-server --port 7777"
+            );
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -42,7 +44,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     announce(&config, !args.is_empty() && config.file.is_some());
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             warning!("Could not start the event loop: {error}");
@@ -65,8 +70,7 @@ fn prepare_process(config: &Config) -> Result<(), String> {
     if daemonize {
         nix::unistd::daemon(true, false).map_err(|e| format!("Can't daemonize: {e}"))?;
     }
-    log::set_output(config.get("logfile"))
-        .map_err(|e| format!("Can't open the log file: {e}"))?;
+    log::set_output(config.get("logfile")).map_err(|e| format!("Can't open the log file: {e}"))?;
     log::set_level(Level::from_name(config.get("loglevel")));
     let dir = config.get("dir");
     std::env::set_current_dir(dir).map_err(|e| format!("Can't chdir to '{dir}': {e}"))?;
@@ -91,7 +95,9 @@ fn announce(config: &Config, with_file: bool) {
     if with_file {
         warning!("Configuration loaded");
     } else {
-        warning!("Warning: no config file specified, using the default config. In order to specify a config file use amber-server /path/to/redis.conf");
+        warning!(
+            "Warning: no config file specified, using the default config. In order to specify a config file use amber-server /path/to/redis.conf"
+        );
     }
     log::set_role('M');
     for name in &config.without_effect {

@@ -7,22 +7,25 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+use anyhow::{Context, bail};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::connection::serve;
-use crate::server::{format_addr, unix_ms, ClientInfo, Server, ShutdownRequest};
+use crate::server::{ClientInfo, Server, ShutdownRequest, format_addr, unix_ms};
 use crate::{notice, verbose, warning};
 
 const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
 /// Runs the server until it is shut down.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let port: u16 = config.get_i64("port").try_into().context("port out of range")?;
+    let port: u16 = config
+        .get_i64("port")
+        .try_into()
+        .context("port out of range")?;
     let backlog = config.get_i64("tcp-backlog").clamp(1, i64::from(i32::MAX)) as i32;
     let mut listeners = Vec::new();
     if port != 0 {
@@ -37,7 +40,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     verbose!("Skipping optional bind address {address}: {error}");
                 }
                 Err(error) => {
-                    warning!("Warning: Could not create server TCP listening socket {address}:{port}: {error}");
+                    warning!(
+                        "Warning: Could not create server TCP listening socket {address}:{port}: {error}"
+                    );
                     bail!("Failed listening on port {port} (TCP), aborting.");
                 }
             }
@@ -87,7 +92,9 @@ fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
         warning!("User requested shutdown...");
     }
     if !server.config.get("save").is_empty() {
-        warning!("Save points are configured, but snapshots are not implemented yet: nothing was saved.");
+        warning!(
+            "Save points are configured, but snapshots are not implemented yet: nothing was saved."
+        );
     }
     for info in server.clients.values() {
         info.borrow_mut().killed = true;
@@ -112,9 +119,15 @@ fn bind_tcp(address: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListene
     let ip: IpAddr = match address {
         "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         "::*" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        other => other.parse().with_context(|| format!("invalid bind address '{other}'"))?,
+        other => other
+            .parse()
+            .with_context(|| format!("invalid bind address '{other}'"))?,
     };
-    let family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd: OwnedFd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if ip.is_ipv6() {
@@ -122,14 +135,24 @@ fn bind_tcp(address: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListene
     }
     let addr = SockaddrStorage::from(SocketAddr::new(ip, port));
     socket::bind(fd.as_raw_fd(), &addr)?;
-    socket::listen(&fd, socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN))?;
+    socket::listen(
+        &fd,
+        socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN),
+    )?;
     let listener = std::net::TcpListener::from(fd);
     listener.set_nonblocking(true)?;
     Ok(TcpListener::from_std(listener)?)
 }
 
 /// Registers a new client, or explains why it is refused.
-fn admit(server: &mut Server, addr: String, laddr: String, fd: i32, unix: bool, local: bool) -> Result<Rc<RefCell<ClientInfo>>, &'static str> {
+fn admit(
+    server: &mut Server,
+    addr: String,
+    laddr: String,
+    fd: i32,
+    unix: bool,
+    local: bool,
+) -> Result<Rc<RefCell<ClientInfo>>, &'static str> {
     server.stats.connections_received += 1;
     if server.clients.len() >= server.settings.maxclients {
         server.stats.rejected_connections += 1;
@@ -158,7 +181,14 @@ fn admit(server: &mut Server, addr: String, laddr: String, fd: i32, unix: bool, 
         kill: Rc::new(Notify::new()),
     }));
     server.clients.insert(id, info.clone());
-    verbose!("Accepted {}", if unix { "connection to unix socket".to_string() } else { info.borrow().addr.clone() });
+    verbose!(
+        "Accepted {}",
+        if unix {
+            "connection to unix socket".to_string()
+        } else {
+            info.borrow().addr.clone()
+        }
+    );
     Ok(info)
 }
 
@@ -178,11 +208,21 @@ async fn accept_tcp(shared: Rc<RefCell<Server>>, listener: TcpListener) {
             let _ = socket::setsockopt(&stream, sockopt::KeepAlive, &true);
             let _ = socket::setsockopt(&stream, sockopt::TcpKeepIdle, &keepalive);
         }
-        let local_addr = stream.local_addr().map(|a| format_addr(&a)).unwrap_or_default();
+        let local_addr = stream
+            .local_addr()
+            .map(|a| format_addr(&a))
+            .unwrap_or_default();
         let fd = stream.as_raw_fd();
         let local = peer.ip().is_loopback()
             || matches!(peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
-        let admitted = admit(&mut shared.borrow_mut(), format_addr(&peer), local_addr, fd, false, local);
+        let admitted = admit(
+            &mut shared.borrow_mut(),
+            format_addr(&peer),
+            local_addr,
+            fd,
+            false,
+            local,
+        );
         match admitted {
             Ok(info) => {
                 tokio::task::spawn_local(serve(shared.clone(), stream, info, local));
@@ -203,7 +243,14 @@ async fn accept_unix(shared: Rc<RefCell<Server>>, listener: UnixListener, path: 
             continue;
         };
         let fd = stream.as_raw_fd();
-        let admitted = admit(&mut shared.borrow_mut(), format!("{path}:0"), format!("{path}:0"), fd, true, true);
+        let admitted = admit(
+            &mut shared.borrow_mut(),
+            format!("{path}:0"),
+            format!("{path}:0"),
+            fd,
+            true,
+            true,
+        );
         match admitted {
             Ok(info) => {
                 tokio::task::spawn_local(serve(shared.clone(), stream, info, true));
@@ -253,7 +300,10 @@ fn active_expire(server: &mut Server, hz: u32) {
                 break;
             }
             let cycle = db.expire_sample(now, per_loop, random);
-            if cycle.sampled == 0 || cycle.expired * 10 <= cycle.sampled || started.elapsed() > budget {
+            if cycle.sampled == 0
+                || cycle.expired * 10 <= cycle.sampled
+                || started.elapsed() > budget
+            {
                 break;
             }
         }
@@ -277,8 +327,11 @@ fn close_idle_clients(server: &Server) {
 }
 
 async fn watch_signals(shared: Rc<RefCell<Server>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         warning!("Could not install signal handlers");
         return;
     };
@@ -287,9 +340,12 @@ async fn watch_signals(shared: Rc<RefCell<Server>>) {
             _ = term.recv() => ShutdownRequest::Sigterm,
             _ = int.recv() => ShutdownRequest::Sigint,
         };
-        let name = if request == ShutdownRequest::Sigterm { "SIGTERM" } else { "SIGINT" };
+        let name = if request == ShutdownRequest::Sigterm {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
         warning!("Received {name} scheduling shutdown...");
         shared.borrow_mut().request_shutdown(request);
     }
 }
-

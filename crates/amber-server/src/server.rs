@@ -54,7 +54,9 @@ impl Settings {
             hz: config.get_i64("hz").clamp(1, 500) as u32,
             active_expire_effort: config.get_i64("active-expire-effort").clamp(1, 10) as u32,
             enable_debug_command: config.get("enable-debug-command").to_string(),
-            tcp_keepalive: config.get_i64("tcp-keepalive").clamp(0, i64::from(u32::MAX)) as u32,
+            tcp_keepalive: config
+                .get_i64("tcp-keepalive")
+                .clamp(0, i64::from(u32::MAX)) as u32,
         }
     }
 }
@@ -166,7 +168,9 @@ pub enum ShutdownRequest {
 
 /// Unix time in milliseconds.
 pub fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Server {
@@ -175,7 +179,9 @@ impl Server {
         let settings = Settings::from_config(&config);
         let databases = config.get_i64("databases").max(1) as usize;
         let mut keyspace = Keyspace::new(databases);
-        let run_id: String = (0..5).map(|_| format!("{:016x}", keyspace.next_random())).collect();
+        let run_id: String = (0..5)
+            .map(|_| format!("{:016x}", keyspace.next_random()))
+            .collect();
         Server {
             config,
             settings,
@@ -192,7 +198,9 @@ impl Server {
             shutdown: Rc::new(Notify::new()),
             now_ms: unix_ms(),
             active_expire_enabled: true,
-            executable: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            executable: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }
     }
 

@@ -1,10 +1,10 @@
 //! Connection commands: PING, ECHO, QUIT, HELLO, AUTH, SELECT, CLIENT.
 
-use amber_protocol::{parse_i64, Protocol};
+use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
 
-use super::keys::parse_db_index;
-use super::{errors, is, subcommand_arity, unknown_subcommand, Ctx};
+use super::keys::{DbIndexError, parse_db_index};
+use super::{Ctx, errors, is, subcommand_arity, unknown_subcommand};
 use crate::server::ClientInfo;
 
 /// `PING [message]`
@@ -50,8 +50,11 @@ pub fn auth(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
         return;
     }
-    let (user, password): (&[u8], &[u8]) =
-        if args.len() == 3 { (&args[1], &args[2]) } else { (b"default", &args[1]) };
+    let (user, password): (&[u8], &[u8]) = if args.len() == 3 {
+        (&args[1], &args[2])
+    } else {
+        (b"default", &args[1])
+    };
     if check_password(ctx, user, password) {
         ctx.out.ok();
     } else {
@@ -87,15 +90,18 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
             name = Some(args[i + 1].clone());
             i += 2;
         } else {
-            ctx.error(&format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&args[i])));
+            ctx.error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            ));
             return;
         }
     }
-    if let Some((user, password)) = credentials {
-        if !check_password(ctx, &user, &password) {
-            ctx.error(errors::WRONGPASS);
-            return;
-        }
+    if let Some((user, password)) = credentials
+        && !check_password(ctx, &user, &password)
+    {
+        ctx.error(errors::WRONGPASS);
+        return;
     }
     if !ctx.client.authenticated {
         ctx.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
@@ -109,7 +115,11 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.client.info.borrow_mut().name = name.to_vec();
     }
     if let Some(version) = version {
-        ctx.out.set_protocol(if version == 3 { Protocol::Resp3 } else { Protocol::Resp2 });
+        ctx.out.set_protocol(if version == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        });
         ctx.client.info.borrow_mut().resp = version as u8;
     }
     let proto = ctx.client.info.borrow().resp;
@@ -133,9 +143,9 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
 /// `SELECT index`
 pub fn select(ctx: &mut Ctx, args: &[Bytes]) {
     match parse_db_index(&args[1], ctx.server.keyspace.db_count()) {
-        None => ctx.error(errors::NOT_INTEGER),
-        Some(Err(())) => ctx.error(errors::DB_RANGE),
-        Some(Ok(index)) => {
+        Err(DbIndexError::NotInteger) => ctx.error(errors::NOT_INTEGER),
+        Err(DbIndexError::OutOfRange) => ctx.error(errors::DB_RANGE),
+        Ok(index) => {
             ctx.client.db = index;
             ctx.client.info.borrow_mut().db = index;
             ctx.out.ok();
@@ -208,7 +218,11 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"id" => ctx.out.integer(ctx.client.id as i64),
         b"getname" => {
             let name = ctx.client.info.borrow().name.clone();
-            if name.is_empty() { ctx.out.null() } else { ctx.out.bulk(&name) }
+            if name.is_empty() {
+                ctx.out.null()
+            } else {
+                ctx.out.bulk(&name)
+            }
         }
         b"setname" => {
             if !valid_client_name(&args[2]) {
@@ -247,7 +261,11 @@ pub fn describe(info: &ClientInfo) -> String {
         info.query_buffer,
         16384usize.saturating_sub(info.query_buffer),
         16384 + info.query_buffer,
-        if info.last_command.is_empty() { "NULL" } else { &info.last_command },
+        if info.last_command.is_empty() {
+            "NULL"
+        } else {
+            &info.last_command
+        },
         info.resp,
     )
 }
@@ -258,8 +276,14 @@ fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
     while i < options.len() {
         if is(&options[i], "type") && i + 1 < options.len() {
             let kind = options[i + 1].to_ascii_lowercase();
-            if !matches!(kind.as_slice(), b"normal" | b"master" | b"replica" | b"slave" | b"pubsub") {
-                ctx.error(&format!("ERR Unknown client type '{}'", String::from_utf8_lossy(&options[i + 1])));
+            if !matches!(
+                kind.as_slice(),
+                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
+            ) {
+                ctx.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(&options[i + 1])
+                ));
                 return;
             }
             if kind != b"normal" {
@@ -294,6 +318,9 @@ fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
     ctx.out.verbatim(b"txt", text.as_bytes());
 }
 
+/// One condition of `CLIENT KILL <filter> <value> ...`.
+type ClientFilter = Box<dyn Fn(&ClientInfo) -> bool>;
+
 fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
     if options.len() == 1 {
         let addr = String::from_utf8_lossy(&options[0]).into_owned();
@@ -305,11 +332,11 @@ fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
         }
         return;
     }
-    if options.len() % 2 != 0 {
+    if !options.len().is_multiple_of(2) {
         ctx.error(errors::SYNTAX);
         return;
     }
-    let mut filters: Vec<Box<dyn Fn(&ClientInfo) -> bool>> = Vec::new();
+    let mut filters: Vec<ClientFilter> = Vec::new();
     let mut skip_me = true;
     for pair in options.chunks(2) {
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
@@ -333,7 +360,9 @@ fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
                 ctx.error(errors::NOT_INTEGER);
                 return;
             };
-            filters.push(Box::new(move |info| info.created.elapsed().as_secs() as i64 >= age));
+            filters.push(Box::new(move |info| {
+                info.created.elapsed().as_secs() as i64 >= age
+            }));
         } else if is(&pair[0], "skipme") {
             skip_me = match value.to_ascii_lowercase().as_str() {
                 "yes" => true,

@@ -3,19 +3,33 @@
 use std::fmt::Write;
 
 use crate::alloc;
-use crate::server::{unix_ms, Server};
+use crate::server::{Server, unix_ms};
 
-const DEFAULT_SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+];
 
 /// Renders the requested sections (`default` when none are named, `all`/`everything` for all).
 pub fn render(server: &Server, requested: &[String]) -> String {
     let wanted: Vec<&str> = if requested.is_empty()
-        || requested.iter().any(|s| s == "default" || s == "all" || s == "everything")
+        || requested
+            .iter()
+            .any(|s| s == "default" || s == "all" || s == "everything")
     {
         DEFAULT_SECTIONS.to_vec()
     } else {
-        DEFAULT_SECTIONS.iter().copied().filter(|s| requested.iter().any(|r| r == s)).collect()
+        DEFAULT_SECTIONS
+            .iter()
+            .copied()
+            .filter(|s| requested.iter().any(|r| r == s))
+            .collect()
     };
     let mut out = String::new();
     for (index, section) in wanted.iter().enumerate() {
@@ -40,11 +54,16 @@ pub fn render(server: &Server, requested: &[String]) -> String {
 
 fn capitalize(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map_or(String::new(), |first| first.to_uppercase().chain(chars).collect())
+    chars.next().map_or(String::new(), |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 fn lines(fields: &[(&str, String)]) -> String {
-    fields.iter().map(|(name, value)| format!("{name}:{value}\r\n")).collect()
+    fields
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\r\n"))
+        .collect()
 }
 
 fn server_section(server: &Server) -> String {
@@ -76,7 +95,12 @@ fn server_section(server: &Server) -> String {
         ("executable", server.executable.clone()),
         (
             "config_file",
-            server.config.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+            server
+                .config
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
         ),
         ("io_threads_active", "0".into()),
     ])
@@ -136,8 +160,14 @@ fn memory_section(server: &Server) -> String {
         ("used_memory_peak_human", human(peak)),
         ("maxmemory", maxmemory.to_string()),
         ("maxmemory_human", human(maxmemory)),
-        ("maxmemory_policy", server.config.get("maxmemory-policy").into()),
-        ("mem_fragmentation_ratio", format!("{:.2}", rss as f64 / used.max(1) as f64)),
+        (
+            "maxmemory_policy",
+            server.config.get("maxmemory-policy").into(),
+        ),
+        (
+            "mem_fragmentation_ratio",
+            format!("{:.2}", rss as f64 / used.max(1) as f64),
+        ),
         ("mem_allocator", "libc".into()),
     ])
 }
@@ -180,12 +210,24 @@ fn persistence_section(server: &Server) -> String {
 fn stats_section(server: &Server) -> String {
     let stats = &server.stats;
     lines(&[
-        ("total_connections_received", stats.connections_received.to_string()),
-        ("total_commands_processed", stats.commands_processed.to_string()),
-        ("instantaneous_ops_per_sec", stats.instantaneous_ops.to_string()),
+        (
+            "total_connections_received",
+            stats.connections_received.to_string(),
+        ),
+        (
+            "total_commands_processed",
+            stats.commands_processed.to_string(),
+        ),
+        (
+            "instantaneous_ops_per_sec",
+            stats.instantaneous_ops.to_string(),
+        ),
         ("total_net_input_bytes", stats.net_input_bytes.to_string()),
         ("total_net_output_bytes", stats.net_output_bytes.to_string()),
-        ("rejected_connections", stats.rejected_connections.to_string()),
+        (
+            "rejected_connections",
+            stats.rejected_connections.to_string(),
+        ),
         ("expired_keys", stats.expired_keys.to_string()),
         ("evicted_keys", "0".into()),
         ("keyspace_hits", stats.keyspace_hits.to_string()),
@@ -203,11 +245,17 @@ fn replication_section(server: &Server) -> String {
         ("role", "master".into()),
         ("connected_slaves", "0".into()),
         ("master_replid", server.run_id.clone()),
-        ("master_replid2", "0000000000000000000000000000000000000000".into()),
+        (
+            "master_replid2",
+            "0000000000000000000000000000000000000000".into(),
+        ),
         ("master_repl_offset", "0".into()),
         ("second_repl_offset", "-1".into()),
         ("repl_backlog_active", "0".into()),
-        ("repl_backlog_size", server.config.get("repl-backlog-size").into()),
+        (
+            "repl_backlog_size",
+            server.config.get("repl-backlog-size").into(),
+        ),
     ])
 }
 
@@ -217,10 +265,26 @@ fn cpu_section() -> String {
     let me = usage(nix::sys::resource::UsageWho::RUSAGE_SELF);
     let children = usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
     lines(&[
-        ("used_cpu_sys", me.map(|u| format_time(u.system_time())).unwrap_or_default()),
-        ("used_cpu_user", me.map(|u| format_time(u.user_time())).unwrap_or_default()),
-        ("used_cpu_sys_children", children.map(|u| format_time(u.system_time())).unwrap_or_default()),
-        ("used_cpu_user_children", children.map(|u| format_time(u.user_time())).unwrap_or_default()),
+        (
+            "used_cpu_sys",
+            me.map(|u| format_time(u.system_time())).unwrap_or_default(),
+        ),
+        (
+            "used_cpu_user",
+            me.map(|u| format_time(u.user_time())).unwrap_or_default(),
+        ),
+        (
+            "used_cpu_sys_children",
+            children
+                .map(|u| format_time(u.system_time()))
+                .unwrap_or_default(),
+        ),
+        (
+            "used_cpu_user_children",
+            children
+                .map(|u| format_time(u.user_time()))
+                .unwrap_or_default(),
+        ),
     ])
 }
 

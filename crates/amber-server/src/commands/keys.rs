@@ -1,10 +1,10 @@
 //! Generic key commands: deletion, existence, renaming, moving, expiry, iteration, OBJECT.
 
-use amber_keyspace::{glob_match, Entry};
+use amber_keyspace::{Entry, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{errors, is, subcommand_arity, unknown_subcommand, Ctx};
+use super::{Ctx, Replied, errors, is, subcommand_arity, unknown_subcommand};
 
 fn collect(ctx: &mut Ctx) {
     let db = ctx.client.db;
@@ -29,7 +29,10 @@ pub fn del(ctx: &mut Ctx, args: &[Bytes]) {
 /// `EXISTS key [key ...]`: counts repeated keys each time.
 pub fn exists(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
-    let count = args[1..].iter().filter(|key| ctx.db().exists(key, now)).count();
+    let count = args[1..]
+        .iter()
+        .filter(|key| ctx.db().exists(key, now))
+        .count();
     collect(ctx);
     ctx.out.integer(count as i64);
 }
@@ -37,7 +40,10 @@ pub fn exists(ctx: &mut Ctx, args: &[Bytes]) {
 /// `TOUCH key [key ...]`
 pub fn touch(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
-    let count = args[1..].iter().filter(|key| ctx.db().get_mut(key, now).is_some()).count();
+    let count = args[1..]
+        .iter()
+        .filter(|key| ctx.db().get_mut(key, now).is_some())
+        .count();
     collect(ctx);
     ctx.out.integer(count as i64);
 }
@@ -45,7 +51,10 @@ pub fn touch(ctx: &mut Ctx, args: &[Bytes]) {
 /// `TYPE key`
 pub fn type_(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
-    let name = ctx.db().get_mut(&args[1], now).map_or("none", |e| e.value.type_name());
+    let name = ctx
+        .db()
+        .get_mut(&args[1], now)
+        .map_or("none", |e| e.value.type_name());
     collect(ctx);
     ctx.out.simple(name);
 }
@@ -71,7 +80,9 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
 pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(mut cursor) = std::str::from_utf8(&args[1]).ok().and_then(|c| c.parse::<u64>().ok())
+    let Some(mut cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
     else {
         ctx.error("ERR invalid cursor");
         return;
@@ -110,7 +121,8 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
         cursor = db.scan(cursor, |key, entry| {
             let live = entry.expire_at.is_none_or(|at| at > now);
             let matches = pattern.is_none_or(|p| glob_match(p, key, false));
-            let typed = type_filter.is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
+            let typed = type_filter
+                .is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
             if live && matches && typed {
                 found.push(key.to_vec());
             }
@@ -150,7 +162,11 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
         return;
     }
     if from == to {
-        if nx { ctx.out.integer(0) } else { ctx.out.ok() }
+        if nx {
+            ctx.out.integer(0)
+        } else {
+            ctx.out.ok()
+        }
         return;
     }
     if nx && ctx.db().exists(to, now) {
@@ -176,18 +192,20 @@ pub fn renamenx(ctx: &mut Ctx, args: &[Bytes]) {
     rename_generic(ctx, args, true);
 }
 
-fn db_index(ctx: &mut Ctx, arg: &[u8]) -> Result<usize, ()> {
+fn db_index(ctx: &mut Ctx, arg: &[u8]) -> Result<usize, Replied> {
     let index = ctx.int_arg(arg)?;
     if index < 0 || index >= ctx.server.keyspace.db_count() as i64 {
         ctx.error(errors::DB_RANGE);
-        return Err(());
+        return Err(Replied);
     }
     Ok(index as usize)
 }
 
 /// `MOVE key db`
 pub fn move_(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(target) = db_index(ctx, &args[2]) else { return };
+    let Ok(target) = db_index(ctx, &args[2]) else {
+        return;
+    };
     let source = ctx.client.db;
     if target == source {
         ctx.error("ERR source and destination objects are the same");
@@ -218,7 +236,9 @@ pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
         if is(&args[i], "replace") {
             replace = true;
         } else if is(&args[i], "db") && i + 1 < args.len() {
-            let Ok(index) = db_index(ctx, &args[i + 1]) else { return };
+            let Ok(index) = db_index(ctx, &args[i + 1]) else {
+                return;
+            };
             target = index;
             i += 1;
         } else {
@@ -242,7 +262,10 @@ pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.integer(0);
         return;
     }
-    let copy = Entry { accessed: (now / 1000) as u32, ..source };
+    let copy = Entry {
+        accessed: (now / 1000) as u32,
+        ..source
+    };
     destination.insert(to, copy);
     ctx.server.collect_expired(target);
     ctx.dirty(1);
@@ -257,7 +280,7 @@ struct ExpireFlags {
     lt: bool,
 }
 
-fn parse_expire_flags(ctx: &mut Ctx, args: &[Bytes]) -> Result<ExpireFlags, ()> {
+fn parse_expire_flags(ctx: &mut Ctx, args: &[Bytes]) -> Result<ExpireFlags, Replied> {
     let mut flags = ExpireFlags::default();
     for arg in args {
         if is(arg, "nx") {
@@ -269,26 +292,40 @@ fn parse_expire_flags(ctx: &mut Ctx, args: &[Bytes]) -> Result<ExpireFlags, ()> 
         } else if is(arg, "lt") {
             flags.lt = true;
         } else {
-            ctx.error(&format!("ERR Unsupported option {}", String::from_utf8_lossy(arg)));
-            return Err(());
+            ctx.error(&format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(arg)
+            ));
+            return Err(Replied);
         }
     }
     if flags.nx && (flags.xx || flags.gt || flags.lt) {
         ctx.error("ERR NX and XX, GT or LT options at the same time are not compatible");
-        return Err(());
+        return Err(Replied);
     }
     if flags.gt && flags.lt {
         ctx.error("ERR GT and LT options at the same time are not compatible");
-        return Err(());
+        return Err(Replied);
     }
     Ok(flags)
 }
 
 fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, command: &str) {
-    let Ok(value) = ctx.int_arg(&args[2]) else { return };
-    let Ok(flags) = parse_expire_flags(ctx, &args[3..]) else { return };
+    // Redis checks the options before the time.
+    let Ok(flags) = parse_expire_flags(ctx, &args[3..]) else {
+        return;
+    };
+    let Ok(value) = ctx.int_arg(&args[2]) else {
+        return;
+    };
     let now = ctx.server.now_ms;
-    let at = value.checked_mul(unit_ms).and_then(|ms| if relative { ms.checked_add(now) } else { Some(ms) });
+    let at = value.checked_mul(unit_ms).and_then(|ms| {
+        if relative {
+            ms.checked_add(now)
+        } else {
+            Some(ms)
+        }
+    });
     let Some(at) = at else {
         ctx.error(&format!("ERR invalid expire time in '{command}' command"));
         return;
@@ -373,7 +410,11 @@ fn expiretime_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
         None => -2,
         Some(None) => -1,
         Some(Some(at)) => {
-            if in_ms { at } else { at / 1000 }
+            if in_ms {
+                at
+            } else {
+                at / 1000
+            }
         }
     };
     ctx.out.integer(reply);
@@ -426,7 +467,9 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
         OBJECT_HELP.iter().for_each(|line| ctx.out.simple(line));
         return;
     }
-    let known = ["encoding", "refcount", "idletime", "freq"].iter().any(|s| is(sub, s));
+    let known = ["encoding", "refcount", "idletime", "freq"]
+        .iter()
+        .any(|s| is(sub, s));
     if !known {
         unknown_subcommand(ctx, "object", sub);
         return;
@@ -446,7 +489,8 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
     if is(sub, "encoding") {
         ctx.out.bulk(encoding.as_bytes());
     } else if is(sub, "refcount") {
-        ctx.out.integer(if shared_int { i64::from(i32::MAX) } else { 1 });
+        ctx.out
+            .integer(if shared_int { i64::from(i32::MAX) } else { 1 });
     } else if is(sub, "idletime") {
         ctx.out.integer(idle);
     } else {
@@ -454,8 +498,21 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
     }
 }
 
+/// Why a database index argument was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbIndexError {
+    /// Not an integer.
+    NotInteger,
+    /// No such database.
+    OutOfRange,
+}
+
 /// Parses a database index for SELECT/SWAPDB-style commands, without replying.
-pub fn parse_db_index(arg: &[u8], db_count: usize) -> Option<Result<usize, ()>> {
-    let index = parse_i64(arg)?;
-    Some(if index < 0 || index >= db_count as i64 { Err(()) } else { Ok(index as usize) })
+pub fn parse_db_index(arg: &[u8], db_count: usize) -> Result<usize, DbIndexError> {
+    let index = parse_i64(arg).ok_or(DbIndexError::NotInteger)?;
+    if index < 0 || index >= db_count as i64 {
+        Err(DbIndexError::OutOfRange)
+    } else {
+        Ok(index as usize)
+    }
 }

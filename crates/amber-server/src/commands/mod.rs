@@ -12,12 +12,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use amber_keyspace::{Db, StrValue, Value};
-use amber_protocol::{parse_i64, ReplyWriter};
+use amber_protocol::{ReplyWriter, parse_i64};
 use bytes::Bytes;
 
 use crate::server::{ClientInfo, Server};
 pub use connection::describe as describe_client;
-pub use table::{lookup, CommandSpec, COMMANDS};
+pub use table::{COMMANDS, CommandSpec, lookup};
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
 pub mod errors {
@@ -42,6 +42,10 @@ pub mod errors {
     /// A missing key where one is required.
     pub const NO_SUCH_KEY: &str = "ERR no such key";
 }
+
+/// Marks a failure whose error reply has already been written to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replied;
 
 /// Per-connection state that commands read and change.
 pub struct ClientState {
@@ -86,13 +90,18 @@ impl Ctx<'_> {
         self.server.dirty += changes;
     }
 
-    /// Reads the string under `key`: `Ok(None)` if missing, `Err(())` (reply sent) if another type.
-    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+    /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
+    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Replied> {
         let now = self.server.now_ms;
         let db = self.client.db;
-        let found = self.server.keyspace.db(db).get_mut(key, now).map(|entry| match &entry.value {
-            Value::Str(value) => Ok(value.as_bytes().into_owned()),
-        });
+        let found = self
+            .server
+            .keyspace
+            .db(db)
+            .get_mut(key, now)
+            .map(|entry| match &entry.value {
+                Value::Str(value) => Ok(value.as_bytes().into_owned()),
+            });
         self.server.collect_expired(db);
         match found {
             None => {
@@ -103,16 +112,19 @@ impl Ctx<'_> {
                 self.server.stats.keyspace_hits += 1;
                 Ok(Some(bytes))
             }
-            Some(Err(())) => {
+            Some(Err(Replied)) => {
                 self.error(errors::WRONGTYPE);
-                Err(())
+                Err(Replied)
             }
         }
     }
 
     /// Parses an integer argument, replying the standard error if it is not one.
-    pub fn int_arg(&mut self, arg: &[u8]) -> Result<i64, ()> {
-        parse_i64(arg).ok_or_else(|| self.error(errors::NOT_INTEGER))
+    pub fn int_arg(&mut self, arg: &[u8]) -> Result<i64, Replied> {
+        parse_i64(arg).ok_or_else(|| {
+            self.error(errors::NOT_INTEGER);
+            Replied
+        })
     }
 }
 
@@ -132,7 +144,10 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     let arity = spec.arity;
     let count = args.len() as i32;
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        ctx.error(&format!("ERR wrong number of arguments for '{}' command", spec.name));
+        ctx.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        ));
         return;
     }
     if !ctx.client.authenticated && !spec.flags.contains(table::NO_AUTH) {
@@ -153,8 +168,13 @@ fn unknown_command(ctx: &mut Ctx, args: &[Bytes]) {
         let cut: String = text.chars().take(room).collect();
         shown.push_str(&format!("'{cut}' "));
     }
-    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
-    ctx.error(&format!("ERR unknown command '{name}', with args beginning with: {shown}"));
+    let name: String = String::from_utf8_lossy(&args[0])
+        .chars()
+        .take(128)
+        .collect();
+    ctx.error(&format!(
+        "ERR unknown command '{name}', with args beginning with: {shown}"
+    ));
 }
 
 /// Replies the error for an unknown subcommand of `command`, as Redis words it.
@@ -169,7 +189,9 @@ pub fn unknown_subcommand(ctx: &mut Ctx, command: &str, sub: &[u8]) {
 /// Replies the arity error for a subcommand (`config|get`).
 pub fn subcommand_arity(ctx: &mut Ctx, command: &str, sub: &[u8]) {
     let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    ctx.error(&format!("ERR wrong number of arguments for '{command}|{sub}' command"));
+    ctx.error(&format!(
+        "ERR wrong number of arguments for '{command}|{sub}' command"
+    ));
 }
 
 /// Whether two arguments are equal ignoring ASCII case.

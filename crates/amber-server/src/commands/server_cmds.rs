@@ -4,11 +4,13 @@ use amber_keyspace::{Entry, StrValue, Value};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::keys::parse_db_index;
-use super::table::{CommandSpec, COMMANDS};
-use super::{errors, info as info_section, is, lookup, subcommand_arity, unknown_subcommand, Ctx};
+use super::keys::{DbIndexError, parse_db_index};
+use super::table::{COMMANDS, CommandSpec};
+use super::{
+    Ctx, Replied, errors, info as info_section, is, lookup, subcommand_arity, unknown_subcommand,
+};
 use crate::log::{self, Level};
-use crate::server::{unix_ms, ShutdownRequest};
+use crate::server::{ShutdownRequest, unix_ms};
 
 /// `DBSIZE`
 pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) {
@@ -16,13 +18,13 @@ pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.out.integer(len as i64);
 }
 
-fn flush_mode(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), ()> {
+fn flush_mode(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), Replied> {
     match args.get(1) {
         None => Ok(()),
         Some(mode) if args.len() == 2 && (is(mode, "async") || is(mode, "sync")) => Ok(()),
         Some(_) => {
             ctx.error(errors::SYNTAX);
-            Err(())
+            Err(Replied)
         }
     }
 }
@@ -53,14 +55,14 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
 pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
     let count = ctx.server.keyspace.db_count();
     let first = match parse_db_index(&args[1], count) {
-        None => return ctx.error("ERR invalid first DB index"),
-        Some(Err(())) => return ctx.error(errors::DB_RANGE),
-        Some(Ok(index)) => index,
+        Err(DbIndexError::NotInteger) => return ctx.error("ERR invalid first DB index"),
+        Err(DbIndexError::OutOfRange) => return ctx.error(errors::DB_RANGE),
+        Ok(index) => index,
     };
     let second = match parse_db_index(&args[2], count) {
-        None => return ctx.error("ERR invalid second DB index"),
-        Some(Err(())) => return ctx.error(errors::DB_RANGE),
-        Some(Ok(index)) => index,
+        Err(DbIndexError::NotInteger) => return ctx.error("ERR invalid second DB index"),
+        Err(DbIndexError::OutOfRange) => return ctx.error(errors::DB_RANGE),
+        Ok(index) => index,
     };
     ctx.server.keyspace.swap(first, second);
     ctx.dirty(1);
@@ -69,8 +71,10 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `INFO [section ...]`
 pub fn info(ctx: &mut Ctx, args: &[Bytes]) {
-    let sections: Vec<String> =
-        args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let sections: Vec<String> = args[1..]
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
     let text = info_section::render(ctx.server, &sections);
     ctx.out.verbatim(b"txt", text.as_bytes());
 }
@@ -107,7 +111,11 @@ fn acl_categories(spec: &CommandSpec) -> Vec<String> {
     if spec.flags.contains(super::table::ADMIN) {
         categories.extend(["@admin", "@dangerous"]);
     }
-    categories.push(if spec.flags.contains(super::table::FAST) { "@fast" } else { "@slow" });
+    categories.push(if spec.flags.contains(super::table::FAST) {
+        "@fast"
+    } else {
+        "@slow"
+    });
     categories.into_iter().map(String::from).collect()
 }
 
@@ -172,7 +180,9 @@ pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
         specs.into_iter().for_each(|spec| command_docs(ctx, spec));
     } else if is(sub, "list") && args.len() == 2 {
         ctx.out.array(COMMANDS.len());
-        COMMANDS.iter().for_each(|spec| ctx.out.bulk(spec.name.as_bytes()));
+        COMMANDS
+            .iter()
+            .for_each(|spec| ctx.out.bulk(spec.name.as_bytes()));
     } else if ["count", "list"].iter().any(|s| is(sub, s)) {
         subcommand_arity(ctx, "command", sub);
     } else {
@@ -191,7 +201,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.out.bulk(name.as_bytes());
             ctx.out.bulk(value.as_bytes());
         }
-    } else if is(sub, "set") && args.len() >= 4 && args.len() % 2 == 0 {
+    } else if is(sub, "set") && args.len() >= 4 && args.len().is_multiple_of(2) {
         config_set(ctx, &args[2..]);
     } else if is(sub, "resetstat") && args.len() == 2 {
         ctx.server.stats = Default::default();
@@ -220,7 +230,10 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
         ];
         ctx.out.array(help.len());
         help.iter().for_each(|line| ctx.out.simple(line));
-    } else if ["get", "set", "resetstat", "rewrite", "help"].iter().any(|s| is(sub, s)) {
+    } else if ["get", "set", "resetstat", "rewrite", "help"]
+        .iter()
+        .any(|s| is(sub, s))
+    {
         subcommand_arity(ctx, "config", sub);
     } else {
         unknown_subcommand(ctx, "config", sub);
@@ -230,7 +243,12 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
 fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     let pairs: Vec<(String, String)> = pairs
         .chunks(2)
-        .map(|p| (String::from_utf8_lossy(&p[0]).into_owned(), String::from_utf8_lossy(&p[1]).into_owned()))
+        .map(|p| {
+            (
+                String::from_utf8_lossy(&p[0]).into_owned(),
+                String::from_utf8_lossy(&p[1]).into_owned(),
+            )
+        })
         .collect();
     let before = ctx.server.config.clone();
     let changed = match ctx.server.config.set_many(&pairs) {
@@ -242,7 +260,9 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
         if let Err(error) = std::env::set_current_dir(&dir) {
             ctx.server.config = before;
             let reason = error.to_string();
-            return ctx.error(&format!("ERR CONFIG SET failed (possibly related to argument 'dir') - {reason}"));
+            return ctx.error(&format!(
+                "ERR CONFIG SET failed (possibly related to argument 'dir') - {reason}"
+            ));
         }
     }
     if changed.contains(&"loglevel") {
@@ -255,7 +275,10 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
 pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
     for arg in &args[1..] {
-        if !["nosave", "save", "now", "force", "abort"].iter().any(|s| is(arg, s)) {
+        if !["nosave", "save", "now", "force", "abort"]
+            .iter()
+            .any(|s| is(arg, s))
+        {
             return ctx.error(errors::SYNTAX);
         }
     }
@@ -283,7 +306,9 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
     match (sub.as_slice(), args.len()) {
         (b"populate", 3..=5) => debug_populate(ctx, args),
         (b"sleep", 3) => {
-            let seconds = super::strings::parse_float(&args[2]).unwrap_or(0.0).max(0.0);
+            let seconds = super::strings::parse_float(&args[2])
+                .unwrap_or(0.0)
+                .max(0.0);
             std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(1e6)));
             ctx.out.ok();
         }

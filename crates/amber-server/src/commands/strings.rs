@@ -4,7 +4,8 @@ use amber_keyspace::{Entry, StrValue, Value};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{errors, is, string_value, Ctx};
+use super::{Ctx, Replied, errors, is, string_value};
+use crate::long_double::LongDouble;
 
 /// Where a command's expiry argument puts the key's TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,11 @@ pub fn absolute_expire(unit_ms: i64, relative: bool, value: i64, now_ms: i64) ->
         return None;
     }
     let ms = value.checked_mul(unit_ms)?;
-    if relative { ms.checked_add(now_ms) } else { Some(ms) }
+    if relative {
+        ms.checked_add(now_ms)
+    } else {
+        Some(ms)
+    }
 }
 
 fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
@@ -46,7 +51,7 @@ fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
 }
 
 /// Looks up a string for a read-modify-write command; `Err` means a reply was already sent.
-fn string_entry<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut StrValue>, ()> {
+fn string_entry<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut StrValue>, Replied> {
     let now = ctx.server.now_ms;
     let db = ctx.client.db;
     ctx.server.keyspace.db(db).get_mut(key, now);
@@ -76,8 +81,13 @@ struct SetOptions {
     expire: ExpireArg,
 }
 
-fn parse_set_options(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<SetOptions, ()> {
-    let mut options = SetOptions { nx: false, xx: false, get: false, expire: ExpireArg::None };
+fn parse_set_options(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<SetOptions, Replied> {
+    let mut options = SetOptions {
+        nx: false,
+        xx: false,
+        get: false,
+        expire: ExpireArg::None,
+    };
     let mut expire_given = false;
     let mut i = 0;
     while i < args.len() {
@@ -95,7 +105,7 @@ fn parse_set_options(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<Set
         } else if let (Some(unit), Some(value)) = (expire_unit(arg), next) {
             if expire_given {
                 ctx.error(errors::SYNTAX);
-                return Err(());
+                return Err(Replied);
             }
             expire_given = true;
             let number = ctx.int_arg(value)?;
@@ -104,13 +114,13 @@ fn parse_set_options(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<Set
                 Some(at) => options.expire = ExpireArg::At(at),
                 None => {
                     ctx.error(&format!("ERR invalid expire time in '{command}' command"));
-                    return Err(());
+                    return Err(Replied);
                 }
             }
             i += 1;
         } else {
             ctx.error(errors::SYNTAX);
-            return Err(());
+            return Err(Replied);
         }
         i += 1;
     }
@@ -134,12 +144,14 @@ fn expire_unit(arg: &[u8]) -> Option<(i64, bool)> {
 
 /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL]`
 pub fn set(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(options) = parse_set_options(ctx, &args[3..], "set") else { return };
+    let Ok(options) = parse_set_options(ctx, &args[3..], "set") else {
+        return;
+    };
     let key = &args[1];
     let old = if options.get {
         match ctx.read_string(key) {
             Ok(old) => Some(old),
-            Err(()) => return,
+            Err(Replied) => return,
         }
     } else {
         None
@@ -175,7 +187,9 @@ pub fn setnx(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 fn set_with_expire(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, command: &str) {
-    let Ok(number) = ctx.int_arg(&args[2]) else { return };
+    let Ok(number) = ctx.int_arg(&args[2]) else {
+        return;
+    };
     let now = ctx.server.now_ms;
     let Some(at) = absolute_expire(unit_ms, true, number, now) else {
         ctx.error(&format!("ERR invalid expire time in '{command}' command"));
@@ -220,7 +234,7 @@ pub fn mget(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `MSET key value [key value ...]`
 pub fn mset(ctx: &mut Ctx, args: &[Bytes]) {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         ctx.error("ERR wrong number of arguments for 'mset' command");
         return;
     }
@@ -232,12 +246,14 @@ pub fn mset(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `MSETNX key value [key value ...]`: all or nothing.
 pub fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         ctx.error("ERR wrong number of arguments for 'msetnx' command");
         return;
     }
     let now = ctx.server.now_ms;
-    let any_exists = args[1..].chunks(2).any(|pair| ctx.db().exists(&pair[0], now));
+    let any_exists = args[1..]
+        .chunks(2)
+        .any(|pair| ctx.db().exists(&pair[0], now));
     if any_exists {
         ctx.out.integer(0);
         return;
@@ -250,7 +266,9 @@ pub fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `GETSET key value`
 pub fn getset(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(old) = ctx.read_string(&args[1]) else { return };
+    let Ok(old) = ctx.read_string(&args[1]) else {
+        return;
+    };
     store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
     match old {
         Some(old) => ctx.out.bulk(&old),
@@ -260,7 +278,9 @@ pub fn getset(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `GETDEL key`
 pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(old) = ctx.read_string(&args[1]) else { return };
+    let Ok(old) = ctx.read_string(&args[1]) else {
+        return;
+    };
     match old {
         Some(old) => {
             ctx.db().remove(&args[1]);
@@ -280,7 +300,9 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         if is(&args[i], "persist") && expire == ExpireArg::None {
             expire = ExpireArg::Persist;
         } else if let (Some(unit), Some(value), ExpireArg::None) = (unit, args.get(i + 1), expire) {
-            let Ok(number) = ctx.int_arg(value) else { return };
+            let Ok(number) = ctx.int_arg(value) else {
+                return;
+            };
             let now = ctx.server.now_ms;
             match absolute_expire(unit.0, unit.1, number, now) {
                 Some(at) => expire = ExpireArg::At(at),
@@ -296,7 +318,9 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         }
         i += 1;
     }
-    let Ok(value) = ctx.read_string(&args[1]) else { return };
+    let Ok(value) = ctx.read_string(&args[1]) else {
+        return;
+    };
     let Some(value) = value else {
         ctx.out.null();
         return;
@@ -311,11 +335,14 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.db().set_expire(&args[1], Some(at));
             ctx.dirty(1);
         }
-        ExpireArg::Persist => {
-            if ctx.db().peek(&args[1], now).is_some_and(|e| e.expire_at.is_some()) {
-                ctx.db().set_expire(&args[1], None);
-                ctx.dirty(1);
-            }
+        ExpireArg::Persist
+            if ctx
+                .db()
+                .peek(&args[1], now)
+                .is_some_and(|e| e.expire_at.is_some()) =>
+        {
+            ctx.db().set_expire(&args[1], None);
+            ctx.dirty(1);
         }
         _ => {}
     }
@@ -326,7 +353,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
 pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
     let limit = ctx.server.settings.proto_max_bulk_len;
     let new_len = match string_entry(ctx, &args[1]) {
-        Err(()) => return,
+        Err(Replied) => return,
         Ok(None) => None,
         Ok(Some(value)) => {
             if (value.len() + args[2].len()) as u64 > limit {
@@ -344,9 +371,8 @@ pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.out.integer(len as i64);
         }
         None => {
-            let mut raw = StrValue::Raw(Vec::new());
-            raw.make_raw().extend_from_slice(&args[2]);
-            store(ctx, &args[1], Value::Str(raw), ExpireArg::None);
+            // A new key gets the encoding SET would give it (Redis calls tryObjectEncoding).
+            store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
             ctx.out.integer(args[2].len() as i64);
         }
     }
@@ -355,15 +381,18 @@ pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
 /// `STRLEN key`
 pub fn strlen(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
-    let len = ctx.db().get_mut(&args[1], now).map(|entry| match &entry.value {
-        Value::Str(value) => value.len(),
-    });
+    let len = ctx
+        .db()
+        .get_mut(&args[1], now)
+        .map(|entry| match &entry.value {
+            Value::Str(value) => value.len(),
+        });
     ctx.out.integer(len.unwrap_or(0) as i64);
 }
 
 fn increment(ctx: &mut Ctx, key: &[u8], by: i64) {
     let result = match string_entry(ctx, key) {
-        Err(()) => return,
+        Err(Replied) => return,
         Ok(None) => None,
         Ok(Some(value)) => match value.as_int() {
             None => Some(Err(errors::NOT_INTEGER)),
@@ -408,7 +437,9 @@ pub fn incrby(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `DECRBY key decrement`
 pub fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(by) = ctx.int_arg(&args[2]) else { return };
+    let Ok(by) = ctx.int_arg(&args[2]) else {
+        return;
+    };
     match by.checked_neg() {
         Some(negated) => increment(ctx, &args[1], negated),
         None => ctx.error("ERR decrement would overflow"),
@@ -418,7 +449,10 @@ pub fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
 /// Parses a float as Redis's `string2ld` accepts it: the whole string, no spaces, not NaN.
 pub fn parse_float(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
-    if text.is_empty() || text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+    if text.is_empty()
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+    {
         return None;
     }
     let lower = text.to_ascii_lowercase();
@@ -430,36 +464,29 @@ pub fn parse_float(bytes: &[u8]) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
-/// Formats an `INCRBYFLOAT` result: plain decimal notation, shortest form that reads back.
-pub fn format_float_human(value: f64) -> String {
-    let text = format!("{value}");
-    if text == "-0" { "0".to_string() } else { text }
-}
-
-/// `INCRBYFLOAT key increment`
+/// `INCRBYFLOAT key increment`, in long double arithmetic as Redis computes it.
 pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(by) = parse_float(&args[2]) else {
+    let current = match ctx.read_string(&args[1]) {
+        Err(Replied) => return,
+        Ok(None) => Some(LongDouble::ZERO),
+        Ok(Some(bytes)) => LongDouble::parse(&bytes),
+    };
+    let (Some(current), Some(by)) = (current, LongDouble::parse(&args[2])) else {
         ctx.error(errors::NOT_FLOAT);
         return;
     };
-    let current = match ctx.read_string(&args[1]) {
-        Err(()) => return,
-        Ok(None) => 0.0,
-        Ok(Some(bytes)) => match parse_float(&bytes) {
-            Some(value) => value,
-            None => {
-                ctx.error(errors::NOT_FLOAT);
-                return;
-            }
-        },
-    };
-    let next = current + by;
+    let next = current.plus(by);
     if !next.is_finite() {
         ctx.error("ERR increment would produce NaN or Infinity");
         return;
     }
-    let text = format_float_human(next);
-    store(ctx, &args[1], string_value(text.as_bytes()), ExpireArg::Keep);
+    let text = next.to_human_string();
+    store(
+        ctx,
+        &args[1],
+        string_value(text.as_bytes()),
+        ExpireArg::Keep,
+    );
     ctx.out.bulk(text.as_bytes());
 }
 
@@ -469,7 +496,9 @@ pub fn getrange(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error(errors::NOT_INTEGER);
         return;
     };
-    let Ok(value) = ctx.read_string(&args[1]) else { return };
+    let Ok(value) = ctx.read_string(&args[1]) else {
+        return;
+    };
     let value = value.unwrap_or_default();
     match byte_range(value.len() as i64, start, end) {
         Some((from, to)) => ctx.out.bulk(&value[from..=to]),
@@ -501,7 +530,9 @@ fn byte_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usize)> 
 
 /// `SETRANGE key offset value`
 pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(offset) = ctx.int_arg(&args[2]) else { return };
+    let Ok(offset) = ctx.int_arg(&args[2]) else {
+        return;
+    };
     if offset < 0 {
         ctx.error("ERR offset is out of range");
         return;
@@ -510,9 +541,9 @@ pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
     let limit = ctx.server.settings.proto_max_bulk_len;
     let too_big = !patch.is_empty() && (offset as u64).saturating_add(patch.len() as u64) > limit;
     let result = match string_entry(ctx, &args[1]) {
-        Err(()) => return,
+        Err(Replied) => return,
         Ok(None) => None,
-        Ok(Some(_)) if too_big => Some(Err(())),
+        Ok(Some(_)) if too_big => Some(Err(Replied)),
         Ok(Some(value)) if patch.is_empty() => Some(Ok((value.len(), false))),
         Ok(Some(value)) => {
             let raw = value.make_raw();
@@ -521,7 +552,7 @@ pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
         }
     };
     match result {
-        Some(Err(())) => ctx.error(errors::TOO_BIG),
+        Some(Err(Replied)) => ctx.error(errors::TOO_BIG),
         Some(Ok((len, changed))) => {
             if changed {
                 ctx.dirty(1);
@@ -534,7 +565,12 @@ pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
             let mut raw = Vec::new();
             write_at(&mut raw, offset as usize, patch);
             let len = raw.len();
-            store(ctx, &args[1], Value::Str(StrValue::Raw(raw)), ExpireArg::None);
+            store(
+                ctx,
+                &args[1],
+                Value::Str(StrValue::Raw(raw)),
+                ExpireArg::None,
+            );
             ctx.out.integer(len as i64);
         }
     }
@@ -569,8 +605,6 @@ mod tests {
         assert_eq!(parse_float(b"abc"), None);
         assert_eq!(parse_float(b"nan"), None);
         assert_eq!(parse_float(b""), None);
-        assert_eq!(format_float_human(10.5 + 0.1), "10.6");
-        assert_eq!(format_float_human(3.0), "3");
     }
 
     #[test]

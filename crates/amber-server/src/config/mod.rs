@@ -13,7 +13,7 @@ use amber_protocol::split_args;
 
 use redis_directives::{ALIASES, DEFAULTS, FILE_ONLY};
 pub use spec::Kind;
-use spec::{spec_of, Spec};
+use spec::{Spec, spec_of};
 
 /// The server's configuration: the current value of every directive, as `CONFIG GET` shows it.
 #[derive(Debug, Clone)]
@@ -40,8 +40,16 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "\n*** FATAL CONFIG FILE ERROR (Amber {}) ***", env!("CARGO_PKG_VERSION"))?;
-        writeln!(f, "Reading the configuration file, at line {}", self.line_number)?;
+        writeln!(
+            f,
+            "\n*** FATAL CONFIG FILE ERROR (Amber {}) ***",
+            env!("CARGO_PKG_VERSION")
+        )?;
+        writeln!(
+            f,
+            "Reading the configuration file, at line {}",
+            self.line_number
+        )?;
         writeln!(f, ">>> '{}'", self.line)?;
         write!(f, "{}", self.message)
     }
@@ -78,7 +86,10 @@ impl SetError {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            values: DEFAULTS.iter().map(|(name, value)| (*name, value.to_string())).collect(),
+            values: DEFAULTS
+                .iter()
+                .map(|(name, value)| (*name, value.to_string()))
+                .collect(),
             file: None,
             without_effect: Vec::new(),
             save_seen: false,
@@ -92,7 +103,10 @@ fn canonical(name: &str) -> Option<&'static str> {
     if let Some((_, target)) = ALIASES.iter().find(|(alias, _)| *alias == lower) {
         return Some(target);
     }
-    DEFAULTS.iter().find(|(known, _)| *known == lower).map(|(known, _)| *known)
+    DEFAULTS
+        .iter()
+        .find(|(known, _)| *known == lower)
+        .map(|(known, _)| *known)
 }
 
 impl Config {
@@ -133,10 +147,15 @@ impl Config {
             };
             let args = split_args(line.as_bytes())
                 .map_err(|_| error("Unbalanced quotes in configuration line".into()))?;
-            let args: Vec<String> =
-                args.into_iter().map(|a| String::from_utf8_lossy(&a).into_owned()).collect();
-            let Some((name, values)) = args.split_first() else { continue };
-            self.apply_directive(name, values, from_start).map_err(error)?;
+            let args: Vec<String> = args
+                .into_iter()
+                .map(|a| String::from_utf8_lossy(&a).into_owned())
+                .collect();
+            let Some((name, values)) = args.split_first() else {
+                continue;
+            };
+            self.apply_directive(name, values, from_start)
+                .map_err(error)?;
         }
         Ok(())
     }
@@ -154,7 +173,9 @@ impl Config {
             }
             if lower == "include" && from_start {
                 let text = read_config_source(Path::new(&values[0]))?;
-                return self.apply_text(&text, from_start).map_err(|e| e.to_string());
+                return self
+                    .apply_text(&text, from_start)
+                    .map_err(|e| e.to_string());
             }
             self.without_effect.push(lower);
             return Ok(());
@@ -185,17 +206,23 @@ impl Config {
         if values.len() == 1 && values[0].is_empty() {
             return Ok(String::new());
         }
-        if values.is_empty() || values.len() % 2 != 0 {
+        if values.is_empty() || !values.len().is_multiple_of(2) {
             return Err("Invalid save parameters".into());
         }
         let current = &self.values["save"];
         let added = values.join(" ");
-        Ok(if current.is_empty() { added } else { format!("{current} {added}") })
+        Ok(if current.is_empty() {
+            added
+        } else {
+            format!("{current} {added}")
+        })
     }
 
     /// The current value of a directive (by canonical name or alias).
     pub fn get(&self, name: &str) -> &str {
-        canonical(name).and_then(|c| self.values.get(c)).map_or("", String::as_str)
+        canonical(name)
+            .and_then(|c| self.values.get(c))
+            .map_or("", String::as_str)
     }
 
     /// A numeric directive's value (sizes already in bytes).
@@ -211,9 +238,15 @@ impl Config {
     /// `CONFIG GET`: every `(name, value)` whose name (or alias) matches one of the patterns.
     pub fn matching(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
         let mut found = BTreeMap::new();
-        let names = DEFAULTS.iter().map(|(n, _)| (*n, *n)).chain(ALIASES.iter().copied());
+        let names = DEFAULTS
+            .iter()
+            .map(|(n, _)| (*n, *n))
+            .chain(ALIASES.iter().copied());
         for (name, target) in names {
-            if patterns.iter().any(|p| glob_match(p, name.as_bytes(), true)) {
+            if patterns
+                .iter()
+                .any(|p| glob_match(p, name.as_bytes(), true))
+            {
                 found.insert(name.to_string(), self.values[target].clone());
             }
         }
@@ -226,15 +259,19 @@ impl Config {
         let mut updates: Vec<(&'static str, String)> = Vec::new();
         for (name, value) in pairs {
             let canonical = canonical(name).ok_or_else(|| SetError::Unknown(name.clone()))?;
-            let invalid = |reason: String| SetError::Invalid { name: name.clone(), reason };
+            let invalid = |reason: String| SetError::Invalid {
+                name: name.clone(),
+                reason,
+            };
             if updates.iter().any(|(n, _)| *n == canonical) {
                 return Err(invalid("duplicate parameter".into()));
             }
             let spec = spec_of(canonical);
+            let normalized = spec.kind.normalize(value).map_err(invalid)?;
             if !spec.mutable {
                 return Err(invalid("can't set immutable config".into()));
             }
-            updates.push((canonical, spec.kind.normalize(value).map_err(invalid)?));
+            updates.push((canonical, normalized));
         }
         let changed = updates.iter().map(|(name, _)| *name).collect();
         for (name, value) in updates {
@@ -245,7 +282,10 @@ impl Config {
 
     /// `CONFIG REWRITE`: rewrites the config file with the current values, atomically.
     pub fn rewrite(&self) -> Result<(), String> {
-        let path = self.file.as_ref().ok_or("The server is running without a config file")?;
+        let path = self
+            .file
+            .as_ref()
+            .ok_or("The server is running without a config file")?;
         let defaults = Config::default();
         rewrite::rewrite_file(path, &self.values, &defaults.values)
     }
@@ -269,7 +309,12 @@ fn read_config_source(path: &Path) -> Result<String, String> {
     }
     std::fs::read(path)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|e| format!("Fatal error, can't open config file '{}': {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "Fatal error, can't open config file '{}': {e}",
+                path.display()
+            )
+        })
 }
 
 /// Turns `--name v1 v2 --other v` into config lines the way Redis does (values quoted, one
@@ -321,9 +366,15 @@ mod tests {
 
     #[test]
     fn flags_work_like_redis_server() {
-        let config =
-            Config::from_args(&args(&["--port", "7000", "--save", "", "--maxmemory", "64mb"]))
-                .unwrap();
+        let config = Config::from_args(&args(&[
+            "--port",
+            "7000",
+            "--save",
+            "",
+            "--maxmemory",
+            "64mb",
+        ]))
+        .unwrap();
         assert_eq!(config.get("port"), "7000");
         assert_eq!(config.get("save"), "");
         assert_eq!(config.get("maxmemory"), "67108864");
@@ -343,7 +394,10 @@ mod tests {
     fn save_lines_accumulate_and_aliases_resolve() {
         let mut config = Config::default();
         config
-            .apply_text("save 900 1\nsave 300 10\nhash-max-ziplist-entries 64\n", true)
+            .apply_text(
+                "save 900 1\nsave 300 10\nhash-max-ziplist-entries 64\n",
+                true,
+            )
             .unwrap();
         assert_eq!(config.get("save"), "900 1 300 10");
         assert_eq!(config.get("hash-max-listpack-entries"), "64");
@@ -364,7 +418,10 @@ mod tests {
         );
         assert_eq!(config.get("timeout"), "0");
         let error = config.set_many(&[("nope".into(), "1".into())]).unwrap_err();
-        assert_eq!(error.reply(), "ERR Unknown option or number of arguments for CONFIG SET - 'nope'");
+        assert_eq!(
+            error.reply(),
+            "ERR Unknown option or number of arguments for CONFIG SET - 'nope'"
+        );
     }
 
     #[test]

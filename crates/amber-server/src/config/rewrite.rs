@@ -63,7 +63,10 @@ fn render(name: &str, value: &str) -> Vec<String> {
         if words.is_empty() {
             return vec!["save \"\"".to_string()];
         }
-        return words.chunks(2).map(|pair| format!("save {}", pair.join(" "))).collect();
+        return words
+            .chunks(2)
+            .map(|pair| format!("save {}", pair.join(" ")))
+            .collect();
     }
     if value.is_empty() {
         return vec![format!("{name} \"\"")];

@@ -62,10 +62,41 @@ pub fn spec_of(name: &str) -> Spec {
         "enable-debug-command" => (Kind::Enum(DEBUG_COMMAND), false),
         "save" => (Kind::Save, true),
         "appendfsync" => (Kind::Enum(FSYNC), true),
-        _ => (Kind::Words, true),
+        "maxmemory-clients" | "oom-score-adj" => (Kind::Words, true),
+        other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
+        other => (kind_from_default(other), true),
     };
     let implemented = IMPLEMENTED.contains(&name);
-    Spec { kind, mutable, implemented }
+    Spec {
+        kind,
+        mutable,
+        implemented,
+    }
+}
+
+/// Size directives that take units (`64mb`) in Redis 7.0.
+const MEMORY: &[&str] = &[
+    "maxmemory",
+    "repl-backlog-size",
+    "auto-aof-rewrite-min-size",
+    "active-defrag-ignore-bytes",
+    "stream-node-max-bytes",
+    "hll-sparse-max-bytes",
+    "cluster-link-sendbuf-limit",
+];
+
+/// For directives Amber does not act on, the value is still checked by the type its default
+/// shows (`yes`/`no`, an integer, or free words), so a typo in a value stops start-up.
+fn kind_from_default(name: &str) -> Kind {
+    let default = super::redis_directives::DEFAULTS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map_or("", |(_, value)| *value);
+    match default {
+        "yes" | "no" => Kind::Bool,
+        value if !value.is_empty() && value.parse::<i64>().is_ok() => Kind::Int(i64::MIN, i64::MAX),
+        _ => Kind::Words,
+    }
 }
 
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
@@ -126,7 +157,10 @@ impl Kind {
                 if words.contains(&lower.as_str()) {
                     Ok(lower)
                 } else {
-                    Err(format!("argument(s) must be one of the following: {}", words.join(", ")))
+                    Err(format!(
+                        "argument(s) must be one of the following: {}",
+                        words.join(", ")
+                    ))
                 }
             }
             Kind::Octal => i64::from_str_radix(value, 8)
@@ -140,7 +174,9 @@ impl Kind {
 
 fn in_range(number: i64, min: i64, max: i64) -> Result<String, String> {
     if number < min || number > max {
-        Err(format!("argument must be between {min} and {max} inclusive"))
+        Err(format!(
+            "argument must be between {min} and {max} inclusive"
+        ))
     } else {
         Ok(number.to_string())
     }
@@ -148,7 +184,7 @@ fn in_range(number: i64, min: i64, max: i64) -> Result<String, String> {
 
 fn normalize_save(value: &str) -> Result<String, String> {
     let words: Vec<&str> = value.split_whitespace().collect();
-    if words.len() % 2 != 0 || words.iter().any(|w| w.parse::<u64>().is_err()) {
+    if !words.len().is_multiple_of(2) || words.iter().any(|w| w.parse::<u64>().is_err()) {
         return Err("Invalid save parameters".into());
     }
     Ok(words.join(" "))
@@ -194,7 +230,10 @@ mod tests {
     fn normalizes_values() {
         assert_eq!(Kind::Bool.normalize("YES"), Ok("yes".into()));
         assert!(Kind::Bool.normalize("maybe").is_err());
-        assert_eq!(Kind::Save.normalize("3600  1 300 100"), Ok("3600 1 300 100".into()));
+        assert_eq!(
+            Kind::Save.normalize("3600  1 300 100"),
+            Ok("3600 1 300 100".into())
+        );
         assert!(Kind::Save.normalize("3600").is_err());
         assert_eq!(Kind::Octal.normalize("700"), Ok("700".into()));
         assert_eq!(

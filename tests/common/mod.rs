@@ -1,0 +1,255 @@
+//! Helpers shared by the integration tests: start a real `amber-server` or `redis-server`
+//! process on a free port in its own directory, and talk RESP to it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use amber_protocol::Frame;
+use bytes::BytesMut;
+
+/// Path of the amber-server binary cargo built for these tests.
+pub fn amber_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_amber-server"))
+}
+
+/// Path of a Redis tool, failing the test with the install command if it is missing.
+pub fn redis_tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{name} is not installed: run `apt-get install -y redis-server redis-tools` (cargo xtask test does this)"
+    );
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("amber-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// A server process that is killed when dropped.
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// The TCP port it listens on.
+    pub port: u16,
+    /// Its working directory (`dir`).
+    pub dir: PathBuf,
+    /// Its log file.
+    pub log_path: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts amber-server with `extra` flags after the test defaults.
+    pub fn amber(extra: &[&str]) -> ServerProcess {
+        ServerProcess::start(&amber_binary(), "amber", None, extra)
+    }
+
+    /// Starts amber-server with a config file (first argument, as redis-server takes it).
+    pub fn amber_with_file(file: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start(&amber_binary(), "amber", Some(file), extra)
+    }
+
+    /// Starts Debian's redis-server 7.0 with the same defaults.
+    pub fn redis(extra: &[&str]) -> ServerProcess {
+        ServerProcess::start(&redis_tool("redis-server"), "redis", None, extra)
+    }
+
+    fn start(binary: &Path, label: &str, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
+        let dir = temp_dir(label);
+        let port = free_port();
+        let log_path = dir.join("server.log");
+        let mut args: Vec<String> = file.map(|f| f.display().to_string()).into_iter().collect();
+        args.extend([
+            "--port".into(),
+            port.to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--logfile".into(),
+            log_path.display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--enable-debug-command".into(),
+            "yes".into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        let mut server = ServerProcess {
+            child: Some(child),
+            port,
+            dir,
+            log_path,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "server exited with {status} before listening; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "server did not listen on port {} within 10 s; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A minimal synchronous RESP client that returns replies as exact frames.
+pub struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to `127.0.0.1:port`.
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Sends bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to server");
+    }
+
+    /// Sends a command without waiting for its reply.
+    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let mut wire = BytesMut::new();
+        Frame::command(args).encode(&mut wire);
+        self.send_raw(&wire);
+    }
+
+    /// Reads the next reply, or `None` if the server closed the connection.
+    pub fn read(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = Frame::parse(&self.buffer).expect("valid RESP from server")
+            {
+                self.buffer.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read from server: {e}"),
+            }
+        }
+    }
+
+    /// Sends a command and returns its reply.
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Frame {
+        self.send(args);
+        self.read().expect("server closed the connection")
+    }
+}
+
+/// A bulk string frame.
+pub fn bulk(text: &str) -> Frame {
+    Frame::Bulk(text.as_bytes().to_vec())
+}
+
+/// A simple string frame.
+pub fn simple(text: &str) -> Frame {
+    Frame::Simple(text.as_bytes().to_vec())
+}
+
+/// An error frame.
+pub fn error(text: &str) -> Frame {
+    Frame::Error(text.as_bytes().to_vec())
+}

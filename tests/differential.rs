@@ -1,0 +1,428 @@
+//! Differential tests: the same commands against Debian's redis-server 7.0 and amber-server,
+//! replies compared frame by frame (exact types, values and error texts).
+
+mod common;
+
+use common::{Frame, ServerProcess};
+use proptest::prelude::*;
+
+/// Commands whose reply order is unspecified get their arrays sorted before comparing.
+fn normalize(command: &[&str], reply: Frame) -> Frame {
+    let name = command[0].to_ascii_lowercase();
+    match (name.as_str(), reply) {
+        ("keys", Frame::Array(mut items)) => {
+            items.sort_by_key(|f| format!("{f:?}"));
+            Frame::Array(items)
+        }
+        ("scan", Frame::Array(mut parts)) if parts.len() == 2 => {
+            if let Frame::Array(items) = &mut parts[1] {
+                items.sort_by_key(|f| format!("{f:?}"));
+            }
+            parts[0] = Frame::Bulk(b"<cursor>".to_vec());
+            Frame::Array(parts)
+        }
+        ("hello", Frame::Array(mut items)) => {
+            // Client ids depend on how many connections each server has seen.
+            if let Some(pos) = items.iter().position(|f| *f == Frame::Bulk(b"id".to_vec())) {
+                items[pos + 1] = Frame::Integer(0);
+            }
+            Frame::Array(items)
+        }
+        (_, reply) => reply,
+    }
+}
+
+/// A frame with its strings shown as text, for readable failures.
+fn show(frame: &Frame) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match frame {
+        Frame::Simple(s) => format!("+{}", text(s)),
+        Frame::Error(s) => format!("-{}", text(s)),
+        Frame::Bulk(s) => format!("{:?}", text(s)),
+        Frame::Array(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn run_script(script: &[Vec<&str>]) {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let mut expected_client = redis.client();
+    let mut actual_client = amber.client();
+    for command in script {
+        let expected = normalize(command, expected_client.cmd(command));
+        let actual = normalize(command, actual_client.cmd(command));
+        assert!(
+            actual == expected,
+            "reply to {command:?} differs\n amber: {}\n redis: {}",
+            show(&actual),
+            show(&expected)
+        );
+    }
+}
+
+fn script(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            line.split(' ')
+                .map(|w| if w == "''" { "" } else { w })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn strings_match_redis() {
+    run_script(&script(
+        "
+        SET k v
+        GET k
+        GET missing
+        SET k v2 NX
+        SET k v3 XX
+        SET k v4 XX GET
+        SET new v NX GET
+        SET k v EX 100
+        TTL k
+        SET k v KEEPTTL
+        TTL k
+        SET k v PX 100 EX 100
+        SET k v EX 0
+        SET k v EX -5
+        SET k v EX abc
+        SET k v NX XX
+        SET k v BOGUS
+        SET k v EX 9223372036854775807
+        SETNX k other
+        SETNX fresh other
+        SETEX s 100 v
+        SETEX s 0 v
+        PSETEX p 100000 v
+        MSET a 1 b 2 c 3
+        MSET a 1 b
+        MGET a b c nothere
+        MSETNX a 1 zz 2
+        MSETNX y 1 zz 2
+        GETSET a 10
+        GETDEL a
+        GETDEL a
+        GETEX b EX 100
+        TTL b
+        GETEX b PERSIST
+        TTL b
+        GETEX b FOO
+        APPEND ap hello
+        APPEND ap world
+        GET ap
+        STRLEN ap
+        STRLEN nothere
+        INCR n
+        INCRBY n 41
+        DECR n
+        DECRBY n 10
+        INCRBY n abc
+        SET big 9223372036854775807
+        INCR big
+        SET small -9223372036854775808
+        DECR small
+        DECRBY n -9223372036854775808
+        SET notnum abc
+        INCR notnum
+        SET f 10.5
+        INCRBYFLOAT f 0.1
+        INCRBYFLOAT f -5
+        INCRBYFLOAT f abc
+        INCRBYFLOAT notnum 1
+        INCRBYFLOAT f 1.5e3
+        INCRBYFLOAT f 0.25
+        SET r Hello,World
+        GETRANGE r 0 4
+        GETRANGE r -5 -1
+        GETRANGE r 5 1
+        GETRANGE r 0 100
+        GETRANGE r -1 -5
+        GETRANGE r a b
+        SETRANGE r 7 Amber
+        GET r
+        SETRANGE sr 5 x
+        GET sr
+        SETRANGE sr2 0 ''
+        EXISTS sr2
+        SETRANGE r -1 x
+        OBJECT ENCODING n
+        OBJECT ENCODING r
+        SET emb aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+        OBJECT ENCODING emb
+        SET raw aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+        OBJECT ENCODING raw
+        OBJECT REFCOUNT n
+        OBJECT ENCODING nothere
+        OBJECT FOO k
+        GET
+        SET onlykey
+        ",
+    ));
+}
+
+#[test]
+fn keys_match_redis() {
+    run_script(&script(
+        "
+        MSET a 1 b 2 c 3 hello 4 hallo 5
+        DEL a b nothere
+        EXISTS c c hello nothere
+        TYPE c
+        TYPE nothere
+        KEYS *
+        KEYS h?llo
+        KEYS h[ae]llo
+        KEYS *ll*
+        SCAN 0 COUNT 100
+        SCAN 0 MATCH h* COUNT 100
+        SCAN 0 COUNT 100 TYPE string
+        SCAN 0 COUNT 0
+        SCAN abc
+        SCAN 0 FOO bar
+        RENAME c d
+        GET d
+        RENAME nothere x
+        RENAME d d
+        RENAMENX d hello
+        RENAMENX d e
+        RENAMENX e e
+        EXPIRE e 100
+        TTL e
+        EXPIRE e 200 NX
+        EXPIRE e 200 XX
+        TTL e
+        EXPIRE e 100 GT
+        EXPIRE e 50 LT
+        TTL e
+        EXPIRE e 10 NX XX
+        EXPIRE e 10 GT LT
+        EXPIRE e 10 BOGUS
+        EXPIRE nothere 10
+        EXPIRE e abc
+        PERSIST e
+        PERSIST e
+        TTL e
+        EXPIRE hello 100 GT
+        EXPIRE hello 100 LT
+        TTL hello
+        PEXPIREAT hello 4102444800000
+        PEXPIRETIME hello
+        EXPIRETIME hello
+        EXPIREAT hello 4102444800
+        EXPIRETIME hello
+        EXPIRETIME e
+        EXPIRETIME nothere
+        PTTL nothere
+        EXPIRE hello -1
+        EXISTS hello
+        TOUCH e hallo nothere
+        MOVE e 1
+        MOVE e 1
+        MOVE hallo 0
+        MOVE hallo 99
+        MOVE hallo abc
+        SELECT 1
+        GET e
+        COPY e e2
+        COPY e e2
+        COPY e e2 REPLACE
+        COPY e e2 DB 0
+        COPY e e DB 1
+        COPY e x DB 99
+        SELECT 0
+        GET e2
+        SELECT 16
+        SELECT abc
+        SWAPDB 0 1
+        GET e2
+        DBSIZE
+        SWAPDB 0 99
+        SWAPDB a 1
+        SWAPDB 0 b
+        FLUSHDB
+        DBSIZE
+        FLUSHALL
+        FLUSHALL BOGUS
+        SELECT 1
+        DBSIZE
+        RANDOMKEY
+        ",
+    ));
+}
+
+#[test]
+fn connection_and_errors_match_redis() {
+    run_script(&script(
+        "
+        PING
+        PING hello
+        PING a b
+        ECHO hi
+        ECHO
+        NOSUCHCOMMAND a b
+        NOSUCHCOMMAND
+        AUTH x
+        AUTH default x
+        AUTH a b c
+        HELLO 4
+        HELLO abc
+        HELLO 2 SETNAME my-name
+        CLIENT GETNAME
+        CLIENT SETNAME bad name
+        CLIENT SETNAME ok-name
+        CLIENT GETNAME
+        CLIENT NOSUCH
+        CLIENT SETNAME
+        CONFIG GET maxmemory
+        CONFIG GET hash-max-ziplist-entries
+        CONFIG SET maxmemory 10mb
+        CONFIG GET maxmemory
+        CONFIG SET maxmemory 0
+        CONFIG SET port abc
+        CONFIG SET nosuch 1
+        CONFIG SET daemonize yes
+        CONFIG SET protected-mode maybe
+        CONFIG SET loglevel loud
+        CONFIG SET timeout 0 timeout 1
+        CONFIG GET
+        CONFIG FOO
+        FLUSHDB ASYNC
+        SHUTDOWN BOGUS
+        ",
+    ));
+}
+
+#[test]
+fn protocol_errors_match_redis() {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let cases: &[&[u8]] = &[
+        b"*x\r\n",
+        b"*1\r\n+PING\r\n",
+        b"*1\r\n$-3\r\n",
+        b"*1\r\n$abc\r\n",
+        b"*3000000000\r\n",
+        b"SET \"a\r\n",
+        b"SET \"a\"b c\r\n",
+        b"PING\r\n*1\r\n$4\r\nPING\r\nECHO 'x y'\n",
+        b"*0\r\n*-1\r\nPING\r\n",
+        b"\r\n\r\nPING\r\n",
+    ];
+    for case in cases {
+        let mut expected_client = redis.client();
+        let mut actual_client = amber.client();
+        expected_client.send_raw(case);
+        actual_client.send_raw(case);
+        loop {
+            let expected = expected_client.read();
+            let actual = actual_client.read();
+            assert_eq!(
+                actual,
+                expected,
+                "reply to {:?} differs",
+                String::from_utf8_lossy(case)
+            );
+            if expected.is_none() || matches!(expected, Some(Frame::Error(_))) {
+                if expected.is_some() {
+                    assert_eq!(
+                        actual_client.read(),
+                        None,
+                        "amber must close after a protocol error"
+                    );
+                    assert_eq!(expected_client.read(), None);
+                }
+                break;
+            }
+            if expected_client_done(case, &expected) {
+                break;
+            }
+        }
+    }
+}
+
+/// The non-error cases end with a PONG or an echo; stop reading there.
+fn expected_client_done(case: &[u8], reply: &Option<Frame>) -> bool {
+    let last_is_ping = case.ends_with(b"PING\r\n");
+    match reply {
+        Some(Frame::Simple(text)) => last_is_ping && text == b"PONG",
+        Some(Frame::Bulk(text)) => text == b"x y",
+        _ => false,
+    }
+}
+
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("k1".to_string()),
+        Just("k2".to_string()),
+        Just("k3".to_string()),
+        Just("0".to_string()),
+        Just("-1".to_string()),
+        Just("10".to_string()),
+        Just("abc".to_string()),
+        Just("".to_string()),
+        Just("1.5".to_string()),
+        Just("9223372036854775807".to_string()),
+        "[a-z]{1,8}",
+        (-1000i64..1000).prop_map(|n| n.to_string()),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Vec<String>> {
+    let names = prop_oneof![
+        Just("SET"),
+        Just("GET"),
+        Just("APPEND"),
+        Just("INCR"),
+        Just("DECRBY"),
+        Just("INCRBY"),
+        Just("GETRANGE"),
+        Just("SETRANGE"),
+        Just("STRLEN"),
+        Just("DEL"),
+        Just("EXISTS"),
+        Just("MSET"),
+        Just("MGET"),
+        Just("GETDEL"),
+        Just("GETSET"),
+        Just("SETNX"),
+        Just("RENAME"),
+        Just("RENAMENX"),
+        Just("TYPE"),
+        Just("EXPIRE"),
+        Just("PERSIST"),
+        Just("TTL"),
+        Just("COPY"),
+        Just("MSETNX"),
+        Just("INCRBYFLOAT"),
+        Just("OBJECT"),
+        Just("DBSIZE"),
+    ];
+    (names, proptest::collection::vec(word(), 0..4)).prop_map(|(name, args)| {
+        let mut command = vec![name.to_string()];
+        if name == "OBJECT" {
+            command.push("ENCODING".to_string());
+        }
+        command.extend(args);
+        command
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_string_command_sequences_match_redis(commands in proptest::collection::vec(command(), 1..60)) {
+        let commands: Vec<Vec<&str>> =
+            commands.iter().map(|c| c.iter().map(String::as_str).collect()).collect();
+        run_script(&commands);
+    }
+}
