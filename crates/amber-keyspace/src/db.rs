@@ -1,6 +1,6 @@
 //! Databases: keys with their values and expiry times, lazy and active expiry.
 
-use crate::dict::Dict;
+use crate::dict::{Dict, Lookup};
 use crate::value::Value;
 
 /// A stored value with its metadata.
@@ -93,10 +93,21 @@ impl Db {
 
     /// The live entry under `key`, deleting it first if it has expired, and marking it accessed.
     pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
-        self.expire_if_needed(key, now_ms);
-        let entry = self.keys.get_mut(key)?;
-        entry.accessed = seconds(now_ms);
-        Some(entry)
+        match self
+            .keys
+            .get_mut_unless(key, |entry| entry.is_expired(now_ms))
+        {
+            Lookup::Found(entry) => {
+                entry.accessed = seconds(now_ms);
+                Some(entry)
+            }
+            Lookup::Removed(_) => {
+                self.volatile.remove(key);
+                self.expired += 1;
+                None
+            }
+            Lookup::Missing => None,
+        }
     }
 
     /// The live entry under `key` without changing anything (an expired key reads as absent).
@@ -106,7 +117,11 @@ impl Db {
 
     /// Whether a live key exists, deleting it if it has expired.
     pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
-        !self.expire_if_needed(key, now_ms) && self.keys.contains_key(key)
+        match self.keys.get(key) {
+            None => false,
+            Some(entry) if entry.is_expired(now_ms) => !self.expire_if_needed(key, now_ms),
+            Some(_) => true,
+        }
     }
 
     /// Stores `entry` under `key`, replacing any value and expiry the key had.

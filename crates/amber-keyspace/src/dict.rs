@@ -4,9 +4,21 @@
 use std::hash::{BuildHasher, RandomState};
 
 struct Node<V> {
+    /// The key's full hash: compared before the key, and reused when the table resizes.
+    hash: u64,
     key: Box<[u8]>,
     value: V,
     next: Option<Box<Node<V>>>,
+}
+
+/// What [`Dict::get_mut_unless`] found.
+pub enum Lookup<'a, V> {
+    /// The key is absent.
+    Missing,
+    /// The key was present but discarded; here is its value.
+    Removed(V),
+    /// The key's value.
+    Found(&'a mut V),
 }
 
 /// A hash table from byte strings to `V`.
@@ -52,15 +64,18 @@ impl<V> Dict<V> {
         self.buckets.len()
     }
 
-    fn bucket_of(&self, key: &[u8]) -> usize {
-        (self.hasher.hash_one(key) as usize) & (self.buckets.len() - 1)
+    fn hash_of(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    /// The value stored under `key`.
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let mut node = self.buckets[self.bucket_of(key)].as_deref();
+    fn bucket_for(&self, hash: u64) -> usize {
+        (hash as usize) & (self.buckets.len() - 1)
+    }
+
+    fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        let mut node = self.buckets[self.bucket_for(hash)].as_deref();
         while let Some(n) = node {
-            if &*n.key == key {
+            if n.hash == hash && &*n.key == key {
                 return Some(&n.value);
             }
             node = n.next.as_deref();
@@ -68,17 +83,47 @@ impl<V> Dict<V> {
         None
     }
 
-    /// The value stored under `key`, for changing it in place.
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let bucket = self.bucket_of(key);
+    fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
+        let bucket = self.bucket_for(hash);
         let mut node = self.buckets[bucket].as_deref_mut();
         while let Some(n) = node {
-            if &*n.key == key {
+            if n.hash == hash && &*n.key == key {
                 return Some(&mut n.value);
             }
             node = n.next.as_deref_mut();
         }
         None
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.get_hashed(self.hash_of(key), key)
+    }
+
+    /// The value stored under `key`, for changing it in place.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        self.get_mut_hashed(self.hash_of(key), key)
+    }
+
+    /// Looks `key` up once: if `discard` says its value is stale (an expired key), the entry
+    /// is removed and returned as [`Lookup::Removed`]; otherwise it is returned for use.
+    pub fn get_mut_unless(
+        &mut self,
+        key: &[u8],
+        discard: impl FnOnce(&V) -> bool,
+    ) -> Lookup<'_, V> {
+        let hash = self.hash_of(key);
+        match self.get_hashed(hash, key) {
+            None => Lookup::Missing,
+            Some(value) if discard(value) => match self.remove_hashed(hash, key) {
+                Some(value) => Lookup::Removed(value),
+                None => Lookup::Missing,
+            },
+            Some(_) => match self.get_mut_hashed(hash, key) {
+                Some(value) => Lookup::Found(value),
+                None => Lookup::Missing,
+            },
+        }
     }
 
     /// Whether `key` is present.
@@ -88,30 +133,37 @@ impl<V> Dict<V> {
 
     /// Stores `value` under `key`, returning the value it replaces.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
-        if let Some(slot) = self.get_mut(key) {
+        let hash = self.hash_of(key);
+        if let Some(slot) = self.get_mut_hashed(hash, key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(key.into(), value);
+        self.insert_new(hash, key.into(), value);
         None
     }
 
     /// Stores a key known to be absent.
-    fn insert_new(&mut self, key: Box<[u8]>, value: V) {
+    fn insert_new(&mut self, hash: u64, key: Box<[u8]>, value: V) {
         if self.len >= self.buckets.len() {
             self.resize(self.buckets.len() * 2);
         }
-        let bucket = self.bucket_of(&key);
+        let bucket = self.bucket_for(hash);
         let next = self.buckets[bucket].take();
-        self.buckets[bucket] = Some(Box::new(Node { key, value, next }));
+        self.buckets[bucket] = Some(Box::new(Node {
+            hash,
+            key,
+            value,
+            next,
+        }));
         self.len += 1;
     }
 
     /// The value under `key`, inserting `make()` first if the key is absent.
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
-        if !self.contains_key(key) {
-            self.insert_new(key.into(), make());
+        let hash = self.hash_of(key);
+        if self.get_hashed(hash, key).is_none() {
+            self.insert_new(hash, key.into(), make());
         }
-        match self.get_mut(key) {
+        match self.get_mut_hashed(hash, key) {
             Some(value) => value,
             None => unreachable!("the key was inserted just above"),
         }
@@ -119,12 +171,16 @@ impl<V> Dict<V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
-        let bucket = self.bucket_of(key);
+        self.remove_hashed(self.hash_of(key), key)
+    }
+
+    fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<V> {
+        let bucket = self.bucket_for(hash);
         let mut link = &mut self.buckets[bucket];
         loop {
             match link {
                 None => return None,
-                Some(node) if &*node.key == key => {
+                Some(node) if node.hash == hash && &*node.key == key => {
                     let mut removed = link.take()?;
                     *link = removed.next.take();
                     self.len -= 1;
@@ -155,7 +211,7 @@ impl<V> Dict<V> {
         for mut chain in old {
             while let Some(mut node) = chain {
                 chain = node.next.take();
-                let bucket = self.bucket_of(&node.key);
+                let bucket = self.bucket_for(node.hash);
                 node.next = self.buckets[bucket].take();
                 self.buckets[bucket] = Some(node);
             }

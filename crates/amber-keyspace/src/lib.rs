@@ -10,6 +10,6 @@ mod glob;
 mod value;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
-pub use dict::Dict;
+pub use dict::{Dict, Lookup};
 pub use glob::glob_match;
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

@@ -56,6 +56,10 @@ pub async fn serve<S>(
             process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
         };
         if !out.is_empty() {
+            // Like Redis, which writes replies once all ready clients were read: let the other
+            // ready connections run first, so replies go out in one burst per loop iteration
+            // and the peers are woken once rather than once per client.
+            tokio::task::yield_now().await;
             if stream.write_all(out.buffer()).await.is_err() {
                 break;
             }

@@ -173,7 +173,7 @@ fn admit(
         db: 0,
         created: now,
         last_interaction: now,
-        last_command: String::new(),
+        last_command: "",
         resp: 2,
         query_buffer: 0,
         unix,

@@ -106,7 +106,7 @@ pub struct ClientInfo {
     /// Last time a command arrived.
     pub last_interaction: Instant,
     /// The last command's name.
-    pub last_command: String,
+    pub last_command: &'static str,
     /// RESP version (2 or 3).
     pub resp: u8,
     /// Bytes waiting in the query buffer.

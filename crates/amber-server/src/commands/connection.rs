@@ -264,7 +264,7 @@ pub fn describe(info: &ClientInfo) -> String {
         if info.last_command.is_empty() {
             "NULL"
         } else {
-            &info.last_command
+            info.last_command
         },
         info.resp,
     )

@@ -140,7 +140,7 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         unknown_command(ctx, args);
         return;
     };
-    ctx.client.info.borrow_mut().last_command = spec.name.to_string();
+    ctx.client.info.borrow_mut().last_command = spec.name;
     let arity = spec.arity;
     let count = args.len() as i32;
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
