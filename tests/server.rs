@@ -275,6 +275,7 @@ fn client_commands() {
     let list = String::from_utf8(list).unwrap();
     assert_eq!(list.lines().count(), 2, "{list}");
     assert!(list.contains("name=first"));
+    assert!(list.contains("cmd=client|list"), "{list}");
     assert!(list.contains(&format!("id={second_id} ")));
     let reply = first.cmd(&["CLIENT", "KILL", "ID", &second_id.to_string()]);
     assert_eq!(reply, Frame::Integer(1));

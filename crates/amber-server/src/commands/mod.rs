@@ -140,7 +140,7 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         unknown_command(ctx, args);
         return;
     };
-    ctx.client.info.borrow_mut().last_command = spec.name;
+    ctx.client.info.borrow_mut().last_command = full_name(spec.name, args.get(1));
     let arity = spec.arity;
     let count = args.len() as i32;
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
@@ -155,6 +155,48 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     (spec.handler)(ctx, args);
+}
+
+/// Container commands report their subcommand (`client|list`) in `CLIENT LIST`, as Redis does.
+const SUBCOMMAND_NAMES: &[&str] = &[
+    "client|id",
+    "client|getname",
+    "client|setname",
+    "client|list",
+    "client|info",
+    "client|kill",
+    "client|help",
+    "config|get",
+    "config|set",
+    "config|resetstat",
+    "config|rewrite",
+    "config|help",
+    "object|encoding",
+    "object|refcount",
+    "object|idletime",
+    "object|freq",
+    "object|help",
+    "command|count",
+    "command|info",
+    "command|docs",
+    "command|list",
+    "debug|populate",
+    "debug|sleep",
+    "debug|object",
+    "debug|log",
+    "debug|set-active-expire",
+];
+
+fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
+    let Some(sub) = sub else { return name };
+    SUBCOMMAND_NAMES
+        .iter()
+        .find(|full| {
+            full.split_once('|')
+                .is_some_and(|(command, subcommand)| command == name && is(sub, subcommand))
+        })
+        .copied()
+        .unwrap_or(name)
 }
 
 fn unknown_command(ctx: &mut Ctx, args: &[Bytes]) {
