@@ -1,6 +1,34 @@
-//! Redis's RDB snapshot format: reading every version Redis has written and writing Redis 7 files.
+//! Redis's RDB snapshot format, usable on its own: open a file, walk its databases, keys,
+//! expiry times and values, whatever version of Redis wrote it (RDB 1 to 12, and Valkey's
+//! `VALKEY080`), with the trailing CRC-64 verified.
 //!
-//! Only the checksum exists so far; the reader and writer arrive with the RDB issue.
+//! ```no_run
+//! let file = std::io::BufReader::new(std::fs::File::open("dump.rdb")?);
+//! let mut reader = amber_rdb::RdbReader::new(file)?;
+//! while let Some(item) = reader.next_item()? {
+//!     if let amber_rdb::Item::Entry(entry) = item {
+//!         println!("db{} {:?} {}", entry.db, entry.key, entry.value.type_name());
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Reading is streaming: nothing but the current value is held in memory, and no length field
+//! can make the reader allocate more than the input actually provides.
+
+mod encodings;
+mod error;
+mod lzf;
+mod model;
+mod reader;
+mod stream;
+
+pub use error::{ErrorKind, RdbError};
+pub use model::{
+    Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, Value,
+    opcodes, types,
+};
+pub use reader::{MAX_VERSION, RdbReader};
 
 /// Redis's RDB checksum: CRC-64 with the Jones polynomial, reflected, initial value 0.
 pub fn crc64(data: &[u8]) -> u64 {

@@ -1,0 +1,569 @@
+//! Streaming reader: walks an RDB file item by item, verifying the checksum at the end.
+
+use std::io::Read;
+
+use crate::encodings;
+use crate::error::{ErrorKind, RdbError};
+use crate::lzf;
+use crate::model::{Entry, Item, Value, opcodes, types};
+use crate::stream::read_stream;
+
+/// The newest RDB version this reader understands.
+pub const MAX_VERSION: u32 = 12;
+
+/// Bytes read at a time for long strings, so a bogus length cannot allocate without bound.
+const CHUNK: usize = 1 << 20;
+
+/// Byte source that counts its offset and feeds the running CRC-64.
+pub(crate) struct Input<R> {
+    inner: R,
+    offset: u64,
+    digest: crc_fast::Digest,
+}
+
+impl<R: Read> Input<R> {
+    fn new(inner: R) -> Input<R> {
+        Input {
+            inner,
+            offset: 0,
+            digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis),
+        }
+    }
+
+    /// Fills `buf` completely.
+    pub(crate) fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), ErrorKind> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.inner.read(&mut buf[done..]) {
+                Ok(0) => return Err(ErrorKind::UnexpectedEof(what)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ErrorKind::Io(e)),
+            }
+        }
+        self.digest.update(buf);
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, ErrorKind> {
+        let mut byte = [0u8; 1];
+        self.fill(&mut byte, what)?;
+        Ok(byte[0])
+    }
+
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], ErrorKind> {
+        let mut bytes = [0u8; N];
+        self.fill(&mut bytes, what)?;
+        Ok(bytes)
+    }
+
+    /// Reads `len` bytes, growing the buffer only as data actually arrives.
+    pub(crate) fn bytes(&mut self, len: u64, what: &'static str) -> Result<Vec<u8>, ErrorKind> {
+        let len =
+            usize::try_from(len).map_err(|_| ErrorKind::InvalidLength(format!("{len} bytes")))?;
+        let mut out = Vec::with_capacity(len.min(CHUNK));
+        while out.len() < len {
+            let start = out.len();
+            let step = (len - start).min(CHUNK);
+            out.resize(start + step, 0);
+            self.fill(&mut out[start..], what)?;
+        }
+        Ok(out)
+    }
+
+    /// A length: returns `(value, is_special_encoding)`.
+    pub(crate) fn length_or_encoding(&mut self) -> Result<(u64, bool), ErrorKind> {
+        let first = self.u8("a length")?;
+        Ok(match first >> 6 {
+            0 => (u64::from(first & 0x3f), false),
+            1 => (
+                (u64::from(first & 0x3f) << 8) | u64::from(self.u8("a length")?),
+                false,
+            ),
+            2 => match first {
+                0x80 => (
+                    u64::from(u32::from_be_bytes(self.array("a length")?)),
+                    false,
+                ),
+                0x81 => (u64::from_be_bytes(self.array("a length")?), false),
+                other => {
+                    return Err(ErrorKind::InvalidLength(format!(
+                        "unknown length prefix 0x{other:02x}"
+                    )));
+                }
+            },
+            _ => (u64::from(first & 0x3f), true),
+        })
+    }
+
+    /// A plain length (no special encoding allowed).
+    pub(crate) fn length(&mut self) -> Result<u64, ErrorKind> {
+        match self.length_or_encoding()? {
+            (len, false) => Ok(len),
+            (_, true) => Err(ErrorKind::InvalidLength(
+                "a string encoding where a length was expected".into(),
+            )),
+        }
+    }
+
+    /// A length used as an element count: bounded by what the rest of the input could hold.
+    pub(crate) fn count(&mut self) -> Result<u64, ErrorKind> {
+        let count = self.length()?;
+        if count > (1 << 40) {
+            return Err(ErrorKind::InvalidLength(format!("{count} elements")));
+        }
+        Ok(count)
+    }
+
+    /// A string in any of Redis's encodings (raw, int8/16/32, LZF).
+    pub(crate) fn string(&mut self) -> Result<Vec<u8>, ErrorKind> {
+        match self.length_or_encoding()? {
+            (len, false) => self.bytes(len, "a string"),
+            (0, true) => Ok((self.u8("an int8")? as i8).to_string().into_bytes()),
+            (1, true) => Ok(i16::from_le_bytes(self.array("an int16")?)
+                .to_string()
+                .into_bytes()),
+            (2, true) => Ok(i32::from_le_bytes(self.array("an int32")?)
+                .to_string()
+                .into_bytes()),
+            (3, true) => {
+                let compressed_len = self.length()?;
+                let len = self.length()?;
+                if len > compressed_len.saturating_mul(300).saturating_add(64) {
+                    return Err(ErrorKind::corrupt(
+                        "LZF data",
+                        format!("{len} bytes cannot come from {compressed_len}"),
+                    ));
+                }
+                let compressed = self.bytes(compressed_len, "LZF data")?;
+                lzf::decompress(&compressed, len as usize)
+            }
+            (other, true) => Err(ErrorKind::InvalidLength(format!(
+                "unknown string encoding {other}"
+            ))),
+        }
+    }
+
+    /// Milliseconds stored as 8 little-endian bytes.
+    pub(crate) fn millis(&mut self) -> Result<u64, ErrorKind> {
+        Ok(u64::from_le_bytes(self.array("a millisecond time")?))
+    }
+}
+
+/// Reads an RDB file item by item without holding it in memory.
+pub struct RdbReader<R> {
+    input: Input<R>,
+    version: u32,
+    db: u64,
+    finished: bool,
+    /// Checksum found at the end (after [`RdbReader::next_item`] returned `None`).
+    stored_checksum: Option<u64>,
+}
+
+impl<R: Read> RdbReader<R> {
+    /// Reads the header (`REDIS0012`, or Valkey's `VALKEY080`) and returns a reader positioned
+    /// at the first item.
+    pub fn new(inner: R) -> Result<RdbReader<R>, RdbError> {
+        let mut input = Input::new(inner);
+        let header = |input: &Input<R>, kind| RdbError {
+            kind,
+            offset: input.offset,
+            key: None,
+        };
+        let magic: [u8; 5] = input.array("the header").map_err(|k| header(&input, k))?;
+        let version = match &magic {
+            b"REDIS" => {
+                let digits: [u8; 4] = input.array("the header").map_err(|k| header(&input, k))?;
+                parse_version(&digits)
+            }
+            b"VALKE" => {
+                let rest: [u8; 4] = input.array("the header").map_err(|k| header(&input, k))?;
+                if &rest[..1] != b"Y" {
+                    return Err(header(&input, ErrorKind::BadSignature));
+                }
+                // VALKEY080 uses the opcodes and types of RDB 11 (Valkey 8.0 stays at 11).
+                parse_version(&[b'0', rest[1], rest[2], rest[3]]).map(|_| 11)
+            }
+            _ => None,
+        };
+        let version = version.ok_or_else(|| header(&input, ErrorKind::BadSignature))?;
+        if version == 0 || version > MAX_VERSION {
+            return Err(header(&input, ErrorKind::UnsupportedVersion(version)));
+        }
+        Ok(RdbReader {
+            input,
+            version,
+            db: 0,
+            finished: false,
+            stored_checksum: None,
+        })
+    }
+
+    /// The file's RDB version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Bytes consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.input.offset
+    }
+
+    /// The checksum stored at the end of the file (0 means "not computed"), once read.
+    pub fn stored_checksum(&self) -> Option<u64> {
+        self.stored_checksum
+    }
+
+    /// Gives back the underlying reader (positioned after the checksum, e.g. at the commands
+    /// that follow an RDB preamble in an AOF base file).
+    pub fn into_inner(self) -> R {
+        self.input.inner
+    }
+
+    /// The next item, or `None` after the end marker and a valid checksum.
+    pub fn next_item(&mut self) -> Result<Option<Item>, RdbError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let start = self.input.offset;
+        self.read_item().map_err(|(kind, key)| RdbError {
+            kind,
+            offset: start,
+            key,
+        })
+    }
+
+    fn read_item(&mut self) -> Result<Option<Item>, (ErrorKind, Option<Vec<u8>>)> {
+        let mut expire_at_ms = None;
+        let mut idle = None;
+        let mut freq = None;
+        loop {
+            let opcode = self.input.u8("an opcode").map_err(|k| (k, None))?;
+            let plain = |result: Result<Item, ErrorKind>| result.map(Some).map_err(|k| (k, None));
+            match opcode {
+                opcodes::EOF => {
+                    self.finish().map_err(|k| (k, None))?;
+                    return Ok(None);
+                }
+                opcodes::SELECTDB => {
+                    let db = self.input.length().map_err(|k| (k, None))?;
+                    self.db = db;
+                    return Ok(Some(Item::SelectDb(db)));
+                }
+                opcodes::RESIZEDB => return plain(self.resize_db()),
+                opcodes::AUX => return plain(self.aux()),
+                opcodes::SLOT_INFO => return plain(self.slot_info()),
+                opcodes::FUNCTION2 => return plain(self.input.string().map(Item::Function)),
+                opcodes::FUNCTION_PRE_GA => {
+                    return Err((
+                        ErrorKind::Unsupported("pre-release function library format".into()),
+                        None,
+                    ));
+                }
+                opcodes::MODULE_AUX => return plain(self.module_aux()),
+                opcodes::EXPIRETIME_MS => {
+                    expire_at_ms = Some(self.input.millis().map_err(|k| (k, None))? as i64);
+                }
+                opcodes::EXPIRETIME => {
+                    let seconds = u32::from_le_bytes(
+                        self.input.array("an expire time").map_err(|k| (k, None))?,
+                    );
+                    expire_at_ms = Some(i64::from(seconds) * 1000);
+                }
+                opcodes::IDLE => idle = Some(self.input.length().map_err(|k| (k, None))?),
+                opcodes::FREQ => freq = Some(self.input.u8("a frequency").map_err(|k| (k, None))?),
+                type_byte => {
+                    let key = self.input.string().map_err(|k| (k, None))?;
+                    let value = match self.value(type_byte) {
+                        Ok(value) => value,
+                        Err(kind) => return Err((kind, Some(key))),
+                    };
+                    let entry = Entry {
+                        db: self.db,
+                        key,
+                        expire_at_ms,
+                        idle,
+                        freq,
+                        type_byte,
+                        value,
+                    };
+                    return Ok(Some(Item::Entry(entry)));
+                }
+            }
+        }
+    }
+
+    fn resize_db(&mut self) -> Result<Item, ErrorKind> {
+        let db_size = self.input.length()?;
+        let expires_size = self.input.length()?;
+        Ok(Item::ResizeDb {
+            db_size,
+            expires_size,
+        })
+    }
+
+    fn aux(&mut self) -> Result<Item, ErrorKind> {
+        let key = self.input.string()?;
+        let value = self.input.string()?;
+        Ok(Item::Aux { key, value })
+    }
+
+    fn slot_info(&mut self) -> Result<Item, ErrorKind> {
+        let slot = self.input.length()?;
+        let size = self.input.length()?;
+        let expires_size = self.input.length()?;
+        Ok(Item::SlotInfo {
+            slot,
+            size,
+            expires_size,
+        })
+    }
+
+    /// Skips module auxiliary data, which only its module can interpret.
+    fn module_aux(&mut self) -> Result<Item, ErrorKind> {
+        let module_id = self.input.length()?;
+        let _when_opcode = self.input.length()?;
+        let _when = self.input.length()?;
+        self.skip_module_data()?;
+        Ok(Item::ModuleAuxSkipped(module_id))
+    }
+
+    fn skip_module_data(&mut self) -> Result<(), ErrorKind> {
+        loop {
+            match self.input.length()? {
+                0 => return Ok(()),
+                1 | 2 => {
+                    self.input.length()?;
+                }
+                3 => {
+                    self.input.array::<4>("a module float")?;
+                }
+                4 => {
+                    self.input.array::<8>("a module double")?;
+                }
+                5 => {
+                    self.input.string()?;
+                }
+                other => {
+                    return Err(ErrorKind::corrupt(
+                        "module data",
+                        format!("unknown opcode {other}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), ErrorKind> {
+        self.finished = true;
+        if self.version < 5 {
+            return Ok(());
+        }
+        let computed = self.input.digest.finalize();
+        let stored = u64::from_le_bytes(self.input.array("the checksum")?);
+        self.stored_checksum = Some(stored);
+        if stored != 0 && stored != computed {
+            return Err(ErrorKind::BadChecksum {
+                expected: stored,
+                actual: computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads one value of type `type_byte`.
+    fn value(&mut self, type_byte: u8) -> Result<Value, ErrorKind> {
+        read_value(&mut self.input, type_byte)
+    }
+}
+
+fn parse_version(digits: &[u8; 4]) -> Option<u32> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Reads a value of `type_byte` from `input` (shared by files and DUMP payloads).
+pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {
+    Ok(match type_byte {
+        types::STRING => Value::String(input.string()?),
+        types::LIST => Value::List(strings(input)?),
+        types::SET => Value::Set(strings(input)?),
+        types::ZSET | types::ZSET_2 => {
+            let count = input.count()?;
+            let mut members = Vec::with_capacity(count.min(4096) as usize);
+            for _ in 0..count {
+                let member = input.string()?;
+                let score = if type_byte == types::ZSET_2 {
+                    f64::from_le_bytes(input.array("a score")?)
+                } else {
+                    string_score(input)?
+                };
+                members.push((member, score));
+            }
+            Value::SortedSet(members)
+        }
+        types::HASH => {
+            let count = input.count()?;
+            let mut fields = Vec::with_capacity(count.min(4096) as usize);
+            for _ in 0..count {
+                let field = input.string()?;
+                fields.push((field, input.string()?));
+            }
+            Value::Hash(fields)
+        }
+        types::HASH_ZIPMAP => Value::Hash(pairs(encodings::zipmap(&input.string()?)?)?),
+        types::LIST_ZIPLIST => Value::List(encodings::ziplist(&input.string()?)?),
+        types::SET_INTSET => Value::Set(encodings::intset(&input.string()?)?),
+        types::ZSET_ZIPLIST => Value::SortedSet(scored(encodings::ziplist(&input.string()?)?)?),
+        types::HASH_ZIPLIST => Value::Hash(pairs(encodings::ziplist(&input.string()?)?)?),
+        types::HASH_LISTPACK => Value::Hash(pairs(encodings::listpack(&input.string()?)?)?),
+        types::ZSET_LISTPACK => Value::SortedSet(scored(encodings::listpack(&input.string()?)?)?),
+        types::SET_LISTPACK => Value::Set(encodings::listpack(&input.string()?)?),
+        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
+            Value::List(quicklist(input, type_byte)?)
+        }
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            Value::Stream(Box::new(read_stream(input, type_byte)?))
+        }
+        types::HASH_METADATA | types::HASH_METADATA_PRE_GA => hash_metadata(input, type_byte)?,
+        types::HASH_LISTPACK_EX | types::HASH_LISTPACK_EX_PRE_GA => {
+            if type_byte == types::HASH_LISTPACK_EX {
+                input.millis()?;
+            }
+            let items = encodings::listpack(&input.string()?)?;
+            if !items.len().is_multiple_of(3) {
+                return Err(ErrorKind::corrupt(
+                    "listpack",
+                    "hash with TTLs needs field/value/ttl triples",
+                ));
+            }
+            let mut fields = Vec::with_capacity(items.len() / 3);
+            let mut items = items.into_iter();
+            while let (Some(field), Some(value), Some(ttl)) =
+                (items.next(), items.next(), items.next())
+            {
+                let ttl = std::str::from_utf8(&ttl)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok());
+                fields.push((field, value, ttl.filter(|&t| t != 0)));
+            }
+            Value::HashWithFieldTtl(fields)
+        }
+        types::MODULE_PRE_GA | types::MODULE_2 => {
+            let module_id = input.length()?;
+            return Err(ErrorKind::Unsupported(format!(
+                "module value (module id {module_id:#x})"
+            )));
+        }
+        other => return Err(ErrorKind::UnknownType(other)),
+    })
+}
+
+fn strings<R: Read>(input: &mut Input<R>) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    let count = input.count()?;
+    let mut items = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        items.push(input.string()?);
+    }
+    Ok(items)
+}
+
+/// A score in the old string form: a length byte, or 253 (NaN), 254 (+inf), 255 (-inf).
+fn string_score<R: Read>(input: &mut Input<R>) -> Result<f64, ErrorKind> {
+    match input.u8("a score")? {
+        253 => Ok(f64::NAN),
+        254 => Ok(f64::INFINITY),
+        255 => Ok(f64::NEG_INFINITY),
+        len => {
+            let text = input.bytes(u64::from(len), "a score")?;
+            parse_score(&text)
+        }
+    }
+}
+
+fn parse_score(text: &[u8]) -> Result<f64, ErrorKind> {
+    let text = std::str::from_utf8(text).map_err(|_| ErrorKind::corrupt("score", "not text"))?;
+    match text {
+        "inf" | "+inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        _ => text
+            .parse()
+            .map_err(|_| ErrorKind::corrupt("score", format!("'{text}' is not a number"))),
+    }
+}
+
+/// Field/value pairs of a hash.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn pairs(items: Vec<Vec<u8>>) -> Result<Pairs, ErrorKind> {
+    if !items.len().is_multiple_of(2) {
+        return Err(ErrorKind::corrupt("hash", "a field without a value"));
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        out.push((field, value));
+    }
+    Ok(out)
+}
+
+fn scored(items: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, ErrorKind> {
+    pairs(items)?
+        .into_iter()
+        .map(|(member, score)| Ok((member, parse_score(&score)?)))
+        .collect()
+}
+
+fn quicklist<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    let nodes = input.count()?;
+    let mut items = Vec::new();
+    for _ in 0..nodes {
+        let container = if type_byte == types::LIST_QUICKLIST_2 {
+            input.length()?
+        } else {
+            2
+        };
+        let blob = input.string()?;
+        match container {
+            1 => items.push(blob),
+            2 if type_byte == types::LIST_QUICKLIST_2 => items.extend(encodings::listpack(&blob)?),
+            2 => items.extend(encodings::ziplist(&blob)?),
+            other => {
+                return Err(ErrorKind::corrupt(
+                    "quicklist",
+                    format!("unknown node container {other}"),
+                ));
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn hash_metadata<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {
+    let min_expire = if type_byte == types::HASH_METADATA {
+        Some(input.millis()?)
+    } else {
+        None
+    };
+    let count = input.count()?;
+    let mut fields = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        let ttl = input.length()?;
+        let expire_at = match (ttl, min_expire) {
+            (0, _) => None,
+            (ttl, Some(min)) => Some(
+                ttl.checked_add(min)
+                    .and_then(|t| t.checked_sub(1))
+                    .ok_or_else(|| ErrorKind::corrupt("hash field TTL", "out of range"))?,
+            ),
+            (ttl, None) => Some(ttl),
+        };
+        let field = input.string()?;
+        let value = input.string()?;
+        fields.push((field, value, expire_at));
+    }
+    Ok(Value::HashWithFieldTtl(fields))
+}

@@ -1,0 +1,196 @@
+//! Streams: listpack nodes keyed by a master id, the stream's metadata and its consumer groups.
+
+use std::io::Read;
+
+use crate::encodings;
+use crate::error::ErrorKind;
+use crate::model::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, types};
+use crate::reader::Input;
+
+/// Entry flag: the entry was deleted.
+const FLAG_DELETED: i64 = 1;
+/// Entry flag: the entry has exactly the master entry's fields.
+const FLAG_SAME_FIELDS: i64 = 2;
+
+fn raw_id(bytes: &[u8]) -> Result<StreamId, ErrorKind> {
+    if bytes.len() != 16 {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            format!("node key of {} bytes instead of 16", bytes.len()),
+        ));
+    }
+    let ms = u64::from_be_bytes(bytes[..8].try_into().unwrap_or_default());
+    let seq = u64::from_be_bytes(bytes[8..].try_into().unwrap_or_default());
+    Ok(StreamId { ms, seq })
+}
+
+fn id_pair<R: Read>(input: &mut Input<R>) -> Result<StreamId, ErrorKind> {
+    Ok(StreamId {
+        ms: input.length()?,
+        seq: input.length()?,
+    })
+}
+
+/// Reads a stream value of type `type_byte` (15, 19 or 21).
+pub(crate) fn read_stream<R: Read>(
+    input: &mut Input<R>,
+    type_byte: u8,
+) -> Result<Stream, ErrorKind> {
+    let mut stream = Stream::default();
+    let nodes = input.count()?;
+    for _ in 0..nodes {
+        let master = raw_id(&input.string()?)?;
+        let items = encodings::listpack(&input.string()?)?;
+        decode_node(master, &items, &mut stream.entries)?;
+    }
+    stream.length = input.length()?;
+    stream.last_id = id_pair(input)?;
+    if type_byte >= types::STREAM_LISTPACKS_2 {
+        stream.first_id = Some(id_pair(input)?);
+        stream.max_deleted_id = Some(id_pair(input)?);
+        stream.entries_added = Some(input.length()?);
+    }
+    if stream.entries.len() as u64 != stream.length {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            format!(
+                "{} live entries but the length says {}",
+                stream.entries.len(),
+                stream.length
+            ),
+        ));
+    }
+    let groups = input.count()?;
+    for _ in 0..groups {
+        stream.groups.push(read_group(input, type_byte)?);
+    }
+    Ok(stream)
+}
+
+fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGroup, ErrorKind> {
+    let name = input.string()?;
+    let last_id = id_pair(input)?;
+    let entries_read = if type_byte >= types::STREAM_LISTPACKS_2 {
+        Some(input.length()?)
+    } else {
+        None
+    };
+    let pending_count = input.count()?;
+    let mut pending = Vec::with_capacity(pending_count.min(4096) as usize);
+    for _ in 0..pending_count {
+        let id = raw_id(&input.array::<16>("a pending entry id")?)?;
+        let delivery_time = input.millis()?;
+        let delivery_count = input.length()?;
+        pending.push(PendingEntry {
+            id,
+            delivery_time,
+            delivery_count,
+        });
+    }
+    let consumer_count = input.count()?;
+    let mut consumers = Vec::with_capacity(consumer_count.min(4096) as usize);
+    for _ in 0..consumer_count {
+        let name = input.string()?;
+        let seen_time = input.millis()?;
+        let active_time = if type_byte >= types::STREAM_LISTPACKS_3 {
+            Some(input.millis()?)
+        } else {
+            None
+        };
+        let owned = input.count()?;
+        let mut ids = Vec::with_capacity(owned.min(4096) as usize);
+        for _ in 0..owned {
+            let id = raw_id(&input.array::<16>("a consumer's pending id")?)?;
+            if !pending.iter().any(|p| p.id == id) {
+                return Err(ErrorKind::corrupt(
+                    "stream",
+                    "consumer owns an id missing from the group's PEL",
+                ));
+            }
+            ids.push(id);
+        }
+        consumers.push(Consumer {
+            name,
+            seen_time,
+            active_time,
+            pending: ids,
+        });
+    }
+    Ok(ConsumerGroup {
+        name,
+        last_id,
+        entries_read,
+        pending,
+        consumers,
+    })
+}
+
+fn int(item: Option<&Vec<u8>>) -> Result<i64, ErrorKind> {
+    item.and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
+}
+
+fn count(item: Option<&Vec<u8>>) -> Result<usize, ErrorKind> {
+    usize::try_from(int(item)?)
+        .map_err(|_| ErrorKind::corrupt("stream", "negative count in a node"))
+}
+
+/// Decodes one listpack node: the master entry, then entries as deltas from the master id.
+fn decode_node(
+    master: StreamId,
+    items: &[Vec<u8>],
+    out: &mut Vec<StreamEntry>,
+) -> Result<(), ErrorKind> {
+    let mut pos = items.iter();
+    let live = count(pos.next())?;
+    let deleted = count(pos.next())?;
+    let master_field_count = count(pos.next())?;
+    let mut master_fields = Vec::with_capacity(master_field_count.min(4096));
+    for _ in 0..master_field_count {
+        master_fields.push(
+            pos.next()
+                .ok_or_else(|| ErrorKind::corrupt("stream", "truncated master entry"))?
+                .clone(),
+        );
+    }
+    int(pos.next())?; // the master entry's terminating zero
+    let mut seen = 0usize;
+    while let Some(flags) = pos.next() {
+        let flags = int(Some(flags))?;
+        let ms = master.ms.wrapping_add(int(pos.next())? as u64);
+        let seq = master.seq.wrapping_add(int(pos.next())? as u64);
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = if flags & FLAG_SAME_FIELDS != 0 {
+            master_fields
+                .iter()
+                .map(|field| Ok((field.clone(), next_item(&mut pos)?)))
+                .collect::<Result<_, ErrorKind>>()?
+        } else {
+            let n = count(pos.next())?;
+            (0..n)
+                .map(|_| Ok((next_item(&mut pos)?, next_item(&mut pos)?)))
+                .collect::<Result<_, ErrorKind>>()?
+        };
+        int(pos.next())?; // lp-count, for backward iteration
+        seen += 1;
+        if flags & FLAG_DELETED == 0 {
+            out.push(StreamEntry {
+                id: StreamId { ms, seq },
+                fields,
+            });
+        }
+    }
+    if seen != live + deleted {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            "node entry counts do not match its master entry",
+        ));
+    }
+    Ok(())
+}
+
+fn next_item(pos: &mut std::slice::Iter<'_, Vec<u8>>) -> Result<Vec<u8>, ErrorKind> {
+    pos.next()
+        .cloned()
+        .ok_or_else(|| ErrorKind::corrupt("stream", "truncated entry"))
+}
