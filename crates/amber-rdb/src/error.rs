@@ -4,12 +4,14 @@ use thiserror::Error;
 
 /// An RDB file (or DUMP payload) that cannot be read, with the byte offset where reading failed.
 #[derive(Debug, Error)]
-#[error("{kind} at offset {offset}{}", key_suffix(.key))]
+#[error("{kind} at offset {offset} (in the item starting at offset {item_offset}){}", key_suffix(.key))]
 pub struct RdbError {
     /// What went wrong.
     pub kind: ErrorKind,
     /// Byte offset in the input where the problem was found.
     pub offset: u64,
+    /// Byte offset where the item being read (key, AUX field, ...) starts.
+    pub item_offset: u64,
     /// The key being read, if any.
     pub key: Option<Vec<u8>>,
 }

@@ -36,13 +36,15 @@ impl<R: Read> Input<R> {
         while done < buf.len() {
             match self.inner.read(&mut buf[done..]) {
                 Ok(0) => return Err(ErrorKind::UnexpectedEof(what)),
-                Ok(n) => done += n,
+                Ok(n) => {
+                    self.digest.update(&buf[done..done + n]);
+                    self.offset += n as u64;
+                    done += n;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ErrorKind::Io(e)),
             }
         }
-        self.digest.update(buf);
-        self.offset += buf.len() as u64;
         Ok(())
     }
 
@@ -172,6 +174,7 @@ impl<R: Read> RdbReader<R> {
         let header = |input: &Input<R>, kind| RdbError {
             kind,
             offset: input.offset,
+            item_offset: 0,
             key: None,
         };
         let magic: [u8; 5] = input.array("the header").map_err(|k| header(&input, k))?;
@@ -230,9 +233,11 @@ impl<R: Read> RdbReader<R> {
             return Ok(None);
         }
         let start = self.input.offset;
-        self.read_item().map_err(|(kind, key)| RdbError {
+        let result = self.read_item();
+        result.map_err(|(kind, key)| RdbError {
             kind,
-            offset: start,
+            offset: self.input.offset,
+            item_offset: start,
             key,
         })
     }
