@@ -13,15 +13,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`RdbWriter`] writes Redis 7.0 files (RDB 10) in the encodings Redis 7.0 chooses.
+//!
 //! Reading is streaming: nothing but the current value is held in memory, and no length field
 //! can make the reader allocate more than the input actually provides.
 
+mod encode;
 mod encodings;
 mod error;
 mod lzf;
 mod model;
 mod reader;
 mod stream;
+mod writer;
 
 pub use error::{ErrorKind, RdbError};
 pub use model::{
@@ -29,6 +33,7 @@ pub use model::{
     opcodes, types,
 };
 pub use reader::{MAX_VERSION, RdbReader};
+pub use writer::{RdbWriter, Thresholds, WRITE_VERSION, WriteError, WriteOptions};
 
 /// Redis's RDB checksum: CRC-64 with the Jones polynomial, reflected, initial value 0.
 pub fn crc64(data: &[u8]) -> u64 {

@@ -56,3 +56,90 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKin
     }
     Ok(out)
 }
+
+const HASH_LOG: u32 = 14;
+const MAX_LITERAL: usize = 32;
+const MAX_OFFSET: usize = 1 << 13;
+const MAX_REF: usize = (1 << 8) + (1 << 3);
+
+/// Compresses `input` with LZF; `None` if the result would not be smaller than `max_len`
+/// bytes (Redis then stores the string uncompressed).
+pub fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
+    let mut table = vec![0usize; 1 << HASH_LOG];
+    let mut out: Vec<u8> = Vec::with_capacity(max_len.min(input.len()));
+    let mut literal_start = 0usize;
+    let mut pos = 0usize;
+    let hash = |p: usize| -> usize {
+        let v =
+            (u32::from(input[p]) << 16) | (u32::from(input[p + 1]) << 8) | u32::from(input[p + 2]);
+        (v.wrapping_mul(2654435761) >> (32 - HASH_LOG)) as usize
+    };
+    while pos + 2 < input.len() {
+        let slot = hash(pos);
+        let candidate = table[slot];
+        table[slot] = pos + 1; // store +1 so that 0 means "empty"
+        let matched = candidate > 0 && {
+            let reference = candidate - 1;
+            reference < pos
+                && pos - reference <= MAX_OFFSET
+                && input[reference..reference + 3] == input[pos..pos + 3]
+        };
+        if !matched {
+            pos += 1;
+            continue;
+        }
+        let reference = candidate - 1;
+        let mut len = 3;
+        let max = (input.len() - pos).min(MAX_REF);
+        while len < max && input[reference + len] == input[pos + len] {
+            len += 1;
+        }
+        flush_literals(&mut out, &input[literal_start..pos]);
+        let offset = pos - reference - 1;
+        let code_len = len - 2;
+        if code_len < 7 {
+            out.push(((offset >> 8) as u8) | ((code_len as u8) << 5));
+        } else {
+            out.push(((offset >> 8) as u8) | (7 << 5));
+            out.push((code_len - 7) as u8);
+        }
+        out.push(offset as u8);
+        if out.len() >= max_len {
+            return None;
+        }
+        pos += len;
+        literal_start = pos;
+    }
+    flush_literals(&mut out, &input[literal_start..]);
+    (out.len() < max_len).then_some(out)
+}
+
+fn flush_literals(out: &mut Vec<u8>, literals: &[u8]) {
+    for chunk in literals.chunks(MAX_LITERAL) {
+        out.push((chunk.len() - 1) as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compresses_repetitive_data() {
+        let data = b"abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc".repeat(20);
+        let packed = compress(&data, data.len()).expect("repetitive data compresses");
+        assert!(packed.len() < data.len() / 4);
+        assert_eq!(decompress(&packed, data.len()).unwrap(), data);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 0..3000)) {
+            if let Some(packed) = compress(&data, data.len() + 64) {
+                prop_assert_eq!(decompress(&packed, data.len()).unwrap(), data);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Encoders for the compact blobs Redis 7.0 writes: listpack and intset.
+
+/// Parses a string that Redis would store as an integer (`string2ll` rules: canonical decimal,
+/// no sign but `-`, no leading zeros).
+pub fn canonical_int(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => !text.starts_with('-'),
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical { text.parse().ok() } else { None }
+}
+
+/// Builds a listpack from its elements, storing integer-looking strings as integers as Redis does.
+pub fn listpack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut blob = vec![0u8; 6];
+    let mut count = 0usize;
+    for item in items {
+        let start = blob.len();
+        match canonical_int(item) {
+            Some(number) => push_int(&mut blob, number),
+            None => push_str(&mut blob, item),
+        }
+        let entry_len = blob.len() - start;
+        push_backlen(&mut blob, entry_len);
+        count += 1;
+    }
+    blob.push(0xff);
+    let total = blob.len() as u32;
+    blob[..4].copy_from_slice(&total.to_le_bytes());
+    let declared = count.min(usize::from(u16::MAX)) as u16;
+    blob[4..6].copy_from_slice(&declared.to_le_bytes());
+    blob
+}
+
+/// Bytes a listpack entry for `item` takes, back-length included (to size quicklist nodes).
+pub fn listpack_entry_size(item: &[u8]) -> usize {
+    let mut scratch = Vec::with_capacity(16);
+    let body = match canonical_int(item) {
+        Some(number) => {
+            push_int(&mut scratch, number);
+            scratch.len()
+        }
+        None => {
+            push_str_header(&mut scratch, item.len());
+            scratch.len() + item.len()
+        }
+    };
+    body + backlen_bytes(body)
+}
+
+fn push_int(blob: &mut Vec<u8>, v: i64) {
+    if (0..=127).contains(&v) {
+        blob.push(v as u8);
+    } else if (-4096..=4095).contains(&v) {
+        let raw = (v as u64) & 0x1fff;
+        blob.push(0xc0 | (raw >> 8) as u8);
+        blob.push(raw as u8);
+    } else if (-32768..=32767).contains(&v) {
+        blob.push(0xf1);
+        blob.extend_from_slice(&(v as i16).to_le_bytes());
+    } else if (-8_388_608..=8_388_607).contains(&v) {
+        blob.push(0xf2);
+        blob.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+    } else if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v) {
+        blob.push(0xf3);
+        blob.extend_from_slice(&(v as i32).to_le_bytes());
+    } else {
+        blob.push(0xf4);
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn push_str_header(blob: &mut Vec<u8>, len: usize) {
+    if len < 64 {
+        blob.push(0x80 | len as u8);
+    } else if len < 4096 {
+        blob.push(0xe0 | (len >> 8) as u8);
+        blob.push(len as u8);
+    } else {
+        blob.push(0xf0);
+        blob.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+}
+
+fn push_str(blob: &mut Vec<u8>, item: &[u8]) {
+    push_str_header(blob, item.len());
+    blob.extend_from_slice(item);
+}
+
+fn backlen_bytes(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2_097_150 => 3,
+        2_097_151..=268_435_454 => 4,
+        _ => 5,
+    }
+}
+
+/// The back-length: the entry size in 7-bit groups, most significant first, every byte after
+/// the first flagged with the high bit, so it can be read from right to left.
+fn push_backlen(blob: &mut Vec<u8>, len: usize) {
+    let bytes = backlen_bytes(len);
+    for i in (0..bytes).rev() {
+        let group = ((len >> (7 * i)) & 0x7f) as u8;
+        blob.push(if i == bytes - 1 { group } else { group | 0x80 });
+    }
+}
+
+/// Builds an intset from integers (sorted and deduplicated here), with the narrowest width.
+pub fn intset(values: &[i64]) -> Vec<u8> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let width: usize = if sorted.iter().all(|v| i16::try_from(*v).is_ok()) {
+        2
+    } else if sorted.iter().all(|v| i32::try_from(*v).is_ok()) {
+        4
+    } else {
+        8
+    };
+    let mut blob = Vec::with_capacity(8 + width * sorted.len());
+    blob.extend_from_slice(&(width as u32).to_le_bytes());
+    blob.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+    for v in sorted {
+        blob.extend_from_slice(&v.to_le_bytes()[..width]);
+    }
+    blob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encodings;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_ints_follow_string2ll() {
+        assert_eq!(canonical_int(b"0"), Some(0));
+        assert_eq!(canonical_int(b"-12"), Some(-12));
+        assert_eq!(canonical_int(b"007"), None);
+        assert_eq!(canonical_int(b"-0"), None);
+        assert_eq!(canonical_int(b"+1"), None);
+        assert_eq!(canonical_int(b"9223372036854775808"), None);
+    }
+
+    fn item() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+            (-5000i64..5000).prop_map(|n| n.to_string().into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..100),
+            proptest::collection::vec(any::<u8>(), 4000..5000),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn listpacks_round_trip(items in proptest::collection::vec(item(), 0..40)) {
+            let blob = listpack(items.iter().map(Vec::as_slice));
+            prop_assert_eq!(encodings::listpack(&blob).unwrap(), items.clone());
+            let entries: usize = items.iter().map(|i| listpack_entry_size(i)).sum();
+            prop_assert_eq!(blob.len(), 7 + entries);
+        }
+
+        #[test]
+        fn intsets_round_trip(values in proptest::collection::vec(any::<i64>(), 0..50)) {
+            let blob = intset(&values);
+            let mut want: Vec<i64> = values.clone();
+            want.sort_unstable();
+            want.dedup();
+            let got: Vec<i64> = encodings::intset(&blob).unwrap().iter()
+                .map(|b| std::str::from_utf8(b).unwrap().parse().unwrap()).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

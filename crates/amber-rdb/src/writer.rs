@@ -1,0 +1,414 @@
+//! Streaming writer: Redis 7.0 RDB files (version 10) in the encodings Redis 7.0 chooses, with
+//! LZF compression and the CRC-64 computed on the fly.
+
+use std::io::Write;
+
+use thiserror::Error;
+
+use crate::encode::{canonical_int, intset, listpack, listpack_entry_size};
+use crate::lzf;
+use crate::model::{Value, opcodes, types};
+
+/// Why a value could not be written.
+#[derive(Debug, Error)]
+pub enum WriteError {
+    /// Writing to the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The value cannot be stored in the chosen RDB version.
+    #[error("cannot write {0}")]
+    Unsupported(String),
+}
+
+/// Thresholds that decide the compact encodings, as Redis's `*-max-*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// `hash-max-listpack-entries`
+    pub hash_max_listpack_entries: usize,
+    /// `hash-max-listpack-value`
+    pub hash_max_listpack_value: usize,
+    /// `zset-max-listpack-entries`
+    pub zset_max_listpack_entries: usize,
+    /// `zset-max-listpack-value`
+    pub zset_max_listpack_value: usize,
+    /// `set-max-intset-entries`
+    pub set_max_intset_entries: usize,
+    /// Bytes per quicklist node (`list-max-listpack-size -2` is 8 KiB).
+    pub list_max_listpack_bytes: usize,
+}
+
+impl Default for Thresholds {
+    /// Redis 7.0's built-in defaults.
+    fn default() -> Self {
+        Thresholds {
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            list_max_listpack_bytes: 8192,
+        }
+    }
+}
+
+/// How to write a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `rdbcompression`: LZF for strings over 20 bytes when it saves space.
+    pub compression: bool,
+    /// `rdbchecksum`: write the CRC-64 (else 0, "not computed").
+    pub checksum: bool,
+    /// Encoding thresholds.
+    pub thresholds: Thresholds,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            compression: true,
+            checksum: true,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// The RDB version written.
+pub const WRITE_VERSION: u32 = 10;
+
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Writes an RDB file item by item; call [`RdbWriter::finish`] to add the end marker and checksum.
+pub struct RdbWriter<W: Write> {
+    out: W,
+    buffer: Vec<u8>,
+    digest: crc_fast::Digest,
+    options: WriteOptions,
+    written: u64,
+}
+
+impl<W: Write> RdbWriter<W> {
+    /// Starts a file: writes the `REDIS0010` header.
+    pub fn new(out: W, options: WriteOptions) -> Result<RdbWriter<W>, WriteError> {
+        let mut writer = RdbWriter {
+            out,
+            buffer: Vec::with_capacity(FLUSH_AT * 2),
+            digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis),
+            options,
+            written: 0,
+        };
+        writer
+            .buffer
+            .extend_from_slice(format!("REDIS{WRITE_VERSION:04}").as_bytes());
+        Ok(writer)
+    }
+
+    /// Bytes produced so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written + self.buffer.len() as u64
+    }
+
+    /// Writes an AUX field.
+    pub fn aux(&mut self, key: &str, value: &str) -> Result<(), WriteError> {
+        self.buffer.push(opcodes::AUX);
+        self.string(key.as_bytes());
+        self.string(value.as_bytes());
+        self.maybe_flush()
+    }
+
+    /// Writes the AUX fields Redis 7.0 writes (`redis-ver`, `redis-bits`, `ctime`, `used-mem`,
+    /// `aof-base`).
+    pub fn standard_aux(
+        &mut self,
+        ctime: u64,
+        used_mem: u64,
+        aof_base: bool,
+    ) -> Result<(), WriteError> {
+        self.aux("redis-ver", "7.0.15")?;
+        self.aux("redis-bits", "64")?;
+        self.aux("ctime", &ctime.to_string())?;
+        self.aux("used-mem", &used_mem.to_string())?;
+        self.aux("aof-base", if aof_base { "1" } else { "0" })
+    }
+
+    /// Starts database `db`, which holds `size` keys of which `expires` have a TTL.
+    pub fn select_db(&mut self, db: u64, size: u64, expires: u64) -> Result<(), WriteError> {
+        self.buffer.push(opcodes::SELECTDB);
+        self.length(db);
+        self.buffer.push(opcodes::RESIZEDB);
+        self.length(size);
+        self.length(expires);
+        self.maybe_flush()
+    }
+
+    /// Writes one key with its value and optional absolute expiry (Unix milliseconds).
+    pub fn entry(
+        &mut self,
+        key: &[u8],
+        value: &Value,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        if let Some(at) = expire_at_ms {
+            self.buffer.push(opcodes::EXPIRETIME_MS);
+            self.buffer.extend_from_slice(&at.to_le_bytes());
+        }
+        let mark = self.buffer.len();
+        let result = self.value(key, value);
+        if result.is_err() {
+            self.buffer.truncate(mark);
+        }
+        result?;
+        self.maybe_flush()
+    }
+
+    /// Writes the end marker and the checksum, flushes, and returns the output.
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        self.buffer.push(opcodes::EOF);
+        self.digest.update(&self.buffer);
+        let checksum = if self.options.checksum {
+            self.digest.finalize()
+        } else {
+            0
+        };
+        self.out.write_all(&self.buffer)?;
+        self.out.write_all(&checksum.to_le_bytes())?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), WriteError> {
+        if self.buffer.len() >= FLUSH_AT {
+            self.digest.update(&self.buffer);
+            self.out.write_all(&self.buffer)?;
+            self.written += self.buffer.len() as u64;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    fn length(&mut self, len: u64) {
+        write_length(&mut self.buffer, len);
+    }
+
+    /// A string as Redis's `rdbSaveRawString` writes it: small integers encoded as integers,
+    /// LZF when enabled and it helps, raw bytes otherwise.
+    fn string(&mut self, bytes: &[u8]) {
+        write_string(&mut self.buffer, bytes, self.options.compression);
+    }
+
+    fn value(&mut self, key: &[u8], value: &Value) -> Result<(), WriteError> {
+        let limits = self.options.thresholds;
+        match value {
+            Value::String(bytes) => {
+                self.buffer.push(types::STRING);
+                self.string(key);
+                self.string(bytes);
+            }
+            Value::List(items) => {
+                self.buffer.push(types::LIST_QUICKLIST_2);
+                self.string(key);
+                self.quicklist(items);
+            }
+            Value::Set(members) => self.set(key, members),
+            Value::SortedSet(members) => self.sorted_set(key, members)?,
+            Value::Hash(fields) => {
+                let small = fields.len() <= limits.hash_max_listpack_entries
+                    && fields.iter().all(|(f, v)| {
+                        f.len() <= limits.hash_max_listpack_value
+                            && v.len() <= limits.hash_max_listpack_value
+                    });
+                if small {
+                    self.buffer.push(types::HASH_LISTPACK);
+                    self.string(key);
+                    let blob = listpack(
+                        fields
+                            .iter()
+                            .flat_map(|(f, v)| [f.as_slice(), v.as_slice()]),
+                    );
+                    self.string(&blob);
+                } else {
+                    self.buffer.push(types::HASH);
+                    self.string(key);
+                    self.length(fields.len() as u64);
+                    for (field, value) in fields {
+                        self.string(field);
+                        self.string(value);
+                    }
+                }
+            }
+            Value::HashWithFieldTtl(fields) => {
+                if fields.iter().any(|(_, _, ttl)| ttl.is_some()) {
+                    return Err(WriteError::Unsupported(format!(
+                        "hash field TTLs in RDB {WRITE_VERSION} (key '{}')",
+                        String::from_utf8_lossy(key)
+                    )));
+                }
+                let plain = fields
+                    .iter()
+                    .map(|(f, v, _)| (f.clone(), v.clone()))
+                    .collect();
+                return self.value(key, &Value::Hash(plain));
+            }
+            Value::Stream(_) => {
+                return Err(WriteError::Unsupported(format!(
+                    "streams yet (key '{}')",
+                    String::from_utf8_lossy(key)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Quicklist of listpack nodes of at most the configured size, as Redis 7.0 packs lists.
+    fn quicklist(&mut self, items: &[Vec<u8>]) {
+        let limit = self.options.thresholds.list_max_listpack_bytes;
+        let mut nodes: Vec<&[Vec<u8>]> = Vec::new();
+        let mut start = 0;
+        let mut size = 7;
+        for (index, item) in items.iter().enumerate() {
+            let entry = listpack_entry_size(item);
+            if index > start && size + entry > limit {
+                nodes.push(&items[start..index]);
+                start = index;
+                size = 7;
+            }
+            size += entry;
+        }
+        if start < items.len() {
+            nodes.push(&items[start..]);
+        }
+        self.length(nodes.len() as u64);
+        for node in nodes {
+            self.length(2); // QUICKLIST_NODE_CONTAINER_PACKED
+            let blob = listpack(node.iter().map(Vec::as_slice));
+            self.string(&blob);
+        }
+    }
+
+    fn set(&mut self, key: &[u8], members: &[Vec<u8>]) {
+        let ints: Option<Vec<i64>> = members.iter().map(|m| canonical_int(m)).collect();
+        match ints {
+            Some(ints) if ints.len() <= self.options.thresholds.set_max_intset_entries => {
+                self.buffer.push(types::SET_INTSET);
+                self.string(key);
+                self.string(&intset(&ints));
+            }
+            _ => {
+                self.buffer.push(types::SET);
+                self.string(key);
+                self.length(members.len() as u64);
+                for member in members {
+                    self.string(member);
+                }
+            }
+        }
+    }
+
+    fn sorted_set(&mut self, key: &[u8], members: &[(Vec<u8>, f64)]) -> Result<(), WriteError> {
+        if members.iter().any(|(_, score)| score.is_nan()) {
+            return Err(WriteError::Unsupported(format!(
+                "a NaN score (key '{}')",
+                String::from_utf8_lossy(key)
+            )));
+        }
+        let mut sorted: Vec<&(Vec<u8>, f64)> = members.iter().collect();
+        sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let limits = self.options.thresholds;
+        let small = sorted.len() <= limits.zset_max_listpack_entries
+            && sorted
+                .iter()
+                .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
+        if small {
+            self.buffer.push(types::ZSET_LISTPACK);
+            self.string(key);
+            let scores: Vec<Vec<u8>> = sorted
+                .iter()
+                .map(|(_, s)| score_text(*s).into_bytes())
+                .collect();
+            let items = sorted
+                .iter()
+                .zip(&scores)
+                .flat_map(|((m, _), s)| [m.as_slice(), s.as_slice()]);
+            let blob = listpack(items);
+            self.string(&blob);
+        } else {
+            self.buffer.push(types::ZSET_2);
+            self.string(key);
+            self.length(sorted.len() as u64);
+            // Redis writes skiplists from the highest score down, so loading inserts at the head.
+            for (member, score) in sorted.iter().rev() {
+                self.string(member);
+                self.buffer.extend_from_slice(&score.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A score as Redis's `d2string` writes it into a listpack: integers in plain decimal, `-0`,
+/// infinities as `inf`/`-inf`, anything else as `%.17g`.
+fn score_text(score: f64) -> String {
+    if score == 0.0 {
+        return if score.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let integral = score > -4_503_599_627_370_495.0
+        && score < 4_503_599_627_370_496.0
+        && score == score.trunc();
+    if integral {
+        (score as i64).to_string()
+    } else {
+        amber_protocol::format_double(score)
+    }
+}
+
+/// Appends a length in RDB's variable-size encoding.
+pub(crate) fn write_length(out: &mut Vec<u8>, len: u64) {
+    if len < 1 << 6 {
+        out.push(len as u8);
+    } else if len < 1 << 14 {
+        out.push(0x40 | (len >> 8) as u8);
+        out.push(len as u8);
+    } else if len <= u64::from(u32::MAX) {
+        out.push(0x80);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// Appends a string the way `rdbSaveRawString` does.
+pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8], compression: bool) {
+    if let Some(number) = canonical_int(bytes).filter(|_| bytes.len() <= 11)
+        && write_small_int(out, number)
+    {
+        return;
+    }
+    if compression
+        && bytes.len() > 20
+        && let Some(packed) = lzf::compress(bytes, bytes.len() - 4)
+    {
+        out.push(0xc3);
+        write_length(out, packed.len() as u64);
+        write_length(out, bytes.len() as u64);
+        out.extend_from_slice(&packed);
+        return;
+    }
+    write_length(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Writes `number` in the 8/16/32-bit integer string encoding; false if it does not fit.
+fn write_small_int(out: &mut Vec<u8>, number: i64) -> bool {
+    if let Ok(small) = i8::try_from(number) {
+        out.extend_from_slice(&[0xc0, small as u8]);
+    } else if let Ok(medium) = i16::try_from(number) {
+        out.push(0xc1);
+        out.extend_from_slice(&medium.to_le_bytes());
+    } else if let Ok(large) = i32::try_from(number) {
+        out.push(0xc2);
+        out.extend_from_slice(&large.to_le_bytes());
+    } else {
+        return false;
+    }
+    true
+}

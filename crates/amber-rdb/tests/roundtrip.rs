@@ -1,0 +1,95 @@
+//! Datasets written by `RdbWriter` read back equal through `RdbReader`, in every encoding the
+//! writer chooses (small and large collections, integers, compressible strings).
+
+use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions};
+use proptest::prelude::*;
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+        (-200i64..200).prop_map(|n| n.to_string().into_bytes()),
+        proptest::collection::vec(any::<u8>(), 0..30),
+        "[ab]{20,200}".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 60..90),
+    ]
+}
+
+fn unique<T: Clone, K: Ord + Clone>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        bytes().prop_map(Value::String),
+        proptest::collection::vec(bytes(), 1..300).prop_map(Value::List),
+        proptest::collection::vec(bytes(), 1..600)
+            .prop_map(|m| Value::Set(unique(m, Clone::clone))),
+        proptest::collection::vec(
+            (any::<i16>()).prop_map(|n| n.to_string().into_bytes()),
+            1..700
+        )
+        .prop_map(|m| Value::Set(unique(m, Clone::clone))),
+        proptest::collection::vec(
+            (
+                bytes(),
+                prop_oneof![
+                    any::<f64>().prop_filter("no NaN", |f| !f.is_nan()),
+                    (-50i32..50).prop_map(f64::from)
+                ]
+            ),
+            1..200
+        )
+        .prop_map(|m| Value::SortedSet(unique(m, |(member, _)| member.clone()))),
+        proptest::collection::vec((bytes(), bytes()), 1..600)
+            .prop_map(|f| Value::Hash(unique(f, |(field, _)| field.clone()))),
+    ]
+}
+
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Set(members) => {
+            let mut members = members.clone();
+            members.sort();
+            Value::Set(members)
+        }
+        Value::SortedSet(members) => {
+            let mut members = members.clone();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::SortedSet(members)
+        }
+        other => other.clone(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn written_datasets_read_back_equal(
+        entries in proptest::collection::vec((bytes(), value(), proptest::option::of(1i64..5_000_000_000_000)), 0..12),
+        compression in any::<bool>(),
+    ) {
+        let entries = unique(entries, |(key, _, _)| key.clone());
+        let options = WriteOptions { compression, ..WriteOptions::default() };
+        let mut writer = RdbWriter::new(Vec::new(), options).unwrap();
+        writer.standard_aux(0, 0, false).unwrap();
+        writer.select_db(0, entries.len() as u64, 0).unwrap();
+        for (key, value, expire) in &entries {
+            writer.entry(key, value, *expire).unwrap();
+        }
+        let file = writer.finish().unwrap();
+        let mut reader = RdbReader::new(file.as_slice()).unwrap();
+        let mut read = Vec::new();
+        while let Some(item) = reader.next_item().unwrap() {
+            if let Item::Entry(entry) = item {
+                read.push((entry.key, normalized(&entry.value), entry.expire_at_ms));
+            }
+        }
+        let want: Vec<_> = entries.iter().map(|(k, v, e)| (k.clone(), normalized(v), *e)).collect();
+        prop_assert_eq!(read, want);
+    }
+}
