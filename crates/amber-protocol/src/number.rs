@@ -60,20 +60,27 @@ pub fn format_double(value: f64) -> String {
         return if value > 0.0 { "inf" } else { "-inf" }.to_string();
     }
     const PRECISION: i32 = 17;
-    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    // One correctly rounded conversion to 17 significant digits; the fixed form that %g picks
+    // for moderate exponents has exactly the same digits, so it is built from them.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value.abs());
     let (mantissa, exponent) = match scientific.split_once('e') {
         Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
         None => (scientific.as_str(), 0),
     };
+    let sign = if value.is_sign_negative() { "-" } else { "" };
     if !(-4..PRECISION).contains(&exponent) {
         let mantissa = trim_fraction_zeros(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        let decimals = (PRECISION - 1 - exponent) as usize;
-        let fixed = format!("{value:.decimals$}");
-        trim_fraction_zeros(&fixed).to_string()
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{sign}{mantissa}e{exponent_sign}{:02}", exponent.abs());
     }
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let fixed = if exponent >= 0 {
+        let split = exponent as usize + 1;
+        format!("{}.{}", &digits[..split], &digits[split..])
+    } else {
+        format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize))
+    };
+    format!("{sign}{}", trim_fraction_zeros(&fixed))
 }
 
 fn trim_fraction_zeros(text: &str) -> &str {

@@ -65,7 +65,15 @@ const MAX_REF: usize = (1 << 8) + (1 << 3);
 /// Compresses `input` with LZF; `None` if the result would not be smaller than `max_len`
 /// bytes (Redis then stores the string uncompressed).
 pub fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
-    let mut table = vec![0usize; 1 << HASH_LOG];
+    thread_local! {
+        // Reused between calls: stale slots are harmless, since every candidate is checked to
+        // lie before the current position and to match the next three bytes.
+        static TABLE: std::cell::RefCell<Vec<usize>> = std::cell::RefCell::new(vec![0; 1 << HASH_LOG]);
+    }
+    TABLE.with(|table| compress_with(input, max_len, &mut table.borrow_mut()))
+}
+
+fn compress_with(input: &[u8], max_len: usize, table: &mut [usize]) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(max_len.min(input.len()));
     let mut literal_start = 0usize;
     let mut pos = 0usize;

@@ -283,3 +283,27 @@ mod tests {
         assert!(LongDouble::parse(b"0x10").is_some());
     }
 }
+
+#[cfg(test)]
+mod printf_tests {
+    use proptest::prelude::*;
+
+    fn c_g17(value: f64) -> String {
+        let mut buf = [0u8; 64];
+        // SAFETY: snprintf writes at most buf.len() bytes, NUL included, for one double argument.
+        let n = unsafe {
+            nix::libc::snprintf(buf.as_mut_ptr().cast(), buf.len(), c"%.17g".as_ptr(), value)
+        };
+        String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned()
+    }
+
+    proptest! {
+        /// The reply formatting of doubles agrees with the C library's `%.17g` for any bits.
+        #[test]
+        fn format_double_is_printf_g17(bits in any::<u64>()) {
+            let value = f64::from_bits(bits);
+            prop_assume!(value.is_finite());
+            prop_assert_eq!(amber_protocol::format_double(value), c_g17(value));
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Encode and decode throughput per value type, on a synthetic dataset shaped like the one in
+//! REDIS-FACTS (strings and 10-element hashes, lists, sets and sorted sets).
+
+use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const KEYS: usize = 20_000;
+
+fn dataset(kind: &str) -> Vec<(Vec<u8>, Value)> {
+    (0..KEYS)
+        .map(|i| {
+            let key = format!("{kind}:{i:08}").into_bytes();
+            let item = |j: usize| format!("element-{i}-{j}").into_bytes();
+            let value = match kind {
+                "string" => Value::String(format!("value-{i}-padding-padding").into_bytes()),
+                "int" => Value::String((i as i64 * 7919).to_string().into_bytes()),
+                "hash" => Value::Hash(
+                    (0..10)
+                        .map(|j| (item(j), format!("{j}").into_bytes()))
+                        .collect(),
+                ),
+                "list" => Value::List((0..10).map(item).collect()),
+                "set" => Value::Set((0..10).map(item).collect()),
+                _ => Value::SortedSet((0..10).map(|j| (item(j), j as f64 * 1.5)).collect()),
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+fn encode(data: &[(Vec<u8>, Value)]) -> Vec<u8> {
+    let mut writer = RdbWriter::new(Vec::with_capacity(4 << 20), WriteOptions::default()).unwrap();
+    writer.select_db(0, data.len() as u64, 0).unwrap();
+    for (key, value) in data {
+        writer.entry(key, value, None).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+fn decode(file: &[u8]) -> usize {
+    let mut reader = RdbReader::new(file).unwrap();
+    let mut keys = 0;
+    while let Some(item) = reader.next_item().unwrap() {
+        keys += usize::from(matches!(item, Item::Entry(_)));
+    }
+    keys
+}
+
+fn benches(c: &mut Criterion) {
+    for kind in ["string", "int", "hash", "list", "set", "zset"] {
+        let data = dataset(kind);
+        let file = encode(&data);
+        let mut group = c.benchmark_group(format!("rdb_{kind}"));
+        group.throughput(Throughput::Elements(KEYS as u64));
+        group.sample_size(20);
+        group.bench_function("encode", |b| b.iter(|| encode(&data).len()));
+        group.bench_function("decode", |b| b.iter(|| decode(&file)));
+        group.finish();
+    }
+}
+
+criterion_group!(rdb, benches);
+criterion_main!(rdb);
