@@ -572,3 +572,59 @@ fn hash_metadata<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, 
     }
     Ok(Value::HashWithFieldTtl(fields))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(body);
+        bytes.push(opcodes::EOF);
+        let checksum = crate::crc64(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    fn items(bytes: &[u8]) -> Result<Vec<Item>, RdbError> {
+        let mut reader = RdbReader::new(bytes)?;
+        let mut items = Vec::new();
+        while let Some(item) = reader.next_item()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    #[test]
+    fn valkey_header_is_accepted() {
+        let body = [opcodes::SELECTDB, 0, types::STRING, 1, b'k', 1, b'v'];
+        let got = items(&file(b"VALKEY080", &body)).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[1], Item::Entry(e) if e.value == Value::String(b"v".to_vec())));
+    }
+
+    #[test]
+    fn newer_versions_and_unknown_types_are_refused() {
+        let error = items(&file(b"REDIS0013", &[])).unwrap_err();
+        assert!(matches!(error.kind, ErrorKind::UnsupportedVersion(13)));
+        let error = items(&file(b"REDIS0011", &[99, 1, b'k'])).unwrap_err();
+        assert!(matches!(error.kind, ErrorKind::UnknownType(99)), "{error}");
+    }
+
+    #[test]
+    fn zero_checksum_means_not_computed() {
+        let mut bytes = file(b"REDIS0010", &[opcodes::SELECTDB, 0]);
+        let len = bytes.len();
+        bytes[len - 8..].fill(0);
+        assert!(items(&bytes).is_ok());
+    }
+
+    #[test]
+    fn huge_lengths_do_not_allocate() {
+        // A string claiming 2^32-1 bytes in a tiny file: an error, not a 4 GiB allocation.
+        let body = [types::STRING, 1, b'k', 0x80, 0xff, 0xff, 0xff, 0xff, b'x'];
+        let error = items(&file(b"REDIS0010", &body)).unwrap_err();
+        assert!(matches!(error.kind, ErrorKind::UnexpectedEof(_)), "{error}");
+        assert_eq!(error.key.as_deref(), Some(&b"k"[..]));
+    }
+}
