@@ -301,6 +301,138 @@ fn connection_and_errors_match_redis() {
     ));
 }
 
+/// Runs `(client, command)` steps with two connections per server, replies compared.
+fn run_two_clients(steps: &[(usize, Vec<&str>)]) {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let mut expected = [redis.client(), redis.client()];
+    let mut actual = [amber.client(), amber.client()];
+    for (who, command) in steps {
+        let want = expected[*who].cmd(command);
+        let got = actual[*who].cmd(command);
+        assert!(
+            got == want,
+            "client {who}: reply to {command:?} differs\n amber: {}\n redis: {}",
+            show(&got),
+            show(&want)
+        );
+    }
+}
+
+fn steps(text: &str) -> Vec<(usize, Vec<&str>)> {
+    script(text)
+        .into_iter()
+        .map(|mut words| {
+            let who = if words[0] == "B:" { 1 } else { 0 };
+            if words[0] == "A:" || words[0] == "B:" {
+                words.remove(0);
+            }
+            (who, words)
+        })
+        .collect()
+}
+
+#[test]
+fn transactions_match_redis() {
+    run_script(&script(
+        "
+        MULTI
+        SET a 1
+        INCR a
+        GET a
+        EXEC
+        EXEC
+        DISCARD
+        MULTI
+        MULTI
+        WATCH x
+        SET a 2
+        DISCARD
+        GET a
+        MULTI
+        SET a 3
+        NOSUCHCOMMAND
+        SET a 4
+        EXEC
+        GET a
+        MULTI
+        GET
+        EXEC
+        MULTI
+        SET s hello
+        INCR s
+        GET s
+        EXEC
+        MULTI
+        EXEC
+        WATCH a
+        UNWATCH
+        MULTI
+        PING
+        EXEC
+        ",
+    ));
+}
+
+#[test]
+fn watch_matches_redis() {
+    run_two_clients(&steps(
+        "
+        A: SET k 1
+        A: WATCH k
+        B: SET k 2
+        A: MULTI
+        A: SET k 3
+        A: EXEC
+        A: GET k
+        A: WATCH k
+        B: GET k
+        A: MULTI
+        A: INCR k
+        A: EXEC
+        A: WATCH k other
+        B: DEL k
+        A: MULTI
+        A: SET other x
+        A: EXEC
+        A: WATCH fresh
+        B: SET fresh 1
+        A: MULTI
+        A: PING
+        A: EXEC
+        A: WATCH nothing
+        B: FLUSHALL
+        A: MULTI
+        A: PING
+        A: EXEC
+        A: SET w 1
+        A: WATCH w
+        B: FLUSHDB
+        A: MULTI
+        A: PING
+        A: EXEC
+        A: SET v 1
+        A: WATCH v
+        B: SELECT 1
+        B: SET v 2
+        A: MULTI
+        A: PING
+        A: EXEC
+        A: WATCH v
+        B: SWAPDB 0 1
+        A: MULTI
+        A: PING
+        A: EXEC
+        A: SET e 1 PX 30
+        A: WATCH e
+        A: DEBUG SLEEP 0.1
+        A: MULTI
+        A: PING
+        A: EXEC
+        ",
+    ));
+}
+
 #[test]
 fn protocol_errors_match_redis() {
     let redis = ServerProcess::redis(&[]);

@@ -32,6 +32,8 @@ pub async fn serve<S>(
         db: 0,
         authenticated,
         close_after_reply: false,
+        transaction: None,
+        watching: Vec::new(),
         local,
         id,
     };
@@ -74,7 +76,12 @@ pub async fn serve<S>(
         }
     }
     let _ = stream.shutdown().await;
-    shared.borrow_mut().clients.remove(&id);
+    let mut server = shared.borrow_mut();
+    for watched in client.watching.drain(..) {
+        server.remove_watcher(id, watched.db, watched.key);
+    }
+    server.invalidated.remove(&id);
+    server.clients.remove(&id);
 }
 
 /// Executes every complete request in `input`; false when the connection must close.

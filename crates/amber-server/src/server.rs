@@ -5,7 +5,7 @@
 //! the quiesced point from which a later `fork()` (BGSAVE, AOF rewrite) will be taken.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -153,6 +153,10 @@ pub struct Server {
     pub active_expire_enabled: bool,
     /// Path of the executable, for `INFO server`.
     pub executable: String,
+    /// Clients watching each `(db, key)`.
+    pub watchers: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    /// Clients whose watched keys were touched: their next EXEC fails.
+    pub invalidated: HashSet<u64>,
 }
 
 /// Who asked the server to stop.
@@ -201,6 +205,8 @@ impl Server {
             executable: std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            watchers: HashMap::new(),
+            invalidated: HashSet::new(),
         }
     }
 
@@ -215,6 +221,38 @@ impl Server {
             self.shutdown_requested = Some(request);
         }
         self.shutdown.notify_one();
+    }
+
+    /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).
+    pub fn touch_key(&mut self, db: usize, key: &[u8]) {
+        if let Some(ids) = self.watchers.get(&(db, key.to_vec())) {
+            self.invalidated.extend(ids.iter().copied());
+        }
+    }
+
+    /// Stops `client` watching `key` in `db`.
+    pub fn remove_watcher(&mut self, client: u64, db: usize, key: Vec<u8>) {
+        let slot = (db, key);
+        if let Some(ids) = self.watchers.get_mut(&slot) {
+            ids.retain(|&other| other != client);
+            if ids.is_empty() {
+                self.watchers.remove(&slot);
+            }
+        }
+    }
+
+    /// Invalidates watchers of every key of `db` that exists now (before a flush or swap).
+    pub fn touch_existing_keys(&mut self, db: usize) {
+        let now = self.now_ms;
+        let touched: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|((watched_db, key), _)| {
+                *watched_db == db && self.keyspace.db_ref(db).peek(key, now).is_some()
+            })
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        self.invalidated.extend(touched);
     }
 
     /// Collects expiry counts from the databases into the stats.

@@ -223,6 +223,7 @@ pub fn move_(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(entry) = ctx.db().remove(key) {
         ctx.server.keyspace.db(target).insert(key, entry);
     }
+    ctx.server.touch_key(target, key);
     ctx.dirty(1);
     ctx.out.integer(1);
 }
@@ -268,6 +269,7 @@ pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
     };
     destination.insert(to, copy);
     ctx.server.collect_expired(target);
+    ctx.server.touch_key(target, to);
     ctx.dirty(1);
     ctx.out.integer(1);
 }

@@ -7,6 +7,7 @@ mod keys;
 mod server_cmds;
 mod strings;
 mod table;
+mod transactions;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -61,6 +62,10 @@ pub struct ClientState {
     pub local: bool,
     /// The client's id.
     pub id: u64,
+    /// The transaction being queued (after MULTI).
+    pub transaction: Option<transactions::Transaction>,
+    /// Keys watched with WATCH.
+    pub watching: Vec<transactions::WatchedKey>,
 }
 
 /// Everything a command implementation works with.
@@ -133,28 +138,61 @@ pub fn string_value(bytes: &[u8]) -> Value {
     Value::Str(StrValue::from_bytes(bytes))
 }
 
-/// Executes one request and writes its reply.
+/// Executes one request (or queues it inside MULTI) and writes its reply.
 pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.server.stats.commands_processed += 1;
     let Some(spec) = lookup(&args[0]) else {
         unknown_command(ctx, args);
+        transactions::flag_failed(ctx);
         return;
     };
     ctx.client.info.borrow_mut().last_command = full_name(spec.name, args.get(1));
+    if let Err(message) = check_call(ctx, spec, args) {
+        ctx.error(&message);
+        transactions::flag_failed(ctx);
+        return;
+    }
+    if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
+        transactions::queue(ctx, args);
+        return;
+    }
+    run(ctx, spec, args);
+}
+
+/// Arity and authentication, checked before a command runs or is queued.
+fn check_call(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Result<(), String> {
     let arity = spec.arity;
     let count = args.len() as i32;
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        ctx.error(&format!(
+        return Err(format!(
             "ERR wrong number of arguments for '{}' command",
             spec.name
         ));
-        return;
     }
     if !ctx.client.authenticated && !spec.flags.contains(table::NO_AUTH) {
-        ctx.error(errors::NOAUTH);
-        return;
+        return Err(errors::NOAUTH.to_string());
     }
+    Ok(())
+}
+
+/// Executes a command from inside EXEC (already checked when it was queued).
+pub fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
+    match lookup(&args[0]) {
+        Some(spec) => run(ctx, spec, args),
+        None => unknown_command(ctx, args),
+    }
+}
+
+/// Runs the handler, then invalidates WATCHes on the keys a write changed.
+fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
+    let dirty_before = ctx.server.dirty;
     (spec.handler)(ctx, args);
+    if ctx.server.dirty != dirty_before && !ctx.server.watchers.is_empty() {
+        let db = ctx.client.db;
+        for key in transactions::command_keys(spec, args) {
+            ctx.server.touch_key(db, key);
+        }
+    }
 }
 
 /// Container commands report their subcommand (`client|list`) in `CLIENT LIST`, as Redis does.

@@ -35,6 +35,8 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     let removed = ctx.db().len() as u64;
+    let db = ctx.client.db;
+    ctx.server.touch_existing_keys(db);
     ctx.db().clear();
     ctx.dirty(removed);
     ctx.out.ok();
@@ -46,6 +48,9 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     let removed = ctx.server.keyspace.key_count() as u64;
+    for db in 0..ctx.server.keyspace.db_count() {
+        ctx.server.touch_existing_keys(db);
+    }
     ctx.server.keyspace.clear();
     ctx.dirty(removed + 1);
     ctx.out.ok();
@@ -64,6 +69,8 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
         Err(DbIndexError::OutOfRange) => return ctx.error(errors::DB_RANGE),
         Ok(index) => index,
     };
+    ctx.server.touch_existing_keys(first);
+    ctx.server.touch_existing_keys(second);
     ctx.server.keyspace.swap(first, second);
     ctx.dirty(1);
     ctx.out.ok();

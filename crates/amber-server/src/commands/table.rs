@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{Ctx, connection, keys, server_cmds, strings};
+use super::{Ctx, connection, keys, server_cmds, strings, transactions};
 use bytes::Bytes;
 
 /// A command implementation.
@@ -288,6 +288,51 @@ pub static COMMANDS: &[CommandSpec] = &[
         NONE,
         SRV,
         "Debugging commands.",
+    ),
+    cmd(
+        "multi",
+        transactions::multi,
+        1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0),
+        NONE,
+        "transactions",
+        "Starts a transaction.",
+    ),
+    cmd(
+        "exec",
+        transactions::exec,
+        1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        "transactions",
+        "Executes all commands in a transaction.",
+    ),
+    cmd(
+        "discard",
+        transactions::discard,
+        1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0),
+        NONE,
+        "transactions",
+        "Discards a transaction.",
+    ),
+    cmd(
+        "watch",
+        transactions::watch,
+        -2,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0),
+        ALL,
+        "transactions",
+        "Monitors changes to keys to determine the execution of a transaction.",
+    ),
+    cmd(
+        "unwatch",
+        transactions::unwatch,
+        1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0),
+        NONE,
+        "transactions",
+        "Forgets about watched keys of a transaction.",
     ),
     cmd(
         "get",

@@ -1,0 +1,168 @@
+//! Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH, with Redis 7.0's rules — queue-time
+//! errors abort EXEC with EXECABORT, and a watched key that was written, flushed, or expired
+//! since WATCH makes EXEC return a null reply.
+
+use bytes::Bytes;
+
+use super::{Ctx, execute_now, table};
+
+/// A transaction being queued by one client.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Commands queued since MULTI.
+    pub queued: Vec<Vec<Bytes>>,
+    /// Set when a command was refused while queueing: EXEC will abort.
+    pub failed: bool,
+}
+
+/// One key a client watches.
+#[derive(Debug, Clone)]
+pub struct WatchedKey {
+    /// Database index.
+    pub db: usize,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Whether the key existed (and had not expired) when it was watched.
+    pub existed: bool,
+}
+
+/// Whether `args` must be queued rather than executed, for a client inside MULTI.
+pub fn queues(name: &str) -> bool {
+    !matches!(
+        name,
+        "exec" | "discard" | "multi" | "watch" | "unwatch" | "quit" | "reset"
+    )
+}
+
+/// `MULTI`
+pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR MULTI calls can not be nested");
+    }
+    ctx.client.transaction = Some(Transaction::default());
+    ctx.out.ok();
+}
+
+/// `DISCARD`
+pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) {
+    if ctx.client.transaction.take().is_none() {
+        return ctx.error("ERR DISCARD without MULTI");
+    }
+    unwatch_all(ctx);
+    ctx.out.ok();
+}
+
+/// `EXEC`
+pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
+    let Some(transaction) = ctx.client.transaction.take() else {
+        return ctx.error("ERR EXEC without MULTI");
+    };
+    if transaction.failed {
+        unwatch_all(ctx);
+        return ctx.error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let invalidated = watch_invalidated(ctx);
+    unwatch_all(ctx);
+    if invalidated {
+        ctx.out.null_array();
+        return;
+    }
+    ctx.out.array(transaction.queued.len());
+    for args in &transaction.queued {
+        execute_now(ctx, args);
+    }
+}
+
+/// Queues `args` inside MULTI.
+pub fn queue(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Some(transaction) = ctx.client.transaction.as_mut() {
+        transaction.queued.push(args.to_vec());
+    }
+    ctx.out.simple("QUEUED");
+}
+
+/// Marks the open transaction as failed (a command was refused while queueing).
+pub fn flag_failed(ctx: &mut Ctx) {
+    if let Some(transaction) = ctx.client.transaction.as_mut() {
+        transaction.failed = true;
+    }
+}
+
+/// `WATCH key [key ...]`
+pub fn watch(ctx: &mut Ctx, args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR WATCH inside MULTI is not allowed");
+    }
+    let db = ctx.client.db;
+    let now = ctx.server.now_ms;
+    for key in &args[1..] {
+        if ctx
+            .client
+            .watching
+            .iter()
+            .any(|w| w.db == db && w.key == key.as_ref())
+        {
+            continue;
+        }
+        let existed = ctx.server.keyspace.db(db).peek(key, now).is_some();
+        ctx.client.watching.push(WatchedKey {
+            db,
+            key: key.to_vec(),
+            existed,
+        });
+        ctx.server
+            .watchers
+            .entry((db, key.to_vec()))
+            .or_default()
+            .push(ctx.client.id);
+    }
+    ctx.out.ok();
+}
+
+/// `UNWATCH`
+pub fn unwatch(ctx: &mut Ctx, _args: &[Bytes]) {
+    unwatch_all(ctx);
+    ctx.out.ok();
+}
+
+/// Forgets every key the client watches.
+pub fn unwatch_all(ctx: &mut Ctx) {
+    let id = ctx.client.id;
+    for watched in ctx.client.watching.drain(..) {
+        ctx.server.remove_watcher(id, watched.db, watched.key);
+    }
+    ctx.server.invalidated.remove(&id);
+}
+
+/// Whether a watched key was touched, or existed at WATCH and has expired or gone since.
+fn watch_invalidated(ctx: &mut Ctx) -> bool {
+    if ctx.server.invalidated.contains(&ctx.client.id) {
+        return true;
+    }
+    let now = ctx.server.now_ms;
+    let watching = ctx.client.watching.clone();
+    watching
+        .iter()
+        .any(|w| w.existed && ctx.server.keyspace.db(w.db).peek(&w.key, now).is_none())
+}
+
+/// The keys a command's key specification names, for invalidating watchers after a write.
+pub fn command_keys<'a>(
+    spec: &table::CommandSpec,
+    args: &'a [Bytes],
+) -> impl Iterator<Item = &'a Bytes> {
+    let count = args.len() as i32;
+    let first = spec.first_key;
+    let last = if spec.last_key < 0 {
+        count + spec.last_key
+    } else {
+        spec.last_key.min(count - 1)
+    };
+    let step = spec.step.max(1);
+    let positions = if first > 0 {
+        (first..=last).step_by(step as usize)
+    } else {
+        (1..=0).step_by(1)
+    };
+    positions.filter_map(move |i| args.get(i as usize))
+}
