@@ -152,17 +152,12 @@ pub fn command_keys<'a>(
     args: &'a [Bytes],
 ) -> impl Iterator<Item = &'a Bytes> {
     let count = args.len() as i32;
-    let first = spec.first_key;
-    let last = if spec.last_key < 0 {
-        count + spec.last_key
-    } else {
-        spec.last_key.min(count - 1)
+    let first = spec.first_key.max(1);
+    let last = match spec.last_key {
+        _ if spec.first_key == 0 => 0,
+        negative if negative < 0 => count + negative,
+        last => last.min(count - 1),
     };
-    let step = spec.step.max(1);
-    let positions = if first > 0 {
-        (first..=last).step_by(step as usize)
-    } else {
-        (1..=0).step_by(1)
-    };
+    let positions = (first..=last).step_by(spec.step.max(1) as usize);
     positions.filter_map(move |i| args.get(i as usize))
 }
