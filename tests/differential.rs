@@ -333,6 +333,31 @@ fn steps(text: &str) -> Vec<(usize, Vec<&str>)> {
 }
 
 #[test]
+fn digests_match_redis() {
+    run_script(&script(
+        "
+        DEBUG DIGEST
+        SET a 1
+        SET b hello
+        SET c 12345678901234567890
+        SET long aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+        SET t x EX 1000
+        APPEND b world
+        INCR a
+        DEBUG DIGEST
+        DEBUG DIGEST-VALUE a b c t missing
+        SELECT 3
+        SET a 1
+        DEBUG DIGEST
+        SWAPDB 0 3
+        DEBUG DIGEST
+        FLUSHALL
+        DEBUG DIGEST
+        ",
+    ));
+}
+
+#[test]
 fn transactions_match_redis() {
     run_script(&script(
         "

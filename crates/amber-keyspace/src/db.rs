@@ -115,6 +115,11 @@ impl Db {
         self.keys.get(key).filter(|entry| !entry.is_expired(now_ms))
     }
 
+    /// The entry under `key` even if it has logically expired (for debugging commands).
+    pub fn raw(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys.get(key)
+    }
+
     /// Whether a live key exists, deleting it if it has expired.
     pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
         match self.keys.get(key) {

@@ -6,10 +6,12 @@
 
 mod db;
 mod dict;
+mod digest;
 mod glob;
 mod value;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, Lookup};
+pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

@@ -328,6 +328,22 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.out.ok();
         }
         (b"object", 3) => debug_object(ctx, &args[2]),
+        (b"digest", 2) => {
+            let digest = amber_keyspace::dataset_digest(&ctx.server.keyspace);
+            ctx.out.simple(&digest.hex());
+        }
+        (b"digest-value", _) => {
+            ctx.out.array(args.len() - 2);
+            for key in &args[2..] {
+                // Like Redis, logically expired keys still count: no expiry check here.
+                let digest = ctx
+                    .db()
+                    .raw(key)
+                    .map(amber_keyspace::value_digest)
+                    .unwrap_or_default();
+                ctx.out.simple(&digest.hex());
+            }
+        }
         _ => unknown_subcommand(ctx, "debug", &args[1]),
     }
 }

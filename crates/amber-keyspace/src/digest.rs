@@ -1,0 +1,159 @@
+//! Redis's `DEBUG DIGEST` and `DEBUG DIGEST-VALUE`: SHA-1 mixing of keys, values and expiry
+//! flags, computed exactly as Redis's `debug.c` does, so a dataset in Amber and the same
+//! dataset in Redis give the same hex string.
+
+use crate::db::{Entry, Keyspace};
+use crate::value::Value;
+
+/// SHA-1 of `data`.
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    let mut tail = data[data.len() - data.len() % 64..].to_vec();
+    tail.push(0x80);
+    while tail.len() % 64 != 56 {
+        tail.push(0);
+    }
+    tail.extend_from_slice(&bit_len.to_be_bytes());
+    for block in data.chunks_exact(64).chain(tail.chunks_exact(64)) {
+        compress(&mut h, block);
+    }
+    let mut out = [0u8; 20];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+fn compress(h: &mut [u32; 5], block: &[u8]) {
+    let mut w = [0u32; 80];
+    for (i, word) in block.chunks_exact(4).enumerate() {
+        w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+    }
+    for i in 16..80 {
+        w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+    }
+    let [mut a, mut b, mut c, mut d, mut e] = *h;
+    for (i, word) in w.iter().enumerate() {
+        let (f, k) = match i {
+            0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+            20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+            40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+            _ => (b ^ c ^ d, 0xCA62_C1D6),
+        };
+        let temp = a
+            .rotate_left(5)
+            .wrapping_add(f)
+            .wrapping_add(e)
+            .wrapping_add(k)
+            .wrapping_add(*word);
+        e = d;
+        d = c;
+        c = b.rotate_left(30);
+        b = a;
+        a = temp;
+    }
+    for (slot, value) in h.iter_mut().zip([a, b, c, d, e]) {
+        *slot = slot.wrapping_add(value);
+    }
+}
+
+/// A 20-byte digest being built with Redis's two operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digest(pub [u8; 20]);
+
+impl Digest {
+    /// `xorDigest`: XOR the SHA-1 of `data` into the digest (order-independent).
+    pub fn xor(&mut self, data: &[u8]) {
+        for (byte, hashed) in self.0.iter_mut().zip(sha1(data)) {
+            *byte ^= hashed;
+        }
+    }
+
+    /// `mixDigest`: XOR in the SHA-1 of `data`, then replace the digest by its own SHA-1
+    /// (order-dependent).
+    pub fn mix(&mut self, data: &[u8]) {
+        self.xor(data);
+        self.0 = sha1(&self.0);
+    }
+
+    /// Lower-case hex, as `DEBUG DIGEST` replies it.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Redis's object type numbers, mixed into each value's digest.
+fn type_code(value: &Value) -> u32 {
+    match value {
+        Value::Str(_) => 0,
+    }
+}
+
+/// Mixes one value, and its expiry flag, into `digest` (Redis's `xorObjectDigest`).
+fn mix_value(digest: &mut Digest, entry: &Entry) {
+    digest.mix(&type_code(&entry.value).to_be_bytes());
+    match &entry.value {
+        Value::Str(value) => digest.mix(&value.as_bytes()),
+    }
+    if entry.expire_at.is_some() {
+        digest.xor(b"!!expire!!");
+    }
+}
+
+/// The digest of one value with its expiry flag (`DEBUG DIGEST-VALUE`).
+pub fn value_digest(entry: &Entry) -> Digest {
+    let mut digest = Digest::default();
+    mix_value(&mut digest, entry);
+    digest
+}
+
+/// The digest of the whole dataset (`DEBUG DIGEST`): all zeros when it is empty. Each key's
+/// digest (key, then value) is folded in with `xor`, so key order does not matter; databases
+/// are told apart by mixing in their index.
+pub fn dataset_digest(keyspace: &Keyspace) -> Digest {
+    let mut total = Digest::default();
+    for (index, db) in keyspace.dbs().iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        total.mix(&(index as u32).to_be_bytes());
+        for (key, entry) in db.iter() {
+            let mut digest = Digest::default();
+            digest.mix(key);
+            mix_value(&mut digest, entry);
+            total.xor(&digest.0);
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: [u8; 20]) -> String {
+        Digest(bytes).hex()
+    }
+
+    #[test]
+    fn sha1_known_vectors() {
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        assert_eq!(hex(sha1(long)), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+        assert_eq!(
+            hex(sha1(&[b'a'; 1000])),
+            "291e9a6c66994949b57ba5e650361e98fc36b1ba"
+        );
+    }
+}
