@@ -57,6 +57,8 @@ pub struct ServerProcess {
     pub dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
+    /// Keep the directory when dropped (to restart another server on it).
+    pub keep_dir: bool,
 }
 
 impl ServerProcess {
@@ -70,13 +72,26 @@ impl ServerProcess {
         ServerProcess::start(&amber_binary(), "amber", Some(file), extra)
     }
 
+    /// Starts amber-server in an existing directory (to restart on the same files).
+    pub fn amber_in(dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_in(&amber_binary(), dir.to_path_buf(), None, extra)
+    }
+
+    /// Starts redis-server in an existing directory.
+    pub fn redis_in(dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_in(&redis_tool("redis-server"), dir.to_path_buf(), None, extra)
+    }
+
     /// Starts Debian's redis-server 7.0 with the same defaults.
     pub fn redis(extra: &[&str]) -> ServerProcess {
         ServerProcess::start(&redis_tool("redis-server"), "redis", None, extra)
     }
 
     fn start(binary: &Path, label: &str, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
-        let dir = temp_dir(label);
+        ServerProcess::start_in(binary, temp_dir(label), file, extra)
+    }
+
+    fn start_in(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
         let port = free_port();
         let log_path = dir.join("server.log");
         let mut args: Vec<String> = file.map(|f| f.display().to_string()).into_iter().collect();
@@ -105,6 +120,7 @@ impl ServerProcess {
             port,
             dir,
             log_path,
+            keep_dir: false,
         };
         server.wait_ready();
         server
@@ -162,6 +178,16 @@ impl ServerProcess {
         None
     }
 
+    /// Stops the process with SIGKILL, keeping its directory.
+    pub fn kill9(mut self) -> PathBuf {
+        self.keep_dir = true;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.dir.clone()
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -178,7 +204,9 @@ impl Drop for ServerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

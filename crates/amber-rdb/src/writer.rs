@@ -160,6 +160,23 @@ impl<W: Write> RdbWriter<W> {
         self.maybe_flush()
     }
 
+    /// Writes a string key without building a [`Value`] first (the hot path of a snapshot).
+    pub fn string_entry(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        if let Some(at) = expire_at_ms {
+            self.buffer.push(opcodes::EXPIRETIME_MS);
+            self.buffer.extend_from_slice(&at.to_le_bytes());
+        }
+        self.buffer.push(types::STRING);
+        self.string(key);
+        self.string(value);
+        self.maybe_flush()
+    }
+
     /// Writes the end marker and the checksum, flushes, and returns the output.
     pub fn finish(mut self) -> Result<W, WriteError> {
         self.buffer.push(opcodes::EOF);

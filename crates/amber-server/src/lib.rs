@@ -8,6 +8,7 @@ pub mod connection;
 pub mod log;
 pub mod long_double;
 pub mod net;
+pub mod persistence;
 pub mod server;
 
 /// The Redis version Amber is compatible with, reported where clients look for it.

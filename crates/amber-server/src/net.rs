@@ -68,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut server = Server::new(config);
     server.port = port;
+    load_snapshot(&mut server)?;
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
     notice!("Server initialized");
@@ -81,21 +82,80 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_local(watch_signals(shared.clone()));
     notice!("Ready to accept connections");
 
-    shutdown.notified().await;
+    loop {
+        shutdown.notified().await;
+        if final_save(&mut shared.borrow_mut()) {
+            break;
+        }
+    }
     finish(&shared, &unix_path);
     Ok(())
 }
 
+/// Loads `dbfilename` when it exists; a file that cannot be read stops start-up, untouched.
+fn load_snapshot(server: &mut Server) -> anyhow::Result<()> {
+    let path = std::path::PathBuf::from(server.config.get("dbfilename"));
+    if !path.exists() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let now = unix_ms();
+    match crate::persistence::load(&path, &mut server.keyspace, now) {
+        Ok(stats) => {
+            notice!(
+                "Done loading RDB, keys loaded: {}, keys expired: {}.",
+                stats.loaded,
+                stats.expired
+            );
+            notice!(
+                "DB loaded from disk: {:.3} seconds",
+                started.elapsed().as_secs_f64()
+            );
+            server.rdb.last_load = (stats.loaded, stats.expired);
+            Ok(())
+        }
+        Err(message) => {
+            warning!(
+                "Internal error in RDB reading {}: {message}",
+                path.display()
+            );
+            warning!("Terminating server after rdb file reading failure.");
+            bail!("Fatal error loading the DB: {message}. Exiting.")
+        }
+    }
+}
+
+/// Saves before exiting when asked to (SHUTDOWN SAVE) or when save points are configured
+/// (unless SHUTDOWN NOSAVE). Returns false when the save failed and the shutdown is cancelled.
+fn final_save(server: &mut Server) -> bool {
+    let request = server.shutdown_requested.take();
+    let (explicit, force) = match request {
+        Some(ShutdownRequest::Command { save, force }) => {
+            warning!("User requested shutdown...");
+            (save, force)
+        }
+        _ => (None, false),
+    };
+    if let Some((child, _)) = server.rdb.child.take() {
+        warning!("There is a child saving an .rdb. Killing it!");
+        let pid = child.pid();
+        let _ = child.kill_and_reap();
+        let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
+    }
+    let wanted = explicit.unwrap_or_else(|| !server.config.get("save").is_empty());
+    if !wanted {
+        return true;
+    }
+    notice!("Saving the final RDB snapshot before exiting.");
+    if server.save_now().is_ok() || force {
+        return true;
+    }
+    warning!("Error trying to save the DB, can't exit.");
+    false
+}
+
 fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
     let mut server = shared.borrow_mut();
-    if server.shutdown_requested == Some(ShutdownRequest::Command) {
-        warning!("User requested shutdown...");
-    }
-    if !server.config.get("save").is_empty() {
-        warning!(
-            "Save points are configured, but snapshots are not implemented yet: nothing was saved."
-        );
-    }
     for info in server.clients.values() {
         info.borrow_mut().killed = true;
         info.borrow().kill.notify_one();
@@ -275,6 +335,8 @@ async fn cron(shared: Rc<RefCell<Server>>) {
             active_expire(&mut server, hz);
         }
         close_idle_clients(&server);
+        server.check_bgsave();
+        server.check_save_points();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

@@ -157,13 +157,20 @@ pub struct Server {
     pub watchers: HashMap<(usize, Vec<u8>), Vec<u64>>,
     /// Clients whose watched keys were touched: their next EXEC fails.
     pub invalidated: HashSet<u64>,
+    /// RDB snapshot state.
+    pub rdb: crate::persistence::RdbState,
 }
 
-/// Who asked the server to stop.
+/// Who asked the server to stop, and whether to save first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownRequest {
-    /// A client sent `SHUTDOWN`.
-    Command,
+    /// A client sent `SHUTDOWN`; `save` is `Some(true)` for SAVE, `Some(false)` for NOSAVE.
+    Command {
+        /// Explicit SAVE/NOSAVE.
+        save: Option<bool>,
+        /// FORCE: exit even if the final save fails.
+        force: bool,
+    },
     /// SIGTERM.
     Sigterm,
     /// SIGINT.
@@ -207,6 +214,7 @@ impl Server {
                 .unwrap_or_default(),
             watchers: HashMap::new(),
             invalidated: HashSet::new(),
+            rdb: crate::persistence::RdbState::new(),
         }
     }
 
@@ -253,6 +261,142 @@ impl Server {
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
         self.invalidated.extend(touched);
+    }
+
+    fn rdb_file(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.config.get("dbfilename"))
+    }
+
+    fn rdb_options(&self) -> crate::persistence::SaveOptions {
+        crate::persistence::save_options(
+            self.config.get_bool("rdbcompression"),
+            self.config.get_bool("rdbchecksum"),
+            self.config.get_i64("rdb-key-save-delay").max(0) as u64,
+        )
+    }
+
+    /// SAVE: writes the snapshot in this process, blocking clients meanwhile.
+    pub fn save_now(&mut self) -> Result<(), String> {
+        if self.rdb.child.is_some() {
+            return Err("ERR Background save already in progress".into());
+        }
+        let path = self.rdb_file();
+        match crate::persistence::save(&self.keyspace, &path, self.rdb_options()) {
+            Ok(_) => {
+                crate::notice!("DB saved on disk");
+                self.dirty = 0;
+                self.last_save = unix_ms() / 1000;
+                self.rdb.saves += 1;
+                self.rdb.last_bgsave_ok = true;
+                Ok(())
+            }
+            Err(error) => {
+                crate::warning!("Failed saving the DB: {error}");
+                Err("ERR".into())
+            }
+        }
+    }
+
+    /// BGSAVE: forks a child that writes the snapshot while this process keeps serving.
+    pub fn start_bgsave(&mut self) -> Result<(), String> {
+        if self.rdb.child.is_some() {
+            return Err("ERR Background save already in progress".into());
+        }
+        let path = self.rdb_file();
+        let options = self.rdb_options();
+        let keyspace = &self.keyspace;
+        let child =
+            amber_snapshot::spawn(
+                || match crate::persistence::save(keyspace, &path, options) {
+                    Ok(_) => 0,
+                    Err(_) => 1,
+                },
+            )
+            .map_err(|e| {
+                crate::warning!("Can't save in background: {e}");
+                format!("ERR {e}")
+            })?;
+        crate::notice!("Background saving started by pid {}", child.pid());
+        self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
+        self.rdb.total_forks += 1;
+        self.rdb.child = Some((child, self.dirty));
+        Ok(())
+    }
+
+    /// Reaps a finished BGSAVE child and records its outcome; runs from the cron.
+    pub fn check_bgsave(&mut self) {
+        let Some((child, dirty_at_fork)) = self.rdb.child.as_ref() else {
+            return;
+        };
+        let exit = match child.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => return,
+            Err(error) => {
+                crate::warning!("{error}");
+                return;
+            }
+        };
+        let (seconds, dirty_at_fork, pid) = (
+            child.elapsed().as_secs() as i64,
+            *dirty_at_fork,
+            child.pid(),
+        );
+        self.rdb.child = None;
+        self.rdb.last_bgsave_seconds = seconds;
+        match exit {
+            amber_snapshot::ChildExit::Exited(0) => {
+                crate::notice!("Background saving terminated with success");
+                self.dirty = self.dirty.saturating_sub(dirty_at_fork);
+                self.last_save = unix_ms() / 1000;
+                self.rdb.saves += 1;
+                self.rdb.last_bgsave_ok = true;
+            }
+            amber_snapshot::ChildExit::Exited(_) => {
+                crate::warning!("Background saving error");
+                self.rdb.last_bgsave_ok = false;
+            }
+            amber_snapshot::ChildExit::Signaled(signal) => {
+                crate::warning!("Background saving terminated by signal {signal}");
+                // A child killed on purpose (SIGUSR1) is not an error, as in Redis.
+                if signal != nix::sys::signal::Signal::SIGUSR1 as i32 {
+                    self.rdb.last_bgsave_ok = false;
+                }
+            }
+        }
+        if !exit.success() {
+            // A child that died mid-write leaves its temp file; the real file is untouched.
+            let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
+        }
+    }
+
+    /// Starts a BGSAVE when a save point (`save <seconds> <changes>`) is reached, or a
+    /// scheduled one can run; runs from the cron.
+    pub fn check_save_points(&mut self) {
+        if self.rdb.child.is_some() {
+            return;
+        }
+        if self.rdb.scheduled {
+            self.rdb.scheduled = false;
+            let _ = self.start_bgsave();
+            return;
+        }
+        let elapsed = (unix_ms() / 1000 - self.last_save).max(0) as u64;
+        let points = crate::persistence::save_points(self.config.get("save"));
+        let reached = points
+            .iter()
+            .find(|(seconds, changes)| self.dirty >= *changes && elapsed >= *seconds);
+        if let Some((seconds, changes)) = reached {
+            crate::notice!("{changes} changes in {seconds} seconds. Saving...");
+            let _ = self.start_bgsave();
+        }
+    }
+
+    /// Whether writes must be refused with MISCONF (a failed background save, with
+    /// `stop-writes-on-bgsave-error yes` and save points configured).
+    pub fn writes_refused(&self) -> bool {
+        !self.rdb.last_bgsave_ok
+            && self.config.get_bool("stop-writes-on-bgsave-error")
+            && !self.config.get("save").is_empty()
     }
 
     /// Collects expiry counts from the databases into the stats.

@@ -183,15 +183,43 @@ fn persistence_section(server: &Server) -> String {
         ("current_save_keys_processed", "0".into()),
         ("current_save_keys_total", "0".into()),
         ("rdb_changes_since_last_save", server.dirty.to_string()),
-        ("rdb_bgsave_in_progress", "0".into()),
+        (
+            "rdb_bgsave_in_progress",
+            u8::from(server.rdb.child.is_some()).to_string(),
+        ),
         ("rdb_last_save_time", server.last_save.to_string()),
-        ("rdb_last_bgsave_status", "ok".into()),
-        ("rdb_last_bgsave_time_sec", "-1".into()),
-        ("rdb_current_bgsave_time_sec", "-1".into()),
-        ("rdb_saves", "0".into()),
+        (
+            "rdb_last_bgsave_status",
+            if server.rdb.last_bgsave_ok {
+                "ok"
+            } else {
+                "err"
+            }
+            .into(),
+        ),
+        (
+            "rdb_last_bgsave_time_sec",
+            server.rdb.last_bgsave_seconds.to_string(),
+        ),
+        (
+            "rdb_current_bgsave_time_sec",
+            server
+                .rdb
+                .child
+                .as_ref()
+                .map_or(-1, |(c, _)| c.elapsed().as_secs() as i64)
+                .to_string(),
+        ),
+        ("rdb_saves", server.rdb.saves.to_string()),
         ("rdb_last_cow_size", "0".into()),
-        ("rdb_last_load_keys_expired", "0".into()),
-        ("rdb_last_load_keys_loaded", "0".into()),
+        (
+            "rdb_last_load_keys_expired",
+            server.rdb.last_load.1.to_string(),
+        ),
+        (
+            "rdb_last_load_keys_loaded",
+            server.rdb.last_load.0.to_string(),
+        ),
         ("aof_enabled", "0".into()),
         ("aof_rewrite_in_progress", "0".into()),
         ("aof_rewrite_scheduled", "0".into()),
@@ -234,8 +262,8 @@ fn stats_section(server: &Server) -> String {
         ("keyspace_misses", stats.keyspace_misses.to_string()),
         ("pubsub_channels", "0".into()),
         ("pubsub_patterns", "0".into()),
-        ("latest_fork_usec", "0".into()),
-        ("total_forks", "0".into()),
+        ("latest_fork_usec", server.rdb.latest_fork_usec.to_string()),
+        ("total_forks", server.rdb.total_forks.to_string()),
         ("total_error_replies", stats.error_replies.to_string()),
     ])
 }

@@ -40,6 +40,8 @@ pub mod errors {
     pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
     /// `INCR` past the 64-bit range.
     pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    /// Writes refused after a failed background save.
+    pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
     /// A missing key where one is required.
     pub const NO_SUCH_KEY: &str = "ERR no such key";
 }
@@ -149,6 +151,11 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.client.info.borrow_mut().last_command = full_name(spec.name, args.get(1));
     if let Err(message) = check_call(ctx, spec, args) {
         ctx.error(&message);
+        transactions::flag_failed(ctx);
+        return;
+    }
+    if spec.flags.contains(table::WRITE) && ctx.server.writes_refused() {
+        ctx.error(errors::MISCONF);
         transactions::flag_failed(ctx);
         return;
     }

@@ -295,7 +295,16 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
     if !ctx.client.authenticated {
         return ctx.error(errors::NOAUTH);
     }
-    ctx.server.request_shutdown(ShutdownRequest::Command);
+    let save = if args[1..].iter().any(|a| is(a, "nosave")) {
+        Some(false)
+    } else if args[1..].iter().any(|a| is(a, "save")) {
+        Some(true)
+    } else {
+        None
+    };
+    let force = args[1..].iter().any(|a| is(a, "force"));
+    ctx.server
+        .request_shutdown(ShutdownRequest::Command { save, force });
     ctx.client.close_after_reply = true;
 }
 
@@ -395,4 +404,32 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
         idle
     );
     ctx.out.simple(&text);
+}
+
+/// `SAVE`
+pub fn save(ctx: &mut Ctx, _args: &[Bytes]) {
+    match ctx.server.save_now() {
+        Ok(()) => ctx.out.ok(),
+        Err(message) => ctx.error(&message),
+    }
+}
+
+/// `BGSAVE [SCHEDULE]`
+pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
+    let schedule = match args.get(1) {
+        None => false,
+        Some(arg) if args.len() == 2 && is(arg, "schedule") => true,
+        Some(_) => return ctx.error(errors::SYNTAX),
+    };
+    if ctx.server.rdb.child.is_some() {
+        if schedule {
+            ctx.server.rdb.scheduled = true;
+            return ctx.out.simple("Background saving scheduled");
+        }
+        return ctx.error("ERR Background save already in progress");
+    }
+    match ctx.server.start_bgsave() {
+        Ok(()) => ctx.out.simple("Background saving started"),
+        Err(message) => ctx.error(&message),
+    }
 }

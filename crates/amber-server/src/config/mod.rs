@@ -184,6 +184,15 @@ impl Config {
             return Err("Bad directive or wrong number of arguments".into());
         };
         let spec = spec_of(canonical);
+        // Like Redis 7.0, a multi-argument directive given as one quoted value
+        // (`--save "3600 1"`) is split on spaces.
+        let split: Vec<String>;
+        let values = if spec.kind.multi_arg() && values.len() == 1 && values[0].contains(' ') {
+            split = values[0].split_whitespace().map(str::to_string).collect();
+            &split[..]
+        } else {
+            values
+        };
         let value = if canonical == "save" {
             self.save_from_file(values)?
         } else {

@@ -111,6 +111,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("proto-max-bulk-len", "536870912"),
     ("rdb-del-sync-files", "no"),
     ("rdb-save-incremental-fsync", "yes"),
+    ("rdb-key-save-delay", "0"),
     ("rdbchecksum", "yes"),
     ("rdbcompression", "yes"),
     ("repl-backlog-size", "1048576"),

@@ -125,6 +125,10 @@ const IMPLEMENTED: &[&str] = &[
     "enable-debug-command",
     "dbfilename",
     "save",
+    "rdb-key-save-delay",
+    "rdbcompression",
+    "rdbchecksum",
+    "stop-writes-on-bgsave-error",
 ];
 
 impl Kind {

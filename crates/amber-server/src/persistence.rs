@@ -1,0 +1,205 @@
+//! RDB snapshots of the keyspace: SAVE (in process), BGSAVE (in a forked child), save points,
+//! and loading `dbfilename` at start-up. Files are written to a temp file, fsynced, renamed
+//! over the old one and the directory fsynced, so a crash leaves the old or the new file.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use amber_keyspace::{Entry, Keyspace, StrValue, Value};
+use amber_rdb::{Item, RdbReader, RdbWriter, WriteOptions};
+use amber_snapshot::Child;
+
+use crate::server::unix_ms;
+
+/// State of RDB persistence for `INFO persistence` and the cron.
+#[derive(Debug, Default)]
+pub struct RdbState {
+    /// The running BGSAVE child, with the dirty counter at fork time.
+    pub child: Option<(Child, u64)>,
+    /// Whether the last background save succeeded.
+    pub last_bgsave_ok: bool,
+    /// Duration of the last background save, seconds (-1 if none).
+    pub last_bgsave_seconds: i64,
+    /// Successful saves since start (`rdb_saves`).
+    pub saves: u64,
+    /// `latest_fork_usec`.
+    pub latest_fork_usec: u64,
+    /// `total_forks`.
+    pub total_forks: u64,
+    /// A BGSAVE SCHEDULE waiting for the running child.
+    pub scheduled: bool,
+    /// Keys loaded and skipped as expired by the last load.
+    pub last_load: (u64, u64),
+}
+
+impl RdbState {
+    /// Initial state: no save yet, so the last background save counts as successful.
+    pub fn new() -> RdbState {
+        RdbState {
+            last_bgsave_ok: true,
+            last_bgsave_seconds: -1,
+            ..RdbState::default()
+        }
+    }
+}
+
+/// How a snapshot is written.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveOptions {
+    /// Format options (`rdbcompression`, `rdbchecksum`).
+    pub format: WriteOptions,
+    /// `rdb-key-save-delay`: microseconds to sleep per key (a test knob, as in Redis).
+    pub key_delay_us: u64,
+}
+
+/// The options a save uses, from `rdbcompression`, `rdbchecksum` and `rdb-key-save-delay`.
+pub fn save_options(compression: bool, checksum: bool, key_delay_us: u64) -> SaveOptions {
+    let format = WriteOptions {
+        compression,
+        checksum,
+        ..WriteOptions::default()
+    };
+    SaveOptions {
+        format,
+        key_delay_us,
+    }
+}
+
+/// Writes every database to `path` atomically; returns the number of keys written.
+pub fn save(keyspace: &Keyspace, path: &Path, options: SaveOptions) -> std::io::Result<u64> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = dir.join(format!("temp-{}.rdb", std::process::id()));
+    let result = write_file(keyspace, &temp, options).and_then(|keys| {
+        std::fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()?;
+        Ok(keys)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io::Result<u64> {
+    let file = File::create(temp)?;
+    let mut writer =
+        RdbWriter::new(BufWriter::with_capacity(1 << 20, file), options.format).map_err(to_io)?;
+    let ctime = (unix_ms() / 1000).max(0) as u64;
+    writer
+        .standard_aux(ctime, crate::alloc::used_memory() as u64, false)
+        .map_err(to_io)?;
+    let mut keys = 0;
+    for (index, db) in keyspace.dbs().iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        writer
+            .select_db(index as u64, db.len() as u64, db.volatile_len() as u64)
+            .map_err(to_io)?;
+        for (key, entry) in db.iter() {
+            match &entry.value {
+                Value::Str(value) => writer
+                    .string_entry(key, &value.as_bytes(), entry.expire_at)
+                    .map_err(to_io)?,
+            }
+            keys += 1;
+            if options.key_delay_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(options.key_delay_us));
+            }
+        }
+    }
+    let file = writer
+        .finish()
+        .map_err(to_io)?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(keys)
+}
+
+fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
+    match error {
+        amber_rdb::WriteError::Io(error) => error,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Keys stored.
+    pub loaded: u64,
+    /// Keys skipped because they had already expired.
+    pub expired: u64,
+}
+
+/// Loads `path` into an empty `keyspace`. On any error nothing is kept and the file is left
+/// untouched; the message says what is wrong, where, and in which key.
+pub fn load(path: &Path, keyspace: &mut Keyspace, now_ms: i64) -> Result<LoadStats, String> {
+    let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
+    let mut reader =
+        RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
+    let mut stats = LoadStats {
+        loaded: 0,
+        expired: 0,
+    };
+    let result = (|| -> Result<(), String> {
+        while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+            let Item::Entry(entry) = item else { continue };
+            let db = usize::try_from(entry.db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
+                format!("FATAL: Data file was created with a Redis server configured to handle more than {} databases", keyspace.db_count())
+            })?;
+            if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
+                stats.expired += 1;
+                continue;
+            }
+            let value = match entry.value {
+                amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+                other => {
+                    return Err(format!(
+                        "key '{}' holds a {} value, which this Amber version cannot store yet",
+                        String::from_utf8_lossy(&entry.key),
+                        other.type_name()
+                    ));
+                }
+            };
+            let mut stored = Entry::new(value, now_ms);
+            stored.expire_at = entry.expire_at_ms;
+            keyspace.db(db).insert(&entry.key, stored);
+            stats.loaded += 1;
+        }
+        Ok(())
+    })();
+    if let Err(message) = result {
+        keyspace.clear();
+        return Err(message);
+    }
+    Ok(stats)
+}
+
+/// `dir/dbfilename`.
+pub fn rdb_path(dir: &str, dbfilename: &str) -> PathBuf {
+    Path::new(dir).join(dbfilename)
+}
+
+/// Parses `save` points: pairs of (seconds, changes).
+pub fn save_points(config: &str) -> Vec<(u64, u64)> {
+    let numbers: Vec<u64> = config
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    numbers
+        .chunks_exact(2)
+        .map(|pair| (pair[0], pair[1]))
+        .collect()
+}
+
+/// Seconds since `since`, for log lines.
+pub fn seconds_since(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}

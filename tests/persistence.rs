@@ -1,0 +1,310 @@
+//! RDB persistence against the real binary: SAVE, BGSAVE while serving, restart, save points,
+//! MISCONF after a failed background save, kill -9 during a save, and files that Redis 7.0
+//! itself loads with the same digest.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Frame, ServerProcess, simple};
+
+fn digest(client: &mut common::Client) -> Frame {
+    client.cmd(&["DEBUG", "DIGEST"])
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn info_field(client: &mut common::Client, field: &str) -> String {
+    let Frame::Bulk(info) = client.cmd(&["INFO", "all"]) else {
+        panic!("INFO is a bulk string")
+    };
+    let info = String::from_utf8(info).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {field} in INFO"))
+}
+
+fn fill(client: &mut common::Client) {
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "20"]);
+    client.cmd(&["SET", "ttl", "v", "EX", "10000"]);
+    client.cmd(&["SELECT", "5"]);
+    client.cmd(&["SET", "in5", "12345"]);
+    client.cmd(&["SELECT", "0"]);
+}
+
+#[test]
+fn save_and_restart_keep_the_dataset() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    fill(&mut client);
+    let before = digest(&mut client);
+    assert_eq!(client.cmd(&["SAVE"]), simple("OK"));
+    let Frame::Integer(lastsave) = client.cmd(&["LASTSAVE"]) else {
+        panic!()
+    };
+    assert!(lastsave > 1_700_000_000);
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(digest(&mut client), before);
+    assert!(
+        client.cmd(&["TTL", "ttl"]) != Frame::Integer(-1),
+        "TTL survives"
+    );
+    assert!(
+        restarted
+            .log()
+            .contains("Done loading RDB, keys loaded: 20002, keys expired: 0.")
+    );
+}
+
+#[test]
+fn bgsave_snapshot_is_the_dataset_at_fork_time() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    fill(&mut client);
+    let at_fork = digest(&mut client);
+    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "20"]);
+    assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
+    // The server keeps serving writes while the child saves.
+    let writes_started = Instant::now();
+    for i in 0..2000 {
+        client.cmd(&["SET", &format!("after:{i}"), "x"]);
+    }
+    client.cmd(&["SET", "key:1", "changed"]);
+    assert!(
+        writes_started.elapsed() < Duration::from_secs(5),
+        "writes were not blocked by the save"
+    );
+    assert_eq!(info_field(&mut client, "rdb_bgsave_in_progress"), "1");
+    assert!(
+        matches!(client.cmd(&["BGSAVE"]), Frame::Error(e) if e.ends_with(b"already in progress"))
+    );
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the BGSAVE child",
+    );
+    assert_eq!(info_field(&mut client, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(
+        info_field(&mut client, "rdb_changes_since_last_save"),
+        "2001"
+    );
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    assert_eq!(
+        digest(&mut restarted.client()),
+        at_fork,
+        "writes after the fork are absent"
+    );
+}
+
+#[test]
+fn redis_loads_what_amber_saves_with_the_same_digest() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    fill(&mut client);
+    client.cmd(&["SET", "big", &"abc".repeat(10_000)]);
+    let amber_digest = digest(&mut client);
+    client.cmd(&["SAVE"]);
+    let dir = server.kill9();
+    let check = std::process::Command::new(common::redis_tool("redis-check-rdb"))
+        .arg(dir.join("dump.rdb"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let redis = ServerProcess::redis_in(&dir, &[]);
+    let mut redis_client = redis.client();
+    wait_for(
+        || redis_client.cmd(&["PING"]) == simple("PONG"),
+        "redis to load",
+    );
+    assert_eq!(digest(&mut redis_client), amber_digest);
+}
+
+#[test]
+fn amber_loads_what_redis_saves() {
+    let redis = ServerProcess::redis(&[]);
+    let mut client = redis.client();
+    fill(&mut client);
+    let redis_digest = digest(&mut client);
+    client.cmd(&["SAVE"]);
+    let dir = redis.kill9();
+    let amber = ServerProcess::amber_in(&dir, &[]);
+    assert_eq!(digest(&mut amber.client()), redis_digest);
+}
+
+#[test]
+fn corrupt_snapshot_stops_startup_and_is_left_untouched() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    fill(&mut client);
+    client.cmd(&["SAVE"]);
+    let dir = server.kill9();
+    let path = dir.join("dump.rdb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let output = std::process::Command::new(common::amber_binary())
+        .args([
+            "--port",
+            &common::free_port().to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--save",
+            "",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "start-up must fail");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("Terminating server after rdb file reading failure."),
+        "{log}"
+    );
+    assert!(log.contains("offset"), "the message says where: {log}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is not overwritten"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn save_points_trigger_bgsave() {
+    let server = ServerProcess::amber(&["--save", "1 3"]);
+    let mut client = server.client();
+    for i in 0..3 {
+        client.cmd(&["SET", &format!("k{i}"), "v"]);
+    }
+    wait_for(
+        || server.dir.join("dump.rdb").exists(),
+        "a save point BGSAVE",
+    );
+    wait_for(
+        || {
+            server
+                .log()
+                .contains("Background saving terminated with success")
+        },
+        "the BGSAVE to end",
+    );
+    assert!(
+        server.log().contains("changes in 1 seconds. Saving..."),
+        "{}",
+        server.log()
+    );
+    assert_eq!(info_field(&mut client, "rdb_changes_since_last_save"), "0");
+}
+
+#[test]
+fn shutdown_saves_when_save_points_are_set_and_nosave_does_not() {
+    let mut server = ServerProcess::amber(&["--save", "3600 1"]);
+    let mut client = server.client();
+    client.cmd(&["SET", "kept", "yes"]);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        server
+            .log()
+            .contains("Saving the final RDB snapshot before exiting.")
+    );
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &["--save", "3600 1"]);
+    let mut client = restarted.client();
+    assert_eq!(client.cmd(&["GET", "kept"]), Frame::Bulk(b"yes".to_vec()));
+    client.cmd(&["SET", "lost", "yes"]);
+    client.send(&["SHUTDOWN", "NOSAVE"]);
+    assert_eq!(client.read(), None);
+    let mut restarted = restarted;
+    assert_eq!(restarted.wait_exit(Duration::from_secs(10)), Some(0));
+    let dir = restarted.kill9();
+    let again = ServerProcess::amber_in(&dir, &[]);
+    assert_eq!(again.client().cmd(&["GET", "lost"]), Frame::NullBulk);
+}
+
+#[test]
+fn kill9_during_bgsave_leaves_the_old_snapshot_loadable() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["SET", "generation", "1"]);
+    client.cmd(&["SAVE"]);
+    fill(&mut client);
+    client.cmd(&["SET", "generation", "2"]);
+    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    client.cmd(&["BGSAVE"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // Kill the server and its child in the middle of writing the new snapshot.
+    let _ = std::process::Command::new("pkill")
+        .args(["-9", "-P", &server.pid().to_string()])
+        .status();
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(
+        client.cmd(&["GET", "generation"]),
+        Frame::Bulk(b"1".to_vec())
+    );
+    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+}
+
+#[test]
+fn failed_bgsave_refuses_writes_with_misconf() {
+    // A file size limit makes the child's write fail (SIGXFSZ), as a full disk would.
+    let dir = common::temp_dir("fsize");
+    let port = common::free_port();
+    let script = format!(
+        "ulimit -f 64; exec {} --port {port} --dir {} --logfile server.log --enable-debug-command yes --save '3600 1'",
+        common::amber_binary().display(),
+        dir.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    wait_for(
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "amber to start",
+    );
+    let mut client = common::Client::connect(port);
+    client.cmd(&["DEBUG", "POPULATE", "50000", "key", "100"]);
+    client.cmd(&["BGSAVE"]);
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the failing child",
+    );
+    assert_eq!(info_field(&mut client, "rdb_last_bgsave_status"), "err");
+    let reply = client.cmd(&["SET", "k", "v"]);
+    assert!(
+        matches!(&reply, Frame::Error(e) if e.starts_with(b"MISCONF")),
+        "{reply:?}"
+    );
+    assert_eq!(
+        client.cmd(&["GET", "key:1"]).clone(),
+        client.cmd(&["GET", "key:1"]),
+        "reads still work"
+    );
+    assert!(!dir.join("dump.rdb").exists(), "no partial dump.rdb");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files are removed");
+    client.cmd(&["CONFIG", "SET", "stop-writes-on-bgsave-error", "no"]);
+    assert_eq!(client.cmd(&["SET", "k", "v"]), simple("OK"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
