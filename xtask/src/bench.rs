@@ -22,6 +22,12 @@ pub struct BenchArgs {
     /// Parallel connections.
     #[arg(long, default_value_t = 50)]
     clients: u32,
+    /// Keys for the persistence comparison (SAVE, BGSAVE, restart); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    persistence_keys: u64,
+    /// Only the persistence comparison.
+    #[arg(long)]
+    persistence_only: bool,
 }
 
 struct ServerUnderTest {
@@ -44,6 +50,10 @@ fn free_port() -> Result<u16> {
 }
 
 fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTest> {
+    start_with(name, binary, dir, &[])
+}
+
+fn start_with(name: &'static str, binary: &Path, dir: &Path, extra: &[&str]) -> Result<ServerUnderTest> {
     let port = free_port()?;
     let child = Command::new(binary)
         .args([
@@ -54,7 +64,8 @@ fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTes
             "--appendonly",
             "no",
         ])
-        .args(["--dir", &dir.display().to_string(), "--logfile", ""])
+        .args(["--dir", &dir.display().to_string(), "--logfile", "", "--enable-debug-command", "yes"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -127,6 +138,9 @@ fn median(values: &mut [f64]) -> f64 {
 /// Builds the release binary, starts both servers and prints the comparison table.
 pub fn run(args: &BenchArgs) -> Result<()> {
     cargo(&["build", "--release", "-p", "amber-server"])?;
+    if args.persistence_only {
+        return persistence(args);
+    }
     let root = workspace_root();
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -184,5 +198,93 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     drop(amber);
     drop(redis);
     let _ = std::fs::remove_dir_all(scratch);
+    if args.persistence_keys > 0 {
+        persistence(args)?;
+    }
+    Ok(())
+}
+
+/// Sends one inline command and returns the reply's text (bulk strings read in full).
+fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
+    use std::io::{BufRead, Read, Write};
+    stream.write_all(format!("{line}\r\n").as_bytes())?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut header = String::new();
+    reader.read_line(&mut header)?;
+    let header = header.trim_end().to_string();
+    if let Some(len) = header.strip_prefix('$') {
+        let len: usize = len.parse().unwrap_or(0);
+        let mut body = vec![0u8; len + 2];
+        reader.read_exact(&mut body)?;
+        return Ok(String::from_utf8_lossy(&body[..len]).into_owned());
+    }
+    if header.starts_with('-') {
+        bail!("{line}: {header}");
+    }
+    Ok(header)
+}
+
+fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
+    let info = command(stream, "INFO all")?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+        .with_context(|| format!("no {field} in INFO"))
+}
+
+/// Seconds from starting the server on `dir` until it answers PING (after loading).
+fn restart_time(name: &'static str, binary: &Path, dir: &Path) -> Result<f64> {
+    let started = Instant::now();
+    let server = start(name, binary, dir)?;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+    while command(&mut stream, "PING").is_err() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// SAVE time, BGSAVE fork latency and restart time for the same string dataset, side by side.
+fn persistence(args: &BenchArgs) -> Result<()> {
+    let root = workspace_root();
+    let binaries = [("amber", root.join("target/release/amber-server")), ("redis", Path::new("/usr/bin/redis-server").to_path_buf())];
+    println!("\npersistence: {} string keys (DEBUG POPULATE, 100-byte values), medians of {} rounds", args.persistence_keys, args.rounds);
+    println!("{:<8} | {:>10} | {:>16} | {:>12} | {:>10}", "server", "SAVE s", "BGSAVE fork us", "restart s", "RDB MB");
+    let mut medians = Vec::new();
+    for (name, binary) in &binaries {
+        let mut saves = Vec::new();
+        let mut forks = Vec::new();
+        let mut restarts = Vec::new();
+        let mut size = 0.0;
+        for _ in 0..args.rounds {
+            let dir = std::env::temp_dir().join(format!("amber-bench-persist-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            {
+                let server = start(name, binary, &dir)?;
+                let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+                command(&mut stream, &format!("DEBUG POPULATE {} key 100", args.persistence_keys))?;
+                let started = Instant::now();
+                command(&mut stream, "SAVE")?;
+                saves.push(started.elapsed().as_secs_f64());
+                command(&mut stream, "BGSAVE")?;
+                while info_value(&mut stream, "rdb_bgsave_in_progress")? != "0" {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                forks.push(info_value(&mut stream, "latest_fork_usec")?.parse::<f64>().unwrap_or(f64::NAN));
+                size = std::fs::metadata(dir.join("dump.rdb"))?.len() as f64 / 1e6;
+            }
+            restarts.push(restart_time(name, binary, &dir)?);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let row = (median(&mut saves), median(&mut forks), median(&mut restarts));
+        println!("{name:<8} | {:>10.3} | {:>16.0} | {:>12.3} | {:>10.1}", row.0, row.1, row.2, size);
+        medians.push(row);
+    }
+    let (amber, redis) = (medians[0], medians[1]);
+    println!(
+        "ratios   | SAVE {:.2}x faster | fork {:.2}x | restart {:.2}x faster",
+        redis.0 / amber.0,
+        amber.1 / redis.1,
+        redis.2 / amber.2
+    );
     Ok(())
 }
