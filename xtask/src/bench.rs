@@ -53,7 +53,12 @@ fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTes
     start_with(name, binary, dir, &[])
 }
 
-fn start_with(name: &'static str, binary: &Path, dir: &Path, extra: &[&str]) -> Result<ServerUnderTest> {
+fn start_with(
+    name: &'static str,
+    binary: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<ServerUnderTest> {
     let port = free_port()?;
     let child = Command::new(binary)
         .args([
@@ -64,7 +69,14 @@ fn start_with(name: &'static str, binary: &Path, dir: &Path, extra: &[&str]) -> 
             "--appendonly",
             "no",
         ])
-        .args(["--dir", &dir.display().to_string(), "--logfile", "", "--enable-debug-command", "yes"])
+        .args([
+            "--dir",
+            &dir.display().to_string(),
+            "--logfile",
+            "",
+            "--enable-debug-command",
+            "yes",
+        ])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -245,9 +257,18 @@ fn restart_time(name: &'static str, binary: &Path, dir: &Path) -> Result<f64> {
 /// SAVE time, BGSAVE fork latency and restart time for the same string dataset, side by side.
 fn persistence(args: &BenchArgs) -> Result<()> {
     let root = workspace_root();
-    let binaries = [("amber", root.join("target/release/amber-server")), ("redis", Path::new("/usr/bin/redis-server").to_path_buf())];
-    println!("\npersistence: {} string keys (DEBUG POPULATE, 100-byte values), medians of {} rounds", args.persistence_keys, args.rounds);
-    println!("{:<8} | {:>10} | {:>16} | {:>12} | {:>10}", "server", "SAVE s", "BGSAVE fork us", "restart s", "RDB MB");
+    let binaries = [
+        ("amber", root.join("target/release/amber-server")),
+        ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
+    ];
+    println!(
+        "\npersistence: {} string keys (DEBUG POPULATE, 100-byte values), medians of {} rounds",
+        args.persistence_keys, args.rounds
+    );
+    println!(
+        "{:<8} | {:>10} | {:>16} | {:>12} | {:>10}",
+        "server", "SAVE s", "BGSAVE fork us", "restart s", "RDB MB"
+    );
     let mut medians = Vec::new();
     for (name, binary) in &binaries {
         let mut saves = Vec::new();
@@ -255,13 +276,17 @@ fn persistence(args: &BenchArgs) -> Result<()> {
         let mut restarts = Vec::new();
         let mut size = 0.0;
         for _ in 0..args.rounds {
-            let dir = std::env::temp_dir().join(format!("amber-bench-persist-{name}-{}", std::process::id()));
+            let dir = std::env::temp_dir()
+                .join(format!("amber-bench-persist-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
             {
                 let server = start(name, binary, &dir)?;
                 let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
-                command(&mut stream, &format!("DEBUG POPULATE {} key 100", args.persistence_keys))?;
+                command(
+                    &mut stream,
+                    &format!("DEBUG POPULATE {} key 100", args.persistence_keys),
+                )?;
                 let started = Instant::now();
                 command(&mut stream, "SAVE")?;
                 saves.push(started.elapsed().as_secs_f64());
@@ -269,19 +294,30 @@ fn persistence(args: &BenchArgs) -> Result<()> {
                 while info_value(&mut stream, "rdb_bgsave_in_progress")? != "0" {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                forks.push(info_value(&mut stream, "latest_fork_usec")?.parse::<f64>().unwrap_or(f64::NAN));
+                forks.push(
+                    info_value(&mut stream, "latest_fork_usec")?
+                        .parse::<f64>()
+                        .unwrap_or(f64::NAN),
+                );
                 size = std::fs::metadata(dir.join("dump.rdb"))?.len() as f64 / 1e6;
             }
             restarts.push(restart_time(name, binary, &dir)?);
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let row = (median(&mut saves), median(&mut forks), median(&mut restarts));
-        println!("{name:<8} | {:>10.3} | {:>16.0} | {:>12.3} | {:>10.1}", row.0, row.1, row.2, size);
+        let row = (
+            median(&mut saves),
+            median(&mut forks),
+            median(&mut restarts),
+        );
+        println!(
+            "{name:<8} | {:>10.3} | {:>16.0} | {:>12.3} | {:>10.1}",
+            row.0, row.1, row.2, size
+        );
         medians.push(row);
     }
     let (amber, redis) = (medians[0], medians[1]);
     println!(
-        "ratios   | SAVE {:.2}x faster | fork {:.2}x | restart {:.2}x faster",
+        "ratios   | SAVE {:.2}x faster | fork time amber/redis {:.2}x | restart {:.2}x faster",
         redis.0 / amber.0,
         amber.1 / redis.1,
         redis.2 / amber.2

@@ -145,6 +145,22 @@ impl Db {
         }
     }
 
+    /// Makes room for `keys` more keys, `volatile` of them with a TTL (RDB's RESIZEDB hint).
+    pub fn reserve(&mut self, keys: usize, volatile: usize) {
+        self.keys.reserve(keys);
+        self.volatile.reserve(volatile);
+    }
+
+    /// Stores a freshly loaded key (owned, known to be new or replacing) with its entry.
+    pub fn insert_owned(&mut self, key: Vec<u8>, entry: Entry) {
+        if entry.expire_at.is_some() {
+            self.volatile.insert(&key, ());
+        } else if !self.volatile.is_empty() {
+            self.volatile.remove(&key);
+        }
+        self.keys.insert_owned(key.into_boxed_slice(), entry);
+    }
+
     /// Removes `key` whether or not it has expired, returning its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let entry = self.keys.remove(key)?;

@@ -141,6 +141,24 @@ impl<V> Dict<V> {
         None
     }
 
+    /// Makes room for `additional` more keys without resizing (a load's size hint).
+    pub fn reserve(&mut self, additional: usize) {
+        let wanted = (self.len + additional).next_power_of_two();
+        if wanted > self.buckets.len() {
+            self.resize(wanted);
+        }
+    }
+
+    /// Stores `value` under an owned `key`, returning the value it replaces.
+    pub fn insert_owned(&mut self, key: Box<[u8]>, value: V) -> Option<V> {
+        let hash = self.hash_of(&key);
+        if let Some(slot) = self.get_mut_hashed(hash, &key) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.insert_new(hash, key, value);
+        None
+    }
+
     /// Stores a key known to be absent.
     fn insert_new(&mut self, hash: u64, key: Box<[u8]>, value: V) {
         if self.len >= self.buckets.len() {

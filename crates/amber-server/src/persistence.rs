@@ -148,9 +148,34 @@ pub fn load(path: &Path, keyspace: &mut Keyspace, now_ms: i64) -> Result<LoadSta
         loaded: 0,
         expired: 0,
     };
+    let mut current_db = 0u64;
     let result = (|| -> Result<(), String> {
         while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
-            let Item::Entry(entry) = item else { continue };
+            let entry = match item {
+                Item::Entry(entry) => entry,
+                Item::ResizeDb {
+                    db_size,
+                    expires_size,
+                } => {
+                    if let Some(db) = usize::try_from(current_db)
+                        .ok()
+                        .filter(|&db| db < keyspace.db_count())
+                    {
+                        // Size hints from the file, capped so a corrupt hint cannot allocate much.
+                        let cap = 1 << 26;
+                        keyspace.db(db).reserve(
+                            (db_size as usize).min(cap),
+                            (expires_size as usize).min(cap),
+                        );
+                    }
+                    continue;
+                }
+                Item::SelectDb(db) => {
+                    current_db = db;
+                    continue;
+                }
+                _ => continue,
+            };
             let db = usize::try_from(entry.db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
                 format!("FATAL: Data file was created with a Redis server configured to handle more than {} databases", keyspace.db_count())
             })?;
@@ -170,7 +195,7 @@ pub fn load(path: &Path, keyspace: &mut Keyspace, now_ms: i64) -> Result<LoadSta
             };
             let mut stored = Entry::new(value, now_ms);
             stored.expire_at = entry.expire_at_ms;
-            keyspace.db(db).insert(&entry.key, stored);
+            keyspace.db(db).insert_owned(entry.key, stored);
             stats.loaded += 1;
         }
         Ok(())
