@@ -33,8 +33,16 @@ fn info_field(client: &mut common::Client, field: &str) -> String {
 fn fill(client: &mut common::Client) {
     client.cmd(&["DEBUG", "POPULATE", "20000", "key", "20"]);
     client.cmd(&["SET", "ttl", "v", "EX", "10000"]);
+    client.cmd(&["HSET", "hash:small", "a", "1", "b", "two"]);
+    let mut big = vec!["HSET".to_string(), "hash:big".to_string()];
+    for i in 0..700 {
+        big.push(format!("f{i}"));
+        big.push(format!("value-{i}"));
+    }
+    client.cmd(&big);
     client.cmd(&["SELECT", "5"]);
     client.cmd(&["SET", "in5", "12345"]);
+    client.cmd(&["HSET", "h5", "x", "y"]);
     client.cmd(&["SELECT", "0"]);
 }
 
@@ -57,10 +65,18 @@ fn save_and_restart_keep_the_dataset() {
         client.cmd(&["TTL", "ttl"]) != Frame::Integer(-1),
         "TTL survives"
     );
+    let log = restarted.log();
     assert!(
-        restarted
-            .log()
-            .contains("Done loading RDB, keys loaded: 20002, keys expired: 0.")
+        log.contains("Done loading RDB, keys loaded: 20005, keys expired: 0."),
+        "{log}"
+    );
+    assert_eq!(
+        client.cmd(&["OBJECT", "ENCODING", "hash:big"]),
+        Frame::Bulk(b"hashtable".to_vec())
+    );
+    assert_eq!(
+        client.cmd(&["HGET", "hash:small", "b"]),
+        Frame::Bulk(b"two".to_vec())
     );
 }
 

@@ -4,7 +4,7 @@ use crate::dict::{Dict, Lookup};
 use crate::value::Value;
 
 /// A stored value with its metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The value.
     pub value: Value,

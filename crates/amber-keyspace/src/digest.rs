@@ -93,6 +93,7 @@ impl Digest {
 fn type_code(value: &Value) -> u32 {
     match value {
         Value::Str(_) => 0,
+        Value::Hash(_) => 4,
     }
 }
 
@@ -101,6 +102,14 @@ fn mix_value(digest: &mut Digest, entry: &Entry) {
     digest.mix(&type_code(&entry.value).to_be_bytes());
     match &entry.value {
         Value::Str(value) => digest.mix(&value.as_bytes()),
+        Value::Hash(hash) => {
+            for (field, value) in hash.iter() {
+                let mut element = Digest::default();
+                element.mix(field);
+                element.mix(value);
+                digest.xor(&element.0);
+            }
+        }
     }
     if entry.expire_at.is_some() {
         digest.xor(b"!!expire!!");

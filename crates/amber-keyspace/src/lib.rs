@@ -8,10 +8,12 @@ mod db;
 mod dict;
 mod digest;
 mod glob;
+mod hash;
 mod value;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, Lookup};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
+pub use hash::{HashLimits, HashValue};
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

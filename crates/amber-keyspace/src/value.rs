@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::hash::HashValue;
+
 /// Longest string Redis stores in its compact `embstr` encoding.
 pub const EMBSTR_MAX_LEN: usize = 44;
 
@@ -106,10 +108,12 @@ fn decimal_len(number: i64) -> usize {
 }
 
 /// Any value a key can hold.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Value {
     /// A string.
     Str(StrValue),
+    /// A hash.
+    Hash(HashValue),
 }
 
 impl Value {
@@ -117,6 +121,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
         }
     }
 
@@ -124,6 +129,7 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(value) => value.encoding(),
+            Value::Hash(hash) => hash.encoding(),
         }
     }
 }

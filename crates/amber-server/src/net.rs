@@ -100,7 +100,8 @@ fn load_snapshot(server: &mut Server) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let now = unix_ms();
-    match crate::persistence::load(&path, &mut server.keyspace, now) {
+    let limits = server.hash_limits();
+    match crate::persistence::load(&path, &mut server.keyspace, now, limits) {
         Ok(stats) => {
             notice!(
                 "Done loading RDB, keys loaded: {}, keys expired: {}.",

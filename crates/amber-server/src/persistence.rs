@@ -7,7 +7,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use amber_keyspace::{Entry, Keyspace, StrValue, Value};
+use amber_keyspace::{Entry, HashLimits, HashValue, Keyspace, StrValue, Value};
 use amber_rdb::{Item, RdbReader, RdbWriter, WriteOptions};
 use amber_snapshot::Child;
 
@@ -106,6 +106,12 @@ fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io
                 Value::Str(value) => writer
                     .string_entry(key, &value.as_bytes(), entry.expire_at)
                     .map_err(to_io)?,
+                Value::Hash(hash) => {
+                    let pairs = hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+                    writer
+                        .entry(key, &amber_rdb::Value::Hash(pairs), entry.expire_at)
+                        .map_err(to_io)?
+                }
             }
             keys += 1;
             if options.key_delay_us > 0 {
@@ -140,7 +146,12 @@ pub struct LoadStats {
 
 /// Loads `path` into an empty `keyspace`. On any error nothing is kept and the file is left
 /// untouched; the message says what is wrong, where, and in which key.
-pub fn load(path: &Path, keyspace: &mut Keyspace, now_ms: i64) -> Result<LoadStats, String> {
+pub fn load(
+    path: &Path,
+    keyspace: &mut Keyspace,
+    now_ms: i64,
+    limits: HashLimits,
+) -> Result<LoadStats, String> {
     let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
     let mut reader =
         RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
@@ -185,6 +196,14 @@ pub fn load(path: &Path, keyspace: &mut Keyspace, now_ms: i64) -> Result<LoadSta
             }
             let value = match entry.value {
                 amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+                amber_rdb::Value::Hash(pairs) => {
+                    hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits)
+                }
+                amber_rdb::Value::HashWithFieldTtl(fields)
+                    if fields.iter().all(|(_, _, ttl)| ttl.is_none()) =>
+                {
+                    hash_from_pairs(fields.iter().map(|(f, v, _)| (f, v)), limits)
+                }
                 other => {
                     return Err(format!(
                         "key '{}' holds a {} value, which this Amber version cannot store yet",
@@ -227,4 +246,15 @@ pub fn save_points(config: &str) -> Vec<(u64, u64)> {
 /// Seconds since `since`, for log lines.
 pub fn seconds_since(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
+}
+
+fn hash_from_pairs<'a>(
+    pairs: impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>,
+    limits: HashLimits,
+) -> Value {
+    let mut hash = HashValue::default();
+    for (field, value) in pairs {
+        hash.set(field, value, limits);
+    }
+    Value::Hash(hash)
 }

@@ -218,6 +218,14 @@ impl Server {
         }
     }
 
+    /// `hash-max-listpack-entries` / `hash-max-listpack-value`.
+    pub fn hash_limits(&self) -> amber_keyspace::HashLimits {
+        amber_keyspace::HashLimits {
+            max_entries: self.config.get_i64("hash-max-listpack-entries").max(0) as usize,
+            max_value: self.config.get_i64("hash-max-listpack-value").max(0) as usize,
+        }
+    }
+
     /// Re-derives the hot settings after a configuration change.
     pub fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);

@@ -2,6 +2,7 @@
 //! authentication), and dispatch to the families' implementations.
 
 mod connection;
+mod hashes;
 mod info;
 mod keys;
 mod server_cmds;
@@ -108,6 +109,7 @@ impl Ctx<'_> {
             .get_mut(key, now)
             .map(|entry| match &entry.value {
                 Value::Str(value) => Ok(value.as_bytes().into_owned()),
+                _ => Err(Replied),
             });
         self.server.collect_expired(db);
         match found {

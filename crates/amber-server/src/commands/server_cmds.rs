@@ -105,6 +105,7 @@ fn acl_categories(spec: &CommandSpec) -> Vec<String> {
     let mut categories = Vec::new();
     match spec.group {
         "string" => categories.push("@string"),
+        "hash" => categories.push("@hash"),
         "keyspace" => categories.push("@keyspace"),
         "connection" => categories.push("@connection"),
         _ => {}
@@ -394,12 +395,15 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
     let Some(entry) = ctx.db().peek(key, now) else {
         return ctx.error(errors::NO_SUCH_KEY);
     };
-    let Value::Str(value) = &entry.value;
+    let length = match &entry.value {
+        Value::Str(value) => value.len(),
+        Value::Hash(hash) => hash.len(),
+    };
     let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
     let text = format!(
         "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
-        value.encoding(),
-        value.len(),
+        entry.value.encoding(),
+        length,
         entry.accessed & 0xff_ffff,
         idle
     );

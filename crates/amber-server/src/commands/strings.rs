@@ -54,12 +54,28 @@ fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
 fn string_entry<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut StrValue>, Replied> {
     let now = ctx.server.now_ms;
     let db = ctx.client.db;
-    ctx.server.keyspace.db(db).get_mut(key, now);
+    let is_string = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| matches!(e.value, Value::Str(_)));
     ctx.server.collect_expired(db);
-    match ctx.server.keyspace.db(db).get_mut(key, now) {
+    match is_string {
         None => Ok(None),
-        Some(entry) => match &mut entry.value {
-            Value::Str(value) => Ok(Some(value)),
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            Err(Replied)
+        }
+        Some(true) => match ctx
+            .server
+            .keyspace
+            .db(db)
+            .get_mut(key, now)
+            .map(|e| &mut e.value)
+        {
+            Some(Value::Str(value)) => Ok(Some(value)),
+            _ => Ok(None),
         },
     }
 }
@@ -214,9 +230,13 @@ pub fn mget(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     ctx.out.array(args.len() - 1);
     for key in &args[1..] {
-        let value = ctx.db().get_mut(key, now).map(|entry| match &entry.value {
-            Value::Str(value) => value.as_bytes().into_owned(),
-        });
+        let value = ctx
+            .db()
+            .get_mut(key, now)
+            .and_then(|entry| match &entry.value {
+                Value::Str(value) => Some(value.as_bytes().into_owned()),
+                _ => None,
+            });
         match value {
             Some(bytes) => {
                 ctx.server.stats.keyspace_hits += 1;
@@ -380,14 +400,9 @@ pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `STRLEN key`
 pub fn strlen(ctx: &mut Ctx, args: &[Bytes]) {
-    let now = ctx.server.now_ms;
-    let len = ctx
-        .db()
-        .get_mut(&args[1], now)
-        .map(|entry| match &entry.value {
-            Value::Str(value) => value.len(),
-        });
-    ctx.out.integer(len.unwrap_or(0) as i64);
+    if let Ok(value) = ctx.read_string(&args[1]) {
+        ctx.out.integer(value.map_or(0, |v| v.len()) as i64);
+    }
 }
 
 fn increment(ctx: &mut Ctx, key: &[u8], by: i64) {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{Ctx, connection, keys, server_cmds, strings, transactions};
+use super::{Ctx, connection, hashes, keys, server_cmds, strings, transactions};
 use bytes::Bytes;
 
 /// A command implementation.
@@ -122,6 +122,7 @@ const RF: Flags = Flags(READONLY.0 | FAST.0);
 const CONN: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0);
 const S: &str = "string";
 const K: &str = "keyspace";
+const H: &str = "hash";
 const SRV: &str = "server";
 const C: &str = "connection";
 
@@ -306,6 +307,150 @@ pub static COMMANDS: &[CommandSpec] = &[
         NONE,
         SRV,
         "Asynchronously saves the database(s) to disk.",
+    ),
+    cmd(
+        "hset",
+        hashes::hset,
+        -4,
+        W,
+        ONE,
+        H,
+        "Creates or modifies the value of a field in a hash.",
+    ),
+    cmd(
+        "hmset",
+        hashes::hmset,
+        -4,
+        W,
+        ONE,
+        H,
+        "Sets the values of multiple fields.",
+    ),
+    cmd(
+        "hsetnx",
+        hashes::hsetnx,
+        4,
+        W,
+        ONE,
+        H,
+        "Sets the value of a field in a hash only when the field doesn't exist.",
+    ),
+    cmd(
+        "hget",
+        hashes::hget,
+        3,
+        RF,
+        ONE,
+        H,
+        "Returns the value of a field in a hash.",
+    ),
+    cmd(
+        "hmget",
+        hashes::hmget,
+        -3,
+        RF,
+        ONE,
+        H,
+        "Returns the values of all fields in a hash.",
+    ),
+    cmd(
+        "hdel",
+        hashes::hdel,
+        -3,
+        Flags(WRITE.0 | FAST.0),
+        ONE,
+        H,
+        "Deletes one or more fields and their values from a hash.",
+    ),
+    cmd(
+        "hlen",
+        hashes::hlen,
+        2,
+        RF,
+        ONE,
+        H,
+        "Returns the number of fields in a hash.",
+    ),
+    cmd(
+        "hstrlen",
+        hashes::hstrlen,
+        3,
+        RF,
+        ONE,
+        H,
+        "Returns the length of the value of a field.",
+    ),
+    cmd(
+        "hexists",
+        hashes::hexists,
+        3,
+        RF,
+        ONE,
+        H,
+        "Determines whether a field exists in a hash.",
+    ),
+    cmd(
+        "hkeys",
+        hashes::hkeys,
+        2,
+        READONLY,
+        ONE,
+        H,
+        "Returns all fields in a hash.",
+    ),
+    cmd(
+        "hvals",
+        hashes::hvals,
+        2,
+        READONLY,
+        ONE,
+        H,
+        "Returns all values in a hash.",
+    ),
+    cmd(
+        "hgetall",
+        hashes::hgetall,
+        2,
+        READONLY,
+        ONE,
+        H,
+        "Returns all fields and values in a hash.",
+    ),
+    cmd(
+        "hincrby",
+        hashes::hincrby,
+        4,
+        WF,
+        ONE,
+        H,
+        "Increments the integer value of a field in a hash by a number.",
+    ),
+    cmd(
+        "hincrbyfloat",
+        hashes::hincrbyfloat,
+        4,
+        WF,
+        ONE,
+        H,
+        "Increments the floating point value of a field by a number.",
+    ),
+    cmd(
+        "hrandfield",
+        hashes::hrandfield,
+        -2,
+        READONLY,
+        ONE,
+        H,
+        "Returns one or more random fields from a hash.",
+    ),
+    cmd(
+        "hscan",
+        hashes::hscan,
+        -3,
+        READONLY,
+        ONE,
+        H,
+        "Iterates over fields and values of a hash.",
     ),
     cmd(
         "multi",

@@ -1,0 +1,209 @@
+//! Hash values in Redis's two encodings: a compact field/value list in insertion order
+//! (`listpack`) while small, and a hash table (`hashtable`) once it grows past the limits.
+
+use crate::dict::Dict;
+
+/// When a hash stops being compact (`hash-max-listpack-entries`, `hash-max-listpack-value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLimits {
+    /// Most fields a compact hash holds.
+    pub max_entries: usize,
+    /// Longest field or value a compact hash holds.
+    pub max_value: usize,
+}
+
+impl Default for HashLimits {
+    /// Redis 7.0's built-in defaults.
+    fn default() -> Self {
+        HashLimits {
+            max_entries: 512,
+            max_value: 64,
+        }
+    }
+}
+
+/// One field and its value.
+pub type FieldValue = (Box<[u8]>, Box<[u8]>);
+
+/// A hash.
+pub enum HashValue {
+    /// Field/value pairs in insertion order (`OBJECT ENCODING` says `listpack`).
+    Pack(Vec<FieldValue>),
+    /// A hash table (`hashtable`).
+    Table(Dict<Box<[u8]>>),
+}
+
+impl Default for HashValue {
+    fn default() -> Self {
+        HashValue::Pack(Vec::new())
+    }
+}
+
+impl Clone for HashValue {
+    fn clone(&self) -> Self {
+        match self {
+            HashValue::Pack(pairs) => HashValue::Pack(pairs.clone()),
+            HashValue::Table(table) => {
+                let mut copy = Dict::new();
+                copy.reserve(table.len());
+                for (field, value) in table.iter() {
+                    copy.insert(field, value.clone());
+                }
+                HashValue::Table(copy)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for HashValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hash({} fields, {})", self.len(), self.encoding())
+    }
+}
+
+impl HashValue {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        match self {
+            HashValue::Pack(pairs) => pairs.len(),
+            HashValue::Table(table) => table.len(),
+        }
+    }
+
+    /// Whether there is no field.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Redis's name for the encoding.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            HashValue::Pack(_) => "listpack",
+            HashValue::Table(_) => "hashtable",
+        }
+    }
+
+    /// The value of `field`.
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            HashValue::Pack(pairs) => pairs.iter().find(|(f, _)| &**f == field).map(|(_, v)| &**v),
+            HashValue::Table(table) => table.get(field).map(|v| &**v),
+        }
+    }
+
+    /// Sets `field` to `value`; true if the field is new. Converts to a table when the hash
+    /// outgrows `limits`.
+    pub fn set(&mut self, field: &[u8], value: &[u8], limits: HashLimits) -> bool {
+        if let HashValue::Pack(pairs) = self {
+            if field.len() > limits.max_value || value.len() > limits.max_value {
+                self.convert();
+            } else if let Some(slot) = pairs.iter_mut().find(|(f, _)| &**f == field) {
+                slot.1 = value.into();
+                return false;
+            } else {
+                pairs.push((field.into(), value.into()));
+                if pairs.len() > limits.max_entries {
+                    self.convert();
+                }
+                return true;
+            }
+        }
+        match self {
+            HashValue::Table(table) => table.insert(field, value.into()).is_none(),
+            HashValue::Pack(_) => unreachable!("converted to a table above"),
+        }
+    }
+
+    /// Removes `field`; true if it existed.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            HashValue::Pack(pairs) => match pairs.iter().position(|(f, _)| &**f == field) {
+                Some(index) => {
+                    pairs.remove(index);
+                    true
+                }
+                None => false,
+            },
+            HashValue::Table(table) => table.remove(field).is_some(),
+        }
+    }
+
+    /// Every field and value: insertion order when compact, table order otherwise.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
+        match self {
+            HashValue::Pack(pairs) => Box::new(pairs.iter().map(|(f, v)| (&**f, &**v))),
+            HashValue::Table(table) => Box::new(table.iter().map(|(f, v)| (f, &**v))),
+        }
+    }
+
+    /// One step of `HSCAN`: a compact hash is returned whole with cursor 0.
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &[u8])) -> u64 {
+        match self {
+            HashValue::Pack(pairs) => {
+                pairs.iter().for_each(|(f, v)| visit(f, v));
+                0
+            }
+            HashValue::Table(table) => table.scan(cursor, |f, v| visit(f, v)),
+        }
+    }
+
+    /// A field picked at random, `random` being a source of random numbers.
+    pub fn random_field(&self, mut random: impl FnMut() -> u64) -> Option<(&[u8], &[u8])> {
+        match self {
+            HashValue::Pack(pairs) if pairs.is_empty() => None,
+            HashValue::Pack(pairs) => {
+                let (f, v) = &pairs[(random() % pairs.len() as u64) as usize];
+                Some((f, v))
+            }
+            HashValue::Table(table) => {
+                let field = table.random_key(random)?;
+                table.get(field).map(|v| (field, &**v))
+            }
+        }
+    }
+
+    fn convert(&mut self) {
+        if let HashValue::Pack(pairs) = self {
+            let mut table = Dict::new();
+            table.reserve(pairs.len());
+            for (field, value) in pairs.drain(..) {
+                table.insert_owned(field, value);
+            }
+            *self = HashValue::Table(table);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_at_the_limits_and_keeps_insertion_order_until_then() {
+        let limits = HashLimits {
+            max_entries: 3,
+            max_value: 8,
+        };
+        let mut hash = HashValue::default();
+        assert!(hash.set(b"b", b"1", limits));
+        assert!(hash.set(b"a", b"2", limits));
+        assert!(!hash.set(b"b", b"3", limits));
+        let order: Vec<&[u8]> = hash.iter().map(|(f, _)| f).collect();
+        assert_eq!(order, [&b"b"[..], b"a"]);
+        assert_eq!(hash.encoding(), "listpack");
+        hash.set(b"c", b"x", limits);
+        assert_eq!(hash.encoding(), "listpack");
+        hash.set(b"d", b"x", limits);
+        assert_eq!(hash.encoding(), "hashtable", "more than max_entries fields");
+        let mut long = HashValue::default();
+        long.set(b"f", b"123456789", limits);
+        assert_eq!(
+            long.encoding(),
+            "hashtable",
+            "a value longer than max_value"
+        );
+        assert_eq!(long.get(b"f"), Some(&b"123456789"[..]));
+        assert!(long.remove(b"f"));
+        assert!(long.is_empty());
+    }
+}

@@ -1,0 +1,407 @@
+//! The hash family: HSET, HGET, HDEL, HINCRBY, HGETALL, HSCAN and the rest.
+
+use amber_keyspace::{Entry, HashLimits, HashValue, Value, glob_match};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::{Ctx, Replied, errors, is};
+use crate::long_double::LongDouble;
+
+/// Runs `read` on the hash under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a hash.
+fn read_hash<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&HashValue) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let result = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(Value::Hash(hash)) => Ok(Some(read(hash))),
+        Some(_) => Err(Replied),
+    };
+    ctx.server.collect_expired(db);
+    match &result {
+        Err(Replied) => ctx.error(errors::WRONGTYPE),
+        Ok(None) => ctx.server.stats.keyspace_misses += 1,
+        Ok(Some(_)) => ctx.server.stats.keyspace_hits += 1,
+    }
+    result
+}
+
+/// Runs `change` on the hash under `key`, creating it when `create` is set; deletes the key if
+/// the hash ends up empty. `Ok(None)` if missing and not created.
+fn write_hash<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    change: impl FnOnce(&mut HashValue, HashLimits) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let limits = ctx.server.hash_limits();
+    let kind = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| matches!(e.value, Value::Hash(_)));
+    ctx.server.collect_expired(db);
+    match kind {
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            return Err(Replied);
+        }
+        None if !create => return Ok(None),
+        None => ctx
+            .db()
+            .insert(key, Entry::new(Value::Hash(HashValue::default()), now)),
+        Some(true) => {}
+    }
+    let Some(Value::Hash(hash)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
+        return Ok(None);
+    };
+    let result = change(hash, limits);
+    if hash.is_empty() {
+        ctx.db().remove(key);
+    }
+    Ok(Some(result))
+}
+
+fn check_pairs(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<(), Replied> {
+    if args.len().is_multiple_of(2) {
+        return Ok(());
+    }
+    ctx.error(&format!(
+        "ERR wrong number of arguments for '{command}' command"
+    ));
+    Err(Replied)
+}
+
+/// `HSET key field value [field value ...]`
+pub fn hset(ctx: &mut Ctx, args: &[Bytes]) {
+    if check_pairs(ctx, args, "hset").is_err() {
+        return;
+    }
+    let added = write_hash(ctx, &args[1], true, |hash, limits| {
+        args[2..]
+            .chunks(2)
+            .filter(|pair| hash.set(&pair[0], &pair[1], limits))
+            .count()
+    });
+    if let Ok(Some(added)) = added {
+        ctx.dirty((args.len() as u64 - 2) / 2);
+        ctx.out.integer(added as i64);
+    }
+}
+
+/// `HMSET key field value [field value ...]`
+pub fn hmset(ctx: &mut Ctx, args: &[Bytes]) {
+    if check_pairs(ctx, args, "hmset").is_err() {
+        return;
+    }
+    let done = write_hash(ctx, &args[1], true, |hash, limits| {
+        args[2..].chunks(2).for_each(|pair| {
+            hash.set(&pair[0], &pair[1], limits);
+        })
+    });
+    if done.is_ok() {
+        ctx.dirty((args.len() as u64 - 2) / 2);
+        ctx.out.ok();
+    }
+}
+
+/// `HSETNX key field value`
+pub fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) {
+    let exists = match read_hash(ctx, &args[1], |hash| hash.get(&args[2]).is_some()) {
+        Ok(exists) => exists.unwrap_or(false),
+        Err(Replied) => return,
+    };
+    if exists {
+        return ctx.out.integer(0);
+    }
+    if write_hash(ctx, &args[1], true, |hash, limits| {
+        hash.set(&args[2], &args[3], limits)
+    })
+    .is_ok()
+    {
+        ctx.dirty(1);
+        ctx.out.integer(1);
+    }
+}
+
+/// `HGET key field`
+pub fn hget(ctx: &mut Ctx, args: &[Bytes]) {
+    match read_hash(ctx, &args[1], |hash| hash.get(&args[2]).map(<[u8]>::to_vec)) {
+        Ok(Some(Some(value))) => ctx.out.bulk(&value),
+        Ok(_) => ctx.out.null(),
+        Err(Replied) => {}
+    }
+}
+
+/// `HMGET key field [field ...]`
+pub fn hmget(ctx: &mut Ctx, args: &[Bytes]) {
+    let values = read_hash(ctx, &args[1], |hash| {
+        args[2..]
+            .iter()
+            .map(|field| hash.get(field).map(<[u8]>::to_vec))
+            .collect::<Vec<_>>()
+    });
+    let Ok(values) = values else { return };
+    let values = values.unwrap_or_else(|| vec![None; args.len() - 2]);
+    ctx.out.array(values.len());
+    for value in values {
+        match value {
+            Some(value) => ctx.out.bulk(&value),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+/// `HDEL key field [field ...]`
+pub fn hdel(ctx: &mut Ctx, args: &[Bytes]) {
+    let removed = write_hash(ctx, &args[1], false, |hash, _| {
+        args[2..].iter().filter(|field| hash.remove(field)).count()
+    });
+    if let Ok(removed) = removed {
+        let removed = removed.unwrap_or(0);
+        ctx.dirty(removed as u64);
+        ctx.out.integer(removed as i64);
+    }
+}
+
+/// `HLEN key`
+pub fn hlen(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(len) = read_hash(ctx, &args[1], HashValue::len) {
+        ctx.out.integer(len.unwrap_or(0) as i64);
+    }
+}
+
+/// `HSTRLEN key field`
+pub fn hstrlen(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(len) = read_hash(ctx, &args[1], |hash| {
+        hash.get(&args[2]).map_or(0, <[u8]>::len)
+    }) {
+        ctx.out.integer(len.unwrap_or(0) as i64);
+    }
+}
+
+/// `HEXISTS key field`
+pub fn hexists(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(exists) = read_hash(ctx, &args[1], |hash| hash.get(&args[2]).is_some()) {
+        ctx.out.integer(i64::from(exists.unwrap_or(false)));
+    }
+}
+
+/// A hash's fields and values, copied out.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn all_fields(ctx: &mut Ctx, key: &[u8]) -> Result<Pairs, Replied> {
+    read_hash(ctx, key, |hash| {
+        hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect()
+    })
+    .map(Option::unwrap_or_default)
+}
+
+/// `HKEYS key`
+pub fn hkeys(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(pairs) = all_fields(ctx, &args[1]) else {
+        return;
+    };
+    ctx.out.array(pairs.len());
+    pairs.iter().for_each(|(f, _)| ctx.out.bulk(f));
+}
+
+/// `HVALS key`
+pub fn hvals(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(pairs) = all_fields(ctx, &args[1]) else {
+        return;
+    };
+    ctx.out.array(pairs.len());
+    pairs.iter().for_each(|(_, v)| ctx.out.bulk(v));
+}
+
+/// `HGETALL key` (a map in RESP3)
+pub fn hgetall(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(pairs) = all_fields(ctx, &args[1]) else {
+        return;
+    };
+    ctx.out.map(pairs.len());
+    for (field, value) in &pairs {
+        ctx.out.bulk(field);
+        ctx.out.bulk(value);
+    }
+}
+
+/// `HINCRBY key field increment`
+pub fn hincrby(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(by) = ctx.int_arg(&args[3]) else {
+        return;
+    };
+    let result = write_hash(ctx, &args[1], true, |hash, limits| {
+        let current = match hash.get(&args[2]) {
+            None => 0,
+            Some(value) => parse_i64(value).ok_or("ERR hash value is not an integer")?,
+        };
+        let next = current.checked_add(by).ok_or(errors::OVERFLOW)?;
+        hash.set(&args[2], next.to_string().as_bytes(), limits);
+        Ok::<i64, &str>(next)
+    });
+    match result {
+        Ok(Some(Ok(next))) => {
+            ctx.dirty(1);
+            ctx.out.integer(next);
+        }
+        Ok(Some(Err(message))) => ctx.error(message),
+        _ => {}
+    }
+}
+
+/// `HINCRBYFLOAT key field increment`, in long double as Redis computes it.
+pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(by) = LongDouble::parse(&args[3]) else {
+        return ctx.error(errors::NOT_FLOAT);
+    };
+    let result = write_hash(ctx, &args[1], true, |hash, limits| {
+        let current = match hash.get(&args[2]) {
+            None => LongDouble::ZERO,
+            Some(value) => LongDouble::parse(value).ok_or("ERR hash value is not a float")?,
+        };
+        let next = current.plus(by);
+        if !next.is_finite() {
+            return Err("ERR increment would produce NaN or Infinity");
+        }
+        let text = next.to_human_string();
+        hash.set(&args[2], text.as_bytes(), limits);
+        Ok(text)
+    });
+    match result {
+        Ok(Some(Ok(text))) => {
+            ctx.dirty(1);
+            ctx.out.bulk(text.as_bytes());
+        }
+        Ok(Some(Err(message))) => ctx.error(message),
+        _ => {}
+    }
+}
+
+/// `HRANDFIELD key [count [WITHVALUES]]`
+pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
+    let count = match args.get(2) {
+        None => None,
+        Some(arg) => match parse_i64(arg) {
+            Some(n) => Some(n),
+            None => return ctx.error(errors::NOT_INTEGER),
+        },
+    };
+    let with_values = match args.get(3) {
+        None => false,
+        Some(arg) if args.len() == 4 && is(arg, "withvalues") => true,
+        Some(_) => return ctx.error(errors::SYNTAX),
+    };
+    let Ok(pairs) = all_fields(ctx, &args[1]) else {
+        return;
+    };
+    let Some(count) = count else {
+        if pairs.is_empty() {
+            return ctx.out.null();
+        }
+        let index = (ctx.server.keyspace.next_random() % pairs.len() as u64) as usize;
+        return ctx.out.bulk(&pairs[index].0);
+    };
+    let picked: Vec<usize> = if count >= 0 {
+        // Distinct fields, as many as asked for or all of them.
+        let mut indexes: Vec<usize> = (0..pairs.len()).collect();
+        for i in (1..indexes.len()).rev() {
+            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
+            indexes.swap(i, j);
+        }
+        indexes.truncate(count as usize);
+        indexes
+    } else if pairs.is_empty() {
+        Vec::new()
+    } else {
+        let n = count.unsigned_abs() as usize;
+        (0..n)
+            .map(|_| (ctx.server.keyspace.next_random() % pairs.len() as u64) as usize)
+            .collect()
+    };
+    if with_values && ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
+        ctx.out.array(picked.len());
+        for index in picked {
+            ctx.out.array(2);
+            ctx.out.bulk(&pairs[index].0);
+            ctx.out.bulk(&pairs[index].1);
+        }
+        return;
+    }
+    ctx.out
+        .array(picked.len() * if with_values { 2 } else { 1 });
+    for index in picked {
+        ctx.out.bulk(&pairs[index].0);
+        if with_values {
+            ctx.out.bulk(&pairs[index].1);
+        }
+    }
+}
+
+/// `HSCAN key cursor [MATCH pattern] [COUNT count]`
+pub fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(mut cursor) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return ctx.error("ERR invalid cursor");
+    };
+    let mut pattern: Option<Bytes> = None;
+    let mut count: i64 = 10;
+    let mut i = 3;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return ctx.error(errors::SYNTAX);
+        };
+        if is(&args[i], "match") {
+            pattern = Some(value.clone());
+        } else if is(&args[i], "count") {
+            let Ok(n) = ctx.int_arg(value) else { return };
+            if n < 1 {
+                return ctx.error(errors::SYNTAX);
+            }
+            count = n;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 2;
+    }
+    let found = read_hash(ctx, &args[1], |hash| {
+        let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut budget = count.saturating_mul(10);
+        loop {
+            cursor = hash.scan(cursor, |f, v| {
+                if pattern.as_ref().is_none_or(|p| glob_match(p, f, false)) {
+                    found.push((f.to_vec(), v.to_vec()));
+                }
+            });
+            budget -= 1;
+            if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
+                break;
+            }
+        }
+        (cursor, found)
+    });
+    let Ok(found) = found else { return };
+    let (cursor, found) = found.unwrap_or((0, Vec::new()));
+    ctx.out.array(2);
+    ctx.out.bulk(cursor.to_string().as_bytes());
+    ctx.out.array(found.len() * 2);
+    for (field, value) in found {
+        ctx.out.bulk(&field);
+        ctx.out.bulk(&value);
+    }
+}
