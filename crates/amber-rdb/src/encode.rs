@@ -93,7 +93,8 @@ fn push_str(blob: &mut Vec<u8>, item: &[u8]) {
     blob.extend_from_slice(item);
 }
 
-fn backlen_bytes(len: usize) -> usize {
+/// Bytes the back-length of a listpack entry of `len` bytes takes.
+pub(crate) fn backlen_bytes(len: usize) -> usize {
     match len {
         0..=127 => 1,
         128..=16382 => 2,

@@ -172,7 +172,7 @@ pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
             }
         };
         let entry_len = cursor.pos - start;
-        cursor.take(backlen_size(entry_len))?;
+        cursor.take(crate::encode::backlen_bytes(entry_len))?;
         items.push(item);
     }
     if cursor.pos != blob.len() {
@@ -188,16 +188,6 @@ pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     Ok(items)
 }
 
-/// Bytes the back-length of a listpack entry of `entry_len` bytes takes.
-fn backlen_size(entry_len: usize) -> usize {
-    match entry_len {
-        0..=127 => 1,
-        128..=16382 => 2,
-        16383..=2097150 => 3,
-        2097151..=268435454 => 4,
-        _ => 5,
-    }
-}
 
 /// Decodes an intset (small integer-only sets).
 pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
