@@ -40,6 +40,8 @@ fn fill(client: &mut common::Client) {
         big.push(format!("value-{i}"));
     }
     client.cmd(&big);
+    client.cmd(&["SADD", "set:ints", "3", "1", "2"]);
+    client.cmd(&["SADD", "set:words", "a", "b", "c"]);
     client.cmd(&["SELECT", "5"]);
     client.cmd(&["SET", "in5", "12345"]);
     client.cmd(&["HSET", "h5", "x", "y"]);
@@ -67,7 +69,7 @@ fn save_and_restart_keep_the_dataset() {
     );
     let log = restarted.log();
     assert!(
-        log.contains("Done loading RDB, keys loaded: 20005, keys expired: 0."),
+        log.contains("Done loading RDB, keys loaded: 20007, keys expired: 0."),
         "{log}"
     );
     assert_eq!(

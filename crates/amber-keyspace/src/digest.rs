@@ -94,6 +94,7 @@ fn type_code(value: &Value) -> u32 {
     match value {
         Value::Str(_) => 0,
         Value::Hash(_) => 4,
+        Value::Set(_) => 2,
     }
 }
 
@@ -102,6 +103,11 @@ fn mix_value(digest: &mut Digest, entry: &Entry) {
     digest.mix(&type_code(&entry.value).to_be_bytes());
     match &entry.value {
         Value::Str(value) => digest.mix(&value.as_bytes()),
+        Value::Set(set) => {
+            for member in set.members() {
+                digest.xor(&member);
+            }
+        }
         Value::Hash(hash) => {
             for (field, value) in hash.iter() {
                 let mut element = Digest::default();

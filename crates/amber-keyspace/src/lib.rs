@@ -9,6 +9,7 @@ mod dict;
 mod digest;
 mod glob;
 mod hash;
+mod set;
 mod value;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
@@ -16,4 +17,5 @@ pub use dict::{Dict, Lookup};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
 pub use hash::{HashLimits, HashValue};
+pub use set::{SetValue, member_as_int};
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::hash::HashValue;
+use crate::set::SetValue;
 
 /// Longest string Redis stores in its compact `embstr` encoding.
 pub const EMBSTR_MAX_LEN: usize = 44;
@@ -114,6 +115,8 @@ pub enum Value {
     Str(StrValue),
     /// A hash.
     Hash(HashValue),
+    /// A set.
+    Set(SetValue),
 }
 
 impl Value {
@@ -122,6 +125,7 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
         }
     }
 
@@ -130,6 +134,7 @@ impl Value {
         match self {
             Value::Str(value) => value.encoding(),
             Value::Hash(hash) => hash.encoding(),
+            Value::Set(set) => set.encoding(),
         }
     }
 }

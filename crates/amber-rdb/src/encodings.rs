@@ -188,7 +188,6 @@ pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     Ok(items)
 }
 
-
 /// Decodes an intset (small integer-only sets).
 pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     let what = "intset";

@@ -101,7 +101,8 @@ fn load_snapshot(server: &mut Server) -> anyhow::Result<()> {
     let started = Instant::now();
     let now = unix_ms();
     let limits = server.hash_limits();
-    match crate::persistence::load(&path, &mut server.keyspace, now, limits) {
+    let max_intset = server.max_intset();
+    match crate::persistence::load(&path, &mut server.keyspace, now, limits, max_intset) {
         Ok(stats) => {
             notice!(
                 "Done loading RDB, keys loaded: {}, keys expired: {}.",

@@ -7,7 +7,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use amber_keyspace::{Entry, HashLimits, HashValue, Keyspace, StrValue, Value};
+use amber_keyspace::{Entry, HashLimits, HashValue, Keyspace, SetValue, StrValue, Value};
 use amber_rdb::{Item, RdbReader, RdbWriter, WriteOptions};
 use amber_snapshot::Child;
 
@@ -106,6 +106,9 @@ fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io
                 Value::Str(value) => writer
                     .string_entry(key, &value.as_bytes(), entry.expire_at)
                     .map_err(to_io)?,
+                Value::Set(set) => writer
+                    .entry(key, &amber_rdb::Value::Set(set.members()), entry.expire_at)
+                    .map_err(to_io)?,
                 Value::Hash(hash) => {
                     let pairs = hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
                     writer
@@ -151,6 +154,7 @@ pub fn load(
     keyspace: &mut Keyspace,
     now_ms: i64,
     limits: HashLimits,
+    max_intset: usize,
 ) -> Result<LoadStats, String> {
     let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
     let mut reader =
@@ -196,6 +200,13 @@ pub fn load(
             }
             let value = match entry.value {
                 amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+                amber_rdb::Value::Set(members) => {
+                    let mut set = SetValue::default();
+                    for member in &members {
+                        set.add(member, max_intset);
+                    }
+                    Value::Set(set)
+                }
                 amber_rdb::Value::Hash(pairs) => {
                     hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits)
                 }

@@ -226,6 +226,11 @@ impl Server {
         }
     }
 
+    /// `set-max-intset-entries`.
+    pub fn max_intset(&self) -> usize {
+        self.config.get_i64("set-max-intset-entries").max(0) as usize
+    }
+
     /// Re-derives the hot settings after a configuration change.
     pub fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);

@@ -6,6 +6,7 @@ mod hashes;
 mod info;
 mod keys;
 mod server_cmds;
+mod sets;
 mod strings;
 mod table;
 mod transactions;

@@ -106,6 +106,7 @@ fn acl_categories(spec: &CommandSpec) -> Vec<String> {
     match spec.group {
         "string" => categories.push("@string"),
         "hash" => categories.push("@hash"),
+        "set" => categories.push("@set"),
         "keyspace" => categories.push("@keyspace"),
         "connection" => categories.push("@connection"),
         _ => {}
@@ -398,6 +399,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
     let length = match &entry.value {
         Value::Str(value) => value.len(),
         Value::Hash(hash) => hash.len(),
+        Value::Set(set) => set.len(),
     };
     let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
     let text = format!(

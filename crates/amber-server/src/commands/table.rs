@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{Ctx, connection, hashes, keys, server_cmds, strings, transactions};
+use super::{Ctx, connection, hashes, keys, server_cmds, sets, strings, transactions};
 use bytes::Bytes;
 
 /// A command implementation.
@@ -123,6 +123,7 @@ const CONN: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0);
 const S: &str = "string";
 const K: &str = "keyspace";
 const H: &str = "hash";
+const SET: &str = "set";
 const SRV: &str = "server";
 const C: &str = "connection";
 
@@ -451,6 +452,159 @@ pub static COMMANDS: &[CommandSpec] = &[
         ONE,
         H,
         "Iterates over fields and values of a hash.",
+    ),
+    cmd(
+        "sadd",
+        sets::sadd,
+        -3,
+        WF,
+        ONE,
+        SET,
+        "Adds one or more members to a set.",
+    ),
+    cmd(
+        "srem",
+        sets::srem,
+        -3,
+        Flags(WRITE.0 | FAST.0),
+        ONE,
+        SET,
+        "Removes one or more members from a set.",
+    ),
+    cmd(
+        "scard",
+        sets::scard,
+        2,
+        RF,
+        ONE,
+        SET,
+        "Returns the number of members in a set.",
+    ),
+    cmd(
+        "sismember",
+        sets::sismember,
+        3,
+        RF,
+        ONE,
+        SET,
+        "Determines whether a member belongs to a set.",
+    ),
+    cmd(
+        "smismember",
+        sets::smismember,
+        -3,
+        RF,
+        ONE,
+        SET,
+        "Determines whether multiple members belong to a set.",
+    ),
+    cmd(
+        "smembers",
+        sets::smembers,
+        2,
+        READONLY,
+        ONE,
+        SET,
+        "Returns all members of a set.",
+    ),
+    cmd(
+        "sinter",
+        sets::sinter,
+        -2,
+        READONLY,
+        ALL,
+        SET,
+        "Returns the intersect of multiple sets.",
+    ),
+    cmd(
+        "sunion",
+        sets::sunion,
+        -2,
+        READONLY,
+        ALL,
+        SET,
+        "Returns the union of multiple sets.",
+    ),
+    cmd(
+        "sdiff",
+        sets::sdiff,
+        -2,
+        READONLY,
+        ALL,
+        SET,
+        "Returns the difference of multiple sets.",
+    ),
+    cmd(
+        "sinterstore",
+        sets::sinterstore,
+        -3,
+        W,
+        ALL,
+        SET,
+        "Stores the intersect of multiple sets in a key.",
+    ),
+    cmd(
+        "sunionstore",
+        sets::sunionstore,
+        -3,
+        W,
+        ALL,
+        SET,
+        "Stores the union of multiple sets in a key.",
+    ),
+    cmd(
+        "sdiffstore",
+        sets::sdiffstore,
+        -3,
+        W,
+        ALL,
+        SET,
+        "Stores the difference of multiple sets in a key.",
+    ),
+    cmd(
+        "sintercard",
+        sets::sintercard,
+        -3,
+        READONLY,
+        NONE,
+        SET,
+        "Returns the number of members of the intersect of multiple sets.",
+    ),
+    cmd(
+        "smove",
+        sets::smove,
+        4,
+        WF,
+        TWO,
+        SET,
+        "Moves a member from one set to another.",
+    ),
+    cmd(
+        "spop",
+        sets::spop,
+        -2,
+        Flags(WRITE.0 | FAST.0),
+        ONE,
+        SET,
+        "Returns one or more random members from a set after removing them.",
+    ),
+    cmd(
+        "srandmember",
+        sets::srandmember,
+        -2,
+        READONLY,
+        ONE,
+        SET,
+        "Get one or multiple random members from a set.",
+    ),
+    cmd(
+        "sscan",
+        sets::sscan,
+        -3,
+        READONLY,
+        ONE,
+        SET,
+        "Iterates over members of a set.",
     ),
     cmd(
         "multi",

@@ -1,0 +1,435 @@
+//! The set family: SADD, SREM, SMEMBERS, set algebra with and without STORE, SPOP, SSCAN.
+
+use amber_keyspace::{Entry, SetValue, Value, glob_match};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::{Ctx, Replied, errors, is};
+
+/// Members of the set under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a set.
+fn read_set<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&SetValue) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let result = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(Value::Set(set)) => Ok(Some(read(set))),
+        Some(_) => Err(Replied),
+    };
+    ctx.server.collect_expired(db);
+    if result.is_err() {
+        ctx.error(errors::WRONGTYPE);
+    }
+    result
+}
+
+/// Runs `change` on the set under `key` (created when `create`); deletes it when emptied.
+fn write_set<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    change: impl FnOnce(&mut SetValue, usize) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let max_intset = ctx.server.max_intset();
+    let kind = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| matches!(e.value, Value::Set(_)));
+    ctx.server.collect_expired(db);
+    match kind {
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            return Err(Replied);
+        }
+        None if !create => return Ok(None),
+        None => ctx
+            .db()
+            .insert(key, Entry::new(Value::Set(SetValue::default()), now)),
+        Some(true) => {}
+    }
+    let Some(Value::Set(set)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
+        return Ok(None);
+    };
+    let result = change(set, max_intset);
+    if set.is_empty() {
+        ctx.db().remove(key);
+    }
+    Ok(Some(result))
+}
+
+fn reply_members(ctx: &mut Ctx, members: &[Vec<u8>]) {
+    ctx.out.set(members.len());
+    members.iter().for_each(|m| ctx.out.bulk(m));
+}
+
+/// `SADD key member [member ...]`
+pub fn sadd(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(Some(added)) = write_set(ctx, &args[1], true, |set, max| {
+        args[2..].iter().filter(|m| set.add(m, max)).count()
+    }) {
+        ctx.dirty(added as u64);
+        ctx.out.integer(added as i64);
+    }
+}
+
+/// `SREM key member [member ...]`
+pub fn srem(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(removed) = write_set(ctx, &args[1], false, |set, _| {
+        args[2..].iter().filter(|m| set.remove(m)).count()
+    }) {
+        let removed = removed.unwrap_or(0);
+        ctx.dirty(removed as u64);
+        ctx.out.integer(removed as i64);
+    }
+}
+
+/// `SCARD key`
+pub fn scard(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(len) = read_set(ctx, &args[1], SetValue::len) {
+        ctx.out.integer(len.unwrap_or(0) as i64);
+    }
+}
+
+/// `SISMEMBER key member`
+pub fn sismember(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(found) = read_set(ctx, &args[1], |set| set.contains(&args[2])) {
+        ctx.out.integer(i64::from(found.unwrap_or(false)));
+    }
+}
+
+/// `SMISMEMBER key member [member ...]`
+pub fn smismember(ctx: &mut Ctx, args: &[Bytes]) {
+    let found = read_set(ctx, &args[1], |set| {
+        args[2..]
+            .iter()
+            .map(|m| set.contains(m))
+            .collect::<Vec<_>>()
+    });
+    let Ok(found) = found else { return };
+    let found = found.unwrap_or_else(|| vec![false; args.len() - 2]);
+    ctx.out.array(found.len());
+    found
+        .into_iter()
+        .for_each(|f| ctx.out.integer(i64::from(f)));
+}
+
+/// `SMEMBERS key`
+pub fn smembers(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(members) = read_set(ctx, &args[1], SetValue::members) {
+        reply_members(ctx, &members.unwrap_or_default());
+    }
+}
+
+/// The members of every key (missing keys are empty sets); WRONGTYPE if any is not a set.
+fn all_sets(ctx: &mut Ctx, keys: &[Bytes]) -> Result<Vec<Option<Vec<Vec<u8>>>>, Replied> {
+    keys.iter()
+        .map(|key| read_set(ctx, key, SetValue::members))
+        .collect()
+}
+
+enum Algebra {
+    Inter,
+    Union,
+    Diff,
+}
+
+fn combine(sets: Vec<Option<Vec<Vec<u8>>>>, op: &Algebra) -> Vec<Vec<u8>> {
+    use std::collections::HashSet;
+    let mut sets = sets.into_iter().map(Option::unwrap_or_default);
+    let Some(first) = sets.next() else {
+        return Vec::new();
+    };
+    match op {
+        Algebra::Union => {
+            let mut seen: HashSet<Vec<u8>> = HashSet::new();
+            let mut out = Vec::new();
+            for member in std::iter::once(first).chain(sets).flatten() {
+                if seen.insert(member.clone()) {
+                    out.push(member);
+                }
+            }
+            out
+        }
+        Algebra::Inter => {
+            let others: Vec<HashSet<Vec<u8>>> = sets.map(|s| s.into_iter().collect()).collect();
+            first
+                .into_iter()
+                .filter(|m| others.iter().all(|o| o.contains(m)))
+                .collect()
+        }
+        Algebra::Diff => {
+            let others: Vec<HashSet<Vec<u8>>> = sets.map(|s| s.into_iter().collect()).collect();
+            first
+                .into_iter()
+                .filter(|m| others.iter().all(|o| !o.contains(m)))
+                .collect()
+        }
+    }
+}
+
+fn algebra(ctx: &mut Ctx, keys: &[Bytes], op: Algebra) {
+    let Ok(sets) = all_sets(ctx, keys) else {
+        return;
+    };
+    let result = combine(sets, &op);
+    reply_members(ctx, &result);
+}
+
+fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra) {
+    let Ok(sets) = all_sets(ctx, keys) else {
+        return;
+    };
+    let result = combine(sets, &op);
+    let now = ctx.server.now_ms;
+    let max_intset = ctx.server.max_intset();
+    let existed = ctx.db().remove(destination).is_some();
+    if result.is_empty() {
+        if existed {
+            ctx.dirty(1);
+        }
+        return ctx.out.integer(0);
+    }
+    let mut set = SetValue::default();
+    for member in &result {
+        set.add(member, max_intset);
+    }
+    let len = set.len();
+    ctx.db()
+        .insert(destination, Entry::new(Value::Set(set), now));
+    ctx.dirty(1);
+    ctx.out.integer(len as i64);
+}
+
+/// `SINTER key [key ...]`
+pub fn sinter(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra(ctx, &args[1..], Algebra::Inter);
+}
+
+/// `SUNION key [key ...]`
+pub fn sunion(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra(ctx, &args[1..], Algebra::Union);
+}
+
+/// `SDIFF key [key ...]`
+pub fn sdiff(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra(ctx, &args[1..], Algebra::Diff);
+}
+
+/// `SINTERSTORE destination key [key ...]`
+pub fn sinterstore(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Inter);
+}
+
+/// `SUNIONSTORE destination key [key ...]`
+pub fn sunionstore(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Union);
+}
+
+/// `SDIFFSTORE destination key [key ...]`
+pub fn sdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Diff);
+}
+
+/// `SINTERCARD numkeys key [key ...] [LIMIT limit]`
+pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+        return;
+    };
+    if numkeys <= 0 {
+        return ctx.error("ERR numkeys should be greater than 0");
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len() - 2 {
+        return ctx.error("ERR Number of keys can't be greater than number of args");
+    }
+    let rest = &args[2 + numkeys..];
+    let limit = match rest {
+        [] => 0,
+        [word, value] if is(word, "limit") => match parse_i64(value) {
+            Some(limit) if limit >= 0 => limit as usize,
+            Some(_) => return ctx.error("ERR LIMIT can't be negative"),
+            None => return ctx.error(errors::NOT_INTEGER),
+        },
+        _ => return ctx.error(errors::SYNTAX),
+    };
+    let Ok(sets) = all_sets(ctx, &args[2..2 + numkeys]) else {
+        return;
+    };
+    let count = combine(sets, &Algebra::Inter).len();
+    ctx.out
+        .integer(if limit > 0 { count.min(limit) } else { count } as i64);
+}
+
+/// `SMOVE source destination member`
+pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
+    let (source, destination, member) = (&args[1], &args[2], &args[3]);
+    let Ok(present) = read_set(ctx, source, |set| set.contains(member)) else {
+        return;
+    };
+    if read_set(ctx, destination, |_| ()).is_err() {
+        return;
+    }
+    if present != Some(true) {
+        return ctx.out.integer(0);
+    }
+    if source == destination {
+        return ctx.out.integer(1);
+    }
+    let _ = write_set(ctx, source, false, |set, _| set.remove(member));
+    let _ = write_set(ctx, destination, true, |set, max| set.add(member, max));
+    ctx.dirty(1);
+    ctx.out.integer(1);
+}
+
+fn parse_count(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<i64>, Replied> {
+    match args.get(2) {
+        None => Ok(None),
+        Some(_) if args.len() > 3 => {
+            ctx.error(errors::SYNTAX);
+            Err(Replied)
+        }
+        Some(arg) => ctx.int_arg(arg).map(Some),
+    }
+}
+
+/// `SPOP key [count]`
+pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(count) = parse_count(ctx, args) else {
+        return;
+    };
+    if count.is_some_and(|c| c < 0) {
+        return ctx.error("ERR value is out of range, must be positive");
+    }
+    let mut picks = Vec::new();
+    let wanted = count.unwrap_or(1).max(0) as usize;
+    for _ in 0..wanted {
+        let random = ctx.server.keyspace.next_random();
+        let popped = write_set(ctx, &args[1], false, |set, _| {
+            let mut state = random;
+            let member = set.random_member(|| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                state >> 11
+            })?;
+            set.remove(&member);
+            Some(member)
+        });
+        match popped {
+            Err(Replied) => return,
+            Ok(Some(Some(member))) => picks.push(member),
+            Ok(_) => break,
+        }
+    }
+    ctx.dirty(picks.len() as u64);
+    match count {
+        None => match picks.first() {
+            Some(member) => ctx.out.bulk(member),
+            None => ctx.out.null(),
+        },
+        Some(_) => reply_members(ctx, &picks),
+    }
+}
+
+/// `SRANDMEMBER key [count]`
+pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(count) = parse_count(ctx, args) else {
+        return;
+    };
+    let Ok(members) = read_set(ctx, &args[1], SetValue::members) else {
+        return;
+    };
+    let members = members.unwrap_or_default();
+    let Some(count) = count else {
+        if members.is_empty() {
+            return ctx.out.null();
+        }
+        let index = (ctx.server.keyspace.next_random() % members.len() as u64) as usize;
+        return ctx.out.bulk(&members[index]);
+    };
+    let picked: Vec<&Vec<u8>> = if count >= 0 {
+        let mut indexes: Vec<usize> = (0..members.len()).collect();
+        for i in (1..indexes.len()).rev() {
+            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
+            indexes.swap(i, j);
+        }
+        indexes
+            .into_iter()
+            .take(count as usize)
+            .map(|i| &members[i])
+            .collect()
+    } else if members.is_empty() {
+        Vec::new()
+    } else {
+        (0..count.unsigned_abs())
+            .map(|_| &members[(ctx.server.keyspace.next_random() % members.len() as u64) as usize])
+            .collect()
+    };
+    ctx.out.array(picked.len());
+    picked.into_iter().for_each(|m| ctx.out.bulk(m));
+}
+
+/// `SSCAN key cursor [MATCH pattern] [COUNT count]`
+pub fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(mut cursor) = std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return ctx.error("ERR invalid cursor");
+    };
+    let mut pattern: Option<Bytes> = None;
+    let mut count: i64 = 10;
+    let mut i = 3;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return ctx.error(errors::SYNTAX);
+        };
+        if is(&args[i], "match") {
+            pattern = Some(value.clone());
+        } else if is(&args[i], "count") {
+            let Ok(n) = ctx.int_arg(value) else { return };
+            if n < 1 {
+                return ctx.error(errors::SYNTAX);
+            }
+            count = n;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 2;
+    }
+    let found = read_set(ctx, &args[1], |set| {
+        let mut found = Vec::new();
+        let mut budget = count.saturating_mul(10);
+        loop {
+            cursor = set.scan(cursor, |m| {
+                if pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+                    found.push(m.to_vec());
+                }
+            });
+            budget -= 1;
+            if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
+                break;
+            }
+        }
+        (cursor, found)
+    });
+    let Ok(found) = found else { return };
+    let (cursor, found) = found.unwrap_or((0, Vec::new()));
+    ctx.out.array(2);
+    ctx.out.bulk(cursor.to_string().as_bytes());
+    ctx.out.array(found.len());
+    found.iter().for_each(|m| ctx.out.bulk(m));
+}
