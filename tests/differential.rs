@@ -505,6 +505,93 @@ fn sets_match_redis() {
 }
 
 #[test]
+fn lists_match_redis() {
+    run_script(&script(
+        "
+        RPUSH l a b c d e
+        LPUSH l z y
+        LPUSHX nope a
+        RPUSHX nope a
+        RPUSHX l f
+        LLEN l
+        LLEN nope
+        LRANGE l 0 -1
+        LRANGE l -3 100
+        LRANGE l 5 2
+        LRANGE l -100 1
+        LRANGE l a b
+        LRANGE nope 0 -1
+        LINDEX l 0
+        LINDEX l -1
+        LINDEX l 100
+        LINDEX l x
+        LSET l 1 Y
+        LSET l 100 x
+        LSET nope 0 x
+        LINSERT l BEFORE c C
+        LINSERT l AFTER c D
+        LINSERT l AFTER nothere x
+        LINSERT nope AFTER a x
+        LINSERT l SIDEWAYS a x
+        RPUSH r x a x b x c x
+        LREM r 2 x
+        LRANGE r 0 -1
+        LREM r -1 x
+        LRANGE r 0 -1
+        LREM r 0 x
+        LRANGE r 0 -1
+        RPUSH p a b c a b c a
+        LPOS p a
+        LPOS p a RANK 2
+        LPOS p a RANK -1
+        LPOS p a COUNT 0
+        LPOS p a COUNT 2 RANK -1
+        LPOS p a MAXLEN 3 COUNT 0
+        LPOS p zz
+        LPOS p a RANK 0
+        LPOS p a COUNT -1
+        LPOS p a MAXLEN -1
+        LPOS p a FOO 1
+        LPOP l
+        RPOP l
+        LPOP l 2
+        RPOP l 0
+        LPOP nope
+        LPOP nope 2
+        LPOP l -1
+        LTRIM l 1 -2
+        LRANGE l 0 -1
+        LTRIM l 5 1
+        EXISTS l
+        RPUSH m1 1 2 3
+        LMOVE m1 m2 LEFT RIGHT
+        LMOVE m1 m2 RIGHT LEFT
+        LRANGE m2 0 -1
+        LMOVE m1 m1 LEFT RIGHT
+        LRANGE m1 0 -1
+        LMOVE m1 m2 UP DOWN
+        RPOPLPUSH m1 m2
+        RPOPLPUSH m1 m2
+        EXISTS m1
+        LMPOP 2 nope m2 LEFT
+        LMPOP 2 nope m2 RIGHT COUNT 10
+        LMPOP 1 nope LEFT
+        LMPOP 0 m2 LEFT
+        LMPOP 1 m2 LEFT COUNT 0
+        LMPOP 1 m2 MIDDLE
+        SET str x
+        LPUSH str a
+        LRANGE str 0 -1
+        LMOVE str m2 LEFT LEFT
+        RPUSH dig a b c
+        OBJECT ENCODING dig
+        DEBUG DIGEST-VALUE dig
+        DEBUG DIGEST
+        ",
+    ));
+}
+
+#[test]
 fn digests_match_redis() {
     run_script(&script(
         "

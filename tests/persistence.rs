@@ -41,6 +41,15 @@ fn fill(client: &mut common::Client) {
     }
     client.cmd(&big);
     client.cmd(&["SADD", "set:ints", "3", "1", "2"]);
+    client.cmd(&[
+        "RPUSH",
+        "list",
+        "a",
+        "1",
+        "",
+        "x".repeat(3000).as_str(),
+        "-5",
+    ]);
     client.cmd(&["SADD", "set:words", "a", "b", "c"]);
     client.cmd(&["SELECT", "5"]);
     client.cmd(&["SET", "in5", "12345"]);
@@ -69,7 +78,7 @@ fn save_and_restart_keep_the_dataset() {
     );
     let log = restarted.log();
     assert!(
-        log.contains("Done loading RDB, keys loaded: 20007, keys expired: 0."),
+        log.contains("Done loading RDB, keys loaded: 20008, keys expired: 0."),
         "{log}"
     );
     assert_eq!(

@@ -95,6 +95,7 @@ fn type_code(value: &Value) -> u32 {
         Value::Str(_) => 0,
         Value::Hash(_) => 4,
         Value::Set(_) => 2,
+        Value::List(_) => 1,
     }
 }
 
@@ -103,6 +104,7 @@ fn mix_value(digest: &mut Digest, entry: &Entry) {
     digest.mix(&type_code(&entry.value).to_be_bytes());
     match &entry.value {
         Value::Str(value) => digest.mix(&value.as_bytes()),
+        Value::List(items) => items.iter().for_each(|item| digest.mix(item)),
         Value::Set(set) => {
             for member in set.members() {
                 digest.xor(&member);

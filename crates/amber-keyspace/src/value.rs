@@ -117,6 +117,8 @@ pub enum Value {
     Hash(HashValue),
     /// A set.
     Set(SetValue),
+    /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
+    List(std::collections::VecDeque<Box<[u8]>>),
 }
 
 impl Value {
@@ -126,6 +128,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
+            Value::List(_) => "list",
         }
     }
 
@@ -135,6 +138,7 @@ impl Value {
             Value::Str(value) => value.encoding(),
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
+            Value::List(_) => "quicklist",
         }
     }
 }

@@ -106,6 +106,12 @@ fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io
                 Value::Str(value) => writer
                     .string_entry(key, &value.as_bytes(), entry.expire_at)
                     .map_err(to_io)?,
+                Value::List(items) => {
+                    let items = items.iter().map(|item| item.to_vec()).collect();
+                    writer
+                        .entry(key, &amber_rdb::Value::List(items), entry.expire_at)
+                        .map_err(to_io)?
+                }
                 Value::Set(set) => writer
                     .entry(key, &amber_rdb::Value::Set(set.members()), entry.expire_at)
                     .map_err(to_io)?,
@@ -200,6 +206,9 @@ pub fn load(
             }
             let value = match entry.value {
                 amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+                amber_rdb::Value::List(items) => {
+                    Value::List(items.into_iter().map(Vec::into_boxed_slice).collect())
+                }
                 amber_rdb::Value::Set(members) => {
                     let mut set = SetValue::default();
                     for member in &members {

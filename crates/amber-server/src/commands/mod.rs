@@ -5,6 +5,7 @@ mod connection;
 mod hashes;
 mod info;
 mod keys;
+mod lists;
 mod server_cmds;
 mod sets;
 mod strings;

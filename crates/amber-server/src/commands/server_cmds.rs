@@ -107,6 +107,7 @@ fn acl_categories(spec: &CommandSpec) -> Vec<String> {
         "string" => categories.push("@string"),
         "hash" => categories.push("@hash"),
         "set" => categories.push("@set"),
+        "list" => categories.push("@list"),
         "keyspace" => categories.push("@keyspace"),
         "connection" => categories.push("@connection"),
         _ => {}
@@ -400,6 +401,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
         Value::Str(value) => value.len(),
         Value::Hash(hash) => hash.len(),
         Value::Set(set) => set.len(),
+        Value::List(items) => items.len(),
     };
     let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
     let text = format!(

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{Ctx, connection, hashes, keys, server_cmds, sets, strings, transactions};
+use super::{Ctx, connection, hashes, keys, lists, server_cmds, sets, strings, transactions};
 use bytes::Bytes;
 
 /// A command implementation.
@@ -124,6 +124,7 @@ const S: &str = "string";
 const K: &str = "keyspace";
 const H: &str = "hash";
 const SET: &str = "set";
+const L: &str = "list";
 const SRV: &str = "server";
 const C: &str = "connection";
 
@@ -605,6 +606,159 @@ pub static COMMANDS: &[CommandSpec] = &[
         ONE,
         SET,
         "Iterates over members of a set.",
+    ),
+    cmd(
+        "lpush",
+        lists::lpush,
+        -3,
+        WF,
+        ONE,
+        L,
+        "Prepends one or more elements to a list.",
+    ),
+    cmd(
+        "rpush",
+        lists::rpush,
+        -3,
+        WF,
+        ONE,
+        L,
+        "Appends one or more elements to a list.",
+    ),
+    cmd(
+        "lpushx",
+        lists::lpushx,
+        -3,
+        WF,
+        ONE,
+        L,
+        "Prepends one or more elements to a list only when the list exists.",
+    ),
+    cmd(
+        "rpushx",
+        lists::rpushx,
+        -3,
+        WF,
+        ONE,
+        L,
+        "Appends an element to a list only when the list exists.",
+    ),
+    cmd(
+        "lpop",
+        lists::lpop,
+        -2,
+        Flags(WRITE.0 | FAST.0),
+        ONE,
+        L,
+        "Returns the first elements in a list after removing it.",
+    ),
+    cmd(
+        "rpop",
+        lists::rpop,
+        -2,
+        Flags(WRITE.0 | FAST.0),
+        ONE,
+        L,
+        "Returns and removes the last elements of a list.",
+    ),
+    cmd(
+        "llen",
+        lists::llen,
+        2,
+        RF,
+        ONE,
+        L,
+        "Returns the length of a list.",
+    ),
+    cmd(
+        "lindex",
+        lists::lindex,
+        3,
+        READONLY,
+        ONE,
+        L,
+        "Returns an element from a list by its index.",
+    ),
+    cmd(
+        "lset",
+        lists::lset,
+        4,
+        W,
+        ONE,
+        L,
+        "Sets the value of an element in a list by its index.",
+    ),
+    cmd(
+        "lrange",
+        lists::lrange,
+        4,
+        READONLY,
+        ONE,
+        L,
+        "Returns a range of elements from a list.",
+    ),
+    cmd(
+        "ltrim",
+        lists::ltrim,
+        4,
+        WRITE,
+        ONE,
+        L,
+        "Removes elements from both ends a list.",
+    ),
+    cmd(
+        "linsert",
+        lists::linsert,
+        5,
+        W,
+        ONE,
+        L,
+        "Inserts an element before or after another element in a list.",
+    ),
+    cmd(
+        "lrem",
+        lists::lrem,
+        4,
+        WRITE,
+        ONE,
+        L,
+        "Removes elements from a list.",
+    ),
+    cmd(
+        "lpos",
+        lists::lpos,
+        -3,
+        READONLY,
+        ONE,
+        L,
+        "Returns the index of matching elements in a list.",
+    ),
+    cmd(
+        "lmove",
+        lists::lmove,
+        5,
+        W,
+        TWO,
+        L,
+        "Returns an element after popping it from one list and pushing it to another.",
+    ),
+    cmd(
+        "rpoplpush",
+        lists::rpoplpush,
+        3,
+        W,
+        TWO,
+        L,
+        "Returns the last element of a list after removing and pushing it to another list.",
+    ),
+    cmd(
+        "lmpop",
+        lists::lmpop,
+        -4,
+        WRITE,
+        NONE,
+        L,
+        "Returns multiple elements from a list after removing them.",
     ),
     cmd(
         "multi",

@@ -1,0 +1,498 @@
+//! The list family: pushes and pops at both ends, ranges, positions, LMOVE and LMPOP.
+//! (The blocking variants need client wake-ups and are not here yet.)
+
+use std::collections::VecDeque;
+
+use amber_keyspace::{Entry, Value};
+use amber_protocol::parse_i64;
+use bytes::Bytes;
+
+use super::{Ctx, Replied, errors, is};
+
+type List = VecDeque<Box<[u8]>>;
+
+/// Runs `read` on the list under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a list.
+fn read_list<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&List) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let result = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(Value::List(list)) => Ok(Some(read(list))),
+        Some(_) => Err(Replied),
+    };
+    ctx.server.collect_expired(db);
+    if result.is_err() {
+        ctx.error(errors::WRONGTYPE);
+    }
+    result
+}
+
+/// Runs `change` on the list under `key` (created when `create`); deletes it when emptied.
+fn write_list<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    change: impl FnOnce(&mut List) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let kind = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| matches!(e.value, Value::List(_)));
+    ctx.server.collect_expired(db);
+    match kind {
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            return Err(Replied);
+        }
+        None if !create => return Ok(None),
+        None => ctx
+            .db()
+            .insert(key, Entry::new(Value::List(VecDeque::new()), now)),
+        Some(true) => {}
+    }
+    let Some(Value::List(list)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
+        return Ok(None);
+    };
+    let result = change(list);
+    if list.is_empty() {
+        ctx.db().remove(key);
+    }
+    Ok(Some(result))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Left,
+    Right,
+}
+
+fn end_of(arg: &[u8]) -> Option<End> {
+    if is(arg, "left") {
+        Some(End::Left)
+    } else if is(arg, "right") {
+        Some(End::Right)
+    } else {
+        None
+    }
+}
+
+fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
+    let len = write_list(ctx, &args[1], !only_existing, |list| {
+        for item in &args[2..] {
+            match end {
+                End::Left => list.push_front(item.to_vec().into_boxed_slice()),
+                End::Right => list.push_back(item.to_vec().into_boxed_slice()),
+            }
+        }
+        list.len()
+    });
+    match len {
+        Ok(Some(len)) => {
+            ctx.dirty(args.len() as u64 - 2);
+            ctx.out.integer(len as i64);
+        }
+        Ok(None) => ctx.out.integer(0),
+        Err(Replied) => {}
+    }
+}
+
+/// `LPUSH key element [element ...]`
+pub fn lpush(ctx: &mut Ctx, args: &[Bytes]) {
+    push(ctx, args, End::Left, false);
+}
+
+/// `RPUSH key element [element ...]`
+pub fn rpush(ctx: &mut Ctx, args: &[Bytes]) {
+    push(ctx, args, End::Right, false);
+}
+
+/// `LPUSHX key element [element ...]`
+pub fn lpushx(ctx: &mut Ctx, args: &[Bytes]) {
+    push(ctx, args, End::Left, true);
+}
+
+/// `RPUSHX key element [element ...]`
+pub fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
+    push(ctx, args, End::Right, true);
+}
+
+fn pop_from(list: &mut List, end: End, count: usize) -> Vec<Box<[u8]>> {
+    (0..count)
+        .map_while(|_| match end {
+            End::Left => list.pop_front(),
+            End::Right => list.pop_back(),
+        })
+        .collect()
+}
+
+fn pop(ctx: &mut Ctx, args: &[Bytes], end: End) {
+    let count = match args.get(2) {
+        None => None,
+        Some(_) if args.len() > 3 => return ctx.error(errors::SYNTAX),
+        Some(arg) => match parse_i64(arg) {
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return ctx.error("ERR value is out of range, must be positive"),
+        },
+    };
+    let popped = write_list(ctx, &args[1], false, |list| {
+        pop_from(list, end, count.unwrap_or(1))
+    });
+    let Ok(popped) = popped else { return };
+    match (count, popped) {
+        (None, Some(items)) if !items.is_empty() => {
+            ctx.dirty(1);
+            ctx.out.bulk(&items[0]);
+        }
+        (None, _) => ctx.out.null(),
+        (Some(_), None) => ctx.out.null_array(),
+        (Some(_), Some(items)) => {
+            ctx.dirty(items.len() as u64);
+            ctx.out.array(items.len());
+            items.iter().for_each(|item| ctx.out.bulk(item));
+        }
+    }
+}
+
+/// `LPOP key [count]`
+pub fn lpop(ctx: &mut Ctx, args: &[Bytes]) {
+    pop(ctx, args, End::Left);
+}
+
+/// `RPOP key [count]`
+pub fn rpop(ctx: &mut Ctx, args: &[Bytes]) {
+    pop(ctx, args, End::Right);
+}
+
+/// `LLEN key`
+pub fn llen(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(len) = read_list(ctx, &args[1], VecDeque::len) {
+        ctx.out.integer(len.unwrap_or(0) as i64);
+    }
+}
+
+/// Redis's index rules: negative counts from the end; `None` if outside the list.
+fn resolve(len: usize, index: i64) -> Option<usize> {
+    let index = if index < 0 { len as i64 + index } else { index };
+    (0..len as i64).contains(&index).then_some(index as usize)
+}
+
+/// `LINDEX key index`
+pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(index) = ctx.int_arg(&args[2]) else {
+        return;
+    };
+    let item = read_list(ctx, &args[1], |list| {
+        resolve(list.len(), index).map(|i| list[i].to_vec())
+    });
+    match item {
+        Ok(Some(Some(item))) => ctx.out.bulk(&item),
+        Ok(_) => ctx.out.null(),
+        Err(Replied) => {}
+    }
+}
+
+/// `LSET key index element`
+pub fn lset(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(index) = ctx.int_arg(&args[2]) else {
+        return;
+    };
+    let done = write_list(ctx, &args[1], false, |list| {
+        match resolve(list.len(), index) {
+            Some(i) => {
+                list[i] = args[3].to_vec().into_boxed_slice();
+                true
+            }
+            None => false,
+        }
+    });
+    match done {
+        Ok(Some(true)) => {
+            ctx.dirty(1);
+            ctx.out.ok();
+        }
+        Ok(Some(false)) => ctx.error("ERR index out of range"),
+        Ok(None) => ctx.error(errors::NO_SUCH_KEY),
+        Err(Replied) => {}
+    }
+}
+
+/// Redis's LRANGE/LTRIM clamping: the inclusive range, or `None` when empty.
+fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    (start <= stop && start < len).then_some((start as usize, stop as usize))
+}
+
+/// `LRANGE key start stop`
+pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) {
+    let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+        return ctx.error(errors::NOT_INTEGER);
+    };
+    let items = read_list(ctx, &args[1], |list| match clamp(list.len(), start, stop) {
+        Some((from, to)) => list.range(from..=to).map(|i| i.to_vec()).collect(),
+        None => Vec::new(),
+    });
+    if let Ok(items) = items {
+        let items = items.unwrap_or_default();
+        ctx.out.array(items.len());
+        items.iter().for_each(|item| ctx.out.bulk(item));
+    }
+}
+
+/// `LTRIM key start stop`
+pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
+    let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+        return ctx.error(errors::NOT_INTEGER);
+    };
+    let trimmed = write_list(ctx, &args[1], false, |list| {
+        match clamp(list.len(), start, stop) {
+            Some((from, to)) => {
+                let removed = list.len() - (to - from + 1);
+                list.truncate(to + 1);
+                list.drain(..from);
+                removed
+            }
+            None => {
+                let removed = list.len();
+                list.clear();
+                removed
+            }
+        }
+    });
+    if let Ok(removed) = trimmed {
+        ctx.dirty(removed.unwrap_or(0) as u64);
+        ctx.out.ok();
+    }
+}
+
+/// `LINSERT key BEFORE|AFTER pivot element`
+pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
+    let after = if is(&args[2], "after") {
+        true
+    } else if is(&args[2], "before") {
+        false
+    } else {
+        return ctx.error(errors::SYNTAX);
+    };
+    let result = write_list(ctx, &args[1], false, |list| {
+        let position = list.iter().position(|item| **item == *args[3])?;
+        list.insert(
+            position + usize::from(after),
+            args[4].to_vec().into_boxed_slice(),
+        );
+        Some(list.len())
+    });
+    match result {
+        Ok(Some(Some(len))) => {
+            ctx.dirty(1);
+            ctx.out.integer(len as i64);
+        }
+        Ok(Some(None)) => ctx.out.integer(-1),
+        Ok(None) => ctx.out.integer(0),
+        Err(Replied) => {}
+    }
+}
+
+/// `LREM key count element`
+pub fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(count) = ctx.int_arg(&args[2]) else {
+        return;
+    };
+    let removed = write_list(ctx, &args[1], false, |list| {
+        let limit = if count == 0 {
+            usize::MAX
+        } else {
+            count.unsigned_abs() as usize
+        };
+        let mut removed = 0;
+        let mut kept: List = VecDeque::with_capacity(list.len());
+        let matches = |item: &[u8]| *item == *args[3];
+        if count >= 0 {
+            for item in list.drain(..) {
+                if removed < limit && matches(&item) {
+                    removed += 1;
+                } else {
+                    kept.push_back(item);
+                }
+            }
+        } else {
+            for item in list.drain(..).rev() {
+                if removed < limit && matches(&item) {
+                    removed += 1;
+                } else {
+                    kept.push_front(item);
+                }
+            }
+        }
+        *list = kept;
+        removed
+    });
+    if let Ok(removed) = removed {
+        let removed = removed.unwrap_or(0);
+        ctx.dirty(removed as u64);
+        ctx.out.integer(removed as i64);
+    }
+}
+
+/// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`
+pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
+    let (mut rank, mut count, mut maxlen) = (1i64, None, 0i64);
+    let mut i = 3;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return ctx.error(errors::SYNTAX);
+        };
+        let Ok(number) = ctx.int_arg(value) else {
+            return;
+        };
+        if is(&args[i], "rank") {
+            if number == 0 {
+                return ctx.error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list");
+            }
+            rank = number;
+        } else if is(&args[i], "count") {
+            if number < 0 {
+                return ctx.error("ERR COUNT can't be negative");
+            }
+            count = Some(number as usize);
+        } else if is(&args[i], "maxlen") {
+            if number < 0 {
+                return ctx.error("ERR MAXLEN can't be negative");
+            }
+            maxlen = number;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 2;
+    }
+    let found = read_list(ctx, &args[1], |list| {
+        let wanted = match count {
+            Some(0) => usize::MAX,
+            Some(n) => n,
+            None => 1,
+        };
+        let limit = if maxlen == 0 {
+            list.len()
+        } else {
+            (maxlen as usize).min(list.len())
+        };
+        let indexes: Box<dyn Iterator<Item = usize>> = if rank > 0 {
+            Box::new(0..limit)
+        } else {
+            Box::new((list.len() - limit..list.len()).rev())
+        };
+        indexes
+            .filter(|&i| *list[i] == *args[2])
+            .skip(rank.unsigned_abs() as usize - 1)
+            .take(wanted)
+            .collect::<Vec<usize>>()
+    });
+    let Ok(found) = found else { return };
+    let found = found.unwrap_or_default();
+    match count {
+        Some(_) => {
+            ctx.out.array(found.len());
+            found.iter().for_each(|&i| ctx.out.integer(i as i64));
+        }
+        None => match found.first() {
+            Some(&i) => ctx.out.integer(i as i64),
+            None => ctx.out.null(),
+        },
+    }
+}
+
+fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End) {
+    if read_list(ctx, destination, |_| ()).is_err() {
+        return;
+    }
+    let popped = write_list(ctx, source, false, |list| pop_from(list, from, 1).pop());
+    let item = match popped {
+        Ok(Some(Some(item))) => item,
+        Ok(_) => return ctx.out.null(),
+        Err(Replied) => return,
+    };
+    let reply = item.clone();
+    let _ = write_list(ctx, destination, true, |list| match to {
+        End::Left => list.push_front(item),
+        End::Right => list.push_back(item),
+    });
+    ctx.dirty(1);
+    ctx.out.bulk(&reply);
+}
+
+/// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`
+pub fn lmove(ctx: &mut Ctx, args: &[Bytes]) {
+    let (Some(from), Some(to)) = (end_of(&args[3]), end_of(&args[4])) else {
+        return ctx.error(errors::SYNTAX);
+    };
+    move_one(ctx, &args[1], &args[2], from, to);
+}
+
+/// `RPOPLPUSH source destination`
+pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
+    move_one(ctx, &args[1], &args[2], End::Right, End::Left);
+}
+
+/// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
+pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+        return;
+    };
+    if numkeys <= 0 {
+        return ctx.error("ERR numkeys should be greater than 0");
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len().saturating_sub(3) {
+        return ctx.error(errors::SYNTAX);
+    }
+    let Some(end) = end_of(&args[2 + numkeys]) else {
+        return ctx.error(errors::SYNTAX);
+    };
+    let count = match &args[3 + numkeys..] {
+        [] => 1,
+        [word, value] if is(word, "count") => match parse_i64(value) {
+            Some(n) if n > 0 => n as usize,
+            _ => return ctx.error("ERR count should be greater than 0"),
+        },
+        _ => return ctx.error(errors::SYNTAX),
+    };
+    for key in &args[2..2 + numkeys] {
+        match write_list(ctx, key, false, |list| pop_from(list, end, count)) {
+            Err(Replied) => return,
+            Ok(Some(items)) if !items.is_empty() => {
+                ctx.dirty(items.len() as u64);
+                ctx.server.touch_key(ctx.client.db, key);
+                ctx.out.array(2);
+                ctx.out.bulk(key);
+                ctx.out.array(items.len());
+                items.iter().for_each(|item| ctx.out.bulk(item));
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+    ctx.out.null_array();
+}
