@@ -41,6 +41,7 @@ fn fill(client: &mut common::Client) {
     }
     client.cmd(&big);
     client.cmd(&["SADD", "set:ints", "3", "1", "2"]);
+    client.cmd(&["ZADD", "zset", "1.5", "a", "-inf", "b", "3", "c"]);
     client.cmd(&[
         "RPUSH",
         "list",
@@ -78,7 +79,7 @@ fn save_and_restart_keep_the_dataset() {
     );
     let log = restarted.log();
     assert!(
-        log.contains("Done loading RDB, keys loaded: 20008, keys expired: 0."),
+        log.contains("Done loading RDB, keys loaded: 20009, keys expired: 0."),
         "{log}"
     );
     assert_eq!(
@@ -333,5 +334,63 @@ fn failed_bgsave_refuses_writes_with_misconf() {
     assert_eq!(client.cmd(&["SET", "k", "v"]), simple("OK"));
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(name);
+    assert!(
+        path.exists(),
+        "fixture {} missing (../shared beside the repo)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn redis_fixture_loads_with_redis_digest() {
+    for name in ["redis-7.0/encodings.rdb", "redis-legacy/encodings.rdb"] {
+        let amber_dir = common::temp_dir("fixture-amber");
+        let redis_dir = common::temp_dir("fixture-redis");
+        std::fs::copy(fixture(name), amber_dir.join("dump.rdb")).unwrap();
+        std::fs::copy(fixture(name), redis_dir.join("dump.rdb")).unwrap();
+        let amber = ServerProcess::amber_in(&amber_dir, &[]);
+        let redis = ServerProcess::redis_in(&redis_dir, &[]);
+        let mut redis_client = redis.client();
+        wait_for(
+            || redis_client.cmd(&["PING"]) == simple("PONG"),
+            "redis to load",
+        );
+        assert_eq!(
+            digest(&mut amber.client()),
+            digest(&mut redis_client),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn streams_are_refused_clearly_and_the_file_kept() {
+    let dir = common::temp_dir("stream");
+    std::fs::copy(fixture("redis-7.0/stream.rdb"), dir.join("dump.rdb")).unwrap();
+    let before = std::fs::read(dir.join("dump.rdb")).unwrap();
+    let output = std::process::Command::new(common::amber_binary())
+        .args([
+            "--port",
+            &common::free_port().to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("key 'stream:") && log.contains("stream value"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(dir.join("dump.rdb")).unwrap(), before);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -96,6 +96,7 @@ fn type_code(value: &Value) -> u32 {
         Value::Hash(_) => 4,
         Value::Set(_) => 2,
         Value::List(_) => 1,
+        Value::Zset(_) => 3,
     }
 }
 
@@ -104,6 +105,14 @@ fn mix_value(digest: &mut Digest, entry: &Entry) {
     digest.mix(&type_code(&entry.value).to_be_bytes());
     match &entry.value {
         Value::Str(value) => digest.mix(&value.as_bytes()),
+        Value::Zset(zset) => {
+            for (member, score) in zset.iter() {
+                let mut element = Digest::default();
+                element.mix(member);
+                element.mix(amber_protocol::format_double(score).as_bytes());
+                digest.xor(&element.0);
+            }
+        }
         Value::List(items) => items.iter().for_each(|item| digest.mix(item)),
         Value::Set(set) => {
             for member in set.members() {

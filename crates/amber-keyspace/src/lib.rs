@@ -11,6 +11,7 @@ mod glob;
 mod hash;
 mod set;
 mod value;
+mod zset;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, Lookup};
@@ -19,3 +20,4 @@ pub use glob::glob_match;
 pub use hash::{HashLimits, HashValue};
 pub use set::{SetValue, member_as_int};
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};
+pub use zset::{Score, ZsetLimits, ZsetValue};

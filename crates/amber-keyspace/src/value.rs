@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::hash::HashValue;
 use crate::set::SetValue;
+use crate::zset::ZsetValue;
 
 /// Longest string Redis stores in its compact `embstr` encoding.
 pub const EMBSTR_MAX_LEN: usize = 44;
@@ -117,6 +118,8 @@ pub enum Value {
     Hash(HashValue),
     /// A set.
     Set(SetValue),
+    /// A sorted set.
+    Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
     List(std::collections::VecDeque<Box<[u8]>>),
 }
@@ -129,6 +132,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::Zset(_) => "zset",
         }
     }
 
@@ -139,6 +143,7 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::List(_) => "quicklist",
+            Value::Zset(zset) => zset.encoding(),
         }
     }
 }

@@ -7,7 +7,9 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use amber_keyspace::{Entry, HashLimits, HashValue, Keyspace, SetValue, StrValue, Value};
+use amber_keyspace::{
+    Entry, HashLimits, HashValue, Keyspace, SetValue, StrValue, Value, ZsetLimits, ZsetValue,
+};
 use amber_rdb::{Item, RdbReader, RdbWriter, WriteOptions};
 use amber_snapshot::Child;
 
@@ -106,6 +108,12 @@ fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io
                 Value::Str(value) => writer
                     .string_entry(key, &value.as_bytes(), entry.expire_at)
                     .map_err(to_io)?,
+                Value::Zset(zset) => {
+                    let members = zset.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+                    writer
+                        .entry(key, &amber_rdb::Value::SortedSet(members), entry.expire_at)
+                        .map_err(to_io)?
+                }
                 Value::List(items) => {
                     let items = items.iter().map(|item| item.to_vec()).collect();
                     writer
@@ -161,6 +169,7 @@ pub fn load(
     now_ms: i64,
     limits: HashLimits,
     max_intset: usize,
+    zset_limits: ZsetLimits,
 ) -> Result<LoadStats, String> {
     let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
     let mut reader =
@@ -206,6 +215,15 @@ pub fn load(
             }
             let value = match entry.value {
                 amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+                amber_rdb::Value::SortedSet(members)
+                    if members.iter().all(|(_, s)| !s.is_nan()) =>
+                {
+                    let mut zset = ZsetValue::default();
+                    for (member, score) in &members {
+                        zset.insert(member, *score, zset_limits);
+                    }
+                    Value::Zset(zset)
+                }
                 amber_rdb::Value::List(items) => {
                     Value::List(items.into_iter().map(Vec::into_boxed_slice).collect())
                 }

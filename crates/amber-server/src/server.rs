@@ -226,6 +226,14 @@ impl Server {
         }
     }
 
+    /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
+    pub fn zset_limits(&self) -> amber_keyspace::ZsetLimits {
+        amber_keyspace::ZsetLimits {
+            max_entries: self.config.get_i64("zset-max-listpack-entries").max(0) as usize,
+            max_value: self.config.get_i64("zset-max-listpack-value").max(0) as usize,
+        }
+    }
+
     /// `set-max-intset-entries`.
     pub fn max_intset(&self) -> usize {
         self.config.get_i64("set-max-intset-entries").max(0) as usize

@@ -11,6 +11,7 @@ mod sets;
 mod strings;
 mod table;
 mod transactions;
+mod zsets;
 
 use std::cell::RefCell;
 use std::rc::Rc;

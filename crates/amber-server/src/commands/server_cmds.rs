@@ -108,6 +108,7 @@ fn acl_categories(spec: &CommandSpec) -> Vec<String> {
         "hash" => categories.push("@hash"),
         "set" => categories.push("@set"),
         "list" => categories.push("@list"),
+        "sorted-set" => categories.push("@sortedset"),
         "keyspace" => categories.push("@keyspace"),
         "connection" => categories.push("@connection"),
         _ => {}
@@ -402,6 +403,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
         Value::Hash(hash) => hash.len(),
         Value::Set(set) => set.len(),
         Value::List(items) => items.len(),
+        Value::Zset(zset) => zset.len(),
     };
     let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
     let text = format!(

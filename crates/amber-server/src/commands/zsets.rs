@@ -1,0 +1,693 @@
+//! The sorted-set family: ZADD and its options, scores and ranks, ZRANGE in all its forms,
+//! pops, range removals and ZSCAN.
+
+use amber_keyspace::{Entry, Value, ZsetLimits, ZsetValue, glob_match};
+use amber_protocol::{Protocol, parse_i64};
+use bytes::Bytes;
+
+use super::strings::parse_float;
+use super::{Ctx, Replied, errors, is};
+
+/// Runs `read` on the sorted set under `key`: `Ok(None)` if missing, WRONGTYPE replied otherwise.
+fn read_zset<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&ZsetValue) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let result = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(Value::Zset(zset)) => Ok(Some(read(zset))),
+        Some(_) => Err(Replied),
+    };
+    ctx.server.collect_expired(db);
+    if result.is_err() {
+        ctx.error(errors::WRONGTYPE);
+    }
+    result
+}
+
+/// Runs `change` on the sorted set under `key` (created when `create`); deletes it when emptied.
+fn write_zset<R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    change: impl FnOnce(&mut ZsetValue, ZsetLimits) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let limits = ctx.server.zset_limits();
+    let kind = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| matches!(e.value, Value::Zset(_)));
+    ctx.server.collect_expired(db);
+    match kind {
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            return Err(Replied);
+        }
+        None if !create => return Ok(None),
+        None => ctx
+            .db()
+            .insert(key, Entry::new(Value::Zset(ZsetValue::default()), now)),
+        Some(true) => {}
+    }
+    let Some(Value::Zset(zset)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
+        return Ok(None);
+    };
+    let result = change(zset, limits);
+    if zset.is_empty() {
+        ctx.db().remove(key);
+    }
+    Ok(Some(result))
+}
+
+fn score_arg(bytes: &[u8]) -> Option<f64> {
+    parse_float(bytes).filter(|f| !f.is_nan())
+}
+
+/// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`
+pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) {
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
+    let mut i = 2;
+    while i < args.len() {
+        let arg = &args[i];
+        let flag = if is(arg, "nx") {
+            &mut nx
+        } else if is(arg, "xx") {
+            &mut xx
+        } else if is(arg, "gt") {
+            &mut gt
+        } else if is(arg, "lt") {
+            &mut lt
+        } else if is(arg, "ch") {
+            &mut ch
+        } else if is(arg, "incr") {
+            &mut incr
+        } else {
+            break;
+        };
+        *flag = true;
+        i += 1;
+    }
+    let pairs = &args[i..];
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
+        return ctx.error(errors::SYNTAX);
+    }
+    if nx && xx {
+        return ctx.error("ERR XX and NX options at the same time are not compatible");
+    }
+    if ((gt || lt) && nx) || (gt && lt) {
+        return ctx.error("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if incr && pairs.len() > 2 {
+        return ctx.error("ERR INCR option supports a single increment-element pair");
+    }
+    let mut parsed = Vec::with_capacity(pairs.len() / 2);
+    for pair in pairs.chunks(2) {
+        let Some(score) = score_arg(&pair[0]) else {
+            return ctx.error(errors::NOT_FLOAT);
+        };
+        parsed.push((score, pair[1].clone()));
+    }
+    let outcome = write_zset(ctx, &args[1], !xx, |zset, limits| {
+        let (mut added, mut changed) = (0, 0);
+        let mut incr_result = None;
+        for (score, member) in &parsed {
+            let current = zset.score(member);
+            if (nx && current.is_some()) || (xx && current.is_none()) {
+                continue;
+            }
+            let new_score = match (incr, current) {
+                (true, Some(old)) => old + score,
+                _ => *score,
+            };
+            if new_score.is_nan() {
+                return Err("ERR resulting score is not a number (NaN)");
+            }
+            if let Some(old) = current
+                && ((gt && new_score <= old) || (lt && new_score >= old))
+            {
+                continue;
+            }
+            if current != Some(new_score) {
+                if zset.insert(member, new_score, limits) {
+                    added += 1;
+                } else {
+                    changed += 1;
+                }
+            }
+            incr_result = Some(new_score);
+        }
+        Ok((added, changed, incr_result))
+    });
+    match outcome {
+        Ok(Some(Ok((added, changed, incr_result)))) => {
+            ctx.dirty((added + changed) as u64);
+            if incr {
+                match incr_result {
+                    Some(score) => ctx.out.double(score),
+                    None => ctx.out.null(),
+                }
+            } else {
+                ctx.out.integer(if ch { added + changed } else { added });
+            }
+        }
+        Ok(Some(Err(message))) => ctx.error(message),
+        Ok(None) if incr => ctx.out.null(),
+        Ok(None) => ctx.out.integer(0),
+        Err(Replied) => {}
+    }
+}
+
+/// `ZINCRBY key increment member`
+pub fn zincrby(ctx: &mut Ctx, args: &[Bytes]) {
+    let Some(by) = score_arg(&args[2]) else {
+        return ctx.error(errors::NOT_FLOAT);
+    };
+    let result = write_zset(ctx, &args[1], true, |zset, limits| {
+        let score = zset.score(&args[3]).unwrap_or(0.0) + by;
+        if score.is_nan() {
+            return Err("ERR resulting score is not a number (NaN)");
+        }
+        zset.insert(&args[3], score, limits);
+        Ok(score)
+    });
+    match result {
+        Ok(Some(Ok(score))) => {
+            ctx.dirty(1);
+            ctx.out.double(score);
+        }
+        Ok(Some(Err(message))) => ctx.error(message),
+        _ => {}
+    }
+}
+
+/// `ZREM key member [member ...]`
+pub fn zrem(ctx: &mut Ctx, args: &[Bytes]) {
+    let removed = write_zset(ctx, &args[1], false, |zset, _| {
+        args[2..].iter().filter(|m| zset.remove(m)).count()
+    });
+    if let Ok(removed) = removed {
+        let removed = removed.unwrap_or(0);
+        ctx.dirty(removed as u64);
+        ctx.out.integer(removed as i64);
+    }
+}
+
+/// `ZCARD key`
+pub fn zcard(ctx: &mut Ctx, args: &[Bytes]) {
+    if let Ok(len) = read_zset(ctx, &args[1], ZsetValue::len) {
+        ctx.out.integer(len.unwrap_or(0) as i64);
+    }
+}
+
+/// `ZSCORE key member`
+pub fn zscore(ctx: &mut Ctx, args: &[Bytes]) {
+    match read_zset(ctx, &args[1], |zset| zset.score(&args[2])) {
+        Ok(Some(Some(score))) => ctx.out.double(score),
+        Ok(_) => ctx.out.null(),
+        Err(Replied) => {}
+    }
+}
+
+/// `ZMSCORE key member [member ...]`
+pub fn zmscore(ctx: &mut Ctx, args: &[Bytes]) {
+    let scores = read_zset(ctx, &args[1], |zset| {
+        args[2..].iter().map(|m| zset.score(m)).collect::<Vec<_>>()
+    });
+    let Ok(scores) = scores else { return };
+    let scores = scores.unwrap_or_else(|| vec![None; args.len() - 2]);
+    ctx.out.array(scores.len());
+    for score in scores {
+        match score {
+            Some(score) => ctx.out.double(score),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+fn rank(ctx: &mut Ctx, args: &[Bytes], reverse: bool) {
+    let found = read_zset(ctx, &args[1], |zset| {
+        zset.rank(&args[2])
+            .map(|r| if reverse { zset.len() - 1 - r } else { r })
+    });
+    match found {
+        Ok(Some(Some(rank))) => ctx.out.integer(rank as i64),
+        Ok(_) => ctx.out.null(),
+        Err(Replied) => {}
+    }
+}
+
+/// `ZRANK key member`
+pub fn zrank(ctx: &mut Ctx, args: &[Bytes]) {
+    rank(ctx, args, false);
+}
+
+/// `ZREVRANK key member`
+pub fn zrevrank(ctx: &mut Ctx, args: &[Bytes]) {
+    rank(ctx, args, true);
+}
+
+/// One end of a score range (`(1.5`, `-inf`).
+#[derive(Clone, Copy)]
+struct ScoreBound {
+    value: f64,
+    exclusive: bool,
+}
+
+fn score_bound(arg: &[u8]) -> Option<ScoreBound> {
+    let (exclusive, text) = match arg.split_first() {
+        Some((b'(', rest)) => (true, rest),
+        _ => (false, arg),
+    };
+    Some(ScoreBound {
+        value: score_arg(text)?,
+        exclusive,
+    })
+}
+
+fn above(score: f64, min: ScoreBound) -> bool {
+    if min.exclusive {
+        score > min.value
+    } else {
+        score >= min.value
+    }
+}
+
+fn below(score: f64, max: ScoreBound) -> bool {
+    if max.exclusive {
+        score < max.value
+    } else {
+        score <= max.value
+    }
+}
+
+/// One end of a lexicographic range (`-`, `+`, `[a`, `(a`).
+#[derive(Clone)]
+enum LexBound {
+    Min,
+    Max,
+    Inclusive(Vec<u8>),
+    Exclusive(Vec<u8>),
+}
+
+fn lex_bound(arg: &[u8]) -> Option<LexBound> {
+    match arg.split_first()? {
+        (b'-', []) => Some(LexBound::Min),
+        (b'+', []) => Some(LexBound::Max),
+        (b'[', rest) => Some(LexBound::Inclusive(rest.to_vec())),
+        (b'(', rest) => Some(LexBound::Exclusive(rest.to_vec())),
+        _ => None,
+    }
+}
+
+fn lex_above(member: &[u8], min: &LexBound) -> bool {
+    match min {
+        LexBound::Min => true,
+        LexBound::Max => false,
+        LexBound::Inclusive(v) => member >= v.as_slice(),
+        LexBound::Exclusive(v) => member > v.as_slice(),
+    }
+}
+
+fn lex_below(member: &[u8], max: &LexBound) -> bool {
+    match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Inclusive(v) => member <= v.as_slice(),
+        LexBound::Exclusive(v) => member < v.as_slice(),
+    }
+}
+
+enum RangeKind {
+    Rank(i64, i64),
+    Score(ScoreBound, ScoreBound),
+    Lex(LexBound, LexBound),
+}
+
+struct RangeQuery {
+    kind: RangeKind,
+    reverse: bool,
+    limit: Option<(i64, i64)>,
+}
+
+type Scored = Vec<(Vec<u8>, f64)>;
+
+fn select(zset: &ZsetValue, query: &RangeQuery) -> Scored {
+    let ordered: Box<dyn Iterator<Item = (&[u8], f64)>> = if query.reverse {
+        Box::new(zset.iter().rev())
+    } else {
+        Box::new(zset.iter())
+    };
+    let picked: Box<dyn Iterator<Item = (&[u8], f64)>> = match &query.kind {
+        RangeKind::Rank(start, stop) => {
+            let len = zset.len() as i64;
+            let start = if *start < 0 {
+                (len + start).max(0)
+            } else {
+                *start
+            };
+            let stop = if *stop < 0 {
+                len + stop
+            } else {
+                (*stop).min(len - 1)
+            };
+            if start > stop || start >= len {
+                return Vec::new();
+            }
+            Box::new(
+                ordered
+                    .skip(start as usize)
+                    .take((stop - start + 1) as usize),
+            )
+        }
+        RangeKind::Score(min, max) => {
+            let (min, max) = (*min, *max);
+            Box::new(ordered.filter(move |(_, s)| above(*s, min) && below(*s, max)))
+        }
+        RangeKind::Lex(min, max) => {
+            Box::new(ordered.filter(move |(m, _)| lex_above(m, min) && lex_below(m, max)))
+        }
+    };
+    let picked: Box<dyn Iterator<Item = (&[u8], f64)>> = match query.limit {
+        Some((offset, count)) if offset < 0 => Box::new(picked.take(0).skip(count.max(0) as usize)),
+        Some((offset, count)) if count >= 0 => {
+            Box::new(picked.skip(offset as usize).take(count as usize))
+        }
+        Some((offset, _)) => Box::new(picked.skip(offset as usize)),
+        None => picked,
+    };
+    picked.map(|(m, s)| (m.to_vec(), s)).collect()
+}
+
+fn reply_scored(ctx: &mut Ctx, items: &Scored, with_scores: bool) {
+    if with_scores && ctx.out.protocol() == Protocol::Resp3 {
+        ctx.out.array(items.len());
+        for (member, score) in items {
+            ctx.out.array(2);
+            ctx.out.bulk(member);
+            ctx.out.double(*score);
+        }
+        return;
+    }
+    ctx.out.array(items.len() * if with_scores { 2 } else { 1 });
+    for (member, score) in items {
+        ctx.out.bulk(member);
+        if with_scores {
+            ctx.out.double(*score);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum By {
+    Rank,
+    Score,
+    Lex,
+}
+
+/// Parses the range arguments shared by the ZRANGE family; `reverse` swaps min/max for
+/// BYSCORE/BYLEX as Redis does.
+fn parse_range(
+    ctx: &mut Ctx,
+    min: &[u8],
+    max: &[u8],
+    by: By,
+    reverse: bool,
+) -> Result<RangeKind, Replied> {
+    let (low, high) = if reverse && by != By::Rank {
+        (max, min)
+    } else {
+        (min, max)
+    };
+    match by {
+        By::Rank => match (parse_i64(low), parse_i64(high)) {
+            (Some(a), Some(b)) => Ok(RangeKind::Rank(a, b)),
+            _ => {
+                ctx.error(errors::NOT_INTEGER);
+                Err(Replied)
+            }
+        },
+        By::Score => match (score_bound(low), score_bound(high)) {
+            (Some(a), Some(b)) => Ok(RangeKind::Score(a, b)),
+            _ => {
+                ctx.error("ERR min or max is not a float");
+                Err(Replied)
+            }
+        },
+        By::Lex => match (lex_bound(low), lex_bound(high)) {
+            (Some(a), Some(b)) => Ok(RangeKind::Lex(a, b)),
+            _ => {
+                ctx.error("ERR min or max not valid string range item");
+                Err(Replied)
+            }
+        },
+    }
+}
+
+/// Shared by ZRANGE and the older ZRANGEBYSCORE/ZREVRANGE/... forms.
+fn range_generic(ctx: &mut Ctx, args: &[Bytes], mut by: By, mut reverse: bool, allow_by: bool) {
+    let (mut limit, mut with_scores) = (None, false);
+    let mut i = 4;
+    while i < args.len() {
+        let arg = &args[i];
+        if is(arg, "withscores") {
+            with_scores = true;
+        } else if is(arg, "limit") && i + 2 < args.len() {
+            match (parse_i64(&args[i + 1]), parse_i64(&args[i + 2])) {
+                (Some(offset), Some(count)) => limit = Some((offset, count)),
+                _ => return ctx.error(errors::NOT_INTEGER),
+            }
+            i += 2;
+        } else if allow_by && is(arg, "byscore") {
+            by = By::Score;
+        } else if allow_by && is(arg, "bylex") {
+            by = By::Lex;
+        } else if allow_by && is(arg, "rev") {
+            reverse = true;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 1;
+    }
+    if limit.is_some() && by == By::Rank {
+        return ctx.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+    }
+    if with_scores && by == By::Lex {
+        return ctx.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+    }
+    let Ok(kind) = parse_range(ctx, &args[2], &args[3], by, reverse) else {
+        return;
+    };
+    let query = RangeQuery {
+        kind,
+        reverse,
+        limit,
+    };
+    let Ok(items) = read_zset(ctx, &args[1], |zset| select(zset, &query)) else {
+        return;
+    };
+    reply_scored(ctx, &items.unwrap_or_default(), with_scores);
+}
+
+/// `ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]`
+pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Rank, false, true);
+}
+
+/// `ZREVRANGE key start stop [WITHSCORES]`
+pub fn zrevrange(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Rank, true, false);
+}
+
+/// `ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]`
+pub fn zrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Score, false, false);
+}
+
+/// `ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]`
+pub fn zrevrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Score, true, false);
+}
+
+/// `ZRANGEBYLEX key min max [LIMIT offset count]`
+pub fn zrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Lex, false, false);
+}
+
+/// `ZREVRANGEBYLEX key max min [LIMIT offset count]`
+pub fn zrevrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+    range_generic(ctx, args, By::Lex, true, false);
+}
+
+fn count_generic(ctx: &mut Ctx, args: &[Bytes], by: By) {
+    let Ok(kind) = parse_range(ctx, &args[2], &args[3], by, false) else {
+        return;
+    };
+    let query = RangeQuery {
+        kind,
+        reverse: false,
+        limit: None,
+    };
+    if let Ok(count) = read_zset(ctx, &args[1], |zset| select(zset, &query).len()) {
+        ctx.out.integer(count.unwrap_or(0) as i64);
+    }
+}
+
+/// `ZCOUNT key min max`
+pub fn zcount(ctx: &mut Ctx, args: &[Bytes]) {
+    count_generic(ctx, args, By::Score);
+}
+
+/// `ZLEXCOUNT key min max`
+pub fn zlexcount(ctx: &mut Ctx, args: &[Bytes]) {
+    count_generic(ctx, args, By::Lex);
+}
+
+fn remove_range(ctx: &mut Ctx, args: &[Bytes], by: By) {
+    let Ok(kind) = parse_range(ctx, &args[2], &args[3], by, false) else {
+        return;
+    };
+    let query = RangeQuery {
+        kind,
+        reverse: false,
+        limit: None,
+    };
+    let removed = write_zset(ctx, &args[1], false, |zset, _| {
+        let doomed = select(zset, &query);
+        doomed.iter().for_each(|(m, _)| {
+            zset.remove(m);
+        });
+        doomed.len()
+    });
+    if let Ok(removed) = removed {
+        let removed = removed.unwrap_or(0);
+        ctx.dirty(removed as u64);
+        ctx.out.integer(removed as i64);
+    }
+}
+
+/// `ZREMRANGEBYRANK key start stop`
+pub fn zremrangebyrank(ctx: &mut Ctx, args: &[Bytes]) {
+    remove_range(ctx, args, By::Rank);
+}
+
+/// `ZREMRANGEBYSCORE key min max`
+pub fn zremrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+    remove_range(ctx, args, By::Score);
+}
+
+/// `ZREMRANGEBYLEX key min max`
+pub fn zremrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+    remove_range(ctx, args, By::Lex);
+}
+
+fn pop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
+    let count = match args.get(2) {
+        None => None,
+        Some(_) if args.len() > 3 => return ctx.error(errors::SYNTAX),
+        Some(arg) => match parse_i64(arg) {
+            Some(n) if n >= 0 => Some(n as usize),
+            Some(_) => return ctx.error("ERR value is out of range, must be positive"),
+            None => return ctx.error(errors::NOT_INTEGER),
+        },
+    };
+    let popped = write_zset(ctx, &args[1], false, |zset, _| {
+        let picked: Scored = if highest {
+            zset.iter()
+                .rev()
+                .take(count.unwrap_or(1))
+                .map(|(m, s)| (m.to_vec(), s))
+                .collect()
+        } else {
+            zset.iter()
+                .take(count.unwrap_or(1))
+                .map(|(m, s)| (m.to_vec(), s))
+                .collect()
+        };
+        picked.iter().for_each(|(m, _)| {
+            zset.remove(m);
+        });
+        picked
+    });
+    let Ok(popped) = popped else { return };
+    let popped = popped.unwrap_or_default();
+    ctx.dirty(popped.len() as u64);
+    if count.is_none() || ctx.out.protocol() == Protocol::Resp2 {
+        ctx.out.array(popped.len() * 2);
+        for (member, score) in &popped {
+            ctx.out.bulk(member);
+            ctx.out.double(*score);
+        }
+    } else {
+        reply_scored(ctx, &popped, true);
+    }
+}
+
+/// `ZPOPMIN key [count]`
+pub fn zpopmin(ctx: &mut Ctx, args: &[Bytes]) {
+    pop(ctx, args, false);
+}
+
+/// `ZPOPMAX key [count]`
+pub fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
+    pop(ctx, args, true);
+}
+
+/// `ZSCAN key cursor [MATCH pattern] [COUNT count]` (returned whole, cursor 0)
+pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
+    if std::str::from_utf8(&args[2])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+        .is_none()
+    {
+        return ctx.error("ERR invalid cursor");
+    }
+    let mut pattern: Option<Bytes> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return ctx.error(errors::SYNTAX);
+        };
+        if is(&args[i], "match") {
+            pattern = Some(value.clone());
+        } else if is(&args[i], "count") {
+            let Ok(n) = ctx.int_arg(value) else { return };
+            if n < 1 {
+                return ctx.error(errors::SYNTAX);
+            }
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 2;
+    }
+    let items = read_zset(ctx, &args[1], |zset| {
+        zset.iter()
+            .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_match(p, m, false)))
+            .map(|(m, s)| (m.to_vec(), s))
+            .collect::<Scored>()
+    });
+    let Ok(items) = items else { return };
+    let items = items.unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk(b"0");
+    ctx.out.array(items.len() * 2);
+    for (member, score) in &items {
+        ctx.out.bulk(member);
+        ctx.out.double(*score);
+    }
+}
