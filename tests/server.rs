@@ -461,3 +461,89 @@ fn config_rewrite_updates_the_file() {
     assert!(text.contains(&format!("port {}", server.port)), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn blocking_pops_wait_time_out_and_serve_in_order() {
+    let server = ServerProcess::amber(&[]);
+    let mut producer = server.client();
+    let mut first = server.client();
+    let mut second = server.client();
+
+    let started = Instant::now();
+    assert_eq!(first.cmd(&["BLPOP", "q", "0.2"]), Frame::NullArray);
+    assert!(
+        started.elapsed() >= Duration::from_millis(180),
+        "waited for the timeout"
+    );
+
+    first.send(&["BLPOP", "q", "other", "5"]);
+    std::thread::sleep(Duration::from_millis(50));
+    second.send(&["BRPOP", "q", "5"]);
+    second.send(&["PING"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let Frame::Bulk(info) = producer.cmd(&["INFO", "clients"]) else {
+        panic!()
+    };
+    assert!(String::from_utf8_lossy(&info).contains("blocked_clients:2"));
+    assert_eq!(producer.cmd(&["RPUSH", "q", "a", "b"]), Frame::Integer(2));
+    assert_eq!(
+        first.read(),
+        Some(Frame::Array(vec![bulk("q"), bulk("a")])),
+        "first blocked, first served"
+    );
+    assert_eq!(
+        second.read(),
+        Some(Frame::Array(vec![bulk("q"), bulk("b")]))
+    );
+    assert_eq!(
+        second.read(),
+        Some(simple("PONG")),
+        "pipelined command runs after unblocking"
+    );
+
+    first.send(&["BLMOVE", "src", "dst", "LEFT", "RIGHT", "5"]);
+    std::thread::sleep(Duration::from_millis(50));
+    producer.cmd(&["LPUSH", "src", "x"]);
+    assert_eq!(first.read(), Some(bulk("x")));
+    assert_eq!(
+        producer.cmd(&["LRANGE", "dst", "0", "-1"]),
+        Frame::Array(vec![bulk("x")])
+    );
+
+    second.send(&["BZPOPMIN", "z", "5"]);
+    std::thread::sleep(Duration::from_millis(50));
+    producer.cmd(&["ZADD", "z", "2", "m"]);
+    assert_eq!(
+        second.read(),
+        Some(Frame::Array(vec![bulk("z"), bulk("m"), bulk("2")]))
+    );
+
+    assert_eq!(first.cmd(&["MULTI"]), simple("OK"));
+    first.cmd(&["BLPOP", "empty", "0"]);
+    assert_eq!(
+        first.cmd(&["EXEC"]),
+        Frame::Array(vec![Frame::NullArray]),
+        "no blocking inside EXEC"
+    );
+
+    assert!(
+        matches!(first.cmd(&["BLPOP", "q", "-1"]), Frame::Error(e) if e == b"ERR timeout is negative")
+    );
+    producer.cmd(&["SET", "str", "v"]);
+    assert!(
+        matches!(first.cmd(&["BLPOP", "str", "1"]), Frame::Error(e) if e.starts_with(b"WRONGTYPE"))
+    );
+
+    let mut leaving = server.client();
+    leaving.send(&["BLPOP", "never", "0"]);
+    std::thread::sleep(Duration::from_millis(50));
+    drop(leaving);
+    std::thread::sleep(Duration::from_millis(100));
+    let Frame::Bulk(info) = producer.cmd(&["INFO", "clients"]) else {
+        panic!()
+    };
+    assert!(
+        String::from_utf8_lossy(&info).contains("blocked_clients:0"),
+        "a client that leaves is unblocked"
+    );
+}

@@ -22,9 +22,9 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (id, kill) = {
+    let (id, kill, wake) = {
         let info = info.borrow();
-        (info.id, info.kill.clone())
+        (info.id, info.kill.clone(), info.wake.clone())
     };
     let authenticated = shared.borrow().settings.requirepass.is_none();
     let mut client = ClientState {
@@ -34,6 +34,8 @@ pub async fn serve<S>(
         close_after_reply: false,
         transaction: None,
         watching: Vec::new(),
+        in_exec: false,
+        blocked: None,
         local,
         id,
     };
@@ -44,18 +46,45 @@ pub async fn serve<S>(
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let read = tokio::select! {
-            result = stream.read_buf(&mut input) => result,
-            _ = kill.notified() => break,
-        };
-        let read = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let keep_going = {
-            let mut server = shared.borrow_mut();
-            server.stats.net_input_bytes += read as u64;
-            process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
+        let keep_going = match client.blocked.as_ref().map(|b| b.deadline) {
+            None => {
+                let read = tokio::select! {
+                    result = stream.read_buf(&mut input) => result,
+                    _ = kill.notified() => break,
+                };
+                let read = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut server = shared.borrow_mut();
+                server.stats.net_input_bytes += read as u64;
+                process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
+            }
+            Some(deadline) => {
+                let expired = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let timed_out = tokio::select! {
+                    _ = wake.notified() => false,
+                    _ = expired => true,
+                    _ = kill.notified() => break,
+                    result = stream.read_buf(&mut input) => match result {
+                        // Input arriving while blocked waits in the buffer; EOF ends the client.
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => continue,
+                    },
+                };
+                let mut server = shared.borrow_mut();
+                retry_blocked(&mut server, &mut client, &mut out, timed_out);
+                if client.blocked.is_some() {
+                    true
+                } else {
+                    process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
+                }
+            }
         };
         if !out.is_empty() {
             // Like Redis, which writes replies once all ready clients were read: let the other
@@ -75,6 +104,9 @@ pub async fn serve<S>(
             break;
         }
     }
+    if let Some(blocked) = client.blocked.take() {
+        shared.borrow_mut().unblock(id, blocked.db, &blocked.keys);
+    }
     let _ = stream.shutdown().await;
     let mut server = shared.borrow_mut();
     for watched in client.watching.drain(..) {
@@ -82,6 +114,36 @@ pub async fn serve<S>(
     }
     server.invalidated.remove(&id);
     server.clients.remove(&id);
+}
+
+/// Runs a blocked client's command again after a wake-up, or replies the timeout.
+fn retry_blocked(
+    server: &mut Server,
+    client: &mut ClientState,
+    out: &mut ReplyWriter,
+    timed_out: bool,
+) {
+    let Some(blocked) = client.blocked.take() else {
+        return;
+    };
+    server.unblock(client.id, blocked.db, &blocked.keys);
+    if timed_out {
+        out.null_array();
+        return;
+    }
+    server.now_ms = unix_ms();
+    let db = std::mem::replace(&mut client.db, blocked.db);
+    let mut ctx = Ctx {
+        server: &mut *server,
+        client: &mut *client,
+        out: &mut *out,
+    };
+    crate::commands::execute_now(&mut ctx, &blocked.args);
+    client.db = db;
+    // Blocked again (another client took the data): keep the original deadline.
+    if let Some(again) = client.blocked.as_mut() {
+        again.deadline = blocked.deadline;
+    }
 }
 
 /// Executes every complete request in `input`; false when the connection must close.
@@ -114,7 +176,7 @@ fn process_input(
                     out: &mut *out,
                 };
                 execute(&mut ctx, &args);
-                if client.close_after_reply {
+                if client.close_after_reply || client.blocked.is_some() {
                     break;
                 }
             }

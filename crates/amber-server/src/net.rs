@@ -249,6 +249,7 @@ fn admit(
         unix,
         killed: false,
         kill: Rc::new(Notify::new()),
+        wake: Rc::new(Notify::new()),
     }));
     server.clients.insert(id, info.clone());
     verbose!(

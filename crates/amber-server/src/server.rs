@@ -117,6 +117,8 @@ pub struct ClientInfo {
     pub killed: bool,
     /// Wakes the connection task when it must close.
     pub kill: Rc<Notify>,
+    /// Wakes a blocked client when one of its keys may have data.
+    pub wake: Rc<Notify>,
 }
 
 /// The whole server state.
@@ -159,6 +161,8 @@ pub struct Server {
     pub invalidated: HashSet<u64>,
     /// RDB snapshot state.
     pub rdb: crate::persistence::RdbState,
+    /// Clients blocked on each `(db, key)`, in the order they blocked.
+    pub blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -215,6 +219,7 @@ impl Server {
             watchers: HashMap::new(),
             invalidated: HashSet::new(),
             rdb: crate::persistence::RdbState::new(),
+            blocking: HashMap::new(),
         }
     }
 
@@ -250,6 +255,49 @@ impl Server {
             self.shutdown_requested = Some(request);
         }
         self.shutdown.notify_one();
+    }
+
+    /// Wakes the clients blocked on `key` in `db`, oldest first (Redis's signalKeyAsReady).
+    pub fn signal_ready(&self, db: usize, key: &[u8]) {
+        let Some(ids) = self.blocking.get(&(db, key.to_vec())) else {
+            return;
+        };
+        for id in ids {
+            if let Some(info) = self.clients.get(id) {
+                info.borrow().wake.notify_one();
+            }
+        }
+    }
+
+    /// Records that `client` waits for data on `keys` of `db`.
+    pub fn block_on(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        for key in keys {
+            let waiting = self.blocking.entry((db, key.clone())).or_default();
+            if !waiting.contains(&client) {
+                waiting.push(client);
+            }
+        }
+    }
+
+    /// Forgets that `client` waits on `keys` of `db`.
+    pub fn unblock(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        for key in keys {
+            let slot = (db, key.clone());
+            if let Some(waiting) = self.blocking.get_mut(&slot) {
+                waiting.retain(|&id| id != client);
+                if waiting.is_empty() {
+                    self.blocking.remove(&slot);
+                }
+            }
+        }
+    }
+
+    /// Number of clients blocked on keys (`blocked_clients`).
+    pub fn blocked_clients(&self) -> usize {
+        let mut ids: Vec<u64> = self.blocking.values().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
     }
 
     /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).

@@ -125,7 +125,7 @@ fn clients_section(server: &Server) -> String {
         ("maxclients", server.settings.maxclients.to_string()),
         ("client_recent_max_input_buffer", "0".into()),
         ("client_recent_max_output_buffer", "0".into()),
-        ("blocked_clients", "0".into()),
+        ("blocked_clients", server.blocked_clients().to_string()),
         ("tracking_clients", "0".into()),
         ("clients_in_timeout_table", "0".into()),
     ])

@@ -9,10 +9,10 @@ use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is};
 
-type List = VecDeque<Box<[u8]>>;
+pub(super) type List = VecDeque<Box<[u8]>>;
 
 /// Runs `read` on the list under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a list.
-fn read_list<R>(
+pub(super) fn read_list<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&List) -> R,
@@ -38,7 +38,7 @@ fn read_list<R>(
 }
 
 /// Runs `change` on the list under `key` (created when `create`); deletes it when emptied.
-fn write_list<R>(
+pub(super) fn write_list<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
@@ -75,12 +75,12 @@ fn write_list<R>(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     Left,
     Right,
 }
 
-fn end_of(arg: &[u8]) -> Option<End> {
+pub(super) fn end_of(arg: &[u8]) -> Option<End> {
     if is(arg, "left") {
         Some(End::Left)
     } else if is(arg, "right") {
@@ -130,7 +130,7 @@ pub fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Right, true);
 }
 
-fn pop_from(list: &mut List, end: End, count: usize) -> Vec<Box<[u8]>> {
+pub(super) fn pop_from(list: &mut List, end: End, count: usize) -> Vec<Box<[u8]>> {
     (0..count)
         .map_while(|_| match end {
             End::Left => list.pop_front(),

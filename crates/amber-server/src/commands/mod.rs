@@ -1,6 +1,7 @@
 //! The command layer: the command table, argument checks common to every command (arity,
 //! authentication), and dispatch to the families' implementations.
 
+mod blocking;
 mod connection;
 mod hashes;
 mod info;
@@ -21,6 +22,7 @@ use amber_protocol::{ReplyWriter, parse_i64};
 use bytes::Bytes;
 
 use crate::server::{ClientInfo, Server};
+pub use blocking::Blocked;
 pub use connection::describe as describe_client;
 pub use table::{COMMANDS, CommandSpec, lookup};
 
@@ -72,6 +74,10 @@ pub struct ClientState {
     pub transaction: Option<transactions::Transaction>,
     /// Keys watched with WATCH.
     pub watching: Vec<transactions::WatchedKey>,
+    /// Set while EXEC runs queued commands (blocking commands then never block).
+    pub in_exec: bool,
+    /// The blocking command this client waits on, if any.
+    pub blocked: Option<blocking::Blocked>,
 }
 
 /// Everything a command implementation works with.
@@ -199,10 +205,12 @@ pub fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
 fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let dirty_before = ctx.server.dirty;
     (spec.handler)(ctx, args);
-    if ctx.server.dirty != dirty_before && !ctx.server.watchers.is_empty() {
+    let changed = ctx.server.dirty != dirty_before;
+    if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {
         let db = ctx.client.db;
         for key in transactions::command_keys(spec, args) {
             ctx.server.touch_key(db, key);
+            ctx.server.signal_ready(db, key);
         }
     }
 }

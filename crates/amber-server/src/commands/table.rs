@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, connection, hashes, keys, lists, server_cmds, sets, strings, transactions, zsets,
+    Ctx, blocking, connection, hashes, keys, lists, server_cmds, sets, strings, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -118,6 +118,7 @@ const NONE: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
 const TWO: (i32, i32, i32) = (1, 2, 1);
+const ALL_BUT_LAST: (i32, i32, i32) = (1, -2, 1);
 const W: Flags = Flags(WRITE.0 | DENYOOM.0);
 const WF: Flags = Flags(WRITE.0 | DENYOOM.0 | FAST.0);
 const RF: Flags = Flags(READONLY.0 | FAST.0);
@@ -960,6 +961,69 @@ pub static COMMANDS: &[CommandSpec] = &[
         ONE,
         Z,
         "Iterates over members and scores of a sorted set.",
+    ),
+    cmd(
+        "blpop",
+        blocking::blpop,
+        -3,
+        Flags(WRITE.0 | NOSCRIPT.0),
+        ALL_BUT_LAST,
+        L,
+        "Removes and returns the first element in a list. Blocks until an element is available otherwise.",
+    ),
+    cmd(
+        "brpop",
+        blocking::brpop,
+        -3,
+        Flags(WRITE.0 | NOSCRIPT.0),
+        ALL_BUT_LAST,
+        L,
+        "Removes and returns the last element in a list. Blocks until an element is available otherwise.",
+    ),
+    cmd(
+        "brpoplpush",
+        blocking::brpoplpush,
+        4,
+        Flags(WRITE.0 | DENYOOM.0 | NOSCRIPT.0),
+        TWO,
+        L,
+        "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise.",
+    ),
+    cmd(
+        "blmove",
+        blocking::blmove,
+        6,
+        Flags(WRITE.0 | DENYOOM.0 | NOSCRIPT.0),
+        TWO,
+        L,
+        "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise.",
+    ),
+    cmd(
+        "blmpop",
+        blocking::blmpop,
+        -5,
+        Flags(WRITE.0 | NOSCRIPT.0),
+        NONE,
+        L,
+        "Pops the first element from one of multiple lists. Blocks until an element is available otherwise.",
+    ),
+    cmd(
+        "bzpopmin",
+        blocking::bzpopmin,
+        -3,
+        Flags(WRITE.0 | NOSCRIPT.0 | FAST.0),
+        ALL_BUT_LAST,
+        Z,
+        "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise.",
+    ),
+    cmd(
+        "bzpopmax",
+        blocking::bzpopmax,
+        -3,
+        Flags(WRITE.0 | NOSCRIPT.0 | FAST.0),
+        ALL_BUT_LAST,
+        Z,
+        "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.",
     ),
     cmd(
         "multi",

@@ -68,9 +68,11 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
         return;
     }
     ctx.out.array(transaction.queued.len());
+    ctx.client.in_exec = true;
     for args in &transaction.queued {
         execute_now(ctx, args);
     }
+    ctx.client.in_exec = false;
 }
 
 /// Queues `args` inside MULTI.

@@ -9,7 +9,7 @@ use super::strings::parse_float;
 use super::{Ctx, Replied, errors, is};
 
 /// Runs `read` on the sorted set under `key`: `Ok(None)` if missing, WRONGTYPE replied otherwise.
-fn read_zset<R>(
+pub(super) fn read_zset<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&ZsetValue) -> R,
@@ -35,7 +35,7 @@ fn read_zset<R>(
 }
 
 /// Runs `change` on the sorted set under `key` (created when `create`); deletes it when emptied.
-fn write_zset<R>(
+pub(super) fn write_zset<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,

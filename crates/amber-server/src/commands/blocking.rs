@@ -1,0 +1,261 @@
+//! Blocking pops: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX. A command that
+//! finds no data records itself in [`Blocked`]; the connection task then waits until a write
+//! signals one of its keys (clients are woken oldest first), the timeout passes, or the client
+//! goes away, and re-runs the command.
+
+use amber_protocol::Protocol;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::lists::{End, end_of, pop_from, read_list, write_list};
+use super::zsets::{read_zset, write_zset};
+use super::{Ctx, Replied, errors, is};
+use crate::long_double::LongDouble;
+
+/// A client waiting for data.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    /// The command to run again when a key is signalled.
+    pub args: Vec<Bytes>,
+    /// The keys it waits on.
+    pub keys: Vec<Vec<u8>>,
+    /// The database of the keys.
+    pub db: usize,
+    /// When to give up (`None`: never).
+    pub deadline: Option<Instant>,
+}
+
+/// Parses a blocking timeout in seconds (fractions allowed; 0 = forever).
+fn timeout(ctx: &mut Ctx, arg: &[u8]) -> Result<Option<Instant>, Replied> {
+    let seconds = LongDouble::parse(arg)
+        .and_then(|value| value.to_human_string().parse::<f64>().ok())
+        .filter(|s| s.is_finite());
+    match seconds {
+        None => {
+            ctx.error("ERR timeout is not a float or out of range");
+            Err(Replied)
+        }
+        Some(s) if s < 0.0 => {
+            ctx.error("ERR timeout is negative");
+            Err(Replied)
+        }
+        Some(0.0) => Ok(None),
+        Some(s) => Ok(Some(
+            Instant::now() + std::time::Duration::from_secs_f64(s.min(1e9)),
+        )),
+    }
+}
+
+/// Blocks the client on `keys` unless inside EXEC, where the empty result is replied instead.
+fn block(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    keys: &[Bytes],
+    deadline: Option<Instant>,
+    in_exec_reply: fn(&mut Ctx),
+) {
+    if ctx.client.in_exec {
+        in_exec_reply(ctx);
+        return;
+    }
+    let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    let db = ctx.client.db;
+    ctx.server.block_on(ctx.client.id, db, &keys);
+    ctx.client.blocked = Some(Blocked {
+        args: args.to_vec(),
+        keys,
+        db,
+        deadline,
+    });
+}
+
+fn null_array(ctx: &mut Ctx) {
+    ctx.out.null_array();
+}
+
+fn null(ctx: &mut Ctx) {
+    ctx.out.null();
+}
+
+/// The key that had data and the elements popped from it.
+type Popped = (Bytes, Vec<Box<[u8]>>);
+
+/// Pops from the first non-empty list among `keys`; WRONGTYPE for a non-list key.
+fn pop_any(
+    ctx: &mut Ctx,
+    keys: &[Bytes],
+    end: End,
+    count: usize,
+) -> Result<Option<Popped>, Replied> {
+    for key in keys {
+        read_list(ctx, key, |_| ())?;
+    }
+    for key in keys {
+        if let Some(items) = write_list(ctx, key, false, |list| pop_from(list, end, count))?
+            && !items.is_empty()
+        {
+            ctx.dirty(items.len() as u64);
+            let db = ctx.client.db;
+            ctx.server.touch_key(db, key);
+            return Ok(Some((key.clone(), items)));
+        }
+    }
+    Ok(None)
+}
+
+fn bpop(ctx: &mut Ctx, args: &[Bytes], end: End) {
+    let keys = &args[1..args.len() - 1];
+    let Ok(deadline) = timeout(ctx, &args[args.len() - 1]) else {
+        return;
+    };
+    match pop_any(ctx, keys, end, 1) {
+        Err(Replied) => {}
+        Ok(Some((key, items))) => {
+            ctx.out.array(2);
+            ctx.out.bulk(&key);
+            ctx.out.bulk(&items[0]);
+        }
+        Ok(None) => block(ctx, args, keys, deadline, null_array),
+    }
+}
+
+/// `BLPOP key [key ...] timeout`
+pub fn blpop(ctx: &mut Ctx, args: &[Bytes]) {
+    bpop(ctx, args, End::Left);
+}
+
+/// `BRPOP key [key ...] timeout`
+pub fn brpop(ctx: &mut Ctx, args: &[Bytes]) {
+    bpop(ctx, args, End::Right);
+}
+
+fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) {
+    let Ok(deadline) = timeout(ctx, timeout_arg) else {
+        return;
+    };
+    let (source, destination) = (&args[1], &args[2]);
+    if read_list(ctx, destination, |_| ()).is_err() {
+        return;
+    }
+    match pop_any(ctx, std::slice::from_ref(source), from, 1) {
+        Err(Replied) => {}
+        Ok(Some((_, mut items))) => {
+            let item = items.remove(0);
+            ctx.out.bulk(&item);
+            let _ = write_list(ctx, destination, true, |list| match to {
+                End::Left => list.push_front(item),
+                End::Right => list.push_back(item),
+            });
+            let db = ctx.client.db;
+            ctx.server.touch_key(db, destination);
+            ctx.server.signal_ready(db, destination);
+        }
+        Ok(None) => block(ctx, args, std::slice::from_ref(source), deadline, null),
+    }
+}
+
+/// `BRPOPLPUSH source destination timeout`
+pub fn brpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
+    bmove(ctx, args, End::Right, End::Left, &args[3]);
+}
+
+/// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`
+pub fn blmove(ctx: &mut Ctx, args: &[Bytes]) {
+    let (Some(from), Some(to)) = (end_of(&args[3]), end_of(&args[4])) else {
+        return ctx.error(errors::SYNTAX);
+    };
+    bmove(ctx, args, from, to, &args[5]);
+}
+
+/// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`
+pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(deadline) = timeout(ctx, &args[1]) else {
+        return;
+    };
+    let Ok(numkeys) = ctx.int_arg(&args[2]) else {
+        return;
+    };
+    if numkeys <= 0 {
+        return ctx.error("ERR numkeys should be greater than 0");
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len().saturating_sub(4) {
+        return ctx.error(errors::SYNTAX);
+    }
+    let keys = &args[3..3 + numkeys];
+    let Some(end) = end_of(&args[3 + numkeys]) else {
+        return ctx.error(errors::SYNTAX);
+    };
+    let count = match &args[4 + numkeys..] {
+        [] => 1,
+        [word, value] if is(word, "count") => match amber_protocol::parse_i64(value) {
+            Some(n) if n > 0 => n as usize,
+            _ => return ctx.error("ERR count should be greater than 0"),
+        },
+        _ => return ctx.error(errors::SYNTAX),
+    };
+    match pop_any(ctx, keys, end, count) {
+        Err(Replied) => {}
+        Ok(Some((key, items))) => {
+            ctx.out.array(2);
+            ctx.out.bulk(&key);
+            ctx.out.array(items.len());
+            items.iter().for_each(|item| ctx.out.bulk(item));
+        }
+        Ok(None) => block(ctx, args, keys, deadline, null_array),
+    }
+}
+
+fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
+    let keys = &args[1..args.len() - 1];
+    let Ok(deadline) = timeout(ctx, &args[args.len() - 1]) else {
+        return;
+    };
+    for key in keys {
+        if read_zset(ctx, key, |_| ()).is_err() {
+            return;
+        }
+    }
+    for key in keys {
+        let popped = write_zset(ctx, key, false, |zset, _| {
+            let first = if highest {
+                zset.iter().next_back()
+            } else {
+                zset.iter().next()
+            };
+            let (member, score) = first.map(|(m, s)| (m.to_vec(), s))?;
+            zset.remove(&member);
+            Some((member, score))
+        });
+        match popped {
+            Err(Replied) => return,
+            Ok(Some(Some((member, score)))) => {
+                ctx.dirty(1);
+                let db = ctx.client.db;
+                ctx.server.touch_key(db, key);
+                ctx.out.array(3);
+                ctx.out.bulk(key);
+                ctx.out.bulk(&member);
+                if ctx.out.protocol() == Protocol::Resp3 {
+                    ctx.out.double(score);
+                } else {
+                    ctx.out
+                        .bulk(amber_protocol::format_double(score).as_bytes());
+                }
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+    block(ctx, args, keys, deadline, null_array);
+}
+
+/// `BZPOPMIN key [key ...] timeout`
+pub fn bzpopmin(ctx: &mut Ctx, args: &[Bytes]) {
+    bzpop(ctx, args, false);
+}
+
+/// `BZPOPMAX key [key ...] timeout`
+pub fn bzpopmax(ctx: &mut Ctx, args: &[Bytes]) {
+    bzpop(ctx, args, true);
+}
