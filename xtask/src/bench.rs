@@ -28,6 +28,12 @@ pub struct BenchArgs {
     /// Only the persistence comparison.
     #[arg(long)]
     persistence_only: bool,
+    /// Keys per type for the memory comparison; 0 skips it.
+    #[arg(long, default_value_t = 200_000)]
+    memory_keys: u64,
+    /// Only the memory comparison.
+    #[arg(long)]
+    memory_only: bool,
 }
 
 struct ServerUnderTest {
@@ -153,6 +159,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.persistence_only {
         return persistence(args);
     }
+    if args.memory_only {
+        return memory(args);
+    }
     let root = workspace_root();
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -212,6 +221,133 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(scratch);
     if args.persistence_keys > 0 {
         persistence(args)?;
+    }
+    if args.memory_keys > 0 {
+        memory(args)?;
+    }
+    Ok(())
+}
+
+/// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
+fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut batch = String::new();
+    let mut pending = 0u64;
+    let mut sink = vec![0u8; 1 << 20];
+    let mut flush = |stream: &mut TcpStream, batch: &mut String, pending: &mut u64| -> Result<()> {
+        stream.write_all(batch.as_bytes())?;
+        batch.clear();
+        // Each reply is one short line; read until we have seen that many line ends.
+        let mut lines = 0u64;
+        while lines < *pending {
+            let n = stream.read(&mut sink)?;
+            if n == 0 {
+                bail!("server closed the connection");
+            }
+            lines += sink[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        *pending = 0;
+        Ok(())
+    };
+    for i in 0..keys {
+        let line = match kind {
+            "string" => format!("SET {kind}:{i} value-{i}\r\n"),
+            "hash" => format!(
+                "HSET {kind}:{i} {}\r\n",
+                (0..10)
+                    .map(|j| format!("f{j} v{j}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            "list" => format!(
+                "RPUSH {kind}:{i} {}\r\n",
+                (0..10)
+                    .map(|j| format!("e{j}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            "set" => format!(
+                "SADD {kind}:{i} {}\r\n",
+                (0..10)
+                    .map(|j| format!("m{j}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            _ => format!(
+                "ZADD {kind}:{i} {}\r\n",
+                (0..10)
+                    .map(|j| format!("{j} m{j}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        };
+        batch.push_str(&line);
+        pending += 1;
+        if pending == 1000 {
+            flush(stream, &mut batch, &mut pending)?;
+        }
+    }
+    flush(stream, &mut batch, &mut pending)
+}
+
+/// Memory per key for each type, `used_memory` growth, side by side with redis-server.
+fn memory(args: &BenchArgs) -> Result<()> {
+    let root = workspace_root();
+    let binaries = [
+        ("amber", root.join("target/release/amber-server")),
+        ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
+    ];
+    println!(
+        "\nmemory: {} keys per type (10-element collections), bytes per key from used_memory and RSS growth",
+        args.memory_keys
+    );
+    println!(
+        "{:<8} | {:>14} {:>14} {:>7} | {:>14} {:>14} {:>7}",
+        "type",
+        "amber used/key",
+        "redis used/key",
+        "ratio",
+        "amber rss/key",
+        "redis rss/key",
+        "ratio"
+    );
+    for kind in ["string", "hash", "list", "set", "zset"] {
+        let mut used = Vec::new();
+        let mut rss = Vec::new();
+        for (name, binary) in &binaries {
+            let dir =
+                std::env::temp_dir().join(format!("amber-bench-mem-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let server = start(name, binary, &dir)?;
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+            let before: f64 = info_value(&mut stream, "used_memory")?
+                .parse()
+                .unwrap_or(0.0);
+            let rss_before: f64 = info_value(&mut stream, "used_memory_rss")?
+                .parse()
+                .unwrap_or(0.0);
+            fill_type(&mut stream, kind, args.memory_keys)?;
+            let after: f64 = info_value(&mut stream, "used_memory")?
+                .parse()
+                .unwrap_or(0.0);
+            let rss_after: f64 = info_value(&mut stream, "used_memory_rss")?
+                .parse()
+                .unwrap_or(0.0);
+            used.push((after - before) / args.memory_keys as f64);
+            rss.push((rss_after - rss_before) / args.memory_keys as f64);
+            drop(server);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        println!(
+            "{kind:<8} | {:>14.1} {:>14.1} {:>6.2}x | {:>14.1} {:>14.1} {:>6.2}x",
+            used[0],
+            used[1],
+            used[0] / used[1],
+            rss[0],
+            rss[1],
+            rss[0] / rss[1]
+        );
     }
     Ok(())
 }

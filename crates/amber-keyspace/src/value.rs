@@ -109,19 +109,19 @@ fn decimal_len(number: i64) -> usize {
     digits + sign
 }
 
-/// Any value a key can hold.
+/// Any value a key can hold. Collections are boxed so that every key's entry stays small.
 #[derive(Debug, Clone)]
 pub enum Value {
     /// A string.
     Str(StrValue),
     /// A hash.
-    Hash(HashValue),
+    Hash(Box<HashValue>),
     /// A set.
-    Set(SetValue),
+    Set(Box<SetValue>),
     /// A sorted set.
-    Zset(ZsetValue),
+    Zset(Box<ZsetValue>),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
-    List(std::collections::VecDeque<Box<[u8]>>),
+    List(Box<std::collections::VecDeque<Box<[u8]>>>),
 }
 
 impl Value {

@@ -222,17 +222,17 @@ pub fn load(
                     for (member, score) in &members {
                         zset.insert(member, *score, zset_limits);
                     }
-                    Value::Zset(zset)
+                    Value::Zset(Box::new(zset))
                 }
-                amber_rdb::Value::List(items) => {
-                    Value::List(items.into_iter().map(Vec::into_boxed_slice).collect())
-                }
+                amber_rdb::Value::List(items) => Value::List(Box::new(
+                    items.into_iter().map(Vec::into_boxed_slice).collect(),
+                )),
                 amber_rdb::Value::Set(members) => {
                     let mut set = SetValue::default();
                     for member in &members {
                         set.add(member, max_intset);
                     }
-                    Value::Set(set)
+                    Value::Set(Box::new(set))
                 }
                 amber_rdb::Value::Hash(pairs) => {
                     hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits)
@@ -294,5 +294,5 @@ fn hash_from_pairs<'a>(
     for (field, value) in pairs {
         hash.set(field, value, limits);
     }
-    Value::Hash(hash)
+    Value::Hash(Box::new(hash))
 }

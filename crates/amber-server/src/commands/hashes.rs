@@ -61,7 +61,7 @@ fn write_hash<R>(
         None if !create => return Ok(None),
         None => ctx
             .db()
-            .insert(key, Entry::new(Value::Hash(HashValue::default()), now)),
+            .insert(key, Entry::new(Value::Hash(Box::default()), now)),
         Some(true) => {}
     }
     let Some(Value::Hash(hash)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {

@@ -61,7 +61,7 @@ pub(super) fn write_list<R>(
         None if !create => return Ok(None),
         None => ctx
             .db()
-            .insert(key, Entry::new(Value::List(VecDeque::new()), now)),
+            .insert(key, Entry::new(Value::List(Box::default()), now)),
         Some(true) => {}
     }
     let Some(Value::List(list)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {

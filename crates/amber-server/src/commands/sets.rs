@@ -57,7 +57,7 @@ fn write_set<R>(
         None if !create => return Ok(None),
         None => ctx
             .db()
-            .insert(key, Entry::new(Value::Set(SetValue::default()), now)),
+            .insert(key, Entry::new(Value::Set(Box::default()), now)),
         Some(true) => {}
     }
     let Some(Value::Set(set)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
@@ -208,7 +208,7 @@ fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra)
     }
     let len = set.len();
     ctx.db()
-        .insert(destination, Entry::new(Value::Set(set), now));
+        .insert(destination, Entry::new(Value::Set(Box::new(set)), now));
     ctx.dirty(1);
     ctx.out.integer(len as i64);
 }

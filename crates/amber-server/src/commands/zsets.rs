@@ -59,7 +59,7 @@ pub(super) fn write_zset<R>(
         None if !create => return Ok(None),
         None => ctx
             .db()
-            .insert(key, Entry::new(Value::Zset(ZsetValue::default()), now)),
+            .insert(key, Entry::new(Value::Zset(Box::default()), now)),
         Some(true) => {}
     }
     let Some(Value::Zset(zset)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
