@@ -966,3 +966,152 @@ proptest! {
         run_script(&commands);
     }
 }
+
+#[test]
+fn dump_payloads_move_between_redis_and_amber() {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let mut r = redis.client();
+    let mut a = amber.client();
+    let setup = script(
+        "
+        SET s hello
+        SET n 12345
+        SET big 123456789012345
+        RPUSH l a b 1 2
+        SADD ints 3 1 2
+        SADD words x y
+        HSET h f v g 2
+        ZADD z 1 a 2.5 b
+        ",
+    );
+    for command in &setup {
+        r.cmd(command);
+        a.cmd(command);
+    }
+    for key in ["s", "n", "big", "l", "ints", "h", "z"] {
+        assert_eq!(
+            a.cmd(&["DUMP", key]),
+            r.cmd(&["DUMP", key]),
+            "DUMP {key} is byte-identical"
+        );
+    }
+    for key in ["s", "n", "big", "l", "ints", "words", "h", "z"] {
+        let Frame::Bulk(from_redis) = r.cmd(&["DUMP", key]) else {
+            panic!("DUMP {key}")
+        };
+        let Frame::Bulk(from_amber) = a.cmd(&["DUMP", key]) else {
+            panic!("DUMP {key}")
+        };
+        let copy = format!("{key}:copy");
+        assert_eq!(
+            a.cmd(&[b"RESTORE".as_slice(), copy.as_bytes(), b"0", &from_redis]),
+            Frame::Simple(b"OK".to_vec())
+        );
+        assert_eq!(
+            r.cmd(&[b"RESTORE".as_slice(), copy.as_bytes(), b"0", &from_amber]),
+            Frame::Simple(b"OK".to_vec())
+        );
+        let want = r.cmd(&["DEBUG", "DIGEST-VALUE", key]);
+        assert_eq!(
+            a.cmd(&["DEBUG", "DIGEST-VALUE", &copy]),
+            want,
+            "{key} restored in amber"
+        );
+        assert_eq!(
+            r.cmd(&["DEBUG", "DIGEST-VALUE", &copy]),
+            want,
+            "{key} restored in redis"
+        );
+    }
+    let Frame::Bulk(mut payload) = r.cmd(&["DUMP", "s"]) else {
+        panic!()
+    };
+    let checks: Vec<(Vec<Vec<u8>>, &str)> = vec![
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"s".to_vec(),
+                b"0".to_vec(),
+                payload.clone(),
+            ],
+            "busy key",
+        ),
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"t".to_vec(),
+                b"-1".to_vec(),
+                payload.clone(),
+            ],
+            "negative ttl",
+        ),
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"t".to_vec(),
+                b"0".to_vec(),
+                payload.clone(),
+                b"IDLETIME".to_vec(),
+                b"-1".to_vec(),
+            ],
+            "idletime",
+        ),
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"t".to_vec(),
+                b"0".to_vec(),
+                payload.clone(),
+                b"FREQ".to_vec(),
+                b"300".to_vec(),
+            ],
+            "freq",
+        ),
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"t".to_vec(),
+                b"0".to_vec(),
+                payload.clone(),
+                b"BOGUS".to_vec(),
+            ],
+            "syntax",
+        ),
+        (
+            vec![
+                b"RESTORE".to_vec(),
+                b"t".to_vec(),
+                b"0".to_vec(),
+                b"garbage".to_vec(),
+            ],
+            "short payload",
+        ),
+    ];
+    for (command, what) in checks {
+        assert_eq!(a.cmd(&command), r.cmd(&command), "{what}");
+    }
+    let last = payload.len() - 1;
+    payload[last] ^= 1;
+    let bad_crc = vec![
+        b"RESTORE".to_vec(),
+        b"t".to_vec(),
+        b"0".to_vec(),
+        payload.clone(),
+    ];
+    assert_eq!(a.cmd(&bad_crc), r.cmd(&bad_crc), "wrong checksum");
+    payload[last] ^= 1;
+    payload[1] = 0x3f; // a string length running past the payload
+    let fixed = amber_rdb_checksum(&payload);
+    let bad_body = vec![b"RESTORE".to_vec(), b"t".to_vec(), b"0".to_vec(), fixed];
+    assert_eq!(a.cmd(&bad_body), r.cmd(&bad_body), "bad data format");
+    assert_eq!(a.cmd(&["DUMP", "missing"]), r.cmd(&["DUMP", "missing"]));
+}
+
+/// Recomputes a DUMP payload's trailing CRC-64 after its body was changed.
+fn amber_rdb_checksum(payload: &[u8]) -> Vec<u8> {
+    let body = &payload[..payload.len() - 8];
+    let mut fixed = body.to_vec();
+    fixed.extend_from_slice(&amber_rdb::crc64(body).to_le_bytes());
+    fixed
+}

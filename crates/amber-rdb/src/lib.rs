@@ -32,8 +32,8 @@ pub use model::{
     Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, Value,
     opcodes, types,
 };
-pub use reader::{MAX_VERSION, RdbReader};
-pub use writer::{RdbWriter, Thresholds, WRITE_VERSION, WriteError, WriteOptions};
+pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_payload};
+pub use writer::{RdbWriter, Thresholds, WRITE_VERSION, WriteError, WriteOptions, dump_payload};
 
 /// Redis's RDB checksum: CRC-64 with the Jones polynomial, reflected, initial value 0.
 pub fn crc64(data: &[u8]) -> u64 {

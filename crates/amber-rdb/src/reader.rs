@@ -628,3 +628,40 @@ mod tests {
         assert_eq!(error.key.as_deref(), Some(&b"k"[..]));
     }
 }
+
+/// Why a `RESTORE` payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Too short, a newer RDB version, or a wrong checksum
+    /// (`DUMP payload version or checksum are wrong`).
+    VersionOrChecksum,
+    /// The value inside does not parse (`Bad data format`).
+    BadFormat(String),
+}
+
+/// Parses a `DUMP` payload; `verify_checksum` false skips the CRC (as Redis's
+/// `DEBUG SET-SKIP-CHECKSUM-VALIDATION 1`).
+pub fn parse_payload(payload: &[u8], verify_checksum: bool) -> Result<Value, PayloadError> {
+    if payload.len() < 11 {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let (body, trailer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([trailer[0], trailer[1]]);
+    if u32::from(version) > MAX_VERSION {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let stored = u64::from_le_bytes(trailer[2..10].try_into().unwrap_or_default());
+    if verify_checksum && stored != crate::crc64(&payload[..payload.len() - 8]) {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let mut input = Input::new(body);
+    let bad = |kind: ErrorKind| PayloadError::BadFormat(kind.to_string());
+    let type_byte = input.u8("a value type").map_err(bad)?;
+    let value = read_value(&mut input, type_byte).map_err(bad)?;
+    if input.offset != body.len() as u64 {
+        return Err(PayloadError::BadFormat(
+            "trailing bytes after the value".into(),
+        ));
+    }
+    Ok(value)
+}

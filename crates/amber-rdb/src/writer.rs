@@ -84,6 +84,8 @@ pub struct RdbWriter<W: Write> {
     digest: crc_fast::Digest,
     options: WriteOptions,
     written: u64,
+    /// Set for DUMP payloads, which hold a value without its key.
+    omit_key: bool,
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -95,6 +97,7 @@ impl<W: Write> RdbWriter<W> {
             digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis),
             options,
             written: 0,
+            omit_key: false,
         };
         writer
             .buffer
@@ -202,6 +205,12 @@ impl<W: Write> RdbWriter<W> {
         Ok(())
     }
 
+    fn key(&mut self, key: &[u8]) {
+        if !self.omit_key {
+            self.string(key);
+        }
+    }
+
     fn length(&mut self, len: u64) {
         write_length(&mut self.buffer, len);
     }
@@ -217,12 +226,12 @@ impl<W: Write> RdbWriter<W> {
         match value {
             Value::String(bytes) => {
                 self.buffer.push(types::STRING);
-                self.string(key);
+                self.key(key);
                 self.string(bytes);
             }
             Value::List(items) => {
                 self.buffer.push(types::LIST_QUICKLIST_2);
-                self.string(key);
+                self.key(key);
                 self.quicklist(items);
             }
             Value::Set(members) => self.set(key, members),
@@ -235,7 +244,7 @@ impl<W: Write> RdbWriter<W> {
                     });
                 if small {
                     self.buffer.push(types::HASH_LISTPACK);
-                    self.string(key);
+                    self.key(key);
                     let blob = listpack(
                         fields
                             .iter()
@@ -244,7 +253,7 @@ impl<W: Write> RdbWriter<W> {
                     self.string(&blob);
                 } else {
                     self.buffer.push(types::HASH);
-                    self.string(key);
+                    self.key(key);
                     self.length(fields.len() as u64);
                     for (field, value) in fields {
                         self.string(field);
@@ -306,12 +315,12 @@ impl<W: Write> RdbWriter<W> {
         match ints {
             Some(ints) if ints.len() <= self.options.thresholds.set_max_intset_entries => {
                 self.buffer.push(types::SET_INTSET);
-                self.string(key);
+                self.key(key);
                 self.string(&intset(&ints));
             }
             _ => {
                 self.buffer.push(types::SET);
-                self.string(key);
+                self.key(key);
                 self.length(members.len() as u64);
                 for member in members {
                     self.string(member);
@@ -336,7 +345,7 @@ impl<W: Write> RdbWriter<W> {
                 .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
         if small {
             self.buffer.push(types::ZSET_LISTPACK);
-            self.string(key);
+            self.key(key);
             let scores: Vec<Vec<u8>> = sorted
                 .iter()
                 .map(|(_, s)| score_text(*s).into_bytes())
@@ -349,7 +358,7 @@ impl<W: Write> RdbWriter<W> {
             self.string(&blob);
         } else {
             self.buffer.push(types::ZSET_2);
-            self.string(key);
+            self.key(key);
             self.length(sorted.len() as u64);
             // Redis writes skiplists from the highest score down, so loading inserts at the head.
             for (member, score) in sorted.iter().rev() {
@@ -428,4 +437,17 @@ fn write_small_int(out: &mut Vec<u8>, number: i64) -> bool {
         return false;
     }
     true
+}
+
+/// A `DUMP` payload: the value in RDB form, the 2-byte RDB version and a CRC-64 of both.
+pub fn dump_payload(value: &Value, options: WriteOptions) -> Result<Vec<u8>, WriteError> {
+    let mut writer = RdbWriter::new(Vec::new(), options)?;
+    writer.buffer.clear();
+    writer.omit_key = true;
+    writer.value(b"", value)?;
+    let mut payload = std::mem::take(&mut writer.buffer);
+    payload.extend_from_slice(&(WRITE_VERSION as u16).to_le_bytes());
+    let checksum = crate::crc64(&payload);
+    payload.extend_from_slice(&checksum.to_le_bytes());
+    Ok(payload)
 }

@@ -100,17 +100,8 @@ fn load_snapshot(server: &mut Server) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let now = unix_ms();
-    let limits = server.hash_limits();
-    let max_intset = server.max_intset();
-    let zset_limits = server.zset_limits();
-    match crate::persistence::load(
-        &path,
-        &mut server.keyspace,
-        now,
-        limits,
-        max_intset,
-        zset_limits,
-    ) {
+    let limits = server.encoding_limits();
+    match crate::persistence::load(&path, &mut server.keyspace, now, &limits) {
         Ok(stats) => {
             notice!(
                 "Done loading RDB, keys loaded: {}, keys expired: {}.",

@@ -105,31 +105,10 @@ fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io
             .map_err(to_io)?;
         for (key, entry) in db.iter() {
             match &entry.value {
-                Value::Str(value) => writer
-                    .string_entry(key, &value.as_bytes(), entry.expire_at)
-                    .map_err(to_io)?,
-                Value::Zset(zset) => {
-                    let members = zset.iter().map(|(m, s)| (m.to_vec(), s)).collect();
-                    writer
-                        .entry(key, &amber_rdb::Value::SortedSet(members), entry.expire_at)
-                        .map_err(to_io)?
-                }
-                Value::List(items) => {
-                    let items = items.iter().map(|item| item.to_vec()).collect();
-                    writer
-                        .entry(key, &amber_rdb::Value::List(items), entry.expire_at)
-                        .map_err(to_io)?
-                }
-                Value::Set(set) => writer
-                    .entry(key, &amber_rdb::Value::Set(set.members()), entry.expire_at)
-                    .map_err(to_io)?,
-                Value::Hash(hash) => {
-                    let pairs = hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
-                    writer
-                        .entry(key, &amber_rdb::Value::Hash(pairs), entry.expire_at)
-                        .map_err(to_io)?
-                }
+                Value::Str(value) => writer.string_entry(key, &value.as_bytes(), entry.expire_at),
+                other => writer.entry(key, &to_rdb(other), entry.expire_at),
             }
+            .map_err(to_io)?;
             keys += 1;
             if options.key_delay_us > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(options.key_delay_us));
@@ -167,9 +146,7 @@ pub fn load(
     path: &Path,
     keyspace: &mut Keyspace,
     now_ms: i64,
-    limits: HashLimits,
-    max_intset: usize,
-    zset_limits: ZsetLimits,
+    limits: &EncodingLimits,
 ) -> Result<LoadStats, String> {
     let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
     let mut reader =
@@ -213,43 +190,12 @@ pub fn load(
                 stats.expired += 1;
                 continue;
             }
-            let value = match entry.value {
-                amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
-                amber_rdb::Value::SortedSet(members)
-                    if members.iter().all(|(_, s)| !s.is_nan()) =>
-                {
-                    let mut zset = ZsetValue::default();
-                    for (member, score) in &members {
-                        zset.insert(member, *score, zset_limits);
-                    }
-                    Value::Zset(Box::new(zset))
-                }
-                amber_rdb::Value::List(items) => Value::List(Box::new(
-                    items.into_iter().map(Vec::into_boxed_slice).collect(),
-                )),
-                amber_rdb::Value::Set(members) => {
-                    let mut set = SetValue::default();
-                    for member in &members {
-                        set.add(member, max_intset);
-                    }
-                    Value::Set(Box::new(set))
-                }
-                amber_rdb::Value::Hash(pairs) => {
-                    hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits)
-                }
-                amber_rdb::Value::HashWithFieldTtl(fields)
-                    if fields.iter().all(|(_, _, ttl)| ttl.is_none()) =>
-                {
-                    hash_from_pairs(fields.iter().map(|(f, v, _)| (f, v)), limits)
-                }
-                other => {
-                    return Err(format!(
-                        "key '{}' holds a {} value, which this Amber version cannot store yet",
-                        String::from_utf8_lossy(&entry.key),
-                        other.type_name()
-                    ));
-                }
-            };
+            let value = from_rdb(entry.value, limits).map_err(|kind| {
+                format!(
+                    "key '{}' holds a {kind} value, which this Amber version cannot store yet",
+                    String::from_utf8_lossy(&entry.key)
+                )
+            })?;
             let mut stored = Entry::new(value, now_ms);
             stored.expire_at = entry.expire_at_ms;
             keyspace.db(db).insert_owned(entry.key, stored);
@@ -284,6 +230,68 @@ pub fn save_points(config: &str) -> Vec<(u64, u64)> {
 /// Seconds since `since`, for log lines.
 pub fn seconds_since(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
+}
+
+/// The thresholds that decide compact encodings when values are built from a file or payload.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodingLimits {
+    /// `hash-max-listpack-*`
+    pub hash: HashLimits,
+    /// `set-max-intset-entries`
+    pub max_intset: usize,
+    /// `zset-max-listpack-*`
+    pub zset: ZsetLimits,
+}
+
+/// A keyspace value in the RDB crate's neutral form (for SAVE and DUMP).
+pub fn to_rdb(value: &Value) -> amber_rdb::Value {
+    match value {
+        Value::Str(value) => amber_rdb::Value::String(value.as_bytes().into_owned()),
+        Value::List(items) => {
+            amber_rdb::Value::List(items.iter().map(|item| item.to_vec()).collect())
+        }
+        Value::Set(set) => amber_rdb::Value::Set(set.members()),
+        Value::Hash(hash) => {
+            amber_rdb::Value::Hash(hash.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect())
+        }
+        Value::Zset(zset) => {
+            amber_rdb::Value::SortedSet(zset.iter().map(|(m, s)| (m.to_vec(), s)).collect())
+        }
+    }
+}
+
+/// Builds a keyspace value from the RDB crate's form (for loading and RESTORE); `Err` names
+/// the type when Amber cannot store it yet (streams, hash field TTLs, NaN scores).
+pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Value, &'static str> {
+    Ok(match value {
+        amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+        amber_rdb::Value::SortedSet(members) if members.iter().all(|(_, s)| !s.is_nan()) => {
+            let mut zset = ZsetValue::default();
+            for (member, score) in &members {
+                zset.insert(member, *score, limits.zset);
+            }
+            Value::Zset(Box::new(zset))
+        }
+        amber_rdb::Value::List(items) => Value::List(Box::new(
+            items.into_iter().map(Vec::into_boxed_slice).collect(),
+        )),
+        amber_rdb::Value::Set(members) => {
+            let mut set = SetValue::default();
+            for member in &members {
+                set.add(member, limits.max_intset);
+            }
+            Value::Set(Box::new(set))
+        }
+        amber_rdb::Value::Hash(pairs) => {
+            hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits.hash)
+        }
+        amber_rdb::Value::HashWithFieldTtl(fields)
+            if fields.iter().all(|(_, _, ttl)| ttl.is_none()) =>
+        {
+            hash_from_pairs(fields.iter().map(|(f, v, _)| (f, v)), limits.hash)
+        }
+        other => return Err(other.type_name()),
+    })
 }
 
 fn hash_from_pairs<'a>(

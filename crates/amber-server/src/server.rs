@@ -161,6 +161,8 @@ pub struct Server {
     pub invalidated: HashSet<u64>,
     /// RDB snapshot state.
     pub rdb: crate::persistence::RdbState,
+    /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
+    pub skip_checksum_validation: bool,
     /// Clients blocked on each `(db, key)`, in the order they blocked.
     pub blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
 }
@@ -220,6 +222,7 @@ impl Server {
             invalidated: HashSet::new(),
             rdb: crate::persistence::RdbState::new(),
             blocking: HashMap::new(),
+            skip_checksum_validation: false,
         }
     }
 
@@ -236,6 +239,15 @@ impl Server {
         amber_keyspace::ZsetLimits {
             max_entries: self.config.get_i64("zset-max-listpack-entries").max(0) as usize,
             max_value: self.config.get_i64("zset-max-listpack-value").max(0) as usize,
+        }
+    }
+
+    /// All the thresholds that decide compact encodings.
+    pub fn encoding_limits(&self) -> crate::persistence::EncodingLimits {
+        crate::persistence::EncodingLimits {
+            hash: self.hash_limits(),
+            max_intset: self.max_intset(),
+            zset: self.zset_limits(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod blocking;
 mod connection;
+mod dump;
 mod hashes;
 mod info;
 mod keys;

@@ -332,6 +332,10 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(1e6)));
             ctx.out.ok();
         }
+        (b"set-skip-checksum-validation", 3) => {
+            ctx.server.skip_checksum_validation = args[2].as_ref() != b"0";
+            ctx.out.ok();
+        }
         (b"set-active-expire", 3) => {
             ctx.server.active_expire_enabled = args[2].as_ref() != b"0";
             ctx.out.ok();

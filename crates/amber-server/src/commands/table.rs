@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, blocking, connection, hashes, keys, lists, server_cmds, sets, strings, transactions, zsets,
+    Ctx, blocking, connection, dump, hashes, keys, lists, server_cmds, sets, strings, transactions,
+    zsets,
 };
 use bytes::Bytes;
 
@@ -1024,6 +1025,24 @@ pub static COMMANDS: &[CommandSpec] = &[
         ALL_BUT_LAST,
         Z,
         "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.",
+    ),
+    cmd(
+        "dump",
+        dump::dump,
+        2,
+        READONLY,
+        ONE,
+        K,
+        "Returns a serialized representation of the value stored at a key.",
+    ),
+    cmd(
+        "restore",
+        dump::restore,
+        -4,
+        W,
+        ONE,
+        K,
+        "Creates a key from the serialized representation of a value.",
     ),
     cmd(
         "multi",

@@ -1,0 +1,98 @@
+//! DUMP and RESTORE with Redis's payload format (RDB value, 2-byte version, CRC-64), so values
+//! move between Amber and Redis.
+
+use amber_keyspace::Entry;
+use amber_protocol::parse_i64;
+use amber_rdb::{PayloadError, WriteOptions};
+use bytes::Bytes;
+
+use super::{Ctx, errors, is};
+use crate::persistence::{from_rdb, to_rdb};
+
+/// `DUMP key`
+pub fn dump(ctx: &mut Ctx, args: &[Bytes]) {
+    let now = ctx.server.now_ms;
+    let value = ctx
+        .db()
+        .get_mut(&args[1], now)
+        .map(|entry| to_rdb(&entry.value));
+    let db = ctx.client.db;
+    ctx.server.collect_expired(db);
+    let Some(value) = value else {
+        return ctx.out.null();
+    };
+    let options = WriteOptions {
+        compression: ctx.server.config.get_bool("rdbcompression"),
+        ..WriteOptions::default()
+    };
+    match amber_rdb::dump_payload(&value, options) {
+        Ok(payload) => ctx.out.bulk(&payload),
+        Err(error) => ctx.error(&format!("ERR {error}")),
+    }
+}
+
+/// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`
+pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
+    let (mut replace, mut absolute) = (false, false);
+    let mut i = 4;
+    while i < args.len() {
+        if is(&args[i], "replace") {
+            replace = true;
+        } else if is(&args[i], "absttl") {
+            absolute = true;
+        } else if is(&args[i], "idletime") && i + 1 < args.len() {
+            match parse_i64(&args[i + 1]) {
+                Some(n) if n >= 0 => {}
+                Some(_) => return ctx.error("ERR Invalid IDLETIME value, must be >= 0"),
+                None => return ctx.error(errors::NOT_INTEGER),
+            }
+            i += 1;
+        } else if is(&args[i], "freq") && i + 1 < args.len() {
+            match parse_i64(&args[i + 1]) {
+                Some(n) if (0..=255).contains(&n) => {}
+                Some(_) => return ctx.error("ERR Invalid FREQ value, must be >= 0 and <= 255"),
+                None => return ctx.error(errors::NOT_INTEGER),
+            }
+            i += 1;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 1;
+    }
+    let Ok(ttl) = ctx.int_arg(&args[2]) else {
+        return;
+    };
+    if ttl < 0 {
+        return ctx.error("ERR Invalid TTL value, must be >= 0");
+    }
+    let key = &args[1];
+    let now = ctx.server.now_ms;
+    if !replace && ctx.db().exists(key, now) {
+        return ctx.error("BUSYKEY Target key name already exists.");
+    }
+    let verify = !ctx.server.skip_checksum_validation;
+    let value = match amber_rdb::parse_payload(&args[3], verify) {
+        Ok(value) => value,
+        Err(PayloadError::VersionOrChecksum) => {
+            return ctx.error("ERR DUMP payload version or checksum are wrong");
+        }
+        Err(PayloadError::BadFormat(_)) => return ctx.error("ERR Bad data format"),
+    };
+    let limits = ctx.server.encoding_limits();
+    let Ok(value) = from_rdb(value, &limits) else {
+        return ctx.error("ERR Bad data format");
+    };
+    let expire_at = match ttl {
+        0 => None,
+        ttl if absolute => Some(ttl),
+        ttl => Some(now.saturating_add(ttl)),
+    };
+    ctx.db().remove(key);
+    if expire_at.is_none_or(|at| at > now) {
+        let mut entry = Entry::new(value, now);
+        entry.expire_at = expire_at;
+        ctx.db().insert(key, entry);
+    }
+    ctx.dirty(1);
+    ctx.out.ok();
+}
