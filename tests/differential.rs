@@ -687,6 +687,65 @@ fn sorted_sets_match_redis() {
 }
 
 #[test]
+fn sorted_set_algebra_matches_redis() {
+    run_script(&script(
+        "
+        ZADD a 1 x 2 y 3 z
+        ZADD b 10 y 20 z 30 w
+        SADD s x w
+        ZUNION 2 a b
+        ZUNION 2 a b WITHSCORES
+        ZUNION 3 a b s WEIGHTS 1 2 3 WITHSCORES
+        ZUNION 2 a b AGGREGATE MAX WITHSCORES
+        ZUNION 2 a b AGGREGATE MIN WITHSCORES
+        ZINTER 2 a b WITHSCORES
+        ZINTER 2 a s WITHSCORES
+        ZINTER 2 a nope
+        ZDIFF 2 a b WITHSCORES
+        ZDIFF 1 a
+        ZUNIONSTORE dst 2 a b WEIGHTS 2 0.5
+        ZRANGE dst 0 -1 WITHSCORES
+        ZINTERSTORE dst 2 a b AGGREGATE SUM
+        ZRANGE dst 0 -1 WITHSCORES
+        ZDIFFSTORE dst 2 a a
+        EXISTS dst
+        ZUNION 0 a
+        ZUNION 3 a b
+        ZUNION 2 a b WEIGHTS 1
+        ZUNION 2 a b WEIGHTS 1 x
+        ZUNION 2 a b AGGREGATE AVG
+        ZDIFF 2 a b AGGREGATE SUM
+        ZUNIONSTORE d 2 a b WITHSCORES
+        ZADD inf 1 p
+        ZUNION 2 a inf WEIGHTS inf 0 WITHSCORES
+        ZINTERCARD 2 a b
+        ZINTERCARD 2 a b LIMIT 1
+        ZINTERCARD 0 a
+        ZINTERCARD 3 a
+        ZINTERCARD 1 a LIMIT -1
+        ZRANGESTORE r a 0 1
+        ZRANGE r 0 -1 WITHSCORES
+        ZRANGESTORE r a (1 +inf BYSCORE LIMIT 0 1
+        ZRANGE r 0 -1 WITHSCORES
+        ZRANGESTORE r a 0 -1 LIMIT 0 1
+        ZRANGESTORE r nope 0 -1
+        EXISTS r
+        ZMPOP 2 nope a MIN
+        ZMPOP 1 b MAX COUNT 2
+        ZMPOP 1 nope MIN
+        ZMPOP 0 a MIN
+        ZMPOP 1 a MIDDLE
+        ZMPOP 1 a MIN COUNT 0
+        ZRANDMEMBER nope
+        ZRANDMEMBER nope 3
+        SET str x
+        ZUNION 2 a str
+        ZINTERCARD 1 str
+        ",
+    ));
+}
+
+#[test]
 fn resp3_replies_match_redis() {
     run_script(&script(
         "

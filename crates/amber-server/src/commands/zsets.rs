@@ -691,3 +691,436 @@ pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.double(*score);
     }
 }
+
+/// One input of ZUNION/ZINTER/ZDIFF: members with scores (a plain set counts as score 1).
+fn input_members(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Scored>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let members = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(Value::Zset(zset)) => Ok(Some(zset.iter().map(|(m, s)| (m.to_vec(), s)).collect())),
+        Some(Value::Set(set)) => Ok(Some(set.members().into_iter().map(|m| (m, 1.0)).collect())),
+        Some(_) => Err(Replied),
+    };
+    ctx.server.collect_expired(db);
+    if members.is_err() {
+        ctx.error(errors::WRONGTYPE);
+    }
+    members
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Combine {
+    Union,
+    Inter,
+    Diff,
+}
+
+#[derive(Clone, Copy)]
+enum Aggregate {
+    Sum,
+    Min,
+    Max,
+}
+
+fn aggregate(op: Aggregate, a: f64, b: f64) -> f64 {
+    let value = match op {
+        Aggregate::Sum => a + b,
+        Aggregate::Min => a.min(b),
+        Aggregate::Max => a.max(b),
+    };
+    if value.is_nan() { 0.0 } else { value }
+}
+
+/// Parses `numkeys key... [WEIGHTS ...] [AGGREGATE ...] [WITHSCORES]` and computes the result.
+fn combine_generic(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    first: usize,
+    op: Combine,
+    store: bool,
+) -> Result<(Scored, bool), Replied> {
+    let name = args[0].to_ascii_lowercase();
+    let name = String::from_utf8_lossy(&name);
+    let numkeys = ctx.int_arg(&args[first])?;
+    if numkeys < 1 {
+        ctx.error(&format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        ));
+        return Err(Replied);
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len() - first - 1 {
+        ctx.error(errors::SYNTAX);
+        return Err(Replied);
+    }
+    let keys = &args[first + 1..first + 1 + numkeys];
+    let mut weights = vec![1.0; numkeys];
+    let mut how = Aggregate::Sum;
+    let mut with_scores = false;
+    let mut i = first + 1 + numkeys;
+    while i < args.len() {
+        let rest = args.len() - i - 1;
+        if is(&args[i], "weights") && op != Combine::Diff && rest >= numkeys {
+            for (slot, arg) in weights.iter_mut().zip(&args[i + 1..i + 1 + numkeys]) {
+                match score_arg(arg) {
+                    Some(w) => *slot = w,
+                    None => {
+                        ctx.error("ERR weight value is not a float");
+                        return Err(Replied);
+                    }
+                }
+            }
+            i += numkeys;
+        } else if is(&args[i], "aggregate") && op != Combine::Diff && rest >= 1 {
+            how = if is(&args[i + 1], "sum") {
+                Aggregate::Sum
+            } else if is(&args[i + 1], "min") {
+                Aggregate::Min
+            } else if is(&args[i + 1], "max") {
+                Aggregate::Max
+            } else {
+                ctx.error(errors::SYNTAX);
+                return Err(Replied);
+            };
+            i += 1;
+        } else if is(&args[i], "withscores") && !store {
+            with_scores = true;
+        } else {
+            ctx.error(errors::SYNTAX);
+            return Err(Replied);
+        }
+        i += 1;
+    }
+    let mut inputs = Vec::with_capacity(numkeys);
+    for key in keys {
+        inputs.push(input_members(ctx, key)?.unwrap_or_default());
+    }
+    let mut result: std::collections::HashMap<Vec<u8>, f64> = std::collections::HashMap::new();
+    match op {
+        Combine::Union => {
+            for (input, weight) in inputs.iter().zip(&weights) {
+                for (member, score) in input {
+                    let weighted = weighted(*score, *weight);
+                    result
+                        .entry(member.clone())
+                        .and_modify(|s| *s = aggregate(how, *s, weighted))
+                        .or_insert(weighted);
+                }
+            }
+        }
+        Combine::Inter => {
+            let lookups: Vec<std::collections::HashMap<&[u8], f64>> = inputs
+                .iter()
+                .map(|input| input.iter().map(|(m, s)| (m.as_slice(), *s)).collect())
+                .collect();
+            for (member, score) in &inputs[0] {
+                let mut total = weighted(*score, weights[0]);
+                let mut everywhere = true;
+                for (lookup, weight) in lookups.iter().zip(&weights).skip(1) {
+                    match lookup.get(member.as_slice()) {
+                        Some(other) => total = aggregate(how, total, weighted(*other, *weight)),
+                        None => {
+                            everywhere = false;
+                            break;
+                        }
+                    }
+                }
+                if everywhere {
+                    result.insert(member.clone(), total);
+                }
+            }
+        }
+        Combine::Diff => {
+            let others: std::collections::HashSet<&[u8]> = inputs
+                .iter()
+                .skip(1)
+                .flat_map(|input| input.iter().map(|(m, _)| m.as_slice()))
+                .collect();
+            for (member, score) in &inputs[0] {
+                if !others.contains(member.as_slice()) {
+                    result.insert(member.clone(), *score);
+                }
+            }
+        }
+    }
+    let mut scored: Scored = result.into_iter().collect();
+    scored.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Ok((scored, with_scores))
+}
+
+/// `weight * score`, where NaN (e.g. 0 * inf) counts as 0 as in Redis.
+fn weighted(score: f64, weight: f64) -> f64 {
+    let value = score * weight;
+    if value.is_nan() { 0.0 } else { value }
+}
+
+fn store_scored(ctx: &mut Ctx, destination: &[u8], scored: &Scored) {
+    let now = ctx.server.now_ms;
+    let limits = ctx.server.zset_limits();
+    let existed = ctx.db().remove(destination).is_some();
+    if scored.is_empty() {
+        if existed {
+            ctx.dirty(1);
+        }
+        return ctx.out.integer(0);
+    }
+    let mut zset = ZsetValue::default();
+    for (member, score) in scored {
+        zset.insert(member, *score, limits);
+    }
+    ctx.db()
+        .insert(destination, Entry::new(Value::Zset(Box::new(zset)), now));
+    ctx.dirty(1);
+    ctx.out.integer(scored.len() as i64);
+}
+
+fn combine_command(ctx: &mut Ctx, args: &[Bytes], op: Combine, store: bool) {
+    let first = if store { 2 } else { 1 };
+    let Ok((scored, with_scores)) = combine_generic(ctx, args, first, op, store) else {
+        return;
+    };
+    if store {
+        store_scored(ctx, &args[1], &scored);
+    } else {
+        reply_scored(ctx, &scored, with_scores);
+    }
+}
+
+/// `ZUNION numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`
+pub fn zunion(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Union, false);
+}
+
+/// `ZINTER numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`
+pub fn zinter(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Inter, false);
+}
+
+/// `ZDIFF numkeys key [key ...] [WITHSCORES]`
+pub fn zdiff(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Diff, false);
+}
+
+/// `ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`
+pub fn zunionstore(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Union, true);
+}
+
+/// `ZINTERSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`
+pub fn zinterstore(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Inter, true);
+}
+
+/// `ZDIFFSTORE destination numkeys key [key ...]`
+pub fn zdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
+    combine_command(ctx, args, Combine::Diff, true);
+}
+
+/// `ZINTERCARD numkeys key [key ...] [LIMIT limit]`
+pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+        return;
+    };
+    if numkeys <= 0 {
+        return ctx.error("ERR at least 1 input key is needed for 'zintercard' command");
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len() - 2 {
+        return ctx.error(errors::SYNTAX);
+    }
+    let limit = match &args[2 + numkeys..] {
+        [] => 0,
+        [word, value] if is(word, "limit") => match parse_i64(value) {
+            Some(limit) if limit >= 0 => limit as usize,
+            Some(_) => return ctx.error("ERR LIMIT can't be negative"),
+            None => return ctx.error(errors::NOT_INTEGER),
+        },
+        _ => return ctx.error(errors::SYNTAX),
+    };
+    let mut inputs = Vec::new();
+    for key in &args[2..2 + numkeys] {
+        match input_members(ctx, key) {
+            Ok(members) => inputs.push(members.unwrap_or_default()),
+            Err(Replied) => return,
+        }
+    }
+    let others: Vec<std::collections::HashSet<&[u8]>> = inputs
+        .iter()
+        .skip(1)
+        .map(|i| i.iter().map(|(m, _)| m.as_slice()).collect())
+        .collect();
+    let count = inputs[0]
+        .iter()
+        .filter(|(m, _)| others.iter().all(|o| o.contains(m.as_slice())))
+        .count();
+    ctx.out
+        .integer(if limit > 0 { count.min(limit) } else { count } as i64);
+}
+
+/// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`
+pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
+    let (mut by, mut reverse, mut limit) = (By::Rank, false, None);
+    let mut i = 5;
+    while i < args.len() {
+        if is(&args[i], "byscore") {
+            by = By::Score;
+        } else if is(&args[i], "bylex") {
+            by = By::Lex;
+        } else if is(&args[i], "rev") {
+            reverse = true;
+        } else if is(&args[i], "limit") && i + 2 < args.len() {
+            match (parse_i64(&args[i + 1]), parse_i64(&args[i + 2])) {
+                (Some(offset), Some(count)) => limit = Some((offset, count)),
+                _ => return ctx.error(errors::NOT_INTEGER),
+            }
+            i += 2;
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+        i += 1;
+    }
+    if limit.is_some() && by == By::Rank {
+        return ctx.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+    }
+    let Ok(kind) = parse_range(ctx, &args[3], &args[4], by, reverse) else {
+        return;
+    };
+    let query = RangeQuery {
+        kind,
+        reverse,
+        limit,
+    };
+    let Ok(items) = read_zset(ctx, &args[2], |zset| select(zset, &query)) else {
+        return;
+    };
+    store_scored(ctx, &args[1], &items.unwrap_or_default());
+}
+
+/// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`
+pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+        return;
+    };
+    if numkeys <= 0 {
+        return ctx.error("ERR numkeys should be greater than 0");
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len().saturating_sub(3) {
+        return ctx.error(errors::SYNTAX);
+    }
+    let highest = if is(&args[2 + numkeys], "max") {
+        true
+    } else if is(&args[2 + numkeys], "min") {
+        false
+    } else {
+        return ctx.error(errors::SYNTAX);
+    };
+    let count = match &args[3 + numkeys..] {
+        [] => 1,
+        [word, value] if is(word, "count") => match parse_i64(value) {
+            Some(n) if n > 0 => n as usize,
+            _ => return ctx.error("ERR count should be greater than 0"),
+        },
+        _ => return ctx.error(errors::SYNTAX),
+    };
+    for key in &args[2..2 + numkeys] {
+        let popped = write_zset(ctx, key, false, |zset, _| {
+            let picked: Scored = if highest {
+                zset.iter()
+                    .rev()
+                    .take(count)
+                    .map(|(m, s)| (m.to_vec(), s))
+                    .collect()
+            } else {
+                zset.iter()
+                    .take(count)
+                    .map(|(m, s)| (m.to_vec(), s))
+                    .collect()
+            };
+            picked.iter().for_each(|(m, _)| {
+                zset.remove(m);
+            });
+            picked
+        });
+        match popped {
+            Err(Replied) => return,
+            Ok(Some(items)) if !items.is_empty() => {
+                ctx.dirty(items.len() as u64);
+                let db = ctx.client.db;
+                ctx.server.touch_key(db, key);
+                ctx.out.array(2);
+                ctx.out.bulk(key);
+                ctx.out.array(items.len());
+                for (member, score) in &items {
+                    ctx.out.array(2);
+                    ctx.out.bulk(member);
+                    ctx.out.double(*score);
+                }
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+    ctx.out.null_array();
+}
+
+/// `ZRANDMEMBER key [count [WITHSCORES]]`
+pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
+    let count = match args.get(2) {
+        None => None,
+        Some(arg) => match parse_i64(arg) {
+            Some(n) => Some(n),
+            None => return ctx.error(errors::NOT_INTEGER),
+        },
+    };
+    let with_scores = match args.get(3) {
+        None => false,
+        Some(arg) if args.len() == 4 && is(arg, "withscores") => true,
+        Some(_) => return ctx.error(errors::SYNTAX),
+    };
+    let Ok(items) = read_zset(ctx, &args[1], |zset| {
+        zset.iter()
+            .map(|(m, s)| (m.to_vec(), s))
+            .collect::<Scored>()
+    }) else {
+        return;
+    };
+    let items = items.unwrap_or_default();
+    let Some(count) = count else {
+        if items.is_empty() {
+            return ctx.out.null();
+        }
+        let index = (ctx.server.keyspace.next_random() % items.len() as u64) as usize;
+        return ctx.out.bulk(&items[index].0);
+    };
+    let picked: Scored = if count >= 0 {
+        let mut indexes: Vec<usize> = (0..items.len()).collect();
+        for i in (1..indexes.len()).rev() {
+            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
+            indexes.swap(i, j);
+        }
+        indexes
+            .into_iter()
+            .take(count as usize)
+            .map(|i| items[i].clone())
+            .collect()
+    } else if items.is_empty() {
+        Vec::new()
+    } else {
+        (0..count.unsigned_abs())
+            .map(|_| {
+                items[(ctx.server.keyspace.next_random() % items.len() as u64) as usize].clone()
+            })
+            .collect()
+    };
+    reply_scored(ctx, &picked, with_scores);
+}
