@@ -394,3 +394,59 @@ fn streams_are_refused_clearly_and_the_file_kept() {
     assert_eq!(std::fs::read(dir.join("dump.rdb")).unwrap(), before);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The dataset digest Redis recorded for a fixture in its manifest.
+fn manifest_digest(dir: &str, name: &str) -> String {
+    let manifest = std::fs::read_to_string(fixture(&format!("{dir}/manifest.json"))).unwrap();
+    let start = manifest
+        .find(&format!("\"{name}\": {{"))
+        .expect("fixture in manifest");
+    let marker = "\"digest\": \"";
+    let at = start + manifest[start..].find(marker).expect("digest") + marker.len();
+    manifest[at..at + 40].to_string()
+}
+
+#[test]
+fn fixture_rebuilt_by_commands_has_redis_digest() {
+    // Read the values Redis stored, then create them in Amber with ordinary commands.
+    let bytes = std::fs::read(fixture("redis-7.0/encodings.rdb")).unwrap();
+    let mut reader = amber_rdb::RdbReader::new(bytes.as_slice()).unwrap();
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    while let Some(item) = reader.next_item().unwrap() {
+        let amber_rdb::Item::Entry(entry) = item else {
+            continue;
+        };
+        client.cmd(&[b"SELECT".to_vec(), entry.db.to_string().into_bytes()]);
+        let key = entry.key.clone();
+        let mut command: Vec<Vec<u8>> = match entry.value {
+            amber_rdb::Value::String(value) => vec![b"SET".to_vec(), key.clone(), value],
+            amber_rdb::Value::List(items) => [vec![b"RPUSH".to_vec(), key.clone()], items].concat(),
+            amber_rdb::Value::Set(members) => {
+                [vec![b"SADD".to_vec(), key.clone()], members].concat()
+            }
+            amber_rdb::Value::Hash(pairs) => {
+                let flat: Vec<Vec<u8>> = pairs.into_iter().flat_map(|(f, v)| [f, v]).collect();
+                [vec![b"HSET".to_vec(), key.clone()], flat].concat()
+            }
+            amber_rdb::Value::SortedSet(members) => {
+                let flat: Vec<Vec<u8>> = members
+                    .into_iter()
+                    .flat_map(|(m, s)| [amber_protocol::format_double(s).into_bytes(), m])
+                    .collect();
+                [vec![b"ZADD".to_vec(), key.clone()], flat].concat()
+            }
+            other => panic!("unexpected {} in the fixture", other.type_name()),
+        };
+        assert!(
+            !matches!(client.cmd(&command), Frame::Error(_)),
+            "{command:?}"
+        );
+        if let Some(at) = entry.expire_at_ms {
+            command = vec![b"PEXPIREAT".to_vec(), key, at.to_string().into_bytes()];
+            assert_eq!(client.cmd(&command), Frame::Integer(1));
+        }
+    }
+    let want = manifest_digest("redis-7.0", "encodings.rdb");
+    assert_eq!(digest(&mut client), Frame::Simple(want.into_bytes()));
+}
