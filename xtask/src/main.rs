@@ -3,7 +3,9 @@
 //! * `test`: installs what the tests need (Debian's redis-server and redis-tools) when it is
 //!   missing, then runs every test of the workspace.
 //! * `bench`: runs `redis-benchmark` against amber-server and redis-server side by side, in
-//!   alternating rounds, and prints medians and the amber/redis ratios.
+//!   alternating rounds, and prints medians and the amber/redis ratios; then SAVE, fork and
+//!   restart times, and memory per key of each type.
+//! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` against the release binary.
 
 mod bench;
 mod tools;
@@ -30,6 +32,14 @@ enum Task {
     Lint,
     /// Benchmark amber-server against redis-server side by side.
     Bench(bench::BenchArgs),
+    /// Crash and restart scenarios against the release binary (kill -9 during SAVE/BGSAVE,
+    /// BGSAVE under writes, corrupt and truncated files, failing disks, Redis loading Amber's
+    /// snapshots and the reverse).
+    E2e {
+        /// Extra arguments passed to the test runner (e.g. a scenario name).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -50,6 +60,20 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ])
+        }
+        Task::E2e { args } => {
+            tools::ensure_redis()?;
+            let mut test_args = vec![
+                "test",
+                "--release",
+                "-p",
+                "amber-server",
+                "--test",
+                "persistence",
+                "--",
+            ];
+            test_args.extend(args.iter().map(String::as_str));
+            tools::cargo(&test_args)
         }
         Task::Bench(args) => {
             tools::ensure_redis()?;
