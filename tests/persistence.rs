@@ -450,3 +450,45 @@ fn fixture_rebuilt_by_commands_has_redis_digest() {
     let want = manifest_digest("redis-7.0", "encodings.rdb");
     assert_eq!(digest(&mut client), Frame::Simple(want.into_bytes()));
 }
+
+#[test]
+fn clients_get_loading_while_the_snapshot_loads() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000"]);
+    client.cmd(&["SAVE"]);
+    let dir = server.kill9();
+    let port = common::free_port();
+    let mut child = std::process::Command::new(common::amber_binary())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--save",
+            "",
+        ])
+        .args(["--key-load-delay", "100", "--logfile", "server.log"])
+        .spawn()
+        .unwrap();
+    wait_for(
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the listener",
+    );
+    let mut early = common::Client::connect(port);
+    let reply = early.cmd(&["GET", "key:1"]);
+    assert_eq!(
+        reply,
+        Frame::Error(b"LOADING Redis is loading the dataset in memory".to_vec())
+    );
+    assert_eq!(info_field(&mut early, "loading"), "1");
+    wait_for(
+        || early.cmd(&["PING"]) == simple("PONG"),
+        "the load to finish",
+    );
+    assert_eq!(early.cmd(&["DBSIZE"]), Frame::Integer(20000));
+    assert_eq!(info_field(&mut early, "loading"), "0");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}

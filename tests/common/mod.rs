@@ -129,7 +129,11 @@ impl ServerProcess {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Listening is not enough: wait until the dataset is loaded (PING stops replying
+            // -LOADING), so tests never see a half-loaded keyspace.
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && Client::connect(self.port).cmd(&["PING"]) == Frame::Simple(b"PONG".to_vec())
+            {
                 return;
             }
             if let Some(child) = self.child.as_mut()

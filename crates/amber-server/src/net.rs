@@ -68,7 +68,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut server = Server::new(config);
     server.port = port;
-    load_snapshot(&mut server)?;
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
     notice!("Server initialized");
@@ -78,8 +77,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(listener) = unix_listener {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
     }
-    tokio::task::spawn_local(cron(shared.clone()));
     tokio::task::spawn_local(watch_signals(shared.clone()));
+    load_snapshot(&shared).await?;
+    tokio::task::spawn_local(cron(shared.clone()));
     notice!("Ready to accept connections");
 
     loop {
@@ -92,38 +92,62 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads `dbfilename` when it exists; a file that cannot be read stops start-up, untouched.
-fn load_snapshot(server: &mut Server) -> anyhow::Result<()> {
-    let path = std::path::PathBuf::from(server.config.get("dbfilename"));
+/// Loads `dbfilename` when it exists, a batch of keys at a time, answering `-LOADING` to
+/// clients meanwhile; a file that cannot be read stops start-up and is left untouched.
+async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
+    let (path, limits, delay) = {
+        let server = shared.borrow();
+        let path = std::path::PathBuf::from(server.config.get("dbfilename"));
+        let delay = server.config.get_i64("key-load-delay").max(0) as u64;
+        (path, server.encoding_limits(), delay)
+    };
     if !path.exists() {
         return Ok(());
     }
     let started = Instant::now();
     let now = unix_ms();
-    let limits = server.encoding_limits();
-    match crate::persistence::load(&path, &mut server.keyspace, now, &limits) {
-        Ok(stats) => {
-            notice!(
-                "Done loading RDB, keys loaded: {}, keys expired: {}.",
-                stats.loaded,
-                stats.expired
-            );
-            notice!(
-                "DB loaded from disk: {:.3} seconds",
-                started.elapsed().as_secs_f64()
-            );
-            server.rdb.last_load = (stats.loaded, stats.expired);
-            Ok(())
-        }
-        Err(message) => {
-            warning!(
-                "Internal error in RDB reading {}: {message}",
-                path.display()
-            );
-            warning!("Terminating server after rdb file reading failure.");
-            bail!("Fatal error loading the DB: {message}. Exiting.")
+    let fail = |message: String| -> anyhow::Error {
+        warning!(
+            "Internal error in RDB reading {}: {message}",
+            path.display()
+        );
+        warning!("Terminating server after rdb file reading failure.");
+        anyhow::anyhow!("Fatal error loading the DB: {message}. Exiting.")
+    };
+    let mut loader = crate::persistence::Loader::open(&path).map_err(fail)?;
+    loader.key_delay_us = delay;
+    let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    shared.borrow_mut().loading = Some((started, total, 0));
+    loop {
+        let step = {
+            let mut server = shared.borrow_mut();
+            let result = loader.step(&mut server.keyspace, now, &limits, 1000);
+            server.loading = Some((started, total, loader.offset()));
+            if result.is_err() {
+                server.keyspace.clear();
+            }
+            result
+        };
+        match step {
+            Ok(true) => break,
+            Ok(false) => tokio::task::yield_now().await,
+            Err(message) => return Err(fail(message)),
         }
     }
+    let mut server = shared.borrow_mut();
+    server.loading = None;
+    let stats = loader.stats;
+    notice!(
+        "Done loading RDB, keys loaded: {}, keys expired: {}.",
+        stats.loaded,
+        stats.expired
+    );
+    notice!(
+        "DB loaded from disk: {:.3} seconds",
+        started.elapsed().as_secs_f64()
+    );
+    server.rdb.last_load = (stats.loaded, stats.expired);
+    Ok(())
 }
 
 /// Saves before exiting when asked to (SHUTDOWN SAVE) or when save points are configured

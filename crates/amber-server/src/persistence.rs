@@ -140,31 +140,59 @@ pub struct LoadStats {
     pub expired: u64,
 }
 
-/// Loads `path` into an empty `keyspace`. On any error nothing is kept and the file is left
-/// untouched; the message says what is wrong, where, and in which key.
-pub fn load(
-    path: &Path,
-    keyspace: &mut Keyspace,
-    now_ms: i64,
-    limits: &EncodingLimits,
-) -> Result<LoadStats, String> {
-    let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
-    let mut reader =
-        RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
-    let mut stats = LoadStats {
-        loaded: 0,
-        expired: 0,
-    };
-    let mut current_db = 0u64;
-    let result = (|| -> Result<(), String> {
-        while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+/// Loads an RDB file into the keyspace a step at a time, so the event loop can answer
+/// `-LOADING` between steps. On any error the caller clears the keyspace; the file is never
+/// modified.
+pub struct Loader {
+    reader: RdbReader<BufReader<File>>,
+    current_db: u64,
+    /// Keys stored and keys skipped as expired so far.
+    pub stats: LoadStats,
+    /// `key-load-delay`: microseconds to sleep per key (a test knob, as in Redis).
+    pub key_delay_us: u64,
+}
+
+impl Loader {
+    /// Opens `path` and reads its header.
+    pub fn open(path: &Path) -> Result<Loader, String> {
+        let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
+        let reader =
+            RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
+        Ok(Loader {
+            reader,
+            current_db: 0,
+            stats: LoadStats {
+                loaded: 0,
+                expired: 0,
+            },
+            key_delay_us: 0,
+        })
+    }
+
+    /// Bytes read so far (`loading_loaded_bytes`).
+    pub fn offset(&self) -> u64 {
+        self.reader.offset()
+    }
+
+    /// Loads up to `max_keys` keys; `Ok(true)` once the whole file is in.
+    pub fn step(
+        &mut self,
+        keyspace: &mut Keyspace,
+        now_ms: i64,
+        limits: &EncodingLimits,
+        max_keys: usize,
+    ) -> Result<bool, String> {
+        for _ in 0..max_keys {
+            let Some(item) = self.reader.next_item().map_err(|e| e.to_string())? else {
+                return Ok(true);
+            };
             let entry = match item {
                 Item::Entry(entry) => entry,
                 Item::ResizeDb {
                     db_size,
                     expires_size,
                 } => {
-                    if let Some(db) = usize::try_from(current_db)
+                    if let Some(db) = usize::try_from(self.current_db)
                         .ok()
                         .filter(|&db| db < keyspace.db_count())
                     {
@@ -178,16 +206,22 @@ pub fn load(
                     continue;
                 }
                 Item::SelectDb(db) => {
-                    current_db = db;
+                    self.current_db = db;
                     continue;
                 }
                 _ => continue,
             };
             let db = usize::try_from(entry.db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
-                format!("FATAL: Data file was created with a Redis server configured to handle more than {} databases", keyspace.db_count())
+                format!(
+                    "FATAL: Data file was created with a Redis server configured to handle more than {} databases",
+                    keyspace.db_count()
+                )
             })?;
+            if self.key_delay_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(self.key_delay_us));
+            }
             if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
-                stats.expired += 1;
+                self.stats.expired += 1;
                 continue;
             }
             let value = from_rdb(entry.value, limits).map_err(|kind| {
@@ -199,15 +233,31 @@ pub fn load(
             let mut stored = Entry::new(value, now_ms);
             stored.expire_at = entry.expire_at_ms;
             keyspace.db(db).insert_owned(entry.key, stored);
-            stats.loaded += 1;
+            self.stats.loaded += 1;
         }
-        Ok(())
-    })();
-    if let Err(message) = result {
-        keyspace.clear();
-        return Err(message);
+        Ok(false)
     }
-    Ok(stats)
+}
+
+/// Loads `path` into an empty `keyspace` in one go. On any error nothing is kept and the file
+/// is left untouched; the message says what is wrong, where, and in which key.
+pub fn load(
+    path: &Path,
+    keyspace: &mut Keyspace,
+    now_ms: i64,
+    limits: &EncodingLimits,
+) -> Result<LoadStats, String> {
+    let mut loader = Loader::open(path)?;
+    loop {
+        match loader.step(keyspace, now_ms, limits, usize::MAX) {
+            Ok(true) => return Ok(loader.stats),
+            Ok(false) => {}
+            Err(message) => {
+                keyspace.clear();
+                return Err(message);
+            }
+        }
+    }
 }
 
 /// `dir/dbfilename`.

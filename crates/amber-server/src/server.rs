@@ -161,6 +161,8 @@ pub struct Server {
     pub invalidated: HashSet<u64>,
     /// RDB snapshot state.
     pub rdb: crate::persistence::RdbState,
+    /// While a snapshot loads: when it started, the file size and the bytes read so far.
+    pub loading: Option<(Instant, u64, u64)>,
     /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
     pub skip_checksum_validation: bool,
     /// Clients blocked on each `(db, key)`, in the order they blocked.
@@ -223,6 +225,7 @@ impl Server {
             rdb: crate::persistence::RdbState::new(),
             blocking: HashMap::new(),
             skip_checksum_validation: false,
+            loading: None,
         }
     }
 

@@ -173,8 +173,8 @@ fn memory_section(server: &Server) -> String {
 }
 
 fn persistence_section(server: &Server) -> String {
-    lines(&[
-        ("loading", "0".into()),
+    let mut text = lines(&[
+        ("loading", u8::from(server.loading.is_some()).to_string()),
         ("async_loading", "0".into()),
         ("current_cow_peak", "0".into()),
         ("current_cow_size", "0".into()),
@@ -232,7 +232,32 @@ fn persistence_section(server: &Server) -> String {
         ("aof_last_cow_size", "0".into()),
         ("module_fork_in_progress", "0".into()),
         ("module_fork_last_cow_size", "0".into()),
-    ])
+    ]);
+    if let Some((started, total, loaded)) = server.loading {
+        let elapsed = started.elapsed().as_secs_f64();
+        let percent = if total > 0 {
+            loaded as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
+        let eta = if loaded > 0 {
+            (elapsed * (total.saturating_sub(loaded)) as f64 / loaded as f64) as u64
+        } else {
+            1
+        };
+        text.push_str(&lines(&[
+            (
+                "loading_start_time",
+                (unix_ms() / 1000 - elapsed as i64).to_string(),
+            ),
+            ("loading_total_bytes", total.to_string()),
+            ("loading_rdb_used_mem", "0".into()),
+            ("loading_loaded_bytes", loaded.to_string()),
+            ("loading_loaded_perc", format!("{percent:.2}")),
+            ("loading_eta_seconds", eta.to_string()),
+        ]));
+    }
+    text
 }
 
 fn stats_section(server: &Server) -> String {

@@ -166,6 +166,10 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         transactions::flag_failed(ctx);
         return;
     }
+    if ctx.server.loading.is_some() && !spec.flags.contains(table::LOADING) {
+        ctx.error("LOADING Redis is loading the dataset in memory");
+        return;
+    }
     if spec.flags.contains(table::WRITE) && ctx.server.writes_refused() {
         ctx.error(errors::MISCONF);
         transactions::flag_failed(ctx);

@@ -75,6 +75,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("io-threads", "1"),
     ("io-threads-do-reads", "no"),
     ("jemalloc-bg-thread", "yes"),
+    ("key-load-delay", "0"),
     ("latency-monitor-threshold", "0"),
     ("latency-tracking", "yes"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),

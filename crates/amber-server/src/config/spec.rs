@@ -126,6 +126,7 @@ const IMPLEMENTED: &[&str] = &[
     "dbfilename",
     "save",
     "rdb-key-save-delay",
+    "key-load-delay",
     "rdbcompression",
     "rdbchecksum",
     "stop-writes-on-bgsave-error",
