@@ -488,7 +488,5 @@ fn clients_get_loading_while_the_snapshot_loads() {
     );
     assert_eq!(early.cmd(&["DBSIZE"]), Frame::Integer(20000));
     assert_eq!(info_field(&mut early, "loading"), "0");
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -121,7 +121,7 @@ async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     loop {
         let step = {
             let mut server = shared.borrow_mut();
-            let result = loader.step(&mut server.keyspace, now, &limits, 1000);
+            let result = loader.step(&mut server.keyspace, now, &limits, 1024);
             server.loading = Some((started, total, loader.offset()));
             if result.is_err() {
                 server.keyspace.clear();
