@@ -299,6 +299,8 @@ fn failed_bgsave_refuses_writes_with_misconf() {
     );
     let mut child = std::process::Command::new("sh")
         .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_for(

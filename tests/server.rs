@@ -422,6 +422,7 @@ fn debians_redis_conf_is_accepted() {
     std::fs::write(&conf, adjusted).unwrap();
     let mut child = std::process::Command::new(common::amber_binary())
         .arg(&conf)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
