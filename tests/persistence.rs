@@ -461,18 +461,29 @@ fn clients_get_loading_while_the_snapshot_loads() {
     client.cmd(&["SAVE"]);
     let dir = server.kill9();
     let port = common::free_port();
-    let mut child = std::process::Command::new(common::amber_binary())
-        .args([
-            "--port",
-            &port.to_string(),
-            "--dir",
-            dir.to_str().unwrap(),
-            "--save",
-            "",
-        ])
-        .args(["--key-load-delay", "100", "--logfile", "server.log"])
-        .spawn()
-        .unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = KillOnDrop(
+        std::process::Command::new(common::amber_binary())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--dir",
+                dir.to_str().unwrap(),
+                "--save",
+                "",
+            ])
+            .args(["--key-load-delay", "100", "--logfile", "server.log"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for(
         || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "the listener",
