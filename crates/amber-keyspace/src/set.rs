@@ -5,17 +5,7 @@ use crate::dict::Dict;
 
 /// Parses a member Redis would store in an intset (canonical decimal, as `string2ll`).
 pub fn member_as_int(member: &[u8]) -> Option<i64> {
-    if member.is_empty() || member.len() > 20 {
-        return None;
-    }
-    let text = std::str::from_utf8(member).ok()?;
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let canonical = match digits.as_bytes() {
-        [b'0'] => !text.starts_with('-'),
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if canonical { text.parse().ok() } else { None }
+    amber_protocol::parse_i64(member)
 }
 
 /// A set.

@@ -88,14 +88,7 @@ impl StrValue {
 }
 
 fn parse_int(bytes: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let canonical = match text.as_bytes() {
-        [] => false,
-        [b'0'] => true,
-        [b'-', b'1'..=b'9', ..] | [b'1'..=b'9', ..] => true,
-        _ => false,
-    };
-    if canonical { text.parse().ok() } else { None }
+    amber_protocol::parse_i64(bytes)
 }
 
 fn decimal_len(number: i64) -> usize {

@@ -3,17 +3,7 @@
 /// Parses a string that Redis would store as an integer (`string2ll` rules: canonical decimal,
 /// no sign but `-`, no leading zeros).
 pub fn canonical_int(bytes: &[u8]) -> Option<i64> {
-    if bytes.is_empty() || bytes.len() > 20 {
-        return None;
-    }
-    let text = std::str::from_utf8(bytes).ok()?;
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let canonical = match digits.as_bytes() {
-        [b'0'] => !text.starts_with('-'),
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if canonical { text.parse().ok() } else { None }
+    amber_protocol::parse_i64(bytes)
 }
 
 /// Builds a listpack from its elements, storing integer-looking strings as integers as Redis does.

@@ -1,77 +1,30 @@
 //! The hash family: HSET, HGET, HDEL, HINCRBY, HGETALL, HSCAN and the rest.
 
-use amber_keyspace::{Entry, HashLimits, HashValue, Value, glob_match};
+use amber_keyspace::{HashLimits, HashValue, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, errors, is};
+use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 use crate::long_double::LongDouble;
 
-/// Runs `read` on the hash under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a hash.
+/// Runs `read` on the hash under `key` (see [`read_collection`]).
 fn read_hash<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&HashValue) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let result = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
-        None => Ok(None),
-        Some(Value::Hash(hash)) => Ok(Some(read(hash))),
-        Some(_) => Err(Replied),
-    };
-    ctx.server.collect_expired(db);
-    match &result {
-        Err(Replied) => ctx.error(errors::WRONGTYPE),
-        Ok(None) => ctx.server.stats.keyspace_misses += 1,
-        Ok(Some(_)) => ctx.server.stats.keyspace_hits += 1,
-    }
-    result
+    read_collection(ctx, key, read)
 }
 
-/// Runs `change` on the hash under `key`, creating it when `create` is set; deletes the key if
-/// the hash ends up empty. `Ok(None)` if missing and not created.
+/// Runs `change` on the hash under `key` with the listpack limits (see [`write_collection`]).
 fn write_hash<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
     change: impl FnOnce(&mut HashValue, HashLimits) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
     let limits = ctx.server.hash_limits();
-    let kind = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| matches!(e.value, Value::Hash(_)));
-    ctx.server.collect_expired(db);
-    match kind {
-        Some(false) => {
-            ctx.error(errors::WRONGTYPE);
-            return Err(Replied);
-        }
-        None if !create => return Ok(None),
-        None => ctx
-            .db()
-            .insert(key, Entry::new(Value::Hash(Box::default()), now)),
-        Some(true) => {}
-    }
-    let Some(Value::Hash(hash)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
-        return Ok(None);
-    };
-    let result = change(hash, limits);
-    if hash.is_empty() {
-        ctx.db().remove(key);
-    }
-    Ok(Some(result))
+    write_collection(ctx, key, create, |hash| change(hash, limits))
 }
 
 fn check_pairs(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<(), Replied> {

@@ -1,77 +1,32 @@
 //! The list family: pushes and pops at both ends, ranges, positions, LMOVE and LMPOP.
-//! (The blocking variants need client wake-ups and are not here yet.)
+//! The blocking variants live in `blocking.rs`.
 
 use std::collections::VecDeque;
 
-use amber_keyspace::{Entry, Value};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, errors, is};
+use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 
 pub(super) type List = VecDeque<Box<[u8]>>;
 
-/// Runs `read` on the list under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a list.
+/// Runs `read` on the list under `key` (see [`read_collection`]).
 pub(super) fn read_list<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&List) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let result = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
-        None => Ok(None),
-        Some(Value::List(list)) => Ok(Some(read(list))),
-        Some(_) => Err(Replied),
-    };
-    ctx.server.collect_expired(db);
-    if result.is_err() {
-        ctx.error(errors::WRONGTYPE);
-    }
-    result
+    read_collection(ctx, key, read)
 }
 
-/// Runs `change` on the list under `key` (created when `create`); deletes it when emptied.
+/// Runs `change` on the list under `key` (see [`write_collection`]).
 pub(super) fn write_list<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
     change: impl FnOnce(&mut List) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let kind = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| matches!(e.value, Value::List(_)));
-    ctx.server.collect_expired(db);
-    match kind {
-        Some(false) => {
-            ctx.error(errors::WRONGTYPE);
-            return Err(Replied);
-        }
-        None if !create => return Ok(None),
-        None => ctx
-            .db()
-            .insert(key, Entry::new(Value::List(Box::default()), now)),
-        Some(true) => {}
-    }
-    let Some(Value::List(list)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
-        return Ok(None);
-    };
-    let result = change(list);
-    if list.is_empty() {
-        ctx.db().remove(key);
-    }
-    Ok(Some(result))
+    write_collection(ctx, key, create, change)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

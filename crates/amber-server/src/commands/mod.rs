@@ -147,6 +147,118 @@ impl Ctx<'_> {
     }
 }
 
+/// A collection type that can be stored under a key (hash, set, sorted set, list).
+pub trait Collection: Default {
+    /// The collection inside `value`, if it holds this type.
+    fn of(value: &Value) -> Option<&Self>;
+    /// The collection inside `value`, for changing it, if it holds this type.
+    fn of_mut(value: &mut Value) -> Option<&mut Self>;
+    /// Wraps a new collection into a value.
+    fn wrap(self) -> Value;
+    /// Whether the collection has no element (the key is then deleted).
+    fn is_empty(&self) -> bool;
+}
+
+macro_rules! collection {
+    ($type:ty, $variant:ident) => {
+        impl Collection for $type {
+            fn of(value: &Value) -> Option<&Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn of_mut(value: &mut Value) -> Option<&mut Self> {
+                match value {
+                    Value::$variant(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+            fn wrap(self) -> Value {
+                Value::$variant(Box::new(self))
+            }
+            fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+        }
+    };
+}
+
+collection!(amber_keyspace::HashValue, Hash);
+collection!(amber_keyspace::SetValue, Set);
+collection!(amber_keyspace::ZsetValue, Zset);
+collection!(std::collections::VecDeque<Box<[u8]>>, List);
+
+/// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
+/// replied (and `Err`) if it holds another type.
+pub fn read_collection<C: Collection, R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&C) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let result = match ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| &e.value)
+    {
+        None => Ok(None),
+        Some(value) => C::of(value).map(|c| Some(read(c))).ok_or(Replied),
+    };
+    ctx.server.collect_expired(db);
+    match &result {
+        Err(Replied) => ctx.error(errors::WRONGTYPE),
+        Ok(None) => ctx.server.stats.keyspace_misses += 1,
+        Ok(Some(_)) => ctx.server.stats.keyspace_hits += 1,
+    }
+    result
+}
+
+/// Runs `change` on the collection under `key`, creating it first when `create` is set, and
+/// deletes the key if the collection ends up empty. `Ok(None)`: missing and not created.
+pub fn write_collection<C: Collection, R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    change: impl FnOnce(&mut C) -> R,
+) -> Result<Option<R>, Replied> {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let matches = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|e| C::of(&e.value).is_some());
+    ctx.server.collect_expired(db);
+    match matches {
+        Some(false) => {
+            ctx.error(errors::WRONGTYPE);
+            return Err(Replied);
+        }
+        None if !create => return Ok(None),
+        None => ctx
+            .db()
+            .insert(key, amber_keyspace::Entry::new(C::default().wrap(), now)),
+        Some(true) => {}
+    }
+    let Some(collection) = ctx
+        .db()
+        .get_mut(key, now)
+        .and_then(|e| C::of_mut(&mut e.value))
+    else {
+        return Ok(None);
+    };
+    let result = change(collection);
+    if collection.is_empty() {
+        ctx.db().remove(key);
+    }
+    Ok(Some(result))
+}
+
 /// The string value stored for `bytes`, in Redis's encoding.
 pub fn string_value(bytes: &[u8]) -> Value {
     Value::Str(StrValue::from_bytes(bytes))

@@ -4,70 +4,26 @@ use amber_keyspace::{Entry, SetValue, Value, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, errors, is};
+use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 
-/// Members of the set under `key`: `Ok(None)` if missing, WRONGTYPE replied if not a set.
+/// Runs `read` on the set under `key` (see [`read_collection`]).
 fn read_set<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&SetValue) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let result = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
-        None => Ok(None),
-        Some(Value::Set(set)) => Ok(Some(read(set))),
-        Some(_) => Err(Replied),
-    };
-    ctx.server.collect_expired(db);
-    if result.is_err() {
-        ctx.error(errors::WRONGTYPE);
-    }
-    result
+    read_collection(ctx, key, read)
 }
 
-/// Runs `change` on the set under `key` (created when `create`); deletes it when emptied.
+/// Runs `change` on the set under `key` with `set-max-intset-entries` (see [`write_collection`]).
 fn write_set<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
     change: impl FnOnce(&mut SetValue, usize) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
     let max_intset = ctx.server.max_intset();
-    let kind = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| matches!(e.value, Value::Set(_)));
-    ctx.server.collect_expired(db);
-    match kind {
-        Some(false) => {
-            ctx.error(errors::WRONGTYPE);
-            return Err(Replied);
-        }
-        None if !create => return Ok(None),
-        None => ctx
-            .db()
-            .insert(key, Entry::new(Value::Set(Box::default()), now)),
-        Some(true) => {}
-    }
-    let Some(Value::Set(set)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
-        return Ok(None);
-    };
-    let result = change(set, max_intset);
-    if set.is_empty() {
-        ctx.db().remove(key);
-    }
-    Ok(Some(result))
+    write_collection(ctx, key, create, |set| change(set, max_intset))
 }
 
 fn reply_members(ctx: &mut Ctx, members: &[Vec<u8>]) {

@@ -6,70 +6,26 @@ use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
 
 use super::strings::parse_float;
-use super::{Ctx, Replied, errors, is};
+use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 
-/// Runs `read` on the sorted set under `key`: `Ok(None)` if missing, WRONGTYPE replied otherwise.
+/// Runs `read` on the sorted set under `key` (see [`read_collection`]).
 pub(super) fn read_zset<R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&ZsetValue) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let result = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
-        None => Ok(None),
-        Some(Value::Zset(zset)) => Ok(Some(read(zset))),
-        Some(_) => Err(Replied),
-    };
-    ctx.server.collect_expired(db);
-    if result.is_err() {
-        ctx.error(errors::WRONGTYPE);
-    }
-    result
+    read_collection(ctx, key, read)
 }
 
-/// Runs `change` on the sorted set under `key` (created when `create`); deletes it when emptied.
+/// Runs `change` on the sorted set under `key` with the listpack limits (see [`write_collection`]).
 pub(super) fn write_zset<R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
     change: impl FnOnce(&mut ZsetValue, ZsetLimits) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
     let limits = ctx.server.zset_limits();
-    let kind = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| matches!(e.value, Value::Zset(_)));
-    ctx.server.collect_expired(db);
-    match kind {
-        Some(false) => {
-            ctx.error(errors::WRONGTYPE);
-            return Err(Replied);
-        }
-        None if !create => return Ok(None),
-        None => ctx
-            .db()
-            .insert(key, Entry::new(Value::Zset(Box::default()), now)),
-        Some(true) => {}
-    }
-    let Some(Value::Zset(zset)) = ctx.db().get_mut(key, now).map(|e| &mut e.value) else {
-        return Ok(None);
-    };
-    let result = change(zset, limits);
-    if zset.is_empty() {
-        ctx.db().remove(key);
-    }
-    Ok(Some(result))
+    write_collection(ctx, key, create, |zset| change(zset, limits))
 }
 
 fn score_arg(bytes: &[u8]) -> Option<f64> {
