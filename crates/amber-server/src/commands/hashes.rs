@@ -4,7 +4,7 @@ use amber_keyspace::{HashLimits, HashValue, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, errors, is, read_collection, write_collection};
+use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
 use crate::long_double::LongDouble;
 
 /// Runs `read` on the hash under `key` (see [`read_collection`]).
@@ -306,32 +306,14 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(mut cursor) = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
+    let Ok(ScanArgs {
+        mut cursor,
+        pattern,
+        count,
+    }) = scan_args(ctx, &args[2], &args[3..])
     else {
-        return ctx.error("ERR invalid cursor");
+        return;
     };
-    let mut pattern: Option<Bytes> = None;
-    let mut count: i64 = 10;
-    let mut i = 3;
-    while i < args.len() {
-        let Some(value) = args.get(i + 1) else {
-            return ctx.error(errors::SYNTAX);
-        };
-        if is(&args[i], "match") {
-            pattern = Some(value.clone());
-        } else if is(&args[i], "count") {
-            let Ok(n) = ctx.int_arg(value) else { return };
-            if n < 1 {
-                return ctx.error(errors::SYNTAX);
-            }
-            count = n;
-        } else {
-            return ctx.error(errors::SYNTAX);
-        }
-        i += 2;
-    }
     let found = read_hash(ctx, &args[1], |hash| {
         let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut budget = count.saturating_mul(10);

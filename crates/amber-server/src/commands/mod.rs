@@ -259,6 +259,52 @@ pub fn write_collection<C: Collection, R>(
     Ok(Some(result))
 }
 
+/// The arguments of HSCAN, SSCAN and ZSCAN: `cursor [MATCH pattern] [COUNT count]`.
+pub struct ScanArgs {
+    /// Where to resume.
+    pub cursor: u64,
+    /// Only elements matching this glob.
+    pub pattern: Option<Bytes>,
+    /// Roughly how many elements to return.
+    pub count: i64,
+}
+
+/// Parses `cursor [MATCH pattern] [COUNT count]`, replying Redis's error when they are wrong.
+pub fn scan_args(ctx: &mut Ctx, cursor: &[u8], options: &[Bytes]) -> Result<ScanArgs, Replied> {
+    let Some(cursor) = std::str::from_utf8(cursor)
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        ctx.error("ERR invalid cursor");
+        return Err(Replied);
+    };
+    let mut parsed = ScanArgs {
+        cursor,
+        pattern: None,
+        count: 10,
+    };
+    for pair in options.chunks(2) {
+        let [option, value] = pair else {
+            ctx.error(errors::SYNTAX);
+            return Err(Replied);
+        };
+        if is(option, "match") {
+            parsed.pattern = Some(value.clone());
+        } else if is(option, "count") {
+            let count = ctx.int_arg(value)?;
+            if count < 1 {
+                ctx.error(errors::SYNTAX);
+                return Err(Replied);
+            }
+            parsed.count = count;
+        } else {
+            ctx.error(errors::SYNTAX);
+            return Err(Replied);
+        }
+    }
+    Ok(parsed)
+}
+
 /// The string value stored for `bytes`, in Redis's encoding.
 pub fn string_value(bytes: &[u8]) -> Value {
     Value::Str(StrValue::from_bytes(bytes))

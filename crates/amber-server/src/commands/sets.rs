@@ -4,7 +4,7 @@ use amber_keyspace::{Entry, SetValue, Value, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, errors, is, read_collection, write_collection};
+use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
 
 /// Runs `read` on the set under `key` (see [`read_collection`]).
 fn read_set<R>(
@@ -340,32 +340,14 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(mut cursor) = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
+    let Ok(ScanArgs {
+        mut cursor,
+        pattern,
+        count,
+    }) = scan_args(ctx, &args[2], &args[3..])
     else {
-        return ctx.error("ERR invalid cursor");
+        return;
     };
-    let mut pattern: Option<Bytes> = None;
-    let mut count: i64 = 10;
-    let mut i = 3;
-    while i < args.len() {
-        let Some(value) = args.get(i + 1) else {
-            return ctx.error(errors::SYNTAX);
-        };
-        if is(&args[i], "match") {
-            pattern = Some(value.clone());
-        } else if is(&args[i], "count") {
-            let Ok(n) = ctx.int_arg(value) else { return };
-            if n < 1 {
-                return ctx.error(errors::SYNTAX);
-            }
-            count = n;
-        } else {
-            return ctx.error(errors::SYNTAX);
-        }
-        i += 2;
-    }
     let found = read_set(ctx, &args[1], |set| {
         let mut found = Vec::new();
         let mut budget = count.saturating_mul(10);

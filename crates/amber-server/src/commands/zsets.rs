@@ -6,7 +6,7 @@ use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
 
 use super::strings::parse_float;
-use super::{Ctx, Replied, errors, is, read_collection, write_collection};
+use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
 
 /// Runs `read` on the sorted set under `key` (see [`read_collection`]).
 pub(super) fn read_zset<R>(
@@ -606,31 +606,9 @@ pub fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]` (returned whole, cursor 0)
 pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
-    if std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .is_none()
-    {
-        return ctx.error("ERR invalid cursor");
-    }
-    let mut pattern: Option<Bytes> = None;
-    let mut i = 3;
-    while i < args.len() {
-        let Some(value) = args.get(i + 1) else {
-            return ctx.error(errors::SYNTAX);
-        };
-        if is(&args[i], "match") {
-            pattern = Some(value.clone());
-        } else if is(&args[i], "count") {
-            let Ok(n) = ctx.int_arg(value) else { return };
-            if n < 1 {
-                return ctx.error(errors::SYNTAX);
-            }
-        } else {
-            return ctx.error(errors::SYNTAX);
-        }
-        i += 2;
-    }
+    let Ok(ScanArgs { pattern, .. }) = scan_args(ctx, &args[2], &args[3..]) else {
+        return;
+    };
     let items = read_zset(ctx, &args[1], |zset| {
         zset.iter()
             .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_match(p, m, false)))
