@@ -1,4 +1,16 @@
-//! The append-only file: Redis 7 multi-part AOF (manifest, base and incr files), its fsync
-//! policies and crash-proof loading.
+//! The append-only file: Redis 7 multi-part AOF (manifest, base and incr files), the append
+//! path with its fsync policies and group commit, and crash-proof reading.
 //!
-//! Empty for now; the AOF issue fills it.
+//! The crate knows nothing of the server: [`CommandReader`] reads any AOF file, [`Manifest`]
+//! parses and writes manifests, [`AppendLog`] and [`Syncer`] append to any [`Storage`], and
+//! [`SimulatedDisk`] lets tests crash the "disk" at chosen points.
+
+pub mod command;
+pub mod log;
+pub mod manifest;
+pub mod storage;
+
+pub use command::{CommandReader, Item, ReadError, encode_command};
+pub use log::{AppendLog, FsyncPolicy, LogError, SyncProgress, Syncer};
+pub use manifest::{FileInfo, FileKind, Manifest, ManifestError};
+pub use storage::{Faults, FileStorage, SimulatedDisk, Storage};

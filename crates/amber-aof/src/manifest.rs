@@ -1,0 +1,373 @@
+//! The multi-part AOF manifest (`appendonly.aof.manifest`): which base, incr and history files
+//! make up the log, parsed and written as Redis 7 does.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::Path;
+
+/// What role a file plays in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The base: an RDB snapshot or a command dump, loaded first.
+    Base,
+    /// A file that was replaced by a rewrite and is waiting to be deleted.
+    History,
+    /// An incremental file: commands appended after the base.
+    Incr,
+}
+
+impl FileKind {
+    /// The one-letter code used in the manifest (`b`, `h`, `i`).
+    pub fn code(self) -> char {
+        match self {
+            FileKind::Base => 'b',
+            FileKind::History => 'h',
+            FileKind::Incr => 'i',
+        }
+    }
+}
+
+/// One `file NAME seq N type T` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The file's name inside the AOF directory.
+    pub name: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its role.
+    pub kind: FileKind,
+}
+
+/// Why a manifest could not be read, in the words Redis logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// A line longer than 1024 bytes.
+    #[error("The AOF manifest file contains too long line (line {line})")]
+    LineTooLong {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line that is not `file NAME seq N type T` (plus optional extra pairs).
+    #[error("Invalid AOF manifest file format (line {line})")]
+    InvalidFormat {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A type other than `b`, `h` or `i`.
+    #[error("Unknown AOF file type (line {line})")]
+    UnknownType {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Two base files.
+    #[error("Found duplicate base file information (line {line})")]
+    DuplicateBase {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Incr files whose sequence numbers do not increase.
+    #[error("Found a non-monotonic sequence number (line {line})")]
+    NonMonotonic {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// No file at all.
+    #[error("Found an empty AOF manifest")]
+    Empty,
+}
+
+/// The list of files that make up a multi-part AOF.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The base file, if any.
+    pub base: Option<FileInfo>,
+    /// Incr files, oldest first.
+    pub incrs: Vec<FileInfo>,
+    /// Files replaced by a rewrite, to delete.
+    pub history: Vec<FileInfo>,
+    /// The highest base sequence number used so far.
+    pub base_seq: u64,
+    /// The highest incr sequence number used so far.
+    pub incr_seq: u64,
+}
+
+/// Longest manifest line Redis accepts.
+pub const MAX_LINE: usize = 1024;
+
+impl Manifest {
+    /// Parses manifest text, applying Redis's rules (at most one base, increasing incr
+    /// sequence numbers, `#` comment lines skipped, unknown key/value pairs ignored).
+    pub fn parse(text: &[u8]) -> Result<Manifest, ManifestError> {
+        let mut manifest = Manifest::default();
+        let mut files = 0;
+        for (index, raw) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+            let line = index + 1;
+            if raw.len() > MAX_LINE || (!raw.ends_with(b"\n") && raw.len() == MAX_LINE) {
+                return Err(ManifestError::LineTooLong { line });
+            }
+            let trimmed = trim(raw);
+            if trimmed.is_empty() || trimmed.starts_with(b"#") {
+                continue;
+            }
+            let info = parse_line(trimmed, line)?;
+            files += 1;
+            match info.kind {
+                FileKind::Base => {
+                    if manifest.base.is_some() {
+                        return Err(ManifestError::DuplicateBase { line });
+                    }
+                    manifest.base_seq = info.seq;
+                    manifest.base = Some(info);
+                }
+                FileKind::History => manifest.history.push(info),
+                FileKind::Incr => {
+                    if info.seq <= manifest.incr_seq {
+                        return Err(ManifestError::NonMonotonic { line });
+                    }
+                    manifest.incr_seq = info.seq;
+                    manifest.incrs.push(info);
+                }
+            }
+        }
+        if files == 0 {
+            return Err(ManifestError::Empty);
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest text: base first, then history, then incr files.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let files = self
+            .base
+            .iter()
+            .chain(self.history.iter())
+            .chain(self.incrs.iter());
+        for info in files {
+            let _ = writeln!(
+                text,
+                "file {} seq {} type {}",
+                quote_if_needed(&info.name),
+                info.seq,
+                info.kind.code()
+            );
+        }
+        text
+    }
+
+    /// Adds a new incr file named after `prefix` (`appendfilename`) and returns its name.
+    pub fn add_incr(&mut self, prefix: &str) -> String {
+        self.incr_seq += 1;
+        let name = incr_name(prefix, self.incr_seq);
+        self.incrs.push(FileInfo {
+            name: name.clone(),
+            seq: self.incr_seq,
+            kind: FileKind::Incr,
+        });
+        name
+    }
+
+    /// Makes `name` the new base (the old base and every incr file become history) and returns
+    /// the sequence number it got.
+    pub fn replace_base(&mut self, name: String, seq: u64) {
+        if let Some(mut old) = self.base.take() {
+            old.kind = FileKind::History;
+            self.history.push(old);
+        }
+        for mut incr in self.incrs.drain(..) {
+            incr.kind = FileKind::History;
+            self.history.push(incr);
+        }
+        self.base_seq = seq;
+        self.base = Some(FileInfo {
+            name,
+            seq,
+            kind: FileKind::Base,
+        });
+    }
+
+    /// The files to load, in order: the base, then the incr files.
+    pub fn load_order(&self) -> impl Iterator<Item = &FileInfo> {
+        self.base.iter().chain(self.incrs.iter())
+    }
+
+    /// The incr file new commands are appended to, if any.
+    pub fn last_incr(&self) -> Option<&FileInfo> {
+        self.incrs.last()
+    }
+}
+
+/// `appendonly.aof.<seq>.base.rdb` (or `.base.aof` for a command-form base).
+pub fn base_name(prefix: &str, seq: u64, rdb: bool) -> String {
+    let format = if rdb { "rdb" } else { "aof" };
+    format!("{prefix}.{seq}.base.{format}")
+}
+
+/// `appendonly.aof.<seq>.incr.aof`.
+pub fn incr_name(prefix: &str, seq: u64) -> String {
+    format!("{prefix}.{seq}.incr.aof")
+}
+
+/// `appendonly.aof.manifest`.
+pub fn manifest_name(prefix: &str) -> String {
+    format!("{prefix}.manifest")
+}
+
+/// Writes `manifest` to `dir/<prefix>.manifest` atomically: a temp file, fsynced, renamed over
+/// the old manifest, then the directory fsynced.
+pub fn persist(dir: &Path, prefix: &str, manifest: &Manifest) -> std::io::Result<()> {
+    let name = manifest_name(prefix);
+    let temp = dir.join(format!("temp-{name}"));
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(manifest.render().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, dir.join(&name))?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b" \t\r\n".contains(b))
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b" \t\r\n".contains(b))
+        .map_or(start, |p| p + 1);
+    &line[start..end.max(start)]
+}
+
+fn parse_line(line: &[u8], number: usize) -> Result<FileInfo, ManifestError> {
+    let invalid = ManifestError::InvalidFormat { line: number };
+    let words = amber_protocol::split_args(line).map_err(|_| invalid.clone())?;
+    if words.len() < 6 || words.len() % 2 != 0 {
+        return Err(invalid);
+    }
+    let (mut name, mut seq, mut kind) = (None, None, None);
+    for pair in words.chunks(2) {
+        let value = &pair[1];
+        match pair[0].as_slice() {
+            b"file" => name = Some(String::from_utf8_lossy(value).into_owned()),
+            b"seq" => {
+                seq = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            }
+            b"type" => {
+                kind = Some(match value.as_slice() {
+                    b"b" => FileKind::Base,
+                    b"h" => FileKind::History,
+                    b"i" => FileKind::Incr,
+                    _ => return Err(ManifestError::UnknownType { line: number }),
+                })
+            }
+            _ => {}
+        }
+    }
+    match (name, seq, kind) {
+        (Some(name), Some(seq), Some(kind)) if !name.is_empty() => Ok(FileInfo { name, seq, kind }),
+        _ => Err(invalid),
+    }
+}
+
+fn quote_if_needed(name: &str) -> String {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'' && b != b'\\');
+    if plain {
+        return name.to_string();
+    }
+    let mut quoted = String::from("\"");
+    for byte in name.bytes() {
+        match byte {
+            b'\\' => quoted.push_str("\\\\"),
+            b'"' => quoted.push_str("\\\""),
+            b'\n' => quoted.push_str("\\n"),
+            b'\r' => quoted.push_str("\\r"),
+            b'\t' => quoted.push_str("\\t"),
+            0x20..=0x7e => quoted.push(byte as char),
+            other => {
+                let _ = write!(quoted, "\\x{other:02x}");
+            }
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_redis_writes() {
+        let text = b"file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n";
+        let manifest = Manifest::parse(text).expect("valid");
+        assert_eq!(manifest.base.as_ref().map(|b| b.seq), Some(2));
+        assert_eq!(manifest.incrs.len(), 1);
+        assert_eq!(manifest.render().as_bytes(), text);
+    }
+
+    #[test]
+    fn rejects_what_redis_rejects() {
+        assert_eq!(Manifest::parse(b""), Err(ManifestError::Empty));
+        assert_eq!(
+            Manifest::parse(b"# only a comment\n"),
+            Err(ManifestError::Empty)
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 1\n"),
+            Err(ManifestError::InvalidFormat { line: 1 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 1 type x\n"),
+            Err(ManifestError::UnknownType { line: 1 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 1 type b\nfile b seq 2 type b\n"),
+            Err(ManifestError::DuplicateBase { line: 2 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 2 type i\nfile b seq 2 type i\n"),
+            Err(ManifestError::NonMonotonic { line: 2 })
+        );
+        let long = format!("file {} seq 1 type b\n", "x".repeat(1100));
+        assert_eq!(
+            Manifest::parse(long.as_bytes()),
+            Err(ManifestError::LineTooLong { line: 1 })
+        );
+    }
+
+    #[test]
+    fn extra_pairs_are_ignored_and_quoted_names_round_trip() {
+        let manifest = Manifest::parse(b"file \"a b\" seq 1 type b future yes\n").expect("valid");
+        assert_eq!(manifest.base.as_ref().map(|b| b.name.as_str()), Some("a b"));
+        assert_eq!(
+            Manifest::parse(manifest.render().as_bytes()).expect("round trip"),
+            manifest
+        );
+    }
+
+    #[test]
+    fn rewrite_moves_old_files_to_history() {
+        let mut manifest = Manifest::default();
+        manifest.replace_base(base_name("appendonly.aof", 1, true), 1);
+        manifest.add_incr("appendonly.aof");
+        manifest.replace_base(base_name("appendonly.aof", 2, true), 2);
+        let incr = manifest.add_incr("appendonly.aof");
+        assert_eq!(incr, "appendonly.aof.2.incr.aof");
+        assert_eq!(manifest.history.len(), 2);
+        let names: Vec<_> = manifest.load_order().map(|f| f.name.clone()).collect();
+        assert_eq!(
+            names,
+            ["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof"]
+        );
+    }
+}
