@@ -17,6 +17,10 @@ pub trait Storage: Send + Sync {
     fn truncate(&self, len: u64) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// Whether nothing was appended yet.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// A real file opened for appending.
