@@ -84,6 +84,11 @@ impl AppendLog {
         encode_command(args, &mut self.buffer);
     }
 
+    /// Buffers one command that does not depend on the database (`MULTI`, `EXEC`).
+    pub fn append_global<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        encode_command(args, &mut self.buffer);
+    }
+
     /// Buffers a `#TS:<unix-seconds>` annotation if the second changed since the last one.
     pub fn annotate_time(&mut self, unix_seconds: i64) {
         if unix_seconds > self.last_timestamp {

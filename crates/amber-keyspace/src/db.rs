@@ -41,6 +41,10 @@ pub struct Db {
     volatile: Dict<()>,
     /// Keys deleted because they expired, since the counter was last read.
     expired: u64,
+    /// Whether to remember the names of expired keys (for the AOF's `DEL`s).
+    record_expired: bool,
+    /// Names of keys deleted by expiry since last taken, when recording.
+    expired_keys: Vec<Vec<u8>>,
 }
 
 /// What one active expire pass over a database did.
@@ -78,6 +82,26 @@ impl Db {
         std::mem::take(&mut self.expired)
     }
 
+    /// Starts or stops remembering which keys expiry deletes (see [`Db::take_expired_keys`]).
+    pub fn set_record_expired(&mut self, record: bool) {
+        self.record_expired = record;
+        if !record {
+            self.expired_keys = Vec::new();
+        }
+    }
+
+    /// Takes the names of the keys deleted by expiry since the last call (when recording).
+    pub fn take_expired_keys(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.expired_keys)
+    }
+
+    fn note_expired(&mut self, key: &[u8]) {
+        self.expired += 1;
+        if self.record_expired {
+            self.expired_keys.push(key.to_vec());
+        }
+    }
+
     /// Deletes `key` if it has expired at `now_ms`; returns whether it did.
     fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
         let expired = self
@@ -86,7 +110,7 @@ impl Db {
             .is_some_and(|entry| entry.is_expired(now_ms));
         if expired {
             self.remove(key);
-            self.expired += 1;
+            self.note_expired(key);
         }
         expired
     }
@@ -104,6 +128,9 @@ impl Db {
             Lookup::Removed(_) => {
                 self.volatile.remove(key);
                 self.expired += 1;
+                if self.record_expired {
+                    self.expired_keys.push(key.to_vec());
+                }
                 None
             }
             Lookup::Missing => None,
@@ -279,6 +306,13 @@ impl Keyspace {
     /// Exchanges the contents of two databases (`SWAPDB`).
     pub fn swap(&mut self, a: usize, b: usize) {
         self.dbs.swap(a, b);
+    }
+
+    /// Starts or stops remembering expired keys' names in every database.
+    pub fn set_record_expired(&mut self, record: bool) {
+        self.dbs
+            .iter_mut()
+            .for_each(|db| db.set_record_expired(record));
     }
 
     /// Empties every database.

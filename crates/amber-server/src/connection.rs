@@ -8,6 +8,7 @@ use amber_protocol::{Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::aof::BeforeReply;
 use crate::commands::{ClientState, Ctx, execute};
 use crate::server::{ClientInfo, Server, unix_ms};
 
@@ -91,6 +92,21 @@ pub async fn serve<S>(
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
             tokio::task::yield_now().await;
+            let before_reply = shared.borrow_mut().aof.before_reply();
+            match before_reply {
+                BeforeReply::Send => {}
+                BeforeReply::Wait(need, mut progress) => {
+                    let durable = progress
+                        .wait_for(|p| p.synced >= need || p.error.is_some())
+                        .await
+                        .map(|p| p.error.is_none())
+                        .unwrap_or(false);
+                    if !durable {
+                        break;
+                    }
+                }
+                BeforeReply::Fail => break,
+            }
             if stream.write_all(out.buffer()).await.is_err() {
                 break;
             }

@@ -2,6 +2,8 @@
 //! of the protocol and keyspace crates. `main.rs` is a thin wrapper around [`start`].
 
 pub mod alloc;
+pub mod aof;
+pub mod aof_load;
 pub mod commands;
 pub mod config;
 pub mod connection;

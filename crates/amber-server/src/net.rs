@@ -78,7 +78,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
     }
     tokio::task::spawn_local(watch_signals(shared.clone()));
-    load_snapshot(&shared).await?;
+    if shared.borrow().config.get_bool("appendonly") {
+        load_aof(&shared).await?;
+    } else {
+        load_snapshot(&shared).await?;
+    }
     tokio::task::spawn_local(cron(shared.clone()));
     notice!("Ready to accept connections");
 
@@ -89,6 +93,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     finish(&shared, &unix_path);
+    Ok(())
+}
+
+/// Loads the AOF (the RDB file is ignored when AOF is on, as in Redis), then opens it for
+/// appending: a first start writes the base and the first incr file.
+async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
+    let paths = crate::aof::AofPaths::from_config(&shared.borrow().config);
+    let fatal = |message: String| {
+        warning!("{message}");
+        anyhow::anyhow!("Fatal error loading the DB from the append only file: {message}. Exiting.")
+    };
+    let source = crate::aof_load::find(&paths).map_err(fatal)?;
+    let mut manifest = crate::aof_load::load(shared, &paths, source)
+        .await
+        .map_err(fatal)?;
+    crate::aof::delete_history(&paths, &mut manifest);
+    let mut server = shared.borrow_mut();
+    let format = server.aof_base_format();
+    let server = &mut *server;
+    server
+        .aof
+        .open(&paths, manifest, &server.keyspace, format)
+        .map_err(|e| fatal(format!("Can't open the append-only file: {e}")))?;
+    server.keyspace.set_record_expired(true);
     Ok(())
 }
 
@@ -167,6 +195,12 @@ fn final_save(server: &mut Server) -> bool {
         let _ = child.kill_and_reap();
         let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
     }
+    if server.aof.is_on() {
+        notice!("Calling fsync() on the AOF file.");
+        if let Err(error) = server.aof.sync_now() {
+            warning!("Error flushing the AOF file on shutdown: {error}");
+        }
+    }
     let wanted = explicit.unwrap_or_else(|| !server.config.get("save").is_empty());
     if !wanted {
         return true;
@@ -181,6 +215,9 @@ fn final_save(server: &mut Server) -> bool {
 
 fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
     let mut server = shared.borrow_mut();
+    if let Err(error) = server.aof.close() {
+        warning!("Error closing the AOF file: {error}");
+    }
     for info in server.clients.values() {
         info.borrow_mut().killed = true;
         info.borrow().kill.notify_one();
@@ -363,6 +400,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         close_idle_clients(&server);
         server.check_bgsave();
         server.check_save_points();
+        server.aof.cron();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

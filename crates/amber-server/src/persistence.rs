@@ -88,12 +88,23 @@ pub fn save(keyspace: &Keyspace, path: &Path, options: SaveOptions) -> std::io::
 }
 
 fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io::Result<u64> {
-    let file = File::create(temp)?;
+    write_snapshot(keyspace, temp, options, false)
+}
+
+/// Writes every database to `path` in RDB form and fsyncs it (no rename); `aof_base` marks it
+/// as the base of a multi-part AOF (the `aof-base` AUX field).
+pub fn write_snapshot(
+    keyspace: &Keyspace,
+    path: &Path,
+    options: SaveOptions,
+    aof_base: bool,
+) -> std::io::Result<u64> {
+    let file = File::create(path)?;
     let mut writer =
         RdbWriter::new(BufWriter::with_capacity(1 << 20, file), options.format).map_err(to_io)?;
     let ctime = (unix_ms() / 1000).max(0) as u64;
     writer
-        .standard_aux(ctime, crate::alloc::used_memory() as u64, false)
+        .standard_aux(ctime, crate::alloc::used_memory() as u64, aof_base)
         .map_err(to_io)?;
     let mut keys = 0;
     for (index, db) in keyspace.dbs().iter().enumerate() {

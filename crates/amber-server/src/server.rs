@@ -167,6 +167,12 @@ pub struct Server {
     pub skip_checksum_validation: bool,
     /// Clients blocked on each `(db, key)`, in the order they blocked.
     pub blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    /// Changes to the dataset since start; never reset (unlike `dirty`, which SAVE resets).
+    pub changes: u64,
+    /// What the running command records in the AOF instead of itself (see `Ctx::propagate_as`).
+    pub propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
+    /// The append-only file.
+    pub aof: crate::aof::Aof,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -201,6 +207,7 @@ impl Server {
         let run_id: String = (0..5)
             .map(|_| format!("{:016x}", keyspace.next_random()))
             .collect();
+        let aof = crate::aof::Aof::new(&config);
         Server {
             config,
             settings,
@@ -226,6 +233,9 @@ impl Server {
             blocking: HashMap::new(),
             skip_checksum_validation: false,
             loading: None,
+            changes: 0,
+            propagation_override: None,
+            aof,
         }
     }
 
@@ -251,6 +261,40 @@ impl Server {
             hash: self.hash_limits(),
             max_intset: self.max_intset(),
             zset: self.zset_limits(),
+        }
+    }
+
+    /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
+    pub fn switch_aof(&mut self, on: bool) -> Result<(), String> {
+        if on == self.aof.is_on() {
+            return Ok(());
+        }
+        if !on {
+            self.keyspace.set_record_expired(false);
+            return self.aof.close();
+        }
+        let paths = crate::aof::AofPaths::from_config(&self.config);
+        let manifest = match crate::aof_load::find(&paths)? {
+            crate::aof_load::Source::MultiPart(manifest) => manifest,
+            _ => amber_aof::Manifest::default(),
+        };
+        let format = self.aof_base_format();
+        let manifest = crate::aof::fresh_manifest(&paths, manifest, &self.keyspace, format)
+            .map_err(|e| e.to_string())?;
+        self.aof
+            .open(&paths, manifest, &self.keyspace, format)
+            .map_err(|e| e.to_string())?;
+        self.keyspace.set_record_expired(true);
+        crate::notice!("AOF enabled: base written, appending to the new incr file");
+        Ok(())
+    }
+
+    /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
+    pub fn aof_base_format(&self) -> crate::aof::BaseFormat {
+        if self.config.get_bool("aof-use-rdb-preamble") {
+            crate::aof::BaseFormat::Rdb(self.rdb_options())
+        } else {
+            crate::aof::BaseFormat::Commands
         }
     }
 
@@ -483,9 +527,35 @@ impl Server {
             && !self.config.get("save").is_empty()
     }
 
-    /// Collects expiry counts from the databases into the stats.
+    /// The `-MISCONF` error writes get while persistence is failing, if it is.
+    pub fn write_refusal(&mut self) -> Option<String> {
+        if self.writes_refused() {
+            return Some(crate::commands::errors::MISCONF.to_string());
+        }
+        self.aof
+            .write_error()
+            .map(|error| format!("MISCONF Errors writing to the AOF file: {error}"))
+    }
+
+    /// Collects expiry counts from the databases into the stats, and records the deleted keys
+    /// in the AOF as `DEL`s.
     pub fn collect_expired(&mut self, db: usize) {
         self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
+        self.propagate_expired();
+    }
+
+    /// Records every key deleted by expiry so far as a `DEL` in the AOF, so that a command's own
+    /// record always follows the deletions its lookups caused.
+    pub fn propagate_expired(&mut self) {
+        if !self.aof.is_on() {
+            return;
+        }
+        let now = self.now_ms;
+        for db in 0..self.keyspace.db_count() {
+            for key in self.keyspace.db(db).take_expired_keys() {
+                self.aof.feed(db, &[b"DEL".as_slice(), &key], now);
+            }
+        }
     }
 }
 

@@ -111,11 +111,27 @@ fn bpop(ctx: &mut Ctx, args: &[Bytes], end: End) {
     match pop_any(ctx, keys, end, 1) {
         Err(Replied) => {}
         Ok(Some((key, items))) => {
+            ctx.propagate_as(vec![aof_command!(pop_name(end), &key)]);
             ctx.out.array(2);
             ctx.out.bulk(&key);
             ctx.out.bulk(&items[0]);
         }
         Ok(None) => block(ctx, args, keys, deadline, null_array),
+    }
+}
+
+/// The non-blocking pop the AOF records for a blocking one.
+fn pop_name(end: End) -> &'static [u8] {
+    match end {
+        End::Left => b"LPOP",
+        End::Right => b"RPOP",
+    }
+}
+
+fn end_name(end: End) -> &'static [u8] {
+    match end {
+        End::Left => b"LEFT",
+        End::Right => b"RIGHT",
     }
 }
 
@@ -140,6 +156,13 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
     match pop_any(ctx, std::slice::from_ref(source), from, 1) {
         Err(Replied) => {}
         Ok(Some((_, mut items))) => {
+            ctx.propagate_as(vec![aof_command!(
+                b"LMOVE",
+                source,
+                destination,
+                end_name(from),
+                end_name(to)
+            )]);
             let item = items.remove(0);
             ctx.out.bulk(&item);
             let _ = write_list(ctx, destination, true, |list| match to {
@@ -197,6 +220,8 @@ pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
     match pop_any(ctx, keys, end, count) {
         Err(Replied) => {}
         Ok(Some((key, items))) => {
+            let count = count.to_string();
+            ctx.propagate_as(vec![aof_command!(pop_name(end), &key, count.as_bytes())]);
             ctx.out.array(2);
             ctx.out.bulk(&key);
             ctx.out.array(items.len());
@@ -231,6 +256,8 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
             Err(Replied) => return,
             Ok(Some(Some((member, score)))) => {
                 ctx.dirty(1);
+                let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
+                ctx.propagate_as(vec![aof_command!(pop, key)]);
                 let db = ctx.client.db;
                 ctx.server.touch_key(db, key);
                 ctx.out.array(3);

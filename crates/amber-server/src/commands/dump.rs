@@ -92,6 +92,15 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         let mut entry = Entry::new(value, now);
         entry.expire_at = expire_at;
         ctx.db().insert(key, entry);
+        if let (Some(at), false) = (expire_at, absolute) {
+            // The AOF gets the absolute expiry, so a replay does not extend it.
+            let mut rewritten = args.to_vec();
+            rewritten[2] = Bytes::from(at.to_string());
+            rewritten.push(Bytes::from_static(b"ABSTTL"));
+            ctx.propagate_as(vec![rewritten]);
+        }
+    } else {
+        ctx.propagate_as(vec![aof_command!(b"DEL", key)]);
     }
     ctx.dirty(1);
     ctx.out.ok();

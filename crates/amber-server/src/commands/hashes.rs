@@ -237,6 +237,12 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     match result {
         Ok(Some(Ok(text))) => {
             ctx.dirty(1);
+            ctx.propagate_as(vec![aof_command!(
+                b"HSET",
+                &args[1],
+                &args[2],
+                text.as_bytes()
+            )]);
             ctx.out.bulk(text.as_bytes());
         }
         Ok(Some(Err(message))) => ctx.error(message),

@@ -349,8 +349,11 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
     }
     if at <= now {
         ctx.db().remove(key);
+        ctx.propagate_as(vec![aof_command!(b"DEL", key)]);
     } else {
         ctx.db().set_expire(key, Some(at));
+        let at = at.to_string();
+        ctx.propagate_as(vec![aof_command!(b"PEXPIREAT", key, at.as_bytes())]);
     }
     ctx.dirty(1);
     ctx.out.integer(1);

@@ -1,6 +1,13 @@
 //! The command layer: the command table, argument checks common to every command (arity,
 //! authentication), and dispatch to the families' implementations.
 
+/// A command for the AOF, built from its parts (see [`Ctx::propagate_as`]).
+macro_rules! aof_command {
+    ($($part:expr),+ $(,)?) => {
+        vec![$(bytes::Bytes::copy_from_slice(AsRef::<[u8]>::as_ref($part))),+]
+    };
+}
+
 mod blocking;
 mod connection;
 mod dump;
@@ -81,6 +88,45 @@ pub struct ClientState {
     pub blocked: Option<blocking::Blocked>,
 }
 
+/// The id of the internal client that replays the AOF (it may run DEBUG, as in Redis).
+pub const LOADING_CLIENT_ID: u64 = u64::MAX;
+
+impl ClientState {
+    /// The client that replays an AOF: authenticated, local, never connected.
+    pub fn internal() -> ClientState {
+        let now = std::time::Instant::now();
+        let info = crate::server::ClientInfo {
+            id: LOADING_CLIENT_ID,
+            addr: String::new(),
+            laddr: String::new(),
+            fd: -1,
+            name: Vec::new(),
+            db: 0,
+            created: now,
+            last_interaction: now,
+            last_command: "",
+            resp: 2,
+            query_buffer: 0,
+            unix: false,
+            killed: false,
+            kill: Rc::new(tokio::sync::Notify::new()),
+            wake: Rc::new(tokio::sync::Notify::new()),
+        };
+        ClientState {
+            info: Rc::new(RefCell::new(info)),
+            db: 0,
+            authenticated: true,
+            close_after_reply: false,
+            local: true,
+            id: LOADING_CLIENT_ID,
+            transaction: None,
+            watching: Vec::new(),
+            in_exec: false,
+            blocked: None,
+        }
+    }
+}
+
 /// Everything a command implementation works with.
 pub struct Ctx<'a> {
     /// The server state.
@@ -106,6 +152,13 @@ impl Ctx<'_> {
     /// Counts one change to the dataset (for save points and `rdb_changes_since_last_save`).
     pub fn dirty(&mut self, changes: u64) {
         self.server.dirty += changes;
+        self.server.changes += changes;
+    }
+
+    /// Records `commands` in the AOF instead of the command as the client sent it (relative
+    /// expiries made absolute, random choices made explicit). An empty list records nothing.
+    pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
+        self.server.propagation_override = Some(commands);
     }
 
     /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
@@ -328,8 +381,10 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
     }
-    if spec.flags.contains(table::WRITE) && ctx.server.writes_refused() {
-        ctx.error(errors::MISCONF);
+    if spec.flags.contains(table::WRITE)
+        && let Some(refusal) = ctx.server.write_refusal()
+    {
+        ctx.error(&refusal);
         transactions::flag_failed(ctx);
         return;
     }
@@ -364,13 +419,45 @@ pub fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
     }
 }
 
-/// Runs the handler, then invalidates WATCHes on the keys a write changed.
+/// Applies one command read from an AOF: no reply is kept, MULTI blocks queue as usual.
+pub fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String> {
+    let Some(spec) = lookup(&args[0]) else {
+        return Err(format!(
+            "Unknown command '{}'",
+            String::from_utf8_lossy(&args[0])
+        ));
+    };
+    check_call(ctx, spec, args)?;
+    if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
+        transactions::queue(ctx, args);
+    } else {
+        run(ctx, spec, args);
+    }
+    Ok(())
+}
+
+/// Runs the handler, records the change in the AOF, then invalidates WATCHes on the keys a
+/// write changed.
 fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
-    let dirty_before = ctx.server.dirty;
+    let changes_before = ctx.server.changes;
+    let db = ctx.client.db;
+    let outer_override = ctx.server.propagation_override.take();
     (spec.handler)(ctx, args);
-    let changed = ctx.server.dirty != dirty_before;
+    let rewritten = std::mem::replace(&mut ctx.server.propagation_override, outer_override);
+    let changed = ctx.server.changes != changes_before;
+    if changed && ctx.server.aof.is_on() {
+        ctx.server.propagate_expired();
+        let now = ctx.server.now_ms;
+        match rewritten {
+            Some(commands) => {
+                for command in commands {
+                    ctx.server.aof.feed(db, &command, now);
+                }
+            }
+            None => ctx.server.aof.feed(db, args, now),
+        }
+    }
     if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {
-        let db = ctx.client.db;
         for key in transactions::command_keys(spec, args) {
             ctx.server.touch_key(db, key);
             ctx.server.signal_ready(db, key);

@@ -280,6 +280,17 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
         log::set_level(Level::from_name(ctx.server.config.get("loglevel")));
     }
     ctx.server.refresh_settings();
+    ctx.server.aof.refresh(&ctx.server.config);
+    if changed.contains(&"appendonly") {
+        let wanted = ctx.server.config.get_bool("appendonly");
+        if let Err(error) = ctx.server.switch_aof(wanted) {
+            ctx.server.config = before;
+            ctx.server.aof.refresh(&ctx.server.config);
+            return ctx.error(&format!(
+                "ERR CONFIG SET failed (possibly related to argument 'appendonly') - {error}"
+            ));
+        }
+    }
     ctx.out.ok();
 }
 
@@ -317,7 +328,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
     let allowed = match ctx.server.settings.enable_debug_command.as_str() {
         "yes" => true,
         "local" => ctx.client.local,
-        _ => false,
+        _ => ctx.client.id == super::LOADING_CLIENT_ID,
     };
     if !allowed {
         return ctx.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");

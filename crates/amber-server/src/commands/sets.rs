@@ -291,6 +291,16 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
         }
     }
     ctx.dirty(picks.len() as u64);
+    // The AOF records which members were taken, not the random choice.
+    let removed = picks
+        .chunks(1024)
+        .map(|chunk| {
+            let mut srem = aof_command!(b"SREM", &args[1]);
+            srem.extend(chunk.iter().map(|m| Bytes::copy_from_slice(m)));
+            srem
+        })
+        .collect();
+    ctx.propagate_as(removed);
     match count {
         None => match picks.first() {
             Some(member) => ctx.out.bulk(member),

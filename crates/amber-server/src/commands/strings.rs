@@ -184,6 +184,16 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     store(ctx, key, string_value(&args[2]), options.expire);
+    if let ExpireArg::At(at) = options.expire {
+        let at = at.to_string();
+        ctx.propagate_as(vec![aof_command!(
+            b"SET",
+            key,
+            &args[2],
+            b"PXAT",
+            at.as_bytes()
+        )]);
+    }
     match old {
         Some(Some(old)) => ctx.out.bulk(&old),
         Some(None) => ctx.out.null(),
@@ -212,6 +222,14 @@ fn set_with_expire(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, command: &str) {
         return;
     };
     store(ctx, &args[1], string_value(&args[3]), ExpireArg::At(at));
+    let at = at.to_string();
+    ctx.propagate_as(vec![aof_command!(
+        b"SET",
+        &args[1],
+        &args[3],
+        b"PXAT",
+        at.as_bytes()
+    )]);
     ctx.out.ok();
 }
 
@@ -305,6 +323,7 @@ pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
         Some(old) => {
             ctx.db().remove(&args[1]);
             ctx.dirty(1);
+            ctx.propagate_as(vec![aof_command!(b"DEL", &args[1])]);
             ctx.out.bulk(&old);
         }
         None => ctx.out.null(),
@@ -350,10 +369,13 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         ExpireArg::At(at) if at <= now => {
             ctx.db().remove(&args[1]);
             ctx.dirty(1);
+            ctx.propagate_as(vec![aof_command!(b"DEL", &args[1])]);
         }
         ExpireArg::At(at) => {
             ctx.db().set_expire(&args[1], Some(at));
             ctx.dirty(1);
+            let at = at.to_string();
+            ctx.propagate_as(vec![aof_command!(b"PEXPIREAT", &args[1], at.as_bytes())]);
         }
         ExpireArg::Persist
             if ctx
@@ -363,6 +385,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         {
             ctx.db().set_expire(&args[1], None);
             ctx.dirty(1);
+            ctx.propagate_as(vec![aof_command!(b"PERSIST", &args[1])]);
         }
         _ => {}
     }
@@ -502,6 +525,12 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
         string_value(text.as_bytes()),
         ExpireArg::Keep,
     );
+    ctx.propagate_as(vec![aof_command!(
+        b"SET",
+        &args[1],
+        text.as_bytes(),
+        b"KEEPTTL"
+    )]);
     ctx.out.bulk(text.as_bytes());
 }
 

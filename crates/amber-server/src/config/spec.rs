@@ -43,7 +43,9 @@ pub fn spec_of(name: &str) -> Spec {
         "port" => (Kind::Int(0, 65535), false),
         "bind" => (Kind::Words, false),
         "dir" | "requirepass" | "dbfilename" => (Kind::Text, true),
-        "logfile" | "unixsocket" | "pidfile" => (Kind::Text, false),
+        "logfile" | "unixsocket" | "pidfile" | "appendfilename" | "appenddirname" => {
+            (Kind::Text, false)
+        }
         "daemonize" | "always-show-logo" => (Kind::Bool, false),
         "protected-mode" | "rdbcompression" | "rdbchecksum" | "stop-writes-on-bgsave-error" => {
             (Kind::Bool, true)
@@ -130,6 +132,13 @@ const IMPLEMENTED: &[&str] = &[
     "rdbcompression",
     "rdbchecksum",
     "stop-writes-on-bgsave-error",
+    "appendonly",
+    "appendfsync",
+    "appendfilename",
+    "appenddirname",
+    "aof-load-truncated",
+    "aof-use-rdb-preamble",
+    "aof-timestamp-enabled",
 ];
 
 impl Kind {

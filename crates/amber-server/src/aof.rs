@@ -1,0 +1,502 @@
+//! The server's append-only file: propagating writes into the log, writing and fsyncing it by
+//! `appendfsync`, and opening the multi-part directory (creating its base and incr files).
+//! Loading lives in [`crate::aof_load`].
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amber_aof::manifest::{self, base_name};
+use amber_aof::{AppendLog, FileStorage, FsyncPolicy, Manifest, Storage, SyncProgress, Syncer};
+use amber_keyspace::{Keyspace, Value};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::persistence::SaveOptions;
+
+/// How long `everysec` lets writes wait for a slow background fsync before writing anyway.
+const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
+
+/// Items per command when a collection is written as commands (Redis's
+/// `AOF_REWRITE_ITEMS_PER_CMD`).
+const ITEMS_PER_COMMAND: usize = 64;
+
+/// The AOF as the server runs it.
+pub struct Aof {
+    /// `appendfsync`.
+    pub policy: FsyncPolicy,
+    /// `aof-timestamp-enabled`.
+    pub timestamps: bool,
+    /// The manifest of the directory in use.
+    pub manifest: Manifest,
+    /// The open incr file, while `appendonly` is on.
+    pub log: Option<AppendLog>,
+    syncer: Option<Syncer>,
+    progress: watch::Sender<SyncProgress>,
+    /// Writes done while a background fsync was late (`aof_delayed_fsync`).
+    pub delayed_fsync: u64,
+    postponed_since: Option<Instant>,
+    last_sync_request: Instant,
+    /// Size of the base file (`aof_base_size`).
+    pub base_size: u64,
+    /// Size of all files at the last open or rewrite, plus what was written since.
+    size_at_open: u64,
+    written_at_open: u64,
+    /// Inside EXEC: whether `MULTI` was already written for this transaction.
+    multi: Option<bool>,
+}
+
+/// Directory and file names from the configuration.
+#[derive(Debug, Clone)]
+pub struct AofPaths {
+    /// `dir/appenddirname`.
+    pub dir: PathBuf,
+    /// `appendfilename` (the prefix of every file name).
+    pub prefix: String,
+}
+
+impl AofPaths {
+    /// The paths `config` names (relative to the working directory, which is `dir`).
+    pub fn from_config(config: &Config) -> AofPaths {
+        AofPaths {
+            dir: PathBuf::from(config.get("appenddirname")),
+            prefix: config.get("appendfilename").to_string(),
+        }
+    }
+
+    /// `appenddirname/<prefix>.manifest`.
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.join(manifest::manifest_name(&self.prefix))
+    }
+
+    /// A file of the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Aof {
+    /// A closed AOF with the policy from `config`.
+    pub fn new(config: &Config) -> Aof {
+        Aof {
+            policy: policy_of(config),
+            timestamps: config.get_bool("aof-timestamp-enabled"),
+            manifest: Manifest::default(),
+            log: None,
+            syncer: None,
+            progress: watch::channel(SyncProgress::default()).0,
+            delayed_fsync: 0,
+            postponed_since: None,
+            last_sync_request: Instant::now(),
+            base_size: 0,
+            size_at_open: 0,
+            written_at_open: 0,
+            multi: None,
+        }
+    }
+
+    /// Whether writes are being appended.
+    pub fn is_on(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Re-reads `appendfsync` and `aof-timestamp-enabled` after CONFIG SET.
+    pub fn refresh(&mut self, config: &Config) {
+        self.policy = policy_of(config);
+        self.timestamps = config.get_bool("aof-timestamp-enabled");
+    }
+
+    /// Opens the directory for appending after a load: writes a base of `keyspace` if the
+    /// manifest has none and no incr file (as Redis does on a first start), adds an incr file if
+    /// there is none, persists the manifest and starts the fsync thread.
+    pub fn open(
+        &mut self,
+        paths: &AofPaths,
+        mut manifest: Manifest,
+        keyspace: &Keyspace,
+        base: BaseFormat,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(&paths.dir)?;
+        let mut changed = false;
+        if manifest.base.is_none() && manifest.incrs.is_empty() {
+            let seq = manifest.base_seq + 1;
+            let name = base_name(&paths.prefix, seq, base.is_rdb());
+            write_base(keyspace, &paths.dir, &name, base)?;
+            manifest.replace_base(name, seq);
+            changed = true;
+        }
+        if manifest.incrs.is_empty() {
+            manifest.add_incr(&paths.prefix);
+            changed = true;
+        }
+        let incr = manifest
+            .last_incr()
+            .map(|info| paths.file(&info.name))
+            .ok_or_else(|| std::io::Error::other("no incr file"))?;
+        let storage = Arc::new(FileStorage::open(&incr)?);
+        if changed {
+            // The new incr file exists (empty) before the manifest names it.
+            storage.sync()?;
+            manifest::persist(&paths.dir, &paths.prefix, &manifest)?;
+        }
+        let len = storage.len()?;
+        self.base_size = manifest
+            .base
+            .as_ref()
+            .and_then(|b| std::fs::metadata(paths.file(&b.name)).ok())
+            .map_or(0, |m| m.len());
+        self.size_at_open = manifest
+            .load_order()
+            .filter_map(|info| std::fs::metadata(paths.file(&info.name)).ok())
+            .map(|m| m.len())
+            .sum();
+        self.written_at_open = len;
+        self.manifest = manifest;
+        let sender = self.progress.clone();
+        sender.send_replace(SyncProgress {
+            synced: len,
+            error: None,
+        });
+        let syncer = Syncer::start(
+            storage.clone(),
+            len,
+            Box::new(move |progress| {
+                sender.send_replace(progress);
+            }),
+        )?;
+        self.log = Some(AppendLog::new(storage, len));
+        self.syncer = Some(syncer);
+        Ok(())
+    }
+
+    /// Stops appending: writes and fsyncs what is buffered, and stops the fsync thread.
+    pub fn close(&mut self) -> Result<(), String> {
+        let result = match self.log.as_mut() {
+            Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        self.syncer = None;
+        self.log = None;
+        result
+    }
+
+    /// Appends one command executed in `db`.
+    pub fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A], now_ms: i64) {
+        let timestamps = self.timestamps;
+        let multi = &mut self.multi;
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        if timestamps {
+            log.annotate_time(now_ms / 1000);
+        }
+        if *multi == Some(false) {
+            log.append(db, &["MULTI"]);
+            *multi = Some(true);
+        }
+        log.append(db, args);
+    }
+
+    /// Marks the start of EXEC: the first write inside it is preceded by `MULTI`.
+    pub fn begin_exec(&mut self) {
+        self.multi = Some(false);
+    }
+
+    /// Marks the end of EXEC: closes the `MULTI` block if one was opened.
+    pub fn end_exec(&mut self) {
+        if self.multi.take() == Some(true)
+            && let Some(log) = self.log.as_mut()
+        {
+            log.append_global(&["EXEC"]);
+        }
+    }
+
+    /// The error that makes writes refused (`-MISCONF`), if any.
+    pub fn write_error(&mut self) -> Option<String> {
+        let log = self.log.as_mut()?;
+        if let Some(error) = self.progress.borrow().error.clone() {
+            log.record_sync_error(error);
+        }
+        log.health().err().map(|e| e.to_string())
+    }
+
+    /// Runs before replies are sent: writes the buffer (unless `everysec` is waiting for a slow
+    /// fsync). Under `always` it says how long the replies must wait: until the whole log as
+    /// it is now is durable, since they may show data that is not on disk yet.
+    pub fn before_reply(&mut self) -> BeforeReply {
+        let Some(log) = self.log.as_mut() else {
+            return BeforeReply::Send;
+        };
+        match self.policy {
+            FsyncPolicy::Always => {
+                let need = log.end();
+                let progress = self.progress.borrow().clone();
+                if progress.error.is_some() {
+                    return BeforeReply::Fail;
+                }
+                if progress.synced >= need {
+                    return BeforeReply::Send;
+                }
+                if log.flush().is_err() {
+                    return BeforeReply::Fail;
+                }
+                if let Some(syncer) = &self.syncer {
+                    syncer.request(log.written());
+                }
+                BeforeReply::Wait(need, self.progress.subscribe())
+            }
+            FsyncPolicy::EverySec => {
+                if log.pending() > 0 {
+                    self.write_unless_fsync_is_slow();
+                }
+                BeforeReply::Send
+            }
+            FsyncPolicy::No => {
+                if log.pending() > 0 {
+                    let _ = log.flush();
+                }
+                BeforeReply::Send
+            }
+        }
+    }
+
+    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).
+    pub fn sync_now(&mut self) -> Result<(), String> {
+        match self.log.as_mut() {
+            Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Redis's rule for `everysec`: while a background fsync runs, postpone writes (a write
+    /// could block behind it) for up to 2 seconds, then write anyway and count it.
+    fn write_unless_fsync_is_slow(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let fsync_running = self.syncer.as_ref().and_then(Syncer::in_flight).is_some();
+        if fsync_running {
+            let since = *self.postponed_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < MAX_FSYNC_POSTPONE {
+                return;
+            }
+            self.delayed_fsync += 1;
+            crate::notice!(
+                "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF buffer without waiting for fsync to complete, this may slow down Redis."
+            );
+        }
+        self.postponed_since = None;
+        let _ = log.flush();
+    }
+
+    /// Runs from the cron: writes what is buffered, and under `everysec` starts an fsync once
+    /// a second when something was written since the last one.
+    pub fn cron(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        if self.policy == FsyncPolicy::EverySec {
+            if log.pending() > 0 {
+                self.write_unless_fsync_is_slow();
+            }
+        } else if log.pending() > 0 {
+            let _ = log.flush();
+        }
+        let Some(log) = self.log.as_ref() else {
+            return;
+        };
+        let Some(syncer) = &self.syncer else {
+            return;
+        };
+        let due = self.last_sync_request.elapsed() >= Duration::from_secs(1);
+        if self.policy == FsyncPolicy::EverySec
+            && due
+            && syncer.in_flight().is_none()
+            && self.progress.borrow().synced < log.written()
+        {
+            syncer.request(log.written());
+            self.last_sync_request = Instant::now();
+        }
+    }
+
+    /// `aof_current_size`: every file of the log.
+    pub fn current_size(&self) -> u64 {
+        let written = self.log.as_ref().map_or(0, AppendLog::written);
+        self.size_at_open + written.saturating_sub(self.written_at_open)
+    }
+
+    /// `aof_buffer_length`.
+    pub fn buffer_length(&self) -> usize {
+        self.log.as_ref().map_or(0, AppendLog::pending)
+    }
+
+    /// `aof_pending_bio_fsync`: whether a background fsync is running.
+    pub fn fsync_in_flight(&self) -> bool {
+        self.syncer.as_ref().and_then(Syncer::in_flight).is_some()
+    }
+}
+
+/// What a connection does with its replies after writing the log.
+pub enum BeforeReply {
+    /// Send them now.
+    Send,
+    /// Send them once the log is durable up to this offset (the receiver reports progress).
+    Wait(u64, watch::Receiver<SyncProgress>),
+    /// The log cannot be made durable: close the connection without replying, so that no write
+    /// is acknowledged that may be lost.
+    Fail,
+}
+
+fn policy_of(config: &Config) -> FsyncPolicy {
+    FsyncPolicy::parse(config.get("appendfsync")).unwrap_or(FsyncPolicy::EverySec)
+}
+
+/// Starts a new generation of the log from `keyspace`: a new base (the old base and incr files
+/// become history) and a new incr file, with the manifest switched atomically; the history
+/// files are deleted afterwards.
+pub fn fresh_manifest(
+    paths: &AofPaths,
+    mut manifest: Manifest,
+    keyspace: &Keyspace,
+    format: BaseFormat,
+) -> std::io::Result<Manifest> {
+    std::fs::create_dir_all(&paths.dir)?;
+    let seq = manifest.base_seq + 1;
+    let name = base_name(&paths.prefix, seq, format.is_rdb());
+    write_base(keyspace, &paths.dir, &name, format)?;
+    manifest.replace_base(name, seq);
+    let incr = manifest.add_incr(&paths.prefix);
+    FileStorage::open(&paths.file(&incr))?.sync()?;
+    manifest::persist(&paths.dir, &paths.prefix, &manifest)?;
+    delete_history(paths, &mut manifest);
+    Ok(manifest)
+}
+
+/// Deletes the history files and forgets them (persisting the manifest without them).
+pub fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
+    if manifest.history.is_empty() {
+        return;
+    }
+    for info in manifest.history.drain(..) {
+        let _ = std::fs::remove_file(paths.file(&info.name));
+    }
+    if let Err(error) = manifest::persist(&paths.dir, &paths.prefix, manifest) {
+        crate::warning!("Error persisting the AOF manifest after deleting history: {error}");
+    }
+}
+
+/// How a base file is written.
+#[derive(Debug, Clone, Copy)]
+pub enum BaseFormat {
+    /// RDB form (`aof-use-rdb-preamble yes`), with these options.
+    Rdb(SaveOptions),
+    /// Commands (`aof-use-rdb-preamble no`).
+    Commands,
+}
+
+impl BaseFormat {
+    fn is_rdb(self) -> bool {
+        matches!(self, BaseFormat::Rdb(_))
+    }
+}
+
+/// Writes a base file of `keyspace` as `dir/name`: a temp file, fsynced, renamed, and the
+/// directory fsynced. Returns the number of keys written.
+pub fn write_base(
+    keyspace: &Keyspace,
+    dir: &Path,
+    name: &str,
+    format: BaseFormat,
+) -> std::io::Result<u64> {
+    let temp = dir.join(format!("temp-rewriteaof-{}.aof", std::process::id()));
+    let result = (|| {
+        let keys = match format {
+            BaseFormat::Rdb(options) => {
+                crate::persistence::write_snapshot(keyspace, &temp, options, true)?
+            }
+            BaseFormat::Commands => {
+                let file = File::create(&temp)?;
+                let mut out = BufWriter::with_capacity(1 << 20, file);
+                let keys = write_commands(keyspace, &mut out)?;
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                keys
+            }
+        };
+        std::fs::rename(&temp, dir.join(name))?;
+        File::open(dir)?.sync_all()?;
+        Ok(keys)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Writes `keyspace` as the commands that rebuild it (Redis's command-form rewrite): `SELECT`,
+/// then per key `SET`/`RPUSH`/`SADD`/`ZADD`/`HMSET` in batches of 64 items and `PEXPIREAT`.
+pub fn write_commands(keyspace: &Keyspace, out: &mut impl Write) -> std::io::Result<u64> {
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    let mut keys = 0;
+    for (index, db) in keyspace.dbs().iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        amber_aof::encode_command(&["SELECT", index.to_string().as_str()], &mut buffer);
+        for (key, entry) in db.iter() {
+            encode_value(key, &entry.value, &mut buffer);
+            if let Some(at) = entry.expire_at {
+                let at = at.to_string();
+                amber_aof::encode_command(
+                    &[b"PEXPIREAT".as_slice(), key, at.as_bytes()],
+                    &mut buffer,
+                );
+            }
+            keys += 1;
+            if buffer.len() >= 64 * 1024 {
+                out.write_all(&buffer)?;
+                buffer.clear();
+            }
+        }
+    }
+    out.write_all(&buffer)?;
+    out.flush()?;
+    Ok(keys)
+}
+
+fn encode_value(key: &[u8], value: &Value, out: &mut Vec<u8>) {
+    let batched = |command: &[u8], items: Vec<Vec<u8>>, per_item: usize, out: &mut Vec<u8>| {
+        for chunk in items.chunks(ITEMS_PER_COMMAND * per_item) {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 2);
+            args.push(command);
+            args.push(key);
+            args.extend(chunk.iter().map(Vec::as_slice));
+            amber_aof::encode_command(&args, out);
+        }
+    };
+    match value {
+        Value::Str(value) => {
+            amber_aof::encode_command(&[b"SET".as_slice(), key, &value.as_bytes()], out);
+        }
+        Value::List(items) => {
+            batched(b"RPUSH", items.iter().map(|i| i.to_vec()).collect(), 1, out);
+        }
+        Value::Set(set) => batched(b"SADD", set.members(), 1, out),
+        Value::Hash(hash) => {
+            let items = hash
+                .iter()
+                .flat_map(|(f, v)| [f.to_vec(), v.to_vec()])
+                .collect();
+            batched(b"HMSET", items, 2, out);
+        }
+        Value::Zset(zset) => {
+            let items = zset
+                .iter()
+                .flat_map(|(m, s)| [amber_protocol::format_double(s).into_bytes(), m.to_vec()])
+                .collect();
+            batched(b"ZADD", items, 2, out);
+        }
+    }
+}
