@@ -6,29 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Frame, ServerProcess, simple};
-
-fn digest(client: &mut common::Client) -> Frame {
-    client.cmd(&["DEBUG", "DIGEST"])
-}
-
-fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn info_field(client: &mut common::Client, field: &str) -> String {
-    let Frame::Bulk(info) = client.cmd(&["INFO", "all"]) else {
-        panic!("INFO is a bulk string")
-    };
-    let info = String::from_utf8(info).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_string))
-        .unwrap_or_else(|| panic!("no {field} in INFO"))
-}
+use common::{
+    Frame, ServerProcess, digest, fixture, info_field, manifest_digest, simple, wait_for,
+};
 
 fn fill(client: &mut common::Client) {
     client.cmd(&["DEBUG", "POPULATE", "20000", "key", "20"]);
@@ -339,18 +319,6 @@ fn failed_bgsave_refuses_writes_with_misconf() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
-        .join(name);
-    assert!(
-        path.exists(),
-        "fixture {} missing (../shared beside the repo)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn redis_fixture_loads_with_redis_digest() {
     for name in ["redis-7.0/encodings.rdb", "redis-legacy/encodings.rdb"] {
@@ -395,17 +363,6 @@ fn streams_are_refused_clearly_and_the_file_kept() {
     );
     assert_eq!(std::fs::read(dir.join("dump.rdb")).unwrap(), before);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// The dataset digest Redis recorded for a fixture in its manifest.
-fn manifest_digest(dir: &str, name: &str) -> String {
-    let manifest = std::fs::read_to_string(fixture(&format!("{dir}/manifest.json"))).unwrap();
-    let start = manifest
-        .find(&format!("\"{name}\": {{"))
-        .expect("fixture in manifest");
-    let marker = "\"digest\": \"";
-    let at = start + manifest[start..].find(marker).expect("digest") + marker.len();
-    manifest[at..at + 40].to_string()
 }
 
 #[test]

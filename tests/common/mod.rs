@@ -31,10 +31,19 @@ pub fn redis_tool(name: &str) -> PathBuf {
     );
 }
 
-/// A port nobody listens on right now.
+static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+
+/// A port nobody listens on right now, below the kernel's ephemeral range (32768 and up), so
+/// that the tests' own client connections can never take it before the server binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    let base = 20_000 + (std::process::id() as usize % 200) * 60;
+    loop {
+        let port = (base + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 12_000) as u16;
+        let port = if port >= 32_000 { port - 12_000 } else { port };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
@@ -290,4 +299,63 @@ pub fn simple(text: &str) -> Frame {
 /// An error frame.
 pub fn error(text: &str) -> Frame {
     Frame::Error(text.as_bytes().to_vec())
+}
+
+/// `DEBUG DIGEST` of the server `client` talks to.
+pub fn digest(client: &mut Client) -> Frame {
+    client.cmd(&["DEBUG", "DIGEST"])
+}
+
+/// Polls `condition` every 20 ms for up to 20 s.
+pub fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One field of `INFO all`.
+pub fn info_field(client: &mut Client, field: &str) -> String {
+    let Frame::Bulk(info) = client.cmd(&["INFO", "all"]) else {
+        panic!("INFO is a bulk string")
+    };
+    let info = String::from_utf8(info).expect("INFO is text");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {field} in INFO"))
+}
+
+/// A file or directory of `../shared/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(name);
+    assert!(
+        path.exists(),
+        "fixture {} missing (../shared beside the repo)",
+        path.display()
+    );
+    path
+}
+
+/// The dataset digest Redis recorded for a fixture in its manifest.
+pub fn manifest_digest(dir: &str, name: &str) -> String {
+    let manifest = std::fs::read_to_string(fixture(&format!("{dir}/manifest.json")))
+        .expect("fixture manifest");
+    let start = manifest
+        .find(&format!("\"{name}\": {{"))
+        .expect("fixture in manifest");
+    let marker = "\"digest\": \"";
+    let at = start + manifest[start..].find(marker).expect("digest") + marker.len();
+    manifest[at..at + 40].to_string()
+}
+
+/// Runs the amber-server binary with `args` until it exits (for start-ups that must fail).
+pub fn run_amber_to_exit(args: &[&str]) -> std::process::Output {
+    Command::new(amber_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run amber-server")
 }

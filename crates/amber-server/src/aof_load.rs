@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use amber_aof::{CommandReader, FileInfo, FileKind, Item, Manifest, ReadError};
+use amber_aof::{CommandReader, FileKind, Item, Manifest, ReadError};
 use amber_protocol::{Protocol, ReplyWriter};
 use bytes::Bytes;
 
@@ -55,72 +55,245 @@ pub fn find(paths: &AofPaths) -> Result<Source, String> {
     Ok(Source::Nothing)
 }
 
-/// Loads `source` into the server; returns the manifest to continue appending with.
+/// Loads `source` into the server, yielding to the event loop between steps (clients get
+/// `-LOADING`); returns the manifest to continue appending with.
 pub async fn load(
     shared: &Rc<RefCell<Server>>,
     paths: &AofPaths,
     source: Source,
 ) -> Result<Manifest, String> {
-    let started = Instant::now();
-    let truncate_ok = shared.borrow().config.get_bool("aof-load-truncated");
-    let result = match source {
-        Source::Nothing => return Ok(Manifest::default()),
-        Source::MultiPart(manifest) => {
-            let files: Vec<FileInfo> = manifest.load_order().cloned().collect();
-            let total: u64 = files
-                .iter()
-                .filter_map(|f| std::fs::metadata(paths.file(&f.name)).ok())
-                .map(|m| m.len())
-                .sum();
-            shared.borrow_mut().loading = Some((started, total, 0));
-            let mut done = 0;
-            let mut result = Ok(());
-            for (index, info) in files.iter().enumerate() {
-                let path = paths.file(&info.name);
-                let last = index + 1 == files.len();
-                let kind = if info.kind == FileKind::Base {
-                    "base"
-                } else {
-                    "incr"
-                };
-                let file_started = Instant::now();
-                match load_file(shared, &path, last, truncate_ok, done).await {
-                    Ok(size) => {
-                        done += size;
-                        notice!(
-                            "DB loaded from {kind} file {}: {:.3} seconds",
-                            info.name,
-                            file_started.elapsed().as_secs_f64()
-                        );
-                    }
-                    Err(error) => {
-                        result = Err(error);
-                        break;
-                    }
-                }
-            }
-            result.map(|()| manifest)
+    let mut job = LoadJob::new(&mut shared.borrow_mut(), paths, source);
+    loop {
+        let finished = job.step(&mut shared.borrow_mut());
+        match finished {
+            Some(result) => return result,
+            None => tokio::task::yield_now().await,
         }
-        Source::Legacy(path) => {
-            let total = std::fs::metadata(&path).map_or(0, |m| m.len());
-            shared.borrow_mut().loading = Some((started, total, 0));
-            match load_file(shared, &path, true, truncate_ok, 0).await {
-                Ok(_) => upgrade_legacy(paths, &path),
-                Err(error) => Err(error),
-            }
-        }
-    };
-    let mut server = shared.borrow_mut();
-    server.loading = None;
-    if result.is_err() {
-        server.keyspace.clear();
-    } else {
-        notice!(
-            "DB loaded from append only file: {:.3} seconds",
-            started.elapsed().as_secs_f64()
-        );
     }
-    result
+}
+
+/// Loads `source` in one go (`DEBUG LOADAOF`).
+pub fn load_blocking(
+    server: &mut Server,
+    paths: &AofPaths,
+    source: Source,
+) -> Result<Manifest, String> {
+    let mut job = LoadJob::new(server, paths, source);
+    loop {
+        if let Some(result) = job.step(server) {
+            return result;
+        }
+    }
+}
+
+/// One file of the load, in progress.
+enum FileJob {
+    /// The RDB part of a base file.
+    Rdb(Box<crate::persistence::Loader>),
+    /// Commands (after the RDB part, or the whole file).
+    Commands(Box<CommandReader<BufReader<File>>>, Box<Replay>),
+}
+
+/// A load in progress, advanced a bounded amount of work per [`LoadJob::step`].
+struct LoadJob {
+    paths: AofPaths,
+    files: Vec<(PathBuf, &'static str)>,
+    manifest: Option<Manifest>,
+    legacy: Option<PathBuf>,
+    next: usize,
+    current: Option<(FileJob, Instant)>,
+    truncate_ok: bool,
+    done_bytes: u64,
+    started: Instant,
+}
+
+impl LoadJob {
+    fn new(server: &mut Server, paths: &AofPaths, source: Source) -> LoadJob {
+        let (files, manifest, legacy) = match source {
+            Source::Nothing => (Vec::new(), Some(Manifest::default()), None),
+            Source::MultiPart(manifest) => {
+                let files = manifest
+                    .load_order()
+                    .map(|info| {
+                        let kind = if info.kind == FileKind::Base {
+                            "base"
+                        } else {
+                            "incr"
+                        };
+                        (paths.file(&info.name), kind)
+                    })
+                    .collect();
+                (files, Some(manifest), None)
+            }
+            Source::Legacy(path) => (vec![(path.clone(), "legacy")], None, Some(path)),
+        };
+        let started = Instant::now();
+        let total = files
+            .iter()
+            .filter_map(|(path, _)| std::fs::metadata(path).ok())
+            .map(|m| m.len())
+            .sum();
+        if !files.is_empty() {
+            server.loading = Some((started, total, 0));
+        }
+        LoadJob {
+            paths: paths.clone(),
+            files,
+            manifest,
+            legacy,
+            next: 0,
+            current: None,
+            truncate_ok: server.config.get_bool("aof-load-truncated"),
+            done_bytes: 0,
+            started,
+        }
+    }
+
+    /// Does a bounded amount of work; `Some` when the load is over.
+    fn step(&mut self, server: &mut Server) -> Option<Result<Manifest, String>> {
+        let result = self.advance(server)?;
+        server.loading = None;
+        let result = result.and_then(|()| match self.legacy.take() {
+            Some(legacy) => upgrade_legacy(&self.paths, &legacy),
+            None => Ok(self.manifest.take().unwrap_or_default()),
+        });
+        match &result {
+            Err(_) => server.keyspace.clear(),
+            Ok(_) if !self.files.is_empty() => notice!(
+                "DB loaded from append only file: {:.3} seconds",
+                self.started.elapsed().as_secs_f64()
+            ),
+            Ok(_) => {}
+        }
+        Some(result)
+    }
+
+    fn advance(&mut self, server: &mut Server) -> Option<Result<(), String>> {
+        let Some((job, file_started)) = self.current.as_mut() else {
+            let Some((path, _)) = self.files.get(self.next) else {
+                return Some(Ok(()));
+            };
+            return match open_file(path) {
+                Ok(Some(job)) => {
+                    self.current = Some((job, Instant::now()));
+                    None
+                }
+                Ok(None) => {
+                    self.next += 1;
+                    None
+                }
+                Err(error) => Some(Err(error)),
+            };
+        };
+        let (path, kind) = &self.files[self.next];
+        let name = path.display().to_string();
+        let last = self.next + 1 == self.files.len();
+        let finished = match job {
+            FileJob::Rdb(loader) => match rdb_step(server, loader, &name) {
+                Ok(false) => None,
+                Ok(true) => match commands_after(path, loader.offset()) {
+                    Ok(next) => {
+                        *job = next;
+                        None
+                    }
+                    Err(error) => Some(Err(error)),
+                },
+                Err(error) => Some(Err(error)),
+            },
+            FileJob::Commands(reader, replay) => {
+                let result = replay.step(server, reader, &name, last, self.truncate_ok);
+                if let Some(loading) = server.loading.as_mut() {
+                    loading.2 = self.done_bytes + reader.offset();
+                }
+                result
+            }
+        };
+        match finished? {
+            Ok(()) => {
+                notice!(
+                    "DB loaded from {kind} file {}: {:.3} seconds",
+                    path.file_name()
+                        .map_or(name.clone(), |n| n.to_string_lossy().into_owned()),
+                    file_started.elapsed().as_secs_f64()
+                );
+                self.done_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+                self.current = None;
+                self.next += 1;
+                None
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
+/// Opens one file: its RDB part first if it starts with `REDIS`; `None` if it is empty.
+fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
+    let name = path.display();
+    let mut file = File::open(path)
+        .map_err(|e| format!("The AOF file {name} doesn't exist or can't be opened: {e}"))?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if size == 0 {
+        return Ok(None);
+    }
+    let mut magic = [0u8; 5];
+    if file.read_exact(&mut magic).is_ok() && &magic == b"REDIS" {
+        notice!("Reading RDB base file on AOF loading...");
+        let loader = crate::persistence::Loader::open(path).map_err(|message| {
+            format!(
+                "Bad file format reading the RDB base of the append only file {name}: {message}"
+            )
+        })?;
+        return Ok(Some(FileJob::Rdb(Box::new(loader))));
+    }
+    commands_after(path, 0).map(Some)
+}
+
+/// A command reader positioned at `offset` of `path`.
+fn commands_after(path: &Path, offset: u64) -> Result<FileJob, String> {
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| e.to_string())?;
+    let reader = CommandReader::new(BufReader::with_capacity(1 << 20, file), offset);
+    Ok(FileJob::Commands(
+        Box::new(reader),
+        Box::new(Replay {
+            client: ClientState::internal(),
+            out: ReplyWriter::new(Protocol::Resp2),
+            before_multi: None,
+        }),
+    ))
+}
+
+/// Loads up to 1024 keys of an RDB part; `Ok(true)` when it is complete.
+fn rdb_step(
+    server: &mut Server,
+    loader: &mut crate::persistence::Loader,
+    name: &str,
+) -> Result<bool, String> {
+    loader.key_delay_us = server.config.get_i64("key-load-delay").max(0) as u64;
+    let limits = server.encoding_limits();
+    let now = unix_ms();
+    let done = loader
+        .step(&mut server.keyspace, now, &limits, 1024)
+        .map_err(|message| {
+            warning!("Internal error in RDB reading {name}: {message}");
+            format!(
+                "Bad file format reading the RDB base of the append only file {name}: {message}"
+            )
+        })?;
+    if let Some(loading) = server.loading.as_mut() {
+        loading.2 = loader.offset();
+    }
+    if done {
+        let stats = loader.stats;
+        notice!(
+            "Done loading RDB, keys loaded: {}, keys expired: {}.",
+            stats.loaded,
+            stats.expired
+        );
+        server.rdb.last_load = (stats.loaded, stats.expired);
+    }
+    Ok(done)
 }
 
 /// Moves a loaded legacy `appendonly.aof` into the directory as its base and writes the
@@ -135,113 +308,6 @@ fn upgrade_legacy(paths: &AofPaths, legacy: &Path) -> Result<Manifest, String> {
     amber_aof::manifest::persist(&paths.dir, &paths.prefix, &manifest).map_err(failed)?;
     notice!("Successfully migrated an old-style AOF into the AOF directory");
     Ok(manifest)
-}
-
-/// Loads one file (an RDB part if it starts with `REDIS`, then commands); returns its size.
-async fn load_file(
-    shared: &Rc<RefCell<Server>>,
-    path: &Path,
-    last: bool,
-    truncate_ok: bool,
-    done_before: u64,
-) -> Result<u64, String> {
-    let name = path.display().to_string();
-    let mut file = File::open(path)
-        .map_err(|e| format!("The AOF file {name} doesn't exist or can't be opened: {e}"))?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    if size == 0 {
-        return Ok(0);
-    }
-    let mut magic = [0u8; 5];
-    let is_rdb = file.read_exact(&mut magic).is_ok() && &magic == b"REDIS";
-    let start = if is_rdb {
-        notice!("Reading RDB base file on AOF loading...");
-        load_rdb_part(shared, path, done_before).await?
-    } else {
-        0
-    };
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| e.to_string())?;
-    let reader = CommandReader::new(BufReader::with_capacity(1 << 20, file), start);
-    replay(shared, reader, &name, last, truncate_ok, done_before).await?;
-    Ok(size)
-}
-
-/// Loads the RDB preamble of a base file; returns where its commands (if any) start.
-async fn load_rdb_part(
-    shared: &Rc<RefCell<Server>>,
-    path: &Path,
-    done_before: u64,
-) -> Result<u64, String> {
-    let (limits, delay) = {
-        let server = shared.borrow();
-        let delay = server.config.get_i64("key-load-delay").max(0) as u64;
-        (server.encoding_limits(), delay)
-    };
-    let fail = |message: String| {
-        warning!(
-            "Internal error in RDB reading {}: {message}",
-            path.display()
-        );
-        format!("Bad file format reading the RDB base of the append only file: {message}")
-    };
-    let mut loader = crate::persistence::Loader::open(path).map_err(fail)?;
-    loader.key_delay_us = delay;
-    let now = unix_ms();
-    loop {
-        let step = {
-            let mut server = shared.borrow_mut();
-            let result = loader.step(&mut server.keyspace, now, &limits, 1024);
-            if let Some(loading) = server.loading.as_mut() {
-                loading.2 = done_before + loader.offset();
-            }
-            result
-        };
-        match step {
-            Ok(true) => break,
-            Ok(false) => tokio::task::yield_now().await,
-            Err(message) => return Err(fail(message)),
-        }
-    }
-    let stats = loader.stats;
-    notice!(
-        "Done loading RDB, keys loaded: {}, keys expired: {}.",
-        stats.loaded,
-        stats.expired
-    );
-    shared.borrow_mut().rdb.last_load = (stats.loaded, stats.expired);
-    Ok(loader.offset())
-}
-
-/// Replays the commands of one file through a client that never replies, yielding to the
-/// event loop between steps.
-async fn replay<R: std::io::BufRead>(
-    shared: &Rc<RefCell<Server>>,
-    mut reader: CommandReader<R>,
-    name: &str,
-    last: bool,
-    truncate_ok: bool,
-    done_before: u64,
-) -> Result<(), String> {
-    let mut replay = Replay {
-        client: ClientState::internal(),
-        out: ReplyWriter::new(Protocol::Resp2),
-        before_multi: None,
-    };
-    loop {
-        let finished = {
-            let mut server = shared.borrow_mut();
-            let finished = replay.step(&mut server, &mut reader, name, last, truncate_ok);
-            if let Some(loading) = server.loading.as_mut() {
-                loading.2 = done_before + reader.offset();
-            }
-            finished
-        };
-        match finished {
-            Some(result) => return result,
-            None => tokio::task::yield_now().await,
-        }
-    }
 }
 
 /// The state of one file's replay.

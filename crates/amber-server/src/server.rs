@@ -289,6 +289,43 @@ impl Server {
         Ok(())
     }
 
+    /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
+    /// files (nothing is appended while it replays).
+    pub fn reload_aof(&mut self) -> Result<(), String> {
+        self.aof.sync_now()?;
+        let paths = crate::aof::AofPaths::from_config(&self.config);
+        let source = crate::aof_load::find(&paths)?;
+        let log = self.aof.log.take();
+        self.keyspace.set_record_expired(false);
+        self.keyspace.clear();
+        let result = crate::aof_load::load_blocking(self, &paths, source);
+        self.aof.log = log;
+        self.keyspace.set_record_expired(self.aof.is_on());
+        self.dirty = 0;
+        let manifest = result?;
+        if self.aof.is_on() {
+            self.aof.manifest = manifest;
+        }
+        crate::warning!("Append Only File loaded by DEBUG LOADAOF");
+        Ok(())
+    }
+
+    /// `DEBUG RELOAD`: saves the RDB file, empties the dataset and loads the file back.
+    pub fn reload_rdb(&mut self) -> Result<(), String> {
+        self.save_now()
+            .map_err(|e| format!("Error trying to save the DB: {e}"))?;
+        let path = self.rdb_file();
+        let limits = self.encoding_limits();
+        let log = self.aof.log.take();
+        self.keyspace.clear();
+        let result = crate::persistence::load(&path, &mut self.keyspace, unix_ms(), &limits);
+        self.aof.log = log;
+        let stats = result?;
+        self.rdb.last_load = (stats.loaded, stats.expired);
+        crate::notice!("DB reloaded by DEBUG RELOAD");
+        Ok(())
+    }
+
     /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
     pub fn aof_base_format(&self) -> crate::aof::BaseFormat {
         if self.config.get_bool("aof-use-rdb-preamble") {

@@ -356,6 +356,23 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.out.ok();
         }
         (b"object", 3) => debug_object(ctx, &args[2]),
+        (b"loadaof" | b"reload", 2) if ctx.client.id == super::LOADING_CLIENT_ID => {
+            ctx.error("ERR DEBUG LOADAOF and RELOAD cannot run while loading")
+        }
+        (b"loadaof", 2) => match ctx.server.reload_aof() {
+            Ok(()) => {
+                ctx.propagate_as(Vec::new());
+                ctx.out.ok()
+            }
+            Err(error) => ctx.error(&format!("ERR Error loading the AOF: {error}")),
+        },
+        (b"reload", 2) => match ctx.server.reload_rdb() {
+            Ok(()) => {
+                ctx.propagate_as(Vec::new());
+                ctx.out.ok()
+            }
+            Err(error) => ctx.error(&format!("ERR Error trying to load the RDB dump: {error}")),
+        },
         (b"digest", 2) => {
             let digest = amber_keyspace::dataset_digest(&ctx.server.keyspace);
             ctx.out.simple(&digest.hex());
@@ -388,6 +405,7 @@ fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
     };
     let now = ctx.server.now_ms;
     let mut key = prefix.clone();
+    let mut added = 0;
     for i in 0..count {
         key.truncate(prefix.len());
         key.extend_from_slice(format!(":{i}").as_bytes());
@@ -404,7 +422,11 @@ fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
             StrValue::Raw(value)
         };
         ctx.db().insert(&key, Entry::new(Value::Str(stored), now));
+        added += 1;
     }
+    // Unlike Redis, the keys count as changes, so the AOF records the (deterministic) command
+    // and the keys survive a restart.
+    ctx.dirty(added);
     ctx.out.ok();
 }
 

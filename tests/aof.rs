@@ -1,0 +1,541 @@
+//! The append-only file against the real binary: what is written (in Redis's propagated
+//! forms), directories moving between Amber and Redis 7.0 both ways, cut tails at every byte,
+//! corruption, legacy files, DEBUG LOADAOF, CONFIG SET appendonly, and kill -9 under
+//! `appendfsync always`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use amber_aof::{CommandReader, Item};
+use common::{
+    Frame, ServerProcess, bulk, digest, fixture, manifest_digest, run_amber_to_exit, simple,
+    wait_for,
+};
+
+const AOF_ON: &[&str] = &["--appendonly", "yes"];
+
+fn incr_file(dir: &Path) -> PathBuf {
+    let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+        .expect("manifest written");
+    let name = manifest
+        .lines()
+        .rfind(|line| line.ends_with("type i"))
+        .and_then(|line| line.split(' ').nth(1))
+        .expect("an incr file in the manifest")
+        .to_string();
+    dir.join("appendonlydir").join(name)
+}
+
+/// The commands of an AOF file, names upper-cased, `SELECT`s kept.
+fn commands_of(path: &Path) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).expect("read AOF");
+    let mut reader = CommandReader::new(bytes.as_slice(), 0);
+    let mut commands = Vec::new();
+    while let Some(item) = reader.next_item().expect("a well-formed AOF") {
+        if let Item::Command(args) = item {
+            let mut args: Vec<String> = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args[0] = args[0].to_ascii_uppercase();
+            commands.push(args);
+        }
+    }
+    commands
+}
+
+/// Writes a dataset that exercises every command whose AOF form differs from the request.
+fn write_varied(client: &mut common::Client) {
+    let far = "4102444800000"; // 2100-01-01 in ms
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["SET", "plain", "v"],
+        vec!["SETEX", "setex", "100000", "v"],
+        vec!["SET", "set-ex", "v", "EX", "100000"],
+        vec!["SET", "set-pxat", "v", "PXAT", far],
+        vec!["SET", "counter", "10"],
+        vec!["INCRBYFLOAT", "counter", "1.5"],
+        vec!["HSET", "hash", "f", "1"],
+        vec!["HINCRBYFLOAT", "hash", "f", "0.25"],
+        vec!["SADD", "set", "a", "b", "c", "d", "e"],
+        vec!["SPOP", "set"],
+        vec!["SPOP", "set", "2"],
+        vec!["SET", "expiring", "v"],
+        vec!["EXPIRE", "expiring", "100000"],
+        vec!["SET", "gone", "v"],
+        vec!["EXPIRE", "gone", "-1"],
+        vec!["RPUSH", "list", "a", "b", "c"],
+        vec!["BLPOP", "list", "0"],
+        vec!["BRPOPLPUSH", "list", "other", "0"],
+        vec!["ZADD", "zset", "1", "a", "2", "b", "-inf", "c"],
+        vec!["BZPOPMIN", "zset", "0"],
+        vec!["SET", "getex", "v"],
+        vec!["GETEX", "getex", "PX", "100000"],
+        vec!["SET", "getdel", "v"],
+        vec!["GETDEL", "getdel"],
+        vec!["SELECT", "3"],
+        vec!["SET", "in3", "v"],
+        vec!["SELECT", "0"],
+    ];
+    for step in steps {
+        let reply = client.cmd(&step);
+        assert!(!matches!(reply, Frame::Error(_)), "{step:?}: {reply:?}");
+    }
+    client.cmd(&["MULTI"]);
+    client.cmd(&["SET", "tx:a", "1"]);
+    client.cmd(&["INCR", "tx:b"]);
+    client.cmd(&["GET", "tx:a"]);
+    assert!(matches!(client.cmd(&["EXEC"]), Frame::Array(_)));
+    // A key that expires by itself is recorded as DEL when the server deletes it.
+    client.cmd(&["SET", "short", "v", "PX", "1"]);
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(client.cmd(&["GET", "short"]), Frame::NullBulk);
+}
+
+#[test]
+fn writes_are_recorded_in_redis_propagated_forms() {
+    let server = ServerProcess::amber(AOF_ON);
+    let mut client = server.client();
+    write_varied(&mut client);
+    let commands = commands_of(&incr_file(&server.dir));
+    let names: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    for absent in [
+        "SETEX",
+        "INCRBYFLOAT",
+        "HINCRBYFLOAT",
+        "SPOP",
+        "EXPIRE",
+        "BLPOP",
+        "BRPOPLPUSH",
+        "BZPOPMIN",
+        "GETEX",
+        "GETDEL",
+        "GET",
+    ] {
+        assert!(
+            !names.contains(&absent),
+            "{absent} recorded as is: {names:?}"
+        );
+    }
+    let has = |expected: &[&str]| commands.iter().any(|c| c == expected);
+    assert!(has(&["SET", "counter", "11.5", "KEEPTTL"]), "{commands:?}");
+    assert!(has(&["HSET", "hash", "f", "1.25"]), "{commands:?}");
+    assert!(has(&["DEL", "gone"]), "{commands:?}");
+    assert!(has(&["LPOP", "list"]), "{commands:?}");
+    assert!(
+        has(&["LMOVE", "list", "other", "RIGHT", "LEFT"]),
+        "{commands:?}"
+    );
+    assert!(has(&["ZPOPMIN", "zset"]), "{commands:?}");
+    assert!(has(&["DEL", "getdel"]), "{commands:?}");
+    assert!(has(&["DEL", "short"]), "{commands:?}");
+    assert!(has(&["SET", "set-pxat", "v", "PXAT", "4102444800000"]));
+    let absolute = |name: &str, key: &str| {
+        commands.iter().any(|c| {
+            c[0] == name
+                && c[1] == key
+                && c.last()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .is_some_and(|t| t > 1_700_000_000_000)
+        })
+    };
+    assert!(
+        absolute("SET", "setex") && absolute("SET", "set-ex"),
+        "{commands:?}"
+    );
+    assert!(absolute("PEXPIREAT", "expiring") && absolute("PEXPIREAT", "getex"));
+    let srem_members: usize = commands
+        .iter()
+        .filter(|c| c[0] == "SREM")
+        .map(|c| c.len() - 2)
+        .sum();
+    assert_eq!(
+        srem_members, 3,
+        "SPOP recorded as SREM of the members taken"
+    );
+    let multi = names.iter().position(|n| *n == "MULTI").expect("MULTI");
+    assert_eq!(names[multi + 1..multi + 4], ["SET", "INCR", "EXEC"]);
+    let select3 = commands.iter().position(|c| c == &["SELECT", "3"]);
+    let in3 = commands.iter().position(|c| c[0] == "SET" && c[1] == "in3");
+    assert!(select3.is_some_and(|s| in3.is_some_and(|i| s < i)));
+}
+
+#[test]
+fn redis_loads_what_amber_appends_and_amber_reloads_it() {
+    for preamble in ["yes", "no"] {
+        let server =
+            ServerProcess::amber(&["--appendonly", "yes", "--aof-use-rdb-preamble", preamble]);
+        let mut client = server.client();
+        client.cmd(&["DEBUG", "POPULATE", "2000", "key", "10"]);
+        write_varied(&mut client);
+        let expected = digest(&mut client);
+        let dir = server.kill9();
+        let check = std::process::Command::new(common::redis_tool("redis-check-aof"))
+            .arg(dir.join("appendonlydir/appendonly.aof.manifest"))
+            .output()
+            .expect("redis-check-aof runs");
+        assert!(
+            check.status.success(),
+            "redis-check-aof rejects Amber's AOF: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        let amber = ServerProcess::amber_in(&dir, AOF_ON);
+        assert_eq!(
+            digest(&mut amber.client()),
+            expected,
+            "Amber restart, preamble {preamble}"
+        );
+        drop(amber.kill9());
+        let redis = ServerProcess::redis_in(&dir, AOF_ON);
+        let mut redis_client = redis.client();
+        wait_for(
+            || redis_client.cmd(&["PING"]) == simple("PONG"),
+            "redis to load",
+        );
+        assert_eq!(
+            digest(&mut redis_client),
+            expected,
+            "Redis load, preamble {preamble}"
+        );
+    }
+}
+
+#[test]
+fn amber_loads_redis_directories_with_redis_digest() {
+    for name in ["aof-plain", "aof-preamble"] {
+        let dir = common::temp_dir(name);
+        copy_dir(
+            &fixture(&format!("redis-7.0/{name}")),
+            &dir.join("appendonlydir"),
+        );
+        let server = ServerProcess::amber_in(&dir, AOF_ON);
+        let mut client = server.client();
+        assert_eq!(
+            digest(&mut client),
+            simple(&manifest_digest("redis-7.0", name)),
+            "{name}"
+        );
+        client.cmd(&["SET", "after-amber", "1"]);
+        let expected = digest(&mut client);
+        let dir = server.kill9();
+        let again = ServerProcess::amber_in(&dir, AOF_ON);
+        assert_eq!(
+            digest(&mut again.client()),
+            expected,
+            "{name} after appending"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read fixture dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &target).expect("copy fixture");
+        let mut permissions = std::fs::metadata(&target).expect("metadata").permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&target, permissions).expect("make writable");
+    }
+}
+
+fn amber_args(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--port",
+        &common::free_port().to_string(),
+        "--dir",
+        dir.to_str().expect("utf-8 dir"),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn a_cut_tail_is_repaired_at_every_offset_or_refused_when_asked() {
+    let server = ServerProcess::amber(AOF_ON);
+    let mut client = server.client();
+    for i in 0..5 {
+        client.cmd(&["SET", &format!("key{i}"), &format!("value{i}")]);
+    }
+    let dir = server.kill9();
+    let incr = incr_file(&dir);
+    let full = std::fs::read(&incr).expect("incr file");
+    let last_start = full.len() - "*3\r\n$3\r\nSET\r\n$4\r\nkey4\r\n$6\r\nvalue4\r\n".len();
+    for cut in last_start + 1..full.len() {
+        std::fs::write(&incr, &full[..cut]).expect("cut");
+        let server = ServerProcess::amber_in(&dir, AOF_ON);
+        let mut client = server.client();
+        assert_eq!(client.cmd(&["GET", "key3"]), bulk("value3"), "cut at {cut}");
+        assert_eq!(
+            client.cmd(&["EXISTS", "key4"]),
+            Frame::Integer(0),
+            "cut at {cut}"
+        );
+        assert!(
+            server.log().contains("!!! Truncating the AOF"),
+            "cut at {cut}"
+        );
+        drop(server.kill9());
+        assert_eq!(
+            std::fs::read(&incr).expect("incr").len(),
+            last_start,
+            "the tail is cut at the last whole command (cut at {cut})"
+        );
+
+        std::fs::write(&incr, &full[..cut]).expect("cut");
+        let output = run_amber_to_exit(
+            &amber_args(&dir, &["--aof-load-truncated", "no"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            !output.status.success(),
+            "cut at {cut} must refuse to start"
+        );
+        let log = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            log.contains("Unexpected end of file reading the append only file"),
+            "{log}"
+        );
+        assert_eq!(
+            std::fs::read(&incr).expect("incr"),
+            &full[..cut],
+            "refusal keeps the file"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_unfinished_transaction_at_the_end_is_discarded() {
+    let server = ServerProcess::amber(AOF_ON);
+    server.client().cmd(&["SET", "before", "1"]);
+    let dir = server.kill9();
+    let incr = incr_file(&dir);
+    let complete = std::fs::read(&incr).expect("incr").len();
+    let mut tail = Vec::new();
+    amber_aof::encode_command(&["MULTI"], &mut tail);
+    amber_aof::encode_command(&["SET", "inside", "1"], &mut tail);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&incr)
+        .expect("open");
+    std::io::Write::write_all(&mut file, &tail).expect("append");
+    drop(file);
+    let server = ServerProcess::amber_in(&dir, AOF_ON);
+    let mut client = server.client();
+    assert_eq!(client.cmd(&["GET", "before"]), bulk("1"));
+    assert_eq!(client.cmd(&["EXISTS", "inside"]), Frame::Integer(0));
+    assert!(
+        server
+            .log()
+            .contains("Revert incomplete MULTI/EXEC transaction")
+    );
+    client.cmd(&["SET", "after", "1"]);
+    let dir = server.kill9();
+    assert!(commands_of(&incr).iter().all(|c| c[0] != "MULTI"));
+    assert!(std::fs::read(&incr).expect("incr").len() > complete);
+    let again = ServerProcess::amber_in(&dir, AOF_ON);
+    assert_eq!(again.client().cmd(&["GET", "after"]), bulk("1"));
+}
+
+#[test]
+fn corruption_in_the_middle_stops_startup_and_touches_nothing() {
+    let server = ServerProcess::amber(AOF_ON);
+    let mut client = server.client();
+    for i in 0..20 {
+        client.cmd(&["SET", &format!("key{i}"), "value"]);
+    }
+    let dir = server.kill9();
+    let incr = incr_file(&dir);
+    let mut bytes = std::fs::read(&incr).expect("incr");
+    let middle = bytes.len() / 2;
+    let star = middle
+        + bytes[middle..]
+            .iter()
+            .position(|&b| b == b'*')
+            .expect("a command");
+    bytes[star] = b'!';
+    std::fs::write(&incr, &bytes).expect("corrupt");
+    let listing = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("appendonlydir"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&dir);
+    let args = amber_args(&dir, &[]);
+    let output = run_amber_to_exit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("Bad file format reading the append only file"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("offset {star}")),
+        "the offset is named: {log}"
+    );
+    assert_eq!(std::fs::read(&incr).expect("incr"), bytes);
+    assert_eq!(listing(&dir), before, "no file created or deleted");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_legacy_single_file_loads_and_is_upgraded() {
+    let dir = common::temp_dir("legacy");
+    std::fs::copy(
+        fixture("redis-legacy/rdb-preamble.aof"),
+        dir.join("appendonly.aof"),
+    )
+    .expect("copy legacy AOF");
+    let server = ServerProcess::amber_in(&dir, AOF_ON);
+    let mut client = server.client();
+    assert_eq!(
+        digest(&mut client),
+        simple(&manifest_digest("redis-legacy", "rdb-preamble.aof"))
+    );
+    assert!(
+        !dir.join("appendonly.aof").exists(),
+        "moved into the directory"
+    );
+    let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+        .expect("manifest");
+    assert!(
+        manifest.contains("file appendonly.aof seq 1 type b"),
+        "{manifest}"
+    );
+    client.cmd(&["SET", "new", "1"]);
+    let expected = digest(&mut client);
+    let dir = server.kill9();
+    let again = ServerProcess::amber_in(&dir, AOF_ON);
+    assert_eq!(digest(&mut again.client()), expected);
+}
+
+#[test]
+fn debug_loadaof_reloads_without_appending_again() {
+    let server = ServerProcess::amber(AOF_ON);
+    let mut client = server.client();
+    write_varied(&mut client);
+    let expected = digest(&mut client);
+    let incr = incr_file(&server.dir);
+    let size = std::fs::metadata(&incr).expect("incr").len();
+    assert_eq!(client.cmd(&["DEBUG", "LOADAOF"]), simple("OK"));
+    assert_eq!(digest(&mut client), expected);
+    assert_eq!(std::fs::metadata(&incr).expect("incr").len(), size);
+}
+
+#[test]
+fn config_set_appendonly_yes_starts_from_the_current_dataset() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "1000"]);
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "appendonly", "yes"]),
+        simple("OK")
+    );
+    client.cmd(&["SET", "after", "1"]);
+    let expected = digest(&mut client);
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, AOF_ON);
+    assert_eq!(digest(&mut restarted.client()), expected);
+}
+
+#[test]
+fn timestamps_are_annotations_the_loader_skips() {
+    let server = ServerProcess::amber(&["--appendonly", "yes", "--aof-timestamp-enabled", "yes"]);
+    let mut client = server.client();
+    client.cmd(&["SET", "a", "1"]);
+    let text = std::fs::read(incr_file(&server.dir)).expect("incr");
+    assert!(
+        text.starts_with(b"#TS:"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    let expected = digest(&mut client);
+    let dir = server.kill9();
+    let again = ServerProcess::amber_in(&dir, AOF_ON);
+    assert_eq!(digest(&mut again.client()), expected);
+}
+
+/// kill -9 at random moments of a write load under `appendfsync always`: every write that got
+/// its reply is there after the restart.
+#[test]
+fn kill9_under_always_loses_no_acknowledged_write() {
+    let dir = common::temp_dir("always-crash");
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for cycle in 0..20 {
+        let server =
+            ServerProcess::amber_in(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let mut checker = server.client();
+        for key in &acknowledged {
+            assert_eq!(
+                checker.cmd(&["EXISTS", key]),
+                Frame::Integer(1),
+                "lost {key} (cycle {cycle})"
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let stop = stop.clone();
+                let port = server.port;
+                std::thread::spawn(move || {
+                    let mut done = Vec::new();
+                    let mut client = common::Client::connect(port);
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let key = format!("c{cycle}:w{writer}:{i}");
+                        client.send(&["SET", key.as_str(), "v"]);
+                        match client.read() {
+                            Some(Frame::Simple(ok)) if ok == b"OK" => done.push(key),
+                            _ => break,
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(30 + seed % 200));
+        let kept_dir = server.kill9();
+        assert_eq!(kept_dir, dir);
+        stop.store(true, Ordering::Relaxed);
+        for writer in writers {
+            acknowledged.extend(writer.join().expect("writer thread"));
+        }
+    }
+    let server = ServerProcess::amber_in(&dir, AOF_ON);
+    let mut checker = server.client();
+    assert!(
+        acknowledged.len() > 100,
+        "the load wrote something: {}",
+        acknowledged.len()
+    );
+    for key in &acknowledged {
+        assert_eq!(
+            checker.cmd(&["EXISTS", key]),
+            Frame::Integer(1),
+            "lost {key}"
+        );
+    }
+}
