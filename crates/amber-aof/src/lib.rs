@@ -5,6 +5,7 @@
 //! parses and writes manifests, [`AppendLog`] and [`Syncer`] append to any [`Storage`], and
 //! [`SimulatedDisk`] lets tests crash the "disk" at chosen points.
 
+pub mod check;
 pub mod command;
 pub mod log;
 pub mod manifest;

@@ -327,6 +327,12 @@ impl Aof {
         self.size_at_open + written.saturating_sub(self.written_at_open)
     }
 
+    /// `aof_last_write_status:err`: the last write or fsync failed.
+    pub fn last_write_failed(&self) -> bool {
+        self.progress.borrow().error.is_some()
+            || self.log.as_ref().is_some_and(|log| log.health().is_err())
+    }
+
     /// `aof_buffer_length`.
     pub fn buffer_length(&self) -> usize {
         self.log.as_ref().map_or(0, AppendLog::pending)

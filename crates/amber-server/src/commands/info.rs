@@ -220,7 +220,7 @@ fn persistence_section(server: &Server) -> String {
             "rdb_last_load_keys_loaded",
             server.rdb.last_load.0.to_string(),
         ),
-        ("aof_enabled", "0".into()),
+        ("aof_enabled", u8::from(server.aof.is_on()).to_string()),
         ("aof_rewrite_in_progress", "0".into()),
         ("aof_rewrite_scheduled", "0".into()),
         ("aof_last_rewrite_time_sec", "-1".into()),
@@ -228,11 +228,32 @@ fn persistence_section(server: &Server) -> String {
         ("aof_last_bgrewrite_status", "ok".into()),
         ("aof_rewrites", "0".into()),
         ("aof_rewrites_consecutive_failures", "0".into()),
-        ("aof_last_write_status", "ok".into()),
+        (
+            "aof_last_write_status",
+            if server.aof.last_write_failed() {
+                "err"
+            } else {
+                "ok"
+            }
+            .into(),
+        ),
         ("aof_last_cow_size", "0".into()),
         ("module_fork_in_progress", "0".into()),
         ("module_fork_last_cow_size", "0".into()),
     ]);
+    if server.aof.is_on() {
+        text.push_str(&lines(&[
+            ("aof_current_size", server.aof.current_size().to_string()),
+            ("aof_base_size", server.aof.base_size.to_string()),
+            ("aof_pending_rewrite", "0".into()),
+            ("aof_buffer_length", server.aof.buffer_length().to_string()),
+            (
+                "aof_pending_bio_fsync",
+                u8::from(server.aof.fsync_in_flight()).to_string(),
+            ),
+            ("aof_delayed_fsync", server.aof.delayed_fsync.to_string()),
+        ]));
+    }
     if let Some((started, total, loaded)) = server.loading {
         let elapsed = started.elapsed().as_secs_f64();
         let percent = if total > 0 {
