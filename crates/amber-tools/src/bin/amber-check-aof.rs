@@ -94,7 +94,8 @@ fn run(args: &Args) -> Result<bool, String> {
         if !args.fix {
             continue;
         }
-        if !(last && report.repairable_by_cut()) && !matches!(problem, Problem::BadFormat(_)) {
+        let cuttable = report.repairable_by_cut() || matches!(problem, Problem::BadFormat(_));
+        if !cuttable {
             println!(
                 "{} cannot be repaired by cutting it (problem at offset {offset}).",
                 path.display()
