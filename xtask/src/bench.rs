@@ -15,13 +15,13 @@ use crate::tools::{cargo, workspace_root};
 pub struct BenchArgs {
     /// Requests per redis-benchmark run.
     #[arg(long, default_value_t = 200_000)]
-    requests: u32,
+    pub requests: u32,
     /// Rounds per configuration (each round runs both servers).
     #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    pub rounds: usize,
     /// Parallel connections.
     #[arg(long, default_value_t = 50)]
-    clients: u32,
+    pub clients: u32,
     /// Keys for the persistence comparison (SAVE, BGSAVE, restart); 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     persistence_keys: u64,
@@ -34,12 +34,18 @@ pub struct BenchArgs {
     /// Only the memory comparison.
     #[arg(long)]
     memory_only: bool,
+    /// Keys for the AOF load comparison (mixed types); 0 skips the AOF comparisons.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub aof_keys: u64,
+    /// Only the AOF comparisons (SET under appendfsync always/everysec, AOF load time).
+    #[arg(long)]
+    aof_only: bool,
 }
 
-struct ServerUnderTest {
-    name: &'static str,
+pub struct ServerUnderTest {
+    pub name: &'static str,
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Drop for ServerUnderTest {
@@ -59,7 +65,7 @@ fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTes
     start_with(name, binary, dir, &[])
 }
 
-fn start_with(
+pub fn start_with(
     name: &'static str,
     binary: &Path,
     dir: &Path,
@@ -100,13 +106,13 @@ fn start_with(
 
 /// One redis-benchmark result line.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub struct Sample {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
-fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
+pub fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
     let output = Command::new("redis-benchmark")
         .args([
             "-p",
@@ -148,7 +154,7 @@ fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<S
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
@@ -161,6 +167,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.memory_only {
         return memory(args);
+    }
+    if args.aof_only {
+        return crate::bench_aof::run(args);
     }
     let root = workspace_root();
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
@@ -225,11 +234,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.memory_keys > 0 {
         memory(args)?;
     }
+    if args.aof_keys > 0 {
+        crate::bench_aof::run(args)?;
+    }
     Ok(())
 }
 
 /// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
-fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
+pub fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
     use std::io::{Read, Write};
     let mut batch = String::new();
     let mut pending = 0u64;
@@ -353,7 +365,7 @@ fn memory(args: &BenchArgs) -> Result<()> {
 }
 
 /// Sends one inline command and returns the reply's text (bulk strings read in full).
-fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
+pub fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
     use std::io::{BufRead, Read, Write};
     stream.write_all(format!("{line}\r\n").as_bytes())?;
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
@@ -381,8 +393,18 @@ fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
 
 /// Seconds from starting the server on `dir` until it answers PING (after loading).
 fn restart_time(name: &'static str, binary: &Path, dir: &Path) -> Result<f64> {
+    restart_time_with(name, binary, dir, &[])
+}
+
+/// Like [`restart_time`], with extra server flags.
+pub fn restart_time_with(
+    name: &'static str,
+    binary: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<f64> {
     let started = Instant::now();
-    let server = start(name, binary, dir)?;
+    let server = start_with(name, binary, dir, extra)?;
     let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
     while command(&mut stream, "PING").is_err() {
         std::thread::sleep(Duration::from_millis(5));

@@ -4,10 +4,13 @@
 //!   missing, then runs every test of the workspace.
 //! * `bench`: runs `redis-benchmark` against amber-server and redis-server side by side, in
 //!   alternating rounds, and prints medians and the amber/redis ratios; then SAVE, fork and
-//!   restart times, and memory per key of each type.
-//! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` against the release binary.
+//!   restart times, memory per key of each type, SET under each `appendfsync` policy and AOF
+//!   load time.
+//! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` and `tests/aof.rs` against the
+//!   release binary.
 
 mod bench;
+mod bench_aof;
 mod tools;
 
 use anyhow::Result;
@@ -70,6 +73,8 @@ fn main() -> Result<()> {
                 "amber-server",
                 "--test",
                 "persistence",
+                "--test",
+                "aof",
                 "--",
             ];
             test_args.extend(args.iter().map(String::as_str));
