@@ -138,18 +138,18 @@ impl<R: BufRead> CommandReader<R> {
                 return Err(format_error(line_start, "an argument length under 1 TiB"));
             }
             let mut arg = Vec::with_capacity((len as usize).min(PREALLOC_LIMIT));
-            let got = (&mut self.inner).take(len).read_to_end(&mut arg)?;
-            at += got as u64;
-            if (got as u64) < len {
+            let got = self.read_into(&mut arg, len)?;
+            at += got;
+            if got < len {
                 return Err(truncated(at));
             }
-            let mut crlf = [0u8; 2];
-            let got = read_up_to(&mut self.inner, &mut crlf)?;
-            at += got as u64;
+            let mut crlf = Vec::with_capacity(2);
+            let got = self.read_into(&mut crlf, 2)?;
+            at += got;
             if got < 2 {
                 return Err(truncated(at));
             }
-            if crlf != *b"\r\n" {
+            if crlf != b"\r\n" {
                 return Err(format_error(at - 2, "CRLF after the argument"));
             }
             args.push(arg);
@@ -158,16 +158,65 @@ impl<R: BufRead> CommandReader<R> {
         Ok(Some(Item::Command(args)))
     }
 
-    /// Reads one line into `self.line`: (bytes read, whether it ended with `\n`); None at EOF.
+    /// Appends up to `len` bytes to `out` straight from the reader's buffer; returns how many
+    /// (fewer only at the end of the file).
+    fn read_into(&mut self, out: &mut Vec<u8>, len: u64) -> Result<u64, ReadError> {
+        let mut left = len;
+        while left > 0 {
+            let available = match self.inner.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let take = available
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            out.extend_from_slice(&available[..take]);
+            self.inner.consume(take);
+            left -= take as u64;
+        }
+        Ok(len - left)
+    }
+
+    /// Reads one line (at most 64 KiB) into `self.line`: (bytes read, whether it ended with
+    /// `\n`); None at EOF.
     fn read_line(&mut self) -> Result<Option<(usize, bool)>, ReadError> {
+        const MAX_LINE: usize = 64 * 1024;
         self.line.clear();
-        let read = (&mut self.inner)
-            .take(64 * 1024)
-            .read_until(b'\n', &mut self.line)?;
-        if read == 0 {
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let room = MAX_LINE - self.line.len();
+            let window = &available[..available.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.line.extend_from_slice(&window[..=end]);
+                    self.inner.consume(end + 1);
+                    return Ok(Some((self.line.len(), true)));
+                }
+                None => {
+                    let taken = window.len();
+                    self.line.extend_from_slice(window);
+                    self.inner.consume(taken);
+                    if self.line.len() >= MAX_LINE {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.line.is_empty() {
             return Ok(None);
         }
-        Ok(Some((read, self.line.ends_with(b"\n"))))
+        Ok(Some((self.line.len(), false)))
     }
 
     /// A line cut by the end of the file: a truncation if what is there could start a valid
@@ -210,21 +259,6 @@ impl<R: BufRead> CommandReader<R> {
             .iter()
             .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
     }
-}
-
-use std::io::Read as _;
-
-fn read_up_to(reader: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn strip_crlf(line: &[u8]) -> &[u8] {

@@ -38,6 +38,8 @@ pub struct Settings {
     pub enable_debug_command: String,
     /// `tcp-keepalive` in seconds (0 = off).
     pub tcp_keepalive: u32,
+    /// The thresholds that decide compact encodings (read for every collection write).
+    pub encoding: crate::persistence::EncodingLimits,
 }
 
 impl Settings {
@@ -57,7 +59,24 @@ impl Settings {
             tcp_keepalive: config
                 .get_i64("tcp-keepalive")
                 .clamp(0, i64::from(u32::MAX)) as u32,
+            encoding: encoding_limits(config),
         }
+    }
+}
+
+/// The encoding thresholds `config` sets.
+fn encoding_limits(config: &Config) -> crate::persistence::EncodingLimits {
+    let size = |name: &str| config.get_i64(name).max(0) as usize;
+    crate::persistence::EncodingLimits {
+        hash: amber_keyspace::HashLimits {
+            max_entries: size("hash-max-listpack-entries"),
+            max_value: size("hash-max-listpack-value"),
+        },
+        max_intset: size("set-max-intset-entries"),
+        zset: amber_keyspace::ZsetLimits {
+            max_entries: size("zset-max-listpack-entries"),
+            max_value: size("zset-max-listpack-value"),
+        },
     }
 }
 
@@ -241,27 +260,17 @@ impl Server {
 
     /// `hash-max-listpack-entries` / `hash-max-listpack-value`.
     pub fn hash_limits(&self) -> amber_keyspace::HashLimits {
-        amber_keyspace::HashLimits {
-            max_entries: self.config.get_i64("hash-max-listpack-entries").max(0) as usize,
-            max_value: self.config.get_i64("hash-max-listpack-value").max(0) as usize,
-        }
+        self.settings.encoding.hash
     }
 
     /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
     pub fn zset_limits(&self) -> amber_keyspace::ZsetLimits {
-        amber_keyspace::ZsetLimits {
-            max_entries: self.config.get_i64("zset-max-listpack-entries").max(0) as usize,
-            max_value: self.config.get_i64("zset-max-listpack-value").max(0) as usize,
-        }
+        self.settings.encoding.zset
     }
 
     /// All the thresholds that decide compact encodings.
     pub fn encoding_limits(&self) -> crate::persistence::EncodingLimits {
-        crate::persistence::EncodingLimits {
-            hash: self.hash_limits(),
-            max_intset: self.max_intset(),
-            zset: self.zset_limits(),
-        }
+        self.settings.encoding
     }
 
     /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
@@ -337,7 +346,7 @@ impl Server {
 
     /// `set-max-intset-entries`.
     pub fn max_intset(&self) -> usize {
-        self.config.get_i64("set-max-intset-entries").max(0) as usize
+        self.settings.encoding.max_intset
     }
 
     /// Re-derives the hot settings after a configuration change.
