@@ -75,6 +75,8 @@ fn main() -> Result<()> {
                 "persistence",
                 "--test",
                 "aof",
+                "--test",
+                "aof_rewrite",
                 "--",
             ];
             test_args.extend(args.iter().map(String::as_str));

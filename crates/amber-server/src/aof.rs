@@ -34,7 +34,12 @@ pub struct Aof {
     /// The open incr file, while `appendonly` is on.
     pub log: Option<AppendLog>,
     syncer: Option<Syncer>,
-    progress: watch::Sender<SyncProgress>,
+    /// What the fsync thread reports, tagged with the generation of the open file (a new one
+    /// per incr file: waiting clients of an older, fully synced file are released).
+    progress: watch::Sender<(u64, SyncProgress)>,
+    generation: u64,
+    /// `aof_current_size` right after the last rewrite or open (the automatic rewrite's base).
+    pub rewrite_base_size: u64,
     /// Writes done while a background fsync was late (`aof_delayed_fsync`).
     pub delayed_fsync: u64,
     postponed_since: Option<Instant>,
@@ -86,7 +91,9 @@ impl Aof {
             manifest: Manifest::default(),
             log: None,
             syncer: None,
-            progress: watch::channel(SyncProgress::default()).0,
+            progress: watch::channel((0, SyncProgress::default())).0,
+            generation: 0,
+            rewrite_base_size: 0,
             delayed_fsync: 0,
             postponed_since: None,
             last_sync_request: Instant::now(),
@@ -131,43 +138,98 @@ impl Aof {
             manifest.add_incr(&paths.prefix);
             changed = true;
         }
-        let incr = manifest
+        if changed {
+            if let Some(incr) = manifest.last_incr() {
+                // The new incr file exists (empty, durable) before the manifest names it.
+                FileStorage::open(&paths.file(&incr.name))?.sync()?;
+            }
+            manifest::persist(&paths.dir, &paths.prefix, &manifest)?;
+        }
+        self.manifest = manifest;
+        self.attach(paths)?;
+        self.recount_sizes(paths);
+        self.rewrite_base_size = self.current_size();
+        Ok(())
+    }
+
+    /// Opens the manifest's last incr file for appending, with a new fsync thread.
+    fn attach(&mut self, paths: &AofPaths) -> std::io::Result<()> {
+        let incr = self
+            .manifest
             .last_incr()
             .map(|info| paths.file(&info.name))
             .ok_or_else(|| std::io::Error::other("no incr file"))?;
         let storage = Arc::new(FileStorage::open(&incr)?);
-        if changed {
-            // The new incr file exists (empty) before the manifest names it.
-            storage.sync()?;
-            manifest::persist(&paths.dir, &paths.prefix, &manifest)?;
-        }
         let len = storage.len()?;
-        self.base_size = manifest
-            .base
-            .as_ref()
-            .and_then(|b| std::fs::metadata(paths.file(&b.name)).ok())
-            .map_or(0, |m| m.len());
-        self.size_at_open = manifest
-            .load_order()
-            .filter_map(|info| std::fs::metadata(paths.file(&info.name)).ok())
-            .map(|m| m.len())
-            .sum();
-        self.written_at_open = len;
-        self.manifest = manifest;
+        self.generation += 1;
+        let generation = self.generation;
         let sender = self.progress.clone();
-        sender.send_replace(SyncProgress {
-            synced: len,
-            error: None,
-        });
+        sender.send_replace((
+            generation,
+            SyncProgress {
+                synced: len,
+                error: None,
+            },
+        ));
         let syncer = Syncer::start(
             storage.clone(),
             len,
             Box::new(move |progress| {
-                sender.send_replace(progress);
+                sender.send_replace((generation, progress));
             }),
         )?;
         self.log = Some(AppendLog::new(storage, len));
         self.syncer = Some(syncer);
+        Ok(())
+    }
+
+    /// Recomputes `aof_base_size` and the size of every file from the directory.
+    pub fn recount_sizes(&mut self, paths: &AofPaths) {
+        let size = |name: &str| std::fs::metadata(paths.file(name)).map_or(0, |m| m.len());
+        self.base_size = self.manifest.base.as_ref().map_or(0, |b| size(&b.name));
+        self.size_at_open = self
+            .manifest
+            .load_order()
+            .map(|info| size(&info.name))
+            .sum();
+        self.written_at_open = self.log.as_ref().map_or(0, AppendLog::written);
+    }
+
+    /// Starts a new incr file (at a rewrite's fork): the current one is written and fsynced,
+    /// the new one is created and named in the persisted manifest, then appends go to it.
+    pub fn rotate(&mut self, paths: &AofPaths) -> Result<(), String> {
+        if let Some(log) = self.log.as_mut()
+            && let Err(error) = log.flush_and_sync()
+        {
+            let error = error.to_string();
+            let generation = self.generation;
+            let synced = self.progress.borrow().1.synced;
+            self.progress.send_replace((
+                generation,
+                SyncProgress {
+                    synced,
+                    error: Some(error.clone()),
+                },
+            ));
+            return Err(error);
+        }
+        let name = self.manifest.add_incr(&paths.prefix);
+        let created = FileStorage::open(&paths.file(&name))
+            .and_then(|file| file.sync())
+            .and_then(|()| manifest::persist(&paths.dir, &paths.prefix, &self.manifest));
+        if let Err(error) = created {
+            self.manifest.incrs.pop();
+            self.manifest.incr_seq -= 1;
+            let _ = std::fs::remove_file(paths.file(&name));
+            return Err(error.to_string());
+        }
+        let was_on = self.log.is_some();
+        self.syncer = None;
+        self.log = None;
+        if was_on {
+            self.attach(paths).map_err(|e| e.to_string())?;
+        }
+        self.recount_sizes(paths);
         Ok(())
     }
 
@@ -179,6 +241,12 @@ impl Aof {
         };
         self.syncer = None;
         self.log = None;
+        if result.is_ok() {
+            // Everything written is durable: release clients waiting on this file.
+            self.generation += 1;
+            self.progress
+                .send_replace((self.generation, SyncProgress::default()));
+        }
         result
     }
 
@@ -216,7 +284,7 @@ impl Aof {
     /// The error that makes writes refused (`-MISCONF`), if any.
     pub fn write_error(&mut self) -> Option<String> {
         let log = self.log.as_mut()?;
-        if let Some(error) = self.progress.borrow().error.clone() {
+        if let Some(error) = self.progress.borrow().1.error.clone() {
             log.record_sync_error(error);
         }
         log.health().err().map(|e| e.to_string())
@@ -232,7 +300,7 @@ impl Aof {
         match self.policy {
             FsyncPolicy::Always => {
                 let need = log.end();
-                let progress = self.progress.borrow().clone();
+                let progress = self.progress.borrow().1.clone();
                 if progress.error.is_some() {
                     return BeforeReply::Fail;
                 }
@@ -245,7 +313,7 @@ impl Aof {
                 if let Some(syncer) = &self.syncer {
                     syncer.request(log.written());
                 }
-                BeforeReply::Wait(need, self.progress.subscribe())
+                BeforeReply::Wait(need, self.generation, self.progress.subscribe())
             }
             FsyncPolicy::EverySec => {
                 if log.pending() > 0 {
@@ -314,7 +382,7 @@ impl Aof {
         if self.policy == FsyncPolicy::EverySec
             && due
             && syncer.in_flight().is_none()
-            && self.progress.borrow().synced < log.written()
+            && self.progress.borrow().1.synced < log.written()
         {
             syncer.request(log.written());
             self.last_sync_request = Instant::now();
@@ -329,7 +397,7 @@ impl Aof {
 
     /// `aof_last_write_status:err`: the last write or fsync failed.
     pub fn last_write_failed(&self) -> bool {
-        self.progress.borrow().error.is_some()
+        self.progress.borrow().1.error.is_some()
             || self.log.as_ref().is_some_and(|log| log.health().is_err())
     }
 
@@ -348,8 +416,9 @@ impl Aof {
 pub enum BeforeReply {
     /// Send them now.
     Send,
-    /// Send them once the log is durable up to this offset (the receiver reports progress).
-    Wait(u64, watch::Receiver<SyncProgress>),
+    /// Send them once the log of this generation is durable up to this offset (the receiver
+    /// reports progress).
+    Wait(u64, u64, watch::Receiver<(u64, SyncProgress)>),
     /// The log cannot be made durable: close the connection without replying, so that no write
     /// is acknowledged that may be lost.
     Fail,

@@ -95,11 +95,14 @@ pub async fn serve<S>(
             let before_reply = shared.borrow_mut().aof.before_reply();
             match before_reply {
                 BeforeReply::Send => {}
-                BeforeReply::Wait(need, mut progress) => {
+                BeforeReply::Wait(need, generation, mut progress) => {
+                    // A newer generation means the file was fsynced and closed (rotation).
                     let durable = progress
-                        .wait_for(|p| p.synced >= need || p.error.is_some())
+                        .wait_for(|(g, p)| {
+                            *g != generation || p.synced >= need || p.error.is_some()
+                        })
                         .await
-                        .map(|p| p.error.is_none())
+                        .map(|state| state.0 != generation || state.1.error.is_none())
                         .unwrap_or(false);
                     if !durable {
                         break;

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod aof;
 pub mod aof_load;
+pub mod aof_rewrite;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -105,6 +105,7 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
         anyhow::anyhow!("Fatal error loading the DB from the append only file: {message}. Exiting.")
     };
     let source = crate::aof_load::find(&paths).map_err(fatal)?;
+    remove_temp_files(&paths.dir);
     let mut manifest = crate::aof_load::load(shared, &paths, source)
         .await
         .map_err(fatal)?;
@@ -118,6 +119,24 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
         .map_err(|e| fatal(format!("Can't open the append-only file: {e}")))?;
     server.keyspace.set_record_expired(true);
     Ok(())
+}
+
+/// Removes `temp-*` files a killed rewrite left in the AOF directory (they are never named by a
+/// manifest, so nothing can need them).
+fn remove_temp_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("temp-") {
+            notice!(
+                "Removing the leftover temporary AOF file {}",
+                name.to_string_lossy()
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Loads `dbfilename` when it exists, a batch of keys at a time, answering `-LOADING` to
@@ -189,6 +208,7 @@ fn final_save(server: &mut Server) -> bool {
         }
         _ => (None, false),
     };
+    server.kill_aof_rewrite();
     if let Some((child, _)) = server.rdb.child.take() {
         warning!("There is a child saving an .rdb. Killing it!");
         let pid = child.pid();
@@ -401,6 +421,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         server.check_bgsave();
         server.check_save_points();
         server.aof.cron();
+        server.check_aof_rewrite();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

@@ -192,6 +192,8 @@ pub struct Server {
     pub propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
     /// The append-only file.
     pub aof: crate::aof::Aof,
+    /// The AOF rewrite child and its history.
+    pub aof_rewrite: crate::aof_rewrite::RewriteState,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -255,6 +257,7 @@ impl Server {
             changes: 0,
             propagation_override: None,
             aof,
+            aof_rewrite: crate::aof_rewrite::RewriteState::default(),
         }
     }
 
@@ -476,6 +479,9 @@ impl Server {
         if self.rdb.child.is_some() {
             return Err("ERR Background save already in progress".into());
         }
+        if self.aof_rewrite.child.is_some() {
+            return Err("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.".into());
+        }
         let path = self.rdb_file();
         let options = self.rdb_options();
         let keyspace = &self.keyspace;
@@ -546,7 +552,7 @@ impl Server {
     /// Starts a BGSAVE when a save point (`save <seconds> <changes>`) is reached, or a
     /// scheduled one can run; runs from the cron.
     pub fn check_save_points(&mut self) {
-        if self.rdb.child.is_some() {
+        if self.has_active_child() {
             return;
         }
         if self.rdb.scheduled {

@@ -114,6 +114,9 @@ pub fn spawn(work: impl FnOnce() -> i32) -> Result<Child, ForkError> {
     // child only runs `work` (blocking I/O, no locks shared with other threads) and `_exit`s.
     match unsafe { fork() }.map_err(ForkError::Fork)? {
         ForkResult::Child => {
+            // A child whose parent died (kill -9) has nobody to install its work: stop it.
+            // Best effort: a failure leaves an orphan that finishes and exits on its own.
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                 .unwrap_or(PANIC_EXIT_CODE);
             // SAFETY: _exit never returns and skips the parent's atexit handlers and destructors.
@@ -130,7 +133,17 @@ pub fn spawn(work: impl FnOnce() -> i32) -> Result<Child, ForkError> {
 /// Private dirty memory of the current process in bytes (`Private_Dirty` of
 /// `/proc/self/smaps_rollup`): in a forked child, the memory copy-on-write has duplicated.
 pub fn private_dirty_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    private_dirty_of("/proc/self/smaps_rollup")
+}
+
+/// Private dirty memory of process `pid` in bytes, read by the parent while its child runs:
+/// the pages copy-on-write has duplicated so far (0 if it cannot be read).
+pub fn private_dirty_bytes_of(pid: i32) -> u64 {
+    private_dirty_of(&format!("/proc/{pid}/smaps_rollup"))
+}
+
+fn private_dirty_of(path: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter(|line| line.starts_with("Private_Dirty:"))
         .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())

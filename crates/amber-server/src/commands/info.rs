@@ -173,6 +173,7 @@ fn memory_section(server: &Server) -> String {
 }
 
 fn persistence_section(server: &Server) -> String {
+    let rewrite = &server.aof_rewrite;
     let mut text = lines(&[
         ("loading", u8::from(server.loading.is_some()).to_string()),
         ("async_loading", "0".into()),
@@ -221,13 +222,36 @@ fn persistence_section(server: &Server) -> String {
             server.rdb.last_load.0.to_string(),
         ),
         ("aof_enabled", u8::from(server.aof.is_on()).to_string()),
-        ("aof_rewrite_in_progress", "0".into()),
-        ("aof_rewrite_scheduled", "0".into()),
-        ("aof_last_rewrite_time_sec", "-1".into()),
-        ("aof_current_rewrite_time_sec", "-1".into()),
-        ("aof_last_bgrewrite_status", "ok".into()),
-        ("aof_rewrites", "0".into()),
-        ("aof_rewrites_consecutive_failures", "0".into()),
+        (
+            "aof_rewrite_in_progress",
+            u8::from(rewrite.child.is_some()).to_string(),
+        ),
+        (
+            "aof_rewrite_scheduled",
+            u8::from(rewrite.scheduled).to_string(),
+        ),
+        (
+            "aof_last_rewrite_time_sec",
+            rewrite
+                .last_seconds
+                .map_or("-1".to_string(), |s| s.to_string()),
+        ),
+        (
+            "aof_current_rewrite_time_sec",
+            rewrite
+                .child
+                .as_ref()
+                .map_or("-1".to_string(), |c| c.elapsed().as_secs().to_string()),
+        ),
+        (
+            "aof_last_bgrewrite_status",
+            if rewrite.last_failed { "err" } else { "ok" }.into(),
+        ),
+        ("aof_rewrites", rewrite.rewrites.to_string()),
+        (
+            "aof_rewrites_consecutive_failures",
+            rewrite.consecutive_failures.to_string(),
+        ),
         (
             "aof_last_write_status",
             if server.aof.last_write_failed() {
@@ -237,7 +261,7 @@ fn persistence_section(server: &Server) -> String {
             }
             .into(),
         ),
-        ("aof_last_cow_size", "0".into()),
+        ("aof_last_cow_size", rewrite.last_cow.to_string()),
         ("module_fork_in_progress", "0".into()),
         ("module_fork_last_cow_size", "0".into()),
     ]);
@@ -245,7 +269,10 @@ fn persistence_section(server: &Server) -> String {
         text.push_str(&lines(&[
             ("aof_current_size", server.aof.current_size().to_string()),
             ("aof_base_size", server.aof.base_size.to_string()),
-            ("aof_pending_rewrite", "0".into()),
+            (
+                "aof_pending_rewrite",
+                u8::from(rewrite.scheduled).to_string(),
+            ),
             ("aof_buffer_length", server.aof.buffer_length().to_string()),
             (
                 "aof_pending_bio_fsync",

@@ -469,14 +469,38 @@ pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
         Some(_) => return ctx.error(errors::SYNTAX),
     };
     if ctx.server.rdb.child.is_some() {
-        if schedule {
+        return ctx.error("ERR Background save already in progress");
+    }
+    if ctx.server.has_active_child() || ctx.client.in_exec {
+        if schedule || ctx.client.in_exec {
             ctx.server.rdb.scheduled = true;
             return ctx.out.simple("Background saving scheduled");
         }
-        return ctx.error("ERR Background save already in progress");
+        return ctx.error("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.");
     }
     match ctx.server.start_bgsave() {
         Ok(()) => ctx.out.simple("Background saving started"),
+        Err(message) => ctx.error(&message),
+    }
+}
+
+/// `BGREWRITEAOF`
+pub fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
+    if ctx.client.in_exec && ctx.server.aof_rewrite.child.is_none() {
+        ctx.server.aof_rewrite.scheduled = true;
+        return ctx
+            .out
+            .simple("Background append only file rewriting scheduled");
+    }
+    match ctx.server.start_aof_rewrite() {
+        Ok(crate::aof_rewrite::RewriteStart::Started) => ctx
+            .out
+            .simple("Background append only file rewriting started"),
+        Ok(crate::aof_rewrite::RewriteStart::Scheduled) => {
+            ctx.server.aof_rewrite.consecutive_failures = 0;
+            ctx.out
+                .simple("Background append only file rewriting scheduled")
+        }
         Err(message) => ctx.error(&message),
     }
 }

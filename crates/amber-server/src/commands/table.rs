@@ -307,6 +307,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Synchronously saves the database(s) to disk.",
     ),
     cmd(
+        "bgrewriteaof",
+        server_cmds::bgrewriteaof,
+        1,
+        Flags(ADMIN.0 | NOSCRIPT.0),
+        NONE,
+        SRV,
+        "Asynchronously rewrites the append-only file to disk.",
+    ),
+    cmd(
         "bgsave",
         server_cmds::bgsave,
         -1,

@@ -1,0 +1,319 @@
+//! AOF rewrite (`BGREWRITEAOF` and the automatic rewrite): at a quiesced point the parent
+//! makes the current incr file durable and starts a new one (named in the persisted manifest),
+//! then forks a child that writes a base of the dataset at the fork. When the child succeeds
+//! the parent renames the base into place and switches the manifest atomically: the new base
+//! plus the incr files opened since the fork. A failed or killed child leaves the manifest and
+//! every file in use untouched; its temp file is removed.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use amber_aof::manifest::{self, base_name};
+use amber_aof::{FileInfo, FileKind};
+use amber_snapshot::{Child, ChildExit};
+
+use crate::aof::{AofPaths, BaseFormat, delete_history};
+use crate::server::Server;
+use crate::{notice, warning};
+
+/// Consecutive failures after which automatic rewrites back off.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+
+/// The running rewrite child.
+pub struct RewriteChild {
+    child: Child,
+    temp: PathBuf,
+    /// Incr files with this sequence number or higher were opened at or after the fork.
+    first_incr_after_fork: u64,
+    rdb: bool,
+    /// Largest copy-on-write size seen while the child ran.
+    pub peak_cow: u64,
+}
+
+impl RewriteChild {
+    /// How long the child has been running.
+    pub fn elapsed(&self) -> Duration {
+        self.child.elapsed()
+    }
+}
+
+/// Rewrite state for `INFO persistence` and the cron.
+#[derive(Default)]
+pub struct RewriteState {
+    /// The running child.
+    pub child: Option<RewriteChild>,
+    /// A rewrite asked for while a BGSAVE ran (`aof_rewrite_scheduled`).
+    pub scheduled: bool,
+    /// Whether the last rewrite failed (`aof_last_bgrewrite_status`).
+    pub last_failed: bool,
+    /// Duration of the last rewrite in seconds (-1 if none).
+    pub last_seconds: Option<u64>,
+    /// Successful rewrites (`aof_rewrites`).
+    pub rewrites: u64,
+    /// Failures in a row (`aof_rewrites_consecutive_failures`).
+    pub consecutive_failures: u32,
+    /// When the last failure happened (for the automatic rewrite's back-off).
+    pub last_failure: Option<Instant>,
+    /// Copy-on-write size of the last rewrite child (`aof_last_cow_size`).
+    pub last_cow: u64,
+}
+
+/// What `BGREWRITEAOF` replies.
+pub enum RewriteStart {
+    /// A child was forked.
+    Started,
+    /// A BGSAVE runs; the rewrite starts when it ends.
+    Scheduled,
+}
+
+impl Server {
+    /// Whether a BGSAVE or rewrite child runs.
+    pub fn has_active_child(&self) -> bool {
+        self.rdb.child.is_some() || self.aof_rewrite.child.is_some()
+    }
+
+    /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running BGSAVE.
+    pub fn start_aof_rewrite(&mut self) -> Result<RewriteStart, String> {
+        if self.aof_rewrite.child.is_some() {
+            return Err("ERR Background append only file rewriting already in progress".into());
+        }
+        if self.rdb.child.is_some() {
+            self.aof_rewrite.scheduled = true;
+            return Ok(RewriteStart::Scheduled);
+        }
+        self.fork_rewrite().map(|()| RewriteStart::Started)
+    }
+
+    fn fork_rewrite(&mut self) -> Result<(), String> {
+        let paths = AofPaths::from_config(&self.config);
+        std::fs::create_dir_all(&paths.dir).map_err(|e| format!("ERR {e}"))?;
+        let aof_was_on = self.aof.is_on();
+        if aof_was_on {
+            self.aof.rotate(&paths).map_err(|e| {
+                warning!("Can't open a new AOF incr file for the rewrite: {e}");
+                format!("ERR Can't open a new AOF incr file: {e}")
+            })?;
+        }
+        let format = self.aof_base_format();
+        let temp = paths
+            .dir
+            .join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
+        let keyspace = &self.keyspace;
+        let child_temp = temp.clone();
+        let spawned = amber_snapshot::spawn(move || {
+            match write_rewrite_base(keyspace, &child_temp, format) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        });
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                warning!("Can't rewrite append only file in background: fork: {error}");
+                self.record_rewrite_failure();
+                return Err(format!(
+                    "ERR Can't rewrite append only file in background: {error}"
+                ));
+            }
+        };
+        notice!(
+            "Background append only file rewriting started by pid {}",
+            child.pid()
+        );
+        self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
+        self.rdb.total_forks += 1;
+        self.aof_rewrite.scheduled = false;
+        self.aof_rewrite.child = Some(RewriteChild {
+            child,
+            temp,
+            first_incr_after_fork: if aof_was_on {
+                self.aof.manifest.incr_seq
+            } else {
+                u64::MAX
+            },
+            rdb: matches!(format, BaseFormat::Rdb(_)),
+            peak_cow: 0,
+        });
+        Ok(())
+    }
+
+    /// Runs from the cron: samples the child's copy-on-write size, reaps it when it is done
+    /// and installs its base, starts a scheduled rewrite, or an automatic one when the log grew
+    /// enough.
+    pub fn check_aof_rewrite(&mut self) {
+        if let Some(running) = self.aof_rewrite.child.as_mut() {
+            let cow = amber_snapshot::private_dirty_bytes_of(running.child.pid());
+            running.peak_cow = running.peak_cow.max(cow);
+            match running.child.try_wait() {
+                Ok(Some(exit)) => self.finish_rewrite(exit),
+                Ok(None) => {}
+                Err(error) => warning!("{error}"),
+            }
+            return;
+        }
+        if self.rdb.child.is_some() {
+            return;
+        }
+        if self.aof_rewrite.scheduled {
+            let _ = self.fork_rewrite();
+            return;
+        }
+        if self.automatic_rewrite_due() {
+            let aof = &self.aof;
+            notice!(
+                "Starting automatic rewriting of AOF on {}% growth",
+                growth_percent(aof.current_size(), aof.rewrite_base_size)
+            );
+            let _ = self.fork_rewrite();
+        }
+    }
+
+    fn automatic_rewrite_due(&self) -> bool {
+        let percentage = self.config.get_i64("auto-aof-rewrite-percentage");
+        let min_size = self.config.get_i64("auto-aof-rewrite-min-size").max(0) as u64;
+        let current = self.aof.current_size();
+        if !self.aof.is_on() || percentage <= 0 || current <= min_size {
+            return false;
+        }
+        if growth_percent(current, self.aof.rewrite_base_size) < percentage {
+            return false;
+        }
+        let failures = self.aof_rewrite.consecutive_failures;
+        if failures < FAILURES_BEFORE_BACKOFF {
+            return true;
+        }
+        // 1, 2, 4 ... 60 minutes after the last failure.
+        let minutes = 1u64 << (failures - FAILURES_BEFORE_BACKOFF).min(6);
+        let delay = Duration::from_secs(60 * minutes.min(60));
+        self.aof_rewrite
+            .last_failure
+            .is_none_or(|at| at.elapsed() >= delay)
+    }
+
+    fn finish_rewrite(&mut self, exit: ChildExit) {
+        let Some(done) = self.aof_rewrite.child.take() else {
+            return;
+        };
+        let seconds = done.child.elapsed().as_secs();
+        self.aof_rewrite.last_seconds = Some(seconds);
+        self.aof_rewrite.last_cow = done.peak_cow;
+        let installed = match exit {
+            ChildExit::Exited(0) => self.install_rewrite(&done),
+            ChildExit::Exited(code) => Err(format!("the child exited with code {code}")),
+            ChildExit::Signaled(signal) => Err(format!("the child was killed by signal {signal}")),
+        };
+        match installed {
+            Ok(()) => {
+                self.aof_rewrite.rewrites += 1;
+                self.aof_rewrite.consecutive_failures = 0;
+                self.aof_rewrite.last_failed = false;
+                notice!("Background AOF rewrite finished successfully");
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&done.temp);
+                warning!("Background AOF rewrite terminated with error: {error}");
+                self.record_rewrite_failure();
+            }
+        }
+    }
+
+    fn record_rewrite_failure(&mut self) {
+        self.aof_rewrite.last_failed = true;
+        self.aof_rewrite.consecutive_failures += 1;
+        self.aof_rewrite.last_failure = Some(Instant::now());
+    }
+
+    /// Renames the child's base into place and switches the manifest to it and the incr files
+    /// opened since the fork; the replaced files are deleted.
+    fn install_rewrite(&mut self, done: &RewriteChild) -> Result<(), String> {
+        notice!("Background AOF rewrite terminated with success");
+        let paths = AofPaths::from_config(&self.config);
+        let mut manifest = if self.aof.is_on() {
+            self.aof.manifest.clone()
+        } else {
+            match crate::aof_load::find(&paths)? {
+                crate::aof_load::Source::MultiPart(manifest) => manifest,
+                _ => amber_aof::Manifest::default(),
+            }
+        };
+        let seq = manifest.base_seq + 1;
+        let name = base_name(&paths.prefix, seq, done.rdb);
+        std::fs::rename(&done.temp, paths.file(&name))
+            .and_then(|()| std::fs::File::open(&paths.dir)?.sync_all())
+            .map_err(|e| format!("renaming the temporary base: {e}"))?;
+        notice!(
+            "Successfully renamed the temporary AOF base file {} into {name}",
+            done.temp
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        );
+        let (keep, replaced): (Vec<FileInfo>, Vec<FileInfo>) = manifest
+            .incrs
+            .drain(..)
+            .partition(|incr| incr.seq >= done.first_incr_after_fork);
+        let mut history: Vec<FileInfo> = manifest.base.take().into_iter().chain(replaced).collect();
+        for info in &mut history {
+            info.kind = FileKind::History;
+        }
+        manifest.history.extend(history);
+        manifest.base = Some(FileInfo {
+            name,
+            seq,
+            kind: FileKind::Base,
+        });
+        manifest.base_seq = seq;
+        manifest.incrs = keep;
+        if let Err(error) = manifest::persist(&paths.dir, &paths.prefix, &manifest) {
+            // The old manifest still names the old files, all intact: the rewrite is lost,
+            // not the data. The new base is now an orphan; remove it.
+            if let Some(base) = &manifest.base {
+                let _ = std::fs::remove_file(paths.file(&base.name));
+            }
+            return Err(format!("persisting the new manifest: {error}"));
+        }
+        for info in &manifest.history {
+            notice!("Removing the history file {} in the background", info.name);
+        }
+        delete_history(&paths, &mut manifest);
+        if self.aof.is_on() {
+            self.aof.manifest = manifest;
+            self.aof.recount_sizes(&paths);
+            self.aof.rewrite_base_size = self.aof.current_size();
+        }
+        Ok(())
+    }
+
+    /// Kills a running rewrite child (shutdown) and removes its temp file.
+    pub fn kill_aof_rewrite(&mut self) {
+        if let Some(running) = self.aof_rewrite.child.take() {
+            warning!("There is a child rewriting the AOF. Killing it!");
+            let _ = running.child.kill_and_reap();
+            let _ = std::fs::remove_file(&running.temp);
+        }
+    }
+}
+
+fn growth_percent(current: u64, base: u64) -> i64 {
+    let base = base.max(1);
+    (current.saturating_mul(100) / base) as i64 - 100
+}
+
+/// In the child: writes the base file (RDB or commands) and fsyncs it; no rename, no logging.
+fn write_rewrite_base(
+    keyspace: &amber_keyspace::Keyspace,
+    temp: &std::path::Path,
+    format: BaseFormat,
+) -> std::io::Result<()> {
+    match format {
+        BaseFormat::Rdb(options) => {
+            crate::persistence::write_snapshot(keyspace, temp, options, true).map(|_| ())
+        }
+        BaseFormat::Commands => {
+            let file = std::fs::File::create(temp)?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            crate::aof::write_commands(keyspace, &mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()
+        }
+    }
+}
