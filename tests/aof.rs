@@ -449,6 +449,12 @@ fn config_set_appendonly_yes_starts_from_the_current_dataset() {
         simple("OK")
     );
     client.cmd(&["SET", "after", "1"]);
+    // The base is written by a forked rewrite; the manifest names the new files once it is in.
+    common::wait_for(
+        || common::info_field(&mut client, "aof_rewrites") == "1",
+        "the rewrite that writes the base",
+    );
+    client.cmd(&["SET", "after-rewrite", "1"]);
     let expected = digest(&mut client);
     let dir = server.kill9();
     let restarted = ServerProcess::amber_in(&dir, AOF_ON);

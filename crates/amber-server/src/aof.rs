@@ -40,6 +40,9 @@ pub struct Aof {
     generation: u64,
     /// `aof_current_size` right after the last rewrite or open (the automatic rewrite's base).
     pub rewrite_base_size: u64,
+    /// Set while appending after CONFIG SET appendonly yes, before the first rewrite wrote a
+    /// base: the sequence number of the first incr file the new manifest must keep.
+    pub waiting_first_incr: Option<u64>,
     /// Writes done while a background fsync was late (`aof_delayed_fsync`).
     pub delayed_fsync: u64,
     postponed_since: Option<Instant>,
@@ -94,6 +97,7 @@ impl Aof {
             progress: watch::channel((0, SyncProgress::default())).0,
             generation: 0,
             rewrite_base_size: 0,
+            waiting_first_incr: None,
             delayed_fsync: 0,
             postponed_since: None,
             last_sync_request: Instant::now(),
@@ -149,6 +153,24 @@ impl Aof {
         self.attach(paths)?;
         self.recount_sizes(paths);
         self.rewrite_base_size = self.current_size();
+        Ok(())
+    }
+
+    /// Starts appending to a new incr file that `manifest` names only in memory (CONFIG SET
+    /// appendonly yes): the rewrite that follows writes the base and persists the manifest.
+    pub fn open_waiting_for_base(
+        &mut self,
+        paths: &AofPaths,
+        mut manifest: Manifest,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(&paths.dir)?;
+        let name = manifest.add_incr(&paths.prefix);
+        // A file of that name left over from an earlier attempt is not part of any manifest.
+        std::fs::File::create(paths.file(&name))?;
+        self.waiting_first_incr = Some(manifest.incr_seq);
+        self.manifest = manifest;
+        self.attach(paths)?;
+        self.recount_sizes(paths);
         Ok(())
     }
 
@@ -241,6 +263,7 @@ impl Aof {
         };
         self.syncer = None;
         self.log = None;
+        self.waiting_first_incr = None;
         if result.is_ok() {
             // Everything written is durable: release clients waiting on this file.
             self.generation += 1;
@@ -426,27 +449,6 @@ pub enum BeforeReply {
 
 fn policy_of(config: &Config) -> FsyncPolicy {
     FsyncPolicy::parse(config.get("appendfsync")).unwrap_or(FsyncPolicy::EverySec)
-}
-
-/// Starts a new generation of the log from `keyspace`: a new base (the old base and incr files
-/// become history) and a new incr file, with the manifest switched atomically; the history
-/// files are deleted afterwards.
-pub fn fresh_manifest(
-    paths: &AofPaths,
-    mut manifest: Manifest,
-    keyspace: &Keyspace,
-    format: BaseFormat,
-) -> std::io::Result<Manifest> {
-    std::fs::create_dir_all(&paths.dir)?;
-    let seq = manifest.base_seq + 1;
-    let name = base_name(&paths.prefix, seq, format.is_rdb());
-    write_base(keyspace, &paths.dir, &name, format)?;
-    manifest.replace_base(name, seq);
-    let incr = manifest.add_incr(&paths.prefix);
-    FileStorage::open(&paths.file(&incr))?.sync()?;
-    manifest::persist(&paths.dir, &paths.prefix, &manifest)?;
-    delete_history(paths, &mut manifest);
-    Ok(manifest)
 }
 
 /// Deletes the history files and forgets them (persisting the manifest without them).

@@ -88,7 +88,8 @@ impl Server {
         let paths = AofPaths::from_config(&self.config);
         std::fs::create_dir_all(&paths.dir).map_err(|e| format!("ERR {e}"))?;
         let aof_was_on = self.aof.is_on();
-        if aof_was_on {
+        let waiting = self.aof.waiting_first_incr;
+        if aof_was_on && waiting.is_none() {
             self.aof.rotate(&paths).map_err(|e| {
                 warning!("Can't open a new AOF incr file for the rewrite: {e}");
                 format!("ERR Can't open a new AOF incr file: {e}")
@@ -126,10 +127,10 @@ impl Server {
         self.aof_rewrite.child = Some(RewriteChild {
             child,
             temp,
-            first_incr_after_fork: if aof_was_on {
-                self.aof.manifest.incr_seq
-            } else {
-                u64::MAX
+            first_incr_after_fork: match (waiting, aof_was_on) {
+                (Some(first), _) => first,
+                (None, true) => self.aof.manifest.incr_seq,
+                (None, false) => u64::MAX,
             },
             rdb: matches!(format, BaseFormat::Rdb(_)),
             peak_cow: 0,
@@ -154,7 +155,7 @@ impl Server {
         if self.rdb.child.is_some() {
             return;
         }
-        if self.aof_rewrite.scheduled {
+        if self.aof_rewrite.scheduled && self.backoff_elapsed() {
             let _ = self.fork_rewrite();
             return;
         }
@@ -178,6 +179,11 @@ impl Server {
         if growth_percent(current, self.aof.rewrite_base_size) < percentage {
             return false;
         }
+        self.backoff_elapsed()
+    }
+
+    /// After 3 failures in a row, automatic and retried rewrites wait 1, 2, 4 ... 60 minutes.
+    fn backoff_elapsed(&self) -> bool {
         let failures = self.aof_rewrite.consecutive_failures;
         if failures < FAILURES_BEFORE_BACKOFF {
             return true;
@@ -213,6 +219,10 @@ impl Server {
                 let _ = std::fs::remove_file(&done.temp);
                 warning!("Background AOF rewrite terminated with error: {error}");
                 self.record_rewrite_failure();
+                if self.aof.waiting_first_incr.is_some() {
+                    // AOF was just enabled: without a base the log is not usable; retry.
+                    self.aof_rewrite.scheduled = true;
+                }
             }
         }
     }
@@ -277,6 +287,7 @@ impl Server {
         delete_history(&paths, &mut manifest);
         if self.aof.is_on() {
             self.aof.manifest = manifest;
+            self.aof.waiting_first_incr = None;
             self.aof.recount_sizes(&paths);
             self.aof.rewrite_base_size = self.aof.current_size();
         }

@@ -285,20 +285,26 @@ impl Server {
             self.keyspace.set_record_expired(false);
             return self.aof.close();
         }
+        // As Redis: appending starts now, to a new incr file that the manifest names only once
+        // a background rewrite has written the base of the dataset as it is now.
         let paths = crate::aof::AofPaths::from_config(&self.config);
         let manifest = match crate::aof_load::find(&paths)? {
             crate::aof_load::Source::MultiPart(manifest) => manifest,
             _ => amber_aof::Manifest::default(),
         };
-        let format = self.aof_base_format();
-        let manifest = crate::aof::fresh_manifest(&paths, manifest, &self.keyspace, format)
-            .map_err(|e| e.to_string())?;
+        self.kill_aof_rewrite();
         self.aof
-            .open(&paths, manifest, &self.keyspace, format)
+            .open_waiting_for_base(&paths, manifest)
             .map_err(|e| e.to_string())?;
         self.keyspace.set_record_expired(true);
-        crate::notice!("AOF enabled: base written, appending to the new incr file");
-        Ok(())
+        if self.rdb.child.is_some() {
+            crate::notice!(
+                "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."
+            );
+            self.aof_rewrite.scheduled = true;
+            return Ok(());
+        }
+        self.start_aof_rewrite().map(|_| ())
     }
 
     /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
