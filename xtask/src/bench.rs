@@ -384,7 +384,7 @@ pub fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
     Ok(header)
 }
 
-fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
+pub fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
     let info = command(stream, "INFO all")?;
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))

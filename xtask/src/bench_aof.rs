@@ -35,7 +35,92 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     throughput(args)?;
     if args.aof_keys > 0 {
         load_time(args)?;
+        rewrite(args)?;
     }
+    Ok(())
+}
+
+/// BGREWRITEAOF of the same mixed dataset under a SET load: rewrite time, copy-on-write
+/// memory of the child, then restart time from the rewritten directory, with an RDB-preamble
+/// base and with a command base.
+fn rewrite(args: &BenchArgs) -> Result<()> {
+    println!(
+        "\nAOF rewrite: {} mixed keys, BGREWRITEAOF under a redis-benchmark SET load (-c 10), one round",
+        args.aof_keys
+    );
+    println!(
+        "{:<8} {:<8} | {:>10} | {:>12} | {:>10} | {:>10}",
+        "server", "preamble", "rewrite s", "COW MB", "base MB", "restart s"
+    );
+    let mut rows = Vec::new();
+    for preamble in ["yes", "no"] {
+        for (name, binary) in binaries() {
+            let dir = scratch(&format!("rewrite-{name}"))?;
+            let flags = [
+                "--appendonly",
+                "yes",
+                "--aof-use-rdb-preamble",
+                preamble,
+                "--auto-aof-rewrite-percentage",
+                "0",
+            ];
+            let (seconds, cow) = {
+                let server = start_with(name, &binary, &dir, &flags)?;
+                let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+                for kind in ["string", "hash", "list", "set", "zset"] {
+                    fill_type(&mut stream, kind, args.aof_keys / 5)?;
+                }
+                let mut load = std::process::Command::new("redis-benchmark")
+                    .args([
+                        "-p",
+                        &server.port.to_string(),
+                        "-t",
+                        "set",
+                        "-n",
+                        "100000000",
+                    ])
+                    .args(["-c", "10", "-r", "1000000", "-q"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let started = std::time::Instant::now();
+                command(&mut stream, "BGREWRITEAOF")?;
+                while crate::bench::info_value(&mut stream, "aof_rewrites")? == "0" {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                let cow = crate::bench::info_value(&mut stream, "aof_last_cow_size")?
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    / 1e6;
+                let _ = load.kill();
+                let _ = load.wait();
+                let _ = command(&mut stream, "SHUTDOWN NOSAVE");
+                (seconds, cow)
+            };
+            let base = std::fs::read_dir(dir.join("appendonlydir"))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains(".base."))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>() as f64
+                / 1e6;
+            let restart = restart_time_with(name, &binary, &dir, &["--appendonly", "yes"])?;
+            println!(
+                "{name:<8} {preamble:<8} | {seconds:>10.3} | {cow:>12.1} | {base:>10.1} | {restart:>10.3}"
+            );
+            rows.push((seconds, restart));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    println!(
+        "ratios   | preamble: rewrite amber/redis {:.2}x, restart {:.2}x faster | plain: rewrite amber/redis {:.2}x, restart {:.2}x faster",
+        rows[0].0 / rows[1].0,
+        rows[1].1 / rows[0].1,
+        rows[2].0 / rows[3].0,
+        rows[3].1 / rows[2].1
+    );
     Ok(())
 }
 
