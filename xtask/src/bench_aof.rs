@@ -84,9 +84,10 @@ fn rewrite(args: &BenchArgs) -> Result<()> {
                     .stderr(std::process::Stdio::null())
                     .spawn()?;
                 std::thread::sleep(std::time::Duration::from_millis(300));
+                let before = crate::bench::info_value(&mut stream, "aof_rewrites")?;
                 let started = std::time::Instant::now();
                 command(&mut stream, "BGREWRITEAOF")?;
-                while crate::bench::info_value(&mut stream, "aof_rewrites")? == "0" {
+                while crate::bench::info_value(&mut stream, "aof_rewrites")? == before {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 let seconds = started.elapsed().as_secs_f64();

@@ -122,6 +122,20 @@ impl SetValue {
         }
     }
 
+    /// Visits every member without allocating (intset members are formatted on the stack).
+    pub fn for_each_member(&self, mut visit: impl FnMut(&[u8])) {
+        match self {
+            SetValue::Ints(ints) => {
+                for n in ints {
+                    let mut digits = [0u8; 24];
+                    let text = format_i64(*n, &mut digits);
+                    visit(text);
+                }
+            }
+            SetValue::Table(table) => table.iter().for_each(|(m, ())| visit(m)),
+        }
+    }
+
     /// One step of `SSCAN`: an intset is returned whole with cursor 0.
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8])) -> u64 {
         match self {
@@ -156,6 +170,25 @@ impl SetValue {
             *self = SetValue::Table(table);
         }
     }
+}
+
+/// Writes `n` in decimal into `buffer` and returns the digits.
+fn format_i64(n: i64, buffer: &mut [u8; 24]) -> &[u8] {
+    let mut at = buffer.len();
+    let mut value = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
 }
 
 #[cfg(test)]

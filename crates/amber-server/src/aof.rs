@@ -544,36 +544,72 @@ pub fn write_commands(keyspace: &Keyspace, out: &mut impl Write) -> std::io::Res
 }
 
 fn encode_value(key: &[u8], value: &Value, out: &mut Vec<u8>) {
-    let batched = |command: &[u8], items: Vec<Vec<u8>>, per_item: usize, out: &mut Vec<u8>| {
-        for chunk in items.chunks(ITEMS_PER_COMMAND * per_item) {
-            let mut args: Vec<&[u8]> = Vec::with_capacity(chunk.len() + 2);
-            args.push(command);
-            args.push(key);
-            args.extend(chunk.iter().map(Vec::as_slice));
-            amber_aof::encode_command(&args, out);
-        }
-    };
+    // Streamed straight into `out` without collecting the items: in a forked child every
+    // allocation may dirty (and so copy) a page of the parent's heap.
     match value {
         Value::Str(value) => {
             amber_aof::encode_command(&[b"SET".as_slice(), key, &value.as_bytes()], out);
         }
         Value::List(items) => {
-            batched(b"RPUSH", items.iter().map(|i| i.to_vec()).collect(), 1, out);
+            let mut batch = Batcher::new(b"RPUSH", key, items.len(), 1);
+            items.iter().for_each(|item| batch.push(out, &[item]));
         }
-        Value::Set(set) => batched(b"SADD", set.members(), 1, out),
+        Value::Set(set) => {
+            let mut batch = Batcher::new(b"SADD", key, set.len(), 1);
+            set.for_each_member(|member| batch.push(out, &[member]));
+        }
         Value::Hash(hash) => {
-            let items = hash
-                .iter()
-                .flat_map(|(f, v)| [f.to_vec(), v.to_vec()])
-                .collect();
-            batched(b"HMSET", items, 2, out);
+            let mut batch = Batcher::new(b"HMSET", key, hash.len(), 2);
+            hash.iter().for_each(|(f, v)| batch.push(out, &[f, v]));
         }
         Value::Zset(zset) => {
-            let items = zset
-                .iter()
-                .flat_map(|(m, s)| [amber_protocol::format_double(s).into_bytes(), m.to_vec()])
-                .collect();
-            batched(b"ZADD", items, 2, out);
+            let mut batch = Batcher::new(b"ZADD", key, zset.len(), 2);
+            for (member, score) in zset.iter() {
+                let score = amber_protocol::format_double(score);
+                batch.push(out, &[score.as_bytes(), member]);
+            }
         }
     }
+}
+
+/// Writes a collection as commands of at most [`ITEMS_PER_COMMAND`] items each.
+struct Batcher<'a> {
+    command: &'a [u8],
+    key: &'a [u8],
+    remaining: usize,
+    left_in_batch: usize,
+    args_per_item: usize,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(command: &'a [u8], key: &'a [u8], items: usize, args_per_item: usize) -> Batcher<'a> {
+        Batcher {
+            command,
+            key,
+            remaining: items,
+            left_in_batch: 0,
+            args_per_item,
+        }
+    }
+
+    fn push(&mut self, out: &mut Vec<u8>, args: &[&[u8]]) {
+        if self.left_in_batch == 0 {
+            self.left_in_batch = self.remaining.min(ITEMS_PER_COMMAND);
+            let count = 2 + self.left_in_batch * self.args_per_item;
+            out.extend_from_slice(format!("*{count}\r\n").as_bytes());
+            bulk(out, self.command);
+            bulk(out, self.key);
+        }
+        args.iter().for_each(|arg| bulk(out, arg));
+        self.left_in_batch -= 1;
+        self.remaining = self.remaining.saturating_sub(1);
+    }
+}
+
+fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
+    out.push(b'$');
+    out.extend_from_slice(arg.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
 }

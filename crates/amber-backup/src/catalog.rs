@@ -1,0 +1,325 @@
+//! The catalog: one line per backup in `<backup-dir>/catalog` (id, time, kind, size, keys,
+//! `DEBUG DIGEST` at the snapshot, checksum, verification status), replaced atomically.
+//! Each backup lives in `<backup-dir>/<id>/`: `dump.rdb` for an RDB backup, `appendonlydir/`
+//! for an AOF backup, and `meta` (the time, key count and digest the server recorded).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::verify::{Progress, verify};
+
+/// Why a backup operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The catalog has a line that cannot be read.
+    #[error("catalog line {line}: {what}")]
+    BadCatalog {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// No backup has this id.
+    #[error("no backup with id {0}")]
+    UnknownId(String),
+    /// The backup's files are damaged or do not match the catalog.
+    #[error("backup {id} failed verification: {what}")]
+    Verification {
+        /// The backup.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The operation is refused (a server uses the directory, nothing to restore...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Attaches `what` to an I/O error.
+pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let what = what.into();
+    move |source| BackupError::Io { what, source }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An RDB snapshot (`dump.rdb`).
+    Rdb,
+    /// A multi-part AOF directory (`appendonlydir/`) at one manifest version.
+    Aof,
+}
+
+impl Kind {
+    /// `rdb` or `aof`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Rdb => "rdb",
+            Kind::Aof => "aof",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "rdb" => Some(Kind::Rdb),
+            "aof" => Some(Kind::Aof),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a backup passed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Fully parsed, checksum recorded: it counts for retention.
+    Verified,
+    /// Damaged: kept for inspection, never counted as kept, pruned first.
+    Failed(String),
+}
+
+/// One catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// `YYYYMMDD-HHMMSS-mmm` (UTC), also the directory name.
+    pub id: String,
+    /// When the snapshot was taken, Unix milliseconds.
+    pub time_ms: i64,
+    /// RDB or AOF.
+    pub kind: Kind,
+    /// Total size of its files in bytes.
+    pub size: u64,
+    /// Keys in the dataset at the snapshot.
+    pub keys: u64,
+    /// `DEBUG DIGEST` of the dataset at the snapshot.
+    pub digest: String,
+    /// CRC-64 of its files, hex.
+    pub checksum: String,
+    /// Verification outcome.
+    pub status: Status,
+}
+
+impl Backup {
+    /// Whether it passed verification.
+    pub fn is_good(&self) -> bool {
+        self.status == Status::Verified
+    }
+}
+
+/// The backups of one backup directory, oldest first.
+#[derive(Debug)]
+pub struct Catalog {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// Its backups, oldest first.
+    pub backups: Vec<Backup>,
+}
+
+const HEADER: &str =
+    "# amber backup catalog v1: id time_ms kind size keys digest checksum status [reason]";
+
+impl Catalog {
+    /// Reads `dir/catalog` (an absent file is an empty catalog; the directory is created).
+    pub fn open(dir: &Path) -> Result<Catalog, BackupError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join("catalog");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(io(format!("reading {}", path.display()))(error)),
+        };
+        let mut backups = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            backups.push(parse_line(line, index + 1)?);
+        }
+        backups.sort_by_key(|b| b.time_ms);
+        Ok(Catalog {
+            dir: dir.to_path_buf(),
+            backups,
+        })
+    }
+
+    /// Writes the catalog atomically (temp file, fsync, rename, directory fsync).
+    pub fn save(&self) -> Result<(), BackupError> {
+        let mut text = format!("{HEADER}\n");
+        for b in &self.backups {
+            let status = match &b.status {
+                Status::Verified => "verified".to_string(),
+                Status::Failed(reason) => format!("failed\t{}", reason.replace(['\t', '\n'], " ")),
+            };
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}\n",
+                b.id,
+                b.time_ms,
+                b.kind.name(),
+                b.size,
+                b.keys,
+                b.digest,
+                b.checksum
+            ));
+        }
+        let temp = self.dir.join("catalog.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, self.dir.join("catalog"))?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(io("writing the catalog"))
+    }
+
+    /// The entry with `id`.
+    pub fn get(&self, id: &str) -> Result<&Backup, BackupError> {
+        self.backups
+            .iter()
+            .find(|b| b.id == id)
+            .ok_or_else(|| BackupError::UnknownId(id.to_string()))
+    }
+
+    /// The directory holding a backup's files.
+    pub fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Deletes a backup's files and its entry (the catalog is saved).
+    pub fn delete(&mut self, id: &str) -> Result<(), BackupError> {
+        let path = self.path_of(id);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io(format!("deleting {}", path.display())))?;
+        }
+        self.backups.retain(|b| b.id != id);
+        self.save()
+    }
+
+    /// The newest verified backup taken at or before `unix_ms`.
+    pub fn newest_good_before(&self, unix_ms: i64) -> Option<&Backup> {
+        self.backups
+            .iter()
+            .rev()
+            .find(|b| b.is_good() && b.time_ms <= unix_ms)
+    }
+}
+
+fn parse_line(line: &str, number: usize) -> Result<Backup, BackupError> {
+    let bad = |what: &str| BackupError::BadCatalog {
+        line: number,
+        what: what.to_string(),
+    };
+    let fields: Vec<&str> = line.split('\t').collect();
+    if fields.len() < 8 {
+        return Err(bad("expected 8 tab-separated fields"));
+    }
+    let number_field = |i: usize| fields[i].parse::<i64>().map_err(|_| bad("bad number"));
+    let status = match fields[7] {
+        "verified" => Status::Verified,
+        "failed" => Status::Failed(fields.get(8).unwrap_or(&"").to_string()),
+        _ => return Err(bad("unknown status")),
+    };
+    Ok(Backup {
+        id: fields[0].to_string(),
+        time_ms: number_field(1)?,
+        kind: Kind::parse(fields[2]).ok_or_else(|| bad("unknown kind"))?,
+        size: number_field(3)?.max(0) as u64,
+        keys: number_field(4)?.max(0) as u64,
+        digest: fields[5].to_string(),
+        checksum: fields[6].to_string(),
+        status,
+    })
+}
+
+/// What the server's backup child records beside the data: `time_ms`, `keys` and `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// When the snapshot was taken.
+    pub time_ms: i64,
+    /// Keys at the snapshot.
+    pub keys: u64,
+    /// `DEBUG DIGEST` at the snapshot.
+    pub digest: String,
+}
+
+impl Meta {
+    /// Writes `dir/meta` and fsyncs it.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let mut file = File::create(dir.join("meta"))?;
+        writeln!(
+            file,
+            "time_ms {}\nkeys {}\ndigest {}",
+            self.time_ms, self.keys, self.digest
+        )?;
+        file.sync_all()
+    }
+
+    /// Reads `dir/meta`.
+    pub fn read(dir: &Path) -> Result<Meta, BackupError> {
+        let path = dir.join("meta");
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .map(str::to_string)
+                .ok_or_else(|| BackupError::Refused(format!("{} has no {name}", path.display())))
+        };
+        Ok(Meta {
+            time_ms: field("time_ms")?.parse().unwrap_or(0),
+            keys: field("keys")?.parse().unwrap_or(0),
+            digest: field("digest")?,
+        })
+    }
+}
+
+/// Turns a written staging directory into a catalogued backup: verifies it (full parse and
+/// checksum), renames it to `<backup-dir>/<id>`, and records it (as failed if verification
+/// failed, so it is never counted as kept).
+pub fn finalize(
+    catalog: &mut Catalog,
+    staging: &Path,
+    kind: Kind,
+    progress: &mut dyn Progress,
+) -> Result<Backup, BackupError> {
+    let meta = Meta::read(staging)?;
+    let id = crate::time::backup_id(meta.time_ms);
+    let status;
+    let (size, checksum) = match verify(staging, kind, progress) {
+        Ok(report) => {
+            status = Status::Verified;
+            (report.size, report.checksum)
+        }
+        Err(error) => {
+            status = Status::Failed(error.to_string());
+            (0, String::new())
+        }
+    };
+    let target = catalog.path_of(&id);
+    std::fs::rename(staging, &target).map_err(io(format!("renaming {}", staging.display())))?;
+    File::open(&catalog.dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing the backup directory"))?;
+    let backup = Backup {
+        id,
+        time_ms: meta.time_ms,
+        kind,
+        size,
+        keys: meta.keys,
+        digest: meta.digest,
+        checksum,
+        status,
+    };
+    catalog.backups.push(backup.clone());
+    catalog.backups.sort_by_key(|b| b.time_ms);
+    catalog.save()?;
+    Ok(backup)
+}

@@ -1,0 +1,16 @@
+//! Backups of Amber's data, usable with the server running (it calls [`finalize`] after its
+//! forked child wrote a backup) or stopped (the `amber-backup` CLI): a [`Catalog`] of backups,
+//! each verified by a full parse and a checksum ([`verify`]), pruned by a retention [`Policy`],
+//! restored into a data directory ([`restore`]) and shipped to another machine with `rsync`
+//! ([`ship`]).
+
+pub mod catalog;
+pub mod restore;
+pub mod retention;
+pub mod ship;
+pub mod time;
+pub mod verify;
+
+pub use catalog::{Backup, BackupError, Catalog, Kind, Status, finalize};
+pub use retention::{Plan, Policy, plan};
+pub use verify::{Progress, checksum_dir, verify};
