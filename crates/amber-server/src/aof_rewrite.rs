@@ -69,7 +69,7 @@ pub enum RewriteStart {
 impl Server {
     /// Whether a BGSAVE or rewrite child runs.
     pub fn has_active_child(&self) -> bool {
-        self.rdb.child.is_some() || self.aof_rewrite.child.is_some()
+        self.rdb.child.is_some() || self.aof_rewrite.child.is_some() || self.backup.child.is_some()
     }
 
     /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running BGSAVE.
@@ -77,7 +77,7 @@ impl Server {
         if self.aof_rewrite.child.is_some() {
             return Err("ERR Background append only file rewriting already in progress".into());
         }
-        if self.rdb.child.is_some() {
+        if self.rdb.child.is_some() || self.backup.child.is_some() {
             self.aof_rewrite.scheduled = true;
             return Ok(RewriteStart::Scheduled);
         }
@@ -152,7 +152,7 @@ impl Server {
             }
             return;
         }
-        if self.rdb.child.is_some() {
+        if self.rdb.child.is_some() || self.backup.child.is_some() {
             return;
         }
         if self.aof_rewrite.scheduled && self.backoff_elapsed() {

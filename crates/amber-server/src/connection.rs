@@ -37,6 +37,7 @@ pub async fn serve<S>(
         watching: Vec::new(),
         in_exec: false,
         blocked: None,
+        awaiting_backup: None,
         local,
         id,
     };

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod aof;
 pub mod aof_load;
 pub mod aof_rewrite;
+pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod connection;

@@ -66,6 +66,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(listener)
     };
 
+    // One server per data directory: a second one (or `amber-backup restore`) is refused.
+    let _lock = amber_backup::restore::lock_data_dir(std::path::Path::new("."))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut server = Server::new(config);
     server.port = port;
     let shutdown = server.shutdown.clone();
@@ -209,6 +212,7 @@ fn final_save(server: &mut Server) -> bool {
         _ => (None, false),
     };
     server.kill_aof_rewrite();
+    server.kill_backup();
     if let Some((child, _)) = server.rdb.child.take() {
         warning!("There is a child saving an .rdb. Killing it!");
         let pid = child.pid();
@@ -422,6 +426,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         server.check_save_points();
         server.aof.cron();
         server.check_aof_rewrite();
+        server.check_backup();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

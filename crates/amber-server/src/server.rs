@@ -194,6 +194,8 @@ pub struct Server {
     pub aof: crate::aof::Aof,
     /// The AOF rewrite child and its history.
     pub aof_rewrite: crate::aof_rewrite::RewriteState,
+    /// Scheduled backups.
+    pub backup: crate::backup::BackupState,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -258,6 +260,7 @@ impl Server {
             propagation_override: None,
             aof,
             aof_rewrite: crate::aof_rewrite::RewriteState::default(),
+            backup: crate::backup::BackupState::default(),
         }
     }
 
@@ -485,7 +488,7 @@ impl Server {
         if self.rdb.child.is_some() {
             return Err("ERR Background save already in progress".into());
         }
-        if self.aof_rewrite.child.is_some() {
+        if self.aof_rewrite.child.is_some() || self.backup.child.is_some() {
             return Err("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.".into());
         }
         let path = self.rdb_file();

@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand};
 #[command(about = "List, verify, restore, prune and ship Amber backups")]
 struct Cli {
     /// The backup directory (`backup-dir`).
-    #[arg(long, global = true, default_value = "")]
-    backup_dir: PathBuf,
+    #[arg(long, global = true)]
+    backup_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,13 +105,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if cli.backup_dir.as_os_str().is_empty() {
+    let Some(backup_dir) = cli.backup_dir else {
         bail!("--backup-dir is required");
-    }
+    };
     let mut progress = TerminalProgress {
         enabled: std::io::stderr().is_terminal(),
     };
-    let mut catalog = Catalog::open(&cli.backup_dir).context("opening the catalog")?;
+    let mut catalog = Catalog::open(&backup_dir).context("opening the catalog")?;
     match cli.command {
         Command::List => {
             println!(

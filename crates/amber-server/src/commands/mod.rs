@@ -8,6 +8,7 @@ macro_rules! aof_command {
     };
 }
 
+pub mod backup_cmd;
 mod blocking;
 mod connection;
 mod dump;
@@ -86,6 +87,8 @@ pub struct ClientState {
     pub in_exec: bool,
     /// The blocking command this client waits on, if any.
     pub blocked: Option<blocking::Blocked>,
+    /// The backup `BACKUP NOW` waits for.
+    pub awaiting_backup: Option<u64>,
 }
 
 /// The id of the internal client that replays the AOF (it may run DEBUG, as in Redis).
@@ -123,6 +126,7 @@ impl ClientState {
             watching: Vec::new(),
             in_exec: false,
             blocked: None,
+            awaiting_backup: None,
         }
     }
 }

@@ -347,6 +347,13 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.server.skip_checksum_validation = args[2].as_ref() != b"0";
             ctx.out.ok();
         }
+        (b"backup-clock-offset", 3) => match parse_i64(&args[2]) {
+            Some(offset) => {
+                ctx.server.backup.clock_offset_ms = offset;
+                ctx.out.ok()
+            }
+            None => ctx.error(errors::NOT_INTEGER),
+        },
         (b"set-active-expire", 3) => {
             ctx.server.active_expire_enabled = args[2].as_ref() != b"0";
             ctx.out.ok();

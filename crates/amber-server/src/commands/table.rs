@@ -307,6 +307,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Synchronously saves the database(s) to disk.",
     ),
     cmd(
+        "backup",
+        super::backup_cmd::backup,
+        -2,
+        Flags(ADMIN.0 | NOSCRIPT.0),
+        NONE,
+        SRV,
+        "Takes, lists and reports Amber's verified backups (NOW | LIST | STATUS).",
+    ),
+    cmd(
         "bgrewriteaof",
         server_cmds::bgrewriteaof,
         1,

@@ -28,6 +28,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("appendonly", "no"),
     ("auto-aof-rewrite-min-size", "67108864"),
     ("auto-aof-rewrite-percentage", "100"),
+    // Amber's own directives (not in Redis): scheduled, verified, shipped backups.
+    ("backup-dir", ""),
+    ("backup-interval", "3600"),
+    ("backup-keep-daily", "30"),
+    ("backup-keep-hourly", "48"),
+    ("backup-remote", ""),
+    ("backup-ship-interval", "86400"),
     ("bgsave_cpulist", ""),
     ("bind", "* -::*"),
     ("bind-source-addr", ""),

@@ -42,7 +42,10 @@ pub fn spec_of(name: &str) -> Spec {
     let (kind, mutable) = match name {
         "port" => (Kind::Int(0, 65535), false),
         "bind" => (Kind::Words, false),
-        "dir" | "requirepass" | "dbfilename" => (Kind::Text, true),
+        "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote" => (Kind::Text, true),
+        "backup-interval" | "backup-keep-daily" | "backup-keep-hourly" | "backup-ship-interval" => {
+            (Kind::Int(0, i64::from(i32::MAX)), true)
+        }
         "logfile" | "unixsocket" | "pidfile" | "appendfilename" | "appenddirname" => {
             (Kind::Text, false)
         }
@@ -139,6 +142,14 @@ const IMPLEMENTED: &[&str] = &[
     "aof-load-truncated",
     "aof-use-rdb-preamble",
     "aof-timestamp-enabled",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
+    "backup-dir",
+    "backup-interval",
+    "backup-keep-daily",
+    "backup-keep-hourly",
+    "backup-remote",
+    "backup-ship-interval",
 ];
 
 impl Kind {

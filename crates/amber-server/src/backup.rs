@@ -1,0 +1,430 @@
+//! Scheduled backups: every `backup-interval` seconds (or on `BACKUP NOW`) a forked child
+//! writes a point-in-time copy into `backup-dir` — an RDB snapshot, or with AOF on the
+//! manifest's files hard-linked/copied at one manifest version with the incr files cut at the
+//! length they had at the fork — plus the key count and `DEBUG DIGEST` at that moment. A
+//! background thread then verifies it (full parse and checksum, `amber_backup::finalize`),
+//! prunes by the retention policy and, every `backup-ship-interval`, ships the directory with
+//! rsync. Failures are logged and shown in `INFO backup`; they never touch serving clients.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use amber_backup::catalog::Meta;
+use amber_backup::ship::{Remote, ship};
+use amber_backup::{Backup, Catalog, Kind, Policy, finalize, plan};
+use amber_snapshot::{Child, ChildExit};
+
+use crate::server::{Server, unix_ms};
+use crate::{notice, warning};
+
+/// The outcome of one backup, as `BACKUP NOW` replies it.
+pub type Outcome = Result<Backup, String>;
+
+/// The running backup child.
+pub struct BackupChild {
+    child: Child,
+    staging: PathBuf,
+    kind: Kind,
+    seq: u64,
+    started: Instant,
+}
+
+/// Backup state for the cron, `BACKUP` and `INFO backup`.
+#[derive(Default)]
+pub struct BackupState {
+    /// The child writing a backup.
+    pub child: Option<BackupChild>,
+    /// The thread verifying (then pruning) the last written backup.
+    verifying: Option<(u64, Instant, JoinHandle<Outcome>)>,
+    /// The thread shipping backups.
+    shipping: Option<JoinHandle<Result<String, String>>>,
+    /// `BACKUP NOW` asked while another child ran: start when possible.
+    pub scheduled: bool,
+    /// Sequence number of the last backup started.
+    pub sequence: u64,
+    /// Outcomes by sequence number (for clients waiting in `BACKUP NOW`).
+    pub finished: HashMap<u64, Outcome>,
+    /// Clients waiting in `BACKUP NOW`.
+    pub waiters: Vec<u64>,
+    /// Backup clock time of the last start (ms); read from the catalog on first use.
+    last_started_ms: Option<i64>,
+    /// Backup clock time of the last ship (ms).
+    last_ship_ms: Option<i64>,
+    /// The last finished backup: clock time, outcome, seconds taken.
+    pub last: Option<(i64, Outcome, f64)>,
+    /// The last ship: clock time and outcome.
+    pub last_ship: Option<(i64, Result<String, String>)>,
+    /// Verified backups kept after the last prune.
+    pub kept: usize,
+    /// `DEBUG BACKUP-CLOCK-OFFSET`: added to the clock the scheduler, ids and retention use.
+    pub clock_offset_ms: i64,
+}
+
+impl BackupState {
+    /// The backup clock: real time plus the test offset.
+    pub fn now_ms(&self) -> i64 {
+        unix_ms() + self.clock_offset_ms
+    }
+
+    /// Whether a backup is being written or verified.
+    pub fn in_progress(&self) -> bool {
+        self.child.is_some() || self.verifying.is_some() || self.scheduled
+    }
+}
+
+/// `backup-*` settings.
+struct BackupSettings {
+    dir: PathBuf,
+    interval_ms: i64,
+    policy: Policy,
+    remote: String,
+    ship_interval_ms: i64,
+}
+
+impl Server {
+    fn backup_settings(&self) -> Option<BackupSettings> {
+        let dir = self.config.get("backup-dir");
+        if dir.is_empty() {
+            return None;
+        }
+        Some(BackupSettings {
+            dir: PathBuf::from(dir),
+            interval_ms: self.config.get_i64("backup-interval").max(0) * 1000,
+            policy: Policy {
+                keep_hourly_hours: self.config.get_i64("backup-keep-hourly").max(0) as u64,
+                keep_daily_days: self.config.get_i64("backup-keep-daily").max(0) as u64,
+            },
+            remote: self.config.get("backup-remote").to_string(),
+            ship_interval_ms: self.config.get_i64("backup-ship-interval").max(0) * 1000,
+        })
+    }
+
+    /// Starts a backup now (or joins the running one); returns its sequence number.
+    pub fn start_backup(&mut self) -> Result<u64, String> {
+        let Some(settings) = self.backup_settings() else {
+            return Err("ERR backup-dir is not set".into());
+        };
+        if self.backup.child.is_some() || self.backup.verifying.is_some() || self.backup.scheduled {
+            return Ok(self.backup.sequence);
+        }
+        self.backup.sequence += 1;
+        if self.has_active_child() {
+            self.backup.scheduled = true;
+            return Ok(self.backup.sequence);
+        }
+        self.fork_backup(&settings.dir)
+            .map(|()| self.backup.sequence)
+    }
+
+    fn fork_backup(&mut self, backup_dir: &Path) -> Result<(), String> {
+        let seq = self.backup.sequence;
+        let time_ms = self.backup.now_ms();
+        self.backup.last_started_ms = Some(time_ms);
+        let staging = backup_dir.join(format!(".staging-{seq}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| format!("ERR can't create {}: {e}", staging.display()))?;
+        let aof_copy = self.aof_copy_plan();
+        let kind = if aof_copy.is_some() {
+            Kind::Aof
+        } else {
+            Kind::Rdb
+        };
+        let options = self.backup_rdb_options();
+        let keyspace = &self.keyspace;
+        let child_staging = staging.clone();
+        let spawned = amber_snapshot::spawn(move || {
+            let written = match &aof_copy {
+                Some(plan) => copy_aof(plan, &child_staging),
+                None => crate::persistence::write_snapshot(
+                    keyspace,
+                    &child_staging.join("dump.rdb"),
+                    options,
+                    false,
+                )
+                .map(|_| ()),
+            };
+            let meta = Meta {
+                time_ms,
+                keys: keyspace.key_count() as u64,
+                digest: amber_keyspace::dataset_digest(keyspace).hex(),
+            };
+            match written.and_then(|()| meta.write(&child_staging)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        });
+        match spawned {
+            Ok(child) => {
+                notice!(
+                    "Backup {seq} ({}) started by pid {}",
+                    kind.name(),
+                    child.pid()
+                );
+                self.rdb.total_forks += 1;
+                self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
+                self.backup.child = Some(BackupChild {
+                    child,
+                    staging,
+                    kind,
+                    seq,
+                    started: Instant::now(),
+                });
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                self.finish_backup(seq, Err(format!("fork: {error}")), 0.0);
+                Err(format!("ERR can't fork the backup: {error}"))
+            }
+        }
+    }
+
+    fn backup_rdb_options(&self) -> crate::persistence::SaveOptions {
+        crate::persistence::save_options(
+            self.config.get_bool("rdbcompression"),
+            self.config.get_bool("rdbchecksum"),
+            0,
+        )
+    }
+
+    /// With AOF on: the files of the manifest and the length each has now (the buffer is
+    /// written first, so the lengths cover every write done so far).
+    fn aof_copy_plan(&mut self) -> Option<AofCopy> {
+        if !self.aof.is_on() || self.aof.waiting_first_incr.is_some() {
+            return None;
+        }
+        if let Some(log) = self.aof.log.as_mut() {
+            log.flush().ok()?;
+        }
+        let paths = crate::aof::AofPaths::from_config(&self.config);
+        let manifest = self.aof.manifest.clone();
+        let files = manifest
+            .load_order()
+            .map(|info| {
+                let path = paths.file(&info.name);
+                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                (info.name.clone(), path, len)
+            })
+            .collect();
+        let mut copied = manifest;
+        copied.history.clear();
+        Some(AofCopy {
+            dir_name: self.config.get("appenddirname").to_string(),
+            prefix: paths.prefix,
+            manifest: copied,
+            files,
+        })
+    }
+
+    /// Runs from the cron: reaps the child, hands the backup to the verify thread, records
+    /// the outcome, starts scheduled backups and ships.
+    pub fn check_backup(&mut self) {
+        let Some(settings) = self.backup_settings() else {
+            return;
+        };
+        self.reap_backup_child(&settings);
+        self.collect_verification();
+        self.collect_ship();
+        let now = self.backup.now_ms();
+        if self.backup.last_started_ms.is_none() {
+            // The schedule continues from the newest backup already in the directory.
+            self.backup.last_started_ms = Some(
+                Catalog::open(&settings.dir)
+                    .ok()
+                    .and_then(|c| c.backups.last().map(|b| b.time_ms))
+                    .unwrap_or(i64::MIN / 2),
+            );
+        }
+        let idle = self.backup.child.is_none() && self.backup.verifying.is_none();
+        if idle && !self.has_active_child() {
+            let due = settings.interval_ms > 0
+                && now - self.backup.last_started_ms.unwrap_or(0) >= settings.interval_ms;
+            if self.backup.scheduled {
+                self.backup.scheduled = false;
+                let _ = self.fork_backup(&settings.dir);
+            } else if due {
+                self.backup.sequence += 1;
+                let _ = self.fork_backup(&settings.dir);
+            }
+        }
+        let ship_due = !settings.remote.is_empty()
+            && self.backup.shipping.is_none()
+            && self.backup.verifying.is_none()
+            && self
+                .backup
+                .last_ship_ms
+                .is_none_or(|at| now - at >= settings.ship_interval_ms);
+        if ship_due && self.backup.kept > 0 {
+            self.backup.last_ship_ms = Some(now);
+            let (dir, remote) = (settings.dir.clone(), settings.remote.clone());
+            self.backup.shipping = Some(std::thread::spawn(move || {
+                let remote = Remote::parse(&remote).map_err(|e| e.to_string())?;
+                ship(&dir, &remote, false)
+                    .map(|report| report.target)
+                    .map_err(|e| e.to_string())
+            }));
+        }
+    }
+
+    fn reap_backup_child(&mut self, settings: &BackupSettings) {
+        let Some(running) = self.backup.child.as_ref() else {
+            return;
+        };
+        let exit = match running.child.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => return,
+            Err(error) => {
+                warning!("{error}");
+                return;
+            }
+        };
+        let Some(done) = self.backup.child.take() else {
+            return;
+        };
+        if !matches!(exit, ChildExit::Exited(0)) {
+            let _ = std::fs::remove_dir_all(&done.staging);
+            let seconds = done.started.elapsed().as_secs_f64();
+            self.finish_backup(
+                done.seq,
+                Err(format!("the backup child failed: {exit:?}")),
+                seconds,
+            );
+            return;
+        }
+        let (dir, policy, now) = (settings.dir.clone(), settings.policy, self.backup.now_ms());
+        let thread = std::thread::spawn(move || -> Outcome {
+            let mut catalog = Catalog::open(&dir).map_err(|e| e.to_string())?;
+            let backup = finalize(&mut catalog, &done.staging, done.kind, &mut ())
+                .map_err(|e| e.to_string())?;
+            let plan = plan(&catalog.backups, now, policy);
+            for id in plan.delete {
+                catalog.delete(&id).map_err(|e| e.to_string())?;
+            }
+            match &backup.status {
+                amber_backup::Status::Verified => Ok(backup),
+                amber_backup::Status::Failed(reason) => Err(format!(
+                    "backup {} failed verification: {reason}",
+                    backup.id
+                )),
+            }
+        });
+        self.backup.verifying = Some((done.seq, done.started, thread));
+    }
+
+    fn collect_verification(&mut self) {
+        let finished = self
+            .backup
+            .verifying
+            .as_ref()
+            .is_some_and(|(_, _, thread)| thread.is_finished());
+        if !finished {
+            return;
+        }
+        let Some((seq, started, thread)) = self.backup.verifying.take() else {
+            return;
+        };
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err("the verification thread panicked".into()));
+        self.finish_backup(seq, outcome, started.elapsed().as_secs_f64());
+    }
+
+    fn collect_ship(&mut self) {
+        let finished = self
+            .backup
+            .shipping
+            .as_ref()
+            .is_some_and(JoinHandle::is_finished);
+        if !finished {
+            return;
+        }
+        let Some(thread) = self.backup.shipping.take() else {
+            return;
+        };
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err("the ship thread panicked".into()));
+        match &outcome {
+            Ok(target) => notice!("Backups shipped to {target} and verified"),
+            Err(error) => warning!("Shipping backups failed: {error}"),
+        }
+        self.backup.last_ship = Some((self.backup.now_ms(), outcome));
+    }
+
+    fn finish_backup(&mut self, seq: u64, outcome: Outcome, seconds: f64) {
+        match &outcome {
+            Ok(backup) => notice!(
+                "Backup {} written and verified: {} keys, {} bytes, {:.3} seconds",
+                backup.id,
+                backup.keys,
+                backup.size,
+                seconds
+            ),
+            Err(error) => warning!("Backup failed: {error}"),
+        }
+        if let Some(settings) = self.backup_settings()
+            && let Ok(catalog) = Catalog::open(&settings.dir)
+        {
+            self.backup.kept = catalog.backups.iter().filter(|b| b.is_good()).count();
+        }
+        self.backup.last = Some((self.backup.now_ms(), outcome.clone(), seconds));
+        self.backup.finished.insert(seq, outcome);
+        if self.backup.finished.len() > 64 {
+            let oldest = self.backup.finished.keys().min().copied();
+            if let Some(oldest) = oldest {
+                self.backup.finished.remove(&oldest);
+            }
+        }
+        for id in std::mem::take(&mut self.backup.waiters) {
+            if let Some(info) = self.clients.get(&id) {
+                info.borrow().wake.notify_one();
+            }
+        }
+    }
+
+    /// Kills a running backup child (shutdown) and removes what it wrote.
+    pub fn kill_backup(&mut self) {
+        if let Some(running) = self.backup.child.take() {
+            let _ = running.child.kill_and_reap();
+            let _ = std::fs::remove_dir_all(&running.staging);
+        }
+    }
+}
+
+/// What the child copies for an AOF backup.
+struct AofCopy {
+    dir_name: String,
+    prefix: String,
+    manifest: amber_aof::Manifest,
+    files: Vec<(String, PathBuf, u64)>,
+}
+
+/// In the child: hard-links each file that will not grow (the base), copies the first `len`
+/// bytes of the others, writes the manifest, and fsyncs everything.
+fn copy_aof(plan: &AofCopy, staging: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let dir = staging.join(&plan.dir_name);
+    std::fs::create_dir_all(&dir)?;
+    let base = plan.manifest.base.as_ref().map(|b| b.name.as_str());
+    for (name, path, len) in &plan.files {
+        let target = dir.join(name);
+        if Some(name.as_str()) == base && std::fs::hard_link(path, &target).is_ok() {
+            continue;
+        }
+        let mut input = std::fs::File::open(path)?.take(*len);
+        let mut output = std::fs::File::create(&target)?;
+        let copied = std::io::copy(&mut input, &mut output)?;
+        if copied != *len {
+            return Err(std::io::Error::other(format!(
+                "{name} is shorter than expected"
+            )));
+        }
+        output.flush()?;
+        output.sync_all()?;
+    }
+    amber_aof::manifest::persist(&dir, &plan.prefix, &plan.manifest)?;
+    std::fs::File::open(staging)?.sync_all()
+}

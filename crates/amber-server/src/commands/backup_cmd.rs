@@ -1,0 +1,129 @@
+//! `BACKUP NOW | LIST | STATUS` and the `INFO backup` section.
+
+use bytes::Bytes;
+
+use super::blocking::Blocked;
+use super::{Ctx, is, unknown_subcommand};
+use crate::server::Server;
+
+/// `BACKUP NOW`: replies (with the backup's id) once it is written and verified; other clients
+/// are served meanwhile. `BACKUP LIST`: the catalog. `BACKUP STATUS`: the `INFO backup` fields.
+pub fn backup(ctx: &mut Ctx, args: &[Bytes]) {
+    let sub = &args[1];
+    if is(sub, "now") && args.len() == 2 {
+        now(ctx, args);
+    } else if is(sub, "list") && args.len() == 2 {
+        list(ctx);
+    } else if is(sub, "status") && args.len() == 2 {
+        let text = info_section(ctx.server);
+        ctx.out.bulk(text.as_bytes());
+    } else {
+        unknown_subcommand(ctx, "backup", sub);
+    }
+}
+
+fn now(ctx: &mut Ctx, args: &[Bytes]) {
+    let seq = match ctx.client.awaiting_backup {
+        Some(seq) => seq,
+        None => match ctx.server.start_backup() {
+            Ok(seq) => seq,
+            Err(error) => return ctx.error(&error),
+        },
+    };
+    match ctx.server.backup.finished.get(&seq).cloned() {
+        Some(Ok(backup)) => {
+            ctx.client.awaiting_backup = None;
+            ctx.out.simple(&backup.id);
+        }
+        Some(Err(error)) => {
+            ctx.client.awaiting_backup = None;
+            ctx.error(&format!("ERR backup failed: {error}"));
+        }
+        None if ctx.client.in_exec => {
+            ctx.client.awaiting_backup = None;
+            ctx.out.simple("Backup started");
+        }
+        None => {
+            // Wait like a blocked client: woken when the backup is verified.
+            ctx.client.awaiting_backup = Some(seq);
+            ctx.server.backup.waiters.push(ctx.client.id);
+            ctx.client.blocked = Some(Blocked {
+                args: args.to_vec(),
+                keys: Vec::new(),
+                db: ctx.client.db,
+                deadline: None,
+            });
+        }
+    }
+}
+
+fn list(ctx: &mut Ctx) {
+    let dir = ctx.server.config.get("backup-dir").to_string();
+    if dir.is_empty() {
+        return ctx.error("ERR backup-dir is not set");
+    }
+    let catalog = match amber_backup::Catalog::open(std::path::Path::new(&dir)) {
+        Ok(catalog) => catalog,
+        Err(error) => return ctx.error(&format!("ERR {error}")),
+    };
+    ctx.out.array(catalog.backups.len());
+    for backup in &catalog.backups {
+        ctx.out.array(6);
+        ctx.out.bulk(backup.id.as_bytes());
+        ctx.out.integer(backup.time_ms / 1000);
+        ctx.out.bulk(backup.kind.name().as_bytes());
+        ctx.out.integer(backup.size as i64);
+        ctx.out.integer(backup.keys as i64);
+        ctx.out.bulk(if backup.is_good() {
+            b"yes".as_slice()
+        } else {
+            b"no"
+        });
+    }
+}
+
+/// `INFO backup`: whether backups are on, the last one (time, status, duration, id), how many
+/// verified backups are kept, and the last ship to the remote.
+pub fn info_section(server: &Server) -> String {
+    let state = &server.backup;
+    let (last_time, last_status, last_seconds, last_id, last_error) = match &state.last {
+        None => (-1, "none", 0.0, String::new(), String::new()),
+        Some((at, Ok(backup), seconds)) => {
+            (at / 1000, "ok", *seconds, backup.id.clone(), String::new())
+        }
+        Some((at, Err(error), seconds)) => {
+            (at / 1000, "err", *seconds, String::new(), error.clone())
+        }
+    };
+    let (ship_time, ship_status, ship_error) = match &state.last_ship {
+        None => (-1, "none", String::new()),
+        Some((at, Ok(_))) => (at / 1000, "ok", String::new()),
+        Some((at, Err(error))) => (at / 1000, "err", error.clone()),
+    };
+    let fields = [
+        (
+            "backup_enabled",
+            u8::from(!server.config.get("backup-dir").is_empty()).to_string(),
+        ),
+        (
+            "backup_in_progress",
+            u8::from(state.in_progress()).to_string(),
+        ),
+        ("backup_last_time", last_time.to_string()),
+        ("backup_last_status", last_status.to_string()),
+        ("backup_last_duration_sec", format!("{last_seconds:.3}")),
+        ("backup_last_id", last_id),
+        ("backup_last_error", last_error.replace(['\r', '\n'], " ")),
+        ("backup_count_kept", state.kept.to_string()),
+        ("backup_last_ship_time", ship_time.to_string()),
+        ("backup_last_ship_status", ship_status.to_string()),
+        (
+            "backup_last_ship_error",
+            ship_error.replace(['\r', '\n'], " "),
+        ),
+    ];
+    fields
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\r\n"))
+        .collect()
+}
