@@ -5,12 +5,17 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const REDIS_TOOLS: &[&str] = &[
-    "redis-server",
-    "redis-cli",
-    "redis-benchmark",
-    "redis-check-rdb",
-    "redis-check-aof",
+/// Programs the tests run, and the Debian package that provides each.
+const TOOLS: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+    ("redis-benchmark", "redis-tools"),
+    ("redis-check-rdb", "redis-tools"),
+    ("redis-check-aof", "redis-tools"),
+    ("rsync", "rsync"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("/usr/sbin/sshd", "openssh-server"),
 ];
 
 /// The workspace root (the parent of `xtask/`).
@@ -36,41 +41,45 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn on_path(name: &str) -> bool {
+    if name.starts_with('/') {
+        return Path::new(name).exists();
+    }
     Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-/// Makes sure Debian's Redis 7.0 server and tools are installed: installs them with apt when
+/// Makes sure what the tests run is installed: Debian's Redis 7.0 server and tools, and rsync
+/// and OpenSSH (the backup shipping tests start their own sshd). Installs them with apt when
 /// running as root, otherwise says exactly what to install.
 pub fn ensure_redis() -> Result<()> {
-    let missing: Vec<&str> = REDIS_TOOLS
+    let mut packages: Vec<&str> = TOOLS
         .iter()
-        .copied()
-        .filter(|t| !on_path(t))
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, package)| *package)
         .collect();
-    if missing.is_empty() {
+    packages.dedup();
+    if packages.is_empty() {
         return Ok(());
     }
     if !nix_is_root() {
         bail!(
-            "missing {}: install them with `sudo apt-get install -y redis-server redis-tools`",
-            missing.join(", ")
+            "missing tools: install them with `sudo apt-get install -y {}`",
+            packages.join(" ")
         );
     }
-    eprintln!(
-        "xtask: installing redis-server and redis-tools (missing: {})",
-        missing.join(", ")
-    );
+    eprintln!("xtask: installing {}", packages.join(" "));
     run("apt-get", &["update", "-qq"])?;
-    run(
-        "apt-get",
-        &["install", "-y", "-qq", "redis-server", "redis-tools"],
-    )?;
-    // Debian starts the service when it can; the tests start their own servers.
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend(packages.iter().copied());
+    run("apt-get", &args)?;
+    // Debian starts the services when it can; the tests start their own servers.
     let _ = Command::new("sh")
-        .args(["-c", "service redis-server stop >/dev/null 2>&1"])
+        .args([
+            "-c",
+            "service redis-server stop >/dev/null 2>&1; service ssh stop >/dev/null 2>&1",
+        ])
         .status();
     Ok(())
 }
