@@ -77,6 +77,8 @@ fn main() -> Result<()> {
                 "aof",
                 "--test",
                 "aof_rewrite",
+                "--test",
+                "backup",
                 "--",
             ];
             test_args.extend(args.iter().map(String::as_str));

@@ -183,7 +183,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dbfilename,
                 appenddirname,
                 appendfilename,
-                at_ms: at.map(|seconds| seconds * 1000),
+                // The whole second: backups and writes of that second are included.
+                at_ms: at.map(|seconds| seconds * 1000 + 999),
             };
             let report = restore(&catalog, id.as_deref(), &options, &mut progress)?;
             println!(

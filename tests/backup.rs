@@ -1,0 +1,218 @@
+//! Backups against the real binary: BACKUP NOW (clients served meanwhile), restore giving the
+//! exact digest for RDB and AOF backups, point-in-time recovery with AOF timestamps, restore
+//! refused while the server runs, and three days of hourly backups on a simulated clock.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use amber_backup::restore::{RestoreOptions, restore};
+use amber_backup::{Catalog, Kind};
+use common::{Frame, ServerProcess, digest, info_field, simple, wait_for};
+
+fn backup_now(client: &mut common::Client) -> String {
+    match client.cmd(&["BACKUP", "NOW"]) {
+        Frame::Simple(id) => String::from_utf8(id).expect("utf-8 id"),
+        other => panic!("BACKUP NOW replied {other:?}"),
+    }
+}
+
+fn flags<'a>(backups: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "--backup-dir",
+        backups.to_str().expect("utf-8"),
+        "--backup-interval",
+        "0",
+    ];
+    all.extend_from_slice(extra);
+    all
+}
+
+#[test]
+fn backup_now_then_restore_gives_the_exact_digest() {
+    for aof in [false, true] {
+        let backups = common::temp_dir("backups");
+        let extra: &[&str] = if aof { &["--appendonly", "yes"] } else { &[] };
+        let server = ServerProcess::amber(&flags(
+            &backups,
+            &[extra, &["--rdb-key-save-delay", "200"]].concat(),
+        ));
+        let mut client = server.client();
+        client.cmd(&["DEBUG", "POPULATE", "3000", "key", "30"]);
+        client.cmd(&["HSET", "hash", "a", "1"]);
+        client.cmd(&["ZADD", "zset", "2.5", "m"]);
+        client.cmd(&["SET", "ttl", "v", "EX", "100000"]);
+        let expected = digest(&mut client);
+        // While the backup is written (about 0.6 s with the delay), other clients are served.
+        let port = server.port;
+        let pinger = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            let started = Instant::now();
+            let reply = common::Client::connect(port).cmd(&["SET", "during", "backup"]);
+            (reply, started.elapsed())
+        });
+        let id = backup_now(&mut client);
+        let (reply, waited) = pinger.join().expect("pinger");
+        assert_eq!(reply, simple("OK"));
+        assert!(
+            waited < Duration::from_millis(300),
+            "served in {waited:?} during the backup"
+        );
+        assert_eq!(info_field(&mut client, "backup_last_status"), "ok");
+        assert_eq!(info_field(&mut client, "backup_last_id"), id);
+        let Frame::Array(list) = client.cmd(&["BACKUP", "LIST"]) else {
+            panic!("BACKUP LIST is an array")
+        };
+        assert_eq!(list.len(), 1);
+        let catalog = Catalog::open(&backups).expect("catalog");
+        let backup = catalog.get(&id).expect("catalogued");
+        assert_eq!(backup.kind, if aof { Kind::Aof } else { Kind::Rdb });
+        assert_eq!(
+            simple(&backup.digest),
+            expected,
+            "the catalog records the digest at the snapshot"
+        );
+        assert_eq!(backup.keys, 3003);
+
+        let data = server.kill9();
+        let report = restore(
+            &catalog,
+            Some(&id),
+            &RestoreOptions::defaults(&data),
+            &mut (),
+        )
+        .expect("restore");
+        // With AOF on there was an AOF directory to move aside (without it, `save ""` left none).
+        assert_eq!(report.replaced_into.is_some(), aof);
+        let restarted = ServerProcess::amber_in(&data, extra);
+        let mut client = restarted.client();
+        assert_eq!(digest(&mut client), expected, "aof backup: {aof}");
+        assert_eq!(client.cmd(&["EXISTS", "during"]), Frame::Integer(0));
+        let _ = std::fs::remove_dir_all(backups);
+    }
+}
+
+#[test]
+fn restore_is_refused_while_the_server_runs() {
+    let backups = common::temp_dir("backups-locked");
+    let server = ServerProcess::amber(&flags(&backups, &[]));
+    let mut client = server.client();
+    client.cmd(&["SET", "k", "v"]);
+    let id = backup_now(&mut client);
+    let catalog = Catalog::open(&backups).expect("catalog");
+    let refused = restore(
+        &catalog,
+        Some(&id),
+        &RestoreOptions::defaults(&server.dir),
+        &mut (),
+    );
+    let error = refused.expect_err("a running server holds the directory");
+    assert!(error.to_string().contains("a server is using"), "{error}");
+    assert_eq!(client.cmd(&["GET", "k"]), common::bulk("v"));
+    let _ = std::fs::remove_dir_all(backups);
+}
+
+#[test]
+fn point_in_time_recovery_replays_the_aof_up_to_the_time_asked() {
+    let backups = common::temp_dir("backups-pitr");
+    let server = ServerProcess::amber(&flags(
+        &backups,
+        &["--appendonly", "yes", "--aof-timestamp-enabled", "yes"],
+    ));
+    let mut client = server.client();
+    client.cmd(&["SET", "before-backup", "1"]);
+    backup_now(&mut client);
+    client.cmd(&["SET", "after-backup", "1"]);
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let state_at = digest(&mut client);
+    // Writes more than a second later carry a later #TS annotation.
+    std::thread::sleep(Duration::from_millis(1100));
+    client.cmd(&["SET", "too-late", "1"]);
+    client.cmd(&["DEL", "before-backup"]);
+    let data = server.kill9();
+    let catalog = Catalog::open(&backups).expect("catalog");
+    let mut options = RestoreOptions::defaults(&data);
+    options.at_ms = Some(cut * 1000 + 999);
+    let report = restore(&catalog, None, &options, &mut ()).expect("point-in-time restore");
+    assert!(report.replayed_bytes > 0);
+    let restarted = ServerProcess::amber_in(&data, &["--appendonly", "yes"]);
+    let mut client = restarted.client();
+    assert_eq!(client.cmd(&["EXISTS", "after-backup"]), Frame::Integer(1));
+    assert_eq!(client.cmd(&["EXISTS", "too-late"]), Frame::Integer(0));
+    assert_eq!(digest(&mut client), state_at);
+    let _ = std::fs::remove_dir_all(backups);
+}
+
+#[test]
+fn three_simulated_days_of_hourly_backups_keep_the_policy_set() {
+    let backups = common::temp_dir("backups-schedule");
+    let server = ServerProcess::amber(&[
+        "--backup-dir",
+        backups.to_str().expect("utf-8"),
+        "--backup-interval",
+        "3600",
+        "--backup-keep-hourly",
+        "48",
+        "--backup-keep-daily",
+        "30",
+    ]);
+    let mut client = server.client();
+    client.cmd(&["SET", "k", "v"]);
+    // The first backup happens at start (the directory has none); then one per simulated hour.
+    wait_for(
+        || info_field(&mut client, "backup_last_status") == "ok",
+        "the first backup",
+    );
+    let hour = 3_600_000i64;
+    for step in 1..=72 {
+        let before = info_field(&mut client, "backup_last_time");
+        assert_eq!(
+            client.cmd(&["DEBUG", "BACKUP-CLOCK-OFFSET", &(step * hour).to_string()]),
+            simple("OK")
+        );
+        wait_for(
+            || {
+                info_field(&mut client, "backup_last_time") != before
+                    && info_field(&mut client, "backup_in_progress") == "0"
+            },
+            "the hourly backup",
+        );
+    }
+    let catalog = Catalog::open(&backups).expect("catalog");
+    let times: Vec<i64> = catalog.backups.iter().map(|b| b.time_ms).collect();
+    assert!(catalog.backups.iter().all(|b| b.is_good()));
+    let newest = *times.last().expect("backups");
+    // Every backup of the last 48 hours is kept...
+    let recent = times.iter().filter(|&&t| t > newest - 48 * hour).count();
+    assert_eq!(recent, 48, "{times:?}");
+    // ...and, older than that, exactly the newest backup of each day.
+    let older: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|&t| t <= newest - 48 * hour)
+        .collect();
+    let day = |t: i64| t.div_euclid(24 * hour);
+    for (index, &time) in older.iter().enumerate() {
+        assert!(
+            older
+                .get(index + 1)
+                .is_none_or(|&next| day(next) != day(time)),
+            "one per day: {older:?}"
+        );
+        assert!(
+            !times
+                .iter()
+                .any(|&t| t > time && day(t) == day(time) && t <= newest - 48 * hour)
+        );
+    }
+    assert!(!older.is_empty() && older.len() <= 2, "{older:?}");
+    assert_eq!(
+        info_field(&mut client, "backup_count_kept"),
+        times.len().to_string()
+    );
+    let _ = std::fs::remove_dir_all(backups);
+}
