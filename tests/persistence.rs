@@ -460,3 +460,39 @@ fn clients_get_loading_while_the_snapshot_loads() {
     assert_eq!(info_field(&mut early, "loading"), "0");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn flushall_with_save_points_saves_the_empty_dataset() {
+    let server = ServerProcess::amber(&["--save", "3600 1"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "1000"]);
+    assert_eq!(client.cmd(&["SAVE"]), simple("OK"));
+    assert_eq!(client.cmd(&["FLUSHALL"]), simple("OK"));
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    assert_eq!(restarted.client().cmd(&["DBSIZE"]), Frame::Integer(0));
+}
+
+#[test]
+fn bgsave_reports_the_copy_on_write_it_measured() {
+    let server = ServerProcess::amber(&["--rdb-key-save-delay", "50"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "200"]);
+    assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
+    // Rewrite every value while the child runs: the parent's pages diverge from the child's.
+    let value = "y".repeat(200);
+    for i in 0..20000 {
+        client.send(&["SET", &format!("key:{i}"), value.as_str()]);
+    }
+    for _ in 0..20000 {
+        client.read();
+    }
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the BGSAVE to finish",
+    );
+    let cow: u64 = info_field(&mut client, "rdb_last_cow_size")
+        .parse()
+        .expect("a number");
+    assert!(cow > 1 << 20, "measured copy-on-write: {cow} bytes");
+}

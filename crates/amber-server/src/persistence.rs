@@ -28,6 +28,12 @@ pub struct RdbState {
     pub saves: u64,
     /// `latest_fork_usec`.
     pub latest_fork_usec: u64,
+    /// Copy-on-write size of the running child, last sample (`current_cow_size`).
+    pub current_cow: u64,
+    /// Largest sample for the running child (`current_cow_peak`).
+    pub current_cow_peak: u64,
+    /// Peak copy-on-write size of the last BGSAVE child (`rdb_last_cow_size`).
+    pub last_cow: u64,
     /// `total_forks`.
     pub total_forks: u64,
     /// A BGSAVE SCHEDULE waiting for the running child.

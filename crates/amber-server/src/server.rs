@@ -512,11 +512,25 @@ impl Server {
         Ok(())
     }
 
+    /// Kills a running BGSAVE child (FLUSHALL, shutdown) and removes its temp file.
+    pub fn kill_bgsave_child(&mut self) {
+        if let Some((child, _)) = self.rdb.child.take() {
+            crate::warning!("Killing the background saving child {}", child.pid());
+            let pid = child.pid();
+            let _ = child.kill_and_reap();
+            let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
+        }
+    }
+
     /// Reaps a finished BGSAVE child and records its outcome; runs from the cron.
     pub fn check_bgsave(&mut self) {
         let Some((child, dirty_at_fork)) = self.rdb.child.as_ref() else {
             return;
         };
+        // Measured, not estimated: the child's private dirty pages are what COW duplicated.
+        let cow = amber_snapshot::private_dirty_bytes_of(child.pid());
+        self.rdb.current_cow = cow;
+        self.rdb.current_cow_peak = self.rdb.current_cow_peak.max(cow);
         let exit = match child.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => return,
@@ -532,6 +546,9 @@ impl Server {
         );
         self.rdb.child = None;
         self.rdb.last_bgsave_seconds = seconds;
+        self.rdb.last_cow = self.rdb.current_cow_peak;
+        self.rdb.current_cow = 0;
+        self.rdb.current_cow_peak = 0;
         match exit {
             amber_snapshot::ChildExit::Exited(0) => {
                 crate::notice!("Background saving terminated with success");

@@ -179,8 +179,23 @@ fn persistence_section(server: &Server) -> String {
     let mut text = lines(&[
         ("loading", u8::from(server.loading.is_some()).to_string()),
         ("async_loading", "0".into()),
-        ("current_cow_peak", "0".into()),
-        ("current_cow_size", "0".into()),
+        (
+            "current_cow_peak",
+            server
+                .rdb
+                .current_cow_peak
+                .max(rewrite.child.as_ref().map_or(0, |c| c.peak_cow))
+                .to_string(),
+        ),
+        (
+            "current_cow_size",
+            if server.rdb.child.is_some() {
+                server.rdb.current_cow
+            } else {
+                rewrite.child.as_ref().map_or(0, |c| c.peak_cow)
+            }
+            .to_string(),
+        ),
         ("current_cow_size_age", "0".into()),
         ("current_fork_perc", "0.00".into()),
         ("current_save_keys_processed", "0".into()),
@@ -214,7 +229,7 @@ fn persistence_section(server: &Server) -> String {
                 .to_string(),
         ),
         ("rdb_saves", server.rdb.saves.to_string()),
-        ("rdb_last_cow_size", "0".into()),
+        ("rdb_last_cow_size", server.rdb.last_cow.to_string()),
         (
             "rdb_last_load_keys_expired",
             server.rdb.last_load.1.to_string(),

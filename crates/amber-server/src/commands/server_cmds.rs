@@ -52,7 +52,16 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.server.touch_existing_keys(db);
     }
     ctx.server.keyspace.clear();
-    ctx.dirty(removed + 1);
+    ctx.dirty(removed);
+    // As Redis: a running BGSAVE would write the old data back; with save points, the empty
+    // dataset is saved at once so a restart does not bring the flushed keys back.
+    ctx.server.kill_bgsave_child();
+    if !ctx.server.config.get("save").is_empty()
+        && let Err(error) = ctx.server.save_now()
+    {
+        crate::warning!("Error saving the empty dataset after FLUSHALL: {error}");
+    }
+    ctx.dirty(1);
     ctx.out.ok();
 }
 
