@@ -253,6 +253,12 @@ impl Syncer {
         }
     }
 
+    /// Whether an fsync runs or is asked for and not yet started.
+    pub fn busy(&self) -> bool {
+        let state = self.shared.lock();
+        state.in_flight_since.is_some() || state.requested > state.synced
+    }
+
     /// Bytes known durable.
     pub fn synced(&self) -> u64 {
         self.shared.lock().synced

@@ -323,20 +323,7 @@ impl Aof {
         match self.policy {
             FsyncPolicy::Always => {
                 let need = log.end();
-                let progress = self.progress.borrow().1.clone();
-                if progress.error.is_some() {
-                    return BeforeReply::Fail;
-                }
-                if progress.synced >= need {
-                    return BeforeReply::Send;
-                }
-                if log.flush().is_err() {
-                    return BeforeReply::Fail;
-                }
-                if let Some(syncer) = &self.syncer {
-                    syncer.request(log.written());
-                }
-                BeforeReply::Wait(need, self.generation, self.progress.subscribe())
+                self.wait_step(need, self.generation)
             }
             FsyncPolicy::EverySec => {
                 if log.pending() > 0 {
@@ -351,6 +338,36 @@ impl Aof {
                 BeforeReply::Send
             }
         }
+    }
+
+    /// Under `always`, one step of waiting until the log of `generation` is durable up to
+    /// `need`: while an fsync runs, new writes only gather in the buffer (a `write` could block
+    /// behind the fsync); once it is done, everything gathered is written and the next fsync
+    /// asked for — so all the writes that arrived during one fsync share the next one.
+    pub fn wait_step(&mut self, need: u64, generation: u64) -> BeforeReply {
+        // Subscribe before reading the state, so no report between the two is missed.
+        let receiver = self.progress.subscribe();
+        let (current, progress) = self.progress.borrow().clone();
+        if current != generation {
+            // That file was written and fsynced in full when it was closed or rotated.
+            return BeforeReply::Send;
+        }
+        if progress.error.is_some() {
+            return BeforeReply::Fail;
+        }
+        if progress.synced >= need {
+            return BeforeReply::Send;
+        }
+        let (Some(log), Some(syncer)) = (self.log.as_mut(), self.syncer.as_ref()) else {
+            return BeforeReply::Fail;
+        };
+        if !syncer.busy() {
+            if log.flush().is_err() {
+                return BeforeReply::Fail;
+            }
+            syncer.request(log.written());
+        }
+        BeforeReply::Wait(need, generation, receiver)
     }
 
     /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).

@@ -93,23 +93,22 @@ pub async fn serve<S>(
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
             tokio::task::yield_now().await;
-            let before_reply = shared.borrow_mut().aof.before_reply();
-            match before_reply {
-                BeforeReply::Send => {}
-                BeforeReply::Wait(need, generation, mut progress) => {
-                    // A newer generation means the file was fsynced and closed (rotation).
-                    let durable = progress
-                        .wait_for(|(g, p)| {
-                            *g != generation || p.synced >= need || p.error.is_some()
-                        })
-                        .await
-                        .map(|state| state.0 != generation || state.1.error.is_none())
-                        .unwrap_or(false);
-                    if !durable {
-                        break;
+            let mut step = shared.borrow_mut().aof.before_reply();
+            let durable = loop {
+                match step {
+                    BeforeReply::Send => break true,
+                    BeforeReply::Fail => break false,
+                    BeforeReply::Wait(need, generation, mut progress) => {
+                        if progress.changed().await.is_err() {
+                            break false;
+                        }
+                        step = shared.borrow_mut().aof.wait_step(need, generation);
                     }
                 }
-                BeforeReply::Fail => break,
+            };
+            if !durable {
+                // The write may not be on disk: no reply, so it is never acknowledged.
+                break;
             }
             if stream.write_all(out.buffer()).await.is_err() {
                 break;
