@@ -451,8 +451,15 @@ fn config_set_appendonly_yes_starts_from_the_current_dataset() {
     client.cmd(&["SET", "after", "1"]);
     // The base is written by a forked rewrite; the manifest names the new files once it is in.
     common::wait_for(
-        || common::info_field(&mut client, "aof_rewrites") == "1",
+        || {
+            common::info_field(&mut client, "aof_rewrites") == "1"
+                && common::info_field(&mut client, "aof_rewrite_in_progress") == "0"
+        },
         "the rewrite that writes the base",
+    );
+    assert_eq!(
+        common::info_field(&mut client, "aof_last_bgrewrite_status"),
+        "ok"
     );
     client.cmd(&["SET", "after-rewrite", "1"]);
     let expected = digest(&mut client);

@@ -309,8 +309,12 @@ fn a_rewrite_asked_for_during_bgsave_runs_after_it() {
     assert_eq!(info_field(&mut client, "aof_rewrite_scheduled"), "1");
     assert!(matches!(client.cmd(&["BGSAVE"]), Frame::Error(_)));
     wait_for(
-        || info_field(&mut client, "aof_rewrites") == "1",
+        || {
+            info_field(&mut client, "aof_rewrites") == "1"
+                && info_field(&mut client, "aof_rewrite_in_progress") == "0"
+        },
         "the scheduled rewrite",
     );
+    assert_eq!(info_field(&mut client, "aof_last_bgrewrite_status"), "ok");
     assert_eq!(info_field(&mut client, "rdb_last_bgsave_status"), "ok");
 }

@@ -87,7 +87,10 @@ fn rewrite(args: &BenchArgs) -> Result<()> {
                 let before = crate::bench::info_value(&mut stream, "aof_rewrites")?;
                 let started = std::time::Instant::now();
                 command(&mut stream, "BGREWRITEAOF")?;
-                while crate::bench::info_value(&mut stream, "aof_rewrites")? == before {
+                // `aof_rewrites` counts rewrites started; then wait for the end.
+                while crate::bench::info_value(&mut stream, "aof_rewrites")? == before
+                    || crate::bench::info_value(&mut stream, "aof_rewrite_in_progress")? != "0"
+                {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 let seconds = started.elapsed().as_secs_f64();

@@ -41,6 +41,35 @@ pub enum Item {
     Annotation(Vec<u8>),
 }
 
+/// What [`CommandReader::next_packed`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packed {
+    /// A command, now in the [`PackedCommand`] passed in.
+    Command,
+    /// An annotation line without its `#` and line ending.
+    Annotation(Vec<u8>),
+}
+
+/// A command's arguments stored back to back: `data` holds the bytes, `ends` where each
+/// argument ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedCommand {
+    /// Every argument's bytes, in order.
+    pub data: Vec<u8>,
+    /// The end offset in `data` of each argument.
+    pub ends: Vec<usize>,
+}
+
+impl PackedCommand {
+    /// The arguments, in order.
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.data[start..end])
+    }
+}
+
 /// Why reading stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -97,6 +126,25 @@ impl<R: BufRead> CommandReader<R> {
 
     /// The next command or annotation; `Ok(None)` at a clean end of file.
     pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
+        let mut command = PackedCommand::default();
+        Ok(match self.next_packed(&mut command)? {
+            None => None,
+            Some(Packed::Annotation(text)) => Some(Item::Annotation(text)),
+            Some(Packed::Command) => {
+                Some(Item::Command(command.args().map(<[u8]>::to_vec).collect()))
+            }
+        })
+    }
+
+    /// Like [`CommandReader::next_item`], but a command's arguments land back to back in one
+    /// buffer (`command`, reused between calls): one allocation per command instead of one per
+    /// argument, for fast loading.
+    pub fn next_packed(
+        &mut self,
+        command: &mut PackedCommand,
+    ) -> Result<Option<Packed>, ReadError> {
+        command.data.clear();
+        command.ends.clear();
         let start = self.offset;
         let mut at = start;
         let truncated = |end: u64| ReadError::Truncated {
@@ -117,13 +165,12 @@ impl<R: BufRead> CommandReader<R> {
         if first == Some(b'#') {
             let text = strip_crlf(&self.line[1..]).to_vec();
             self.offset = at;
-            return Ok(Some(Item::Annotation(text)));
+            return Ok(Some(Packed::Annotation(text)));
         }
         let count = self.header(b'*', start, "'*' followed by the argument count")?;
         if count == 0 || count > MAX_ARGS {
             return Err(format_error(start, "an argument count of at least 1"));
         }
-        let mut args = Vec::with_capacity(count.min(1024) as usize);
         for _ in 0..count {
             let line_start = at;
             let Some(read) = self.read_line()? else {
@@ -137,25 +184,45 @@ impl<R: BufRead> CommandReader<R> {
             if len > MAX_BULK {
                 return Err(format_error(line_start, "an argument length under 1 TiB"));
             }
-            let mut arg = Vec::with_capacity((len as usize).min(PREALLOC_LIMIT));
-            let got = self.read_into(&mut arg, len)?;
+            command.data.reserve((len as usize).min(PREALLOC_LIMIT));
+            let got = self.read_into(&mut command.data, len)?;
             at += got;
             if got < len {
                 return Err(truncated(at));
             }
-            let mut crlf = Vec::with_capacity(2);
-            let got = self.read_into(&mut crlf, 2)?;
-            at += got;
+            command.ends.push(command.data.len());
+            let mut crlf = [0u8; 2];
+            let got = self.read_exact_or_eof(&mut crlf)?;
+            at += got as u64;
             if got < 2 {
                 return Err(truncated(at));
             }
-            if crlf != b"\r\n" {
+            if crlf != *b"\r\n" {
                 return Err(format_error(at - 2, "CRLF after the argument"));
             }
-            args.push(arg);
         }
         self.offset = at;
-        Ok(Some(Item::Command(args)))
+        Ok(Some(Packed::Command))
+    }
+
+    /// Fills `buf` from the reader; fewer bytes only at the end of the file.
+    fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let available = match self.inner.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let take = available.len().min(buf.len() - filled);
+            buf[filled..filled + take].copy_from_slice(&available[..take]);
+            self.inner.consume(take);
+            filled += take;
+        }
+        Ok(filled)
     }
 
     /// Appends up to `len` bytes to `out` straight from the reader's buffer; returns how many

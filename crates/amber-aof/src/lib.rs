@@ -11,7 +11,7 @@ pub mod log;
 pub mod manifest;
 pub mod storage;
 
-pub use command::{CommandReader, Item, ReadError, encode_command};
+pub use command::{CommandReader, Item, Packed, PackedCommand, ReadError, encode_command};
 pub use log::{AppendLog, FsyncPolicy, LogError, SyncProgress, Syncer};
 pub use manifest::{FileInfo, FileKind, Manifest, ManifestError};
 pub use storage::{Faults, FileStorage, SimulatedDisk, Storage};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use amber_aof::{CommandReader, FileKind, Item, Manifest, ReadError};
+use amber_aof::{CommandReader, FileKind, Manifest, Packed, PackedCommand, ReadError};
 use amber_protocol::{Protocol, ReplyWriter};
 use bytes::Bytes;
 
@@ -260,6 +260,7 @@ fn commands_after(path: &Path, offset: u64) -> Result<FileJob, String> {
             client: ClientState::internal(),
             out: ReplyWriter::new(Protocol::Resp2),
             before_multi: None,
+            packed: PackedCommand::default(),
         }),
     ))
 }
@@ -316,6 +317,8 @@ struct Replay {
     out: ReplyWriter,
     /// Where the open MULTI block started, if one is open.
     before_multi: Option<u64>,
+    /// The command being read (its buffers are reused).
+    packed: PackedCommand,
 }
 
 impl Replay {
@@ -331,9 +334,9 @@ impl Replay {
         server.now_ms = unix_ms();
         for _ in 0..COMMANDS_PER_STEP {
             let command_start = reader.offset();
-            let args = match reader.next_item() {
-                Ok(Some(Item::Command(args))) => args,
-                Ok(Some(Item::Annotation(_))) => continue,
+            match reader.next_packed(&mut self.packed) {
+                Ok(Some(Packed::Command)) => {}
+                Ok(Some(Packed::Annotation(_))) => continue,
                 Ok(None) => return Some(self.finish(name, last, truncate_ok)),
                 Err(ReadError::Truncated {
                     offset,
@@ -355,7 +358,20 @@ impl Replay {
                         "Unrecoverable error reading the append only file {name}: {error}"
                     )));
                 }
-            };
+            }
+            // One buffer per command, its arguments sliced out of it without copying.
+            let data = Bytes::from(std::mem::take(&mut self.packed.data));
+            let mut start = 0;
+            let args: Vec<Bytes> = self
+                .packed
+                .ends
+                .iter()
+                .map(|&end| {
+                    let arg = data.slice(start..end);
+                    start = end;
+                    arg
+                })
+                .collect();
             if args[0].eq_ignore_ascii_case(b"multi") {
                 self.before_multi = Some(command_start);
             } else if args[0].eq_ignore_ascii_case(b"exec")
@@ -363,7 +379,6 @@ impl Replay {
             {
                 self.before_multi = None;
             }
-            let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
             let mut ctx = Ctx {
                 server: &mut *server,
                 client: &mut self.client,

@@ -48,7 +48,7 @@ pub struct RewriteState {
     pub last_failed: bool,
     /// Duration of the last rewrite in seconds (-1 if none).
     pub last_seconds: Option<u64>,
-    /// Successful rewrites (`aof_rewrites`).
+    /// Rewrites started (`aof_rewrites`, as Redis counts them).
     pub rewrites: u64,
     /// Failures in a row (`aof_rewrites_consecutive_failures`).
     pub consecutive_failures: u32,
@@ -124,6 +124,8 @@ impl Server {
         self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
         self.rdb.total_forks += 1;
         self.aof_rewrite.scheduled = false;
+        // As Redis, `aof_rewrites` counts rewrites started.
+        self.aof_rewrite.rewrites += 1;
         self.aof_rewrite.child = Some(RewriteChild {
             child,
             temp,
@@ -210,7 +212,6 @@ impl Server {
         };
         match installed {
             Ok(()) => {
-                self.aof_rewrite.rewrites += 1;
                 self.aof_rewrite.consecutive_failures = 0;
                 self.aof_rewrite.last_failed = false;
                 notice!("Background AOF rewrite finished successfully");
