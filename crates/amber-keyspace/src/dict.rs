@@ -2,6 +2,24 @@
 //! fair random sampling (for `RANDOMKEY` and the active expire cycle).
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set while a forked child (snapshot, AOF rewrite, backup) holds a copy-on-write image.
+static RESIZES_PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// How overloaded a table may get while resizes are paused (Redis's `dict_force_resize_ratio`).
+const FORCED_RESIZE_RATIO: usize = 5;
+
+/// Pauses or resumes table resizes. Resizing relinks every node of a table, which would make
+/// the kernel copy every page a forked child still shares; like Redis, tables only grow during
+/// a fork when they are 5 times overloaded, and never shrink.
+pub fn pause_resizes(paused: bool) {
+    RESIZES_PAUSED.store(paused, Ordering::Relaxed);
+}
+
+fn resizes_paused() -> bool {
+    RESIZES_PAUSED.load(Ordering::Relaxed)
+}
 
 struct Node<V> {
     /// The key's full hash: compared before the key, and reused when the table resizes.
@@ -161,7 +179,12 @@ impl<V> Dict<V> {
 
     /// Stores a key known to be absent.
     fn insert_new(&mut self, hash: u64, key: Box<[u8]>, value: V) {
-        if self.len >= self.buckets.len() {
+        let limit = if resizes_paused() {
+            self.buckets.len() * FORCED_RESIZE_RATIO
+        } else {
+            self.buckets.len()
+        };
+        if self.len >= limit {
             self.resize(self.buckets.len() * 2);
         }
         let bucket = self.bucket_for(hash);
@@ -218,6 +241,9 @@ impl<V> Dict<V> {
     }
 
     fn shrink_if_sparse(&mut self) {
+        if resizes_paused() {
+            return;
+        }
         let buckets = self.buckets.len();
         if buckets > MIN_BUCKETS && self.len * 10 < buckets {
             self.resize((self.len.next_power_of_two() * 2).max(MIN_BUCKETS));

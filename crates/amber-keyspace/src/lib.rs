@@ -14,7 +14,7 @@ mod value;
 mod zset;
 
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
-pub use dict::{Dict, Lookup};
+pub use dict::{Dict, Lookup, pause_resizes};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
 pub use hash::{HashLimits, HashValue};

@@ -72,6 +72,12 @@ impl Server {
         self.rdb.child.is_some() || self.aof_rewrite.child.is_some() || self.backup.child.is_some()
     }
 
+    /// Pauses hash-table resizes while a child shares the keyspace's pages (see
+    /// [`amber_keyspace::pause_resizes`]); called after every fork and reap.
+    pub fn update_resize_policy(&self) {
+        amber_keyspace::pause_resizes(self.has_active_child());
+    }
+
     /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running BGSAVE.
     pub fn start_aof_rewrite(&mut self) -> Result<RewriteStart, String> {
         if self.aof_rewrite.child.is_some() {
@@ -137,6 +143,7 @@ impl Server {
             rdb: matches!(format, BaseFormat::Rdb(_)),
             peak_cow: 0,
         });
+        self.update_resize_policy();
         Ok(())
     }
 

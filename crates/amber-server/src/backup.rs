@@ -172,6 +172,7 @@ impl Server {
                     seq,
                     started: Instant::now(),
                 });
+                self.update_resize_policy();
                 Ok(())
             }
             Err(error) => {

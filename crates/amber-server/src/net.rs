@@ -427,6 +427,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         server.aof.cron();
         server.check_aof_rewrite();
         server.check_backup();
+        server.update_resize_policy();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

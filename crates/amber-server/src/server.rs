@@ -509,6 +509,7 @@ impl Server {
         self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
         self.rdb.total_forks += 1;
         self.rdb.child = Some((child, self.dirty));
+        self.update_resize_policy();
         Ok(())
     }
 
