@@ -273,9 +273,10 @@ fn failed_bgsave_refuses_writes_with_misconf() {
     let dir = common::temp_dir("fsize");
     let port = common::free_port();
     let script = format!(
-        "ulimit -f 64; exec {} --port {port} --dir {} --logfile server.log --enable-debug-command yes --save '3600 1'",
+        "ulimit -f 64; exec {} --port {port} --dir {} --logfile {} --enable-debug-command yes --save '3600 1'",
         common::amber_binary().display(),
-        dir.display()
+        dir.display(),
+        dir.join("server.log").display()
     );
     let mut child = std::process::Command::new("sh")
         .args(["-c", &script])
