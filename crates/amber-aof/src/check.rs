@@ -104,8 +104,7 @@ pub fn check_file(path: &Path) -> FileReport {
 
 fn check_rdb_part(path: &Path) -> Result<(u64, u64), (u64, String)> {
     let file = File::open(path).map_err(|e| (0, e.to_string()))?;
-    let mut reader = amber_rdb::RdbReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| (0, e.to_string()))?;
+    let mut reader = amber_rdb::RdbReader::new(file).map_err(|e| (0, e.to_string()))?;
     let mut keys = 0;
     loop {
         let offset = reader.offset();

@@ -3,7 +3,7 @@
 //! CRC-64 of all its files that the catalog records and later checks recompute.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use amber_aof::check::check_file;
@@ -57,8 +57,8 @@ pub fn verify(dir: &Path, kind: Kind, progress: &mut dyn Progress) -> Result<Rep
 fn parse_rdb(path: &Path, progress: &mut dyn Progress) -> Result<u64, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let total = file.metadata().map_or(0, |m| m.len());
-    let mut reader = amber_rdb::RdbReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader =
+        amber_rdb::RdbReader::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut keys = 0u64;
     while let Some(item) = reader
         .next_item()

@@ -14,9 +14,18 @@ pub const MAX_VERSION: u32 = 12;
 /// Bytes read at a time for long strings, so a bogus length cannot allocate without bound.
 const CHUNK: usize = 1 << 20;
 
-/// Byte source that counts its offset and feeds the running CRC-64.
+/// Bytes buffered from the source at a time.
+const BUFFER: usize = 256 * 1024;
+
+/// Byte source with its own buffer: counts its offset and feeds the running CRC-64 with whole
+/// consumed stretches of the buffer (one CRC call per refill, not one per field).
 pub(crate) struct Input<R> {
     inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    /// Start of the consumed bytes not yet added to `digest`.
+    crc_from: usize,
     offset: u64,
     digest: crc_fast::Digest,
 }
@@ -25,30 +34,65 @@ impl<R: Read> Input<R> {
     fn new(inner: R) -> Input<R> {
         Input {
             inner,
+            buf: vec![0u8; BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            crc_from: 0,
             offset: 0,
             digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis),
         }
     }
 
-    /// Fills `buf` completely.
-    pub(crate) fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), ErrorKind> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.inner.read(&mut buf[done..]) {
-                Ok(0) => return Err(ErrorKind::UnexpectedEof(what)),
+    /// Reads more from the source into an emptied buffer; false at the end of the source.
+    fn refill(&mut self) -> Result<bool, ErrorKind> {
+        self.digest.update(&self.buf[self.crc_from..self.pos]);
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        self.crc_from = 0;
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Ok(false),
                 Ok(n) => {
-                    self.digest.update(&buf[done..done + n]);
-                    self.offset += n as u64;
-                    done += n;
+                    self.end += n;
+                    return Ok(true);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ErrorKind::Io(e)),
             }
         }
+    }
+
+    /// The CRC-64 of everything consumed so far.
+    fn checksum_so_far(&mut self) -> u64 {
+        self.digest.update(&self.buf[self.crc_from..self.pos]);
+        self.crc_from = self.pos;
+        self.digest.finalize()
+    }
+
+    /// Fills `buf` completely.
+    pub(crate) fn fill(&mut self, out: &mut [u8], what: &'static str) -> Result<(), ErrorKind> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.pos == self.end && !self.refill()? {
+                return Err(ErrorKind::UnexpectedEof(what));
+            }
+            let take = (out.len() - done).min(self.end - self.pos);
+            out[done..done + take].copy_from_slice(&self.buf[self.pos..self.pos + take]);
+            self.pos += take;
+            self.offset += take as u64;
+            done += take;
+        }
         Ok(())
     }
 
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, ErrorKind> {
+        if self.pos < self.end {
+            let byte = self.buf[self.pos];
+            self.pos += 1;
+            self.offset += 1;
+            return Ok(byte);
+        }
         let mut byte = [0u8; 1];
         self.fill(&mut byte, what)?;
         Ok(byte[0])
@@ -221,12 +265,6 @@ impl<R: Read> RdbReader<R> {
         self.stored_checksum
     }
 
-    /// Gives back the underlying reader (positioned after the checksum, e.g. at the commands
-    /// that follow an RDB preamble in an AOF base file).
-    pub fn into_inner(self) -> R {
-        self.input.inner
-    }
-
     /// The next item, or `None` after the end marker and a valid checksum.
     pub fn next_item(&mut self) -> Result<Option<Item>, RdbError> {
         if self.finished {
@@ -368,7 +406,7 @@ impl<R: Read> RdbReader<R> {
         if self.version < 5 {
             return Ok(());
         }
-        let computed = self.input.digest.finalize();
+        let computed = self.input.checksum_so_far();
         let stored = u64::from_le_bytes(self.input.array("the checksum")?);
         self.stored_checksum = Some(stored);
         if stored != 0 && stored != computed {

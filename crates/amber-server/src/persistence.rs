@@ -3,7 +3,7 @@
 //! over the old one and the directory fsynced, so a crash leaves the old or the new file.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -161,7 +161,7 @@ pub struct LoadStats {
 /// `-LOADING` between steps. On any error the caller clears the keyspace; the file is never
 /// modified.
 pub struct Loader {
-    reader: RdbReader<BufReader<File>>,
+    reader: RdbReader<File>,
     current_db: u64,
     /// Keys stored and keys skipped as expired so far.
     pub stats: LoadStats,
@@ -173,8 +173,7 @@ impl Loader {
     /// Opens `path` and reads its header.
     pub fn open(path: &Path) -> Result<Loader, String> {
         let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
-        let reader =
-            RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
+        let reader = RdbReader::new(file).map_err(|e| e.to_string())?;
         Ok(Loader {
             reader,
             current_db: 0,

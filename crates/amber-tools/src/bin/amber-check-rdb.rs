@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,7 +44,7 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> Result<(), String> {
     let file = File::open(path)
         .map_err(|e| format!("--- RDB ERROR DETECTED ---\n[offset 0] Cannot open: {e}"))?;
-    let mut reader = RdbReader::new(BufReader::with_capacity(1 << 20, file)).map_err(report)?;
+    let mut reader = RdbReader::new(file).map_err(report)?;
     println!(
         "[offset {}] RDB version {}",
         reader.offset(),
