@@ -2,6 +2,7 @@
 //! (`listpack`) while small, and a hash table (`hashtable`) once it grows past the limits.
 
 use crate::dict::Dict;
+use crate::packed::{Packed, Span};
 
 /// When a hash stops being compact (`hash-max-listpack-entries`, `hash-max-listpack-value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,27 +23,24 @@ impl Default for HashLimits {
     }
 }
 
-/// One field and its value.
-pub type FieldValue = (Box<[u8]>, Box<[u8]>);
-
 /// A hash.
 pub enum HashValue {
-    /// Field/value pairs in insertion order (`OBJECT ENCODING` says `listpack`).
-    Pack(Vec<FieldValue>),
+    /// Field/value pairs in insertion order, in one buffer (`OBJECT ENCODING` says `listpack`).
+    Pack(Packed),
     /// A hash table (`hashtable`).
     Table(Dict<Box<[u8]>>),
 }
 
 impl Default for HashValue {
     fn default() -> Self {
-        HashValue::Pack(Vec::new())
+        HashValue::Pack(Packed::default())
     }
 }
 
 impl Clone for HashValue {
     fn clone(&self) -> Self {
         match self {
-            HashValue::Pack(pairs) => HashValue::Pack(pairs.clone()),
+            HashValue::Pack(packed) => HashValue::Pack(packed.clone()),
             HashValue::Table(table) => {
                 let mut copy = Dict::new();
                 copy.reserve(table.len());
@@ -61,11 +59,17 @@ impl std::fmt::Debug for HashValue {
     }
 }
 
+/// The spans of each (field, value) pair of a packed hash.
+fn pair_spans(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
+    let mut spans = packed.spans();
+    std::iter::from_fn(move || Some((spans.next()?, spans.next()?)))
+}
+
 impl HashValue {
     /// Number of fields.
     pub fn len(&self) -> usize {
         match self {
-            HashValue::Pack(pairs) => pairs.len(),
+            HashValue::Pack(packed) => packed.len() / 2,
             HashValue::Table(table) => table.len(),
         }
     }
@@ -86,7 +90,9 @@ impl HashValue {
     /// The value of `field`.
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
-            HashValue::Pack(pairs) => pairs.iter().find(|(f, _)| &**f == field).map(|(_, v)| &**v),
+            HashValue::Pack(packed) => pair_spans(packed)
+                .find(|(f, _)| packed.get(*f) == field)
+                .map(|(_, v)| packed.get(v)),
             HashValue::Table(table) => table.get(field).map(|v| &**v),
         }
     }
@@ -94,15 +100,17 @@ impl HashValue {
     /// Sets `field` to `value`; true if the field is new. Converts to a table when the hash
     /// outgrows `limits`.
     pub fn set(&mut self, field: &[u8], value: &[u8], limits: HashLimits) -> bool {
-        if let HashValue::Pack(pairs) = self {
+        if let HashValue::Pack(packed) = self {
             if field.len() > limits.max_value || value.len() > limits.max_value {
                 self.convert();
-            } else if let Some(slot) = pairs.iter_mut().find(|(f, _)| &**f == field) {
-                slot.1 = value.into();
-                return false;
             } else {
-                pairs.push((field.into(), value.into()));
-                if pairs.len() > limits.max_entries {
+                let found = pair_spans(packed).find(|(f, _)| packed.get(*f) == field);
+                if let Some((_, value_span)) = found {
+                    packed.splice(value_span.start, value_span.end, 1, &[value]);
+                    return false;
+                }
+                packed.push(&[field, value]);
+                if packed.len() / 2 > limits.max_entries {
                     self.convert();
                 }
                 return true;
@@ -117,13 +125,16 @@ impl HashValue {
     /// Removes `field`; true if it existed.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match self {
-            HashValue::Pack(pairs) => match pairs.iter().position(|(f, _)| &**f == field) {
-                Some(index) => {
-                    pairs.remove(index);
-                    true
+            HashValue::Pack(packed) => {
+                let found = pair_spans(packed).find(|(f, _)| packed.get(*f) == field);
+                match found {
+                    Some((f, v)) => {
+                        packed.splice(f.start, v.end, 2, &[]);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             HashValue::Table(table) => table.remove(field).is_some(),
         }
     }
@@ -131,7 +142,9 @@ impl HashValue {
     /// Every field and value: insertion order when compact, table order otherwise.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
         match self {
-            HashValue::Pack(pairs) => Box::new(pairs.iter().map(|(f, v)| (&**f, &**v))),
+            HashValue::Pack(packed) => {
+                Box::new(pair_spans(packed).map(|(f, v)| (packed.get(f), packed.get(v))))
+            }
             HashValue::Table(table) => Box::new(table.iter().map(|(f, v)| (f, &**v))),
         }
     }
@@ -139,8 +152,8 @@ impl HashValue {
     /// One step of `HSCAN`: a compact hash is returned whole with cursor 0.
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &[u8])) -> u64 {
         match self {
-            HashValue::Pack(pairs) => {
-                pairs.iter().for_each(|(f, v)| visit(f, v));
+            HashValue::Pack(packed) => {
+                pair_spans(packed).for_each(|(f, v)| visit(packed.get(f), packed.get(v)));
                 0
             }
             HashValue::Table(table) => table.scan(cursor, |f, v| visit(f, v)),
@@ -150,10 +163,12 @@ impl HashValue {
     /// A field picked at random, `random` being a source of random numbers.
     pub fn random_field(&self, mut random: impl FnMut() -> u64) -> Option<(&[u8], &[u8])> {
         match self {
-            HashValue::Pack(pairs) if pairs.is_empty() => None,
-            HashValue::Pack(pairs) => {
-                let (f, v) = &pairs[(random() % pairs.len() as u64) as usize];
-                Some((f, v))
+            HashValue::Pack(packed) if packed.is_empty() => None,
+            HashValue::Pack(packed) => {
+                let index = (random() % (packed.len() / 2) as u64) as usize;
+                pair_spans(packed)
+                    .nth(index)
+                    .map(|(f, v)| (packed.get(f), packed.get(v)))
             }
             HashValue::Table(table) => {
                 let field = table.random_key(random)?;
@@ -163,11 +178,11 @@ impl HashValue {
     }
 
     fn convert(&mut self) {
-        if let HashValue::Pack(pairs) = self {
+        if let HashValue::Pack(packed) = self {
             let mut table = Dict::new();
-            table.reserve(pairs.len());
-            for (field, value) in pairs.drain(..) {
-                table.insert_owned(field, value);
+            table.reserve(packed.len() / 2);
+            for (f, v) in pair_spans(packed) {
+                table.insert_owned(packed.get(f).into(), packed.get(v).into());
             }
             *self = HashValue::Table(table);
         }

@@ -9,6 +9,7 @@ mod dict;
 mod digest;
 mod glob;
 mod hash;
+mod packed;
 mod set;
 mod value;
 mod zset;
