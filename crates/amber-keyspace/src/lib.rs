@@ -21,4 +21,4 @@ pub use glob::glob_match;
 pub use hash::{HashLimits, HashValue};
 pub use set::{SetValue, member_as_int};
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};
-pub use zset::{Score, ZsetLimits, ZsetValue};
+pub use zset::{Score, ZsetIter, ZsetLimits, ZsetValue};

@@ -9,6 +9,17 @@ pub struct Packed {
     count: u32,
 }
 
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Packed({} elements, {} bytes)",
+            self.count,
+            self.buf.len()
+        )
+    }
+}
+
 /// Where one element lies in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {

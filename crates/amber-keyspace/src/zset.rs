@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
+use crate::packed::{Packed, Span};
+
 /// A score with a total order (scores are never NaN).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score(pub f64);
@@ -44,75 +46,206 @@ impl Default for ZsetLimits {
 /// A sorted set.
 #[derive(Debug, Clone, Default)]
 pub struct ZsetValue {
-    scores: HashMap<Box<[u8]>, f64>,
-    order: BTreeSet<(Score, Box<[u8]>)>,
-    big: bool,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// (score, member) pairs in one buffer, sorted by score then member; a score is its 8
+    /// little-endian bytes (`OBJECT ENCODING` says `listpack`).
+    Small(Packed),
+    /// A member → score map and the (score, member) order (`skiplist`).
+    Big {
+        scores: HashMap<Box<[u8]>, f64>,
+        order: BTreeSet<(Score, Box<[u8]>)>,
+    },
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Small(Packed::default())
+    }
+}
+
+/// The (score span, member span) pairs of a small sorted set.
+fn pairs(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
+    let mut spans = packed.spans();
+    std::iter::from_fn(move || Some((spans.next()?, spans.next()?)))
+}
+
+fn score_at(packed: &Packed, span: Span) -> f64 {
+    let bytes: [u8; 8] = packed.get(span).try_into().unwrap_or([0; 8]);
+    f64::from_le_bytes(bytes)
 }
 
 impl ZsetValue {
     /// Number of members.
     pub fn len(&self) -> usize {
-        self.scores.len()
+        match &self.repr {
+            Repr::Small(packed) => packed.len() / 2,
+            Repr::Big { scores, .. } => scores.len(),
+        }
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
+        self.len() == 0
     }
 
     /// Redis's name for the encoding.
     pub fn encoding(&self) -> &'static str {
-        if self.big { "skiplist" } else { "listpack" }
+        match &self.repr {
+            Repr::Small(_) => "listpack",
+            Repr::Big { .. } => "skiplist",
+        }
     }
 
     /// The score of `member`.
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
+        match &self.repr {
+            Repr::Small(packed) => pairs(packed)
+                .find(|(_, m)| packed.get(*m) == member)
+                .map(|(s, _)| score_at(packed, s)),
+            Repr::Big { scores, .. } => scores.get(member).copied(),
+        }
     }
 
     /// Sets `member`'s score; true if the member is new.
     pub fn insert(&mut self, member: &[u8], score: f64, limits: ZsetLimits) -> bool {
-        let new = match self.scores.get(member).copied() {
-            Some(old) => {
-                self.order.remove(&(Score(old), Box::from(member)));
-                false
-            }
-            None => true,
-        };
-        self.scores.insert(member.into(), score);
-        self.order.insert((Score(score), member.into()));
-        if member.len() > limits.max_value || self.scores.len() > limits.max_entries {
-            self.big = true;
+        if member.len() > limits.max_value {
+            self.convert();
         }
-        new
+        match &mut self.repr {
+            Repr::Small(packed) => {
+                let existing = pairs(packed).find(|(_, m)| packed.get(*m) == member);
+                if let Some((s, m)) = existing {
+                    packed.splice(s.start, m.end, 2, &[]);
+                }
+                // A listpack stores -0 as the integer 0, as Redis does.
+                let score = if score == 0.0 { 0.0 } else { score };
+                let key = (Score(score), member);
+                let at = pairs(packed)
+                    .find(|(s, m)| (Score(score_at(packed, *s)), packed.get(*m)) > key)
+                    .map_or(packed.byte_len(), |(s, _)| s.start);
+                packed.insert_at(at, &[&score.to_le_bytes(), member]);
+                let new = existing.is_none();
+                if packed.len() / 2 > limits.max_entries {
+                    self.convert();
+                }
+                new
+            }
+            Repr::Big { scores, order } => {
+                let new = match scores.get(member).copied() {
+                    Some(old) => {
+                        order.remove(&(Score(old), Box::from(member)));
+                        false
+                    }
+                    None => true,
+                };
+                scores.insert(member.into(), score);
+                order.insert((Score(score), member.into()));
+                new
+            }
+        }
     }
 
     /// Removes `member`; true if it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.scores.remove(member) {
-            Some(score) => {
-                self.order.remove(&(Score(score), Box::from(member)));
-                true
+        match &mut self.repr {
+            Repr::Small(packed) => {
+                let found = pairs(packed).find(|(_, m)| packed.get(*m) == member);
+                match found {
+                    Some((s, m)) => {
+                        packed.splice(s.start, m.end, 2, &[]);
+                        true
+                    }
+                    None => false,
+                }
             }
-            None => false,
+            Repr::Big { scores, order } => match scores.remove(member) {
+                Some(score) => {
+                    order.remove(&(Score(score), Box::from(member)));
+                    true
+                }
+                None => false,
+            },
         }
     }
 
     /// Members with scores, lowest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> {
-        self.order
-            .iter()
-            .map(|(score, member)| (&**member, score.0))
+    pub fn iter(&self) -> ZsetIter<'_> {
+        match &self.repr {
+            Repr::Small(packed) => ZsetIter::Small(
+                pairs(packed)
+                    .map(|(s, m)| (packed.get(m), score_at(packed, s)))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Repr::Big { order, .. } => ZsetIter::Big(order.iter()),
+        }
     }
 
     /// 0-based rank of `member` (ascending).
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        let score = self.score(member)?;
-        Some(
-            self.order
-                .range(..(Score(score), Box::from(member)))
-                .count(),
-        )
+        match &self.repr {
+            Repr::Small(packed) => pairs(packed).position(|(_, m)| packed.get(m) == member),
+            Repr::Big { scores, order } => {
+                let score = *scores.get(member)?;
+                Some(order.range(..(Score(score), Box::from(member))).count())
+            }
+        }
+    }
+
+    /// Switches to the big representation (never back, as in Redis).
+    fn convert(&mut self) {
+        let Repr::Small(packed) = &self.repr else {
+            return;
+        };
+        let mut scores = HashMap::with_capacity(packed.len() / 2);
+        let mut order = BTreeSet::new();
+        for (s, m) in pairs(packed) {
+            let (member, score) = (packed.get(m), score_at(packed, s));
+            scores.insert(Box::from(member), score);
+            order.insert((Score(score), Box::from(member)));
+        }
+        self.repr = Repr::Big { scores, order };
+    }
+}
+
+/// Iterator over a sorted set's members and scores, lowest first (reversible).
+pub enum ZsetIter<'a> {
+    /// Over a small set (decoded up front: at most `zset-max-listpack-entries` members).
+    Small(std::vec::IntoIter<(&'a [u8], f64)>),
+    /// Over a big set.
+    Big(std::collections::btree_set::Iter<'a, (Score, Box<[u8]>)>),
+}
+
+impl<'a> Iterator for ZsetIter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ZsetIter::Small(items) => items.next(),
+            ZsetIter::Big(items) => items.next().map(|(score, member)| (&**member, score.0)),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ZsetIter::Small(items) => items.size_hint(),
+            ZsetIter::Big(items) => items.size_hint(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for ZsetIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            ZsetIter::Small(items) => items.next_back(),
+            ZsetIter::Big(items) => items
+                .next_back()
+                .map(|(score, member)| (&**member, score.0)),
+        }
     }
 }
 
