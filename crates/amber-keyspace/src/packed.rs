@@ -62,13 +62,22 @@ impl Packed {
 
     /// Appends elements at the end.
     pub fn push(&mut self, items: &[&[u8]]) {
-        let at = self.buf.len();
-        self.insert_at(at, items);
+        let added: usize = items.iter().map(|i| i.len() + len_size(i.len())).sum();
+        self.buf.reserve_exact(added);
+        for item in items {
+            write_len(&mut self.buf, item.len());
+            self.buf.extend_from_slice(item);
+        }
+        self.count += items.len() as u32;
     }
 
     /// Inserts elements at byte offset `at` (the start of an element, or the end).
     pub fn insert_at(&mut self, at: usize, items: &[&[u8]]) {
-        self.splice(at, at, 0, items);
+        if at == self.buf.len() {
+            self.push(items);
+        } else {
+            self.splice(at, at, 0, items);
+        }
     }
 
     /// Replaces the `removed` elements between byte offsets `start` and `end` by `items`.
@@ -114,6 +123,12 @@ impl Iterator for Spans<'_> {
         self.at = end;
         Some(Span { start, data, end })
     }
+}
+
+/// Bytes the length header of a `len`-byte element takes.
+fn len_size(len: usize) -> usize {
+    let bits = usize::BITS - len.leading_zeros();
+    (bits as usize).div_ceil(7).max(1)
 }
 
 fn write_len(out: &mut Vec<u8>, mut len: usize) {
