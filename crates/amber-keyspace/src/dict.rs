@@ -21,10 +21,49 @@ fn resizes_paused() -> bool {
     RESIZES_PAUSED.load(Ordering::Relaxed)
 }
 
+/// Keys up to this long are stored inside the node, without an allocation of their own.
+const INLINE_KEY: usize = 22;
+
+/// A key: inline when short (most keys), on the heap otherwise.
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Key {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            Key::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(key.into())
+        }
+    }
+
+    fn owned(key: Box<[u8]>) -> Key {
+        if key.len() <= INLINE_KEY {
+            Key::new(&key)
+        } else {
+            Key::Heap(key)
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Heap(bytes) => bytes,
+        }
+    }
+}
+
 struct Node<V> {
     /// The key's full hash: compared before the key, and reused when the table resizes.
     hash: u64,
-    key: Box<[u8]>,
+    key: Key,
     value: V,
     next: Option<Box<Node<V>>>,
 }
@@ -93,7 +132,7 @@ impl<V> Dict<V> {
     fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
         let mut node = self.buckets[self.bucket_for(hash)].as_deref();
         while let Some(n) = node {
-            if n.hash == hash && &*n.key == key {
+            if n.hash == hash && n.key.as_bytes() == key {
                 return Some(&n.value);
             }
             node = n.next.as_deref();
@@ -105,7 +144,7 @@ impl<V> Dict<V> {
         let bucket = self.bucket_for(hash);
         let mut node = self.buckets[bucket].as_deref_mut();
         while let Some(n) = node {
-            if n.hash == hash && &*n.key == key {
+            if n.hash == hash && n.key.as_bytes() == key {
                 return Some(&mut n.value);
             }
             node = n.next.as_deref_mut();
@@ -155,7 +194,7 @@ impl<V> Dict<V> {
         if let Some(slot) = self.get_mut_hashed(hash, key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(hash, key.into(), value);
+        self.insert_new(hash, Key::new(key), value);
         None
     }
 
@@ -173,12 +212,12 @@ impl<V> Dict<V> {
         if let Some(slot) = self.get_mut_hashed(hash, &key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(hash, key, value);
+        self.insert_new(hash, Key::owned(key), value);
         None
     }
 
     /// Stores a key known to be absent.
-    fn insert_new(&mut self, hash: u64, key: Box<[u8]>, value: V) {
+    fn insert_new(&mut self, hash: u64, key: Key, value: V) {
         let limit = if resizes_paused() {
             self.buckets.len() * FORCED_RESIZE_RATIO
         } else {
@@ -202,7 +241,7 @@ impl<V> Dict<V> {
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
         let hash = self.hash_of(key);
         if self.get_hashed(hash, key).is_none() {
-            self.insert_new(hash, key.into(), make());
+            self.insert_new(hash, Key::new(key), make());
         }
         match self.get_mut_hashed(hash, key) {
             Some(value) => value,
@@ -221,7 +260,7 @@ impl<V> Dict<V> {
         loop {
             match link {
                 None => return None,
-                Some(node) if node.hash == hash && &*node.key == key => {
+                Some(node) if node.hash == hash && node.key.as_bytes() == key => {
                     let mut removed = link.take()?;
                     *link = removed.next.take();
                     self.len -= 1;
@@ -335,7 +374,7 @@ impl<'a, V> Iterator for ChainIter<'a, V> {
     fn next(&mut self) -> Option<Self::Item> {
         let node = self.node?;
         self.node = node.next.as_deref();
-        Some((&node.key, &node.value))
+        Some((node.key.as_bytes(), &node.value))
     }
 }
 
@@ -343,6 +382,14 @@ impl<'a, V> Iterator for ChainIter<'a, V> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn short_keys_are_inline_in_24_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        assert_eq!(Key::new(b"hello").as_bytes(), b"hello");
+        let long = vec![7u8; 100];
+        assert_eq!(Key::owned(long.clone().into()).as_bytes(), &long[..]);
+    }
     use std::collections::{HashMap, HashSet};
 
     #[derive(Debug, Clone)]
