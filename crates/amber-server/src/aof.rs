@@ -325,17 +325,12 @@ impl Aof {
                 let need = log.end();
                 self.wait_step(need, self.generation)
             }
-            FsyncPolicy::EverySec => {
-                if log.pending() > 0 {
-                    self.write_unless_fsync_is_slow();
+            FsyncPolicy::EverySec | FsyncPolicy::No => {
+                if log.pending() == 0 {
+                    return BeforeReply::Send;
                 }
-                BeforeReply::Send
-            }
-            FsyncPolicy::No => {
-                if log.pending() > 0 {
-                    let _ = log.flush();
-                }
-                BeforeReply::Send
+                let need = log.end();
+                self.wait_step(need, self.generation)
             }
         }
     }
@@ -354,6 +349,22 @@ impl Aof {
         }
         if progress.error.is_some() {
             return BeforeReply::Fail;
+        }
+        if self.policy != FsyncPolicy::Always {
+            // everysec / no: a reply waits until its write reached the kernel (so a crash of
+            // the process loses nothing acknowledged); while a background fsync runs the write
+            // is postponed (up to 2 s, as Redis), and so is the reply.
+            let written = |aof: &Aof| aof.log.as_ref().map_or(0, AppendLog::written);
+            if written(self) < need {
+                self.write_unless_fsync_is_slow();
+            }
+            if written(self) >= need {
+                return BeforeReply::Send;
+            }
+            if self.log.as_ref().is_none_or(|log| log.health().is_err()) {
+                return BeforeReply::Fail;
+            }
+            return BeforeReply::Wait(need, generation, receiver);
         }
         if progress.synced >= need {
             return BeforeReply::Send;
@@ -395,8 +406,12 @@ impl Aof {
                 "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF buffer without waiting for fsync to complete, this may slow down Redis."
             );
         }
-        self.postponed_since = None;
+        let was_postponed = self.postponed_since.take().is_some();
         let _ = log.flush();
+        if was_postponed {
+            // Wake the replies that waited for this write.
+            self.progress.send_modify(|_| {});
+        }
     }
 
     /// Runs from the cron: writes what is buffered, and under `everysec` starts an fsync once
