@@ -185,7 +185,12 @@ impl Db {
         } else if !self.volatile.is_empty() {
             self.volatile.remove(&key);
         }
-        self.keys.insert_owned(key.into_boxed_slice(), entry);
+        if key.len() <= crate::dict::INLINE_KEY {
+            // Short keys are stored inside the table's node: copying beats shrinking the Vec.
+            self.keys.insert(&key, entry);
+        } else {
+            self.keys.insert_owned(key.into_boxed_slice(), entry);
+        }
     }
 
     /// Removes `key` whether or not it has expired, returning its entry.

@@ -21,44 +21,8 @@ fn resizes_paused() -> bool {
     RESIZES_PAUSED.load(Ordering::Relaxed)
 }
 
-/// Keys up to this long are stored inside the node, without an allocation of their own.
-const INLINE_KEY: usize = 22;
-
-/// A key: inline when short (most keys), on the heap otherwise.
-enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<[u8]>),
-}
-
-impl Key {
-    fn new(key: &[u8]) -> Key {
-        if key.len() <= INLINE_KEY {
-            let mut bytes = [0u8; INLINE_KEY];
-            bytes[..key.len()].copy_from_slice(key);
-            Key::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            Key::Heap(key.into())
-        }
-    }
-
-    fn owned(key: Box<[u8]>) -> Key {
-        if key.len() <= INLINE_KEY {
-            Key::new(&key)
-        } else {
-            Key::Heap(key)
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Key::Heap(bytes) => bytes,
-        }
-    }
-}
+pub(crate) use crate::small::INLINE as INLINE_KEY;
+use crate::small::SmallBytes as Key;
 
 struct Node<V> {
     /// The key's full hash: compared before the key, and reused when the table resizes.
@@ -212,7 +176,7 @@ impl<V> Dict<V> {
         if let Some(slot) = self.get_mut_hashed(hash, &key) {
             return Some(std::mem::replace(slot, value));
         }
-        self.insert_new(hash, Key::owned(key), value);
+        self.insert_new(hash, Key::from(key), value);
         None
     }
 
@@ -383,13 +347,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    #[test]
-    fn short_keys_are_inline_in_24_bytes() {
-        assert_eq!(std::mem::size_of::<Key>(), 24);
-        assert_eq!(Key::new(b"hello").as_bytes(), b"hello");
-        let long = vec![7u8; 100];
-        assert_eq!(Key::owned(long.clone().into()).as_bytes(), &long[..]);
-    }
     use std::collections::{HashMap, HashSet};
 
     #[derive(Debug, Clone)]

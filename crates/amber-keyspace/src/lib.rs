@@ -11,6 +11,7 @@ mod glob;
 mod hash;
 mod packed;
 mod set;
+mod small;
 mod value;
 mod zset;
 
@@ -20,5 +21,6 @@ pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
 pub use hash::{HashLimits, HashValue};
 pub use set::{SetValue, member_as_int};
+pub use small::SmallBytes;
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};
 pub use zset::{Score, ZsetIter, ZsetLimits, ZsetValue};

@@ -114,7 +114,7 @@ pub enum Value {
     /// A sorted set.
     Zset(Box<ZsetValue>),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
-    List(Box<std::collections::VecDeque<Box<[u8]>>>),
+    List(Box<std::collections::VecDeque<crate::SmallBytes>>),
 }
 
 impl Value {

@@ -339,7 +339,10 @@ pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Valu
             Value::Zset(Box::new(zset))
         }
         amber_rdb::Value::List(items) => Value::List(Box::new(
-            items.into_iter().map(Vec::into_boxed_slice).collect(),
+            items
+                .into_iter()
+                .map(amber_keyspace::SmallBytes::from)
+                .collect(),
         )),
         amber_rdb::Value::Set(members) => {
             let mut set = SetValue::default();

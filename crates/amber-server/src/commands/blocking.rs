@@ -78,7 +78,7 @@ fn null(ctx: &mut Ctx) {
 }
 
 /// The key that had data and the elements popped from it.
-type Popped = (Bytes, Vec<Box<[u8]>>);
+type Popped = (Bytes, Vec<amber_keyspace::SmallBytes>);
 
 /// Pops from the first non-empty list among `keys`; WRONGTYPE for a non-list key.
 fn pop_any(

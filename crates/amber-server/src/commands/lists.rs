@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 
-pub(super) type List = VecDeque<Box<[u8]>>;
+pub(super) type List = VecDeque<amber_keyspace::SmallBytes>;
 
 /// Runs `read` on the list under `key` (see [`read_collection`]).
 pub(super) fn read_list<R>(
@@ -49,8 +49,8 @@ fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
     let len = write_list(ctx, &args[1], !only_existing, |list| {
         for item in &args[2..] {
             match end {
-                End::Left => list.push_front(item.to_vec().into_boxed_slice()),
-                End::Right => list.push_back(item.to_vec().into_boxed_slice()),
+                End::Left => list.push_front(amber_keyspace::SmallBytes::new(item)),
+                End::Right => list.push_back(amber_keyspace::SmallBytes::new(item)),
             }
         }
         list.len()
@@ -85,7 +85,7 @@ pub fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Right, true);
 }
 
-pub(super) fn pop_from(list: &mut List, end: End, count: usize) -> Vec<Box<[u8]>> {
+pub(super) fn pop_from(list: &mut List, end: End, count: usize) -> Vec<amber_keyspace::SmallBytes> {
     (0..count)
         .map_while(|_| match end {
             End::Left => list.pop_front(),
@@ -168,7 +168,7 @@ pub fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     let done = write_list(ctx, &args[1], false, |list| {
         match resolve(list.len(), index) {
             Some(i) => {
-                list[i] = args[3].to_vec().into_boxed_slice();
+                list[i] = amber_keyspace::SmallBytes::new(&args[3]);
                 true
             }
             None => false,
@@ -256,7 +256,7 @@ pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
         let position = list.iter().position(|item| **item == *args[3])?;
         list.insert(
             position + usize::from(after),
-            args[4].to_vec().into_boxed_slice(),
+            amber_keyspace::SmallBytes::new(&args[4]),
         );
         Some(list.len())
     });

@@ -244,7 +244,7 @@ macro_rules! collection {
 collection!(amber_keyspace::HashValue, Hash);
 collection!(amber_keyspace::SetValue, Set);
 collection!(amber_keyspace::ZsetValue, Zset);
-collection!(std::collections::VecDeque<Box<[u8]>>, List);
+collection!(std::collections::VecDeque<amber_keyspace::SmallBytes>, List);
 
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.
