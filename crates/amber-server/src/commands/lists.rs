@@ -45,8 +45,15 @@ pub(super) fn end_of(arg: &[u8]) -> Option<End> {
     }
 }
 
+/// Lists up to this long are allocated exactly.
+const SMALL_LIST: usize = 128;
+
 fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
     let len = write_list(ctx, &args[1], !only_existing, |list| {
+        if list.len() + args.len() <= SMALL_LIST {
+            // Small lists are kept exactly sized (as a listpack is); big ones grow by doubling.
+            list.reserve_exact(args.len() - 2);
+        }
         for item in &args[2..] {
             match end {
                 End::Left => list.push_front(amber_keyspace::SmallBytes::new(item)),
