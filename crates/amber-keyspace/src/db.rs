@@ -8,24 +8,39 @@ use crate::value::Value;
 pub struct Entry {
     /// The value.
     pub value: Value,
-    /// Absolute expiry time in Unix milliseconds, or `None` for a persistent key.
-    pub expire_at: Option<i64>,
+    /// Absolute expiry time in Unix milliseconds, [`NO_EXPIRY`] for a persistent key (an
+    /// `Option<i64>` would take 8 more bytes in every key's node).
+    expire: i64,
     /// Last access time in Unix seconds (for `OBJECT IDLETIME`).
     pub accessed: u32,
 }
+
+/// The `expire` of a key that never expires.
+const NO_EXPIRY: i64 = i64::MIN;
 
 impl Entry {
     /// An entry without expiry, accessed at `now_ms`.
     pub fn new(value: Value, now_ms: i64) -> Entry {
         Entry {
             value,
-            expire_at: None,
+            expire: NO_EXPIRY,
             accessed: seconds(now_ms),
         }
     }
 
+    /// Absolute expiry time in Unix milliseconds, or `None` for a persistent key.
+    pub fn expire_at(&self) -> Option<i64> {
+        (self.expire != NO_EXPIRY).then_some(self.expire)
+    }
+
+    /// Sets (or with `None` removes) the expiry time. Use [`Db::set_expire`] for a stored key,
+    /// which also keeps the index of keys with a TTL.
+    pub fn set_expire_at(&mut self, at: Option<i64>) {
+        self.expire = at.map_or(NO_EXPIRY, |at| at.max(NO_EXPIRY + 1));
+    }
+
     fn is_expired(&self, now_ms: i64) -> bool {
-        self.expire_at.is_some_and(|at| at <= now_ms)
+        self.expire_at().is_some_and(|at| at <= now_ms)
     }
 }
 
@@ -158,9 +173,9 @@ impl Db {
 
     /// Stores `entry` under `key`, replacing any value and expiry the key had.
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
-        let volatile = entry.expire_at.is_some();
+        let volatile = entry.expire_at().is_some();
         let previous = self.keys.insert(key, entry);
-        let was_volatile = previous.is_some_and(|p| p.expire_at.is_some());
+        let was_volatile = previous.is_some_and(|p| p.expire_at().is_some());
         match (was_volatile, volatile) {
             (false, true) => {
                 self.volatile.insert(key, ());
@@ -180,7 +195,7 @@ impl Db {
 
     /// Stores a freshly loaded key (owned, known to be new or replacing) with its entry.
     pub fn insert_owned(&mut self, key: Vec<u8>, entry: Entry) {
-        if entry.expire_at.is_some() {
+        if entry.expire_at().is_some() {
             self.volatile.insert(&key, ());
         } else if !self.volatile.is_empty() {
             self.volatile.remove(&key);
@@ -196,7 +211,7 @@ impl Db {
     /// Removes `key` whether or not it has expired, returning its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let entry = self.keys.remove(key)?;
-        if entry.expire_at.is_some() {
+        if entry.expire_at().is_some() {
             self.volatile.remove(key);
         }
         Some(entry)
@@ -207,8 +222,8 @@ impl Db {
         let Some(entry) = self.keys.get_mut(key) else {
             return false;
         };
-        let was_volatile = entry.expire_at.is_some();
-        entry.expire_at = expire_at;
+        let was_volatile = entry.expire_at().is_some();
+        entry.set_expire_at(expire_at);
         match (was_volatile, expire_at.is_some()) {
             (false, true) => {
                 self.volatile.insert(key, ());
@@ -365,7 +380,7 @@ mod tests {
     fn lazy_expiry_deletes_on_access() {
         let mut db = Db::new();
         let mut entry = Entry::new(string("v"), 1000);
-        entry.expire_at = Some(2000);
+        entry.set_expire_at(Some(2000));
         db.insert(b"k", entry);
         assert_eq!(db.volatile_len(), 1);
         assert!(db.get_mut(b"k", 1999).is_some());
@@ -382,7 +397,7 @@ mod tests {
     fn overwrite_clears_ttl_and_set_expire_tracks_volatile() {
         let mut db = Db::new();
         let mut entry = Entry::new(string("v"), 0);
-        entry.expire_at = Some(10);
+        entry.set_expire_at(Some(10));
         db.insert(b"k", entry);
         db.insert(b"k", Entry::new(string("w"), 0));
         assert_eq!(db.volatile_len(), 0);
@@ -399,7 +414,7 @@ mod tests {
         let (db, mut random) = keyspace.db_with_random(0);
         for i in 0..200u32 {
             let mut entry = Entry::new(string("v"), 0);
-            entry.expire_at = Some(if i % 2 == 0 { 100 } else { 1_000_000 });
+            entry.set_expire_at(Some(if i % 2 == 0 { 100 } else { 1_000_000 }));
             db.insert(&i.to_be_bytes(), entry);
         }
         let mut expired = 0;

@@ -128,7 +128,7 @@ fn mix_value(digest: &mut Digest, entry: &Entry) {
             }
         }
     }
-    if entry.expire_at.is_some() {
+    if entry.expire_at().is_some() {
         digest.xor(b"!!expire!!");
     }
 }

@@ -15,7 +15,7 @@ pub enum StrValue {
     /// An integer stored as a number (`OBJECT ENCODING` says `int`).
     Int(i64),
     /// A short string (up to 44 bytes) stored in one allocation (`embstr`).
-    Embstr(Box<[u8]>),
+    Embstr(crate::SmallBytes),
     /// Any other string, with room to grow in place for `APPEND`/`SETRANGE` (`raw`).
     Raw(Vec<u8>),
 }
@@ -37,7 +37,7 @@ impl StrValue {
     pub fn as_bytes(&self) -> Cow<'_, [u8]> {
         match self {
             StrValue::Int(number) => Cow::Owned(number.to_string().into_bytes()),
-            StrValue::Embstr(bytes) => Cow::Borrowed(bytes),
+            StrValue::Embstr(bytes) => Cow::Borrowed(bytes.as_bytes()),
             StrValue::Raw(bytes) => Cow::Borrowed(bytes),
         }
     }

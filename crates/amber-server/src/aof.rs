@@ -556,7 +556,7 @@ pub fn write_commands(keyspace: &Keyspace, out: &mut impl Write) -> std::io::Res
         amber_aof::encode_command(&["SELECT", index.to_string().as_str()], &mut buffer);
         for (key, entry) in db.iter() {
             encode_value(key, &entry.value, &mut buffer);
-            if let Some(at) = entry.expire_at {
+            if let Some(at) = entry.expire_at() {
                 let at = at.to_string();
                 amber_aof::encode_command(
                     &[b"PEXPIREAT".as_slice(), key, at.as_bytes()],

@@ -122,8 +122,8 @@ pub fn write_snapshot(
             .map_err(to_io)?;
         for (key, entry) in db.iter() {
             match &entry.value {
-                Value::Str(value) => writer.string_entry(key, &value.as_bytes(), entry.expire_at),
-                other => writer.entry(key, &to_rdb(other), entry.expire_at),
+                Value::Str(value) => writer.string_entry(key, &value.as_bytes(), entry.expire_at()),
+                other => writer.entry(key, &to_rdb(other), entry.expire_at()),
             }
             .map_err(to_io)?;
             keys += 1;
@@ -247,7 +247,7 @@ impl Loader {
                 )
             })?;
             let mut stored = Entry::new(value, now_ms);
-            stored.expire_at = entry.expire_at_ms;
+            stored.set_expire_at(entry.expire_at_ms);
             keyspace.db(db).insert_owned(entry.key, stored);
             self.stats.loaded += 1;
         }

@@ -90,7 +90,7 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.db().remove(key);
     if expire_at.is_none_or(|at| at > now) {
         let mut entry = Entry::new(value, now);
-        entry.expire_at = expire_at;
+        entry.set_expire_at(expire_at);
         ctx.db().insert(key, entry);
         if let (Some(at), false) = (expire_at, absolute) {
             // The AOF gets the absolute expiry, so a replay does not extend it.

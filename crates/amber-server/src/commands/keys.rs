@@ -1,6 +1,6 @@
 //! Generic key commands: deletion, existence, renaming, moving, expiry, iteration, OBJECT.
 
-use amber_keyspace::{Entry, glob_match};
+use amber_keyspace::glob_match;
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
@@ -68,7 +68,7 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) {
         .db()
         .iter()
         .filter(|(key, entry)| {
-            entry.expire_at.is_none_or(|at| at > now) && (all || glob_match(pattern, key, false))
+            entry.expire_at().is_none_or(|at| at > now) && (all || glob_match(pattern, key, false))
         })
         .map(|(key, _)| key.to_vec())
         .collect();
@@ -119,7 +119,7 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
     let db = ctx.db();
     loop {
         cursor = db.scan(cursor, |key, entry| {
-            let live = entry.expire_at.is_none_or(|at| at > now);
+            let live = entry.expire_at().is_none_or(|at| at > now);
             let matches = pattern.is_none_or(|p| glob_match(p, key, false));
             let typed = type_filter
                 .is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
@@ -263,10 +263,8 @@ pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.integer(0);
         return;
     }
-    let copy = Entry {
-        accessed: (now / 1000) as u32,
-        ..source
-    };
+    let mut copy = source;
+    copy.accessed = (now / 1000) as u32;
     destination.insert(to, copy);
     ctx.server.collect_expired(target);
     ctx.server.touch_key(target, to);
@@ -333,7 +331,7 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
         return;
     };
     let key = &args[1];
-    let current = ctx.db().get_mut(key, now).map(|entry| entry.expire_at);
+    let current = ctx.db().get_mut(key, now).map(|entry| entry.expire_at());
     collect(ctx);
     let Some(current) = current else {
         ctx.out.integer(0);
@@ -382,7 +380,7 @@ pub fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) {
 /// The key's expiry: `None` if missing, `Some(None)` if persistent.
 fn expiry_of(ctx: &mut Ctx, key: &[u8]) -> Option<Option<i64>> {
     let now = ctx.server.now_ms;
-    let expiry = ctx.db().get_mut(key, now).map(|entry| entry.expire_at);
+    let expiry = ctx.db().get_mut(key, now).map(|entry| entry.expire_at());
     collect(ctx);
     expiry
 }

@@ -37,15 +37,15 @@ pub fn absolute_expire(unit_ms: i64, relative: bool, value: i64, now_ms: i64) ->
 fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
     let now = ctx.server.now_ms;
     let previous_ttl = match expire {
-        ExpireArg::Keep => ctx.db().peek(key, now).and_then(|e| e.expire_at),
+        ExpireArg::Keep => ctx.db().peek(key, now).and_then(|e| e.expire_at()),
         _ => None,
     };
     let mut entry = Entry::new(value, now);
-    entry.expire_at = match expire {
+    entry.set_expire_at(match expire {
         ExpireArg::At(at) => Some(at),
         ExpireArg::Keep => previous_ttl,
         ExpireArg::None | ExpireArg::Persist => None,
-    };
+    });
     ctx.db().insert(key, entry);
     ctx.dirty(1);
 }
@@ -381,7 +381,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
             if ctx
                 .db()
                 .peek(&args[1], now)
-                .is_some_and(|e| e.expire_at.is_some()) =>
+                .is_some_and(|e| e.expire_at().is_some()) =>
         {
             ctx.db().set_expire(&args[1], None);
             ctx.dirty(1);
