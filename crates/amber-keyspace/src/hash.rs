@@ -27,8 +27,8 @@ impl Default for HashLimits {
 pub enum HashValue {
     /// Field/value pairs in insertion order, in one buffer (`OBJECT ENCODING` says `listpack`).
     Pack(Packed),
-    /// A hash table (`hashtable`).
-    Table(Dict<Box<[u8]>>),
+    /// A hash table (`hashtable`), boxed so that small hashes do not pay for its size.
+    Table(Box<Dict<Box<[u8]>>>),
 }
 
 impl Default for HashValue {
@@ -47,7 +47,7 @@ impl Clone for HashValue {
                 for (field, value) in table.iter() {
                     copy.insert(field, value.clone());
                 }
-                HashValue::Table(copy)
+                HashValue::Table(Box::new(copy))
             }
         }
     }
@@ -184,7 +184,7 @@ impl HashValue {
             for (f, v) in pair_spans(packed) {
                 table.insert_owned(packed.get(f).into(), packed.get(v).into());
             }
-            *self = HashValue::Table(table);
+            *self = HashValue::Table(Box::new(table));
         }
     }
 }

@@ -54,11 +54,15 @@ enum Repr {
     /// (score, member) pairs in one buffer, sorted by score then member; a score is its 8
     /// little-endian bytes (`OBJECT ENCODING` says `listpack`).
     Small(Packed),
-    /// A member → score map and the (score, member) order (`skiplist`).
-    Big {
-        scores: HashMap<Box<[u8]>, f64>,
-        order: BTreeSet<(Score, Box<[u8]>)>,
-    },
+    /// A member → score map and the (score, member) order (`skiplist`), boxed so that
+    /// small sets do not pay for its size.
+    Big(Box<Big>),
+}
+
+#[derive(Debug, Clone)]
+struct Big {
+    scores: HashMap<Box<[u8]>, f64>,
+    order: BTreeSet<(Score, Box<[u8]>)>,
 }
 
 impl Default for Repr {
@@ -83,7 +87,7 @@ impl ZsetValue {
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Small(packed) => packed.len() / 2,
-            Repr::Big { scores, .. } => scores.len(),
+            Repr::Big(big) => big.scores.len(),
         }
     }
 
@@ -96,7 +100,7 @@ impl ZsetValue {
     pub fn encoding(&self) -> &'static str {
         match &self.repr {
             Repr::Small(_) => "listpack",
-            Repr::Big { .. } => "skiplist",
+            Repr::Big(_) => "skiplist",
         }
     }
 
@@ -106,7 +110,7 @@ impl ZsetValue {
             Repr::Small(packed) => pairs(packed)
                 .find(|(_, m)| packed.get(*m) == member)
                 .map(|(s, _)| score_at(packed, s)),
-            Repr::Big { scores, .. } => scores.get(member).copied(),
+            Repr::Big(big) => big.scores.get(member).copied(),
         }
     }
 
@@ -134,7 +138,8 @@ impl ZsetValue {
                 }
                 new
             }
-            Repr::Big { scores, order } => {
+            Repr::Big(big) => {
+                let Big { scores, order } = &mut **big;
                 let new = match scores.get(member).copied() {
                     Some(old) => {
                         order.remove(&(Score(old), Box::from(member)));
@@ -162,9 +167,9 @@ impl ZsetValue {
                     None => false,
                 }
             }
-            Repr::Big { scores, order } => match scores.remove(member) {
+            Repr::Big(big) => match big.scores.remove(member) {
                 Some(score) => {
-                    order.remove(&(Score(score), Box::from(member)));
+                    big.order.remove(&(Score(score), Box::from(member)));
                     true
                 }
                 None => false,
@@ -181,7 +186,7 @@ impl ZsetValue {
                     .collect::<Vec<_>>()
                     .into_iter(),
             ),
-            Repr::Big { order, .. } => ZsetIter::Big(order.iter()),
+            Repr::Big(big) => ZsetIter::Big(big.order.iter()),
         }
     }
 
@@ -189,9 +194,9 @@ impl ZsetValue {
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         match &self.repr {
             Repr::Small(packed) => pairs(packed).position(|(_, m)| packed.get(m) == member),
-            Repr::Big { scores, order } => {
-                let score = *scores.get(member)?;
-                Some(order.range(..(Score(score), Box::from(member))).count())
+            Repr::Big(big) => {
+                let score = *big.scores.get(member)?;
+                Some(big.order.range(..(Score(score), Box::from(member))).count())
             }
         }
     }
@@ -208,7 +213,7 @@ impl ZsetValue {
             scores.insert(Box::from(member), score);
             order.insert((Score(score), Box::from(member)));
         }
-        self.repr = Repr::Big { scores, order };
+        self.repr = Repr::Big(Box::new(Big { scores, order }));
     }
 }
 
