@@ -76,7 +76,10 @@ impl HashValue {
 
     /// Whether there is no field.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            HashValue::Pack(packed) => packed.is_empty(),
+            HashValue::Table(table) => table.len() == 0,
+        }
     }
 
     /// Redis's name for the encoding.
@@ -106,7 +109,7 @@ impl HashValue {
             } else {
                 let found = pair_spans(packed).find(|(f, _)| packed.get(*f) == field);
                 if let Some((_, value_span)) = found {
-                    packed.splice(value_span.start, value_span.end, 1, &[value]);
+                    packed.splice(value_span.start, value_span.end, &[value]);
                     return false;
                 }
                 packed.push(&[field, value]);
@@ -129,7 +132,7 @@ impl HashValue {
                 let found = pair_spans(packed).find(|(f, _)| packed.get(*f) == field);
                 match found {
                     Some((f, v)) => {
-                        packed.splice(f.start, v.end, 2, &[]);
+                        packed.splice(f.start, v.end, &[]);
                         true
                     }
                     None => false,

@@ -6,7 +6,6 @@
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Packed {
     buf: Vec<u8>,
-    count: u32,
 }
 
 impl std::fmt::Debug for Packed {
@@ -14,7 +13,7 @@ impl std::fmt::Debug for Packed {
         write!(
             f,
             "Packed({} elements, {} bytes)",
-            self.count,
+            self.len(),
             self.buf.len()
         )
     }
@@ -32,14 +31,15 @@ pub struct Span {
 }
 
 impl Packed {
-    /// Number of elements.
+    /// Number of elements (counted: the buffer is all there is, so a value holding it stays
+    /// 24 bytes).
     pub fn len(&self) -> usize {
-        self.count as usize
+        self.spans().count()
     }
 
     /// Whether there is no element.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.buf.is_empty()
     }
 
     /// The elements, in order.
@@ -68,7 +68,6 @@ impl Packed {
             write_len(&mut self.buf, item.len());
             self.buf.extend_from_slice(item);
         }
-        self.count += items.len() as u32;
     }
 
     /// Inserts elements at byte offset `at` (the start of an element, or the end).
@@ -76,12 +75,12 @@ impl Packed {
         if at == self.buf.len() {
             self.push(items);
         } else {
-            self.splice(at, at, 0, items);
+            self.splice(at, at, items);
         }
     }
 
-    /// Replaces the `removed` elements between byte offsets `start` and `end` by `items`.
-    pub fn splice(&mut self, start: usize, end: usize, removed: usize, items: &[&[u8]]) {
+    /// Replaces the elements between byte offsets `start` and `end` by `items`.
+    pub fn splice(&mut self, start: usize, end: usize, items: &[&[u8]]) {
         let mut encoded = Vec::with_capacity(items.iter().map(|i| i.len() + 10).sum());
         for item in items {
             write_len(&mut encoded, item.len());
@@ -95,7 +94,6 @@ impl Packed {
         if self.buf.capacity() > self.buf.len() + 64 {
             self.buf.shrink_to_fit();
         }
-        self.count = self.count + items.len() as u32 - removed as u32;
     }
 
     /// Bytes held (for memory accounting in tests).
@@ -177,13 +175,13 @@ mod tests {
                     1 if !model.is_empty() => {
                         let index = at % model.len();
                         let span = spans[index];
-                        packed.splice(span.start, span.end, 1, &[]);
+                        packed.splice(span.start, span.end, &[]);
                         model.remove(index);
                     }
                     2 if !model.is_empty() => {
                         let index = at % model.len();
                         let span = spans[index];
-                        packed.splice(span.start, span.end, 1, &[&item]);
+                        packed.splice(span.start, span.end, &[&item]);
                         model[index] = item;
                     }
                     _ => {

@@ -108,11 +108,11 @@ pub enum Value {
     /// A string.
     Str(StrValue),
     /// A hash.
-    Hash(Box<HashValue>),
+    Hash(HashValue),
     /// A set.
     Set(Box<SetValue>),
     /// A sorted set.
-    Zset(Box<ZsetValue>),
+    Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
     List(Box<std::collections::VecDeque<crate::SmallBytes>>),
 }
@@ -144,6 +144,14 @@ impl Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_32_bytes() {
+        // Every key's node holds one: small hashes and sorted sets live inside it.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        assert_eq!(std::mem::size_of::<crate::HashValue>(), 24);
+        assert_eq!(std::mem::size_of::<crate::ZsetValue>(), 24);
+    }
 
     #[test]
     fn picks_redis_encodings() {

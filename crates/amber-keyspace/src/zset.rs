@@ -123,7 +123,7 @@ impl ZsetValue {
             Repr::Small(packed) => {
                 let existing = pairs(packed).find(|(_, m)| packed.get(*m) == member);
                 if let Some((s, m)) = existing {
-                    packed.splice(s.start, m.end, 2, &[]);
+                    packed.splice(s.start, m.end, &[]);
                 }
                 // A listpack stores -0 as the integer 0, as Redis does.
                 let score = if score == 0.0 { 0.0 } else { score };
@@ -161,7 +161,7 @@ impl ZsetValue {
                 let found = pairs(packed).find(|(_, m)| packed.get(*m) == member);
                 match found {
                     Some((s, m)) => {
-                        packed.splice(s.start, m.end, 2, &[]);
+                        packed.splice(s.start, m.end, &[]);
                         true
                     }
                     None => false,

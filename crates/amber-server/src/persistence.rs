@@ -336,7 +336,7 @@ pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Valu
             for (member, score) in &members {
                 zset.insert(member, *score, limits.zset);
             }
-            Value::Zset(Box::new(zset))
+            Value::Zset(zset)
         }
         amber_rdb::Value::List(items) => Value::List(Box::new(
             items
@@ -371,5 +371,5 @@ fn hash_from_pairs<'a>(
     for (field, value) in pairs {
         hash.set(field, value, limits);
     }
-    Value::Hash(Box::new(hash))
+    Value::Hash(hash)
 }

@@ -217,7 +217,7 @@ pub trait Collection: Default {
 }
 
 macro_rules! collection {
-    ($type:ty, $variant:ident) => {
+    ($type:ty, $variant:ident, $wrap:expr) => {
         impl Collection for $type {
             fn of(value: &Value) -> Option<&Self> {
                 match value {
@@ -232,7 +232,7 @@ macro_rules! collection {
                 }
             }
             fn wrap(self) -> Value {
-                Value::$variant(Box::new(self))
+                Value::$variant($wrap(self))
             }
             fn is_empty(&self) -> bool {
                 self.len() == 0
@@ -241,10 +241,14 @@ macro_rules! collection {
     };
 }
 
-collection!(amber_keyspace::HashValue, Hash);
-collection!(amber_keyspace::SetValue, Set);
-collection!(amber_keyspace::ZsetValue, Zset);
-collection!(std::collections::VecDeque<amber_keyspace::SmallBytes>, List);
+collection!(amber_keyspace::HashValue, Hash, std::convert::identity);
+collection!(amber_keyspace::SetValue, Set, Box::new);
+collection!(amber_keyspace::ZsetValue, Zset, std::convert::identity);
+collection!(
+    std::collections::VecDeque<amber_keyspace::SmallBytes>,
+    List,
+    Box::new
+);
 
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.

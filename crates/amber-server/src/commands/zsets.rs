@@ -810,7 +810,7 @@ fn store_scored(ctx: &mut Ctx, destination: &[u8], scored: &Scored) {
         zset.insert(member, *score, limits);
     }
     ctx.db()
-        .insert(destination, Entry::new(Value::Zset(Box::new(zset)), now));
+        .insert(destination, Entry::new(Value::Zset(zset), now));
     ctx.dirty(1);
     ctx.out.integer(scored.len() as i64);
 }
