@@ -77,9 +77,46 @@ fn pairs(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
     std::iter::from_fn(move || Some((spans.next()?, spans.next()?)))
 }
 
+/// Marks a score stored as its 8 raw bytes (other scores are integers in decimal, as a
+/// listpack stores them: "3" takes one byte instead of eight).
+const RAW_SCORE: u8 = 0xff;
+
+/// Encodes `score` into `buf`; returns the bytes used.
+fn encode_score(score: f64, buf: &mut [u8; 24]) -> &[u8] {
+    let integral = score.fract() == 0.0 && score.abs() < 9.0e15;
+    if integral {
+        let mut value = score as i64;
+        let negative = value < 0;
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (value % 10).unsigned_abs() as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        if negative {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        return &buf[at..];
+    }
+    buf[0] = RAW_SCORE;
+    buf[1..9].copy_from_slice(&score.to_le_bytes());
+    &buf[..9]
+}
+
 fn score_at(packed: &Packed, span: Span) -> f64 {
-    let bytes: [u8; 8] = packed.get(span).try_into().unwrap_or([0; 8]);
-    f64::from_le_bytes(bytes)
+    let bytes = packed.get(span);
+    if bytes.len() == 9 && bytes[0] == RAW_SCORE {
+        let raw: [u8; 8] = bytes[1..].try_into().unwrap_or([0; 8]);
+        return f64::from_le_bytes(raw);
+    }
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .map_or(0.0, |n| n as f64)
 }
 
 impl ZsetValue {
@@ -131,7 +168,8 @@ impl ZsetValue {
                 let at = pairs(packed)
                     .find(|(s, m)| (Score(score_at(packed, *s)), packed.get(*m)) > key)
                     .map_or(packed.byte_len(), |(s, _)| s.start);
-                packed.insert_at(at, &[&score.to_le_bytes(), member]);
+                let mut buf = [0u8; 24];
+                packed.insert_at(at, &[encode_score(score, &mut buf), member]);
                 let new = existing.is_none();
                 if packed.len() / 2 > limits.max_entries {
                     self.convert();
@@ -257,6 +295,32 @@ impl DoubleEndedIterator for ZsetIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_round_trip_through_their_compact_form() {
+        let limits = ZsetLimits::default();
+        let mut z = ZsetValue::default();
+        let scores = [
+            0.0,
+            -0.0,
+            1.0,
+            -7.0,
+            1.5,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            -8.9e15,
+            123456789.0,
+        ];
+        for (i, score) in scores.iter().enumerate() {
+            z.insert(format!("m{i}").as_bytes(), *score, limits);
+        }
+        for (i, score) in scores.iter().enumerate() {
+            assert_eq!(z.score(format!("m{i}").as_bytes()), Some(*score), "{score}");
+        }
+        let ordered: Vec<f64> = z.iter().map(|(_, s)| s).collect();
+        assert!(ordered.windows(2).all(|w| w[0] <= w[1]), "{ordered:?}");
+    }
 
     #[test]
     fn orders_by_score_then_member_and_converts() {
