@@ -142,6 +142,29 @@ impl HashValue {
         }
     }
 
+    /// A hash of `pairs` built in one pass (loading a file): packed when it fits `limits` and
+    /// its fields are distinct, else built field by field (a repeated field keeps its last value).
+    pub fn from_pairs(pairs: &[(&[u8], &[u8])], limits: HashLimits) -> HashValue {
+        let fits = pairs.len() <= limits.max_entries
+            && pairs
+                .iter()
+                .all(|(f, v)| f.len() <= limits.max_value && v.len() <= limits.max_value);
+        let mut fields: Vec<&[u8]> = pairs.iter().map(|(f, _)| *f).collect();
+        fields.sort_unstable();
+        let distinct = fields.windows(2).all(|w| w[0] != w[1]);
+        if fits && distinct {
+            let mut packed = Packed::default();
+            let flat: Vec<&[u8]> = pairs.iter().flat_map(|(f, v)| [*f, *v]).collect();
+            packed.push(&flat);
+            return HashValue::Pack(packed);
+        }
+        let mut hash = HashValue::default();
+        for (field, value) in pairs {
+            hash.set(field, value, limits);
+        }
+        hash
+    }
+
     /// Every field and value: insertion order when compact, table order otherwise.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
         match self {
@@ -195,6 +218,28 @@ impl HashValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn building_in_one_pass_equals_setting_field_by_field(
+            pairs in prop::collection::vec((prop::collection::vec(0u8..4, 0..3), prop::collection::vec(any::<u8>(), 0..5)), 0..12),
+            max_entries in 0usize..10,
+        ) {
+            let limits = HashLimits { max_entries, max_value: 3 };
+            let borrowed: Vec<(&[u8], &[u8])> = pairs.iter().map(|(f, v)| (f.as_slice(), v.as_slice())).collect();
+            let built = HashValue::from_pairs(&borrowed, limits);
+            let mut stepwise = HashValue::default();
+            for (f, v) in &borrowed {
+                stepwise.set(f, v, limits);
+            }
+            prop_assert_eq!(built.encoding(), stepwise.encoding());
+            let mut a: Vec<_> = built.iter().collect();
+            let mut b: Vec<_> = stepwise.iter().collect();
+            if built.encoding() == "hashtable" { a.sort(); b.sort(); }
+            prop_assert_eq!(a, b);
+        }
+    }
 
     #[test]
     fn converts_at_the_limits_and_keeps_insertion_order_until_then() {

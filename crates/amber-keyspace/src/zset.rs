@@ -215,6 +215,39 @@ impl ZsetValue {
         }
     }
 
+    /// A sorted set of `members` built in one pass (loading a file): packed when it fits
+    /// `limits` and its members are distinct, else built member by member.
+    pub fn from_members(members: &[(&[u8], f64)], limits: ZsetLimits) -> ZsetValue {
+        let fits = members.len() <= limits.max_entries
+            && members.iter().all(|(m, _)| m.len() <= limits.max_value);
+        let mut names: Vec<&[u8]> = members.iter().map(|(m, _)| *m).collect();
+        names.sort_unstable();
+        let distinct = names.windows(2).all(|w| w[0] != w[1]);
+        if !(fits && distinct) {
+            let mut zset = ZsetValue::default();
+            for (member, score) in members {
+                zset.insert(member, *score, limits);
+            }
+            return zset;
+        }
+        let mut ordered: Vec<(Score, &[u8])> = members
+            .iter()
+            .map(|(m, s)| (Score(if *s == 0.0 { 0.0 } else { *s }), *m))
+            .collect();
+        ordered.sort_unstable();
+        let mut packed = Packed::default();
+        let mut buffers = vec![[0u8; 24]; ordered.len()];
+        let mut flat: Vec<&[u8]> = Vec::with_capacity(ordered.len() * 2);
+        for ((score, member), buf) in ordered.iter().zip(buffers.iter_mut()) {
+            flat.push(encode_score(score.0, buf));
+            flat.push(member);
+        }
+        packed.push(&flat);
+        ZsetValue {
+            repr: Repr::Small(packed),
+        }
+    }
+
     /// Members with scores, lowest first.
     pub fn iter(&self) -> ZsetIter<'_> {
         match &self.repr {
@@ -295,6 +328,27 @@ impl DoubleEndedIterator for ZsetIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn building_in_one_pass_equals_inserting_one_by_one(
+            members in prop::collection::vec((prop::collection::vec(0u8..4, 0..3), prop_oneof![(-5i64..5).prop_map(|n| n as f64), any::<f64>().prop_filter("no NaN", |s| !s.is_nan())]), 0..12),
+            max_entries in 0usize..10,
+        ) {
+            let limits = ZsetLimits { max_entries, max_value: 3 };
+            let borrowed: Vec<(&[u8], f64)> = members.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
+            let built = ZsetValue::from_members(&borrowed, limits);
+            let mut stepwise = ZsetValue::default();
+            for (m, s) in &borrowed {
+                stepwise.insert(m, *s, limits);
+            }
+            prop_assert_eq!(built.encoding(), stepwise.encoding());
+            let a: Vec<_> = built.iter().collect();
+            let b: Vec<_> = stepwise.iter().collect();
+            prop_assert_eq!(a, b);
+        }
+    }
 
     #[test]
     fn scores_round_trip_through_their_compact_form() {

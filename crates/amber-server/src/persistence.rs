@@ -332,11 +332,9 @@ pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Valu
     Ok(match value {
         amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
         amber_rdb::Value::SortedSet(members) if members.iter().all(|(_, s)| !s.is_nan()) => {
-            let mut zset = ZsetValue::default();
-            for (member, score) in &members {
-                zset.insert(member, *score, limits.zset);
-            }
-            Value::Zset(zset)
+            let members: Vec<(&[u8], f64)> =
+                members.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
+            Value::Zset(ZsetValue::from_members(&members, limits.zset))
         }
         amber_rdb::Value::List(items) => Value::List(Box::new(
             items
@@ -367,9 +365,6 @@ fn hash_from_pairs<'a>(
     pairs: impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>,
     limits: HashLimits,
 ) -> Value {
-    let mut hash = HashValue::default();
-    for (field, value) in pairs {
-        hash.set(field, value, limits);
-    }
-    Value::Hash(hash)
+    let pairs: Vec<(&[u8], &[u8])> = pairs.map(|(f, v)| (f.as_slice(), v.as_slice())).collect();
+    Value::Hash(HashValue::from_pairs(&pairs, limits))
 }
