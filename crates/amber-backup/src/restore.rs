@@ -57,8 +57,18 @@ pub struct RestoreReport {
 /// The lock file a running server holds in its data directory.
 pub const LOCK_FILE: &str = "amber.lock";
 
+/// The data directory's lock, held until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
 /// Takes the data directory's lock, failing if a server (or another restore) holds it.
-pub fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, BackupError> {
+///
+/// It is a POSIX record lock (`fcntl(F_SETLK)`), which a forked child does not inherit: when
+/// a server is killed, its lock goes with it even if a snapshot child still runs.
+pub fn lock_data_dir(dir: &Path) -> Result<DirLock, BackupError> {
+    use std::os::fd::AsRawFd;
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -67,15 +77,24 @@ pub fn lock_data_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, BackupError>
         .read(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-        |(_, errno)| {
-            BackupError::Refused(format!(
-                "a server is using {} ({}: {errno}); stop it before restoring",
-                dir.display(),
-                path.display()
-            ))
-        },
-    )
+    let whole_file = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: F_SETLK reads the flock struct, which outlives the call; the fd is open.
+    let result = unsafe { nix::libc::fcntl(file.as_raw_fd(), nix::libc::F_SETLK, &whole_file) };
+    if result == -1 {
+        let errno = std::io::Error::last_os_error();
+        return Err(BackupError::Refused(format!(
+            "a server is using {} ({}: {errno}); stop it before restoring",
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(DirLock { _file: file })
 }
 
 /// Restores backup `id` (or, with `at_ms` and no id, the newest good backup before it).

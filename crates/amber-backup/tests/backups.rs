@@ -127,6 +127,17 @@ fn damage_is_caught_and_a_damaged_backup_never_displaces_a_good_one() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Not a test of its own: run by `restore_refuses_...` in a child process to hold the lock.
+#[test]
+fn lock_holder() {
+    let Some(dir) = std::env::var_os("AMBER_TEST_HOLD_LOCK") else {
+        return;
+    };
+    let _lock = lock_data_dir(Path::new(&dir)).expect("lock");
+    println!("locked");
+    std::thread::sleep(std::time::Duration::from_secs(30));
+}
+
 #[test]
 fn restore_refuses_a_locked_directory_and_keeps_what_it_replaces() {
     let dir = temp_dir("restore");
@@ -144,8 +155,22 @@ fn restore_refuses_a_locked_directory_and_keeps_what_it_replaces() {
     std::fs::write(data.join("dump.rdb"), b"the data being replaced").expect("old data");
     let options = RestoreOptions::defaults(&data);
     {
-        let _server = lock_data_dir(&data).expect("lock as a server would");
+        // Another process holds the lock, as a running server does (record locks belong to a
+        // process, so it has to be another one).
+        let mut holder = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "lock_holder", "--nocapture"])
+            .env("AMBER_TEST_HOLD_LOCK", &data)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the lock holder");
+        let stdout = holder.stdout.take().expect("holder stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        // The test harness prints its own lines first.
+        let locked = lines.any(|line| line.is_ok_and(|l| l.contains("locked")));
+        assert!(locked, "the holder took the lock");
         let refused = restore(&catalog, Some(&backup.id), &options, &mut ());
+        let _ = holder.kill();
+        let _ = holder.wait();
         assert!(
             refused.is_err(),
             "restore must refuse while the directory is locked"
