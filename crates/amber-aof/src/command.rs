@@ -208,26 +208,22 @@ impl<R: BufRead> CommandReader<R> {
     /// Fills `buf` from the reader; fewer bytes only at the end of the file.
     fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
         let mut filled = 0;
-        while filled < buf.len() {
-            let available = match self.inner.fill_buf() {
-                Ok(available) => available,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if available.is_empty() {
-                break;
-            }
-            let take = available.len().min(buf.len() - filled);
-            buf[filled..filled + take].copy_from_slice(&available[..take]);
-            self.inner.consume(take);
-            filled += take;
-        }
+        self.copy_out(buf.len() as u64, |chunk| {
+            buf[filled..filled + chunk.len()].copy_from_slice(chunk);
+            filled += chunk.len();
+        })?;
         Ok(filled)
     }
 
     /// Appends up to `len` bytes to `out` straight from the reader's buffer; returns how many
     /// (fewer only at the end of the file).
     fn read_into(&mut self, out: &mut Vec<u8>, len: u64) -> Result<u64, ReadError> {
+        self.copy_out(len, |chunk| out.extend_from_slice(chunk))
+    }
+
+    /// Hands up to `len` bytes to `sink`, chunk by chunk from the reader's buffer; returns how
+    /// many (fewer only at the end of the file).
+    fn copy_out(&mut self, len: u64, mut sink: impl FnMut(&[u8])) -> Result<u64, ReadError> {
         let mut left = len;
         while left > 0 {
             let available = match self.inner.fill_buf() {
@@ -241,7 +237,7 @@ impl<R: BufRead> CommandReader<R> {
             let take = available
                 .len()
                 .min(usize::try_from(left).unwrap_or(usize::MAX));
-            out.extend_from_slice(&available[..take]);
+            sink(&available[..take]);
             self.inner.consume(take);
             left -= take as u64;
         }

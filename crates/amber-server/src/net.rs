@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::connection::serve;
@@ -309,24 +308,7 @@ fn admit(
     }
     let id = server.next_client_id;
     server.next_client_id += 1;
-    let now = Instant::now();
-    let info = Rc::new(RefCell::new(ClientInfo {
-        id,
-        addr,
-        laddr,
-        fd,
-        name: Vec::new(),
-        db: 0,
-        created: now,
-        last_interaction: now,
-        last_command: "",
-        resp: 2,
-        query_buffer: 0,
-        unix,
-        killed: false,
-        kill: Rc::new(Notify::new()),
-        wake: Rc::new(Notify::new()),
-    }));
+    let info = Rc::new(RefCell::new(ClientInfo::new(id, addr, laddr, fd, unix)));
     server.clients.insert(id, info.clone());
     verbose!(
         "Accepted {}",

@@ -140,6 +140,30 @@ pub struct ClientInfo {
     pub wake: Rc<Notify>,
 }
 
+impl ClientInfo {
+    /// A newly connected (or internal) client: database 0, RESP2, no name.
+    pub fn new(id: u64, addr: String, laddr: String, fd: i32, unix: bool) -> ClientInfo {
+        let now = Instant::now();
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            fd,
+            name: Vec::new(),
+            db: 0,
+            created: now,
+            last_interaction: now,
+            last_command: "",
+            resp: 2,
+            query_buffer: 0,
+            unix,
+            killed: false,
+            kill: Rc::new(Notify::new()),
+            wake: Rc::new(Notify::new()),
+        }
+    }
+}
+
 /// The whole server state.
 pub struct Server {
     /// The configuration, as `CONFIG GET` shows it.

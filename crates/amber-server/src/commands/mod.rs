@@ -97,24 +97,13 @@ pub const LOADING_CLIENT_ID: u64 = u64::MAX;
 impl ClientState {
     /// The client that replays an AOF: authenticated, local, never connected.
     pub fn internal() -> ClientState {
-        let now = std::time::Instant::now();
-        let info = crate::server::ClientInfo {
-            id: LOADING_CLIENT_ID,
-            addr: String::new(),
-            laddr: String::new(),
-            fd: -1,
-            name: Vec::new(),
-            db: 0,
-            created: now,
-            last_interaction: now,
-            last_command: "",
-            resp: 2,
-            query_buffer: 0,
-            unix: false,
-            killed: false,
-            kill: Rc::new(tokio::sync::Notify::new()),
-            wake: Rc::new(tokio::sync::Notify::new()),
-        };
+        let info = crate::server::ClientInfo::new(
+            LOADING_CLIENT_ID,
+            String::new(),
+            String::new(),
+            -1,
+            false,
+        );
         ClientState {
             info: Rc::new(RefCell::new(info)),
             db: 0,
