@@ -436,7 +436,8 @@ fn clients_get_loading_while_the_snapshot_loads() {
                 "--save",
                 "",
             ])
-            .args(["--key-load-delay", "100", "--logfile", "server.log"])
+            .args(["--key-load-delay", "100", "--logfile"])
+            .arg(dir.join("server.log"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
