@@ -180,6 +180,40 @@ impl<V> Dict<V> {
         None
     }
 
+    /// The hash this table files `key` under (for [`Dict::warm`] and [`Dict::insert_hashed`]).
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hash_of(key)
+    }
+
+    /// Pulls into the cache the buckets and first nodes that inserting or looking up keys of
+    /// these `hashes` will read. The loads are independent of each other, so the processor
+    /// overlaps their cache misses instead of taking them one after another, as a loop of
+    /// single inserts into a large table does.
+    pub fn warm(&self, hashes: &[u64]) {
+        const AT_ONCE: usize = 16;
+        let mut seen = 0u64;
+        for chunk in hashes.chunks(AT_ONCE) {
+            let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
+            for (head, &hash) in heads.iter_mut().zip(chunk) {
+                *head = self.buckets[self.bucket_for(hash)].as_deref();
+            }
+            for head in heads.iter().flatten() {
+                seen ^= head.hash;
+            }
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// Stores `value` under `key` whose hash is `hash` (from [`Dict::hash_key`]), returning
+    /// the value it replaces.
+    pub fn insert_hashed(&mut self, hash: u64, key: Key, value: V) -> Option<V> {
+        if let Some(slot) = self.get_mut_hashed(hash, key.as_bytes()) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.insert_new(hash, key, value);
+        None
+    }
+
     /// Stores a key known to be absent.
     fn insert_new(&mut self, hash: u64, key: Key, value: V) {
         let limit = if resizes_paused() {

@@ -44,8 +44,90 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// One element of a compact encoding: bytes, or an integer the encoding stored as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element<'a> {
+    /// A byte string.
+    Bytes(&'a [u8]),
+    /// An integer (Redis replies it in decimal).
+    Int(i64),
+}
+
+/// Room for an `i64` in decimal.
+pub type IntText = [u8; 20];
+
+impl<'a> Element<'a> {
+    /// The element as Redis replies it; an integer is written into `text` in decimal.
+    pub fn bytes<'b>(&self, text: &'b mut IntText) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match *self {
+            Element::Bytes(bytes) => bytes,
+            Element::Int(number) => {
+                let mut at = text.len();
+                let mut rest = number.unsigned_abs();
+                loop {
+                    at -= 1;
+                    text[at] = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                    if rest == 0 {
+                        break;
+                    }
+                }
+                if number < 0 {
+                    at -= 1;
+                    text[at] = b'-';
+                }
+                &text[at..]
+            }
+        }
+    }
+
+    /// The element as an owned byte string.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes(&mut [0; 20]).to_vec()
+    }
+}
+
+/// Collects every element as an owned byte string.
+fn collect(
+    visit: impl FnOnce(&mut dyn FnMut(Element)) -> Result<usize, ErrorKind>,
+) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    let mut items = Vec::new();
+    visit(&mut |element| items.push(element.to_vec()))?;
+    Ok(items)
+}
+
 /// Decodes a ziplist (Redis ≤ 6.2 lists, hashes and sorted sets).
+#[cfg(test)]
 pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    collect(|visit| visit_ziplist(blob, visit))
+}
+
+/// Decodes a listpack (Redis ≥ 7.0 compact lists, hashes, sets, sorted sets, streams).
+pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    collect(|visit| visit_listpack(blob, visit))
+}
+
+/// Decodes an intset (small integer-only sets).
+#[cfg(test)]
+pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    collect(|visit| visit_intset(blob, visit))
+}
+
+/// Decodes a zipmap (Redis ≤ 2.4 small hashes) into alternating fields and values.
+#[cfg(test)]
+pub fn zipmap(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+    collect(|visit| visit_zipmap(blob, visit))
+}
+
+/// Calls `visit` with each element of a ziplist; returns the element count. The whole blob is
+/// checked: an error may come after some elements were visited.
+pub fn visit_ziplist<'a>(
+    blob: &'a [u8],
+    visit: &mut dyn FnMut(Element<'a>),
+) -> Result<usize, ErrorKind> {
     let what = "ziplist";
     if blob.len() < 11 {
         return Err(ErrorKind::corrupt(what, "shorter than its header"));
@@ -61,7 +143,7 @@ pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
         pos: 10,
         what,
     };
-    let mut items = Vec::new();
+    let mut count = 0;
     loop {
         let first = *blob
             .get(cursor.pos)
@@ -74,51 +156,53 @@ pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
             cursor.take(4)?;
         }
         let encoding = cursor.byte()?;
-        let item = match encoding >> 6 {
-            0 => cursor.take(usize::from(encoding & 0x3f))?.to_vec(),
+        let element = match encoding >> 6 {
+            0 => Element::Bytes(cursor.take(usize::from(encoding & 0x3f))?),
             1 => {
                 let len = (usize::from(encoding & 0x3f) << 8) | usize::from(cursor.byte()?);
-                cursor.take(len)?.to_vec()
+                Element::Bytes(cursor.take(len)?)
             }
             2 => {
                 let len = cursor
                     .take(4)?
                     .iter()
                     .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-                cursor.take(len)?.to_vec()
+                Element::Bytes(cursor.take(len)?)
             }
-            _ => {
-                let number = match encoding {
-                    0xc0 => sign_extend(le(cursor.take(2)?), 16),
-                    0xd0 => sign_extend(le(cursor.take(4)?), 32),
-                    0xe0 => le(cursor.take(8)?) as i64,
-                    0xf0 => sign_extend(le(cursor.take(3)?), 24),
-                    0xfe => sign_extend(le(cursor.take(1)?), 8),
-                    0xf1..=0xfd => i64::from(encoding & 0x0f) - 1,
-                    other => {
-                        return Err(ErrorKind::corrupt(
-                            what,
-                            format!("unknown entry encoding 0x{other:02x}"),
-                        ));
-                    }
-                };
-                number.to_string().into_bytes()
-            }
+            _ => Element::Int(match encoding {
+                0xc0 => sign_extend(le(cursor.take(2)?), 16),
+                0xd0 => sign_extend(le(cursor.take(4)?), 32),
+                0xe0 => le(cursor.take(8)?) as i64,
+                0xf0 => sign_extend(le(cursor.take(3)?), 24),
+                0xfe => sign_extend(le(cursor.take(1)?), 8),
+                0xf1..=0xfd => i64::from(encoding & 0x0f) - 1,
+                other => {
+                    return Err(ErrorKind::corrupt(
+                        what,
+                        format!("unknown entry encoding 0x{other:02x}"),
+                    ));
+                }
+            }),
         };
-        items.push(item);
+        visit(element);
+        count += 1;
     }
     let declared = le(&blob[8..10]);
-    if declared != 0xffff && declared as usize != items.len() {
+    if declared != 0xffff && declared as usize != count {
         return Err(ErrorKind::corrupt(
             what,
             "entry count does not match its header",
         ));
     }
-    Ok(items)
+    Ok(count)
 }
 
-/// Decodes a listpack (Redis ≥ 7.0 compact lists, hashes, sets, sorted sets, streams).
-pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+/// Calls `visit` with each element of a listpack; returns the element count. The whole blob is
+/// checked: an error may come after some elements were visited.
+pub fn visit_listpack<'a>(
+    blob: &'a [u8],
+    visit: &mut dyn FnMut(Element<'a>),
+) -> Result<usize, ErrorKind> {
     let what = "listpack";
     if blob.len() < 7 {
         return Err(ErrorKind::corrupt(what, "shorter than its header"));
@@ -130,39 +214,33 @@ pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
         ));
     }
     let mut cursor = Cursor { blob, pos: 6, what };
-    let mut items = Vec::new();
+    let mut count = 0;
     loop {
         let start = cursor.pos;
         let encoding = cursor.byte()?;
         if encoding == 0xff {
             break;
         }
-        let item = if encoding & 0x80 == 0 {
-            i64::from(encoding & 0x7f).to_string().into_bytes()
+        let element = if encoding & 0x80 == 0 {
+            Element::Int(i64::from(encoding & 0x7f))
         } else if encoding & 0xc0 == 0x80 {
-            cursor.take(usize::from(encoding & 0x3f))?.to_vec()
+            Element::Bytes(cursor.take(usize::from(encoding & 0x3f))?)
         } else if encoding & 0xe0 == 0xc0 {
             let raw = (u64::from(encoding & 0x1f) << 8) | u64::from(cursor.byte()?);
-            sign_extend(raw, 13).to_string().into_bytes()
+            Element::Int(sign_extend(raw, 13))
         } else if encoding & 0xf0 == 0xe0 {
             let len = (usize::from(encoding & 0x0f) << 8) | usize::from(cursor.byte()?);
-            cursor.take(len)?.to_vec()
+            Element::Bytes(cursor.take(len)?)
         } else {
             match encoding {
                 0xf0 => {
                     let len = le(cursor.take(4)?) as usize;
-                    cursor.take(len)?.to_vec()
+                    Element::Bytes(cursor.take(len)?)
                 }
-                0xf1 => sign_extend(le(cursor.take(2)?), 16)
-                    .to_string()
-                    .into_bytes(),
-                0xf2 => sign_extend(le(cursor.take(3)?), 24)
-                    .to_string()
-                    .into_bytes(),
-                0xf3 => sign_extend(le(cursor.take(4)?), 32)
-                    .to_string()
-                    .into_bytes(),
-                0xf4 => (le(cursor.take(8)?) as i64).to_string().into_bytes(),
+                0xf1 => Element::Int(sign_extend(le(cursor.take(2)?), 16)),
+                0xf2 => Element::Int(sign_extend(le(cursor.take(3)?), 24)),
+                0xf3 => Element::Int(sign_extend(le(cursor.take(4)?), 32)),
+                0xf4 => Element::Int(le(cursor.take(8)?) as i64),
                 other => {
                     return Err(ErrorKind::corrupt(
                         what,
@@ -173,23 +251,27 @@ pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
         };
         let entry_len = cursor.pos - start;
         cursor.take(crate::encode::backlen_bytes(entry_len))?;
-        items.push(item);
+        visit(element);
+        count += 1;
     }
     if cursor.pos != blob.len() {
         return Err(ErrorKind::corrupt(what, "bytes after the end marker"));
     }
     let declared = le(&blob[4..6]);
-    if declared != 0xffff && declared as usize != items.len() {
+    if declared != 0xffff && declared as usize != count {
         return Err(ErrorKind::corrupt(
             what,
             "element count does not match its header",
         ));
     }
-    Ok(items)
+    Ok(count)
 }
 
-/// Decodes an intset (small integer-only sets).
-pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+/// Calls `visit` with each integer of an intset; returns the element count.
+pub fn visit_intset<'a>(
+    blob: &'a [u8],
+    visit: &mut dyn FnMut(Element<'a>),
+) -> Result<usize, ErrorKind> {
     let what = "intset";
     if blob.len() < 8 {
         return Err(ErrorKind::corrupt(what, "shorter than its header"));
@@ -208,38 +290,35 @@ pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
             "length does not match its element count",
         ));
     }
-    Ok(blob[8..]
-        .chunks_exact(width)
-        .map(|chunk| {
-            sign_extend(le(chunk), (width * 8) as u32)
-                .to_string()
-                .into_bytes()
-        })
-        .collect())
+    for chunk in blob[8..].chunks_exact(width) {
+        visit(Element::Int(sign_extend(le(chunk), (width * 8) as u32)));
+    }
+    Ok(count)
 }
 
-/// Decodes a zipmap (Redis ≤ 2.4 small hashes) into alternating fields and values.
-pub fn zipmap(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+/// Calls `visit` with each field and value of a zipmap, alternating; returns the element count.
+pub fn visit_zipmap<'a>(
+    blob: &'a [u8],
+    visit: &mut dyn FnMut(Element<'a>),
+) -> Result<usize, ErrorKind> {
     let what = "zipmap";
     let mut cursor = Cursor { blob, pos: 1, what };
-    let mut items = Vec::new();
+    let mut count = 0;
     loop {
         let first = cursor.byte()?;
         if first == 0xff {
             break;
         }
         let key_len = zipmap_len(&mut cursor, first)?;
-        items.push(cursor.take(key_len)?.to_vec());
+        visit(Element::Bytes(cursor.take(key_len)?));
         let first = cursor.byte()?;
         let value_len = zipmap_len(&mut cursor, first)?;
         let free = usize::from(cursor.byte()?);
-        items.push(cursor.take(value_len)?.to_vec());
+        visit(Element::Bytes(cursor.take(value_len)?));
         cursor.take(free)?;
+        count += 2;
     }
-    if !items.len().is_multiple_of(2) {
-        return Err(ErrorKind::corrupt(what, "a field without a value"));
-    }
-    Ok(items)
+    Ok(count)
 }
 
 fn zipmap_len(cursor: &mut Cursor, first: u8) -> Result<usize, ErrorKind> {
@@ -275,6 +354,17 @@ mod tests {
         assert_eq!(text(listpack(&blob).unwrap()), ["5", "ab", "-1", "1000"]);
         blob[4] = 3;
         assert!(listpack(&blob).is_err());
+    }
+
+    #[test]
+    fn integers_print_in_decimal() {
+        for number in [0, 7, -1, 1000, -8192, i64::MAX, i64::MIN] {
+            let mut text = [0; 20];
+            assert_eq!(
+                Element::Int(number).bytes(&mut text),
+                number.to_string().as_bytes()
+            );
+        }
     }
 
     #[test]

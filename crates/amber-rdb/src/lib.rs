@@ -23,15 +23,18 @@ mod encodings;
 mod error;
 mod lzf;
 mod model;
+mod raw;
 mod reader;
 mod stream;
 mod writer;
 
+pub use encodings::{Element, IntText};
 pub use error::{ErrorKind, RdbError};
 pub use model::{
     Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, Value,
     opcodes, types,
 };
+pub use raw::{QuicklistNode, RawValue, Strings, parse_score};
 pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_payload};
 pub use writer::{RdbWriter, Thresholds, WRITE_VERSION, WriteError, WriteOptions, dump_payload};
 

@@ -191,9 +191,10 @@ impl Value {
     }
 }
 
-/// A key with its value and metadata, as read from the file.
+/// A key with its value and metadata, as read from the file (`V` is [`crate::RawValue`] when
+/// read with [`crate::RdbReader::next_raw_item`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
+pub struct Entry<V = Value> {
     /// Database number.
     pub db: u64,
     /// The key.
@@ -207,12 +208,12 @@ pub struct Entry {
     /// The value type byte the file used (tells the encoding).
     pub type_byte: u8,
     /// The value.
-    pub value: Value,
+    pub value: V,
 }
 
 /// One element of an RDB file, in file order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
+pub enum Item<V = Value> {
     /// An `AUX` field (`redis-ver`, `ctime`, `aof-base`, ...).
     Aux {
         /// Field name.
@@ -243,5 +244,5 @@ pub enum Item {
     /// Module auxiliary data that was skipped (its module id).
     ModuleAuxSkipped(u64),
     /// A key.
-    Entry(Entry),
+    Entry(Entry<V>),
 }

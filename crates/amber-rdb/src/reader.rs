@@ -6,6 +6,7 @@ use crate::encodings;
 use crate::error::{ErrorKind, RdbError};
 use crate::lzf;
 use crate::model::{Entry, Item, Value, opcodes, types};
+use crate::raw::{QuicklistNode, RawValue, Strings, parse_score};
 use crate::stream::read_stream;
 
 /// The newest RDB version this reader understands.
@@ -167,7 +168,13 @@ impl<R: Read> Input<R> {
 
     /// A string in any of Redis's encodings (raw, int8/16/32, LZF).
     pub(crate) fn string(&mut self) -> Result<Vec<u8>, ErrorKind> {
-        match self.length_or_encoding()? {
+        let (len, special) = self.length_or_encoding()?;
+        self.string_after(len, special)
+    }
+
+    /// The rest of a string whose length or encoding byte was read.
+    fn string_after(&mut self, len: u64, special: bool) -> Result<Vec<u8>, ErrorKind> {
+        match (len, special) {
             (len, false) => self.bytes(len, "a string"),
             (0, true) => Ok((self.u8("an int8")? as i8).to_string().into_bytes()),
             (1, true) => Ok(i16::from_le_bytes(self.array("an int16")?)
@@ -194,11 +201,34 @@ impl<R: Read> Input<R> {
         }
     }
 
+    /// Appends a string in any of Redis's encodings to `out`.
+    pub(crate) fn string_into(&mut self, out: &mut Vec<u8>) -> Result<(), ErrorKind> {
+        let (len, special) = self.length_or_encoding()?;
+        if special {
+            out.extend_from_slice(&self.string_after(len, special)?);
+            return Ok(());
+        }
+        let len =
+            usize::try_from(len).map_err(|_| ErrorKind::InvalidLength(format!("{len} bytes")))?;
+        let mut done = 0;
+        while done < len {
+            let step = (len - done).min(CHUNK);
+            let start = out.len();
+            out.resize(start + step, 0);
+            self.fill(&mut out[start..], "a string")?;
+            done += step;
+        }
+        Ok(())
+    }
+
     /// Milliseconds stored as 8 little-endian bytes.
     pub(crate) fn millis(&mut self) -> Result<u64, ErrorKind> {
         Ok(u64::from_le_bytes(self.array("a millisecond time")?))
     }
 }
+
+/// What went wrong reading an item, with the key being read if it was known.
+type KeyedError = (ErrorKind, Option<Vec<u8>>);
 
 /// Reads an RDB file item by item without holding it in memory.
 pub struct RdbReader<R> {
@@ -267,11 +297,24 @@ impl<R: Read> RdbReader<R> {
 
     /// The next item, or `None` after the end marker and a valid checksum.
     pub fn next_item(&mut self) -> Result<Option<Item>, RdbError> {
+        self.next_with(read_value)
+    }
+
+    /// Like [`RdbReader::next_item`], with collections kept in their stored form: the fast way
+    /// to build another representation of them.
+    pub fn next_raw_item(&mut self) -> Result<Option<Item<RawValue>>, RdbError> {
+        self.next_with(read_raw_value)
+    }
+
+    fn next_with<V>(
+        &mut self,
+        read: fn(&mut Input<R>, u8) -> Result<V, ErrorKind>,
+    ) -> Result<Option<Item<V>>, RdbError> {
         if self.finished {
             return Ok(None);
         }
         let start = self.input.offset;
-        let result = self.read_item();
+        let result = self.read_item(read);
         result.map_err(|(kind, key)| RdbError {
             kind,
             offset: self.input.offset,
@@ -280,13 +323,17 @@ impl<R: Read> RdbReader<R> {
         })
     }
 
-    fn read_item(&mut self) -> Result<Option<Item>, (ErrorKind, Option<Vec<u8>>)> {
+    fn read_item<V>(
+        &mut self,
+        read: fn(&mut Input<R>, u8) -> Result<V, ErrorKind>,
+    ) -> Result<Option<Item<V>>, KeyedError> {
         let mut expire_at_ms = None;
         let mut idle = None;
         let mut freq = None;
         loop {
             let opcode = self.input.u8("an opcode").map_err(|k| (k, None))?;
-            let plain = |result: Result<Item, ErrorKind>| result.map(Some).map_err(|k| (k, None));
+            let plain =
+                |result: Result<Item<V>, ErrorKind>| result.map(Some).map_err(|k| (k, None));
             match opcode {
                 opcodes::EOF => {
                     self.finish().map_err(|k| (k, None))?;
@@ -321,7 +368,7 @@ impl<R: Read> RdbReader<R> {
                 opcodes::FREQ => freq = Some(self.input.u8("a frequency").map_err(|k| (k, None))?),
                 type_byte => {
                     let key = self.input.string().map_err(|k| (k, None))?;
-                    let value = match self.value(type_byte) {
+                    let value = match read(&mut self.input, type_byte) {
                         Ok(value) => value,
                         Err(kind) => return Err((kind, Some(key))),
                     };
@@ -340,7 +387,7 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
-    fn resize_db(&mut self) -> Result<Item, ErrorKind> {
+    fn resize_db<V>(&mut self) -> Result<Item<V>, ErrorKind> {
         let db_size = self.input.length()?;
         let expires_size = self.input.length()?;
         Ok(Item::ResizeDb {
@@ -349,13 +396,13 @@ impl<R: Read> RdbReader<R> {
         })
     }
 
-    fn aux(&mut self) -> Result<Item, ErrorKind> {
+    fn aux<V>(&mut self) -> Result<Item<V>, ErrorKind> {
         let key = self.input.string()?;
         let value = self.input.string()?;
         Ok(Item::Aux { key, value })
     }
 
-    fn slot_info(&mut self) -> Result<Item, ErrorKind> {
+    fn slot_info<V>(&mut self) -> Result<Item<V>, ErrorKind> {
         let slot = self.input.length()?;
         let size = self.input.length()?;
         let expires_size = self.input.length()?;
@@ -367,7 +414,7 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// Skips module auxiliary data, which only its module can interpret.
-    fn module_aux(&mut self) -> Result<Item, ErrorKind> {
+    fn module_aux<V>(&mut self) -> Result<Item<V>, ErrorKind> {
         let module_id = self.input.length()?;
         let _when_opcode = self.input.length()?;
         let _when = self.input.length()?;
@@ -417,11 +464,6 @@ impl<R: Read> RdbReader<R> {
         }
         Ok(())
     }
-
-    /// Reads one value of type `type_byte`.
-    fn value(&mut self, type_byte: u8) -> Result<Value, ErrorKind> {
-        read_value(&mut self.input, type_byte)
-    }
 }
 
 fn parse_version(digits: &[u8; 4]) -> Option<u32> {
@@ -430,10 +472,39 @@ fn parse_version(digits: &[u8; 4]) -> Option<u32> {
 
 /// Reads a value of `type_byte` from `input` (shared by files and DUMP payloads).
 pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {
+    read_raw_value(input, type_byte)?.decode()
+}
+
+/// Reads a value of `type_byte`, keeping compact and plain collections in their stored form
+/// (checked, so that visiting or decoding them cannot fail).
+pub(crate) fn read_raw_value<R: Read>(
+    input: &mut Input<R>,
+    type_byte: u8,
+) -> Result<RawValue, ErrorKind> {
+    let raw = match type_byte {
+        types::HASH_ZIPMAP
+        | types::LIST_ZIPLIST
+        | types::SET_INTSET
+        | types::ZSET_ZIPLIST
+        | types::HASH_ZIPLIST
+        | types::HASH_LISTPACK
+        | types::ZSET_LISTPACK
+        | types::SET_LISTPACK => RawValue::Compact {
+            type_byte,
+            blob: input.string()?,
+        },
+        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => quicklist(input, type_byte)?,
+        types::LIST | types::SET | types::HASH => plain(input, type_byte)?,
+        _ => return read_decoded(input, type_byte).map(RawValue::Decoded),
+    };
+    raw.validate()?;
+    Ok(raw)
+}
+
+/// Reads the value types that have no raw form.
+fn read_decoded<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {
     Ok(match type_byte {
         types::STRING => Value::String(input.string()?),
-        types::LIST => Value::List(strings(input)?),
-        types::SET => Value::Set(strings(input)?),
         types::ZSET | types::ZSET_2 => {
             let count = input.count()?;
             let mut members = Vec::with_capacity(count.min(4096) as usize);
@@ -447,26 +518,6 @@ pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result
                 members.push((member, score));
             }
             Value::SortedSet(members)
-        }
-        types::HASH => {
-            let count = input.count()?;
-            let mut fields = Vec::with_capacity(count.min(4096) as usize);
-            for _ in 0..count {
-                let field = input.string()?;
-                fields.push((field, input.string()?));
-            }
-            Value::Hash(fields)
-        }
-        types::HASH_ZIPMAP => Value::Hash(pairs(encodings::zipmap(&input.string()?)?)?),
-        types::LIST_ZIPLIST => Value::List(encodings::ziplist(&input.string()?)?),
-        types::SET_INTSET => Value::Set(encodings::intset(&input.string()?)?),
-        types::ZSET_ZIPLIST => Value::SortedSet(scored(encodings::ziplist(&input.string()?)?)?),
-        types::HASH_ZIPLIST => Value::Hash(pairs(encodings::ziplist(&input.string()?)?)?),
-        types::HASH_LISTPACK => Value::Hash(pairs(encodings::listpack(&input.string()?)?)?),
-        types::ZSET_LISTPACK => Value::SortedSet(scored(encodings::listpack(&input.string()?)?)?),
-        types::SET_LISTPACK => Value::Set(encodings::listpack(&input.string()?)?),
-        types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
-            Value::List(quicklist(input, type_byte)?)
         }
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             Value::Stream(Box::new(read_stream(input, type_byte)?))
@@ -505,15 +556,6 @@ pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result
     })
 }
 
-fn strings<R: Read>(input: &mut Input<R>) -> Result<Vec<Vec<u8>>, ErrorKind> {
-    let count = input.count()?;
-    let mut items = Vec::with_capacity(count.min(4096) as usize);
-    for _ in 0..count {
-        items.push(input.string()?);
-    }
-    Ok(items)
-}
-
 /// A score in the old string form: a length byte, or 253 (NaN), 254 (+inf), 255 (-inf).
 fn string_score<R: Read>(input: &mut Input<R>) -> Result<f64, ErrorKind> {
     match input.u8("a score")? {
@@ -527,62 +569,45 @@ fn string_score<R: Read>(input: &mut Input<R>) -> Result<f64, ErrorKind> {
     }
 }
 
-fn parse_score(text: &[u8]) -> Result<f64, ErrorKind> {
-    let text = std::str::from_utf8(text).map_err(|_| ErrorKind::corrupt("score", "not text"))?;
-    match text {
-        "inf" | "+inf" => Ok(f64::INFINITY),
-        "-inf" => Ok(f64::NEG_INFINITY),
-        _ => text
-            .parse()
-            .map_err(|_| ErrorKind::corrupt("score", format!("'{text}' is not a number"))),
-    }
-}
-
-/// Field/value pairs of a hash.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn pairs(items: Vec<Vec<u8>>) -> Result<Pairs, ErrorKind> {
-    if !items.len().is_multiple_of(2) {
-        return Err(ErrorKind::corrupt("hash", "a field without a value"));
-    }
-    let mut out = Vec::with_capacity(items.len() / 2);
-    let mut items = items.into_iter();
-    while let (Some(field), Some(value)) = (items.next(), items.next()) {
-        out.push((field, value));
-    }
-    Ok(out)
-}
-
-fn scored(items: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, ErrorKind> {
-    pairs(items)?
-        .into_iter()
-        .map(|(member, score)| Ok((member, parse_score(&score)?)))
-        .collect()
-}
-
-fn quicklist<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Vec<Vec<u8>>, ErrorKind> {
-    let nodes = input.count()?;
-    let mut items = Vec::new();
-    for _ in 0..nodes {
+fn quicklist<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<RawValue, ErrorKind> {
+    let count = input.count()?;
+    let mut nodes = Vec::with_capacity(count.min(1024) as usize);
+    for _ in 0..count {
         let container = if type_byte == types::LIST_QUICKLIST_2 {
             input.length()?
         } else {
             2
         };
         let blob = input.string()?;
-        match container {
-            1 => items.push(blob),
-            2 if type_byte == types::LIST_QUICKLIST_2 => items.extend(encodings::listpack(&blob)?),
-            2 => items.extend(encodings::ziplist(&blob)?),
+        nodes.push(match container {
+            1 => QuicklistNode::Plain(blob),
+            2 if type_byte == types::LIST_QUICKLIST_2 => QuicklistNode::Listpack(blob),
+            2 => QuicklistNode::Ziplist(blob),
             other => {
                 return Err(ErrorKind::corrupt(
                     "quicklist",
                     format!("unknown node container {other}"),
                 ));
             }
-        }
+        });
     }
-    Ok(items)
+    Ok(RawValue::Quicklist(nodes))
+}
+
+/// `count` strings (twice as many for a hash) read into one buffer.
+fn plain<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<RawValue, ErrorKind> {
+    let count = input.count()?;
+    let count = if type_byte == types::HASH {
+        count * 2
+    } else {
+        count
+    };
+    let mut strings = Strings::default();
+    for _ in 0..count {
+        input.string_into(strings.buffer())?;
+        strings.end_string();
+    }
+    Ok(RawValue::Plain { type_byte, strings })
 }
 
 fn hash_metadata<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {

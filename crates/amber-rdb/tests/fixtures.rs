@@ -309,3 +309,46 @@ proptest! {
 fn fixtures_dir_exists() {
     assert!(Path::new(&fixtures()).join("redis-7.0").is_dir());
 }
+
+/// The raw reading path (collections kept in their stored form) gives, once decoded, the same
+/// values as the neutral path, and visits as many elements as the values hold.
+#[test]
+fn raw_items_decode_to_the_same_values() {
+    let files = [
+        ("redis-7.0", "encodings.rdb"),
+        ("redis-7.0", "encodings-nocompress.rdb"),
+        ("redis-legacy", "encodings.rdb"),
+        ("redis-legacy", "hash-zipmap.rdb"),
+        ("redis-legacy", "hash-ziplist.rdb"),
+        ("redis-legacy", "list-quicklist.rdb"),
+        ("redis-legacy", "zset-ziplist.rdb"),
+    ];
+    for (dir, name) in files {
+        let bytes = std::fs::read(fixtures().join(dir).join(name)).unwrap();
+        let (entries, _) = read_all(&bytes).unwrap();
+        let mut reader = RdbReader::new(bytes.as_slice()).unwrap();
+        let mut raw_entries = Vec::new();
+        while let Some(item) = reader.next_raw_item().unwrap() {
+            if let Item::Entry(entry) = item {
+                raw_entries.push(entry);
+            }
+        }
+        assert_eq!(raw_entries.len(), entries.len(), "{dir}/{name}");
+        let mut compact = 0;
+        for (raw, neutral) in raw_entries.into_iter().zip(entries) {
+            let visited = raw.value.visit(&mut |_| {}).unwrap();
+            let expected = match &neutral.value {
+                _ if matches!(raw.value, amber_rdb::RawValue::Decoded(_)) => 0,
+                Value::List(items) | Value::Set(items) => items.len(),
+                Value::Hash(pairs) => pairs.len() * 2,
+                Value::SortedSet(members) => members.len() * 2,
+                _ => 0,
+            };
+            compact += usize::from(expected > 0);
+            assert_eq!(visited, expected, "{dir}/{name} key {:?}", neutral.key);
+            assert_eq!(raw.key, neutral.key);
+            assert_eq!(raw.value.decode().unwrap(), neutral.value, "{dir}/{name}");
+        }
+        assert!(compact > 0, "{dir}/{name} has collections");
+    }
+}

@@ -2,15 +2,17 @@
 //! and loading `dbfilename` at start-up. Files are written to a temp file, fsynced, renamed
 //! over the old one and the directory fsynced, so a crash leaves the old or the new file.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use amber_keyspace::{
-    Entry, HashLimits, HashValue, Keyspace, SetValue, StrValue, Value, ZsetLimits, ZsetValue,
+    Entry, HashLimits, HashValue, Keyspace, SetValue, SmallBytes, StrValue, Value, ZsetLimits,
+    ZsetValue,
 };
-use amber_rdb::{Item, RdbReader, RdbWriter, WriteOptions};
+use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
 use amber_snapshot::Child;
 
 use crate::server::unix_ms;
@@ -160,6 +162,9 @@ pub struct LoadStats {
 /// Loads an RDB file into the keyspace a step at a time, so the event loop can answer
 /// `-LOADING` between steps. On any error the caller clears the keyspace; the file is never
 /// modified.
+///
+/// Values are built straight from the file's encodings ([`from_raw`]), and keys are inserted
+/// in batches whose table cache misses overlap ([`amber_keyspace::Db::insert_loaded`]).
 pub struct Loader {
     reader: RdbReader<File>,
     current_db: u64,
@@ -168,6 +173,17 @@ pub struct Loader {
     /// `key-load-delay`: microseconds to sleep per key (a test knob, as in Redis).
     pub key_delay_us: u64,
 }
+
+/// One decoded element of the file, ready to apply to the keyspace.
+enum Loaded {
+    SelectDb(u64),
+    ResizeDb { keys: u64, volatile: u64 },
+    Key { db: u64, key: Vec<u8>, entry: Entry },
+    Expired,
+}
+
+/// Keys inserted together, so their cache misses in the table overlap.
+const INSERT_BATCH: usize = 32;
 
 impl Loader {
     /// Opens `path` and reads its header.
@@ -185,7 +201,8 @@ impl Loader {
         })
     }
 
-    /// Bytes read so far (`loading_loaded_bytes`).
+    /// Bytes read so far (`loading_loaded_bytes`); once the load is complete, the offset just
+    /// past the RDB data (where an AOF base's command tail starts).
     pub fn offset(&self) -> u64 {
         self.reader.offset()
     }
@@ -198,60 +215,106 @@ impl Loader {
         limits: &EncodingLimits,
         max_keys: usize,
     ) -> Result<bool, String> {
-        for _ in 0..max_keys {
-            let Some(item) = self.reader.next_item().map_err(|e| e.to_string())? else {
+        let mut keys = 0;
+        let mut batch = Vec::with_capacity(INSERT_BATCH);
+        let mut batch_db = 0;
+        while keys < max_keys {
+            let Some(loaded) = decode_item(&mut self.reader, now_ms, limits)? else {
+                keyspace.db(batch_db).insert_loaded(&mut batch);
                 return Ok(true);
             };
-            let entry = match item {
-                Item::Entry(entry) => entry,
-                Item::ResizeDb {
-                    db_size,
-                    expires_size,
-                } => {
-                    if let Some(db) = usize::try_from(self.current_db)
-                        .ok()
-                        .filter(|&db| db < keyspace.db_count())
-                    {
-                        // Size hints from the file, capped so a corrupt hint cannot allocate much.
-                        let cap = 1 << 26;
-                        keyspace.db(db).reserve(
-                            (db_size as usize).min(cap),
-                            (expires_size as usize).min(cap),
-                        );
+            match loaded {
+                Loaded::SelectDb(db) => self.current_db = db,
+                Loaded::ResizeDb { keys, volatile } => {
+                    keyspace.db(batch_db).insert_loaded(&mut batch);
+                    self.reserve(keyspace, keys, volatile);
+                }
+                Loaded::Expired => {
+                    self.delay();
+                    self.stats.expired += 1;
+                    keys += 1;
+                }
+                Loaded::Key { db, key, entry } => {
+                    self.delay();
+                    let db = usize::try_from(db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
+                        format!(
+                            "FATAL: Data file was created with a Redis server configured to handle more than {} databases",
+                            keyspace.db_count()
+                        )
+                    })?;
+                    if db != batch_db || batch.len() == INSERT_BATCH {
+                        keyspace.db(batch_db).insert_loaded(&mut batch);
+                        batch_db = db;
                     }
-                    continue;
+                    batch.push((key, entry));
+                    self.stats.loaded += 1;
+                    keys += 1;
                 }
-                Item::SelectDb(db) => {
-                    self.current_db = db;
-                    continue;
-                }
-                _ => continue,
-            };
-            let db = usize::try_from(entry.db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
-                format!(
-                    "FATAL: Data file was created with a Redis server configured to handle more than {} databases",
-                    keyspace.db_count()
-                )
-            })?;
-            if self.key_delay_us > 0 {
-                std::thread::sleep(std::time::Duration::from_micros(self.key_delay_us));
             }
-            if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
-                self.stats.expired += 1;
-                continue;
-            }
-            let value = from_rdb(entry.value, limits).map_err(|kind| {
-                format!(
-                    "key '{}' holds a {kind} value, which this Amber version cannot store yet",
-                    String::from_utf8_lossy(&entry.key)
-                )
-            })?;
-            let mut stored = Entry::new(value, now_ms);
-            stored.set_expire_at(entry.expire_at_ms);
-            keyspace.db(db).insert_owned(entry.key, stored);
-            self.stats.loaded += 1;
         }
+        keyspace.db(batch_db).insert_loaded(&mut batch);
         Ok(false)
+    }
+
+    /// Applies a RESIZEDB hint to the current database, capped so a corrupt hint cannot
+    /// allocate much.
+    fn reserve(&self, keyspace: &mut Keyspace, keys: u64, volatile: u64) {
+        let Some(db) = usize::try_from(self.current_db)
+            .ok()
+            .filter(|&db| db < keyspace.db_count())
+        else {
+            return;
+        };
+        let cap = 1 << 26;
+        keyspace
+            .db(db)
+            .reserve((keys as usize).min(cap), (volatile as usize).min(cap));
+    }
+
+    fn delay(&self) {
+        if self.key_delay_us > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(self.key_delay_us));
+        }
+    }
+}
+
+/// Reads items up to the next one that changes the keyspace (AUX fields and the like are
+/// skipped); `Ok(None)` at the end of the file.
+fn decode_item(
+    reader: &mut RdbReader<File>,
+    now_ms: i64,
+    limits: &EncodingLimits,
+) -> Result<Option<Loaded>, String> {
+    loop {
+        let Some(item) = reader.next_raw_item().map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let entry = match item {
+            Item::Entry(entry) => entry,
+            Item::ResizeDb {
+                db_size,
+                expires_size,
+            } => {
+                return Ok(Some(Loaded::ResizeDb {
+                    keys: db_size,
+                    volatile: expires_size,
+                }));
+            }
+            Item::SelectDb(db) => return Ok(Some(Loaded::SelectDb(db))),
+            _ => continue,
+        };
+        if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
+            return Ok(Some(Loaded::Expired));
+        }
+        let value = from_raw(entry.value, limits)
+            .map_err(|why| format!("key '{}' {why}", String::from_utf8_lossy(&entry.key)))?;
+        let mut stored = Entry::new(value, now_ms);
+        stored.set_expire_at(entry.expire_at_ms);
+        return Ok(Some(Loaded::Key {
+            db: entry.db,
+            key: entry.key,
+            entry: stored,
+        }));
     }
 }
 
@@ -359,6 +422,84 @@ pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Valu
         }
         other => return Err(other.type_name()),
     })
+}
+
+/// Builds a keyspace value straight from a value as the file stored it: compact and plain
+/// collections go element by element into their final form, with no neutral copy in between.
+/// `Err` says why the value cannot be stored.
+pub fn from_raw(raw: RawValue, limits: &EncodingLimits) -> Result<Value, String> {
+    let unsupported =
+        |kind: &str| format!("holds a {kind} value, which this Amber version cannot store yet");
+    let type_byte = match &raw {
+        RawValue::Decoded(_) => {
+            let RawValue::Decoded(value) = raw else {
+                unreachable!("matched above")
+            };
+            return from_rdb(value, limits).map_err(unsupported);
+        }
+        RawValue::Compact { type_byte, .. } | RawValue::Plain { type_byte, .. } => *type_byte,
+        RawValue::Quicklist(_) => types::LIST_QUICKLIST_2,
+    };
+    let corrupt = |e: amber_rdb::ErrorKind| format!("holds a corrupt value: {e}");
+    let mut text: IntText = [0; 20];
+    Ok(match type_byte {
+        types::SET | types::SET_INTSET | types::SET_LISTPACK => {
+            let mut set = SetValue::default();
+            raw.visit(&mut |element| {
+                set.add(element.bytes(&mut text), limits.max_intset);
+            })
+            .map_err(corrupt)?;
+            Value::Set(Box::new(set))
+        }
+        types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
+            let elements = elements_of(&raw).map_err(corrupt)?;
+            let mut texts = vec![[0u8; 20]; elements.len()];
+            let strings = element_bytes(&elements, &mut texts);
+            let pairs: Vec<(&[u8], &[u8])> = strings
+                .chunks_exact(2)
+                .map(|pair| (pair[0], pair[1]))
+                .collect();
+            Value::Hash(HashValue::from_pairs(&pairs, limits.hash))
+        }
+        types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
+            let elements = elements_of(&raw).map_err(corrupt)?;
+            let mut texts = vec![[0u8; 20]; elements.len()];
+            let mut members = Vec::with_capacity(elements.len() / 2);
+            for (pair, text) in elements.chunks_exact(2).zip(texts.chunks_exact_mut(2)) {
+                let score = match pair[1] {
+                    Element::Int(number) => number as f64,
+                    Element::Bytes(bytes) => amber_rdb::parse_score(bytes).map_err(corrupt)?,
+                };
+                if score.is_nan() {
+                    return Err(unsupported("zset"));
+                }
+                members.push((pair[0].bytes(&mut text[0]), score));
+            }
+            Value::Zset(ZsetValue::from_members(&members, limits.zset))
+        }
+        _ => {
+            let mut list = VecDeque::new();
+            raw.visit(&mut |element| list.push_back(SmallBytes::new(element.bytes(&mut text))))
+                .map_err(corrupt)?;
+            Value::List(Box::new(list))
+        }
+    })
+}
+
+/// The elements of a collection, borrowed from it.
+fn elements_of(raw: &RawValue) -> Result<Vec<Element<'_>>, amber_rdb::ErrorKind> {
+    let mut elements = Vec::new();
+    raw.visit(&mut |element| elements.push(element))?;
+    Ok(elements)
+}
+
+/// Each element's bytes, integers written into `texts` (one slot per element).
+fn element_bytes<'a>(elements: &[Element<'a>], texts: &'a mut [IntText]) -> Vec<&'a [u8]> {
+    elements
+        .iter()
+        .zip(texts.iter_mut())
+        .map(|(element, text)| element.bytes(text))
+        .collect()
 }
 
 fn hash_from_pairs<'a>(
