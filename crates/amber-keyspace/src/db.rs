@@ -211,19 +211,19 @@ impl Db {
 
     /// Stores freshly loaded keys (each replacing any value the key had), taking the table's
     /// cache misses for the whole batch at once: the fast path of loading a file.
-    pub fn insert_loaded(&mut self, batch: &mut Vec<(Vec<u8>, Entry)>) {
+    pub fn insert_loaded(&mut self, batch: &mut Vec<(SmallBytes, Entry)>) {
         let hashes: Vec<u64> = batch
             .iter()
-            .map(|(key, _)| self.keys.hash_key(key))
+            .map(|(key, _)| self.keys.hash_key(key.as_bytes()))
             .collect();
         self.keys.warm(&hashes);
         for ((key, entry), hash) in batch.drain(..).zip(hashes) {
             if entry.expire_at().is_some() {
-                self.volatile.insert(&key, ());
+                self.volatile.insert(key.as_bytes(), ());
             } else if !self.volatile.is_empty() {
-                self.volatile.remove(&key);
+                self.volatile.remove(key.as_bytes());
             }
-            self.keys.insert_hashed(hash, SmallBytes::from(key), entry);
+            self.keys.insert_hashed(hash, key, entry);
         }
     }
 

@@ -4,6 +4,7 @@
 //! The crate does no I/O and has no notion of clients or commands; the server calls it from the
 //! one thread that owns the keyspace, which is what makes a consistent `fork()` possible.
 
+mod build;
 mod db;
 mod dict;
 mod digest;
@@ -15,6 +16,7 @@ mod small;
 mod value;
 mod zset;
 
+pub use build::ValueBuilder;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, Lookup, pause_resizes};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};

@@ -70,6 +70,17 @@ impl Packed {
         }
     }
 
+    /// Appends one element (growing the buffer as a `Vec` does: for scratch buffers).
+    pub fn push_one(&mut self, item: &[u8]) {
+        write_len(&mut self.buf, item.len());
+        self.buf.extend_from_slice(item);
+    }
+
+    /// Removes every element, keeping the buffer's capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
     /// Inserts elements at byte offset `at` (the start of an element, or the end).
     pub fn insert_at(&mut self, at: usize, items: &[&[u8]]) {
         if at == self.buf.len() {

@@ -82,7 +82,7 @@ fn pairs(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
 const RAW_SCORE: u8 = 0xff;
 
 /// Encodes `score` into `buf`; returns the bytes used.
-fn encode_score(score: f64, buf: &mut [u8; 24]) -> &[u8] {
+pub(crate) fn encode_score(score: f64, buf: &mut [u8; 24]) -> &[u8] {
     let integral = score.fract() == 0.0 && score.abs() < 9.0e15;
     if integral {
         let mut value = score as i64;
@@ -243,6 +243,14 @@ impl ZsetValue {
             flat.push(member);
         }
         packed.push(&flat);
+        ZsetValue {
+            repr: Repr::Small(packed),
+        }
+    }
+
+    /// A compact sorted set from `packed`, which holds (encoded score, member) pairs already
+    /// sorted by score then member, with distinct members.
+    pub(crate) fn from_sorted_packed(packed: Packed) -> ZsetValue {
         ZsetValue {
             repr: Repr::Small(packed),
         }

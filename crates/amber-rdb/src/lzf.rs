@@ -3,9 +3,23 @@
 use crate::error::ErrorKind;
 
 /// Decompresses `input` into exactly `expected_len` bytes.
+#[cfg(test)]
 pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKind> {
+    let mut out = Vec::new();
+    decompress_into(input, expected_len, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses `input` into `out` (emptied first), which must come to exactly
+/// `expected_len` bytes.
+pub fn decompress_into(
+    input: &[u8],
+    expected_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ErrorKind> {
     let corrupt = |detail: &str| ErrorKind::corrupt("LZF data", detail);
-    let mut out: Vec<u8> = Vec::with_capacity(expected_len);
+    out.clear();
+    out.reserve(expected_len);
     let mut pos = 0;
     while pos < input.len() {
         let control = usize::from(input[pos]);
@@ -45,16 +59,21 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKin
                 return Err(corrupt("output longer than declared"));
             }
             let start = out.len() - distance;
-            for i in 0..len {
-                let byte = out[start + i];
-                out.push(byte);
+            if distance >= len {
+                out.extend_from_within(start..start + len);
+            } else {
+                // The copy overlaps what it produces: a repeating pattern, byte by byte.
+                for i in 0..len {
+                    let byte = out[start + i];
+                    out.push(byte);
+                }
             }
         }
     }
     if out.len() != expected_len {
         return Err(corrupt("output shorter than declared"));
     }
-    Ok(out)
+    Ok(())
 }
 
 const HASH_LOG: u32 = 14;

@@ -32,6 +32,19 @@ impl Strings {
             .map(move |(start, end)| &self.bytes[start..end])
     }
 
+    /// An empty list of strings that will fill `bytes` (an emptied, reusable buffer).
+    pub(crate) fn with_buffer(bytes: Vec<u8>) -> Strings {
+        Strings {
+            bytes,
+            ends: Vec::new(),
+        }
+    }
+
+    /// The byte buffer, for reuse.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
     /// The buffer a new string is appended to; call [`Strings::end_string`] after writing it.
     pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
         &mut self.bytes

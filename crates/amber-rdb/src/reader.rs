@@ -29,7 +29,13 @@ pub(crate) struct Input<R> {
     crc_from: usize,
     offset: u64,
     digest: crc_fast::Digest,
+    /// Buffers given back by the consumer, reused for the next strings.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Buffers kept for reuse, and the largest capacity worth keeping.
+const SPARE_BUFFERS: usize = 8;
+const SPARE_CAPACITY: usize = 1 << 20;
 
 impl<R: Read> Input<R> {
     fn new(inner: R) -> Input<R> {
@@ -41,6 +47,7 @@ impl<R: Read> Input<R> {
             crc_from: 0,
             offset: 0,
             digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis),
+            spare: Vec::new(),
         }
     }
 
@@ -108,11 +115,29 @@ impl<R: Read> Input<R> {
         Ok(bytes)
     }
 
+    /// An empty buffer, reused if the consumer gave one back.
+    pub(crate) fn take_buffer(&mut self) -> Vec<u8> {
+        let mut buffer = self.spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// Keeps `buffer` for reuse (a few, not too large).
+    pub(crate) fn give_back(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS
+            && buffer.capacity() > 0
+            && buffer.capacity() <= SPARE_CAPACITY
+        {
+            self.spare.push(buffer);
+        }
+    }
+
     /// Reads `len` bytes, growing the buffer only as data actually arrives.
     pub(crate) fn bytes(&mut self, len: u64, what: &'static str) -> Result<Vec<u8>, ErrorKind> {
         let len =
             usize::try_from(len).map_err(|_| ErrorKind::InvalidLength(format!("{len} bytes")))?;
-        let mut out = Vec::with_capacity(len.min(CHUNK));
+        let mut out = self.take_buffer();
+        out.reserve(len.min(CHUNK));
         while out.len() < len {
             let start = out.len();
             let step = (len - start).min(CHUNK);
@@ -193,7 +218,10 @@ impl<R: Read> Input<R> {
                     ));
                 }
                 let compressed = self.bytes(compressed_len, "LZF data")?;
-                lzf::decompress(&compressed, len as usize)
+                let mut out = self.take_buffer();
+                lzf::decompress_into(&compressed, len as usize, &mut out)?;
+                self.give_back(compressed);
+                Ok(out)
             }
             (other, true) => Err(ErrorKind::InvalidLength(format!(
                 "unknown string encoding {other}"
@@ -288,6 +316,30 @@ impl<R: Read> RdbReader<R> {
     /// Bytes consumed so far.
     pub fn offset(&self) -> u64 {
         self.input.offset
+    }
+
+    /// Gives back the buffers of a value the caller is done with, so that reading the next
+    /// items reuses them instead of allocating.
+    pub fn recycle(&mut self, value: RawValue) {
+        match value {
+            RawValue::Decoded(Value::String(bytes)) => self.input.give_back(bytes),
+            RawValue::Compact { blob, .. } => self.input.give_back(blob),
+            RawValue::Quicklist(nodes) => {
+                for node in nodes {
+                    let (QuicklistNode::Plain(bytes)
+                    | QuicklistNode::Listpack(bytes)
+                    | QuicklistNode::Ziplist(bytes)) = node;
+                    self.input.give_back(bytes);
+                }
+            }
+            RawValue::Plain { strings, .. } => self.input.give_back(strings.into_buffer()),
+            RawValue::Decoded(_) => {}
+        }
+    }
+
+    /// Gives back a buffer (a key the caller is done with) for reuse.
+    pub fn recycle_bytes(&mut self, bytes: Vec<u8>) {
+        self.input.give_back(bytes);
     }
 
     /// The checksum stored at the end of the file (0 means "not computed"), once read.
@@ -602,7 +654,7 @@ fn plain<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<RawValue, Error
     } else {
         count
     };
-    let mut strings = Strings::default();
+    let mut strings = Strings::with_buffer(input.take_buffer());
     for _ in 0..count {
         input.string_into(strings.buffer())?;
         strings.end_string();

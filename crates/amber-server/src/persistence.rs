@@ -2,15 +2,14 @@
 //! and loading `dbfilename` at start-up. Files are written to a temp file, fsynced, renamed
 //! over the old one and the directory fsynced, so a crash leaves the old or the new file.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use amber_keyspace::{
-    Entry, HashLimits, HashValue, Keyspace, SetValue, SmallBytes, StrValue, Value, ZsetLimits,
-    ZsetValue,
+    Entry, HashLimits, HashValue, Keyspace, SetValue, SmallBytes, StrValue, Value, ValueBuilder,
+    ZsetLimits, ZsetValue,
 };
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
 use amber_snapshot::Child;
@@ -167,6 +166,7 @@ pub struct LoadStats {
 /// in batches whose table cache misses overlap ([`amber_keyspace::Db::insert_loaded`]).
 pub struct Loader {
     reader: RdbReader<File>,
+    builder: ValueBuilder,
     current_db: u64,
     /// Keys stored and keys skipped as expired so far.
     pub stats: LoadStats,
@@ -177,8 +177,15 @@ pub struct Loader {
 /// One decoded element of the file, ready to apply to the keyspace.
 enum Loaded {
     SelectDb(u64),
-    ResizeDb { keys: u64, volatile: u64 },
-    Key { db: u64, key: Vec<u8>, entry: Entry },
+    ResizeDb {
+        keys: u64,
+        volatile: u64,
+    },
+    Key {
+        db: u64,
+        key: SmallBytes,
+        entry: Entry,
+    },
     Expired,
 }
 
@@ -192,6 +199,7 @@ impl Loader {
         let reader = RdbReader::new(file).map_err(|e| e.to_string())?;
         Ok(Loader {
             reader,
+            builder: ValueBuilder::default(),
             current_db: 0,
             stats: LoadStats {
                 loaded: 0,
@@ -219,7 +227,8 @@ impl Loader {
         let mut batch = Vec::with_capacity(INSERT_BATCH);
         let mut batch_db = 0;
         while keys < max_keys {
-            let Some(loaded) = decode_item(&mut self.reader, now_ms, limits)? else {
+            let Some(loaded) = decode_item(&mut self.reader, now_ms, limits, &mut self.builder)?
+            else {
                 keyspace.db(batch_db).insert_loaded(&mut batch);
                 return Ok(true);
             };
@@ -284,6 +293,7 @@ fn decode_item(
     reader: &mut RdbReader<File>,
     now_ms: i64,
     limits: &EncodingLimits,
+    builder: &mut ValueBuilder,
 ) -> Result<Option<Loaded>, String> {
     loop {
         let Some(item) = reader.next_raw_item().map_err(|e| e.to_string())? else {
@@ -304,15 +314,20 @@ fn decode_item(
             _ => continue,
         };
         if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
+            reader.recycle(entry.value);
+            reader.recycle_bytes(entry.key);
             return Ok(Some(Loaded::Expired));
         }
-        let value = from_raw(entry.value, limits)
+        let value = from_raw(&entry.value, limits, builder)
             .map_err(|why| format!("key '{}' {why}", String::from_utf8_lossy(&entry.key)))?;
+        reader.recycle(entry.value);
+        let key = SmallBytes::new(&entry.key);
+        reader.recycle_bytes(entry.key);
         let mut stored = Entry::new(value, now_ms);
         stored.set_expire_at(entry.expire_at_ms);
         return Ok(Some(Loaded::Key {
             db: entry.db,
-            key: entry.key,
+            key,
             entry: stored,
         }));
     }
@@ -391,23 +406,20 @@ pub fn to_rdb(value: &Value) -> amber_rdb::Value {
 
 /// Builds a keyspace value from the RDB crate's form (for loading and RESTORE); `Err` names
 /// the type when Amber cannot store it yet (streams, hash field TTLs, NaN scores).
-pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Value, &'static str> {
+pub fn from_rdb(value: &amber_rdb::Value, limits: &EncodingLimits) -> Result<Value, &'static str> {
     Ok(match value {
-        amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(&bytes)),
+        amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(bytes)),
         amber_rdb::Value::SortedSet(members) if members.iter().all(|(_, s)| !s.is_nan()) => {
             let members: Vec<(&[u8], f64)> =
                 members.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
             Value::Zset(ZsetValue::from_members(&members, limits.zset))
         }
         amber_rdb::Value::List(items) => Value::List(Box::new(
-            items
-                .into_iter()
-                .map(amber_keyspace::SmallBytes::from)
-                .collect(),
+            items.iter().map(|item| SmallBytes::new(item)).collect(),
         )),
         amber_rdb::Value::Set(members) => {
             let mut set = SetValue::default();
-            for member in &members {
+            for member in members {
                 set.add(member, limits.max_intset);
             }
             Value::Set(Box::new(set))
@@ -424,82 +436,62 @@ pub fn from_rdb(value: amber_rdb::Value, limits: &EncodingLimits) -> Result<Valu
     })
 }
 
-/// Builds a keyspace value straight from a value as the file stored it: compact and plain
-/// collections go element by element into their final form, with no neutral copy in between.
-/// `Err` says why the value cannot be stored.
-pub fn from_raw(raw: RawValue, limits: &EncodingLimits) -> Result<Value, String> {
-    let unsupported =
-        |kind: &str| format!("holds a {kind} value, which this Amber version cannot store yet");
-    let type_byte = match &raw {
-        RawValue::Decoded(_) => {
-            let RawValue::Decoded(value) = raw else {
-                unreachable!("matched above")
-            };
-            return from_rdb(value, limits).map_err(unsupported);
+/// Builds a keyspace value straight from a value as the file stored it: the elements of
+/// compact and plain collections go through `builder`'s reused buffers into their final
+/// encoding, with no copy per element in between. `Err` says why the value cannot be stored.
+pub fn from_raw(
+    raw: &RawValue,
+    limits: &EncodingLimits,
+    builder: &mut ValueBuilder,
+) -> Result<Value, String> {
+    let type_byte = match raw {
+        RawValue::Decoded(value) => {
+            return from_rdb(value, limits).map_err(|kind| {
+                format!("holds a {kind} value, which this Amber version cannot store yet")
+            });
         }
         RawValue::Compact { type_byte, .. } | RawValue::Plain { type_byte, .. } => *type_byte,
         RawValue::Quicklist(_) => types::LIST_QUICKLIST_2,
     };
     let corrupt = |e: amber_rdb::ErrorKind| format!("holds a corrupt value: {e}");
+    builder.clear();
     let mut text: IntText = [0; 20];
+    if matches!(type_byte, types::ZSET_ZIPLIST | types::ZSET_LISTPACK) {
+        let mut member: Option<Element> = None;
+        let mut bad_score = None;
+        raw.visit(&mut |element| match member.take() {
+            None => member = Some(element),
+            Some(name) => {
+                let score = match element {
+                    Element::Int(number) => Ok(number as f64),
+                    Element::Bytes(bytes) => amber_rdb::parse_score(bytes),
+                };
+                match score {
+                    Ok(score) if !score.is_nan() => {
+                        builder.push_scored(name.bytes(&mut text), score);
+                    }
+                    Ok(_) => bad_score = Some("holds a sorted set with a NaN score".to_string()),
+                    Err(e) => bad_score = Some(corrupt(e)),
+                }
+            }
+        })
+        .map_err(corrupt)?;
+        if let Some(error) = bad_score {
+            return Err(error);
+        }
+        return Ok(Value::Zset(builder.zset(limits.zset)));
+    }
+    raw.visit(&mut |element| builder.push(element.bytes(&mut text)))
+        .map_err(corrupt)?;
     Ok(match type_byte {
         types::SET | types::SET_INTSET | types::SET_LISTPACK => {
-            let mut set = SetValue::default();
-            raw.visit(&mut |element| {
-                set.add(element.bytes(&mut text), limits.max_intset);
-            })
-            .map_err(corrupt)?;
-            Value::Set(Box::new(set))
+            Value::Set(Box::new(builder.set(limits.max_intset)))
         }
         types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
-            let elements = elements_of(&raw).map_err(corrupt)?;
-            let mut texts = vec![[0u8; 20]; elements.len()];
-            let strings = element_bytes(&elements, &mut texts);
-            let pairs: Vec<(&[u8], &[u8])> = strings
-                .chunks_exact(2)
-                .map(|pair| (pair[0], pair[1]))
-                .collect();
-            Value::Hash(HashValue::from_pairs(&pairs, limits.hash))
+            Value::Hash(builder.hash(limits.hash))
         }
-        types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
-            let elements = elements_of(&raw).map_err(corrupt)?;
-            let mut texts = vec![[0u8; 20]; elements.len()];
-            let mut members = Vec::with_capacity(elements.len() / 2);
-            for (pair, text) in elements.chunks_exact(2).zip(texts.chunks_exact_mut(2)) {
-                let score = match pair[1] {
-                    Element::Int(number) => number as f64,
-                    Element::Bytes(bytes) => amber_rdb::parse_score(bytes).map_err(corrupt)?,
-                };
-                if score.is_nan() {
-                    return Err(unsupported("zset"));
-                }
-                members.push((pair[0].bytes(&mut text[0]), score));
-            }
-            Value::Zset(ZsetValue::from_members(&members, limits.zset))
-        }
-        _ => {
-            let mut list = VecDeque::new();
-            raw.visit(&mut |element| list.push_back(SmallBytes::new(element.bytes(&mut text))))
-                .map_err(corrupt)?;
-            Value::List(Box::new(list))
-        }
+        _ => Value::List(Box::new(builder.list())),
     })
-}
-
-/// The elements of a collection, borrowed from it.
-fn elements_of(raw: &RawValue) -> Result<Vec<Element<'_>>, amber_rdb::ErrorKind> {
-    let mut elements = Vec::new();
-    raw.visit(&mut |element| elements.push(element))?;
-    Ok(elements)
-}
-
-/// Each element's bytes, integers written into `texts` (one slot per element).
-fn element_bytes<'a>(elements: &[Element<'a>], texts: &'a mut [IntText]) -> Vec<&'a [u8]> {
-    elements
-        .iter()
-        .zip(texts.iter_mut())
-        .map(|(element, text)| element.bytes(text))
-        .collect()
 }
 
 fn hash_from_pairs<'a>(

@@ -79,7 +79,7 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         Err(PayloadError::BadFormat(_)) => return ctx.error("ERR Bad data format"),
     };
     let limits = ctx.server.encoding_limits();
-    let Ok(value) = from_rdb(value, &limits) else {
+    let Ok(value) = from_rdb(&value, &limits) else {
         return ctx.error("ERR Bad data format");
     };
     let expire_at = match ttl {
