@@ -11,14 +11,32 @@ use crate::small::SmallBytes;
 use crate::zset::{Score, ZsetLimits, ZsetValue, encode_score};
 
 /// Reusable buffers that collect one value's elements, then build it in its final encoding.
-#[derive(Default)]
 pub struct ValueBuilder {
     elements: Packed,
     count: usize,
     longest: usize,
     scores: Vec<f64>,
+    /// Whether the scored members so far came in (score, member) order, each after the last.
+    ascending: bool,
+    /// Where the last member starts in `elements`.
+    last_member: usize,
     out: Packed,
     hashes: Vec<u64>,
+}
+
+impl Default for ValueBuilder {
+    fn default() -> Self {
+        ValueBuilder {
+            elements: Packed::default(),
+            count: 0,
+            longest: 0,
+            scores: Vec::new(),
+            ascending: true,
+            last_member: 0,
+            out: Packed::default(),
+            hashes: Vec::new(),
+        }
+    }
 }
 
 impl ValueBuilder {
@@ -28,6 +46,8 @@ impl ValueBuilder {
         self.count = 0;
         self.longest = 0;
         self.scores.clear();
+        self.ascending = true;
+        self.last_member = 0;
     }
 
     /// Number of elements pushed since the last [`ValueBuilder::clear`].
@@ -49,6 +69,11 @@ impl ValueBuilder {
 
     /// Adds a sorted set member with its score (never NaN).
     pub fn push_scored(&mut self, member: &[u8], score: f64) {
+        if let Some(&last_score) = self.scores.last() {
+            let last_member = self.elements.element_at(self.last_member);
+            self.ascending &= (Score(last_score), last_member) < (Score(score), member);
+        }
+        self.last_member = self.elements.byte_len();
         self.push(member);
         self.scores.push(score);
     }
@@ -97,23 +122,20 @@ impl ValueBuilder {
     /// them) and distinct are encoded in one pass; any other input is sorted first.
     pub fn zset(&mut self, limits: ZsetLimits) -> ZsetValue {
         let fits = self.count <= limits.max_entries && self.longest <= limits.max_value;
-        let ordered = self
-            .elements
-            .iter()
-            .zip(&self.scores)
-            .map(|(member, &score)| (Score(score), member))
-            .collect::<Vec<_>>();
-        let ascending = ordered.windows(2).all(|pair| pair[0] < pair[1]);
-        if fits && ascending && distinct(self.elements.iter(), &mut self.hashes) {
+        if fits && self.ascending && distinct(self.elements.iter(), &mut self.hashes) {
             self.out.clear();
             let mut text = [0u8; 24];
-            for (score, member) in &ordered {
-                self.out.push_one(encode_score(score.0, &mut text));
+            for (member, &score) in self.elements.iter().zip(&self.scores) {
+                self.out.push_one(encode_score(score, &mut text));
                 self.out.push_one(member);
             }
             return ZsetValue::from_sorted_packed(self.out.clone());
         }
-        let members: Vec<(&[u8], f64)> = ordered.iter().map(|(s, m)| (*m, s.0)).collect();
+        let members: Vec<(&[u8], f64)> = self
+            .elements
+            .iter()
+            .zip(self.scores.iter().copied())
+            .collect();
         ZsetValue::from_members(&members, limits)
     }
 }

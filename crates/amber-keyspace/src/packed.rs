@@ -76,6 +76,12 @@ impl Packed {
         self.buf.extend_from_slice(item);
     }
 
+    /// The bytes of the element that starts at byte offset `start`.
+    pub fn element_at(&self, start: usize) -> &[u8] {
+        let (len, data) = read_len(&self.buf, start);
+        &self.buf[data.min(self.buf.len())..(data + len).min(self.buf.len())]
+    }
+
     /// Removes every element, keeping the buffer's capacity.
     pub fn clear(&mut self) {
         self.buf.clear();

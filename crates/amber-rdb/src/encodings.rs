@@ -91,8 +91,8 @@ impl<'a> Element<'a> {
 }
 
 /// Collects every element as an owned byte string.
-fn collect(
-    visit: impl FnOnce(&mut dyn FnMut(Element)) -> Result<usize, ErrorKind>,
+fn collect<'a>(
+    visit: impl FnOnce(&mut dyn FnMut(Element<'a>)) -> Result<usize, ErrorKind>,
 ) -> Result<Vec<Vec<u8>>, ErrorKind> {
     let mut items = Vec::new();
     visit(&mut |element| items.push(element.to_vec()))?;
@@ -126,7 +126,7 @@ pub fn zipmap(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
 /// checked: an error may come after some elements were visited.
 pub fn visit_ziplist<'a>(
     blob: &'a [u8],
-    visit: &mut dyn FnMut(Element<'a>),
+    mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
     let what = "ziplist";
     if blob.len() < 11 {
@@ -201,7 +201,7 @@ pub fn visit_ziplist<'a>(
 /// checked: an error may come after some elements were visited.
 pub fn visit_listpack<'a>(
     blob: &'a [u8],
-    visit: &mut dyn FnMut(Element<'a>),
+    mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
     let what = "listpack";
     if blob.len() < 7 {
@@ -270,7 +270,7 @@ pub fn visit_listpack<'a>(
 /// Calls `visit` with each integer of an intset; returns the element count.
 pub fn visit_intset<'a>(
     blob: &'a [u8],
-    visit: &mut dyn FnMut(Element<'a>),
+    mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
     let what = "intset";
     if blob.len() < 8 {
@@ -299,7 +299,7 @@ pub fn visit_intset<'a>(
 /// Calls `visit` with each field and value of a zipmap, alternating; returns the element count.
 pub fn visit_zipmap<'a>(
     blob: &'a [u8],
-    visit: &mut dyn FnMut(Element<'a>),
+    mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
     let what = "zipmap";
     let mut cursor = Cursor { blob, pos: 1, what };

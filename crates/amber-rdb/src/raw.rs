@@ -71,8 +71,8 @@ pub enum QuicklistNode {
     Ziplist(Vec<u8>),
 }
 
-/// A value in the form the file stored it. The reader has already checked every blob, so
-/// [`RawValue::visit`] and [`RawValue::decode`] do not fail on a value it returned.
+/// A value in the form the file stored it. Blobs are checked as they are visited or decoded:
+/// a corrupt one makes [`RawValue::visit`] or [`RawValue::decode`] fail.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue {
     /// A value decoded into the neutral form (strings, plain sorted sets, streams, hashes with
@@ -99,8 +99,9 @@ pub enum RawValue {
 impl RawValue {
     /// Calls `visit` with each element of a collection, in file order (fields and values
     /// alternate in hashes, members and scores in sorted sets); returns the element count.
-    /// A [`RawValue::Decoded`] value has no raw elements: 0.
-    pub fn visit<'a>(&'a self, visit: &mut dyn FnMut(Element<'a>)) -> Result<usize, ErrorKind> {
+    /// A [`RawValue::Decoded`] value has no raw elements: 0. The blob is checked as it goes, so
+    /// an error may come after some elements were visited.
+    pub fn visit<'a>(&'a self, mut visit: impl FnMut(Element<'a>)) -> Result<usize, ErrorKind> {
         match self {
             RawValue::Decoded(_) => Ok(0),
             RawValue::Compact { type_byte, blob } => visit_compact(*type_byte, blob, visit),
@@ -112,8 +113,10 @@ impl RawValue {
                             visit(Element::Bytes(bytes));
                             1
                         }
-                        QuicklistNode::Listpack(blob) => encodings::visit_listpack(blob, visit)?,
-                        QuicklistNode::Ziplist(blob) => encodings::visit_ziplist(blob, visit)?,
+                        QuicklistNode::Listpack(blob) => {
+                            encodings::visit_listpack(blob, &mut visit)?
+                        }
+                        QuicklistNode::Ziplist(blob) => encodings::visit_ziplist(blob, &mut visit)?,
                     };
                 }
                 Ok(count)
@@ -155,46 +158,12 @@ impl RawValue {
             },
         })
     }
-
-    /// Checks everything [`RawValue::decode`] would: the blobs, and the shape of hashes and
-    /// sorted sets.
-    pub(crate) fn validate(&self) -> Result<(), ErrorKind> {
-        let type_byte = match self {
-            RawValue::Compact { type_byte, .. } | RawValue::Plain { type_byte, .. } => *type_byte,
-            RawValue::Decoded(_) | RawValue::Quicklist(_) => types::LIST,
-        };
-        let zset = matches!(type_byte, types::ZSET_ZIPLIST | types::ZSET_LISTPACK);
-        let mut bad_score = None;
-        let mut index = 0usize;
-        let count = self.visit(&mut |element| {
-            if let Element::Bytes(text) = element
-                && zset
-                && index % 2 == 1
-                && bad_score.is_none()
-            {
-                bad_score = parse_score(text).err();
-            }
-            index += 1;
-        })?;
-        if let Some(error) = bad_score {
-            return Err(error);
-        }
-        let paired = zset
-            || matches!(
-                type_byte,
-                types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK
-            );
-        if paired && !count.is_multiple_of(2) {
-            return Err(ErrorKind::corrupt("hash", "a field without a value"));
-        }
-        Ok(())
-    }
 }
 
 fn visit_compact<'a>(
     type_byte: u8,
     blob: &'a [u8],
-    visit: &mut dyn FnMut(Element<'a>),
+    visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
     match type_byte {
         types::HASH_ZIPMAP => encodings::visit_zipmap(blob, visit),
@@ -208,7 +177,7 @@ fn visit_compact<'a>(
 
 fn collect(raw: &RawValue) -> Result<Vec<Vec<u8>>, ErrorKind> {
     let mut items = Vec::new();
-    raw.visit(&mut |element| items.push(element.to_vec()))?;
+    raw.visit(|element| items.push(element.to_vec()))?;
     Ok(items)
 }
 

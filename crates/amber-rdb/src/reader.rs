@@ -528,7 +528,7 @@ pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result
 }
 
 /// Reads a value of `type_byte`, keeping compact and plain collections in their stored form
-/// (checked, so that visiting or decoding them cannot fail).
+/// (their blobs are checked when visited or decoded).
 pub(crate) fn read_raw_value<R: Read>(
     input: &mut Input<R>,
     type_byte: u8,
@@ -549,7 +549,6 @@ pub(crate) fn read_raw_value<R: Read>(
         types::LIST | types::SET | types::HASH => plain(input, type_byte)?,
         _ => return read_decoded(input, type_byte).map(RawValue::Decoded),
     };
-    raw.validate()?;
     Ok(raw)
 }
 
