@@ -412,7 +412,106 @@ pub fn restart_time_with(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// SAVE time, BGSAVE fork latency and restart time for the same string dataset, side by side.
+/// Resident set size of process `pid`, in bytes (0 once it is gone).
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// The children of `pid` (of any of its threads).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| task.ok())
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// One server's persistence figures for one round.
+#[derive(Debug, Clone, Copy, Default)]
+struct PersistenceRound {
+    save: f64,
+    bgsave: f64,
+    fork_us: f64,
+    peak_extra_mb: f64,
+    restart: f64,
+    size_mb: f64,
+}
+
+/// Fills 1M mixed keys, then: SAVE; BGSAVE under a SET load with the peak of parent plus child
+/// RSS above the RSS before; restart from the snapshot.
+fn persistence_round(name: &'static str, binary: &Path, keys: u64) -> Result<PersistenceRound> {
+    let dir =
+        std::env::temp_dir().join(format!("amber-bench-persist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut round = PersistenceRound::default();
+    {
+        let server = start(name, binary, &dir)?;
+        let pid = server.child.id();
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+        for kind in ["string", "hash", "list", "set", "zset"] {
+            fill_type(&mut stream, kind, keys / 5)?;
+        }
+        let started = Instant::now();
+        command(&mut stream, "SAVE")?;
+        round.save = started.elapsed().as_secs_f64();
+        round.size_mb = std::fs::metadata(dir.join("dump.rdb"))?.len() as f64 / 1e6;
+        let mut load = Command::new("redis-benchmark")
+            .args([
+                "-p",
+                &server.port.to_string(),
+                "-t",
+                "set",
+                "-n",
+                "100000000",
+            ])
+            .args(["-c", "10", "-r", "100000", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(500));
+        let before = rss_of(pid);
+        let started = Instant::now();
+        command(&mut stream, "BGSAVE")?;
+        let mut peak = before;
+        let mut last_check = Instant::now();
+        loop {
+            let total = rss_of(pid) + children_of(pid).into_iter().map(rss_of).sum::<u64>();
+            peak = peak.max(total);
+            if last_check.elapsed() > Duration::from_millis(20) {
+                last_check = Instant::now();
+                if info_value(&mut stream, "rdb_bgsave_in_progress")? == "0" {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        round.bgsave = started.elapsed().as_secs_f64();
+        round.peak_extra_mb = peak.saturating_sub(before) as f64 / 1e6;
+        round.fork_us = info_value(&mut stream, "latest_fork_usec")?
+            .parse::<f64>()
+            .unwrap_or(f64::NAN);
+        let _ = load.kill();
+        let _ = load.wait();
+    }
+    round.restart = restart_time(name, binary, &dir)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(round)
+}
+
+/// SAVE time, BGSAVE time and peak extra memory under writes, fork latency and restart time
+/// for the same mixed dataset, side by side, alternating which server goes first.
 fn persistence(args: &BenchArgs) -> Result<()> {
     let root = workspace_root();
     let binaries = [
@@ -420,65 +519,47 @@ fn persistence(args: &BenchArgs) -> Result<()> {
         ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
     ];
     println!(
-        "\npersistence: {} string keys (DEBUG POPULATE, 100-byte values), medians of {} rounds",
+        "\npersistence: {} mixed keys (strings, hashes, lists, sets, sorted sets; 10-element collections), BGSAVE under a redis-benchmark SET load (-c 10), medians of {} rounds",
         args.persistence_keys, args.rounds
     );
     println!(
-        "{:<8} | {:>10} | {:>16} | {:>12} | {:>10}",
-        "server", "SAVE s", "BGSAVE fork us", "restart s", "RDB MB"
+        "{:<8} | {:>8} | {:>9} | {:>9} | {:>15} | {:>9} | {:>7}",
+        "server", "SAVE s", "BGSAVE s", "fork us", "peak extra MB", "restart s", "RDB MB"
     );
-    let mut medians = Vec::new();
-    for (name, binary) in &binaries {
-        let mut saves = Vec::new();
-        let mut forks = Vec::new();
-        let mut restarts = Vec::new();
-        let mut size = 0.0;
-        for _ in 0..args.rounds {
-            let dir = std::env::temp_dir()
-                .join(format!("amber-bench-persist-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            {
-                let server = start(name, binary, &dir)?;
-                let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
-                command(
-                    &mut stream,
-                    &format!("DEBUG POPULATE {} key 100", args.persistence_keys),
-                )?;
-                let started = Instant::now();
-                command(&mut stream, "SAVE")?;
-                saves.push(started.elapsed().as_secs_f64());
-                command(&mut stream, "BGSAVE")?;
-                while info_value(&mut stream, "rdb_bgsave_in_progress")? != "0" {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                forks.push(
-                    info_value(&mut stream, "latest_fork_usec")?
-                        .parse::<f64>()
-                        .unwrap_or(f64::NAN),
-                );
-                size = std::fs::metadata(dir.join("dump.rdb"))?.len() as f64 / 1e6;
-            }
-            restarts.push(restart_time(name, binary, &dir)?);
-            let _ = std::fs::remove_dir_all(&dir);
+    let mut rounds: [Vec<PersistenceRound>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.rounds {
+        for index in [round % 2, 1 - round % 2] {
+            let (name, binary) = &binaries[index];
+            rounds[index].push(persistence_round(name, binary, args.persistence_keys)?);
         }
-        let row = (
-            median(&mut saves),
-            median(&mut forks),
-            median(&mut restarts),
-        );
+    }
+    let mut medians = Vec::new();
+    for (index, (name, _)) in binaries.iter().enumerate() {
+        let pick = |f: fn(&PersistenceRound) -> f64| {
+            median(&mut rounds[index].iter().map(f).collect::<Vec<_>>())
+        };
+        let row = PersistenceRound {
+            save: pick(|r| r.save),
+            bgsave: pick(|r| r.bgsave),
+            fork_us: pick(|r| r.fork_us),
+            peak_extra_mb: pick(|r| r.peak_extra_mb),
+            restart: pick(|r| r.restart),
+            size_mb: pick(|r| r.size_mb),
+        };
         println!(
-            "{name:<8} | {:>10.3} | {:>16.0} | {:>12.3} | {:>10.1}",
-            row.0, row.1, row.2, size
+            "{name:<8} | {:>8.3} | {:>9.3} | {:>9.0} | {:>15.1} | {:>9.3} | {:>7.1}",
+            row.save, row.bgsave, row.fork_us, row.peak_extra_mb, row.restart, row.size_mb
         );
         medians.push(row);
     }
     let (amber, redis) = (medians[0], medians[1]);
     println!(
-        "ratios   | SAVE {:.2}x faster | fork time amber/redis {:.2}x | restart {:.2}x faster",
-        redis.0 / amber.0,
-        amber.1 / redis.1,
-        redis.2 / amber.2
+        "ratios   | SAVE {:.2}x faster | BGSAVE {:.2}x faster | fork time amber/redis {:.2}x | peak extra amber/redis {:.2}x | restart {:.2}x faster",
+        redis.save / amber.save,
+        redis.bgsave / amber.bgsave,
+        amber.fork_us / redis.fork_us,
+        amber.peak_extra_mb / redis.peak_extra_mb,
+        redis.restart / amber.restart
     );
     Ok(())
 }

@@ -300,10 +300,11 @@ impl<V> Dict<V> {
     }
 
     /// Visits every key and value, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.buckets.iter().flat_map(|bucket| ChainIter {
-            node: bucket.as_deref(),
-        })
+    pub fn iter(&self) -> Iter<'_, V> {
+        Iter {
+            buckets: self.buckets.iter(),
+            chain: None,
+        }
     }
 
     /// Calls `visit` for each key of the bucket(s) at `cursor` and returns the next cursor;
@@ -360,6 +361,36 @@ fn empty_buckets<V>(size: usize) -> Vec<Option<Box<Node<V>>>> {
     let mut buckets = Vec::with_capacity(size);
     buckets.resize_with(size, || None);
     buckets
+}
+
+/// Iterator over a table's keys and values, in table order.
+pub struct Iter<'a, V> {
+    buckets: std::slice::Iter<'a, Option<Box<Node<V>>>>,
+    chain: Option<&'a Node<V>>,
+}
+
+// A derive would require `V: Clone`; the iterator only holds references.
+impl<V> Clone for Iter<'_, V> {
+    fn clone(&self) -> Self {
+        Iter {
+            buckets: self.buckets.clone(),
+            chain: self.chain,
+        }
+    }
+}
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a [u8], &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(node) = self.chain {
+                self.chain = node.next.as_deref();
+                return Some((node.key.as_bytes(), &node.value));
+            }
+            self.chain = self.buckets.next()?.as_deref();
+        }
+    }
 }
 
 struct ChainIter<'a, V> {

@@ -2,7 +2,7 @@
 //! (`listpack`) while small, and a hash table (`hashtable`) once it grows past the limits.
 
 use crate::dict::Dict;
-use crate::packed::{Packed, Span};
+use crate::packed::{Packed, Span, Spans};
 
 /// When a hash stops being compact (`hash-max-listpack-entries`, `hash-max-listpack-value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,34 @@ impl std::fmt::Debug for HashValue {
 fn pair_spans(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
     let mut spans = packed.spans();
     std::iter::from_fn(move || Some((spans.next()?, spans.next()?)))
+}
+
+/// Iterator over a hash's fields and values.
+#[derive(Clone)]
+pub struct HashIter<'a>(Fields<'a>);
+
+#[derive(Clone)]
+enum Fields<'a> {
+    Pack {
+        spans: Spans<'a>,
+        packed: &'a Packed,
+    },
+    Table(crate::dict::Iter<'a, Box<[u8]>>),
+}
+
+impl<'a> Iterator for HashIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Fields::Pack { spans, packed } => {
+                let field = spans.next()?;
+                let value = spans.next()?;
+                Some((packed.get(field), packed.get(value)))
+            }
+            Fields::Table(table) => table.next().map(|(f, v)| (f, &**v)),
+        }
+    }
 }
 
 impl HashValue {
@@ -166,12 +194,13 @@ impl HashValue {
     }
 
     /// Every field and value: insertion order when compact, table order otherwise.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
+    pub fn iter(&self) -> HashIter<'_> {
         match self {
-            HashValue::Pack(packed) => {
-                Box::new(pair_spans(packed).map(|(f, v)| (packed.get(f), packed.get(v))))
-            }
-            HashValue::Table(table) => Box::new(table.iter().map(|(f, v)| (f, &**v))),
+            HashValue::Pack(packed) => HashIter(Fields::Pack {
+                spans: packed.spans(),
+                packed,
+            }),
+            HashValue::Table(table) => HashIter(Fields::Table(table.iter())),
         }
     }
 

@@ -18,10 +18,10 @@ mod zset;
 
 pub use build::ValueBuilder;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
-pub use dict::{Dict, Lookup, pause_resizes};
+pub use dict::{Dict, Iter as DictIter, Lookup, pause_resizes};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use glob::glob_match;
-pub use hash::{HashLimits, HashValue};
+pub use hash::{HashIter, HashLimits, HashValue};
 pub use set::{SetValue, member_as_int};
 pub use small::SmallBytes;
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};

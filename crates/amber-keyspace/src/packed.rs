@@ -82,6 +82,11 @@ impl Packed {
         &self.buf[data.min(self.buf.len())..(data + len).min(self.buf.len())]
     }
 
+    /// The buffer's first byte (0 when empty): a cheap read that brings it into the cache.
+    pub fn first_byte(&self) -> u8 {
+        self.buf.first().copied().unwrap_or(0)
+    }
+
     /// Removes every element, keeping the buffer's capacity.
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -120,6 +125,7 @@ impl Packed {
 }
 
 /// Iterator over element positions.
+#[derive(Clone)]
 pub struct Spans<'a> {
     buf: &'a [u8],
     at: usize,

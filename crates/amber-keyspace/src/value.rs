@@ -118,6 +118,21 @@ pub enum Value {
 }
 
 impl Value {
+    /// Reads the first bytes of the value's heap memory and returns something computed from
+    /// them: loads that bring the value into the cache ahead of its use (see
+    /// [`crate::Db::for_each_batched`]).
+    pub fn touch(&self) -> u64 {
+        match self {
+            Value::Str(StrValue::Raw(bytes)) => bytes.first().copied().map_or(0, u64::from),
+            Value::Str(_) => 0,
+            Value::Hash(HashValue::Pack(packed)) => u64::from(packed.first_byte()),
+            Value::Hash(HashValue::Table(table)) => table.len() as u64,
+            Value::Set(set) => set.len() as u64,
+            Value::Zset(zset) => zset.touch(),
+            Value::List(list) => list.front().map_or(0, |item| item.as_bytes().len() as u64),
+        }
+    }
+
     /// The name `TYPE` replies.
     pub fn type_name(&self) -> &'static str {
         match self {

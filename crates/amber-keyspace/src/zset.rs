@@ -128,6 +128,14 @@ impl ZsetValue {
         }
     }
 
+    /// Reads the start of the set's memory (see [`crate::Value::touch`]).
+    pub fn touch(&self) -> u64 {
+        match &self.repr {
+            Repr::Small(packed) => u64::from(packed.first_byte()),
+            Repr::Big(big) => big.scores.len() as u64,
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -297,6 +305,7 @@ impl ZsetValue {
 }
 
 /// Iterator over a sorted set's members and scores, lowest first (reversible).
+#[derive(Clone)]
 pub enum ZsetIter<'a> {
     /// Over a small set (decoded up front: at most `zset-max-listpack-entries` members).
     Small(std::vec::IntoIter<(&'a [u8], f64)>),

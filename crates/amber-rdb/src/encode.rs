@@ -7,17 +7,26 @@ pub fn canonical_int(bytes: &[u8]) -> Option<i64> {
 }
 
 /// Builds a listpack from its elements, storing integer-looking strings as integers as Redis does.
+#[cfg(test)]
 pub fn listpack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut blob = vec![0u8; 6];
+    let mut blob = Vec::new();
+    listpack_into(&mut blob, items);
+    blob
+}
+
+/// Builds a listpack into `blob` (emptied first).
+pub fn listpack_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
+    blob.clear();
+    blob.extend_from_slice(&[0; 6]);
     let mut count = 0usize;
     for item in items {
         let start = blob.len();
         match canonical_int(item) {
-            Some(number) => push_int(&mut blob, number),
-            None => push_str(&mut blob, item),
+            Some(number) => push_int(blob, number),
+            None => push_str(blob, item),
         }
         let entry_len = blob.len() - start;
-        push_backlen(&mut blob, entry_len);
+        push_backlen(blob, entry_len);
         count += 1;
     }
     blob.push(0xff);
@@ -25,21 +34,20 @@ pub fn listpack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     blob[..4].copy_from_slice(&total.to_le_bytes());
     let declared = count.min(usize::from(u16::MAX)) as u16;
     blob[4..6].copy_from_slice(&declared.to_le_bytes());
-    blob
 }
 
 /// Bytes a listpack entry for `item` takes, back-length included (to size quicklist nodes).
 pub fn listpack_entry_size(item: &[u8]) -> usize {
-    let mut scratch = Vec::with_capacity(16);
     let body = match canonical_int(item) {
-        Some(number) => {
-            push_int(&mut scratch, number);
-            scratch.len()
-        }
-        None => {
-            push_str_header(&mut scratch, item.len());
-            scratch.len() + item.len()
-        }
+        Some(v) if (0..=127).contains(&v) => 1,
+        Some(v) if (-4096..=4095).contains(&v) => 2,
+        Some(v) if (-32768..=32767).contains(&v) => 3,
+        Some(v) if (-8_388_608..=8_388_607).contains(&v) => 4,
+        Some(v) if i32::try_from(v).is_ok() => 5,
+        Some(_) => 9,
+        None if item.len() < 64 => 1 + item.len(),
+        None if item.len() < 4096 => 2 + item.len(),
+        None => 5 + item.len(),
     };
     body + backlen_bytes(body)
 }
@@ -105,10 +113,19 @@ fn push_backlen(blob: &mut Vec<u8>, len: usize) {
 }
 
 /// Builds an intset from integers (sorted and deduplicated here), with the narrowest width.
+#[cfg(test)]
 pub fn intset(values: &[i64]) -> Vec<u8> {
     let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
+    let mut blob = Vec::new();
+    intset_into(&mut blob, &mut sorted);
+    blob
+}
+
+/// Builds an intset into `blob` (emptied first) from `values`, which it sorts and deduplicates.
+pub fn intset_into(blob: &mut Vec<u8>, values: &mut Vec<i64>) {
+    values.sort_unstable();
+    values.dedup();
+    let sorted = values;
     let width: usize = if sorted.iter().all(|v| i16::try_from(*v).is_ok()) {
         2
     } else if sorted.iter().all(|v| i32::try_from(*v).is_ok()) {
@@ -116,13 +133,13 @@ pub fn intset(values: &[i64]) -> Vec<u8> {
     } else {
         8
     };
-    let mut blob = Vec::with_capacity(8 + width * sorted.len());
+    blob.clear();
+    blob.reserve(8 + width * sorted.len());
     blob.extend_from_slice(&(width as u32).to_le_bytes());
     blob.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
-    for v in sorted {
+    for v in sorted.iter() {
         blob.extend_from_slice(&v.to_le_bytes()[..width]);
     }
-    blob
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use thiserror::Error;
 
-use crate::encode::{canonical_int, intset, listpack, listpack_entry_size};
+use crate::encode::{canonical_int, intset_into, listpack_entry_size, listpack_into};
 use crate::lzf;
 use crate::model::{Value, opcodes, types};
 
@@ -86,6 +86,11 @@ pub struct RdbWriter<W: Write> {
     written: u64,
     /// Set for DUMP payloads, which hold a value without its key.
     omit_key: bool,
+    /// Scratch buffers reused from one value to the next.
+    blob: Vec<u8>,
+    ints: Vec<i64>,
+    node_lengths: Vec<usize>,
+    score_texts: Vec<ScoreText>,
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -98,6 +103,10 @@ impl<W: Write> RdbWriter<W> {
             options,
             written: 0,
             omit_key: false,
+            blob: Vec::new(),
+            ints: Vec::new(),
+            node_lengths: Vec::new(),
+            score_texts: Vec::new(),
         };
         writer
             .buffer
@@ -222,44 +231,29 @@ impl<W: Write> RdbWriter<W> {
     }
 
     fn value(&mut self, key: &[u8], value: &Value) -> Result<(), WriteError> {
-        let limits = self.options.thresholds;
         match value {
             Value::String(bytes) => {
                 self.buffer.push(types::STRING);
                 self.key(key);
                 self.string(bytes);
             }
-            Value::List(items) => {
-                self.buffer.push(types::LIST_QUICKLIST_2);
-                self.key(key);
-                self.quicklist(items);
+            Value::List(items) => self.list(key, items.iter().map(Vec::as_slice)),
+            Value::Set(members) => self.set(key, members.iter().map(Vec::as_slice)),
+            Value::SortedSet(members) => {
+                let mut sorted: Vec<(&[u8], f64)> =
+                    members.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
+                sorted.sort_by(|a, b| {
+                    a.1.partial_cmp(&b.1)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                        .then_with(|| a.0.cmp(b.0))
+                });
+                self.sorted_set(key, sorted.into_iter())?;
             }
-            Value::Set(members) => self.set(key, members),
-            Value::SortedSet(members) => self.sorted_set(key, members)?,
             Value::Hash(fields) => {
-                let small = fields.len() <= limits.hash_max_listpack_entries
-                    && fields.iter().all(|(f, v)| {
-                        f.len() <= limits.hash_max_listpack_value
-                            && v.len() <= limits.hash_max_listpack_value
-                    });
-                if small {
-                    self.buffer.push(types::HASH_LISTPACK);
-                    self.key(key);
-                    let blob = listpack(
-                        fields
-                            .iter()
-                            .flat_map(|(f, v)| [f.as_slice(), v.as_slice()]),
-                    );
-                    self.string(&blob);
-                } else {
-                    self.buffer.push(types::HASH);
-                    self.key(key);
-                    self.length(fields.len() as u64);
-                    for (field, value) in fields {
-                        self.string(field);
-                        self.string(value);
-                    }
-                }
+                self.hash(
+                    key,
+                    fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+                );
             }
             Value::HashWithFieldTtl(fields) => {
                 if fields.iter().any(|(_, _, ttl)| ttl.is_some()) {
@@ -268,11 +262,10 @@ impl<W: Write> RdbWriter<W> {
                         String::from_utf8_lossy(key)
                     )));
                 }
-                let plain = fields
-                    .iter()
-                    .map(|(f, v, _)| (f.clone(), v.clone()))
-                    .collect();
-                return self.value(key, &Value::Hash(plain));
+                self.hash(
+                    key,
+                    fields.iter().map(|(f, v, _)| (f.as_slice(), v.as_slice())),
+                );
             }
             Value::Stream(_) => {
                 return Err(WriteError::Unsupported(format!(
@@ -284,84 +277,220 @@ impl<W: Write> RdbWriter<W> {
         Ok(())
     }
 
+    /// Writes a list key, elements head first, without building a [`Value`].
+    pub fn list_entry<'a>(
+        &mut self,
+        key: &[u8],
+        items: impl Iterator<Item = &'a [u8]> + Clone,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        self.expiry(expire_at_ms);
+        self.list(key, items);
+        self.maybe_flush()
+    }
+
+    /// Writes a set key without building a [`Value`].
+    pub fn set_entry<'a>(
+        &mut self,
+        key: &[u8],
+        members: impl Iterator<Item = &'a [u8]> + Clone,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        self.expiry(expire_at_ms);
+        self.set(key, members);
+        self.maybe_flush()
+    }
+
+    /// Writes a set of integers as an intset, the way Redis saves an intset-encoded set.
+    pub fn intset_entry(
+        &mut self,
+        key: &[u8],
+        ints: &[i64],
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        self.expiry(expire_at_ms);
+        self.buffer.push(types::SET_INTSET);
+        self.key(key);
+        let mut sorted = std::mem::take(&mut self.ints);
+        sorted.clear();
+        sorted.extend_from_slice(ints);
+        let mut blob = std::mem::take(&mut self.blob);
+        intset_into(&mut blob, &mut sorted);
+        self.string(&blob);
+        self.blob = blob;
+        self.ints = sorted;
+        self.maybe_flush()
+    }
+
+    /// Writes a hash key without building a [`Value`].
+    pub fn hash_entry<'a>(
+        &mut self,
+        key: &[u8],
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        self.expiry(expire_at_ms);
+        self.hash(key, fields);
+        self.maybe_flush()
+    }
+
+    /// Writes a sorted set key without building a [`Value`]; `members` must come in ascending
+    /// (score, member) order, as a sorted set iterates.
+    pub fn sorted_set_entry<'a>(
+        &mut self,
+        key: &[u8],
+        members: impl DoubleEndedIterator<Item = (&'a [u8], f64)> + Clone,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let mark = self.buffer.len();
+        self.expiry(expire_at_ms);
+        if let Err(error) = self.sorted_set(key, members) {
+            self.buffer.truncate(mark);
+            return Err(error);
+        }
+        self.maybe_flush()
+    }
+
+    fn expiry(&mut self, expire_at_ms: Option<i64>) {
+        if let Some(at) = expire_at_ms {
+            self.buffer.push(opcodes::EXPIRETIME_MS);
+            self.buffer.extend_from_slice(&at.to_le_bytes());
+        }
+    }
+
     /// Quicklist of listpack nodes of at most the configured size, as Redis 7.0 packs lists.
-    fn quicklist(&mut self, items: &[Vec<u8>]) {
+    fn list<'a>(&mut self, key: &[u8], items: impl Iterator<Item = &'a [u8]> + Clone) {
+        self.buffer.push(types::LIST_QUICKLIST_2);
+        self.key(key);
         let limit = self.options.thresholds.list_max_listpack_bytes;
-        let mut nodes: Vec<&[Vec<u8>]> = Vec::new();
-        let mut start = 0;
+        let mut node_lengths = std::mem::take(&mut self.node_lengths);
+        node_lengths.clear();
+        let mut in_node = 0;
         let mut size = 7;
-        for (index, item) in items.iter().enumerate() {
+        for item in items.clone() {
             let entry = listpack_entry_size(item);
-            if index > start && size + entry > limit {
-                nodes.push(&items[start..index]);
-                start = index;
+            if in_node > 0 && size + entry > limit {
+                node_lengths.push(in_node);
+                in_node = 0;
                 size = 7;
             }
             size += entry;
+            in_node += 1;
         }
-        if start < items.len() {
-            nodes.push(&items[start..]);
+        if in_node > 0 {
+            node_lengths.push(in_node);
         }
-        self.length(nodes.len() as u64);
-        for node in nodes {
+        self.length(node_lengths.len() as u64);
+        let mut items = items;
+        let mut blob = std::mem::take(&mut self.blob);
+        for &count in &node_lengths {
             self.length(2); // QUICKLIST_NODE_CONTAINER_PACKED
-            let blob = listpack(node.iter().map(Vec::as_slice));
+            listpack_into(&mut blob, items.by_ref().take(count));
             self.string(&blob);
         }
+        self.blob = blob;
+        self.node_lengths = node_lengths;
     }
 
-    fn set(&mut self, key: &[u8], members: &[Vec<u8>]) {
-        let ints: Option<Vec<i64>> = members.iter().map(|m| canonical_int(m)).collect();
-        match ints {
-            Some(ints) if ints.len() <= self.options.thresholds.set_max_intset_entries => {
-                self.buffer.push(types::SET_INTSET);
-                self.key(key);
-                self.string(&intset(&ints));
-            }
-            _ => {
-                self.buffer.push(types::SET);
-                self.key(key);
-                self.length(members.len() as u64);
-                for member in members {
-                    self.string(member);
-                }
+    fn set<'a>(&mut self, key: &[u8], members: impl Iterator<Item = &'a [u8]> + Clone) {
+        let mut ints = std::mem::take(&mut self.ints);
+        ints.clear();
+        let mut count = 0;
+        let mut all_ints = true;
+        for member in members.clone() {
+            count += 1;
+            match canonical_int(member) {
+                Some(number) if all_ints => ints.push(number),
+                _ => all_ints = false,
             }
         }
+        if all_ints && count <= self.options.thresholds.set_max_intset_entries {
+            self.buffer.push(types::SET_INTSET);
+            self.key(key);
+            let mut blob = std::mem::take(&mut self.blob);
+            intset_into(&mut blob, &mut ints);
+            self.string(&blob);
+            self.blob = blob;
+        } else {
+            self.buffer.push(types::SET);
+            self.key(key);
+            self.length(count as u64);
+            for member in members {
+                self.string(member);
+            }
+        }
+        self.ints = ints;
     }
 
-    fn sorted_set(&mut self, key: &[u8], members: &[(Vec<u8>, f64)]) -> Result<(), WriteError> {
-        if members.iter().any(|(_, score)| score.is_nan()) {
-            return Err(WriteError::Unsupported(format!(
-                "a NaN score (key '{}')",
-                String::from_utf8_lossy(key)
-            )));
-        }
-        let mut sorted: Vec<&(Vec<u8>, f64)> = members.iter().collect();
-        sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    fn hash<'a>(&mut self, key: &[u8], fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) {
         let limits = self.options.thresholds;
-        let small = sorted.len() <= limits.zset_max_listpack_entries
-            && sorted
-                .iter()
-                .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
+        let mut count = 0;
+        let mut small = true;
+        for (field, value) in fields.clone() {
+            count += 1;
+            small &= field.len() <= limits.hash_max_listpack_value
+                && value.len() <= limits.hash_max_listpack_value;
+        }
+        small &= count <= limits.hash_max_listpack_entries;
+        if small {
+            self.buffer.push(types::HASH_LISTPACK);
+            self.key(key);
+            let mut blob = std::mem::take(&mut self.blob);
+            listpack_into(&mut blob, fields.flat_map(|(f, v)| [f, v]));
+            self.string(&blob);
+            self.blob = blob;
+        } else {
+            self.buffer.push(types::HASH);
+            self.key(key);
+            self.length(count as u64);
+            for (field, value) in fields {
+                self.string(field);
+                self.string(value);
+            }
+        }
+    }
+
+    fn sorted_set<'a>(
+        &mut self,
+        key: &[u8],
+        members: impl DoubleEndedIterator<Item = (&'a [u8], f64)> + Clone,
+    ) -> Result<(), WriteError> {
+        let limits = self.options.thresholds;
+        let mut count = 0;
+        let mut small = true;
+        for (member, score) in members.clone() {
+            if score.is_nan() {
+                return Err(WriteError::Unsupported(format!(
+                    "a NaN score (key '{}')",
+                    String::from_utf8_lossy(key)
+                )));
+            }
+            count += 1;
+            small &= member.len() <= limits.zset_max_listpack_value;
+        }
+        small &= count <= limits.zset_max_listpack_entries;
         if small {
             self.buffer.push(types::ZSET_LISTPACK);
             self.key(key);
-            let scores: Vec<Vec<u8>> = sorted
-                .iter()
-                .map(|(_, s)| score_text(*s).into_bytes())
-                .collect();
-            let items = sorted
-                .iter()
-                .zip(&scores)
-                .flat_map(|((m, _), s)| [m.as_slice(), s.as_slice()]);
-            let blob = listpack(items);
+            let mut blob = std::mem::take(&mut self.blob);
+            let mut texts = std::mem::take(&mut self.score_texts);
+            texts.clear();
+            for (_, score) in members.clone() {
+                texts.push(score_text(score));
+            }
+            let items = members
+                .zip(texts.iter())
+                .flat_map(|((member, _), text)| [member, text.as_bytes()]);
+            listpack_into(&mut blob, items);
             self.string(&blob);
+            self.blob = blob;
+            self.score_texts = texts;
         } else {
             self.buffer.push(types::ZSET_2);
             self.key(key);
-            self.length(sorted.len() as u64);
+            self.length(count as u64);
             // Redis writes skiplists from the highest score down, so loading inserts at the head.
-            for (member, score) in sorted.iter().rev() {
+            for (member, score) in members.rev() {
                 self.string(member);
                 self.buffer.extend_from_slice(&score.to_le_bytes());
             }
@@ -370,19 +499,61 @@ impl<W: Write> RdbWriter<W> {
     }
 }
 
+/// A score's text, held inline.
+#[derive(Clone, Copy)]
+struct ScoreText {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl ScoreText {
+    fn new(text: &[u8]) -> ScoreText {
+        let mut bytes = [0u8; 32];
+        let len = text.len().min(32);
+        bytes[..len].copy_from_slice(&text[..len]);
+        ScoreText {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// A score as Redis's `d2string` writes it into a listpack: integers in plain decimal, `-0`,
 /// infinities as `inf`/`-inf`, anything else as `%.17g`.
-fn score_text(score: f64) -> String {
+fn score_text(score: f64) -> ScoreText {
     if score == 0.0 {
-        return if score.is_sign_negative() { "-0" } else { "0" }.to_string();
+        return ScoreText::new(if score.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        });
     }
     let integral = score > -4_503_599_627_370_495.0
         && score < 4_503_599_627_370_496.0
         && score == score.trunc();
     if integral {
-        (score as i64).to_string()
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = (score as i64).unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if score < 0.0 {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        ScoreText::new(&digits[at..])
     } else {
-        amber_protocol::format_double(score)
+        ScoreText::new(amber_protocol::format_double(score).as_bytes())
     }
 }
 

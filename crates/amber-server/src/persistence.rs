@@ -121,16 +121,20 @@ pub fn write_snapshot(
         writer
             .select_db(index as u64, db.len() as u64, db.volatile_len() as u64)
             .map_err(to_io)?;
-        for (key, entry) in db.iter() {
-            match &entry.value {
-                Value::Str(value) => writer.string_entry(key, &value.as_bytes(), entry.expire_at()),
-                other => writer.entry(key, &to_rdb(other), entry.expire_at()),
+        let mut failure = None;
+        db.for_each_batched(|key, entry| {
+            if let Err(error) = write_entry(&mut writer, key, entry) {
+                failure = Some(to_io(error));
+                return false;
             }
-            .map_err(to_io)?;
             keys += 1;
             if options.key_delay_us > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(options.key_delay_us));
             }
+            true
+        });
+        if let Some(error) = failure {
+            return Err(error);
         }
     }
     let file = writer
@@ -140,6 +144,27 @@ pub fn write_snapshot(
         .map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(keys)
+}
+
+/// Writes one key straight from its keyspace form (no neutral copy of the value).
+pub fn write_entry<W: std::io::Write>(
+    writer: &mut RdbWriter<W>,
+    key: &[u8],
+    entry: &Entry,
+) -> Result<(), amber_rdb::WriteError> {
+    let expire = entry.expire_at();
+    match &entry.value {
+        Value::Str(value) => writer.string_entry(key, &value.as_bytes(), expire),
+        Value::List(items) => writer.list_entry(key, items.iter().map(|i| i.as_bytes()), expire),
+        Value::Set(set) => match &**set {
+            SetValue::Ints(ints) => writer.intset_entry(key, ints, expire),
+            SetValue::Table(table) => {
+                writer.set_entry(key, table.iter().map(|(member, ())| member), expire)
+            }
+        },
+        Value::Hash(hash) => writer.hash_entry(key, hash.iter(), expire),
+        Value::Zset(zset) => writer.sorted_set_entry(key, zset.iter(), expire),
+    }
 }
 
 fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
