@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use crate::dict::Dict;
 use crate::hash::{HashLimits, HashValue};
+use crate::list::{ListLimits, ListValue};
 use crate::packed::Packed;
 use crate::set::{SetValue, member_as_int};
 use crate::small::SmallBytes;
@@ -78,11 +79,14 @@ impl ValueBuilder {
         self.scores.push(score);
     }
 
-    /// The elements as a list.
-    pub fn list(&self) -> VecDeque<SmallBytes> {
+    /// The elements as a list: packed when they fit `limits`.
+    pub fn list(&self, limits: ListLimits) -> ListValue {
+        if self.count <= limits.max_entries && self.elements.byte_len() <= limits.max_bytes {
+            return ListValue::Small(self.elements.clone());
+        }
         let mut list = VecDeque::with_capacity(self.count);
         list.extend(self.elements.iter().map(SmallBytes::new));
-        list
+        ListValue::Big(Box::new(list))
     }
 
     /// The elements as a set: an intset when they are all integers and few enough.

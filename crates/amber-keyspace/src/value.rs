@@ -114,7 +114,7 @@ pub enum Value {
     /// A sorted set.
     Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
-    List(Box<std::collections::VecDeque<crate::SmallBytes>>),
+    List(crate::list::ListValue),
 }
 
 impl Value {
@@ -129,7 +129,7 @@ impl Value {
             Value::Hash(HashValue::Table(table)) => table.len() as u64,
             Value::Set(set) => set.len() as u64,
             Value::Zset(zset) => zset.touch(),
-            Value::List(list) => list.front().map_or(0, |item| item.as_bytes().len() as u64),
+            Value::List(list) => list.touch(),
         }
     }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use amber_keyspace::{
-    Entry, HashLimits, HashValue, Keyspace, SetValue, SmallBytes, StrValue, Value, ValueBuilder,
-    ZsetLimits, ZsetValue,
+    Entry, HashLimits, HashValue, Keyspace, ListLimits, ListValue, SetValue, SmallBytes, StrValue,
+    Value, ValueBuilder, ZsetLimits, ZsetValue,
 };
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
 use amber_snapshot::Child;
@@ -155,7 +155,7 @@ pub fn write_entry<W: std::io::Write>(
     let expire = entry.expire_at();
     match &entry.value {
         Value::Str(value) => writer.string_entry(key, &value.as_bytes(), expire),
-        Value::List(items) => writer.list_entry(key, items.iter().map(|i| i.as_bytes()), expire),
+        Value::List(items) => writer.list_entry(key, items.iter(), expire),
         Value::Set(set) => match &**set {
             SetValue::Ints(ints) => writer.intset_entry(key, ints, expire),
             SetValue::Table(table) => {
@@ -415,6 +415,8 @@ pub struct EncodingLimits {
     pub max_intset: usize,
     /// `zset-max-listpack-*`
     pub zset: ZsetLimits,
+    /// `list-max-listpack-size`
+    pub list: ListLimits,
 }
 
 /// A keyspace value in the RDB crate's neutral form (for SAVE and DUMP).
@@ -444,8 +446,9 @@ pub fn from_rdb(value: &amber_rdb::Value, limits: &EncodingLimits) -> Result<Val
                 members.iter().map(|(m, s)| (m.as_slice(), *s)).collect();
             Value::Zset(ZsetValue::from_members(&members, limits.zset))
         }
-        amber_rdb::Value::List(items) => Value::List(Box::new(
-            items.iter().map(|item| SmallBytes::new(item)).collect(),
+        amber_rdb::Value::List(items) => Value::List(ListValue::from_items(
+            items.iter().map(Vec::as_slice),
+            limits.list,
         )),
         amber_rdb::Value::Set(members) => {
             let mut set = SetValue::default();
@@ -526,7 +529,7 @@ pub fn from_raw(
             }
             Value::Hash(builder.hash(limits.hash))
         }
-        _ => Value::List(Box::new(builder.list())),
+        _ => Value::List(builder.list(limits.list)),
     })
 }
 
@@ -547,6 +550,7 @@ mod tests {
             hash: HashLimits::default(),
             max_intset: 512,
             zset: ZsetLimits::default(),
+            list: ListLimits::default(),
         }
     }
 
@@ -620,7 +624,7 @@ mod tests {
         let Value::List(list) = value(db, "l") else {
             panic!("l is a list")
         };
-        let items: Vec<&[u8]> = list.iter().map(|i| i.as_bytes()).collect();
+        let items: Vec<&[u8]> = list.iter().collect();
         assert_eq!(items, [&b"a"[..], b"-5", b"c"]);
         let Value::Set(ints) = value(db, "i") else {
             panic!("i is a set")

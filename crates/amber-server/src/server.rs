@@ -73,6 +73,7 @@ fn encoding_limits(config: &Config) -> crate::persistence::EncodingLimits {
             max_value: size("hash-max-listpack-value"),
         },
         max_intset: size("set-max-intset-entries"),
+        list: amber_keyspace::ListLimits::from_setting(config.get_i64("list-max-listpack-size")),
         zset: amber_keyspace::ZsetLimits {
             max_entries: size("zset-max-listpack-entries"),
             max_value: size("zset-max-listpack-value"),
@@ -378,6 +379,11 @@ impl Server {
         } else {
             crate::aof::BaseFormat::Commands
         }
+    }
+
+    /// `set-max-intset-entries`.
+    pub fn list_limits(&self) -> amber_keyspace::ListLimits {
+        self.settings.encoding.list
     }
 
     /// `set-max-intset-entries`.

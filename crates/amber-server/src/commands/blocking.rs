@@ -165,9 +165,10 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
             )]);
             let item = items.remove(0);
             ctx.out.bulk(&item);
+            let limits = ctx.server.list_limits();
             let _ = write_list(ctx, destination, true, |list| match to {
-                End::Left => list.push_front(item),
-                End::Right => list.push_back(item),
+                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
+                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
             });
             let db = ctx.client.db;
             ctx.server.touch_key(db, destination);

@@ -1,14 +1,12 @@
 //! The list family: pushes and pops at both ends, ranges, positions, LMOVE and LMPOP.
 //! The blocking variants live in `blocking.rs`.
 
-use std::collections::VecDeque;
-
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, read_collection, write_collection};
 
-pub(super) type List = VecDeque<amber_keyspace::SmallBytes>;
+pub(super) type List = amber_keyspace::ListValue;
 
 /// Runs `read` on the list under `key` (see [`read_collection`]).
 pub(super) fn read_list<R>(
@@ -45,20 +43,13 @@ pub(super) fn end_of(arg: &[u8]) -> Option<End> {
     }
 }
 
-/// Lists up to this long are allocated exactly.
-const SMALL_LIST: usize = 128;
-
 fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
+    let limits = ctx.server.list_limits();
     let len = write_list(ctx, &args[1], !only_existing, |list| {
-        if list.len() + args.len() <= SMALL_LIST {
-            // Small lists are kept exactly sized (as a listpack is); big ones grow by doubling.
-            list.reserve_exact(args.len() - 2);
-        }
-        for item in &args[2..] {
-            match end {
-                End::Left => list.push_front(amber_keyspace::SmallBytes::new(item)),
-                End::Right => list.push_back(amber_keyspace::SmallBytes::new(item)),
-            }
+        let items = args[2..].iter().map(|item| &item[..]);
+        match end {
+            End::Left => list.extend_front(items, limits),
+            End::Right => list.extend_back(items, limits),
         }
         list.len()
     });
@@ -141,7 +132,7 @@ pub fn rpop(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `LLEN key`
 pub fn llen(ctx: &mut Ctx, args: &[Bytes]) {
-    if let Ok(len) = read_list(ctx, &args[1], VecDeque::len) {
+    if let Ok(len) = read_list(ctx, &args[1], List::len) {
         ctx.out.integer(len.unwrap_or(0) as i64);
     }
 }
@@ -158,7 +149,7 @@ pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     };
     let item = read_list(ctx, &args[1], |list| {
-        resolve(list.len(), index).map(|i| list[i].to_vec())
+        resolve(list.len(), index).and_then(|i| list.get(i).map(<[u8]>::to_vec))
     });
     match item {
         Ok(Some(Some(item))) => ctx.out.bulk(&item),
@@ -172,12 +163,10 @@ pub fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(index) = ctx.int_arg(&args[2]) else {
         return;
     };
+    let limits = ctx.server.list_limits();
     let done = write_list(ctx, &args[1], false, |list| {
         match resolve(list.len(), index) {
-            Some(i) => {
-                list[i] = amber_keyspace::SmallBytes::new(&args[3]);
-                true
-            }
+            Some(i) => list.set(i, &args[3], limits),
             None => false,
         }
     });
@@ -214,7 +203,7 @@ pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.error(errors::NOT_INTEGER);
     };
     let items = read_list(ctx, &args[1], |list| match clamp(list.len(), start, stop) {
-        Some((from, to)) => list.range(from..=to).map(|i| i.to_vec()).collect(),
+        Some((from, to)) => list.range(from, to).map(<[u8]>::to_vec).collect(),
         None => Vec::new(),
     });
     if let Ok(items) = items {
@@ -229,8 +218,9 @@ pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
         return ctx.error(errors::NOT_INTEGER);
     };
+    let limits = ctx.server.list_limits();
     let trimmed = write_list(ctx, &args[1], false, |list| {
-        match clamp(list.len(), start, stop) {
+        list.edit(limits, |list| match clamp(list.len(), start, stop) {
             Some((from, to)) => {
                 let removed = list.len() - (to - from + 1);
                 list.truncate(to + 1);
@@ -242,7 +232,7 @@ pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
                 list.clear();
                 removed
             }
-        }
+        })
     });
     if let Ok(removed) = trimmed {
         ctx.dirty(removed.unwrap_or(0) as u64);
@@ -259,12 +249,15 @@ pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
     } else {
         return ctx.error(errors::SYNTAX);
     };
+    let limits = ctx.server.list_limits();
     let result = write_list(ctx, &args[1], false, |list| {
-        let position = list.iter().position(|item| **item == *args[3])?;
-        list.insert(
-            position + usize::from(after),
-            amber_keyspace::SmallBytes::new(&args[4]),
-        );
+        let position = list.iter().position(|item| *item == *args[3])?;
+        list.edit(limits, |list| {
+            list.insert(
+                position + usize::from(after),
+                amber_keyspace::SmallBytes::new(&args[4]),
+            );
+        });
         Some(list.len())
     });
     match result {
@@ -283,40 +276,51 @@ pub fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(count) = ctx.int_arg(&args[2]) else {
         return;
     };
+    let limits = ctx.server.list_limits();
     let removed = write_list(ctx, &args[1], false, |list| {
-        let limit = if count == 0 {
-            usize::MAX
-        } else {
-            count.unsigned_abs() as usize
-        };
-        let mut removed = 0;
-        let mut kept: List = VecDeque::with_capacity(list.len());
-        let matches = |item: &[u8]| *item == *args[3];
-        if count >= 0 {
-            for item in list.drain(..) {
-                if removed < limit && matches(&item) {
-                    removed += 1;
-                } else {
-                    kept.push_back(item);
-                }
-            }
-        } else {
-            for item in list.drain(..).rev() {
-                if removed < limit && matches(&item) {
-                    removed += 1;
-                } else {
-                    kept.push_front(item);
-                }
-            }
-        }
-        *list = kept;
-        removed
+        list.edit(limits, |list| remove_matching(list, count, &args[3]))
     });
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
         ctx.out.integer(removed as i64);
     }
+}
+
+/// LREM's removal: up to `count` elements equal to `element` from the head (from the tail when
+/// negative, all when 0); returns how many went.
+fn remove_matching(
+    list: &mut std::collections::VecDeque<amber_keyspace::SmallBytes>,
+    count: i64,
+    element: &[u8],
+) -> usize {
+    let limit = if count == 0 {
+        usize::MAX
+    } else {
+        count.unsigned_abs() as usize
+    };
+    let mut removed = 0;
+    let mut kept = std::collections::VecDeque::with_capacity(list.len());
+    let matches = |item: &[u8]| *item == *element;
+    if count >= 0 {
+        for item in list.drain(..) {
+            if removed < limit && matches(&item) {
+                removed += 1;
+            } else {
+                kept.push_back(item);
+            }
+        }
+    } else {
+        for item in list.drain(..).rev() {
+            if removed < limit && matches(&item) {
+                removed += 1;
+            } else {
+                kept.push_front(item);
+            }
+        }
+    }
+    *list = kept;
+    removed
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`
@@ -351,6 +355,7 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
         i += 2;
     }
     let found = read_list(ctx, &args[1], |list| {
+        let list: Vec<&[u8]> = list.iter().collect();
         let wanted = match count {
             Some(0) => usize::MAX,
             Some(n) => n,
@@ -397,9 +402,10 @@ fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End
         Err(Replied) => return,
     };
     let reply = item.clone();
+    let limits = ctx.server.list_limits();
     let _ = write_list(ctx, destination, true, |list| match to {
-        End::Left => list.push_front(item),
-        End::Right => list.push_back(item),
+        End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
+        End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
     });
     ctx.dirty(1);
     ctx.out.bulk(&reply);

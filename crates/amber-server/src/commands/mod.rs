@@ -233,11 +233,7 @@ macro_rules! collection {
 collection!(amber_keyspace::HashValue, Hash, std::convert::identity);
 collection!(amber_keyspace::SetValue, Set, Box::new);
 collection!(amber_keyspace::ZsetValue, Zset, std::convert::identity);
-collection!(
-    std::collections::VecDeque<amber_keyspace::SmallBytes>,
-    List,
-    Box::new
-);
+collection!(amber_keyspace::ListValue, List, std::convert::identity);
 
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.
