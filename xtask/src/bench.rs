@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Only the AOF comparisons (SET under appendfsync always/everysec, AOF load time).
     #[arg(long)]
     aof_only: bool,
+    /// Only the AOF rewrite comparison (rewrite time, COW, restart with each kind of base).
+    #[arg(long)]
+    pub rewrite_only: bool,
 }
 
 pub struct ServerUnderTest {
@@ -168,7 +171,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.memory_only {
         return memory(args);
     }
-    if args.aof_only {
+    if args.aof_only || args.rewrite_only {
         return crate::bench_aof::run(args);
     }
     let root = workspace_root();

@@ -32,6 +32,9 @@ fn binaries() -> [(&'static str, PathBuf); 2] {
 
 /// Runs every comparison and prints the tables.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.rewrite_only {
+        return rewrite(args);
+    }
     throughput(args)?;
     if args.aof_keys > 0 {
         load_time(args)?;
@@ -43,7 +46,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// BGREWRITEAOF of the same mixed dataset under a SET load: rewrite time, copy-on-write
 /// memory of the child, then restart time from the rewritten directory, with an RDB-preamble
 /// base and with a command base.
-fn rewrite(args: &BenchArgs) -> Result<()> {
+pub fn rewrite(args: &BenchArgs) -> Result<()> {
     println!(
         "\nAOF rewrite: {} mixed keys, BGREWRITEAOF under a redis-benchmark SET load (-c 10), one round",
         args.aof_keys
