@@ -498,3 +498,33 @@ fn bgsave_reports_the_copy_on_write_it_measured() {
         .expect("a number");
     assert!(cow > 1 << 20, "measured copy-on-write: {cow} bytes");
 }
+
+#[test]
+fn bgsave_progress_comes_from_the_child() {
+    let server = ServerProcess::amber(&["--rdb-key-save-delay", "200"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "5000", "key", "10"]);
+    assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
+    assert_eq!(info_field(&mut client, "current_save_keys_total"), "5000");
+    wait_for(
+        || {
+            let processed: u64 = info_field(&mut client, "current_save_keys_processed")
+                .parse()
+                .expect("a number");
+            (1024..5000).contains(&processed)
+        },
+        "the child to report keys written",
+    );
+    let percent: f64 = info_field(&mut client, "current_fork_perc")
+        .parse()
+        .expect("a number");
+    assert!(
+        percent > 0.0 && percent < 100.0,
+        "current_fork_perc {percent}"
+    );
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the BGSAVE to finish",
+    );
+    assert_eq!(info_field(&mut client, "current_save_keys_processed"), "0");
+}

@@ -2,6 +2,7 @@
 //! `appendfsync`, and opening the multi-part directory (creating its base and incr files).
 //! Loading lives in [`crate::aof_load`].
 
+use amber_snapshot::Reporter;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -522,13 +523,17 @@ pub fn write_base(
     let temp = dir.join(format!("temp-rewriteaof-{}.aof", std::process::id()));
     let result = (|| {
         let keys = match format {
-            BaseFormat::Rdb(options) => {
-                crate::persistence::write_snapshot(keyspace, &temp, options, true)?
-            }
+            BaseFormat::Rdb(options) => crate::persistence::write_snapshot(
+                keyspace,
+                &temp,
+                options,
+                true,
+                &mut Reporter::disconnected(),
+            )?,
             BaseFormat::Commands => {
                 let file = File::create(&temp)?;
                 let mut out = BufWriter::with_capacity(1 << 20, file);
-                let keys = write_commands(keyspace, &mut out)?;
+                let keys = write_commands(keyspace, &mut out, &mut Reporter::disconnected())?;
                 let file = out.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 keys
@@ -546,15 +551,20 @@ pub fn write_base(
 
 /// Writes `keyspace` as the commands that rebuild it (Redis's command-form rewrite): `SELECT`,
 /// then per key `SET`/`RPUSH`/`SADD`/`ZADD`/`HMSET` in batches of 64 items and `PEXPIREAT`.
-pub fn write_commands(keyspace: &Keyspace, out: &mut impl Write) -> std::io::Result<u64> {
+pub fn write_commands(
+    keyspace: &Keyspace,
+    out: &mut impl Write,
+    reporter: &mut Reporter,
+) -> std::io::Result<u64> {
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut keys = 0;
+    let mut failure = None;
     for (index, db) in keyspace.dbs().iter().enumerate() {
         if db.is_empty() {
             continue;
         }
         amber_aof::encode_command(&["SELECT", index.to_string().as_str()], &mut buffer);
-        for (key, entry) in db.iter() {
+        db.for_each_batched(|key, entry| {
             encode_value(key, &entry.value, &mut buffer);
             if let Some(at) = entry.expire_at() {
                 let at = at.to_string();
@@ -564,14 +574,25 @@ pub fn write_commands(keyspace: &Keyspace, out: &mut impl Write) -> std::io::Res
                 );
             }
             keys += 1;
+            if keys % 1024 == 0 {
+                reporter.keys_processed(keys);
+            }
             if buffer.len() >= 64 * 1024 {
-                out.write_all(&buffer)?;
+                if let Err(error) = out.write_all(&buffer) {
+                    failure = Some(error);
+                    return false;
+                }
                 buffer.clear();
             }
+            true
+        });
+        if let Some(error) = failure {
+            return Err(error);
         }
     }
     out.write_all(&buffer)?;
     out.flush()?;
+    reporter.finish(keys);
     Ok(keys)
 }
 

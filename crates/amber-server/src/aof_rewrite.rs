@@ -28,6 +28,10 @@ pub struct RewriteChild {
     rdb: bool,
     /// Largest copy-on-write size seen while the child ran.
     pub peak_cow: u64,
+    /// Keys in the dataset at the fork, and the child's latest report.
+    pub keys_total: u64,
+    /// The child's latest report (keys written, copy-on-write size).
+    pub progress: amber_snapshot::Progress,
 }
 
 impl RewriteChild {
@@ -107,8 +111,8 @@ impl Server {
             .join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
-        let spawned = amber_snapshot::spawn(move || {
-            match write_rewrite_base(keyspace, &child_temp, format) {
+        let spawned = amber_snapshot::spawn(move |reporter| {
+            match write_rewrite_base(keyspace, &child_temp, format, reporter) {
                 Ok(()) => 0,
                 Err(_) => 1,
             }
@@ -142,6 +146,8 @@ impl Server {
             },
             rdb: matches!(format, BaseFormat::Rdb(_)),
             peak_cow: 0,
+            keys_total: self.keyspace.key_count() as u64,
+            progress: amber_snapshot::Progress::default(),
         });
         self.update_resize_policy();
         Ok(())
@@ -152,8 +158,8 @@ impl Server {
     /// enough.
     pub fn check_aof_rewrite(&mut self) {
         if let Some(running) = self.aof_rewrite.child.as_mut() {
-            let cow = amber_snapshot::private_dirty_bytes_of(running.child.pid());
-            running.peak_cow = running.peak_cow.max(cow);
+            running.progress = running.child.progress();
+            running.peak_cow = running.peak_cow.max(running.progress.cow_bytes);
             match running.child.try_wait() {
                 Ok(Some(exit)) => self.finish_rewrite(exit),
                 Ok(None) => {}
@@ -322,15 +328,16 @@ fn write_rewrite_base(
     keyspace: &amber_keyspace::Keyspace,
     temp: &std::path::Path,
     format: BaseFormat,
+    reporter: &mut amber_snapshot::Reporter,
 ) -> std::io::Result<()> {
     match format {
         BaseFormat::Rdb(options) => {
-            crate::persistence::write_snapshot(keyspace, temp, options, true).map(|_| ())
+            crate::persistence::write_snapshot(keyspace, temp, options, true, reporter).map(|_| ())
         }
         BaseFormat::Commands => {
             let file = std::fs::File::create(temp)?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            crate::aof::write_commands(keyspace, &mut out)?;
+            crate::aof::write_commands(keyspace, &mut out, reporter)?;
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()
         }

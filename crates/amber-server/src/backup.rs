@@ -135,7 +135,7 @@ impl Server {
         let options = self.backup_rdb_options();
         let keyspace = &self.keyspace;
         let child_staging = staging.clone();
-        let spawned = amber_snapshot::spawn(move || {
+        let spawned = amber_snapshot::spawn(move |reporter| {
             let written = match &aof_copy {
                 Some(plan) => copy_aof(plan, &child_staging),
                 None => crate::persistence::write_snapshot(
@@ -143,6 +143,7 @@ impl Server {
                     &child_staging.join("dump.rdb"),
                     options,
                     false,
+                    reporter,
                 )
                 .map(|_| ()),
             };

@@ -12,7 +12,7 @@ use amber_keyspace::{
     Value, ValueBuilder, ZsetLimits, ZsetValue,
 };
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
-use amber_snapshot::Child;
+use amber_snapshot::{Child, Reporter};
 
 use crate::server::unix_ms;
 
@@ -39,6 +39,10 @@ pub struct RdbState {
     pub total_forks: u64,
     /// A BGSAVE SCHEDULE waiting for the running child.
     pub scheduled: bool,
+    /// Keys in the dataset when the running BGSAVE forked.
+    pub keys_total: u64,
+    /// The running BGSAVE child's latest report.
+    pub progress: amber_snapshot::Progress,
     /// Keys loaded and skipped as expired by the last load.
     pub last_load: (u64, u64),
 }
@@ -77,13 +81,18 @@ pub fn save_options(compression: bool, checksum: bool, key_delay_us: u64) -> Sav
 }
 
 /// Writes every database to `path` atomically; returns the number of keys written.
-pub fn save(keyspace: &Keyspace, path: &Path, options: SaveOptions) -> std::io::Result<u64> {
+pub fn save(
+    keyspace: &Keyspace,
+    path: &Path,
+    options: SaveOptions,
+    reporter: &mut Reporter,
+) -> std::io::Result<u64> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let temp = dir.join(format!("temp-{}.rdb", std::process::id()));
-    let result = write_file(keyspace, &temp, options).and_then(|keys| {
+    let result = write_snapshot(keyspace, &temp, options, false, reporter).and_then(|keys| {
         std::fs::rename(&temp, path)?;
         File::open(dir)?.sync_all()?;
         Ok(keys)
@@ -94,17 +103,14 @@ pub fn save(keyspace: &Keyspace, path: &Path, options: SaveOptions) -> std::io::
     result
 }
 
-fn write_file(keyspace: &Keyspace, temp: &Path, options: SaveOptions) -> std::io::Result<u64> {
-    write_snapshot(keyspace, temp, options, false)
-}
-
 /// Writes every database to `path` in RDB form and fsyncs it (no rename); `aof_base` marks it
-/// as the base of a multi-part AOF (the `aof-base` AUX field).
+/// as the base of a multi-part AOF (the `aof-base` AUX field). Progress goes to `reporter`.
 pub fn write_snapshot(
     keyspace: &Keyspace,
     path: &Path,
     options: SaveOptions,
     aof_base: bool,
+    reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
     let file = File::create(path)?;
     let mut writer =
@@ -128,6 +134,9 @@ pub fn write_snapshot(
                 return false;
             }
             keys += 1;
+            if keys % 1024 == 0 || options.key_delay_us > 0 {
+                reporter.keys_processed(keys);
+            }
             if options.key_delay_us > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(options.key_delay_us));
             }
@@ -143,6 +152,7 @@ pub fn write_snapshot(
         .into_inner()
         .map_err(|e| e.into_error())?;
     file.sync_all()?;
+    reporter.finish(keys);
     Ok(keys)
 }
 

@@ -497,7 +497,8 @@ impl Server {
             return Err("ERR Background save already in progress".into());
         }
         let path = self.rdb_file();
-        match crate::persistence::save(&self.keyspace, &path, self.rdb_options()) {
+        let mut unreported = amber_snapshot::Reporter::disconnected();
+        match crate::persistence::save(&self.keyspace, &path, self.rdb_options(), &mut unreported) {
             Ok(_) => {
                 crate::notice!("DB saved on disk");
                 self.dirty = 0;
@@ -524,21 +525,22 @@ impl Server {
         let path = self.rdb_file();
         let options = self.rdb_options();
         let keyspace = &self.keyspace;
-        let child =
-            amber_snapshot::spawn(
-                || match crate::persistence::save(keyspace, &path, options) {
-                    Ok(_) => 0,
-                    Err(_) => 1,
-                },
-            )
-            .map_err(|e| {
-                crate::warning!("Can't save in background: {e}");
-                format!("ERR {e}")
-            })?;
+        let child = amber_snapshot::spawn(|reporter| {
+            match crate::persistence::save(keyspace, &path, options, reporter) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            }
+        })
+        .map_err(|e| {
+            crate::warning!("Can't save in background: {e}");
+            format!("ERR {e}")
+        })?;
         crate::notice!("Background saving started by pid {}", child.pid());
         self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
         self.rdb.total_forks += 1;
         self.rdb.child = Some((child, self.dirty));
+        self.rdb.keys_total = self.keyspace.key_count() as u64;
+        self.rdb.progress = amber_snapshot::Progress::default();
         self.update_resize_policy();
         Ok(())
     }
@@ -555,13 +557,15 @@ impl Server {
 
     /// Reaps a finished BGSAVE child and records its outcome; runs from the cron.
     pub fn check_bgsave(&mut self) {
-        let Some((child, dirty_at_fork)) = self.rdb.child.as_ref() else {
+        let Some((child, dirty_at_fork)) = self.rdb.child.as_mut() else {
             return;
         };
-        // Measured, not estimated: the child's private dirty pages are what COW duplicated.
-        let cow = amber_snapshot::private_dirty_bytes_of(child.pid());
-        self.rdb.current_cow = cow;
-        self.rdb.current_cow_peak = self.rdb.current_cow_peak.max(cow);
+        // Measured, not estimated: the child reports its private dirty pages, which are what
+        // copy-on-write duplicated.
+        let progress = child.progress();
+        self.rdb.progress = progress;
+        self.rdb.current_cow = progress.cow_bytes;
+        self.rdb.current_cow_peak = self.rdb.current_cow_peak.max(progress.cow_bytes);
         let exit = match child.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => return,

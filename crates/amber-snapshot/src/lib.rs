@@ -1,5 +1,6 @@
 //! Fork orchestration shared by BGSAVE and the AOF rewrite: fork a child from a quiesced point,
-//! let it do blocking work and leave with `_exit`, then reap or kill it from the parent.
+//! let it do blocking work and leave with `_exit`, then reap or kill it from the parent. The
+//! child reports its progress (keys written) and its copy-on-write size through a pipe.
 //!
 //! The caller must call [`spawn`] from the thread that owns the data, at a point where no
 //! mutation is half done (between two commands). The child runs only the given closure: it must
@@ -7,6 +8,7 @@
 //! blocking I/O and fsync what it writes. Its exit code is the closure's return value; a panic
 //! in the child exits with code 70 instead of unwinding into the parent's code.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -49,12 +51,93 @@ impl ChildExit {
     }
 }
 
+/// What a child last reported to its parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Keys the child has written so far.
+    pub keys_processed: u64,
+    /// The child's private dirty memory when it last measured it: what copy-on-write has
+    /// duplicated.
+    pub cow_bytes: u64,
+    /// When the parent received the last copy-on-write measurement.
+    pub cow_received: Option<Instant>,
+}
+
+/// Bytes of one report: keys processed then copy-on-write bytes, little-endian. Writes of up to
+/// `PIPE_BUF` bytes are atomic, so reports never interleave or split.
+const REPORT_BYTES: usize = 16;
+
+/// How often a child sends a report, and measures its copy-on-write size.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+const MEASURE_COW_EVERY: Duration = Duration::from_secs(1);
+
+/// The child's end of the progress pipe.
+pub struct Reporter {
+    pipe: Option<OwnedFd>,
+    last_report: Option<Instant>,
+    last_cow: Option<Instant>,
+    cow_bytes: u64,
+}
+
+impl Reporter {
+    /// Reports that `keys` keys are written. Sends at most every 100 ms and measures the
+    /// copy-on-write size at most once a second; never blocks (a full pipe drops the report).
+    pub fn keys_processed(&mut self, keys: u64) {
+        if self
+            .last_report
+            .is_some_and(|last| last.elapsed() < REPORT_EVERY)
+        {
+            return;
+        }
+        self.send(keys);
+    }
+
+    /// Sends the final report, with the copy-on-write size measured now.
+    pub fn finish(&mut self, keys: u64) {
+        self.last_cow = None;
+        self.send(keys);
+    }
+
+    /// Sends a report now.
+    pub fn send(&mut self, keys: u64) {
+        let now = Instant::now();
+        self.last_report = Some(now);
+        if self
+            .last_cow
+            .is_none_or(|last| now.duration_since(last) >= MEASURE_COW_EVERY)
+        {
+            self.last_cow = Some(now);
+            self.cow_bytes = private_dirty_bytes();
+        }
+        let Some(pipe) = &self.pipe else {
+            return;
+        };
+        let mut report = [0u8; REPORT_BYTES];
+        report[..8].copy_from_slice(&keys.to_le_bytes());
+        report[8..].copy_from_slice(&self.cow_bytes.to_le_bytes());
+        // A full pipe (the parent is busy) or a closed one (the parent is gone) drops it.
+        let _ = nix::unistd::write(pipe, &report);
+    }
+
+    /// A reporter that sends nothing (for work run in the parent, such as SAVE).
+    pub fn disconnected() -> Reporter {
+        Reporter {
+            pipe: None,
+            last_report: None,
+            last_cow: None,
+            cow_bytes: 0,
+        }
+    }
+}
+
 /// A running child process.
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
     started: Instant,
     fork_time: Duration,
+    reports: Option<OwnedFd>,
+    progress: Progress,
 }
 
 impl Child {
@@ -71,6 +154,39 @@ impl Child {
     /// How long the child has been running.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The child's latest report, after reading every report waiting in the pipe (never
+    /// blocks).
+    pub fn progress(&mut self) -> Progress {
+        let Some(pipe) = &self.reports else {
+            return self.progress;
+        };
+        let mut buf = [0u8; REPORT_BYTES * 64];
+        while let Ok(read) = nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+            if read == 0 {
+                break;
+            }
+            // Reports are written whole and the buffer holds whole reports: the stream splits
+            // at report boundaries.
+            if let Some(last) = buf[..read].chunks_exact(REPORT_BYTES).last() {
+                let word = |at: usize| {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(&last[at..at + 8]);
+                    u64::from_le_bytes(bytes)
+                };
+                self.progress.keys_processed = word(0);
+                let cow = word(8);
+                if cow != self.progress.cow_bytes || self.progress.cow_received.is_none() {
+                    self.progress.cow_received = Some(Instant::now());
+                }
+                self.progress.cow_bytes = cow;
+            }
+            if read < buf.len() {
+                break;
+            }
+        }
+        self.progress
     }
 
     /// Returns how the child ended, or `None` if it is still running; never blocks.
@@ -106,27 +222,50 @@ impl Child {
     }
 }
 
-/// Forks; the child runs `work` and exits with its return value through `_exit` (no atexit
-/// handlers, no destructors, no flushing of the parent's buffers). The parent gets a [`Child`].
-pub fn spawn(work: impl FnOnce() -> i32) -> Result<Child, ForkError> {
+/// Forks; the child runs `work` with the write end of the progress pipe and exits with its
+/// return value through `_exit` (no atexit handlers, no destructors, no flushing of the
+/// parent's buffers). The parent gets a [`Child`].
+pub fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, ForkError> {
+    // Both ends non-blocking: the child never waits on a busy parent, the parent never waits
+    // on a quiet child. Without a pipe (descriptors exhausted) the work still runs, unreported.
+    let pipe =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok();
+    let (reports, report_to) = match pipe {
+        Some((read, write)) => (Some(read), Some(write)),
+        None => (None, None),
+    };
     let started = Instant::now();
     // SAFETY: the caller forks from the thread that owns the data, between mutations, and the
     // child only runs `work` (blocking I/O, no locks shared with other threads) and `_exit`s.
     match unsafe { fork() }.map_err(ForkError::Fork)? {
         ForkResult::Child => {
+            drop(reports);
             // A child whose parent died (kill -9) has nobody to install its work: stop it.
             // Best effort: a failure leaves an orphan that finishes and exits on its own.
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                .unwrap_or(PANIC_EXIT_CODE);
+            let mut reporter = Reporter {
+                pipe: report_to,
+                last_report: None,
+                last_cow: None,
+                cow_bytes: 0,
+            };
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut reporter)))
+                    .unwrap_or(PANIC_EXIT_CODE);
             // SAFETY: _exit never returns and skips the parent's atexit handlers and destructors.
             unsafe { nix::libc::_exit(code) }
         }
-        ForkResult::Parent { child } => Ok(Child {
-            pid: child,
-            started,
-            fork_time: started.elapsed(),
-        }),
+        ForkResult::Parent { child } => {
+            let fork_time = started.elapsed();
+            drop(report_to);
+            Ok(Child {
+                pid: child,
+                started,
+                fork_time,
+                reports,
+                progress: Progress::default(),
+            })
+        }
     }
 }
 
@@ -172,7 +311,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out");
         let mut data = vec![1u8, 2, 3];
-        let child = spawn(|| {
+        let child = spawn(|_| {
             std::thread::sleep(Duration::from_millis(50));
             std::fs::write(&path, &data).map_or(1, |_| 0)
         })
@@ -181,16 +320,38 @@ mod tests {
         assert_eq!(wait(&child), ChildExit::Exited(0));
         assert_eq!(std::fs::read(&path).unwrap(), [1, 2, 3]);
         assert_eq!(data, [1, 2, 3, 4]);
-        let failing = spawn(|| 3).unwrap();
+        let failing = spawn(|_| 3).unwrap();
         assert_eq!(wait(&failing), ChildExit::Exited(3));
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
+    fn progress_and_cow_come_through_the_pipe() {
+        // Memory the parent wrote before the fork; the child's writes make the kernel copy it.
+        let mut pages = vec![1u8; 8 << 20];
+        let mut child = spawn(move |reporter| {
+            pages.iter_mut().step_by(4096).for_each(|b| *b = 2);
+            reporter.send(1234);
+            std::thread::sleep(Duration::from_millis(300));
+            i32::from(pages[0] != 2)
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.progress().keys_processed != 1234 {
+            assert!(Instant::now() < deadline, "no report arrived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let progress = child.progress();
+        assert!(progress.cow_bytes >= 8 << 20, "{progress:?}");
+        assert!(progress.cow_received.is_some());
+        assert_eq!(wait(&child), ChildExit::Exited(0));
+    }
+
+    #[test]
     fn panics_and_kills_are_reported() {
-        let panicking = spawn(|| panic!("child work failed")).unwrap();
+        let panicking = spawn(|_| panic!("child work failed")).unwrap();
         assert_eq!(wait(&panicking), ChildExit::Exited(PANIC_EXIT_CODE));
-        let sleeper = spawn(|| {
+        let sleeper = spawn(|_| {
             std::thread::sleep(Duration::from_secs(30));
             0
         })

@@ -176,6 +176,12 @@ fn memory_section(server: &Server) -> String {
 
 fn persistence_section(server: &Server) -> String {
     let rewrite = &server.aof_rewrite;
+    // The running child's report: the BGSAVE's, else the rewrite's, else none.
+    let (progress, keys_total) = match (&server.rdb.child, &rewrite.child) {
+        (Some(_), _) => (server.rdb.progress, server.rdb.keys_total),
+        (None, Some(child)) => (child.progress, child.keys_total),
+        (None, None) => (amber_snapshot::Progress::default(), 0),
+    };
     let mut text = lines(&[
         ("loading", u8::from(server.loading.is_some()).to_string()),
         ("async_loading", "0".into()),
@@ -187,19 +193,26 @@ fn persistence_section(server: &Server) -> String {
                 .max(rewrite.child.as_ref().map_or(0, |c| c.peak_cow))
                 .to_string(),
         ),
+        ("current_cow_size", progress.cow_bytes.to_string()),
         (
-            "current_cow_size",
-            if server.rdb.child.is_some() {
-                server.rdb.current_cow
-            } else {
-                rewrite.child.as_ref().map_or(0, |c| c.peak_cow)
-            }
-            .to_string(),
+            "current_cow_size_age",
+            progress
+                .cow_received
+                .map_or(0, |at| at.elapsed().as_secs())
+                .to_string(),
         ),
-        ("current_cow_size_age", "0".into()),
-        ("current_fork_perc", "0.00".into()),
-        ("current_save_keys_processed", "0".into()),
-        ("current_save_keys_total", "0".into()),
+        (
+            "current_fork_perc",
+            format!(
+                "{:.2}",
+                progress.keys_processed as f64 * 100.0 / keys_total.max(1) as f64
+            ),
+        ),
+        (
+            "current_save_keys_processed",
+            progress.keys_processed.to_string(),
+        ),
+        ("current_save_keys_total", keys_total.to_string()),
         ("rdb_changes_since_last_save", server.dirty.to_string()),
         (
             "rdb_bgsave_in_progress",
