@@ -196,13 +196,9 @@ pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(deadline) = timeout(ctx, &args[1]) else {
         return;
     };
-    let Ok(numkeys) = ctx.int_arg(&args[2]) else {
+    let Some(numkeys) = super::numkeys_arg(ctx, &args[2]) else {
         return;
     };
-    if numkeys <= 0 {
-        return ctx.error("ERR numkeys should be greater than 0");
-    }
-    let numkeys = numkeys as usize;
     if numkeys > args.len().saturating_sub(4) {
         return ctx.error(errors::SYNTAX);
     }

@@ -95,7 +95,12 @@ pub(super) fn pop_from(list: &mut List, end: End, count: usize) -> Vec<amber_key
 fn pop(ctx: &mut Ctx, args: &[Bytes], end: End) {
     let count = match args.get(2) {
         None => None,
-        Some(_) if args.len() > 3 => return ctx.error(errors::SYNTAX),
+        Some(_) if args.len() > 3 => {
+            let name = if end == End::Left { "lpop" } else { "rpop" };
+            return ctx.error(&format!(
+                "ERR wrong number of arguments for '{name}' command"
+            ));
+        }
         Some(arg) => match parse_i64(arg) {
             Some(n) if n >= 0 => Some(n as usize),
             _ => return ctx.error("ERR value is out of range, must be positive"),
@@ -145,6 +150,12 @@ fn resolve(len: usize, index: i64) -> Option<usize> {
 
 /// `LINDEX key index`
 pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
+    // As Redis: a missing key replies nil before the index is parsed.
+    match read_list(ctx, &args[1], |_| ()) {
+        Ok(Some(())) => {}
+        Ok(None) => return ctx.out.null(),
+        Err(Replied) => return,
+    }
     let Ok(index) = ctx.int_arg(&args[2]) else {
         return;
     };
@@ -160,6 +171,12 @@ pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `LSET key index element`
 pub fn lset(ctx: &mut Ctx, args: &[Bytes]) {
+    // As Redis: the key is looked up (and its type checked) before the index is parsed.
+    match read_list(ctx, &args[1], |_| ()) {
+        Ok(Some(())) => {}
+        Ok(None) => return ctx.error(errors::NO_SUCH_KEY),
+        Err(Replied) => return,
+    }
     let Ok(index) = ctx.int_arg(&args[2]) else {
         return;
     };
@@ -328,11 +345,19 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0i64);
     let mut i = 3;
     while i < args.len() {
-        let Some(value) = args.get(i + 1) else {
+        // As Redis: the option name is checked before its value is parsed.
+        let known = ["rank", "count", "maxlen"]
+            .iter()
+            .any(|name| is(&args[i], name));
+        let Some(value) = args.get(i + 1).filter(|_| known) else {
             return ctx.error(errors::SYNTAX);
         };
-        let Ok(number) = ctx.int_arg(value) else {
-            return;
+        // As Redis: COUNT and MAXLEN name themselves in every failure, RANK does not.
+        let number = match parse_i64(value) {
+            Some(number) => number,
+            None if is(&args[i], "count") => return ctx.error("ERR COUNT can't be negative"),
+            None if is(&args[i], "maxlen") => return ctx.error("ERR MAXLEN can't be negative"),
+            None => return ctx.error(errors::NOT_INTEGER),
         };
         if is(&args[i], "rank") {
             if number == 0 {
@@ -344,13 +369,11 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
                 return ctx.error("ERR COUNT can't be negative");
             }
             count = Some(number as usize);
-        } else if is(&args[i], "maxlen") {
+        } else {
             if number < 0 {
                 return ctx.error("ERR MAXLEN can't be negative");
             }
             maxlen = number;
-        } else {
-            return ctx.error(errors::SYNTAX);
         }
         i += 2;
     }
@@ -426,13 +449,9 @@ pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
 pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+    let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };
-    if numkeys <= 0 {
-        return ctx.error("ERR numkeys should be greater than 0");
-    }
-    let numkeys = numkeys as usize;
     if numkeys > args.len().saturating_sub(3) {
         return ctx.error(errors::SYNTAX);
     }

@@ -235,6 +235,18 @@ collection!(amber_keyspace::SetValue, Set, Box::new);
 collection!(amber_keyspace::ZsetValue, Zset, std::convert::identity);
 collection!(amber_keyspace::ListValue, List, std::convert::identity);
 
+/// Parses the `numkeys` argument of SINTERCARD, LMPOP, ZMPOP and their blocking forms: a
+/// positive integer, else Redis's one message for every failure (`None`, error replied).
+pub fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
+    match amber_protocol::parse_i64(arg) {
+        Some(n) if n > 0 => Some(n as usize),
+        _ => {
+            ctx.error("ERR numkeys should be greater than 0");
+            None
+        }
+    }
+}
+
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.
 pub fn read_collection<C: Collection, R>(

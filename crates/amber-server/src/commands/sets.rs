@@ -201,13 +201,9 @@ pub fn sdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SINTERCARD numkeys key [key ...] [LIMIT limit]`
 pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+    let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };
-    if numkeys <= 0 {
-        return ctx.error("ERR numkeys should be greater than 0");
-    }
-    let numkeys = numkeys as usize;
     if numkeys > args.len() - 2 {
         return ctx.error("ERR Number of keys can't be greater than number of args");
     }
@@ -215,9 +211,9 @@ pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
     let limit = match rest {
         [] => 0,
         [word, value] if is(word, "limit") => match parse_i64(value) {
+            // As Redis: one message for a negative or unparsable limit.
             Some(limit) if limit >= 0 => limit as usize,
-            Some(_) => return ctx.error("ERR LIMIT can't be negative"),
-            None => return ctx.error(errors::NOT_INTEGER),
+            _ => return ctx.error("ERR LIMIT can't be negative"),
         },
         _ => return ctx.error(errors::SYNTAX),
     };

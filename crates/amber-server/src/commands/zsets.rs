@@ -34,8 +34,13 @@ fn score_arg(bytes: &[u8]) -> Option<f64> {
 
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`
 pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) {
+    add(ctx, args, false);
+}
+
+/// ZADD, and ZINCRBY as Redis runs it: ZADD with INCR set, so it takes ZADD's flags too.
+fn add(ctx: &mut Ctx, args: &[Bytes], incr_command: bool) {
     let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
-        (false, false, false, false, false, false);
+        (false, false, false, false, false, incr_command);
     let mut i = 2;
     while i < args.len() {
         let arg = &args[i];
@@ -129,25 +134,7 @@ pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `ZINCRBY key increment member`
 pub fn zincrby(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(by) = score_arg(&args[2]) else {
-        return ctx.error(errors::NOT_FLOAT);
-    };
-    let result = write_zset(ctx, &args[1], true, |zset, limits| {
-        let score = zset.score(&args[3]).unwrap_or(0.0) + by;
-        if score.is_nan() {
-            return Err("ERR resulting score is not a number (NaN)");
-        }
-        zset.insert(&args[3], score, limits);
-        Ok(score)
-    });
-    match result {
-        Ok(Some(Ok(score))) => {
-            ctx.dirty(1);
-            ctx.out.double(score);
-        }
-        Ok(Some(Err(message))) => ctx.error(message),
-        _ => {}
-    }
+    add(ctx, args, true);
 }
 
 /// `ZREM key member [member ...]`
@@ -557,9 +544,9 @@ fn pop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
         None => None,
         Some(_) if args.len() > 3 => return ctx.error(errors::SYNTAX),
         Some(arg) => match parse_i64(arg) {
+            // As Redis's getPositiveLongFromObjectOrReply: one message for both failures.
             Some(n) if n >= 0 => Some(n as usize),
-            Some(_) => return ctx.error("ERR value is out of range, must be positive"),
-            None => return ctx.error(errors::NOT_INTEGER),
+            _ => return ctx.error("ERR value is out of range, must be positive"),
         },
     };
     let popped = write_zset(ctx, &args[1], false, |zset, _| {
@@ -872,9 +859,9 @@ pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
     let limit = match &args[2 + numkeys..] {
         [] => 0,
         [word, value] if is(word, "limit") => match parse_i64(value) {
+            // As Redis: one message for a negative or unparsable limit.
             Some(limit) if limit >= 0 => limit as usize,
-            Some(_) => return ctx.error("ERR LIMIT can't be negative"),
-            None => return ctx.error(errors::NOT_INTEGER),
+            _ => return ctx.error("ERR LIMIT can't be negative"),
         },
         _ => return ctx.error(errors::SYNTAX),
     };
@@ -941,13 +928,9 @@ pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`
 pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(numkeys) = ctx.int_arg(&args[1]) else {
+    let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };
-    if numkeys <= 0 {
-        return ctx.error("ERR numkeys should be greater than 0");
-    }
-    let numkeys = numkeys as usize;
     if numkeys > args.len().saturating_sub(3) {
         return ctx.error(errors::SYNTAX);
     }
