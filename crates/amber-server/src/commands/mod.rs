@@ -247,6 +247,33 @@ pub fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
     }
 }
 
+/// Parses the `[LIMIT limit]` options of SINTERCARD and ZINTERCARD as Redis does: any number
+/// of them in order (the last one counts), one message for a negative or unparsable limit;
+/// `None` when an error was replied.
+pub fn limit_option(ctx: &mut Ctx, options: &[Bytes]) -> Option<usize> {
+    let mut limit = 0;
+    let mut rest = options;
+    while let Some((word, after)) = rest.split_first() {
+        match after.split_first() {
+            Some((value, after)) if is(word, "limit") => {
+                match amber_protocol::parse_i64(value) {
+                    Some(n) if n >= 0 => limit = n as usize,
+                    _ => {
+                        ctx.error("ERR LIMIT can't be negative");
+                        return None;
+                    }
+                }
+                rest = after;
+            }
+            _ => {
+                ctx.error(errors::SYNTAX);
+                return None;
+            }
+        }
+    }
+    Some(limit)
+}
+
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.
 pub fn read_collection<C: Collection, R>(

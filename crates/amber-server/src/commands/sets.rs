@@ -1,10 +1,9 @@
 //! The set family: SADD, SREM, SMEMBERS, set algebra with and without STORE, SPOP, SSCAN.
 
 use amber_keyspace::{Entry, SetValue, Value, glob_match};
-use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
+use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
 
 /// Runs `read` on the set under `key` (see [`read_collection`]).
 fn read_set<R>(
@@ -207,15 +206,8 @@ pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
     if numkeys > args.len() - 2 {
         return ctx.error("ERR Number of keys can't be greater than number of args");
     }
-    let rest = &args[2 + numkeys..];
-    let limit = match rest {
-        [] => 0,
-        [word, value] if is(word, "limit") => match parse_i64(value) {
-            // As Redis: one message for a negative or unparsable limit.
-            Some(limit) if limit >= 0 => limit as usize,
-            _ => return ctx.error("ERR LIMIT can't be negative"),
-        },
-        _ => return ctx.error(errors::SYNTAX),
+    let Some(limit) = super::limit_option(ctx, &args[2 + numkeys..]) else {
+        return;
     };
     let Ok(sets) = all_sets(ctx, &args[2..2 + numkeys]) else {
         return;

@@ -856,14 +856,8 @@ pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
     if numkeys > args.len() - 2 {
         return ctx.error(errors::SYNTAX);
     }
-    let limit = match &args[2 + numkeys..] {
-        [] => 0,
-        [word, value] if is(word, "limit") => match parse_i64(value) {
-            // As Redis: one message for a negative or unparsable limit.
-            Some(limit) if limit >= 0 => limit as usize,
-            _ => return ctx.error("ERR LIMIT can't be negative"),
-        },
-        _ => return ctx.error(errors::SYNTAX),
+    let Some(limit) = super::limit_option(ctx, &args[2 + numkeys..]) else {
+        return;
     };
     let mut inputs = Vec::new();
     for key in &args[2..2 + numkeys] {
