@@ -414,11 +414,12 @@ fn range_generic(ctx: &mut Ctx, args: &[Bytes], mut by: By, mut reverse: bool, a
                 _ => return ctx.error(errors::NOT_INTEGER),
             }
             i += 2;
-        } else if allow_by && is(arg, "byscore") {
+        // As Redis: BYSCORE/BYLEX and REV are each accepted once.
+        } else if allow_by && by == By::Rank && is(arg, "byscore") {
             by = By::Score;
-        } else if allow_by && is(arg, "bylex") {
+        } else if allow_by && by == By::Rank && is(arg, "bylex") {
             by = By::Lex;
-        } else if allow_by && is(arg, "rev") {
+        } else if allow_by && !reverse && is(arg, "rev") {
             reverse = true;
         } else {
             return ctx.error(errors::SYNTAX);
@@ -884,11 +885,11 @@ pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut by, mut reverse, mut limit) = (By::Rank, false, None);
     let mut i = 5;
     while i < args.len() {
-        if is(&args[i], "byscore") {
+        if by == By::Rank && is(&args[i], "byscore") {
             by = By::Score;
-        } else if is(&args[i], "bylex") {
+        } else if by == By::Rank && is(&args[i], "bylex") {
             by = By::Lex;
-        } else if is(&args[i], "rev") {
+        } else if !reverse && is(&args[i], "rev") {
             reverse = true;
         } else if is(&args[i], "limit") && i + 2 < args.len() {
             match (parse_i64(&args[i + 1]), parse_i64(&args[i + 2])) {
