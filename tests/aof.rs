@@ -72,6 +72,9 @@ fn write_varied(client: &mut common::Client) {
         vec!["BRPOPLPUSH", "list", "other", "0"],
         vec!["ZADD", "zset", "1", "a", "2", "b", "-inf", "c"],
         vec!["BZPOPMIN", "zset", "0"],
+        vec!["ZADD", "zset", "5", "d", "6", "e"],
+        vec!["BZMPOP", "0", "2", "nothing", "zset", "MAX", "COUNT", "1"],
+        vec!["ZMPOP", "1", "zset", "MIN"],
         vec!["SET", "getex", "v"],
         vec!["GETEX", "getex", "PX", "100000"],
         vec!["SET", "getdel", "v"],
@@ -111,6 +114,8 @@ fn writes_are_recorded_in_redis_propagated_forms() {
         "BLPOP",
         "BRPOPLPUSH",
         "BZPOPMIN",
+        "BZMPOP",
+        "ZMPOP",
         "GETEX",
         "GETDEL",
         "GET",
@@ -130,6 +135,8 @@ fn writes_are_recorded_in_redis_propagated_forms() {
         "{commands:?}"
     );
     assert!(has(&["ZPOPMIN", "zset"]), "{commands:?}");
+    assert!(has(&["ZPOPMAX", "zset", "1"]), "{commands:?}");
+    assert!(has(&["ZPOPMIN", "zset", "1"]), "{commands:?}");
     assert!(has(&["DEL", "getdel"]), "{commands:?}");
     assert!(has(&["DEL", "short"]), "{commands:?}");
     assert!(has(&["SET", "set-pxat", "v", "PXAT", "4102444800000"]));

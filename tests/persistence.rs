@@ -528,3 +528,49 @@ fn bgsave_progress_comes_from_the_child() {
     );
     assert_eq!(info_field(&mut client, "current_save_keys_processed"), "0");
 }
+
+#[test]
+fn large_list_elements_are_saved_as_plain_quicklist_nodes() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    assert!(matches!(
+        client.cmd(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "5gb"]),
+        Frame::Error(e) if e == b"ERR argument must be a memory value bigger than 1 and smaller than 4gb"
+    ));
+    assert_eq!(
+        client.cmd(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "10"]),
+        simple("OK")
+    );
+    let large = "x".repeat(30);
+    client.cmd(&["RPUSH", "list", "a", &large, "b", "c"]);
+    let amber_digest = digest(&mut client);
+    client.cmd(&["SAVE"]);
+    let dir = server.kill9();
+    // The file holds packed, plain, packed nodes, as Redis would write this list.
+    let bytes = std::fs::read(dir.join("dump.rdb")).unwrap();
+    let mut reader = amber_rdb::RdbReader::new(bytes.as_slice()).unwrap();
+    let mut nodes = None;
+    while let Some(item) = reader.next_raw_item().unwrap() {
+        if let amber_rdb::Item::Entry(entry) = item
+            && let amber_rdb::RawValue::Quicklist(list) = entry.value
+        {
+            nodes = Some(list);
+        }
+    }
+    let kinds: Vec<&str> = nodes
+        .expect("the list is a quicklist")
+        .iter()
+        .map(|node| match node {
+            amber_rdb::QuicklistNode::Plain(_) => "plain",
+            _ => "packed",
+        })
+        .collect();
+    assert_eq!(kinds, ["packed", "plain", "packed"]);
+    let redis = ServerProcess::redis_in(&dir, &[]);
+    let mut redis_client = redis.client();
+    wait_for(
+        || redis_client.cmd(&["PING"]) == simple("PONG"),
+        "redis to load",
+    );
+    assert_eq!(digest(&mut redis_client), amber_digest);
+}

@@ -519,6 +519,26 @@ fn blocking_pops_wait_time_out_and_serve_in_order() {
         Some(Frame::Array(vec![bulk("z"), bulk("m"), bulk("2")]))
     );
 
+    // BZMPOP waits on several sets and takes COUNT members from the first one written.
+    second.send(&["BZMPOP", "5", "2", "za", "zb", "MAX", "COUNT", "2"]);
+    std::thread::sleep(Duration::from_millis(50));
+    producer.cmd(&["ZADD", "zb", "1", "x", "2", "y", "3", "z"]);
+    assert_eq!(
+        second.read(),
+        Some(Frame::Array(vec![
+            bulk("zb"),
+            Frame::Array(vec![
+                Frame::Array(vec![bulk("z"), bulk("3")]),
+                Frame::Array(vec![bulk("y"), bulk("2")]),
+            ]),
+        ]))
+    );
+    assert_eq!(
+        first.cmd(&["BZMPOP", "0.1", "1", "za", "MIN"]),
+        Frame::NullArray,
+        "BZMPOP times out"
+    );
+
     assert_eq!(first.cmd(&["MULTI"]), simple("OK"));
     first.cmd(&["BLPOP", "empty", "0"]);
     assert_eq!(

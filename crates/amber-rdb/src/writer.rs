@@ -35,6 +35,9 @@ pub struct Thresholds {
     pub set_max_intset_entries: usize,
     /// Bytes per quicklist node (`list-max-listpack-size -2` is 8 KiB).
     pub list_max_listpack_bytes: usize,
+    /// List elements of at least this many bytes get a node of their own, stored plain
+    /// (Redis's quicklist packed threshold, 1 GiB unless `DEBUG QUICKLIST-PACKED-THRESHOLD`).
+    pub list_plain_threshold: usize,
 }
 
 impl Default for Thresholds {
@@ -47,6 +50,7 @@ impl Default for Thresholds {
             zset_max_listpack_value: 64,
             set_max_intset_entries: 512,
             list_max_listpack_bytes: 8192,
+            list_plain_threshold: 1 << 30,
         }
     }
 }
@@ -363,33 +367,49 @@ impl<W: Write> RdbWriter<W> {
         self.buffer.push(types::LIST_QUICKLIST_2);
         self.key(key);
         let limit = self.options.thresholds.list_max_listpack_bytes;
-        let mut node_lengths = std::mem::take(&mut self.node_lengths);
-        node_lengths.clear();
+        let plain_from = self.options.thresholds.list_plain_threshold;
+        // Nodes as element counts; a plain node (one large element) is marked by a 0.
+        let mut nodes = std::mem::take(&mut self.node_lengths);
+        nodes.clear();
         let mut in_node = 0;
         let mut size = 7;
         for item in items.clone() {
+            if item.len() >= plain_from {
+                if in_node > 0 {
+                    nodes.push(in_node);
+                    (in_node, size) = (0, 7);
+                }
+                nodes.push(0);
+                continue;
+            }
             let entry = listpack_entry_size(item);
             if in_node > 0 && size + entry > limit {
-                node_lengths.push(in_node);
-                in_node = 0;
-                size = 7;
+                nodes.push(in_node);
+                (in_node, size) = (0, 7);
             }
             size += entry;
             in_node += 1;
         }
         if in_node > 0 {
-            node_lengths.push(in_node);
+            nodes.push(in_node);
         }
-        self.length(node_lengths.len() as u64);
+        self.length(nodes.len() as u64);
         let mut items = items;
         let mut blob = std::mem::take(&mut self.blob);
-        for &count in &node_lengths {
-            self.length(2); // QUICKLIST_NODE_CONTAINER_PACKED
-            listpack_into(&mut blob, items.by_ref().take(count));
-            self.string(&blob);
+        for &count in &nodes {
+            if count == 0 {
+                self.length(1); // QUICKLIST_NODE_CONTAINER_PLAIN
+                if let Some(item) = items.next() {
+                    self.string(item);
+                }
+            } else {
+                self.length(2); // QUICKLIST_NODE_CONTAINER_PACKED
+                listpack_into(&mut blob, items.by_ref().take(count));
+                self.string(&blob);
+            }
         }
         self.blob = blob;
-        self.node_lengths = node_lengths;
+        self.node_lengths = nodes;
     }
 
     fn set<'a>(&mut self, key: &[u8], members: impl Iterator<Item = &'a [u8]> + Clone) {

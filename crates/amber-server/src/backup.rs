@@ -185,12 +185,14 @@ impl Server {
     }
 
     fn backup_rdb_options(&self) -> crate::persistence::SaveOptions {
-        crate::persistence::save_options(
+        let mut options = crate::persistence::save_options(
             self.config.get_bool("rdbcompression"),
             self.config.get_bool("rdbchecksum"),
             // Redis's test knob holds this child open too, so tests can act during a backup.
             self.config.get_i64("rdb-key-save-delay").max(0) as u64,
-        )
+        );
+        options.format.thresholds = self.rdb_thresholds();
+        options
     }
 
     /// With AOF on: the files of the manifest and the length each has now (the buffer is

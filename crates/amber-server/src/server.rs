@@ -209,6 +209,8 @@ pub struct Server {
     pub loading: Option<(Instant, u64, u64)>,
     /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
     pub skip_checksum_validation: bool,
+    /// `DEBUG QUICKLIST-PACKED-THRESHOLD`: list elements this large are saved as plain nodes.
+    pub list_packed_threshold: usize,
     /// Clients blocked on each `(db, key)`, in the order they blocked.
     pub blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
     /// Changes to the dataset since start; never reset (unlike `dirty`, which SAVE resets).
@@ -280,6 +282,7 @@ impl Server {
             rdb: crate::persistence::RdbState::new(),
             blocking: HashMap::new(),
             skip_checksum_validation: false,
+            list_packed_threshold: 1 << 30,
             loading: None,
             changes: 0,
             propagation_override: None,
@@ -381,7 +384,7 @@ impl Server {
         }
     }
 
-    /// `set-max-intset-entries`.
+    /// `list-max-listpack-size`.
     pub fn list_limits(&self) -> amber_keyspace::ListLimits {
         self.settings.encoding.list
     }
@@ -484,11 +487,28 @@ impl Server {
     }
 
     fn rdb_options(&self) -> crate::persistence::SaveOptions {
-        crate::persistence::save_options(
+        let mut options = crate::persistence::save_options(
             self.config.get_bool("rdbcompression"),
             self.config.get_bool("rdbchecksum"),
             self.config.get_i64("rdb-key-save-delay").max(0) as u64,
-        )
+        );
+        options.format.thresholds = self.rdb_thresholds();
+        options
+    }
+
+    /// The encoding thresholds snapshots are written with: the configured ones, so a file
+    /// holds each value in the encoding it has in memory, as Redis writes them.
+    pub fn rdb_thresholds(&self) -> amber_rdb::Thresholds {
+        let limits = self.settings.encoding;
+        amber_rdb::Thresholds {
+            hash_max_listpack_entries: limits.hash.max_entries,
+            hash_max_listpack_value: limits.hash.max_value,
+            zset_max_listpack_entries: limits.zset.max_entries,
+            zset_max_listpack_value: limits.zset.max_value,
+            set_max_intset_entries: limits.max_intset,
+            list_max_listpack_bytes: limits.list.max_bytes,
+            list_plain_threshold: self.list_packed_threshold,
+        }
     }
 
     /// SAVE: writes the snapshot in this process, blocking clients meanwhile.

@@ -1,4 +1,4 @@
-//! Blocking pops: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX. A command that
+//! Blocking pops: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP. A command that
 //! finds no data records itself in [`Blocked`]; the connection task then waits until a write
 //! signals one of its keys (clients are woken oldest first), the timeout passes, or the client
 //! goes away, and re-runs the command.
@@ -272,6 +272,32 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
         }
     }
     block(ctx, args, keys, deadline, null_array);
+}
+
+/// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`
+pub fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(deadline) = timeout(ctx, &args[1]) else {
+        return;
+    };
+    let Some(numkeys) = super::numkeys_arg(ctx, &args[2]) else {
+        return;
+    };
+    if numkeys > args.len().saturating_sub(4) {
+        return ctx.error(errors::SYNTAX);
+    }
+    let keys = &args[3..3 + numkeys];
+    let Some((highest, count)) = super::zsets::mpop_options(ctx, &args[3 + numkeys..]) else {
+        return;
+    };
+    match super::zsets::pop_first_nonempty(ctx, keys, highest, count) {
+        Err(Replied) => {}
+        Ok(Some(key)) => {
+            let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            let count = count.to_string();
+            ctx.propagate_as(vec![aof_command!(pop, &key, count.as_bytes())]);
+        }
+        Ok(None) => block(ctx, args, keys, deadline, null_array),
+    }
 }
 
 /// `BZPOPMIN key [key ...] timeout`

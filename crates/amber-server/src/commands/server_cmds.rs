@@ -367,6 +367,21 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.server.active_expire_enabled = args[2].as_ref() != b"0";
             ctx.out.ok();
         }
+        (b"quicklist-packed-threshold", 3) => {
+            let size = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(crate::config::parse_memory)
+                .filter(|&size| (0..1 << 32).contains(&size));
+            match size {
+                Some(size) => {
+                    ctx.server.list_packed_threshold = size as usize;
+                    ctx.out.ok();
+                }
+                None => ctx.error(
+                    "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
+                ),
+            }
+        }
         (b"log", 3) => {
             crate::warning!("DEBUG LOG: {}", String::from_utf8_lossy(&args[2]));
             ctx.out.ok();

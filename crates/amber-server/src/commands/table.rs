@@ -1027,6 +1027,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Pops the first element from one of multiple lists. Blocks until an element is available otherwise.",
     ),
     cmd(
+        "bzmpop",
+        blocking::bzmpop,
+        -5,
+        Flags(WRITE.0 | NOSCRIPT.0),
+        NONE,
+        Z,
+        "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise.",
+    ),
+    cmd(
         "bzpopmin",
         blocking::bzpopmin,
         -3,

@@ -929,22 +929,58 @@ pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
     if numkeys > args.len().saturating_sub(3) {
         return ctx.error(errors::SYNTAX);
     }
-    let highest = if is(&args[2 + numkeys], "max") {
-        true
-    } else if is(&args[2 + numkeys], "min") {
-        false
-    } else {
-        return ctx.error(errors::SYNTAX);
+    let Some((highest, count)) = mpop_options(ctx, &args[2 + numkeys..]) else {
+        return;
     };
-    let count = match &args[3 + numkeys..] {
+    match pop_first_nonempty(ctx, &args[2..2 + numkeys], highest, count) {
+        Ok(Some(key)) => {
+            // As Redis, the log gets the pop that happened, not the search.
+            let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            let count = count.to_string();
+            ctx.propagate_as(vec![aof_command!(pop, &key, count.as_bytes())]);
+        }
+        Err(Replied) => {}
+        Ok(None) => ctx.out.null_array(),
+    }
+}
+
+/// ZMPOP's and BZMPOP's `MIN|MAX [COUNT count]` after the keys: (highest first, count).
+pub(super) fn mpop_options(ctx: &mut Ctx, options: &[Bytes]) -> Option<(bool, usize)> {
+    let highest = match options.first() {
+        Some(word) if is(word, "max") => true,
+        Some(word) if is(word, "min") => false,
+        _ => {
+            ctx.error(errors::SYNTAX);
+            return None;
+        }
+    };
+    let count = match &options[1..] {
         [] => 1,
         [word, value] if is(word, "count") => match parse_i64(value) {
             Some(n) if n > 0 => n as usize,
-            _ => return ctx.error("ERR count should be greater than 0"),
+            _ => {
+                ctx.error("ERR count should be greater than 0");
+                return None;
+            }
         },
-        _ => return ctx.error(errors::SYNTAX),
+        _ => {
+            ctx.error(errors::SYNTAX);
+            return None;
+        }
     };
-    for key in &args[2..2 + numkeys] {
+    Some((highest, count))
+}
+
+/// Pops up to `count` members from the first non-empty sorted set among `keys` (types are
+/// checked in order, as far as the search goes) and replies `[key, [[member, score] ...]]`;
+/// returns that key, or `None` with nothing replied when every set is empty.
+pub(super) fn pop_first_nonempty(
+    ctx: &mut Ctx,
+    keys: &[Bytes],
+    highest: bool,
+    count: usize,
+) -> Result<Option<Bytes>, Replied> {
+    for key in keys {
         let popped = write_zset(ctx, key, false, |zset, _| {
             let picked: Scored = if highest {
                 zset.iter()
@@ -962,27 +998,23 @@ pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
                 zset.remove(m);
             });
             picked
-        });
-        match popped {
-            Err(Replied) => return,
-            Ok(Some(items)) if !items.is_empty() => {
-                ctx.dirty(items.len() as u64);
-                let db = ctx.client.db;
-                ctx.server.touch_key(db, key);
+        })?;
+        if let Some(items) = popped.filter(|items| !items.is_empty()) {
+            ctx.dirty(items.len() as u64);
+            let db = ctx.client.db;
+            ctx.server.touch_key(db, key);
+            ctx.out.array(2);
+            ctx.out.bulk(key);
+            ctx.out.array(items.len());
+            for (member, score) in &items {
                 ctx.out.array(2);
-                ctx.out.bulk(key);
-                ctx.out.array(items.len());
-                for (member, score) in &items {
-                    ctx.out.array(2);
-                    ctx.out.bulk(member);
-                    ctx.out.double(*score);
-                }
-                return;
+                ctx.out.bulk(member);
+                ctx.out.double(*score);
             }
-            Ok(_) => {}
+            return Ok(Some(key.clone()));
         }
     }
-    ctx.out.null_array();
+    Ok(None)
 }
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`

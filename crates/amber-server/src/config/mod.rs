@@ -12,7 +12,7 @@ use amber_keyspace::glob_match;
 use amber_protocol::split_args;
 
 use redis_directives::{ALIASES, DEFAULTS, FILE_ONLY};
-pub use spec::Kind;
+pub use spec::{Kind, parse_memory};
 use spec::{Spec, spec_of};
 
 /// The server's configuration: the current value of every directive, as `CONFIG GET` shows it.
