@@ -574,3 +574,26 @@ fn large_list_elements_are_saved_as_plain_quicklist_nodes() {
     );
     assert_eq!(digest(&mut redis_client), amber_digest);
 }
+
+#[test]
+fn rdb_version_9_snapshots_for_redis_6_load_in_redis() {
+    let server = ServerProcess::amber(&["--rdb-version", "9"]);
+    let mut client = server.client();
+    fill(&mut client);
+    assert!(matches!(
+        client.cmd(&["CONFIG", "SET", "rdb-version", "12"]),
+        Frame::Error(_)
+    ));
+    let amber_digest = digest(&mut client);
+    client.cmd(&["SAVE"]);
+    let dir = server.kill9();
+    let bytes = std::fs::read(dir.join("dump.rdb")).unwrap();
+    assert_eq!(&bytes[..9], b"REDIS0009");
+    let redis = ServerProcess::redis_in(&dir, &[]);
+    let mut redis_client = redis.client();
+    wait_for(
+        || redis_client.cmd(&["PING"]) == simple("PONG"),
+        "redis to load",
+    );
+    assert_eq!(digest(&mut redis_client), amber_digest);
+}

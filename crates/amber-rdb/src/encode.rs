@@ -36,6 +36,90 @@ pub fn listpack_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a
     blob[4..6].copy_from_slice(&declared.to_le_bytes());
 }
 
+/// Builds a ziplist (the compact encoding of RDB 9 and older) into `blob` (emptied first),
+/// storing integer-looking strings as integers as Redis does.
+pub fn ziplist_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
+    blob.clear();
+    blob.extend_from_slice(&[0; 10]);
+    let mut count = 0usize;
+    let mut previous_len = 0usize;
+    let mut last_start = 10usize;
+    for item in items {
+        let start = blob.len();
+        last_start = start;
+        if previous_len < 254 {
+            blob.push(previous_len as u8);
+        } else {
+            blob.push(0xfe);
+            blob.extend_from_slice(&(previous_len as u32).to_le_bytes());
+        }
+        match canonical_int(item) {
+            Some(number) => push_ziplist_int(blob, number),
+            None => push_ziplist_str(blob, item),
+        }
+        previous_len = blob.len() - start;
+        count += 1;
+    }
+    blob.push(0xff);
+    let total = blob.len() as u32;
+    blob[..4].copy_from_slice(&total.to_le_bytes());
+    blob[4..8].copy_from_slice(&(last_start as u32).to_le_bytes());
+    let declared = count.min(usize::from(u16::MAX)) as u16;
+    blob[8..10].copy_from_slice(&declared.to_le_bytes());
+}
+
+/// Bytes a ziplist entry for `item` takes after an entry of `previous_len` bytes.
+pub fn ziplist_entry_len(previous_len: usize, item: &[u8]) -> usize {
+    let prevlen = if previous_len < 254 { 1 } else { 5 };
+    let body = match canonical_int(item) {
+        Some(v) if (0..=12).contains(&v) => 1,
+        Some(v) if i8::try_from(v).is_ok() => 2,
+        Some(v) if i16::try_from(v).is_ok() => 3,
+        Some(v) if (-8_388_608..=8_388_607).contains(&v) => 4,
+        Some(v) if i32::try_from(v).is_ok() => 5,
+        Some(_) => 9,
+        None if item.len() < 64 => 1 + item.len(),
+        None if item.len() < 16384 => 2 + item.len(),
+        None => 5 + item.len(),
+    };
+    prevlen + body
+}
+
+fn push_ziplist_int(blob: &mut Vec<u8>, v: i64) {
+    if (0..=12).contains(&v) {
+        blob.push(0xf1 + v as u8);
+    } else if let Ok(small) = i8::try_from(v) {
+        blob.push(0xfe);
+        blob.push(small as u8);
+    } else if let Ok(medium) = i16::try_from(v) {
+        blob.push(0xc0);
+        blob.extend_from_slice(&medium.to_le_bytes());
+    } else if (-8_388_608..=8_388_607).contains(&v) {
+        blob.push(0xf0);
+        blob.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+    } else if let Ok(large) = i32::try_from(v) {
+        blob.push(0xd0);
+        blob.extend_from_slice(&large.to_le_bytes());
+    } else {
+        blob.push(0xe0);
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn push_ziplist_str(blob: &mut Vec<u8>, item: &[u8]) {
+    let len = item.len();
+    if len < 64 {
+        blob.push(len as u8);
+    } else if len < 16384 {
+        blob.push(0x40 | (len >> 8) as u8);
+        blob.push(len as u8);
+    } else {
+        blob.push(0x80);
+        blob.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    blob.extend_from_slice(item);
+}
+
 /// Bytes a listpack entry for `item` takes, back-length included (to size quicklist nodes).
 pub fn listpack_entry_size(item: &[u8]) -> usize {
     let body = match canonical_int(item) {
@@ -174,6 +258,20 @@ mod tests {
             prop_assert_eq!(encodings::listpack(&blob).unwrap(), items.clone());
             let entries: usize = items.iter().map(|i| listpack_entry_size(i)).sum();
             prop_assert_eq!(blob.len(), 7 + entries);
+        }
+
+        #[test]
+        fn ziplists_round_trip(items in proptest::collection::vec(item(), 0..40)) {
+            let mut blob = Vec::new();
+            ziplist_into(&mut blob, items.iter().map(Vec::as_slice));
+            prop_assert_eq!(encodings::ziplist(&blob).unwrap(), items.clone());
+            let mut previous = 0;
+            let mut size = 11;
+            for item in &items {
+                previous = ziplist_entry_len(previous, item);
+                size += previous;
+            }
+            prop_assert_eq!(blob.len(), size);
         }
 
         #[test]

@@ -13,7 +13,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! [`RdbWriter`] writes Redis 7.0 files (RDB 10) in the encodings Redis 7.0 chooses.
+//! [`RdbWriter`] writes Redis 7.0 files (RDB 10) in the encodings Redis 7.0 chooses, or on
+//! request RDB 9 (Redis 5 and 6, ziplists) or RDB 11 (Redis 7.2).
 //!
 //! Reading is streaming: nothing but the current value is held in memory, and no length field
 //! can make the reader allocate more than the input actually provides.
@@ -36,7 +37,9 @@ pub use model::{
 };
 pub use raw::{QuicklistNode, RawValue, Strings, parse_score};
 pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_payload};
-pub use writer::{RdbWriter, Thresholds, WRITE_VERSION, WriteError, WriteOptions, dump_payload};
+pub use writer::{
+    RdbWriter, Thresholds, WRITABLE_VERSIONS, WRITE_VERSION, WriteError, WriteOptions, dump_payload,
+};
 
 /// Redis's RDB checksum: CRC-64 with the Jones polynomial, reflected, initial value 0.
 pub fn crc64(data: &[u8]) -> u64 {

@@ -5,7 +5,9 @@ use std::io::Write;
 
 use thiserror::Error;
 
-use crate::encode::{canonical_int, intset_into, listpack_entry_size, listpack_into};
+use crate::encode::{
+    canonical_int, intset_into, listpack_entry_size, listpack_into, ziplist_entry_len, ziplist_into,
+};
 use crate::lzf;
 use crate::model::{Value, opcodes, types};
 
@@ -33,6 +35,10 @@ pub struct Thresholds {
     pub zset_max_listpack_value: usize,
     /// `set-max-intset-entries`
     pub set_max_intset_entries: usize,
+    /// `set-max-listpack-entries` (Redis 7.2; used when writing RDB 11)
+    pub set_max_listpack_entries: usize,
+    /// `set-max-listpack-value` (Redis 7.2; used when writing RDB 11)
+    pub set_max_listpack_value: usize,
     /// Bytes per quicklist node (`list-max-listpack-size -2` is 8 KiB).
     pub list_max_listpack_bytes: usize,
     /// List elements of at least this many bytes get a node of their own, stored plain
@@ -49,6 +55,8 @@ impl Default for Thresholds {
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
             list_max_listpack_bytes: 8192,
             list_plain_threshold: 1 << 30,
         }
@@ -64,6 +72,9 @@ pub struct WriteOptions {
     pub checksum: bool,
     /// Encoding thresholds.
     pub thresholds: Thresholds,
+    /// The RDB version to write: 10 (Redis 7.0, the default), 9 (Redis 5 and 6: ziplist
+    /// encodings) or 11 (Redis 7.2: small sets of strings as listpacks).
+    pub version: u32,
 }
 
 impl Default for WriteOptions {
@@ -72,12 +83,16 @@ impl Default for WriteOptions {
             compression: true,
             checksum: true,
             thresholds: Thresholds::default(),
+            version: WRITE_VERSION,
         }
     }
 }
 
-/// The RDB version written.
+/// The RDB version written by default.
 pub const WRITE_VERSION: u32 = 10;
+
+/// The versions [`RdbWriter`] can write.
+pub const WRITABLE_VERSIONS: std::ops::RangeInclusive<u32> = 9..=11;
 
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -100,6 +115,12 @@ pub struct RdbWriter<W: Write> {
 impl<W: Write> RdbWriter<W> {
     /// Starts a file: writes the `REDIS0010` header.
     pub fn new(out: W, options: WriteOptions) -> Result<RdbWriter<W>, WriteError> {
+        if !WRITABLE_VERSIONS.contains(&options.version) {
+            return Err(WriteError::Unsupported(format!(
+                "RDB version {} (versions 9 to 11 can be written)",
+                options.version
+            )));
+        }
         let mut writer = RdbWriter {
             out,
             buffer: Vec::with_capacity(FLUSH_AT * 2),
@@ -114,7 +135,7 @@ impl<W: Write> RdbWriter<W> {
         };
         writer
             .buffer
-            .extend_from_slice(format!("REDIS{WRITE_VERSION:04}").as_bytes());
+            .extend_from_slice(format!("REDIS{:04}", options.version).as_bytes());
         Ok(writer)
     }
 
@@ -262,7 +283,8 @@ impl<W: Write> RdbWriter<W> {
             Value::HashWithFieldTtl(fields) => {
                 if fields.iter().any(|(_, _, ttl)| ttl.is_some()) {
                     return Err(WriteError::Unsupported(format!(
-                        "hash field TTLs in RDB {WRITE_VERSION} (key '{}')",
+                        "hash field TTLs in RDB {} (key '{}')",
+                        self.options.version,
                         String::from_utf8_lossy(key)
                     )));
                 }
@@ -364,6 +386,9 @@ impl<W: Write> RdbWriter<W> {
 
     /// Quicklist of listpack nodes of at most the configured size, as Redis 7.0 packs lists.
     fn list<'a>(&mut self, key: &[u8], items: impl Iterator<Item = &'a [u8]> + Clone) {
+        if self.options.version < 10 {
+            return self.ziplist_quicklist(key, items);
+        }
         self.buffer.push(types::LIST_QUICKLIST_2);
         self.key(key);
         let limit = self.options.thresholds.list_max_listpack_bytes;
@@ -412,17 +437,67 @@ impl<W: Write> RdbWriter<W> {
         self.node_lengths = nodes;
     }
 
+    /// RDB 9's quicklist: every node a ziplist of at most the configured size.
+    fn ziplist_quicklist<'a>(&mut self, key: &[u8], items: impl Iterator<Item = &'a [u8]> + Clone) {
+        self.buffer.push(types::LIST_QUICKLIST);
+        self.key(key);
+        let limit = self.options.thresholds.list_max_listpack_bytes;
+        let mut nodes = std::mem::take(&mut self.node_lengths);
+        nodes.clear();
+        let (mut in_node, mut size, mut previous) = (0, 11, 0);
+        for item in items.clone() {
+            let mut entry = ziplist_entry_len(previous, item);
+            if in_node > 0 && size + entry > limit {
+                nodes.push(in_node);
+                (in_node, size) = (0, 11);
+                entry = ziplist_entry_len(0, item);
+            }
+            size += entry;
+            previous = entry;
+            in_node += 1;
+        }
+        if in_node > 0 {
+            nodes.push(in_node);
+        }
+        self.length(nodes.len() as u64);
+        let mut items = items;
+        let mut blob = std::mem::take(&mut self.blob);
+        for &count in &nodes {
+            ziplist_into(&mut blob, items.by_ref().take(count));
+            self.string(&blob);
+        }
+        self.blob = blob;
+        self.node_lengths = nodes;
+    }
+
     fn set<'a>(&mut self, key: &[u8], members: impl Iterator<Item = &'a [u8]> + Clone) {
         let mut ints = std::mem::take(&mut self.ints);
         ints.clear();
         let mut count = 0;
         let mut all_ints = true;
+        let mut longest = 0;
         for member in members.clone() {
             count += 1;
+            longest = longest.max(member.len());
             match canonical_int(member) {
                 Some(number) if all_ints => ints.push(number),
                 _ => all_ints = false,
             }
+        }
+        let limits = self.options.thresholds;
+        let listpack = self.options.version >= 11
+            && !(all_ints && count <= limits.set_max_intset_entries)
+            && count <= limits.set_max_listpack_entries
+            && longest <= limits.set_max_listpack_value;
+        if listpack {
+            self.buffer.push(types::SET_LISTPACK);
+            self.key(key);
+            let mut blob = std::mem::take(&mut self.blob);
+            listpack_into(&mut blob, members);
+            self.string(&blob);
+            self.blob = blob;
+            self.ints = ints;
+            return;
         }
         if all_ints && count <= self.options.thresholds.set_max_intset_entries {
             self.buffer.push(types::SET_INTSET);
@@ -453,10 +528,20 @@ impl<W: Write> RdbWriter<W> {
         }
         small &= count <= limits.hash_max_listpack_entries;
         if small {
-            self.buffer.push(types::HASH_LISTPACK);
+            let ziplist = self.options.version < 10;
+            self.buffer.push(if ziplist {
+                types::HASH_ZIPLIST
+            } else {
+                types::HASH_LISTPACK
+            });
             self.key(key);
             let mut blob = std::mem::take(&mut self.blob);
-            listpack_into(&mut blob, fields.flat_map(|(f, v)| [f, v]));
+            let items = fields.flat_map(|(f, v)| [f, v]);
+            if ziplist {
+                ziplist_into(&mut blob, items);
+            } else {
+                listpack_into(&mut blob, items);
+            }
             self.string(&blob);
             self.blob = blob;
         } else {
@@ -490,7 +575,12 @@ impl<W: Write> RdbWriter<W> {
         }
         small &= count <= limits.zset_max_listpack_entries;
         if small {
-            self.buffer.push(types::ZSET_LISTPACK);
+            let ziplist = self.options.version < 10;
+            self.buffer.push(if ziplist {
+                types::ZSET_ZIPLIST
+            } else {
+                types::ZSET_LISTPACK
+            });
             self.key(key);
             let mut blob = std::mem::take(&mut self.blob);
             let mut texts = std::mem::take(&mut self.score_texts);
@@ -501,7 +591,11 @@ impl<W: Write> RdbWriter<W> {
             let items = members
                 .zip(texts.iter())
                 .flat_map(|((member, _), text)| [member, text.as_bytes()]);
-            listpack_into(&mut blob, items);
+            if ziplist {
+                ziplist_into(&mut blob, items);
+            } else {
+                listpack_into(&mut blob, items);
+            }
             self.string(&blob);
             self.blob = blob;
             self.score_texts = texts;
@@ -637,7 +731,7 @@ pub fn dump_payload(value: &Value, options: WriteOptions) -> Result<Vec<u8>, Wri
     writer.omit_key = true;
     writer.value(b"", value)?;
     let mut payload = std::mem::take(&mut writer.buffer);
-    payload.extend_from_slice(&(WRITE_VERSION as u16).to_le_bytes());
+    payload.extend_from_slice(&(options.version as u16).to_le_bytes());
     let checksum = crate::crc64(&payload);
     payload.extend_from_slice(&checksum.to_le_bytes());
     Ok(payload)

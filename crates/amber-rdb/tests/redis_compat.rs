@@ -218,3 +218,14 @@ fn uncompressed_files_too() {
     };
     check_against_manifest("encodings-nocompress.rdb", options, "plain");
 }
+
+/// RDB 9 (Redis 5 and 6: ziplists, quicklists of ziplists) passes Redis 7.0's checker and
+/// loads with the same digest, converted to the encodings Redis 7.0 uses.
+#[test]
+fn rdb_9_files_load_in_redis_too() {
+    let options = WriteOptions {
+        version: 9,
+        ..WriteOptions::default()
+    };
+    check_against_manifest("encodings.rdb", options, "version-9");
+}

@@ -1,7 +1,7 @@
 //! Datasets written by `RdbWriter` read back equal through `RdbReader`, in every encoding the
 //! writer chooses (small and large collections, integers, compressible strings).
 
-use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions};
+use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions, types};
 use proptest::prelude::*;
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -72,9 +72,10 @@ proptest! {
     fn written_datasets_read_back_equal(
         entries in proptest::collection::vec((bytes(), value(), proptest::option::of(1i64..5_000_000_000_000)), 0..12),
         compression in any::<bool>(),
+        version in amber_rdb::WRITABLE_VERSIONS,
     ) {
         let entries = unique(entries, |(key, _, _)| key.clone());
-        let options = WriteOptions { compression, ..WriteOptions::default() };
+        let options = WriteOptions { compression, version, ..WriteOptions::default() };
         let mut writer = RdbWriter::new(Vec::new(), options).unwrap();
         writer.standard_aux(0, 0, false).unwrap();
         writer.select_db(0, entries.len() as u64, 0).unwrap();
@@ -92,4 +93,76 @@ proptest! {
         let want: Vec<_> = entries.iter().map(|(k, v, e)| (k.clone(), normalized(v), *e)).collect();
         prop_assert_eq!(read, want);
     }
+}
+
+/// Each version stores small collections in its own compact encodings.
+#[test]
+fn each_version_picks_its_encodings() {
+    let strings = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| i.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let values = [
+        ("hash", Value::Hash(vec![(b"f".to_vec(), b"v".to_vec())])),
+        ("zset", Value::SortedSet(vec![(b"m".to_vec(), 1.5)])),
+        ("list", Value::List(strings(&["a", "1"]))),
+        ("set", Value::Set(strings(&["a", "b"]))),
+    ];
+    let expected = [
+        (
+            9,
+            [
+                types::HASH_ZIPLIST,
+                types::ZSET_ZIPLIST,
+                types::LIST_QUICKLIST,
+                types::SET,
+            ],
+        ),
+        (
+            10,
+            [
+                types::HASH_LISTPACK,
+                types::ZSET_LISTPACK,
+                types::LIST_QUICKLIST_2,
+                types::SET,
+            ],
+        ),
+        (
+            11,
+            [
+                types::HASH_LISTPACK,
+                types::ZSET_LISTPACK,
+                types::LIST_QUICKLIST_2,
+                types::SET_LISTPACK,
+            ],
+        ),
+    ];
+    for (version, types) in expected {
+        let options = WriteOptions {
+            version,
+            ..WriteOptions::default()
+        };
+        let mut writer = RdbWriter::new(Vec::new(), options).unwrap();
+        writer.select_db(0, 4, 0).unwrap();
+        for (key, value) in &values {
+            writer.entry(key.as_bytes(), value, None).unwrap();
+        }
+        let file = writer.finish().unwrap();
+        assert_eq!(&file[..9], format!("REDIS{version:04}").as_bytes());
+        let mut reader = RdbReader::new(file.as_slice()).unwrap();
+        let mut seen = Vec::new();
+        while let Some(item) = reader.next_item().unwrap() {
+            if let Item::Entry(entry) = item {
+                seen.push(entry.type_byte);
+            }
+        }
+        assert_eq!(seen, types, "RDB {version}");
+    }
+    let refused = WriteOptions {
+        version: 12,
+        ..WriteOptions::default()
+    };
+    assert!(RdbWriter::new(Vec::new(), refused).is_err());
 }

@@ -192,6 +192,7 @@ impl Server {
             self.config.get_i64("rdb-key-save-delay").max(0) as u64,
         );
         options.format.thresholds = self.rdb_thresholds();
+        options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
         options
     }
 

@@ -493,6 +493,7 @@ impl Server {
             self.config.get_i64("rdb-key-save-delay").max(0) as u64,
         );
         options.format.thresholds = self.rdb_thresholds();
+        options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
         options
     }
 
@@ -508,6 +509,7 @@ impl Server {
             set_max_intset_entries: limits.max_intset,
             list_max_listpack_bytes: limits.list.max_bytes,
             list_plain_threshold: self.list_packed_threshold,
+            ..amber_rdb::Thresholds::default()
         }
     }
 

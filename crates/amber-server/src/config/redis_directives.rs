@@ -35,6 +35,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("backup-keep-hourly", "48"),
     ("backup-remote", ""),
     ("backup-ship-interval", "86400"),
+    // Amber's own: the RDB version snapshots are written in (9 for Redis 6, 11 for Redis 7.2).
+    ("rdb-version", "10"),
     ("bgsave_cpulist", ""),
     ("bind", "* -::*"),
     ("bind-source-addr", ""),

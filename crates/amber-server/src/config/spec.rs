@@ -46,6 +46,7 @@ pub fn spec_of(name: &str) -> Spec {
         "backup-interval" | "backup-keep-daily" | "backup-keep-hourly" | "backup-ship-interval" => {
             (Kind::Int(0, i64::from(i32::MAX)), true)
         }
+        "rdb-version" => (Kind::Int(9, 11), true),
         "logfile" | "unixsocket" | "pidfile" | "appendfilename" | "appenddirname" => {
             (Kind::Text, false)
         }
@@ -150,6 +151,7 @@ const IMPLEMENTED: &[&str] = &[
     "backup-keep-hourly",
     "backup-remote",
     "backup-ship-interval",
+    "rdb-version",
 ];
 
 impl Kind {
