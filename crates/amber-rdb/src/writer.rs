@@ -293,11 +293,16 @@ impl<W: Write> RdbWriter<W> {
                     fields.iter().map(|(f, v, _)| (f.as_slice(), v.as_slice())),
                 );
             }
-            Value::Stream(_) => {
-                return Err(WriteError::Unsupported(format!(
-                    "streams yet (key '{}')",
-                    String::from_utf8_lossy(key)
-                )));
+            Value::Stream(stream) => {
+                self.buffer
+                    .push(crate::stream::stream_type(self.options.version));
+                self.key(key);
+                crate::stream::write_stream(
+                    &mut self.buffer,
+                    stream,
+                    self.options.version,
+                    self.options.compression,
+                );
             }
         }
         Ok(())

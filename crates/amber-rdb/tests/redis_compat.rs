@@ -229,3 +229,15 @@ fn rdb_9_files_load_in_redis_too() {
     };
     check_against_manifest("encodings.rdb", options, "version-9");
 }
+
+/// Streams with consumer groups and pending entries, written back from what the reader
+/// decoded, load in Redis with the fixture's digest, in RDB 10 and RDB 9 layouts.
+#[test]
+fn streams_we_write_load_in_redis() {
+    check_against_manifest("stream.rdb", WriteOptions::default(), "stream");
+    let version_9 = WriteOptions {
+        version: 9,
+        ..WriteOptions::default()
+    };
+    check_against_manifest("stream.rdb", version_9, "stream-9");
+}
