@@ -1421,3 +1421,53 @@ proptest! {
         run_family_script(&commands);
     }
 }
+
+/// Everything a server sends for `command` on a fresh connection speaking `protocol`, as bytes
+/// (attributes and push messages included, which the frame reader does not model).
+fn raw_reply(port: u16, protocol: u8, command: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(80)))
+        .unwrap();
+    let read_all = |stream: &mut std::net::TcpStream| {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        out
+    };
+    if protocol == 3 {
+        stream.write_all(b"HELLO 3\r\n").unwrap();
+        read_all(&mut stream);
+    }
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .unwrap();
+    read_all(&mut stream)
+}
+
+#[test]
+fn debug_protocol_sends_the_same_bytes_as_redis() {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    for protocol in [2, 3] {
+        for kind in [
+            "string", "integer", "double", "bignum", "null", "array", "set", "map", "attrib",
+            "push", "verbatim", "true", "false", "nope",
+        ] {
+            let command = format!("DEBUG PROTOCOL {kind}");
+            let expected = raw_reply(redis.port, protocol, &command);
+            let actual = raw_reply(amber.port, protocol, &command);
+            assert_eq!(
+                String::from_utf8_lossy(&actual),
+                String::from_utf8_lossy(&expected),
+                "{command} in RESP{protocol}"
+            );
+        }
+    }
+}

@@ -164,6 +164,14 @@ impl ReplyWriter {
         }
     }
 
+    /// The header of an attribute map of `len` pairs, which precedes a reply in RESP3 only:
+    /// in RESP2 the caller must leave the attribute's contents out too.
+    pub fn attribute(&mut self, len: usize) {
+        if self.protocol == Protocol::Resp3 {
+            self.header(b'|', len as i64);
+        }
+    }
+
     /// A double, formatted as Redis 7.0 does (`%.17g`); a bulk string in RESP2.
     pub fn double(&mut self, value: f64) {
         let text = format_double(value);

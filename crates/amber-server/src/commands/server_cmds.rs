@@ -1,7 +1,7 @@
 //! Server commands: databases, INFO, TIME, COMMAND, CONFIG, SHUTDOWN, DEBUG.
 
 use amber_keyspace::{Entry, StrValue, Value};
-use amber_protocol::parse_i64;
+use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
 
 use super::keys::{DbIndexError, parse_db_index};
@@ -382,6 +382,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
                 ),
             }
         }
+        (b"protocol", 3) => debug_protocol(ctx, &args[2]),
         (b"log", 3) => {
             crate::warning!("DEBUG LOG: {}", String::from_utf8_lossy(&args[2]));
             ctx.out.ok();
@@ -459,6 +460,57 @@ fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
     // and the keys survive a restart.
     ctx.dirty(added);
     ctx.out.ok();
+}
+
+/// `DEBUG PROTOCOL type`: a sample reply of each RESP type, as Redis sends them for clients to
+/// test their parsers.
+fn debug_protocol(ctx: &mut Ctx, kind: &[u8]) {
+    let resp3 = ctx.out.protocol() == Protocol::Resp3;
+    match kind.to_ascii_lowercase().as_slice() {
+        b"string" => ctx.out.bulk(b"Hello World"),
+        b"integer" => ctx.out.integer(12345),
+        // Redis's sample value, not an approximation of pi.
+        #[allow(clippy::approx_constant)]
+        b"double" => ctx.out.double(3.141),
+        b"bignum" => ctx.out.big_number("1234567999999999999999999999999999999"),
+        b"null" => ctx.out.null(),
+        b"array" | b"set" => {
+            if kind.eq_ignore_ascii_case(b"set") {
+                ctx.out.set(3);
+            } else {
+                ctx.out.array(3);
+            }
+            (0..3).for_each(|i| ctx.out.integer(i));
+        }
+        b"map" => {
+            ctx.out.map(3);
+            for i in 0..3 {
+                ctx.out.integer(i);
+                ctx.out.boolean(i == 1);
+            }
+        }
+        b"attrib" => {
+            if resp3 {
+                ctx.out.attribute(1);
+                ctx.out.bulk(b"key-popularity");
+                ctx.out.array(2);
+                ctx.out.bulk(b"key:123");
+                ctx.out.integer(90);
+            }
+            ctx.out.bulk(b"Some real reply following the attribute");
+        }
+        b"push" if !resp3 => ctx.error("ERR RESP2 is not supported by this command"),
+        b"push" => {
+            ctx.out.push(2);
+            ctx.out.bulk(b"server-cpu-usage");
+            ctx.out.integer(42);
+            ctx.out.bulk(b"Some real reply following the push reply");
+        }
+        b"verbatim" => ctx.out.verbatim(b"txt", b"This is a verbatim\nstring"),
+        b"true" => ctx.out.boolean(true),
+        b"false" => ctx.out.boolean(false),
+        _ => ctx.error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false"),
+    }
 }
 
 fn debug_object(ctx: &mut Ctx, key: &[u8]) {
