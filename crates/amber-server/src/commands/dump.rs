@@ -78,6 +78,24 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         }
         Err(PayloadError::BadFormat(_)) => return ctx.error("ERR Bad data format"),
     };
+    // `sanitize-dump-payload yes` (and `clients`, every connection being a client here):
+    // the deep check Redis adds, refusing repeated fields and members.
+    // Redis refuses repeats in the plain encodings always, and in the compact ones (listpack,
+    // ziplist, intset) only under that deep check.
+    let sanitize = ctx.server.config.get("sanitize-dump-payload") != "no";
+    let compact = args[3].first().is_some_and(|&t| {
+        matches!(
+            t,
+            amber_rdb::types::HASH_ZIPMAP
+                ..=amber_rdb::types::HASH_ZIPLIST
+                    | amber_rdb::types::HASH_LISTPACK
+                    | amber_rdb::types::ZSET_LISTPACK
+                    | amber_rdb::types::SET_LISTPACK
+        )
+    });
+    if (sanitize || !compact) && has_repeats(&value) {
+        return ctx.error("ERR Bad data format");
+    }
     let limits = ctx.server.encoding_limits();
     let Ok(value) = from_rdb(&value, &limits) else {
         return ctx.error("ERR Bad data format");
@@ -104,4 +122,19 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     }
     ctx.dirty(1);
     ctx.out.ok();
+}
+
+/// Whether a collection repeats a hash field, set member or sorted set member (which a payload
+/// from Redis never does).
+fn has_repeats(value: &amber_rdb::Value) -> bool {
+    fn repeats<'a>(items: impl Iterator<Item = &'a [u8]>) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        items.into_iter().any(|item| !seen.insert(item))
+    }
+    match value {
+        amber_rdb::Value::Hash(pairs) => repeats(pairs.iter().map(|(f, _)| f.as_slice())),
+        amber_rdb::Value::Set(members) => repeats(members.iter().map(Vec::as_slice)),
+        amber_rdb::Value::SortedSet(members) => repeats(members.iter().map(|(m, _)| m.as_slice())),
+        _ => false,
+    }
 }

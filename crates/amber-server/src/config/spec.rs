@@ -35,6 +35,7 @@ pub struct Spec {
 const LOG_LEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
 const DEBUG_COMMAND: &[&str] = &["no", "yes", "local"];
 const FSYNC: &[&str] = &["always", "everysec", "no"];
+const SANITIZE: &[&str] = &["no", "yes", "clients"];
 const MB: i64 = 1024 * 1024;
 
 /// The spec of a directive, by canonical name.
@@ -68,6 +69,7 @@ pub fn spec_of(name: &str) -> Spec {
         "enable-debug-command" => (Kind::Enum(DEBUG_COMMAND), false),
         "save" => (Kind::Save, true),
         "appendfsync" => (Kind::Enum(FSYNC), true),
+        "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
         "maxmemory-clients" | "oom-score-adj" => (Kind::Words, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
         other => (kind_from_default(other), true),
@@ -152,6 +154,13 @@ const IMPLEMENTED: &[&str] = &[
     "backup-remote",
     "backup-ship-interval",
     "rdb-version",
+    "sanitize-dump-payload",
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "set-max-intset-entries",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
+    "list-max-listpack-size",
 ];
 
 impl Kind {
