@@ -197,8 +197,17 @@ impl<V> Dict<V> {
             for (head, &hash) in heads.iter_mut().zip(chunk) {
                 *head = self.buckets[self.bucket_for(hash)].as_deref();
             }
-            for head in heads.iter().flatten() {
-                seen ^= head.hash;
+            // Second round: the next node of each chain (tables run close to one key per
+            // bucket, so chains of two are common; longer ones are rare).
+            let mut seconds: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
+            for (second, head) in seconds.iter_mut().zip(&heads) {
+                if let Some(head) = head {
+                    seen ^= head.hash;
+                    *second = head.next.as_deref();
+                }
+            }
+            for second in seconds.iter().flatten() {
+                seen ^= second.hash;
             }
         }
         std::hint::black_box(seen);
