@@ -190,7 +190,7 @@ impl<V> Dict<V> {
     /// overlaps their cache misses instead of taking them one after another, as a loop of
     /// single inserts into a large table does.
     pub fn warm(&self, hashes: &[u64]) {
-        const AT_ONCE: usize = 16;
+        const AT_ONCE: usize = 32;
         let mut seen = 0u64;
         for chunk in hashes.chunks(AT_ONCE) {
             let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];

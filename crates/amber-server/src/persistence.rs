@@ -225,7 +225,7 @@ enum Loaded {
 }
 
 /// Keys inserted together, so their cache misses in the table overlap.
-const INSERT_BATCH: usize = 32;
+const INSERT_BATCH: usize = 64;
 
 impl Loader {
     /// Opens `path` and reads its header.
