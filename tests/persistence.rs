@@ -597,3 +597,67 @@ fn rdb_version_9_snapshots_for_redis_6_load_in_redis() {
     );
     assert_eq!(digest(&mut redis_client), amber_digest);
 }
+
+#[test]
+fn kill9_during_save_leaves_the_old_snapshot_loadable() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["SET", "generation", "1"]);
+    client.cmd(&["SAVE"]);
+    fill(&mut client);
+    client.cmd(&["SET", "generation", "2"]);
+    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    // SAVE blocks the server while it writes; kill it in the middle.
+    client.send(&["SAVE"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(
+        client.cmd(&["GET", "generation"]),
+        Frame::Bulk(b"1".to_vec())
+    );
+    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+}
+
+#[test]
+fn a_killed_bgsave_child_fails_cleanly_and_the_server_goes_on() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["SET", "generation", "1"]);
+    client.cmd(&["SAVE"]);
+    fill(&mut client);
+    client.cmd(&["SET", "generation", "2"]);
+    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::process::Command::new("pkill")
+        .args(["-9", "-P", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "there was a child to kill");
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the parent to reap its child",
+    );
+    assert_eq!(info_field(&mut client, "rdb_last_bgsave_status"), "err");
+    // The server still serves, the old snapshot is intact and no temp file is left.
+    assert_eq!(
+        client.cmd(&["GET", "generation"]),
+        Frame::Bulk(b"2".to_vec())
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&server.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(
+        client.cmd(&["GET", "generation"]),
+        Frame::Bulk(b"1".to_vec())
+    );
+}
