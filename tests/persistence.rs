@@ -38,6 +38,14 @@ fn fill(client: &mut common::Client) {
     client.cmd(&["SELECT", "0"]);
 }
 
+/// The `DEBUG DIGEST` of the dataset redis-server loads from `dir`.
+fn redis_digest_of(dir: &std::path::Path) -> Frame {
+    let redis = ServerProcess::redis_in(dir, &[]);
+    let mut client = redis.client();
+    wait_for(|| client.cmd(&["PING"]) == simple("PONG"), "redis to load");
+    digest(&mut client)
+}
+
 #[test]
 fn save_and_restart_keep_the_dataset() {
     let server = ServerProcess::amber(&[]);
@@ -130,13 +138,7 @@ fn redis_loads_what_amber_saves_with_the_same_digest() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-    let redis = ServerProcess::redis_in(&dir, &[]);
-    let mut redis_client = redis.client();
-    wait_for(
-        || redis_client.cmd(&["PING"]) == simple("PONG"),
-        "redis to load",
-    );
-    assert_eq!(digest(&mut redis_client), amber_digest);
+    assert_eq!(redis_digest_of(&dir), amber_digest);
 }
 
 #[test]
@@ -566,13 +568,7 @@ fn large_list_elements_are_saved_as_plain_quicklist_nodes() {
         })
         .collect();
     assert_eq!(kinds, ["packed", "plain", "packed"]);
-    let redis = ServerProcess::redis_in(&dir, &[]);
-    let mut redis_client = redis.client();
-    wait_for(
-        || redis_client.cmd(&["PING"]) == simple("PONG"),
-        "redis to load",
-    );
-    assert_eq!(digest(&mut redis_client), amber_digest);
+    assert_eq!(redis_digest_of(&dir), amber_digest);
 }
 
 #[test]
@@ -589,13 +585,7 @@ fn rdb_version_9_snapshots_for_redis_6_load_in_redis() {
     let dir = server.kill9();
     let bytes = std::fs::read(dir.join("dump.rdb")).unwrap();
     assert_eq!(&bytes[..9], b"REDIS0009");
-    let redis = ServerProcess::redis_in(&dir, &[]);
-    let mut redis_client = redis.client();
-    wait_for(
-        || redis_client.cmd(&["PING"]) == simple("PONG"),
-        "redis to load",
-    );
-    assert_eq!(digest(&mut redis_client), amber_digest);
+    assert_eq!(redis_digest_of(&dir), amber_digest);
 }
 
 #[test]

@@ -128,7 +128,7 @@ impl ValueBuilder {
         let fits = self.count <= limits.max_entries && self.longest <= limits.max_value;
         if fits && self.ascending && distinct(self.elements.iter(), &mut self.hashes) {
             self.out.clear();
-            let mut text = [0u8; 24];
+            let mut text = [0u8; 20];
             for (member, &score) in self.elements.iter().zip(&self.scores) {
                 self.out.push_one(encode_score(score, &mut text));
                 self.out.push_one(member);

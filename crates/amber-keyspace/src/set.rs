@@ -127,8 +127,8 @@ impl SetValue {
         match self {
             SetValue::Ints(ints) => {
                 for n in ints {
-                    let mut digits = [0u8; 24];
-                    let text = format_i64(*n, &mut digits);
+                    let mut digits = [0u8; 20];
+                    let text = amber_protocol::format_i64(*n, &mut digits);
                     visit(text);
                 }
             }
@@ -170,25 +170,6 @@ impl SetValue {
             *self = SetValue::Table(table);
         }
     }
-}
-
-/// Writes `n` in decimal into `buffer` and returns the digits.
-fn format_i64(n: i64, buffer: &mut [u8; 24]) -> &[u8] {
-    let mut at = buffer.len();
-    let mut value = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buffer[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        at -= 1;
-        buffer[at] = b'-';
-    }
-    &buffer[at..]
 }
 
 #[cfg(test)]

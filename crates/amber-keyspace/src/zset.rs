@@ -82,29 +82,14 @@ fn pairs(packed: &Packed) -> impl Iterator<Item = (Span, Span)> + '_ {
 const RAW_SCORE: u8 = 0xff;
 
 /// Encodes `score` into `buf`; returns the bytes used.
-pub(crate) fn encode_score(score: f64, buf: &mut [u8; 24]) -> &[u8] {
+pub(crate) fn encode_score(score: f64, buf: &mut [u8; 20]) -> &[u8] {
     let integral = score.fract() == 0.0 && score.abs() < 9.0e15;
-    if integral {
-        let mut value = score as i64;
-        let negative = value < 0;
-        let mut at = buf.len();
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (value % 10).unsigned_abs() as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        if negative {
-            at -= 1;
-            buf[at] = b'-';
-        }
-        return &buf[at..];
+    if !integral {
+        buf[0] = RAW_SCORE;
+        buf[1..9].copy_from_slice(&score.to_le_bytes());
+        return &buf[..9];
     }
-    buf[0] = RAW_SCORE;
-    buf[1..9].copy_from_slice(&score.to_le_bytes());
-    &buf[..9]
+    amber_protocol::format_i64(score as i64, buf)
 }
 
 fn score_at(packed: &Packed, span: Span) -> f64 {
@@ -176,7 +161,7 @@ impl ZsetValue {
                 let at = pairs(packed)
                     .find(|(s, m)| (Score(score_at(packed, *s)), packed.get(*m)) > key)
                     .map_or(packed.byte_len(), |(s, _)| s.start);
-                let mut buf = [0u8; 24];
+                let mut buf = [0u8; 20];
                 packed.insert_at(at, &[encode_score(score, &mut buf), member]);
                 let new = existing.is_none();
                 if packed.len() / 2 > limits.max_entries {
@@ -244,7 +229,7 @@ impl ZsetValue {
             .collect();
         ordered.sort_unstable();
         let mut packed = Packed::default();
-        let mut buffers = vec![[0u8; 24]; ordered.len()];
+        let mut buffers = vec![[0u8; 20]; ordered.len()];
         let mut flat: Vec<&[u8]> = Vec::with_capacity(ordered.len() * 2);
         for ((score, member), buf) in ordered.iter().zip(buffers.iter_mut()) {
             flat.push(encode_score(score.0, buf));

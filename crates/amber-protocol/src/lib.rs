@@ -15,6 +15,6 @@ mod request;
 
 pub use frame::{Frame, FrameError};
 pub use inline::{SplitArgsError, split_args};
-pub use number::{format_double, parse_i64};
+pub use number::{format_double, format_i64, parse_i64};
 pub use reply::{Protocol, ReplyWriter};
 pub use request::{Limits, ProtocolError, RequestParser};

@@ -31,9 +31,8 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     }
 }
 
-/// Appends the decimal form of `value` to `out` without allocating.
-pub(crate) fn push_i64(out: &mut bytes::BytesMut, value: i64) {
-    let mut buf = [0u8; 20];
+/// Writes the decimal form of `value` into `buf` (room for `i64::MIN`) and returns it.
+pub fn format_i64(value: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut pos = buf.len();
     let mut magnitude = value.unsigned_abs();
     loop {
@@ -45,9 +44,15 @@ pub(crate) fn push_i64(out: &mut bytes::BytesMut, value: i64) {
         }
     }
     if value < 0 {
-        out.extend_from_slice(b"-");
+        pos -= 1;
+        buf[pos] = b'-';
     }
-    out.extend_from_slice(&buf[pos..]);
+    &buf[pos..]
+}
+
+/// Appends the decimal form of `value` to `out` without allocating.
+pub(crate) fn push_i64(out: &mut bytes::BytesMut, value: i64) {
+    out.extend_from_slice(format_i64(value, &mut [0; 20]));
 }
 
 /// Formats a double as C's `printf("%.17g")` does, with `inf`, `-inf` and `nan` spelt as Redis does.

@@ -64,23 +64,7 @@ impl<'a> Element<'a> {
     {
         match *self {
             Element::Bytes(bytes) => bytes,
-            Element::Int(number) => {
-                let mut at = text.len();
-                let mut rest = number.unsigned_abs();
-                loop {
-                    at -= 1;
-                    text[at] = b'0' + (rest % 10) as u8;
-                    rest /= 10;
-                    if rest == 0 {
-                        break;
-                    }
-                }
-                if number < 0 {
-                    at -= 1;
-                    text[at] = b'-';
-                }
-                &text[at..]
-            }
+            Element::Int(number) => amber_protocol::format_i64(number, text),
         }
     }
 

@@ -655,22 +655,7 @@ fn score_text(score: f64) -> ScoreText {
         && score < 4_503_599_627_370_496.0
         && score == score.trunc();
     if integral {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = (score as i64).unsigned_abs();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if score < 0.0 {
-            at -= 1;
-            digits[at] = b'-';
-        }
-        ScoreText::new(&digits[at..])
+        ScoreText::new(amber_protocol::format_i64(score as i64, &mut [0; 20]))
     } else {
         ScoreText::new(amber_protocol::format_double(score).as_bytes())
     }
