@@ -101,6 +101,24 @@ impl ServerProcess {
     }
 
     fn start_in(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
+        // Another test process may bind the port between our probe and the server's bind; the
+        // server then exits (or a client reaches the other server): try again on another port.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut server = ServerProcess::spawn(binary, dir.clone(), file, extra);
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(why) if attempt < 3 && server.exited() => {
+                    eprintln!("server start attempt {attempt} failed ({why}); retrying");
+                    server.keep_dir = true;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn spawn(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
         let port = free_port();
         let log_path = dir.join("server.log");
         let mut args: Vec<String> = file.map(|f| f.display().to_string()).into_iter().collect();
@@ -124,48 +142,55 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let mut server = ServerProcess {
+        ServerProcess {
             child: Some(child),
             port,
             dir,
             log_path,
             keep_dir: false,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Whether the server process has ended.
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             // Listening is not enough: wait until the dataset is loaded (PING stops replying
             // -LOADING), so tests never see a half-loaded keyspace.
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let reply = Client::connect(self.port).cmd(&["PING"]);
-                let loaded = match &reply {
-                    Frame::Simple(pong) => pong == b"PONG",
-                    Frame::Error(error) => error.starts_with(b"NOAUTH"),
+                let mut client = Client::connect(self.port);
+                client.send(&["PING"]);
+                let loaded = match client.read() {
+                    Some(Frame::Simple(pong)) => pong == b"PONG",
+                    Some(Frame::Error(error)) => error.starts_with(b"NOAUTH"),
                     _ => false,
                 };
-                if loaded {
-                    return;
+                // A PONG from another process's server on this port does not count.
+                if loaded && !self.exited() {
+                    return Ok(());
                 }
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                return Err(format!(
                     "server exited with {status} before listening; log:\n{}",
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        Err(format!(
             "server did not listen on port {} within 10 s; log:\n{}",
             self.port,
             self.log()
-        );
+        ))
     }
 
     /// A new client connection.
