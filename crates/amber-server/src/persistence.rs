@@ -659,6 +659,27 @@ mod tests {
         assert_eq!(zset.encoding(), "listpack");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// A file without checksum with any byte changed, or cut anywhere, loads or fails with
+        /// a message; the value builders never panic on what the blobs contain.
+        #[test]
+        fn damaged_files_never_panic_the_loader(
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..4),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut file = sample_file();
+            for (at, byte) in flips {
+                let at = at % file.len();
+                file[at] = byte;
+            }
+            let _ = load_bytes(&file);
+            let cut = cut.index(file.len());
+            let _ = load_bytes(&file[..cut]);
+        }
+    }
+
     #[test]
     fn a_corrupt_collection_names_its_key_and_offset() {
         let file = sample_file();
