@@ -91,6 +91,9 @@ impl Default for WriteOptions {
 /// The RDB version written by default.
 pub const WRITE_VERSION: u32 = 10;
 
+/// Marks a quicklist node that holds one large element as is.
+const PLAIN_NODE: usize = 0;
+
 /// The versions [`RdbWriter`] can write.
 pub const WRITABLE_VERSIONS: std::ops::RangeInclusive<u32> = 9..=11;
 
@@ -390,72 +393,80 @@ impl<W: Write> RdbWriter<W> {
     }
 
     /// Quicklist of listpack nodes of at most the configured size, as Redis 7.0 packs lists.
+    /// A list as Redis's quicklist: RDB 10+ nodes are listpacks (or plain nodes for elements
+    /// past the packed threshold), RDB 9 nodes are ziplists; each node holds at most the
+    /// configured number of bytes.
     fn list<'a>(&mut self, key: &[u8], items: impl Iterator<Item = &'a [u8]> + Clone) {
-        if self.options.version < 10 {
-            return self.ziplist_quicklist(key, items);
-        }
-        self.buffer.push(types::LIST_QUICKLIST_2);
+        let ziplists = self.options.version < 10;
+        self.buffer.push(if ziplists {
+            types::LIST_QUICKLIST
+        } else {
+            types::LIST_QUICKLIST_2
+        });
         self.key(key);
-        let limit = self.options.thresholds.list_max_listpack_bytes;
-        let plain_from = self.options.thresholds.list_plain_threshold;
-        // Nodes as element counts; a plain node (one large element) is marked by a 0.
         let mut nodes = std::mem::take(&mut self.node_lengths);
-        nodes.clear();
-        let mut in_node = 0;
-        let mut size = 7;
-        for item in items.clone() {
-            if item.len() >= plain_from {
-                if in_node > 0 {
-                    nodes.push(in_node);
-                    (in_node, size) = (0, 7);
-                }
-                nodes.push(0);
-                continue;
-            }
-            let entry = listpack_entry_size(item);
-            if in_node > 0 && size + entry > limit {
-                nodes.push(in_node);
-                (in_node, size) = (0, 7);
-            }
-            size += entry;
-            in_node += 1;
-        }
-        if in_node > 0 {
-            nodes.push(in_node);
-        }
+        self.split_into_nodes(items.clone(), ziplists, &mut nodes);
         self.length(nodes.len() as u64);
         let mut items = items;
         let mut blob = std::mem::take(&mut self.blob);
         for &count in &nodes {
-            if count == 0 {
+            if ziplists {
+                ziplist_into(&mut blob, items.by_ref().take(count));
+            } else if count == PLAIN_NODE {
                 self.length(1); // QUICKLIST_NODE_CONTAINER_PLAIN
                 if let Some(item) = items.next() {
                     self.string(item);
                 }
+                continue;
             } else {
                 self.length(2); // QUICKLIST_NODE_CONTAINER_PACKED
                 listpack_into(&mut blob, items.by_ref().take(count));
-                self.string(&blob);
             }
+            self.string(&blob);
         }
         self.blob = blob;
         self.node_lengths = nodes;
     }
 
-    /// RDB 9's quicklist: every node a ziplist of at most the configured size.
-    fn ziplist_quicklist<'a>(&mut self, key: &[u8], items: impl Iterator<Item = &'a [u8]> + Clone) {
-        self.buffer.push(types::LIST_QUICKLIST);
-        self.key(key);
+    /// The element count of each quicklist node, [`PLAIN_NODE`] for a large element alone in a
+    /// plain node (RDB 10+ only).
+    fn split_into_nodes<'a>(
+        &self,
+        items: impl Iterator<Item = &'a [u8]>,
+        ziplists: bool,
+        nodes: &mut Vec<usize>,
+    ) {
         let limit = self.options.thresholds.list_max_listpack_bytes;
-        let mut nodes = std::mem::take(&mut self.node_lengths);
+        let plain_from = if ziplists {
+            usize::MAX
+        } else {
+            self.options.thresholds.list_plain_threshold
+        };
+        let header = if ziplists { 11 } else { 7 };
+        // A ziplist entry's size depends on the previous one's (its prevlen field).
+        let entry_size = |previous: usize, item: &[u8]| {
+            if ziplists {
+                ziplist_entry_len(previous, item)
+            } else {
+                listpack_entry_size(item)
+            }
+        };
         nodes.clear();
-        let (mut in_node, mut size, mut previous) = (0, 11, 0);
-        for item in items.clone() {
-            let mut entry = ziplist_entry_len(previous, item);
+        let (mut in_node, mut size, mut previous) = (0, header, 0);
+        for item in items {
+            if item.len() >= plain_from {
+                if in_node > 0 {
+                    nodes.push(in_node);
+                    (in_node, size, previous) = (0, header, 0);
+                }
+                nodes.push(PLAIN_NODE);
+                continue;
+            }
+            let mut entry = entry_size(previous, item);
             if in_node > 0 && size + entry > limit {
                 nodes.push(in_node);
-                (in_node, size) = (0, 11);
-                entry = ziplist_entry_len(0, item);
+                (in_node, size) = (0, header);
+                entry = entry_size(0, item);
             }
             size += entry;
             previous = entry;
@@ -464,15 +475,6 @@ impl<W: Write> RdbWriter<W> {
         if in_node > 0 {
             nodes.push(in_node);
         }
-        self.length(nodes.len() as u64);
-        let mut items = items;
-        let mut blob = std::mem::take(&mut self.blob);
-        for &count in &nodes {
-            ziplist_into(&mut blob, items.by_ref().take(count));
-            self.string(&blob);
-        }
-        self.blob = blob;
-        self.node_lengths = nodes;
     }
 
     fn set<'a>(&mut self, key: &[u8], members: impl Iterator<Item = &'a [u8]> + Clone) {
