@@ -1414,6 +1414,27 @@ proptest! {
         run_family_script(&commands);
     }
 
+    /// All families on the same two keys: type errors, and the order in which Redis checks
+    /// the type, the arguments and the key.
+    #[test]
+    fn random_mixed_family_sequences_match_redis(
+        commands in proptest::collection::vec(
+            prop_oneof![
+                family_command(LIST_COMMANDS, LIST_TOKENS),
+                family_command(HASH_COMMANDS, HASH_TOKENS),
+                family_command(SET_COMMANDS, SET_TOKENS),
+                family_command(ZSET_COMMANDS, ZSET_TOKENS),
+                family_command(
+                    &["SET", "GET", "DEL", "EXPIRE", "TTL", "PERSIST", "TYPE", "APPEND", "INCR", "RENAME", "COPY", "DUMP", "EXISTS"],
+                    &["k1", "k2", "1", "v", "10", "REPLACE"],
+                ),
+            ],
+            1..60,
+        )
+    ) {
+        run_family_script(&commands);
+    }
+
     #[test]
     fn random_sorted_set_command_sequences_match_redis(
         commands in proptest::collection::vec(family_command(ZSET_COMMANDS, ZSET_TOKENS), 1..50)
