@@ -1425,7 +1425,7 @@ proptest! {
                 family_command(SET_COMMANDS, SET_TOKENS),
                 family_command(ZSET_COMMANDS, ZSET_TOKENS),
                 family_command(
-                    &["SET", "GET", "DEL", "EXPIRE", "TTL", "PERSIST", "TYPE", "APPEND", "INCR", "RENAME", "COPY", "DUMP", "EXISTS"],
+                    &["SET", "GET", "DEL", "EXPIRE", "TTL", "PERSIST", "TYPE", "APPEND", "INCR", "RENAME", "COPY", "EXISTS"],
                     &["k1", "k2", "1", "v", "10", "REPLACE"],
                 ),
             ],
