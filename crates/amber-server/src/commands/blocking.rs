@@ -150,7 +150,12 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
         return;
     };
     let (source, destination) = (&args[1], &args[2]);
-    if read_list(ctx, destination, |_| ()).is_err() {
+    // As Redis: the destination's type matters only once the source has an element.
+    let source_has_data = match read_list(ctx, source, |list| !list.is_empty()) {
+        Err(Replied) => return,
+        Ok(found) => found.unwrap_or(false),
+    };
+    if source_has_data && read_list(ctx, destination, |_| ()).is_err() {
         return;
     }
     match pop_any(ctx, std::slice::from_ref(source), from, 1) {

@@ -415,6 +415,12 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End) {
+    // As Redis: a missing or empty source replies nil before the destination's type is checked.
+    match read_list(ctx, source, List::is_empty) {
+        Err(Replied) => return,
+        Ok(None | Some(true)) => return ctx.out.null(),
+        Ok(Some(false)) => {}
+    }
     if read_list(ctx, destination, |_| ()).is_err() {
         return;
     }

@@ -683,6 +683,11 @@ fn combine_generic(
         return Err(Replied);
     }
     let keys = &args[first + 1..first + 1 + numkeys];
+    // As Redis: the inputs' types are checked before the options are parsed.
+    let mut inputs = Vec::with_capacity(numkeys);
+    for key in keys {
+        inputs.push(input_members(ctx, key)?.unwrap_or_default());
+    }
     let mut weights = vec![1.0; numkeys];
     let mut how = Aggregate::Sum;
     let mut with_scores = false;
@@ -719,10 +724,6 @@ fn combine_generic(
             return Err(Replied);
         }
         i += 1;
-    }
-    let mut inputs = Vec::with_capacity(numkeys);
-    for key in keys {
-        inputs.push(input_members(ctx, key)?.unwrap_or_default());
     }
     let mut result: std::collections::HashMap<Vec<u8>, f64> = std::collections::HashMap::new();
     match op {
