@@ -33,6 +33,16 @@ impl StrValue {
         }
     }
 
+    /// Stores `bytes` as a string even when they spell an integer, as Redis keeps a value it
+    /// formatted itself (the result of `INCRBYFLOAT` is `embstr`, not `int`).
+    pub fn from_text(bytes: &[u8]) -> StrValue {
+        if bytes.len() <= EMBSTR_MAX_LEN {
+            StrValue::Embstr(bytes.into())
+        } else {
+            StrValue::Raw(bytes.to_vec())
+        }
+    }
+
     /// The value's bytes.
     pub fn as_bytes(&self) -> Cow<'_, [u8]> {
         match self {

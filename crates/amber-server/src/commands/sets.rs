@@ -223,6 +223,10 @@ pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(present) = read_set(ctx, source, |set| set.contains(member)) else {
         return;
     };
+    // As Redis: a missing source replies 0 before the destination's type is checked.
+    if present.is_none() {
+        return ctx.out.integer(0);
+    }
     if read_set(ctx, destination, |_| ()).is_err() {
         return;
     }

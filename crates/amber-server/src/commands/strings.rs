@@ -522,7 +522,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     store(
         ctx,
         &args[1],
-        string_value(text.as_bytes()),
+        Value::Str(StrValue::from_text(text.as_bytes())),
         ExpireArg::Keep,
     );
     ctx.propagate_as(vec![aof_command!(
