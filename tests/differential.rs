@@ -1229,8 +1229,12 @@ fn normalize_family(command: &[&str], reply: Frame) -> Frame {
 }
 
 fn run_family_script(commands: &[Vec<String>]) {
-    let redis = ServerProcess::redis(&[]);
-    let amber = ServerProcess::amber(&[]);
+    run_family_script_with(commands, &[]);
+}
+
+fn run_family_script_with(commands: &[Vec<String>], flags: &[&str]) {
+    let redis = ServerProcess::redis(flags);
+    let amber = ServerProcess::amber(flags);
     let mut expected_client = redis.client();
     let mut actual_client = amber.client();
     for command in commands {
@@ -1448,6 +1452,28 @@ proptest! {
         )
     ) {
         run_family_script(&commands);
+    }
+
+    /// The same with tiny encoding thresholds, so that collections convert back and forth
+    /// between compact and table encodings all the time.
+    #[test]
+    fn random_mixed_sequences_with_tiny_thresholds_match_redis(
+        commands in proptest::collection::vec(
+            prop_oneof![
+                family_command(LIST_COMMANDS, LIST_TOKENS),
+                family_command(HASH_COMMANDS, HASH_TOKENS),
+                family_command(SET_COMMANDS, SET_TOKENS),
+                family_command(ZSET_COMMANDS, ZSET_TOKENS),
+            ],
+            1..60,
+        )
+    ) {
+        run_family_script_with(&commands, &[
+            "--hash-max-listpack-entries", "2",
+            "--zset-max-listpack-entries", "2",
+            "--set-max-intset-entries", "2",
+            "--list-max-listpack-size", "2",
+        ]);
     }
 
     #[test]
