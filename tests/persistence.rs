@@ -38,6 +38,27 @@ fn fill(client: &mut common::Client) {
     client.cmd(&["SELECT", "0"]);
 }
 
+/// Saves a dataset of one key (`generation` 1), then changes it a lot and makes the next save
+/// slow (200 µs per key), so a test can act in the middle of it.
+fn saved_then_changed(client: &mut common::Client) {
+    client.cmd(&["SET", "generation", "1"]);
+    client.cmd(&["SAVE"]);
+    fill(client);
+    client.cmd(&["SET", "generation", "2"]);
+    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+}
+
+/// A server started on `dir` has the first saved dataset: `generation` 1 and nothing else.
+fn assert_first_generation_restarts(dir: &std::path::Path) {
+    let restarted = ServerProcess::amber_in(dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(
+        client.cmd(&["GET", "generation"]),
+        Frame::Bulk(b"1".to_vec())
+    );
+    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+}
+
 /// The `DEBUG DIGEST` of the dataset redis-server loads from `dir`.
 fn redis_digest_of(dir: &std::path::Path) -> Frame {
     let redis = ServerProcess::redis_in(dir, &[]);
@@ -248,11 +269,7 @@ fn shutdown_saves_when_save_points_are_set_and_nosave_does_not() {
 fn kill9_during_bgsave_leaves_the_old_snapshot_loadable() {
     let server = ServerProcess::amber(&[]);
     let mut client = server.client();
-    client.cmd(&["SET", "generation", "1"]);
-    client.cmd(&["SAVE"]);
-    fill(&mut client);
-    client.cmd(&["SET", "generation", "2"]);
-    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    saved_then_changed(&mut client);
     client.cmd(&["BGSAVE"]);
     std::thread::sleep(Duration::from_millis(300));
     // Kill the server and its child in the middle of writing the new snapshot.
@@ -260,13 +277,7 @@ fn kill9_during_bgsave_leaves_the_old_snapshot_loadable() {
         .args(["-9", "-P", &server.pid().to_string()])
         .status();
     let dir = server.kill9();
-    let restarted = ServerProcess::amber_in(&dir, &[]);
-    let mut client = restarted.client();
-    assert_eq!(
-        client.cmd(&["GET", "generation"]),
-        Frame::Bulk(b"1".to_vec())
-    );
-    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+    assert_first_generation_restarts(&dir);
 }
 
 #[test]
@@ -592,33 +603,19 @@ fn rdb_version_9_snapshots_for_redis_6_load_in_redis() {
 fn kill9_during_save_leaves_the_old_snapshot_loadable() {
     let server = ServerProcess::amber(&[]);
     let mut client = server.client();
-    client.cmd(&["SET", "generation", "1"]);
-    client.cmd(&["SAVE"]);
-    fill(&mut client);
-    client.cmd(&["SET", "generation", "2"]);
-    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    saved_then_changed(&mut client);
     // SAVE blocks the server while it writes; kill it in the middle.
     client.send(&["SAVE"]);
     std::thread::sleep(Duration::from_millis(300));
     let dir = server.kill9();
-    let restarted = ServerProcess::amber_in(&dir, &[]);
-    let mut client = restarted.client();
-    assert_eq!(
-        client.cmd(&["GET", "generation"]),
-        Frame::Bulk(b"1".to_vec())
-    );
-    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+    assert_first_generation_restarts(&dir);
 }
 
 #[test]
 fn a_killed_bgsave_child_fails_cleanly_and_the_server_goes_on() {
     let server = ServerProcess::amber(&[]);
     let mut client = server.client();
-    client.cmd(&["SET", "generation", "1"]);
-    client.cmd(&["SAVE"]);
-    fill(&mut client);
-    client.cmd(&["SET", "generation", "2"]);
-    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]);
+    saved_then_changed(&mut client);
     assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
     std::thread::sleep(Duration::from_millis(300));
     let killed = std::process::Command::new("pkill")
@@ -644,10 +641,5 @@ fn a_killed_bgsave_child_fails_cleanly_and_the_server_goes_on() {
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     let dir = server.kill9();
-    let restarted = ServerProcess::amber_in(&dir, &[]);
-    let mut client = restarted.client();
-    assert_eq!(
-        client.cmd(&["GET", "generation"]),
-        Frame::Bulk(b"1".to_vec())
-    );
+    assert_first_generation_restarts(&dir);
 }

@@ -196,22 +196,30 @@ pub fn blmove(ctx: &mut Ctx, args: &[Bytes]) {
     bmove(ctx, args, from, to, &args[5]);
 }
 
+/// The `timeout numkeys key [key ...]` that BLMPOP and BZMPOP start with: the deadline, the
+/// keys, and the arguments after them (at least one); `None` once an error is replied.
+fn mpop_head<'a>(
+    ctx: &mut Ctx,
+    args: &'a [Bytes],
+) -> Option<(Option<Instant>, &'a [Bytes], &'a [Bytes])> {
+    let deadline = timeout(ctx, &args[1]).ok()?;
+    let numkeys = super::numkeys_arg(ctx, &args[2])?;
+    if numkeys > args.len().saturating_sub(4) {
+        ctx.error(errors::SYNTAX);
+        return None;
+    }
+    Some((deadline, &args[3..3 + numkeys], &args[3 + numkeys..]))
+}
+
 /// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`
 pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(deadline) = timeout(ctx, &args[1]) else {
+    let Some((deadline, keys, options)) = mpop_head(ctx, args) else {
         return;
     };
-    let Some(numkeys) = super::numkeys_arg(ctx, &args[2]) else {
-        return;
-    };
-    if numkeys > args.len().saturating_sub(4) {
-        return ctx.error(errors::SYNTAX);
-    }
-    let keys = &args[3..3 + numkeys];
-    let Some(end) = end_of(&args[3 + numkeys]) else {
+    let Some(end) = end_of(&options[0]) else {
         return ctx.error(errors::SYNTAX);
     };
-    let count = match &args[4 + numkeys..] {
+    let count = match &options[1..] {
         [] => 1,
         [word, value] if is(word, "count") => match amber_protocol::parse_i64(value) {
             Some(n) if n > 0 => n as usize,
@@ -281,17 +289,10 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
 
 /// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`
 pub fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(deadline) = timeout(ctx, &args[1]) else {
+    let Some((deadline, keys, options)) = mpop_head(ctx, args) else {
         return;
     };
-    let Some(numkeys) = super::numkeys_arg(ctx, &args[2]) else {
-        return;
-    };
-    if numkeys > args.len().saturating_sub(4) {
-        return ctx.error(errors::SYNTAX);
-    }
-    let keys = &args[3..3 + numkeys];
-    let Some((highest, count)) = super::zsets::mpop_options(ctx, &args[3 + numkeys..]) else {
+    let Some((highest, count)) = super::zsets::mpop_options(ctx, options) else {
         return;
     };
     match super::zsets::pop_first_nonempty(ctx, keys, highest, count) {
