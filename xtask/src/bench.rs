@@ -415,6 +415,17 @@ pub fn restart_time_with(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// A background `redis-benchmark` SET load (10 clients over `keys` random keys) that runs
+/// until killed.
+pub fn set_load(port: u16, keys: u64) -> Result<std::process::Child> {
+    Ok(Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-t", "set", "-n", "100000000"])
+        .args(["-c", "10", "-r", &keys.to_string(), "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
 /// Resident set size of process `pid`, in bytes (0 once it is gone).
 fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/statm"))
@@ -470,19 +481,7 @@ fn persistence_round(name: &'static str, binary: &Path, keys: u64) -> Result<Per
         command(&mut stream, "SAVE")?;
         round.save = started.elapsed().as_secs_f64();
         round.size_mb = std::fs::metadata(dir.join("dump.rdb"))?.len() as f64 / 1e6;
-        let mut load = Command::new("redis-benchmark")
-            .args([
-                "-p",
-                &server.port.to_string(),
-                "-t",
-                "set",
-                "-n",
-                "100000000",
-            ])
-            .args(["-c", "10", "-r", "100000", "-q"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let mut load = set_load(server.port, 100_000)?;
         std::thread::sleep(Duration::from_millis(500));
         let before = rss_of(pid);
         let started = Instant::now();

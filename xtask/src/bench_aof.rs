@@ -73,19 +73,7 @@ pub fn rewrite(args: &BenchArgs) -> Result<()> {
                 for kind in ["string", "hash", "list", "set", "zset"] {
                     fill_type(&mut stream, kind, args.aof_keys / 5)?;
                 }
-                let mut load = std::process::Command::new("redis-benchmark")
-                    .args([
-                        "-p",
-                        &server.port.to_string(),
-                        "-t",
-                        "set",
-                        "-n",
-                        "100000000",
-                    ])
-                    .args(["-c", "10", "-r", "1000000", "-q"])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()?;
+                let mut load = crate::bench::set_load(server.port, 1_000_000)?;
                 std::thread::sleep(std::time::Duration::from_millis(300));
                 let before = crate::bench::info_value(&mut stream, "aof_rewrites")?;
                 let started = std::time::Instant::now();

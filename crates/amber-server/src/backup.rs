@@ -132,7 +132,7 @@ impl Server {
         } else {
             Kind::Rdb
         };
-        let options = self.backup_rdb_options();
+        let options = self.rdb_options();
         let keyspace = &self.keyspace;
         let child_staging = staging.clone();
         let spawned = amber_snapshot::spawn(move |reporter| {
@@ -182,18 +182,6 @@ impl Server {
                 Err(format!("ERR can't fork the backup: {error}"))
             }
         }
-    }
-
-    fn backup_rdb_options(&self) -> crate::persistence::SaveOptions {
-        let mut options = crate::persistence::save_options(
-            self.config.get_bool("rdbcompression"),
-            self.config.get_bool("rdbchecksum"),
-            // Redis's test knob holds this child open too, so tests can act during a backup.
-            self.config.get_i64("rdb-key-save-delay").max(0) as u64,
-        );
-        options.format.thresholds = self.rdb_thresholds();
-        options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
-        options
     }
 
     /// With AOF on: the files of the manifest and the length each has now (the buffer is

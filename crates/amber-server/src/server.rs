@@ -486,7 +486,9 @@ impl Server {
         std::path::PathBuf::from(self.config.get("dbfilename"))
     }
 
-    fn rdb_options(&self) -> crate::persistence::SaveOptions {
+    /// The options of every snapshot this server writes (SAVE, BGSAVE, AOF base, backups);
+    /// `rdb-key-save-delay` holds backup children open too, so tests can act during them.
+    pub(crate) fn rdb_options(&self) -> crate::persistence::SaveOptions {
         let mut options = crate::persistence::save_options(
             self.config.get_bool("rdbcompression"),
             self.config.get_bool("rdbchecksum"),
