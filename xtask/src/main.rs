@@ -6,11 +6,14 @@
 //!   alternating rounds, and prints medians and the amber/redis ratios; then SAVE, fork and
 //!   restart times, memory per key of each type, SET under each `appendfsync` policy and AOF
 //!   load time.
+//! * `redis-tests`: Redis's own Tcl test suite against the release binary, with a per-unit
+//!   baseline that CI holds the server to (`--check`).
 //! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` and `tests/aof.rs` against the
 //!   release binary.
 
 mod bench;
 mod bench_aof;
+mod redis_tests;
 mod tools;
 
 use anyhow::Result;
@@ -35,6 +38,9 @@ enum Task {
     Lint,
     /// Benchmark amber-server against redis-server side by side.
     Bench(bench::BenchArgs),
+    /// Redis 7.0.15's own test suite (../shared/redis-tests) against the release amber-server:
+    /// per-unit counts, the most frequent error replies, and the baseline ratchet (--check).
+    RedisTests(redis_tests::RedisTestsArgs),
     /// Crash and restart scenarios against the release binary (kill -9 during SAVE/BGSAVE,
     /// BGSAVE under writes, corrupt and truncated files, failing disks, Redis loading Amber's
     /// snapshots and the reverse).
@@ -83,6 +89,10 @@ fn main() -> Result<()> {
             ];
             test_args.extend(args.iter().map(String::as_str));
             tools::cargo(&test_args)
+        }
+        Task::RedisTests(args) => {
+            tools::ensure_redis()?;
+            redis_tests::run(&args)
         }
         Task::Bench(args) => {
             tools::ensure_redis()?;

@@ -16,6 +16,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("/usr/sbin/sshd", "openssh-server"),
+    ("tclsh", "tcl"),
 ];
 
 /// The workspace root (the parent of `xtask/`).

@@ -72,9 +72,43 @@ pub enum ManifestError {
         /// 1-based line number.
         line: usize,
     },
-    /// No file at all.
+    /// A file name with a directory in it.
+    #[error("File can't be a path, just a filename (line {line})")]
+    PathName {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// An empty manifest file.
     #[error("Found an empty AOF manifest")]
     Empty,
+}
+
+impl ManifestError {
+    /// The line the error is on (none for an empty manifest).
+    pub fn line(&self) -> Option<usize> {
+        match *self {
+            ManifestError::LineTooLong { line }
+            | ManifestError::InvalidFormat { line }
+            | ManifestError::UnknownType { line }
+            | ManifestError::DuplicateBase { line }
+            | ManifestError::NonMonotonic { line }
+            | ManifestError::PathName { line } => Some(line),
+            ManifestError::Empty => None,
+        }
+    }
+
+    /// Redis's words for the error, without the line number.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ManifestError::LineTooLong { .. } => "The AOF manifest file contains too long line",
+            ManifestError::InvalidFormat { .. } => "Invalid AOF manifest file format",
+            ManifestError::UnknownType { .. } => "Unknown AOF file type",
+            ManifestError::DuplicateBase { .. } => "Found duplicate base file information",
+            ManifestError::NonMonotonic { .. } => "Found a non-monotonic sequence number",
+            ManifestError::PathName { .. } => "File can't be a path, just a filename",
+            ManifestError::Empty => "Found an empty AOF manifest",
+        }
+    }
 }
 
 /// The list of files that make up a multi-part AOF.
@@ -96,22 +130,24 @@ pub struct Manifest {
 pub const MAX_LINE: usize = 1024;
 
 impl Manifest {
-    /// Parses manifest text, applying Redis's rules (at most one base, increasing incr
-    /// sequence numbers, `#` comment lines skipped, unknown key/value pairs ignored).
+    /// Parses manifest text with Redis's rules: lines starting with `#` are skipped, a blank
+    /// line or one without its newline is an error, at most one base, increasing incr
+    /// sequence numbers, unknown key/value pairs ignored. Only a file with no line at all is
+    /// [`ManifestError::Empty`].
     pub fn parse(text: &[u8]) -> Result<Manifest, ManifestError> {
+        if text.is_empty() {
+            return Err(ManifestError::Empty);
+        }
         let mut manifest = Manifest::default();
-        let mut files = 0;
         for (index, raw) in text.split_inclusive(|&b| b == b'\n').enumerate() {
             let line = index + 1;
-            if raw.len() > MAX_LINE || (!raw.ends_with(b"\n") && raw.len() == MAX_LINE) {
-                return Err(ManifestError::LineTooLong { line });
-            }
-            let trimmed = trim(raw);
-            if trimmed.is_empty() || trimmed.starts_with(b"#") {
+            if raw.starts_with(b"#") {
                 continue;
             }
-            let info = parse_line(trimmed, line)?;
-            files += 1;
+            if !raw[..raw.len().min(MAX_LINE)].contains(&b'\n') {
+                return Err(ManifestError::LineTooLong { line });
+            }
+            let info = parse_line(trim(raw), line)?;
             match info.kind {
                 FileKind::Base => {
                     if manifest.base.is_some() {
@@ -129,9 +165,6 @@ impl Manifest {
                     manifest.incrs.push(info);
                 }
             }
-        }
-        if files == 0 {
-            return Err(ManifestError::Empty);
         }
         Ok(manifest)
     }
@@ -250,31 +283,45 @@ fn parse_line(line: &[u8], number: usize) -> Result<FileInfo, ManifestError> {
     if words.len() < 6 || words.len() % 2 != 0 {
         return Err(invalid);
     }
-    let (mut name, mut seq, mut kind) = (None, None, None);
+    let (mut name, mut seq, mut kind) = (None, 0, None);
     for pair in words.chunks(2) {
         let value = &pair[1];
-        match pair[0].as_slice() {
-            b"file" => name = Some(String::from_utf8_lossy(value).into_owned()),
-            b"seq" => {
-                seq = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
+        if pair[0].eq_ignore_ascii_case(b"file") {
+            let text = String::from_utf8_lossy(value).into_owned();
+            if text.contains('/') {
+                return Err(ManifestError::PathName { line: number });
             }
-            b"type" => {
-                kind = Some(match value.as_slice() {
-                    b"b" => FileKind::Base,
-                    b"h" => FileKind::History,
-                    b"i" => FileKind::Incr,
-                    _ => return Err(ManifestError::UnknownType { line: number }),
-                })
-            }
-            _ => {}
+            name = Some(text);
+        } else if pair[0].eq_ignore_ascii_case(b"seq") {
+            seq = leading_number(value);
+        } else if pair[0].eq_ignore_ascii_case(b"type") {
+            // Redis reads the first letter only.
+            kind = value.first().copied();
         }
     }
-    match (name, seq, kind) {
-        (Some(name), Some(seq), Some(kind)) if !name.is_empty() => Ok(FileInfo { name, seq, kind }),
-        _ => Err(invalid),
+    let (Some(name), Some(kind)) = (name, kind) else {
+        return Err(invalid);
+    };
+    if seq == 0 {
+        return Err(invalid);
     }
+    let kind = match kind {
+        b'b' => FileKind::Base,
+        b'h' => FileKind::History,
+        b'i' => FileKind::Incr,
+        _ => return Err(ManifestError::UnknownType { line: number }),
+    };
+    Ok(FileInfo { name, seq, kind })
+}
+
+/// The number a sequence field starts with, as C's `atoll` reads it (0 when none, which
+/// Redis then refuses).
+fn leading_number(value: &[u8]) -> u64 {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&value[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 fn quote_if_needed(name: &str) -> String {
@@ -320,7 +367,23 @@ mod tests {
         assert_eq!(Manifest::parse(b""), Err(ManifestError::Empty));
         assert_eq!(
             Manifest::parse(b"# only a comment\n"),
-            Err(ManifestError::Empty)
+            Ok(Manifest::default())
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 1 type b\n\nfile b seq 1 type i\n"),
+            Err(ManifestError::InvalidFormat { line: 2 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 1 type b"),
+            Err(ManifestError::LineTooLong { line: 1 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file a seq 0 type b\n"),
+            Err(ManifestError::InvalidFormat { line: 1 })
+        );
+        assert_eq!(
+            Manifest::parse(b"file dir/a seq 1 type b\n"),
+            Err(ManifestError::PathName { line: 1 })
         );
         assert_eq!(
             Manifest::parse(b"file a seq 1\n"),

@@ -5,6 +5,7 @@
 //! ([`ship`]).
 
 pub mod catalog;
+pub mod lock;
 pub mod restore;
 pub mod retention;
 pub mod ship;

@@ -1,6 +1,7 @@
 //! Restore: puts a verified backup in place of a stopped server's data. The data it replaces
 //! is moved aside (never deleted) into `replaced-<time>/`; a running server is detected by the
-//! lock it holds on `amber.lock` and the restore is refused. An RDB backup is installed both as
+//! lock it holds on its dataset (`dump.rdb.lock`, `appendonly.aof.lock`, see [`crate::lock`])
+//! and the restore is refused. An RDB backup is installed both as
 //! `dbfilename` and as the base of a fresh AOF directory, so the server restarts with the
 //! backup's exact dataset whether or not `appendonly` is on. With `at`, an AOF backup is
 //! extended with the live AOF's later commands up to that time (point-in-time recovery).
@@ -13,6 +14,7 @@ use amber_aof::check::{check_file, cut_for_timestamp};
 use amber_aof::{Manifest, manifest};
 
 use crate::catalog::{Backup, BackupError, Catalog, Kind, io};
+use crate::lock::{DatasetLock, lock_dataset};
 use crate::verify::{Progress, checksum_dir, manifest_in, verify};
 
 /// Where and how to restore.
@@ -54,47 +56,13 @@ pub struct RestoreReport {
     pub replayed_bytes: u64,
 }
 
-/// The lock file a running server holds in its data directory.
-pub const LOCK_FILE: &str = "amber.lock";
-
-/// The data directory's lock, held until dropped.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
-
-/// Takes the data directory's lock, failing if a server (or another restore) holds it.
-///
-/// It is a POSIX record lock (`fcntl(F_SETLK)`), which a forked child does not inherit: when
-/// a server is killed, its lock goes with it even if a snapshot child still runs.
-pub fn lock_data_dir(dir: &Path) -> Result<DirLock, BackupError> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .read(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let whole_file = nix::libc::flock {
-        l_type: nix::libc::F_WRLCK as i16,
-        l_whence: nix::libc::SEEK_SET as i16,
-        l_start: 0,
-        l_len: 0,
-        l_pid: 0,
-    };
-    // SAFETY: F_SETLK reads the flock struct, which outlives the call; the fd is open.
-    let result = unsafe { nix::libc::fcntl(file.as_raw_fd(), nix::libc::F_SETLK, &whole_file) };
-    if result == -1 {
-        let errno = std::io::Error::last_os_error();
-        return Err(BackupError::Refused(format!(
-            "a server is using {} ({}: {errno}); stop it before restoring",
-            dir.display(),
-            path.display()
-        )));
-    }
-    Ok(DirLock { _file: file })
+/// Takes the locks of both datasets a restore may replace (`dbfilename` and the AOF named by
+/// `appendfilename`), failing if a server (or another restore) holds either.
+pub fn lock_datasets(options: &RestoreOptions) -> Result<[DatasetLock; 2], BackupError> {
+    Ok([
+        lock_dataset(&options.data_dir, &options.dbfilename)?,
+        lock_dataset(&options.data_dir, &options.appendfilename)?,
+    ])
 }
 
 /// Restores backup `id` (or, with `at_ms` and no id, the newest good backup before it).
@@ -125,7 +93,7 @@ pub fn restore(
         )));
     }
     std::fs::create_dir_all(&options.data_dir).map_err(io("creating the data directory"))?;
-    let _lock = lock_data_dir(&options.data_dir)?;
+    let _locks = lock_datasets(options)?;
     let source = catalog.path_of(&backup.id);
     let (_, checksum) = checksum_dir(&source, progress)?;
     if checksum != backup.checksum {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use amber_backup::catalog::Meta;
-use amber_backup::restore::{RestoreOptions, lock_data_dir, restore};
+use amber_backup::restore::{RestoreOptions, lock_datasets, restore};
 use amber_backup::ship::{Remote, ship};
 use amber_backup::time::{DAY_MS, backup_id};
 use amber_backup::{Catalog, Kind, Policy, Status, finalize, plan, verify};
@@ -133,7 +133,7 @@ fn lock_holder() {
     let Some(dir) = std::env::var_os("AMBER_TEST_HOLD_LOCK") else {
         return;
     };
-    let _lock = lock_data_dir(Path::new(&dir)).expect("lock");
+    let _locks = lock_datasets(&RestoreOptions::defaults(Path::new(&dir))).expect("lock");
     println!("locked");
     std::thread::sleep(std::time::Duration::from_secs(30));
 }

@@ -39,7 +39,7 @@ pub enum ErrorKind {
     #[error("unsupported RDB version {0}")]
     UnsupportedVersion(u32),
     /// The trailing checksum does not match the content.
-    #[error("wrong RDB checksum: file says {expected:016x}, content gives {actual:016x}")]
+    #[error("RDB CRC error: the file says {expected:016x}, the content gives {actual:016x}")]
     BadChecksum {
         /// Checksum stored in the file.
         expected: u64,

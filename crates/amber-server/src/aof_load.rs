@@ -32,19 +32,30 @@ pub enum Source {
     Nothing,
 }
 
+/// Why the AOF to load could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// The manifest is malformed.
+    #[error(transparent)]
+    Manifest(#[from] amber_aof::ManifestError),
+    /// The manifest exists but cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 /// Finds what to load: the manifest, else a legacy file, else nothing.
-pub fn find(paths: &AofPaths) -> Result<Source, String> {
+pub fn find(paths: &AofPaths) -> Result<Source, FindError> {
     let manifest_path = paths.manifest();
     match std::fs::read(&manifest_path) {
         Ok(text) => {
-            let manifest = Manifest::parse(&text).map_err(|e| e.to_string())?;
+            let manifest = Manifest::parse(&text)?;
             return Ok(Source::MultiPart(manifest));
         }
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "Unable to open the AOF manifest file {}: {error}",
+            return Err(FindError::Unreadable(format!(
+                "Fatal error: can't open the AOF manifest file {} for reading: {error}",
                 manifest_path.display()
-            ));
+            )));
         }
         Err(_) => {}
     }

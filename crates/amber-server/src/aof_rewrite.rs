@@ -255,7 +255,7 @@ impl Server {
         let mut manifest = if self.aof.is_on() {
             self.aof.manifest.clone()
         } else {
-            match crate::aof_load::find(&paths)? {
+            match crate::aof_load::find(&paths).map_err(|e| e.to_string())? {
                 crate::aof_load::Source::MultiPart(manifest) => manifest,
                 _ => amber_aof::Manifest::default(),
             }

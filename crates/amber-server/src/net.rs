@@ -65,8 +65,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(listener)
     };
 
-    // One server per data directory: a second one (or `amber-backup restore`) is refused.
-    let _lock = amber_backup::restore::lock_data_dir(std::path::Path::new("."))
+    // One server per dataset: a second one on the same files (or `amber-backup restore`) is
+    // refused; servers with other file names may share the directory, as in Redis.
+    let dataset = if config.get_bool("appendonly") {
+        config.get("appendfilename")
+    } else {
+        config.get("dbfilename")
+    };
+    let _lock = amber_backup::lock::lock_dataset(std::path::Path::new("."), dataset)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut server = Server::new(config);
     server.port = port;
@@ -104,9 +110,15 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     let paths = crate::aof::AofPaths::from_config(&shared.borrow().config);
     let fatal = |message: String| {
         warning!("{message}");
-        anyhow::anyhow!("Fatal error loading the DB from the append only file: {message}. Exiting.")
+        anyhow::Error::new(AlreadyLogged)
     };
-    let source = crate::aof_load::find(&paths).map_err(fatal)?;
+    let source = crate::aof_load::find(&paths).map_err(|error| match error {
+        crate::aof_load::FindError::Manifest(error) => {
+            log_manifest_error(&paths.manifest(), &error);
+            anyhow::Error::new(AlreadyLogged)
+        }
+        crate::aof_load::FindError::Unreadable(message) => fatal(message),
+    })?;
     remove_temp_files(&paths.dir);
     let mut manifest = crate::aof_load::load(shared, &paths, source)
         .await
@@ -121,6 +133,28 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
         .map_err(|e| fatal(format!("Can't open the append-only file: {e}")))?;
     server.keyspace.set_record_expired(true);
     Ok(())
+}
+
+/// A start-up failure whose cause is already in the log, in Redis's words: nothing more is
+/// printed before the process exits.
+#[derive(Debug, thiserror::Error)]
+#[error("start-up failed (see the log lines above)")]
+pub struct AlreadyLogged;
+
+/// Logs an unreadable manifest as Redis does: a banner, the line and the reason.
+fn log_manifest_error(path: &std::path::Path, error: &amber_aof::ManifestError) {
+    warning!("\n*** FATAL AOF MANIFEST FILE ERROR ***\n");
+    if let Some(number) = error.line() {
+        let text = std::fs::read(path).unwrap_or_default();
+        let line = text
+            .split(|&b| b == b'\n')
+            .nth(number - 1)
+            .unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        warning!("Reading the manifest file, at line {number}\n");
+        warning!(">>> '{}'\n", line.trim_matches([' ', '\t', '\r']));
+    }
+    warning!("{}\n", error.reason());
 }
 
 /// Removes `temp-*` files a killed rewrite left in the AOF directory (they are never named by a
@@ -161,9 +195,12 @@ async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
             path.display()
         );
         warning!("Terminating server after rdb file reading failure.");
-        anyhow::anyhow!("Fatal error loading the DB: {message}. Exiting.")
+        anyhow::Error::new(AlreadyLogged)
     };
-    let mut loader = crate::persistence::Loader::open(&path).map_err(fail)?;
+    let mut loader = crate::persistence::Loader::open(&path).map_err(|message| {
+        warning!("Fatal error loading the DB: {message}. Exiting.");
+        anyhow::Error::new(AlreadyLogged)
+    })?;
     loader.key_delay_us = delay;
     let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     shared.borrow_mut().loading = Some((started, total, 0));

@@ -223,6 +223,8 @@ pub struct Server {
     pub aof_rewrite: crate::aof_rewrite::RewriteState,
     /// Scheduled backups.
     pub backup: crate::backup::BackupState,
+    /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
+    pub startup_memory: usize,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -259,6 +261,7 @@ impl Server {
             .collect();
         let aof = crate::aof::Aof::new(&config);
         Server {
+            startup_memory: crate::alloc::used_memory(),
             config,
             settings,
             keyspace,
@@ -319,7 +322,7 @@ impl Server {
         // As Redis: appending starts now, to a new incr file that the manifest names only once
         // a background rewrite has written the base of the dataset as it is now.
         let paths = crate::aof::AofPaths::from_config(&self.config);
-        let manifest = match crate::aof_load::find(&paths)? {
+        let manifest = match crate::aof_load::find(&paths).map_err(|e| e.to_string())? {
             crate::aof_load::Source::MultiPart(manifest) => manifest,
             _ => amber_aof::Manifest::default(),
         };
@@ -343,7 +346,7 @@ impl Server {
     pub fn reload_aof(&mut self) -> Result<(), String> {
         self.aof.sync_now()?;
         let paths = crate::aof::AofPaths::from_config(&self.config);
-        let source = crate::aof_load::find(&paths)?;
+        let source = crate::aof_load::find(&paths).map_err(|e| e.to_string())?;
         let log = self.aof.log.take();
         self.keyspace.set_record_expired(false);
         self.keyspace.clear();

@@ -16,6 +16,7 @@ mod hashes;
 mod info;
 mod keys;
 mod lists;
+mod memory;
 mod server_cmds;
 mod sets;
 mod strings;
@@ -516,6 +517,12 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "object|idletime",
     "object|freq",
     "object|help",
+    "memory|usage",
+    "memory|stats",
+    "memory|doctor",
+    "memory|malloc-stats",
+    "memory|purge",
+    "memory|help",
     "command|count",
     "command|info",
     "command|docs",

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, blocking, connection, dump, hashes, keys, lists, server_cmds, sets, strings, transactions,
-    zsets,
+    Ctx, blocking, connection, dump, hashes, keys, lists, memory, server_cmds, sets, strings,
+    transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -1583,6 +1583,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         (2, 2, 1),
         K,
         "A container for object introspection commands.",
+    ),
+    cmd(
+        "memory",
+        memory::memory,
+        -2,
+        READONLY,
+        (2, 2, 1),
+        SRV,
+        "A container for memory diagnostics commands.",
     ),
 ];
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use amber_keyspace::glob_match;
 use amber_protocol::split_args;
 
-use redis_directives::{ALIASES, DEFAULTS, FILE_ONLY};
+use redis_directives::{ALIASES, DEFAULTS, FILE_ONLY, HIDDEN};
 pub use spec::{Kind, parse_memory};
 use spec::{Spec, spec_of};
 
@@ -212,10 +212,11 @@ impl Config {
             self.save_seen = true;
             self.values.insert("save", String::new());
         }
-        if values.len() == 1 && values[0].is_empty() {
+        // `save` alone or `save ""` means "no save points", as in Redis.
+        if values.is_empty() || (values.len() == 1 && values[0].is_empty()) {
             return Ok(String::new());
         }
-        if values.is_empty() || !values.len().is_multiple_of(2) {
+        if !values.len().is_multiple_of(2) {
             return Err("Invalid save parameters".into());
         }
         let current = &self.values["save"];
@@ -252,10 +253,14 @@ impl Config {
             .map(|(n, _)| (*n, *n))
             .chain(ALIASES.iter().copied());
         for (name, target) in names {
-            if patterns
-                .iter()
-                .any(|p| glob_match(p, name.as_bytes(), true))
-            {
+            let hidden = HIDDEN.contains(&name);
+            if patterns.iter().any(|p| {
+                if hidden {
+                    p.eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    glob_match(p, name.as_bytes(), true)
+                }
+            }) {
                 found.insert(name.to_string(), self.values[target].clone());
             }
         }

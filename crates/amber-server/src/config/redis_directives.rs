@@ -85,6 +85,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("io-threads-do-reads", "no"),
     ("jemalloc-bg-thread", "yes"),
     ("key-load-delay", "0"),
+    ("loading-process-events-interval-bytes", "2097152"),
     ("latency-monitor-threshold", "0"),
     ("latency-tracking", "yes"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),
@@ -99,6 +100,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("list-max-listpack-size", "-2"),
     ("logfile", ""),
     ("loglevel", "notice"),
+    ("use-exit-on-panic", "no"),
+    ("watchdog-period", "0"),
     ("masterauth", ""),
     ("masteruser", ""),
     ("maxclients", "10000"),
@@ -193,6 +196,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// `(alias, canonical name)`: old names Redis still accepts for a directive.
+/// Redis's hidden directives (debugging aids): `CONFIG GET` shows them only when asked by
+/// their exact name, never for a pattern.
+pub const HIDDEN: &[&str] = &[
+    "use-exit-on-panic",
+    "key-load-delay",
+    "rdb-key-save-delay",
+    "watchdog-period",
+    "loading-process-events-interval-bytes",
+];
+
 pub const ALIASES: &[(&str, &str)] = &[
     ("cluster-slave-no-failover", "cluster-replica-no-failover"),
     (

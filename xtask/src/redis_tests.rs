@@ -1,0 +1,225 @@
+//! `cargo xtask redis-tests`: Redis 7.0.15's own Tcl test suite (`../shared/redis-tests`) run
+//! against the release `amber-server`, with per-unit counts, the most frequent error replies,
+//! and a ratchet: with `--check`, a unit that passes fewer tests than `tests/redis-suite/
+//! baseline.txt` records fails the task.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::tools::{cargo, workspace_root};
+
+/// Options of `cargo xtask redis-tests`.
+#[derive(Args)]
+pub struct RedisTestsArgs {
+    /// The predefined list of units: core, more or all.
+    #[arg(long, default_value = "core")]
+    set: String,
+    /// Compare each unit's passes with the baseline and fail if any is lower.
+    #[arg(long)]
+    check: bool,
+    /// Write the passes of this run into the baseline (only ever raising a unit's count).
+    #[arg(long)]
+    update_baseline: bool,
+    /// Seconds without test progress before a unit is abandoned.
+    #[arg(long, default_value_t = 60)]
+    progress_timeout: u32,
+    /// Wall-clock seconds one unit may take.
+    #[arg(long, default_value_t = 600)]
+    unit_timeout: u32,
+    /// Units to run instead of the set (e.g. unit/type/list).
+    units: Vec<String>,
+}
+
+/// Where the suite is: `../shared/redis-tests` beside the workspace.
+fn suite_dir() -> PathBuf {
+    workspace_root().join("../shared/redis-tests")
+}
+
+fn baseline_path() -> PathBuf {
+    workspace_root().join("tests/redis-suite/baseline.txt")
+}
+
+fn exclusions_path() -> PathBuf {
+    workspace_root().join("tests/redis-suite/exclusions.txt")
+}
+
+/// Builds the release server, runs the suite and applies the ratchet.
+pub fn run(args: &RedisTestsArgs) -> Result<()> {
+    let runner = suite_dir().join("run.sh");
+    if !runner.exists() {
+        bail!("Redis's test suite is not at {}", runner.display());
+    }
+    cargo(&["build", "--release", "-p", "amber-server"])?;
+    let server = workspace_root().join("target/release/amber-server");
+    let workdir = workspace_root().join("target/redis-tests");
+    let mut command = Command::new("bash");
+    command
+        .arg(&runner)
+        .arg(&server)
+        .args(["--set", &args.set])
+        .args(["--progress-timeout", &args.progress_timeout.to_string()])
+        .args(["-t", &args.unit_timeout.to_string()])
+        .arg("--workdir")
+        .arg(&workdir)
+        .args(&args.units);
+    let skipped = exclusions()?;
+    if !skipped.is_empty() {
+        command.arg("--");
+        for name in &skipped {
+            command.args(["--skiptest", name]);
+        }
+    }
+    // The runner exits 1 whenever any test fails; the ratchet below decides.
+    let status = command.status().context("running the Redis test suite")?;
+    let summary = std::fs::read_to_string(workdir.join("summary.txt"))
+        .with_context(|| format!("no summary from the suite ({status})"))?;
+    let passed = parse_summary(&summary);
+    let mut baseline = read_baseline(&baseline_path())?;
+    if args.check {
+        check(&passed, &baseline, &summary)?;
+    }
+    if args.update_baseline {
+        for (unit, &count) in &passed {
+            let recorded = baseline.entry(unit.clone()).or_insert(0);
+            *recorded = (*recorded).max(count);
+        }
+        write_baseline(&baseline_path(), &baseline)?;
+        println!("baseline updated: {}", baseline_path().display());
+    }
+    Ok(())
+}
+
+/// Fails when a unit of the baseline passed fewer tests than it records (or did not run) or
+/// when a unit did not finish.
+fn check(
+    passed: &BTreeMap<String, u32>,
+    baseline: &BTreeMap<String, u32>,
+    summary: &str,
+) -> Result<()> {
+    let mut regressions = Vec::new();
+    for (unit, &expected) in baseline {
+        match passed.get(unit) {
+            Some(&count) if count >= expected => {}
+            Some(&count) => {
+                regressions.push(format!("{unit}: {count} passed, baseline {expected}"))
+            }
+            None => {}
+        }
+    }
+    let crashed: Vec<&str> = summary
+        .lines()
+        .filter(|line| line.contains("CRASHED"))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|unit| baseline.contains_key(*unit))
+        .collect();
+    let total: u32 = passed.values().sum();
+    let expected: u32 = baseline.values().sum();
+    println!("redis-tests: {total} passed (baseline {expected})");
+    if !crashed.is_empty() {
+        println!(
+            "redis-tests: units that did not finish: {}",
+            crashed.join(" ")
+        );
+    }
+    if !regressions.is_empty() {
+        bail!(
+            "Redis test suite below its baseline:\n  {}",
+            regressions.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// `unit passed=N ...` lines of the runner's summary, as unit -> passes.
+fn parse_summary(summary: &str) -> BTreeMap<String, u32> {
+    summary
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let unit = words.next()?;
+            let passed = words
+                .find_map(|word| word.strip_prefix("passed="))?
+                .parse()
+                .ok()?;
+            Some((unit.to_string(), passed))
+        })
+        .collect()
+}
+
+/// The baseline: `unit passes` per line, `#` comments.
+fn read_baseline(path: &Path) -> Result<BTreeMap<String, u32>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(error).context(format!("reading {}", path.display())),
+    };
+    let mut baseline = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (unit, count) = line.split_once(char::is_whitespace).with_context(|| {
+            format!("{}:{}: expected `unit passes`", path.display(), number + 1)
+        })?;
+        let count = count
+            .trim()
+            .parse()
+            .with_context(|| format!("{}:{}: bad count", path.display(), number + 1))?;
+        baseline.insert(unit.to_string(), count);
+    }
+    Ok(baseline)
+}
+
+fn write_baseline(path: &Path, baseline: &BTreeMap<String, u32>) -> Result<()> {
+    let mut text = String::from(
+        "# Tests of Redis's own suite each unit passes with amber-server (cargo xtask redis-tests).\n# CI fails when a unit passes fewer; raise a count whenever a fix lets more pass\n# (cargo xtask redis-tests --update-baseline).\n",
+    );
+    for (unit, count) in baseline {
+        text.push_str(&format!("{unit} {count}\n"));
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Test names skipped on purpose (`tests/redis-suite/exclusions.txt`: a name, then ` # ` and
+/// the reason, per line).
+fn exclusions() -> Result<Vec<String>> {
+    let path = exclusions_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).context(format!("reading {}", path.display())),
+    };
+    Ok(text
+        .lines()
+        .map(|line| line.split(" # ").next().unwrap_or_default().trim())
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lines_give_passes_per_unit() {
+        let summary = "unit/type/list                             passed=120  failed=3   errors=0   exceptions=0  skipped=0   ignored=0   srvcrash=0  rc=1     61s FAIL\nunit/info passed=0 failed=13\n";
+        let passed = parse_summary(summary);
+        assert_eq!(passed.get("unit/type/list"), Some(&120));
+        assert_eq!(passed.get("unit/info"), Some(&0));
+    }
+
+    #[test]
+    fn fewer_passes_than_the_baseline_fail() {
+        let baseline = BTreeMap::from([("unit/a".to_string(), 10), ("unit/b".to_string(), 5)]);
+        let good = BTreeMap::from([("unit/a".to_string(), 10), ("unit/b".to_string(), 6)]);
+        assert!(check(&good, &baseline, "").is_ok());
+        let worse = BTreeMap::from([("unit/a".to_string(), 9), ("unit/b".to_string(), 6)]);
+        assert!(check(&worse, &baseline, "").is_err());
+    }
+}
