@@ -9,12 +9,14 @@ macro_rules! aof_command {
 }
 
 pub mod backup_cmd;
+mod bits;
 mod blocking;
 mod connection;
 mod dump;
 mod hashes;
 mod info;
 mod keys;
+mod lcs;
 mod lists;
 mod memory;
 mod server_cmds;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, blocking, connection, dump, hashes, keys, lists, memory, server_cmds, sets, strings,
-    transactions, zsets,
+    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, server_cmds, sets,
+    strings, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -131,6 +131,7 @@ const SET: &str = "set";
 const L: &str = "list";
 const Z: &str = "sorted-set";
 const SRV: &str = "server";
+const BITMAP: &str = "bitmap";
 const C: &str = "connection";
 
 /// Every command Amber implements.
@@ -1376,6 +1377,87 @@ pub static COMMANDS: &[CommandSpec] = &[
         ONE,
         S,
         "Returns a substring of the string stored at a key.",
+    ),
+    cmd(
+        "substr",
+        strings::getrange,
+        4,
+        READONLY,
+        ONE,
+        S,
+        "Returns a substring from a string value.",
+    ),
+    cmd(
+        "lcs",
+        lcs::lcs,
+        -3,
+        READONLY,
+        TWO,
+        S,
+        "Finds the longest common substring.",
+    ),
+    cmd(
+        "setbit",
+        bits::setbit,
+        4,
+        W,
+        ONE,
+        BITMAP,
+        "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.",
+    ),
+    cmd(
+        "getbit",
+        bits::getbit,
+        3,
+        RF,
+        ONE,
+        BITMAP,
+        "Returns a bit value by offset.",
+    ),
+    cmd(
+        "bitcount",
+        bits::bitcount,
+        -2,
+        READONLY,
+        ONE,
+        BITMAP,
+        "Counts the number of set bits (population counting) in a string.",
+    ),
+    cmd(
+        "bitpos",
+        bits::bitpos,
+        -3,
+        READONLY,
+        ONE,
+        BITMAP,
+        "Finds the first set (1) or clear (0) bit in a string.",
+    ),
+    cmd(
+        "bitop",
+        bits::bitop,
+        -4,
+        W,
+        (2, -1, 1),
+        BITMAP,
+        "Performs bitwise operations on multiple strings, and stores the result.",
+    ),
+    cmd(
+        "bitfield",
+        bits::bitfield,
+        -2,
+        W,
+        ONE,
+        BITMAP,
+        "Performs arbitrary bitfield integer operations on strings.",
+    ),
+    cmd(
+        "bitfield_ro",
+        bits::bitfield_ro,
+        -2,
+        RF,
+        ONE,
+        BITMAP,
+        "Performs arbitrary read-only bitfield integer operations on strings.",
     ),
     cmd(
         "setrange",
