@@ -28,19 +28,7 @@ pub async fn serve<S>(
         (info.id, info.kill.clone(), info.wake.clone())
     };
     let authenticated = shared.borrow().settings.requirepass.is_none();
-    let mut client = ClientState {
-        info: info.clone(),
-        db: 0,
-        authenticated,
-        close_after_reply: false,
-        transaction: None,
-        watching: Vec::new(),
-        in_exec: false,
-        blocked: None,
-        awaiting_backup: None,
-        local,
-        id,
-    };
+    let mut client = ClientState::connected(info.clone(), id, local, authenticated);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
     let mut out = ReplyWriter::new(Protocol::Resp2);
@@ -157,7 +145,9 @@ fn retry_blocked(
         client: &mut *client,
         out: &mut *out,
     };
+    ctx.client.serving_blocked = true;
     crate::commands::execute_now(&mut ctx, &blocked.args);
+    client.serving_blocked = false;
     client.db = db;
     // Blocked again (another client took the data): keep the original deadline.
     if let Some(again) = client.blocked.as_mut() {

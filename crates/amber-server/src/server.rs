@@ -422,6 +422,22 @@ impl Server {
         }
     }
 
+    /// Wakes every client blocked on a key of `db` that now exists (after SWAPDB).
+    pub fn signal_blocked_in(&mut self, db: usize) {
+        let now = self.now_ms;
+        let keys: Vec<Vec<u8>> = self
+            .blocking
+            .keys()
+            .filter(|(blocked_db, _)| *blocked_db == db)
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in keys {
+            if self.keyspace.db(db).peek(&key, now).is_some() {
+                self.signal_ready(db, &key);
+            }
+        }
+    }
+
     /// Records that `client` waits for data on `keys` of `db`.
     pub fn block_on(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
         for key in keys {

@@ -7,9 +7,11 @@ use amber_protocol::Protocol;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use amber_keyspace::{ListValue, ZsetValue};
+
 use super::lists::{End, end_of, pop_from, read_list, write_list};
-use super::zsets::{read_zset, write_zset};
-use super::{Ctx, Replied, errors, is};
+use super::zsets::write_zset;
+use super::{Ctx, Replied, errors, first_ready, is};
 use crate::long_double::LongDouble;
 
 /// A client waiting for data.
@@ -87,20 +89,14 @@ fn pop_any(
     end: End,
     count: usize,
 ) -> Result<Option<Popped>, Replied> {
-    for key in keys {
-        read_list(ctx, key, |_| ())?;
-    }
-    for key in keys {
-        if let Some(items) = write_list(ctx, key, false, |list| pop_from(list, end, count))?
-            && !items.is_empty()
-        {
-            ctx.dirty(items.len() as u64);
-            let db = ctx.client.db;
-            ctx.server.touch_key(db, key);
-            return Ok(Some((key.clone(), items)));
-        }
-    }
-    Ok(None)
+    let Some(key) = first_ready::<ListValue>(ctx, keys)? else {
+        return Ok(None);
+    };
+    let items = write_list(ctx, key, false, |list| pop_from(list, end, count))?.unwrap_or_default();
+    ctx.dirty(items.len() as u64);
+    let db = ctx.client.db;
+    ctx.server.touch_key(db, key);
+    Ok(Some((key.clone(), items)))
 }
 
 fn bpop(ctx: &mut Ctx, args: &[Bytes], end: End) {
@@ -151,10 +147,10 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
     };
     let (source, destination) = (&args[1], &args[2]);
     // As Redis: the destination's type matters only once the source has an element.
-    let source_has_data = match read_list(ctx, source, |list| !list.is_empty()) {
-        Err(Replied) => return,
-        Ok(found) => found.unwrap_or(false),
+    let Ok(ready) = first_ready::<ListValue>(ctx, std::slice::from_ref(source)) else {
+        return;
     };
+    let source_has_data = ready.is_some();
     if source_has_data && read_list(ctx, destination, |_| ()).is_err() {
         return;
     }
@@ -246,12 +242,10 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
     let Ok(deadline) = timeout(ctx, &args[args.len() - 1]) else {
         return;
     };
-    for key in keys {
-        if read_zset(ctx, key, |_| ()).is_err() {
-            return;
-        }
-    }
-    for key in keys {
+    let Ok(ready) = first_ready::<ZsetValue>(ctx, keys) else {
+        return;
+    };
+    if let Some(key) = ready {
         let popped = write_zset(ctx, key, false, |zset, _| {
             let first = if highest {
                 zset.iter().next_back()

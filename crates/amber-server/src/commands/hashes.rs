@@ -4,7 +4,7 @@ use amber_keyspace::{HashLimits, HashValue, glob_match};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
+use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
 use crate::long_double::LongDouble;
 
 /// Runs `read` on the hash under `key` (see [`read_collection`]).
@@ -221,6 +221,9 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(by) = LongDouble::parse(&args[3]) else {
         return ctx.error(errors::NOT_FLOAT);
     };
+    if !by.is_finite() {
+        return ctx.error("ERR value is NaN or Infinity");
+    }
     let result = write_hash(ctx, &args[1], true, |hash, limits| {
         let current = match hash.get(&args[2]) {
             None => LongDouble::ZERO,
@@ -252,17 +255,8 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `HRANDFIELD key [count [WITHVALUES]]`
 pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
-    let count = match args.get(2) {
-        None => None,
-        Some(arg) => match parse_i64(arg) {
-            Some(n) => Some(n),
-            None => return ctx.error(errors::NOT_INTEGER),
-        },
-    };
-    let with_values = match args.get(3) {
-        None => false,
-        Some(arg) if args.len() == 4 && is(arg, "withvalues") => true,
-        Some(_) => return ctx.error(errors::SYNTAX),
+    let Ok((count, with_values)) = super::random_count_args(ctx, args, Some("withvalues")) else {
+        return;
     };
     let Ok(pairs) = all_fields(ctx, &args[1]) else {
         return;

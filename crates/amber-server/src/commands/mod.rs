@@ -88,6 +88,9 @@ pub struct ClientState {
     pub watching: Vec<transactions::WatchedKey>,
     /// Set while EXEC runs queued commands (blocking commands then never block).
     pub in_exec: bool,
+    /// Set while a blocked client's command runs again after a wake-up: as in Redis, a key
+    /// that now holds another type keeps it blocked instead of failing it.
+    pub serving_blocked: bool,
     /// The blocking command this client waits on, if any.
     pub blocked: Option<blocking::Blocked>,
     /// The backup `BACKUP NOW` waits for.
@@ -107,16 +110,27 @@ impl ClientState {
             -1,
             false,
         );
+        ClientState::connected(Rc::new(RefCell::new(info)), LOADING_CLIENT_ID, true, true)
+    }
+
+    /// A new connection's state: database 0, nothing queued, watched or blocked.
+    pub fn connected(
+        info: Rc<RefCell<ClientInfo>>,
+        id: u64,
+        local: bool,
+        authenticated: bool,
+    ) -> ClientState {
         ClientState {
-            info: Rc::new(RefCell::new(info)),
+            info,
             db: 0,
-            authenticated: true,
+            authenticated,
             close_after_reply: false,
-            local: true,
-            id: LOADING_CLIENT_ID,
+            local,
+            id,
             transaction: None,
             watching: Vec::new(),
             in_exec: false,
+            serving_blocked: false,
             blocked: None,
             awaiting_backup: None,
         }
@@ -250,6 +264,47 @@ pub fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
     }
 }
 
+/// Parses `count [WITHVALUES|WITHSCORES]` of HRANDFIELD, ZRANDMEMBER and SRANDMEMBER (whose
+/// `option` is `None`) as Redis does: the count within ±`i64::MAX`, and within ±`i64::MAX / 2`
+/// with the option. Returns the count (none given) and whether the option is set.
+pub fn random_count_args(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    option: Option<&str>,
+) -> Result<(Option<i64>, bool), Replied> {
+    let Some(arg) = args.get(2) else {
+        return Ok((None, false));
+    };
+    let count = match amber_protocol::parse_i64(arg) {
+        None => {
+            ctx.error(errors::NOT_INTEGER);
+            return Err(Replied);
+        }
+        Some(i64::MIN) => {
+            ctx.error(&format!(
+                "ERR value is out of range, value must between {} and {}",
+                -i64::MAX,
+                i64::MAX
+            ));
+            return Err(Replied);
+        }
+        Some(count) => count,
+    };
+    let with = match (args.get(3), option) {
+        (None, _) => false,
+        (Some(word), Some(option)) if args.len() == 4 && is(word, option) => true,
+        _ => {
+            ctx.error(errors::SYNTAX);
+            return Err(Replied);
+        }
+    };
+    if with && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
+        ctx.error("ERR value is out of range");
+        return Err(Replied);
+    }
+    Ok((Some(count), with))
+}
+
 /// Parses the `[LIMIT limit]` options of SINTERCARD and ZINTERCARD as Redis does: any number
 /// of them in order (the last one counts), one message for a negative or unparsable limit;
 /// `None` when an error was replied.
@@ -275,6 +330,57 @@ pub fn limit_option(ctx: &mut Ctx, options: &[Bytes]) -> Option<usize> {
         }
     }
     Some(limit)
+}
+
+/// What a blocking command finds under a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waitable {
+    /// No key, or an empty collection: nothing to take yet.
+    Nothing,
+    /// A collection of the wanted type with elements.
+    Ready,
+    /// Another type (an error, unless a blocked client is being served).
+    WrongType,
+}
+
+/// Looks at `key` for a blocking command waiting on collections of type `C` (lazy expiry
+/// applied, no reply written).
+pub fn waitable<C: Collection>(ctx: &mut Ctx, key: &[u8]) -> Waitable {
+    let now = ctx.server.now_ms;
+    let db = ctx.client.db;
+    let found = ctx
+        .server
+        .keyspace
+        .db(db)
+        .get_mut(key, now)
+        .map(|entry| C::of(&entry.value).map(C::is_empty));
+    ctx.server.collect_expired(db);
+    match found {
+        None | Some(Some(true)) => Waitable::Nothing,
+        Some(Some(false)) => Waitable::Ready,
+        Some(None) => Waitable::WrongType,
+    }
+}
+
+/// The first key among `keys` with elements of type `C`, checking types in order as Redis's
+/// blocking commands do: `Err` (WRONGTYPE replied) for another type met first, except while a
+/// woken blocked client is served, where such keys are passed over.
+pub fn first_ready<'k, C: Collection>(
+    ctx: &mut Ctx,
+    keys: &'k [Bytes],
+) -> Result<Option<&'k Bytes>, Replied> {
+    for key in keys {
+        match waitable::<C>(ctx, key) {
+            Waitable::Ready => return Ok(Some(key)),
+            Waitable::Nothing => {}
+            Waitable::WrongType if ctx.client.serving_blocked => {}
+            Waitable::WrongType => {
+                ctx.error(errors::WRONGTYPE);
+                return Err(Replied);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE

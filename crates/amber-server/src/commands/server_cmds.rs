@@ -81,6 +81,9 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.server.touch_existing_keys(first);
     ctx.server.touch_existing_keys(second);
     ctx.server.keyspace.swap(first, second);
+    // Clients blocked in either database may now find their keys (Redis's scanDatabaseForReadyKeys).
+    ctx.server.signal_blocked_in(first);
+    ctx.server.signal_blocked_in(second);
     ctx.dirty(1);
     ctx.out.ok();
 }

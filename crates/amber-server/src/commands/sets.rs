@@ -304,7 +304,7 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SRANDMEMBER key [count]`
 pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(count) = parse_count(ctx, args) else {
+    let Ok((count, _)) = super::random_count_args(ctx, args, None) else {
         return;
     };
     let Ok(members) = read_set(ctx, &args[1], SetValue::members) else {

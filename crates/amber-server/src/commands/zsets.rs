@@ -981,7 +981,7 @@ pub(super) fn pop_first_nonempty(
     highest: bool,
     count: usize,
 ) -> Result<Option<Bytes>, Replied> {
-    for key in keys {
+    if let Some(key) = super::first_ready::<ZsetValue>(ctx, keys)? {
         let popped = write_zset(ctx, key, false, |zset, _| {
             let picked: Scored = if highest {
                 zset.iter()
@@ -1020,17 +1020,8 @@ pub(super) fn pop_first_nonempty(
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`
 pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
-    let count = match args.get(2) {
-        None => None,
-        Some(arg) => match parse_i64(arg) {
-            Some(n) => Some(n),
-            None => return ctx.error(errors::NOT_INTEGER),
-        },
-    };
-    let with_scores = match args.get(3) {
-        None => false,
-        Some(arg) if args.len() == 4 && is(arg, "withscores") => true,
-        Some(_) => return ctx.error(errors::SYNTAX),
+    let Ok((count, with_scores)) = super::random_count_args(ctx, args, Some("withscores")) else {
+        return;
     };
     let Ok(items) = read_zset(ctx, &args[1], |zset| {
         zset.iter()
