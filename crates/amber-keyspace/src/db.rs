@@ -43,6 +43,12 @@ impl Entry {
     fn is_expired(&self, now_ms: i64) -> bool {
         self.expire_at().is_some_and(|at| at <= now_ms)
     }
+
+    /// Whether the key has logically expired at `now_ms` (kept for callers that decide
+    /// themselves, such as a command setting a past expiry while the AOF loads).
+    pub fn has_expired(&self, now_ms: i64) -> bool {
+        self.is_expired(now_ms)
+    }
 }
 
 fn seconds(now_ms: i64) -> u32 {
@@ -57,6 +63,9 @@ pub struct Db {
     volatile: Dict<()>,
     /// Keys deleted because they expired, since the counter was last read.
     expired: u64,
+    /// While set, no key is treated as expired (as Redis while it loads a file: an AOF replays
+    /// commands on keys whose expiry has passed exactly as they first ran).
+    expiry_paused: bool,
     /// Whether to remember the names of expired keys (for the AOF's `DEL`s).
     record_expired: bool,
     /// Names of keys deleted by expiry since last taken, when recording.
@@ -118,8 +127,19 @@ impl Db {
         }
     }
 
+    /// Pauses or resumes expiry (see the `expiry_paused` field).
+    pub fn set_expiry_paused(&mut self, paused: bool) {
+        self.expiry_paused = paused;
+    }
+
+    /// The time expiry is judged at: `now_ms`, or never while expiry is paused.
+    fn expiry_clock(&self, now_ms: i64) -> i64 {
+        if self.expiry_paused { i64::MIN } else { now_ms }
+    }
+
     /// Deletes `key` if it has expired at `now_ms`; returns whether it did.
     fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
+        let now_ms = self.expiry_clock(now_ms);
         let expired = self
             .keys
             .get(key)
@@ -133,9 +153,10 @@ impl Db {
 
     /// The live entry under `key`, deleting it first if it has expired, and marking it accessed.
     pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        let clock = self.expiry_clock(now_ms);
         match self
             .keys
-            .get_mut_unless(key, |entry| entry.is_expired(now_ms))
+            .get_mut_unless(key, |entry| entry.is_expired(clock))
         {
             Lookup::Found(entry) => {
                 entry.accessed = seconds(now_ms);
@@ -155,7 +176,8 @@ impl Db {
 
     /// The live entry under `key` without changing anything (an expired key reads as absent).
     pub fn peek(&self, key: &[u8], now_ms: i64) -> Option<&Entry> {
-        self.keys.get(key).filter(|entry| !entry.is_expired(now_ms))
+        let clock = self.expiry_clock(now_ms);
+        self.keys.get(key).filter(|entry| !entry.is_expired(clock))
     }
 
     /// The entry under `key` even if it has logically expired (for debugging commands).
@@ -165,9 +187,10 @@ impl Db {
 
     /// Whether a live key exists, deleting it if it has expired.
     pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
+        let clock = self.expiry_clock(now_ms);
         match self.keys.get(key) {
             None => false,
-            Some(entry) if entry.is_expired(now_ms) => !self.expire_if_needed(key, now_ms),
+            Some(entry) if entry.is_expired(clock) => !self.expire_if_needed(key, now_ms),
             Some(_) => true,
         }
     }
@@ -378,6 +401,13 @@ impl Keyspace {
         self.dbs
             .iter_mut()
             .for_each(|db| db.set_record_expired(record));
+    }
+
+    /// Pauses or resumes expiry in every database (while a file loads).
+    pub fn set_expiry_paused(&mut self, paused: bool) {
+        self.dbs
+            .iter_mut()
+            .for_each(|db| db.set_expiry_paused(paused));
     }
 
     /// Empties every database.

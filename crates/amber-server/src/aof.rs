@@ -47,6 +47,9 @@ pub struct Aof {
     /// Writes done while a background fsync was late (`aof_delayed_fsync`).
     pub delayed_fsync: u64,
     postponed_since: Option<Instant>,
+    /// `DEBUG AOF-FLUSH-SLEEP`: a pause before each write of the buffer (a test knob, as in
+    /// Redis, to widen the window between a write and its reply).
+    pub flush_sleep: std::time::Duration,
     last_sync_request: Instant,
     /// Size of the base file (`aof_base_size`).
     pub base_size: u64,
@@ -101,6 +104,7 @@ impl Aof {
             waiting_first_incr: None,
             delayed_fsync: 0,
             postponed_since: None,
+            flush_sleep: std::time::Duration::ZERO,
             last_sync_request: Instant::now(),
             base_size: 0,
             size_at_open: 0,
@@ -374,6 +378,7 @@ impl Aof {
             return BeforeReply::Fail;
         };
         if !syncer.busy() {
+            pause_before_write(self.flush_sleep, log.pending());
             if log.flush().is_err() {
                 return BeforeReply::Fail;
             }
@@ -408,6 +413,7 @@ impl Aof {
             );
         }
         let was_postponed = self.postponed_since.take().is_some();
+        pause_before_write(self.flush_sleep, log.pending());
         let _ = log.flush();
         if was_postponed {
             // Wake the replies that waited for this write.
@@ -484,12 +490,20 @@ fn policy_of(config: &Config) -> FsyncPolicy {
     FsyncPolicy::parse(config.get("appendfsync")).unwrap_or(FsyncPolicy::EverySec)
 }
 
+/// Sleeps `pause` before a write of `pending` buffered bytes (`DEBUG AOF-FLUSH-SLEEP`).
+fn pause_before_write(pause: std::time::Duration, pending: usize) {
+    if pending > 0 && !pause.is_zero() {
+        std::thread::sleep(pause);
+    }
+}
+
 /// Deletes the history files and forgets them (persisting the manifest without them).
 pub fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
     if manifest.history.is_empty() {
         return;
     }
     for info in manifest.history.drain(..) {
+        crate::notice!("Removing the history file {} in the background", info.name);
         let _ = std::fs::remove_file(paths.file(&info.name));
     }
     if let Err(error) = manifest::persist(&paths.dir, &paths.prefix, manifest) {

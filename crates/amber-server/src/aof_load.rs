@@ -43,27 +43,46 @@ pub enum FindError {
     Unreadable(String),
 }
 
-/// Finds what to load: the manifest, else a legacy file, else nothing.
+/// Finds what to load, with Redis's upgrade rules: a legacy `dir/appendfilename` is loaded
+/// and moved into the directory when there is no AOF directory, when its manifest names no
+/// file, or when an interrupted upgrade left a manifest naming only that file as the base
+/// without the file having been moved yet. Otherwise the manifest is loaded, if any.
 pub fn find(paths: &AofPaths) -> Result<Source, FindError> {
     let manifest_path = paths.manifest();
-    match std::fs::read(&manifest_path) {
-        Ok(text) => {
-            let manifest = Manifest::parse(&text)?;
-            return Ok(Source::MultiPart(manifest));
-        }
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+    let manifest = match std::fs::read(&manifest_path) {
+        Ok(text) => Some(Manifest::parse(&text)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
             return Err(FindError::Unreadable(format!(
-                "Fatal error: can't open the AOF manifest file {} for reading: {error}",
-                manifest_path.display()
+                "Fatal error: can't open the AOF manifest file {} for reading: {}",
+                manifest_path.display(),
+                crate::log::os_error(&error)
             )));
         }
-        Err(_) => {}
-    }
+    };
     let legacy = PathBuf::from(&paths.prefix);
     if legacy.is_file() {
-        return Ok(Source::Legacy(legacy));
+        let interrupted_upgrade = |manifest: &Manifest| {
+            manifest.incrs.is_empty()
+                && manifest.base.as_ref().is_some_and(|base| {
+                    base.name == paths.prefix && !paths.file(&base.name).exists()
+                })
+        };
+        let upgrade = match &manifest {
+            None => true,
+            Some(manifest) => {
+                (manifest.base.is_none() && manifest.incrs.is_empty())
+                    || interrupted_upgrade(manifest)
+            }
+        } || !paths.dir.is_dir();
+        if upgrade {
+            return Ok(Source::Legacy(legacy));
+        }
     }
-    Ok(Source::Nothing)
+    Ok(match manifest {
+        Some(manifest) => Source::MultiPart(manifest),
+        None => Source::Nothing,
+    })
 }
 
 /// Loads `source` into the server, yielding to the event loop between steps (clients get
@@ -162,7 +181,12 @@ impl LoadJob {
 
     /// Does a bounded amount of work; `Some` when the load is over.
     fn step(&mut self, server: &mut Server) -> Option<Result<Manifest, String>> {
-        let result = self.advance(server)?;
+        // As in Redis, nothing expires while the log replays: its commands meet the keys as
+        // they first did. Expired keys go once the load is over.
+        server.keyspace.set_expiry_paused(true);
+        let result = self.advance(server);
+        server.keyspace.set_expiry_paused(false);
+        let result = result?;
         server.loading = None;
         let result = result.and_then(|()| match self.legacy.take() {
             Some(legacy) => upgrade_legacy(&self.paths, &legacy),
@@ -240,8 +264,20 @@ impl LoadJob {
 /// Opens one file: its RDB part first if it starts with `REDIS`; `None` if it is empty.
 fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
     let name = path.display();
-    let mut file = File::open(path)
-        .map_err(|e| format!("The AOF file {name} doesn't exist or can't be opened: {e}"))?;
+    let mut file = File::open(path).map_err(|e| {
+        let file_name = path.file_name().map_or(name.to_string(), |n| n.to_string_lossy().into_owned());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "Unable to obtain the AOF file {file_name} length. stat: {}",
+                crate::log::os_error(&e)
+            )
+        } else {
+            format!(
+                "Fatal error: can't open the append log file {file_name} for reading: {}",
+                crate::log::os_error(&e)
+            )
+        }
+    })?;
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     if size == 0 {
         return Ok(None);

@@ -275,11 +275,14 @@ impl Server {
             .incrs
             .drain(..)
             .partition(|incr| incr.seq >= done.first_incr_after_fork);
-        let mut history: Vec<FileInfo> = manifest.base.take().into_iter().chain(replaced).collect();
+        // Newest first, as Redis lists them: the replaced incr files (last first), then the
+        // old base, then older history.
+        let mut history: Vec<FileInfo> = replaced.into_iter().rev().chain(manifest.base.take()).collect();
         for info in &mut history {
             info.kind = FileKind::History;
         }
-        manifest.history.extend(history);
+        history.append(&mut manifest.history);
+        manifest.history = history;
         manifest.base = Some(FileInfo {
             name,
             seq,
@@ -295,10 +298,9 @@ impl Server {
             }
             return Err(format!("persisting the new manifest: {error}"));
         }
-        for info in &manifest.history {
-            notice!("Removing the history file {} in the background", info.name);
+        if !self.config.get_bool("aof-disable-auto-gc") {
+            delete_history(&paths, &mut manifest);
         }
-        delete_history(&paths, &mut manifest);
         if self.aof.is_on() {
             self.aof.manifest = manifest;
             self.aof.waiting_first_incr = None;
@@ -306,6 +308,14 @@ impl Server {
             self.aof.rewrite_base_size = self.aof.current_size();
         }
         Ok(())
+    }
+
+    /// Deletes the AOF's history files now (`aof-disable-auto-gc` turned back off).
+    pub fn delete_aof_history(&mut self) {
+        if self.aof.is_on() {
+            let paths = AofPaths::from_config(&self.config);
+            delete_history(&paths, &mut self.aof.manifest);
+        }
     }
 
     /// Kills a running rewrite child (shutdown) and removes its temp file.

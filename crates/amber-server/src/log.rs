@@ -154,3 +154,13 @@ macro_rules! warning {
 macro_rules! verbose {
     ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Verbose, &format!($($arg)*)) };
 }
+
+/// An I/O error as C's `strerror` words it (`No such file or directory`), without Rust's
+/// ` (os error 2)` suffix, for log lines that match Redis's.
+pub fn os_error(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(cut) if error.raw_os_error().is_some() => text[..cut].to_string(),
+        _ => text,
+    }
+}

@@ -123,7 +123,9 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     let mut manifest = crate::aof_load::load(shared, &paths, source)
         .await
         .map_err(fatal)?;
-    crate::aof::delete_history(&paths, &mut manifest);
+    if !shared.borrow().config.get_bool("aof-disable-auto-gc") {
+        crate::aof::delete_history(&paths, &mut manifest);
+    }
     let mut server = shared.borrow_mut();
     let format = server.aof_base_format();
     let server = &mut *server;

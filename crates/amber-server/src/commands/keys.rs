@@ -345,7 +345,9 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
         ctx.out.integer(0);
         return;
     }
-    if at <= now {
+    // As Redis: a past time deletes the key, except while a file loads (its later commands
+    // must find the key as they first did).
+    if at <= now && ctx.server.loading.is_none() {
         ctx.db().remove(key);
         ctx.propagate_as(vec![aof_command!(b"DEL", key)]);
     } else {

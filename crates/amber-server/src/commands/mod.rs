@@ -165,6 +165,12 @@ impl Ctx<'_> {
         self.server.changes += changes;
     }
 
+    /// Records the command in the AOF even though it changed nothing (FLUSHDB on an empty
+    /// database, as Redis's `forceCommandPropagation`); `dirty` is not counted.
+    pub fn force_propagation(&mut self) {
+        self.server.changes += 1;
+    }
+
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
     /// expiries made absolute, random choices made explicit). An empty list records nothing.
     pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {

@@ -39,6 +39,7 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.server.touch_existing_keys(db);
     ctx.db().clear();
     ctx.dirty(removed);
+    ctx.force_propagation();
     ctx.out.ok();
 }
 
@@ -61,7 +62,7 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
     {
         crate::warning!("Error saving the empty dataset after FLUSHALL: {error}");
     }
-    ctx.dirty(1);
+    ctx.force_propagation();
     ctx.out.ok();
 }
 
@@ -293,6 +294,10 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     }
     ctx.server.refresh_settings();
     ctx.server.aof.refresh(&ctx.server.config);
+    if changed.contains(&"aof-disable-auto-gc") && !ctx.server.config.get_bool("aof-disable-auto-gc")
+    {
+        ctx.server.delete_aof_history();
+    }
     if changed.contains(&"appendonly") {
         let wanted = ctx.server.config.get_bool("appendonly");
         if let Err(error) = ctx.server.switch_aof(wanted) {
@@ -365,6 +370,13 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
                 ctx.out.ok()
             }
             None => ctx.error(errors::NOT_INTEGER),
+        },
+        (b"aof-flush-sleep", 3) => match parse_i64(&args[2]) {
+            Some(micros) if micros >= 0 => {
+                ctx.server.aof.flush_sleep = std::time::Duration::from_micros(micros as u64);
+                ctx.out.ok()
+            }
+            _ => ctx.error(errors::NOT_INTEGER),
         },
         (b"set-active-expire", 3) => {
             ctx.server.active_expire_enabled = args[2].as_ref() != b"0";

@@ -366,7 +366,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
     };
     let now = ctx.server.now_ms;
     match expire {
-        ExpireArg::At(at) if at <= now => {
+        ExpireArg::At(at) if at <= now && ctx.server.loading.is_none() => {
             ctx.db().remove(&args[1]);
             ctx.dirty(1);
             ctx.propagate_as(vec![aof_command!(b"DEL", &args[1])]);

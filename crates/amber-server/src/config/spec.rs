@@ -145,6 +145,7 @@ const IMPLEMENTED: &[&str] = &[
     "aof-load-truncated",
     "aof-use-rdb-preamble",
     "aof-timestamp-enabled",
+    "aof-disable-auto-gc",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
     "backup-dir",
