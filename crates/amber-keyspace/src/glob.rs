@@ -3,7 +3,8 @@
 
 /// Whether `text` matches `pattern`; `nocase` folds ASCII case.
 pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
-    match_from(pattern, text, nocase, 0)
+    let mut skip_longer = false;
+    match_from(pattern, text, nocase, 0, &mut skip_longer)
 }
 
 fn eq(a: u8, b: u8, nocase: bool) -> bool {
@@ -14,7 +15,16 @@ fn eq(a: u8, b: u8, nocase: bool) -> bool {
     }
 }
 
-fn match_from(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: u32) -> bool {
+/// `skip_longer` is set once a `*` tried every remaining length of the text and failed: an
+/// outer `*` then cannot succeed by giving it less text either, so it stops (as Redis does),
+/// which keeps patterns like `a*a*a*...b` linear instead of exponential.
+fn match_from(
+    mut pattern: &[u8],
+    mut text: &[u8],
+    nocase: bool,
+    depth: u32,
+    skip_longer: &mut bool,
+) -> bool {
     // Redis caps the recursion caused by `*` to keep pathological patterns cheap.
     if depth > 1000 {
         return false;
@@ -28,11 +38,21 @@ fn match_from(mut pattern: &[u8], mut text: &[u8], nocase: bool, depth: u32) -> 
                 if pattern.len() == 1 {
                     return true;
                 }
-                for start in 0..=text.len() {
-                    if match_from(&pattern[1..], &text[start..], nocase, depth + 1) {
+                for start in 0..text.len() {
+                    if match_from(
+                        &pattern[1..],
+                        &text[start..],
+                        nocase,
+                        depth + 1,
+                        skip_longer,
+                    ) {
                         return true;
                     }
+                    if *skip_longer {
+                        return false;
+                    }
                 }
+                *skip_longer = true;
                 return false;
             }
             b'?' => {
@@ -143,5 +163,17 @@ mod tests {
         assert!(m("*max*", "maxclients"));
         assert!(!m("a*b", "acd"));
         assert!(glob_match(b"PORT", b"port", true));
+        assert!(m("a*", "a"));
+        assert!(!m("a*b", "a"));
+        assert!(m("*b*", "abc"));
+    }
+
+    #[test]
+    fn nested_stars_stay_cheap() {
+        // Without the early stop this takes hours: 20 stars against 40 letters.
+        let pattern = format!("{}b", "a*".repeat(20));
+        let text = "a".repeat(40);
+        assert!(!m(&pattern, &text));
+        assert!(m(&pattern, &format!("{text}b")));
     }
 }

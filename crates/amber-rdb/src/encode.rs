@@ -196,6 +196,20 @@ fn push_backlen(blob: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// Whether `bytes` is the back-length [`push_backlen`] writes for an entry of `len` bytes.
+pub(crate) fn backlen_matches(bytes: &[u8], len: usize) -> bool {
+    let count = bytes.len();
+    bytes.iter().enumerate().all(|(index, &byte)| {
+        let group_index = count - 1 - index;
+        let group = ((len >> (7 * group_index)) & 0x7f) as u8;
+        byte == if group_index == count - 1 {
+            group
+        } else {
+            group | 0x80
+        }
+    })
+}
+
 /// Builds an intset from integers (sorted and deduplicated here), with the narrowest width.
 #[cfg(test)]
 pub fn intset(values: &[i64]) -> Vec<u8> {

@@ -128,16 +128,29 @@ pub fn visit_ziplist<'a>(
         what,
     };
     let mut count = 0;
+    // Redis's deep check: each entry records the previous entry's size, and the header points
+    // at the last entry.
+    let mut previous: Option<(usize, usize)> = None;
     loop {
+        let start = cursor.pos;
         let first = *blob
             .get(cursor.pos)
             .ok_or_else(|| ErrorKind::corrupt(what, "missing end marker"))?;
         if first == 0xff {
             break;
         }
-        let prevlen = cursor.byte()?;
-        if prevlen == 0xfe {
-            cursor.take(4)?;
+        let prevlen = match cursor.byte()? {
+            0xfe => le(cursor.take(4)?) as usize,
+            short => usize::from(short),
+        };
+        let previous_len = previous.map_or(0, |(_, len)| len);
+        if prevlen != previous_len {
+            return Err(ErrorKind::corrupt(
+                what,
+                format!(
+                    "entry at {start} records a previous entry of {prevlen} bytes, not {previous_len}"
+                ),
+            ));
         }
         let encoding = cursor.byte()?;
         let element = match encoding >> 6 {
@@ -168,8 +181,19 @@ pub fn visit_ziplist<'a>(
                 }
             }),
         };
+        previous = Some((start, cursor.pos - start));
         visit(element);
         count += 1;
+    }
+    if cursor.pos + 1 != blob.len() {
+        return Err(ErrorKind::corrupt(what, "bytes after the end marker"));
+    }
+    let last_entry = previous.map_or(10, |(start, _)| start);
+    if le(&blob[4..8]) as usize != last_entry {
+        return Err(ErrorKind::corrupt(
+            what,
+            "the tail offset does not point at the last entry",
+        ));
     }
     let declared = le(&blob[8..10]);
     if declared != 0xffff && declared as usize != count {
@@ -234,7 +258,13 @@ pub fn visit_listpack<'a>(
             }
         };
         let entry_len = cursor.pos - start;
-        cursor.take(crate::encode::backlen_bytes(entry_len))?;
+        let backlen = cursor.take(crate::encode::backlen_bytes(entry_len))?;
+        if !crate::encode::backlen_matches(backlen, entry_len) {
+            return Err(ErrorKind::corrupt(
+                what,
+                format!("entry at {start} has a wrong back-length"),
+            ));
+        }
         visit(element);
         count += 1;
     }

@@ -52,6 +52,26 @@ pub mod types {
     pub const HASH_METADATA: u8 = 24;
     /// A listpack hash with field TTLs (RDB 12).
     pub const HASH_LISTPACK_EX: u8 = 25;
+
+    /// What Redis calls the encoded blob of a value of this type when its integrity check
+    /// fails ("Zset ziplist" in "Zset ziplist integrity check failed."), for log lines that
+    /// operators can grep as they do Redis's.
+    pub fn blob_label(type_byte: u8) -> &'static str {
+        match type_byte {
+            HASH_ZIPMAP => "Zipmap",
+            LIST_ZIPLIST => "List ziplist",
+            SET_INTSET => "Intset",
+            ZSET_ZIPLIST => "Zset ziplist",
+            HASH_ZIPLIST => "Hash ziplist",
+            LIST_QUICKLIST => "Ziplist",
+            LIST_QUICKLIST_2 => "Listpack",
+            STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => "Stream listpack",
+            HASH_LISTPACK | HASH_LISTPACK_EX | HASH_LISTPACK_EX_PRE_GA => "Hash listpack",
+            ZSET_LISTPACK => "Zset listpack",
+            SET_LISTPACK => "Set listpack",
+            _ => "Value",
+        }
+    }
 }
 
 /// Opcode bytes that frame the file.

@@ -630,6 +630,10 @@ fn quicklist<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<RawValue, E
             2
         };
         let blob = input.string()?;
+        if blob.is_empty() {
+            // Redis refuses a node of no bytes, whatever its container.
+            return Err(ErrorKind::corrupt("quicklist", "a node of no bytes"));
+        }
         nodes.push(match container {
             1 => QuicklistNode::Plain(blob),
             2 if type_byte == types::LIST_QUICKLIST_2 => QuicklistNode::Listpack(blob),
@@ -769,9 +773,18 @@ pub fn parse_payload(payload: &[u8], verify_checksum: bool) -> Result<Value, Pay
         return Err(PayloadError::VersionOrChecksum);
     }
     let mut input = Input::new(body);
-    let bad = |kind: ErrorKind| PayloadError::BadFormat(kind.to_string());
-    let type_byte = input.u8("a value type").map_err(bad)?;
-    let value = read_value(&mut input, type_byte).map_err(bad)?;
+    let type_byte = input
+        .u8("a value type")
+        .map_err(|kind| PayloadError::BadFormat(kind.to_string()))?;
+    let value = read_value(&mut input, type_byte).map_err(|kind| {
+        PayloadError::BadFormat(match kind {
+            ErrorKind::Corrupt { .. } => format!(
+                "{} integrity check failed: {kind}",
+                types::blob_label(type_byte)
+            ),
+            other => other.to_string(),
+        })
+    })?;
     if input.offset != body.len() as u64 {
         return Err(PayloadError::BadFormat(
             "trailing bytes after the value".into(),

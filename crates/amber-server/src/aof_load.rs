@@ -265,7 +265,9 @@ impl LoadJob {
 fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
     let name = path.display();
     let mut file = File::open(path).map_err(|e| {
-        let file_name = path.file_name().map_or(name.to_string(), |n| n.to_string_lossy().into_owned());
+        let file_name = path
+            .file_name()
+            .map_or(name.to_string(), |n| n.to_string_lossy().into_owned());
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "Unable to obtain the AOF file {file_name} length. stat: {}",
@@ -334,11 +336,7 @@ fn rdb_step(
     }
     if done {
         let stats = loader.stats;
-        notice!(
-            "Done loading RDB, keys loaded: {}, keys expired: {}.",
-            stats.loaded,
-            stats.expired
-        );
+        notice!("{}", stats.summary());
         server.rdb.last_load = (stats.loaded, stats.expired);
     }
     Ok(done)

@@ -277,7 +277,11 @@ impl Server {
             .partition(|incr| incr.seq >= done.first_incr_after_fork);
         // Newest first, as Redis lists them: the replaced incr files (last first), then the
         // old base, then older history.
-        let mut history: Vec<FileInfo> = replaced.into_iter().rev().chain(manifest.base.take()).collect();
+        let mut history: Vec<FileInfo> = replaced
+            .into_iter()
+            .rev()
+            .chain(manifest.base.take())
+            .collect();
         for info in &mut history {
             info.kind = FileKind::History;
         }

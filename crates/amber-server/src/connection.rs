@@ -134,8 +134,23 @@ fn retry_blocked(
         return;
     };
     server.unblock(client.id, blocked.db, &blocked.keys);
-    if timed_out {
-        out.null_array();
+    let unblocked = client.info.borrow_mut().unblock.take();
+    if timed_out || unblocked.is_some() {
+        let name = crate::commands::lookup(&blocked.args[0]).map_or("", |spec| spec.name);
+        let failed = unblocked == Some(true);
+        if failed {
+            let message = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+            server.stats.error_replies += 1;
+            server.command_stats.record_error(message);
+            out.error(message);
+        } else {
+            out.null_array();
+        }
+        let track = server.settings.latency_tracking;
+        server
+            .command_stats
+            .record_call(name, std::time::Duration::ZERO, failed, track);
+        server.errors_seen = server.stats.error_replies;
         return;
     }
     server.now_ms = unix_ms();

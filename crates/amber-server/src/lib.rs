@@ -6,6 +6,7 @@ pub mod aof;
 pub mod aof_load;
 pub mod aof_rewrite;
 pub mod backup;
+pub mod command_stats;
 pub mod commands;
 pub mod config;
 pub mod connection;

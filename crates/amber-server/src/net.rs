@@ -225,11 +225,7 @@ async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     let mut server = shared.borrow_mut();
     server.loading = None;
     let stats = loader.stats;
-    notice!(
-        "Done loading RDB, keys loaded: {}, keys expired: {}.",
-        stats.loaded,
-        stats.expired
-    );
+    notice!("{}", stats.summary());
     notice!(
         "DB loaded from disk: {:.3} seconds",
         started.elapsed().as_secs_f64()
@@ -449,6 +445,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         server.check_aof_rewrite();
         server.check_backup();
         server.update_resize_policy();
+        server.migrate_sockets.close_idle();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

@@ -191,6 +191,24 @@ pub struct LoadStats {
     pub loaded: u64,
     /// Keys skipped because they had already expired.
     pub expired: u64,
+    /// Keys skipped because their collection had no element (which Redis never writes, but
+    /// a damaged or hand-made file may hold).
+    pub empty: u64,
+}
+
+impl LoadStats {
+    /// Redis's closing line of a load: `Done loading RDB, keys loaded: ..., keys expired: ...`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "Done loading RDB, keys loaded: {}, keys expired: {}",
+            self.loaded, self.expired
+        );
+        if self.empty > 0 {
+            line.push_str(&format!(", empty keys skipped: {}", self.empty));
+        }
+        line.push('.');
+        line
+    }
 }
 
 /// Loads an RDB file into the keyspace a step at a time, so the event loop can answer
@@ -222,6 +240,8 @@ enum Loaded {
         entry: Entry,
     },
     Expired,
+    /// A collection without elements, skipped (its key's name).
+    Empty(Vec<u8>),
 }
 
 /// Keys inserted together, so their cache misses in the table overlap.
@@ -239,6 +259,7 @@ impl Loader {
             stats: LoadStats {
                 loaded: 0,
                 expired: 0,
+                empty: 0,
             },
             key_delay_us: 0,
         })
@@ -276,6 +297,14 @@ impl Loader {
                 Loaded::Expired => {
                     self.delay();
                     self.stats.expired += 1;
+                    keys += 1;
+                }
+                Loaded::Empty(key) => {
+                    crate::warning!(
+                        "rdbLoadObject skipping empty key: {}",
+                        String::from_utf8_lossy(&key)
+                    );
+                    self.stats.empty += 1;
                     keys += 1;
                 }
                 Loaded::Key { db, key, entry } => {
@@ -361,6 +390,9 @@ fn decode_item(
             )
         })?;
         reader.recycle(entry.value);
+        if is_empty_collection(&value) {
+            return Ok(Some(Loaded::Empty(entry.key)));
+        }
         let key = SmallBytes::new(&entry.key);
         reader.recycle_bytes(entry.key);
         let mut stored = Entry::new(value, now_ms);
@@ -496,7 +528,20 @@ pub fn from_raw(
         RawValue::Compact { type_byte, .. } | RawValue::Plain { type_byte, .. } => *type_byte,
         RawValue::Quicklist(_) => types::LIST_QUICKLIST_2,
     };
-    let corrupt = |e: amber_rdb::ErrorKind| format!("holds a corrupt value: {e}");
+    let label_type = match raw {
+        RawValue::Quicklist(nodes)
+            if nodes
+                .iter()
+                .any(|node| matches!(node, amber_rdb::QuicklistNode::Ziplist(_))) =>
+        {
+            types::LIST_QUICKLIST
+        }
+        _ => type_byte,
+    };
+    let label = types::blob_label(label_type);
+    let corrupt = |e: amber_rdb::ErrorKind| {
+        format!("holds a corrupt value: {label} integrity check failed: {e}")
+    };
     builder.clear();
     let mut text: IntText = [0; 20];
     if matches!(type_byte, types::ZSET_ZIPLIST | types::ZSET_LISTPACK) {
@@ -535,12 +580,25 @@ pub fn from_raw(
         }
         types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
             if builder.len() % 2 == 1 {
-                return Err("holds a hash field without a value".into());
+                return Err(format!(
+                    "holds a corrupt value: {label} integrity check failed: a hash field without a value"
+                ));
             }
             Value::Hash(builder.hash(limits.hash))
         }
         _ => Value::List(builder.list(limits.list)),
     })
+}
+
+/// Whether a loaded value is a collection without elements.
+fn is_empty_collection(value: &Value) -> bool {
+    match value {
+        Value::Str(_) => false,
+        Value::Hash(hash) => hash.is_empty(),
+        Value::Set(set) => set.is_empty(),
+        Value::Zset(zset) => zset.is_empty(),
+        Value::List(list) => list.is_empty(),
+    }
 }
 
 fn hash_from_pairs<'a>(

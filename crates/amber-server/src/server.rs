@@ -40,6 +40,10 @@ pub struct Settings {
     pub tcp_keepalive: u32,
     /// The thresholds that decide compact encodings (read for every collection write).
     pub encoding: crate::persistence::EncodingLimits,
+    /// `latency-tracking`: record each command's latency for `INFO latencystats`.
+    pub latency_tracking: bool,
+    /// `latency-tracking-info-percentiles`.
+    pub latency_percentiles: Vec<f64>,
 }
 
 impl Settings {
@@ -60,6 +64,11 @@ impl Settings {
                 .get_i64("tcp-keepalive")
                 .clamp(0, i64::from(u32::MAX)) as u32,
             encoding: encoding_limits(config),
+            latency_tracking: config.get_bool("latency-tracking"),
+            latency_percentiles: crate::command_stats::parse_percentiles(
+                config.get("latency-tracking-info-percentiles"),
+            )
+            .unwrap_or_default(),
         }
     }
 }
@@ -139,6 +148,9 @@ pub struct ClientInfo {
     pub kill: Rc<Notify>,
     /// Wakes a blocked client when one of its keys may have data.
     pub wake: Rc<Notify>,
+    /// `CLIENT UNBLOCK` asked this blocked client to stop waiting: `true` to fail with
+    /// `-UNBLOCKED`, `false` to reply as if it timed out.
+    pub unblock: Option<bool>,
 }
 
 impl ClientInfo {
@@ -161,6 +173,7 @@ impl ClientInfo {
             killed: false,
             kill: Rc::new(Notify::new()),
             wake: Rc::new(Notify::new()),
+            unblock: None,
         }
     }
 }
@@ -225,6 +238,13 @@ pub struct Server {
     pub backup: crate::backup::BackupState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
     pub startup_memory: usize,
+    /// Connections MIGRATE keeps to its targets.
+    pub migrate_sockets: crate::commands::MigrateSockets,
+    /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
+    pub command_stats: crate::command_stats::CommandStats,
+    /// `error_replies` when the last command's counters were taken: a command failed if more
+    /// errors were replied since (inner commands of EXEC move it, as in Redis).
+    pub errors_seen: u64,
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -262,6 +282,9 @@ impl Server {
         let aof = crate::aof::Aof::new(&config);
         Server {
             startup_memory: crate::alloc::used_memory(),
+            command_stats: Default::default(),
+            migrate_sockets: Default::default(),
+            errors_seen: 0,
             config,
             settings,
             keyspace,
@@ -459,6 +482,11 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Whether `client` is blocked on keys.
+    pub fn is_blocked(&self, client: u64) -> bool {
+        self.blocking.values().any(|ids| ids.contains(&client))
     }
 
     /// Number of clients blocked on keys (`blocked_clients`).

@@ -10,8 +10,7 @@ use super::{Ctx, LOADING_CLIENT_ID, Replied, errors, is};
 
 const BAD_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 const BAD_BIT: &str = "ERR bit is not an integer or out of range";
-const BAD_TYPE: &str =
-    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+const BAD_TYPE: &str = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
 
 /// Parses a bit offset (with `#N` meaning `N * bits` when `bits` is given, for BITFIELD),
 /// refusing offsets past `proto-max-bulk-len` bytes except from the AOF loader.
@@ -117,7 +116,13 @@ struct BitRange {
 /// of a `len`-byte string; `None` for an empty range.
 fn bit_range(len: usize, start: i64, end: i64, in_bits: bool) -> Option<BitRange> {
     let total = if in_bits { len as i64 * 8 } else { len as i64 };
-    let resolve = |index: i64| if index < 0 { (total + index).max(0) } else { index };
+    let resolve = |index: i64| {
+        if index < 0 {
+            (total + index).max(0)
+        } else {
+            index
+        }
+    };
     let start = resolve(start);
     let end = resolve(end).min(total - 1);
     if start > end {
@@ -413,7 +418,11 @@ fn bitfield_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
             continue;
         };
         write_field(bytes, op, new);
-        replies.push(Some(if op.kind == FieldOpKind::Set { old } else { new }));
+        replies.push(Some(if op.kind == FieldOpKind::Set {
+            old
+        } else {
+            new
+        }));
         if grown || old != new {
             changes += 1;
         }
@@ -606,7 +615,10 @@ mod tests {
         let range = BitRange { first: 0, last: 15 };
         assert_eq!(first_bit(&bytes, range, true), Some(11));
         assert_eq!(first_bit(&[0xff, 0xf0], range, false), Some(12));
-        let narrow = BitRange { first: 12, last: 15 };
+        let narrow = BitRange {
+            first: 12,
+            last: 15,
+        };
         assert_eq!(first_bit(&bytes, narrow, true), None);
     }
 }

@@ -193,11 +193,13 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified IDs only.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "HELP",
     "    Print this help.",
 ];
 
-/// `CLIENT ID|GETNAME|SETNAME|LIST|INFO|KILL|HELP`
+/// `CLIENT ID|GETNAME|SETNAME|LIST|INFO|KILL|UNBLOCK|HELP`
 pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = args[1].to_ascii_lowercase();
     let arity_ok = match sub.as_slice() {
@@ -205,6 +207,7 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"setname" => args.len() == 3,
         b"list" => true,
         b"kill" => args.len() >= 3,
+        b"unblock" => args.len() == 3 || args.len() == 4,
         _ => {
             unknown_subcommand(ctx, "client", &args[1]);
             return;
@@ -238,11 +241,39 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
         }
         b"list" => client_list(ctx, &args[2..]),
         b"kill" => client_kill(ctx, &args[2..]),
+        b"unblock" => client_unblock(ctx, &args[2..]),
         _ => {
             ctx.out.array(CLIENT_HELP.len());
             CLIENT_HELP.iter().for_each(|line| ctx.out.simple(line));
         }
     }
+}
+
+/// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]`: 1 if that client was blocked (it then replies
+/// as on a timeout, or fails with `-UNBLOCKED`), else 0.
+fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
+    let Ok(id) = ctx.int_arg(&args[0]) else {
+        return;
+    };
+    let fail = match args.get(1) {
+        None => false,
+        Some(mode) if super::is(mode, "timeout") => false,
+        Some(mode) if super::is(mode, "error") => true,
+        Some(_) => {
+            return ctx.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        }
+    };
+    let target = u64::try_from(id)
+        .ok()
+        .filter(|&id| ctx.server.is_blocked(id));
+    let Some(info) = target.and_then(|id| ctx.server.clients.get(&id)) else {
+        return ctx.out.integer(0);
+    };
+    let mut info = info.borrow_mut();
+    info.unblock = Some(fail);
+    info.wake.notify_one();
+    drop(info);
+    ctx.out.integer(1);
 }
 
 /// One `CLIENT LIST` line, with Redis 7.0's fields.

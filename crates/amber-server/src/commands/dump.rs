@@ -34,6 +34,7 @@ pub fn dump(ctx: &mut Ctx, args: &[Bytes]) {
 /// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`
 pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut replace, mut absolute) = (false, false);
+    let mut idle_seconds = None;
     let mut i = 4;
     while i < args.len() {
         if is(&args[i], "replace") {
@@ -42,7 +43,7 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
             absolute = true;
         } else if is(&args[i], "idletime") && i + 1 < args.len() {
             match parse_i64(&args[i + 1]) {
-                Some(n) if n >= 0 => {}
+                Some(n) if n >= 0 => idle_seconds = Some(n),
                 Some(_) => return ctx.error("ERR Invalid IDLETIME value, must be >= 0"),
                 None => return ctx.error(errors::NOT_INTEGER),
             }
@@ -76,7 +77,7 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         Err(PayloadError::VersionOrChecksum) => {
             return ctx.error("ERR DUMP payload version or checksum are wrong");
         }
-        Err(PayloadError::BadFormat(_)) => return ctx.error("ERR Bad data format"),
+        Err(PayloadError::BadFormat(reason)) => return bad_payload(ctx, key, &reason),
     };
     // `sanitize-dump-payload yes` (and `clients`, every connection being a client here):
     // the deep check Redis adds, refusing repeated fields and members.
@@ -93,12 +94,31 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
                     | amber_rdb::types::SET_LISTPACK
         )
     });
-    if (sanitize || !compact) && has_repeats(&value) {
-        return ctx.error("ERR Bad data format");
+    let type_byte = args[3].first().copied().unwrap_or_default();
+    // Ziplists and zipmaps are converted on load, so Redis checks them deeply whatever the
+    // setting.
+    let converted = matches!(
+        type_byte,
+        amber_rdb::types::HASH_ZIPMAP..=amber_rdb::types::LIST_QUICKLIST
+    );
+    if (sanitize || converted || !compact) && has_repeats(&value) {
+        let reason = format!(
+            "{} integrity check failed: repeated elements",
+            amber_rdb::types::blob_label(type_byte)
+        );
+        return bad_payload(ctx, key, &reason);
+    }
+    if is_empty_collection(&value) {
+        // Redis never writes an empty collection: a blob without elements fails its check.
+        let reason = format!(
+            "{} integrity check failed: no elements",
+            amber_rdb::types::blob_label(type_byte)
+        );
+        return bad_payload(ctx, key, &reason);
     }
     let limits = ctx.server.encoding_limits();
     let Ok(value) = from_rdb(&value, &limits) else {
-        return ctx.error("ERR Bad data format");
+        return bad_payload(ctx, key, "the value cannot be stored");
     };
     let expire_at = match ttl {
         0 => None,
@@ -109,6 +129,13 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     if expire_at.is_none_or(|at| at > now) {
         let mut entry = Entry::new(value, now);
         entry.set_expire_at(expire_at);
+        // As Redis: IDLETIME sets the access time when an LRU policy is selected.
+        if let Some(idle) = idle_seconds
+            && ctx.server.config.get("maxmemory-policy").contains("lru")
+        {
+            let accessed = (now / 1000).saturating_sub(idle).clamp(0, i64::from(u32::MAX));
+            entry.accessed = accessed as u32;
+        }
         ctx.db().insert(key, entry);
         if let (Some(at), false) = (expire_at, absolute) {
             // The AOF gets the absolute expiry, so a replay does not extend it.
@@ -122,6 +149,26 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     }
     ctx.dirty(1);
     ctx.out.ok();
+}
+
+/// Refuses a RESTORE payload: Redis's reply, and the reason in the log (at verbose level, as
+/// Redis logs it).
+fn bad_payload(ctx: &mut Ctx, key: &[u8], reason: &str) {
+    crate::verbose!(
+        "Bad data format in the RESTORE payload of key '{}': {reason}",
+        String::from_utf8_lossy(key)
+    );
+    ctx.error("ERR Bad data format");
+}
+
+/// Whether a collection has no element (Redis refuses to create such a key).
+fn is_empty_collection(value: &amber_rdb::Value) -> bool {
+    match value {
+        amber_rdb::Value::Hash(pairs) => pairs.is_empty(),
+        amber_rdb::Value::Set(members) | amber_rdb::Value::List(members) => members.is_empty(),
+        amber_rdb::Value::SortedSet(members) => members.is_empty(),
+        _ => false,
+    }
 }
 
 /// Whether a collection repeats a hash field, set member or sorted set member (which a payload

@@ -17,21 +17,34 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "keyspace",
 ];
 
+/// Every section, in Redis's order (`all` and `everything`).
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "backup",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "keyspace",
+];
+
 /// Renders the requested sections (`default` when none are named, `all`/`everything` for all).
 pub fn render(server: &Server, requested: &[String]) -> String {
-    let wanted: Vec<&str> = if requested.is_empty()
-        || requested
-            .iter()
-            .any(|s| s == "default" || s == "all" || s == "everything")
-    {
-        DEFAULT_SECTIONS.to_vec()
-    } else {
-        DEFAULT_SECTIONS
-            .iter()
-            .copied()
-            .filter(|s| requested.iter().any(|r| r == s))
-            .collect()
-    };
+    let all = requested.iter().any(|s| s == "all" || s == "everything");
+    let wanted: Vec<&str> = ALL_SECTIONS
+        .iter()
+        .copied()
+        .filter(|section| {
+            let default = DEFAULT_SECTIONS.contains(section);
+            all || (default && (requested.is_empty() || requested.iter().any(|r| r == "default")))
+                || requested.iter().any(|r| r == section)
+        })
+        .collect();
     let mut out = String::new();
     for (index, section) in wanted.iter().enumerate() {
         if index > 0 {
@@ -46,6 +59,11 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "stats" => stats_section(server),
             "replication" => replication_section(server),
             "cpu" => cpu_section(),
+            "commandstats" => server.command_stats.commandstats(),
+            "errorstats" => server.command_stats.errorstats(),
+            "latencystats" => server
+                .command_stats
+                .latencystats(&server.settings.latency_percentiles),
             _ => keyspace_section(server),
         };
         let title = capitalize(section);
@@ -360,6 +378,10 @@ fn stats_section(server: &Server) -> String {
             stats.rejected_connections.to_string(),
         ),
         ("expired_keys", stats.expired_keys.to_string()),
+        (
+            "migrate_cached_sockets",
+            server.migrate_sockets.len().to_string(),
+        ),
         ("evicted_keys", "0".into()),
         ("keyspace_hits", stats.keyspace_hits.to_string()),
         ("keyspace_misses", stats.keyspace_misses.to_string()),

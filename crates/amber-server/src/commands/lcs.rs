@@ -21,8 +21,10 @@ type Match = ((usize, usize), (usize, usize));
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`
 pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) {
-    let (Some(a), Some(b)) = (string_or_empty(ctx, &args[1]), string_or_empty(ctx, &args[2]))
-    else {
+    let (Some(a), Some(b)) = (
+        string_or_empty(ctx, &args[1]),
+        string_or_empty(ctx, &args[2]),
+    ) else {
         return ctx.error("ERR The specified keys must contain string values");
     };
     let Some(options) = parse_options(ctx, &args[3..]) else {
@@ -33,9 +35,8 @@ pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) {
     }
     let cells = (a.len() as u64 + 1).saturating_mul(b.len() as u64 + 1);
     if cells.saturating_mul(4) > ctx.server.settings.proto_max_bulk_len {
-        return ctx.error(
-            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
-        );
+        return ctx
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
     }
     let table = Table::build(&a, &b);
     let length = table.get(a.len(), b.len());
@@ -157,9 +158,7 @@ impl Table {
                 common.push(a[i - 1]);
                 let stretch = match current {
                     // Contiguous with the stretch found so far: extend it backwards.
-                    Some(((a_start, a_end), (b_start, b_end)))
-                        if a_start == i && b_start == j =>
-                    {
+                    Some(((a_start, a_end), (b_start, b_end))) if a_start == i && b_start == j => {
                         ((i - 1, a_end), (j - 1, b_end))
                     }
                     _ => ((i - 1, i - 1), (j - 1, j - 1)),

@@ -199,7 +199,7 @@ fn stats(ctx: &mut Ctx) {
     // Per database: its index, and the bytes of its key table and expiry index.
     let dbs: Vec<(usize, i64, i64)> = (0..keyspace.db_count())
         .map(|index| (index, keyspace.db_ref(index)))
-        .filter(|(_, db)| db.len() > 0)
+        .filter(|(_, db)| !db.is_empty())
         .map(|(index, db)| (index, (db.len() * 8) as i64, (db.volatile_len() * 8) as i64))
         .collect();
     let overhead = startup

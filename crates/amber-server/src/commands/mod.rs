@@ -19,8 +19,10 @@ mod keys;
 mod lcs;
 mod lists;
 mod memory;
+mod migrate;
 mod server_cmds;
 mod sets;
+mod sort;
 mod strings;
 mod table;
 mod transactions;
@@ -36,6 +38,7 @@ use bytes::Bytes;
 use crate::server::{ClientInfo, Server};
 pub use blocking::Blocked;
 pub use connection::describe as describe_client;
+pub use migrate::MigrateSockets;
 pub use table::{COMMANDS, CommandSpec, lookup};
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
@@ -156,6 +159,7 @@ impl Ctx<'_> {
     /// Writes an error reply and counts it.
     pub fn error(&mut self, message: &str) {
         self.server.stats.error_replies += 1;
+        self.server.command_stats.record_error(message);
         self.out.error(message);
     }
 
@@ -518,19 +522,23 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         transactions::flag_failed(ctx);
         return;
     };
-    ctx.client.info.borrow_mut().last_command = full_name(spec.name, args.get(1));
+    let name = full_name(spec.name, args.get(1));
+    ctx.client.info.borrow_mut().last_command = name;
     if let Err(message) = check_call(ctx, spec, args) {
+        ctx.server.command_stats.record_rejected(name);
         ctx.error(&message);
         transactions::flag_failed(ctx);
         return;
     }
     if ctx.server.loading.is_some() && !spec.flags.contains(table::LOADING) {
+        ctx.server.command_stats.record_rejected(name);
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
     }
     if spec.flags.contains(table::WRITE)
         && let Some(refusal) = ctx.server.write_refusal()
     {
+        ctx.server.command_stats.record_rejected(name);
         ctx.error(&refusal);
         transactions::flag_failed(ctx);
         return;
@@ -589,7 +597,20 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let changes_before = ctx.server.changes;
     let db = ctx.client.db;
     let outer_override = ctx.server.propagation_override.take();
+    let was_blocked = ctx.client.blocked.is_some();
+    ctx.server.errors_seen = ctx.server.stats.error_replies;
+    let started = std::time::Instant::now();
     (spec.handler)(ctx, args);
+    // A command that blocked is counted once, when it is served (as Redis).
+    if was_blocked || ctx.client.blocked.is_none() {
+        let failed = ctx.server.stats.error_replies > ctx.server.errors_seen;
+        ctx.server.errors_seen = ctx.server.stats.error_replies;
+        let track = ctx.server.settings.latency_tracking;
+        let name = full_name(spec.name, args.get(1));
+        ctx.server
+            .command_stats
+            .record_call(name, started.elapsed(), failed, track);
+    }
     let rewritten = std::mem::replace(&mut ctx.server.propagation_override, outer_override);
     let changed = ctx.server.changes != changes_before;
     if changed && ctx.server.aof.is_on() {
@@ -620,6 +641,7 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "client|list",
     "client|info",
     "client|kill",
+    "client|unblock",
     "client|help",
     "config|get",
     "config|set",
@@ -641,11 +663,6 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "command|info",
     "command|docs",
     "command|list",
-    "debug|populate",
-    "debug|sleep",
-    "debug|object",
-    "debug|log",
-    "debug|set-active-expire",
 ];
 
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {

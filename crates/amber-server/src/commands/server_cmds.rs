@@ -229,6 +229,8 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
         config_set(ctx, &args[2..]);
     } else if is(sub, "resetstat") && args.len() == 2 {
         ctx.server.stats = Default::default();
+        ctx.server.command_stats = Default::default();
+        ctx.server.errors_seen = 0;
         ctx.out.ok();
     } else if is(sub, "rewrite") && args.len() == 2 {
         match ctx.server.config.rewrite() {
@@ -294,7 +296,8 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     }
     ctx.server.refresh_settings();
     ctx.server.aof.refresh(&ctx.server.config);
-    if changed.contains(&"aof-disable-auto-gc") && !ctx.server.config.get_bool("aof-disable-auto-gc")
+    if changed.contains(&"aof-disable-auto-gc")
+        && !ctx.server.config.get_bool("aof-disable-auto-gc")
     {
         ctx.server.delete_aof_history();
     }

@@ -51,7 +51,10 @@ fn store(ctx: &mut Ctx, key: &[u8], value: Value, expire: ExpireArg) {
 }
 
 /// Looks up a string for a read-modify-write command; `Err` means a reply was already sent.
-pub(super) fn string_entry<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut StrValue>, Replied> {
+pub(super) fn string_entry<'a>(
+    ctx: &'a mut Ctx,
+    key: &[u8],
+) -> Result<Option<&'a mut StrValue>, Replied> {
     let now = ctx.server.now_ms;
     let db = ctx.client.db;
     let is_string = ctx

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, server_cmds, sets,
-    strings, transactions, zsets,
+    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, server_cmds,
+    sets, sort, strings, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -1665,6 +1665,33 @@ pub static COMMANDS: &[CommandSpec] = &[
         (2, 2, 1),
         K,
         "A container for object introspection commands.",
+    ),
+    cmd(
+        "sort",
+        sort::sort,
+        -2,
+        W,
+        ONE,
+        K,
+        "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
+    ),
+    cmd(
+        "sort_ro",
+        sort::sort_ro,
+        -2,
+        READONLY,
+        ONE,
+        K,
+        "Returns the sorted elements of a list, a set, or a sorted set.",
+    ),
+    cmd(
+        "migrate",
+        migrate::migrate,
+        -6,
+        W,
+        (3, 3, 1),
+        K,
+        "Atomically transfers a key from one Redis instance to another.",
     ),
     cmd(
         "memory",

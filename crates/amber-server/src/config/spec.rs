@@ -19,6 +19,8 @@ pub enum Kind {
     Words,
     /// An octal file mode (`unixsocketperm`).
     Octal,
+    /// Percentiles from 0 to 100 (`latency-tracking-info-percentiles`).
+    Percentiles,
 }
 
 /// What Amber knows about one directive.
@@ -71,6 +73,7 @@ pub fn spec_of(name: &str) -> Spec {
         "appendfsync" => (Kind::Enum(FSYNC), true),
         "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
         "maxmemory-clients" | "oom-score-adj" => (Kind::Words, true),
+        "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
         other => (kind_from_default(other), true),
     };
@@ -162,12 +165,14 @@ const IMPLEMENTED: &[&str] = &[
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
     "list-max-listpack-size",
+    "latency-tracking",
+    "latency-tracking-info-percentiles",
 ];
 
 impl Kind {
     /// Whether the directive takes several arguments in a config file.
     pub fn multi_arg(self) -> bool {
-        matches!(self, Kind::Save | Kind::Words)
+        matches!(self, Kind::Save | Kind::Words | Kind::Percentiles)
     }
 
     /// Checks `value` and returns it in the form `CONFIG GET` shows.
@@ -204,6 +209,15 @@ impl Kind {
                 .map(|mode| format!("{mode:o}"))
                 .map_err(|_| "argument couldn't be parsed into an integer".into()),
             Kind::Save => normalize_save(value),
+            Kind::Percentiles => crate::command_stats::parse_percentiles(value)
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(f64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .ok_or_else(|| "Invalid latency-tracking-info-percentiles parameters".into()),
             Kind::Text | Kind::Words => Ok(value.to_string()),
         }
     }

@@ -1,0 +1,229 @@
+//! Per-command and per-error counters, as `INFO commandstats`, `INFO errorstats` and
+//! `INFO latencystats` report them: calls, time, rejected and failed calls; error replies by
+//! their code; latency percentiles from an HDR histogram per command.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Distinct error codes tracked before tracking stops (as Redis, to bound memory).
+const MAX_ERROR_CODES: usize = 128;
+
+/// One command's counters.
+struct CommandCounters {
+    calls: u64,
+    micros: u64,
+    rejected: u64,
+    failed: u64,
+    latency: Option<Histogram<u64>>,
+}
+
+impl CommandCounters {
+    fn new() -> CommandCounters {
+        CommandCounters {
+            calls: 0,
+            micros: 0,
+            rejected: 0,
+            failed: 0,
+            latency: None,
+        }
+    }
+}
+
+/// Counters for every command and error code seen since start or `CONFIG RESETSTAT`.
+#[derive(Default)]
+pub struct CommandStats {
+    commands: HashMap<&'static str, CommandCounters>,
+    errors: BTreeMap<String, u64>,
+    /// Set once more than [`MAX_ERROR_CODES`] codes were seen.
+    errors_overflowed: bool,
+}
+
+impl CommandStats {
+    /// Counts a call of `command` (its full name, `client|id` for a subcommand) that took
+    /// `elapsed`, and whether it replied an error; latency is recorded when `track_latency`.
+    pub fn record_call(
+        &mut self,
+        command: &'static str,
+        elapsed: Duration,
+        failed: bool,
+        track_latency: bool,
+    ) {
+        let counters = self
+            .commands
+            .entry(command)
+            .or_insert_with(CommandCounters::new);
+        counters.calls += 1;
+        counters.micros += elapsed.as_micros() as u64;
+        if failed {
+            counters.failed += 1;
+        }
+        if track_latency {
+            let histogram = counters.latency.get_or_insert_with(new_histogram);
+            let nanos = (elapsed.as_nanos() as u64).clamp(1, histogram.high());
+            let _ = histogram.record(nanos);
+        }
+    }
+
+    /// Counts a call refused before it ran (arity, authentication, `-MISCONF`, ...).
+    pub fn record_rejected(&mut self, command: &'static str) {
+        self.commands
+            .entry(command)
+            .or_insert_with(CommandCounters::new)
+            .rejected += 1;
+    }
+
+    /// Counts an error reply under its code (the first word: `ERR`, `WRONGTYPE`, ...).
+    pub fn record_error(&mut self, message: &str) {
+        if self.errors_overflowed {
+            return;
+        }
+        let code = message.split(' ').next().unwrap_or("ERR");
+        if let Some(count) = self.errors.get_mut(code) {
+            *count += 1;
+        } else if self.errors.len() >= MAX_ERROR_CODES {
+            self.errors_overflowed = true;
+            self.errors.clear();
+            crate::warning!(
+                "Errorstats stopped adding new errors because the number of different errors reached {MAX_ERROR_CODES}; existing errors stats are still available"
+            );
+        } else {
+            self.errors.insert(code.to_string(), 1);
+        }
+    }
+
+    /// The `# Commandstats` lines.
+    pub fn commandstats(&self) -> String {
+        let mut out = String::new();
+        for (name, c) in self.sorted() {
+            let per_call = if c.calls > 0 {
+                c.micros as f64 / c.calls as f64
+            } else {
+                0.0
+            };
+            let _ = write!(
+                out,
+                "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                c.calls, c.micros, c.rejected, c.failed
+            );
+        }
+        out
+    }
+
+    /// The `# Errorstats` lines.
+    pub fn errorstats(&self) -> String {
+        self.errors
+            .iter()
+            .map(|(code, count)| format!("errorstat_{code}:count={count}\r\n"))
+            .collect()
+    }
+
+    /// The `# Latencystats` lines for `percentiles` (0 to 100).
+    pub fn latencystats(&self, percentiles: &[f64]) -> String {
+        let mut out = String::new();
+        for (name, c) in self.sorted() {
+            let Some(histogram) = c.latency.as_ref().filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let values: Vec<String> = percentiles
+                .iter()
+                .map(|&p| {
+                    let micros = histogram.value_at_percentile(p) as f64 / 1000.0;
+                    format!("p{}={micros:.3}", format_percentile(p))
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "latency_percentiles_usec_{name}:{}\r\n",
+                values.join(",")
+            );
+        }
+        out
+    }
+
+    fn sorted(&self) -> Vec<(&&'static str, &CommandCounters)> {
+        let mut commands: Vec<_> = self.commands.iter().collect();
+        commands.sort_by_key(|(name, _)| **name);
+        commands
+    }
+}
+
+/// A histogram of 1 ns to 1 s at 2 significant digits, as Redis keeps per command.
+fn new_histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, 1_000_000_000, 2).expect("constant, valid histogram bounds")
+}
+
+/// A percentile as Redis names it (`p50`, `p99.9`, `p0`).
+pub fn format_percentile(p: f64) -> String {
+    let text = format!("{p}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_string)
+}
+
+/// Parses `latency-tracking-info-percentiles`: numbers from 0 to 100, separated by spaces.
+pub fn parse_percentiles(value: &str) -> Option<Vec<f64>> {
+    value
+        .split_whitespace()
+        .map(|word| {
+            word.parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_calls_failures_and_error_codes() {
+        let mut stats = CommandStats::default();
+        stats.record_call("set", Duration::from_micros(3), false, true);
+        stats.record_call("set", Duration::from_micros(5), true, true);
+        stats.record_rejected("set");
+        stats.record_error("WRONGTYPE Operation against a key");
+        stats.record_error("ERR syntax error");
+        stats.record_error("ERR other");
+        let lines = stats.commandstats();
+        assert!(
+            lines.starts_with(
+                "cmdstat_set:calls=2,usec=8,usec_per_call=4.00,rejected_calls=1,failed_calls=1"
+            ),
+            "{lines}"
+        );
+        assert_eq!(
+            stats.errorstats(),
+            "errorstat_ERR:count=2\r\nerrorstat_WRONGTYPE:count=1\r\n"
+        );
+        let latency = stats.latencystats(&[50.0, 99.9]);
+        assert!(
+            latency.starts_with("latency_percentiles_usec_set:p50="),
+            "{latency}"
+        );
+        assert!(latency.contains(",p99.9="), "{latency}");
+    }
+
+    #[test]
+    fn percentiles_parse_and_print_as_redis() {
+        assert_eq!(
+            parse_percentiles("0.0 50 99.9"),
+            Some(vec![0.0, 50.0, 99.9])
+        );
+        assert_eq!(parse_percentiles("10 101"), None);
+        assert_eq!(parse_percentiles("10 a"), None);
+        assert_eq!(format_percentile(50.0), "50");
+        assert_eq!(format_percentile(99.9), "99.9");
+    }
+
+    #[test]
+    fn error_codes_are_bounded() {
+        let mut stats = CommandStats::default();
+        for i in 0..(MAX_ERROR_CODES + 5) {
+            stats.record_error(&format!("CODE{i} x"));
+        }
+        assert!(stats.errorstats().is_empty());
+    }
+}
