@@ -108,7 +108,10 @@ fn restore_is_refused_while_the_server_runs() {
         &mut (),
     );
     let error = refused.expect_err("a running server holds the directory");
-    assert!(error.to_string().contains("is locked by process"), "{error}");
+    assert!(
+        error.to_string().contains("is locked by process"),
+        "{error}"
+    );
     assert_eq!(client.cmd(&["GET", "k"]), common::bulk("v"));
     let _ = std::fs::remove_dir_all(backups);
 }

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::aof::BeforeReply;
 use crate::commands::{ClientState, Ctx, execute};
+use crate::replication::Output;
 use crate::server::{ClientInfo, Server, unix_ms};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -110,17 +111,92 @@ pub async fn serve<S>(
         if !keep_going || client.close_after_reply || info.borrow().killed {
             break;
         }
+        if client.replica {
+            serve_replica(&shared, &mut stream, id, &kill, &wake).await;
+            break;
+        }
     }
     if let Some(blocked) = client.blocked.take() {
         shared.borrow_mut().unblock(id, blocked.db, &blocked.keys);
     }
     let _ = stream.shutdown().await;
     let mut server = shared.borrow_mut();
+    if client.replica {
+        server.replication.detach(id);
+        server.refresh_record_expired();
+        crate::notice!("Connection with replica {} lost.", info.borrow().addr);
+    }
     for watched in client.watching.drain(..) {
         server.remove_watcher(id, watched.db, watched.key);
     }
     server.invalidated.remove(&id);
     server.clients.remove(&id);
+}
+
+/// Sends a replica its snapshot and then the replication stream, until it disconnects or is
+/// dropped (its output passed the limit). What it sends (`REPLCONF ACK`) is read and dropped.
+async fn serve_replica<S>(
+    shared: &Rc<RefCell<Server>>,
+    stream: &mut S,
+    id: u64,
+    kill: &tokio::sync::Notify,
+    wake: &tokio::sync::Notify,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut input = BytesMut::with_capacity(1024);
+    loop {
+        loop {
+            let output = shared.borrow_mut().replication.take_output(id);
+            let sent = match output {
+                None => break,
+                Some(Output::Bytes(bytes)) => stream.write_all(&bytes).await.is_ok(),
+                Some(Output::Rdb(file, len)) => send_snapshot(stream, file, len).await,
+            };
+            if !sent {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = kill.notified() => return,
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => input.clear(),
+            },
+        }
+    }
+}
+
+/// Sends the snapshot file as one bulk (`$<len>\r\n` and the bytes, without a trailing CRLF,
+/// as Redis sends it), reading it in chunks.
+async fn send_snapshot<S>(stream: &mut S, mut file: std::fs::File, len: u64) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
+    use std::io::Read;
+    if stream
+        .write_all(format!("${len}\r\n").as_bytes())
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = buffer.len().min(left as usize);
+        // A local file: the read does not wait on the network.
+        let read = match file.read(&mut buffer[..want]) {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => read,
+        };
+        if stream.write_all(&buffer[..read]).await.is_err() {
+            return false;
+        }
+        left -= read as u64;
+    }
+    true
 }
 
 /// Runs a blocked client's command again after a wake-up, or replies the timeout.

@@ -14,6 +14,7 @@ pub mod log;
 pub mod long_double;
 pub mod net;
 pub mod persistence;
+pub mod replication;
 pub mod server;
 
 /// The Redis version Amber is compatible with, reported where clients look for it.

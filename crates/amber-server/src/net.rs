@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _lock = amber_backup::lock::lock_dataset(std::path::Path::new("."), dataset)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut server = Server::new(config);
+    server.refresh_settings();
     server.port = port;
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
@@ -446,6 +447,7 @@ async fn cron(shared: Rc<RefCell<Server>>) {
         server.check_backup();
         server.update_resize_policy();
         server.migrate_sockets.close_idle();
+        server.check_replication();
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

@@ -144,6 +144,8 @@ pub struct ClientInfo {
     pub unix: bool,
     /// Set to close the connection (`CLIENT KILL`, `timeout`).
     pub killed: bool,
+    /// `CLIENT LIST` flags: `N` for a normal client, `S` for a replica.
+    pub flags: char,
     /// Wakes the connection task when it must close.
     pub kill: Rc<Notify>,
     /// Wakes a blocked client when one of its keys may have data.
@@ -171,6 +173,7 @@ impl ClientInfo {
             query_buffer: 0,
             unix,
             killed: false,
+            flags: 'N',
             kill: Rc::new(Notify::new()),
             wake: Rc::new(Notify::new()),
             unblock: None,
@@ -238,6 +241,10 @@ pub struct Server {
     pub backup: crate::backup::BackupState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
     pub startup_memory: usize,
+    /// Attached replicas and the replication stream.
+    pub replication: crate::replication::Replication,
+    /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
+    pub last_replica_ping: Instant,
     /// Connections MIGRATE keeps to its targets.
     pub migrate_sockets: crate::commands::MigrateSockets,
     /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
@@ -276,14 +283,18 @@ impl Server {
         let settings = Settings::from_config(&config);
         let databases = config.get_i64("databases").max(1) as usize;
         let mut keyspace = Keyspace::new(databases);
-        let run_id: String = (0..5)
+        // 40 hex characters, as Redis's run and replication ids.
+        let mut run_id: String = (0..3)
             .map(|_| format!("{:016x}", keyspace.next_random()))
             .collect();
+        run_id.truncate(40);
         let aof = crate::aof::Aof::new(&config);
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
+            replication: crate::replication::Replication::new(run_id.clone()),
+            last_replica_ping: Instant::now(),
             errors_seen: 0,
             config,
             settings,
@@ -339,8 +350,9 @@ impl Server {
             return Ok(());
         }
         if !on {
-            self.keyspace.set_record_expired(false);
-            return self.aof.close();
+            let closed = self.aof.close();
+            self.refresh_record_expired();
+            return closed;
         }
         // As Redis: appending starts now, to a new incr file that the manifest names only once
         // a background rewrite has written the base of the dataset as it is now.
@@ -375,7 +387,7 @@ impl Server {
         self.keyspace.clear();
         let result = crate::aof_load::load_blocking(self, &paths, source);
         self.aof.log = log;
-        self.keyspace.set_record_expired(self.aof.is_on());
+        self.refresh_record_expired();
         self.dirty = 0;
         let manifest = result?;
         if self.aof.is_on() {
@@ -423,6 +435,8 @@ impl Server {
     /// Re-derives the hot settings after a configuration change.
     pub fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
+        self.replication
+            .configure(self.config.get("client-output-buffer-limit"));
     }
 
     /// Asks the main task to shut down.
@@ -445,9 +459,9 @@ impl Server {
         }
     }
 
-    /// Wakes every client blocked on a key of `db` that now exists (after SWAPDB).
+    /// Wakes every client blocked on a key of `db` that now exists, even logically expired
+    /// (after SWAPDB; a woken client then deletes it, and the deletion is propagated).
     pub fn signal_blocked_in(&mut self, db: usize) {
-        let now = self.now_ms;
         let keys: Vec<Vec<u8>> = self
             .blocking
             .keys()
@@ -455,7 +469,7 @@ impl Server {
             .map(|(_, key)| key.clone())
             .collect();
         for key in keys {
-            if self.keyspace.db(db).peek(&key, now).is_some() {
+            if self.keyspace.db(db).raw(&key).is_some() {
                 self.signal_ready(db, &key);
             }
         }
@@ -463,6 +477,9 @@ impl Server {
 
     /// Records that `client` waits for data on `keys` of `db`.
     pub fn block_on(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        if let Some(info) = self.clients.get(&client) {
+            info.borrow_mut().flags = 'b';
+        }
         for key in keys {
             let waiting = self.blocking.entry((db, key.clone())).or_default();
             if !waiting.contains(&client) {
@@ -473,6 +490,12 @@ impl Server {
 
     /// Forgets that `client` waits on `keys` of `db`.
     pub fn unblock(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        if let Some(info) = self.clients.get(&client) {
+            let mut info = info.borrow_mut();
+            if info.flags == 'b' {
+                info.flags = 'N';
+            }
+        }
         for key in keys {
             let slot = (db, key.clone());
             if let Some(waiting) = self.blocking.get_mut(&slot) {
@@ -607,6 +630,7 @@ impl Server {
             format!("ERR {e}")
         })?;
         crate::notice!("Background saving started by pid {}", child.pid());
+        self.replication.snapshot_started();
         self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
         self.rdb.total_forks += 1;
         self.rdb.child = Some((child, self.dirty));
@@ -679,6 +703,9 @@ impl Server {
             // A child that died mid-write leaves its temp file; the real file is untouched.
             let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
         }
+        let path = self.rdb_file();
+        self.replication
+            .snapshot_done(exit.success(), std::path::Path::new(&path));
     }
 
     /// Starts a BGSAVE when a save point (`save <seconds> <changes>`) is reached, or a
@@ -731,14 +758,64 @@ impl Server {
     /// Records every key deleted by expiry so far as a `DEL` in the AOF, so that a command's own
     /// record always follows the deletions its lookups caused.
     pub fn propagate_expired(&mut self) {
-        if !self.aof.is_on() {
+        if !self.propagating() {
             return;
         }
-        let now = self.now_ms;
         for db in 0..self.keyspace.db_count() {
             for key in self.keyspace.db(db).take_expired_keys() {
-                self.aof.feed(db, &[b"DEL".as_slice(), &key], now);
+                self.propagate(db, &[b"DEL".as_slice(), &key]);
             }
+        }
+    }
+
+    /// Whether writes are recorded anywhere: the AOF, or the stream to replicas.
+    pub fn propagating(&self) -> bool {
+        self.aof.is_on() || self.replication.has_replicas()
+    }
+
+    /// Records one command executed in `db` in the AOF and the replication stream.
+    pub fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        if self.aof.is_on() {
+            let now = self.now_ms;
+            self.aof.feed(db, args, now);
+        }
+        self.replication.feed(db, args);
+    }
+
+    /// EXEC starts: its writes are recorded as one `MULTI ... EXEC` block.
+    pub fn begin_exec(&mut self) {
+        self.aof.begin_exec();
+        self.replication.begin_exec();
+    }
+
+    /// EXEC ends: closes the `MULTI` blocks its writes opened.
+    pub fn end_exec(&mut self) {
+        self.aof.end_exec();
+        self.replication.end_exec();
+    }
+
+    /// Keeps the names of keys deleted by expiry whenever something records writes.
+    pub fn refresh_record_expired(&mut self) {
+        let record = self.propagating();
+        self.keyspace.set_record_expired(record);
+    }
+
+    /// Replication's share of the cron: starts the snapshot replicas wait for once no other
+    /// child runs, and pings the replicas every `repl-ping-replica-period` seconds.
+    pub fn check_replication(&mut self) {
+        if !self.replication.has_replicas() {
+            return;
+        }
+        if self.replication.waiting_for_snapshot() && !self.has_active_child() {
+            crate::notice!("Starting BGSAVE for SYNC with target: disk");
+            if let Err(error) = self.start_bgsave() {
+                crate::warning!("BGSAVE for replication failed: {error}");
+            }
+        }
+        let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
+        if self.last_replica_ping.elapsed().as_secs() >= period {
+            self.last_replica_ping = Instant::now();
+            self.replication.feed_global(&[b"PING".as_slice()]);
         }
     }
 }

@@ -226,8 +226,8 @@ pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
     match pop_any(ctx, keys, end, count) {
         Err(Replied) => {}
         Ok(Some((key, items))) => {
-            let count = count.to_string();
-            ctx.propagate_as(vec![aof_command!(pop_name(end), &key, count.as_bytes())]);
+            let popped = items.len().to_string();
+            ctx.propagate_as(vec![aof_command!(pop_name(end), &key, popped.as_bytes())]);
             ctx.out.array(2);
             ctx.out.bulk(&key);
             ctx.out.array(items.len());
@@ -291,10 +291,10 @@ pub fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
     };
     match super::zsets::pop_first_nonempty(ctx, keys, highest, count) {
         Err(Replied) => {}
-        Ok(Some(key)) => {
+        Ok(Some((key, popped))) => {
             let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
-            let count = count.to_string();
-            ctx.propagate_as(vec![aof_command!(pop, &key, count.as_bytes())]);
+            let popped = popped.to_string();
+            ctx.propagate_as(vec![aof_command!(pop, &key, popped.as_bytes())]);
         }
         Ok(None) => block(ctx, args, keys, deadline, null_array),
     }

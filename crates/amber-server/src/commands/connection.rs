@@ -280,7 +280,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
 pub fn describe(info: &ClientInfo) -> String {
     let now = std::time::Instant::now();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -288,6 +288,7 @@ pub fn describe(info: &ClientInfo) -> String {
         String::from_utf8_lossy(&info.name),
         now.duration_since(info.created).as_secs(),
         now.duration_since(info.last_interaction).as_secs(),
+        info.flags,
         info.db,
         info.query_buffer,
         16384usize.saturating_sub(info.query_buffer),

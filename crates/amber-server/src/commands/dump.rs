@@ -133,7 +133,9 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         if let Some(idle) = idle_seconds
             && ctx.server.config.get("maxmemory-policy").contains("lru")
         {
-            let accessed = (now / 1000).saturating_sub(idle).clamp(0, i64::from(u32::MAX));
+            let accessed = (now / 1000)
+                .saturating_sub(idle)
+                .clamp(0, i64::from(u32::MAX));
             entry.accessed = accessed as u32;
         }
         ctx.db().insert(key, entry);

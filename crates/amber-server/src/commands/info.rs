@@ -394,22 +394,33 @@ fn stats_section(server: &Server) -> String {
 }
 
 fn replication_section(server: &Server) -> String {
-    lines(&[
+    let replication = &server.replication;
+    let replicas = replication.info_lines();
+    let mut fields: Vec<(&str, String)> = vec![
         ("role", "master".into()),
-        ("connected_slaves", "0".into()),
-        ("master_replid", server.run_id.clone()),
+        ("connected_slaves", replication.count().to_string()),
+    ];
+    fields.extend(
+        replicas
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
+    fields.extend([
+        ("master_failover_state", "no-failover".into()),
+        ("master_replid", replication.replid.clone()),
         (
             "master_replid2",
             "0000000000000000000000000000000000000000".into(),
         ),
-        ("master_repl_offset", "0".into()),
+        ("master_repl_offset", replication.offset.to_string()),
         ("second_repl_offset", "-1".into()),
         ("repl_backlog_active", "0".into()),
         (
             "repl_backlog_size",
             server.config.get("repl-backlog-size").into(),
         ),
-    ])
+    ]);
+    lines(&fields)
 }
 
 fn cpu_section() -> String {

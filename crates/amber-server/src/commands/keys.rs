@@ -115,15 +115,20 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
     }
     let now = ctx.server.now_ms;
     let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut expired: Vec<Vec<u8>> = Vec::new();
     let mut budget = count.saturating_mul(10);
     let db = ctx.db();
     loop {
         cursor = db.scan(cursor, |key, entry| {
             let live = entry.expire_at().is_none_or(|at| at > now);
+            if !live {
+                expired.push(key.to_vec());
+                return;
+            }
             let matches = pattern.is_none_or(|p| glob_match(p, key, false));
             let typed = type_filter
                 .is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()));
-            if live && matches && typed {
+            if matches && typed {
                 found.push(key.to_vec());
             }
         });
@@ -132,6 +137,11 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
             break;
         }
     }
+    // As Redis, the expired keys met on the way are deleted (and the deletions propagated).
+    for key in &expired {
+        ctx.db().exists(key, now);
+    }
+    collect(ctx);
     ctx.out.array(2);
     ctx.out.bulk(cursor.to_string().as_bytes());
     ctx.out.array(found.len());

@@ -478,6 +478,13 @@ pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
             Ok(Some(items)) if !items.is_empty() => {
                 ctx.dirty(items.len() as u64);
                 ctx.server.touch_key(ctx.client.db, key);
+                // As Redis, the log gets the pop that happened: LPOP/RPOP with the count.
+                let pop: &[u8] = match end {
+                    End::Left => b"LPOP",
+                    End::Right => b"RPOP",
+                };
+                let popped = items.len().to_string();
+                ctx.propagate_as(vec![aof_command!(pop, key, popped.as_bytes())]);
                 ctx.out.array(2);
                 ctx.out.bulk(key);
                 ctx.out.array(items.len());

@@ -24,6 +24,7 @@ mod server_cmds;
 mod sets;
 mod sort;
 mod strings;
+mod sync;
 mod table;
 mod transactions;
 mod zsets;
@@ -91,6 +92,11 @@ pub struct ClientState {
     pub watching: Vec<transactions::WatchedKey>,
     /// Set while EXEC runs queued commands (blocking commands then never block).
     pub in_exec: bool,
+    /// Set once the connection became a replica (`SYNC`/`PSYNC`): from then on it only
+    /// receives the replication stream.
+    pub replica: bool,
+    /// The port a replica said it listens on (`REPLCONF listening-port`).
+    pub replica_listening_port: u16,
     /// Set while a blocked client's command runs again after a wake-up: as in Redis, a key
     /// that now holds another type keeps it blocked instead of failing it.
     pub serving_blocked: bool,
@@ -134,6 +140,8 @@ impl ClientState {
             watching: Vec::new(),
             in_exec: false,
             serving_blocked: false,
+            replica: false,
+            replica_listening_port: 0,
             blocked: None,
             awaiting_backup: None,
         }
@@ -613,16 +621,15 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     }
     let rewritten = std::mem::replace(&mut ctx.server.propagation_override, outer_override);
     let changed = ctx.server.changes != changes_before;
-    if changed && ctx.server.aof.is_on() {
+    if changed && ctx.server.propagating() {
         ctx.server.propagate_expired();
-        let now = ctx.server.now_ms;
         match rewritten {
             Some(commands) => {
                 for command in commands {
-                    ctx.server.aof.feed(db, &command, now);
+                    ctx.server.propagate(db, &command);
                 }
             }
-            None => ctx.server.aof.feed(db, args, now),
+            None => ctx.server.propagate(db, args),
         }
     }
     if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use super::{
     Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, server_cmds,
-    sets, sort, strings, transactions, zsets,
+    sets, sort, strings, sync, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -1692,6 +1692,33 @@ pub static COMMANDS: &[CommandSpec] = &[
         (3, 3, 1),
         K,
         "Atomically transfers a key from one Redis instance to another.",
+    ),
+    cmd(
+        "sync",
+        sync::sync,
+        1,
+        Flags(ADMIN.0 | NOSCRIPT.0),
+        NONE,
+        SRV,
+        "An internal command used in replication.",
+    ),
+    cmd(
+        "psync",
+        sync::sync,
+        -3,
+        Flags(ADMIN.0 | NOSCRIPT.0),
+        NONE,
+        SRV,
+        "An internal command used in replication.",
+    ),
+    cmd(
+        "replconf",
+        sync::replconf,
+        -1,
+        Flags(ADMIN.0 | NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        SRV,
+        "An internal command for configuring the replication stream.",
     ),
     cmd(
         "memory",

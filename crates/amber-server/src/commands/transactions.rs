@@ -71,11 +71,11 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.client.in_exec = true;
     // The writes inside are recorded in the AOF as one MULTI ... EXEC block; EXEC itself is
     // not recorded again.
-    ctx.server.aof.begin_exec();
+    ctx.server.begin_exec();
     for args in &transaction.queued {
         execute_now(ctx, args);
     }
-    ctx.server.aof.end_exec();
+    ctx.server.end_exec();
     ctx.propagate_as(Vec::new());
     ctx.client.in_exec = false;
 }

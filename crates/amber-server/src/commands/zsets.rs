@@ -934,11 +934,11 @@ pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     };
     match pop_first_nonempty(ctx, &args[2..2 + numkeys], highest, count) {
-        Ok(Some(key)) => {
+        Ok(Some((key, popped))) => {
             // As Redis, the log gets the pop that happened, not the search.
             let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
-            let count = count.to_string();
-            ctx.propagate_as(vec![aof_command!(pop, &key, count.as_bytes())]);
+            let popped = popped.to_string();
+            ctx.propagate_as(vec![aof_command!(pop, &key, popped.as_bytes())]);
         }
         Err(Replied) => {}
         Ok(None) => ctx.out.null_array(),
@@ -980,7 +980,7 @@ pub(super) fn pop_first_nonempty(
     keys: &[Bytes],
     highest: bool,
     count: usize,
-) -> Result<Option<Bytes>, Replied> {
+) -> Result<Option<(Bytes, usize)>, Replied> {
     if let Some(key) = super::first_ready::<ZsetValue>(ctx, keys)? {
         let popped = write_zset(ctx, key, false, |zset, _| {
             let picked: Scored = if highest {
@@ -1012,7 +1012,7 @@ pub(super) fn pop_first_nonempty(
                 ctx.out.bulk(member);
                 ctx.out.double(*score);
             }
-            return Ok(Some(key.clone()));
+            return Ok(Some((key.clone(), items.len())));
         }
     }
     Ok(None)
