@@ -50,7 +50,7 @@ pub fn sync(ctx: &mut Ctx, args: &[Bytes]) {
 /// `REPLCONF option value ...`: what a replica tells its master about itself (`ACK` gets no
 /// reply, as in Redis).
 pub fn replconf(ctx: &mut Ctx, args: &[Bytes]) {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return ctx.error(super::errors::SYNTAX);
     }
     for pair in args[1..].chunks(2) {
