@@ -97,6 +97,15 @@ impl Db {
         self.keys.is_empty()
     }
 
+    /// The key and expiry tables' statistics, as Redis's `DEBUG HTSTATS` prints them.
+    pub fn table_stats(&self) -> String {
+        format!(
+            "[Dictionary HT]\n{}[Expires HT]\n{}",
+            self.keys.stats_text(),
+            self.volatile.stats_text()
+        )
+    }
+
     /// Number of keys with an expiry time.
     pub fn volatile_len(&self) -> usize {
         self.volatile.len()

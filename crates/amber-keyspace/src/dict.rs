@@ -85,6 +85,46 @@ impl<V> Dict<V> {
         self.buckets.len()
     }
 
+    /// The table's statistics as Redis's `DEBUG HTSTATS` words them: size, elements, used
+    /// buckets, chain lengths and their distribution.
+    pub fn stats_text(&self) -> String {
+        use std::fmt::Write;
+        const LENGTHS: usize = 50;
+        if self.len == 0 {
+            return "Hash table 0 stats (main hash table):\nNo stats available for empty dictionaries\n".into();
+        }
+        let mut distribution = [0usize; LENGTHS];
+        let (mut slots, mut longest, mut total) = (0usize, 0usize, 0usize);
+        for bucket in &self.buckets {
+            let mut chain = 0;
+            let mut node = bucket.as_deref();
+            while let Some(current) = node {
+                chain += 1;
+                node = current.next.as_deref();
+            }
+            distribution[chain.min(LENGTHS - 1)] += 1;
+            if chain > 0 {
+                slots += 1;
+                longest = longest.max(chain);
+                total += chain;
+            }
+        }
+        let size = self.buckets.len();
+        let mut text = format!(
+            "Hash table 0 stats (main hash table):\n table size: {size}\n number of elements: {}\n different slots: {slots}\n max chain length: {longest}\n avg chain length (counted): {:.2}\n avg chain length (computed): {:.2}\n Chain length distribution:\n",
+            self.len,
+            total as f64 / slots as f64,
+            self.len as f64 / slots as f64,
+        );
+        for (length, count) in distribution.iter().enumerate().take(LENGTHS - 1) {
+            if *count > 0 {
+                let percent = *count as f64 * 100.0 / size as f64;
+                let _ = writeln!(text, "   {length}: {count} ({percent:.2}%)");
+            }
+        }
+        text
+    }
+
     fn hash_of(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }

@@ -516,14 +516,41 @@ pub fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
 pub enum BaseFormat {
     /// RDB form (`aof-use-rdb-preamble yes`), with these options.
     Rdb(SaveOptions),
-    /// Commands (`aof-use-rdb-preamble no`).
-    Commands,
+    /// Commands (`aof-use-rdb-preamble no`), after a `#TS:` annotation when
+    /// `aof-timestamp-enabled` is on.
+    Commands {
+        /// Start with a timestamp annotation.
+        timestamp: bool,
+    },
 }
 
 impl BaseFormat {
     fn is_rdb(self) -> bool {
         matches!(self, BaseFormat::Rdb(_))
     }
+}
+
+/// Writes the command form of `keyspace` to `path` (a new file), fsynced; with `timestamp`, a
+/// `#TS:<unix seconds>` annotation comes first, as Redis starts a rewritten base. Returns the
+/// number of keys written. Safe in a forked child: plain blocking I/O, no locks.
+pub fn write_commands_file(
+    keyspace: &Keyspace,
+    path: &Path,
+    timestamp: bool,
+    reporter: &mut Reporter,
+) -> std::io::Result<u64> {
+    let file = File::create(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    if timestamp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        write!(out, "#TS:{now}\r\n")?;
+    }
+    let keys = write_commands(keyspace, &mut out, reporter)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(keys)
 }
 
 /// Writes a base file of `keyspace` as `dir/name`: a temp file, fsynced, renamed, and the
@@ -544,13 +571,8 @@ pub fn write_base(
                 true,
                 &mut Reporter::disconnected(),
             )?,
-            BaseFormat::Commands => {
-                let file = File::create(&temp)?;
-                let mut out = BufWriter::with_capacity(1 << 20, file);
-                let keys = write_commands(keyspace, &mut out, &mut Reporter::disconnected())?;
-                let file = out.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()?;
-                keys
+            BaseFormat::Commands { timestamp } => {
+                write_commands_file(keyspace, &temp, timestamp, &mut Reporter::disconnected())?
             }
         };
         std::fs::rename(&temp, dir.join(name))?;

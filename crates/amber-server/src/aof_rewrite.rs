@@ -348,12 +348,8 @@ fn write_rewrite_base(
         BaseFormat::Rdb(options) => {
             crate::persistence::write_snapshot(keyspace, temp, options, true, reporter).map(|_| ())
         }
-        BaseFormat::Commands => {
-            let file = std::fs::File::create(temp)?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            crate::aof::write_commands(keyspace, &mut out, reporter)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()
+        BaseFormat::Commands { timestamp } => {
+            crate::aof::write_commands_file(keyspace, temp, timestamp, reporter).map(|_| ())
         }
     }
 }

@@ -418,7 +418,9 @@ impl Server {
         if self.config.get_bool("aof-use-rdb-preamble") {
             crate::aof::BaseFormat::Rdb(self.rdb_options())
         } else {
-            crate::aof::BaseFormat::Commands
+            crate::aof::BaseFormat::Commands {
+                timestamp: self.config.get_bool("aof-timestamp-enabled"),
+            }
         }
     }
 

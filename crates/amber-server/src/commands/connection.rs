@@ -276,6 +276,23 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.out.integer(1);
 }
 
+/// `RESET`: the connection back to the state of a new one (no transaction, nothing watched,
+/// database 0, RESP2, no name, authenticated only if no password is needed); replies `RESET`.
+pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
+    ctx.client.transaction = None;
+    super::transactions::unwatch_all(ctx);
+    ctx.client.db = 0;
+    ctx.client.authenticated = ctx.server.settings.requirepass.is_none();
+    ctx.out.set_protocol(Protocol::Resp2);
+    {
+        let mut info = ctx.client.info.borrow_mut();
+        info.db = 0;
+        info.resp = 2;
+        info.name.clear();
+    }
+    ctx.out.simple("RESET");
+}
+
 /// One `CLIENT LIST` line, with Redis 7.0's fields.
 pub fn describe(info: &ClientInfo) -> String {
     let now = std::time::Instant::now();

@@ -374,6 +374,14 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             }
             None => ctx.error(errors::NOT_INTEGER),
         },
+        (b"htstats", 3) => match parse_i64(&args[2]) {
+            Some(db) if (0..ctx.server.keyspace.db_count() as i64).contains(&db) => {
+                let text = ctx.server.keyspace.db_ref(db as usize).table_stats();
+                ctx.out.verbatim(b"txt", text.as_bytes());
+            }
+            Some(_) => ctx.error("ERR Out of range database"),
+            None => ctx.error(errors::NOT_INTEGER),
+        },
         (b"aof-flush-sleep", 3) => match parse_i64(&args[2]) {
             Some(micros) if micros >= 0 => {
                 ctx.server.aof.flush_sleep = std::time::Duration::from_micros(micros as u64);

@@ -182,6 +182,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Authenticates the connection.",
     ),
     cmd(
+        "reset",
+        connection::reset,
+        1,
+        Flags(NO_AUTH.0 | NOSCRIPT.0 | LOADING.0 | STALE.0 | FAST.0),
+        NONE,
+        C,
+        "Resets the connection.",
+    ),
+    cmd(
         "select",
         connection::select,
         2,
