@@ -179,6 +179,38 @@ impl Aof {
         Ok(())
     }
 
+    /// Before a retried first rewrite (appendonly just turned on, an earlier rewrite failed):
+    /// empties the incr file being appended to, so that it holds exactly the writes after the
+    /// fork and the base does not get them twice. Redis removes its temp incr file likewise.
+    pub fn restart_waiting_incr(&mut self, paths: &AofPaths) -> std::io::Result<()> {
+        let Some(first) = self.waiting_first_incr else {
+            return Ok(());
+        };
+        if let Some(log) = self.log.as_mut() {
+            // The writes it holds are in the dataset the next base is taken from.
+            let _ = log.flush_and_sync();
+        }
+        self.syncer = None;
+        self.log = None;
+        self.generation += 1;
+        self.progress
+            .send_replace((self.generation, SyncProgress::default()));
+        for incr in self.manifest.incrs.iter().filter(|incr| incr.seq >= first) {
+            crate::notice!(
+                "Removing the temp incr aof file {} in the background",
+                incr.name
+            );
+            let _ = std::fs::remove_file(paths.file(&incr.name));
+        }
+        self.manifest.incrs.retain(|incr| incr.seq < first);
+        self.manifest.incr_seq = first - 1;
+        let name = self.manifest.add_incr(&paths.prefix);
+        std::fs::File::create(paths.file(&name))?;
+        self.attach(paths)?;
+        self.recount_sizes(paths);
+        Ok(())
+    }
+
     /// Opens the manifest's last incr file for appending, with a new fsync thread.
     fn attach(&mut self, paths: &AofPaths) -> std::io::Result<()> {
         let incr = self

@@ -60,6 +60,11 @@ pub struct RewriteState {
     pub last_failure: Option<Instant>,
     /// Copy-on-write size of the last rewrite child (`aof_last_cow_size`).
     pub last_cow: u64,
+    /// The failure count the back-off was last logged for.
+    pub backoff_announced: u32,
+    /// Rewrites started since appendonly was turned on, before one succeeded (a retry starts
+    /// the incr file over, see [`crate::aof::Aof::restart_waiting_incr`]).
+    pub waiting_attempts: u32,
 }
 
 /// What `BGREWRITEAOF` replies.
@@ -99,6 +104,15 @@ impl Server {
         std::fs::create_dir_all(&paths.dir).map_err(|e| format!("ERR {e}"))?;
         let aof_was_on = self.aof.is_on();
         let waiting = self.aof.waiting_first_incr;
+        if waiting.is_some() && self.aof_rewrite.waiting_attempts > 0 {
+            self.aof.restart_waiting_incr(&paths).map_err(|e| {
+                warning!("Can't restart the temporary AOF incr file: {e}");
+                format!("ERR Can't open a new AOF incr file: {e}")
+            })?;
+        }
+        if waiting.is_some() {
+            self.aof_rewrite.waiting_attempts += 1;
+        }
         if aof_was_on && waiting.is_none() {
             self.aof.rotate(&paths).map_err(|e| {
                 warning!("Can't open a new AOF incr file for the rewrite: {e}");
@@ -174,27 +188,43 @@ impl Server {
             let _ = self.fork_rewrite();
             return;
         }
-        if self.automatic_rewrite_due() {
-            let aof = &self.aof;
-            notice!(
-                "Starting automatic rewriting of AOF on {}% growth",
-                growth_percent(aof.current_size(), aof.rewrite_base_size)
-            );
-            let _ = self.fork_rewrite();
+        if !self.automatic_growth_reached() {
+            return;
         }
+        if !self.backoff_elapsed() {
+            self.announce_backoff();
+            return;
+        }
+        let aof = &self.aof;
+        notice!(
+            "Starting automatic rewriting of AOF on {}% growth",
+            growth_percent(aof.current_size(), aof.rewrite_base_size)
+        );
+        let _ = self.fork_rewrite();
     }
 
-    fn automatic_rewrite_due(&self) -> bool {
+    /// Whether the log grew past `auto-aof-rewrite-min-size` and `-percentage`.
+    fn automatic_growth_reached(&self) -> bool {
         let percentage = self.config.get_i64("auto-aof-rewrite-percentage");
         let min_size = self.config.get_i64("auto-aof-rewrite-min-size").max(0) as u64;
         let current = self.aof.current_size();
         if !self.aof.is_on() || percentage <= 0 || current <= min_size {
             return false;
         }
-        if growth_percent(current, self.aof.rewrite_base_size) < percentage {
-            return false;
+        growth_percent(current, self.aof.rewrite_base_size) >= percentage
+    }
+
+    /// Logs, once per failure count, that the automatic rewrite waits (Redis's words).
+    fn announce_backoff(&mut self) {
+        let failures = self.aof_rewrite.consecutive_failures;
+        if self.aof_rewrite.backoff_announced == failures {
+            return;
         }
-        self.backoff_elapsed()
+        self.aof_rewrite.backoff_announced = failures;
+        warning!(
+            "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in {} minutes",
+            backoff_minutes(failures)
+        );
     }
 
     /// After 3 failures in a row, automatic and retried rewrites wait 1, 2, 4 ... 60 minutes.
@@ -203,9 +233,7 @@ impl Server {
         if failures < FAILURES_BEFORE_BACKOFF {
             return true;
         }
-        // 1, 2, 4 ... 60 minutes after the last failure.
-        let minutes = 1u64 << (failures - FAILURES_BEFORE_BACKOFF).min(6);
-        let delay = Duration::from_secs(60 * minutes.min(60));
+        let delay = Duration::from_secs(60 * backoff_minutes(failures));
         self.aof_rewrite
             .last_failure
             .is_none_or(|at| at.elapsed() >= delay)
@@ -308,6 +336,7 @@ impl Server {
         if self.aof.is_on() {
             self.aof.manifest = manifest;
             self.aof.waiting_first_incr = None;
+            self.aof_rewrite.waiting_attempts = 0;
             self.aof.recount_sizes(&paths);
             self.aof.rewrite_base_size = self.aof.current_size();
         }
@@ -352,4 +381,11 @@ fn write_rewrite_base(
             crate::aof::write_commands_file(keyspace, temp, timestamp, reporter).map(|_| ())
         }
     }
+}
+
+/// Minutes an automatic rewrite waits after `failures` failures in a row: 1, 2, 4 ... 60 from
+/// the third on.
+fn backoff_minutes(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(FAILURES_BEFORE_BACKOFF).min(6);
+    (1u64 << doublings).min(60)
 }

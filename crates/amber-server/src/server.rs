@@ -362,6 +362,7 @@ impl Server {
             _ => amber_aof::Manifest::default(),
         };
         self.kill_aof_rewrite();
+        self.aof_rewrite.waiting_attempts = 0;
         self.aof
             .open_waiting_for_base(&paths, manifest)
             .map_err(|e| e.to_string())?;
@@ -390,7 +391,9 @@ impl Server {
         self.refresh_record_expired();
         self.dirty = 0;
         let manifest = result?;
-        if self.aof.is_on() {
+        // While waiting for the first base (appendonly just turned on), the manifest in memory
+        // also names the incr file being appended to; the one on disk does not yet.
+        if self.aof.is_on() && self.aof.waiting_first_incr.is_none() {
             self.aof.manifest = manifest;
         }
         crate::warning!("Append Only File loaded by DEBUG LOADAOF");
