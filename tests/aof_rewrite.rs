@@ -340,7 +340,9 @@ fn a_failed_first_rewrite_after_turning_aof_on_applies_nothing_twice() {
         client.cmd(&["INCR", "counter"]);
     }
     let pid = child.expect("child pid").to_string();
-    let killed = std::process::Command::new("kill").args(["-9", &pid]).status();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status();
     assert!(killed.expect("kill").success());
     // The retry starts by itself; let it finish quickly.
     wait_for(

@@ -24,17 +24,24 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (id, kill, wake) = {
+    let (id, kill, wake, shrink) = {
         let info = info.borrow();
-        (info.id, info.kill.clone(), info.wake.clone())
+        (
+            info.id,
+            info.kill.clone(),
+            info.wake.clone(),
+            info.shrink.clone(),
+        )
     };
     let authenticated = shared.borrow().settings.requirepass.is_none();
     let mut client = ClientState::connected(info.clone(), id, local, authenticated);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::new();
     let mut out = ReplyWriter::new(Protocol::Resp2);
+    // Set while the query buffer was given back (idle client): the next read starts small.
+    let mut freed = false;
     loop {
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
+        if !freed && input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         let keep_going = match client.blocked.as_ref().map(|b| b.deadline) {
@@ -42,7 +49,16 @@ pub async fn serve<S>(
                 let read = tokio::select! {
                     result = stream.read_buf(&mut input) => result,
                     _ = kill.notified() => break,
+                    _ = shrink.notified() => {
+                        if input.is_empty() {
+                            input = BytesMut::new();
+                            freed = true;
+                            info.borrow_mut().query_buffer_capacity = 0;
+                        }
+                        continue;
+                    }
                 };
+                freed = false;
                 let read = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
@@ -295,5 +311,6 @@ fn process_input(
     let mut info = client.info.borrow_mut();
     info.last_interaction = Instant::now();
     info.query_buffer = input.len();
+    info.query_buffer_capacity = input.capacity();
     true
 }

@@ -486,12 +486,14 @@ fn active_expire(server: &mut Server, hz: u32) {
 
 fn close_idle_clients(server: &Server) {
     let timeout = server.settings.timeout;
-    if timeout == 0 {
-        return;
-    }
     for info in server.clients.values() {
         let mut info = info.borrow_mut();
-        if info.last_interaction.elapsed().as_secs() > timeout {
+        let idle = info.last_interaction.elapsed();
+        // As Redis, a connection idle for 2 seconds gives its empty query buffer back.
+        if idle.as_secs() >= 2 && info.query_buffer == 0 && info.query_buffer_capacity > 0 {
+            info.shrink.notify_one();
+        }
+        if timeout > 0 && idle.as_secs() > timeout {
             verbose!("Closing idle client");
             info.killed = true;
             info.kill.notify_one();

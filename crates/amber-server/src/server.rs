@@ -140,6 +140,10 @@ pub struct ClientInfo {
     pub resp: u8,
     /// Bytes waiting in the query buffer.
     pub query_buffer: usize,
+    /// Bytes the query buffer holds allocated (`qbuf` + `qbuf-free`).
+    pub query_buffer_capacity: usize,
+    /// Asks an idle connection to free its empty query buffer (from the cron).
+    pub shrink: Rc<Notify>,
     /// Whether this is a Unix-socket connection.
     pub unix: bool,
     /// Set to close the connection (`CLIENT KILL`, `timeout`).
@@ -171,6 +175,8 @@ impl ClientInfo {
             last_command: "",
             resp: 2,
             query_buffer: 0,
+            query_buffer_capacity: 0,
+            shrink: Rc::new(Notify::new()),
             unix,
             killed: false,
             flags: 'N',

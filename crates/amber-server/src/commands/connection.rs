@@ -308,7 +308,7 @@ pub fn describe(info: &ClientInfo) -> String {
         info.flags,
         info.db,
         info.query_buffer,
-        16384usize.saturating_sub(info.query_buffer),
+        info.query_buffer_capacity.saturating_sub(info.query_buffer),
         16384 + info.query_buffer,
         if info.last_command.is_empty() {
             "NULL"
