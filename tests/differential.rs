@@ -1567,3 +1567,111 @@ fn restore_of_repeated_members_matches_redis() {
         // listpack while Amber keeps one entry per field: the datasets are not compared.
     }
 }
+
+/// Error paths: wrong types and bad numbers in each argument position, where the order in
+/// which Redis checks things decides the reply (the cases of issue 13 among them).
+#[test]
+fn error_paths_and_check_order_match_redis() {
+    run_script(&script(
+        "
+        SET str v
+        SADD set a b c
+        ZADD z 1 a
+        RPUSH list a
+        SPOP key notanumber
+        SPOP set notanumber
+        SPOP str 0
+        SPOP str notanumber
+        SPOP set -1
+        GETEX missing EX notanumber
+        GETEX set EX notanumber
+        GETEX str EX notanumber
+        GETEX str EX 0
+        GETEX str FOO
+        ZINTERCARD 2 z str LIMIT -1
+        ZINTERCARD 2 z set LIMIT x
+        ZINTERCARD 1 z LIMIT -1
+        SSCAN missing 0 COUNT notanumber
+        SSCAN missing notacursor
+        SSCAN str 0 COUNT x
+        SSCAN set 0 COUNT 0
+        HSCAN missing 0 COUNT x
+        ZSCAN missing 0 MATCH
+        LPOS list a RANK -9223372036854775808
+        LPOS list a RANK 0
+        LPOS list a COUNT -1
+        LPOS list a MAXLEN -1
+        LPOS missing a RANK 0
+        LPOS str a RANK x
+        SRANDMEMBER str x
+        SRANDMEMBER missing x
+        HRANDFIELD missing x
+        HRANDFIELD str 1 WITHVALUES
+        ZRANDMEMBER missing -9223372036854775808
+        INCRBY str x
+        INCRBY missing x
+        EXPIRE str x
+        EXPIRE missing x
+        SETRANGE str -1 x
+        SETRANGE missing x x
+        GETRANGE str x 1
+        LRANGE str x 1
+        LRANGE missing x 1
+        LINDEX str x
+        LINDEX missing x
+        LSET missing x v
+        LSET list x v
+        LTRIM str x 1
+        ZADD z NX XX 1 a
+        ZADD z GT LT 1 a
+        ZADD z x a
+        ZADD str x a
+        ZRANGE z 0 1 BYSCORE LIMIT 0
+        ZRANGEBYSCORE str x y
+        ZRANGEBYSCORE z x y
+        ZCOUNT missing x y
+        ZCOUNT str x y
+        HINCRBY str f x
+        HINCRBY missing f x
+        SMOVE str set a
+        SMOVE set str a
+        SINTERCARD 0 set
+        SINTERCARD x set
+        BLPOP list 0 x
+        BLPOP str list x
+        BLPOP list str 0
+        OBJECT ENCODING missing
+        OBJECT FOO str
+        TYPE missing
+        RENAME missing x
+        COPY str str
+        COPY str x DB x
+        MOVE str x
+        SELECT x
+        SELECT 100
+        BITCOUNT str 0
+        BITPOS str 2
+        SETBIT str 4294967296 1
+        BITFIELD str GET u64 0
+        BITFIELD str SET i8 0
+        BITFIELD str OVERFLOW FOO
+        LCS str set
+        LCS str missing LEN IDX
+        SORT str
+        SORT list BY nosort LIMIT 0
+        SORT list LIMIT x 1
+        MEMORY USAGE missing
+        MEMORY USAGE str SAMPLES -1
+        MEMORY FOO
+        RPUSH l2 a b a c a
+        LPOS l2 a RANK -9223372036854775808
+        LPOS l2 a RANK -9223372036854775808 COUNT 2
+        LPOS l2 a RANK -9223372036854775808 COUNT 0
+        MEMORY STATS x
+        MEMORY USAGE
+        SPOP set 0
+        SPOP missing 0
+        SPOP set 1 2
+        ",
+    ));
+}

@@ -306,11 +306,11 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(ScanArgs {
+    let Some(ScanArgs {
         mut cursor,
         pattern,
         count,
-    }) = scan_args(ctx, &args[2], &args[3..])
+    }) = scan_args::<amber_keyspace::HashValue>(ctx, &args[1], &args[2], &args[3..])
     else {
         return;
     };

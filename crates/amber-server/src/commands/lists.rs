@@ -379,10 +379,19 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
     }
     let found = read_list(ctx, &args[1], |list| {
         let list: Vec<&[u8]> = list.iter().collect();
+        // RANK -9223372036854775808: Redis negates it in C, where it stays itself, so every
+        // match from the tail qualifies and a COUNT never stops the search early.
+        let overflowed = rank == i64::MIN;
         let wanted = match count {
             Some(0) => usize::MAX,
+            Some(_) if overflowed => usize::MAX,
             Some(n) => n,
             None => 1,
+        };
+        let skip = if overflowed {
+            0
+        } else {
+            rank.unsigned_abs() as usize - 1
         };
         let limit = if maxlen == 0 {
             list.len()
@@ -396,7 +405,7 @@ pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
         };
         indexes
             .filter(|&i| *list[i] == *args[2])
-            .skip(rank.unsigned_abs() as usize - 1)
+            .skip(skip)
             .take(wanted)
             .collect::<Vec<usize>>()
     });

@@ -46,12 +46,13 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) {
                 .bulk(b"Stats not supported for the current allocator")
         }
         2 if is(sub, "purge") => ctx.out.ok(),
-        _ => {
-            let sub = String::from_utf8_lossy(sub);
-            ctx.error(&format!(
-                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try MEMORY HELP."
-            ));
+        _ if ["help", "usage", "stats", "doctor", "malloc-stats", "purge"]
+            .iter()
+            .any(|known| is(sub, known)) =>
+        {
+            super::subcommand_arity(ctx, "memory", sub)
         }
+        _ => super::unknown_subcommand(ctx, "memory", sub),
     }
 }
 

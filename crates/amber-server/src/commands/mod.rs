@@ -481,15 +481,40 @@ pub struct ScanArgs {
     pub count: i64,
 }
 
-/// Parses `cursor [MATCH pattern] [COUNT count]`, replying Redis's error when they are wrong.
-pub fn scan_args(ctx: &mut Ctx, cursor: &[u8], options: &[Bytes]) -> Result<ScanArgs, Replied> {
+/// Parses `key cursor [MATCH pattern] [COUNT count]` of HSCAN, SSCAN and ZSCAN in Redis's
+/// order: the cursor, then the key (a missing one gets an empty scan, another type
+/// WRONGTYPE), then the options. `None` once something was replied.
+pub fn scan_args<C: Collection>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    cursor: &[u8],
+    options: &[Bytes],
+) -> Option<ScanArgs> {
     let Some(cursor) = std::str::from_utf8(cursor)
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
     else {
         ctx.error("ERR invalid cursor");
-        return Err(Replied);
+        return None;
     };
+    match waitable::<C>(ctx, key) {
+        Waitable::Ready => {}
+        Waitable::Nothing => {
+            ctx.server.stats.keyspace_misses += 1;
+            ctx.out.array(2);
+            ctx.out.bulk(b"0");
+            ctx.out.array(0);
+            return None;
+        }
+        Waitable::WrongType => {
+            ctx.error(errors::WRONGTYPE);
+            return None;
+        }
+    }
+    scan_options(ctx, cursor, options).ok()
+}
+
+fn scan_options(ctx: &mut Ctx, cursor: u64, options: &[Bytes]) -> Result<ScanArgs, Replied> {
     let mut parsed = ScanArgs {
         cursor,
         pattern: None,

@@ -242,24 +242,22 @@ pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.out.integer(1);
 }
 
-fn parse_count(ctx: &mut Ctx, args: &[Bytes]) -> Result<Option<i64>, Replied> {
-    match args.get(2) {
-        None => Ok(None),
-        Some(_) if args.len() > 3 => {
-            ctx.error(errors::SYNTAX);
-            Err(Replied)
-        }
-        Some(arg) => ctx.int_arg(arg).map(Some),
-    }
-}
-
 /// `SPOP key [count]`
 pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(count) = parse_count(ctx, args) else {
-        return;
+    if args.len() > 3 {
+        return ctx.error(errors::SYNTAX);
+    }
+    // As Redis: one message for a count that is not a positive integer, then the key's type.
+    let count = match args.get(2).map(|arg| amber_protocol::parse_i64(arg)) {
+        None => None,
+        Some(Some(n)) if n >= 0 => Some(n),
+        Some(_) => return ctx.error("ERR value is out of range, must be positive"),
     };
-    if count.is_some_and(|c| c < 0) {
-        return ctx.error("ERR value is out of range, must be positive");
+    if count == Some(0) {
+        if read_set(ctx, &args[1], |_| ()).is_err() {
+            return;
+        }
+        return ctx.out.set(0);
     }
     let mut picks = Vec::new();
     let wanted = count.unwrap_or(1).max(0) as usize;
@@ -342,11 +340,11 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
 pub fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(ScanArgs {
+    let Some(ScanArgs {
         mut cursor,
         pattern,
         count,
-    }) = scan_args(ctx, &args[2], &args[3..])
+    }) = scan_args::<SetValue>(ctx, &args[1], &args[2], &args[3..])
     else {
         return;
     };

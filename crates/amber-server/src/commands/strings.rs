@@ -335,24 +335,18 @@ pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `GETEX key [EX|PX|EXAT|PXAT n|PERSIST]`
 pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
-    let mut expire = ExpireArg::None;
+    // As Redis: the options' shape first, then the key, then the expiry's value.
+    let mut persist = false;
+    let mut relative: Option<((i64, bool), &Bytes)> = None;
     let mut i = 2;
     while i < args.len() {
         let unit = expire_unit(&args[i]);
-        if is(&args[i], "persist") && expire == ExpireArg::None {
-            expire = ExpireArg::Persist;
-        } else if let (Some(unit), Some(value), ExpireArg::None) = (unit, args.get(i + 1), expire) {
-            let Ok(number) = ctx.int_arg(value) else {
-                return;
-            };
-            let now = ctx.server.now_ms;
-            match absolute_expire(unit.0, unit.1, number, now) {
-                Some(at) => expire = ExpireArg::At(at),
-                None => {
-                    ctx.error("ERR invalid expire time in 'getex' command");
-                    return;
-                }
-            }
+        if is(&args[i], "persist") && !persist && relative.is_none() {
+            persist = true;
+        } else if let (Some(unit), Some(value), false, None) =
+            (unit, args.get(i + 1), persist, relative)
+        {
+            relative = Some((unit, value));
             i += 1;
         } else {
             ctx.error(errors::SYNTAX);
@@ -368,6 +362,22 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     };
     let now = ctx.server.now_ms;
+    let expire = match relative {
+        None if persist => ExpireArg::Persist,
+        None => ExpireArg::None,
+        Some((unit, value)) => {
+            let Ok(number) = ctx.int_arg(value) else {
+                return;
+            };
+            match absolute_expire(unit.0, unit.1, number, now) {
+                Some(at) => ExpireArg::At(at),
+                None => {
+                    ctx.error("ERR invalid expire time in 'getex' command");
+                    return;
+                }
+            }
+        }
+    };
     match expire {
         ExpireArg::At(at) if at <= now && ctx.server.loading.is_none() => {
             ctx.db().remove(&args[1]);

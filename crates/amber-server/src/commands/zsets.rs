@@ -594,7 +594,9 @@ pub fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]` (returned whole, cursor 0)
 pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Ok(ScanArgs { pattern, .. }) = scan_args(ctx, &args[2], &args[3..]) else {
+    let Some(ScanArgs { pattern, .. }) =
+        scan_args::<ZsetValue>(ctx, &args[1], &args[2], &args[3..])
+    else {
         return;
     };
     let items = read_zset(ctx, &args[1], |zset| {
@@ -858,9 +860,7 @@ pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
     if numkeys > args.len() - 2 {
         return ctx.error(errors::SYNTAX);
     }
-    let Some(limit) = super::limit_option(ctx, &args[2 + numkeys..]) else {
-        return;
-    };
+    // As Redis: the keys' types before the LIMIT option.
     let mut inputs = Vec::new();
     for key in &args[2..2 + numkeys] {
         match input_members(ctx, key) {
@@ -868,6 +868,9 @@ pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
             Err(Replied) => return,
         }
     }
+    let Some(limit) = super::limit_option(ctx, &args[2 + numkeys..]) else {
+        return;
+    };
     let others: Vec<std::collections::HashSet<&[u8]>> = inputs
         .iter()
         .skip(1)
