@@ -24,13 +24,14 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (id, kill, wake, shrink) = {
+    let (id, kill, wake, shrink, push) = {
         let info = info.borrow();
         (
             info.id,
             info.kill.clone(),
             info.wake.clone(),
             info.shrink.clone(),
+            info.push.clone(),
         )
     };
     let authenticated = shared.borrow().settings.requirepass.is_none();
@@ -49,6 +50,12 @@ pub async fn serve<S>(
                 let read = tokio::select! {
                     result = stream.read_buf(&mut input) => result,
                     _ = kill.notified() => break,
+                    _ = push.notified() => {
+                        if !write_outbox(&mut stream, &info, &kill).await {
+                            break;
+                        }
+                        continue;
+                    }
                     _ = shrink.notified() => {
                         if input.is_empty() {
                             input = BytesMut::new();
@@ -118,6 +125,10 @@ pub async fn serve<S>(
             if stream.write_all(out.buffer()).await.is_err() {
                 break;
             }
+            // Messages published to this client meanwhile follow its replies.
+            if !write_outbox(&mut stream, &info, &kill).await {
+                break;
+            }
             shared.borrow_mut().stats.net_output_bytes += out.len() as u64;
             out.buffer().clear();
             if out.buffer().capacity() > 1024 * 1024 {
@@ -137,6 +148,7 @@ pub async fn serve<S>(
     }
     let _ = stream.shutdown().await;
     let mut server = shared.borrow_mut();
+    crate::commands::pubsub_cmds::unsubscribe_all(&mut server, &mut client);
     if client.replica {
         server.replication.detach(id);
         server.refresh_record_expired();
@@ -147,6 +159,27 @@ pub async fn serve<S>(
     }
     server.invalidated.remove(&id);
     server.clients.remove(&id);
+}
+
+/// Writes the Pub/Sub messages waiting for this client; false when the connection must close
+/// (a write error, or the client was dropped for its output limit while the write waited on a
+/// peer that does not read).
+async fn write_outbox<S>(
+    stream: &mut S,
+    info: &RefCell<ClientInfo>,
+    kill: &tokio::sync::Notify,
+) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
+    let messages = std::mem::take(&mut info.borrow_mut().outbox);
+    if messages.is_empty() {
+        return !info.borrow().killed;
+    }
+    tokio::select! {
+        written = stream.write_all(&messages) => written.is_ok() && !info.borrow().killed,
+        _ = kill.notified() => false,
+    }
 }
 
 /// Sends a replica its snapshot and then the replication stream, until it disconnects or is

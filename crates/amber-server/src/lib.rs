@@ -14,6 +14,7 @@ pub mod log;
 pub mod long_double;
 pub mod net;
 pub mod persistence;
+pub mod pubsub;
 pub mod replication;
 pub mod server;
 

@@ -144,6 +144,14 @@ pub struct ClientInfo {
     pub query_buffer_capacity: usize,
     /// Asks an idle connection to free its empty query buffer (from the cron).
     pub shrink: Rc<Notify>,
+    /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
+    pub outbox: Vec<u8>,
+    /// Wakes the connection task to write its outbox.
+    pub push: Rc<Notify>,
+    /// Since when the outbox has been over the soft limit.
+    pub over_soft_limit_since: Option<Instant>,
+    /// Channels and patterns subscribed to (`sub=`, `psub=` in `CLIENT LIST`).
+    pub subscriptions: (usize, usize),
     /// Whether this is a Unix-socket connection.
     pub unix: bool,
     /// Set to close the connection (`CLIENT KILL`, `timeout`).
@@ -177,6 +185,10 @@ impl ClientInfo {
             query_buffer: 0,
             query_buffer_capacity: 0,
             shrink: Rc::new(Notify::new()),
+            outbox: Vec::new(),
+            push: Rc::new(Notify::new()),
+            over_soft_limit_since: None,
+            subscriptions: (0, 0),
             unix,
             killed: false,
             flags: 'N',
@@ -247,6 +259,8 @@ pub struct Server {
     pub backup: crate::backup::BackupState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
     pub startup_memory: usize,
+    /// Pub/Sub channels and patterns.
+    pub pubsub: crate::pubsub::PubSub,
     /// Attached replicas and the replication stream.
     pub replication: crate::replication::Replication,
     /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
@@ -300,6 +314,7 @@ impl Server {
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
             replication: crate::replication::Replication::new(run_id.clone()),
+            pubsub: Default::default(),
             last_replica_ping: Instant::now(),
             errors_seen: 0,
             config,
@@ -446,8 +461,9 @@ impl Server {
     /// Re-derives the hot settings after a configuration change.
     pub fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
-        self.replication
-            .configure(self.config.get("client-output-buffer-limit"));
+        let limits = self.config.get("client-output-buffer-limit").to_string();
+        self.replication.configure(&limits);
+        self.pubsub.configure(&limits);
     }
 
     /// Asks the main task to shut down.

@@ -9,6 +9,9 @@ use crate::server::ClientInfo;
 
 /// `PING [message]`
 pub fn ping(ctx: &mut Ctx, args: &[Bytes]) {
+    if args.len() <= 2 && super::pubsub_cmds::subscribed_ping(ctx, args) {
+        return;
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(&args[1]),
@@ -279,6 +282,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
 /// `RESET`: the connection back to the state of a new one (no transaction, nothing watched,
 /// database 0, RESP2, no name, authenticated only if no password is needed); replies `RESET`.
 pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
+    super::pubsub_cmds::unsubscribe_all(ctx.server, ctx.client);
     ctx.client.transaction = None;
     super::transactions::unwatch_all(ctx);
     ctx.client.db = 0;
@@ -297,7 +301,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
 pub fn describe(info: &ClientInfo) -> String {
     let now = std::time::Instant::now();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -307,6 +311,8 @@ pub fn describe(info: &ClientInfo) -> String {
         now.duration_since(info.last_interaction).as_secs(),
         info.flags,
         info.db,
+        info.subscriptions.0,
+        info.subscriptions.1,
         info.query_buffer,
         info.query_buffer_capacity.saturating_sub(info.query_buffer),
         16384 + info.query_buffer,

@@ -20,6 +20,7 @@ mod lcs;
 mod lists;
 mod memory;
 mod migrate;
+pub mod pubsub_cmds;
 mod server_cmds;
 mod sets;
 mod sort;
@@ -95,6 +96,10 @@ pub struct ClientState {
     /// Set once the connection became a replica (`SYNC`/`PSYNC`): from then on it only
     /// receives the replication stream.
     pub replica: bool,
+    /// Channels subscribed to, in subscription order.
+    pub channels: Vec<Vec<u8>>,
+    /// Patterns subscribed to, in subscription order.
+    pub patterns: Vec<Vec<u8>>,
     /// The port a replica said it listens on (`REPLCONF listening-port`).
     pub replica_listening_port: u16,
     /// Set while a blocked client's command runs again after a wake-up: as in Redis, a key
@@ -141,6 +146,8 @@ impl ClientState {
             in_exec: false,
             serving_blocked: false,
             replica: false,
+            channels: Vec::new(),
+            patterns: Vec::new(),
             replica_listening_port: 0,
             blocked: None,
             awaiting_backup: None,
@@ -574,6 +581,9 @@ pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.server.command_stats.record_rejected(name);
         ctx.error(&refusal);
         transactions::flag_failed(ctx);
+        return;
+    }
+    if pubsub_cmds::refused_in_subscribed_mode(ctx, spec.name) {
         return;
     }
     if ctx.client.transaction.is_some() && transactions::queues(spec.name) {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, server_cmds,
-    sets, sort, strings, sync, transactions, zsets,
+    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, pubsub_cmds,
+    server_cmds, sets, sort, strings, sync, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -132,6 +132,7 @@ const L: &str = "list";
 const Z: &str = "sorted-set";
 const SRV: &str = "server";
 const BITMAP: &str = "bitmap";
+const PUBSUB: &str = "pubsub";
 const C: &str = "connection";
 
 /// Every command Amber implements.
@@ -1728,6 +1729,60 @@ pub static COMMANDS: &[CommandSpec] = &[
         NONE,
         SRV,
         "An internal command for configuring the replication stream.",
+    ),
+    cmd(
+        "subscribe",
+        pubsub_cmds::subscribe,
+        -2,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        PUBSUB,
+        "Listens for messages published to channels.",
+    ),
+    cmd(
+        "unsubscribe",
+        pubsub_cmds::unsubscribe,
+        -1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        PUBSUB,
+        "Stops listening to messages posted to channels.",
+    ),
+    cmd(
+        "psubscribe",
+        pubsub_cmds::psubscribe,
+        -2,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        PUBSUB,
+        "Listens for messages published to channels that match one or more patterns.",
+    ),
+    cmd(
+        "punsubscribe",
+        pubsub_cmds::punsubscribe,
+        -1,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        PUBSUB,
+        "Stops listening to messages published to channels that match one or more patterns.",
+    ),
+    cmd(
+        "publish",
+        pubsub_cmds::publish,
+        3,
+        Flags(LOADING.0 | STALE.0 | FAST.0),
+        NONE,
+        PUBSUB,
+        "Posts a message to a channel.",
+    ),
+    cmd(
+        "pubsub",
+        pubsub_cmds::pubsub,
+        -2,
+        Flags(LOADING.0 | STALE.0),
+        NONE,
+        PUBSUB,
+        "A container for Pub/Sub commands.",
     ),
     cmd(
         "memory",

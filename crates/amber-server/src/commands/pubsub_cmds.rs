@@ -1,0 +1,204 @@
+//! SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH and PUBSUB, with Redis's replies
+//! (confirmations as pushes in RESP3) and its subscribed-mode rules for RESP2 clients.
+
+use bytes::Bytes;
+
+use super::{Ctx, is, subcommand_arity, unknown_subcommand};
+
+/// Commands a RESP2 client may send while subscribed.
+const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
+    "subscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "sunsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// Whether `command` is refused because a RESP2 client is in subscribed mode; the error is
+/// replied then.
+pub fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
+    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
+    if channels + patterns == 0
+        || ctx.out.protocol() == amber_protocol::Protocol::Resp3
+        || ALLOWED_WHILE_SUBSCRIBED.contains(&command)
+    {
+        return false;
+    }
+    ctx.error(&format!(
+        "ERR Can't execute '{command}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+    ));
+    true
+}
+
+/// `PING` while subscribed in RESP2: `pong` and the argument, as an array.
+pub fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
+    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
+    if channels + patterns == 0 || ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
+        return false;
+    }
+    ctx.out.array(2);
+    ctx.out.bulk(b"pong");
+    ctx.out
+        .bulk(args.get(1).map_or(&b""[..], |arg| arg.as_ref()));
+    true
+}
+
+/// One confirmation: `kind name count`.
+fn confirm(ctx: &mut Ctx, kind: &[u8], name: Option<&[u8]>) {
+    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
+    ctx.out.push(3);
+    ctx.out.bulk(kind);
+    match name {
+        Some(name) => ctx.out.bulk(name),
+        None => ctx.out.null(),
+    }
+    ctx.out.integer((channels + patterns) as i64);
+}
+
+/// `SUBSCRIBE channel [channel ...]`
+pub fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR SUBSCRIBE isn't allowed for a DENY BLOCKING client");
+    }
+    for channel in &args[1..] {
+        if ctx.server.pubsub.subscribe(ctx.client.id, channel) {
+            ctx.client.channels.push(channel.to_vec());
+            ctx.client.info.borrow_mut().subscriptions.0 += 1;
+        }
+        confirm(ctx, b"subscribe", Some(channel));
+    }
+}
+
+/// `PSUBSCRIBE pattern [pattern ...]`
+pub fn psubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR PSUBSCRIBE isn't allowed for a DENY BLOCKING client");
+    }
+    for pattern in &args[1..] {
+        if ctx.server.pubsub.psubscribe(ctx.client.id, pattern) {
+            ctx.client.patterns.push(pattern.to_vec());
+            ctx.client.info.borrow_mut().subscriptions.1 += 1;
+        }
+        confirm(ctx, b"psubscribe", Some(pattern));
+    }
+}
+
+/// `UNSUBSCRIBE [channel ...]` (all channels without arguments).
+pub fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    let channels: Vec<Vec<u8>> = if args.len() > 1 {
+        args[1..].iter().map(|c| c.to_vec()).collect()
+    } else {
+        ctx.client.channels.clone()
+    };
+    if channels.is_empty() {
+        return confirm(ctx, b"unsubscribe", None);
+    }
+    for channel in channels {
+        if ctx.server.pubsub.unsubscribe(ctx.client.id, &channel) {
+            ctx.client.info.borrow_mut().subscriptions.0 -= 1;
+            ctx.client.channels.retain(|c| *c != channel);
+        }
+        confirm(ctx, b"unsubscribe", Some(&channel));
+    }
+}
+
+/// `PUNSUBSCRIBE [pattern ...]` (all patterns without arguments).
+pub fn punsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    let patterns: Vec<Vec<u8>> = if args.len() > 1 {
+        args[1..].iter().map(|p| p.to_vec()).collect()
+    } else {
+        ctx.client.patterns.clone()
+    };
+    if patterns.is_empty() {
+        return confirm(ctx, b"punsubscribe", None);
+    }
+    for pattern in patterns {
+        if ctx.server.pubsub.punsubscribe(ctx.client.id, &pattern) {
+            ctx.client.info.borrow_mut().subscriptions.1 -= 1;
+            ctx.client.patterns.retain(|p| *p != pattern);
+        }
+        confirm(ctx, b"punsubscribe", Some(&pattern));
+    }
+}
+
+/// Forgets every subscription of the client (RESET, disconnection).
+pub fn unsubscribe_all(server: &mut crate::server::Server, client: &mut super::ClientState) {
+    let id = client.id;
+    for channel in std::mem::take(&mut client.channels) {
+        server.pubsub.unsubscribe(id, &channel);
+    }
+    for pattern in std::mem::take(&mut client.patterns) {
+        server.pubsub.punsubscribe(id, &pattern);
+    }
+    client.info.borrow_mut().subscriptions = (0, 0);
+}
+
+/// `PUBLISH channel message`: the number of clients that received it.
+pub fn publish(ctx: &mut Ctx, args: &[Bytes]) {
+    let id = ctx.client.id;
+    let received = crate::pubsub::publish(ctx.server, id, ctx.out, &args[1], &args[2]);
+    ctx.out.integer(received as i64);
+}
+
+const HELP: &[&str] = &[
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP`
+pub fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
+    let sub = &args[1];
+    if is(sub, "help") && args.len() == 2 {
+        ctx.out.array(HELP.len());
+        HELP.iter().for_each(|line| ctx.out.simple(line));
+    } else if is(sub, "channels") && args.len() <= 3 {
+        let channels = ctx
+            .server
+            .pubsub
+            .channels_matching(args.get(2).map(|p| p.as_ref()));
+        ctx.out.array(channels.len());
+        channels.iter().for_each(|channel| ctx.out.bulk(channel));
+    } else if is(sub, "numsub") {
+        ctx.out.map(args.len() - 2);
+        for channel in &args[2..] {
+            ctx.out.bulk(channel);
+            let count = ctx.server.pubsub.subscriber_count(channel);
+            ctx.out.integer(count as i64);
+        }
+    } else if is(sub, "numpat") && args.len() == 2 {
+        let count = ctx.server.pubsub.pattern_count();
+        ctx.out.integer(count as i64);
+    } else if is(sub, "shardchannels") && args.len() <= 3 {
+        // Shard channels are not implemented yet: there are none.
+        ctx.out.array(0);
+    } else if is(sub, "shardnumsub") {
+        ctx.out.map(args.len() - 2);
+        for channel in &args[2..] {
+            ctx.out.bulk(channel);
+            ctx.out.integer(0);
+        }
+    } else if ["help", "channels", "numpat", "shardchannels"]
+        .iter()
+        .any(|known| is(sub, known))
+    {
+        subcommand_arity(ctx, "pubsub", sub);
+    } else {
+        unknown_subcommand(ctx, "pubsub", sub);
+    }
+}

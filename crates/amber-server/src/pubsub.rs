@@ -1,0 +1,236 @@
+//! Pub/Sub state: which clients listen to which channels and patterns, and the delivery of a
+//! published message to them. A message for another connection goes to that connection's
+//! outbox (see [`crate::server::ClientInfo::outbox`]), which its task writes when woken; a
+//! subscriber whose unsent messages pass the `pubsub` class of `client-output-buffer-limit`
+//! is disconnected, so a subscriber that does not read cannot grow the server's memory.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use amber_keyspace::glob_match;
+use amber_protocol::{Protocol, ReplyWriter};
+
+use crate::server::{ClientInfo, Server};
+
+/// Channels and patterns with their subscribers, in subscription order.
+#[derive(Default)]
+pub struct PubSub {
+    channels: HashMap<Vec<u8>, Vec<u64>>,
+    patterns: Vec<(Vec<u8>, u64)>,
+    /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
+    limits: (u64, u64, u64),
+}
+
+impl PubSub {
+    /// Reads the `pubsub` class of `client-output-buffer-limit`.
+    pub fn configure(&mut self, output_limits: &str) {
+        let words: Vec<&str> = output_limits.split_whitespace().collect();
+        if let Some(class) = words
+            .chunks(4)
+            .find(|class| class.first() == Some(&"pubsub"))
+        {
+            let size = |index: usize| {
+                class
+                    .get(index)
+                    .and_then(|value| crate::config::parse_memory(value))
+                    .map_or(0, |value| value.max(0) as u64)
+            };
+            let seconds = class
+                .get(3)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0);
+            self.limits = (size(1), size(2), seconds);
+        }
+    }
+
+    /// Adds `client` to `channel`; false if it already listened.
+    pub fn subscribe(&mut self, client: u64, channel: &[u8]) -> bool {
+        let listeners = self.channels.entry(channel.to_vec()).or_default();
+        if listeners.contains(&client) {
+            return false;
+        }
+        listeners.push(client);
+        true
+    }
+
+    /// Removes `client` from `channel`; false if it did not listen.
+    pub fn unsubscribe(&mut self, client: u64, channel: &[u8]) -> bool {
+        let Some(listeners) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let before = listeners.len();
+        listeners.retain(|&id| id != client);
+        let removed = listeners.len() != before;
+        if listeners.is_empty() {
+            self.channels.remove(channel);
+        }
+        removed
+    }
+
+    /// Adds `client` to `pattern`; false if it already listened.
+    pub fn psubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
+        if self
+            .patterns
+            .iter()
+            .any(|(p, id)| *id == client && p == pattern)
+        {
+            return false;
+        }
+        self.patterns.push((pattern.to_vec(), client));
+        true
+    }
+
+    /// Removes `client` from `pattern`; false if it did not listen.
+    pub fn punsubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
+        let before = self.patterns.len();
+        self.patterns
+            .retain(|(p, id)| !(*id == client && p == pattern));
+        self.patterns.len() != before
+    }
+
+    /// Active channels matching `pattern` (all without one), for `PUBSUB CHANNELS`.
+    pub fn channels_matching(&self, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
+        self.channels
+            .keys()
+            .filter(|channel| pattern.is_none_or(|p| glob_match(p, channel, false)))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `client` listens to `channel`.
+    pub fn is_subscribed(&self, client: u64, channel: &[u8]) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|ids| ids.contains(&client))
+    }
+
+    /// Subscribers of `channel` (`PUBSUB NUMSUB`).
+    pub fn subscriber_count(&self, channel: &[u8]) -> usize {
+        self.channels.get(channel).map_or(0, Vec::len)
+    }
+
+    /// Number of distinct patterns listened to (`PUBSUB NUMPAT`, `pubsub_patterns`).
+    pub fn pattern_count(&self) -> usize {
+        let mut patterns: Vec<&[u8]> = self.patterns.iter().map(|(p, _)| p.as_slice()).collect();
+        patterns.sort_unstable();
+        patterns.dedup();
+        patterns.len()
+    }
+
+    /// Number of channels with subscribers (`pubsub_channels`).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+}
+
+/// One encoded message for a subscriber speaking `protocol`: `message channel payload` or
+/// `pmessage pattern channel payload`, as a push in RESP3.
+fn encode(protocol: Protocol, pattern: Option<&[u8]>, channel: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut out = ReplyWriter::new(protocol);
+    match pattern {
+        Some(pattern) => {
+            out.push(4);
+            out.bulk(b"pmessage");
+            out.bulk(pattern);
+        }
+        None => {
+            out.push(3);
+            out.bulk(b"message");
+        }
+    }
+    out.bulk(channel);
+    out.bulk(message);
+    out.buffer().to_vec()
+}
+
+/// `PUBLISH`: delivers `message` to the subscribers of `channel` and of matching patterns;
+/// returns how many received it. The publisher's own copy (RESP3) goes into `own_out`, ahead
+/// of its reply, as Redis orders them.
+pub fn publish(
+    server: &mut Server,
+    publisher: u64,
+    own_out: &mut ReplyWriter,
+    channel: &[u8],
+    message: &[u8],
+) -> usize {
+    let mut deliveries: Vec<(u64, Option<Vec<u8>>)> = server
+        .pubsub
+        .channels
+        .get(channel)
+        .map(|ids| ids.iter().map(|&id| (id, None)).collect())
+        .unwrap_or_default();
+    deliveries.extend(
+        server
+            .pubsub
+            .patterns
+            .iter()
+            .filter(|(pattern, _)| glob_match(pattern, channel, false))
+            .map(|(pattern, id)| (*id, Some(pattern.clone()))),
+    );
+    let limits = server.pubsub.limits;
+    // A subscriber dropped for its output limit receives nothing more (its connection closes).
+    deliveries.retain(|(id, _)| {
+        server
+            .clients
+            .get(id)
+            .is_none_or(|info| !info.borrow().killed)
+    });
+    for (id, pattern) in &deliveries {
+        if *id == publisher {
+            let bytes = encode(own_out.protocol(), pattern.as_deref(), channel, message);
+            own_out.buffer().extend_from_slice(&bytes);
+            continue;
+        }
+        if let Some(info) = server.clients.get(id) {
+            deliver(
+                &mut info.borrow_mut(),
+                pattern.as_deref(),
+                channel,
+                message,
+                limits,
+            );
+        }
+    }
+    deliveries.len()
+}
+
+/// Queues one message for another connection and wakes it, or disconnects it when its
+/// unsent messages pass the limits.
+fn deliver(
+    info: &mut ClientInfo,
+    pattern: Option<&[u8]>,
+    channel: &[u8],
+    message: &[u8],
+    (hard, soft, soft_seconds): (u64, u64, u64),
+) {
+    if info.killed {
+        return;
+    }
+    let protocol = if info.resp == 3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
+    info.outbox
+        .extend_from_slice(&encode(protocol, pattern, channel, message));
+    let pending = info.outbox.len() as u64;
+    let over_soft = soft > 0 && pending > soft;
+    let soft_expired = if over_soft {
+        let since = *info.over_soft_limit_since.get_or_insert_with(Instant::now);
+        since.elapsed().as_secs() >= soft_seconds
+    } else {
+        info.over_soft_limit_since = None;
+        false
+    };
+    if (hard > 0 && pending > hard) || soft_expired {
+        crate::warning!(
+            "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+            crate::commands::describe_client(info)
+        );
+        info.outbox = Vec::new();
+        info.killed = true;
+        info.kill.notify_one();
+        return;
+    }
+    info.push.notify_one();
+}

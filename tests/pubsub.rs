@@ -1,0 +1,98 @@
+//! Pub/Sub with a real client library (the `redis` crate's PubSub), raw RESP2/RESP3 frames,
+//! and a subscriber that does not read being disconnected at the output limit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{ServerProcess, info_field, wait_for};
+
+#[test]
+fn a_client_library_receives_channel_and_pattern_messages() {
+    let server = ServerProcess::amber(&[]);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
+    let mut connection = client.get_connection().expect("connect");
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe("news").expect("subscribe");
+    pubsub.psubscribe("sport.*").expect("psubscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut publisher = server.client();
+    assert_eq!(
+        publisher.cmd(&["PUBLISH", "news", "hello"]),
+        amber_protocol::Frame::Integer(1)
+    );
+    let message = pubsub.get_message().expect("message");
+    assert_eq!(message.get_channel_name(), "news");
+    assert_eq!(message.get_payload::<String>().expect("payload"), "hello");
+    publisher.cmd(&["PUBLISH", "sport.tennis", "set point"]);
+    let message = pubsub.get_message().expect("pattern message");
+    assert_eq!(message.get_pattern::<String>().expect("pattern"), "sport.*");
+    assert_eq!(message.get_channel_name(), "sport.tennis");
+    assert_eq!(info_field(&mut publisher, "pubsub_channels"), "1");
+    assert_eq!(info_field(&mut publisher, "pubsub_patterns"), "1");
+    pubsub.unsubscribe("news").expect("unsubscribe");
+    assert_eq!(
+        publisher.cmd(&["PUBLISH", "news", "nobody"]),
+        amber_protocol::Frame::Integer(0)
+    );
+}
+
+#[test]
+fn subscribed_resp2_clients_may_only_subscribe_and_ping() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    client.cmd(&["SUBSCRIBE", "a"]);
+    let refused = client.cmd(&["GET", "k"]);
+    assert_eq!(
+        refused,
+        common::error(
+            "ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        )
+    );
+    assert_eq!(
+        client.cmd(&["PING"]),
+        amber_protocol::Frame::Array(vec![common::bulk("pong"), common::bulk("")])
+    );
+    assert_eq!(client.cmd(&["RESET"]), common::simple("RESET"));
+    assert_eq!(client.cmd(&["SET", "k", "v"]), common::simple("OK"));
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_disconnected_at_the_limit() {
+    let server = ServerProcess::amber(&[]);
+    let mut admin = server.client();
+    admin.cmd(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 1mb 0 0",
+    ]);
+    let mut lazy = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    lazy.write_all(b"SUBSCRIBE firehose\r\n")
+        .expect("subscribe");
+    let mut confirmation = [0u8; 16];
+    lazy.read_exact(&mut confirmation).expect("confirmation");
+    // The subscriber reads nothing from now on; the kernel buffers fill, then the outbox.
+    let payload = "x".repeat(64 * 1024);
+    let mut published = 0;
+    wait_for(
+        || {
+            let reply = admin.cmd(&["PUBLISH", "firehose", &payload]);
+            published += 1;
+            reply == amber_protocol::Frame::Integer(0) || published > 2000
+        },
+        "the subscriber to be dropped",
+    );
+    assert!(published <= 2000, "never disconnected");
+    assert_eq!(info_field(&mut admin, "pubsub_channels"), "0");
+    assert!(
+        server
+            .log()
+            .contains("scheduled to be closed ASAP for overcoming of output buffer limits"),
+        "{}",
+        server.log()
+    );
+}
