@@ -96,3 +96,31 @@ fn a_subscriber_that_does_not_read_is_disconnected_at_the_limit() {
         server.log()
     );
 }
+
+#[test]
+fn monitor_shows_other_clients_commands() {
+    let server = ServerProcess::amber(&[]);
+    let mut monitor = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    monitor.write_all(b"MONITOR\r\n").expect("monitor");
+    let mut ok = [0u8; 5];
+    monitor.read_exact(&mut ok).expect("+OK");
+    assert_eq!(&ok, b"+OK\r\n");
+    let mut other = server.client();
+    other.cmd(&["SET", "k", "a\"b"]);
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"\r\n") {
+        let mut byte = [0u8; 1];
+        monitor.read_exact(&mut byte).expect("monitor line");
+        seen.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&seen);
+    assert!(line.starts_with('+'), "{line}");
+    assert!(line.ends_with("] \"SET\" \"k\" \"a\\\"b\"\r\n"), "{line}");
+    let amber_protocol::Frame::Bulk(list) = other.cmd(&["CLIENT", "LIST"]) else {
+        panic!("CLIENT LIST is a bulk string");
+    };
+    assert!(String::from_utf8_lossy(&list).contains("flags=O"));
+}

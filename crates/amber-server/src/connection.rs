@@ -149,6 +149,7 @@ pub async fn serve<S>(
     let _ = stream.shutdown().await;
     let mut server = shared.borrow_mut();
     crate::commands::pubsub_cmds::unsubscribe_all(&mut server, &mut client);
+    crate::commands::stop_monitoring(&mut server, id);
     if client.replica {
         server.replication.detach(id);
         server.refresh_record_expired();

@@ -261,6 +261,8 @@ pub struct Server {
     pub startup_memory: usize,
     /// Pub/Sub channels and patterns.
     pub pubsub: crate::pubsub::PubSub,
+    /// Clients in MONITOR mode, shown every command executed.
+    pub monitors: Vec<u64>,
     /// Attached replicas and the replication stream.
     pub replication: crate::replication::Replication,
     /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
@@ -315,6 +317,7 @@ impl Server {
             migrate_sockets: Default::default(),
             replication: crate::replication::Replication::new(run_id.clone()),
             pubsub: Default::default(),
+            monitors: Vec::new(),
             last_replica_ping: Instant::now(),
             errors_seen: 0,
             config,
@@ -530,6 +533,33 @@ impl Server {
                 if waiting.is_empty() {
                     self.blocking.remove(&slot);
                 }
+            }
+        }
+    }
+
+    /// Shows a command to the MONITOR clients: `+<time> [<db> <addr>] "cmd" "arg" ...`.
+    pub fn feed_monitors(&mut self, client: u64, db: usize, addr: &str, args: &[bytes::Bytes]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = format!(
+            "+{}.{:06} [{db} {addr}]",
+            now.as_secs(),
+            now.subsec_micros()
+        );
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote_for_monitor(arg));
+        }
+        line.push_str("\r\n");
+        for id in &self.monitors {
+            if *id == client {
+                continue;
+            }
+            if let Some(info) = self.clients.get(id) {
+                let mut info = info.borrow_mut();
+                info.outbox.extend_from_slice(line.as_bytes());
+                info.push.notify_one();
             }
         }
     }
@@ -845,6 +875,29 @@ impl Server {
             self.replication.feed_global(&[b"PING".as_slice()]);
         }
     }
+}
+
+/// An argument as MONITOR shows it: in double quotes, with `\\`, `\"`, `\n`, `\r`, `\t`,
+/// `\a`, `\b` escaped and other bytes outside printable ASCII as `\xHH` (Redis's
+/// `sdscatrepr`).
+fn quote_for_monitor(arg: &[u8]) -> String {
+    let mut quoted = String::with_capacity(arg.len() + 2);
+    quoted.push('"');
+    for &byte in arg {
+        match byte {
+            b'\\' => quoted.push_str("\\\\"),
+            b'"' => quoted.push_str("\\\""),
+            b'\n' => quoted.push_str("\\n"),
+            b'\r' => quoted.push_str("\\r"),
+            b'\t' => quoted.push_str("\\t"),
+            7 => quoted.push_str("\\a"),
+            8 => quoted.push_str("\\b"),
+            0x20..=0x7e => quoted.push(byte as char),
+            other => quoted.push_str(&format!("\\x{other:02x}")),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Formats a peer address as `CLIENT LIST` does (`ip:port`, IPv6 without brackets).

@@ -283,6 +283,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
 /// database 0, RESP2, no name, authenticated only if no password is needed); replies `RESET`.
 pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
     super::pubsub_cmds::unsubscribe_all(ctx.server, ctx.client);
+    stop_monitoring(ctx.server, ctx.client.id);
     ctx.client.transaction = None;
     super::transactions::unwatch_all(ctx);
     ctx.client.db = 0;
@@ -295,6 +296,28 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
         info.name.clear();
     }
     ctx.out.simple("RESET");
+}
+
+/// `MONITOR`: from now on the connection is shown every command the server executes.
+pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+    }
+    if !ctx.server.monitors.contains(&ctx.client.id) {
+        ctx.server.monitors.push(ctx.client.id);
+        ctx.client.info.borrow_mut().flags = 'O';
+    }
+    ctx.out.ok();
+}
+
+/// Takes a client out of MONITOR mode (RESET, disconnection).
+pub fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
+    if let Some(position) = server.monitors.iter().position(|&id| id == client) {
+        server.monitors.remove(position);
+        if let Some(info) = server.clients.get(&client) {
+            info.borrow_mut().flags = 'N';
+        }
+    }
 }
 
 /// One `CLIENT LIST` line, with Redis 7.0's fields.

@@ -40,6 +40,7 @@ use bytes::Bytes;
 use crate::server::{ClientInfo, Server};
 pub use blocking::Blocked;
 pub use connection::describe as describe_client;
+pub use connection::stop_monitoring;
 pub use migrate::MigrateSockets;
 pub use table::{COMMANDS, CommandSpec, lookup};
 
@@ -637,6 +638,11 @@ pub fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String> {
 /// Runs the handler, records the change in the AOF, then invalidates WATCHes on the keys a
 /// write changed.
 fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
+    if !ctx.server.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
+        let addr = ctx.client.info.borrow().addr.clone();
+        ctx.server
+            .feed_monitors(ctx.client.id, ctx.client.db, &addr, args);
+    }
     let changes_before = ctx.server.changes;
     let db = ctx.client.db;
     let outer_override = ctx.server.propagation_override.take();

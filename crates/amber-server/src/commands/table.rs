@@ -192,6 +192,15 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Resets the connection.",
     ),
     cmd(
+        "monitor",
+        connection::monitor,
+        1,
+        Flags(ADMIN.0 | NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        SRV,
+        "Listens for all requests received by the server in real-time.",
+    ),
+    cmd(
         "select",
         connection::select,
         2,
