@@ -1672,6 +1672,13 @@ fn error_paths_and_check_order_match_redis() {
         SPOP set 0
         SPOP missing 0
         SPOP set 1 2
+        COMMAND GETKEYS sort abc store def
+        COMMAND GETKEYS zunionstore d 2 a b weights 1 2
+        COMMAND GETKEYS lmpop 2 a b left
+        COMMAND GETKEYS mset a 1 b 2
+        COMMAND GETKEYS get
+        COMMAND GETKEYS ping x
+        COMMAND GETKEYS nosuch x
         ",
     ));
 }

@@ -711,6 +711,7 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "command|info",
     "command|docs",
     "command|list",
+    "command|getkeys",
 ];
 
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {

@@ -172,7 +172,26 @@ fn command_docs(ctx: &mut Ctx, spec: &CommandSpec) {
     ctx.out.bulk(spec.group.as_bytes());
 }
 
-/// `COMMAND [COUNT|INFO|DOCS|LIST]`
+/// `COMMAND GETKEYS command arg ...`: which arguments of a command are keys.
+fn command_getkeys(ctx: &mut Ctx, command: &[Bytes]) {
+    let Some(spec) = lookup(&command[0]) else {
+        return ctx.error("ERR Invalid command specified");
+    };
+    let count = command.len() as i32;
+    if (spec.arity > 0 && count != spec.arity) || count < -spec.arity {
+        return ctx.error("ERR Invalid number of arguments specified for command");
+    }
+    let positions = super::transactions::key_positions(spec, command);
+    if positions.is_empty() {
+        return ctx.error("ERR The command has no key arguments");
+    }
+    ctx.out.array(positions.len());
+    for position in positions {
+        ctx.out.bulk(&command[position]);
+    }
+}
+
+/// `COMMAND [COUNT|INFO|DOCS|LIST|GETKEYS]`
 pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(sub) = args.get(1) else {
         ctx.out.array(COMMANDS.len());
@@ -202,12 +221,14 @@ pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
         };
         ctx.out.map(specs.len());
         specs.into_iter().for_each(|spec| command_docs(ctx, spec));
+    } else if is(sub, "getkeys") && args.len() >= 4 {
+        command_getkeys(ctx, &args[2..]);
     } else if is(sub, "list") && args.len() == 2 {
         ctx.out.array(COMMANDS.len());
         COMMANDS
             .iter()
             .for_each(|spec| ctx.out.bulk(spec.name.as_bytes()));
-    } else if ["count", "list"].iter().any(|s| is(sub, s)) {
+    } else if ["count", "list", "getkeys"].iter().any(|s| is(sub, s)) {
         subcommand_arity(ctx, "command", sub);
     } else {
         unknown_subcommand(ctx, "command", sub);

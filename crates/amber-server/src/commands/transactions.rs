@@ -153,18 +153,74 @@ fn watch_invalidated(ctx: &mut Ctx) -> bool {
         .any(|w| w.existed && ctx.server.keyspace.db(w.db).peek(&w.key, now).is_none())
 }
 
-/// The keys a command's key specification names, for invalidating watchers after a write.
+/// The keys of a command: its key specification's range, or for commands whose keys move
+/// (a `numkeys` argument, SORT's `STORE`, MIGRATE's `KEYS`), where they are in `args`.
 pub fn command_keys<'a>(
     spec: &table::CommandSpec,
     args: &'a [Bytes],
 ) -> impl Iterator<Item = &'a Bytes> {
-    let count = args.len() as i32;
-    let first = spec.first_key.max(1);
-    let last = match spec.last_key {
-        _ if spec.first_key == 0 => 0,
-        negative if negative < 0 => count + negative,
-        last => last.min(count - 1),
+    key_positions(spec, args)
+        .into_iter()
+        .filter_map(move |i| args.get(i))
+}
+
+/// The positions of a command's keys in `args` (see [`command_keys`]).
+pub fn key_positions(spec: &table::CommandSpec, args: &[Bytes]) -> Vec<usize> {
+    let numkeys_at = |index: usize| {
+        args.get(index)
+            .and_then(|n| amber_protocol::parse_i64(n))
+            .filter(|&n| n > 0)
+            .map_or(0, |n| n as usize)
     };
-    let positions = (first..=last).step_by(spec.step.max(1) as usize);
-    positions.filter_map(move |i| args.get(i as usize))
+    let counted = |numkeys_index: usize| {
+        let first = numkeys_index + 1;
+        (first..first + numkeys_at(numkeys_index))
+            .filter(|&i| i < args.len())
+            .collect::<Vec<usize>>()
+    };
+    match spec.name {
+        "zunionstore" | "zinterstore" | "zdiffstore" => {
+            let mut keys = vec![1];
+            keys.extend(counted(2));
+            keys
+        }
+        "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "lmpop" | "zmpop" => {
+            counted(1)
+        }
+        "blmpop" | "bzmpop" => counted(2),
+        "sort" | "sort_ro" => {
+            let mut keys = vec![1];
+            let store = args
+                .iter()
+                .enumerate()
+                .skip(2)
+                .filter(|(_, word)| super::is(word, "store"))
+                .map(|(i, _)| i + 1)
+                .filter(|&i| i < args.len())
+                .last();
+            keys.extend(store);
+            keys
+        }
+        "migrate" => match args.iter().position(|word| super::is(word, "keys")) {
+            Some(at) if at > 5 && args.get(3).is_some_and(|k| k.is_empty()) => {
+                (at + 1..args.len()).collect()
+            }
+            _ => vec![3],
+        },
+        _ => {
+            if spec.first_key == 0 {
+                return Vec::new();
+            }
+            let count = args.len() as i32;
+            let first = spec.first_key;
+            let last = match spec.last_key {
+                negative if negative < 0 => count + negative,
+                last => last.min(count - 1),
+            };
+            (first..=last)
+                .step_by(spec.step.max(1) as usize)
+                .map(|i| i as usize)
+                .collect()
+        }
+    }
 }
