@@ -251,6 +251,9 @@ pub struct Server {
     pub changes: u64,
     /// What the running command records in the AOF instead of itself (see `Ctx::propagate_as`).
     pub propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
+    /// The keys the running command says it changed, when fewer than its key specification
+    /// names (see `Ctx::modified_only`).
+    pub modified_override: Option<Vec<bytes::Bytes>>,
     /// The append-only file.
     pub aof: crate::aof::Aof,
     /// The AOF rewrite child and its history.
@@ -314,6 +317,7 @@ impl Server {
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
+            modified_override: None,
             migrate_sockets: Default::default(),
             replication: crate::replication::Replication::new(run_id.clone()),
             pubsub: Default::default(),

@@ -191,6 +191,12 @@ impl Ctx<'_> {
         self.server.changes += 1;
     }
 
+    /// Declares that of the command's keys only `keys` changed (WATCH and blocked clients are
+    /// told about these alone), for commands whose key specification says more.
+    pub fn modified_only(&mut self, keys: Vec<Bytes>) {
+        self.server.modified_override = Some(keys);
+    }
+
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
     /// expiries made absolute, random choices made explicit). An empty list records nothing.
     pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
@@ -673,8 +679,13 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
             None => ctx.server.propagate(db, args),
         }
     }
+    let modified = ctx.server.modified_override.take();
     if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {
-        for key in transactions::command_keys(spec, args) {
+        let keys: Vec<Bytes> = match modified {
+            Some(keys) => keys,
+            None => transactions::command_keys(spec, args).cloned().collect(),
+        };
+        for key in &keys {
             ctx.server.touch_key(db, key);
             ctx.server.signal_ready(db, key);
         }

@@ -237,7 +237,12 @@ pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.out.integer(1);
     }
     let _ = write_set(ctx, source, false, |set, _| set.remove(member));
-    let _ = write_set(ctx, destination, true, |set, max| set.add(member, max));
+    let added = write_set(ctx, destination, true, |set, max| set.add(member, max));
+    if !matches!(added, Ok(Some(true))) {
+        // As Redis: the destination already had the member, so only the source changed (a
+        // WATCH on the destination stays valid).
+        ctx.modified_only(vec![source.clone()]);
+    }
     ctx.dirty(1);
     ctx.out.integer(1);
 }
