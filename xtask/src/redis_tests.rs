@@ -54,33 +54,33 @@ pub fn run(args: &RedisTestsArgs) -> Result<()> {
         bail!("Redis's test suite is not at {}", runner.display());
     }
     cargo(&["build", "--release", "-p", "amber-server"])?;
-    let server = workspace_root().join("target/release/amber-server");
     // Short: the suite puts Unix sockets under it, and their paths must fit in 108 bytes.
     let workdir = std::env::temp_dir().join(format!("amber-rt-{}", std::process::id()));
-    let mut command = Command::new("bash");
-    command
-        .arg(&runner)
-        .arg(&server)
-        .args(["--set", &args.set])
-        .args(["--progress-timeout", &args.progress_timeout.to_string()])
-        .args(["-t", &args.unit_timeout.to_string()])
-        .arg("--workdir")
-        .arg(&workdir)
-        .args(&args.units);
-    let skipped = exclusions()?;
-    if !skipped.is_empty() {
-        command.arg("--");
-        for name in &skipped {
-            command.args(["--skiptest", name]);
-        }
-    }
-    // The runner exits 1 whenever any test fails; the ratchet below decides.
-    let status = command.status().context("running the Redis test suite")?;
-    let summary = std::fs::read_to_string(workdir.join("summary.txt"))
-        .with_context(|| format!("no summary from the suite ({status})"))?;
-    let passed = parse_summary(&summary);
+    let summary = run_suite(args, &workdir, &args.units)?;
+    let mut passed = parse_summary(&summary);
     let mut baseline = read_baseline(&baseline_path())?;
     if args.check {
+        // A unit below its baseline runs once more on its own: a test that depends on timing
+        // on a shared machine must not fail the ratchet by chance, a real regression fails
+        // twice.
+        let below: Vec<String> = passed
+            .iter()
+            .filter(|(unit, count)| {
+                baseline
+                    .get(*unit)
+                    .is_some_and(|expected| *count < expected)
+            })
+            .map(|(unit, _)| unit.clone())
+            .collect();
+        if !below.is_empty() {
+            println!("redis-tests: running again: {}", below.join(" "));
+            let retry_dir = workdir.with_extension("retry");
+            let retried = parse_summary(&run_suite(args, &retry_dir, &below)?);
+            for (unit, count) in retried {
+                let best = passed.entry(unit).or_insert(0);
+                *best = (*best).max(count);
+            }
+        }
         check(&passed, &baseline, &summary)?;
     }
     if args.update_baseline {
@@ -92,6 +92,33 @@ pub fn run(args: &RedisTestsArgs) -> Result<()> {
         println!("baseline updated: {}", baseline_path().display());
     }
     Ok(())
+}
+
+/// Runs `units` (the set's when empty) with the exclusions skipped; returns the summary.
+fn run_suite(args: &RedisTestsArgs, workdir: &Path, units: &[String]) -> Result<String> {
+    let runner = suite_dir().join("run.sh");
+    let server = workspace_root().join("target/release/amber-server");
+    let mut command = Command::new("bash");
+    command
+        .arg(&runner)
+        .arg(&server)
+        .args(["--set", &args.set])
+        .args(["--progress-timeout", &args.progress_timeout.to_string()])
+        .args(["-t", &args.unit_timeout.to_string()])
+        .arg("--workdir")
+        .arg(workdir)
+        .args(units);
+    let skipped = exclusions()?;
+    if !skipped.is_empty() {
+        command.arg("--");
+        for name in &skipped {
+            command.args(["--skiptest", name]);
+        }
+    }
+    // The runner exits 1 whenever any test fails; the ratchet decides.
+    let status = command.status().context("running the Redis test suite")?;
+    std::fs::read_to_string(workdir.join("summary.txt"))
+        .with_context(|| format!("no summary from the suite ({status})"))
 }
 
 /// Fails when a unit of the baseline passed fewer tests than it records (or did not run) or
