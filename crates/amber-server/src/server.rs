@@ -251,6 +251,8 @@ pub struct Server {
     pub changes: u64,
     /// What the running command records in the AOF instead of itself (see `Ctx::propagate_as`).
     pub propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
+    /// The writes of the EXEC being run, recorded when it ends (see [`Server::end_exec`]).
+    pub exec_propagation: Option<Vec<(usize, Vec<bytes::Bytes>)>>,
     /// The keys the running command says it changed, when fewer than its key specification
     /// names (see `Ctx::modified_only`).
     pub modified_override: Option<Vec<bytes::Bytes>>,
@@ -318,6 +320,7 @@ impl Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             modified_override: None,
+            exec_propagation: None,
             migrate_sockets: Default::default(),
             replication: crate::replication::Replication::new(run_id.clone()),
             pubsub: Default::default(),
@@ -601,12 +604,21 @@ impl Server {
 
     /// Invalidates watchers of every key of `db` that exists now (before a flush or swap).
     pub fn touch_existing_keys(&mut self, db: usize) {
+        self.touch_keys_swapped(db, db);
+    }
+
+    /// Invalidates the watchers of keys of `db` that exist in `db` or in `replacement` (the
+    /// database whose contents are about to take its place: SWAPDB, as Redis's
+    /// `touchAllWatchedKeysInDb`).
+    pub fn touch_keys_swapped(&mut self, db: usize, replacement: usize) {
         let now = self.now_ms;
+        let exists =
+            |index: usize, key: &[u8]| self.keyspace.db_ref(index).peek(key, now).is_some();
         let touched: Vec<u64> = self
             .watchers
             .iter()
             .filter(|((watched_db, key), _)| {
-                *watched_db == db && self.keyspace.db_ref(db).peek(key, now).is_some()
+                *watched_db == db && (exists(db, key) || exists(replacement, key))
             })
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
@@ -834,8 +846,17 @@ impl Server {
         self.aof.is_on() || self.replication.has_replicas()
     }
 
-    /// Records one command executed in `db` in the AOF and the replication stream.
+    /// Records one command executed in `db` in the AOF and the replication stream (inside EXEC,
+    /// once the transaction is over).
     pub fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        if let Some(held) = self.exec_propagation.as_mut() {
+            let args = args
+                .iter()
+                .map(|arg| bytes::Bytes::copy_from_slice(arg.as_ref()))
+                .collect();
+            held.push((db, args));
+            return;
+        }
         if self.aof.is_on() {
             let now = self.now_ms;
             self.aof.feed(db, args, now);
@@ -843,16 +864,29 @@ impl Server {
         self.replication.feed(db, args);
     }
 
-    /// EXEC starts: its writes are recorded as one `MULTI ... EXEC` block.
+    /// EXEC starts: its writes are held until it ends.
     pub fn begin_exec(&mut self) {
-        self.aof.begin_exec();
-        self.replication.begin_exec();
+        self.exec_propagation = Some(Vec::new());
     }
 
-    /// EXEC ends: closes the `MULTI` blocks its writes opened.
+    /// EXEC ends: as Redis 7, several writes are recorded as one `MULTI ... EXEC` block and a
+    /// single write on its own.
     pub fn end_exec(&mut self) {
-        self.aof.end_exec();
-        self.replication.end_exec();
+        let Some(held) = self.exec_propagation.take() else {
+            return;
+        };
+        let wrap = held.len() > 1;
+        if wrap {
+            self.aof.begin_exec();
+            self.replication.begin_exec();
+        }
+        for (db, args) in &held {
+            self.propagate(*db, args);
+        }
+        if wrap {
+            self.aof.end_exec();
+            self.replication.end_exec();
+        }
     }
 
     /// Keeps the names of keys deleted by expiry whenever something records writes.

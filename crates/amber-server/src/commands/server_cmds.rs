@@ -79,8 +79,8 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
         Err(DbIndexError::OutOfRange) => return ctx.error(errors::DB_RANGE),
         Ok(index) => index,
     };
-    ctx.server.touch_existing_keys(first);
-    ctx.server.touch_existing_keys(second);
+    ctx.server.touch_keys_swapped(first, second);
+    ctx.server.touch_keys_swapped(second, first);
     ctx.server.keyspace.swap(first, second);
     // Clients blocked in either database may now find their keys (Redis's scanDatabaseForReadyKeys).
     ctx.server.signal_blocked_in(first);
