@@ -296,6 +296,21 @@ fn retry_blocked(
     }
 }
 
+/// Applies `CLIENT REPLY`: drops the reply just written when replies are off or skipped.
+fn suppress_reply(client: &mut ClientState, out: &mut ReplyWriter, replies_before: usize) {
+    use crate::commands::ReplyMode;
+    match client.reply_mode {
+        ReplyMode::On => {}
+        ReplyMode::Off => out.buffer().truncate(replies_before),
+        // Set by this very command (CLIENT REPLY SKIP): the next one is skipped.
+        ReplyMode::SkipNext => client.reply_mode = ReplyMode::Skip,
+        ReplyMode::Skip => {
+            out.buffer().truncate(replies_before);
+            client.reply_mode = ReplyMode::On;
+        }
+    }
+}
+
 /// Executes every complete request in `input`; false when the connection must close.
 fn process_input(
     server: &mut Server,
@@ -320,12 +335,26 @@ fn process_input(
         };
         match parser.next_request(input, &limits) {
             Ok(Some(args)) => {
+                let replies_before = out.len();
                 let mut ctx = Ctx {
                     server: &mut *server,
                     client: &mut *client,
                     out: &mut *out,
                 };
                 execute(&mut ctx, &args);
+                // RESP3 subscription confirmations are pushes, sent whatever CLIENT REPLY says.
+                let pushed = out.protocol() == Protocol::Resp3
+                    && [
+                        b"subscribe".as_slice(),
+                        b"unsubscribe",
+                        b"psubscribe",
+                        b"punsubscribe",
+                    ]
+                    .iter()
+                    .any(|name| args[0].eq_ignore_ascii_case(name));
+                if !pushed {
+                    suppress_reply(client, out, replies_before);
+                }
                 if client.close_after_reply || client.blocked.is_some() {
                     break;
                 }

@@ -196,6 +196,8 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified IDs only.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
     "HELP",
@@ -211,6 +213,7 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"list" => true,
         b"kill" => args.len() >= 3,
         b"unblock" => args.len() == 3 || args.len() == 4,
+        b"reply" => args.len() == 3,
         _ => {
             unknown_subcommand(ctx, "client", &args[1]);
             return;
@@ -245,10 +248,29 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"list" => client_list(ctx, &args[2..]),
         b"kill" => client_kill(ctx, &args[2..]),
         b"unblock" => client_unblock(ctx, &args[2..]),
+        b"reply" => client_reply(ctx, &args[2]),
         _ => {
             ctx.out.array(CLIENT_HELP.len());
             CLIENT_HELP.iter().for_each(|line| ctx.out.simple(line));
         }
+    }
+}
+
+/// `CLIENT REPLY ON | OFF | SKIP`: whether this client's replies are sent (ON replies OK;
+/// OFF and SKIP reply nothing, and SKIP covers the next command only).
+fn client_reply(ctx: &mut Ctx, mode: &[u8]) {
+    use super::ReplyMode;
+    if super::is(mode, "on") {
+        ctx.client.reply_mode = ReplyMode::On;
+        ctx.out.ok();
+    } else if super::is(mode, "off") {
+        ctx.client.reply_mode = ReplyMode::Off;
+    } else if super::is(mode, "skip") {
+        if ctx.client.reply_mode == ReplyMode::On {
+            ctx.client.reply_mode = ReplyMode::SkipNext;
+        }
+    } else {
+        ctx.error(super::errors::SYNTAX);
     }
 }
 

@@ -97,6 +97,8 @@ pub struct ClientState {
     /// Set once the connection became a replica (`SYNC`/`PSYNC`): from then on it only
     /// receives the replication stream.
     pub replica: bool,
+    /// `CLIENT REPLY ON | OFF | SKIP`.
+    pub reply_mode: ReplyMode,
     /// Channels subscribed to, in subscription order.
     pub channels: Vec<Vec<u8>>,
     /// Patterns subscribed to, in subscription order.
@@ -110,6 +112,19 @@ pub struct ClientState {
     pub blocked: Option<blocking::Blocked>,
     /// The backup `BACKUP NOW` waits for.
     pub awaiting_backup: Option<u64>,
+}
+
+/// Whether the replies to a client's commands are sent (`CLIENT REPLY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    On,
+    /// No reply is sent.
+    Off,
+    /// The next command's reply is not sent.
+    SkipNext,
+    /// This command's reply is not sent; then back to `On`.
+    Skip,
 }
 
 /// The id of the internal client that replays the AOF (it may run DEBUG, as in Redis).
@@ -147,6 +162,7 @@ impl ClientState {
             in_exec: false,
             serving_blocked: false,
             replica: false,
+            reply_mode: ReplyMode::On,
             channels: Vec::new(),
             patterns: Vec::new(),
             replica_listening_port: 0,
@@ -644,11 +660,7 @@ pub fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String> {
 /// Runs the handler, records the change in the AOF, then invalidates WATCHes on the keys a
 /// write changed.
 fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
-    if !ctx.server.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
-        let addr = ctx.client.info.borrow().addr.clone();
-        ctx.server
-            .feed_monitors(ctx.client.id, ctx.client.db, &addr, args);
-    }
+    let db_at_start = ctx.client.db;
     let changes_before = ctx.server.changes;
     let db = ctx.client.db;
     let outer_override = ctx.server.propagation_override.take();
@@ -679,6 +691,12 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
             None => ctx.server.propagate(db, args),
         }
     }
+    // As Redis, MONITOR sees a command once it ran (EXEC after the commands it ran).
+    if !ctx.server.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
+        let addr = ctx.client.info.borrow().addr.clone();
+        ctx.server
+            .feed_monitors(ctx.client.id, db_at_start, &addr, args);
+    }
     let modified = ctx.server.modified_override.take();
     if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {
         let keys: Vec<Bytes> = match modified {
@@ -701,6 +719,7 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "client|info",
     "client|kill",
     "client|unblock",
+    "client|reply",
     "client|help",
     "config|get",
     "config|set",
