@@ -329,24 +329,10 @@ fn quote_if_needed(name: &str) -> String {
         .bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'' && b != b'\\');
     if plain {
-        return name.to_string();
+        name.to_string()
+    } else {
+        amber_protocol::quote_arg(name.as_bytes())
     }
-    let mut quoted = String::from("\"");
-    for byte in name.bytes() {
-        match byte {
-            b'\\' => quoted.push_str("\\\\"),
-            b'"' => quoted.push_str("\\\""),
-            b'\n' => quoted.push_str("\\n"),
-            b'\r' => quoted.push_str("\\r"),
-            b'\t' => quoted.push_str("\\t"),
-            0x20..=0x7e => quoted.push(byte as char),
-            other => {
-                let _ = write!(quoted, "\\x{other:02x}");
-            }
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 #[cfg(test)]

@@ -114,9 +114,51 @@ fn closing_quote(
     }
 }
 
+/// Quotes `bytes` as Redis's `sdscatrepr` does, the form [`split_args`] reads back: in double
+/// quotes, with `\\`, `\"`, `\n`, `\r`, `\t`, `\a` and `\b` escaped and other bytes outside
+/// printable ASCII as `\xHH`.
+pub fn quote_arg(bytes: &[u8]) -> String {
+    let mut quoted = String::with_capacity(bytes.len() + 2);
+    quoted.push('"');
+    for &byte in bytes {
+        match byte {
+            b'\\' => quoted.push_str("\\\\"),
+            b'"' => quoted.push_str("\\\""),
+            b'\n' => quoted.push_str("\\n"),
+            b'\r' => quoted.push_str("\\r"),
+            b'\t' => quoted.push_str("\\t"),
+            7 => quoted.push_str("\\a"),
+            8 => quoted.push_str("\\b"),
+            0x20..=0x7e => quoted.push(byte as char),
+            other => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                quoted.push_str("\\x");
+                quoted.push(HEX[usize::from(other >> 4)] as char);
+                quoted.push(HEX[usize::from(other & 15)] as char);
+            }
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn quoted_args_split_back_to_themselves(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let quoted = quote_arg(&bytes);
+            let split = split_args(quoted.as_bytes()).expect("quoted text splits");
+            proptest::prop_assert_eq!(split, vec![bytes]);
+        }
+    }
+
+    #[test]
+    fn quotes_as_sdscatrepr() {
+        assert_eq!(quote_arg(b"a\"b\\\n\x07\x01"), "\"a\\\"b\\\\\\n\\a\\x01\"");
+    }
 
     fn split(line: &str) -> Result<Vec<String>, SplitArgsError> {
         split_args(line.as_bytes()).map(|args| {

@@ -14,7 +14,7 @@ mod reply;
 mod request;
 
 pub use frame::{Frame, FrameError};
-pub use inline::{SplitArgsError, split_args};
+pub use inline::{SplitArgsError, quote_arg, split_args};
 pub use number::{format_double, format_i64, parse_i64};
 pub use reply::{Protocol, ReplyWriter};
 pub use request::{Limits, ProtocolError, RequestParser};

@@ -556,7 +556,7 @@ impl Server {
         );
         for arg in args {
             line.push(' ');
-            line.push_str(&quote_for_monitor(arg));
+            line.push_str(&amber_protocol::quote_arg(arg));
         }
         line.push_str("\r\n");
         for id in &self.monitors {
@@ -913,29 +913,6 @@ impl Server {
             self.replication.feed_global(&[b"PING".as_slice()]);
         }
     }
-}
-
-/// An argument as MONITOR shows it: in double quotes, with `\\`, `\"`, `\n`, `\r`, `\t`,
-/// `\a`, `\b` escaped and other bytes outside printable ASCII as `\xHH` (Redis's
-/// `sdscatrepr`).
-fn quote_for_monitor(arg: &[u8]) -> String {
-    let mut quoted = String::with_capacity(arg.len() + 2);
-    quoted.push('"');
-    for &byte in arg {
-        match byte {
-            b'\\' => quoted.push_str("\\\\"),
-            b'"' => quoted.push_str("\\\""),
-            b'\n' => quoted.push_str("\\n"),
-            b'\r' => quoted.push_str("\\r"),
-            b'\t' => quoted.push_str("\\t"),
-            7 => quoted.push_str("\\a"),
-            8 => quoted.push_str("\\b"),
-            0x20..=0x7e => quoted.push(byte as char),
-            other => quoted.push_str(&format!("\\x{other:02x}")),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Formats a peer address as `CLIENT LIST` does (`ip:port`, IPv6 without brackets).

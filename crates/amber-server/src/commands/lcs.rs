@@ -68,28 +68,11 @@ pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) {
 /// The string under `key`, empty if missing, `None` if another type (no expiry side effects
 /// beyond a normal read).
 fn string_or_empty(ctx: &mut Ctx, key: &[u8]) -> Option<Vec<u8>> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let found = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|entry| match &entry.value {
-            Value::Str(value) => Some(value.as_bytes().into_owned()),
-            _ => None,
-        });
-    ctx.server.collect_expired(db);
-    match found {
-        None => {
-            ctx.server.stats.keyspace_misses += 1;
-            Some(Vec::new())
-        }
-        Some(value) => {
-            ctx.server.stats.keyspace_hits += 1;
-            value
-        }
-    }
+    ctx.lookup_read(key, |value| match value {
+        Value::Str(value) => Some(value.as_bytes().into_owned()),
+        _ => None,
+    })
+    .unwrap_or(Some(Vec::new()))
 }
 
 fn parse_options(ctx: &mut Ctx, args: &[Bytes]) -> Option<Options> {

@@ -219,8 +219,9 @@ impl Ctx<'_> {
         self.server.propagation_override = Some(commands);
     }
 
-    /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
-    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Replied> {
+    /// Looks `key` up for reading in the client's database: lazy expiry applied (and
+    /// propagated), a keyspace hit or miss counted; `read` sees the value if the key exists.
+    pub fn lookup_read<R>(&mut self, key: &[u8], read: impl FnOnce(&Value) -> R) -> Option<R> {
         let now = self.server.now_ms;
         let db = self.client.db;
         let found = self
@@ -228,20 +229,25 @@ impl Ctx<'_> {
             .keyspace
             .db(db)
             .get_mut(key, now)
-            .map(|entry| match &entry.value {
-                Value::Str(value) => Ok(value.as_bytes().into_owned()),
-                _ => Err(Replied),
-            });
+            .map(|entry| read(&entry.value));
         self.server.collect_expired(db);
+        if found.is_some() {
+            self.server.stats.keyspace_hits += 1;
+        } else {
+            self.server.stats.keyspace_misses += 1;
+        }
+        found
+    }
+
+    /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
+    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Replied> {
+        let found = self.lookup_read(key, |value| match value {
+            Value::Str(value) => Ok(value.as_bytes().into_owned()),
+            _ => Err(Replied),
+        });
         match found {
-            None => {
-                self.server.stats.keyspace_misses += 1;
-                Ok(None)
-            }
-            Some(Ok(bytes)) => {
-                self.server.stats.keyspace_hits += 1;
-                Ok(Some(bytes))
-            }
+            None => Ok(None),
+            Some(Ok(bytes)) => Ok(Some(bytes)),
             Some(Err(Replied)) => {
                 self.error(errors::WRONGTYPE);
                 Err(Replied)

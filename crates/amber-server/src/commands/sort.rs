@@ -76,24 +76,16 @@ fn parse_options(ctx: &mut Ctx, args: &[Bytes], read_only: bool) -> Option<Optio
 /// The elements of the key to sort, in its own order (`None`: WRONGTYPE replied); a sorted
 /// set comes in score order.
 fn elements(ctx: &mut Ctx, key: &[u8]) -> Option<(Vec<Vec<u8>>, Kind)> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let found = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|entry| match &entry.value {
-            Value::List(list) => Some((list.iter().map(|e| e.to_vec()).collect(), Kind::List)),
-            Value::Set(set) => {
-                let mut members = Vec::with_capacity(set.len());
-                set.for_each_member(|member| members.push(member.to_vec()));
-                Some((members, Kind::Set))
-            }
-            Value::Zset(zset) => Some((zset.iter().map(|(m, _)| m.to_vec()).collect(), Kind::Zset)),
-            _ => None,
-        });
-    ctx.server.collect_expired(db);
+    let found = ctx.lookup_read(key, |value| match value {
+        Value::List(list) => Some((list.iter().map(|e| e.to_vec()).collect(), Kind::List)),
+        Value::Set(set) => {
+            let mut members = Vec::with_capacity(set.len());
+            set.for_each_member(|member| members.push(member.to_vec()));
+            Some((members, Kind::Set))
+        }
+        Value::Zset(zset) => Some((zset.iter().map(|(m, _)| m.to_vec()).collect(), Kind::Zset)),
+        _ => None,
+    });
     match found {
         None => Some((Vec::new(), Kind::List)),
         Some(Some(found)) => Some(found),
@@ -270,20 +262,12 @@ fn lookup_by_pattern(ctx: &mut Ctx, pattern: &[u8], element: &[u8]) -> Option<Ve
     key.extend_from_slice(&pattern[..star]);
     key.extend_from_slice(element);
     key.extend_from_slice(suffix);
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let value = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(&key, now)
-        .and_then(|entry| match (&entry.value, field) {
-            (Value::Hash(hash), Some(field)) => hash.get(field).map(<[u8]>::to_vec),
-            (Value::Str(string), None) => Some(string.as_bytes().into_owned()),
-            _ => None,
-        });
-    ctx.server.collect_expired(db);
-    value
+    ctx.lookup_read(&key, |value| match (value, field) {
+        (Value::Hash(hash), Some(field)) => hash.get(field).map(<[u8]>::to_vec),
+        (Value::Str(string), None) => Some(string.as_bytes().into_owned()),
+        _ => None,
+    })
+    .flatten()
 }
 
 /// `STORE destination`: the result as a list (missing values as empty strings), or the key
