@@ -19,6 +19,9 @@ use crate::commands::{ClientState, Ctx, execute_loaded};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
+/// What [`load`] returns when a shutdown was asked for during the load.
+pub const SHUTDOWN_WHILE_LOADING: &str = "shutdown requested while loading";
+
 /// Commands applied between two yields to the event loop (which answers `-LOADING`).
 const COMMANDS_PER_STEP: usize = 4096;
 
@@ -98,6 +101,10 @@ pub async fn load(
         match finished {
             Some(result) => return result,
             None => tokio::task::yield_now().await,
+        }
+        if shared.borrow().shutdown_requested.is_some() {
+            shared.borrow_mut().loading = None;
+            return Err(SHUTDOWN_WHILE_LOADING.into());
         }
     }
 }

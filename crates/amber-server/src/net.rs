@@ -87,10 +87,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
     }
     tokio::task::spawn_local(watch_signals(shared.clone()));
-    if shared.borrow().config.get_bool("appendonly") {
-        load_aof(&shared).await?;
+    let loaded = if shared.borrow().config.get_bool("appendonly") {
+        load_aof(&shared).await
     } else {
-        load_snapshot(&shared).await?;
+        load_snapshot(&shared).await
+    };
+    if let Err(error) = loaded {
+        if error.is::<ShutdownWhileLoading>() {
+            // As Redis: a shutdown asked for during the load exits at once, saving nothing.
+            finish(&shared, &unix_path);
+            return Ok(());
+        }
+        return Err(error);
     }
     tokio::task::spawn_local(cron(shared.clone()));
     notice!("Ready to accept connections");
@@ -123,7 +131,13 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     remove_temp_files(&paths.dir);
     let mut manifest = crate::aof_load::load(shared, &paths, source)
         .await
-        .map_err(fatal)?;
+        .map_err(|message| {
+            if message == crate::aof_load::SHUTDOWN_WHILE_LOADING {
+                anyhow::Error::new(ShutdownWhileLoading)
+            } else {
+                fatal(message)
+            }
+        })?;
     if !shared.borrow().config.get_bool("aof-disable-auto-gc") {
         crate::aof::delete_history(&paths, &mut manifest);
     }
@@ -137,6 +151,12 @@ async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
     server.keyspace.set_record_expired(true);
     Ok(())
 }
+
+/// A shutdown (signal or SHUTDOWN) arrived while the dataset was loading: the server stops
+/// without saving, as Redis does.
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown requested while loading")]
+pub struct ShutdownWhileLoading;
 
 /// A start-up failure whose cause is already in the log, in Redis's words: nothing more is
 /// printed before the process exits.
@@ -219,7 +239,13 @@ async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
         };
         match step {
             Ok(true) => break,
-            Ok(false) => tokio::task::yield_now().await,
+            Ok(false) => {
+                tokio::task::yield_now().await;
+                if shared.borrow().shutdown_requested.is_some() {
+                    shared.borrow_mut().loading = None;
+                    return Err(anyhow::Error::new(ShutdownWhileLoading));
+                }
+            }
             Err(message) => return Err(fail(message)),
         }
     }
@@ -520,7 +546,11 @@ async fn watch_signals(shared: Rc<RefCell<Server>>) {
         } else {
             "SIGINT"
         };
-        warning!("Received {name} scheduling shutdown...");
+        if shared.borrow().loading.is_some() {
+            warning!("Received shutdown signal during loading, scheduling shutdown.");
+        } else {
+            warning!("Received {name} scheduling shutdown...");
+        }
         shared.borrow_mut().request_shutdown(request);
     }
 }
