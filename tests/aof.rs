@@ -601,3 +601,28 @@ fn kill9_under_everysec_loses_no_acknowledged_write() {
         acknowledged.len()
     );
 }
+
+#[test]
+fn a_key_expired_in_the_base_still_takes_the_commands_logged_after_it() {
+    // The base (RDB preamble) holds the key with its TTL; the incr file then PERSISTs it while
+    // it is alive. A restart after the TTL must replay that PERSIST on the key, as Redis does:
+    // skipping the expired key in the base would lose it.
+    let server = ServerProcess::amber(&["--appendonly", "yes", "--aof-use-rdb-preamble", "yes"]);
+    let mut client = server.client();
+    client.cmd(&["SET", "k", "v", "PX", "1000"]);
+    client.cmd(&["BGREWRITEAOF"]);
+    common::wait_for(
+        || {
+            common::info_field(&mut client, "aof_rewrite_in_progress") == "0"
+                && common::info_field(&mut client, "aof_last_bgrewrite_status") == "ok"
+        },
+        "the rewrite",
+    );
+    client.cmd(&["PERSIST", "k"]);
+    let dir = server.kill9();
+    std::thread::sleep(Duration::from_millis(1200));
+    let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    let mut after = restarted.client();
+    assert_eq!(after.cmd(&["GET", "k"]), common::bulk("v"));
+    assert_eq!(after.cmd(&["TTL", "k"]), amber_protocol::Frame::Integer(-1));
+}

@@ -328,6 +328,7 @@ fn rdb_step(
     name: &str,
 ) -> Result<bool, String> {
     loader.key_delay_us = server.config.get_i64("key-load-delay").max(0) as u64;
+    loader.keep_expired = true;
     let limits = server.encoding_limits();
     let now = unix_ms();
     let done = loader

@@ -225,6 +225,9 @@ pub struct Loader {
     pub stats: LoadStats,
     /// `key-load-delay`: microseconds to sleep per key (a test knob, as in Redis).
     pub key_delay_us: u64,
+    /// Keep keys whose expiry has passed (an AOF's RDB base: the commands after it may still
+    /// act on them, as they did when they ran; Redis loads them too).
+    pub keep_expired: bool,
 }
 
 /// One decoded element of the file, ready to apply to the keyspace.
@@ -262,6 +265,7 @@ impl Loader {
                 empty: 0,
             },
             key_delay_us: 0,
+            keep_expired: false,
         })
     }
 
@@ -283,7 +287,14 @@ impl Loader {
         let mut batch = Vec::with_capacity(INSERT_BATCH);
         let mut batch_db = 0;
         while keys < max_keys {
-            let Some(loaded) = decode_item(&mut self.reader, now_ms, limits, &mut self.builder)?
+            let expired_before = if self.keep_expired { i64::MIN } else { now_ms };
+            let Some(loaded) = decode_item(
+                &mut self.reader,
+                expired_before,
+                now_ms,
+                limits,
+                &mut self.builder,
+            )?
             else {
                 keyspace.db(batch_db).insert_loaded(&mut batch);
                 return Ok(true);
@@ -355,6 +366,7 @@ impl Loader {
 /// skipped); `Ok(None)` at the end of the file.
 fn decode_item(
     reader: &mut RdbReader<File>,
+    expired_before: i64,
     now_ms: i64,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,
@@ -377,7 +389,7 @@ fn decode_item(
             Item::SelectDb(db) => return Ok(Some(Loaded::SelectDb(db))),
             _ => continue,
         };
-        if entry.expire_at_ms.is_some_and(|at| at <= now_ms) {
+        if entry.expire_at_ms.is_some_and(|at| at <= expired_before) {
             reader.recycle(entry.value);
             reader.recycle_bytes(entry.key);
             return Ok(Some(Loaded::Expired));
