@@ -751,7 +751,11 @@ const SUBCOMMAND_NAMES: &[&str] = &[
 ];
 
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
-    let Some(sub) = sub else { return name };
+    // Most commands have no subcommands: answer them without scanning the list.
+    const CONTAINERS: &[&str] = &["client", "config", "object", "command", "memory"];
+    let Some(sub) = sub.filter(|_| CONTAINERS.contains(&name)) else {
+        return name;
+    };
     SUBCOMMAND_NAMES
         .iter()
         .find(|full| {
