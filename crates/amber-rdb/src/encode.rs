@@ -197,7 +197,12 @@ fn push_backlen(blob: &mut Vec<u8>, len: usize) {
 }
 
 /// Whether `bytes` is the back-length [`push_backlen`] writes for an entry of `len` bytes.
+#[inline]
 pub(crate) fn backlen_matches(bytes: &[u8], len: usize) -> bool {
+    // Entries under 128 bytes (nearly all) have a one-byte back-length: the length itself.
+    if let [only] = bytes {
+        return usize::from(*only) == len;
+    }
     let count = bytes.len();
     bytes.iter().enumerate().all(|(index, &byte)| {
         let group_index = count - 1 - index;
