@@ -146,10 +146,12 @@ fn range_mask(index: usize, range: BitRange) -> u8 {
     let first_bit = index as u64 * 8;
     let mut mask = 0xffu8;
     if range.first > first_bit {
-        mask &= 0xff >> (range.first - first_bit).min(8);
+        let shift = u32::try_from(range.first - first_bit).unwrap_or(u32::MAX);
+        mask &= 0xffu8.checked_shr(shift).unwrap_or(0);
     }
     if range.last < first_bit + 7 {
-        mask &= 0xff << (first_bit + 7 - range.last).min(8);
+        let shift = u32::try_from(first_bit + 7 - range.last).unwrap_or(u32::MAX);
+        mask &= 0xffu8.checked_shl(shift).unwrap_or(0);
     }
     mask
 }
