@@ -5,17 +5,8 @@ use std::fmt::Write;
 use crate::alloc;
 use crate::server::{Server, unix_ms};
 
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "backup",
-    "stats",
-    "replication",
-    "cpu",
-    "keyspace",
-];
+/// Sections only `all`, `everything` or their own name show.
+const EXTRA_SECTIONS: &[&str] = &["commandstats", "errorstats", "latencystats"];
 
 /// Every section, in Redis's order (`all` and `everything`).
 const ALL_SECTIONS: &[&str] = &[
@@ -40,7 +31,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
         .iter()
         .copied()
         .filter(|section| {
-            let default = DEFAULT_SECTIONS.contains(section);
+            let default = !EXTRA_SECTIONS.contains(section);
             all || (default && (requested.is_empty() || requested.iter().any(|r| r == "default")))
                 || requested.iter().any(|r| r == section)
         })

@@ -222,6 +222,17 @@ impl Ctx<'_> {
     /// Looks `key` up for reading in the client's database: lazy expiry applied (and
     /// propagated), a keyspace hit or miss counted; `read` sees the value if the key exists.
     pub fn lookup_read<R>(&mut self, key: &[u8], read: impl FnOnce(&Value) -> R) -> Option<R> {
+        let found = self.lookup_quietly(key, read);
+        if found.is_some() {
+            self.server.stats.keyspace_hits += 1;
+        } else {
+            self.server.stats.keyspace_misses += 1;
+        }
+        found
+    }
+
+    /// Like [`Ctx::lookup_read`] without counting a hit or miss (a command that looks again).
+    pub fn lookup_quietly<R>(&mut self, key: &[u8], read: impl FnOnce(&Value) -> R) -> Option<R> {
         let now = self.server.now_ms;
         let db = self.client.db;
         let found = self
@@ -231,11 +242,6 @@ impl Ctx<'_> {
             .get_mut(key, now)
             .map(|entry| read(&entry.value));
         self.server.collect_expired(db);
-        if found.is_some() {
-            self.server.stats.keyspace_hits += 1;
-        } else {
-            self.server.stats.keyspace_misses += 1;
-        }
         found
     }
 
@@ -400,16 +406,7 @@ pub enum Waitable {
 /// Looks at `key` for a blocking command waiting on collections of type `C` (lazy expiry
 /// applied, no reply written).
 pub fn waitable<C: Collection>(ctx: &mut Ctx, key: &[u8]) -> Waitable {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let found = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|entry| C::of(&entry.value).map(C::is_empty));
-    ctx.server.collect_expired(db);
-    match found {
+    match ctx.lookup_quietly(key, |value| C::of(value).map(C::is_empty)) {
         None | Some(Some(true)) => Waitable::Nothing,
         Some(Some(false)) => Waitable::Ready,
         Some(None) => Waitable::WrongType,
