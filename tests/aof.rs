@@ -3,6 +3,8 @@
 //! corruption, legacy files, DEBUG LOADAOF, CONFIG SET appendonly, and kill -9 under
 //! `appendfsync always`.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! moments, Redis 7.0 loading the directory after a rewrite, automatic rewrites, and a rewrite
 //! asked for during a BGSAVE.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::path::Path;

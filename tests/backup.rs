@@ -2,6 +2,8 @@
 //! exact digest for RDB and AOF backups, point-in-time recovery with AOF timestamps, restore
 //! refused while the server runs, and three days of hourly backups on a simulated clock.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::path::Path;

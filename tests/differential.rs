@@ -1,6 +1,8 @@
 //! Differential tests: the same commands against Debian's redis-server 7.0 and amber-server,
 //! replies compared frame by frame (exact types, values and error texts).
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use common::{Frame, ServerProcess};

@@ -2,6 +2,8 @@
 //! MISCONF after a failed background save, kill -9 during a save, and files that Redis 7.0
 //! itself loads with the same digest.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::time::{Duration, Instant};

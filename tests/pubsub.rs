@@ -1,6 +1,8 @@
 //! Pub/Sub with a real client library (the `redis` crate's PubSub), raw RESP2/RESP3 frames,
 //! and a subscriber that does not read being disconnected at the output limit.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::io::{Read, Write};

@@ -1,5 +1,7 @@
 //! Debian's redis-cli and redis-benchmark against amber-server.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::process::Command;

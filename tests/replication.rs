@@ -2,6 +2,8 @@
 //! (PSYNC, full resync from a snapshot, then the write stream), and the raw `SYNC` stream
 //! that Redis's own test suite reads.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use common::{Client, ServerProcess, bulk, digest, info_field, wait_for};

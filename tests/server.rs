@@ -1,6 +1,8 @@
 //! Integration tests against the real amber-server binary: a real client library (the `redis`
 //! crate), pipelining, RESP3, authentication, limits, configuration, expiry and shutdown.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod common;
 
 use std::time::{Duration, Instant};

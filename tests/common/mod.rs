@@ -10,16 +10,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use amber_protocol::Frame;
+pub(crate) use amber_protocol::Frame;
 use bytes::BytesMut;
 
 /// Path of the amber-server binary cargo built for these tests.
-pub fn amber_binary() -> PathBuf {
+pub(crate) fn amber_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_amber-server"))
 }
 
 /// Path of a Redis tool, failing the test with the install command if it is missing.
-pub fn redis_tool(name: &str) -> PathBuf {
+pub(crate) fn redis_tool(name: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin"] {
         let path = Path::new(dir).join(name);
         if path.exists() {
@@ -35,7 +35,7 @@ static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
 
 /// A port nobody listens on right now, below the kernel's ephemeral range (32768 and up), so
 /// that the tests' own client connections can never take it before the server binds it.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let base = 20_000 + (std::process::id() as usize % 200) * 60;
     loop {
         let port = (base + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 12_000) as u16;
@@ -49,7 +49,7 @@ pub fn free_port() -> u16 {
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh, empty directory under the system temp dir.
-pub fn temp_dir(label: &str) -> PathBuf {
+pub(crate) fn temp_dir(label: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("amber-test-{}-{label}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -58,7 +58,7 @@ pub fn temp_dir(label: &str) -> PathBuf {
 }
 
 /// A server process that is killed when dropped.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Option<Child>,
     /// The TCP port it listens on.
     pub port: u16,
@@ -72,27 +72,27 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts amber-server with `extra` flags after the test defaults.
-    pub fn amber(extra: &[&str]) -> ServerProcess {
+    pub(crate) fn amber(extra: &[&str]) -> ServerProcess {
         ServerProcess::start(&amber_binary(), "amber", None, extra)
     }
 
     /// Starts amber-server with a config file (first argument, as redis-server takes it).
-    pub fn amber_with_file(file: &Path, extra: &[&str]) -> ServerProcess {
+    pub(crate) fn amber_with_file(file: &Path, extra: &[&str]) -> ServerProcess {
         ServerProcess::start(&amber_binary(), "amber", Some(file), extra)
     }
 
     /// Starts amber-server in an existing directory (to restart on the same files).
-    pub fn amber_in(dir: &Path, extra: &[&str]) -> ServerProcess {
+    pub(crate) fn amber_in(dir: &Path, extra: &[&str]) -> ServerProcess {
         ServerProcess::start_in(&amber_binary(), dir.to_path_buf(), None, extra)
     }
 
     /// Starts redis-server in an existing directory.
-    pub fn redis_in(dir: &Path, extra: &[&str]) -> ServerProcess {
+    pub(crate) fn redis_in(dir: &Path, extra: &[&str]) -> ServerProcess {
         ServerProcess::start_in(&redis_tool("redis-server"), dir.to_path_buf(), None, extra)
     }
 
     /// Starts Debian's redis-server 7.0 with the same defaults.
-    pub fn redis(extra: &[&str]) -> ServerProcess {
+    pub(crate) fn redis(extra: &[&str]) -> ServerProcess {
         ServerProcess::start(&redis_tool("redis-server"), "redis", None, extra)
     }
 
@@ -194,22 +194,22 @@ impl ServerProcess {
     }
 
     /// A new client connection.
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::connect(self.port)
     }
 
     /// The log so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Waits up to `timeout` for the process to exit; returns its exit code if it did.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut()?;
         while Instant::now() < deadline {
@@ -223,7 +223,7 @@ impl ServerProcess {
     }
 
     /// Stops the process with SIGKILL, keeping its directory.
-    pub fn kill9(mut self) -> PathBuf {
+    pub(crate) fn kill9(mut self) -> PathBuf {
         self.keep_dir = true;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -233,7 +233,7 @@ impl ServerProcess {
     }
 
     /// Sends a signal to the process.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
@@ -255,14 +255,14 @@ impl Drop for ServerProcess {
 }
 
 /// A minimal synchronous RESP client that returns replies as exact frames.
-pub struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Client {
     /// Connects to `127.0.0.1:port`.
-    pub fn connect(port: u16) -> Client {
+    pub(crate) fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -275,19 +275,19 @@ impl Client {
     }
 
     /// Sends bytes as they are.
-    pub fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to server");
     }
 
     /// Sends a command without waiting for its reply.
-    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+    pub(crate) fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         let mut wire = BytesMut::new();
         Frame::command(args).encode(&mut wire);
         self.send_raw(&wire);
     }
 
     /// Reads the next reply, or `None` if the server closed the connection.
-    pub fn read(&mut self) -> Option<Frame> {
+    pub(crate) fn read(&mut self) -> Option<Frame> {
         loop {
             if let Some((frame, used)) = Frame::parse(&self.buffer).expect("valid RESP from server")
             {
@@ -305,34 +305,34 @@ impl Client {
     }
 
     /// Sends a command and returns its reply.
-    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Frame {
+    pub(crate) fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Frame {
         self.send(args);
         self.read().expect("server closed the connection")
     }
 }
 
 /// A bulk string frame.
-pub fn bulk(text: &str) -> Frame {
+pub(crate) fn bulk(text: &str) -> Frame {
     Frame::Bulk(text.as_bytes().to_vec())
 }
 
 /// A simple string frame.
-pub fn simple(text: &str) -> Frame {
+pub(crate) fn simple(text: &str) -> Frame {
     Frame::Simple(text.as_bytes().to_vec())
 }
 
 /// An error frame.
-pub fn error(text: &str) -> Frame {
+pub(crate) fn error(text: &str) -> Frame {
     Frame::Error(text.as_bytes().to_vec())
 }
 
 /// `DEBUG DIGEST` of the server `client` talks to.
-pub fn digest(client: &mut Client) -> Frame {
+pub(crate) fn digest(client: &mut Client) -> Frame {
     client.cmd(&["DEBUG", "DIGEST"])
 }
 
 /// Polls `condition` every 20 ms for up to 20 s.
-pub fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+pub(crate) fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -341,7 +341,7 @@ pub fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
 }
 
 /// One field of `INFO all`.
-pub fn info_field(client: &mut Client, field: &str) -> String {
+pub(crate) fn info_field(client: &mut Client, field: &str) -> String {
     let Frame::Bulk(info) = client.cmd(&["INFO", "all"]) else {
         panic!("INFO is a bulk string")
     };
@@ -352,7 +352,7 @@ pub fn info_field(client: &mut Client, field: &str) -> String {
 }
 
 /// A file or directory of `../shared/fixtures`.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures")
         .join(name);
@@ -365,7 +365,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// The dataset digest Redis recorded for a fixture in its manifest.
-pub fn manifest_digest(dir: &str, name: &str) -> String {
+pub(crate) fn manifest_digest(dir: &str, name: &str) -> String {
     let manifest = std::fs::read_to_string(fixture(&format!("{dir}/manifest.json")))
         .expect("fixture manifest");
     let start = manifest
@@ -377,7 +377,7 @@ pub fn manifest_digest(dir: &str, name: &str) -> String {
 }
 
 /// Runs the amber-server binary with `args` until it exits (for start-ups that must fail).
-pub fn run_amber_to_exit(args: &[&str]) -> std::process::Output {
+pub(crate) fn run_amber_to_exit(args: &[&str]) -> std::process::Output {
     Command::new(amber_binary())
         .args(args)
         .stdin(Stdio::null())

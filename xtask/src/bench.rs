@@ -12,7 +12,7 @@ use crate::tools::{cargo, workspace_root};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Requests per redis-benchmark run.
     #[arg(long, default_value_t = 200_000)]
     pub requests: u32,
@@ -45,7 +45,7 @@ pub struct BenchArgs {
     pub rewrite_only: bool,
 }
 
-pub struct ServerUnderTest {
+pub(crate) struct ServerUnderTest {
     pub name: &'static str,
     child: Child,
     pub port: u16,
@@ -68,7 +68,7 @@ fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTes
     start_with(name, binary, dir, &[])
 }
 
-pub fn start_with(
+pub(crate) fn start_with(
     name: &'static str,
     binary: &Path,
     dir: &Path,
@@ -109,13 +109,13 @@ pub fn start_with(
 
 /// One redis-benchmark result line.
 #[derive(Debug, Clone, Copy)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
 
-pub fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
+pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
     let output = Command::new("redis-benchmark")
         .args([
             "-p",
@@ -157,13 +157,13 @@ pub fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Resu
     })
 }
 
-pub fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
 
 /// Builds the release binary, starts both servers and prints the comparison table.
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     cargo(&["build", "--release", "-p", "amber-server"])?;
     if args.persistence_only {
         return persistence(args);
@@ -244,7 +244,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
-pub fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
+pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
     use std::io::{Read, Write};
     let mut batch = String::new();
     let mut pending = 0u64;
@@ -368,7 +368,7 @@ fn memory(args: &BenchArgs) -> Result<()> {
 }
 
 /// Sends one inline command and returns the reply's text (bulk strings read in full).
-pub fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
+pub(crate) fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
     use std::io::{BufRead, Read, Write};
     stream.write_all(format!("{line}\r\n").as_bytes())?;
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
@@ -387,7 +387,7 @@ pub fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
     Ok(header)
 }
 
-pub fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
+pub(crate) fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
     let info = command(stream, "INFO all")?;
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
@@ -400,7 +400,7 @@ fn restart_time(name: &'static str, binary: &Path, dir: &Path) -> Result<f64> {
 }
 
 /// Like [`restart_time`], with extra server flags.
-pub fn restart_time_with(
+pub(crate) fn restart_time_with(
     name: &'static str,
     binary: &Path,
     dir: &Path,
@@ -417,7 +417,7 @@ pub fn restart_time_with(
 
 /// A background `redis-benchmark` SET load (10 clients over `keys` random keys) that runs
 /// until killed.
-pub fn set_load(port: u16, keys: u64) -> Result<std::process::Child> {
+pub(crate) fn set_load(port: u16, keys: u64) -> Result<std::process::Child> {
     Ok(Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-t", "set", "-n", "100000000"])
         .args(["-c", "10", "-r", &keys.to_string(), "-q"])

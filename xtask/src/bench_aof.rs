@@ -31,7 +31,7 @@ fn binaries() -> [(&'static str, PathBuf); 2] {
 }
 
 /// Runs every comparison and prints the tables.
-pub fn run(args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.rewrite_only {
         return rewrite(args);
     }
@@ -46,7 +46,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// BGREWRITEAOF of the same mixed dataset under a SET load: rewrite time, copy-on-write
 /// memory of the child, then restart time from the rewritten directory, with an RDB-preamble
 /// base and with a command base.
-pub fn rewrite(args: &BenchArgs) -> Result<()> {
+pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
     println!(
         "\nAOF rewrite: {} mixed keys, BGREWRITEAOF under a redis-benchmark SET load (-c 10), one round",
         args.aof_keys

@@ -14,7 +14,7 @@ use crate::tools::{cargo, workspace_root};
 
 /// Options of `cargo xtask redis-tests`.
 #[derive(Args)]
-pub struct RedisTestsArgs {
+pub(crate) struct RedisTestsArgs {
     /// The predefined list of units: core, more or all.
     #[arg(long, default_value = "core")]
     set: String,
@@ -48,7 +48,7 @@ fn exclusions_path() -> PathBuf {
 }
 
 /// Builds the release server, runs the suite and applies the ratchet.
-pub fn run(args: &RedisTestsArgs) -> Result<()> {
+pub(crate) fn run(args: &RedisTestsArgs) -> Result<()> {
     let runner = suite_dir().join("run.sh");
     if !runner.exists() {
         bail!("Redis's test suite is not at {}", runner.display());

@@ -20,7 +20,7 @@ const TOOLS: &[(&str, &str)] = &[
 ];
 
 /// The workspace root (the parent of `xtask/`).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -28,7 +28,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Runs cargo with `args` in the workspace root, failing if it fails.
-pub fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
@@ -54,7 +54,7 @@ fn on_path(name: &str) -> bool {
 /// Makes sure what the tests run is installed: Debian's Redis 7.0 server and tools, and rsync
 /// and OpenSSH (the backup shipping tests start their own sshd). Installs them with apt when
 /// running as root, otherwise says exactly what to install.
-pub fn ensure_redis() -> Result<()> {
+pub(crate) fn ensure_redis() -> Result<()> {
     let mut packages: Vec<&str> = TOOLS
         .iter()
         .filter(|(tool, _)| !on_path(tool))

@@ -1,6 +1,8 @@
 //! Append and read throughput of the AOF: encoding commands into the log buffer, and reading
 //! them back (packed, as the server loads) from a file in memory.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use amber_aof::{AppendLog, CommandReader, Packed, PackedCommand, SimulatedDisk};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -5,6 +5,9 @@
 //! parses and writes manifests, [`AppendLog`] and [`Syncer`] append to any [`Storage`], and
 //! [`SimulatedDisk`] lets tests crash the "disk" at chosen points.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub mod check;
 pub mod command;
 pub mod log;

@@ -3,6 +3,8 @@
 //! `appendfsync always` must be read back after the crash, and a failed fsync must be reported
 //! instead of acknowledged.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use std::sync::Arc;
 use std::sync::mpsc;
 

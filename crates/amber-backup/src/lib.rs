@@ -4,6 +4,8 @@
 //! restored into a data directory ([`restore`]) and shipped to another machine with `rsync`
 //! ([`ship`]).
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod lock;
 pub mod restore;

@@ -2,6 +2,8 @@
 //! hourly backups, verification catching damage, restore refusing a locked directory and
 //! keeping what it replaces, and shipping (to a path, resumed, and checked by checksum).
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

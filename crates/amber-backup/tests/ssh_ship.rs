@@ -2,6 +2,8 @@
 //! rsync are installed by `.ci/run`): the far copy is complete and checked by checksum, and a
 //! ship interrupted midway resumes.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

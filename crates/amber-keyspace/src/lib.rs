@@ -4,6 +4,9 @@
 //! The crate does no I/O and has no notion of clients or commands; the server calls it from the
 //! one thread that owns the keyspace, which is what makes a consistent `fork()` possible.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod build;
 mod db;
 mod dict;

@@ -2,7 +2,7 @@
 //! bytes, and an allocation each would cost more than the bytes themselves.
 
 /// Strings up to this long are stored inside the value (24 bytes in all).
-pub const INLINE: usize = 22;
+pub(crate) const INLINE: usize = 22;
 
 /// A byte string: inline up to [`INLINE`] bytes, on the heap otherwise.
 #[derive(Clone)]

@@ -1,5 +1,7 @@
 //! Throughput of request parsing and reply encoding.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use amber_protocol::{Frame, Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

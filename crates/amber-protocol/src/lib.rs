@@ -7,6 +7,9 @@
 //!
 //! The crate does no I/O and knows nothing about commands: it is usable on its own.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod frame;
 mod inline;
 mod number;

@@ -1,6 +1,8 @@
 //! Property tests: frames survive an encode/parse round trip, and a pipelined request stream
 //! parses to the same requests however it is cut into reads.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use amber_protocol::{Frame, Limits, RequestParser};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;

@@ -1,6 +1,8 @@
 //! Encode and decode throughput per value type, on a synthetic dataset shaped like the one in
 //! REDIS-FACTS (strings and 10-element hashes, lists, sets and sorted sets).
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

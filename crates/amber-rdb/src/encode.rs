@@ -2,20 +2,20 @@
 
 /// Parses a string that Redis would store as an integer (`string2ll` rules: canonical decimal,
 /// no sign but `-`, no leading zeros).
-pub fn canonical_int(bytes: &[u8]) -> Option<i64> {
+pub(crate) fn canonical_int(bytes: &[u8]) -> Option<i64> {
     amber_protocol::parse_i64(bytes)
 }
 
 /// Builds a listpack from its elements, storing integer-looking strings as integers as Redis does.
 #[cfg(test)]
-pub fn listpack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub(crate) fn listpack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut blob = Vec::new();
     listpack_into(&mut blob, items);
     blob
 }
 
 /// Builds a listpack into `blob` (emptied first).
-pub fn listpack_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
+pub(crate) fn listpack_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
     blob.clear();
     blob.extend_from_slice(&[0; 6]);
     let mut count = 0usize;
@@ -38,7 +38,7 @@ pub fn listpack_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a
 
 /// Builds a ziplist (the compact encoding of RDB 9 and older) into `blob` (emptied first),
 /// storing integer-looking strings as integers as Redis does.
-pub fn ziplist_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
+pub(crate) fn ziplist_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a [u8]>) {
     blob.clear();
     blob.extend_from_slice(&[0; 10]);
     let mut count = 0usize;
@@ -69,7 +69,7 @@ pub fn ziplist_into<'a>(blob: &mut Vec<u8>, items: impl IntoIterator<Item = &'a 
 }
 
 /// Bytes a ziplist entry for `item` takes after an entry of `previous_len` bytes.
-pub fn ziplist_entry_len(previous_len: usize, item: &[u8]) -> usize {
+pub(crate) fn ziplist_entry_len(previous_len: usize, item: &[u8]) -> usize {
     let prevlen = if previous_len < 254 { 1 } else { 5 };
     let body = match canonical_int(item) {
         Some(v) if (0..=12).contains(&v) => 1,
@@ -121,7 +121,7 @@ fn push_ziplist_str(blob: &mut Vec<u8>, item: &[u8]) {
 }
 
 /// Bytes a listpack entry for `item` takes, back-length included (to size quicklist nodes).
-pub fn listpack_entry_size(item: &[u8]) -> usize {
+pub(crate) fn listpack_entry_size(item: &[u8]) -> usize {
     let body = match canonical_int(item) {
         Some(v) if (0..=127).contains(&v) => 1,
         Some(v) if (-4096..=4095).contains(&v) => 2,
@@ -217,7 +217,7 @@ pub(crate) fn backlen_matches(bytes: &[u8], len: usize) -> bool {
 
 /// Builds an intset from integers (sorted and deduplicated here), with the narrowest width.
 #[cfg(test)]
-pub fn intset(values: &[i64]) -> Vec<u8> {
+pub(crate) fn intset(values: &[i64]) -> Vec<u8> {
     let mut sorted = values.to_vec();
     let mut blob = Vec::new();
     intset_into(&mut blob, &mut sorted);
@@ -225,7 +225,7 @@ pub fn intset(values: &[i64]) -> Vec<u8> {
 }
 
 /// Builds an intset into `blob` (emptied first) from `values`, which it sorts and deduplicates.
-pub fn intset_into(blob: &mut Vec<u8>, values: &mut Vec<i64>) {
+pub(crate) fn intset_into(blob: &mut Vec<u8>, values: &mut Vec<i64>) {
     values.sort_unstable();
     values.dedup();
     let sorted = values;

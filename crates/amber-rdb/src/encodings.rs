@@ -85,30 +85,30 @@ fn collect<'a>(
 
 /// Decodes a ziplist (Redis ≤ 6.2 lists, hashes and sorted sets).
 #[cfg(test)]
-pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+pub(crate) fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     collect(|visit| visit_ziplist(blob, visit))
 }
 
 /// Decodes a listpack (Redis ≥ 7.0 compact lists, hashes, sets, sorted sets, streams).
-pub fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+pub(crate) fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     collect(|visit| visit_listpack(blob, visit))
 }
 
 /// Decodes an intset (small integer-only sets).
 #[cfg(test)]
-pub fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+pub(crate) fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     collect(|visit| visit_intset(blob, visit))
 }
 
 /// Decodes a zipmap (Redis ≤ 2.4 small hashes) into alternating fields and values.
 #[cfg(test)]
-pub fn zipmap(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
+pub(crate) fn zipmap(blob: &[u8]) -> Result<Vec<Vec<u8>>, ErrorKind> {
     collect(|visit| visit_zipmap(blob, visit))
 }
 
 /// Calls `visit` with each element of a ziplist; returns the element count. The whole blob is
 /// checked: an error may come after some elements were visited.
-pub fn visit_ziplist<'a>(
+pub(crate) fn visit_ziplist<'a>(
     blob: &'a [u8],
     mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
@@ -207,7 +207,7 @@ pub fn visit_ziplist<'a>(
 
 /// Calls `visit` with each element of a listpack; returns the element count. The whole blob is
 /// checked: an error may come after some elements were visited.
-pub fn visit_listpack<'a>(
+pub(crate) fn visit_listpack<'a>(
     blob: &'a [u8],
     mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
@@ -282,7 +282,7 @@ pub fn visit_listpack<'a>(
 }
 
 /// Calls `visit` with each integer of an intset; returns the element count.
-pub fn visit_intset<'a>(
+pub(crate) fn visit_intset<'a>(
     blob: &'a [u8],
     mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {
@@ -311,7 +311,7 @@ pub fn visit_intset<'a>(
 }
 
 /// Calls `visit` with each field and value of a zipmap, alternating; returns the element count.
-pub fn visit_zipmap<'a>(
+pub(crate) fn visit_zipmap<'a>(
     blob: &'a [u8],
     mut visit: impl FnMut(Element<'a>),
 ) -> Result<usize, ErrorKind> {

@@ -19,6 +19,9 @@
 //! Reading is streaming: nothing but the current value is held in memory, and no length field
 //! can make the reader allocate more than the input actually provides.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod encode;
 mod encodings;
 mod error;

@@ -4,7 +4,7 @@ use crate::error::ErrorKind;
 
 /// Decompresses `input` into exactly `expected_len` bytes.
 #[cfg(test)]
-pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKind> {
+pub(crate) fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKind> {
     let mut out = Vec::new();
     decompress_into(input, expected_len, &mut out)?;
     Ok(out)
@@ -12,7 +12,7 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, ErrorKin
 
 /// Decompresses `input` into `out` (emptied first), which must come to exactly
 /// `expected_len` bytes.
-pub fn decompress_into(
+pub(crate) fn decompress_into(
     input: &[u8],
     expected_len: usize,
     out: &mut Vec<u8>,
@@ -83,7 +83,7 @@ const MAX_REF: usize = (1 << 8) + (1 << 3);
 
 /// Compresses `input` with LZF; `None` if the result would not be smaller than `max_len`
 /// bytes (Redis then stores the string uncompressed).
-pub fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
+pub(crate) fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
     thread_local! {
         // Reused between calls: stale slots are harmless, since every candidate is checked to
         // lie before the current position and to match the next three bytes.

@@ -1,6 +1,8 @@
 //! Every RDB file that real Redis wrote in `../shared/fixtures` loads with exactly the content
 //! its manifest lists; and corrupting them in any way gives an error, never a panic.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! passes them, and `redis-server` loads them with the dataset's exact `DEBUG DIGEST` and
 //! the encodings Redis itself chose for that data.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 mod support;
 
 use std::io::{Read, Write};

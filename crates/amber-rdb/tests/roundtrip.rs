@@ -1,6 +1,8 @@
 //! Datasets written by `RdbWriter` read back equal through `RdbReader`, in every encoding the
 //! writer chooses (small and large collections, integers, compressible strings).
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions, types};
 use proptest::prelude::*;
 

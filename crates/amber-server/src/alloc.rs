@@ -14,6 +14,7 @@ pub struct CountingAllocator;
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: `layout` comes from our caller, who upholds `GlobalAlloc::alloc`'s contract.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             USED.fetch_add(chunk_size(layout.size()), Ordering::Relaxed);
@@ -23,10 +24,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         USED.fetch_sub(chunk_size(layout.size()), Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation here is).
         unsafe { System.dealloc(ptr, layout) };
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as `alloc`: the caller's layout, passed on unchanged.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
             USED.fetch_add(chunk_size(layout.size()), Ordering::Relaxed);
@@ -35,6 +38,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr`/`layout` come from `System` through this allocator, and the caller
+        // upholds `realloc`'s contract for `new_size`.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             USED.fetch_add(chunk_size(new_size), Ordering::Relaxed);

@@ -1,22 +1,25 @@
 //! The Amber server: configuration, the event loop, connections and the command layer, on top
-//! of the protocol and keyspace crates. `main.rs` is a thin wrapper around [`start`].
+//! of the protocol, keyspace and persistence crates. `main.rs` is a thin wrapper around
+//! [`run`].
+//!
+//! The layers, outermost first (see `docs/ARCHITECTURE.md`):
+//! * [`net`]: listeners, one task per connection, the cron and signals;
+//! * [`commands`]: the command table and each command's implementation, over a `Ctx`;
+//! * `server`: the state every command works on, owned by the event-loop thread;
+//! * `persistence`, `replication`, `pubsub`: what a command's effects feed.
 
 pub mod alloc;
-pub mod aof;
-pub mod aof_load;
-pub mod aof_rewrite;
-pub mod backup;
-pub mod command_stats;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
-pub mod connection;
 pub mod log;
-pub mod long_double;
-pub mod net;
-pub mod persistence;
-pub mod pubsub;
-pub mod replication;
-pub mod server;
+pub(crate) mod net;
+pub(crate) mod persistence;
+pub(crate) mod pubsub;
+pub(crate) mod replication;
+pub(crate) mod server;
+
+pub use net::run;
+pub use persistence::startup::AlreadyLogged;
 
 /// The Redis version Amber is compatible with, reported where clients look for it.
 pub const REDIS_VERSION: &str = "7.0.15";

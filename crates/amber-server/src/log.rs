@@ -122,8 +122,9 @@ fn timestamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let seconds = now.as_secs() as nix::libc::time_t;
-    // SAFETY: localtime_r only writes into the tm we own.
+    // SAFETY: `tm` is a plain C struct of integers (and a pointer), for which all-zero is valid.
     let mut tm: nix::libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r only reads `seconds` and writes into the `tm` we own.
     unsafe { nix::libc::localtime_r(&seconds, &mut tm) };
     format!(
         "{:02} {} {} {:02}:{:02}:{:02}.{:03}",

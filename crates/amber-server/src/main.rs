@@ -55,9 +55,9 @@ fn main() -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let code = match local.block_on(&runtime, amber_server::net::run(config)) {
+    let code = match local.block_on(&runtime, amber_server::run(config)) {
         Ok(()) => 0,
-        Err(error) if error.is::<amber_server::net::AlreadyLogged>() => 1,
+        Err(error) if error.is::<amber_server::AlreadyLogged>() => 1,
         Err(error) => {
             warning!("{error:#}");
             1

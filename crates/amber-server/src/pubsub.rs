@@ -14,7 +14,7 @@ use crate::server::{ClientInfo, Server};
 
 /// Channels and patterns with their subscribers, in subscription order.
 #[derive(Default)]
-pub struct PubSub {
+pub(crate) struct PubSub {
     channels: HashMap<Vec<u8>, Vec<u64>>,
     patterns: Vec<(Vec<u8>, u64)>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
@@ -23,7 +23,7 @@ pub struct PubSub {
 
 impl PubSub {
     /// Reads the `pubsub` class of `client-output-buffer-limit`.
-    pub fn configure(&mut self, output_limits: &str) {
+    pub(crate) fn configure(&mut self, output_limits: &str) {
         let words: Vec<&str> = output_limits.split_whitespace().collect();
         if let Some(class) = words
             .chunks(4)
@@ -44,7 +44,7 @@ impl PubSub {
     }
 
     /// Adds `client` to `channel`; false if it already listened.
-    pub fn subscribe(&mut self, client: u64, channel: &[u8]) -> bool {
+    pub(crate) fn subscribe(&mut self, client: u64, channel: &[u8]) -> bool {
         let listeners = self.channels.entry(channel.to_vec()).or_default();
         if listeners.contains(&client) {
             return false;
@@ -54,7 +54,7 @@ impl PubSub {
     }
 
     /// Removes `client` from `channel`; false if it did not listen.
-    pub fn unsubscribe(&mut self, client: u64, channel: &[u8]) -> bool {
+    pub(crate) fn unsubscribe(&mut self, client: u64, channel: &[u8]) -> bool {
         let Some(listeners) = self.channels.get_mut(channel) else {
             return false;
         };
@@ -68,7 +68,7 @@ impl PubSub {
     }
 
     /// Adds `client` to `pattern`; false if it already listened.
-    pub fn psubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
+    pub(crate) fn psubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
         if self
             .patterns
             .iter()
@@ -81,7 +81,7 @@ impl PubSub {
     }
 
     /// Removes `client` from `pattern`; false if it did not listen.
-    pub fn punsubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
+    pub(crate) fn punsubscribe(&mut self, client: u64, pattern: &[u8]) -> bool {
         let before = self.patterns.len();
         self.patterns
             .retain(|(p, id)| !(*id == client && p == pattern));
@@ -89,7 +89,7 @@ impl PubSub {
     }
 
     /// Active channels matching `pattern` (all without one), for `PUBSUB CHANNELS`.
-    pub fn channels_matching(&self, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
+    pub(crate) fn channels_matching(&self, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
         self.channels
             .keys()
             .filter(|channel| pattern.is_none_or(|p| glob_match(p, channel, false)))
@@ -97,20 +97,13 @@ impl PubSub {
             .collect()
     }
 
-    /// Whether `client` listens to `channel`.
-    pub fn is_subscribed(&self, client: u64, channel: &[u8]) -> bool {
-        self.channels
-            .get(channel)
-            .is_some_and(|ids| ids.contains(&client))
-    }
-
     /// Subscribers of `channel` (`PUBSUB NUMSUB`).
-    pub fn subscriber_count(&self, channel: &[u8]) -> usize {
+    pub(crate) fn subscriber_count(&self, channel: &[u8]) -> usize {
         self.channels.get(channel).map_or(0, Vec::len)
     }
 
     /// Number of distinct patterns listened to (`PUBSUB NUMPAT`, `pubsub_patterns`).
-    pub fn pattern_count(&self) -> usize {
+    pub(crate) fn pattern_count(&self) -> usize {
         let mut patterns: Vec<&[u8]> = self.patterns.iter().map(|(p, _)| p.as_slice()).collect();
         patterns.sort_unstable();
         patterns.dedup();
@@ -118,7 +111,7 @@ impl PubSub {
     }
 
     /// Number of channels with subscribers (`pubsub_channels`).
-    pub fn channel_count(&self) -> usize {
+    pub(crate) fn channel_count(&self) -> usize {
         self.channels.len()
     }
 }
@@ -146,7 +139,7 @@ fn encode(protocol: Protocol, pattern: Option<&[u8]>, channel: &[u8], message: &
 /// `PUBLISH`: delivers `message` to the subscribers of `channel` and of matching patterns;
 /// returns how many received it. The publisher's own copy (RESP3) goes into `own_out`, ahead
 /// of its reply, as Redis orders them.
-pub fn publish(
+pub(crate) fn publish(
     server: &mut Server,
     publisher: u64,
     own_out: &mut ReplyWriter,

@@ -8,6 +8,8 @@
 //! blocking I/O and fsync what it writes. Its exit code is the closure's return value; a panic
 //! in the child exits with code 70 instead of unwinding into the parent's code.
 
+#![warn(missing_docs)]
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 

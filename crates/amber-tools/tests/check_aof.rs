@@ -1,5 +1,7 @@
 //! `amber-check-aof` against directories real Redis wrote, and against damaged copies.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,5 +1,7 @@
 //! `amber-check-rdb` against files real Redis wrote, and against damaged copies of them.
 
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
 use std::path::PathBuf;
 use std::process::Command;
 

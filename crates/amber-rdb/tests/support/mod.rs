@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The shared fixtures written by real Redis; the tests fail loudly if they are missing.
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
     assert!(
         dir.is_dir(),
@@ -19,7 +19,7 @@ pub fn fixtures() -> PathBuf {
 
 /// A JSON value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Json {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     Number(f64),
@@ -29,21 +29,21 @@ pub enum Json {
 }
 
 impl Json {
-    pub fn get(&self, key: &str) -> Option<&Json> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Json> {
         match self {
             Json::Object(map) => map.get(key),
             _ => None,
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn as_f64(&self) -> Option<f64> {
+    pub(crate) fn as_f64(&self) -> Option<f64> {
         match self {
             Json::Number(n) => Some(*n),
             _ => None,
@@ -52,7 +52,7 @@ impl Json {
 }
 
 /// Parses JSON text (enough of the grammar for the manifests: no surrogate pairs needed).
-pub fn parse_json(text: &str) -> Json {
+pub(crate) fn parse_json(text: &str) -> Json {
     let chars: Vec<char> = text.chars().collect();
     let mut pos = 0;
     parse_value(&chars, &mut pos)
@@ -162,7 +162,7 @@ fn parse_value(c: &[char], pos: &mut usize) -> Json {
 }
 
 /// Decodes standard base64.
-pub fn base64(text: &str) -> Vec<u8> {
+pub(crate) fn base64(text: &str) -> Vec<u8> {
     let value = |ch: u8| -> u32 {
         match ch {
             b'A'..=b'Z' => u32::from(ch - b'A'),
@@ -187,7 +187,7 @@ pub fn base64(text: &str) -> Vec<u8> {
 }
 
 /// SHA-1 as a lowercase hex string.
-pub fn sha1_hex(data: &[u8]) -> String {
+pub(crate) fn sha1_hex(data: &[u8]) -> String {
     amber_keyspace::Digest(amber_keyspace::sha1(data)).hex()
 }
 

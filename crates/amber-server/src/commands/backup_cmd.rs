@@ -8,7 +8,7 @@ use crate::server::Server;
 
 /// `BACKUP NOW`: replies (with the backup's id) once it is written and verified; other clients
 /// are served meanwhile. `BACKUP LIST`: the catalog. `BACKUP STATUS`: the `INFO backup` fields.
-pub fn backup(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn backup(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     if is(sub, "now") && args.len() == 2 {
         now(ctx, args);
@@ -84,7 +84,7 @@ fn list(ctx: &mut Ctx) {
 
 /// `INFO backup`: whether backups are on, the last one (time, status, duration, id), how many
 /// verified backups are kept, and the last ship to the remote.
-pub fn info_section(server: &Server) -> String {
+pub(crate) fn info_section(server: &Server) -> String {
     let state = &server.backup;
     let (last_time, last_status, last_seconds, last_id, last_error) = match &state.last {
         None => (-1, "none", 0.0, String::new(), String::new()),

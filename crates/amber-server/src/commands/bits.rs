@@ -63,7 +63,7 @@ fn bytes_mut<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Option<&'a mut Vec<u8>> {
 }
 
 /// `SETBIT key offset value`
-pub fn setbit(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn setbit(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(offset) = bit_offset(ctx, &args[2], None) else {
         return;
     };
@@ -92,7 +92,7 @@ pub fn setbit(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `GETBIT key offset`
-pub fn getbit(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn getbit(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(offset) = bit_offset(ctx, &args[2], None) else {
         return;
     };
@@ -157,7 +157,7 @@ fn range_mask(index: usize, range: BitRange) -> u8 {
 }
 
 /// `BITCOUNT key [start end [BYTE|BIT]]`
-pub fn bitcount(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bitcount(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(value) = ctx.read_string(&args[1]) else {
         return;
     };
@@ -206,7 +206,7 @@ fn unit_option(ctx: &mut Ctx, arg: Option<&Bytes>) -> Result<bool, Replied> {
 }
 
 /// `BITPOS key bit [start [end [BYTE|BIT]]]`
-pub fn bitpos(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bitpos(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(bit) = ctx.int_arg(&args[2]) else {
         return;
     };
@@ -270,7 +270,7 @@ fn first_bit(bytes: &[u8], range: BitRange, one: bool) -> Option<u64> {
 }
 
 /// `BITOP AND|OR|XOR|NOT destkey key [key ...]`
-pub fn bitop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bitop(ctx: &mut Ctx, args: &[Bytes]) {
     let operation = &args[1];
     let op = if is(operation, "and") {
         BitOp::And
@@ -363,12 +363,12 @@ enum Overflow {
 
 /// `BITFIELD key [GET type offset] [SET type offset value] [INCRBY type offset increment]
 /// [OVERFLOW WRAP|SAT|FAIL] ...`
-pub fn bitfield(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bitfield(ctx: &mut Ctx, args: &[Bytes]) {
     bitfield_generic(ctx, args, false);
 }
 
 /// `BITFIELD_RO key [GET type offset ...]`
-pub fn bitfield_ro(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bitfield_ro(ctx: &mut Ctx, args: &[Bytes]) {
     bitfield_generic(ctx, args, true);
 }
 

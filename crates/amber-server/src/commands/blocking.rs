@@ -12,11 +12,11 @@ use amber_keyspace::{ListValue, ZsetValue};
 use super::lists::{End, end_of, pop_from, read_list, write_list};
 use super::zsets::write_zset;
 use super::{Ctx, Replied, errors, first_ready, is};
-use crate::long_double::LongDouble;
+use crate::commands::long_double::LongDouble;
 
 /// A client waiting for data.
 #[derive(Debug, Clone)]
-pub struct Blocked {
+pub(crate) struct Blocked {
     /// The command to run again when a key is signalled.
     pub args: Vec<Bytes>,
     /// The keys it waits on.
@@ -132,12 +132,12 @@ fn end_name(end: End) -> &'static [u8] {
 }
 
 /// `BLPOP key [key ...] timeout`
-pub fn blpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn blpop(ctx: &mut Ctx, args: &[Bytes]) {
     bpop(ctx, args, End::Left);
 }
 
 /// `BRPOP key [key ...] timeout`
-pub fn brpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn brpop(ctx: &mut Ctx, args: &[Bytes]) {
     bpop(ctx, args, End::Right);
 }
 
@@ -180,12 +180,12 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
 }
 
 /// `BRPOPLPUSH source destination timeout`
-pub fn brpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn brpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
     bmove(ctx, args, End::Right, End::Left, &args[3]);
 }
 
 /// `BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout`
-pub fn blmove(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn blmove(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(from), Some(to)) = (end_of(&args[3]), end_of(&args[4])) else {
         return ctx.error(errors::SYNTAX);
     };
@@ -208,7 +208,7 @@ fn mpop_head<'a>(
 }
 
 /// `BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]`
-pub fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
     let Some((deadline, keys, options)) = mpop_head(ctx, args) else {
         return;
     };
@@ -282,7 +282,7 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
 }
 
 /// `BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]`
-pub fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
     let Some((deadline, keys, options)) = mpop_head(ctx, args) else {
         return;
     };
@@ -301,11 +301,11 @@ pub fn bzmpop(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `BZPOPMIN key [key ...] timeout`
-pub fn bzpopmin(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bzpopmin(ctx: &mut Ctx, args: &[Bytes]) {
     bzpop(ctx, args, false);
 }
 
 /// `BZPOPMAX key [key ...] timeout`
-pub fn bzpopmax(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bzpopmax(ctx: &mut Ctx, args: &[Bytes]) {
     bzpop(ctx, args, true);
 }

@@ -8,7 +8,7 @@ use super::{Ctx, errors, is, subcommand_arity, unknown_subcommand};
 use crate::server::ClientInfo;
 
 /// `PING [message]`
-pub fn ping(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn ping(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len() <= 2 && super::pubsub_cmds::subscribed_ping(ctx, args) {
         return;
     }
@@ -20,12 +20,12 @@ pub fn ping(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `ECHO message`
-pub fn echo(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn echo(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.out.bulk(&args[1]);
 }
 
 /// `QUIT`: replies OK, then the connection closes.
-pub fn quit(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn quit(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.out.ok();
     ctx.client.close_after_reply = true;
 }
@@ -44,7 +44,7 @@ fn check_password(ctx: &mut Ctx, user: &[u8], password: &[u8]) -> bool {
 }
 
 /// `AUTH [username] password`
-pub fn auth(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn auth(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len() > 3 {
         ctx.error(errors::SYNTAX);
         return;
@@ -66,7 +66,7 @@ pub fn auth(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
-pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hello(ctx: &mut Ctx, args: &[Bytes]) {
     let mut version = None;
     if let Some(arg) = args.get(1) {
         match parse_i64(arg) {
@@ -144,7 +144,7 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SELECT index`
-pub fn select(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn select(ctx: &mut Ctx, args: &[Bytes]) {
     match parse_db_index(&args[1], ctx.server.keyspace.db_count()) {
         Err(DbIndexError::NotInteger) => ctx.error(errors::NOT_INTEGER),
         Err(DbIndexError::OutOfRange) => ctx.error(errors::DB_RANGE),
@@ -205,7 +205,7 @@ const CLIENT_HELP: &[&str] = &[
 ];
 
 /// `CLIENT ID|GETNAME|SETNAME|LIST|INFO|KILL|UNBLOCK|HELP`
-pub fn client(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = args[1].to_ascii_lowercase();
     let arity_ok = match sub.as_slice() {
         b"id" | b"getname" | b"info" | b"help" => args.len() == 2,
@@ -303,7 +303,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `RESET`: the connection back to the state of a new one (no transaction, nothing watched,
 /// database 0, RESP2, no name, authenticated only if no password is needed); replies `RESET`.
-pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
     super::pubsub_cmds::unsubscribe_all(ctx.server, ctx.client);
     stop_monitoring(ctx.server, ctx.client.id);
     ctx.client.transaction = None;
@@ -321,7 +321,7 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// `MONITOR`: from now on the connection is shown every command the server executes.
-pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR MONITOR isn't allowed for DENY BLOCKING client");
     }
@@ -333,7 +333,7 @@ pub fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// Takes a client out of MONITOR mode (RESET, disconnection).
-pub fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
+pub(crate) fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
     if let Some(position) = server.monitors.iter().position(|&id| id == client) {
         server.monitors.remove(position);
         if let Some(info) = server.clients.get(&client) {
@@ -343,8 +343,14 @@ pub fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
 }
 
 /// One `CLIENT LIST` line, with Redis 7.0's fields.
-pub fn describe(info: &ClientInfo) -> String {
+pub(crate) fn describe(info: &ClientInfo) -> String {
     let now = std::time::Instant::now();
+    // As Redis: the state flag, then `U` for a Unix-socket client; `N` when there is neither.
+    let flags = match (info.flags, info.unix) {
+        ('N', true) => "U".to_string(),
+        (flag, true) => format!("{flag}U"),
+        (flag, false) => flag.to_string(),
+    };
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
@@ -354,7 +360,7 @@ pub fn describe(info: &ClientInfo) -> String {
         String::from_utf8_lossy(&info.name),
         now.duration_since(info.created).as_secs(),
         now.duration_since(info.last_interaction).as_secs(),
-        info.flags,
+        flags,
         info.db,
         info.subscriptions.0,
         info.subscriptions.1,

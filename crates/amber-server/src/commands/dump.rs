@@ -7,10 +7,10 @@ use amber_rdb::{PayloadError, WriteOptions};
 use bytes::Bytes;
 
 use super::{Ctx, errors, is};
-use crate::persistence::{from_rdb, to_rdb};
+use crate::persistence::rdb::{from_rdb, to_rdb};
 
 /// `DUMP key`
-pub fn dump(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn dump(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let value = ctx
         .db()
@@ -32,7 +32,7 @@ pub fn dump(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]`
-pub fn restore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut replace, mut absolute) = (false, false);
     let mut idle_seconds = None;
     let mut i = 4;

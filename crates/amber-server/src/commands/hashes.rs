@@ -5,7 +5,7 @@ use amber_protocol::parse_i64;
 use bytes::Bytes;
 
 use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
-use crate::long_double::LongDouble;
+use crate::commands::long_double::LongDouble;
 
 /// Runs `read` on the hash under `key` (see [`read_collection`]).
 fn read_hash<R>(
@@ -38,7 +38,7 @@ fn check_pairs(ctx: &mut Ctx, args: &[Bytes], command: &str) -> Result<(), Repli
 }
 
 /// `HSET key field value [field value ...]`
-pub fn hset(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hset(ctx: &mut Ctx, args: &[Bytes]) {
     if check_pairs(ctx, args, "hset").is_err() {
         return;
     }
@@ -55,7 +55,7 @@ pub fn hset(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HMSET key field value [field value ...]`
-pub fn hmset(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hmset(ctx: &mut Ctx, args: &[Bytes]) {
     if check_pairs(ctx, args, "hmset").is_err() {
         return;
     }
@@ -71,7 +71,7 @@ pub fn hmset(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HSETNX key field value`
-pub fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) {
     let exists = match read_hash(ctx, &args[1], |hash| hash.get(&args[2]).is_some()) {
         Ok(exists) => exists.unwrap_or(false),
         Err(Replied) => return,
@@ -90,7 +90,7 @@ pub fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HGET key field`
-pub fn hget(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hget(ctx: &mut Ctx, args: &[Bytes]) {
     match read_hash(ctx, &args[1], |hash| hash.get(&args[2]).map(<[u8]>::to_vec)) {
         Ok(Some(Some(value))) => ctx.out.bulk(&value),
         Ok(_) => ctx.out.null(),
@@ -99,7 +99,7 @@ pub fn hget(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HMGET key field [field ...]`
-pub fn hmget(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hmget(ctx: &mut Ctx, args: &[Bytes]) {
     let values = read_hash(ctx, &args[1], |hash| {
         args[2..]
             .iter()
@@ -118,7 +118,7 @@ pub fn hmget(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HDEL key field [field ...]`
-pub fn hdel(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hdel(ctx: &mut Ctx, args: &[Bytes]) {
     let removed = write_hash(ctx, &args[1], false, |hash, _| {
         args[2..].iter().filter(|field| hash.remove(field)).count()
     });
@@ -130,14 +130,14 @@ pub fn hdel(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HLEN key`
-pub fn hlen(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hlen(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(len) = read_hash(ctx, &args[1], HashValue::len) {
         ctx.out.integer(len.unwrap_or(0) as i64);
     }
 }
 
 /// `HSTRLEN key field`
-pub fn hstrlen(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hstrlen(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(len) = read_hash(ctx, &args[1], |hash| {
         hash.get(&args[2]).map_or(0, <[u8]>::len)
     }) {
@@ -146,7 +146,7 @@ pub fn hstrlen(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HEXISTS key field`
-pub fn hexists(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hexists(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(exists) = read_hash(ctx, &args[1], |hash| hash.get(&args[2]).is_some()) {
         ctx.out.integer(i64::from(exists.unwrap_or(false)));
     }
@@ -163,7 +163,7 @@ fn all_fields(ctx: &mut Ctx, key: &[u8]) -> Result<Pairs, Replied> {
 }
 
 /// `HKEYS key`
-pub fn hkeys(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hkeys(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(pairs) = all_fields(ctx, &args[1]) else {
         return;
     };
@@ -172,7 +172,7 @@ pub fn hkeys(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HVALS key`
-pub fn hvals(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hvals(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(pairs) = all_fields(ctx, &args[1]) else {
         return;
     };
@@ -181,7 +181,7 @@ pub fn hvals(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HGETALL key` (a map in RESP3)
-pub fn hgetall(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hgetall(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(pairs) = all_fields(ctx, &args[1]) else {
         return;
     };
@@ -193,7 +193,7 @@ pub fn hgetall(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HINCRBY key field increment`
-pub fn hincrby(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hincrby(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(by) = ctx.int_arg(&args[3]) else {
         return;
     };
@@ -217,7 +217,7 @@ pub fn hincrby(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HINCRBYFLOAT key field increment`, in long double as Redis computes it.
-pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(by) = LongDouble::parse(&args[3]) else {
         return ctx.error(errors::NOT_FLOAT);
     };
@@ -254,7 +254,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HRANDFIELD key [count [WITHVALUES]]`
-pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, with_values)) = super::random_count_args(ctx, args, Some("withvalues")) else {
         return;
     };
@@ -305,7 +305,7 @@ pub fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
-pub fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(ScanArgs {
         mut cursor,
         pattern,

@@ -25,7 +25,7 @@ const ALL_SECTIONS: &[&str] = &[
 ];
 
 /// Renders the requested sections (`default` when none are named, `all`/`everything` for all).
-pub fn render(server: &Server, requested: &[String]) -> String {
+pub(super) fn render(server: &Server, requested: &[String]) -> String {
     let all = requested.iter().any(|s| s == "all" || s == "everything");
     let wanted: Vec<&str> = ALL_SECTIONS
         .iter()

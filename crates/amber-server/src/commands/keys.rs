@@ -12,7 +12,7 @@ fn collect(ctx: &mut Ctx) {
 }
 
 /// `DEL key [key ...]` and `UNLINK`.
-pub fn del(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let mut deleted = 0;
     for key in &args[1..] {
@@ -27,7 +27,7 @@ pub fn del(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `EXISTS key [key ...]`: counts repeated keys each time.
-pub fn exists(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn exists(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let count = args[1..]
         .iter()
@@ -38,7 +38,7 @@ pub fn exists(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `TOUCH key [key ...]`
-pub fn touch(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn touch(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let count = args[1..]
         .iter()
@@ -49,7 +49,7 @@ pub fn touch(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `TYPE key`
-pub fn type_(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn type_(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let name = ctx
         .db()
@@ -60,7 +60,7 @@ pub fn type_(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `KEYS pattern`
-pub fn keys(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn keys(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let pattern = &args[1];
     let all = pattern.as_ref() == b"*";
@@ -79,7 +79,7 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
-pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn scan(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(mut cursor) = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
@@ -151,7 +151,7 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `RANDOMKEY`
-pub fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let db = ctx.client.db;
     let (database, random) = ctx.server.keyspace.db_with_random(db);
@@ -193,12 +193,12 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
 }
 
 /// `RENAME key newkey`
-pub fn rename(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn rename(ctx: &mut Ctx, args: &[Bytes]) {
     rename_generic(ctx, args, false);
 }
 
 /// `RENAMENX key newkey`
-pub fn renamenx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn renamenx(ctx: &mut Ctx, args: &[Bytes]) {
     rename_generic(ctx, args, true);
 }
 
@@ -212,7 +212,7 @@ fn db_index(ctx: &mut Ctx, arg: &[u8]) -> Result<usize, Replied> {
 }
 
 /// `MOVE key db`
-pub fn move_(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn move_(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(target) = db_index(ctx, &args[2]) else {
         return;
     };
@@ -239,7 +239,7 @@ pub fn move_(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `COPY source destination [DB db] [REPLACE]`
-pub fn copy(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
     let mut target = ctx.client.db;
     let mut replace = false;
     let mut i = 3;
@@ -370,22 +370,22 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
 }
 
 /// `EXPIRE key seconds [NX|XX|GT|LT]`
-pub fn expire(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn expire(ctx: &mut Ctx, args: &[Bytes]) {
     expire_generic(ctx, args, 1000, true, "expire");
 }
 
 /// `PEXPIRE key milliseconds [NX|XX|GT|LT]`
-pub fn pexpire(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn pexpire(ctx: &mut Ctx, args: &[Bytes]) {
     expire_generic(ctx, args, 1, true, "pexpire");
 }
 
 /// `EXPIREAT key unix-seconds [NX|XX|GT|LT]`
-pub fn expireat(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn expireat(ctx: &mut Ctx, args: &[Bytes]) {
     expire_generic(ctx, args, 1000, false, "expireat");
 }
 
 /// `PEXPIREAT key unix-milliseconds [NX|XX|GT|LT]`
-pub fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) {
     expire_generic(ctx, args, 1, false, "pexpireat");
 }
 
@@ -411,12 +411,12 @@ fn ttl_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
 }
 
 /// `TTL key`
-pub fn ttl(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn ttl(ctx: &mut Ctx, args: &[Bytes]) {
     ttl_generic(ctx, &args[1], false);
 }
 
 /// `PTTL key`
-pub fn pttl(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn pttl(ctx: &mut Ctx, args: &[Bytes]) {
     ttl_generic(ctx, &args[1], true);
 }
 
@@ -436,17 +436,17 @@ fn expiretime_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
 }
 
 /// `EXPIRETIME key`
-pub fn expiretime(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn expiretime(ctx: &mut Ctx, args: &[Bytes]) {
     expiretime_generic(ctx, &args[1], false);
 }
 
 /// `PEXPIRETIME key`
-pub fn pexpiretime(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn pexpiretime(ctx: &mut Ctx, args: &[Bytes]) {
     expiretime_generic(ctx, &args[1], true);
 }
 
 /// `PERSIST key`
-pub fn persist(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn persist(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(Some(_)) = expiry_of(ctx, &args[1]) {
         ctx.db().set_expire(&args[1], None);
         ctx.dirty(1);
@@ -475,7 +475,7 @@ const OBJECT_HELP: &[&str] = &[
 ];
 
 /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ|HELP`
-pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn object(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     if is(sub, "help") && args.len() == 2 {
         ctx.out.array(OBJECT_HELP.len());
@@ -515,7 +515,7 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// Why a database index argument was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbIndexError {
+pub(super) enum DbIndexError {
     /// Not an integer.
     NotInteger,
     /// No such database.
@@ -523,7 +523,7 @@ pub enum DbIndexError {
 }
 
 /// Parses a database index for SELECT/SWAPDB-style commands, without replying.
-pub fn parse_db_index(arg: &[u8], db_count: usize) -> Result<usize, DbIndexError> {
+pub(super) fn parse_db_index(arg: &[u8], db_count: usize) -> Result<usize, DbIndexError> {
     let index = parse_i64(arg).ok_or(DbIndexError::NotInteger)?;
     if index < 0 || index >= db_count as i64 {
         Err(DbIndexError::OutOfRange)

@@ -20,7 +20,7 @@ struct Options {
 type Match = ((usize, usize), (usize, usize));
 
 /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`
-pub fn lcs(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lcs(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(a), Some(b)) = (
         string_or_empty(ctx, &args[1]),
         string_or_empty(ctx, &args[2]),

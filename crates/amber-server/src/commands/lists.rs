@@ -64,22 +64,22 @@ fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
 }
 
 /// `LPUSH key element [element ...]`
-pub fn lpush(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lpush(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Left, false);
 }
 
 /// `RPUSH key element [element ...]`
-pub fn rpush(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn rpush(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Right, false);
 }
 
 /// `LPUSHX key element [element ...]`
-pub fn lpushx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lpushx(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Left, true);
 }
 
 /// `RPUSHX key element [element ...]`
-pub fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Right, true);
 }
 
@@ -126,17 +126,17 @@ fn pop(ctx: &mut Ctx, args: &[Bytes], end: End) {
 }
 
 /// `LPOP key [count]`
-pub fn lpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lpop(ctx: &mut Ctx, args: &[Bytes]) {
     pop(ctx, args, End::Left);
 }
 
 /// `RPOP key [count]`
-pub fn rpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn rpop(ctx: &mut Ctx, args: &[Bytes]) {
     pop(ctx, args, End::Right);
 }
 
 /// `LLEN key`
-pub fn llen(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn llen(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(len) = read_list(ctx, &args[1], List::len) {
         ctx.out.integer(len.unwrap_or(0) as i64);
     }
@@ -149,7 +149,7 @@ fn resolve(len: usize, index: i64) -> Option<usize> {
 }
 
 /// `LINDEX key index`
-pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
     // As Redis: a missing key replies nil before the index is parsed.
     match read_list(ctx, &args[1], |_| ()) {
         Ok(Some(())) => {}
@@ -170,7 +170,7 @@ pub fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `LSET key index element`
-pub fn lset(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     // As Redis: the key is looked up (and its type checked) before the index is parsed.
     match read_list(ctx, &args[1], |_| ()) {
         Ok(Some(())) => {}
@@ -215,7 +215,7 @@ fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
 }
 
 /// `LRANGE key start stop`
-pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lrange(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
         return ctx.error(errors::NOT_INTEGER);
     };
@@ -231,7 +231,7 @@ pub fn lrange(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `LTRIM key start stop`
-pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
         return ctx.error(errors::NOT_INTEGER);
     };
@@ -258,7 +258,7 @@ pub fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `LINSERT key BEFORE|AFTER pivot element`
-pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
     let after = if is(&args[2], "after") {
         true
     } else if is(&args[2], "before") {
@@ -289,7 +289,7 @@ pub fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `LREM key count element`
-pub fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(count) = ctx.int_arg(&args[2]) else {
         return;
     };
@@ -341,7 +341,7 @@ fn remove_matching(
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`
-pub fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0i64);
     let mut i = 3;
     while i < args.len() {
@@ -450,7 +450,7 @@ fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End
 }
 
 /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`
-pub fn lmove(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lmove(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(from), Some(to)) = (end_of(&args[3]), end_of(&args[4])) else {
         return ctx.error(errors::SYNTAX);
     };
@@ -458,12 +458,12 @@ pub fn lmove(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `RPOPLPUSH source destination`
-pub fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn rpoplpush(ctx: &mut Ctx, args: &[Bytes]) {
     move_one(ctx, &args[1], &args[2], End::Right, End::Left);
 }
 
 /// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
-pub fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };

@@ -28,7 +28,7 @@ const HELP: &[&str] = &[
 const DEFAULT_SAMPLES: usize = 5;
 
 /// `MEMORY subcommand ...`
-pub fn memory(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn memory(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     match args.len() {
         2 if is(sub, "help") => {

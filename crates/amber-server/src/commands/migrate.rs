@@ -12,7 +12,7 @@ use amber_rdb::WriteOptions;
 use bytes::Bytes;
 
 use super::{Ctx, errors, is};
-use crate::persistence::to_rdb;
+use crate::persistence::rdb::to_rdb;
 
 /// Connections kept at most (the oldest is closed to make room).
 const MAX_CACHED: usize = 64;
@@ -30,23 +30,18 @@ struct Cached {
 
 /// The kept connections, by `host:port`.
 #[derive(Default)]
-pub struct MigrateSockets {
+pub(crate) struct MigrateSockets {
     sockets: HashMap<String, Cached>,
 }
 
 impl MigrateSockets {
     /// Number of kept connections (`migrate_cached_sockets`).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sockets.len()
     }
 
-    /// Whether no connection is kept.
-    pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
-    }
-
     /// Closes the connections idle for longer than ten seconds (from the cron).
-    pub fn close_idle(&mut self) {
+    pub(crate) fn close_idle(&mut self) {
         self.sockets
             .retain(|_, cached| cached.last_use.elapsed() <= CACHE_TTL);
     }
@@ -154,7 +149,7 @@ fn parse(ctx: &mut Ctx, args: &[Bytes]) -> Option<Request> {
 }
 
 /// `MIGRATE ...`
-pub fn migrate(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn migrate(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(request) = parse(ctx, args) else {
         return;
     };

@@ -8,7 +8,7 @@ macro_rules! aof_command {
     };
 }
 
-pub mod backup_cmd;
+pub(crate) mod backup_cmd;
 mod bits;
 mod blocking;
 mod connection;
@@ -18,12 +18,14 @@ mod info;
 mod keys;
 mod lcs;
 mod lists;
+pub(crate) mod long_double;
 mod memory;
 mod migrate;
-pub mod pubsub_cmds;
+pub(crate) mod pubsub_cmds;
 mod server_cmds;
 mod sets;
 mod sort;
+pub(crate) mod stats;
 mod strings;
 mod sync;
 mod table;
@@ -38,44 +40,45 @@ use amber_protocol::{ReplyWriter, parse_i64};
 use bytes::Bytes;
 
 use crate::server::{ClientInfo, Server};
-pub use blocking::Blocked;
-pub use connection::describe as describe_client;
-pub use connection::stop_monitoring;
-pub use migrate::MigrateSockets;
-pub use table::{COMMANDS, CommandSpec, lookup};
+pub(crate) use connection::describe as describe_client;
+pub(crate) use connection::stop_monitoring;
+pub(crate) use migrate::MigrateSockets;
+pub(crate) use table::{CommandSpec, lookup};
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
-pub mod errors {
+pub(crate) mod errors {
     /// A value that must be an integer is not one.
-    pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+    pub(crate) const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
     /// A value that must be a float is not one.
-    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+    pub(crate) const NOT_FLOAT: &str = "ERR value is not a valid float";
     /// Bad option combination or unknown option.
-    pub const SYNTAX: &str = "ERR syntax error";
+    pub(crate) const SYNTAX: &str = "ERR syntax error";
     /// An operation on a key holding another type.
-    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    pub(crate) const WRONGTYPE: &str =
+        "WRONGTYPE Operation against a key holding the wrong kind of value";
     /// A command before `AUTH` on a server with a password.
-    pub const NOAUTH: &str = "NOAUTH Authentication required.";
+    pub(crate) const NOAUTH: &str = "NOAUTH Authentication required.";
     /// A wrong password.
-    pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    pub(crate) const WRONGPASS: &str =
+        "WRONGPASS invalid username-password pair or user is disabled.";
     /// `SELECT`/`MOVE` to a database that does not exist.
-    pub const DB_RANGE: &str = "ERR DB index is out of range";
+    pub(crate) const DB_RANGE: &str = "ERR DB index is out of range";
     /// A result over `proto-max-bulk-len`.
-    pub const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+    pub(crate) const TOO_BIG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
     /// `INCR` past the 64-bit range.
-    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
     /// Writes refused after a failed background save.
-    pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+    pub(crate) const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
     /// A missing key where one is required.
-    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    pub(crate) const NO_SUCH_KEY: &str = "ERR no such key";
 }
 
 /// Marks a failure whose error reply has already been written to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Replied;
+pub(crate) struct Replied;
 
 /// Per-connection state that commands read and change.
-pub struct ClientState {
+pub(crate) struct ClientState {
     /// What `CLIENT LIST` shows, shared with the server.
     pub info: Rc<RefCell<ClientInfo>>,
     /// Selected database.
@@ -116,7 +119,7 @@ pub struct ClientState {
 
 /// Whether the replies to a client's commands are sent (`CLIENT REPLY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyMode {
+pub(crate) enum ReplyMode {
     /// Replies are sent.
     On,
     /// No reply is sent.
@@ -128,11 +131,11 @@ pub enum ReplyMode {
 }
 
 /// The id of the internal client that replays the AOF (it may run DEBUG, as in Redis).
-pub const LOADING_CLIENT_ID: u64 = u64::MAX;
+pub(crate) const LOADING_CLIENT_ID: u64 = u64::MAX;
 
 impl ClientState {
     /// The client that replays an AOF: authenticated, local, never connected.
-    pub fn internal() -> ClientState {
+    pub(crate) fn internal() -> ClientState {
         let info = crate::server::ClientInfo::new(
             LOADING_CLIENT_ID,
             String::new(),
@@ -144,7 +147,7 @@ impl ClientState {
     }
 
     /// A new connection's state: database 0, nothing queued, watched or blocked.
-    pub fn connected(
+    pub(crate) fn connected(
         info: Rc<RefCell<ClientInfo>>,
         id: u64,
         local: bool,
@@ -173,7 +176,7 @@ impl ClientState {
 }
 
 /// Everything a command implementation works with.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// The server state.
     pub server: &'a mut Server,
     /// The calling client.
@@ -184,44 +187,48 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The client's selected database.
-    pub fn db(&mut self) -> &mut Db {
+    pub(crate) fn db(&mut self) -> &mut Db {
         self.server.keyspace.db(self.client.db)
     }
 
     /// Writes an error reply and counts it.
-    pub fn error(&mut self, message: &str) {
+    pub(crate) fn error(&mut self, message: &str) {
         self.server.stats.error_replies += 1;
         self.server.command_stats.record_error(message);
         self.out.error(message);
     }
 
     /// Counts one change to the dataset (for save points and `rdb_changes_since_last_save`).
-    pub fn dirty(&mut self, changes: u64) {
+    pub(crate) fn dirty(&mut self, changes: u64) {
         self.server.dirty += changes;
         self.server.changes += changes;
     }
 
     /// Records the command in the AOF even though it changed nothing (FLUSHDB on an empty
     /// database, as Redis's `forceCommandPropagation`); `dirty` is not counted.
-    pub fn force_propagation(&mut self) {
+    pub(crate) fn force_propagation(&mut self) {
         self.server.changes += 1;
     }
 
     /// Declares that of the command's keys only `keys` changed (WATCH and blocked clients are
     /// told about these alone), for commands whose key specification says more.
-    pub fn modified_only(&mut self, keys: Vec<Bytes>) {
+    pub(crate) fn modified_only(&mut self, keys: Vec<Bytes>) {
         self.server.modified_override = Some(keys);
     }
 
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
     /// expiries made absolute, random choices made explicit). An empty list records nothing.
-    pub fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
+    pub(crate) fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
         self.server.propagation_override = Some(commands);
     }
 
     /// Looks `key` up for reading in the client's database: lazy expiry applied (and
     /// propagated), a keyspace hit or miss counted; `read` sees the value if the key exists.
-    pub fn lookup_read<R>(&mut self, key: &[u8], read: impl FnOnce(&Value) -> R) -> Option<R> {
+    pub(crate) fn lookup_read<R>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&Value) -> R,
+    ) -> Option<R> {
         let found = self.lookup_quietly(key, read);
         if found.is_some() {
             self.server.stats.keyspace_hits += 1;
@@ -232,7 +239,11 @@ impl Ctx<'_> {
     }
 
     /// Like [`Ctx::lookup_read`] without counting a hit or miss (a command that looks again).
-    pub fn lookup_quietly<R>(&mut self, key: &[u8], read: impl FnOnce(&Value) -> R) -> Option<R> {
+    pub(crate) fn lookup_quietly<R>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&Value) -> R,
+    ) -> Option<R> {
         let now = self.server.now_ms;
         let db = self.client.db;
         let found = self
@@ -246,7 +257,7 @@ impl Ctx<'_> {
     }
 
     /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
-    pub fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Replied> {
+    pub(crate) fn read_string(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Replied> {
         let found = self.lookup_read(key, |value| match value {
             Value::Str(value) => Ok(value.as_bytes().into_owned()),
             _ => Err(Replied),
@@ -262,7 +273,7 @@ impl Ctx<'_> {
     }
 
     /// Parses an integer argument, replying the standard error if it is not one.
-    pub fn int_arg(&mut self, arg: &[u8]) -> Result<i64, Replied> {
+    pub(crate) fn int_arg(&mut self, arg: &[u8]) -> Result<i64, Replied> {
         parse_i64(arg).ok_or_else(|| {
             self.error(errors::NOT_INTEGER);
             Replied
@@ -271,7 +282,7 @@ impl Ctx<'_> {
 }
 
 /// A collection type that can be stored under a key (hash, set, sorted set, list).
-pub trait Collection: Default {
+pub(crate) trait Collection: Default {
     /// The collection inside `value`, if it holds this type.
     fn of(value: &Value) -> Option<&Self>;
     /// The collection inside `value`, for changing it, if it holds this type.
@@ -314,7 +325,7 @@ collection!(amber_keyspace::ListValue, List, std::convert::identity);
 
 /// Parses the `numkeys` argument of SINTERCARD, LMPOP, ZMPOP and their blocking forms: a
 /// positive integer, else Redis's one message for every failure (`None`, error replied).
-pub fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
+pub(crate) fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
     match amber_protocol::parse_i64(arg) {
         Some(n) if n > 0 => Some(n as usize),
         _ => {
@@ -327,7 +338,7 @@ pub fn numkeys_arg(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
 /// Parses `count [WITHVALUES|WITHSCORES]` of HRANDFIELD, ZRANDMEMBER and SRANDMEMBER (whose
 /// `option` is `None`) as Redis does: the count within ±`i64::MAX`, and within ±`i64::MAX / 2`
 /// with the option. Returns the count (none given) and whether the option is set.
-pub fn random_count_args(
+pub(crate) fn random_count_args(
     ctx: &mut Ctx,
     args: &[Bytes],
     option: Option<&str>,
@@ -368,7 +379,7 @@ pub fn random_count_args(
 /// Parses the `[LIMIT limit]` options of SINTERCARD and ZINTERCARD as Redis does: any number
 /// of them in order (the last one counts), one message for a negative or unparsable limit;
 /// `None` when an error was replied.
-pub fn limit_option(ctx: &mut Ctx, options: &[Bytes]) -> Option<usize> {
+pub(crate) fn limit_option(ctx: &mut Ctx, options: &[Bytes]) -> Option<usize> {
     let mut limit = 0;
     let mut rest = options;
     while let Some((word, after)) = rest.split_first() {
@@ -394,7 +405,7 @@ pub fn limit_option(ctx: &mut Ctx, options: &[Bytes]) -> Option<usize> {
 
 /// What a blocking command finds under a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waitable {
+pub(crate) enum Waitable {
     /// No key, or an empty collection: nothing to take yet.
     Nothing,
     /// A collection of the wanted type with elements.
@@ -405,7 +416,7 @@ pub enum Waitable {
 
 /// Looks at `key` for a blocking command waiting on collections of type `C` (lazy expiry
 /// applied, no reply written).
-pub fn waitable<C: Collection>(ctx: &mut Ctx, key: &[u8]) -> Waitable {
+pub(crate) fn waitable<C: Collection>(ctx: &mut Ctx, key: &[u8]) -> Waitable {
     match ctx.lookup_quietly(key, |value| C::of(value).map(C::is_empty)) {
         None | Some(Some(true)) => Waitable::Nothing,
         Some(Some(false)) => Waitable::Ready,
@@ -416,7 +427,7 @@ pub fn waitable<C: Collection>(ctx: &mut Ctx, key: &[u8]) -> Waitable {
 /// The first key among `keys` with elements of type `C`, checking types in order as Redis's
 /// blocking commands do: `Err` (WRONGTYPE replied) for another type met first, except while a
 /// woken blocked client is served, where such keys are passed over.
-pub fn first_ready<'k, C: Collection>(
+pub(crate) fn first_ready<'k, C: Collection>(
     ctx: &mut Ctx,
     keys: &'k [Bytes],
 ) -> Result<Option<&'k Bytes>, Replied> {
@@ -436,7 +447,7 @@ pub fn first_ready<'k, C: Collection>(
 
 /// Runs `read` on the collection under `key`: `Ok(None)` if the key is missing, WRONGTYPE
 /// replied (and `Err`) if it holds another type.
-pub fn read_collection<C: Collection, R>(
+pub(crate) fn read_collection<C: Collection, R>(
     ctx: &mut Ctx,
     key: &[u8],
     read: impl FnOnce(&C) -> R,
@@ -464,7 +475,7 @@ pub fn read_collection<C: Collection, R>(
 
 /// Runs `change` on the collection under `key`, creating it first when `create` is set, and
 /// deletes the key if the collection ends up empty. `Ok(None)`: missing and not created.
-pub fn write_collection<C: Collection, R>(
+pub(crate) fn write_collection<C: Collection, R>(
     ctx: &mut Ctx,
     key: &[u8],
     create: bool,
@@ -505,7 +516,7 @@ pub fn write_collection<C: Collection, R>(
 }
 
 /// The arguments of HSCAN, SSCAN and ZSCAN: `cursor [MATCH pattern] [COUNT count]`.
-pub struct ScanArgs {
+pub(crate) struct ScanArgs {
     /// Where to resume.
     pub cursor: u64,
     /// Only elements matching this glob.
@@ -517,7 +528,7 @@ pub struct ScanArgs {
 /// Parses `key cursor [MATCH pattern] [COUNT count]` of HSCAN, SSCAN and ZSCAN in Redis's
 /// order: the cursor, then the key (a missing one gets an empty scan, another type
 /// WRONGTYPE), then the options. `None` once something was replied.
-pub fn scan_args<C: Collection>(
+pub(crate) fn scan_args<C: Collection>(
     ctx: &mut Ctx,
     key: &[u8],
     cursor: &[u8],
@@ -576,12 +587,12 @@ fn scan_options(ctx: &mut Ctx, cursor: u64, options: &[Bytes]) -> Result<ScanArg
 }
 
 /// The string value stored for `bytes`, in Redis's encoding.
-pub fn string_value(bytes: &[u8]) -> Value {
+pub(crate) fn string_value(bytes: &[u8]) -> Value {
     Value::Str(StrValue::from_bytes(bytes))
 }
 
 /// Executes one request (or queues it inside MULTI) and writes its reply.
-pub fn execute(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.server.stats.commands_processed += 1;
     let Some(spec) = lookup(&args[0]) else {
         unknown_command(ctx, args);
@@ -636,7 +647,7 @@ fn check_call(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Strin
 }
 
 /// Executes a command from inside EXEC (already checked when it was queued).
-pub fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
     match lookup(&args[0]) {
         Some(spec) => run(ctx, spec, args),
         None => unknown_command(ctx, args),
@@ -644,7 +655,7 @@ pub fn execute_now(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// Applies one command read from an AOF: no reply is kept, MULTI blocks queue as usual.
-pub fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String> {
+pub(crate) fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String> {
     let Some(spec) = lookup(&args[0]) else {
         return Err(format!(
             "Unknown command '{}'",
@@ -784,7 +795,7 @@ fn unknown_command(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// Replies the error for an unknown subcommand of `command`, as Redis words it.
-pub fn unknown_subcommand(ctx: &mut Ctx, command: &str, sub: &[u8]) {
+pub(crate) fn unknown_subcommand(ctx: &mut Ctx, command: &str, sub: &[u8]) {
     let sub = String::from_utf8_lossy(sub);
     ctx.error(&format!(
         "ERR unknown subcommand '{sub}'. Try {} HELP.",
@@ -793,7 +804,7 @@ pub fn unknown_subcommand(ctx: &mut Ctx, command: &str, sub: &[u8]) {
 }
 
 /// Replies the arity error for a subcommand (`config|get`).
-pub fn subcommand_arity(ctx: &mut Ctx, command: &str, sub: &[u8]) {
+pub(crate) fn subcommand_arity(ctx: &mut Ctx, command: &str, sub: &[u8]) {
     let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
     ctx.error(&format!(
         "ERR wrong number of arguments for '{command}|{sub}' command"
@@ -801,6 +812,6 @@ pub fn subcommand_arity(ctx: &mut Ctx, command: &str, sub: &[u8]) {
 }
 
 /// Whether two arguments are equal ignoring ASCII case.
-pub fn is(arg: &[u8], word: &str) -> bool {
+pub(crate) fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }

@@ -20,7 +20,7 @@ const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
 
 /// Whether `command` is refused because a RESP2 client is in subscribed mode; the error is
 /// replied then.
-pub fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
+pub(crate) fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
     let (channels, patterns) = ctx.client.info.borrow().subscriptions;
     if channels + patterns == 0
         || ctx.out.protocol() == amber_protocol::Protocol::Resp3
@@ -35,7 +35,7 @@ pub fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
 }
 
 /// `PING` while subscribed in RESP2: `pong` and the argument, as an array.
-pub fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
+pub(crate) fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
     let (channels, patterns) = ctx.client.info.borrow().subscriptions;
     if channels + patterns == 0 || ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
         return false;
@@ -60,7 +60,7 @@ fn confirm(ctx: &mut Ctx, kind: &[u8], name: Option<&[u8]>) {
 }
 
 /// `SUBSCRIBE channel [channel ...]`
-pub fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR SUBSCRIBE isn't allowed for a DENY BLOCKING client");
     }
@@ -74,7 +74,7 @@ pub fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `PSUBSCRIBE pattern [pattern ...]`
-pub fn psubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn psubscribe(ctx: &mut Ctx, args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR PSUBSCRIBE isn't allowed for a DENY BLOCKING client");
     }
@@ -88,7 +88,7 @@ pub fn psubscribe(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `UNSUBSCRIBE [channel ...]` (all channels without arguments).
-pub fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
     let channels: Vec<Vec<u8>> = if args.len() > 1 {
         args[1..].iter().map(|c| c.to_vec()).collect()
     } else {
@@ -107,7 +107,7 @@ pub fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `PUNSUBSCRIBE [pattern ...]` (all patterns without arguments).
-pub fn punsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn punsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
     let patterns: Vec<Vec<u8>> = if args.len() > 1 {
         args[1..].iter().map(|p| p.to_vec()).collect()
     } else {
@@ -126,7 +126,7 @@ pub fn punsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// Forgets every subscription of the client (RESET, disconnection).
-pub fn unsubscribe_all(server: &mut crate::server::Server, client: &mut super::ClientState) {
+pub(crate) fn unsubscribe_all(server: &mut crate::server::Server, client: &mut super::ClientState) {
     let id = client.id;
     for channel in std::mem::take(&mut client.channels) {
         server.pubsub.unsubscribe(id, &channel);
@@ -138,7 +138,7 @@ pub fn unsubscribe_all(server: &mut crate::server::Server, client: &mut super::C
 }
 
 /// `PUBLISH channel message`: the number of clients that received it.
-pub fn publish(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn publish(ctx: &mut Ctx, args: &[Bytes]) {
     let id = ctx.client.id;
     let received = crate::pubsub::publish(ctx.server, id, ctx.out, &args[1], &args[2]);
     ctx.out.integer(received as i64);
@@ -162,7 +162,7 @@ const HELP: &[&str] = &[
 ];
 
 /// `PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP`
-pub fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
+pub(crate) fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     if is(sub, "help") && args.len() == 2 {
         ctx.out.array(HELP.len());

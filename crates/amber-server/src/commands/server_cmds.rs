@@ -13,7 +13,7 @@ use crate::log::{self, Level};
 use crate::server::{ShutdownRequest, unix_ms};
 
 /// `DBSIZE`
-pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) {
     let len = ctx.db().len();
     ctx.out.integer(len as i64);
 }
@@ -30,7 +30,7 @@ fn flush_mode(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), Replied> {
 }
 
 /// `FLUSHDB [ASYNC|SYNC]`
-pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
     if flush_mode(ctx, args).is_err() {
         return;
     }
@@ -44,7 +44,7 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `FLUSHALL [ASYNC|SYNC]`
-pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
     if flush_mode(ctx, args).is_err() {
         return;
     }
@@ -67,7 +67,7 @@ pub fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SWAPDB index1 index2`
-pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
     let count = ctx.server.keyspace.db_count();
     let first = match parse_db_index(&args[1], count) {
         Err(DbIndexError::NotInteger) => return ctx.error("ERR invalid first DB index"),
@@ -90,7 +90,7 @@ pub fn swapdb(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `INFO [section ...]`
-pub fn info(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn info(ctx: &mut Ctx, args: &[Bytes]) {
     let sections: Vec<String> = args[1..]
         .iter()
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
@@ -100,7 +100,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `TIME`
-pub fn time(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn time(ctx: &mut Ctx, _args: &[Bytes]) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -110,7 +110,7 @@ pub fn time(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// `LASTSAVE`
-pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.out.integer(ctx.server.last_save);
 }
 
@@ -192,7 +192,7 @@ fn command_getkeys(ctx: &mut Ctx, command: &[Bytes]) {
 }
 
 /// `COMMAND [COUNT|INFO|DOCS|LIST|GETKEYS]`
-pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn command(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(sub) = args.get(1) else {
         ctx.out.array(COMMANDS.len());
         COMMANDS.iter().for_each(|spec| command_info(ctx, spec));
@@ -236,7 +236,7 @@ pub fn command(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `CONFIG GET|SET|RESETSTAT|REWRITE|HELP`
-pub fn config(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn config(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     if is(sub, "get") && args.len() >= 3 {
         let patterns: Vec<&[u8]> = args[2..].iter().map(|p| p.as_ref()).collect();
@@ -336,7 +336,7 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
 }
 
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`
-pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
     for arg in &args[1..] {
         if !["nosave", "save", "now", "force", "abort"]
             .iter()
@@ -365,7 +365,7 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `DEBUG <subcommand>`, governed by `enable-debug-command`.
-pub fn debug(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
     let allowed = match ctx.server.settings.enable_debug_command.as_str() {
         "yes" => true,
         "local" => ctx.client.local,
@@ -584,7 +584,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
 }
 
 /// `SAVE`
-pub fn save(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn save(ctx: &mut Ctx, _args: &[Bytes]) {
     match ctx.server.save_now() {
         Ok(()) => ctx.out.ok(),
         Err(message) => ctx.error(&message),
@@ -592,7 +592,7 @@ pub fn save(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// `BGSAVE [SCHEDULE]`
-pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
     let schedule = match args.get(1) {
         None => false,
         Some(arg) if args.len() == 2 && is(arg, "schedule") => true,
@@ -615,7 +615,7 @@ pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `BGREWRITEAOF`
-pub fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
     if ctx.client.in_exec && ctx.server.aof_rewrite.child.is_none() {
         ctx.server.aof_rewrite.scheduled = true;
         return ctx
@@ -623,10 +623,10 @@ pub fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
             .simple("Background append only file rewriting scheduled");
     }
     match ctx.server.start_aof_rewrite() {
-        Ok(crate::aof_rewrite::RewriteStart::Started) => ctx
+        Ok(crate::persistence::aof_rewrite::RewriteStart::Started) => ctx
             .out
             .simple("Background append only file rewriting started"),
-        Ok(crate::aof_rewrite::RewriteStart::Scheduled) => {
+        Ok(crate::persistence::aof_rewrite::RewriteStart::Scheduled) => {
             ctx.server.aof_rewrite.consecutive_failures = 0;
             ctx.out
                 .simple("Background append only file rewriting scheduled")

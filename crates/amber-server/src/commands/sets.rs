@@ -31,7 +31,7 @@ fn reply_members(ctx: &mut Ctx, members: &[Vec<u8>]) {
 }
 
 /// `SADD key member [member ...]`
-pub fn sadd(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sadd(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(Some(added)) = write_set(ctx, &args[1], true, |set, max| {
         args[2..].iter().filter(|m| set.add(m, max)).count()
     }) {
@@ -41,7 +41,7 @@ pub fn sadd(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SREM key member [member ...]`
-pub fn srem(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn srem(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(removed) = write_set(ctx, &args[1], false, |set, _| {
         args[2..].iter().filter(|m| set.remove(m)).count()
     }) {
@@ -52,21 +52,21 @@ pub fn srem(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SCARD key`
-pub fn scard(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn scard(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(len) = read_set(ctx, &args[1], SetValue::len) {
         ctx.out.integer(len.unwrap_or(0) as i64);
     }
 }
 
 /// `SISMEMBER key member`
-pub fn sismember(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sismember(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(found) = read_set(ctx, &args[1], |set| set.contains(&args[2])) {
         ctx.out.integer(i64::from(found.unwrap_or(false)));
     }
 }
 
 /// `SMISMEMBER key member [member ...]`
-pub fn smismember(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn smismember(ctx: &mut Ctx, args: &[Bytes]) {
     let found = read_set(ctx, &args[1], |set| {
         args[2..]
             .iter()
@@ -82,7 +82,7 @@ pub fn smismember(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SMEMBERS key`
-pub fn smembers(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn smembers(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(members) = read_set(ctx, &args[1], SetValue::members) {
         reply_members(ctx, &members.unwrap_or_default());
     }
@@ -169,37 +169,37 @@ fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra)
 }
 
 /// `SINTER key [key ...]`
-pub fn sinter(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sinter(ctx: &mut Ctx, args: &[Bytes]) {
     algebra(ctx, &args[1..], Algebra::Inter);
 }
 
 /// `SUNION key [key ...]`
-pub fn sunion(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sunion(ctx: &mut Ctx, args: &[Bytes]) {
     algebra(ctx, &args[1..], Algebra::Union);
 }
 
 /// `SDIFF key [key ...]`
-pub fn sdiff(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sdiff(ctx: &mut Ctx, args: &[Bytes]) {
     algebra(ctx, &args[1..], Algebra::Diff);
 }
 
 /// `SINTERSTORE destination key [key ...]`
-pub fn sinterstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sinterstore(ctx: &mut Ctx, args: &[Bytes]) {
     algebra_store(ctx, &args[1], &args[2..], Algebra::Inter);
 }
 
 /// `SUNIONSTORE destination key [key ...]`
-pub fn sunionstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sunionstore(ctx: &mut Ctx, args: &[Bytes]) {
     algebra_store(ctx, &args[1], &args[2..], Algebra::Union);
 }
 
 /// `SDIFFSTORE destination key [key ...]`
-pub fn sdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
     algebra_store(ctx, &args[1], &args[2..], Algebra::Diff);
 }
 
 /// `SINTERCARD numkeys key [key ...] [LIMIT limit]`
-pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };
@@ -218,7 +218,7 @@ pub fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SMOVE source destination member`
-pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn smove(ctx: &mut Ctx, args: &[Bytes]) {
     let (source, destination, member) = (&args[1], &args[2], &args[3]);
     let Ok(present) = read_set(ctx, source, |set| set.contains(member)) else {
         return;
@@ -248,7 +248,7 @@ pub fn smove(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SPOP key [count]`
-pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn spop(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len() > 3 {
         return ctx.error(errors::SYNTAX);
     }
@@ -306,7 +306,7 @@ pub fn spop(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SRANDMEMBER key [count]`
-pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, _)) = super::random_count_args(ctx, args, None) else {
         return;
     };
@@ -344,7 +344,7 @@ pub fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
-pub fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(ScanArgs {
         mut cursor,
         pattern,

@@ -29,12 +29,12 @@ struct Item {
 }
 
 /// `SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA] [STORE dst]`
-pub fn sort(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sort(ctx: &mut Ctx, args: &[Bytes]) {
     sort_generic(ctx, args, false);
 }
 
 /// `SORT_RO key ...`: SORT without STORE.
-pub fn sort_ro(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sort_ro(ctx: &mut Ctx, args: &[Bytes]) {
     sort_generic(ctx, args, true);
 }
 

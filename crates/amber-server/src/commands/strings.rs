@@ -5,11 +5,11 @@ use amber_protocol::parse_i64;
 use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, string_value};
-use crate::long_double::LongDouble;
+use crate::commands::long_double::LongDouble;
 
 /// Where a command's expiry argument puts the key's TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpireArg {
+pub(super) enum ExpireArg {
     /// No expiry option: the key loses any TTL.
     None,
     /// `KEEPTTL`.
@@ -22,7 +22,12 @@ pub enum ExpireArg {
 
 /// Converts `EX/PX/EXAT/PXAT value` into an absolute time, or `None` if invalid (Redis's
 /// "invalid expire time" error: not positive, or overflowing).
-pub fn absolute_expire(unit_ms: i64, relative: bool, value: i64, now_ms: i64) -> Option<i64> {
+pub(super) fn absolute_expire(
+    unit_ms: i64,
+    relative: bool,
+    value: i64,
+    now_ms: i64,
+) -> Option<i64> {
     if value <= 0 {
         return None;
     }
@@ -84,7 +89,7 @@ pub(super) fn string_entry<'a>(
 }
 
 /// `GET key`
-pub fn get(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn get(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(value) = ctx.read_string(&args[1]) {
         match value {
             Some(bytes) => ctx.out.bulk(&bytes),
@@ -162,7 +167,7 @@ fn expire_unit(arg: &[u8]) -> Option<(i64, bool)> {
 }
 
 /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL]`
-pub fn set(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn set(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(options) = parse_set_options(ctx, &args[3..], "set") else {
         return;
     };
@@ -205,7 +210,7 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `SETNX key value`
-pub fn setnx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn setnx(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     if ctx.db().exists(&args[1], now) {
         ctx.out.integer(0);
@@ -237,17 +242,17 @@ fn set_with_expire(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, command: &str) {
 }
 
 /// `SETEX key seconds value`
-pub fn setex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn setex(ctx: &mut Ctx, args: &[Bytes]) {
     set_with_expire(ctx, args, 1000, "setex");
 }
 
 /// `PSETEX key milliseconds value`
-pub fn psetex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn psetex(ctx: &mut Ctx, args: &[Bytes]) {
     set_with_expire(ctx, args, 1, "psetex");
 }
 
 /// `MGET key [key ...]`: nil for missing keys and keys of other types.
-pub fn mget(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn mget(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     ctx.out.array(args.len() - 1);
     for key in &args[1..] {
@@ -274,7 +279,7 @@ pub fn mget(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `MSET key value [key value ...]`
-pub fn mset(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn mset(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len().is_multiple_of(2) {
         ctx.error("ERR wrong number of arguments for 'mset' command");
         return;
@@ -286,7 +291,7 @@ pub fn mset(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `MSETNX key value [key value ...]`: all or nothing.
-pub fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len().is_multiple_of(2) {
         ctx.error("ERR wrong number of arguments for 'msetnx' command");
         return;
@@ -306,7 +311,7 @@ pub fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `GETSET key value`
-pub fn getset(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn getset(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(old) = ctx.read_string(&args[1]) else {
         return;
     };
@@ -318,7 +323,7 @@ pub fn getset(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `GETDEL key`
-pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(old) = ctx.read_string(&args[1]) else {
         return;
     };
@@ -334,7 +339,7 @@ pub fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `GETEX key [EX|PX|EXAT|PXAT n|PERSIST]`
-pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn getex(ctx: &mut Ctx, args: &[Bytes]) {
     // As Redis: the options' shape first, then the key, then the expiry's value.
     let mut persist = false;
     let mut relative: Option<((i64, bool), &Bytes)> = None;
@@ -406,7 +411,7 @@ pub fn getex(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `APPEND key value`
-pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn append(ctx: &mut Ctx, args: &[Bytes]) {
     let limit = ctx.server.settings.proto_max_bulk_len;
     let new_len = match string_entry(ctx, &args[1]) {
         Err(Replied) => return,
@@ -435,7 +440,7 @@ pub fn append(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `STRLEN key`
-pub fn strlen(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn strlen(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(value) = ctx.read_string(&args[1]) {
         ctx.out.integer(value.map_or(0, |v| v.len()) as i64);
     }
@@ -470,24 +475,24 @@ fn increment(ctx: &mut Ctx, key: &[u8], by: i64) {
 }
 
 /// `INCR key`
-pub fn incr(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn incr(ctx: &mut Ctx, args: &[Bytes]) {
     increment(ctx, &args[1], 1);
 }
 
 /// `DECR key`
-pub fn decr(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn decr(ctx: &mut Ctx, args: &[Bytes]) {
     increment(ctx, &args[1], -1);
 }
 
 /// `INCRBY key increment`
-pub fn incrby(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn incrby(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(by) = ctx.int_arg(&args[2]) {
         increment(ctx, &args[1], by);
     }
 }
 
 /// `DECRBY key decrement`
-pub fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(by) = ctx.int_arg(&args[2]) else {
         return;
     };
@@ -498,7 +503,7 @@ pub fn decrby(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// Parses a float as Redis's `string2ld` accepts it: the whole string, no spaces, not NaN.
-pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+pub(super) fn parse_float(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.is_empty()
         || text.starts_with(char::is_whitespace)
@@ -516,7 +521,7 @@ pub fn parse_float(bytes: &[u8]) -> Option<f64> {
 }
 
 /// `INCRBYFLOAT key increment`, in long double arithmetic as Redis computes it.
-pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     let current = match ctx.read_string(&args[1]) {
         Err(Replied) => return,
         Ok(None) => Some(LongDouble::ZERO),
@@ -548,7 +553,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `GETRANGE key start end`
-pub fn getrange(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn getrange(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
         ctx.error(errors::NOT_INTEGER);
         return;
@@ -586,7 +591,7 @@ fn byte_range(len: i64, mut start: i64, mut end: i64) -> Option<(usize, usize)> 
 }
 
 /// `SETRANGE key offset value`
-pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(offset) = ctx.int_arg(&args[2]) else {
         return;
     };

@@ -7,7 +7,7 @@ use super::{Ctx, is};
 
 /// `SYNC` and `PSYNC replid offset`: the connection becomes a replica; a snapshot follows (see
 /// [`crate::replication`]).
-pub fn sync(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
     if ctx.client.replica {
         return;
     }
@@ -49,7 +49,7 @@ pub fn sync(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `REPLCONF option value ...`: what a replica tells its master about itself (`ACK` gets no
 /// reply, as in Redis).
-pub fn replconf(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn replconf(ctx: &mut Ctx, args: &[Bytes]) {
     if args.len().is_multiple_of(2) {
         return ctx.error(super::errors::SYNTAX);
     }

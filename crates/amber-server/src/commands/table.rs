@@ -11,30 +11,30 @@ use super::{
 use bytes::Bytes;
 
 /// A command implementation.
-pub type Handler = fn(&mut Ctx, &[Bytes]);
+pub(super) type Handler = fn(&mut Ctx, &[Bytes]);
 
 /// A set of command flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flags(u32);
+pub(crate) struct Flags(u32);
 
 /// Changes the dataset.
-pub const WRITE: Flags = Flags(1);
+pub(super) const WRITE: Flags = Flags(1);
 /// Only reads the dataset.
-pub const READONLY: Flags = Flags(2);
+pub(super) const READONLY: Flags = Flags(2);
 /// May grow memory use.
-pub const DENYOOM: Flags = Flags(4);
+pub(super) const DENYOOM: Flags = Flags(4);
 /// Administrative.
-pub const ADMIN: Flags = Flags(8);
+pub(super) const ADMIN: Flags = Flags(8);
 /// Constant or logarithmic time.
-pub const FAST: Flags = Flags(16);
+pub(super) const FAST: Flags = Flags(16);
 /// Allowed before authentication.
-pub const NO_AUTH: Flags = Flags(32);
+pub(super) const NO_AUTH: Flags = Flags(32);
 /// Allowed while the dataset loads.
-pub const LOADING: Flags = Flags(64);
+pub(super) const LOADING: Flags = Flags(64);
 /// Allowed on a stale replica.
-pub const STALE: Flags = Flags(128);
+pub(super) const STALE: Flags = Flags(128);
 /// Not allowed in scripts.
-pub const NOSCRIPT: Flags = Flags(256);
+pub(super) const NOSCRIPT: Flags = Flags(256);
 
 const NAMES: &[(Flags, &str)] = &[
     (WRITE, "write"),
@@ -50,12 +50,12 @@ const NAMES: &[(Flags, &str)] = &[
 
 impl Flags {
     /// Whether every flag of `other` is set.
-    pub fn contains(self, other: Flags) -> bool {
+    pub(crate) fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// The flag names `COMMAND INFO` lists.
-    pub fn names(self) -> Vec<&'static str> {
+    pub(crate) fn names(self) -> Vec<&'static str> {
         NAMES
             .iter()
             .filter(|(flag, _)| self.contains(*flag))
@@ -72,7 +72,7 @@ impl std::ops::BitOr for Flags {
 }
 
 /// One command.
-pub struct CommandSpec {
+pub(crate) struct CommandSpec {
     /// Lower-case name.
     pub name: &'static str,
     /// The implementation.
@@ -136,7 +136,7 @@ const PUBSUB: &str = "pubsub";
 const C: &str = "connection";
 
 /// Every command Amber implements.
-pub static COMMANDS: &[CommandSpec] = &[
+pub(super) static COMMANDS: &[CommandSpec] = &[
     cmd(
         "ping",
         connection::ping,
@@ -1810,7 +1810,7 @@ fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
 }
 
 /// Finds a command by name, ignoring case.
-pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+pub(crate) fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     let mut lower = [0u8; 32];
     if name.len() > lower.len() {
         return None;

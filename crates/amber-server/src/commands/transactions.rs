@@ -8,7 +8,7 @@ use super::{Ctx, execute_now, table};
 
 /// A transaction being queued by one client.
 #[derive(Debug, Default)]
-pub struct Transaction {
+pub(crate) struct Transaction {
     /// Commands queued since MULTI.
     pub queued: Vec<Vec<Bytes>>,
     /// Set when a command was refused while queueing: EXEC will abort.
@@ -17,7 +17,7 @@ pub struct Transaction {
 
 /// One key a client watches.
 #[derive(Debug, Clone)]
-pub struct WatchedKey {
+pub(crate) struct WatchedKey {
     /// Database index.
     pub db: usize,
     /// The key.
@@ -27,7 +27,7 @@ pub struct WatchedKey {
 }
 
 /// Whether `args` must be queued rather than executed, for a client inside MULTI.
-pub fn queues(name: &str) -> bool {
+pub(super) fn queues(name: &str) -> bool {
     !matches!(
         name,
         "exec" | "discard" | "multi" | "watch" | "unwatch" | "quit" | "reset"
@@ -35,7 +35,7 @@ pub fn queues(name: &str) -> bool {
 }
 
 /// `MULTI`
-pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn multi(ctx: &mut Ctx, _args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR MULTI calls can not be nested");
     }
@@ -44,7 +44,7 @@ pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// `DISCARD`
-pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn discard(ctx: &mut Ctx, _args: &[Bytes]) {
     if ctx.client.transaction.take().is_none() {
         return ctx.error("ERR DISCARD without MULTI");
     }
@@ -53,7 +53,7 @@ pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// `EXEC`
-pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
     let Some(transaction) = ctx.client.transaction.take() else {
         return ctx.error("ERR EXEC without MULTI");
     };
@@ -81,7 +81,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
 }
 
 /// Queues `args` inside MULTI.
-pub fn queue(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn queue(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(transaction) = ctx.client.transaction.as_mut() {
         transaction.queued.push(args.to_vec());
     }
@@ -89,14 +89,14 @@ pub fn queue(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// Marks the open transaction as failed (a command was refused while queueing).
-pub fn flag_failed(ctx: &mut Ctx) {
+pub(super) fn flag_failed(ctx: &mut Ctx) {
     if let Some(transaction) = ctx.client.transaction.as_mut() {
         transaction.failed = true;
     }
 }
 
 /// `WATCH key [key ...]`
-pub fn watch(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn watch(ctx: &mut Ctx, args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR WATCH inside MULTI is not allowed");
     }
@@ -127,13 +127,13 @@ pub fn watch(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `UNWATCH`
-pub fn unwatch(ctx: &mut Ctx, _args: &[Bytes]) {
+pub(super) fn unwatch(ctx: &mut Ctx, _args: &[Bytes]) {
     unwatch_all(ctx);
     ctx.out.ok();
 }
 
 /// Forgets every key the client watches.
-pub fn unwatch_all(ctx: &mut Ctx) {
+pub(super) fn unwatch_all(ctx: &mut Ctx) {
     let id = ctx.client.id;
     for watched in ctx.client.watching.drain(..) {
         ctx.server.remove_watcher(id, watched.db, watched.key);
@@ -155,7 +155,7 @@ fn watch_invalidated(ctx: &mut Ctx) -> bool {
 
 /// The keys of a command: its key specification's range, or for commands whose keys move
 /// (a `numkeys` argument, SORT's `STORE`, MIGRATE's `KEYS`), where they are in `args`.
-pub fn command_keys<'a>(
+pub(super) fn command_keys<'a>(
     spec: &table::CommandSpec,
     args: &'a [Bytes],
 ) -> impl Iterator<Item = &'a Bytes> {
@@ -165,7 +165,7 @@ pub fn command_keys<'a>(
 }
 
 /// The positions of a command's keys in `args` (see [`command_keys`]).
-pub fn key_positions(spec: &table::CommandSpec, args: &[Bytes]) -> Vec<usize> {
+pub(super) fn key_positions(spec: &table::CommandSpec, args: &[Bytes]) -> Vec<usize> {
     let numkeys_at = |index: usize| {
         args.get(index)
             .and_then(|n| amber_protocol::parse_i64(n))

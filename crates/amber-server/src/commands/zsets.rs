@@ -33,7 +33,7 @@ fn score_arg(bytes: &[u8]) -> Option<f64> {
 }
 
 /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]`
-pub fn zadd(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zadd(ctx: &mut Ctx, args: &[Bytes]) {
     add(ctx, args, false);
 }
 
@@ -133,12 +133,12 @@ fn add(ctx: &mut Ctx, args: &[Bytes], incr_command: bool) {
 }
 
 /// `ZINCRBY key increment member`
-pub fn zincrby(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zincrby(ctx: &mut Ctx, args: &[Bytes]) {
     add(ctx, args, true);
 }
 
 /// `ZREM key member [member ...]`
-pub fn zrem(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrem(ctx: &mut Ctx, args: &[Bytes]) {
     let removed = write_zset(ctx, &args[1], false, |zset, _| {
         args[2..].iter().filter(|m| zset.remove(m)).count()
     });
@@ -150,14 +150,14 @@ pub fn zrem(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `ZCARD key`
-pub fn zcard(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zcard(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(len) = read_zset(ctx, &args[1], ZsetValue::len) {
         ctx.out.integer(len.unwrap_or(0) as i64);
     }
 }
 
 /// `ZSCORE key member`
-pub fn zscore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zscore(ctx: &mut Ctx, args: &[Bytes]) {
     match read_zset(ctx, &args[1], |zset| zset.score(&args[2])) {
         Ok(Some(Some(score))) => ctx.out.double(score),
         Ok(_) => ctx.out.null(),
@@ -166,7 +166,7 @@ pub fn zscore(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `ZMSCORE key member [member ...]`
-pub fn zmscore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zmscore(ctx: &mut Ctx, args: &[Bytes]) {
     let scores = read_zset(ctx, &args[1], |zset| {
         args[2..].iter().map(|m| zset.score(m)).collect::<Vec<_>>()
     });
@@ -194,12 +194,12 @@ fn rank(ctx: &mut Ctx, args: &[Bytes], reverse: bool) {
 }
 
 /// `ZRANK key member`
-pub fn zrank(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrank(ctx: &mut Ctx, args: &[Bytes]) {
     rank(ctx, args, false);
 }
 
 /// `ZREVRANK key member`
-pub fn zrevrank(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrevrank(ctx: &mut Ctx, args: &[Bytes]) {
     rank(ctx, args, true);
 }
 
@@ -449,32 +449,32 @@ fn range_generic(ctx: &mut Ctx, args: &[Bytes], mut by: By, mut reverse: bool, a
 }
 
 /// `ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]`
-pub fn zrange(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrange(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Rank, false, true);
 }
 
 /// `ZREVRANGE key start stop [WITHSCORES]`
-pub fn zrevrange(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrevrange(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Rank, true, false);
 }
 
 /// `ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]`
-pub fn zrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Score, false, false);
 }
 
 /// `ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]`
-pub fn zrevrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrevrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Score, true, false);
 }
 
 /// `ZRANGEBYLEX key min max [LIMIT offset count]`
-pub fn zrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Lex, false, false);
 }
 
 /// `ZREVRANGEBYLEX key max min [LIMIT offset count]`
-pub fn zrevrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrevrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
     range_generic(ctx, args, By::Lex, true, false);
 }
 
@@ -493,12 +493,12 @@ fn count_generic(ctx: &mut Ctx, args: &[Bytes], by: By) {
 }
 
 /// `ZCOUNT key min max`
-pub fn zcount(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zcount(ctx: &mut Ctx, args: &[Bytes]) {
     count_generic(ctx, args, By::Score);
 }
 
 /// `ZLEXCOUNT key min max`
-pub fn zlexcount(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zlexcount(ctx: &mut Ctx, args: &[Bytes]) {
     count_generic(ctx, args, By::Lex);
 }
 
@@ -526,17 +526,17 @@ fn remove_range(ctx: &mut Ctx, args: &[Bytes], by: By) {
 }
 
 /// `ZREMRANGEBYRANK key start stop`
-pub fn zremrangebyrank(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zremrangebyrank(ctx: &mut Ctx, args: &[Bytes]) {
     remove_range(ctx, args, By::Rank);
 }
 
 /// `ZREMRANGEBYSCORE key min max`
-pub fn zremrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zremrangebyscore(ctx: &mut Ctx, args: &[Bytes]) {
     remove_range(ctx, args, By::Score);
 }
 
 /// `ZREMRANGEBYLEX key min max`
-pub fn zremrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zremrangebylex(ctx: &mut Ctx, args: &[Bytes]) {
     remove_range(ctx, args, By::Lex);
 }
 
@@ -583,17 +583,17 @@ fn pop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
 }
 
 /// `ZPOPMIN key [count]`
-pub fn zpopmin(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zpopmin(ctx: &mut Ctx, args: &[Bytes]) {
     pop(ctx, args, false);
 }
 
 /// `ZPOPMAX key [count]`
-pub fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
     pop(ctx, args, true);
 }
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]` (returned whole, cursor 0)
-pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(ScanArgs { pattern, .. }) =
         scan_args::<ZsetValue>(ctx, &args[1], &args[2], &args[3..])
     else {
@@ -819,37 +819,37 @@ fn combine_command(ctx: &mut Ctx, args: &[Bytes], op: Combine, store: bool) {
 }
 
 /// `ZUNION numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`
-pub fn zunion(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zunion(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Union, false);
 }
 
 /// `ZINTER numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]`
-pub fn zinter(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zinter(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Inter, false);
 }
 
 /// `ZDIFF numkeys key [key ...] [WITHSCORES]`
-pub fn zdiff(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zdiff(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Diff, false);
 }
 
 /// `ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`
-pub fn zunionstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zunionstore(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Union, true);
 }
 
 /// `ZINTERSTORE destination numkeys key [key ...] [WEIGHTS ...] [AGGREGATE ...]`
-pub fn zinterstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zinterstore(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Inter, true);
 }
 
 /// `ZDIFFSTORE destination numkeys key [key ...]`
-pub fn zdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
     combine_command(ctx, args, Combine::Diff, true);
 }
 
 /// `ZINTERCARD numkeys key [key ...] [LIMIT limit]`
-pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(numkeys) = ctx.int_arg(&args[1]) else {
         return;
     };
@@ -885,7 +885,7 @@ pub fn zintercard(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]`
-pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut by, mut reverse, mut limit) = (By::Rank, false, None);
     let mut i = 5;
     while i < args.len() {
@@ -926,7 +926,7 @@ pub fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`
-pub fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zmpop(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(numkeys) = super::numkeys_arg(ctx, &args[1]) else {
         return;
     };
@@ -1022,7 +1022,7 @@ pub(super) fn pop_first_nonempty(
 }
 
 /// `ZRANDMEMBER key [count [WITHSCORES]]`
-pub fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
+pub(super) fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, with_scores)) = super::random_count_args(ctx, args, Some("withscores")) else {
         return;
     };

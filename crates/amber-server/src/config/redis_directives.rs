@@ -2,7 +2,7 @@
 //! Generated from Redis 7.0.15 (`CONFIG GET *`), with the defaults of a server started without options.
 
 /// `(name, default)` for every directive that has a value (aliases are listed in [`ALIASES`]).
-pub const DEFAULTS: &[(&str, &str)] = &[
+pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("acl-pubsub-default", "resetchannels"),
     ("aclfile", ""),
     ("acllog-max-len", "128"),
@@ -198,7 +198,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 /// `(alias, canonical name)`: old names Redis still accepts for a directive.
 /// Redis's hidden directives (debugging aids): `CONFIG GET` shows them only when asked by
 /// their exact name, never for a pattern.
-pub const HIDDEN: &[&str] = &[
+pub(super) const HIDDEN: &[&str] = &[
     "use-exit-on-panic",
     "key-load-delay",
     "rdb-key-save-delay",
@@ -206,7 +206,7 @@ pub const HIDDEN: &[&str] = &[
     "loading-process-events-interval-bytes",
 ];
 
-pub const ALIASES: &[(&str, &str)] = &[
+pub(super) const ALIASES: &[(&str, &str)] = &[
     ("cluster-slave-no-failover", "cluster-replica-no-failover"),
     (
         "cluster-slave-validity-factor",
@@ -232,4 +232,4 @@ pub const ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Directives that are not configuration values but are accepted in a config file.
-pub const FILE_ONLY: &[&str] = &["include", "rename-command", "user", "loadmodule"];
+pub(super) const FILE_ONLY: &[&str] = &["include", "rename-command", "user", "loadmodule"];

@@ -25,7 +25,7 @@ pub enum Kind {
 
 /// What Amber knows about one directive.
 #[derive(Debug, Clone, Copy)]
-pub struct Spec {
+pub(super) struct Spec {
     /// How its value is checked.
     pub kind: Kind,
     /// Whether `CONFIG SET` may change it.
@@ -41,7 +41,7 @@ const SANITIZE: &[&str] = &["no", "yes", "clients"];
 const MB: i64 = 1024 * 1024;
 
 /// The spec of a directive, by canonical name.
-pub fn spec_of(name: &str) -> Spec {
+pub(super) fn spec_of(name: &str) -> Spec {
     let (kind, mutable) = match name {
         "port" => (Kind::Int(0, 65535), false),
         "bind" => (Kind::Words, false),
@@ -209,7 +209,7 @@ impl Kind {
                 .map(|mode| format!("{mode:o}"))
                 .map_err(|_| "argument couldn't be parsed into an integer".into()),
             Kind::Save => normalize_save(value),
-            Kind::Percentiles => crate::command_stats::parse_percentiles(value)
+            Kind::Percentiles => crate::commands::stats::parse_percentiles(value)
                 .map(|values| {
                     values
                         .iter()

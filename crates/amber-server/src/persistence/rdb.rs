@@ -4,8 +4,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
 use amber_keyspace::{
     Entry, HashLimits, HashValue, Keyspace, ListLimits, ListValue, SetValue, SmallBytes, StrValue,
@@ -18,7 +17,7 @@ use crate::server::unix_ms;
 
 /// State of RDB persistence for `INFO persistence` and the cron.
 #[derive(Debug, Default)]
-pub struct RdbState {
+pub(crate) struct RdbState {
     /// The running BGSAVE child, with the dirty counter at fork time.
     pub child: Option<(Child, u64)>,
     /// Whether the last background save succeeded.
@@ -49,7 +48,7 @@ pub struct RdbState {
 
 impl RdbState {
     /// Initial state: no save yet, so the last background save counts as successful.
-    pub fn new() -> RdbState {
+    pub(crate) fn new() -> RdbState {
         RdbState {
             last_bgsave_ok: true,
             last_bgsave_seconds: -1,
@@ -60,7 +59,7 @@ impl RdbState {
 
 /// How a snapshot is written.
 #[derive(Debug, Clone, Copy)]
-pub struct SaveOptions {
+pub(crate) struct SaveOptions {
     /// Format options (`rdbcompression`, `rdbchecksum`).
     pub format: WriteOptions,
     /// `rdb-key-save-delay`: microseconds to sleep per key (a test knob, as in Redis).
@@ -68,7 +67,7 @@ pub struct SaveOptions {
 }
 
 /// The options a save uses, from `rdbcompression`, `rdbchecksum` and `rdb-key-save-delay`.
-pub fn save_options(compression: bool, checksum: bool, key_delay_us: u64) -> SaveOptions {
+pub(crate) fn save_options(compression: bool, checksum: bool, key_delay_us: u64) -> SaveOptions {
     let format = WriteOptions {
         compression,
         checksum,
@@ -81,7 +80,7 @@ pub fn save_options(compression: bool, checksum: bool, key_delay_us: u64) -> Sav
 }
 
 /// Writes every database to `path` atomically; returns the number of keys written.
-pub fn save(
+pub(crate) fn save(
     keyspace: &Keyspace,
     path: &Path,
     options: SaveOptions,
@@ -105,7 +104,7 @@ pub fn save(
 
 /// Writes every database to `path` in RDB form and fsyncs it (no rename); `aof_base` marks it
 /// as the base of a multi-part AOF (the `aof-base` AUX field). Progress goes to `reporter`.
-pub fn write_snapshot(
+pub(crate) fn write_snapshot(
     keyspace: &Keyspace,
     path: &Path,
     options: SaveOptions,
@@ -157,7 +156,7 @@ pub fn write_snapshot(
 }
 
 /// Writes one key straight from its keyspace form (no neutral copy of the value).
-pub fn write_entry<W: std::io::Write>(
+pub(crate) fn write_entry<W: std::io::Write>(
     writer: &mut RdbWriter<W>,
     key: &[u8],
     entry: &Entry,
@@ -186,7 +185,7 @@ fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
 
 /// What a load did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadStats {
+pub(crate) struct LoadStats {
     /// Keys stored.
     pub loaded: u64,
     /// Keys skipped because they had already expired.
@@ -198,7 +197,7 @@ pub struct LoadStats {
 
 impl LoadStats {
     /// Redis's closing line of a load: `Done loading RDB, keys loaded: ..., keys expired: ...`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut line = format!(
             "Done loading RDB, keys loaded: {}, keys expired: {}",
             self.loaded, self.expired
@@ -217,7 +216,7 @@ impl LoadStats {
 ///
 /// Values are built straight from the file's encodings ([`from_raw`]), and keys are inserted
 /// in batches whose table cache misses overlap ([`amber_keyspace::Db::insert_loaded`]).
-pub struct Loader {
+pub(crate) struct Loader {
     reader: RdbReader<File>,
     builder: ValueBuilder,
     current_db: u64,
@@ -252,7 +251,7 @@ const INSERT_BATCH: usize = 64;
 
 impl Loader {
     /// Opens `path` and reads its header.
-    pub fn open(path: &Path) -> Result<Loader, String> {
+    pub(crate) fn open(path: &Path) -> Result<Loader, String> {
         let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
         let reader = RdbReader::new(file).map_err(|e| e.to_string())?;
         Ok(Loader {
@@ -271,12 +270,12 @@ impl Loader {
 
     /// Bytes read so far (`loading_loaded_bytes`); once the load is complete, the offset just
     /// past the RDB data (where an AOF base's command tail starts).
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.reader.offset()
     }
 
     /// Loads up to `max_keys` keys; `Ok(true)` once the whole file is in.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         keyspace: &mut Keyspace,
         now_ms: i64,
@@ -419,7 +418,7 @@ fn decode_item(
 
 /// Loads `path` into an empty `keyspace` in one go. On any error nothing is kept and the file
 /// is left untouched; the message says what is wrong, where, and in which key.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     keyspace: &mut Keyspace,
     now_ms: i64,
@@ -438,13 +437,8 @@ pub fn load(
     }
 }
 
-/// `dir/dbfilename`.
-pub fn rdb_path(dir: &str, dbfilename: &str) -> PathBuf {
-    Path::new(dir).join(dbfilename)
-}
-
 /// Parses `save` points: pairs of (seconds, changes).
-pub fn save_points(config: &str) -> Vec<(u64, u64)> {
+pub(crate) fn save_points(config: &str) -> Vec<(u64, u64)> {
     let numbers: Vec<u64> = config
         .split_whitespace()
         .filter_map(|n| n.parse().ok())
@@ -455,14 +449,9 @@ pub fn save_points(config: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Seconds since `since`, for log lines.
-pub fn seconds_since(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
 /// The thresholds that decide compact encodings when values are built from a file or payload.
 #[derive(Debug, Clone, Copy)]
-pub struct EncodingLimits {
+pub(crate) struct EncodingLimits {
     /// `hash-max-listpack-*`
     pub hash: HashLimits,
     /// `set-max-intset-entries`
@@ -474,7 +463,7 @@ pub struct EncodingLimits {
 }
 
 /// A keyspace value in the RDB crate's neutral form (for SAVE and DUMP).
-pub fn to_rdb(value: &Value) -> amber_rdb::Value {
+pub(crate) fn to_rdb(value: &Value) -> amber_rdb::Value {
     match value {
         Value::Str(value) => amber_rdb::Value::String(value.as_bytes().into_owned()),
         Value::List(items) => {
@@ -492,7 +481,10 @@ pub fn to_rdb(value: &Value) -> amber_rdb::Value {
 
 /// Builds a keyspace value from the RDB crate's form (for loading and RESTORE); `Err` names
 /// the type when Amber cannot store it yet (streams, hash field TTLs, NaN scores).
-pub fn from_rdb(value: &amber_rdb::Value, limits: &EncodingLimits) -> Result<Value, &'static str> {
+pub(crate) fn from_rdb(
+    value: &amber_rdb::Value,
+    limits: &EncodingLimits,
+) -> Result<Value, &'static str> {
     Ok(match value {
         amber_rdb::Value::String(bytes) => Value::Str(StrValue::from_bytes(bytes)),
         amber_rdb::Value::SortedSet(members) if members.iter().all(|(_, s)| !s.is_nan()) => {
@@ -526,7 +518,7 @@ pub fn from_rdb(value: &amber_rdb::Value, limits: &EncodingLimits) -> Result<Val
 /// Builds a keyspace value straight from a value as the file stored it: the elements of
 /// compact and plain collections go through `builder`'s reused buffers into their final
 /// encoding, with no copy per element in between. `Err` says why the value cannot be stored.
-pub fn from_raw(
+pub(crate) fn from_raw(
     raw: &RawValue,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,

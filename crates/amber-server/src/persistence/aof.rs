@@ -15,7 +15,7 @@ use amber_keyspace::{Keyspace, Value};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::persistence::SaveOptions;
+use crate::persistence::rdb::SaveOptions;
 
 /// How long `everysec` lets writes wait for a slow background fsync before writing anyway.
 const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
@@ -25,7 +25,7 @@ const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
 const ITEMS_PER_COMMAND: usize = 64;
 
 /// The AOF as the server runs it.
-pub struct Aof {
+pub(crate) struct Aof {
     /// `appendfsync`.
     pub policy: FsyncPolicy,
     /// `aof-timestamp-enabled`.
@@ -62,7 +62,7 @@ pub struct Aof {
 
 /// Directory and file names from the configuration.
 #[derive(Debug, Clone)]
-pub struct AofPaths {
+pub(crate) struct AofPaths {
     /// `dir/appenddirname`.
     pub dir: PathBuf,
     /// `appendfilename` (the prefix of every file name).
@@ -71,7 +71,7 @@ pub struct AofPaths {
 
 impl AofPaths {
     /// The paths `config` names (relative to the working directory, which is `dir`).
-    pub fn from_config(config: &Config) -> AofPaths {
+    pub(crate) fn from_config(config: &Config) -> AofPaths {
         AofPaths {
             dir: PathBuf::from(config.get("appenddirname")),
             prefix: config.get("appendfilename").to_string(),
@@ -79,19 +79,19 @@ impl AofPaths {
     }
 
     /// `appenddirname/<prefix>.manifest`.
-    pub fn manifest(&self) -> PathBuf {
+    pub(crate) fn manifest(&self) -> PathBuf {
         self.dir.join(manifest::manifest_name(&self.prefix))
     }
 
     /// A file of the directory.
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 }
 
 impl Aof {
     /// A closed AOF with the policy from `config`.
-    pub fn new(config: &Config) -> Aof {
+    pub(crate) fn new(config: &Config) -> Aof {
         Aof {
             policy: policy_of(config),
             timestamps: config.get_bool("aof-timestamp-enabled"),
@@ -114,12 +114,12 @@ impl Aof {
     }
 
     /// Whether writes are being appended.
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.log.is_some()
     }
 
     /// Re-reads `appendfsync` and `aof-timestamp-enabled` after CONFIG SET.
-    pub fn refresh(&mut self, config: &Config) {
+    pub(crate) fn refresh(&mut self, config: &Config) {
         self.policy = policy_of(config);
         self.timestamps = config.get_bool("aof-timestamp-enabled");
     }
@@ -127,7 +127,7 @@ impl Aof {
     /// Opens the directory for appending after a load: writes a base of `keyspace` if the
     /// manifest has none and no incr file (as Redis does on a first start), adds an incr file if
     /// there is none, persists the manifest and starts the fsync thread.
-    pub fn open(
+    pub(crate) fn open(
         &mut self,
         paths: &AofPaths,
         mut manifest: Manifest,
@@ -163,7 +163,7 @@ impl Aof {
 
     /// Starts appending to a new incr file that `manifest` names only in memory (CONFIG SET
     /// appendonly yes): the rewrite that follows writes the base and persists the manifest.
-    pub fn open_waiting_for_base(
+    pub(crate) fn open_waiting_for_base(
         &mut self,
         paths: &AofPaths,
         mut manifest: Manifest,
@@ -182,7 +182,7 @@ impl Aof {
     /// Before a retried first rewrite (appendonly just turned on, an earlier rewrite failed):
     /// empties the incr file being appended to, so that it holds exactly the writes after the
     /// fork and the base does not get them twice. Redis removes its temp incr file likewise.
-    pub fn restart_waiting_incr(&mut self, paths: &AofPaths) -> std::io::Result<()> {
+    pub(crate) fn restart_waiting_incr(&mut self, paths: &AofPaths) -> std::io::Result<()> {
         let Some(first) = self.waiting_first_incr else {
             return Ok(());
         };
@@ -243,7 +243,7 @@ impl Aof {
     }
 
     /// Recomputes `aof_base_size` and the size of every file from the directory.
-    pub fn recount_sizes(&mut self, paths: &AofPaths) {
+    pub(crate) fn recount_sizes(&mut self, paths: &AofPaths) {
         let size = |name: &str| std::fs::metadata(paths.file(name)).map_or(0, |m| m.len());
         self.base_size = self.manifest.base.as_ref().map_or(0, |b| size(&b.name));
         self.size_at_open = self
@@ -256,7 +256,7 @@ impl Aof {
 
     /// Starts a new incr file (at a rewrite's fork): the current one is written and fsynced,
     /// the new one is created and named in the persisted manifest, then appends go to it.
-    pub fn rotate(&mut self, paths: &AofPaths) -> Result<(), String> {
+    pub(crate) fn rotate(&mut self, paths: &AofPaths) -> Result<(), String> {
         if let Some(log) = self.log.as_mut()
             && let Err(error) = log.flush_and_sync()
         {
@@ -293,7 +293,7 @@ impl Aof {
     }
 
     /// Stops appending: writes and fsyncs what is buffered, and stops the fsync thread.
-    pub fn close(&mut self) -> Result<(), String> {
+    pub(crate) fn close(&mut self) -> Result<(), String> {
         let result = match self.log.as_mut() {
             Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
@@ -311,7 +311,7 @@ impl Aof {
     }
 
     /// Appends one command executed in `db`.
-    pub fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A], now_ms: i64) {
+    pub(crate) fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A], now_ms: i64) {
         let timestamps = self.timestamps;
         let multi = &mut self.multi;
         let Some(log) = self.log.as_mut() else {
@@ -328,12 +328,12 @@ impl Aof {
     }
 
     /// Marks the start of EXEC: the first write inside it is preceded by `MULTI`.
-    pub fn begin_exec(&mut self) {
+    pub(crate) fn begin_exec(&mut self) {
         self.multi = Some(false);
     }
 
     /// Marks the end of EXEC: closes the `MULTI` block if one was opened.
-    pub fn end_exec(&mut self) {
+    pub(crate) fn end_exec(&mut self) {
         if self.multi.take() == Some(true)
             && let Some(log) = self.log.as_mut()
         {
@@ -342,7 +342,7 @@ impl Aof {
     }
 
     /// The error that makes writes refused (`-MISCONF`), if any.
-    pub fn write_error(&mut self) -> Option<String> {
+    pub(crate) fn write_error(&mut self) -> Option<String> {
         let log = self.log.as_mut()?;
         if let Some(error) = self.progress.borrow().1.error.clone() {
             log.record_sync_error(error);
@@ -353,7 +353,7 @@ impl Aof {
     /// Runs before replies are sent: writes the buffer (unless `everysec` is waiting for a slow
     /// fsync). Under `always` it says how long the replies must wait: until the whole log as
     /// it is now is durable, since they may show data that is not on disk yet.
-    pub fn before_reply(&mut self) -> BeforeReply {
+    pub(crate) fn before_reply(&mut self) -> BeforeReply {
         let Some(log) = self.log.as_mut() else {
             return BeforeReply::Send;
         };
@@ -376,7 +376,7 @@ impl Aof {
     /// `need`: while an fsync runs, new writes only gather in the buffer (a `write` could block
     /// behind the fsync); once it is done, everything gathered is written and the next fsync
     /// asked for — so all the writes that arrived during one fsync share the next one.
-    pub fn wait_step(&mut self, need: u64, generation: u64) -> BeforeReply {
+    pub(crate) fn wait_step(&mut self, need: u64, generation: u64) -> BeforeReply {
         // Subscribe before reading the state, so no report between the two is missed.
         let receiver = self.progress.subscribe();
         let (current, progress) = self.progress.borrow().clone();
@@ -420,7 +420,7 @@ impl Aof {
     }
 
     /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).
-    pub fn sync_now(&mut self) -> Result<(), String> {
+    pub(crate) fn sync_now(&mut self) -> Result<(), String> {
         match self.log.as_mut() {
             Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
@@ -455,7 +455,7 @@ impl Aof {
 
     /// Runs from the cron: writes what is buffered, and under `everysec` starts an fsync once
     /// a second when something was written since the last one.
-    pub fn cron(&mut self) {
+    pub(crate) fn cron(&mut self) {
         let Some(log) = self.log.as_mut() else {
             return;
         };
@@ -484,30 +484,30 @@ impl Aof {
     }
 
     /// `aof_current_size`: every file of the log.
-    pub fn current_size(&self) -> u64 {
+    pub(crate) fn current_size(&self) -> u64 {
         let written = self.log.as_ref().map_or(0, AppendLog::written);
         self.size_at_open + written.saturating_sub(self.written_at_open)
     }
 
     /// `aof_last_write_status:err`: the last write or fsync failed.
-    pub fn last_write_failed(&self) -> bool {
+    pub(crate) fn last_write_failed(&self) -> bool {
         self.progress.borrow().1.error.is_some()
             || self.log.as_ref().is_some_and(|log| log.health().is_err())
     }
 
     /// `aof_buffer_length`.
-    pub fn buffer_length(&self) -> usize {
+    pub(crate) fn buffer_length(&self) -> usize {
         self.log.as_ref().map_or(0, AppendLog::pending)
     }
 
     /// `aof_pending_bio_fsync`: whether a background fsync is running.
-    pub fn fsync_in_flight(&self) -> bool {
+    pub(crate) fn fsync_in_flight(&self) -> bool {
         self.syncer.as_ref().and_then(Syncer::in_flight).is_some()
     }
 }
 
 /// What a connection does with its replies after writing the log.
-pub enum BeforeReply {
+pub(crate) enum BeforeReply {
     /// Send them now.
     Send,
     /// Send them once the log of this generation is durable up to this offset (the receiver
@@ -530,7 +530,7 @@ fn pause_before_write(pause: std::time::Duration, pending: usize) {
 }
 
 /// Deletes the history files and forgets them (persisting the manifest without them).
-pub fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
+pub(crate) fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
     if manifest.history.is_empty() {
         return;
     }
@@ -545,7 +545,7 @@ pub fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
 
 /// How a base file is written.
 #[derive(Debug, Clone, Copy)]
-pub enum BaseFormat {
+pub(crate) enum BaseFormat {
     /// RDB form (`aof-use-rdb-preamble yes`), with these options.
     Rdb(SaveOptions),
     /// Commands (`aof-use-rdb-preamble no`), after a `#TS:` annotation when
@@ -565,7 +565,7 @@ impl BaseFormat {
 /// Writes the command form of `keyspace` to `path` (a new file), fsynced; with `timestamp`, a
 /// `#TS:<unix seconds>` annotation comes first, as Redis starts a rewritten base. Returns the
 /// number of keys written. Safe in a forked child: plain blocking I/O, no locks.
-pub fn write_commands_file(
+pub(crate) fn write_commands_file(
     keyspace: &Keyspace,
     path: &Path,
     timestamp: bool,
@@ -587,7 +587,7 @@ pub fn write_commands_file(
 
 /// Writes a base file of `keyspace` as `dir/name`: a temp file, fsynced, renamed, and the
 /// directory fsynced. Returns the number of keys written.
-pub fn write_base(
+pub(crate) fn write_base(
     keyspace: &Keyspace,
     dir: &Path,
     name: &str,
@@ -596,7 +596,7 @@ pub fn write_base(
     let temp = dir.join(format!("temp-rewriteaof-{}.aof", std::process::id()));
     let result = (|| {
         let keys = match format {
-            BaseFormat::Rdb(options) => crate::persistence::write_snapshot(
+            BaseFormat::Rdb(options) => crate::persistence::rdb::write_snapshot(
                 keyspace,
                 &temp,
                 options,
@@ -619,7 +619,7 @@ pub fn write_base(
 
 /// Writes `keyspace` as the commands that rebuild it (Redis's command-form rewrite): `SELECT`,
 /// then per key `SET`/`RPUSH`/`SADD`/`ZADD`/`HMSET` in batches of 64 items and `PEXPIREAT`.
-pub fn write_commands(
+pub(crate) fn write_commands(
     keyspace: &Keyspace,
     out: &mut impl Write,
     reporter: &mut Reporter,

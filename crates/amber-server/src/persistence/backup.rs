@@ -20,10 +20,10 @@ use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
 /// The outcome of one backup, as `BACKUP NOW` replies it.
-pub type Outcome = Result<Backup, String>;
+pub(crate) type Outcome = Result<Backup, String>;
 
 /// The running backup child.
-pub struct BackupChild {
+pub(crate) struct BackupChild {
     child: Child,
     staging: PathBuf,
     kind: Kind,
@@ -33,7 +33,7 @@ pub struct BackupChild {
 
 /// Backup state for the cron, `BACKUP` and `INFO backup`.
 #[derive(Default)]
-pub struct BackupState {
+pub(crate) struct BackupState {
     /// The child writing a backup.
     pub child: Option<BackupChild>,
     /// The thread verifying (then pruning) the last written backup.
@@ -64,12 +64,12 @@ pub struct BackupState {
 
 impl BackupState {
     /// The backup clock: real time plus the test offset.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         unix_ms() + self.clock_offset_ms
     }
 
     /// Whether a backup is being written or verified.
-    pub fn in_progress(&self) -> bool {
+    pub(crate) fn in_progress(&self) -> bool {
         self.child.is_some() || self.verifying.is_some() || self.scheduled
     }
 }
@@ -102,7 +102,7 @@ impl Server {
     }
 
     /// Starts a backup now (or joins the running one); returns its sequence number.
-    pub fn start_backup(&mut self) -> Result<u64, String> {
+    pub(crate) fn start_backup(&mut self) -> Result<u64, String> {
         let Some(settings) = self.backup_settings() else {
             return Err("ERR backup-dir is not set".into());
         };
@@ -138,7 +138,7 @@ impl Server {
         let spawned = amber_snapshot::spawn(move |reporter| {
             let written = match &aof_copy {
                 Some(plan) => copy_aof(plan, &child_staging),
-                None => crate::persistence::write_snapshot(
+                None => crate::persistence::rdb::write_snapshot(
                     keyspace,
                     &child_staging.join("dump.rdb"),
                     options,
@@ -193,7 +193,7 @@ impl Server {
         if let Some(log) = self.aof.log.as_mut() {
             log.flush().ok()?;
         }
-        let paths = crate::aof::AofPaths::from_config(&self.config);
+        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
         let manifest = self.aof.manifest.clone();
         let files = manifest
             .load_order()
@@ -215,7 +215,7 @@ impl Server {
 
     /// Runs from the cron: reaps the child, hands the backup to the verify thread, records
     /// the outcome, starts scheduled backups and ships.
-    pub fn check_backup(&mut self) {
+    pub(crate) fn check_backup(&mut self) {
         let Some(settings) = self.backup_settings() else {
             return;
         };
@@ -380,7 +380,7 @@ impl Server {
     }
 
     /// Kills a running backup child (shutdown) and removes what it wrote.
-    pub fn kill_backup(&mut self) {
+    pub(crate) fn kill_backup(&mut self) {
         if let Some(running) = self.backup.child.take() {
             let _ = running.child.kill_and_reap();
             let _ = std::fs::remove_dir_all(&running.staging);

@@ -42,7 +42,7 @@ struct Replica {
 }
 
 /// What a replica's connection task sends next.
-pub enum Output {
+pub(crate) enum Output {
     /// The snapshot: `$<len>\r\n` then the file's bytes.
     Rdb(File, u64),
     /// Stream bytes.
@@ -50,7 +50,7 @@ pub enum Output {
 }
 
 /// All replicas and the replication stream's state.
-pub struct Replication {
+pub(crate) struct Replication {
     replicas: Vec<Replica>,
     /// The replication id (`master_replid`).
     pub replid: String,
@@ -66,7 +66,7 @@ pub struct Replication {
 
 impl Replication {
     /// No replica yet, with the given replication id.
-    pub fn new(replid: String) -> Replication {
+    pub(crate) fn new(replid: String) -> Replication {
         Replication {
             replicas: Vec::new(),
             replid,
@@ -78,17 +78,17 @@ impl Replication {
     }
 
     /// Whether any replica is attached (then every write is streamed).
-    pub fn has_replicas(&self) -> bool {
+    pub(crate) fn has_replicas(&self) -> bool {
         !self.replicas.is_empty()
     }
 
     /// Number of attached replicas (`connected_slaves`).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.replicas.len()
     }
 
     /// Reads the `replica` class of `client-output-buffer-limit`.
-    pub fn configure(&mut self, output_limits: &str) {
+    pub(crate) fn configure(&mut self, output_limits: &str) {
         let words: Vec<&str> = output_limits.split_whitespace().collect();
         self.hard_limit = words
             .chunks(4)
@@ -99,7 +99,7 @@ impl Replication {
     }
 
     /// Attaches a replica that asked for a full synchronization.
-    pub fn attach(
+    pub(crate) fn attach(
         &mut self,
         id: u64,
         addr: String,
@@ -123,12 +123,12 @@ impl Replication {
     }
 
     /// Forgets a replica (its connection closed).
-    pub fn detach(&mut self, id: u64) {
+    pub(crate) fn detach(&mut self, id: u64) {
         self.replicas.retain(|replica| replica.id != id);
     }
 
     /// Whether a replica waits for a snapshot to start.
-    pub fn waiting_for_snapshot(&self) -> bool {
+    pub(crate) fn waiting_for_snapshot(&self) -> bool {
         self.replicas
             .iter()
             .any(|replica| matches!(replica.state, State::WaitBgsaveStart))
@@ -136,7 +136,7 @@ impl Replication {
 
     /// A BGSAVE just forked: replicas waiting for one are served by it, and the stream restarts
     /// with a `SELECT` for them.
-    pub fn snapshot_started(&mut self) {
+    pub(crate) fn snapshot_started(&mut self) {
         let mut any = false;
         for replica in &mut self.replicas {
             if matches!(replica.state, State::WaitBgsaveStart) {
@@ -158,7 +158,7 @@ impl Replication {
 
     /// The BGSAVE ended: on success its file goes to the replicas that waited for it; on
     /// failure they are disconnected, as Redis does.
-    pub fn snapshot_done(&mut self, success: bool, path: &std::path::Path) {
+    pub(crate) fn snapshot_done(&mut self, success: bool, path: &std::path::Path) {
         for replica in &mut self.replicas {
             if !matches!(replica.state, State::WaitBgsaveEnd) {
                 continue;
@@ -187,7 +187,7 @@ impl Replication {
     }
 
     /// Appends one command executed in `db` to the stream.
-    pub fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+    pub(crate) fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
         if self.replicas.is_empty() {
             return;
         }
@@ -208,7 +208,7 @@ impl Replication {
     }
 
     /// Appends a command that belongs to no database (`PING`, `EXEC`).
-    pub fn feed_global<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+    pub(crate) fn feed_global<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         if self.replicas.is_empty() {
             return;
         }
@@ -218,12 +218,12 @@ impl Replication {
     }
 
     /// Marks the start of EXEC: its first write opens a `MULTI` in the stream.
-    pub fn begin_exec(&mut self) {
+    pub(crate) fn begin_exec(&mut self) {
         self.multi = Some(false);
     }
 
     /// Marks the end of EXEC: closes the `MULTI` block if one was opened.
-    pub fn end_exec(&mut self) {
+    pub(crate) fn end_exec(&mut self) {
         if self.multi.take() == Some(true) {
             self.feed_global(&[b"EXEC".as_slice()]);
         }
@@ -252,7 +252,7 @@ impl Replication {
     }
 
     /// What the connection of replica `id` sends next, if anything.
-    pub fn take_output(&mut self, id: u64) -> Option<Output> {
+    pub(crate) fn take_output(&mut self, id: u64) -> Option<Output> {
         let replica = self.replicas.iter_mut().find(|replica| replica.id == id)?;
         if !replica.preamble.is_empty() {
             return Some(Output::Bytes(std::mem::take(&mut replica.preamble)));
@@ -271,7 +271,7 @@ impl Replication {
     }
 
     /// The `slaveN:` lines of `INFO replication`.
-    pub fn info_lines(&self) -> Vec<(String, String)> {
+    pub(crate) fn info_lines(&self) -> Vec<(String, String)> {
         self.replicas
             .iter()
             .enumerate()

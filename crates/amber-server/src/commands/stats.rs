@@ -74,7 +74,7 @@ type Names<V> = HashMap<Name, V, std::hash::BuildHasherDefault<AddressHasher>>;
 
 /// Counters for every command and error code seen since start or `CONFIG RESETSTAT`.
 #[derive(Default)]
-pub struct CommandStats {
+pub(crate) struct CommandStats {
     commands: Names<CommandCounters>,
     errors: BTreeMap<String, u64>,
     /// Set once more than [`MAX_ERROR_CODES`] codes were seen.
@@ -84,7 +84,7 @@ pub struct CommandStats {
 impl CommandStats {
     /// Counts a call of `command` (its full name, `client|id` for a subcommand) that took
     /// `elapsed`, and whether it replied an error; latency is recorded when `track_latency`.
-    pub fn record_call(
+    pub(crate) fn record_call(
         &mut self,
         command: &'static str,
         elapsed: Duration,
@@ -108,7 +108,7 @@ impl CommandStats {
     }
 
     /// Counts a call refused before it ran (arity, authentication, `-MISCONF`, ...).
-    pub fn record_rejected(&mut self, command: &'static str) {
+    pub(crate) fn record_rejected(&mut self, command: &'static str) {
         self.commands
             .entry(Name(command))
             .or_insert_with(CommandCounters::new)
@@ -116,7 +116,7 @@ impl CommandStats {
     }
 
     /// Counts an error reply under its code (the first word: `ERR`, `WRONGTYPE`, ...).
-    pub fn record_error(&mut self, message: &str) {
+    pub(crate) fn record_error(&mut self, message: &str) {
         if self.errors_overflowed {
             return;
         }
@@ -135,7 +135,7 @@ impl CommandStats {
     }
 
     /// The `# Commandstats` lines.
-    pub fn commandstats(&self) -> String {
+    pub(crate) fn commandstats(&self) -> String {
         let mut out = String::new();
         for (name, c) in self.sorted() {
             let per_call = if c.calls > 0 {
@@ -153,7 +153,7 @@ impl CommandStats {
     }
 
     /// The `# Errorstats` lines.
-    pub fn errorstats(&self) -> String {
+    pub(crate) fn errorstats(&self) -> String {
         self.errors
             .iter()
             .map(|(code, count)| format!("errorstat_{code}:count={count}\r\n"))
@@ -161,7 +161,7 @@ impl CommandStats {
     }
 
     /// The `# Latencystats` lines for `percentiles` (0 to 100).
-    pub fn latencystats(&self, percentiles: &[f64]) -> String {
+    pub(crate) fn latencystats(&self, percentiles: &[f64]) -> String {
         let mut out = String::new();
         for (name, c) in self.sorted() {
             let Some(histogram) = c.latency.as_ref().filter(|h| !h.is_empty()) else {
@@ -201,13 +201,13 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// A percentile as Redis names it (`p50`, `p99.9`, `p0`).
-pub fn format_percentile(p: f64) -> String {
+pub(crate) fn format_percentile(p: f64) -> String {
     let text = format!("{p}");
     text.strip_suffix(".0").map_or(text.clone(), str::to_string)
 }
 
 /// Parses `latency-tracking-info-percentiles`: numbers from 0 to 100, separated by spaces.
-pub fn parse_percentiles(value: &str) -> Option<Vec<f64>> {
+pub(crate) fn parse_percentiles(value: &str) -> Option<Vec<f64>> {
     value
         .split_whitespace()
         .map(|word| {

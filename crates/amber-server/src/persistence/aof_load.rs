@@ -14,19 +14,19 @@ use amber_aof::{CommandReader, FileKind, Manifest, Packed, PackedCommand, ReadEr
 use amber_protocol::{Protocol, ReplyWriter};
 use bytes::Bytes;
 
-use crate::aof::AofPaths;
 use crate::commands::{ClientState, Ctx, execute_loaded};
+use crate::persistence::aof::AofPaths;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
 /// What [`load`] returns when a shutdown was asked for during the load.
-pub const SHUTDOWN_WHILE_LOADING: &str = "shutdown requested while loading";
+pub(crate) const SHUTDOWN_WHILE_LOADING: &str = "shutdown requested while loading";
 
 /// Commands applied between two yields to the event loop (which answers `-LOADING`).
 const COMMANDS_PER_STEP: usize = 4096;
 
 /// What is on disk to load.
-pub enum Source {
+pub(crate) enum Source {
     /// A multi-part directory with its manifest.
     MultiPart(Manifest),
     /// A Redis ≤ 6.2 single file (`dir/appendfilename`), upgraded after it loads.
@@ -37,7 +37,7 @@ pub enum Source {
 
 /// Why the AOF to load could not be found.
 #[derive(Debug, thiserror::Error)]
-pub enum FindError {
+pub(crate) enum FindError {
     /// The manifest is malformed.
     #[error(transparent)]
     Manifest(#[from] amber_aof::ManifestError),
@@ -50,7 +50,7 @@ pub enum FindError {
 /// and moved into the directory when there is no AOF directory, when its manifest names no
 /// file, or when an interrupted upgrade left a manifest naming only that file as the base
 /// without the file having been moved yet. Otherwise the manifest is loaded, if any.
-pub fn find(paths: &AofPaths) -> Result<Source, FindError> {
+pub(crate) fn find(paths: &AofPaths) -> Result<Source, FindError> {
     let manifest_path = paths.manifest();
     let manifest = match std::fs::read(&manifest_path) {
         Ok(text) => Some(Manifest::parse(&text)?),
@@ -90,7 +90,7 @@ pub fn find(paths: &AofPaths) -> Result<Source, FindError> {
 
 /// Loads `source` into the server, yielding to the event loop between steps (clients get
 /// `-LOADING`); returns the manifest to continue appending with.
-pub async fn load(
+pub(crate) async fn load(
     shared: &Rc<RefCell<Server>>,
     paths: &AofPaths,
     source: Source,
@@ -110,7 +110,7 @@ pub async fn load(
 }
 
 /// Loads `source` in one go (`DEBUG LOADAOF`).
-pub fn load_blocking(
+pub(crate) fn load_blocking(
     server: &mut Server,
     paths: &AofPaths,
     source: Source,
@@ -126,7 +126,7 @@ pub fn load_blocking(
 /// One file of the load, in progress.
 enum FileJob {
     /// The RDB part of a base file.
-    Rdb(Box<crate::persistence::Loader>),
+    Rdb(Box<crate::persistence::rdb::Loader>),
     /// Commands (after the RDB part, or the whole file).
     Commands(Box<CommandReader<BufReader<File>>>, Box<Replay>),
 }
@@ -294,7 +294,7 @@ fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
     let mut magic = [0u8; 5];
     if file.read_exact(&mut magic).is_ok() && &magic == b"REDIS" {
         notice!("Reading RDB base file on AOF loading...");
-        let loader = crate::persistence::Loader::open(path).map_err(|message| {
+        let loader = crate::persistence::rdb::Loader::open(path).map_err(|message| {
             format!(
                 "Bad file format reading the RDB base of the append only file {name}: {message}"
             )
@@ -324,7 +324,7 @@ fn commands_after(path: &Path, offset: u64) -> Result<FileJob, String> {
 /// Loads up to 1024 keys of an RDB part; `Ok(true)` when it is complete.
 fn rdb_step(
     server: &mut Server,
-    loader: &mut crate::persistence::Loader,
+    loader: &mut crate::persistence::rdb::Loader,
     name: &str,
 ) -> Result<bool, String> {
     loader.key_delay_us = server.config.get_i64("key-load-delay").max(0) as u64;

@@ -12,7 +12,7 @@ use amber_aof::manifest::{self, base_name};
 use amber_aof::{FileInfo, FileKind};
 use amber_snapshot::{Child, ChildExit};
 
-use crate::aof::{AofPaths, BaseFormat, delete_history};
+use crate::persistence::aof::{AofPaths, BaseFormat, delete_history};
 use crate::server::Server;
 use crate::{notice, warning};
 
@@ -20,7 +20,7 @@ use crate::{notice, warning};
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 
 /// The running rewrite child.
-pub struct RewriteChild {
+pub(crate) struct RewriteChild {
     child: Child,
     temp: PathBuf,
     /// Incr files with this sequence number or higher were opened at or after the fork.
@@ -36,14 +36,14 @@ pub struct RewriteChild {
 
 impl RewriteChild {
     /// How long the child has been running.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.child.elapsed()
     }
 }
 
 /// Rewrite state for `INFO persistence` and the cron.
 #[derive(Default)]
-pub struct RewriteState {
+pub(crate) struct RewriteState {
     /// The running child.
     pub child: Option<RewriteChild>,
     /// A rewrite asked for while a BGSAVE ran (`aof_rewrite_scheduled`).
@@ -63,12 +63,12 @@ pub struct RewriteState {
     /// The failure count the back-off was last logged for.
     pub backoff_announced: u32,
     /// Rewrites started since appendonly was turned on, before one succeeded (a retry starts
-    /// the incr file over, see [`crate::aof::Aof::restart_waiting_incr`]).
+    /// the incr file over, see [`crate::persistence::aof::Aof::restart_waiting_incr`]).
     pub waiting_attempts: u32,
 }
 
 /// What `BGREWRITEAOF` replies.
-pub enum RewriteStart {
+pub(crate) enum RewriteStart {
     /// A child was forked.
     Started,
     /// A BGSAVE runs; the rewrite starts when it ends.
@@ -77,18 +77,18 @@ pub enum RewriteStart {
 
 impl Server {
     /// Whether a BGSAVE or rewrite child runs.
-    pub fn has_active_child(&self) -> bool {
+    pub(crate) fn has_active_child(&self) -> bool {
         self.rdb.child.is_some() || self.aof_rewrite.child.is_some() || self.backup.child.is_some()
     }
 
     /// Pauses hash-table resizes while a child shares the keyspace's pages (see
     /// [`amber_keyspace::pause_resizes`]); called after every fork and reap.
-    pub fn update_resize_policy(&self) {
+    pub(crate) fn update_resize_policy(&self) {
         amber_keyspace::pause_resizes(self.has_active_child());
     }
 
     /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running BGSAVE.
-    pub fn start_aof_rewrite(&mut self) -> Result<RewriteStart, String> {
+    pub(crate) fn start_aof_rewrite(&mut self) -> Result<RewriteStart, String> {
         if self.aof_rewrite.child.is_some() {
             return Err("ERR Background append only file rewriting already in progress".into());
         }
@@ -170,7 +170,7 @@ impl Server {
     /// Runs from the cron: samples the child's copy-on-write size, reaps it when it is done
     /// and installs its base, starts a scheduled rewrite, or an automatic one when the log grew
     /// enough.
-    pub fn check_aof_rewrite(&mut self) {
+    pub(crate) fn check_aof_rewrite(&mut self) {
         if let Some(running) = self.aof_rewrite.child.as_mut() {
             running.progress = running.child.progress();
             running.peak_cow = running.peak_cow.max(running.progress.cow_bytes);
@@ -283,8 +283,8 @@ impl Server {
         let mut manifest = if self.aof.is_on() {
             self.aof.manifest.clone()
         } else {
-            match crate::aof_load::find(&paths).map_err(|e| e.to_string())? {
-                crate::aof_load::Source::MultiPart(manifest) => manifest,
+            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
+                crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
                 _ => amber_aof::Manifest::default(),
             }
         };
@@ -344,7 +344,7 @@ impl Server {
     }
 
     /// Deletes the AOF's history files now (`aof-disable-auto-gc` turned back off).
-    pub fn delete_aof_history(&mut self) {
+    pub(crate) fn delete_aof_history(&mut self) {
         if self.aof.is_on() {
             let paths = AofPaths::from_config(&self.config);
             delete_history(&paths, &mut self.aof.manifest);
@@ -352,7 +352,7 @@ impl Server {
     }
 
     /// Kills a running rewrite child (shutdown) and removes its temp file.
-    pub fn kill_aof_rewrite(&mut self) {
+    pub(crate) fn kill_aof_rewrite(&mut self) {
         if let Some(running) = self.aof_rewrite.child.take() {
             warning!("There is a child rewriting the AOF. Killing it!");
             let _ = running.child.kill_and_reap();
@@ -375,10 +375,12 @@ fn write_rewrite_base(
 ) -> std::io::Result<()> {
     match format {
         BaseFormat::Rdb(options) => {
-            crate::persistence::write_snapshot(keyspace, temp, options, true, reporter).map(|_| ())
+            crate::persistence::rdb::write_snapshot(keyspace, temp, options, true, reporter)
+                .map(|_| ())
         }
         BaseFormat::Commands { timestamp } => {
-            crate::aof::write_commands_file(keyspace, temp, timestamp, reporter).map(|_| ())
+            crate::persistence::aof::write_commands_file(keyspace, temp, timestamp, reporter)
+                .map(|_| ())
         }
     }
 }

@@ -15,192 +15,14 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 
-/// Settings read on hot paths, refreshed from [`Config`] whenever it changes.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `requirepass`, if set.
-    pub requirepass: Option<Vec<u8>>,
-    /// `protected-mode`.
-    pub protected_mode: bool,
-    /// `maxclients`.
-    pub maxclients: usize,
-    /// `timeout` in seconds (0 = never).
-    pub timeout: u64,
-    /// `proto-max-bulk-len`.
-    pub proto_max_bulk_len: u64,
-    /// `client-query-buffer-limit`.
-    pub client_query_buffer_limit: usize,
-    /// `hz`, clamped to 1..=500 as Redis does.
-    pub hz: u32,
-    /// `active-expire-effort`.
-    pub active_expire_effort: u32,
-    /// `enable-debug-command`: `no`, `yes` or `local`.
-    pub enable_debug_command: String,
-    /// `tcp-keepalive` in seconds (0 = off).
-    pub tcp_keepalive: u32,
-    /// The thresholds that decide compact encodings (read for every collection write).
-    pub encoding: crate::persistence::EncodingLimits,
-    /// `latency-tracking`: record each command's latency for `INFO latencystats`.
-    pub latency_tracking: bool,
-    /// `latency-tracking-info-percentiles`.
-    pub latency_percentiles: Vec<f64>,
-}
+mod clients;
+mod settings;
 
-impl Settings {
-    /// Reads the hot settings out of `config`.
-    pub fn from_config(config: &Config) -> Settings {
-        let requirepass = config.get("requirepass");
-        Settings {
-            requirepass: (!requirepass.is_empty()).then(|| requirepass.as_bytes().to_vec()),
-            protected_mode: config.get_bool("protected-mode"),
-            maxclients: config.get_i64("maxclients").max(1) as usize,
-            timeout: config.get_i64("timeout").max(0) as u64,
-            proto_max_bulk_len: config.get_i64("proto-max-bulk-len").max(0) as u64,
-            client_query_buffer_limit: config.get_i64("client-query-buffer-limit").max(0) as usize,
-            hz: config.get_i64("hz").clamp(1, 500) as u32,
-            active_expire_effort: config.get_i64("active-expire-effort").clamp(1, 10) as u32,
-            enable_debug_command: config.get("enable-debug-command").to_string(),
-            tcp_keepalive: config
-                .get_i64("tcp-keepalive")
-                .clamp(0, i64::from(u32::MAX)) as u32,
-            encoding: encoding_limits(config),
-            latency_tracking: config.get_bool("latency-tracking"),
-            latency_percentiles: crate::command_stats::parse_percentiles(
-                config.get("latency-tracking-info-percentiles"),
-            )
-            .unwrap_or_default(),
-        }
-    }
-}
-
-/// The encoding thresholds `config` sets.
-fn encoding_limits(config: &Config) -> crate::persistence::EncodingLimits {
-    let size = |name: &str| config.get_i64(name).max(0) as usize;
-    crate::persistence::EncodingLimits {
-        hash: amber_keyspace::HashLimits {
-            max_entries: size("hash-max-listpack-entries"),
-            max_value: size("hash-max-listpack-value"),
-        },
-        max_intset: size("set-max-intset-entries"),
-        list: amber_keyspace::ListLimits::from_setting(config.get_i64("list-max-listpack-size")),
-        zset: amber_keyspace::ZsetLimits {
-            max_entries: size("zset-max-listpack-entries"),
-            max_value: size("zset-max-listpack-value"),
-        },
-    }
-}
-
-/// Counters reported by `INFO stats`.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Connections accepted since start.
-    pub connections_received: u64,
-    /// Connections refused (`maxclients`).
-    pub rejected_connections: u64,
-    /// Commands executed.
-    pub commands_processed: u64,
-    /// Bytes read from clients.
-    pub net_input_bytes: u64,
-    /// Bytes written to clients.
-    pub net_output_bytes: u64,
-    /// Keys deleted by expiry (lazy or active).
-    pub expired_keys: u64,
-    /// Lookups that found the key.
-    pub keyspace_hits: u64,
-    /// Lookups that did not.
-    pub keyspace_misses: u64,
-    /// Commands that returned an error.
-    pub error_replies: u64,
-    /// Operations per second, sampled by the cron.
-    pub instantaneous_ops: u64,
-}
-
-/// What `CLIENT LIST` shows of a connection, shared between its task and the server.
-#[derive(Debug)]
-pub struct ClientInfo {
-    /// `CLIENT ID`.
-    pub id: u64,
-    /// Peer address (`addr=`), or the socket path for a Unix socket.
-    pub addr: String,
-    /// Local address (`laddr=`).
-    pub laddr: String,
-    /// File descriptor.
-    pub fd: i32,
-    /// `CLIENT SETNAME`.
-    pub name: Vec<u8>,
-    /// Selected database.
-    pub db: usize,
-    /// When the connection was accepted.
-    pub created: Instant,
-    /// Last time a command arrived.
-    pub last_interaction: Instant,
-    /// The last command's name.
-    pub last_command: &'static str,
-    /// RESP version (2 or 3).
-    pub resp: u8,
-    /// Bytes waiting in the query buffer.
-    pub query_buffer: usize,
-    /// Bytes the query buffer holds allocated (`qbuf` + `qbuf-free`).
-    pub query_buffer_capacity: usize,
-    /// Asks an idle connection to free its empty query buffer (from the cron).
-    pub shrink: Rc<Notify>,
-    /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
-    pub outbox: Vec<u8>,
-    /// Wakes the connection task to write its outbox.
-    pub push: Rc<Notify>,
-    /// Since when the outbox has been over the soft limit.
-    pub over_soft_limit_since: Option<Instant>,
-    /// Channels and patterns subscribed to (`sub=`, `psub=` in `CLIENT LIST`).
-    pub subscriptions: (usize, usize),
-    /// Whether this is a Unix-socket connection.
-    pub unix: bool,
-    /// Set to close the connection (`CLIENT KILL`, `timeout`).
-    pub killed: bool,
-    /// `CLIENT LIST` flags: `N` for a normal client, `S` for a replica.
-    pub flags: char,
-    /// Wakes the connection task when it must close.
-    pub kill: Rc<Notify>,
-    /// Wakes a blocked client when one of its keys may have data.
-    pub wake: Rc<Notify>,
-    /// `CLIENT UNBLOCK` asked this blocked client to stop waiting: `true` to fail with
-    /// `-UNBLOCKED`, `false` to reply as if it timed out.
-    pub unblock: Option<bool>,
-}
-
-impl ClientInfo {
-    /// A newly connected (or internal) client: database 0, RESP2, no name.
-    pub fn new(id: u64, addr: String, laddr: String, fd: i32, unix: bool) -> ClientInfo {
-        let now = Instant::now();
-        ClientInfo {
-            id,
-            addr,
-            laddr,
-            fd,
-            name: Vec::new(),
-            db: 0,
-            created: now,
-            last_interaction: now,
-            last_command: "",
-            resp: 2,
-            query_buffer: 0,
-            query_buffer_capacity: 0,
-            shrink: Rc::new(Notify::new()),
-            outbox: Vec::new(),
-            push: Rc::new(Notify::new()),
-            over_soft_limit_since: None,
-            subscriptions: (0, 0),
-            unix,
-            killed: false,
-            flags: 'N',
-            kill: Rc::new(Notify::new()),
-            wake: Rc::new(Notify::new()),
-            unblock: None,
-        }
-    }
-}
+pub(crate) use clients::ClientInfo;
+pub(crate) use settings::{Settings, Stats};
 
 /// The whole server state.
-pub struct Server {
+pub(crate) struct Server {
     /// The configuration, as `CONFIG GET` shows it.
     pub config: Config,
     /// Hot settings derived from the configuration.
@@ -238,7 +60,7 @@ pub struct Server {
     /// Clients whose watched keys were touched: their next EXEC fails.
     pub invalidated: HashSet<u64>,
     /// RDB snapshot state.
-    pub rdb: crate::persistence::RdbState,
+    pub rdb: crate::persistence::rdb::RdbState,
     /// While a snapshot loads: when it started, the file size and the bytes read so far.
     pub loading: Option<(Instant, u64, u64)>,
     /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
@@ -257,11 +79,11 @@ pub struct Server {
     /// names (see `Ctx::modified_only`).
     pub modified_override: Option<Vec<bytes::Bytes>>,
     /// The append-only file.
-    pub aof: crate::aof::Aof,
+    pub aof: crate::persistence::aof::Aof,
     /// The AOF rewrite child and its history.
-    pub aof_rewrite: crate::aof_rewrite::RewriteState,
+    pub aof_rewrite: crate::persistence::aof_rewrite::RewriteState,
     /// Scheduled backups.
-    pub backup: crate::backup::BackupState,
+    pub backup: crate::persistence::backup::BackupState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
     pub startup_memory: usize,
     /// Pub/Sub channels and patterns.
@@ -275,7 +97,7 @@ pub struct Server {
     /// Connections MIGRATE keeps to its targets.
     pub migrate_sockets: crate::commands::MigrateSockets,
     /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
-    pub command_stats: crate::command_stats::CommandStats,
+    pub command_stats: crate::commands::stats::CommandStats,
     /// `error_replies` when the last command's counters were taken: a command failed if more
     /// errors were replied since (inner commands of EXEC move it, as in Redis).
     pub errors_seen: u64,
@@ -283,7 +105,7 @@ pub struct Server {
 
 /// Who asked the server to stop, and whether to save first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownRequest {
+pub(crate) enum ShutdownRequest {
     /// A client sent `SHUTDOWN`; `save` is `Some(true)` for SAVE, `Some(false)` for NOSAVE.
     Command {
         /// Explicit SAVE/NOSAVE.
@@ -298,7 +120,7 @@ pub enum ShutdownRequest {
 }
 
 /// Unix time in milliseconds.
-pub fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -306,7 +128,7 @@ pub fn unix_ms() -> i64 {
 
 impl Server {
     /// A server with an empty keyspace for `config`.
-    pub fn new(config: Config) -> Server {
+    pub(crate) fn new(config: Config) -> Server {
         let settings = Settings::from_config(&config);
         let databases = config.get_i64("databases").max(1) as usize;
         let mut keyspace = Keyspace::new(databases);
@@ -315,7 +137,7 @@ impl Server {
             .map(|_| format!("{:016x}", keyspace.next_random()))
             .collect();
         run_id.truncate(40);
-        let aof = crate::aof::Aof::new(&config);
+        let aof = crate::persistence::aof::Aof::new(&config);
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
@@ -347,7 +169,7 @@ impl Server {
                 .unwrap_or_default(),
             watchers: HashMap::new(),
             invalidated: HashSet::new(),
-            rdb: crate::persistence::RdbState::new(),
+            rdb: crate::persistence::rdb::RdbState::new(),
             blocking: HashMap::new(),
             skip_checksum_validation: false,
             list_packed_threshold: 1 << 30,
@@ -355,28 +177,28 @@ impl Server {
             changes: 0,
             propagation_override: None,
             aof,
-            aof_rewrite: crate::aof_rewrite::RewriteState::default(),
-            backup: crate::backup::BackupState::default(),
+            aof_rewrite: crate::persistence::aof_rewrite::RewriteState::default(),
+            backup: crate::persistence::backup::BackupState::default(),
         }
     }
 
     /// `hash-max-listpack-entries` / `hash-max-listpack-value`.
-    pub fn hash_limits(&self) -> amber_keyspace::HashLimits {
+    pub(crate) fn hash_limits(&self) -> amber_keyspace::HashLimits {
         self.settings.encoding.hash
     }
 
     /// `zset-max-listpack-entries` / `zset-max-listpack-value`.
-    pub fn zset_limits(&self) -> amber_keyspace::ZsetLimits {
+    pub(crate) fn zset_limits(&self) -> amber_keyspace::ZsetLimits {
         self.settings.encoding.zset
     }
 
     /// All the thresholds that decide compact encodings.
-    pub fn encoding_limits(&self) -> crate::persistence::EncodingLimits {
+    pub(crate) fn encoding_limits(&self) -> crate::persistence::rdb::EncodingLimits {
         self.settings.encoding
     }
 
     /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
-    pub fn switch_aof(&mut self, on: bool) -> Result<(), String> {
+    pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), String> {
         if on == self.aof.is_on() {
             return Ok(());
         }
@@ -387,11 +209,12 @@ impl Server {
         }
         // As Redis: appending starts now, to a new incr file that the manifest names only once
         // a background rewrite has written the base of the dataset as it is now.
-        let paths = crate::aof::AofPaths::from_config(&self.config);
-        let manifest = match crate::aof_load::find(&paths).map_err(|e| e.to_string())? {
-            crate::aof_load::Source::MultiPart(manifest) => manifest,
-            _ => amber_aof::Manifest::default(),
-        };
+        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
+        let manifest =
+            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
+                crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
+                _ => amber_aof::Manifest::default(),
+            };
         self.kill_aof_rewrite();
         self.aof_rewrite.waiting_attempts = 0;
         self.aof
@@ -410,14 +233,14 @@ impl Server {
 
     /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
     /// files (nothing is appended while it replays).
-    pub fn reload_aof(&mut self) -> Result<(), String> {
+    pub(crate) fn reload_aof(&mut self) -> Result<(), String> {
         self.aof.sync_now()?;
-        let paths = crate::aof::AofPaths::from_config(&self.config);
-        let source = crate::aof_load::find(&paths).map_err(|e| e.to_string())?;
+        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
+        let source = crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())?;
         let log = self.aof.log.take();
         self.keyspace.set_record_expired(false);
         self.keyspace.clear();
-        let result = crate::aof_load::load_blocking(self, &paths, source);
+        let result = crate::persistence::aof_load::load_blocking(self, &paths, source);
         self.aof.log = log;
         self.refresh_record_expired();
         self.dirty = 0;
@@ -432,14 +255,14 @@ impl Server {
     }
 
     /// `DEBUG RELOAD`: saves the RDB file, empties the dataset and loads the file back.
-    pub fn reload_rdb(&mut self) -> Result<(), String> {
+    pub(crate) fn reload_rdb(&mut self) -> Result<(), String> {
         self.save_now()
             .map_err(|e| format!("Error trying to save the DB: {e}"))?;
         let path = self.rdb_file();
         let limits = self.encoding_limits();
         let log = self.aof.log.take();
         self.keyspace.clear();
-        let result = crate::persistence::load(&path, &mut self.keyspace, unix_ms(), &limits);
+        let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
         self.aof.log = log;
         let stats = result?;
         self.rdb.last_load = (stats.loaded, stats.expired);
@@ -448,28 +271,28 @@ impl Server {
     }
 
     /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
-    pub fn aof_base_format(&self) -> crate::aof::BaseFormat {
+    pub(crate) fn aof_base_format(&self) -> crate::persistence::aof::BaseFormat {
         if self.config.get_bool("aof-use-rdb-preamble") {
-            crate::aof::BaseFormat::Rdb(self.rdb_options())
+            crate::persistence::aof::BaseFormat::Rdb(self.rdb_options())
         } else {
-            crate::aof::BaseFormat::Commands {
+            crate::persistence::aof::BaseFormat::Commands {
                 timestamp: self.config.get_bool("aof-timestamp-enabled"),
             }
         }
     }
 
     /// `list-max-listpack-size`.
-    pub fn list_limits(&self) -> amber_keyspace::ListLimits {
+    pub(crate) fn list_limits(&self) -> amber_keyspace::ListLimits {
         self.settings.encoding.list
     }
 
     /// `set-max-intset-entries`.
-    pub fn max_intset(&self) -> usize {
+    pub(crate) fn max_intset(&self) -> usize {
         self.settings.encoding.max_intset
     }
 
     /// Re-derives the hot settings after a configuration change.
-    pub fn refresh_settings(&mut self) {
+    pub(crate) fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
         let limits = self.config.get("client-output-buffer-limit").to_string();
         self.replication.configure(&limits);
@@ -477,152 +300,11 @@ impl Server {
     }
 
     /// Asks the main task to shut down.
-    pub fn request_shutdown(&mut self, request: ShutdownRequest) {
+    pub(crate) fn request_shutdown(&mut self, request: ShutdownRequest) {
         if self.shutdown_requested.is_none() {
             self.shutdown_requested = Some(request);
         }
         self.shutdown.notify_one();
-    }
-
-    /// Wakes the clients blocked on `key` in `db`, oldest first (Redis's signalKeyAsReady).
-    pub fn signal_ready(&self, db: usize, key: &[u8]) {
-        let Some(ids) = self.blocking.get(&(db, key.to_vec())) else {
-            return;
-        };
-        for id in ids {
-            if let Some(info) = self.clients.get(id) {
-                info.borrow().wake.notify_one();
-            }
-        }
-    }
-
-    /// Wakes every client blocked on a key of `db` that now exists, even logically expired
-    /// (after SWAPDB; a woken client then deletes it, and the deletion is propagated).
-    pub fn signal_blocked_in(&mut self, db: usize) {
-        let keys: Vec<Vec<u8>> = self
-            .blocking
-            .keys()
-            .filter(|(blocked_db, _)| *blocked_db == db)
-            .map(|(_, key)| key.clone())
-            .collect();
-        for key in keys {
-            if self.keyspace.db(db).raw(&key).is_some() {
-                self.signal_ready(db, &key);
-            }
-        }
-    }
-
-    /// Records that `client` waits for data on `keys` of `db`.
-    pub fn block_on(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
-        if let Some(info) = self.clients.get(&client) {
-            info.borrow_mut().flags = 'b';
-        }
-        for key in keys {
-            let waiting = self.blocking.entry((db, key.clone())).or_default();
-            if !waiting.contains(&client) {
-                waiting.push(client);
-            }
-        }
-    }
-
-    /// Forgets that `client` waits on `keys` of `db`.
-    pub fn unblock(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
-        if let Some(info) = self.clients.get(&client) {
-            let mut info = info.borrow_mut();
-            if info.flags == 'b' {
-                info.flags = 'N';
-            }
-        }
-        for key in keys {
-            let slot = (db, key.clone());
-            if let Some(waiting) = self.blocking.get_mut(&slot) {
-                waiting.retain(|&id| id != client);
-                if waiting.is_empty() {
-                    self.blocking.remove(&slot);
-                }
-            }
-        }
-    }
-
-    /// Shows a command to the MONITOR clients: `+<time> [<db> <addr>] "cmd" "arg" ...`.
-    pub fn feed_monitors(&mut self, client: u64, db: usize, addr: &str, args: &[bytes::Bytes]) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let mut line = format!(
-            "+{}.{:06} [{db} {addr}]",
-            now.as_secs(),
-            now.subsec_micros()
-        );
-        for arg in args {
-            line.push(' ');
-            line.push_str(&amber_protocol::quote_arg(arg));
-        }
-        line.push_str("\r\n");
-        for id in &self.monitors {
-            if *id == client {
-                continue;
-            }
-            if let Some(info) = self.clients.get(id) {
-                let mut info = info.borrow_mut();
-                info.outbox.extend_from_slice(line.as_bytes());
-                info.push.notify_one();
-            }
-        }
-    }
-
-    /// Whether `client` is blocked on keys.
-    pub fn is_blocked(&self, client: u64) -> bool {
-        self.blocking.values().any(|ids| ids.contains(&client))
-    }
-
-    /// Number of clients blocked on keys (`blocked_clients`).
-    pub fn blocked_clients(&self) -> usize {
-        let mut ids: Vec<u64> = self.blocking.values().flatten().copied().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len()
-    }
-
-    /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).
-    pub fn touch_key(&mut self, db: usize, key: &[u8]) {
-        if let Some(ids) = self.watchers.get(&(db, key.to_vec())) {
-            self.invalidated.extend(ids.iter().copied());
-        }
-    }
-
-    /// Stops `client` watching `key` in `db`.
-    pub fn remove_watcher(&mut self, client: u64, db: usize, key: Vec<u8>) {
-        let slot = (db, key);
-        if let Some(ids) = self.watchers.get_mut(&slot) {
-            ids.retain(|&other| other != client);
-            if ids.is_empty() {
-                self.watchers.remove(&slot);
-            }
-        }
-    }
-
-    /// Invalidates watchers of every key of `db` that exists now (before a flush or swap).
-    pub fn touch_existing_keys(&mut self, db: usize) {
-        self.touch_keys_swapped(db, db);
-    }
-
-    /// Invalidates the watchers of keys of `db` that exist in `db` or in `replacement` (the
-    /// database whose contents are about to take its place: SWAPDB, as Redis's
-    /// `touchAllWatchedKeysInDb`).
-    pub fn touch_keys_swapped(&mut self, db: usize, replacement: usize) {
-        let now = self.now_ms;
-        let exists =
-            |index: usize, key: &[u8]| self.keyspace.db_ref(index).peek(key, now).is_some();
-        let touched: Vec<u64> = self
-            .watchers
-            .iter()
-            .filter(|((watched_db, key), _)| {
-                *watched_db == db && (exists(db, key) || exists(replacement, key))
-            })
-            .flat_map(|(_, ids)| ids.iter().copied())
-            .collect();
-        self.invalidated.extend(touched);
     }
 
     fn rdb_file(&self) -> std::path::PathBuf {
@@ -631,8 +313,8 @@ impl Server {
 
     /// The options of every snapshot this server writes (SAVE, BGSAVE, AOF base, backups);
     /// `rdb-key-save-delay` holds backup children open too, so tests can act during them.
-    pub(crate) fn rdb_options(&self) -> crate::persistence::SaveOptions {
-        let mut options = crate::persistence::save_options(
+    pub(crate) fn rdb_options(&self) -> crate::persistence::rdb::SaveOptions {
+        let mut options = crate::persistence::rdb::save_options(
             self.config.get_bool("rdbcompression"),
             self.config.get_bool("rdbchecksum"),
             self.config.get_i64("rdb-key-save-delay").max(0) as u64,
@@ -644,7 +326,7 @@ impl Server {
 
     /// The encoding thresholds snapshots are written with: the configured ones, so a file
     /// holds each value in the encoding it has in memory, as Redis writes them.
-    pub fn rdb_thresholds(&self) -> amber_rdb::Thresholds {
+    pub(crate) fn rdb_thresholds(&self) -> amber_rdb::Thresholds {
         let limits = self.settings.encoding;
         amber_rdb::Thresholds {
             hash_max_listpack_entries: limits.hash.max_entries,
@@ -659,13 +341,18 @@ impl Server {
     }
 
     /// SAVE: writes the snapshot in this process, blocking clients meanwhile.
-    pub fn save_now(&mut self) -> Result<(), String> {
+    pub(crate) fn save_now(&mut self) -> Result<(), String> {
         if self.rdb.child.is_some() {
             return Err("ERR Background save already in progress".into());
         }
         let path = self.rdb_file();
         let mut unreported = amber_snapshot::Reporter::disconnected();
-        match crate::persistence::save(&self.keyspace, &path, self.rdb_options(), &mut unreported) {
+        match crate::persistence::rdb::save(
+            &self.keyspace,
+            &path,
+            self.rdb_options(),
+            &mut unreported,
+        ) {
             Ok(_) => {
                 crate::notice!("DB saved on disk");
                 self.dirty = 0;
@@ -682,7 +369,7 @@ impl Server {
     }
 
     /// BGSAVE: forks a child that writes the snapshot while this process keeps serving.
-    pub fn start_bgsave(&mut self) -> Result<(), String> {
+    pub(crate) fn start_bgsave(&mut self) -> Result<(), String> {
         if self.rdb.child.is_some() {
             return Err("ERR Background save already in progress".into());
         }
@@ -693,7 +380,7 @@ impl Server {
         let options = self.rdb_options();
         let keyspace = &self.keyspace;
         let child = amber_snapshot::spawn(|reporter| {
-            match crate::persistence::save(keyspace, &path, options, reporter) {
+            match crate::persistence::rdb::save(keyspace, &path, options, reporter) {
                 Ok(_) => 0,
                 Err(_) => 1,
             }
@@ -714,7 +401,7 @@ impl Server {
     }
 
     /// Kills a running BGSAVE child (FLUSHALL, shutdown) and removes its temp file.
-    pub fn kill_bgsave_child(&mut self) {
+    pub(crate) fn kill_bgsave_child(&mut self) {
         if let Some((child, _)) = self.rdb.child.take() {
             crate::warning!("Killing the background saving child {}", child.pid());
             let pid = child.pid();
@@ -724,7 +411,7 @@ impl Server {
     }
 
     /// Reaps a finished BGSAVE child and records its outcome; runs from the cron.
-    pub fn check_bgsave(&mut self) {
+    pub(crate) fn check_bgsave(&mut self) {
         let Some((child, dirty_at_fork)) = self.rdb.child.as_mut() else {
             return;
         };
@@ -783,7 +470,7 @@ impl Server {
 
     /// Starts a BGSAVE when a save point (`save <seconds> <changes>`) is reached, or a
     /// scheduled one can run; runs from the cron.
-    pub fn check_save_points(&mut self) {
+    pub(crate) fn check_save_points(&mut self) {
         if self.has_active_child() {
             return;
         }
@@ -793,7 +480,7 @@ impl Server {
             return;
         }
         let elapsed = (unix_ms() / 1000 - self.last_save).max(0) as u64;
-        let points = crate::persistence::save_points(self.config.get("save"));
+        let points = crate::persistence::rdb::save_points(self.config.get("save"));
         let reached = points
             .iter()
             .find(|(seconds, changes)| self.dirty >= *changes && elapsed >= *seconds);
@@ -805,14 +492,14 @@ impl Server {
 
     /// Whether writes must be refused with MISCONF (a failed background save, with
     /// `stop-writes-on-bgsave-error yes` and save points configured).
-    pub fn writes_refused(&self) -> bool {
+    pub(crate) fn writes_refused(&self) -> bool {
         !self.rdb.last_bgsave_ok
             && self.config.get_bool("stop-writes-on-bgsave-error")
             && !self.config.get("save").is_empty()
     }
 
     /// The `-MISCONF` error writes get while persistence is failing, if it is.
-    pub fn write_refusal(&mut self) -> Option<String> {
+    pub(crate) fn write_refusal(&mut self) -> Option<String> {
         if self.writes_refused() {
             return Some(crate::commands::errors::MISCONF.to_string());
         }
@@ -823,14 +510,14 @@ impl Server {
 
     /// Collects expiry counts from the databases into the stats, and records the deleted keys
     /// in the AOF as `DEL`s.
-    pub fn collect_expired(&mut self, db: usize) {
+    pub(crate) fn collect_expired(&mut self, db: usize) {
         self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
         self.propagate_expired();
     }
 
     /// Records every key deleted by expiry so far as a `DEL` in the AOF, so that a command's own
     /// record always follows the deletions its lookups caused.
-    pub fn propagate_expired(&mut self) {
+    pub(crate) fn propagate_expired(&mut self) {
         if !self.propagating() {
             return;
         }
@@ -842,13 +529,13 @@ impl Server {
     }
 
     /// Whether writes are recorded anywhere: the AOF, or the stream to replicas.
-    pub fn propagating(&self) -> bool {
+    pub(crate) fn propagating(&self) -> bool {
         self.aof.is_on() || self.replication.has_replicas()
     }
 
     /// Records one command executed in `db` in the AOF and the replication stream (inside EXEC,
     /// once the transaction is over).
-    pub fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+    pub(crate) fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
         if let Some(held) = self.exec_propagation.as_mut() {
             let args = args
                 .iter()
@@ -865,13 +552,13 @@ impl Server {
     }
 
     /// EXEC starts: its writes are held until it ends.
-    pub fn begin_exec(&mut self) {
+    pub(crate) fn begin_exec(&mut self) {
         self.exec_propagation = Some(Vec::new());
     }
 
     /// EXEC ends: as Redis 7, several writes are recorded as one `MULTI ... EXEC` block and a
     /// single write on its own.
-    pub fn end_exec(&mut self) {
+    pub(crate) fn end_exec(&mut self) {
         let Some(held) = self.exec_propagation.take() else {
             return;
         };
@@ -890,14 +577,14 @@ impl Server {
     }
 
     /// Keeps the names of keys deleted by expiry whenever something records writes.
-    pub fn refresh_record_expired(&mut self) {
+    pub(crate) fn refresh_record_expired(&mut self) {
         let record = self.propagating();
         self.keyspace.set_record_expired(record);
     }
 
     /// Replication's share of the cron: starts the snapshot replicas wait for once no other
     /// child runs, and pings the replicas every `repl-ping-replica-period` seconds.
-    pub fn check_replication(&mut self) {
+    pub(crate) fn check_replication(&mut self) {
         if !self.replication.has_replicas() {
             return;
         }
@@ -916,6 +603,6 @@ impl Server {
 }
 
 /// Formats a peer address as `CLIENT LIST` does (`ip:port`, IPv6 without brackets).
-pub fn format_addr(addr: &SocketAddr) -> String {
+pub(crate) fn format_addr(addr: &SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
 }

@@ -8,15 +8,15 @@ use amber_protocol::{Limits, Protocol, ReplyWriter, RequestParser};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::aof::BeforeReply;
 use crate::commands::{ClientState, Ctx, execute};
+use crate::persistence::aof::BeforeReply;
 use crate::replication::Output;
 use crate::server::{ClientInfo, Server, unix_ms};
 
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one client until it disconnects, sends `QUIT`, breaks the protocol or is killed.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     shared: Rc<RefCell<Server>>,
     mut stream: S,
     info: Rc<RefCell<ClientInfo>>,

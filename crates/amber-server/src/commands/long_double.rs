@@ -7,11 +7,11 @@ use std::ffi::CString;
 
 /// An 80-bit extended precision number, stored as its 10 bytes (little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LongDouble([u8; 16]);
+pub(crate) struct LongDouble([u8; 16]);
 
 impl LongDouble {
     /// Zero.
-    pub const ZERO: LongDouble = LongDouble([0; 16]);
+    pub(crate) const ZERO: LongDouble = LongDouble([0; 16]);
 
     fn mantissa(self) -> u64 {
         u64::from_le_bytes(self.0[..8].try_into().unwrap_or([0; 8]))
@@ -30,13 +30,13 @@ impl LongDouble {
     }
 
     /// Whether the value is infinite or not a number.
-    pub fn is_finite(self) -> bool {
+    pub(crate) fn is_finite(self) -> bool {
         self.exponent() != 0x7fff
     }
 
     /// Parses a number as Redis's `string2ld` accepts it: the whole string as `strtold` reads
     /// it, no leading space, not NaN, not out of range.
-    pub fn parse(bytes: &[u8]) -> Option<LongDouble> {
+    pub(crate) fn parse(bytes: &[u8]) -> Option<LongDouble> {
         if bytes.is_empty() || bytes.len() > 5 * 1024 || bytes[0].is_ascii_whitespace() {
             return None;
         }
@@ -69,7 +69,7 @@ impl LongDouble {
     }
 
     /// `self + other`, rounded by the x87 unit as C's long double addition is.
-    pub fn plus(self, other: LongDouble) -> LongDouble {
+    pub(crate) fn plus(self, other: LongDouble) -> LongDouble {
         let mut sum = LongDouble::ZERO;
         // SAFETY: loads two 80-bit values from memory we own, adds them on the x87 stack and
         // stores the result into `sum`; the x87 registers used are declared clobbered.
@@ -92,7 +92,7 @@ impl LongDouble {
 
     /// Formats as Redis's `ld2string(..., LD_STR_HUMAN)`: `%.17Lf`, trailing zeros and a
     /// trailing dot removed, `-0` shown as `0`.
-    pub fn to_human_string(self) -> String {
+    pub(crate) fn to_human_string(self) -> String {
         if !self.is_finite() {
             return if self.negative() { "-inf" } else { "inf" }.to_string();
         }

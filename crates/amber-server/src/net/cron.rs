@@ -1,0 +1,83 @@
+//! The cron: what runs `hz` times a second (active expiry, client timeouts, background jobs,
+//! replication pings, the ops/sec sample).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::server::{Server, unix_ms};
+use crate::verbose;
+
+/// Runs `hz` times a second: active expiry, idle-client timeouts, ops/sec sampling.
+pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
+    let mut last_commands = 0u64;
+    let mut last_sample = Instant::now();
+    loop {
+        let hz = shared.borrow().settings.hz;
+        tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
+        let mut server = shared.borrow_mut();
+        server.now_ms = unix_ms();
+        if server.active_expire_enabled {
+            active_expire(&mut server, hz);
+        }
+        close_idle_clients(&server);
+        server.check_bgsave();
+        server.check_save_points();
+        server.aof.cron();
+        server.check_aof_rewrite();
+        server.check_backup();
+        server.update_resize_policy();
+        server.migrate_sockets.close_idle();
+        server.check_replication();
+        let elapsed = last_sample.elapsed();
+        if elapsed >= Duration::from_millis(1000) {
+            let done = server.stats.commands_processed - last_commands;
+            server.stats.instantaneous_ops = (done as f64 / elapsed.as_secs_f64()) as u64;
+            last_commands = server.stats.commands_processed;
+            last_sample = Instant::now();
+        }
+    }
+}
+
+/// Redis's active expire cycle: sample keys with a TTL in each database, and keep going while
+/// more than 10% of a sample was expired, within a time budget of 25% of a cron tick.
+fn active_expire(server: &mut Server, hz: u32) {
+    let effort = server.settings.active_expire_effort as usize;
+    let per_loop = 20 + 20 / 4 * (effort - 1);
+    let budget = Duration::from_micros(u64::from(250_000 / hz.max(1)));
+    let started = Instant::now();
+    let now = server.now_ms;
+    for index in 0..server.keyspace.db_count() {
+        loop {
+            let (db, random) = server.keyspace.db_with_random(index);
+            if db.volatile_len() == 0 {
+                break;
+            }
+            let cycle = db.expire_sample(now, per_loop, random);
+            if cycle.sampled == 0
+                || cycle.expired * 10 <= cycle.sampled
+                || started.elapsed() > budget
+            {
+                break;
+            }
+        }
+        server.collect_expired(index);
+    }
+}
+
+fn close_idle_clients(server: &Server) {
+    let timeout = server.settings.timeout;
+    for info in server.clients.values() {
+        let mut info = info.borrow_mut();
+        let idle = info.last_interaction.elapsed();
+        // As Redis, a connection idle for 2 seconds gives its empty query buffer back.
+        if idle.as_secs() >= 2 && info.query_buffer == 0 && info.query_buffer_capacity > 0 {
+            info.shrink.notify_one();
+        }
+        if timeout > 0 && idle.as_secs() > timeout {
+            verbose!("Closing idle client");
+            info.killed = true;
+            info.kill.notify_one();
+        }
+    }
+}

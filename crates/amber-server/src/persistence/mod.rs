@@ -1,0 +1,10 @@
+//! Everything that puts the dataset on disk and reads it back: RDB snapshots ([`rdb`]), the
+//! append-only file ([`aof`], loaded by [`aof_load`], compacted by [`aof_rewrite`]), scheduled
+//! backups ([`backup`]), and the background jobs they fork ([`jobs`]).
+
+pub(crate) mod aof;
+pub(crate) mod aof_load;
+pub(crate) mod aof_rewrite;
+pub(crate) mod backup;
+pub(crate) mod rdb;
+pub(crate) mod startup;

@@ -1,0 +1,195 @@
+//! Start-up loading and the final save: the AOF or RDB file read into the keyspace before
+//! clients are served (answering `-LOADING` meanwhile), and what happens to persistence when the
+//! server stops.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::server::{Server, ShutdownRequest, unix_ms};
+use crate::{notice, warning};
+
+/// Loads the AOF (the RDB file is ignored when AOF is on, as in Redis), then opens it for
+/// appending: a first start writes the base and the first incr file.
+pub(crate) async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
+    let paths = crate::persistence::aof::AofPaths::from_config(&shared.borrow().config);
+    let fatal = |message: String| {
+        warning!("{message}");
+        anyhow::Error::new(AlreadyLogged)
+    };
+    let source = crate::persistence::aof_load::find(&paths).map_err(|error| match error {
+        crate::persistence::aof_load::FindError::Manifest(error) => {
+            log_manifest_error(&paths.manifest(), &error);
+            anyhow::Error::new(AlreadyLogged)
+        }
+        crate::persistence::aof_load::FindError::Unreadable(message) => fatal(message),
+    })?;
+    remove_temp_files(&paths.dir);
+    let mut manifest = crate::persistence::aof_load::load(shared, &paths, source)
+        .await
+        .map_err(|message| {
+            if message == crate::persistence::aof_load::SHUTDOWN_WHILE_LOADING {
+                anyhow::Error::new(ShutdownWhileLoading)
+            } else {
+                fatal(message)
+            }
+        })?;
+    if !shared.borrow().config.get_bool("aof-disable-auto-gc") {
+        crate::persistence::aof::delete_history(&paths, &mut manifest);
+    }
+    let mut server = shared.borrow_mut();
+    let format = server.aof_base_format();
+    let server = &mut *server;
+    server
+        .aof
+        .open(&paths, manifest, &server.keyspace, format)
+        .map_err(|e| fatal(format!("Can't open the append-only file: {e}")))?;
+    server.keyspace.set_record_expired(true);
+    Ok(())
+}
+
+/// A shutdown (signal or SHUTDOWN) arrived while the dataset was loading: the server stops
+/// without saving, as Redis does.
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown requested while loading")]
+pub(crate) struct ShutdownWhileLoading;
+
+/// A start-up failure whose cause is already in the log, in Redis's words: nothing more is
+/// printed before the process exits.
+#[derive(Debug, thiserror::Error)]
+#[error("start-up failed (see the log lines above)")]
+pub struct AlreadyLogged;
+
+/// Logs an unreadable manifest as Redis does: a banner, the line and the reason.
+fn log_manifest_error(path: &std::path::Path, error: &amber_aof::ManifestError) {
+    warning!("\n*** FATAL AOF MANIFEST FILE ERROR ***\n");
+    if let Some(number) = error.line() {
+        let text = std::fs::read(path).unwrap_or_default();
+        let line = text
+            .split(|&b| b == b'\n')
+            .nth(number - 1)
+            .unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        warning!("Reading the manifest file, at line {number}\n");
+        warning!(">>> '{}'\n", line.trim_matches([' ', '\t', '\r']));
+    }
+    warning!("{}\n", error.reason());
+}
+
+/// Removes `temp-*` files a killed rewrite left in the AOF directory (they are never named by a
+/// manifest, so nothing can need them).
+fn remove_temp_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("temp-") {
+            notice!(
+                "Removing the leftover temporary AOF file {}",
+                name.to_string_lossy()
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Loads `dbfilename` when it exists, a batch of keys at a time, answering `-LOADING` to
+/// clients meanwhile; a file that cannot be read stops start-up and is left untouched.
+pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
+    let (path, limits, delay) = {
+        let server = shared.borrow();
+        let path = std::path::PathBuf::from(server.config.get("dbfilename"));
+        let delay = server.config.get_i64("key-load-delay").max(0) as u64;
+        (path, server.encoding_limits(), delay)
+    };
+    if !path.exists() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let now = unix_ms();
+    let fail = |message: String| -> anyhow::Error {
+        warning!(
+            "Internal error in RDB reading {}: {message}",
+            path.display()
+        );
+        warning!("Terminating server after rdb file reading failure.");
+        anyhow::Error::new(AlreadyLogged)
+    };
+    let mut loader = crate::persistence::rdb::Loader::open(&path).map_err(|message| {
+        warning!("Fatal error loading the DB: {message}. Exiting.");
+        anyhow::Error::new(AlreadyLogged)
+    })?;
+    loader.key_delay_us = delay;
+    let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    shared.borrow_mut().loading = Some((started, total, 0));
+    loop {
+        let step = {
+            let mut server = shared.borrow_mut();
+            let result = loader.step(&mut server.keyspace, now, &limits, 1024);
+            server.loading = Some((started, total, loader.offset()));
+            if result.is_err() {
+                server.keyspace.clear();
+            }
+            result
+        };
+        match step {
+            Ok(true) => break,
+            Ok(false) => {
+                tokio::task::yield_now().await;
+                if shared.borrow().shutdown_requested.is_some() {
+                    shared.borrow_mut().loading = None;
+                    return Err(anyhow::Error::new(ShutdownWhileLoading));
+                }
+            }
+            Err(message) => return Err(fail(message)),
+        }
+    }
+    let mut server = shared.borrow_mut();
+    server.loading = None;
+    let stats = loader.stats;
+    notice!("{}", stats.summary());
+    notice!(
+        "DB loaded from disk: {:.3} seconds",
+        started.elapsed().as_secs_f64()
+    );
+    server.rdb.last_load = (stats.loaded, stats.expired);
+    Ok(())
+}
+
+/// Saves before exiting when asked to (SHUTDOWN SAVE) or when save points are configured
+/// (unless SHUTDOWN NOSAVE). Returns false when the save failed and the shutdown is cancelled.
+pub(crate) fn final_save(server: &mut Server) -> bool {
+    let request = server.shutdown_requested.take();
+    let (explicit, force) = match request {
+        Some(ShutdownRequest::Command { save, force }) => {
+            warning!("User requested shutdown...");
+            (save, force)
+        }
+        _ => (None, false),
+    };
+    server.kill_aof_rewrite();
+    server.kill_backup();
+    if let Some((child, _)) = server.rdb.child.take() {
+        warning!("There is a child saving an .rdb. Killing it!");
+        let pid = child.pid();
+        let _ = child.kill_and_reap();
+        let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
+    }
+    if server.aof.is_on() {
+        notice!("Calling fsync() on the AOF file.");
+        if let Err(error) = server.aof.sync_now() {
+            warning!("Error flushing the AOF file on shutdown: {error}");
+        }
+    }
+    let wanted = explicit.unwrap_or_else(|| !server.config.get("save").is_empty());
+    if !wanted {
+        return true;
+    }
+    notice!("Saving the final RDB snapshot before exiting.");
+    if server.save_now().is_ok() || force {
+        return true;
+    }
+    warning!("Error trying to save the DB, can't exit.");
+    false
+}

@@ -1,0 +1,242 @@
+//! Connected clients as the server sees them (`CLIENT LIST`), and what ties them to keys:
+//! WATCH, blocking commands and MONITOR.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::Server;
+
+/// What `CLIENT LIST` shows of a connection, shared between its task and the server.
+#[derive(Debug)]
+pub(crate) struct ClientInfo {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// Peer address (`addr=`), or the socket path for a Unix socket.
+    pub addr: String,
+    /// Local address (`laddr=`).
+    pub laddr: String,
+    /// File descriptor.
+    pub fd: i32,
+    /// `CLIENT SETNAME`.
+    pub name: Vec<u8>,
+    /// Selected database.
+    pub db: usize,
+    /// When the connection was accepted.
+    pub created: Instant,
+    /// Last time a command arrived.
+    pub last_interaction: Instant,
+    /// The last command's name.
+    pub last_command: &'static str,
+    /// RESP version (2 or 3).
+    pub resp: u8,
+    /// Bytes waiting in the query buffer.
+    pub query_buffer: usize,
+    /// Bytes the query buffer holds allocated (`qbuf` + `qbuf-free`).
+    pub query_buffer_capacity: usize,
+    /// Asks an idle connection to free its empty query buffer (from the cron).
+    pub shrink: Rc<Notify>,
+    /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
+    pub outbox: Vec<u8>,
+    /// Wakes the connection task to write its outbox.
+    pub push: Rc<Notify>,
+    /// Since when the outbox has been over the soft limit.
+    pub over_soft_limit_since: Option<Instant>,
+    /// Channels and patterns subscribed to (`sub=`, `psub=` in `CLIENT LIST`).
+    pub subscriptions: (usize, usize),
+    /// Whether this is a Unix-socket connection.
+    pub unix: bool,
+    /// Set to close the connection (`CLIENT KILL`, `timeout`).
+    pub killed: bool,
+    /// `CLIENT LIST` flags: `N` for a normal client, `S` for a replica.
+    pub flags: char,
+    /// Wakes the connection task when it must close.
+    pub kill: Rc<Notify>,
+    /// Wakes a blocked client when one of its keys may have data.
+    pub wake: Rc<Notify>,
+    /// `CLIENT UNBLOCK` asked this blocked client to stop waiting: `true` to fail with
+    /// `-UNBLOCKED`, `false` to reply as if it timed out.
+    pub unblock: Option<bool>,
+}
+
+impl ClientInfo {
+    /// A newly connected (or internal) client: database 0, RESP2, no name.
+    pub(crate) fn new(id: u64, addr: String, laddr: String, fd: i32, unix: bool) -> ClientInfo {
+        let now = Instant::now();
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            fd,
+            name: Vec::new(),
+            db: 0,
+            created: now,
+            last_interaction: now,
+            last_command: "",
+            resp: 2,
+            query_buffer: 0,
+            query_buffer_capacity: 0,
+            shrink: Rc::new(Notify::new()),
+            outbox: Vec::new(),
+            push: Rc::new(Notify::new()),
+            over_soft_limit_since: None,
+            subscriptions: (0, 0),
+            unix,
+            killed: false,
+            flags: 'N',
+            kill: Rc::new(Notify::new()),
+            wake: Rc::new(Notify::new()),
+            unblock: None,
+        }
+    }
+}
+
+impl Server {
+    /// Wakes the clients blocked on `key` in `db`, oldest first (Redis's signalKeyAsReady).
+    pub(crate) fn signal_ready(&self, db: usize, key: &[u8]) {
+        let Some(ids) = self.blocking.get(&(db, key.to_vec())) else {
+            return;
+        };
+        for id in ids {
+            if let Some(info) = self.clients.get(id) {
+                info.borrow().wake.notify_one();
+            }
+        }
+    }
+
+    /// Wakes every client blocked on a key of `db` that now exists, even logically expired
+    /// (after SWAPDB; a woken client then deletes it, and the deletion is propagated).
+    pub(crate) fn signal_blocked_in(&mut self, db: usize) {
+        let keys: Vec<Vec<u8>> = self
+            .blocking
+            .keys()
+            .filter(|(blocked_db, _)| *blocked_db == db)
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in keys {
+            if self.keyspace.db(db).raw(&key).is_some() {
+                self.signal_ready(db, &key);
+            }
+        }
+    }
+
+    /// Records that `client` waits for data on `keys` of `db`.
+    pub(crate) fn block_on(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        if let Some(info) = self.clients.get(&client) {
+            info.borrow_mut().flags = 'b';
+        }
+        for key in keys {
+            let waiting = self.blocking.entry((db, key.clone())).or_default();
+            if !waiting.contains(&client) {
+                waiting.push(client);
+            }
+        }
+    }
+
+    /// Forgets that `client` waits on `keys` of `db`.
+    pub(crate) fn unblock(&mut self, client: u64, db: usize, keys: &[Vec<u8>]) {
+        if let Some(info) = self.clients.get(&client) {
+            let mut info = info.borrow_mut();
+            if info.flags == 'b' {
+                info.flags = 'N';
+            }
+        }
+        for key in keys {
+            let slot = (db, key.clone());
+            if let Some(waiting) = self.blocking.get_mut(&slot) {
+                waiting.retain(|&id| id != client);
+                if waiting.is_empty() {
+                    self.blocking.remove(&slot);
+                }
+            }
+        }
+    }
+
+    /// Shows a command to the MONITOR clients: `+<time> [<db> <addr>] "cmd" "arg" ...`.
+    pub(crate) fn feed_monitors(
+        &mut self,
+        client: u64,
+        db: usize,
+        addr: &str,
+        args: &[bytes::Bytes],
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = format!(
+            "+{}.{:06} [{db} {addr}]",
+            now.as_secs(),
+            now.subsec_micros()
+        );
+        for arg in args {
+            line.push(' ');
+            line.push_str(&amber_protocol::quote_arg(arg));
+        }
+        line.push_str("\r\n");
+        for id in &self.monitors {
+            if *id == client {
+                continue;
+            }
+            if let Some(info) = self.clients.get(id) {
+                let mut info = info.borrow_mut();
+                info.outbox.extend_from_slice(line.as_bytes());
+                info.push.notify_one();
+            }
+        }
+    }
+
+    /// Whether `client` is blocked on keys.
+    pub(crate) fn is_blocked(&self, client: u64) -> bool {
+        self.blocking.values().any(|ids| ids.contains(&client))
+    }
+
+    /// Number of clients blocked on keys (`blocked_clients`).
+    pub(crate) fn blocked_clients(&self) -> usize {
+        let mut ids: Vec<u64> = self.blocking.values().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).
+    pub(crate) fn touch_key(&mut self, db: usize, key: &[u8]) {
+        if let Some(ids) = self.watchers.get(&(db, key.to_vec())) {
+            self.invalidated.extend(ids.iter().copied());
+        }
+    }
+
+    /// Stops `client` watching `key` in `db`.
+    pub(crate) fn remove_watcher(&mut self, client: u64, db: usize, key: Vec<u8>) {
+        let slot = (db, key);
+        if let Some(ids) = self.watchers.get_mut(&slot) {
+            ids.retain(|&other| other != client);
+            if ids.is_empty() {
+                self.watchers.remove(&slot);
+            }
+        }
+    }
+
+    /// Invalidates watchers of every key of `db` that exists now (before a flush or swap).
+    pub(crate) fn touch_existing_keys(&mut self, db: usize) {
+        self.touch_keys_swapped(db, db);
+    }
+
+    /// Invalidates the watchers of keys of `db` that exist in `db` or in `replacement` (the
+    /// database whose contents are about to take its place: SWAPDB, as Redis's
+    /// `touchAllWatchedKeysInDb`).
+    pub(crate) fn touch_keys_swapped(&mut self, db: usize, replacement: usize) {
+        let now = self.now_ms;
+        let exists =
+            |index: usize, key: &[u8]| self.keyspace.db_ref(index).peek(key, now).is_some();
+        let touched: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|((watched_db, key), _)| {
+                *watched_db == db && (exists(db, key) || exists(replacement, key))
+            })
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        self.invalidated.extend(touched);
+    }
+}

@@ -1,0 +1,104 @@
+//! The settings read on hot paths (derived from the configuration) and the `INFO stats`
+//! counters.
+
+use crate::config::Config;
+
+/// Settings read on hot paths, refreshed from [`Config`] whenever it changes.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// `requirepass`, if set.
+    pub requirepass: Option<Vec<u8>>,
+    /// `protected-mode`.
+    pub protected_mode: bool,
+    /// `maxclients`.
+    pub maxclients: usize,
+    /// `timeout` in seconds (0 = never).
+    pub timeout: u64,
+    /// `proto-max-bulk-len`.
+    pub proto_max_bulk_len: u64,
+    /// `client-query-buffer-limit`.
+    pub client_query_buffer_limit: usize,
+    /// `hz`, clamped to 1..=500 as Redis does.
+    pub hz: u32,
+    /// `active-expire-effort`.
+    pub active_expire_effort: u32,
+    /// `enable-debug-command`: `no`, `yes` or `local`.
+    pub enable_debug_command: String,
+    /// `tcp-keepalive` in seconds (0 = off).
+    pub tcp_keepalive: u32,
+    /// The thresholds that decide compact encodings (read for every collection write).
+    pub encoding: crate::persistence::rdb::EncodingLimits,
+    /// `latency-tracking`: record each command's latency for `INFO latencystats`.
+    pub latency_tracking: bool,
+    /// `latency-tracking-info-percentiles`.
+    pub latency_percentiles: Vec<f64>,
+}
+
+impl Settings {
+    /// Reads the hot settings out of `config`.
+    pub(crate) fn from_config(config: &Config) -> Settings {
+        let requirepass = config.get("requirepass");
+        Settings {
+            requirepass: (!requirepass.is_empty()).then(|| requirepass.as_bytes().to_vec()),
+            protected_mode: config.get_bool("protected-mode"),
+            maxclients: config.get_i64("maxclients").max(1) as usize,
+            timeout: config.get_i64("timeout").max(0) as u64,
+            proto_max_bulk_len: config.get_i64("proto-max-bulk-len").max(0) as u64,
+            client_query_buffer_limit: config.get_i64("client-query-buffer-limit").max(0) as usize,
+            hz: config.get_i64("hz").clamp(1, 500) as u32,
+            active_expire_effort: config.get_i64("active-expire-effort").clamp(1, 10) as u32,
+            enable_debug_command: config.get("enable-debug-command").to_string(),
+            tcp_keepalive: config
+                .get_i64("tcp-keepalive")
+                .clamp(0, i64::from(u32::MAX)) as u32,
+            encoding: encoding_limits(config),
+            latency_tracking: config.get_bool("latency-tracking"),
+            latency_percentiles: crate::commands::stats::parse_percentiles(
+                config.get("latency-tracking-info-percentiles"),
+            )
+            .unwrap_or_default(),
+        }
+    }
+}
+
+/// The encoding thresholds `config` sets.
+fn encoding_limits(config: &Config) -> crate::persistence::rdb::EncodingLimits {
+    let size = |name: &str| config.get_i64(name).max(0) as usize;
+    crate::persistence::rdb::EncodingLimits {
+        hash: amber_keyspace::HashLimits {
+            max_entries: size("hash-max-listpack-entries"),
+            max_value: size("hash-max-listpack-value"),
+        },
+        max_intset: size("set-max-intset-entries"),
+        list: amber_keyspace::ListLimits::from_setting(config.get_i64("list-max-listpack-size")),
+        zset: amber_keyspace::ZsetLimits {
+            max_entries: size("zset-max-listpack-entries"),
+            max_value: size("zset-max-listpack-value"),
+        },
+    }
+}
+
+/// Counters reported by `INFO stats`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stats {
+    /// Connections accepted since start.
+    pub connections_received: u64,
+    /// Connections refused (`maxclients`).
+    pub rejected_connections: u64,
+    /// Commands executed.
+    pub commands_processed: u64,
+    /// Bytes read from clients.
+    pub net_input_bytes: u64,
+    /// Bytes written to clients.
+    pub net_output_bytes: u64,
+    /// Keys deleted by expiry (lazy or active).
+    pub expired_keys: u64,
+    /// Lookups that found the key.
+    pub keyspace_hits: u64,
+    /// Lookups that did not.
+    pub keyspace_misses: u64,
+    /// Commands that returned an error.
+    pub error_replies: u64,
+    /// Operations per second, sampled by the cron.
+    pub instantaneous_ops: u64,
+}
