@@ -1,12 +1,14 @@
-//! Fork orchestration shared by BGSAVE and the AOF rewrite: fork a child from a quiesced point,
-//! let it do blocking work and leave with `_exit`, then reap or kill it from the parent. The
-//! child reports its progress (keys written) and its copy-on-write size through a pipe.
+//! Snapshot-fork orchestration: when a background job (RDB save, AOF rewrite, backup) runs,
+//! and how it runs.
 //!
-//! The caller must call [`spawn`] from the thread that owns the data, at a point where no
-//! mutation is half done (between two commands). The child runs only the given closure: it must
-//! not touch an async runtime or any lock another thread may hold, must write with plain
-//! blocking I/O and fsync what it writes. Its exit code is the closure's return value; a panic
-//! in the child exits with code 70 instead of unwinding into the parent's code.
+//! * [`schedule`]: the decisions, as a state machine fed with requests, clock ticks and job
+//!   exits (save points, the automatic AOF rewrite and its back-off, the backup interval, one
+//!   job at a time).
+//! * [`spawn`]: fork a child from a quiesced point, let it do blocking work and leave with
+//!   `_exit`, then reap or kill it from the parent ([`Child`]). The child reports its progress
+//!   (keys written) and its copy-on-write size through a pipe.
+//! * [`durable`]: files replaced atomically and durably (temp file, fsync, rename, directory
+//!   fsync).
 
 #![warn(missing_docs)]
 
@@ -17,6 +19,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 use thiserror::Error;
+
+pub mod durable;
+pub mod schedule;
 
 /// Exit code of a child whose work panicked.
 pub const PANIC_EXIT_CODE: i32 = 70;
@@ -226,8 +231,17 @@ impl Child {
 
 /// Forks; the child runs `work` with the write end of the progress pipe and exits with its
 /// return value through `_exit` (no atexit handlers, no destructors, no flushing of the
-/// parent's buffers). The parent gets a [`Child`].
-pub fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, ForkError> {
+/// parent's buffers). The parent gets a [`Child`]. A panic in `work` exits with
+/// [`PANIC_EXIT_CODE`] instead of unwinding into the parent's code.
+///
+/// # Safety
+///
+/// The child is a copy of the whole process with only the calling thread in it. The caller
+/// must call this from the thread that owns the data `work` reads, at a point where no mutation
+/// of it is half done (between two commands), and `work` must not touch an async runtime, any
+/// lock another thread may hold, or any state another thread was changing at the fork: it may
+/// only read that data and write with plain blocking I/O (and fsync what it writes).
+pub unsafe fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, ForkError> {
     // Both ends non-blocking: the child never waits on a busy parent, the parent never waits
     // on a quiet child. Without a pipe (descriptors exhausted) the work still runs, unreported.
     let pipe =
@@ -237,8 +251,9 @@ pub fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, ForkError
         None => (None, None),
     };
     let started = Instant::now();
-    // SAFETY: the caller forks from the thread that owns the data, between mutations, and the
-    // child only runs `work` (blocking I/O, no locks shared with other threads) and `_exit`s.
+    // SAFETY: this function's own contract: the caller forks from the thread that owns the
+    // data, between mutations, and the child only runs `work` (blocking I/O, no locks shared
+    // with other threads) and `_exit`s.
     match unsafe { fork() }.map_err(ForkError::Fork)? {
         ForkResult::Child => {
             drop(reports);
@@ -296,6 +311,13 @@ fn private_dirty_of(path: &str) -> u64 {
 mod tests {
     use super::*;
 
+    /// Forks a child that runs `work`.
+    fn fork_for_test(work: impl FnOnce(&mut Reporter) -> i32) -> Child {
+        // SAFETY: each test's child only sleeps, reads memory of the forking thread, writes to
+        // a file or the progress pipe, and exits; it takes no lock another thread may hold.
+        unsafe { spawn(work) }.unwrap()
+    }
+
     fn wait(child: &Child) -> ChildExit {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -313,16 +335,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out");
         let mut data = vec![1u8, 2, 3];
-        let child = spawn(|_| {
+        let child = fork_for_test(|_| {
             std::thread::sleep(Duration::from_millis(50));
             std::fs::write(&path, &data).map_or(1, |_| 0)
-        })
-        .unwrap();
+        });
         data.push(4); // the parent changes its copy; the child wrote the data at fork time
         assert_eq!(wait(&child), ChildExit::Exited(0));
         assert_eq!(std::fs::read(&path).unwrap(), [1, 2, 3]);
         assert_eq!(data, [1, 2, 3, 4]);
-        let failing = spawn(|_| 3).unwrap();
+        let failing = fork_for_test(|_| 3);
         assert_eq!(wait(&failing), ChildExit::Exited(3));
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -331,13 +352,12 @@ mod tests {
     fn progress_and_cow_come_through_the_pipe() {
         // Memory the parent wrote before the fork; the child's writes make the kernel copy it.
         let mut pages = vec![1u8; 8 << 20];
-        let mut child = spawn(move |reporter| {
+        let mut child = fork_for_test(move |reporter| {
             pages.iter_mut().step_by(4096).for_each(|b| *b = 2);
             reporter.send(1234);
             std::thread::sleep(Duration::from_millis(300));
             i32::from(pages[0] != 2)
-        })
-        .unwrap();
+        });
         let deadline = Instant::now() + Duration::from_secs(10);
         while child.progress().keys_processed != 1234 {
             assert!(Instant::now() < deadline, "no report arrived");
@@ -351,13 +371,12 @@ mod tests {
 
     #[test]
     fn panics_and_kills_are_reported() {
-        let panicking = spawn(|_| panic!("child work failed")).unwrap();
+        let panicking = fork_for_test(|_| panic!("child work failed"));
         assert_eq!(wait(&panicking), ChildExit::Exited(PANIC_EXIT_CODE));
-        let sleeper = spawn(|_| {
+        let sleeper = fork_for_test(|_| {
             std::thread::sleep(Duration::from_secs(30));
             0
-        })
-        .unwrap();
+        });
         assert_eq!(sleeper.try_wait().unwrap(), None);
         assert_eq!(
             sleeper.kill_and_reap().unwrap(),

@@ -107,7 +107,7 @@ pub(crate) fn info_section(server: &Server) -> String {
         ),
         (
             "backup_in_progress",
-            u8::from(state.in_progress()).to_string(),
+            u8::from(server.jobs.scheduler.backup_in_progress()).to_string(),
         ),
         ("backup_last_time", last_time.to_string()),
         ("backup_last_status", last_status.to_string()),

@@ -1,5 +1,6 @@
 //! `INFO`: the sections monitoring tools parse, with Redis's field names and order.
 
+use amber_snapshot::schedule::JobKind;
 use std::fmt::Write;
 
 use crate::alloc;
@@ -185,23 +186,22 @@ fn memory_section(server: &Server) -> String {
 
 fn persistence_section(server: &Server) -> String {
     let rewrite = &server.aof_rewrite;
-    // The running child's report: the BGSAVE's, else the rewrite's, else none.
-    let (progress, keys_total) = match (&server.rdb.child, &rewrite.child) {
-        (Some(_), _) => (server.rdb.progress, server.rdb.keys_total),
-        (None, Some(child)) => (child.progress, child.keys_total),
-        (None, None) => (amber_snapshot::Progress::default(), 0),
-    };
+    let jobs = &server.jobs;
+    let scheduler = &jobs.scheduler;
+    // The running child's report, whatever its kind.
+    let (progress, keys_total, peak_cow) = jobs
+        .running
+        .as_ref()
+        .map_or((amber_snapshot::Progress::default(), 0, 0), |job| {
+            (job.progress, job.keys_total, job.peak_cow)
+        });
+    let rewrite_child = jobs.running(JobKind::AofRewrite);
+    let save_child = jobs.running(JobKind::Save);
+    let rewrite_scheduled = scheduler.is_queued(JobKind::AofRewrite);
     let mut text = lines(&[
         ("loading", u8::from(server.loading.is_some()).to_string()),
         ("async_loading", "0".into()),
-        (
-            "current_cow_peak",
-            server
-                .rdb
-                .current_cow_peak
-                .max(rewrite.child.as_ref().map_or(0, |c| c.peak_cow))
-                .to_string(),
-        ),
+        ("current_cow_peak", peak_cow.to_string()),
         ("current_cow_size", progress.cow_bytes.to_string()),
         (
             "current_cow_size_age",
@@ -225,12 +225,15 @@ fn persistence_section(server: &Server) -> String {
         ("rdb_changes_since_last_save", server.dirty.to_string()),
         (
             "rdb_bgsave_in_progress",
-            u8::from(server.rdb.child.is_some()).to_string(),
+            u8::from(save_child.is_some()).to_string(),
         ),
-        ("rdb_last_save_time", server.last_save.to_string()),
+        (
+            "rdb_last_save_time",
+            (scheduler.last_save_ms() / 1000).to_string(),
+        ),
         (
             "rdb_last_bgsave_status",
-            if server.rdb.last_bgsave_ok {
+            if scheduler.last_save_ok() {
                 "ok"
             } else {
                 "err"
@@ -243,11 +246,8 @@ fn persistence_section(server: &Server) -> String {
         ),
         (
             "rdb_current_bgsave_time_sec",
-            server
-                .rdb
-                .child
-                .as_ref()
-                .map_or(-1, |(c, _)| c.elapsed().as_secs() as i64)
+            save_child
+                .map_or(-1, |job| job.seconds() as i64)
                 .to_string(),
         ),
         ("rdb_saves", server.rdb.saves.to_string()),
@@ -263,11 +263,11 @@ fn persistence_section(server: &Server) -> String {
         ("aof_enabled", u8::from(server.aof.is_on()).to_string()),
         (
             "aof_rewrite_in_progress",
-            u8::from(rewrite.child.is_some()).to_string(),
+            u8::from(rewrite_child.is_some()).to_string(),
         ),
         (
             "aof_rewrite_scheduled",
-            u8::from(rewrite.scheduled).to_string(),
+            u8::from(rewrite_scheduled).to_string(),
         ),
         (
             "aof_last_rewrite_time_sec",
@@ -277,10 +277,7 @@ fn persistence_section(server: &Server) -> String {
         ),
         (
             "aof_current_rewrite_time_sec",
-            rewrite
-                .child
-                .as_ref()
-                .map_or("-1".to_string(), |c| c.elapsed().as_secs().to_string()),
+            rewrite_child.map_or("-1".to_string(), |job| job.seconds().to_string()),
         ),
         (
             "aof_last_bgrewrite_status",
@@ -289,7 +286,7 @@ fn persistence_section(server: &Server) -> String {
         ("aof_rewrites", rewrite.rewrites.to_string()),
         (
             "aof_rewrites_consecutive_failures",
-            rewrite.consecutive_failures.to_string(),
+            scheduler.rewrite_failures().to_string(),
         ),
         (
             "aof_last_write_status",
@@ -310,7 +307,7 @@ fn persistence_section(server: &Server) -> String {
             ("aof_base_size", server.aof.base_size.to_string()),
             (
                 "aof_pending_rewrite",
-                u8::from(rewrite.scheduled).to_string(),
+                u8::from(rewrite_scheduled).to_string(),
             ),
             ("aof_buffer_length", server.aof.buffer_length().to_string()),
             (
@@ -379,8 +376,11 @@ fn stats_section(server: &Server) -> String {
         ("pubsub_channels", server.pubsub.channel_count().to_string()),
         ("pubsub_patterns", server.pubsub.pattern_count().to_string()),
         ("pubsubshard_channels", "0".into()),
-        ("latest_fork_usec", server.rdb.latest_fork_usec.to_string()),
-        ("total_forks", server.rdb.total_forks.to_string()),
+        (
+            "latest_fork_usec",
+            server.jobs.forks.latest_fork_usec.to_string(),
+        ),
+        ("total_forks", server.jobs.forks.total_forks.to_string()),
         ("total_error_replies", stats.error_replies.to_string()),
     ])
 }

@@ -2,6 +2,7 @@
 
 use amber_keyspace::{Entry, StrValue, Value};
 use amber_protocol::{Protocol, parse_i64};
+use amber_snapshot::schedule::JobKind;
 use bytes::Bytes;
 
 use super::keys::{DbIndexError, parse_db_index};
@@ -10,6 +11,8 @@ use super::{
     Ctx, Replied, errors, info as info_section, is, lookup, subcommand_arity, unknown_subcommand,
 };
 use crate::log::{self, Level};
+use crate::persistence::aof_rewrite::RewriteStart;
+use crate::persistence::save::{BgsaveStart, SaveError};
 use crate::server::{ShutdownRequest, unix_ms};
 
 /// `DBSIZE`
@@ -56,7 +59,7 @@ pub(super) fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.dirty(removed);
     // As Redis: a running BGSAVE would write the old data back; with save points, the empty
     // dataset is saved at once so a restart does not bring the flushed keys back.
-    ctx.server.kill_bgsave_child();
+    ctx.server.kill_job_of(JobKind::Save);
     if !ctx.server.config.get("save").is_empty()
         && let Err(error) = ctx.server.save_now()
     {
@@ -111,7 +114,8 @@ pub(super) fn time(ctx: &mut Ctx, _args: &[Bytes]) {
 
 /// `LASTSAVE`
 pub(super) fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) {
-    ctx.out.integer(ctx.server.last_save);
+    ctx.out
+        .integer(ctx.server.jobs.scheduler.last_save_ms() / 1000);
 }
 
 fn acl_categories(spec: &CommandSpec) -> Vec<String> {
@@ -587,7 +591,8 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
 pub(super) fn save(ctx: &mut Ctx, _args: &[Bytes]) {
     match ctx.server.save_now() {
         Ok(()) => ctx.out.ok(),
-        Err(message) => ctx.error(&message),
+        Err(SaveError::Write(_)) => ctx.error("ERR"),
+        Err(error) => ctx.error(&format!("ERR {error}")),
     }
 }
 
@@ -598,39 +603,39 @@ pub(super) fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
         Some(arg) if args.len() == 2 && is(arg, "schedule") => true,
         Some(_) => return ctx.error(errors::SYNTAX),
     };
-    if ctx.server.rdb.child.is_some() {
-        return ctx.error("ERR Background save already in progress");
+    // Inside EXEC, as Redis: a fork would be taken mid-transaction, so the save waits.
+    if ctx.client.in_exec && !ctx.server.has_active_child() {
+        ctx.server.jobs.scheduler.set_queued(JobKind::Save, true);
+        return ctx.out.simple("Background saving scheduled");
     }
-    if ctx.server.has_active_child() || ctx.client.in_exec {
-        if schedule || ctx.client.in_exec {
-            ctx.server.rdb.scheduled = true;
-            return ctx.out.simple("Background saving scheduled");
-        }
-        return ctx.error("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.");
-    }
-    match ctx.server.start_bgsave() {
-        Ok(()) => ctx.out.simple("Background saving started"),
-        Err(message) => ctx.error(&message),
+    match ctx.server.request_bgsave(schedule || ctx.client.in_exec) {
+        Ok(BgsaveStart::Started) => ctx.out.simple("Background saving started"),
+        Ok(BgsaveStart::Scheduled) => ctx.out.simple("Background saving scheduled"),
+        Err(error) => ctx.error(&format!("ERR {error}")),
     }
 }
 
 /// `BGREWRITEAOF`
 pub(super) fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
-    if ctx.client.in_exec && ctx.server.aof_rewrite.child.is_none() {
-        ctx.server.aof_rewrite.scheduled = true;
+    let rewriting = ctx.server.jobs.running(JobKind::AofRewrite).is_some();
+    if ctx.client.in_exec && !rewriting {
+        ctx.server
+            .jobs
+            .scheduler
+            .set_queued(JobKind::AofRewrite, true);
         return ctx
             .out
             .simple("Background append only file rewriting scheduled");
     }
-    match ctx.server.start_aof_rewrite() {
-        Ok(crate::persistence::aof_rewrite::RewriteStart::Started) => ctx
+    match ctx.server.request_aof_rewrite() {
+        Ok(RewriteStart::Started) => ctx
             .out
             .simple("Background append only file rewriting started"),
-        Ok(crate::persistence::aof_rewrite::RewriteStart::Scheduled) => {
-            ctx.server.aof_rewrite.consecutive_failures = 0;
+        Ok(RewriteStart::Scheduled) => {
+            ctx.server.jobs.scheduler.reset_rewrite_failures();
             ctx.out
                 .simple("Background append only file rewriting scheduled")
         }
-        Err(message) => ctx.error(&message),
+        Err(error) => ctx.error(&format!("ERR {error}")),
     }
 }

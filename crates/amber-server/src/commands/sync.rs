@@ -39,7 +39,7 @@ pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
         crate::notice!("Waiting for next BGSAVE for SYNC");
     } else {
         crate::notice!("Starting BGSAVE for SYNC with target: disk");
-        if let Err(error) = server.start_bgsave() {
+        if let Err(error) = server.request_bgsave(false) {
             crate::warning!("BGSAVE for replication failed: {error}");
             server.replication.detach(ctx.client.id);
             ctx.client.close_after_reply = true;

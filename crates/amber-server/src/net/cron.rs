@@ -21,12 +21,9 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
             active_expire(&mut server, hz);
         }
         close_idle_clients(&server);
-        server.check_bgsave();
-        server.check_save_points();
         server.aof.cron();
-        server.check_aof_rewrite();
-        server.check_backup();
-        server.update_resize_policy();
+        server.run_jobs();
+        server.backup_cron();
         server.migrate_sockets.close_idle();
         server.check_replication();
         let elapsed = last_sample.elapsed();

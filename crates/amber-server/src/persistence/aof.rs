@@ -256,21 +256,21 @@ impl Aof {
 
     /// Starts a new incr file (at a rewrite's fork): the current one is written and fsynced,
     /// the new one is created and named in the persisted manifest, then appends go to it.
-    pub(crate) fn rotate(&mut self, paths: &AofPaths) -> Result<(), String> {
+    pub(crate) fn rotate(&mut self, paths: &AofPaths) -> std::io::Result<()> {
         if let Some(log) = self.log.as_mut()
             && let Err(error) = log.flush_and_sync()
         {
-            let error = error.to_string();
+            let message = error.to_string();
             let generation = self.generation;
             let synced = self.progress.borrow().1.synced;
             self.progress.send_replace((
                 generation,
                 SyncProgress {
                     synced,
-                    error: Some(error.clone()),
+                    error: Some(message),
                 },
             ));
-            return Err(error);
+            return Err(std::io::Error::other(error));
         }
         let name = self.manifest.add_incr(&paths.prefix);
         let created = FileStorage::open(&paths.file(&name))
@@ -280,13 +280,13 @@ impl Aof {
             self.manifest.incrs.pop();
             self.manifest.incr_seq -= 1;
             let _ = std::fs::remove_file(paths.file(&name));
-            return Err(error.to_string());
+            return Err(error);
         }
         let was_on = self.log.is_some();
         self.syncer = None;
         self.log = None;
         if was_on {
-            self.attach(paths).map_err(|e| e.to_string())?;
+            self.attach(paths)?;
         }
         self.recount_sizes(paths);
         Ok(())

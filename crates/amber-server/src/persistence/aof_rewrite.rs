@@ -6,126 +6,86 @@
 //! every file in use untouched; its temp file is removed.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amber_aof::manifest::{self, base_name};
 use amber_aof::{FileInfo, FileKind};
-use amber_snapshot::{Child, ChildExit};
+use amber_snapshot::ChildExit;
+use amber_snapshot::schedule::{Admission, JobKind};
 
 use crate::persistence::aof::{AofPaths, BaseFormat, delete_history};
-use crate::server::Server;
+use crate::persistence::jobs::{Work, describe_exit, fork, remove_leftover, temp_rewrite_path};
+use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
-/// Consecutive failures after which automatic rewrites back off.
-const FAILURES_BEFORE_BACKOFF: u32 = 3;
-
-/// The running rewrite child.
-pub(crate) struct RewriteChild {
-    child: Child,
-    temp: PathBuf,
+/// What a rewrite job needs once its child ends.
+pub(crate) struct RewriteJob {
+    /// The base the child writes.
+    pub(crate) temp: PathBuf,
     /// Incr files with this sequence number or higher were opened at or after the fork.
     first_incr_after_fork: u64,
+    /// Whether the base is an RDB file (else commands).
     rdb: bool,
-    /// Largest copy-on-write size seen while the child ran.
-    pub peak_cow: u64,
-    /// Keys in the dataset at the fork, and the child's latest report.
-    pub keys_total: u64,
-    /// The child's latest report (keys written, copy-on-write size).
-    pub progress: amber_snapshot::Progress,
 }
 
-impl RewriteChild {
-    /// How long the child has been running.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.child.elapsed()
-    }
-}
-
-/// Rewrite state for `INFO persistence` and the cron.
+/// Rewrite history for `INFO persistence`.
 #[derive(Default)]
 pub(crate) struct RewriteState {
-    /// The running child.
-    pub child: Option<RewriteChild>,
-    /// A rewrite asked for while a BGSAVE ran (`aof_rewrite_scheduled`).
-    pub scheduled: bool,
     /// Whether the last rewrite failed (`aof_last_bgrewrite_status`).
-    pub last_failed: bool,
+    pub(crate) last_failed: bool,
     /// Duration of the last rewrite in seconds (-1 if none).
-    pub last_seconds: Option<u64>,
+    pub(crate) last_seconds: Option<u64>,
     /// Rewrites started (`aof_rewrites`, as Redis counts them).
-    pub rewrites: u64,
-    /// Failures in a row (`aof_rewrites_consecutive_failures`).
-    pub consecutive_failures: u32,
-    /// When the last failure happened (for the automatic rewrite's back-off).
-    pub last_failure: Option<Instant>,
+    pub(crate) rewrites: u64,
     /// Copy-on-write size of the last rewrite child (`aof_last_cow_size`).
-    pub last_cow: u64,
-    /// The failure count the back-off was last logged for.
-    pub backoff_announced: u32,
+    pub(crate) last_cow: u64,
     /// Rewrites started since appendonly was turned on, before one succeeded (a retry starts
     /// the incr file over, see [`crate::persistence::aof::Aof::restart_waiting_incr`]).
-    pub waiting_attempts: u32,
+    pub(crate) waiting_attempts: u32,
 }
 
-/// What `BGREWRITEAOF` replies.
+/// Why a rewrite could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RewriteError {
+    /// A rewrite child already runs.
+    #[error("Background append only file rewriting already in progress")]
+    InProgress,
+    /// The AOF directory or a new incr file could not be created.
+    #[error("Can't open a new AOF incr file: {0}")]
+    Incr(#[source] std::io::Error),
+    /// The fork failed.
+    #[error("Can't rewrite append only file in background: {0}")]
+    Fork(#[source] amber_snapshot::ForkError),
+}
+
+/// What `BGREWRITEAOF` did.
 pub(crate) enum RewriteStart {
     /// A child was forked.
     Started,
-    /// A BGSAVE runs; the rewrite starts when it ends.
+    /// Another child runs; the rewrite starts when it ends.
     Scheduled,
 }
 
 impl Server {
-    /// Whether a BGSAVE or rewrite child runs.
-    pub(crate) fn has_active_child(&self) -> bool {
-        self.rdb.child.is_some() || self.aof_rewrite.child.is_some() || self.backup.child.is_some()
-    }
-
-    /// Pauses hash-table resizes while a child shares the keyspace's pages (see
-    /// [`amber_keyspace::pause_resizes`]); called after every fork and reap.
-    pub(crate) fn update_resize_policy(&self) {
-        amber_keyspace::pause_resizes(self.has_active_child());
-    }
-
-    /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running BGSAVE.
-    pub(crate) fn start_aof_rewrite(&mut self) -> Result<RewriteStart, String> {
-        if self.aof_rewrite.child.is_some() {
-            return Err("ERR Background append only file rewriting already in progress".into());
+    /// `BGREWRITEAOF`: starts a rewrite now, or schedules it after a running child.
+    pub(crate) fn request_aof_rewrite(&mut self) -> Result<RewriteStart, RewriteError> {
+        match self.jobs.scheduler.request(JobKind::AofRewrite, true) {
+            Admission::Start => self.fork_rewrite().map(|()| RewriteStart::Started),
+            Admission::Queued => Ok(RewriteStart::Scheduled),
+            Admission::AlreadyRunning | Admission::Busy(_) => Err(RewriteError::InProgress),
         }
-        if self.rdb.child.is_some() || self.backup.child.is_some() {
-            self.aof_rewrite.scheduled = true;
-            return Ok(RewriteStart::Scheduled);
-        }
-        self.fork_rewrite().map(|()| RewriteStart::Started)
     }
 
-    fn fork_rewrite(&mut self) -> Result<(), String> {
+    /// Forks the rewrite child (the scheduler has admitted it).
+    pub(crate) fn fork_rewrite(&mut self) -> Result<(), RewriteError> {
         let paths = AofPaths::from_config(&self.config);
-        std::fs::create_dir_all(&paths.dir).map_err(|e| format!("ERR {e}"))?;
-        let aof_was_on = self.aof.is_on();
+        self.prepare_incr_for_rewrite(&paths)?;
         let waiting = self.aof.waiting_first_incr;
-        if waiting.is_some() && self.aof_rewrite.waiting_attempts > 0 {
-            self.aof.restart_waiting_incr(&paths).map_err(|e| {
-                warning!("Can't restart the temporary AOF incr file: {e}");
-                format!("ERR Can't open a new AOF incr file: {e}")
-            })?;
-        }
-        if waiting.is_some() {
-            self.aof_rewrite.waiting_attempts += 1;
-        }
-        if aof_was_on && waiting.is_none() {
-            self.aof.rotate(&paths).map_err(|e| {
-                warning!("Can't open a new AOF incr file for the rewrite: {e}");
-                format!("ERR Can't open a new AOF incr file: {e}")
-            })?;
-        }
         let format = self.aof_base_format();
-        let temp = paths
-            .dir
-            .join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
+        let temp = temp_rewrite_path(&paths.dir, std::process::id());
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
-        let spawned = amber_snapshot::spawn(move |reporter| {
+        let spawned = fork(move |reporter| {
             match write_rewrite_base(keyspace, &child_temp, format, reporter) {
                 Ok(()) => 0,
                 Err(_) => 1,
@@ -135,149 +95,99 @@ impl Server {
             Ok(child) => child,
             Err(error) => {
                 warning!("Can't rewrite append only file in background: fork: {error}");
-                self.record_rewrite_failure();
-                return Err(format!(
-                    "ERR Can't rewrite append only file in background: {error}"
-                ));
+                self.record_rewrite_start_failure();
+                return Err(RewriteError::Fork(error));
             }
         };
         notice!(
             "Background append only file rewriting started by pid {}",
             child.pid()
         );
-        self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
-        self.rdb.total_forks += 1;
-        self.aof_rewrite.scheduled = false;
         // As Redis, `aof_rewrites` counts rewrites started.
         self.aof_rewrite.rewrites += 1;
-        self.aof_rewrite.child = Some(RewriteChild {
-            child,
+        let job = RewriteJob {
             temp,
-            first_incr_after_fork: match (waiting, aof_was_on) {
+            first_incr_after_fork: match (waiting, self.aof.is_on()) {
                 (Some(first), _) => first,
                 (None, true) => self.aof.manifest.incr_seq,
                 (None, false) => u64::MAX,
             },
             rdb: matches!(format, BaseFormat::Rdb(_)),
-            peak_cow: 0,
-            keys_total: self.keyspace.key_count() as u64,
-            progress: amber_snapshot::Progress::default(),
-        });
-        self.update_resize_policy();
+        };
+        self.job_started(child, Work::Rewrite(job));
         Ok(())
     }
 
-    /// Runs from the cron: samples the child's copy-on-write size, reaps it when it is done
-    /// and installs its base, starts a scheduled rewrite, or an automatic one when the log grew
-    /// enough.
-    pub(crate) fn check_aof_rewrite(&mut self) {
-        if let Some(running) = self.aof_rewrite.child.as_mut() {
-            running.progress = running.child.progress();
-            running.peak_cow = running.peak_cow.max(running.progress.cow_bytes);
-            match running.child.try_wait() {
-                Ok(Some(exit)) => self.finish_rewrite(exit),
-                Ok(None) => {}
-                Err(error) => warning!("{error}"),
-            }
-            return;
+    /// Before the fork: the current incr file is made durable and a new one started (or, while
+    /// waiting for the first base, the waiting incr file is started over on a retry).
+    fn prepare_incr_for_rewrite(&mut self, paths: &AofPaths) -> Result<(), RewriteError> {
+        std::fs::create_dir_all(&paths.dir).map_err(RewriteError::Incr)?;
+        let waiting = self.aof.waiting_first_incr;
+        if waiting.is_some() && self.aof_rewrite.waiting_attempts > 0 {
+            self.aof.restart_waiting_incr(paths).map_err(|e| {
+                warning!("Can't restart the temporary AOF incr file: {e}");
+                RewriteError::Incr(e)
+            })?;
         }
-        if self.rdb.child.is_some() || self.backup.child.is_some() {
-            return;
+        if waiting.is_some() {
+            self.aof_rewrite.waiting_attempts += 1;
         }
-        if self.aof_rewrite.scheduled && self.backoff_elapsed() {
-            let _ = self.fork_rewrite();
-            return;
+        if self.aof.is_on() && waiting.is_none() {
+            self.aof.rotate(paths).map_err(|e| {
+                warning!("Can't open a new AOF incr file for the rewrite: {e}");
+                RewriteError::Incr(e)
+            })?;
         }
-        if !self.automatic_growth_reached() {
-            return;
-        }
-        if !self.backoff_elapsed() {
-            self.announce_backoff();
-            return;
-        }
-        let aof = &self.aof;
-        notice!(
-            "Starting automatic rewriting of AOF on {}% growth",
-            growth_percent(aof.current_size(), aof.rewrite_base_size)
-        );
-        let _ = self.fork_rewrite();
+        Ok(())
     }
 
-    /// Whether the log grew past `auto-aof-rewrite-min-size` and `-percentage`.
-    fn automatic_growth_reached(&self) -> bool {
-        let percentage = self.config.get_i64("auto-aof-rewrite-percentage");
-        let min_size = self.config.get_i64("auto-aof-rewrite-min-size").max(0) as u64;
-        let current = self.aof.current_size();
-        if !self.aof.is_on() || percentage <= 0 || current <= min_size {
-            return false;
-        }
-        growth_percent(current, self.aof.rewrite_base_size) >= percentage
-    }
-
-    /// Logs, once per failure count, that the automatic rewrite waits (Redis's words).
-    fn announce_backoff(&mut self) {
-        let failures = self.aof_rewrite.consecutive_failures;
-        if self.aof_rewrite.backoff_announced == failures {
-            return;
-        }
-        self.aof_rewrite.backoff_announced = failures;
-        warning!(
-            "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in {} minutes",
-            backoff_minutes(failures)
-        );
-    }
-
-    /// After 3 failures in a row, automatic and retried rewrites wait 1, 2, 4 ... 60 minutes.
-    fn backoff_elapsed(&self) -> bool {
-        let failures = self.aof_rewrite.consecutive_failures;
-        if failures < FAILURES_BEFORE_BACKOFF {
-            return true;
-        }
-        let delay = Duration::from_secs(60 * backoff_minutes(failures));
-        self.aof_rewrite
-            .last_failure
-            .is_none_or(|at| at.elapsed() >= delay)
-    }
-
-    fn finish_rewrite(&mut self, exit: ChildExit) {
-        let Some(done) = self.aof_rewrite.child.take() else {
-            return;
-        };
-        let seconds = done.child.elapsed().as_secs();
-        self.aof_rewrite.last_seconds = Some(seconds);
-        self.aof_rewrite.last_cow = done.peak_cow;
+    /// A rewrite child ended: installs its base, or records the failure (and retries, while
+    /// the AOF waits for its first base).
+    pub(crate) fn finish_rewrite(
+        &mut self,
+        exit: ChildExit,
+        done: RewriteJob,
+        took: Duration,
+        peak_cow: u64,
+    ) {
+        self.aof_rewrite.last_seconds = Some(took.as_secs());
+        self.aof_rewrite.last_cow = peak_cow;
         let installed = match exit {
             ChildExit::Exited(0) => self.install_rewrite(&done),
-            ChildExit::Exited(code) => Err(format!("the child exited with code {code}")),
-            ChildExit::Signaled(signal) => Err(format!("the child was killed by signal {signal}")),
+            other => Err(describe_exit(other)),
         };
+        let now = unix_ms();
         match installed {
             Ok(()) => {
-                self.aof_rewrite.consecutive_failures = 0;
                 self.aof_rewrite.last_failed = false;
+                self.jobs.scheduler.finished(JobKind::AofRewrite, true, now);
                 notice!("Background AOF rewrite finished successfully");
             }
             Err(error) => {
-                let _ = std::fs::remove_file(&done.temp);
+                remove_leftover(&done.temp);
                 warning!("Background AOF rewrite terminated with error: {error}");
-                self.record_rewrite_failure();
+                self.aof_rewrite.last_failed = true;
+                self.jobs
+                    .scheduler
+                    .finished(JobKind::AofRewrite, false, now);
                 if self.aof.waiting_first_incr.is_some() {
                     // AOF was just enabled: without a base the log is not usable; retry.
-                    self.aof_rewrite.scheduled = true;
+                    self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
                 }
             }
         }
     }
 
-    fn record_rewrite_failure(&mut self) {
+    fn record_rewrite_start_failure(&mut self) {
         self.aof_rewrite.last_failed = true;
-        self.aof_rewrite.consecutive_failures += 1;
-        self.aof_rewrite.last_failure = Some(Instant::now());
+        self.jobs
+            .scheduler
+            .start_failed(JobKind::AofRewrite, unix_ms());
     }
 
     /// Renames the child's base into place and switches the manifest to it and the incr files
     /// opened since the fork; the replaced files are deleted.
-    fn install_rewrite(&mut self, done: &RewriteChild) -> Result<(), String> {
+    fn install_rewrite(&mut self, done: &RewriteJob) -> Result<(), String> {
         notice!("Background AOF rewrite terminated with success");
         let paths = AofPaths::from_config(&self.config);
         let mut manifest = if self.aof.is_on() {
@@ -350,20 +260,6 @@ impl Server {
             delete_history(&paths, &mut self.aof.manifest);
         }
     }
-
-    /// Kills a running rewrite child (shutdown) and removes its temp file.
-    pub(crate) fn kill_aof_rewrite(&mut self) {
-        if let Some(running) = self.aof_rewrite.child.take() {
-            warning!("There is a child rewriting the AOF. Killing it!");
-            let _ = running.child.kill_and_reap();
-            let _ = std::fs::remove_file(&running.temp);
-        }
-    }
-}
-
-fn growth_percent(current: u64, base: u64) -> i64 {
-    let base = base.max(1);
-    (current.saturating_mul(100) / base) as i64 - 100
 }
 
 /// In the child: writes the base file (RDB or commands) and fsyncs it; no rename, no logging.
@@ -383,11 +279,4 @@ fn write_rewrite_base(
                 .map(|_| ())
         }
     }
-}
-
-/// Minutes an automatic rewrite waits after `failures` failures in a row: 1, 2, 4 ... 60 from
-/// the third on.
-fn backoff_minutes(failures: u32) -> u64 {
-    let doublings = failures.saturating_sub(FAILURES_BEFORE_BACKOFF).min(6);
-    (1u64 << doublings).min(60)
 }

@@ -14,18 +14,20 @@ use std::time::Instant;
 use amber_backup::catalog::Meta;
 use amber_backup::ship::{Remote, ship};
 use amber_backup::{Backup, Catalog, Kind, Policy, finalize, plan};
-use amber_snapshot::{Child, ChildExit};
+use amber_snapshot::ChildExit;
+use amber_snapshot::schedule::{Admission, JobKind, Reason};
 
+use crate::persistence::jobs::{Work, describe_exit, fork};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
 /// The outcome of one backup, as `BACKUP NOW` replies it.
 pub(crate) type Outcome = Result<Backup, String>;
 
-/// The running backup child.
-pub(crate) struct BackupChild {
-    child: Child,
-    staging: PathBuf,
+/// What a backup job needs once its child ends.
+pub(crate) struct BackupJob {
+    /// The directory the child writes into (renamed into the catalog once verified).
+    pub(crate) staging: PathBuf,
     kind: Kind,
     seq: u64,
     started: Instant,
@@ -34,22 +36,16 @@ pub(crate) struct BackupChild {
 /// Backup state for the cron, `BACKUP` and `INFO backup`.
 #[derive(Default)]
 pub(crate) struct BackupState {
-    /// The child writing a backup.
-    pub child: Option<BackupChild>,
     /// The thread verifying (then pruning) the last written backup.
     verifying: Option<(u64, Instant, JoinHandle<Outcome>)>,
     /// The thread shipping backups.
     shipping: Option<JoinHandle<Result<String, String>>>,
-    /// `BACKUP NOW` asked while another child ran: start when possible.
-    pub scheduled: bool,
     /// Sequence number of the last backup started.
     pub sequence: u64,
     /// Outcomes by sequence number (for clients waiting in `BACKUP NOW`).
     pub finished: HashMap<u64, Outcome>,
     /// Clients waiting in `BACKUP NOW`.
     pub waiters: Vec<u64>,
-    /// Backup clock time of the last start (ms); read from the catalog on first use.
-    last_started_ms: Option<i64>,
     /// Backup clock time of the last ship (ms).
     last_ship_ms: Option<i64>,
     /// The last finished backup: clock time, outcome, seconds taken.
@@ -67,17 +63,11 @@ impl BackupState {
     pub(crate) fn now_ms(&self) -> i64 {
         unix_ms() + self.clock_offset_ms
     }
-
-    /// Whether a backup is being written or verified.
-    pub(crate) fn in_progress(&self) -> bool {
-        self.child.is_some() || self.verifying.is_some() || self.scheduled
-    }
 }
 
 /// `backup-*` settings.
 struct BackupSettings {
     dir: PathBuf,
-    interval_ms: i64,
     policy: Policy,
     remote: String,
     ship_interval_ms: i64,
@@ -91,7 +81,6 @@ impl Server {
         }
         Some(BackupSettings {
             dir: PathBuf::from(dir),
-            interval_ms: self.config.get_i64("backup-interval").max(0) * 1000,
             policy: Policy {
                 keep_hourly_hours: self.config.get_i64("backup-keep-hourly").max(0) as u64,
                 keep_daily_days: self.config.get_i64("backup-keep-daily").max(0) as u64,
@@ -106,22 +95,48 @@ impl Server {
         let Some(settings) = self.backup_settings() else {
             return Err("ERR backup-dir is not set".into());
         };
-        if self.backup.child.is_some() || self.backup.verifying.is_some() || self.backup.scheduled {
-            return Ok(self.backup.sequence);
+        match self.jobs.scheduler.request(JobKind::Backup, true) {
+            Admission::AlreadyRunning => Ok(self.backup.sequence),
+            Admission::Queued | Admission::Busy(_) => {
+                self.backup.sequence += 1;
+                Ok(self.backup.sequence)
+            }
+            Admission::Start => {
+                self.backup.sequence += 1;
+                self.fork_backup(&settings.dir)
+                    .map(|()| self.backup.sequence)
+            }
         }
-        self.backup.sequence += 1;
-        if self.has_active_child() {
-            self.backup.scheduled = true;
-            return Ok(self.backup.sequence);
+    }
+
+    /// Starts the backup the scheduler decided on: a queued `BACKUP NOW`, or the interval's.
+    pub(crate) fn fork_scheduled_backup(&mut self, reason: Reason) -> Result<(), String> {
+        let Some(settings) = self.backup_settings() else {
+            return Err("ERR backup-dir is not set".into());
+        };
+        if reason == Reason::BackupDue {
+            self.backup.sequence += 1;
         }
         self.fork_backup(&settings.dir)
-            .map(|()| self.backup.sequence)
+    }
+
+    /// The backup clock when backups are configured (the scheduler's input); on first use,
+    /// the schedule continues from the newest backup already in the directory.
+    pub(crate) fn backup_clock_for_schedule(&mut self) -> Option<i64> {
+        let settings = self.backup_settings()?;
+        if !self.jobs.scheduler.knows_last_backup() {
+            let newest = Catalog::open(&settings.dir)
+                .ok()
+                .and_then(|c| c.backups.last().map(|b| b.time_ms))
+                .unwrap_or(i64::MIN / 2);
+            self.jobs.scheduler.set_last_backup(Some(newest));
+        }
+        Some(self.backup.now_ms())
     }
 
     fn fork_backup(&mut self, backup_dir: &Path) -> Result<(), String> {
         let seq = self.backup.sequence;
         let time_ms = self.backup.now_ms();
-        self.backup.last_started_ms = Some(time_ms);
         let staging = backup_dir.join(format!(".staging-{seq}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)
@@ -135,7 +150,7 @@ impl Server {
         let options = self.rdb_options();
         let keyspace = &self.keyspace;
         let child_staging = staging.clone();
-        let spawned = amber_snapshot::spawn(move |reporter| {
+        let spawned = fork(move |reporter| {
             let written = match &aof_copy {
                 Some(plan) => copy_aof(plan, &child_staging),
                 None => crate::persistence::rdb::write_snapshot(
@@ -164,20 +179,19 @@ impl Server {
                     kind.name(),
                     child.pid()
                 );
-                self.rdb.total_forks += 1;
-                self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
-                self.backup.child = Some(BackupChild {
-                    child,
+                let job = BackupJob {
                     staging,
                     kind,
                     seq,
                     started: Instant::now(),
-                });
-                self.update_resize_policy();
+                };
+                self.job_started(child, Work::Backup(job));
                 Ok(())
             }
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&staging);
+                let now = self.backup.now_ms();
+                self.jobs.scheduler.start_failed(JobKind::Backup, now);
                 self.finish_backup(seq, Err(format!("fork: {error}")), 0.0);
                 Err(format!("ERR can't fork the backup: {error}"))
             }
@@ -213,37 +227,14 @@ impl Server {
         })
     }
 
-    /// Runs from the cron: reaps the child, hands the backup to the verify thread, records
-    /// the outcome, starts scheduled backups and ships.
-    pub(crate) fn check_backup(&mut self) {
+    /// Runs from the cron: collects the verification and ship threads, and ships when due.
+    pub(crate) fn backup_cron(&mut self) {
         let Some(settings) = self.backup_settings() else {
             return;
         };
-        self.reap_backup_child(&settings);
         self.collect_verification();
         self.collect_ship();
         let now = self.backup.now_ms();
-        if self.backup.last_started_ms.is_none() {
-            // The schedule continues from the newest backup already in the directory.
-            self.backup.last_started_ms = Some(
-                Catalog::open(&settings.dir)
-                    .ok()
-                    .and_then(|c| c.backups.last().map(|b| b.time_ms))
-                    .unwrap_or(i64::MIN / 2),
-            );
-        }
-        let idle = self.backup.child.is_none() && self.backup.verifying.is_none();
-        if idle && !self.has_active_child() {
-            let due = settings.interval_ms > 0
-                && now - self.backup.last_started_ms.unwrap_or(0) >= settings.interval_ms;
-            if self.backup.scheduled {
-                self.backup.scheduled = false;
-                let _ = self.fork_backup(&settings.dir);
-            } else if due {
-                self.backup.sequence += 1;
-                let _ = self.fork_backup(&settings.dir);
-            }
-        }
         let ship_due = !settings.remote.is_empty()
             && self.backup.shipping.is_none()
             && self.backup.verifying.is_none()
@@ -263,32 +254,24 @@ impl Server {
         }
     }
 
-    fn reap_backup_child(&mut self, settings: &BackupSettings) {
-        let Some(running) = self.backup.child.as_ref() else {
-            return;
-        };
-        let exit = match running.child.try_wait() {
-            Ok(Some(exit)) => exit,
-            Ok(None) => return,
-            Err(error) => {
-                warning!("{error}");
-                return;
-            }
-        };
-        let Some(done) = self.backup.child.take() else {
-            return;
-        };
-        if !matches!(exit, ChildExit::Exited(0)) {
+    /// A backup child ended: a failed one is recorded; a written one goes to the verify
+    /// thread (which then prunes by the retention policy).
+    pub(crate) fn finish_backup_child(&mut self, exit: ChildExit, done: BackupJob) {
+        let clock = self.backup.now_ms();
+        let settings = self.backup_settings();
+        let (Some(settings), ChildExit::Exited(0)) = (settings, exit) else {
             let _ = std::fs::remove_dir_all(&done.staging);
             let seconds = done.started.elapsed().as_secs_f64();
+            self.jobs.scheduler.finished(JobKind::Backup, false, clock);
             self.finish_backup(
                 done.seq,
-                Err(format!("the backup child failed: {exit:?}")),
+                Err(format!("the backup child failed: {}", describe_exit(exit))),
                 seconds,
             );
             return;
-        }
-        let (dir, policy, now) = (settings.dir.clone(), settings.policy, self.backup.now_ms());
+        };
+        self.jobs.scheduler.finished(JobKind::Backup, true, clock);
+        let (dir, policy, now) = (settings.dir.clone(), settings.policy, clock);
         let thread = std::thread::spawn(move || -> Outcome {
             let mut catalog = Catalog::open(&dir).map_err(|e| e.to_string())?;
             let backup = finalize(&mut catalog, &done.staging, done.kind, &mut ())
@@ -323,6 +306,7 @@ impl Server {
         let outcome = thread
             .join()
             .unwrap_or_else(|_| Err("the verification thread panicked".into()));
+        self.jobs.scheduler.backup_verified();
         self.finish_backup(seq, outcome, started.elapsed().as_secs_f64());
     }
 
@@ -376,14 +360,6 @@ impl Server {
             if let Some(info) = self.clients.get(&id) {
                 info.borrow().wake.notify_one();
             }
-        }
-    }
-
-    /// Kills a running backup child (shutdown) and removes what it wrote.
-    pub(crate) fn kill_backup(&mut self) {
-        if let Some(running) = self.backup.child.take() {
-            let _ = running.child.kill_and_reap();
-            let _ = std::fs::remove_dir_all(&running.staging);
         }
     }
 }

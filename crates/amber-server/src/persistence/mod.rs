@@ -3,8 +3,11 @@
 //! backups ([`backup`]), and the background jobs they fork ([`jobs`]).
 
 pub(crate) mod aof;
+mod aof_control;
 pub(crate) mod aof_load;
 pub(crate) mod aof_rewrite;
 pub(crate) mod backup;
+pub(crate) mod jobs;
 pub(crate) mod rdb;
+pub(crate) mod save;
 pub(crate) mod startup;

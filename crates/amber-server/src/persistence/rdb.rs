@@ -11,37 +11,19 @@ use amber_keyspace::{
     Value, ValueBuilder, ZsetLimits, ZsetValue,
 };
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
-use amber_snapshot::{Child, Reporter};
+use amber_snapshot::Reporter;
 
 use crate::server::unix_ms;
 
 /// State of RDB persistence for `INFO persistence` and the cron.
 #[derive(Debug, Default)]
 pub(crate) struct RdbState {
-    /// The running BGSAVE child, with the dirty counter at fork time.
-    pub child: Option<(Child, u64)>,
-    /// Whether the last background save succeeded.
-    pub last_bgsave_ok: bool,
     /// Duration of the last background save, seconds (-1 if none).
     pub last_bgsave_seconds: i64,
     /// Successful saves since start (`rdb_saves`).
     pub saves: u64,
-    /// `latest_fork_usec`.
-    pub latest_fork_usec: u64,
-    /// Copy-on-write size of the running child, last sample (`current_cow_size`).
-    pub current_cow: u64,
-    /// Largest sample for the running child (`current_cow_peak`).
-    pub current_cow_peak: u64,
     /// Peak copy-on-write size of the last BGSAVE child (`rdb_last_cow_size`).
     pub last_cow: u64,
-    /// `total_forks`.
-    pub total_forks: u64,
-    /// A BGSAVE SCHEDULE waiting for the running child.
-    pub scheduled: bool,
-    /// Keys in the dataset when the running BGSAVE forked.
-    pub keys_total: u64,
-    /// The running BGSAVE child's latest report.
-    pub progress: amber_snapshot::Progress,
     /// Keys loaded and skipped as expired by the last load.
     pub last_load: (u64, u64),
 }
@@ -50,7 +32,6 @@ impl RdbState {
     /// Initial state: no save yet, so the last background save counts as successful.
     pub(crate) fn new() -> RdbState {
         RdbState {
-            last_bgsave_ok: true,
             last_bgsave_seconds: -1,
             ..RdbState::default()
         }
@@ -86,14 +67,9 @@ pub(crate) fn save(
     options: SaveOptions,
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!("temp-{}.rdb", std::process::id()));
+    let temp = crate::persistence::jobs::temp_rdb_path(path, std::process::id());
     let result = write_snapshot(keyspace, &temp, options, false, reporter).and_then(|keys| {
-        std::fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()?;
+        amber_snapshot::durable::install(&temp, path)?;
         Ok(keys)
     });
     if result.is_err() {

@@ -168,14 +168,7 @@ pub(crate) fn final_save(server: &mut Server) -> bool {
         }
         _ => (None, false),
     };
-    server.kill_aof_rewrite();
-    server.kill_backup();
-    if let Some((child, _)) = server.rdb.child.take() {
-        warning!("There is a child saving an .rdb. Killing it!");
-        let pid = child.pid();
-        let _ = child.kill_and_reap();
-        let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
-    }
+    server.kill_job();
     if server.aof.is_on() {
         notice!("Calling fsync() on the AOF file.");
         if let Err(error) = server.aof.sync_now() {

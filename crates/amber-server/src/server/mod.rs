@@ -37,8 +37,6 @@ pub(crate) struct Server {
     pub stats: Stats,
     /// Changes since the last save (`rdb_changes_since_last_save`).
     pub dirty: u64,
-    /// Time of the last successful save (start time until one happens), Unix seconds.
-    pub last_save: i64,
     /// When the server started.
     pub started: Instant,
     /// 40 hex characters identifying this run.
@@ -59,6 +57,8 @@ pub(crate) struct Server {
     pub watchers: HashMap<(usize, Vec<u8>), Vec<u64>>,
     /// Clients whose watched keys were touched: their next EXEC fails.
     pub invalidated: HashSet<u64>,
+    /// The background job slot (BGSAVE, AOF rewrite, backup) and its schedule.
+    pub(crate) jobs: crate::persistence::jobs::Jobs,
     /// RDB snapshot state.
     pub rdb: crate::persistence::rdb::RdbState,
     /// While a snapshot loads: when it started, the file size and the bytes read so far.
@@ -138,6 +138,7 @@ impl Server {
             .collect();
         run_id.truncate(40);
         let aof = crate::persistence::aof::Aof::new(&config);
+        let jobs = crate::persistence::jobs::Jobs::new(Default::default());
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
@@ -156,7 +157,6 @@ impl Server {
             next_client_id: 1,
             stats: Stats::default(),
             dirty: 0,
-            last_save: unix_ms() / 1000,
             started: Instant::now(),
             run_id: run_id[..40].to_string(),
             port: 0,
@@ -177,6 +177,7 @@ impl Server {
             changes: 0,
             propagation_override: None,
             aof,
+            jobs,
             aof_rewrite: crate::persistence::aof_rewrite::RewriteState::default(),
             backup: crate::persistence::backup::BackupState::default(),
         }
@@ -197,90 +198,6 @@ impl Server {
         self.settings.encoding
     }
 
-    /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
-    pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), String> {
-        if on == self.aof.is_on() {
-            return Ok(());
-        }
-        if !on {
-            let closed = self.aof.close();
-            self.refresh_record_expired();
-            return closed;
-        }
-        // As Redis: appending starts now, to a new incr file that the manifest names only once
-        // a background rewrite has written the base of the dataset as it is now.
-        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
-        let manifest =
-            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
-                crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
-                _ => amber_aof::Manifest::default(),
-            };
-        self.kill_aof_rewrite();
-        self.aof_rewrite.waiting_attempts = 0;
-        self.aof
-            .open_waiting_for_base(&paths, manifest)
-            .map_err(|e| e.to_string())?;
-        self.keyspace.set_record_expired(true);
-        if self.rdb.child.is_some() {
-            crate::notice!(
-                "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."
-            );
-            self.aof_rewrite.scheduled = true;
-            return Ok(());
-        }
-        self.start_aof_rewrite().map(|_| ())
-    }
-
-    /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
-    /// files (nothing is appended while it replays).
-    pub(crate) fn reload_aof(&mut self) -> Result<(), String> {
-        self.aof.sync_now()?;
-        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
-        let source = crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())?;
-        let log = self.aof.log.take();
-        self.keyspace.set_record_expired(false);
-        self.keyspace.clear();
-        let result = crate::persistence::aof_load::load_blocking(self, &paths, source);
-        self.aof.log = log;
-        self.refresh_record_expired();
-        self.dirty = 0;
-        let manifest = result?;
-        // While waiting for the first base (appendonly just turned on), the manifest in memory
-        // also names the incr file being appended to; the one on disk does not yet.
-        if self.aof.is_on() && self.aof.waiting_first_incr.is_none() {
-            self.aof.manifest = manifest;
-        }
-        crate::warning!("Append Only File loaded by DEBUG LOADAOF");
-        Ok(())
-    }
-
-    /// `DEBUG RELOAD`: saves the RDB file, empties the dataset and loads the file back.
-    pub(crate) fn reload_rdb(&mut self) -> Result<(), String> {
-        self.save_now()
-            .map_err(|e| format!("Error trying to save the DB: {e}"))?;
-        let path = self.rdb_file();
-        let limits = self.encoding_limits();
-        let log = self.aof.log.take();
-        self.keyspace.clear();
-        let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
-        self.aof.log = log;
-        let stats = result?;
-        self.rdb.last_load = (stats.loaded, stats.expired);
-        crate::notice!("DB reloaded by DEBUG RELOAD");
-        Ok(())
-    }
-
-    /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
-    pub(crate) fn aof_base_format(&self) -> crate::persistence::aof::BaseFormat {
-        if self.config.get_bool("aof-use-rdb-preamble") {
-            crate::persistence::aof::BaseFormat::Rdb(self.rdb_options())
-        } else {
-            crate::persistence::aof::BaseFormat::Commands {
-                timestamp: self.config.get_bool("aof-timestamp-enabled"),
-            }
-        }
-    }
-
     /// `list-max-listpack-size`.
     pub(crate) fn list_limits(&self) -> amber_keyspace::ListLimits {
         self.settings.encoding.list
@@ -294,6 +211,8 @@ impl Server {
     /// Re-derives the hot settings after a configuration change.
     pub(crate) fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
+        let policy = self.job_policy();
+        self.jobs.scheduler.set_policy(policy);
         let limits = self.config.get("client-output-buffer-limit").to_string();
         self.replication.configure(&limits);
         self.pubsub.configure(&limits);
@@ -305,207 +224,6 @@ impl Server {
             self.shutdown_requested = Some(request);
         }
         self.shutdown.notify_one();
-    }
-
-    fn rdb_file(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from(self.config.get("dbfilename"))
-    }
-
-    /// The options of every snapshot this server writes (SAVE, BGSAVE, AOF base, backups);
-    /// `rdb-key-save-delay` holds backup children open too, so tests can act during them.
-    pub(crate) fn rdb_options(&self) -> crate::persistence::rdb::SaveOptions {
-        let mut options = crate::persistence::rdb::save_options(
-            self.config.get_bool("rdbcompression"),
-            self.config.get_bool("rdbchecksum"),
-            self.config.get_i64("rdb-key-save-delay").max(0) as u64,
-        );
-        options.format.thresholds = self.rdb_thresholds();
-        options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
-        options
-    }
-
-    /// The encoding thresholds snapshots are written with: the configured ones, so a file
-    /// holds each value in the encoding it has in memory, as Redis writes them.
-    pub(crate) fn rdb_thresholds(&self) -> amber_rdb::Thresholds {
-        let limits = self.settings.encoding;
-        amber_rdb::Thresholds {
-            hash_max_listpack_entries: limits.hash.max_entries,
-            hash_max_listpack_value: limits.hash.max_value,
-            zset_max_listpack_entries: limits.zset.max_entries,
-            zset_max_listpack_value: limits.zset.max_value,
-            set_max_intset_entries: limits.max_intset,
-            list_max_listpack_bytes: limits.list.max_bytes,
-            list_plain_threshold: self.list_packed_threshold,
-            ..amber_rdb::Thresholds::default()
-        }
-    }
-
-    /// SAVE: writes the snapshot in this process, blocking clients meanwhile.
-    pub(crate) fn save_now(&mut self) -> Result<(), String> {
-        if self.rdb.child.is_some() {
-            return Err("ERR Background save already in progress".into());
-        }
-        let path = self.rdb_file();
-        let mut unreported = amber_snapshot::Reporter::disconnected();
-        match crate::persistence::rdb::save(
-            &self.keyspace,
-            &path,
-            self.rdb_options(),
-            &mut unreported,
-        ) {
-            Ok(_) => {
-                crate::notice!("DB saved on disk");
-                self.dirty = 0;
-                self.last_save = unix_ms() / 1000;
-                self.rdb.saves += 1;
-                self.rdb.last_bgsave_ok = true;
-                Ok(())
-            }
-            Err(error) => {
-                crate::warning!("Failed saving the DB: {error}");
-                Err("ERR".into())
-            }
-        }
-    }
-
-    /// BGSAVE: forks a child that writes the snapshot while this process keeps serving.
-    pub(crate) fn start_bgsave(&mut self) -> Result<(), String> {
-        if self.rdb.child.is_some() {
-            return Err("ERR Background save already in progress".into());
-        }
-        if self.aof_rewrite.child.is_some() || self.backup.child.is_some() {
-            return Err("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.".into());
-        }
-        let path = self.rdb_file();
-        let options = self.rdb_options();
-        let keyspace = &self.keyspace;
-        let child = amber_snapshot::spawn(|reporter| {
-            match crate::persistence::rdb::save(keyspace, &path, options, reporter) {
-                Ok(_) => 0,
-                Err(_) => 1,
-            }
-        })
-        .map_err(|e| {
-            crate::warning!("Can't save in background: {e}");
-            format!("ERR {e}")
-        })?;
-        crate::notice!("Background saving started by pid {}", child.pid());
-        self.replication.snapshot_started();
-        self.rdb.latest_fork_usec = child.fork_time().as_micros() as u64;
-        self.rdb.total_forks += 1;
-        self.rdb.child = Some((child, self.dirty));
-        self.rdb.keys_total = self.keyspace.key_count() as u64;
-        self.rdb.progress = amber_snapshot::Progress::default();
-        self.update_resize_policy();
-        Ok(())
-    }
-
-    /// Kills a running BGSAVE child (FLUSHALL, shutdown) and removes its temp file.
-    pub(crate) fn kill_bgsave_child(&mut self) {
-        if let Some((child, _)) = self.rdb.child.take() {
-            crate::warning!("Killing the background saving child {}", child.pid());
-            let pid = child.pid();
-            let _ = child.kill_and_reap();
-            let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
-        }
-    }
-
-    /// Reaps a finished BGSAVE child and records its outcome; runs from the cron.
-    pub(crate) fn check_bgsave(&mut self) {
-        let Some((child, dirty_at_fork)) = self.rdb.child.as_mut() else {
-            return;
-        };
-        // Measured, not estimated: the child reports its private dirty pages, which are what
-        // copy-on-write duplicated.
-        let progress = child.progress();
-        self.rdb.progress = progress;
-        self.rdb.current_cow = progress.cow_bytes;
-        self.rdb.current_cow_peak = self.rdb.current_cow_peak.max(progress.cow_bytes);
-        let exit = match child.try_wait() {
-            Ok(Some(exit)) => exit,
-            Ok(None) => return,
-            Err(error) => {
-                crate::warning!("{error}");
-                return;
-            }
-        };
-        let (seconds, dirty_at_fork, pid) = (
-            child.elapsed().as_secs() as i64,
-            *dirty_at_fork,
-            child.pid(),
-        );
-        self.rdb.child = None;
-        self.rdb.last_bgsave_seconds = seconds;
-        self.rdb.last_cow = self.rdb.current_cow_peak;
-        self.rdb.current_cow = 0;
-        self.rdb.current_cow_peak = 0;
-        match exit {
-            amber_snapshot::ChildExit::Exited(0) => {
-                crate::notice!("Background saving terminated with success");
-                self.dirty = self.dirty.saturating_sub(dirty_at_fork);
-                self.last_save = unix_ms() / 1000;
-                self.rdb.saves += 1;
-                self.rdb.last_bgsave_ok = true;
-            }
-            amber_snapshot::ChildExit::Exited(_) => {
-                crate::warning!("Background saving error");
-                self.rdb.last_bgsave_ok = false;
-            }
-            amber_snapshot::ChildExit::Signaled(signal) => {
-                crate::warning!("Background saving terminated by signal {signal}");
-                // A child killed on purpose (SIGUSR1) is not an error, as in Redis.
-                if signal != nix::sys::signal::Signal::SIGUSR1 as i32 {
-                    self.rdb.last_bgsave_ok = false;
-                }
-            }
-        }
-        if !exit.success() {
-            // A child that died mid-write leaves its temp file; the real file is untouched.
-            let _ = std::fs::remove_file(format!("temp-{pid}.rdb"));
-        }
-        let path = self.rdb_file();
-        self.replication
-            .snapshot_done(exit.success(), std::path::Path::new(&path));
-    }
-
-    /// Starts a BGSAVE when a save point (`save <seconds> <changes>`) is reached, or a
-    /// scheduled one can run; runs from the cron.
-    pub(crate) fn check_save_points(&mut self) {
-        if self.has_active_child() {
-            return;
-        }
-        if self.rdb.scheduled {
-            self.rdb.scheduled = false;
-            let _ = self.start_bgsave();
-            return;
-        }
-        let elapsed = (unix_ms() / 1000 - self.last_save).max(0) as u64;
-        let points = crate::persistence::rdb::save_points(self.config.get("save"));
-        let reached = points
-            .iter()
-            .find(|(seconds, changes)| self.dirty >= *changes && elapsed >= *seconds);
-        if let Some((seconds, changes)) = reached {
-            crate::notice!("{changes} changes in {seconds} seconds. Saving...");
-            let _ = self.start_bgsave();
-        }
-    }
-
-    /// Whether writes must be refused with MISCONF (a failed background save, with
-    /// `stop-writes-on-bgsave-error yes` and save points configured).
-    pub(crate) fn writes_refused(&self) -> bool {
-        !self.rdb.last_bgsave_ok
-            && self.config.get_bool("stop-writes-on-bgsave-error")
-            && !self.config.get("save").is_empty()
-    }
-
-    /// The `-MISCONF` error writes get while persistence is failing, if it is.
-    pub(crate) fn write_refusal(&mut self) -> Option<String> {
-        if self.writes_refused() {
-            return Some(crate::commands::errors::MISCONF.to_string());
-        }
-        self.aof
-            .write_error()
-            .map(|error| format!("MISCONF Errors writing to the AOF file: {error}"))
     }
 
     /// Collects expiry counts from the databases into the stats, and records the deleted keys
@@ -590,7 +308,7 @@ impl Server {
         }
         if self.replication.waiting_for_snapshot() && !self.has_active_child() {
             crate::notice!("Starting BGSAVE for SYNC with target: disk");
-            if let Err(error) = self.start_bgsave() {
+            if let Err(error) = self.request_bgsave(false) {
                 crate::warning!("BGSAVE for replication failed: {error}");
             }
         }

@@ -1,0 +1,75 @@
+//! Turning the AOF on and off at run time (`CONFIG SET appendonly`) and `DEBUG LOADAOF`.
+
+use amber_snapshot::schedule::JobKind;
+
+use crate::server::Server;
+
+impl Server {
+    /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
+    pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), String> {
+        if on == self.aof.is_on() {
+            return Ok(());
+        }
+        if !on {
+            let closed = self.aof.close();
+            self.refresh_record_expired();
+            return closed;
+        }
+        // As Redis: appending starts now, to a new incr file that the manifest names only once
+        // a background rewrite has written the base of the dataset as it is now.
+        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
+        let manifest =
+            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
+                crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
+                _ => amber_aof::Manifest::default(),
+            };
+        self.kill_job_of(JobKind::AofRewrite);
+        self.aof_rewrite.waiting_attempts = 0;
+        self.aof
+            .open_waiting_for_base(&paths, manifest)
+            .map_err(|e| e.to_string())?;
+        self.keyspace.set_record_expired(true);
+        if self.has_active_child() {
+            crate::notice!(
+                "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."
+            );
+            self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
+            return Ok(());
+        }
+        self.fork_rewrite().map_err(|e| e.to_string())
+    }
+
+    /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
+    /// files (nothing is appended while it replays).
+    pub(crate) fn reload_aof(&mut self) -> Result<(), String> {
+        self.aof.sync_now()?;
+        let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
+        let source = crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())?;
+        let log = self.aof.log.take();
+        self.keyspace.set_record_expired(false);
+        self.keyspace.clear();
+        let result = crate::persistence::aof_load::load_blocking(self, &paths, source);
+        self.aof.log = log;
+        self.refresh_record_expired();
+        self.dirty = 0;
+        let manifest = result?;
+        // While waiting for the first base (appendonly just turned on), the manifest in memory
+        // also names the incr file being appended to; the one on disk does not yet.
+        if self.aof.is_on() && self.aof.waiting_first_incr.is_none() {
+            self.aof.manifest = manifest;
+        }
+        crate::warning!("Append Only File loaded by DEBUG LOADAOF");
+        Ok(())
+    }
+
+    /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
+    pub(crate) fn aof_base_format(&self) -> crate::persistence::aof::BaseFormat {
+        if self.config.get_bool("aof-use-rdb-preamble") {
+            crate::persistence::aof::BaseFormat::Rdb(self.rdb_options())
+        } else {
+            crate::persistence::aof::BaseFormat::Commands {
+                timestamp: self.config.get_bool("aof-timestamp-enabled"),
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! RDB snapshots of the running server: `SAVE` in the foreground, `BGSAVE` in a forked child
+//! (a [`Work::Save`] job), `DEBUG RELOAD`, and the `-MISCONF` rule after a failed save.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use amber_snapshot::schedule::{Admission, JobKind};
+use amber_snapshot::{ChildExit, ForkError};
+
+use crate::persistence::jobs::{Work, fork, remove_leftover, temp_rdb_path};
+use crate::server::{Server, unix_ms};
+use crate::{notice, warning};
+
+/// Why a snapshot could not be started or written (the command turns it into Redis's text).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SaveError {
+    /// A BGSAVE child already runs.
+    #[error("Background save already in progress")]
+    InProgress,
+    /// Another kind of child runs and the request may not wait.
+    #[error(
+        "Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible."
+    )]
+    AnotherChild,
+    /// The fork failed.
+    #[error("{0}")]
+    Fork(#[from] ForkError),
+    /// Writing the file failed (the error is in the log; Redis replies a bare `ERR`).
+    #[error("")]
+    Write(#[source] std::io::Error),
+}
+
+/// What `BGSAVE` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BgsaveStart {
+    /// A child was forked.
+    Started,
+    /// Another child runs; the save starts when it ends.
+    Scheduled,
+}
+
+impl Server {
+    /// `dbfilename`, relative to the working directory (`dir`).
+    pub(crate) fn rdb_file(&self) -> PathBuf {
+        PathBuf::from(self.config.get("dbfilename"))
+    }
+
+    /// The options of every snapshot this server writes (SAVE, BGSAVE, AOF base, backups);
+    /// `rdb-key-save-delay` holds backup children open too, so tests can act during them.
+    pub(crate) fn rdb_options(&self) -> crate::persistence::rdb::SaveOptions {
+        let mut options = crate::persistence::rdb::save_options(
+            self.config.get_bool("rdbcompression"),
+            self.config.get_bool("rdbchecksum"),
+            self.config.get_i64("rdb-key-save-delay").max(0) as u64,
+        );
+        options.format.thresholds = self.rdb_thresholds();
+        options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
+        options
+    }
+
+    /// The encoding thresholds snapshots are written with: the configured ones, so a file
+    /// holds each value in the encoding it has in memory, as Redis writes them.
+    pub(crate) fn rdb_thresholds(&self) -> amber_rdb::Thresholds {
+        let limits = self.settings.encoding;
+        amber_rdb::Thresholds {
+            hash_max_listpack_entries: limits.hash.max_entries,
+            hash_max_listpack_value: limits.hash.max_value,
+            zset_max_listpack_entries: limits.zset.max_entries,
+            zset_max_listpack_value: limits.zset.max_value,
+            set_max_intset_entries: limits.max_intset,
+            list_max_listpack_bytes: limits.list.max_bytes,
+            list_plain_threshold: self.list_packed_threshold,
+            ..amber_rdb::Thresholds::default()
+        }
+    }
+
+    /// SAVE: writes the snapshot in this process, blocking clients meanwhile.
+    pub(crate) fn save_now(&mut self) -> Result<(), SaveError> {
+        if self.jobs.running(JobKind::Save).is_some() {
+            return Err(SaveError::InProgress);
+        }
+        let path = self.rdb_file();
+        let mut unreported = amber_snapshot::Reporter::disconnected();
+        let options = self.rdb_options();
+        match crate::persistence::rdb::save(&self.keyspace, &path, options, &mut unreported) {
+            Ok(_) => {
+                notice!("DB saved on disk");
+                self.dirty = 0;
+                self.jobs.scheduler.saved(unix_ms());
+                self.rdb.saves += 1;
+                Ok(())
+            }
+            Err(error) => {
+                warning!("Failed saving the DB: {error}");
+                Err(SaveError::Write(error))
+            }
+        }
+    }
+
+    /// BGSAVE: forks a child that writes the snapshot while this process keeps serving; with
+    /// `schedule`, waits for another running child instead of failing.
+    pub(crate) fn request_bgsave(&mut self, schedule: bool) -> Result<BgsaveStart, SaveError> {
+        match self.jobs.scheduler.request(JobKind::Save, schedule) {
+            Admission::Start => self.fork_bgsave().map(|()| BgsaveStart::Started),
+            Admission::Queued => Ok(BgsaveStart::Scheduled),
+            Admission::AlreadyRunning => Err(SaveError::InProgress),
+            Admission::Busy(_) => Err(SaveError::AnotherChild),
+        }
+    }
+
+    /// Forks the BGSAVE child (the scheduler has admitted it).
+    pub(crate) fn fork_bgsave(&mut self) -> Result<(), SaveError> {
+        let path = self.rdb_file();
+        let options = self.rdb_options();
+        let keyspace = &self.keyspace;
+        let spawned = fork(|reporter| {
+            match crate::persistence::rdb::save(keyspace, &path, options, reporter) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            }
+        });
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                warning!("Can't save in background: {error}");
+                self.jobs.scheduler.start_failed(JobKind::Save, unix_ms());
+                return Err(SaveError::Fork(error));
+            }
+        };
+        notice!("Background saving started by pid {}", child.pid());
+        self.replication.snapshot_started();
+        let dirty_at_fork = self.dirty;
+        self.job_started(child, Work::Save { dirty_at_fork });
+        Ok(())
+    }
+
+    /// A BGSAVE child ended: records its outcome and tells waiting replicas.
+    pub(crate) fn finish_bgsave(
+        &mut self,
+        exit: ChildExit,
+        pid: i32,
+        dirty_at_fork: u64,
+        took: Duration,
+        peak_cow: u64,
+    ) {
+        self.rdb.last_bgsave_seconds = took.as_secs() as i64;
+        self.rdb.last_cow = peak_cow;
+        let now = unix_ms();
+        match exit {
+            ChildExit::Exited(0) => {
+                notice!("Background saving terminated with success");
+                self.dirty = self.dirty.saturating_sub(dirty_at_fork);
+                self.rdb.saves += 1;
+                self.jobs.scheduler.finished(JobKind::Save, true, now);
+            }
+            ChildExit::Exited(_) => {
+                warning!("Background saving error");
+                self.jobs.scheduler.finished(JobKind::Save, false, now);
+            }
+            ChildExit::Signaled(signal) => {
+                warning!("Background saving terminated by signal {signal}");
+                // A child killed on purpose (SIGUSR1) is not an error, as in Redis.
+                if signal == nix::sys::signal::Signal::SIGUSR1 as i32 {
+                    self.jobs.scheduler.cancelled(JobKind::Save);
+                } else {
+                    self.jobs.scheduler.finished(JobKind::Save, false, now);
+                }
+            }
+        }
+        let path = self.rdb_file();
+        if !exit.success() {
+            // A child that died mid-write leaves its temp file; the real file is untouched.
+            remove_leftover(&temp_rdb_path(&path, pid as u32));
+        }
+        self.replication.snapshot_done(exit.success(), &path);
+    }
+
+    /// `DEBUG RELOAD`: saves the RDB file, empties the dataset and loads the file back.
+    pub(crate) fn reload_rdb(&mut self) -> Result<(), String> {
+        self.save_now()
+            .map_err(|e| format!("Error trying to save the DB: {e}"))?;
+        let path = self.rdb_file();
+        let limits = self.encoding_limits();
+        let log = self.aof.log.take();
+        self.keyspace.clear();
+        let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
+        self.aof.log = log;
+        let stats = result?;
+        self.rdb.last_load = (stats.loaded, stats.expired);
+        notice!("DB reloaded by DEBUG RELOAD");
+        Ok(())
+    }
+
+    /// Whether writes must be refused with MISCONF (a failed background save, with
+    /// `stop-writes-on-bgsave-error yes` and save points configured).
+    pub(crate) fn writes_refused(&self) -> bool {
+        !self.jobs.scheduler.last_save_ok()
+            && self.config.get_bool("stop-writes-on-bgsave-error")
+            && !self.config.get("save").is_empty()
+    }
+
+    /// The `-MISCONF` error writes get while persistence is failing, if it is.
+    pub(crate) fn write_refusal(&mut self) -> Option<String> {
+        if self.writes_refused() {
+            return Some(crate::commands::errors::MISCONF.to_string());
+        }
+        self.aof
+            .write_error()
+            .map(|error| format!("MISCONF Errors writing to the AOF file: {error}"))
+    }
+}
