@@ -2,7 +2,6 @@
 //! make up the log, parsed and written as Redis 7 does.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -252,17 +251,9 @@ pub fn manifest_name(prefix: &str) -> String {
 pub fn persist(dir: &Path, prefix: &str, manifest: &Manifest) -> std::io::Result<()> {
     let name = manifest_name(prefix);
     let temp = dir.join(format!("temp-{name}"));
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(manifest.render().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, dir.join(&name))?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    amber_snapshot::durable::replace_with(&dir.join(&name), &temp, |out| {
+        out.write_all(manifest.render().as_bytes())
+    })
 }
 
 fn trim(line: &[u8]) -> &[u8] {

@@ -170,14 +170,10 @@ impl Catalog {
             ));
         }
         let temp = self.dir.join("catalog.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, self.dir.join("catalog"))?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(io("writing the catalog"))
+        amber_snapshot::durable::replace_with(&self.dir.join("catalog"), &temp, |out| {
+            out.write_all(text.as_bytes())
+        })
+        .map_err(io("writing the catalog"))
     }
 
     /// The entry with `id`.

@@ -193,26 +193,26 @@ fn copy_tree(from: &Path, to: &Path, progress: &mut dyn Progress) -> Result<(), 
         .map_err(io("syncing"))
 }
 
-/// Copies a file through a temp name, fsynced, then renamed.
+/// Copies a file durably: through a temp name, fsynced, renamed, the directory fsynced.
 pub fn copy_file(from: &Path, to: &Path, progress: &mut dyn Progress) -> Result<(), BackupError> {
     let temp = to.with_extension("restoring");
     let what = format!("copying {} to {}", from.display(), to.display());
     let mut input = File::open(from).map_err(io(what.clone()))?;
     let total = input.metadata().map_or(0, |m| m.len());
-    let mut output = File::create(&temp).map_err(io(what.clone()))?;
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut done = 0;
-    loop {
-        let n = input.read(&mut buffer).map_err(io(what.clone()))?;
-        if n == 0 {
-            break;
+    amber_snapshot::durable::replace_with(to, &temp, |output| {
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut done = 0;
+        loop {
+            let n = input.read(&mut buffer)?;
+            if n == 0 {
+                return Ok(());
+            }
+            output.write_all(&buffer[..n])?;
+            done += n as u64;
+            progress.update("copy", done, total);
         }
-        output.write_all(&buffer[..n]).map_err(io(what.clone()))?;
-        done += n as u64;
-        progress.update("copy", done, total);
-    }
-    output.sync_all().map_err(io(what.clone()))?;
-    std::fs::rename(&temp, to).map_err(io(what))
+    })
+    .map_err(io(what))
 }
 
 /// Appends to the restored AOF directory the live AOF's commands that followed the backup, up

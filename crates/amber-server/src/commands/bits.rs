@@ -301,7 +301,6 @@ pub(super) fn bitop(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.db().remove(destination);
             ctx.dirty(1);
         }
-        ctx.server.collect_expired(ctx.client.db);
         return ctx.out.integer(0);
     }
     let result: Vec<u8> = (0..longest)

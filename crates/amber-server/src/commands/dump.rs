@@ -16,8 +16,6 @@ pub(super) fn dump(ctx: &mut Ctx, args: &[Bytes]) {
         .db()
         .get_mut(&args[1], now)
         .map(|entry| to_rdb(&entry.value));
-    let db = ctx.client.db;
-    ctx.server.collect_expired(db);
     let Some(value) = value else {
         return ctx.out.null();
     };

@@ -258,48 +258,44 @@ pub(super) fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, with_values)) = super::random_count_args(ctx, args, Some("withvalues")) else {
         return;
     };
-    let Ok(pairs) = all_fields(ctx, &args[1]) else {
+    let seed = ctx.server.keyspace.next_random();
+    let Ok(picked) = read_hash(ctx, &args[1], |hash| {
+        let owned = |(f, v): (&[u8], &[u8])| (f.to_vec(), v.to_vec());
+        let Some(count) = count else {
+            return hash
+                .random_field(super::seeded(seed))
+                .map(|pair| vec![owned(pair)]);
+        };
+        Some(super::random_picks(
+            hash.len(),
+            count,
+            seed,
+            |random| hash.random_field(random).map(owned),
+            || hash.iter().map(owned).collect(),
+        ))
+    }) else {
         return;
     };
-    let Some(count) = count else {
-        if pairs.is_empty() {
-            return ctx.out.null();
-        }
-        let index = (ctx.server.keyspace.next_random() % pairs.len() as u64) as usize;
-        return ctx.out.bulk(&pairs[index].0);
-    };
-    let picked: Vec<usize> = if count >= 0 {
-        // Distinct fields, as many as asked for or all of them.
-        let mut indexes: Vec<usize> = (0..pairs.len()).collect();
-        for i in (1..indexes.len()).rev() {
-            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
-            indexes.swap(i, j);
-        }
-        indexes.truncate(count as usize);
-        indexes
-    } else if pairs.is_empty() {
-        Vec::new()
-    } else {
-        let n = count.unsigned_abs() as usize;
-        (0..n)
-            .map(|_| (ctx.server.keyspace.next_random() % pairs.len() as u64) as usize)
-            .collect()
+    let picked: Pairs = match (count, picked.flatten()) {
+        (None, None) => return ctx.out.null(),
+        (None, Some(one)) => return ctx.out.bulk(&one[0].0),
+        (Some(_), picked) => picked.unwrap_or_default(),
     };
     if with_values && ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
         ctx.out.array(picked.len());
-        for index in picked {
+        for (field, value) in &picked {
             ctx.out.array(2);
-            ctx.out.bulk(&pairs[index].0);
-            ctx.out.bulk(&pairs[index].1);
+            ctx.out.bulk(field);
+            ctx.out.bulk(value);
         }
         return;
     }
     ctx.out
         .array(picked.len() * if with_values { 2 } else { 1 });
-    for index in picked {
-        ctx.out.bulk(&pairs[index].0);
+    for (field, value) in &picked {
+        ctx.out.bulk(field);
         if with_values {
-            ctx.out.bulk(&pairs[index].1);
+            ctx.out.bulk(value);
         }
     }
 }

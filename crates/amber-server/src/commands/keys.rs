@@ -6,11 +6,6 @@ use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, subcommand_arity, unknown_subcommand};
 
-fn collect(ctx: &mut Ctx) {
-    let db = ctx.client.db;
-    ctx.server.collect_expired(db);
-}
-
 /// `DEL key [key ...]` and `UNLINK`.
 pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
@@ -21,7 +16,6 @@ pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
             deleted += 1;
         }
     }
-    collect(ctx);
     ctx.dirty(deleted);
     ctx.out.integer(deleted as i64);
 }
@@ -33,7 +27,6 @@ pub(super) fn exists(ctx: &mut Ctx, args: &[Bytes]) {
         .iter()
         .filter(|key| ctx.db().exists(key, now))
         .count();
-    collect(ctx);
     ctx.out.integer(count as i64);
 }
 
@@ -44,7 +37,6 @@ pub(super) fn touch(ctx: &mut Ctx, args: &[Bytes]) {
         .iter()
         .filter(|key| ctx.db().get_mut(key, now).is_some())
         .count();
-    collect(ctx);
     ctx.out.integer(count as i64);
 }
 
@@ -55,7 +47,6 @@ pub(super) fn type_(ctx: &mut Ctx, args: &[Bytes]) {
         .db()
         .get_mut(&args[1], now)
         .map_or("none", |e| e.value.type_name());
-    collect(ctx);
     ctx.out.simple(name);
 }
 
@@ -141,7 +132,6 @@ pub(super) fn scan(ctx: &mut Ctx, args: &[Bytes]) {
     for key in &expired {
         ctx.db().exists(key, now);
     }
-    collect(ctx);
     ctx.out.array(2);
     ctx.out.bulk(cursor.to_string().as_bytes());
     ctx.out.array(found.len());
@@ -156,7 +146,6 @@ pub(super) fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) {
     let db = ctx.client.db;
     let (database, random) = ctx.server.keyspace.db_with_random(db);
     let key = database.random_key(now, random);
-    collect(ctx);
     match key {
         Some(key) => ctx.out.bulk(&key),
         None => ctx.out.null(),
@@ -167,7 +156,6 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
     let now = ctx.server.now_ms;
     let (from, to) = (&args[1], &args[2]);
     if !ctx.db().exists(from, now) {
-        collect(ctx);
         ctx.error(errors::NO_SUCH_KEY);
         return;
     }
@@ -180,14 +168,12 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
         return;
     }
     if nx && ctx.db().exists(to, now) {
-        collect(ctx);
         ctx.out.integer(0);
         return;
     }
     if let Some(entry) = ctx.db().remove(from) {
         ctx.db().insert(to, entry);
     }
-    collect(ctx);
     ctx.dirty(1);
     if nx { ctx.out.integer(1) } else { ctx.out.ok() }
 }
@@ -224,8 +210,6 @@ pub(super) fn move_(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
     let key = &args[1];
     let movable = ctx.db().exists(key, now) && !ctx.server.keyspace.db(target).exists(key, now);
-    collect(ctx);
-    ctx.server.collect_expired(target);
     if !movable {
         ctx.out.integer(0);
         return;
@@ -276,7 +260,6 @@ pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
     let mut copy = source;
     copy.accessed = (now / 1000) as u32;
     destination.insert(to, copy);
-    ctx.server.collect_expired(target);
     ctx.server.touch_key(target, to);
     ctx.dirty(1);
     ctx.out.integer(1);
@@ -342,7 +325,6 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
     };
     let key = &args[1];
     let current = ctx.db().get_mut(key, now).map(|entry| entry.expire_at());
-    collect(ctx);
     let Some(current) = current else {
         ctx.out.integer(0);
         return;
@@ -392,9 +374,7 @@ pub(super) fn pexpireat(ctx: &mut Ctx, args: &[Bytes]) {
 /// The key's expiry: `None` if missing, `Some(None)` if persistent.
 fn expiry_of(ctx: &mut Ctx, key: &[u8]) -> Option<Option<i64>> {
     let now = ctx.server.now_ms;
-    let expiry = ctx.db().get_mut(key, now).map(|entry| entry.expire_at());
-    collect(ctx);
-    expiry
+    ctx.db().get_mut(key, now).map(|entry| entry.expire_at())
 }
 
 fn ttl_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {

@@ -175,8 +175,6 @@ pub(super) fn migrate(ctx: &mut Ctx, args: &[Bytes]) {
             }
         }
     }
-    let db = ctx.client.db;
-    ctx.server.collect_expired(db);
     if found.is_empty() {
         return ctx.out.simple("NOKEY");
     }

@@ -238,22 +238,16 @@ impl Ctx<'_> {
         found
     }
 
-    /// Like [`Ctx::lookup_read`] without counting a hit or miss (a command that looks again).
+    /// Like [`Ctx::lookup_read`] without counting a hit or miss (a write, or a command that
+    /// looks again). A key found expired is deleted here; `run` records the deletion once the
+    /// command is done (INV-DIRTY).
     pub(crate) fn lookup_quietly<R>(
         &mut self,
         key: &[u8],
         read: impl FnOnce(&Value) -> R,
     ) -> Option<R> {
         let now = self.server.now_ms;
-        let db = self.client.db;
-        let found = self
-            .server
-            .keyspace
-            .db(db)
-            .get_mut(key, now)
-            .map(|entry| read(&entry.value));
-        self.server.collect_expired(db);
-        found
+        self.db().get_mut(key, now).map(|entry| read(&entry.value))
     }
 
     /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
@@ -376,6 +370,66 @@ pub(crate) fn random_count_args(
     Ok((Some(count), with))
 }
 
+/// A source of random numbers for one call, seeded from the keyspace's generator.
+pub(crate) fn seeded(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        // xorshift64*: fast, and private to the call that asked for it.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The elements SRANDMEMBER and HRANDFIELD reply for `count` out of a collection of `len`, in
+/// Redis's four cases: a negative count picks `|count|` times with repetitions, a count of at
+/// least `len` is the whole collection, a count above a third of it shuffles a copy and keeps
+/// `count`, and a smaller count picks distinct elements at random. The first and the last
+/// cost O(count): `pick` takes one element at random without looking at the others; only the
+/// middle two read the whole collection (`all`).
+pub(crate) fn random_picks<T: Clone + Eq + std::hash::Hash>(
+    len: usize,
+    count: i64,
+    seed: u64,
+    mut pick: impl FnMut(&mut dyn FnMut() -> u64) -> Option<T>,
+    all: impl FnOnce() -> Vec<T>,
+) -> Vec<T> {
+    let mut random = seeded(seed);
+    if len == 0 {
+        return Vec::new();
+    }
+    if count < 0 {
+        return (0..count.unsigned_abs())
+            .map_while(|_| pick(&mut random))
+            .collect();
+    }
+    let count = count as usize;
+    if count >= len {
+        return all();
+    }
+    if count.saturating_mul(3) > len {
+        let mut elements = all();
+        for i in (1..elements.len()).rev() {
+            let j = (random() % (i as u64 + 1)) as usize;
+            elements.swap(i, j);
+        }
+        elements.truncate(count);
+        return elements;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    let mut picked = Vec::with_capacity(count);
+    while picked.len() < count {
+        let Some(element) = pick(&mut random) else {
+            break;
+        };
+        if seen.insert(element.clone()) {
+            picked.push(element);
+        }
+    }
+    picked
+}
+
 /// Parses the `[LIMIT limit]` options of SINTERCARD and ZINTERCARD as Redis does: any number
 /// of them in order (the last one counts), one message for a negative or unparsable limit;
 /// `None` when an error was replied.
@@ -452,25 +506,14 @@ pub(crate) fn read_collection<C: Collection, R>(
     key: &[u8],
     read: impl FnOnce(&C) -> R,
 ) -> Result<Option<R>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let result = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
+    match ctx.lookup_read(key, |value| C::of(value).map(read)) {
         None => Ok(None),
-        Some(value) => C::of(value).map(|c| Some(read(c))).ok_or(Replied),
-    };
-    ctx.server.collect_expired(db);
-    match &result {
-        Err(Replied) => ctx.error(errors::WRONGTYPE),
-        Ok(None) => ctx.server.stats.keyspace_misses += 1,
-        Ok(Some(_)) => ctx.server.stats.keyspace_hits += 1,
+        Some(Some(result)) => Ok(Some(result)),
+        Some(None) => {
+            ctx.error(errors::WRONGTYPE);
+            Err(Replied)
+        }
     }
-    result
 }
 
 /// Runs `change` on the collection under `key`, creating it first when `create` is set, and
@@ -482,15 +525,7 @@ pub(crate) fn write_collection<C: Collection, R>(
     change: impl FnOnce(&mut C) -> R,
 ) -> Result<Option<R>, Replied> {
     let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let matches = ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| C::of(&e.value).is_some());
-    ctx.server.collect_expired(db);
-    match matches {
+    match ctx.lookup_quietly(key, |value| C::of(value).is_some()) {
         Some(false) => {
             ctx.error(errors::WRONGTYPE);
             return Err(Replied);
@@ -694,8 +729,10 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     }
     let rewritten = std::mem::replace(&mut ctx.server.propagation_override, outer_override);
     let changed = ctx.server.changes != changes_before;
+    // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
+    // command's own record.
+    ctx.server.collect_expired();
     if changed && ctx.server.propagating() {
-        ctx.server.propagate_expired();
         match rewritten {
             Some(commands) => {
                 for command in commands {

@@ -310,37 +310,30 @@ pub(super) fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, _)) = super::random_count_args(ctx, args, None) else {
         return;
     };
-    let Ok(members) = read_set(ctx, &args[1], SetValue::members) else {
+    let seed = ctx.server.keyspace.next_random();
+    let Ok(picked) = read_set(ctx, &args[1], |set| {
+        let Some(count) = count else {
+            return set.random_member(super::seeded(seed)).map(|m| vec![m]);
+        };
+        Some(super::random_picks(
+            set.len(),
+            count,
+            seed,
+            |random| set.random_member(random),
+            || set.members(),
+        ))
+    }) else {
         return;
     };
-    let members = members.unwrap_or_default();
-    let Some(count) = count else {
-        if members.is_empty() {
-            return ctx.out.null();
+    match (count, picked.flatten()) {
+        (None, None) => ctx.out.null(),
+        (None, Some(one)) => ctx.out.bulk(&one[0]),
+        (Some(_), picked) => {
+            let picked = picked.unwrap_or_default();
+            ctx.out.array(picked.len());
+            picked.iter().for_each(|m| ctx.out.bulk(m));
         }
-        let index = (ctx.server.keyspace.next_random() % members.len() as u64) as usize;
-        return ctx.out.bulk(&members[index]);
-    };
-    let picked: Vec<&Vec<u8>> = if count >= 0 {
-        let mut indexes: Vec<usize> = (0..members.len()).collect();
-        for i in (1..indexes.len()).rev() {
-            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
-            indexes.swap(i, j);
-        }
-        indexes
-            .into_iter()
-            .take(count as usize)
-            .map(|i| &members[i])
-            .collect()
-    } else if members.is_empty() {
-        Vec::new()
-    } else {
-        (0..count.unsigned_abs())
-            .map(|_| &members[(ctx.server.keyspace.next_random() % members.len() as u64) as usize])
-            .collect()
-    };
-    ctx.out.array(picked.len());
-    picked.into_iter().for_each(|m| ctx.out.bulk(m));
+    }
 }
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`

@@ -291,7 +291,6 @@ fn store(ctx: &mut Ctx, destination: &[u8], output: Vec<Option<Vec<u8>>>) {
         ctx.db().remove(destination);
         ctx.dirty(1);
     }
-    ctx.server.collect_expired(db);
     ctx.server.touch_key(db, destination);
     ctx.out.integer(count as i64);
 }

@@ -68,7 +68,6 @@ pub(super) fn string_entry<'a>(
         .db(db)
         .get_mut(key, now)
         .map(|e| matches!(e.value, Value::Str(_)));
-    ctx.server.collect_expired(db);
     match is_string {
         None => Ok(None),
         Some(false) => {
@@ -182,8 +181,6 @@ pub(super) fn set(ctx: &mut Ctx, args: &[Bytes]) {
     };
     let now = ctx.server.now_ms;
     let exists = ctx.db().exists(key, now);
-    let db = ctx.client.db;
-    ctx.server.collect_expired(db);
     if (options.nx && exists) || (options.xx && !exists) {
         match old {
             Some(Some(old)) => ctx.out.bulk(&old),
@@ -274,8 +271,6 @@ pub(super) fn mget(ctx: &mut Ctx, args: &[Bytes]) {
             }
         }
     }
-    let db = ctx.client.db;
-    ctx.server.collect_expired(db);
 }
 
 /// `MSET key value [key value ...]`

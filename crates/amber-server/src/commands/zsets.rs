@@ -632,7 +632,6 @@ fn input_members(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Scored>, Replied> {
         Some(Value::Set(set)) => Ok(Some(set.members().into_iter().map(|m| (m, 1.0)).collect())),
         Some(_) => Err(Replied),
     };
-    ctx.server.collect_expired(db);
     if members.is_err() {
         ctx.error(errors::WRONGTYPE);
     }

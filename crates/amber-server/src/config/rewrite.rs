@@ -80,14 +80,6 @@ fn render(name: &str, value: &str) -> Vec<String> {
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     let temp = path.with_extension(format!("rewrite-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        format!("Rewriting config file: {e}")
-    })
+    amber_snapshot::durable::replace_with(path, &temp, |out| out.write_all(text.as_bytes()))
+        .map_err(|e| format!("Rewriting config file: {e}"))
 }

@@ -58,8 +58,8 @@ fn active_expire(server: &mut Server, hz: u32) {
                 break;
             }
         }
-        server.collect_expired(index);
     }
+    server.collect_expired();
 }
 
 fn close_idle_clients(server: &Server) {

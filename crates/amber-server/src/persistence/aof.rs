@@ -607,8 +607,7 @@ pub(crate) fn write_base(
                 write_commands_file(keyspace, &temp, timestamp, &mut Reporter::disconnected())?
             }
         };
-        std::fs::rename(&temp, dir.join(name))?;
-        File::open(dir)?.sync_all()?;
+        amber_snapshot::durable::install(&temp, &dir.join(name))?;
         Ok(keys)
     })();
     if result.is_err() {

@@ -200,8 +200,7 @@ impl Server {
         };
         let seq = manifest.base_seq + 1;
         let name = base_name(&paths.prefix, seq, done.rdb);
-        std::fs::rename(&done.temp, paths.file(&name))
-            .and_then(|()| std::fs::File::open(&paths.dir)?.sync_all())
+        amber_snapshot::durable::install(&done.temp, &paths.file(&name))
             .map_err(|e| format!("renaming the temporary base: {e}"))?;
         notice!(
             "Successfully renamed the temporary AOF base file {} into {name}",

@@ -226,16 +226,19 @@ impl Server {
         self.shutdown.notify_one();
     }
 
-    /// Collects expiry counts from the databases into the stats, and records the deleted keys
-    /// in the AOF as `DEL`s.
-    pub(crate) fn collect_expired(&mut self, db: usize) {
-        self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
+    /// Collects expiry counts from every database into the stats, and records the deleted
+    /// keys in the AOF and the replication stream as `DEL`s (once per command, and from the
+    /// active expire cycle).
+    pub(crate) fn collect_expired(&mut self) {
+        for db in 0..self.keyspace.db_count() {
+            self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
+        }
         self.propagate_expired();
     }
 
     /// Records every key deleted by expiry so far as a `DEL` in the AOF, so that a command's own
     /// record always follows the deletions its lookups caused.
-    pub(crate) fn propagate_expired(&mut self) {
+    fn propagate_expired(&mut self) {
         if !self.propagating() {
             return;
         }

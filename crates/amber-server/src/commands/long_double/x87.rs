@@ -1,7 +1,7 @@
 //! x87 80-bit extended precision ("long double"), which Redis uses for `INCRBYFLOAT` and
-//! `HINCRBYFLOAT`. Matching Redis's replies digit for digit needs the same arithmetic: parsing
-//! goes through the C library's `strtold` (via `sscanf`), addition through the x87 unit, and
-//! formatting is Redis's `%.17Lf` with trailing zeros removed, done exactly in software.
+//! `HINCRBYFLOAT` on x86_64. Matching Redis's replies digit for digit needs the same arithmetic:
+//! parsing goes through the C library's `strtold` (via `sscanf`), addition through the x87 unit,
+//! and formatting is Redis's `%.17Lf` with trailing zeros removed, done exactly in software.
 
 use std::ffi::CString;
 
