@@ -371,12 +371,26 @@ impl<V> Dict<V> {
         next
     }
 
-    /// A key chosen at random, `random` being a source of random numbers.
+    /// A key chosen at random, `random` being a source of random numbers. Every key has the
+    /// same chance as long as no chain is longer than [`FAIR_CHAIN`]: a (bucket, position)
+    /// pair is drawn until it names a key, so a key in a short chain is not favoured over one
+    /// sharing its bucket (Redis's `dictGetFairRandomKey` serves the same purpose).
     pub fn random_key(&self, mut random: impl FnMut() -> u64) -> Option<&[u8]> {
         if self.len == 0 {
             return None;
         }
         let mask = (self.buckets.len() - 1) as u64;
+        for _ in 0..FAIR_TRIES {
+            let bucket = (random() & mask) as usize;
+            let position = (random() % FAIR_CHAIN) as usize;
+            let mut chain = ChainIter {
+                node: self.buckets[bucket].as_deref(),
+            };
+            if let Some((key, _)) = chain.nth(position) {
+                return Some(key);
+            }
+        }
+        // A nearly empty table that drew nothing: any key of a random non-empty bucket.
         loop {
             let bucket = (random() & mask) as usize;
             let chain: Vec<&[u8]> = ChainIter {
@@ -390,6 +404,13 @@ impl<V> Dict<V> {
         }
     }
 }
+
+/// Chains up to this long get exactly fair random picks (longer ones are rare: the table
+/// grows at one key per bucket).
+pub(crate) const FAIR_CHAIN: u64 = 8;
+
+/// Draws before a random pick falls back to the bucket-first way.
+const FAIR_TRIES: usize = 4096;
 
 impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
@@ -528,6 +549,34 @@ mod tests {
                 prop_assert!(seen.contains(i.to_be_bytes().as_slice()));
             }
         }
+    }
+
+    #[test]
+    fn random_key_gives_every_key_the_same_chance() {
+        let mut dict = Dict::new();
+        for i in 0..10u8 {
+            dict.insert(&[b'k', i], ());
+        }
+        let mut state = 7u64;
+        let mut rng = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut counts: HashMap<Vec<u8>, u32> = HashMap::new();
+        for _ in 0..100_000 {
+            let key = dict.random_key(&mut rng).unwrap().to_vec();
+            *counts.entry(key).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 10);
+        // Chi-square with 9 degrees of freedom: 40 is a one-in-100000 outcome for a fair pick
+        // (the bound Redis's own SRANDMEMBER distribution test uses).
+        let chi_square: f64 = counts
+            .values()
+            .map(|&n| (f64::from(n) - 10_000.0).powi(2) / 10_000.0)
+            .sum();
+        assert!(chi_square < 40.0, "{chi_square}: {counts:?}");
     }
 
     #[test]

@@ -325,8 +325,8 @@ pub(super) fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR MONITOR isn't allowed for DENY BLOCKING client");
     }
-    if !ctx.server.monitors.contains(&ctx.client.id) {
-        ctx.server.monitors.push(ctx.client.id);
+    if !ctx.server.links.monitors.contains(&ctx.client.id) {
+        ctx.server.links.monitors.push(ctx.client.id);
         ctx.client.info.borrow_mut().flags = 'O';
     }
     ctx.out.ok();
@@ -334,8 +334,8 @@ pub(super) fn monitor(ctx: &mut Ctx, _args: &[Bytes]) {
 
 /// Takes a client out of MONITOR mode (RESET, disconnection).
 pub(crate) fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
-    if let Some(position) = server.monitors.iter().position(|&id| id == client) {
-        server.monitors.remove(position);
+    if let Some(position) = server.links.monitors.iter().position(|&id| id == client) {
+        server.links.monitors.remove(position);
         if let Some(info) = server.clients.get(&client) {
             info.borrow_mut().flags = 'N';
         }

@@ -69,7 +69,7 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     if !replace && ctx.db().exists(key, now) {
         return ctx.error("BUSYKEY Target key name already exists.");
     }
-    let verify = !ctx.server.skip_checksum_validation;
+    let verify = !ctx.server.debug.skip_checksum_validation;
     let value = match amber_rdb::parse_payload(&args[3], verify) {
         Ok(value) => value,
         Err(PayloadError::VersionOrChecksum) => {

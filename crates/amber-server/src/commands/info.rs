@@ -314,7 +314,7 @@ fn persistence_section(server: &Server) -> String {
                 "aof_pending_bio_fsync",
                 u8::from(server.aof.fsync_in_flight()).to_string(),
             ),
-            ("aof_delayed_fsync", server.aof.delayed_fsync.to_string()),
+            ("aof_delayed_fsync", server.aof.delayed_fsync().to_string()),
         ]));
     }
     if let Some((started, total, loaded)) = server.loading {

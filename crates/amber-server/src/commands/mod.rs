@@ -213,13 +213,13 @@ impl Ctx<'_> {
     /// Declares that of the command's keys only `keys` changed (WATCH and blocked clients are
     /// told about these alone), for commands whose key specification says more.
     pub(crate) fn modified_only(&mut self, keys: Vec<Bytes>) {
-        self.server.modified_override = Some(keys);
+        self.server.command.modified_override = Some(keys);
     }
 
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
     /// expiries made absolute, random choices made explicit). An empty list records nothing.
     pub(crate) fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
-        self.server.propagation_override = Some(commands);
+        self.server.command.propagation_override = Some(commands);
     }
 
     /// Looks `key` up for reading in the client's database: lazy expiry applied (and
@@ -712,22 +712,22 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let db_at_start = ctx.client.db;
     let changes_before = ctx.server.changes;
     let db = ctx.client.db;
-    let outer_override = ctx.server.propagation_override.take();
+    let outer_override = ctx.server.command.propagation_override.take();
     let was_blocked = ctx.client.blocked.is_some();
-    ctx.server.errors_seen = ctx.server.stats.error_replies;
+    ctx.server.command.errors_seen = ctx.server.stats.error_replies;
     let started = std::time::Instant::now();
     (spec.handler)(ctx, args);
     // A command that blocked is counted once, when it is served (as Redis).
     if was_blocked || ctx.client.blocked.is_none() {
-        let failed = ctx.server.stats.error_replies > ctx.server.errors_seen;
-        ctx.server.errors_seen = ctx.server.stats.error_replies;
+        let failed = ctx.server.stats.error_replies > ctx.server.command.errors_seen;
+        ctx.server.command.errors_seen = ctx.server.stats.error_replies;
         let track = ctx.server.settings.latency_tracking;
         let name = full_name(spec.name, args.get(1));
         ctx.server
             .command_stats
             .record_call(name, started.elapsed(), failed, track);
     }
-    let rewritten = std::mem::replace(&mut ctx.server.propagation_override, outer_override);
+    let rewritten = std::mem::replace(&mut ctx.server.command.propagation_override, outer_override);
     let changed = ctx.server.changes != changes_before;
     // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
     // command's own record.
@@ -743,13 +743,13 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         }
     }
     // As Redis, MONITOR sees a command once it ran (EXEC after the commands it ran).
-    if !ctx.server.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
+    if !ctx.server.links.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
         let addr = ctx.client.info.borrow().addr.clone();
         ctx.server
             .feed_monitors(ctx.client.id, db_at_start, &addr, args);
     }
-    let modified = ctx.server.modified_override.take();
-    if changed && (!ctx.server.watchers.is_empty() || !ctx.server.blocking.is_empty()) {
+    let modified = ctx.server.command.modified_override.take();
+    if changed && (!ctx.server.links.watchers.is_empty() || !ctx.server.links.blocking.is_empty()) {
         let keys: Vec<Bytes> = match modified {
             Some(keys) => keys,
             None => transactions::command_keys(spec, args).cloned().collect(),

@@ -255,7 +255,7 @@ pub(super) fn config(ctx: &mut Ctx, args: &[Bytes]) {
     } else if is(sub, "resetstat") && args.len() == 2 {
         ctx.server.stats = Default::default();
         ctx.server.command_stats = Default::default();
-        ctx.server.errors_seen = 0;
+        ctx.server.command.errors_seen = 0;
         ctx.out.ok();
     } else if is(sub, "rewrite") && args.len() == 2 {
         match ctx.server.config.rewrite() {
@@ -389,7 +389,7 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.out.ok();
         }
         (b"set-skip-checksum-validation", 3) => {
-            ctx.server.skip_checksum_validation = args[2].as_ref() != b"0";
+            ctx.server.debug.skip_checksum_validation = args[2].as_ref() != b"0";
             ctx.out.ok();
         }
         (b"backup-clock-offset", 3) => match parse_i64(&args[2]) {
@@ -409,13 +409,15 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
         },
         (b"aof-flush-sleep", 3) => match parse_i64(&args[2]) {
             Some(micros) if micros >= 0 => {
-                ctx.server.aof.flush_sleep = std::time::Duration::from_micros(micros as u64);
+                ctx.server
+                    .aof
+                    .set_flush_sleep(std::time::Duration::from_micros(micros as u64));
                 ctx.out.ok()
             }
             _ => ctx.error(errors::NOT_INTEGER),
         },
         (b"set-active-expire", 3) => {
-            ctx.server.active_expire_enabled = args[2].as_ref() != b"0";
+            ctx.server.debug.active_expire_enabled = args[2].as_ref() != b"0";
             ctx.out.ok();
         }
         (b"quicklist-packed-threshold", 3) => {
@@ -425,7 +427,7 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
                 .filter(|&size| (0..1 << 32).contains(&size));
             match size {
                 Some(size) => {
-                    ctx.server.list_packed_threshold = size as usize;
+                    ctx.server.debug.list_packed_threshold = size as usize;
                     ctx.out.ok();
                 }
                 None => ctx.error(

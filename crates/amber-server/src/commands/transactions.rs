@@ -118,6 +118,7 @@ pub(super) fn watch(ctx: &mut Ctx, args: &[Bytes]) {
             existed,
         });
         ctx.server
+            .links
             .watchers
             .entry((db, key.to_vec()))
             .or_default()
@@ -138,12 +139,12 @@ pub(super) fn unwatch_all(ctx: &mut Ctx) {
     for watched in ctx.client.watching.drain(..) {
         ctx.server.remove_watcher(id, watched.db, watched.key);
     }
-    ctx.server.invalidated.remove(&id);
+    ctx.server.links.invalidated.remove(&id);
 }
 
 /// Whether a watched key was touched, or existed at WATCH and has expired or gone since.
 fn watch_invalidated(ctx: &mut Ctx) -> bool {
-    if ctx.server.invalidated.contains(&ctx.client.id) {
+    if ctx.server.links.invalidated.contains(&ctx.client.id) {
         return true;
     }
     let now = ctx.server.now_ms;

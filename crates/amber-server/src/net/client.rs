@@ -9,9 +9,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::commands::{ClientState, Ctx, execute};
-use crate::persistence::aof::BeforeReply;
 use crate::replication::Output;
 use crate::server::{ClientInfo, Server, unix_ms};
+use amber_aof::durability::ReplyGate;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -105,16 +105,16 @@ pub(crate) async fn serve<S>(
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
             tokio::task::yield_now().await;
-            let mut step = shared.borrow_mut().aof.before_reply();
+            let mut gate = shared.borrow_mut().aof.before_reply();
             let durable = loop {
-                match step {
-                    BeforeReply::Send => break true,
-                    BeforeReply::Fail => break false,
-                    BeforeReply::Wait(need, generation, mut progress) => {
-                        if progress.changed().await.is_err() {
+                match gate {
+                    ReplyGate::Send => break true,
+                    ReplyGate::Fail => break false,
+                    ReplyGate::Wait(mut ticket) => {
+                        if !ticket.changed().await {
                             break false;
                         }
-                        step = shared.borrow_mut().aof.wait_step(need, generation);
+                        gate = shared.borrow_mut().aof.wait_step(ticket);
                     }
                 }
             };
@@ -158,7 +158,7 @@ pub(crate) async fn serve<S>(
     for watched in client.watching.drain(..) {
         server.remove_watcher(id, watched.db, watched.key);
     }
-    server.invalidated.remove(&id);
+    server.links.invalidated.remove(&id);
     server.clients.remove(&id);
 }
 
@@ -276,7 +276,7 @@ fn retry_blocked(
         server
             .command_stats
             .record_call(name, std::time::Duration::ZERO, failed, track);
-        server.errors_seen = server.stats.error_replies;
+        server.command.errors_seen = server.stats.error_replies;
         return;
     }
     server.now_ms = unix_ms();

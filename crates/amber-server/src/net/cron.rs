@@ -17,7 +17,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
         let mut server = shared.borrow_mut();
         server.now_ms = unix_ms();
-        if server.active_expire_enabled {
+        if server.debug.active_expire_enabled {
             active_expire(&mut server, hz);
         }
         close_idle_clients(&server);

@@ -7,57 +7,44 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use amber_aof::durability::{DurableLog, ReplyGate, Ticket};
 use amber_aof::manifest::{self, base_name};
-use amber_aof::{AppendLog, FileStorage, FsyncPolicy, Manifest, Storage, SyncProgress, Syncer};
+use amber_aof::{FileStorage, FsyncPolicy, Manifest, Storage};
 use amber_keyspace::{Keyspace, Value};
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::persistence::rdb::SaveOptions;
-
-/// How long `everysec` lets writes wait for a slow background fsync before writing anyway.
-const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
 
 /// Items per command when a collection is written as commands (Redis's
 /// `AOF_REWRITE_ITEMS_PER_CMD`).
 const ITEMS_PER_COMMAND: usize = 64;
 
-/// The AOF as the server runs it.
+/// The AOF as the server runs it: the manifest and files of the directory, and the open
+/// log with its reply gate ([`DurableLog`], which decides when replies may leave).
 pub(crate) struct Aof {
-    /// `appendfsync`.
-    pub policy: FsyncPolicy,
     /// `aof-timestamp-enabled`.
-    pub timestamps: bool,
+    pub(crate) timestamps: bool,
     /// The manifest of the directory in use.
-    pub manifest: Manifest,
-    /// The open incr file, while `appendonly` is on.
-    pub log: Option<AppendLog>,
-    syncer: Option<Syncer>,
-    /// What the fsync thread reports, tagged with the generation of the open file (a new one
-    /// per incr file: waiting clients of an older, fully synced file are released).
-    progress: watch::Sender<(u64, SyncProgress)>,
-    generation: u64,
+    pub(crate) manifest: Manifest,
+    durable: DurableLog,
+    /// Set while a reload replays the files: nothing is appended meanwhile.
+    suspended: bool,
     /// `aof_current_size` right after the last rewrite or open (the automatic rewrite's base).
-    pub rewrite_base_size: u64,
+    pub(crate) rewrite_base_size: u64,
     /// Set while appending after CONFIG SET appendonly yes, before the first rewrite wrote a
     /// base: the sequence number of the first incr file the new manifest must keep.
-    pub waiting_first_incr: Option<u64>,
-    /// Writes done while a background fsync was late (`aof_delayed_fsync`).
-    pub delayed_fsync: u64,
-    postponed_since: Option<Instant>,
-    /// `DEBUG AOF-FLUSH-SLEEP`: a pause before each write of the buffer (a test knob, as in
-    /// Redis, to widen the window between a write and its reply).
-    pub flush_sleep: std::time::Duration,
-    last_sync_request: Instant,
+    pub(crate) waiting_first_incr: Option<u64>,
     /// Size of the base file (`aof_base_size`).
-    pub base_size: u64,
+    pub(crate) base_size: u64,
     /// Size of all files at the last open or rewrite, plus what was written since.
     size_at_open: u64,
     written_at_open: u64,
     /// Inside EXEC: whether `MULTI` was already written for this transaction.
     multi: Option<bool>,
+    /// Delayed fsyncs already logged.
+    delays_logged: u64,
 }
 
 /// Directory and file names from the configuration.
@@ -93,35 +80,44 @@ impl Aof {
     /// A closed AOF with the policy from `config`.
     pub(crate) fn new(config: &Config) -> Aof {
         Aof {
-            policy: policy_of(config),
             timestamps: config.get_bool("aof-timestamp-enabled"),
             manifest: Manifest::default(),
-            log: None,
-            syncer: None,
-            progress: watch::channel((0, SyncProgress::default())).0,
-            generation: 0,
+            durable: DurableLog::new(policy_of(config)),
+            suspended: false,
             rewrite_base_size: 0,
             waiting_first_incr: None,
-            delayed_fsync: 0,
-            postponed_since: None,
-            flush_sleep: std::time::Duration::ZERO,
-            last_sync_request: Instant::now(),
             base_size: 0,
             size_at_open: 0,
             written_at_open: 0,
             multi: None,
+            delays_logged: 0,
         }
     }
 
     /// Whether writes are being appended.
     pub(crate) fn is_on(&self) -> bool {
-        self.log.is_some()
+        self.durable.is_open() && !self.suspended
+    }
+
+    /// Stops appending while a reload replays the files (the file stays open).
+    pub(crate) fn suspend(&mut self) {
+        self.suspended = true;
+    }
+
+    /// Appends again after [`Aof::suspend`].
+    pub(crate) fn resume(&mut self) {
+        self.suspended = false;
     }
 
     /// Re-reads `appendfsync` and `aof-timestamp-enabled` after CONFIG SET.
     pub(crate) fn refresh(&mut self, config: &Config) {
-        self.policy = policy_of(config);
+        self.durable.set_policy(policy_of(config));
         self.timestamps = config.get_bool("aof-timestamp-enabled");
+    }
+
+    /// `DEBUG AOF-FLUSH-SLEEP`: a pause before each write of the buffer.
+    pub(crate) fn set_flush_sleep(&mut self, pause: std::time::Duration) {
+        self.durable.set_flush_sleep(pause);
     }
 
     /// Opens the directory for appending after a load: writes a base of `keyspace` if the
@@ -186,15 +182,8 @@ impl Aof {
         let Some(first) = self.waiting_first_incr else {
             return Ok(());
         };
-        if let Some(log) = self.log.as_mut() {
-            // The writes it holds are in the dataset the next base is taken from.
-            let _ = log.flush_and_sync();
-        }
-        self.syncer = None;
-        self.log = None;
-        self.generation += 1;
-        self.progress
-            .send_replace((self.generation, SyncProgress::default()));
+        // The writes it holds are in the dataset the next base is taken from.
+        self.durable.abandon();
         for incr in self.manifest.incrs.iter().filter(|incr| incr.seq >= first) {
             crate::notice!(
                 "Removing the temp incr aof file {} in the background",
@@ -220,26 +209,7 @@ impl Aof {
             .ok_or_else(|| std::io::Error::other("no incr file"))?;
         let storage = Arc::new(FileStorage::open(&incr)?);
         let len = storage.len()?;
-        self.generation += 1;
-        let generation = self.generation;
-        let sender = self.progress.clone();
-        sender.send_replace((
-            generation,
-            SyncProgress {
-                synced: len,
-                error: None,
-            },
-        ));
-        let syncer = Syncer::start(
-            storage.clone(),
-            len,
-            Box::new(move |progress| {
-                sender.send_replace((generation, progress));
-            }),
-        )?;
-        self.log = Some(AppendLog::new(storage, len));
-        self.syncer = Some(syncer);
-        Ok(())
+        self.durable.attach(storage, len)
     }
 
     /// Recomputes `aof_base_size` and the size of every file from the directory.
@@ -251,25 +221,14 @@ impl Aof {
             .load_order()
             .map(|info| size(&info.name))
             .sum();
-        self.written_at_open = self.log.as_ref().map_or(0, AppendLog::written);
+        self.written_at_open = self.durable.written();
     }
 
     /// Starts a new incr file (at a rewrite's fork): the current one is written and fsynced,
     /// the new one is created and named in the persisted manifest, then appends go to it.
     pub(crate) fn rotate(&mut self, paths: &AofPaths) -> std::io::Result<()> {
-        if let Some(log) = self.log.as_mut()
-            && let Err(error) = log.flush_and_sync()
-        {
-            let message = error.to_string();
-            let generation = self.generation;
-            let synced = self.progress.borrow().1.synced;
-            self.progress.send_replace((
-                generation,
-                SyncProgress {
-                    synced,
-                    error: Some(message),
-                },
-            ));
+        let was_on = self.durable.is_open();
+        if let Err(error) = self.durable.sync_now() {
             return Err(std::io::Error::other(error));
         }
         let name = self.manifest.add_incr(&paths.prefix);
@@ -282,10 +241,9 @@ impl Aof {
             let _ = std::fs::remove_file(paths.file(&name));
             return Err(error);
         }
-        let was_on = self.log.is_some();
-        self.syncer = None;
-        self.log = None;
         if was_on {
+            // Everything written to the old file is durable: its waiters are released.
+            let _ = self.durable.close();
             self.attach(paths)?;
         }
         self.recount_sizes(paths);
@@ -294,27 +252,18 @@ impl Aof {
 
     /// Stops appending: writes and fsyncs what is buffered, and stops the fsync thread.
     pub(crate) fn close(&mut self) -> Result<(), String> {
-        let result = match self.log.as_mut() {
-            Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
-            None => Ok(()),
-        };
-        self.syncer = None;
-        self.log = None;
         self.waiting_first_incr = None;
-        if result.is_ok() {
-            // Everything written is durable: release clients waiting on this file.
-            self.generation += 1;
-            self.progress
-                .send_replace((self.generation, SyncProgress::default()));
-        }
-        result
+        self.durable.close().map_err(|e| e.to_string())
     }
 
     /// Appends one command executed in `db`.
     pub(crate) fn feed<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A], now_ms: i64) {
+        if self.suspended {
+            return;
+        }
         let timestamps = self.timestamps;
         let multi = &mut self.multi;
-        let Some(log) = self.log.as_mut() else {
+        let Some(log) = self.durable.log_mut() else {
             return;
         };
         if timestamps {
@@ -335,198 +284,90 @@ impl Aof {
     /// Marks the end of EXEC: closes the `MULTI` block if one was opened.
     pub(crate) fn end_exec(&mut self) {
         if self.multi.take() == Some(true)
-            && let Some(log) = self.log.as_mut()
+            && let Some(log) = self.durable.log_mut()
         {
             log.append_global(&["EXEC"]);
         }
     }
 
-    /// The error that makes writes refused (`-MISCONF`), if any.
-    pub(crate) fn write_error(&mut self) -> Option<String> {
-        let log = self.log.as_mut()?;
-        if let Some(error) = self.progress.borrow().1.error.clone() {
-            log.record_sync_error(error);
-        }
-        log.health().err().map(|e| e.to_string())
-    }
-
-    /// Runs before replies are sent: writes the buffer (unless `everysec` is waiting for a slow
-    /// fsync). Under `always` it says how long the replies must wait: until the whole log as
-    /// it is now is durable, since they may show data that is not on disk yet.
-    pub(crate) fn before_reply(&mut self) -> BeforeReply {
-        let Some(log) = self.log.as_mut() else {
-            return BeforeReply::Send;
-        };
-        match self.policy {
-            FsyncPolicy::Always => {
-                let need = log.end();
-                self.wait_step(need, self.generation)
-            }
-            FsyncPolicy::EverySec | FsyncPolicy::No => {
-                if log.pending() == 0 {
-                    return BeforeReply::Send;
-                }
-                let need = log.end();
-                self.wait_step(need, self.generation)
-            }
-        }
-    }
-
-    /// Under `always`, one step of waiting until the log of `generation` is durable up to
-    /// `need`: while an fsync runs, new writes only gather in the buffer (a `write` could block
-    /// behind the fsync); once it is done, everything gathered is written and the next fsync
-    /// asked for — so all the writes that arrived during one fsync share the next one.
-    pub(crate) fn wait_step(&mut self, need: u64, generation: u64) -> BeforeReply {
-        // Subscribe before reading the state, so no report between the two is missed.
-        let receiver = self.progress.subscribe();
-        let (current, progress) = self.progress.borrow().clone();
-        if current != generation {
-            // That file was written and fsynced in full when it was closed or rotated.
-            return BeforeReply::Send;
-        }
-        if progress.error.is_some() {
-            return BeforeReply::Fail;
-        }
-        if self.policy != FsyncPolicy::Always {
-            // everysec / no: a reply waits until its write reached the kernel (so a crash of
-            // the process loses nothing acknowledged); while a background fsync runs the write
-            // is postponed (up to 2 s, as Redis), and so is the reply.
-            let written = |aof: &Aof| aof.log.as_ref().map_or(0, AppendLog::written);
-            if written(self) < need {
-                self.write_unless_fsync_is_slow();
-            }
-            if written(self) >= need {
-                return BeforeReply::Send;
-            }
-            if self.log.as_ref().is_none_or(|log| log.health().is_err()) {
-                return BeforeReply::Fail;
-            }
-            return BeforeReply::Wait(need, generation, receiver);
-        }
-        if progress.synced >= need {
-            return BeforeReply::Send;
-        }
-        let (Some(log), Some(syncer)) = (self.log.as_mut(), self.syncer.as_ref()) else {
-            return BeforeReply::Fail;
-        };
-        if !syncer.busy() {
-            pause_before_write(self.flush_sleep, log.pending());
-            if log.flush().is_err() {
-                return BeforeReply::Fail;
-            }
-            syncer.request(log.written());
-        }
-        BeforeReply::Wait(need, generation, receiver)
-    }
-
-    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).
-    pub(crate) fn sync_now(&mut self) -> Result<(), String> {
-        match self.log.as_mut() {
-            Some(log) => log.flush_and_sync().map(|_| ()).map_err(|e| e.to_string()),
+    /// Writes what is buffered (before a backup copies the files).
+    pub(crate) fn flush(&mut self) -> Result<(), String> {
+        match self.durable.log_mut() {
+            Some(log) => log.flush().map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }
 
-    /// Redis's rule for `everysec`: while a background fsync runs, postpone writes (a write
-    /// could block behind it) for up to 2 seconds, then write anyway and count it.
-    fn write_unless_fsync_is_slow(&mut self) {
-        let Some(log) = self.log.as_mut() else {
-            return;
-        };
-        let fsync_running = self.syncer.as_ref().and_then(Syncer::in_flight).is_some();
-        if fsync_running {
-            let since = *self.postponed_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < MAX_FSYNC_POSTPONE {
-                return;
-            }
-            self.delayed_fsync += 1;
+    /// The error that makes writes refused (`-MISCONF`), if any.
+    pub(crate) fn write_error(&mut self) -> Option<String> {
+        self.durable.write_error()
+    }
+
+    /// Runs before replies are sent (see [`DurableLog::before_reply`]).
+    pub(crate) fn before_reply(&mut self) -> ReplyGate {
+        let gate = self.durable.before_reply(Instant::now());
+        self.log_delays();
+        gate
+    }
+
+    /// Asks again for replies that waited.
+    pub(crate) fn wait_step(&mut self, ticket: Ticket) -> ReplyGate {
+        let gate = self.durable.wait_step(ticket, Instant::now());
+        self.log_delays();
+        gate
+    }
+
+    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).
+    pub(crate) fn sync_now(&mut self) -> Result<(), String> {
+        self.durable.sync_now().map_err(|e| e.to_string())
+    }
+
+    /// Runs from the cron: writes what is buffered, and under `everysec` asks for an fsync
+    /// once a second.
+    pub(crate) fn cron(&mut self) {
+        self.durable.cron(Instant::now());
+        self.log_delays();
+    }
+
+    /// Logs each write that did not wait any longer for a slow fsync, in Redis's words.
+    fn log_delays(&mut self) {
+        let delays = self.durable.delayed_fsync();
+        if delays > self.delays_logged {
+            self.delays_logged = delays;
             crate::notice!(
                 "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the AOF buffer without waiting for fsync to complete, this may slow down Redis."
             );
-        }
-        let was_postponed = self.postponed_since.take().is_some();
-        pause_before_write(self.flush_sleep, log.pending());
-        let _ = log.flush();
-        if was_postponed {
-            // Wake the replies that waited for this write.
-            self.progress.send_modify(|_| {});
-        }
-    }
-
-    /// Runs from the cron: writes what is buffered, and under `everysec` starts an fsync once
-    /// a second when something was written since the last one.
-    pub(crate) fn cron(&mut self) {
-        let Some(log) = self.log.as_mut() else {
-            return;
-        };
-        if self.policy == FsyncPolicy::EverySec {
-            if log.pending() > 0 {
-                self.write_unless_fsync_is_slow();
-            }
-        } else if log.pending() > 0 {
-            let _ = log.flush();
-        }
-        let Some(log) = self.log.as_ref() else {
-            return;
-        };
-        let Some(syncer) = &self.syncer else {
-            return;
-        };
-        let due = self.last_sync_request.elapsed() >= Duration::from_secs(1);
-        if self.policy == FsyncPolicy::EverySec
-            && due
-            && syncer.in_flight().is_none()
-            && self.progress.borrow().1.synced < log.written()
-        {
-            syncer.request(log.written());
-            self.last_sync_request = Instant::now();
         }
     }
 
     /// `aof_current_size`: every file of the log.
     pub(crate) fn current_size(&self) -> u64 {
-        let written = self.log.as_ref().map_or(0, AppendLog::written);
-        self.size_at_open + written.saturating_sub(self.written_at_open)
+        self.size_at_open + self.durable.written().saturating_sub(self.written_at_open)
     }
 
     /// `aof_last_write_status:err`: the last write or fsync failed.
     pub(crate) fn last_write_failed(&self) -> bool {
-        self.progress.borrow().1.error.is_some()
-            || self.log.as_ref().is_some_and(|log| log.health().is_err())
+        self.durable.last_write_failed()
     }
 
     /// `aof_buffer_length`.
     pub(crate) fn buffer_length(&self) -> usize {
-        self.log.as_ref().map_or(0, AppendLog::pending)
+        self.durable.pending()
     }
 
     /// `aof_pending_bio_fsync`: whether a background fsync is running.
     pub(crate) fn fsync_in_flight(&self) -> bool {
-        self.syncer.as_ref().and_then(Syncer::in_flight).is_some()
+        self.durable.fsync_in_flight()
     }
-}
 
-/// What a connection does with its replies after writing the log.
-pub(crate) enum BeforeReply {
-    /// Send them now.
-    Send,
-    /// Send them once the log of this generation is durable up to this offset (the receiver
-    /// reports progress).
-    Wait(u64, u64, watch::Receiver<(u64, SyncProgress)>),
-    /// The log cannot be made durable: close the connection without replying, so that no write
-    /// is acknowledged that may be lost.
-    Fail,
+    /// `aof_delayed_fsync`.
+    pub(crate) fn delayed_fsync(&self) -> u64 {
+        self.durable.delayed_fsync()
+    }
 }
 
 fn policy_of(config: &Config) -> FsyncPolicy {
     FsyncPolicy::parse(config.get("appendfsync")).unwrap_or(FsyncPolicy::EverySec)
-}
-
-/// Sleeps `pause` before a write of `pending` buffered bytes (`DEBUG AOF-FLUSH-SLEEP`).
-fn pause_before_write(pause: std::time::Duration, pending: usize) {
-    if pending > 0 && !pause.is_zero() {
-        std::thread::sleep(pause);
-    }
 }
 
 /// Deletes the history files and forgets them (persisting the manifest without them).

@@ -45,11 +45,11 @@ impl Server {
         self.aof.sync_now()?;
         let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
         let source = crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())?;
-        let log = self.aof.log.take();
+        self.aof.suspend();
         self.keyspace.set_record_expired(false);
         self.keyspace.clear();
         let result = crate::persistence::aof_load::load_blocking(self, &paths, source);
-        self.aof.log = log;
+        self.aof.resume();
         self.refresh_record_expired();
         self.dirty = 0;
         let manifest = result?;

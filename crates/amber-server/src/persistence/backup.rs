@@ -204,9 +204,7 @@ impl Server {
         if !self.aof.is_on() || self.aof.waiting_first_incr.is_some() {
             return None;
         }
-        if let Some(log) = self.aof.log.as_mut() {
-            log.flush().ok()?;
-        }
+        self.aof.flush().ok()?;
         let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
         let manifest = self.aof.manifest.clone();
         let files = manifest

@@ -69,7 +69,7 @@ impl Server {
             zset_max_listpack_value: limits.zset.max_value,
             set_max_intset_entries: limits.max_intset,
             list_max_listpack_bytes: limits.list.max_bytes,
-            list_plain_threshold: self.list_packed_threshold,
+            list_plain_threshold: self.debug.list_packed_threshold,
             ..amber_rdb::Thresholds::default()
         }
     }
@@ -181,10 +181,10 @@ impl Server {
             .map_err(|e| format!("Error trying to save the DB: {e}"))?;
         let path = self.rdb_file();
         let limits = self.encoding_limits();
-        let log = self.aof.log.take();
+        self.aof.suspend();
         self.keyspace.clear();
         let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
-        self.aof.log = log;
+        self.aof.resume();
         let stats = result?;
         self.rdb.last_load = (stats.loaded, stats.expired);
         notice!("DB reloaded by DEBUG RELOAD");

@@ -1,6 +1,7 @@
 //! Connected clients as the server sees them (`CLIENT LIST`), and what ties them to keys:
 //! WATCH, blocking commands and MONITOR.
 
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -92,10 +93,23 @@ impl ClientInfo {
     }
 }
 
+/// What ties clients to keys and to other clients' commands.
+#[derive(Default)]
+pub(crate) struct ClientLinks {
+    /// Clients watching each `(db, key)`.
+    pub(crate) watchers: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    /// Clients whose watched keys were touched: their next EXEC fails.
+    pub(crate) invalidated: HashSet<u64>,
+    /// Clients blocked on each `(db, key)`, in the order they blocked.
+    pub(crate) blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    /// Clients in MONITOR mode, shown every command executed.
+    pub(crate) monitors: Vec<u64>,
+}
+
 impl Server {
     /// Wakes the clients blocked on `key` in `db`, oldest first (Redis's signalKeyAsReady).
     pub(crate) fn signal_ready(&self, db: usize, key: &[u8]) {
-        let Some(ids) = self.blocking.get(&(db, key.to_vec())) else {
+        let Some(ids) = self.links.blocking.get(&(db, key.to_vec())) else {
             return;
         };
         for id in ids {
@@ -109,6 +123,7 @@ impl Server {
     /// (after SWAPDB; a woken client then deletes it, and the deletion is propagated).
     pub(crate) fn signal_blocked_in(&mut self, db: usize) {
         let keys: Vec<Vec<u8>> = self
+            .links
             .blocking
             .keys()
             .filter(|(blocked_db, _)| *blocked_db == db)
@@ -127,7 +142,7 @@ impl Server {
             info.borrow_mut().flags = 'b';
         }
         for key in keys {
-            let waiting = self.blocking.entry((db, key.clone())).or_default();
+            let waiting = self.links.blocking.entry((db, key.clone())).or_default();
             if !waiting.contains(&client) {
                 waiting.push(client);
             }
@@ -144,10 +159,10 @@ impl Server {
         }
         for key in keys {
             let slot = (db, key.clone());
-            if let Some(waiting) = self.blocking.get_mut(&slot) {
+            if let Some(waiting) = self.links.blocking.get_mut(&slot) {
                 waiting.retain(|&id| id != client);
                 if waiting.is_empty() {
-                    self.blocking.remove(&slot);
+                    self.links.blocking.remove(&slot);
                 }
             }
         }
@@ -174,7 +189,7 @@ impl Server {
             line.push_str(&amber_protocol::quote_arg(arg));
         }
         line.push_str("\r\n");
-        for id in &self.monitors {
+        for id in &self.links.monitors {
             if *id == client {
                 continue;
             }
@@ -188,12 +203,15 @@ impl Server {
 
     /// Whether `client` is blocked on keys.
     pub(crate) fn is_blocked(&self, client: u64) -> bool {
-        self.blocking.values().any(|ids| ids.contains(&client))
+        self.links
+            .blocking
+            .values()
+            .any(|ids| ids.contains(&client))
     }
 
     /// Number of clients blocked on keys (`blocked_clients`).
     pub(crate) fn blocked_clients(&self) -> usize {
-        let mut ids: Vec<u64> = self.blocking.values().flatten().copied().collect();
+        let mut ids: Vec<u64> = self.links.blocking.values().flatten().copied().collect();
         ids.sort_unstable();
         ids.dedup();
         ids.len()
@@ -201,18 +219,18 @@ impl Server {
 
     /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).
     pub(crate) fn touch_key(&mut self, db: usize, key: &[u8]) {
-        if let Some(ids) = self.watchers.get(&(db, key.to_vec())) {
-            self.invalidated.extend(ids.iter().copied());
+        if let Some(ids) = self.links.watchers.get(&(db, key.to_vec())) {
+            self.links.invalidated.extend(ids.iter().copied());
         }
     }
 
     /// Stops `client` watching `key` in `db`.
     pub(crate) fn remove_watcher(&mut self, client: u64, db: usize, key: Vec<u8>) {
         let slot = (db, key);
-        if let Some(ids) = self.watchers.get_mut(&slot) {
+        if let Some(ids) = self.links.watchers.get_mut(&slot) {
             ids.retain(|&other| other != client);
             if ids.is_empty() {
-                self.watchers.remove(&slot);
+                self.links.watchers.remove(&slot);
             }
         }
     }
@@ -230,6 +248,7 @@ impl Server {
         let exists =
             |index: usize, key: &[u8]| self.keyspace.db_ref(index).peek(key, now).is_some();
         let touched: Vec<u64> = self
+            .links
             .watchers
             .iter()
             .filter(|((watched_db, key), _)| {
@@ -237,6 +256,6 @@ impl Server {
             })
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
-        self.invalidated.extend(touched);
+        self.links.invalidated.extend(touched);
     }
 }

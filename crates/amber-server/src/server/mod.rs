@@ -5,7 +5,7 @@
 //! the quiesced point from which a later `fork()` (BGSAVE, AOF rewrite) will be taken.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,89 +18,106 @@ use crate::config::Config;
 mod clients;
 mod settings;
 
-pub(crate) use clients::ClientInfo;
+pub(crate) use clients::{ClientInfo, ClientLinks};
 pub(crate) use settings::{Settings, Stats};
 
 /// The whole server state.
 pub(crate) struct Server {
     /// The configuration, as `CONFIG GET` shows it.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Hot settings derived from the configuration.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// All databases.
-    pub keyspace: Keyspace,
+    pub(crate) keyspace: Keyspace,
     /// Connected clients by id.
-    pub clients: BTreeMap<u64, Rc<RefCell<ClientInfo>>>,
+    pub(crate) clients: BTreeMap<u64, Rc<RefCell<ClientInfo>>>,
     /// Next client id.
-    pub next_client_id: u64,
+    pub(crate) next_client_id: u64,
     /// Counters for `INFO stats`.
-    pub stats: Stats,
+    pub(crate) stats: Stats,
     /// Changes since the last save (`rdb_changes_since_last_save`).
-    pub dirty: u64,
+    pub(crate) dirty: u64,
     /// When the server started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// 40 hex characters identifying this run.
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// The TCP port actually listened on.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Set when a shutdown was asked for (by SHUTDOWN or a signal).
-    pub shutdown_requested: Option<ShutdownRequest>,
+    pub(crate) shutdown_requested: Option<ShutdownRequest>,
     /// Wakes the main task to shut down.
-    pub shutdown: Rc<Notify>,
+    pub(crate) shutdown: Rc<Notify>,
     /// Current time in Unix milliseconds, refreshed before each batch of commands.
-    pub now_ms: i64,
-    /// `DEBUG SET-ACTIVE-EXPIRE`: whether the cron deletes expired keys.
-    pub active_expire_enabled: bool,
+    pub(crate) now_ms: i64,
     /// Path of the executable, for `INFO server`.
-    pub executable: String,
-    /// Clients watching each `(db, key)`.
-    pub watchers: HashMap<(usize, Vec<u8>), Vec<u64>>,
-    /// Clients whose watched keys were touched: their next EXEC fails.
-    pub invalidated: HashSet<u64>,
+    pub(crate) executable: String,
     /// The background job slot (BGSAVE, AOF rewrite, backup) and its schedule.
     pub(crate) jobs: crate::persistence::jobs::Jobs,
+    /// What ties clients to keys and commands: WATCH, blocking commands, MONITOR.
+    pub(crate) links: ClientLinks,
+    /// What the running command records and reports, besides its reply.
+    pub(crate) command: RunningCommand,
+    /// Behaviour changed by DEBUG subcommands (test knobs).
+    pub(crate) debug: DebugKnobs,
     /// RDB snapshot state.
-    pub rdb: crate::persistence::rdb::RdbState,
+    pub(crate) rdb: crate::persistence::rdb::RdbState,
     /// While a snapshot loads: when it started, the file size and the bytes read so far.
-    pub loading: Option<(Instant, u64, u64)>,
-    /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
-    pub skip_checksum_validation: bool,
-    /// `DEBUG QUICKLIST-PACKED-THRESHOLD`: list elements this large are saved as plain nodes.
-    pub list_packed_threshold: usize,
-    /// Clients blocked on each `(db, key)`, in the order they blocked.
-    pub blocking: HashMap<(usize, Vec<u8>), Vec<u64>>,
+    pub(crate) loading: Option<(Instant, u64, u64)>,
     /// Changes to the dataset since start; never reset (unlike `dirty`, which SAVE resets).
-    pub changes: u64,
-    /// What the running command records in the AOF instead of itself (see `Ctx::propagate_as`).
-    pub propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
-    /// The writes of the EXEC being run, recorded when it ends (see [`Server::end_exec`]).
-    pub exec_propagation: Option<Vec<(usize, Vec<bytes::Bytes>)>>,
-    /// The keys the running command says it changed, when fewer than its key specification
-    /// names (see `Ctx::modified_only`).
-    pub modified_override: Option<Vec<bytes::Bytes>>,
+    pub(crate) changes: u64,
     /// The append-only file.
-    pub aof: crate::persistence::aof::Aof,
+    pub(crate) aof: crate::persistence::aof::Aof,
     /// The AOF rewrite child and its history.
-    pub aof_rewrite: crate::persistence::aof_rewrite::RewriteState,
+    pub(crate) aof_rewrite: crate::persistence::aof_rewrite::RewriteState,
     /// Scheduled backups.
-    pub backup: crate::persistence::backup::BackupState,
+    pub(crate) backup: crate::persistence::backup::BackupState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
-    pub startup_memory: usize,
+    pub(crate) startup_memory: usize,
     /// Pub/Sub channels and patterns.
-    pub pubsub: crate::pubsub::PubSub,
-    /// Clients in MONITOR mode, shown every command executed.
-    pub monitors: Vec<u64>,
+    pub(crate) pubsub: crate::pubsub::PubSub,
     /// Attached replicas and the replication stream.
-    pub replication: crate::replication::Replication,
+    pub(crate) replication: crate::replication::Replication,
     /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
-    pub last_replica_ping: Instant,
+    pub(crate) last_replica_ping: Instant,
     /// Connections MIGRATE keeps to its targets.
-    pub migrate_sockets: crate::commands::MigrateSockets,
+    pub(crate) migrate_sockets: crate::commands::MigrateSockets,
     /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
-    pub command_stats: crate::commands::stats::CommandStats,
+    pub(crate) command_stats: crate::commands::stats::CommandStats,
+}
+
+/// What the running command records and reports, besides its reply (reset as it ends).
+#[derive(Default)]
+pub(crate) struct RunningCommand {
+    /// What the command records in the AOF instead of itself (see `Ctx::propagate_as`).
+    pub(crate) propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
+    /// The writes of the EXEC being run, recorded when it ends (see [`Server::end_exec`]).
+    pub(crate) exec_propagation: Option<Vec<(usize, Vec<bytes::Bytes>)>>,
+    /// The keys the command says it changed, when fewer than its key specification names
+    /// (see `Ctx::modified_only`).
+    pub(crate) modified_override: Option<Vec<bytes::Bytes>>,
     /// `error_replies` when the last command's counters were taken: a command failed if more
     /// errors were replied since (inner commands of EXEC move it, as in Redis).
-    pub errors_seen: u64,
+    pub(crate) errors_seen: u64,
+}
+
+/// Behaviour changed by DEBUG subcommands, for tests.
+pub(crate) struct DebugKnobs {
+    /// `DEBUG SET-ACTIVE-EXPIRE`: whether the cron deletes expired keys.
+    pub(crate) active_expire_enabled: bool,
+    /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION`: RESTORE accepts payloads with a wrong CRC.
+    pub(crate) skip_checksum_validation: bool,
+    /// `DEBUG QUICKLIST-PACKED-THRESHOLD`: list elements this large are saved as plain nodes.
+    pub(crate) list_packed_threshold: usize,
+}
+
+impl Default for DebugKnobs {
+    fn default() -> DebugKnobs {
+        DebugKnobs {
+            active_expire_enabled: true,
+            skip_checksum_validation: false,
+            list_packed_threshold: 1 << 30,
+        }
+    }
 }
 
 /// Who asked the server to stop, and whether to save first.
@@ -142,14 +159,10 @@ impl Server {
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
-            modified_override: None,
-            exec_propagation: None,
             migrate_sockets: Default::default(),
             replication: crate::replication::Replication::new(run_id.clone()),
             pubsub: Default::default(),
-            monitors: Vec::new(),
             last_replica_ping: Instant::now(),
-            errors_seen: 0,
             config,
             settings,
             keyspace,
@@ -163,21 +176,17 @@ impl Server {
             shutdown_requested: None,
             shutdown: Rc::new(Notify::new()),
             now_ms: unix_ms(),
-            active_expire_enabled: true,
             executable: std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            watchers: HashMap::new(),
-            invalidated: HashSet::new(),
             rdb: crate::persistence::rdb::RdbState::new(),
-            blocking: HashMap::new(),
-            skip_checksum_validation: false,
-            list_packed_threshold: 1 << 30,
             loading: None,
             changes: 0,
-            propagation_override: None,
             aof,
             jobs,
+            links: ClientLinks::default(),
+            command: RunningCommand::default(),
+            debug: DebugKnobs::default(),
             aof_rewrite: crate::persistence::aof_rewrite::RewriteState::default(),
             backup: crate::persistence::backup::BackupState::default(),
         }
@@ -257,7 +266,7 @@ impl Server {
     /// Records one command executed in `db` in the AOF and the replication stream (inside EXEC,
     /// once the transaction is over).
     pub(crate) fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
-        if let Some(held) = self.exec_propagation.as_mut() {
+        if let Some(held) = self.command.exec_propagation.as_mut() {
             let args = args
                 .iter()
                 .map(|arg| bytes::Bytes::copy_from_slice(arg.as_ref()))
@@ -274,13 +283,13 @@ impl Server {
 
     /// EXEC starts: its writes are held until it ends.
     pub(crate) fn begin_exec(&mut self) {
-        self.exec_propagation = Some(Vec::new());
+        self.command.exec_propagation = Some(Vec::new());
     }
 
     /// EXEC ends: as Redis 7, several writes are recorded as one `MULTI ... EXEC` block and a
     /// single write on its own.
     pub(crate) fn end_exec(&mut self) {
-        let Some(held) = self.exec_propagation.take() else {
+        let Some(held) = self.command.exec_propagation.take() else {
             return;
         };
         let wrap = held.len() > 1;

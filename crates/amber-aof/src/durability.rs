@@ -1,0 +1,496 @@
+//! The reply gate: when the replies of a batch of commands may leave, under each `appendfsync`
+//! policy, and what a failing disk means for writes.
+//!
+//! A server appends a batch's writes to the [`DurableLog`], then asks [`DurableLog::before_reply`]
+//! what to do with the batch's replies:
+//!
+//! * `always`: the replies wait until the log is durable up to the end of the batch. While an
+//!   fsync runs, new writes only gather in the buffer; when it ends, everything gathered is
+//!   written and one fsync asked for, so every batch that arrived during one fsync shares the
+//!   next one (group commit).
+//! * `everysec` and `no`: the replies wait until their bytes were written to the file (so a
+//!   crash of the process loses nothing acknowledged). Under `everysec`, while a background
+//!   fsync runs, the write is postponed for up to 2 seconds (a `write` could block behind the
+//!   fsync), then done anyway and counted as a delayed fsync, as Redis does; [`DurableLog::cron`]
+//!   asks for an fsync once a second.
+//! * A log that cannot be written or synced fails the batch ([`ReplyGate::Fail`]): its replies
+//!   are never sent, so no write is acknowledged that may be lost. [`DurableLog::write_error`]
+//!   is what writes are refused with (`-MISCONF`). A failed write clears once a later write
+//!   succeeds; a failed fsync stays until the log is replaced, since the kernel may have
+//!   dropped the dirty pages.
+//!
+//! Time is passed in by the caller, so tests drive the policy with a simulated clock against a
+//! [`crate::SimulatedDisk`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::log::{AppendLog, FsyncPolicy, LogError, SyncProgress, Syncer};
+use crate::storage::Storage;
+
+/// How long `everysec` lets writes wait for a slow background fsync before writing anyway.
+pub const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
+
+/// How often `everysec` fsyncs.
+const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What to do with a batch's replies.
+#[derive(Debug)]
+pub enum ReplyGate {
+    /// Send them now.
+    Send,
+    /// Wait for [`Ticket::changed`], then ask again with [`DurableLog::wait_step`].
+    Wait(Ticket),
+    /// The log cannot be made durable: drop the replies (and the connection).
+    Fail,
+}
+
+/// A batch waiting for the log: the offset its replies need and the file it was written to.
+#[derive(Debug)]
+pub struct Ticket {
+    need: u64,
+    generation: u64,
+    receiver: watch::Receiver<(u64, SyncProgress)>,
+}
+
+impl Ticket {
+    /// Waits until the fsync thread (or a postponed write) reports progress; `false` when the
+    /// log is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.receiver.changed().await.is_ok()
+    }
+}
+
+/// The open file: its buffered log and its fsync thread.
+struct OpenFile {
+    log: AppendLog,
+    syncer: Syncer,
+}
+
+/// The append-only log as a server runs it: the open file, its fsync thread and the reply
+/// gate. Files come and go (each rewrite opens a new incr file); a batch waiting on a file that
+/// was closed fully synced is released.
+pub struct DurableLog {
+    policy: FsyncPolicy,
+    file: Option<OpenFile>,
+    /// Progress of the open file, tagged with its generation (one per file).
+    progress: watch::Sender<(u64, SyncProgress)>,
+    generation: u64,
+    delayed_fsync: u64,
+    postponed_since: Option<Instant>,
+    flush_sleep: Duration,
+    last_sync_request: Option<Instant>,
+}
+
+impl DurableLog {
+    /// A log with no open file.
+    pub fn new(policy: FsyncPolicy) -> DurableLog {
+        DurableLog {
+            policy,
+            file: None,
+            progress: watch::channel((0, SyncProgress::default())).0,
+            generation: 0,
+            delayed_fsync: 0,
+            postponed_since: None,
+            flush_sleep: Duration::ZERO,
+            last_sync_request: None,
+        }
+    }
+
+    /// `appendfsync`.
+    pub fn policy(&self) -> FsyncPolicy {
+        self.policy
+    }
+
+    /// Changes `appendfsync`.
+    pub fn set_policy(&mut self, policy: FsyncPolicy) {
+        self.policy = policy;
+    }
+
+    /// A pause before each write of the buffer (`DEBUG AOF-FLUSH-SLEEP`, a test knob that
+    /// widens the window between a write and its reply).
+    pub fn set_flush_sleep(&mut self, pause: Duration) {
+        self.flush_sleep = pause;
+    }
+
+    /// Starts appending to `storage`, which holds `len` bytes, all durable; a new fsync thread
+    /// serves it.
+    pub fn attach(&mut self, storage: Arc<dyn Storage>, len: u64) -> std::io::Result<()> {
+        self.file = None;
+        self.generation += 1;
+        let generation = self.generation;
+        let sender = self.progress.clone();
+        sender.send_replace((
+            generation,
+            SyncProgress {
+                synced: len,
+                error: None,
+            },
+        ));
+        let syncer = Syncer::start(
+            storage.clone(),
+            len,
+            Box::new(move |progress| {
+                sender.send_replace((generation, progress));
+            }),
+        )?;
+        self.file = Some(OpenFile {
+            log: AppendLog::new(storage, len),
+            syncer,
+        });
+        Ok(())
+    }
+
+    /// Writes and fsyncs what is buffered, then closes the file. Batches waiting on it are
+    /// released when that succeeded (everything they wrote is durable).
+    pub fn close(&mut self) -> Result<(), LogError> {
+        let result = match self.file.as_mut() {
+            Some(file) => file.log.flush_and_sync().map(|_| ()),
+            None => Ok(()),
+        };
+        self.file = None;
+        if result.is_ok() {
+            self.release_waiters();
+        }
+        result
+    }
+
+    /// Closes the file, syncing what it can, and releases every waiting batch whatever
+    /// happened: its writes are about to be made durable another way (a new base of the
+    /// whole dataset).
+    pub fn abandon(&mut self) {
+        if let Some(file) = self.file.as_mut() {
+            let _ = file.log.flush_and_sync();
+        }
+        self.file = None;
+        self.release_waiters();
+    }
+
+    fn release_waiters(&mut self) {
+        self.generation += 1;
+        self.progress
+            .send_replace((self.generation, SyncProgress::default()));
+    }
+
+    /// Whether a file is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The open file's log, to append to.
+    pub fn log_mut(&mut self) -> Option<&mut AppendLog> {
+        self.file.as_mut().map(|file| &mut file.log)
+    }
+
+    /// The open file's log.
+    pub fn log(&self) -> Option<&AppendLog> {
+        self.file.as_ref().map(|file| &file.log)
+    }
+
+    /// Bytes written to the open file.
+    pub fn written(&self) -> u64 {
+        self.log().map_or(0, AppendLog::written)
+    }
+
+    /// Bytes buffered and not yet written (`aof_buffer_length`).
+    pub fn pending(&self) -> usize {
+        self.log().map_or(0, AppendLog::pending)
+    }
+
+    /// Writes done while a background fsync was late (`aof_delayed_fsync`).
+    pub fn delayed_fsync(&self) -> u64 {
+        self.delayed_fsync
+    }
+
+    /// Whether a background fsync runs (`aof_pending_bio_fsync`).
+    pub fn fsync_in_flight(&self) -> bool {
+        self.file
+            .as_ref()
+            .and_then(|file| file.syncer.in_flight())
+            .is_some()
+    }
+
+    /// The error writes are refused with (`-MISCONF`), if any.
+    pub fn write_error(&mut self) -> Option<String> {
+        let log = &mut self.file.as_mut()?.log;
+        if let Some(error) = self.progress.borrow().1.error.clone() {
+            log.record_sync_error(error);
+        }
+        log.health().err().map(|e| e.to_string())
+    }
+
+    /// `aof_last_write_status:err`: the last write or fsync failed.
+    pub fn last_write_failed(&self) -> bool {
+        self.progress.borrow().1.error.is_some()
+            || self.log().is_some_and(|log| log.health().is_err())
+    }
+
+    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, reloads).
+    pub fn sync_now(&mut self) -> Result<(), LogError> {
+        match self.log_mut() {
+            Some(log) => log.flush_and_sync().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs before a batch's replies are sent: what to do with them (see the module
+    /// documentation).
+    pub fn before_reply(&mut self, now: Instant) -> ReplyGate {
+        let Some(file) = self.file.as_ref() else {
+            return ReplyGate::Send;
+        };
+        if self.policy != FsyncPolicy::Always && file.log.pending() == 0 {
+            return ReplyGate::Send;
+        }
+        let need = file.log.end();
+        let generation = self.generation;
+        self.step(need, generation, now)
+    }
+
+    /// Asks again for a batch that waited (after [`Ticket::changed`]).
+    pub fn wait_step(&mut self, ticket: Ticket, now: Instant) -> ReplyGate {
+        self.step(ticket.need, ticket.generation, now)
+    }
+
+    fn step(&mut self, need: u64, generation: u64, now: Instant) -> ReplyGate {
+        // Subscribe before reading the state, so no report between the two is missed.
+        let receiver = self.progress.subscribe();
+        let (current, progress) = self.progress.borrow().clone();
+        if current != generation {
+            // That file was written and fsynced in full when it was closed.
+            return ReplyGate::Send;
+        }
+        if progress.error.is_some() {
+            return ReplyGate::Fail;
+        }
+        let ticket = Ticket {
+            need,
+            generation,
+            receiver,
+        };
+        if self.policy != FsyncPolicy::Always {
+            if self.written() < need {
+                self.write_unless_fsync_is_slow(now);
+            }
+            if self.written() >= need {
+                return ReplyGate::Send;
+            }
+            if self.log().is_none_or(|log| log.health().is_err()) {
+                return ReplyGate::Fail;
+            }
+            return ReplyGate::Wait(ticket);
+        }
+        if progress.synced >= need {
+            return ReplyGate::Send;
+        }
+        let pause = self.flush_sleep;
+        let Some(file) = self.file.as_mut() else {
+            return ReplyGate::Fail;
+        };
+        if !file.syncer.busy() {
+            pause_before_write(pause, file.log.pending());
+            if file.log.flush().is_err() {
+                return ReplyGate::Fail;
+            }
+            file.syncer.request(file.log.written());
+        }
+        ReplyGate::Wait(ticket)
+    }
+
+    /// Redis's rule for `everysec`: while a background fsync runs, postpone writes for up to
+    /// [`MAX_FSYNC_POSTPONE`], then write anyway and count a delayed fsync.
+    fn write_unless_fsync_is_slow(&mut self, now: Instant) {
+        let pause = self.flush_sleep;
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        if file.syncer.in_flight().is_some() && self.policy == FsyncPolicy::EverySec {
+            let since = *self.postponed_since.get_or_insert(now);
+            if now.saturating_duration_since(since) < MAX_FSYNC_POSTPONE {
+                return;
+            }
+            self.delayed_fsync += 1;
+        }
+        let was_postponed = self.postponed_since.take().is_some();
+        pause_before_write(pause, file.log.pending());
+        let _ = file.log.flush();
+        if was_postponed {
+            // Wake the batches that waited for this write.
+            self.progress.send_modify(|_| {});
+        }
+    }
+
+    /// Runs from the server's cron: writes what is buffered, and under `everysec` asks for an
+    /// fsync once a second when something was written since the last one.
+    pub fn cron(&mut self, now: Instant) {
+        if self.pending() > 0 {
+            if self.policy == FsyncPolicy::EverySec {
+                self.write_unless_fsync_is_slow(now);
+            } else if let Some(log) = self.log_mut() {
+                let _ = log.flush();
+            }
+        }
+        if self.policy != FsyncPolicy::EverySec {
+            return;
+        }
+        let due = self
+            .last_sync_request
+            .is_none_or(|at| now.saturating_duration_since(at) >= EVERYSEC_INTERVAL);
+        let synced = self.progress.borrow().1.synced;
+        let Some(file) = self.file.as_ref() else {
+            return;
+        };
+        if due && file.syncer.in_flight().is_none() && synced < file.log.written() {
+            file.syncer.request(file.log.written());
+            self.last_sync_request = Some(now);
+        }
+    }
+}
+
+/// Sleeps `pause` before a write of `pending` buffered bytes (`DEBUG AOF-FLUSH-SLEEP`).
+fn pause_before_write(pause: Duration, pending: usize) {
+    if pending > 0 && !pause.is_zero() {
+        std::thread::sleep(pause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Faults, SimulatedDisk};
+
+    fn open(policy: FsyncPolicy, faults: Faults) -> (DurableLog, Arc<SimulatedDisk>) {
+        let disk = Arc::new(SimulatedDisk::new(faults));
+        let mut log = DurableLog::new(policy);
+        log.attach(disk.clone(), 0).unwrap();
+        (log, disk)
+    }
+
+    fn set(log: &mut DurableLog, key: &str) {
+        log.log_mut().unwrap().append(0, &["SET", key, "v"]);
+    }
+
+    /// Drives a batch to its outcome the way a connection does, on a runtime.
+    fn settle(log: &mut DurableLog, now: Instant) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut gate = log.before_reply(now);
+        loop {
+            match gate {
+                ReplyGate::Send => return true,
+                ReplyGate::Fail => return false,
+                ReplyGate::Wait(mut ticket) => {
+                    let woke = runtime.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(5), ticket.changed()).await
+                    });
+                    assert!(matches!(woke, Ok(true)), "the fsync thread never reported");
+                    gate = log.wait_step(ticket, now);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn always_releases_replies_only_once_the_batch_is_durable() {
+        let (mut log, disk) = open(FsyncPolicy::Always, Faults::default());
+        set(&mut log, "a");
+        assert!(settle(&mut log, Instant::now()));
+        let durable = disk.crash_image(0);
+        assert_eq!(durable.len() as u64, log.written(), "replied means on disk");
+        assert!(log.write_error().is_none());
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_the_batch_and_refuses_writes_for_good() {
+        let faults = Faults {
+            fail_sync: Some(0),
+            ..Faults::default()
+        };
+        let (mut log, _disk) = open(FsyncPolicy::Always, faults);
+        set(&mut log, "a");
+        assert!(!settle(&mut log, Instant::now()), "never acknowledged");
+        let error = log.write_error().expect("writes are refused");
+        assert!(error.contains("injected fsync failure"), "{error}");
+        assert!(log.last_write_failed());
+        // A batch that wrote nothing (reads) under everysec still gets its replies.
+        log.set_policy(FsyncPolicy::EverySec);
+        assert!(matches!(log.before_reply(Instant::now()), ReplyGate::Send));
+        assert!(
+            log.write_error().is_some(),
+            "a failed fsync is not forgotten"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_mid_write_fails_the_batch_then_recovers() {
+        // The first write fails after 5 of its bytes (ENOSPC); the torn bytes are cut off.
+        let faults = Faults {
+            fail_append: Some((0, 5)),
+            ..Faults::default()
+        };
+        let (mut log, disk) = open(FsyncPolicy::EverySec, faults);
+        set(&mut log, "a");
+        assert!(!settle(&mut log, Instant::now()));
+        assert!(
+            log.write_error()
+                .is_some_and(|e| e.contains("injected write failure"))
+        );
+        assert!(disk.contents().is_empty(), "the torn write was cut off");
+        assert_eq!(log.pending() as u64, log.log().unwrap().end());
+        // Space is back: the cron's write succeeds, the error clears, nothing is lost.
+        log.cron(Instant::now());
+        assert!(log.write_error().is_none());
+        assert!(!log.last_write_failed());
+        set(&mut log, "b");
+        assert!(settle(&mut log, Instant::now()));
+        let text = String::from_utf8(disk.contents()).unwrap();
+        assert!(
+            text.contains("$1\r\na\r\n") && text.contains("$1\r\nb\r\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn everysec_fsyncs_once_a_second_from_the_cron() {
+        let (mut log, disk) = open(FsyncPolicy::EverySec, Faults::default());
+        let start = Instant::now();
+        set(&mut log, "a");
+        assert!(settle(&mut log, start), "written, so replied");
+        log.cron(start);
+        // The first request goes out at once; wait for the thread to report it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while disk.crash_image(0).len() as u64 != log.written() {
+            assert!(Instant::now() < deadline, "no fsync happened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        set(&mut log, "b");
+        assert!(settle(&mut log, start));
+        log.cron(start + Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            (disk.crash_image(0).len() as u64) < log.written(),
+            "not within the second"
+        );
+        log.cron(start + Duration::from_millis(1000));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while disk.crash_image(0).len() as u64 != log.written() {
+            assert!(Instant::now() < deadline, "no second fsync");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn closing_a_synced_file_releases_its_waiters() {
+        let (mut log, _disk) = open(FsyncPolicy::Always, Faults::default());
+        set(&mut log, "a");
+        let generation_before = log.generation;
+        log.close().unwrap();
+        assert_ne!(log.generation, generation_before);
+        assert!(!log.is_open());
+        assert!(matches!(log.before_reply(Instant::now()), ReplyGate::Send));
+    }
+}
