@@ -236,12 +236,15 @@ impl DurableLog {
     }
 
     /// Runs before a batch's replies are sent: what to do with them (see the module
-    /// documentation).
-    pub fn before_reply(&mut self, now: Instant) -> ReplyGate {
+    /// documentation). `appended` says whether the batch wrote to the log: under `everysec`
+    /// and `no` a batch that did not (reads, refused writes) is answered at once, whatever
+    /// state the disk is in; under `always` it waits like any other, since it may show data
+    /// that is not durable yet.
+    pub fn before_reply(&mut self, now: Instant, appended: bool) -> ReplyGate {
         let Some(file) = self.file.as_ref() else {
             return ReplyGate::Send;
         };
-        if self.policy != FsyncPolicy::Always && file.log.pending() == 0 {
+        if self.policy != FsyncPolicy::Always && (!appended || file.log.pending() == 0) {
             return ReplyGate::Send;
         }
         let need = file.log.end();
@@ -378,7 +381,7 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let mut gate = log.before_reply(now);
+        let mut gate = log.before_reply(now, true);
         loop {
             match gate {
                 ReplyGate::Send => return true,
@@ -418,7 +421,10 @@ mod tests {
         assert!(log.last_write_failed());
         // A batch that wrote nothing (reads) under everysec still gets its replies.
         log.set_policy(FsyncPolicy::EverySec);
-        assert!(matches!(log.before_reply(Instant::now()), ReplyGate::Send));
+        assert!(matches!(
+            log.before_reply(Instant::now(), false),
+            ReplyGate::Send
+        ));
         assert!(
             log.write_error().is_some(),
             "a failed fsync is not forgotten"
@@ -440,6 +446,11 @@ mod tests {
                 .is_some_and(|e| e.contains("injected write failure"))
         );
         assert!(disk.contents().is_empty(), "the torn write was cut off");
+        // Reads go on while the write waits in the buffer.
+        assert!(matches!(
+            log.before_reply(Instant::now(), false),
+            ReplyGate::Send
+        ));
         assert_eq!(log.pending() as u64, log.log().unwrap().end());
         // Space is back: the cron's write succeeds, the error clears, nothing is lost.
         log.cron(Instant::now());
@@ -491,6 +502,9 @@ mod tests {
         log.close().unwrap();
         assert_ne!(log.generation, generation_before);
         assert!(!log.is_open());
-        assert!(matches!(log.before_reply(Instant::now()), ReplyGate::Send));
+        assert!(matches!(
+            log.before_reply(Instant::now(), true),
+            ReplyGate::Send
+        ));
     }
 }

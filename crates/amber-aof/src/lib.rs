@@ -20,4 +20,4 @@ pub mod storage;
 pub use command::{CommandReader, Item, Packed, PackedCommand, ReadError, encode_command};
 pub use log::{AppendLog, FsyncPolicy, LogError, SyncProgress, Syncer};
 pub use manifest::{FileInfo, FileKind, Manifest, ManifestError};
-pub use storage::{Faults, FileStorage, SimulatedDisk, Storage};
+pub use storage::{Faults, FileStorage, SimulatedDisk, Storage, strerror};

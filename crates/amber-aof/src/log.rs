@@ -151,7 +151,7 @@ impl AppendLog {
                 Ok(self.written)
             }
             Err(error) => {
-                let message = error.to_string();
+                let message = crate::storage::strerror(&error);
                 if let Err(truncate) = self.storage.truncate(self.written) {
                     // The partial bytes stay: the file is now damaged at its tail, which a
                     // load repairs (aof-load-truncated); refuse writes until a rewrite.
@@ -172,7 +172,7 @@ impl AppendLog {
         match self.storage.sync() {
             Ok(()) => Ok(written),
             Err(error) => {
-                let message = error.to_string();
+                let message = crate::storage::strerror(&error);
                 self.record_sync_error(message.clone());
                 Err(LogError::Sync(message))
             }
@@ -319,7 +319,7 @@ fn sync_loop(shared: &Shared, storage: &dyn Storage, report: &dyn Fn(SyncProgres
             match result {
                 Ok(()) => state.synced = state.synced.max(target),
                 Err(error) => {
-                    state.error.get_or_insert(error.to_string());
+                    state.error.get_or_insert(crate::storage::strerror(&error));
                 }
             }
             shared.wake.notify_all();

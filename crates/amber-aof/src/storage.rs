@@ -169,3 +169,15 @@ impl Storage for SimulatedDisk {
         Ok(self.state().visible.len() as u64)
     }
 }
+
+/// An I/O error in the words of C's `strerror`, as Redis reports it (`No space left on
+/// device`), without Rust's ` (os error 28)` suffix; other errors as they display.
+pub fn strerror(error: &io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_string),
+        None => text,
+    }
+}

@@ -94,8 +94,7 @@ fn pop_any(
     };
     let items = write_list(ctx, key, false, |list| pop_from(list, end, count))?.unwrap_or_default();
     ctx.dirty(items.len() as u64);
-    let db = ctx.client.db;
-    ctx.server.touch_key(db, key);
+    ctx.modified_only(vec![key.clone()]);
     Ok(Some((key.clone(), items)))
 }
 
@@ -171,9 +170,6 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
                 End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
                 End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
             });
-            let db = ctx.client.db;
-            ctx.server.touch_key(db, destination);
-            ctx.server.signal_ready(db, destination);
         }
         Ok(None) => block(ctx, args, std::slice::from_ref(source), deadline, null),
     }
@@ -262,8 +258,7 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
                 ctx.dirty(1);
                 let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
                 ctx.propagate_as(vec![aof_command!(pop, key)]);
-                let db = ctx.client.db;
-                ctx.server.touch_key(db, key);
+                ctx.modified_only(vec![key.clone()]);
                 ctx.out.array(3);
                 ctx.out.bulk(key);
                 ctx.out.bulk(&member);

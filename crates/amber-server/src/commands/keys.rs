@@ -217,7 +217,7 @@ pub(super) fn move_(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(entry) = ctx.db().remove(key) {
         ctx.server.keyspace.db(target).insert(key, entry);
     }
-    ctx.server.touch_key(target, key);
+    ctx.modified_in(target, key);
     ctx.dirty(1);
     ctx.out.integer(1);
 }
@@ -260,7 +260,7 @@ pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
     let mut copy = source;
     copy.accessed = (now / 1000) as u32;
     destination.insert(to, copy);
-    ctx.server.touch_key(target, to);
+    ctx.modified_in(target, to);
     ctx.dirty(1);
     ctx.out.integer(1);
 }

@@ -486,7 +486,7 @@ pub(super) fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
             Err(Replied) => return,
             Ok(Some(items)) if !items.is_empty() => {
                 ctx.dirty(items.len() as u64);
-                ctx.server.touch_key(ctx.client.db, key);
+                ctx.modified_only(vec![key.clone()]);
                 // As Redis, the log gets the pop that happened: LPOP/RPOP with the count.
                 let pop: &[u8] = match end {
                     End::Left => b"LPOP",

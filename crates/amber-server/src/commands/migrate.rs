@@ -320,15 +320,19 @@ fn delete_taken(
     accepted: &[bool],
 ) {
     if !request.copy {
-        let db = ctx.client.db;
         let mut deleted: Vec<&[u8]> = vec![b"DEL"];
         for ((key, _, _), taken) in found.iter().zip(accepted) {
             if *taken && ctx.db().remove(key).is_some() {
-                ctx.server.touch_key(db, key);
                 deleted.push(key);
             }
         }
         if deleted.len() > 1 {
+            ctx.modified_only(
+                deleted[1..]
+                    .iter()
+                    .map(|k| Bytes::copy_from_slice(k))
+                    .collect(),
+            );
             ctx.dirty(deleted.len() as u64 - 1);
             ctx.propagate_as(vec![
                 deleted

@@ -210,10 +210,25 @@ impl Ctx<'_> {
         self.server.changes += 1;
     }
 
-    /// Declares that of the command's keys only `keys` changed (WATCH and blocked clients are
-    /// told about these alone), for commands whose key specification says more.
+    /// Declares that of the command's keys only `keys` (of the client's database) changed:
+    /// WATCH and blocked clients are told about these alone, for commands whose key
+    /// specification says more (LMPOP pops from one of its keys).
     pub(crate) fn modified_only(&mut self, keys: Vec<Bytes>) {
-        self.server.command.modified_override = Some(keys);
+        let db = self.client.db;
+        self.server.command.modified_override = Some(keys.into_iter().map(|k| (db, k)).collect());
+    }
+
+    /// Declares that `key` of database `db` changed too, beyond the command's key
+    /// specification (MOVE and COPY's target database).
+    pub(crate) fn modified_in(&mut self, db: usize, key: &[u8]) {
+        let command = &mut self.server.command;
+        if command.modified_override.is_none() {
+            command.modified_with_spec = true;
+        }
+        command
+            .modified_override
+            .get_or_insert_with(Vec::new)
+            .push((db, Bytes::copy_from_slice(key)));
     }
 
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
@@ -748,15 +763,19 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         ctx.server
             .feed_monitors(ctx.client.id, db_at_start, &addr, args);
     }
+    // INV-DIRTY: the keys a change touched, from the key specification unless the command
+    // said otherwise, invalidate WATCHes and wake blocked clients. No handler does this itself.
     let modified = ctx.server.command.modified_override.take();
+    let with_spec = std::mem::take(&mut ctx.server.command.modified_with_spec);
     if changed && (!ctx.server.links.watchers.is_empty() || !ctx.server.links.blocking.is_empty()) {
-        let keys: Vec<Bytes> = match modified {
-            Some(keys) => keys,
-            None => transactions::command_keys(spec, args).cloned().collect(),
-        };
-        for key in &keys {
-            ctx.server.touch_key(db, key);
-            ctx.server.signal_ready(db, key);
+        let from_spec = modified.is_none() || with_spec;
+        let mut keys: Vec<(usize, Bytes)> = modified.unwrap_or_default();
+        if from_spec {
+            keys.extend(transactions::command_keys(spec, args).map(|key| (db, key.clone())));
+        }
+        for (db, key) in &keys {
+            ctx.server.touch_key(*db, key);
+            ctx.server.signal_ready(*db, key);
         }
     }
 }

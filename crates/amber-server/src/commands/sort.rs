@@ -274,7 +274,6 @@ fn lookup_by_pattern(ctx: &mut Ctx, pattern: &[u8], element: &[u8]) -> Option<Ve
 /// deleted when there is none; replies the number of elements.
 fn store(ctx: &mut Ctx, destination: &[u8], output: Vec<Option<Vec<u8>>>) {
     let count = output.len();
-    let db = ctx.client.db;
     let now = ctx.server.now_ms;
     if count > 0 {
         let mut list = ListValue::default();
@@ -286,12 +285,11 @@ fn store(ctx: &mut Ctx, destination: &[u8], output: Vec<Option<Vec<u8>>>) {
         ctx.db()
             .insert(destination, Entry::new(Value::List(list), now));
         ctx.dirty(count as u64);
-        ctx.server.signal_ready(db, destination);
     } else if ctx.db().exists(destination, now) {
         ctx.db().remove(destination);
         ctx.dirty(1);
     }
-    ctx.server.touch_key(db, destination);
+    ctx.modified_only(vec![Bytes::copy_from_slice(destination)]);
     ctx.out.integer(count as i64);
 }
 

@@ -1004,8 +1004,7 @@ pub(super) fn pop_first_nonempty(
         })?;
         if let Some(items) = popped.filter(|items| !items.is_empty()) {
             ctx.dirty(items.len() as u64);
-            let db = ctx.client.db;
-            ctx.server.touch_key(db, key);
+            ctx.modified_only(vec![key.clone()]);
             ctx.out.array(2);
             ctx.out.bulk(key);
             ctx.out.array(items.len());

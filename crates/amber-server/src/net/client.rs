@@ -45,7 +45,7 @@ pub(crate) async fn serve<S>(
         if !freed && input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let keep_going = match client.blocked.as_ref().map(|b| b.deadline) {
+        let (keep_going, appended) = match client.blocked.as_ref().map(|b| b.deadline) {
             None => {
                 let read = tokio::select! {
                     result = stream.read_buf(&mut input) => result,
@@ -72,7 +72,10 @@ pub(crate) async fn serve<S>(
                 };
                 let mut server = shared.borrow_mut();
                 server.stats.net_input_bytes += read as u64;
-                process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
+                let start = server.aof.end();
+                let more =
+                    process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
+                (more, server.aof.end() != start)
             }
             Some(deadline) => {
                 let expired = async {
@@ -92,12 +95,11 @@ pub(crate) async fn serve<S>(
                     },
                 };
                 let mut server = shared.borrow_mut();
+                let start = server.aof.end();
                 retry_blocked(&mut server, &mut client, &mut out, timed_out);
-                if client.blocked.is_some() {
-                    true
-                } else {
-                    process_input(&mut server, &mut client, &mut parser, &mut input, &mut out)
-                }
+                let more = client.blocked.is_some()
+                    || process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
+                (more, server.aof.end() != start)
             }
         };
         if !out.is_empty() {
@@ -105,7 +107,7 @@ pub(crate) async fn serve<S>(
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
             tokio::task::yield_now().await;
-            let mut gate = shared.borrow_mut().aof.before_reply();
+            let mut gate = shared.borrow_mut().aof.before_reply(appended);
             let durable = loop {
                 match gate {
                     ReplyGate::Send => break true,

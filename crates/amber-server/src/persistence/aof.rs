@@ -303,9 +303,16 @@ impl Aof {
         self.durable.write_error()
     }
 
-    /// Runs before replies are sent (see [`DurableLog::before_reply`]).
-    pub(crate) fn before_reply(&mut self) -> ReplyGate {
-        let gate = self.durable.before_reply(Instant::now());
+    /// Where the log ends (buffer included): a batch compares it before and after it runs to
+    /// know whether it appended anything.
+    pub(crate) fn end(&self) -> u64 {
+        self.durable.log().map_or(0, |log| log.end())
+    }
+
+    /// Runs before replies are sent (see [`DurableLog::before_reply`]); `appended` says
+    /// whether the batch wrote to the log.
+    pub(crate) fn before_reply(&mut self, appended: bool) -> ReplyGate {
+        let gate = self.durable.before_reply(Instant::now(), appended);
         self.log_delays();
         gate
     }

@@ -92,9 +92,11 @@ pub(crate) struct RunningCommand {
     pub(crate) propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
     /// The writes of the EXEC being run, recorded when it ends (see [`Server::end_exec`]).
     pub(crate) exec_propagation: Option<Vec<(usize, Vec<bytes::Bytes>)>>,
-    /// The keys the command says it changed, when fewer than its key specification names
-    /// (see `Ctx::modified_only`).
-    pub(crate) modified_override: Option<Vec<bytes::Bytes>>,
+    /// The keys (with their database) the command says it changed, when they differ from
+    /// what its key specification names (see `Ctx::modified_only`, `Ctx::modified_in`).
+    pub(crate) modified_override: Option<Vec<(usize, bytes::Bytes)>>,
+    /// The keys of `modified_override` come on top of the key specification's.
+    pub(crate) modified_with_spec: bool,
     /// `error_replies` when the last command's counters were taken: a command failed if more
     /// errors were replied since (inner commands of EXEC move it, as in Redis).
     pub(crate) errors_seen: u64,
