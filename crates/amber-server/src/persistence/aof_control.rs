@@ -52,7 +52,7 @@ impl Server {
         self.aof.resume();
         self.refresh_record_expired();
         self.dirty = 0;
-        let manifest = result?;
+        let manifest = result.map_err(|e| e.to_string())?;
         // While waiting for the first base (appendonly just turned on), the manifest in memory
         // also names the incr file being appended to; the one on disk does not yet.
         if self.aof.is_on() && self.aof.waiting_first_incr.is_none() {

@@ -20,7 +20,103 @@ use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
 /// What [`load`] returns when a shutdown was asked for during the load.
-pub(crate) const SHUTDOWN_WHILE_LOADING: &str = "shutdown requested while loading";
+/// Why the AOF could not be loaded. Each message is the log line Redis writes for the same
+/// failure (the caller logs it once).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AofLoadError {
+    /// A shutdown was asked for while loading: the server exits without saving.
+    #[error("shutdown requested while loading")]
+    ShutdownWhileLoading,
+    /// A file named by the manifest does not exist.
+    #[error("Unable to obtain the AOF file {name} length. stat: {reason}")]
+    Missing {
+        /// The file.
+        name: String,
+        /// `strerror`'s words.
+        reason: String,
+    },
+    /// A file could not be opened or read.
+    #[error("Fatal error: can't open the append log file {name} for reading: {reason}")]
+    Unreadable {
+        /// The file.
+        name: String,
+        /// `strerror`'s words.
+        reason: String,
+    },
+    /// Reading failed mid-file.
+    #[error("Unrecoverable error reading the append only file {name}: {source}")]
+    Io {
+        /// The file.
+        name: String,
+        /// The I/O error, with its kind.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The RDB part of a base file is damaged.
+    #[error("Bad file format reading the RDB base of the append only file {name}: {reason}")]
+    BadRdbBase {
+        /// The file.
+        name: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// A command could not be parsed.
+    #[error("Bad file format reading the append only file {name} at offset {offset}: {what}")]
+    BadFormat {
+        /// The file.
+        name: String,
+        /// Where the bad command starts.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A command was refused by the server while replaying it.
+    #[error("{reason} reading the append only file {name} at offset {offset}")]
+    BadCommand {
+        /// The file.
+        name: String,
+        /// Where the command starts.
+        offset: u64,
+        /// The server's error.
+        reason: String,
+    },
+    /// A file other than the last ends mid-command.
+    #[error(
+        "Fatal error: the truncated file {name} is not the last file (it ends at offset {end}, last valid command ends at {valid})"
+    )]
+    TruncatedNotLast {
+        /// The file.
+        name: String,
+        /// Where it ends.
+        end: u64,
+        /// Where its last complete command ends.
+        valid: u64,
+    },
+    /// The last file ends mid-command and `aof-load-truncated` is off.
+    #[error(
+        "Unexpected end of file reading the append only file {name} at offset {end} (last valid command ends at {valid})"
+    )]
+    Truncated {
+        /// The file.
+        name: String,
+        /// Where it ends.
+        end: u64,
+        /// Where its last complete command ends.
+        valid: u64,
+    },
+    /// Cutting the tail of a truncated file failed.
+    #[error("Error truncating the AOF file {name}: {source}")]
+    CutFailed {
+        /// The file.
+        name: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Moving a legacy AOF into the directory failed.
+    #[error("Failed to upgrade the legacy AOF file: {0}")]
+    Upgrade(#[source] std::io::Error),
+}
 
 /// Commands applied between two yields to the event loop (which answers `-LOADING`).
 const COMMANDS_PER_STEP: usize = 4096;
@@ -94,7 +190,7 @@ pub(crate) async fn load(
     shared: &Rc<RefCell<Server>>,
     paths: &AofPaths,
     source: Source,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, AofLoadError> {
     let mut job = LoadJob::new(&mut shared.borrow_mut(), paths, source);
     loop {
         let finished = job.step(&mut shared.borrow_mut());
@@ -104,7 +200,7 @@ pub(crate) async fn load(
         }
         if shared.borrow().shutdown_requested.is_some() {
             shared.borrow_mut().loading = None;
-            return Err(SHUTDOWN_WHILE_LOADING.into());
+            return Err(AofLoadError::ShutdownWhileLoading);
         }
     }
 }
@@ -114,7 +210,7 @@ pub(crate) fn load_blocking(
     server: &mut Server,
     paths: &AofPaths,
     source: Source,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, AofLoadError> {
     let mut job = LoadJob::new(server, paths, source);
     loop {
         if let Some(result) = job.step(server) {
@@ -187,7 +283,7 @@ impl LoadJob {
     }
 
     /// Does a bounded amount of work; `Some` when the load is over.
-    fn step(&mut self, server: &mut Server) -> Option<Result<Manifest, String>> {
+    fn step(&mut self, server: &mut Server) -> Option<Result<Manifest, AofLoadError>> {
         // As in Redis, nothing expires while the log replays: its commands meet the keys as
         // they first did. Expired keys go once the load is over.
         server.keyspace.set_expiry_paused(true);
@@ -210,7 +306,7 @@ impl LoadJob {
         Some(result)
     }
 
-    fn advance(&mut self, server: &mut Server) -> Option<Result<(), String>> {
+    fn advance(&mut self, server: &mut Server) -> Option<Result<(), AofLoadError>> {
         let Some((job, file_started)) = self.current.as_mut() else {
             let Some((path, _)) = self.files.get(self.next) else {
                 return Some(Ok(()));
@@ -269,35 +365,41 @@ impl LoadJob {
 }
 
 /// Opens one file: its RDB part first if it starts with `REDIS`; `None` if it is empty.
-fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
+fn open_file(path: &Path) -> Result<Option<FileJob>, AofLoadError> {
     let name = path.display();
     let mut file = File::open(path).map_err(|e| {
         let file_name = path
             .file_name()
             .map_or(name.to_string(), |n| n.to_string_lossy().into_owned());
+        let reason = crate::log::os_error(&e);
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "Unable to obtain the AOF file {file_name} length. stat: {}",
-                crate::log::os_error(&e)
-            )
+            AofLoadError::Missing {
+                name: file_name,
+                reason,
+            }
         } else {
-            format!(
-                "Fatal error: can't open the append log file {file_name} for reading: {}",
-                crate::log::os_error(&e)
-            )
+            AofLoadError::Unreadable {
+                name: file_name,
+                reason,
+            }
         }
     })?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let io = |source| AofLoadError::Io {
+        name: name.to_string(),
+        source,
+    };
+    let size = file.metadata().map_err(io)?.len();
     if size == 0 {
         return Ok(None);
     }
     let mut magic = [0u8; 5];
     if file.read_exact(&mut magic).is_ok() && &magic == b"REDIS" {
         notice!("Reading RDB base file on AOF loading...");
-        let loader = crate::persistence::rdb::Loader::open(path).map_err(|message| {
-            format!(
-                "Bad file format reading the RDB base of the append only file {name}: {message}"
-            )
+        let loader = crate::persistence::rdb::Loader::open(path).map_err(|reason| {
+            AofLoadError::BadRdbBase {
+                name: name.to_string(),
+                reason: reason.to_string(),
+            }
         })?;
         return Ok(Some(FileJob::Rdb(Box::new(loader))));
     }
@@ -305,10 +407,13 @@ fn open_file(path: &Path) -> Result<Option<FileJob>, String> {
 }
 
 /// A command reader positioned at `offset` of `path`.
-fn commands_after(path: &Path, offset: u64) -> Result<FileJob, String> {
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| e.to_string())?;
+fn commands_after(path: &Path, offset: u64) -> Result<FileJob, AofLoadError> {
+    let io = |source| AofLoadError::Io {
+        name: path.display().to_string(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let reader = CommandReader::new(BufReader::with_capacity(1 << 20, file), offset);
     Ok(FileJob::Commands(
         Box::new(reader),
@@ -326,18 +431,19 @@ fn rdb_step(
     server: &mut Server,
     loader: &mut crate::persistence::rdb::Loader,
     name: &str,
-) -> Result<bool, String> {
+) -> Result<bool, AofLoadError> {
     loader.key_delay_us = server.config.get_i64("key-load-delay").max(0) as u64;
     loader.keep_expired = true;
     let limits = server.encoding_limits();
     let now = unix_ms();
     let done = loader
         .step(&mut server.keyspace, now, &limits, 1024)
-        .map_err(|message| {
-            warning!("Internal error in RDB reading {name}: {message}");
-            format!(
-                "Bad file format reading the RDB base of the append only file {name}: {message}"
-            )
+        .map_err(|reason| {
+            warning!("Internal error in RDB reading {name}: {reason}");
+            AofLoadError::BadRdbBase {
+                name: name.to_string(),
+                reason: reason.to_string(),
+            }
         })?;
     if let Some(loading) = server.loading.as_mut() {
         loading.2 = loader.offset();
@@ -352,8 +458,8 @@ fn rdb_step(
 
 /// Moves a loaded legacy `appendonly.aof` into the directory as its base and writes the
 /// manifest, as Redis 7 upgrades such a file.
-fn upgrade_legacy(paths: &AofPaths, legacy: &Path) -> Result<Manifest, String> {
-    let failed = |e: std::io::Error| format!("Failed to upgrade the legacy AOF file: {e}");
+fn upgrade_legacy(paths: &AofPaths, legacy: &Path) -> Result<Manifest, AofLoadError> {
+    let failed = AofLoadError::Upgrade;
     std::fs::create_dir_all(&paths.dir).map_err(failed)?;
     let name = paths.prefix.clone();
     let mut manifest = Manifest::default();
@@ -383,7 +489,7 @@ impl Replay {
         name: &str,
         last: bool,
         truncate_ok: bool,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Result<(), AofLoadError>> {
         server.now_ms = unix_ms();
         for _ in 0..COMMANDS_PER_STEP {
             let command_start = reader.offset();
@@ -402,14 +508,17 @@ impl Replay {
                     warning!(
                         "Bad file format reading the append only file {name}: make a backup of your AOF file, then use ./amber-check-aof --fix <filename.manifest>"
                     );
-                    return Some(Err(format!(
-                        "Bad file format reading the append only file {name} at offset {offset}: {what}"
-                    )));
+                    return Some(Err(AofLoadError::BadFormat {
+                        name: name.to_string(),
+                        offset,
+                        what: what.to_string(),
+                    }));
                 }
-                Err(ReadError::Io(error)) => {
-                    return Some(Err(format!(
-                        "Unrecoverable error reading the append only file {name}: {error}"
-                    )));
+                Err(ReadError::Io(source)) => {
+                    return Some(Err(AofLoadError::Io {
+                        name: name.to_string(),
+                        source,
+                    }));
                 }
             }
             // One buffer per command, its arguments sliced out of it without copying.
@@ -437,10 +546,12 @@ impl Replay {
                 client: &mut self.client,
                 out: &mut self.out,
             };
-            if let Err(error) = execute_loaded(&mut ctx, &args) {
-                return Some(Err(format!(
-                    "{error} reading the append only file {name} at offset {command_start}"
-                )));
+            if let Err(reason) = execute_loaded(&mut ctx, &args) {
+                return Some(Err(AofLoadError::BadCommand {
+                    name: name.to_string(),
+                    offset: command_start,
+                    reason,
+                }));
             }
             self.out.buffer().clear();
         }
@@ -448,7 +559,7 @@ impl Replay {
     }
 
     /// At the end of the file: an open MULTI block is discarded (the file cut before it).
-    fn finish(&mut self, name: &str, last: bool, truncate_ok: bool) -> Result<(), String> {
+    fn finish(&mut self, name: &str, last: bool, truncate_ok: bool) -> Result<(), AofLoadError> {
         let Some(valid) = self.before_multi else {
             return Ok(());
         };
@@ -459,19 +570,29 @@ impl Replay {
 }
 
 /// A file that ends mid-command (or mid-transaction): cut at `valid` when allowed.
-fn cut_tail(name: &str, end: u64, valid: u64, last: bool, truncate_ok: bool) -> Result<(), String> {
+fn cut_tail(
+    name: &str,
+    end: u64,
+    valid: u64,
+    last: bool,
+    truncate_ok: bool,
+) -> Result<(), AofLoadError> {
     if !last {
-        return Err(format!(
-            "Fatal error: the truncated file {name} is not the last file (it ends at offset {end}, last valid command ends at {valid})"
-        ));
+        return Err(AofLoadError::TruncatedNotLast {
+            name: name.to_string(),
+            end,
+            valid,
+        });
     }
     if !truncate_ok {
         warning!(
             "Unexpected end of file reading the append only file {name}. You can: 1) Make a backup of your AOF file, then use ./amber-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server."
         );
-        return Err(format!(
-            "Unexpected end of file reading the append only file {name} at offset {end} (last valid command ends at {valid})"
-        ));
+        return Err(AofLoadError::Truncated {
+            name: name.to_string(),
+            end,
+            valid,
+        });
     }
     warning!("!!! Warning: short read while loading the AOF file {name}!!!");
     warning!("!!! Truncating the AOF {name} at offset {valid} !!!");
@@ -482,9 +603,11 @@ fn cut_tail(name: &str, end: u64, valid: u64, last: bool, truncate_ok: bool) -> 
             file.set_len(valid)?;
             file.sync_all()
         });
-    if let Err(error) = truncated {
-        warning!("Error truncating the AOF file {name}: {error}");
-        return Err(format!("Error truncating the AOF file {name}: {error}"));
+    if let Err(source) = truncated {
+        return Err(AofLoadError::CutFailed {
+            name: name.to_string(),
+            source,
+        });
     }
     warning!("AOF {name} loaded anyway because aof-load-truncated is enabled");
     Ok(())

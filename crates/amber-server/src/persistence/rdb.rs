@@ -222,14 +222,52 @@ enum Loaded {
     Empty(Vec<u8>),
 }
 
+/// Why an RDB file could not be loaded: what is wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RdbLoadError {
+    /// The file could not be opened.
+    #[error("Can't open {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// The I/O error, with its kind.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is damaged or truncated (the reader says where).
+    #[error(transparent)]
+    Format(#[from] amber_rdb::RdbError),
+    /// A key's value cannot be stored.
+    #[error("key '{key}' {reason} (the value ends at offset {offset})")]
+    Value {
+        /// The key, lossily as text.
+        key: String,
+        /// Why.
+        reason: String,
+        /// Where its value ends.
+        offset: u64,
+    },
+    /// A key of a database this server does not have.
+    #[error(
+        "FATAL: Data file was created with a Redis server configured to handle more than {configured} databases"
+    )]
+    TooManyDatabases {
+        /// `databases` here.
+        configured: usize,
+    },
+}
+
 /// Keys inserted together, so their cache misses in the table overlap.
 const INSERT_BATCH: usize = 64;
 
 impl Loader {
     /// Opens `path` and reads its header.
-    pub(crate) fn open(path: &Path) -> Result<Loader, String> {
-        let file = File::open(path).map_err(|e| format!("Can't open {}: {e}", path.display()))?;
-        let reader = RdbReader::new(file).map_err(|e| e.to_string())?;
+    pub(crate) fn open(path: &Path) -> Result<Loader, RdbLoadError> {
+        let file = File::open(path).map_err(|source| RdbLoadError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let reader = RdbReader::new(file)?;
         Ok(Loader {
             reader,
             builder: ValueBuilder::default(),
@@ -257,7 +295,7 @@ impl Loader {
         now_ms: i64,
         limits: &EncodingLimits,
         max_keys: usize,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RdbLoadError> {
         let mut keys = 0;
         let mut batch = Vec::with_capacity(INSERT_BATCH);
         let mut batch_db = 0;
@@ -295,12 +333,12 @@ impl Loader {
                 }
                 Loaded::Key { db, key, entry } => {
                     self.delay();
-                    let db = usize::try_from(db).ok().filter(|&db| db < keyspace.db_count()).ok_or_else(|| {
-                        format!(
-                            "FATAL: Data file was created with a Redis server configured to handle more than {} databases",
-                            keyspace.db_count()
-                        )
-                    })?;
+                    let db = usize::try_from(db)
+                        .ok()
+                        .filter(|&db| db < keyspace.db_count())
+                        .ok_or(RdbLoadError::TooManyDatabases {
+                            configured: keyspace.db_count(),
+                        })?;
                     if db != batch_db || batch.len() == INSERT_BATCH {
                         keyspace.db(batch_db).insert_loaded(&mut batch);
                         batch_db = db;
@@ -345,9 +383,9 @@ fn decode_item(
     now_ms: i64,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,
-) -> Result<Option<Loaded>, String> {
+) -> Result<Option<Loaded>, RdbLoadError> {
     loop {
-        let Some(item) = reader.next_raw_item().map_err(|e| e.to_string())? else {
+        let Some(item) = reader.next_raw_item()? else {
             return Ok(None);
         };
         let entry = match item {
@@ -369,13 +407,12 @@ fn decode_item(
             reader.recycle_bytes(entry.key);
             return Ok(Some(Loaded::Expired));
         }
-        let value = from_raw(&entry.value, limits, builder).map_err(|why| {
-            format!(
-                "key '{}' {why} (the value ends at offset {})",
-                String::from_utf8_lossy(&entry.key),
-                reader.offset()
-            )
-        })?;
+        let value =
+            from_raw(&entry.value, limits, builder).map_err(|reason| RdbLoadError::Value {
+                key: String::from_utf8_lossy(&entry.key).into_owned(),
+                reason,
+                offset: reader.offset(),
+            })?;
         reader.recycle(entry.value);
         if is_empty_collection(&value) {
             return Ok(Some(Loaded::Empty(entry.key)));
@@ -399,7 +436,7 @@ pub(crate) fn load(
     keyspace: &mut Keyspace,
     now_ms: i64,
     limits: &EncodingLimits,
-) -> Result<LoadStats, String> {
+) -> Result<LoadStats, RdbLoadError> {
     let mut loader = Loader::open(path)?;
     loop {
         match loader.step(keyspace, now_ms, limits, usize::MAX) {
@@ -643,7 +680,7 @@ mod tests {
         writer.finish().unwrap()
     }
 
-    fn load_bytes(bytes: &[u8]) -> Result<Keyspace, String> {
+    fn load_bytes(bytes: &[u8]) -> Result<Keyspace, RdbLoadError> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("amber-load-{}-{unique}", std::process::id()));
@@ -726,7 +763,10 @@ mod tests {
         let mut broken = file.clone();
         assert_eq!(broken[list_key - 1], 0xff);
         broken[list_key - 1] = 0x81;
-        let error = load_bytes(&broken).err().expect("the load fails");
+        let error = load_bytes(&broken)
+            .err()
+            .expect("the load fails")
+            .to_string();
         assert!(
             error.contains("key 'h'") && error.contains("offset"),
             "{error}"

@@ -185,7 +185,7 @@ impl Server {
         self.keyspace.clear();
         let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
         self.aof.resume();
-        let stats = result?;
+        let stats = result.map_err(|e| e.to_string())?;
         self.rdb.last_load = (stats.loaded, stats.expired);
         notice!("DB reloaded by DEBUG RELOAD");
         Ok(())

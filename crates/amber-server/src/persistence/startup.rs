@@ -27,12 +27,11 @@ pub(crate) async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()>
     remove_temp_files(&paths.dir);
     let mut manifest = crate::persistence::aof_load::load(shared, &paths, source)
         .await
-        .map_err(|message| {
-            if message == crate::persistence::aof_load::SHUTDOWN_WHILE_LOADING {
+        .map_err(|error| match error {
+            crate::persistence::aof_load::AofLoadError::ShutdownWhileLoading => {
                 anyhow::Error::new(ShutdownWhileLoading)
-            } else {
-                fatal(message)
             }
+            other => fatal(other.to_string()),
         })?;
     if !shared.borrow().config.get_bool("aof-disable-auto-gc") {
         crate::persistence::aof::delete_history(&paths, &mut manifest);
@@ -108,7 +107,7 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
     }
     let started = Instant::now();
     let now = unix_ms();
-    let fail = |message: String| -> anyhow::Error {
+    let fail = |message: crate::persistence::rdb::RdbLoadError| -> anyhow::Error {
         warning!(
             "Internal error in RDB reading {}: {message}",
             path.display()
