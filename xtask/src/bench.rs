@@ -43,6 +43,19 @@ pub(crate) struct BenchArgs {
     /// Only the AOF rewrite comparison (rewrite time, COW, restart with each kind of base).
     #[arg(long)]
     pub rewrite_only: bool,
+    /// Benchmark this amber-server binary instead of the freshly built one (e.g. an older
+    /// build, for a before/after comparison against the same Redis).
+    #[arg(long)]
+    pub amber_binary: Option<std::path::PathBuf>,
+}
+
+impl BenchArgs {
+    /// The amber-server binary to run.
+    pub(crate) fn amber(&self) -> std::path::PathBuf {
+        self.amber_binary
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("target/release/amber-server"))
+    }
 }
 
 pub(crate) struct ServerUnderTest {
@@ -174,10 +187,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.aof_only || args.rewrite_only {
         return crate::bench_aof::run(args);
     }
-    let root = workspace_root();
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let amber = start("amber", &root.join("target/release/amber-server"), &scratch)?;
+    let amber = start("amber", &args.amber(), &scratch)?;
     let redis = start("redis", Path::new("/usr/bin/redis-server"), &scratch)?;
     println!(
         "redis-benchmark -c {} -n {} (-r 100000), {} alternating rounds; medians",
@@ -307,9 +319,8 @@ pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result
 
 /// Memory per key for each type, `used_memory` growth, side by side with redis-server.
 fn memory(args: &BenchArgs) -> Result<()> {
-    let root = workspace_root();
     let binaries = [
-        ("amber", root.join("target/release/amber-server")),
+        ("amber", args.amber()),
         ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
     ];
     println!(
@@ -515,9 +526,8 @@ fn persistence_round(name: &'static str, binary: &Path, keys: u64) -> Result<Per
 /// SAVE time, BGSAVE time and peak extra memory under writes, fork latency and restart time
 /// for the same mixed dataset, side by side, alternating which server goes first.
 fn persistence(args: &BenchArgs) -> Result<()> {
-    let root = workspace_root();
     let binaries = [
-        ("amber", root.join("target/release/amber-server")),
+        ("amber", args.amber()),
         ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
     ];
     println!(

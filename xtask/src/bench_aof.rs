@@ -11,7 +11,6 @@ use crate::bench::{
     BenchArgs, Sample, ServerUnderTest, benchmark, command, fill_type, median, restart_time_with,
     start_with,
 };
-use crate::tools::workspace_root;
 
 fn scratch(label: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("amber-bench-aof-{label}-{}", std::process::id()));
@@ -20,12 +19,9 @@ fn scratch(label: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn binaries() -> [(&'static str, PathBuf); 2] {
+fn binaries(args: &BenchArgs) -> [(&'static str, PathBuf); 2] {
     [
-        (
-            "amber",
-            workspace_root().join("target/release/amber-server"),
-        ),
+        ("amber", args.amber()),
         ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
     ]
 }
@@ -57,7 +53,7 @@ pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
     );
     let mut rows = Vec::new();
     for preamble in ["yes", "no"] {
-        for (name, binary) in binaries() {
+        for (name, binary) in binaries(args) {
             let dir = scratch(&format!("rewrite-{name}"))?;
             let flags = [
                 "--appendonly",
@@ -131,7 +127,7 @@ fn throughput(args: &BenchArgs) -> Result<()> {
     for pipeline in [1, 16] {
         let baseline = {
             let dir = scratch("off")?;
-            let server = start_with("amber", &binaries()[0].1, &dir, &[])?;
+            let server = start_with("amber", &binaries(args)[0].1, &dir, &[])?;
             let mut samples: Vec<f64> = (0..args.rounds)
                 .map(|_| benchmark(server.port, "set", pipeline, args).map(|s| s.rps))
                 .collect::<Result<_>>()?;
@@ -141,7 +137,7 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         for policy in ["everysec", "always"] {
             let flags = ["--appendonly", "yes", "--appendfsync", policy];
             let dirs = [scratch("amber")?, scratch("redis")?];
-            let [amber_bin, redis_bin] = binaries();
+            let [amber_bin, redis_bin] = binaries(args);
             let servers: [ServerUnderTest; 2] = [
                 start_with(amber_bin.0, &amber_bin.1, &dirs[0], &flags)?,
                 start_with(redis_bin.0, &redis_bin.1, &dirs[1], &flags)?,
@@ -179,7 +175,7 @@ fn load_time(args: &BenchArgs) -> Result<()> {
     let source = scratch("source")?;
     {
         let flags = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"];
-        let server = start_with("amber", &binaries()[0].1, &source, &flags)?;
+        let server = start_with("amber", &binaries(args)[0].1, &source, &flags)?;
         let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
         for kind in ["string", "hash", "list", "set", "zset"] {
             fill_type(&mut stream, kind, args.aof_keys / 5)?;
@@ -192,7 +188,7 @@ fn load_time(args: &BenchArgs) -> Result<()> {
         args.aof_keys, args.rounds
     );
     let mut medians = Vec::new();
-    for (name, binary) in binaries() {
+    for (name, binary) in binaries(args) {
         let mut times = Vec::new();
         for _ in 0..args.rounds {
             let dir = scratch(&format!("load-{name}"))?;

@@ -300,10 +300,8 @@ pub fn finalize(
         }
     };
     let target = catalog.path_of(&id);
-    std::fs::rename(staging, &target).map_err(io(format!("renaming {}", staging.display())))?;
-    File::open(&catalog.dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing the backup directory"))?;
+    amber_snapshot::durable::install(staging, &target)
+        .map_err(io(format!("renaming {}", staging.display())))?;
     let backup = Backup {
         id,
         time_ms: meta.time_ms,

@@ -16,4 +16,4 @@ pub mod verify;
 
 pub use catalog::{Backup, BackupError, Catalog, Kind, Status, finalize};
 pub use retention::{Plan, Policy, plan};
-pub use verify::{Progress, checksum_dir, verify};
+pub use verify::{Progress, VerifyError, checksum_dir, verify};

@@ -220,7 +220,7 @@ pub fn copy_file(from: &Path, to: &Path, progress: &mut dyn Progress) -> Result<
 fn extend_to(live_dir: &Path, restored_dir: &Path, at_ms: i64) -> Result<u64, BackupError> {
     let refused = |what: String| BackupError::Refused(what);
     let read_manifest = |dir: &Path| -> Result<Manifest, BackupError> {
-        let path = manifest_in(dir).map_err(refused)?;
+        let path = manifest_in(dir).map_err(|e| refused(e.to_string()))?;
         let text = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
         Manifest::parse(&text).map_err(|e| BackupError::Refused(e.to_string()))
     };

@@ -11,6 +11,45 @@ use amber_aof::{FileKind, Manifest};
 
 use crate::catalog::{BackupError, Kind, io};
 
+/// What makes a backup's files fail verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error, with its kind.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An RDB file is damaged.
+    #[error("{path}: {source}")]
+    Rdb {
+        /// The file.
+        path: String,
+        /// What the reader found, and where.
+        #[source]
+        source: amber_rdb::RdbError,
+    },
+    /// An AOF directory has no manifest.
+    #[error("no manifest in {0}")]
+    NoManifest(String),
+    /// The manifest cannot be parsed.
+    #[error(transparent)]
+    Manifest(#[from] amber_aof::ManifestError),
+    /// A file the manifest names is damaged.
+    #[error("{name} at offset {offset}: {problem}")]
+    Aof {
+        /// The file.
+        name: String,
+        /// Where the damage starts.
+        offset: u64,
+        /// What it is.
+        problem: String,
+    },
+}
+
 /// Receives progress of long operations (a terminal shows it, the server ignores it).
 pub trait Progress {
     /// `done` of `total` bytes of `what` are processed.
@@ -35,11 +74,11 @@ pub struct Report {
 
 /// Fully parses the backup in `dir` and computes its checksum.
 pub fn verify(dir: &Path, kind: Kind, progress: &mut dyn Progress) -> Result<Report, BackupError> {
-    let failed = |what: String| BackupError::Verification {
+    let failed = |error: VerifyError| BackupError::Verification {
         id: dir
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        what,
+        what: error.to_string(),
     };
     let keys = match kind {
         Kind::Rdb => parse_rdb(&dir.join("dump.rdb"), progress).map_err(failed)?,
@@ -54,16 +93,20 @@ pub fn verify(dir: &Path, kind: Kind, progress: &mut dyn Progress) -> Result<Rep
 }
 
 /// Reads an RDB file in full (CRC-64 verified by the reader); returns its key count.
-fn parse_rdb(path: &Path, progress: &mut dyn Progress) -> Result<u64, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn parse_rdb(path: &Path, progress: &mut dyn Progress) -> Result<u64, VerifyError> {
+    let name = || path.display().to_string();
+    let file = File::open(path).map_err(|source| VerifyError::Io {
+        path: name(),
+        source,
+    })?;
     let total = file.metadata().map_or(0, |m| m.len());
-    let mut reader =
-        amber_rdb::RdbReader::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rdb = |source| VerifyError::Rdb {
+        path: name(),
+        source,
+    };
+    let mut reader = amber_rdb::RdbReader::new(file).map_err(rdb)?;
     let mut keys = 0u64;
-    while let Some(item) = reader
-        .next_item()
-        .map_err(|e| format!("{}: {e}", path.display()))?
-    {
+    while let Some(item) = reader.next_item().map_err(rdb)? {
         if matches!(item, amber_rdb::Item::Entry(_)) {
             keys += 1;
             if keys.is_multiple_of(65_536) {
@@ -76,25 +119,35 @@ fn parse_rdb(path: &Path, progress: &mut dyn Progress) -> Result<u64, String> {
 }
 
 /// The manifest file of an AOF directory.
-pub fn manifest_in(dir: &Path) -> Result<PathBuf, String> {
+pub fn manifest_in(dir: &Path) -> Result<PathBuf, VerifyError> {
     std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(|source| VerifyError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".manifest"))
-        .ok_or_else(|| format!("no manifest in {}", dir.display()))
+        .ok_or_else(|| VerifyError::NoManifest(dir.display().to_string()))
 }
 
 /// Checks every file an AOF directory's manifest names; returns the keys of its RDB base.
-fn check_aof_dir(dir: &Path) -> Result<u64, String> {
+fn check_aof_dir(dir: &Path) -> Result<u64, VerifyError> {
     let manifest_path = manifest_in(dir)?;
-    let text = std::fs::read(&manifest_path).map_err(|e| e.to_string())?;
-    let manifest = Manifest::parse(&text).map_err(|e| e.to_string())?;
+    let text = std::fs::read(&manifest_path).map_err(|source| VerifyError::Io {
+        path: manifest_path.display().to_string(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text)?;
     let mut keys = 0;
     for info in manifest.load_order() {
         let report = check_file(&dir.join(&info.name));
         if let Some((offset, problem)) = report.problem {
-            return Err(format!("{} at offset {offset}: {problem:?}", info.name));
+            return Err(VerifyError::Aof {
+                name: info.name.clone(),
+                offset,
+                problem: format!("{problem:?}"),
+            });
         }
         if info.kind == FileKind::Base {
             keys = report.rdb_keys;

@@ -170,6 +170,8 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
                 End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
                 End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
             });
+            // Both lists changed: the destination's waiters may now be served.
+            ctx.modified_only(vec![source.clone(), destination.clone()]);
         }
         Ok(None) => block(ctx, args, std::slice::from_ref(source), deadline, null),
     }

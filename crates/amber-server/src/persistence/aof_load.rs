@@ -464,7 +464,7 @@ fn upgrade_legacy(paths: &AofPaths, legacy: &Path) -> Result<Manifest, AofLoadEr
     let name = paths.prefix.clone();
     let mut manifest = Manifest::default();
     manifest.replace_base(name.clone(), 1);
-    std::fs::rename(legacy, paths.file(&name)).map_err(failed)?;
+    amber_snapshot::durable::install(legacy, &paths.file(&name)).map_err(failed)?;
     amber_aof::manifest::persist(&paths.dir, &paths.prefix, &manifest).map_err(failed)?;
     notice!("Successfully migrated an old-style AOF into the AOF directory");
     Ok(manifest)
