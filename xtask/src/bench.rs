@@ -43,6 +43,9 @@ pub(crate) struct BenchArgs {
     /// Only the AOF rewrite comparison (rewrite time, COW, restart with each kind of base).
     #[arg(long)]
     pub rewrite_only: bool,
+    /// Only the Pub/Sub comparison (PUBLISH with 1, 100 and 1000 subscribers).
+    #[arg(long)]
+    pub pubsub_only: bool,
     /// Benchmark this amber-server binary instead of the freshly built one (e.g. an older
     /// build, for a before/after comparison against the same Redis).
     #[arg(long)]
@@ -77,7 +80,7 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTest> {
+pub(crate) fn start(name: &'static str, binary: &Path, dir: &Path) -> Result<ServerUnderTest> {
     start_with(name, binary, dir, &[])
 }
 
@@ -187,6 +190,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.aof_only || args.rewrite_only {
         return crate::bench_aof::run(args);
     }
+    if args.pubsub_only {
+        return crate::bench_pubsub::run(args);
+    }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let amber = start("amber", &args.amber(), &scratch)?;
@@ -243,6 +249,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     drop(amber);
     drop(redis);
     let _ = std::fs::remove_dir_all(scratch);
+    crate::bench_pubsub::run(args)?;
     if args.persistence_keys > 0 {
         persistence(args)?;
     }

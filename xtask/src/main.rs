@@ -4,8 +4,8 @@
 //!   missing, then runs every test of the workspace.
 //! * `bench`: runs `redis-benchmark` against amber-server and redis-server side by side, in
 //!   alternating rounds, and prints medians and the amber/redis ratios; then SAVE, fork and
-//!   restart times, memory per key of each type, SET under each `appendfsync` policy and AOF
-//!   load time.
+//!   restart times, memory per key of each type, SET under each `appendfsync` policy, AOF
+//!   load time, and PUBLISH with 1, 100 and 1000 subscribers.
 //! * `redis-tests`: Redis's own Tcl test suite against the release binary, with a per-unit
 //!   baseline that CI holds the server to (`--check`).
 //! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` and `tests/aof.rs` against the
@@ -13,6 +13,7 @@
 
 mod bench;
 mod bench_aof;
+mod bench_pubsub;
 mod redis_tests;
 mod tools;
 

@@ -70,6 +70,10 @@ pub struct Db {
     record_expired: bool,
     /// Names of keys deleted by expiry since last taken, when recording.
     expired_keys: Vec<Vec<u8>>,
+    /// Whether to remember the names of keys added (for the `new` keyspace event).
+    record_new: bool,
+    /// Names of keys added since last taken, when recording.
+    new_keys: Vec<Vec<u8>>,
 }
 
 /// What one active expire pass over a database did.
@@ -127,6 +131,36 @@ impl Db {
     /// Takes the names of the keys deleted by expiry since the last call (when recording).
     pub fn take_expired_keys(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.expired_keys)
+    }
+
+    /// Whether expired keys' names wait to be taken.
+    pub fn has_expired_keys(&self) -> bool {
+        !self.expired_keys.is_empty()
+    }
+
+    /// Starts or stops remembering which keys are added (see [`Db::take_new_keys`]).
+    pub fn set_record_new(&mut self, record: bool) {
+        self.record_new = record;
+        if !record {
+            self.new_keys = Vec::new();
+        }
+    }
+
+    /// Takes the names of the keys added since the last call (when recording): keys that did
+    /// not exist before, as Redis's `new` keyspace event reports them.
+    pub fn take_new_keys(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.new_keys)
+    }
+
+    /// Whether added keys' names wait to be taken.
+    pub fn has_new_keys(&self) -> bool {
+        !self.new_keys.is_empty()
+    }
+
+    fn note_new(&mut self, key: &[u8]) {
+        if self.record_new {
+            self.new_keys.push(key.to_vec());
+        }
     }
 
     fn note_expired(&mut self, key: &[u8]) {
@@ -208,6 +242,9 @@ impl Db {
     pub fn insert(&mut self, key: &[u8], entry: Entry) {
         let volatile = entry.expire_at().is_some();
         let previous = self.keys.insert(key, entry);
+        if previous.is_none() {
+            self.note_new(key);
+        }
         let was_volatile = previous.is_some_and(|p| p.expire_at().is_some());
         match (was_volatile, volatile) {
             (false, true) => {
@@ -232,6 +269,9 @@ impl Db {
             self.volatile.insert(&key, ());
         } else if !self.volatile.is_empty() {
             self.volatile.remove(&key);
+        }
+        if self.record_new && !self.keys.contains_key(&key) {
+            self.new_keys.push(key.clone());
         }
         if key.len() <= crate::dict::INLINE_KEY {
             // Short keys are stored inside the table's node: copying beats shrinking the Vec.
@@ -403,6 +443,11 @@ impl Keyspace {
     /// Exchanges the contents of two databases (`SWAPDB`).
     pub fn swap(&mut self, a: usize, b: usize) {
         self.dbs.swap(a, b);
+    }
+
+    /// Starts or stops remembering added keys' names in every database.
+    pub fn set_record_new(&mut self, record: bool) {
+        self.dbs.iter_mut().for_each(|db| db.set_record_new(record));
     }
 
     /// Starts or stops remembering expired keys' names in every database.

@@ -13,6 +13,7 @@ pub(crate) mod commands;
 pub mod config;
 pub mod log;
 pub(crate) mod net;
+pub(crate) mod notify;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod replication;

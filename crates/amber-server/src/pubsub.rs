@@ -16,6 +16,8 @@ use crate::server::{ClientInfo, Server};
 #[derive(Default)]
 pub(crate) struct PubSub {
     channels: HashMap<Vec<u8>, Vec<u64>>,
+    /// Shard channels (SSUBSCRIBE): a namespace of their own, without patterns.
+    shard_channels: HashMap<Vec<u8>, Vec<u64>>,
     patterns: Vec<(Vec<u8>, u64)>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
     limits: (u64, u64, u64),
@@ -43,9 +45,18 @@ impl PubSub {
         }
     }
 
-    /// Adds `client` to `channel`; false if it already listened.
-    pub(crate) fn subscribe(&mut self, client: u64, channel: &[u8]) -> bool {
-        let listeners = self.channels.entry(channel.to_vec()).or_default();
+    fn table(&mut self, shard: bool) -> &mut HashMap<Vec<u8>, Vec<u64>> {
+        if shard {
+            &mut self.shard_channels
+        } else {
+            &mut self.channels
+        }
+    }
+
+    /// Adds `client` to `channel` (a shard channel with `shard`); false if it already
+    /// listened.
+    pub(crate) fn subscribe(&mut self, client: u64, channel: &[u8], shard: bool) -> bool {
+        let listeners = self.table(shard).entry(channel.to_vec()).or_default();
         if listeners.contains(&client) {
             return false;
         }
@@ -53,16 +64,18 @@ impl PubSub {
         true
     }
 
-    /// Removes `client` from `channel`; false if it did not listen.
-    pub(crate) fn unsubscribe(&mut self, client: u64, channel: &[u8]) -> bool {
-        let Some(listeners) = self.channels.get_mut(channel) else {
+    /// Removes `client` from `channel` (a shard channel with `shard`); false if it did not
+    /// listen.
+    pub(crate) fn unsubscribe(&mut self, client: u64, channel: &[u8], shard: bool) -> bool {
+        let table = self.table(shard);
+        let Some(listeners) = table.get_mut(channel) else {
             return false;
         };
         let before = listeners.len();
         listeners.retain(|&id| id != client);
         let removed = listeners.len() != before;
         if listeners.is_empty() {
-            self.channels.remove(channel);
+            table.remove(channel);
         }
         removed
     }
@@ -88,18 +101,34 @@ impl PubSub {
         self.patterns.len() != before
     }
 
-    /// Active channels matching `pattern` (all without one), for `PUBSUB CHANNELS`.
-    pub(crate) fn channels_matching(&self, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
-        self.channels
+    /// Active channels (shard channels with `shard`) matching `pattern` (all without one), for
+    /// `PUBSUB CHANNELS` and `SHARDCHANNELS`.
+    pub(crate) fn channels_matching(&self, pattern: Option<&[u8]>, shard: bool) -> Vec<Vec<u8>> {
+        let table = if shard {
+            &self.shard_channels
+        } else {
+            &self.channels
+        };
+        table
             .keys()
             .filter(|channel| pattern.is_none_or(|p| glob_match(p, channel, false)))
             .cloned()
             .collect()
     }
 
-    /// Subscribers of `channel` (`PUBSUB NUMSUB`).
-    pub(crate) fn subscriber_count(&self, channel: &[u8]) -> usize {
-        self.channels.get(channel).map_or(0, Vec::len)
+    /// Subscribers of `channel` (`PUBSUB NUMSUB`, `SHARDNUMSUB` with `shard`).
+    pub(crate) fn subscriber_count(&self, channel: &[u8], shard: bool) -> usize {
+        let table = if shard {
+            &self.shard_channels
+        } else {
+            &self.channels
+        };
+        table.get(channel).map_or(0, Vec::len)
+    }
+
+    /// Number of shard channels with subscribers (`pubsubshard_channels`).
+    pub(crate) fn shard_channel_count(&self) -> usize {
+        self.shard_channels.len()
     }
 
     /// Number of distinct patterns listened to (`PUBSUB NUMPAT`, `pubsub_patterns`).
@@ -118,22 +147,37 @@ impl PubSub {
 
 /// One encoded message for a subscriber speaking `protocol`: `message channel payload` or
 /// `pmessage pattern channel payload`, as a push in RESP3.
-fn encode(protocol: Protocol, pattern: Option<&[u8]>, channel: &[u8], message: &[u8]) -> Vec<u8> {
+fn encode(protocol: Protocol, kind: Delivery<'_>, channel: &[u8], message: &[u8]) -> Vec<u8> {
     let mut out = ReplyWriter::new(protocol);
-    match pattern {
-        Some(pattern) => {
+    match kind {
+        Delivery::Pattern(pattern) => {
             out.push(4);
             out.bulk(b"pmessage");
             out.bulk(pattern);
         }
-        None => {
+        Delivery::Channel => {
             out.push(3);
             out.bulk(b"message");
+        }
+        Delivery::Shard => {
+            out.push(3);
+            out.bulk(b"smessage");
         }
     }
     out.bulk(channel);
     out.bulk(message);
     out.buffer().to_vec()
+}
+
+/// How a message reaches one subscriber.
+#[derive(Clone, Copy)]
+enum Delivery<'a> {
+    /// Subscribed to the channel (`message`).
+    Channel,
+    /// Subscribed to a matching pattern (`pmessage`).
+    Pattern(&'a [u8]),
+    /// Subscribed to the shard channel (`smessage`).
+    Shard,
 }
 
 /// `PUBLISH`: delivers `message` to the subscribers of `channel` and of matching patterns;
@@ -146,20 +190,48 @@ pub(crate) fn publish(
     channel: &[u8],
     message: &[u8],
 ) -> usize {
-    let mut deliveries: Vec<(u64, Option<Vec<u8>>)> = server
-        .pubsub
-        .channels
+    deliver_all(server, publisher, own_out, channel, message, false)
+}
+
+/// `SPUBLISH`: delivers `message` to the subscribers of the shard channel `channel` (patterns
+/// never match shard channels).
+pub(crate) fn spublish(
+    server: &mut Server,
+    publisher: u64,
+    own_out: &mut ReplyWriter,
+    channel: &[u8],
+    message: &[u8],
+) -> usize {
+    deliver_all(server, publisher, own_out, channel, message, true)
+}
+
+fn deliver_all(
+    server: &mut Server,
+    publisher: u64,
+    own_out: &mut ReplyWriter,
+    channel: &[u8],
+    message: &[u8],
+    shard: bool,
+) -> usize {
+    let table = if shard {
+        &server.pubsub.shard_channels
+    } else {
+        &server.pubsub.channels
+    };
+    let mut deliveries: Vec<(u64, Option<Vec<u8>>)> = table
         .get(channel)
         .map(|ids| ids.iter().map(|&id| (id, None)).collect())
         .unwrap_or_default();
-    deliveries.extend(
-        server
-            .pubsub
-            .patterns
-            .iter()
-            .filter(|(pattern, _)| glob_match(pattern, channel, false))
-            .map(|(pattern, id)| (*id, Some(pattern.clone()))),
-    );
+    if !shard {
+        deliveries.extend(
+            server
+                .pubsub
+                .patterns
+                .iter()
+                .filter(|(pattern, _)| glob_match(pattern, channel, false))
+                .map(|(pattern, id)| (*id, Some(pattern.clone()))),
+        );
+    }
     let limits = server.pubsub.limits;
     // A subscriber dropped for its output limit receives nothing more (its connection closes).
     deliveries.retain(|(id, _)| {
@@ -169,19 +241,18 @@ pub(crate) fn publish(
             .is_none_or(|info| !info.borrow().killed)
     });
     for (id, pattern) in &deliveries {
+        let kind = match (pattern, shard) {
+            (Some(pattern), _) => Delivery::Pattern(pattern),
+            (None, true) => Delivery::Shard,
+            (None, false) => Delivery::Channel,
+        };
         if *id == publisher {
-            let bytes = encode(own_out.protocol(), pattern.as_deref(), channel, message);
+            let bytes = encode(own_out.protocol(), kind, channel, message);
             own_out.buffer().extend_from_slice(&bytes);
             continue;
         }
         if let Some(info) = server.clients.get(id) {
-            deliver(
-                &mut info.borrow_mut(),
-                pattern.as_deref(),
-                channel,
-                message,
-                limits,
-            );
+            deliver(&mut info.borrow_mut(), kind, channel, message, limits);
         }
     }
     deliveries.len()
@@ -191,7 +262,7 @@ pub(crate) fn publish(
 /// unsent messages pass the limits.
 fn deliver(
     info: &mut ClientInfo,
-    pattern: Option<&[u8]>,
+    kind: Delivery<'_>,
     channel: &[u8],
     message: &[u8],
     (hard, soft, soft_seconds): (u64, u64, u64),
@@ -205,7 +276,7 @@ fn deliver(
         Protocol::Resp2
     };
     info.outbox
-        .extend_from_slice(&encode(protocol, pattern, channel, message));
+        .extend_from_slice(&encode(protocol, kind, channel, message));
     let pending = info.outbox.len() as u64;
     let over_soft = soft > 0 && pending > soft;
     let soft_expired = if over_soft {

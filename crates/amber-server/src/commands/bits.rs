@@ -87,6 +87,7 @@ pub(super) fn setbit(ctx: &mut Ctx, args: &[Bytes]) {
     }
     if grown || was != on {
         ctx.dirty(1);
+        ctx.notify(crate::notify::STRING, "setbit", &args[1]);
     }
     ctx.out.integer(i64::from(was));
 }
@@ -300,6 +301,7 @@ pub(super) fn bitop(ctx: &mut Ctx, args: &[Bytes]) {
         if ctx.db().exists(destination, now) {
             ctx.db().remove(destination);
             ctx.dirty(1);
+            ctx.notify(crate::notify::GENERIC, "del", destination);
         }
         return ctx.out.integer(0);
     }
@@ -322,6 +324,7 @@ pub(super) fn bitop(ctx: &mut Ctx, args: &[Bytes]) {
         Entry::new(Value::Str(StrValue::Raw(result)), now),
     );
     ctx.dirty(1);
+    ctx.notify(crate::notify::STRING, "set", destination);
     ctx.out.integer(longest as i64);
 }
 
@@ -429,6 +432,9 @@ fn bitfield_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
         }
     }
     ctx.dirty(changes);
+    if changes > 0 {
+        ctx.notify(crate::notify::STRING, "setbit", &args[1]);
+    }
     ctx.out.array(replies.len());
     for reply in replies {
         match reply {

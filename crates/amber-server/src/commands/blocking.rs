@@ -13,6 +13,7 @@ use super::lists::{End, end_of, pop_from, read_list, write_list};
 use super::zsets::write_zset;
 use super::{Ctx, Replied, errors, first_ready, is};
 use crate::commands::long_double::LongDouble;
+use crate::notify;
 
 /// A client waiting for data.
 #[derive(Debug, Clone)]
@@ -106,6 +107,8 @@ fn bpop(ctx: &mut Ctx, args: &[Bytes], end: End) {
     match pop_any(ctx, keys, end, 1) {
         Err(Replied) => {}
         Ok(Some((key, items))) => {
+            ctx.notify(notify::LIST, super::lists::pop_event(end), &key);
+            ctx.notify_del_if_gone(&key);
             ctx.propagate_as(vec![aof_command!(pop_name(end), &key)]);
             ctx.out.array(2);
             ctx.out.bulk(&key);
@@ -172,6 +175,9 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
             });
             // Both lists changed: the destination's waiters may now be served.
             ctx.modified_only(vec![source.clone(), destination.clone()]);
+            ctx.notify(notify::LIST, super::lists::push_event(to), destination);
+            ctx.notify(notify::LIST, super::lists::pop_event(from), source);
+            ctx.notify_del_if_gone(source);
         }
         Ok(None) => block(ctx, args, std::slice::from_ref(source), deadline, null),
     }
@@ -224,6 +230,8 @@ pub(super) fn blmpop(ctx: &mut Ctx, args: &[Bytes]) {
     match pop_any(ctx, keys, end, count) {
         Err(Replied) => {}
         Ok(Some((key, items))) => {
+            ctx.notify(notify::LIST, super::lists::pop_event(end), &key);
+            ctx.notify_del_if_gone(&key);
             let popped = items.len().to_string();
             ctx.propagate_as(vec![aof_command!(pop_name(end), &key, popped.as_bytes())]);
             ctx.out.array(2);
@@ -261,6 +269,8 @@ fn bzpop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
                 let pop: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
                 ctx.propagate_as(vec![aof_command!(pop, key)]);
                 ctx.modified_only(vec![key.clone()]);
+                ctx.notify(notify::ZSET, super::zsets::pop_event(highest), key);
+                ctx.notify_del_if_gone(key);
                 ctx.out.array(3);
                 ctx.out.bulk(key);
                 ctx.out.bulk(&member);

@@ -345,14 +345,26 @@ pub(crate) fn stop_monitoring(server: &mut crate::server::Server, client: u64) {
 /// One `CLIENT LIST` line, with Redis 7.0's fields.
 pub(crate) fn describe(info: &ClientInfo) -> String {
     let now = std::time::Instant::now();
-    // As Redis: the state flag, then `U` for a Unix-socket client; `N` when there is neither.
-    let flags = match (info.flags, info.unix) {
-        ('N', true) => "U".to_string(),
-        (flag, true) => format!("{flag}U"),
-        (flag, false) => flag.to_string(),
-    };
+    // As Redis: `S`/`O` (replica, monitor), `P` (subscribed), `b` (blocked), `U` (Unix
+    // socket), in that order; `N` when there is none.
+    let mut flags = String::new();
+    if matches!(info.flags, 'S' | 'O') {
+        flags.push(info.flags);
+    }
+    if is_subscriber(info) {
+        flags.push('P');
+    }
+    if info.flags == 'b' {
+        flags.push('b');
+    }
+    if info.unix {
+        flags.push('U');
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -364,6 +376,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         info.db,
         info.subscriptions.0,
         info.subscriptions.1,
+        info.subscriptions.2,
         info.query_buffer,
         info.query_buffer_capacity.saturating_sub(info.query_buffer),
         16384 + info.query_buffer,
@@ -376,25 +389,47 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
     )
 }
 
+/// Whether a client is subscribed to a channel or a pattern (Redis's `CLIENT_PUBSUB`).
+fn is_subscriber(info: &ClientInfo) -> bool {
+    info.subscriptions.0 + info.subscriptions.1 + info.subscriptions.2 > 0
+}
+
+/// The client's type, as `CLIENT LIST TYPE` and `CLIENT KILL TYPE` select it.
+fn client_type(info: &ClientInfo) -> &'static str {
+    if info.flags == 'S' {
+        "replica"
+    } else if is_subscriber(info) {
+        "pubsub"
+    } else {
+        "normal"
+    }
+}
+
+/// A client type as given (`slave` is `replica`); `None` for an unknown one.
+fn parse_client_type(text: &[u8]) -> Option<&'static str> {
+    match text.to_ascii_lowercase().as_slice() {
+        b"normal" => Some("normal"),
+        b"master" => Some("master"),
+        b"replica" | b"slave" => Some("replica"),
+        b"pubsub" => Some("pubsub"),
+        _ => None,
+    }
+}
+
 fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<&'static str> = None;
     let mut i = 0;
     while i < options.len() {
         if is(&options[i], "type") && i + 1 < options.len() {
-            let kind = options[i + 1].to_ascii_lowercase();
-            if !matches!(
-                kind.as_slice(),
-                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
-            ) {
+            let Some(parsed) = parse_client_type(&options[i + 1]) else {
                 ctx.error(&format!(
                     "ERR Unknown client type '{}'",
                     String::from_utf8_lossy(&options[i + 1])
                 ));
                 return;
-            }
-            if kind != b"normal" {
-                ids = Some(Vec::new());
-            }
+            };
+            kind = Some(parsed);
             i += 2;
         } else if is(&options[i], "id") && i + 1 < options.len() {
             let mut list = Vec::new();
@@ -416,8 +451,10 @@ fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
     }
     let mut text = String::new();
     for (id, info) in &ctx.server.clients {
-        if ids.as_ref().is_none_or(|wanted| wanted.contains(id)) {
-            text.push_str(&describe(&info.borrow()));
+        let info = info.borrow();
+        let type_matches = kind.is_none_or(|kind| client_type(&info) == kind);
+        if type_matches && ids.as_ref().is_none_or(|wanted| wanted.contains(id)) {
+            text.push_str(&describe(&info));
             text.push('\n');
         }
     }
@@ -459,8 +496,11 @@ fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
         } else if is(&pair[0], "user") {
             filters.push(Box::new(move |_| value == "default"));
         } else if is(&pair[0], "type") {
-            let normal = value.eq_ignore_ascii_case("normal");
-            filters.push(Box::new(move |_| normal));
+            let Some(kind) = parse_client_type(&pair[1]) else {
+                ctx.error(&format!("ERR Unknown client type '{value}'"));
+                return;
+            };
+            filters.push(Box::new(move |info| client_type(info) == kind));
         } else if is(&pair[0], "maxage") {
             let Some(age) = parse_i64(&pair[1]) else {
                 ctx.error(errors::NOT_INTEGER);

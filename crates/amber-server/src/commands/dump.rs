@@ -11,11 +11,7 @@ use crate::persistence::rdb::{from_rdb, to_rdb};
 
 /// `DUMP key`
 pub(super) fn dump(ctx: &mut Ctx, args: &[Bytes]) {
-    let now = ctx.server.now_ms;
-    let value = ctx
-        .db()
-        .get_mut(&args[1], now)
-        .map(|entry| to_rdb(&entry.value));
+    let value = ctx.lookup_read(&args[1], to_rdb);
     let Some(value) = value else {
         return ctx.out.null();
     };
@@ -123,7 +119,7 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         ttl if absolute => Some(ttl),
         ttl => Some(now.saturating_add(ttl)),
     };
-    ctx.db().remove(key);
+    let replaced = ctx.db().remove(key).is_some();
     if expire_at.is_none_or(|at| at > now) {
         let mut entry = Entry::new(value, now);
         entry.set_expire_at(expire_at);
@@ -137,6 +133,7 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
             entry.accessed = accessed as u32;
         }
         ctx.db().insert(key, entry);
+        ctx.notify(crate::notify::GENERIC, "restore", key);
         if let (Some(at), false) = (expire_at, absolute) {
             // The AOF gets the absolute expiry, so a replay does not extend it.
             let mut rewritten = args.to_vec();
@@ -144,8 +141,12 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
             rewritten.push(Bytes::from_static(b"ABSTTL"));
             ctx.propagate_as(vec![rewritten]);
         }
-    } else {
+    } else if replaced {
+        // Already expired: as Redis, the replaced key is deleted and nothing is added.
+        ctx.notify(crate::notify::GENERIC, "del", key);
         ctx.propagate_as(vec![aof_command!(b"DEL", key)]);
+    } else {
+        return ctx.out.ok();
     }
     ctx.dirty(1);
     ctx.out.ok();

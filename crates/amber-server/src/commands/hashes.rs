@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
 use crate::commands::long_double::LongDouble;
+use crate::notify;
 
 /// Runs `read` on the hash under `key` (see [`read_collection`]).
 fn read_hash<R>(
@@ -50,6 +51,7 @@ pub(super) fn hset(ctx: &mut Ctx, args: &[Bytes]) {
     });
     if let Ok(Some(added)) = added {
         ctx.dirty((args.len() as u64 - 2) / 2);
+        ctx.notify(notify::HASH, "hset", &args[1]);
         ctx.out.integer(added as i64);
     }
 }
@@ -66,6 +68,7 @@ pub(super) fn hmset(ctx: &mut Ctx, args: &[Bytes]) {
     });
     if done.is_ok() {
         ctx.dirty((args.len() as u64 - 2) / 2);
+        ctx.notify(notify::HASH, "hset", &args[1]);
         ctx.out.ok();
     }
 }
@@ -85,6 +88,7 @@ pub(super) fn hsetnx(ctx: &mut Ctx, args: &[Bytes]) {
     .is_ok()
     {
         ctx.dirty(1);
+        ctx.notify(notify::HASH, "hset", &args[1]);
         ctx.out.integer(1);
     }
 }
@@ -125,6 +129,10 @@ pub(super) fn hdel(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
+        if removed > 0 {
+            ctx.notify(notify::HASH, "hdel", &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.out.integer(removed as i64);
     }
 }
@@ -209,6 +217,7 @@ pub(super) fn hincrby(ctx: &mut Ctx, args: &[Bytes]) {
     match result {
         Ok(Some(Ok(next))) => {
             ctx.dirty(1);
+            ctx.notify(notify::HASH, "hincrby", &args[1]);
             ctx.out.integer(next);
         }
         Ok(Some(Err(message))) => ctx.error(message),
@@ -240,6 +249,7 @@ pub(super) fn hincrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
     match result {
         Ok(Some(Ok(text))) => {
             ctx.dirty(1);
+            ctx.notify(notify::HASH, "hincrbyfloat", &args[1]);
             ctx.propagate_as(vec![aof_command!(
                 b"HSET",
                 &args[1],

@@ -375,7 +375,10 @@ fn stats_section(server: &Server) -> String {
         ("keyspace_misses", stats.keyspace_misses.to_string()),
         ("pubsub_channels", server.pubsub.channel_count().to_string()),
         ("pubsub_patterns", server.pubsub.pattern_count().to_string()),
-        ("pubsubshard_channels", "0".into()),
+        (
+            "pubsubshard_channels",
+            server.pubsub.shard_channel_count().to_string(),
+        ),
         (
             "latest_fork_usec",
             server.jobs.forks.latest_fork_usec.to_string(),

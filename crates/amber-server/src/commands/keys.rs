@@ -5,6 +5,7 @@ use amber_protocol::parse_i64;
 use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, subcommand_arity, unknown_subcommand};
+use crate::notify;
 
 /// `DEL key [key ...]` and `UNLINK`.
 pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
@@ -13,6 +14,7 @@ pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
     for key in &args[1..] {
         if ctx.db().exists(key, now) {
             ctx.db().remove(key);
+            ctx.notify(notify::GENERIC, "del", key);
             deleted += 1;
         }
     }
@@ -22,20 +24,18 @@ pub(super) fn del(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `EXISTS key [key ...]`: counts repeated keys each time.
 pub(super) fn exists(ctx: &mut Ctx, args: &[Bytes]) {
-    let now = ctx.server.now_ms;
     let count = args[1..]
         .iter()
-        .filter(|key| ctx.db().exists(key, now))
+        .filter(|key| ctx.exists_for_read(key))
         .count();
     ctx.out.integer(count as i64);
 }
 
 /// `TOUCH key [key ...]`
 pub(super) fn touch(ctx: &mut Ctx, args: &[Bytes]) {
-    let now = ctx.server.now_ms;
     let count = args[1..]
         .iter()
-        .filter(|key| ctx.db().get_mut(key, now).is_some())
+        .filter(|key| ctx.lookup_read(key, |_| ()).is_some())
         .count();
     ctx.out.integer(count as i64);
 }
@@ -43,10 +43,13 @@ pub(super) fn touch(ctx: &mut Ctx, args: &[Bytes]) {
 /// `TYPE key`
 pub(super) fn type_(ctx: &mut Ctx, args: &[Bytes]) {
     let now = ctx.server.now_ms;
-    let name = ctx
-        .db()
-        .get_mut(&args[1], now)
-        .map_or("none", |e| e.value.type_name());
+    let name = if ctx.exists_for_read(&args[1]) {
+        ctx.db()
+            .peek(&args[1], now)
+            .map_or("none", |e| e.value.type_name())
+    } else {
+        "none"
+    };
     ctx.out.simple(name);
 }
 
@@ -172,8 +175,12 @@ fn rename_generic(ctx: &mut Ctx, args: &[Bytes], nx: bool) {
         return;
     }
     if let Some(entry) = ctx.db().remove(from) {
+        // As Redis: the destination is deleted, then added (a `new` key).
+        ctx.db().remove(to);
         ctx.db().insert(to, entry);
     }
+    ctx.notify(notify::GENERIC, "rename_from", from);
+    ctx.notify(notify::GENERIC, "rename_to", to);
     ctx.dirty(1);
     if nx { ctx.out.integer(1) } else { ctx.out.ok() }
 }
@@ -217,6 +224,8 @@ pub(super) fn move_(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(entry) = ctx.db().remove(key) {
         ctx.server.keyspace.db(target).insert(key, entry);
     }
+    ctx.notify_in(source, notify::GENERIC, "move_from", key);
+    ctx.notify_in(target, notify::GENERIC, "move_to", key);
     ctx.modified_in(target, key);
     ctx.dirty(1);
     ctx.out.integer(1);
@@ -248,7 +257,9 @@ pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     let now = ctx.server.now_ms;
-    let Some(source) = ctx.db().peek(from, now).cloned() else {
+    // As Redis: a read lookup of the source (a hit or a miss, with its `keymiss` event).
+    let found = ctx.lookup_read(from, |_| ()).is_some();
+    let Some(source) = ctx.db().peek(from, now).cloned().filter(|_| found) else {
         ctx.out.integer(0);
         return;
     };
@@ -259,7 +270,10 @@ pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
     }
     let mut copy = source;
     copy.accessed = (now / 1000) as u32;
+    // As Redis: a replaced destination is deleted, then added (a `new` key).
+    destination.remove(to);
     destination.insert(to, copy);
+    ctx.notify_in(target, notify::GENERIC, "copy_to", to);
     ctx.modified_in(target, to);
     ctx.dirty(1);
     ctx.out.integer(1);
@@ -341,9 +355,11 @@ fn expire_generic(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, relative: bool, c
     // must find the key as they first did).
     if at <= now && ctx.server.loading.is_none() {
         ctx.db().remove(key);
+        ctx.notify(notify::GENERIC, "del", key);
         ctx.propagate_as(vec![aof_command!(b"DEL", key)]);
     } else {
         ctx.db().set_expire(key, Some(at));
+        ctx.notify(notify::GENERIC, "expire", key);
         let at = at.to_string();
         ctx.propagate_as(vec![aof_command!(b"PEXPIREAT", key, at.as_bytes())]);
     }
@@ -379,6 +395,7 @@ fn expiry_of(ctx: &mut Ctx, key: &[u8]) -> Option<Option<i64>> {
 
 fn ttl_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
     let now = ctx.server.now_ms;
+    ctx.exists_for_read(key);
     let reply = match expiry_of(ctx, key) {
         None => -2,
         Some(None) => -1,
@@ -401,6 +418,7 @@ pub(super) fn pttl(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 fn expiretime_generic(ctx: &mut Ctx, key: &[u8], in_ms: bool) {
+    ctx.exists_for_read(key);
     let reply = match expiry_of(ctx, key) {
         None => -2,
         Some(None) => -1,
@@ -429,6 +447,7 @@ pub(super) fn pexpiretime(ctx: &mut Ctx, args: &[Bytes]) {
 pub(super) fn persist(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(Some(_)) = expiry_of(ctx, &args[1]) {
         ctx.db().set_expire(&args[1], None);
+        ctx.notify(notify::GENERIC, "persist", &args[1]);
         ctx.dirty(1);
         ctx.out.integer(1);
     } else {

@@ -5,6 +5,7 @@ use amber_protocol::parse_i64;
 use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, read_collection, write_collection};
+use crate::notify;
 
 pub(super) type List = amber_keyspace::ListValue;
 
@@ -56,6 +57,7 @@ fn push(ctx: &mut Ctx, args: &[Bytes], end: End, only_existing: bool) {
     match len {
         Ok(Some(len)) => {
             ctx.dirty(args.len() as u64 - 2);
+            ctx.notify(notify::LIST, push_event(end), &args[1]);
             ctx.out.integer(len as i64);
         }
         Ok(None) => ctx.out.integer(0),
@@ -81,6 +83,22 @@ pub(super) fn lpushx(ctx: &mut Ctx, args: &[Bytes]) {
 /// `RPUSHX key element [element ...]`
 pub(super) fn rpushx(ctx: &mut Ctx, args: &[Bytes]) {
     push(ctx, args, End::Right, true);
+}
+
+/// `lpush` or `rpush`, the event of a push at `end`.
+pub(super) fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+/// `lpop` or `rpop`, the event of a pop at `end`.
+pub(super) fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
 }
 
 pub(super) fn pop_from(list: &mut List, end: End, count: usize) -> Vec<amber_keyspace::SmallBytes> {
@@ -113,12 +131,18 @@ fn pop(ctx: &mut Ctx, args: &[Bytes], end: End) {
     match (count, popped) {
         (None, Some(items)) if !items.is_empty() => {
             ctx.dirty(1);
+            ctx.notify(notify::LIST, pop_event(end), &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
             ctx.out.bulk(&items[0]);
         }
         (None, _) => ctx.out.null(),
         (Some(_), None) => ctx.out.null_array(),
         (Some(_), Some(items)) => {
             ctx.dirty(items.len() as u64);
+            if !items.is_empty() {
+                ctx.notify(notify::LIST, pop_event(end), &args[1]);
+                ctx.notify_del_if_gone(&args[1]);
+            }
             ctx.out.array(items.len());
             items.iter().for_each(|item| ctx.out.bulk(item));
         }
@@ -172,7 +196,7 @@ pub(super) fn lindex(ctx: &mut Ctx, args: &[Bytes]) {
 /// `LSET key index element`
 pub(super) fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     // As Redis: the key is looked up (and its type checked) before the index is parsed.
-    match read_list(ctx, &args[1], |_| ()) {
+    match super::read_collection_for_write(ctx, &args[1], |_: &List| ()) {
         Ok(Some(())) => {}
         Ok(None) => return ctx.error(errors::NO_SUCH_KEY),
         Err(Replied) => return,
@@ -190,6 +214,7 @@ pub(super) fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     match done {
         Ok(Some(true)) => {
             ctx.dirty(1);
+            ctx.notify(notify::LIST, "lset", &args[1]);
             ctx.out.ok();
         }
         Ok(Some(false)) => ctx.error("ERR index out of range"),
@@ -252,6 +277,10 @@ pub(super) fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
         })
     });
     if let Ok(removed) = trimmed {
+        if removed.is_some() {
+            ctx.notify(notify::LIST, "ltrim", &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.dirty(removed.unwrap_or(0) as u64);
         ctx.out.ok();
     }
@@ -280,6 +309,7 @@ pub(super) fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
     match result {
         Ok(Some(Some(len))) => {
             ctx.dirty(1);
+            ctx.notify(notify::LIST, "linsert", &args[1]);
             ctx.out.integer(len as i64);
         }
         Ok(Some(None)) => ctx.out.integer(-1),
@@ -300,6 +330,10 @@ pub(super) fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
+        if removed > 0 {
+            ctx.notify(notify::LIST, "lrem", &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.out.integer(removed as i64);
     }
 }
@@ -425,13 +459,32 @@ pub(super) fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
 
 fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End) {
     // As Redis: a missing or empty source replies nil before the destination's type is checked.
-    match read_list(ctx, source, List::is_empty) {
+    match super::read_collection_for_write(ctx, source, List::is_empty) {
         Err(Replied) => return,
         Ok(None | Some(true)) => return ctx.out.null(),
         Ok(Some(false)) => {}
     }
-    if read_list(ctx, destination, |_| ()).is_err() {
+    if super::read_collection_for_write(ctx, destination, |_: &List| ()).is_err() {
         return;
+    }
+    let limits = ctx.server.list_limits();
+    if source == destination {
+        // A rotation: the list is never empty in between, so it is neither deleted nor new.
+        let rotated = write_list(ctx, source, false, |list| {
+            let item = pop_from(list, from, 1).pop()?;
+            match to {
+                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
+                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
+            }
+            Some(item)
+        });
+        let Ok(Some(Some(item))) = rotated else {
+            return ctx.out.null();
+        };
+        ctx.dirty(1);
+        ctx.notify(notify::LIST, push_event(to), destination);
+        ctx.notify(notify::LIST, pop_event(from), source);
+        return ctx.out.bulk(&item);
     }
     let popped = write_list(ctx, source, false, |list| pop_from(list, from, 1).pop());
     let item = match popped {
@@ -440,12 +493,14 @@ fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End
         Err(Replied) => return,
     };
     let reply = item.clone();
-    let limits = ctx.server.list_limits();
     let _ = write_list(ctx, destination, true, |list| match to {
         End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
         End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
     });
     ctx.dirty(1);
+    ctx.notify(notify::LIST, push_event(to), destination);
+    ctx.notify(notify::LIST, pop_event(from), source);
+    ctx.notify_del_if_gone(source);
     ctx.out.bulk(&reply);
 }
 
@@ -487,6 +542,8 @@ pub(super) fn lmpop(ctx: &mut Ctx, args: &[Bytes]) {
             Ok(Some(items)) if !items.is_empty() => {
                 ctx.dirty(items.len() as u64);
                 ctx.modified_only(vec![key.clone()]);
+                ctx.notify(notify::LIST, pop_event(end), key);
+                ctx.notify_del_if_gone(key);
                 // As Redis, the log gets the pop that happened: LPOP/RPOP with the count.
                 let pop: &[u8] = match end {
                     End::Left => b"LPOP",

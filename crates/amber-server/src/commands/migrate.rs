@@ -323,6 +323,7 @@ fn delete_taken(
         let mut deleted: Vec<&[u8]> = vec![b"DEL"];
         for ((key, _, _), taken) in found.iter().zip(accepted) {
             if *taken && ctx.db().remove(key).is_some() {
+                ctx.notify(crate::notify::GENERIC, "del", key);
                 deleted.push(key);
             }
         }

@@ -104,6 +104,8 @@ pub(crate) struct ClientState {
     pub reply_mode: ReplyMode,
     /// Channels subscribed to, in subscription order.
     pub channels: Vec<Vec<u8>>,
+    /// Shard channels subscribed to (SSUBSCRIBE).
+    pub shard_channels: Vec<Vec<u8>>,
     /// Patterns subscribed to, in subscription order.
     pub patterns: Vec<Vec<u8>>,
     /// The port a replica said it listens on (`REPLCONF listening-port`).
@@ -167,6 +169,7 @@ impl ClientState {
             replica: false,
             reply_mode: ReplyMode::On,
             channels: Vec::new(),
+            shard_channels: Vec::new(),
             patterns: Vec::new(),
             replica_listening_port: 0,
             blocked: None,
@@ -231,6 +234,33 @@ impl Ctx<'_> {
             .push((db, Bytes::copy_from_slice(key)));
     }
 
+    /// Publishes the keyspace event `event` (of `class`, see [`crate::notify`]) about `key` of
+    /// the client's database, where Redis's code calls `notifyKeyspaceEvent`.
+    pub(crate) fn notify(&mut self, class: u32, event: &str, key: &[u8]) {
+        let db = self.client.db;
+        self.notify_in(db, class, event, key);
+    }
+
+    /// After a change of `class` that may have emptied the collection under `key`: the
+    /// `del` event when it did (the collection was deleted with its last element).
+    pub(crate) fn notify_del_if_gone(&mut self, key: &[u8]) {
+        if self.server.settings.notify_flags != 0 && self.db().raw(key).is_none() {
+            self.notify(crate::notify::GENERIC, "del", key);
+        }
+    }
+
+    /// [`Ctx::notify`] for a key of database `db` (MOVE, COPY).
+    pub(crate) fn notify_in(&mut self, db: usize, class: u32, event: &str, key: &[u8]) {
+        if self.server.settings.notify_flags == 0 {
+            return;
+        }
+        let mut origin = crate::notify::Origin {
+            client: self.client.id,
+            out: &mut *self.out,
+        };
+        self.server.notify(&mut origin, class, event, key, db);
+    }
+
     /// Records `commands` in the AOF instead of the command as the client sent it (relative
     /// expiries made absolute, random choices made explicit). An empty list records nothing.
     pub(crate) fn propagate_as(&mut self, commands: Vec<Vec<Bytes>>) {
@@ -249,6 +279,22 @@ impl Ctx<'_> {
             self.server.stats.keyspace_hits += 1;
         } else {
             self.server.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", key);
+        }
+        found
+    }
+
+    /// Whether `key` exists, as Redis's no-touch read lookups see it (EXISTS, TYPE, TTL): lazy
+    /// expiry applied, a hit or miss counted (with its `keymiss` event), the access time left
+    /// alone.
+    pub(crate) fn exists_for_read(&mut self, key: &[u8]) -> bool {
+        let now = self.server.now_ms;
+        let found = self.db().exists(key, now);
+        if found {
+            self.server.stats.keyspace_hits += 1;
+        } else {
+            self.server.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", key);
         }
         found
     }
@@ -531,6 +577,23 @@ pub(crate) fn read_collection<C: Collection, R>(
     }
 }
 
+/// [`read_collection`] as Redis's write lookups do it (no hit or miss counted, no `keymiss`
+/// event): for commands that read a key they are about to change.
+pub(crate) fn read_collection_for_write<C: Collection, R>(
+    ctx: &mut Ctx,
+    key: &[u8],
+    read: impl FnOnce(&C) -> R,
+) -> Result<Option<R>, Replied> {
+    match ctx.lookup_quietly(key, |value| C::of(value).map(read)) {
+        None => Ok(None),
+        Some(Some(result)) => Ok(Some(result)),
+        Some(None) => {
+            ctx.error(errors::WRONGTYPE);
+            Err(Replied)
+        }
+    }
+}
+
 /// Runs `change` on the collection under `key`, creating it first when `create` is set, and
 /// deletes the key if the collection ends up empty. `Ok(None)`: missing and not created.
 pub(crate) fn write_collection<C: Collection, R>(
@@ -595,6 +658,7 @@ pub(crate) fn scan_args<C: Collection>(
         Waitable::Ready => {}
         Waitable::Nothing => {
             ctx.server.stats.keyspace_misses += 1;
+            ctx.notify(crate::notify::KEY_MISS, "keymiss", key);
             ctx.out.array(2);
             ctx.out.bulk(b"0");
             ctx.out.array(0);
@@ -746,7 +810,11 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let changed = ctx.server.changes != changes_before;
     // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
     // command's own record.
-    ctx.server.collect_expired();
+    let mut origin = crate::notify::Origin {
+        client: ctx.client.id,
+        out: &mut *ctx.out,
+    };
+    ctx.server.collect_expired(&mut origin);
     if changed && ctx.server.propagating() {
         match rewritten {
             Some(commands) => {

@@ -1,5 +1,7 @@
-//! SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH and PUBSUB, with Redis's replies
-//! (confirmations as pushes in RESP3) and its subscribed-mode rules for RESP2 clients.
+//! SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, their shard-channel forms
+//! (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH, with standalone semantics: one shard holds every
+//! channel) and PUBSUB, with Redis's replies (confirmations as pushes in RESP3) and its
+//! subscribed-mode rules for RESP2 clients.
 
 use bytes::Bytes;
 
@@ -21,8 +23,8 @@ const ALLOWED_WHILE_SUBSCRIBED: &[&str] = &[
 /// Whether `command` is refused because a RESP2 client is in subscribed mode; the error is
 /// replied then.
 pub(crate) fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
-    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
-    if channels + patterns == 0
+    let (channels, patterns, shard) = ctx.client.info.borrow().subscriptions;
+    if channels + patterns + shard == 0
         || ctx.out.protocol() == amber_protocol::Protocol::Resp3
         || ALLOWED_WHILE_SUBSCRIBED.contains(&command)
     {
@@ -36,8 +38,8 @@ pub(crate) fn refused_in_subscribed_mode(ctx: &mut Ctx, command: &str) -> bool {
 
 /// `PING` while subscribed in RESP2: `pong` and the argument, as an array.
 pub(crate) fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
-    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
-    if channels + patterns == 0 || ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
+    let (channels, patterns, shard) = ctx.client.info.borrow().subscriptions;
+    if channels + patterns + shard == 0 || ctx.out.protocol() == amber_protocol::Protocol::Resp3 {
         return false;
     }
     ctx.out.array(2);
@@ -47,16 +49,22 @@ pub(crate) fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
     true
 }
 
-/// One confirmation: `kind name count`.
+/// One confirmation: `kind name count` (the count of channels and patterns, or of shard
+/// channels for the shard forms, as Redis counts them).
 fn confirm(ctx: &mut Ctx, kind: &[u8], name: Option<&[u8]>) {
-    let (channels, patterns) = ctx.client.info.borrow().subscriptions;
+    let (channels, patterns, shard) = ctx.client.info.borrow().subscriptions;
+    let count = if kind.starts_with(b"s") {
+        shard
+    } else {
+        channels + patterns
+    };
     ctx.out.push(3);
     ctx.out.bulk(kind);
     match name {
         Some(name) => ctx.out.bulk(name),
         None => ctx.out.null(),
     }
-    ctx.out.integer((channels + patterns) as i64);
+    ctx.out.integer(count as i64);
 }
 
 /// `SUBSCRIBE channel [channel ...]`
@@ -65,12 +73,52 @@ pub(crate) fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.error("ERR SUBSCRIBE isn't allowed for a DENY BLOCKING client");
     }
     for channel in &args[1..] {
-        if ctx.server.pubsub.subscribe(ctx.client.id, channel) {
+        if ctx.server.pubsub.subscribe(ctx.client.id, channel, false) {
             ctx.client.channels.push(channel.to_vec());
             ctx.client.info.borrow_mut().subscriptions.0 += 1;
         }
         confirm(ctx, b"subscribe", Some(channel));
     }
+}
+
+/// `SSUBSCRIBE shardchannel [shardchannel ...]`
+pub(crate) fn ssubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    if ctx.client.transaction.is_some() {
+        return ctx.error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
+    }
+    for channel in &args[1..] {
+        if ctx.server.pubsub.subscribe(ctx.client.id, channel, true) {
+            ctx.client.shard_channels.push(channel.to_vec());
+            ctx.client.info.borrow_mut().subscriptions.2 += 1;
+        }
+        confirm(ctx, b"ssubscribe", Some(channel));
+    }
+}
+
+/// `SUNSUBSCRIBE [shardchannel ...]` (all shard channels without arguments).
+pub(crate) fn sunsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    let channels: Vec<Vec<u8>> = if args.len() > 1 {
+        args[1..].iter().map(|c| c.to_vec()).collect()
+    } else {
+        ctx.client.shard_channels.clone()
+    };
+    if channels.is_empty() {
+        return confirm(ctx, b"sunsubscribe", None);
+    }
+    for channel in channels {
+        if ctx.server.pubsub.unsubscribe(ctx.client.id, &channel, true) {
+            ctx.client.info.borrow_mut().subscriptions.2 -= 1;
+            ctx.client.shard_channels.retain(|c| *c != channel);
+        }
+        confirm(ctx, b"sunsubscribe", Some(&channel));
+    }
+}
+
+/// `SPUBLISH shardchannel message`: the number of clients that received it.
+pub(crate) fn spublish(ctx: &mut Ctx, args: &[Bytes]) {
+    let id = ctx.client.id;
+    let received = crate::pubsub::spublish(ctx.server, id, ctx.out, &args[1], &args[2]);
+    ctx.out.integer(received as i64);
 }
 
 /// `PSUBSCRIBE pattern [pattern ...]`
@@ -98,7 +146,11 @@ pub(crate) fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
         return confirm(ctx, b"unsubscribe", None);
     }
     for channel in channels {
-        if ctx.server.pubsub.unsubscribe(ctx.client.id, &channel) {
+        if ctx
+            .server
+            .pubsub
+            .unsubscribe(ctx.client.id, &channel, false)
+        {
             ctx.client.info.borrow_mut().subscriptions.0 -= 1;
             ctx.client.channels.retain(|c| *c != channel);
         }
@@ -129,12 +181,15 @@ pub(crate) fn punsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
 pub(crate) fn unsubscribe_all(server: &mut crate::server::Server, client: &mut super::ClientState) {
     let id = client.id;
     for channel in std::mem::take(&mut client.channels) {
-        server.pubsub.unsubscribe(id, &channel);
+        server.pubsub.unsubscribe(id, &channel, false);
+    }
+    for channel in std::mem::take(&mut client.shard_channels) {
+        server.pubsub.unsubscribe(id, &channel, true);
     }
     for pattern in std::mem::take(&mut client.patterns) {
         server.pubsub.punsubscribe(id, &pattern);
     }
-    client.info.borrow_mut().subscriptions = (0, 0);
+    client.info.borrow_mut().subscriptions = (0, 0, 0);
 }
 
 /// `PUBLISH channel message`: the number of clients that received it.
@@ -171,27 +226,32 @@ pub(crate) fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
         let channels = ctx
             .server
             .pubsub
-            .channels_matching(args.get(2).map(|p| p.as_ref()));
+            .channels_matching(args.get(2).map(|p| p.as_ref()), false);
         ctx.out.array(channels.len());
         channels.iter().for_each(|channel| ctx.out.bulk(channel));
     } else if is(sub, "numsub") {
         ctx.out.map(args.len() - 2);
         for channel in &args[2..] {
             ctx.out.bulk(channel);
-            let count = ctx.server.pubsub.subscriber_count(channel);
+            let count = ctx.server.pubsub.subscriber_count(channel, false);
             ctx.out.integer(count as i64);
         }
     } else if is(sub, "numpat") && args.len() == 2 {
         let count = ctx.server.pubsub.pattern_count();
         ctx.out.integer(count as i64);
     } else if is(sub, "shardchannels") && args.len() <= 3 {
-        // Shard channels are not implemented yet: there are none.
-        ctx.out.array(0);
+        let channels = ctx
+            .server
+            .pubsub
+            .channels_matching(args.get(2).map(|p| p.as_ref()), true);
+        ctx.out.array(channels.len());
+        channels.iter().for_each(|channel| ctx.out.bulk(channel));
     } else if is(sub, "shardnumsub") {
         ctx.out.map(args.len() - 2);
         for channel in &args[2..] {
             ctx.out.bulk(channel);
-            ctx.out.integer(0);
+            let count = ctx.server.pubsub.subscriber_count(channel, true);
+            ctx.out.integer(count as i64);
         }
     } else if ["help", "channels", "numpat", "shardchannels"]
         .iter()

@@ -3,7 +3,11 @@
 use amber_keyspace::{Entry, SetValue, Value, glob_match};
 use bytes::Bytes;
 
-use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
+use super::{
+    Ctx, Replied, ScanArgs, errors, read_collection, read_collection_for_write, scan_args,
+    write_collection,
+};
+use crate::notify;
 
 /// Runs `read` on the set under `key` (see [`read_collection`]).
 fn read_set<R>(
@@ -36,6 +40,9 @@ pub(super) fn sadd(ctx: &mut Ctx, args: &[Bytes]) {
         args[2..].iter().filter(|m| set.add(m, max)).count()
     }) {
         ctx.dirty(added as u64);
+        if added > 0 {
+            ctx.notify(notify::SET, "sadd", &args[1]);
+        }
         ctx.out.integer(added as i64);
     }
 }
@@ -47,6 +54,10 @@ pub(super) fn srem(ctx: &mut Ctx, args: &[Bytes]) {
     }) {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
+        if removed > 0 {
+            ctx.notify(notify::SET, "srem", &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.out.integer(removed as i64);
     }
 }
@@ -143,17 +154,17 @@ fn algebra(ctx: &mut Ctx, keys: &[Bytes], op: Algebra) {
     reply_members(ctx, &result);
 }
 
-fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra) {
+fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra, event: &str) {
     let Ok(sets) = all_sets(ctx, keys) else {
         return;
     };
     let result = combine(sets, &op);
     let now = ctx.server.now_ms;
     let max_intset = ctx.server.max_intset();
-    let existed = ctx.db().remove(destination).is_some();
     if result.is_empty() {
-        if existed {
+        if ctx.db().remove(destination).is_some() {
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "del", destination);
         }
         return ctx.out.integer(0);
     }
@@ -165,6 +176,7 @@ fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra)
     ctx.db()
         .insert(destination, Entry::new(Value::Set(Box::new(set)), now));
     ctx.dirty(1);
+    ctx.notify(notify::SET, event, destination);
     ctx.out.integer(len as i64);
 }
 
@@ -185,17 +197,17 @@ pub(super) fn sdiff(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SINTERSTORE destination key [key ...]`
 pub(super) fn sinterstore(ctx: &mut Ctx, args: &[Bytes]) {
-    algebra_store(ctx, &args[1], &args[2..], Algebra::Inter);
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Inter, "sinterstore");
 }
 
 /// `SUNIONSTORE destination key [key ...]`
 pub(super) fn sunionstore(ctx: &mut Ctx, args: &[Bytes]) {
-    algebra_store(ctx, &args[1], &args[2..], Algebra::Union);
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Union, "sunionstore");
 }
 
 /// `SDIFFSTORE destination key [key ...]`
 pub(super) fn sdiffstore(ctx: &mut Ctx, args: &[Bytes]) {
-    algebra_store(ctx, &args[1], &args[2..], Algebra::Diff);
+    algebra_store(ctx, &args[1], &args[2..], Algebra::Diff, "sdiffstore");
 }
 
 /// `SINTERCARD numkeys key [key ...] [LIMIT limit]`
@@ -220,14 +232,15 @@ pub(super) fn sintercard(ctx: &mut Ctx, args: &[Bytes]) {
 /// `SMOVE source destination member`
 pub(super) fn smove(ctx: &mut Ctx, args: &[Bytes]) {
     let (source, destination, member) = (&args[1], &args[2], &args[3]);
-    let Ok(present) = read_set(ctx, source, |set| set.contains(member)) else {
+    let Ok(present) = read_collection_for_write(ctx, source, |set: &SetValue| set.contains(member))
+    else {
         return;
     };
     // As Redis: a missing source replies 0 before the destination's type is checked.
     if present.is_none() {
         return ctx.out.integer(0);
     }
-    if read_set(ctx, destination, |_| ()).is_err() {
+    if read_collection_for_write(ctx, destination, |_: &SetValue| ()).is_err() {
         return;
     }
     if present != Some(true) {
@@ -237,7 +250,12 @@ pub(super) fn smove(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.out.integer(1);
     }
     let _ = write_set(ctx, source, false, |set, _| set.remove(member));
+    ctx.notify(notify::SET, "srem", source);
+    ctx.notify_del_if_gone(source);
     let added = write_set(ctx, destination, true, |set, max| set.add(member, max));
+    if matches!(added, Ok(Some(true))) {
+        ctx.notify(notify::SET, "sadd", destination);
+    }
     if !matches!(added, Ok(Some(true))) {
         // As Redis: the destination already had the member, so only the source changed (a
         // WATCH on the destination stays valid).
@@ -259,7 +277,7 @@ pub(super) fn spop(ctx: &mut Ctx, args: &[Bytes]) {
         Some(_) => return ctx.error("ERR value is out of range, must be positive"),
     };
     if count == Some(0) {
-        if read_set(ctx, &args[1], |_| ()).is_err() {
+        if read_collection_for_write(ctx, &args[1], |_: &SetValue| ()).is_err() {
             return;
         }
         return ctx.out.set(0);
@@ -286,6 +304,10 @@ pub(super) fn spop(ctx: &mut Ctx, args: &[Bytes]) {
         }
     }
     ctx.dirty(picks.len() as u64);
+    if !picks.is_empty() {
+        ctx.notify(notify::SET, "spop", &args[1]);
+        ctx.notify_del_if_gone(&args[1]);
+    }
     // The AOF records which members were taken, not the random choice.
     let removed = picks
         .chunks(1024)

@@ -285,9 +285,11 @@ fn store(ctx: &mut Ctx, destination: &[u8], output: Vec<Option<Vec<u8>>>) {
         ctx.db()
             .insert(destination, Entry::new(Value::List(list), now));
         ctx.dirty(count as u64);
+        ctx.notify(crate::notify::LIST, "sortstore", destination);
     } else if ctx.db().exists(destination, now) {
         ctx.db().remove(destination);
         ctx.dirty(1);
+        ctx.notify(crate::notify::GENERIC, "del", destination);
     }
     ctx.modified_only(vec![Bytes::copy_from_slice(destination)]);
     ctx.out.integer(count as i64);

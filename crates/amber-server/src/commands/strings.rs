@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{Ctx, Replied, errors, is, string_value};
 use crate::commands::long_double::LongDouble;
+use crate::notify;
 
 /// Where a command's expiry argument puts the key's TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +190,9 @@ pub(super) fn set(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     store(ctx, key, string_value(&args[2]), options.expire);
+    ctx.notify(notify::STRING, "set", key);
     if let ExpireArg::At(at) = options.expire {
+        ctx.notify(notify::GENERIC, "expire", key);
         let at = at.to_string();
         ctx.propagate_as(vec![aof_command!(
             b"SET",
@@ -213,6 +216,7 @@ pub(super) fn setnx(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.integer(0);
     } else {
         store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
+        ctx.notify(notify::STRING, "set", &args[1]);
         ctx.out.integer(1);
     }
 }
@@ -227,6 +231,8 @@ fn set_with_expire(ctx: &mut Ctx, args: &[Bytes], unit_ms: i64, command: &str) {
         return;
     };
     store(ctx, &args[1], string_value(&args[3]), ExpireArg::At(at));
+    ctx.notify(notify::STRING, "set", &args[1]);
+    ctx.notify(notify::GENERIC, "expire", &args[1]);
     let at = at.to_string();
     ctx.propagate_as(vec![aof_command!(
         b"SET",
@@ -250,25 +256,16 @@ pub(super) fn psetex(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `MGET key [key ...]`: nil for missing keys and keys of other types.
 pub(super) fn mget(ctx: &mut Ctx, args: &[Bytes]) {
-    let now = ctx.server.now_ms;
     ctx.out.array(args.len() - 1);
     for key in &args[1..] {
-        let value = ctx
-            .db()
-            .get_mut(key, now)
-            .and_then(|entry| match &entry.value {
-                Value::Str(value) => Some(value.as_bytes().into_owned()),
-                _ => None,
-            });
-        match value {
-            Some(bytes) => {
-                ctx.server.stats.keyspace_hits += 1;
-                ctx.out.bulk(&bytes);
-            }
-            None => {
-                ctx.server.stats.keyspace_misses += 1;
-                ctx.out.null();
-            }
+        // As Redis: a key of another type is a hit that reads as nil.
+        let value = ctx.lookup_read(key, |value| match value {
+            Value::Str(value) => Some(value.as_bytes().into_owned()),
+            _ => None,
+        });
+        match value.flatten() {
+            Some(bytes) => ctx.out.bulk(&bytes),
+            None => ctx.out.null(),
         }
     }
 }
@@ -281,6 +278,7 @@ pub(super) fn mset(ctx: &mut Ctx, args: &[Bytes]) {
     }
     for pair in args[1..].chunks(2) {
         store(ctx, &pair[0], string_value(&pair[1]), ExpireArg::None);
+        ctx.notify(notify::STRING, "set", &pair[0]);
     }
     ctx.out.ok();
 }
@@ -301,6 +299,7 @@ pub(super) fn msetnx(ctx: &mut Ctx, args: &[Bytes]) {
     }
     for pair in args[1..].chunks(2) {
         store(ctx, &pair[0], string_value(&pair[1]), ExpireArg::None);
+        ctx.notify(notify::STRING, "set", &pair[0]);
     }
     ctx.out.integer(1);
 }
@@ -311,6 +310,7 @@ pub(super) fn getset(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     };
     store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
+    ctx.notify(notify::STRING, "set", &args[1]);
     match old {
         Some(old) => ctx.out.bulk(&old),
         None => ctx.out.null(),
@@ -326,6 +326,7 @@ pub(super) fn getdel(ctx: &mut Ctx, args: &[Bytes]) {
         Some(old) => {
             ctx.db().remove(&args[1]);
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "del", &args[1]);
             ctx.propagate_as(vec![aof_command!(b"DEL", &args[1])]);
             ctx.out.bulk(&old);
         }
@@ -382,11 +383,13 @@ pub(super) fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         ExpireArg::At(at) if at <= now && ctx.server.loading.is_none() => {
             ctx.db().remove(&args[1]);
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "del", &args[1]);
             ctx.propagate_as(vec![aof_command!(b"DEL", &args[1])]);
         }
         ExpireArg::At(at) => {
             ctx.db().set_expire(&args[1], Some(at));
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "expire", &args[1]);
             let at = at.to_string();
             ctx.propagate_as(vec![aof_command!(b"PEXPIREAT", &args[1], at.as_bytes())]);
         }
@@ -398,6 +401,7 @@ pub(super) fn getex(ctx: &mut Ctx, args: &[Bytes]) {
         {
             ctx.db().set_expire(&args[1], None);
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "persist", &args[1]);
             ctx.propagate_as(vec![aof_command!(b"PERSIST", &args[1])]);
         }
         _ => {}
@@ -424,11 +428,13 @@ pub(super) fn append(ctx: &mut Ctx, args: &[Bytes]) {
     match new_len {
         Some(len) => {
             ctx.dirty(1);
+            ctx.notify(notify::STRING, "append", &args[1]);
             ctx.out.integer(len as i64);
         }
         None => {
             // A new key gets the encoding SET would give it (Redis calls tryObjectEncoding).
             store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
+            ctx.notify(notify::STRING, "append", &args[1]);
             ctx.out.integer(args[2].len() as i64);
         }
     }
@@ -460,10 +466,12 @@ fn increment(ctx: &mut Ctx, key: &[u8], by: i64) {
         Some(Err(message)) => ctx.error(message),
         Some(Ok(next)) => {
             ctx.dirty(1);
+            ctx.notify(notify::STRING, "incrby", key);
             ctx.out.integer(next);
         }
         None => {
             store(ctx, key, Value::Str(StrValue::Int(by)), ExpireArg::None);
+            ctx.notify(notify::STRING, "incrby", key);
             ctx.out.integer(by);
         }
     }
@@ -538,6 +546,7 @@ pub(super) fn incrbyfloat(ctx: &mut Ctx, args: &[Bytes]) {
         Value::Str(StrValue::from_text(text.as_bytes())),
         ExpireArg::Keep,
     );
+    ctx.notify(notify::STRING, "incrbyfloat", &args[1]);
     ctx.propagate_as(vec![aof_command!(
         b"SET",
         &args[1],
@@ -613,6 +622,7 @@ pub(super) fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
         Some(Ok((len, changed))) => {
             if changed {
                 ctx.dirty(1);
+                ctx.notify(notify::STRING, "setrange", &args[1]);
             }
             ctx.out.integer(len as i64);
         }
@@ -628,6 +638,7 @@ pub(super) fn setrange(ctx: &mut Ctx, args: &[Bytes]) {
                 Value::Str(StrValue::Raw(raw)),
                 ExpireArg::None,
             );
+            ctx.notify(notify::STRING, "setrange", &args[1]);
             ctx.out.integer(len as i64);
         }
     }

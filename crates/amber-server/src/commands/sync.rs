@@ -34,7 +34,7 @@ pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
         wake,
         kill,
     );
-    server.refresh_record_expired();
+    server.refresh_recording();
     if server.has_active_child() {
         crate::notice!("Waiting for next BGSAVE for SYNC");
     } else {

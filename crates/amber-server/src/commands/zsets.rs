@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::strings::parse_float;
 use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
+use crate::notify;
 
 /// Runs `read` on the sorted set under `key` (see [`read_collection`]).
 pub(super) fn read_zset<R>(
@@ -116,6 +117,10 @@ fn add(ctx: &mut Ctx, args: &[Bytes], incr_command: bool) {
     match outcome {
         Ok(Some(Ok((added, changed, incr_result)))) => {
             ctx.dirty((added + changed) as u64);
+            if added + changed > 0 {
+                let event = if incr { "zincr" } else { "zadd" };
+                ctx.notify(notify::ZSET, event, &args[1]);
+            }
             if incr {
                 match incr_result {
                     Some(score) => ctx.out.double(score),
@@ -145,6 +150,10 @@ pub(super) fn zrem(ctx: &mut Ctx, args: &[Bytes]) {
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
+        if removed > 0 {
+            ctx.notify(notify::ZSET, "zrem", &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.out.integer(removed as i64);
     }
 }
@@ -521,6 +530,15 @@ fn remove_range(ctx: &mut Ctx, args: &[Bytes], by: By) {
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
         ctx.dirty(removed as u64);
+        if removed > 0 {
+            let event = match by {
+                By::Rank => "zremrangebyrank",
+                By::Score => "zremrangebyscore",
+                By::Lex => "zremrangebylex",
+            };
+            ctx.notify(notify::ZSET, event, &args[1]);
+            ctx.notify_del_if_gone(&args[1]);
+        }
         ctx.out.integer(removed as i64);
     }
 }
@@ -571,6 +589,10 @@ fn pop(ctx: &mut Ctx, args: &[Bytes], highest: bool) {
     let Ok(popped) = popped else { return };
     let popped = popped.unwrap_or_default();
     ctx.dirty(popped.len() as u64);
+    if !popped.is_empty() {
+        ctx.notify(notify::ZSET, pop_event(highest), &args[1]);
+        ctx.notify_del_if_gone(&args[1]);
+    }
     if count.is_none() || ctx.out.protocol() == Protocol::Resp2 {
         ctx.out.array(popped.len() * 2);
         for (member, score) in &popped {
@@ -618,19 +640,13 @@ pub(super) fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// One input of ZUNION/ZINTER/ZDIFF: members with scores (a plain set counts as score 1).
 fn input_members(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Scored>, Replied> {
-    let now = ctx.server.now_ms;
-    let db = ctx.client.db;
-    let members = match ctx
-        .server
-        .keyspace
-        .db(db)
-        .get_mut(key, now)
-        .map(|e| &e.value)
-    {
+    let members = match ctx.lookup_read(key, |value| match value {
+        Value::Zset(zset) => Ok(zset.iter().map(|(m, s)| (m.to_vec(), s)).collect()),
+        Value::Set(set) => Ok(set.members().into_iter().map(|m| (m, 1.0)).collect()),
+        _ => Err(Replied),
+    }) {
         None => Ok(None),
-        Some(Value::Zset(zset)) => Ok(Some(zset.iter().map(|(m, s)| (m.to_vec(), s)).collect())),
-        Some(Value::Set(set)) => Ok(Some(set.members().into_iter().map(|m| (m, 1.0)).collect())),
-        Some(_) => Err(Replied),
+        Some(found) => found.map(Some),
     };
     if members.is_err() {
         ctx.error(errors::WRONGTYPE);
@@ -785,13 +801,18 @@ fn weighted(score: f64, weight: f64) -> f64 {
     if value.is_nan() { 0.0 } else { value }
 }
 
-fn store_scored(ctx: &mut Ctx, destination: &[u8], scored: &Scored) {
+/// `zpopmin` or `zpopmax`.
+pub(super) fn pop_event(highest: bool) -> &'static str {
+    if highest { "zpopmax" } else { "zpopmin" }
+}
+
+fn store_scored(ctx: &mut Ctx, destination: &[u8], scored: &Scored, event: &str) {
     let now = ctx.server.now_ms;
     let limits = ctx.server.zset_limits();
-    let existed = ctx.db().remove(destination).is_some();
     if scored.is_empty() {
-        if existed {
+        if ctx.db().remove(destination).is_some() {
             ctx.dirty(1);
+            ctx.notify(notify::GENERIC, "del", destination);
         }
         return ctx.out.integer(0);
     }
@@ -802,6 +823,7 @@ fn store_scored(ctx: &mut Ctx, destination: &[u8], scored: &Scored) {
     ctx.db()
         .insert(destination, Entry::new(Value::Zset(zset), now));
     ctx.dirty(1);
+    ctx.notify(notify::ZSET, event, destination);
     ctx.out.integer(scored.len() as i64);
 }
 
@@ -811,7 +833,12 @@ fn combine_command(ctx: &mut Ctx, args: &[Bytes], op: Combine, store: bool) {
         return;
     };
     if store {
-        store_scored(ctx, &args[1], &scored);
+        let event = match op {
+            Combine::Union => "zunionstore",
+            Combine::Inter => "zinterstore",
+            Combine::Diff => "zdiffstore",
+        };
+        store_scored(ctx, &args[1], &scored, event);
     } else {
         reply_scored(ctx, &scored, with_scores);
     }
@@ -921,7 +948,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(items) = read_zset(ctx, &args[2], |zset| select(zset, &query)) else {
         return;
     };
-    store_scored(ctx, &args[1], &items.unwrap_or_default());
+    store_scored(ctx, &args[1], &items.unwrap_or_default(), "zrangestore");
 }
 
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`
@@ -1005,6 +1032,8 @@ pub(super) fn pop_first_nonempty(
         if let Some(items) = popped.filter(|items| !items.is_empty()) {
             ctx.dirty(items.len() as u64);
             ctx.modified_only(vec![key.clone()]);
+            ctx.notify(notify::ZSET, pop_event(highest), key);
+            ctx.notify_del_if_gone(key);
             ctx.out.array(2);
             ctx.out.bulk(key);
             ctx.out.array(items.len());

@@ -261,7 +261,13 @@ impl Config {
                     glob_match(p, name.as_bytes(), true)
                 }
             }) {
-                found.insert(name.to_string(), self.values[target].clone());
+                let mut value = self.values[target].clone();
+                if target == "notify-keyspace-events" {
+                    // As Redis shows it (which drops `n` next to `A`; the setting keeps it).
+                    value = crate::notify::parse_flags(&value)
+                        .map_or(value, crate::notify::flags_to_string);
+                }
+                found.insert(name.to_string(), value);
             }
         }
         found.into_iter().collect()

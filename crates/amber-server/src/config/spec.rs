@@ -21,6 +21,8 @@ pub enum Kind {
     Octal,
     /// Percentiles from 0 to 100 (`latency-tracking-info-percentiles`).
     Percentiles,
+    /// Keyspace event classes (`notify-keyspace-events`), stored in Redis's canonical order.
+    EventClasses,
 }
 
 /// What Amber knows about one directive.
@@ -74,6 +76,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
         "maxmemory-clients" | "oom-score-adj" => (Kind::Words, true),
         "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
+        "notify-keyspace-events" => (Kind::EventClasses, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
         other => (kind_from_default(other), true),
     };
@@ -113,6 +116,7 @@ fn kind_from_default(name: &str) -> Kind {
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
 const IMPLEMENTED: &[&str] = &[
     "port",
+    "notify-keyspace-events",
     "bind",
     "dir",
     "requirepass",
@@ -218,6 +222,9 @@ impl Kind {
                         .join(" ")
                 })
                 .ok_or_else(|| "Invalid latency-tracking-info-percentiles parameters".into()),
+            Kind::EventClasses => crate::notify::parse_flags(value)
+                .map(crate::notify::flags_to_stored_string)
+                .ok_or_else(|| crate::notify::INVALID_CLASS.into()),
             Kind::Text | Kind::Words => Ok(value.to_string()),
         }
     }

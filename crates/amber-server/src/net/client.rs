@@ -154,7 +154,7 @@ pub(crate) async fn serve<S>(
     crate::commands::stop_monitoring(&mut server, id);
     if client.replica {
         server.replication.detach(id);
-        server.refresh_record_expired();
+        server.refresh_recording();
         crate::notice!("Connection with replica {} lost.", info.borrow().addr);
     }
     for watched in client.watching.drain(..) {

@@ -59,7 +59,12 @@ fn active_expire(server: &mut Server, hz: u32) {
             }
         }
     }
-    server.collect_expired();
+    let mut unused = amber_protocol::ReplyWriter::new(amber_protocol::Protocol::Resp2);
+    let mut origin = crate::notify::Origin {
+        client: 0,
+        out: &mut unused,
+    };
+    server.collect_expired(&mut origin);
 }
 
 fn close_idle_clients(server: &Server) {

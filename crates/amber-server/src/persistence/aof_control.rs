@@ -12,7 +12,7 @@ impl Server {
         }
         if !on {
             let closed = self.aof.close();
-            self.refresh_record_expired();
+            self.refresh_recording();
             return closed;
         }
         // As Redis: appending starts now, to a new incr file that the manifest names only once
@@ -28,7 +28,7 @@ impl Server {
         self.aof
             .open_waiting_for_base(&paths, manifest)
             .map_err(|e| e.to_string())?;
-        self.keyspace.set_record_expired(true);
+        self.refresh_recording();
         if self.has_active_child() {
             crate::notice!(
                 "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."
@@ -50,7 +50,7 @@ impl Server {
         self.keyspace.clear();
         let result = crate::persistence::aof_load::load_blocking(self, &paths, source);
         self.aof.resume();
-        self.refresh_record_expired();
+        self.refresh_recording();
         self.dirty = 0;
         let manifest = result.map_err(|e| e.to_string())?;
         // While waiting for the first base (appendonly just turned on), the manifest in memory

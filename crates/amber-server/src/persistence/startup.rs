@@ -43,7 +43,7 @@ pub(crate) async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()>
         .aof
         .open(&paths, manifest, &server.keyspace, format)
         .map_err(|e| fatal(format!("Can't open the append-only file: {e}")))?;
-    server.keyspace.set_record_expired(true);
+    server.refresh_recording();
     Ok(())
 }
 

@@ -44,8 +44,9 @@ pub(crate) struct ClientInfo {
     pub push: Rc<Notify>,
     /// Since when the outbox has been over the soft limit.
     pub over_soft_limit_since: Option<Instant>,
-    /// Channels and patterns subscribed to (`sub=`, `psub=` in `CLIENT LIST`).
-    pub subscriptions: (usize, usize),
+    /// Channels, patterns and shard channels subscribed to (`sub=`, `psub=`, `ssub=` in
+    /// `CLIENT LIST`).
+    pub subscriptions: (usize, usize, usize),
     /// Whether this is a Unix-socket connection.
     pub unix: bool,
     /// Set to close the connection (`CLIENT KILL`, `timeout`).
@@ -82,7 +83,7 @@ impl ClientInfo {
             outbox: Vec::new(),
             push: Rc::new(Notify::new()),
             over_soft_limit_since: None,
-            subscriptions: (0, 0),
+            subscriptions: (0, 0, 0),
             unix,
             killed: false,
             flags: 'N',

@@ -222,6 +222,7 @@ impl Server {
     /// Re-derives the hot settings after a configuration change.
     pub(crate) fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
+        self.refresh_recording();
         let policy = self.job_policy();
         self.jobs.scheduler.set_policy(policy);
         let limits = self.config.get("client-output-buffer-limit").to_string();
@@ -237,27 +238,15 @@ impl Server {
         self.shutdown.notify_one();
     }
 
-    /// Collects expiry counts from every database into the stats, and records the deleted
-    /// keys in the AOF and the replication stream as `DEL`s (once per command, and from the
-    /// active expire cycle).
-    pub(crate) fn collect_expired(&mut self) {
+    /// Collects expiry counts from every database into the stats, then records the deleted
+    /// keys in the AOF and the replication stream as `DEL`s and publishes their `expired`
+    /// events, with the pending `new` events (once per command, and from the active expire
+    /// cycle).
+    pub(crate) fn collect_expired(&mut self, origin: &mut crate::notify::Origin<'_>) {
         for db in 0..self.keyspace.db_count() {
             self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
         }
-        self.propagate_expired();
-    }
-
-    /// Records every key deleted by expiry so far as a `DEL` in the AOF, so that a command's own
-    /// record always follows the deletions its lookups caused.
-    fn propagate_expired(&mut self) {
-        if !self.propagating() {
-            return;
-        }
-        for db in 0..self.keyspace.db_count() {
-            for key in self.keyspace.db(db).take_expired_keys() {
-                self.propagate(db, &[b"DEL".as_slice(), &key]);
-            }
-        }
+        self.drain_keyspace_events(origin);
     }
 
     /// Whether writes are recorded anywhere: the AOF, or the stream to replicas.
@@ -306,12 +295,6 @@ impl Server {
             self.aof.end_exec();
             self.replication.end_exec();
         }
-    }
-
-    /// Keeps the names of keys deleted by expiry whenever something records writes.
-    pub(crate) fn refresh_record_expired(&mut self) {
-        let record = self.propagating();
-        self.keyspace.set_record_expired(record);
     }
 
     /// Replication's share of the cron: starts the snapshot replicas wait for once no other

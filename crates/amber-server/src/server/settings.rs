@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     pub latency_tracking: bool,
     /// `latency-tracking-info-percentiles`.
     pub latency_percentiles: Vec<f64>,
+    /// `notify-keyspace-events`, as flags (see [`crate::notify`]).
+    pub notify_flags: u32,
 }
 
 impl Settings {
@@ -57,6 +59,8 @@ impl Settings {
                 config.get("latency-tracking-info-percentiles"),
             )
             .unwrap_or_default(),
+            notify_flags: crate::notify::parse_flags(config.get("notify-keyspace-events"))
+                .unwrap_or(0),
         }
     }
 }
