@@ -27,7 +27,7 @@ fn now(ctx: &mut Ctx, args: &[Bytes]) {
         Some(seq) => seq,
         None => match ctx.server.start_backup() {
             Ok(seq) => seq,
-            Err(error) => return ctx.error(&error),
+            Err(error) => return ctx.error(&format!("ERR {error}")),
         },
     };
     match ctx.server.backup.finished.get(&seq).cloned() {

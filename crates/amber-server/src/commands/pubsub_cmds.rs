@@ -53,7 +53,7 @@ pub(crate) fn subscribed_ping(ctx: &mut Ctx, args: &[Bytes]) -> bool {
 /// channels for the shard forms, as Redis counts them).
 fn confirm(ctx: &mut Ctx, kind: &[u8], name: Option<&[u8]>) {
     let (channels, patterns, shard) = ctx.client.info.borrow().subscriptions;
-    let count = if kind.starts_with(b"s") {
+    let count = if kind == b"ssubscribe" || kind == b"sunsubscribe" {
         shard
     } else {
         channels + patterns

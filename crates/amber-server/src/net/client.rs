@@ -344,16 +344,18 @@ fn process_input(
                     out: &mut *out,
                 };
                 execute(&mut ctx, &args);
-                // RESP3 subscription confirmations are pushes, sent whatever CLIENT REPLY says.
-                let pushed = out.protocol() == Protocol::Resp3
-                    && [
-                        b"subscribe".as_slice(),
-                        b"unsubscribe",
-                        b"psubscribe",
-                        b"punsubscribe",
-                    ]
-                    .iter()
-                    .any(|name| args[0].eq_ignore_ascii_case(name));
+                // Subscription confirmations are sent whatever CLIENT REPLY says (Redis marks
+                // them as pushes in both protocols).
+                let pushed = [
+                    b"subscribe".as_slice(),
+                    b"unsubscribe",
+                    b"psubscribe",
+                    b"punsubscribe",
+                    b"ssubscribe",
+                    b"sunsubscribe",
+                ]
+                .iter()
+                .any(|name| args[0].eq_ignore_ascii_case(name));
                 if !pushed {
                     suppress_reply(client, out, replies_before);
                 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use amber_aof::durability::{DurableLog, ReplyGate, Ticket};
 use amber_aof::manifest::{self, base_name};
-use amber_aof::{FileStorage, FsyncPolicy, Manifest, Storage};
+use amber_aof::{FileStorage, FsyncPolicy, LogError, Manifest, Storage};
 use amber_keyspace::{Keyspace, Value};
 
 use crate::config::Config;
@@ -251,9 +251,9 @@ impl Aof {
     }
 
     /// Stops appending: writes and fsyncs what is buffered, and stops the fsync thread.
-    pub(crate) fn close(&mut self) -> Result<(), String> {
+    pub(crate) fn close(&mut self) -> Result<(), LogError> {
         self.waiting_first_incr = None;
-        self.durable.close().map_err(|e| e.to_string())
+        self.durable.close()
     }
 
     /// Appends one command executed in `db`.
@@ -291,9 +291,9 @@ impl Aof {
     }
 
     /// Writes what is buffered (before a backup copies the files).
-    pub(crate) fn flush(&mut self) -> Result<(), String> {
+    pub(crate) fn flush(&mut self) -> Result<(), LogError> {
         match self.durable.log_mut() {
-            Some(log) => log.flush().map(|_| ()).map_err(|e| e.to_string()),
+            Some(log) => log.flush().map(|_| ()),
             None => Ok(()),
         }
     }
@@ -325,8 +325,8 @@ impl Aof {
     }
 
     /// Writes and fsyncs everything buffered, in the calling thread (shutdown, DEBUG LOADAOF).
-    pub(crate) fn sync_now(&mut self) -> Result<(), String> {
-        self.durable.sync_now().map_err(|e| e.to_string())
+    pub(crate) fn sync_now(&mut self) -> Result<(), LogError> {
+        self.durable.sync_now()
     }
 
     /// Runs from the cron: writes what is buffered, and under `everysec` asks for an fsync

@@ -2,32 +2,51 @@
 
 use amber_snapshot::schedule::JobKind;
 
+use crate::persistence::aof_load::{AofLoadError, FindError};
+use crate::persistence::aof_rewrite::RewriteError;
 use crate::server::Server;
+
+/// Why the AOF could not be turned on or off, or reloaded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AofControlError {
+    /// The directory's manifest cannot be read.
+    #[error(transparent)]
+    Find(#[from] FindError),
+    /// A file of the directory could not be created or opened.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The log could not be written or synced.
+    #[error(transparent)]
+    Log(#[from] amber_aof::LogError),
+    /// The first rewrite could not start.
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    /// Reloading failed.
+    #[error(transparent)]
+    Load(#[from] AofLoadError),
+}
 
 impl Server {
     /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
-    pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), String> {
+    pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), AofControlError> {
         if on == self.aof.is_on() {
             return Ok(());
         }
         if !on {
             let closed = self.aof.close();
             self.refresh_recording();
-            return closed;
+            return Ok(closed?);
         }
         // As Redis: appending starts now, to a new incr file that the manifest names only once
         // a background rewrite has written the base of the dataset as it is now.
         let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
-        let manifest =
-            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
-                crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
-                _ => amber_aof::Manifest::default(),
-            };
+        let manifest = match crate::persistence::aof_load::find(&paths)? {
+            crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
+            _ => amber_aof::Manifest::default(),
+        };
         self.kill_job_of(JobKind::AofRewrite);
         self.aof_rewrite.waiting_attempts = 0;
-        self.aof
-            .open_waiting_for_base(&paths, manifest)
-            .map_err(|e| e.to_string())?;
+        self.aof.open_waiting_for_base(&paths, manifest)?;
         self.refresh_recording();
         if self.has_active_child() {
             crate::notice!(
@@ -36,15 +55,15 @@ impl Server {
             self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
             return Ok(());
         }
-        self.fork_rewrite().map_err(|e| e.to_string())
+        Ok(self.fork_rewrite()?)
     }
 
     /// `DEBUG LOADAOF`: makes the AOF durable, empties the dataset and loads it back from the
     /// files (nothing is appended while it replays).
-    pub(crate) fn reload_aof(&mut self) -> Result<(), String> {
+    pub(crate) fn reload_aof(&mut self) -> Result<(), AofControlError> {
         self.aof.sync_now()?;
         let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
-        let source = crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())?;
+        let source = crate::persistence::aof_load::find(&paths)?;
         self.aof.suspend();
         self.keyspace.set_record_expired(false);
         self.keyspace.clear();
@@ -52,7 +71,7 @@ impl Server {
         self.aof.resume();
         self.refresh_recording();
         self.dirty = 0;
-        let manifest = result.map_err(|e| e.to_string())?;
+        let manifest = result?;
         // While waiting for the first base (appendonly just turned on), the manifest in memory
         // also names the incr file being appended to; the one on disk does not yet.
         if self.aof.is_on() && self.aof.waiting_first_incr.is_none() {

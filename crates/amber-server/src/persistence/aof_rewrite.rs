@@ -58,6 +58,20 @@ pub(crate) enum RewriteError {
     Fork(#[source] amber_snapshot::ForkError),
 }
 
+/// Why a finished rewrite's base could not be installed (the old files stay in use).
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    /// The directory's manifest cannot be read.
+    #[error(transparent)]
+    Find(#[from] crate::persistence::aof_load::FindError),
+    /// The temporary base could not be renamed into place.
+    #[error("renaming the temporary base: {0}")]
+    Rename(#[source] std::io::Error),
+    /// The new manifest could not be written.
+    #[error("persisting the new manifest: {0}")]
+    Manifest(#[source] std::io::Error),
+}
+
 /// What `BGREWRITEAOF` did.
 pub(crate) enum RewriteStart {
     /// A child was forked.
@@ -153,7 +167,7 @@ impl Server {
         self.aof_rewrite.last_seconds = Some(took.as_secs());
         self.aof_rewrite.last_cow = peak_cow;
         let installed = match exit {
-            ChildExit::Exited(0) => self.install_rewrite(&done),
+            ChildExit::Exited(0) => self.install_rewrite(&done).map_err(|e| e.to_string()),
             other => Err(describe_exit(other)),
         };
         let now = unix_ms();
@@ -187,13 +201,13 @@ impl Server {
 
     /// Renames the child's base into place and switches the manifest to it and the incr files
     /// opened since the fork; the replaced files are deleted.
-    fn install_rewrite(&mut self, done: &RewriteJob) -> Result<(), String> {
+    fn install_rewrite(&mut self, done: &RewriteJob) -> Result<(), InstallError> {
         notice!("Background AOF rewrite terminated with success");
         let paths = AofPaths::from_config(&self.config);
         let mut manifest = if self.aof.is_on() {
             self.aof.manifest.clone()
         } else {
-            match crate::persistence::aof_load::find(&paths).map_err(|e| e.to_string())? {
+            match crate::persistence::aof_load::find(&paths)? {
                 crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
                 _ => amber_aof::Manifest::default(),
             }
@@ -201,7 +215,7 @@ impl Server {
         let seq = manifest.base_seq + 1;
         let name = base_name(&paths.prefix, seq, done.rdb);
         amber_snapshot::durable::install(&done.temp, &paths.file(&name))
-            .map_err(|e| format!("renaming the temporary base: {e}"))?;
+            .map_err(InstallError::Rename)?;
         notice!(
             "Successfully renamed the temporary AOF base file {} into {name}",
             done.temp
@@ -237,7 +251,7 @@ impl Server {
             if let Some(base) = &manifest.base {
                 let _ = std::fs::remove_file(paths.file(&base.name));
             }
-            return Err(format!("persisting the new manifest: {error}"));
+            return Err(InstallError::Manifest(error));
         }
         if !self.config.get_bool("aof-disable-auto-gc") {
             delete_history(&paths, &mut manifest);

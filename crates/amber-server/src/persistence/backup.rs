@@ -21,8 +21,29 @@ use crate::persistence::jobs::{Work, describe_exit, fork};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
-/// The outcome of one backup, as `BACKUP NOW` replies it.
+/// The outcome of one backup, as `BACKUP NOW` replies it (kept, and cloned for every waiting
+/// client, so the failure is its message).
 pub(crate) type Outcome = Result<Backup, String>;
+
+/// Why a backup could not be started.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BackupStartError {
+    /// `backup-dir` is empty.
+    #[error("backup-dir is not set")]
+    NotConfigured,
+    /// The staging directory could not be created.
+    #[error("can't create {path}: {source}")]
+    Staging {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fork failed.
+    #[error("can't fork the backup: {0}")]
+    Fork(#[source] amber_snapshot::ForkError),
+}
 
 /// What a backup job needs once its child ends.
 pub(crate) struct BackupJob {
@@ -91,9 +112,9 @@ impl Server {
     }
 
     /// Starts a backup now (or joins the running one); returns its sequence number.
-    pub(crate) fn start_backup(&mut self) -> Result<u64, String> {
+    pub(crate) fn start_backup(&mut self) -> Result<u64, BackupStartError> {
         let Some(settings) = self.backup_settings() else {
-            return Err("ERR backup-dir is not set".into());
+            return Err(BackupStartError::NotConfigured);
         };
         match self.jobs.scheduler.request(JobKind::Backup, true) {
             Admission::AlreadyRunning => Ok(self.backup.sequence),
@@ -110,9 +131,9 @@ impl Server {
     }
 
     /// Starts the backup the scheduler decided on: a queued `BACKUP NOW`, or the interval's.
-    pub(crate) fn fork_scheduled_backup(&mut self, reason: Reason) -> Result<(), String> {
+    pub(crate) fn fork_scheduled_backup(&mut self, reason: Reason) -> Result<(), BackupStartError> {
         let Some(settings) = self.backup_settings() else {
-            return Err("ERR backup-dir is not set".into());
+            return Err(BackupStartError::NotConfigured);
         };
         if reason == Reason::BackupDue {
             self.backup.sequence += 1;
@@ -134,13 +155,15 @@ impl Server {
         Some(self.backup.now_ms())
     }
 
-    fn fork_backup(&mut self, backup_dir: &Path) -> Result<(), String> {
+    fn fork_backup(&mut self, backup_dir: &Path) -> Result<(), BackupStartError> {
         let seq = self.backup.sequence;
         let time_ms = self.backup.now_ms();
         let staging = backup_dir.join(format!(".staging-{seq}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| format!("ERR can't create {}: {e}", staging.display()))?;
+        std::fs::create_dir_all(&staging).map_err(|source| BackupStartError::Staging {
+            path: staging.display().to_string(),
+            source,
+        })?;
         let aof_copy = self.aof_copy_plan();
         let kind = if aof_copy.is_some() {
             Kind::Aof
@@ -193,7 +216,7 @@ impl Server {
                 let now = self.backup.now_ms();
                 self.jobs.scheduler.start_failed(JobKind::Backup, now);
                 self.finish_backup(seq, Err(format!("fork: {error}")), 0.0);
-                Err(format!("ERR can't fork the backup: {error}"))
+                Err(BackupStartError::Fork(error))
             }
         }
     }

@@ -231,12 +231,12 @@ impl Server {
             }
             _ => {}
         }
-        let started = match kind {
-            JobKind::Save => self.fork_bgsave().map_err(|e| e.to_string()),
-            JobKind::AofRewrite => self.fork_rewrite().map_err(|e| e.to_string()),
-            JobKind::Backup => self.fork_scheduled_backup(reason),
+        let failed = match kind {
+            JobKind::Save => self.fork_bgsave().is_err(),
+            JobKind::AofRewrite => self.fork_rewrite().is_err(),
+            JobKind::Backup => self.fork_scheduled_backup(reason).is_err(),
         };
-        if started.is_err() {
+        if failed {
             // The failure is logged and counted by the kind; the scheduler must not consider
             // it running, nor queued (a failed fork is retried by its own rules).
             self.jobs.scheduler.set_queued(kind, false);

@@ -30,6 +30,17 @@ pub(crate) enum SaveError {
     Write(#[source] std::io::Error),
 }
 
+/// Why `DEBUG RELOAD` failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    /// The save before the reload failed.
+    #[error("Error trying to save the DB: {0}")]
+    Save(#[source] SaveError),
+    /// The file could not be loaded back.
+    #[error(transparent)]
+    Load(#[from] crate::persistence::rdb::RdbLoadError),
+}
+
 /// What `BGSAVE` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BgsaveStart {
@@ -176,16 +187,15 @@ impl Server {
     }
 
     /// `DEBUG RELOAD`: saves the RDB file, empties the dataset and loads the file back.
-    pub(crate) fn reload_rdb(&mut self) -> Result<(), String> {
-        self.save_now()
-            .map_err(|e| format!("Error trying to save the DB: {e}"))?;
+    pub(crate) fn reload_rdb(&mut self) -> Result<(), ReloadError> {
+        self.save_now().map_err(ReloadError::Save)?;
         let path = self.rdb_file();
         let limits = self.encoding_limits();
         self.aof.suspend();
         self.keyspace.clear();
         let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
         self.aof.resume();
-        let stats = result.map_err(|e| e.to_string())?;
+        let stats = result?;
         self.rdb.last_load = (stats.loaded, stats.expired);
         notice!("DB reloaded by DEBUG RELOAD");
         Ok(())
