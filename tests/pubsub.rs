@@ -126,3 +126,44 @@ fn monitor_shows_other_clients_commands() {
     };
     assert!(String::from_utf8_lossy(&list).contains("flags=O"));
 }
+
+/// The frames one subscriber and one publisher see for a scripted exchange.
+fn shard_exchange(server: &ServerProcess) -> Vec<amber_protocol::Frame> {
+    let mut subscriber = server.client();
+    let mut publisher = server.client();
+    let mut seen = Vec::new();
+    subscriber.send(&["SSUBSCRIBE", "s1", "s2", "s1"]);
+    for _ in 0..3 {
+        seen.push(subscriber.read().unwrap());
+    }
+    seen.push(publisher.cmd(&["SPUBLISH", "s1", "hello"]));
+    seen.push(subscriber.read().unwrap());
+    seen.push(publisher.cmd(&["PUBLISH", "s1", "not for shard subscribers"]));
+    seen.push(publisher.cmd(&["PUBSUB", "SHARDNUMSUB", "s1", "s2", "s3"]));
+    seen.push(publisher.cmd(&["PUBSUB", "NUMSUB", "s1"]));
+    seen.push(publisher.cmd(&["SPUBLISH", "s3", "nobody"]));
+    // A shard subscriber is in subscribed mode too (RESP2).
+    subscriber.send(&["GET", "k"]);
+    seen.push(subscriber.read().unwrap());
+    // (Without arguments, Redis's order is its hash table's: only one channel is left then.)
+    subscriber.send(&["SUNSUBSCRIBE", "s2"]);
+    seen.push(subscriber.read().unwrap());
+    subscriber.send(&["SUNSUBSCRIBE"]);
+    seen.push(subscriber.read().unwrap());
+    subscriber.send(&["SUNSUBSCRIBE"]);
+    seen.push(subscriber.read().unwrap());
+    // Confirmations come through CLIENT REPLY OFF.
+    subscriber.send(&["CLIENT", "REPLY", "OFF"]);
+    subscriber.send(&["SUBSCRIBE", "c1"]);
+    seen.push(subscriber.read().unwrap());
+    seen.push(publisher.cmd(&["PUBLISH", "c1", "after reply off"]));
+    seen.push(subscriber.read().unwrap());
+    seen
+}
+
+#[test]
+fn shard_channels_behave_as_in_redis() {
+    let amber = shard_exchange(&ServerProcess::amber(&[]));
+    let redis = shard_exchange(&ServerProcess::redis(&[]));
+    assert_eq!(amber, redis);
+}
