@@ -16,6 +16,12 @@ use crate::server::{ClientInfo, Server};
 #[derive(Default)]
 pub(crate) struct PubSub {
     channels: HashMap<Vec<u8>, Vec<u64>>,
+    /// Subscribers with new messages, woken together by [`flush_task`] once the connections
+    /// ready now have run, so each writes what they all published in one `write` (Redis
+    /// writes a client's output once per event-loop pass likewise).
+    pending: Vec<(u64, std::rc::Rc<tokio::sync::Notify>)>,
+    /// Wakes [`flush_task`].
+    flush: std::rc::Rc<tokio::sync::Notify>,
     /// Shard channels (SSUBSCRIBE): a namespace of their own, without patterns.
     shard_channels: HashMap<Vec<u8>, Vec<u64>>,
     patterns: Vec<(Vec<u8>, u64)>,
@@ -233,13 +239,10 @@ fn deliver_all(
         );
     }
     let limits = server.pubsub.limits;
-    // A subscriber dropped for its output limit receives nothing more (its connection closes).
-    deliveries.retain(|(id, _)| {
-        server
-            .clients
-            .get(id)
-            .is_none_or(|info| !info.borrow().killed)
-    });
+    // The message as each protocol encodes it, built once per publish (a pattern delivery
+    // names its pattern, so it is encoded for its subscriber).
+    let mut encoded: [Option<Vec<u8>>; 2] = [None, None];
+    let mut delivered = 0;
     for (id, pattern) in &deliveries {
         let kind = match (pattern, shard) {
             (Some(pattern), _) => Delivery::Pattern(pattern),
@@ -249,34 +252,68 @@ fn deliver_all(
         if *id == publisher {
             let bytes = encode(own_out.protocol(), kind, channel, message);
             own_out.buffer().extend_from_slice(&bytes);
+            delivered += 1;
             continue;
         }
-        if let Some(info) = server.clients.get(id) {
-            deliver(&mut info.borrow_mut(), kind, channel, message, limits);
+        let Some(info) = server.clients.get(id) else {
+            continue;
+        };
+        let mut info = info.borrow_mut();
+        // A subscriber dropped for its output limit receives nothing more (its connection
+        // closes).
+        if info.killed {
+            continue;
+        }
+        delivered += 1;
+        let protocol = if info.resp == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        let queued = if pattern.is_some() {
+            let bytes = encode(protocol, kind, channel, message);
+            deliver(&mut info, &bytes, limits)
+        } else {
+            let slot = &mut encoded[usize::from(info.resp == 3)];
+            let bytes = slot.get_or_insert_with(|| encode(protocol, kind, channel, message));
+            deliver(&mut info, bytes, limits)
+        };
+        if queued && !info.push_pending {
+            info.push_pending = true;
+            server.pubsub.pending.push((*id, info.push.clone()));
         }
     }
-    deliveries.len()
+    if !server.pubsub.pending.is_empty() {
+        server.pubsub.flush.notify_one();
+    }
+    delivered
 }
 
-/// Queues one message for another connection and wakes it, or disconnects it when its
-/// unsent messages pass the limits.
+/// Wakes the subscribers that got messages, once every connection ready when the first
+/// message came has run (see [`PubSub::pending`]).
+pub(crate) async fn flush_task(shared: std::rc::Rc<std::cell::RefCell<Server>>) {
+    let flush = shared.borrow().pubsub.flush.clone();
+    loop {
+        flush.notified().await;
+        tokio::task::yield_now().await;
+        let mut server = shared.borrow_mut();
+        for (id, push) in std::mem::take(&mut server.pubsub.pending) {
+            if let Some(info) = server.clients.get(&id) {
+                info.borrow_mut().push_pending = false;
+            }
+            push.notify_one();
+        }
+    }
+}
+
+/// Queues one encoded message for another connection; false when that disconnected it (its
+/// unsent messages passed the limits).
 fn deliver(
     info: &mut ClientInfo,
-    kind: Delivery<'_>,
-    channel: &[u8],
-    message: &[u8],
+    encoded: &[u8],
     (hard, soft, soft_seconds): (u64, u64, u64),
-) {
-    if info.killed {
-        return;
-    }
-    let protocol = if info.resp == 3 {
-        Protocol::Resp3
-    } else {
-        Protocol::Resp2
-    };
-    info.outbox
-        .extend_from_slice(&encode(protocol, kind, channel, message));
+) -> bool {
+    info.outbox.extend_from_slice(encoded);
     let pending = info.outbox.len() as u64;
     let over_soft = soft > 0 && pending > soft;
     let soft_expired = if over_soft {
@@ -294,7 +331,7 @@ fn deliver(
         info.outbox = Vec::new();
         info.killed = true;
         info.kill.notify_one();
-        return;
+        return false;
     }
-    info.push.notify_one();
+    true
 }

@@ -175,14 +175,21 @@ async fn write_outbox<S>(
 where
     S: AsyncWrite + Unpin,
 {
-    let messages = std::mem::take(&mut info.borrow_mut().outbox);
+    let mut messages = std::mem::take(&mut info.borrow_mut().outbox);
     if messages.is_empty() {
         return !info.borrow().killed;
     }
-    tokio::select! {
+    let written = tokio::select! {
         written = stream.write_all(&messages) => written.is_ok() && !info.borrow().killed,
         _ = kill.notified() => false,
+    };
+    // Hand the (empty) buffer back for the next messages, unless it grew large.
+    messages.clear();
+    let mut info = info.borrow_mut();
+    if info.outbox.is_empty() && messages.capacity() <= 64 * 1024 {
+        info.outbox = messages;
     }
+    written
 }
 
 /// Sends a replica its snapshot and then the replication stream, until it disconnects or is

@@ -42,6 +42,8 @@ pub(crate) struct ClientInfo {
     pub outbox: Vec<u8>,
     /// Wakes the connection task to write its outbox.
     pub push: Rc<Notify>,
+    /// Whether the Pub/Sub flush is about to wake it (see `PubSub::pending`).
+    pub push_pending: bool,
     /// Since when the outbox has been over the soft limit.
     pub over_soft_limit_since: Option<Instant>,
     /// Channels, patterns and shard channels subscribed to (`sub=`, `psub=`, `ssub=` in
@@ -82,6 +84,7 @@ impl ClientInfo {
             shrink: Rc::new(Notify::new()),
             outbox: Vec::new(),
             push: Rc::new(Notify::new()),
+            push_pending: false,
             over_soft_limit_since: None,
             subscriptions: (0, 0, 0),
             unix,
