@@ -69,48 +69,91 @@ fn confirm(ctx: &mut Ctx, kind: &[u8], name: Option<&[u8]>) {
 
 /// `SUBSCRIBE channel [channel ...]`
 pub(crate) fn subscribe(ctx: &mut Ctx, args: &[Bytes]) {
-    if ctx.client.transaction.is_some() {
-        return ctx.error("ERR SUBSCRIBE isn't allowed for a DENY BLOCKING client");
-    }
-    for channel in &args[1..] {
-        if ctx.server.pubsub.subscribe(ctx.client.id, channel, false) {
-            ctx.client.channels.push(channel.to_vec());
-            ctx.client.info.borrow_mut().subscriptions.0 += 1;
-        }
-        confirm(ctx, b"subscribe", Some(channel));
-    }
+    subscribe_to(ctx, args, false);
 }
 
 /// `SSUBSCRIBE shardchannel [shardchannel ...]`
 pub(crate) fn ssubscribe(ctx: &mut Ctx, args: &[Bytes]) {
-    if ctx.client.transaction.is_some() {
-        return ctx.error("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
-    }
-    for channel in &args[1..] {
-        if ctx.server.pubsub.subscribe(ctx.client.id, channel, true) {
-            ctx.client.shard_channels.push(channel.to_vec());
-            ctx.client.info.borrow_mut().subscriptions.2 += 1;
-        }
-        confirm(ctx, b"ssubscribe", Some(channel));
-    }
+    subscribe_to(ctx, args, true);
+}
+
+/// `UNSUBSCRIBE [channel ...]` (all channels without arguments).
+pub(crate) fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    unsubscribe_from(ctx, args, false);
 }
 
 /// `SUNSUBSCRIBE [shardchannel ...]` (all shard channels without arguments).
 pub(crate) fn sunsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
+    unsubscribe_from(ctx, args, true);
+}
+
+/// The client's channels (its shard channels with `shard`).
+fn channel_list(client: &mut super::ClientState, shard: bool) -> &mut Vec<Vec<u8>> {
+    if shard {
+        &mut client.shard_channels
+    } else {
+        &mut client.channels
+    }
+}
+
+fn adjust_count(ctx: &mut Ctx, shard: bool, added: bool) {
+    let mut info = ctx.client.info.borrow_mut();
+    let count = if shard {
+        &mut info.subscriptions.2
+    } else {
+        &mut info.subscriptions.0
+    };
+    if added {
+        *count += 1;
+    } else {
+        *count = count.saturating_sub(1);
+    }
+}
+
+fn subscribe_to(ctx: &mut Ctx, args: &[Bytes], shard: bool) {
+    let (name, kind): (&str, &[u8]) = if shard {
+        ("SSUBSCRIBE", b"ssubscribe")
+    } else {
+        ("SUBSCRIBE", b"subscribe")
+    };
+    if ctx.client.transaction.is_some() {
+        return ctx.error(&format!(
+            "ERR {name} isn't allowed for a DENY BLOCKING client"
+        ));
+    }
+    for channel in &args[1..] {
+        if ctx.server.pubsub.subscribe(ctx.client.id, channel, shard) {
+            channel_list(ctx.client, shard).push(channel.to_vec());
+            adjust_count(ctx, shard, true);
+        }
+        confirm(ctx, kind, Some(channel));
+    }
+}
+
+fn unsubscribe_from(ctx: &mut Ctx, args: &[Bytes], shard: bool) {
+    let kind: &[u8] = if shard {
+        b"sunsubscribe"
+    } else {
+        b"unsubscribe"
+    };
     let channels: Vec<Vec<u8>> = if args.len() > 1 {
         args[1..].iter().map(|c| c.to_vec()).collect()
     } else {
-        ctx.client.shard_channels.clone()
+        channel_list(ctx.client, shard).clone()
     };
     if channels.is_empty() {
-        return confirm(ctx, b"sunsubscribe", None);
+        return confirm(ctx, kind, None);
     }
     for channel in channels {
-        if ctx.server.pubsub.unsubscribe(ctx.client.id, &channel, true) {
-            ctx.client.info.borrow_mut().subscriptions.2 -= 1;
-            ctx.client.shard_channels.retain(|c| *c != channel);
+        if ctx
+            .server
+            .pubsub
+            .unsubscribe(ctx.client.id, &channel, shard)
+        {
+            adjust_count(ctx, shard, false);
+            channel_list(ctx.client, shard).retain(|c| *c != channel);
         }
-        confirm(ctx, b"sunsubscribe", Some(&channel));
+        confirm(ctx, kind, Some(&channel));
     }
 }
 
@@ -132,29 +175,6 @@ pub(crate) fn psubscribe(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.client.info.borrow_mut().subscriptions.1 += 1;
         }
         confirm(ctx, b"psubscribe", Some(pattern));
-    }
-}
-
-/// `UNSUBSCRIBE [channel ...]` (all channels without arguments).
-pub(crate) fn unsubscribe(ctx: &mut Ctx, args: &[Bytes]) {
-    let channels: Vec<Vec<u8>> = if args.len() > 1 {
-        args[1..].iter().map(|c| c.to_vec()).collect()
-    } else {
-        ctx.client.channels.clone()
-    };
-    if channels.is_empty() {
-        return confirm(ctx, b"unsubscribe", None);
-    }
-    for channel in channels {
-        if ctx
-            .server
-            .pubsub
-            .unsubscribe(ctx.client.id, &channel, false)
-        {
-            ctx.client.info.borrow_mut().subscriptions.0 -= 1;
-            ctx.client.channels.retain(|c| *c != channel);
-        }
-        confirm(ctx, b"unsubscribe", Some(&channel));
     }
 }
 
