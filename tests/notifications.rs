@@ -214,6 +214,8 @@ fn collection_events_match_redis() {
             "LMOVE l l2 LEFT RIGHT",
             "RPUSH l3 only",
             "LMOVE l3 l3 LEFT RIGHT",
+            "BLMOVE l3 l3 RIGHT LEFT 0",
+            "BRPOPLPUSH l3 l3 0",
             "LMPOP 2 nol l2 LEFT COUNT 5",
             "SADD s a b c",
             "SADD s a",

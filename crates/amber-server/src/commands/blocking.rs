@@ -156,6 +156,33 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
     if source_has_data && read_list(ctx, destination, |_| ()).is_err() {
         return;
     }
+    if source_has_data && source == destination {
+        // A rotation: the list is never empty in between, so it is neither deleted nor new.
+        let limits = ctx.server.list_limits();
+        let rotated = write_list(ctx, source, false, |list| {
+            let item = pop_from(list, from, 1).pop()?;
+            match to {
+                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
+                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
+            }
+            Some(item)
+        });
+        if let Ok(Some(Some(item))) = rotated {
+            ctx.dirty(1);
+            ctx.propagate_as(vec![aof_command!(
+                b"LMOVE",
+                source,
+                destination,
+                end_name(from),
+                end_name(to)
+            )]);
+            ctx.modified_only(vec![source.clone()]);
+            ctx.notify(notify::LIST, super::lists::push_event(to), destination);
+            ctx.notify(notify::LIST, super::lists::pop_event(from), source);
+            ctx.out.bulk(&item);
+        }
+        return;
+    }
     match pop_any(ctx, std::slice::from_ref(source), from, 1) {
         Err(Replied) => {}
         Ok(Some((_, mut items))) => {
