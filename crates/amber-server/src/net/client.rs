@@ -37,6 +37,9 @@ pub(crate) async fn serve<S>(
     let authenticated = shared.borrow().settings.requirepass.is_none();
     let mut client = ClientState::connected(info.clone(), id, local, authenticated);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // The size of the query buffer's allocation (what CLIENT LIST's qbuf + qbuf-free show):
+    // consumed requests shrink `input.capacity()`, not the allocation.
+    let mut allocated = input.capacity();
     let mut parser = RequestParser::new();
     let mut out = ReplyWriter::new(Protocol::Resp2);
     // Set while the query buffer was given back (idle client): the next read starts small.
@@ -44,6 +47,8 @@ pub(crate) async fn serve<S>(
     loop {
         if !freed && input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
+            allocated = allocated.max(input.capacity());
+            info.borrow_mut().query_buffer_capacity = allocated;
         }
         let (keep_going, appended) = match client.blocked.as_ref().map(|b| b.deadline) {
             None => {
@@ -57,19 +62,40 @@ pub(crate) async fn serve<S>(
                         continue;
                     }
                     _ = shrink.notified() => {
-                        if input.is_empty() {
-                            input = BytesMut::new();
-                            freed = true;
-                            info.borrow_mut().query_buffer_capacity = 0;
+                        let target = info.borrow_mut().shrink_to.take();
+                        match target {
+                            Some(0) if input.is_empty() => {
+                                input = BytesMut::new();
+                                allocated = 0;
+                                freed = true;
+                            }
+                            Some(size) if size > 0 && size < allocated => {
+                                // As Redis: trimmed to the recent peak, never below what it
+                                // holds now.
+                                let mut smaller = BytesMut::with_capacity(size.max(input.len()));
+                                smaller.extend_from_slice(&input);
+                                input = smaller;
+                                allocated = input.capacity();
+                            }
+                            _ => {}
                         }
+                        info.borrow_mut().query_buffer_capacity = allocated;
                         continue;
                     }
                 };
-                freed = false;
+                if freed {
+                    freed = false;
+                    allocated = input.capacity();
+                }
                 let read = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                {
+                    let mut info = info.borrow_mut();
+                    info.query_buffer_peak = info.query_buffer_peak.max(input.len());
+                    info.query_buffer_capacity = allocated;
+                }
                 let mut server = shared.borrow_mut();
                 server.stats.net_input_bytes += read as u64;
                 let start = server.aof.end();
@@ -385,6 +411,5 @@ fn process_input(
     let mut info = client.info.borrow_mut();
     info.last_interaction = Instant::now();
     info.query_buffer = input.len();
-    info.query_buffer_capacity = input.capacity();
     true
 }

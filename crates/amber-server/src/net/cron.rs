@@ -72,10 +72,24 @@ fn close_idle_clients(server: &Server) {
     for info in server.clients.values() {
         let mut info = info.borrow_mut();
         let idle = info.last_interaction.elapsed();
-        // As Redis, a connection idle for 2 seconds gives its empty query buffer back.
-        if idle.as_secs() >= 2 && info.query_buffer == 0 && info.query_buffer_capacity > 0 {
-            info.shrink.notify_one();
+        // As Redis's clientsCronResizeQueryBuffer, for a buffer wasting more than 4 KiB: a
+        // connection idle for 2 seconds gives its empty buffer back; a buffer past 32 KiB and
+        // twice the recent peak is trimmed to that peak.
+        let (len, allocated, peak) = (
+            info.query_buffer,
+            info.query_buffer_capacity,
+            info.query_buffer_peak,
+        );
+        if allocated.saturating_sub(len) > 4096 {
+            if idle.as_secs() >= 2 && len == 0 {
+                info.shrink_to = Some(0);
+                info.shrink.notify_one();
+            } else if allocated > 32 * 1024 && allocated / 2 > peak {
+                info.shrink_to = Some(len.max(peak).max(1));
+                info.shrink.notify_one();
+            }
         }
+        info.query_buffer_peak = len;
         if timeout > 0 && idle.as_secs() > timeout {
             verbose!("Closing idle client");
             info.killed = true;

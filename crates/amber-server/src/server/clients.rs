@@ -36,8 +36,14 @@ pub(crate) struct ClientInfo {
     pub query_buffer: usize,
     /// Bytes the query buffer holds allocated (`qbuf` + `qbuf-free`).
     pub query_buffer_capacity: usize,
-    /// Asks an idle connection to free its empty query buffer (from the cron).
+    /// Asks the connection to resize its query buffer (from the cron) to `shrink_to` bytes:
+    /// 0 frees an idle connection's empty buffer.
     pub shrink: Rc<Notify>,
+    /// The size the cron asks the query buffer to shrink to (see `shrink`).
+    pub shrink_to: Option<usize>,
+    /// The largest query buffer content since the cron last looked (Redis's
+    /// `querybuf_peak`).
+    pub query_buffer_peak: usize,
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
     pub outbox: Vec<u8>,
     /// Wakes the connection task to write its outbox.
@@ -82,6 +88,8 @@ impl ClientInfo {
             query_buffer: 0,
             query_buffer_capacity: 0,
             shrink: Rc::new(Notify::new()),
+            shrink_to: None,
+            query_buffer_peak: 0,
             outbox: Vec::new(),
             push: Rc::new(Notify::new()),
             push_pending: false,
