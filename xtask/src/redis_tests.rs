@@ -94,8 +94,37 @@ pub(crate) fn run(args: &RedisTestsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Kills servers an earlier, interrupted run left behind (their working directory is under
+/// another run's `/tmp/amber-rt-*`): they hold the suite's ports, and the suite's own port
+/// probing does not always step around them.
+fn reap_strays(workdir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let own = std::process::id().to_string();
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == own || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        let stray =
+            cwd.to_string_lossy().starts_with("/tmp/amber-rt-") && !cwd.starts_with(workdir);
+        if stray {
+            eprintln!(
+                "redis-tests: killing {pid}, left behind in {}",
+                cwd.display()
+            );
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    }
+}
+
 /// Runs `units` (the set's when empty) with the exclusions skipped; returns the summary.
 fn run_suite(args: &RedisTestsArgs, workdir: &Path, units: &[String]) -> Result<String> {
+    reap_strays(workdir);
     let runner = suite_dir().join("run.sh");
     let server = workspace_root().join("target/release/amber-server");
     let mut command = Command::new("bash");
