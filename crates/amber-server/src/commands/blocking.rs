@@ -156,57 +156,20 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
     if source_has_data && read_list(ctx, destination, |_| ()).is_err() {
         return;
     }
-    if source_has_data && source == destination {
-        // A rotation: the list is never empty in between, so it is neither deleted nor new.
-        let limits = ctx.server.list_limits();
-        let rotated = write_list(ctx, source, false, |list| {
-            let item = pop_from(list, from, 1).pop()?;
-            match to {
-                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
-                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
-            }
-            Some(item)
-        });
-        if let Ok(Some(Some(item))) = rotated {
-            ctx.dirty(1);
-            ctx.propagate_as(vec![aof_command!(
-                b"LMOVE",
-                source,
-                destination,
-                end_name(from),
-                end_name(to)
-            )]);
-            ctx.modified_only(vec![source.clone()]);
-            ctx.notify(notify::LIST, super::lists::push_event(to), destination);
-            ctx.notify(notify::LIST, super::lists::pop_event(from), source);
-            ctx.out.bulk(&item);
-        }
-        return;
+    if !source_has_data {
+        return block(ctx, args, std::slice::from_ref(source), deadline, null);
     }
-    match pop_any(ctx, std::slice::from_ref(source), from, 1) {
-        Err(Replied) => {}
-        Ok(Some((_, mut items))) => {
-            ctx.propagate_as(vec![aof_command!(
-                b"LMOVE",
-                source,
-                destination,
-                end_name(from),
-                end_name(to)
-            )]);
-            let item = items.remove(0);
-            ctx.out.bulk(&item);
-            let limits = ctx.server.list_limits();
-            let _ = write_list(ctx, destination, true, |list| match to {
-                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
-                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
-            });
-            // Both lists changed: the destination's waiters may now be served.
-            ctx.modified_only(vec![source.clone(), destination.clone()]);
-            ctx.notify(notify::LIST, super::lists::push_event(to), destination);
-            ctx.notify(notify::LIST, super::lists::pop_event(from), source);
-            ctx.notify_del_if_gone(source);
-        }
-        Ok(None) => block(ctx, args, std::slice::from_ref(source), deadline, null),
+    if let Ok(Some(item)) = super::lists::move_element(ctx, source, destination, from, to) {
+        ctx.propagate_as(vec![aof_command!(
+            b"LMOVE",
+            source,
+            destination,
+            end_name(from),
+            end_name(to)
+        )]);
+        // Both lists changed: the destination's waiters may now be served.
+        ctx.modified_only(vec![source.clone(), destination.clone()]);
+        ctx.out.bulk(&item);
     }
 }
 

@@ -467,41 +467,51 @@ fn move_one(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to: End
     if super::read_collection_for_write(ctx, destination, |_: &List| ()).is_err() {
         return;
     }
+    match move_element(ctx, source, destination, from, to) {
+        Ok(Some(item)) => ctx.out.bulk(&item),
+        Ok(None) => ctx.out.null(),
+        Err(Replied) => {}
+    }
+}
+
+/// Moves one element from `source`'s `from` end to `destination`'s `to` end (the types are
+/// checked already), with the change counted and the events Redis publishes (`lpush`/`rpush`,
+/// `lpop`/`rpop`, `del` when the source empties). A list moved onto itself is rotated in
+/// place: it is never empty in between, so it is neither deleted nor new. `None` when the
+/// source has no element.
+pub(super) fn move_element(
+    ctx: &mut Ctx,
+    source: &[u8],
+    destination: &[u8],
+    from: End,
+    to: End,
+) -> Result<Option<amber_keyspace::SmallBytes>, Replied> {
     let limits = ctx.server.list_limits();
-    if source == destination {
-        // A rotation: the list is never empty in between, so it is neither deleted nor new.
-        let rotated = write_list(ctx, source, false, |list| {
+    let push = move |list: &mut List, item: &amber_keyspace::SmallBytes| match to {
+        End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
+        End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
+    };
+    let moved = if source == destination {
+        write_list(ctx, source, false, |list| {
             let item = pop_from(list, from, 1).pop()?;
-            match to {
-                End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
-                End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
-            }
+            push(list, &item);
             Some(item)
-        });
-        let Ok(Some(Some(item))) = rotated else {
-            return ctx.out.null();
-        };
+        })?
+        .flatten()
+    } else {
+        let popped = write_list(ctx, source, false, |list| pop_from(list, from, 1).pop())?;
+        if let Some(Some(item)) = &popped {
+            write_list(ctx, destination, true, |list| push(list, item))?;
+        }
+        popped.flatten()
+    };
+    if moved.is_some() {
         ctx.dirty(1);
         ctx.notify(notify::LIST, push_event(to), destination);
         ctx.notify(notify::LIST, pop_event(from), source);
-        return ctx.out.bulk(&item);
+        ctx.notify_del_if_gone(source);
     }
-    let popped = write_list(ctx, source, false, |list| pop_from(list, from, 1).pop());
-    let item = match popped {
-        Ok(Some(Some(item))) => item,
-        Ok(_) => return ctx.out.null(),
-        Err(Replied) => return,
-    };
-    let reply = item.clone();
-    let _ = write_list(ctx, destination, true, |list| match to {
-        End::Left => list.extend_front(std::iter::once(item.as_bytes()), limits),
-        End::Right => list.extend_back(std::iter::once(item.as_bytes()), limits),
-    });
-    ctx.dirty(1);
-    ctx.notify(notify::LIST, push_event(to), destination);
-    ctx.notify(notify::LIST, pop_event(from), source);
-    ctx.notify_del_if_gone(source);
-    ctx.out.bulk(&reply);
+    Ok(moved)
 }
 
 /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`

@@ -243,36 +243,16 @@ pub(crate) fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.array(HELP.len());
         HELP.iter().for_each(|line| ctx.out.simple(line));
     } else if is(sub, "channels") && args.len() <= 3 {
-        let channels = ctx
-            .server
-            .pubsub
-            .channels_matching(args.get(2).map(|p| p.as_ref()), false);
-        ctx.out.array(channels.len());
-        channels.iter().for_each(|channel| ctx.out.bulk(channel));
+        reply_channels(ctx, args.get(2), false);
     } else if is(sub, "numsub") {
-        ctx.out.map(args.len() - 2);
-        for channel in &args[2..] {
-            ctx.out.bulk(channel);
-            let count = ctx.server.pubsub.subscriber_count(channel, false);
-            ctx.out.integer(count as i64);
-        }
+        reply_numsub(ctx, &args[2..], false);
     } else if is(sub, "numpat") && args.len() == 2 {
         let count = ctx.server.pubsub.pattern_count();
         ctx.out.integer(count as i64);
     } else if is(sub, "shardchannels") && args.len() <= 3 {
-        let channels = ctx
-            .server
-            .pubsub
-            .channels_matching(args.get(2).map(|p| p.as_ref()), true);
-        ctx.out.array(channels.len());
-        channels.iter().for_each(|channel| ctx.out.bulk(channel));
+        reply_channels(ctx, args.get(2), true);
     } else if is(sub, "shardnumsub") {
-        ctx.out.map(args.len() - 2);
-        for channel in &args[2..] {
-            ctx.out.bulk(channel);
-            let count = ctx.server.pubsub.subscriber_count(channel, true);
-            ctx.out.integer(count as i64);
-        }
+        reply_numsub(ctx, &args[2..], true);
     } else if ["help", "channels", "numpat", "shardchannels"]
         .iter()
         .any(|known| is(sub, known))
@@ -280,5 +260,25 @@ pub(crate) fn pubsub(ctx: &mut Ctx, args: &[Bytes]) {
         subcommand_arity(ctx, "pubsub", sub);
     } else {
         unknown_subcommand(ctx, "pubsub", sub);
+    }
+}
+
+/// `PUBSUB CHANNELS | SHARDCHANNELS [pattern]`: the active (shard) channels.
+fn reply_channels(ctx: &mut Ctx, pattern: Option<&Bytes>, shard: bool) {
+    let channels = ctx
+        .server
+        .pubsub
+        .channels_matching(pattern.map(|p| p.as_ref()), shard);
+    ctx.out.array(channels.len());
+    channels.iter().for_each(|channel| ctx.out.bulk(channel));
+}
+
+/// `PUBSUB NUMSUB | SHARDNUMSUB channel ...`: each channel with its subscriber count.
+fn reply_numsub(ctx: &mut Ctx, channels: &[Bytes], shard: bool) {
+    ctx.out.map(channels.len());
+    for channel in channels {
+        ctx.out.bulk(channel);
+        let count = ctx.server.pubsub.subscriber_count(channel, shard);
+        ctx.out.integer(count as i64);
     }
 }
