@@ -17,6 +17,7 @@ mod list;
 mod packed;
 mod set;
 mod small;
+mod stream;
 mod value;
 mod zset;
 
@@ -29,5 +30,9 @@ pub use hash::{HashIter, HashLimits, HashValue};
 pub use list::{ListIter, ListLimits, ListValue};
 pub use set::{SetValue, member_as_int};
 pub use small::SmallBytes;
+pub use stream::{
+    AppendError, ConsumerGroup, ConsumerState, EntryRef, Nack, Pairs, Range as StreamRange,
+    StreamId, StreamItem, StreamLimits, StreamLog, StreamMeta, StreamValue, Trim,
+};
 pub use value::{EMBSTR_MAX_LEN, StrValue, Value};
 pub use zset::{Score, ZsetIter, ZsetLimits, ZsetValue};

@@ -125,6 +125,8 @@ pub enum Value {
     Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
     List(crate::list::ListValue),
+    /// A stream.
+    Stream(Box<crate::StreamValue>),
 }
 
 impl Value {
@@ -140,6 +142,7 @@ impl Value {
             Value::Set(set) => set.len() as u64,
             Value::Zset(zset) => zset.touch(),
             Value::List(list) => list.touch(),
+            Value::Stream(stream) => stream.log.len(),
         }
     }
 
@@ -151,6 +154,7 @@ impl Value {
             Value::Set(_) => "set",
             Value::List(_) => "list",
             Value::Zset(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -162,6 +166,7 @@ impl Value {
             Value::Set(set) => set.encoding(),
             Value::List(_) => "quicklist",
             Value::Zset(zset) => zset.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 }

@@ -35,7 +35,7 @@ mod writer;
 pub use encodings::{Element, IntText};
 pub use error::{ErrorKind, RdbError};
 pub use model::{
-    Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, Value,
+    Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, StreamNode, Value,
     opcodes, types,
 };
 pub use raw::{QuicklistNode, RawValue, Strings, parse_score};

@@ -103,7 +103,7 @@ pub mod opcodes {
 }
 
 /// A stream entry id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct StreamId {
     /// Milliseconds part.
     pub ms: u64,
@@ -159,11 +159,21 @@ pub struct ConsumerGroup {
     pub consumers: Vec<Consumer>,
 }
 
-/// A stream with its entries and consumer groups.
+/// One node of a stream: a listpack of entries keyed by its master id, kept as the file
+/// stored it (the reader checks its structure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamNode {
+    /// The master id the node's entries are deltas from.
+    pub master: StreamId,
+    /// The node's listpack, byte for byte.
+    pub listpack: Vec<u8>,
+}
+
+/// A stream with its nodes and consumer groups.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stream {
-    /// Live entries in id order.
-    pub entries: Vec<StreamEntry>,
+    /// The nodes in id order, as stored.
+    pub nodes: Vec<StreamNode>,
     /// Number of live entries as the file declares it.
     pub length: u64,
     /// The last id ever generated.
@@ -176,6 +186,17 @@ pub struct Stream {
     pub entries_added: Option<u64>,
     /// Consumer groups.
     pub groups: Vec<ConsumerGroup>,
+}
+
+impl Stream {
+    /// The live entries, decoded from the nodes, in id order.
+    pub fn entries(&self) -> Result<Vec<StreamEntry>, crate::ErrorKind> {
+        let mut entries = Vec::new();
+        for node in &self.nodes {
+            crate::stream::decode_node(node, &mut entries)?;
+        }
+        Ok(entries)
+    }
 }
 
 /// A value, in a form that does not depend on the encoding the file used.

@@ -2,10 +2,11 @@
 
 use std::io::Read;
 
-use crate::encode::listpack_into;
-use crate::encodings;
+use crate::encodings::{self, Element, IntText};
 use crate::error::ErrorKind;
-use crate::model::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, types};
+use crate::model::{
+    Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamNode, types,
+};
 use crate::reader::Input;
 use crate::writer::{write_length, write_string};
 
@@ -33,17 +34,26 @@ fn id_pair<R: Read>(input: &mut Input<R>) -> Result<StreamId, ErrorKind> {
     })
 }
 
-/// Reads a stream value of type `type_byte` (15, 19 or 21).
+/// Reads a stream value of type `type_byte` (15, 19 or 21), keeping its nodes as stored once
+/// their structure checks out.
 pub(crate) fn read_stream<R: Read>(
     input: &mut Input<R>,
     type_byte: u8,
 ) -> Result<Stream, ErrorKind> {
     let mut stream = Stream::default();
     let nodes = input.count()?;
+    let mut live = 0u64;
     for _ in 0..nodes {
         let master = raw_id(&input.string()?)?;
-        let items = encodings::listpack(&input.string()?)?;
-        decode_node(master, &items, &mut stream.entries)?;
+        let listpack = input.string()?;
+        live += check_node(&listpack)?;
+        if stream.nodes.last().is_some_and(|last| last.master >= master) {
+            return Err(ErrorKind::corrupt(
+                "stream",
+                "node keys are not in increasing order",
+            ));
+        }
+        stream.nodes.push(StreamNode { master, listpack });
     }
     stream.length = input.length()?;
     stream.last_id = id_pair(input)?;
@@ -52,21 +62,79 @@ pub(crate) fn read_stream<R: Read>(
         stream.max_deleted_id = Some(id_pair(input)?);
         stream.entries_added = Some(input.length()?);
     }
-    if stream.entries.len() as u64 != stream.length {
+    if live != stream.length {
         return Err(ErrorKind::corrupt(
             "stream",
-            format!(
-                "{} live entries but the length says {}",
-                stream.entries.len(),
-                stream.length
-            ),
+            format!("{live} live entries but the length says {}", stream.length),
         ));
     }
     let groups = input.count()?;
     for _ in 0..groups {
-        stream.groups.push(read_group(input, type_byte)?);
+        let group = read_group(input, type_byte)?;
+        if stream.groups.iter().any(|g| g.name == group.name) {
+            return Err(ErrorKind::corrupt("stream", "duplicated consumer group name"));
+        }
+        stream.groups.push(group);
     }
     Ok(stream)
+}
+
+/// Checks a node's listpack as Redis's deep sanitization does (master entry, every entry's
+/// element count, nothing after the last entry); returns its live entry count.
+fn check_node(listpack: &[u8]) -> Result<u64, ErrorKind> {
+    let mut items: Vec<Element<'_>> = Vec::new();
+    encodings::visit_listpack(listpack, |item| items.push(item))?;
+    if items.is_empty() {
+        return Err(ErrorKind::corrupt("stream", "empty listpack inside stream"));
+    }
+    let bad = || ErrorKind::corrupt("stream", "listpack integrity check failed");
+    let mut pos = items.iter();
+    let live = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
+    let deleted = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
+    let master_fields = usize::try_from(element_int(pos.next())?).map_err(|_| bad())?;
+    skip(&mut pos, master_fields)?;
+    if element_int(pos.next())? != 0 {
+        return Err(bad());
+    }
+    let mut flagged_live = 0u64;
+    for _ in 0..live.checked_add(deleted).ok_or_else(bad)? {
+        let flags = element_int(pos.next())?;
+        element_int(pos.next())?;
+        element_int(pos.next())?;
+        let (fields, extra) = if flags & FLAG_SAME_FIELDS != 0 {
+            (master_fields, 3)
+        } else {
+            let fields = usize::try_from(element_int(pos.next())?).map_err(|_| bad())?;
+            skip(&mut pos, fields)?;
+            (fields, fields + 4)
+        };
+        skip(&mut pos, fields)?;
+        if usize::try_from(element_int(pos.next())?).ok() != Some(fields + extra) {
+            return Err(bad());
+        }
+        if flags & FLAG_DELETED == 0 {
+            flagged_live += 1;
+        }
+    }
+    if pos.next().is_some() || flagged_live != live {
+        return Err(bad());
+    }
+    Ok(live)
+}
+
+/// A node element that must be a number.
+fn element_int(item: Option<&Element<'_>>) -> Result<i64, ErrorKind> {
+    let mut text: IntText = [0; 20];
+    item.and_then(|item| std::str::from_utf8(item.bytes(&mut text)).ok()?.parse().ok())
+        .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
+}
+
+fn skip(pos: &mut std::slice::Iter<'_, Element<'_>>, count: usize) -> Result<(), ErrorKind> {
+    for _ in 0..count {
+        pos.next()
+            .ok_or_else(|| ErrorKind::corrupt("stream", "truncated node"))?;
+    }
+    Ok(())
 }
 
 fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGroup, ErrorKind> {
@@ -118,6 +186,19 @@ fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGr
             pending: ids,
         });
     }
+    let owned: usize = consumers.iter().map(|c| c.pending.len()).sum();
+    let mut ids: Vec<StreamId> = pending.iter().map(|p| p.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() != pending.len() {
+        return Err(ErrorKind::corrupt("stream", "duplicated global PEL entry"));
+    }
+    if owned != pending.len() {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            "a PEL entry has no consumer, or two",
+        ));
+    }
     Ok(ConsumerGroup {
         name,
         last_id,
@@ -127,54 +208,36 @@ fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGr
     })
 }
 
-fn int(item: Option<&Vec<u8>>) -> Result<i64, ErrorKind> {
-    item.and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
-}
-
-fn count(item: Option<&Vec<u8>>) -> Result<usize, ErrorKind> {
-    usize::try_from(int(item)?)
-        .map_err(|_| ErrorKind::corrupt("stream", "negative count in a node"))
-}
-
-/// Decodes one listpack node: the master entry, then entries as deltas from the master id.
-fn decode_node(
-    master: StreamId,
-    items: &[Vec<u8>],
-    out: &mut Vec<StreamEntry>,
-) -> Result<(), ErrorKind> {
+/// Decodes the live entries of a checked node into `out`.
+pub(crate) fn decode_node(node: &StreamNode, out: &mut Vec<StreamEntry>) -> Result<(), ErrorKind> {
+    let mut items: Vec<Element<'_>> = Vec::new();
+    encodings::visit_listpack(&node.listpack, |item| items.push(item))?;
     let mut pos = items.iter();
-    let live = count(pos.next())?;
-    let deleted = count(pos.next())?;
-    let master_field_count = count(pos.next())?;
-    let mut master_fields = Vec::with_capacity(master_field_count.min(4096));
-    for _ in 0..master_field_count {
-        master_fields.push(
-            pos.next()
-                .ok_or_else(|| ErrorKind::corrupt("stream", "truncated master entry"))?
-                .clone(),
-        );
-    }
-    int(pos.next())?; // the master entry's terminating zero
-    let mut seen = 0usize;
-    while let Some(flags) = pos.next() {
-        let flags = int(Some(flags))?;
-        let ms = master.ms.wrapping_add(int(pos.next())? as u64);
-        let seq = master.seq.wrapping_add(int(pos.next())? as u64);
+    element_int(pos.next())?;
+    element_int(pos.next())?;
+    let master_count = usize::try_from(element_int(pos.next())?)
+        .map_err(|_| ErrorKind::corrupt("stream", "negative field count"))?;
+    let master_fields: Vec<Vec<u8>> = (0..master_count)
+        .map(|_| owned(pos.next()))
+        .collect::<Result<_, _>>()?;
+    element_int(pos.next())?;
+    while pos.len() > 0 {
+        let flags = element_int(pos.next())?;
+        let ms = node.master.ms.wrapping_add(element_int(pos.next())? as u64);
+        let seq = node.master.seq.wrapping_add(element_int(pos.next())? as u64);
         let fields: Vec<(Vec<u8>, Vec<u8>)> = if flags & FLAG_SAME_FIELDS != 0 {
             master_fields
                 .iter()
-                .map(|field| Ok((field.clone(), next_item(&mut pos)?)))
+                .map(|field| Ok((field.clone(), owned(pos.next())?)))
                 .collect::<Result<_, ErrorKind>>()?
         } else {
-            let n = count(pos.next())?;
+            let n = usize::try_from(element_int(pos.next())?)
+                .map_err(|_| ErrorKind::corrupt("stream", "negative field count"))?;
             (0..n)
-                .map(|_| Ok((next_item(&mut pos)?, next_item(&mut pos)?)))
+                .map(|_| Ok((owned(pos.next())?, owned(pos.next())?)))
                 .collect::<Result<_, ErrorKind>>()?
         };
-        int(pos.next())?; // lp-count, for backward iteration
-        seen += 1;
+        element_int(pos.next())?;
         if flags & FLAG_DELETED == 0 {
             out.push(StreamEntry {
                 id: StreamId { ms, seq },
@@ -182,24 +245,14 @@ fn decode_node(
             });
         }
     }
-    if seen != live + deleted {
-        return Err(ErrorKind::corrupt(
-            "stream",
-            "node entry counts do not match its master entry",
-        ));
-    }
     Ok(())
 }
 
-fn next_item(pos: &mut std::slice::Iter<'_, Vec<u8>>) -> Result<Vec<u8>, ErrorKind> {
-    pos.next()
-        .cloned()
+fn owned(item: Option<&Element<'_>>) -> Result<Vec<u8>, ErrorKind> {
+    let mut text: IntText = [0; 20];
+    item.map(|item| item.bytes(&mut text).to_vec())
         .ok_or_else(|| ErrorKind::corrupt("stream", "truncated entry"))
 }
-
-/// Redis's default node limits (`stream-node-max-entries`, `stream-node-max-bytes`).
-const NODE_MAX_ENTRIES: usize = 100;
-const NODE_MAX_BYTES: usize = 4096;
 
 /// The stream type byte an RDB version uses.
 pub(crate) fn stream_type(version: u32) -> u8 {
@@ -217,35 +270,21 @@ fn raw_id_bytes(id: StreamId) -> [u8; 16] {
     bytes
 }
 
-/// Appends `stream` in the layout of `version` (15, 19 or 21 by version): listpack nodes of up
-/// to 100 entries or 4 KiB keyed by their master id, the metadata, then the consumer groups.
+/// Appends `stream` in the layout of `version` (15, 19 or 21 by version): its nodes as they
+/// are, the metadata, then the consumer groups.
 pub(crate) fn write_stream(out: &mut Vec<u8>, stream: &Stream, version: u32, compression: bool) {
     let string = |out: &mut Vec<u8>, bytes: &[u8]| write_string(out, bytes, compression);
-    let nodes = node_ranges(&stream.entries);
-    write_length(out, nodes.len() as u64);
-    let mut items: Vec<Vec<u8>> = Vec::new();
-    let mut blob = Vec::new();
-    for range in nodes {
-        let entries = &stream.entries[range];
-        let master = entries[0].id;
-        string(out, &raw_id_bytes(master));
-        node_items(master, entries, &mut items);
-        listpack_into(&mut blob, items.iter().map(Vec::as_slice));
-        string(out, &blob);
+    write_length(out, stream.nodes.len() as u64);
+    for node in &stream.nodes {
+        string(out, &raw_id_bytes(node.master));
+        string(out, &node.listpack);
     }
-    write_length(out, stream.entries.len() as u64);
+    write_length(out, stream.length);
     write_id(out, stream.last_id);
     if version >= 10 {
-        let first = stream
-            .first_id
-            .or_else(|| stream.entries.first().map(|e| e.id))
-            .unwrap_or_default();
-        write_id(out, first);
+        write_id(out, stream.first_id.unwrap_or_default());
         write_id(out, stream.max_deleted_id.unwrap_or_default());
-        write_length(
-            out,
-            stream.entries_added.unwrap_or(stream.entries.len() as u64),
-        );
+        write_length(out, stream.entries_added.unwrap_or(stream.length));
     }
     write_length(out, stream.groups.len() as u64);
     for group in &stream.groups {
@@ -282,61 +321,3 @@ fn write_id(out: &mut Vec<u8>, id: StreamId) {
     write_length(out, id.seq);
 }
 
-/// Splits the entries into nodes: at most 100 entries and about 4 KiB each.
-fn node_ranges(entries: &[StreamEntry]) -> Vec<std::ops::Range<usize>> {
-    let mut ranges = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (index, entry) in entries.iter().enumerate() {
-        let size: usize = 16
-            + entry
-                .fields
-                .iter()
-                .map(|(f, v)| f.len() + v.len() + 4)
-                .sum::<usize>();
-        if index > start && (index - start >= NODE_MAX_ENTRIES || bytes + size > NODE_MAX_BYTES) {
-            ranges.push(start..index);
-            (start, bytes) = (index, 0);
-        }
-        bytes += size;
-    }
-    if start < entries.len() {
-        ranges.push(start..entries.len());
-    }
-    ranges
-}
-
-/// The listpack elements of one node: the master entry (the first entry's fields), then each
-/// entry as flags, id deltas, fields or values only, and its element count.
-fn node_items(master: StreamId, entries: &[StreamEntry], items: &mut Vec<Vec<u8>>) {
-    let number = |n: i64| n.to_string().into_bytes();
-    items.clear();
-    let master_fields = &entries[0].fields;
-    items.push(number(entries.len() as i64));
-    items.push(number(0));
-    items.push(number(master_fields.len() as i64));
-    items.extend(master_fields.iter().map(|(field, _)| field.clone()));
-    items.push(number(0));
-    for entry in entries {
-        let same = entry.fields.len() == master_fields.len()
-            && entry
-                .fields
-                .iter()
-                .zip(master_fields)
-                .all(|((a, _), (b, _))| a == b);
-        items.push(number(if same { FLAG_SAME_FIELDS } else { 0 }));
-        items.push(number(entry.id.ms.wrapping_sub(master.ms) as i64));
-        items.push(number(entry.id.seq.wrapping_sub(master.seq) as i64));
-        let fields = entry.fields.len() as i64;
-        if same {
-            items.extend(entry.fields.iter().map(|(_, value)| value.clone()));
-            items.push(number(fields + 3));
-        } else {
-            items.push(number(fields));
-            for (field, value) in &entry.fields {
-                items.push(field.clone());
-                items.push(value.clone());
-            }
-            items.push(number(fields * 2 + 4));
-        }
-    }
-}

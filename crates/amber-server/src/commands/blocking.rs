@@ -50,7 +50,7 @@ fn timeout(ctx: &mut Ctx, arg: &[u8]) -> Result<Option<Instant>, Replied> {
 }
 
 /// Blocks the client on `keys` unless inside EXEC, where the empty result is replied instead.
-fn block(
+pub(super) fn block(
     ctx: &mut Ctx,
     args: &[Bytes],
     keys: &[Bytes],

@@ -103,6 +103,7 @@ fn value_size(value: &Value, samples: usize) -> usize {
         Value::Set(set) => set_size(set, samples),
         Value::Zset(zset) => zset_size(zset, samples),
         Value::List(list) => list_size(list, samples),
+        Value::Stream(stream) => stream.heap_bytes(),
     }
 }
 

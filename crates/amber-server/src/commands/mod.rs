@@ -26,6 +26,7 @@ mod server_cmds;
 mod sets;
 mod sort;
 pub(crate) mod stats;
+mod streams;
 mod strings;
 mod sync;
 mod table;

@@ -577,6 +577,7 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
         Value::Set(set) => set.len(),
         Value::List(items) => items.len(),
         Value::Zset(zset) => zset.len(),
+        Value::Stream(stream) => stream.log.len() as usize,
     };
     let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
     let text = format!(

@@ -189,6 +189,21 @@ pub(super) fn key_positions(spec: &table::CommandSpec, args: &[Bytes]) -> Vec<us
             counted(1)
         }
         "blmpop" | "bzmpop" => counted(2),
+        "xread" | "xreadgroup" => {
+            let from = if spec.name == "xread" { 1 } else { 4 };
+            match args
+                .iter()
+                .skip(from)
+                .position(|word| super::is(word, "streams"))
+                .map(|at| at + from)
+            {
+                Some(at) => {
+                    let keys = (args.len() - at - 1) / 2;
+                    (at + 1..at + 1 + keys).collect()
+                }
+                None => Vec::new(),
+            }
+        }
         "sort" | "sort_ro" => {
             let mut keys = vec![1];
             let store = args

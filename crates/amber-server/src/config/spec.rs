@@ -169,6 +169,8 @@ const IMPLEMENTED: &[&str] = &[
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
     "list-max-listpack-size",
+    "stream-node-max-bytes",
+    "stream-node-max-entries",
     "latency-tracking",
     "latency-tracking-info-percentiles",
 ];

@@ -537,6 +537,95 @@ fn encode_value(key: &[u8], value: &Value, out: &mut Vec<u8>) {
                 batch.push(out, &[score.as_bytes(), member]);
             }
         }
+        Value::Stream(stream) => encode_stream(key, stream, out),
+    }
+}
+
+/// A stream as Redis's rewrite writes it: an `XADD` per entry (or an `XADD ... MAXLEN 0` that
+/// leaves an empty stream), `XSETID` with its counters, then each group with `XGROUP CREATE`,
+/// its pending entries as `XCLAIM ... JUSTID FORCE` and its idle consumers as
+/// `XGROUP CREATECONSUMER`.
+fn encode_stream(key: &[u8], stream: &amber_keyspace::StreamValue, out: &mut Vec<u8>) {
+    use amber_keyspace::StreamId;
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    let emit = |args: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        amber_aof::encode_command(&refs, out);
+        args.clear();
+    };
+    let text = |value: &dyn std::fmt::Display| value.to_string().into_bytes();
+    if stream.log.is_empty() {
+        for arg in [&b"XADD"[..], key, b"MAXLEN", b"0", b"0-1", b"x", b"y"] {
+            args.push(arg.to_vec());
+        }
+        emit(&mut args, out);
+    }
+    for entry in stream.log.range(StreamId::MIN, StreamId::MAX, false) {
+        args.extend([b"XADD".to_vec(), key.to_vec(), text(&entry.id)]);
+        for (field, value) in entry.pairs() {
+            let (mut f, mut v) = (Vec::new(), Vec::new());
+            field.write_to(&mut f);
+            value.write_to(&mut v);
+            args.extend([f, v]);
+        }
+        emit(&mut args, out);
+    }
+    let meta = stream.log.meta();
+    args.extend([
+        b"XSETID".to_vec(),
+        key.to_vec(),
+        text(&meta.last_id),
+        b"ENTRIESADDED".to_vec(),
+        text(&meta.entries_added),
+        b"MAXDELETEDID".to_vec(),
+        text(&meta.max_deleted_id),
+    ]);
+    emit(&mut args, out);
+    for (name, group) in &stream.groups {
+        let read = group.entries_read.map_or(-1, |read| read as i64);
+        args.extend([
+            b"XGROUP".to_vec(),
+            b"CREATE".to_vec(),
+            key.to_vec(),
+            name.clone(),
+            text(&group.last_id),
+            b"ENTRIESREAD".to_vec(),
+            text(&read),
+        ]);
+        emit(&mut args, out);
+        for (consumer, state) in &group.consumers {
+            if state.pending.is_empty() {
+                args.extend([
+                    b"XGROUP".to_vec(),
+                    b"CREATECONSUMER".to_vec(),
+                    key.to_vec(),
+                    name.clone(),
+                    consumer.clone(),
+                ]);
+                emit(&mut args, out);
+                continue;
+            }
+            for id in &state.pending {
+                let Some(nack) = group.pel.get(id) else {
+                    continue;
+                };
+                args.extend([
+                    b"XCLAIM".to_vec(),
+                    key.to_vec(),
+                    name.clone(),
+                    consumer.clone(),
+                    b"0".to_vec(),
+                    text(id),
+                    b"TIME".to_vec(),
+                    text(&nack.delivery_time),
+                    b"RETRYCOUNT".to_vec(),
+                    text(&nack.delivery_count),
+                    b"JUSTID".to_vec(),
+                    b"FORCE".to_vec(),
+                ]);
+                emit(&mut args, out);
+            }
+        }
     }
 }
 

@@ -9,5 +9,6 @@ pub(crate) mod aof_rewrite;
 pub(crate) mod backup;
 pub(crate) mod jobs;
 pub(crate) mod rdb;
+mod rdb_stream;
 pub(crate) mod save;
 pub(crate) mod startup;

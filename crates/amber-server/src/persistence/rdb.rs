@@ -149,6 +149,11 @@ pub(crate) fn write_entry<W: std::io::Write>(
         },
         Value::Hash(hash) => writer.hash_entry(key, hash.iter(), expire),
         Value::Zset(zset) => writer.sorted_set_entry(key, zset.iter(), expire),
+        Value::Stream(stream) => writer.entry(
+            key,
+            &amber_rdb::Value::Stream(Box::new(super::rdb_stream::to_rdb(stream))),
+            expire,
+        ),
     }
 }
 
@@ -473,6 +478,8 @@ pub(crate) struct EncodingLimits {
     pub zset: ZsetLimits,
     /// `list-max-listpack-size`
     pub list: ListLimits,
+    /// `stream-node-max-bytes` / `stream-node-max-entries`
+    pub stream: amber_keyspace::StreamLimits,
 }
 
 /// A keyspace value in the RDB crate's neutral form (for SAVE and DUMP).
@@ -488,6 +495,9 @@ pub(crate) fn to_rdb(value: &Value) -> amber_rdb::Value {
         }
         Value::Zset(zset) => {
             amber_rdb::Value::SortedSet(zset.iter().map(|(m, s)| (m.to_vec(), s)).collect())
+        }
+        Value::Stream(stream) => {
+            amber_rdb::Value::Stream(Box::new(super::rdb_stream::to_rdb(stream)))
         }
     }
 }
@@ -523,6 +533,9 @@ pub(crate) fn from_rdb(
             if fields.iter().all(|(_, _, ttl)| ttl.is_none()) =>
         {
             hash_from_pairs(fields.iter().map(|(f, v, _)| (f, v)), limits.hash)
+        }
+        amber_rdb::Value::Stream(stream) => {
+            Value::Stream(Box::new(super::rdb_stream::from_rdb(stream)))
         }
         other => return Err(other.type_name()),
     })
@@ -615,6 +628,8 @@ fn is_empty_collection(value: &Value) -> bool {
         Value::Set(set) => set.is_empty(),
         Value::Zset(zset) => zset.is_empty(),
         Value::List(list) => list.is_empty(),
+        // An empty stream is a value of its own (XADD MAXLEN 0, XGROUP CREATE MKSTREAM).
+        Value::Stream(_) => false,
     }
 }
 

@@ -79,6 +79,10 @@ fn encoding_limits(config: &Config) -> crate::persistence::rdb::EncodingLimits {
             max_entries: size("zset-max-listpack-entries"),
             max_value: size("zset-max-listpack-value"),
         },
+        stream: amber_keyspace::StreamLimits {
+            node_max_bytes: size("stream-node-max-bytes"),
+            node_max_entries: size("stream-node-max-entries"),
+        },
     }
 }
 
