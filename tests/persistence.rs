@@ -358,30 +358,6 @@ fn redis_fixture_loads_with_redis_digest() {
 }
 
 #[test]
-fn streams_are_refused_clearly_and_the_file_kept() {
-    let dir = common::temp_dir("stream");
-    std::fs::copy(fixture("redis-7.0/stream.rdb"), dir.join("dump.rdb")).unwrap();
-    let before = std::fs::read(dir.join("dump.rdb")).unwrap();
-    let output = std::process::Command::new(common::amber_binary())
-        .args([
-            "--port",
-            &common::free_port().to_string(),
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let log = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        log.contains("key 'stream:") && log.contains("stream value"),
-        "{log}"
-    );
-    assert_eq!(std::fs::read(dir.join("dump.rdb")).unwrap(), before);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[test]
 fn fixture_rebuilt_by_commands_has_redis_digest() {
     // Read the values Redis stored, then create them in Amber with ordinary commands.
     let bytes = std::fs::read(fixture("redis-7.0/encodings.rdb")).unwrap();

@@ -35,8 +35,8 @@ mod writer;
 pub use encodings::{Element, IntText};
 pub use error::{ErrorKind, RdbError};
 pub use model::{
-    Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, StreamNode, Value,
-    opcodes, types,
+    Consumer, ConsumerGroup, Entry, Item, PendingEntry, Stream, StreamEntry, StreamId, StreamNode,
+    Value, opcodes, types,
 };
 pub use raw::{QuicklistNode, RawValue, Strings, parse_score};
 pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_payload};

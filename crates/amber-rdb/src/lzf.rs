@@ -76,76 +76,175 @@ pub(crate) fn decompress_into(
     Ok(())
 }
 
-const HASH_LOG: u32 = 14;
+/// Bits of the match-finder's hash table (Redis's `HLOG`).
+const HASH_LOG: u32 = 16;
 const MAX_LITERAL: usize = 32;
 const MAX_OFFSET: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 
-/// Compresses `input` with LZF; `None` if the result would not be smaller than `max_len`
-/// bytes (Redis then stores the string uncompressed).
+/// Compresses `input` as Redis's `lzf_compress` does (HLOG 16, `VERY_FAST`), so compressed
+/// strings, and so `DUMP` payloads and snapshots, are byte for byte Redis's. `None` when the
+/// result would not fit in `max_len` bytes (Redis's `out_len`), with Redis's exact bounds.
 pub(crate) fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
     thread_local! {
-        // Reused between calls: stale slots are harmless, since every candidate is checked to
-        // lie before the current position and to match the next three bytes.
-        static TABLE: std::cell::RefCell<Vec<usize>> = std::cell::RefCell::new(vec![0; 1 << HASH_LOG]);
+        static TABLE: std::cell::RefCell<MatchTable> = std::cell::RefCell::new(MatchTable::new());
     }
-    TABLE.with(|table| compress_with(input, max_len, &mut table.borrow_mut()))
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        table.next_generation();
+        compress_with(input, max_len, &mut table)
+    })
 }
 
-fn compress_with(input: &[u8], max_len: usize, table: &mut [usize]) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(max_len.min(input.len()));
-    let mut literal_start = 0usize;
-    let mut pos = 0usize;
-    let hash = |p: usize| -> usize {
-        let v =
-            (u32::from(input[p]) << 16) | (u32::from(input[p + 1]) << 8) | u32::from(input[p + 2]);
-        (v.wrapping_mul(2654435761) >> (32 - HASH_LOG)) as usize
-    };
-    while pos + 2 < input.len() {
-        let slot = hash(pos);
-        let candidate = table[slot];
-        table[slot] = pos + 1; // store +1 so that 0 means "empty"
-        let matched = candidate > 0 && {
-            let reference = candidate - 1;
-            reference < pos
-                && pos - reference <= MAX_OFFSET
-                && input[reference..reference + 3] == input[pos..pos + 3]
-        };
-        if !matched {
-            pos += 1;
+/// Redis's hash table of the last position seen for each 3-byte hash. Entries carry the
+/// generation of the call that wrote them, so a new call starts empty without clearing it.
+struct MatchTable {
+    slots: Vec<u64>,
+    generation: u32,
+}
+
+impl MatchTable {
+    fn new() -> MatchTable {
+        MatchTable {
+            slots: vec![0; 1 << HASH_LOG],
+            generation: 0,
+        }
+    }
+
+    fn next_generation(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// The position stored for `hash` in this call, and stores `pos` in its place.
+    fn swap(&mut self, hash: u32, pos: usize) -> Option<usize> {
+        let slot = &mut self.slots[slot_of(hash)];
+        let old = *slot;
+        *slot = (u64::from(self.generation) << 32) | pos as u64;
+        (old >> 32 == u64::from(self.generation)).then_some((old & 0xffff_ffff) as usize)
+    }
+
+    fn set(&mut self, hash: u32, pos: usize) {
+        self.slots[slot_of(hash)] = (u64::from(self.generation) << 32) | pos as u64;
+    }
+}
+
+/// Redis's `IDX` for `VERY_FAST`: `((h >> 8) - h * 5) & (HSIZE - 1)`.
+fn slot_of(hash: u32) -> usize {
+    ((hash >> (24 - HASH_LOG)).wrapping_sub(hash.wrapping_mul(5)) & ((1 << HASH_LOG) - 1)) as usize
+}
+
+fn compress_with(input: &[u8], max_len: usize, table: &mut MatchTable) -> Option<Vec<u8>> {
+    let len = input.len();
+    if len == 0 || max_len == 0 || len > u32::MAX as usize {
+        return None;
+    }
+    let byte = |at: usize| u32::from(input.get(at).copied().unwrap_or(0));
+    // Room for the few bytes Redis may write past `max_len` before it gives up.
+    let mut out = vec![0u8; max_len + 4];
+    let mut op = 1usize; // a literal run's length byte is reserved at op - 1
+    let mut lit = 0usize;
+    let mut ip = 0usize;
+    let mut hval = (byte(0) << 8) | byte(1);
+    while ip + 2 < len {
+        hval = (hval << 8) | byte(ip + 2);
+        let candidate = table.swap(hval, ip);
+        let matched = candidate.filter(|&reference| {
+            reference < ip
+                && ip - reference - 1 < MAX_OFFSET
+                && reference > 0
+                && input[reference..reference + 3] == input[ip..ip + 3]
+        });
+        let Some(reference) = matched else {
+            if op >= max_len {
+                return None;
+            }
+            out[op] = input[ip];
+            op += 1;
+            ip += 1;
+            lit += 1;
+            if lit == MAX_LITERAL {
+                out[op - lit - 1] = (lit - 1) as u8;
+                lit = 0;
+                op += 1;
+            }
             continue;
-        }
-        let reference = candidate - 1;
-        let mut len = 3;
-        let max = (input.len() - pos).min(MAX_REF);
-        while len < max && input[reference + len] == input[pos + len] {
-            len += 1;
-        }
-        flush_literals(&mut out, &input[literal_start..pos]);
-        let offset = pos - reference - 1;
-        let code_len = len - 2;
-        if code_len < 7 {
-            out.push(((offset >> 8) as u8) | ((code_len as u8) << 5));
-        } else {
-            out.push(((offset >> 8) as u8) | (7 << 5));
-            out.push((code_len - 7) as u8);
-        }
-        out.push(offset as u8);
-        if out.len() >= max_len {
+        };
+        let offset = ip - reference - 1;
+        let max_match = (len - ip - 2).min(MAX_REF);
+        if op + 4 >= max_len && op - usize::from(lit == 0) + 4 >= max_len {
             return None;
         }
-        pos += len;
-        literal_start = pos;
+        out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+        op -= usize::from(lit == 0);
+        let mut matched_len = 2;
+        let mut done = false;
+        if max_match > 16 {
+            for _ in 0..16 {
+                matched_len += 1;
+                if input[reference + matched_len] != input[ip + matched_len] {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if !done {
+            loop {
+                matched_len += 1;
+                if !(matched_len < max_match
+                    && input[reference + matched_len] == input[ip + matched_len])
+                {
+                    break;
+                }
+            }
+        }
+        let code = matched_len - 2;
+        ip += 1;
+        if code < 7 {
+            out[op] = ((offset >> 8) + (code << 5)) as u8;
+            op += 1;
+        } else {
+            out[op] = ((offset >> 8) + (7 << 5)) as u8;
+            out[op + 1] = (code - 7) as u8;
+            op += 2;
+        }
+        out[op] = offset as u8;
+        op += 2; // the offset byte, then a new run's length byte
+        lit = 0;
+        ip += code + 1;
+        if ip + 2 >= len {
+            break;
+        }
+        ip -= 2;
+        hval = (byte(ip) << 8) | byte(ip + 1);
+        hval = (hval << 8) | byte(ip + 2);
+        table.set(hval, ip);
+        ip += 1;
+        hval = (hval << 8) | byte(ip + 2);
+        table.set(hval, ip);
+        ip += 1;
     }
-    flush_literals(&mut out, &input[literal_start..]);
-    (out.len() < max_len).then_some(out)
-}
-
-fn flush_literals(out: &mut Vec<u8>, literals: &[u8]) {
-    for chunk in literals.chunks(MAX_LITERAL) {
-        out.push((chunk.len() - 1) as u8);
-        out.extend_from_slice(chunk);
+    if op + 3 > max_len {
+        return None;
     }
+    while ip < len {
+        out[op] = input[ip];
+        op += 1;
+        ip += 1;
+        lit += 1;
+        if lit == MAX_LITERAL {
+            out[op - lit - 1] = (lit - 1) as u8;
+            lit = 0;
+            op += 1;
+        }
+    }
+    out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+    op -= usize::from(lit == 0);
+    out.truncate(op);
+    Some(out)
 }
 
 #[cfg(test)]

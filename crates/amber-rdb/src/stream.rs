@@ -47,7 +47,11 @@ pub(crate) fn read_stream<R: Read>(
         let master = raw_id(&input.string()?)?;
         let listpack = input.string()?;
         live += check_node(&listpack)?;
-        if stream.nodes.last().is_some_and(|last| last.master >= master) {
+        if stream
+            .nodes
+            .last()
+            .is_some_and(|last| last.master >= master)
+        {
             return Err(ErrorKind::corrupt(
                 "stream",
                 "node keys are not in increasing order",
@@ -72,7 +76,10 @@ pub(crate) fn read_stream<R: Read>(
     for _ in 0..groups {
         let group = read_group(input, type_byte)?;
         if stream.groups.iter().any(|g| g.name == group.name) {
-            return Err(ErrorKind::corrupt("stream", "duplicated consumer group name"));
+            return Err(ErrorKind::corrupt(
+                "stream",
+                "duplicated consumer group name",
+            ));
         }
         stream.groups.push(group);
     }
@@ -125,8 +132,13 @@ fn check_node(listpack: &[u8]) -> Result<u64, ErrorKind> {
 /// A node element that must be a number.
 fn element_int(item: Option<&Element<'_>>) -> Result<i64, ErrorKind> {
     let mut text: IntText = [0; 20];
-    item.and_then(|item| std::str::from_utf8(item.bytes(&mut text)).ok()?.parse().ok())
-        .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
+    item.and_then(|item| {
+        std::str::from_utf8(item.bytes(&mut text))
+            .ok()?
+            .parse()
+            .ok()
+    })
+    .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
 }
 
 fn skip(pos: &mut std::slice::Iter<'_, Element<'_>>, count: usize) -> Result<(), ErrorKind> {
@@ -224,7 +236,10 @@ pub(crate) fn decode_node(node: &StreamNode, out: &mut Vec<StreamEntry>) -> Resu
     while pos.len() > 0 {
         let flags = element_int(pos.next())?;
         let ms = node.master.ms.wrapping_add(element_int(pos.next())? as u64);
-        let seq = node.master.seq.wrapping_add(element_int(pos.next())? as u64);
+        let seq = node
+            .master
+            .seq
+            .wrapping_add(element_int(pos.next())? as u64);
         let fields: Vec<(Vec<u8>, Vec<u8>)> = if flags & FLAG_SAME_FIELDS != 0 {
             master_fields
                 .iter()
@@ -320,4 +335,3 @@ fn write_id(out: &mut Vec<u8>, id: StreamId) {
     write_length(out, id.ms);
     write_length(out, id.seq);
 }
-

@@ -184,7 +184,11 @@ fn push_backlen(out: &mut Vec<u8>, body: usize) {
     let count = backlen_size(body);
     for index in (0..count).rev() {
         let group = ((body >> (7 * index)) & 0x7f) as u8;
-        out.push(if index == count - 1 { group } else { group | 0x80 });
+        out.push(if index == count - 1 {
+            group
+        } else {
+            group | 0x80
+        });
     }
 }
 
@@ -275,7 +279,10 @@ mod tests {
         }
         assert_eq!(get(&lp, at).unwrap().0, Item::Int(12));
         assert!(at_end(&lp, skip(&lp, at)));
-        assert_eq!(u32::from_le_bytes(lp[..4].try_into().unwrap()) as usize, lp.len());
+        assert_eq!(
+            u32::from_le_bytes(lp[..4].try_into().unwrap()) as usize,
+            lp.len()
+        );
         assert_eq!(u16::from_le_bytes([lp[4], lp[5]]), 22);
     }
 
@@ -289,7 +296,10 @@ mod tests {
         assert_eq!(get(&lp, next).unwrap().0, Item::Bytes(b"tail"));
         replace_int(&mut lp, FIRST, 3);
         assert_eq!(get(&lp, FIRST).unwrap(), (Item::Int(3), FIRST + 2));
-        assert_eq!(u32::from_le_bytes(lp[..4].try_into().unwrap()) as usize, lp.len());
+        assert_eq!(
+            u32::from_le_bytes(lp[..4].try_into().unwrap()) as usize,
+            lp.len()
+        );
     }
 
     #[test]

@@ -134,7 +134,10 @@ impl StreamLog {
 
     /// Rebuilds a stream from a snapshot's nodes and counters. The nodes must be valid stream
     /// listpacks (a loader checks them first); a malformed one reads as ending early.
-    pub fn from_parts(nodes: impl IntoIterator<Item = (StreamId, Vec<u8>)>, meta: StreamMeta) -> StreamLog {
+    pub fn from_parts(
+        nodes: impl IntoIterator<Item = (StreamId, Vec<u8>)>,
+        meta: StreamMeta,
+    ) -> StreamLog {
         StreamLog {
             nodes: nodes.into_iter().collect(),
             length: meta.length,
@@ -151,7 +154,12 @@ impl StreamLog {
     }
 
     /// Sets the counters `XSETID` changes.
-    pub fn set_ids(&mut self, last_id: StreamId, entries_added: Option<u64>, max_deleted: Option<StreamId>) {
+    pub fn set_ids(
+        &mut self,
+        last_id: StreamId,
+        entries_added: Option<u64>,
+        max_deleted: Option<StreamId>,
+    ) {
         self.last_id = last_id;
         if let Some(added) = entries_added {
             self.entries_added = added;
@@ -402,7 +410,13 @@ pub struct Range<'a> {
 }
 
 impl<'a> Range<'a> {
-    fn new(log: &'a StreamLog, start: StreamId, end: StreamId, rev: bool, tombstones: bool) -> Range<'a> {
+    fn new(
+        log: &'a StreamLog,
+        start: StreamId,
+        end: StreamId,
+        rev: bool,
+        tombstones: bool,
+    ) -> Range<'a> {
         let nodes = if rev {
             log.nodes.range(..=end)
         } else {
@@ -486,7 +500,12 @@ impl<'a> Iterator for Range<'a> {
 impl StreamValue {
     /// Heap bytes held (for `MEMORY USAGE`).
     pub fn heap_bytes(&self) -> usize {
-        self.log.heap_bytes() + self.groups.values().map(ConsumerGroup::heap_bytes).sum::<usize>()
+        self.log.heap_bytes()
+            + self
+                .groups
+                .values()
+                .map(ConsumerGroup::heap_bytes)
+                .sum::<usize>()
     }
 }
 

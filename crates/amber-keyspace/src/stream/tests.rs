@@ -14,7 +14,8 @@ fn filled(count: u64, limits: StreamLimits) -> StreamLog {
     let mut log = StreamLog::default();
     for n in 1..=count {
         let value = n.to_string();
-        log.append(id(n, 0), &[b"f", value.as_bytes()], limits).unwrap();
+        log.append(id(n, 0), &[b"f", value.as_bytes()], limits)
+            .unwrap();
     }
     log
 }
@@ -32,7 +33,10 @@ fn entries_come_back_in_both_directions_across_nodes() {
     let mut backward = ids(&log, true);
     backward.reverse();
     assert_eq!(forward, backward);
-    let middle: Vec<StreamId> = log.range(id(9, 0), id(12, 0), false).map(|e| e.id).collect();
+    let middle: Vec<StreamId> = log
+        .range(id(9, 0), id(12, 0), false)
+        .map(|e| e.id)
+        .collect();
     assert_eq!(middle, vec![id(9, 0), id(10, 0), id(11, 0), id(12, 0)]);
     let entry = log.range(id(7, 0), id(7, 0), false).next().unwrap();
     let pairs: Vec<_> = entry.pairs().collect();
@@ -43,12 +47,20 @@ fn entries_come_back_in_both_directions_across_nodes() {
 fn entries_with_other_fields_keep_their_own_names() {
     let mut log = StreamLog::default();
     let limits = StreamLimits::default();
-    log.append(id(1, 0), &[b"a", b"1", b"b", b"2"], limits).unwrap();
-    log.append(id(2, 0), &[b"x", b"long value"], limits).unwrap();
+    log.append(id(1, 0), &[b"a", b"1", b"b", b"2"], limits)
+        .unwrap();
+    log.append(id(2, 0), &[b"x", b"long value"], limits)
+        .unwrap();
     let second = log.range(id(2, 0), id(2, 0), false).next().unwrap();
     let pairs: Vec<_> = second.pairs().collect();
-    assert_eq!(pairs, vec![(StreamItem::Bytes(b"x"), StreamItem::Bytes(b"long value"))]);
-    assert_eq!(log.append(id(2, 0), &[b"a", b"1"], limits), Err(AppendError::IdTooSmall));
+    assert_eq!(
+        pairs,
+        vec![(StreamItem::Bytes(b"x"), StreamItem::Bytes(b"long value"))]
+    );
+    assert_eq!(
+        log.append(id(2, 0), &[b"a", b"1"], limits),
+        Err(AppendError::IdTooSmall)
+    );
 }
 
 #[test]

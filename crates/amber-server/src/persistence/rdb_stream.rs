@@ -2,7 +2,9 @@
 //! counters and consumer groups field by field, with Redis's rules for files older than RDB
 //! 10 (no first id, deleted id or read counters stored).
 
-use amber_keyspace::{ConsumerGroup, ConsumerState, Nack, StreamId, StreamLog, StreamMeta, StreamValue};
+use amber_keyspace::{
+    ConsumerGroup, ConsumerState, Nack, StreamId, StreamLog, StreamMeta, StreamValue,
+};
 
 fn to_rdb_id(id: StreamId) -> amber_rdb::StreamId {
     amber_rdb::StreamId {

@@ -43,7 +43,12 @@ pub(super) struct AddArgs {
 
 /// Parses `ms-seq`, `ms` (the sequence then is `missing_seq`), and with `allow` set `-`, `+`
 /// and `ms-*` (`Ok(None)` seq): Redis's `streamGenericParseIDOrReply`.
-fn parse(arg: &[u8], missing_seq: u64, plus_minus: bool, seq_star: bool) -> Option<(u64, Option<u64>)> {
+fn parse(
+    arg: &[u8],
+    missing_seq: u64,
+    plus_minus: bool,
+    seq_star: bool,
+) -> Option<(u64, Option<u64>)> {
     if arg.len() > 127 {
         return None;
     }
@@ -99,7 +104,8 @@ pub(super) fn interval_end(ctx: &mut Ctx, arg: &[u8]) -> Option<StreamId> {
 fn interval(ctx: &mut Ctx, arg: &[u8], missing_seq: u64, start: bool) -> Option<StreamId> {
     let exclusive = arg.len() > 1 && arg[0] == b'(';
     let id = if exclusive {
-        parse(&arg[1..], missing_seq, false, false).and_then(|(ms, seq)| Some(StreamId::new(ms, seq?)))
+        parse(&arg[1..], missing_seq, false, false)
+            .and_then(|(ms, seq)| Some(StreamId::new(ms, seq?)))
     } else {
         loose_id(arg, missing_seq)
     };

@@ -160,7 +160,9 @@ pub(in crate::commands) fn xgroup(ctx: &mut Ctx, args: &[Bytes]) {
     } else if setid {
         group_setid(ctx, args, entries_read);
     } else if is(sub, "destroy") {
-        let destroyed = change(ctx, key, |stream| stream.groups.remove(name.as_ref()).is_some());
+        let destroyed = change(ctx, key, |stream| {
+            stream.groups.remove(name.as_ref()).is_some()
+        });
         if destroyed {
             ctx.dirty(1);
             ctx.notify(notify::STREAM, "xgroup-destroy", key);
@@ -342,7 +344,8 @@ pub(in crate::commands) fn xpending(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok(found) = stream_and_out(ctx, key, true) else {
         return;
     };
-    let Some(group) = found.and_then(|(stream, out)| Some((stream.groups.get(name.as_ref())?, out)))
+    let Some(group) =
+        found.and_then(|(stream, out)| Some((stream.groups.get(name.as_ref())?, out)))
     else {
         return nogroup(ctx, key, name);
     };
@@ -374,10 +377,18 @@ pub(in crate::commands) fn xpending(ctx: &mut Ctx, args: &[Bytes]) {
     let (start, end, count, consumer) = range;
     let ids: Vec<StreamId> = match consumer {
         Some(name) => match group.consumers.get(name.as_ref()) {
-            Some(state) => state.pending.range(start..=end.max(start)).copied().collect(),
+            Some(state) => state
+                .pending
+                .range(start..=end.max(start))
+                .copied()
+                .collect(),
             None => return out.array(0),
         },
-        None => group.pel.range(start..=end.max(start)).map(|(id, _)| *id).collect(),
+        None => group
+            .pel
+            .range(start..=end.max(start))
+            .map(|(id, _)| *id)
+            .collect(),
     };
     let rows: Vec<(StreamId, &Nack)> = ids
         .into_iter()
@@ -486,7 +497,10 @@ pub(in crate::commands) fn xclaim(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(min_idle) = min_idle(ctx, &args[4], "XCLAIM") else {
         return;
     };
-    let ids: Vec<StreamId> = args[5..].iter().map_while(|arg| args::strict_id(arg)).collect();
+    let ids: Vec<StreamId> = args[5..]
+        .iter()
+        .map_while(|arg| args::strict_id(arg))
+        .collect();
     let now = ctx.server.now_ms;
     let Some(options) = claim_options(ctx, &args[5 + ids.len()..], now) else {
         return;
@@ -526,7 +540,10 @@ pub(in crate::commands) fn xclaim(ctx: &mut Ctx, args: &[Bytes]) {
             continue;
         }
         if pending && min_idle > 0 {
-            let idle = group.pel.get(&id).map_or(0, |nack| now - nack.delivery_time);
+            let idle = group
+                .pel
+                .get(&id)
+                .map_or(0, |nack| now - nack.delivery_time);
             if idle < min_idle {
                 continue;
             }
@@ -639,7 +656,10 @@ pub(in crate::commands) fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) {
             count -= 1;
             continue;
         }
-        let idle = group.pel.get(&id).map_or(0, |nack| now - nack.delivery_time);
+        let idle = group
+            .pel
+            .get(&id)
+            .map_or(0, |nack| now - nack.delivery_time);
         if min_idle > 0 && idle < min_idle {
             continue;
         }

@@ -167,7 +167,10 @@ fn stream_info(out: &mut ReplyWriter, stream: &StreamValue, full: Option<usize>)
     };
     let limit = if count == 0 { usize::MAX } else { count };
     out.bulk(b"entries");
-    let entries: Vec<_> = log.range(StreamId::MIN, StreamId::MAX, false).take(limit).collect();
+    let entries: Vec<_> = log
+        .range(StreamId::MIN, StreamId::MAX, false)
+        .take(limit)
+        .collect();
     out.array(entries.len());
     entries.iter().for_each(|entry| reply_entry(out, entry));
     out.bulk(b"groups");

@@ -126,13 +126,18 @@ pub(super) fn xadd(ctx: &mut Ctx, args: &[Bytes]) {
     let outcome = super::write_collection::<StreamValue, _>(ctx, key, true, |stream| {
         let last = stream.log.last_id();
         if last == StreamId::MAX {
-            return Err("ERR The stream has exhausted the last possible ID, unable to add more items");
+            return Err(
+                "ERR The stream has exhausted the last possible ID, unable to add more items",
+            );
         }
         let id = next_id(last, add.id, now).ok_or(TOO_SMALL)?;
-        stream.log.append(id, &pairs, limits).map_err(|error| match error {
-            amber_keyspace::AppendError::IdTooSmall => TOO_SMALL,
-            amber_keyspace::AppendError::TooLarge => "ERR Elements are too large to be stored",
-        })?;
+        stream
+            .log
+            .append(id, &pairs, limits)
+            .map_err(|error| match error {
+                amber_keyspace::AppendError::IdTooSmall => TOO_SMALL,
+                amber_keyspace::AppendError::TooLarge => "ERR Elements are too large to be stored",
+            })?;
         let trimmed = trim.apply(stream);
         Ok((id, trimmed, trim.rewritten(stream)))
     });
@@ -164,7 +169,8 @@ pub(super) fn xadd(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.propagate_as(vec![record]);
 }
 
-const TOO_SMALL: &str = "ERR The ID specified in XADD is equal or smaller than the target stream top item";
+const TOO_SMALL: &str =
+    "ERR The ID specified in XADD is equal or smaller than the target stream top item";
 
 /// The id XADD adds under: generated from the clock, completed from `ms-*`, or as given.
 fn next_id(last: StreamId, wanted: IdArg, now_ms: u64) -> Option<StreamId> {
@@ -364,10 +370,14 @@ pub(super) fn xsetid(ctx: &mut Ctx, args: &[Bytes]) {
     let outcome = super::write_collection::<StreamValue, _>(ctx, key, false, |stream| {
         if !stream.log.is_empty() {
             if stream.log.last_entry_id().is_some_and(|top| id < top) {
-                return Err("ERR The ID specified in XSETID is smaller than the target stream top item");
+                return Err(
+                    "ERR The ID specified in XSETID is smaller than the target stream top item",
+                );
             }
             if entries_added.is_some_and(|added| stream.log.len() > added) {
-                return Err("ERR The entries_added specified in XSETID is smaller than the target stream length");
+                return Err(
+                    "ERR The entries_added specified in XSETID is smaller than the target stream length",
+                );
             }
         }
         stream

@@ -146,7 +146,10 @@ fn resolve(ctx: &mut Ctx, args: &[Bytes], read: &ReadArgs) -> Option<Vec<From>> 
                 return None;
             }
             Found::Missing if group.is_none() => StreamId::MIN,
-            Found::Missing | Found::Stream { has_group: false, .. } if group.is_some() => {
+            Found::Missing
+            | Found::Stream {
+                has_group: false, ..
+            } if group.is_some() => {
                 let message = if woken {
                     "NOGROUP the consumer group this client was blocked on no longer exists"
                         .to_string()
@@ -303,7 +306,13 @@ fn serve(ctx: &mut Ctx, key: &Bytes, from: From, read: &ReadArgs) {
             let ids: Vec<StreamId> = group
                 .consumers
                 .get(consumer.as_ref())
-                .map(|c| c.pending.range(start..).copied().take(limit(read.count)).collect())
+                .map(|c| {
+                    c.pending
+                        .range(start..)
+                        .copied()
+                        .take(limit(read.count))
+                        .collect()
+                })
                 .unwrap_or_default();
             out.array(ids.len());
             for id in ids {
@@ -354,7 +363,10 @@ fn serve(ctx: &mut Ctx, key: &Bytes, from: From, read: &ReadArgs) {
     if created {
         ctx.notify(notify::STREAM, "xgroup-createconsumer", key);
         if read.noack {
-            records.insert(0, super::groups::createconsumer_record(key, &group_name, &consumer));
+            records.insert(
+                0,
+                super::groups::createconsumer_record(key, &group_name, &consumer),
+            );
         }
     }
     ctx.dirty(1);
