@@ -359,3 +359,52 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+#[test]
+fn watch_is_invalidated_by_the_same_stream_commands_as_in_redis() {
+    let commands: &[&[&str]] = &[
+        &["XADD", "s", "*", "f", "v"],
+        &["XDEL", "s", "1-1"],
+        &["XDEL", "s", "9-9"],
+        &["XTRIM", "s", "MAXLEN", "0"],
+        &["XGROUP", "CREATE", "s", "g2", "0"],
+        &["XGROUP", "CREATE", "fresh", "g", "0", "MKSTREAM"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
+        &["XACK", "s", "g", "1-1"],
+        &["XCLAIM", "s", "g", "d", "0", "1-1"],
+        &["XSETID", "s", "99-0"],
+        &["XGROUP", "SETID", "s", "g", "0"],
+        &["XGROUP", "DESTROY", "s", "g"],
+    ];
+    let (amber, redis) = pair();
+    let mut outcomes = Vec::new();
+    for server in [&amber, &redis] {
+        let mut seen = Vec::new();
+        for command in commands {
+            let mut setup = server.client();
+            setup.cmd(&["FLUSHALL"]);
+            setup.cmd(&["XADD", "s", "1-1", "a", "1"]);
+            setup.cmd(&["XGROUP", "CREATE", "s", "g", "0"]);
+            let mut watcher = server.client();
+            let key = if command.contains(&"fresh") {
+                "fresh"
+            } else {
+                "s"
+            };
+            watcher.cmd(&["WATCH", key]);
+            let reply = setup.cmd(command);
+            watcher.cmd(&["MULTI"]);
+            watcher.cmd(&["PING"]);
+            seen.push((reply, watcher.cmd(&["EXEC"])));
+        }
+        outcomes.push(seen);
+    }
+    for (index, command) in commands.iter().enumerate() {
+        if command[0] == "XADD" {
+            // The generated id differs; whether EXEC ran must not.
+            assert_eq!(outcomes[0][index].1, outcomes[1][index].1, "{command:?}");
+            continue;
+        }
+        assert_eq!(outcomes[0][index], outcomes[1][index], "{command:?}");
+    }
+}

@@ -78,7 +78,7 @@ pub(crate) fn read_stream<R: Read>(
         if stream.groups.iter().any(|g| g.name == group.name) {
             return Err(ErrorKind::corrupt(
                 "stream",
-                "duplicated consumer group name",
+                "Duplicated consumer group name",
             ));
         }
         stream.groups.push(group);
@@ -92,9 +92,9 @@ fn check_node(listpack: &[u8]) -> Result<u64, ErrorKind> {
     let mut items: Vec<Element<'_>> = Vec::new();
     encodings::visit_listpack(listpack, |item| items.push(item))?;
     if items.is_empty() {
-        return Err(ErrorKind::corrupt("stream", "empty listpack inside stream"));
+        return Err(ErrorKind::corrupt("stream", "Empty listpack inside stream"));
     }
-    let bad = || ErrorKind::corrupt("stream", "listpack integrity check failed");
+    let bad = || ErrorKind::corrupt("stream", "Stream listpack integrity check failed");
     let mut pos = items.iter();
     let live = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
     let deleted = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
@@ -186,7 +186,7 @@ fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGr
             if !pending.iter().any(|p| p.id == id) {
                 return Err(ErrorKind::corrupt(
                     "stream",
-                    "consumer owns an id missing from the group's PEL",
+                    "Consumer entry not found in group global PEL",
                 ));
             }
             ids.push(id);
@@ -198,12 +198,24 @@ fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGr
             pending: ids,
         });
     }
+    let mut names: Vec<&[u8]> = consumers.iter().map(|c| c.name.as_slice()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() != consumers.len() {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            "Duplicate stream consumer detected",
+        ));
+    }
     let owned: usize = consumers.iter().map(|c| c.pending.len()).sum();
     let mut ids: Vec<StreamId> = pending.iter().map(|p| p.id).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.len() != pending.len() {
-        return Err(ErrorKind::corrupt("stream", "duplicated global PEL entry"));
+        return Err(ErrorKind::corrupt(
+            "stream",
+            "Duplicated global PEL entry loading stream consumer group",
+        ));
     }
     if owned != pending.len() {
         return Err(ErrorKind::corrupt(

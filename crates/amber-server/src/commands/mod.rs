@@ -881,11 +881,23 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "command|docs",
     "command|list",
     "command|getkeys",
+    "xgroup|create",
+    "xgroup|setid",
+    "xgroup|destroy",
+    "xgroup|createconsumer",
+    "xgroup|delconsumer",
+    "xgroup|help",
+    "xinfo|stream",
+    "xinfo|groups",
+    "xinfo|consumers",
+    "xinfo|help",
 ];
 
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
     // Most commands have no subcommands: answer them without scanning the list.
-    const CONTAINERS: &[&str] = &["client", "config", "object", "command", "memory"];
+    const CONTAINERS: &[&str] = &[
+        "client", "config", "object", "command", "memory", "xgroup", "xinfo",
+    ];
     let Some(sub) = sub.filter(|_| CONTAINERS.contains(&name)) else {
         return name;
     };

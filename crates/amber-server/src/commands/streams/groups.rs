@@ -109,6 +109,9 @@ pub(in crate::commands) fn xgroup(ctx: &mut Ctx, args: &[Bytes]) {
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
         return subcommand_arity(ctx, "xgroup", sub);
     }
+    // As Redis, group changes neither touch WATCHed keys nor wake readers (DESTROY wakes the
+    // group's readers below, MKSTREAM touches the key it creates).
+    ctx.modified_only(Vec::new());
     if is(sub, "help") {
         ctx.out.array(XGROUP_HELP.len());
         XGROUP_HELP.iter().for_each(|line| ctx.out.simple(line));
@@ -166,6 +169,9 @@ pub(in crate::commands) fn xgroup(ctx: &mut Ctx, args: &[Bytes]) {
         if destroyed {
             ctx.dirty(1);
             ctx.notify(notify::STREAM, "xgroup-destroy", key);
+            // Readers blocked on the group get their NOGROUP error.
+            let db = ctx.client.db;
+            ctx.server.signal_ready(db, key);
         }
         ctx.out.integer(i64::from(destroyed));
     } else if is(sub, "createconsumer") {
@@ -236,6 +242,7 @@ fn group_create(ctx: &mut Ctx, args: &[Bytes], exists: bool, entries_read: Optio
     if !exists {
         // MKSTREAM made the key, whatever happens to the group.
         ctx.dirty(1);
+        ctx.modified_only(vec![key.clone()]);
     }
     match created {
         Ok(Some(true)) => {
@@ -275,6 +282,7 @@ fn group_setid(ctx: &mut Ctx, args: &[Bytes], entries_read: Option<u64>) {
 
 /// `XACK key group id [id ...]`
 pub(in crate::commands) fn xack(ctx: &mut Ctx, args: &[Bytes]) {
+    ctx.modified_only(Vec::new());
     let (key, name) = (&args[1], &args[2]);
     let has_group = match crate::commands::read_collection::<StreamValue, _>(ctx, key, |s| {
         s.groups.contains_key(name.as_ref())
@@ -488,6 +496,7 @@ fn group_missing(ctx: &mut Ctx, key: &[u8], name: &[u8]) -> Result<bool, Replied
 /// `XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-ms]
 /// [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID id]`
 pub(in crate::commands) fn xclaim(ctx: &mut Ctx, args: &[Bytes]) {
+    ctx.modified_only(Vec::new());
     let (key, name, consumer) = (&args[1], &args[2], &args[3]);
     match group_missing(ctx, key, name) {
         Err(Replied) => return,
@@ -597,6 +606,7 @@ pub(in crate::commands) fn xclaim(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]`
 pub(in crate::commands) fn xautoclaim(ctx: &mut Ctx, args: &[Bytes]) {
+    ctx.modified_only(Vec::new());
     let (key, name, consumer) = (&args[1], &args[2], &args[3]);
     let Some(min_idle) = min_idle(ctx, &args[4], "XAUTOCLAIM") else {
         return;

@@ -334,6 +334,8 @@ pub(super) fn xdel(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]`
 pub(super) fn xsetid(ctx: &mut Ctx, args: &[Bytes]) {
+    // As Redis, XSETID neither touches WATCHed keys nor wakes readers.
+    ctx.modified_only(Vec::new());
     let Some(id) = args::strict_id(&args[2]) else {
         return ctx.error(INVALID_ID);
     };

@@ -212,8 +212,10 @@ fn read_streams(ctx: &mut Ctx, args: &[Bytes], group_cmd: bool) {
         .filter(|&index| servable(ctx, &args[read.keys_at + index], froms[index], &read))
         .collect();
     if group_cmd {
-        // XREADGROUP reaches the AOF as the XCLAIMs and SETIDs it causes, never as itself.
+        // XREADGROUP reaches the AOF as the XCLAIMs and SETIDs it causes, never as itself,
+        // and (as in Redis) touches no WATCHed key.
         ctx.propagate_as(Vec::new());
+        ctx.modified_only(Vec::new());
     }
     if !servable.is_empty() {
         if ctx.out.protocol() == Protocol::Resp3 {
