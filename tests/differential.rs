@@ -1684,3 +1684,26 @@ fn error_paths_and_check_order_match_redis() {
         ",
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Strings long enough to be compressed come out of DUMP as Redis's bytes: Amber's LZF
+    /// makes Redis's exact choices.
+    #[test]
+    fn compressed_dump_payloads_are_redis_bytes(
+        values in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c'), any::<u8>()], 21..6000),
+            1..12,
+        )
+    ) {
+        let redis = ServerProcess::redis(&[]);
+        let amber = ServerProcess::amber(&[]);
+        let (mut r, mut a) = (redis.client(), amber.client());
+        for value in &values {
+            r.cmd(&[b"SET".as_slice(), b"k", value]);
+            a.cmd(&[b"SET".as_slice(), b"k", value]);
+            prop_assert_eq!(a.cmd(&["DUMP", "k"]), r.cmd(&["DUMP", "k"]));
+        }
+    }
+}

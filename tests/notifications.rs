@@ -262,6 +262,41 @@ fn next(state: &mut u64) -> u64 {
 }
 
 #[test]
+fn stream_events_match_redis() {
+    assert_same(
+        "KEAn",
+        &[
+            "XADD s 1-1 f v",
+            "XADD s MAXLEN 1 2-1 f v",
+            "XADD s NOMKSTREAM 3-1 f v",
+            "XADD none NOMKSTREAM 3-1 f v",
+            "XDEL s 3-1",
+            "XDEL s 9-9",
+            "XTRIM s MAXLEN 0",
+            "XTRIM s MAXLEN 0",
+            "XGROUP CREATE s g 0",
+            "XGROUP CREATE s g 0",
+            "XGROUP CREATE fresh g $ MKSTREAM",
+            "XADD s 4-1 f v",
+            "XREADGROUP GROUP g alice STREAMS s >",
+            "XREADGROUP GROUP g alice STREAMS s >",
+            "XGROUP CREATECONSUMER s g bob",
+            "XGROUP CREATECONSUMER s g bob",
+            "XCLAIM s g carol 0 4-1",
+            "XAUTOCLAIM s g dave 0 0",
+            "XACK s g 4-1",
+            "XGROUP SETID s g 0",
+            "XGROUP DELCONSUMER s g bob",
+            "XGROUP DELCONSUMER s g nobody",
+            "XSETID s 10-0",
+            "XGROUP DESTROY s g",
+            "XGROUP DESTROY s g",
+            "DEL s",
+        ],
+    );
+}
+
+#[test]
 fn random_sequences_publish_what_redis_publishes() {
     const MENU: &[&str] = &[
         "SET {k} {v}",

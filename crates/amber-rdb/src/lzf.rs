@@ -85,51 +85,113 @@ const MAX_REF: usize = (1 << 8) + (1 << 3);
 /// Compresses `input` as Redis's `lzf_compress` does (HLOG 16, `VERY_FAST`), so compressed
 /// strings, and so `DUMP` payloads and snapshots, are byte for byte Redis's. `None` when the
 /// result would not fit in `max_len` bytes (Redis's `out_len`), with Redis's exact bounds.
+#[cfg(test)]
 pub(crate) fn compress(input: &[u8], max_len: usize) -> Option<Vec<u8>> {
+    let mut packed = None;
+    with_compressed(input, max_len, |bytes| packed = Some(bytes.to_vec()));
+    packed
+}
+
+/// Compresses `input` as [`compress`] does into a reused buffer and hands the result to
+/// `use_packed`; `false` (and `use_packed` not called) when it does not fit in `max_len`.
+pub(crate) fn with_compressed(
+    input: &[u8],
+    max_len: usize,
+    use_packed: impl FnOnce(&[u8]),
+) -> bool {
     thread_local! {
-        static TABLE: std::cell::RefCell<MatchTable> = std::cell::RefCell::new(MatchTable::new());
+        static STATE: std::cell::RefCell<(MatchTable, Vec<u8>)> =
+            std::cell::RefCell::new((MatchTable::new(), Vec::new()));
     }
-    TABLE.with(|table| {
-        let mut table = table.borrow_mut();
-        table.next_generation();
-        compress_with(input, max_len, &mut table)
+    STATE.with(|state| {
+        let (table, out) = &mut *state.borrow_mut();
+        if input.len() >= u32::MAX as usize / 2 {
+            return false;
+        }
+        table.start(input.len());
+        match compress_with(input, max_len, table, out) {
+            Some(len) => {
+                use_packed(&out[..len]);
+                true
+            }
+            None => false,
+        }
     })
 }
 
-/// Redis's hash table of the last position seen for each 3-byte hash. Entries carry the
-/// generation of the call that wrote them, so a new call starts empty without clearing it.
+/// Redis's hash table of the last position seen for each 3-byte hash. A call's positions are
+/// stored offset by `base`, which grows past every earlier call's, so a new call starts with
+/// an empty table without clearing it (only when the offsets would overflow).
 struct MatchTable {
-    slots: Vec<u64>,
-    generation: u32,
+    slots: Vec<u32>,
+    base: u32,
+    len: u32,
 }
 
 impl MatchTable {
     fn new() -> MatchTable {
         MatchTable {
             slots: vec![0; 1 << HASH_LOG],
-            generation: 0,
+            base: 1,
+            len: 0,
         }
     }
 
-    fn next_generation(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
+    /// Starts a call on an input of `len` bytes.
+    fn start(&mut self, len: usize) {
+        let len = len as u32;
+        let next = u64::from(self.base) + u64::from(self.len) + 1;
+        if next + u64::from(len) >= u64::from(u32::MAX) {
             self.slots.fill(0);
-            self.generation = 1;
+            self.base = 1;
+        } else {
+            self.base = next as u32;
         }
+        self.len = len;
     }
 
     /// The position stored for `hash` in this call, and stores `pos` in its place.
     fn swap(&mut self, hash: u32, pos: usize) -> Option<usize> {
         let slot = &mut self.slots[slot_of(hash)];
         let old = *slot;
-        *slot = (u64::from(self.generation) << 32) | pos as u64;
-        (old >> 32 == u64::from(self.generation)).then_some((old & 0xffff_ffff) as usize)
+        *slot = self.base + pos as u32;
+        (old >= self.base).then(|| (old - self.base) as usize)
     }
 
     fn set(&mut self, hash: u32, pos: usize) {
-        self.slots[slot_of(hash)] = (u64::from(self.generation) << 32) | pos as u64;
+        self.slots[slot_of(hash)] = self.base + pos as u32;
     }
+}
+
+/// How many bytes Redis's match extension takes at `ip` against `reference` (3 already
+/// equal): its 16-step unrolled loop first when `max_match > 16`, which may take up to 19
+/// bytes even past `max_match`, then byte by byte up to `max_match`.
+fn match_length(input: &[u8], reference: usize, ip: usize, max_match: usize) -> usize {
+    if max_match > 16 {
+        let early = first_difference(input, reference, ip, 3, 19);
+        if early < 19 {
+            return early;
+        }
+        return first_difference(input, reference, ip, 19, max_match.max(19)).max(19);
+    }
+    first_difference(input, reference, ip, 3, max_match).max(3)
+}
+
+/// The first offset in `from..to` where the bytes after `a` and `b` differ (`to` if none).
+fn first_difference(input: &[u8], a: usize, b: usize, from: usize, to: usize) -> usize {
+    let mut at = from;
+    while at + 8 <= to {
+        let left = u64::from_le_bytes(input[a + at..a + at + 8].try_into().unwrap_or_default());
+        let right = u64::from_le_bytes(input[b + at..b + at + 8].try_into().unwrap_or_default());
+        if left != right {
+            return at + ((left ^ right).trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < to && input[a + at] == input[b + at] {
+        at += 1;
+    }
+    at
 }
 
 /// Redis's `IDX` for `VERY_FAST`: `((h >> 8) - h * 5) & (HSIZE - 1)`.
@@ -137,26 +199,37 @@ fn slot_of(hash: u32) -> usize {
     ((hash >> (24 - HASH_LOG)).wrapping_sub(hash.wrapping_mul(5)) & ((1 << HASH_LOG) - 1)) as usize
 }
 
-fn compress_with(input: &[u8], max_len: usize, table: &mut MatchTable) -> Option<Vec<u8>> {
+fn compress_with(
+    input: &[u8],
+    max_len: usize,
+    table: &mut MatchTable,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     let len = input.len();
     if len == 0 || max_len == 0 || len > u32::MAX as usize {
         return None;
     }
     let byte = |at: usize| u32::from(input.get(at).copied().unwrap_or(0));
-    // Room for the few bytes Redis may write past `max_len` before it gives up.
-    let mut out = vec![0u8; max_len + 4];
+    let at = |i: usize| u32::from(input[i]);
+    // Room for the few bytes Redis may write past `max_len` before it gives up (every byte
+    // is written before it is read: old contents need no clearing).
+    if out.len() < max_len + 4 {
+        out.resize(max_len + 4, 0);
+    }
     let mut op = 1usize; // a literal run's length byte is reserved at op - 1
     let mut lit = 0usize;
     let mut ip = 0usize;
     let mut hval = (byte(0) << 8) | byte(1);
     while ip + 2 < len {
-        hval = (hval << 8) | byte(ip + 2);
+        hval = (hval << 8) | at(ip + 2);
         let candidate = table.swap(hval, ip);
         let matched = candidate.filter(|&reference| {
             reference < ip
                 && ip - reference - 1 < MAX_OFFSET
                 && reference > 0
-                && input[reference..reference + 3] == input[ip..ip + 3]
+                && input[reference + 2] == input[ip + 2]
+                && input[reference] == input[ip]
+                && input[reference + 1] == input[ip + 1]
         });
         let Some(reference) = matched else {
             if op >= max_len {
@@ -180,27 +253,7 @@ fn compress_with(input: &[u8], max_len: usize, table: &mut MatchTable) -> Option
         }
         out[op - lit - 1] = (lit as u8).wrapping_sub(1);
         op -= usize::from(lit == 0);
-        let mut matched_len = 2;
-        let mut done = false;
-        if max_match > 16 {
-            for _ in 0..16 {
-                matched_len += 1;
-                if input[reference + matched_len] != input[ip + matched_len] {
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if !done {
-            loop {
-                matched_len += 1;
-                if !(matched_len < max_match
-                    && input[reference + matched_len] == input[ip + matched_len])
-                {
-                    break;
-                }
-            }
-        }
+        let matched_len = match_length(input, reference, ip, max_match);
         let code = matched_len - 2;
         ip += 1;
         if code < 7 {
@@ -243,8 +296,7 @@ fn compress_with(input: &[u8], max_len: usize, table: &mut MatchTable) -> Option
     }
     out[op - lit - 1] = (lit as u8).wrapping_sub(1);
     op -= usize::from(lit == 0);
-    out.truncate(op);
-    Some(out)
+    Some(op)
 }
 
 #[cfg(test)]

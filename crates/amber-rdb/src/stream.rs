@@ -89,64 +89,179 @@ pub(crate) fn read_stream<R: Read>(
 /// Checks a node's listpack as Redis's deep sanitization does (master entry, every entry's
 /// element count, nothing after the last entry); returns its live entry count.
 fn check_node(listpack: &[u8]) -> Result<u64, ErrorKind> {
-    let mut items: Vec<Element<'_>> = Vec::new();
-    encodings::visit_listpack(listpack, |item| items.push(item))?;
-    if items.is_empty() {
-        return Err(ErrorKind::corrupt("stream", "Empty listpack inside stream"));
-    }
-    let bad = || ErrorKind::corrupt("stream", "Stream listpack integrity check failed");
-    let mut pos = items.iter();
-    let live = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
-    let deleted = u64::try_from(element_int(pos.next())?).map_err(|_| bad())?;
-    let master_fields = usize::try_from(element_int(pos.next())?).map_err(|_| bad())?;
-    skip(&mut pos, master_fields)?;
-    if element_int(pos.next())? != 0 {
-        return Err(bad());
-    }
-    let mut flagged_live = 0u64;
-    for _ in 0..live.checked_add(deleted).ok_or_else(bad)? {
-        let flags = element_int(pos.next())?;
-        element_int(pos.next())?;
-        element_int(pos.next())?;
-        let (fields, extra) = if flags & FLAG_SAME_FIELDS != 0 {
-            (master_fields, 3)
-        } else {
-            let fields = usize::try_from(element_int(pos.next())?).map_err(|_| bad())?;
-            skip(&mut pos, fields)?;
-            (fields, fields + 4)
+    let mut check = NodeCheck::default();
+    encodings::visit_listpack(listpack, |item| check.element(item))?;
+    check.finish()
+}
+
+/// Where a node's check is: which element comes next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Expect {
+    #[default]
+    Live,
+    Deleted,
+    MasterCount,
+    MasterFields(usize),
+    MasterEnd,
+    Flags,
+    MsDelta,
+    SeqDelta,
+    FieldCount,
+    Names(usize),
+    Values(usize),
+    LpCount,
+    /// After the last entry: nothing may follow.
+    End,
+}
+
+/// Checks a node element by element as the listpack is walked (no element is copied): the
+/// structure Redis's deep sanitization checks.
+#[derive(Debug, Default)]
+struct NodeCheck {
+    expect: Expect,
+    broken: bool,
+    live: u64,
+    entries_left: u64,
+    master_fields: usize,
+    flags: i64,
+    fields: usize,
+    flagged_live: u64,
+    elements: u64,
+}
+
+impl NodeCheck {
+    fn element(&mut self, item: Element<'_>) {
+        self.elements += 1;
+        if self.broken {
+            return;
+        }
+        let number = || element_int(Some(&item)).ok();
+        let count = || number().and_then(|n| usize::try_from(n).ok());
+        self.expect = match self.expect {
+            Expect::Live => match number().and_then(|n| u64::try_from(n).ok()) {
+                Some(live) => {
+                    self.live = live;
+                    Expect::Deleted
+                }
+                None => return self.fail(),
+            },
+            Expect::Deleted => match number()
+                .and_then(|n| u64::try_from(n).ok())
+                .and_then(|deleted| deleted.checked_add(self.live))
+            {
+                Some(total) => {
+                    self.entries_left = total;
+                    Expect::MasterCount
+                }
+                None => return self.fail(),
+            },
+            Expect::MasterCount => match count() {
+                Some(0) => Expect::MasterEnd,
+                Some(n) => {
+                    self.master_fields = n;
+                    Expect::MasterFields(n)
+                }
+                None => return self.fail(),
+            },
+            Expect::MasterFields(1) => Expect::MasterEnd,
+            Expect::MasterFields(n) => Expect::MasterFields(n - 1),
+            Expect::MasterEnd if number() == Some(0) => self.next_entry(),
+            Expect::MasterEnd => return self.fail(),
+            Expect::Flags => match number() {
+                Some(flags) => {
+                    self.flags = flags;
+                    self.entries_left -= 1;
+                    if flags & FLAG_DELETED == 0 {
+                        self.flagged_live += 1;
+                    }
+                    Expect::MsDelta
+                }
+                None => return self.fail(),
+            },
+            Expect::MsDelta if number().is_some() => Expect::SeqDelta,
+            Expect::SeqDelta if number().is_some() => {
+                if self.flags & FLAG_SAME_FIELDS != 0 {
+                    self.fields = self.master_fields;
+                    self.values_or_count()
+                } else {
+                    Expect::FieldCount
+                }
+            }
+            Expect::MsDelta | Expect::SeqDelta => return self.fail(),
+            Expect::FieldCount => match count() {
+                Some(0) => {
+                    self.fields = 0;
+                    Expect::LpCount
+                }
+                Some(n) => {
+                    self.fields = n;
+                    Expect::Names(n)
+                }
+                None => return self.fail(),
+            },
+            Expect::Names(1) => self.values_or_count(),
+            Expect::Names(n) => Expect::Names(n - 1),
+            Expect::Values(1) => Expect::LpCount,
+            Expect::Values(n) => Expect::Values(n - 1),
+            Expect::End => return self.fail(),
+            Expect::LpCount => {
+                let extra = if self.flags & FLAG_SAME_FIELDS != 0 {
+                    3
+                } else {
+                    self.fields + 4
+                };
+                if count() != Some(self.fields + extra) {
+                    return self.fail();
+                }
+                self.next_entry()
+            }
         };
-        skip(&mut pos, fields)?;
-        if usize::try_from(element_int(pos.next())?).ok() != Some(fields + extra) {
-            return Err(bad());
-        }
-        if flags & FLAG_DELETED == 0 {
-            flagged_live += 1;
+    }
+
+    fn values_or_count(&self) -> Expect {
+        if self.fields == 0 {
+            Expect::LpCount
+        } else {
+            Expect::Values(self.fields)
         }
     }
-    if pos.next().is_some() || flagged_live != live {
-        return Err(bad());
+
+    fn next_entry(&mut self) -> Expect {
+        if self.entries_left == 0 {
+            Expect::End
+        } else {
+            Expect::Flags
+        }
     }
-    Ok(live)
+
+    fn fail(&mut self) {
+        self.broken = true;
+    }
+
+    /// The live entry count, once every element was seen.
+    fn finish(self) -> Result<u64, ErrorKind> {
+        if self.elements == 0 {
+            return Err(ErrorKind::corrupt("stream", "Empty listpack inside stream"));
+        }
+        let complete = self.entries_left == 0 && self.expect == Expect::End;
+        if self.broken || !complete || self.flagged_live != self.live {
+            return Err(ErrorKind::corrupt(
+                "stream",
+                "Stream listpack integrity check failed",
+            ));
+        }
+        Ok(self.live)
+    }
 }
 
 /// A node element that must be a number.
 fn element_int(item: Option<&Element<'_>>) -> Result<i64, ErrorKind> {
-    let mut text: IntText = [0; 20];
-    item.and_then(|item| {
-        std::str::from_utf8(item.bytes(&mut text))
-            .ok()?
-            .parse()
-            .ok()
-    })
-    .ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
-}
-
-fn skip(pos: &mut std::slice::Iter<'_, Element<'_>>, count: usize) -> Result<(), ErrorKind> {
-    for _ in 0..count {
-        pos.next()
-            .ok_or_else(|| ErrorKind::corrupt("stream", "truncated node"))?;
-    }
-    Ok(())
+    let number = match item {
+        Some(Element::Int(number)) => Some(*number),
+        Some(Element::Bytes(bytes)) => amber_protocol::parse_i64(bytes),
+        None => None,
+    };
+    number.ok_or_else(|| ErrorKind::corrupt("stream", "a number was expected in a node"))
 }
 
 fn read_group<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<ConsumerGroup, ErrorKind> {
@@ -300,12 +415,36 @@ fn raw_id_bytes(id: StreamId) -> [u8; 16] {
 /// Appends `stream` in the layout of `version` (15, 19 or 21 by version): its nodes as they
 /// are, the metadata, then the consumer groups.
 pub(crate) fn write_stream(out: &mut Vec<u8>, stream: &Stream, version: u32, compression: bool) {
-    let string = |out: &mut Vec<u8>, bytes: &[u8]| write_string(out, bytes, compression);
-    write_length(out, stream.nodes.len() as u64);
-    for node in &stream.nodes {
-        string(out, &raw_id_bytes(node.master));
-        string(out, &node.listpack);
+    let nodes = stream
+        .nodes
+        .iter()
+        .map(|node| (node.master, node.listpack.as_slice()));
+    write_stream_nodes(out, nodes, compression);
+    write_stream_rest(out, stream, version, compression);
+}
+
+/// Appends the node count and the nodes, each listpack as it is.
+pub(crate) fn write_stream_nodes<'a>(
+    out: &mut Vec<u8>,
+    nodes: impl ExactSizeIterator<Item = (StreamId, &'a [u8])>,
+    compression: bool,
+) {
+    write_length(out, nodes.len() as u64);
+    for (master, listpack) in nodes {
+        write_string(out, &raw_id_bytes(master), compression);
+        write_string(out, listpack, compression);
     }
+}
+
+/// Appends what follows the nodes: the counters and the consumer groups of `stream` (whose
+/// own nodes are not looked at).
+pub(crate) fn write_stream_rest(
+    out: &mut Vec<u8>,
+    stream: &Stream,
+    version: u32,
+    compression: bool,
+) {
+    let string = |out: &mut Vec<u8>, bytes: &[u8]| write_string(out, bytes, compression);
     write_length(out, stream.length);
     write_id(out, stream.last_id);
     if version >= 10 {

@@ -311,6 +311,25 @@ impl<W: Write> RdbWriter<W> {
         Ok(())
     }
 
+    /// Writes a stream key from nodes borrowed where they live (no copy of the entries): the
+    /// counters and groups come from `rest`, whose own `nodes` are not looked at.
+    pub fn stream_entry<'a>(
+        &mut self,
+        key: &[u8],
+        nodes: impl ExactSizeIterator<Item = (crate::StreamId, &'a [u8])>,
+        rest: &crate::Stream,
+        expire_at_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        self.expiry(expire_at_ms);
+        self.buffer
+            .push(crate::stream::stream_type(self.options.version));
+        self.key(key);
+        let compression = self.options.compression;
+        crate::stream::write_stream_nodes(&mut self.buffer, nodes, compression);
+        crate::stream::write_stream_rest(&mut self.buffer, rest, self.options.version, compression);
+        self.maybe_flush()
+    }
+
     /// Writes a list key, elements head first, without building a [`Value`].
     pub fn list_entry<'a>(
         &mut self,
@@ -686,14 +705,15 @@ pub(crate) fn write_string(out: &mut Vec<u8>, bytes: &[u8], compression: bool) {
     {
         return;
     }
-    if compression
+    let packed = compression
         && bytes.len() > 20
-        && let Some(packed) = lzf::compress(bytes, bytes.len() - 4)
-    {
-        out.push(0xc3);
-        write_length(out, packed.len() as u64);
-        write_length(out, bytes.len() as u64);
-        out.extend_from_slice(&packed);
+        && lzf::with_compressed(bytes, bytes.len() - 4, |packed| {
+            out.push(0xc3);
+            write_length(out, packed.len() as u64);
+            write_length(out, bytes.len() as u64);
+            out.extend_from_slice(packed);
+        });
+    if packed {
         return;
     }
     write_length(out, bytes.len() as u64);

@@ -128,7 +128,7 @@ impl StreamLog {
     }
 
     /// The nodes: master id and listpack bytes, in id order (what snapshots store).
-    pub fn nodes(&self) -> impl Iterator<Item = (StreamId, &[u8])> + '_ {
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = (StreamId, &[u8])> + '_ {
         self.nodes.iter().map(|(id, lp)| (*id, lp.as_slice()))
     }
 
@@ -146,6 +146,15 @@ impl StreamLog {
             max_deleted_id: meta.max_deleted_id,
             entries_added: meta.entries_added,
         }
+    }
+
+    /// Replaces the counters (a loader completing what an old snapshot did not store).
+    pub fn set_meta(&mut self, meta: StreamMeta) {
+        self.length = meta.length;
+        self.last_id = meta.last_id;
+        self.first_id = meta.first_id;
+        self.max_deleted_id = meta.max_deleted_id;
+        self.entries_added = meta.entries_added;
     }
 
     /// Heap bytes held by the nodes (for `MEMORY USAGE`).

@@ -149,11 +149,7 @@ pub(crate) fn write_entry<W: std::io::Write>(
         },
         Value::Hash(hash) => writer.hash_entry(key, hash.iter(), expire),
         Value::Zset(zset) => writer.sorted_set_entry(key, zset.iter(), expire),
-        Value::Stream(stream) => writer.entry(
-            key,
-            &amber_rdb::Value::Stream(Box::new(super::rdb_stream::to_rdb(stream))),
-            expire,
-        ),
+        Value::Stream(stream) => super::rdb_stream::write(writer, key, stream, expire),
     }
 }
 
@@ -412,13 +408,22 @@ fn decode_item(
             reader.recycle_bytes(entry.key);
             return Ok(Some(Loaded::Expired));
         }
-        let value =
-            from_raw(&entry.value, limits, builder).map_err(|reason| RdbLoadError::Value {
-                key: String::from_utf8_lossy(&entry.key).into_owned(),
-                reason,
-                offset: reader.offset(),
-            })?;
-        reader.recycle(entry.value);
+        let value = match entry.value {
+            // A stream's nodes move into the keyspace as they were read.
+            RawValue::Decoded(amber_rdb::Value::Stream(stream)) => {
+                Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(*stream)))
+            }
+            raw => {
+                let value =
+                    from_raw(&raw, limits, builder).map_err(|reason| RdbLoadError::Value {
+                        key: String::from_utf8_lossy(&entry.key).into_owned(),
+                        reason,
+                        offset: reader.offset(),
+                    })?;
+                reader.recycle(raw);
+                value
+            }
+        };
         if is_empty_collection(&value) {
             return Ok(Some(Loaded::Empty(entry.key)));
         }

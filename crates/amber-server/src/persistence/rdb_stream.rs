@@ -17,18 +17,39 @@ fn from_rdb_id(id: amber_rdb::StreamId) -> StreamId {
     StreamId::new(id.ms, id.seq)
 }
 
-/// The stream in the RDB crate's form (what `DUMP` and snapshots write).
+/// The stream in the RDB crate's form (what `DUMP` writes).
 pub(crate) fn to_rdb(stream: &StreamValue) -> amber_rdb::Stream {
+    let mut converted = without_nodes(stream);
+    converted.nodes = stream
+        .log
+        .nodes()
+        .map(|(master, listpack)| amber_rdb::StreamNode {
+            master: to_rdb_id(master),
+            listpack: listpack.to_vec(),
+        })
+        .collect();
+    converted
+}
+
+/// Writes a stream key with its nodes taken where they live (a snapshot copies no entry).
+pub(crate) fn write<W: std::io::Write>(
+    writer: &mut amber_rdb::RdbWriter<W>,
+    key: &[u8],
+    stream: &StreamValue,
+    expire: Option<i64>,
+) -> Result<(), amber_rdb::WriteError> {
+    let nodes = stream
+        .log
+        .nodes()
+        .map(|(master, listpack)| (to_rdb_id(master), listpack));
+    writer.stream_entry(key, nodes, &without_nodes(stream), expire)
+}
+
+/// The counters and groups of a stream in the RDB crate's form, without its nodes.
+fn without_nodes(stream: &StreamValue) -> amber_rdb::Stream {
     let meta = stream.log.meta();
     amber_rdb::Stream {
-        nodes: stream
-            .log
-            .nodes()
-            .map(|(master, listpack)| amber_rdb::StreamNode {
-                master: to_rdb_id(master),
-                listpack: listpack.to_vec(),
-            })
-            .collect(),
+        nodes: Vec::new(),
         length: meta.length,
         last_id: to_rdb_id(meta.last_id),
         first_id: Some(to_rdb_id(meta.first_id)),
@@ -72,10 +93,11 @@ fn group_to_rdb(name: &[u8], group: &ConsumerGroup) -> amber_rdb::ConsumerGroup 
 /// The stream in the keyspace's form. The RDB crate has checked the nodes and that every
 /// pending entry has one consumer.
 pub(crate) fn from_rdb(stream: &amber_rdb::Stream) -> StreamValue {
-    let nodes = stream
-        .nodes
-        .iter()
-        .map(|node| (from_rdb_id(node.master), node.listpack.clone()));
+    from_rdb_owned(stream.clone())
+}
+
+/// [`from_rdb`] taking the stream, so its nodes move into the keyspace without a copy.
+pub(crate) fn from_rdb_owned(stream: amber_rdb::Stream) -> StreamValue {
     let mut meta = StreamMeta {
         length: stream.length,
         last_id: from_rdb_id(stream.last_id),
@@ -83,11 +105,15 @@ pub(crate) fn from_rdb(stream: &amber_rdb::Stream) -> StreamValue {
         max_deleted_id: stream.max_deleted_id.map(from_rdb_id).unwrap_or_default(),
         entries_added: stream.entries_added.unwrap_or(stream.length),
     };
+    let nodes = stream
+        .nodes
+        .into_iter()
+        .map(|node| (from_rdb_id(node.master), node.listpack));
     let mut log = StreamLog::from_parts(nodes, meta);
     if stream.first_id.is_none() {
         // Before RDB 10, Redis finds the first live entry (the largest id when there is none).
         meta.first_id = log.first_entry_id(false).unwrap_or(StreamId::MAX);
-        log = StreamLog::from_parts(log.nodes().map(|(id, lp)| (id, lp.to_vec())), meta);
+        log.set_meta(meta);
     }
     let groups = stream
         .groups
