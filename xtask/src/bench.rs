@@ -46,6 +46,9 @@ pub(crate) struct BenchArgs {
     /// Only the Pub/Sub comparison (PUBLISH with 1, 100 and 1000 subscribers).
     #[arg(long)]
     pub pubsub_only: bool,
+    /// Only the stream comparison (XADD, XREADGROUP + XACK, memory per entry, SAVE/restart).
+    #[arg(long)]
+    pub streams_only: bool,
     /// Benchmark this amber-server binary instead of the freshly built one (e.g. an older
     /// build, for a before/after comparison against the same Redis).
     #[arg(long)]
@@ -193,6 +196,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.pubsub_only {
         return crate::bench_pubsub::run(args);
     }
+    if args.streams_only {
+        return crate::bench_streams::run(args);
+    }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let amber = start("amber", &args.amber(), &scratch)?;
@@ -250,6 +256,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     drop(redis);
     let _ = std::fs::remove_dir_all(scratch);
     crate::bench_pubsub::run(args)?;
+    crate::bench_streams::run(args)?;
     if args.persistence_keys > 0 {
         persistence(args)?;
     }

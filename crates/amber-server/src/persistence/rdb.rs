@@ -656,6 +656,7 @@ mod tests {
             max_intset: 512,
             zset: ZsetLimits::default(),
             list: ListLimits::default(),
+            stream: amber_keyspace::StreamLimits::default(),
         }
     }
 

@@ -69,7 +69,7 @@ fn parse(ctx: &mut Ctx, args: &[Bytes], group_cmd: bool) -> Option<ReadArgs> {
         } else if is(option, "streams") && more > 0 {
             read.keys_at = i + 1;
             let rest = args.len() - read.keys_at;
-            if rest % 2 != 0 {
+            if !rest.is_multiple_of(2) {
                 ctx.error("ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.");
                 return None;
             }
