@@ -9,6 +9,7 @@ pub(crate) mod aof_rewrite;
 pub(crate) mod backup;
 pub(crate) mod jobs;
 pub(crate) mod rdb;
+mod rdb_prefetch;
 mod rdb_stream;
 pub(crate) mod save;
 pub(crate) mod startup;

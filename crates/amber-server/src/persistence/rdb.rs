@@ -194,7 +194,7 @@ impl LoadStats {
 /// Values are built straight from the file's encodings ([`from_raw`]), and keys are inserted
 /// in batches whose table cache misses overlap ([`amber_keyspace::Db::insert_loaded`]).
 pub(crate) struct Loader {
-    reader: RdbReader<File>,
+    reader: super::rdb_prefetch::Prefetch,
     builder: ValueBuilder,
     current_db: u64,
     /// Keys stored and keys skipped as expired so far.
@@ -269,6 +269,11 @@ impl Loader {
             source,
         })?;
         let reader = RdbReader::new(file)?;
+        let reader =
+            super::rdb_prefetch::Prefetch::start(reader).map_err(|source| RdbLoadError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Loader {
             reader,
             builder: ValueBuilder::default(),
@@ -379,7 +384,7 @@ impl Loader {
 /// Reads items up to the next one that changes the keyspace (AUX fields and the like are
 /// skipped); `Ok(None)` at the end of the file.
 fn decode_item(
-    reader: &mut RdbReader<File>,
+    reader: &mut super::rdb_prefetch::Prefetch,
     expired_before: i64,
     now_ms: i64,
     limits: &EncodingLimits,

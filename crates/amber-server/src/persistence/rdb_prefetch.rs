@@ -1,0 +1,125 @@
+//! Reads an RDB file on a helper thread, ahead of the loader: decompressing and checking
+//! values (LZF, listpacks, stream nodes) overlaps with building and inserting them on the
+//! event-loop thread. The thread owns the reader, hands over items in batches through a
+//! bounded channel (memory stays bounded whatever the file), gets spent buffers back for
+//! reuse, and is joined when the prefetch is dropped, so no helper outlives a load (nothing
+//! runs beside the event loop when it later forks: INV-FORK).
+
+use std::fs::File;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
+
+use amber_rdb::{Item, RawValue, RdbError, RdbReader};
+
+/// Items per batch handed over.
+const BATCH: usize = 64;
+/// Batches in flight.
+const IN_FLIGHT: usize = 8;
+
+/// One item as read, with the reader's offset after it.
+struct Read {
+    item: Result<Option<Item<RawValue>>, RdbError>,
+    offset: u64,
+}
+
+/// A buffer given back to the reader for reuse.
+enum Spent {
+    Value(RawValue),
+    Bytes(Vec<u8>),
+}
+
+/// The loader's side of the helper thread.
+pub(crate) struct Prefetch {
+    batches: Option<Receiver<Vec<Read>>>,
+    spent: Sender<Spent>,
+    current: std::vec::IntoIter<Read>,
+    offset: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Prefetch {
+    /// Starts reading `reader` on a helper thread.
+    pub(crate) fn start(reader: RdbReader<File>) -> std::io::Result<Prefetch> {
+        let offset = reader.offset();
+        let (batch_tx, batch_rx) = sync_channel(IN_FLIGHT);
+        let (spent_tx, spent_rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("rdb-reader".into())
+            .spawn(move || read_ahead(reader, batch_tx, spent_rx))?;
+        Ok(Prefetch {
+            batches: Some(batch_rx),
+            spent: spent_tx,
+            current: Vec::new().into_iter(),
+            offset,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next item, as [`RdbReader::next_raw_item`] gives it.
+    pub(crate) fn next_raw_item(&mut self) -> Result<Option<Item<RawValue>>, RdbError> {
+        loop {
+            if let Some(read) = self.current.next() {
+                self.offset = read.offset;
+                return read.item;
+            }
+            let batch = self
+                .batches
+                .as_ref()
+                .and_then(|batches| batches.recv().ok());
+            match batch {
+                Some(batch) => self.current = batch.into_iter(),
+                // The reader ended after an error or the end, both already handed over.
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The file offset after the last item handed out.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Gives a value's buffers back to the reader.
+    pub(crate) fn recycle(&mut self, value: RawValue) {
+        let _ = self.spent.send(Spent::Value(value));
+    }
+
+    /// Gives a key's buffer back to the reader.
+    pub(crate) fn recycle_bytes(&mut self, bytes: Vec<u8>) {
+        let _ = self.spent.send(Spent::Bytes(bytes));
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing the channel stops the reader at its next hand-over.
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn read_ahead(mut reader: RdbReader<File>, batches: SyncSender<Vec<Read>>, spent: Receiver<Spent>) {
+    loop {
+        while let Ok(buffer) = spent.try_recv() {
+            match buffer {
+                Spent::Value(value) => reader.recycle(value),
+                Spent::Bytes(bytes) => reader.recycle_bytes(bytes),
+            }
+        }
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut last = false;
+        while batch.len() < BATCH && !last {
+            let item = reader.next_raw_item();
+            last = !matches!(item, Ok(Some(_)));
+            batch.push(Read {
+                item,
+                offset: reader.offset(),
+            });
+        }
+        if batches.send(batch).is_err() || last {
+            return;
+        }
+    }
+}
