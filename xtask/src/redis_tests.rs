@@ -174,7 +174,12 @@ fn check(
         .filter(|unit| baseline.contains_key(*unit))
         .collect();
     let total: u32 = passed.values().sum();
-    let expected: u32 = baseline.values().sum();
+    // Only the units that ran: a run of a few units is held to their part of the baseline.
+    let expected: u32 = baseline
+        .iter()
+        .filter(|(unit, _)| passed.contains_key(*unit))
+        .map(|(_, count)| count)
+        .sum();
     println!("redis-tests: {total} passed (baseline {expected})");
     if !crashed.is_empty() {
         println!(

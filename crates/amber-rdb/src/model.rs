@@ -189,6 +189,13 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Checks every node element by element (Redis's deep sanitization) and that their live
+    /// entries add up to the length. Streams read by [`crate::RdbReader::next_item`] are
+    /// checked already; raw reads leave it to the caller.
+    pub fn check(&self) -> Result<(), crate::ErrorKind> {
+        crate::stream::check_nodes(self)
+    }
+
     /// The live entries, decoded from the nodes, in id order.
     pub fn entries(&self) -> Result<Vec<StreamEntry>, crate::ErrorKind> {
         let mut entries = Vec::new();

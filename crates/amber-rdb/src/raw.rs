@@ -87,6 +87,9 @@ pub enum RawValue {
     },
     /// A list stored as quicklist nodes.
     Quicklist(Vec<QuicklistNode>),
+    /// A stream with its nodes as stored, not yet checked: [`crate::Stream::check`] (or
+    /// [`RawValue::decode`]) checks them.
+    Stream(Box<crate::Stream>),
     /// A plain list, set or hash (fields and values alternating), as `type_byte` says.
     Plain {
         /// The value type byte.
@@ -103,7 +106,7 @@ impl RawValue {
     /// an error may come after some elements were visited.
     pub fn visit<'a>(&'a self, mut visit: impl FnMut(Element<'a>)) -> Result<usize, ErrorKind> {
         match self {
-            RawValue::Decoded(_) => Ok(0),
+            RawValue::Decoded(_) | RawValue::Stream(_) => Ok(0),
             RawValue::Compact { type_byte, blob } => visit_compact(*type_byte, blob, visit),
             RawValue::Quicklist(nodes) => {
                 let mut count = 0;
@@ -134,6 +137,10 @@ impl RawValue {
     pub fn decode(self) -> Result<Value, ErrorKind> {
         Ok(match self {
             RawValue::Decoded(value) => value,
+            RawValue::Stream(stream) => {
+                stream.check()?;
+                Value::Stream(stream)
+            }
             RawValue::Compact { type_byte, blob } => {
                 let items = collect(&RawValue::Compact { type_byte, blob })?;
                 match type_byte {

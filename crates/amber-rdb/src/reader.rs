@@ -333,7 +333,7 @@ impl<R: Read> RdbReader<R> {
                 }
             }
             RawValue::Plain { strings, .. } => self.input.give_back(strings.into_buffer()),
-            RawValue::Decoded(_) => {}
+            RawValue::Decoded(_) | RawValue::Stream(_) => {}
         }
     }
 
@@ -547,6 +547,11 @@ pub(crate) fn read_raw_value<R: Read>(
         },
         types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => quicklist(input, type_byte)?,
         types::LIST | types::SET | types::HASH => plain(input, type_byte)?,
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            RawValue::Stream(Box::new(crate::stream::read_stream_unchecked(
+                input, type_byte,
+            )?))
+        }
         _ => return read_decoded(input, type_byte).map(RawValue::Decoded),
     };
     Ok(raw)

@@ -40,13 +40,22 @@ pub(crate) fn read_stream<R: Read>(
     input: &mut Input<R>,
     type_byte: u8,
 ) -> Result<Stream, ErrorKind> {
+    let stream = read_stream_unchecked(input, type_byte)?;
+    check_nodes(&stream)?;
+    Ok(stream)
+}
+
+/// Reads a stream value with its nodes as stored, not yet checked (see [`check_nodes`]):
+/// the loader checks them on another thread than the one reading the file.
+pub(crate) fn read_stream_unchecked<R: Read>(
+    input: &mut Input<R>,
+    type_byte: u8,
+) -> Result<Stream, ErrorKind> {
     let mut stream = Stream::default();
     let nodes = input.count()?;
-    let mut live = 0u64;
     for _ in 0..nodes {
         let master = raw_id(&input.string()?)?;
         let listpack = input.string()?;
-        live += check_node(&listpack)?;
         if stream
             .nodes
             .last()
@@ -66,12 +75,6 @@ pub(crate) fn read_stream<R: Read>(
         stream.max_deleted_id = Some(id_pair(input)?);
         stream.entries_added = Some(input.length()?);
     }
-    if live != stream.length {
-        return Err(ErrorKind::corrupt(
-            "stream",
-            format!("{live} live entries but the length says {}", stream.length),
-        ));
-    }
     let groups = input.count()?;
     for _ in 0..groups {
         let group = read_group(input, type_byte)?;
@@ -84,6 +87,22 @@ pub(crate) fn read_stream<R: Read>(
         stream.groups.push(group);
     }
     Ok(stream)
+}
+
+/// Checks every node of `stream` element by element, and that their live entries add up to
+/// the stream's length.
+pub(crate) fn check_nodes(stream: &Stream) -> Result<(), ErrorKind> {
+    let mut live = 0u64;
+    for node in &stream.nodes {
+        live += check_node(&node.listpack)?;
+    }
+    if live != stream.length {
+        return Err(ErrorKind::corrupt(
+            "stream",
+            format!("{live} live entries but the length says {}", stream.length),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a node's listpack as Redis's deep sanitization does (master entry, every entry's

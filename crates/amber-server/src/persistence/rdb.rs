@@ -414,8 +414,14 @@ fn decode_item(
             return Ok(Some(Loaded::Expired));
         }
         let value = match entry.value {
-            // A stream's nodes move into the keyspace as they were read.
-            RawValue::Decoded(amber_rdb::Value::Stream(stream)) => {
+            // A stream's nodes are checked here, while the reader thread reads on, then move
+            // into the keyspace as they were read.
+            RawValue::Stream(stream) => {
+                stream.check().map_err(|e| RdbLoadError::Value {
+                    key: String::from_utf8_lossy(&entry.key).into_owned(),
+                    reason: format!("holds a corrupt value: {e}"),
+                    offset: reader.offset(),
+                })?;
                 Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(*stream)))
             }
             raw => {
@@ -560,6 +566,12 @@ pub(crate) fn from_raw(
     builder: &mut ValueBuilder,
 ) -> Result<Value, String> {
     let type_byte = match raw {
+        RawValue::Stream(stream) => {
+            stream
+                .check()
+                .map_err(|e| format!("holds a corrupt value: {e}"))?;
+            return Ok(Value::Stream(Box::new(super::rdb_stream::from_rdb(stream))));
+        }
         RawValue::Decoded(value) => {
             return from_rdb(value, limits).map_err(|kind| {
                 format!("holds a {kind} value, which this Amber version cannot store yet")
@@ -699,11 +711,25 @@ mod tests {
                     (bytes("c"), -2.0),
                 ]),
             ),
+            ("x", sample_stream()),
         ];
         for (key, value) in &values {
             writer.entry(key.as_bytes(), value, None).unwrap();
         }
         writer.finish().unwrap()
+    }
+
+    /// A stream of five entries `f v` with ids 1-0 to 5-0, in one node.
+    fn sample_stream() -> amber_rdb::Value {
+        let mut stream = amber_keyspace::StreamValue::default();
+        for ms in 1..=5 {
+            let id = amber_keyspace::StreamId::new(ms, 0);
+            stream
+                .log
+                .append(id, &[b"f", b"v"], amber_keyspace::StreamLimits::default())
+                .unwrap();
+        }
+        amber_rdb::Value::Stream(Box::new(super::super::rdb_stream::to_rdb(&stream)))
     }
 
     fn load_bytes(bytes: &[u8]) -> Result<Keyspace, RdbLoadError> {
@@ -758,6 +784,36 @@ mod tests {
             ]
         );
         assert_eq!(zset.encoding(), "listpack");
+        let Value::Stream(stream) = value(db, "x") else {
+            panic!("x is a stream")
+        };
+        let ids: Vec<u64> = stream
+            .log
+            .range(
+                amber_keyspace::StreamId::MIN,
+                amber_keyspace::StreamId::MAX,
+                false,
+            )
+            .map(|entry| entry.id.ms)
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_stream_node_that_fails_its_check_names_its_key() {
+        let file = sample_file();
+        // The node ends with the last entry's element count (4), its back-length and 0xff.
+        let end = file.windows(3).rposition(|w| w == [4, 1, 0xff]).unwrap();
+        let mut broken = file.clone();
+        broken[end] = 5;
+        let error = load_bytes(&broken)
+            .err()
+            .expect("the load fails")
+            .to_string();
+        assert!(
+            error.contains("key 'x'") && error.contains("Stream listpack integrity check failed"),
+            "{error}"
+        );
     }
 
     proptest::proptest! {

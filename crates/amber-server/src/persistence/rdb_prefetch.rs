@@ -13,6 +13,9 @@ use amber_rdb::{Item, RawValue, RdbError, RdbReader};
 
 /// Items per batch handed over.
 const BATCH: usize = 64;
+/// File bytes per batch handed over: big values go over one or a few at a time, so the
+/// loader works on one while the next is read.
+const BATCH_BYTES: u64 = 256 * 1024;
 /// Batches in flight.
 const IN_FLIGHT: usize = 8;
 
@@ -110,7 +113,8 @@ fn read_ahead(mut reader: RdbReader<File>, batches: SyncSender<Vec<Read>>, spent
         }
         let mut batch = Vec::with_capacity(BATCH);
         let mut last = false;
-        while batch.len() < BATCH && !last {
+        let started_at = reader.offset();
+        while batch.len() < BATCH && !last && reader.offset() - started_at < BATCH_BYTES {
             let item = reader.next_raw_item();
             last = !matches!(item, Ok(Some(_)));
             batch.push(Read {
