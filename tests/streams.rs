@@ -522,21 +522,25 @@ fn entry_ids(reply: &Frame) -> Vec<String> {
     ids
 }
 
-fn verify_survivors(client: &mut Client, added: &[String], acked: &[String], cycle: u64) {
-    let Frame::Array(entries) = client.cmd(&["XRANGE", "jobs", "-", "+"]) else {
-        assert!(added.is_empty(), "the stream is gone (cycle {cycle})");
-        return;
-    };
-    let present: std::collections::HashSet<String> = entries
-        .iter()
-        .filter_map(|entry| match entry {
+/// The ids that start each row of an XRANGE or extended XPENDING reply.
+fn leading_ids(rows: &[Frame]) -> std::collections::HashSet<String> {
+    rows.iter()
+        .filter_map(|row| match row {
             Frame::Array(fields) => match fields.first() {
                 Some(Frame::Bulk(id)) => Some(String::from_utf8_lossy(id).into_owned()),
                 _ => None,
             },
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+fn verify_survivors(client: &mut Client, added: &[String], acked: &[String], cycle: u64) {
+    let Frame::Array(entries) = client.cmd(&["XRANGE", "jobs", "-", "+"]) else {
+        assert!(added.is_empty(), "the stream is gone (cycle {cycle})");
+        return;
+    };
+    let present = leading_ids(&entries);
     for id in added {
         assert!(present.contains(id), "lost XADD {id} (cycle {cycle})");
     }
@@ -545,16 +549,7 @@ fn verify_survivors(client: &mut Client, added: &[String], acked: &[String], cyc
         assert!(acked.is_empty(), "the group is gone (cycle {cycle})");
         return;
     };
-    let pending: std::collections::HashSet<String> = pending
-        .iter()
-        .filter_map(|row| match row {
-            Frame::Array(fields) => match fields.first() {
-                Some(Frame::Bulk(id)) => Some(String::from_utf8_lossy(id).into_owned()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
+    let pending = leading_ids(&pending);
     for id in acked {
         assert!(!pending.contains(id), "XACK of {id} lost (cycle {cycle})");
     }

@@ -26,6 +26,17 @@ fn binaries(args: &BenchArgs) -> [(&'static str, PathBuf); 2] {
     ]
 }
 
+/// Amber and Redis, each in its own folder under `dir`.
+fn start_both(args: &BenchArgs, dir: &Path) -> Result<Vec<ServerUnderTest>> {
+    binaries(args)
+        .iter()
+        .map(|(name, binary)| {
+            std::fs::create_dir_all(dir.join(name))?;
+            start(name, binary, &dir.join(name))
+        })
+        .collect()
+}
+
 fn scratch(label: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("amber-bench-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -65,13 +76,7 @@ fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<(f64, f64)> {
 
 fn xadd_throughput(args: &BenchArgs) -> Result<()> {
     let dir = scratch("xadd")?;
-    let servers: Vec<ServerUnderTest> = binaries(args)
-        .iter()
-        .map(|(name, binary)| {
-            std::fs::create_dir_all(dir.join(name))?;
-            start(name, binary, &dir.join(name))
-        })
-        .collect::<Result<_>>()?;
+    let servers = start_both(args, &dir)?;
     println!(
         "\nstreams: XADD bench:stream * field value, redis-benchmark -c {} -n {}, {} alternating rounds; medians",
         args.clients, args.requests, args.rounds
@@ -208,13 +213,7 @@ fn consume(port: u16) -> Result<f64> {
 
 fn consumer_round_trips(args: &BenchArgs) -> Result<()> {
     let dir = scratch("consume")?;
-    let servers: Vec<ServerUnderTest> = binaries(args)
-        .iter()
-        .map(|(name, binary)| {
-            std::fs::create_dir_all(dir.join(name))?;
-            start(name, binary, &dir.join(name))
-        })
-        .collect::<Result<_>>()?;
+    let servers = start_both(args, &dir)?;
     let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.rounds {
         for index in [round % 2, 1 - round % 2] {

@@ -163,6 +163,19 @@ impl MatchTable {
     }
 }
 
+/// Appends one literal byte to the current run, closing the run (its length byte is reserved
+/// before it) once it holds [`MAX_LITERAL`] bytes.
+fn push_literal(out: &mut [u8], op: &mut usize, lit: &mut usize, byte: u8) {
+    out[*op] = byte;
+    *op += 1;
+    *lit += 1;
+    if *lit == MAX_LITERAL {
+        out[*op - *lit - 1] = (*lit - 1) as u8;
+        *lit = 0;
+        *op += 1;
+    }
+}
+
 /// How many bytes Redis's match extension takes at `ip` against `reference` (3 already
 /// equal): its 16-step unrolled loop first when `max_match > 16`, which may take up to 19
 /// bytes even past `max_match`, then byte by byte up to `max_match`.
@@ -235,15 +248,8 @@ fn compress_with(
             if op >= max_len {
                 return None;
             }
-            out[op] = input[ip];
-            op += 1;
+            push_literal(out, &mut op, &mut lit, input[ip]);
             ip += 1;
-            lit += 1;
-            if lit == MAX_LITERAL {
-                out[op - lit - 1] = (lit - 1) as u8;
-                lit = 0;
-                op += 1;
-            }
             continue;
         };
         let offset = ip - reference - 1;
@@ -284,15 +290,8 @@ fn compress_with(
         return None;
     }
     while ip < len {
-        out[op] = input[ip];
-        op += 1;
+        push_literal(out, &mut op, &mut lit, input[ip]);
         ip += 1;
-        lit += 1;
-        if lit == MAX_LITERAL {
-            out[op - lit - 1] = (lit - 1) as u8;
-            lit = 0;
-            op += 1;
-        }
     }
     out[op - lit - 1] = (lit as u8).wrapping_sub(1);
     op -= usize::from(lit == 0);
