@@ -114,16 +114,12 @@ pub(super) fn xadd(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.error("ERR The ID specified in XADD must be greater than 0-0");
     }
     let key = &args[1];
-    let created = match super::read_collection_for_write::<StreamValue, _>(ctx, key, |_| ()) {
-        Err(Replied) => return,
-        Ok(Some(())) => false,
-        Ok(None) if add.no_mkstream => return ctx.out.null(),
-        Ok(None) => true,
-    };
     let now = ctx.server.now_ms.max(0) as u64;
     let limits = ctx.server.encoding_limits().stream;
     let pairs: Vec<&[u8]> = pairs.iter().map(|item| item.as_ref()).collect();
-    let outcome = super::write_collection::<StreamValue, _>(ctx, key, true, |stream| {
+    // A stream made for an entry that is then refused stays, empty, as in Redis (it cannot
+    // happen in practice: a new stream takes any id above 0-0 and any size the protocol lets in).
+    let outcome = super::write_collection::<StreamValue, _>(ctx, key, !add.no_mkstream, |stream| {
         let last = stream.log.last_id();
         if last == StreamId::MAX {
             return Err(
@@ -143,14 +139,9 @@ pub(super) fn xadd(ctx: &mut Ctx, args: &[Bytes]) {
     });
     let (id, trimmed, rewritten) = match outcome {
         Ok(Some(Ok(done))) => done,
-        Ok(Some(Err(message))) => {
-            if created {
-                // As Redis, a stream made for an entry that was refused stays (empty).
-                ctx.dirty(1);
-            }
-            return ctx.error(message);
-        }
-        _ => return,
+        Ok(Some(Err(message))) => return ctx.error(message),
+        Ok(None) => return ctx.out.null(),
+        Err(Replied) => return,
     };
     reply_id(ctx.out, id);
     ctx.dirty(1);
