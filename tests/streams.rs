@@ -554,3 +554,121 @@ fn verify_survivors(client: &mut Client, added: &[String], acked: &[String], cyc
         assert!(!pending.contains(id), "XACK of {id} lost (cycle {cycle})");
     }
 }
+
+/// A client blocked on `s` in a random blocking read.
+#[derive(Debug, Clone)]
+enum Reader {
+    /// `XREAD [COUNT n] BLOCK ms STREAMS s $`
+    Plain(Option<u8>),
+    /// `XREADGROUP GROUP g <consumer> [COUNT n] [NOACK] BLOCK ms STREAMS s >`
+    Group(&'static str, Option<u8>, bool),
+}
+
+fn reader() -> impl Strategy<Value = Reader> {
+    let count = proptest::option::of(1u8..3);
+    prop_oneof![
+        count.clone().prop_map(Reader::Plain),
+        (prop_oneof![Just("c1"), Just("c2")], count, prop::bool::ANY)
+            .prop_map(|(consumer, count, noack)| Reader::Group(consumer, count, noack)),
+    ]
+}
+
+/// A write that may wake readers, with ids that only grow.
+fn blocking_write() -> impl Strategy<Value = Vec<String>> {
+    let words = |v: &[&str]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    prop_oneof![
+        4 => (0u8..2).prop_map(move |two| {
+            let mut c = words(&["XADD", "s", "{id}", "f", "v"]);
+            if two == 1 {
+                c.extend(words(&["g", "w"]));
+            }
+            c
+        }),
+        1 => Just(words(&["XDEL", "s", "{last}"])),
+        1 => Just(words(&["XTRIM", "s", "MAXLEN", "0"])),
+        1 => Just(words(&["XGROUP", "DESTROY", "s", "g"])),
+        1 => Just(words(&["DEL", "s"])),
+        1 => Just(words(&["SET", "s", "x"])),
+    ]
+}
+
+fn reader_command(reader: &Reader) -> Vec<String> {
+    let mut command = Vec::new();
+    let (count, tail): (Option<u8>, &[&str]) = match reader {
+        Reader::Plain(count) => {
+            command.push("XREAD".to_string());
+            (*count, &["$"])
+        }
+        Reader::Group(consumer, count, noack) => {
+            command.extend(["XREADGROUP", "GROUP", "g", consumer].map(String::from));
+            if *noack {
+                command.push("NOACK".into());
+            }
+            (*count, &[">"])
+        }
+    };
+    if let Some(count) = count {
+        command.extend(["COUNT".to_string(), count.to_string()]);
+    }
+    command.extend(["BLOCK", "400", "STREAMS", "s"].map(String::from));
+    command.extend(tail.iter().map(|w| w.to_string()));
+    command
+}
+
+/// Runs the readers and writes on one server: each reader's reply, then the stream's state.
+fn run_blocking(server: &ServerProcess, readers: &[Reader], writes: &[Vec<String>]) -> Vec<Frame> {
+    let mut writer = server.client();
+    writer.cmd(&["XADD", "s", "1-1", "a", "1"]);
+    writer.cmd(&["XGROUP", "CREATE", "s", "g", "$"]);
+    let mut clients = Vec::new();
+    for (index, reader) in readers.iter().enumerate() {
+        let mut client = server.client();
+        client.send(&reader_command(reader));
+        wait_for(
+            || common::info_field(&mut writer, "blocked_clients") == (index + 1).to_string(),
+            "the reader to block",
+        );
+        clients.push(client);
+    }
+    let mut next = 2u64;
+    for write in writes {
+        let command: Vec<String> = write
+            .iter()
+            .map(|word| match word.as_str() {
+                "{id}" => {
+                    next += 1;
+                    format!("{next}-1")
+                }
+                "{last}" => format!("{next}-1"),
+                other => other.to_string(),
+            })
+            .collect();
+        writer.cmd(&command);
+        writer.cmd(&["PING"]);
+    }
+    let mut outcome: Vec<Frame> = clients
+        .iter_mut()
+        .map(|client| client.read().unwrap_or(Frame::Null))
+        .collect();
+    outcome.push(writer.cmd(&["XRANGE", "s", "-", "+"]));
+    outcome.push(writer.cmd(&["XPENDING", "s", "g"]));
+    outcome
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Blocked XREAD / XREADGROUP clients get what Redis gives them, in Redis's order, whatever
+    /// the writes that follow (new entries, deletions, a destroyed group, a deleted or retyped
+    /// key) and the timeout.
+    #[test]
+    fn random_blocked_readers_are_served_as_redis_serves_them(
+        readers in proptest::collection::vec(reader(), 1..5),
+        writes in proptest::collection::vec(blocking_write(), 1..6),
+    ) {
+        let (amber, redis) = pair();
+        let expected = run_blocking(&redis, &readers, &writes);
+        let actual = run_blocking(&amber, &readers, &writes);
+        prop_assert_eq!(actual, expected, "readers {:?} writes {:?}", readers, writes);
+    }
+}
