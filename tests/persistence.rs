@@ -152,15 +152,7 @@ fn redis_loads_what_amber_saves_with_the_same_digest() {
     let amber_digest = digest(&mut client);
     client.cmd(&["SAVE"]);
     let dir = server.kill9();
-    let check = std::process::Command::new(common::redis_tool("redis-check-rdb"))
-        .arg(dir.join("dump.rdb"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    common::assert_redis_check_rdb(&dir.join("dump.rdb"));
     assert_eq!(redis_digest_of(&dir), amber_digest);
 }
 

@@ -260,15 +260,7 @@ fn the_stream_fixture_loads_with_redis_digest_and_dumps_as_redis() {
     }
     // Saved again by Amber, the file loads in Redis with the same digest.
     assert_eq!(a.cmd(&["SAVE"]), simple("OK"));
-    let check = std::process::Command::new(common::redis_tool("redis-check-rdb"))
-        .arg(dir.join("dump.rdb"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    common::assert_redis_check_rdb(&dir.join("dump.rdb"));
     drop(redis);
     let reload = common::temp_dir("stream-fixture-back");
     std::fs::copy(dir.join("dump.rdb"), reload.join("dump.rdb")).unwrap();

@@ -384,3 +384,17 @@ pub(crate) fn run_amber_to_exit(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run amber-server")
 }
+
+/// Runs Redis's `redis-check-rdb` on `path` and fails the test, with its report, unless it
+/// accepts the file.
+pub(crate) fn assert_redis_check_rdb(path: &Path) {
+    let check = Command::new(redis_tool("redis-check-rdb"))
+        .arg(path)
+        .output()
+        .expect("run redis-check-rdb");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

@@ -269,8 +269,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
-pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
+/// Sends `commands` in batches of 1000 and waits for their replies, each `lines_per_reply`
+/// lines long (`+OK` is one, a bulk string two).
+pub(crate) fn pipeline(
+    stream: &mut TcpStream,
+    commands: impl Iterator<Item = String>,
+    lines_per_reply: u64,
+) -> Result<()> {
     use std::io::{Read, Write};
     let mut batch = String::new();
     let mut pending = 0u64;
@@ -278,9 +283,8 @@ pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result
     let mut flush = |stream: &mut TcpStream, batch: &mut String, pending: &mut u64| -> Result<()> {
         stream.write_all(batch.as_bytes())?;
         batch.clear();
-        // Each reply is one short line; read until we have seen that many line ends.
         let mut lines = 0u64;
-        while lines < *pending {
+        while lines < *pending * lines_per_reply {
             let n = stream.read(&mut sink)?;
             if n == 0 {
                 bail!("server closed the connection");
@@ -290,45 +294,50 @@ pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result
         *pending = 0;
         Ok(())
     };
-    for i in 0..keys {
-        let line = match kind {
-            "string" => format!("SET {kind}:{i} value-{i}\r\n"),
-            "hash" => format!(
-                "HSET {kind}:{i} {}\r\n",
-                (0..10)
-                    .map(|j| format!("f{j} v{j}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            "list" => format!(
-                "RPUSH {kind}:{i} {}\r\n",
-                (0..10)
-                    .map(|j| format!("e{j}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            "set" => format!(
-                "SADD {kind}:{i} {}\r\n",
-                (0..10)
-                    .map(|j| format!("m{j}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            _ => format!(
-                "ZADD {kind}:{i} {}\r\n",
-                (0..10)
-                    .map(|j| format!("{j} m{j}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-        };
-        batch.push_str(&line);
+    for command in commands {
+        batch.push_str(&command);
         pending += 1;
         if pending == 1000 {
             flush(stream, &mut batch, &mut pending)?;
         }
     }
     flush(stream, &mut batch, &mut pending)
+}
+
+/// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
+pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
+    let line = |i: u64| match kind {
+        "string" => format!("SET {kind}:{i} value-{i}\r\n"),
+        "hash" => format!(
+            "HSET {kind}:{i} {}\r\n",
+            (0..10)
+                .map(|j| format!("f{j} v{j}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "list" => format!(
+            "RPUSH {kind}:{i} {}\r\n",
+            (0..10)
+                .map(|j| format!("e{j}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "set" => format!(
+            "SADD {kind}:{i} {}\r\n",
+            (0..10)
+                .map(|j| format!("m{j}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        _ => format!(
+            "ZADD {kind}:{i} {}\r\n",
+            (0..10)
+                .map(|j| format!("{j} m{j}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    pipeline(stream, (0..keys).map(line), 1)
 }
 
 /// Memory per key for each type, `used_memory` growth, side by side with redis-server.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{
-    BenchArgs, ServerUnderTest, command, info_value, median, restart_time_with, start,
+    BenchArgs, ServerUnderTest, command, info_value, median, pipeline, restart_time_with, start,
 };
 
 /// Entries for the memory and persistence figures, spread over this many streams.
@@ -112,39 +112,10 @@ fn xadd_throughput(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends XADDs in batches and waits for their replies (each a bulk id: two lines).
-fn pipeline_lines(stream: &mut TcpStream, lines: impl Iterator<Item = String>) -> Result<()> {
-    let mut batch = String::new();
-    let mut pending = 0u64;
-    let mut sink = vec![0u8; 1 << 20];
-    let mut flush = |stream: &mut TcpStream, batch: &mut String, pending: &mut u64| -> Result<()> {
-        stream.write_all(batch.as_bytes())?;
-        batch.clear();
-        let mut seen = 0u64;
-        while seen < *pending * 2 {
-            let n = stream.read(&mut sink)?;
-            if n == 0 {
-                bail!("server closed the connection");
-            }
-            seen += sink[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-        *pending = 0;
-        Ok(())
-    };
-    for line in lines {
-        batch.push_str(&line);
-        pending += 1;
-        if pending == 1000 {
-            flush(stream, &mut batch, &mut pending)?;
-        }
-    }
-    flush(stream, &mut batch, &mut pending)
-}
-
 /// `entries` entries of two fields over [`STREAMS`] streams, ids given so both servers hold
 /// the same data.
 fn fill(stream: &mut TcpStream, entries: u64) -> Result<()> {
-    pipeline_lines(
+    pipeline(
         stream,
         (0..entries).map(|i| {
             format!(
@@ -155,6 +126,7 @@ fn fill(stream: &mut TcpStream, entries: u64) -> Result<()> {
                 1000 + i % 9000
             )
         }),
+        2,
     )
 }
 
@@ -193,9 +165,10 @@ fn read_reply(reader: &mut BufReader<TcpStream>, first_id: &mut Option<String>) 
 fn consume(port: u16) -> Result<f64> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     command(&mut stream, "FLUSHALL")?;
-    pipeline_lines(
+    pipeline(
         &mut stream,
         (0..CONSUMED).map(|i| format!("XADD jobs {}-1 job {i} payload abcdefgh\r\n", i + 1)),
+        2,
     )?;
     command(&mut stream, "XGROUP CREATE jobs workers 0")?;
     let mut reader = BufReader::new(stream.try_clone()?);

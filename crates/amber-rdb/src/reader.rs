@@ -7,7 +7,6 @@ use crate::error::{ErrorKind, RdbError};
 use crate::lzf;
 use crate::model::{Entry, Item, Value, opcodes, types};
 use crate::raw::{QuicklistNode, RawValue, Strings, parse_score};
-use crate::stream::read_stream;
 
 /// The newest RDB version this reader understands.
 pub const MAX_VERSION: u32 = 12;
@@ -574,9 +573,6 @@ fn read_decoded<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, E
                 members.push((member, score));
             }
             Value::SortedSet(members)
-        }
-        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
-            Value::Stream(Box::new(read_stream(input, type_byte)?))
         }
         types::HASH_METADATA | types::HASH_METADATA_PRE_GA => hash_metadata(input, type_byte)?,
         types::HASH_LISTPACK_EX | types::HASH_LISTPACK_EX_PRE_GA => {

@@ -34,19 +34,9 @@ fn id_pair<R: Read>(input: &mut Input<R>) -> Result<StreamId, ErrorKind> {
     })
 }
 
-/// Reads a stream value of type `type_byte` (15, 19 or 21), keeping its nodes as stored once
-/// their structure checks out.
-pub(crate) fn read_stream<R: Read>(
-    input: &mut Input<R>,
-    type_byte: u8,
-) -> Result<Stream, ErrorKind> {
-    let stream = read_stream_unchecked(input, type_byte)?;
-    check_nodes(&stream)?;
-    Ok(stream)
-}
-
-/// Reads a stream value with its nodes as stored, not yet checked (see [`check_nodes`]):
-/// the loader checks them on another thread than the one reading the file.
+/// Reads a stream value of type `type_byte` (15, 19 or 21) with its nodes as stored, not yet
+/// checked: [`check_nodes`] does that when the value is decoded, or the loader does it on
+/// another thread than the one reading the file.
 pub(crate) fn read_stream_unchecked<R: Read>(
     input: &mut Input<R>,
     type_byte: u8,
