@@ -66,6 +66,9 @@ pub struct Db {
     /// While set, no key is treated as expired (as Redis while it loads a file: an AOF replays
     /// commands on keys whose expiry has passed exactly as they first ran).
     expiry_paused: bool,
+    /// While set, expired keys read as absent but are never deleted here (as on a Redis
+    /// replica, which waits for its master's `DEL`).
+    keep_expired: bool,
     /// Whether to remember the names of expired keys (for the AOF's `DEL`s).
     record_expired: bool,
     /// Names of keys deleted by expiry since last taken, when recording.
@@ -175,6 +178,12 @@ impl Db {
         self.expiry_paused = paused;
     }
 
+    /// Hides expired keys without deleting them (see the `keep_expired` field), or goes back
+    /// to deleting them.
+    pub fn set_keep_expired(&mut self, keep: bool) {
+        self.keep_expired = keep;
+    }
+
     /// The time expiry is judged at: `now_ms`, or never while expiry is paused.
     fn expiry_clock(&self, now_ms: i64) -> i64 {
         if self.expiry_paused { i64::MIN } else { now_ms }
@@ -182,6 +191,9 @@ impl Db {
 
     /// Deletes `key` if it has expired at `now_ms`; returns whether it did.
     fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
+        if self.keep_expired {
+            return false;
+        }
         let now_ms = self.expiry_clock(now_ms);
         let expired = self
             .keys
@@ -197,6 +209,14 @@ impl Db {
     /// The live entry under `key`, deleting it first if it has expired, and marking it accessed.
     pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
         let clock = self.expiry_clock(now_ms);
+        if self.keep_expired {
+            let entry = self.keys.get_mut(key)?;
+            if entry.is_expired(clock) {
+                return None;
+            }
+            entry.accessed = seconds(now_ms);
+            return Some(entry);
+        }
         match self
             .keys
             .get_mut_unless(key, |entry| entry.is_expired(clock))
@@ -233,7 +253,9 @@ impl Db {
         let clock = self.expiry_clock(now_ms);
         match self.keys.get(key) {
             None => false,
-            Some(entry) if entry.is_expired(clock) => !self.expire_if_needed(key, now_ms),
+            Some(entry) if entry.is_expired(clock) => {
+                !self.keep_expired && !self.expire_if_needed(key, now_ms)
+            }
             Some(_) => true,
         }
     }
@@ -462,6 +484,11 @@ impl Keyspace {
         self.dbs
             .iter_mut()
             .for_each(|db| db.set_expiry_paused(paused));
+    }
+
+    /// Hides expired keys without deleting them in every database (a replica), or not.
+    pub fn set_keep_expired(&mut self, keep: bool) {
+        self.dbs.iter_mut().for_each(|db| db.set_keep_expired(keep));
     }
 
     /// Empties every database.

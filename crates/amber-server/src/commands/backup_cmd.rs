@@ -52,6 +52,7 @@ fn now(ctx: &mut Ctx, args: &[Bytes]) {
                 keys: Vec::new(),
                 db: ctx.client.db,
                 deadline: None,
+                rerun_on_timeout: false,
             });
         }
     }

@@ -26,6 +26,8 @@ pub(crate) struct Blocked {
     pub db: usize,
     /// When to give up (`None`: never).
     pub deadline: Option<Instant>,
+    /// On timeout the command runs once more to give its own reply (WAIT) instead of a nil.
+    pub rerun_on_timeout: bool,
 }
 
 /// Parses a blocking timeout in seconds (fractions allowed; 0 = forever).
@@ -69,6 +71,18 @@ pub(super) fn block(
         keys,
         db,
         deadline,
+        rerun_on_timeout: false,
+    });
+}
+
+/// Blocks a WAIT until replicas acknowledge (it is woken by each `REPLCONF ACK`).
+pub(super) fn block_for_acks(ctx: &mut Ctx, args: &[Bytes], deadline: Option<Instant>) {
+    ctx.client.blocked = Some(Blocked {
+        args: args.to_vec(),
+        keys: Vec::new(),
+        db: ctx.client.db,
+        deadline,
+        rerun_on_timeout: true,
     });
 }
 

@@ -295,7 +295,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
         return ctx.out.integer(0);
     };
     let mut info = info.borrow_mut();
-    info.unblock = Some(fail);
+    info.unblock = Some(fail.then_some("UNBLOCKED client unblocked via CLIENT UNBLOCK"));
     info.wake.notify_one();
     drop(info);
     ctx.out.integer(1);
@@ -348,7 +348,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
     // As Redis: `S`/`O` (replica, monitor), `P` (subscribed), `b` (blocked), `U` (Unix
     // socket), in that order; `N` when there is none.
     let mut flags = String::new();
-    if matches!(info.flags, 'S' | 'O') {
+    if matches!(info.flags, 'S' | 'O' | 'M') {
         flags.push(info.flags);
     }
     if is_subscriber(info) {
@@ -398,6 +398,8 @@ fn is_subscriber(info: &ClientInfo) -> bool {
 fn client_type(info: &ClientInfo) -> &'static str {
     if info.flags == 'S' {
         "replica"
+    } else if info.flags == 'M' {
+        "master"
     } else if is_subscriber(info) {
         "pubsub"
     } else {

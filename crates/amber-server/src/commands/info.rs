@@ -362,9 +362,20 @@ fn stats_section(server: &Server) -> String {
         ("total_net_input_bytes", stats.net_input_bytes.to_string()),
         ("total_net_output_bytes", stats.net_output_bytes.to_string()),
         (
+            "total_net_repl_input_bytes",
+            stats.net_repl_input_bytes.to_string(),
+        ),
+        (
+            "total_net_repl_output_bytes",
+            stats.net_repl_output_bytes.to_string(),
+        ),
+        (
             "rejected_connections",
             stats.rejected_connections.to_string(),
         ),
+        ("sync_full", stats.sync_full.to_string()),
+        ("sync_partial_ok", stats.sync_partial_ok.to_string()),
+        ("sync_partial_err", stats.sync_partial_err.to_string()),
         ("expired_keys", stats.expired_keys.to_string()),
         (
             "migrate_cached_sockets",
@@ -390,32 +401,96 @@ fn stats_section(server: &Server) -> String {
 
 fn replication_section(server: &Server) -> String {
     let replication = &server.replication;
-    let replicas = replication.info_lines();
-    let mut fields: Vec<(&str, String)> = vec![
-        ("role", "master".into()),
-        ("connected_slaves", replication.count().to_string()),
-    ];
-    fields.extend(
-        replicas
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.clone())),
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut field = |name: &str, value: String| fields.push((name.to_string(), value));
+    match &replication.master {
+        None => field("role", "master".into()),
+        Some(link) => {
+            field("role", "slave".into());
+            field("master_host", link.host.clone());
+            field("master_port", link.port.to_string());
+            let up = link.state == crate::replication::LinkState::Connected;
+            field("master_link_status", if up { "up" } else { "down" }.into());
+            let io = match (link.client_id, link.last_io) {
+                (Some(_), Some(at)) => at.elapsed().as_secs() as i64,
+                _ => -1,
+            };
+            field("master_last_io_seconds_ago", io.to_string());
+            let syncing = link.state == crate::replication::LinkState::Transfer;
+            field("master_sync_in_progress", u8::from(syncing).to_string());
+            let applied = if link.can_continue {
+                replication.offset
+            } else {
+                1
+            };
+            field("slave_read_repl_offset", applied.to_string());
+            field("slave_repl_offset", applied.to_string());
+            if let (true, Some((total, read))) = (syncing, link.transfer) {
+                let total = total.unwrap_or(0);
+                let percent = if total > 0 {
+                    read as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                };
+                field("master_sync_total_bytes", total.to_string());
+                field("master_sync_read_bytes", read.to_string());
+                field(
+                    "master_sync_left_bytes",
+                    (total as i64 - read as i64).to_string(),
+                );
+                field("master_sync_perc", format!("{percent:.2}"));
+                let quiet = link.last_io.map_or(0, |at| at.elapsed().as_secs());
+                field("master_sync_last_io_seconds_ago", quiet.to_string());
+            }
+            if !up {
+                let down = link
+                    .down_since
+                    .map_or(-1, |at| at.elapsed().as_secs() as i64);
+                field("master_link_down_since_seconds", down.to_string());
+            }
+            field(
+                "slave_priority",
+                server.config.get("replica-priority").into(),
+            );
+            let read_only = server.config.get_bool("replica-read-only");
+            field("slave_read_only", u8::from(read_only).to_string());
+            let announced = server.config.get_bool("replica-announced");
+            field("replica_announced", u8::from(announced).to_string());
+        }
+    }
+    field("connected_slaves", replication.replicas.len().to_string());
+    let (min_replicas, max_lag) = server.min_replicas();
+    if min_replicas > 0 && max_lag > 0 {
+        let good = replication.replicas.good_count(max_lag);
+        field("min_slaves_good_slaves", good.to_string());
+    }
+    for (index, replica) in replication.replicas.views().iter().enumerate() {
+        field(
+            &format!("slave{index}"),
+            format!(
+                "ip={},port={},state={},offset={},lag={}",
+                replica.ip, replica.port, replica.state, replica.ack_offset, replica.lag
+            ),
+        );
+    }
+    let (active, first, histlen) = replication.backlog_info();
+    field("master_failover_state", "no-failover".into());
+    field("master_replid", replication.replid.clone());
+    field("master_replid2", replication.replid2.clone());
+    field("master_repl_offset", replication.offset.to_string());
+    field("second_repl_offset", replication.second_offset.to_string());
+    field("repl_backlog_active", u8::from(active).to_string());
+    field(
+        "repl_backlog_size",
+        server.config.get_i64("repl-backlog-size").to_string(),
     );
-    fields.extend([
-        ("master_failover_state", "no-failover".into()),
-        ("master_replid", replication.replid.clone()),
-        (
-            "master_replid2",
-            "0000000000000000000000000000000000000000".into(),
-        ),
-        ("master_repl_offset", replication.offset.to_string()),
-        ("second_repl_offset", "-1".into()),
-        ("repl_backlog_active", "0".into()),
-        (
-            "repl_backlog_size",
-            server.config.get("repl-backlog-size").into(),
-        ),
-    ]);
-    lines(&fields)
+    field("repl_backlog_first_byte_offset", first.to_string());
+    field("repl_backlog_histlen", histlen.to_string());
+    let borrowed: Vec<(&str, String)> = fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    lines(&borrowed)
 }
 
 fn cpu_section() -> String {

@@ -212,13 +212,14 @@ fn stats(ctx: &mut Ctx) {
     let dataset = (used - overhead).max(0);
     let percent = |part: i64, whole: i64| part as f64 * 100.0 / whole.max(1) as f64;
     let rss_ratio = rss as f64 / used.max(1) as f64;
+    let backlog = ctx.server.replication.backlog_memory() as i64;
     let out = &mut *ctx.out;
     out.map(27 + dbs.len());
     let head = [
         ("peak.allocated", peak),
         ("total.allocated", used),
         ("startup.allocated", startup),
-        ("replication.backlog", 0),
+        ("replication.backlog", backlog),
         ("clients.slaves", 0),
         ("clients.normal", 0),
         ("cluster.links", 0),

@@ -44,6 +44,7 @@ use crate::server::{ClientInfo, Server};
 pub(crate) use connection::describe as describe_client;
 pub(crate) use connection::stop_monitoring;
 pub(crate) use migrate::MigrateSockets;
+pub(crate) use sync::follow;
 pub(crate) use table::{CommandSpec, lookup};
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
@@ -118,6 +119,15 @@ pub(crate) struct ClientState {
     pub blocked: Option<blocking::Blocked>,
     /// The backup `BACKUP NOW` waits for.
     pub awaiting_backup: Option<u64>,
+    /// The connection is this replica's link to its master: its writes are applied even on a
+    /// read-only replica, and nothing is replied.
+    pub is_master: bool,
+    /// What a replica said it supports (`REPLCONF capa`).
+    pub replica_capabilities: crate::replication::Capabilities,
+    /// The replication offset after this client's last command (what WAIT waits for).
+    pub write_offset: u64,
+    /// Set when a WAIT's timeout passed: it replies its count instead of blocking again.
+    pub wait_timed_out: bool,
 }
 
 /// Whether the replies to a client's commands are sent (`CLIENT REPLY`).
@@ -175,6 +185,10 @@ impl ClientState {
             replica_listening_port: 0,
             blocked: None,
             awaiting_backup: None,
+            is_master: false,
+            replica_capabilities: Default::default(),
+            write_offset: 0,
+            wait_timed_out: false,
         }
     }
 }
@@ -727,7 +741,14 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
     }
+    if let Some(refusal) = replication_refusal(ctx, spec) {
+        ctx.server.command_stats.record_rejected(name);
+        ctx.error(refusal);
+        transactions::flag_failed(ctx);
+        return;
+    }
     if spec.flags.contains(table::WRITE)
+        && !ctx.client.is_master
         && let Some(refusal) = ctx.server.write_refusal()
     {
         ctx.server.command_stats.record_rejected(name);
@@ -743,6 +764,35 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     run(ctx, spec, args);
+}
+
+/// Why replication forbids this command here, if it does: a stale replica with
+/// `replica-serve-stale-data no`, a write to a read-only replica, or a write without enough
+/// good replicas (`min-replicas-to-write`). The master's own stream is never refused.
+fn replication_refusal(ctx: &Ctx, spec: &CommandSpec) -> Option<&'static str> {
+    if ctx.client.is_master {
+        return None;
+    }
+    let server = &*ctx.server;
+    if let Some(link) = &server.replication.master {
+        let stale = link.state != crate::replication::LinkState::Connected;
+        if stale
+            && !spec.flags.contains(table::STALE)
+            && !server.config.get_bool("replica-serve-stale-data")
+        {
+            return Some(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            );
+        }
+        if spec.flags.contains(table::WRITE) && server.config.get_bool("replica-read-only") {
+            return Some("READONLY You can't write against a read only replica.");
+        }
+        return None;
+    }
+    if spec.flags.contains(table::WRITE) {
+        return server.replicas_refusal();
+    }
+    None
 }
 
 /// Arity and authentication, checked before a command runs or is queued.
@@ -826,6 +876,7 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
             None => ctx.server.propagate(db, args),
         }
     }
+    ctx.client.write_offset = ctx.server.replication.offset;
     // As Redis, MONITOR sees a command once it ran (EXEC after the commands it ran).
     if !ctx.server.links.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
         let addr = ctx.client.info.borrow().addr.clone();

@@ -46,6 +46,7 @@ const MB: i64 = 1024 * 1024;
 pub(super) fn spec_of(name: &str) -> Spec {
     let (kind, mutable) = match name {
         "port" => (Kind::Int(0, 65535), false),
+        "replicaof" => (Kind::Words, false),
         "bind" => (Kind::Words, false),
         "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote" => (Kind::Text, true),
         "backup-interval" | "backup-keep-daily" | "backup-keep-hourly" | "backup-ship-interval" => {
@@ -116,6 +117,21 @@ fn kind_from_default(name: &str) -> Kind {
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
 const IMPLEMENTED: &[&str] = &[
     "port",
+    "replicaof",
+    "masterauth",
+    "masteruser",
+    "repl-backlog-size",
+    "repl-backlog-ttl",
+    "repl-ping-replica-period",
+    "repl-timeout",
+    "replica-read-only",
+    "replica-serve-stale-data",
+    "replica-announce-ip",
+    "replica-announce-port",
+    "replica-announced",
+    "replica-priority",
+    "min-replicas-to-write",
+    "min-replicas-max-lag",
     "notify-keyspace-events",
     "bind",
     "dir",

@@ -178,6 +178,7 @@ pub(crate) async fn serve<S>(
     let mut server = shared.borrow_mut();
     crate::commands::pubsub_cmds::unsubscribe_all(&mut server, &mut client);
     crate::commands::stop_monitoring(&mut server, id);
+    server.replication.remove_waiter(id);
     if client.replica {
         server.replication.detach(id);
         server.refresh_recording();
@@ -219,7 +220,7 @@ where
 }
 
 /// Sends a replica its snapshot and then the replication stream, until it disconnects or is
-/// dropped (its output passed the limit). What it sends (`REPLCONF ACK`) is read and dropped.
+/// dropped (its output passed the limit). What it sends (`REPLCONF ACK <offset>`) is recorded.
 async fn serve_replica<S>(
     shared: &Rc<RefCell<Server>>,
     stream: &mut S,
@@ -230,12 +231,16 @@ async fn serve_replica<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut input = BytesMut::with_capacity(1024);
+    let mut parser = RequestParser::new();
     loop {
         loop {
-            let output = shared.borrow_mut().replication.take_output(id);
+            let output = shared.borrow_mut().replication.replicas.take_output(id);
             let sent = match output {
                 None => break,
-                Some(Output::Bytes(bytes)) => stream.write_all(&bytes).await.is_ok(),
+                Some(Output::Bytes(bytes)) => {
+                    shared.borrow_mut().stats.net_repl_output_bytes += bytes.len() as u64;
+                    stream.write_all(&bytes).await.is_ok()
+                }
                 Some(Output::Rdb(file, len)) => send_snapshot(stream, file, len).await,
             };
             if !sent {
@@ -247,8 +252,40 @@ async fn serve_replica<S>(
             _ = kill.notified() => return,
             read = stream.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => input.clear(),
+                Ok(_) => {
+                    if !read_acks(shared, id, &mut parser, &mut input) {
+                        return;
+                    }
+                }
             },
+        }
+    }
+}
+
+/// Records the `REPLCONF ACK`s a replica sent; false on a protocol error.
+fn read_acks(
+    shared: &Rc<RefCell<Server>>,
+    id: u64,
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+) -> bool {
+    let limits = Limits::default();
+    loop {
+        match parser.next_request(input, &limits) {
+            Ok(Some(args)) => {
+                let ack = args.len() >= 3
+                    && args[0].eq_ignore_ascii_case(b"replconf")
+                    && (args[1].eq_ignore_ascii_case(b"ack")
+                        || args[1].eq_ignore_ascii_case(b"fack"));
+                let offset = std::str::from_utf8(args.get(2).map_or(&b""[..], |a| &a[..]))
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok());
+                if let (true, Some(offset)) = (ack, offset) {
+                    shared.borrow_mut().replication.acknowledge(id, offset);
+                }
+            }
+            Ok(None) => return true,
+            Err(_) => return false,
         }
     }
 }
@@ -296,11 +333,13 @@ fn retry_blocked(
     };
     server.unblock(client.id, blocked.db, &blocked.keys);
     let unblocked = client.info.borrow_mut().unblock.take();
-    if timed_out || unblocked.is_some() {
+    if timed_out && blocked.rerun_on_timeout {
+        // WAIT: its timeout reply is a count, which the command itself gives.
+        client.wait_timed_out = true;
+    } else if timed_out || unblocked.is_some() {
         let name = crate::commands::lookup(&blocked.args[0]).map_or("", |spec| spec.name);
-        let failed = unblocked == Some(true);
-        if failed {
-            let message = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+        let error = unblocked.flatten();
+        if let Some(message) = error {
             server.stats.error_replies += 1;
             server.command_stats.record_error(message);
             out.error(message);
@@ -310,8 +349,9 @@ fn retry_blocked(
         let track = server.settings.latency_tracking;
         server
             .command_stats
-            .record_call(name, std::time::Duration::ZERO, failed, track);
+            .record_call(name, std::time::Duration::ZERO, error.is_some(), track);
         server.command.errors_seen = server.stats.error_replies;
+        server.replication.remove_waiter(client.id);
         return;
     }
     server.now_ms = unix_ms();

@@ -17,7 +17,8 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
         let mut server = shared.borrow_mut();
         server.now_ms = unix_ms();
-        if server.debug.active_expire_enabled {
+        // A replica never expires keys itself: it waits for its master's `DEL`s.
+        if server.debug.active_expire_enabled && !server.replication.is_replica() {
             active_expire(&mut server, hz);
         }
         close_idle_clients(&server);
@@ -72,6 +73,7 @@ fn close_idle_clients(server: &Server) {
     for info in server.clients.values() {
         let mut info = info.borrow_mut();
         let idle = info.last_interaction.elapsed();
+        let replication_link = matches!(info.flags, 'S' | 'M');
         // As Redis's clientsCronResizeQueryBuffer, for a buffer wasting more than 4 KiB: a
         // connection idle for 2 seconds gives its empty buffer back; a buffer past 32 KiB and
         // twice the recent peak is trimmed to that peak.
@@ -90,7 +92,7 @@ fn close_idle_clients(server: &Server) {
             }
         }
         info.query_buffer_peak = len;
-        if timeout > 0 && idle.as_secs() > timeout {
+        if timeout > 0 && idle.as_secs() > timeout && !replication_link {
             verbose!("Closing idle client");
             info.killed = true;
             info.kill.notify_one();

@@ -82,6 +82,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut server = Server::new(config);
     server.refresh_settings();
     server.port = port;
+    let replicaof = server.config.get("replicaof").to_string();
+    if let [host, master_port] = replicaof.split_whitespace().collect::<Vec<_>>()[..] {
+        let master_port = master_port
+            .parse::<u16>()
+            .with_context(|| format!("Invalid master port in 'replicaof {replicaof}'"))?;
+        crate::commands::follow(&mut server, host.to_string(), master_port);
+    }
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
     notice!("Server initialized");
@@ -107,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         return Err(error);
     }
     tokio::task::spawn_local(cron(shared.clone()));
+    tokio::task::spawn_local(crate::replication::link::run(shared.clone()));
     notice!("Ready to accept connections");
 
     loop {

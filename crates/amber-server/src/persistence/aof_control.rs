@@ -84,7 +84,10 @@ impl Server {
     /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.
     pub(crate) fn aof_base_format(&self) -> crate::persistence::aof::BaseFormat {
         if self.config.get_bool("aof-use-rdb-preamble") {
-            crate::persistence::aof::BaseFormat::Rdb(self.rdb_options())
+            // As Redis: an AOF base records no replication stream.
+            let mut options = self.rdb_options();
+            options.repl = None;
+            crate::persistence::aof::BaseFormat::Rdb(options)
         } else {
             crate::persistence::aof::BaseFormat::Commands {
                 timestamp: self.config.get_bool("aof-timestamp-enabled"),

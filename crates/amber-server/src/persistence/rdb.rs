@@ -45,6 +45,8 @@ pub(crate) struct SaveOptions {
     pub format: WriteOptions,
     /// `rdb-key-save-delay`: microseconds to sleep per key (a test knob, as in Redis).
     pub key_delay_us: u64,
+    /// The replication stream this snapshot belongs to (the `repl-*` AUX fields).
+    pub repl: Option<crate::replication::ReplAux>,
 }
 
 /// The options a save uses, from `rdbcompression`, `rdbchecksum` and `rdb-key-save-delay`.
@@ -57,6 +59,7 @@ pub(crate) fn save_options(compression: bool, checksum: bool, key_delay_us: u64)
     SaveOptions {
         format,
         key_delay_us,
+        repl: None,
     }
 }
 
@@ -94,6 +97,14 @@ pub(crate) fn write_snapshot(
     writer
         .standard_aux(ctime, crate::alloc::used_memory() as u64, aof_base)
         .map_err(to_io)?;
+    if let Some(repl) = options.repl {
+        let replid = String::from_utf8_lossy(&repl.replid);
+        writer
+            .aux("repl-stream-db", &repl.stream_db.to_string())
+            .and_then(|()| writer.aux("repl-id", &replid))
+            .and_then(|()| writer.aux("repl-offset", &repl.offset.to_string()))
+            .map_err(to_io)?;
+    }
     let mut keys = 0;
     for (index, db) in keyspace.dbs().iter().enumerate() {
         if db.is_empty() {
@@ -204,6 +215,39 @@ pub(crate) struct Loader {
     /// Keep keys whose expiry has passed (an AOF's RDB base: the commands after it may still
     /// act on them, as they did when they ran; Redis loads them too).
     pub keep_expired: bool,
+    /// The replication stream the file recorded (`repl-id`, `repl-offset`, `repl-stream-db`).
+    pub repl: ReplFields,
+}
+
+/// The `repl-*` AUX fields of a file, as read.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplFields {
+    /// `repl-id`, when 40 characters long.
+    pub replid: Option<String>,
+    /// `repl-offset`.
+    pub offset: Option<i64>,
+    /// `repl-stream-db`.
+    pub stream_db: Option<i64>,
+}
+
+impl ReplFields {
+    /// The replication id and offset, when the file recorded a usable stream position (as
+    /// Redis, which ignores a `repl-stream-db` of -1 written by old versions).
+    pub(crate) fn position(&self) -> Option<(String, u64, usize)> {
+        let offset = u64::try_from(self.offset?).ok()?;
+        let db = usize::try_from(self.stream_db?).ok()?;
+        Some((self.replid.clone()?, offset, db))
+    }
+
+    fn record(&mut self, key: &[u8], value: &[u8]) {
+        let text = String::from_utf8_lossy(value);
+        match key {
+            b"repl-id" if value.len() == 40 => self.replid = Some(text.into_owned()),
+            b"repl-offset" => self.offset = text.parse().ok(),
+            b"repl-stream-db" => self.stream_db = text.parse().ok(),
+            _ => {}
+        }
+    }
 }
 
 /// One decoded element of the file, ready to apply to the keyspace.
@@ -285,6 +329,7 @@ impl Loader {
             },
             key_delay_us: 0,
             keep_expired: false,
+            repl: ReplFields::default(),
         })
     }
 
@@ -313,6 +358,7 @@ impl Loader {
                 now_ms,
                 limits,
                 &mut self.builder,
+                &mut self.repl,
             )?
             else {
                 keyspace.db(batch_db).insert_loaded(&mut batch);
@@ -389,6 +435,7 @@ fn decode_item(
     now_ms: i64,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,
+    repl: &mut ReplFields,
 ) -> Result<Option<Loaded>, RdbLoadError> {
     loop {
         let Some(item) = reader.next_raw_item()? else {
@@ -396,6 +443,10 @@ fn decode_item(
         };
         let entry = match item {
             Item::Entry(entry) => entry,
+            Item::Aux { key, value } => {
+                repl.record(&key, &value);
+                continue;
+            }
             Item::ResizeDb {
                 db_size,
                 expires_size,

@@ -66,6 +66,8 @@ impl Server {
         );
         options.format.thresholds = self.rdb_thresholds();
         options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
+        let stream_db = self.replication.master.as_ref().map(|link| link.stream_db);
+        options.repl = self.replication.save_info(stream_db);
         options
     }
 
@@ -122,7 +124,11 @@ impl Server {
     /// Forks the BGSAVE child (the scheduler has admitted it).
     pub(crate) fn fork_bgsave(&mut self) -> Result<(), SaveError> {
         let path = self.rdb_file();
-        let options = self.rdb_options();
+        let mut options = self.rdb_options();
+        if self.replication.replicas.waiting_for_snapshot() {
+            // Redis 7.0 replicas refuse RDB versions past 10.
+            options.format.version = options.format.version.min(10);
+        }
         let keyspace = &self.keyspace;
         let spawned = fork(|reporter| {
             match crate::persistence::rdb::save(keyspace, &path, options, reporter) {

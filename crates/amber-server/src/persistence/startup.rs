@@ -120,6 +120,8 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
         anyhow::Error::new(AlreadyLogged)
     })?;
     loader.key_delay_us = delay;
+    // A replica keeps keys that expired: its master will send their `DEL`s.
+    loader.keep_expired = shared.borrow().replication.is_replica();
     let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     shared.borrow_mut().loading = Some((started, total, 0));
     loop {
@@ -153,6 +155,12 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
         started.elapsed().as_secs_f64()
     );
     server.rdb.last_load = (stats.loaded, stats.expired);
+    if let Some((replid, offset, stream_db)) = loader.repl.position() {
+        server.replication.restore(replid, offset);
+        if let Some(link) = server.replication.master.as_mut() {
+            link.stream_db = stream_db;
+        }
+    }
     Ok(())
 }
 

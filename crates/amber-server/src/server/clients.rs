@@ -65,9 +65,9 @@ pub(crate) struct ClientInfo {
     pub kill: Rc<Notify>,
     /// Wakes a blocked client when one of its keys may have data.
     pub wake: Rc<Notify>,
-    /// `CLIENT UNBLOCK` asked this blocked client to stop waiting: `true` to fail with
-    /// `-UNBLOCKED`, `false` to reply as if it timed out.
-    pub unblock: Option<bool>,
+    /// This blocked client must stop waiting (`CLIENT UNBLOCK`, a role change): with an error
+    /// reply, or `None` to reply as if it timed out.
+    pub unblock: Option<Option<&'static str>>,
 }
 
 impl ClientInfo {
@@ -219,6 +219,22 @@ impl Server {
             .blocking
             .values()
             .any(|ids| ids.contains(&client))
+    }
+
+    /// Fails every client blocked on keys, as Redis does when a master becomes a replica.
+    pub(crate) fn unblock_all_for_role_change(&mut self) {
+        let mut ids: Vec<u64> = self.links.blocking.values().flatten().copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Some(info) = self.clients.get(&id) {
+                let mut info = info.borrow_mut();
+                info.unblock = Some(Some(
+                    "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+                ));
+                info.wake.notify_one();
+            }
+        }
     }
 
     /// Number of clients blocked on keys (`blocked_clients`).

@@ -77,8 +77,9 @@ pub(crate) struct Server {
     pub(crate) pubsub: crate::pubsub::PubSub,
     /// Attached replicas and the replication stream.
     pub(crate) replication: crate::replication::Replication,
-    /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
-    pub(crate) last_replica_ping: Instant,
+    /// Set while a full synchronization with a master stopped the AOF, which is turned back
+    /// on (with a rewrite) once the master's dataset is loaded.
+    pub(crate) replication_aof_restart: bool,
     /// Connections MIGRATE keeps to its targets.
     pub(crate) migrate_sockets: crate::commands::MigrateSockets,
     /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
@@ -152,19 +153,16 @@ impl Server {
         let databases = config.get_i64("databases").max(1) as usize;
         let mut keyspace = Keyspace::new(databases);
         // 40 hex characters, as Redis's run and replication ids.
-        let mut run_id: String = (0..3)
-            .map(|_| format!("{:016x}", keyspace.next_random()))
-            .collect();
-        run_id.truncate(40);
+        let run_id = random_id(&mut keyspace);
         let aof = crate::persistence::aof::Aof::new(&config);
         let jobs = crate::persistence::jobs::Jobs::new(Default::default());
         Server {
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
-            replication: crate::replication::Replication::new(run_id.clone()),
+            replication: crate::replication::Replication::new(random_id(&mut keyspace)),
             pubsub: Default::default(),
-            last_replica_ping: Instant::now(),
+            replication_aof_restart: false,
             config,
             settings,
             keyspace,
@@ -173,7 +171,7 @@ impl Server {
             stats: Stats::default(),
             dirty: 0,
             started: Instant::now(),
-            run_id: run_id[..40].to_string(),
+            run_id,
             port: 0,
             shutdown_requested: None,
             shutdown: Rc::new(Notify::new()),
@@ -226,7 +224,7 @@ impl Server {
         let policy = self.job_policy();
         self.jobs.scheduler.set_policy(policy);
         let limits = self.config.get("client-output-buffer-limit").to_string();
-        self.replication.configure(&limits);
+        self.replication.configure(&self.config);
         self.pubsub.configure(&limits);
     }
 
@@ -251,7 +249,7 @@ impl Server {
 
     /// Whether writes are recorded anywhere: the AOF, or the stream to replicas.
     pub(crate) fn propagating(&self) -> bool {
-        self.aof.is_on() || self.replication.has_replicas()
+        self.aof.is_on() || self.replication.streaming()
     }
 
     /// Records one command executed in `db` in the AOF and the replication stream (inside EXEC,
@@ -298,23 +296,71 @@ impl Server {
     }
 
     /// Replication's share of the cron: starts the snapshot replicas wait for once no other
-    /// child runs, and pings the replicas every `repl-ping-replica-period` seconds.
+    /// child runs, pings the replicas, and frees an unused backlog.
     pub(crate) fn check_replication(&mut self) {
-        if !self.replication.has_replicas() {
-            return;
-        }
-        if self.replication.waiting_for_snapshot() && !self.has_active_child() {
+        if self.replication.replicas.waiting_for_snapshot() && !self.has_active_child() {
             crate::notice!("Starting BGSAVE for SYNC with target: disk");
             if let Err(error) = self.request_bgsave(false) {
                 crate::warning!("BGSAVE for replication failed: {error}");
             }
         }
         let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
-        if self.last_replica_ping.elapsed().as_secs() >= period {
-            self.last_replica_ping = Instant::now();
-            self.replication.feed_global(&[b"PING".as_slice()]);
+        let backlog_was_active = self.replication.backlog_info().0;
+        self.replication.cron(period);
+        if backlog_was_active && !self.replication.backlog_info().0 {
+            // No history left to continue: the next replica starts a new one.
+            let fresh = self.fresh_replid();
+            self.replication.start_new_history(fresh);
         }
     }
+
+    /// A new random 40-character replication id.
+    pub(crate) fn fresh_replid(&mut self) -> String {
+        random_id(&mut self.keyspace)
+    }
+
+    /// `min-replicas-to-write` and `min-replicas-max-lag`.
+    pub(crate) fn min_replicas(&self) -> (usize, u64) {
+        (
+            self.config.get_i64("min-replicas-to-write").max(0) as usize,
+            self.config.get_i64("min-replicas-max-lag").max(0) as u64,
+        )
+    }
+
+    /// Why a write must be refused for lack of good replicas, if it must
+    /// (`min-replicas-to-write`).
+    pub(crate) fn replicas_refusal(&self) -> Option<&'static str> {
+        let (needed, max_lag) = self.min_replicas();
+        if needed == 0 || max_lag == 0 || self.replication.is_replica() {
+            return None;
+        }
+        (self.replication.replicas.good_count(max_lag) < needed)
+            .then_some("NOREPLICAS Not enough good replicas to write.")
+    }
+
+    /// A full synchronization is about to replace the dataset: a snapshot or rewrite child
+    /// would write the old data, so it is stopped, as Redis does.
+    pub(crate) fn kill_job_for_replication_load(&mut self) {
+        self.kill_job_of(amber_snapshot::schedule::JobKind::Save);
+        self.kill_job_of(amber_snapshot::schedule::JobKind::AofRewrite);
+    }
+
+    /// Empties every database for a full synchronization; WATCHes on existing keys fail.
+    pub(crate) fn flush_all_for_sync(&mut self) {
+        for db in 0..self.keyspace.db_count() {
+            self.touch_existing_keys(db);
+        }
+        self.keyspace.clear();
+    }
+}
+
+/// 40 random hex characters, as Redis's run and replication ids.
+fn random_id(keyspace: &mut Keyspace) -> String {
+    let mut id: String = (0..3)
+        .map(|_| format!("{:016x}", keyspace.next_random()))
+        .collect();
+    id.truncate(40);
+    id
 }
 
 /// Formats a peer address as `CLIENT LIST` does (`ip:port`, IPv6 without brackets).

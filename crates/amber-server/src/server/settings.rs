@@ -99,6 +99,16 @@ pub(crate) struct Stats {
     pub net_input_bytes: u64,
     /// Bytes written to clients.
     pub net_output_bytes: u64,
+    /// Bytes read from the master (`total_net_repl_input_bytes`).
+    pub net_repl_input_bytes: u64,
+    /// Bytes written to replicas (`total_net_repl_output_bytes`).
+    pub net_repl_output_bytes: u64,
+    /// Full resynchronizations served (`sync_full`).
+    pub sync_full: u64,
+    /// Partial resynchronizations accepted (`sync_partial_ok`).
+    pub sync_partial_ok: u64,
+    /// Partial resynchronizations refused (`sync_partial_err`).
+    pub sync_partial_err: u64,
     /// Keys deleted by expiry (lazy or active).
     pub expired_keys: u64,
     /// Lookups that found the key.

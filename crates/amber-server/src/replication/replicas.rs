@@ -1,0 +1,332 @@
+//! The replicas attached to this server: where each is in its synchronization, the stream bytes
+//! it has not been handed yet, and what it last acknowledged.
+//!
+//! Each replica's connection task sends what [`Replicas::take_output`] hands it; a replica
+//! whose unsent output passes the `client-output-buffer-limit replica` hard limit is
+//! disconnected, so memory stays bounded whatever the replica's speed.
+
+use std::fs::File;
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+/// Where a replica is in its synchronization.
+#[derive(Debug)]
+enum State {
+    /// Waiting for a BGSAVE to start (one was already running for another purpose).
+    WaitBgsaveStart,
+    /// The BGSAVE that will be sent is running; writes since its fork are buffered.
+    WaitBgsaveEnd,
+    /// The snapshot is ready to be sent: the open file and its length.
+    SendRdb(File, u64),
+    /// The snapshot was handed to the connection (or the replica continued from the
+    /// backlog): only the stream remains.
+    Online,
+}
+
+/// How a replica connected: what it can take and how it asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Capabilities {
+    /// It asked with PSYNC (it is told `+FULLRESYNC <replid> <offset>` first).
+    pub psync: bool,
+    /// `REPLCONF capa psync2`: `+CONTINUE` carries the replication id.
+    pub psync2: bool,
+    /// `REPLCONF capa eof`: it accepts a snapshot of unknown length.
+    pub eof: bool,
+}
+
+/// One attached replica.
+struct Replica {
+    id: u64,
+    addr: String,
+    /// The port the replica said it listens on (`REPLCONF listening-port`).
+    listening_port: u16,
+    state: State,
+    capabilities: Capabilities,
+    /// Bytes to send before the snapshot or the stream (`+FULLRESYNC`/`+CONTINUE` lines).
+    preamble: Vec<u8>,
+    /// Stream bytes not yet handed to the connection task.
+    pending: Vec<u8>,
+    /// The last offset it acknowledged (`REPLCONF ACK`), and when.
+    ack_offset: u64,
+    ack_time: Instant,
+    wake: Rc<Notify>,
+    kill: Rc<Notify>,
+}
+
+/// What a replica's connection task sends next.
+pub(crate) enum Output {
+    /// The snapshot: `$<len>\r\n` then the file's bytes.
+    Rdb(File, u64),
+    /// Stream bytes.
+    Bytes(Vec<u8>),
+}
+
+/// Who a new replica is: its connection and how to reach its task.
+pub(crate) struct NewReplica {
+    /// Its client id.
+    pub id: u64,
+    /// `ip:port` of the connection.
+    pub addr: String,
+    /// `REPLCONF listening-port`.
+    pub listening_port: u16,
+    /// What it said it supports.
+    pub capabilities: Capabilities,
+    /// Wakes its connection task when there is output.
+    pub wake: Rc<Notify>,
+    /// Closes its connection.
+    pub kill: Rc<Notify>,
+}
+
+/// One replica as `INFO replication` and `ROLE` show it.
+pub(crate) struct ReplicaView {
+    /// The IP of the connection.
+    pub ip: String,
+    /// `REPLCONF listening-port`.
+    pub port: u16,
+    /// Redis's state name (`wait_bgsave`, `send_bulk`, `online`).
+    pub state: &'static str,
+    /// The last acknowledged offset.
+    pub ack_offset: u64,
+    /// Seconds since its last acknowledgement (0 unless online).
+    pub lag: u64,
+}
+
+/// Every attached replica.
+#[derive(Default)]
+pub(crate) struct Replicas {
+    list: Vec<Replica>,
+    /// The hard output limit in bytes (0: none).
+    hard_limit: u64,
+}
+
+impl Replicas {
+    /// Whether none is attached.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Number attached (`connected_slaves`).
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Sets the hard limit of unsent output per replica (0: none).
+    pub(crate) fn set_hard_limit(&mut self, limit: u64) {
+        self.hard_limit = limit;
+    }
+
+    /// Attaches a replica that needs a full synchronization: it waits for the next snapshot.
+    pub(crate) fn attach_for_snapshot(&mut self, new: NewReplica) {
+        self.attach(new, State::WaitBgsaveStart, Vec::new(), Vec::new(), 0);
+    }
+
+    /// Attaches a replica that continues from `offset`: it gets `preamble` (`+CONTINUE`), then
+    /// `backlog` (the stream from its offset), then the stream as it grows.
+    pub(crate) fn attach_online(
+        &mut self,
+        new: NewReplica,
+        preamble: Vec<u8>,
+        backlog: Vec<u8>,
+        offset: u64,
+    ) {
+        self.attach(new, State::Online, preamble, backlog, offset);
+    }
+
+    fn attach(
+        &mut self,
+        new: NewReplica,
+        state: State,
+        preamble: Vec<u8>,
+        pending: Vec<u8>,
+        ack_offset: u64,
+    ) {
+        self.list.retain(|replica| replica.id != new.id);
+        new.wake.notify_one();
+        self.list.push(Replica {
+            id: new.id,
+            addr: new.addr,
+            listening_port: new.listening_port,
+            state,
+            capabilities: new.capabilities,
+            preamble,
+            pending,
+            ack_offset,
+            ack_time: Instant::now(),
+            wake: new.wake,
+            kill: new.kill,
+        });
+    }
+
+    /// Forgets a replica (its connection closed).
+    pub(crate) fn detach(&mut self, id: u64) {
+        self.list.retain(|replica| replica.id != id);
+    }
+
+    /// Closes every replica's connection (they will reconnect and synchronize again).
+    pub(crate) fn disconnect_all(&mut self) {
+        for replica in self.list.drain(..) {
+            replica.kill.notify_one();
+        }
+    }
+
+    /// Whether a replica waits for a snapshot to start.
+    pub(crate) fn waiting_for_snapshot(&self) -> bool {
+        self.list
+            .iter()
+            .any(|replica| matches!(replica.state, State::WaitBgsaveStart))
+    }
+
+    /// A BGSAVE just forked at stream offset `offset`: replicas waiting for one are served by
+    /// it (PSYNC ones are told `+FULLRESYNC`). Returns whether any was.
+    pub(crate) fn snapshot_started(&mut self, replid: &str, offset: u64) -> bool {
+        let mut any = false;
+        for replica in &mut self.list {
+            if matches!(replica.state, State::WaitBgsaveStart) {
+                replica.state = State::WaitBgsaveEnd;
+                replica.pending.clear();
+                if replica.capabilities.psync {
+                    replica.preamble = format!("+FULLRESYNC {replid} {offset}\r\n").into_bytes();
+                    replica.wake.notify_one();
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// The BGSAVE ended: on success its file goes to the replicas that waited for it; on
+    /// failure they are disconnected, as Redis does.
+    pub(crate) fn snapshot_done(&mut self, success: bool, path: &std::path::Path) {
+        for replica in &mut self.list {
+            if !matches!(replica.state, State::WaitBgsaveEnd) {
+                continue;
+            }
+            let opened = success
+                .then(|| File::open(path).and_then(|file| Ok((file.metadata()?.len(), file))));
+            match opened {
+                Some(Ok((len, file))) => {
+                    crate::notice!("Synchronization with replica {} succeeded", replica.addr);
+                    replica.state = State::SendRdb(file, len);
+                    replica.wake.notify_one();
+                }
+                Some(Err(error)) => {
+                    crate::warning!("SYNC failed. Can't open/stat DB after BGSAVE: {error}");
+                    replica.kill.notify_one();
+                }
+                None => {
+                    crate::warning!(
+                        "SYNC failed. BGSAVE child returned an error; closing the connection of replica {}",
+                        replica.addr
+                    );
+                    replica.kill.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Appends stream bytes for every replica that already has a snapshot coming.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        let limit = self.hard_limit;
+        for replica in &mut self.list {
+            if matches!(replica.state, State::WaitBgsaveStart) {
+                continue;
+            }
+            replica.pending.extend_from_slice(chunk);
+            if limit > 0 && replica.pending.len() as u64 > limit {
+                crate::warning!(
+                    "Client id={} addr={} flags=S scheduled to be closed ASAP for overcoming of output buffer limits.",
+                    replica.id,
+                    replica.addr
+                );
+                replica.pending = Vec::new();
+                replica.kill.notify_one();
+            } else if matches!(replica.state, State::Online) {
+                replica.wake.notify_one();
+            }
+        }
+    }
+
+    /// Records `REPLCONF ACK <offset>` from replica `id`.
+    pub(crate) fn acknowledge(&mut self, id: u64, offset: u64) {
+        if let Some(replica) = self.list.iter_mut().find(|replica| replica.id == id) {
+            replica.ack_offset = replica.ack_offset.max(offset);
+            replica.ack_time = Instant::now();
+        }
+    }
+
+    /// Online replicas that acknowledged at least `offset` (WAIT).
+    pub(crate) fn acked_at_least(&self, offset: u64) -> usize {
+        self.list
+            .iter()
+            .filter(|replica| {
+                matches!(replica.state, State::Online) && replica.ack_offset >= offset
+            })
+            .count()
+    }
+
+    /// Online replicas whose last acknowledgement is at most `max_lag` seconds old
+    /// (`min-replicas-max-lag`).
+    pub(crate) fn good_count(&self, max_lag: u64) -> usize {
+        self.list
+            .iter()
+            .filter(|replica| {
+                matches!(replica.state, State::Online)
+                    && replica.ack_time.elapsed().as_secs() <= max_lag
+            })
+            .count()
+    }
+
+    /// What the connection of replica `id` sends next, if anything.
+    pub(crate) fn take_output(&mut self, id: u64) -> Option<Output> {
+        let replica = self.list.iter_mut().find(|replica| replica.id == id)?;
+        if !replica.preamble.is_empty() {
+            return Some(Output::Bytes(std::mem::take(&mut replica.preamble)));
+        }
+        match std::mem::replace(&mut replica.state, State::Online) {
+            State::SendRdb(file, len) => {
+                // Online from now: its lag counts from here, as Redis's putSlaveOnline.
+                replica.ack_time = Instant::now();
+                Some(Output::Rdb(file, len))
+            }
+            State::Online if !replica.pending.is_empty() => {
+                Some(Output::Bytes(std::mem::take(&mut replica.pending)))
+            }
+            State::Online => None,
+            waiting => {
+                replica.state = waiting;
+                None
+            }
+        }
+    }
+
+    /// Every replica, for `INFO replication` and `ROLE`.
+    pub(crate) fn views(&self) -> Vec<ReplicaView> {
+        self.list
+            .iter()
+            .map(|replica| {
+                let (state, online) = match replica.state {
+                    State::WaitBgsaveStart | State::WaitBgsaveEnd => ("wait_bgsave", false),
+                    State::SendRdb(..) => ("send_bulk", false),
+                    State::Online => ("online", true),
+                };
+                let ip = replica
+                    .addr
+                    .rsplit_once(':')
+                    .map_or(replica.addr.as_str(), |(ip, _)| ip);
+                ReplicaView {
+                    ip: ip.to_string(),
+                    port: replica.listening_port,
+                    state,
+                    ack_offset: replica.ack_offset,
+                    lag: if online {
+                        replica.ack_time.elapsed().as_secs()
+                    } else {
+                        0
+                    },
+                }
+            })
+            .collect()
+    }
+}
