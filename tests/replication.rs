@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Client, ServerProcess, bulk, digest, info_field, wait_for};
+use common::{Client, Frame, ServerProcess, bulk, digest, info_field, wait_for};
 
 /// Runs writes of every family, including ones that are propagated rewritten (relative
 /// expiries, INCRBYFLOAT, SPOP, blocking pops, MULTI/EXEC).
@@ -96,4 +96,335 @@ fn a_replica_that_disconnects_is_forgotten() {
     );
     // Writes go on with nobody to stream to.
     assert_eq!(writer.cmd(&["SET", "k", "w"]), common::simple("OK"));
+}
+
+/// Waits until the replica `reader` reports its link up.
+#[track_caller]
+fn wait_link_up(reader: &mut Client) {
+    wait_for(
+        || info_field(reader, "master_link_status") == "up",
+        "the replica's link to its master",
+    );
+}
+
+/// Waits until `replica` has applied everything `master` produced so far.
+#[track_caller]
+fn wait_caught_up(master: &mut Client, replica: &mut Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let target = info_field(master, "master_repl_offset");
+        if info_field(replica, "master_repl_offset") == target {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not reach the master's offset:\nmaster: {:?}\nreplica: {:?}",
+            master.cmd(&["INFO", "replication"]),
+            replica.cmd(&["INFO", "replication"]),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn stat(client: &mut Client, field: &str) -> u64 {
+    info_field(client, field).parse().expect("a number")
+}
+
+#[test]
+fn amber_replicates_from_redis_in_both_transfer_forms() {
+    for diskless in ["yes", "no"] {
+        let master = ServerProcess::redis(&[
+            "--repl-diskless-sync",
+            diskless,
+            "--repl-diskless-sync-delay",
+            "0",
+        ]);
+        let mut writer = master.client();
+        write_everything(&mut writer, 0);
+        writer.cmd(&["SET", "volatile", "v", "PX", "300"]);
+        let port = master.port.to_string();
+        let replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+        let mut reader = replica.client();
+        wait_link_up(&mut reader);
+        write_everything(&mut writer, 1);
+        wait_caught_up(&mut writer, &mut reader);
+        assert_eq!(
+            digest(&mut reader),
+            digest(&mut writer),
+            "diskless {diskless}"
+        );
+        // A read-only replica refuses writes with Redis's error.
+        assert_eq!(
+            reader.cmd(&["SET", "x", "y"]),
+            common::error("READONLY You can't write against a read only replica.")
+        );
+        // A key that expired reads as gone on the replica, which still holds it until the
+        // master's DEL arrives.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert_eq!(reader.cmd(&["GET", "volatile"]), Frame::NullBulk);
+        writer.cmd(&["GET", "volatile"]);
+        wait_caught_up(&mut writer, &mut reader);
+        assert_eq!(digest(&mut reader), digest(&mut writer));
+        let log = replica.log();
+        assert!(
+            log.contains("MASTER <-> REPLICA sync: Finished with success"),
+            "{log}"
+        );
+        let form = if diskless == "yes" {
+            "receiving streamed RDB from master with EOF to disk"
+        } else {
+            "bytes from master to disk"
+        };
+        assert!(log.contains(form), "{log}");
+    }
+}
+
+#[test]
+fn a_chain_amber_to_amber_to_redis_keeps_one_history() {
+    for diskless in ["yes", "no"] {
+        let master = ServerProcess::amber(&[
+            "--repl-diskless-sync",
+            diskless,
+            "--repl-diskless-sync-delay",
+            "0",
+        ]);
+        let mut writer = master.client();
+        write_everything(&mut writer, 0);
+        let port = master.port.to_string();
+        let middle = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+        let mut middle_client = middle.client();
+        wait_link_up(&mut middle_client);
+        let middle_port = middle.port.to_string();
+        let leaf = ServerProcess::redis(&["--replicaof", "127.0.0.1", &middle_port]);
+        let mut leaf_client = leaf.client();
+        wait_link_up(&mut leaf_client);
+        write_everything(&mut writer, 1);
+        wait_caught_up(&mut writer, &mut middle_client);
+        wait_caught_up(&mut writer, &mut leaf_client);
+        let expected = digest(&mut writer);
+        assert_eq!(digest(&mut middle_client), expected);
+        assert_eq!(digest(&mut leaf_client), expected);
+        // One replication id along the chain.
+        let replid = info_field(&mut writer, "master_replid");
+        assert_eq!(info_field(&mut middle_client, "master_replid"), replid);
+        assert_eq!(info_field(&mut leaf_client, "master_replid"), replid);
+        assert_eq!(
+            middle_client.cmd(&["ROLE"]),
+            Frame::Array(vec![
+                bulk("slave"),
+                bulk("127.0.0.1"),
+                Frame::Integer(i64::from(master.port)),
+                bulk("connected"),
+                Frame::Integer(stat(&mut middle_client, "master_repl_offset") as i64),
+            ])
+        );
+    }
+}
+
+/// A TCP proxy between a replica and its master whose connections the test can cut.
+struct Proxy {
+    port: u16,
+    links: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(target: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = links.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut kept = shared.lock().unwrap();
+                kept.push(client.try_clone().unwrap());
+                kept.push(server.try_clone().unwrap());
+                drop(kept);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, links }
+    }
+
+    /// Drops every connection through the proxy, as a network failure would.
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            let _ = link.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_broken_link_resumes_with_a_partial_resync() {
+    // Amber replica of Amber, and Redis replica of Amber, each through a proxy that is cut
+    // while the master keeps writing.
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut writer = master.client();
+    write_everything(&mut writer, 0);
+    let proxy_amber = Proxy::to(master.port);
+    let proxy_redis = Proxy::to(master.port);
+    let amber = ServerProcess::amber(&["--replicaof", "127.0.0.1", &proxy_amber.port.to_string()]);
+    let redis = ServerProcess::redis(&["--replicaof", "127.0.0.1", &proxy_redis.port.to_string()]);
+    let (mut amber_client, mut redis_client) = (amber.client(), redis.client());
+    wait_link_up(&mut amber_client);
+    wait_link_up(&mut redis_client);
+    assert_eq!(stat(&mut writer, "sync_full"), 2);
+    for round in 1..4 {
+        proxy_amber.cut();
+        proxy_redis.cut();
+        write_everything(&mut writer, round);
+        wait_caught_up(&mut writer, &mut amber_client);
+        wait_caught_up(&mut writer, &mut redis_client);
+    }
+    let expected = digest(&mut writer);
+    assert_eq!(digest(&mut amber_client), expected);
+    assert_eq!(digest(&mut redis_client), expected);
+    // No further snapshot: every reconnection continued from the backlog.
+    assert_eq!(stat(&mut writer, "sync_full"), 2);
+    assert!(stat(&mut writer, "sync_partial_ok") >= 6);
+    assert!(
+        amber
+            .log()
+            .contains("Successful partial resynchronization with master.")
+    );
+}
+
+#[test]
+fn a_write_acknowledged_by_wait_survives_the_masters_death() {
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut writer = master.client();
+    let port = master.port.to_string();
+    let replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    for i in 0..200 {
+        writer.cmd(&["SET", &format!("k{i}"), &i.to_string()]);
+    }
+    writer.cmd(&["SET", "acknowledged", "yes"]);
+    assert_eq!(writer.cmd(&["WAIT", "1", "5000"]), Frame::Integer(1));
+    // WAIT counts only replicas that acknowledged: asking for two gives one after the timeout.
+    assert_eq!(writer.cmd(&["WAIT", "2", "200"]), Frame::Integer(1));
+    master.kill9();
+    assert_eq!(
+        reader.cmd(&["REPLICAOF", "NO", "ONE"]),
+        common::simple("OK")
+    );
+    assert_eq!(reader.cmd(&["GET", "acknowledged"]), bulk("yes"));
+    assert_eq!(reader.cmd(&["DBSIZE"]), Frame::Integer(201));
+    // Promoted: it takes writes and keeps the old history as its second id.
+    assert_eq!(reader.cmd(&["SET", "after", "1"]), common::simple("OK"));
+    assert_ne!(info_field(&mut reader, "master_replid2"), common::NO_REPLID);
+}
+
+#[test]
+fn after_a_failover_the_old_master_rejoins_without_a_full_sync() {
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut old = master.client();
+    write_everything(&mut old, 0);
+    let port = master.port.to_string();
+    let replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+    let mut new = replica.client();
+    wait_link_up(&mut new);
+    wait_caught_up(&mut old, &mut new);
+    assert_eq!(new.cmd(&["REPLICAOF", "NO", "ONE"]), common::simple("OK"));
+    write_everything(&mut new, 1);
+    let new_port = replica.port.to_string();
+    assert_eq!(
+        old.cmd(&["REPLICAOF", "127.0.0.1", &new_port]),
+        common::simple("OK")
+    );
+    wait_link_up(&mut old);
+    wait_caught_up(&mut new, &mut old);
+    assert_eq!(digest(&mut old), digest(&mut new));
+    assert_eq!(stat(&mut new, "sync_full"), 0);
+    assert_eq!(stat(&mut new, "sync_partial_ok"), 1);
+    assert!(
+        master.log().contains("Master replication ID changed to"),
+        "{}",
+        master.log()
+    );
+}
+
+#[test]
+fn restarts_continue_the_stream_from_the_rdb() {
+    // The master and the replica each restart from their RDB; the replica continues with
+    // PSYNC, as Redis does with the repl-id / repl-offset AUX fields.
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut writer = master.client();
+    write_everything(&mut writer, 0);
+    let replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    write_everything(&mut writer, 1);
+    wait_caught_up(&mut writer, &mut reader);
+    // The replica restarts from its own RDB.
+    reader.cmd(&["SAVE"]);
+    let replica_dir = replica.kill9();
+    let replica = ServerProcess::amber_in(
+        &replica_dir,
+        &["--replicaof", "127.0.0.1", &master.port.to_string()],
+    );
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    write_everything(&mut writer, 2);
+    wait_caught_up(&mut writer, &mut reader);
+    assert_eq!(digest(&mut reader), digest(&mut writer));
+    assert_eq!(stat(&mut writer, "sync_full"), 1);
+    assert_eq!(stat(&mut writer, "sync_partial_ok"), 1);
+    // The master restarts from its RDB: the replica continues with the second id.
+    writer.cmd(&["SAVE"]);
+    let master_port = master.port;
+    let master_dir = master.kill9();
+    let master = ServerProcess::amber_in_on_port(
+        &master_dir,
+        master_port,
+        &["--repl-diskless-sync-delay", "0"],
+    );
+    let mut writer = master.client();
+    wait_link_up(&mut reader);
+    write_everything(&mut writer, 3);
+    wait_caught_up(&mut writer, &mut reader);
+    assert_eq!(digest(&mut reader), digest(&mut writer));
+    assert_eq!(stat(&mut writer, "sync_full"), 0);
+    assert_eq!(stat(&mut writer, "sync_partial_ok"), 1);
+}
+
+#[test]
+fn min_replicas_to_write_refuses_writes_without_good_replicas() {
+    let master = ServerProcess::amber(&[
+        "--min-replicas-to-write",
+        "1",
+        "--min-replicas-max-lag",
+        "10",
+    ]);
+    let mut writer = master.client();
+    assert_eq!(
+        writer.cmd(&["SET", "k", "v"]),
+        common::error("NOREPLICAS Not enough good replicas to write.")
+    );
+    assert_eq!(writer.cmd(&["GET", "k"]), Frame::NullBulk);
+    let replica = ServerProcess::redis(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    wait_for(
+        || writer.cmd(&["SET", "k", "v"]) == common::simple("OK"),
+        "a good replica to allow writes",
+    );
+    assert_eq!(
+        reader.cmd(&["WAIT", "0", "0"]),
+        common::error(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated."
+        )
+    );
 }

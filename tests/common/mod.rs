@@ -86,6 +86,15 @@ impl ServerProcess {
         ServerProcess::start_in(&amber_binary(), dir.to_path_buf(), None, extra)
     }
 
+    /// Starts amber-server in an existing directory on a given port (a restart that its
+    /// replicas must find again).
+    pub(crate) fn amber_in_on_port(dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        let mut server =
+            ServerProcess::spawn_on(&amber_binary(), dir.to_path_buf(), None, extra, port);
+        server.wait_ready().unwrap_or_else(|why| panic!("{why}"));
+        server
+    }
+
     /// Starts redis-server in an existing directory.
     pub(crate) fn redis_in(dir: &Path, extra: &[&str]) -> ServerProcess {
         ServerProcess::start_in(&redis_tool("redis-server"), dir.to_path_buf(), None, extra)
@@ -119,7 +128,16 @@ impl ServerProcess {
     }
 
     fn spawn(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
-        let port = free_port();
+        ServerProcess::spawn_on(binary, dir, file, extra, free_port())
+    }
+
+    fn spawn_on(
+        binary: &Path,
+        dir: PathBuf,
+        file: Option<&Path>,
+        extra: &[&str],
+        port: u16,
+    ) -> ServerProcess {
         let log_path = dir.join("server.log");
         let mut args: Vec<String> = file.map(|f| f.display().to_string()).into_iter().collect();
         args.extend([
@@ -332,6 +350,7 @@ pub(crate) fn digest(client: &mut Client) -> Frame {
 }
 
 /// Polls `condition` every 20 ms for up to 20 s.
+#[track_caller]
 pub(crate) fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {
@@ -398,3 +417,6 @@ pub(crate) fn assert_redis_check_rdb(path: &Path) {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// The replication id Redis shows when there is none.
+pub(crate) const NO_REPLID: &str = "0000000000000000000000000000000000000000";

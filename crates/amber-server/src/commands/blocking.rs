@@ -174,13 +174,13 @@ fn bmove(ctx: &mut Ctx, args: &[Bytes], from: End, to: End, timeout_arg: &[u8]) 
         return block(ctx, args, std::slice::from_ref(source), deadline, null);
     }
     if let Ok(Some(item)) = super::lists::move_element(ctx, source, destination, from, to) {
-        ctx.propagate_as(vec![aof_command!(
-            b"LMOVE",
-            source,
-            destination,
-            end_name(from),
-            end_name(to)
-        )]);
+        // As Redis: BRPOPLPUSH is recorded as RPOPLPUSH, BLMOVE as LMOVE.
+        let recorded = if is(&args[0], "brpoplpush") {
+            aof_command!(b"RPOPLPUSH", source, destination)
+        } else {
+            aof_command!(b"LMOVE", source, destination, end_name(from), end_name(to))
+        };
+        ctx.propagate_as(vec![recorded]);
         // Both lists changed: the destination's waiters may now be served.
         ctx.modified_only(vec![source.clone(), destination.clone()]);
         ctx.out.bulk(&item);

@@ -201,6 +201,15 @@ pub(super) fn set(ctx: &mut Ctx, args: &[Bytes]) {
             b"PXAT",
             at.as_bytes()
         )]);
+    } else if options.get {
+        // As Redis: recorded without its GET arguments.
+        let recorded: Vec<Bytes> = args
+            .iter()
+            .enumerate()
+            .filter(|(index, arg)| *index < 3 || !is(arg, "get"))
+            .map(|(_, arg)| arg.clone())
+            .collect();
+        ctx.propagate_as(vec![recorded]);
     }
     match old {
         Some(Some(old)) => ctx.out.bulk(&old),
@@ -311,6 +320,8 @@ pub(super) fn getset(ctx: &mut Ctx, args: &[Bytes]) {
     };
     store(ctx, &args[1], string_value(&args[2]), ExpireArg::None);
     ctx.notify(notify::STRING, "set", &args[1]);
+    // As Redis: recorded as SET.
+    ctx.propagate_as(vec![aof_command!(b"SET", &args[1], &args[2])]);
     match old {
         Some(old) => ctx.out.bulk(&old),
         None => ctx.out.null(),

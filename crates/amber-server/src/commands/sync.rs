@@ -40,6 +40,7 @@ pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
         let info = ctx.client.info.borrow();
         NewReplica {
             id: ctx.client.id,
+            fd: info.fd,
             addr: info.addr.clone(),
             listening_port: ctx.client.replica_listening_port,
             capabilities: Capabilities {
@@ -81,14 +82,15 @@ pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
         crate::notice!(
             "Can't attach the replica to the current BGSAVE. Waiting for next BGSAVE for SYNC"
         );
-    } else {
-        crate::notice!("Starting BGSAVE for SYNC with target: disk");
-        if let Err(error) = server.request_bgsave(false) {
-            crate::warning!("BGSAVE for replication failed: {error}");
-            server.replication.detach(ctx.client.id);
-            ctx.client.close_after_reply = true;
-        }
+        return;
     }
+    let diskless =
+        server.config.get_bool("repl-diskless-sync") && ctx.client.replica_capabilities.eof;
+    if diskless && server.config.get_i64("repl-diskless-sync-delay") > 0 {
+        crate::notice!("Delay next BGSAVE for diskless SYNC");
+        return;
+    }
+    server.start_replica_sync();
 }
 
 /// `REPLCONF option value ...`: what a replica tells its master about itself (`ACK` gets no

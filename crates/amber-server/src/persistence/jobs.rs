@@ -21,6 +21,8 @@ pub(crate) enum Work {
         /// `dirty` when the child forked.
         dirty_at_fork: u64,
     },
+    /// A diskless full synchronization: the child writes the snapshot to replicas' sockets.
+    ReplicaSync,
     /// An AOF rewrite.
     Rewrite(RewriteJob),
     /// A backup.
@@ -30,7 +32,7 @@ pub(crate) enum Work {
 impl Work {
     fn kind(&self) -> JobKind {
         match self {
-            Work::Save { .. } => JobKind::Save,
+            Work::Save { .. } | Work::ReplicaSync => JobKind::Save,
             Work::Rewrite(_) => JobKind::AofRewrite,
             Work::Backup(_) => JobKind::Backup,
         }
@@ -197,6 +199,7 @@ impl Server {
             Work::Save { dirty_at_fork } => {
                 self.finish_bgsave(exit, pid, dirty_at_fork, seconds, peak_cow);
             }
+            Work::ReplicaSync => self.finish_replica_sync(exit),
             Work::Rewrite(rewrite) => self.finish_rewrite(exit, rewrite, seconds, peak_cow),
             Work::Backup(backup) => self.finish_backup_child(exit, backup),
         }
@@ -250,7 +253,7 @@ impl Server {
             return;
         };
         match &job.work {
-            Work::Save { .. } => {
+            Work::Save { .. } | Work::ReplicaSync => {
                 warning!("Killing the background saving child {}", job.pid());
             }
             Work::Rewrite(_) => warning!("There is a child rewriting the AOF. Killing it!"),
@@ -260,7 +263,11 @@ impl Server {
         let _ = job.child.kill_and_reap();
         self.jobs.scheduler.cancelled(job.work.kind());
         match job.work {
-            Work::Save { .. } => remove_leftover(&temp_rdb_path(&self.rdb_file(), pid as u32)),
+            Work::Save { .. } => {
+                remove_leftover(&temp_rdb_path(&self.rdb_file(), pid as u32));
+                self.replication.snapshot_done(false, &self.rdb_file());
+            }
+            Work::ReplicaSync => self.replication.replicas.socket_snapshot_done(false),
             Work::Rewrite(rewrite) => remove_leftover(&rewrite.temp),
             Work::Backup(backup) => {
                 let _ = std::fs::remove_dir_all(&backup.staging);

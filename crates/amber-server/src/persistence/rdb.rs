@@ -91,8 +91,23 @@ pub(crate) fn write_snapshot(
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
     let file = File::create(path)?;
-    let mut writer =
-        RdbWriter::new(BufWriter::with_capacity(1 << 20, file), options.format).map_err(to_io)?;
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let (keys, out) = write_rdb(keyspace, out, options, aof_base, reporter)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(keys)
+}
+
+/// Writes every database in RDB form to `out` (a file, or replicas' sockets); returns the
+/// number of keys written and `out`.
+pub(crate) fn write_rdb<W: std::io::Write>(
+    keyspace: &Keyspace,
+    out: W,
+    options: SaveOptions,
+    aof_base: bool,
+    reporter: &mut Reporter,
+) -> std::io::Result<(u64, W)> {
+    let mut writer = RdbWriter::new(out, options.format).map_err(to_io)?;
     let ctime = (unix_ms() / 1000).max(0) as u64;
     writer
         .standard_aux(ctime, crate::alloc::used_memory() as u64, aof_base)
@@ -132,14 +147,9 @@ pub(crate) fn write_snapshot(
             return Err(error);
         }
     }
-    let file = writer
-        .finish()
-        .map_err(to_io)?
-        .into_inner()
-        .map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    let out = writer.finish().map_err(to_io)?;
     reporter.finish(keys);
-    Ok(keys)
+    Ok((keys, out))
 }
 
 /// Writes one key straight from its keyspace form (no neutral copy of the value).

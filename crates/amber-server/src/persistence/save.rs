@@ -151,6 +151,80 @@ impl Server {
         Ok(())
     }
 
+    /// Starts the snapshot replicas wait for, unless another child runs or a diskless
+    /// synchronization waits for more replicas (`repl-diskless-sync-delay`,
+    /// `repl-diskless-sync-max-replicas`). Diskless needs every waiting replica to accept a
+    /// snapshot of unknown length (`capa eof`).
+    pub(crate) fn start_replica_sync(&mut self) {
+        let (waiting, eof, longest) = self.replication.replicas.waiting_stats();
+        if waiting == 0 || self.has_active_child() {
+            return;
+        }
+        let diskless = eof && self.config.get_bool("repl-diskless-sync");
+        if !diskless {
+            notice!("Starting BGSAVE for SYNC with target: disk");
+            if let Err(error) = self.request_bgsave(false) {
+                warning!("BGSAVE for replication failed: {error}");
+            }
+            return;
+        }
+        let delay = self.config.get_i64("repl-diskless-sync-delay").max(0) as u64;
+        let enough = self
+            .config
+            .get_i64("repl-diskless-sync-max-replicas")
+            .max(0) as usize;
+        let full = enough > 0 && waiting >= enough;
+        if !full && longest.as_secs() < delay {
+            return;
+        }
+        notice!("Starting BGSAVE for SYNC with target: replicas sockets");
+        if let Err(error) = self.fork_replica_sync() {
+            warning!("BGSAVE for replication failed: {error}");
+        }
+    }
+
+    /// Forks the child that writes the snapshot to the waiting replicas' sockets.
+    fn fork_replica_sync(&mut self) -> Result<(), SaveError> {
+        let mut options = self.rdb_options();
+        // Redis 7.0 replicas refuse RDB versions past 10.
+        options.format.version = options.format.version.min(10);
+        let mark = self.fresh_replid();
+        let targets = self.replication.socket_snapshot_starting();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let sockets: Vec<i32> = targets.iter().map(|(_, fd)| *fd).collect();
+        let keyspace = &self.keyspace;
+        let spawned = fork(|reporter| {
+            crate::replication::send_to_sockets(keyspace, sockets, &mark, options, reporter)
+        });
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                warning!("Can't save in background: {error}");
+                self.replication.replicas.socket_snapshot_done(false);
+                return Err(SaveError::Fork(error));
+            }
+        };
+        notice!("Background RDB transfer started by pid {}", child.pid());
+        self.job_started(child, Work::ReplicaSync);
+        Ok(())
+    }
+
+    /// The diskless child ended: its replicas wait for their first ACK, or are dropped.
+    pub(crate) fn finish_replica_sync(&mut self, exit: ChildExit) {
+        if exit.success() {
+            notice!("Background RDB transfer terminated with success");
+        } else {
+            warning!("Background transfer error");
+        }
+        // Not a save: the dirty counter and `rdb_last_bgsave_status` stay as they are.
+        self.jobs.scheduler.cancelled(JobKind::Save);
+        self.replication
+            .replicas
+            .socket_snapshot_done(exit.success());
+    }
+
     /// A BGSAVE child ended: records its outcome and tells waiting replicas.
     pub(crate) fn finish_bgsave(
         &mut self,

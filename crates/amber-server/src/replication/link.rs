@@ -439,7 +439,16 @@ impl Session {
         };
         match read {
             Err(_) => {
-                warning!("Timeout receiving data from the MASTER...");
+                let state = self.with_link(|link| link.state);
+                match state {
+                    Some(LinkState::Transfer) => warning!(
+                        "Timeout receiving bulk data from MASTER... If the problem persists try to set the 'repl-timeout' parameter in redis.conf to a larger value."
+                    ),
+                    Some(LinkState::Connected) => {
+                        warning!("MASTER timeout: no data nor PING received...")
+                    }
+                    _ => warning!("Timeout connecting to the MASTER..."),
+                }
                 Err(LinkError::Logged)
             }
             Ok(Ok(0)) => {

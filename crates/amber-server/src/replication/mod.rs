@@ -16,6 +16,7 @@
 //! `repl-backlog-size` of them.
 
 mod backlog;
+mod diskless;
 pub(crate) mod link;
 mod replicas;
 
@@ -25,6 +26,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use backlog::Backlog;
+pub(crate) use diskless::send_to_sockets;
 pub(crate) use link::{LinkState, MasterLink};
 pub(crate) use replicas::{Capabilities, NewReplica, Output, Replicas};
 
@@ -83,6 +85,8 @@ pub(crate) struct Replication {
     waiters: Vec<(u64, Rc<Notify>)>,
     /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
     last_ping: Instant,
+    /// When the replicas waiting for a snapshot were last sent a `\n`.
+    last_keepalive: Instant,
 }
 
 impl Replication {
@@ -104,6 +108,7 @@ impl Replication {
             link_changed: Rc::new(Notify::new()),
             waiters: Vec::new(),
             last_ping: Instant::now(),
+            last_keepalive: Instant::now(),
         }
     }
 
@@ -249,6 +254,18 @@ impl Replication {
         }
     }
 
+    /// A diskless snapshot is about to fork: the waiting replicas are told `+FULLRESYNC` now
+    /// and their sockets returned; the stream restarts with a `SELECT` for them.
+    pub(crate) fn socket_snapshot_starting(&mut self) -> Vec<(u64, i32)> {
+        let targets = self
+            .replicas
+            .socket_snapshot_starting(&self.replid, self.offset);
+        if !targets.is_empty() {
+            self.selected_db = None;
+        }
+        targets
+    }
+
     /// The BGSAVE ended: its file goes to the replicas that waited for it, or they are
     /// disconnected.
     pub(crate) fn snapshot_done(&mut self, success: bool, path: &std::path::Path) {
@@ -310,6 +327,8 @@ impl Replication {
     /// A replica applied `bytes` of its master's stream: they extend this server's history
     /// unchanged, for its own replicas.
     pub(crate) fn proxy(&mut self, bytes: &[u8]) {
+        // A replica restarted from its RDB continues a history it has no backlog of yet.
+        self.ensure_backlog();
         self.push(bytes);
     }
 
@@ -432,6 +451,10 @@ impl Replication {
     /// Replication's share of the cron: pings the replicas every `repl-ping-replica-period`
     /// seconds and frees the backlog `repl-backlog-ttl` seconds after the last replica left.
     pub(crate) fn cron(&mut self, ping_period: u64) {
+        if self.last_keepalive.elapsed().as_secs() >= 1 {
+            self.last_keepalive = Instant::now();
+            self.replicas.keep_alive();
+        }
         if self.master.is_none() && !self.replicas.is_empty() {
             if self.last_ping.elapsed().as_secs() >= ping_period.max(1) {
                 self.last_ping = Instant::now();

@@ -16,10 +16,17 @@ use tokio::sync::Notify;
 enum State {
     /// Waiting for a BGSAVE to start (one was already running for another purpose).
     WaitBgsaveStart,
-    /// The BGSAVE that will be sent is running; writes since its fork are buffered.
-    WaitBgsaveEnd,
+    /// The snapshot that will be sent is being made; writes since its fork are buffered.
+    /// `to_socket`: a diskless child writes it to the replica's socket itself.
+    WaitBgsaveEnd {
+        /// Whether the child writes to the socket (nothing else may meanwhile).
+        to_socket: bool,
+    },
     /// The snapshot is ready to be sent: the open file and its length.
     SendRdb(File, u64),
+    /// A diskless snapshot was sent: the stream follows the replica's first `REPLCONF ACK`
+    /// (it acknowledges once the snapshot is loaded).
+    WaitAck,
     /// The snapshot was handed to the connection (or the replica continued from the
     /// backlog): only the stream remains.
     Online,
@@ -39,6 +46,8 @@ pub(crate) struct Capabilities {
 /// One attached replica.
 struct Replica {
     id: u64,
+    /// The socket's descriptor (a diskless child writes to it).
+    fd: i32,
     addr: String,
     /// The port the replica said it listens on (`REPLCONF listening-port`).
     listening_port: u16,
@@ -51,6 +60,12 @@ struct Replica {
     /// The last offset it acknowledged (`REPLCONF ACK`), and when.
     ack_offset: u64,
     ack_time: Instant,
+    /// When it attached (`repl-diskless-sync-delay` counts from the first waiting replica).
+    attached: Instant,
+    /// A `\n` keep-alive is due (sent while it waits for its snapshot).
+    keepalive: bool,
+    /// It acknowledged while its diskless snapshot was still counted as being sent.
+    acked_early: bool,
     wake: Rc<Notify>,
     kill: Rc<Notify>,
 }
@@ -67,6 +82,8 @@ pub(crate) enum Output {
 pub(crate) struct NewReplica {
     /// Its client id.
     pub id: u64,
+    /// Its socket's descriptor.
+    pub fd: i32,
     /// `ip:port` of the connection.
     pub addr: String,
     /// `REPLCONF listening-port`.
@@ -146,6 +163,10 @@ impl Replicas {
         new.wake.notify_one();
         self.list.push(Replica {
             id: new.id,
+            fd: new.fd,
+            attached: Instant::now(),
+            keepalive: false,
+            acked_early: false,
             addr: new.addr,
             listening_port: new.listening_port,
             state,
@@ -178,13 +199,30 @@ impl Replicas {
             .any(|replica| matches!(replica.state, State::WaitBgsaveStart))
     }
 
+    /// How many replicas wait for a snapshot to start, whether all of them take a snapshot
+    /// of unknown length, and how long the first of them has waited.
+    pub(crate) fn waiting_stats(&self) -> (usize, bool, std::time::Duration) {
+        let waiting = self
+            .list
+            .iter()
+            .filter(|replica| matches!(replica.state, State::WaitBgsaveStart));
+        let (mut count, mut eof, mut longest) = (0, true, std::time::Duration::ZERO);
+        for replica in waiting {
+            count += 1;
+            eof &= replica.capabilities.eof;
+            longest = longest.max(replica.attached.elapsed());
+        }
+        (count, eof, longest)
+    }
+
     /// A BGSAVE just forked at stream offset `offset`: replicas waiting for one are served by
-    /// it (PSYNC ones are told `+FULLRESYNC`). Returns whether any was.
+    /// it (PSYNC ones are told `+FULLRESYNC` by their connection task). Returns whether any
+    /// was.
     pub(crate) fn snapshot_started(&mut self, replid: &str, offset: u64) -> bool {
         let mut any = false;
         for replica in &mut self.list {
             if matches!(replica.state, State::WaitBgsaveStart) {
-                replica.state = State::WaitBgsaveEnd;
+                replica.state = State::WaitBgsaveEnd { to_socket: false };
                 replica.pending.clear();
                 if replica.capabilities.psync {
                     replica.preamble = format!("+FULLRESYNC {replid} {offset}\r\n").into_bytes();
@@ -196,11 +234,82 @@ impl Replicas {
         any
     }
 
+    /// A diskless child is about to fork at stream offset `offset`: the waiting replicas are
+    /// told `+FULLRESYNC` right now, on their sockets (the child writes next), and their
+    /// sockets are returned with their ids.
+    pub(crate) fn socket_snapshot_starting(
+        &mut self,
+        replid: &str,
+        offset: u64,
+    ) -> Vec<(u64, i32)> {
+        let mut targets = Vec::new();
+        for replica in &mut self.list {
+            if !matches!(replica.state, State::WaitBgsaveStart) {
+                continue;
+            }
+            replica.pending.clear();
+            replica.keepalive = false;
+            if replica.capabilities.psync {
+                let line = format!("+FULLRESYNC {replid} {offset}\r\n");
+                // The socket's buffer is empty at this point of the handshake, so the short
+                // line is taken whole (as Redis assumes); a failure drops the replica.
+                // SAFETY: the replica's socket stays open while it is attached (its
+                // connection task owns it and detaches the replica before closing it).
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(replica.fd) };
+                if nix::unistd::write(fd, line.as_bytes()) != Ok(line.len()) {
+                    replica.kill.notify_one();
+                    continue;
+                }
+            }
+            replica.state = State::WaitBgsaveEnd { to_socket: true };
+            targets.push((replica.id, replica.fd));
+        }
+        targets
+    }
+
+    /// The diskless child ended: on success its replicas wait for their first ACK; on failure
+    /// they are disconnected.
+    pub(crate) fn socket_snapshot_done(&mut self, success: bool) {
+        for replica in &mut self.list {
+            if !matches!(replica.state, State::WaitBgsaveEnd { to_socket: true }) {
+                continue;
+            }
+            if success {
+                crate::notice!(
+                    "Streamed RDB transfer with replica {} succeeded (socket). Waiting for REPLCONF ACK from replica to enable streaming",
+                    replica.addr
+                );
+                replica.state = State::WaitAck;
+                if std::mem::take(&mut replica.acked_early) {
+                    crate::notice!("Synchronization with replica {} succeeded", replica.addr);
+                    replica.state = State::Online;
+                    replica.wake.notify_one();
+                }
+            } else {
+                replica.kill.notify_one();
+            }
+        }
+    }
+
+    /// Schedules a `\n` keep-alive for every replica still waiting for its snapshot (once a
+    /// second, as Redis), except those a diskless child writes to.
+    pub(crate) fn keep_alive(&mut self) {
+        for replica in &mut self.list {
+            if matches!(
+                replica.state,
+                State::WaitBgsaveStart | State::WaitBgsaveEnd { to_socket: false }
+            ) {
+                replica.keepalive = true;
+                replica.wake.notify_one();
+            }
+        }
+    }
+
     /// The BGSAVE ended: on success its file goes to the replicas that waited for it; on
     /// failure they are disconnected, as Redis does.
     pub(crate) fn snapshot_done(&mut self, success: bool, path: &std::path::Path) {
         for replica in &mut self.list {
-            if !matches!(replica.state, State::WaitBgsaveEnd) {
+            if !matches!(replica.state, State::WaitBgsaveEnd { to_socket: false }) {
                 continue;
             }
             let opened = success
@@ -253,6 +362,16 @@ impl Replicas {
         if let Some(replica) = self.list.iter_mut().find(|replica| replica.id == id) {
             replica.ack_offset = replica.ack_offset.max(offset);
             replica.ack_time = Instant::now();
+            match replica.state {
+                State::WaitAck => {
+                    crate::notice!("Synchronization with replica {} succeeded", replica.addr);
+                    replica.state = State::Online;
+                    replica.wake.notify_one();
+                }
+                // It loaded the snapshot before the child's exit was noticed.
+                State::WaitBgsaveEnd { to_socket: true } => replica.acked_early = true,
+                _ => {}
+            }
         }
     }
 
@@ -281,6 +400,15 @@ impl Replicas {
     /// What the connection of replica `id` sends next, if anything.
     pub(crate) fn take_output(&mut self, id: u64) -> Option<Output> {
         let replica = self.list.iter_mut().find(|replica| replica.id == id)?;
+        if std::mem::take(&mut replica.keepalive)
+            && matches!(
+                replica.state,
+                State::WaitBgsaveStart | State::WaitBgsaveEnd { to_socket: false }
+            )
+            && replica.preamble.is_empty()
+        {
+            return Some(Output::Bytes(b"\n".to_vec()));
+        }
         if !replica.preamble.is_empty() {
             return Some(Output::Bytes(std::mem::take(&mut replica.preamble)));
         }
@@ -307,9 +435,9 @@ impl Replicas {
             .iter()
             .map(|replica| {
                 let (state, online) = match replica.state {
-                    State::WaitBgsaveStart | State::WaitBgsaveEnd => ("wait_bgsave", false),
+                    State::WaitBgsaveStart | State::WaitBgsaveEnd { .. } => ("wait_bgsave", false),
                     State::SendRdb(..) => ("send_bulk", false),
-                    State::Online => ("online", true),
+                    State::WaitAck | State::Online => ("online", true),
                 };
                 let ip = replica
                     .addr

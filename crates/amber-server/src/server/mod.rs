@@ -298,12 +298,7 @@ impl Server {
     /// Replication's share of the cron: starts the snapshot replicas wait for once no other
     /// child runs, pings the replicas, and frees an unused backlog.
     pub(crate) fn check_replication(&mut self) {
-        if self.replication.replicas.waiting_for_snapshot() && !self.has_active_child() {
-            crate::notice!("Starting BGSAVE for SYNC with target: disk");
-            if let Err(error) = self.request_bgsave(false) {
-                crate::warning!("BGSAVE for replication failed: {error}");
-            }
-        }
+        self.start_replica_sync();
         let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
         let backlog_was_active = self.replication.backlog_info().0;
         self.replication.cron(period);
