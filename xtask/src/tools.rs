@@ -12,6 +12,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("redis-benchmark", "redis-tools"),
     ("redis-check-rdb", "redis-tools"),
     ("redis-check-aof", "redis-tools"),
+    ("redis-sentinel", "redis-sentinel"),
     ("rsync", "rsync"),
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
@@ -79,7 +80,7 @@ pub(crate) fn ensure_redis() -> Result<()> {
     let _ = Command::new("sh")
         .args([
             "-c",
-            "service redis-server stop >/dev/null 2>&1; service ssh stop >/dev/null 2>&1",
+            "service redis-server stop >/dev/null 2>&1; service redis-sentinel stop >/dev/null 2>&1; service ssh stop >/dev/null 2>&1",
         ])
         .status();
     Ok(())
