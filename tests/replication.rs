@@ -428,3 +428,67 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
         )
     );
 }
+
+#[test]
+fn live_migration_from_a_written_redis_loses_no_acknowledged_write() {
+    // The procedure of docs/REPLICATION.md: REPLICAOF a running Redis, let it catch up while
+    // clients keep writing, pause writes, check, then REPLICAOF NO ONE.
+    let redis = ServerProcess::redis(&["--repl-diskless-sync-delay", "0"]);
+    let mut seed = redis.client();
+    for i in 0..2000 {
+        seed.cmd(&["SET", &format!("seed:{i}"), &i.to_string()]);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let redis_port = redis.port;
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut client = Client::connect(redis_port);
+            let mut acknowledged = Vec::new();
+            let mut batch = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("live:{i}");
+                client.cmd(&["SET", &key, &i.to_string()]);
+                client.cmd(&["HINCRBY", "live:hash", &format!("f{}", i % 50), "1"]);
+                batch.push(key);
+                i += 1;
+                if batch.len() == 50 {
+                    // Only writes WAIT saw on the replica count as acknowledged.
+                    if client.cmd(&["WAIT", "1", "1000"]) == Frame::Integer(1) {
+                        acknowledged.append(&mut batch);
+                    }
+                    batch.clear();
+                }
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let amber = ServerProcess::amber(&[]);
+    let mut target = amber.client();
+    assert_eq!(
+        target.cmd(&["REPLICAOF", "127.0.0.1", &redis_port.to_string()]),
+        common::simple("OK")
+    );
+    wait_link_up(&mut target);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The switch: writes paused on Redis, the replica catches up, the datasets are equal.
+    let mut admin = redis.client();
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "5000", "WRITE"]),
+        common::simple("OK")
+    );
+    wait_caught_up(&mut admin, &mut target);
+    assert_eq!(digest(&mut target), digest(&mut admin));
+    assert_eq!(target.cmd(&["REPLICAOF", "NO", "ONE"]), common::simple("OK"));
+    assert_eq!(digest(&mut target), digest(&mut admin));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    admin.cmd(&["CLIENT", "UNPAUSE"]);
+    let acknowledged = writer.join().unwrap();
+    assert!(acknowledged.len() >= 50, "the writer got acknowledgements");
+    for key in &acknowledged {
+        assert_ne!(target.cmd(&["GET", key]), Frame::NullBulk, "{key} was acknowledged");
+    }
+    assert_eq!(target.cmd(&["SET", "after", "switch"]), common::simple("OK"));
+}
