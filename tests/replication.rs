@@ -481,14 +481,24 @@ fn live_migration_from_a_written_redis_loses_no_acknowledged_write() {
     );
     wait_caught_up(&mut admin, &mut target);
     assert_eq!(digest(&mut target), digest(&mut admin));
-    assert_eq!(target.cmd(&["REPLICAOF", "NO", "ONE"]), common::simple("OK"));
+    assert_eq!(
+        target.cmd(&["REPLICAOF", "NO", "ONE"]),
+        common::simple("OK")
+    );
     assert_eq!(digest(&mut target), digest(&mut admin));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     admin.cmd(&["CLIENT", "UNPAUSE"]);
     let acknowledged = writer.join().unwrap();
     assert!(acknowledged.len() >= 50, "the writer got acknowledgements");
     for key in &acknowledged {
-        assert_ne!(target.cmd(&["GET", key]), Frame::NullBulk, "{key} was acknowledged");
+        assert_ne!(
+            target.cmd(&["GET", key]),
+            Frame::NullBulk,
+            "{key} was acknowledged"
+        );
     }
-    assert_eq!(target.cmd(&["SET", "after", "switch"]), common::simple("OK"));
+    assert_eq!(
+        target.cmd(&["SET", "after", "switch"]),
+        common::simple("OK")
+    );
 }

@@ -49,6 +49,12 @@ pub(crate) struct BenchArgs {
     /// Only the stream comparison (XADD, XREADGROUP + XACK, memory per entry, SAVE/restart).
     #[arg(long)]
     pub streams_only: bool,
+    /// Only the replication comparison (full sync, throughput with replicas, replica lag).
+    #[arg(long)]
+    pub replication_only: bool,
+    /// Keys (mixed types) for the full-sync comparison; 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replication_keys: u64,
     /// Benchmark this amber-server binary instead of the freshly built one (e.g. an older
     /// build, for a before/after comparison against the same Redis).
     #[arg(long)]
@@ -199,6 +205,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.streams_only {
         return crate::bench_streams::run(args);
     }
+    if args.replication_only {
+        return crate::bench_replication::run(args);
+    }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let amber = start("amber", &args.amber(), &scratch)?;
@@ -257,6 +266,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(scratch);
     crate::bench_pubsub::run(args)?;
     crate::bench_streams::run(args)?;
+    crate::bench_replication::run(args)?;
     if args.persistence_keys > 0 {
         persistence(args)?;
     }

@@ -14,6 +14,7 @@
 mod bench;
 mod bench_aof;
 mod bench_pubsub;
+mod bench_replication;
 mod bench_streams;
 mod redis_tests;
 mod tools;
