@@ -743,6 +743,7 @@ fn apply(
     consumed: &mut usize,
 ) -> Result<usize, amber_protocol::ProtocolError> {
     let mut acks = 0;
+    let mut applied = 0;
     server.now_ms = unix_ms();
     let limits = Limits {
         max_bulk_len: server.settings.proto_max_bulk_len,
@@ -771,14 +772,17 @@ fn apply(
                     execute(&mut ctx, &args);
                     out.buffer().clear();
                 }
-                let applied: Vec<u8> = raw.drain(..*consumed).collect();
-                *consumed = 0;
-                server.replication.proxy(&applied);
+                applied += std::mem::take(consumed);
             }
             Ok(None) => break Ok(acks),
             Err(error) => break Err(error),
         }
     };
+    // The applied commands' bytes, passed on in one piece.
+    if applied > 0 {
+        server.replication.proxy(&raw[..applied]);
+        raw.drain(..applied);
+    }
     server.keyspace.set_expiry_paused(false);
     if let Some(link) = server.replication.master.as_mut() {
         link.stream_db = master.db;

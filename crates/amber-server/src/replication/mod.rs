@@ -87,6 +87,8 @@ pub(crate) struct Replication {
     last_ping: Instant,
     /// When the replicas waiting for a snapshot were last sent a `\n`.
     last_keepalive: Instant,
+    /// The buffer `feed` encodes into.
+    scratch: Vec<u8>,
 }
 
 impl Replication {
@@ -109,6 +111,7 @@ impl Replication {
             waiters: Vec::new(),
             last_ping: Instant::now(),
             last_keepalive: Instant::now(),
+            scratch: Vec::new(),
         }
     }
 
@@ -286,7 +289,9 @@ impl Replication {
         if !self.streaming() {
             return;
         }
-        let mut chunk = Vec::new();
+        // One buffer reused for every command: no allocation per write.
+        let mut chunk = std::mem::take(&mut self.scratch);
+        chunk.clear();
         if self.selected_db != Some(db) {
             amber_aof::encode_command(
                 &[b"SELECT".as_slice(), db.to_string().as_bytes()],
@@ -300,6 +305,9 @@ impl Replication {
         }
         amber_aof::encode_command(args, &mut chunk);
         self.push(&chunk);
+        if chunk.capacity() <= 64 * 1024 {
+            self.scratch = chunk;
+        }
     }
 
     /// Appends a command that belongs to no database (`PING`, `EXEC`, `REPLCONF GETACK`).
