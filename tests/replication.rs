@@ -502,3 +502,82 @@ fn live_migration_from_a_written_redis_loses_no_acknowledged_write() {
         common::simple("OK")
     );
 }
+
+#[test]
+fn failover_hands_the_master_role_to_a_replica_without_losing_writes() {
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut old = master.client();
+    write_everything(&mut old, 0);
+    let replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut new = replica.client();
+    wait_link_up(&mut new);
+    assert_eq!(
+        old.cmd(&["FAILOVER", "TO", "127.0.0.1", "1", "FORCE"]),
+        common::error(
+            "ERR FAILOVER with force option requires both a timeout and target HOST and IP."
+        )
+    );
+    assert_eq!(
+        old.cmd(&["FAILOVER", "TO", "127.0.0.1", "1"]),
+        common::error("ERR FAILOVER target HOST and PORT is not a replica.")
+    );
+    assert_eq!(
+        new.cmd(&["FAILOVER"]),
+        common::error("ERR FAILOVER is not valid when server is a replica.")
+    );
+    assert_eq!(old.cmd(&["FAILOVER"]), common::simple("OK"));
+    // A write sent during the failover waits, then meets the new role.
+    let mut late = master.client();
+    late.send(&["SET", "late", "1"]);
+    wait_for(
+        || info_field(&mut old, "role") == "slave",
+        "the old master to become a replica",
+    );
+    assert_eq!(
+        late.read(),
+        Some(common::error(
+            "READONLY You can't write against a read only replica."
+        ))
+    );
+    assert_eq!(info_field(&mut new, "role"), "master");
+    assert_eq!(info_field(&mut old, "master_failover_state"), "no-failover");
+    wait_link_up(&mut old);
+    write_everything(&mut new, 1);
+    wait_caught_up(&mut new, &mut old);
+    assert_eq!(digest(&mut old), digest(&mut new));
+    // No snapshot moved: the old master continued the new master's history.
+    assert_eq!(stat(&mut new, "sync_full"), 0);
+    assert_eq!(stat(&mut new, "sync_partial_ok"), 1);
+    assert!(
+        replica
+            .log()
+            .contains("MASTER MODE enabled (failover request from")
+    );
+}
+
+#[test]
+fn client_pause_write_holds_writes_until_it_ends() {
+    let server = ServerProcess::amber(&[]);
+    let mut admin = server.client();
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "300", "WRITE"]),
+        common::simple("OK")
+    );
+    let mut writer = server.client();
+    let started = std::time::Instant::now();
+    writer.send(&["SET", "k", "v"]);
+    // Reads go on while writes wait.
+    assert_eq!(admin.cmd(&["GET", "k"]), Frame::NullBulk);
+    assert_eq!(writer.read(), Some(common::simple("OK")));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    // ALL holds reads too; UNPAUSE from a client of a WRITE pause ends it at once.
+    admin.cmd(&["CLIENT", "PAUSE", "300", "ALL"]);
+    let started = std::time::Instant::now();
+    assert_eq!(writer.cmd(&["GET", "k"]), bulk("v"));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    admin.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]);
+    writer.send(&["DEL", "k"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), common::simple("OK"));
+    assert_eq!(writer.read(), Some(Frame::Integer(1)));
+}

@@ -53,6 +53,7 @@ fn now(ctx: &mut Ctx, args: &[Bytes]) {
                 db: ctx.client.db,
                 deadline: None,
                 rerun_on_timeout: false,
+                recheck: false,
             });
         }
     }

@@ -28,6 +28,8 @@ pub(crate) struct Blocked {
     pub deadline: Option<Instant>,
     /// On timeout the command runs once more to give its own reply (WAIT) instead of a nil.
     pub rerun_on_timeout: bool,
+    /// Woken, the command goes through every check again (a command held by a pause).
+    pub recheck: bool,
 }
 
 /// Parses a blocking timeout in seconds (fractions allowed; 0 = forever).
@@ -72,6 +74,21 @@ pub(super) fn block(
         db,
         deadline,
         rerun_on_timeout: false,
+        recheck: false,
+    });
+}
+
+/// Holds a command until the pause that stops it ends (`CLIENT PAUSE`, `FAILOVER`).
+pub(super) fn hold_for_pause(ctx: &mut Ctx, args: &[Bytes]) {
+    let wake = ctx.client.info.borrow().wake.clone();
+    ctx.server.pauses.wait(ctx.client.id, wake);
+    ctx.client.blocked = Some(Blocked {
+        args: args.to_vec(),
+        keys: Vec::new(),
+        db: ctx.client.db,
+        deadline: None,
+        rerun_on_timeout: false,
+        recheck: true,
     });
 }
 
@@ -83,6 +100,7 @@ pub(super) fn block_for_acks(ctx: &mut Ctx, args: &[Bytes], deadline: Option<Ins
         db: ctx.client.db,
         deadline,
         rerun_on_timeout: true,
+        recheck: false,
     });
 }
 

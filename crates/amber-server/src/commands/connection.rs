@@ -200,6 +200,10 @@ const CLIENT_HELP: &[&str] = &[
     "    Control the replies sent to the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
     "HELP",
     "    Print this help.",
 ];
@@ -214,6 +218,8 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"kill" => args.len() >= 3,
         b"unblock" => args.len() == 3 || args.len() == 4,
         b"reply" => args.len() == 3,
+        b"pause" => args.len() == 3 || args.len() == 4,
+        b"unpause" => args.len() == 2,
         _ => {
             unknown_subcommand(ctx, "client", &args[1]);
             return;
@@ -249,11 +255,36 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"kill" => client_kill(ctx, &args[2..]),
         b"unblock" => client_unblock(ctx, &args[2..]),
         b"reply" => client_reply(ctx, &args[2]),
+        b"pause" => client_pause(ctx, &args[2..]),
+        b"unpause" => {
+            ctx.server.pauses.unpause_clients();
+            ctx.out.ok();
+        }
         _ => {
             ctx.out.array(CLIENT_HELP.len());
             CLIENT_HELP.iter().for_each(|line| ctx.out.simple(line));
         }
     }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`: holds the commands of normal clients (every command,
+/// or only writes) for `timeout` milliseconds.
+fn client_pause(ctx: &mut Ctx, options: &[Bytes]) {
+    let Some(timeout) = parse_i64(&options[0]) else {
+        return ctx.error("ERR timeout is not an integer or out of range");
+    };
+    if timeout < 0 {
+        return ctx.error("ERR timeout is negative");
+    }
+    let all = match options.get(1) {
+        None => true,
+        Some(mode) if is(mode, "all") => true,
+        Some(mode) if is(mode, "write") => false,
+        Some(_) => return ctx.error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64);
+    ctx.server.pauses.pause_clients(until, all);
+    ctx.out.ok();
 }
 
 /// `CLIENT REPLY ON | OFF | SKIP`: whether this client's replies are sent (ON replies OK;

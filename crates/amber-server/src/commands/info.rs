@@ -474,7 +474,11 @@ fn replication_section(server: &Server) -> String {
         );
     }
     let (active, first, histlen) = replication.backlog_info();
-    field("master_failover_state", "no-failover".into());
+    let failover = replication.failover.as_ref().map(|f| f.state);
+    field(
+        "master_failover_state",
+        crate::replication::FailoverState::info_name(failover).into(),
+    );
     field("master_replid", replication.replid.clone());
     field("master_replid2", replication.replid2.clone());
     field("master_repl_offset", replication.offset.to_string());

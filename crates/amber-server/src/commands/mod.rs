@@ -44,7 +44,7 @@ use crate::server::{ClientInfo, Server};
 pub(crate) use connection::describe as describe_client;
 pub(crate) use connection::stop_monitoring;
 pub(crate) use migrate::MigrateSockets;
-pub(crate) use sync::follow;
+pub(crate) use sync::{follow, promote};
 pub(crate) use table::{CommandSpec, lookup};
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
@@ -736,6 +736,10 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         transactions::flag_failed(ctx);
         return;
     }
+    if paused(ctx, spec) {
+        blocking::hold_for_pause(ctx, args);
+        return;
+    }
     if ctx.server.loading.is_some() && !spec.flags.contains(table::LOADING) {
         ctx.server.command_stats.record_rejected(name);
         ctx.error("LOADING Redis is loading the dataset in memory");
@@ -764,6 +768,19 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     run(ctx, spec, args);
+}
+
+/// Whether a pause holds this command now (`CLIENT PAUSE`, `FAILOVER`). The replication
+/// links and commands inside EXEC are never held; EXEC is held as a write.
+fn paused(ctx: &Ctx, spec: &CommandSpec) -> bool {
+    if ctx.client.is_master || ctx.client.replica || ctx.client.in_exec {
+        return false;
+    }
+    if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
+        return false;
+    }
+    let write = spec.flags.contains(table::WRITE) || spec.name == "exec";
+    ctx.server.pauses.holds(write, std::time::Instant::now())
 }
 
 /// Why replication forbids this command here, if it does: a stale replica with

@@ -15,6 +15,24 @@ pub(super) fn sync(ctx: &mut Ctx, args: &[Bytes]) {
     if ctx.client.transaction.is_some() {
         return ctx.error("ERR Command not allowed inside a transaction");
     }
+    if args.len() > 3 && is(&args[0], "psync") && is(&args[3], "failover") {
+        crate::warning!(
+            "Failover request received for replid {}.",
+            String::from_utf8_lossy(&args[1])
+        );
+        if ctx.server.replication.master.is_none() {
+            return ctx.error("PSYNC FAILOVER can't be sent to a master.");
+        }
+        if !args[1].eq_ignore_ascii_case(ctx.server.replication.replid.as_bytes()) {
+            return ctx.error("PSYNC FAILOVER replid must match my replid.");
+        }
+        promote(ctx.server);
+        let client = super::describe_client(&ctx.client.info.borrow());
+        crate::notice!("MASTER MODE enabled (failover request from '{client}')");
+    }
+    if ctx.server.replication.failover.is_some() {
+        return ctx.error("NOMASTERLINK Can't SYNC while failing over");
+    }
     let link_down = ctx
         .server
         .replication
@@ -196,7 +214,7 @@ pub(crate) fn follow(server: &mut crate::server::Server, host: String, port: u16
 
 /// `REPLICAOF NO ONE`: a new history whose past is the old master's (replicas of the old
 /// master may continue with this server); keys expire here again.
-fn promote(server: &mut crate::server::Server) {
+pub(crate) fn promote(server: &mut crate::server::Server) {
     if let Some(id) = server
         .replication
         .master
@@ -287,4 +305,87 @@ pub(super) fn wait(ctx: &mut Ctx, args: &[Bytes]) {
             .replication
             .feed_global(&[b"REPLCONF".as_slice(), b"GETACK", b"*"]);
     }
+}
+
+/// `FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms]`: hands the master role to a replica
+/// without losing a write (see [`crate::replication::Failover`]).
+pub(super) fn failover(ctx: &mut Ctx, args: &[Bytes]) {
+    if args.len() == 2 && is(&args[1], "abort") {
+        if ctx.server.replication.failover.is_none() {
+            return ctx.error("ERR No failover in progress.");
+        }
+        ctx.server.abort_failover("Failover manually aborted");
+        return ctx.out.ok();
+    }
+    let (mut timeout, mut force, mut target) = (0i64, false, None);
+    let mut index = 1;
+    while index < args.len() {
+        let word = &args[index];
+        if is(word, "timeout") && index + 1 < args.len() && timeout == 0 {
+            let Ok(ms) = ctx.int_arg(&args[index + 1]) else {
+                return;
+            };
+            if ms <= 0 {
+                return ctx.error("ERR FAILOVER timeout must be greater than 0");
+            }
+            timeout = ms;
+            index += 2;
+        } else if is(word, "to") && index + 2 < args.len() && target.is_none() {
+            let Ok(port) = ctx.int_arg(&args[index + 2]) else {
+                return;
+            };
+            let host = String::from_utf8_lossy(&args[index + 1]).into_owned();
+            target = Some((host, port));
+            index += 3;
+        } else if is(word, "force") && !force {
+            force = true;
+            index += 1;
+        } else {
+            return ctx.error(super::errors::SYNTAX);
+        }
+    }
+    let server = &mut *ctx.server;
+    if server.replication.failover.is_some() {
+        return ctx.error("ERR FAILOVER already in progress.");
+    }
+    if server.replication.is_replica() {
+        return ctx.error("ERR FAILOVER is not valid when server is a replica.");
+    }
+    if server.replication.replicas.is_empty() {
+        return ctx.error("ERR FAILOVER requires connected replicas.");
+    }
+    if force && (timeout == 0 || target.is_none()) {
+        return ctx.error(
+            "ERR FAILOVER with force option requires both a timeout and target HOST and IP.",
+        );
+    }
+    let target = match target {
+        Some((host, port)) => {
+            let views = server.replication.replicas.views();
+            let Some(replica) = views
+                .iter()
+                .find(|replica| replica.ip == host && i64::from(replica.port) == port)
+            else {
+                return ctx.error("ERR FAILOVER target HOST and PORT is not a replica.");
+            };
+            if replica.state != "online" {
+                return ctx.error("ERR FAILOVER target replica is not online.");
+            }
+            crate::notice!("FAILOVER requested to {host}:{port}.");
+            Some((host, replica.port))
+        }
+        None => {
+            crate::notice!("FAILOVER requested to any replica.");
+            None
+        }
+    };
+    server.replication.failover = Some(crate::replication::Failover {
+        target,
+        force,
+        deadline: (timeout > 0)
+            .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64)),
+        state: crate::replication::FailoverState::WaitingForSync,
+    });
+    server.pauses.set_failover(true);
+    ctx.out.ok();
 }

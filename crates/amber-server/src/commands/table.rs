@@ -1885,6 +1885,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "Sets a Redis server as a replica of another, or promotes it to being a master.",
     ),
     cmd(
+        "failover",
+        sync::failover,
+        -1,
+        Flags(ADMIN.0 | NOSCRIPT.0 | STALE.0),
+        NONE,
+        SRV,
+        "Starts a coordinated failover from a server to one of its replicas.",
+    ),
+    cmd(
         "role",
         sync::role,
         1,

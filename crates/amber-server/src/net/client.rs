@@ -179,6 +179,7 @@ pub(crate) async fn serve<S>(
     crate::commands::pubsub_cmds::unsubscribe_all(&mut server, &mut client);
     crate::commands::stop_monitoring(&mut server, id);
     server.replication.remove_waiter(id);
+    server.pauses.forget(id);
     if client.replica {
         server.replication.detach(id);
         server.refresh_recording();
@@ -362,7 +363,11 @@ fn retry_blocked(
         out: &mut *out,
     };
     ctx.client.serving_blocked = true;
-    crate::commands::execute_now(&mut ctx, &blocked.args);
+    if blocked.recheck {
+        crate::commands::execute(&mut ctx, &blocked.args);
+    } else {
+        crate::commands::execute_now(&mut ctx, &blocked.args);
+    }
     client.serving_blocked = false;
     client.db = db;
     // Blocked again (another client took the data): keep the original deadline.

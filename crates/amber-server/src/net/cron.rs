@@ -27,6 +27,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         server.backup_cron();
         server.migrate_sockets.close_idle();
         server.check_replication();
+        server.pauses.cron(Instant::now());
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
             let done = server.stats.commands_processed - last_commands;

@@ -144,6 +144,18 @@ pub(crate) async fn run(shared: Rc<RefCell<Server>>) {
             Err(LinkError::Logged) | Ok(()) => {}
         }
         session.link_down();
+        let failing_over = shared
+            .borrow()
+            .replication
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.state == super::FailoverState::InProgress);
+        if failing_over {
+            shared
+                .borrow_mut()
+                .abort_failover("the link to the failover target failed");
+            continue;
+        }
         // As Redis's replication cron: another attempt a second later (sooner if REPLICAOF
         // names another master meanwhile).
         tokio::select! {
@@ -260,11 +272,25 @@ impl Session {
             ),
             None => notice!("Partial resynchronization not possible (no cached master)"),
         }
-        let request = match &replid {
+        let mut request = match &replid {
             Some(id) => vec!["PSYNC".to_string(), id.clone(), (offset + 1).to_string()],
             None => vec!["PSYNC".into(), "?".into(), "-1".into()],
         };
+        let failing_over = self.shared.borrow().replication.failover.is_some();
+        if failing_over {
+            // The target promotes itself before it answers.
+            request.push("FAILOVER".into());
+        }
         let reply = self.command(&mut input, &request).await?;
+        if failing_over {
+            let mut server = self.shared.borrow_mut();
+            if reply.starts_with("+CONTINUE") || reply.starts_with("+FULLRESYNC") {
+                server.finish_failover();
+            } else {
+                server.abort_failover("Failover target rejected psync request");
+                return Err(LinkError::Replaced);
+            }
+        }
         if let Some(rest) = reply.strip_prefix("+FULLRESYNC") {
             let mut words = rest.split_whitespace();
             let (Some(id), Some(Ok(master_offset))) =

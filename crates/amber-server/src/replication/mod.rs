@@ -17,6 +17,7 @@
 
 mod backlog;
 mod diskless;
+mod failover;
 pub(crate) mod link;
 mod replicas;
 
@@ -27,6 +28,7 @@ use tokio::sync::Notify;
 
 use backlog::Backlog;
 pub(crate) use diskless::send_to_sockets;
+pub(crate) use failover::{Failover, FailoverState};
 pub(crate) use link::{LinkState, MasterLink};
 pub(crate) use replicas::{Capabilities, NewReplica, Output, Replicas};
 
@@ -79,6 +81,8 @@ pub(crate) struct Replication {
     multi: Option<bool>,
     /// The master this server replicates, when it is a replica.
     pub master: Option<MasterLink>,
+    /// A running `FAILOVER`.
+    pub failover: Option<Failover>,
     /// Wakes the link task when `master` changes.
     pub link_changed: Rc<Notify>,
     /// Clients blocked in WAIT, woken on every acknowledgement.
@@ -107,6 +111,7 @@ impl Replication {
             selected_db: None,
             multi: None,
             master: None,
+            failover: None,
             link_changed: Rc::new(Notify::new()),
             waiters: Vec::new(),
             last_ping: Instant::now(),
@@ -464,7 +469,8 @@ impl Replication {
             self.replicas.keep_alive();
         }
         if self.master.is_none() && !self.replicas.is_empty() {
-            if self.last_ping.elapsed().as_secs() >= ping_period.max(1) {
+            // Not while a failover waits for a replica to reach this exact offset.
+            if self.last_ping.elapsed().as_secs() >= ping_period.max(1) && self.failover.is_none() {
                 self.last_ping = Instant::now();
                 self.feed_global(&[b"PING".as_slice()]);
             }

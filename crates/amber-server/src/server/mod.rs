@@ -16,9 +16,11 @@ use tokio::sync::Notify;
 use crate::config::Config;
 
 mod clients;
+mod pause;
 mod settings;
 
 pub(crate) use clients::{ClientInfo, ClientLinks};
+pub(crate) use pause::Pauses;
 pub(crate) use settings::{Settings, Stats};
 
 /// The whole server state.
@@ -77,6 +79,8 @@ pub(crate) struct Server {
     pub(crate) pubsub: crate::pubsub::PubSub,
     /// Attached replicas and the replication stream.
     pub(crate) replication: crate::replication::Replication,
+    /// Clients paused by `CLIENT PAUSE` or a `FAILOVER`.
+    pub(crate) pauses: Pauses,
     /// Set while a full synchronization with a master stopped the AOF, which is turned back
     /// on (with a rewrite) once the master's dataset is loaded.
     pub(crate) replication_aof_restart: bool,
@@ -163,6 +167,7 @@ impl Server {
             replication: crate::replication::Replication::new(random_id(&mut keyspace)),
             pubsub: Default::default(),
             replication_aof_restart: false,
+            pauses: Pauses::default(),
             config,
             settings,
             keyspace,
@@ -299,6 +304,7 @@ impl Server {
     /// child runs, pings the replicas, and frees an unused backlog.
     pub(crate) fn check_replication(&mut self) {
         self.start_replica_sync();
+        self.update_failover();
         let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
         let backlog_was_active = self.replication.backlog_info().0;
         self.replication.cron(period);
