@@ -581,3 +581,53 @@ fn client_pause_write_holds_writes_until_it_ends() {
     assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), common::simple("OK"));
     assert_eq!(writer.read(), Some(Frame::Integer(1)));
 }
+
+#[test]
+fn diskless_load_swapdb_keeps_the_old_dataset_until_the_new_one_is_complete() {
+    for master_is_redis in [false, true] {
+        let args = [
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "10000",
+        ];
+        let master = if master_is_redis {
+            ServerProcess::redis(&args)
+        } else {
+            ServerProcess::amber(&args)
+        };
+        let mut writer = master.client();
+        // Values large enough that the snapshot flows while it is written (10 ms a key).
+        writer.cmd(&["DEBUG", "POPULATE", "300", "master", "20000"]);
+        writer.cmd(&["CONFIG", "SET", "rdbcompression", "no"]);
+        let replica = ServerProcess::amber(&["--repl-diskless-load", "swapdb"]);
+        let mut reader = replica.client();
+        reader.cmd(&["SET", "mykey", "myvalue"]);
+        reader.cmd(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+        wait_for(
+            || info_field(&mut reader, "loading") == "1",
+            "the replica to load from the socket",
+        );
+        assert_eq!(
+            reader.cmd(&["GET", "mykey"]),
+            common::error("LOADING Redis is loading the dataset in memory")
+        );
+        // The transfer breaks: the old dataset comes back whole.
+        writer.cmd(&["CONFIG", "SET", "repl-diskless-sync-delay", "2"]);
+        writer.cmd(&["CLIENT", "KILL", "TYPE", "replica"]);
+        wait_for(
+            || info_field(&mut reader, "loading") == "0",
+            "the aborted load to end",
+        );
+        assert_eq!(reader.cmd(&["GET", "mykey"]), bulk("myvalue"));
+        assert_eq!(reader.cmd(&["DBSIZE"]), Frame::Integer(1));
+        // The next transfer completes and replaces it.
+        writer.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        wait_link_up(&mut reader);
+        wait_caught_up(&mut writer, &mut reader);
+        assert_eq!(digest(&mut reader), digest(&mut writer));
+        assert_eq!(reader.cmd(&["GET", "mykey"]), Frame::NullBulk);
+        // Nothing went to disk.
+        assert!(!replica.dir.join("dump.rdb").exists());
+    }
+}

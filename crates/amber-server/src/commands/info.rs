@@ -200,7 +200,7 @@ fn persistence_section(server: &Server) -> String {
     let rewrite_scheduled = scheduler.is_queued(JobKind::AofRewrite);
     let mut text = lines(&[
         ("loading", u8::from(server.loading.is_some()).to_string()),
-        ("async_loading", "0".into()),
+        ("async_loading", u8::from(server.async_loading).to_string()),
         ("current_cow_peak", peak_cow.to_string()),
         ("current_cow_size", progress.cow_bytes.to_string()),
         (

@@ -227,6 +227,9 @@ pub(crate) struct Loader {
     pub keep_expired: bool,
     /// The replication stream the file recorded (`repl-id`, `repl-offset`, `repl-stream-db`).
     pub repl: ReplFields,
+    /// A step ends early rather than wait for the reader (a master's socket may be slow;
+    /// the event loop must not wait on it).
+    pub nonblocking: bool,
 }
 
 /// The `repl-*` AUX fields of a file, as read.
@@ -318,17 +321,32 @@ const INSERT_BATCH: usize = 64;
 impl Loader {
     /// Opens `path` and reads its header.
     pub(crate) fn open(path: &Path) -> Result<Loader, RdbLoadError> {
-        let file = File::open(path).map_err(|source| RdbLoadError::Open {
+        let open_error = |source| RdbLoadError::Open {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let file = File::open(path).map_err(open_error)?;
         let reader = RdbReader::new(file)?;
-        let reader =
-            super::rdb_prefetch::Prefetch::start(reader).map_err(|source| RdbLoadError::Open {
-                path: path.display().to_string(),
+        let reader = super::rdb_prefetch::Prefetch::start(reader).map_err(open_error)?;
+        Ok(Loader::with_reader(reader))
+    }
+
+    /// Reads an RDB from a master's socket; even its header is read on the helper thread, so
+    /// nothing here waits for the master.
+    pub(crate) fn from_socket<R: std::io::Read + Send + 'static>(
+        source: R,
+    ) -> Result<Loader, RdbLoadError> {
+        let reader = super::rdb_prefetch::Prefetch::start_unread(source).map_err(|source| {
+            RdbLoadError::Open {
+                path: "the master's socket".to_string(),
                 source,
-            })?;
-        Ok(Loader {
+            }
+        })?;
+        Ok(Loader::with_reader(reader))
+    }
+
+    fn with_reader(reader: super::rdb_prefetch::Prefetch) -> Loader {
+        Loader {
             reader,
             builder: ValueBuilder::default(),
             current_db: 0,
@@ -340,7 +358,13 @@ impl Loader {
             key_delay_us: 0,
             keep_expired: false,
             repl: ReplFields::default(),
-        })
+            nonblocking: false,
+        }
+    }
+
+    /// Whether a step can run now without waiting on the reader (see `nonblocking`).
+    pub(crate) fn ready_now(&mut self) -> bool {
+        self.reader.ready()
     }
 
     /// Bytes read so far (`loading_loaded_bytes`); once the load is complete, the offset just
@@ -361,6 +385,9 @@ impl Loader {
         let mut batch = Vec::with_capacity(INSERT_BATCH);
         let mut batch_db = 0;
         while keys < max_keys {
+            if self.nonblocking && !self.reader.ready() {
+                break;
+            }
             let expired_before = if self.keep_expired { i64::MIN } else { now_ms };
             let Some(loaded) = decode_item(
                 &mut self.reader,

@@ -5,8 +5,7 @@
 //! reuse, and is joined when the prefetch is dropped, so no helper outlives a load (nothing
 //! runs beside the event loop when it later forks: INV-FORK).
 
-use std::fs::File;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use amber_rdb::{Item, RawValue, RdbError, RdbReader};
@@ -41,14 +40,41 @@ pub(crate) struct Prefetch {
 }
 
 impl Prefetch {
-    /// Starts reading `reader` on a helper thread.
-    pub(crate) fn start(reader: RdbReader<File>) -> std::io::Result<Prefetch> {
+    /// Starts reading `reader` (its header already read) on a helper thread.
+    pub(crate) fn start<R: std::io::Read + Send + 'static>(
+        reader: RdbReader<R>,
+    ) -> std::io::Result<Prefetch> {
         let offset = reader.offset();
+        Prefetch::spawn(offset, move |batches, spent| {
+            read_ahead(reader, batches, spent)
+        })
+    }
+
+    /// Starts reading an RDB from `source` (a master's socket) on a helper thread, header
+    /// included: nothing here waits for the source; a bad header is the first item's error.
+    pub(crate) fn start_unread<R: std::io::Read + Send + 'static>(
+        source: R,
+    ) -> std::io::Result<Prefetch> {
+        Prefetch::spawn(0, move |batches, spent| match RdbReader::new(source) {
+            Ok(reader) => read_ahead(reader, batches, spent),
+            Err(error) => {
+                let _ = batches.send(vec![Read {
+                    item: Err(error),
+                    offset: 0,
+                }]);
+            }
+        })
+    }
+
+    fn spawn(
+        offset: u64,
+        work: impl FnOnce(SyncSender<Vec<Read>>, Receiver<Spent>) + Send + 'static,
+    ) -> std::io::Result<Prefetch> {
         let (batch_tx, batch_rx) = sync_channel(IN_FLIGHT);
         let (spent_tx, spent_rx) = channel();
         let thread = std::thread::Builder::new()
             .name("rdb-reader".into())
-            .spawn(move || read_ahead(reader, batch_tx, spent_rx))?;
+            .spawn(move || work(batch_tx, spent_rx))?;
         Ok(Prefetch {
             batches: Some(batch_rx),
             spent: spent_tx,
@@ -74,6 +100,25 @@ impl Prefetch {
                 // The reader ended after an error or the end, both already handed over.
                 None => return Ok(None),
             }
+        }
+    }
+
+    /// Whether the next item can be taken without waiting for the helper thread (which may
+    /// itself wait on a network peer).
+    pub(crate) fn ready(&mut self) -> bool {
+        if self.current.len() > 0 {
+            return true;
+        }
+        let Some(batches) = self.batches.as_ref() else {
+            return true;
+        };
+        match batches.try_recv() {
+            Ok(batch) => {
+                self.current = batch.into_iter();
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+            Err(TryRecvError::Disconnected) => true,
         }
     }
 
@@ -103,7 +148,11 @@ impl Drop for Prefetch {
     }
 }
 
-fn read_ahead(mut reader: RdbReader<File>, batches: SyncSender<Vec<Read>>, spent: Receiver<Spent>) {
+fn read_ahead<R: std::io::Read>(
+    mut reader: RdbReader<R>,
+    batches: SyncSender<Vec<Read>>,
+    spent: Receiver<Spent>,
+) {
     loop {
         while let Ok(buffer) = spent.try_recv() {
             match buffer {

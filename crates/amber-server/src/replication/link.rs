@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::socket_source::{Framing, SocketSource, SourceControl};
 use crate::commands::{ClientState, Ctx, execute};
 use crate::server::{ClientInfo, Server, unix_ms};
 use crate::{notice, warning};
@@ -536,6 +537,11 @@ impl Session {
                 );
             }
         }
+        if let Some(target) = self.diskless_load_target() {
+            return self
+                .load_from_socket(input, form, target, replid, master_offset)
+                .await;
+        }
         let temp = PathBuf::from(format!(
             "temp-{}.{}.rdb",
             unix_ms() / 1000,
@@ -567,6 +573,176 @@ impl Session {
             .adopt_master_history(replid, master_offset);
         if let Some(link) = server.replication.master.as_mut() {
             // The master's stream continues in the database its snapshot recorded.
+            link.stream_db = recorded
+                .stream_db
+                .and_then(|db| usize::try_from(db).ok())
+                .unwrap_or(0);
+            link.can_continue = true;
+            link.transfer = None;
+        }
+        restart_aof(&mut server);
+        Ok(())
+    }
+
+    /// Where `repl-diskless-load` loads a snapshot straight from the socket: into a second
+    /// dataset swapped in at the end (`swapdb`), into the empty dataset (`on-empty-db`), or
+    /// nowhere (`disabled`, or a non-empty dataset: the snapshot goes to disk first).
+    fn diskless_load_target(&self) -> Option<DisklessTarget> {
+        let server = self.shared.borrow();
+        match server.config.get("repl-diskless-load") {
+            "swapdb" => Some(DisklessTarget::Swap),
+            "on-empty-db" if server.keyspace.key_count() == 0 => Some(DisklessTarget::Empty),
+            _ => None,
+        }
+    }
+
+    /// Loads the snapshot as it arrives on the socket (`repl-diskless-load`). With `swapdb`
+    /// the old dataset stays until the new one is complete, and comes back if the transfer
+    /// fails; clients get `-LOADING` meanwhile, or the old data when the master continues
+    /// this server's own history (Redis's async loading).
+    async fn load_from_socket(
+        &mut self,
+        input: &mut BytesMut,
+        form: Transfer,
+        target: DisklessTarget,
+        replid: String,
+        master_offset: u64,
+    ) -> Result<(), LinkError> {
+        let framing = match form {
+            Transfer::Sized(len) => Framing::Sized(len),
+            Transfer::Streamed(mark) => {
+                let mut fixed = [0u8; 40];
+                fixed.copy_from_slice(&mark);
+                Framing::Marked(fixed)
+            }
+        };
+        let prefix_len = match framing {
+            Framing::Sized(len) => input.len().min(usize::try_from(len).unwrap_or(usize::MAX)),
+            Framing::Marked(_) => input.len(),
+        };
+        let prefix = input.split_to(prefix_len).to_vec();
+        let socket = {
+            use std::os::fd::AsFd;
+            self.stream()?.as_fd().try_clone_to_owned()?
+        };
+        let control = std::sync::Arc::new(SourceControl::default());
+        let source = SocketSource::new(
+            socket,
+            framing,
+            prefix,
+            self.repl_timeout(),
+            control.clone(),
+        );
+        let mut loader = crate::persistence::rdb::Loader::from_socket(source).map_err(|error| {
+            warning!("Failed trying to load the MASTER synchronization DB from socket: {error}");
+            LinkError::Logged
+        })?;
+        loader.keep_expired = true;
+        loader.nonblocking = true;
+        notice!("MASTER <-> REPLICA sync: Loading DB in memory");
+        let started = Instant::now();
+        let (mut side, serving_old) = {
+            let mut server = self.shared.borrow_mut();
+            server.kill_job_for_replication_load();
+            // The master continues our own history: clients keep the old data meanwhile.
+            let serving_old = target == DisklessTarget::Swap
+                && replid.eq_ignore_ascii_case(&server.replication.replid);
+            server.replication.discard_history();
+            if server.aof.is_on() {
+                let _ = server.switch_aof(false);
+                server.replication_aof_restart = true;
+            }
+            let side = match target {
+                DisklessTarget::Swap => {
+                    let mut side = amber_keyspace::Keyspace::new(server.keyspace.db_count());
+                    side.set_keep_expired(true);
+                    Some(side)
+                }
+                DisklessTarget::Empty => {
+                    server.flush_all_for_sync();
+                    None
+                }
+            };
+            if serving_old {
+                server.async_loading = true;
+            } else {
+                server.loading = Some((started, 0, 0));
+            }
+            (side, serving_old)
+        };
+        let limits = self.shared.borrow().encoding_limits();
+        let outcome = loop {
+            if !self.is_current() {
+                break Err(LinkError::Replaced);
+            }
+            let step = {
+                let mut server = self.shared.borrow_mut();
+                let now = unix_ms();
+                let keyspace = side.as_mut().unwrap_or(&mut server.keyspace);
+                let result = loader.step(keyspace, now, &limits, 1024);
+                let received = control.received.load(std::sync::atomic::Ordering::Relaxed);
+                if !serving_old {
+                    server.loading = Some((started, 0, received));
+                }
+                if let Some(link) = server.replication.master.as_mut() {
+                    link.last_io = Some(Instant::now());
+                    link.transfer = Some((None, received));
+                }
+                result
+            };
+            match step {
+                Ok(true) => break Ok(()),
+                Ok(false) if loader.ready_now() => tokio::task::yield_now().await,
+                Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(error) => {
+                    warning!(
+                        "Failed trying to load the MASTER synchronization DB from socket: {error}"
+                    );
+                    break Err(LinkError::Logged);
+                }
+            }
+        };
+        control
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let recorded = loader.repl.clone();
+        let stats = loader.stats;
+        drop(loader);
+        let mut server = self.shared.borrow_mut();
+        server.loading = None;
+        server.async_loading = false;
+        if let Err(error) = outcome {
+            match side {
+                // The old dataset was never touched.
+                Some(_) => notice!("MASTER <-> REPLICA sync: Discarding the half-loaded data"),
+                None => {
+                    server.keyspace.clear();
+                    if let Some(link) = server.replication.master.as_mut() {
+                        link.can_continue = false;
+                    }
+                }
+            }
+            return Err(error);
+        }
+        if let Some(mut loaded) = side {
+            for db in 0..server.keyspace.db_count() {
+                server.touch_existing_keys(db);
+            }
+            std::mem::swap(&mut server.keyspace, &mut loaded);
+            for db in 0..server.keyspace.db_count() {
+                server.touch_existing_keys(db);
+            }
+        }
+        notice!("{}", stats.summary());
+        server.rdb.last_load = (stats.loaded, stats.expired);
+        notice!(
+            "MASTER <-> REPLICA sync: Loaded in {:.3} seconds",
+            started.elapsed().as_secs_f64()
+        );
+        server
+            .replication
+            .adopt_master_history(replid, master_offset);
+        if let Some(link) = server.replication.master.as_mut() {
             link.stream_db = recorded
                 .stream_db
                 .and_then(|db| usize::try_from(db).ok())
@@ -746,6 +922,15 @@ impl Session {
         client.db = stream_db;
         client
     }
+}
+
+/// Where a snapshot read from the socket goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DisklessTarget {
+    /// A second dataset, swapped in once complete (`swapdb`).
+    Swap,
+    /// The (empty) dataset itself (`on-empty-db`).
+    Empty,
 }
 
 /// How the master sends its snapshot.

@@ -20,6 +20,7 @@ mod diskless;
 mod failover;
 pub(crate) mod link;
 mod replicas;
+mod socket_source;
 
 use std::rc::Rc;
 use std::time::Instant;

@@ -180,8 +180,16 @@ impl Replicas {
         });
     }
 
-    /// Forgets a replica (its connection closed).
+    /// Forgets a replica (its connection is closing; its socket is still open).
     pub(crate) fn detach(&mut self, id: u64) {
+        for replica in &self.list {
+            if replica.id == id && matches!(replica.state, State::WaitBgsaveEnd { to_socket: true })
+            {
+                // A diskless child holds a copy of the socket and would go on writing the
+                // snapshot: end the connection itself, for both.
+                let _ = nix::sys::socket::shutdown(replica.fd, nix::sys::socket::Shutdown::Both);
+            }
+        }
         self.list.retain(|replica| replica.id != id);
     }
 

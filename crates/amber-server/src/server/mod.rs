@@ -79,6 +79,9 @@ pub(crate) struct Server {
     pub(crate) pubsub: crate::pubsub::PubSub,
     /// Attached replicas and the replication stream.
     pub(crate) replication: crate::replication::Replication,
+    /// Set while a replica loads its master's snapshot beside the dataset it keeps serving
+    /// (`async_loading`).
+    pub(crate) async_loading: bool,
     /// Clients paused by `CLIENT PAUSE` or a `FAILOVER`.
     pub(crate) pauses: Pauses,
     /// Set while a full synchronization with a master stopped the AOF, which is turned back
@@ -168,6 +171,7 @@ impl Server {
             pubsub: Default::default(),
             replication_aof_restart: false,
             pauses: Pauses::default(),
+            async_loading: false,
             config,
             settings,
             keyspace,
