@@ -631,3 +631,35 @@ fn diskless_load_swapdb_keeps_the_old_dataset_until_the_new_one_is_complete() {
         assert!(!replica.dir.join("dump.rdb").exists());
     }
 }
+
+#[test]
+fn a_replica_that_stops_acknowledging_is_dropped_after_repl_timeout() {
+    use std::io::{Read, Write};
+    let master = ServerProcess::amber(&["--repl-timeout", "1", "--repl-diskless-sync", "no"]);
+    let mut writer = master.client();
+    writer.cmd(&["SET", "k", "v"]);
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", master.port)).unwrap();
+    silent
+        .write_all(b"REPLCONF capa eof capa psync2\r\nPSYNC ? -1\r\n")
+        .unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // It reads the snapshot and the stream but never sends REPLCONF ACK.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match silent.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the master closed the silent replica's connection");
+    assert!(received.starts_with(b"+OK\r\n+FULLRESYNC "));
+    assert!(
+        master
+            .log()
+            .contains("Disconnecting timedout replica (streaming sync)")
+    );
+}

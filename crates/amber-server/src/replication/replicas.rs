@@ -383,6 +383,23 @@ impl Replicas {
         }
     }
 
+    /// Drops the online replicas that acknowledged nothing for `timeout` (`repl-timeout`).
+    /// `SYNC` replicas never acknowledge and are kept, as Redis keeps them.
+    pub(crate) fn drop_silent(&mut self, timeout: std::time::Duration) {
+        for replica in &self.list {
+            if matches!(replica.state, State::Online)
+                && replica.capabilities.psync
+                && replica.ack_time.elapsed() > timeout
+            {
+                crate::warning!(
+                    "Disconnecting timedout replica (streaming sync): {}",
+                    replica.addr
+                );
+                replica.kill.notify_one();
+            }
+        }
+    }
+
     /// Online replicas that acknowledged at least `offset` (WAIT).
     pub(crate) fn acked_at_least(&self, offset: u64) -> usize {
         self.list

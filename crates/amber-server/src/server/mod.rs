@@ -309,6 +309,10 @@ impl Server {
     pub(crate) fn check_replication(&mut self) {
         self.start_replica_sync();
         self.update_failover();
+        let timeout = self.config.get_i64("repl-timeout").max(1) as u64;
+        self.replication
+            .replicas
+            .drop_silent(std::time::Duration::from_secs(timeout));
         let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
         let backlog_was_active = self.replication.backlog_info().0;
         self.replication.cron(period);
