@@ -793,15 +793,13 @@ fn replication_refusal(ctx: &Ctx, spec: &CommandSpec) -> Option<&'static str> {
     let server = &*ctx.server;
     if let Some(link) = &server.replication.master {
         let stale = link.state != crate::replication::LinkState::Connected;
-        if stale
-            && !spec.flags.contains(table::STALE)
-            && !server.config.get_bool("replica-serve-stale-data")
+        if stale && !spec.flags.contains(table::STALE) && !server.settings.replica_serve_stale_data
         {
             return Some(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             );
         }
-        if spec.flags.contains(table::WRITE) && server.config.get_bool("replica-read-only") {
+        if spec.flags.contains(table::WRITE) && server.settings.replica_read_only {
             return Some("READONLY You can't write against a read only replica.");
         }
         return None;

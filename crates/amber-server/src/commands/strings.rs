@@ -181,6 +181,7 @@ pub(super) fn set(ctx: &mut Ctx, args: &[Bytes]) {
         None
     };
     let now = ctx.server.now_ms;
+    // As Redis's lookupKeyWrite: an expired key is deleted (and its events sent) first.
     let exists = ctx.db().exists(key, now);
     if (options.nx && exists) || (options.xx && !exists) {
         match old {

@@ -66,6 +66,8 @@ struct Replica {
     keepalive: bool,
     /// It acknowledged while its diskless snapshot was still counted as being sent.
     acked_early: bool,
+    /// Its task was woken for pending bytes it has not taken yet.
+    woken: bool,
     wake: Rc<Notify>,
     kill: Rc<Notify>,
 }
@@ -167,6 +169,7 @@ impl Replicas {
             attached: Instant::now(),
             keepalive: false,
             acked_early: false,
+            woken: false,
             addr: new.addr,
             listening_port: new.listening_port,
             state,
@@ -359,7 +362,9 @@ impl Replicas {
                 );
                 replica.pending = Vec::new();
                 replica.kill.notify_one();
-            } else if matches!(replica.state, State::Online) {
+            } else if matches!(replica.state, State::Online) && !replica.woken {
+                // One wake-up per batch: the task takes everything pending at once.
+                replica.woken = true;
                 replica.wake.notify_one();
             }
         }
@@ -425,6 +430,7 @@ impl Replicas {
     /// What the connection of replica `id` sends next, if anything.
     pub(crate) fn take_output(&mut self, id: u64) -> Option<Output> {
         let replica = self.list.iter_mut().find(|replica| replica.id == id)?;
+        replica.woken = false;
         if std::mem::take(&mut replica.keepalive)
             && matches!(
                 replica.state,

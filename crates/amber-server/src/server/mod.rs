@@ -330,10 +330,7 @@ impl Server {
 
     /// `min-replicas-to-write` and `min-replicas-max-lag`.
     pub(crate) fn min_replicas(&self) -> (usize, u64) {
-        (
-            self.config.get_i64("min-replicas-to-write").max(0) as usize,
-            self.config.get_i64("min-replicas-max-lag").max(0) as u64,
-        )
+        self.settings.min_replicas
     }
 
     /// Why a write must be refused for lack of good replicas, if it must

@@ -34,6 +34,12 @@ pub(crate) struct Settings {
     pub latency_percentiles: Vec<f64>,
     /// `notify-keyspace-events`, as flags (see [`crate::notify`]).
     pub notify_flags: u32,
+    /// `min-replicas-to-write` and `min-replicas-max-lag` (checked for every write).
+    pub min_replicas: (usize, u64),
+    /// `replica-read-only`.
+    pub replica_read_only: bool,
+    /// `replica-serve-stale-data`.
+    pub replica_serve_stale_data: bool,
 }
 
 impl Settings {
@@ -55,6 +61,12 @@ impl Settings {
                 .clamp(0, i64::from(u32::MAX)) as u32,
             encoding: encoding_limits(config),
             latency_tracking: config.get_bool("latency-tracking"),
+            min_replicas: (
+                config.get_i64("min-replicas-to-write").max(0) as usize,
+                config.get_i64("min-replicas-max-lag").max(0) as u64,
+            ),
+            replica_read_only: config.get_bool("replica-read-only"),
+            replica_serve_stale_data: config.get_bool("replica-serve-stale-data"),
             latency_percentiles: crate::commands::stats::parse_percentiles(
                 config.get("latency-tracking-info-percentiles"),
             )
