@@ -663,3 +663,38 @@ fn a_replica_that_stops_acknowledging_is_dropped_after_repl_timeout() {
             .contains("Disconnecting timedout replica (streaming sync)")
     );
 }
+
+#[test]
+fn a_replica_with_appendonly_rewrites_its_aof_from_the_masters_dataset() {
+    let master = ServerProcess::redis(&["--repl-diskless-sync-delay", "0"]);
+    let mut writer = master.client();
+    write_everything(&mut writer, 0);
+    let replica = ServerProcess::amber(&[
+        "--appendonly",
+        "yes",
+        "--replicaof",
+        "127.0.0.1",
+        &master.port.to_string(),
+    ]);
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    // The full sync stopped the AOF and a rewrite started a new one from the loaded dataset.
+    wait_for(
+        || {
+            info_field(&mut reader, "aof_rewrite_in_progress") == "0"
+                && info_field(&mut reader, "aof_rewrites")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    >= 1
+        },
+        "the AOF rewrite after the full sync",
+    );
+    write_everything(&mut writer, 1);
+    wait_caught_up(&mut writer, &mut reader);
+    let expected = digest(&mut writer);
+    assert_eq!(digest(&mut reader), expected);
+    // Restarted alone from its AOF (base + the applied stream), it has the same dataset.
+    let dir = replica.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    assert_eq!(digest(&mut restarted.client()), expected);
+}

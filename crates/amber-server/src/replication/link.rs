@@ -827,7 +827,8 @@ impl Session {
         loop {
             let acks = {
                 let mut server = self.shared.borrow_mut();
-                apply(
+                let start = server.aof.end();
+                let applied = apply(
                     &mut server,
                     &mut master,
                     &mut parser,
@@ -835,7 +836,13 @@ impl Session {
                     &mut out,
                     &mut raw,
                     &mut consumed,
-                )
+                );
+                // As Redis's beforeSleep: what the batch appended is written to the AOF now
+                // (and fsynced per `appendfsync`), not left to the cron.
+                if server.aof.end() != start {
+                    let _ = server.aof.before_reply(true);
+                }
+                applied
             };
             let acks = match acks {
                 Ok(acks) => acks,
