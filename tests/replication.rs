@@ -698,3 +698,31 @@ fn a_replica_with_appendonly_rewrites_its_aof_from_the_masters_dataset() {
     let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
     assert_eq!(digest(&mut restarted.client()), expected);
 }
+
+#[test]
+fn a_writable_replica_expires_the_keys_its_own_clients_wrote() {
+    let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
+    let mut writer = master.client();
+    let replica = ServerProcess::amber(&[
+        "--replicaof",
+        "127.0.0.1",
+        &master.port.to_string(),
+        "--replica-read-only",
+        "no",
+    ]);
+    let mut reader = replica.client();
+    wait_link_up(&mut reader);
+    // A key of the master's with a TTL: the replica hides it once expired but keeps it.
+    writer.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    writer.cmd(&["SET", "from-master", "v", "PX", "50"]);
+    wait_caught_up(&mut writer, &mut reader);
+    // A key its own client wrote with a TTL: the replica deletes it itself.
+    reader.cmd(&["SET", "own", "v", "PX", "50"]);
+    wait_for(
+        || info_field(&mut reader, "expired_keys") == "1",
+        "the replica to expire its own key",
+    );
+    assert_eq!(reader.cmd(&["GET", "own"]), Frame::NullBulk);
+    assert_eq!(reader.cmd(&["GET", "from-master"]), Frame::NullBulk);
+    assert_eq!(reader.cmd(&["DBSIZE"]), Frame::Integer(1));
+}

@@ -902,7 +902,11 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     // said otherwise, invalidate WATCHes and wake blocked clients. No handler does this itself.
     let modified = ctx.server.command.modified_override.take();
     let with_spec = std::mem::take(&mut ctx.server.command.modified_with_spec);
-    if changed && (!ctx.server.links.watchers.is_empty() || !ctx.server.links.blocking.is_empty()) {
+    let linked = !ctx.server.links.watchers.is_empty() || !ctx.server.links.blocking.is_empty();
+    // A writable replica expires the keys its own clients wrote with a TTL (Redis's
+    // slaveKeysWithExpire); its master's keys wait for the master's DEL.
+    let own_replica_write = !ctx.client.is_master && ctx.server.replication.is_replica();
+    if changed && (linked || own_replica_write) {
         let from_spec = modified.is_none() || with_spec;
         let mut keys: Vec<(usize, Bytes)> = modified.unwrap_or_default();
         if from_spec {
@@ -911,6 +915,9 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         for (db, key) in &keys {
             ctx.server.touch_key(*db, key);
             ctx.server.signal_ready(*db, key);
+        }
+        if own_replica_write {
+            ctx.server.track_replica_key_expiry(&keys);
         }
     }
 }

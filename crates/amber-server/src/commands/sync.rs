@@ -227,6 +227,8 @@ pub(crate) fn promote(server: &mut crate::server::Server) {
     server.replication.shift_replid(fresh);
     server.replication.replicas.disconnect_all();
     server.keyspace.set_keep_expired(false);
+    // A master expires every key itself.
+    server.replica_keys_with_expire.clear();
     server.refresh_recording();
     server.replication.link_changed.notify_one();
 }

@@ -20,6 +20,13 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         // A replica never expires keys itself: it waits for its master's `DEL`s.
         if server.debug.active_expire_enabled && !server.replication.is_replica() {
             active_expire(&mut server, hz);
+        } else if server.debug.active_expire_enabled {
+            let mut unused = amber_protocol::ReplyWriter::new(amber_protocol::Protocol::Resp2);
+            let mut origin = crate::notify::Origin {
+                client: 0,
+                out: &mut unused,
+            };
+            server.expire_replica_keys(&mut origin);
         }
         close_idle_clients(&server);
         server.aof.cron();

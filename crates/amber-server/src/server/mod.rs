@@ -84,6 +84,8 @@ pub(crate) struct Server {
     pub(crate) async_loading: bool,
     /// Clients paused by `CLIENT PAUSE` or a `FAILOVER`.
     pub(crate) pauses: Pauses,
+    /// On a writable replica: keys its own clients wrote with a TTL, which it expires itself.
+    pub(crate) replica_keys_with_expire: std::collections::BTreeSet<(usize, Vec<u8>)>,
     /// Set while a full synchronization with a master stopped the AOF, which is turned back
     /// on (with a rewrite) once the master's dataset is loaded.
     pub(crate) replication_aof_restart: bool,
@@ -172,6 +174,7 @@ impl Server {
             replication_aof_restart: false,
             pauses: Pauses::default(),
             async_loading: false,
+            replica_keys_with_expire: Default::default(),
             config,
             settings,
             keyspace,
@@ -321,6 +324,45 @@ impl Server {
             let fresh = self.fresh_replid();
             self.replication.start_new_history(fresh);
         }
+    }
+
+    /// Remembers the keys a replica's own client wrote that now have a TTL.
+    pub(crate) fn track_replica_key_expiry(&mut self, keys: &[(usize, bytes::Bytes)]) {
+        for (db, key) in keys {
+            let volatile = self
+                .keyspace
+                .db_ref(*db)
+                .raw(key)
+                .is_some_and(|entry| entry.expire_at().is_some());
+            if volatile {
+                self.replica_keys_with_expire.insert((*db, key.to_vec()));
+            }
+        }
+    }
+
+    /// From the cron on a replica: deletes the tracked keys whose TTL passed (with their
+    /// `expired` events and `DEL`s in the AOF) and forgets those gone or made persistent.
+    pub(crate) fn expire_replica_keys(&mut self, origin: &mut crate::notify::Origin<'_>) {
+        if self.replica_keys_with_expire.is_empty() {
+            return;
+        }
+        let now = unix_ms();
+        let tracked = std::mem::take(&mut self.replica_keys_with_expire);
+        self.keyspace.set_keep_expired(false);
+        for (db, key) in tracked {
+            let volatile = self
+                .keyspace
+                .db_ref(db)
+                .raw(&key)
+                .is_some_and(|entry| entry.expire_at().is_some());
+            // `exists` deletes a key whose TTL passed, and records it as expired.
+            if volatile && self.keyspace.db(db).exists(&key, now) {
+                self.replica_keys_with_expire.insert((db, key));
+            }
+        }
+        self.keyspace
+            .set_keep_expired(self.replication.is_replica());
+        self.collect_expired(origin);
     }
 
     /// A new random 40-character replication id.
