@@ -99,8 +99,16 @@ pub(crate) async fn serve<S>(
                 let mut server = shared.borrow_mut();
                 server.stats.net_input_bytes += read as u64;
                 let start = server.aof.end();
+                let spanned_reads = parser.in_progress();
                 let more =
                     process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
+                if spanned_reads || parser.in_progress() {
+                    // A request is arriving, or just arrived over several reads: as Redis
+                    // never trims below the bulk being read and keeps a fat argument's room
+                    // for the next one, the cron keeps the buffer at least one more cycle.
+                    let mut info = info.borrow_mut();
+                    info.query_buffer_peak = info.query_buffer_peak.max(allocated);
+                }
                 (more, server.aof.end() != start)
             }
             Some(deadline) => {
