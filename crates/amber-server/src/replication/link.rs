@@ -568,19 +568,7 @@ impl Session {
             );
             let _ = std::fs::remove_file(&temp);
         }
-        server
-            .replication
-            .adopt_master_history(replid, master_offset);
-        if let Some(link) = server.replication.master.as_mut() {
-            // The master's stream continues in the database its snapshot recorded.
-            link.stream_db = recorded
-                .stream_db
-                .and_then(|db| usize::try_from(db).ok())
-                .unwrap_or(0);
-            link.can_continue = true;
-            link.transfer = None;
-        }
-        restart_aof(&mut server);
+        finish_full_sync(&mut server, replid, master_offset, &recorded);
         Ok(())
     }
 
@@ -739,18 +727,7 @@ impl Session {
             "MASTER <-> REPLICA sync: Loaded in {:.3} seconds",
             started.elapsed().as_secs_f64()
         );
-        server
-            .replication
-            .adopt_master_history(replid, master_offset);
-        if let Some(link) = server.replication.master.as_mut() {
-            link.stream_db = recorded
-                .stream_db
-                .and_then(|db| usize::try_from(db).ok())
-                .unwrap_or(0);
-            link.can_continue = true;
-            link.transfer = None;
-        }
-        restart_aof(&mut server);
+        finish_full_sync(&mut server, replid, master_offset, &recorded);
         Ok(())
     }
 
@@ -1071,6 +1048,26 @@ async fn load_snapshot(
         started.elapsed().as_secs_f64()
     );
     Ok(loader.repl.clone())
+}
+
+/// A snapshot is in: this server's history becomes the master's from `offset`, the stream
+/// continues in the database the snapshot recorded, and a stopped AOF starts again.
+fn finish_full_sync(
+    server: &mut Server,
+    replid: String,
+    offset: u64,
+    recorded: &crate::persistence::rdb::ReplFields,
+) {
+    server.replication.adopt_master_history(replid, offset);
+    if let Some(link) = server.replication.master.as_mut() {
+        link.stream_db = recorded
+            .stream_db
+            .and_then(|db| usize::try_from(db).ok())
+            .unwrap_or(0);
+        link.can_continue = true;
+        link.transfer = None;
+    }
+    restart_aof(server);
 }
 
 /// Turns the AOF back on after a full synchronization stopped it (a rewrite writes the base).
