@@ -758,6 +758,38 @@ pub enum PayloadError {
     BadFormat(String),
 }
 
+/// Parses a `FUNCTION DUMP` payload into the libraries' sources, in order. The payload is a
+/// run of `FUNCTION2` records with the same version and CRC-64 trailer as `DUMP`'s.
+pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadError> {
+    if payload.len() < 10 {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let (body, trailer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([trailer[0], trailer[1]]);
+    if u32::from(version) > MAX_VERSION {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let stored = u64::from_le_bytes(trailer[2..10].try_into().unwrap_or_default());
+    if stored != crate::crc64(&payload[..payload.len() - 8]) {
+        return Err(PayloadError::VersionOrChecksum);
+    }
+    let mut input = Input::new(body);
+    let mut libraries = Vec::new();
+    while input.offset < body.len() as u64 {
+        let opcode = input
+            .u8("a function opcode")
+            .map_err(|kind| PayloadError::BadFormat(kind.to_string()))?;
+        if opcode != opcodes::FUNCTION2 {
+            return Err(PayloadError::BadFormat("given type is not a function".into()));
+        }
+        let code = input
+            .string()
+            .map_err(|kind| PayloadError::BadFormat(kind.to_string()))?;
+        libraries.push(code);
+    }
+    Ok(libraries)
+}
+
 /// Parses a `DUMP` payload; `verify_checksum` false skips the CRC (as Redis's
 /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION 1`).
 pub fn parse_payload(payload: &[u8], verify_checksum: bool) -> Result<Value, PayloadError> {

@@ -170,6 +170,13 @@ impl<W: Write> RdbWriter<W> {
         self.aux("aof-base", if aof_base { "1" } else { "0" })
     }
 
+    /// Writes a Functions library, by its source (`FUNCTION2`, before the databases).
+    pub fn function(&mut self, code: &[u8]) -> Result<(), WriteError> {
+        self.buffer.push(opcodes::FUNCTION2);
+        self.string(code);
+        self.maybe_flush()
+    }
+
     /// Starts database `db`, which holds `size` keys of which `expires` have a TTL.
     pub fn select_db(&mut self, db: u64, size: u64, expires: u64) -> Result<(), WriteError> {
         self.buffer.push(opcodes::SELECTDB);
@@ -734,6 +741,25 @@ fn write_small_int(out: &mut Vec<u8>, number: i64) -> bool {
         return false;
     }
     true
+}
+
+/// A `FUNCTION DUMP` payload: each library as a `FUNCTION2` record, then the 2-byte RDB
+/// version and a CRC-64, as `DUMP`'s.
+pub fn functions_payload<'a>(
+    libraries: impl IntoIterator<Item = &'a [u8]>,
+    options: WriteOptions,
+) -> Result<Vec<u8>, WriteError> {
+    let mut writer = RdbWriter::new(Vec::new(), options)?;
+    writer.buffer.clear();
+    for code in libraries {
+        writer.buffer.push(opcodes::FUNCTION2);
+        writer.string(code);
+    }
+    let mut payload = std::mem::take(&mut writer.buffer);
+    payload.extend_from_slice(&(options.version as u16).to_le_bytes());
+    let checksum = crate::crc64(&payload);
+    payload.extend_from_slice(&checksum.to_le_bytes());
+    Ok(payload)
 }
 
 /// A `DUMP` payload: the value in RDB form, the 2-byte RDB version and a CRC-64 of both.

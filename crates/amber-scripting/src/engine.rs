@@ -1,0 +1,747 @@
+//! The Lua engine: one interpreter with Redis's sandbox, the script cache of `EVAL`, and the
+//! machinery that runs a script against a [`Host`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use amber_protocol::{Frame, ReplyWriter};
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::convert::{self, ErrorReply};
+use crate::flags::{ScriptFlags, parse_shebang};
+use crate::functions::Libraries;
+use crate::libs;
+
+/// Lua instructions between two calls of [`Host::interrupt`] (Redis's count hook).
+const HOOK_INSTRUCTIONS: u32 = 100_000;
+
+/// Redis's version as scripts see it (`redis.REDIS_VERSION`).
+const REDIS_VERSION: &str = "7.0.15";
+/// `redis.REDIS_VERSION_NUM`: 0x00MMmmpp.
+const REDIS_VERSION_NUM: i64 = 0x0007_000f;
+
+/// The server side of a running script: runs the commands it calls and decides when a long
+/// script stops.
+pub trait Host {
+    /// Runs `args` as a command of the script. `resp3` is the protocol the script chose.
+    /// `Err` is a refusal before the command ran (its text, `-CODE` optional); a command that
+    /// ran and failed returns its error reply as a frame.
+    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Result<Frame, String>;
+    /// `redis.set_repl`: where the script's writes are propagated.
+    fn set_replication(&mut self, aof: bool, replicas: bool);
+    /// Called every 100,000 Lua instructions: `true` kills the script (`SCRIPT KILL`).
+    fn interrupt(&mut self) -> bool;
+}
+
+/// `redis.log` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// `redis.LOG_DEBUG`
+    Debug,
+    /// `redis.LOG_VERBOSE`
+    Verbose,
+    /// `redis.LOG_NOTICE`
+    Notice,
+    /// `redis.LOG_WARNING`
+    Warning,
+}
+
+/// Where `redis.log` lines go.
+pub type Logger = Box<dyn Fn(LogLevel, &str)>;
+
+/// Why a script or function call failed: the error reply for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    /// The reply's text, starting with its code (`ERR`, `NOSCRIPT`, ...).
+    pub message: String,
+    /// Set when the error is a command's error the script passed on: the command already
+    /// counted it in the error statistics.
+    pub counted: bool,
+}
+
+impl ScriptError {
+    pub(crate) fn new(message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            message: message.into(),
+            counted: false,
+        }
+    }
+}
+
+impl From<ErrorReply> for ScriptError {
+    fn from(error: ErrorReply) -> ScriptError {
+        ScriptError {
+            message: error.message,
+            counted: error.counted,
+        }
+    }
+}
+
+/// A script of the `EVAL` cache.
+pub(crate) struct Script {
+    pub(crate) body: Bytes,
+    pub(crate) flags: ScriptFlags,
+    pub(crate) function: Function,
+}
+
+/// One call of a script or function.
+pub(crate) struct Invocation<'a> {
+    /// The compiled script, or the registered function.
+    pub(crate) function: &'a Function,
+    /// `EVAL` (keys and arguments as globals) rather than `FCALL` (as parameters).
+    pub(crate) eval_mode: bool,
+    /// What error messages call it (`f_<sha>`, or the function's name).
+    pub(crate) name: &'a str,
+    /// `KEYS`.
+    pub(crate) keys: &'a [Bytes],
+    /// `ARGV`.
+    pub(crate) args: &'a [Bytes],
+}
+
+/// What the interrupt hook does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookMode {
+    /// Nothing runs.
+    Idle,
+    /// A script runs: ask the host.
+    Script,
+    /// Library code of `FUNCTION LOAD` runs since this instant: stop it after 500 ms.
+    Load(std::time::Instant),
+}
+
+/// One Lua interpreter with Redis's environment, its script cache and its Functions.
+pub struct Engine {
+    pub(crate) lua: Lua,
+    pub(crate) bridge: Table,
+    pub(crate) env: Table,
+    run: Function,
+    pub(crate) load_library: Function,
+    scripts: HashMap<String, Script>,
+    scripts_bytes: usize,
+    pub(crate) libraries: Libraries,
+    pub(crate) hook_mode: Rc<Cell<HookMode>>,
+    killed: Rc<Cell<bool>>,
+}
+
+impl Engine {
+    /// Starts an interpreter; `logger` receives `redis.log` lines.
+    pub fn new(logger: Logger) -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
+        let globals = lua.globals();
+        for name in [
+            "print", "dofile", "loadfile", "module", "require", "package",
+        ] {
+            globals.raw_set(name, Value::Nil)?;
+        }
+        globals.raw_set("bit", libs::bit::open(&lua)?)?;
+        globals.raw_set("cjson", libs::cjson::open(&lua)?)?;
+        globals.raw_set("cmsgpack", libs::cmsgpack::open(&lua)?)?;
+        globals.raw_set("struct", libs::structlib::open(&lua)?)?;
+        libs::random::install(&lua, &globals)?;
+        globals.raw_set("redis", redis_table(&lua, logger)?)?;
+        let bridge = lua.create_table()?;
+        install_outside_bridge(&lua, &bridge)?;
+        let handler = lua.create_function(error_handler)?;
+        let libraries = lua.create_sequence_from([
+            "string",
+            "table",
+            "math",
+            "bit",
+            "cjson",
+            "cmsgpack",
+            "struct",
+            "redis",
+            "coroutine",
+        ])?;
+        let prelude = lua
+            .load(include_str!("prelude.lua"))
+            .set_name("=[amber]")
+            .into_function()?;
+        let (env, run, load_library): (Table, Function, Function) =
+            prelude.call((globals, bridge.clone(), handler, libraries))?;
+        let hook_mode = Rc::new(Cell::new(HookMode::Idle));
+        let killed = Rc::new(Cell::new(false));
+        let engine = Engine {
+            lua,
+            bridge,
+            env,
+            run,
+            load_library,
+            scripts: HashMap::new(),
+            scripts_bytes: 0,
+            libraries: Libraries::default(),
+            hook_mode,
+            killed,
+        };
+        engine.install_hook();
+        Ok(engine)
+    }
+
+    fn install_hook(&self) {
+        let bridge = self.bridge.clone();
+        let mode = self.hook_mode.clone();
+        let killed = self.killed.clone();
+        self.lua
+            .set_hook(
+                HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+                move |lua, _| interrupt_hook(lua, &bridge, &mode, &killed),
+            )
+            .ok();
+    }
+
+    /// Compiles `body` into the script cache (as `SCRIPT LOAD` and `EVAL` do) and returns its
+    /// SHA1. A script already cached is not compiled again.
+    pub fn load_script(&mut self, body: &[u8]) -> Result<String, ScriptError> {
+        let sha = sha1_hex(body);
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
+        }
+        let shebang = parse_shebang(body).map_err(|e| ScriptError::new(format!("ERR {e}")))?;
+        // The shebang is skipped but its line feed kept, so line numbers stay right.
+        let code = &body[shebang.len..];
+        let function = self
+            .lua
+            .load(code)
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                ScriptError::new(format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_error_text(&e)
+                ))
+            })?;
+        self.scripts_bytes += body.len() + 40;
+        self.scripts.insert(
+            sha.clone(),
+            Script {
+                body: Bytes::copy_from_slice(body),
+                flags: shebang.flags,
+                function,
+            },
+        );
+        Ok(sha)
+    }
+
+    /// The flags of a cached script.
+    pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
+        self.scripts.get(&sha.to_ascii_lowercase()).map(|s| s.flags)
+    }
+
+    /// The body of a cached script.
+    pub fn script_body(&self, sha: &str) -> Option<Bytes> {
+        self.scripts
+            .get(&sha.to_ascii_lowercase())
+            .map(|s| s.body.clone())
+    }
+
+    /// Whether a script is cached (`SCRIPT EXISTS`).
+    pub fn script_exists(&self, sha: &str) -> bool {
+        self.scripts.contains_key(&sha.to_ascii_lowercase())
+    }
+
+    /// How many scripts are cached, and the bytes their bodies take.
+    pub fn scripts_usage(&self) -> (usize, usize) {
+        (self.scripts.len(), self.scripts_bytes)
+    }
+
+    /// Empties the script cache (`SCRIPT FLUSH`).
+    pub fn flush_scripts(&mut self) {
+        self.scripts.clear();
+        self.scripts_bytes = 0;
+        self.lua.gc_collect().ok();
+    }
+
+    /// Bytes the interpreter uses (`used_memory_lua`).
+    pub fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Runs the cached script `sha` with `keys` and `args`, writing its result to `out`.
+    pub fn eval(
+        &mut self,
+        host: &mut dyn Host,
+        sha: &str,
+        keys: &[Bytes],
+        args: &[Bytes],
+        out: &mut ReplyWriter,
+    ) -> Result<(), ScriptError> {
+        let sha = sha.to_ascii_lowercase();
+        let Some(script) = self.scripts.get(&sha) else {
+            return Err(ScriptError::new(
+                "NOSCRIPT No matching script. Please use EVAL.",
+            ));
+        };
+        let function = script.function.clone();
+        let name = format!("f_{sha}");
+        let run = Invocation {
+            function: &function,
+            eval_mode: true,
+            name: &name,
+            keys,
+            args,
+        };
+        self.call(host, run, out)
+    }
+
+    /// Runs `function` (a script, or a registered Function when `eval_mode` is off) and
+    /// writes its result to `out`; `name` is what error messages call it.
+    pub(crate) fn call(
+        &mut self,
+        host: &mut dyn Host,
+        run: Invocation<'_>,
+        out: &mut ReplyWriter,
+    ) -> Result<(), ScriptError> {
+        let Invocation {
+            function,
+            eval_mode,
+            name,
+            keys,
+            args,
+        } = run;
+        let host = RefCell::new(host);
+        let resp3 = Cell::new(false);
+        self.killed.set(false);
+        self.hook_mode.set(HookMode::Script);
+        let result = self.lua.scope(|scope| {
+            self.bridge.raw_set(
+                "call",
+                scope.create_function(|lua, values: MultiValue| {
+                    command_call(lua, &host, resp3.get(), &values)
+                })?,
+            )?;
+            self.bridge.raw_set(
+                "setresp",
+                scope.create_function(|_, values: MultiValue| set_resp(&resp3, &values))?,
+            )?;
+            self.bridge.raw_set(
+                "set_repl",
+                scope.create_function(|_, values: MultiValue| set_repl(&host, &values))?,
+            )?;
+            self.bridge.raw_set(
+                "interrupt",
+                scope.create_function(|_, ()| Ok(host.borrow_mut().interrupt()))?,
+            )?;
+            let keys = self.strings(keys)?;
+            let args = self.strings(args)?;
+            let (ok, value): (bool, Value) =
+                self.run.call((function.clone(), eval_mode, keys, args))?;
+            Ok((ok, value))
+        });
+        self.hook_mode.set(HookMode::Idle);
+        self.install_hook();
+        install_outside_bridge(&self.lua, &self.bridge).ok();
+        self.collect_garbage_now_and_then();
+        let (ok, value) =
+            result.map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))?;
+        if !ok {
+            return Err(self.failure(name, &value));
+        }
+        if let Value::Table(table) = &value
+            && let Ok(Some(error)) = convert::error_reply(table)
+        {
+            return Err(error.into());
+        }
+        convert::write_reply(&value, out, resp3.get())
+            .map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))
+    }
+
+    /// A Lua array of `items` (`KEYS`, `ARGV`).
+    fn strings(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        let table = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            table.raw_set(i + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(table)
+    }
+
+    /// The error reply for a script that raised `error` (an error table from the handler).
+    fn failure(&self, name: &str, error: &Value) -> ScriptError {
+        let Value::Table(table) = error else {
+            return ScriptError::new(format!(
+                "ERR Error running script {name}, execution failure"
+            ));
+        };
+        let message: String = match table.raw_get::<Value>("err") {
+            Ok(Value::String(s)) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+            _ => "ERR unknown error".to_string(),
+        };
+        let counted = matches!(
+            table.raw_get::<Value>("ignore_error_stats_update"),
+            Ok(Value::Boolean(true))
+        );
+        let source: Option<String> = table.raw_get("source").ok();
+        let line: Option<i64> = table.raw_get("line").ok();
+        let message = match (source, line) {
+            (Some(source), Some(line)) => {
+                format!("{message} script: {name}, on {source}:{line}.")
+            }
+            _ => message,
+        };
+        ScriptError {
+            message: message.replace(['\r', '\n'], " "),
+            counted,
+        }
+    }
+
+    /// Lua collects garbage in small steps every 50 calls, as Redis does, so a long full
+    /// collection never lands on one request.
+    fn collect_garbage_now_and_then(&self) {
+        thread_local! {
+            static CALLS: Cell<u32> = const { Cell::new(0) };
+        }
+        CALLS.with(|calls| {
+            let n = calls.get() + 1;
+            if n >= 50 {
+                calls.set(0);
+                self.lua.gc_step_kbytes(50).ok();
+            } else {
+                calls.set(n);
+            }
+        });
+    }
+}
+
+/// The hex SHA1 of `data`, as `SCRIPT LOAD` and `redis.sha1hex` give it.
+pub fn sha1_hex(data: &[u8]) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(data);
+    let mut hex = String::with_capacity(40);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+fn interrupt_hook(
+    lua: &Lua,
+    bridge: &Table,
+    mode: &Cell<HookMode>,
+    killed: &Rc<Cell<bool>>,
+) -> mlua::Result<VmState> {
+    match mode.get() {
+        HookMode::Idle => Ok(VmState::Continue),
+        HookMode::Load(started) => {
+            if started.elapsed() > std::time::Duration::from_millis(500) {
+                lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
+                    Err(mlua::Error::runtime("FUNCTION LOAD timeout"))
+                })?;
+                return Err(mlua::Error::runtime("FUNCTION LOAD timeout"));
+            }
+            Ok(VmState::Continue)
+        }
+        HookMode::Script => {
+            if killed.get() {
+                return Err(mlua::Error::runtime(
+                    "Script killed by user with SCRIPT KILL...",
+                ));
+            }
+            let interrupt: Function = bridge.raw_get("interrupt")?;
+            if interrupt.call::<bool>(())? {
+                killed.set(true);
+                let killed = killed.clone();
+                // From now on every line raises, so pcall cannot keep the script alive.
+                lua.set_hook(HookTriggers::EVERY_LINE, move |_, _| {
+                    if killed.get() {
+                        Err(mlua::Error::runtime(
+                            "Script killed by user with SCRIPT KILL...",
+                        ))
+                    } else {
+                        Ok(VmState::Continue)
+                    }
+                })?;
+                return Err(mlua::Error::runtime(
+                    "Script killed by user with SCRIPT KILL...",
+                ));
+            }
+            Ok(VmState::Continue)
+        }
+    }
+}
+
+/// `redis.call` / `redis.pcall`'s bridge: `(true, reply)` or `(false, error table)`.
+fn command_call(
+    lua: &Lua,
+    host: &RefCell<&mut dyn Host>,
+    resp3: bool,
+    values: &MultiValue,
+) -> mlua::Result<(bool, Value)> {
+    let args = match convert::command_args(values) {
+        Ok(args) => args,
+        Err(message) => return Ok((false, Value::Table(convert::error_table(lua, message)?))),
+    };
+    let Ok(mut host) = host.try_borrow_mut() else {
+        let message = "luaRedisGenericCommand() recursive call detected. Are you doing funny stuff with Lua debug hooks?";
+        return Ok((false, Value::Table(convert::error_table(lua, message)?)));
+    };
+    match host.call(args, resp3) {
+        Ok(Frame::Error(text)) => {
+            let table = convert::frame_to_lua(lua, Frame::Error(text))?;
+            Ok((false, table))
+        }
+        Ok(frame) => Ok((true, convert::frame_to_lua(lua, frame)?)),
+        Err(message) => {
+            let table = convert::error_table(lua, &message)?;
+            table.raw_set("ignore_error_stats_update", true)?;
+            Ok((false, Value::Table(table)))
+        }
+    }
+}
+
+fn set_resp(resp3: &Cell<bool>, values: &MultiValue) -> mlua::Result<()> {
+    if values.len() != 1 {
+        return Err(redis_error("redis.setresp() requires one argument."));
+    }
+    match number(&values[0]) {
+        Some(2.0) => resp3.set(false),
+        Some(3.0) => resp3.set(true),
+        _ => return Err(redis_error("RESP version must be 2 or 3.")),
+    }
+    Ok(())
+}
+
+fn set_repl(host: &RefCell<&mut dyn Host>, values: &MultiValue) -> mlua::Result<()> {
+    if values.len() != 1 {
+        return Err(redis_error("redis.set_repl() requires two arguments."));
+    }
+    let flags = number(&values[0]).unwrap_or(0.0) as i64;
+    if flags & !3 != 0 {
+        return Err(redis_error(
+            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+        ));
+    }
+    if let Ok(mut host) = host.try_borrow_mut() {
+        host.set_replication(flags & 1 != 0, flags & 2 != 0);
+    }
+    Ok(())
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => s.to_str().ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// An error a Rust function of the API raises; the error handler turns it into the
+/// `ERR <message>` table Redis raises.
+pub(crate) fn redis_error(message: &str) -> mlua::Error {
+    mlua::Error::runtime(message)
+}
+
+/// The bridge's functions outside a script run: each refuses with Redis's message.
+fn install_outside_bridge(lua: &Lua, bridge: &Table) -> mlua::Result<()> {
+    bridge.raw_set(
+        "call",
+        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
+            Err(redis_error(
+                "redis.call/pcall can only be called inside a script invocation",
+            ))
+        })?,
+    )?;
+    bridge.raw_set(
+        "setresp",
+        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
+            Err(redis_error(
+                "redis.setresp can only be called inside a script invocation",
+            ))
+        })?,
+    )?;
+    bridge.raw_set(
+        "set_repl",
+        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
+            Err(redis_error(
+                "redis.set_repl can only be called inside a script invocation",
+            ))
+        })?,
+    )?;
+    bridge.raw_set(
+        "register_function",
+        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
+            Err(redis_error(
+                "redis.register_function can only be called on FUNCTION LOAD command",
+            ))
+        })?,
+    )?;
+    bridge.raw_set(
+        "error_text",
+        lua.create_function(|_, value: Value| Ok(error_value_text(&value)))?,
+    )?;
+    Ok(())
+}
+
+/// The `redis` table with everything that does not depend on a running script.
+fn redis_table(lua: &Lua, logger: Logger) -> mlua::Result<Table> {
+    let redis = lua.create_table()?;
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|_, values: MultiValue| {
+            if values.len() != 1 {
+                return Err(redis_error("wrong number of arguments"));
+            }
+            let data = match &values[0] {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Integer(n) => n.to_string().into_bytes(),
+                Value::Number(n) => crate::number::format_g(*n, 14).into_bytes(),
+                _ => Vec::new(),
+            };
+            Ok(sha1_hex(&data))
+        })?,
+    )?;
+    redis.raw_set(
+        "error_reply",
+        lua.create_function(|lua, values: MultiValue| single_field(lua, &values, "err"))?,
+    )?;
+    redis.raw_set(
+        "status_reply",
+        lua.create_function(|lua, values: MultiValue| single_field(lua, &values, "ok"))?,
+    )?;
+    redis.raw_set(
+        "log",
+        lua.create_function(move |_, values: MultiValue| {
+            if values.len() < 2 {
+                return Err(redis_error("redis.log() requires two arguments or more."));
+            }
+            let Some(level) = number(&values[0]) else {
+                return Err(redis_error("First argument must be a number (log level)."));
+            };
+            let level = match level as i64 {
+                0 => LogLevel::Debug,
+                1 => LogLevel::Verbose,
+                2 => LogLevel::Notice,
+                3 => LogLevel::Warning,
+                _ => return Err(redis_error("Invalid debug level.")),
+            };
+            let parts: Vec<String> = values
+                .iter()
+                .skip(1)
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+                    Value::Integer(n) => Some(n.to_string()),
+                    Value::Number(n) => Some(crate::number::format_g(*n, 14)),
+                    _ => None,
+                })
+                .collect();
+            logger(level, &parts.join(" "));
+            Ok(())
+        })?,
+    )?;
+    for (name, value) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
+        redis.raw_set(name, value)?;
+    }
+    redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
+    redis.raw_set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
+    redis.raw_set(
+        "acl_check_cmd",
+        lua.create_function(|_, values: MultiValue| {
+            if values.is_empty() {
+                return Err(redis_error(
+                    "Please specify at least one argument for this redis lib call",
+                ));
+            }
+            Ok(true)
+        })?,
+    )?;
+    Ok(redis)
+}
+
+/// `redis.error_reply` / `redis.status_reply`: `{field = text}`; an error reply without a
+/// leading `-` gets the `ERR` code... as Redis's `luaPushErrorBuff` does.
+fn single_field(lua: &Lua, values: &MultiValue, field: &str) -> mlua::Result<Value> {
+    let values: Vec<&Value> = values.iter().collect();
+    let [Value::String(text)] = values.as_slice() else {
+        return Ok(Value::Table(convert::error_table(
+            lua,
+            "wrong number or type of arguments",
+        )?));
+    };
+    if field == "err" {
+        let text = String::from_utf8_lossy(&text.as_bytes()).into_owned();
+        let text = if text.starts_with('-') {
+            text
+        } else {
+            format!("-{text}")
+        };
+        return Ok(Value::Table(convert::error_table(lua, &text)?));
+    }
+    let table = lua.create_table()?;
+    table.raw_set(field, text.clone())?;
+    Ok(Value::Table(table))
+}
+
+/// The message handler of every script run: turns what was raised into Redis's error table
+/// (`{err = ..., source = ..., line = ...}`), with the place in the user's code.
+fn error_handler(lua: &Lua, error: Value) -> mlua::Result<Table> {
+    let table = match &error {
+        Value::Table(table) => table.clone(),
+        other => {
+            let table = lua.create_table()?;
+            table.raw_set("err", format!("ERR {}", error_value_text(other)))?;
+            table
+        }
+    };
+    for level in 1..64 {
+        let Some((what, source, line)) = lua.inspect_stack(level, |debug| {
+            let source = debug.source();
+            (
+                source.what,
+                source.source.map(|s| s.into_owned()),
+                debug.current_line(),
+            )
+        }) else {
+            break;
+        };
+        if what == "C" || source.as_deref() == Some("=[amber]") {
+            continue;
+        }
+        if let (Some(source), Some(line)) = (source, line) {
+            table.raw_set("source", source)?;
+            table.raw_set("line", line as i64)?;
+        }
+        break;
+    }
+    Ok(table)
+}
+
+/// The text of a raised value that is not an error table.
+fn error_value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+        Value::Error(error) => lua_error_text(error),
+        Value::Nil => "nil".to_string(),
+        Value::Integer(n) => n.to_string(),
+        Value::Number(n) => crate::number::format_g(*n, 14),
+        other => format!("{:?}", other.type_name()),
+    }
+}
+
+/// The message of a Lua error, without mlua's wrapping and tracebacks.
+pub(crate) fn lua_error_text(error: &mlua::Error) -> String {
+    match error {
+        mlua::Error::CallbackError { cause, .. } => lua_error_text(cause),
+        mlua::Error::RuntimeError(message) | mlua::Error::MemoryError(message) => {
+            message.lines().next().unwrap_or_default().to_string()
+        }
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::WithContext { cause, .. } => lua_error_text(cause),
+        other => other.to_string(),
+    }
+}

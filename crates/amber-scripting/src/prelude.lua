@@ -1,0 +1,113 @@
+-- Amber's Lua prelude: builds the sandbox Redis 7.0 gives scripts. It runs once, when the
+-- engine starts, with the real globals table, the hidden bridge to the server and the error
+-- handler; it returns the environment scripts run in and the function that runs them.
+local G, bridge, handler, libraries = ...
+local real_pcall, real_setmetatable, real_rawset = pcall, setmetatable, rawset
+local error, type, tostring, xpcall = error, type, tostring, xpcall
+
+-- Tables scripts see read-only: a proxy that reads through to the real table.
+local readonly = real_setmetatable({}, {__mode = 'k'})
+local function deny()
+  error('Attempt to modify a readonly table', 2)
+end
+local function protect(target, index)
+  local meta = {__index = index or target, __newindex = deny}
+  local proxy = real_setmetatable({}, meta)
+  local meta_view = real_setmetatable({}, {__index = meta, __newindex = deny, __metatable = false})
+  readonly[meta_view] = true
+  meta.__metatable = meta_view
+  readonly[proxy] = true
+  return proxy
+end
+
+G.setmetatable = function(t, m)
+  if readonly[t] then deny() end
+  return real_setmetatable(t, m)
+end
+G.rawset = function(t, k, v)
+  if readonly[t] then deny() end
+  return real_rawset(t, k, v)
+end
+-- Redis 7's pcall: a Redis error table caught by pcall comes back as its message.
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local err = ...
+  if type(err) == 'table' and type(err.err) == 'string' then
+    err = err.err
+  elseif type(err) == 'userdata' then
+    err = bridge.error_text(err)
+  end
+  return false, err
+end
+G.pcall = function(f, ...)
+  return caught(real_pcall(f, ...))
+end
+
+-- The redis API. call raises a command's error, pcall returns it.
+local redis = G.redis
+redis.call = function(...)
+  local ok, reply = bridge.call(...)
+  if ok then return reply end
+  error(reply, 0)
+end
+redis.pcall = function(...)
+  local _, reply = bridge.call(...)
+  return reply
+end
+redis.setresp = function(...) return bridge.setresp(...) end
+redis.set_repl = function(...) return bridge.set_repl(...) end
+redis.replicate_commands = function() return true end
+
+for _, name in ipairs(libraries) do
+  G[name] = protect(G[name])
+end
+
+-- What Functions' library code sees while FUNCTION LOAD runs it.
+local library_api = {
+  register_function = function(...) return bridge.register_function(...) end,
+  log = redis.log,
+  LOG_DEBUG = redis.LOG_DEBUG, LOG_VERBOSE = redis.LOG_VERBOSE,
+  LOG_NOTICE = redis.LOG_NOTICE, LOG_WARNING = redis.LOG_WARNING,
+  REDIS_VERSION = redis.REDIS_VERSION, REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM,
+}
+local library_redis = protect(library_api, function(_, key)
+  local value = library_api[key]
+  if value == nil then
+    error("Script attempted to access nonexistent global variable '" .. tostring(key) .. "'", 2)
+  end
+  return value
+end)
+
+local loading = false
+local function lookup(_, key)
+  local value
+  if loading then
+    if key == 'redis' then return library_redis end
+  else
+    value = G[key]
+  end
+  if value == nil then
+    error("Script attempted to access nonexistent global variable '" .. tostring(key) .. "'", 2)
+  end
+  return value
+end
+local env = protect(G, lookup)
+G._G = env
+
+local function run(f, eval_mode, keys, argv)
+  if eval_mode then
+    real_rawset(G, 'KEYS', keys)
+    real_rawset(G, 'ARGV', argv)
+    return xpcall(f, handler)
+  end
+  return xpcall(function() return f(keys, argv) end, handler)
+end
+
+local function load_library(f)
+  loading = true
+  local ok, err = xpcall(f, handler)
+  loading = false
+  return ok, err
+end
+
+return env, run, load_library
