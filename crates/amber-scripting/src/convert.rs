@@ -3,7 +3,7 @@
 
 use amber_protocol::{Frame, ReplyWriter};
 use bytes::Bytes;
-use mlua::{Lua, MultiValue, Result, Table, Value};
+use mlua::{Lua, Result, Table, Value};
 
 use crate::number::format_g;
 
@@ -12,16 +12,18 @@ const MAX_REPLY_DEPTH: usize = 2000;
 
 /// The arguments of `redis.call`: strings as they are, numbers as `%.17g` (Lua's own
 /// conversion would lose precision). `Err` holds Redis's message for anything else.
-pub(crate) fn command_args(values: &MultiValue) -> std::result::Result<Vec<Bytes>, &'static str> {
-    if values.is_empty() {
+pub(crate) fn command_args(
+    values: &Table,
+    count: usize,
+) -> std::result::Result<Vec<Bytes>, &'static str> {
+    if count == 0 {
         return Err("Please specify at least one argument for this redis lib call");
     }
-    values
-        .iter()
-        .map(|value| match value {
+    (1..=count)
+        .map(|i| match values.raw_get::<Value>(i).unwrap_or(Value::Nil) {
             Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
             Value::Integer(n) => Ok(Bytes::from(n.to_string())),
-            Value::Number(n) => Ok(Bytes::from(format_g(*n, 17))),
+            Value::Number(n) => Ok(Bytes::from(format_g(n, 17))),
             _ => Err("Lua redis lib command arguments must be strings or integers"),
         })
         .collect()
@@ -198,39 +200,37 @@ fn write_table(table: &Table, out: &mut ReplyWriter, resp3: bool, depth: usize) 
         out.verbatim(&tag, &text.as_bytes());
         return Ok(());
     }
+    // Tables are walked twice (count, then write) holding one element at a time: Lua
+    // references are a scarce resource, and a reply may be large.
     if let Value::Table(map) = table.raw_get::<Value>("map")? {
-        let pairs: Vec<(Value, Value)> = map.pairs().collect::<Result<_>>()?;
-        out.map(pairs.len());
-        for (key, value) in &pairs {
-            write_at(key, out, resp3, depth + 1)?;
-            write_at(value, out, resp3, depth + 1)?;
-        }
-        return Ok(());
+        out.map(pair_count(&map)?);
+        return map.for_each::<Value, Value>(|key, value| {
+            write_at(&key, out, resp3, depth + 1)?;
+            write_at(&value, out, resp3, depth + 1)
+        });
     }
     if let Value::Table(set) = table.raw_get::<Value>("set")? {
-        let members: Vec<Value> = set
-            .pairs::<Value, Value>()
-            .map(|pair| pair.map(|(key, _)| key))
-            .collect::<Result<_>>()?;
-        out.set(members.len());
-        for member in &members {
-            write_at(member, out, resp3, depth + 1)?;
-        }
-        return Ok(());
+        out.set(pair_count(&set)?);
+        return set.for_each::<Value, Value>(|member, _| write_at(&member, out, resp3, depth + 1));
     }
-    let mut items = Vec::new();
-    loop {
-        let item: Value = table.raw_get(items.len() + 1)?;
-        if item.is_nil() {
-            break;
-        }
-        items.push(item);
+    let mut len = 0;
+    while !table.raw_get::<Value>(len + 1)?.is_nil() {
+        len += 1;
     }
-    out.array(items.len());
-    for item in &items {
-        write_at(item, out, resp3, depth + 1)?;
+    out.array(len);
+    for i in 1..=len {
+        write_at(&table.raw_get::<Value>(i)?, out, resp3, depth + 1)?;
     }
     Ok(())
+}
+
+fn pair_count(table: &Table) -> Result<usize> {
+    let mut count = 0;
+    table.for_each::<Value, Value>(|_, _| {
+        count += 1;
+        Ok(())
+    })?;
+    Ok(count)
 }
 
 #[cfg(test)]

@@ -163,8 +163,17 @@ impl Engine {
             .load(include_str!("prelude.lua"))
             .set_name("=[amber]")
             .into_function()?;
-        let (env, run, load_library): (Table, Function, Function) =
+        let redis: Table = globals.raw_get("redis")?;
+        let (env, run, load_library, call_bridge): (Table, Function, Function, Function) =
             prelude.call((globals, bridge.clone(), handler, libraries))?;
+        lua.set_named_registry_value("amber.call", call_bridge)?;
+        // SAFETY: `raising_call` only uses the Lua C API on the state it is given, and has no
+        // Rust value alive when `lua_error` unwinds out of it.
+        let call = unsafe { lua.create_c_function(raising_call) }?;
+        redis.raw_set("call", call)?;
+        // SAFETY: as `raising_call`, without raising.
+        let pcall = unsafe { lua.create_c_function(protected_call) }?;
+        redis.raw_set("pcall", pcall)?;
         let hook_mode = Rc::new(Cell::new(HookMode::Idle));
         let killed = Rc::new(Cell::new(false));
         let engine = Engine {
@@ -279,11 +288,10 @@ impl Engine {
             ));
         };
         let function = script.function.clone();
-        let name = format!("f_{sha}");
         let run = Invocation {
             function: &function,
             eval_mode: true,
-            name: &name,
+            name: &sha,
             keys,
             args,
         };
@@ -312,8 +320,8 @@ impl Engine {
         let result = self.lua.scope(|scope| {
             self.bridge.raw_set(
                 "call",
-                scope.create_function(|lua, values: MultiValue| {
-                    command_call(lua, &host, resp3.get(), &values)
+                scope.create_function(|lua, (values, count): (Table, usize)| {
+                    command_call(lua, &host, resp3.get(), &values, count)
                 })?,
             )?;
             self.bridge.raw_set(
@@ -408,6 +416,58 @@ impl Engine {
     }
 }
 
+/// The registry key of the Lua function behind `redis.call`.
+const CALL_BRIDGE: &std::ffi::CStr = c"amber.call";
+
+/// Calls the bridge with the C function's arguments packed in one table (a command may have
+/// thousands of arguments, more than a call's stack takes) and leaves `ok, reply` on top.
+///
+/// # Safety
+/// `state` must be the running Lua state, inside a C function called by Lua.
+unsafe fn call_bridge_packed(state: *mut mlua::ffi::lua_State) {
+    use mlua::ffi;
+    // SAFETY: a C function starts with LUA_MINSTACK free slots; this pushes four at most
+    // beyond its arguments, and the bridge function is set at engine start.
+    unsafe {
+        let argc = ffi::lua_gettop(state);
+        ffi::lua_createtable(state, argc, 0);
+        for i in 1..=argc {
+            ffi::lua_pushvalue(state, i);
+            ffi::lua_rawseti(state, -2, ffi::lua_Integer::from(i));
+        }
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_BRIDGE.as_ptr());
+        ffi::lua_insert(state, -2);
+        ffi::lua_pushinteger(state, ffi::lua_Integer::from(argc));
+        ffi::lua_call(state, 2, 2);
+    }
+}
+
+/// `redis.call`: the command's reply, or its error table raised. It is a C function so that
+/// Lua's tail calls keep the caller's frame (the place Redis's error messages name), and so
+/// that the raised value is the table itself, as Redis raises it.
+unsafe extern "C-unwind" fn raising_call(state: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    // SAFETY: called by Lua as a C function; no Rust value is alive when `lua_error` unwinds.
+    unsafe {
+        call_bridge_packed(state);
+        if ffi::lua_toboolean(state, -2) != 0 {
+            return 1;
+        }
+        ffi::lua_error(state)
+    }
+}
+
+/// `redis.pcall`: the command's reply, or its error table returned.
+unsafe extern "C-unwind" fn protected_call(
+    state: *mut mlua::ffi::lua_State,
+) -> std::os::raw::c_int {
+    // SAFETY: called by Lua as a C function.
+    unsafe {
+        call_bridge_packed(state);
+    }
+    1
+}
+
 /// The hex SHA1 of `data`, as `SCRIPT LOAD` and `redis.sha1hex` give it.
 pub fn sha1_hex(data: &[u8]) -> String {
     use sha1::Digest;
@@ -470,9 +530,10 @@ fn command_call(
     lua: &Lua,
     host: &RefCell<&mut dyn Host>,
     resp3: bool,
-    values: &MultiValue,
+    values: &Table,
+    count: usize,
 ) -> mlua::Result<(bool, Value)> {
-    let args = match convert::command_args(values) {
+    let args = match convert::command_args(values, count) {
         Ok(args) => args,
         Err(message) => return Ok((false, Value::Table(convert::error_table(lua, message)?))),
     };

@@ -43,16 +43,23 @@ G.pcall = function(f, ...)
   return caught(real_pcall(f, ...))
 end
 
--- The redis API. call raises a command's error, pcall returns it.
-local redis = G.redis
-redis.call = function(...)
-  local ok, reply = bridge.call(...)
-  if ok then return reply end
-  error(reply, 0)
+-- loadstring compiles text only (Redis's Lua refuses bytecode), into the sandbox.
+local real_loadstring, setfenv = loadstring, setfenv
+local sandbox_env
+G.loadstring = function(code, name)
+  if type(code) == 'string' and code:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  local f, err = real_loadstring(code, name)
+  if f and sandbox_env then setfenv(f, sandbox_env) end
+  return f, err
 end
-redis.pcall = function(...)
-  local _, reply = bridge.call(...)
-  return reply
+
+-- The redis API. call (a C function set by the engine, so a tail call keeps the caller's
+-- frame for error positions) raises a command's error; pcall returns it.
+local redis = G.redis
+local function call_bridge(args, count)
+  return bridge.call(args, count)
 end
 redis.setresp = function(...) return bridge.setresp(...) end
 redis.set_repl = function(...) return bridge.set_repl(...) end
@@ -93,6 +100,7 @@ local function lookup(_, key)
 end
 local env = protect(G, lookup)
 G._G = env
+sandbox_env = env
 
 local function run(f, eval_mode, keys, argv)
   if eval_mode then
@@ -110,4 +118,4 @@ local function load_library(f)
   return ok, err
 end
 
-return env, run, load_library
+return env, run, load_library, call_bridge

@@ -6,7 +6,8 @@
 //! * [`net`]: listeners, one task per connection, the cron and signals;
 //! * [`commands`]: the command table and each command's implementation, over a `Ctx`;
 //! * `server`: the state every command works on, owned by the event-loop thread;
-//! * `persistence`, `replication`, `pubsub`: what a command's effects feed.
+//! * `persistence`, `replication`, `pubsub`: what a command's effects feed;
+//! * `scripting`: the Lua interpreter (from `amber-scripting`) tied to the command layer.
 
 pub mod alloc;
 pub(crate) mod commands;
@@ -17,6 +18,7 @@ pub(crate) mod notify;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod replication;
+pub(crate) mod scripting;
 pub(crate) mod server;
 
 pub use net::run;

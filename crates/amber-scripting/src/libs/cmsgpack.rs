@@ -182,13 +182,17 @@ fn encode_table(table: &Table, level: usize, out: &mut Vec<u8>) -> Result<()> {
         }
         return Ok(());
     }
-    let pairs: Vec<(Value, Value)> = table.clone().pairs().collect::<Result<_>>()?;
-    header(out, pairs.len(), 0x80, 0xde, 0xdf);
-    for (key, value) in &pairs {
-        encode(key, level + 1, out)?;
-        encode(value, level + 1, out)?;
-    }
-    Ok(())
+    // Two passes, holding one pair at a time: Lua references are a scarce resource.
+    let mut count = 0;
+    table.for_each::<Value, Value>(|_, _| {
+        count += 1;
+        Ok(())
+    })?;
+    header(out, count, 0x80, 0xde, 0xdf);
+    table.for_each::<Value, Value>(|key, value| {
+        encode(&key, level + 1, out)?;
+        encode(&value, level + 1, out)
+    })
 }
 
 fn header(out: &mut Vec<u8>, len: usize, fix: u8, sixteen: u8, thirty_two: u8) {

@@ -163,6 +163,11 @@ fn memory_section(server: &Server) -> String {
     let peak = alloc::peak_memory();
     let rss = alloc::rss_bytes();
     let maxmemory = server.config.get_i64("maxmemory").max(0) as usize;
+    let (lua, (scripts, scripts_bytes)) = server
+        .scripting
+        .engine
+        .as_ref()
+        .map_or((0, (0, 0)), |engine| (engine.memory(), engine.scripts_usage()));
     lines(&[
         ("used_memory", used.to_string()),
         ("used_memory_human", human(used)),
@@ -181,6 +186,11 @@ fn memory_section(server: &Server) -> String {
             format!("{:.2}", rss as f64 / used.max(1) as f64),
         ),
         ("mem_allocator", "libc".into()),
+        ("used_memory_lua", lua.to_string()),
+        ("used_memory_lua_human", human(lua)),
+        ("used_memory_scripts", scripts_bytes.to_string()),
+        ("used_memory_scripts_human", human(scripts_bytes)),
+        ("number_of_cached_scripts", scripts.to_string()),
     ])
 }
 

@@ -21,6 +21,7 @@ mod lists;
 pub(crate) mod long_double;
 mod memory;
 mod migrate;
+mod scripting_cmds;
 pub(crate) mod pubsub_cmds;
 mod server_cmds;
 mod sets;
@@ -99,6 +100,8 @@ pub(crate) struct ClientState {
     pub watching: Vec<transactions::WatchedKey>,
     /// Set while EXEC runs queued commands (blocking commands then never block).
     pub in_exec: bool,
+    /// The client scripts run their commands as.
+    pub in_script: bool,
     /// Set once the connection became a replica (`SYNC`/`PSYNC`): from then on it only
     /// receives the replication stream.
     pub replica: bool,
@@ -176,6 +179,7 @@ impl ClientState {
             transaction: None,
             watching: Vec::new(),
             in_exec: false,
+            in_script: false,
             serving_blocked: false,
             replica: false,
             reply_mode: ReplyMode::On,
@@ -736,7 +740,8 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         transactions::flag_failed(ctx);
         return;
     }
-    if paused(ctx, spec) {
+    let flags = scripting_cmds::effective_flags(ctx, spec, args);
+    if paused(ctx, spec, flags) {
         blocking::hold_for_pause(ctx, args);
         return;
     }
@@ -745,13 +750,13 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
     }
-    if let Some(refusal) = replication_refusal(ctx, spec) {
+    if let Some(refusal) = replication_refusal(ctx, flags) {
         ctx.server.command_stats.record_rejected(name);
         ctx.error(refusal);
         transactions::flag_failed(ctx);
         return;
     }
-    if spec.flags.contains(table::WRITE)
+    if flags.contains(table::WRITE)
         && !ctx.client.is_master
         && let Some(refusal) = ctx.server.write_refusal()
     {
@@ -772,39 +777,39 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// Whether a pause holds this command now (`CLIENT PAUSE`, `FAILOVER`). The replication
 /// links and commands inside EXEC are never held; EXEC is held as a write.
-fn paused(ctx: &Ctx, spec: &CommandSpec) -> bool {
+fn paused(ctx: &Ctx, spec: &CommandSpec, flags: table::Flags) -> bool {
     if ctx.client.is_master || ctx.client.replica || ctx.client.in_exec {
         return false;
     }
     if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
         return false;
     }
-    let write = spec.flags.contains(table::WRITE) || spec.name == "exec";
+    let write = flags.contains(table::WRITE) || spec.name == "exec";
     ctx.server.pauses.holds(write, std::time::Instant::now())
 }
 
 /// Why replication forbids this command here, if it does: a stale replica with
 /// `replica-serve-stale-data no`, a write to a read-only replica, or a write without enough
 /// good replicas (`min-replicas-to-write`). The master's own stream is never refused.
-fn replication_refusal(ctx: &Ctx, spec: &CommandSpec) -> Option<&'static str> {
+fn replication_refusal(ctx: &Ctx, flags: table::Flags) -> Option<&'static str> {
     if ctx.client.is_master {
         return None;
     }
     let server = &*ctx.server;
     if let Some(link) = &server.replication.master {
         let stale = link.state != crate::replication::LinkState::Connected;
-        if stale && !spec.flags.contains(table::STALE) && !server.settings.replica_serve_stale_data
+        if stale && !flags.contains(table::STALE) && !server.settings.replica_serve_stale_data
         {
             return Some(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             );
         }
-        if spec.flags.contains(table::WRITE) && server.settings.replica_read_only {
+        if flags.contains(table::WRITE) && server.settings.replica_read_only {
             return Some("READONLY You can't write against a read only replica.");
         }
         return None;
     }
-    if spec.flags.contains(table::WRITE) {
+    if flags.contains(table::WRITE) {
         return server.replicas_refusal();
     }
     None
@@ -824,6 +829,13 @@ fn check_call(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Strin
         return Err(errors::NOAUTH.to_string());
     }
     Ok(())
+}
+
+/// Executes a command a script called (checked by the script host), counting it as Redis
+/// counts the commands of scripts.
+pub(crate) fn execute_for_script(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
+    ctx.server.stats.commands_processed += 1;
+    run(ctx, spec, args);
 }
 
 /// Executes a command from inside EXEC (already checked when it was queued).

@@ -416,6 +416,10 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             }
             _ => ctx.error(errors::NOT_INTEGER),
         },
+        (b"set-disable-deny-scripts", 3) => {
+            ctx.server.debug.disable_deny_scripts = args[2].as_ref() != b"0";
+            ctx.out.ok();
+        }
         (b"set-active-expire", 3) => {
             ctx.server.debug.active_expire_enabled = args[2].as_ref() != b"0";
             ctx.out.ok();
@@ -567,8 +571,8 @@ fn debug_protocol(ctx: &mut Ctx, kind: &[u8]) {
 }
 
 fn debug_object(ctx: &mut Ctx, key: &[u8]) {
-    let now = ctx.server.now_ms;
-    let Some(entry) = ctx.db().peek(key, now) else {
+    // As Redis, the key is looked up as stored: an expired key not yet deleted is shown.
+    let Some(entry) = ctx.db().raw(key) else {
         return ctx.error(errors::NO_SUCH_KEY);
     };
     let length = match &entry.value {

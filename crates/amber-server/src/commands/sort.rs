@@ -112,8 +112,9 @@ fn sort_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
         return;
     };
     let mut dont_sort = options.by.as_ref().is_some_and(|by| !by.contains(&b'*'));
-    if dont_sort && kind == Kind::Set && options.store.is_some() {
-        // A set has no order of its own: what is stored is sorted, so it is deterministic.
+    if dont_sort && kind == Kind::Set && (options.store.is_some() || ctx.client.in_script) {
+        // A set has no order of its own: what is stored, or given to a script, is sorted so
+        // that it is deterministic.
         dont_sort = false;
         options.alpha = true;
         options.by = None;

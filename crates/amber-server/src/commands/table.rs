@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use super::{
     Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, pubsub_cmds,
-    server_cmds, sets, sort, streams, strings, sync, transactions, zsets,
+    scripting_cmds, server_cmds, sets, sort, streams, strings, sync, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -64,6 +64,13 @@ impl Flags {
     }
 }
 
+impl Flags {
+    /// These flags without those of `other`.
+    pub(crate) fn without(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+}
+
 impl std::ops::BitOr for Flags {
     type Output = Flags;
     fn bitor(self, other: Flags) -> Flags {
@@ -91,6 +98,33 @@ pub(crate) struct CommandSpec {
     pub group: &'static str,
     /// One-line description.
     pub summary: &'static str,
+}
+
+impl CommandSpec {
+    /// Whether `argc` arguments (the name included) fit the command's arity.
+    pub(crate) fn accepts(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity > 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    /// Flagged `noscript`: scripts may not call it.
+    pub(crate) fn is_noscript(&self) -> bool {
+        self.flags.contains(NOSCRIPT)
+    }
+
+    /// Flagged `write`.
+    pub(crate) fn is_write(&self) -> bool {
+        self.flags.contains(WRITE)
+    }
+
+    /// Flagged `stale`: allowed on a replica whose master link is down.
+    pub(crate) fn is_stale_ok(&self) -> bool {
+        self.flags.contains(STALE)
+    }
 }
 
 const fn cmd(
@@ -135,9 +169,92 @@ const BITMAP: &str = "bitmap";
 const PUBSUB: &str = "pubsub";
 const C: &str = "connection";
 const X: &str = "stream";
+const LUA: &str = "scripting";
+const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0);
 
 /// Every command Amber implements.
 pub(super) static COMMANDS: &[CommandSpec] = &[
+    cmd(
+        "eval",
+        scripting_cmds::eval,
+        -3,
+        SCRIPT_RUN,
+        NONE,
+        LUA,
+        "Executes a server-side Lua script.",
+    ),
+    cmd(
+        "eval_ro",
+        scripting_cmds::eval_ro,
+        -3,
+        Flags(SCRIPT_RUN.0 | READONLY.0),
+        NONE,
+        LUA,
+        "Executes a read-only server-side Lua script.",
+    ),
+    cmd(
+        "evalsha",
+        scripting_cmds::evalsha,
+        -3,
+        SCRIPT_RUN,
+        NONE,
+        LUA,
+        "Executes a server-side Lua script by SHA1 digest.",
+    ),
+    cmd(
+        "evalsha_ro",
+        scripting_cmds::evalsha_ro,
+        -3,
+        Flags(SCRIPT_RUN.0 | READONLY.0),
+        NONE,
+        LUA,
+        "Executes a read-only server-side Lua script by SHA1 digest.",
+    ),
+    cmd(
+        "fcall",
+        scripting_cmds::fcall,
+        -3,
+        SCRIPT_RUN,
+        NONE,
+        LUA,
+        "Invokes a function.",
+    ),
+    cmd(
+        "fcall_ro",
+        scripting_cmds::fcall_ro,
+        -3,
+        Flags(SCRIPT_RUN.0 | READONLY.0),
+        NONE,
+        LUA,
+        "Invokes a read-only function.",
+    ),
+    cmd(
+        "cluster",
+        scripting_cmds::cluster,
+        -2,
+        Flags(NOSCRIPT.0 | STALE.0),
+        NONE,
+        "cluster",
+        "A container for Redis Cluster commands.",
+    ),
+    cmd(
+        "script",
+        scripting_cmds::script,
+        -2,
+        NOSCRIPT,
+        NONE,
+        LUA,
+        "A container for Lua scripts management commands.",
+    ),
+    cmd(
+        "function",
+        scripting_cmds::function,
+        -2,
+        NOSCRIPT,
+        NONE,
+        LUA,
+        "A container for function commands.",
+    ),
     cmd(
         "xadd",
         streams::xadd,

@@ -50,18 +50,37 @@ pub(crate) async fn serve<S>(
             allocated = allocated.max(input.capacity());
             info.borrow_mut().query_buffer_capacity = allocated;
         }
+        sync_protocol(&info, &mut out);
         let (keep_going, appended) = match client.blocked.as_ref().map(|b| b.deadline) {
             None => {
-                let read = tokio::select! {
-                    result = stream.read_buf(&mut input) => result,
-                    _ = kill.notified() => break,
-                    _ = push.notified() => {
+                let pending = std::mem::take(&mut info.borrow_mut().busy.input);
+                let woke = if pending.is_empty() {
+                    // While it waits, a script running past its threshold may serve it.
+                    let idle = input.is_empty() && !parser.in_progress();
+                    park(&info, client, idle);
+                    let woke = tokio::select! {
+                        result = stream.read_buf(&mut input) => Woke::Read(result),
+                        _ = kill.notified() => Woke::Kill,
+                        _ = push.notified() => Woke::Push,
+                        _ = shrink.notified() => Woke::Shrink,
+                    };
+                    client = unpark(&info)
+                        .unwrap_or_else(|| ClientState::connected(info.clone(), id, local, false));
+                    woke
+                } else {
+                    input.extend_from_slice(&pending);
+                    Woke::Read(Ok(pending.len()))
+                };
+                let read = match woke {
+                    Woke::Read(result) => result,
+                    Woke::Kill => break,
+                    Woke::Push => {
                         if !write_outbox(&mut stream, &info, &kill).await {
                             break;
                         }
                         continue;
                     }
-                    _ = shrink.notified() => {
+                    Woke::Shrink => {
                         let target = info.borrow_mut().shrink_to.take();
                         match target {
                             Some(0) if input.is_empty() => {
@@ -198,6 +217,41 @@ pub(crate) async fn serve<S>(
     }
     server.links.invalidated.remove(&id);
     server.clients.remove(&id);
+}
+
+/// What ended a connection task's wait for input.
+enum Woke {
+    /// Bytes arrived (or the read failed).
+    Read(std::io::Result<usize>),
+    /// The client is being closed.
+    Kill,
+    /// Pub/Sub messages, or input read while a script was busy, wait.
+    Push,
+    /// The cron asks the query buffer to shrink.
+    Shrink,
+}
+
+/// Hands the client's state to the server while the task waits (see `net::busy`).
+fn park(info: &RefCell<ClientInfo>, client: ClientState, idle: bool) {
+    let mut info = info.borrow_mut();
+    info.busy.parked = Some(client);
+    info.busy.idle = idle;
+}
+
+/// Takes the client's state back after a wait.
+fn unpark(info: &RefCell<ClientInfo>) -> Option<ClientState> {
+    let mut info = info.borrow_mut();
+    info.busy.idle = false;
+    info.busy.parked.take()
+}
+
+/// Follows a protocol change made while the task waited (`HELLO` served during a busy
+/// script).
+fn sync_protocol(info: &RefCell<ClientInfo>, out: &mut ReplyWriter) {
+    let resp3 = info.borrow().resp == 3;
+    if resp3 != (out.protocol() == Protocol::Resp3) {
+        out.set_protocol(if resp3 { Protocol::Resp3 } else { Protocol::Resp2 });
+    }
 }
 
 /// Writes the Pub/Sub messages waiting for this client; false when the connection must close

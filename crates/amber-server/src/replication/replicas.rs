@@ -121,7 +121,12 @@ pub(crate) struct Replicas {
 }
 
 impl Replicas {
-    /// Whether none is attached.
+    /// Whether the client `id` is an attached replica.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.list.iter().any(|replica| replica.id == id)
+    }
+
+    /// Whether no replica is attached.
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -68,6 +68,30 @@ pub(crate) struct ClientInfo {
     /// This blocked client must stop waiting (`CLIENT UNBLOCK`, a role change): with an error
     /// reply, or `None` to reply as if it timed out.
     pub unblock: Option<Option<&'static str>>,
+    /// What a script running past `busy-reply-threshold` needs to serve this client.
+    pub busy: BusyLink,
+}
+
+/// Lets the server serve a client while a long script runs (see `net::busy`): the connection
+/// task parks its state here while it waits for input.
+#[derive(Default)]
+pub(crate) struct BusyLink {
+    /// The client's state, while its task waits for input.
+    pub parked: Option<crate::commands::ClientState>,
+    /// The task waits with no partial request in its buffer: input may be read beside it.
+    pub idle: bool,
+    /// Bytes read while a script was busy that the task has not seen yet.
+    pub input: Vec<u8>,
+}
+
+impl std::fmt::Debug for BusyLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusyLink")
+            .field("parked", &self.parked.is_some())
+            .field("idle", &self.idle)
+            .field("input", &self.input.len())
+            .finish()
+    }
 }
 
 impl ClientInfo {
@@ -101,6 +125,7 @@ impl ClientInfo {
             kill: Rc::new(Notify::new()),
             wake: Rc::new(Notify::new()),
             unblock: None,
+            busy: BusyLink::default(),
         }
     }
 }

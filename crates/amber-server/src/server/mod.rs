@@ -93,6 +93,8 @@ pub(crate) struct Server {
     pub(crate) migrate_sockets: crate::commands::MigrateSockets,
     /// Per-command and per-error counters (`INFO commandstats | errorstats | latencystats`).
     pub(crate) command_stats: crate::commands::stats::CommandStats,
+    /// The Lua interpreter, its scripts and Functions, and the running script.
+    pub(crate) scripting: crate::scripting::Scripting,
 }
 
 /// What the running command records and reports, besides its reply (reset as it ends).
@@ -101,16 +103,23 @@ pub(crate) struct RunningCommand {
     /// What the command records in the AOF instead of itself (see `Ctx::propagate_as`).
     pub(crate) propagation_override: Option<Vec<Vec<bytes::Bytes>>>,
     /// The writes of the EXEC being run, recorded when it ends (see [`Server::end_exec`]).
-    pub(crate) exec_propagation: Option<Vec<(usize, Vec<bytes::Bytes>)>>,
+    pub(crate) exec_propagation: Option<Vec<HeldWrite>>,
     /// The keys (with their database) the command says it changed, when they differ from
     /// what its key specification names (see `Ctx::modified_only`, `Ctx::modified_in`).
     pub(crate) modified_override: Option<Vec<(usize, bytes::Bytes)>>,
     /// The keys of `modified_override` come on top of the key specification's.
     pub(crate) modified_with_spec: bool,
+    /// `redis.set_repl` of the running script: its writes skip the AOF (`.0`) or the
+    /// replicas (`.1`).
+    pub(crate) script_skips: (bool, bool),
     /// `error_replies` when the last command's counters were taken: a command failed if more
     /// errors were replied since (inner commands of EXEC move it, as in Redis).
     pub(crate) errors_seen: u64,
 }
+
+/// A write held until its EXEC or script ends: the database, the command, and where it must
+/// not go (`redis.set_repl`: the AOF, the replicas).
+pub(crate) type HeldWrite = (usize, Vec<bytes::Bytes>, (bool, bool));
 
 /// Behaviour changed by DEBUG subcommands, for tests.
 pub(crate) struct DebugKnobs {
@@ -120,6 +129,8 @@ pub(crate) struct DebugKnobs {
     pub(crate) skip_checksum_validation: bool,
     /// `DEBUG QUICKLIST-PACKED-THRESHOLD`: list elements this large are saved as plain nodes.
     pub(crate) list_packed_threshold: usize,
+    /// `DEBUG SET-DISABLE-DENY-SCRIPTS`: scripts may call commands flagged `noscript`.
+    pub(crate) disable_deny_scripts: bool,
 }
 
 impl Default for DebugKnobs {
@@ -128,6 +139,7 @@ impl Default for DebugKnobs {
             active_expire_enabled: true,
             skip_checksum_validation: false,
             list_packed_threshold: 1 << 30,
+            disable_deny_scripts: false,
         }
     }
 }
@@ -166,6 +178,7 @@ impl Server {
         let aof = crate::persistence::aof::Aof::new(&config);
         let jobs = crate::persistence::jobs::Jobs::new(Default::default());
         Server {
+            scripting: crate::scripting::Scripting::new(),
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
@@ -272,14 +285,20 @@ impl Server {
                 .iter()
                 .map(|arg| bytes::Bytes::copy_from_slice(arg.as_ref()))
                 .collect();
-            held.push((db, args));
+            let skips = self.command.script_skips;
+            if skips != (true, true) {
+                held.push((db, args, skips));
+            }
             return;
         }
-        if self.aof.is_on() {
+        let (skip_aof, skip_replicas) = self.command.script_skips;
+        if self.aof.is_on() && !skip_aof {
             let now = self.now_ms;
             self.aof.feed(db, args, now);
         }
-        self.replication.feed(db, args);
+        if !skip_replicas {
+            self.replication.feed(db, args);
+        }
     }
 
     /// EXEC starts: its writes are held until it ends.
@@ -298,9 +317,12 @@ impl Server {
             self.aof.begin_exec();
             self.replication.begin_exec();
         }
-        for (db, args) in &held {
+        let skips = self.command.script_skips;
+        for (db, args, held_skips) in &held {
+            self.command.script_skips = *held_skips;
             self.propagate(*db, args);
         }
+        self.command.script_skips = skips;
         if wrap {
             self.aof.end_exec();
             self.replication.end_exec();

@@ -40,6 +40,9 @@ pub(crate) struct Settings {
     pub replica_read_only: bool,
     /// `replica-serve-stale-data`.
     pub replica_serve_stale_data: bool,
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds: a script running longer
+    /// lets other clients in, to get `-BUSY` or to kill it.
+    pub busy_reply_threshold: u64,
 }
 
 impl Settings {
@@ -67,6 +70,7 @@ impl Settings {
             ),
             replica_read_only: config.get_bool("replica-read-only"),
             replica_serve_stale_data: config.get_bool("replica-serve-stale-data"),
+            busy_reply_threshold: config.get_i64("busy-reply-threshold").max(0) as u64,
             latency_percentiles: crate::commands::stats::parse_percentiles(
                 config.get("latency-tracking-info-percentiles"),
             )

@@ -102,6 +102,13 @@ fn parse(ctx: &mut Ctx, args: &[Bytes], group_cmd: bool) -> Option<ReadArgs> {
         ctx.error("ERR Missing GROUP option for XREADGROUP");
         return None;
     }
+    if read.block.is_some() && ctx.client.in_script {
+        let name = if group_cmd { "xreadgroup" } else { "xread" };
+        ctx.error(&format!(
+            "ERR {name} command is not allowed with BLOCK option from scripts"
+        ));
+        return None;
+    }
     if ctx.client.serving_blocked && read.count == 0 {
         read.count = BLOCKED_DEFAULT_COUNT;
     }

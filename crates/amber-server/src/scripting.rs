@@ -1,0 +1,357 @@
+//! Scripts and Functions in the server: the engine (from `amber-scripting`), the client a
+//! script's commands run as, the checks Redis makes before a script runs and before each
+//! command it calls, and the state of the running script (`SCRIPT KILL`, `FUNCTION STATS`,
+//! `-BUSY`).
+
+use std::time::Instant;
+
+use amber_protocol::{Frame, Protocol, ReplyWriter};
+use amber_scripting::{Engine, Host, LogLevel, ScriptError, ScriptFlags};
+use bytes::Bytes;
+
+use crate::commands::{ClientState, Ctx};
+use crate::server::Server;
+
+/// The id of the client scripts run their commands as.
+pub(crate) const SCRIPT_CLIENT_ID: u64 = u64::MAX - 1;
+
+/// The scripting state of the server.
+pub(crate) struct Scripting {
+    /// The interpreter; `None` while a script runs (it is lent to the run).
+    pub(crate) engine: Option<Engine>,
+    /// The client a script's commands run as; `None` while a script runs.
+    client: Option<ClientState>,
+    /// The script running now, if any.
+    pub(crate) running: Option<RunningScript>,
+}
+
+/// The script running now.
+pub(crate) struct RunningScript {
+    /// `f_<sha>` or the function's name.
+    pub(crate) name: String,
+    /// The command that started it (`FUNCTION STATS`).
+    pub(crate) command: Vec<Bytes>,
+    /// When it started.
+    pub(crate) started: Instant,
+    /// Started by `EVAL`/`EVALSHA` rather than `FCALL`.
+    pub(crate) eval: bool,
+    /// A write ran: the script can no longer be killed.
+    pub(crate) wrote: bool,
+    /// Sent by this replica's master: never killed.
+    pub(crate) from_master: bool,
+    /// `SCRIPT KILL` or `FUNCTION KILL` asked it to stop.
+    pub(crate) kill_requested: bool,
+    /// It ran past `busy-reply-threshold`: other clients get `-BUSY`.
+    pub(crate) busy: bool,
+}
+
+impl Scripting {
+    /// A fresh interpreter with no script or library.
+    pub(crate) fn new() -> Scripting {
+        let engine = Engine::new(Box::new(log_from_script))
+            .unwrap_or_else(|error| panic!("the Lua interpreter could not start: {error}"));
+        let info = crate::server::ClientInfo::new(
+            SCRIPT_CLIENT_ID,
+            String::new(),
+            String::new(),
+            -1,
+            false,
+        );
+        let mut client = ClientState::connected(
+            std::rc::Rc::new(std::cell::RefCell::new(info)),
+            SCRIPT_CLIENT_ID,
+            true,
+            true,
+        );
+        client.in_exec = true;
+        client.in_script = true;
+        Scripting {
+            engine: Some(engine),
+            client: Some(client),
+            running: None,
+        }
+    }
+
+    /// The interpreter, unless a script is running.
+    pub(crate) fn engine(&mut self) -> Option<&mut Engine> {
+        self.engine.as_mut()
+    }
+
+}
+
+fn log_from_script(level: LogLevel, message: &str) {
+    let level = match level {
+        LogLevel::Debug => crate::log::Level::Debug,
+        LogLevel::Verbose => crate::log::Level::Verbose,
+        LogLevel::Notice => crate::log::Level::Notice,
+        LogLevel::Warning => crate::log::Level::Warning,
+    };
+    crate::log::log(level, message);
+}
+
+/// What runs: a cached script or a function.
+pub(crate) enum Target<'a> {
+    /// `EVAL`/`EVALSHA`: the cached script with this SHA1.
+    Script(&'a str),
+    /// `FCALL`: the function with this name.
+    Function(&'a str),
+}
+
+/// Checks Redis makes before a script with `flags` runs (`scriptPrepareForRun`); `Err` is the
+/// error reply.
+pub(crate) fn check_before_run(
+    ctx: &mut Ctx,
+    flags: ScriptFlags,
+    read_only_command: bool,
+) -> Result<(), String> {
+    let server = &mut *ctx.server;
+    let stale = server
+        .replication
+        .master
+        .as_ref()
+        .is_some_and(|link| link.state != crate::replication::LinkState::Connected)
+        && !server.settings.replica_serve_stale_data;
+    if flags.contains(ScriptFlags::EVAL_COMPAT) {
+        if stale {
+            return Err(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    if stale && !flags.contains(ScriptFlags::ALLOW_STALE) {
+        return Err("MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to 'no' and 'allow-stale' flag is not set on the script.".into());
+    }
+    if flags.contains(ScriptFlags::NO_WRITES) {
+        return Ok(());
+    }
+    let obeyed = ctx.client.is_master;
+    if server.replication.is_replica() && server.settings.replica_read_only && !obeyed {
+        return Err("READONLY Can not run script with write flag on readonly replica".into());
+    }
+    if !obeyed && let Some(refusal) = server.write_refusal() {
+        return Err(if refusal == crate::commands::errors::MISCONF {
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts.".into()
+        } else {
+            let cause = server.aof.write_error().unwrap_or_default();
+            format!("MISCONF Redis is configured to persist data to AOF, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts. AOF error: {cause}")
+        });
+    }
+    if read_only_command {
+        return Err("ERR Can not execute a script with write flag using *_ro command.".into());
+    }
+    if let Some(refusal) = server.replicas_refusal() {
+        return Err(refusal.into());
+    }
+    Ok(())
+}
+
+/// Runs a script or function for the caller in `ctx` and writes its reply.
+pub(crate) fn run(
+    ctx: &mut Ctx,
+    target: Target<'_>,
+    flags: ScriptFlags,
+    read_only_command: bool,
+    keys: &[Bytes],
+    args: &[Bytes],
+    command: &[Bytes],
+) {
+    let (Some(mut engine), Some(mut client)) = (
+        ctx.server.scripting.engine.take(),
+        ctx.server.scripting.client.take(),
+    ) else {
+        ctx.error("ERR scripts cannot run scripts");
+        return;
+    };
+    let (name, eval) = match target {
+        Target::Script(sha) => (sha.to_ascii_lowercase(), true),
+        Target::Function(name) => (name.to_string(), false),
+    };
+    ctx.server.scripting.running = Some(RunningScript {
+        name,
+        command: command.to_vec(),
+        started: Instant::now(),
+        eval,
+        wrote: false,
+        from_master: ctx.client.is_master,
+        kill_requested: false,
+        busy: false,
+    });
+    client.db = ctx.client.db;
+    client.is_master = ctx.client.is_master;
+    let nested = ctx.server.command.exec_propagation.is_some();
+    if !nested {
+        ctx.server.begin_exec();
+    }
+    let read_only = read_only_command
+        || (!flags.contains(ScriptFlags::EVAL_COMPAT) && flags.contains(ScriptFlags::NO_WRITES));
+    let mut host = ScriptHost {
+        server: &mut *ctx.server,
+        client: &mut client,
+        read_only,
+        out: ReplyWriter::new(Protocol::Resp2),
+    };
+    let result = match target {
+        Target::Script(sha) => engine.eval(&mut host, sha, keys, args, ctx.out),
+        Target::Function(name) => engine.call_function(&mut host, name, keys, args, ctx.out),
+    };
+    drop(host);
+    ctx.server.command.script_skips = (false, false);
+    if !nested {
+        ctx.server.end_exec();
+    }
+    // The script's commands were recorded one by one; the script itself is not.
+    ctx.propagate_as(Vec::new());
+    let finished = ctx.server.scripting.running.take();
+    if finished.is_some_and(|r| r.busy) {
+        crate::net::busy::resume_clients(ctx.server);
+    }
+    ctx.server.scripting.engine = Some(engine);
+    ctx.server.scripting.client = Some(client);
+    if let Err(ScriptError { message, counted }) = result {
+        if counted {
+            ctx.out.error(&message);
+        } else {
+            ctx.error(&message);
+        }
+    }
+}
+
+/// The server as a script's [`Host`].
+struct ScriptHost<'a> {
+    server: &'a mut Server,
+    client: &'a mut ClientState,
+    read_only: bool,
+    out: ReplyWriter,
+}
+
+impl ScriptHost<'_> {
+    /// Redis's checks on a write a script is about to run (`scriptVerifyWriteCommandAllow`).
+    fn check_write(&mut self) -> Result<(), String> {
+        if self.read_only {
+            return Err("Write commands are not allowed from read-only scripts.".into());
+        }
+        let wrote = self.server.scripting.running.as_ref().is_some_and(|r| r.wrote);
+        if wrote {
+            return Ok(());
+        }
+        let obeyed = self.client.is_master;
+        if self.server.replication.is_replica() && self.server.settings.replica_read_only && !obeyed
+        {
+            return Err("-READONLY You can't write against a read only replica.".into());
+        }
+        if !obeyed && let Some(refusal) = self.server.write_refusal() {
+            return Err(format!("-{refusal}"));
+        }
+        if let Some(refusal) = self.server.replicas_refusal() {
+            return Err(format!("-{refusal}"));
+        }
+        Ok(())
+    }
+}
+
+impl Host for ScriptHost<'_> {
+    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Result<Frame, String> {
+        let spec = crate::commands::lookup(&args[0]);
+        let spec = match spec {
+            Some(spec) if spec.accepts(args.len()) => spec,
+            Some(_) => return Err("Wrong number of args calling Redis command from script".into()),
+            None => return Err("Unknown Redis command called from script".into()),
+        };
+        if spec.is_noscript() && !self.server.debug.disable_deny_scripts {
+            return Err("This Redis command is not allowed from script".into());
+        }
+        let stale = self
+            .server
+            .replication
+            .master
+            .as_ref()
+            .is_some_and(|link| link.state != crate::replication::LinkState::Connected);
+        if stale && !self.server.settings.replica_serve_stale_data && !spec.is_stale_ok() {
+            return Err("Can not execute the command on a stale replica".into());
+        }
+        if spec.is_write() {
+            self.check_write()?;
+            if let Some(running) = self.server.scripting.running.as_mut() {
+                running.wrote = true;
+            }
+        }
+        self.out
+            .set_protocol(if resp3 { Protocol::Resp3 } else { Protocol::Resp2 });
+        self.out.buffer().clear();
+        let mut ctx = Ctx {
+            server: &mut *self.server,
+            client: &mut *self.client,
+            out: &mut self.out,
+        };
+        crate::commands::execute_for_script(&mut ctx, spec, &args);
+        reply_frame(self.out.buffer())
+            .ok_or_else(|| "the command gave no reply the script can read".into())
+    }
+
+    fn set_replication(&mut self, aof: bool, replicas: bool) {
+        self.server.command.script_skips = (!aof, !replicas);
+    }
+
+    fn interrupt(&mut self) -> bool {
+        let threshold = self.server.settings.busy_reply_threshold;
+        let Some(running) = self.server.scripting.running.as_mut() else {
+            return false;
+        };
+        let elapsed = running.started.elapsed();
+        if threshold > 0 && elapsed.as_millis() as u64 >= threshold {
+            if !running.busy {
+                running.busy = true;
+                crate::warning!(
+                    "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command. Script name is: {}.",
+                    elapsed.as_millis(),
+                    if running.eval { "SCRIPT KILL" } else { "FUNCTION KILL" },
+                    running.name
+                );
+            }
+            crate::net::busy::serve_while_busy(self.server);
+        }
+        self.server
+            .scripting
+            .running
+            .as_ref()
+            .is_some_and(|r| r.kill_requested)
+    }
+}
+
+/// The reply a command wrote, as a frame; RESP3 attributes before it are skipped, as Redis
+/// does not show them to scripts.
+fn reply_frame(reply: &[u8]) -> Option<Frame> {
+    let mut reply = reply;
+    while reply.first() == Some(&b'|') {
+        // An attribute is a map with another type byte.
+        let mut as_map = reply.to_vec();
+        as_map[0] = b'%';
+        let (_, used) = Frame::parse(&as_map).ok()??;
+        reply = &reply[used..];
+    }
+    Frame::parse(reply).ok()?.map(|(frame, _)| frame)
+}
+
+/// `SCRIPT KILL` (`eval`) or `FUNCTION KILL`: asks the running script to stop, with Redis's
+/// refusals; `Err` is the error reply.
+pub(crate) fn kill(server: &mut Server, eval: bool) -> Result<(), &'static str> {
+    let Some(running) = server.scripting.running.as_mut() else {
+        return Err("NOTBUSY No scripts in execution right now.");
+    };
+    if running.from_master {
+        return Err("UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.");
+    }
+    if running.wrote {
+        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    }
+    if eval && !running.eval {
+        return Err("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.");
+    }
+    if !eval && running.eval {
+        return Err("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+    }
+    running.kill_requested = true;
+    Ok(())
+}
