@@ -41,8 +41,8 @@ pub use model::{
 pub use raw::{QuicklistNode, RawValue, Strings, parse_score};
 pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_functions_payload, parse_payload};
 pub use writer::{
-    RdbWriter, Thresholds, WRITABLE_VERSIONS, WRITE_VERSION, WriteError, WriteOptions, dump_payload,
-    functions_payload,
+    RdbWriter, Thresholds, WRITABLE_VERSIONS, WRITE_VERSION, WriteError, WriteOptions,
+    dump_payload, functions_payload,
 };
 
 /// Redis's RDB checksum: CRC-64 with the Jones polynomial, reflected, initial value 0.

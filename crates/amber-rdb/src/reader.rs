@@ -780,7 +780,9 @@ pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadEr
             .u8("a function opcode")
             .map_err(|kind| PayloadError::BadFormat(kind.to_string()))?;
         if opcode != opcodes::FUNCTION2 {
-            return Err(PayloadError::BadFormat("given type is not a function".into()));
+            return Err(PayloadError::BadFormat(
+                "given type is not a function".into(),
+            ));
         }
         let code = input
             .string()

@@ -362,5 +362,8 @@ fn cmsgpack_round_trips_big_values() {
         return #encoded
     "#;
     let reply = run(body);
-    assert!(matches!(reply, Ok(Frame::Integer(n)) if n > 100000), "{reply:?}");
+    assert!(
+        matches!(reply, Ok(Frame::Integer(n)) if n > 100000),
+        "{reply:?}"
+    );
 }

@@ -76,7 +76,6 @@ impl Scripting {
     pub(crate) fn engine(&mut self) -> Option<&mut Engine> {
         self.engine.as_mut()
     }
-
 }
 
 fn log_from_script(level: LogLevel, message: &str) {
@@ -135,7 +134,9 @@ pub(crate) fn check_before_run(
             "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts.".into()
         } else {
             let cause = server.aof.write_error().unwrap_or_default();
-            format!("MISCONF Redis is configured to persist data to AOF, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts. AOF error: {cause}")
+            format!(
+                "MISCONF Redis is configured to persist data to AOF, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts. AOF error: {cause}"
+            )
         });
     }
     if read_only_command {
@@ -232,7 +233,12 @@ impl ScriptHost<'_> {
         if self.read_only {
             return Err("Write commands are not allowed from read-only scripts.".into());
         }
-        let wrote = self.server.scripting.running.as_ref().is_some_and(|r| r.wrote);
+        let wrote = self
+            .server
+            .scripting
+            .running
+            .as_ref()
+            .is_some_and(|r| r.wrote);
         if wrote {
             return Ok(());
         }
@@ -277,8 +283,11 @@ impl Host for ScriptHost<'_> {
                 running.wrote = true;
             }
         }
-        self.out
-            .set_protocol(if resp3 { Protocol::Resp3 } else { Protocol::Resp2 });
+        self.out.set_protocol(if resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        });
         self.out.buffer().clear();
         let mut ctx = Ctx {
             server: &mut *self.server,
@@ -306,7 +315,11 @@ impl Host for ScriptHost<'_> {
                 crate::warning!(
                     "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command. Script name is: {}.",
                     elapsed.as_millis(),
-                    if running.eval { "SCRIPT KILL" } else { "FUNCTION KILL" },
+                    if running.eval {
+                        "SCRIPT KILL"
+                    } else {
+                        "FUNCTION KILL"
+                    },
                     running.name
                 );
             }
@@ -341,16 +354,24 @@ pub(crate) fn kill(server: &mut Server, eval: bool) -> Result<(), &'static str> 
         return Err("NOTBUSY No scripts in execution right now.");
     };
     if running.from_master {
-        return Err("UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.");
+        return Err(
+            "UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.",
+        );
     }
     if running.wrote {
-        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+        return Err(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+        );
     }
     if eval && !running.eval {
-        return Err("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.");
+        return Err(
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+        );
     }
     if !eval && running.eval {
-        return Err("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+        return Err(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        );
     }
     running.kill_requested = true;
     Ok(())

@@ -167,7 +167,9 @@ fn memory_section(server: &Server) -> String {
         .scripting
         .engine
         .as_ref()
-        .map_or((0, (0, 0)), |engine| (engine.memory(), engine.scripts_usage()));
+        .map_or((0, (0, 0)), |engine| {
+            (engine.memory(), engine.scripts_usage())
+        });
     lines(&[
         ("used_memory", used.to_string()),
         ("used_memory_human", human(used)),

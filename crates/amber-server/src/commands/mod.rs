@@ -21,8 +21,8 @@ mod lists;
 pub(crate) mod long_double;
 mod memory;
 mod migrate;
-mod scripting_cmds;
 pub(crate) mod pubsub_cmds;
+mod scripting_cmds;
 mod server_cmds;
 mod sets;
 mod sort;
@@ -45,6 +45,7 @@ use crate::server::{ClientInfo, Server};
 pub(crate) use connection::describe as describe_client;
 pub(crate) use connection::stop_monitoring;
 pub(crate) use migrate::MigrateSockets;
+pub(crate) use scripting_cmds::library_sources;
 pub(crate) use sync::{follow, promote};
 pub(crate) use table::{CommandSpec, lookup};
 
@@ -740,7 +741,11 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         transactions::flag_failed(ctx);
         return;
     }
-    let flags = scripting_cmds::effective_flags(ctx, spec, args);
+    let flags = if spec.name == "exec" {
+        transactions::queued_flags(ctx)
+    } else {
+        scripting_cmds::effective_flags(ctx, spec, args)
+    };
     if paused(ctx, spec, flags) {
         blocking::hold_for_pause(ctx, args);
         return;
@@ -750,17 +755,20 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
     }
-    if let Some(refusal) = replication_refusal(ctx, flags) {
+    let refusal = replication_refusal(ctx, flags)
+        .map(str::to_string)
+        .or_else(|| {
+            (flags.contains(table::WRITE) && !ctx.client.is_master)
+                .then(|| ctx.server.write_refusal())
+                .flatten()
+        });
+    if let Some(refusal) = refusal {
         ctx.server.command_stats.record_rejected(name);
-        ctx.error(refusal);
-        transactions::flag_failed(ctx);
-        return;
-    }
-    if flags.contains(table::WRITE)
-        && !ctx.client.is_master
-        && let Some(refusal) = ctx.server.write_refusal()
-    {
-        ctx.server.command_stats.record_rejected(name);
+        if spec.name == "exec" && ctx.client.transaction.is_some() {
+            // The queued commands decide EXEC's flags: refused as a whole, with the cause.
+            transactions::abort(ctx, &refusal);
+            return;
+        }
         ctx.error(&refusal);
         transactions::flag_failed(ctx);
         return;
@@ -798,8 +806,7 @@ fn replication_refusal(ctx: &Ctx, flags: table::Flags) -> Option<&'static str> {
     let server = &*ctx.server;
     if let Some(link) = &server.replication.master {
         let stale = link.state != crate::replication::LinkState::Connected;
-        if stale && !flags.contains(table::STALE) && !server.settings.replica_serve_stale_data
-        {
+        if stale && !flags.contains(table::STALE) && !server.settings.replica_serve_stale_data {
             return Some(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             );

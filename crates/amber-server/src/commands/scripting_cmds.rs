@@ -78,9 +78,11 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
     let declared = match spec.name {
         "eval" | "eval_ro" => ctx.server.scripting.engine().and_then(|engine| {
             let sha = amber_scripting::sha1_hex(&args[1]);
-            engine
-                .script_flags(&sha)
-                .or_else(|| amber_scripting::parse_shebang(&args[1]).ok().map(|s| s.flags))
+            engine.script_flags(&sha).or_else(|| {
+                amber_scripting::parse_shebang(&args[1])
+                    .ok()
+                    .map(|s| s.flags)
+            })
         }),
         "evalsha" | "evalsha_ro" => ctx
             .server
@@ -97,7 +99,9 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
     let Some(declared) = declared.filter(|f| !f.contains(ScriptFlags::EVAL_COMPAT)) else {
         return spec.flags;
     };
-    let mut flags = spec.flags.without(table::STALE | table::DENYOOM | table::WRITE);
+    let mut flags = spec
+        .flags
+        .without(table::STALE | table::DENYOOM | table::WRITE);
     if !declared.contains(ScriptFlags::NO_WRITES) {
         flags = flags | table::WRITE;
         if !declared.contains(ScriptFlags::ALLOW_OOM) {
@@ -236,8 +240,7 @@ pub(super) fn script(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.array(SCRIPT_HELP.len());
         SCRIPT_HELP.iter().for_each(|line| ctx.out.simple(line));
     } else if is(sub, "flush") {
-        if args.len() == 3 && !(is(&args[2], "sync") || is(&args[2], "async")) || args.len() > 3
-        {
+        if args.len() == 3 && !(is(&args[2], "sync") || is(&args[2], "async")) || args.len() > 3 {
             return ctx.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
         }
         if let Some(engine) = ctx.server.scripting.engine() {
@@ -295,7 +298,9 @@ pub(super) fn script(ctx: &mut Ctx, args: &[Bytes]) {
 pub(super) fn function(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];
     let known = |name: &str| is(sub, name);
-    if ["load", "delete", "restore", "flush"].iter().any(|name| known(name))
+    if ["load", "delete", "restore", "flush"]
+        .iter()
+        .any(|name| known(name))
         && let Some(refusal) = library_write_refusal(ctx)
     {
         return ctx.error(&refusal);
@@ -341,9 +346,11 @@ pub(super) fn function(ctx: &mut Ctx, args: &[Bytes]) {
         }
     } else if known("stats") && args.len() == 2 {
         function_stats(ctx);
-    } else if ["load", "delete", "dump", "restore", "flush", "kill", "stats"]
-        .iter()
-        .any(|name| known(name))
+    } else if [
+        "load", "delete", "dump", "restore", "flush", "kill", "stats",
+    ]
+    .iter()
+    .any(|name| known(name))
     {
         subcommand_arity(ctx, "function", sub);
     } else {

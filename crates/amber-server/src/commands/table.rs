@@ -14,7 +14,7 @@ use bytes::Bytes;
 pub(super) type Handler = fn(&mut Ctx, &[Bytes]);
 
 /// A set of command flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Flags(u32);
 
 /// Changes the dataset.
@@ -65,6 +65,11 @@ impl Flags {
 }
 
 impl Flags {
+    /// Only those of these flags that `other` has too.
+    pub(crate) fn only(self, other: Flags) -> Flags {
+        Flags(self.0 & other.0)
+    }
+
     /// These flags without those of `other`.
     pub(crate) fn without(self, other: Flags) -> Flags {
         Flags(self.0 & !other.0)
@@ -170,6 +175,8 @@ const PUBSUB: &str = "pubsub";
 const C: &str = "connection";
 const X: &str = "stream";
 const LUA: &str = "scripting";
+/// EXEC's own flags (those of its queued commands are added, see `transactions`).
+pub(super) const EXEC_FLAGS: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0);
 const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0);
 
 /// Every command Amber implements.
@@ -403,7 +410,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "echo",
         connection::echo,
         2,
-        FAST,
+        Flags(FAST.0 | LOADING.0 | STALE.0),
         NONE,
         C,
         "Returns the given string.",
@@ -610,7 +617,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hset",
         hashes::hset,
         -4,
-        W,
+        WF,
         ONE,
         H,
         "Creates or modifies the value of a field in a hash.",
@@ -619,7 +626,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hmset",
         hashes::hmset,
         -4,
-        W,
+        WF,
         ONE,
         H,
         "Sets the values of multiple fields.",
@@ -628,7 +635,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hsetnx",
         hashes::hsetnx,
         4,
-        W,
+        WF,
         ONE,
         H,
         "Sets the value of a field in a hash only when the field doesn't exist.",
@@ -871,7 +878,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "smove",
         sets::smove,
         4,
-        WF,
+        Flags(WRITE.0 | FAST.0),
         TWO,
         SET,
         "Moves a member from one set to another.",
@@ -1294,7 +1301,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "blmpop",
         blocking::blmpop,
         -5,
-        Flags(WRITE.0 | NOSCRIPT.0),
+        WRITE,
         NONE,
         L,
         "Pops the first element from one of multiple lists. Blocks until an element is available otherwise.",
@@ -1303,7 +1310,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "bzmpop",
         blocking::bzmpop,
         -5,
-        Flags(WRITE.0 | NOSCRIPT.0),
+        WRITE,
         NONE,
         Z,
         "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise.",
@@ -1447,7 +1454,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "exec",
         transactions::exec,
         1,
-        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        EXEC_FLAGS,
         NONE,
         "transactions",
         "Executes all commands in a transaction.",
@@ -1960,7 +1967,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "migrate",
         migrate::migrate,
         -6,
-        W,
+        WRITE,
         (3, 3, 1),
         K,
         "Atomically transfers a key from one Redis instance to another.",

@@ -80,6 +80,34 @@ pub(super) fn exec(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.client.in_exec = false;
 }
 
+/// The flags EXEC has: those of the commands it queued, together (as Redis's
+/// `mstate.cmd_flags`), so a read-only replica or a failed save refuses a transaction that
+/// writes before any of it runs.
+pub(super) fn queued_flags(ctx: &mut Ctx) -> super::table::Flags {
+    let Some(transaction) = ctx.client.transaction.take() else {
+        return super::table::EXEC_FLAGS;
+    };
+    let mut queued = super::table::Flags::default();
+    for args in &transaction.queued {
+        if let Some(spec) = super::lookup(&args[0]) {
+            queued = queued | super::scripting_cmds::effective_flags(ctx, spec, args);
+        }
+    }
+    ctx.client.transaction = Some(transaction);
+    // Only whether they write (and may grow memory) carries over, as in Redis.
+    super::table::EXEC_FLAGS | queued.only(super::table::WRITE | super::table::DENYOOM)
+}
+
+/// Ends the transaction without running it: `EXECABORT` with the reason.
+pub(super) fn abort(ctx: &mut Ctx, reason: &str) {
+    ctx.client.transaction = None;
+    unwatch_all(ctx);
+    let reason = reason.strip_prefix('-').unwrap_or(reason);
+    ctx.error(&format!(
+        "EXECABORT Transaction discarded because of: {reason}"
+    ));
+}
+
 /// Queues `args` inside MULTI.
 pub(super) fn queue(ctx: &mut Ctx, args: &[Bytes]) {
     if let Some(transaction) = ctx.client.transaction.as_mut() {

@@ -75,7 +75,11 @@ fn serve_client(server: &mut Server, info: &Rc<RefCell<ClientInfo>>) {
         (info.fd, info.resp, std::mem::take(&mut info.busy.input))
     };
     read_available(fd, &mut pending);
-    let protocol = if resp == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+    let protocol = if resp == 3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
     let mut out = ReplyWriter::new(protocol);
     let mut consumed = 0;
     while let Some((args, used)) = next_command(&pending[consumed..]) {
@@ -118,7 +122,10 @@ fn write_all(fd: i32, mut data: &[u8]) {
                 attempts += 1;
                 // SAFETY: `fd` is the client's socket, open while the client is registered.
                 let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-                let mut polled = [nix::poll::PollFd::new(borrowed, nix::poll::PollFlags::POLLOUT)];
+                let mut polled = [nix::poll::PollFd::new(
+                    borrowed,
+                    nix::poll::PollFlags::POLLOUT,
+                )];
                 let _ = nix::poll::poll(&mut polled, nix::poll::PollTimeout::from(10u8));
             }
             Err(_) => return,
@@ -213,7 +220,9 @@ fn handle(
 /// `SHUTDOWN NOSAVE` ends the server at once, script and all, as Redis does; a shutdown that
 /// would save is refused while the script runs.
 fn shutdown_while_busy(server: &mut Server, args: &[Bytes], out: &mut ReplyWriter) {
-    let nosave = args[1..].iter().any(|arg| arg.eq_ignore_ascii_case(b"nosave"));
+    let nosave = args[1..]
+        .iter()
+        .any(|arg| arg.eq_ignore_ascii_case(b"nosave"));
     if !nosave {
         crate::warning!("Refusing to save on SHUTDOWN while a script runs; use SHUTDOWN NOSAVE.");
         out.error("ERR Errors trying to SHUTDOWN. Check logs.");

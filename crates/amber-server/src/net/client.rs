@@ -250,7 +250,11 @@ fn unpark(info: &RefCell<ClientInfo>) -> Option<ClientState> {
 fn sync_protocol(info: &RefCell<ClientInfo>, out: &mut ReplyWriter) {
     let resp3 = info.borrow().resp == 3;
     if resp3 != (out.protocol() == Protocol::Resp3) {
-        out.set_protocol(if resp3 { Protocol::Resp3 } else { Protocol::Resp2 });
+        out.set_protocol(if resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        });
     }
 }
 

@@ -392,7 +392,7 @@ pub(crate) fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
 }
 
 /// How a base file is written.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum BaseFormat {
     /// RDB form (`aof-use-rdb-preamble yes`), with these options.
     Rdb(SaveOptions),
@@ -401,11 +401,13 @@ pub(crate) enum BaseFormat {
     Commands {
         /// Start with a timestamp annotation.
         timestamp: bool,
+        /// The Functions libraries' sources, written first as `FUNCTION LOAD`s.
+        functions: std::sync::Arc<[bytes::Bytes]>,
     },
 }
 
 impl BaseFormat {
-    fn is_rdb(self) -> bool {
+    fn is_rdb(&self) -> bool {
         matches!(self, BaseFormat::Rdb(_))
     }
 }
@@ -417,6 +419,7 @@ pub(crate) fn write_commands_file(
     keyspace: &Keyspace,
     path: &Path,
     timestamp: bool,
+    functions: &[bytes::Bytes],
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
     let file = File::create(path)?;
@@ -426,6 +429,13 @@ pub(crate) fn write_commands_file(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         write!(out, "#TS:{now}\r\n")?;
+    }
+    // As Redis's rewrite: the libraries first, so the keys' commands may call them.
+    let mut encoded = Vec::new();
+    for code in functions {
+        encoded.clear();
+        amber_aof::encode_command(&[b"FUNCTION".as_slice(), b"LOAD", code], &mut encoded);
+        out.write_all(&encoded)?;
     }
     let keys = write_commands(keyspace, &mut out, reporter)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -451,9 +461,16 @@ pub(crate) fn write_base(
                 true,
                 &mut Reporter::disconnected(),
             )?,
-            BaseFormat::Commands { timestamp } => {
-                write_commands_file(keyspace, &temp, timestamp, &mut Reporter::disconnected())?
-            }
+            BaseFormat::Commands {
+                timestamp,
+                functions,
+            } => write_commands_file(
+                keyspace,
+                &temp,
+                timestamp,
+                &functions,
+                &mut Reporter::disconnected(),
+            )?,
         };
         amber_snapshot::durable::install(&temp, &dir.join(name))?;
         Ok(keys)

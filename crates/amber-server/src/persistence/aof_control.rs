@@ -91,6 +91,7 @@ impl Server {
         } else {
             crate::persistence::aof::BaseFormat::Commands {
                 timestamp: self.config.get_bool("aof-timestamp-enabled"),
+                functions: crate::commands::library_sources(self).into(),
             }
         }
     }

@@ -329,7 +329,9 @@ impl LoadJob {
         let finished = match job {
             FileJob::Rdb(loader) => match rdb_step(server, loader, &name) {
                 Ok(false) => None,
-                Ok(true) => match commands_after(path, loader.offset()) {
+                Ok(true) => match install_functions(server, loader, &name)
+                    .and_then(|()| commands_after(path, loader.offset()))
+                {
                     Ok(next) => {
                         *job = next;
                         None
@@ -404,6 +406,20 @@ fn open_file(path: &Path) -> Result<Option<FileJob>, AofLoadError> {
         return Ok(Some(FileJob::Rdb(Box::new(loader))));
     }
     commands_after(path, 0).map(Some)
+}
+
+/// Installs the Functions libraries an AOF's RDB base recorded.
+fn install_functions(
+    server: &mut Server,
+    loader: &crate::persistence::rdb::Loader,
+    name: &str,
+) -> Result<(), AofLoadError> {
+    server
+        .replace_functions(&loader.repl.functions)
+        .map_err(|reason| AofLoadError::BadRdbBase {
+            name: name.to_string(),
+            reason: format!("its Functions libraries do not load: {reason}"),
+        })
 }
 
 /// A command reader positioned at `offset` of `path`.

@@ -96,6 +96,7 @@ impl Server {
         self.prepare_incr_for_rewrite(&paths)?;
         let waiting = self.aof.waiting_first_incr;
         let format = self.aof_base_format();
+        let rdb_base = matches!(format, BaseFormat::Rdb(_));
         let temp = temp_rewrite_path(&paths.dir, std::process::id());
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
@@ -126,7 +127,7 @@ impl Server {
                 (None, true) => self.aof.manifest.incr_seq,
                 (None, false) => u64::MAX,
             },
-            rdb: matches!(format, BaseFormat::Rdb(_)),
+            rdb: rdb_base,
         };
         self.job_started(child, Work::Rewrite(job));
         Ok(())
@@ -287,9 +288,12 @@ fn write_rewrite_base(
             crate::persistence::rdb::write_snapshot(keyspace, temp, options, true, reporter)
                 .map(|_| ())
         }
-        BaseFormat::Commands { timestamp } => {
-            crate::persistence::aof::write_commands_file(keyspace, temp, timestamp, reporter)
-                .map(|_| ())
-        }
+        BaseFormat::Commands {
+            timestamp,
+            functions,
+        } => crate::persistence::aof::write_commands_file(
+            keyspace, temp, timestamp, &functions, reporter,
+        )
+        .map(|_| ()),
     }
 }

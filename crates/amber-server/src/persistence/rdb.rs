@@ -39,10 +39,12 @@ impl RdbState {
 }
 
 /// How a snapshot is written.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SaveOptions {
     /// Format options (`rdbcompression`, `rdbchecksum`).
     pub format: WriteOptions,
+    /// The Functions libraries' sources, written before the keys (`FUNCTION2`).
+    pub functions: std::sync::Arc<[bytes::Bytes]>,
     /// `rdb-key-save-delay`: microseconds to sleep per key (a test knob, as in Redis).
     pub key_delay_us: u64,
     /// The replication stream this snapshot belongs to (the `repl-*` AUX fields).
@@ -58,6 +60,7 @@ pub(crate) fn save_options(compression: bool, checksum: bool, key_delay_us: u64)
     };
     SaveOptions {
         format,
+        functions: std::sync::Arc::from(Vec::new()),
         key_delay_us,
         repl: None,
     }
@@ -112,6 +115,9 @@ pub(crate) fn write_rdb<W: std::io::Write>(
     writer
         .standard_aux(ctime, crate::alloc::used_memory() as u64, aof_base)
         .map_err(to_io)?;
+    for code in options.functions.iter() {
+        writer.function(code).map_err(to_io)?;
+    }
     if let Some(repl) = options.repl {
         let replid = String::from_utf8_lossy(&repl.replid);
         writer
@@ -226,15 +232,18 @@ pub(crate) struct Loader {
     /// act on them, as they did when they ran; Redis loads them too).
     pub keep_expired: bool,
     /// The replication stream the file recorded (`repl-id`, `repl-offset`, `repl-stream-db`).
-    pub repl: ReplFields,
+    pub repl: FileMeta,
     /// A step ends early rather than wait for the reader (a master's socket may be slow;
     /// the event loop must not wait on it).
     pub nonblocking: bool,
 }
 
-/// The `repl-*` AUX fields of a file, as read.
+/// What a file records besides its keys: the `repl-*` AUX fields and the Functions
+/// libraries, as read.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct ReplFields {
+pub(crate) struct FileMeta {
+    /// The sources of the Functions libraries (`FUNCTION2` records), in file order.
+    pub functions: Vec<Vec<u8>>,
     /// `repl-id`, when 40 characters long.
     pub replid: Option<String>,
     /// `repl-offset`.
@@ -243,7 +252,7 @@ pub(crate) struct ReplFields {
     pub stream_db: Option<i64>,
 }
 
-impl ReplFields {
+impl FileMeta {
     /// The replication id and offset, when the file recorded a usable stream position (as
     /// Redis, which ignores a `repl-stream-db` of -1 written by old versions).
     pub(crate) fn position(&self) -> Option<(String, u64, usize)> {
@@ -357,7 +366,7 @@ impl Loader {
             },
             key_delay_us: 0,
             keep_expired: false,
-            repl: ReplFields::default(),
+            repl: FileMeta::default(),
             nonblocking: false,
         }
     }
@@ -472,7 +481,7 @@ fn decode_item(
     now_ms: i64,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,
-    repl: &mut ReplFields,
+    repl: &mut FileMeta,
 ) -> Result<Option<Loaded>, RdbLoadError> {
     loop {
         let Some(item) = reader.next_raw_item()? else {
@@ -494,6 +503,10 @@ fn decode_item(
                 }));
             }
             Item::SelectDb(db) => return Ok(Some(Loaded::SelectDb(db))),
+            Item::Function(code) => {
+                repl.functions.push(code);
+                continue;
+            }
             _ => continue,
         };
         if entry.expire_at_ms.is_some_and(|at| at <= expired_before) {
@@ -545,11 +558,11 @@ pub(crate) fn load(
     keyspace: &mut Keyspace,
     now_ms: i64,
     limits: &EncodingLimits,
-) -> Result<LoadStats, RdbLoadError> {
+) -> Result<(LoadStats, FileMeta), RdbLoadError> {
     let mut loader = Loader::open(path)?;
     loop {
         match loader.step(keyspace, now_ms, limits, usize::MAX) {
-            Ok(true) => return Ok(loader.stats),
+            Ok(true) => return Ok((loader.stats, loader.repl)),
             Ok(false) => {}
             Err(message) => {
                 keyspace.clear();

@@ -68,7 +68,19 @@ impl Server {
         options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
         let stream_db = self.replication.master.as_ref().map(|link| link.stream_db);
         options.repl = self.replication.save_info(stream_db);
+        options.functions = crate::commands::library_sources(self).into();
         options
+    }
+
+    /// Replaces every Functions library with those a loaded file recorded (a start, `DEBUG
+    /// RELOAD`, a full synchronization), as Redis does.
+    pub(crate) fn replace_functions(&mut self, sources: &[Vec<u8>]) -> Result<(), String> {
+        let Some(engine) = self.scripting.engine() else {
+            return Err("a script is running".into());
+        };
+        engine
+            .restore_libraries(sources, amber_scripting::RestorePolicy::Flush)
+            .map_err(|error| error.message)
     }
 
     /// The encoding thresholds snapshots are written with: the configured ones, so a file
@@ -275,8 +287,14 @@ impl Server {
         self.keyspace.clear();
         let result = crate::persistence::rdb::load(&path, &mut self.keyspace, unix_ms(), &limits);
         self.aof.resume();
-        let stats = result?;
+        let (stats, meta) = result?;
         self.rdb.last_load = (stats.loaded, stats.expired);
+        if let Err(error) = self.replace_functions(&meta.functions) {
+            warning!(
+                "Failed loading the Functions of {}: {error}",
+                path.display()
+            );
+        }
         notice!("DB reloaded by DEBUG RELOAD");
         Ok(())
     }

@@ -155,6 +155,13 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
         started.elapsed().as_secs_f64()
     );
     server.rdb.last_load = (stats.loaded, stats.expired);
+    if let Err(error) = server.replace_functions(&loader.repl.functions) {
+        warning!(
+            "Failed loading the Functions libraries of {}: {error}",
+            path.display()
+        );
+        return Err(anyhow::Error::new(AlreadyLogged));
+    }
     if let Some((replid, offset, stream_db)) = loader.repl.position() {
         server.replication.restore(replid, offset);
         if let Some(link) = server.replication.master.as_mut() {

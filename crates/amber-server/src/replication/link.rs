@@ -991,7 +991,7 @@ fn apply(
 async fn load_snapshot(
     shared: &Rc<RefCell<Server>>,
     path: &Path,
-) -> Result<crate::persistence::rdb::ReplFields, LinkError> {
+) -> Result<crate::persistence::rdb::FileMeta, LinkError> {
     let mut loader = crate::persistence::rdb::Loader::open(path).map_err(|error| {
         warning!("Failed trying to load the MASTER synchronization DB from disk: {error}");
         LinkError::Logged
@@ -1056,9 +1056,12 @@ fn finish_full_sync(
     server: &mut Server,
     replid: String,
     offset: u64,
-    recorded: &crate::persistence::rdb::ReplFields,
+    recorded: &crate::persistence::rdb::FileMeta,
 ) {
     server.replication.adopt_master_history(replid, offset);
+    if let Err(error) = server.replace_functions(&recorded.functions) {
+        warning!("Failed loading the master's Functions libraries: {error}");
+    }
     if let Some(link) = server.replication.master.as_mut() {
         link.stream_db = recorded
             .stream_db
