@@ -52,6 +52,9 @@ pub(crate) struct BenchArgs {
     /// Only the replication comparison (full sync, throughput with replicas, replica lag).
     #[arg(long)]
     pub replication_only: bool,
+    /// Only the scripting comparison (EVALSHA and FCALL of INCR plus EXPIRE).
+    #[arg(long)]
+    pub scripting_only: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -207,6 +210,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.replication_only {
         return crate::bench_replication::run(args);
+    }
+    if args.scripting_only {
+        return crate::bench_scripting::run(args);
     }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -413,8 +419,25 @@ fn memory(args: &BenchArgs) -> Result<()> {
 
 /// Sends one inline command and returns the reply's text (bulk strings read in full).
 pub(crate) fn command(stream: &mut TcpStream, line: &str) -> Result<String> {
-    use std::io::{BufRead, Read, Write};
+    use std::io::Write;
     stream.write_all(format!("{line}\r\n").as_bytes())?;
+    read_reply(stream, line)
+}
+
+/// Sends one command as a RESP array (arguments may hold any byte) and returns the reply's
+/// text.
+pub(crate) fn command_args(stream: &mut TcpStream, args: &[&str]) -> Result<String> {
+    use std::io::Write;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes())?;
+    read_reply(stream, args[0])
+}
+
+fn read_reply(stream: &mut TcpStream, line: &str) -> Result<String> {
+    use std::io::{BufRead, Read};
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
     let mut header = String::new();
     reader.read_line(&mut header)?;

@@ -15,6 +15,7 @@ mod bench;
 mod bench_aof;
 mod bench_pubsub;
 mod bench_replication;
+mod bench_scripting;
 mod bench_streams;
 mod redis_tests;
 mod tools;

@@ -88,6 +88,12 @@ fn log_from_script(level: LogLevel, message: &str) {
     crate::log::log(level, message);
 }
 
+/// Whether the caller's writes are never refused: the master's link and the AOF being loaded
+/// (Redis's `mustObeyClient`).
+fn obeyed(client: &ClientState) -> bool {
+    client.is_master || client.id == crate::commands::LOADING_CLIENT_ID
+}
+
 /// What runs: a cached script or a function.
 pub(crate) enum Target<'a> {
     /// `EVAL`/`EVALSHA`: the cached script with this SHA1.
@@ -125,7 +131,7 @@ pub(crate) fn check_before_run(
     if flags.contains(ScriptFlags::NO_WRITES) {
         return Ok(());
     }
-    let obeyed = ctx.client.is_master;
+    let obeyed = obeyed(ctx.client);
     if server.replication.is_replica() && server.settings.replica_read_only && !obeyed {
         return Err("READONLY Can not run script with write flag on readonly replica".into());
     }
@@ -175,7 +181,7 @@ pub(crate) fn run(
         started: Instant::now(),
         eval,
         wrote: false,
-        from_master: ctx.client.is_master,
+        from_master: obeyed(ctx.client),
         kill_requested: false,
         busy: false,
     });
@@ -190,6 +196,7 @@ pub(crate) fn run(
     let mut host = ScriptHost {
         server: &mut *ctx.server,
         client: &mut client,
+        obeyed: obeyed(ctx.client),
         read_only,
         out: ReplyWriter::new(Protocol::Resp2),
     };
@@ -223,6 +230,8 @@ pub(crate) fn run(
 struct ScriptHost<'a> {
     server: &'a mut Server,
     client: &'a mut ClientState,
+    /// The caller's writes are never refused (see [`obeyed`]).
+    obeyed: bool,
     read_only: bool,
     out: ReplyWriter,
 }
@@ -242,7 +251,7 @@ impl ScriptHost<'_> {
         if wrote {
             return Ok(());
         }
-        let obeyed = self.client.is_master;
+        let obeyed = self.obeyed;
         if self.server.replication.is_replica() && self.server.settings.replica_read_only && !obeyed
         {
             return Err("-READONLY You can't write against a read only replica.".into());

@@ -783,6 +783,11 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     run(ctx, spec, args);
 }
 
+/// Whether a command runs while the dataset loads (its `loading` flag).
+pub(crate) fn allowed_while_loading(args: &[Bytes]) -> bool {
+    lookup(&args[0]).is_some_and(|spec| spec.flags.contains(table::LOADING))
+}
+
 /// Whether a pause holds this command now (`CLIENT PAUSE`, `FAILOVER`). The replication
 /// links and commands inside EXEC are never held; EXEC is held as a write.
 fn paused(ctx: &Ctx, spec: &CommandSpec, flags: table::Flags) -> bool {

@@ -181,6 +181,14 @@ fn handle(
     args: &[Bytes],
     out: &mut ReplyWriter,
 ) -> bool {
+    if server.loading.is_some() && !crate::commands::allowed_while_loading(args) {
+        // A script replayed from the AOF: the dataset is still loading.
+        let message = "LOADING Redis is loading the dataset in memory";
+        server.stats.error_replies += 1;
+        server.command_stats.record_error(message);
+        out.error(message);
+        return true;
+    }
     if !allowed_while_busy(args) {
         let eval = server.scripting.running.as_ref().is_none_or(|r| r.eval);
         let message = if eval {

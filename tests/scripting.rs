@@ -1,0 +1,408 @@
+//! Scripting against Redis 7.0: the same scripts on both servers give the same replies in
+//! RESP2 and RESP3 (values, conversions, error texts); real-world scripts (a Redlock-style
+//! lock, a sliding-window rate limiter, a job queue); Functions moving between Amber and Redis
+//! by `FUNCTION DUMP`/`RESTORE` and by RDB files; script effects replicated to a Redis replica
+//! as the commands they ran; and an `appendfsync always` crash replayed to the same digest.
+
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
+mod common;
+
+use common::{Client, Frame, ServerProcess, bulk, digest, wait_for};
+
+/// Scripts whose replies must match Redis's exactly, with their keys and arguments.
+const SCRIPTS: &[&str] = &[
+    "return 'hello'",
+    "return 100.5",
+    "return -3.9",
+    "return true",
+    "return false",
+    "return nil",
+    "return {ok='fine'}",
+    "return {err='ERR this is an error'}",
+    "return {err='MYCODE custom'}",
+    "return redis.error_reply('My Error')",
+    "return redis.status_reply('STATUS')",
+    "return {1,2,3,'ciao',{1,2}}",
+    "return {1,nil,3}",
+    "return {double=3.5}",
+    "return {map={a=1}}",
+    "return {set={a=true}}",
+    "return {big_number='123456789012345678901234567890'}",
+    "return {KEYS[1],ARGV[1]}",
+    "redis.call('set', KEYS[1], ARGV[1]); return redis.call('get', KEYS[1])",
+    "return redis.call('incr', KEYS[1])",
+    "return redis.pcall('incr', KEYS[1])",
+    "redis.call('incr', KEYS[1])",
+    "return redis.call('nosuchcommand')",
+    "return redis.call('get')",
+    "return redis.call('blpop', 'x', 0)",
+    "return redis.call()",
+    "return redis.call('set', {}, 1)",
+    "return foo",
+    "a = 1",
+    "return +",
+    "error('plain')",
+    "error({err='TABLE err'})",
+    "return redis.sha1hex('Pizza & Mandolino')",
+    "return cjson.encode({1,2,3})",
+    "return cjson.decode('[1,2,{\"a\":3}]')[3].a",
+    "return bit.band(0xff, 0x0f)",
+    "return struct.pack('>I2', 258)",
+    "return tostring(cmsgpack.unpack(cmsgpack.pack({1,2,3}))[3])",
+    "redis.setresp(3); return redis.call('hgetall', KEYS[1])",
+    "redis.setresp(3); return redis.call('sismember', KEYS[1], 'a')",
+    "redis.setresp(3); return {map={a=true, b=false}}",
+    "return redis.call('hgetall', KEYS[1])",
+    "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 1)",
+    "#!lua flags=bogus\nreturn 1",
+    "#!python\nreturn 1",
+    "return redis.REDIS_VERSION",
+    "return loadstring(string.dump(function() return 1 end))",
+];
+
+fn fresh_pair() -> (ServerProcess, ServerProcess) {
+    (ServerProcess::amber(&[]), ServerProcess::redis(&[]))
+}
+
+fn eval(client: &mut Client, script: &str) -> Frame {
+    client.cmd(&["EVAL", script, "1", "key", "value"])
+}
+
+/// Error texts name the script by its SHA1 and position: both servers agree on those too.
+#[test]
+fn scripts_reply_as_redis_in_both_protocols() {
+    let (amber, redis) = fresh_pair();
+    for protocol in ["2", "3"] {
+        let (mut a, mut r) = (amber.client(), redis.client());
+        a.cmd(&["HELLO", protocol]);
+        r.cmd(&["HELLO", protocol]);
+        for script in SCRIPTS {
+            for client in [&mut a, &mut r] {
+                client.cmd(&["DEL", "key"]);
+                client.cmd(&["HSET", "key", "f", "v"]);
+            }
+            let expected = eval(&mut r, script);
+            let actual = eval(&mut a, script);
+            assert_eq!(actual, expected, "RESP{protocol}: {script}");
+        }
+    }
+}
+
+#[test]
+fn script_cache_commands_match_redis() {
+    let (amber, redis) = fresh_pair();
+    let (mut a, mut r) = (amber.client(), redis.client());
+    let commands: &[&[&str]] = &[
+        &["SCRIPT", "LOAD", "return 1"],
+        &[
+            "SCRIPT",
+            "EXISTS",
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db",
+            "ffff",
+        ],
+        &["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"],
+        &["EVALSHA", "E0E1F9FABFC9D4800C877A703B823AC0578FF8DB", "0"],
+        &["EVALSHA", "ffff", "0"],
+        &["EVAL", "return 1", "-1"],
+        &["EVAL", "return 1", "2", "a"],
+        &["EVAL", "return 1", "x"],
+        &["SCRIPT", "FLUSH", "bogus"],
+        &["SCRIPT", "FLUSH"],
+        &[
+            "SCRIPT",
+            "EXISTS",
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db",
+        ],
+        &["SCRIPT", "KILL"],
+        &["FUNCTION", "KILL"],
+        &["EVAL_RO", "return redis.call('set','k','v')", "1", "k"],
+        &["FUNCTION", "LOAD", "return 1"],
+        &["FUNCTION", "LOAD", "#!lua name=lib\nreturn 1"],
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=lib\nredis.register_function('f', function(k, a) return #k end)",
+        ],
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=lib\nredis.register_function('f', function() end)",
+        ],
+        &["FCALL", "f", "2", "a", "b"],
+        &["FCALL", "nope", "0"],
+        &["FCALL", "f", "x"],
+        &["FCALL_RO", "f", "0"],
+        &["FUNCTION", "DELETE", "nope"],
+        &["FUNCTION", "LIST", "WITHCODE"],
+        &["FUNCTION", "LIST", "LIBRARYNAME", "l*"],
+        &["FUNCTION", "RESTORE", "garbage"],
+        &["FUNCTION", "FLUSH"],
+        &["FUNCTION", "LIST"],
+    ];
+    for command in commands {
+        assert_eq!(a.cmd(command), r.cmd(command), "{command:?}");
+    }
+}
+
+/// A Redlock-style lock: acquire with SET NX PX, release only with the owner's token.
+#[test]
+fn redlock_acquire_and_release() {
+    let amber = ServerProcess::amber(&[]);
+    let mut c = amber.client();
+    let release = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+    let acquire = "return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
+    assert_eq!(
+        c.cmd(&["EVAL", acquire, "1", "lock", "token-a", "30000"]),
+        Frame::Simple(b"OK".to_vec())
+    );
+    assert_eq!(
+        c.cmd(&["EVAL", acquire, "1", "lock", "token-b", "30000"]),
+        Frame::NullBulk
+    );
+    let sha = match c.cmd(&["SCRIPT", "LOAD", release]) {
+        Frame::Bulk(sha) => String::from_utf8(sha).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        c.cmd(&["EVALSHA", &sha, "1", "lock", "token-b"]),
+        Frame::Integer(0)
+    );
+    assert_eq!(c.cmd(&["GET", "lock"]), bulk("token-a"));
+    assert_eq!(
+        c.cmd(&["EVALSHA", &sha, "1", "lock", "token-a"]),
+        Frame::Integer(1)
+    );
+    assert_eq!(c.cmd(&["EXISTS", "lock"]), Frame::Integer(0));
+}
+
+/// A sliding-window rate limiter over a sorted set: at most 3 calls per window.
+#[test]
+fn sliding_window_rate_limiter() {
+    let amber = ServerProcess::amber(&[]);
+    let mut c = amber.client();
+    let limiter = r#"
+        local now = tonumber(ARGV[1])
+        local window = tonumber(ARGV[2])
+        local limit = tonumber(ARGV[3])
+        redis.call('zremrangebyscore', KEYS[1], '-inf', now - window)
+        if redis.call('zcard', KEYS[1]) < limit then
+            redis.call('zadd', KEYS[1], now, ARGV[4])
+            redis.call('pexpire', KEYS[1], window)
+            return 1
+        end
+        return 0"#;
+    let call = |c: &mut Client, now: u64, id: &str| {
+        c.cmd(&[
+            "EVAL",
+            limiter,
+            "1",
+            "rate:user",
+            &now.to_string(),
+            "1000",
+            "3",
+            id,
+        ])
+    };
+    let allowed: Vec<Frame> = (0..5)
+        .map(|i| call(&mut c, 1000 + i, &format!("r{i}")))
+        .collect();
+    assert_eq!(
+        allowed,
+        [1, 1, 1, 0, 0].map(Frame::Integer).to_vec(),
+        "three calls pass in one window"
+    );
+    assert_eq!(
+        call(&mut c, 2001, "later"),
+        Frame::Integer(1),
+        "the window slid"
+    );
+    let ttl = c.cmd(&["PTTL", "rate:user"]);
+    assert!(
+        matches!(ttl, Frame::Integer(ms) if ms > 0 && ms <= 1000),
+        "{ttl:?}"
+    );
+}
+
+/// A job queue: move a job from `pending` to `running` atomically and record when it started.
+#[test]
+fn job_queue_moves_between_lists() {
+    let amber = ServerProcess::amber(&[]);
+    let mut c = amber.client();
+    c.cmd(&["RPUSH", "pending", "job1", "job2"]);
+    let take = r#"
+        local job = redis.call('lmove', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+        if not job then return false end
+        redis.call('hset', KEYS[3], job, ARGV[1])
+        return job"#;
+    let run = |c: &mut Client| c.cmd(&["EVAL", take, "3", "pending", "running", "started", "t0"]);
+    assert_eq!(run(&mut c), bulk("job1"));
+    assert_eq!(run(&mut c), bulk("job2"));
+    assert_eq!(run(&mut c), Frame::NullBulk);
+    assert_eq!(
+        c.cmd(&["LRANGE", "running", "0", "-1"]),
+        Frame::Array(vec![bulk("job1"), bulk("job2")])
+    );
+    assert_eq!(c.cmd(&["HGET", "started", "job2"]), bulk("t0"));
+}
+
+const LIBRARY: &str = "#!lua name=counters\nredis.register_function('bump', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\nredis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}, description='reads a counter'}";
+
+/// `FUNCTION LIST` with each library's functions in name order (Redis lists them in its hash
+/// table's order).
+fn sorted_functions(list: Frame) -> Frame {
+    let Frame::Array(libraries) = list else {
+        return list;
+    };
+    let sort = |library: Frame| match library {
+        Frame::Array(mut fields) => {
+            for field in fields.iter_mut() {
+                if let Frame::Array(functions) = field {
+                    functions.sort_by_key(|f| format!("{f:?}"));
+                }
+            }
+            Frame::Array(fields)
+        }
+        other => other,
+    };
+    Frame::Array(libraries.into_iter().map(sort).collect())
+}
+
+/// FUNCTION DUMP payloads restore in the other server, both ways.
+#[test]
+fn function_dump_moves_between_amber_and_redis() {
+    let (amber, redis) = fresh_pair();
+    let (mut a, mut r) = (amber.client(), redis.client());
+    assert_eq!(a.cmd(&["FUNCTION", "LOAD", LIBRARY]), bulk("counters"));
+    let payload = a.cmd(&["FUNCTION", "DUMP"]);
+    let Frame::Bulk(payload) = payload else {
+        panic!("{payload:?}")
+    };
+    assert_eq!(
+        r.cmd(&[b"FUNCTION".as_slice(), b"RESTORE", &payload]),
+        Frame::Simple(b"OK".to_vec())
+    );
+    assert_eq!(r.cmd(&["FCALL", "bump", "1", "n", "5"]), Frame::Integer(5));
+    assert_eq!(
+        sorted_functions(r.cmd(&["FUNCTION", "LIST"])),
+        sorted_functions(a.cmd(&["FUNCTION", "LIST"]))
+    );
+    let Frame::Bulk(from_redis) = r.cmd(&["FUNCTION", "DUMP"]) else {
+        panic!("no dump")
+    };
+    assert_eq!(
+        from_redis, payload,
+        "Amber's payload is Redis's byte for byte"
+    );
+    a.cmd(&["FUNCTION", "FLUSH"]);
+    assert_eq!(
+        a.cmd(&[b"FUNCTION".as_slice(), b"RESTORE", &from_redis]),
+        Frame::Simple(b"OK".to_vec())
+    );
+    assert_eq!(a.cmd(&["FCALL_RO", "peek", "1", "n"]), Frame::NullBulk);
+}
+
+/// Libraries saved in an RDB file by either server load in the other one, and survive an
+/// Amber restart and an AOF rewrite.
+#[test]
+fn functions_travel_in_rdb_files_both_ways() {
+    let amber = ServerProcess::amber(&[]);
+    let dir = amber.dir.clone();
+    let mut a = amber.client();
+    a.cmd(&["FUNCTION", "LOAD", LIBRARY]);
+    a.cmd(&["SET", "n", "1"]);
+    assert_eq!(a.cmd(&["SAVE"]), Frame::Simple(b"OK".to_vec()));
+    common::assert_redis_check_rdb(&dir.join("dump.rdb"));
+    let mut amber = amber;
+    amber.keep_dir = true;
+    drop(amber);
+    let redis = ServerProcess::redis_in(&dir, &[]);
+    let mut r = redis.client();
+    assert_eq!(r.cmd(&["FCALL", "bump", "1", "n", "2"]), Frame::Integer(3));
+    r.cmd(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=extra\nredis.register_function('twice', function(k, a) return a[1] * 2 end)",
+    ]);
+    assert_eq!(r.cmd(&["SAVE"]), Frame::Simple(b"OK".to_vec()));
+    let mut redis = redis;
+    redis.keep_dir = true;
+    drop(redis);
+    let amber = ServerProcess::amber_in(&dir, &["--aof-use-rdb-preamble", "no"]);
+    let mut a = amber.client();
+    assert_eq!(a.cmd(&["FCALL", "twice", "0", "21"]), Frame::Integer(42));
+    assert_eq!(a.cmd(&["FCALL", "bump", "1", "n", "1"]), Frame::Integer(4));
+    // Turning the AOF on writes a command-form base: it carries the libraries too.
+    a.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+    wait_for(
+        || {
+            common::info_field(&mut a, "aof_rewrite_in_progress") == "0"
+                && common::info_field(&mut a, "aof_rewrite_scheduled") == "0"
+                && common::info_field(&mut a, "aof_last_bgrewrite_status") == "ok"
+                && dir.join("appendonlydir").exists()
+        },
+        "the AOF is written",
+    );
+    let mut amber = amber;
+    amber.keep_dir = true;
+    drop(amber);
+    std::fs::remove_file(dir.join("dump.rdb")).unwrap();
+    let amber = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    assert_eq!(
+        amber.client().cmd(&["FCALL", "twice", "0", "5"]),
+        Frame::Integer(10)
+    );
+    assert_eq!(amber.client().cmd(&["GET", "n"]), bulk("4"));
+}
+
+/// A script's writes reach a Redis replica as the commands it ran, so the replica ends with the
+/// master's dataset even for scripts that are not deterministic.
+#[test]
+fn script_effects_replicate_to_a_redis_replica() {
+    let amber = ServerProcess::amber(&[]);
+    let replica = ServerProcess::redis(&[]);
+    let mut m = amber.client();
+    let mut r = replica.client();
+    r.cmd(&["REPLICAOF", "127.0.0.1", &amber.port.to_string()]);
+    wait_for(
+        || common::info_field(&mut r, "master_link_status") == "up",
+        "the replica links",
+    );
+    let script = "local t = redis.call('time'); redis.call('set', KEYS[1], t[1] .. t[2]); redis.call('rpush', KEYS[2], math.random()); return 1";
+    for _ in 0..20 {
+        m.cmd(&["EVAL", script, "2", "stamp", "randoms"]);
+    }
+    m.cmd(&["FUNCTION", "LOAD", LIBRARY]);
+    m.cmd(&["FCALL", "bump", "1", "n", "7"]);
+    let expected = digest(&mut m);
+    wait_for(
+        || digest(&mut r) == expected,
+        "the replica has the master's dataset",
+    );
+    assert_eq!(r.cmd(&["FCALL_RO", "peek", "1", "n"]), bulk("7"));
+}
+
+/// With `appendfsync always`, every acknowledged script is on disk: after kill -9 the AOF
+/// replays to the dataset the clients saw.
+#[test]
+fn scripts_survive_kill_9_with_appendfsync_always() {
+    let amber = ServerProcess::amber(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let dir = amber.dir.clone();
+    let mut c = amber.client();
+    let script = "redis.call('incr', KEYS[1]); redis.call('rpush', KEYS[2], ARGV[1]); return redis.call('hincrby', KEYS[3], 'n', 1)";
+    for i in 0..200 {
+        c.cmd(&[
+            "EVAL",
+            script,
+            "3",
+            "counter",
+            "log",
+            "stats",
+            &i.to_string(),
+        ]);
+    }
+    let before = digest(&mut c);
+    amber.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    assert_eq!(digest(&mut restarted.client()), before);
+}
