@@ -1,7 +1,7 @@
 //! The Lua engine: one interpreter with Redis's sandbox, the script cache of `EVAL`, and the
 //! machinery that runs a script against a [`Host`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -123,7 +123,8 @@ pub struct Engine {
     scripts_bytes: usize,
     pub(crate) libraries: Libraries,
     pub(crate) hook_mode: Rc<Cell<HookMode>>,
-    killed: Rc<Cell<bool>>,
+    /// Set when a kill or a load timeout replaced the interrupt hook with a per-line one.
+    pub(crate) hook_replaced: Rc<Cell<bool>>,
 }
 
 impl Engine {
@@ -146,7 +147,7 @@ impl Engine {
         libs::random::install(&lua, &globals)?;
         globals.raw_set("redis", redis_table(&lua, logger)?)?;
         let bridge = lua.create_table()?;
-        install_outside_bridge(&lua, &bridge)?;
+        install_bridge(&lua, &bridge)?;
         let handler = lua.create_function(error_handler)?;
         let libraries = lua.create_sequence_from([
             "string",
@@ -175,7 +176,7 @@ impl Engine {
         let pcall = unsafe { lua.create_c_function(protected_call) }?;
         redis.raw_set("pcall", pcall)?;
         let hook_mode = Rc::new(Cell::new(HookMode::Idle));
-        let killed = Rc::new(Cell::new(false));
+        let hook_replaced = Rc::new(Cell::new(false));
         let engine = Engine {
             lua,
             bridge,
@@ -186,20 +187,21 @@ impl Engine {
             scripts_bytes: 0,
             libraries: Libraries::default(),
             hook_mode,
-            killed,
+            hook_replaced,
         };
         engine.install_hook();
         Ok(engine)
     }
 
-    fn install_hook(&self) {
-        let bridge = self.bridge.clone();
+    /// Installs the interrupt hook: every 100,000 instructions it asks the host whether the
+    /// running script must stop, or stops library code that loads for more than 500 ms.
+    pub(crate) fn install_hook(&self) {
         let mode = self.hook_mode.clone();
-        let killed = self.killed.clone();
+        let replaced = self.hook_replaced.clone();
         self.lua
             .set_hook(
                 HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
-                move |lua, _| interrupt_hook(lua, &bridge, &mode, &killed),
+                move |lua, _| interrupt_hook(lua, &mode, &replaced),
             )
             .ok();
     }
@@ -313,38 +315,19 @@ impl Engine {
             keys,
             args,
         } = run;
-        let host = RefCell::new(host);
-        let resp3 = Cell::new(false);
-        self.killed.set(false);
         self.hook_mode.set(HookMode::Script);
-        let result = self.lua.scope(|scope| {
-            self.bridge.raw_set(
-                "call",
-                scope.create_function(|lua, (values, count): (Table, usize)| {
-                    command_call(lua, &host, resp3.get(), &values, count)
-                })?,
-            )?;
-            self.bridge.raw_set(
-                "setresp",
-                scope.create_function(|_, values: MultiValue| set_resp(&resp3, &values))?,
-            )?;
-            self.bridge.raw_set(
-                "set_repl",
-                scope.create_function(|_, values: MultiValue| set_repl(&host, &values))?,
-            )?;
-            self.bridge.raw_set(
-                "interrupt",
-                scope.create_function(|_, ()| Ok(host.borrow_mut().interrupt()))?,
-            )?;
+        let (result, resp3, killed) = crate::current::enter(host, || {
             let keys = self.strings(keys)?;
             let args = self.strings(args)?;
-            let (ok, value): (bool, Value) =
-                self.run.call((function.clone(), eval_mode, keys, args))?;
-            Ok((ok, value))
+            self.run
+                .call::<(bool, Value)>((function.clone(), eval_mode, keys, args))
         });
         self.hook_mode.set(HookMode::Idle);
-        self.install_hook();
-        install_outside_bridge(&self.lua, &self.bridge).ok();
+        if killed || self.hook_replaced.get() {
+            // The kill (or a load timeout) replaced the hook with a per-line one.
+            self.install_hook();
+            self.hook_replaced.set(false);
+        }
         self.collect_garbage_now_and_then();
         let (ok, value) =
             result.map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))?;
@@ -356,7 +339,7 @@ impl Engine {
         {
             return Err(error.into());
         }
-        convert::write_reply(&value, out, resp3.get())
+        convert::write_reply(&value, out, resp3)
             .map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))
     }
 
@@ -479,16 +462,12 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex
 }
 
-fn interrupt_hook(
-    lua: &Lua,
-    bridge: &Table,
-    mode: &Cell<HookMode>,
-    killed: &Rc<Cell<bool>>,
-) -> mlua::Result<VmState> {
+fn interrupt_hook(lua: &Lua, mode: &Cell<HookMode>, replaced: &Cell<bool>) -> mlua::Result<VmState> {
     match mode.get() {
         HookMode::Idle => Ok(VmState::Continue),
         HookMode::Load(started) => {
             if started.elapsed() > std::time::Duration::from_millis(500) {
+                replaced.set(true);
                 lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
                     Err(mlua::Error::runtime("FUNCTION LOAD timeout"))
                 })?;
@@ -497,51 +476,44 @@ fn interrupt_hook(
             Ok(VmState::Continue)
         }
         HookMode::Script => {
-            if killed.get() {
-                return Err(mlua::Error::runtime(
-                    "Script killed by user with SCRIPT KILL...",
-                ));
+            let kill = crate::current::with_run(|run| {
+                if !run.killed && run.host().interrupt() {
+                    run.killed = true;
+                }
+                run.killed
+            });
+            if kill != Some(true) {
+                return Ok(VmState::Continue);
             }
-            let interrupt: Function = bridge.raw_get("interrupt")?;
-            if interrupt.call::<bool>(())? {
-                killed.set(true);
-                let killed = killed.clone();
-                // From now on every line raises, so pcall cannot keep the script alive.
-                lua.set_hook(HookTriggers::EVERY_LINE, move |_, _| {
-                    if killed.get() {
-                        Err(mlua::Error::runtime(
-                            "Script killed by user with SCRIPT KILL...",
-                        ))
-                    } else {
-                        Ok(VmState::Continue)
-                    }
-                })?;
-                return Err(mlua::Error::runtime(
-                    "Script killed by user with SCRIPT KILL...",
-                ));
-            }
-            Ok(VmState::Continue)
+            // From now on every line raises, so pcall cannot keep the script alive.
+            replaced.set(true);
+            lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
+                if crate::current::running() {
+                    Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            })?;
+            Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."))
         }
     }
 }
 
 /// `redis.call` / `redis.pcall`'s bridge: `(true, reply)` or `(false, error table)`.
-fn command_call(
-    lua: &Lua,
-    host: &RefCell<&mut dyn Host>,
-    resp3: bool,
-    values: &Table,
-    count: usize,
-) -> mlua::Result<(bool, Value)> {
+fn command_call(lua: &Lua, values: &Table, count: usize) -> mlua::Result<(bool, Value)> {
     let args = match convert::command_args(values, count) {
         Ok(args) => args,
         Err(message) => return Ok((false, Value::Table(convert::error_table(lua, message)?))),
     };
-    let Ok(mut host) = host.try_borrow_mut() else {
-        let message = "luaRedisGenericCommand() recursive call detected. Are you doing funny stuff with Lua debug hooks?";
-        return Ok((false, Value::Table(convert::error_table(lua, message)?)));
+    let Some(reply) = crate::current::with_run(|run| {
+        let resp3 = run.resp3;
+        run.host().call(args, resp3)
+    }) else {
+        return Err(redis_error(
+            "redis.call/pcall can only be called inside a script invocation",
+        ));
     };
-    match host.call(args, resp3) {
+    match reply {
         Ok(Frame::Error(text)) => {
             let table = convert::frame_to_lua(lua, Frame::Error(text))?;
             Ok((false, table))
@@ -555,19 +527,30 @@ fn command_call(
     }
 }
 
-fn set_resp(resp3: &Cell<bool>, values: &MultiValue) -> mlua::Result<()> {
+fn set_resp(values: &MultiValue) -> mlua::Result<()> {
+    if !crate::current::running() {
+        return Err(redis_error(
+            "redis.setresp can only be called inside a script invocation",
+        ));
+    }
     if values.len() != 1 {
         return Err(redis_error("redis.setresp() requires one argument."));
     }
-    match number(&values[0]) {
-        Some(2.0) => resp3.set(false),
-        Some(3.0) => resp3.set(true),
+    let resp3 = match number(&values[0]) {
+        Some(2.0) => false,
+        Some(3.0) => true,
         _ => return Err(redis_error("RESP version must be 2 or 3.")),
-    }
+    };
+    crate::current::with_run(|run| run.resp3 = resp3);
     Ok(())
 }
 
-fn set_repl(host: &RefCell<&mut dyn Host>, values: &MultiValue) -> mlua::Result<()> {
+fn set_repl(values: &MultiValue) -> mlua::Result<()> {
+    if !crate::current::running() {
+        return Err(redis_error(
+            "redis.set_repl can only be called inside a script invocation",
+        ));
+    }
     if values.len() != 1 {
         return Err(redis_error("redis.set_repl() requires two arguments."));
     }
@@ -577,9 +560,9 @@ fn set_repl(host: &RefCell<&mut dyn Host>, values: &MultiValue) -> mlua::Result<
             "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
         ));
     }
-    if let Ok(mut host) = host.try_borrow_mut() {
-        host.set_replication(flags & 1 != 0, flags & 2 != 0);
-    }
+    crate::current::with_run(|run| {
+        run.host().set_replication(flags & 1 != 0, flags & 2 != 0);
+    });
     Ok(())
 }
 
@@ -598,31 +581,22 @@ pub(crate) fn redis_error(message: &str) -> mlua::Error {
     mlua::Error::runtime(message)
 }
 
-/// The bridge's functions outside a script run: each refuses with Redis's message.
-fn install_outside_bridge(lua: &Lua, bridge: &Table) -> mlua::Result<()> {
+/// The bridge from the Lua side of the API to Rust, created once: each function finds the
+/// running script through [`crate::current`], and refuses with Redis's message outside one.
+fn install_bridge(lua: &Lua, bridge: &Table) -> mlua::Result<()> {
     bridge.raw_set(
         "call",
-        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
-            Err(redis_error(
-                "redis.call/pcall can only be called inside a script invocation",
-            ))
+        lua.create_function(|lua, (values, count): (Table, usize)| {
+            command_call(lua, &values, count)
         })?,
     )?;
     bridge.raw_set(
         "setresp",
-        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
-            Err(redis_error(
-                "redis.setresp can only be called inside a script invocation",
-            ))
-        })?,
+        lua.create_function(|_, values: MultiValue| set_resp(&values))?,
     )?;
     bridge.raw_set(
         "set_repl",
-        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
-            Err(redis_error(
-                "redis.set_repl can only be called inside a script invocation",
-            ))
-        })?,
+        lua.create_function(|_, values: MultiValue| set_repl(&values))?,
     )?;
     bridge.raw_set(
         "register_function",

@@ -162,6 +162,9 @@ impl Engine {
         });
         self.hook_mode.set(HookMode::Idle);
         self.reset_after_load();
+        if self.hook_replaced.replace(false) {
+            self.install_hook();
+        }
         let (ok, error) = outcome.map_err(|e| lua_error_text(&e))?;
         if !ok {
             let message = match error {

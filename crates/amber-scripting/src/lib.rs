@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod current;
 mod engine;
 mod flags;
 mod functions;

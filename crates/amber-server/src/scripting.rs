@@ -23,6 +23,8 @@ pub(crate) struct Scripting {
     client: Option<ClientState>,
     /// The script running now, if any.
     pub(crate) running: Option<RunningScript>,
+    /// Where the commands a script calls reply (kept between runs: no allocation per run).
+    replies: ReplyWriter,
 }
 
 /// The script running now.
@@ -69,6 +71,7 @@ impl Scripting {
             engine: Some(engine),
             client: Some(client),
             running: None,
+            replies: ReplyWriter::new(Protocol::Resp2),
         }
     }
 
@@ -193,18 +196,21 @@ pub(crate) fn run(
     }
     let read_only = read_only_command
         || (!flags.contains(ScriptFlags::EVAL_COMPAT) && flags.contains(ScriptFlags::NO_WRITES));
+    let replies = std::mem::take(&mut ctx.server.scripting.replies);
     let mut host = ScriptHost {
         server: &mut *ctx.server,
         client: &mut client,
         obeyed: obeyed(ctx.client),
         read_only,
-        out: ReplyWriter::new(Protocol::Resp2),
+        out: replies,
     };
     let result = match target {
         Target::Script(sha) => engine.eval(&mut host, sha, keys, args, ctx.out),
         Target::Function(name) => engine.call_function(&mut host, name, keys, args, ctx.out),
     };
-    drop(host);
+    let mut replies = host.out;
+    replies.buffer().clear();
+    ctx.server.scripting.replies = replies;
     ctx.server.command.script_skips = (false, false);
     if !nested {
         ctx.server.end_exec();

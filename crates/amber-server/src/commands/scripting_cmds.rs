@@ -94,6 +94,10 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
             .scripting
             .engine()
             .and_then(|engine| engine.function_flags(&String::from_utf8_lossy(&args[1]))),
+        // Of SCRIPT's subcommands, LOAD alone runs on a stale replica (`script|load` flags).
+        "script" if args.get(1).is_some_and(|sub| is(sub, "load")) => {
+            return spec.flags | table::STALE;
+        }
         _ => return spec.flags,
     };
     let Some(declared) = declared.filter(|f| !f.contains(ScriptFlags::EVAL_COMPAT)) else {
