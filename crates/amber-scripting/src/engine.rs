@@ -168,6 +168,7 @@ impl Engine {
         let (env, run, load_library, call_bridge): (Table, Function, Function, Function) =
             prelude.call((globals, bridge.clone(), handler, libraries))?;
         lua.set_named_registry_value("amber.call", call_bridge)?;
+        lua.set_named_registry_value("amber.args", lua.create_table()?)?;
         // SAFETY: `raising_call` only uses the Lua C API on the state it is given, and has no
         // Rust value alive when `lua_error` unwinds out of it.
         let call = unsafe { lua.create_c_function(raising_call) }?;
@@ -240,21 +241,28 @@ impl Engine {
         Ok(sha)
     }
 
+    /// The cached script `sha` (in either case).
+    fn script(&self, sha: &str) -> Option<&Script> {
+        if sha.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.scripts.get(&sha.to_ascii_lowercase())
+        } else {
+            self.scripts.get(sha)
+        }
+    }
+
     /// The flags of a cached script.
     pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
-        self.scripts.get(&sha.to_ascii_lowercase()).map(|s| s.flags)
+        self.script(sha).map(|s| s.flags)
     }
 
     /// The body of a cached script.
     pub fn script_body(&self, sha: &str) -> Option<Bytes> {
-        self.scripts
-            .get(&sha.to_ascii_lowercase())
-            .map(|s| s.body.clone())
+        self.script(sha).map(|s| s.body.clone())
     }
 
     /// Whether a script is cached (`SCRIPT EXISTS`).
     pub fn script_exists(&self, sha: &str) -> bool {
-        self.scripts.contains_key(&sha.to_ascii_lowercase())
+        self.script(sha).is_some()
     }
 
     /// How many scripts are cached, and the bytes their bodies take.
@@ -283,13 +291,13 @@ impl Engine {
         args: &[Bytes],
         out: &mut ReplyWriter,
     ) -> Result<(), ScriptError> {
-        let sha = sha.to_ascii_lowercase();
-        let Some(script) = self.scripts.get(&sha) else {
+        let Some(script) = self.script(sha) else {
             return Err(ScriptError::new(
                 "NOSCRIPT No matching script. Please use EVAL.",
             ));
         };
         let function = script.function.clone();
+        let sha = sha.to_ascii_lowercase();
         let run = Invocation {
             function: &function,
             eval_mode: true,
@@ -317,8 +325,7 @@ impl Engine {
         } = run;
         self.hook_mode.set(HookMode::Script);
         let (result, resp3, killed) = crate::current::enter(host, || {
-            let keys = self.strings(keys)?;
-            let args = self.strings(args)?;
+            let (keys, args) = self.arrays(keys, args)?;
             self.run
                 .call::<(bool, Value)>((function.clone(), eval_mode, keys, args))
         });
@@ -343,13 +350,24 @@ impl Engine {
             .map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))
     }
 
-    /// A Lua array of `items` (`KEYS`, `ARGV`).
-    fn strings(&self, items: &[Bytes]) -> mlua::Result<Table> {
-        let table = self.lua.create_table_with_capacity(items.len(), 0)?;
-        for (i, item) in items.iter().enumerate() {
-            table.raw_set(i + 1, self.lua.create_string(item)?)?;
+    /// `KEYS` and `ARGV` as Lua arrays, built in one protected call (one per string, as
+    /// mlua's safe API would do it, cost more than a small script).
+    fn arrays(&self, keys: &[Bytes], args: &[Bytes]) -> mlua::Result<(Table, Table)> {
+        use mlua::ffi;
+        // SAFETY: the closure only creates two tables and the strings in them, three stack
+        // slots at most (exec_raw reserves them); it runs protected, so an allocation failure
+        // becomes a Lua error rather than a jump out of Rust code.
+        unsafe {
+            self.lua.exec_raw((), |state| {
+                for items in [keys, args] {
+                    ffi::lua_createtable(state, items.len().min(i32::MAX as usize) as i32, 0);
+                    for (i, item) in items.iter().enumerate() {
+                        ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
+                        ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+                    }
+                }
+            })
         }
-        Ok(table)
     }
 
     /// The error reply for a script that raised `error` (an error table from the handler).
@@ -401,6 +419,8 @@ impl Engine {
 
 /// The registry key of the Lua function behind `redis.call`.
 const CALL_BRIDGE: &std::ffi::CStr = c"amber.call";
+/// The registry key of the table `redis.call` passes its arguments in.
+const CALL_ARGS: &std::ffi::CStr = c"amber.args";
 
 /// Calls the bridge with the C function's arguments packed in one table (a command may have
 /// thousands of arguments, more than a call's stack takes) and leaves `ok, reply` on top.
@@ -413,15 +433,22 @@ unsafe fn call_bridge_packed(state: *mut mlua::ffi::lua_State) {
     // beyond its arguments, and the bridge function is set at engine start.
     unsafe {
         let argc = ffi::lua_gettop(state);
-        ffi::lua_createtable(state, argc, 0);
+        // One table reused by every call (commands never call back into Lua); it is emptied
+        // after the call so it keeps no argument alive.
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_ARGS.as_ptr());
+        let table = ffi::lua_gettop(state);
         for i in 1..=argc {
             ffi::lua_pushvalue(state, i);
-            ffi::lua_rawseti(state, -2, ffi::lua_Integer::from(i));
+            ffi::lua_rawseti(state, table, ffi::lua_Integer::from(i));
         }
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_BRIDGE.as_ptr());
-        ffi::lua_insert(state, -2);
+        ffi::lua_pushvalue(state, table);
         ffi::lua_pushinteger(state, ffi::lua_Integer::from(argc));
         ffi::lua_call(state, 2, 2);
+        for i in 1..=argc {
+            ffi::lua_pushnil(state);
+            ffi::lua_rawseti(state, table, ffi::lua_Integer::from(i));
+        }
     }
 }
 
