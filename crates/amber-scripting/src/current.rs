@@ -39,9 +39,9 @@ pub(crate) fn enter<R>(host: &mut dyn Host, body: impl FnOnce() -> R) -> (R, boo
     // SAFETY: only the lifetime is changed. The pointer is reachable through CURRENT only
     // until `Restore` runs, before this function returns, so it never outlives the borrow.
     let host: NonNull<dyn Host + 'static> = unsafe {
-        std::mem::transmute::<NonNull<dyn Host + '_>, NonNull<dyn Host + 'static>>(
-            NonNull::from(host),
-        )
+        std::mem::transmute::<NonNull<dyn Host + '_>, NonNull<dyn Host + 'static>>(NonNull::from(
+            host,
+        ))
     };
     let mut run = Run {
         host,

@@ -489,7 +489,11 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex
 }
 
-fn interrupt_hook(lua: &Lua, mode: &Cell<HookMode>, replaced: &Cell<bool>) -> mlua::Result<VmState> {
+fn interrupt_hook(
+    lua: &Lua,
+    mode: &Cell<HookMode>,
+    replaced: &Cell<bool>,
+) -> mlua::Result<VmState> {
     match mode.get() {
         HookMode::Idle => Ok(VmState::Continue),
         HookMode::Load(started) => {
@@ -516,12 +520,16 @@ fn interrupt_hook(lua: &Lua, mode: &Cell<HookMode>, replaced: &Cell<bool>) -> ml
             replaced.set(true);
             lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
                 if crate::current::running() {
-                    Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."))
+                    Err(mlua::Error::runtime(
+                        "Script killed by user with SCRIPT KILL...",
+                    ))
                 } else {
                     Ok(VmState::Continue)
                 }
             })?;
-            Err(mlua::Error::runtime("Script killed by user with SCRIPT KILL..."))
+            Err(mlua::Error::runtime(
+                "Script killed by user with SCRIPT KILL...",
+            ))
         }
     }
 }
