@@ -58,22 +58,28 @@ pub(crate) fn push_i64(out: &mut bytes::BytesMut, value: i64) {
 /// Formats a double as C's `printf("%.17g")` does, with `inf`, `-inf` and `nan` spelt as Redis does.
 /// This is how Redis 7.0 replies scores and other doubles.
 pub fn format_double(value: f64) -> String {
+    format_g(value, 17)
+}
+
+/// Formats a double as C's `printf("%.<precision>g")` does (precision 1 to 17), with `inf`,
+/// `-inf` and `nan` spelt as Redis does. Lua's libraries format numbers with `%.14g`.
+pub fn format_g(value: f64, precision: usize) -> String {
     if value.is_nan() {
         return "nan".to_string();
     }
     if value.is_infinite() {
         return if value > 0.0 { "inf" } else { "-inf" }.to_string();
     }
-    const PRECISION: i32 = 17;
-    // One correctly rounded conversion to 17 significant digits; the fixed form that %g picks
-    // for moderate exponents has exactly the same digits, so it is built from them.
-    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value.abs());
+    let precision = precision.clamp(1, 17) as i32;
+    // One correctly rounded conversion to `precision` significant digits; the fixed form that
+    // %g picks for moderate exponents has exactly the same digits, so it is built from them.
+    let scientific = format!("{:.*e}", (precision - 1) as usize, value.abs());
     let (mantissa, exponent) = match scientific.split_once('e') {
         Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
         None => (scientific.as_str(), 0),
     };
     let sign = if value.is_sign_negative() { "-" } else { "" };
-    if !(-4..PRECISION).contains(&exponent) {
+    if !(-4..precision).contains(&exponent) {
         let mantissa = trim_fraction_zeros(mantissa);
         let exponent_sign = if exponent < 0 { '-' } else { '+' };
         return format!("{sign}{mantissa}e{exponent_sign}{:02}", exponent.abs());
@@ -99,6 +105,19 @@ fn trim_fraction_zeros(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_g_matches_c_printf() {
+        assert_eq!(format_g(0.0003, 14), "0.0003");
+        assert_eq!(format_g(1023.2, 14), "1023.2");
+        assert_eq!(format_g(-5000.0, 14), "-5000");
+        assert_eq!(format_g(1e20, 14), "1e+20");
+        assert_eq!(format_g(1.5e-7, 14), "1.5e-07");
+        assert_eq!(format_g(99999999999999.5, 14), "1e+14");
+        assert_eq!(format_g(0.0, 14), "0");
+        assert_eq!(format_g(0.1, 17), "0.10000000000000001");
+        assert_eq!(format_g(123456789012345678.0, 17), "1.2345678901234568e+17");
+    }
 
     #[test]
     fn parses_like_string2ll() {

@@ -758,10 +758,14 @@ pub enum PayloadError {
     BadFormat(String),
 }
 
-/// Parses a `FUNCTION DUMP` payload into the libraries' sources, in order. The payload is a
-/// run of `FUNCTION2` records with the same version and CRC-64 trailer as `DUMP`'s.
-pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadError> {
-    if payload.len() < 10 {
+/// The body of a `DUMP`-style payload (at least `min_len` bytes) once its trailer checks: the
+/// 2-byte RDB version is one this reader knows, and the CRC-64 matches when `verify_checksum`.
+fn payload_body(
+    payload: &[u8],
+    min_len: usize,
+    verify_checksum: bool,
+) -> Result<&[u8], PayloadError> {
+    if payload.len() < min_len {
         return Err(PayloadError::VersionOrChecksum);
     }
     let (body, trailer) = payload.split_at(payload.len() - 10);
@@ -770,9 +774,16 @@ pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadEr
         return Err(PayloadError::VersionOrChecksum);
     }
     let stored = u64::from_le_bytes(trailer[2..10].try_into().unwrap_or_default());
-    if stored != crate::crc64(&payload[..payload.len() - 8]) {
+    if verify_checksum && stored != crate::crc64(&payload[..payload.len() - 8]) {
         return Err(PayloadError::VersionOrChecksum);
     }
+    Ok(body)
+}
+
+/// Parses a `FUNCTION DUMP` payload into the libraries' sources, in order. The payload is a
+/// run of `FUNCTION2` records with the same version and CRC-64 trailer as `DUMP`'s.
+pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadError> {
+    let body = payload_body(payload, 10, true)?;
     let mut input = Input::new(body);
     let mut libraries = Vec::new();
     while input.offset < body.len() as u64 {
@@ -795,18 +806,7 @@ pub fn parse_functions_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>, PayloadEr
 /// Parses a `DUMP` payload; `verify_checksum` false skips the CRC (as Redis's
 /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION 1`).
 pub fn parse_payload(payload: &[u8], verify_checksum: bool) -> Result<Value, PayloadError> {
-    if payload.len() < 11 {
-        return Err(PayloadError::VersionOrChecksum);
-    }
-    let (body, trailer) = payload.split_at(payload.len() - 10);
-    let version = u16::from_le_bytes([trailer[0], trailer[1]]);
-    if u32::from(version) > MAX_VERSION {
-        return Err(PayloadError::VersionOrChecksum);
-    }
-    let stored = u64::from_le_bytes(trailer[2..10].try_into().unwrap_or_default());
-    if verify_checksum && stored != crate::crc64(&payload[..payload.len() - 8]) {
-        return Err(PayloadError::VersionOrChecksum);
-    }
+    let body = payload_body(payload, 11, verify_checksum)?;
     let mut input = Input::new(body);
     let type_byte = input
         .u8("a value type")

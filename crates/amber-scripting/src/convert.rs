@@ -5,7 +5,7 @@ use amber_protocol::{Frame, ReplyWriter};
 use bytes::Bytes;
 use mlua::{Lua, Result, Table, Value};
 
-use crate::number::format_g;
+use amber_protocol::format_g;
 
 /// How deep a returned table may nest before the reply is cut with Redis's stack-limit error.
 const MAX_REPLY_DEPTH: usize = 2000;

@@ -660,7 +660,7 @@ fn redis_table(lua: &Lua, logger: Logger) -> mlua::Result<Table> {
             let data = match &values[0] {
                 Value::String(s) => s.as_bytes().to_vec(),
                 Value::Integer(n) => n.to_string().into_bytes(),
-                Value::Number(n) => crate::number::format_g(*n, 14).into_bytes(),
+                Value::Number(n) => amber_protocol::format_g(*n, 14).into_bytes(),
                 _ => Vec::new(),
             };
             Ok(sha1_hex(&data))
@@ -696,7 +696,7 @@ fn redis_table(lua: &Lua, logger: Logger) -> mlua::Result<Table> {
                 .filter_map(|v| match v {
                     Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
                     Value::Integer(n) => Some(n.to_string()),
-                    Value::Number(n) => Some(crate::number::format_g(*n, 14)),
+                    Value::Number(n) => Some(amber_protocol::format_g(*n, 14)),
                     _ => None,
                 })
                 .collect();
@@ -798,7 +798,7 @@ fn error_value_text(value: &Value) -> String {
         Value::Error(error) => lua_error_text(error),
         Value::Nil => "nil".to_string(),
         Value::Integer(n) => n.to_string(),
-        Value::Number(n) => crate::number::format_g(*n, 14),
+        Value::Number(n) => amber_protocol::format_g(*n, 14),
         other => format!("{:?}", other.type_name()),
     }
 }

@@ -15,7 +15,6 @@ mod engine;
 mod flags;
 mod functions;
 mod libs;
-mod number;
 
 pub use engine::{Engine, Host, LogLevel, Logger, ScriptError, sha1_hex};
 pub use flags::{ScriptFlags, Shebang, parse_shebang};

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use mlua::{Error, LightUserData, Lua, Result, Table, Value};
 
-use crate::number::format_g;
+use amber_protocol::format_g;
 
 /// lua-cjson's settings, changed by `cjson.encode_max_depth` and the like.
 #[derive(Debug, Clone)]
@@ -246,18 +246,9 @@ fn encode_string(bytes: &[u8], out: &mut String) {
 /// lua-cjson's array test: every key a positive integer; the largest one, or `None` for an
 /// object. An excessively sparse array is an error unless converting is allowed.
 fn array_length(table: &Table, config: &Config) -> Result<Option<usize>> {
-    let mut max = 0usize;
-    let mut items = 0usize;
-    for pair in table.clone().pairs::<Value, Value>() {
-        let (key, _) = pair?;
-        let index = match key {
-            Value::Integer(i) if i >= 1 => i as usize,
-            Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
-            _ => return Ok(None),
-        };
-        max = max.max(index);
-        items += 1;
-    }
+    let Some((items, max)) = super::array_shape(table)? else {
+        return Ok(None);
+    };
     if config.sparse_ratio > 0 && max > items * config.sparse_ratio && max > config.sparse_safe {
         if !config.sparse_convert {
             return Err(Error::runtime(

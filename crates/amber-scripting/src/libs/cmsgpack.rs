@@ -158,19 +158,7 @@ fn encode_bytes(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// lua-cmsgpack's array test: keys exactly 1..n.
 fn array_len(table: &Table) -> Result<Option<usize>> {
-    let mut count = 0usize;
-    let mut max = 0usize;
-    for pair in table.clone().pairs::<Value, Value>() {
-        let (key, _) = pair?;
-        let index = match key {
-            Value::Integer(i) if i >= 1 => i as usize,
-            Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
-            _ => return Ok(None),
-        };
-        max = max.max(index);
-        count += 1;
-    }
-    Ok((max == count).then_some(count))
+    Ok(super::array_shape(table)?.and_then(|(count, max)| (max == count).then_some(count)))
 }
 
 fn encode_table(table: &Table, level: usize, out: &mut Vec<u8>) -> Result<()> {
