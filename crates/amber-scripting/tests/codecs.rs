@@ -64,7 +64,7 @@ proptest! {
             "local ok = pcall(cjson.decode, ARGV[1]) return 1",
             "local ok = pcall(struct.unpack, '>i4i2c3', ARGV[1]) return 1",
         ] {
-            prop_assert_eq!(run(&mut engine, body, &[data.clone()]), Ok(Frame::Integer(1)));
+            prop_assert_eq!(run(&mut engine, body, std::slice::from_ref(&data)), Ok(Frame::Integer(1)));
         }
     }
 
