@@ -71,6 +71,13 @@ pub fn format_g(value: f64, precision: usize) -> String {
         return if value > 0.0 { "inf" } else { "-inf" }.to_string();
     }
     let precision = precision.clamp(1, 17) as i32;
+    // Integers with at most `precision` digits print as themselves: no float formatting.
+    if value.fract() == 0.0 && value.abs() < 10f64.powi(precision) {
+        if value == 0.0 && value.is_sign_negative() {
+            return "-0".to_string();
+        }
+        return (value as i64).to_string();
+    }
     // One correctly rounded conversion to `precision` significant digits; the fixed form that
     // %g picks for moderate exponents has exactly the same digits, so it is built from them.
     let scientific = format!("{:.*e}", (precision - 1) as usize, value.abs());
@@ -115,6 +122,13 @@ mod tests {
         assert_eq!(format_g(1.5e-7, 14), "1.5e-07");
         assert_eq!(format_g(99999999999999.5, 14), "1e+14");
         assert_eq!(format_g(0.0, 14), "0");
+        assert_eq!(format_g(-0.0, 17), "-0");
+        assert_eq!(format_g(60.0, 17), "60");
+        assert_eq!(format_g(-123456.0, 17), "-123456");
+        assert_eq!(format_g(99999999999999999.0, 17), "1e+17");
+        assert_eq!(format_g(12345678901234567.0, 17), "12345678901234568");
+        assert_eq!(format_g(1e15, 14), "1e+15");
+        assert_eq!(format_g(123456789012345.0, 14), "1.2345678901234e+14");
         assert_eq!(format_g(0.1, 17), "0.10000000000000001");
         assert_eq!(format_g(123456789012345678.0, 17), "1.2345678901234568e+17");
     }

@@ -2,32 +2,10 @@
 //! Lua, command replies to Lua (`redis.call`'s result), and a script's result to the client.
 
 use amber_protocol::{Frame, ReplyWriter};
-use bytes::Bytes;
 use mlua::{Lua, Result, Table, Value};
-
-use amber_protocol::format_g;
 
 /// How deep a returned table may nest before the reply is cut with Redis's stack-limit error.
 const MAX_REPLY_DEPTH: usize = 2000;
-
-/// The arguments of `redis.call`: strings as they are, numbers as `%.17g` (Lua's own
-/// conversion would lose precision). `Err` holds Redis's message for anything else.
-pub(crate) fn command_args(
-    values: &Table,
-    count: usize,
-) -> std::result::Result<Vec<Bytes>, &'static str> {
-    if count == 0 {
-        return Err("Please specify at least one argument for this redis lib call");
-    }
-    (1..=count)
-        .map(|i| match values.raw_get::<Value>(i).unwrap_or(Value::Nil) {
-            Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Integer(n) => Ok(Bytes::from(n.to_string())),
-            Value::Number(n) => Ok(Bytes::from(format_g(n, 17))),
-            _ => Err("Lua redis lib command arguments must be strings or integers"),
-        })
-        .collect()
-}
 
 /// Redis's error table for `message`: `{err = "CODE text"}`. A message starting with `-`
 /// carries its own code; one without gets `ERR`. Trailing CR/LF are dropped.

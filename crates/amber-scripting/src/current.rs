@@ -78,6 +78,20 @@ pub(crate) fn with_run<R>(f: impl FnOnce(&mut Run) -> R) -> Option<R> {
     Some(f(run))
 }
 
+thread_local! {
+    static ARGS: Cell<Option<Result<Vec<bytes::Bytes>, &'static str>>> = const { Cell::new(None) };
+}
+
+/// Leaves the arguments `redis.call` read for the bridge function it calls next.
+pub(crate) fn stash_args(args: Result<Vec<bytes::Bytes>, &'static str>) {
+    ARGS.with(|slot| slot.set(Some(args)));
+}
+
+/// Takes the arguments `redis.call` left (see [`stash_args`]).
+pub(crate) fn take_args() -> Option<Result<Vec<bytes::Bytes>, &'static str>> {
+    ARGS.with(Cell::take)
+}
+
 /// Whether a script is running on this thread.
 pub(crate) fn running() -> bool {
     CURRENT.with(|current| {

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 use amber_protocol::{Frame, ReplyWriter};
@@ -80,6 +81,27 @@ impl From<ErrorReply> for ScriptError {
     }
 }
 
+/// Hashes the cache's keys, SHA1s in hex, eight bytes at a time (FxHash's mixing). SipHash,
+/// the default, cost a visible share of a small script's run; the keys are digests, so an
+/// attacker cannot choose them to collide.
+#[derive(Default)]
+pub(crate) struct ShaHasher(u64);
+
+impl std::hash::Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A script of the `EVAL` cache.
 pub(crate) struct Script {
     pub(crate) body: Bytes,
@@ -119,7 +141,7 @@ pub struct Engine {
     pub(crate) env: Table,
     run: Function,
     pub(crate) load_library: Function,
-    scripts: HashMap<String, Script>,
+    scripts: HashMap<String, Script, BuildHasherDefault<ShaHasher>>,
     scripts_bytes: usize,
     pub(crate) libraries: Libraries,
     pub(crate) hook_mode: Rc<Cell<HookMode>>,
@@ -168,7 +190,6 @@ impl Engine {
         let (env, run, load_library, call_bridge): (Table, Function, Function, Function) =
             prelude.call((globals, bridge.clone(), handler, libraries))?;
         lua.set_named_registry_value("amber.call", call_bridge)?;
-        lua.set_named_registry_value("amber.args", lua.create_table()?)?;
         // SAFETY: `raising_call` only uses the Lua C API on the state it is given, and has no
         // Rust value alive when `lua_error` unwinds out of it.
         let call = unsafe { lua.create_c_function(raising_call) }?;
@@ -184,7 +205,7 @@ impl Engine {
             env,
             run,
             load_library,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             scripts_bytes: 0,
             libraries: Libraries::default(),
             hook_mode,
@@ -419,37 +440,61 @@ impl Engine {
 
 /// The registry key of the Lua function behind `redis.call`.
 const CALL_BRIDGE: &std::ffi::CStr = c"amber.call";
-/// The registry key of the table `redis.call` passes its arguments in.
-const CALL_ARGS: &std::ffi::CStr = c"amber.args";
 
-/// Calls the bridge with the C function's arguments packed in one table (a command may have
-/// thousands of arguments, more than a call's stack takes) and leaves `ok, reply` on top.
+/// Reads the C function's arguments as a command (strings as they are, numbers as `%.17g`),
+/// leaves them for the bridge in [`crate::current`], and calls the bridge, which leaves
+/// `ok, reply` on top.
 ///
 /// # Safety
 /// `state` must be the running Lua state, inside a C function called by Lua.
-unsafe fn call_bridge_packed(state: *mut mlua::ffi::lua_State) {
+unsafe fn call_bridge(state: *mut mlua::ffi::lua_State) {
     use mlua::ffi;
-    // SAFETY: a C function starts with LUA_MINSTACK free slots; this pushes four at most
-    // beyond its arguments, and the bridge function is set at engine start.
+    // SAFETY: reading the arguments raises no Lua error (`lua_tolstring` is only used on
+    // strings, so nothing is converted in place); the arguments are moved out of this frame
+    // before `lua_call`, so no Rust value is alive if the bridge raises. The bridge function
+    // is set at engine start, and a C function has LUA_MINSTACK free slots.
     unsafe {
         let argc = ffi::lua_gettop(state);
-        // One table reused by every call (commands never call back into Lua); it is emptied
-        // after the call so it keeps no argument alive.
-        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_ARGS.as_ptr());
-        let table = ffi::lua_gettop(state);
-        for i in 1..=argc {
-            ffi::lua_pushvalue(state, i);
-            ffi::lua_rawseti(state, table, ffi::lua_Integer::from(i));
-        }
+        let args = read_command_args(state, argc);
+        crate::current::stash_args(args);
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_BRIDGE.as_ptr());
-        ffi::lua_pushvalue(state, table);
-        ffi::lua_pushinteger(state, ffi::lua_Integer::from(argc));
-        ffi::lua_call(state, 2, 2);
-        for i in 1..=argc {
-            ffi::lua_pushnil(state);
-            ffi::lua_rawseti(state, table, ffi::lua_Integer::from(i));
-        }
+        ffi::lua_call(state, 0, 2);
     }
+}
+
+/// The arguments of `redis.call` at stack slots `1..=argc`, or Redis's message for a call
+/// without one or with one that is neither a string nor a number.
+///
+/// # Safety
+/// `state` must be the running Lua state with `argc` values on its stack.
+unsafe fn read_command_args(
+    state: *mut mlua::ffi::lua_State,
+    argc: std::os::raw::c_int,
+) -> Result<Vec<Bytes>, &'static str> {
+    use mlua::ffi;
+    if argc == 0 {
+        return Err("Please specify at least one argument for this redis lib call");
+    }
+    let mut args = Vec::with_capacity(argc as usize);
+    for index in 1..=argc {
+        // SAFETY: `index` is a valid stack slot; strings are read without conversion.
+        let arg = unsafe {
+            match ffi::lua_type(state, index) {
+                ffi::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let data = ffi::lua_tolstring(state, index, &mut len);
+                    Bytes::copy_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len))
+                }
+                ffi::LUA_TNUMBER => Bytes::from(amber_protocol::format_g(
+                    ffi::lua_tonumber(state, index),
+                    17,
+                )),
+                _ => return Err("Lua redis lib command arguments must be strings or integers"),
+            }
+        };
+        args.push(arg);
+    }
+    Ok(args)
 }
 
 /// `redis.call`: the command's reply, or its error table raised. It is a C function so that
@@ -459,7 +504,7 @@ unsafe extern "C-unwind" fn raising_call(state: *mut mlua::ffi::lua_State) -> st
     use mlua::ffi;
     // SAFETY: called by Lua as a C function; no Rust value is alive when `lua_error` unwinds.
     unsafe {
-        call_bridge_packed(state);
+        call_bridge(state);
         if ffi::lua_toboolean(state, -2) != 0 {
             return 1;
         }
@@ -473,7 +518,7 @@ unsafe extern "C-unwind" fn protected_call(
 ) -> std::os::raw::c_int {
     // SAFETY: called by Lua as a C function.
     unsafe {
-        call_bridge_packed(state);
+        call_bridge(state);
     }
     1
 }
@@ -535,10 +580,17 @@ fn interrupt_hook(
 }
 
 /// `redis.call` / `redis.pcall`'s bridge: `(true, reply)` or `(false, error table)`.
-fn command_call(lua: &Lua, values: &Table, count: usize) -> mlua::Result<(bool, Value)> {
-    let args = match convert::command_args(values, count) {
-        Ok(args) => args,
-        Err(message) => return Ok((false, Value::Table(convert::error_table(lua, message)?))),
+fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
+    let args = match crate::current::take_args() {
+        Some(Ok(args)) => args,
+        Some(Err(message)) => {
+            return Ok((false, Value::Table(convert::error_table(lua, message)?)));
+        }
+        None => {
+            return Err(redis_error(
+                "redis.call/pcall can only be called inside a script invocation",
+            ));
+        }
     };
     let Some(reply) = crate::current::with_run(|run| {
         let resp3 = run.resp3;
@@ -619,12 +671,7 @@ pub(crate) fn redis_error(message: &str) -> mlua::Error {
 /// The bridge from the Lua side of the API to Rust, created once: each function finds the
 /// running script through [`crate::current`], and refuses with Redis's message outside one.
 fn install_bridge(lua: &Lua, bridge: &Table) -> mlua::Result<()> {
-    bridge.raw_set(
-        "call",
-        lua.create_function(|lua, (values, count): (Table, usize)| {
-            command_call(lua, &values, count)
-        })?,
-    )?;
+    bridge.raw_set("call", lua.create_function(|lua, ()| command_call(lua))?)?;
     bridge.raw_set(
         "setresp",
         lua.create_function(|_, values: MultiValue| set_resp(&values))?,

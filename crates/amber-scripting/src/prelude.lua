@@ -58,8 +58,8 @@ end
 -- The redis API. call (a C function set by the engine, so a tail call keeps the caller's
 -- frame for error positions) raises a command's error; pcall returns it.
 local redis = G.redis
-local function call_bridge(args, count)
-  return bridge.call(args, count)
+local function call_bridge()
+  return bridge.call()
 end
 redis.setresp = function(...) return bridge.setresp(...) end
 redis.set_repl = function(...) return bridge.set_repl(...) end

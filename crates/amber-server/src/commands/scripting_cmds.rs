@@ -168,20 +168,17 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], evalsha: bool, read_only: bool) {
         return ctx.error("ERR scripts cannot run scripts");
     };
     let sha = if evalsha {
-        let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-        if sha.len() != 40 || !engine.script_exists(&sha) {
-            return ctx.error("NOSCRIPT No matching script. Please use EVAL.");
-        }
-        sha
+        String::from_utf8_lossy(&args[1]).to_ascii_lowercase()
     } else {
         match engine.load_script(&args[1]) {
             Ok(sha) => sha,
             Err(error) => return ctx.error(&error.message),
         }
     };
-    let flags = engine
-        .script_flags(&sha)
-        .unwrap_or(ScriptFlags::EVAL_COMPAT);
+    let flags = match engine.script_flags(&sha) {
+        Some(flags) if sha.len() == 40 => flags,
+        _ => return ctx.error("NOSCRIPT No matching script. Please use EVAL."),
+    };
     if let Err(message) = scripting::check_before_run(ctx, flags, read_only) {
         return ctx.error(&message);
     }
