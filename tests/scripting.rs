@@ -406,3 +406,33 @@ fn scripts_survive_kill_9_with_appendfsync_always() {
     let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
     assert_eq!(digest(&mut restarted.client()), before);
 }
+
+/// A write pause (CLIENT PAUSE WRITE, as a FAILOVER takes) holds scripts that may write, as
+/// Redis's `may-replicate` commands, and lets read-only scripts through.
+#[test]
+fn a_write_pause_holds_scripts_that_may_write() {
+    let amber = ServerProcess::amber(&[]);
+    let mut admin = amber.client();
+    admin.cmd(&["SET", "k", "1"]);
+    admin.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]);
+    let mut reader = amber.client();
+    assert_eq!(
+        reader.cmd(&[
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+            "1",
+            "k"
+        ]),
+        bulk("1")
+    );
+    assert_eq!(
+        reader.cmd(&["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"]),
+        bulk("1")
+    );
+    let mut writer = amber.client();
+    writer.send(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "k"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(admin.cmd(&["GET", "k"]), bulk("1"), "the script waits");
+    admin.cmd(&["CLIENT", "UNPAUSE"]);
+    assert_eq!(writer.read(), Some(Frame::Integer(2)));
+}

@@ -797,7 +797,10 @@ fn paused(ctx: &Ctx, spec: &CommandSpec, flags: table::Flags) -> bool {
     if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
         return false;
     }
-    let write = flags.contains(table::WRITE) || spec.name == "exec";
+    // As Redis: a pause of writes also holds what may propagate (scripts that may write,
+    // PUBLISH), so nothing reaches replicas or the AOF while it lasts.
+    let write =
+        flags.contains(table::WRITE) || flags.contains(table::MAY_REPLICATE) || spec.name == "exec";
     ctx.server.pauses.holds(write, std::time::Instant::now())
 }
 

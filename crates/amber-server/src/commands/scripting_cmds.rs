@@ -105,7 +105,7 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
     };
     let mut flags = spec
         .flags
-        .without(table::STALE | table::DENYOOM | table::WRITE);
+        .without(table::STALE | table::DENYOOM | table::WRITE | table::MAY_REPLICATE);
     if !declared.contains(ScriptFlags::NO_WRITES) {
         flags = flags | table::WRITE;
         if !declared.contains(ScriptFlags::ALLOW_OOM) {

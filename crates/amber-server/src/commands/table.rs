@@ -35,6 +35,9 @@ pub(super) const LOADING: Flags = Flags(64);
 pub(super) const STALE: Flags = Flags(128);
 /// Not allowed in scripts.
 pub(super) const NOSCRIPT: Flags = Flags(256);
+/// May cause a write to be propagated without being a write itself (scripts, PUBLISH): a
+/// write pause holds it. Redis does not show this flag in COMMAND INFO.
+pub(super) const MAY_REPLICATE: Flags = Flags(512);
 
 const NAMES: &[(Flags, &str)] = &[
     (WRITE, "write"),
@@ -177,7 +180,7 @@ const X: &str = "stream";
 const LUA: &str = "scripting";
 /// EXEC's own flags (those of its queued commands are added, see `transactions`).
 pub(super) const EXEC_FLAGS: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0);
-const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0);
+const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
 pub(super) static COMMANDS: &[CommandSpec] = &[
@@ -194,7 +197,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "eval_ro",
         scripting_cmds::eval_ro,
         -3,
-        Flags(SCRIPT_RUN.0 | READONLY.0),
+        Flags(NOSCRIPT.0 | STALE.0 | READONLY.0),
         NONE,
         LUA,
         "Executes a read-only server-side Lua script.",
@@ -212,7 +215,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "evalsha_ro",
         scripting_cmds::evalsha_ro,
         -3,
-        Flags(SCRIPT_RUN.0 | READONLY.0),
+        Flags(NOSCRIPT.0 | STALE.0 | READONLY.0),
         NONE,
         LUA,
         "Executes a read-only server-side Lua script by SHA1 digest.",
@@ -230,7 +233,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "fcall_ro",
         scripting_cmds::fcall_ro,
         -3,
-        Flags(SCRIPT_RUN.0 | READONLY.0),
+        Flags(NOSCRIPT.0 | STALE.0 | READONLY.0),
         NONE,
         LUA,
         "Invokes a read-only function.",
@@ -2084,7 +2087,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "publish",
         pubsub_cmds::publish,
         3,
-        Flags(LOADING.0 | STALE.0 | FAST.0),
+        Flags(LOADING.0 | STALE.0 | FAST.0 | MAY_REPLICATE.0),
         NONE,
         PUBSUB,
         "Posts a message to a channel.",
@@ -2111,7 +2114,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "spublish",
         pubsub_cmds::spublish,
         3,
-        Flags(LOADING.0 | STALE.0 | FAST.0),
+        Flags(LOADING.0 | STALE.0 | FAST.0 | MAY_REPLICATE.0),
         ONE,
         PUBSUB,
         "Post a message to a shard channel",
