@@ -949,6 +949,14 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     }
 }
 
+/// How Redis names a command in logs: `ping`, or `xinfo|help` for a subcommand.
+pub(crate) fn command_label(args: &[Bytes]) -> String {
+    match lookup(&args[0]) {
+        Some(spec) => full_name(spec.name, args.get(1)).to_string(),
+        None => String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
+    }
+}
+
 /// Container commands report their subcommand (`client|list`) in `CLIENT LIST`, as Redis does.
 const SUBCOMMAND_NAMES: &[&str] = &[
     "client|id",

@@ -76,6 +76,8 @@ const FUNCTION_HELP: &[&str] = &[
 /// `scriptFlagsToCmdFlags`). Other commands keep their table flags.
 pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) -> Flags {
     let declared = match spec.name {
+        // A script without a shebang declares nothing: no need to hash it here.
+        "eval" | "eval_ro" if !args[1].starts_with(b"#!") => return spec.flags,
         "eval" | "eval_ro" => ctx.server.scripting.engine().and_then(|engine| {
             let sha = amber_scripting::sha1_hex(&args[1]);
             engine.script_flags(&sha).or_else(|| {

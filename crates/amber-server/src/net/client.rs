@@ -350,6 +350,19 @@ fn read_acks(
                 if let (true, Some(offset)) = (ack, offset) {
                     shared.borrow_mut().replication.acknowledge(id, offset);
                 }
+                if !args[0].eq_ignore_ascii_case(b"replconf") {
+                    // Anything else would be answered on the replication stream: as Redis,
+                    // the replica is dropped instead.
+                    let server = shared.borrow();
+                    let described = server.clients.get(&id).map_or_else(String::new, |info| {
+                        crate::commands::describe_client(&info.borrow())
+                    });
+                    crate::warning!(
+                        "Replica generated a reply to command '{}', disconnecting it: {described}",
+                        crate::commands::command_label(&args)
+                    );
+                    return false;
+                }
             }
             Ok(None) => return true,
             Err(_) => return false,
