@@ -436,3 +436,78 @@ fn a_write_pause_holds_scripts_that_may_write() {
     admin.cmd(&["CLIENT", "UNPAUSE"]);
     assert_eq!(writer.read(), Some(Frame::Integer(2)));
 }
+
+/// A script past `busy-reply-threshold` lets other clients in: they get `-BUSY`, `SCRIPT KILL`
+/// stops a script that has not written, and the server answers again.
+#[test]
+fn a_busy_script_answers_busy_and_can_be_killed() {
+    let amber = ServerProcess::amber(&["--busy-reply-threshold", "50"]);
+    // Connections made while a script is busy wait until it ends: connect first.
+    let mut other = amber.client();
+    other.cmd(&["PING"]);
+    let mut runner = amber.client();
+    runner.send(&["EVAL", "while true do end", "0"]);
+    // A request in flight as the script starts is answered only when it ends (see
+    // docs/SCRIPTING.md): let the script start first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_for(
+        || matches!(other.cmd(&["PING"]), Frame::Error(e) if e.starts_with(b"BUSY")),
+        "the script to become busy",
+    );
+    assert_eq!(
+        other.cmd(&["FUNCTION", "KILL"]),
+        common::error(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    assert_eq!(
+        other.cmd(&["SCRIPT", "KILL"]),
+        Frame::Simple(b"OK".to_vec())
+    );
+    let reply = runner.read();
+    assert!(
+        matches!(&reply, Some(Frame::Error(e)) if String::from_utf8_lossy(e).contains("killed by user")),
+        "{reply:?}"
+    );
+    assert_eq!(other.cmd(&["PING"]), Frame::Simple(b"PONG".to_vec()));
+    assert!(amber.log().contains("Slow script detected"));
+}
+
+/// A busy script that wrote cannot be killed; `SHUTDOWN NOSAVE` ends the server, and nothing
+/// of the script reaches the AOF.
+#[test]
+fn a_busy_script_that_wrote_is_unkillable_until_shutdown_nosave() {
+    let mut amber = ServerProcess::amber(&["--busy-reply-threshold", "50", "--appendonly", "yes"]);
+    let dir = amber.dir.clone();
+    let mut other = amber.client();
+    other.cmd(&["SET", "before", "1"]);
+    let mut runner = amber.client();
+    runner.send(&[
+        "EVAL",
+        "redis.call('set', KEYS[1], 'y') while true do end",
+        "1",
+        "x",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_for(
+        || matches!(other.cmd(&["PING"]), Frame::Error(e) if e.starts_with(b"BUSY")),
+        "the script to become busy",
+    );
+    let refused = other.cmd(&["SCRIPT", "KILL"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.starts_with(b"UNKILLABLE")),
+        "{refused:?}"
+    );
+    other.send(&["SHUTDOWN", "NOSAVE"]);
+    assert_eq!(amber.wait_exit(std::time::Duration::from_secs(10)), Some(0));
+    amber.keep_dir = true;
+    drop(amber);
+    let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    let mut c = restarted.client();
+    assert_eq!(c.cmd(&["GET", "before"]), bulk("1"));
+    assert_eq!(
+        c.cmd(&["EXISTS", "x"]),
+        Frame::Integer(0),
+        "the unfinished script left nothing"
+    );
+}

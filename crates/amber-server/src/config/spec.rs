@@ -116,6 +116,7 @@ fn kind_from_default(name: &str) -> Kind {
 
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
 const IMPLEMENTED: &[&str] = &[
+    "busy-reply-threshold",
     "port",
     "replicaof",
     "masterauth",
