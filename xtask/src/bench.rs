@@ -185,6 +185,63 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
     })
 }
 
+/// Measures both servers `rounds` times, alternating which goes first so neither always runs
+/// on a warmer machine; the medians of each (`[first, second]`).
+pub(crate) fn alternating(
+    servers: [&ServerUnderTest; 2],
+    rounds: usize,
+    mut measure: impl FnMut(&ServerUnderTest) -> Result<Sample>,
+) -> Result<[Sample; 2]> {
+    let mut results: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            results[index].push(measure(servers[index])?);
+        }
+    }
+    Ok(results.map(|samples| {
+        let stat =
+            |pick: fn(&Sample) -> f64| median(&mut samples.iter().map(pick).collect::<Vec<_>>());
+        Sample {
+            rps: stat(|s| s.rps),
+            p50_ms: stat(|s| s.p50_ms),
+            p99_ms: stat(|s| s.p99_ms),
+        }
+    }))
+}
+
+/// The header of a side-by-side throughput table whose first column is `what`.
+pub(crate) fn print_header(what: &str) {
+    println!(
+        "{:<8} {:>3} | {:>12} {:>12} {:>7} | {:>9} {:>9} | {:>9} {:>9}",
+        what,
+        "-P",
+        "amber rps",
+        "redis rps",
+        "ratio",
+        "amber p50",
+        "redis p50",
+        "amber p99",
+        "redis p99"
+    );
+}
+
+/// One row of that table: Amber's and Redis's medians and their ratio.
+pub(crate) fn print_row(label: &str, pipeline: u32, [amber, redis]: &[Sample; 2]) {
+    println!(
+        "{:<8} {:>3} | {:>12.0} {:>12.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.3} {:>9.3}",
+        label,
+        pipeline,
+        amber.rps,
+        redis.rps,
+        amber.rps / redis.rps,
+        amber.p50_ms,
+        redis.p50_ms,
+        amber.p99_ms,
+        redis.p99_ms,
+    );
+}
+
 pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
@@ -222,49 +279,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         "redis-benchmark -c {} -n {} (-r 100000), {} alternating rounds; medians",
         args.clients, args.requests, args.rounds
     );
-    println!(
-        "{:<8} {:>3} | {:>12} {:>12} {:>7} | {:>9} {:>9} | {:>9} {:>9}",
-        "test",
-        "-P",
-        "amber rps",
-        "redis rps",
-        "ratio",
-        "amber p50",
-        "redis p50",
-        "amber p99",
-        "redis p99"
-    );
+    print_header("test");
     for pipeline in [1, 16] {
         for test in ["set", "get", "incr", "mset"] {
-            let mut results: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new()];
-            for round in 0..args.rounds {
-                // Alternate which server goes first so neither always runs on a warmer machine.
-                let order: [&ServerUnderTest; 2] = if round % 2 == 0 {
-                    [&amber, &redis]
-                } else {
-                    [&redis, &amber]
-                };
-                for server in order {
-                    let index = usize::from(server.name == "redis");
-                    results[index].push(benchmark(server.port, test, pipeline, args)?);
-                }
-            }
-            let stat = |i: usize, pick: fn(&Sample) -> f64| {
-                median(&mut results[i].iter().map(pick).collect::<Vec<_>>())
-            };
-            let (amber_rps, redis_rps) = (stat(0, |s| s.rps), stat(1, |s| s.rps));
-            println!(
-                "{:<8} {:>3} | {:>12.0} {:>12.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.3} {:>9.3}",
-                test.to_uppercase(),
-                pipeline,
-                amber_rps,
-                redis_rps,
-                amber_rps / redis_rps,
-                stat(0, |s| s.p50_ms),
-                stat(1, |s| s.p50_ms),
-                stat(0, |s| s.p99_ms),
-                stat(1, |s| s.p99_ms),
-            );
+            let medians = alternating([&amber, &redis], args.rounds, |server| {
+                benchmark(server.port, test, pipeline, args)
+            })?;
+            print_row(&test.to_uppercase(), pipeline, &medians);
         }
     }
     drop(amber);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::bench::{
-    BenchArgs, Sample, ServerUnderTest, benchmark, command, fill_type, median, restart_time_with,
-    start_with,
+    BenchArgs, ServerUnderTest, alternating, benchmark, command, fill_type, median,
+    restart_time_with, start_with,
 };
 
 fn scratch(label: &str) -> Result<PathBuf> {
@@ -142,23 +142,17 @@ fn throughput(args: &BenchArgs) -> Result<()> {
                 start_with(amber_bin.0, &amber_bin.1, &dirs[0], &flags)?,
                 start_with(redis_bin.0, &redis_bin.1, &dirs[1], &flags)?,
             ];
-            let mut results: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-            for round in 0..args.rounds {
-                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-                for index in order {
-                    results[index].push(benchmark(servers[index].port, "set", pipeline, args)?);
-                }
-            }
-            let stat = |i: usize, pick: fn(&Sample) -> f64| {
-                median(&mut results[i].iter().map(pick).collect::<Vec<_>>())
-            };
-            let (amber, redis) = (stat(0, |s| s.rps), stat(1, |s| s.rps));
+            let [amber, redis] = alternating([&servers[0], &servers[1]], args.rounds, |server| {
+                benchmark(server.port, "set", pipeline, args)
+            })?;
             println!(
-                "{policy:<9} {pipeline:>3} | {amber:>11.0} {redis:>11.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>13.2}x",
-                amber / redis,
-                stat(0, |s| s.p99_ms),
-                stat(1, |s| s.p99_ms),
-                amber / baseline,
+                "{policy:<9} {pipeline:>3} | {:>11.0} {:>11.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>13.2}x",
+                amber.rps,
+                redis.rps,
+                amber.rps / redis.rps,
+                amber.p99_ms,
+                redis.p99_ms,
+                amber.rps / baseline,
             );
             drop(servers);
             for dir in dirs {

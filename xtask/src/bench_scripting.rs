@@ -8,7 +8,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{BenchArgs, Sample, ServerUnderTest, command, median, start};
+use crate::bench::{
+    BenchArgs, Sample, ServerUnderTest, alternating, command, print_header, print_row, start,
+};
 
 /// The script measured: what a rate counter or a session touch does.
 const SCRIPT: &str = "redis.call('incr', KEYS[1]) return redis.call('expire', KEYS[1], 60)";
@@ -76,50 +78,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         "Scripting: redis-benchmark -c {} -n {} -r 100000, {} alternating rounds; medians",
         args.clients, args.requests, args.rounds
     );
-    println!(
-        "{:<8} {:>3} | {:>12} {:>12} {:>7} | {:>9} {:>9} | {:>9} {:>9}",
-        "command",
-        "-P",
-        "amber rps",
-        "redis rps",
-        "ratio",
-        "amber p50",
-        "redis p50",
-        "amber p99",
-        "redis p99"
-    );
+    print_header("command");
     let evalsha = ["EVALSHA", sha.as_str(), "1", "counter:__rand_int__"];
     let fcall = ["FCALL", "touch", "1", "counter:__rand_int__"];
     for pipeline in [1, 16] {
         for (name, request) in [("EVALSHA", &evalsha), ("FCALL", &fcall)] {
-            let mut results: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-            for round in 0..args.rounds {
-                let order: [&ServerUnderTest; 2] = if round % 2 == 0 {
-                    [&amber, &redis]
-                } else {
-                    [&redis, &amber]
-                };
-                for server in order {
-                    let index = usize::from(server.name == "redis");
-                    results[index].push(custom(server.port, pipeline, args, request)?);
-                }
-            }
-            let stat = |i: usize, pick: fn(&Sample) -> f64| {
-                median(&mut results[i].iter().map(pick).collect::<Vec<_>>())
-            };
-            let (amber_rps, redis_rps) = (stat(0, |s| s.rps), stat(1, |s| s.rps));
-            println!(
-                "{:<8} {:>3} | {:>12.0} {:>12.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.3} {:>9.3}",
-                name,
-                pipeline,
-                amber_rps,
-                redis_rps,
-                amber_rps / redis_rps,
-                stat(0, |s| s.p50_ms),
-                stat(1, |s| s.p50_ms),
-                stat(0, |s| s.p99_ms),
-                stat(1, |s| s.p99_ms),
-            );
+            let medians = alternating([&amber, &redis], args.rounds, |server| {
+                custom(server.port, pipeline, args, request)
+            })?;
+            print_row(name, pipeline, &medians);
         }
     }
     Ok(())

@@ -231,11 +231,6 @@ fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
     );
 }
 
-/// `CLUSTER ...`: a standalone server has no cluster, as Redis says when cluster mode is off.
-pub(super) fn cluster(ctx: &mut Ctx, _args: &[Bytes]) {
-    ctx.error("ERR This instance has cluster support disabled");
-}
-
 /// `SCRIPT LOAD | EXISTS | FLUSH | KILL | DEBUG | HELP`
 pub(super) fn script(ctx: &mut Ctx, args: &[Bytes]) {
     let sub = &args[1];

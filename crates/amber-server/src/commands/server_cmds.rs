@@ -646,3 +646,8 @@ pub(super) fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
         Err(error) => ctx.error(&format!("ERR {error}")),
     }
 }
+
+/// `CLUSTER ...`: a standalone server has no cluster, as Redis says when cluster mode is off.
+pub(super) fn cluster(ctx: &mut Ctx, _args: &[Bytes]) {
+    ctx.error("ERR This instance has cluster support disabled");
+}

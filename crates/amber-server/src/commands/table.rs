@@ -240,7 +240,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         "cluster",
-        scripting_cmds::cluster,
+        server_cmds::cluster,
         -2,
         Flags(NOSCRIPT.0 | STALE.0),
         NONE,
