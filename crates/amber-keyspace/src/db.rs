@@ -1,5 +1,6 @@
 //! Databases: keys with their values and expiry times, lazy and active expiry.
 
+use crate::access::{Access, AccessClock, access_clock};
 use crate::dict::{Dict, Lookup};
 use crate::small::SmallBytes;
 use crate::value::Value;
@@ -12,8 +13,8 @@ pub struct Entry {
     /// Absolute expiry time in Unix milliseconds, [`NO_EXPIRY`] for a persistent key (an
     /// `Option<i64>` would take 8 more bytes in every key's node).
     expire: i64,
-    /// Last access time in Unix seconds (for `OBJECT IDLETIME`).
-    pub accessed: u32,
+    /// Last access time or access frequency (see [`crate::access`]).
+    access: Access,
 }
 
 /// The `expire` of a key that never expires.
@@ -25,8 +26,46 @@ impl Entry {
         Entry {
             value,
             expire: NO_EXPIRY,
-            accessed: seconds(now_ms),
+            access: Access::new(now_ms),
         }
+    }
+
+    /// Milliseconds since the key was last accessed, reading its record as LRU data
+    /// (`OBJECT IDLETIME`, the LRU policies).
+    pub fn idle_ms(&self, now_ms: i64) -> u64 {
+        self.access.idle_ms(now_ms)
+    }
+
+    /// The key's access counter with its decay applied, reading its record as LFU data
+    /// (`OBJECT FREQ`, the LFU policies).
+    pub fn frequency(&self, now_ms: i64) -> u8 {
+        let decay = match access_clock() {
+            AccessClock::Lfu { decay_minutes, .. } => decay_minutes,
+            AccessClock::Lru => 1,
+        };
+        self.access.decayed_counter(now_ms, decay)
+    }
+
+    /// Says the key was last accessed `idle_seconds` ago (`RESTORE ... IDLETIME`, an RDB's
+    /// idle-time record).
+    pub fn set_idle(&mut self, idle_seconds: u64, now_ms: i64) {
+        self.access = Access::idle_for(idle_seconds, now_ms);
+    }
+
+    /// Gives the key the access counter `counter` (`RESTORE ... FREQ`, an RDB's frequency
+    /// record).
+    pub fn set_frequency(&mut self, counter: u8, now_ms: i64) {
+        self.access = Access::with_frequency(counter, now_ms);
+    }
+
+    /// Resets the access record as for a key created at `now_ms` (a copy of a key).
+    pub fn reset_access(&mut self, now_ms: i64) {
+        self.access = Access::new(now_ms);
+    }
+
+    /// The raw 24-bit access record (`DEBUG OBJECT`'s `lru:`).
+    pub fn access_bits(&self) -> u32 {
+        self.access.bits()
     }
 
     /// Absolute expiry time in Unix milliseconds, or `None` for a persistent key.
@@ -49,10 +88,6 @@ impl Entry {
     pub fn has_expired(&self, now_ms: i64) -> bool {
         self.is_expired(now_ms)
     }
-}
-
-fn seconds(now_ms: i64) -> u32 {
-    (now_ms / 1000).clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// One of the numbered databases (`SELECT n`).
@@ -111,6 +146,16 @@ impl Db {
             self.keys.stats_text(),
             self.volatile.stats_text()
         )
+    }
+
+    /// The table of keys and entries (for sampling).
+    pub(crate) fn entries(&self) -> &Dict<Entry> {
+        &self.keys
+    }
+
+    /// The table of keys that have an expiry time (for sampling).
+    pub(crate) fn volatile_keys(&self) -> &Dict<()> {
+        &self.volatile
     }
 
     /// Number of keys with an expiry time.
@@ -214,7 +259,7 @@ impl Db {
             if entry.is_expired(clock) {
                 return None;
             }
-            entry.accessed = seconds(now_ms);
+            entry.access.touch(now_ms);
             return Some(entry);
         }
         match self
@@ -222,7 +267,7 @@ impl Db {
             .get_mut_unless(key, |entry| entry.is_expired(clock))
         {
             Lookup::Found(entry) => {
-                entry.accessed = seconds(now_ms);
+                entry.access.touch(now_ms);
                 Some(entry)
             }
             Lookup::Removed(_) => {
@@ -248,6 +293,12 @@ impl Db {
         self.keys.get(key)
     }
 
+    /// The entry under `key` for changing its metadata, without counting an access or judging
+    /// expiry.
+    pub fn raw_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.keys.get_mut(key)
+    }
+
     /// Whether a live key exists, deleting it if it has expired.
     pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
         let clock = self.expiry_clock(now_ms);
@@ -266,6 +317,12 @@ impl Db {
         let previous = self.keys.insert(key, entry);
         if previous.is_none() {
             self.note_new(key);
+        }
+        // As Redis's dbOverwrite: under LFU, a new value keeps the key's access counter.
+        if let (Some(previous), AccessClock::Lfu { .. }) = (&previous, access_clock())
+            && let Some(entry) = self.keys.get_mut(key)
+        {
+            entry.access = previous.access;
         }
         let was_volatile = previous.is_some_and(|p| p.expire_at().is_some());
         match (was_volatile, volatile) {

@@ -371,6 +371,47 @@ impl<V> Dict<V> {
         next
     }
 
+    /// Visits up to `count` keys near a random spot of the table: the chains of consecutive
+    /// buckets from a random start, giving up after `count * 10` buckets (as Redis's
+    /// `dictGetSomeKeys`: cheaper than `count` random picks, and as good for sampling).
+    pub fn sample(
+        &self,
+        count: usize,
+        mut random: impl FnMut() -> u64,
+        mut visit: impl FnMut(&[u8], &V),
+    ) {
+        let count = count.min(self.len);
+        if count == 0 {
+            return;
+        }
+        let mask = self.buckets.len() - 1;
+        let mut bucket = (random() as usize) & mask;
+        let mut visited = 0;
+        let mut empty_run = 0;
+        for _ in 0..count.saturating_mul(10).max(count) {
+            let chain = self.buckets[bucket].as_deref();
+            if chain.is_none() {
+                empty_run += 1;
+                // A long empty stretch: jump elsewhere, as Redis does.
+                if empty_run >= 5 && empty_run > count {
+                    bucket = (random() as usize) & mask;
+                    empty_run = 0;
+                    continue;
+                }
+            } else {
+                empty_run = 0;
+            }
+            for (key, value) in (ChainIter { node: chain }) {
+                visit(key, value);
+                visited += 1;
+                if visited == count {
+                    return;
+                }
+            }
+            bucket = (bucket + 1) & mask;
+        }
+    }
+
     /// A key chosen at random, `random` being a source of random numbers. Every key has the
     /// same chance as long as no chain is longer than [`FAIR_CHAIN`]: a (bucket, position)
     /// pair is drawn until it names a key, so a key in a short chain is not favoured over one

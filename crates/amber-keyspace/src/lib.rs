@@ -7,10 +7,12 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod access;
 mod build;
 mod db;
 mod dict;
 mod digest;
+mod evict;
 mod glob;
 mod hash;
 mod list;
@@ -21,10 +23,12 @@ mod stream;
 mod value;
 mod zset;
 
+pub use access::{AccessClock, LFU_INIT_VAL, access_clock, freeze_access, set_access_clock};
 pub use build::ValueBuilder;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, Iter as DictIter, Lookup, pause_resizes};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
+pub use evict::{EvictionPolicy, EvictionPool};
 pub use glob::glob_match;
 pub use hash::{HashIter, HashLimits, HashValue};
 pub use list::{ListIter, ListLimits, ListValue};

@@ -41,6 +41,8 @@ pub(crate) struct RunningScript {
     pub(crate) wrote: bool,
     /// Sent by this replica's master: never killed.
     pub(crate) from_master: bool,
+    /// Declared `allow-oom`: may write when memory is over `maxmemory`.
+    pub(crate) allow_oom: bool,
     /// `SCRIPT KILL` or `FUNCTION KILL` asked it to stop.
     pub(crate) kill_requested: bool,
     /// It ran past `busy-reply-threshold`: other clients get `-BUSY`.
@@ -185,6 +187,7 @@ pub(crate) fn run(
         eval,
         wrote: false,
         from_master: obeyed(ctx.client),
+        allow_oom: flags.contains(ScriptFlags::ALLOW_OOM),
         kill_requested: false,
         busy: false,
     });
@@ -272,6 +275,24 @@ impl ScriptHost<'_> {
     }
 }
 
+impl ScriptHost<'_> {
+    /// Whether a command that may add data is refused for memory (Redis's
+    /// `scriptVerifyOOM`): memory was over `maxmemory` when the script started, the script is
+    /// not `allow-oom`, did not write yet (it cannot stop half-way) and is not replayed from a
+    /// master or the AOF.
+    fn over_memory(&self) -> bool {
+        let server = &*self.server;
+        let Some(running) = server.scripting.running.as_ref() else {
+            return false;
+        };
+        server.settings.maxmemory > 0
+            && !self.obeyed
+            && !running.allow_oom
+            && !running.wrote
+            && server.eviction.oom_at_command_start
+    }
+}
+
 impl Host for ScriptHost<'_> {
     fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Result<Frame, String> {
         let spec = crate::commands::lookup(&args[0]);
@@ -291,6 +312,9 @@ impl Host for ScriptHost<'_> {
             .is_some_and(|link| link.state != crate::replication::LinkState::Connected);
         if stale && !self.server.settings.replica_serve_stale_data && !spec.is_stale_ok() {
             return Err("Can not execute the command on a stale replica".into());
+        }
+        if spec.is_denyoom() && self.over_memory() {
+            return Err(format!("-{}", crate::server::OOM));
         }
         if spec.is_write() {
             self.check_write()?;

@@ -29,6 +29,7 @@ pub(super) fn dump(ctx: &mut Ctx, args: &[Bytes]) {
 pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     let (mut replace, mut absolute) = (false, false);
     let mut idle_seconds = None;
+    let mut frequency = None;
     let mut i = 4;
     while i < args.len() {
         if is(&args[i], "replace") {
@@ -44,7 +45,7 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
             i += 1;
         } else if is(&args[i], "freq") && i + 1 < args.len() {
             match parse_i64(&args[i + 1]) {
-                Some(n) if (0..=255).contains(&n) => {}
+                Some(n) if (0..=255).contains(&n) => frequency = Some(n as u8),
                 Some(_) => return ctx.error("ERR Invalid FREQ value, must be >= 0 and <= 255"),
                 None => return ctx.error(errors::NOT_INTEGER),
             }
@@ -123,16 +124,22 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     if expire_at.is_none_or(|at| at > now) {
         let mut entry = Entry::new(value, now);
         entry.set_expire_at(expire_at);
-        // As Redis: IDLETIME sets the access time when an LRU policy is selected.
-        if let Some(idle) = idle_seconds
-            && ctx.server.config.get("maxmemory-policy").contains("lru")
-        {
-            let accessed = (now / 1000)
-                .saturating_sub(idle)
-                .clamp(0, i64::from(u32::MAX));
-            entry.accessed = accessed as u32;
+        // As Redis's objectSetLRUOrLFU: FREQ applies under an LFU policy, IDLETIME under any
+        // other.
+        if ctx.server.settings.eviction_policy.is_lfu() {
+            if let Some(frequency) = frequency {
+                entry.set_frequency(frequency, now);
+            }
+        } else if let Some(idle) = idle_seconds {
+            entry.set_idle(idle as u64, now);
         }
         ctx.db().insert(key, entry);
+        if let (Some(frequency), true) = (frequency, ctx.server.settings.eviction_policy.is_lfu())
+            && let Some(stored) = ctx.db().raw_mut(key)
+        {
+            // `insert` keeps an overwritten key's LFU counter; the explicit one wins.
+            stored.set_frequency(frequency, now);
+        }
         ctx.notify(crate::notify::GENERIC, "restore", key);
         if let (Some(at), false) = (expire_at, absolute) {
             // The AOF gets the absolute expiry, so a replay does not extend it.

@@ -170,6 +170,12 @@ fn memory_section(server: &Server) -> String {
         .map_or((0, (0, 0)), |engine| {
             (engine.memory(), engine.scripts_usage())
         });
+    let backlog = server.replication.backlog_memory();
+    let replica_buffers = server.replication.buffered_bytes();
+    let normal_clients = server.client_buffer_memory();
+    let aof_buffer = server.aof.buffered_bytes();
+    let overhead = server.startup_memory + backlog + replica_buffers + normal_clients + aof_buffer;
+    let dataset = used.saturating_sub(overhead);
     lines(&[
         ("used_memory", used.to_string()),
         ("used_memory_human", human(used)),
@@ -177,6 +183,9 @@ fn memory_section(server: &Server) -> String {
         ("used_memory_rss_human", human(rss)),
         ("used_memory_peak", peak.to_string()),
         ("used_memory_peak_human", human(peak)),
+        ("used_memory_overhead", overhead.to_string()),
+        ("used_memory_startup", server.startup_memory.to_string()),
+        ("used_memory_dataset", dataset.to_string()),
         ("maxmemory", maxmemory.to_string()),
         ("maxmemory_human", human(maxmemory)),
         (
@@ -187,7 +196,21 @@ fn memory_section(server: &Server) -> String {
             "mem_fragmentation_ratio",
             format!("{:.2}", rss as f64 / used.max(1) as f64),
         ),
+        (
+            "mem_not_counted_for_evict",
+            server.memory_not_counted_for_evict().to_string(),
+        ),
+        ("mem_replication_backlog", backlog.to_string()),
+        (
+            "mem_total_replication_buffers",
+            (backlog + replica_buffers).to_string(),
+        ),
+        ("mem_clients_slaves", replica_buffers.to_string()),
+        ("mem_clients_normal", normal_clients.to_string()),
+        ("mem_aof_buffer", aof_buffer.to_string()),
         ("mem_allocator", "libc".into()),
+        ("lazyfree_pending_objects", "0".into()),
+        ("lazyfreed_objects", "0".into()),
         ("used_memory_lua", lua.to_string()),
         ("used_memory_lua_human", human(lua)),
         ("used_memory_scripts", scripts_bytes.to_string()),
@@ -393,7 +416,16 @@ fn stats_section(server: &Server) -> String {
             "migrate_cached_sockets",
             server.migrate_sockets.len().to_string(),
         ),
-        ("evicted_keys", "0".into()),
+        ("evicted_keys", stats.evicted_keys.to_string()),
+        ("evicted_clients", "0".into()),
+        (
+            "total_eviction_exceeded_time",
+            server.eviction.exceeded_ms(false).to_string(),
+        ),
+        (
+            "current_eviction_exceeded_time",
+            server.eviction.exceeded_ms(true).to_string(),
+        ),
         ("keyspace_hits", stats.keyspace_hits.to_string()),
         ("keyspace_misses", stats.keyspace_misses.to_string()),
         ("pubsub_channels", server.pubsub.channel_count().to_string()),

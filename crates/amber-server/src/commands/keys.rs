@@ -269,7 +269,7 @@ pub(super) fn copy(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     let mut copy = source;
-    copy.accessed = (now / 1000) as u32;
+    copy.reset_access(now);
     // As Redis: a replaced destination is deleted, then added (a `new` key).
     destination.remove(to);
     destination.insert(to, copy);
@@ -493,20 +493,30 @@ pub(super) fn object(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     let now = ctx.server.now_ms;
+    let policy = ctx.server.settings.eviction_policy;
+    // As Redis: small integers are shared objects, unless `maxmemory` with an LRU or LFU
+    // policy needs every key's own access record.
+    let shares = ctx.server.settings.maxmemory == 0 || !(policy.is_lru() || policy.is_lfu());
     let Some(entry) = ctx.db().peek(&args[2], now) else {
         ctx.out.null();
         return;
     };
     let encoding = entry.value.encoding();
-    let idle = (now / 1000 - i64::from(entry.accessed)).max(0);
-    let shared_int = matches!(&entry.value, amber_keyspace::Value::Str(amber_keyspace::StrValue::Int(n)) if (0..10000).contains(n));
+    let (idle, frequency) = (entry.idle_ms(now) / 1000, entry.frequency(now));
+    let shared_int = shares
+        && matches!(&entry.value, amber_keyspace::Value::Str(amber_keyspace::StrValue::Int(n)) if (0..10000).contains(n));
     if is(sub, "encoding") {
         ctx.out.bulk(encoding.as_bytes());
     } else if is(sub, "refcount") {
         ctx.out
             .integer(if shared_int { i64::from(i32::MAX) } else { 1 });
     } else if is(sub, "idletime") {
-        ctx.out.integer(idle);
+        if policy.is_lfu() {
+            return ctx.error("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.");
+        }
+        ctx.out.integer(idle as i64);
+    } else if policy.is_lfu() {
+        ctx.out.integer(i64::from(frequency));
     } else {
         ctx.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.");
     }

@@ -41,7 +41,7 @@ use amber_keyspace::{Db, StrValue, Value};
 use amber_protocol::{ReplyWriter, parse_i64};
 use bytes::Bytes;
 
-use crate::server::{ClientInfo, Server};
+use crate::server::{ClientInfo, Evicted, OOM, Server};
 pub(crate) use connection::describe as describe_client;
 pub(crate) use connection::stop_monitoring;
 pub(crate) use migrate::MigrateSockets;
@@ -746,6 +746,10 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     } else {
         scripting_cmds::effective_flags(ctx, spec, args)
     };
+    if ctx.server.settings.maxmemory > 0 && refused_for_memory(ctx, spec, flags) {
+        ctx.server.command_stats.record_rejected(name);
+        return;
+    }
     if paused(ctx, spec, flags) {
         blocking::hold_for_pause(ctx, args);
         return;
@@ -781,6 +785,33 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
         return;
     }
     run(ctx, spec, args);
+}
+
+/// Evicts what `maxmemory` asks for, then refuses the command (replying `-OOM`) if memory is
+/// still over the limit and the command may add data: a `denyoom` command, an EXEC queuing
+/// one, or anything queued inside MULTI but DISCARD, QUIT and RESET.
+fn refused_for_memory(ctx: &mut Ctx, spec: &CommandSpec, flags: table::Flags) -> bool {
+    if ctx.server.scripting.running.is_some() {
+        return false;
+    }
+    let mut origin = crate::notify::Origin {
+        client: ctx.client.id,
+        out: &mut *ctx.out,
+    };
+    let out_of_memory = ctx.server.perform_evictions(&mut origin) == Evicted::Failed;
+    ctx.server.eviction.oom_at_command_start = out_of_memory;
+    let queuing = ctx.client.transaction.is_some()
+        && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
+    if !out_of_memory || !(flags.contains(table::DENYOOM) || queuing) {
+        return false;
+    }
+    if spec.name == "exec" && ctx.client.transaction.is_some() {
+        transactions::abort(ctx, OOM);
+    } else {
+        ctx.error(OOM);
+        transactions::flag_failed(ctx);
+    }
+    true
 }
 
 /// Whether a command runs while the dataset loads (its `loading` flag).

@@ -320,6 +320,9 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
         log::set_level(Level::from_name(ctx.server.config.get("loglevel")));
     }
     ctx.server.refresh_settings();
+    if changed.contains(&"maxmemory") {
+        maxmemory_changed(ctx.server);
+    }
     ctx.server.aof.refresh(&ctx.server.config);
     if changed.contains(&"aof-disable-auto-gc")
         && !ctx.server.config.get_bool("aof-disable-auto-gc")
@@ -583,12 +586,12 @@ fn debug_object(ctx: &mut Ctx, key: &[u8]) {
         Value::Zset(zset) => zset.len(),
         Value::Stream(stream) => stream.log.len() as usize,
     };
-    let idle = (unix_ms() / 1000 - i64::from(entry.accessed)).max(0);
+    let idle = entry.idle_ms(unix_ms()) / 1000;
     let text = format!(
         "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",
         entry.value.encoding(),
         length,
-        entry.accessed & 0xff_ffff,
+        entry.access_bits(),
         idle
     );
     ctx.out.simple(&text);
@@ -650,4 +653,20 @@ pub(super) fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) {
 /// `CLUSTER ...`: a standalone server has no cluster, as Redis says when cluster mode is off.
 pub(super) fn cluster(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.error("ERR This instance has cluster support disabled");
+}
+
+/// A new `maxmemory`: warns, as Redis, when it is below the memory in use, and starts evicting
+/// (from the eviction task, so a `CONFIG SET` inside MULTI evicts after EXEC).
+fn maxmemory_changed(server: &mut crate::server::Server) {
+    let limit = server.settings.maxmemory;
+    if limit == 0 {
+        return;
+    }
+    let used = crate::alloc::used_memory().saturating_sub(server.memory_not_counted_for_evict());
+    if limit < used {
+        crate::warning!(
+            "WARNING: the new maxmemory value set via CONFIG SET ({limit}) is smaller than the current memory usage ({used}). This will result in key eviction and/or the inability to accept new write commands depending on the maxmemory-policy."
+        );
+    }
+    server.continue_evicting();
 }

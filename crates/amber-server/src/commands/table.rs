@@ -129,6 +129,11 @@ impl CommandSpec {
         self.flags.contains(WRITE)
     }
 
+    /// Flagged `denyoom`: refused when memory is over `maxmemory`.
+    pub(crate) fn is_denyoom(&self) -> bool {
+        self.flags.contains(DENYOOM)
+    }
+
     /// Flagged `stale`: allowed on a replica whose master link is down.
     pub(crate) fn is_stale_ok(&self) -> bool {
         self.flags.contains(STALE)

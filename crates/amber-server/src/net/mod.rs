@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         return Err(error);
     }
     tokio::task::spawn_local(cron(shared.clone()));
+    tokio::task::spawn_local(crate::server::eviction_task(shared.clone()));
     tokio::task::spawn_local(crate::replication::link::run(shared.clone()));
     notice!("Ready to accept connections");
 

@@ -276,6 +276,11 @@ impl Aof {
         log.append(db, args);
     }
 
+    /// Bytes of commands buffered and not yet written (`mem_aof_buffer`).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.durable.log().map_or(0, |log| log.pending())
+    }
+
     /// Marks the start of EXEC: the first write inside it is preceded by `MULTI`.
     pub(crate) fn begin_exec(&mut self) {
         self.multi = Some(false);

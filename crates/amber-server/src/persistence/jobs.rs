@@ -132,10 +132,12 @@ impl Server {
         self.jobs.running.is_some()
     }
 
-    /// Pauses hash-table resizes while a child shares the keyspace's pages (see
-    /// [`amber_keyspace::pause_resizes`]); called after every fork and reap.
+    /// Pauses hash-table resizes and access-record updates while a child shares the
+    /// keyspace's pages (see [`amber_keyspace::pause_resizes`] and
+    /// [`amber_keyspace::freeze_access`]); called after every fork and reap.
     pub(crate) fn update_resize_policy(&self) {
         amber_keyspace::pause_resizes(self.has_active_child());
+        amber_keyspace::freeze_access(self.has_active_child());
     }
 
     /// Records a child just forked for `work`.

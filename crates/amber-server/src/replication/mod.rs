@@ -59,6 +59,14 @@ pub(crate) enum PartialRefused {
     NoBacklog,
 }
 
+impl Replication {
+    /// Bytes buffered for replicas beyond the backlog (`mem_clients_slaves`; not counted
+    /// against `maxmemory`).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.replicas.buffered_bytes()
+    }
+}
+
 /// The replication state: ids, offsets, backlog, replicas, and the link to a master.
 pub(crate) struct Replication {
     /// The attached replicas.

@@ -351,6 +351,14 @@ impl Replicas {
         }
     }
 
+    /// Stream bytes held for replicas and not yet handed to their connections.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.list
+            .iter()
+            .map(|replica| replica.pending.capacity() + replica.preamble.capacity())
+            .sum()
+    }
+
     /// Appends stream bytes for every replica that already has a snapshot coming.
     pub(crate) fn push(&mut self, chunk: &[u8]) {
         let limit = self.hard_limit;

@@ -16,10 +16,12 @@ use tokio::sync::Notify;
 use crate::config::Config;
 
 mod clients;
+mod evict;
 mod pause;
 mod settings;
 
 pub(crate) use clients::{ClientInfo, ClientLinks};
+pub(crate) use evict::{Evicted, Eviction, OOM, eviction_task};
 pub(crate) use pause::Pauses;
 pub(crate) use settings::{Settings, Stats};
 
@@ -95,6 +97,8 @@ pub(crate) struct Server {
     pub(crate) command_stats: crate::commands::stats::CommandStats,
     /// The Lua interpreter, its scripts and Functions, and the running script.
     pub(crate) scripting: crate::scripting::Scripting,
+    /// `maxmemory` eviction between passes.
+    pub(crate) eviction: Eviction,
 }
 
 /// What the running command records and reports, besides its reply (reset as it ends).
@@ -179,6 +183,7 @@ impl Server {
         let jobs = crate::persistence::jobs::Jobs::new(Default::default());
         Server {
             scripting: crate::scripting::Scripting::new(),
+            eviction: Eviction::default(),
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
@@ -245,6 +250,19 @@ impl Server {
     /// Re-derives the hot settings after a configuration change.
     pub(crate) fn refresh_settings(&mut self) {
         self.settings = Settings::from_config(&self.config);
+        let lfu_factor = self
+            .config
+            .get_i64("lfu-log-factor")
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        let lfu_decay = self
+            .config
+            .get_i64("lfu-decay-time")
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        amber_keyspace::set_access_clock(
+            self.settings
+                .eviction_policy
+                .access_clock(lfu_factor, lfu_decay),
+        );
         self.refresh_recording();
         let policy = self.job_policy();
         self.jobs.scheduler.set_policy(policy);

@@ -43,6 +43,16 @@ pub(crate) struct Settings {
     /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds: a script running longer
     /// lets other clients in, to get `-BUSY` or to kill it.
     pub busy_reply_threshold: u64,
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: usize,
+    /// `maxmemory-policy`.
+    pub eviction_policy: amber_keyspace::EvictionPolicy,
+    /// `maxmemory-samples`.
+    pub maxmemory_samples: usize,
+    /// `maxmemory-eviction-tenacity`.
+    pub eviction_tenacity: u32,
+    /// `replica-ignore-maxmemory`.
+    pub replica_ignore_maxmemory: bool,
 }
 
 impl Settings {
@@ -71,6 +81,12 @@ impl Settings {
             replica_read_only: config.get_bool("replica-read-only"),
             replica_serve_stale_data: config.get_bool("replica-serve-stale-data"),
             busy_reply_threshold: config.get_i64("busy-reply-threshold").max(0) as u64,
+            maxmemory: config.get_i64("maxmemory").max(0) as usize,
+            eviction_policy: amber_keyspace::EvictionPolicy::parse(config.get("maxmemory-policy"))
+                .unwrap_or(amber_keyspace::EvictionPolicy::NoEviction),
+            maxmemory_samples: config.get_i64("maxmemory-samples").clamp(1, 64) as usize,
+            eviction_tenacity: config.get_i64("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
+            replica_ignore_maxmemory: config.get_bool("replica-ignore-maxmemory"),
             latency_percentiles: crate::commands::stats::parse_percentiles(
                 config.get("latency-tracking-info-percentiles"),
             )
@@ -127,6 +143,8 @@ pub(crate) struct Stats {
     pub sync_partial_err: u64,
     /// Keys deleted by expiry (lazy or active).
     pub expired_keys: u64,
+    /// Keys deleted to stay within `maxmemory`.
+    pub evicted_keys: u64,
     /// Lookups that found the key.
     pub keyspace_hits: u64,
     /// Lookups that did not.
