@@ -21,6 +21,32 @@ fn resizes_paused() -> bool {
     RESIZES_PAUSED.load(Ordering::Relaxed)
 }
 
+/// Decides whether a table may allocate this many more bytes to grow (see
+/// [`set_growth_guard`]).
+pub type GrowthGuard = fn(extra_bytes: usize) -> bool;
+
+static GROWTH_GUARD: std::sync::OnceLock<GrowthGuard> = std::sync::OnceLock::new();
+
+/// Load (keys per bucket) past which a table grows whatever the guard says (Redis's
+/// `HASHTABLE_MAX_LOAD_FACTOR`).
+const MAX_LOAD_FACTOR: f64 = 1.618;
+
+/// Installs the check a table makes before growing while it is not yet overloaded: a server
+/// with `maxmemory` refuses growth that would take it over the limit (as Redis's
+/// `dictExpandAllowed`), so a table's doubling does not by itself evict keys. Set once; later
+/// calls are ignored.
+pub fn set_growth_guard(guard: GrowthGuard) {
+    let _ = GROWTH_GUARD.set(guard);
+}
+
+fn growth_allowed(new_buckets: usize, len: usize, buckets: usize) -> bool {
+    let load = len as f64 / buckets.max(1) as f64;
+    load > MAX_LOAD_FACTOR
+        || GROWTH_GUARD.get().is_none_or(|guard| {
+            guard(new_buckets * std::mem::size_of::<Option<Box<Node<()>>>>())
+        })
+}
+
 pub(crate) use crate::small::INLINE as INLINE_KEY;
 use crate::small::SmallBytes as Key;
 
@@ -270,8 +296,9 @@ impl<V> Dict<V> {
         } else {
             self.buckets.len()
         };
-        if self.len >= limit {
-            self.resize(self.buckets.len() * 2);
+        let grown = self.buckets.len() * 2;
+        if self.len >= limit && growth_allowed(grown, self.len, self.buckets.len()) {
+            self.resize(grown);
         }
         let bucket = self.bucket_for(hash);
         let next = self.buckets[bucket].take();

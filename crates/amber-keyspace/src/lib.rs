@@ -26,7 +26,7 @@ mod zset;
 pub use access::{AccessClock, LFU_INIT_VAL, access_clock, freeze_access, set_access_clock};
 pub use build::ValueBuilder;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
-pub use dict::{Dict, Iter as DictIter, Lookup, pause_resizes};
+pub use dict::{Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, set_growth_guard};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};
 pub use evict::{EvictionPolicy, EvictionPool};
 pub use glob::glob_match;

@@ -56,6 +56,21 @@ fn chunk_size(size: usize) -> usize {
     ((size + 8 + 15) & !15).max(32)
 }
 
+/// `maxmemory` as the growth guard sees it (0: no limit).
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Tells [`growth_within_limit`] the current `maxmemory`.
+pub fn set_limit(limit: usize) {
+    LIMIT.store(limit, Ordering::Relaxed);
+}
+
+/// Whether allocating `extra` more bytes keeps the heap within `maxmemory` (the keyspace's
+/// tables ask before growing; see [`amber_keyspace::set_growth_guard`]).
+pub fn growth_within_limit(extra: usize) -> bool {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    limit == 0 || USED.load(Ordering::Relaxed).saturating_add(extra) <= limit
+}
+
 /// Bytes currently allocated on the heap.
 pub fn used_memory() -> usize {
     let used = USED.load(Ordering::Relaxed);

@@ -204,6 +204,8 @@ const CLIENT_HELP: &[&str] = &[
     "    Suspend all, or just write, clients for <timeout> milliseconds.",
     "UNPAUSE",
     "    Stop the current client pause, resuming traffic.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
     "HELP",
     "    Print this help.",
 ];
@@ -220,6 +222,7 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"reply" => args.len() == 3,
         b"pause" => args.len() == 3 || args.len() == 4,
         b"unpause" => args.len() == 2,
+        b"no-evict" => args.len() == 3,
         _ => {
             unknown_subcommand(ctx, "client", &args[1]);
             return;
@@ -258,6 +261,17 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"pause" => client_pause(ctx, &args[2..]),
         b"unpause" => {
             ctx.server.pauses.unpause_clients();
+            ctx.out.ok();
+        }
+        b"no-evict" => {
+            let on = if is(&args[2], "on") {
+                true
+            } else if is(&args[2], "off") {
+                false
+            } else {
+                return ctx.error(errors::SYNTAX);
+            };
+            ctx.client.info.borrow_mut().no_evict = on;
             ctx.out.ok();
         }
         _ => {
@@ -388,6 +402,9 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
     if info.flags == 'b' {
         flags.push('b');
     }
+    if info.no_evict {
+        flags.push('e');
+    }
     if info.unix {
         flags.push('U');
     }
@@ -395,7 +412,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         flags.push('N');
     }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -410,7 +427,8 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         info.subscriptions.2,
         info.query_buffer,
         info.query_buffer_capacity.saturating_sub(info.query_buffer),
-        16384 + info.query_buffer,
+        info.outbox.capacity(),
+        info.buffer_memory(),
         if info.last_command.is_empty() {
             "NULL"
         } else {
@@ -562,18 +580,27 @@ fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
 
 fn kill_matching(ctx: &mut Ctx, matches: impl Fn(&ClientInfo) -> bool, skip_me: bool) -> usize {
     let mut killed = 0;
+    let mut replicas = Vec::new();
     for (id, info) in &ctx.server.clients {
         let mut info = info.borrow_mut();
         if (skip_me && *id == ctx.client.id) || !matches(&info) {
             continue;
         }
         killed += 1;
+        if info.flags == 'S' {
+            replicas.push(*id);
+        }
         if *id == ctx.client.id {
             ctx.client.close_after_reply = true;
         } else {
             info.killed = true;
             info.kill.notify_one();
         }
+    }
+    // A killed replica's stream buffer goes at once, as Redis frees the client (its task may
+    // be stuck writing to a peer that stopped reading).
+    for id in replicas {
+        ctx.server.replication.detach(id);
     }
     killed
 }

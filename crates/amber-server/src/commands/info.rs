@@ -417,7 +417,7 @@ fn stats_section(server: &Server) -> String {
             server.migrate_sockets.len().to_string(),
         ),
         ("evicted_keys", stats.evicted_keys.to_string()),
-        ("evicted_clients", "0".into()),
+        ("evicted_clients", stats.evicted_clients.to_string()),
         (
             "total_eviction_exceeded_time",
             server.eviction.exceeded_ms(false).to_string(),

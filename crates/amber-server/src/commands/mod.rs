@@ -746,6 +746,13 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     } else {
         scripting_cmds::effective_flags(ctx, spec, args)
     };
+    if ctx.server.settings.maxmemory_clients > 0 {
+        ctx.server.evict_clients();
+        if ctx.client.info.borrow().killed {
+            // This very client was evicted: it closes without running the command.
+            return;
+        }
+    }
     if ctx.server.settings.maxmemory > 0 && refused_for_memory(ctx, spec, flags) {
         ctx.server.command_stats.record_rejected(name);
         return;

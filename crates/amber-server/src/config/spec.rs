@@ -23,6 +23,8 @@ pub enum Kind {
     Percentiles,
     /// Keyspace event classes (`notify-keyspace-events`), stored in Redis's canonical order.
     EventClasses,
+    /// A size in bytes, or a percentage of `maxmemory` (`maxmemory-clients`).
+    MemoryOrPercent,
 }
 
 /// What Amber knows about one directive.
@@ -75,7 +77,8 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "save" => (Kind::Save, true),
         "appendfsync" => (Kind::Enum(FSYNC), true),
         "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
-        "maxmemory-clients" | "oom-score-adj" => (Kind::Words, true),
+        "maxmemory-clients" => (Kind::MemoryOrPercent, true),
+        "oom-score-adj" => (Kind::Words, true),
         "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
         "notify-keyspace-events" => (Kind::EventClasses, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
@@ -116,6 +119,14 @@ fn kind_from_default(name: &str) -> Kind {
 
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
 const IMPLEMENTED: &[&str] = &[
+    "maxmemory",
+    "maxmemory-policy",
+    "maxmemory-samples",
+    "maxmemory-eviction-tenacity",
+    "maxmemory-clients",
+    "lfu-log-factor",
+    "lfu-decay-time",
+    "replica-ignore-maxmemory",
     "busy-reply-threshold",
     "port",
     "replicaof",
@@ -248,6 +259,16 @@ impl Kind {
             Kind::EventClasses => crate::notify::parse_flags(value)
                 .map(crate::notify::flags_to_stored_string)
                 .ok_or_else(|| crate::notify::INVALID_CLASS.into()),
+            Kind::MemoryOrPercent => match value.strip_suffix('%') {
+                Some(percent) => match percent.parse::<i64>() {
+                    Ok(percent) if percent >= 0 => Ok(format!("{percent}%")),
+                    _ => Err("argument must be a memory or percent value".into()),
+                },
+                None => parse_memory(value)
+                    .filter(|bytes| *bytes >= 0)
+                    .map(|bytes| bytes.to_string())
+                    .ok_or_else(|| "argument must be a memory or percent value".into()),
+            },
             Kind::Text | Kind::Words => Ok(value.to_string()),
         }
     }

@@ -15,6 +15,11 @@ use amber_aof::durability::ReplyGate;
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Replies a connection builds before sending them: requests already read wait in the query
+/// buffer until these are written, so a pipelined burst (or a client that stops reading)
+/// holds at most this much of replies at a time, plus one reply.
+const REPLY_BATCH: usize = 512 * 1024;
+
 /// Serves one client until it disconnects, sends `QUIT`, breaks the protocol or is killed.
 pub(crate) async fn serve<S>(
     shared: Rc<RefCell<Server>>,
@@ -44,6 +49,8 @@ pub(crate) async fn serve<S>(
     let mut out = ReplyWriter::new(Protocol::Resp2);
     // Set while the query buffer was given back (idle client): the next read starts small.
     let mut freed = false;
+    // Set when complete requests wait in `input` (the last batch of replies filled up).
+    let mut unprocessed = false;
     loop {
         if !freed && input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
@@ -54,7 +61,9 @@ pub(crate) async fn serve<S>(
         let (keep_going, appended) = match client.blocked.as_ref().map(|b| b.deadline) {
             None => {
                 let pending = std::mem::take(&mut info.borrow_mut().busy.input);
-                let woke = if pending.is_empty() {
+                let woke = if unprocessed && pending.is_empty() {
+                    Woke::Backlog
+                } else if pending.is_empty() {
                     // While it waits, a script running past its threshold may serve it.
                     let idle = input.is_empty() && !parser.in_progress();
                     park(&info, client, idle);
@@ -72,7 +81,9 @@ pub(crate) async fn serve<S>(
                     Woke::Read(Ok(pending.len()))
                 };
                 let read = match woke {
-                    Woke::Read(result) => result,
+                    Woke::Read(Ok(0) | Err(_)) => break,
+                    Woke::Read(Ok(read)) => read,
+                    Woke::Backlog => 0,
                     Woke::Kill => break,
                     Woke::Push => {
                         if !write_outbox(&mut stream, &info, &kill).await {
@@ -106,10 +117,6 @@ pub(crate) async fn serve<S>(
                     freed = false;
                     allocated = input.capacity();
                 }
-                let read = match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
                 {
                     let mut info = info.borrow_mut();
                     info.query_buffer_peak = info.query_buffer_peak.max(input.len());
@@ -121,6 +128,7 @@ pub(crate) async fn serve<S>(
                 let spanned_reads = parser.in_progress();
                 let more =
                     process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
+                unprocessed = out.len() >= REPLY_BATCH && more;
                 if spanned_reads || parser.in_progress() {
                     // A request is arriving, or just arrived over several reads: as Redis
                     // never trims below the bulk being read and keeps a fat argument's room
@@ -152,10 +160,13 @@ pub(crate) async fn serve<S>(
                 retry_blocked(&mut server, &mut client, &mut out, timed_out);
                 let more = client.blocked.is_some()
                     || process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
+                unprocessed = out.len() >= REPLY_BATCH && more && client.blocked.is_none();
                 (more, server.aof.end() != start)
             }
         };
         if !out.is_empty() {
+            // Counted from now: other connections run (and eviction looks) before it is sent.
+            info.borrow_mut().reply_buffer = out.buffer().capacity();
             // Like Redis, which writes replies once all ready clients were read: let the other
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
@@ -177,7 +188,11 @@ pub(crate) async fn serve<S>(
                 // The write may not be on disk: no reply, so it is never acknowledged.
                 break;
             }
-            if stream.write_all(out.buffer()).await.is_err() {
+            let written = tokio::select! {
+                written = stream.write_all(out.buffer()) => written.is_ok(),
+                _ = kill.notified() => false,
+            };
+            if !written {
                 break;
             }
             // Messages published to this client meanwhile follow its replies.
@@ -186,9 +201,11 @@ pub(crate) async fn serve<S>(
             }
             shared.borrow_mut().stats.net_output_bytes += out.len() as u64;
             out.buffer().clear();
-            if out.buffer().capacity() > 1024 * 1024 {
+            // A large reply's room is given back once sent, so idle connections stay small.
+            if out.buffer().capacity() > 4 * READ_CHUNK {
                 *out.buffer() = BytesMut::with_capacity(READ_CHUNK);
             }
+            info.borrow_mut().reply_buffer = out.buffer().capacity();
         }
         if !keep_going || client.close_after_reply || info.borrow().killed {
             break;
@@ -227,6 +244,8 @@ enum Woke {
     Kill,
     /// Pub/Sub messages, or input read while a script was busy, wait.
     Push,
+    /// Requests already read wait to be executed (the last batch of replies filled up).
+    Backlog,
     /// The cron asks the query buffer to shrink.
     Shrink,
 }
@@ -516,7 +535,8 @@ fn process_input(
                 if !pushed {
                     suppress_reply(client, out, replies_before);
                 }
-                if client.close_after_reply || client.blocked.is_some() {
+                if client.close_after_reply || client.blocked.is_some() || out.len() >= REPLY_BATCH
+                {
                     break;
                 }
             }

@@ -29,6 +29,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
             server.expire_replica_keys(&mut origin);
         }
         close_idle_clients(&server);
+        server.evict_clients();
         server.aof.cron();
         server.run_jobs();
         server.backup_cron();

@@ -44,6 +44,11 @@ pub(crate) struct ClientInfo {
     /// The largest query buffer content since the cron last looked (Redis's
     /// `querybuf_peak`).
     pub query_buffer_peak: usize,
+    /// Bytes the connection's reply buffer holds allocated (replies being written, or room
+    /// kept for the next ones).
+    pub reply_buffer: usize,
+    /// `CLIENT NO-EVICT on`: never closed by client eviction.
+    pub no_evict: bool,
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
     pub outbox: Vec<u8>,
     /// Wakes the connection task to write its outbox.
@@ -95,6 +100,18 @@ impl std::fmt::Debug for BusyLink {
 }
 
 impl ClientInfo {
+    /// Bytes this connection holds in buffers: its query buffer, the replies being written and
+    /// unsent Pub/Sub messages (`tot-mem` in `CLIENT LIST`, what client eviction counts).
+    pub(crate) fn buffer_memory(&self) -> usize {
+        self.query_buffer_capacity + self.reply_buffer + self.outbox.capacity()
+    }
+
+    /// Whether client eviction may close this connection: a normal or Pub/Sub client without
+    /// `CLIENT NO-EVICT on` (never a replica or the master link).
+    pub(crate) fn evictable(&self) -> bool {
+        !self.no_evict && !matches!(self.flags, 'S' | 'M') && !self.killed
+    }
+
     /// A newly connected (or internal) client: database 0, RESP2, no name.
     pub(crate) fn new(id: u64, addr: String, laddr: String, fd: i32, unix: bool) -> ClientInfo {
         let now = Instant::now();
@@ -118,6 +135,8 @@ impl ClientInfo {
             push: Rc::new(Notify::new()),
             push_pending: false,
             over_soft_limit_since: None,
+            reply_buffer: 0,
+            no_evict: false,
             subscriptions: (0, 0, 0),
             unix,
             killed: false,

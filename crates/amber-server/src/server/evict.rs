@@ -92,11 +92,23 @@ impl Server {
     /// backlog and the AOF buffer (Redis's `freeMemoryGetNotCountedMemory`), so that the
     /// `DEL`s eviction sends them cannot feed more eviction.
     pub(crate) fn memory_not_counted_for_evict(&self) -> usize {
-        self.replication.buffered_bytes() + self.aof.buffered_bytes()
+        self.replication.buffered_bytes() + self.aof.buffered_bytes() + self.memory_being_freed()
     }
 
-    /// Bytes held in normal clients' query buffers and unsent Pub/Sub messages
-    /// (`mem_clients_normal`).
+    /// Buffers of connections already closed (by client eviction, `CLIENT KILL`) whose tasks
+    /// have not yet run to free them: Redis frees a client at once, so they must not make
+    /// eviction delete keys in the meantime.
+    fn memory_being_freed(&self) -> usize {
+        self.clients
+            .values()
+            .map(|info| {
+                let info = info.borrow();
+                if info.killed { info.buffer_memory() } else { 0 }
+            })
+            .sum()
+    }
+
+    /// Bytes held in the buffers of every connection but replicas (`mem_clients_normal`).
     pub(crate) fn client_buffer_memory(&self) -> usize {
         self.clients
             .values()
@@ -105,10 +117,49 @@ impl Server {
                 if info.flags == 'S' {
                     0
                 } else {
-                    info.query_buffer_capacity + info.outbox.capacity()
+                    info.buffer_memory()
                 }
             })
             .sum()
+    }
+
+    /// Closes the connections holding the most memory in buffers until those that may be
+    /// evicted hold less than `maxmemory-clients` (Redis 7.0's client eviction).
+    pub(crate) fn evict_clients(&mut self) {
+        let limit = self.settings.maxmemory_clients;
+        if limit == 0 {
+            return;
+        }
+        let mut candidates: Vec<(usize, u64)> = self
+            .clients
+            .values()
+            .filter_map(|info| {
+                let info = info.borrow();
+                info.evictable().then(|| (info.buffer_memory(), info.id))
+            })
+            .collect();
+        let mut total: usize = candidates.iter().map(|(memory, _)| memory).sum();
+        if total < limit {
+            return;
+        }
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        for (memory, id) in candidates {
+            if total < limit {
+                break;
+            }
+            let Some(info) = self.clients.get(&id) else {
+                continue;
+            };
+            let mut info = info.borrow_mut();
+            crate::verbose!(
+                "Evicting client: {}",
+                crate::commands::describe_client(&info)
+            );
+            info.killed = true;
+            info.kill.notify_one();
+            total -= memory;
+            self.stats.evicted_clients += 1;
+        }
     }
 
     /// How many bytes over `maxmemory` the server is, if it is.
@@ -165,7 +216,7 @@ impl Server {
             self.evict_key(db, &key, origin);
             freed += before.saturating_sub(alloc::used_memory());
             evicted += 1;
-            if evicted % KEYS_PER_CLOCK_CHECK == 0 && started.elapsed() > budget {
+            if evicted.is_multiple_of(KEYS_PER_CLOCK_CHECK) && started.elapsed() > budget {
                 if self.memory_over_limit().is_some() {
                     self.continue_evicting();
                     return Evicted::Continuing;

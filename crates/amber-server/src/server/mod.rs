@@ -258,6 +258,8 @@ impl Server {
             .config
             .get_i64("lfu-decay-time")
             .clamp(0, i64::from(u32::MAX)) as u32;
+        crate::alloc::set_limit(self.settings.maxmemory);
+        amber_keyspace::set_growth_guard(crate::alloc::growth_within_limit);
         amber_keyspace::set_access_clock(
             self.settings
                 .eviction_policy

@@ -53,6 +53,8 @@ pub(crate) struct Settings {
     pub eviction_tenacity: u32,
     /// `replica-ignore-maxmemory`.
     pub replica_ignore_maxmemory: bool,
+    /// `maxmemory-clients` in bytes (a percentage is of `maxmemory`); 0: no client eviction.
+    pub maxmemory_clients: usize,
 }
 
 impl Settings {
@@ -87,6 +89,7 @@ impl Settings {
             maxmemory_samples: config.get_i64("maxmemory-samples").clamp(1, 64) as usize,
             eviction_tenacity: config.get_i64("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
             replica_ignore_maxmemory: config.get_bool("replica-ignore-maxmemory"),
+            maxmemory_clients: clients_limit(config),
             latency_percentiles: crate::commands::stats::parse_percentiles(
                 config.get("latency-tracking-info-percentiles"),
             )
@@ -94,6 +97,19 @@ impl Settings {
             notify_flags: crate::notify::parse_flags(config.get("notify-keyspace-events"))
                 .unwrap_or(0),
         }
+    }
+}
+
+/// `maxmemory-clients` in bytes: a size, or a percentage of `maxmemory`.
+fn clients_limit(config: &Config) -> usize {
+    let value = config.get("maxmemory-clients");
+    match value.strip_suffix('%') {
+        Some(percent) => {
+            let maxmemory = config.get_i64("maxmemory").max(0) as u128;
+            let percent = percent.parse::<u128>().unwrap_or(0);
+            (maxmemory * percent / 100) as usize
+        }
+        None => value.parse::<usize>().unwrap_or(0),
     }
 }
 
@@ -145,6 +161,8 @@ pub(crate) struct Stats {
     pub expired_keys: u64,
     /// Keys deleted to stay within `maxmemory`.
     pub evicted_keys: u64,
+    /// Connections closed to stay within `maxmemory-clients`.
+    pub evicted_clients: u64,
     /// Lookups that found the key.
     pub keyspace_hits: u64,
     /// Lookups that did not.
