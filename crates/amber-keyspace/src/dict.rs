@@ -42,9 +42,9 @@ pub fn set_growth_guard(guard: GrowthGuard) {
 fn growth_allowed(new_buckets: usize, len: usize, buckets: usize) -> bool {
     let load = len as f64 / buckets.max(1) as f64;
     load > MAX_LOAD_FACTOR
-        || GROWTH_GUARD.get().is_none_or(|guard| {
-            guard(new_buckets * std::mem::size_of::<Option<Box<Node<()>>>>())
-        })
+        || GROWTH_GUARD
+            .get()
+            .is_none_or(|guard| guard(new_buckets * std::mem::size_of::<Option<Box<Node<()>>>>()))
 }
 
 pub(crate) use crate::small::INLINE as INLINE_KEY;

@@ -91,6 +91,14 @@ impl RequestParser {
         self.partial.is_some()
     }
 
+    /// Bytes of the arguments of the request in progress, already taken off the buffer
+    /// (`argv-mem` in Redis's `CLIENT LIST`).
+    pub fn pending_bytes(&self) -> usize {
+        self.partial
+            .as_ref()
+            .map_or(0, |partial| partial.args.iter().map(Bytes::len).sum())
+    }
+
     /// Takes the next complete request (its arguments, never empty) off the front of `buf`.
     /// Returns `Ok(None)` when more input is needed; empty requests are skipped as Redis does.
     pub fn next_request(

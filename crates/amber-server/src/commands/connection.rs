@@ -412,7 +412,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         flags.push('N');
     }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -427,6 +427,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         info.subscriptions.2,
         info.query_buffer,
         info.query_buffer_capacity.saturating_sub(info.query_buffer),
+        info.argv_memory,
         info.outbox.capacity(),
         info.buffer_memory(),
         if info.last_command.is_empty() {

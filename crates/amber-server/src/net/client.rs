@@ -555,5 +555,6 @@ fn process_input(
     let mut info = client.info.borrow_mut();
     info.last_interaction = Instant::now();
     info.query_buffer = input.len();
+    info.argv_memory = parser.pending_bytes();
     true
 }

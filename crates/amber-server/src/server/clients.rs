@@ -47,6 +47,9 @@ pub(crate) struct ClientInfo {
     /// Bytes the connection's reply buffer holds allocated (replies being written, or room
     /// kept for the next ones).
     pub reply_buffer: usize,
+    /// Bytes of a request's arguments read so far, while the request is incomplete
+    /// (`argv-mem`).
+    pub argv_memory: usize,
     /// `CLIENT NO-EVICT on`: never closed by client eviction.
     pub no_evict: bool,
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
@@ -103,7 +106,7 @@ impl ClientInfo {
     /// Bytes this connection holds in buffers: its query buffer, the replies being written and
     /// unsent Pub/Sub messages (`tot-mem` in `CLIENT LIST`, what client eviction counts).
     pub(crate) fn buffer_memory(&self) -> usize {
-        self.query_buffer_capacity + self.reply_buffer + self.outbox.capacity()
+        self.query_buffer_capacity + self.argv_memory + self.reply_buffer + self.outbox.capacity()
     }
 
     /// Whether client eviction may close this connection: a normal or Pub/Sub client without
@@ -136,6 +139,7 @@ impl ClientInfo {
             push_pending: false,
             over_soft_limit_since: None,
             reply_buffer: 0,
+            argv_memory: 0,
             no_evict: false,
             subscriptions: (0, 0, 0),
             unix,

@@ -274,6 +274,8 @@ pub(crate) async fn eviction_task(shared: Rc<std::cell::RefCell<Server>>) {
     let wake = shared.borrow().eviction.wake.clone();
     loop {
         wake.notified().await;
+        // As Redis's time event: the first pass runs once the replies in flight are sent.
+        tokio::time::sleep(Duration::from_millis(1)).await;
         loop {
             tokio::task::yield_now().await;
             let mut server = shared.borrow_mut();
