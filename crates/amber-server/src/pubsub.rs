@@ -5,12 +5,11 @@
 //! is disconnected, so a subscriber that does not read cannot grow the server's memory.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use amber_keyspace::glob_match;
 use amber_protocol::{Protocol, ReplyWriter};
 
-use crate::server::{ClientInfo, Server};
+use crate::server::{ClientInfo, OutputLimit, Server};
 
 /// Channels and patterns with their subscribers, in subscription order.
 #[derive(Default)]
@@ -26,29 +25,13 @@ pub(crate) struct PubSub {
     shard_channels: HashMap<Vec<u8>, Vec<u64>>,
     patterns: Vec<(Vec<u8>, u64)>,
     /// `client-output-buffer-limit pubsub`: hard bytes, soft bytes, soft seconds.
-    limits: (u64, u64, u64),
+    limits: OutputLimit,
 }
 
 impl PubSub {
     /// Reads the `pubsub` class of `client-output-buffer-limit`.
     pub(crate) fn configure(&mut self, output_limits: &str) {
-        let words: Vec<&str> = output_limits.split_whitespace().collect();
-        if let Some(class) = words
-            .chunks(4)
-            .find(|class| class.first() == Some(&"pubsub"))
-        {
-            let size = |index: usize| {
-                class
-                    .get(index)
-                    .and_then(|value| crate::config::parse_memory(value))
-                    .map_or(0, |value| value.max(0) as u64)
-            };
-            let seconds = class
-                .get(3)
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0);
-            self.limits = (size(1), size(2), seconds);
-        }
+        self.limits = OutputLimit::of_class(output_limits, "pubsub");
     }
 
     fn table(&mut self, shard: bool) -> &mut HashMap<Vec<u8>, Vec<u64>> {
@@ -308,30 +291,8 @@ pub(crate) async fn flush_task(shared: std::rc::Rc<std::cell::RefCell<Server>>) 
 
 /// Queues one encoded message for another connection; false when that disconnected it (its
 /// unsent messages passed the limits).
-fn deliver(
-    info: &mut ClientInfo,
-    encoded: &[u8],
-    (hard, soft, soft_seconds): (u64, u64, u64),
-) -> bool {
+fn deliver(info: &mut ClientInfo, encoded: &[u8], limit: OutputLimit) -> bool {
     info.outbox.extend_from_slice(encoded);
-    let pending = info.outbox.len() as u64;
-    let over_soft = soft > 0 && pending > soft;
-    let soft_expired = if over_soft {
-        let since = *info.over_soft_limit_since.get_or_insert_with(Instant::now);
-        since.elapsed().as_secs() >= soft_seconds
-    } else {
-        info.over_soft_limit_since = None;
-        false
-    };
-    if (hard > 0 && pending > hard) || soft_expired {
-        crate::warning!(
-            "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
-            crate::commands::describe_client(info)
-        );
-        info.outbox = Vec::new();
-        info.killed = true;
-        info.kill.notify_one();
-        return false;
-    }
-    true
+    let pending = (info.outbox.len() + info.reply_pending) as u64;
+    !info.close_if_over(pending, limit)
 }

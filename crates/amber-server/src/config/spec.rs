@@ -78,6 +78,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "appendfsync" => (Kind::Enum(FSYNC), true),
         "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
         "maxmemory-clients" => (Kind::MemoryOrPercent, true),
+        "maxmemory-policy" => (Kind::Enum(EVICTION_POLICIES), true),
         "oom-score-adj" => (Kind::Words, true),
         "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
         "notify-keyspace-events" => (Kind::EventClasses, true),
@@ -91,6 +92,18 @@ pub(super) fn spec_of(name: &str) -> Spec {
         implemented,
     }
 }
+
+/// `maxmemory-policy` values, in the order Redis lists them in its error.
+const EVICTION_POLICIES: &[&str] = &[
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "noeviction",
+];
 
 /// Size directives that take units (`64mb`) in Redis 7.0.
 const MEMORY: &[&str] = &[

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::commands::{ClientState, Ctx, execute};
 use crate::replication::Output;
-use crate::server::{ClientInfo, Server, unix_ms};
+use crate::server::{ClientInfo, OutputLimit, Server, unix_ms};
 use amber_aof::durability::ReplyGate;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -19,6 +19,18 @@ const READ_CHUNK: usize = 16 * 1024;
 /// buffer until these are written, so a pipelined burst (or a client that stops reading)
 /// holds at most this much of replies at a time, plus one reply.
 const REPLY_BATCH: usize = 512 * 1024;
+
+/// The replies a connection may build before sending them: [`REPLY_BATCH`], or past its
+/// class's hard output limit when that is larger (so a client that does not read reaches the
+/// limit and is closed, as in Redis, rather than only being read no more).
+fn reply_batch(server: &Server, info: &ClientInfo) -> usize {
+    let hard = output_limit(server, info).hard;
+    REPLY_BATCH.max(
+        usize::try_from(hard)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+    )
+}
 
 /// Serves one client until it disconnects, sends `QUIT`, breaks the protocol or is killed.
 pub(crate) async fn serve<S>(
@@ -128,7 +140,12 @@ pub(crate) async fn serve<S>(
                 let spanned_reads = parser.in_progress();
                 let more =
                     process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
-                unprocessed = out.len() >= REPLY_BATCH && more;
+                // The parser reserves room for a large argument in the buffer itself.
+                if input.capacity() > allocated {
+                    allocated = input.capacity();
+                    info.borrow_mut().query_buffer_capacity = allocated;
+                }
+                unprocessed = out.len() >= reply_batch(&server, &info.borrow()) && more;
                 if spanned_reads || parser.in_progress() {
                     // A request is arriving, or just arrived over several reads: as Redis
                     // never trims below the bulk being read and keeps a fat argument's room
@@ -160,7 +177,9 @@ pub(crate) async fn serve<S>(
                 retry_blocked(&mut server, &mut client, &mut out, timed_out);
                 let more = client.blocked.is_some()
                     || process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
-                unprocessed = out.len() >= REPLY_BATCH && more && client.blocked.is_none();
+                unprocessed = out.len() >= reply_batch(&server, &info.borrow())
+                    && more
+                    && client.blocked.is_none();
                 (more, server.aof.end() != start)
             }
         };
@@ -188,11 +207,8 @@ pub(crate) async fn serve<S>(
                 // The write may not be on disk: no reply, so it is never acknowledged.
                 break;
             }
-            let written = tokio::select! {
-                written = stream.write_all(out.buffer()) => written.is_ok(),
-                _ = kill.notified() => false,
-            };
-            if !written {
+            let limit = output_limit(&shared.borrow(), &info.borrow());
+            if !write_replies(&mut stream, out.buffer(), &info, &kill, limit).await {
                 break;
             }
             // Messages published to this client meanwhile follow its replies.
@@ -303,6 +319,59 @@ where
         info.outbox = messages;
     }
     written
+}
+
+/// The `client-output-buffer-limit` class of a connection: `pubsub` while it is subscribed,
+/// `normal` otherwise.
+fn output_limit(server: &Server, info: &ClientInfo) -> OutputLimit {
+    let (normal, pubsub) = server.settings.output_limits;
+    let (channels, patterns, shards) = info.subscriptions;
+    if channels + patterns + shards > 0 {
+        pubsub
+    } else {
+        normal
+    }
+}
+
+/// Writes a batch of replies; false when the connection must close (write error, killed, or
+/// its unsent replies passed `limit`, checked again every second while the peer does not
+/// read, as Redis's soft limit).
+async fn write_replies<S>(
+    stream: &mut S,
+    replies: &[u8],
+    info: &RefCell<ClientInfo>,
+    kill: &tokio::sync::Notify,
+    limit: OutputLimit,
+) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut rest = replies;
+    let mut closed = false;
+    // The first write goes without a timer (the common case: the peer reads).
+    let mut waited = false;
+    while !rest.is_empty() && !closed {
+        if info.borrow_mut().close_if_over(rest.len() as u64, limit) {
+            closed = true;
+            break;
+        }
+        info.borrow_mut().reply_pending = rest.len();
+        tokio::select! {
+            written = stream.write(rest) => match written {
+                Ok(0) | Err(_) => closed = true,
+                Ok(n) => rest = &rest[n..],
+            },
+            _ = kill.notified() => closed = true,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if waited => {}
+        }
+        waited = true;
+    }
+    let mut info = info.borrow_mut();
+    info.reply_pending = 0;
+    if !closed {
+        info.over_soft_limit_since = None;
+    }
+    !closed
 }
 
 /// Sends a replica its snapshot and then the replication stream, until it disconnects or is
@@ -506,6 +575,7 @@ fn process_input(
         return false;
     }
     server.now_ms = unix_ms();
+    let batch = reply_batch(server, &client.info.borrow());
     loop {
         let limits = Limits {
             max_bulk_len: server.settings.proto_max_bulk_len,
@@ -535,8 +605,7 @@ fn process_input(
                 if !pushed {
                     suppress_reply(client, out, replies_before);
                 }
-                if client.close_after_reply || client.blocked.is_some() || out.len() >= REPLY_BATCH
-                {
+                if client.close_after_reply || client.blocked.is_some() || out.len() >= batch {
                     break;
                 }
             }

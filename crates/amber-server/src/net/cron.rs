@@ -38,7 +38,11 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         server.pauses.cron(Instant::now());
         let elapsed = last_sample.elapsed();
         if elapsed >= Duration::from_millis(1000) {
-            let done = server.stats.commands_processed - last_commands;
+            // CONFIG RESETSTAT may have set the counter back meanwhile.
+            let done = server
+                .stats
+                .commands_processed
+                .saturating_sub(last_commands);
             server.stats.instantaneous_ops = (done as f64 / elapsed.as_secs_f64()) as u64;
             last_commands = server.stats.commands_processed;
             last_sample = Instant::now();

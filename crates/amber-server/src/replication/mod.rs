@@ -131,17 +131,11 @@ impl Replication {
 
     /// Applies `client-output-buffer-limit`, `repl-backlog-size` and `repl-backlog-ttl`.
     pub(crate) fn configure(&mut self, config: &crate::config::Config) {
-        let words: Vec<&str> = config
-            .get("client-output-buffer-limit")
-            .split_whitespace()
-            .collect();
-        let hard_limit = words
-            .chunks(4)
-            .find(|class| matches!(class.first(), Some(&"replica" | &"slave")))
-            .and_then(|class| class.get(1))
-            .and_then(|limit| crate::config::parse_memory(limit))
-            .map_or(0, |limit| limit.max(0) as u64);
-        self.replicas.set_hard_limit(hard_limit);
+        let limit = crate::server::OutputLimit::of_class(
+            config.get("client-output-buffer-limit"),
+            "replica",
+        );
+        self.replicas.set_hard_limit(limit.hard);
         self.backlog_size = config.get_i64("repl-backlog-size").max(16 * 1024) as usize;
         self.backlog_ttl = config.get_i64("repl-backlog-ttl").max(0) as u64;
         if let Some(backlog) = self.backlog.as_mut()

@@ -47,6 +47,8 @@ pub(crate) struct ClientInfo {
     /// Bytes the connection's reply buffer holds allocated (replies being written, or room
     /// kept for the next ones).
     pub reply_buffer: usize,
+    /// Bytes of replies built and not yet written (checked against the output limits).
+    pub reply_pending: usize,
     /// Bytes of a request's arguments read so far, while the request is incomplete
     /// (`argv-mem`).
     pub argv_memory: usize,
@@ -139,6 +141,7 @@ impl ClientInfo {
             push_pending: false,
             over_soft_limit_since: None,
             reply_buffer: 0,
+            reply_pending: 0,
             argv_memory: 0,
             no_evict: false,
             subscriptions: (0, 0, 0),
@@ -333,5 +336,70 @@ impl Server {
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
         self.links.invalidated.extend(touched);
+    }
+}
+
+/// One class of `client-output-buffer-limit`: a hard limit in bytes, and a soft limit that
+/// closes a connection staying over it for `soft_seconds` (0 bytes: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OutputLimit {
+    /// Bytes past which the connection is closed at once.
+    pub hard: u64,
+    /// Bytes past which the connection is closed after `soft_seconds`.
+    pub soft: u64,
+    /// How long a connection may stay past `soft`.
+    pub soft_seconds: u64,
+}
+
+impl OutputLimit {
+    /// The limits of `class` (`normal`, `replica` or `pubsub`; `slave` is `replica`) in a
+    /// `client-output-buffer-limit` value.
+    pub(crate) fn of_class(value: &str, class: &str) -> OutputLimit {
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let wanted = |name: &str| name == class || (class == "replica" && name == "slave");
+        let Some(limits) = words
+            .chunks(4)
+            .find(|limits| limits.first().is_some_and(|name| wanted(name)))
+        else {
+            return OutputLimit::default();
+        };
+        let size = |index: usize| {
+            limits
+                .get(index)
+                .and_then(|value| crate::config::parse_memory(value))
+                .map_or(0, |value| value.max(0) as u64)
+        };
+        OutputLimit {
+            hard: size(1),
+            soft: size(2),
+            soft_seconds: limits.get(3).and_then(|s| s.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
+impl ClientInfo {
+    /// Checks `pending` unsent bytes against `limit` (Redis's
+    /// `checkClientOutputBufferLimits`); when passed, closes the connection with Redis's log
+    /// line and returns true.
+    pub(crate) fn close_if_over(&mut self, pending: u64, limit: OutputLimit) -> bool {
+        let over_soft = limit.soft > 0 && pending > limit.soft;
+        let soft_expired = if over_soft {
+            let since = *self.over_soft_limit_since.get_or_insert_with(Instant::now);
+            since.elapsed().as_secs() >= limit.soft_seconds
+        } else {
+            self.over_soft_limit_since = None;
+            false
+        };
+        if !((limit.hard > 0 && pending > limit.hard) || soft_expired) {
+            return false;
+        }
+        crate::warning!(
+            "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+            crate::commands::describe_client(self)
+        );
+        self.outbox = Vec::new();
+        self.killed = true;
+        self.kill.notify_one();
+        true
     }
 }

@@ -20,7 +20,7 @@ mod evict;
 mod pause;
 mod settings;
 
-pub(crate) use clients::{ClientInfo, ClientLinks};
+pub(crate) use clients::{ClientInfo, ClientLinks, OutputLimit};
 pub(crate) use evict::{Evicted, Eviction, OOM, eviction_task};
 pub(crate) use pause::Pauses;
 pub(crate) use settings::{Settings, Stats};

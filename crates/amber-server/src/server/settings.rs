@@ -53,6 +53,9 @@ pub(crate) struct Settings {
     pub eviction_tenacity: u32,
     /// `replica-ignore-maxmemory`.
     pub replica_ignore_maxmemory: bool,
+    /// `client-output-buffer-limit` for normal and for Pub/Sub clients (replicas' is the
+    /// replication module's).
+    pub output_limits: (super::OutputLimit, super::OutputLimit),
     /// `maxmemory-clients` in bytes (a percentage is of `maxmemory`); 0: no client eviction.
     pub maxmemory_clients: usize,
 }
@@ -90,6 +93,13 @@ impl Settings {
             eviction_tenacity: config.get_i64("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
             replica_ignore_maxmemory: config.get_bool("replica-ignore-maxmemory"),
             maxmemory_clients: clients_limit(config),
+            output_limits: {
+                let value = config.get("client-output-buffer-limit");
+                (
+                    super::OutputLimit::of_class(value, "normal"),
+                    super::OutputLimit::of_class(value, "pubsub"),
+                )
+            },
             latency_percentiles: crate::commands::stats::parse_percentiles(
                 config.get("latency-tracking-info-percentiles"),
             )
