@@ -55,6 +55,9 @@ pub(crate) struct BenchArgs {
     /// Only the scripting comparison (EVALSHA and FCALL of INCR plus EXPIRE).
     #[arg(long)]
     pub scripting_only: bool,
+    /// Only the eviction comparison (hit rate under a Zipf load, SET while evicting).
+    #[arg(long)]
+    pub eviction_only: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -267,6 +270,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.replication_only {
         return crate::bench_replication::run(args);
+    }
+    if args.eviction_only {
+        return crate::bench_eviction::run(args);
     }
     if args.scripting_only {
         return crate::bench_scripting::run(args);

@@ -99,6 +99,10 @@ pub fn parse_shebang(body: &[u8]) -> Result<Shebang, String> {
         let Some(list) = part.strip_prefix("flags=") else {
             return Err(format!("Unknown lua shebang option: {part}"));
         };
+        // `flags=` alone declares no flag (as Redis, which splits an empty list into none).
+        if list.is_empty() {
+            continue;
+        }
         for name in list.split(',') {
             match ScriptFlags::from_name(name) {
                 Some(flag) => flags.insert(flag),
@@ -127,6 +131,13 @@ mod tests {
         assert!(parsed.flags.contains(ScriptFlags::ALLOW_STALE));
         assert!(!parsed.flags.contains(ScriptFlags::EVAL_COMPAT));
         assert_eq!(parsed.len, 33);
+    }
+
+    #[test]
+    fn an_empty_flag_list_declares_none() {
+        let parsed = parse_shebang(b"#!lua flags=\nreturn 1").unwrap();
+        assert_eq!(parsed.flags, ScriptFlags::empty());
+        assert!(parse_shebang(b"#!lua flags=no-writes,,allow-oom\nreturn 1").is_err());
     }
 
     #[test]
