@@ -314,6 +314,15 @@ impl Host for ScriptHost<'_> {
             return Err("Can not execute the command on a stale replica".into());
         }
         if spec.is_denyoom() && self.over_memory() {
+            // Counted here, as Redis counts a call it refuses (the script's error reply that
+            // carries it is not counted again).
+            let name = crate::commands::stats_name(spec, &args);
+            let server = &mut *self.server;
+            server.stats.error_replies += 1;
+            server.command_stats.record_error(crate::server::OOM);
+            server.command_stats.record_rejected(name);
+            // The script's own call is not failed by an error counted here.
+            server.command.errors_seen = server.stats.error_replies;
             return Err(format!("-{}", crate::server::OOM));
         }
         if spec.is_write() {

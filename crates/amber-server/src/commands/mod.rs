@@ -1039,6 +1039,11 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "xinfo|help",
 ];
 
+/// The name a call of `spec` is counted under in `INFO commandstats` (`config|get`).
+pub(crate) fn stats_name(spec: &CommandSpec, args: &[Bytes]) -> &'static str {
+    full_name(spec.name, args.get(1))
+}
+
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
     // Most commands have no subcommands: answer them without scanning the list.
     const CONTAINERS: &[&str] = &[
