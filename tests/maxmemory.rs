@@ -327,3 +327,42 @@ fn a_client_over_its_output_limit_is_closed() {
     );
     assert_eq!(client.cmd(&["PING"]), common::simple("PONG"));
 }
+
+/// A Redis RDB written under an LFU or LRU policy carries each key's counter or idle time;
+/// Amber loads them (Redis's objectSetLRUOrLFU).
+#[test]
+fn access_records_load_from_a_redis_rdb() {
+    for (policy, option, value, read) in [
+        ("allkeys-lfu", "FREQ", "42", "FREQ"),
+        ("allkeys-lru", "IDLETIME", "5000", "IDLETIME"),
+    ] {
+        let mut redis = ServerProcess::redis(&["--maxmemory-policy", policy]);
+        redis.keep_dir = true;
+        let mut client = redis.client();
+        ok(&mut client, &["SET", "k", "v"]);
+        let payload = dump_bytes(&mut client, "k");
+        client.send(&[
+            b"RESTORE".as_slice(),
+            b"r",
+            b"0",
+            &payload,
+            option.as_bytes(),
+            value.as_bytes(),
+        ]);
+        assert_eq!(client.read().unwrap(), common::simple("OK"));
+        ok(&mut client, &["SAVE"]);
+        let dir = redis.dir.clone();
+        drop(client);
+        drop(redis);
+        let amber = ServerProcess::amber_in(&dir, &["--maxmemory-policy", policy]);
+        let mut client = amber.client();
+        let Frame::Integer(found) = client.cmd(&["OBJECT", read, "r"]) else {
+            panic!("OBJECT {read} failed")
+        };
+        let expected: i64 = value.parse().unwrap();
+        assert!(
+            (expected..expected + 5).contains(&found),
+            "{policy}: {found} instead of {expected}"
+        );
+    }
+}

@@ -543,6 +543,14 @@ fn decode_item(
         reader.recycle_bytes(entry.key);
         let mut stored = Entry::new(value, now_ms);
         stored.set_expire_at(entry.expire_at_ms);
+        // As Redis's objectSetLRUOrLFU: a stored frequency under LFU, an idle time otherwise.
+        match (amber_keyspace::access_clock(), entry.freq, entry.idle) {
+            (amber_keyspace::AccessClock::Lfu { .. }, Some(freq), _) => {
+                stored.set_frequency(freq, now_ms);
+            }
+            (amber_keyspace::AccessClock::Lru, _, Some(idle)) => stored.set_idle(idle, now_ms),
+            _ => {}
+        }
         return Ok(Some(Loaded::Key {
             db: entry.db,
             key,
