@@ -337,6 +337,42 @@ impl Selector {
         self.all_channels
     }
 
+    /// Whether the selector allows every command, key and channel (the check can be skipped).
+    pub fn unrestricted(&self) -> bool {
+        self.all_commands && self.all_keys && self.all_channels
+    }
+
+    /// The key patterns as `ACL GETUSER` shows them (`~*`, or `~a* %R~b*`).
+    pub fn describe_keys(&self) -> String {
+        if self.all_keys {
+            return "~*".into();
+        }
+        self.keys
+            .iter()
+            .map(|pattern| {
+                let prefix = match (pattern.access.read, pattern.access.write) {
+                    (true, true) => "~",
+                    (true, false) => "%R~",
+                    _ => "%W~",
+                };
+                format!("{prefix}{}", String::from_utf8_lossy(&pattern.pattern))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The channel patterns as `ACL GETUSER` shows them (`&*`, or `&a &b`).
+    pub fn describe_channels(&self) -> String {
+        if self.all_channels {
+            return "&*".into();
+        }
+        self.channels
+            .iter()
+            .map(|channel| format!("&{}", String::from_utf8_lossy(channel)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The selector as rules (Redis's `ACLDescribeSelector`): keys, channels, then commands.
     pub fn describe(&self, catalog: &Catalog) -> String {
         let mut text = String::new();

@@ -9,6 +9,7 @@
 //! * `persistence`, `replication`, `pubsub`: what a command's effects feed;
 //! * `scripting`: the Lua interpreter (from `amber-scripting`) tied to the command layer.
 
+pub(crate) mod acl;
 pub mod alloc;
 pub(crate) mod commands;
 pub mod config;

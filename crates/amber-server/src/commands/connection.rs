@@ -30,17 +30,32 @@ pub(super) fn quit(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.client.close_after_reply = true;
 }
 
-/// Checks a password for the default user (the only user Amber has).
+/// Checks a user's password; on success the connection runs as that user. A failure is
+/// logged in `ACL LOG` (reason `auth`).
 fn check_password(ctx: &mut Ctx, user: &[u8], password: &[u8]) -> bool {
-    let accepted = user == b"default"
-        && match &ctx.server.settings.requirepass {
-            None => true,
-            Some(expected) => expected.as_slice() == password,
-        };
-    if accepted {
+    let name = String::from_utf8_lossy(user).into_owned();
+    if ctx.server.acl.acl.authenticate(&name, password) {
         ctx.client.authenticated = true;
+        ctx.client.info.borrow_mut().user = name.clone();
+        ctx.client.user = name;
+        return true;
     }
-    accepted
+    let event = crate::acl::LogEntry {
+        count: 1,
+        reason: "auth",
+        context: if ctx.client.transaction.is_some() {
+            "multi"
+        } else {
+            "toplevel"
+        },
+        object: "AUTH".into(),
+        username: name,
+        updated: std::time::Instant::now(),
+        client_info: describe(&ctx.client.info.borrow()),
+    };
+    let max_len = ctx.server.config.get_i64("acllog-max-len").max(0) as usize;
+    ctx.server.acl.log_event(event, max_len);
+    false
 }
 
 /// `AUTH [username] password`
@@ -49,7 +64,13 @@ pub(super) fn auth(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.error(errors::SYNTAX);
         return;
     }
-    if args.len() == 2 && ctx.server.settings.requirepass.is_none() {
+    let default_nopass = ctx
+        .server
+        .acl
+        .acl
+        .user("default")
+        .is_some_and(amber_acl::User::nopass);
+    if args.len() == 2 && default_nopass {
         ctx.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
         return;
     }
@@ -354,7 +375,9 @@ pub(super) fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
     ctx.client.transaction = None;
     super::transactions::unwatch_all(ctx);
     ctx.client.db = 0;
-    ctx.client.authenticated = ctx.server.settings.requirepass.is_none();
+    ctx.client.authenticated = ctx.server.default_user_open();
+    ctx.client.user = "default".to_string();
+    ctx.client.info.borrow_mut().user = "default".to_string();
     ctx.out.set_protocol(Protocol::Resp2);
     {
         let mut info = ctx.client.info.borrow_mut();
@@ -412,7 +435,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         flags.push('N');
     }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -435,6 +458,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         } else {
             info.last_command
         },
+        info.user,
         info.resp,
     )
 }

@@ -8,6 +8,7 @@ macro_rules! aof_command {
     };
 }
 
+mod acl_cmd;
 pub(crate) mod backup_cmd;
 mod bits;
 mod blocking;
@@ -49,6 +50,19 @@ pub(crate) use scripting_cmds::library_sources;
 pub(crate) use sync::{follow, promote};
 pub(crate) use table::{CommandSpec, lookup};
 
+/// Every command of the table.
+pub(crate) fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
+    table::COMMANDS.iter()
+}
+
+/// The keys a call names, by its key specification.
+pub(crate) fn key_args<'a>(
+    spec: &CommandSpec,
+    args: &'a [Bytes],
+) -> impl Iterator<Item = &'a Bytes> {
+    transactions::command_keys(spec, args)
+}
+
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.
 pub(crate) mod errors {
     /// A value that must be an integer is not one.
@@ -89,6 +103,8 @@ pub(crate) struct ClientState {
     pub db: usize,
     /// Whether the client has authenticated (or no password is needed).
     pub authenticated: bool,
+    /// The ACL user it runs as (`default` until `AUTH` says otherwise).
+    pub user: String,
     /// Set by `QUIT` and protocol errors: close once the replies are written.
     pub close_after_reply: bool,
     /// Whether the client comes from the loopback interface or a Unix socket.
@@ -174,6 +190,7 @@ impl ClientState {
             info,
             db: 0,
             authenticated,
+            user: "default".to_string(),
             close_after_reply: false,
             local,
             id,
@@ -746,6 +763,15 @@ pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
     } else {
         scripting_cmds::effective_flags(ctx, spec, args)
     };
+    if !ctx.client.is_master
+        && ctx.client.id != LOADING_CLIENT_ID
+        && let Err(message) = crate::acl::check(ctx, spec, args)
+    {
+        ctx.server.command_stats.record_rejected(name);
+        ctx.error(&message);
+        transactions::flag_failed(ctx);
+        return;
+    }
     if ctx.server.settings.maxmemory_clients > 0 {
         ctx.server.evict_clients();
         if ctx.client.info.borrow().killed {

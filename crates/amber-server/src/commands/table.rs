@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate, pubsub_cmds,
-    scripting_cmds, server_cmds, sets, sort, streams, strings, sync, transactions, zsets,
+    Ctx, acl_cmd, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate,
+    pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings, sync, transactions,
+    zsets,
 };
 use bytes::Bytes;
 
@@ -129,6 +130,21 @@ impl CommandSpec {
         self.flags.contains(WRITE)
     }
 
+    /// Flagged `admin`.
+    pub(crate) fn is_admin(&self) -> bool {
+        self.flags.contains(ADMIN)
+    }
+
+    /// Flagged `fast`.
+    pub(crate) fn is_fast(&self) -> bool {
+        self.flags.contains(FAST)
+    }
+
+    /// Flagged `no-auth`: runs before authentication (AUTH, HELLO).
+    pub(crate) fn is_no_auth(&self) -> bool {
+        self.flags.contains(NO_AUTH)
+    }
+
     /// Flagged `denyoom`: refused when memory is over `maxmemory`.
     pub(crate) fn is_denyoom(&self) -> bool {
         self.flags.contains(DENYOOM)
@@ -188,7 +204,7 @@ pub(super) const EXEC_FLAGS: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0);
 const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
-pub(super) static COMMANDS: &[CommandSpec] = &[
+pub(crate) static COMMANDS: &[CommandSpec] = &[
     cmd(
         "eval",
         scripting_cmds::eval,
@@ -476,6 +492,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         NONE,
         C,
         "Changes the selected database.",
+    ),
+    cmd(
+        "acl",
+        acl_cmd::acl,
+        -2,
+        Flags(NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        SRV,
+        "A container for Access List Control commands.",
     ),
     cmd(
         "client",

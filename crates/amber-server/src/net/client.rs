@@ -51,7 +51,7 @@ pub(crate) async fn serve<S>(
             info.push.clone(),
         )
     };
-    let authenticated = shared.borrow().settings.requirepass.is_none();
+    let authenticated = shared.borrow().default_user_open();
     let mut client = ClientState::connected(info.clone(), id, local, authenticated);
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     // The size of the query buffer's allocation (what CLIENT LIST's qbuf + qbuf-free show):

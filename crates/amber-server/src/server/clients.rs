@@ -52,6 +52,8 @@ pub(crate) struct ClientInfo {
     /// Bytes of a request's arguments read so far, while the request is incomplete
     /// (`argv-mem`).
     pub argv_memory: usize,
+    /// The ACL user the connection runs as (`user=`).
+    pub user: String,
     /// `CLIENT NO-EVICT on`: never closed by client eviction.
     pub no_evict: bool,
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
@@ -144,6 +146,7 @@ impl ClientInfo {
             reply_pending: 0,
             argv_memory: 0,
             no_evict: false,
+            user: "default".to_string(),
             subscriptions: (0, 0, 0),
             unix,
             killed: false,

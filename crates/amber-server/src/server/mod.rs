@@ -99,6 +99,8 @@ pub(crate) struct Server {
     pub(crate) scripting: crate::scripting::Scripting,
     /// `maxmemory` eviction between passes.
     pub(crate) eviction: Eviction,
+    /// ACL users and the ACL log.
+    pub(crate) acl: crate::acl::AclState,
 }
 
 /// What the running command records and reports, besides its reply (reset as it ends).
@@ -184,6 +186,7 @@ impl Server {
         Server {
             scripting: crate::scripting::Scripting::new(),
             eviction: Eviction::default(),
+            acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
@@ -249,7 +252,14 @@ impl Server {
 
     /// Re-derives the hot settings after a configuration change.
     pub(crate) fn refresh_settings(&mut self) {
+        let requirepass = self.settings.requirepass.clone();
         self.settings = Settings::from_config(&self.config);
+        if self.settings.requirepass != requirepass {
+            self.acl
+                .set_requirepass(self.settings.requirepass.as_deref());
+        }
+        self.acl.acl.all_channels_by_default =
+            self.config.get("acl-pubsub-default") == "allchannels";
         let lfu_factor = self
             .config
             .get_i64("lfu-log-factor")
@@ -271,6 +281,15 @@ impl Server {
         let limits = self.config.get("client-output-buffer-limit").to_string();
         self.replication.configure(&self.config);
         self.pubsub.configure(&limits);
+    }
+
+    /// Whether a new connection starts authenticated: the default user is on and needs no
+    /// password.
+    pub(crate) fn default_user_open(&self) -> bool {
+        self.acl
+            .acl
+            .user("default")
+            .is_some_and(|user| user.enabled() && user.nopass())
     }
 
     /// Asks the main task to shut down.
