@@ -44,6 +44,22 @@ impl PubSub {
 
     /// Adds `client` to `channel` (a shard channel with `shard`); false if it already
     /// listened.
+    /// What `client` listens to: channels and shard channels (`false`) and patterns (`true`).
+    pub(crate) fn subscriptions_of(&self, client: u64) -> Vec<(Vec<u8>, bool)> {
+        let channels = self
+            .channels
+            .iter()
+            .chain(&self.shard_channels)
+            .filter(|(_, clients)| clients.contains(&client))
+            .map(|(channel, _)| (channel.clone(), false));
+        let patterns = self
+            .patterns
+            .iter()
+            .filter(|(_, id)| *id == client)
+            .map(|(pattern, _)| (pattern.clone(), true));
+        channels.chain(patterns).collect()
+    }
+
     pub(crate) fn subscribe(&mut self, client: u64, channel: &[u8], shard: bool) -> bool {
         let listeners = self.table(shard).entry(channel.to_vec()).or_default();
         if listeners.contains(&client) {

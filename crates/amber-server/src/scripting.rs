@@ -192,6 +192,8 @@ pub(crate) fn run(
         busy: false,
     });
     client.db = ctx.client.db;
+    // The script's commands are checked against its caller's ACL user.
+    client.user.clone_from(&ctx.client.user);
     client.is_master = ctx.client.is_master;
     let nested = ctx.server.command.exec_propagation.is_some();
     if !nested {
@@ -303,6 +305,16 @@ impl Host for ScriptHost<'_> {
         };
         if spec.is_noscript() && !self.server.debug.disable_deny_scripts {
             return Err("This Redis command is not allowed from script".into());
+        }
+        if !self.obeyed {
+            let mut ctx = Ctx {
+                server: &mut *self.server,
+                client: &mut *self.client,
+                out: &mut self.out,
+            };
+            if let Err(message) = crate::acl::check_in(&mut ctx, spec, &args, "lua") {
+                return Err(script_acl_error(&message).into());
+            }
         }
         let stale = self
             .server
@@ -423,4 +435,15 @@ pub(crate) fn kill(server: &mut Server, eval: bool) -> Result<(), &'static str> 
     }
     running.kill_requested = true;
     Ok(())
+}
+
+/// What a script gets when ACL refuses a command it calls (Redis's `scriptVerifyACL`).
+fn script_acl_error(noperm: &str) -> &'static str {
+    if noperm.contains("keys") {
+        "The user executing the script can't access at least one of the keys mentioned in the command"
+    } else if noperm.contains("channels") {
+        "The user executing the script can't publish to the channel mentioned in the command"
+    } else {
+        "The user executing the script can't run this command or subcommand"
+    }
 }

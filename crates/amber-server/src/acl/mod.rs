@@ -212,7 +212,19 @@ fn evaluate(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Result<(), Refusal> {
-    let full_name = crate::commands::stats_name(spec, args);
+    let catalog = server.acl.acl.catalog();
+    let sub_name = args
+        .get(1)
+        .filter(|_| spec.name != "select")
+        .map(|sub| {
+            format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        })
+        .filter(|name| catalog.id(name).is_some());
+    let full_name: &str = sub_name.as_deref().unwrap_or(spec.name);
     let Some(user) = server.acl.acl.user(user) else {
         // A deleted user's connection is being closed: nothing more runs.
         return Err(Refusal {
@@ -224,7 +236,6 @@ fn evaluate(
     if user.selectors()[0].unrestricted() {
         return Ok(());
     }
-    let catalog = server.acl.acl.catalog();
     let command = catalog
         .id(full_name)
         .or_else(|| catalog.id(spec.name))
@@ -234,7 +245,10 @@ fn evaluate(
     } else {
         KeyAccess::READ
     };
+    // A shard channel sits where a key would (for cluster routing) but is not a key.
+    let shard_channels = matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe");
     let keys: Vec<(&[u8], KeyAccess)> = crate::commands::key_args(spec, args)
+        .filter(|_| !shard_channels)
         .map(|key| (key.as_ref(), access))
         .collect();
     let request = Request {
@@ -266,11 +280,37 @@ fn evaluate(
     })
 }
 
+/// Applies the `user` lines of the config file, or loads `aclfile` (not both, as Redis).
+pub(crate) fn load_at_startup(server: &mut crate::server::Server) -> Result<(), String> {
+    let users = server.config.users.clone();
+    let aclfile = server.config.get("aclfile").to_string();
+    if !users.is_empty() && !aclfile.is_empty() {
+        return Err("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.".into());
+    }
+    if !aclfile.is_empty() {
+        return load_file(server, std::path::Path::new(&aclfile), None);
+    }
+    let text: String = users
+        .iter()
+        .map(|words| format!("user {}\n", words.join(" ")))
+        .collect();
+    let loaded = server.acl.acl.parse_file(&text).map_err(|(line, reason)| {
+        format!(
+            "Error in user declaration '{}': {reason}",
+            users[line - 1].join(" ")
+        )
+    })?;
+    server.acl.acl.replace_users(loaded);
+    Ok(())
+}
+
 /// Loads `path` as the ACL file, replacing every user (ACL LOAD, start-up); on an error
-/// nothing changes and the message names the line.
+/// nothing changes and the message names the line. Every connection is closed, as Redis
+/// frees every user (the caller's own once it has its reply).
 pub(crate) fn load_file(
     server: &mut crate::server::Server,
     path: &std::path::Path,
+    caller: Option<u64>,
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         format!(
@@ -284,10 +324,9 @@ pub(crate) fn load_file(
         .parse_file(&text)
         .map_err(|(line, reason)| format!("/{}:{line}: {reason}", path.display()))?;
     server.acl.acl.replace_users(loaded);
-    // Connections of users that no longer exist are closed.
-    for info in server.clients.values() {
+    for (id, info) in &server.clients {
         let mut info = info.borrow_mut();
-        if server.acl.acl.user(&info.user).is_none() {
+        if info.flags != 'S' && info.flags != 'M' && Some(*id) != caller {
             info.killed = true;
             info.kill.notify_one();
         }

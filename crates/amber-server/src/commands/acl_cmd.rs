@@ -55,6 +55,13 @@ pub(super) fn acl(ctx: &mut Ctx, args: &[Bytes]) {
         _ => return unknown_subcommand(ctx, "acl", &args[1]),
     };
     if !arity_ok {
+        if matches!(sub.as_str(), "cat" | "genpass" | "log") {
+            // These check their own arguments, as Redis's aclCommand does.
+            return ctx.error(&format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",
+                String::from_utf8_lossy(&args[1])
+            ));
+        }
         return subcommand_arity(ctx, "acl", &args[1]);
     }
     match sub.as_str() {
@@ -105,11 +112,47 @@ fn set_user(ctx: &mut Ctx, args: &[Bytes]) {
         .collect();
     let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
     match ctx.server.acl.acl.set_user(&name, &rules) {
-        Ok(()) => ctx.out.ok(),
+        Ok(()) => {
+            close_revoked_subscribers(ctx, &name);
+            ctx.out.ok()
+        }
         Err(error) => ctx.error(&format!(
             "ERR Error in ACL SETUSER modifier '{}': {}",
             error.rule, error.reason
         )),
+    }
+}
+
+/// Closes the connections of `name` subscribed to a channel or pattern it may no longer use
+/// (Redis's `ACLKillPubsubClientsIfNeeded`).
+fn close_revoked_subscribers(ctx: &mut Ctx, name: &str) {
+    let Some(user) = ctx.server.acl.acl.user(name) else {
+        return;
+    };
+    let root = &user.selectors()[0];
+    if root.allows_all_channels() {
+        return;
+    }
+    for (id, info) in &ctx.server.clients {
+        let mut info = info.borrow_mut();
+        if info.user != name || info.subscriptions == (0, 0, 0) {
+            continue;
+        }
+        let revoked = ctx
+            .server
+            .pubsub
+            .subscriptions_of(*id)
+            .iter()
+            .any(|(channel, pattern)| !root.channel_allowed(channel, *pattern));
+        if !revoked {
+            continue;
+        }
+        if *id == ctx.client.id {
+            ctx.client.close_after_reply = true;
+        } else {
+            info.killed = true;
+            info.kill.notify_one();
+        }
     }
 }
 
@@ -358,8 +401,11 @@ fn load(ctx: &mut Ctx) {
     if path.is_empty() {
         return ctx.error(NO_ACL_FILE);
     }
-    match crate::acl::load_file(ctx.server, std::path::Path::new(&path)) {
-        Ok(()) => ctx.out.ok(),
+    match crate::acl::load_file(ctx.server, std::path::Path::new(&path), Some(ctx.client.id)) {
+        Ok(()) => {
+            ctx.client.close_after_reply = true;
+            ctx.out.ok()
+        }
         Err(message) => ctx.error(&format!("ERR {message}")),
     }
 }

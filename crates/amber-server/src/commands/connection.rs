@@ -529,7 +529,9 @@ fn client_list(ctx: &mut Ctx, options: &[Bytes]) {
     for (id, info) in &ctx.server.clients {
         let info = info.borrow();
         let type_matches = kind.is_none_or(|kind| client_type(&info) == kind);
-        if type_matches && ids.as_ref().is_none_or(|wanted| wanted.contains(id)) {
+        // A connection already closed (its task not yet run) is gone, as Redis frees it.
+        let gone = info.killed && *id != ctx.client.id;
+        if type_matches && !gone && ids.as_ref().is_none_or(|wanted| wanted.contains(id)) {
             text.push_str(&describe(&info));
             text.push('\n');
         }

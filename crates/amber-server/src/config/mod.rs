@@ -25,6 +25,8 @@ pub struct Config {
     pub without_effect: Vec<String>,
     /// Whether a `save` line has been seen while loading (the first one replaces the default).
     save_seen: bool,
+    /// `user <name> <rules...>` lines, in order (ACL users defined in the config file).
+    pub users: Vec<Vec<String>>,
 }
 
 /// A config file or flag that cannot be applied; shown as Redis shows it, then start-up stops.
@@ -93,6 +95,7 @@ impl Default for Config {
             file: None,
             without_effect: Vec::new(),
             save_seen: false,
+            users: Vec::new(),
         }
     }
 }
@@ -170,6 +173,22 @@ impl Config {
         if FILE_ONLY.contains(&lower.as_str()) {
             if values.is_empty() {
                 return Err("Bad directive or wrong number of arguments".into());
+            }
+            if lower == "user" {
+                let name = values[0].split_whitespace().next().unwrap_or_default();
+                let defined = |user: &Vec<String>| {
+                    user.first()
+                        .and_then(|first| first.split_whitespace().next())
+                        == Some(name)
+                };
+                if self.users.iter().any(defined) {
+                    return Err(
+                        "Duplicate user found. A user can only be defined once in config files"
+                            .into(),
+                    );
+                }
+                self.users.push(values.to_vec());
+                return Ok(());
             }
             if lower == "include" && from_start {
                 let text = read_config_source(Path::new(&values[0]))?;

@@ -82,6 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut server = Server::new(config);
     server.refresh_settings();
+    crate::acl::load_at_startup(&mut server).map_err(|message| anyhow::anyhow!("{message}"))?;
     server.port = port;
     let replicaof = server.config.get("replicaof").to_string();
     if let [host, master_port] = replicaof.split_whitespace().collect::<Vec<_>>()[..] {
