@@ -34,6 +34,9 @@ pub trait Host {
     fn set_replication(&mut self, aof: bool, replicas: bool);
     /// Called every 100,000 Lua instructions: `true` kills the script (`SCRIPT KILL`).
     fn interrupt(&mut self) -> bool;
+    /// `redis.acl_check_cmd`: whether the script's user may run `args`; `Err` for an unknown
+    /// command.
+    fn permitted(&mut self, args: Vec<Bytes>) -> Result<bool, String>;
 }
 
 /// `redis.log` levels.
@@ -774,7 +777,26 @@ fn redis_table(lua: &Lua, logger: Logger) -> mlua::Result<Table> {
                     "Please specify at least one argument for this redis lib call",
                 ));
             }
-            Ok(true)
+            let mut args = Vec::with_capacity(values.len());
+            for value in &values {
+                match value {
+                    Value::String(s) => args.push(Bytes::copy_from_slice(&s.as_bytes())),
+                    Value::Integer(n) => args.push(Bytes::from(n.to_string())),
+                    Value::Number(n) => args.push(Bytes::from(amber_protocol::format_g(*n, 17))),
+                    _ => {
+                        return Err(redis_error(
+                            "Lua redis lib command arguments must be strings or integers",
+                        ));
+                    }
+                }
+            }
+            match crate::current::with_run(|run| run.host().permitted(args)) {
+                None => Err(redis_error(
+                    "redis.acl_check_cmd can only be called inside a script invocation",
+                )),
+                Some(Ok(allowed)) => Ok(allowed),
+                Some(Err(message)) => Err(redis_error(&message)),
+            }
         })?,
     )?;
     Ok(redis)

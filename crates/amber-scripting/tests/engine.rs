@@ -34,6 +34,11 @@ impl Host for FakeHost {
         self.interrupts += 1;
         self.kill_after.is_some_and(|n| self.interrupts >= n)
     }
+
+    fn permitted(&mut self, args: Vec<Bytes>) -> Result<bool, String> {
+        // Everything but DEL, for the test of redis.acl_check_cmd.
+        Ok(!args[0].eq_ignore_ascii_case(b"del"))
+    }
 }
 
 fn engine() -> Engine {
@@ -366,4 +371,17 @@ fn cmsgpack_round_trips_big_values() {
         matches!(reply, Ok(Frame::Integer(n)) if n > 100000),
         "{reply:?}"
     );
+}
+
+#[test]
+fn acl_check_cmd_asks_the_host() {
+    assert_eq!(
+        run("return redis.acl_check_cmd('get', 'k')"),
+        Ok(Frame::Integer(1))
+    );
+    assert_eq!(
+        run("return redis.acl_check_cmd('del', 'k')"),
+        Ok(Frame::NullBulk)
+    );
+    assert!(run("return redis.acl_check_cmd()").is_err());
 }

@@ -231,6 +231,7 @@ pub(crate) fn run(
     if let Err(ScriptError { message, counted }) = result {
         if counted {
             ctx.out.error(&message);
+            ctx.server.command.failed_uncounted = true;
         } else {
             ctx.error(&message);
         }
@@ -295,16 +296,29 @@ impl ScriptHost<'_> {
     }
 }
 
-impl Host for ScriptHost<'_> {
-    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Result<Frame, String> {
-        let spec = crate::commands::lookup(&args[0]);
-        let spec = match spec {
+impl ScriptHost<'_> {
+    /// Redis's checks before a script's command runs (`scriptCall`): the command, its
+    /// arguments, ACL, a stale replica, memory, writes.
+    fn admit(
+        &mut self,
+        args: &[Bytes],
+    ) -> Result<
+        &'static crate::commands::CommandSpec,
+        (Option<&'static crate::commands::CommandSpec>, String),
+    > {
+        let spec = match crate::commands::lookup(&args[0]) {
             Some(spec) if spec.accepts(args.len()) => spec,
-            Some(_) => return Err("Wrong number of args calling Redis command from script".into()),
-            None => return Err("Unknown Redis command called from script".into()),
+            Some(spec) => {
+                return Err((
+                    Some(spec),
+                    "Wrong number of args calling Redis command from script".into(),
+                ));
+            }
+            None => return Err((None, "Unknown Redis command called from script".into())),
         };
+        let refuse = |message: String| Err((Some(spec), message));
         if spec.is_noscript() && !self.server.debug.disable_deny_scripts {
-            return Err("This Redis command is not allowed from script".into());
+            return refuse("This Redis command is not allowed from script".into());
         }
         if !self.obeyed {
             let mut ctx = Ctx {
@@ -312,8 +326,8 @@ impl Host for ScriptHost<'_> {
                 client: &mut *self.client,
                 out: &mut self.out,
             };
-            if let Err(message) = crate::acl::check_in(&mut ctx, spec, &args, "lua") {
-                return Err(script_acl_error(&message).into());
+            if let Err(message) = crate::acl::check_in(&mut ctx, spec, args, "lua") {
+                return refuse(script_acl_error(&message).into());
             }
         }
         let stale = self
@@ -323,26 +337,55 @@ impl Host for ScriptHost<'_> {
             .as_ref()
             .is_some_and(|link| link.state != crate::replication::LinkState::Connected);
         if stale && !self.server.settings.replica_serve_stale_data && !spec.is_stale_ok() {
-            return Err("Can not execute the command on a stale replica".into());
+            return refuse("Can not execute the command on a stale replica".into());
         }
         if spec.is_denyoom() && self.over_memory() {
-            // Counted here, as Redis counts a call it refuses (the script's error reply that
-            // carries it is not counted again).
-            let name = crate::commands::stats_name(spec, &args);
-            let server = &mut *self.server;
-            server.stats.error_replies += 1;
-            server.command_stats.record_error(crate::server::OOM);
-            server.command_stats.record_rejected(name);
-            // The script's own call is not failed by an error counted here.
-            server.command.errors_seen = server.stats.error_replies;
-            return Err(format!("-{}", crate::server::OOM));
+            return refuse(format!("-{}", crate::server::OOM));
         }
         if spec.is_write() {
-            self.check_write()?;
+            if let Err(message) = self.check_write() {
+                return refuse(message);
+            }
             if let Some(running) = self.server.scripting.running.as_mut() {
                 running.wrote = true;
             }
         }
+        Ok(spec)
+    }
+
+    /// Counts a refused call as Redis does (`afterErrorReply` and the command's
+    /// `rejected_calls`); the script's error reply that carries it is not counted again, and
+    /// does not make the script's own command count as failed until it replies the error.
+    fn count_refusal(
+        &mut self,
+        spec: Option<&crate::commands::CommandSpec>,
+        args: &[Bytes],
+        message: &str,
+    ) {
+        let server = &mut *self.server;
+        server.stats.error_replies += 1;
+        match message.strip_prefix('-') {
+            Some(coded) => server.command_stats.record_error(coded),
+            None => server.command_stats.record_error(&format!("ERR {message}")),
+        }
+        if let Some(spec) = spec {
+            server
+                .command_stats
+                .record_rejected(crate::commands::stats_name(spec, args));
+        }
+        server.command.errors_seen = server.stats.error_replies;
+    }
+}
+
+impl Host for ScriptHost<'_> {
+    fn call(&mut self, args: Vec<Bytes>, resp3: bool) -> Result<Frame, String> {
+        let spec = match self.admit(&args) {
+            Ok(spec) => spec,
+            Err((spec, message)) => {
+                self.count_refusal(spec, &args, &message);
+                return Err(message);
+            }
+        };
         self.out.set_protocol(if resp3 {
             Protocol::Resp3
         } else {
@@ -361,6 +404,18 @@ impl Host for ScriptHost<'_> {
 
     fn set_replication(&mut self, aof: bool, replicas: bool) {
         self.server.command.script_skips = (!aof, !replicas);
+    }
+
+    fn permitted(&mut self, args: Vec<Bytes>) -> Result<bool, String> {
+        let Some(spec) = crate::commands::lookup(&args[0]) else {
+            return Err("Invalid command passed to redis.acl_check_cmd()".into());
+        };
+        Ok(crate::acl::permitted(
+            self.server,
+            &self.client.user,
+            spec,
+            &args,
+        ))
     }
 
     fn interrupt(&mut self) -> bool {

@@ -198,6 +198,16 @@ pub(crate) fn explain(
     })
 }
 
+/// Whether `user` may run the call (`redis.acl_check_cmd`; nothing is logged).
+pub(crate) fn permitted(
+    server: &crate::server::Server,
+    user: &str,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> bool {
+    evaluate(server, user, spec, args).is_ok()
+}
+
 /// A refused command: the log's reason and object, and the reply.
 struct Refusal {
     reason: &'static str,

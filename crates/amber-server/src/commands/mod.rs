@@ -955,7 +955,8 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     (spec.handler)(ctx, args);
     // A command that blocked is counted once, when it is served (as Redis).
     if was_blocked || ctx.client.blocked.is_none() {
-        let failed = ctx.server.stats.error_replies > ctx.server.command.errors_seen;
+        let failed = ctx.server.stats.error_replies > ctx.server.command.errors_seen
+            || std::mem::take(&mut ctx.server.command.failed_uncounted);
         ctx.server.command.errors_seen = ctx.server.stats.error_replies;
         let track = ctx.server.settings.latency_tracking;
         let name = full_name(spec.name, args.get(1));

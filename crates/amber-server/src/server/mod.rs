@@ -121,6 +121,10 @@ pub(crate) struct RunningCommand {
     /// `error_replies` when the last command's counters were taken: a command failed if more
     /// errors were replied since (inner commands of EXEC move it, as in Redis).
     pub(crate) errors_seen: u64,
+    /// Set when the command replied an error already counted elsewhere (a script's error
+    /// from a command it called): the command still counts as failed, as Redis's
+    /// `ERR_REPLY_FLAG_NO_STATS_UPDATE`.
+    pub(crate) failed_uncounted: bool,
 }
 
 /// A write held until its EXEC or script ends: the database, the command, and where it must
