@@ -30,6 +30,9 @@ pub enum RuleError {
     /// `+config|get|x`: a first argument of a subcommand.
     #[error("Allowing first-arg of a subcommand is not supported")]
     FirstArgOfSubcommand,
+    /// A selector opened with `(` and never closed.
+    #[error("Unmatched parenthesis in acl selector")]
+    UnmatchedParenthesis,
     /// A user defined twice in a configuration file.
     #[error("Duplicate user found. A user can only be defined once in config files")]
     DuplicateUser,

@@ -66,8 +66,12 @@ impl Acl {
         self.users.values()
     }
 
-    /// Creates the user if needed and applies `rules` in order; all or nothing.
+    /// Creates the user if needed and applies `rules` in order; all or nothing. A selector
+    /// split over several arguments (`(+set`, `~tmp:*)`) is joined first, as Redis does.
     pub fn set_user(&mut self, name: &str, rules: &[&str]) -> Result<(), SetUserError> {
+        let rules = merge_selectors(rules)?;
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let rules = rules.as_slice();
         let all_channels = self.all_channels_by_default;
         let mut user = self
             .users
@@ -131,6 +135,37 @@ impl Acl {
                 .map_err(|error| (index + 1, format!("{}. ", error.reason)))?;
         }
         Ok(loaded)
+    }
+}
+
+/// Joins the arguments of a selector given over several words (`(+set` `~tmp:*)`) into one
+/// rule (Redis's `ACLMergeSelectorArguments`).
+fn merge_selectors(rules: &[&str]) -> Result<Vec<String>, SetUserError> {
+    let mut merged = Vec::with_capacity(rules.len());
+    let mut open: Option<String> = None;
+    for rule in rules {
+        match open.as_mut() {
+            Some(selector) => {
+                selector.push(' ');
+                selector.push_str(rule);
+                if rule.ends_with(')') {
+                    merged.extend(open.take());
+                }
+            }
+            None if rule.starts_with('(') && !rule.ends_with(')') => open = Some(rule.to_string()),
+            None => merged.push(rule.to_string()),
+        }
+    }
+    match open {
+        Some(selector) => Err(SetUserError {
+            rule: selector
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            reason: RuleError::UnmatchedParenthesis,
+        }),
+        None => Ok(merged),
     }
 }
 
@@ -261,6 +296,16 @@ mod tests {
             user.describe(acl.catalog())
                 .ends_with(" (~b* resetchannels -@all +@write)")
         );
+    }
+
+    #[test]
+    fn selectors_given_over_several_words_are_joined() {
+        let mut acl = Acl::new(catalog());
+        acl.set_user("w", &["on", "(+set", "~b*)"]).unwrap();
+        assert_eq!(acl.user("w").unwrap().selectors().len(), 2);
+        let error = acl.set_user("w", &["(+set", "~b*"]).unwrap_err();
+        assert_eq!(error.reason, RuleError::UnmatchedParenthesis);
+        assert_eq!(error.rule, "(+set");
     }
 
     #[test]

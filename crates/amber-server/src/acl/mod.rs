@@ -264,7 +264,9 @@ fn evaluate(
     let request = Request {
         command,
         first_arg: args.get(1).map(|arg| arg.as_ref()),
-        no_auth: spec.is_no_auth(),
+        // Amber lets SHUTDOWN run before authentication, which Redis does not; ACL still
+        // checks it, as Redis does.
+        no_auth: spec.is_no_auth() && spec.name != "shutdown",
         keys,
         channels: channel_args(spec.name, args),
     };

@@ -116,6 +116,12 @@ fn set_user(ctx: &mut Ctx, args: &[Bytes]) {
             close_revoked_subscribers(ctx, &name);
             ctx.out.ok()
         }
+        Err(error) if error.reason == amber_acl::RuleError::UnmatchedParenthesis => {
+            ctx.error(&format!(
+                "ERR Unmatched parenthesis in acl selector starting at '{}'.",
+                error.rule
+            ))
+        }
         Err(error) => ctx.error(&format!(
             "ERR Error in ACL SETUSER modifier '{}': {}",
             error.rule, error.reason
@@ -306,9 +312,10 @@ fn log(ctx: &mut Ctx, option: Option<&Bytes>) {
             ctx.server.acl.log.clear();
             return ctx.out.ok();
         }
+        // As Redis, a negative count shows nothing.
         Some(arg) => match amber_protocol::parse_i64(arg) {
-            Some(n) if n >= 0 => n as usize,
-            _ => return ctx.error("ERR value is out of range, must be positive"),
+            Some(n) => n.max(0) as usize,
+            None => return ctx.error(super::errors::NOT_INTEGER),
         },
     };
     let entries: Vec<[(&str, String); 7]> = ctx
@@ -361,6 +368,22 @@ fn dry_run(ctx: &mut Ctx, args: &[Bytes]) {
             String::from_utf8_lossy(&command[0])
         ));
     };
+    let catalog = ctx.server.acl.acl.catalog();
+    let container = catalog
+        .id(spec.name)
+        .is_some_and(|id| !catalog.entry(id).subcommands.is_empty());
+    let known_sub = command.get(1).is_some_and(|sub| {
+        catalog
+            .id(&format!("{}|{}", spec.name, String::from_utf8_lossy(sub)))
+            .is_some()
+    });
+    if container && !known_sub {
+        // As Redis's lookupCommand: a container needs a subcommand it has.
+        return ctx.error(&format!(
+            "ERR Command '{}' not found",
+            String::from_utf8_lossy(&command[0])
+        ));
+    }
     if !spec.accepts(command.len()) {
         return ctx.error(&format!(
             "ERR wrong number of arguments for '{}' command",
