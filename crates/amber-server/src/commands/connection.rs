@@ -627,7 +627,7 @@ fn kill_matching(ctx: &mut Ctx, matches: impl Fn(&ClientInfo) -> bool, skip_me: 
     // A killed replica's stream buffer goes at once, as Redis frees the client (its task may
     // be stuck writing to a peer that stopped reading).
     for id in replicas {
-        ctx.server.replication.detach(id);
+        ctx.server.replication.replicas.release(id);
     }
     killed
 }

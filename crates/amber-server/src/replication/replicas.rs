@@ -68,6 +68,9 @@ struct Replica {
     acked_early: bool,
     /// Its task was woken for pending bytes it has not taken yet.
     woken: bool,
+    /// Killed (`CLIENT KILL`): its buffer is gone and nothing more is queued for it while
+    /// its task closes the connection.
+    closing: bool,
     wake: Rc<Notify>,
     kill: Rc<Notify>,
 }
@@ -175,6 +178,7 @@ impl Replicas {
             keepalive: false,
             acked_early: false,
             woken: false,
+            closing: false,
             addr: new.addr,
             listening_port: new.listening_port,
             state,
@@ -351,6 +355,16 @@ impl Replicas {
         }
     }
 
+    /// Frees the stream buffer of a killed replica at once and queues nothing more for it
+    /// (its task detaches it when it ends, as for any lost replica).
+    pub(crate) fn release(&mut self, id: u64) {
+        if let Some(replica) = self.list.iter_mut().find(|replica| replica.id == id) {
+            replica.closing = true;
+            replica.pending = Vec::new();
+            replica.preamble = Vec::new();
+        }
+    }
+
     /// Stream bytes held for replicas and not yet handed to their connections.
     pub(crate) fn buffered_bytes(&self) -> usize {
         self.list
@@ -363,7 +377,7 @@ impl Replicas {
     pub(crate) fn push(&mut self, chunk: &[u8]) {
         let limit = self.hard_limit;
         for replica in &mut self.list {
-            if matches!(replica.state, State::WaitBgsaveStart) {
+            if matches!(replica.state, State::WaitBgsaveStart) || replica.closing {
                 continue;
             }
             replica.pending.extend_from_slice(chunk);
