@@ -293,12 +293,6 @@ impl Db {
         self.keys.get(key)
     }
 
-    /// The entry under `key` for changing its metadata, without counting an access or judging
-    /// expiry.
-    pub fn raw_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.keys.get_mut(key)
-    }
-
     /// Whether a live key exists, deleting it if it has expired.
     pub fn exists(&mut self, key: &[u8], now_ms: i64) -> bool {
         let clock = self.expiry_clock(now_ms);

@@ -139,23 +139,32 @@ fn close_revoked_subscribers(ctx: &mut Ctx, name: &str) {
     if root.allows_all_channels() {
         return;
     }
-    for (id, info) in &ctx.server.clients {
-        let mut info = info.borrow_mut();
-        if info.user != name || info.subscriptions == (0, 0, 0) {
-            continue;
-        }
-        let revoked = ctx
-            .server
-            .pubsub
-            .subscriptions_of(*id)
-            .iter()
-            .any(|(channel, pattern)| !root.channel_allowed(channel, *pattern));
-        if !revoked {
-            continue;
-        }
+    let pubsub = &ctx.server.pubsub;
+    let revoked: Vec<u64> = ctx
+        .server
+        .clients
+        .iter()
+        .filter(|(id, info)| {
+            let info = info.borrow();
+            info.user == name
+                && info.subscriptions != (0, 0, 0)
+                && pubsub
+                    .subscriptions_of(**id)
+                    .iter()
+                    .any(|(channel, pattern)| !root.channel_allowed(channel, *pattern))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    close_connections(ctx, &revoked);
+}
+
+/// Closes these connections (the caller's own once it has its reply).
+fn close_connections(ctx: &mut Ctx, ids: &[u64]) {
+    for id in ids {
         if *id == ctx.client.id {
             ctx.client.close_after_reply = true;
-        } else {
+        } else if let Some(info) = ctx.server.clients.get(id) {
+            let mut info = info.borrow_mut();
             info.killed = true;
             info.kill.notify_one();
         }
@@ -236,18 +245,14 @@ fn delete_users(ctx: &mut Ctx, names: &[Bytes]) {
 
 /// Closes the connections authenticated as `name` (after this reply, for the caller's own).
 fn disconnect_user(ctx: &mut Ctx, name: &str) {
-    for (id, info) in &ctx.server.clients {
-        let mut info = info.borrow_mut();
-        if info.user != name {
-            continue;
-        }
-        if *id == ctx.client.id {
-            ctx.client.close_after_reply = true;
-        } else {
-            info.killed = true;
-            info.kill.notify_one();
-        }
-    }
+    let ids: Vec<u64> = ctx
+        .server
+        .clients
+        .iter()
+        .filter(|(_, info)| info.borrow().user == name)
+        .map(|(id, _)| *id)
+        .collect();
+    close_connections(ctx, &ids);
 }
 
 /// Every user as an ACL file line.
@@ -368,16 +373,7 @@ fn dry_run(ctx: &mut Ctx, args: &[Bytes]) {
             String::from_utf8_lossy(&command[0])
         ));
     };
-    let catalog = ctx.server.acl.acl.catalog();
-    let container = catalog
-        .id(spec.name)
-        .is_some_and(|id| !catalog.entry(id).subcommands.is_empty());
-    let known_sub = command.get(1).is_some_and(|sub| {
-        catalog
-            .id(&format!("{}|{}", spec.name, String::from_utf8_lossy(sub)))
-            .is_some()
-    });
-    if container && !known_sub {
+    if crate::acl::catalog_command(ctx.server.acl.acl.catalog(), spec, command).is_none() {
         // As Redis's lookupCommand: a container needs a subcommand it has.
         return ctx.error(&format!(
             "ERR Command '{}' not found",

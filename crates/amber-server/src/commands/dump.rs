@@ -133,13 +133,8 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
         } else if let Some(idle) = idle_seconds {
             entry.set_idle(idle as u64, now);
         }
+        // The key was removed above, so `insert` keeps no earlier LFU counter.
         ctx.db().insert(key, entry);
-        if let (Some(frequency), true) = (frequency, ctx.server.settings.eviction_policy.is_lfu())
-            && let Some(stored) = ctx.db().raw_mut(key)
-        {
-            // `insert` keeps an overwritten key's LFU counter; the explicit one wins.
-            stored.set_frequency(frequency, now);
-        }
         ctx.notify(crate::notify::GENERIC, "restore", key);
         if let (Some(at), false) = (expire_at, absolute) {
             // The AOF gets the absolute expiry, so a replay does not extend it.
