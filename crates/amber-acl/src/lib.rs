@@ -309,6 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_rules_are_refused_not_panicked_on() {
+        let mut acl = Acl::new(catalog());
+        for rule in ["é", "ébc", "(é", "%é~x", "+é", "&é"] {
+            let _ = acl.set_user("u", &[rule]);
+        }
+        assert_eq!(
+            acl.set_user("u", &["éx"]).unwrap_err().reason,
+            RuleError::Syntax
+        );
+        acl.set_user("u", &[">pässwörd", "on"]).unwrap();
+        assert!(acl.authenticate("u", "pässwörd".as_bytes()));
+    }
+
+    #[test]
     fn read_and_write_key_patterns() {
         let mut acl = Acl::new(catalog());
         acl.set_user("rw", &["on", "nopass", "+@all", "%R~r*", "%W~w*"])
@@ -333,5 +347,31 @@ mod tests {
         assert!(loaded.user("default").is_some());
         assert_eq!(acl.parse_file("user a on\nuser a off\n").unwrap_err().0, 2);
         assert_eq!(acl.parse_file("nope\n").unwrap_err().0, 1);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as rules, applying them never panics, and a refused list
+        /// leaves the registry as it was.
+        #[test]
+        fn any_rules_apply_or_are_refused(rules in proptest::collection::vec("\\PC{0,12}", 0..6)) {
+            let mut catalog = Catalog::new();
+            let container = catalog.add("config", Categories::default(), None);
+            catalog.add("config|get", Categories::named("admin").unwrap_or_default(), Some(container));
+            catalog.add("get", Categories::named("read").unwrap_or_default(), None);
+            let mut acl = Acl::new(catalog);
+            let before = acl.user("default").cloned();
+            let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+            if acl.set_user("default", &rules).is_err() {
+                prop_assert_eq!(acl.user("default").cloned(), before);
+            }
+            let user = acl.user("default").cloned().unwrap_or_else(|| User::new("x", acl.catalog(), false));
+            let _ = user.describe(acl.catalog());
+        }
     }
 }

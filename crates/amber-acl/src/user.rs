@@ -117,7 +117,10 @@ impl User {
         catalog: &Catalog,
         all_channels: bool,
     ) -> Result<(), RuleError> {
-        let (first, rest) = rule.split_at(1);
+        // The first character may be any Unicode scalar (rules come from clients): split
+        // after it, not after its first byte.
+        let first_len = rule.chars().next().map_or(0, char::len_utf8);
+        let (first, rest) = rule.split_at(first_len);
         match first {
             ">" | "#" => {
                 let digest = if first == ">" {
