@@ -9,9 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{
-    Client, Frame, ServerProcess, bulk, free_port, info_field, redis_tool, temp_dir, wait_for,
-};
+use common::{Client, Frame, ServerProcess, bulk, free_port, redis_tool, temp_dir, wait_for};
 
 /// A redis-sentinel process, killed when dropped.
 struct Sentinel {
@@ -85,6 +83,22 @@ impl Drop for Sentinel {
     }
 }
 
+/// The named `INFO all` fields of `server`, read over a new connection, or `None` if the
+/// connection was closed before the reply (or a field is missing).
+fn fresh_info(server: &ServerProcess, fields: &[&str]) -> Option<Vec<String>> {
+    let Some(Frame::Bulk(info)) = server.client().try_cmd(&["INFO", "all"]) else {
+        return None;
+    };
+    let info = String::from_utf8(info).ok()?;
+    fields
+        .iter()
+        .map(|field| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_string))
+        })
+        .collect()
+}
+
 fn failover_with(second_replica_is_redis: bool) {
     let master = ServerProcess::amber(&["--repl-diskless-sync-delay", "0"]);
     let port = master.port.to_string();
@@ -140,26 +154,27 @@ fn failover_with(second_replica_is_redis: bool) {
     }
     // Sentinel kills the normal clients of the instances it reconfigures (CLIENT KILL TYPE
     // normal), so every check below uses a fresh connection.
+    // A connection opened while Sentinel reconfigures an instance may be closed by that
+    // CLIENT KILL before it gets its reply: the polls below treat that as "not yet".
     wait_for(
-        || info_field(&mut promoted.client(), "role") == "master",
+        || fresh_info(promoted, &["role"]) == Some(vec!["master".into()]),
         "the promoted replica to be a master",
     );
     assert_eq!(promoted.client().cmd(&["GET", "acknowledged"]), bulk("yes"));
     // The other replica now follows the new master, and gets its new writes.
     wait_for(
         || {
-            let mut client = other.client();
-            info_field(&mut client, "master_port") == new_port.to_string()
-                && info_field(&mut client, "master_link_status") == "up"
+            fresh_info(other, &["master_port", "master_link_status"])
+                == Some(vec![new_port.to_string(), "up".into()])
         },
         "the other replica to follow the new master",
     );
     wait_for(
-        || promoted.client().cmd(&["SET", "after-failover", "1"]) == common::simple("OK"),
+        || promoted.client().try_cmd(&["SET", "after-failover", "1"]) == Some(common::simple("OK")),
         "the new master to take writes",
     );
     wait_for(
-        || other.client().cmd(&["GET", "after-failover"]) == bulk("1"),
+        || other.client().try_cmd(&["GET", "after-failover"]) == Some(bulk("1")),
         "the new master's writes to reach the other replica",
     );
     assert_eq!(other.client().cmd(&["GET", "acknowledged"]), bulk("yes"));

@@ -322,6 +322,13 @@ impl Client {
         }
     }
 
+    /// Sends a command and returns its reply, or `None` if the server closed the connection.
+    #[allow(dead_code)]
+    pub(crate) fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Option<Frame> {
+        self.send(args);
+        self.read()
+    }
+
     /// Sends a command and returns its reply.
     pub(crate) fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Frame {
         self.send(args);
