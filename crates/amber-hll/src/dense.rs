@@ -77,11 +77,11 @@ mod tests {
         let mut registers = vec![0u8; DENSE_REGISTER_BYTES];
         let mut expected = vec![0u8; REGISTERS];
         let mut state = 12345u32;
-        for index in 0..REGISTERS {
+        for (index, slot) in expected.iter_mut().enumerate() {
             state = state.wrapping_mul(1103515245).wrapping_add(12345);
             let value = (state >> 16) as u8 & REGISTER_MAX;
             set(&mut registers, index, value);
-            expected[index] = value;
+            *slot = value;
         }
         for (index, &value) in expected.iter().enumerate() {
             assert_eq!(get(&registers, index), value, "register {index}");

@@ -95,7 +95,11 @@ pub fn check(value: &[u8]) -> Result<Encoding, HllError> {
 }
 
 fn encoding(hll: &[u8]) -> Encoding {
-    if hll[4] == DENSE { Encoding::Dense } else { Encoding::Sparse }
+    if hll[4] == DENSE {
+        Encoding::Dense
+    } else {
+        Encoding::Sparse
+    }
 }
 
 /// The register an element updates and the value it offers (the length of its hash's run

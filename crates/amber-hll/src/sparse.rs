@@ -130,7 +130,11 @@ pub(crate) fn for_each_set(hll: &[u8], mut visit: impl FnMut(usize, u8)) -> Resu
         }
         index += op.span();
     }
-    if index == REGISTERS { Ok(()) } else { Err(HllError::Corrupt) }
+    if index == REGISTERS {
+        Ok(())
+    } else {
+        Err(HllError::Corrupt)
+    }
 }
 
 /// The dense form of a sparse value: the same header (cached cardinality included) with the

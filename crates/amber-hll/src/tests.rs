@@ -3,7 +3,8 @@ use proptest::prelude::*;
 use super::*;
 
 /// `PFADD h a b c` in Redis 7.0.15, read back with `GET h` before any `PFCOUNT`.
-const REDIS_A_B_C: &[u8] = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80`\xf3\x80P\xb1\x84K\xfb\x80BZ";
+const REDIS_A_B_C: &[u8] =
+    b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80`\xf3\x80P\xb1\x84K\xfb\x80BZ";
 
 fn filled(elements: impl IntoIterator<Item = String>) -> Vec<u8> {
     let mut hll = new();

@@ -15,6 +15,7 @@ mod blocking;
 mod connection;
 mod dump;
 mod hashes;
+mod hll;
 mod info;
 mod keys;
 mod lcs;

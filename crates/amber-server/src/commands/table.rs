@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, acl_cmd, bits, blocking, connection, dump, hashes, keys, lcs, lists, memory, migrate,
+    Ctx, acl_cmd, bits, blocking, connection, dump, hashes, hll, keys, lcs, lists, memory, migrate,
     pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings, sync, transactions,
     zsets,
 };
@@ -199,12 +199,58 @@ const PUBSUB: &str = "pubsub";
 const C: &str = "connection";
 const X: &str = "stream";
 const LUA: &str = "scripting";
+const HLL: &str = "hyperloglog";
 /// EXEC's own flags (those of its queued commands are added, see `transactions`).
 pub(super) const EXEC_FLAGS: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0);
 const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
+    cmd(
+        "pfadd",
+        hll::pfadd,
+        -2,
+        WF,
+        ONE,
+        HLL,
+        "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.",
+    ),
+    cmd(
+        "pfcount",
+        hll::pfcount,
+        -2,
+        Flags(READONLY.0 | MAY_REPLICATE.0),
+        ALL,
+        HLL,
+        "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).",
+    ),
+    cmd(
+        "pfmerge",
+        hll::pfmerge,
+        -2,
+        W,
+        ALL,
+        HLL,
+        "Merges one or more HyperLogLog values into a single key.",
+    ),
+    cmd(
+        "pfdebug",
+        hll::pfdebug,
+        3,
+        Flags(WRITE.0 | DENYOOM.0 | ADMIN.0),
+        (2, 2, 1),
+        HLL,
+        "Internal commands for debugging HyperLogLog values.",
+    ),
+    cmd(
+        "pfselftest",
+        hll::pfselftest,
+        1,
+        ADMIN,
+        NONE,
+        HLL,
+        "An internal command for testing HyperLogLog values.",
+    ),
     cmd(
         "eval",
         scripting_cmds::eval,

@@ -140,6 +140,7 @@ const IMPLEMENTED: &[&str] = &[
     "lfu-log-factor",
     "lfu-decay-time",
     "replica-ignore-maxmemory",
+    "hll-sparse-max-bytes",
     "busy-reply-threshold",
     "port",
     "replicaof",

@@ -16,6 +16,8 @@ pub(crate) struct Settings {
     pub timeout: u64,
     /// `proto-max-bulk-len`.
     pub proto_max_bulk_len: u64,
+    /// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past this turns dense.
+    pub hll_sparse_max_bytes: usize,
     /// `client-query-buffer-limit`.
     pub client_query_buffer_limit: usize,
     /// `hz`, clamped to 1..=500 as Redis does.
@@ -70,6 +72,7 @@ impl Settings {
             maxclients: config.get_i64("maxclients").max(1) as usize,
             timeout: config.get_i64("timeout").max(0) as u64,
             proto_max_bulk_len: config.get_i64("proto-max-bulk-len").max(0) as u64,
+            hll_sparse_max_bytes: config.get_i64("hll-sparse-max-bytes").max(0) as usize,
             client_query_buffer_limit: config.get_i64("client-query-buffer-limit").max(0) as usize,
             hz: config.get_i64("hz").clamp(1, 500) as u32,
             active_expire_effort: config.get_i64("active-expire-effort").clamp(1, 10) as u32,
