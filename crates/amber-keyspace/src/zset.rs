@@ -258,7 +258,25 @@ impl ZsetValue {
                     .collect::<Vec<_>>()
                     .into_iter(),
             ),
-            Repr::Big(big) => ZsetIter::Big(big.order.iter()),
+            Repr::Big(big) => ZsetIter::Big(big.order.range(..)),
+        }
+    }
+
+    /// Members with scores from the first whose score is at least `min`, lowest first (the
+    /// start of a score range without a walk from the lowest member).
+    pub fn iter_from(&self, min: f64) -> ZsetIter<'_> {
+        match &self.repr {
+            Repr::Small(packed) => ZsetIter::Small(
+                pairs(packed)
+                    .map(|(s, m)| (packed.get(m), score_at(packed, s)))
+                    .filter(|&(_, score)| score >= min)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+            Repr::Big(big) => {
+                let start = (Score(min), Box::<[u8]>::from(&[][..]));
+                ZsetIter::Big(big.order.range(start..))
+            }
         }
     }
 
@@ -295,7 +313,7 @@ pub enum ZsetIter<'a> {
     /// Over a small set (decoded up front: at most `zset-max-listpack-entries` members).
     Small(std::vec::IntoIter<(&'a [u8], f64)>),
     /// Over a big set.
-    Big(std::collections::btree_set::Iter<'a, (Score, Box<[u8]>)>),
+    Big(std::collections::btree_set::Range<'a, (Score, Box<[u8]>)>),
 }
 
 impl<'a> Iterator for ZsetIter<'a> {

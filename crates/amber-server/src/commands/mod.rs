@@ -14,6 +14,7 @@ mod bits;
 mod blocking;
 mod connection;
 mod dump;
+mod geo;
 mod hashes;
 mod hll;
 mod info;

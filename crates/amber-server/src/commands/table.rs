@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, acl_cmd, bits, blocking, connection, dump, hashes, hll, keys, lcs, lists, memory, migrate,
-    pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings, sync, transactions,
-    zsets,
+    Ctx, acl_cmd, bits, blocking, connection, dump, geo, hashes, hll, keys, lcs, lists, memory,
+    migrate, pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings, sync,
+    transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -200,12 +200,105 @@ const C: &str = "connection";
 const X: &str = "stream";
 const LUA: &str = "scripting";
 const HLL: &str = "hyperloglog";
+const GEO: &str = "geo";
+/// GEORADIUS and GEORADIUSBYMEMBER: writes only with STORE (Redis lists them as writes).
+const GEO_STORE: Flags = Flags(WRITE.0 | DENYOOM.0);
 /// EXEC's own flags (those of its queued commands are added, see `transactions`).
 pub(super) const EXEC_FLAGS: Flags = Flags(NOSCRIPT.0 | LOADING.0 | STALE.0);
 const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
+    cmd(
+        "geoadd",
+        geo::geoadd,
+        -5,
+        W,
+        ONE,
+        GEO,
+        "Adds one or more members to a geospatial index. The key is created if it doesn't exist.",
+    ),
+    cmd(
+        "geodist",
+        geo::geodist,
+        -4,
+        READONLY,
+        ONE,
+        GEO,
+        "Returns the distance between two members of a geospatial index.",
+    ),
+    cmd(
+        "geohash",
+        geo::geohash,
+        -2,
+        READONLY,
+        ONE,
+        GEO,
+        "Returns members from a geospatial index as geohash strings.",
+    ),
+    cmd(
+        "geopos",
+        geo::geopos,
+        -2,
+        READONLY,
+        ONE,
+        GEO,
+        "Returns the longitude and latitude of members from a geospatial index.",
+    ),
+    cmd(
+        "georadius",
+        geo::georadius,
+        -6,
+        GEO_STORE,
+        ONE,
+        GEO,
+        "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.",
+    ),
+    cmd(
+        "georadius_ro",
+        geo::georadius_ro,
+        -6,
+        READONLY,
+        ONE,
+        GEO,
+        "Returns members from a geospatial index that are within a distance from a coordinate.",
+    ),
+    cmd(
+        "georadiusbymember",
+        geo::georadiusbymember,
+        -5,
+        GEO_STORE,
+        ONE,
+        GEO,
+        "Queries a geospatial index for members within a distance from a member, optionally stores the result.",
+    ),
+    cmd(
+        "georadiusbymember_ro",
+        geo::georadiusbymember_ro,
+        -5,
+        READONLY,
+        ONE,
+        GEO,
+        "Returns members from a geospatial index that are within a distance from a member.",
+    ),
+    cmd(
+        "geosearch",
+        geo::geosearch,
+        -7,
+        READONLY,
+        ONE,
+        GEO,
+        "Queries a geospatial index for members inside an area of a box or a circle.",
+    ),
+    cmd(
+        "geosearchstore",
+        geo::geosearchstore,
+        -8,
+        W,
+        TWO,
+        GEO,
+        "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.",
+    ),
     cmd(
         "pfadd",
         hll::pfadd,
