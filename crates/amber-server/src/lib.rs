@@ -21,6 +21,7 @@ pub(crate) mod pubsub;
 pub(crate) mod replication;
 pub(crate) mod scripting;
 pub(crate) mod server;
+pub(crate) mod tracking;
 
 pub use net::run;
 pub use persistence::startup::AlreadyLogged;

@@ -156,6 +156,9 @@ impl Server {
                         self.propagate(db, &[b"DEL".as_slice(), &key]);
                     }
                     self.publish_event(origin, EXPIRED, "expired", &key, db);
+                    if self.tracking.active() {
+                        self.invalidate_tracked_key(&key);
+                    }
                 }
             }
             if self.keyspace.db(db).has_new_keys() {
@@ -192,7 +195,7 @@ impl Server {
     /// Keeps the names of expired and added keys whenever something needs them: the AOF or
     /// replicas (`DEL`s), or the `expired` and `new` events.
     pub(crate) fn refresh_recording(&mut self) {
-        let record_expired = self.propagating() || self.notifies(EXPIRED);
+        let record_expired = self.propagating() || self.notifies(EXPIRED) || self.tracking.active();
         self.keyspace.set_record_expired(record_expired);
         let record_new = self.notifies(NEW);
         self.keyspace.set_record_new(record_new);

@@ -288,14 +288,41 @@ fn deliver_all(
     delivered
 }
 
+impl PubSub {
+    /// Asks [`flush_task`] to run once the connections ready now have run (tracking
+    /// broadcasts wait for it too).
+    pub(crate) fn request_flush(&self) {
+        self.flush.notify_one();
+    }
+}
+
+/// Queues encoded bytes (a push or a message) for connection `id`, as a published message
+/// is, under the same output limit.
+pub(crate) fn push_raw(server: &mut Server, id: u64, bytes: &[u8]) {
+    let limits = server.pubsub.limits;
+    let Some(info) = server.clients.get(&id) else {
+        return;
+    };
+    let mut info = info.borrow_mut();
+    if info.killed {
+        return;
+    }
+    if deliver(&mut info, bytes, limits) && !info.push_pending {
+        info.push_pending = true;
+        server.pubsub.pending.push((id, info.push.clone()));
+        server.pubsub.flush.notify_one();
+    }
+}
+
 /// Wakes the subscribers that got messages, once every connection ready when the first
-/// message came has run (see [`PubSub::pending`]).
+/// message came has run (see [`PubSub::pending`]); tracking broadcasts are sent first.
 pub(crate) async fn flush_task(shared: std::rc::Rc<std::cell::RefCell<Server>>) {
     let flush = shared.borrow().pubsub.flush.clone();
     loop {
         flush.notified().await;
         tokio::task::yield_now().await;
         let mut server = shared.borrow_mut();
+        server.broadcast_invalidations();
         for (id, push) in std::mem::take(&mut server.pubsub.pending) {
             if let Some(info) = server.clients.get(&id) {
                 info.borrow_mut().push_pending = false;

@@ -244,6 +244,8 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"pause" => args.len() == 3 || args.len() == 4,
         b"unpause" => args.len() == 2,
         b"no-evict" => args.len() == 3,
+        b"tracking" | b"caching" => args.len() >= 3,
+        b"getredir" | b"trackinginfo" => args.len() == 2,
         _ => {
             unknown_subcommand(ctx, "client", &args[1]);
             return;
@@ -279,6 +281,10 @@ pub(super) fn client(ctx: &mut Ctx, args: &[Bytes]) {
         b"kill" => client_kill(ctx, &args[2..]),
         b"unblock" => client_unblock(ctx, &args[2..]),
         b"reply" => client_reply(ctx, &args[2]),
+        b"tracking" => super::tracking_cmds::client_tracking(ctx, args),
+        b"caching" => super::tracking_cmds::client_caching(ctx, args),
+        b"getredir" => super::tracking_cmds::client_getredir(ctx),
+        b"trackinginfo" => super::tracking_cmds::client_trackinginfo(ctx),
         b"pause" => client_pause(ctx, &args[2..]),
         b"unpause" => {
             ctx.server.pauses.unpause_clients();
@@ -372,6 +378,7 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) {
 pub(super) fn reset(ctx: &mut Ctx, _args: &[Bytes]) {
     super::pubsub_cmds::unsubscribe_all(ctx.server, ctx.client);
     stop_monitoring(ctx.server, ctx.client.id);
+    ctx.server.disable_tracking(ctx.client.id);
     ctx.client.transaction = None;
     super::transactions::unwatch_all(ctx);
     ctx.client.db = 0;
@@ -425,17 +432,26 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
     if info.flags == 'b' {
         flags.push('b');
     }
-    if info.no_evict {
-        flags.push('e');
+    if let Some(mode) = &info.tracking {
+        flags.push('t');
+        if mode.broken_redirect {
+            flags.push('R');
+        }
+        if mode.bcast {
+            flags.push('B');
+        }
     }
     if info.unix {
         flags.push('U');
+    }
+    if info.no_evict {
+        flags.push('e');
     }
     if flags.is_empty() {
         flags.push('N');
     }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir={} resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -459,6 +475,7 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
             info.last_command
         },
         info.user,
+        info.tracking.as_ref().map_or(-1, |mode| mode.redirect as i64),
         info.resp,
     )
 }

@@ -138,7 +138,7 @@ fn clients_section(server: &Server) -> String {
         ("client_recent_max_input_buffer", "0".into()),
         ("client_recent_max_output_buffer", "0".into()),
         ("blocked_clients", server.blocked_clients().to_string()),
-        ("tracking_clients", "0".into()),
+        ("tracking_clients", server.tracking.counts().0.to_string()),
         ("clients_in_timeout_table", "0".into()),
     ])
 }
@@ -439,6 +439,9 @@ fn stats_section(server: &Server) -> String {
             server.jobs.forks.latest_fork_usec.to_string(),
         ),
         ("total_forks", server.jobs.forks.total_forks.to_string()),
+        ("tracking_total_keys", server.tracking.counts().1.to_string()),
+        ("tracking_total_items", server.tracking.counts().2.to_string()),
+        ("tracking_total_prefixes", server.tracking.counts().3.to_string()),
         ("total_error_replies", stats.error_replies.to_string()),
     ])
 }

@@ -34,6 +34,7 @@ mod streams;
 mod strings;
 mod sync;
 mod table;
+mod tracking_cmds;
 mod transactions;
 mod zsets;
 
@@ -744,8 +745,30 @@ pub(crate) fn string_value(bytes: &[u8]) -> Value {
     Value::Str(StrValue::from_bytes(bytes))
 }
 
-/// Executes one request (or queues it inside MULTI) and writes its reply.
+/// Executes one request (or queues it inside MULTI) and writes its reply, followed by the
+/// tracking invalidations the request caused for its own connection.
 pub(crate) fn execute(ctx: &mut Ctx, args: &[Bytes]) {
+    if !ctx.server.tracking.active() {
+        execute_request(ctx, args);
+        return;
+    }
+    ctx.server.limit_tracking_table();
+    let outer = std::mem::replace(&mut ctx.server.command.client, ctx.client.id);
+    execute_request(ctx, args);
+    ctx.server.command.client = outer;
+    let own = ctx.server.tracking.take_own();
+    ctx.out.raw(&own);
+    // CLIENT CACHING applies to the next command (or transaction) only.
+    let is_client_command = lookup(&args[0]).is_some_and(|spec| spec.name == "client");
+    if ctx.client.transaction.is_none() && !is_client_command {
+        let info = ctx.client.info.clone();
+        if let Some(mode) = info.borrow_mut().tracking.as_mut() {
+            mode.caching = false;
+        }
+    }
+}
+
+fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.server.stats.commands_processed += 1;
     let Some(spec) = lookup(&args[0]) else {
         unknown_command(ctx, args);
@@ -966,6 +989,19 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
             .command_stats
             .record_call(name, started.elapsed(), failed, track);
     }
+    // A tracking connection remembers the keys its reads named (inside a script, the
+    // script's caller does); the read-only script commands name no keys themselves.
+    if ctx.server.tracking.active()
+        && spec.flags.contains(table::READONLY)
+        && !matches!(spec.name, "eval_ro" | "evalsha_ro" | "fcall_ro")
+    {
+        let reader = match ctx.server.command.client {
+            0 => ctx.client.id,
+            caller => caller,
+        };
+        ctx.server
+            .remember_tracked_keys(reader, transactions::command_keys(spec, args));
+    }
     let rewritten = std::mem::replace(&mut ctx.server.command.propagation_override, outer_override);
     let changed = ctx.server.changes != changes_before;
     // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
@@ -996,7 +1032,9 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     // said otherwise, invalidate WATCHes and wake blocked clients. No handler does this itself.
     let modified = ctx.server.command.modified_override.take();
     let with_spec = std::mem::take(&mut ctx.server.command.modified_with_spec);
-    let linked = !ctx.server.links.watchers.is_empty() || !ctx.server.links.blocking.is_empty();
+    let linked = !ctx.server.links.watchers.is_empty()
+        || !ctx.server.links.blocking.is_empty()
+        || ctx.server.tracking.active();
     // A writable replica expires the keys its own clients wrote with a TTL (Redis's
     // slaveKeysWithExpire); its master's keys wait for the master's DEL.
     let own_replica_write = !ctx.client.is_master && ctx.server.replication.is_replica();

@@ -40,6 +40,7 @@ pub(super) fn flushdb(ctx: &mut Ctx, args: &[Bytes]) {
     let removed = ctx.db().len() as u64;
     let db = ctx.client.db;
     ctx.server.touch_existing_keys(db);
+    ctx.server.invalidate_all_tracked();
     ctx.db().clear();
     ctx.dirty(removed);
     ctx.force_propagation();
@@ -55,6 +56,7 @@ pub(super) fn flushall(ctx: &mut Ctx, args: &[Bytes]) {
     for db in 0..ctx.server.keyspace.db_count() {
         ctx.server.touch_existing_keys(db);
     }
+    ctx.server.invalidate_all_tracked();
     ctx.server.keyspace.clear();
     ctx.dirty(removed);
     // As Redis: a running BGSAVE would write the old data back; with save points, the empty

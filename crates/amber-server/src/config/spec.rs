@@ -141,6 +141,7 @@ const IMPLEMENTED: &[&str] = &[
     "lfu-decay-time",
     "replica-ignore-maxmemory",
     "hll-sparse-max-bytes",
+    "tracking-table-max-keys",
     "busy-reply-threshold",
     "port",
     "replicaof",

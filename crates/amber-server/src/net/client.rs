@@ -249,6 +249,7 @@ pub(crate) async fn serve<S>(
         server.remove_watcher(id, watched.db, watched.key);
     }
     server.links.invalidated.remove(&id);
+    server.disable_tracking(id);
     server.clients.remove(&id);
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct ClientInfo {
     pub unblock: Option<Option<&'static str>>,
     /// What a script running past `busy-reply-threshold` needs to serve this client.
     pub busy: BusyLink,
+    /// `CLIENT TRACKING` mode, when on.
+    pub tracking: Option<crate::tracking::ClientTracking>,
 }
 
 /// Lets the server serve a client while a long script runs (see `net::busy`): the connection
@@ -155,6 +157,7 @@ impl ClientInfo {
             wake: Rc::new(Notify::new()),
             unblock: None,
             busy: BusyLink::default(),
+            tracking: None,
         }
     }
 }
@@ -303,6 +306,9 @@ impl Server {
     pub(crate) fn touch_key(&mut self, db: usize, key: &[u8]) {
         if let Some(ids) = self.links.watchers.get(&(db, key.to_vec())) {
             self.links.invalidated.extend(ids.iter().copied());
+        }
+        if self.tracking.active() {
+            self.invalidate_tracked_key(key);
         }
     }
 

@@ -101,6 +101,8 @@ pub(crate) struct Server {
     pub(crate) eviction: Eviction,
     /// ACL users and the ACL log.
     pub(crate) acl: crate::acl::AclState,
+    /// Client-side caching: the tracking table and broadcast prefixes.
+    pub(crate) tracking: crate::tracking::Tracking,
 }
 
 /// What the running command records and reports, besides its reply (reset as it ends).
@@ -125,6 +127,9 @@ pub(crate) struct RunningCommand {
     /// from a command it called): the command still counts as failed, as Redis's
     /// `ERR_REPLY_FLAG_NO_STATS_UPDATE`.
     pub(crate) failed_uncounted: bool,
+    /// The connection whose request runs now (0 between requests): its own invalidations
+    /// follow its reply, and `NOLOOP` skips its changes.
+    pub(crate) client: u64,
 }
 
 /// A write held until its EXEC or script ends: the database, the command, and where it must
@@ -191,6 +196,7 @@ impl Server {
             scripting: crate::scripting::Scripting::new(),
             eviction: Eviction::default(),
             acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
+            tracking: crate::tracking::Tracking::default(),
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
@@ -272,6 +278,8 @@ impl Server {
             .config
             .get_i64("lfu-decay-time")
             .clamp(0, i64::from(u32::MAX)) as u32;
+        self.tracking.max_keys =
+            usize::try_from(self.config.get_i64("tracking-table-max-keys").max(0)).unwrap_or(0);
         crate::alloc::set_limit(self.settings.maxmemory);
         amber_keyspace::set_growth_guard(crate::alloc::growth_within_limit);
         amber_keyspace::set_access_clock(
@@ -463,6 +471,7 @@ impl Server {
         for db in 0..self.keyspace.db_count() {
             self.touch_existing_keys(db);
         }
+        self.invalidate_all_tracked();
         self.keyspace.clear();
     }
 }
