@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::server::Server;
 
-
 /// One connection's tracking mode (`CLIENT TRACKING ON ...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ClientTracking {
@@ -224,7 +223,11 @@ impl Server {
                 self.pubsub.request_flush();
             }
         }
-        let Some(readers) = self.tracking.table.as_mut().and_then(|table| table.remove(key))
+        let Some(readers) = self
+            .tracking
+            .table
+            .as_mut()
+            .and_then(|table| table.remove(key))
         else {
             return;
         };

@@ -475,7 +475,9 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
             info.last_command
         },
         info.user,
-        info.tracking.as_ref().map_or(-1, |mode| mode.redirect as i64),
+        info.tracking
+            .as_ref()
+            .map_or(-1, |mode| mode.redirect as i64),
         info.resp,
     )
 }

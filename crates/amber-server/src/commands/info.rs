@@ -439,9 +439,18 @@ fn stats_section(server: &Server) -> String {
             server.jobs.forks.latest_fork_usec.to_string(),
         ),
         ("total_forks", server.jobs.forks.total_forks.to_string()),
-        ("tracking_total_keys", server.tracking.counts().1.to_string()),
-        ("tracking_total_items", server.tracking.counts().2.to_string()),
-        ("tracking_total_prefixes", server.tracking.counts().3.to_string()),
+        (
+            "tracking_total_keys",
+            server.tracking.counts().1.to_string(),
+        ),
+        (
+            "tracking_total_items",
+            server.tracking.counts().2.to_string(),
+        ),
+        (
+            "tracking_total_prefixes",
+            server.tracking.counts().3.to_string(),
+        ),
         ("total_error_replies", stats.error_replies.to_string()),
     ])
 }

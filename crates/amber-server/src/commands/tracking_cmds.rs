@@ -105,11 +105,13 @@ pub(super) fn client_caching(ctx: &mut Ctx, args: &[Bytes]) {
         );
     };
     let refusal = if is(&args[2], "yes") {
-        (!mode.optin)
-            .then_some("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
+        (!mode.optin).then_some(
+            "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+        )
     } else if is(&args[2], "no") {
-        (!mode.optout)
-            .then_some("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+        (!mode.optout).then_some(
+            "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+        )
     } else {
         Some(errors::SYNTAX)
     };
