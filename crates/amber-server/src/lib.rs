@@ -13,6 +13,7 @@ pub(crate) mod acl;
 pub mod alloc;
 pub(crate) mod commands;
 pub mod config;
+pub(crate) mod diagnostics;
 pub mod log;
 pub(crate) mod net;
 pub(crate) mod notify;

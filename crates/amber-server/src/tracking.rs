@@ -39,12 +39,15 @@ pub(crate) struct ClientTracking {
     pub prefixes: BTreeSet<Vec<u8>>,
 }
 
+/// Keys changed since the last broadcast, each with the client that changed it last.
+type ChangedKeys = BTreeMap<Vec<u8>, u64>;
+
 /// Keys changed under one broadcast prefix, and who listens.
 #[derive(Default)]
 struct Prefix {
     /// Each key changed since the last broadcast, with the client that changed it last (0:
     /// the server itself), for `NOLOOP`.
-    keys: BTreeMap<Vec<u8>, u64>,
+    keys: ChangedKeys,
     clients: BTreeSet<u64>,
 }
 
@@ -196,7 +199,8 @@ impl Server {
     ) {
         let remember = self.clients.get(&client).is_some_and(|info| {
             info.borrow().tracking.as_ref().is_some_and(|mode| {
-                !mode.bcast && !((mode.optin && !mode.caching) || (mode.optout && mode.caching))
+                let opted_out = (mode.optin && !mode.caching) || (mode.optout && mode.caching);
+                !(mode.bcast || opted_out)
             })
         });
         let Some(table) = self.tracking.table.as_mut().filter(|_| remember) else {
@@ -273,7 +277,7 @@ impl Server {
         if self.tracking.clients == 0 {
             return;
         }
-        let batches: Vec<(BTreeMap<Vec<u8>, u64>, Vec<u64>)> = self
+        let batches: Vec<(ChangedKeys, Vec<u64>)> = self
             .tracking
             .prefixes
             .values_mut()

@@ -13,6 +13,7 @@ pub(crate) mod backup_cmd;
 mod bits;
 mod blocking;
 mod connection;
+mod diagnostics_cmds;
 mod dump;
 mod geo;
 mod hashes;
@@ -845,6 +846,126 @@ fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
     run(ctx, spec, args);
 }
 
+/// Feeds the slow log and the latency monitor with a command that ran for `elapsed`.
+fn record_slow_command(
+    ctx: &mut Ctx,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    elapsed: std::time::Duration,
+) {
+    let event = if spec.is_fast() {
+        "fast-command"
+    } else {
+        "command"
+    };
+    ctx.server.latency_sample(event, elapsed);
+    let threshold = ctx.server.settings.slowlog_slower_than;
+    let max_len = ctx.server.settings.slowlog_max_len;
+    let micros = elapsed.as_micros() as u64;
+    if threshold < 0 || micros < threshold as u64 {
+        // Not slow: the log only shrinks to a lowered `slowlog-max-len`.
+        ctx.server.slowlog.record(-1, max_len, micros, &[], "", b"");
+        return;
+    }
+    let (peer, name) = {
+        let info = ctx.client.info.borrow();
+        let peer = if info.addr.is_empty() {
+            "?:0".to_string()
+        } else if info.unix {
+            format!("{}:0", info.addr)
+        } else {
+            info.addr.clone()
+        };
+        (peer, info.name.clone())
+    };
+    let shown = redacted(args);
+    ctx.server
+        .slowlog
+        .record(threshold, max_len, micros, &shown, &peer, &name);
+}
+
+/// Scripts show in MONITOR before the commands they call (Redis feeds them as they start).
+fn feeds_monitors_first(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// Shows a command to the MONITOR clients, secrets redacted, as coming from its client's
+/// address, the Unix socket or `lua`.
+fn feed_monitors(ctx: &mut Ctx, db: usize, args: &[Bytes]) {
+    if ctx.client.id == LOADING_CLIENT_ID {
+        return;
+    }
+    let origin = if ctx.client.in_script {
+        "lua".to_string()
+    } else {
+        let info = ctx.client.info.borrow();
+        if info.unix {
+            format!("unix:{}", info.addr)
+        } else {
+            info.addr.clone()
+        }
+    };
+    let shown = redacted(args);
+    ctx.server.feed_monitors(ctx.client.id, db, &origin, &shown);
+}
+
+/// The arguments MONITOR and SLOWLOG show: passwords and ACL rules replaced by
+/// `(redacted)`, as Redis's commands redact them.
+pub(crate) fn redacted(args: &[Bytes]) -> std::borrow::Cow<'_, [Bytes]> {
+    let mut hidden: Vec<usize> = Vec::new();
+    let name = args[0].to_ascii_lowercase();
+    match name.as_slice() {
+        b"auth" if args.len() <= 3 => hidden.extend(1..args.len()),
+        b"hello" => {
+            let mut j = 2;
+            while j < args.len() {
+                let more = args.len() - 1 - j;
+                if is(&args[j], "auth") && more >= 2 {
+                    hidden.extend([j + 1, j + 2]);
+                    j += 2;
+                } else if is(&args[j], "setname") && more >= 1 {
+                    j += 1;
+                }
+                j += 1;
+            }
+        }
+        b"acl" if args.len() >= 3 && is(&args[1], "setuser") => hidden.extend(2..args.len()),
+        b"migrate" => {
+            let mut j = 6;
+            while j < args.len() {
+                if is(&args[j], "auth") && j + 1 < args.len() {
+                    hidden.push(j + 1);
+                    j += 1;
+                } else if is(&args[j], "auth2") && j + 2 < args.len() {
+                    hidden.extend([j + 1, j + 2]);
+                    j += 2;
+                }
+                j += 1;
+            }
+        }
+        b"config" if args.len() >= 4 && is(&args[1], "set") => {
+            for pair in (2..args.len() - 1).step_by(2) {
+                let sensitive = ["masteruser", "masterauth", "requirepass"];
+                if sensitive.iter().any(|name| is(&args[pair], name)) {
+                    hidden.push(pair + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+    if hidden.is_empty() {
+        return std::borrow::Cow::Borrowed(args);
+    }
+    let mut shown = args.to_vec();
+    for index in hidden {
+        shown[index] = Bytes::from_static(b"(redacted)");
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
 /// Evicts what `maxmemory` asks for, then refuses the command (replying `-OOM`) if memory is
 /// still over the limit and the command may add data: a `denyoom` command, an EXEC queuing
 /// one, or anything queued inside MULTI but DISCARD, QUIT and RESET.
@@ -976,6 +1097,9 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let outer_override = ctx.server.command.propagation_override.take();
     let was_blocked = ctx.client.blocked.is_some();
     ctx.server.command.errors_seen = ctx.server.stats.error_replies;
+    if feeds_monitors_first(spec) && !ctx.server.links.monitors.is_empty() {
+        feed_monitors(ctx, db_at_start, args);
+    }
     let started = std::time::Instant::now();
     (spec.handler)(ctx, args);
     // A command that blocked is counted once, when it is served (as Redis).
@@ -985,9 +1109,13 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         ctx.server.command.errors_seen = ctx.server.stats.error_replies;
         let track = ctx.server.settings.latency_tracking;
         let name = full_name(spec.name, args.get(1));
+        let elapsed = started.elapsed();
         ctx.server
             .command_stats
-            .record_call(name, started.elapsed(), failed, track);
+            .record_call(name, elapsed, failed, track);
+        if spec.name != "exec" {
+            record_slow_command(ctx, spec, args, elapsed);
+        }
     }
     // A tracking connection remembers the keys its reads named (inside a script, the
     // script's caller does); the read-only script commands name no keys themselves.
@@ -1023,10 +1151,8 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     }
     ctx.client.write_offset = ctx.server.replication.offset;
     // As Redis, MONITOR sees a command once it ran (EXEC after the commands it ran).
-    if !ctx.server.links.monitors.is_empty() && ctx.client.id != LOADING_CLIENT_ID {
-        let addr = ctx.client.info.borrow().addr.clone();
-        ctx.server
-            .feed_monitors(ctx.client.id, db_at_start, &addr, args);
+    if !ctx.server.links.monitors.is_empty() && !spec.is_admin() && !feeds_monitors_first(spec) {
+        feed_monitors(ctx, db_at_start, args);
     }
     // INV-DIRTY: the keys a change touched, from the key specification unless the command
     // said otherwise, invalidate WATCHes and wake blocked clients. No handler does this itself.
@@ -1073,6 +1199,24 @@ const SUBCOMMAND_NAMES: &[&str] = &[
     "client|unblock",
     "client|reply",
     "client|help",
+    "client|pause",
+    "client|unpause",
+    "client|no-evict",
+    "client|tracking",
+    "client|caching",
+    "client|getredir",
+    "client|trackinginfo",
+    "slowlog|get",
+    "slowlog|len",
+    "slowlog|reset",
+    "slowlog|help",
+    "latency|latest",
+    "latency|history",
+    "latency|reset",
+    "latency|graph",
+    "latency|doctor",
+    "latency|histogram",
+    "latency|help",
     "config|get",
     "config|set",
     "config|resetstat",
@@ -1111,10 +1255,23 @@ pub(crate) fn stats_name(spec: &CommandSpec, args: &[Bytes]) -> &'static str {
     full_name(spec.name, args.get(1))
 }
 
+/// The names `INFO commandstats` may count calls of `command` under: its own, and those of
+/// its subcommands.
+pub(crate) fn stats_names_of(command: &[u8]) -> Vec<&'static str> {
+    let own = all_commands()
+        .map(|spec| spec.name)
+        .filter(|name| command.eq_ignore_ascii_case(name.as_bytes()));
+    let subcommands = SUBCOMMAND_NAMES.iter().copied().filter(|full| {
+        full.split_once('|')
+            .is_some_and(|(parent, _)| command.eq_ignore_ascii_case(parent.as_bytes()))
+    });
+    own.chain(subcommands).collect()
+}
+
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
     // Most commands have no subcommands: answer them without scanning the list.
     const CONTAINERS: &[&str] = &[
-        "client", "config", "object", "command", "memory", "xgroup", "xinfo",
+        "client", "config", "object", "command", "memory", "xgroup", "xinfo", "slowlog", "latency",
     ];
     let Some(sub) = sub.filter(|_| CONTAINERS.contains(&name)) else {
         return name;

@@ -72,6 +72,10 @@ impl std::hash::Hasher for AddressHasher {
 
 type Names<V> = HashMap<Name, V, std::hash::BuildHasherDefault<AddressHasher>>;
 
+/// One command's `LATENCY HISTOGRAM`: its name, calls, and (microseconds, cumulative
+/// count) steps.
+pub(crate) type LatencyHistogram = (&'static str, u64, Vec<(u64, u64)>);
+
 /// Counters for every command and error code seen since start or `CONFIG RESETSTAT`.
 #[derive(Default)]
 pub(crate) struct CommandStats {
@@ -181,6 +185,30 @@ impl CommandStats {
             );
         }
         out
+    }
+
+    /// `LATENCY HISTOGRAM`: for each command (`only` those named, when given) with latency
+    /// samples, its calls and cumulative counts at 1024 ns × 2^k, in microseconds (Redis's
+    /// `hdr_iter_log` steps; a step without new samples is left out).
+    pub(crate) fn latency_histograms(&self, only: Option<&[&str]>) -> Vec<LatencyHistogram> {
+        self.sorted()
+            .into_iter()
+            .filter(|(name, _)| only.is_none_or(|names| names.contains(name)))
+            .filter_map(|(name, counters)| {
+                let histogram = counters.latency.as_ref().filter(|h| !h.is_empty())?;
+                let mut buckets = Vec::new();
+                let mut cumulative = 0;
+                for step in histogram.iter_log(1024, 2.0) {
+                    let before = cumulative;
+                    cumulative += step.count_since_last_iteration();
+                    if cumulative > before {
+                        let top = histogram.highest_equivalent(step.value_iterated_to());
+                        buckets.push((top / 1000, cumulative));
+                    }
+                }
+                Some((name, histogram.len(), buckets))
+            })
+            .collect()
     }
 
     fn sorted(&self) -> Vec<(&'static str, &CommandCounters)> {

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    Ctx, acl_cmd, bits, blocking, connection, dump, geo, hashes, hll, keys, lcs, lists, memory,
-    migrate, pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings, sync,
-    transactions, zsets,
+    Ctx, acl_cmd, bits, blocking, connection, diagnostics_cmds, dump, geo, hashes, hll, keys, lcs,
+    lists, memory, migrate, pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings,
+    sync, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -209,6 +209,24 @@ const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
+    cmd(
+        "slowlog",
+        diagnostics_cmds::slowlog,
+        -2,
+        Flags(ADMIN.0 | LOADING.0 | STALE.0),
+        NONE,
+        SRV,
+        "A container for slow log commands.",
+    ),
+    cmd(
+        "latency",
+        diagnostics_cmds::latency,
+        -2,
+        Flags(ADMIN.0 | NOSCRIPT.0 | LOADING.0 | STALE.0),
+        NONE,
+        SRV,
+        "A container for latency diagnostics commands.",
+    ),
     cmd(
         "geoadd",
         geo::geoadd,

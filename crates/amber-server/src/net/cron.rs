@@ -73,6 +73,7 @@ fn active_expire(server: &mut Server, hz: u32) {
             }
         }
     }
+    server.latency_sample("expire-cycle", started.elapsed());
     let mut unused = amber_protocol::ReplyWriter::new(amber_protocol::Protocol::Resp2);
     let mut origin = crate::notify::Origin {
         client: 0,

@@ -143,6 +143,7 @@ impl Server {
     /// Records a child just forked for `work`.
     pub(crate) fn job_started(&mut self, child: Child, work: Work) {
         self.jobs.forks.latest_fork_usec = child.fork_time().as_micros() as u64;
+        self.latency_sample("fork", child.fork_time());
         self.jobs.forks.total_forks += 1;
         let now = match work.kind() {
             JobKind::Backup => self.backup.now_ms(),

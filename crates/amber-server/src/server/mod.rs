@@ -103,6 +103,10 @@ pub(crate) struct Server {
     pub(crate) acl: crate::acl::AclState,
     /// Client-side caching: the tracking table and broadcast prefixes.
     pub(crate) tracking: crate::tracking::Tracking,
+    /// `SLOWLOG`.
+    pub(crate) slowlog: crate::diagnostics::SlowLog,
+    /// `LATENCY`: the latency monitor's events.
+    pub(crate) latency: crate::diagnostics::LatencyMonitor,
 }
 
 /// What the running command records and reports, besides its reply (reset as it ends).
@@ -197,6 +201,8 @@ impl Server {
             eviction: Eviction::default(),
             acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
             tracking: crate::tracking::Tracking::default(),
+            slowlog: crate::diagnostics::SlowLog::default(),
+            latency: crate::diagnostics::LatencyMonitor::default(),
             startup_memory: crate::alloc::used_memory(),
             command_stats: Default::default(),
             migrate_sockets: Default::default(),
@@ -258,6 +264,14 @@ impl Server {
     /// `set-max-intset-entries`.
     pub(crate) fn max_intset(&self) -> usize {
         self.settings.encoding.max_intset
+    }
+
+    /// Records a latency sample for `event` if the latency monitor is on and it took long
+    /// enough (Redis's `latencyAddSampleIfNeeded`).
+    pub(crate) fn latency_sample(&mut self, event: &str, elapsed: std::time::Duration) {
+        let threshold = self.settings.latency_monitor_threshold;
+        self.latency
+            .add_if_needed(threshold, event, elapsed.as_millis() as u64);
     }
 
     /// Re-derives the hot settings after a configuration change.

@@ -32,6 +32,12 @@ pub(crate) struct Settings {
     pub encoding: crate::persistence::rdb::EncodingLimits,
     /// `latency-tracking`: record each command's latency for `INFO latencystats`.
     pub latency_tracking: bool,
+    /// `slowlog-log-slower-than` in microseconds (negative: the slow log is off).
+    pub slowlog_slower_than: i64,
+    /// `slowlog-max-len`.
+    pub slowlog_max_len: usize,
+    /// `latency-monitor-threshold` in milliseconds (0: the latency monitor is off).
+    pub latency_monitor_threshold: u64,
     /// `latency-tracking-info-percentiles`.
     pub latency_percentiles: Vec<f64>,
     /// `notify-keyspace-events`, as flags (see [`crate::notify`]).
@@ -82,6 +88,10 @@ impl Settings {
                 .clamp(0, i64::from(u32::MAX)) as u32,
             encoding: encoding_limits(config),
             latency_tracking: config.get_bool("latency-tracking"),
+            slowlog_slower_than: config.get_i64("slowlog-log-slower-than"),
+            slowlog_max_len: usize::try_from(config.get_i64("slowlog-max-len")).unwrap_or(0),
+            latency_monitor_threshold: u64::try_from(config.get_i64("latency-monitor-threshold"))
+                .unwrap_or(0),
             min_replicas: (
                 config.get_i64("min-replicas-to-write").max(0) as usize,
                 config.get_i64("min-replicas-max-lag").max(0) as u64,
