@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::tools::{cargo, workspace_root};
 
 /// Options of `cargo xtask bench`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct BenchArgs {
     /// Requests per redis-benchmark run.
     #[arg(long, default_value_t = 200_000)]
@@ -58,6 +58,9 @@ pub(crate) struct BenchArgs {
     /// Only the eviction comparison (hit rate under a Zipf load, SET while evicting).
     #[arg(long)]
     pub eviction_only: bool,
+    /// Only the HyperLogLog, GEO and SORT comparison.
+    #[arg(long)]
+    pub commands_only: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -276,6 +279,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.scripting_only {
         return crate::bench_scripting::run(args);
+    }
+    if args.commands_only {
+        return crate::bench_commands::run(args);
     }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;

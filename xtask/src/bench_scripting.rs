@@ -19,7 +19,7 @@ const SCRIPT: &str = "redis.call('incr', KEYS[1]) return redis.call('expire', KE
 const LIBRARY: &str = "#!lua name=bench\nredis.register_function('touch', function(keys) redis.call('incr', keys[1]) return redis.call('expire', keys[1], 60) end)";
 
 /// Runs redis-benchmark with `args` as the command; the CSV line of that command.
-fn custom(port: u16, pipeline: u32, bench: &BenchArgs, args: &[&str]) -> Result<Sample> {
+pub(crate) fn custom(port: u16, pipeline: u32, bench: &BenchArgs, args: &[&str]) -> Result<Sample> {
     let output = Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-n", &bench.requests.to_string()])
         .args([

@@ -591,7 +591,11 @@ fn client_kill(ctx: &mut Ctx, options: &[Bytes]) {
         } else if is(&pair[0], "laddr") {
             filters.push(Box::new(move |info| info.laddr == value));
         } else if is(&pair[0], "user") {
-            filters.push(Box::new(move |_| value == "default"));
+            if ctx.server.acl.acl.user(&value).is_none() {
+                ctx.error(&format!("ERR No such user '{value}'"));
+                return;
+            }
+            filters.push(Box::new(move |info| info.user == value));
         } else if is(&pair[0], "type") {
             let Some(kind) = parse_client_type(&pair[1]) else {
                 ctx.error(&format!("ERR Unknown client type '{value}'"));

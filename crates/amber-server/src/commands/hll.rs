@@ -79,15 +79,36 @@ fn insert_new(ctx: &mut Ctx, key: &[u8], hll: Vec<u8>) {
         .insert(key, Entry::new(Value::Str(StrValue::Raw(hll)), now));
 }
 
+/// What adding to an existing key did, found in one lookup.
+enum Added {
+    Missing,
+    WrongType,
+    Done(Result<(), HllError>),
+}
+
 /// `PFADD key [element ...]`
 pub(super) fn pfadd(ctx: &mut Ctx, args: &[Bytes]) {
     let max_bytes = ctx.server.settings.hll_sparse_max_bytes;
     let elements = &args[2..];
     let mut updated = 0u64;
-    let outcome = match hll_for_write(ctx, &args[1]) {
-        Err(Replied) => return,
-        Ok(Some(hll)) => add_all(hll, elements, max_bytes, &mut updated),
-        Ok(None) => {
+    let (now, db) = (ctx.server.now_ms, ctx.client.db);
+    // One lookup on the hot path: check and add while the entry is at hand.
+    let added = match ctx.server.keyspace.db(db).get_mut(&args[1], now) {
+        None => Added::Missing,
+        Some(entry) => match &mut entry.value {
+            Value::Str(value) => {
+                let checked = amber_hll::check(&value.as_bytes()).map(|_| ());
+                Added::Done(checked.and_then(|()| {
+                    add_all(value.make_raw(), elements, max_bytes, &mut updated)
+                }))
+            }
+            _ => Added::WrongType,
+        },
+    };
+    let outcome = match added {
+        Added::WrongType => return ctx.error(errors::WRONGTYPE),
+        Added::Done(outcome) => outcome,
+        Added::Missing => {
             let mut hll = amber_hll::new();
             updated += 1;
             let outcome = add_all(&mut hll, elements, max_bytes, &mut updated);

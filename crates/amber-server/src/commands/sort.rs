@@ -160,21 +160,17 @@ fn sort_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
             .map(|item| item.element)
             .collect()
     };
-    let rows: Vec<Vec<Option<Vec<u8>>>> = picked
-        .into_iter()
-        .map(|element| {
-            if options.gets.is_empty() {
-                vec![Some(element)]
-            } else {
-                options
-                    .gets
-                    .iter()
-                    .map(|pattern| lookup_by_pattern(ctx, pattern, &element))
-                    .collect()
+    let output: Vec<Option<Vec<u8>>> = if options.gets.is_empty() {
+        picked.into_iter().map(Some).collect()
+    } else {
+        let mut output = Vec::with_capacity(picked.len() * options.gets.len());
+        for element in &picked {
+            for pattern in &options.gets {
+                output.push(lookup_by_pattern(ctx, pattern, element));
             }
-        })
-        .collect();
-    let output: Vec<Option<Vec<u8>>> = rows.into_iter().flatten().collect();
+        }
+        output
+    };
     match options.store {
         None => {
             ctx.out.array(output.len());
@@ -195,21 +191,26 @@ fn sort_keys(ctx: &mut Ctx, elements: Vec<Vec<u8>>, options: &Options) -> Option
     let mut items = Vec::with_capacity(elements.len());
     let mut not_a_number = false;
     for element in elements {
-        let by_value = match &options.by {
-            Some(pattern) => lookup_by_pattern(ctx, pattern, &element),
-            None => Some(element.clone()),
-        };
         let mut item = Item {
             element,
             score: 0.0,
             by_value: None,
         };
-        match by_value {
-            None => {}
-            Some(value) if options.alpha => item.by_value = Some(value),
-            Some(value) => match parse_score(&value) {
+        match &options.by {
+            // Without BY, an element sorts by itself: alphabetically by its bytes (see
+            // `compare`), or by its value as a number.
+            None if options.alpha => {}
+            None => match parse_score(&item.element) {
                 Some(score) => item.score = score,
                 None => not_a_number = true,
+            },
+            Some(pattern) => match lookup_by_pattern(ctx, pattern, &item.element) {
+                None => {}
+                Some(value) if options.alpha => item.by_value = Some(value),
+                Some(value) => match parse_score(&value) {
+                    Some(score) => item.score = score,
+                    None => not_a_number = true,
+                },
             },
         }
         items.push(item);

@@ -360,21 +360,39 @@ fn read_config_source(path: &Path) -> Result<String, String> {
 /// directive per line, after an empty first line).
 fn flags_to_config(args: &[String]) -> String {
     let mut text = String::new();
-    let mut after_name = false;
-    for arg in args {
-        if let Some(name) = arg.strip_prefix("--").filter(|n| !n.is_empty()) {
-            text.push('\n');
-            text.push_str(name);
-            after_name = true;
-        } else {
-            if !after_name && text.is_empty() {
-                text.push('\n');
+    // Whether the last directive has a value: only then does `--x` start a new directive;
+    // a bare name takes the next argument as its value even if it starts with `--`.
+    let mut has_value = true;
+    for (j, arg) in args.iter().enumerate() {
+        let next_is_option = args.get(j + 1).is_some_and(|next| next.starts_with("--"));
+        let last = j + 1 == args.len();
+        match arg.strip_prefix("--") {
+            Some(name) if has_value => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(name);
+                text.push(' ');
+                // `"--port 6380"` in one argument carries its value.
+                let words = split_args(arg.as_bytes()).map_or(1, |words| words.len());
+                has_value = words != 1;
+                if words == 1 && arg.eq_ignore_ascii_case("--save") && (next_is_option || last) {
+                    // `--save` with nothing after it means `save ""`.
+                    text.push_str("\"\"");
+                    has_value = true;
+                } else if words == 1 && arg.eq_ignore_ascii_case("--sentinel") && next_is_option {
+                    has_value = true;
+                }
             }
-            text.push(' ');
-            text.push_str(&quote(arg));
+            _ => {
+                text.push_str(&quote(arg));
+                text.push(' ');
+                has_value = true;
+            }
         }
     }
-    text
+    // After the config file's last line, as Redis appends the flags.
+    format!("\n{text}")
 }
 
 /// Quotes a value like Redis's `sdscatrepr`, so the config parser reads it back unchanged.
@@ -417,6 +435,33 @@ mod tests {
         assert_eq!(config.get("port"), "7000");
         assert_eq!(config.get("save"), "");
         assert_eq!(config.get("maxmemory"), "67108864");
+    }
+
+    #[test]
+    fn a_bare_name_takes_the_next_argument_even_with_dashes() {
+        // The cases of Redis's "redis-server command line arguments" tests.
+        let config = Config::from_args(&args(&[
+            "--proc-title-template",
+            "--my--title--template",
+            "--loglevel",
+            "verbose",
+        ]))
+        .unwrap();
+        assert_eq!(config.get("proc-title-template"), "--my--title--template");
+        assert_eq!(config.get("loglevel"), "verbose");
+        let config = Config::from_args(&args(&["--save", "--loglevel", "verbose"])).unwrap();
+        assert_eq!(config.get("save"), "");
+        let config = Config::from_args(&args(&["--loglevel", "verbose", "--save"])).unwrap();
+        assert_eq!(config.get("save"), "");
+        let config =
+            Config::from_args(&args(&["--maxmemory 700mb", "--maxmemory-policy volatile-lru"]))
+                .unwrap();
+        assert_eq!(config.get("maxmemory"), "734003200");
+        let error =
+            Config::from_args(&args(&["--port", "--loglevel", "verbose"])).unwrap_err();
+        assert_eq!(error.line, r#"port "--loglevel" "verbose""#);
+        let error = Config::from_args(&args(&["--port", "6379", "6380"])).unwrap_err();
+        assert_eq!(error.line, r#"port "6379" "6380""#);
     }
 
     #[test]

@@ -576,7 +576,12 @@ fn process_input(
         return false;
     }
     server.now_ms = unix_ms();
-    let batch = reply_batch(server, &client.info.borrow());
+    let batch = {
+        // As Redis's `qbuf`, the whole buffer read counts while its requests run.
+        let mut info = client.info.borrow_mut();
+        info.query_buffer = input.len();
+        reply_batch(server, &info)
+    };
     loop {
         let limits = Limits {
             max_bulk_len: server.settings.proto_max_bulk_len,
