@@ -93,18 +93,19 @@ pub(super) fn pfadd(ctx: &mut Ctx, args: &[Bytes]) {
     let mut updated = 0u64;
     let (now, db) = (ctx.server.now_ms, ctx.client.db);
     // One lookup on the hot path: check and add while the entry is at hand.
-    let added = match ctx.server.keyspace.db(db).get_mut(&args[1], now) {
-        None => Added::Missing,
-        Some(entry) => match &mut entry.value {
-            Value::Str(value) => {
-                let checked = amber_hll::check(&value.as_bytes()).map(|_| ());
-                Added::Done(checked.and_then(|()| {
-                    add_all(value.make_raw(), elements, max_bytes, &mut updated)
-                }))
-            }
-            _ => Added::WrongType,
-        },
-    };
+    let added =
+        match ctx.server.keyspace.db(db).get_mut(&args[1], now) {
+            None => Added::Missing,
+            Some(entry) => match &mut entry.value {
+                Value::Str(value) => {
+                    let checked = amber_hll::check(&value.as_bytes()).map(|_| ());
+                    Added::Done(checked.and_then(|()| {
+                        add_all(value.make_raw(), elements, max_bytes, &mut updated)
+                    }))
+                }
+                _ => Added::WrongType,
+            },
+        };
     let outcome = match added {
         Added::WrongType => return ctx.error(errors::WRONGTYPE),
         Added::Done(outcome) => outcome,

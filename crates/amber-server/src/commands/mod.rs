@@ -22,6 +22,7 @@ mod info;
 mod keys;
 mod lcs;
 mod lists;
+mod lolwut;
 pub(crate) mod long_double;
 mod memory;
 mod migrate;

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use super::{
     Ctx, acl_cmd, bits, blocking, connection, diagnostics_cmds, dump, geo, hashes, hll, keys, lcs,
-    lists, memory, migrate, pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams, strings,
-    sync, transactions, zsets,
+    lists, lolwut, memory, migrate, pubsub_cmds, scripting_cmds, server_cmds, sets, sort, streams,
+    strings, sync, transactions, zsets,
 };
 use bytes::Bytes;
 
@@ -209,6 +209,15 @@ const SCRIPT_RUN: Flags = Flags(NOSCRIPT.0 | STALE.0 | MAY_REPLICATE.0);
 
 /// Every command Amber implements.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
+    cmd(
+        "lolwut",
+        lolwut::lolwut,
+        -1,
+        Flags(READONLY.0 | FAST.0),
+        NONE,
+        SRV,
+        "Displays computer art and the Redis version",
+    ),
     cmd(
         "slowlog",
         diagnostics_cmds::slowlog,

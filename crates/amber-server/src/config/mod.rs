@@ -453,12 +453,13 @@ mod tests {
         assert_eq!(config.get("save"), "");
         let config = Config::from_args(&args(&["--loglevel", "verbose", "--save"])).unwrap();
         assert_eq!(config.get("save"), "");
-        let config =
-            Config::from_args(&args(&["--maxmemory 700mb", "--maxmemory-policy volatile-lru"]))
-                .unwrap();
+        let config = Config::from_args(&args(&[
+            "--maxmemory 700mb",
+            "--maxmemory-policy volatile-lru",
+        ]))
+        .unwrap();
         assert_eq!(config.get("maxmemory"), "734003200");
-        let error =
-            Config::from_args(&args(&["--port", "--loglevel", "verbose"])).unwrap_err();
+        let error = Config::from_args(&args(&["--port", "--loglevel", "verbose"])).unwrap_err();
         assert_eq!(error.line, r#"port "--loglevel" "verbose""#);
         let error = Config::from_args(&args(&["--port", "6379", "6380"])).unwrap_err();
         assert_eq!(error.line, r#"port "6379" "6380""#);
