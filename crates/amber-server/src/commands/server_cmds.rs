@@ -308,6 +308,19 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
         Ok(changed) => changed,
         Err(error) => return ctx.error(&error.reply()),
     };
+    if changed.contains(&"port") || changed.contains(&"bind") {
+        let bind = ctx.server.config.get("bind").to_string();
+        let port = u16::try_from(ctx.server.config.get_i64("port")).unwrap_or(0);
+        if ctx.server.rebind(&bind, port).is_err() {
+            ctx.server.config = before;
+            let message = if changed.contains(&"port") {
+                "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port"
+            } else {
+                "ERR CONFIG SET failed (possibly related to argument 'bind') - Failed to bind to specified addresses."
+            };
+            return ctx.error(message);
+        }
+    }
     if changed.contains(&"dir") {
         let dir = ctx.server.config.get("dir").to_string();
         if let Err(error) = std::env::set_current_dir(&dir) {

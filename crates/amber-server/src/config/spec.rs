@@ -47,9 +47,9 @@ const MB: i64 = 1024 * 1024;
 /// The spec of a directive, by canonical name.
 pub(super) fn spec_of(name: &str) -> Spec {
     let (kind, mutable) = match name {
-        "port" => (Kind::Int(0, 65535), false),
+        "port" => (Kind::Int(0, 65535), true),
         "replicaof" => (Kind::Words, false),
-        "bind" => (Kind::Words, false),
+        "bind" => (Kind::Words, true),
         "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote" => (Kind::Text, true),
         "backup-interval" | "backup-keep-daily" | "backup-keep-hourly" | "backup-ship-interval" => {
             (Kind::Int(0, i64::from(i32::MAX)), true)
@@ -279,6 +279,9 @@ impl Kind {
                 .ok_or_else(|| crate::notify::INVALID_CLASS.into()),
             Kind::MemoryOrPercent => match value.strip_suffix('%') {
                 Some(percent) => match percent.parse::<i64>() {
+                    Ok(percent) if percent > 100 => {
+                        Err("percentage argument must be less or equal to 100".into())
+                    }
                     Ok(percent) if percent >= 0 => Ok(format!("{percent}%")),
                     _ => Err("argument must be a memory or percent value".into()),
                 },

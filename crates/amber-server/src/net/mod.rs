@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UnixListener};
@@ -32,30 +32,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .try_into()
         .context("port out of range")?;
     let backlog = config.get_i64("tcp-backlog").clamp(1, i64::from(i32::MAX)) as i32;
-    let mut listeners = Vec::new();
-    if port != 0 {
-        for address in config.get("bind").split_whitespace() {
-            let (optional, address) = match address.strip_prefix('-') {
-                Some(rest) => (true, rest),
-                None => (false, address),
-            };
-            match bind_tcp(address, port, backlog) {
-                Ok(listener) => listeners.push(listener),
-                Err(error) if optional => {
-                    verbose!("Skipping optional bind address {address}: {error}");
-                }
-                Err(error) => {
-                    warning!(
-                        "Warning: Could not create server TCP listening socket {address}:{port}: {error}"
-                    );
-                    bail!("Failed listening on port {port} (TCP), aborting.");
-                }
-            }
-        }
-        if listeners.is_empty() {
-            bail!("Failed listening on port {port} (TCP), aborting.");
-        }
-    }
+    let bind = config.get("bind").to_string();
+    let listeners = if port == 0 {
+        Vec::new()
+    } else {
+        bind_all(&bind, port, backlog)
+            .map_err(|()| anyhow::anyhow!("Failed listening on port {port} (TCP), aborting."))?
+    };
     let unix_path = config.get("unixsocket").to_string();
     let unix_listener = if unix_path.is_empty() {
         None
@@ -84,6 +67,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.refresh_settings();
     crate::acl::load_at_startup(&mut server).map_err(|message| anyhow::anyhow!("{message}"))?;
     server.port = port;
+    server.listeners.bind = bind;
+    server.listeners.backlog = backlog;
+    server.listeners.pending = Some(listeners);
     let replicaof = server.config.get("replicaof").to_string();
     if let [host, master_port] = replicaof.split_whitespace().collect::<Vec<_>>()[..] {
         let master_port = master_port
@@ -94,9 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
     notice!("Server initialized");
-    for listener in listeners {
-        tokio::task::spawn_local(accept_tcp(shared.clone(), listener));
-    }
+    tokio::task::spawn_local(manage_listeners(shared.clone()));
     if let Some(listener) = unix_listener {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
     }
@@ -181,6 +165,91 @@ fn bind_tcp(address: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListene
     let listener = std::net::TcpListener::from(fd);
     listener.set_nonblocking(true)?;
     Ok(TcpListener::from_std(listener)?)
+}
+
+/// The TCP listening sockets and the tasks accepting on them, replaced when `CONFIG SET
+/// port` or `bind` changes them.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    /// The `bind` addresses the sockets listen on.
+    pub(crate) bind: String,
+    /// `tcp-backlog`.
+    pub(crate) backlog: i32,
+    /// The accepting tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Sockets bound and waiting for their tasks (the old ones stop when these start).
+    pending: Option<Vec<TcpListener>>,
+    /// Wakes [`manage_listeners`].
+    wake: Rc<tokio::sync::Notify>,
+}
+
+/// Binds every address of `bind` (a `-` prefix marks one that may be missing) on `port`.
+fn bind_all(bind: &str, port: u16, backlog: i32) -> Result<Vec<TcpListener>, ()> {
+    let mut listeners = Vec::new();
+    for address in bind.split_whitespace() {
+        let (optional, address) = match address.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, address),
+        };
+        match bind_tcp(address, port, backlog) {
+            Ok(listener) => listeners.push(listener),
+            Err(error) if optional => {
+                verbose!("Skipping optional bind address {address}: {error}");
+            }
+            Err(error) => {
+                warning!(
+                    "Warning: Could not create server TCP listening socket {address}:{port}: {error}"
+                );
+                return Err(());
+            }
+        }
+    }
+    if listeners.is_empty() {
+        Err(())
+    } else {
+        Ok(listeners)
+    }
+}
+
+impl Server {
+    /// `CONFIG SET port | bind`: listens on the new addresses, then stops accepting on the
+    /// old ones. New sockets are bound while the old ones still listen, so a change that
+    /// fails (a port in use, an address overlapping the old ones) leaves everything as it was.
+    pub(crate) fn rebind(&mut self, bind: &str, port: u16) -> Result<(), ()> {
+        if bind == self.listeners.bind && port == self.port {
+            return Ok(());
+        }
+        let listeners = if port == 0 {
+            Vec::new()
+        } else {
+            bind_all(bind, port, self.listeners.backlog)?
+        };
+        self.listeners.bind = bind.to_string();
+        self.port = port;
+        self.listeners.pending = Some(listeners);
+        self.listeners.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// Starts accepting on newly bound sockets and stops the tasks of the old ones.
+async fn manage_listeners(shared: Rc<RefCell<Server>>) {
+    let wake = shared.borrow().listeners.wake.clone();
+    wake.notify_one();
+    loop {
+        wake.notified().await;
+        let mut server = shared.borrow_mut();
+        let Some(listeners) = server.listeners.pending.take() else {
+            continue;
+        };
+        for task in server.listeners.tasks.drain(..) {
+            task.abort();
+        }
+        server.listeners.tasks = listeners
+            .into_iter()
+            .map(|listener| tokio::task::spawn_local(accept_tcp(shared.clone(), listener)))
+            .collect();
+    }
 }
 
 /// Registers a new client, or explains why it is refused.

@@ -103,6 +103,8 @@ pub(crate) struct Server {
     pub(crate) acl: crate::acl::AclState,
     /// Client-side caching: the tracking table and broadcast prefixes.
     pub(crate) tracking: crate::tracking::Tracking,
+    /// The TCP listening sockets.
+    pub(crate) listeners: crate::net::Listeners,
     /// `SLOWLOG`.
     pub(crate) slowlog: crate::diagnostics::SlowLog,
     /// `LATENCY`: the latency monitor's events.
@@ -201,6 +203,7 @@ impl Server {
             eviction: Eviction::default(),
             acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
             tracking: crate::tracking::Tracking::default(),
+            listeners: crate::net::Listeners::default(),
             slowlog: crate::diagnostics::SlowLog::default(),
             latency: crate::diagnostics::LatencyMonitor::default(),
             startup_memory: crate::alloc::used_memory(),
