@@ -303,6 +303,9 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
             )
         })
         .collect();
+    if let Some(refusal) = config_set_refusal(ctx, &pairs) {
+        return ctx.error(&refusal);
+    }
     let before = ctx.server.config.clone();
     let changed = match ctx.server.config.set_many(&pairs) {
         Ok(changed) => changed,
@@ -355,6 +358,32 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
         }
     }
     ctx.out.ok();
+}
+
+/// Why `CONFIG SET` may not change these directives now: `dir` and `dbfilename` are
+/// protected (`enable-protected-configs`), and `dir`, `appendonly` and `repl-diskless-load`
+/// wait for the dataset to load.
+fn config_set_refusal(ctx: &Ctx, pairs: &[(String, String)]) -> Option<String> {
+    let protected_allowed = match ctx.server.config.get("enable-protected-configs") {
+        "yes" => true,
+        "local" => ctx.client.local,
+        _ => false,
+    };
+    let mut loading_refused = false;
+    for (name, _) in pairs {
+        let canonical = crate::config::Config::canonical_name(name);
+        if matches!(canonical, Some("dir" | "dbfilename")) && !protected_allowed {
+            return Some(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set protected config"
+            ));
+        }
+        if ctx.server.loading.is_some()
+            && matches!(canonical, Some("dir" | "appendonly" | "repl-diskless-load"))
+        {
+            loading_refused = true;
+        }
+    }
+    loading_refused.then(|| "LOADING Redis is loading the dataset in memory".to_string())
 }
 
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`

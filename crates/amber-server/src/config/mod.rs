@@ -248,6 +248,11 @@ impl Config {
     }
 
     /// The current value of a directive (by canonical name or alias).
+    /// The canonical name of a directive (aliases followed, any case), if it is one.
+    pub fn canonical_name(name: &str) -> Option<&'static str> {
+        canonical(name)
+    }
+
     pub fn get(&self, name: &str) -> &str {
         canonical(name)
             .and_then(|c| self.values.get(c))
