@@ -1,0 +1,206 @@
+//! Operator commands against Redis 7.0: the slow log (entries, trimming, redaction, limits),
+//! the latency monitor (events, history, reset, errors), MONITOR's view of scripts and
+//! secrets, and CONFIG SET port moving the listening socket.
+
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Client, Frame, ServerProcess, bulk, error};
+
+/// A slow log entry without what differs between servers and runs (id, time, duration,
+/// client address): its arguments and client name.
+fn entry_shape(entry: &Frame) -> Frame {
+    let Frame::Array(fields) = entry else {
+        panic!("an entry is an array: {entry:?}")
+    };
+    assert_eq!(fields.len(), 6);
+    assert!(matches!(fields[2], Frame::Integer(micros) if micros >= 0));
+    Frame::Array(vec![fields[3].clone(), fields[5].clone()])
+}
+
+fn slowlog_session(client: &mut Client) -> Vec<Frame> {
+    let mut seen = Vec::new();
+    client.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    client.cmd(&["SLOWLOG", "RESET"]);
+    client.cmd(&["CLIENT", "SETNAME", "operator"]);
+    client.cmd(&["SET", "k", "v"]);
+    client.cmd(&["AUTH", "nobody", "secret"]);
+    client.cmd(&["CONFIG", "SET", "masterauth", "hidden", "maxmemory", "0"]);
+    client.cmd(&["ACL", "SETUSER", "alice", "on", ">pass", "~*", "+@all"]);
+    let many: Vec<String> = std::iter::once("RPUSH".to_string())
+        .chain(std::iter::once("list".to_string()))
+        .chain((0..40).map(|i| i.to_string()))
+        .collect();
+    client.cmd(&many);
+    client.cmd(&["SET", "long", &"x".repeat(200)]);
+    client.cmd(&["MULTI"]);
+    client.cmd(&["INCR", "n"]);
+    client.cmd(&["EXEC"]);
+    let Frame::Array(entries) = client.cmd(&["SLOWLOG", "GET", "-1"]) else {
+        panic!("SLOWLOG GET is an array")
+    };
+    seen.extend(entries.iter().map(entry_shape));
+    seen.push(client.cmd(&["SLOWLOG", "LEN"]));
+    seen.push(client.cmd(&["SLOWLOG", "GET", "-2"]));
+    seen.push(client.cmd(&["SLOWLOG", "GET", "x"]));
+    seen.push(client.cmd(&["SLOWLOG", "LEN", "extra"]));
+    seen.push(client.cmd(&["SLOWLOG", "NOPE"]));
+    client.cmd(&["CONFIG", "SET", "slowlog-max-len", "3"]);
+    client.cmd(&["PING"]);
+    seen.push(client.cmd(&["SLOWLOG", "LEN"]));
+    client.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+    client.cmd(&["SLOWLOG", "RESET"]);
+    client.cmd(&["SET", "after", "1"]);
+    seen.push(client.cmd(&["SLOWLOG", "LEN"]));
+    seen
+}
+
+#[test]
+fn slow_log_matches_redis() {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let expected = slowlog_session(&mut redis.client());
+    let actual = slowlog_session(&mut amber.client());
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn latency_monitor_records_what_redis_records() {
+    for server in [ServerProcess::redis(&[]), ServerProcess::amber(&[])] {
+        let mut client = server.client();
+        assert_eq!(client.cmd(&["LATENCY", "LATEST"]), Frame::Array(vec![]));
+        client.cmd(&["CONFIG", "SET", "latency-monitor-threshold", "10"]);
+        client.cmd(&["DEBUG", "SLEEP", "0.05"]);
+        let Frame::Array(latest) = client.cmd(&["LATENCY", "LATEST"]) else {
+            panic!("LATENCY LATEST is an array")
+        };
+        let Frame::Array(event) = &latest[0] else {
+            panic!("an event is an array")
+        };
+        assert_eq!(event[0], bulk("command"));
+        assert!(
+            matches!(event[2], Frame::Integer(ms) if ms >= 50),
+            "{event:?}"
+        );
+        let Frame::Array(history) = client.cmd(&["LATENCY", "HISTORY", "command"]) else {
+            panic!("LATENCY HISTORY is an array")
+        };
+        assert_eq!(history.len(), 1);
+        let Frame::Bulk(graph) = client.cmd(&["LATENCY", "GRAPH", "command"]) else {
+            panic!("LATENCY GRAPH is text")
+        };
+        assert!(String::from_utf8_lossy(&graph).starts_with("command - high "));
+        assert_eq!(
+            client.cmd(&["LATENCY", "GRAPH", "nothing"]),
+            error("ERR No samples available for event 'nothing'")
+        );
+        assert_eq!(
+            client.cmd(&["LATENCY", "RESET", "command", "other"]),
+            Frame::Integer(1)
+        );
+        assert_eq!(client.cmd(&["LATENCY", "LATEST"]), Frame::Array(vec![]));
+        let Frame::Array(histogram) = client.cmd(&["LATENCY", "HISTOGRAM", "set", "debug"]) else {
+            panic!("LATENCY HISTOGRAM is a map (an array in RESP2)")
+        };
+        assert_eq!(histogram[0], bulk("debug"));
+    }
+}
+
+/// What a MONITOR connection reads while `commands` run, without timestamps and addresses.
+fn monitored(server: &ServerProcess, commands: &[&[&str]]) -> Vec<String> {
+    let mut monitor = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    monitor.write_all(b"MONITOR\r\n").unwrap();
+    let mut client = server.client();
+    std::thread::sleep(Duration::from_millis(100));
+    for command in commands {
+        client.cmd(command);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    monitor
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = monitor.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&raw)
+        .split("\r\n")
+        .filter(|line| line.starts_with('+') && *line != "+OK")
+        .map(|line| {
+            let (_, rest) = line.split_once(" [").unwrap();
+            let (origin, args) = rest.split_once("] ").unwrap();
+            let db = origin.split(' ').next().unwrap();
+            let lua = origin.ends_with("lua");
+            format!("{db}{} {args}", if lua { " lua" } else { "" })
+        })
+        .collect()
+}
+
+#[test]
+fn monitor_shows_scripts_and_hides_secrets_as_redis() {
+    let commands: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", "a"],
+        &["AUTH", "someone", "secret"],
+        &["HELLO", "2", "AUTH", "default", "wrong"],
+        &["CONFIG", "GET", "maxmemory"],
+        &["MIGRATE", "127.0.0.1", "1", "a", "0", "10", "AUTH", "pw"],
+    ];
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let shown = monitored(&amber, commands);
+    assert!(
+        shown.iter().any(|line| line.starts_with("0 lua ")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|line| line.contains("(redacted)")),
+        "{shown:?}"
+    );
+    assert_eq!(shown, monitored(&redis, commands));
+}
+
+#[test]
+fn config_set_port_moves_the_listener() {
+    let amber = ServerProcess::amber(&[]);
+    let mut client = amber.client();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port().to_string();
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "maxmemory", "12345", "port", &busy_port]),
+        error(
+            "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port"
+        )
+    );
+    assert_eq!(
+        client.cmd(&["CONFIG", "GET", "maxmemory"]),
+        Frame::Array(vec![bulk("maxmemory"), bulk("0")])
+    );
+    drop(busy);
+    let free = common::free_port();
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "port", &free.to_string()]),
+        common::simple("OK")
+    );
+    common::wait_for(
+        || TcpStream::connect(("127.0.0.1", free)).is_ok(),
+        "the new port to accept",
+    );
+    let mut moved = Client::connect(free);
+    assert_eq!(moved.cmd(&["PING"]), common::simple("PONG"));
+    common::wait_for(
+        || TcpStream::connect(("127.0.0.1", amber.port)).is_err(),
+        "the old port to close",
+    );
+    // The connection that asked is still served.
+    assert_eq!(client.cmd(&["PING"]), common::simple("PONG"));
+}
