@@ -212,6 +212,9 @@ impl Config {
         } else {
             values
         };
+        if canonical == "replicaof" {
+            check_replicaof(values)?;
+        }
         let value = if canonical == "save" {
             self.save_from_file(values)?
         } else {
@@ -336,11 +339,29 @@ impl Config {
 }
 
 fn join_values(spec: &Spec, values: &[String]) -> Result<String, String> {
+    if matches!(spec.kind, spec::Kind::FlagSet(_)) {
+        // No flag at all is refused by the flag check, with the list of flags.
+        return Ok(values.join(" "));
+    }
     match (spec.kind.multi_arg(), values.len()) {
         (_, 0) => Err("wrong number of arguments".into()),
         (false, 1) => Ok(values[0].clone()),
         (false, _) => Err("wrong number of arguments".into()),
         (true, _) => Ok(values.join(" ")),
+    }
+}
+
+/// `replicaof host port` (or `no one`), checked as Redis reads it from a file.
+fn check_replicaof(values: &[String]) -> Result<(), String> {
+    let [host, port] = values else {
+        return Err("wrong number of arguments".into());
+    };
+    if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
+        return Ok(());
+    }
+    match port.parse::<i64>() {
+        Ok(port) if (0..=65535).contains(&port) => Ok(()),
+        _ => Err("Invalid master port".into()),
     }
 }
 

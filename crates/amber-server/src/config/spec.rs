@@ -25,7 +25,13 @@ pub enum Kind {
     EventClasses,
     /// A size in bytes, or a percentage of `maxmemory` (`maxmemory-clients`).
     MemoryOrPercent,
+    /// Any combination of flags from a list whose first word means "none"
+    /// (`shutdown-on-sigint`), shown in the list's order.
+    FlagSet(&'static [&'static str]),
 }
+
+/// `shutdown-on-sigint` and `shutdown-on-sigterm` flags, in Redis's order.
+const SHUTDOWN_FLAGS: &[&str] = &["default", "save", "nosave", "now", "force"];
 
 /// What Amber knows about one directive.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +86,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "maxmemory-clients" => (Kind::MemoryOrPercent, true),
         "maxmemory-policy" => (Kind::Enum(EVICTION_POLICIES), true),
         "oom-score-adj" => (Kind::Words, true),
+        "shutdown-on-sigint" | "shutdown-on-sigterm" => (Kind::FlagSet(SHUTDOWN_FLAGS), true),
         "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
         "notify-keyspace-events" => (Kind::EventClasses, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
@@ -228,7 +235,10 @@ const IMPLEMENTED: &[&str] = &[
 impl Kind {
     /// Whether the directive takes several arguments in a config file.
     pub fn multi_arg(self) -> bool {
-        matches!(self, Kind::Save | Kind::Words | Kind::Percentiles)
+        matches!(
+            self,
+            Kind::Save | Kind::Words | Kind::Percentiles | Kind::FlagSet(_)
+        )
     }
 
     /// Checks `value` and returns it in the form `CONFIG GET` shows.
@@ -265,6 +275,38 @@ impl Kind {
                 .map(|mode| format!("{mode:o}"))
                 .map_err(|_| "argument couldn't be parsed into an integer".into()),
             Kind::Save => normalize_save(value),
+            Kind::FlagSet(names) => {
+                let error = || {
+                    format!(
+                        "argument(s) must be one of the following: {}",
+                        names.join(", ")
+                    )
+                };
+                let words: Vec<&str> = value.split_whitespace().collect();
+                if words.is_empty() {
+                    return Err(error());
+                }
+                let mut set = vec![false; names.len()];
+                for word in words {
+                    let index = names
+                        .iter()
+                        .position(|name| name.eq_ignore_ascii_case(word))
+                        .ok_or_else(error)?;
+                    set[index] = true;
+                }
+                let shown: Vec<&str> = names
+                    .iter()
+                    .zip(&set)
+                    .skip(1)
+                    .filter(|(_, on)| **on)
+                    .map(|(name, _)| *name)
+                    .collect();
+                Ok(if shown.is_empty() {
+                    names[0].to_string()
+                } else {
+                    shown.join(" ")
+                })
+            }
             Kind::Percentiles => crate::commands::stats::parse_percentiles(value)
                 .map(|values| {
                     values

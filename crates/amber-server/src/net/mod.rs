@@ -71,7 +71,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.listeners.backlog = backlog;
     server.listeners.pending = Some(listeners);
     let replicaof = server.config.get("replicaof").to_string();
-    if let [host, master_port] = replicaof.split_whitespace().collect::<Vec<_>>()[..] {
+    if let [host, master_port] = replicaof.split_whitespace().collect::<Vec<_>>()[..]
+        && !(host.eq_ignore_ascii_case("no") && master_port.eq_ignore_ascii_case("one"))
+    {
         let master_port = master_port
             .parse::<u16>()
             .with_context(|| format!("Invalid master port in 'replicaof {replicaof}'"))?;
