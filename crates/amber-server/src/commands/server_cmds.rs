@@ -435,6 +435,10 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             std::thread::sleep(std::time::Duration::from_secs_f64(seconds.min(1e6)));
             ctx.out.ok();
         }
+        (b"config-rewrite-force-all", 2) => match ctx.server.config.rewrite_all() {
+            Ok(()) => ctx.out.ok(),
+            Err(message) => ctx.error(&format!("ERR CONFIG-REWRITE-FORCE-ALL failed: {message}")),
+        },
         (b"set-skip-checksum-validation", 3) => {
             ctx.server.debug.skip_checksum_validation = args[2].as_ref() != b"0";
             ctx.out.ok();

@@ -336,6 +336,20 @@ impl Config {
         let defaults = Config::default();
         rewrite::rewrite_file(path, &self.values, &defaults.values)
     }
+
+    /// `DEBUG CONFIG-REWRITE-FORCE-ALL`: rewrites the config file with every directive,
+    /// defaults included (but an unset `replicaof`, which has no value to write).
+    pub fn rewrite_all(&self) -> Result<(), String> {
+        let path = self
+            .file
+            .as_ref()
+            .ok_or("The server is running without a config file")?;
+        let mut current = self.values.clone();
+        if current.get("replicaof").is_some_and(String::is_empty) {
+            current.remove("replicaof");
+        }
+        rewrite::rewrite_file(path, &current, &BTreeMap::new())
+    }
 }
 
 fn join_values(spec: &Spec, values: &[String]) -> Result<String, String> {

@@ -79,7 +79,9 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "active-expire-effort" => (Kind::Int(1, 10), true),
         "proto-max-bulk-len" => (Kind::Memory(MB, i64::MAX), true),
         "client-query-buffer-limit" => (Kind::Memory(MB, i64::MAX), true),
-        "enable-debug-command" => (Kind::Enum(DEBUG_COMMAND), false),
+        "enable-debug-command" | "enable-protected-configs" | "enable-module-command" => {
+            (Kind::Enum(DEBUG_COMMAND), false)
+        }
         "save" => (Kind::Save, true),
         "appendfsync" => (Kind::Enum(FSYNC), true),
         "sanitize-dump-payload" => (Kind::Enum(SANITIZE), true),
@@ -195,6 +197,7 @@ const IMPLEMENTED: &[&str] = &[
     "proto-max-bulk-len",
     "client-query-buffer-limit",
     "enable-debug-command",
+    "enable-protected-configs",
     "dbfilename",
     "save",
     "rdb-key-save-delay",
