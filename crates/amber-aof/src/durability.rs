@@ -99,6 +99,18 @@ impl DurableLog {
         }
     }
 
+    /// The longest write and the longest fsync of the open file since the last call, for the
+    /// latency monitor (zero without a file).
+    pub fn take_stalls(&mut self) -> (Duration, Duration) {
+        match self.file.as_mut() {
+            Some(file) => (
+                file.log.take_slowest_write(),
+                file.syncer.take_slowest_sync(),
+            ),
+            None => (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
     /// `appendfsync`.
     pub fn policy(&self) -> FsyncPolicy {
         self.policy

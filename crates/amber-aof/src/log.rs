@@ -53,6 +53,8 @@ pub struct AppendLog {
     last_timestamp: i64,
     write_error: Option<String>,
     sync_error: Option<String>,
+    /// The longest write since [`AppendLog::take_slowest_write`] last asked.
+    slowest_write: Duration,
 }
 
 impl AppendLog {
@@ -66,7 +68,13 @@ impl AppendLog {
             last_timestamp: 0,
             write_error: None,
             sync_error: None,
+            slowest_write: Duration::ZERO,
         }
+    }
+
+    /// The longest write of the buffer since the last call (for latency monitoring).
+    pub fn take_slowest_write(&mut self) -> Duration {
+        std::mem::take(&mut self.slowest_write)
     }
 
     /// The storage, to hand to a [`Syncer`].
@@ -140,7 +148,10 @@ impl AppendLog {
         if self.buffer.is_empty() {
             return Ok(self.written);
         }
-        match self.storage.append(&self.buffer) {
+        let started = Instant::now();
+        let appended = self.storage.append(&self.buffer);
+        self.slowest_write = self.slowest_write.max(started.elapsed());
+        match appended {
             Ok(()) => {
                 self.written += self.buffer.len() as u64;
                 self.buffer.clear();
@@ -196,6 +207,8 @@ struct SyncState {
     in_flight_since: Option<Instant>,
     error: Option<String>,
     stop: bool,
+    /// The longest fsync since [`Syncer::take_slowest_sync`] last asked.
+    slowest: Duration,
 }
 
 struct Shared {
@@ -269,6 +282,11 @@ impl Syncer {
         self.shared.lock().in_flight_since.map(|at| at.elapsed())
     }
 
+    /// The longest fsync since the last call (for latency monitoring).
+    pub fn take_slowest_sync(&self) -> Duration {
+        std::mem::take(&mut self.shared.lock().slowest)
+    }
+
     /// Waits (blocking) until everything requested so far is durable or failed.
     pub fn drain(&self) -> SyncProgress {
         let mut state = self.shared.lock();
@@ -315,7 +333,9 @@ fn sync_loop(shared: &Shared, storage: &dyn Storage, report: &dyn Fn(SyncProgres
         let result = storage.sync();
         let progress = {
             let mut state = shared.lock();
-            state.in_flight_since = None;
+            if let Some(since) = state.in_flight_since.take() {
+                state.slowest = state.slowest.max(since.elapsed());
+            }
             match result {
                 Ok(()) => state.synced = state.synced.max(target),
                 Err(error) => {

@@ -6,8 +6,9 @@
 //!   and secrets redacted.
 //! - The latency monitor keeps, per event class, one sample per second (the worst) for the
 //!   last 160 seconds that had one, and the all-time maximum, for every event that took at
-//!   least `latency-monitor-threshold` milliseconds: commands, forks, AOF writes and fsyncs,
-//!   RDB saves, expire and eviction cycles.
+//!   least `latency-monitor-threshold` milliseconds: commands, forks (the main thread's cost of
+//!   an RDB save or rewrite), AOF writes and, under `always`, fsyncs (the slowest of each cron
+//!   tick), expire and eviction cycles.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -353,6 +354,12 @@ pub(crate) fn doctor(server: &crate::server::Server) -> String {
             "eviction-del" => "- Evicting large values blocks: split them into smaller keys.",
             "eviction-cycle" => {
                 "- Eviction had a lot to free at once: avoid lowering 'maxmemory' suddenly or storing large results."
+            }
+            "aof-write" => {
+                "- Writes to the AOF were slow: the disk is busy (other processes, a rewrite or a snapshot writing) or remote."
+            }
+            "aof-fsync-always" => {
+                "- fsync is slow on this disk and 'appendfsync always' waits for it before replying: a faster local disk helps, or 'everysec' if a second of writes may be lost."
             }
             _ => "- See the event's history with LATENCY HISTORY.",
         };

@@ -31,6 +31,11 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         close_idle_clients(&server);
         server.evict_clients();
         server.aof.cron();
+        let (write, fsync, always) = server.aof.take_stalls();
+        server.latency_sample("aof-write", write);
+        if always {
+            server.latency_sample("aof-fsync-always", fsync);
+        }
         server.run_jobs();
         server.backup_cron();
         server.migrate_sockets.close_idle();

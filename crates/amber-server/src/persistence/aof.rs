@@ -334,6 +334,14 @@ impl Aof {
         self.durable.sync_now()
     }
 
+    /// The longest write and fsync since the last call, and whether fsyncs hold replies
+    /// (`always`): what the latency monitor records as `aof-write` and `aof-fsync-always`.
+    pub(crate) fn take_stalls(&mut self) -> (std::time::Duration, std::time::Duration, bool) {
+        let (write, fsync) = self.durable.take_stalls();
+        let always = self.durable.policy() == FsyncPolicy::Always;
+        (write, fsync, always)
+    }
+
     /// Runs from the cron: writes what is buffered, and under `everysec` asks for an fsync
     /// once a second.
     pub(crate) fn cron(&mut self) {
