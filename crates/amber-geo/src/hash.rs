@@ -149,47 +149,30 @@ pub(crate) fn center(area: Area) -> (f64, f64) {
     (lon, lat)
 }
 
-fn move_x(cell: &mut Cell, direction: i8) {
+/// Moves `cell` one step along the coordinate whose bits `mask` selects (odd bits:
+/// longitude, even bits: latitude), in `direction`'s sign, wrapping around.
+fn step(cell: &mut Cell, direction: i8, mask: u64) {
     if direction == 0 {
         return;
     }
     let shift = 64 - u32::from(cell.step) * 2;
-    let mut x = cell.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = cell.bits & 0x5555_5555_5555_5555;
-    let zz = 0x5555_5555_5555_5555u64 >> shift;
-    if direction > 0 {
-        x = x.wrapping_add(zz + 1);
+    let moving = cell.bits & mask;
+    let other = cell.bits & !mask;
+    // The other coordinate's bits, set, so that a carry skips over them.
+    let filler = !mask >> shift;
+    let moved = if direction > 0 {
+        moving.wrapping_add(filler + 1)
     } else {
-        x |= zz;
-        x = x.wrapping_sub(zz + 1);
-    }
-    x &= 0xaaaa_aaaa_aaaa_aaaau64 >> shift;
-    cell.bits = x | y;
-}
-
-fn move_y(cell: &mut Cell, direction: i8) {
-    if direction == 0 {
-        return;
-    }
-    let shift = 64 - u32::from(cell.step) * 2;
-    let x = cell.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let mut y = cell.bits & 0x5555_5555_5555_5555;
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> shift;
-    if direction > 0 {
-        y = y.wrapping_add(zz + 1);
-    } else {
-        y |= zz;
-        y = y.wrapping_sub(zz + 1);
-    }
-    y &= 0x5555_5555_5555_5555u64 >> shift;
-    cell.bits = x | y;
+        (moving | filler).wrapping_sub(filler + 1)
+    };
+    cell.bits = (moved & (mask >> shift)) | other;
 }
 
 /// The neighbour `dx` cells east and `dy` cells north of `cell`.
 pub(crate) fn neighbour(cell: Cell, dx: i8, dy: i8) -> Cell {
     let mut moved = cell;
-    move_x(&mut moved, dx);
-    move_y(&mut moved, dy);
+    step(&mut moved, dx, 0xaaaa_aaaa_aaaa_aaaa);
+    step(&mut moved, dy, 0x5555_5555_5555_5555);
     moved
 }
 

@@ -238,11 +238,7 @@ impl Server {
         self.tracking.items -= readers.len() as u64;
         let keys = [key.to_vec()];
         for id in readers {
-            let Some(mode) = self
-                .clients
-                .get(&id)
-                .and_then(|info| info.borrow().tracking.clone())
-            else {
+            let Some(mode) = self.tracking_mode(id) else {
                 continue;
             };
             if mode.bcast || (mode.noloop && id == writer && writer != 0) {
@@ -289,11 +285,7 @@ impl Server {
             .collect();
         for (keys, clients) in batches {
             for id in clients {
-                let Some(mode) = self
-                    .clients
-                    .get(&id)
-                    .and_then(|info| info.borrow().tracking.clone())
-                else {
+                let Some(mode) = self.tracking_mode(id) else {
                     continue;
                 };
                 let named: Vec<Vec<u8>> = keys
@@ -339,6 +331,13 @@ impl Server {
             }
         }
         self.tracking.over_limit_rounds += 1;
+    }
+
+    /// The tracking mode of connection `id`, if it is connected and tracking.
+    fn tracking_mode(&self, id: u64) -> Option<ClientTracking> {
+        self.clients
+            .get(&id)
+            .and_then(|info| info.borrow().tracking.clone())
     }
 
     /// Delivers one invalidation for `client` (whose mode is `mode`): to it, or to its

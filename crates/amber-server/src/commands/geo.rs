@@ -121,16 +121,23 @@ pub(super) fn geoadd(ctx: &mut Ctx, args: &[Bytes]) {
     ctx.propagate_as(vec![zadd]);
 }
 
+/// The scores of `args[2..]` in the sorted set `args[1]` (`None` for a missing member or
+/// key); `Err` once WRONGTYPE is replied.
+fn member_scores(ctx: &mut Ctx, args: &[Bytes]) -> Result<Vec<Option<f64>>, Replied> {
+    let members = &args[2..];
+    let scores = read_zset(ctx, &args[1], |zset| {
+        members.iter().map(|m| zset.score(m)).collect::<Vec<_>>()
+    })?;
+    Ok(scores.unwrap_or_else(|| vec![None; members.len()]))
+}
+
 /// `GEOHASH key [member ...]`
 pub(super) fn geohash(ctx: &mut Ctx, args: &[Bytes]) {
-    let members = &args[2..];
-    let Ok(scores) = read_zset(ctx, &args[1], |zset| {
-        members.iter().map(|m| zset.score(m)).collect::<Vec<_>>()
-    }) else {
+    let Ok(scores) = member_scores(ctx, args) else {
         return;
     };
-    ctx.out.array(members.len());
-    for score in scores.unwrap_or_else(|| vec![None; members.len()]) {
+    ctx.out.array(scores.len());
+    for score in scores {
         match score {
             Some(score) => ctx.out.bulk(amber_geo::geohash_string(score).as_bytes()),
             None => ctx.out.null(),
@@ -140,14 +147,11 @@ pub(super) fn geohash(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `GEOPOS key [member ...]`
 pub(super) fn geopos(ctx: &mut Ctx, args: &[Bytes]) {
-    let members = &args[2..];
-    let Ok(scores) = read_zset(ctx, &args[1], |zset| {
-        members.iter().map(|m| zset.score(m)).collect::<Vec<_>>()
-    }) else {
+    let Ok(scores) = member_scores(ctx, args) else {
         return;
     };
-    ctx.out.array(members.len());
-    for score in scores.unwrap_or_else(|| vec![None; members.len()]) {
+    ctx.out.array(scores.len());
+    for score in scores {
         match score {
             Some(score) => {
                 let (lon, lat) = amber_geo::position(score);

@@ -529,9 +529,44 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
                 ctx.out.simple(&digest.hex());
             }
         }
+        (b"help", 2) => {
+            ctx.out.array(DEBUG_HELP.len());
+            DEBUG_HELP.iter().for_each(|line| ctx.out.simple(line));
+        }
         _ => unknown_subcommand(ctx, "debug", &args[1]),
     }
 }
+
+/// `DEBUG HELP`: the subcommands Amber has.
+const DEBUG_HELP: &[&str] = &[
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
+    "LOADAOF",
+    "    Flush the AOF buffers on disk and reload the AOF in memory.",
+    "RELOAD",
+    "    Save the RDB on disk and reload it back to memory.",
+    "OBJECT <key>",
+    "    Show low level info about the key and associated value.",
+    "POPULATE <count> [<prefix>] [<size>]",
+    "    Create <count> string keys named key:<num>.",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "PROTOCOL <type>",
+    "    Reply with a test value of the specified type.",
+    "LOG <message>",
+    "    Write <message> to the server log.",
+    "HTSTATS <dbid>",
+    "    Return hash table statistics of the specified database.",
+    "SET-ACTIVE-EXPIRE <0|1>",
+    "    Turn active expiry off or on.",
+    "CONFIG-REWRITE-FORCE-ALL",
+    "    Rewrite the config file with every directive, defaults included.",
+    "HELP",
+    "    Prints this help.",
+];
 
 fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(count) = parse_i64(&args[2]).filter(|n| *n >= 0) else {
