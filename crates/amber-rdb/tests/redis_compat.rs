@@ -68,11 +68,9 @@ fn start_redis(dir: &Path, dbfilename: &str) -> Redis {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut redis = Redis { child, port };
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            // Wait until loading finished: PING replies -LOADING while it loads.
-            if command(&redis, &["PING"]) == Frame::Simple(b"PONG".to_vec()) {
-                return redis;
-            }
+        // Wait until loading finished: PING replies -LOADING while it loads.
+        if try_command(port, &["PING"]) == Some(Frame::Simple(b"PONG".to_vec())) {
+            return redis;
         }
         if let Ok(Some(status)) = redis.child.try_wait() {
             let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
@@ -85,18 +83,26 @@ fn start_redis(dir: &Path, dbfilename: &str) -> Redis {
 }
 
 fn command(redis: &Redis, args: &[&str]) -> Frame {
-    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    try_command(redis.port, args).expect("a reply from redis-server")
+}
+
+/// Sends one command on a new connection; `None` if the connection fails or closes before a
+/// whole reply (a server still starting, or another process briefly on the port).
+fn try_command(port: u16, args: &[&str]) -> Option<Frame> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let mut wire = bytes::BytesMut::new();
     Frame::command(args).encode(&mut wire);
-    stream.write_all(&wire).unwrap();
+    stream.write_all(&wire).ok()?;
     let mut buffer = Vec::new();
     loop {
-        if let Some((frame, _)) = Frame::parse(&buffer).unwrap() {
-            return frame;
+        if let Some((frame, _)) = Frame::parse(&buffer).ok()? {
+            return Some(frame);
         }
         let mut chunk = [0u8; 65536];
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "redis closed the connection");
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
         buffer.extend_from_slice(&chunk[..n]);
     }
 }
