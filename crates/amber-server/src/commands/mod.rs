@@ -1118,8 +1118,18 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
             record_slow_command(ctx, spec, args, elapsed);
         }
     }
+    let rewritten = std::mem::replace(&mut ctx.server.command.propagation_override, outer_override);
+    let changed = ctx.server.changes != changes_before;
+    // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
+    // command's own record.
+    let mut origin = crate::notify::Origin {
+        client: ctx.client.id,
+        out: &mut *ctx.out,
+    };
+    ctx.server.collect_expired(&mut origin);
     // A tracking connection remembers the keys its reads named (inside a script, the
-    // script's caller does); the read-only script commands name no keys themselves.
+    // script's caller does; the read-only script commands name no keys themselves), after
+    // the keys the command found expired were invalidated, as Redis orders them.
     if ctx.server.tracking.active()
         && spec.flags.contains(table::READONLY)
         && !matches!(spec.name, "eval_ro" | "evalsha_ro" | "fcall_ro")
@@ -1131,15 +1141,6 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         ctx.server
             .remember_tracked_keys(reader, transactions::command_keys(spec, args));
     }
-    let rewritten = std::mem::replace(&mut ctx.server.command.propagation_override, outer_override);
-    let changed = ctx.server.changes != changes_before;
-    // Keys the command's lookups found expired: counted, and recorded as `DEL`s before the
-    // command's own record.
-    let mut origin = crate::notify::Origin {
-        client: ctx.client.id,
-        out: &mut *ctx.out,
-    };
-    ctx.server.collect_expired(&mut origin);
     if changed && ctx.server.propagating() {
         match rewritten {
             Some(commands) => {
