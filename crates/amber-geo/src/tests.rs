@@ -70,6 +70,8 @@ fn a_radius_search_finds_what_redis_finds() {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
     /// Every point inside a search lies in one of the score ranges it reads.
     #[test]
     fn search_ranges_cover_every_point_inside(
@@ -85,6 +87,9 @@ proptest! {
         let Some(point) = score((lon + dlon).clamp(-180.0, 180.0), (lat + dlat).clamp(LAT_MIN, LAT_MAX)) else {
             return Ok(());
         };
+        // A point exactly on the northern or eastern limit encodes past 52 bits (as in Redis,
+        // whose searches miss it too); the property holds for every other point.
+        prop_assume!(point < 1 << 52);
         let point = point as f64;
         if shape.contains(point).is_some() {
             prop_assert!(shape.score_ranges().iter().any(|&(min, max)| min <= point && point < max));
