@@ -104,6 +104,9 @@ impl Canvas {
     }
 }
 
+/// The largest canvas drawn (16 million pixels, 4 MB of Braille text at most).
+const MAX_PIXELS: i64 = 1 << 24;
+
 /// Schotter on a canvas `columns` characters wide.
 fn schotter(
     columns: i64,
@@ -114,6 +117,11 @@ fn schotter(
     let width = columns * 2;
     let padding = if width > 4 { 2 } else { 0 };
     let side = (width - padding * 2) as f64 / per_row as f64;
+    // Redis's limits alone allow a canvas of 800 million pixels (1000 columns, one square
+    // per row, 200 rows): fewer rows are drawn when the canvas would pass MAX_PIXELS.
+    let per_column = per_column
+        .min(((MAX_PIXELS / width) as f64 / side.max(1.0)) as i64)
+        .max(1);
     let height = (side * per_column as f64) as i64 + padding * 2;
     let mut canvas = Canvas::new(width, height);
     for row in 0..per_column {
@@ -187,5 +195,12 @@ mod tests {
         assert_eq!(text.lines().count(), 49);
         assert!(text.lines().all(|line| line.chars().count() == 66));
         assert!(text.chars().any(|c| c != '\u{2800}' && c != '\n'));
+    }
+
+    #[test]
+    fn the_largest_request_stays_within_the_pixel_bound() {
+        let canvas = schotter(1000, 1, 200, || 0.5);
+        assert!(canvas.width * canvas.height <= MAX_PIXELS + canvas.width * 4);
+        assert!(canvas.height > 0);
     }
 }

@@ -1098,7 +1098,7 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     let outer_override = ctx.server.command.propagation_override.take();
     let was_blocked = ctx.client.blocked.is_some();
     ctx.server.command.errors_seen = ctx.server.stats.error_replies;
-    if feeds_monitors_first(spec) && !ctx.server.links.monitors.is_empty() {
+    if !ctx.server.links.monitors.is_empty() && feeds_monitors_first(spec) {
         feed_monitors(ctx, db_at_start, args);
     }
     let started = std::time::Instant::now();
