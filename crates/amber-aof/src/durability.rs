@@ -78,6 +78,9 @@ pub struct DurableLog {
     /// Progress of the open file, tagged with its generation (one per file).
     progress: watch::Sender<(u64, SyncProgress)>,
     generation: u64,
+    /// The generations whose file was closed failed ([`DurableLog::close_failed`]): their
+    /// waiting batches fail instead of being released. Failed fsyncs are rare; this stays short.
+    failed_generations: Vec<u64>,
     delayed_fsync: u64,
     postponed_since: Option<Instant>,
     flush_sleep: Duration,
@@ -92,6 +95,7 @@ impl DurableLog {
             file: None,
             progress: watch::channel((0, SyncProgress::default())).0,
             generation: 0,
+            failed_generations: Vec::new(),
             delayed_fsync: 0,
             postponed_since: None,
             flush_sleep: Duration::ZERO,
@@ -180,6 +184,15 @@ impl DurableLog {
         self.release_waiters();
     }
 
+    /// Drops a file whose fsync failed without syncing it: its waiting batches fail (their
+    /// writes are not known to be durable). The caller replaces the file's contents another way
+    /// (a rewrite's new base) before it accepts writes again.
+    pub fn close_failed(&mut self) {
+        self.file = None;
+        self.failed_generations.push(self.generation);
+        self.release_waiters();
+    }
+
     fn release_waiters(&mut self) {
         self.generation += 1;
         self.progress
@@ -226,11 +239,17 @@ impl DurableLog {
 
     /// The error writes are refused with (`-MISCONF`), if any.
     pub fn write_error(&mut self) -> Option<String> {
+        self.failure().map(|e| e.to_string())
+    }
+
+    /// Why the open file cannot take writes, if it cannot: a failed write (retried, and
+    /// cleared by the first write that succeeds) or a failed fsync (for good).
+    pub fn failure(&mut self) -> Option<LogError> {
         let log = &mut self.file.as_mut()?.log;
         if let Some(error) = self.progress.borrow().1.error.clone() {
             log.record_sync_error(error);
         }
-        log.health().err().map(|e| e.to_string())
+        log.health().err()
     }
 
     /// `aof_last_write_status:err`: the last write or fsync failed.
@@ -251,7 +270,9 @@ impl DurableLog {
     /// documentation). `appended` says whether the batch wrote to the log: under `everysec`
     /// and `no` a batch that did not (reads, refused writes) is answered at once, whatever
     /// state the disk is in; under `always` it waits like any other, since it may show data
-    /// that is not durable yet.
+    /// that is not durable yet, except while the log is failing: writes are then refused and
+    /// reads are answered (they may show the effect of a failed batch, whose own replies were
+    /// never sent, and which is written once the disk takes it).
     pub fn before_reply(&mut self, now: Instant, appended: bool) -> ReplyGate {
         let Some(file) = self.file.as_ref() else {
             return ReplyGate::Send;
@@ -260,6 +281,9 @@ impl DurableLog {
             return ReplyGate::Send;
         }
         let need = file.log.end();
+        if !appended && self.failure().is_some() {
+            return ReplyGate::Send;
+        }
         let generation = self.generation;
         self.step(need, generation, now)
     }
@@ -274,6 +298,10 @@ impl DurableLog {
         let receiver = self.progress.subscribe();
         let (current, progress) = self.progress.borrow().clone();
         if current != generation {
+            if self.failed_generations.contains(&generation) {
+                // The file was dropped after a failed fsync.
+                return ReplyGate::Fail;
+            }
             // That file was written and fsynced in full when it was closed.
             return ReplyGate::Send;
         }
@@ -475,6 +503,47 @@ mod tests {
             text.contains("$1\r\na\r\n") && text.contains("$1\r\nb\r\n"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn always_serves_reads_while_the_disk_is_full_and_recovers() {
+        let faults = Faults {
+            fail_append: Some((0, 3)),
+            ..Faults::default()
+        };
+        let (mut log, disk) = open(FsyncPolicy::Always, faults);
+        set(&mut log, "a");
+        assert!(!settle(&mut log, Instant::now()), "never acknowledged");
+        assert!(log.write_error().is_some());
+        // A read (or a refused write) is answered; it waits for nothing while the log fails.
+        assert!(matches!(
+            log.before_reply(Instant::now(), false),
+            ReplyGate::Send
+        ));
+        log.cron(Instant::now());
+        assert!(log.write_error().is_none(), "the retried write went through");
+        // Once healthy, a read waits for durability again, as every batch under `always`.
+        set(&mut log, "b");
+        assert!(settle(&mut log, Instant::now()));
+        assert_eq!(disk.crash_image(0).len() as u64, log.written());
+    }
+
+    #[test]
+    fn batches_waiting_on_a_file_closed_after_a_failed_fsync_fail() {
+        let (mut log, disk) = open(FsyncPolicy::Always, Faults::default());
+        set(&mut log, "a");
+        let ReplyGate::Wait(ticket) = log.before_reply(Instant::now(), true) else {
+            panic!("an always batch waits for its fsync");
+        };
+        log.close_failed();
+        assert!(matches!(
+            log.wait_step(ticket, Instant::now()),
+            ReplyGate::Fail
+        ));
+        // A new file takes writes again, and its batches are released as usual.
+        log.attach(disk.clone(), disk.contents().len() as u64).unwrap();
+        set(&mut log, "b");
+        assert!(settle(&mut log, Instant::now()));
     }
 
     #[test]

@@ -74,6 +74,13 @@ pub struct Progress {
 /// `PIPE_BUF` bytes are atomic, so reports never interleave or split.
 const REPORT_BYTES: usize = 16;
 
+/// The first word of a report that carries the child's failure text instead of progress: the
+/// second word is the text's length, and the text follows in the same write.
+const FAILURE_MARK: u64 = u64::MAX;
+
+/// The longest failure text sent (the whole message stays within `PIPE_BUF`, 4096 bytes).
+const MAX_FAILURE_BYTES: usize = 2048;
+
 /// How often a child sends a report, and measures its copy-on-write size.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 const MEASURE_COW_EVERY: Duration = Duration::from_secs(1);
@@ -126,6 +133,24 @@ impl Reporter {
         let _ = nix::unistd::write(pipe, &report);
     }
 
+    /// Tells the parent why the work failed (read there with [`Child::failure`]), in one
+    /// atomic write; a text longer than 2 KiB is cut. Never blocks.
+    pub fn fail(&mut self, reason: &str) {
+        let Some(pipe) = &self.pipe else {
+            return;
+        };
+        let mut end = reason.len().min(MAX_FAILURE_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &reason.as_bytes()[..end];
+        let mut message = Vec::with_capacity(REPORT_BYTES + text.len());
+        message.extend_from_slice(&FAILURE_MARK.to_le_bytes());
+        message.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        message.extend_from_slice(text);
+        let _ = nix::unistd::write(pipe, &message);
+    }
+
     /// A reporter that sends nothing (for work run in the parent, such as SAVE).
     pub fn disconnected() -> Reporter {
         Reporter {
@@ -144,7 +169,10 @@ pub struct Child {
     started: Instant,
     fork_time: Duration,
     reports: Option<OwnedFd>,
+    /// Bytes read from the pipe that do not make a whole message yet.
+    unparsed: Vec<u8>,
     progress: Progress,
+    failure: Option<String>,
 }
 
 impl Child {
@@ -166,34 +194,53 @@ impl Child {
     /// The child's latest report, after reading every report waiting in the pipe (never
     /// blocks).
     pub fn progress(&mut self) -> Progress {
+        self.read_reports();
+        self.progress
+    }
+
+    /// Why the child's work failed, if it said so with [`Reporter::fail`] (reads the pipe
+    /// first, so a text sent just before the child exited is seen).
+    pub fn failure(&mut self) -> Option<&str> {
+        self.read_reports();
+        self.failure.as_deref()
+    }
+
+    fn read_reports(&mut self) {
         let Some(pipe) = &self.reports else {
-            return self.progress;
+            return;
         };
-        let mut buf = [0u8; REPORT_BYTES * 64];
+        let mut buf = [0u8; 4096];
         while let Ok(read) = nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
             if read == 0 {
                 break;
             }
-            // Reports are written whole and the buffer holds whole reports: the stream splits
-            // at report boundaries.
-            if let Some(last) = buf[..read].chunks_exact(REPORT_BYTES).last() {
-                let word = |at: usize| {
-                    let mut bytes = [0u8; 8];
-                    bytes.copy_from_slice(&last[at..at + 8]);
-                    u64::from_le_bytes(bytes)
-                };
-                self.progress.keys_processed = word(0);
-                let cow = word(8);
-                if cow != self.progress.cow_bytes || self.progress.cow_received.is_none() {
-                    self.progress.cow_received = Some(Instant::now());
-                }
-                self.progress.cow_bytes = cow;
-            }
+            self.unparsed.extend_from_slice(&buf[..read]);
             if read < buf.len() {
                 break;
             }
         }
-        self.progress
+        let mut at = 0;
+        while let Some(header) = self.unparsed.get(at..at + REPORT_BYTES) {
+            let (first, second) = (word(header, 0), word(header, 8));
+            if first == FAILURE_MARK {
+                let Some(text) = usize::try_from(second)
+                    .ok()
+                    .and_then(|len| self.unparsed.get(at + REPORT_BYTES..at + REPORT_BYTES + len))
+                else {
+                    break; // the rest of the text is still in the pipe
+                };
+                self.failure = Some(String::from_utf8_lossy(text).into_owned());
+                at += REPORT_BYTES + text.len();
+                continue;
+            }
+            self.progress.keys_processed = first;
+            if second != self.progress.cow_bytes || self.progress.cow_received.is_none() {
+                self.progress.cow_received = Some(Instant::now());
+            }
+            self.progress.cow_bytes = second;
+            at += REPORT_BYTES;
+        }
+        self.unparsed.drain(..at);
     }
 
     /// Returns how the child ended, or `None` if it is still running; never blocks.
@@ -280,10 +327,19 @@ pub unsafe fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, Fo
                 started,
                 fork_time,
                 reports,
+                unparsed: Vec::new(),
                 progress: Progress::default(),
+                failure: None,
             })
         }
     }
+}
+
+/// The little-endian word at `at` of a report.
+fn word(report: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&report[at..at + 8]);
+    u64::from_le_bytes(bytes)
 }
 
 /// Private dirty memory of the current process in bytes (`Private_Dirty` of
@@ -367,6 +423,26 @@ mod tests {
         assert!(progress.cow_bytes >= 8 << 20, "{progress:?}");
         assert!(progress.cow_received.is_some());
         assert_eq!(wait(&child), ChildExit::Exited(0));
+    }
+
+    #[test]
+    fn a_failure_text_follows_the_progress_reports() {
+        let mut child = fork_for_test(|reporter| {
+            for keys in 0..500 {
+                reporter.send(keys);
+            }
+            reporter.fail("Write error saving DB on disk: No space left on device");
+            1
+        });
+        assert_eq!(wait(&child), ChildExit::Exited(1));
+        assert_eq!(
+            child.failure(),
+            Some("Write error saving DB on disk: No space left on device")
+        );
+        assert_eq!(child.progress().keys_processed, 499);
+        let mut quiet = fork_for_test(|_| 1);
+        assert_eq!(wait(&quiet), ChildExit::Exited(1));
+        assert_eq!(quiet.failure(), None);
     }
 
     #[test]

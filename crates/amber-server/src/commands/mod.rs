@@ -822,7 +822,8 @@ fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
     let refusal = replication_refusal(ctx, flags)
         .map(str::to_string)
         .or_else(|| {
-            (flags.contains(table::WRITE) && !ctx.client.is_master)
+            // As Redis, PING is refused too, so health checks see the failing disk.
+            ((flags.contains(table::WRITE) || spec.name == "ping") && !ctx.client.is_master)
                 .then(|| ctx.server.write_refusal())
                 .flatten()
         });

@@ -31,6 +31,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         close_idle_clients(&server);
         server.evict_clients();
         server.aof.cron();
+        server.watch_aof_health();
         let (write, fsync, always) = server.aof.take_stalls();
         server.latency_sample("aof-write", write);
         if always {

@@ -45,6 +45,24 @@ pub(crate) struct Aof {
     multi: Option<bool>,
     /// Delayed fsyncs already logged.
     delays_logged: u64,
+    /// A failed fsync of an incr file that was closed at a rewrite's fork: writes stay refused
+    /// until that rewrite's base replaces the file ([`Aof::base_installed`]).
+    replaced_failure: Option<String>,
+    /// The failure last logged, so each change of health is logged once.
+    logged_failure: Option<String>,
+}
+
+/// A change of the log's health since the last [`Aof::health_change`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HealthChange {
+    /// Nothing new.
+    Same,
+    /// A write failed (ENOSPC, EIO...): the bytes stay buffered and are retried.
+    WriteFailed(String),
+    /// An fsync failed: the file is not trusted any more; a rewrite must replace it.
+    SyncFailed(String),
+    /// Writes go through again.
+    Solved,
 }
 
 /// Directory and file names from the configuration.
@@ -91,6 +109,8 @@ impl Aof {
             written_at_open: 0,
             multi: None,
             delays_logged: 0,
+            replaced_failure: None,
+            logged_failure: None,
         }
     }
 
@@ -228,7 +248,13 @@ impl Aof {
     /// the new one is created and named in the persisted manifest, then appends go to it.
     pub(crate) fn rotate(&mut self, paths: &AofPaths) -> std::io::Result<()> {
         let was_on = self.durable.is_open();
-        if let Err(error) = self.durable.sync_now() {
+        let failed_sync = match self.durable.failure() {
+            Some(LogError::Sync(error)) => Some(error),
+            _ => None,
+        };
+        if failed_sync.is_none()
+            && let Err(error) = self.durable.sync_now()
+        {
             return Err(std::io::Error::other(error));
         }
         let name = self.manifest.add_incr(&paths.prefix);
@@ -241,7 +267,13 @@ impl Aof {
             let _ = std::fs::remove_file(paths.file(&name));
             return Err(error);
         }
-        if was_on {
+        if let Some(error) = failed_sync {
+            // The old file cannot be trusted: its waiters fail, and writes stay refused until
+            // the rewrite's base (taken from memory) replaces it.
+            self.durable.close_failed();
+            self.replaced_failure = Some(error);
+            self.attach(paths)?;
+        } else if was_on {
             // Everything written to the old file is durable: its waiters are released.
             let _ = self.durable.close();
             self.attach(paths)?;
@@ -305,7 +337,41 @@ impl Aof {
 
     /// The error that makes writes refused (`-MISCONF`), if any.
     pub(crate) fn write_error(&mut self) -> Option<String> {
-        self.durable.write_error()
+        self.durable
+            .write_error()
+            .or_else(|| self.replaced_failure.clone())
+    }
+
+    /// A rewrite's base replaced every file before its fork: a failed fsync of those no longer
+    /// matters.
+    pub(crate) fn base_installed(&mut self) {
+        self.replaced_failure = None;
+    }
+
+    /// How the log's health changed since the last call (each change is reported once).
+    pub(crate) fn health_change(&mut self) -> HealthChange {
+        let failure = self.durable.failure();
+        let text = failure
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| self.replaced_failure.clone());
+        if text == self.logged_failure {
+            return HealthChange::Same;
+        }
+        let was_failing = self.logged_failure.is_some();
+        self.logged_failure = text.clone();
+        match (failure, text) {
+            (Some(LogError::Write(error)), _) => HealthChange::WriteFailed(error),
+            (Some(LogError::Sync(error)), _) => HealthChange::SyncFailed(error),
+            (None, Some(_)) => HealthChange::Same, // waiting for the rewrite's base
+            (None, None) if was_failing => HealthChange::Solved,
+            (None, None) => HealthChange::Same,
+        }
+    }
+
+    /// Whether `appendfsync` is `always`.
+    pub(crate) fn always(&self) -> bool {
+        self.durable.policy() == FsyncPolicy::Always
     }
 
     /// Where the log ends (buffer included): a batch compares it before and after it runs to
@@ -367,7 +433,7 @@ impl Aof {
 
     /// `aof_last_write_status:err`: the last write or fsync failed.
     pub(crate) fn last_write_failed(&self) -> bool {
-        self.durable.last_write_failed()
+        self.replaced_failure.is_some() || self.durable.last_write_failed()
     }
 
     /// `aof_buffer_length`.

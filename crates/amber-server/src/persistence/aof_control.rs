@@ -2,6 +2,7 @@
 
 use amber_snapshot::schedule::JobKind;
 
+use crate::persistence::aof::HealthChange;
 use crate::persistence::aof_load::{AofLoadError, FindError};
 use crate::persistence::aof_rewrite::RewriteError;
 use crate::server::Server;
@@ -79,6 +80,37 @@ impl Server {
         }
         crate::warning!("Append Only File loaded by DEBUG LOADAOF");
         Ok(())
+    }
+
+    /// Logs each change of the AOF's health once (from the cron), in Redis's words where Redis
+    /// has them, and asks for a rewrite when an fsync failed (only a new base makes the log
+    /// trustworthy again).
+    pub(crate) fn watch_aof_health(&mut self) {
+        match self.aof.health_change() {
+            HealthChange::Same => {}
+            HealthChange::WriteFailed(error) => {
+                crate::warning!("Error writing to the AOF file: {error}");
+                if self.aof.always() {
+                    // Redis exits here; Amber keeps every acknowledged write and serves reads.
+                    crate::warning!(
+                        "appendfsync is 'always': the writes that failed were not acknowledged (their connections were closed). Writes are refused with -MISCONF and reads are served until the AOF can be written again."
+                    );
+                } else {
+                    crate::warning!(
+                        "Writes are refused with -MISCONF until the AOF can be written again; what is not written yet is kept and retried."
+                    );
+                }
+            }
+            HealthChange::SyncFailed(error) => {
+                crate::warning!(
+                    "Can't persist the AOF, fsync failed: {error}. The file can no longer be trusted: writes are refused with -MISCONF until an AOF rewrite replaces it (scheduled now)."
+                );
+                self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
+            }
+            HealthChange::Solved => {
+                crate::warning!("AOF write error looks solved, Amber can write again.");
+            }
+        }
     }
 
     /// How AOF base files are written: RDB (`aof-use-rdb-preamble yes`) or commands.

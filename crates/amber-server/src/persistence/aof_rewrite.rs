@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use amber_aof::manifest::{self, base_name};
 use amber_aof::{FileInfo, FileKind};
-use amber_snapshot::ChildExit;
 use amber_snapshot::schedule::{Admission, JobKind};
 
 use crate::persistence::aof::{AofPaths, BaseFormat, delete_history};
-use crate::persistence::jobs::{Work, describe_exit, fork, remove_leftover, temp_rewrite_path};
+use crate::persistence::jobs::{
+    Ended, Work, child_result, fork, remove_leftover, temp_rewrite_path,
+};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -101,10 +102,12 @@ impl Server {
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
         let spawned = fork(move |reporter| {
-            match write_rewrite_base(keyspace, &child_temp, format, reporter) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            }
+            let written = write_rewrite_base(keyspace, &child_temp, format, reporter);
+            child_result(
+                reporter,
+                "Write error writing append only file on disk",
+                written,
+            )
         });
         let child = match spawned {
             Ok(child) => child,
@@ -160,16 +163,17 @@ impl Server {
     /// the AOF waits for its first base).
     pub(crate) fn finish_rewrite(
         &mut self,
-        exit: ChildExit,
+        exit: Ended,
         done: RewriteJob,
         took: Duration,
         peak_cow: u64,
     ) {
         self.aof_rewrite.last_seconds = Some(took.as_secs());
         self.aof_rewrite.last_cow = peak_cow;
-        let installed = match exit {
-            ChildExit::Exited(0) => self.install_rewrite(&done).map_err(|e| e.to_string()),
-            other => Err(describe_exit(other)),
+        let installed = if exit.success() {
+            self.install_rewrite(&done).map_err(|e| e.to_string())
+        } else {
+            Err(exit.describe())
         };
         let now = unix_ms();
         match installed {
@@ -260,6 +264,7 @@ impl Server {
         if self.aof.is_on() {
             self.aof.manifest = manifest;
             self.aof.waiting_first_incr = None;
+            self.aof.base_installed();
             self.aof_rewrite.waiting_attempts = 0;
             self.aof.recount_sizes(&paths);
             self.aof.rewrite_base_size = self.aof.current_size();

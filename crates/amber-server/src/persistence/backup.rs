@@ -14,10 +14,9 @@ use std::time::Instant;
 use amber_backup::catalog::Meta;
 use amber_backup::ship::{Remote, ship};
 use amber_backup::{Backup, Catalog, Kind, Policy, finalize, plan};
-use amber_snapshot::ChildExit;
 use amber_snapshot::schedule::{Admission, JobKind, Reason};
 
-use crate::persistence::jobs::{Work, describe_exit, fork};
+use crate::persistence::jobs::{Ended, Work, child_result, fork};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -190,10 +189,8 @@ impl Server {
                 keys: keyspace.key_count() as u64,
                 digest: amber_keyspace::dataset_digest(keyspace).hex(),
             };
-            match written.and_then(|()| meta.write(&child_staging)) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            }
+            let written = written.and_then(|()| meta.write(&child_staging));
+            child_result(reporter, "Write error writing the backup", written)
         });
         match spawned {
             Ok(child) => {
@@ -277,16 +274,16 @@ impl Server {
 
     /// A backup child ended: a failed one is recorded; a written one goes to the verify
     /// thread (which then prunes by the retention policy).
-    pub(crate) fn finish_backup_child(&mut self, exit: ChildExit, done: BackupJob) {
+    pub(crate) fn finish_backup_child(&mut self, exit: Ended, done: BackupJob) {
         let clock = self.backup.now_ms();
         let settings = self.backup_settings();
-        let (Some(settings), ChildExit::Exited(0)) = (settings, exit) else {
+        let (Some(settings), true) = (settings, exit.success()) else {
             let _ = std::fs::remove_dir_all(&done.staging);
             let seconds = done.started.elapsed().as_secs_f64();
             self.jobs.scheduler.finished(JobKind::Backup, false, clock);
             self.finish_backup(
                 done.seq,
-                Err(format!("the backup child failed: {}", describe_exit(exit))),
+                Err(format!("the backup child failed: {}", exit.describe())),
                 seconds,
             );
             return;

@@ -194,10 +194,14 @@ impl Server {
                 return;
             }
         };
-        let Some(job) = self.jobs.running.take() else {
+        let Some(mut job) = self.jobs.running.take() else {
             return;
         };
         let (pid, seconds, peak_cow) = (job.pid(), job.child.elapsed(), job.peak_cow);
+        let exit = Ended {
+            exit,
+            failure: job.child.failure().map(str::to_owned),
+        };
         match job.work {
             Work::Save { dirty_at_fork } => {
                 self.finish_bgsave(exit, pid, dirty_at_fork, seconds, peak_cow);
@@ -290,6 +294,46 @@ impl Server {
 /// Removes a child's temporary file (a failed or killed child; the real file is untouched).
 pub(crate) fn remove_leftover(path: &Path) {
     let _ = std::fs::remove_file(path);
+}
+
+/// How a child ended, with the reason it gave for failing ([`Reporter::fail`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    /// Its exit code or signal.
+    pub exit: ChildExit,
+    /// What it said went wrong, if it said.
+    pub failure: Option<String>,
+}
+
+impl Ended {
+    /// Whether the child did its work.
+    pub(crate) fn success(&self) -> bool {
+        self.exit.success()
+    }
+
+    /// Why the child failed, as a log or error text: its own reason, or its exit.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.failure, self.exit) {
+            (Some(reason), ChildExit::Exited(_)) => reason.clone(),
+            (_, exit) => describe_exit(exit),
+        }
+    }
+}
+
+/// Runs `work` in a forked child: 0 on success; on failure the reason goes to the parent
+/// through `reporter`, prefixed with `context` (Redis's wording of the child's log line).
+pub(crate) fn child_result<T>(
+    reporter: &mut Reporter,
+    context: &str,
+    result: std::io::Result<T>,
+) -> i32 {
+    match result {
+        Ok(_) => 0,
+        Err(error) => {
+            reporter.fail(&format!("{context}: {}", crate::log::os_error(&error)));
+            1
+        }
+    }
 }
 
 /// What `ChildExit` says as a log or error text.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use amber_snapshot::schedule::{Admission, JobKind};
 use amber_snapshot::{ChildExit, ForkError};
 
-use crate::persistence::jobs::{Work, fork, remove_leftover, temp_rdb_path};
+use crate::persistence::jobs::{Ended, Work, child_result, fork, remove_leftover, temp_rdb_path};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -143,10 +143,8 @@ impl Server {
         }
         let keyspace = &self.keyspace;
         let spawned = fork(|reporter| {
-            match crate::persistence::rdb::save(keyspace, &path, options, reporter) {
-                Ok(_) => 0,
-                Err(_) => 1,
-            }
+            let saved = crate::persistence::rdb::save(keyspace, &path, options, reporter);
+            child_result(reporter, "Write error saving DB on disk", saved)
         });
         let child = match spawned {
             Ok(child) => child,
@@ -224,10 +222,13 @@ impl Server {
     }
 
     /// The diskless child ended: its replicas wait for their first ACK, or are dropped.
-    pub(crate) fn finish_replica_sync(&mut self, exit: ChildExit) {
+    pub(crate) fn finish_replica_sync(&mut self, exit: Ended) {
         if exit.success() {
             notice!("Background RDB transfer terminated with success");
         } else {
+            if let Some(reason) = &exit.failure {
+                warning!("{reason}");
+            }
             warning!("Background transfer error");
         }
         // Not a save: the dirty counter and `rdb_last_bgsave_status` stay as they are.
@@ -240,7 +241,7 @@ impl Server {
     /// A BGSAVE child ended: records its outcome and tells waiting replicas.
     pub(crate) fn finish_bgsave(
         &mut self,
-        exit: ChildExit,
+        ended: Ended,
         pid: i32,
         dirty_at_fork: u64,
         took: Duration,
@@ -249,6 +250,7 @@ impl Server {
         self.rdb.last_bgsave_seconds = took.as_secs() as i64;
         self.rdb.last_cow = peak_cow;
         let now = unix_ms();
+        let exit = ended.exit;
         match exit {
             ChildExit::Exited(0) => {
                 notice!("Background saving terminated with success");
@@ -257,6 +259,10 @@ impl Server {
                 self.jobs.scheduler.finished(JobKind::Save, true, now);
             }
             ChildExit::Exited(_) => {
+                // The child's reason first, then the parent's line, as Redis logs them.
+                if let Some(reason) = &ended.failure {
+                    warning!("{reason}");
+                }
                 warning!("Background saving error");
                 self.jobs.scheduler.finished(JobKind::Save, false, now);
             }

@@ -95,6 +95,14 @@ pub(crate) fn send_to_sockets(
         });
     match sent {
         Ok(fan_out) if !fan_out.sockets.is_empty() => 0,
-        _ => 1,
+        Ok(_) => {
+            reporter.fail("Diskless rdb transfer, every replica's connection was lost");
+            1
+        }
+        Err(error) => {
+            let error = crate::log::os_error(&error);
+            reporter.fail(&format!("Write error sending DB to replicas: {error}"));
+            1
+        }
     }
 }
