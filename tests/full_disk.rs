@@ -63,6 +63,7 @@ fn set_once(port: u16, key: &str, value: &[u8]) -> Option<Frame> {
 
 /// What one server did through the scenario.
 struct Outcome {
+    log: PathBuf,
     acknowledged: Vec<String>,
     first_refusal: String,
     closed_without_reply: usize,
@@ -132,6 +133,7 @@ fn scenario(name: &str, start: impl Fn(&Path, &Path) -> ServerProcess) -> Option
         .count();
     drop(restarted);
     Some(Outcome {
+        log,
         acknowledged,
         first_refusal,
         closed_without_reply,
@@ -139,28 +141,62 @@ fn scenario(name: &str, start: impl Fn(&Path, &Path) -> ServerProcess) -> Option
     })
 }
 
-const FLAGS: [&str; 6] = [
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "everysec",
-    "--aof-use-rdb-preamble",
-    "yes",
-];
+/// The flags of one scenario: the AOF with `policy`, and the log in `log`.
+fn flags(policy: &str, log: &Path) -> Vec<String> {
+    [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        policy,
+        "--aof-use-rdb-preamble",
+        "yes",
+        "--logfile",
+        log.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn start_amber(policy: &'static str) -> impl Fn(&Path, &Path) -> ServerProcess {
+    move |dir, log| {
+        let flags = flags(policy, log);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        ServerProcess::amber_in(dir, &flags)
+    }
+}
+
+/// How many lines of the log at `path` contain `text`.
+fn log_lines(path: &Path, text: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(text))
+        .count()
+}
+
+/// Each change of health is logged once: the error when the disk fills, the recovery when
+/// it frees (a restart appends to the same log, so only the first run's lines are counted).
+fn assert_logged_once_each(log: &Path) {
+    assert_eq!(
+        log_lines(
+            log,
+            "Error writing to the AOF file: No space left on device"
+        ),
+        1,
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert_eq!(
+        log_lines(log, "AOF write error looks solved"),
+        1,
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
 
 #[test]
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_like_redis() {
-    let with_log = |log: &Path| {
-        let mut flags: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
-        flags.extend(["--logfile".into(), log.display().to_string()]);
-        flags
-    };
-    let amber = scenario("amber-full", |dir, log| {
-        let flags = with_log(log);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        ServerProcess::amber_in(dir, &flags)
-    });
-    let Some(amber) = amber else {
+    let Some(amber) = scenario("amber-full", start_amber("everysec")) else {
         // Mounting needs root (CI runs as root) and a kernel that lets this container mount.
         eprintln!(
             "SKIPPED: could not mount a tmpfs (uid {})",
@@ -169,7 +205,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_like_redis() {
         return;
     };
     let redis = scenario("redis-full", |dir, log| {
-        let flags = with_log(log);
+        let flags = flags("everysec", log);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         ServerProcess::redis_in(dir, &flags)
     })
@@ -191,5 +227,108 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_like_redis() {
     assert_eq!(
         amber.lost_after_kill, 0,
         "Amber lost writes it had acknowledged"
+    );
+    assert_logged_once_each(&amber.log);
+}
+
+/// Redis exits under `always` when the AOF cannot be written. Amber's policy: the failing
+/// batch is never acknowledged, writes are refused with -MISCONF, reads are answered, and
+/// writes come back by themselves once the disk has room.
+#[test]
+fn under_always_a_full_disk_refuses_writes_serves_reads_and_recovers() {
+    let Some(amber) = scenario("amber-full-always", start_amber("always")) else {
+        eprintln!(
+            "SKIPPED: could not mount a tmpfs (uid {})",
+            nix::unistd::geteuid()
+        );
+        return;
+    };
+    assert_eq!(
+        amber.first_refusal,
+        "MISCONF Errors writing to the AOF file: No space left on device"
+    );
+    assert_eq!(
+        amber.lost_after_kill, 0,
+        "Amber lost writes it had acknowledged"
+    );
+    assert_logged_once_each(&amber.log);
+    assert_eq!(log_lines(&amber.log, "appendfsync is 'always'"), 1);
+}
+
+/// BGSAVE and BGREWRITEAOF on a full disk: both fail with the child's reason in the log (as
+/// Redis's child logs it), the files in place stay intact, no temp file is left, and both
+/// work again once there is room.
+#[test]
+fn background_saves_on_a_full_disk_log_why_and_keep_the_old_files() {
+    let Some(disk) = SmallDisk::mount("amber-full-bg", 8) else {
+        eprintln!(
+            "SKIPPED: could not mount a tmpfs (uid {})",
+            nix::unistd::geteuid()
+        );
+        return;
+    };
+    let log = temp_dir("amber-full-bg-log").join("server.log");
+    let server = start_amber("everysec")(&disk.path, &log);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "100"]);
+    assert_eq!(client.cmd(&["SAVE"]), common::simple("OK"));
+    let rdb = std::fs::read(disk.path.join("dump.rdb")).unwrap();
+    let aof_files = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("appendonlydir"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = aof_files(&disk.path);
+    let filler = fill(&disk.path);
+
+    client.cmd(&["BGSAVE"]);
+    wait_for(
+        || info_field(&mut client, "rdb_last_bgsave_status") == "err",
+        "BGSAVE fails on the full disk",
+    );
+    client.cmd(&["BGREWRITEAOF"]);
+    wait_for(
+        || info_field(&mut client, "aof_last_bgrewrite_status") == "err",
+        "the rewrite fails on the full disk",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Write error saving DB on disk: No space left on device"),
+        "{text}"
+    );
+    // Either the new incr file or the new base could not be written, whichever ran out.
+    assert!(
+        text.contains("Can't open a new AOF incr file for the rewrite: No space left on device")
+            || text.contains(
+                "Background AOF rewrite terminated with error: Write error writing append only file on disk: No space left on device"
+            ),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(disk.path.join("dump.rdb")).unwrap(), rdb);
+    assert_eq!(aof_files(&disk.path), before, "no temp file left");
+    let leftovers: Vec<String> = std::fs::read_dir(&disk.path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    std::fs::remove_file(&filler).unwrap();
+    client.cmd(&["BGSAVE"]);
+    wait_for(
+        || info_field(&mut client, "rdb_last_bgsave_status") == "ok",
+        "BGSAVE works once there is room",
+    );
+    wait_for(
+        || {
+            client.cmd(&["BGREWRITEAOF"]);
+            info_field(&mut client, "aof_last_bgrewrite_status") == "ok"
+        },
+        "the rewrite works once there is room",
     );
 }

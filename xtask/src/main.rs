@@ -61,6 +61,8 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Test { args } => {
             tools::ensure_redis()?;
+            // Every binary first: the server's tests also run `amber-backup` and the checkers.
+            tools::cargo(&["build", "--workspace", "--bins"])?;
             let mut test_args = vec!["test", "--workspace"];
             test_args.extend(args.iter().map(String::as_str));
             tools::cargo(&test_args)

@@ -521,7 +521,10 @@ mod tests {
             ReplyGate::Send
         ));
         log.cron(Instant::now());
-        assert!(log.write_error().is_none(), "the retried write went through");
+        assert!(
+            log.write_error().is_none(),
+            "the retried write went through"
+        );
         // Once healthy, a read waits for durability again, as every batch under `always`.
         set(&mut log, "b");
         assert!(settle(&mut log, Instant::now()));
@@ -541,7 +544,8 @@ mod tests {
             ReplyGate::Fail
         ));
         // A new file takes writes again, and its batches are released as usual.
-        log.attach(disk.clone(), disk.contents().len() as u64).unwrap();
+        log.attach(disk.clone(), disk.contents().len() as u64)
+            .unwrap();
         set(&mut log, "b");
         assert!(settle(&mut log, Instant::now()));
     }

@@ -277,6 +277,55 @@ impl Meta {
     }
 }
 
+/// The staging directory a server writes a backup into before [`finalize`]:
+/// `<backup-dir>/.staging-<seq>-<pid>`.
+pub fn staging_dir(backup_dir: &Path, seq: u64, pid: u32) -> PathBuf {
+    backup_dir.join(format!(".staging-{seq}-{pid}"))
+}
+
+/// Removes the staging directories left by servers that died mid-backup (kill -9, power
+/// loss): those whose process is gone, and those of `own_pid` (a previous process that had the
+/// same pid; the caller has no backup running). Returns what it removed. Staging directories of
+/// live processes (another server writing a backup now) are left alone.
+pub fn remove_abandoned_staging(backup_dir: &Path, own_pid: Option<u32>) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(backup_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(staging_pid) else {
+            continue;
+        };
+        if Some(pid) != own_pid && process_alive(pid) {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// The pid in a staging directory's name (`.staging-<seq>-<pid>`).
+fn staging_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(".staging-")?;
+    let (seq, pid) = rest.split_once('-')?;
+    seq.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` exists (signal 0: EPERM means it exists under another user).
+fn process_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(error) => error != nix::errno::Errno::ESRCH,
+    }
+}
+
 /// Turns a written staging directory into a catalogued backup: verifies it (full parse and
 /// checksum), renames it to `<backup-dir>/<id>`, and records it (as failed if verification
 /// failed, so it is never counted as kept).
@@ -316,4 +365,33 @@ pub fn finalize(
     catalog.backups.sort_by_key(|b| b.time_ms);
     catalog.save()?;
     Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn abandoned_staging_directories_are_removed_live_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("amber-staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = exited.id();
+        exited.wait().unwrap();
+        let me = std::process::id();
+        let dead = staging_dir(&dir, 1, dead_pid);
+        let live = staging_dir(&dir, 2, me);
+        let backup = dir.join("20261130-120000-000");
+        for path in [&dead, &live, &backup] {
+            std::fs::create_dir_all(path).unwrap();
+            std::fs::write(path.join("dump.rdb"), b"REDIS").unwrap();
+        }
+        assert_eq!(remove_abandoned_staging(&dir, None), vec![dead.clone()]);
+        assert!(!dead.exists() && live.exists() && backup.exists());
+        // At a server's start, its own pid's leftovers are a previous process's.
+        assert_eq!(remove_abandoned_staging(&dir, Some(me)), vec![live.clone()]);
+        assert!(backup.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

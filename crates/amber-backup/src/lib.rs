@@ -14,6 +14,8 @@ pub mod ship;
 pub mod time;
 pub mod verify;
 
-pub use catalog::{Backup, BackupError, Catalog, Kind, Status, finalize};
+pub use catalog::{
+    Backup, BackupError, Catalog, Kind, Status, finalize, remove_abandoned_staging, staging_dir,
+};
 pub use retention::{Plan, Policy, plan};
 pub use verify::{Progress, VerifyError, checksum_dir, verify};

@@ -223,10 +223,10 @@ impl Child {
         while let Some(header) = self.unparsed.get(at..at + REPORT_BYTES) {
             let (first, second) = (word(header, 0), word(header, 8));
             if first == FAILURE_MARK {
-                let Some(text) = usize::try_from(second)
-                    .ok()
-                    .and_then(|len| self.unparsed.get(at + REPORT_BYTES..at + REPORT_BYTES + len))
-                else {
+                let Some(text) = usize::try_from(second).ok().and_then(|len| {
+                    self.unparsed
+                        .get(at + REPORT_BYTES..at + REPORT_BYTES + len)
+                }) else {
                     break; // the rest of the text is still in the pipe
                 };
                 self.failure = Some(String::from_utf8_lossy(text).into_owned());
@@ -298,6 +298,7 @@ pub unsafe fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, Fo
         None => (None, None),
     };
     let started = Instant::now();
+    let parent = nix::unistd::getpid();
     // SAFETY: this function's own contract: the caller forks from the thread that owns the
     // data, between mutations, and the child only runs `work` (blocking I/O, no locks shared
     // with other threads) and `_exit`s.
@@ -307,6 +308,11 @@ pub unsafe fn spawn(work: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, Fo
             // A child whose parent died (kill -9) has nobody to install its work: stop it.
             // Best effort: a failure leaves an orphan that finishes and exits on its own.
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() != parent {
+                // The parent died before the death signal was armed.
+                // SAFETY: as below, _exit skips the parent's handlers and destructors.
+                unsafe { nix::libc::_exit(PANIC_EXIT_CODE) }
+            }
             let mut reporter = Reporter {
                 pipe: report_to,
                 last_report: None,

@@ -215,6 +215,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 keep_daily_days: keep_daily,
             };
             let plan = plan(&catalog.backups, now_ms(), policy);
+            if !dry_run {
+                // Directories of servers killed mid-backup.
+                for path in amber_backup::remove_abandoned_staging(&catalog.dir, None) {
+                    println!("removed abandoned {}", path.display());
+                }
+            }
             for id in &plan.delete {
                 if dry_run {
                     println!("would delete {id}");

@@ -194,7 +194,10 @@ pub(crate) async fn serve<S>(
             let durable = loop {
                 match gate {
                     ReplyGate::Send => break true,
-                    ReplyGate::Fail => break false,
+                    ReplyGate::Fail => {
+                        shared.borrow_mut().watch_aof_health();
+                        break false;
+                    }
                     ReplyGate::Wait(mut ticket) => {
                         if !ticket.changed().await {
                             break false;

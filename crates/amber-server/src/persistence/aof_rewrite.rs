@@ -94,7 +94,11 @@ impl Server {
     /// Forks the rewrite child (the scheduler has admitted it).
     pub(crate) fn fork_rewrite(&mut self) -> Result<(), RewriteError> {
         let paths = AofPaths::from_config(&self.config);
-        self.prepare_incr_for_rewrite(&paths)?;
+        if let Err(error) = self.prepare_incr_for_rewrite(&paths) {
+            // As Redis: `aof_last_bgrewrite_status:err`, retried by the scheduler's rules.
+            self.record_rewrite_start_failure();
+            return Err(error);
+        }
         let waiting = self.aof.waiting_first_incr;
         let format = self.aof_base_format();
         let rdb_base = matches!(format, BaseFormat::Rdb(_));
@@ -143,7 +147,10 @@ impl Server {
         let waiting = self.aof.waiting_first_incr;
         if waiting.is_some() && self.aof_rewrite.waiting_attempts > 0 {
             self.aof.restart_waiting_incr(paths).map_err(|e| {
-                warning!("Can't restart the temporary AOF incr file: {e}");
+                warning!(
+                    "Can't restart the temporary AOF incr file: {}",
+                    crate::log::os_error(&e)
+                );
                 RewriteError::Incr(e)
             })?;
         }
@@ -152,7 +159,10 @@ impl Server {
         }
         if self.aof.is_on() && waiting.is_none() {
             self.aof.rotate(paths).map_err(|e| {
-                warning!("Can't open a new AOF incr file for the rewrite: {e}");
+                warning!(
+                    "Can't open a new AOF incr file for the rewrite: {}",
+                    crate::log::os_error(&e)
+                );
                 RewriteError::Incr(e)
             })?;
         }

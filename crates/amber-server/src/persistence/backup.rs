@@ -145,6 +145,15 @@ impl Server {
     pub(crate) fn backup_clock_for_schedule(&mut self) -> Option<i64> {
         let settings = self.backup_settings()?;
         if !self.jobs.scheduler.knows_last_backup() {
+            // Once per process, before its first backup: what a killed server left behind.
+            for path in
+                amber_backup::remove_abandoned_staging(&settings.dir, Some(std::process::id()))
+            {
+                notice!(
+                    "Removed {}, left by a backup that never finished",
+                    path.display()
+                );
+            }
             let newest = Catalog::open(&settings.dir)
                 .ok()
                 .and_then(|c| c.backups.last().map(|b| b.time_ms))
@@ -157,7 +166,13 @@ impl Server {
     fn fork_backup(&mut self, backup_dir: &Path) -> Result<(), BackupStartError> {
         let seq = self.backup.sequence;
         let time_ms = self.backup.now_ms();
-        let staging = backup_dir.join(format!(".staging-{seq}-{}", std::process::id()));
+        for path in amber_backup::remove_abandoned_staging(backup_dir, None) {
+            notice!(
+                "Removed {}, left by a backup that never finished",
+                path.display()
+            );
+        }
+        let staging = amber_backup::staging_dir(backup_dir, seq, std::process::id());
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(|source| BackupStartError::Staging {
             path: staging.display().to_string(),

@@ -315,6 +315,8 @@ impl Server {
 
     /// The `-MISCONF` error writes get while persistence is failing, if it is.
     pub(crate) fn write_refusal(&mut self) -> Option<String> {
+        // Each write sees the log's health first: a change is logged the moment it shows.
+        self.watch_aof_health();
         if self.writes_refused() {
             return Some(crate::commands::errors::MISCONF.to_string());
         }
