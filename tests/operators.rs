@@ -1,6 +1,7 @@
 //! Operator commands against Redis 7.0: the slow log (entries, trimming, redaction, limits),
 //! the latency monitor (events, history, reset, errors), MONITOR's view of scripts and
-//! secrets, and CONFIG SET port moving the listening socket.
+//! secrets, CONFIG SET port moving the listening socket, and CONFIG SET of a directive Amber
+//! does not act on yet logged once.
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
@@ -203,4 +204,25 @@ fn config_set_port_moves_the_listener() {
     );
     // The connection that asked is still served.
     assert_eq!(client.cmd(&["PING"]), common::simple("PONG"));
+}
+
+#[test]
+fn config_set_of_a_directive_without_effect_is_logged_once() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    let warning = "CONFIG SET activedefrag: the directive is accepted for compatibility but has no effect in Amber yet";
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "activedefrag", "yes"]),
+        common::simple("OK")
+    );
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "activedefrag", "no"]),
+        common::simple("OK")
+    );
+    // A directive Amber acts on says nothing.
+    client.cmd(&["CONFIG", "SET", "maxmemory-samples", "7"]);
+    common::wait_for(|| server.log().contains(warning), "the warning is logged");
+    let log = server.log();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(!log.contains("CONFIG SET maxmemory-samples"), "{log}");
 }

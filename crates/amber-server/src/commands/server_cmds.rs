@@ -337,6 +337,17 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     if changed.contains(&"loglevel") {
         log::set_level(Level::from_name(ctx.server.config.get("loglevel")));
     }
+    for name in &changed {
+        // Accepted, since tools and Redis's own tests set them; never silently: once per
+        // directive, the log says it does nothing yet.
+        if before.get(name) != ctx.server.config.get(name)
+            && ctx.server.config.first_set_without_effect(name)
+        {
+            crate::warning!(
+                "CONFIG SET {name}: the directive is accepted for compatibility but has no effect in Amber yet"
+            );
+        }
+    }
     ctx.server.refresh_settings();
     if changed.contains(&"maxmemory") {
         maxmemory_changed(ctx.server);

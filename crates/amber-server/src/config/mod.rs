@@ -327,6 +327,16 @@ impl Config {
         Ok(changed)
     }
 
+    /// Notes that `name` was set although Amber does not act on it: `true` the first time
+    /// (the caller logs it once per process), `false` after, and for directives that work.
+    pub fn first_set_without_effect(&mut self, name: &str) -> bool {
+        if spec_of(name).implemented || self.without_effect.iter().any(|n| n == name) {
+            return false;
+        }
+        self.without_effect.push(name.to_string());
+        true
+    }
+
     /// `CONFIG REWRITE`: rewrites the config file with the current values, atomically.
     pub fn rewrite(&self) -> Result<(), String> {
         let path = self

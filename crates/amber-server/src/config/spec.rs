@@ -141,6 +141,12 @@ fn kind_from_default(name: &str) -> Kind {
 
 /// Directives Amber acts on. Persistence directives join this list as their issues land.
 const IMPLEMENTED: &[&str] = &[
+    "client-output-buffer-limit",
+    "shutdown-on-sigint",
+    "shutdown-on-sigterm",
+    "acl-pubsub-default",
+    "aclfile",
+    "acllog-max-len",
     "maxmemory",
     "maxmemory-policy",
     "maxmemory-samples",
