@@ -226,3 +226,38 @@ fn config_set_of_a_directive_without_effect_is_logged_once() {
     assert_eq!(log.matches(warning).count(), 1, "{log}");
     assert!(!log.contains("CONFIG SET maxmemory-samples"), "{log}");
 }
+
+/// The section titles and field names of `INFO everything`, in order, without the per-command
+/// statistics (which depend on what ran).
+fn info_shape(client: &mut Client) -> Vec<String> {
+    let Frame::Bulk(text) = client.cmd(&["INFO", "everything"]) else {
+        panic!("INFO replies a bulk string")
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| line.split(':').next().unwrap_or_default().to_string())
+        .filter(|name| {
+            !name.starts_with("cmdstat_")
+                && !name.starts_with("errorstat_")
+                && !name.starts_with("latency_percentiles_usec_")
+                && !name.starts_with("db")
+        })
+        .collect()
+}
+
+#[test]
+fn info_everything_has_every_section_and_field_redis_prints() {
+    let redis = ServerProcess::redis(&[]);
+    let amber = ServerProcess::amber(&[]);
+    let expected = info_shape(&mut redis.client());
+    let got = info_shape(&mut amber.client());
+    // Amber's own additions: its version and the backup section.
+    let got: Vec<String> = got
+        .into_iter()
+        .filter(|name| {
+            name != "amber_version" && !name.starts_with("backup_") && name != "# Backup"
+        })
+        .collect();
+    assert_eq!(got, expected);
+}

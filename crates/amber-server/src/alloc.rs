@@ -94,3 +94,23 @@ pub fn rss_bytes() -> usize {
         .unwrap_or(0);
     pages * 4096
 }
+
+/// What the C allocator reports about its heap (`INFO memory`'s `allocator_*` fields).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeapStats {
+    /// Bytes in blocks handed out (`uordblks` + `hblkhd`).
+    pub allocated: usize,
+    /// Bytes the allocator holds from the system (`arena` + `hblkhd`).
+    pub active: usize,
+}
+
+/// The C allocator's own view of its heap (glibc's `mallinfo2`).
+pub fn heap_stats() -> HeapStats {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct of counters; it locks
+    // the allocator's arenas itself.
+    let info = unsafe { nix::libc::mallinfo2() };
+    HeapStats {
+        allocated: info.uordblks + info.hblkhd,
+        active: info.arena + info.hblkhd,
+    }
+}

@@ -79,6 +79,7 @@ pub(super) fn restore(ctx: &mut Ctx, args: &[Bytes]) {
     // Redis refuses repeats in the plain encodings always, and in the compact ones (listpack,
     // ziplist, intset) only under that deep check.
     let sanitize = ctx.server.config.get("sanitize-dump-payload") != "no";
+    ctx.server.stats.dump_payload_sanitizations += u64::from(sanitize);
     let compact = args[3].first().is_some_and(|&t| {
         matches!(
             t,

@@ -19,9 +19,11 @@ const ALL_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "modules",
     "commandstats",
     "errorstats",
     "latencystats",
+    "cluster",
     "keyspace",
 ];
 
@@ -51,6 +53,9 @@ pub(super) fn render(server: &Server, requested: &[String]) -> String {
             "stats" => stats_section(server),
             "replication" => replication_section(server),
             "cpu" => cpu_section(),
+            // Amber loads no modules and runs no cluster; the sections say so, as Redis's do.
+            "modules" => String::new(),
+            "cluster" => lines(&[("cluster_enabled", "0".into())]),
             "commandstats" => server.command_stats.commandstats(),
             "errorstats" => server.command_stats.errorstats(),
             "latencystats" => server
@@ -58,7 +63,10 @@ pub(super) fn render(server: &Server, requested: &[String]) -> String {
                 .latencystats(&server.settings.latency_percentiles),
             _ => keyspace_section(server),
         };
-        let title = capitalize(section);
+        let title = match *section {
+            "cpu" => "CPU".to_string(),
+            other => capitalize(other),
+        };
         let _ = write!(out, "# {title}\r\n{body}");
     }
     out
@@ -160,22 +168,21 @@ fn human(bytes: usize) -> String {
 
 fn memory_section(server: &Server) -> String {
     let used = alloc::used_memory();
-    let peak = alloc::peak_memory();
+    let peak = alloc::peak_memory().max(used);
     let rss = alloc::rss_bytes();
     let maxmemory = server.config.get_i64("maxmemory").max(0) as usize;
-    let (lua, (scripts, scripts_bytes)) = server
-        .scripting
-        .engine
-        .as_ref()
-        .map_or((0, (0, 0)), |engine| {
-            (engine.memory(), engine.scripts_usage())
-        });
+    let scripts = ScriptMemory::of(server);
     let backlog = server.replication.backlog_memory();
     let replica_buffers = server.replication.buffered_bytes();
     let normal_clients = server.client_buffer_memory();
     let aof_buffer = server.aof.buffered_bytes();
     let overhead = server.startup_memory + backlog + replica_buffers + normal_clients + aof_buffer;
     let dataset = used.saturating_sub(overhead);
+    let net = used.saturating_sub(server.startup_memory).max(1);
+    let heap = alloc::heap_stats();
+    let ratio = |a: usize, b: usize| format!("{:.2}", a as f64 / b.max(1) as f64);
+    let difference = |a: usize, b: usize| (a as i64 - b as i64).to_string();
+    let system = total_system_memory();
     lines(&[
         ("used_memory", used.to_string()),
         ("used_memory_human", human(used)),
@@ -183,19 +190,60 @@ fn memory_section(server: &Server) -> String {
         ("used_memory_rss_human", human(rss)),
         ("used_memory_peak", peak.to_string()),
         ("used_memory_peak_human", human(peak)),
+        (
+            "used_memory_peak_perc",
+            format!("{:.2}%", used as f64 * 100.0 / peak.max(1) as f64),
+        ),
         ("used_memory_overhead", overhead.to_string()),
         ("used_memory_startup", server.startup_memory.to_string()),
         ("used_memory_dataset", dataset.to_string()),
+        (
+            "used_memory_dataset_perc",
+            format!("{:.2}%", dataset as f64 * 100.0 / net as f64),
+        ),
+        ("allocator_allocated", heap.allocated.to_string()),
+        ("allocator_active", heap.active.to_string()),
+        ("allocator_resident", rss.to_string()),
+        ("total_system_memory", system.to_string()),
+        ("total_system_memory_human", human(system)),
+        ("used_memory_lua", scripts.eval_vm.to_string()),
+        ("used_memory_vm_eval", scripts.eval_vm.to_string()),
+        ("used_memory_lua_human", human(scripts.eval_vm)),
+        ("used_memory_scripts_eval", scripts.eval_bytes.to_string()),
+        ("number_of_cached_scripts", scripts.eval_count.to_string()),
+        ("number_of_functions", scripts.functions.to_string()),
+        ("number_of_libraries", scripts.libraries.to_string()),
+        // Functions run in the same interpreter as EVAL scripts.
+        ("used_memory_vm_functions", "0".into()),
+        ("used_memory_vm_total", scripts.eval_vm.to_string()),
+        ("used_memory_vm_total_human", human(scripts.eval_vm)),
+        ("used_memory_functions", scripts.library_bytes.to_string()),
+        (
+            "used_memory_scripts",
+            (scripts.eval_bytes + scripts.library_bytes).to_string(),
+        ),
+        (
+            "used_memory_scripts_human",
+            human(scripts.eval_bytes + scripts.library_bytes),
+        ),
         ("maxmemory", maxmemory.to_string()),
         ("maxmemory_human", human(maxmemory)),
         (
             "maxmemory_policy",
             server.config.get("maxmemory-policy").into(),
         ),
+        ("allocator_frag_ratio", ratio(heap.active, heap.allocated)),
         (
-            "mem_fragmentation_ratio",
-            format!("{:.2}", rss as f64 / used.max(1) as f64),
+            "allocator_frag_bytes",
+            difference(heap.active, heap.allocated),
         ),
+        ("allocator_rss_ratio", ratio(rss, heap.active)),
+        ("allocator_rss_bytes", difference(rss, heap.active)),
+        // The allocator's resident size is the process's RSS here: no overhead beyond it.
+        ("rss_overhead_ratio", "1.00".into()),
+        ("rss_overhead_bytes", "0".into()),
+        ("mem_fragmentation_ratio", ratio(rss, used)),
+        ("mem_fragmentation_bytes", difference(rss, used)),
         (
             "mem_not_counted_for_evict",
             server.memory_not_counted_for_evict().to_string(),
@@ -207,16 +255,51 @@ fn memory_section(server: &Server) -> String {
         ),
         ("mem_clients_slaves", replica_buffers.to_string()),
         ("mem_clients_normal", normal_clients.to_string()),
+        ("mem_cluster_links", "0".into()),
         ("mem_aof_buffer", aof_buffer.to_string()),
         ("mem_allocator", "libc".into()),
+        ("active_defrag_running", "0".into()),
         ("lazyfree_pending_objects", "0".into()),
         ("lazyfreed_objects", "0".into()),
-        ("used_memory_lua", lua.to_string()),
-        ("used_memory_lua_human", human(lua)),
-        ("used_memory_scripts", scripts_bytes.to_string()),
-        ("used_memory_scripts_human", human(scripts_bytes)),
-        ("number_of_cached_scripts", scripts.to_string()),
     ])
+}
+
+/// What scripts and functions take (`INFO memory`).
+struct ScriptMemory {
+    eval_vm: usize,
+    eval_count: usize,
+    eval_bytes: usize,
+    functions: usize,
+    libraries: usize,
+    library_bytes: usize,
+}
+
+impl ScriptMemory {
+    fn of(server: &Server) -> ScriptMemory {
+        let engine = server.scripting.engine.as_ref();
+        let (eval_count, eval_bytes) = engine.map_or((0, 0), |e| e.scripts_usage());
+        let (libraries, functions) = engine.map_or((0, 0), |e| e.functions_count());
+        let library_bytes = engine.map_or(0, |e| e.libraries().map(|l| l.code.len()).sum());
+        ScriptMemory {
+            eval_vm: engine.map_or(0, |e| e.memory()),
+            eval_count,
+            eval_bytes,
+            functions,
+            libraries,
+            library_bytes,
+        }
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes (0 if unreadable).
+fn total_system_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn persistence_section(server: &Server) -> String {
@@ -381,6 +464,7 @@ fn persistence_section(server: &Server) -> String {
 
 fn stats_section(server: &Server) -> String {
     let stats = &server.stats;
+    let kbps = |slot: usize| format!("{:.2}", stats.instantaneous_kbps[slot]);
     lines(&[
         (
             "total_connections_received",
@@ -404,6 +488,10 @@ fn stats_section(server: &Server) -> String {
             "total_net_repl_output_bytes",
             stats.net_repl_output_bytes.to_string(),
         ),
+        ("instantaneous_input_kbps", kbps(0)),
+        ("instantaneous_output_kbps", kbps(1)),
+        ("instantaneous_input_repl_kbps", kbps(2)),
+        ("instantaneous_output_repl_kbps", kbps(3)),
         (
             "rejected_connections",
             stats.rejected_connections.to_string(),
@@ -413,8 +501,16 @@ fn stats_section(server: &Server) -> String {
         ("sync_partial_err", stats.sync_partial_err.to_string()),
         ("expired_keys", stats.expired_keys.to_string()),
         (
-            "migrate_cached_sockets",
-            server.migrate_sockets.len().to_string(),
+            "expired_stale_perc",
+            format!("{:.2}", stats.expired_stale_perc * 100.0),
+        ),
+        (
+            "expired_time_cap_reached_count",
+            stats.expired_time_cap_reached.to_string(),
+        ),
+        (
+            "expire_cycle_cpu_milliseconds",
+            (stats.expire_cycle_micros / 1000).to_string(),
         ),
         ("evicted_keys", stats.evicted_keys.to_string()),
         ("evicted_clients", stats.evicted_clients.to_string()),
@@ -440,6 +536,19 @@ fn stats_section(server: &Server) -> String {
         ),
         ("total_forks", server.jobs.forks.total_forks.to_string()),
         (
+            "migrate_cached_sockets",
+            server.migrate_sockets.len().to_string(),
+        ),
+        // Keys with a TTL written on a writable replica: Amber's replicas are read-only.
+        ("slave_expires_tracked_keys", "0".into()),
+        // Amber has no active defragmentation.
+        ("active_defrag_hits", "0".into()),
+        ("active_defrag_misses", "0".into()),
+        ("active_defrag_key_hits", "0".into()),
+        ("active_defrag_key_misses", "0".into()),
+        ("total_active_defrag_time", "0".into()),
+        ("current_active_defrag_time", "0".into()),
+        (
             "tracking_total_keys",
             server.tracking.counts().1.to_string(),
         ),
@@ -451,7 +560,25 @@ fn stats_section(server: &Server) -> String {
             "tracking_total_prefixes",
             server.tracking.counts().3.to_string(),
         ),
+        // Errors in replies from a master or the AOF: Amber stops on those instead.
+        ("unexpected_error_replies", "0".into()),
         ("total_error_replies", stats.error_replies.to_string()),
+        (
+            "dump_payload_sanitizations",
+            stats.dump_payload_sanitizations.to_string(),
+        ),
+        ("total_reads_processed", stats.reads_processed.to_string()),
+        ("total_writes_processed", stats.writes_processed.to_string()),
+        ("io_threaded_reads_processed", "0".into()),
+        ("io_threaded_writes_processed", "0".into()),
+        (
+            "reply_buffer_shrinks",
+            stats.reply_buffer_shrinks.to_string(),
+        ),
+        (
+            "reply_buffer_expands",
+            stats.reply_buffer_expands.to_string(),
+        ),
     ])
 }
 
@@ -558,6 +685,8 @@ fn cpu_section() -> String {
     let format_time = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
     let me = usage(nix::sys::resource::UsageWho::RUSAGE_SELF);
     let children = usage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+    // INFO runs on the event-loop thread: its own usage is the main thread's.
+    let main_thread = usage(nix::sys::resource::UsageWho::RUSAGE_THREAD);
     lines(&[
         (
             "used_cpu_sys",
@@ -576,6 +705,18 @@ fn cpu_section() -> String {
         (
             "used_cpu_user_children",
             children
+                .map(|u| format_time(u.user_time()))
+                .unwrap_or_default(),
+        ),
+        (
+            "used_cpu_sys_main_thread",
+            main_thread
+                .map(|u| format_time(u.system_time()))
+                .unwrap_or_default(),
+        ),
+        (
+            "used_cpu_user_main_thread",
+            main_thread
                 .map(|u| format_time(u.user_time()))
                 .unwrap_or_default(),
         ),

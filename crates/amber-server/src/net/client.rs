@@ -136,6 +136,7 @@ pub(crate) async fn serve<S>(
                 }
                 let mut server = shared.borrow_mut();
                 server.stats.net_input_bytes += read as u64;
+                server.stats.reads_processed += 1;
                 let start = server.aof.end();
                 let spanned_reads = parser.in_progress();
                 let more =
@@ -218,11 +219,18 @@ pub(crate) async fn serve<S>(
             if !write_outbox(&mut stream, &info, &kill).await {
                 break;
             }
-            shared.borrow_mut().stats.net_output_bytes += out.len() as u64;
+            {
+                let mut server = shared.borrow_mut();
+                server.stats.net_output_bytes += out.len() as u64;
+                server.stats.writes_processed += 1;
+            }
             out.buffer().clear();
             // A large reply's room is given back once sent, so idle connections stay small.
             if out.buffer().capacity() > 4 * READ_CHUNK {
                 *out.buffer() = BytesMut::with_capacity(READ_CHUNK);
+                let mut server = shared.borrow_mut();
+                server.stats.reply_buffer_shrinks += 1;
+                server.stats.reply_buffer_expands += 1;
             }
             info.borrow_mut().reply_buffer = out.buffer().capacity();
         }

@@ -12,6 +12,7 @@ use crate::verbose;
 pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
     let mut last_commands = 0u64;
     let mut last_sample = Instant::now();
+    let mut last_bytes = network_bytes(&shared.borrow().stats);
     loop {
         let hz = shared.borrow().settings.hz;
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
@@ -51,9 +52,25 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
                 .saturating_sub(last_commands);
             server.stats.instantaneous_ops = (done as f64 / elapsed.as_secs_f64()) as u64;
             last_commands = server.stats.commands_processed;
+            let now_bytes = network_bytes(&server.stats);
+            for (slot, (now, before)) in now_bytes.iter().zip(last_bytes).enumerate() {
+                let kib = now.saturating_sub(before) as f64 / 1024.0;
+                server.stats.instantaneous_kbps[slot] = kib / elapsed.as_secs_f64();
+            }
+            last_bytes = now_bytes;
             last_sample = Instant::now();
         }
     }
+}
+
+/// Bytes read and written on client connections, then on replication links.
+fn network_bytes(stats: &crate::server::Stats) -> [u64; 4] {
+    [
+        stats.net_input_bytes,
+        stats.net_output_bytes,
+        stats.net_repl_input_bytes,
+        stats.net_repl_output_bytes,
+    ]
 }
 
 /// Redis's active expire cycle: sample keys with a TTL in each database, and keep going while
@@ -64,6 +81,7 @@ fn active_expire(server: &mut Server, hz: u32) {
     let budget = Duration::from_micros(u64::from(250_000 / hz.max(1)));
     let started = Instant::now();
     let now = server.now_ms;
+    let (mut sampled, mut expired, mut capped) = (0, 0, false);
     for index in 0..server.keyspace.db_count() {
         loop {
             let (db, random) = server.keyspace.db_with_random(index);
@@ -71,15 +89,29 @@ fn active_expire(server: &mut Server, hz: u32) {
                 break;
             }
             let cycle = db.expire_sample(now, per_loop, random);
-            if cycle.sampled == 0
-                || cycle.expired * 10 <= cycle.sampled
-                || started.elapsed() > budget
-            {
+            sampled += cycle.sampled;
+            expired += cycle.expired;
+            if started.elapsed() > budget {
+                capped = true;
+                break;
+            }
+            if cycle.sampled == 0 || cycle.expired * 10 <= cycle.sampled {
                 break;
             }
         }
     }
-    server.latency_sample("expire-cycle", started.elapsed());
+    let took = started.elapsed();
+    let stats = &mut server.stats;
+    // As Redis: a moving average of the share found expired, weighted 5% per cycle.
+    let current = if sampled > 0 {
+        expired as f64 / sampled as f64
+    } else {
+        0.0
+    };
+    stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95;
+    stats.expired_time_cap_reached += u64::from(capped);
+    stats.expire_cycle_micros += took.as_micros() as u64;
+    server.latency_sample("expire-cycle", took);
     let mut unused = amber_protocol::ReplyWriter::new(amber_protocol::Protocol::Resp2);
     let mut origin = crate::notify::Origin {
         client: 0,

@@ -194,4 +194,23 @@ pub(crate) struct Stats {
     pub error_replies: u64,
     /// Operations per second, sampled by the cron.
     pub instantaneous_ops: u64,
+    /// KiB per second read from and written to clients, then replication links, sampled by
+    /// the cron (`instantaneous_input_kbps`, ...).
+    pub instantaneous_kbps: [f64; 4],
+    /// The share of keys the active expire cycle found expired, a moving average in percent.
+    pub expired_stale_perc: f64,
+    /// Active expire cycles that stopped at their time budget.
+    pub expired_time_cap_reached: u64,
+    /// Time spent in active expire cycles, in microseconds.
+    pub expire_cycle_micros: u64,
+    /// `RESTORE` payloads checked deeply (`sanitize-dump-payload`).
+    pub dump_payload_sanitizations: u64,
+    /// Reads from client sockets.
+    pub reads_processed: u64,
+    /// Writes of replies to client sockets.
+    pub writes_processed: u64,
+    /// Reply buffers given back after a large reply, and grown past their first size.
+    pub reply_buffer_shrinks: u64,
+    /// See `reply_buffer_shrinks`.
+    pub reply_buffer_expands: u64,
 }
