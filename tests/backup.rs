@@ -221,3 +221,33 @@ fn three_simulated_days_of_hourly_backups_keep_the_policy_set() {
     );
     let _ = std::fs::remove_dir_all(backups);
 }
+
+#[test]
+fn backup_help_and_list_describe_their_fields() {
+    let backups = common::temp_dir("backup-help");
+    let server = ServerProcess::amber(&flags(&backups, &[]));
+    let mut client = server.client();
+    let Frame::Array(help) = client.cmd(&["BACKUP", "HELP"]) else {
+        panic!("BACKUP HELP is an array")
+    };
+    assert!(help.len() > 4);
+    assert!(help.contains(&common::simple("LIST")));
+    client.cmd(&["SET", "k", "v"]);
+    let id = backup_now(&mut client);
+    client.cmd(&["HELLO", "3"]);
+    let Frame::Array(list) = client.cmd(&["BACKUP", "LIST"]) else {
+        panic!("BACKUP LIST is an array")
+    };
+    let Some(Frame::Map(fields)) = list.last() else {
+        panic!("under RESP3 each backup is a map: {list:?}")
+    };
+    let names: Vec<Frame> = fields.iter().map(|(name, _)| name.clone()).collect();
+    let expected: Vec<Frame> = ["id", "time", "kind", "size", "keys", "verified"]
+        .into_iter()
+        .map(common::bulk)
+        .collect();
+    assert_eq!(names, expected);
+    assert_eq!(fields[0].1, common::bulk(&id));
+    assert_eq!(fields[5].1, common::bulk("yes"));
+    let _ = std::fs::remove_dir_all(&backups);
+}

@@ -1,4 +1,4 @@
-//! `BACKUP NOW | LIST | STATUS` and the `INFO backup` section.
+//! `BACKUP NOW | LIST | STATUS | HELP` and the `INFO backup` section.
 
 use bytes::Bytes;
 
@@ -17,10 +17,33 @@ pub(crate) fn backup(ctx: &mut Ctx, args: &[Bytes]) {
     } else if is(sub, "status") && args.len() == 2 {
         let text = info_section(ctx.server);
         ctx.out.bulk(text.as_bytes());
+    } else if is(sub, "help") && args.len() == 2 {
+        ctx.out.array(HELP.len());
+        for line in HELP {
+            ctx.out.simple(line);
+        }
     } else {
         unknown_subcommand(ctx, "backup", sub);
     }
 }
+
+const HELP: &[&str] = &[
+    "BACKUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "NOW",
+    "    Takes a backup of the dataset now; replies with its id once it is written and",
+    "    verified (other clients are served meanwhile). Needs backup-dir.",
+    "LIST",
+    "    Lists the backups of backup-dir, oldest first. Each is, in this order: id, time",
+    "    (unix seconds), kind (rdb or aof), size (bytes), keys, verified (yes or no); a map",
+    "    with those names under RESP3.",
+    "STATUS",
+    "    The INFO backup fields: the last backup and ship, and how many are kept.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// The fields of a `BACKUP LIST` entry, in their order.
+const LIST_FIELDS: [&str; 6] = ["id", "time", "kind", "size", "keys", "verified"];
 
 fn now(ctx: &mut Ctx, args: &[Bytes]) {
     let seq = match ctx.client.awaiting_backup {
@@ -68,14 +91,30 @@ fn list(ctx: &mut Ctx) {
         Ok(catalog) => catalog,
         Err(error) => return ctx.error(&format!("ERR {error}")),
     };
+    let resp3 = ctx.out.protocol() == amber_protocol::Protocol::Resp3;
     ctx.out.array(catalog.backups.len());
     for backup in &catalog.backups {
-        ctx.out.array(6);
+        let field = |ctx: &mut Ctx, index: usize| {
+            if resp3 {
+                ctx.out.bulk(LIST_FIELDS[index].as_bytes());
+            }
+        };
+        if resp3 {
+            ctx.out.map(LIST_FIELDS.len());
+        } else {
+            ctx.out.array(LIST_FIELDS.len());
+        }
+        field(ctx, 0);
         ctx.out.bulk(backup.id.as_bytes());
+        field(ctx, 1);
         ctx.out.integer(backup.time_ms / 1000);
+        field(ctx, 2);
         ctx.out.bulk(backup.kind.name().as_bytes());
+        field(ctx, 3);
         ctx.out.integer(backup.size as i64);
+        field(ctx, 4);
         ctx.out.integer(backup.keys as i64);
+        field(ctx, 5);
         ctx.out.bulk(if backup.is_good() {
             b"yes".as_slice()
         } else {

@@ -792,7 +792,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         Flags(ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
-        "Takes, lists and reports Amber's verified backups (NOW | LIST | STATUS).",
+        "Takes, lists and reports Amber's verified backups (NOW | LIST | STATUS | HELP).",
     ),
     cmd(
         "bgrewriteaof",
