@@ -251,3 +251,35 @@ fn backup_help_and_list_describe_their_fields() {
     assert_eq!(fields[5].1, common::bulk("yes"));
     let _ = std::fs::remove_dir_all(&backups);
 }
+
+#[test]
+fn amber_backup_finds_the_backup_dir_in_the_servers_config() {
+    let backups = common::temp_dir("backup-config");
+    let server = ServerProcess::amber(&flags(&backups, &[]));
+    let mut client = server.client();
+    client.cmd(&["SET", "k", "v"]);
+    let id = backup_now(&mut client);
+    let config = backups.with_extension("conf");
+    std::fs::write(
+        &config,
+        format!("port 7000\ndir {}\nbackup-dir .\n", backups.display()),
+    )
+    .unwrap();
+    let tool = common::amber_binary().with_file_name("amber-backup");
+    let output = std::process::Command::new(&tool)
+        .arg("--config")
+        .arg(&config)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&id));
+    let bare = std::process::Command::new(&tool)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--config redis.conf"));
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_dir_all(&backups);
+}

@@ -1,7 +1,8 @@
 //! `amber-backup`: manage Amber's backups with the server running or stopped.
 //!
 //! `list`, `verify [ID]`, `restore [ID] --dir DATA_DIR [--at UNIX_SECONDS]`,
-//! `prune [--dry-run]` and `ship --remote REMOTE`, each with `--backup-dir DIR`.
+//! `prune [--dry-run]` and `ship --remote REMOTE`, each with `--backup-dir DIR` or with the
+//! server's `--config redis.conf` (its `backup-dir`, relative to its `dir`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,9 +18,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(about = "List, verify, restore, prune and ship Amber backups")]
 struct Cli {
-    /// The backup directory (`backup-dir`).
+    /// The backup directory (`backup-dir`); or give --config.
     #[arg(long, global = true)]
     backup_dir: Option<PathBuf>,
+    /// The server's config file, to take `backup-dir` (and `dir`) from.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,8 +109,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Some(backup_dir) = cli.backup_dir else {
-        bail!("--backup-dir is required");
+    let backup_dir = match (cli.backup_dir, &cli.config) {
+        (Some(dir), _) => dir,
+        (None, Some(config)) => backup_dir_from_config(config)?,
+        (None, None) => {
+            bail!("give the backup directory with --backup-dir DIR or --config redis.conf")
+        }
     };
     let mut progress = TerminalProgress {
         enabled: std::io::stderr().is_terminal(),
@@ -246,4 +254,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `backup-dir` of a server config file, joined to its `dir` when relative (the server runs in
+/// `dir`). The last line of a directive wins, as in the server.
+fn backup_dir_from_config(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut dir = None;
+    let mut backup_dir = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(value)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        match name.to_ascii_lowercase().as_str() {
+            "dir" => dir = Some(PathBuf::from(value)),
+            "backup-dir" if !value.is_empty() => backup_dir = Some(PathBuf::from(value)),
+            _ => {}
+        }
+    }
+    let Some(backup_dir) = backup_dir else {
+        bail!("{} sets no backup-dir", path.display());
+    };
+    Ok(match dir {
+        Some(dir) if backup_dir.is_relative() => dir.join(backup_dir),
+        _ => backup_dir,
+    })
 }
