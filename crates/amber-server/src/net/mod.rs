@@ -307,8 +307,7 @@ async fn accept_tcp(shared: Rc<RefCell<Server>>, listener: TcpListener) {
             .map(|a| format_addr(&a))
             .unwrap_or_default();
         let fd = stream.as_raw_fd();
-        let local = peer.ip().is_loopback()
-            || matches!(peer.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+        let local = protected_mode_allows(peer.ip());
         let admitted = admit(
             &mut shared.borrow_mut(),
             format_addr(&peer),
@@ -381,5 +380,38 @@ async fn watch_signals(shared: Rc<RefCell<Server>>) {
             warning!("Received {name} scheduling shutdown...");
         }
         shared.borrow_mut().request_shutdown(request);
+    }
+}
+
+/// Whether protected mode lets `ip` in: as Redis, only `127.0.0.1` and `::1` (and
+/// `127.0.0.1` mapped into IPv6), not the rest of `127.0.0.0/8`.
+fn protected_mode_allows(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => {
+            v6 == std::net::Ipv6Addr::LOCALHOST
+                || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_mode_admits_only_redis_loopback_addresses() {
+        let allowed = |text: &str| {
+            protected_mode_allows(
+                text.parse()
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            )
+        };
+        assert!(allowed("127.0.0.1"));
+        assert!(allowed("::1"));
+        assert!(allowed("::ffff:127.0.0.1"));
+        assert!(!allowed("127.0.0.2"));
+        assert!(!allowed("::ffff:127.0.0.2"));
+        assert!(!allowed("10.0.0.1"));
     }
 }
