@@ -61,6 +61,9 @@ pub(crate) struct BenchArgs {
     /// Only the HyperLogLog, GEO and SORT comparison.
     #[arg(long)]
     pub commands_only: bool,
+    /// Only the idle-connection memory comparison (10,000 connections).
+    #[arg(long)]
+    pub connections_only: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -83,6 +86,13 @@ pub(crate) struct ServerUnderTest {
     pub name: &'static str,
     child: Child,
     pub port: u16,
+}
+
+impl ServerUnderTest {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for ServerUnderTest {
@@ -282,6 +292,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.commands_only {
         return crate::bench_commands::run(args);
+    }
+    if args.connections_only {
+        return crate::bench_connections::run(args);
     }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -527,7 +540,7 @@ pub(crate) fn set_load(port: u16, keys: u64) -> Result<std::process::Child> {
 }
 
 /// Resident set size of process `pid`, in bytes (0 once it is gone).
-fn rss_of(pid: u32) -> u64 {
+pub(crate) fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())

@@ -14,6 +14,7 @@
 mod bench;
 mod bench_aof;
 mod bench_commands;
+mod bench_connections;
 mod bench_eviction;
 mod bench_pubsub;
 mod bench_replication;

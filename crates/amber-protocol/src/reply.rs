@@ -24,8 +24,13 @@ pub struct ReplyWriter {
 impl ReplyWriter {
     /// An empty writer for a client speaking `protocol`.
     pub fn new(protocol: Protocol) -> Self {
+        Self::with_capacity(protocol, 16 * 1024)
+    }
+
+    /// A writer whose buffer starts with room for `capacity` bytes (and grows as needed).
+    pub fn with_capacity(protocol: Protocol, capacity: usize) -> Self {
         ReplyWriter {
-            out: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(capacity),
             protocol,
         }
     }

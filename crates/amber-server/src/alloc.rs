@@ -114,3 +114,36 @@ pub fn heap_stats() -> HeapStats {
         active: info.arena + info.hblkhd,
     }
 }
+
+/// Gives freed heap memory back to the system, as jemalloc's decay does for Redis: glibc keeps
+/// freed chunks in the middle of its heap resident until `malloc_trim` asks. Trims only when
+/// the bytes in use fell by 16 MiB from their highest point since the last trim (connections
+/// closed, buffers shrunk, keys deleted), so a steady heap is never walked.
+#[derive(Debug, Default)]
+pub struct SlackTrimmer {
+    /// The most bytes in use seen since the last trim.
+    high_water: usize,
+}
+
+/// How much memory must have been freed before a trim is worth its walk of the heap.
+const TRIM_STEP: usize = 16 << 20;
+
+impl SlackTrimmer {
+    /// Runs from the cron, about once a second: trims if enough was freed. Returns the bytes
+    /// of RSS given back (0 when it did not trim).
+    pub fn tick(&mut self) -> usize {
+        let used = used_memory();
+        if used >= self.high_water {
+            self.high_water = used;
+            return 0;
+        }
+        if self.high_water - used < TRIM_STEP {
+            return 0;
+        }
+        let before = rss_bytes();
+        // SAFETY: malloc_trim only takes glibc's own arena locks and releases free pages.
+        unsafe { nix::libc::malloc_trim(0) };
+        self.high_water = used;
+        before.saturating_sub(rss_bytes())
+    }
+}

@@ -15,6 +15,10 @@ use amber_aof::durability::ReplyGate;
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The reply buffer's size when a connection starts, and after it was idle or sent a large
+/// reply (Redis's `PROTO_REPLY_MIN_BYTES`): it grows with the replies of a batch.
+pub(crate) const REPLY_START: usize = 1024;
+
 /// Replies a connection builds before sending them: requests already read wait in the query
 /// buffer until these are written, so a pipelined burst (or a client that stops reading)
 /// holds at most this much of replies at a time, plus one reply.
@@ -58,7 +62,7 @@ pub(crate) async fn serve<S>(
     // consumed requests shrink `input.capacity()`, not the allocation.
     let mut allocated = input.capacity();
     let mut parser = RequestParser::new();
-    let mut out = ReplyWriter::new(Protocol::Resp2);
+    let mut out = ReplyWriter::with_capacity(Protocol::Resp2, REPLY_START);
     // Set while the query buffer was given back (idle client): the next read starts small.
     let mut freed = false;
     // Set when complete requests wait in `input` (the last batch of replies filled up).
@@ -104,6 +108,13 @@ pub(crate) async fn serve<S>(
                         continue;
                     }
                     Woke::Shrink => {
+                        if out.is_empty() && out.buffer().capacity() > REPLY_START {
+                            *out.buffer() = BytesMut::with_capacity(REPLY_START);
+                            let mut info = info.borrow_mut();
+                            info.reply_buffer = REPLY_START;
+                            drop(info);
+                            shared.borrow_mut().stats.reply_buffer_shrinks += 1;
+                        }
                         let target = info.borrow_mut().shrink_to.take();
                         match target {
                             Some(0) if input.is_empty() => {
@@ -227,7 +238,7 @@ pub(crate) async fn serve<S>(
             out.buffer().clear();
             // A large reply's room is given back once sent, so idle connections stay small.
             if out.buffer().capacity() > 4 * READ_CHUNK {
-                *out.buffer() = BytesMut::with_capacity(READ_CHUNK);
+                *out.buffer() = BytesMut::with_capacity(REPLY_START);
                 let mut server = shared.borrow_mut();
                 server.stats.reply_buffer_shrinks += 1;
                 server.stats.reply_buffer_expands += 1;

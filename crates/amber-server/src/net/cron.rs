@@ -13,6 +13,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
     let mut last_commands = 0u64;
     let mut last_sample = Instant::now();
     let mut last_bytes = network_bytes(&shared.borrow().stats);
+    let mut trimmer = crate::alloc::SlackTrimmer::default();
     loop {
         let hz = shared.borrow().settings.hz;
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
@@ -58,6 +59,10 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
                 server.stats.instantaneous_kbps[slot] = kib / elapsed.as_secs_f64();
             }
             last_bytes = now_bytes;
+            // Not while a child shares the pages: its copy-on-write image is what it saves.
+            if !server.has_active_child() {
+                trimmer.tick();
+            }
             last_sample = Instant::now();
         }
     }
@@ -142,6 +147,10 @@ fn close_idle_clients(server: &Server) {
                 info.shrink_to = Some(len.max(peak).max(1));
                 info.shrink.notify_one();
             }
+        }
+        // An idle connection's reply buffer goes back to its starting size too.
+        if idle.as_secs() >= 2 && info.reply_buffer > super::client::REPLY_START {
+            info.shrink.notify_one();
         }
         info.query_buffer_peak = len;
         if timeout > 0 && idle.as_secs() > timeout && !replication_link {
