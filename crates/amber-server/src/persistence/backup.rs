@@ -304,6 +304,11 @@ impl Server {
             return;
         };
         self.jobs.scheduler.finished(JobKind::Backup, true, clock);
+        notice!(
+            "Backup {}: written with its digest by the child in {:.3} seconds; verifying it",
+            done.seq,
+            done.started.elapsed().as_secs_f64()
+        );
         let (dir, policy, now) = (settings.dir.clone(), settings.policy, clock);
         let thread = std::thread::spawn(move || -> Outcome {
             let mut catalog = Catalog::open(&dir).map_err(|e| e.to_string())?;
