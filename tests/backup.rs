@@ -283,3 +283,23 @@ fn amber_backup_finds_the_backup_dir_in_the_servers_config() {
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_dir_all(&backups);
 }
+
+#[test]
+fn scheduled_backups_skip_an_empty_dataset() {
+    let backups = common::temp_dir("backup-empty");
+    let server = ServerProcess::amber(&[
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "--backup-interval",
+        "1",
+    ]);
+    let mut client = server.client();
+    std::thread::sleep(Duration::from_millis(2500));
+    let count = |dir: &Path| Catalog::open(dir).map_or(0, |c| c.backups.len());
+    assert_eq!(count(&backups), 0, "no backup of an empty dataset");
+    client.cmd(&["SET", "k", "v"]);
+    wait_for(|| count(&backups) > 0, "a backup once there is data");
+    let catalog = Catalog::open(&backups).unwrap();
+    assert!(catalog.backups.iter().all(|b| b.keys == 1));
+    let _ = std::fs::remove_dir_all(&backups);
+}

@@ -50,6 +50,8 @@ pub(crate) struct BackupJob {
     pub(crate) staging: PathBuf,
     kind: Kind,
     seq: u64,
+    /// The snapshot's time, which names the backup.
+    time_ms: i64,
     started: Instant,
 }
 
@@ -134,6 +136,14 @@ impl Server {
         let Some(settings) = self.backup_settings() else {
             return Err(BackupStartError::NotConfigured);
         };
+        if reason == Reason::BackupDue && self.keyspace.key_count() == 0 {
+            // Nothing to keep: the schedule moves on by one interval (BACKUP NOW still backs
+            // up an empty dataset if asked).
+            crate::verbose!("Scheduled backup skipped: the dataset is empty");
+            let now = self.backup.now_ms();
+            self.jobs.scheduler.set_last_backup(Some(now));
+            return Ok(());
+        }
         if reason == Reason::BackupDue {
             self.backup.sequence += 1;
         }
@@ -210,7 +220,8 @@ impl Server {
         match spawned {
             Ok(child) => {
                 notice!(
-                    "Backup {seq} ({}) started by pid {}",
+                    "Backup {} ({}) started by pid {}",
+                    amber_backup::time::backup_id(time_ms),
                     kind.name(),
                     child.pid()
                 );
@@ -218,6 +229,7 @@ impl Server {
                     staging,
                     kind,
                     seq,
+                    time_ms,
                     started: Instant::now(),
                 };
                 self.job_started(child, Work::Backup(job));
@@ -306,7 +318,7 @@ impl Server {
         self.jobs.scheduler.finished(JobKind::Backup, true, clock);
         notice!(
             "Backup {}: written with its digest by the child in {:.3} seconds; verifying it",
-            done.seq,
+            amber_backup::time::backup_id(done.time_ms),
             done.started.elapsed().as_secs_f64()
         );
         let (dir, policy, now) = (settings.dir.clone(), settings.policy, clock);
