@@ -332,3 +332,48 @@ fn background_saves_on_a_full_disk_log_why_and_keep_the_old_files() {
         "the rewrite works once there is room",
     );
 }
+
+/// A backup into a full disk: `BACKUP NOW` fails with the child's reason, no staging
+/// directory is left behind, and the next backup works once there is room.
+#[test]
+fn a_backup_on_a_full_disk_fails_cleanly_and_works_again() {
+    let Some(disk) = SmallDisk::mount("amber-full-backup", 8) else {
+        eprintln!(
+            "SKIPPED: could not mount a tmpfs (uid {})",
+            nix::unistd::geteuid()
+        );
+        return;
+    };
+    let data = temp_dir("amber-full-backup-data");
+    let backups = disk.path.join("backups");
+    let server = ServerProcess::amber_in(
+        &data,
+        &[
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--backup-interval",
+            "0",
+        ],
+    );
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "100"]);
+    std::fs::create_dir_all(&backups).unwrap();
+    let filler = fill(&disk.path);
+    let Frame::Error(error) = client.cmd(&["BACKUP", "NOW"]) else {
+        panic!("a backup into a full disk fails")
+    };
+    let error = String::from_utf8_lossy(&error).into_owned();
+    assert!(error.contains("No space left on device"), "{error}");
+    let staging: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".staging-"))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
+    std::fs::remove_file(&filler).unwrap();
+    let Frame::Simple(id) = client.cmd(&["BACKUP", "NOW"]) else {
+        panic!("the backup works once there is room")
+    };
+    assert!(backups.join(String::from_utf8_lossy(&id).as_ref()).is_dir());
+}

@@ -27,6 +27,9 @@ struct Round {
     left_after_close: f64,
 }
 
+/// One line of the table: its label, what it reads from a round, the unit and its name.
+type Row = (&'static str, fn(&Round) -> f64, f64, &'static str);
+
 /// Lets this process (and the servers it starts) open every connection.
 fn raise_descriptor_limit() -> Result<()> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -96,7 +99,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         "{:<40} {:>12} {:>12} {:>7}",
         "figure", "amber", "redis", "ratio"
     );
-    let rows: [(&str, fn(&Round) -> f64, f64, &str); 3] = [
+    let rows: [Row; 3] = [
         (
             "bytes per connection after 1 s",
             |r| r.per_connection_1s,

@@ -108,10 +108,16 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
     let started = Instant::now();
     let now = unix_ms();
     let fail = |message: crate::persistence::rdb::RdbLoadError| -> anyhow::Error {
-        warning!(
+        let failure = format!(
             "Internal error in RDB reading {}: {message}",
             path.display()
         );
+        warning!("{failure}");
+        // As Redis: the whole file is checked and the report logged, so the operator sees
+        // what it holds and where it breaks without running the checker.
+        amber_rdb::check::check_file(&path, now, Some(&failure), &mut |line| {
+            crate::log::raw(&format!("{line}\n"))
+        });
         warning!("Terminating server after rdb file reading failure.");
         anyhow::Error::new(AlreadyLogged)
     };
