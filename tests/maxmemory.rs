@@ -2,7 +2,8 @@
 //! match Redis's; every eviction policy keeps memory under `maxmemory` and the volatile ones
 //! never touch a key without a TTL; evicted keys reach the AOF and a real Redis replica as
 //! `DEL`s and raise `evicted` events; and clients that never read, burst 100k requests or
-//! announce a huge bulk leave the server up, its memory bounded, other clients served.
+//! announce a huge bulk leave the server up, its memory bounded, other clients served; and
+//! under a write load far past the limit, RSS stays within the margin Redis needs.
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
@@ -365,4 +366,67 @@ fn access_records_load_from_a_redis_rdb() {
             "{policy}: {found} instead of {expected}"
         );
     }
+}
+
+/// Resident set size of process `pid`, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// Writes 150 MB of 1 KB strings, pipelined, into a server limited to 32 MB with
+/// `allkeys-lru`; returns the highest RSS seen while it wrote and just after.
+fn peak_rss_under_writes(server: &ServerProcess) -> u64 {
+    let mut client = server.client();
+    let value = "v".repeat(1000);
+    let mut peak = 0;
+    for batch in 0..1500 {
+        for i in 0..100 {
+            client.send(&["SET", &format!("key:{batch}:{i}"), &value]);
+        }
+        for _ in 0..100 {
+            let reply = client.read().unwrap();
+            assert!(!matches!(reply, Frame::Error(_)), "{reply:?}");
+        }
+        if batch % 10 == 0 {
+            peak = peak.max(rss_of(server.pid()));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    peak.max(rss_of(server.pid()))
+}
+
+/// Under a write load far past `maxmemory`, Amber's RSS stays within the limit plus the
+/// margin Redis needs in the same run (with some slack for allocator differences).
+#[test]
+fn rss_stays_within_maxmemory_plus_redis_margin_under_a_write_load() {
+    const LIMIT: u64 = 32 << 20;
+    let flags = ["--maxmemory", "32mb", "--maxmemory-policy", "allkeys-lru"];
+    let redis = ServerProcess::redis(&flags);
+    let amber = ServerProcess::amber(&flags);
+    let redis_peak = peak_rss_under_writes(&redis);
+    let amber_peak = peak_rss_under_writes(&amber);
+    let redis_margin = redis_peak.saturating_sub(LIMIT);
+    let amber_margin = amber_peak.saturating_sub(LIMIT);
+    eprintln!(
+        "peak RSS with maxmemory 32 MiB: Amber {:.1} MiB, Redis {:.1} MiB",
+        amber_peak as f64 / 1048576.0,
+        redis_peak as f64 / 1048576.0
+    );
+    assert!(
+        amber_margin <= redis_margin + redis_margin / 4 + (8 << 20),
+        "Amber's RSS went {:.1} MiB past maxmemory, Redis's {:.1} MiB",
+        amber_margin as f64 / 1048576.0,
+        redis_margin as f64 / 1048576.0
+    );
+    let mut client = amber.client();
+    assert!(
+        info_field(&mut client, "evicted_keys")
+            .parse::<u64>()
+            .unwrap()
+            > 100_000
+    );
 }

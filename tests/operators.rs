@@ -261,3 +261,56 @@ fn info_everything_has_every_section_and_field_redis_prints() {
         .collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn rename_command_hides_the_old_name_and_serves_the_new_one_as_redis() {
+    let flags = [
+        "--rename-command",
+        "flushdb",
+        "badger",
+        "--rename-command",
+        "debug",
+        "",
+    ];
+    let redis = ServerProcess::redis(&flags);
+    let amber = ServerProcess::amber(&flags);
+    let session: &[&[&str]] = &[
+        &["SET", "k", "v"],
+        &["FLUSHDB"],
+        &["DEBUG", "SLEEP", "0"],
+        &["DBSIZE"],
+        &["badger"],
+        &["DBSIZE"],
+    ];
+    let run = |server: &ServerProcess| {
+        let mut client = server.client();
+        session
+            .iter()
+            .map(|args| client.cmd(args))
+            .collect::<Vec<_>>()
+    };
+    let expected = run(&redis);
+    assert_eq!(run(&amber), expected);
+    assert!(matches!(expected[1], Frame::Error(_)));
+    assert_eq!(expected[5], Frame::Integer(0));
+}
+
+#[test]
+fn rename_command_errors_stop_start_up_as_redis() {
+    for (flags, text) in [
+        (
+            ["--rename-command", "nosuchcommand", "x"],
+            "No such command in rename-command",
+        ),
+        (
+            ["--rename-command", "get", "set"],
+            "Target command name already exists",
+        ),
+    ] {
+        let output = common::run_amber_to_exit(&flags);
+        assert!(!output.status.success());
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(printed.contains(text), "{printed}");
+    }
+}

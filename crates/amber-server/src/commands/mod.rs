@@ -53,7 +53,7 @@ pub(crate) use connection::stop_monitoring;
 pub(crate) use migrate::MigrateSockets;
 pub(crate) use scripting_cmds::library_sources;
 pub(crate) use sync::{follow, promote};
-pub(crate) use table::{CommandSpec, lookup};
+pub(crate) use table::{CommandSpec, install_renames, lookup, resolve_renames};
 
 /// Every command of the table.
 pub(crate) fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {

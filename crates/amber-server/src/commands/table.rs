@@ -2340,15 +2340,102 @@ fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
     TABLE.get_or_init(|| COMMANDS.iter().map(|spec| (spec.name, spec)).collect())
 }
 
-/// Finds a command by name, ignoring case.
+/// Command names changed by `rename-command` lines: a renamed command's old name maps to
+/// `None` (unknown), its new name to the command. Set once at start-up, before any lookup.
+type Renames = HashMap<String, Option<&'static CommandSpec>>;
+
+static RENAMES: OnceLock<Renames> = OnceLock::new();
+
+/// Applies `rename-command OLD NEW` lines in order, as Redis does: each one finds `OLD` under
+/// the names the earlier lines left, removes it, and adds it as `NEW` unless `NEW` is empty.
+/// The errors are Redis's config-file texts.
+pub(crate) fn resolve_renames(pairs: &[(String, String)]) -> Result<Renames, String> {
+    let mut renames = Renames::new();
+    for (old, new) in pairs {
+        let (old, new) = (old.to_ascii_lowercase(), new.to_ascii_lowercase());
+        let current = |renames: &Renames, name: &str| match renames.get(name) {
+            Some(entry) => *entry,
+            None => table().get(name).copied(),
+        };
+        let spec = current(&renames, &old).ok_or("No such command in rename-command")?;
+        renames.insert(old, None);
+        if !new.is_empty() {
+            if current(&renames, &new).is_some() {
+                return Err("Target command name already exists".into());
+            }
+            renames.insert(new, Some(spec));
+        }
+    }
+    Ok(renames)
+}
+
+/// Installs the config file's `rename-command` lines (once, at start-up).
+pub(crate) fn install_renames(pairs: &[(String, String)]) -> Result<(), String> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let renames = resolve_renames(pairs)?;
+    RENAMES
+        .set(renames)
+        .map_err(|_| "commands were already renamed".to_string())
+}
+
+/// Finds a command by name, ignoring case (and the names `rename-command` gave).
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     let mut lower = [0u8; 32];
     if name.len() > lower.len() {
-        return None;
+        return RENAMES.get().and_then(|renames| {
+            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            renames.get(&name).copied().flatten()
+        });
     }
     for (slot, byte) in lower.iter_mut().zip(name) {
         *slot = byte.to_ascii_lowercase();
     }
     let name = std::str::from_utf8(&lower[..name.len()]).ok()?;
+    if let Some(entry) = RENAMES.get().and_then(|renames| renames.get(name)) {
+        return *entry;
+    }
     table().get(name).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn renames_apply_in_order_as_redis() {
+        let renames = resolve_renames(&pairs(&[
+            ("GET", "fetch"),
+            ("fetch", "obtain"),
+            ("del", ""),
+        ]))
+        .unwrap_or_default();
+        assert_eq!(renames.get("get").copied().flatten().map(|s| s.name), None);
+        assert_eq!(
+            renames.get("fetch").copied().flatten().map(|s| s.name),
+            None
+        );
+        assert_eq!(
+            renames.get("obtain").copied().flatten().map(|s| s.name),
+            Some("get")
+        );
+        assert!(renames.get("del").is_some_and(Option::is_none));
+        assert_eq!(
+            resolve_renames(&pairs(&[("get", "x"), ("get", "y")]))
+                .err()
+                .as_deref(),
+            Some("No such command in rename-command")
+        );
+        assert_eq!(
+            resolve_renames(&pairs(&[("get", "set")])).err().as_deref(),
+            Some("Target command name already exists")
+        );
+    }
 }

@@ -27,6 +27,8 @@ pub struct Config {
     save_seen: bool,
     /// `user <name> <rules...>` lines, in order (ACL users defined in the config file).
     pub users: Vec<Vec<String>>,
+    /// `rename-command <old> <new>` lines, in order.
+    pub renames: Vec<(String, String)>,
 }
 
 /// A config file or flag that cannot be applied; shown as Redis shows it, then start-up stops.
@@ -96,6 +98,7 @@ impl Default for Config {
             without_effect: Vec::new(),
             save_seen: false,
             users: Vec::new(),
+            renames: Vec::new(),
         }
     }
 }
@@ -188,6 +191,15 @@ impl Config {
                     );
                 }
                 self.users.push(values.to_vec());
+                return Ok(());
+            }
+            if lower == "rename-command" {
+                let [old, new] = values else {
+                    return Err("Bad directive or wrong number of arguments".into());
+                };
+                self.renames.push((old.clone(), new.clone()));
+                // Checked line by line, so an error names the line that caused it.
+                crate::commands::resolve_renames(&self.renames)?;
                 return Ok(());
             }
             if lower == "include" && from_start {

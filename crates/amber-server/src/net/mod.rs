@@ -63,6 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let _lock = amber_backup::lock::lock_dataset(std::path::Path::new("."), dataset)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::commands::install_renames(&config.renames)
+        .map_err(|message| anyhow::anyhow!("{message}"))?;
     let mut server = Server::new(config);
     server.refresh_settings();
     crate::acl::load_at_startup(&mut server).map_err(|message| anyhow::anyhow!("{message}"))?;
