@@ -37,6 +37,18 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Fails unless process `pid` stops within 500 ms (its server was just killed).
+fn assert_gone_within_500ms(pid: u32, what: &str) {
+    let killed_at = Instant::now();
+    while running(pid) {
+        assert!(
+            killed_at.elapsed() < Duration::from_millis(500),
+            "{what} outlived its server by 500 ms"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn staging_dirs(backups: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(backups)
         .map(|entries| {
@@ -85,14 +97,7 @@ fn kill_9_mid_backup_takes_the_child_down_and_its_staging_is_cleaned_up() {
     );
     let child = child.unwrap();
     let dir = server.kill9();
-    let killed_at = Instant::now();
-    while running(child) {
-        assert!(
-            killed_at.elapsed() < Duration::from_millis(500),
-            "the backup child outlived its server by 500 ms"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert_gone_within_500ms(child, "the backup child");
     let left = staging_dirs(&backups);
     assert_eq!(left.len(), 1, "kill -9 leaves the staging directory");
 
@@ -143,12 +148,5 @@ fn kill_9_mid_rewrite_takes_the_rewrite_child_down() {
     );
     let child = child.unwrap();
     server.kill9();
-    let killed_at = Instant::now();
-    while running(child) {
-        assert!(
-            killed_at.elapsed() < Duration::from_millis(500),
-            "the rewrite child outlived its server by 500 ms"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert_gone_within_500ms(child, "the rewrite child");
 }

@@ -41,6 +41,19 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A small tmpfs, or `None` after saying why the test is skipped: mounting needs root (CI
+/// runs as root) and a kernel that lets this container mount.
+fn small_disk_or_skip(label: &str, megabytes: u32) -> Option<SmallDisk> {
+    let disk = SmallDisk::mount(label, megabytes);
+    if disk.is_none() {
+        eprintln!(
+            "SKIPPED: could not mount a tmpfs (uid {})",
+            nix::unistd::geteuid()
+        );
+    }
+    disk
+}
+
 /// Fills the disk holding `dir` with `dir/filler`, up to the last byte it takes.
 fn fill(dir: &Path) -> PathBuf {
     let filler = dir.join("filler");
@@ -71,7 +84,7 @@ struct Outcome {
 }
 
 fn scenario(name: &str, start: impl Fn(&Path, &Path) -> ServerProcess) -> Option<Outcome> {
-    let disk = SmallDisk::mount(name, 8)?;
+    let disk = small_disk_or_skip(name, 8)?;
     let log = temp_dir(&format!("{name}-log")).join("server.log");
     let server = start(&disk.path, &log);
     let port = server.port;
@@ -197,11 +210,6 @@ fn assert_logged_once_each(log: &Path) {
 #[test]
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_like_redis() {
     let Some(amber) = scenario("amber-full", start_amber("everysec")) else {
-        // Mounting needs root (CI runs as root) and a kernel that lets this container mount.
-        eprintln!(
-            "SKIPPED: could not mount a tmpfs (uid {})",
-            nix::unistd::geteuid()
-        );
         return;
     };
     let redis = scenario("redis-full", |dir, log| {
@@ -237,10 +245,6 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_like_redis() {
 #[test]
 fn under_always_a_full_disk_refuses_writes_serves_reads_and_recovers() {
     let Some(amber) = scenario("amber-full-always", start_amber("always")) else {
-        eprintln!(
-            "SKIPPED: could not mount a tmpfs (uid {})",
-            nix::unistd::geteuid()
-        );
         return;
     };
     assert_eq!(
@@ -260,11 +264,7 @@ fn under_always_a_full_disk_refuses_writes_serves_reads_and_recovers() {
 /// work again once there is room.
 #[test]
 fn background_saves_on_a_full_disk_log_why_and_keep_the_old_files() {
-    let Some(disk) = SmallDisk::mount("amber-full-bg", 8) else {
-        eprintln!(
-            "SKIPPED: could not mount a tmpfs (uid {})",
-            nix::unistd::geteuid()
-        );
+    let Some(disk) = small_disk_or_skip("amber-full-bg", 8) else {
         return;
     };
     let log = temp_dir("amber-full-bg-log").join("server.log");
@@ -337,11 +337,7 @@ fn background_saves_on_a_full_disk_log_why_and_keep_the_old_files() {
 /// directory is left behind, and the next backup works once there is room.
 #[test]
 fn a_backup_on_a_full_disk_fails_cleanly_and_works_again() {
-    let Some(disk) = SmallDisk::mount("amber-full-backup", 8) else {
-        eprintln!(
-            "SKIPPED: could not mount a tmpfs (uid {})",
-            nix::unistd::geteuid()
-        );
+    let Some(disk) = small_disk_or_skip("amber-full-backup", 8) else {
         return;
     };
     let data = temp_dir("amber-full-backup-data");
