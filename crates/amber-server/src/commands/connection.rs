@@ -450,8 +450,19 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
     if flags.is_empty() {
         flags.push('N');
     }
+    // A client waiting for input keeps its state (and any MULTI queue) parked in its info.
+    let transaction = info
+        .busy
+        .parked
+        .as_ref()
+        .and_then(|state| state.transaction.as_ref());
+    let multi = transaction.map_or(-1, |t| t.queued.len() as i64);
+    let multi_memory = transaction.map_or(0, |t| t.memory());
+    // Replies are written at the end of each batch: what waits is the outbox (messages pushed
+    // to the client), shown as Redis's buffer bytes, with `w` in events while it waits.
+    let waiting = info.outbox.len();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir={} resp={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={multi} qbuf={} qbuf-free={} argv-mem={} multi-mem={multi_memory} rbs={} rbp={} obl={waiting} oll=0 omem={} tot-mem={} events={} cmd={} user={} redir={} resp={}",
         info.id,
         info.addr,
         info.laddr,
@@ -467,8 +478,11 @@ pub(crate) fn describe(info: &ClientInfo) -> String {
         info.query_buffer,
         info.query_buffer_capacity.saturating_sub(info.query_buffer),
         info.argv_memory,
+        info.reply_buffer,
+        info.reply_peak,
         info.outbox.capacity(),
         info.buffer_memory(),
+        if waiting > 0 { "rw" } else { "r" },
         if info.last_command.is_empty() {
             "NULL"
         } else {

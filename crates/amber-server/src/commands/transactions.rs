@@ -15,6 +15,23 @@ pub(crate) struct Transaction {
     pub failed: bool,
 }
 
+impl Transaction {
+    /// Bytes the queued commands hold (`CLIENT LIST`'s `multi-mem`): their arguments and
+    /// the vectors holding them.
+    pub(crate) fn memory(&self) -> usize {
+        self.queued
+            .iter()
+            .map(|args| {
+                std::mem::size_of::<Vec<Bytes>>()
+                    + args
+                        .iter()
+                        .map(|arg| arg.len() + std::mem::size_of::<Bytes>())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
 /// One key a client watches.
 #[derive(Debug, Clone)]
 pub(crate) struct WatchedKey {

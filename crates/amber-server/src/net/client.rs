@@ -15,9 +15,10 @@ use amber_aof::durability::ReplyGate;
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The reply buffer's size when a connection starts, and after it was idle or sent a large
-/// reply (Redis's `PROTO_REPLY_MIN_BYTES`): it grows with the replies of a batch.
-pub(crate) const REPLY_START: usize = 1024;
+/// The reply buffer's size when a connection first gets requests, and after it sent a large
+/// reply (Redis's `PROTO_REPLY_MIN_BYTES`): it grows with the replies of a batch. An idle
+/// connection has none.
+const REPLY_START: usize = 1024;
 
 /// Replies a connection builds before sending them: requests already read wait in the query
 /// buffer until these are written, so a pipelined burst (or a client that stops reading)
@@ -57,14 +58,17 @@ pub(crate) async fn serve<S>(
     };
     let authenticated = shared.borrow().default_user_open();
     let mut client = ClientState::connected(info.clone(), id, local, authenticated);
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // The query buffer is allocated when the first bytes arrive, not at accept: connections
+    // opened in a burst then keep their long-lived state packed together, apart from the
+    // 16 KiB buffers an idle connection gives back (which then return to the system whole).
+    let mut input = BytesMut::new();
     // The size of the query buffer's allocation (what CLIENT LIST's qbuf + qbuf-free show):
     // consumed requests shrink `input.capacity()`, not the allocation.
-    let mut allocated = input.capacity();
+    let mut allocated = 0;
     let mut parser = RequestParser::new();
-    let mut out = ReplyWriter::with_capacity(Protocol::Resp2, REPLY_START);
-    // Set while the query buffer was given back (idle client): the next read starts small.
-    let mut freed = false;
+    let mut out = ReplyWriter::with_capacity(Protocol::Resp2, 0);
+    // Set while there is no query buffer (a new or idle client): the next read starts small.
+    let mut freed = true;
     // Set when complete requests wait in `input` (the last batch of replies filled up).
     let mut unprocessed = false;
     loop {
@@ -108,13 +112,6 @@ pub(crate) async fn serve<S>(
                         continue;
                     }
                     Woke::Shrink => {
-                        if out.is_empty() && out.buffer().capacity() > REPLY_START {
-                            *out.buffer() = BytesMut::with_capacity(REPLY_START);
-                            let mut info = info.borrow_mut();
-                            info.reply_buffer = REPLY_START;
-                            drop(info);
-                            shared.borrow_mut().stats.reply_buffer_shrinks += 1;
-                        }
                         let target = info.borrow_mut().shrink_to.take();
                         match target {
                             Some(0) if input.is_empty() => {
@@ -131,6 +128,15 @@ pub(crate) async fn serve<S>(
                                 allocated = input.capacity();
                             }
                             _ => {}
+                        }
+                        // An idle connection gives its reply buffer back too.
+                        if out.is_empty() && out.buffer().capacity() > 0 {
+                            *out.buffer() = BytesMut::new();
+                            let mut info = info.borrow_mut();
+                            info.reply_buffer = 0;
+                            info.reply_peak = 0;
+                            drop(info);
+                            shared.borrow_mut().stats.reply_buffer_shrinks += 1;
                         }
                         info.borrow_mut().query_buffer_capacity = allocated;
                         continue;
@@ -150,6 +156,7 @@ pub(crate) async fn serve<S>(
                 server.stats.reads_processed += 1;
                 let start = server.aof.end();
                 let spanned_reads = parser.in_progress();
+                reply_room(&mut out);
                 let more =
                     process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
                 // The parser reserves room for a large argument in the buffer itself.
@@ -186,6 +193,7 @@ pub(crate) async fn serve<S>(
                 };
                 let mut server = shared.borrow_mut();
                 let start = server.aof.end();
+                reply_room(&mut out);
                 retry_blocked(&mut server, &mut client, &mut out, timed_out);
                 let more = client.blocked.is_some()
                     || process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
@@ -197,7 +205,11 @@ pub(crate) async fn serve<S>(
         };
         if !out.is_empty() {
             // Counted from now: other connections run (and eviction looks) before it is sent.
-            info.borrow_mut().reply_buffer = out.buffer().capacity();
+            {
+                let mut info = info.borrow_mut();
+                info.reply_buffer = out.buffer().capacity();
+                info.reply_peak = info.reply_peak.max(out.len());
+            }
             // Like Redis, which writes replies once all ready clients were read: let the other
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
@@ -239,6 +251,7 @@ pub(crate) async fn serve<S>(
             // A large reply's room is given back once sent, so idle connections stay small.
             if out.buffer().capacity() > 4 * READ_CHUNK {
                 *out.buffer() = BytesMut::with_capacity(REPLY_START);
+                info.borrow_mut().reply_peak = 0;
                 let mut server = shared.borrow_mut();
                 server.stats.reply_buffer_shrinks += 1;
                 server.stats.reply_buffer_expands += 1;
@@ -294,6 +307,14 @@ fn park(info: &RefCell<ClientInfo>, client: ClientState, idle: bool) {
     let mut info = info.borrow_mut();
     info.busy.parked = Some(client);
     info.busy.idle = idle;
+}
+
+/// Gives a connection without a reply buffer (new, or idle until now) its first one before a
+/// batch, so the batch's replies do not grow it from nothing.
+fn reply_room(out: &mut ReplyWriter) {
+    if out.buffer().capacity() == 0 {
+        out.buffer().reserve(REPLY_START);
+    }
 }
 
 /// Takes the client's state back after a wait.

@@ -149,7 +149,7 @@ fn close_idle_clients(server: &Server) {
             }
         }
         // An idle connection's reply buffer goes back to its starting size too.
-        if idle.as_secs() >= 2 && info.reply_buffer > super::client::REPLY_START {
+        if idle.as_secs() >= 2 && info.reply_buffer > 0 {
             info.shrink.notify_one();
         }
         info.query_buffer_peak = len;

@@ -47,6 +47,8 @@ pub(crate) struct ClientInfo {
     /// Bytes the connection's reply buffer holds allocated (replies being written, or room
     /// kept for the next ones).
     pub reply_buffer: usize,
+    /// The most reply bytes one batch put in the buffer since it was last resized (`rbp`).
+    pub reply_peak: usize,
     /// Bytes of replies built and not yet written (checked against the output limits).
     pub reply_pending: usize,
     /// Bytes of a request's arguments read so far, while the request is incomplete
@@ -145,6 +147,7 @@ impl ClientInfo {
             push_pending: false,
             over_soft_limit_since: None,
             reply_buffer: 0,
+            reply_peak: 0,
             reply_pending: 0,
             argv_memory: 0,
             no_evict: false,
