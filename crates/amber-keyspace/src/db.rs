@@ -1,6 +1,7 @@
 //! Databases: keys with their values and expiry times, lazy and active expiry.
 
 use crate::access::{Access, AccessClock, access_clock};
+use crate::capture::{Capture, CaptureSink};
 use crate::dict::{Dict, Lookup};
 use crate::small::SmallBytes;
 use crate::value::Value;
@@ -15,6 +16,9 @@ pub struct Entry {
     expire: i64,
     /// Last access time or access frequency (see [`crate::access`]).
     access: Access,
+    /// Whether a running capture has this entry's image (INV-CAPTURE): equal to the
+    /// database's mark once handed out. Fits in the struct's padding.
+    pub(crate) mark: bool,
 }
 
 /// The `expire` of a key that never expires.
@@ -27,6 +31,7 @@ impl Entry {
             value,
             expire: NO_EXPIRY,
             access: Access::new(now_ms),
+            mark: false,
         }
     }
 
@@ -112,6 +117,10 @@ pub struct Db {
     record_new: bool,
     /// Names of keys added since last taken, when recording.
     new_keys: Vec<Vec<u8>>,
+    /// The mark of entries a running capture has handed out (INV-CAPTURE).
+    mark: bool,
+    /// The running capture, if any.
+    capture: Option<Box<Capture>>,
 }
 
 /// What one active expire pass over a database did.
@@ -245,7 +254,7 @@ impl Db {
             .get(key)
             .is_some_and(|entry| entry.is_expired(now_ms));
         if expired {
-            self.remove(key);
+            self.delete(key);
             self.note_expired(key);
         }
         expired
@@ -260,6 +269,9 @@ impl Db {
                 return None;
             }
             entry.access.touch(now_ms);
+            if let Some(capture) = &mut self.capture {
+                capture.before_change(self.mark, key, entry);
+            }
             return Some(entry);
         }
         match self
@@ -268,9 +280,15 @@ impl Db {
         {
             Lookup::Found(entry) => {
                 entry.access.touch(now_ms);
+                if let Some(capture) = &mut self.capture {
+                    capture.before_change(self.mark, key, entry);
+                }
                 Some(entry)
             }
-            Lookup::Removed(_) => {
+            Lookup::Removed(entry) => {
+                if let Some(capture) = &mut self.capture {
+                    capture.removed(self.mark, key, entry);
+                }
                 self.volatile.remove(key);
                 self.expired += 1;
                 if self.record_expired {
@@ -280,6 +298,20 @@ impl Db {
             }
             Lookup::Missing => None,
         }
+    }
+
+    /// The live entry under `key` for reading: like [`Db::get_mut`] (an expired key deleted,
+    /// the access time updated), but a running capture need not copy the value first.
+    pub fn get_for_read(&mut self, key: &[u8], now_ms: i64) -> Option<&Entry> {
+        if self.capture.is_none() {
+            return self.get_mut(key, now_ms).map(|entry| &*entry);
+        }
+        if !self.exists(key, now_ms) {
+            return None;
+        }
+        let entry = self.keys.get_mut(key)?;
+        entry.access.touch(now_ms);
+        Some(entry)
     }
 
     /// The live entry under `key` without changing anything (an expired key reads as absent).
@@ -306,8 +338,9 @@ impl Db {
     }
 
     /// Stores `entry` under `key`, replacing any value and expiry the key had.
-    pub fn insert(&mut self, key: &[u8], entry: Entry) {
+    pub fn insert(&mut self, key: &[u8], mut entry: Entry) {
         let volatile = entry.expire_at().is_some();
+        entry.mark = self.mark;
         let previous = self.keys.insert(key, entry);
         if previous.is_none() {
             self.note_new(key);
@@ -318,7 +351,8 @@ impl Db {
         {
             entry.access = previous.access;
         }
-        let was_volatile = previous.is_some_and(|p| p.expire_at().is_some());
+        let was_volatile = previous.as_ref().is_some_and(|p| p.expire_at().is_some());
+        self.replaced(key, previous);
         match (was_volatile, volatile) {
             (false, true) => {
                 self.volatile.insert(key, ());
@@ -337,7 +371,8 @@ impl Db {
     }
 
     /// Stores a freshly loaded key (owned, known to be new or replacing) with its entry.
-    pub fn insert_owned(&mut self, key: Vec<u8>, entry: Entry) {
+    pub fn insert_owned(&mut self, key: Vec<u8>, mut entry: Entry) {
+        entry.mark = self.mark;
         if entry.expire_at().is_some() {
             self.volatile.insert(&key, ());
         } else if !self.volatile.is_empty() {
@@ -348,9 +383,19 @@ impl Db {
         }
         if key.len() <= crate::dict::INLINE_KEY {
             // Short keys are stored inside the table's node: copying beats shrinking the Vec.
-            self.keys.insert(&key, entry);
+            let previous = self.keys.insert(&key, entry);
+            self.replaced(&key, previous);
         } else {
-            self.keys.insert_owned(key.into_boxed_slice(), entry);
+            let key = key.into_boxed_slice();
+            let previous = self.keys.insert_owned(key.clone(), entry);
+            self.replaced(&key, previous);
+        }
+    }
+
+    /// Hands an entry just replaced in the table to a running capture that still owes it.
+    fn replaced(&mut self, key: &[u8], previous: Option<Entry>) {
+        if let (Some(capture), Some(previous)) = (&mut self.capture, previous) {
+            capture.removed(self.mark, key, previous);
         }
     }
 
@@ -362,13 +407,20 @@ impl Db {
             .map(|(key, _)| self.keys.hash_key(key.as_bytes()))
             .collect();
         self.keys.warm(&hashes);
-        for ((key, entry), hash) in batch.drain(..).zip(hashes) {
+        for ((key, mut entry), hash) in batch.drain(..).zip(hashes) {
+            entry.mark = self.mark;
             if entry.expire_at().is_some() {
                 self.volatile.insert(key.as_bytes(), ());
             } else if !self.volatile.is_empty() {
                 self.volatile.remove(key.as_bytes());
             }
-            self.keys.insert_hashed(hash, key, entry);
+            if self.capture.is_some() {
+                let name = key.clone();
+                let previous = self.keys.insert_hashed(hash, key, entry);
+                self.replaced(&name, previous);
+            } else {
+                self.keys.insert_hashed(hash, key, entry);
+            }
         }
     }
 
@@ -378,7 +430,30 @@ impl Db {
         if entry.expire_at().is_some() {
             self.volatile.remove(key);
         }
-        Some(entry)
+        match &mut self.capture {
+            Some(capture) if entry.mark != self.mark => {
+                // The capture needs the entry as it is; the caller gets a copy.
+                let copy = entry.clone();
+                capture.removed(self.mark, key, entry);
+                Some(copy)
+            }
+            _ => Some(entry),
+        }
+    }
+
+    /// Deletes `key` whether or not it has expired; returns whether it existed. Unlike
+    /// [`Db::remove`], a running capture that still owes the entry takes it without a copy.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        let Some(entry) = self.keys.remove(key) else {
+            return false;
+        };
+        if entry.expire_at().is_some() {
+            self.volatile.remove(key);
+        }
+        if let Some(capture) = &mut self.capture {
+            capture.removed(self.mark, key, entry);
+        }
+        true
     }
 
     /// Sets or clears the expiry time of an existing key; false if the key does not exist.
@@ -386,6 +461,9 @@ impl Db {
         let Some(entry) = self.keys.get_mut(key) else {
             return false;
         };
+        if let Some(capture) = &mut self.capture {
+            capture.before_change(self.mark, key, entry);
+        }
         let was_volatile = entry.expire_at().is_some();
         entry.set_expire_at(expire_at);
         match (was_volatile, expire_at.is_some()) {
@@ -402,7 +480,10 @@ impl Db {
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        self.keys.clear();
+        match &mut self.capture {
+            Some(capture) => capture.detach(std::mem::take(&mut self.keys)),
+            None => self.keys.clear(),
+        }
         self.volatile.clear();
     }
 
@@ -545,6 +626,65 @@ impl Keyspace {
     /// Empties every database.
     pub fn clear(&mut self) {
         self.dbs.iter_mut().for_each(Db::clear);
+    }
+
+    /// Begins a point-in-time capture of every database (a forkless snapshot, INV-CAPTURE):
+    /// from now on, [`Keyspace::capture_step`] hands out each entry as it is at this moment,
+    /// however the databases change meanwhile. An abandoned capture still marking entries is
+    /// finished first.
+    pub fn begin_capture(&mut self) {
+        if self.capturing() {
+            self.abandon_capture();
+            while !self.capture_step(usize::MAX, &mut |_, _, _| {}) {}
+        }
+        for (index, db) in self.dbs.iter_mut().enumerate() {
+            db.mark = !db.mark;
+            db.capture = Some(Box::new(Capture::new(index)));
+        }
+    }
+
+    /// Whether a capture runs (or an abandoned one is still marking entries).
+    pub fn capturing(&self) -> bool {
+        self.dbs.iter().any(|db| db.capture.is_some())
+    }
+
+    /// One step of the running capture: hands `out` the old forms of entries changed since
+    /// the last step, then walks up to `budget` buckets; returns true once every entry has
+    /// been handed out (the capture is then over).
+    pub fn capture_step(&mut self, budget: usize, out: &mut CaptureSink<'_>) -> bool {
+        let mut budget = budget;
+        let mut complete = true;
+        for db in &mut self.dbs {
+            let Some(capture) = db.capture.as_mut() else {
+                continue;
+            };
+            capture.take_saved(out);
+            if budget > 0 {
+                budget = capture.walk(&mut db.keys, db.mark, budget, out);
+            }
+            if capture.is_complete() {
+                db.capture = None;
+            } else {
+                complete = false;
+            }
+        }
+        complete
+    }
+
+    /// Hands out the old forms of entries changed since the last step, without walking (to
+    /// keep what a burst of writes saved from piling up).
+    pub fn take_captured(&mut self, out: &mut CaptureSink<'_>) {
+        for capture in self.dbs.iter_mut().filter_map(|db| db.capture.as_mut()) {
+            capture.take_saved(out);
+        }
+    }
+
+    /// Gives up the running capture: what it saved is dropped, and later steps only finish
+    /// marking entries (which the next capture needs).
+    pub fn abandon_capture(&mut self) {
+        for capture in self.dbs.iter_mut().filter_map(|db| db.capture.as_mut()) {
+            capture.abandon();
+        }
     }
 
     /// Total number of keys.

@@ -393,9 +393,34 @@ impl<V> Dict<V> {
         }) {
             visit(key, value);
         }
-        let mut next = cursor | !mask;
-        next = next.reverse_bits().wrapping_add(1).reverse_bits();
-        next
+        next_cursor(cursor, mask)
+    }
+
+    /// Like [`Dict::scan`], with each value open for changing (a snapshot's walk marks what
+    /// it has copied).
+    pub fn scan_mut(&mut self, cursor: u64, mut visit: impl FnMut(&Key, &mut V)) -> u64 {
+        let mask = (self.buckets.len() - 1) as u64;
+        let mut node = self.buckets[(cursor & mask) as usize].as_deref_mut();
+        while let Some(n) = node {
+            visit(&n.key, &mut n.value);
+            node = n.next.as_deref_mut();
+        }
+        next_cursor(cursor, mask)
+    }
+
+    /// Takes the keys and values of the bucket(s) at `cursor` out of the table, handing each
+    /// to `take`, and returns the next cursor (0 = the table is empty of what the walk saw).
+    /// Dismantling a detached table this way frees it a little at a time.
+    pub fn drain_scan(&mut self, cursor: u64, mut take: impl FnMut(Key, V)) -> u64 {
+        let mask = (self.buckets.len() - 1) as u64;
+        let mut chain = self.buckets[(cursor & mask) as usize].take();
+        while let Some(mut node) = chain {
+            chain = node.next.take();
+            self.len -= 1;
+            let Node { key, value, .. } = *node;
+            take(key, value);
+        }
+        next_cursor(cursor, mask)
     }
 
     /// Visits up to `count` keys near a random spot of the table: the chains of consecutive
@@ -471,6 +496,14 @@ impl<V> Dict<V> {
             }
         }
     }
+}
+
+/// The `SCAN` cursor after `cursor` in a table of `mask + 1` buckets (reverse-binary order).
+fn next_cursor(cursor: u64, mask: u64) -> u64 {
+    (cursor | !mask)
+        .reverse_bits()
+        .wrapping_add(1)
+        .reverse_bits()
 }
 
 /// Chains up to this long get exactly fair random picks (longer ones are rare: the table

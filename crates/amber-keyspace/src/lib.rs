@@ -9,6 +9,7 @@
 
 mod access;
 mod build;
+mod capture;
 mod db;
 mod dict;
 mod digest;
@@ -25,6 +26,7 @@ mod zset;
 
 pub use access::{AccessClock, LFU_INIT_VAL, access_clock, freeze_access, set_access_clock};
 pub use build::ValueBuilder;
+pub use capture::CaptureSink;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, set_growth_guard};
 pub use digest::{Digest, dataset_digest, sha1, value_digest};

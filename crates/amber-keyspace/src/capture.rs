@@ -1,0 +1,318 @@
+//! Point-in-time captures of a keyspace that keeps changing: what a forkless snapshot reads
+//! instead of a forked child's frozen pages.
+//!
+//! **INV-CAPTURE**: while a capture runs, every entry present when it began is handed out
+//! exactly once, as it was at that moment, and nothing added later is:
+//! - each [`Db`](crate::Db) has a mark bit, flipped when a capture begins; an entry whose bit
+//!   differs from its database's has not been handed out yet;
+//! - the walk visits the table with a `SCAN` cursor, which reaches every key present
+//!   throughout whatever the table's resizes, hands out a copy of each unmarked entry and
+//!   marks it;
+//! - before an unmarked entry changes or leaves the table, the database hands out its old form
+//!   first (a copy before a change, the entry itself when it is removed) and marks it;
+//! - an entry inserted while the capture runs is marked already: it is not part of the image;
+//! - a table emptied by `FLUSHDB`/`FLUSHALL` is detached whole and taken apart by the walk;
+//! - the capture belongs to the database object, so `SWAPDB` carries it along with the
+//!   number the database had when the capture began.
+
+use crate::db::Entry;
+use crate::dict::Dict;
+use crate::small::SmallBytes;
+
+/// Where captured entries go: the database's number at the capture's start, the key, and the
+/// entry as it was then.
+pub type CaptureSink<'a> = dyn FnMut(usize, SmallBytes, Entry) + 'a;
+
+/// One database's share of a running capture.
+pub(crate) struct Capture {
+    /// The database's number when the capture began (what the image files the keys under).
+    db_index: usize,
+    /// The walk's `SCAN` cursor over the live table.
+    cursor: u64,
+    /// Whether the walk of the live table has gone all the way round.
+    walked: bool,
+    /// Tables emptied while the capture ran, taken apart before the live one is walked.
+    detached: Vec<Dict<Entry>>,
+    /// The cursor of the detached table being taken apart.
+    detached_cursor: u64,
+    /// Old forms of entries changed or removed since they were last taken.
+    saved: Vec<(SmallBytes, Entry)>,
+    /// Set when the capture was abandoned: the walk goes on only to mark entries.
+    discard: bool,
+}
+
+impl Capture {
+    /// A capture of database `db_index` that has seen nothing yet.
+    pub(crate) fn new(db_index: usize) -> Capture {
+        Capture {
+            db_index,
+            cursor: 0,
+            walked: false,
+            detached: Vec::new(),
+            detached_cursor: 0,
+            saved: Vec::new(),
+            discard: false,
+        }
+    }
+
+    /// Keeps `entry`'s current form before it changes, unless it was handed out already.
+    pub(crate) fn before_change(&mut self, mark: bool, key: &[u8], entry: &mut Entry) {
+        if entry.mark != mark {
+            entry.mark = mark;
+            if !self.discard {
+                self.saved.push((SmallBytes::new(key), entry.clone()));
+            }
+        }
+    }
+
+    /// Keeps an entry just removed from the table, unless it was handed out already.
+    pub(crate) fn removed(&mut self, mark: bool, key: &[u8], entry: Entry) {
+        if entry.mark != mark && !self.discard {
+            self.saved.push((SmallBytes::new(key), entry));
+        }
+    }
+
+    /// Takes over a table just emptied (`FLUSHDB`): its unmarked entries are still owed.
+    pub(crate) fn detach(&mut self, table: Dict<Entry>) {
+        if !self.discard && !table.is_empty() {
+            self.detached.push(table);
+        }
+    }
+
+    /// Gives up the image: nothing more is handed out, the walk only marks.
+    pub(crate) fn abandon(&mut self) {
+        self.discard = true;
+        self.saved = Vec::new();
+        self.detached = Vec::new();
+    }
+
+    /// Hands the saved old forms to `out`.
+    pub(crate) fn take_saved(&mut self, out: &mut CaptureSink<'_>) {
+        for (key, entry) in self.saved.drain(..) {
+            out(self.db_index, key, entry);
+        }
+    }
+
+    /// Walks up to `budget` buckets of the detached tables, then of `live`, handing unmarked
+    /// entries to `out`; returns the budget left (the walk is complete when it is done and
+    /// nothing is left to take).
+    pub(crate) fn walk(
+        &mut self,
+        live: &mut Dict<Entry>,
+        mark: bool,
+        mut budget: usize,
+        out: &mut CaptureSink<'_>,
+    ) -> usize {
+        let (db_index, discard) = (self.db_index, self.discard);
+        while budget > 0 {
+            budget -= 1;
+            if let Some(table) = self.detached.last_mut() {
+                self.detached_cursor = table.drain_scan(self.detached_cursor, |key, entry| {
+                    if entry.mark != mark && !discard {
+                        out(db_index, key, entry);
+                    }
+                });
+                if self.detached_cursor == 0 {
+                    self.detached.pop();
+                }
+                continue;
+            }
+            if self.walked {
+                break;
+            }
+            self.cursor = live.scan_mut(self.cursor, |key, entry| {
+                if entry.mark != mark {
+                    entry.mark = mark;
+                    if !discard {
+                        out(db_index, key.clone(), entry.clone());
+                    }
+                }
+            });
+            self.walked = self.cursor == 0;
+        }
+        budget
+    }
+
+    /// Whether every entry owed has been handed out.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.walked && self.detached.is_empty() && self.saved.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use crate::{Entry, Keyspace, StrValue, Value};
+
+    const DBS: usize = 3;
+    const NOW: i64 = 1_000_000;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(usize, u16, u16),
+        Append(usize, u16),
+        Delete(usize, u16),
+        Remove(usize, u16),
+        Expire(usize, u16),
+        Read(usize, u16),
+        Flush(usize),
+        Swap(usize, usize),
+        Move(usize, usize, u16),
+        Step(usize),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        let db = 0..DBS;
+        let key = 0u16..400;
+        let op = prop_oneof![
+            6 => (db.clone(), key.clone(), any::<u16>()).prop_map(|(d, k, v)| Op::Set(d, k, v)),
+            3 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Append(d, k)),
+            2 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Delete(d, k)),
+            2 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Remove(d, k)),
+            2 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Expire(d, k)),
+            2 => (db.clone(), key.clone()).prop_map(|(d, k)| Op::Read(d, k)),
+            1 => db.clone().prop_map(Op::Flush),
+            1 => (db.clone(), db.clone()).prop_map(|(a, b)| Op::Swap(a, b)),
+            2 => (db.clone(), db.clone(), key).prop_map(|(a, b, k)| Op::Move(a, b, k)),
+            6 => (1usize..40).prop_map(Op::Step),
+        ];
+        proptest::collection::vec(op, 0..600)
+    }
+
+    type Image = BTreeMap<(usize, Vec<u8>), (Vec<u8>, Option<i64>)>;
+
+    fn string(entry: &Entry) -> Vec<u8> {
+        match &entry.value {
+            Value::Str(value) => value.as_bytes().into_owned(),
+            other => panic!("only strings here, got {other:?}"),
+        }
+    }
+
+    fn image_of(keyspace: &Keyspace) -> Image {
+        let mut image = Image::new();
+        for (index, db) in keyspace.dbs().iter().enumerate() {
+            for (key, entry) in db.iter() {
+                image.insert((index, key.to_vec()), (string(entry), entry.expire_at()));
+            }
+        }
+        image
+    }
+
+    fn key(k: u16) -> Vec<u8> {
+        // Some keys too long to live inside the table's node.
+        if k % 7 == 0 {
+            format!("a-key-long-enough-to-be-boxed-{k}").into_bytes()
+        } else {
+            format!("k{k}").into_bytes()
+        }
+    }
+
+    fn apply(keyspace: &mut Keyspace, op: &Op, captured: &mut Vec<(usize, Vec<u8>, Entry)>) {
+        let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
+            captured.push((db, key.to_vec(), entry));
+        };
+        match *op {
+            Op::Set(db, k, v) => {
+                let value = Value::Str(StrValue::from_bytes(v.to_string().as_bytes()));
+                keyspace.db(db).insert(&key(k), Entry::new(value, NOW));
+            }
+            Op::Append(db, k) => {
+                if let Some(entry) = keyspace.db(db).get_mut(&key(k), NOW) {
+                    let mut bytes = string(entry);
+                    bytes.extend_from_slice(b"+x");
+                    entry.value = Value::Str(StrValue::from_bytes(&bytes));
+                }
+            }
+            Op::Delete(db, k) => {
+                keyspace.db(db).delete(&key(k));
+            }
+            Op::Remove(db, k) => {
+                keyspace.db(db).remove(&key(k));
+            }
+            Op::Expire(db, k) => {
+                keyspace
+                    .db(db)
+                    .set_expire(&key(k), Some(NOW * 2 + i64::from(k)));
+            }
+            Op::Read(db, k) => {
+                keyspace.db(db).get_for_read(&key(k), NOW);
+            }
+            Op::Flush(db) => keyspace.db(db).clear(),
+            Op::Swap(a, b) => keyspace.swap(a, b),
+            Op::Move(a, b, k) => {
+                if a != b && !keyspace.db(b).exists(&key(k), NOW) {
+                    if let Some(entry) = keyspace.db(a).remove(&key(k)) {
+                        keyspace.db(b).insert(&key(k), entry);
+                    }
+                }
+            }
+            Op::Step(budget) => {
+                keyspace.capture_step(budget, &mut out);
+            }
+        }
+    }
+
+    fn fill(keyspace: &mut Keyspace, ops: &[Op]) {
+        let mut ignored = Vec::new();
+        for op in ops {
+            apply(keyspace, op, &mut ignored);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// INV-CAPTURE: whatever happens during a capture, it yields the image at its start,
+        /// each key once.
+        #[test]
+        fn a_capture_is_the_image_at_its_start(before in ops(), during in ops(), again in ops()) {
+            let mut keyspace = Keyspace::new(DBS);
+            fill(&mut keyspace, &before);
+            for round in [&during, &again] {
+                let expected = image_of(&keyspace);
+                keyspace.begin_capture();
+                let mut captured = Vec::new();
+                for op in round.iter() {
+                    apply(&mut keyspace, op, &mut captured);
+                }
+                let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
+                    captured.push((db, key.to_vec(), entry));
+                };
+                while !keyspace.capture_step(3, &mut out) {}
+                let mut image = Image::new();
+                for (db, key, entry) in captured {
+                    let value = (string(&entry), entry.expire_at());
+                    prop_assert!(image.insert((db, key.clone()), value).is_none(), "{key:?} twice");
+                }
+                prop_assert_eq!(&image, &expected);
+                prop_assert!(!keyspace.capturing());
+            }
+        }
+
+        /// An abandoned capture leaves the marks so that the next one is still complete.
+        #[test]
+        fn a_capture_after_an_abandoned_one_is_complete(before in ops(), during in ops(), stop in 0usize..50) {
+            let mut keyspace = Keyspace::new(DBS);
+            fill(&mut keyspace, &before);
+            keyspace.begin_capture();
+            keyspace.capture_step(stop, &mut |_, _, _| {});
+            keyspace.abandon_capture();
+            fill(&mut keyspace, &during);
+            let expected = image_of(&keyspace);
+            keyspace.begin_capture();
+            let mut image = Image::new();
+            while !keyspace.capture_step(5, &mut |db, key, entry| {
+                image.insert((db, key.to_vec()), (string(&entry), entry.expire_at()));
+            }) {}
+            prop_assert_eq!(image, expected);
+        }
+    }
+
+    #[test]
+    fn an_entry_still_fits_in_48_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+}
