@@ -203,7 +203,7 @@ mod tests {
 
     fn key(k: u16) -> Vec<u8> {
         // Some keys too long to live inside the table's node.
-        if k % 7 == 0 {
+        if k.is_multiple_of(7) {
             format!("a-key-long-enough-to-be-boxed-{k}").into_bytes()
         } else {
             format!("k{k}").into_bytes()
@@ -243,10 +243,11 @@ mod tests {
             Op::Flush(db) => keyspace.db(db).clear(),
             Op::Swap(a, b) => keyspace.swap(a, b),
             Op::Move(a, b, k) => {
-                if a != b && !keyspace.db(b).exists(&key(k), NOW) {
-                    if let Some(entry) = keyspace.db(a).remove(&key(k)) {
-                        keyspace.db(b).insert(&key(k), entry);
-                    }
+                if a != b
+                    && !keyspace.db(b).exists(&key(k), NOW)
+                    && let Some(entry) = keyspace.db(a).remove(&key(k))
+                {
+                    keyspace.db(b).insert(&key(k), entry);
                 }
             }
             Op::Step(budget) => {

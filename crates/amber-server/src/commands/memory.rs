@@ -94,7 +94,7 @@ fn alloc_size(len: usize) -> usize {
 
 /// An estimate of the value's bytes: compact encodings by their packed size, table encodings
 /// by a sample of `samples` elements scaled to the whole collection, as Redis estimates.
-fn value_size(value: &Value, samples: usize) -> usize {
+pub(crate) fn value_size(value: &Value, samples: usize) -> usize {
     match value {
         Value::Str(StrValue::Int(_)) => 0,
         Value::Str(StrValue::Embstr(bytes)) => alloc_size(bytes.len() + 3),

@@ -25,6 +25,7 @@ mod lists;
 mod lolwut;
 pub(crate) mod long_double;
 mod memory;
+pub(crate) use memory::value_size;
 mod migrate;
 pub(crate) mod pubsub_cmds;
 mod scripting_cmds;
@@ -350,7 +351,9 @@ impl Ctx<'_> {
         read: impl FnOnce(&Value) -> R,
     ) -> Option<R> {
         let now = self.server.now_ms;
-        self.db().get_mut(key, now).map(|entry| read(&entry.value))
+        self.db()
+            .get_for_read(key, now)
+            .map(|entry| read(&entry.value))
     }
 
     /// Reads the string under `key`: `Ok(None)` if missing, `Err(Replied)` (reply sent) if another type.
@@ -1104,6 +1107,8 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     }
     let started = std::time::Instant::now();
     (spec.handler)(ctx, args);
+    // INV-FORKLESS-BOUND: what the command made a running capture save moves on now.
+    ctx.server.forward_captured();
     // A command that blocked is counted once, when it is served (as Redis).
     if was_blocked || ctx.client.blocked.is_none() {
         let failed = ctx.server.stats.error_replies > ctx.server.command.errors_seen

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::log::{self, Level};
 use crate::persistence::aof_rewrite::RewriteStart;
-use crate::persistence::save::{BgsaveStart, SaveError};
+use crate::persistence::save::{BgsaveStart, SaveError, SnapshotMethod};
 use crate::server::{ShutdownRequest, unix_ms};
 
 /// `DBSIZE`
@@ -702,17 +702,27 @@ pub(super) fn save(ctx: &mut Ctx, _args: &[Bytes]) {
 
 /// `BGSAVE [SCHEDULE]`
 pub(super) fn bgsave(ctx: &mut Ctx, args: &[Bytes]) {
-    let schedule = match args.get(1) {
-        None => false,
-        Some(arg) if args.len() == 2 && is(arg, "schedule") => true,
-        Some(_) => return ctx.error(errors::SYNTAX),
-    };
+    let (mut schedule, mut method) = (false, None);
+    for arg in &args[1..] {
+        if is(arg, "schedule") && !schedule {
+            schedule = true;
+        } else if is(arg, "fork") && method.is_none() {
+            method = Some(SnapshotMethod::Fork);
+        } else if is(arg, "forkless") && method.is_none() {
+            method = Some(SnapshotMethod::Forkless);
+        } else {
+            return ctx.error(errors::SYNTAX);
+        }
+    }
     // Inside EXEC, as Redis: a fork would be taken mid-transaction, so the save waits.
     if ctx.client.in_exec && !ctx.server.has_active_child() {
         ctx.server.jobs.scheduler.set_queued(JobKind::Save, true);
         return ctx.out.simple("Background saving scheduled");
     }
-    match ctx.server.request_bgsave(schedule || ctx.client.in_exec) {
+    match ctx
+        .server
+        .request_bgsave(schedule || ctx.client.in_exec, method)
+    {
         Ok(BgsaveStart::Started) => ctx.out.simple("Background saving started"),
         Ok(BgsaveStart::Scheduled) => ctx.out.simple("Background saving scheduled"),
         Err(error) => ctx.error(&format!("ERR {error}")),

@@ -37,6 +37,8 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("backup-ship-interval", "86400"),
     // Amber's own: the RDB version snapshots are written in (9 for Redis 6, 11 for Redis 7.2).
     ("rdb-version", "10"),
+    // Amber's own: how background snapshots are taken (`fork` or `forkless`).
+    ("bgsave-method", "fork"),
     ("bgsave_cpulist", ""),
     ("bind", "* -::*"),
     ("bind-source-addr", ""),

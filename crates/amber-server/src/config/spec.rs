@@ -61,6 +61,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
             (Kind::Int(0, i64::from(i32::MAX)), true)
         }
         "rdb-version" => (Kind::Int(9, 11), true),
+        "bgsave-method" => (Kind::Enum(&["fork", "forkless"]), true),
         "logfile" | "unixsocket" | "pidfile" | "appendfilename" | "appenddirname" => {
             (Kind::Text, false)
         }
@@ -228,6 +229,7 @@ const IMPLEMENTED: &[&str] = &[
     "backup-remote",
     "backup-ship-interval",
     "rdb-version",
+    "bgsave-method",
     "sanitize-dump-payload",
     "hash-max-listpack-entries",
     "hash-max-listpack-value",

@@ -105,6 +105,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tokio::task::spawn_local(cron(shared.clone()));
     tokio::task::spawn_local(crate::server::eviction_task(shared.clone()));
+    let wake = shared.borrow().forkless_wake.clone();
+    tokio::task::spawn_local(crate::persistence::forkless::capture_task(
+        shared.clone(),
+        wake,
+    ));
     tokio::task::spawn_local(crate::replication::link::run(shared.clone()));
     notice!("Ready to accept connections");
 

@@ -11,6 +11,7 @@ use amber_snapshot::{Child, ChildExit, ForkError, Progress, Reporter};
 
 use crate::persistence::aof_rewrite::RewriteJob;
 use crate::persistence::backup::BackupJob;
+use crate::persistence::forkless::ForklessJob;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -39,9 +40,66 @@ impl Work {
     }
 }
 
+/// What does a job's work: a forked child, or a forkless snapshot in this process.
+pub(crate) enum Worker {
+    /// A forked child.
+    Forked(Child),
+    /// A forkless snapshot: the event loop captures, a thread writes.
+    Forkless(ForklessJob),
+}
+
+impl Worker {
+    /// The child's process id (this process's for a forkless snapshot).
+    fn pid(&self) -> i32 {
+        match self {
+            Worker::Forked(child) => child.pid(),
+            Worker::Forkless(_) => std::process::id() as i32,
+        }
+    }
+
+    fn elapsed(&self) -> std::time::Duration {
+        match self {
+            Worker::Forked(child) => child.elapsed(),
+            Worker::Forkless(job) => job.elapsed(),
+        }
+    }
+
+    fn progress(&mut self) -> Progress {
+        match self {
+            Worker::Forked(child) => child.progress(),
+            Worker::Forkless(job) => job.progress(),
+        }
+    }
+
+    fn try_wait(&mut self) -> Result<Option<ChildExit>, ForkError> {
+        match self {
+            Worker::Forked(child) => child.try_wait(),
+            Worker::Forkless(job) => Ok(job.try_wait()),
+        }
+    }
+
+    fn failure(&mut self) -> Option<String> {
+        match self {
+            Worker::Forked(child) => child.failure().map(str::to_owned),
+            Worker::Forkless(job) => job.failure(),
+        }
+    }
+
+    fn kill_and_reap(&mut self) {
+        match self {
+            Worker::Forked(child) => {
+                let _ = child.kill_and_reap();
+            }
+            Worker::Forkless(job) => {
+                job.abandon();
+            }
+        }
+    }
+}
+
 /// The running child.
 pub(crate) struct RunningJob {
-    child: Child,
+    worker: Worker,
     /// Its kind and what finishing it needs.
     pub(crate) work: Work,
     /// Keys in the dataset at the fork (`current_save_keys_total`).
@@ -55,12 +113,25 @@ pub(crate) struct RunningJob {
 impl RunningJob {
     /// The child's process id.
     pub(crate) fn pid(&self) -> i32 {
-        self.child.pid()
+        self.worker.pid()
     }
 
     /// How long the child has run, in whole seconds.
     pub(crate) fn seconds(&self) -> u64 {
-        self.child.elapsed().as_secs()
+        self.worker.elapsed().as_secs()
+    }
+
+    /// The forkless snapshot this job runs, if it is one.
+    pub(crate) fn forkless_mut(&mut self) -> Option<&mut ForklessJob> {
+        match &mut self.worker {
+            Worker::Forkless(job) => Some(job),
+            Worker::Forked(_) => None,
+        }
+    }
+
+    /// Whether the job forked a child.
+    pub(crate) fn forked(&self) -> bool {
+        matches!(self.worker, Worker::Forked(_))
     }
 
     /// Whether it is a job of `kind`.
@@ -86,6 +157,8 @@ pub(crate) struct Jobs {
     pub(crate) scheduler: Scheduler,
     /// Fork statistics over all kinds.
     pub(crate) forks: ForkStats,
+    /// The method `BGSAVE FORK|FORKLESS` asked for the save it requested.
+    pub(crate) next_save_method: Option<crate::persistence::save::SnapshotMethod>,
 }
 
 impl Jobs {
@@ -95,6 +168,7 @@ impl Jobs {
             running: None,
             scheduler: Scheduler::new(policy, unix_ms()),
             forks: ForkStats::default(),
+            next_save_method: None,
         }
     }
 
@@ -127,17 +201,19 @@ pub(crate) fn fork(task: impl FnOnce(&mut Reporter) -> i32) -> Result<Child, For
 }
 
 impl Server {
-    /// Whether a forked child runs.
+    /// Whether a background job (a forked child or a forkless snapshot) runs.
     pub(crate) fn has_active_child(&self) -> bool {
         self.jobs.running.is_some()
     }
 
     /// Pauses hash-table resizes and access-record updates while a child shares the
     /// keyspace's pages (see [`amber_keyspace::pause_resizes`] and
-    /// [`amber_keyspace::freeze_access`]); called after every fork and reap.
+    /// [`amber_keyspace::freeze_access`]); called after every fork and reap. A forkless
+    /// snapshot shares no page: it needs neither.
     pub(crate) fn update_resize_policy(&self) {
-        amber_keyspace::pause_resizes(self.has_active_child());
-        amber_keyspace::freeze_access(self.has_active_child());
+        let forked = self.jobs.running.as_ref().is_some_and(RunningJob::forked);
+        amber_keyspace::pause_resizes(forked);
+        amber_keyspace::freeze_access(forked);
     }
 
     /// Records a child just forked for `work`.
@@ -145,13 +221,24 @@ impl Server {
         self.jobs.forks.latest_fork_usec = child.fork_time().as_micros() as u64;
         self.latency_sample("fork", child.fork_time());
         self.jobs.forks.total_forks += 1;
+        self.job_running(Worker::Forked(child), work);
+    }
+
+    /// Records a forkless snapshot just begun for `work`, and wakes the task that walks it.
+    pub(crate) fn forkless_started(&mut self, job: ForklessJob, work: Work) {
+        self.latency_sample("forkless-start", job.start_time());
+        self.job_running(Worker::Forkless(job), work);
+        self.forkless_wake.notify_one();
+    }
+
+    fn job_running(&mut self, worker: Worker, work: Work) {
         let now = match work.kind() {
             JobKind::Backup => self.backup.now_ms(),
             _ => unix_ms(),
         };
         self.jobs.scheduler.started(work.kind(), now);
         self.jobs.running = Some(RunningJob {
-            child,
+            worker,
             work,
             keys_total: self.keyspace.key_count() as u64,
             progress: Progress::default(),
@@ -184,9 +271,9 @@ impl Server {
         };
         // Measured, not estimated: the child reports its private dirty pages, which are what
         // copy-on-write duplicated.
-        job.progress = job.child.progress();
+        job.progress = job.worker.progress();
         job.peak_cow = job.peak_cow.max(job.progress.cow_bytes);
-        let exit = match job.child.try_wait() {
+        let exit = match job.worker.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => return,
             Err(error) => {
@@ -197,11 +284,16 @@ impl Server {
         let Some(mut job) = self.jobs.running.take() else {
             return;
         };
-        let (pid, seconds, peak_cow) = (job.pid(), job.child.elapsed(), job.peak_cow);
+        let (pid, seconds, peak_cow) = (job.pid(), job.worker.elapsed(), job.peak_cow);
         let exit = Ended {
             exit,
-            failure: job.child.failure().map(str::to_owned),
+            failure: job.worker.failure(),
         };
+        if !job.forked() {
+            // A failed forkless snapshot leaves its capture to finish marking entries.
+            self.keyspace.abandon_capture();
+            self.forkless_wake.notify_one();
+        }
         match job.work {
             Work::Save { dirty_at_fork } => {
                 self.finish_bgsave(exit, pid, dirty_at_fork, seconds, peak_cow);
@@ -267,7 +359,12 @@ impl Server {
             Work::Backup(_) => warning!("Killing the backup child {}", job.pid()),
         }
         let pid = job.pid();
-        let _ = job.child.kill_and_reap();
+        let mut job = job;
+        job.worker.kill_and_reap();
+        if !job.forked() {
+            self.keyspace.abandon_capture();
+            self.forkless_wake.notify_one();
+        }
         self.jobs.scheduler.cancelled(job.work.kind());
         match job.work {
             Work::Save { .. } => {

@@ -7,6 +7,7 @@ mod aof_control;
 pub(crate) mod aof_load;
 pub(crate) mod aof_rewrite;
 pub(crate) mod backup;
+pub(crate) mod forkless;
 pub(crate) mod jobs;
 pub(crate) mod rdb;
 mod rdb_prefetch;

@@ -112,20 +112,8 @@ pub(crate) fn write_rdb<W: std::io::Write>(
 ) -> std::io::Result<(u64, W)> {
     let mut writer = RdbWriter::new(out, options.format).map_err(to_io)?;
     let ctime = (unix_ms() / 1000).max(0) as u64;
-    writer
-        .standard_aux(ctime, crate::alloc::used_memory() as u64, aof_base)
-        .map_err(to_io)?;
-    for code in options.functions.iter() {
-        writer.function(code).map_err(to_io)?;
-    }
-    if let Some(repl) = options.repl {
-        let replid = String::from_utf8_lossy(&repl.replid);
-        writer
-            .aux("repl-stream-db", &repl.stream_db.to_string())
-            .and_then(|()| writer.aux("repl-id", &replid))
-            .and_then(|()| writer.aux("repl-offset", &repl.offset.to_string()))
-            .map_err(to_io)?;
-    }
+    let used_memory = crate::alloc::used_memory() as u64;
+    write_header(&mut writer, &options, aof_base, ctime, used_memory)?;
     let mut keys = 0;
     for (index, db) in keyspace.dbs().iter().enumerate() {
         if db.is_empty() {
@@ -156,6 +144,32 @@ pub(crate) fn write_rdb<W: std::io::Write>(
     let out = writer.finish().map_err(to_io)?;
     reporter.finish(keys);
     Ok((keys, out))
+}
+
+/// Writes what comes before the keys: the AUX fields (creation time `ctime`, `used_memory`,
+/// `aof-base`, the replication stream's), then the Functions libraries.
+pub(crate) fn write_header<W: std::io::Write>(
+    writer: &mut RdbWriter<W>,
+    options: &SaveOptions,
+    aof_base: bool,
+    ctime: u64,
+    used_memory: u64,
+) -> std::io::Result<()> {
+    writer
+        .standard_aux(ctime, used_memory, aof_base)
+        .map_err(to_io)?;
+    if let Some(repl) = &options.repl {
+        let replid = String::from_utf8_lossy(&repl.replid);
+        writer
+            .aux("repl-stream-db", &repl.stream_db.to_string())
+            .and_then(|()| writer.aux("repl-id", &replid))
+            .and_then(|()| writer.aux("repl-offset", &repl.offset.to_string()))
+            .map_err(to_io)?;
+    }
+    for code in options.functions.iter() {
+        writer.function(code).map_err(to_io)?;
+    }
+    Ok(())
 }
 
 /// Writes one key straight from its keyspace form (no neutral copy of the value).

@@ -41,6 +41,15 @@ pub(crate) enum ReloadError {
     Load(#[from] crate::persistence::rdb::RdbLoadError),
 }
 
+/// How a background snapshot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotMethod {
+    /// A forked child writes the copy-on-write image.
+    Fork,
+    /// This process captures the keyspace while serving; a thread writes (INV-CAPTURE).
+    Forkless,
+}
+
 /// What `BGSAVE` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BgsaveStart {
@@ -122,9 +131,15 @@ impl Server {
         }
     }
 
-    /// BGSAVE: forks a child that writes the snapshot while this process keeps serving; with
-    /// `schedule`, waits for another running child instead of failing.
-    pub(crate) fn request_bgsave(&mut self, schedule: bool) -> Result<BgsaveStart, SaveError> {
+    /// BGSAVE: writes the snapshot in the background (by `method`, or `bgsave-method`) while
+    /// this process keeps serving; with `schedule`, waits for another running job instead of
+    /// failing.
+    pub(crate) fn request_bgsave(
+        &mut self,
+        schedule: bool,
+        method: Option<SnapshotMethod>,
+    ) -> Result<BgsaveStart, SaveError> {
+        self.jobs.next_save_method = method;
         match self.jobs.scheduler.request(JobKind::Save, schedule) {
             Admission::Start => self.fork_bgsave().map(|()| BgsaveStart::Started),
             Admission::Queued => Ok(BgsaveStart::Scheduled),
@@ -133,13 +148,30 @@ impl Server {
         }
     }
 
-    /// Forks the BGSAVE child (the scheduler has admitted it).
+    /// How background snapshots are taken: `bgsave-method`.
+    pub(crate) fn snapshot_method(&self) -> SnapshotMethod {
+        match self.config.get("bgsave-method") {
+            "forkless" => SnapshotMethod::Forkless,
+            _ => SnapshotMethod::Fork,
+        }
+    }
+
+    /// Starts the BGSAVE job (the scheduler has admitted it): a forked child, or a forkless
+    /// snapshot.
     pub(crate) fn fork_bgsave(&mut self) -> Result<(), SaveError> {
         let path = self.rdb_file();
         let mut options = self.rdb_options();
         if self.replication.replicas.waiting_for_snapshot() {
             // Redis 7.0 replicas refuse RDB versions past 10.
             options.format.version = options.format.version.min(10);
+        }
+        let method = self
+            .jobs
+            .next_save_method
+            .take()
+            .unwrap_or_else(|| self.snapshot_method());
+        if method == SnapshotMethod::Forkless {
+            return self.start_forkless_bgsave(path, options);
         }
         let keyspace = &self.keyspace;
         let spawned = fork(|reporter| {
@@ -161,6 +193,33 @@ impl Server {
         Ok(())
     }
 
+    fn start_forkless_bgsave(
+        &mut self,
+        path: PathBuf,
+        options: crate::persistence::rdb::SaveOptions,
+    ) -> Result<(), SaveError> {
+        let target = crate::persistence::forkless::Target {
+            temp: temp_rdb_path(&path, std::process::id()),
+            path,
+            options,
+            aof_base: false,
+            context: "Write error saving DB on disk",
+        };
+        let job = match crate::persistence::forkless::ForklessJob::start(self, target) {
+            Ok(job) => job,
+            Err(error) => {
+                warning!("Can't save in background: {error}");
+                self.jobs.scheduler.start_failed(JobKind::Save, unix_ms());
+                return Err(SaveError::Write(error));
+            }
+        };
+        notice!("Background forkless saving started");
+        self.replication.snapshot_started();
+        let dirty_at_fork = self.dirty;
+        self.forkless_started(job, Work::Save { dirty_at_fork });
+        Ok(())
+    }
+
     /// Starts the snapshot replicas wait for, unless another child runs or a diskless
     /// synchronization waits for more replicas (`repl-diskless-sync-delay`,
     /// `repl-diskless-sync-max-replicas`). Diskless needs every waiting replica to accept a
@@ -173,7 +232,7 @@ impl Server {
         let diskless = eof && self.config.get_bool("repl-diskless-sync");
         if !diskless {
             notice!("Starting BGSAVE for SYNC with target: disk");
-            if let Err(error) = self.request_bgsave(false) {
+            if let Err(error) = self.request_bgsave(false, None) {
                 warning!("BGSAVE for replication failed: {error}");
             }
             return;

@@ -25,6 +25,9 @@ pub(crate) async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()>
         crate::persistence::aof_load::FindError::Unreadable(message) => fatal(message),
     })?;
     remove_temp_files(&paths.dir);
+    remove_dead_snapshot_temps(std::path::Path::new(
+        shared.borrow().config.get("dbfilename"),
+    ));
     let mut manifest = crate::persistence::aof_load::load(shared, &paths, source)
         .await
         .map_err(|error| match error {
@@ -93,6 +96,37 @@ fn remove_temp_files(dir: &std::path::Path) {
     }
 }
 
+/// Removes the `temp-<pid>.rdb` files next to `dbfilename` whose writer is gone: a snapshot
+/// cut short by a crash or `kill -9` (a forkless one is written by the server itself, so it
+/// cannot finish after the server died). A live process's file is left alone.
+pub(crate) fn remove_dead_snapshot_temps(dbfilename: &std::path::Path) {
+    let dir = match dbfilename.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("temp-")
+            .and_then(|rest| rest.strip_suffix(".rdb"))
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive =
+            pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive || pid as u32 == std::process::id() {
+            notice!(
+                "Removing the leftover temporary snapshot file {name} of a save that did not finish"
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Loads `dbfilename` when it exists, a batch of keys at a time, answering `-LOADING` to
 /// clients meanwhile; a file that cannot be read stops start-up and is left untouched.
 pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()> {
@@ -102,6 +136,7 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
         let delay = server.config.get_i64("key-load-delay").max(0) as u64;
         (path, server.encoding_limits(), delay)
     };
+    remove_dead_snapshot_temps(&path);
     if !path.exists() {
         return Ok(());
     }

@@ -99,6 +99,8 @@ pub(crate) struct Server {
     pub(crate) scripting: crate::scripting::Scripting,
     /// `maxmemory` eviction between passes.
     pub(crate) eviction: Eviction,
+    /// Wakes the task that walks a forkless snapshot's capture.
+    pub(crate) forkless_wake: Rc<tokio::sync::Notify>,
     /// ACL users and the ACL log.
     pub(crate) acl: crate::acl::AclState,
     /// Client-side caching: the tracking table and broadcast prefixes.
@@ -201,6 +203,7 @@ impl Server {
         Server {
             scripting: crate::scripting::Scripting::new(),
             eviction: Eviction::default(),
+            forkless_wake: Rc::default(),
             acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
             tracking: crate::tracking::Tracking::default(),
             listeners: crate::net::Listeners::default(),

@@ -1,0 +1,398 @@
+//! Forkless snapshots (`BGSAVE FORKLESS`, `bgsave-method forkless`): the event loop captures
+//! the keyspace at a point in time (INV-CAPTURE in `amber-keyspace`) while it keeps serving,
+//! and a writer thread encodes, checksums and writes the file.
+//!
+//! The capture is handed over in chunks through a queue of [`QUEUE_CHUNKS`] slots. The event
+//! loop keeps at most [`PENDING_LIMIT`] bytes of entries that found the queue full; past that,
+//! a write that must save an old value waits for the writer (INV-FORKLESS-BOUND: the extra
+//! memory of a snapshot is bounded by design, whatever the write rate, apart from the one
+//! value a command is changing). The walk of the keyspace only runs when the queue has room.
+//!
+//! The file is written to `temp-<pid>.rdb`, fsynced and renamed over the target, as a forked
+//! save does; a failed or abandoned snapshot removes its temp file and leaves the old file.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use amber_keyspace::{Entry, SmallBytes};
+use amber_rdb::RdbWriter;
+use amber_snapshot::{ChildExit, Progress};
+
+use crate::persistence::rdb::SaveOptions;
+use crate::server::Server;
+
+/// Slots in the queue to the writer thread.
+const QUEUE_CHUNKS: usize = 4;
+/// A chunk is sent once it holds this many bytes (an estimate of the entries' memory)...
+const CHUNK_BYTES: usize = 256 * 1024;
+/// ... or this many entries.
+const CHUNK_ENTRIES: usize = 1024;
+/// Bytes of entries the event loop may hold while the queue is full, before a write waits.
+const PENDING_LIMIT: usize = 4 * 1024 * 1024;
+/// Buckets the walk visits per step between two turns of the event loop.
+const WALK_BUDGET: usize = 256;
+
+/// One captured key: its database at the snapshot's start, its name, its entry then.
+type Captured = (usize, SmallBytes, Entry);
+
+/// What the event loop sends the writer.
+enum Chunk {
+    /// Captured keys, to be written in this order.
+    Entries(Vec<Captured>),
+    /// The capture is complete: finish the file and install it.
+    End,
+}
+
+/// What the writer thread and the event loop share.
+#[derive(Default)]
+struct Shared {
+    /// Keys written so far.
+    keys_written: AtomicU64,
+    /// Set when the snapshot is abandoned: the writer stops at its next chunk.
+    abandoned: AtomicBool,
+    /// Why the writer failed.
+    failure: Mutex<Option<String>>,
+}
+
+/// Where the snapshot goes and what its header says.
+pub(crate) struct Target {
+    /// The file to replace.
+    pub path: PathBuf,
+    /// The temp file written first.
+    pub temp: PathBuf,
+    /// Header options, functions, replication fields.
+    pub options: SaveOptions,
+    /// Whether the file is an AOF base (`aof-base` AUX field).
+    pub aof_base: bool,
+    /// The log line's words for a failure ("Write error saving DB on disk").
+    pub context: &'static str,
+}
+
+/// A forkless snapshot in progress: the event loop's side.
+pub(crate) struct ForklessJob {
+    sender: Option<SyncSender<Chunk>>,
+    pending: Vec<Captured>,
+    pending_bytes: usize,
+    walk_complete: bool,
+    writer: Option<JoinHandle<bool>>,
+    shared: Arc<Shared>,
+    started: Instant,
+    capture_time: Duration,
+    /// Most bytes of captured entries held at once (pending plus a full queue, estimated).
+    peak_held: u64,
+    exit: Option<ChildExit>,
+}
+
+impl ForklessJob {
+    /// Begins the capture of `server`'s keyspace and starts the writer thread.
+    pub(crate) fn start(server: &mut Server, target: Target) -> std::io::Result<ForklessJob> {
+        let began = Instant::now();
+        let sizes: Vec<(u64, u64)> = server
+            .keyspace
+            .dbs()
+            .iter()
+            .map(|db| (db.len() as u64, db.volatile_len() as u64))
+            .collect();
+        let header = Header {
+            ctime: (crate::server::unix_ms() / 1000).max(0) as u64,
+            used_memory: crate::alloc::used_memory() as u64,
+            sizes,
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CHUNKS);
+        let shared = Arc::new(Shared::default());
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("forkless-save".into())
+                .spawn(move || write_image(target, header, receiver, &shared))?
+        };
+        server.keyspace.begin_capture();
+        Ok(ForklessJob {
+            sender: Some(sender),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            walk_complete: false,
+            writer: Some(writer),
+            shared,
+            started: began,
+            capture_time: began.elapsed(),
+            peak_held: 0,
+            exit: None,
+        })
+    }
+
+    /// How long starting the capture took (what `latest_fork_usec` shows for a fork).
+    pub(crate) fn start_time(&self) -> Duration {
+        self.capture_time
+    }
+
+    /// How long the snapshot has run.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Keys written so far, and the most memory the capture held at once (in the place of a
+    /// child's copy-on-write size).
+    pub(crate) fn progress(&self) -> Progress {
+        Progress {
+            keys_processed: self.shared.keys_written.load(Ordering::Relaxed),
+            cow_bytes: self.peak_held,
+            cow_received: Some(Instant::now()),
+        }
+    }
+
+    /// How the snapshot ended, once the writer is done.
+    pub(crate) fn try_wait(&mut self) -> Option<ChildExit> {
+        if self.exit.is_none() && self.writer.as_ref().is_some_and(JoinHandle::is_finished) {
+            let ok = self
+                .writer
+                .take()
+                .is_some_and(|w| w.join().unwrap_or(false));
+            self.exit = Some(ChildExit::Exited(if ok { 0 } else { 1 }));
+        }
+        self.exit
+    }
+
+    /// Why the writer failed, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Stops the snapshot: the writer removes its temp file and ends. The caller abandons the
+    /// keyspace's capture.
+    pub(crate) fn abandon(&mut self) -> ChildExit {
+        self.shared.abandoned.store(true, Ordering::Relaxed);
+        self.sender = None;
+        self.pending = Vec::new();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        *self.exit.get_or_insert(ChildExit::Exited(1))
+    }
+
+    /// Takes `entry` into the pending chunk.
+    fn push(&mut self, db: usize, key: SmallBytes, entry: Entry) {
+        self.pending_bytes += key.len() + 48 + crate::commands::value_size(&entry.value, 4);
+        self.pending.push((db, key, entry));
+    }
+
+    /// Sends the pending chunk if it is big enough (or `force`); with `wait`, blocks on a full
+    /// queue once more than [`PENDING_LIMIT`] bytes are held. Returns false while the queue
+    /// is full.
+    fn flush(&mut self, force: bool, wait: bool) -> bool {
+        let held = self.pending_bytes as u64 + (QUEUE_CHUNKS * CHUNK_BYTES) as u64;
+        self.peak_held = self.peak_held.max(held);
+        let big_enough = self.pending_bytes >= CHUNK_BYTES || self.pending.len() >= CHUNK_ENTRIES;
+        if self.pending.is_empty() || !(big_enough || force) {
+            return true;
+        }
+        let Some(sender) = &self.sender else {
+            self.pending.clear();
+            return true;
+        };
+        let chunk = Chunk::Entries(std::mem::take(&mut self.pending));
+        let result = if wait && self.pending_bytes > PENDING_LIMIT {
+            sender
+                .send(chunk)
+                .map_err(|error| TrySendError::Disconnected(error.0))
+        } else {
+            sender.try_send(chunk)
+        };
+        match result {
+            Ok(()) => {
+                self.pending_bytes = 0;
+                true
+            }
+            Err(TrySendError::Full(Chunk::Entries(entries))) => {
+                self.pending = entries;
+                false
+            }
+            Err(_) => {
+                // The writer failed; the reaper reports it.
+                self.sender = None;
+                self.pending_bytes = 0;
+                true
+            }
+        }
+    }
+}
+
+/// What the writer needs of the keyspace at the snapshot's start.
+struct Header {
+    ctime: u64,
+    used_memory: u64,
+    /// Keys and keys with a TTL in each database (the `RESIZEDB` hints).
+    sizes: Vec<(u64, u64)>,
+}
+
+/// The writer thread: builds the file from the chunks, then fsyncs and installs it. Returns
+/// whether the file was installed.
+fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
+    let result = write_chunks(&target, &header, &chunks, shared)
+        .and_then(|()| amber_snapshot::durable::install(&target.temp, &target.path));
+    if let Err(error) = result {
+        let _ = std::fs::remove_file(&target.temp);
+        if !shared.abandoned.load(Ordering::Relaxed)
+            && let Ok(mut failure) = shared.failure.lock()
+        {
+            *failure = Some(format!(
+                "{}: {}",
+                target.context,
+                crate::log::os_error(&error)
+            ));
+        }
+        return false;
+    }
+    true
+}
+
+fn write_chunks(
+    target: &Target,
+    header: &Header,
+    chunks: &Receiver<Chunk>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let file = std::fs::File::create(&target.temp)?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut writer = RdbWriter::new(out, target.options.format).map_err(to_io)?;
+    crate::persistence::rdb::write_header(
+        &mut writer,
+        &target.options,
+        target.aof_base,
+        header.ctime,
+        header.used_memory,
+    )?;
+    let delay = Duration::from_micros(target.options.key_delay_us);
+    let mut current_db = None;
+    let mut keys = 0u64;
+    loop {
+        let chunk = chunks
+            .recv()
+            .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+        if shared.abandoned.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("the snapshot was abandoned"));
+        }
+        let entries = match chunk {
+            Chunk::Entries(entries) => entries,
+            Chunk::End => break,
+        };
+        for (db, key, entry) in entries {
+            if current_db != Some(db) {
+                let (size, volatile) = header.sizes.get(db).copied().unwrap_or_default();
+                writer.select_db(db as u64, size, volatile).map_err(to_io)?;
+                current_db = Some(db);
+            }
+            crate::persistence::rdb::write_entry(&mut writer, &key, &entry).map_err(to_io)?;
+            keys += 1;
+            shared.keys_written.store(keys, Ordering::Relaxed);
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+        }
+    }
+    let out = writer.finish().map_err(to_io)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
+    match error {
+        amber_rdb::WriteError::Io(error) => error,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+impl Server {
+    /// After each command: moves the old values the command made the capture save into the
+    /// pending chunk, waiting for the writer if too much is held (INV-FORKLESS-BOUND).
+    pub(crate) fn forward_captured(&mut self) {
+        let Some(job) = self
+            .jobs
+            .running
+            .as_mut()
+            .and_then(|job| job.forkless_mut())
+        else {
+            return;
+        };
+        self.keyspace
+            .take_captured(&mut |db, key, entry| job.push(db, key, entry));
+        job.flush(false, true);
+    }
+
+    /// One step of the running capture between two turns of the event loop.
+    fn forkless_step(&mut self) -> Step {
+        let capturing = self.keyspace.capturing();
+        let Some(job) = self
+            .jobs
+            .running
+            .as_mut()
+            .and_then(|job| job.forkless_mut())
+        else {
+            if capturing {
+                // An abandoned capture: the walk goes on only to mark entries.
+                self.keyspace
+                    .capture_step(WALK_BUDGET * 16, &mut |_, _, _| {});
+                return Step::Continue;
+            }
+            return Step::Idle;
+        };
+        let Some(sender) = job.sender.clone() else {
+            return Step::Idle;
+        };
+        if !job.flush(job.walk_complete, false) {
+            return Step::QueueFull;
+        }
+        if !job.walk_complete {
+            let complete = self
+                .keyspace
+                .capture_step(WALK_BUDGET, &mut |db, key, entry| job.push(db, key, entry));
+            job.walk_complete = complete;
+            if !job.flush(complete, false) {
+                return Step::QueueFull;
+            }
+            if !complete {
+                return Step::Continue;
+            }
+        }
+        match sender.try_send(Chunk::End) {
+            Err(TrySendError::Full(_)) => Step::QueueFull,
+            _ => {
+                job.sender = None;
+                Step::Idle
+            }
+        }
+    }
+}
+
+/// What [`Server::forkless_step`] left to do.
+enum Step {
+    /// More to walk: yield and step again.
+    Continue,
+    /// The writer is behind: wait a little.
+    QueueFull,
+    /// Nothing to walk.
+    Idle,
+}
+
+/// The task that walks a running capture, a step at a time between the event loop's other
+/// work. Woken by `wake` when a capture begins.
+pub(crate) async fn capture_task(shared: Rc<RefCell<Server>>, wake: Rc<tokio::sync::Notify>) {
+    loop {
+        wake.notified().await;
+        loop {
+            tokio::task::yield_now().await;
+            let step = shared.borrow_mut().forkless_step();
+            match step {
+                Step::Continue => {}
+                Step::QueueFull => tokio::time::sleep(Duration::from_millis(1)).await,
+                Step::Idle => break,
+            }
+        }
+    }
+}

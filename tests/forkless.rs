@@ -1,0 +1,309 @@
+//! Forkless snapshots (`BGSAVE FORKLESS`, `bgsave-method forkless`) against the real binary:
+//! the file is the dataset at the snapshot's start whatever the clients write meanwhile
+//! (checked by loading it in Redis 7.0 and comparing `DEBUG DIGEST`), and a `kill -9` in the
+//! middle leaves the old file and, after a restart, no temp file.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use amber_protocol::Frame;
+use common::{Client, ServerProcess, assert_redis_check_rdb, digest, info_field, simple, wait_for};
+
+/// splitmix64, for reproducible operation sequences.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// An expiry far enough ahead to stay the same in the image and in the digest.
+const FAR_FUTURE_MS: u64 = 4_000_000_000_000;
+
+/// Sends `commands` pipelined and reads every reply.
+fn pipeline(client: &mut Client, commands: &[Vec<String>]) -> Vec<Frame> {
+    for chunk in commands.chunks(500) {
+        for command in chunk {
+            client.send(command);
+        }
+    }
+    commands
+        .iter()
+        .map(|_| client.read().expect("a reply"))
+        .collect()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(' ').map(str::to_string).collect()
+}
+
+/// Strings, small and large collections of every type in databases 0 to 2, some with a TTL.
+fn populate(client: &mut Client) {
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "40"]);
+    let mut commands = Vec::new();
+    for db in 0..3 {
+        commands.push(words(&format!("SELECT {db}")));
+        for i in 0..1500 {
+            let width = if i % 50 == 0 { 300 } else { 5 };
+            let fields: Vec<String> = (0..width).map(|f| format!("f{f} v{i}-{f}")).collect();
+            commands.push(words(&format!("HSET h{i} {}", fields.join(" "))));
+            let items: Vec<String> = (0..width).map(|f| format!("item{f}")).collect();
+            commands.push(words(&format!("RPUSH l{i} {}", items.join(" "))));
+            let members: Vec<String> = (0..width).map(|f| format!("m{f}")).collect();
+            commands.push(words(&format!("SADD s{i} {}", members.join(" "))));
+            let scored: Vec<String> = (0..width).map(|f| format!("{f}.5 z{f}")).collect();
+            commands.push(words(&format!("ZADD z{i} {}", scored.join(" "))));
+            commands.push(words(&format!("XADD x{} * a {i}", i % 100)));
+            if i % 3 == 0 {
+                commands.push(words(&format!("PEXPIREAT h{i} {}", FAR_FUTURE_MS + i)));
+            }
+        }
+    }
+    commands.push(words("SELECT 0"));
+    for reply in pipeline(client, &commands) {
+        assert!(!matches!(reply, Frame::Error(_)), "{reply:?}");
+    }
+}
+
+/// One random write of mix `mix`, as a command.
+fn random_write(rng: &mut Rng, mix: u64) -> Vec<String> {
+    let i = rng.below(1600);
+    let key_kind = ["h", "l", "s", "z", "key:"][rng.below(5) as usize];
+    let key = if key_kind == "key:" {
+        format!("key:{}", rng.below(21000))
+    } else {
+        format!("{key_kind}{i}")
+    };
+    // Each mix favours some operations: overwrites, changes in place, deletes and flushes,
+    // keys moving between databases.
+    let weights: [u64; 4] = match mix {
+        0 => [8, 1, 1, 1],
+        1 => [1, 8, 1, 1],
+        2 => [1, 1, 8, 1],
+        _ => [1, 1, 1, 8],
+    };
+    let mut pick = rng.below(weights.iter().sum());
+    let group = weights
+        .iter()
+        .position(|w| {
+            if pick < *w {
+                true
+            } else {
+                pick -= w;
+                false
+            }
+        })
+        .unwrap_or(0);
+    let text = match (group, rng.below(4)) {
+        (0, 0) => format!("SET {key} new{}", rng.next()),
+        (0, 1) => format!("SET fresh:{} v", rng.next()),
+        (0, 2) => format!("SET {key} {} PX 100000000", rng.next()),
+        (0, _) => format!("GETSET key:{} replaced", rng.below(21000)),
+        (1, 0) => format!("HSET h{i} f{} changed", rng.below(400)),
+        (1, 1) => format!("LPUSH l{i} pushed"),
+        (1, 2) => format!("ZINCRBY z{i} 1 z{}", rng.below(300)),
+        (1, _) => format!("SADD s{i} added{}", rng.below(10)),
+        (2, 0) => format!("DEL {key}"),
+        (2, 1) => format!("UNLINK {key}"),
+        (2, 2) => format!("PEXPIREAT {key} 1"),
+        (2, _) if rng.below(40) == 0 => "FLUSHDB".to_string(),
+        (2, _) => format!("XADD x{} * b c", rng.below(100)),
+        (_, 0) => format!("RENAME {key} renamed:{}", rng.below(50)),
+        (_, 1) => format!("MOVE {key} {}", 1 + rng.below(2)),
+        (_, 2) if rng.below(20) == 0 => "SWAPDB 0 1".to_string(),
+        (_, 2) => format!("PEXPIREAT {key} {}", FAR_FUTURE_MS + rng.below(1000)),
+        (_, _) => format!("COPY {key} copied:{} REPLACE", rng.below(50)),
+    };
+    words(&text)
+}
+
+/// Writes with mix `mix` from a connection until `stop`, in databases 0 to 2.
+fn write_load(port: u16, seed: u64, mix: u64, stop: Arc<AtomicBool>) -> u64 {
+    let mut client = Client::connect(port);
+    let mut rng = Rng(seed);
+    let mut writes = 0;
+    while !stop.load(Ordering::Relaxed) {
+        client.cmd(&["SELECT", &rng.below(3).to_string()]);
+        let batch: Vec<Vec<String>> = (0..20).map(|_| random_write(&mut rng, mix)).collect();
+        pipeline(&mut client, &batch);
+        writes += batch.len() as u64;
+    }
+    writes
+}
+
+fn text(frame: Frame) -> String {
+    match frame {
+        Frame::Bulk(bytes) | Frame::Simple(bytes) => String::from_utf8(bytes).expect("text"),
+        other => panic!("expected a string reply, got {other:?}"),
+    }
+}
+
+/// Takes the digest and starts the snapshot in one batch: nothing runs between the two.
+fn digest_then_bgsave(client: &mut Client, args: &[&str]) -> String {
+    client.send(&["DEBUG", "DIGEST"]);
+    client.send(args);
+    let before = text(client.read().expect("digest"));
+    assert_eq!(client.read(), Some(simple("Background saving started")));
+    before
+}
+
+fn wait_save_done(client: &mut Client) {
+    wait_for(
+        || info_field(client, "rdb_bgsave_in_progress") == "0",
+        "the background save ends",
+    );
+    assert_eq!(info_field(client, "rdb_last_bgsave_status"), "ok");
+}
+
+/// The digest Redis 7.0 computes after loading `dump`.
+fn digest_in_redis(dump: &Path) -> String {
+    let dir = common::temp_dir("forkless-redis-load");
+    std::fs::copy(dump, dir.join("dump.rdb")).expect("copy the dump");
+    let redis = ServerProcess::redis_in(&dir, &[]);
+    let mut client = redis.client();
+    text(digest(&mut client))
+}
+
+#[test]
+fn a_forkless_save_under_writes_is_the_dataset_at_its_start() {
+    for mix in 0..4u64 {
+        let server = ServerProcess::amber(&["--rdb-key-save-delay", "25"]);
+        let mut control = server.client();
+        populate(&mut control);
+        let stop = Arc::new(AtomicBool::new(false));
+        let loads: Vec<_> = (0..2)
+            .map(|n| {
+                let stop = stop.clone();
+                let port = server.port;
+                std::thread::spawn(move || write_load(port, mix * 10 + n, mix, stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let before = digest_then_bgsave(&mut control, &["BGSAVE", "FORKLESS"]);
+        wait_save_done(&mut control);
+        stop.store(true, Ordering::Relaxed);
+        let writes: u64 = loads.into_iter().map(|t| t.join().expect("load")).sum();
+        assert!(writes > 1000, "mix {mix}: only {writes} writes ran");
+        let now = text(digest(&mut control));
+        assert_ne!(now, before, "mix {mix}: the load changed nothing");
+        let dump = server.dir.join("dump.rdb");
+        assert_redis_check_rdb(&dump);
+        assert_eq!(
+            digest_in_redis(&dump),
+            before,
+            "mix {mix}: Redis's load of the image"
+        );
+        assert!(server.log().contains("Background forkless saving started"));
+    }
+}
+
+#[test]
+fn bgsave_method_forkless_applies_to_save_points_and_bgsave() {
+    let server = ServerProcess::amber(&["--bgsave-method", "forkless"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "1000"]);
+    let before = digest_then_bgsave(&mut client, &["BGSAVE"]);
+    wait_save_done(&mut client);
+    assert_eq!(digest_in_redis(&server.dir.join("dump.rdb")), before);
+    client.cmd(&["CONFIG", "SET", "save", "1 1"]);
+    client.cmd(&["SET", "one", "more"]);
+    wait_for(
+        || {
+            server
+                .log()
+                .matches("Background forkless saving started")
+                .count()
+                == 2
+        },
+        "the save point starts a forkless save",
+    );
+    wait_save_done(&mut client);
+    // Forkless saves fork nothing.
+    assert_eq!(info_field(&mut client, "total_forks"), "0");
+    // FORK overrides the directive for one save.
+    assert_eq!(
+        client.cmd(&["BGSAVE", "FORK"]),
+        simple("Background saving started")
+    );
+    wait_save_done(&mut client);
+    assert_eq!(info_field(&mut client, "total_forks"), "1");
+}
+
+#[test]
+fn bgsave_arguments_are_checked() {
+    let server = ServerProcess::amber(&["--rdb-key-save-delay", "1000"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "2000"]);
+    for bad in [
+        vec!["BGSAVE", "FORKLESS", "FORK"],
+        vec!["BGSAVE", "NOW"],
+        vec!["BGSAVE", "SCHEDULE", "SCHEDULE"],
+    ] {
+        assert_eq!(client.cmd(&bad), common::error("ERR syntax error"));
+    }
+    assert_eq!(
+        client.cmd(&["BGSAVE", "FORKLESS", "SCHEDULE"]),
+        simple("Background saving started")
+    );
+    assert_eq!(
+        client.cmd(&["BGSAVE", "FORKLESS"]),
+        common::error("ERR Background save already in progress")
+    );
+    // As a forked save, FLUSHALL stops it and the dataset goes on.
+    client.cmd(&["FLUSHALL"]);
+    assert_eq!(info_field(&mut client, "rdb_bgsave_in_progress"), "0");
+    client.cmd(&["SET", "after", "flush"]);
+    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1));
+}
+
+#[test]
+fn kill_9_mid_forkless_save_leaves_the_old_file_and_no_temp_file_after_restart() {
+    let server = ServerProcess::amber(&["--rdb-key-save-delay", "500"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "3000"]);
+    assert_eq!(client.cmd(&["SAVE"]), simple("OK"));
+    let saved = text(digest(&mut client));
+    client.cmd(&["DEBUG", "POPULATE", "6000", "other"]);
+    assert_eq!(
+        client.cmd(&["BGSAVE", "FORKLESS"]),
+        simple("Background saving started")
+    );
+    let temp = server.dir.join(format!("temp-{}.rdb", server.pid()));
+    wait_for(
+        || {
+            temp.exists()
+                && info_field(&mut client, "current_save_keys_processed")
+                    .parse::<u64>()
+                    .is_ok_and(|keys| keys > 100)
+        },
+        "the forkless save writes its temp file",
+    );
+    let dir = server.kill9();
+    assert!(temp.exists(), "the temp file outlives the killed server");
+    assert_redis_check_rdb(&dir.join("dump.rdb"));
+    let restarted = ServerProcess::amber_in(&dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(text(digest(&mut client)), saved);
+    assert!(
+        !temp.exists(),
+        "the restart removes the dead save's temp file"
+    );
+    assert!(
+        restarted
+            .log()
+            .contains("Removing the leftover temporary snapshot file")
+    );
+}
