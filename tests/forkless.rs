@@ -151,10 +151,13 @@ fn text(frame: Frame) -> String {
     }
 }
 
-/// Takes the digest and starts the snapshot in one batch: nothing runs between the two.
+/// Takes the digest and starts the snapshot in one batch: both arrive in one write, so the
+/// server runs them back to back, with no other client's command between.
 fn digest_then_bgsave(client: &mut Client, args: &[&str]) -> String {
-    client.send(&["DEBUG", "DIGEST"]);
-    client.send(args);
+    let mut wire = bytes::BytesMut::new();
+    Frame::command(&["DEBUG", "DIGEST"]).encode(&mut wire);
+    Frame::command(args).encode(&mut wire);
+    client.send_raw(&wire);
     let before = text(client.read().expect("digest"));
     assert_eq!(client.read(), Some(simple("Background saving started")));
     before
@@ -305,5 +308,65 @@ fn kill_9_mid_forkless_save_leaves_the_old_file_and_no_temp_file_after_restart()
         restarted
             .log()
             .contains("Removing the leftover temporary snapshot file")
+    );
+}
+
+#[test]
+fn a_forkless_aof_rewrite_under_writes_loads_back_in_amber_and_redis() {
+    let server = ServerProcess::amber(&[
+        "--appendonly",
+        "yes",
+        "--bgsave-method",
+        "forkless",
+        "--rdb-key-save-delay",
+        "25",
+    ]);
+    let mut control = server.client();
+    populate(&mut control);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let port = server.port;
+        std::thread::spawn(move || write_load(port, 77, 1, stop))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        control.cmd(&["BGREWRITEAOF"]),
+        simple("Background append only file rewriting started")
+    );
+    wait_for(
+        || info_field(&mut control, "aof_rewrite_in_progress") == "0",
+        "the rewrite ends",
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.join().expect("load") > 1000);
+    assert_eq!(info_field(&mut control, "aof_last_bgrewrite_status"), "ok");
+    assert!(
+        server
+            .log()
+            .contains("Background append only file rewriting started (forkless)")
+    );
+    assert_eq!(info_field(&mut control, "total_forks"), "0");
+    let expected = text(digest(&mut control));
+    // The base (the capture at the rewrite's start) plus the incr file written since.
+    let copy = common::temp_dir("forkless-aof-copy");
+    let aof_dir = server.dir.join("appendonlydir");
+    std::fs::create_dir_all(copy.join("appendonlydir")).expect("copy dir");
+    for file in std::fs::read_dir(&aof_dir).expect("aof dir").flatten() {
+        std::fs::copy(
+            file.path(),
+            copy.join("appendonlydir").join(file.file_name()),
+        )
+        .expect("copy the AOF");
+    }
+    let redis = ServerProcess::redis_in(&copy, &["--appendonly", "yes"]);
+    assert_eq!(text(digest(&mut redis.client())), expected, "Redis's load");
+    drop(redis);
+    let dir = server.kill9();
+    let restarted = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+    assert_eq!(
+        text(digest(&mut restarted.client())),
+        expected,
+        "Amber's load"
     );
 }

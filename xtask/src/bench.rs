@@ -64,6 +64,16 @@ pub(crate) struct BenchArgs {
     /// Only the idle-connection memory comparison (10,000 connections).
     #[arg(long)]
     pub connections_only: bool,
+    /// Only the snapshot comparison (Redis's fork, Amber's fork and forkless BGSAVE under a
+    /// SET load: peak extra memory, latency, time).
+    #[arg(long)]
+    pub snapshot_only: bool,
+    /// Keys (mixed types) for the snapshot comparison.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub snapshot_keys: u64,
+    /// Also write SVG charts of memory and p99 latency over time to `docs/`.
+    #[arg(long)]
+    pub snapshot_plot: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -295,6 +305,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.connections_only {
         return crate::bench_connections::run(args);
+    }
+    if args.snapshot_only || args.snapshot_plot {
+        return crate::bench_snapshot::run(args, args.snapshot_keys, args.snapshot_plot);
     }
     let scratch = std::env::temp_dir().join(format!("amber-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;

@@ -19,6 +19,7 @@ mod bench_eviction;
 mod bench_pubsub;
 mod bench_replication;
 mod bench_scripting;
+mod bench_snapshot;
 mod bench_streams;
 mod redis_tests;
 mod tools;

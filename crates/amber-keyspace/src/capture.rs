@@ -23,6 +23,9 @@ use crate::small::SmallBytes;
 /// entry as it was then.
 pub type CaptureSink<'a> = dyn FnMut(usize, SmallBytes, Entry) + 'a;
 
+/// Buckets whose first nodes the walk pulls into the cache at once.
+const WARM_AHEAD: usize = 16;
+
 /// One database's share of a running capture.
 pub(crate) struct Capture {
     /// The database's number when the capture began (what the image files the keys under).
@@ -119,6 +122,9 @@ impl Capture {
             }
             if self.walked {
                 break;
+            }
+            if budget.is_multiple_of(WARM_AHEAD) {
+                live.warm_scan(self.cursor, WARM_AHEAD, |entry| entry.value.touch());
             }
             self.cursor = live.scan_mut(self.cursor, |key, entry| {
                 if entry.mark != mark {

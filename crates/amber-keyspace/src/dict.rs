@@ -408,6 +408,31 @@ impl<V> Dict<V> {
         next_cursor(cursor, mask)
     }
 
+    /// Pulls into the cache the first nodes of the `buckets` buckets a scan from `cursor`
+    /// visits next, and what `touch` reads of their values: independent loads the processor
+    /// overlaps, where a scan would take one cache miss after another.
+    pub fn warm_scan(&self, cursor: u64, buckets: usize, touch: impl Fn(&V) -> u64) {
+        const AT_ONCE: usize = 32;
+        let mask = (self.buckets.len() - 1) as u64;
+        let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
+        let mut next = cursor;
+        for head in heads.iter_mut().take(buckets.min(AT_ONCE)) {
+            *head = self.buckets[(next & mask) as usize].as_deref();
+            next = next_cursor(next, mask);
+            if next == 0 {
+                break;
+            }
+        }
+        let mut seen = 0u64;
+        for head in heads.iter().flatten() {
+            seen ^= head.hash;
+        }
+        for head in heads.iter().flatten() {
+            seen ^= touch(&head.value);
+        }
+        std::hint::black_box(seen);
+    }
+
     /// Takes the keys and values of the bucket(s) at `cursor` out of the table, handing each
     /// to `take`, and returns the next cursor (0 = the table is empty of what the walk saw).
     /// Dismantling a detached table this way frees it a little at a time.

@@ -16,6 +16,7 @@ use crate::persistence::aof::{AofPaths, BaseFormat, delete_history};
 use crate::persistence::jobs::{
     Ended, Work, child_result, fork, remove_leftover, temp_rewrite_path,
 };
+use crate::persistence::save::SnapshotMethod;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -103,6 +104,20 @@ impl Server {
         let format = self.aof_base_format();
         let rdb_base = matches!(format, BaseFormat::Rdb(_));
         let temp = temp_rewrite_path(&paths.dir, std::process::id());
+        let job = RewriteJob {
+            temp: temp.clone(),
+            first_incr_after_fork: match (waiting, self.aof.is_on()) {
+                (Some(first), _) => first,
+                (None, true) => self.aof.manifest.incr_seq,
+                (None, false) => u64::MAX,
+            },
+            rdb: rdb_base,
+        };
+        if let (BaseFormat::Rdb(options), SnapshotMethod::Forkless) =
+            (&format, self.snapshot_method())
+        {
+            return self.start_forkless_rewrite(job, options.clone());
+        }
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
         let spawned = fork(move |reporter| {
@@ -127,16 +142,36 @@ impl Server {
         );
         // As Redis, `aof_rewrites` counts rewrites started.
         self.aof_rewrite.rewrites += 1;
-        let job = RewriteJob {
-            temp,
-            first_incr_after_fork: match (waiting, self.aof.is_on()) {
-                (Some(first), _) => first,
-                (None, true) => self.aof.manifest.incr_seq,
-                (None, false) => u64::MAX,
-            },
-            rdb: rdb_base,
-        };
         self.job_started(child, Work::Rewrite(job));
+        Ok(())
+    }
+
+    /// Starts a forkless rewrite (`bgsave-method forkless`, RDB base): the base is the
+    /// keyspace's capture at this point, as a fork's would be, and the new incr file has
+    /// already started.
+    fn start_forkless_rewrite(
+        &mut self,
+        job: RewriteJob,
+        options: crate::persistence::rdb::SaveOptions,
+    ) -> Result<(), RewriteError> {
+        let target = crate::persistence::forkless::Target {
+            path: None,
+            temp: job.temp.clone(),
+            options,
+            aof_base: true,
+            context: "Write error writing append only file on disk",
+        };
+        let forkless = match crate::persistence::forkless::ForklessJob::start(self, target) {
+            Ok(forkless) => forkless,
+            Err(error) => {
+                warning!("Can't rewrite append only file in background: {error}");
+                self.record_rewrite_start_failure();
+                return Err(RewriteError::Incr(error));
+            }
+        };
+        notice!("Background append only file rewriting started (forkless)");
+        self.aof_rewrite.rewrites += 1;
+        self.forkless_started(forkless, Work::Rewrite(job));
         Ok(())
     }
 

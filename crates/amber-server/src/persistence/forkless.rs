@@ -8,8 +8,10 @@
 //! memory of a snapshot is bounded by design, whatever the write rate, apart from the one
 //! value a command is changing). The walk of the keyspace only runs when the queue has room.
 //!
-//! The file is written to `temp-<pid>.rdb`, fsynced and renamed over the target, as a forked
-//! save does; a failed or abandoned snapshot removes its temp file and leaves the old file.
+//! The file is written to a temp file (`temp-<pid>.rdb` for BGSAVE), fsynced and renamed over
+//! the target, as a forked save does; a failed or abandoned snapshot removes its temp file and
+//! leaves the old file. An AOF rewrite's base is left in its temp file for the rewrite's own
+//! installation with the manifest.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -36,7 +38,7 @@ const CHUNK_ENTRIES: usize = 1024;
 /// Bytes of entries the event loop may hold while the queue is full, before a write waits.
 const PENDING_LIMIT: usize = 4 * 1024 * 1024;
 /// Buckets the walk visits per step between two turns of the event loop.
-const WALK_BUDGET: usize = 256;
+const WALK_BUDGET: usize = 64;
 
 /// One captured key: its database at the snapshot's start, its name, its entry then.
 type Captured = (usize, SmallBytes, Entry);
@@ -62,8 +64,9 @@ struct Shared {
 
 /// Where the snapshot goes and what its header says.
 pub(crate) struct Target {
-    /// The file to replace.
-    pub path: PathBuf,
+    /// The file to replace once the temp file is complete and durable; `None` leaves the
+    /// temp file for the job's finisher (an AOF rewrite installs its base with the manifest).
+    pub path: Option<PathBuf>,
     /// The temp file written first.
     pub temp: PathBuf,
     /// Header options, functions, replication fields.
@@ -178,8 +181,15 @@ impl ForklessJob {
 
     /// Takes `entry` into the pending chunk.
     fn push(&mut self, db: usize, key: SmallBytes, entry: Entry) {
-        self.pending_bytes += key.len() + 48 + crate::commands::value_size(&entry.value, 4);
+        self.pending_bytes += entry_bytes(&key, &entry);
         self.pending.push((db, key, entry));
+    }
+
+    /// Bytes of captured entries held now, in the event loop and the queue (as Redis leaves a
+    /// fork's copy-on-write out of `maxmemory`, they do not count against it).
+    /// The chunks in the queue are counted at their most.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.pending_bytes + QUEUE_CHUNKS * CHUNK_BYTES
     }
 
     /// Sends the pending chunk if it is big enough (or `force`); with `wait`, blocks on a full
@@ -223,6 +233,17 @@ impl ForklessJob {
     }
 }
 
+/// About how much memory a captured entry holds: its node, key and value. Small values
+/// (the common case) are not measured, only counted.
+fn entry_bytes(key: &SmallBytes, entry: &Entry) -> usize {
+    let value = match entry.value.encoding() {
+        "int" | "embstr" => 64,
+        "listpack" | "intset" => 256,
+        _ => crate::commands::value_size(&entry.value, 4),
+    };
+    key.len() + 48 + value
+}
+
 /// What the writer needs of the keyspace at the snapshot's start.
 struct Header {
     ctime: u64,
@@ -234,8 +255,11 @@ struct Header {
 /// The writer thread: builds the file from the chunks, then fsyncs and installs it. Returns
 /// whether the file was installed.
 fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
-    let result = write_chunks(&target, &header, &chunks, shared)
-        .and_then(|()| amber_snapshot::durable::install(&target.temp, &target.path));
+    let result =
+        write_chunks(&target, &header, &chunks, shared).and_then(|()| match &target.path {
+            Some(path) => amber_snapshot::durable::install(&target.temp, path),
+            None => Ok(()),
+        });
     if let Err(error) = result {
         let _ = std::fs::remove_file(&target.temp);
         if !shared.abandoned.load(Ordering::Relaxed)

@@ -129,6 +129,14 @@ impl RunningJob {
         }
     }
 
+    /// The forkless snapshot this job runs, if it is one, read-only.
+    pub(crate) fn forkless(&self) -> Option<&ForklessJob> {
+        match &self.worker {
+            Worker::Forkless(job) => Some(job),
+            Worker::Forked(_) => None,
+        }
+    }
+
     /// Whether the job forked a child.
     pub(crate) fn forked(&self) -> bool {
         matches!(self.worker, Worker::Forked(_))

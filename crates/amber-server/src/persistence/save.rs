@@ -200,7 +200,7 @@ impl Server {
     ) -> Result<(), SaveError> {
         let target = crate::persistence::forkless::Target {
             temp: temp_rdb_path(&path, std::process::id()),
-            path,
+            path: Some(path),
             options,
             aof_base: false,
             context: "Write error saving DB on disk",

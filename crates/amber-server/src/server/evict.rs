@@ -90,9 +90,19 @@ impl Default for Eviction {
 impl Server {
     /// Heap bytes that do not count against `maxmemory`: replicas' output buffers beyond the
     /// backlog and the AOF buffer (Redis's `freeMemoryGetNotCountedMemory`), so that the
-    /// `DEL`s eviction sends them cannot feed more eviction.
+    /// `DEL`s eviction sends them cannot feed more eviction; and a forkless snapshot's
+    /// captured entries, which stand for a fork's copy-on-write.
     pub(crate) fn memory_not_counted_for_evict(&self) -> usize {
-        self.replication.buffered_bytes() + self.aof.buffered_bytes() + self.memory_being_freed()
+        let snapshot = self
+            .jobs
+            .running
+            .as_ref()
+            .and_then(|job| job.forkless())
+            .map_or(0, |job| job.held_bytes());
+        self.replication.buffered_bytes()
+            + self.aof.buffered_bytes()
+            + self.memory_being_freed()
+            + snapshot
     }
 
     /// Buffers of connections already closed (by client eviction, `CLIENT KILL`) whose tasks
