@@ -155,7 +155,7 @@ fn text(frame: Frame) -> String {
 /// server runs them back to back, with no other client's command between.
 fn digest_then_bgsave(client: &mut Client, args: &[&str]) -> String {
     let mut wire = bytes::BytesMut::new();
-    Frame::command(&["DEBUG", "DIGEST"]).encode(&mut wire);
+    Frame::command(["DEBUG", "DIGEST"]).encode(&mut wire);
     Frame::command(args).encode(&mut wire);
     client.send_raw(&wire);
     let before = text(client.read().expect("digest"));
