@@ -5,9 +5,10 @@
 //! exactly once, as it was at that moment, and nothing added later is:
 //! - each [`Db`](crate::Db) has a mark bit, flipped when a capture begins; an entry whose bit
 //!   differs from its database's has not been handed out yet;
-//! - the walk visits the table with a `SCAN` cursor, which reaches every key present
-//!   throughout whatever the table's resizes, hands out a copy of each unmarked entry and
-//!   marks it;
+//! - the walk visits the table bucket by bucket, in memory order, hands out a copy of each
+//!   unmarked entry and marks it; growing the table keeps unvisited keys at or after the walk's
+//!   position, and the table does not shrink while it is walked, so the walk sees every key
+//!   present throughout;
 //! - before an unmarked entry changes or leaves the table, the database hands out its old form
 //!   first (a copy before a change, the entry itself when it is removed) and marks it;
 //! - an entry inserted while the capture runs is marked already: it is not part of the image;
@@ -30,8 +31,11 @@ const WARM_AHEAD: usize = 16;
 pub(crate) struct Capture {
     /// The database's number when the capture began (what the image files the keys under).
     db_index: usize,
-    /// The walk's `SCAN` cursor over the live table.
-    cursor: u64,
+    /// The next bucket the walk visits in the live table. A key sits in bucket `hash & mask`,
+    /// so when the table grows, a key of bucket `b` moves to `b` or past the old size: keys
+    /// not yet visited stay at or after the cursor. Shrinking would fold them below it, so
+    /// the table does not shrink while it is walked.
+    cursor: usize,
     /// Whether the walk of the live table has gone all the way round.
     walked: bool,
     /// Tables emptied while the capture ran, taken apart before the live one is walked.
@@ -123,10 +127,13 @@ impl Capture {
             if self.walked {
                 break;
             }
-            if budget.is_multiple_of(WARM_AHEAD) {
-                live.warm_scan(self.cursor, WARM_AHEAD, |entry| entry.value.touch());
+            if self.cursor == 0 {
+                live.pause_shrinking(true);
             }
-            self.cursor = live.scan_mut(self.cursor, |key, entry| {
+            if budget.is_multiple_of(WARM_AHEAD) {
+                live.warm_buckets(self.cursor, WARM_AHEAD, |entry| entry.value.touch());
+            }
+            self.cursor = live.visit_bucket_mut(self.cursor, |key, entry| {
                 if entry.mark != mark {
                     entry.mark = mark;
                     if !discard {
@@ -134,7 +141,10 @@ impl Capture {
                     }
                 }
             });
-            self.walked = self.cursor == 0;
+            if self.cursor == 0 {
+                self.walked = true;
+                live.pause_shrinking(false);
+            }
         }
         budget
     }
@@ -315,6 +325,40 @@ mod tests {
                 image.insert((db, key.to_vec()), (string(&entry), entry.expire_at()));
             }) {}
             prop_assert_eq!(image, expected);
+        }
+    }
+
+    /// A table that would shrink or grow in the middle of the walk.
+    #[test]
+    fn a_walk_survives_the_table_resizing_under_it() {
+        for (keys, delete, insert) in [(1000u16, 990u16, 0u16), (100, 0, 5000), (2000, 1990, 3000)]
+        {
+            let mut keyspace = Keyspace::new(1);
+            let value = |k: u16| Value::Str(StrValue::from_bytes(k.to_string().as_bytes()));
+            for k in 0..keys {
+                keyspace.db(0).insert(&key(k), Entry::new(value(k), NOW));
+            }
+            let expected = image_of(&keyspace);
+            keyspace.begin_capture();
+            let mut image = Image::new();
+            let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
+                let value = (string(&entry), entry.expire_at());
+                assert!(image.insert((db, key.to_vec()), value).is_none());
+            };
+            let buckets = keyspace.db(0).entries().bucket_count();
+            keyspace.capture_step(buckets * 3 / 4, &mut out);
+            for k in 0..delete {
+                keyspace.db(0).delete(&key(k));
+            }
+            for k in 0..insert {
+                let name = format!("new-{k}").into_bytes();
+                keyspace.db(0).insert(&name, Entry::new(value(k), NOW));
+            }
+            while !keyspace.capture_step(7, &mut out) {}
+            assert_eq!(
+                image, expected,
+                "{keys} keys, {delete} deleted, {insert} added"
+            );
         }
     }
 

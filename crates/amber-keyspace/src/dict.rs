@@ -76,6 +76,8 @@ pub struct Dict<V> {
     buckets: Vec<Option<Box<Node<V>>>>,
     len: usize,
     hasher: RandomState,
+    /// Set while a capture walks the table in bucket order.
+    shrink_paused: bool,
 }
 
 const MIN_BUCKETS: usize = 4;
@@ -93,6 +95,7 @@ impl<V> Dict<V> {
             buckets: empty_buckets(MIN_BUCKETS),
             len: 0,
             hasher: RandomState::new(),
+            shrink_paused: false,
         }
     }
 
@@ -354,7 +357,7 @@ impl<V> Dict<V> {
     }
 
     fn shrink_if_sparse(&mut self) {
-        if resizes_paused() {
+        if resizes_paused() || self.shrink_paused {
             return;
         }
         let buckets = self.buckets.len();
@@ -396,33 +399,12 @@ impl<V> Dict<V> {
         next_cursor(cursor, mask)
     }
 
-    /// Like [`Dict::scan`], with each value open for changing (a snapshot's walk marks what
-    /// it has copied).
-    pub fn scan_mut(&mut self, cursor: u64, mut visit: impl FnMut(&Key, &mut V)) -> u64 {
-        let mask = (self.buckets.len() - 1) as u64;
-        let mut node = self.buckets[(cursor & mask) as usize].as_deref_mut();
-        while let Some(n) = node {
-            visit(&n.key, &mut n.value);
-            node = n.next.as_deref_mut();
-        }
-        next_cursor(cursor, mask)
-    }
-
-    /// Pulls into the cache the first nodes of the `buckets` buckets a scan from `cursor`
-    /// visits next, and what `touch` reads of their values: independent loads the processor
-    /// overlaps, where a scan would take one cache miss after another.
-    pub fn warm_scan(&self, cursor: u64, buckets: usize, touch: impl Fn(&V) -> u64) {
-        const AT_ONCE: usize = 32;
-        let mask = (self.buckets.len() - 1) as u64;
-        let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
-        let mut next = cursor;
-        for head in heads.iter_mut().take(buckets.min(AT_ONCE)) {
-            *head = self.buckets[(next & mask) as usize].as_deref();
-            next = next_cursor(next, mask);
-            if next == 0 {
-                break;
-            }
-        }
+    /// Pulls into the cache the first nodes of buckets `from..from + count` and what `touch`
+    /// reads of their values: independent loads the processor overlaps, where a walk would
+    /// take one cache miss after another.
+    pub fn warm_buckets(&self, from: usize, count: usize, touch: impl Fn(&V) -> u64) {
+        let end = from.saturating_add(count).min(self.buckets.len());
+        let heads = self.buckets.get(from..end).unwrap_or_default();
         let mut seen = 0u64;
         for head in heads.iter().flatten() {
             seen ^= head.hash;
@@ -431,6 +413,31 @@ impl<V> Dict<V> {
             seen ^= touch(&head.value);
         }
         std::hint::black_box(seen);
+    }
+
+    /// Visits bucket `index`'s keys and values for changing them, and returns the next
+    /// bucket's index, or 0 past the last (a walk in table order: sequential in memory, but
+    /// only complete if the table does not resize meanwhile; see [`Dict::pause_shrinking`]).
+    pub fn visit_bucket_mut(&mut self, index: usize, mut visit: impl FnMut(&Key, &mut V)) -> usize {
+        let Some(bucket) = self.buckets.get_mut(index) else {
+            return 0;
+        };
+        let mut node = bucket.as_deref_mut();
+        while let Some(n) = node {
+            visit(&n.key, &mut n.value);
+            node = n.next.as_deref_mut();
+        }
+        if index + 1 >= self.buckets.len() {
+            0
+        } else {
+            index + 1
+        }
+    }
+
+    /// Stops or resumes shrinking when keys are removed (a walk in table order restarts when
+    /// the table grows; with shrinking paused it restarts at most once per doubling).
+    pub fn pause_shrinking(&mut self, paused: bool) {
+        self.shrink_paused = paused;
     }
 
     /// Takes the keys and values of the bucket(s) at `cursor` out of the table, handing each
