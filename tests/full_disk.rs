@@ -66,6 +66,16 @@ fn fill(dir: &Path) -> PathBuf {
     filler
 }
 
+/// The `temp-*` files in `dir` (what a failed save must not leave).
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect()
+}
+
 /// One `SET` on its own connection: the reply, or `None` when the server closed the
 /// connection without replying.
 fn set_once(port: u16, key: &str, value: &[u8]) -> Option<Frame> {
@@ -310,12 +320,7 @@ fn background_saves_on_a_full_disk_log_why_and_keep_the_old_files() {
     );
     assert_eq!(std::fs::read(disk.path.join("dump.rdb")).unwrap(), rdb);
     assert_eq!(aof_files(&disk.path), before, "no temp file left");
-    let leftovers: Vec<String> = std::fs::read_dir(&disk.path)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("temp-"))
-        .collect();
+    let leftovers = temp_files(&disk.path);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     std::fs::remove_file(&filler).unwrap();
@@ -372,4 +377,72 @@ fn a_backup_on_a_full_disk_fails_cleanly_and_works_again() {
         panic!("the backup works once there is room")
     };
     assert!(backups.join(String::from_utf8_lossy(&id).as_ref()).is_dir());
+}
+
+/// A forkless save that runs out of room: the same log line and status as a forked one, the
+/// old file kept, no temp file; the server keeps serving, and the next forkless save, once
+/// there is room, is the dataset at its start (the abandoned capture finished its marks).
+#[test]
+fn a_forkless_save_on_a_full_disk_fails_cleanly_and_the_next_one_is_whole() {
+    let Some(disk) = small_disk_or_skip("amber-full-forkless", 8) else {
+        return;
+    };
+    let log = temp_dir("amber-full-forkless-log").join("server.log");
+    let server = ServerProcess::amber_in(
+        &disk.path,
+        &[
+            "--logfile",
+            &log.display().to_string(),
+            "--bgsave-method",
+            "forkless",
+        ],
+    );
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000", "key", "100"]);
+    assert_eq!(client.cmd(&["SAVE"]), common::simple("OK"));
+    let rdb = std::fs::read(disk.path.join("dump.rdb")).unwrap();
+    let filler = fill(&disk.path);
+
+    client.cmd(&["BGSAVE"]);
+    wait_for(
+        || info_field(&mut client, "rdb_last_bgsave_status") == "err",
+        "the forkless save fails on the full disk",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Background forkless saving started"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Write error saving DB on disk: No space left on device"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(disk.path.join("dump.rdb")).unwrap(), rdb);
+    let leftovers = temp_files(&disk.path);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Reads and writes go on (no save points, so no -MISCONF).
+    assert_eq!(
+        client.cmd(&["SET", "during", "failure"]),
+        common::simple("OK")
+    );
+    assert!(matches!(client.cmd(&["GET", "key:7"]), Frame::Bulk(_)));
+
+    std::fs::remove_file(&filler).unwrap();
+    client.cmd(&["DEL", "during"]);
+    let expected = client.cmd(&["DEBUG", "DIGEST"]);
+    assert_eq!(
+        client.cmd(&["BGSAVE"]),
+        common::simple("Background saving started")
+    );
+    wait_for(
+        || {
+            info_field(&mut client, "rdb_bgsave_in_progress") == "0"
+                && info_field(&mut client, "rdb_last_bgsave_status") == "ok"
+        },
+        "the next forkless save works once there is room",
+    );
+    let copy = temp_dir("amber-full-forkless-load");
+    std::fs::copy(disk.path.join("dump.rdb"), copy.join("dump.rdb")).unwrap();
+    let reloaded = ServerProcess::amber_in(&copy, &[]);
+    assert_eq!(reloaded.client().cmd(&["DEBUG", "DIGEST"]), expected);
 }

@@ -562,7 +562,7 @@ pub(crate) fn rss_of(pid: u32) -> u64 {
 }
 
 /// The children of `pid` (of any of its threads).
-fn children_of(pid: u32) -> Vec<u32> {
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bench::{BenchArgs, command, fill_type, info_value, median, start};
+use crate::bench::{BenchArgs, children_of, command, fill_type, info_value, median, start};
 
 /// Connections of the SET load.
 const LOAD_CONNECTIONS: usize = 8;
@@ -69,21 +69,6 @@ fn pss_of(pid: u32) -> u64 {
         })
         .unwrap_or(0)
         * 1024
-}
-
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|task| task.ok())
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// One connection of the load: SETs on the dataset's string keys until `stop`, recording

@@ -26,7 +26,7 @@ use amber_keyspace::{Entry, SmallBytes};
 use amber_rdb::RdbWriter;
 use amber_snapshot::{ChildExit, Progress};
 
-use crate::persistence::rdb::SaveOptions;
+use crate::persistence::rdb::{SaveOptions, to_io};
 use crate::server::Server;
 
 /// Slots in the queue to the writer thread.
@@ -325,23 +325,11 @@ fn write_chunks(
     file.sync_all()
 }
 
-fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
-    match error {
-        amber_rdb::WriteError::Io(error) => error,
-        other => std::io::Error::other(other.to_string()),
-    }
-}
-
 impl Server {
     /// After each command: moves the old values the command made the capture save into the
     /// pending chunk, waiting for the writer if too much is held (INV-FORKLESS-BOUND).
     pub(crate) fn forward_captured(&mut self) {
-        let Some(job) = self
-            .jobs
-            .running
-            .as_mut()
-            .and_then(|job| job.forkless_mut())
-        else {
+        let Some(job) = self.jobs.forkless_mut() else {
             return;
         };
         self.keyspace
@@ -352,12 +340,7 @@ impl Server {
     /// One step of the running capture between two turns of the event loop.
     fn forkless_step(&mut self) -> Step {
         let capturing = self.keyspace.capturing();
-        let Some(job) = self
-            .jobs
-            .running
-            .as_mut()
-            .and_then(|job| job.forkless_mut())
-        else {
+        let Some(job) = self.jobs.forkless_mut() else {
             if capturing {
                 // An abandoned capture: the walk goes on only to mark entries.
                 self.keyspace

@@ -180,6 +180,11 @@ impl Jobs {
         }
     }
 
+    /// The running forkless snapshot, if the job is one.
+    pub(crate) fn forkless_mut(&mut self) -> Option<&mut ForklessJob> {
+        self.running.as_mut().and_then(RunningJob::forkless_mut)
+    }
+
     /// The running job if it is of `kind`.
     pub(crate) fn running(&self, kind: JobKind) -> Option<&RunningJob> {
         self.running.as_ref().filter(|job| job.is(kind))

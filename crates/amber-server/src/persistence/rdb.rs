@@ -194,7 +194,8 @@ pub(crate) fn write_entry<W: std::io::Write>(
     }
 }
 
-fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
+/// A writer's error as an I/O error (the file's own, or what the encoder refused).
+pub(crate) fn to_io(error: amber_rdb::WriteError) -> std::io::Error {
     match error {
         amber_rdb::WriteError::Io(error) => error,
         other => std::io::Error::other(other.to_string()),
