@@ -320,6 +320,14 @@ fn write_chunks(
             }
         }
     }
+    // INV-CAPTURE hands out every key present at the start exactly once: a different count
+    // means the image is not the dataset, and it must not replace the last good file.
+    let expected: u64 = header.sizes.iter().map(|(keys, _)| keys).sum();
+    if keys != expected {
+        return Err(std::io::Error::other(format!(
+            "the capture handed out {keys} keys of the {expected} at its start"
+        )));
+    }
     let out = writer.finish().map_err(to_io)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
