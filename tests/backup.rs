@@ -33,12 +33,21 @@ fn flags<'a>(backups: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn backup_now_then_restore_gives_the_exact_digest() {
-    for aof in [false, true] {
+    for (aof, method) in [
+        (false, "fork"),
+        (true, "fork"),
+        (false, "forkless"),
+        (true, "forkless"),
+    ] {
         let backups = common::temp_dir("backups");
         let extra: &[&str] = if aof { &["--appendonly", "yes"] } else { &[] };
         let server = ServerProcess::amber(&flags(
             &backups,
-            &[extra, &["--rdb-key-save-delay", "1000"]].concat(),
+            &[
+                extra,
+                &["--rdb-key-save-delay", "1000", "--bgsave-method", method],
+            ]
+            .concat(),
         ));
         let mut client = server.client();
         client.cmd(&["DEBUG", "POPULATE", "3000", "key", "30"]);
@@ -77,6 +86,11 @@ fn backup_now_then_restore_gives_the_exact_digest() {
         );
         assert_eq!(backup.keys, 3003);
 
+        assert_eq!(
+            server.log().contains(") started (forkless)"),
+            method == "forkless",
+            "{method}"
+        );
         let data = server.kill9();
         let report = restore(
             &catalog,
@@ -89,7 +103,7 @@ fn backup_now_then_restore_gives_the_exact_digest() {
         assert_eq!(report.replaced_into.is_some(), aof);
         let restarted = ServerProcess::amber_in(&data, extra);
         let mut client = restarted.client();
-        assert_eq!(digest(&mut client), expected, "aof backup: {aof}");
+        assert_eq!(digest(&mut client), expected, "aof backup: {aof}, {method}");
         assert_eq!(client.cmd(&["EXISTS", "during"]), Frame::Integer(0));
         let _ = std::fs::remove_dir_all(backups);
     }

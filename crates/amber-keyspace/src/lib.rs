@@ -29,7 +29,7 @@ pub use build::ValueBuilder;
 pub use capture::CaptureSink;
 pub use db::{Db, Entry, ExpireCycle, Keyspace};
 pub use dict::{Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, set_growth_guard};
-pub use digest::{Digest, dataset_digest, sha1, value_digest};
+pub use digest::{Digest, DigestBuilder, dataset_digest, sha1, value_digest};
 pub use evict::{EvictionPolicy, EvictionPool};
 pub use glob::glob_match;
 pub use hash::{HashIter, HashLimits, HashValue};

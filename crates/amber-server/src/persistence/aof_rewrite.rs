@@ -160,6 +160,9 @@ impl Server {
             options,
             aof_base: true,
             context: "Write error writing append only file on disk",
+            rdb: true,
+            digest: false,
+            then: None,
         };
         let forkless = match crate::persistence::forkless::ForklessJob::start(self, target) {
             Ok(forkless) => forkless,

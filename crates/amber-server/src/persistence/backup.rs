@@ -16,7 +16,9 @@ use amber_backup::ship::{Remote, ship};
 use amber_backup::{Backup, Catalog, Kind, Policy, finalize, plan};
 use amber_snapshot::schedule::{Admission, JobKind, Reason};
 
+use crate::persistence::forkless::{AfterImage, ForklessJob, Target};
 use crate::persistence::jobs::{Ended, Work, child_result, fork};
+use crate::persistence::save::SnapshotMethod;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -42,6 +44,9 @@ pub(crate) enum BackupStartError {
     /// The fork failed.
     #[error("can't fork the backup: {0}")]
     Fork(#[source] amber_snapshot::ForkError),
+    /// A forkless backup's writer thread could not start.
+    #[error("can't start the backup's writer: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 /// What a backup job needs once its child ends.
@@ -195,6 +200,16 @@ impl Server {
             Kind::Rdb
         };
         let options = self.rdb_options();
+        if self.snapshot_method() == SnapshotMethod::Forkless {
+            let job = BackupJob {
+                staging,
+                kind,
+                seq,
+                time_ms,
+                started: Instant::now(),
+            };
+            return self.start_forkless_backup(job, aof_copy, options);
+        }
         let keyspace = &self.keyspace;
         let child_staging = staging.clone();
         let spawned = fork(move |reporter| {
@@ -241,6 +256,58 @@ impl Server {
                 self.jobs.scheduler.start_failed(JobKind::Backup, now);
                 self.finish_backup(seq, Err(format!("fork: {error}")), 0.0);
                 Err(BackupStartError::Fork(error))
+            }
+        }
+    }
+
+    /// Starts a forkless backup (`bgsave-method forkless`): the writer thread writes the
+    /// capture to `dump.rdb` (or, with AOF on, only computes its digest and then copies the
+    /// AOF files up to their lengths now) and writes `meta`, all in the staging directory.
+    fn start_forkless_backup(
+        &mut self,
+        job: BackupJob,
+        aof_copy: Option<AofCopy>,
+        options: crate::persistence::rdb::SaveOptions,
+    ) -> Result<(), BackupStartError> {
+        let (staging, time_ms) = (job.staging.clone(), job.time_ms);
+        let rdb = aof_copy.is_none();
+        let then: AfterImage = Box::new(move |image| {
+            if let Some(plan) = &aof_copy {
+                copy_aof(plan, &staging)?;
+            }
+            let meta = Meta {
+                time_ms,
+                keys: image.keys,
+                digest: image.digest.unwrap_or_default().hex(),
+            };
+            meta.write(&staging)
+        });
+        let target = Target {
+            path: None,
+            temp: job.staging.join("dump.rdb"),
+            options,
+            aof_base: false,
+            context: "Write error writing the backup",
+            rdb,
+            digest: true,
+            then: Some(then),
+        };
+        match ForklessJob::start(self, target) {
+            Ok(forkless) => {
+                notice!(
+                    "Backup {} ({}) started (forkless)",
+                    amber_backup::time::backup_id(time_ms),
+                    job.kind.name()
+                );
+                self.forkless_started(forkless, Work::Backup(job));
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&job.staging);
+                let now = self.backup.now_ms();
+                self.jobs.scheduler.start_failed(JobKind::Backup, now);
+                self.finish_backup(job.seq, Err(format!("writer: {error}")), 0.0);
+                Err(BackupStartError::Writer(error))
             }
         }
     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use amber_keyspace::{Entry, SmallBytes};
+use amber_keyspace::{DigestBuilder, Entry, SmallBytes};
 use amber_rdb::RdbWriter;
 use amber_snapshot::{ChildExit, Progress};
 
@@ -75,6 +75,24 @@ pub(crate) struct Target {
     pub aof_base: bool,
     /// The log line's words for a failure ("Write error saving DB on disk").
     pub context: &'static str,
+    /// Whether to write the RDB file (an AOF backup needs only the image's digest).
+    pub rdb: bool,
+    /// Whether to compute the image's `DEBUG DIGEST` as it is written.
+    pub digest: bool,
+    /// Runs on the writer thread once the image is complete and durable (a backup copies
+    /// its AOF files and writes its `meta` there).
+    pub then: Option<AfterImage>,
+}
+
+/// What runs after an image is written, with what the writer learnt of it.
+pub(crate) type AfterImage = Box<dyn FnOnce(Image) -> std::io::Result<()> + Send>;
+
+/// What the writer learnt of the image it wrote.
+pub(crate) struct Image {
+    /// Keys in the image.
+    pub keys: u64,
+    /// Its `DEBUG DIGEST`, when asked for.
+    pub digest: Option<amber_keyspace::Digest>,
 }
 
 /// A forkless snapshot in progress: the event loop's side.
@@ -252,14 +270,17 @@ struct Header {
     sizes: Vec<(u64, u64)>,
 }
 
-/// The writer thread: builds the file from the chunks, then fsyncs and installs it. Returns
-/// whether the file was installed.
+/// The writer thread: builds the file from the chunks, then fsyncs and installs it and runs
+/// what comes after. Returns whether all of it succeeded.
 fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
-    let result =
-        write_chunks(&target, &header, &chunks, shared).and_then(|()| match &target.path {
-            Some(path) => amber_snapshot::durable::install(&target.temp, path),
-            None => Ok(()),
-        });
+    let mut target = target;
+    let then = target.then.take();
+    let result = write_chunks(&target, &header, &chunks, shared).and_then(|image| {
+        if let Some(path) = &target.path {
+            amber_snapshot::durable::install(&target.temp, path)?;
+        }
+        then.map_or(Ok(()), |then| then(image))
+    });
     if let Err(error) = result {
         let _ = std::fs::remove_file(&target.temp);
         if !shared.abandoned.load(Ordering::Relaxed)
@@ -281,17 +302,24 @@ fn write_chunks(
     header: &Header,
     chunks: &Receiver<Chunk>,
     shared: &Shared,
-) -> std::io::Result<()> {
-    let file = std::fs::File::create(&target.temp)?;
-    let out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut writer = RdbWriter::new(out, target.options.format).map_err(to_io)?;
-    crate::persistence::rdb::write_header(
-        &mut writer,
-        &target.options,
-        target.aof_base,
-        header.ctime,
-        header.used_memory,
-    )?;
+) -> std::io::Result<Image> {
+    let mut writer = match target.rdb {
+        true => {
+            let file = std::fs::File::create(&target.temp)?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut writer = RdbWriter::new(out, target.options.format).map_err(to_io)?;
+            crate::persistence::rdb::write_header(
+                &mut writer,
+                &target.options,
+                target.aof_base,
+                header.ctime,
+                header.used_memory,
+            )?;
+            Some(writer)
+        }
+        false => None,
+    };
+    let mut digest = target.digest.then(DigestBuilder::default);
     let delay = Duration::from_micros(target.options.key_delay_us);
     let mut current_db = None;
     let mut keys = 0u64;
@@ -307,12 +335,17 @@ fn write_chunks(
             Chunk::End => break,
         };
         for (db, key, entry) in entries {
-            if current_db != Some(db) {
-                let (size, volatile) = header.sizes.get(db).copied().unwrap_or_default();
-                writer.select_db(db as u64, size, volatile).map_err(to_io)?;
-                current_db = Some(db);
+            if let Some(writer) = writer.as_mut() {
+                if current_db != Some(db) {
+                    let (size, volatile) = header.sizes.get(db).copied().unwrap_or_default();
+                    writer.select_db(db as u64, size, volatile).map_err(to_io)?;
+                    current_db = Some(db);
+                }
+                crate::persistence::rdb::write_entry(writer, &key, &entry).map_err(to_io)?;
             }
-            crate::persistence::rdb::write_entry(&mut writer, &key, &entry).map_err(to_io)?;
+            if let Some(digest) = digest.as_mut() {
+                digest.add(db, &key, &entry);
+            }
             keys += 1;
             shared.keys_written.store(keys, Ordering::Relaxed);
             if !delay.is_zero() {
@@ -328,9 +361,15 @@ fn write_chunks(
             "the capture handed out {keys} keys of the {expected} at its start"
         )));
     }
-    let out = writer.finish().map_err(to_io)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
+    if let Some(writer) = writer {
+        let out = writer.finish().map_err(to_io)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+    }
+    Ok(Image {
+        keys,
+        digest: digest.map(|digest| digest.finish()),
+    })
 }
 
 impl Server {

@@ -204,6 +204,9 @@ impl Server {
             options,
             aof_base: false,
             context: "Write error saving DB on disk",
+            rdb: true,
+            digest: false,
+            then: None,
         };
         let job = match crate::persistence::forkless::ForklessJob::start(self, target) {
             Ok(job) => job,
