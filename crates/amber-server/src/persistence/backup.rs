@@ -200,14 +200,14 @@ impl Server {
             Kind::Rdb
         };
         let options = self.rdb_options();
+        let job = BackupJob {
+            staging: staging.clone(),
+            kind,
+            seq,
+            time_ms,
+            started: Instant::now(),
+        };
         if self.snapshot_method() == SnapshotMethod::Forkless {
-            let job = BackupJob {
-                staging,
-                kind,
-                seq,
-                time_ms,
-                started: Instant::now(),
-            };
             return self.start_forkless_backup(job, aof_copy, options);
         }
         let keyspace = &self.keyspace;
@@ -240,13 +240,6 @@ impl Server {
                     kind.name(),
                     child.pid()
                 );
-                let job = BackupJob {
-                    staging,
-                    kind,
-                    seq,
-                    time_ms,
-                    started: Instant::now(),
-                };
                 self.job_started(child, Work::Backup(job));
                 Ok(())
             }
