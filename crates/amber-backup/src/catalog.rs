@@ -42,6 +42,14 @@ pub enum BackupError {
     /// The operation is refused (a server uses the directory, nothing to restore...).
     #[error("{0}")]
     Refused(String),
+    /// The object store refused or could not be reached.
+    #[error("{what}: {source}")]
+    Remote {
+        /// What was being done.
+        what: String,
+        /// The store's error.
+        source: Box<object_store::Error>,
+    },
 }
 
 /// Attaches `what` to an I/O error.

@@ -1,29 +1,57 @@
-//! `amber-backup`: manage Amber's backups with the server running or stopped.
+//! `amber-backup`: manage Amber's backups with the server running or stopped, locally or in
+//! an S3-compatible bucket.
 //!
-//! `list`, `verify [ID]`, `restore [ID] --dir DATA_DIR [--at UNIX_SECONDS]`,
-//! `prune [--dry-run]` and `ship --remote REMOTE`, each with `--backup-dir DIR` or with the
-//! server's `--config redis.conf` (its `backup-dir`, relative to its `dir`).
+//! `list [--remote]`, `verify [ID] [--remote]`, `restore [ID] --dir DATA_DIR [--at UNIX_SECONDS]
+//! [--from-remote]`, `prune [--dry-run]` and `ship [--remote REMOTE]`, each with
+//! `--backup-dir DIR` or with the server's `--config redis.conf` (its `backup-dir`, relative to
+//! its `dir`, and its `backup-remote` and `backup-s3-*` settings).
+//!
+//! Exit codes, for cron jobs and monitors: 0 done; 1 failed (I/O, refused, bad arguments to a
+//! command); 2 usage error; 3 a backup failed verification (damaged); 4 the remote could not be
+//! reached or refused the request (network, credentials, missing bucket).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use amber_backup::bucket::{Bucket, Listing};
 use amber_backup::restore::{RestoreOptions, restore};
+use amber_backup::s3::{S3Settings, open};
 use amber_backup::ship::{Remote, ship};
 use amber_backup::time::{display, now_ms};
-use amber_backup::{Catalog, Policy, Progress, Status, plan, verify};
-use anyhow::{Context, bail};
+use amber_backup::{BackupError, Catalog, Policy, Progress, Status, plan, verify};
+use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+const EXIT_FAILED: u8 = 1;
+const EXIT_DAMAGED: u8 = 3;
+const EXIT_REMOTE: u8 = 4;
+
 #[derive(Parser)]
-#[command(about = "List, verify, restore, prune and ship Amber backups")]
+#[command(
+    about = "List, verify, restore, prune and ship Amber backups",
+    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 a backup failed verification, 4 the remote could not be reached or refused"
+)]
 struct Cli {
     /// The backup directory (`backup-dir`); or give --config.
     #[arg(long, global = true)]
     backup_dir: Option<PathBuf>,
-    /// The server's config file, to take `backup-dir` (and `dir`) from.
+    /// The server's config file, to take `backup-dir` (and `dir`), `backup-remote` and the
+    /// `backup-s3-*` settings from.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// The remote (`backup-remote`): `s3://bucket/prefix`, a path, or `ssh://...`.
+    #[arg(long, global = true)]
+    remote_url: Option<String>,
+    /// `backup-s3-endpoint`: an S3-compatible server's URL.
+    #[arg(long, global = true)]
+    s3_endpoint: Option<String>,
+    /// `backup-s3-region`.
+    #[arg(long, global = true)]
+    s3_region: Option<String>,
+    /// `backup-s3-path-style`: path-style requests.
+    #[arg(long, global = true)]
+    s3_path_style: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,11 +59,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every backup: id, time, kind, size, keys, verification.
-    List,
+    List {
+        /// The bucket's complete backups (and partial uploads) instead of the local ones.
+        #[arg(long)]
+        remote: bool,
+    },
     /// Re-verifies one backup (or all): full parse, and the checksum against the catalog.
     Verify {
         /// The backup id (all when omitted).
         id: Option<String>,
+        /// Downloads the bucket's backup(s) and verifies them in full.
+        #[arg(long)]
+        remote: bool,
     },
     /// Puts a backup in place of a stopped server's data (the replaced data is moved aside).
     Restore {
@@ -47,6 +82,9 @@ enum Command {
         /// Point in time (Unix seconds): replay the AOF after the backup up to it.
         #[arg(long)]
         at: Option<i64>,
+        /// Restore from the bucket (nothing local is needed).
+        #[arg(long)]
+        from_remote: bool,
         /// `dbfilename`.
         #[arg(long, default_value = "dump.rdb")]
         dbfilename: String,
@@ -69,11 +107,19 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         keep_daily: u64,
     },
-    /// Copies the backup directory to another machine and verifies the copy.
+    /// Copies the backups to the remote and verifies the copy; a bucket is then pruned by the
+    /// remote retention policy.
     Ship {
-        /// A mounted path or `ssh://user@host[:port]/path` (`backup-remote`).
+        /// `s3://bucket/prefix`, a mounted path or `ssh://user@host[:port]/path`
+        /// (`backup-remote`).
         #[arg(long)]
-        remote: String,
+        remote: Option<String>,
+        /// `backup-remote-keep-hourly` (buckets only).
+        #[arg(long)]
+        keep_hourly: Option<u64>,
+        /// `backup-remote-keep-daily` (buckets only).
+        #[arg(long)]
+        keep_daily: Option<u64>,
     },
 }
 
@@ -98,90 +144,134 @@ impl Progress for TerminalProgress {
     }
 }
 
+/// A failure and the exit code that says what kind it is.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        let code = error
+            .chain()
+            .find_map(|cause| match cause.downcast_ref::<BackupError>() {
+                Some(BackupError::Verification { .. }) => Some(EXIT_DAMAGED),
+                Some(BackupError::Remote { .. }) => Some(EXIT_REMOTE),
+                _ => None,
+            })
+            .unwrap_or(EXIT_FAILED);
+        Failure { code, error }
+    }
+}
+
+impl From<BackupError> for Failure {
+    fn from(error: BackupError) -> Failure {
+        Failure::from(anyhow::Error::new(error))
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("amber-backup: {error:#}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("amber-backup: {:#}", failure.error);
+            ExitCode::from(failure.code)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let backup_dir = match (cli.backup_dir, &cli.config) {
-        (Some(dir), _) => dir,
-        (None, Some(config)) => backup_dir_from_config(config)?,
-        (None, None) => {
-            bail!("give the backup directory with --backup-dir DIR or --config redis.conf")
-        }
-    };
+/// What the command line and the config file say.
+struct Settings {
+    backup_dir: Option<PathBuf>,
+    remote: Option<String>,
+    s3: S3Settings,
+    remote_policy: Policy,
+}
+
+impl Settings {
+    fn from(cli: &Cli) -> anyhow::Result<Settings> {
+        let file = match &cli.config {
+            Some(path) => ConfigFile::read(path)?,
+            None => ConfigFile::default(),
+        };
+        let backup_dir = cli.backup_dir.clone().or_else(|| file.backup_dir());
+        let text = |flag: &Option<String>, directive: &str| {
+            flag.clone()
+                .or_else(|| file.get(directive).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let number = |directive: &str, default: u64| {
+            file.get(directive)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        Ok(Settings {
+            backup_dir,
+            remote: cli
+                .remote_url
+                .clone()
+                .or_else(|| file.get("backup-remote").map(str::to_string))
+                .filter(|r| !r.is_empty()),
+            s3: S3Settings {
+                endpoint: text(&cli.s3_endpoint, "backup-s3-endpoint"),
+                region: text(&cli.s3_region, "backup-s3-region"),
+                path_style: cli.s3_path_style || file.get("backup-s3-path-style") == Some("yes"),
+            },
+            remote_policy: Policy {
+                keep_hourly_hours: number("backup-remote-keep-hourly", 48),
+                keep_daily_days: number("backup-remote-keep-daily", 365),
+            },
+        })
+    }
+
+    fn backup_dir(&self) -> anyhow::Result<&Path> {
+        self.backup_dir.as_deref().ok_or_else(|| {
+            anyhow!("give the backup directory with --backup-dir DIR or --config redis.conf")
+        })
+    }
+
+    fn bucket(&self) -> anyhow::Result<Bucket> {
+        let Some(remote) = &self.remote else {
+            bail!("give the bucket with --remote-url s3://bucket/prefix or --config redis.conf");
+        };
+        Ok(open(remote, &self.s3)?)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let settings = Settings::from(&cli)?;
     let mut progress = TerminalProgress {
         enabled: std::io::stderr().is_terminal(),
     };
-    let mut catalog = Catalog::open(&backup_dir).context("opening the catalog")?;
     match cli.command {
-        Command::List => {
-            println!(
-                "{:<20} {:<19} {:<4} {:>12} {:>10} verified",
-                "id", "time (UTC)", "kind", "bytes", "keys"
-            );
-            for b in &catalog.backups {
-                let status = match &b.status {
-                    Status::Verified => "yes".to_string(),
-                    Status::Failed(reason) => format!("NO: {reason}"),
-                };
-                println!(
-                    "{:<20} {:<19} {:<4} {:>12} {:>10} {status}",
-                    b.id,
-                    display(b.time_ms),
-                    b.kind.name(),
-                    b.size,
-                    b.keys
-                );
+        Command::List { remote: true } => {
+            let bucket = settings.bucket()?;
+            let listing = bucket.list()?;
+            print_header();
+            for remote in &listing.complete {
+                print_backup(&remote.backup);
+            }
+            for id in &listing.partial {
+                println!("{id:<20} partial upload (no manifest): not restorable");
             }
         }
-        Command::Verify { id } => {
-            let ids: Vec<String> = match id {
-                Some(id) => vec![id],
-                None => catalog.backups.iter().map(|b| b.id.clone()).collect(),
-            };
-            let mut failures = 0;
-            for id in ids {
-                let backup = catalog.get(&id)?.clone();
-                let result =
-                    verify(&catalog.path_of(&id), backup.kind, &mut progress).and_then(|report| {
-                        if report.checksum == backup.checksum {
-                            Ok(report)
-                        } else {
-                            Err(amber_backup::BackupError::Verification {
-                                id: id.clone(),
-                                what: format!(
-                                    "checksum {} does not match the catalog's {}",
-                                    report.checksum, backup.checksum
-                                ),
-                            })
-                        }
-                    });
-                match result {
-                    Ok(report) => println!(
-                        "{id}: OK ({} bytes, checksum {})",
-                        report.size, report.checksum
-                    ),
-                    Err(error) => {
-                        failures += 1;
-                        println!("{id}: FAILED: {error}");
-                    }
-                }
+        Command::List { remote: false } => {
+            let catalog = local_catalog(&settings)?;
+            print_header();
+            for backup in &catalog.backups {
+                print_backup(backup);
             }
-            if failures > 0 {
-                bail!("{failures} backup(s) failed verification");
-            }
+        }
+        Command::Verify { id, remote: true } => verify_remote(&settings, id, &mut progress)?,
+        Command::Verify { id, remote: false } => {
+            let catalog = local_catalog(&settings)?;
+            verify_local(&catalog, id, &mut progress)?;
         }
         Command::Restore {
             id,
             dir,
             at,
+            from_remote,
             dbfilename,
             appenddirname,
             appendfilename,
@@ -194,23 +284,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // The whole second: backups and writes of that second are included.
                 at_ms: at.map(|seconds| seconds * 1000 + 999),
             };
-            let report = restore(&catalog, id.as_deref(), &options, &mut progress)?;
-            println!(
-                "restored {} ({}, {} keys, digest {}) into {}",
-                report.backup.id,
-                report.backup.kind.name(),
-                report.backup.keys,
-                report.backup.digest,
-                options.data_dir.display()
-            );
-            if let Some(aside) = report.replaced_into {
-                println!("the data it replaced is in {}", aside.display());
-            }
-            if at.is_some() {
-                println!(
-                    "replayed {} bytes of later AOF commands",
-                    report.replayed_bytes
-                );
+            if from_remote {
+                restore_remote(&settings, id, &options, &mut progress)?;
+            } else {
+                let catalog = local_catalog(&settings)?;
+                restore_from(&catalog, id.as_deref(), &options, &mut progress)?;
             }
         }
         Command::Prune {
@@ -218,68 +296,329 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keep_hourly,
             keep_daily,
         } => {
-            let policy = Policy {
-                keep_hourly_hours: keep_hourly,
-                keep_daily_days: keep_daily,
-            };
-            let plan = plan(&catalog.backups, now_ms(), policy);
-            if !dry_run {
-                // Directories of servers killed mid-backup.
-                for path in amber_backup::remove_abandoned_staging(&catalog.dir, None) {
-                    println!("removed abandoned {}", path.display());
-                }
-            }
-            for id in &plan.delete {
-                if dry_run {
-                    println!("would delete {id}");
-                } else {
-                    catalog.delete(id)?;
-                    println!("deleted {id}");
-                }
-            }
-            println!(
-                "{} kept, {} {}",
-                plan.keep.len(),
-                plan.delete.len(),
-                if dry_run { "to delete" } else { "deleted" }
-            );
+            let mut catalog = local_catalog(&settings)?;
+            prune(&mut catalog, dry_run, keep_hourly, keep_daily)?;
         }
-        Command::Ship { remote } => {
-            let remote = Remote::parse(&remote)?;
-            let report = ship(&catalog.dir, &remote, progress.enabled)?;
-            println!(
-                "shipped to {} ({} files transferred), verified by checksum",
-                report.target, report.transferred
-            );
+        Command::Ship {
+            remote,
+            keep_hourly,
+            keep_daily,
+        } => {
+            let catalog = local_catalog(&settings)?;
+            let remote = remote
+                .or(settings.remote.clone())
+                .ok_or_else(|| anyhow!("give --remote or a config with backup-remote"))?;
+            if amber_backup::s3::parse_url(&remote)?.is_some() {
+                let bucket = open(&remote, &settings.s3)?;
+                let policy = Policy {
+                    keep_hourly_hours: keep_hourly
+                        .unwrap_or(settings.remote_policy.keep_hourly_hours),
+                    keep_daily_days: keep_daily.unwrap_or(settings.remote_policy.keep_daily_days),
+                };
+                let report = bucket.ship(&catalog, policy, now_ms(), &mut progress)?;
+                println!(
+                    "shipped to {}: {} uploaded ({} bytes), {} deleted, {} kept; each object read back and checked",
+                    bucket.describe(),
+                    report.uploaded.len(),
+                    report.bytes,
+                    report.deleted.len(),
+                    report.kept
+                );
+            } else {
+                let remote = Remote::parse(&remote)?;
+                let report = ship(&catalog.dir, &remote, progress.enabled)?;
+                println!(
+                    "shipped to {} ({} files transferred), verified by checksum",
+                    report.target, report.transferred
+                );
+            }
         }
     }
     Ok(())
 }
 
-/// `backup-dir` of a server config file, joined to its `dir` when relative (the server runs in
-/// `dir`). The last line of a directive wins, as in the server.
-fn backup_dir_from_config(path: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut dir = None;
-    let mut backup_dir = None;
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let (Some(name), Some(value)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let value = value.trim_matches(|c| c == '"' || c == '\'');
-        match name.to_ascii_lowercase().as_str() {
-            "dir" => dir = Some(PathBuf::from(value)),
-            "backup-dir" if !value.is_empty() => backup_dir = Some(PathBuf::from(value)),
-            _ => {}
+fn local_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+    Catalog::open(settings.backup_dir()?).context("opening the catalog")
+}
+
+fn print_header() {
+    println!(
+        "{:<20} {:<19} {:<4} {:>12} {:>10} verified",
+        "id", "time (UTC)", "kind", "bytes", "keys"
+    );
+}
+
+fn print_backup(b: &amber_backup::Backup) {
+    let status = match &b.status {
+        Status::Verified => "yes".to_string(),
+        Status::Failed(reason) => format!("NO: {reason}"),
+    };
+    println!(
+        "{:<20} {:<19} {:<4} {:>12} {:>10} {status}",
+        b.id,
+        display(b.time_ms),
+        b.kind.name(),
+        b.size,
+        b.keys
+    );
+}
+
+/// Verifies one local backup, or all; a damaged one makes the exit code 3.
+fn verify_local(
+    catalog: &Catalog,
+    id: Option<String>,
+    progress: &mut dyn Progress,
+) -> Result<(), Failure> {
+    let ids: Vec<String> = match id {
+        Some(id) => vec![id],
+        None => catalog.backups.iter().map(|b| b.id.clone()).collect(),
+    };
+    let mut failures = 0;
+    for id in ids {
+        let backup = catalog.get(&id)?.clone();
+        let result = verify(&catalog.path_of(&id), backup.kind, progress).and_then(|report| {
+            if report.checksum == backup.checksum {
+                Ok(report)
+            } else {
+                Err(BackupError::Verification {
+                    id: id.clone(),
+                    what: format!(
+                        "checksum {} does not match the catalog's {}",
+                        report.checksum, backup.checksum
+                    ),
+                })
+            }
+        });
+        match result {
+            Ok(report) => println!(
+                "{id}: OK ({} bytes, checksum {})",
+                report.size, report.checksum
+            ),
+            Err(error) => {
+                failures += 1;
+                println!("{id}: FAILED: {error}");
+            }
         }
     }
-    let Some(backup_dir) = backup_dir else {
-        bail!("{} sets no backup-dir", path.display());
+    if failures > 0 {
+        return Err(Failure {
+            code: EXIT_DAMAGED,
+            error: anyhow!("{failures} backup(s) failed verification"),
+        });
+    }
+    Ok(())
+}
+
+/// A scratch directory for downloads, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(near: &Path) -> anyhow::Result<Scratch> {
+        let path = near.join(format!(".amber-download-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Downloads the bucket's backup(s) and verifies each in full: every object against the
+/// manifest's size and CRC-64, the parse, and the catalog checksum.
+fn verify_remote(
+    settings: &Settings,
+    id: Option<String>,
+    progress: &mut dyn Progress,
+) -> Result<(), Failure> {
+    let bucket = settings.bucket()?;
+    let listing = bucket.list()?;
+    let ids: Vec<String> = match id {
+        Some(id) => vec![id],
+        None => listing
+            .complete
+            .iter()
+            .map(|r| r.backup.id.clone())
+            .collect(),
     };
-    Ok(match dir {
-        Some(dir) if backup_dir.is_relative() => dir.join(backup_dir),
-        _ => backup_dir,
-    })
+    let scratch_parent = settings
+        .backup_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&scratch_parent).context("creating the download directory")?;
+    let mut failures = 0;
+    for id in ids {
+        let scratch = Scratch::new(&scratch_parent)?;
+        match verify_one_remote(&bucket, &listing, &id, &scratch.0, progress) {
+            Ok(size) => println!("{id}: OK ({size} bytes, downloaded and verified)"),
+            Err(BackupError::UnknownId(id)) => {
+                return Err(anyhow!("no complete backup {id} in {}", bucket.describe()).into());
+            }
+            Err(error @ BackupError::Remote { .. }) => return Err(error.into()),
+            Err(error) => {
+                failures += 1;
+                println!("{id}: FAILED: {error}");
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(Failure {
+            code: EXIT_DAMAGED,
+            error: anyhow!("{failures} remote backup(s) failed verification"),
+        });
+    }
+    Ok(())
+}
+
+fn verify_one_remote(
+    bucket: &Bucket,
+    listing: &Listing,
+    id: &str,
+    scratch: &Path,
+    progress: &mut dyn Progress,
+) -> Result<u64, BackupError> {
+    let catalog = bucket.fetch(listing, id, scratch, progress)?;
+    let backup = catalog.get(id)?;
+    let report = verify(&catalog.path_of(id), backup.kind, progress)?;
+    if report.checksum != backup.checksum {
+        return Err(BackupError::Verification {
+            id: id.to_string(),
+            what: format!(
+                "checksum {} does not match the manifest's {}",
+                report.checksum, backup.checksum
+            ),
+        });
+    }
+    Ok(report.size)
+}
+
+/// Restores from the bucket alone: the backup (given, or the newest complete one at or before
+/// `--at`) is downloaded, checked and restored.
+fn restore_remote(
+    settings: &Settings,
+    id: Option<String>,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<(), Failure> {
+    let bucket = settings.bucket()?;
+    let listing = bucket.list()?;
+    let id = match (id, options.at_ms) {
+        (Some(id), _) => id,
+        (None, Some(at)) => listing
+            .complete
+            .iter()
+            .rev()
+            .find(|r| r.backup.time_ms <= at)
+            .map(|r| r.backup.id.clone())
+            .ok_or_else(|| anyhow!("no complete backup in the bucket before that time"))?,
+        (None, None) => return Err(anyhow!("give a backup id or --at").into()),
+    };
+    std::fs::create_dir_all(&options.data_dir).context("creating the data directory")?;
+    let scratch = Scratch::new(&options.data_dir)?;
+    let catalog = bucket.fetch(&listing, &id, &scratch.0, progress)?;
+    restore_from(&catalog, Some(&id), options, progress)
+}
+
+fn restore_from(
+    catalog: &Catalog,
+    id: Option<&str>,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<(), Failure> {
+    let report = restore(catalog, id, options, progress)?;
+    println!(
+        "restored {} ({}, {} keys, digest {}) into {}",
+        report.backup.id,
+        report.backup.kind.name(),
+        report.backup.keys,
+        report.backup.digest,
+        options.data_dir.display()
+    );
+    if let Some(aside) = report.replaced_into {
+        println!("the data it replaced is in {}", aside.display());
+    }
+    if options.at_ms.is_some() {
+        println!(
+            "replayed {} bytes of later AOF commands",
+            report.replayed_bytes
+        );
+    }
+    Ok(())
+}
+
+fn prune(
+    catalog: &mut Catalog,
+    dry_run: bool,
+    keep_hourly: u64,
+    keep_daily: u64,
+) -> Result<(), Failure> {
+    let policy = Policy {
+        keep_hourly_hours: keep_hourly,
+        keep_daily_days: keep_daily,
+    };
+    let plan = plan(&catalog.backups, now_ms(), policy);
+    if !dry_run {
+        // Directories of servers killed mid-backup.
+        for path in amber_backup::remove_abandoned_staging(&catalog.dir, None) {
+            println!("removed abandoned {}", path.display());
+        }
+    }
+    for id in &plan.delete {
+        if dry_run {
+            println!("would delete {id}");
+        } else {
+            catalog.delete(id)?;
+            println!("deleted {id}");
+        }
+    }
+    println!(
+        "{} kept, {} {}",
+        plan.keep.len(),
+        plan.delete.len(),
+        if dry_run { "to delete" } else { "deleted" }
+    );
+    Ok(())
+}
+
+/// The directives of a server config file that `amber-backup` uses. The last line of a
+/// directive wins, as in the server.
+#[derive(Default)]
+struct ConfigFile {
+    values: std::collections::HashMap<String, String>,
+}
+
+impl ConfigFile {
+    fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut values = std::collections::HashMap::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let value = value.trim_matches(|c| c == '"' || c == '\'');
+            values.insert(name.to_ascii_lowercase(), value.to_string());
+        }
+        Ok(ConfigFile { values })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `backup-dir`, joined to `dir` when relative (the server runs in `dir`).
+    fn backup_dir(&self) -> Option<PathBuf> {
+        let backup_dir = PathBuf::from(self.get("backup-dir")?);
+        Some(match self.get("dir") {
+            Some(dir) if backup_dir.is_relative() => Path::new(dir).join(backup_dir),
+            _ => backup_dir,
+        })
+    }
 }
