@@ -76,6 +76,12 @@ impl ServerProcess {
         ServerProcess::start(&amber_binary(), "amber", None, extra)
     }
 
+    /// Starts amber-server with extra environment variables (credentials, as a service
+    /// manager would pass them).
+    pub(crate) fn amber_with_env(extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_in_with(&amber_binary(), temp_dir("amber"), None, extra, env)
+    }
+
     /// Starts amber-server with a config file (first argument, as redis-server takes it).
     pub(crate) fn amber_with_file(file: &Path, extra: &[&str]) -> ServerProcess {
         ServerProcess::start(&amber_binary(), "amber", Some(file), extra)
@@ -90,7 +96,7 @@ impl ServerProcess {
     /// replicas must find again).
     pub(crate) fn amber_in_on_port(dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
         let mut server =
-            ServerProcess::spawn_on(&amber_binary(), dir.to_path_buf(), None, extra, port);
+            ServerProcess::spawn_on(&amber_binary(), dir.to_path_buf(), None, extra, port, &[]);
         server.wait_ready().unwrap_or_else(|why| panic!("{why}"));
         server
     }
@@ -110,12 +116,23 @@ impl ServerProcess {
     }
 
     fn start_in(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_in_with(binary, dir, file, extra, &[])
+    }
+
+    fn start_in_with(
+        binary: &Path,
+        dir: PathBuf,
+        file: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         // Another test process may bind the port between our probe and the server's bind; the
         // server then exits (or a client reaches the other server): try again on another port.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut server = ServerProcess::spawn(binary, dir.clone(), file, extra);
+            let mut server =
+                ServerProcess::spawn_on(binary, dir.clone(), file, extra, free_port(), env);
             match server.wait_ready() {
                 Ok(()) => return server,
                 Err(why) if attempt < 3 && server.exited() => {
@@ -127,16 +144,13 @@ impl ServerProcess {
         }
     }
 
-    fn spawn(binary: &Path, dir: PathBuf, file: Option<&Path>, extra: &[&str]) -> ServerProcess {
-        ServerProcess::spawn_on(binary, dir, file, extra, free_port())
-    }
-
     fn spawn_on(
         binary: &Path,
         dir: PathBuf,
         file: Option<&Path>,
         extra: &[&str],
         port: u16,
+        env: &[(&str, &str)],
     ) -> ServerProcess {
         let log_path = dir.join("server.log");
         let mut args: Vec<String> = file.map(|f| f.display().to_string()).into_iter().collect();
@@ -155,6 +169,7 @@ impl ServerProcess {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(binary)
             .args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -52,10 +52,34 @@ fn on_path(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Makes sure what the tests run is installed: Debian's Redis 7.0 server and tools, and rsync
-/// and OpenSSH (the backup shipping tests start their own sshd). Installs them with apt when
-/// running as root, otherwise says exactly what to install.
+/// Makes sure what the tests run is installed: Debian's Redis 7.0 server and tools, rsync and
+/// OpenSSH (the backup shipping tests start their own sshd), and moto's S3 server (the bucket
+/// tests start their own). Installs them with apt and pip when running as root, otherwise says
+/// exactly what to install.
 pub(crate) fn ensure_redis() -> Result<()> {
+    ensure_debian_packages()?;
+    ensure_moto()
+}
+
+/// The S3 backup tests run a real S3-compatible server: moto's, from PyPI.
+fn ensure_moto() -> Result<()> {
+    if on_path("moto_server") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing moto[server] from PyPI");
+    let pip = if on_path("pip3") { "pip3" } else { "pip" };
+    run(pip, &["install", "--quiet", "moto[server]"])?;
+    if !on_path("moto_server") && on_path("pyenv") {
+        // pyenv's shims appear on the next rehash.
+        let _ = Command::new("pyenv").arg("rehash").status();
+    }
+    if !on_path("moto_server") {
+        bail!("pip installed moto[server] but moto_server is not on PATH");
+    }
+    Ok(())
+}
+
+fn ensure_debian_packages() -> Result<()> {
     let mut packages: Vec<&str> = TOOLS
         .iter()
         .filter(|(tool, _)| !on_path(tool))

@@ -116,7 +116,37 @@ fn remote_error(what: impl Into<String>) -> impl FnOnce(object_store::Error) -> 
     let what = what.into();
     move |source| BackupError::Remote {
         what,
-        source: Box::new(source),
+        cause: Box::new(source),
+    }
+}
+
+/// One line for an object store error: the store's status, error code and message when it
+/// answered (`403 Forbidden InvalidAccessKeyId: ...`), else the innermost cause (`Connection
+/// refused`). object_store's own text repeats its whole chain and the response body.
+pub fn describe_error(error: &object_store::Error) -> String {
+    let mut texts = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = current {
+        texts.push(cause.to_string());
+        current = cause.source();
+    }
+    let all = texts.join("\n");
+    let between = |open: &str, close: &str| {
+        let start = all.find(open)? + open.len();
+        let end = all[start..].find(close)? + start;
+        Some(all[start..end].to_string())
+    };
+    let status = between("status code: ", ":").unwrap_or_default();
+    match (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        (Some(code), Some(message)) => format!("{status} {code}: {message}"),
+        (Some(code), None) => format!("{status} {code}"),
+        _ => match error {
+            object_store::Error::NotFound { path, .. } => format!("{path} not found"),
+            _ => texts.last().cloned().unwrap_or_default(),
+        },
     }
 }
 
@@ -237,6 +267,8 @@ impl Bucket {
                 },
             ));
         }
+        // Smallest first: a ship stopped midway leaves a visibly partial backup early.
+        files.sort_by_key(|(_, f)| f.size);
         let total: u64 = files.iter().map(|(_, f)| f.size).sum();
         let mut sent = 0;
         let mut done = 0;

@@ -43,12 +43,12 @@ pub enum BackupError {
     #[error("{0}")]
     Refused(String),
     /// The object store refused or could not be reached.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", crate::bucket::describe_error(cause))]
     Remote {
         /// What was being done.
         what: String,
-        /// The store's error.
-        source: Box<object_store::Error>,
+        /// The store's error (its whole chain is summed up in the message).
+        cause: Box<object_store::Error>,
     },
 }
 

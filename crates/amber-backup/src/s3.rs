@@ -88,7 +88,7 @@ pub fn open(url: &str, settings: &S3Settings) -> Result<Bucket, BackupError> {
     }
     let store = builder.build().map_err(|source| BackupError::Remote {
         what: format!("configuring {url}"),
-        source: Box::new(source),
+        cause: Box::new(source),
     })?;
     Bucket::new(Arc::new(store), &prefix, url.trim_end_matches('/'))
 }

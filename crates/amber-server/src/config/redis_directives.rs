@@ -34,6 +34,11 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("backup-keep-daily", "30"),
     ("backup-keep-hourly", "48"),
     ("backup-remote", ""),
+    ("backup-remote-keep-daily", "365"),
+    ("backup-remote-keep-hourly", "48"),
+    ("backup-s3-endpoint", ""),
+    ("backup-s3-path-style", "no"),
+    ("backup-s3-region", ""),
     ("backup-ship-interval", "86400"),
     // Amber's own: the RDB version snapshots are written in (9 for Redis 6, 11 for Redis 7.2).
     ("rdb-version", "10"),

@@ -56,10 +56,15 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "port" => (Kind::Int(0, 65535), true),
         "replicaof" => (Kind::Words, false),
         "bind" => (Kind::Words, true),
-        "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote" => (Kind::Text, true),
-        "backup-interval" | "backup-keep-daily" | "backup-keep-hourly" | "backup-ship-interval" => {
-            (Kind::Int(0, i64::from(i32::MAX)), true)
-        }
+        "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote"
+        | "backup-s3-endpoint" | "backup-s3-region" => (Kind::Text, true),
+        "backup-s3-path-style" => (Kind::Bool, true),
+        "backup-interval"
+        | "backup-keep-daily"
+        | "backup-keep-hourly"
+        | "backup-ship-interval"
+        | "backup-remote-keep-daily"
+        | "backup-remote-keep-hourly" => (Kind::Int(0, i64::from(i32::MAX)), true),
         "rdb-version" => (Kind::Int(9, 11), true),
         "bgsave-method" => (Kind::Enum(&["fork", "forkless"]), true),
         "logfile" | "unixsocket" | "pidfile" | "appendfilename" | "appenddirname" => {
@@ -227,6 +232,11 @@ const IMPLEMENTED: &[&str] = &[
     "backup-keep-daily",
     "backup-keep-hourly",
     "backup-remote",
+    "backup-remote-keep-daily",
+    "backup-remote-keep-hourly",
+    "backup-s3-endpoint",
+    "backup-s3-path-style",
+    "backup-s3-region",
     "backup-ship-interval",
     "rdb-version",
     "bgsave-method",

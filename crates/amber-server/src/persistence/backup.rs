@@ -98,6 +98,8 @@ struct BackupSettings {
     policy: Policy,
     remote: String,
     ship_interval_ms: i64,
+    s3: amber_backup::s3::S3Settings,
+    remote_policy: Policy,
 }
 
 impl Server {
@@ -114,6 +116,15 @@ impl Server {
             },
             remote: self.config.get("backup-remote").to_string(),
             ship_interval_ms: self.config.get_i64("backup-ship-interval").max(0) * 1000,
+            s3: amber_backup::s3::S3Settings {
+                endpoint: self.config.get("backup-s3-endpoint").to_string(),
+                region: self.config.get("backup-s3-region").to_string(),
+                path_style: self.config.get("backup-s3-path-style") == "yes",
+            },
+            remote_policy: Policy {
+                keep_hourly_hours: self.config.get_i64("backup-remote-keep-hourly").max(0) as u64,
+                keep_daily_days: self.config.get_i64("backup-remote-keep-daily").max(0) as u64,
+            },
         })
     }
 
@@ -349,13 +360,7 @@ impl Server {
                 .is_none_or(|at| now - at >= settings.ship_interval_ms);
         if ship_due && self.backup.kept > 0 {
             self.backup.last_ship_ms = Some(now);
-            let (dir, remote) = (settings.dir.clone(), settings.remote.clone());
-            self.backup.shipping = Some(std::thread::spawn(move || {
-                let remote = Remote::parse(&remote).map_err(|e| e.to_string())?;
-                ship(&dir, &remote, false)
-                    .map(|report| report.target)
-                    .map_err(|e| e.to_string())
-            }));
+            self.backup.shipping = Some(std::thread::spawn(move || ship_backups(&settings, now)));
         }
     }
 
@@ -472,6 +477,35 @@ impl Server {
             }
         }
     }
+}
+
+/// On the ship thread: copies the backup directory to the remote. A bucket gets the verified
+/// backups its own retention keeps, and is then pruned by it; a path or `ssh://` remote
+/// mirrors the directory with rsync. Returns what happened, for the log and `INFO backup`.
+fn ship_backups(settings: &BackupSettings, now_ms: i64) -> Result<String, String> {
+    if amber_backup::s3::parse_url(&settings.remote)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        let remote = Remote::parse(&settings.remote).map_err(|e| e.to_string())?;
+        return ship(&settings.dir, &remote, false)
+            .map(|report| report.target)
+            .map_err(|e| e.to_string());
+    }
+    let bucket =
+        amber_backup::s3::open(&settings.remote, &settings.s3).map_err(|e| e.to_string())?;
+    let catalog = Catalog::open(&settings.dir).map_err(|e| e.to_string())?;
+    let report = bucket
+        .ship(&catalog, settings.remote_policy, now_ms, &mut ())
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} ({} uploaded, {} bytes; {} deleted; {} kept)",
+        bucket.describe(),
+        report.uploaded.len(),
+        report.bytes,
+        report.deleted.len(),
+        report.kept
+    ))
 }
 
 /// What the child copies for an AOF backup.

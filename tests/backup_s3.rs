@@ -1,0 +1,415 @@
+//! Backups shipped to an S3-compatible bucket: a real `moto_server` (PyPI's `moto[server]`,
+//! installed by `cargo xtask test`) on 127.0.0.1, the real server shipping to it, and the
+//! `amber-backup` CLI listing, verifying and restoring from the bucket alone. Damage in the
+//! bucket, a killed upload, wrong credentials and an unreachable endpoint are each shown to be
+//! caught and reported while the server keeps serving.
+
+#![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ServerProcess, digest, info_field, wait_for};
+
+const CREDENTIALS: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "amber-test"),
+    ("AWS_SECRET_ACCESS_KEY", "amber-test-secret"),
+];
+const BUCKET: &str = "amber-backups";
+
+/// A moto S3 server on 127.0.0.1, killed when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto; `auth_after` turns on its credential checks after that many requests.
+    fn start(auth_after: Option<u32>) -> Moto {
+        let port = common::free_port();
+        let mut command = Command::new("moto_server");
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(count) = auth_after {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
+        }
+        let child = command.spawn().expect(
+            "moto_server is installed (pip install 'moto[server]'; cargo xtask test does it)",
+        );
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = moto.http("PUT", &format!("/{BUCKET}"), b"");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "creating the bucket: {status}"
+        );
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A raw, unsigned request (moto accepts them): returns the status line.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        String::from_utf8_lossy(&response)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The bucket, through object_store's S3 client with the test credentials.
+    fn store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(CREDENTIALS[0].1)
+            .with_secret_access_key(CREDENTIALS[1].1)
+            .build()
+            .unwrap()
+    }
+
+    /// Flips one bit in the middle of an object, as rot in the store would.
+    fn damage(&self, key: &str) {
+        use object_store::ObjectStoreExt;
+        let store = self.store();
+        let path = object_store::path::Path::from(key);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut bytes = store
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+            store.put(&path, bytes.into()).await.unwrap();
+        });
+    }
+}
+
+fn remote(prefix: &str) -> String {
+    format!("s3://{BUCKET}/{prefix}")
+}
+
+fn server_flags<'a>(backups: &'a str, remote: &'a str, endpoint: &'a str) -> Vec<&'a str> {
+    vec![
+        "--backup-dir",
+        backups,
+        "--backup-remote",
+        remote,
+        "--backup-s3-endpoint",
+        endpoint,
+        "--backup-s3-path-style",
+        "yes",
+        "--backup-ship-interval",
+        "1",
+    ]
+}
+
+/// Runs the `amber-backup` CLI against the bucket, with the test credentials.
+fn amber_backup(moto_endpoint: &str, remote: &str, args: &[&str]) -> Output {
+    let tool = common::amber_binary().with_file_name("amber-backup");
+    Command::new(tool)
+        .args([
+            "--remote-url",
+            remote,
+            "--s3-endpoint",
+            moto_endpoint,
+            "--s3-path-style",
+        ])
+        .args(args)
+        .envs(CREDENTIALS.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn backup_now(client: &mut common::Client) -> String {
+    match client.cmd(&["BACKUP", "NOW"]) {
+        common::Frame::Simple(id) => String::from_utf8(id.to_vec()).unwrap(),
+        other => panic!("BACKUP NOW: {other:?}"),
+    }
+}
+
+fn wait_for_ship(client: &mut common::Client, status: &str) {
+    wait_for(
+        || info_field(client, "backup_last_ship_status") == status,
+        &format!("a ship ending with {status}"),
+    );
+}
+
+#[test]
+fn the_server_ships_and_a_bare_machine_restores_the_exact_digest_from_the_bucket() {
+    let moto = Moto::start(None);
+    let endpoint = moto.endpoint();
+    for aof in [false, true] {
+        let prefix = if aof { "prod-aof" } else { "prod-rdb" };
+        let remote = remote(prefix);
+        let backups = common::temp_dir("s3-backups");
+        let mut flags = server_flags(backups.to_str().unwrap(), &remote, &endpoint);
+        if aof {
+            flags.extend(["--appendonly", "yes"]);
+        }
+        let server = ServerProcess::amber_with_env(&flags, CREDENTIALS);
+        let mut client = server.client();
+        client.cmd(&["DEBUG", "POPULATE", "30000", "key", "200"]);
+        client.cmd(&["HSET", "hash", "a", "1"]);
+        client.cmd(&["SET", "ttl", "v", "EX", "100000"]);
+        let expected = digest(&mut client);
+        let id = backup_now(&mut client);
+        wait_for_ship(&mut client, "ok");
+        assert!(
+            server
+                .log()
+                .contains(&format!("Backups shipped to {remote}")),
+            "{}",
+            server.log()
+        );
+
+        let listed = amber_backup(&endpoint, &remote, &["list", "--remote"]);
+        assert!(listed.status.success(), "{listed:?}");
+        assert!(stdout(&listed).contains(&id), "{}", stdout(&listed));
+        let verified = amber_backup(&endpoint, &remote, &["verify", "--remote", &id]);
+        assert!(verified.status.success(), "{verified:?}");
+        assert!(stdout(&verified).contains(&format!("{id}: OK")));
+
+        // The machine is lost: nothing but the bucket is left.
+        let data = server.kill9();
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::remove_dir_all(&backups).unwrap();
+        let restored = amber_backup(
+            &endpoint,
+            &remote,
+            &[
+                "restore",
+                "--from-remote",
+                &id,
+                "--dir",
+                data.to_str().unwrap(),
+            ],
+        );
+        assert!(restored.status.success(), "{restored:?}");
+        let extra: &[&str] = if aof { &["--appendonly", "yes"] } else { &[] };
+        let restarted = ServerProcess::amber_in(&data, extra);
+        assert_eq!(digest(&mut restarted.client()), expected, "aof {aof}");
+        assert!(
+            !data
+                .join(format!(".amber-download-{}", std::process::id()))
+                .exists(),
+            "the download directory is removed"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_object_fails_remote_verification_with_exit_code_3() {
+    let moto = Moto::start(None);
+    let endpoint = moto.endpoint();
+    let remote = remote("damaged");
+    let backups = common::temp_dir("s3-damage");
+    let server = ServerProcess::amber(&["--backup-dir", backups.to_str().unwrap()]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000"]);
+    let id = backup_now(&mut client);
+    let shipped = amber_backup(
+        &endpoint,
+        &remote,
+        &["--backup-dir", backups.to_str().unwrap(), "ship"],
+    );
+    assert!(shipped.status.success(), "{shipped:?}");
+    assert!(
+        stdout(&shipped).contains("1 uploaded"),
+        "{}",
+        stdout(&shipped)
+    );
+
+    moto.damage(&format!("damaged/backups/{id}/dump.rdb"));
+
+    let verified = amber_backup(&endpoint, &remote, &["verify", "--remote", &id]);
+    assert_eq!(verified.status.code(), Some(3), "{verified:?}");
+    let text = stdout(&verified);
+    assert!(
+        text.contains("FAILED") && text.contains("damaged in the bucket"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_upload_killed_halfway_is_never_listed_and_the_next_ship_completes_it() {
+    let moto = Moto::start(None);
+    let endpoint = moto.endpoint();
+    let remote = remote("killed");
+    let backups = common::temp_dir("s3-killed");
+    let server = ServerProcess::amber(&[
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "--rdbcompression",
+        "no",
+    ]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "400000", "key", "500"]);
+    let expected = digest(&mut client);
+    let id = backup_now(&mut client);
+    drop(server);
+    let size: u64 = std::fs::metadata(backups.join(&id).join("dump.rdb"))
+        .unwrap()
+        .len();
+    assert!(
+        size > 150_000_000,
+        "a backup big enough to kill mid-upload: {size}"
+    );
+
+    let tool = common::amber_binary().with_file_name("amber-backup");
+    let mut shipping = Command::new(tool)
+        .args([
+            "--remote-url",
+            &remote,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-path-style",
+        ])
+        .args(["--backup-dir", backups.to_str().unwrap(), "ship"])
+        .envs(CREDENTIALS.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the first part of the upload reached the store.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = stdout(&amber_backup(&endpoint, &remote, &["list", "--remote"]));
+        if listed.contains("partial") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    shipping.kill().unwrap();
+    shipping.wait().unwrap();
+
+    let listed = stdout(&amber_backup(&endpoint, &remote, &["list", "--remote"]));
+    assert!(
+        listed.contains(&format!("{id:<20} partial upload")),
+        "{listed}"
+    );
+    let restore_dir = common::temp_dir("s3-killed-restore");
+    let refused = amber_backup(
+        &endpoint,
+        &remote,
+        &[
+            "restore",
+            "--from-remote",
+            &id,
+            "--dir",
+            restore_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !refused.status.success(),
+        "a partial backup is not restorable"
+    );
+
+    let again = amber_backup(
+        &endpoint,
+        &remote,
+        &["--backup-dir", backups.to_str().unwrap(), "ship"],
+    );
+    assert!(again.status.success(), "{again:?}");
+    assert!(stdout(&again).contains("1 uploaded"), "{}", stdout(&again));
+    let restored = amber_backup(
+        &endpoint,
+        &remote,
+        &[
+            "restore",
+            "--from-remote",
+            &id,
+            "--dir",
+            restore_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(restored.status.success(), "{restored:?}");
+    let restarted = ServerProcess::amber_in(&restore_dir, &[]);
+    assert_eq!(digest(&mut restarted.client()), expected);
+    let _ = std::fs::remove_dir_all(&backups);
+}
+
+fn assert_ship_fails_while_serving(endpoint: &str, remote: &str, expected: &str) {
+    let backups = common::temp_dir("s3-failing");
+    let server = ServerProcess::amber_with_env(
+        &server_flags(backups.to_str().unwrap(), remote, endpoint),
+        CREDENTIALS,
+    );
+    let mut client = server.client();
+    client.cmd(&["SET", "k", "v"]);
+    backup_now(&mut client);
+    let started = Instant::now();
+    wait_for_ship(&mut client, "err");
+    let error = info_field(&mut client, "backup_last_ship_error");
+    assert!(error.contains(expected), "{error}");
+    assert!(
+        !error.contains("amber-test-secret"),
+        "credentials never appear in messages"
+    );
+    assert!(server.log().contains("Shipping backups failed"));
+    // Served throughout, and promptly: the ship runs on its own thread.
+    let ping = Instant::now();
+    assert_eq!(client.cmd(&["PING"]), common::simple("PONG"));
+    assert!(ping.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(&backups);
+}
+
+#[test]
+fn wrong_credentials_and_an_unreachable_endpoint_are_reported_while_the_server_serves() {
+    let moto = Moto::start(Some(1));
+    assert_ship_fails_while_serving(
+        &moto.endpoint(),
+        &remote("auth"),
+        "403 Forbidden InvalidAccessKeyId",
+    );
+    let nobody = format!("http://127.0.0.1:{}", common::free_port());
+    assert_ship_fails_while_serving(&nobody, &remote("x"), "Connection refused");
+    let listed = amber_backup(&nobody, &remote("x"), &["list", "--remote"]);
+    assert_eq!(listed.status.code(), Some(4), "{listed:?}");
+}
