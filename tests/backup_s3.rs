@@ -413,3 +413,149 @@ fn wrong_credentials_and_an_unreachable_endpoint_are_reported_while_the_server_s
     let listed = amber_backup(&nobody, &remote("x"), &["list", "--remote"]);
     assert_eq!(listed.status.code(), Some(4), "{listed:?}");
 }
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
+/// Sleeps into the next wall-clock second (plus a margin), and returns it.
+fn next_second() -> u64 {
+    let now = unix_now();
+    let next = now.as_secs() + 1;
+    std::thread::sleep(Duration::from_secs(next) + Duration::from_millis(30) - now);
+    next
+}
+
+#[test]
+fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
+    let moto = Moto::start(None);
+    let endpoint = moto.endpoint();
+    let remote = remote("pitr");
+    let backups = common::temp_dir("s3-pitr");
+    let mut flags = server_flags(backups.to_str().unwrap(), &remote, &endpoint);
+    flags.extend([
+        "--appendonly",
+        "yes",
+        "--aof-timestamp-enabled",
+        "yes",
+        "--backup-archive-interval",
+        "1",
+    ]);
+    let server = ServerProcess::amber_with_env(&flags, CREDENTIALS);
+    let mut client = server.client();
+    // One batch of writes at the start of each second, then the dataset's digest for that
+    // second; a backup at 3, a rewrite (closing an incr file) at 6, a second backup at 9.
+    let mut states: Vec<(u64, common::Frame)> = Vec::new();
+    for step in 0..14u64 {
+        let second = next_second();
+        for i in 0..40u64 {
+            let key = format!("k{}", (step * 7 + i) % 60);
+            client.cmd(&["SET", &key, &format!("{step}-{i}")]);
+            client.cmd(&["INCR", "counter"]);
+            client.cmd(&["HSET", "hash", &format!("f{}", i % 9), &step.to_string()]);
+            if i % 5 == 0 {
+                client.cmd(&["DEL", &format!("k{}", (step * 3 + i) % 60)]);
+            }
+        }
+        let state = digest(&mut client);
+        if unix_now().as_secs() == second {
+            states.push((second, state));
+        }
+        match step {
+            3 | 9 => {
+                backup_now(&mut client);
+            }
+            6 => {
+                client.cmd(&["BGREWRITEAOF"]);
+                wait_for(
+                    || info_field(&mut client, "aof_rewrite_in_progress") == "0",
+                    "the rewrite",
+                );
+            }
+            _ => {}
+        }
+    }
+    let last = states.last().map(|(s, _)| *s).unwrap();
+    wait_for(
+        || {
+            info_field(&mut client, "backup_archive_through")
+                .parse::<u64>()
+                .is_ok_and(|through| through > last)
+        },
+        "the archive to catch up",
+    );
+    let listed = || stdout(&amber_backup(&endpoint, &remote, &["list", "--remote"]));
+    wait_for(
+        || listed().lines().filter(|l| l.contains(" aof ")).count() == 2,
+        "both backups in the bucket",
+    );
+    assert!(
+        server
+            .log()
+            .contains("Closed AOF files are archived; removing them"),
+        "the closed incr file was held until archived"
+    );
+    // The machine is lost.
+    let data = server.kill9();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_dir_all(&backups).unwrap();
+
+    let first_backup = states
+        .iter()
+        .find(|(s, _)| *s >= states[0].0 + 3)
+        .unwrap()
+        .0;
+    let mut chosen: Vec<&(u64, common::Frame)> =
+        states.iter().filter(|(s, _)| *s > first_backup).collect();
+    // Between the backups (across the rewrite), after the second, and the last second.
+    chosen.retain(|(s, _)| {
+        let offset = s - states[0].0;
+        [5, 7, 8, 11].contains(&offset) || *s == last
+    });
+    assert!(chosen.len() >= 3, "{chosen:?}");
+    for (second, expected) in chosen {
+        let dir = common::temp_dir("s3-pitr-restore");
+        let restored = amber_backup(
+            &endpoint,
+            &remote,
+            &[
+                "restore",
+                "--from-remote",
+                "--at",
+                &second.to_string(),
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert!(restored.status.success(), "{restored:?}");
+        let text = stdout(&restored);
+        assert!(
+            text.contains("bytes of archived AOF") && !text.contains("replayed 0 bytes"),
+            "{text}"
+        );
+        let server = ServerProcess::amber_in(&dir, &["--appendonly", "yes"]);
+        assert_eq!(
+            &digest(&mut server.client()),
+            expected,
+            "state at {second} (start {})",
+            states[0].0
+        );
+    }
+    // Before the oldest backup there is nothing to continue.
+    let dir = common::temp_dir("s3-pitr-early");
+    let early = amber_backup(
+        &endpoint,
+        &remote,
+        &[
+            "restore",
+            "--from-remote",
+            "--at",
+            &states[0].0.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(early.status.code(), Some(1), "{early:?}");
+}

@@ -93,6 +93,8 @@ pub struct BucketReport {
     pub deleted: Vec<String>,
     /// Complete backups in the bucket afterwards.
     pub kept: usize,
+    /// Archive segments no kept backup needs any more, deleted.
+    pub archive_segments_deleted: usize,
 }
 
 /// A prefix of an object store holding backups, with blocking calls.
@@ -548,8 +550,211 @@ impl Bucket {
             }
         }
         report.kept = keep.len();
+        // The archive is needed from the oldest kept AOF backup's last incr file on.
+        let oldest_needed = self
+            .list()?
+            .complete
+            .iter()
+            .filter(|r| r.backup.kind == Kind::Aof)
+            .filter_map(last_incr_seq)
+            .min();
+        if let Some(seq) = oldest_needed {
+            report.archive_segments_deleted = self.prune_archive(seq)?;
+        }
         Ok(report)
     }
+}
+
+const START_CRC_KEY: &str = "amber-start-crc64";
+const END_CRC_KEY: &str = "amber-end-crc64";
+
+/// The archive's segments ([`crate::archive`]).
+impl Bucket {
+    fn segment_key(&self, name: &str, start: u64) -> ObjectPath {
+        self.key(&format!("archive/{name}/{start:020}"))
+    }
+
+    /// Uploads one segment of incr file `name`, with the CRC-64s of the file up to its start
+    /// and its end; it is read back before this returns.
+    pub(crate) fn put_segment(
+        &self,
+        name: &str,
+        start: u64,
+        bytes: Vec<u8>,
+        start_crc: &str,
+        end_crc: &str,
+    ) -> Result<(), BackupError> {
+        let key = self.segment_key(name, start);
+        let size = bytes.len() as u64;
+        let mut attributes = Attributes::new();
+        for (field, value) in [(START_CRC_KEY, start_crc), (END_CRC_KEY, end_crc)] {
+            attributes.insert(
+                Attribute::Metadata(field.into()),
+                AttributeValue::from(value.to_string()),
+            );
+        }
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.runtime
+            .block_on(self.store.put_opts(&key, PutPayload::from(bytes), options))
+            .map_err(remote_error(format!("archiving {key}")))?;
+        match self.segment_meta(&key)? {
+            Some((found, _, end)) if found == size && end == end_crc => Ok(()),
+            found => Err(BackupError::Verification {
+                id: key.to_string(),
+                what: format!(
+                    "reads back as {found:?}, expected {size} bytes ending at CRC-64 {end_crc}"
+                ),
+            }),
+        }
+    }
+
+    /// Size and CRC metadata of a segment.
+    fn segment_meta(&self, key: &ObjectPath) -> Result<Option<(u64, String, String)>, BackupError> {
+        let options = GetOptions {
+            head: true,
+            ..GetOptions::default()
+        };
+        match self.runtime.block_on(self.store.get_opts(key, options)) {
+            Ok(result) => {
+                let field = |name: &str| {
+                    result
+                        .attributes
+                        .get(&Attribute::Metadata(name.to_string().into()))
+                        .map(|v| v.as_ref().to_string())
+                        .unwrap_or_default()
+                };
+                Ok(Some((
+                    result.meta.size,
+                    field(START_CRC_KEY),
+                    field(END_CRC_KEY),
+                )))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(remote_error(format!("reading back {key}"))(error)),
+        }
+    }
+
+    /// The CRC-64 of incr file `name` up to the end of its segment at `start`.
+    pub(crate) fn segment_end_crc(&self, name: &str, start: u64) -> Result<String, BackupError> {
+        let key = self.segment_key(name, start);
+        Ok(self
+            .segment_meta(&key)?
+            .map(|(_, _, end)| end)
+            .unwrap_or_default())
+    }
+
+    /// A segment's bytes and its start and end CRC-64s.
+    pub(crate) fn get_segment(
+        &self,
+        name: &str,
+        start: u64,
+    ) -> Result<(Vec<u8>, String, String), BackupError> {
+        let key = self.segment_key(name, start);
+        let result = self.runtime.block_on(async {
+            let result = self.store.get(&key).await?;
+            let field = |field: &str| {
+                result
+                    .attributes
+                    .get(&Attribute::Metadata(field.to_string().into()))
+                    .map(|v| v.as_ref().to_string())
+                    .unwrap_or_default()
+            };
+            let (start_crc, end_crc) = (field(START_CRC_KEY), field(END_CRC_KEY));
+            let bytes = result.bytes().await?;
+            Ok::<_, object_store::Error>((bytes.to_vec(), start_crc, end_crc))
+        });
+        result.map_err(remote_error(format!("reading {key}")))
+    }
+
+    /// The segments of incr file `name`, in offset order.
+    pub(crate) fn segments_of(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::archive::Segment>, BackupError> {
+        let all = self.list_archive(Some(name))?;
+        Ok(all.into_values().next().unwrap_or_default())
+    }
+
+    /// Every archived file's segments.
+    pub fn archived_files(&self) -> Result<crate::archive::ArchivedFiles, BackupError> {
+        self.list_archive(None)
+    }
+
+    fn list_archive(
+        &self,
+        only: Option<&str>,
+    ) -> Result<crate::archive::ArchivedFiles, BackupError> {
+        let prefix = match only {
+            Some(name) => self.key(&format!("archive/{name}")),
+            None => self.key("archive"),
+        };
+        let root = self.key("archive");
+        let mut files = crate::archive::ArchivedFiles::new();
+        self.runtime.block_on(async {
+            let mut objects = self.store.list(Some(&prefix));
+            while let Some(meta) = objects.next().await {
+                let meta = meta.map_err(remote_error(format!("listing {prefix}")))?;
+                let Some(rest) = meta.location.prefix_match(&root) else {
+                    continue;
+                };
+                let parts: Vec<String> = rest.map(|p| p.as_ref().to_string()).collect();
+                let [name, start] = parts.as_slice() else {
+                    continue;
+                };
+                let Ok(start) = start.parse::<u64>() else {
+                    continue;
+                };
+                files
+                    .entry(name.clone())
+                    .or_default()
+                    .push(crate::archive::Segment {
+                        start,
+                        size: meta.size,
+                    });
+            }
+            Ok::<(), BackupError>(())
+        })?;
+        for segments in files.values_mut() {
+            segments.sort_by_key(|s| s.start);
+        }
+        Ok(files)
+    }
+
+    /// Deletes the archive's files whose every byte lies before what `keep_from` needs: the
+    /// incr files older than the oldest kept AOF backup's last incr file. Returns how many
+    /// segments went.
+    pub fn prune_archive(&self, oldest_needed_seq: u64) -> Result<usize, BackupError> {
+        let files = self.archived_files()?;
+        let mut deleted = 0;
+        for (name, segments) in files {
+            let Some(seq) = crate::archive::incr_seq(&name) else {
+                continue;
+            };
+            if seq >= oldest_needed_seq {
+                continue;
+            }
+            for segment in segments {
+                let key = self.segment_key(&name, segment.start);
+                match self.runtime.block_on(self.store.delete(&key)) {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(error) => return Err(remote_error(format!("deleting {key}"))(error)),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// The sequence number of an AOF backup's last incr file.
+fn last_incr_seq(remote: &RemoteBackup) -> Option<u64> {
+    remote
+        .files
+        .iter()
+        .filter_map(|f| crate::archive::incr_seq(f.path.rsplit('/').next()?))
+        .max()
 }
 
 /// A file's path under the backup directory, with `/` separators.

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod bucket;
 pub mod catalog;
 pub mod lock;

@@ -30,6 +30,9 @@ pub struct RestoreOptions {
     pub appendfilename: String,
     /// Replay the live AOF up to this Unix time (ms); needs an AOF backup and timestamps.
     pub at_ms: Option<i64>,
+    /// The AOF directory to replay from with `at_ms` (one rebuilt from a bucket's archive);
+    /// by default the live AOF this restore moves aside.
+    pub replay_from: Option<PathBuf>,
 }
 
 impl RestoreOptions {
@@ -41,6 +44,7 @@ impl RestoreOptions {
             appenddirname: "appendonlydir".into(),
             appendfilename: "appendonly.aof".into(),
             at_ms: None,
+            replay_from: None,
         }
     }
 }
@@ -117,9 +121,14 @@ pub fn restore(
     }
     let mut replayed_bytes = 0;
     if let Some(at) = options.at_ms {
-        let live = replaced_into
-            .as_ref()
-            .map(|dir| dir.join(&options.appenddirname))
+        let live = options
+            .replay_from
+            .clone()
+            .or_else(|| {
+                replaced_into
+                    .as_ref()
+                    .map(|dir| dir.join(&options.appenddirname))
+            })
             .ok_or_else(|| BackupError::Refused("no live AOF to replay".into()))?;
         if backup.kind != Kind::Aof {
             return Err(BackupError::Refused(

@@ -283,6 +283,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 appendfilename,
                 // The whole second: backups and writes of that second are included.
                 at_ms: at.map(|seconds| seconds * 1000 + 999),
+                replay_from: None,
             };
             if from_remote {
                 restore_remote(&settings, id, &options, &mut progress)?;
@@ -496,7 +497,8 @@ fn verify_one_remote(
 }
 
 /// Restores from the bucket alone: the backup (given, or the newest complete one at or before
-/// `--at`) is downloaded, checked and restored.
+/// `--at`) is downloaded, checked and restored; with `--at`, the AOF archive's commands after
+/// it are replayed up to that second.
 fn restore_remote(
     settings: &Settings,
     id: Option<String>,
@@ -511,15 +513,30 @@ fn restore_remote(
             .complete
             .iter()
             .rev()
-            .find(|r| r.backup.time_ms <= at)
+            .find(|r| r.backup.time_ms <= at && r.backup.kind == amber_backup::Kind::Aof)
             .map(|r| r.backup.id.clone())
-            .ok_or_else(|| anyhow!("no complete backup in the bucket before that time"))?,
+            .ok_or_else(|| {
+                anyhow!(
+                    "no complete AOF backup in the bucket before that time (point-in-time recovery continues an AOF backup with the archive)"
+                )
+            })?,
         (None, None) => return Err(anyhow!("give a backup id or --at").into()),
     };
     std::fs::create_dir_all(&options.data_dir).context("creating the data directory")?;
     let scratch = Scratch::new(&options.data_dir)?;
-    let catalog = bucket.fetch(&listing, &id, &scratch.0, progress)?;
-    restore_from(&catalog, Some(&id), options, progress)
+    let catalog = bucket.fetch(&listing, &id, &scratch.0.join("backup"), progress)?;
+    let mut options = options.clone();
+    if options.at_ms.is_some() {
+        let archive = scratch.0.join("archive");
+        let backup_aof = catalog.path_of(&id).join("appendonlydir");
+        let bytes = amber_backup::archive::assemble_after(&bucket, &backup_aof, &archive)?;
+        println!(
+            "fetched {bytes} bytes of archived AOF from {}",
+            bucket.describe()
+        );
+        options.replay_from = Some(archive);
+    }
+    restore_from(&catalog, Some(&id), &options, progress)
 }
 
 fn restore_from(

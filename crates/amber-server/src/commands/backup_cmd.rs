@@ -163,6 +163,32 @@ pub(crate) fn info_section(server: &Server) -> String {
             ship_error.replace(['\r', '\n'], " "),
         ),
     ];
+    let archive = &server.archive;
+    let (archive_status, archive_error) = match &archive.last {
+        None => ("none", String::new()),
+        Some((_, Ok(_))) => ("ok", String::new()),
+        Some((_, Err(error))) => ("err", error.replace(['\r', '\n'], " ")),
+    };
+    let archive_fields = [
+        (
+            "backup_archive_enabled",
+            u8::from(crate::persistence::archive::archiving_configured(
+                &server.config,
+            ))
+            .to_string(),
+        ),
+        ("backup_archive_status", archive_status.to_string()),
+        ("backup_archive_last_error", archive_error),
+        (
+            "backup_archive_through",
+            archive
+                .archived_through_ms
+                .map_or(-1, |ms| ms / 1000)
+                .to_string(),
+        ),
+        ("backup_archive_bytes", archive.bytes.to_string()),
+    ];
+    let fields: Vec<(&str, String)> = fields.into_iter().chain(archive_fields).collect();
     fields
         .iter()
         .map(|(name, value)| format!("{name}:{value}\r\n"))

@@ -29,6 +29,7 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("auto-aof-rewrite-min-size", "67108864"),
     ("auto-aof-rewrite-percentage", "100"),
     // Amber's own directives (not in Redis): scheduled, verified, shipped backups.
+    ("backup-archive-interval", "10"),
     ("backup-dir", ""),
     ("backup-interval", "3600"),
     ("backup-keep-daily", "30"),

@@ -60,6 +60,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
         | "backup-s3-endpoint" | "backup-s3-region" => (Kind::Text, true),
         "backup-s3-path-style" => (Kind::Bool, true),
         "backup-interval"
+        | "backup-archive-interval"
         | "backup-keep-daily"
         | "backup-keep-hourly"
         | "backup-ship-interval"
@@ -227,6 +228,7 @@ const IMPLEMENTED: &[&str] = &[
     "aof-disable-auto-gc",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
+    "backup-archive-interval",
     "backup-dir",
     "backup-interval",
     "backup-keep-daily",

@@ -41,6 +41,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         }
         server.run_jobs();
         server.backup_cron();
+        server.archive_cron();
         server.migrate_sockets.close_idle();
         server.check_replication();
         server.pauses.cron(Instant::now());

@@ -306,7 +306,10 @@ impl Server {
             }
             return Err(InstallError::Manifest(error));
         }
-        if !self.config.get_bool("aof-disable-auto-gc") {
+        // With archiving on, closed incr files wait for their last bytes to be archived.
+        if !self.config.get_bool("aof-disable-auto-gc")
+            && !crate::persistence::archive::archiving_configured(&self.config)
+        {
             delete_history(&paths, &mut manifest);
         }
         if self.aof.is_on() {

@@ -6,6 +6,7 @@ pub(crate) mod aof;
 mod aof_control;
 pub(crate) mod aof_load;
 pub(crate) mod aof_rewrite;
+pub(crate) mod archive;
 pub(crate) mod backup;
 pub(crate) mod forkless;
 pub(crate) mod jobs;

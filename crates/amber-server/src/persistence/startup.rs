@@ -36,7 +36,12 @@ pub(crate) async fn load_aof(shared: &Rc<RefCell<Server>>) -> anyhow::Result<()>
             }
             other => fatal(other.to_string()),
         })?;
-    if !shared.borrow().config.get_bool("aof-disable-auto-gc") {
+    let keep_history = {
+        let config = &shared.borrow().config;
+        config.get_bool("aof-disable-auto-gc")
+            || crate::persistence::archive::archiving_configured(config)
+    };
+    if !keep_history {
         crate::persistence::aof::delete_history(&paths, &mut manifest);
     }
     let mut server = shared.borrow_mut();

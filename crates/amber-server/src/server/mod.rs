@@ -75,6 +75,8 @@ pub(crate) struct Server {
     pub(crate) aof_rewrite: crate::persistence::aof_rewrite::RewriteState,
     /// Scheduled backups.
     pub(crate) backup: crate::persistence::backup::BackupState,
+    /// Continuous AOF archiving to the backup bucket.
+    pub(crate) archive: crate::persistence::archive::ArchiveState,
     /// Heap bytes in use once the server was set up (`MEMORY STATS` `startup.allocated`).
     pub(crate) startup_memory: usize,
     /// Pub/Sub channels and patterns.
@@ -244,6 +246,7 @@ impl Server {
             debug: DebugKnobs::default(),
             aof_rewrite: crate::persistence::aof_rewrite::RewriteState::default(),
             backup: crate::persistence::backup::BackupState::default(),
+            archive: crate::persistence::archive::ArchiveState::default(),
         }
     }
 
