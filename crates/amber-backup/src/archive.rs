@@ -93,7 +93,7 @@ impl Archiver {
                 let size = (*len - position.end).min(MAX_SEGMENT);
                 let bytes = read_range(path, position.end, size)?;
                 let start_crc = crc_hex(&position.digest);
-                let mut digest = position.digest.clone();
+                let mut digest = position.digest;
                 digest.update(&bytes);
                 bucket.put_segment(name, position.end, bytes, &start_crc, &crc_hex(&digest))?;
                 report.bytes += size;
