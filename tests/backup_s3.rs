@@ -428,13 +428,48 @@ fn next_second() -> u64 {
     next
 }
 
+/// Every object's bytes under `prefix`.
+fn objects_under(moto: &Moto, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    use futures::StreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let store = moto.store();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let prefix = object_store::path::Path::from(prefix);
+        let metas: Vec<_> = store.list(Some(&prefix)).collect().await;
+        let mut objects = Vec::new();
+        for meta in metas {
+            let location = meta.unwrap().location;
+            let bytes = store.get(&location).await.unwrap().bytes().await.unwrap();
+            objects.push((location.to_string(), bytes.to_vec()));
+        }
+        objects
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+const MARKER: &str = "plaintext-marker-7d1f";
+
 #[test]
 fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
     let moto = Moto::start(None);
     let endpoint = moto.endpoint();
     let remote = remote("pitr");
     let backups = common::temp_dir("s3-pitr");
+    // Encrypted at rest: the backups, locally and in the bucket, and the archive.
+    let key_dir = common::temp_dir("s3-pitr-key");
+    let key_file = key_dir.join("backup.key");
+    let key_path = key_file.to_str().unwrap();
+    let keygen = amber_backup(&endpoint, &remote, &["keygen", key_path]);
+    assert!(keygen.status.success(), "{keygen:?}");
     let mut flags = server_flags(backups.to_str().unwrap(), &remote, &endpoint);
+    flags.extend(["--backup-encryption-key-file", key_path]);
     flags.extend([
         "--appendonly",
         "yes",
@@ -442,9 +477,12 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
         "yes",
         "--backup-archive-interval",
         "1",
+        "--backup-interval",
+        "0",
     ]);
     let server = ServerProcess::amber_with_env(&flags, CREDENTIALS);
     let mut client = server.client();
+    client.cmd(&["SET", MARKER, MARKER]);
     // One batch of writes at the start of each second, then the dataset's digest for that
     // second; a backup at 3, a rewrite (closing an incr file) at 6, a second backup at 9.
     let mut states: Vec<(u64, common::Frame)> = Vec::new();
@@ -487,16 +525,57 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
         "the archive to catch up",
     );
     let listed = || stdout(&amber_backup(&endpoint, &remote, &["list", "--remote"]));
-    wait_for(
-        || listed().lines().filter(|l| l.contains(" aof ")).count() == 2,
-        "both backups in the bucket",
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed().lines().filter(|l| l.contains(" aof ")).count() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both backups in the bucket: {}\n{}",
+            listed(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         server
             .log()
             .contains("Closed AOF files are archived; removing them"),
         "the closed incr file was held until archived"
     );
+    for (name, bytes) in objects_under(&moto, "pitr") {
+        assert!(!contains(&bytes, MARKER.as_bytes()), "{name} is in clear");
+    }
+    for path in common::files_under(&backups) {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !contains(&bytes, MARKER.as_bytes()),
+            "{} is in clear",
+            path.display()
+        );
+    }
+    // Without the key, or with another, a clear refusal (exit code 5), not a parse error.
+    let unkeyed = amber_backup(&endpoint, &remote, &["verify", "--remote"]);
+    assert_eq!(unkeyed.status.code(), Some(5), "{unkeyed:?}");
+    assert!(String::from_utf8_lossy(&unkeyed.stderr).contains("is encrypted: give its key"));
+    let other_key = key_dir.join("other.key");
+    amber_backup(&endpoint, &remote, &["keygen", other_key.to_str().unwrap()]);
+    let wrong = amber_backup(
+        &endpoint,
+        &remote,
+        &[
+            "--key-file",
+            other_key.to_str().unwrap(),
+            "verify",
+            "--remote",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(5), "{wrong:?}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("encrypted to another key"));
+    let keyed = amber_backup(
+        &endpoint,
+        &remote,
+        &["--key-file", key_path, "verify", "--remote"],
+    );
+    assert!(keyed.status.success(), "{keyed:?}");
     // The machine is lost.
     let data = server.kill9();
     std::fs::remove_dir_all(&data).unwrap();
@@ -521,6 +600,8 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
             &endpoint,
             &remote,
             &[
+                "--key-file",
+                key_path,
                 "restore",
                 "--from-remote",
                 "--at",
@@ -549,6 +630,8 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
         &endpoint,
         &remote,
         &[
+            "--key-file",
+            key_path,
             "restore",
             "--from-remote",
             "--at",

@@ -13,6 +13,24 @@ use std::time::{Duration, Instant};
 pub(crate) use amber_protocol::Frame;
 use bytes::BytesMut;
 
+/// Every file under `dir`, recursively.
+#[allow(dead_code)] // not every test file uses every helper
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 /// Path of the amber-server binary cargo built for these tests.
 pub(crate) fn amber_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_amber-server"))

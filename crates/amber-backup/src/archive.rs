@@ -1,6 +1,7 @@
 //! Continuous archiving of the AOF to a bucket, for point-in-time recovery off the machine (as
 //! PostgreSQL's WAL archiving does): every few seconds the new bytes of each incr file are
-//! uploaded as one segment object, `archive/<incr file>/<start offset, 20 digits>`.
+//! uploaded as one segment object, `archive/<incr file>/<start>-<end>` (offsets in the plain
+//! file), encrypted when the bucket has a key.
 //!
 //! Each segment records, as user metadata, the CRC-64 of its incr file's bytes before it and up
 //! to its end (INV-ARCHIVE-CHAIN). An archiver that starts again (a restarted server) continues
@@ -120,7 +121,7 @@ impl Archiver {
             return Ok(Position { end: 0, digest });
         };
         let local_len = std::fs::metadata(path).map_or(0, |m| m.len());
-        let expected = bucket.segment_end_crc(name, last.start)?;
+        let expected = bucket.segment_end_crc(name, last)?;
         if local_len >= last.end() {
             digest.update(&read_range(path, 0, last.end())?);
             if crc_hex(&digest) == expected {
@@ -248,7 +249,7 @@ fn download_chain(
                 segment.start
             )));
         }
-        let (bytes, start_crc, end_crc) = bucket.get_segment(name, segment.start)?;
+        let (bytes, start_crc, end_crc) = bucket.get_segment(name, segment)?;
         if start_crc != crc_hex(&digest) {
             return Err(BackupError::Refused(format!(
                 "the archive of {name} mixes two histories at offset {end}"

@@ -29,7 +29,9 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
 
+use crate::archive::Segment;
 use crate::catalog::{Backup, BackupError, Catalog, Kind, Status, io};
+use crate::crypto::BackupKey;
 use crate::retention::{Policy, plan};
 use crate::verify::{Progress, files_under};
 
@@ -103,6 +105,8 @@ pub struct Bucket {
     prefix: String,
     describe: String,
     runtime: tokio::runtime::Runtime,
+    /// Encrypts archive segments (backups arrive already encrypted).
+    encryption: Option<BackupKey>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -169,7 +173,14 @@ impl Bucket {
             prefix: prefix.trim_matches('/').to_string(),
             describe: describe.into(),
             runtime,
+            encryption: None,
         })
+    }
+
+    /// Archive segments are encrypted with `key` and decrypted with it.
+    pub fn with_key(mut self, key: Option<BackupKey>) -> Bucket {
+        self.encryption = key;
+        self
     }
 
     /// `s3://bucket/prefix`, or what the caller named it.
@@ -568,14 +579,19 @@ impl Bucket {
 const START_CRC_KEY: &str = "amber-start-crc64";
 const END_CRC_KEY: &str = "amber-end-crc64";
 
-/// The archive's segments ([`crate::archive`]).
+/// The archive's segments ([`crate::archive`]): `archive/<incr file>/<start>-<end>` (offsets
+/// in the plain file, 20 digits each), encrypted with the bucket's key when it has one.
 impl Bucket {
-    fn segment_key(&self, name: &str, start: u64) -> ObjectPath {
-        self.key(&format!("archive/{name}/{start:020}"))
+    fn segment_key(&self, name: &str, segment: &Segment) -> ObjectPath {
+        self.key(&format!(
+            "archive/{name}/{:020}-{:020}",
+            segment.start,
+            segment.end()
+        ))
     }
 
-    /// Uploads one segment of incr file `name`, with the CRC-64s of the file up to its start
-    /// and its end; it is read back before this returns.
+    /// Uploads one segment of incr file `name`, with the CRC-64s of the plain file up to its
+    /// start and its end; it is read back before this returns.
     pub(crate) fn put_segment(
         &self,
         name: &str,
@@ -584,7 +600,15 @@ impl Bucket {
         start_crc: &str,
         end_crc: &str,
     ) -> Result<(), BackupError> {
-        let key = self.segment_key(name, start);
+        let segment = Segment {
+            start,
+            size: bytes.len() as u64,
+        };
+        let key = self.segment_key(name, &segment);
+        let bytes = match &self.encryption {
+            Some(key) => key.encrypt_bytes(&bytes)?,
+            None => bytes,
+        };
         let size = bytes.len() as u64;
         let mut attributes = Attributes::new();
         for (field, value) in [(START_CRC_KEY, start_crc), (END_CRC_KEY, end_crc)] {
@@ -601,7 +625,7 @@ impl Bucket {
             .block_on(self.store.put_opts(&key, PutPayload::from(bytes), options))
             .map_err(remote_error(format!("archiving {key}")))?;
         match self.segment_meta(&key)? {
-            Some((found, _, end)) if found == size && end == end_crc => Ok(()),
+            Some((found, end)) if found == size && end == end_crc => Ok(()),
             found => Err(BackupError::Verification {
                 id: key.to_string(),
                 what: format!(
@@ -611,69 +635,62 @@ impl Bucket {
         }
     }
 
-    /// Size and CRC metadata of a segment.
-    fn segment_meta(&self, key: &ObjectPath) -> Result<Option<(u64, String, String)>, BackupError> {
+    /// Object size and end CRC of a segment.
+    fn segment_meta(&self, key: &ObjectPath) -> Result<Option<(u64, String)>, BackupError> {
         let options = GetOptions {
             head: true,
             ..GetOptions::default()
         };
         match self.runtime.block_on(self.store.get_opts(key, options)) {
             Ok(result) => {
-                let field = |name: &str| {
-                    result
-                        .attributes
-                        .get(&Attribute::Metadata(name.to_string().into()))
-                        .map(|v| v.as_ref().to_string())
-                        .unwrap_or_default()
-                };
-                Ok(Some((
-                    result.meta.size,
-                    field(START_CRC_KEY),
-                    field(END_CRC_KEY),
-                )))
+                let end = metadata(&result.attributes, END_CRC_KEY);
+                Ok(Some((result.meta.size, end)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(remote_error(format!("reading back {key}"))(error)),
         }
     }
 
-    /// The CRC-64 of incr file `name` up to the end of its segment at `start`.
-    pub(crate) fn segment_end_crc(&self, name: &str, start: u64) -> Result<String, BackupError> {
-        let key = self.segment_key(name, start);
+    /// The CRC-64 of incr file `name` up to the end of `segment`.
+    pub(crate) fn segment_end_crc(
+        &self,
+        name: &str,
+        segment: &Segment,
+    ) -> Result<String, BackupError> {
+        let key = self.segment_key(name, segment);
         Ok(self
             .segment_meta(&key)?
-            .map(|(_, _, end)| end)
+            .map(|(_, end)| end)
             .unwrap_or_default())
     }
 
-    /// A segment's bytes and its start and end CRC-64s.
+    /// A segment's plain bytes and its start and end CRC-64s.
     pub(crate) fn get_segment(
         &self,
         name: &str,
-        start: u64,
+        segment: &Segment,
     ) -> Result<(Vec<u8>, String, String), BackupError> {
-        let key = self.segment_key(name, start);
+        let key = self.segment_key(name, segment);
         let result = self.runtime.block_on(async {
             let result = self.store.get(&key).await?;
-            let field = |field: &str| {
-                result
-                    .attributes
-                    .get(&Attribute::Metadata(field.to_string().into()))
-                    .map(|v| v.as_ref().to_string())
-                    .unwrap_or_default()
-            };
-            let (start_crc, end_crc) = (field(START_CRC_KEY), field(END_CRC_KEY));
+            let start_crc = metadata(&result.attributes, START_CRC_KEY);
+            let end_crc = metadata(&result.attributes, END_CRC_KEY);
             let bytes = result.bytes().await?;
             Ok::<_, object_store::Error>((bytes.to_vec(), start_crc, end_crc))
         });
-        result.map_err(remote_error(format!("reading {key}")))
+        let (bytes, start_crc, end_crc) = result.map_err(remote_error(format!("reading {key}")))?;
+        let plain = match &self.encryption {
+            Some(encryption) => encryption.decrypt_bytes(&bytes, key.as_ref())?,
+            None if bytes.starts_with(b"age-encryption.org/") => {
+                return Err(BackupError::NeedsKey(format!("the archive ({key})")));
+            }
+            None => bytes,
+        };
+        Ok((plain, start_crc, end_crc))
     }
 
     /// The segments of incr file `name`, in offset order.
-    pub(crate) fn segments_of(
-        &self,
-        name: &str,
-    ) -> Result<Vec<crate::archive::Segment>, BackupError> {
+    pub(crate) fn segments_of(&self, name: &str) -> Result<Vec<Segment>, BackupError> {
         let all = self.list_archive(Some(name))?;
         Ok(all.into_values().next().unwrap_or_default())
     }
@@ -701,19 +718,22 @@ impl Bucket {
                     continue;
                 };
                 let parts: Vec<String> = rest.map(|p| p.as_ref().to_string()).collect();
-                let [name, start] = parts.as_slice() else {
+                let [name, range] = parts.as_slice() else {
                     continue;
                 };
-                let Ok(start) = start.parse::<u64>() else {
+                let Some((start, end)) = range.split_once('-') else {
                     continue;
                 };
-                files
-                    .entry(name.clone())
-                    .or_default()
-                    .push(crate::archive::Segment {
-                        start,
-                        size: meta.size,
-                    });
+                let (Ok(start), Ok(end)) = (start.parse::<u64>(), end.parse::<u64>()) else {
+                    continue;
+                };
+                if end < start {
+                    continue;
+                }
+                files.entry(name.clone()).or_default().push(Segment {
+                    start,
+                    size: end - start,
+                });
             }
             Ok::<(), BackupError>(())
         })?;
@@ -737,7 +757,7 @@ impl Bucket {
                 continue;
             }
             for segment in segments {
-                let key = self.segment_key(&name, segment.start);
+                let key = self.segment_key(&name, &segment);
                 match self.runtime.block_on(self.store.delete(&key)) {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
                     Err(error) => return Err(remote_error(format!("deleting {key}"))(error)),
@@ -746,6 +766,14 @@ impl Bucket {
         }
         Ok(deleted)
     }
+}
+
+/// A user-metadata value of an object ("" when absent).
+fn metadata(attributes: &Attributes, name: &'static str) -> String {
+    attributes
+        .get(&Attribute::Metadata(name.into()))
+        .map(|v| v.as_ref().to_string())
+        .unwrap_or_default()
 }
 
 /// The sequence number of an AOF backup's last incr file.

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::verify::{Progress, verify};
+use crate::verify::{Progress, checksum_dir, verify};
 
 /// Why a backup operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,14 @@ pub enum BackupError {
     /// The operation is refused (a server uses the directory, nothing to restore...).
     #[error("{0}")]
     Refused(String),
+    /// An encrypted file was encrypted to another key than the one given.
+    #[error(
+        "{0} was encrypted to another key than the one given (check backup-encryption-key-file)"
+    )]
+    WrongKey(String),
+    /// The backup is encrypted and no key was given.
+    #[error("backup {0} is encrypted: give its key (backup-encryption-key-file, or --key-file)")]
+    NeedsKey(String),
     /// The object store refused or could not be reached.
     #[error("{what}: {}", crate::bucket::describe_error(cause))]
     Remote {
@@ -320,7 +328,8 @@ fn staging_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(".staging-")?;
     let (seq, pid) = rest.split_once('-')?;
     seq.parse::<u64>().ok()?;
-    pid.parse().ok()
+    // `.staging-<seq>-<pid>.encrypted` is its encrypted twin.
+    pid.split('.').next()?.parse().ok()
 }
 
 /// Whether process `pid` exists (signal 0: EPERM means it exists under another user).
@@ -343,22 +352,45 @@ pub fn finalize(
     kind: Kind,
     progress: &mut dyn Progress,
 ) -> Result<Backup, BackupError> {
+    finalize_with_key(catalog, staging, kind, None, progress)
+}
+
+/// [`finalize`], encrypting the verified files with `key` first when one is given: the
+/// catalogued backup then holds only `.age` files (and `meta`), and its checksum covers them.
+pub fn finalize_with_key(
+    catalog: &mut Catalog,
+    staging: &Path,
+    kind: Kind,
+    key: Option<&crate::crypto::BackupKey>,
+    progress: &mut dyn Progress,
+) -> Result<Backup, BackupError> {
     let meta = Meta::read(staging)?;
     let id = crate::time::backup_id(meta.time_ms);
-    let status;
-    let (size, checksum) = match verify(staging, kind, progress) {
-        Ok(report) => {
-            status = Status::Verified;
-            (report.size, report.checksum)
-        }
-        Err(error) => {
+    let mut status = Status::Verified;
+    let mut installed = staging.to_path_buf();
+    let mut sealed = false;
+    let (size, checksum) = match (verify(staging, kind, progress), key) {
+        (Err(error), _) => {
             status = Status::Failed(error.to_string());
             (0, String::new())
         }
+        (Ok(report), None) => (report.size, report.checksum),
+        (Ok(_), Some(key)) => {
+            let encrypted = staging.with_extension("encrypted");
+            let _ = std::fs::remove_dir_all(&encrypted);
+            key.encrypt_tree(staging, &encrypted)?;
+            sealed = true;
+            installed = encrypted;
+            checksum_dir(&installed, progress)?
+        }
     };
     let target = catalog.path_of(&id);
-    amber_snapshot::durable::install(staging, &target)
-        .map_err(io(format!("renaming {}", staging.display())))?;
+    amber_snapshot::durable::install(&installed, &target)
+        .map_err(io(format!("renaming {}", installed.display())))?;
+    if sealed {
+        // The plain copy goes as soon as the encrypted one is in place.
+        std::fs::remove_dir_all(staging).map_err(io(format!("removing {}", staging.display())))?;
+    }
     let backup = Backup {
         id,
         time_ms: meta.time_ms,

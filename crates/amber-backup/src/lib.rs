@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod bucket;
 pub mod catalog;
+pub mod crypto;
 pub mod lock;
 pub mod restore;
 pub mod retention;

@@ -15,7 +15,7 @@ use amber_aof::{Manifest, manifest};
 
 use crate::catalog::{Backup, BackupError, Catalog, Kind, io};
 use crate::lock::{DatasetLock, lock_dataset};
-use crate::verify::{Progress, checksum_dir, manifest_in, verify};
+use crate::verify::{Decrypted, Progress, checksum_dir, manifest_in, verify};
 
 /// Where and how to restore.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     /// The AOF directory to replay from with `at_ms` (one rebuilt from a bucket's archive);
     /// by default the live AOF this restore moves aside.
     pub replay_from: Option<PathBuf>,
+    /// The key of an encrypted backup.
+    pub key: Option<crate::crypto::BackupKey>,
 }
 
 impl RestoreOptions {
@@ -45,6 +47,7 @@ impl RestoreOptions {
             appendfilename: "appendonly.aof".into(),
             at_ms: None,
             replay_from: None,
+            key: None,
         }
     }
 }
@@ -109,6 +112,19 @@ pub fn restore(
             ),
         });
     }
+    // An encrypted backup is decrypted once, beside it; the plain copy is parsed and installed.
+    let decrypted = if crate::crypto::is_encrypted(&source) {
+        let key = options
+            .key
+            .as_ref()
+            .ok_or_else(|| BackupError::NeedsKey(backup.id.clone()))?;
+        Some(Decrypted::of(&source, key)?)
+    } else {
+        None
+    };
+    let source = decrypted
+        .as_ref()
+        .map_or(source.clone(), |d| d.path().to_path_buf());
     verify(&source, backup.kind, progress)?;
     let replaced_into = move_aside(options)?;
     match backup.kind {

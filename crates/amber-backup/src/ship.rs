@@ -76,7 +76,7 @@ pub struct ShipReport {
 fn rsync(remote: &Remote, extra: &[&str], backup_dir: &Path) -> Command {
     let mut command = Command::new("rsync");
     command.args(["-a", "--partial", "--delete", "--exclude", ".staging-*"]);
-    command.args(["--exclude", "catalog.tmp"]);
+    command.args(["--exclude", "catalog.tmp", "--exclude", ".decrypted-*"]);
     if let Remote::Ssh { port, .. } = remote {
         // RSYNC_RSH (if set) chooses the ssh command and its options; the URL's port is added.
         let ssh = std::env::var("RSYNC_RSH").unwrap_or_else(|_| "ssh".into());

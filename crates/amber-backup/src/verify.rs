@@ -10,6 +10,7 @@ use amber_aof::check::check_file;
 use amber_aof::{FileKind, Manifest};
 
 use crate::catalog::{BackupError, Kind, io};
+use crate::crypto::BackupKey;
 
 /// What makes a backup's files fail verification.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +73,72 @@ pub struct Report {
     pub keys: u64,
 }
 
-/// Fully parses the backup in `dir` and computes its checksum.
+/// Fully parses the backup in `dir` and computes its checksum (an encrypted backup is refused:
+/// see [`verify_with_key`]).
 pub fn verify(dir: &Path, kind: Kind, progress: &mut dyn Progress) -> Result<Report, BackupError> {
+    verify_with_key(dir, kind, None, progress)
+}
+
+/// A scratch directory beside `dir` for its decrypted files, removed when dropped.
+pub struct Decrypted {
+    path: PathBuf,
+}
+
+impl Decrypted {
+    /// Decrypts the backup in `dir` into a scratch directory beside it.
+    pub fn of(dir: &Path, key: &BackupKey) -> Result<Decrypted, BackupError> {
+        let name = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let path = dir.with_file_name(format!(".decrypted-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let decrypted = Decrypted { path };
+        key.decrypt_tree(dir, &decrypted.path)?;
+        Ok(decrypted)
+    }
+
+    /// The plain files.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Decrypted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Fully parses the backup in `dir` (decrypting it with `key` into a scratch directory first
+/// when it is encrypted) and computes the checksum of its files as stored.
+pub fn verify_with_key(
+    dir: &Path,
+    kind: Kind,
+    key: Option<&BackupKey>,
+    progress: &mut dyn Progress,
+) -> Result<Report, BackupError> {
+    if crate::crypto::is_encrypted(dir) {
+        let id = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let key = key.ok_or(BackupError::NeedsKey(id))?;
+        let (size, checksum) = checksum_dir(dir, progress)?;
+        let plain = Decrypted::of(dir, key)?;
+        let parsed = verify_plain(plain.path(), kind, progress)?;
+        return Ok(Report {
+            size,
+            checksum,
+            keys: parsed.keys,
+        });
+    }
+    verify_plain(dir, kind, progress)
+}
+
+fn verify_plain(
+    dir: &Path,
+    kind: Kind,
+    progress: &mut dyn Progress,
+) -> Result<Report, BackupError> {
     let failed = |error: VerifyError| BackupError::Verification {
         id: dir
             .file_name()

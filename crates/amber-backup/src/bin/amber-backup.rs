@@ -8,29 +8,33 @@
 //!
 //! Exit codes, for cron jobs and monitors: 0 done; 1 failed (I/O, refused, bad arguments to a
 //! command); 2 usage error; 3 a backup failed verification (damaged); 4 the remote could not be
-//! reached or refused the request (network, credentials, missing bucket).
+//! reached or refused the request (network, credentials, missing bucket); 5 an encrypted
+//! backup's key is missing or is not the one it was encrypted to.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use amber_backup::bucket::{Bucket, Listing};
+use amber_backup::crypto::BackupKey;
 use amber_backup::restore::{RestoreOptions, restore};
 use amber_backup::s3::{S3Settings, open};
 use amber_backup::ship::{Remote, ship};
 use amber_backup::time::{display, now_ms};
-use amber_backup::{BackupError, Catalog, Policy, Progress, Status, plan, verify};
+use amber_backup::verify::verify_with_key;
+use amber_backup::{BackupError, Catalog, Policy, Progress, Status, plan};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_DAMAGED: u8 = 3;
 const EXIT_REMOTE: u8 = 4;
+const EXIT_KEY: u8 = 5;
 
 #[derive(Parser)]
 #[command(
     about = "List, verify, restore, prune and ship Amber backups",
-    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 a backup failed verification, 4 the remote could not be reached or refused"
+    after_help = "Exit codes: 0 done, 1 failed, 2 usage, 3 a backup failed verification, 4 the remote could not be reached or refused, 5 an encrypted backup's key is missing or wrong"
 )]
 struct Cli {
     /// The backup directory (`backup-dir`); or give --config.
@@ -52,6 +56,9 @@ struct Cli {
     /// `backup-s3-path-style`: path-style requests.
     #[arg(long, global = true)]
     s3_path_style: bool,
+    /// `backup-encryption-key-file`: the age identity that decrypts encrypted backups.
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +114,12 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         keep_daily: u64,
     },
+    /// Writes a new age key file for `backup-encryption-key-file` (keep a copy off the machine:
+    /// without it, encrypted backups cannot be restored).
+    Keygen {
+        /// Where to write it (created with mode 0600; never overwritten).
+        path: PathBuf,
+    },
     /// Copies the backups to the remote and verifies the copy; a bucket is then pruned by the
     /// remote retention policy.
     Ship {
@@ -157,6 +170,7 @@ impl From<anyhow::Error> for Failure {
             .find_map(|cause| match cause.downcast_ref::<BackupError>() {
                 Some(BackupError::Verification { .. }) => Some(EXIT_DAMAGED),
                 Some(BackupError::Remote { .. }) => Some(EXIT_REMOTE),
+                Some(BackupError::NeedsKey(_) | BackupError::WrongKey(_)) => Some(EXIT_KEY),
                 _ => None,
             })
             .unwrap_or(EXIT_FAILED);
@@ -183,6 +197,7 @@ fn main() -> ExitCode {
 /// What the command line and the config file say.
 struct Settings {
     backup_dir: Option<PathBuf>,
+    key: Option<BackupKey>,
     remote: Option<String>,
     s3: S3Settings,
     remote_policy: Policy,
@@ -205,8 +220,17 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(default)
         };
+        let key_file = cli
+            .key_file
+            .clone()
+            .or_else(|| file.get("backup-encryption-key-file").map(PathBuf::from));
+        let key = match key_file {
+            Some(path) => Some(BackupKey::load(&path)?),
+            None => None,
+        };
         Ok(Settings {
             backup_dir,
+            key,
             remote: cli
                 .remote_url
                 .clone()
@@ -234,7 +258,7 @@ impl Settings {
         let Some(remote) = &self.remote else {
             bail!("give the bucket with --remote-url s3://bucket/prefix or --config redis.conf");
         };
-        Ok(open(remote, &self.s3)?)
+        Ok(open(remote, &self.s3)?.with_key(self.key.clone()))
     }
 }
 
@@ -265,7 +289,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify { id, remote: true } => verify_remote(&settings, id, &mut progress)?,
         Command::Verify { id, remote: false } => {
             let catalog = local_catalog(&settings)?;
-            verify_local(&catalog, id, &mut progress)?;
+            verify_local(&catalog, id, settings.key.as_ref(), &mut progress)?;
+        }
+        Command::Keygen { path } => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = BackupKey::generate();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            std::io::Write::write_all(&mut file, key.file_text().as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} (public key {})", path.display(), key.public());
         }
         Command::Restore {
             id,
@@ -284,6 +322,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 // The whole second: backups and writes of that second are included.
                 at_ms: at.map(|seconds| seconds * 1000 + 999),
                 replay_from: None,
+                key: settings.key.clone(),
             };
             if from_remote {
                 restore_remote(&settings, id, &options, &mut progress)?;
@@ -368,6 +407,7 @@ fn print_backup(b: &amber_backup::Backup) {
 fn verify_local(
     catalog: &Catalog,
     id: Option<String>,
+    key: Option<&BackupKey>,
     progress: &mut dyn Progress,
 ) -> Result<(), Failure> {
     let ids: Vec<String> = match id {
@@ -377,7 +417,8 @@ fn verify_local(
     let mut failures = 0;
     for id in ids {
         let backup = catalog.get(&id)?.clone();
-        let result = verify(&catalog.path_of(&id), backup.kind, progress).and_then(|report| {
+        let path = catalog.path_of(&id);
+        let result = verify_with_key(&path, backup.kind, key, progress).and_then(|report| {
             if report.checksum == backup.checksum {
                 Ok(report)
             } else {
@@ -453,12 +494,23 @@ fn verify_remote(
     let mut failures = 0;
     for id in ids {
         let scratch = Scratch::new(&scratch_parent)?;
-        match verify_one_remote(&bucket, &listing, &id, &scratch.0, progress) {
+        match verify_one_remote(
+            &bucket,
+            &listing,
+            &id,
+            &scratch.0,
+            settings.key.as_ref(),
+            progress,
+        ) {
             Ok(size) => println!("{id}: OK ({size} bytes, downloaded and verified)"),
             Err(BackupError::UnknownId(id)) => {
                 return Err(anyhow!("no complete backup {id} in {}", bucket.describe()).into());
             }
-            Err(error @ BackupError::Remote { .. }) => return Err(error.into()),
+            Err(
+                error @ (BackupError::Remote { .. }
+                | BackupError::NeedsKey(_)
+                | BackupError::WrongKey(_)),
+            ) => return Err(error.into()),
             Err(error) => {
                 failures += 1;
                 println!("{id}: FAILED: {error}");
@@ -479,11 +531,12 @@ fn verify_one_remote(
     listing: &Listing,
     id: &str,
     scratch: &Path,
+    key: Option<&BackupKey>,
     progress: &mut dyn Progress,
 ) -> Result<u64, BackupError> {
     let catalog = bucket.fetch(listing, id, scratch, progress)?;
     let backup = catalog.get(id)?;
-    let report = verify(&catalog.path_of(id), backup.kind, progress)?;
+    let report = verify_with_key(&catalog.path_of(id), backup.kind, key, progress)?;
     if report.checksum != backup.checksum {
         return Err(BackupError::Verification {
             id: id.to_string(),
@@ -528,7 +581,17 @@ fn restore_remote(
     let mut options = options.clone();
     if options.at_ms.is_some() {
         let archive = scratch.0.join("archive");
-        let backup_aof = catalog.path_of(&id).join("appendonlydir");
+        let fetched = catalog.path_of(&id);
+        let plain = match &settings.key {
+            Some(key) if amber_backup::crypto::is_encrypted(&fetched) => {
+                Some(amber_backup::verify::Decrypted::of(&fetched, key)?)
+            }
+            _ => None,
+        };
+        let backup_aof = plain
+            .as_ref()
+            .map_or(fetched.clone(), |d| d.path().to_path_buf())
+            .join("appendonlydir");
         let bytes = amber_backup::archive::assemble_after(&bucket, &backup_aof, &archive)?;
         println!(
             "fetched {bytes} bytes of archived AOF from {}",

@@ -31,6 +31,7 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     // Amber's own directives (not in Redis): scheduled, verified, shipped backups.
     ("backup-archive-interval", "10"),
     ("backup-dir", ""),
+    ("backup-encryption-key-file", ""),
     ("backup-interval", "3600"),
     ("backup-keep-daily", "30"),
     ("backup-keep-hourly", "48"),

@@ -56,8 +56,14 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "port" => (Kind::Int(0, 65535), true),
         "replicaof" => (Kind::Words, false),
         "bind" => (Kind::Words, true),
-        "dir" | "requirepass" | "dbfilename" | "backup-dir" | "backup-remote"
-        | "backup-s3-endpoint" | "backup-s3-region" => (Kind::Text, true),
+        "dir"
+        | "requirepass"
+        | "dbfilename"
+        | "backup-dir"
+        | "backup-remote"
+        | "backup-s3-endpoint"
+        | "backup-s3-region"
+        | "backup-encryption-key-file" => (Kind::Text, true),
         "backup-s3-path-style" => (Kind::Bool, true),
         "backup-interval"
         | "backup-archive-interval"
@@ -230,6 +236,7 @@ const IMPLEMENTED: &[&str] = &[
     "auto-aof-rewrite-min-size",
     "backup-archive-interval",
     "backup-dir",
+    "backup-encryption-key-file",
     "backup-interval",
     "backup-keep-daily",
     "backup-keep-hourly",

@@ -77,6 +77,7 @@ impl Server {
         let files = self.archive_files();
         let (archiver, bucket) = self.archive.idle.take().unwrap_or_default();
         let remote = self.config.get("backup-remote").to_string();
+        let key_file = self.config.get("backup-encryption-key-file").to_string();
         let settings = amber_backup::s3::S3Settings {
             endpoint: self.config.get("backup-s3-endpoint").to_string(),
             region: self.config.get("backup-s3-region").to_string(),
@@ -87,10 +88,17 @@ impl Server {
             let mut archiver = archiver;
             let bucket = match bucket {
                 Some(bucket) => bucket,
-                None => match amber_backup::s3::open(&remote, &settings) {
-                    Ok(bucket) => bucket,
-                    Err(error) => return (archiver, None, Err(error.to_string())),
-                },
+                None => {
+                    let opened = crate::persistence::backup::load_key(&key_file).and_then(|key| {
+                        amber_backup::s3::open(&remote, &settings)
+                            .map(|bucket| bucket.with_key(key))
+                            .map_err(|error| error.to_string())
+                    });
+                    match opened {
+                        Ok(bucket) => bucket,
+                        Err(error) => return (archiver, None, Err(error)),
+                    }
+                }
             };
             let outcome = archiver
                 .archive(&bucket, &files)

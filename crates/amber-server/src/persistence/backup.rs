@@ -12,8 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use amber_backup::catalog::Meta;
+use amber_backup::catalog::finalize_with_key;
+use amber_backup::crypto::BackupKey;
 use amber_backup::ship::{Remote, ship};
-use amber_backup::{Backup, Catalog, Kind, Policy, finalize, plan};
+use amber_backup::{Backup, Catalog, Kind, Policy, plan};
 use amber_snapshot::schedule::{Admission, JobKind, Reason};
 
 use crate::persistence::forkless::{AfterImage, ForklessJob, Target};
@@ -100,6 +102,7 @@ struct BackupSettings {
     ship_interval_ms: i64,
     s3: amber_backup::s3::S3Settings,
     remote_policy: Policy,
+    key_file: String,
 }
 
 impl Server {
@@ -121,6 +124,7 @@ impl Server {
                 region: self.config.get("backup-s3-region").to_string(),
                 path_style: self.config.get("backup-s3-path-style") == "yes",
             },
+            key_file: self.config.get("backup-encryption-key-file").to_string(),
             remote_policy: Policy {
                 keep_hourly_hours: self.config.get_i64("backup-remote-keep-hourly").max(0) as u64,
                 keep_daily_days: self.config.get_i64("backup-remote-keep-daily").max(0) as u64,
@@ -387,10 +391,20 @@ impl Server {
             done.started.elapsed().as_secs_f64()
         );
         let (dir, policy, now) = (settings.dir.clone(), settings.policy, clock);
+        let key_file = settings.key_file.clone();
         let thread = std::thread::spawn(move || -> Outcome {
             let mut catalog = Catalog::open(&dir).map_err(|e| e.to_string())?;
-            let backup = finalize(&mut catalog, &done.staging, done.kind, &mut ())
-                .map_err(|e| e.to_string())?;
+            let key = load_key(&key_file).inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&done.staging);
+            })?;
+            let backup = finalize_with_key(
+                &mut catalog,
+                &done.staging,
+                done.kind,
+                key.as_ref(),
+                &mut (),
+            )
+            .map_err(|e| e.to_string())?;
             let plan = plan(&catalog.backups, now, policy);
             for id in plan.delete {
                 catalog.delete(&id).map_err(|e| e.to_string())?;
@@ -477,6 +491,16 @@ impl Server {
             }
         }
     }
+}
+
+/// The `backup-encryption-key-file` key, if one is set.
+pub(crate) fn load_key(path: &str) -> Result<Option<BackupKey>, String> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    BackupKey::load(std::path::Path::new(path))
+        .map(Some)
+        .map_err(|error| format!("backup-encryption-key-file: {error}"))
 }
 
 /// On the ship thread: copies the backup directory to the remote. A bucket gets the verified
