@@ -68,6 +68,13 @@ pub(crate) struct BenchArgs {
     /// SET load: peak extra memory, latency, time).
     #[arg(long)]
     pub snapshot_only: bool,
+    /// Only the backup comparison: a backup plain and encrypted, shipped to and verified
+    /// from a local S3 server (moto), against `aws s3 cp` when installed.
+    #[arg(long)]
+    pub backup_only: bool,
+    /// Megabytes of data for the backup comparison.
+    #[arg(long, default_value_t = 1024)]
+    pub backup_mb: u64,
     /// Keys (mixed types) for the snapshot comparison.
     #[arg(long, default_value_t = 1_000_000)]
     pub snapshot_keys: u64,
@@ -305,6 +312,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.connections_only {
         return crate::bench_connections::run(args);
+    }
+    if args.backup_only {
+        return crate::bench_backup::run(args, args.backup_mb);
     }
     if args.snapshot_only || args.snapshot_plot {
         return crate::bench_snapshot::run(args, args.snapshot_keys, args.snapshot_plot);

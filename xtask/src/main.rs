@@ -13,6 +13,7 @@
 
 mod bench;
 mod bench_aof;
+mod bench_backup;
 mod bench_commands;
 mod bench_connections;
 mod bench_eviction;

@@ -436,6 +436,9 @@ fn verify_local(
                 "{id}: OK ({} bytes, checksum {})",
                 report.size, report.checksum
             ),
+            Err(error @ (BackupError::NeedsKey(_) | BackupError::WrongKey(_))) => {
+                return Err(error.into());
+            }
             Err(error) => {
                 failures += 1;
                 println!("{id}: FAILED: {error}");
