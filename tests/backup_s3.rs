@@ -161,6 +161,21 @@ fn amber_backup(moto_endpoint: &str, remote: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `amber-backup restore --from-remote ID --dir DIR`.
+fn restore_from_bucket(endpoint: &str, remote: &str, id: &str, dir: &std::path::Path) -> Output {
+    amber_backup(
+        endpoint,
+        remote,
+        &[
+            "restore",
+            "--from-remote",
+            id,
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -218,17 +233,7 @@ fn the_server_ships_and_a_bare_machine_restores_the_exact_digest_from_the_bucket
         let data = server.kill9();
         std::fs::remove_dir_all(&data).unwrap();
         std::fs::remove_dir_all(&backups).unwrap();
-        let restored = amber_backup(
-            &endpoint,
-            &remote,
-            &[
-                "restore",
-                "--from-remote",
-                &id,
-                "--dir",
-                data.to_str().unwrap(),
-            ],
-        );
+        let restored = restore_from_bucket(&endpoint, &remote, &id, &data);
         assert!(restored.status.success(), "{restored:?}");
         let extra: &[&str] = if aof { &["--appendonly", "yes"] } else { &[] };
         let restarted = ServerProcess::amber_in(&data, extra);
@@ -334,17 +339,7 @@ fn an_upload_killed_halfway_is_never_listed_and_the_next_ship_completes_it() {
         "{listed}"
     );
     let restore_dir = common::temp_dir("s3-killed-restore");
-    let refused = amber_backup(
-        &endpoint,
-        &remote,
-        &[
-            "restore",
-            "--from-remote",
-            &id,
-            "--dir",
-            restore_dir.to_str().unwrap(),
-        ],
-    );
+    let refused = restore_from_bucket(&endpoint, &remote, &id, &restore_dir);
     assert!(
         !refused.status.success(),
         "a partial backup is not restorable"
@@ -357,17 +352,7 @@ fn an_upload_killed_halfway_is_never_listed_and_the_next_ship_completes_it() {
     );
     assert!(again.status.success(), "{again:?}");
     assert!(stdout(&again).contains("1 uploaded"), "{}", stdout(&again));
-    let restored = amber_backup(
-        &endpoint,
-        &remote,
-        &[
-            "restore",
-            "--from-remote",
-            &id,
-            "--dir",
-            restore_dir.to_str().unwrap(),
-        ],
-    );
+    let restored = restore_from_bucket(&endpoint, &remote, &id, &restore_dir);
     assert!(restored.status.success(), "{restored:?}");
     let restarted = ServerProcess::amber_in(&restore_dir, &[]);
     assert_eq!(digest(&mut restarted.client()), expected);

@@ -445,13 +445,18 @@ fn verify_local(
             }
         }
     }
-    if failures > 0 {
-        return Err(Failure {
-            code: EXIT_DAMAGED,
-            error: anyhow!("{failures} backup(s) failed verification"),
-        });
+    verification_outcome(failures, "backup(s)")
+}
+
+/// Exit code 3 when any backup failed verification.
+fn verification_outcome(failures: usize, what: &str) -> Result<(), Failure> {
+    if failures == 0 {
+        return Ok(());
     }
-    Ok(())
+    Err(Failure {
+        code: EXIT_DAMAGED,
+        error: anyhow!("{failures} {what} failed verification"),
+    })
 }
 
 /// A scratch directory for downloads, removed when dropped.
@@ -520,13 +525,7 @@ fn verify_remote(
             }
         }
     }
-    if failures > 0 {
-        return Err(Failure {
-            code: EXIT_DAMAGED,
-            error: anyhow!("{failures} remote backup(s) failed verification"),
-        });
-    }
-    Ok(())
+    verification_outcome(failures, "remote backup(s)")
 }
 
 fn verify_one_remote(
