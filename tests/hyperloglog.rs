@@ -48,6 +48,14 @@ fn same_replies(commands: &[Vec<String>], config: &[&str]) {
         let want = expected.cmd(command);
         let got = actual.cmd(command);
         assert_eq!(got, want, "reply to {command:?}");
+        if command[0] == "SETRANGE"
+            && let Frame::Bulk(value) = expected.cmd(&["GET", &command[1]])
+            && ends_in_a_cut_xzero(&value)
+        {
+            // Redis then reads the byte past the value's end (the sds terminator, or a byte a
+            // later PFADD left there): behaviour of its memory layout, not of the format.
+            break;
+        }
     }
     for key in KEYS {
         assert_eq!(
@@ -56,6 +64,18 @@ fn same_replies(commands: &[Vec<String>], config: &[&str]) {
             "{key}"
         );
     }
+}
+
+/// Whether a sparse HyperLogLog's opcodes end in the first byte of a two-byte XZERO.
+fn ends_in_a_cut_xzero(value: &[u8]) -> bool {
+    if value.len() < 16 || !value.starts_with(b"HYLL") || value[4] != 1 {
+        return false;
+    }
+    let mut at = 16;
+    while at < value.len() {
+        at += if value[at] & 0xc0 == 0x40 { 2 } else { 1 };
+    }
+    at > value.len()
 }
 
 proptest! {
@@ -68,6 +88,27 @@ proptest! {
     ) {
         same_replies(&commands, &["--hll-sparse-max-bytes", &sparse_max.to_string()]);
     }
+}
+
+/// A sequence that once failed the property above: the second SETRANGE leaves a cut XZERO at
+/// the end, and Redis's next PFADD reads the byte past the end. It must end the comparison,
+/// not fail it.
+#[test]
+fn a_value_damaged_into_a_cut_xzero_ends_the_comparison() {
+    let elements = |range: std::ops::Range<u32>| range.map(|i| format!("e{i}")).collect::<Vec<_>>();
+    let mut commands = vec![
+        vec!["PFMERGE".to_string(), "h1".into(), "h1".into(), "h1".into()],
+        vec!["SETRANGE".into(), "h1".into(), "18".into(), "A".into()],
+    ];
+    commands.push([vec!["PFADD".to_string(), "h1".into()], elements(1215..1484)].concat());
+    commands.push(vec![
+        "SETRANGE".into(),
+        "h1".into(),
+        "27".into(),
+        "\0".into(),
+    ]);
+    commands.push([vec!["PFADD".to_string(), "h1".into()], elements(14..362)].concat());
+    same_replies(&commands, &[]);
 }
 
 fn add_many(client: &mut Client, key: &str, range: std::ops::Range<u32>) {
