@@ -317,3 +317,77 @@ fn scheduled_backups_skip_an_empty_dataset() {
     assert!(catalog.backups.iter().all(|b| b.keys == 1));
     let _ = std::fs::remove_dir_all(&backups);
 }
+
+/// With a key, a forked backup's child seals every file as it writes it: while it is being
+/// written (slowed down), the staging directory holds only `.age` files, no byte of a marker
+/// value is in clear, and the restore with the key gives the exact digest. (An AOF backup's
+/// verification decrypts into a `.decrypted-*` scratch directory for the AOF checker, which
+/// reads files by path; that directory is not checked here.)
+#[test]
+fn encrypted_backups_are_never_written_in_clear() {
+    for aof in [false, true] {
+        let backups = common::temp_dir("backup-sealed");
+        let key = backups.with_extension("key");
+        let tool = common::amber_binary().with_file_name("amber-backup");
+        let made = std::process::Command::new(&tool)
+            .arg("keygen")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        let mut extra = vec![
+            "--backup-encryption-key-file",
+            key.to_str().unwrap(),
+            "--rdb-key-save-delay",
+            "300",
+        ];
+        if aof {
+            extra.extend(["--appendonly", "yes"]);
+        }
+        let server = ServerProcess::amber(&flags(&backups, &extra));
+        let mut client = server.client();
+        let marker = "sealed-marker-31c9";
+        client.cmd(&["DEBUG", "POPULATE", "2000", "key", "20"]);
+        client.cmd(&["SET", marker, marker]);
+        let expected = digest(&mut client);
+        let port = server.port;
+        let waiter = std::thread::spawn(move || {
+            let mut client = common::Client::connect(port);
+            backup_now(&mut client)
+        });
+        let mut looked = 0;
+        while !waiter.is_finished() {
+            for path in common::files_under(&backups) {
+                let name = path.to_string_lossy().into_owned();
+                if name.ends_with("/catalog") || name.ends_with("/meta") {
+                    continue;
+                }
+                if aof && name.contains("/.decrypted-") {
+                    continue;
+                }
+                assert!(name.ends_with(".age"), "{name} is written in clear");
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                assert!(
+                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                    "{name} holds the marker in clear"
+                );
+                looked += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !aof {
+            assert!(looked > 0, "the staging files were seen while written");
+        }
+        let id = waiter.join().unwrap();
+        let data = server.kill9();
+        let catalog = Catalog::open(&backups).expect("catalog");
+        let mut options = RestoreOptions::defaults(&data);
+        options.key = Some(amber_backup::crypto::BackupKey::load(&key).unwrap());
+        restore(&catalog, Some(&id), &options, &mut ()).expect("restore with the key");
+        let restarted =
+            ServerProcess::amber_in(&data, if aof { &["--appendonly", "yes"] } else { &[] });
+        assert_eq!(digest(&mut restarted.client()), expected, "aof {aof}");
+        let _ = std::fs::remove_dir_all(&backups);
+        let _ = std::fs::remove_file(&key);
+    }
+}

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::verify::{Progress, checksum_dir, verify};
+use crate::verify::{Progress, checksum_dir};
 
 /// Why a backup operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -369,11 +369,16 @@ pub fn finalize_with_key(
     let mut status = Status::Verified;
     let mut installed = staging.to_path_buf();
     let mut sealed = false;
-    let (size, checksum) = match (verify(staging, kind, progress), key) {
+    // A writer with the key seals the files itself; otherwise they are sealed here, once
+    // verified.
+    let written_sealed = crate::crypto::is_encrypted(staging);
+    let verified = crate::verify::verify_with_key(staging, kind, key, progress);
+    let (size, checksum) = match (verified, key) {
         (Err(error), _) => {
             status = Status::Failed(error.to_string());
             (0, String::new())
         }
+        (Ok(report), _) if written_sealed => (report.size, report.checksum),
         (Ok(report), None) => (report.size, report.checksum),
         (Ok(_), Some(key)) => {
             let encrypted = staging.with_extension("encrypted");

@@ -174,6 +174,46 @@ impl BackupKey {
     }
 }
 
+/// A writer that encrypts to a key as it goes (a backup's writer seals its files directly);
+/// [`SealedWriter::finish`] writes the last chunk and hands back the inner writer.
+pub struct SealedWriter<W: Write> {
+    inner: age::stream::StreamWriter<W>,
+}
+
+impl<W: Write> Write for SealedWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> SealedWriter<W> {
+    /// Ends the age stream; returns the inner writer (flush and fsync it).
+    pub fn finish(self) -> std::io::Result<W> {
+        self.inner.finish()
+    }
+}
+
+impl BackupKey {
+    /// Encrypts what is written to the returned writer into `out`.
+    pub fn seal<W: Write>(&self, out: W) -> std::io::Result<SealedWriter<W>> {
+        let encryptor = self
+            .encryptor()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(SealedWriter {
+            inner: encryptor.wrap_output(out)?,
+        })
+    }
+
+    /// A reader of the plain bytes of the age stream `input` (`name` for messages).
+    pub fn open<R: Read>(&self, input: R, name: &str) -> Result<impl Read, BackupError> {
+        self.reader(input, name)
+    }
+}
+
 fn decrypt_error(name: &str, error: age::DecryptError) -> BackupError {
     match error {
         age::DecryptError::NoMatchingKeys => BackupError::WrongKey(name.to_string()),

@@ -121,14 +121,26 @@ pub fn verify_with_key(
         let id = dir
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let key = key.ok_or(BackupError::NeedsKey(id))?;
+        let key = key.ok_or(BackupError::NeedsKey(id.clone()))?;
         let (size, checksum) = checksum_dir(dir, progress)?;
-        let plain = Decrypted::of(dir, key)?;
-        let parsed = verify_plain(plain.path(), kind, progress)?;
+        let sealed_rdb = dir.join("dump.rdb.age");
+        let keys = if kind == Kind::Rdb && sealed_rdb.exists() {
+            // Parsed as it is decrypted: no plain copy.
+            parse_sealed_rdb(&sealed_rdb, key, progress).map_err(|error| match error {
+                SealedParse::Key(error) => error,
+                SealedParse::Parse(error) => BackupError::Verification {
+                    id,
+                    what: error.to_string(),
+                },
+            })?
+        } else {
+            let plain = Decrypted::of(dir, key)?;
+            verify_plain(plain.path(), kind, progress)?.keys
+        };
         return Ok(Report {
             size,
             checksum,
-            keys: parsed.keys,
+            keys,
         });
     }
     verify_plain(dir, kind, progress)
@@ -157,19 +169,57 @@ fn verify_plain(
     })
 }
 
+/// Why an encrypted RDB could not be parsed.
+enum SealedParse {
+    /// The key is not the one it was encrypted to, or the header is unreadable.
+    Key(BackupError),
+    /// The plain stream is not a valid RDB (or the ciphertext is damaged).
+    Parse(VerifyError),
+}
+
+/// Reads an encrypted RDB in full through the decrypting reader; returns its key count.
+fn parse_sealed_rdb(
+    path: &Path,
+    key: &BackupKey,
+    progress: &mut dyn Progress,
+) -> Result<u64, SealedParse> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| {
+        SealedParse::Parse(VerifyError::Io {
+            path: name.clone(),
+            source,
+        })
+    })?;
+    let total = file.metadata().map_or(0, |m| m.len());
+    let plain = key
+        .open(std::io::BufReader::with_capacity(1 << 20, file), &name)
+        .map_err(SealedParse::Key)?;
+    parse_rdb_from(plain, &name, total, progress).map_err(SealedParse::Parse)
+}
+
 /// Reads an RDB file in full (CRC-64 verified by the reader); returns its key count.
 fn parse_rdb(path: &Path, progress: &mut dyn Progress) -> Result<u64, VerifyError> {
-    let name = || path.display().to_string();
+    let name = path.display().to_string();
     let file = File::open(path).map_err(|source| VerifyError::Io {
-        path: name(),
+        path: name.clone(),
         source,
     })?;
     let total = file.metadata().map_or(0, |m| m.len());
+    parse_rdb_from(file, &name, total, progress)
+}
+
+/// Parses an RDB stream of about `total` bytes in full; returns its key count.
+fn parse_rdb_from(
+    input: impl Read,
+    name: &str,
+    total: u64,
+    progress: &mut dyn Progress,
+) -> Result<u64, VerifyError> {
     let rdb = |source| VerifyError::Rdb {
-        path: name(),
+        path: name.to_string(),
         source,
     };
-    let mut reader = amber_rdb::RdbReader::new(file).map_err(rdb)?;
+    let mut reader = amber_rdb::RdbReader::new(input).map_err(rdb)?;
     let mut keys = 0u64;
     while let Some(item) = reader.next_item().map_err(rdb)? {
         if matches!(item, amber_rdb::Item::Entry(_)) {

@@ -49,6 +49,9 @@ pub(crate) enum BackupStartError {
     /// A forkless backup's writer thread could not start.
     #[error("can't start the backup's writer: {0}")]
     Writer(#[source] std::io::Error),
+    /// `backup-encryption-key-file` could not be read.
+    #[error("{0}")]
+    Key(String),
 }
 
 /// What a backup job needs once its child ends.
@@ -215,6 +218,16 @@ impl Server {
             Kind::Rdb
         };
         let options = self.rdb_options();
+        let key = match load_key(self.config.get("backup-encryption-key-file")) {
+            Ok(key) => key,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                let now = self.backup.now_ms();
+                self.jobs.scheduler.start_failed(JobKind::Backup, now);
+                self.finish_backup(seq, Err(error.clone()), 0.0);
+                return Err(BackupStartError::Key(error));
+            }
+        };
         let job = BackupJob {
             staging: staging.clone(),
             kind,
@@ -223,14 +236,15 @@ impl Server {
             started: Instant::now(),
         };
         if self.snapshot_method() == SnapshotMethod::Forkless {
-            return self.start_forkless_backup(job, aof_copy, options);
+            return self.start_forkless_backup(job, aof_copy, options, key);
         }
         let keyspace = &self.keyspace;
         let child_staging = staging.clone();
         let spawned = fork(move |reporter| {
-            let written = match &aof_copy {
-                Some(plan) => copy_aof(plan, &child_staging),
-                None => crate::persistence::rdb::write_snapshot(
+            // With a key, every file is sealed as it is written: nothing plain on disk.
+            let written = match (&aof_copy, &key) {
+                (Some(plan), _) => copy_aof(plan, &child_staging, key.as_ref()),
+                (None, None) => crate::persistence::rdb::write_snapshot(
                     keyspace,
                     &child_staging.join("dump.rdb"),
                     options,
@@ -238,6 +252,13 @@ impl Server {
                     reporter,
                 )
                 .map(|_| ()),
+                (None, Some(key)) => write_sealed_rdb(
+                    keyspace,
+                    &child_staging.join("dump.rdb.age"),
+                    key,
+                    options,
+                    reporter,
+                ),
             };
             let meta = Meta {
                 time_ms,
@@ -276,12 +297,15 @@ impl Server {
         job: BackupJob,
         aof_copy: Option<AofCopy>,
         options: crate::persistence::rdb::SaveOptions,
+        key: Option<BackupKey>,
     ) -> Result<(), BackupStartError> {
         let (staging, time_ms) = (job.staging.clone(), job.time_ms);
         let rdb = aof_copy.is_none();
+        // The writer writes a plain RDB (finalize seals it once verified); AOF files are
+        // sealed as they are copied.
         let then: AfterImage = Box::new(move |image| {
             if let Some(plan) = &aof_copy {
-                copy_aof(plan, &staging)?;
+                copy_aof(plan, &staging, key.as_ref())?;
             }
             let meta = Meta {
                 time_ms,
@@ -540,12 +564,64 @@ struct AofCopy {
     files: Vec<(String, PathBuf, u64)>,
 }
 
+/// In the child: writes the RDB snapshot encrypted to `key` as `path`, and fsyncs it.
+fn write_sealed_rdb(
+    keyspace: &amber_keyspace::Keyspace,
+    path: &Path,
+    key: &BackupKey,
+    options: crate::persistence::rdb::SaveOptions,
+    reporter: &mut amber_snapshot::Reporter,
+) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let sealed = key.seal(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let (_, sealed) =
+        crate::persistence::rdb::write_rdb(keyspace, sealed, options, false, reporter)?;
+    let file = sealed.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Copies the first `len` bytes of `from` into `to` encrypted to `key`, and fsyncs it.
+fn copy_sealed(from: &Path, len: u64, to: &Path, key: &BackupKey) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut input = std::fs::File::open(from)?.take(len);
+    let file = std::fs::File::create(to)?;
+    let mut sealed = key.seal(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let copied = std::io::copy(&mut input, &mut sealed)?;
+    if copied != len {
+        return Err(std::io::Error::other(format!(
+            "{} is shorter than expected",
+            from.display()
+        )));
+    }
+    let file = sealed.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Copies an AOF at one manifest version, every file and the manifest encrypted to `key`.
+fn copy_aof_sealed(plan: &AofCopy, dir: &Path, key: &BackupKey) -> std::io::Result<()> {
+    use std::io::Write;
+    for (name, path, len) in &plan.files {
+        copy_sealed(path, *len, &dir.join(format!("{name}.age")), key)?;
+    }
+    let manifest = amber_aof::manifest::manifest_name(&plan.prefix);
+    let file = std::fs::File::create(dir.join(format!("{manifest}.age")))?;
+    let mut sealed = key.seal(file)?;
+    sealed.write_all(plan.manifest.render().as_bytes())?;
+    sealed.finish()?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// In the child: hard-links each file that will not grow (the base), copies the first `len`
-/// bytes of the others, writes the manifest, and fsyncs everything.
-fn copy_aof(plan: &AofCopy, staging: &Path) -> std::io::Result<()> {
+/// bytes of the others, writes the manifest, and fsyncs everything; with a key, every file
+/// is encrypted as it is copied.
+fn copy_aof(plan: &AofCopy, staging: &Path, key: Option<&BackupKey>) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let dir = staging.join(&plan.dir_name);
     std::fs::create_dir_all(&dir)?;
+    if let Some(key) = key {
+        copy_aof_sealed(plan, &dir, key)?;
+        return std::fs::File::open(staging)?.sync_all();
+    }
     let base = plan.manifest.base.as_ref().map(|b| b.name.as_str());
     for (name, path, len) in &plan.files {
         let target = dir.join(name);
