@@ -309,10 +309,18 @@ fn manifest_prefix(_dir: &Path, incr_name: &str) -> String {
 }
 
 fn append_range(from: &Path, to: &Path, start: u64, end: u64) -> Result<u64, BackupError> {
+    let what = format!("appending {} to {}", from.display(), to.display());
     if end <= start {
+        // A later incr file the manifest will name, cut before its first byte: it must
+        // still exist, empty.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(to)
+            .and_then(|f| f.sync_all())
+            .map_err(io(what))?;
         return Ok(0);
     }
-    let what = format!("appending {} to {}", from.display(), to.display());
     let mut input = File::open(from).map_err(io(what.clone()))?;
     input
         .seek(SeekFrom::Start(start))

@@ -193,9 +193,23 @@ impl Scheduler {
     /// A request for a job of `kind` (`BGSAVE`, `BGREWRITEAOF`, `BACKUP NOW`): whether it may
     /// start now. With `may_wait`, a request that finds another job running is queued.
     pub fn request(&mut self, kind: JobKind, may_wait: bool) -> Admission {
-        let same_running = self.running == Some(kind)
-            || (kind == JobKind::Backup && (self.backup_verifying || self.is_queued(kind)));
-        if same_running {
+        if kind == JobKind::Backup {
+            // A backup asked for must hold every write before the request: one already
+            // running (or being verified) took its snapshot earlier, so another is queued
+            // behind it; an already queued one has not, and is joined.
+            if self.is_queued(kind) {
+                return Admission::AlreadyRunning;
+            }
+            if self.running.is_some() || self.backup_verifying {
+                if !may_wait {
+                    return Admission::Busy(self.running.unwrap_or(JobKind::Backup));
+                }
+                self.queued[kind.index()] = true;
+                return Admission::Queued;
+            }
+            return Admission::Start;
+        }
+        if self.running == Some(kind) {
             return Admission::AlreadyRunning;
         }
         match self.running {
@@ -568,6 +582,9 @@ mod tests {
         scheduler.started(JobKind::Backup, 10 * MINUTE);
         scheduler.finished(JobKind::Backup, true, 10 * MINUTE + 1000);
         assert!(scheduler.backup_in_progress(), "verifying");
+        // The verified backup's snapshot predates the request: another one is queued, and a
+        // second request joins that one.
+        assert_eq!(scheduler.request(JobKind::Backup, true), Admission::Queued);
         assert_eq!(
             scheduler.request(JobKind::Backup, true),
             Admission::AlreadyRunning
@@ -575,7 +592,10 @@ mod tests {
         inputs.backup_clock_ms = Some(30 * MINUTE);
         assert_eq!(scheduler.tick(&inputs).start, None);
         scheduler.backup_verified();
-        assert!(scheduler.tick(&inputs).start.is_some());
+        assert_eq!(
+            scheduler.tick(&inputs).start,
+            Some((JobKind::Backup, Reason::Queued))
+        );
     }
 
     #[test]
