@@ -178,6 +178,30 @@ fn restore_from_bucket(endpoint: &str, remote: &str, id: &str, dir: &std::path::
     )
 }
 
+/// `amber-backup --key-file KEY restore --from-remote --at SECOND --dir DIR`.
+fn restore_at(
+    endpoint: &str,
+    remote: &str,
+    key: &str,
+    second: u64,
+    dir: &std::path::Path,
+) -> Output {
+    amber_backup(
+        endpoint,
+        remote,
+        &[
+            "--key-file",
+            key,
+            "restore",
+            "--from-remote",
+            "--at",
+            &second.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -623,20 +647,7 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
     assert!(chosen.len() >= 3, "{chosen:?} after {first_backup}");
     for (second, expected) in chosen {
         let dir = common::temp_dir("s3-pitr-restore");
-        let restored = amber_backup(
-            &endpoint,
-            &remote,
-            &[
-                "--key-file",
-                key_path,
-                "restore",
-                "--from-remote",
-                "--at",
-                &second.to_string(),
-                "--dir",
-                dir.to_str().unwrap(),
-            ],
-        );
+        let restored = restore_at(&endpoint, &remote, key_path, *second, &dir);
         assert!(restored.status.success(), "{restored:?}");
         let text = stdout(&restored);
         assert!(
@@ -653,19 +664,6 @@ fn the_bucket_alone_restores_the_dataset_at_chosen_seconds() {
     }
     // Before the oldest backup there is nothing to continue.
     let dir = common::temp_dir("s3-pitr-early");
-    let early = amber_backup(
-        &endpoint,
-        &remote,
-        &[
-            "--key-file",
-            key_path,
-            "restore",
-            "--from-remote",
-            "--at",
-            &states[0].0.to_string(),
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-    );
+    let early = restore_at(&endpoint, &remote, key_path, states[0].0, &dir);
     assert_eq!(early.status.code(), Some(1), "{early:?}");
 }
