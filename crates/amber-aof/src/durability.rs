@@ -8,6 +8,15 @@
 //!   fsync runs, new writes only gather in the buffer; when it ends, everything gathered is
 //!   written and one fsync asked for, so every batch that arrived during one fsync shares the
 //!   next one (group commit).
+//!
+//!   With [`DurableLog::with_deferred_commits`], the owner starts each group itself, at the end
+//!   of its event loop's tick ([`DurableLog::commit`], when [`CommitSignals::commit`] fires),
+//!   so one group holds every batch that tick read, as Redis's `beforeSleep` does. A small
+//!   group is fsynced right there, in the calling thread: handing it to the fsync thread and
+//!   back costs two thread wake-ups, more than the overlap gains. A large one (or any, once an
+//!   fsync was slow) goes to the fsync thread, so the loop keeps serving while the disk works;
+//!   its report reaches the owner once ([`CommitSignals::synced`], then
+//!   [`DurableLog::collect`]), and the waiting batches are woken from the loop's own thread.
 //! * `everysec` and `no`: the replies wait until their bytes were written to the file (so a
 //!   crash of the process loses nothing acknowledged). Under `everysec`, while a background
 //!   fsync runs, the write is postponed for up to 2 seconds (a `write` could block behind the
@@ -25,7 +34,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::log::{AppendLog, FsyncPolicy, LogError, SyncProgress, Syncer};
 use crate::storage::Storage;
@@ -35,6 +44,35 @@ pub const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
 
 /// How often `everysec` fsyncs.
 const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The largest group of bytes a deferred commit fsyncs in the calling thread. Under one
+/// request per client the groups stay far below it (about 30 to 60 bytes per `SET`, one per
+/// client); pipelined loads make groups of tens of kilobytes, which the loop overlaps with the
+/// fsync thread's work. See `docs/BENCHMARKS.md`, `appendfsync always`.
+pub const INLINE_COMMIT_BYTES: u64 = 16 * 1024;
+
+/// An fsync slower than this sends the next deferred commit to the fsync thread whatever its
+/// size: while the disk stalls, the loop keeps serving instead of stalling with it.
+pub const INLINE_COMMIT_MAX_FSYNC: Duration = Duration::from_millis(5);
+
+/// The wake-ups a log with deferred commits needs from its owner's event loop
+/// ([`DurableLog::with_deferred_commits`]).
+#[derive(Debug, Clone)]
+pub struct CommitSignals {
+    /// A batch waits for an fsync nobody started: let the rest of the tick run, then call
+    /// [`DurableLog::commit`].
+    pub commit: Arc<Notify>,
+    /// The fsync thread finished an fsync: call [`DurableLog::collect`].
+    pub synced: Arc<Notify>,
+}
+
+/// The state of deferred commits: where the fsync thread leaves its report, and how long the
+/// last fsync took.
+struct Deferred {
+    signals: CommitSignals,
+    reported: Arc<std::sync::Mutex<Option<(u64, SyncProgress)>>>,
+    last_fsync: Duration,
+}
 
 /// What to do with a batch's replies.
 #[derive(Debug)]
@@ -85,9 +123,27 @@ pub struct DurableLog {
     postponed_since: Option<Instant>,
     flush_sleep: Duration,
     last_sync_request: Option<Instant>,
+    /// Set when the owner commits at the end of its loop's ticks.
+    deferred: Option<Deferred>,
 }
 
 impl DurableLog {
+    /// A log with no open file whose `always` groups are started by the owner at the end of
+    /// each event-loop tick (see the module documentation), with the signals to run it by.
+    pub fn with_deferred_commits(policy: FsyncPolicy) -> (DurableLog, CommitSignals) {
+        let signals = CommitSignals {
+            commit: Arc::new(Notify::new()),
+            synced: Arc::new(Notify::new()),
+        };
+        let mut log = DurableLog::new(policy);
+        log.deferred = Some(Deferred {
+            signals: signals.clone(),
+            reported: Arc::default(),
+            last_fsync: Duration::ZERO,
+        });
+        (log, signals)
+    }
+
     /// A log with no open file.
     pub fn new(policy: FsyncPolicy) -> DurableLog {
         DurableLog {
@@ -100,6 +156,7 @@ impl DurableLog {
             postponed_since: None,
             flush_sleep: Duration::ZERO,
             last_sync_request: None,
+            deferred: None,
         }
     }
 
@@ -142,16 +199,27 @@ impl DurableLog {
             generation,
             SyncProgress {
                 synced: len,
-                error: None,
+                ..SyncProgress::default()
             },
         ));
-        let syncer = Syncer::start(
-            storage.clone(),
-            len,
-            Box::new(move |progress| {
+        let report: Box<dyn Fn(SyncProgress) + Send> = match &self.deferred {
+            // One cross-thread wake per fsync; the owner wakes the waiting batches.
+            Some(deferred) => {
+                let slot = deferred.reported.clone();
+                let synced = deferred.signals.synced.clone();
+                Box::new(move |progress| {
+                    *slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((generation, progress));
+                    synced.notify_one();
+                })
+            }
+            None => Box::new(move |progress| {
                 sender.send_replace((generation, progress));
             }),
-        )?;
+        };
+        let syncer = Syncer::start(storage.clone(), len, report)?;
         self.file = Some(OpenFile {
             log: AppendLog::new(storage, len),
             syncer,
@@ -332,6 +400,16 @@ impl DurableLog {
         let Some(file) = self.file.as_mut() else {
             return ReplyGate::Fail;
         };
+        if let Some(deferred) = &self.deferred {
+            if file.log.written() < need && file.log.health().is_err() {
+                // The write of this batch's bytes failed.
+                return ReplyGate::Fail;
+            }
+            if !file.syncer.busy() {
+                deferred.signals.commit.notify_one();
+            }
+            return ReplyGate::Wait(ticket);
+        }
         if !file.syncer.busy() {
             pause_before_write(pause, file.log.pending());
             if file.log.flush().is_err() {
@@ -340,6 +418,71 @@ impl DurableLog {
             file.syncer.request(file.log.written());
         }
         ReplyGate::Wait(ticket)
+    }
+
+    /// Starts the group commit of everything written or buffered (deferred commits under
+    /// `always`, at the end of the owner's loop tick): writes the buffer, then fsyncs it here
+    /// when the group is small and the disk fast, or asks the fsync thread. Does nothing while
+    /// an fsync runs; the batches waiting are woken by the outcome.
+    pub fn commit(&mut self) {
+        let generation = self.generation;
+        let pause = self.flush_sleep;
+        let (Some(file), Some(deferred)) = (self.file.as_mut(), self.deferred.as_mut()) else {
+            return;
+        };
+        if self.policy != FsyncPolicy::Always || file.syncer.busy() {
+            return;
+        }
+        pause_before_write(pause, file.log.pending());
+        if file.log.flush().is_err() {
+            // The waiting batches look again and fail.
+            self.progress.send_modify(|_| {});
+            return;
+        }
+        let written = file.log.written();
+        let synced = file.syncer.synced();
+        if synced >= written {
+            return;
+        }
+        let small = written - synced <= INLINE_COMMIT_BYTES;
+        if small && deferred.last_fsync < INLINE_COMMIT_MAX_FSYNC {
+            let storage = file.log.storage();
+            if let Some(progress) = file.syncer.sync_here(storage.as_ref(), written) {
+                deferred.last_fsync = progress.took;
+                self.progress.send_replace((generation, progress));
+                return;
+            }
+        }
+        file.syncer.request(written);
+    }
+
+    /// Takes the fsync thread's last report (deferred commits, when
+    /// [`CommitSignals::synced`] fires) and wakes the batches it releases; asks for the next
+    /// commit when more is waiting.
+    pub fn collect(&mut self) {
+        let Some(deferred) = self.deferred.as_mut() else {
+            return;
+        };
+        let report = deferred
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some((generation, progress)) = report else {
+            return;
+        };
+        deferred.last_fsync = progress.took;
+        if generation != self.generation {
+            return;
+        }
+        let more = self
+            .file
+            .as_ref()
+            .is_some_and(|file| file.log.end() > progress.synced);
+        self.progress.send_replace((generation, progress));
+        if more && self.policy == FsyncPolicy::Always {
+            deferred.signals.commit.notify_one();
+        }
     }
 
     /// Redis's rule for `everysec`: while a background fsync runs, postpone writes for up to
@@ -591,5 +734,178 @@ mod tests {
             log.before_reply(Instant::now(), true),
             ReplyGate::Send
         ));
+    }
+
+    /// A simulated disk that records which thread ran each fsync, and can make the first one
+    /// slow.
+    struct WatchedDisk {
+        disk: SimulatedDisk,
+        first_sync_delay: Duration,
+        syncs: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Storage for WatchedDisk {
+        fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
+            self.disk.append(bytes)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            let mut syncs = self.syncs.lock().unwrap();
+            if syncs.is_empty() {
+                std::thread::sleep(self.first_sync_delay);
+            }
+            syncs.push(std::thread::current().name().unwrap_or("").to_string());
+            self.disk.sync()
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            self.disk.truncate(len)
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.disk.len()
+        }
+    }
+
+    fn open_deferred(
+        faults: Faults,
+        first_sync_delay: Duration,
+    ) -> (DurableLog, CommitSignals, Arc<WatchedDisk>) {
+        let disk = Arc::new(WatchedDisk {
+            disk: SimulatedDisk::new(faults),
+            first_sync_delay,
+            syncs: std::sync::Mutex::default(),
+        });
+        let (mut log, signals) = DurableLog::with_deferred_commits(FsyncPolicy::Always);
+        log.attach(disk.clone(), 0).unwrap();
+        (log, signals, disk)
+    }
+
+    /// The batch's ticket, which must wait.
+    fn waiting(gate: ReplyGate) -> Ticket {
+        match gate {
+            ReplyGate::Wait(ticket) => ticket,
+            other => panic!("expected the batch to wait, got {other:?}"),
+        }
+    }
+
+    /// Plays the owner's loop for one waiting batch: commits, collects the fsync thread's
+    /// report when it signals one, and asks again until the batch is settled.
+    fn settle_deferred(log: &mut DurableLog, signals: &CommitSignals, ticket: Ticket) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut gate = log.wait_step(ticket, Instant::now());
+        loop {
+            let mut ticket = match gate {
+                ReplyGate::Send => return true,
+                ReplyGate::Fail => return false,
+                ReplyGate::Wait(ticket) => ticket,
+            };
+            log.commit();
+            let woke = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), async {
+                    loop {
+                        tokio::select! {
+                            changed = ticket.changed() => return changed,
+                            () = signals.synced.notified() => log.collect(),
+                        }
+                    }
+                })
+                .await
+            });
+            assert!(matches!(woke, Ok(true)), "the batch was never woken");
+            gate = log.wait_step(ticket, Instant::now());
+        }
+    }
+
+    #[test]
+    fn a_deferred_commit_fsyncs_a_small_group_once_in_the_calling_thread() {
+        let (mut log, _signals, disk) = open_deferred(Faults::default(), Duration::ZERO);
+        let tickets: Vec<Ticket> = ["a", "b", "c"]
+            .into_iter()
+            .map(|key| {
+                set(&mut log, key);
+                waiting(log.before_reply(Instant::now(), true))
+            })
+            .collect();
+        assert!(
+            disk.syncs.lock().unwrap().is_empty(),
+            "nothing before the commit"
+        );
+        log.commit();
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        assert_eq!(*disk.syncs.lock().unwrap(), vec![here], "one fsync, here");
+        assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
+        for ticket in tickets {
+            assert!(matches!(
+                log.wait_step(ticket, Instant::now()),
+                ReplyGate::Send
+            ));
+        }
+    }
+
+    #[test]
+    fn a_deferred_commit_hands_a_large_group_to_the_fsync_thread() {
+        let (mut log, signals, disk) = open_deferred(Faults::default(), Duration::ZERO);
+        let value = "v".repeat(INLINE_COMMIT_BYTES as usize);
+        log.log_mut()
+            .unwrap()
+            .append(0, &["SET", "big", value.as_str()]);
+        let ticket = waiting(log.before_reply(Instant::now(), true));
+        assert!(settle_deferred(&mut log, &signals, ticket));
+        assert_eq!(*disk.syncs.lock().unwrap(), vec!["aof-fsync".to_string()]);
+        assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
+    }
+
+    #[test]
+    fn after_a_slow_fsync_even_small_groups_go_to_the_fsync_thread() {
+        let slow = INLINE_COMMIT_MAX_FSYNC + Duration::from_millis(5);
+        let (mut log, signals, disk) = open_deferred(Faults::default(), slow);
+        for key in ["a", "b"] {
+            set(&mut log, key);
+            let ticket = waiting(log.before_reply(Instant::now(), true));
+            assert!(settle_deferred(&mut log, &signals, ticket));
+        }
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        assert_eq!(
+            *disk.syncs.lock().unwrap(),
+            vec![here, "aof-fsync".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_failed_fsync_in_a_deferred_commit_fails_the_group_for_good() {
+        let faults = Faults {
+            fail_sync: Some(0),
+            ..Faults::default()
+        };
+        let (mut log, signals, _disk) = open_deferred(faults, Duration::ZERO);
+        set(&mut log, "a");
+        let first = waiting(log.before_reply(Instant::now(), true));
+        set(&mut log, "b");
+        let second = waiting(log.before_reply(Instant::now(), true));
+        assert!(!settle_deferred(&mut log, &signals, first));
+        assert!(matches!(
+            log.wait_step(second, Instant::now()),
+            ReplyGate::Fail
+        ));
+        let error = log.write_error().expect("writes are refused");
+        assert!(error.contains("injected fsync failure"), "{error}");
+    }
+
+    #[test]
+    fn a_failed_write_in_a_deferred_commit_fails_the_waiting_batch() {
+        let faults = Faults {
+            fail_append: Some((0, 5)),
+            ..Faults::default()
+        };
+        let (mut log, signals, disk) = open_deferred(faults, Duration::ZERO);
+        set(&mut log, "a");
+        let ticket = waiting(log.before_reply(Instant::now(), true));
+        assert!(!settle_deferred(&mut log, &signals, ticket));
+        assert!(
+            disk.disk.contents().is_empty(),
+            "the torn write was cut off"
+        );
+        assert!(disk.syncs.lock().unwrap().is_empty(), "nothing to fsync");
     }
 }

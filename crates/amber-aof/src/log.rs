@@ -198,6 +198,8 @@ pub struct SyncProgress {
     pub synced: u64,
     /// The first fsync error, if any (the log is then failed for good).
     pub error: Option<String>,
+    /// How long the fsync behind this report took.
+    pub took: Duration,
 }
 
 #[derive(Default)]
@@ -272,6 +274,27 @@ impl Syncer {
         state.in_flight_since.is_some() || state.requested > state.synced
     }
 
+    /// Fsyncs in the calling thread, now, everything up to `offset` (bytes already written),
+    /// unless an fsync runs or is asked for (then `None`: the thread serves it). The state is
+    /// kept as if the thread had done it: a failure fails the log for good.
+    pub fn sync_here(&self, storage: &dyn Storage, offset: u64) -> Option<SyncProgress> {
+        let started = {
+            let mut state = self.shared.lock();
+            if state.in_flight_since.is_some()
+                || state.requested > state.synced
+                || state.error.is_some()
+            {
+                return None;
+            }
+            let now = Instant::now();
+            state.in_flight_since = Some(now);
+            now
+        };
+        let result = storage.sync();
+        let mut state = self.shared.lock();
+        Some(finish_sync(&mut state, started, offset, result))
+    }
+
     /// Bytes known durable.
     pub fn synced(&self) -> u64 {
         self.shared.lock().synced
@@ -300,6 +323,7 @@ impl Syncer {
         SyncProgress {
             synced: state.synced,
             error: state.error.clone(),
+            took: Duration::ZERO,
         }
     }
 }
@@ -327,31 +351,48 @@ fn sync_loop(shared: &Shared, storage: &dyn Storage, report: &dyn Fn(SyncProgres
             if state.requested <= state.synced || state.error.is_some() {
                 return;
             }
-            state.in_flight_since = Some(Instant::now());
-            state.requested
+            let now = Instant::now();
+            state.in_flight_since = Some(now);
+            (state.requested, now)
         };
+        let (target, started) = target;
         let result = storage.sync();
         let progress = {
             let mut state = shared.lock();
-            if let Some(since) = state.in_flight_since.take() {
-                state.slowest = state.slowest.max(since.elapsed());
-            }
-            match result {
-                Ok(()) => state.synced = state.synced.max(target),
-                Err(error) => {
-                    state.error.get_or_insert(crate::storage::strerror(&error));
-                }
-            }
+            let progress = finish_sync(&mut state, started, target, result);
             shared.wake.notify_all();
-            SyncProgress {
-                synced: state.synced,
-                error: state.error.clone(),
-            }
+            progress
         };
         let failed = progress.error.is_some();
         report(progress);
         if failed {
             return;
         }
+    }
+}
+
+/// Records the end of an fsync of everything up to `target`, started at `started`.
+fn finish_sync(
+    state: &mut SyncState,
+    started: Instant,
+    target: u64,
+    result: std::io::Result<()>,
+) -> SyncProgress {
+    let took = started.elapsed();
+    state.in_flight_since = None;
+    state.slowest = state.slowest.max(took);
+    match result {
+        Ok(()) => {
+            state.synced = state.synced.max(target);
+            state.requested = state.requested.max(target);
+        }
+        Err(error) => {
+            state.error.get_or_insert(crate::storage::strerror(&error));
+        }
+    }
+    SyncProgress {
+        synced: state.synced,
+        error: state.error.clone(),
+        took,
     }
 }

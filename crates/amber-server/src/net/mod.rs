@@ -90,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tokio::task::spawn_local(watch_signals(shared.clone()));
     tokio::task::spawn_local(crate::pubsub::flush_task(shared.clone()));
+    tokio::task::spawn_local(crate::persistence::aof::commit_task(shared.clone()));
     let loaded = if shared.borrow().config.get_bool("appendonly") {
         load_aof(&shared).await
     } else {

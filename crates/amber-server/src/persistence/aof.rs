@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use amber_aof::durability::{DurableLog, ReplyGate, Ticket};
+use amber_aof::durability::{CommitSignals, DurableLog, ReplyGate, Ticket};
 use amber_aof::manifest::{self, base_name};
 use amber_aof::{FileStorage, FsyncPolicy, LogError, Manifest, Storage};
 use amber_keyspace::{Keyspace, Value};
@@ -29,6 +29,8 @@ pub(crate) struct Aof {
     /// The manifest of the directory in use.
     pub(crate) manifest: Manifest,
     durable: DurableLog,
+    /// What [`commit_task`] waits for.
+    commits: CommitSignals,
     /// Set while a reload replays the files: nothing is appended meanwhile.
     suspended: bool,
     /// `aof_current_size` right after the last rewrite or open (the automatic rewrite's base).
@@ -97,10 +99,12 @@ impl AofPaths {
 impl Aof {
     /// A closed AOF with the policy from `config`.
     pub(crate) fn new(config: &Config) -> Aof {
+        let (durable, commits) = DurableLog::with_deferred_commits(policy_of(config));
         Aof {
             timestamps: config.get_bool("aof-timestamp-enabled"),
             manifest: Manifest::default(),
-            durable: DurableLog::new(policy_of(config)),
+            durable,
+            commits,
             suspended: false,
             rewrite_base_size: 0,
             waiting_first_incr: None,
@@ -388,6 +392,12 @@ impl Aof {
         gate
     }
 
+    /// Starts the group commit of what the tick wrote (see [`commit_task`]).
+    fn commit(&mut self) {
+        self.durable.commit();
+        self.log_delays();
+    }
+
     /// Asks again for replies that waited.
     pub(crate) fn wait_step(&mut self, ticket: Ticket) -> ReplyGate {
         let gate = self.durable.wait_step(ticket, Instant::now());
@@ -449,6 +459,29 @@ impl Aof {
     /// `aof_delayed_fsync`.
     pub(crate) fn delayed_fsync(&self) -> u64 {
         self.durable.delayed_fsync()
+    }
+}
+
+/// Event-loop ticks a group commit waits after the first batch asked for it, so that the
+/// connections that became readable meanwhile join the group (as every client read in one
+/// Redis loop iteration shares its `beforeSleep` fsync). Each tick is a non-blocking poll of
+/// the sockets; fewer ticks made smaller groups and more fsyncs in `cargo xtask bench`.
+const COMMIT_LINGER_TICKS: usize = 4;
+
+/// Runs the `appendfsync always` group commits at the end of the loop's ticks, and wakes the
+/// batches a background fsync released ([`DurableLog::with_deferred_commits`]).
+pub(crate) async fn commit_task(shared: std::rc::Rc<std::cell::RefCell<crate::server::Server>>) {
+    let CommitSignals { commit, synced } = shared.borrow().aof.commits.clone();
+    loop {
+        tokio::select! {
+            () = commit.notified() => {
+                for _ in 0..COMMIT_LINGER_TICKS {
+                    tokio::task::yield_now().await;
+                }
+                shared.borrow_mut().aof.commit();
+            }
+            () = synced.notified() => shared.borrow_mut().aof.durable.collect(),
+        }
     }
 }
 
