@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::bench::{
-    BenchArgs, ServerUnderTest, alternating, benchmark, command, fill_type, median,
-    restart_time_with, start_with,
+    BenchArgs, Sample, ServerUnderTest, benchmark, command, fill_type, median, restart_time_with,
+    start_with,
 };
 
 fn scratch(label: &str) -> Result<PathBuf> {
@@ -115,21 +115,35 @@ pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// SET throughput with the AOF on, side by side: each `(clients, pipeline)` shape under
+/// `everysec` and `always`, rounds alternating which server goes first. Prints medians, the
+/// spread of each server's rounds, and Amber's rate against Amber without the AOF.
 fn throughput(args: &BenchArgs) -> Result<()> {
     println!(
-        "\nAOF: SET, redis-benchmark -c {} -n {} (-r 100000), {} alternating rounds; medians",
-        args.clients, args.requests, args.rounds
+        "\nAOF: SET, redis-benchmark -n {} (-r 100000), {} alternating rounds; medians (min-max)",
+        args.requests, args.rounds
     );
     println!(
-        "{:<9} {:>3} | {:>11} {:>11} {:>7} | {:>9} {:>9} | {:>14}",
-        "fsync", "-P", "amber rps", "redis rps", "ratio", "amber p99", "redis p99", "amber/no-AOF"
+        "{:<9} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12}",
+        "fsync",
+        "-c",
+        "-P",
+        "amber rps",
+        "redis rps",
+        "ratio",
+        "amber p99",
+        "redis p99",
+        "amber/no-AOF"
     );
-    for pipeline in [1, 16] {
+    let shapes = [(args.clients, 1), (200, 1), (args.clients, 16)];
+    for (clients, pipeline) in shapes {
+        let mut shape = args.clone();
+        shape.clients = clients;
         let baseline = {
             let dir = scratch("off")?;
             let server = start_with("amber", &binaries(args)[0].1, &dir, &[])?;
             let mut samples: Vec<f64> = (0..args.rounds)
-                .map(|_| benchmark(server.port, "set", pipeline, args).map(|s| s.rps))
+                .map(|_| benchmark(server.port, "set", pipeline, &shape).map(|s| s.rps))
                 .collect::<Result<_>>()?;
             let _ = std::fs::remove_dir_all(dir);
             median(&mut samples)
@@ -142,13 +156,18 @@ fn throughput(args: &BenchArgs) -> Result<()> {
                 start_with(amber_bin.0, &amber_bin.1, &dirs[0], &flags)?,
                 start_with(redis_bin.0, &redis_bin.1, &dirs[1], &flags)?,
             ];
-            let [amber, redis] = alternating([&servers[0], &servers[1]], args.rounds, |server| {
-                benchmark(server.port, "set", pipeline, args)
-            })?;
+            let mut rounds: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+            for round in 0..args.rounds {
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for index in order {
+                    rounds[index].push(benchmark(servers[index].port, "set", pipeline, &shape)?);
+                }
+            }
+            let [amber, redis] = rounds.map(|samples| Spread::of(&samples));
             println!(
-                "{policy:<9} {pipeline:>3} | {:>11.0} {:>11.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>13.2}x",
-                amber.rps,
-                redis.rps,
+                "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x",
+                amber.rps_text(),
+                redis.rps_text(),
                 amber.rps / redis.rps,
                 amber.p99_ms,
                 redis.p99_ms,
@@ -161,6 +180,37 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One server's rounds: median rate with its range, and median p99.
+struct Spread {
+    rps: f64,
+    min: f64,
+    max: f64,
+    p99_ms: f64,
+}
+
+impl Spread {
+    fn of(samples: &[Sample]) -> Spread {
+        let mut rates: Vec<f64> = samples.iter().map(|s| s.rps).collect();
+        let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_ms).collect();
+        Spread {
+            rps: median(&mut rates),
+            min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            max: rates.iter().copied().fold(0.0, f64::max),
+            p99_ms: median(&mut p99s),
+        }
+    }
+
+    /// `median (min-max)`, in thousands per second.
+    fn rps_text(&self) -> String {
+        format!(
+            "{:.1}k ({:.1}-{:.1}k)",
+            self.rps / 1000.0,
+            self.min / 1000.0,
+            self.max / 1000.0
+        )
+    }
 }
 
 /// Builds one plain AOF directory (an empty base and every write in the incr file) with Amber,

@@ -1,9 +1,12 @@
 //! Append and read throughput of the AOF: encoding commands into the log buffer, and reading
-//! them back (packed, as the server loads) from a file in memory.
+//! them back (packed, as the server loads) from a file in memory; and the cost of one
+//! `appendfsync always` group commit of 32 batches, fsynced by the caller (small groups) or
+//! handed to the fsync thread and collected back (large ones), on a simulated disk so that
+//! only the machinery is measured.
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
-use amber_aof::{AppendLog, CommandReader, Packed, PackedCommand, SimulatedDisk};
+use amber_aof::{AppendLog, CommandReader, FsyncPolicy, Packed, PackedCommand, SimulatedDisk};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const COMMANDS: usize = 100_000;
@@ -63,5 +66,52 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 32 batches of one write each wait, one commit serves them, each is released.
+fn group_commit(c: &mut Criterion) {
+    use amber_aof::durability::{DurableLog, ReplyGate};
+    use std::time::Instant;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("always_group_commit");
+    // 32 values of 16 bytes stay under INLINE_COMMIT_BYTES; 32 of 1 KiB go past it.
+    for (name, value_len, threaded) in [
+        ("inline_32_batches", 16, false),
+        ("fsync_thread_32_batches", 1024, true),
+    ] {
+        let value = "v".repeat(value_len);
+        group.bench_function(name, |b| {
+            let disk = std::sync::Arc::new(SimulatedDisk::default());
+            let (mut log, signals) = DurableLog::with_deferred_commits(FsyncPolicy::Always);
+            log.attach(disk, 0).unwrap();
+            b.iter(|| {
+                let mut tickets = Vec::with_capacity(32);
+                for i in 0..32 {
+                    let key = format!("key:{i}");
+                    log.log_mut()
+                        .unwrap()
+                        .append(0, &["SET", key.as_str(), value.as_str()]);
+                    match log.before_reply(Instant::now(), true) {
+                        ReplyGate::Wait(ticket) => tickets.push(ticket),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                log.commit();
+                if threaded {
+                    runtime.block_on(signals.synced.notified());
+                    log.collect();
+                }
+                for ticket in tickets {
+                    assert!(matches!(
+                        log.wait_step(ticket, Instant::now()),
+                        ReplyGate::Send
+                    ));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, group_commit);
 criterion_main!(benches);

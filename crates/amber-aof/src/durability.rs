@@ -442,6 +442,8 @@ impl DurableLog {
         let written = file.log.written();
         let synced = file.syncer.synced();
         if synced >= written {
+            // Durable already (an fsync that ended after the batches looked): release them.
+            publish(&self.progress, generation, synced, None);
             return;
         }
         let small = written - synced <= INLINE_COMMIT_BYTES;
@@ -449,7 +451,7 @@ impl DurableLog {
             let storage = file.log.storage();
             if let Some(progress) = file.syncer.sync_here(storage.as_ref(), written) {
                 deferred.last_fsync = progress.took;
-                self.progress.send_replace((generation, progress));
+                publish(&self.progress, generation, progress.synced, progress.error);
                 return;
             }
         }
@@ -479,7 +481,7 @@ impl DurableLog {
             .file
             .as_ref()
             .is_some_and(|file| file.log.end() > progress.synced);
-        self.progress.send_replace((generation, progress));
+        publish(&self.progress, generation, progress.synced, progress.error);
         if more && self.policy == FsyncPolicy::Always {
             deferred.signals.commit.notify_one();
         }
@@ -533,6 +535,32 @@ impl DurableLog {
             self.last_sync_request = Some(now);
         }
     }
+}
+
+/// Publishes `synced` (and `error`) for the file of `generation` to the waiting batches. The
+/// published offset only grows: a report of the fsync thread collected after an inline fsync
+/// that went further must not hold back batches the later one made durable.
+fn publish(
+    progress: &watch::Sender<(u64, SyncProgress)>,
+    generation: u64,
+    synced: u64,
+    error: Option<String>,
+) {
+    progress.send_if_modified(|(current, published)| {
+        if *current != generation {
+            return false;
+        }
+        let mut changed = false;
+        if synced > published.synced {
+            published.synced = synced;
+            changed = true;
+        }
+        if published.error.is_none() && error.is_some() {
+            published.error = error;
+            changed = true;
+        }
+        changed
+    });
 }
 
 /// Sleeps `pause` before a write of `pending` buffered bytes (`DEBUG AOF-FLUSH-SLEEP`).
@@ -907,5 +935,37 @@ mod tests {
             "the torn write was cut off"
         );
         assert!(disk.syncs.lock().unwrap().is_empty(), "nothing to fsync");
+    }
+
+    #[test]
+    fn a_late_report_of_the_fsync_thread_does_not_hold_back_a_later_inline_fsync() {
+        let (mut log, signals, _disk) = open_deferred(Faults::default(), Duration::ZERO);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // A large group goes to the fsync thread, which reports; the report waits uncollected.
+        let value = "v".repeat(INLINE_COMMIT_BYTES as usize);
+        log.log_mut()
+            .unwrap()
+            .append(0, &["SET", "big", value.as_str()]);
+        let big = waiting(log.before_reply(Instant::now(), true));
+        log.commit();
+        runtime.block_on(signals.synced.notified());
+        // A small group meanwhile is fsynced inline, further.
+        set(&mut log, "small");
+        let small = waiting(log.before_reply(Instant::now(), true));
+        log.commit();
+        // The thread's older report is collected last; nothing may wait on it.
+        log.collect();
+        for ticket in [big, small] {
+            assert!(matches!(
+                log.wait_step(ticket, Instant::now()),
+                ReplyGate::Send
+            ));
+        }
+        assert!(
+            matches!(log.before_reply(Instant::now(), false), ReplyGate::Send),
+            "a read sees only durable data: it is answered at once"
+        );
     }
 }
