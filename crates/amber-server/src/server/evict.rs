@@ -190,7 +190,7 @@ impl Server {
             && self.loading.is_none()
             && !self.async_loading
             && !(self.replication.is_replica() && self.settings.replica_ignore_maxmemory)
-            && !self.pauses.holds(true, Instant::now())
+            && !self.pauses.holds(true)
     }
 
     /// Evicts keys until memory is within `maxmemory`, for at most the time

@@ -19,11 +19,12 @@ pub(crate) struct Pauses {
 }
 
 impl Pauses {
-    /// Whether a command with these properties must wait now.
-    pub(crate) fn holds(&self, write: bool, now: Instant) -> bool {
+    /// Whether a command with these properties must wait now. The clock is read only while a
+    /// `CLIENT PAUSE` is set (every command asks).
+    pub(crate) fn holds(&self, write: bool) -> bool {
         let by_client = self
             .client
-            .is_some_and(|(until, all)| now < until && (all || write));
+            .is_some_and(|(until, all)| (all || write) && Instant::now() < until);
         by_client || (self.failover && write)
     }
 
