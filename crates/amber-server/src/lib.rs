@@ -18,6 +18,7 @@ pub mod log;
 pub(crate) mod net;
 pub(crate) mod notify;
 pub(crate) mod persistence;
+pub(crate) mod proctitle;
 pub(crate) mod pubsub;
 pub(crate) mod replication;
 pub(crate) mod scripting;

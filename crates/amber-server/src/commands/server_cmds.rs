@@ -337,6 +337,12 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     if changed.contains(&"loglevel") {
         log::set_level(Level::from_name(ctx.server.config.get("loglevel")));
     }
+    if ["proc-title-template", "port", "bind"]
+        .iter()
+        .any(|name| changed.contains(name))
+    {
+        crate::proctitle::refresh(&ctx.server.config);
+    }
     for name in &changed {
         // Accepted, since tools and Redis's own tests set them; never silently: once per
         // directive, the log says it does nothing yet.

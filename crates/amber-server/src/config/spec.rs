@@ -25,6 +25,8 @@ pub enum Kind {
     EventClasses,
     /// A size in bytes, or a percentage of `maxmemory` (`maxmemory-clients`).
     MemoryOrPercent,
+    /// A `proc-title-template`: text whose variables must expand.
+    ProcTitle,
     /// Any combination of flags from a list whose first word means "none"
     /// (`shutdown-on-sigint`), shown in the list's order.
     FlagSet(&'static [&'static str]),
@@ -104,6 +106,7 @@ pub(super) fn spec_of(name: &str) -> Spec {
         "shutdown-on-sigint" | "shutdown-on-sigterm" => (Kind::FlagSet(SHUTDOWN_FLAGS), true),
         "latency-tracking-info-percentiles" => (Kind::Percentiles, true),
         "notify-keyspace-events" => (Kind::EventClasses, true),
+        "proc-title-template" => (Kind::ProcTitle, true),
         other if MEMORY.contains(&other) => (Kind::Memory(0, i64::MAX), true),
         other => (kind_from_default(other), true),
     };
@@ -260,6 +263,7 @@ const IMPLEMENTED: &[&str] = &[
     "stream-node-max-entries",
     "latency-tracking",
     "latency-tracking-info-percentiles",
+    "proc-title-template",
 ];
 
 impl Kind {
@@ -362,6 +366,8 @@ impl Kind {
                     .map(|bytes| bytes.to_string())
                     .ok_or_else(|| "argument must be a memory or percent value".into()),
             },
+            Kind::ProcTitle if crate::proctitle::is_valid(value) => Ok(value.to_string()),
+            Kind::ProcTitle => Err(crate::proctitle::INVALID_TEMPLATE.into()),
             Kind::Text | Kind::Words => Ok(value.to_string()),
         }
     }
