@@ -223,15 +223,9 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
 pub(crate) fn alternating(
     servers: [&ServerUnderTest; 2],
     rounds: usize,
-    mut measure: impl FnMut(&ServerUnderTest) -> Result<Sample>,
+    measure: impl FnMut(&ServerUnderTest) -> Result<Sample>,
 ) -> Result<[Sample; 2]> {
-    let mut results: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..rounds {
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for index in order {
-            results[index].push(measure(servers[index])?);
-        }
-    }
+    let results = alternating_rounds(servers, rounds, measure)?;
     Ok(results.map(|samples| {
         let stat =
             |pick: fn(&Sample) -> f64| median(&mut samples.iter().map(pick).collect::<Vec<_>>());
@@ -241,6 +235,23 @@ pub(crate) fn alternating(
             p99_ms: stat(|s| s.p99_ms),
         }
     }))
+}
+
+/// Measures both servers `rounds` times, alternating which goes first; every round's sample
+/// of each (`[first, second]`).
+pub(crate) fn alternating_rounds(
+    servers: [&ServerUnderTest; 2],
+    rounds: usize,
+    mut measure: impl FnMut(&ServerUnderTest) -> Result<Sample>,
+) -> Result<[Vec<Sample>; 2]> {
+    let mut results: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            results[index].push(measure(servers[index])?);
+        }
+    }
+    Ok(results)
 }
 
 /// The header of a side-by-side throughput table whose first column is `what`.

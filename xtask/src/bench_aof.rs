@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::bench::{
-    BenchArgs, Sample, ServerUnderTest, benchmark, command, fill_type, median, restart_time_with,
-    start_with,
+    BenchArgs, Sample, ServerUnderTest, alternating_rounds, benchmark, command, fill_type, median,
+    restart_time_with, start_with,
 };
 
 fn scratch(label: &str) -> Result<PathBuf> {
@@ -156,13 +156,9 @@ fn throughput(args: &BenchArgs) -> Result<()> {
                 start_with(amber_bin.0, &amber_bin.1, &dirs[0], &flags)?,
                 start_with(redis_bin.0, &redis_bin.1, &dirs[1], &flags)?,
             ];
-            let mut rounds: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-            for round in 0..args.rounds {
-                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-                for index in order {
-                    rounds[index].push(benchmark(servers[index].port, "set", pipeline, &shape)?);
-                }
-            }
+            let rounds = alternating_rounds([&servers[0], &servers[1]], args.rounds, |server| {
+                benchmark(server.port, "set", pipeline, &shape)
+            })?;
             let [amber, redis] = rounds.map(|samples| Spread::of(&samples));
             println!(
                 "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x",
