@@ -21,6 +21,9 @@ pub struct Entry {
     pub(crate) mark: bool,
 }
 
+/// Most keys [`Db::warm_keys`] brings into the cache at once.
+pub const WARM_BATCH: usize = 32;
+
 /// The `expire` of a key that never expires.
 const NO_EXPIRY: i64 = i64::MIN;
 
@@ -214,6 +217,12 @@ impl Db {
         !self.new_keys.is_empty()
     }
 
+    /// Whether anything waits to be taken: an expiry count, expired keys' names or added
+    /// keys' names.
+    pub fn has_pending_events(&self) -> bool {
+        self.expired != 0 || !self.expired_keys.is_empty() || !self.new_keys.is_empty()
+    }
+
     fn note_new(&mut self, key: &[u8]) {
         if self.record_new {
             self.new_keys.push(key.to_vec());
@@ -399,6 +408,20 @@ impl Db {
         }
     }
 
+    /// Brings into the cache the table entries, and the values, that looking up these keys will
+    /// read (the first [`WARM_BATCH`] of them), so a pipelined batch of commands takes its cache misses
+    /// together instead of one command after another. Changes nothing.
+    pub fn warm_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        let mut hashes = [0u64; WARM_BATCH];
+        let mut count = 0;
+        for (slot, key) in hashes.iter_mut().zip(keys) {
+            *slot = self.keys.hash_key(key);
+            count += 1;
+        }
+        self.keys
+            .warm_with(&hashes[..count], |entry| entry.value.touch());
+    }
+
     /// Stores freshly loaded keys (each replacing any value the key had), taking the table's
     /// cache misses for the whole batch at once: the fast path of loading a file.
     pub fn insert_loaded(&mut self, batch: &mut Vec<(SmallBytes, Entry)>) {
@@ -572,6 +595,12 @@ impl Keyspace {
             dbs: (0..count.max(1)).map(|_| Db::new()).collect(),
             random_state: seed | 1,
         }
+    }
+
+    /// Whether any database has expiry counts or key names waiting to be taken (see
+    /// [`Db::has_pending_events`]): one cheap pass that lets the caller skip the collection.
+    pub fn has_pending_events(&self) -> bool {
+        self.dbs.iter().any(Db::has_pending_events)
     }
 
     /// Number of databases.

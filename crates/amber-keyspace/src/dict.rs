@@ -259,6 +259,13 @@ impl<V> Dict<V> {
     /// overlaps their cache misses instead of taking them one after another, as a loop of
     /// single inserts into a large table does.
     pub fn warm(&self, hashes: &[u64]) {
+        self.warm_with(hashes, |_| 0);
+    }
+
+    /// As [`Dict::warm`], and also reads each chain's first value through `touch`, which
+    /// returns something computed from the memory the value will be read from (a lookup that
+    /// will read the value then finds it in the cache too).
+    pub fn warm_with(&self, hashes: &[u64], touch: impl Fn(&V) -> u64) {
         const AT_ONCE: usize = 32;
         let mut seen = 0u64;
         for chunk in hashes.chunks(AT_ONCE) {
@@ -271,7 +278,7 @@ impl<V> Dict<V> {
             let mut seconds: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
             for (second, head) in seconds.iter_mut().zip(&heads) {
                 if let Some(head) = head {
-                    seen ^= head.hash;
+                    seen ^= head.hash ^ touch(&head.value);
                     *second = head.next.as_deref();
                 }
             }

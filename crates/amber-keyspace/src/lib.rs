@@ -27,7 +27,7 @@ mod zset;
 pub use access::{AccessClock, LFU_INIT_VAL, access_clock, freeze_access, set_access_clock};
 pub use build::ValueBuilder;
 pub use capture::CaptureSink;
-pub use db::{Db, Entry, ExpireCycle, Keyspace};
+pub use db::{Db, Entry, ExpireCycle, Keyspace, WARM_BATCH};
 pub use dict::{Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, set_growth_guard};
 pub use digest::{Digest, DigestBuilder, dataset_digest, sha1, value_digest};
 pub use evict::{EvictionPolicy, EvictionPool};

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
-use amber_protocol::{Frame, Limits, Protocol, ReplyWriter, RequestParser};
+use amber_protocol::{Frame, Limits, Protocol, ReplyWriter, RequestParser, peek_keys};
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -33,6 +33,14 @@ fn parse(c: &mut Criterion) {
                 n += req.len();
             }
             n
+        })
+    });
+    // What the server does before running a pipelined read: find the keys of the next 32.
+    group.bench_function("peek_keys_32", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            peek_keys(&wire, 32, |key| total += key.len());
+            total
         })
     });
     group.finish();

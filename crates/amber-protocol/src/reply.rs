@@ -119,9 +119,7 @@ impl ReplyWriter {
 
     /// A bulk string holding the decimal form of an integer.
     pub fn bulk_i64(&mut self, value: i64) {
-        let mut digits = BytesMut::with_capacity(20);
-        push_i64(&mut digits, value);
-        self.bulk(&digits);
+        self.bulk(crate::number::format_i64(value, &mut [0; 20]));
     }
 
     /// The null that stands for a missing string.

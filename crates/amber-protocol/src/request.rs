@@ -138,6 +138,69 @@ impl RequestParser {
     }
 }
 
+/// Scans the complete multibulk requests at the front of `buf` without consuming anything, and
+/// hands `each` the second argument of each (the key, for most commands), for at most `max`
+/// requests. Returns how many requests it looked at.
+///
+/// A pipelined batch can then have its keys' table entries brought into the cache together
+/// before the requests run one by one. The scan is only a hint: it stops at the first request
+/// that is inline, malformed or not yet complete, and the parser still checks everything.
+/// `buf` must start at a request's first byte (see [`RequestParser::in_progress`]).
+pub fn peek_keys<'a>(buf: &'a [u8], max: usize, mut each: impl FnMut(&'a [u8])) -> usize {
+    let mut pos = 0;
+    let mut scanned = 0;
+    while scanned < max {
+        let Some(rest) = buf.get(pos..) else { break };
+        let Some((b'*', count @ 1.., after)) = peek_length_line(rest) else {
+            break;
+        };
+        let mut at = pos + after;
+        let mut key = None;
+        for index in 0..count {
+            let Some((b'$', len, after)) = buf.get(at..).and_then(peek_length_line) else {
+                return scanned;
+            };
+            let start = at + after;
+            let Some(end) = start.checked_add(len).filter(|&end| end + 2 <= buf.len()) else {
+                return scanned;
+            };
+            if index == 1 {
+                key = Some(&buf[start..end]);
+            }
+            at = end + 2;
+        }
+        if let Some(key) = key {
+            each(key);
+        }
+        pos = at;
+        scanned += 1;
+    }
+    scanned
+}
+
+/// Reads a `<kind><digits>\r\n` line at the start of `buf`: its kind byte, its number (digits
+/// as Redis writes them: no sign, no leading zero) and the offset just past it. `None` for
+/// anything else, including a line cut short.
+fn peek_length_line(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let (&kind, rest) = buf.split_first()?;
+    let mut number = 0usize;
+    for (at, &byte) in rest.iter().enumerate().take(20) {
+        match byte {
+            b'0' if at == 0 && rest.get(1) != Some(&b'\r') => return None,
+            b'0'..=b'9' => {
+                number = number
+                    .checked_mul(10)?
+                    .checked_add(usize::from(byte - b'0'))?;
+            }
+            b'\r' if at > 0 => {
+                return (rest.get(at + 1) == Some(&b'\n')).then_some((kind, number, at + 3));
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 enum Header {
     Incomplete,
     Empty,
@@ -253,6 +316,86 @@ mod tests {
             out.push(request);
         }
         Ok(out)
+    }
+
+    fn peeked(input: &[u8], max: usize) -> (usize, Vec<Vec<u8>>) {
+        let mut keys = Vec::new();
+        let scanned = peek_keys(input, max, |key| keys.push(key.to_vec()));
+        (scanned, keys)
+    }
+
+    #[test]
+    fn peek_keys_reads_the_second_argument_of_each_complete_request() {
+        let input = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$2\r\nbb\r\n$1\r\nx\r\n";
+        assert_eq!(peeked(input, 16), (3, vec![b"a".to_vec(), b"bb".to_vec()]));
+        assert_eq!(peeked(input, 1), (1, vec![b"a".to_vec()]));
+    }
+
+    #[test]
+    fn peek_keys_stops_at_an_incomplete_inline_or_malformed_request() {
+        let full = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
+        for cut in 0..full.len() {
+            let mut input = full.to_vec();
+            input.extend_from_slice(&full[..cut]);
+            assert_eq!(peeked(&input, 16), (1, vec![b"a".to_vec()]), "cut at {cut}");
+        }
+        assert_eq!(peeked(b"GET a\r\n", 16).0, 0);
+        assert_eq!(peeked(b"*2\r\n$-1\r\n", 16).0, 0);
+        assert_eq!(peeked(b"*2\r\n$99999999999999999999999\r\n", 16).0, 0);
+        assert_eq!(peeked(b"*1\r\n$18446744073709551615\r\n", 16).0, 0);
+    }
+
+    /// Encodes requests as a client would, then cuts the bytes short and flips one byte.
+    fn pipeline() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let arg = proptest::collection::vec(any::<u8>(), 0..6);
+        let request = proptest::collection::vec(arg, 0..4);
+        (
+            proptest::collection::vec(request, 0..6),
+            any::<usize>(),
+            any::<(usize, u8)>(),
+        )
+            .prop_map(|(requests, cut, (at, byte))| {
+                let mut out = Vec::new();
+                for args in requests {
+                    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                    for arg in args {
+                        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                        out.extend_from_slice(&arg);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                if !out.is_empty() {
+                    out.truncate(cut % (out.len() + 1));
+                }
+                if !out.is_empty() && byte % 4 == 0 {
+                    let at = at % out.len();
+                    out[at] = byte;
+                }
+                out
+            })
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the scan never panics, and the keys it names are the second
+        /// arguments of the first requests the parser then takes off the same buffer.
+        #[test]
+        fn peek_keys_agrees_with_the_parser(input in pipeline()) {
+            let (scanned, keys) = peeked(&input, 64);
+            let mut parser = RequestParser::new();
+            let mut buf = BytesMut::from(&input[..]);
+            let mut parsed = Vec::new();
+            while let Ok(Some(request)) = parser.next_request(&mut buf, &Limits::default()) {
+                parsed.push(request);
+            }
+            proptest::prop_assert!(parsed.len() >= scanned);
+            let expected: Vec<Vec<u8>> = parsed
+                .iter()
+                .take(scanned)
+                .filter_map(|args| args.get(1).map(|arg| arg.to_vec()))
+                .collect();
+            proptest::prop_assert_eq!(keys, expected);
+        }
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl Server {
     /// (`expired`; their `DEL` goes to the AOF and replicas at the same moment) and keys added
     /// (`new`).
     pub(crate) fn drain_keyspace_events(&mut self, origin: &mut Origin<'_>) {
+        if !self.keyspace.has_pending_events() {
+            return;
+        }
         for db in 0..self.keyspace.db_count() {
             if self.keyspace.db(db).has_expired_keys() {
                 let propagating = self.propagating();

@@ -317,7 +317,24 @@ impl Ctx<'_> {
         key: &[u8],
         read: impl FnOnce(&Value) -> R,
     ) -> Option<R> {
-        let found = self.lookup_quietly(key, read);
+        self.lookup_read_replying(key, |value, _| read(value))
+    }
+
+    /// [`Ctx::lookup_read`] where `read` may also write the reply straight from the value
+    /// (GET: no copy of the value on its way out).
+    pub(crate) fn lookup_read_replying<R>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&Value, &mut ReplyWriter) -> R,
+    ) -> Option<R> {
+        let now = self.server.now_ms;
+        let out = &mut *self.out;
+        let found = self
+            .server
+            .keyspace
+            .db(self.client.db)
+            .get_for_read(key, now)
+            .map(|entry| read(&entry.value, out));
         if found.is_some() {
             self.server.stats.keyspace_hits += 1;
         } else {

@@ -90,11 +90,22 @@ pub(super) fn string_entry<'a>(
 
 /// `GET key`
 pub(super) fn get(ctx: &mut Ctx, args: &[Bytes]) {
-    if let Ok(value) = ctx.read_string(&args[1]) {
-        match value {
-            Some(bytes) => ctx.out.bulk(&bytes),
-            None => ctx.out.null(),
+    // Replied straight from the stored value; false for another type.
+    let found = ctx.lookup_read_replying(&args[1], |value, out| {
+        let Value::Str(string) = value else {
+            return false;
+        };
+        match string {
+            StrValue::Int(number) => out.bulk_i64(*number),
+            StrValue::Embstr(bytes) => out.bulk(bytes.as_bytes()),
+            StrValue::Raw(bytes) => out.bulk(bytes),
         }
+        true
+    });
+    match found {
+        None => ctx.out.null(),
+        Some(true) => {}
+        Some(false) => ctx.error(errors::WRONGTYPE),
     }
 }
 

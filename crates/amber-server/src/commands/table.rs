@@ -2335,8 +2335,11 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+/// The command table, keyed by lower-case name. Looked up once per command, so it hashes with
+/// FxHash: its keys are fixed at build time, so a client's names cannot grow its chains.
+fn table() -> &'static rustc_hash::FxHashMap<&'static str, &'static CommandSpec> {
+    static TABLE: OnceLock<rustc_hash::FxHashMap<&'static str, &'static CommandSpec>> =
+        OnceLock::new();
     TABLE.get_or_init(|| COMMANDS.iter().map(|spec| (spec.name, spec)).collect())
 }
 

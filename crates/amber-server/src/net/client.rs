@@ -603,6 +603,24 @@ fn suppress_reply(client: &mut ClientState, out: &mut ReplyWriter, replies_befor
 }
 
 /// Executes every complete request in `input`; false when the connection must close.
+/// When the buffer holds a pipelined batch, brings the table entries of its keys into the
+/// cache together before the commands run one by one (on a large keyspace each lookup is
+/// otherwise a chain of cache misses taken alone).
+fn warm_pipelined_keys(server: &Server, db: usize, input: &[u8]) {
+    let mut keys: [&[u8]; amber_keyspace::WARM_BATCH] = [&[]; amber_keyspace::WARM_BATCH];
+    let mut count = 0;
+    let scanned = amber_protocol::peek_keys(input, keys.len(), |key| {
+        keys[count] = key;
+        count += 1;
+    });
+    if scanned >= 2 {
+        server
+            .keyspace
+            .db_ref(db)
+            .warm_keys(keys[..count].iter().copied());
+    }
+}
+
 fn process_input(
     server: &mut Server,
     client: &mut ClientState,
@@ -625,6 +643,9 @@ fn process_input(
         info.query_buffer = input.len();
         reply_batch(server, &info)
     };
+    if !parser.in_progress() {
+        warm_pipelined_keys(server, client.db, input);
+    }
     loop {
         let limits = Limits {
             max_bulk_len: server.settings.proto_max_bulk_len,

@@ -340,6 +340,9 @@ impl Server {
     /// events, with the pending `new` events (once per command, and from the active expire
     /// cycle).
     pub(crate) fn collect_expired(&mut self, origin: &mut crate::notify::Origin<'_>) {
+        if !self.keyspace.has_pending_events() {
+            return;
+        }
         for db in 0..self.keyspace.db_count() {
             self.stats.expired_keys += self.keyspace.db(db).take_expired_count();
         }

@@ -1,0 +1,67 @@
+//! Key lookups in a database larger than the processor's caches, one at a time and as a
+//! pipelined batch whose keys are first brought into the cache together (`Db::warm_keys`).
+
+#![allow(clippy::unwrap_used)] // a benchmark may panic on what it did not expect
+
+use amber_keyspace::{Db, Entry, StrValue, Value};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const KEYS: u64 = 1_000_000;
+const BATCH: usize = 16;
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key:{i:012}").into_bytes()
+}
+
+/// Batches of `BATCH` keys in a scattered order (a multiplicative walk through the keys).
+fn batches(count: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut next = 1u64;
+    (0..count)
+        .map(|_| {
+            (0..BATCH)
+                .map(|_| {
+                    next = next.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    key((next >> 20) % KEYS)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn lookups(c: &mut Criterion) {
+    let mut db = Db::new();
+    for i in 0..KEYS {
+        let value = Value::Str(StrValue::from_bytes(format!("value-{i}").as_bytes()));
+        db.insert(&key(i), Entry::new(value, 0));
+    }
+    let batches = batches(4096);
+    let mut group = c.benchmark_group("lookup_1m_keys");
+    group.throughput(Throughput::Elements((batches.len() * BATCH) as u64));
+    group.bench_function("one_by_one", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for batch in &batches {
+                for key in batch {
+                    found += db.get_for_read(key, 0).map_or(0, |e| e.value.touch());
+                }
+            }
+            found
+        })
+    });
+    group.bench_function("warmed_batch", |b| {
+        b.iter(|| {
+            let mut found = 0;
+            for batch in &batches {
+                db.warm_keys(batch.iter().map(Vec::as_slice));
+                for key in batch {
+                    found += db.get_for_read(key, 0).map_or(0, |e| e.value.touch());
+                }
+            }
+            found
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);
