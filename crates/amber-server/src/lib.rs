@@ -11,6 +11,7 @@
 
 pub(crate) mod acl;
 pub mod alloc;
+pub(crate) mod clock;
 pub(crate) mod commands;
 pub mod config;
 pub(crate) mod diagnostics;

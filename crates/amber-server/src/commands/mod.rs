@@ -1122,7 +1122,7 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     if !ctx.server.links.monitors.is_empty() && feeds_monitors_first(spec) {
         feed_monitors(ctx, db_at_start, args);
     }
-    let started = std::time::Instant::now();
+    let started = crate::clock::Stopwatch::start();
     (spec.handler)(ctx, args);
     // INV-FORKLESS-BOUND: what the command made a running capture save moves on now.
     ctx.server.forward_captured();

@@ -17,6 +17,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
     loop {
         let hz = shared.borrow().settings.hz;
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
+        crate::clock::calibrate();
         let mut server = shared.borrow_mut();
         server.now_ms = unix_ms();
         // A replica never expires keys itself: it waits for its master's `DEL`s.

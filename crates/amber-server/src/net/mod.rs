@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = server.shutdown.clone();
     let shared = Rc::new(RefCell::new(server));
     notice!("Server initialized");
+    crate::clock::calibrate();
     crate::proctitle::refresh(&shared.borrow().config);
     tokio::task::spawn_local(manage_listeners(shared.clone()));
     if let Some(listener) = unix_listener {
