@@ -408,9 +408,9 @@ impl Db {
         }
     }
 
-    /// Brings into the cache the table entries, and the values, that looking up these keys will
-    /// read (the first [`WARM_BATCH`] of them), so a pipelined batch of commands takes its cache misses
-    /// together instead of one command after another. Changes nothing.
+    /// Brings into the cache the table entries, and the values, that looking up these keys
+    /// will read (the first [`WARM_BATCH`] of them), so a pipelined batch of commands takes its
+    /// cache misses together instead of one command after another. Changes nothing.
     pub fn warm_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
         let mut hashes = [0u64; WARM_BATCH];
         let mut count = 0;

@@ -602,7 +602,6 @@ fn suppress_reply(client: &mut ClientState, out: &mut ReplyWriter, replies_befor
     }
 }
 
-/// Executes every complete request in `input`; false when the connection must close.
 /// When the buffer holds a pipelined batch, brings the table entries of its keys into the
 /// cache together before the commands run one by one (on a large keyspace each lookup is
 /// otherwise a chain of cache misses taken alone).
@@ -621,6 +620,7 @@ fn warm_pipelined_keys(server: &Server, db: usize, input: &[u8]) {
     }
 }
 
+/// Executes every complete request in `input`; false when the connection must close.
 fn process_input(
     server: &mut Server,
     client: &mut ClientState,
