@@ -99,6 +99,66 @@ fn a_subscriber_that_does_not_read_is_disconnected_at_the_limit() {
     );
 }
 
+/// Messages larger than a socket buffer to a subscriber that starts reading late: the server
+/// writes what fits straight from its event loop and the connection's task writes the rest,
+/// and a PING reply lands between whole messages. Every message arrives once, whole and in
+/// order.
+#[test]
+fn a_slow_subscriber_receives_large_messages_whole_and_in_order() {
+    const MESSAGES: usize = 120;
+    let server = ServerProcess::amber(&[]);
+    let mut subscriber = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    subscriber
+        .write_all(b"SUBSCRIBE bulky\r\n")
+        .expect("subscribe");
+    let mut received: Vec<u8> = Vec::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    while received.len() < b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbulky\r\n:1\r\n".len() {
+        let read = subscriber.read(&mut buffer).expect("confirmation");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    received.clear();
+    let payload = |i: usize| format!("{i:05}:{}", "y".repeat(100 * 1024 + i));
+    let mut publisher = server.client();
+    for i in 0..MESSAGES {
+        if i == MESSAGES / 2 {
+            subscriber.write_all(b"PING\r\n").expect("ping");
+        }
+        assert_eq!(
+            publisher.cmd(&["PUBLISH", "bulky", &payload(i)]),
+            amber_protocol::Frame::Integer(1)
+        );
+    }
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut frames = Vec::new();
+    while frames.len() < MESSAGES + 1 {
+        let read = subscriber.read(&mut buffer).expect("messages");
+        assert!(read > 0, "closed after {} frames", frames.len());
+        received.extend_from_slice(&buffer[..read]);
+        while let Some((frame, used)) = amber_protocol::Frame::parse(&received).expect("a frame") {
+            received.drain(..used);
+            frames.push(frame);
+        }
+    }
+    let pong = amber_protocol::Frame::Array(vec![common::bulk("pong"), common::bulk("")]);
+    let mut next = 0;
+    for frame in frames {
+        if frame == pong {
+            continue;
+        }
+        let expected = amber_protocol::Frame::Array(vec![
+            common::bulk("message"),
+            common::bulk("bulky"),
+            common::bulk(&payload(next)),
+        ]);
+        assert!(frame == expected, "message {next} is not whole");
+        next += 1;
+    }
+    assert_eq!(next, MESSAGES);
+}
+
 #[test]
 fn monitor_shows_other_clients_commands() {
     let server = ServerProcess::amber(&[]);

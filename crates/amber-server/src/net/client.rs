@@ -56,6 +56,8 @@ pub(crate) async fn serve<S>(
             info.push.clone(),
         )
     };
+    // Declared after `stream`, so dropped before it closes, however the task ends.
+    let _forget_socket = ForgetSocket(info.clone());
     let authenticated = shared.borrow().default_user_open();
     let mut client = ClientState::connected(info.clone(), id, local, authenticated);
     // The query buffer is allocated when the first bytes arrive, not at accept: connections
@@ -213,7 +215,9 @@ pub(crate) async fn serve<S>(
             // Like Redis, which writes replies once all ready clients were read: let the other
             // ready connections run first, so replies go out in one burst per loop iteration
             // and the peers are woken once rather than once per client.
+            shared.borrow_mut().pubsub.replies_yielding += 1;
             tokio::task::yield_now().await;
+            shared.borrow_mut().pubsub.replies_yielding -= 1;
             let mut gate = shared.borrow_mut().aof.before_reply(appended);
             let durable = loop {
                 match gate {
@@ -286,6 +290,19 @@ pub(crate) async fn serve<S>(
     server.links.invalidated.remove(&id);
     server.disable_tracking(id);
     server.clients.remove(&id);
+}
+
+/// Sets the client's `fd` to -1 when its task ends (INV-DIRECT-WRITE): the Pub/Sub flush and
+/// a busy script's service write to a parked client's socket by its number, which must not
+/// outlive the socket.
+struct ForgetSocket(Rc<RefCell<ClientInfo>>);
+
+impl Drop for ForgetSocket {
+    fn drop(&mut self) {
+        if let Ok(mut info) = self.0.try_borrow_mut() {
+            info.fd = -1;
+        }
+    }
 }
 
 /// What ended a connection task's wait for input.
