@@ -108,7 +108,7 @@ pub(crate) async fn serve<S>(
                     Woke::Backlog => 0,
                     Woke::Kill => break,
                     Woke::Push => {
-                        if !write_outbox(&mut stream, &info, &kill).await {
+                        if !write_outbox(&mut stream, &shared, &info, &kill).await {
                             break;
                         }
                         continue;
@@ -243,7 +243,7 @@ pub(crate) async fn serve<S>(
                 break;
             }
             // Messages published to this client meanwhile follow its replies.
-            if !write_outbox(&mut stream, &info, &kill).await {
+            if !write_outbox(&mut stream, &shared, &info, &kill).await {
                 break;
             }
             {
@@ -359,6 +359,7 @@ fn sync_protocol(info: &RefCell<ClientInfo>, out: &mut ReplyWriter) {
 /// peer that does not read).
 async fn write_outbox<S>(
     stream: &mut S,
+    shared: &RefCell<Server>,
     info: &RefCell<ClientInfo>,
     kill: &tokio::sync::Notify,
 ) -> bool
@@ -373,6 +374,9 @@ where
         written = stream.write_all(&messages) => written.is_ok() && !info.borrow().killed,
         _ = kill.notified() => false,
     };
+    if written {
+        shared.borrow_mut().stats.net_output_bytes += messages.len() as u64;
+    }
     // Hand the (empty) buffer back for the next messages, unless it grew large.
     messages.clear();
     let mut info = info.borrow_mut();
