@@ -613,3 +613,45 @@ fn a_killed_bgsave_child_fails_cleanly_and_the_server_goes_on() {
     let dir = server.kill9();
     assert_first_generation_restarts(&dir);
 }
+
+/// The keys of a snapshot: what follows the AUX fields (from the first SELECTDB, 0xFE; AUX
+/// values are text) up to the checksum.
+fn keys_section(file: &[u8]) -> &[u8] {
+    let start = file.iter().position(|&byte| byte == 0xfe).unwrap();
+    &file[start..file.len() - 8]
+}
+
+#[test]
+fn save_on_every_core_writes_what_one_thread_writes_byte_for_byte() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    fill(&mut client);
+    client.cmd(&["DEBUG", "POPULATE", "30000", "other", "300"]);
+    for i in 0..300 {
+        let stream = format!("stream:{}", i % 7);
+        client.cmd(&["XADD", &stream, "*", "n", &i.to_string()]);
+    }
+    // Past the size a helper thread encodes whole: the writing thread streams it itself.
+    client.cmd(&["SETRANGE", "huge", "9000000", "end"]);
+    client.cmd(&["SELECT", "3"]);
+    client.cmd(&["DEBUG", "POPULATE", "5000", "db3", "10"]);
+    let before = digest(&mut client);
+    assert_eq!(client.cmd(&["SAVE"]), simple("OK"));
+    let saved = std::fs::read(server.dir.join("dump.rdb")).unwrap();
+    assert_eq!(client.cmd(&["BGSAVE"]), simple("Background saving started"));
+    wait_for(
+        || info_field(&mut client, "rdb_bgsave_in_progress") == "0",
+        "the BGSAVE child",
+    );
+    let bgsaved = std::fs::read(server.dir.join("dump.rdb")).unwrap();
+    assert!(
+        keys_section(&saved) == keys_section(&bgsaved),
+        "SAVE ({} bytes) and BGSAVE ({} bytes) differ",
+        saved.len(),
+        bgsaved.len()
+    );
+    common::assert_redis_check_rdb(&server.dir.join("dump.rdb"));
+    let dir = server.kill9();
+    std::fs::write(dir.join("dump.rdb"), &saved).unwrap();
+    assert_eq!(redis_digest_of(&dir), before);
+}

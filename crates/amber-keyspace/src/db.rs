@@ -519,10 +519,26 @@ impl Db {
     /// keys are gathered a batch at a time and their values' memory touched before the batch
     /// is visited, so the cache misses of a batch overlap instead of stalling one by one.
     /// `visit` returns false to stop the walk.
-    pub fn for_each_batched(&self, mut visit: impl FnMut(&[u8], &Entry) -> bool) {
+    pub fn for_each_batched(&self, visit: impl FnMut(&[u8], &Entry) -> bool) {
+        self.for_each_batched_in(0..self.keys.bucket_count(), visit);
+    }
+
+    /// The number of buckets of the key table: [`Db::for_each_batched_in`] splits a walk by
+    /// bucket ranges.
+    pub fn bucket_count(&self) -> usize {
+        self.keys.bucket_count()
+    }
+
+    /// [`Db::for_each_batched`] over the keys of buckets `buckets` only, so threads can share
+    /// one walk: disjoint ranges covering `0..bucket_count()` visit every key once.
+    pub fn for_each_batched_in<'a>(
+        &'a self,
+        buckets: std::ops::Range<usize>,
+        mut visit: impl FnMut(&'a [u8], &'a Entry) -> bool,
+    ) {
         const BATCH: usize = 16;
-        let mut batch: Vec<(&[u8], &Entry)> = Vec::with_capacity(BATCH);
-        let mut keys = self.keys.iter();
+        let mut batch: Vec<(&'a [u8], &'a Entry)> = Vec::with_capacity(BATCH);
+        let mut keys = self.keys.iter_buckets(buckets);
         loop {
             batch.clear();
             batch.extend(keys.by_ref().take(BATCH));

@@ -393,6 +393,17 @@ impl<V> Dict<V> {
         }
     }
 
+    /// Visits the keys and values of buckets `buckets` (clamped to the table), in table order:
+    /// disjoint ranges that cover `0..bucket_count()` visit every key once.
+    pub fn iter_buckets(&self, buckets: std::ops::Range<usize>) -> Iter<'_, V> {
+        let end = buckets.end.min(self.buckets.len());
+        let start = buckets.start.min(end);
+        Iter {
+            buckets: self.buckets[start..end].iter(),
+            chain: None,
+        }
+    }
+
     /// Calls `visit` for each key of the bucket(s) at `cursor` and returns the next cursor;
     /// 0 means the scan is complete. Cursors follow Redis's reverse-binary order.
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &V)) -> u64 {

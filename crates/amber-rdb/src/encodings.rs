@@ -4,14 +4,14 @@
 
 use crate::error::ErrorKind;
 
-fn le(bytes: &[u8]) -> u64 {
+pub(crate) fn le(bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .rev()
         .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
-fn sign_extend(value: u64, bits: u32) -> i64 {
+pub(crate) fn sign_extend(value: u64, bits: u32) -> i64 {
     let shift = 64 - bits;
     ((value << shift) as i64) >> shift
 }

@@ -28,6 +28,7 @@ mod encodings;
 mod error;
 mod lzf;
 mod model;
+mod node_check;
 mod raw;
 mod reader;
 mod stream;

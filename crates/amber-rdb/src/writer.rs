@@ -108,11 +108,33 @@ pub struct RdbWriter<W: Write> {
     written: u64,
     /// Set for DUMP payloads, which hold a value without its key.
     omit_key: bool,
+    /// Set for a fragment: everything stays in `buffer` until taken.
+    fragment: bool,
     /// Scratch buffers reused from one value to the next.
     blob: Vec<u8>,
     ints: Vec<i64>,
     node_lengths: Vec<usize>,
     score_texts: Vec<ScoreText>,
+}
+
+impl RdbWriter<Vec<u8>> {
+    /// A writer for a run of keys encoded apart from the file, for example on another thread,
+    /// and added to it with [`RdbWriter::append_encoded`]: it writes no header, and its bytes
+    /// are taken with [`RdbWriter::take_encoded`] (the file's database selection and end marker
+    /// are the file writer's).
+    pub fn fragment(options: WriteOptions) -> Result<RdbWriter<Vec<u8>>, WriteError> {
+        let mut writer = RdbWriter::new(Vec::new(), options)?;
+        writer.buffer.clear();
+        writer.fragment = true;
+        Ok(writer)
+    }
+
+    /// Returns the bytes encoded since the last call and goes on in `spare` (emptied first),
+    /// so buffers can go round between threads instead of being allocated for each run.
+    pub fn take_encoded(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        std::mem::replace(&mut self.buffer, spare)
+    }
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -131,6 +153,7 @@ impl<W: Write> RdbWriter<W> {
             options,
             written: 0,
             omit_key: false,
+            fragment: false,
             blob: Vec::new(),
             ints: Vec::new(),
             node_lengths: Vec::new(),
@@ -140,6 +163,20 @@ impl<W: Write> RdbWriter<W> {
             .buffer
             .extend_from_slice(format!("REDIS{:04}", options.version).as_bytes());
         Ok(writer)
+    }
+
+    /// Appends keys another writer encoded (see [`RdbWriter::fragment`]): the checksum and the
+    /// output take them as if this writer had encoded them here.
+    pub fn append_encoded(&mut self, encoded: &[u8]) -> Result<(), WriteError> {
+        if self.buffer.len() + encoded.len() < FLUSH_AT {
+            self.buffer.extend_from_slice(encoded);
+            return Ok(());
+        }
+        self.flush_buffer()?;
+        self.digest.update(encoded);
+        self.out.write_all(encoded)?;
+        self.written += encoded.len() as u64;
+        Ok(())
     }
 
     /// Bytes produced so far.
@@ -240,12 +277,17 @@ impl<W: Write> RdbWriter<W> {
     }
 
     fn maybe_flush(&mut self) -> Result<(), WriteError> {
-        if self.buffer.len() >= FLUSH_AT {
-            self.digest.update(&self.buffer);
-            self.out.write_all(&self.buffer)?;
-            self.written += self.buffer.len() as u64;
-            self.buffer.clear();
+        if self.buffer.len() >= FLUSH_AT && !self.fragment {
+            self.flush_buffer()?;
         }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), WriteError> {
+        self.digest.update(&self.buffer);
+        self.out.write_all(&self.buffer)?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
         Ok(())
     }
 

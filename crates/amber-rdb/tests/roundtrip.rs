@@ -95,6 +95,42 @@ proptest! {
         let want: Vec<_> = entries.iter().map(|(k, v, e)| (k.clone(), normalized(v), *e)).collect();
         prop_assert_eq!(read, want);
     }
+
+    /// Keys encoded in fragments (as a parallel save does) and appended in order make the
+    /// very bytes, checksum included, that one writer makes.
+    #[test]
+    fn fragments_appended_make_the_same_file(
+        entries in proptest::collection::vec((bytes(), value(), proptest::option::of(1i64..5_000_000_000_000)), 0..12),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        version in amber_rdb::WRITABLE_VERSIONS,
+    ) {
+        let options = WriteOptions { version, ..WriteOptions::default() };
+        let start = |writer: &mut RdbWriter<Vec<u8>>| {
+            writer.standard_aux(0, 0, false).unwrap();
+            writer.select_db(0, entries.len() as u64, 0).unwrap();
+        };
+        let mut whole = RdbWriter::new(Vec::new(), options).unwrap();
+        start(&mut whole);
+        for (key, value, expire) in &entries {
+            whole.entry(key, value, *expire).unwrap();
+        }
+        let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut.index(entries.len() + 1)).collect();
+        cuts.push(entries.len());
+        cuts.sort_unstable();
+        let mut pieced = RdbWriter::new(Vec::new(), options).unwrap();
+        start(&mut pieced);
+        let mut fragment = RdbWriter::fragment(options).unwrap();
+        let mut from = 0;
+        for cut in cuts {
+            for (key, value, expire) in &entries[from..cut] {
+                fragment.entry(key, value, *expire).unwrap();
+            }
+            let encoded = fragment.take_encoded(Vec::new());
+            pieced.append_encoded(&encoded).unwrap();
+            from = cut;
+        }
+        prop_assert_eq!(pieced.finish().unwrap(), whole.finish().unwrap());
+    }
 }
 
 /// Each version stores small collections in its own compact encodings.

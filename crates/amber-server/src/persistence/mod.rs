@@ -11,6 +11,7 @@ pub(crate) mod backup;
 pub(crate) mod forkless;
 pub(crate) mod jobs;
 pub(crate) mod rdb;
+mod rdb_parallel;
 mod rdb_prefetch;
 mod rdb_stream;
 pub(crate) mod save;

@@ -49,6 +49,9 @@ pub(crate) struct SaveOptions {
     pub key_delay_us: u64,
     /// The replication stream this snapshot belongs to (the `repl-*` AUX fields).
     pub repl: Option<crate::replication::ReplAux>,
+    /// Threads that encode keys (see `rdb_parallel`); 1 encodes on the calling thread, as a
+    /// forked child does.
+    pub encoder_threads: usize,
 }
 
 /// The options a save uses, from `rdbcompression`, `rdbchecksum` and `rdb-key-save-delay`.
@@ -63,7 +66,17 @@ pub(crate) fn save_options(compression: bool, checksum: bool, key_delay_us: u64)
         functions: std::sync::Arc::from(Vec::new()),
         key_delay_us,
         repl: None,
+        encoder_threads: 1,
     }
+}
+
+/// Databases with fewer keys are encoded on the calling thread even when more may work.
+const PARALLEL_KEYS: usize = 16;
+
+/// The encoding threads a save in this process may use: every core, up to 8 (past that the
+/// one thread that checksums and writes is the limit).
+pub(crate) fn all_encoder_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Writes every database to `path` atomically; returns the number of keys written.
@@ -122,6 +135,18 @@ pub(crate) fn write_rdb<W: std::io::Write>(
         writer
             .select_db(index as u64, db.len() as u64, db.volatile_len() as u64)
             .map_err(to_io)?;
+        if options.encoder_threads > 1 && options.key_delay_us == 0 && db.len() >= PARALLEL_KEYS {
+            let before = keys;
+            keys += super::rdb_parallel::write_db(
+                &mut writer,
+                db,
+                options.format,
+                options.encoder_threads,
+                &mut |done| reporter.keys_processed(before + done),
+            )
+            .map_err(to_io)?;
+            continue;
+        }
         let mut failure = None;
         db.for_each_batched(|key, entry| {
             if let Err(error) = write_entry(&mut writer, key, entry) {

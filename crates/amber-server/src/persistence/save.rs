@@ -115,7 +115,9 @@ impl Server {
         }
         let path = self.rdb_file();
         let mut unreported = amber_snapshot::Reporter::disconnected();
-        let options = self.rdb_options();
+        let mut options = self.rdb_options();
+        // Clients wait for this save anyway: every core may encode.
+        options.encoder_threads = crate::persistence::rdb::all_encoder_threads();
         match crate::persistence::rdb::save(&self.keyspace, &path, options, &mut unreported) {
             Ok(_) => {
                 notice!("DB saved on disk");
