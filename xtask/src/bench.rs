@@ -163,7 +163,9 @@ pub(crate) fn start_with(
         if Instant::now() > deadline {
             bail!("{name} did not start");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Finely: restart times are measured through this wait, and a coarse step would add
+        // the same rounding to both servers, pulling their ratio towards 1.
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(ServerUnderTest { name, child, port })
 }
@@ -557,7 +559,7 @@ pub(crate) fn restart_time_with(
     let server = start_with(name, binary, dir, extra)?;
     let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
     while command(&mut stream, "PING").is_err() {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(started.elapsed().as_secs_f64())
 }
