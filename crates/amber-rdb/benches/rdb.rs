@@ -63,7 +63,33 @@ fn decode_raw(file: &[u8]) -> usize {
     elements
 }
 
+/// 4 KiB strings that compress about as stream nodes do: short fields with varying numbers.
+fn node_like_strings() -> Vec<(Vec<u8>, Value)> {
+    (0..2_000)
+        .map(|i| {
+            let mut text = Vec::with_capacity(4096);
+            let mut n: u64 = i * 7919;
+            while text.len() < 4096 {
+                n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345) % 1_000_003;
+                text.extend_from_slice(
+                    format!("sensor s{} reading {} ", n % 50, 1000 + n % 9000).as_bytes(),
+                );
+            }
+            text.truncate(4096);
+            (format!("node:{i}").into_bytes(), Value::String(text))
+        })
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
+    let data = node_like_strings();
+    let file = encode(&data);
+    let mut group = c.benchmark_group("rdb_lzf_4k");
+    group.throughput(Throughput::Bytes((data.len() * 4096) as u64));
+    group.sample_size(20);
+    group.bench_function("encode", |b| b.iter(|| encode(&data).len()));
+    group.bench_function("decode_raw", |b| b.iter(|| decode_raw(&file)));
+    group.finish();
     for kind in ["string", "int", "hash", "list", "set", "zset"] {
         let data = dataset(kind);
         let file = encode(&data);

@@ -157,7 +157,8 @@ pub(crate) fn with_compressed(
 /// stored offset by `base`, which grows past every earlier call's, so a new call starts with
 /// an empty table without clearing it (only when the offsets would overflow).
 struct MatchTable {
-    slots: Vec<u32>,
+    /// A fixed-size array, so a hash's slot (masked to [`HASH_LOG`] bits) needs no bounds check.
+    slots: Box<[u32; 1 << HASH_LOG]>,
     base: u32,
     len: u32,
 }
@@ -165,7 +166,11 @@ struct MatchTable {
 impl MatchTable {
     fn new() -> MatchTable {
         MatchTable {
-            slots: vec![0; 1 << HASH_LOG],
+            // Built on the heap: the array is too big for a thread's stack in a debug build.
+            slots: vec![0; 1 << HASH_LOG]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("the vector has the array's length")),
             base: 1,
             len: 0,
         }
