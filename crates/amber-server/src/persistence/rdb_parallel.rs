@@ -20,8 +20,9 @@ use amber_rdb::{RdbWriter, WriteError, WriteOptions};
 
 /// Encoded bytes after which a helper hands its piece over.
 const PIECE_BYTES: usize = 256 * 1024;
-/// Pieces a helper may have handed over and the writer not yet taken.
-const IN_FLIGHT: usize = 4;
+/// Pieces (and run ends) a helper may have handed over and the writer not yet taken: deep
+/// enough that a helper finishing small runs goes on while the other encodes a big one.
+const IN_FLIGHT: usize = 16;
 /// Runs per helper thread: enough for the runs to even out across helpers.
 const RUNS_PER_HELPER: usize = 64;
 /// The most buckets in one run.
