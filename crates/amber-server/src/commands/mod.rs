@@ -834,7 +834,12 @@ fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
         blocking::hold_for_pause(ctx, args);
         return;
     }
-    if ctx.server.loading.is_some() && !spec.flags.contains(table::LOADING) {
+    let refused_while_loading = if ctx.server.async_loading {
+        flags.contains(table::NO_ASYNC_LOADING)
+    } else {
+        ctx.server.loading.is_some() && !spec.flags.contains(table::LOADING)
+    };
+    if refused_while_loading {
         ctx.server.command_stats.record_rejected(name);
         ctx.error("LOADING Redis is loading the dataset in memory");
         return;
@@ -1211,6 +1216,17 @@ pub(crate) fn command_label(args: &[Bytes]) -> String {
         Some(spec) => full_name(spec.name, args.get(1)).to_string(),
         None => String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
     }
+}
+
+/// Whether the command reads, writes or may propagate (what a replica connection may not
+/// send: Redis answers it `Replica can't interact with the keyspace`).
+pub(crate) fn touches_keyspace(args: &[Bytes]) -> bool {
+    lookup(&args[0]).is_some_and(|spec| {
+        let flags = spec
+            .flags
+            .only(table::READONLY | table::WRITE | table::MAY_REPLICATE);
+        flags != table::Flags::default()
+    })
 }
 
 /// Container commands report their subcommand (`client|list`) in `CLIENT LIST`, as Redis does.

@@ -394,7 +394,8 @@ fn config_set_refusal(ctx: &Ctx, pairs: &[(String, String)]) -> Option<String> {
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set protected config"
             ));
         }
-        if ctx.server.loading.is_some()
+        // Redis's `DENY_LOADING_CONFIG`, refused during an async (swapdb) load too.
+        if (ctx.server.loading.is_some() || ctx.server.async_loading)
             && matches!(canonical, Some("dir" | "appendonly" | "repl-diskless-load"))
         {
             loading_refused = true;
@@ -616,9 +617,14 @@ fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.db().insert(&key, Entry::new(Value::Str(stored), now));
         added += 1;
     }
-    // Unlike Redis, the keys count as changes, so the AOF records the (deterministic) command
-    // and the keys survive a restart.
-    ctx.dirty(added);
+    // The keys count for save points. Unlike Redis, the AOF records the (deterministic)
+    // command, so the keys survive a restart; as in Redis, replicas are not sent it (tests
+    // use it to give a replica data its master lacks).
+    ctx.server.dirty += added;
+    if added > 0 && ctx.server.aof.is_on() {
+        let db = ctx.client.db;
+        ctx.server.propagate_to_aof_only(db, args);
+    }
     ctx.out.ok();
 }
 

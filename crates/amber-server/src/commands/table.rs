@@ -39,6 +39,9 @@ pub(super) const NOSCRIPT: Flags = Flags(256);
 /// May cause a write to be propagated without being a write itself (scripts, PUBLISH): a
 /// write pause holds it. Redis does not show this flag in COMMAND INFO.
 pub(super) const MAY_REPLICATE: Flags = Flags(512);
+/// Refused with `-LOADING` while a replica loads its master's snapshot in the background
+/// (`repl-diskless-load swapdb` continuing the same history, Redis's `async_loading`).
+pub(super) const NO_ASYNC_LOADING: Flags = Flags(1024);
 
 const NAMES: &[(Flags, &str)] = &[
     (WRITE, "write"),
@@ -50,6 +53,7 @@ const NAMES: &[(Flags, &str)] = &[
     (STALE, "stale"),
     (FAST, "fast"),
     (NO_AUTH, "no_auth"),
+    (NO_ASYNC_LOADING, "no_async_loading"),
 ];
 
 impl Flags {
@@ -780,7 +784,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "save",
         server_cmds::save,
         1,
-        Flags(ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "Synchronously saves the database(s) to disk.",
@@ -798,7 +802,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "bgrewriteaof",
         server_cmds::bgrewriteaof,
         1,
-        Flags(ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "Asynchronously rewrites the append-only file to disk.",
@@ -807,7 +811,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "bgsave",
         server_cmds::bgsave,
         -1,
-        Flags(ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "Asynchronously saves the database(s) to disk.",
@@ -2175,7 +2179,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "sync",
         sync::sync,
         1,
-        Flags(ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "An internal command used in replication.",
@@ -2184,7 +2188,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "psync",
         sync::sync,
         -3,
-        Flags(ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "An internal command used in replication.",
@@ -2193,7 +2197,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "replicaof",
         sync::replicaof,
         3,
-        Flags(ADMIN.0 | NOSCRIPT.0 | STALE.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0 | STALE.0),
         NONE,
         SRV,
         "Configures a server as replica of another, or promotes it to a master.",
@@ -2202,7 +2206,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "slaveof",
         sync::replicaof,
         3,
-        Flags(ADMIN.0 | NOSCRIPT.0 | STALE.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0 | STALE.0),
         NONE,
         SRV,
         "Sets a Redis server as a replica of another, or promotes it to being a master.",
@@ -2211,7 +2215,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "failover",
         sync::failover,
         -1,
-        Flags(ADMIN.0 | NOSCRIPT.0 | STALE.0),
+        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0 | STALE.0),
         NONE,
         SRV,
         "Starts a coordinated failover from a server to one of its replicas.",

@@ -111,8 +111,10 @@ pub(super) fn queued_flags(ctx: &mut Ctx) -> super::table::Flags {
         }
     }
     ctx.client.transaction = Some(transaction);
-    // Only whether they write (and may grow memory) carries over, as in Redis.
-    super::table::EXEC_FLAGS | queued.only(super::table::WRITE | super::table::DENYOOM)
+    // Only whether they write (and may grow memory, or wait for an async load) carries over,
+    // as in Redis.
+    let carried = super::table::WRITE | super::table::DENYOOM | super::table::NO_ASYNC_LOADING;
+    super::table::EXEC_FLAGS | queued.only(carried)
 }
 
 /// Ends the transaction without running it: `EXECABORT` with the reason.

@@ -49,9 +49,8 @@ fn notice_lost_replica(server: &mut Server, info: &Rc<RefCell<ClientInfo>>) {
     );
     let attached = server.replication.replicas.contains(id);
     if closed && attached {
-        server.replication.detach(id);
-        server.refresh_recording();
-        crate::notice!("Connection with replica {} lost.", info.borrow().addr);
+        let addr = info.borrow().addr.clone();
+        server.replica_connection_lost(id, &addr);
     }
 }
 

@@ -280,9 +280,8 @@ pub(crate) async fn serve<S>(
     server.replication.remove_waiter(id);
     server.pauses.forget(id);
     if client.replica {
-        server.replication.detach(id);
-        server.refresh_recording();
-        crate::notice!("Connection with replica {} lost.", info.borrow().addr);
+        let addr = info.borrow().addr.clone();
+        server.replica_connection_lost(id, &addr);
     }
     for watched in client.watching.drain(..) {
         server.remove_watcher(id, watched.db, watched.key);
@@ -510,9 +509,16 @@ fn read_acks(
                     let described = server.clients.get(&id).map_or_else(String::new, |info| {
                         crate::commands::describe_client(&info.borrow())
                     });
+                    let label = crate::commands::command_label(&args);
+                    if crate::commands::touches_keyspace(&args) {
+                        // The error Redis would have answered, logged as Redis logs an error
+                        // sent on a replication link.
+                        crate::warning!(
+                            "== CRITICAL == This master is sending an error to its replica: 'Replica can't interact with the keyspace' after processing the command '{label}'"
+                        );
+                    }
                     crate::warning!(
-                        "Replica generated a reply to command '{}', disconnecting it: {described}",
-                        crate::commands::command_label(&args)
+                        "Replica generated a reply to command '{label}', disconnecting it: {described}"
                     );
                     return false;
                 }

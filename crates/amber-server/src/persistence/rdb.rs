@@ -433,6 +433,12 @@ impl Loader {
         let mut keys = 0;
         let mut batch = Vec::with_capacity(INSERT_BATCH);
         let mut batch_db = 0;
+        // With `key-load-delay` a step sleeps per key: keep steps near 100 ms so clients are
+        // still answered (`-LOADING`) between them.
+        let max_keys = match self.key_delay_us {
+            0 => max_keys,
+            delay => max_keys.min((100_000 / delay).max(1) as usize),
+        };
         while keys < max_keys {
             if self.nonblocking && !self.reader.ready() {
                 break;

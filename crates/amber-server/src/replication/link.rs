@@ -622,10 +622,11 @@ impl Session {
             control.clone(),
         );
         let mut loader = crate::persistence::rdb::Loader::from_socket(source).map_err(|error| {
-            warning!("Failed trying to load the MASTER synchronization DB from socket: {error}");
+            log_load_failure("socket", &error);
             LinkError::Logged
         })?;
         loader.keep_expired = true;
+        loader.key_delay_us = key_load_delay(&self.shared);
         loader.nonblocking = true;
         notice!("MASTER <-> REPLICA sync: Loading DB in memory");
         let started = Instant::now();
@@ -683,9 +684,7 @@ impl Session {
                 Ok(false) if loader.ready_now() => tokio::task::yield_now().await,
                 Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(error) => {
-                    warning!(
-                        "Failed trying to load the MASTER synchronization DB from socket: {error}"
-                    );
+                    log_load_failure("socket", &error);
                     break Err(LinkError::Logged);
                 }
             }
@@ -986,6 +985,21 @@ fn apply(
     result
 }
 
+/// `key-load-delay` in microseconds (a test knob: Redis slows every load with it).
+fn key_load_delay(shared: &Rc<RefCell<Server>>) -> u64 {
+    shared.borrow().config.get_i64("key-load-delay").max(0) as u64
+}
+
+/// Logs why the master's snapshot could not be loaded from `source` (`socket` or `disk`), in
+/// Redis's two lines: the RDB error (which log watchers and Redis's tests look for), then the
+/// sync failure.
+fn log_load_failure(source: &str, error: &dyn std::fmt::Display) {
+    warning!("Internal error in RDB reading the master's snapshot: {error}");
+    warning!(
+        "Failed trying to load the MASTER synchronization DB from {source}, check server logs."
+    );
+}
+
 /// Loads the received snapshot in place of the dataset, a batch of keys at a time while
 /// clients get `-LOADING`. Expired keys are kept: the master will send their `DEL`s.
 async fn load_snapshot(
@@ -993,10 +1007,11 @@ async fn load_snapshot(
     path: &Path,
 ) -> Result<crate::persistence::rdb::FileMeta, LinkError> {
     let mut loader = crate::persistence::rdb::Loader::open(path).map_err(|error| {
-        warning!("Failed trying to load the MASTER synchronization DB from disk: {error}");
+        log_load_failure("disk", &error);
         LinkError::Logged
     })?;
     loader.keep_expired = true;
+    loader.key_delay_us = key_load_delay(shared);
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
     {
@@ -1033,7 +1048,7 @@ async fn load_snapshot(
                 if let Some(link) = server.replication.master.as_mut() {
                     link.can_continue = false;
                 }
-                warning!("Failed trying to load the MASTER synchronization DB from disk: {error}");
+                log_load_failure("disk", &error);
                 return Err(LinkError::Logged);
             }
         }

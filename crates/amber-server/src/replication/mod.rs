@@ -31,7 +31,7 @@ use backlog::Backlog;
 pub(crate) use diskless::send_to_sockets;
 pub(crate) use failover::{Failover, FailoverState};
 pub(crate) use link::{LinkState, MasterLink};
-pub(crate) use replicas::{Capabilities, NewReplica, Output, Replicas};
+pub(crate) use replicas::{Capabilities, Detached, NewReplica, Output, Replicas};
 
 /// The replication id shown when there is none (`master_replid2` with no history).
 pub(crate) const NO_REPLID: &str = "0000000000000000000000000000000000000000";
@@ -284,11 +284,12 @@ impl Replication {
     }
 
     /// Forgets a replica whose connection closed.
-    pub(crate) fn detach(&mut self, id: u64) {
-        self.replicas.detach(id);
+    pub(crate) fn detach(&mut self, id: u64) -> Detached {
+        let detached = self.replicas.detach(id);
         if self.replicas.is_empty() {
             self.no_replicas_since = Instant::now();
         }
+        detached
     }
 
     /// Appends one command executed in `db` to the stream (a replica streams only what its

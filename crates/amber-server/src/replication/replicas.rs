@@ -43,6 +43,19 @@ pub(crate) struct Capabilities {
     pub eof: bool,
 }
 
+/// Bytes written to the socket `fd` that the peer has not acknowledged yet (0 if unknown).
+fn unsent_bytes(fd: i32) -> u32 {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer, which points at `unsent`; `fd` is
+    // an attached replica's open socket.
+    let result = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unsent) };
+    if result == 0 {
+        u32::try_from(unsent).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// One attached replica.
 struct Replica {
     id: u64,
@@ -68,11 +81,33 @@ struct Replica {
     acked_early: bool,
     /// Its task was woken for pending bytes it has not taken yet.
     woken: bool,
+    /// While a diskless child writes to it: the bytes last seen unsent in the socket, and
+    /// since when that count has not moved (a stalled replica times out, see
+    /// [`Replicas::drop_stalled_transfers`]).
+    unsent: (u32, Instant),
     /// Killed (`CLIENT KILL`): its buffer is gone and nothing more is queued for it while
     /// its task closes the connection.
     closing: bool,
     wake: Rc<Notify>,
     kill: Rc<Notify>,
+}
+
+impl Replica {
+    /// Whether a diskless child is writing the snapshot to its socket.
+    fn is_socket_target(&self) -> bool {
+        matches!(self.state, State::WaitBgsaveEnd { to_socket: true })
+    }
+}
+
+/// What the departure of a replica means for the snapshot being made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detached {
+    /// It was the last replica a diskless child was writing to.
+    LastSocketTarget,
+    /// It was the last replica waiting for a BGSAVE's file.
+    LastDiskWaiter,
+    /// The snapshot, if any, still has someone to go to.
+    Other,
 }
 
 /// What a replica's connection task sends next.
@@ -178,6 +213,7 @@ impl Replicas {
             keepalive: false,
             acked_early: false,
             woken: false,
+            unsent: (0, Instant::now()),
             closing: false,
             addr: new.addr,
             listening_port: new.listening_port,
@@ -192,17 +228,69 @@ impl Replicas {
         });
     }
 
-    /// Forgets a replica (its connection is closing; its socket is still open).
-    pub(crate) fn detach(&mut self, id: u64) {
+    /// Forgets a replica (its connection is closing; its socket is still open), and says
+    /// whether the snapshot being made still has a replica to go to.
+    pub(crate) fn detach(&mut self, id: u64) -> Detached {
+        let mut waited = None;
         for replica in &self.list {
-            if replica.id == id && matches!(replica.state, State::WaitBgsaveEnd { to_socket: true })
-            {
+            if replica.id != id {
+                continue;
+            }
+            if let State::WaitBgsaveEnd { to_socket } = replica.state {
+                waited = Some(to_socket);
+            }
+            if replica.is_socket_target() {
                 // A diskless child holds a copy of the socket and would go on writing the
                 // snapshot: end the connection itself, for both.
                 let _ = nix::sys::socket::shutdown(replica.fd, nix::sys::socket::Shutdown::Both);
             }
         }
         self.list.retain(|replica| replica.id != id);
+        match waited {
+            Some(true) if self.socket_targets() == 0 => Detached::LastSocketTarget,
+            Some(false) if !self.waiting_for_snapshot_end() => Detached::LastDiskWaiter,
+            _ => Detached::Other,
+        }
+    }
+
+    /// Whether a replica waits for the snapshot being made.
+    fn waiting_for_snapshot_end(&self) -> bool {
+        self.list
+            .iter()
+            .any(|replica| matches!(replica.state, State::WaitBgsaveEnd { .. }))
+    }
+
+    /// How many replicas a diskless child is writing to (not counting those being closed).
+    pub(crate) fn socket_targets(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|replica| replica.is_socket_target() && !replica.closing)
+            .count()
+    }
+
+    /// Drops the replicas a diskless child writes to whose socket has not taken a byte for
+    /// `timeout` (`repl-timeout`), as Redis drops a replica stuck in its full sync. Shutting
+    /// the socket down makes the child's write fail, so it goes on with the others.
+    pub(crate) fn drop_stalled_transfers(&mut self, timeout: std::time::Duration) {
+        for replica in &mut self.list {
+            if !replica.is_socket_target() || replica.closing {
+                continue;
+            }
+            let unsent = unsent_bytes(replica.fd);
+            if unsent == 0 || unsent != replica.unsent.0 {
+                replica.unsent = (unsent, Instant::now());
+                continue;
+            }
+            if replica.unsent.1.elapsed() > timeout {
+                crate::warning!(
+                    "Disconnecting timedout replica (full sync): {}",
+                    replica.addr
+                );
+                let _ = nix::sys::socket::shutdown(replica.fd, nix::sys::socket::Shutdown::Both);
+                replica.closing = true;
+                replica.kill.notify_one();
+            }
+        }
     }
 
     /// Closes every replica's connection (they will reconnect and synchronize again).
@@ -290,6 +378,14 @@ impl Replicas {
     /// The diskless child ended: on success its replicas wait for their first ACK; on failure
     /// they are disconnected.
     pub(crate) fn socket_snapshot_done(&mut self, success: bool) {
+        if success {
+            // Redis's words (its parent relays the child's pipe); log watchers and Redis's
+            // tests look for this line.
+            crate::warning!(
+                "Diskless rdb transfer, done reading from pipe, {} replicas still up.",
+                self.socket_targets()
+            );
+        }
         for replica in &mut self.list {
             if !matches!(replica.state, State::WaitBgsaveEnd { to_socket: true }) {
                 continue;

@@ -378,6 +378,14 @@ impl Server {
         }
     }
 
+    /// [`Server::propagate`] to the AOF alone: replicas are not sent the command.
+    pub(crate) fn propagate_to_aof_only<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        let skips = self.command.script_skips;
+        self.command.script_skips = (skips.0, true);
+        self.propagate(db, args);
+        self.command.script_skips = skips;
+    }
+
     /// EXEC starts: its writes are held until it ends.
     pub(crate) fn begin_exec(&mut self) {
         self.command.exec_propagation = Some(Vec::new());
@@ -406,15 +414,36 @@ impl Server {
         }
     }
 
+    /// The connection of replica `id` (at `addr`) closed: it is forgotten, and a snapshot no
+    /// one needs any more is stopped, as Redis does: a diskless child with no replica left
+    /// to write to, or a BGSAVE no replica waits for when no save point wants the file.
+    pub(crate) fn replica_connection_lost(&mut self, id: u64, addr: &str) {
+        let detached = self.replication.detach(id);
+        self.refresh_recording();
+        crate::notice!("Connection with replica {addr} lost.");
+        match detached {
+            crate::replication::Detached::LastSocketTarget => {
+                crate::warning!("Diskless rdb transfer, last replica dropped, killing fork child.");
+                self.kill_replica_sync();
+            }
+            crate::replication::Detached::LastDiskWaiter
+                if self.config.get("save").trim().is_empty() =>
+            {
+                self.kill_bgsave();
+            }
+            _ => {}
+        }
+    }
+
     /// Replication's share of the cron: starts the snapshot replicas wait for once no other
     /// child runs, pings the replicas, and frees an unused backlog.
     pub(crate) fn check_replication(&mut self) {
         self.start_replica_sync();
         self.update_failover();
         let timeout = self.config.get_i64("repl-timeout").max(1) as u64;
-        self.replication
-            .replicas
-            .drop_silent(std::time::Duration::from_secs(timeout));
+        let timeout = std::time::Duration::from_secs(timeout);
+        self.replication.replicas.drop_silent(timeout);
+        self.replication.replicas.drop_stalled_transfers(timeout);
         let period = self.config.get_i64("repl-ping-replica-period").max(1) as u64;
         let backlog_was_active = self.replication.backlog_info().0;
         self.replication.cron(period);
