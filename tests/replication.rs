@@ -726,3 +726,42 @@ fn a_writable_replica_expires_the_keys_its_own_clients_wrote() {
     assert_eq!(reader.cmd(&["GET", "from-master"]), Frame::NullBulk);
     assert_eq!(reader.cmd(&["DBSIZE"]), Frame::Integer(1));
 }
+
+/// What a client blocked in `WAIT` looks like from outside, and how `CLIENT UNBLOCK` ends it:
+/// the replies and `blocked_clients` of one server.
+fn wait_unblocking_transcript(server: &ServerProcess) -> Vec<Frame> {
+    let mut admin = server.client();
+    let mut transcript = Vec::new();
+    for mode in [None, Some("TIMEOUT"), Some("ERROR")] {
+        let mut waiter = server.client();
+        waiter.cmd(&["SET", "k", "v"]);
+        let id = waiter.cmd(&["CLIENT", "ID"]);
+        let Frame::Integer(id) = id else {
+            panic!("CLIENT ID replied {id:?}");
+        };
+        waiter.send(&["WAIT", "1", "0"]);
+        wait_for(
+            || info_field(&mut admin, "blocked_clients") == "1",
+            "WAIT to count as a blocked client",
+        );
+        let id = id.to_string();
+        let mut unblock = vec!["CLIENT", "UNBLOCK", id.as_str()];
+        unblock.extend(mode);
+        transcript.push(admin.cmd(&unblock));
+        transcript.push(waiter.read().expect("the WAIT reply"));
+        transcript.push(Frame::Simple(
+            info_field(&mut admin, "blocked_clients").into_bytes(),
+        ));
+    }
+    transcript
+}
+
+#[test]
+fn client_unblock_ends_a_wait_as_redis_does() {
+    let amber = ServerProcess::amber(&[]);
+    let redis = ServerProcess::redis(&[]);
+    let expected = wait_unblocking_transcript(&redis);
+    assert_eq!(wait_unblocking_transcript(&amber), expected);
+    // The reference itself: unblocked as a timeout, WAIT counts its replicas (none).
+    assert_eq!(expected[1], Frame::Integer(0));
+}

@@ -572,7 +572,9 @@ fn retry_blocked(
     };
     server.unblock(client.id, blocked.db, &blocked.keys);
     let unblocked = client.info.borrow_mut().unblock.take();
-    if timed_out && blocked.rerun_on_timeout {
+    // `CLIENT UNBLOCK id [TIMEOUT]` ends the wait as its timeout would.
+    let as_timeout = timed_out || matches!(unblocked, Some(None));
+    if as_timeout && blocked.rerun_on_timeout {
         // WAIT: its timeout reply is a count, which the command itself gives.
         client.wait_timed_out = true;
     } else if timed_out || unblocked.is_some() {

@@ -452,6 +452,16 @@ impl Replication {
         self.waiters.push((id, wake));
     }
 
+    /// Whether client `id` is blocked in WAIT.
+    pub(crate) fn is_waiter(&self, id: u64) -> bool {
+        self.waiters.iter().any(|(waiter, _)| *waiter == id)
+    }
+
+    /// The clients blocked in WAIT.
+    pub(crate) fn waiter_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.waiters.iter().map(|(id, _)| *id)
+    }
+
     /// Removes a client from the WAIT list.
     pub(crate) fn remove_waiter(&mut self, id: u64) {
         self.waiters.retain(|(waiter, _)| *waiter != id);

@@ -275,18 +275,27 @@ impl Server {
 
     /// Whether `client` is blocked on keys.
     pub(crate) fn is_blocked(&self, client: u64) -> bool {
-        self.links
-            .blocking
-            .values()
-            .any(|ids| ids.contains(&client))
+        self.replication.is_waiter(client)
+            || self
+                .links
+                .blocking
+                .values()
+                .any(|ids| ids.contains(&client))
     }
 
-    /// Fails every client blocked on keys, as Redis does when a master becomes a replica.
-    pub(crate) fn unblock_all_for_role_change(&mut self) {
+    /// The clients blocked on keys or in `WAIT`, each once.
+    fn blocked_ids(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.links.blocking.values().flatten().copied().collect();
+        ids.extend(self.replication.waiter_ids());
         ids.sort_unstable();
         ids.dedup();
-        for id in ids {
+        ids
+    }
+
+    /// Fails every blocked client (on keys or in `WAIT`), as Redis does when a master becomes
+    /// a replica.
+    pub(crate) fn unblock_all_for_role_change(&mut self) {
+        for id in self.blocked_ids() {
             if let Some(info) = self.clients.get(&id) {
                 let mut info = info.borrow_mut();
                 info.unblock = Some(Some(
@@ -297,12 +306,9 @@ impl Server {
         }
     }
 
-    /// Number of clients blocked on keys (`blocked_clients`).
+    /// Number of clients blocked on keys or in `WAIT` (`blocked_clients`).
     pub(crate) fn blocked_clients(&self) -> usize {
-        let mut ids: Vec<u64> = self.links.blocking.values().flatten().copied().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len()
+        self.blocked_ids().len()
     }
 
     /// Invalidates the transactions of clients watching `key` in `db` (Redis's signalModifiedKey).
