@@ -186,6 +186,8 @@ fn config_set_port_moves_the_listener() {
         client.cmd(&["CONFIG", "GET", "maxmemory"]),
         Frame::Array(vec![bulk("maxmemory"), bulk("0")])
     );
+    // The old sockets stopped listening for the attempt and listen again.
+    assert_eq!(amber.client().cmd(&["PING"]), common::simple("PONG"));
     drop(busy);
     let free = common::free_port();
     assert_eq!(
@@ -204,6 +206,46 @@ fn config_set_port_moves_the_listener() {
     );
     // The connection that asked is still served.
     assert_eq!(client.cmd(&["PING"]), common::simple("PONG"));
+}
+
+/// Sets `bind` on `server` to each of `steps` in turn and records, after each, the reply and
+/// which of 127.0.0.1 and 127.0.0.2 accept connections on its port.
+fn rebind_transcript(server: &ServerProcess, steps: &[&str]) -> Vec<(Frame, bool, bool)> {
+    let mut client = server.client();
+    let accepts = |ip: &str| TcpStream::connect((ip, server.port)).is_ok();
+    steps
+        .iter()
+        .map(|bind| {
+            let reply = client.cmd(&["CONFIG", "SET", "bind", bind]);
+            common::wait_for(
+                || accepts("127.0.0.1") == bind.contains("127.0.0.1"),
+                "127.0.0.1 to follow the bind list",
+            );
+            (reply, accepts("127.0.0.1"), accepts("127.0.0.2"))
+        })
+        .collect()
+}
+
+#[test]
+fn config_set_bind_keeps_the_addresses_both_lists_name() {
+    // Each step shares an address with the one before: its socket must be kept, not bound
+    // a second time (which the kernel refuses).
+    let steps = [
+        "127.0.0.1",
+        "127.0.0.1 127.0.0.2",
+        "127.0.0.2",
+        "127.0.0.2 127.0.0.1",
+        "127.0.0.1",
+    ];
+    let amber = ServerProcess::amber(&[]);
+    let redis = ServerProcess::redis(&[]);
+    let expected = rebind_transcript(&redis, &steps);
+    let ok = common::simple("OK");
+    assert!(
+        expected.iter().all(|(reply, ..)| *reply == ok),
+        "{expected:?}"
+    );
+    assert_eq!(rebind_transcript(&amber, &steps), expected);
 }
 
 #[test]

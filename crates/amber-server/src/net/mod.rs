@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = if port == 0 {
         Vec::new()
     } else {
-        bind_all(&bind, port, backlog)
+        bind_all(&bind, port, backlog, &[])
             .map_err(|()| anyhow::anyhow!("Failed listening on port {port} (TCP), aborting."))?
     };
     let unix_path = config.get("unixsocket").to_string();
@@ -150,14 +150,18 @@ fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
 
 /// Creates a listening TCP socket with `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6, so that
 /// `* ::*` can listen on both families) and Redis's backlog.
-fn bind_tcp(address: &str, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
-    let ip: IpAddr = match address {
+/// The IP a `bind` address names (`*` and `::*` are every IPv4 and IPv6 address).
+fn bind_ip(address: &str) -> anyhow::Result<IpAddr> {
+    Ok(match address {
         "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         "::*" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         other => other
             .parse()
             .with_context(|| format!("invalid bind address '{other}'"))?,
-    };
+    })
+}
+
+fn bind_tcp(ip: IpAddr, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
     let family = if ip.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -189,21 +193,40 @@ pub(crate) struct Listeners {
     pub(crate) backlog: i32,
     /// The accepting tasks.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The listening sockets, with the address each is bound to.
+    active: Vec<BoundListener>,
     /// Sockets bound and waiting for their tasks (the old ones stop when these start).
-    pending: Option<Vec<TcpListener>>,
+    pending: Option<Vec<BoundListener>>,
     /// Wakes [`manage_listeners`].
     wake: Rc<tokio::sync::Notify>,
 }
 
-/// Binds every address of `bind` (a `-` prefix marks one that may be missing) on `port`.
-fn bind_all(bind: &str, port: u16, backlog: i32) -> Result<Vec<TcpListener>, ()> {
+/// A listening socket and the address it is bound to; shared by the accepting task and
+/// [`Listeners`], so a rebind that keeps an address keeps its socket.
+type BoundListener = (SocketAddr, Rc<TcpListener>);
+
+/// Binds every address of `bind` (a `-` prefix marks one that may be missing) on `port`,
+/// reusing the socket of `existing` already bound to an address.
+fn bind_all(
+    bind: &str,
+    port: u16,
+    backlog: i32,
+    existing: &[BoundListener],
+) -> Result<Vec<BoundListener>, ()> {
     let mut listeners = Vec::new();
     for address in bind.split_whitespace() {
         let (optional, address) = match address.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, address),
         };
-        match bind_tcp(address, port, backlog) {
+        let bound = bind_ip(address).and_then(|ip| {
+            let wanted = SocketAddr::new(ip, port);
+            match existing.iter().find(|(addr, _)| *addr == wanted) {
+                Some((_, listener)) => Ok((wanted, listener.clone())),
+                None => Ok((wanted, Rc::new(bind_tcp(ip, port, backlog)?))),
+            }
+        });
+        match bound {
             Ok(listener) => listeners.push(listener),
             Err(error) if optional => {
                 verbose!("Skipping optional bind address {address}: {error}");
@@ -224,18 +247,53 @@ fn bind_all(bind: &str, port: u16, backlog: i32) -> Result<Vec<TcpListener>, ()>
 }
 
 impl Server {
-    /// `CONFIG SET port | bind`: listens on the new addresses, then stops accepting on the
-    /// old ones. New sockets are bound while the old ones still listen, so a change that
-    /// fails (a port in use, an address overlapping the old ones) leaves everything as it was.
+    /// `CONFIG SET port | bind`: moves the listening sockets to the new addresses. An address
+    /// both lists name keeps its socket. The old sockets stop listening before the new ones
+    /// are bound, as Redis closes them first, so a new address that overlaps an old one (a
+    /// wildcard and a specific address on one port) can be bound; if any bind fails, the old
+    /// sockets listen again and nothing changed.
     pub(crate) fn rebind(&mut self, bind: &str, port: u16) -> Result<(), ()> {
         if bind == self.listeners.bind && port == self.port {
             return Ok(());
         }
-        let listeners = if port == 0 {
-            Vec::new()
-        } else {
-            bind_all(bind, port, self.listeners.backlog)?
+        let backlog = self.listeners.backlog;
+        let kept = |addr: &SocketAddr| {
+            port != 0
+                && bind.split_whitespace().any(|address| {
+                    bind_ip(address.trim_start_matches('-'))
+                        .is_ok_and(|ip| SocketAddr::new(ip, port) == *addr)
+                })
         };
+        let stopped: Vec<&BoundListener> = self
+            .listeners
+            .active
+            .iter()
+            .filter(|(addr, _)| !kept(addr))
+            .collect();
+        for (_, listener) in &stopped {
+            // On Linux this ends listening on the socket but keeps it bound, so a later
+            // `listen` restores it.
+            let _ = socket::shutdown(listener.as_raw_fd(), socket::Shutdown::Read);
+        }
+        let listeners = if port == 0 {
+            Ok(Vec::new())
+        } else {
+            bind_all(bind, port, backlog, &self.listeners.active)
+        };
+        let Ok(listeners) = listeners else {
+            for (addr, listener) in &stopped {
+                let fd = listener.as_fd();
+                let backlog = socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN);
+                if let Err(error) = socket::listen(&fd, backlog) {
+                    warning!("Failed to restore the listening socket {addr}: {error}");
+                }
+            }
+            return Err(());
+        };
+        // The old tasks stop now, before they could meet a socket that no longer listens.
+        for task in self.listeners.tasks.drain(..) {
+            task.abort();
+        }
         self.listeners.bind = bind.to_string();
         self.port = port;
         self.listeners.pending = Some(listeners);
@@ -258,9 +316,13 @@ async fn manage_listeners(shared: Rc<RefCell<Server>>) {
             task.abort();
         }
         server.listeners.tasks = listeners
-            .into_iter()
-            .map(|listener| tokio::task::spawn_local(accept_tcp(shared.clone(), listener)))
+            .iter()
+            .map(|(_, listener)| {
+                tokio::task::spawn_local(accept_tcp(shared.clone(), listener.clone()))
+            })
             .collect();
+        // An old socket no new address kept closes once its aborted task is dropped.
+        server.listeners.active = listeners;
     }
 }
 
@@ -296,7 +358,7 @@ fn admit(
     Ok(info)
 }
 
-async fn accept_tcp(shared: Rc<RefCell<Server>>, listener: TcpListener) {
+async fn accept_tcp(shared: Rc<RefCell<Server>>, listener: Rc<TcpListener>) {
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
