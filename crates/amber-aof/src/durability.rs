@@ -125,6 +125,29 @@ pub struct DurableLog {
     last_sync_request: Option<Instant>,
     /// Set when the owner commits at the end of its loop's ticks.
     deferred: Option<Deferred>,
+    /// A forked child of the owner runs (it competes for the disk); see [`WriteStalls`].
+    child_active: bool,
+    /// The longest writes since [`DurableLog::take_stalls`] last asked, by circumstance.
+    stalls: WriteStalls,
+}
+
+/// The longest writes of the buffer, by what else was going on, as Redis's latency monitor
+/// tells them apart (`aof-write-pending-fsync`, `aof-write-active-child`, `aof-write-alone`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStalls {
+    /// Written while an fsync of the file was in flight.
+    pub pending_fsync: Duration,
+    /// Written while a forked child of the owner ran (and no fsync was in flight).
+    pub active_child: Duration,
+    /// Written with neither.
+    pub alone: Duration,
+}
+
+impl WriteStalls {
+    /// The longest write of any kind (`aof-write`).
+    pub fn longest(&self) -> Duration {
+        self.pending_fsync.max(self.active_child).max(self.alone)
+    }
 }
 
 impl DurableLog {
@@ -157,19 +180,47 @@ impl DurableLog {
             flush_sleep: Duration::ZERO,
             last_sync_request: None,
             deferred: None,
+            child_active: false,
+            stalls: WriteStalls::default(),
         }
     }
 
-    /// The longest write and the longest fsync of the open file since the last call, for the
-    /// latency monitor (zero without a file).
-    pub fn take_stalls(&mut self) -> (Duration, Duration) {
-        match self.file.as_mut() {
-            Some(file) => (
-                file.log.take_slowest_write(),
-                file.syncer.take_slowest_sync(),
-            ),
-            None => (Duration::ZERO, Duration::ZERO),
+    /// The longest writes and the longest fsync since the last call, for the latency monitor
+    /// (zero without a file).
+    pub fn take_stalls(&mut self) -> (WriteStalls, Duration) {
+        let fsync = self
+            .file
+            .as_mut()
+            .map_or(Duration::ZERO, |file| file.syncer.take_slowest_sync());
+        (std::mem::take(&mut self.stalls), fsync)
+    }
+
+    /// Tells the log whether a forked child of its owner runs, to file slow writes under
+    /// [`WriteStalls::active_child`].
+    pub fn set_child_active(&mut self, active: bool) {
+        self.child_active = active;
+    }
+
+    /// Writes the buffer of `file`, timing the write under its circumstance.
+    fn flush_timed(
+        file: &mut OpenFile,
+        child_active: bool,
+        stalls: &mut WriteStalls,
+    ) -> Result<u64, crate::LogError> {
+        if file.log.pending() == 0 {
+            return file.log.flush();
         }
+        let slot = if file.syncer.busy() {
+            &mut stalls.pending_fsync
+        } else if child_active {
+            &mut stalls.active_child
+        } else {
+            &mut stalls.alone
+        };
+        let started = Instant::now();
+        let flushed = file.log.flush();
+        *slot = (*slot).max(started.elapsed());
+        flushed
     }
 
     /// `appendfsync`.
@@ -412,7 +463,7 @@ impl DurableLog {
         }
         if !file.syncer.busy() {
             pause_before_write(pause, file.log.pending());
-            if file.log.flush().is_err() {
+            if Self::flush_timed(file, self.child_active, &mut self.stalls).is_err() {
                 return ReplyGate::Fail;
             }
             file.syncer.request(file.log.written());
@@ -434,7 +485,7 @@ impl DurableLog {
             return;
         }
         pause_before_write(pause, file.log.pending());
-        if file.log.flush().is_err() {
+        if Self::flush_timed(file, self.child_active, &mut self.stalls).is_err() {
             // The waiting batches look again and fail.
             self.progress.send_modify(|_| {});
             return;
@@ -503,7 +554,7 @@ impl DurableLog {
         }
         let was_postponed = self.postponed_since.take().is_some();
         pause_before_write(pause, file.log.pending());
-        let _ = file.log.flush();
+        let _ = Self::flush_timed(file, self.child_active, &mut self.stalls);
         if was_postponed {
             // Wake the batches that waited for this write.
             self.progress.send_modify(|_| {});
@@ -606,6 +657,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A disk whose writes take `delay`.
+    #[derive(Debug)]
+    struct SlowDisk {
+        disk: SimulatedDisk,
+        delay: Duration,
+    }
+
+    impl Storage for SlowDisk {
+        fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
+            std::thread::sleep(self.delay);
+            self.disk.append(bytes)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.disk.sync()
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            self.disk.truncate(len)
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.disk.len()
+        }
+    }
+
+    #[test]
+    fn slow_writes_are_told_apart_by_what_else_ran() {
+        let delay = Duration::from_millis(20);
+        let disk = Arc::new(SlowDisk {
+            disk: SimulatedDisk::new(Faults::default()),
+            delay,
+        });
+        let mut log = DurableLog::new(FsyncPolicy::EverySec);
+        log.attach(disk, 0).unwrap();
+        set(&mut log, "alone");
+        log.write_unless_fsync_is_slow(Instant::now());
+        let (stalls, _) = log.take_stalls();
+        assert!(stalls.alone >= delay, "{stalls:?}");
+        assert_eq!(
+            (stalls.active_child, stalls.pending_fsync),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        assert_eq!(stalls.longest(), stalls.alone);
+
+        log.set_child_active(true);
+        set(&mut log, "child");
+        log.write_unless_fsync_is_slow(Instant::now());
+        let (stalls, _) = log.take_stalls();
+        assert!(stalls.active_child >= delay, "{stalls:?}");
+        assert_eq!(
+            stalls.alone,
+            Duration::ZERO,
+            "taken stalls start again from zero"
+        );
     }
 
     #[test]

@@ -35,8 +35,12 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
         server.evict_clients();
         server.aof.cron();
         server.watch_aof_health();
-        let (write, fsync, always) = server.aof.take_stalls();
-        server.latency_sample("aof-write", write);
+        let (writes, fsync, always) = server.aof.take_stalls();
+        // As Redis: each slow write under its circumstance, and all of them as `aof-write`.
+        server.latency_sample("aof-write-pending-fsync", writes.pending_fsync);
+        server.latency_sample("aof-write-active-child", writes.active_child);
+        server.latency_sample("aof-write-alone", writes.alone);
+        server.latency_sample("aof-write", writes.longest());
         if always {
             server.latency_sample("aof-fsync-always", fsync);
         }

@@ -410,12 +410,23 @@ impl Aof {
         self.durable.sync_now()
     }
 
-    /// The longest write and fsync since the last call, and whether fsyncs hold replies
-    /// (`always`): what the latency monitor records as `aof-write` and `aof-fsync-always`.
-    pub(crate) fn take_stalls(&mut self) -> (std::time::Duration, std::time::Duration, bool) {
-        let (write, fsync) = self.durable.take_stalls();
+    /// The longest writes and fsync since the last call, and whether fsyncs hold replies
+    /// (`always`): what the latency monitor records as `aof-write*` and `aof-fsync-always`.
+    pub(crate) fn take_stalls(
+        &mut self,
+    ) -> (
+        amber_aof::durability::WriteStalls,
+        std::time::Duration,
+        bool,
+    ) {
+        let (writes, fsync) = self.durable.take_stalls();
         let always = self.durable.policy() == FsyncPolicy::Always;
-        (write, fsync, always)
+        (writes, fsync, always)
+    }
+
+    /// Whether a forked child runs (slow writes meanwhile are `aof-write-active-child`).
+    pub(crate) fn set_child_active(&mut self, active: bool) {
+        self.durable.set_child_active(active);
     }
 
     /// Runs from the cron: writes what is buffered, and under `everysec` asks for an fsync

@@ -223,8 +223,9 @@ impl Server {
     /// keyspace's pages (see [`amber_keyspace::pause_resizes`] and
     /// [`amber_keyspace::freeze_access`]); called after every fork and reap. A forkless
     /// snapshot shares no page: it needs neither.
-    pub(crate) fn update_resize_policy(&self) {
+    pub(crate) fn update_resize_policy(&mut self) {
         let forked = self.jobs.running.as_ref().is_some_and(RunningJob::forked);
+        self.aof.set_child_active(forked);
         amber_keyspace::pause_resizes(forked);
         amber_keyspace::freeze_access(forked);
     }
