@@ -8,7 +8,8 @@
 //!   load time, and PUBLISH with 1, 100 and 1000 subscribers.
 //! * `redis-tests`: Redis's own Tcl test suite against the release binary, with a per-unit
 //!   baseline that CI holds the server to (`--check`).
-//! * `e2e`: the crash/restart scenarios of `tests/persistence.rs` and `tests/aof.rs` against the
+//! * `e2e`: the crash/restart scenarios (`tests/persistence.rs`, `aof.rs`, `aof_rewrite.rs`,
+//!   `backup.rs`) and the replication topologies (`replication.rs`, `sentinel.rs`) against the
 //!   release binary.
 
 mod bench;
@@ -52,7 +53,8 @@ enum Task {
     RedisTests(redis_tests::RedisTestsArgs),
     /// Crash and restart scenarios against the release binary (kill -9 during SAVE/BGSAVE,
     /// BGSAVE under writes, corrupt and truncated files, failing disks, Redis loading Amber's
-    /// snapshots and the reverse).
+    /// snapshots and the reverse), and the replication topologies with Redis and
+    /// redis-sentinel.
     E2e {
         /// Extra arguments passed to the test runner (e.g. a scenario name).
         #[arg(trailing_var_arg = true)]
@@ -96,6 +98,10 @@ fn main() -> Result<()> {
                 "aof_rewrite",
                 "--test",
                 "backup",
+                "--test",
+                "replication",
+                "--test",
+                "sentinel",
                 "--",
             ];
             test_args.extend(args.iter().map(String::as_str));
