@@ -55,6 +55,7 @@ pub(crate) use migrate::MigrateSockets;
 pub(crate) use scripting_cmds::library_sources;
 pub(crate) use sync::{follow, promote};
 pub(crate) use table::{CommandSpec, install_renames, lookup, resolve_renames};
+pub(crate) use transactions::refuse;
 
 /// Every command of the table.
 pub(crate) fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
@@ -802,6 +803,12 @@ fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
     if let Err(message) = check_call(ctx, spec, args) {
         ctx.server.command_stats.record_rejected(name);
         ctx.error(&message);
+        transactions::flag_failed(ctx);
+        return;
+    }
+    if ctx.client.transaction.is_some() && spec.flags.contains(table::NO_MULTI) {
+        ctx.server.command_stats.record_rejected(name);
+        ctx.error("ERR Command not allowed inside a transaction");
         transactions::flag_failed(ctx);
         return;
     }

@@ -162,6 +162,16 @@ pub(crate) fn spublish(ctx: &mut Ctx, args: &[Bytes]) {
     let id = ctx.client.id;
     let received = crate::pubsub::spublish(ctx.server, id, ctx.out, &args[1], &args[2]);
     ctx.out.integer(received as i64);
+    propagate_to_replicas(ctx, args);
+}
+
+/// PUBLISH and SPUBLISH go to the replicas (not the AOF), so that their subscribers get the
+/// message too, as in Redis.
+fn propagate_to_replicas(ctx: &mut Ctx, args: &[Bytes]) {
+    if ctx.server.replication.streaming() {
+        let db = ctx.client.db;
+        ctx.server.propagate_to_replicas_only(db, args);
+    }
 }
 
 /// `PSUBSCRIBE pattern [pattern ...]`
@@ -217,6 +227,7 @@ pub(crate) fn publish(ctx: &mut Ctx, args: &[Bytes]) {
     let id = ctx.client.id;
     let received = crate::pubsub::publish(ctx.server, id, ctx.out, &args[1], &args[2]);
     ctx.out.integer(received as i64);
+    propagate_to_replicas(ctx, args);
 }
 
 const HELP: &[&str] = &[

@@ -366,7 +366,8 @@ fn config_set(ctx: &mut Ctx, pairs: &[Bytes]) {
     }
     if changed.contains(&"appendonly") {
         let wanted = ctx.server.config.get_bool("appendonly");
-        if let Err(error) = ctx.server.switch_aof(wanted) {
+        let in_exec = ctx.client.in_exec;
+        if let Err(error) = ctx.server.switch_aof_from(wanted, in_exec) {
             ctx.server.config = before;
             ctx.server.aof.refresh(&ctx.server.config);
             return ctx.error(&format!(

@@ -42,6 +42,8 @@ pub(super) const MAY_REPLICATE: Flags = Flags(512);
 /// Refused with `-LOADING` while a replica loads its master's snapshot in the background
 /// (`repl-diskless-load swapdb` continuing the same history, Redis's `async_loading`).
 pub(super) const NO_ASYNC_LOADING: Flags = Flags(1024);
+/// Refused inside MULTI (`Command not allowed inside a transaction`).
+pub(super) const NO_MULTI: Flags = Flags(2048);
 
 const NAMES: &[(Flags, &str)] = &[
     (WRITE, "write"),
@@ -53,6 +55,7 @@ const NAMES: &[(Flags, &str)] = &[
     (STALE, "stale"),
     (FAST, "fast"),
     (NO_AUTH, "no_auth"),
+    (NO_MULTI, "no_multi"),
     (NO_ASYNC_LOADING, "no_async_loading"),
 ];
 
@@ -766,7 +769,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "shutdown",
         server_cmds::shutdown,
         -1,
-        Flags(ADMIN.0 | NOSCRIPT.0 | LOADING.0 | STALE.0 | NO_AUTH.0),
+        Flags(NO_MULTI.0 | ADMIN.0 | NOSCRIPT.0 | LOADING.0 | STALE.0 | NO_AUTH.0),
         NONE,
         SRV,
         "Synchronously saves the database(s) to disk and shuts down the server.",
@@ -784,7 +787,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "save",
         server_cmds::save,
         1,
-        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_MULTI.0 | NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "Synchronously saves the database(s) to disk.",
@@ -2179,7 +2182,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "sync",
         sync::sync,
         1,
-        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_MULTI.0 | NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "An internal command used in replication.",
@@ -2188,7 +2191,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "psync",
         sync::sync,
         -3,
-        Flags(NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
+        Flags(NO_MULTI.0 | NO_ASYNC_LOADING.0 | ADMIN.0 | NOSCRIPT.0),
         NONE,
         SRV,
         "An internal command used in replication.",

@@ -104,17 +104,26 @@ pub(super) fn queued_flags(ctx: &mut Ctx) -> super::table::Flags {
     let Some(transaction) = ctx.client.transaction.take() else {
         return super::table::EXEC_FLAGS;
     };
+    use super::table::{DENYOOM, EXEC_FLAGS, LOADING, NO_ASYNC_LOADING, NOSCRIPT, STALE, WRITE};
     let mut queued = super::table::Flags::default();
+    let mut all_stale = true;
     for args in &transaction.queued {
         if let Some(spec) = super::lookup(&args[0]) {
-            queued = queued | super::scripting_cmds::effective_flags(ctx, spec, args);
+            let flags = super::scripting_cmds::effective_flags(ctx, spec, args);
+            queued = queued | flags;
+            all_stale &= flags.contains(STALE);
         }
     }
     ctx.client.transaction = Some(transaction);
-    // Only whether they write (and may grow memory, or wait for an async load) carries over,
-    // as in Redis.
-    let carried = super::table::WRITE | super::table::DENYOOM | super::table::NO_ASYNC_LOADING;
-    super::table::EXEC_FLAGS | queued.only(carried)
+    // As in Redis, whether they write (and may grow memory, or wait for an async load)
+    // carries over, and EXEC may run on a stale replica only if all of them may.
+    let carried = queued.only(WRITE | DENYOOM | NO_ASYNC_LOADING);
+    let stale = if all_stale {
+        EXEC_FLAGS.only(STALE)
+    } else {
+        super::table::Flags::default()
+    };
+    EXEC_FLAGS.only(NOSCRIPT | LOADING) | stale | carried
 }
 
 /// Ends the transaction without running it: `EXECABORT` with the reason.
@@ -125,6 +134,17 @@ pub(super) fn abort(ctx: &mut Ctx, reason: &str) {
     ctx.error(&format!(
         "EXECABORT Transaction discarded because of: {reason}"
     ));
+}
+
+/// Refuses `args` with `message` before it runs (a busy script), as Redis's `rejectCommand`:
+/// an open transaction is flagged, so its EXEC aborts, and EXEC itself is aborted with the
+/// reason.
+pub(crate) fn refuse(ctx: &mut Ctx, args: &[Bytes], message: &str) {
+    if args[0].eq_ignore_ascii_case(b"exec") {
+        return abort(ctx, message);
+    }
+    flag_failed(ctx);
+    ctx.error(message);
 }
 
 /// Queues `args` inside MULTI.

@@ -195,9 +195,21 @@ fn handle(
         } else {
             "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
         };
-        server.stats.error_replies += 1;
-        server.command_stats.record_error(message);
-        out.error(message);
+        let parked = info.borrow_mut().busy.parked.take();
+        let Some(mut client) = parked else {
+            server.stats.error_replies += 1;
+            server.command_stats.record_error(message);
+            out.error(message);
+            return true;
+        };
+        // With the client's state at hand, its transaction learns of the refusal.
+        let mut ctx = Ctx {
+            server: &mut *server,
+            client: &mut client,
+            out: &mut *out,
+        };
+        crate::commands::refuse(&mut ctx, args, message);
+        info.borrow_mut().busy.parked = Some(client);
         return true;
     }
     if args[0].eq_ignore_ascii_case(b"shutdown") {

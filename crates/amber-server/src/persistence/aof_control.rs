@@ -30,6 +30,16 @@ pub(crate) enum AofControlError {
 impl Server {
     /// Turns the AOF on (writing a base of the current dataset, then appending) or off.
     pub(crate) fn switch_aof(&mut self, on: bool) -> Result<(), AofControlError> {
+        self.switch_aof_from(on, false)
+    }
+
+    /// [`Server::switch_aof`] from a command; inside EXEC (`in_exec`) the base's rewrite is
+    /// scheduled for after the transaction, as Redis does.
+    pub(crate) fn switch_aof_from(
+        &mut self,
+        on: bool,
+        in_exec: bool,
+    ) -> Result<(), AofControlError> {
         if on == self.aof.is_on() {
             return Ok(());
         }
@@ -52,6 +62,13 @@ impl Server {
         if self.has_active_child() {
             crate::notice!(
                 "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."
+            );
+            self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
+            return Ok(());
+        }
+        if in_exec {
+            crate::warning!(
+                "AOF was enabled during a transaction. An AOF background was scheduled to start when possible."
             );
             self.jobs.scheduler.set_queued(JobKind::AofRewrite, true);
             return Ok(());

@@ -386,6 +386,14 @@ impl Server {
         self.command.script_skips = skips;
     }
 
+    /// [`Server::propagate`] to the replicas alone: the AOF is not sent the command.
+    pub(crate) fn propagate_to_replicas_only<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        let skips = self.command.script_skips;
+        self.command.script_skips = (true, skips.1);
+        self.propagate(db, args);
+        self.command.script_skips = skips;
+    }
+
     /// EXEC starts: its writes are held until it ends.
     pub(crate) fn begin_exec(&mut self) {
         self.command.exec_propagation = Some(Vec::new());
