@@ -765,3 +765,32 @@ fn client_unblock_ends_a_wait_as_redis_does() {
     // The reference itself: unblocked as a timeout, WAIT counts its replicas (none).
     assert_eq!(expected[1], Frame::Integer(0));
 }
+
+#[test]
+fn a_message_published_on_the_master_reaches_subscribers_of_its_replicas() {
+    let master = ServerProcess::amber(&[]);
+    let port = master.port.to_string();
+    let redis_replica = ServerProcess::redis(&["--replicaof", "127.0.0.1", &port]);
+    let amber_replica = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+    let mut publisher = master.client();
+    let mut subscribers = Vec::new();
+    for replica in [&redis_replica, &amber_replica] {
+        let mut admin = replica.client();
+        wait_for(
+            || info_field(&mut admin, "master_link_status") == "up",
+            "the replica to finish its full sync",
+        );
+        let mut subscriber = replica.client();
+        subscriber.cmd(&["SUBSCRIBE", "news"]);
+        subscribers.push(subscriber);
+    }
+    // On the master nobody listens; the replicas' subscribers get it through the stream.
+    assert_eq!(
+        publisher.cmd(&["PUBLISH", "news", "hello"]),
+        Frame::Integer(0)
+    );
+    let expected = Frame::Array(vec![bulk("message"), bulk("news"), bulk("hello")]);
+    for subscriber in &mut subscribers {
+        assert_eq!(subscriber.read(), Some(expected.clone()));
+    }
+}
