@@ -148,8 +148,6 @@ fn finish(shared: &Rc<RefCell<Server>>, unix_path: &str) {
     warning!("Amber is now ready to exit, bye bye...");
 }
 
-/// Creates a listening TCP socket with `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6, so that
-/// `* ::*` can listen on both families) and Redis's backlog.
 /// The IP a `bind` address names (`*` and `::*` are every IPv4 and IPv6 address).
 fn bind_ip(address: &str) -> anyhow::Result<IpAddr> {
     Ok(match address {
@@ -161,6 +159,8 @@ fn bind_ip(address: &str) -> anyhow::Result<IpAddr> {
     })
 }
 
+/// Creates a listening TCP socket with `SO_REUSEADDR` (and `IPV6_V6ONLY` for IPv6, so that
+/// `* ::*` can listen on both families) and Redis's backlog.
 fn bind_tcp(ip: IpAddr, port: u16, backlog: i32) -> anyhow::Result<TcpListener> {
     let family = if ip.is_ipv4() {
         AddressFamily::Inet
