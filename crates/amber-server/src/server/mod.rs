@@ -380,18 +380,21 @@ impl Server {
 
     /// [`Server::propagate`] to the AOF alone: replicas are not sent the command.
     pub(crate) fn propagate_to_aof_only<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
-        let skips = self.command.script_skips;
-        self.command.script_skips = (skips.0, true);
-        self.propagate(db, args);
-        self.command.script_skips = skips;
+        self.propagate_skipping(db, args, (false, true));
     }
 
     /// [`Server::propagate`] to the replicas alone: the AOF is not sent the command.
     pub(crate) fn propagate_to_replicas_only<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
-        let skips = self.command.script_skips;
-        self.command.script_skips = (true, skips.1);
+        self.propagate_skipping(db, args, (true, false));
+    }
+
+    /// [`Server::propagate`] with `skips` (the AOF, the replicas) added to the running
+    /// script's own (`redis.set_repl`).
+    fn propagate_skipping<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A], skips: (bool, bool)) {
+        let own = self.command.script_skips;
+        self.command.script_skips = (own.0 || skips.0, own.1 || skips.1);
         self.propagate(db, args);
-        self.command.script_skips = skips;
+        self.command.script_skips = own;
     }
 
     /// EXEC starts: its writes are held until it ends.
