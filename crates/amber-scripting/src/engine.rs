@@ -16,7 +16,7 @@ use crate::functions::Libraries;
 use crate::libs;
 
 /// Lua instructions between two calls of [`Host::interrupt`] (Redis's count hook).
-const HOOK_INSTRUCTIONS: u32 = 100_000;
+pub(crate) const HOOK_INSTRUCTIONS: u32 = 100_000;
 
 /// Redis's version as scripts see it (`redis.REDIS_VERSION`).
 const REDIS_VERSION: &str = "7.0.15";
@@ -348,13 +348,17 @@ impl Engine {
             args,
         } = run;
         self.hook_mode.set(HookMode::Script);
+        let debugging = crate::debugger::active();
+        if debugging {
+            self.install_debugger_hook();
+        }
         let (result, resp3, killed) = crate::current::enter(host, || {
             let (keys, args) = self.arrays(keys, args)?;
             self.run
                 .call::<(bool, Value)>((function.clone(), eval_mode, keys, args))
         });
         self.hook_mode.set(HookMode::Idle);
-        if killed || self.hook_replaced.get() {
+        if killed || self.hook_replaced.get() || debugging {
             // The kill (or a load timeout) replaced the hook with a per-line one.
             self.install_hook();
             self.hook_replaced.set(false);
@@ -584,9 +588,13 @@ fn interrupt_hook(
 
 /// `redis.call` / `redis.pcall`'s bridge: `(true, reply)` or `(false, error table)`.
 fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
+    let stepping = crate::debugger::stepping();
     let args = match crate::current::take_args() {
         Some(Ok(args)) => args,
         Some(Err(message)) => {
+            if stepping {
+                crate::debugger::log(format!("<error> {message}").into_bytes());
+            }
             return Ok((false, Value::Table(convert::error_table(lua, message)?)));
         }
         None => {
@@ -595,6 +603,9 @@ fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
             ));
         }
     };
+    if stepping {
+        crate::debugger::log_command(&args);
+    }
     let Some(reply) = crate::current::with_run(|run| {
         let resp3 = run.resp3;
         run.host().call(args, resp3)
@@ -603,6 +614,18 @@ fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
             "redis.call/pcall can only be called inside a script invocation",
         ));
     };
+    if stepping {
+        match &reply {
+            Ok(Frame::Error(text)) => {
+                crate::debugger::log([b"<error> ".as_slice(), text].concat());
+            }
+            Ok(_) => {}
+            Err(message) => crate::debugger::log(format!("<error> {message}").into_bytes()),
+        }
+        if let Ok(frame) = &reply {
+            crate::debugger::log_reply(frame);
+        }
+    }
     match reply {
         Ok(Frame::Error(text)) => {
             let table = convert::frame_to_lua(lua, Frame::Error(text))?;
@@ -767,6 +790,17 @@ fn redis_table(lua: &Lua, logger: Logger) -> mlua::Result<Table> {
     ] {
         redis.raw_set(name, value)?;
     }
+    redis.raw_set(
+        "breakpoint",
+        lua.create_function(|_, _: MultiValue| Ok(crate::debugger::request_breakpoint()))?,
+    )?;
+    redis.raw_set(
+        "debug",
+        lua.create_function(|lua, values: MultiValue| {
+            crate::debugger::debug_values(lua, values);
+            Ok(())
+        })?,
+    )?;
     redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
     redis.raw_set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
     redis.raw_set(
