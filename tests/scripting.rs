@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Client, Frame, ServerProcess, bulk, digest, wait_for};
 
 /// Scripts whose replies must match Redis's exactly, with their keys and arguments.
@@ -509,5 +511,174 @@ fn a_busy_script_that_wrote_is_unkillable_until_shutdown_nosave() {
         c.cmd(&["EXISTS", "x"]),
         Frame::Integer(0),
         "the unfinished script left nothing"
+    );
+}
+
+/// What the client of a Lua debugging session receives: every reply up to the close.
+fn debug_session(server: &ServerProcess, mode: &str, steps: &[&[&str]]) -> Vec<Frame> {
+    let mut client = server.client();
+    let mut received = vec![client.cmd(&["SCRIPT", "DEBUG", mode])];
+    received.push(client.cmd(&["EVAL", DEBUGGED, "1", "k", "arg"]));
+    for step in steps {
+        client.send(step);
+        received.push(client.read().expect("the session answers"));
+    }
+    // The last step ended the script: the reply to EVAL, then the connection closes.
+    while let Some(frame) = client.read() {
+        received.push(frame);
+    }
+    received
+}
+
+const DEBUGGED: &str = "local a = 1\nlocal t = {1, 'x', {y=3}}\nredis.call('set', KEYS[1], ARGV[1])\nredis.debug('hi', a, t)\nlocal function f(x)\n  redis.breakpoint()\n  return x + 1\nend\nlocal r = f(a)\nreturn {r, redis.call('get', KEYS[1])}\n";
+
+/// The steps of a session that uses every debugger command.
+const DEBUG_STEPS: &[&[&str]] = &[
+    &["s"],
+    &["p"],
+    &["s"],
+    &["p", "t"],
+    &["print", "ARGV"],
+    &["b", "7"],
+    &["b"],
+    &["b", "99"],
+    &["s"],
+    &["c"],
+    &["t"],
+    &["l"],
+    &["l", "2", "1"],
+    &["w"],
+    &["e", "1+1"],
+    &["e", "error('boom')"],
+    &["r", "get", "k"],
+    &["r", "hset", "h", "a", "1"],
+    &["r", "bogus"],
+    &["m", "10"],
+    &[
+        "r",
+        "echo",
+        "a long reply that the maxlen of 60 bytes cuts before its end ...",
+    ],
+    &["m"],
+    &["h"],
+    &["hello\0world"],
+    &["b", "-7"],
+    &["c"],
+];
+
+#[test]
+fn the_lua_debugger_talks_as_redis_in_both_modes() {
+    for mode in ["SYNC", "YES"] {
+        let (amber, redis) = fresh_pair();
+        let expected = debug_session(&redis, mode, DEBUG_STEPS);
+        let actual = debug_session(&amber, mode, DEBUG_STEPS);
+        assert_eq!(actual, expected, "SCRIPT DEBUG {mode}");
+        // A sync session's writes stay; a forked one's go with its child.
+        let (mut a, mut r) = (amber.client(), redis.client());
+        for key in ["k", "h"] {
+            assert_eq!(a.cmd(&["TYPE", key]), r.cmd(&["TYPE", key]), "{mode} {key}");
+        }
+        let started = if mode == "SYNC" {
+            "Redis synchronous debugging eval session started"
+        } else {
+            "Redis forked for debugging eval"
+        };
+        assert!(amber.log().contains(started), "{}", amber.log());
+    }
+}
+
+#[test]
+fn debugger_errors_match_redis() {
+    let (amber, redis) = fresh_pair();
+    for server in [&amber, &redis] {
+        server.client().cmd(&["SCRIPT", "LOAD", "return 1"]);
+    }
+    let (mut a, mut r) = (amber.client(), redis.client());
+    let commands: &[&[&str]] = &[
+        &["SCRIPT", "DEBUG", "maybe"],
+        &["SCRIPT", "DEBUG"],
+        &["SCRIPT", "DEBUG", "YES"],
+        &["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"],
+        &["EVALSHA", "short", "0"],
+        &["SCRIPT", "DEBUG", "NO"],
+        &["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"],
+    ];
+    for command in commands {
+        assert_eq!(a.cmd(command), r.cmd(command), "{command:?}");
+    }
+    // SCRIPT DEBUG after another command of the same pipeline.
+    for client in [&mut a, &mut r] {
+        client.send_raw(b"PING\r\nSCRIPT DEBUG YES\r\n");
+    }
+    for _ in 0..2 {
+        assert_eq!(a.read(), r.read());
+    }
+    // A bad number of keys ends the session at once, with Redis's error.
+    let session = |server: &ServerProcess| {
+        let mut client = server.client();
+        client.cmd(&["SCRIPT", "DEBUG", "SYNC"]);
+        client.send(&["EVAL", "return 1", "x"]);
+        let mut received = Vec::new();
+        while let Some(frame) = client.read() {
+            received.push(frame);
+        }
+        received
+    };
+    assert_eq!(session(&amber), session(&redis));
+}
+
+#[test]
+fn a_forked_session_leaves_the_server_serving() {
+    let amber = ServerProcess::amber(&[]);
+    let mut debugger = amber.client();
+    debugger.cmd(&["SCRIPT", "DEBUG", "YES"]);
+    let stopped = debugger.cmd(&["EVAL", "redis.call('set', 'k', 1)\nreturn 2", "0"]);
+    assert!(
+        format!("{stopped:?}").contains("Stopped at 1"),
+        "{stopped:?}"
+    );
+    // The parent serves others while the child waits on its client.
+    let mut other = amber.client();
+    assert_eq!(other.cmd(&["SET", "other", "1"]), common::simple("OK"));
+    debugger.send(&["c"]);
+    let end = debugger.read().expect("end of session");
+    assert_eq!(end, Frame::Array(vec![common::simple("<endsession>")]));
+    assert_eq!(debugger.read(), Some(Frame::Integer(2)));
+    assert_eq!(debugger.read(), None);
+    // The child's write stayed in the child; the session is reaped.
+    assert_eq!(other.cmd(&["EXISTS", "k", "other"]), Frame::Integer(1));
+    wait_for(
+        || amber.log().contains("Lua debugging session child exiting"),
+        "the child's last line",
+    );
+}
+
+#[test]
+fn shutdown_ends_debugging_sessions() {
+    // A sync session holds the server: SIGTERM makes it stop reading its client, the script
+    // runs to its end, and the shutdown proceeds.
+    let mut amber = ServerProcess::amber(&[]);
+    let mut debugger = amber.client();
+    debugger.cmd(&["SCRIPT", "DEBUG", "SYNC"]);
+    debugger.cmd(&["EVAL", "return 'done'", "0"]);
+    amber.signal("TERM");
+    assert_eq!(
+        debugger.read(),
+        Some(Frame::Array(vec![common::simple("<endsession>")]))
+    );
+    assert_eq!(debugger.read(), Some(bulk("done")));
+    assert_eq!(amber.wait_exit(Duration::from_secs(10)), Some(0));
+
+    // A forked session is killed with its parent.
+    let amber = ServerProcess::amber(&[]);
+    let mut debugger = amber.client();
+    debugger.cmd(&["SCRIPT", "DEBUG", "YES"]);
+    debugger.cmd(&["EVAL", "return 'done'", "0"]);
+    amber.client().try_cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert_eq!(debugger.read(), None);
+    assert!(
+        amber.log().contains("Killing debugging session"),
+        "{}",
+        amber.log()
     );
 }

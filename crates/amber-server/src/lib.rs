@@ -16,6 +16,7 @@ pub(crate) mod commands;
 pub mod config;
 pub(crate) mod diagnostics;
 pub mod log;
+pub(crate) mod lua_debug;
 pub(crate) mod net;
 pub(crate) mod notify;
 pub(crate) mod persistence;

@@ -25,6 +25,8 @@ pub(crate) struct Scripting {
     pub(crate) running: Option<RunningScript>,
     /// Where the commands a script calls reply (kept between runs: no allocation per run).
     replies: ReplyWriter,
+    /// Forked Lua debugging sessions not reaped yet.
+    pub(crate) debug_children: Vec<amber_snapshot::Child>,
 }
 
 /// The script running now.
@@ -74,6 +76,7 @@ impl Scripting {
             client: Some(client),
             running: None,
             replies: ReplyWriter::new(Protocol::Resp2),
+            debug_children: Vec::new(),
         }
     }
 

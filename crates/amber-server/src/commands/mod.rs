@@ -155,6 +155,11 @@ pub(crate) struct ClientState {
     pub write_offset: u64,
     /// Set when a WAIT's timeout passed: it replies its count instead of blocking again.
     pub wait_timed_out: bool,
+    /// `SCRIPT DEBUG YES | SYNC`: the next `EVAL` runs under the Lua debugger.
+    pub lua_debug: Option<crate::lua_debug::DebugMode>,
+    /// A forked Lua debugging session talks to the client now: the connection closes its
+    /// descriptor without shutting the socket down, which would cut the child off too.
+    pub handed_to_child: bool,
 }
 
 /// Whether the replies to a client's commands are sent (`CLIENT REPLY`).
@@ -218,6 +223,8 @@ impl ClientState {
             replica_capabilities: Default::default(),
             write_offset: 0,
             wait_timed_out: false,
+            lua_debug: None,
+            handed_to_child: false,
         }
     }
 }

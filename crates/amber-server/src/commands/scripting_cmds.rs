@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::table::{self, CommandSpec, Flags};
 use super::{Ctx, errors, is, subcommand_arity, unknown_subcommand};
+use crate::lua_debug::DebugMode;
 use crate::scripting::{self, Target};
 
 const SCRIPT_HELP: &[&str] = &[
@@ -163,6 +164,22 @@ fn keys_and_args<'a>(
 }
 
 fn eval_generic(ctx: &mut Ctx, args: &[Bytes], evalsha: bool, read_only: bool) {
+    let Some(mode) = ctx.client.lua_debug else {
+        return run_eval(ctx, args, evalsha, read_only);
+    };
+    if evalsha {
+        if args[1].len() != 40 {
+            return ctx.error("NOSCRIPT No matching script. Please use EVAL.");
+        }
+        return ctx.error("ERR Please use EVAL instead of EVALSHA for debugging");
+    }
+    crate::lua_debug::eval(ctx, &args[1], mode, |ctx| {
+        run_eval(ctx, args, false, read_only);
+    });
+}
+
+/// `EVAL` / `EVALSHA` (and their `_RO` forms) as they run outside the debugger.
+fn run_eval(ctx: &mut Ctx, args: &[Bytes], evalsha: bool, read_only: bool) {
     let Some((keys, script_args)) = keys_and_args(ctx, args, errors::NOT_INTEGER) else {
         return;
     };
@@ -274,17 +291,20 @@ pub(super) fn script(ctx: &mut Ctx, args: &[Bytes]) {
             Err(message) => ctx.error(message),
         }
     } else if is(sub, "debug") && args.len() == 3 {
-        // Amber has no Lua debugger: scripts keep running as usual, and the log says so.
-        if is(&args[2], "no") {
-            ctx.out.ok();
-        } else if is(&args[2], "yes") || is(&args[2], "sync") {
-            crate::warning!(
-                "SCRIPT DEBUG is not supported: scripts of this client run without the debugger."
-            );
-            ctx.out.ok();
-        } else {
-            ctx.error("ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        if !ctx.out.is_empty() {
+            return ctx.error("ERR SCRIPT DEBUG must be called outside a pipeline");
         }
+        let mode = if is(&args[2], "no") {
+            None
+        } else if is(&args[2], "yes") {
+            Some(DebugMode::Forked)
+        } else if is(&args[2], "sync") {
+            Some(DebugMode::Sync)
+        } else {
+            return ctx.error("ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        };
+        ctx.client.lua_debug = mode;
+        ctx.out.ok();
     } else if ["load", "kill", "debug"].iter().any(|name| is(sub, name)) {
         subcommand_arity(ctx, "script", sub);
     } else {

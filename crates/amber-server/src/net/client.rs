@@ -273,7 +273,9 @@ pub(crate) async fn serve<S>(
     if let Some(blocked) = client.blocked.take() {
         shared.borrow_mut().unblock(id, blocked.db, &blocked.keys);
     }
-    let _ = stream.shutdown().await;
+    if !client.handed_to_child {
+        let _ = stream.shutdown().await;
+    }
     let mut server = shared.borrow_mut();
     crate::commands::pubsub_cmds::unsubscribe_all(&mut server, &mut client);
     crate::commands::stop_monitoring(&mut server, id);

@@ -45,6 +45,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
             server.latency_sample("aof-fsync-always", fsync);
         }
         server.run_jobs();
+        server.reap_debug_sessions();
         server.backup_cron();
         server.archive_cron();
         server.migrate_sockets.close_idle();

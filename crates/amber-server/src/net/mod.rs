@@ -91,6 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));
     }
     tokio::task::spawn_local(watch_signals(shared.clone()));
+    crate::lua_debug::watch_termination();
     tokio::task::spawn_local(crate::pubsub::flush_task(shared.clone()));
     tokio::task::spawn_local(crate::persistence::aof::commit_task(shared.clone()));
     let loaded = if shared.borrow().config.get_bool("appendonly") {

@@ -228,6 +228,7 @@ pub(crate) fn final_save(server: &mut Server) -> bool {
         }
         _ => (None, false),
     };
+    server.kill_debug_sessions();
     server.kill_job();
     if server.aof.is_on() {
         notice!("Calling fsync() on the AOF file.");

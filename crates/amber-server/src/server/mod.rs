@@ -140,6 +140,9 @@ pub(crate) struct RunningCommand {
     /// The connection whose request runs now (0 between requests): its own invalidations
     /// follow its reply, and `NOLOOP` skips its changes.
     pub(crate) client: u64,
+    /// Set for good in a forked Lua debugging session: its writes die with the child, and
+    /// nothing reaches the AOF or the replicas the parent owns.
+    pub(crate) propagation_off: bool,
 }
 
 /// A write held until its EXEC or script ends: the database, the command, and where it must
@@ -357,6 +360,9 @@ impl Server {
     /// Records one command executed in `db` in the AOF and the replication stream (inside EXEC,
     /// once the transaction is over).
     pub(crate) fn propagate<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        if self.command.propagation_off {
+            return;
+        }
         if let Some(held) = self.command.exec_propagation.as_mut() {
             let args = args
                 .iter()
@@ -408,6 +414,9 @@ impl Server {
         let Some(held) = self.command.exec_propagation.take() else {
             return;
         };
+        if self.command.propagation_off {
+            return;
+        }
         let wrap = held.len() > 1;
         if wrap {
             self.aof.begin_exec();
