@@ -24,6 +24,9 @@ type Pass = (Archiver, Option<Bucket>, Result<ArchiveReport, String>);
 pub(crate) struct ArchiveState {
     idle: Option<(Archiver, Option<Bucket>)>,
     running: Option<(i64, JoinHandle<Pass>)>,
+    /// The incr files already closed when the running pass started: only their lengths were
+    /// final, so only they can be complete in its report (INV-ARCHIVE-HOLD).
+    closed_at_start: Vec<String>,
     /// Clock time of the last pass started (ms).
     last_started_ms: Option<i64>,
     /// The last pass: when it started (ms) and how it ended.
@@ -75,6 +78,7 @@ impl Server {
             return;
         }
         let files = self.archive_files();
+        self.archive.closed_at_start = self.closed_incr_files();
         let (archiver, bucket) = self.archive.idle.take().unwrap_or_default();
         let remote = self.config.get("backup-remote").to_string();
         let key_file = self.config.get("backup-encryption-key-file").to_string();
@@ -125,6 +129,20 @@ impl Server {
             .collect()
     }
 
+    /// The incr files no write goes to any more: the history, and every incr file but the
+    /// last (a rewrite in progress writes to a new one; the switch synced the old).
+    fn closed_incr_files(&self) -> Vec<String> {
+        let manifest = &self.aof.manifest;
+        let open = manifest.incrs.last();
+        manifest
+            .history
+            .iter()
+            .chain(manifest.incrs.iter())
+            .filter(|info| info.name.ends_with(".incr.aof") && Some(*info) != open)
+            .map(|info| info.name.clone())
+            .collect()
+    }
+
     fn collect_archive_pass(&mut self) {
         let finished = self
             .archive
@@ -170,20 +188,73 @@ impl Server {
     }
 
     /// Deletes the closed incr files (and the rest of the history) once every closed incr
-    /// file is archived in full, unless `aof-disable-auto-gc` keeps them.
+    /// file is archived in full, unless `aof-disable-auto-gc` keeps them. A file the pass
+    /// found open may have grown after its length was taken (a rewrite closed it during the
+    /// pass): it waits for the next pass.
     fn release_archived_history(&mut self, report: &ArchiveReport) {
         let history = &self.aof.manifest.history;
         if history.is_empty() || self.config.get_bool("aof-disable-auto-gc") {
             return;
         }
-        let all_archived = history
-            .iter()
-            .filter(|info| info.name.ends_with(".incr.aof"))
-            .all(|info| report.complete.contains(&info.name));
-        if all_archived {
+        if history_archived(history, report, &self.archive.closed_at_start) {
             notice!("Closed AOF files are archived; removing them");
             let paths = AofPaths::from_config(&self.config);
             delete_history(&paths, &mut self.aof.manifest);
         }
+    }
+}
+
+/// Whether every closed incr file in `history` was archived in full by a pass that found it
+/// already closed (`closed_at_start`), so its archived length is its final length.
+fn history_archived(
+    history: &[amber_aof::FileInfo],
+    report: &ArchiveReport,
+    closed_at_start: &[String],
+) -> bool {
+    history
+        .iter()
+        .filter(|info| info.name.ends_with(".incr.aof"))
+        .all(|info| report.complete.contains(&info.name) && closed_at_start.contains(&info.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amber_aof::{FileInfo, FileKind};
+
+    fn incr(seq: u64) -> FileInfo {
+        FileInfo {
+            name: format!("appendonly.aof.{seq}.incr.aof"),
+            seq,
+            kind: FileKind::Incr,
+        }
+    }
+
+    fn report(complete: &[&str]) -> ArchiveReport {
+        ArchiveReport {
+            complete: complete.iter().map(|n| n.to_string()).collect(),
+            ..ArchiveReport::default()
+        }
+    }
+
+    #[test]
+    fn a_file_closed_during_the_pass_is_not_released_by_it() {
+        let history = [incr(1)];
+        let name = "appendonly.aof.1.incr.aof";
+        // The pass took incr 1's length while it was still the open file: a rewrite then
+        // closed it, possibly after more writes. Not released yet.
+        assert!(!history_archived(&history, &report(&[name]), &[]));
+        // The next pass found it closed and archived it to its end.
+        assert!(history_archived(
+            &history,
+            &report(&[name]),
+            &[name.to_string()]
+        ));
+        // Closed but not archived to its end.
+        assert!(!history_archived(
+            &history,
+            &report(&[]),
+            &[name.to_string()]
+        ));
     }
 }
