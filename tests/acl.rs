@@ -273,3 +273,133 @@ fn acl_files_move_between_redis_and_amber() {
         assert!(matches!(client.cmd(&["FLUSHDB"]), Frame::Error(_)));
     }
 }
+
+/// Redis 7.0's per-key permissions: `%R~` lets a command read a key, `%W~` change it, each
+/// command's key specifications saying which it does to which key (COPY reads its source and
+/// writes its destination, `SET` without `GET` only writes, `EXISTS` does neither). The key
+/// specifications `COMMAND INFO` shows, `COMMAND GETKEYSANDFLAGS`, and `ACL DRYRUN` over a
+/// grid of calls and keys all agree with Redis's.
+#[test]
+fn key_permissions_follow_key_specifications_as_redis() {
+    let amber = ServerProcess::amber(&[]);
+    let redis = ServerProcess::redis(&[]);
+    let (mut a, mut r) = (amber.client(), redis.client());
+    // The specifications of every command both servers know.
+    let Frame::Array(commands) = r.cmd(&["COMMAND"]) else {
+        panic!("COMMAND is an array")
+    };
+    let mut compared = 0;
+    for entry in commands {
+        let Frame::Array(fields) = entry else {
+            panic!("an entry is an array")
+        };
+        let name = match &fields[0] {
+            Frame::Bulk(name) => String::from_utf8_lossy(name).into_owned(),
+            other => panic!("a name: {other:?}"),
+        };
+        let Frame::Array(ours) = a.cmd(&["COMMAND", "INFO", &name]) else {
+            panic!("COMMAND INFO is an array")
+        };
+        if let Frame::Array(ours) = &ours[0] {
+            assert_eq!(ours[8], fields[8], "key specifications of {name}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 200, "only {compared} commands compared");
+    let calls: &[&[&str]] = &[
+        &["GET", "K"],
+        &["SET", "K", "v"],
+        &["SET", "K", "v", "GET"],
+        &["SET", "K", "v", "EX", "10", "get"],
+        &["GETDEL", "K"],
+        &["APPEND", "K", "v"],
+        &["EXISTS", "K", "L"],
+        &["TYPE", "K"],
+        &["DEL", "K", "L"],
+        &["EXPIRE", "K", "10"],
+        &["OBJECT", "ENCODING", "K"],
+        &["COPY", "K", "L"],
+        &["RENAME", "K", "L"],
+        &["SMOVE", "K", "L", "m"],
+        &["LMOVE", "K", "L", "LEFT", "RIGHT"],
+        &["ZUNIONSTORE", "K", "2", "L", "M"],
+        &["ZUNIONSTORE", "K", "9", "L", "M"],
+        &["SINTERSTORE", "K", "L", "M"],
+        &["SORT", "K", "BY", "nosort", "STORE", "L"],
+        &["SORT", "K", "LIMIT", "0", "1", "STORE", "L", "STORE", "M"],
+        &["SORT_RO", "K"],
+        &["BITOP", "AND", "K", "L", "M"],
+        &["BITFIELD", "K", "GET", "u8", "0"],
+        &["BITFIELD", "K", "INCRBY", "u8", "0", "1"],
+        &["PFMERGE", "K", "L"],
+        &["XREAD", "STREAMS", "K", "L", "0", "0"],
+        &["XREAD", "STREAMS", "K", "L", "0"],
+        &["XADD", "K", "*", "f", "v"],
+        &["XGROUP", "CREATE", "K", "g", "$"],
+        &["GEORADIUS", "K", "0", "0", "1", "km", "STORE", "L"],
+        &["GEORADIUS", "K", "0", "0", "1", "km", "STORE"],
+        &["EVAL", "return 1", "2", "K", "L"],
+        &["EVAL_RO", "return 1", "1", "K"],
+        &["EVAL", "return 1", "x", "K"],
+        &["MSET", "K", "1", "L", "2"],
+        &["MGET", "K", "L"],
+        &["LCS", "K", "L"],
+        &["BLPOP", "K", "L", "0"],
+        &["LMPOP", "2", "K", "L", "LEFT"],
+        &["MIGRATE", "h", "1", "", "0", "5", "KEYS", "K", "L"],
+        &["MIGRATE", "h", "1", "K", "0", "5"],
+        &["TOUCH", "K"],
+        &["DUMP", "K"],
+        &["RESTORE", "K", "0", "x"],
+    ];
+    let users: &[&[&str]] = &[
+        &["reader", "%R~*"],
+        &["writer", "%W~*"],
+        &["split", "%R~r*", "%W~w*"],
+        // The same pattern twice is one pattern with both permissions; two different
+        // patterns covering one key are not.
+        &["merged", "%R~m*", "%W~m*"],
+        &["apart", "%R~p*", "%W~p?"],
+        &["plain", "~r*"],
+    ];
+    for client in [&mut a, &mut r] {
+        for user in users {
+            let mut setuser = vec!["ACL", "SETUSER", user[0], "on", "nopass", "+@all"];
+            setuser.extend(&user[1..]);
+            assert_eq!(client.cmd(&setuser), common::simple("OK"));
+        }
+    }
+    let names = ["r1", "w1", "m1", "p1", "zz"];
+    let mut checked = 0;
+    for call in calls {
+        let keys = call.iter().filter(|w| ["K", "L", "M"].contains(w)).count();
+        let getkeys: Vec<&str> = ["COMMAND", "GETKEYSANDFLAGS"]
+            .into_iter()
+            .chain(call.iter().copied())
+            .collect();
+        assert_eq!(a.cmd(&getkeys), r.cmd(&getkeys), "{getkeys:?}");
+        // Every assignment of names to the call's key slots.
+        for choice in 0..names.len().pow(keys as u32) {
+            let mut slot = 0;
+            let args: Vec<&str> = call
+                .iter()
+                .map(|word| {
+                    if ["K", "L", "M"].contains(word) {
+                        let name = names[choice / names.len().pow(slot) % names.len()];
+                        slot += 1;
+                        name
+                    } else {
+                        word
+                    }
+                })
+                .collect();
+            for user in users {
+                let mut dryrun = vec!["ACL", "DRYRUN", user[0]];
+                dryrun.extend(&args);
+                assert_eq!(a.cmd(&dryrun), r.cmd(&dryrun), "{dryrun:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 3000, "only {checked} checks ran");
+}

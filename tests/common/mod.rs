@@ -214,10 +214,10 @@ impl ServerProcess {
         while Instant::now() < deadline {
             // Listening is not enough: wait until the dataset is loaded (PING stops replying
             // -LOADING), so tests never see a half-loaded keyspace.
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                let mut client = Client::connect(self.port);
-                client.send(&["PING"]);
-                let loaded = match client.read() {
+            // A probe that connects may still meet a server that is going away (another
+            // process's, on a port it is leaving): only a client that connects is asked.
+            if let Some(mut client) = Client::try_connect(self.port) {
+                let loaded = match client.try_ping() {
                     Some(Frame::Simple(pong)) => pong == b"PONG",
                     Some(Frame::Error(error)) => error.starts_with(b"NOAUTH"),
                     _ => false,
@@ -312,17 +312,28 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// Connects to `127.0.0.1:port`.
-    pub(crate) fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    /// Connects to `127.0.0.1:port`, or `None` when nothing accepts there.
+    pub(crate) fn try_connect(port: u16) -> Option<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("set timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Client {
+            .ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Client {
             stream,
             buffer: Vec::new(),
-        }
+        })
+    }
+
+    /// Connects to `127.0.0.1:port`.
+    pub(crate) fn connect(port: u16) -> Client {
+        Client::try_connect(port).expect("connect")
+    }
+
+    /// Sends PING and reads the reply, `None` on any failure (for readiness probes).
+    fn try_ping(&mut self) -> Option<Frame> {
+        self.stream.write_all(b"*1\r\n$4\r\nPING\r\n").ok()?;
+        self.read()
     }
 
     /// Sends bytes as they are.

@@ -8,6 +8,7 @@
 //!   load time, and PUBLISH with 1, 100 and 1000 subscribers.
 //! * `redis-tests`: Redis's own Tcl test suite against the release binary, with a per-unit
 //!   baseline that CI holds the server to (`--check`).
+//! * `command-table`: regenerates Redis's key specifications table from redis-server.
 //! * `e2e`: the crash/restart scenarios (`tests/persistence.rs`, `aof.rs`, `aof_rewrite.rs`,
 //!   `backup.rs`) and the replication topologies (`replication.rs`, `sentinel.rs`) against the
 //!   release binary.
@@ -23,6 +24,7 @@ mod bench_replication;
 mod bench_scripting;
 mod bench_snapshot;
 mod bench_streams;
+mod command_table;
 mod redis_tests;
 mod tools;
 
@@ -51,6 +53,8 @@ enum Task {
     /// Redis 7.0.15's own test suite (../shared/redis-tests) against the release amber-server:
     /// per-unit counts, the most frequent error replies, and the baseline ratchet (--check).
     RedisTests(redis_tests::RedisTestsArgs),
+    /// Rewrite the table of Redis's key specifications from redis-server's COMMAND reply.
+    CommandTable,
     /// Crash and restart scenarios against the release binary (kill -9 during SAVE/BGSAVE,
     /// BGSAVE under writes, corrupt and truncated files, failing disks, Redis loading Amber's
     /// snapshots and the reverse), and the replication topologies with Redis and
@@ -110,6 +114,10 @@ fn main() -> Result<()> {
         Task::RedisTests(args) => {
             tools::ensure_redis()?;
             redis_tests::run(&args)
+        }
+        Task::CommandTable => {
+            tools::ensure_redis()?;
+            command_table::run()
         }
         Task::Bench(args) => {
             tools::ensure_redis()?;

@@ -309,15 +309,13 @@ impl Selector {
     }
 
     fn key_allowed(&self, key: &[u8], access: KeyAccess) -> bool {
-        // Each needed permission must be granted by some pattern matching the key.
-        let granted = |want: bool, has: fn(&KeyAccess) -> bool| {
-            !want
-                || self
-                    .keys
-                    .iter()
-                    .any(|pattern| has(&pattern.access) && glob_match(&pattern.pattern, key, false))
-        };
-        granted(access.read, |a| a.read) && granted(access.write, |a| a.write)
+        // One pattern matching the key must grant every permission needed, as Redis checks
+        // (a key the command neither reads nor writes needs only a matching pattern).
+        self.keys.iter().any(|pattern| {
+            (pattern.access.read || !access.read)
+                && (pattern.access.write || !access.write)
+                && glob_match(&pattern.pattern, key, false)
+        })
     }
 
     /// Whether the channel (a literal, or a pattern compared literally) is allowed.

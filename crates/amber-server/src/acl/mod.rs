@@ -260,17 +260,22 @@ fn evaluate(
             message: no_command_permission(full_name),
         });
     };
-    let access = if spec.is_write() {
-        KeyAccess::WRITE
-    } else {
-        KeyAccess::READ
-    };
     // A shard channel sits where a key would (for cluster routing) but is not a key.
     let shard_channels = matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe");
-    let keys: Vec<(&[u8], KeyAccess)> = crate::commands::key_args(spec, args)
-        .filter(|_| !shard_channels)
-        .map(|key| (key.as_ref(), access))
-        .collect();
+    let keys: Vec<(&[u8], KeyAccess)> = if shard_channels {
+        Vec::new()
+    } else {
+        crate::commands::keys_and_flags(spec.name, args)
+            .into_iter()
+            .map(|(at, flags)| {
+                let access = KeyAccess {
+                    read: flags.reads(),
+                    write: flags.writes(),
+                };
+                (args[at].as_ref(), access)
+            })
+            .collect()
+    };
     let request = Request {
         command,
         first_arg: args.get(1).map(|arg| arg.as_ref()),

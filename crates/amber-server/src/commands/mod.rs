@@ -19,6 +19,8 @@ mod geo;
 mod hashes;
 mod hll;
 mod info;
+mod key_specs;
+pub(crate) use key_specs::keys_and_flags;
 mod keys;
 mod lcs;
 mod lists;
@@ -60,14 +62,6 @@ pub(crate) use transactions::refuse;
 /// Every command of the table.
 pub(crate) fn all_commands() -> impl Iterator<Item = &'static CommandSpec> {
     table::COMMANDS.iter()
-}
-
-/// The keys a call names, by its key specification.
-pub(crate) fn key_args<'a>(
-    spec: &CommandSpec,
-    args: &'a [Bytes],
-) -> impl Iterator<Item = &'a Bytes> {
-    transactions::command_keys(spec, args)
 }
 
 /// Error replies shared by many commands, worded exactly as Redis 7.0 words them.

@@ -163,7 +163,7 @@ fn command_info(ctx: &mut Ctx, spec: &CommandSpec) {
     ctx.out.set(categories.len());
     categories.iter().for_each(|c| ctx.out.simple(c));
     ctx.out.set(0);
-    ctx.out.array(0);
+    reply_key_specs(ctx, spec.name);
     ctx.out.array(0);
 }
 
@@ -178,22 +178,121 @@ fn command_docs(ctx: &mut Ctx, spec: &CommandSpec) {
     ctx.out.bulk(spec.group.as_bytes());
 }
 
-/// `COMMAND GETKEYS command arg ...`: which arguments of a command are keys.
-fn command_getkeys(ctx: &mut Ctx, command: &[Bytes]) {
+/// `COMMAND GETKEYS command arg ...` and `COMMAND GETKEYSANDFLAGS`: which arguments of a
+/// command are keys (and what it does to each), as Redis's key specifications say.
+fn command_getkeys(ctx: &mut Ctx, command: &[Bytes], with_flags: bool) {
     let Some(spec) = lookup(&command[0]) else {
         return ctx.error("ERR Invalid command specified");
     };
+    if !super::key_specs::has_keys(spec.name, command) {
+        return ctx.error("ERR The command has no key arguments");
+    }
     let count = command.len() as i32;
     if (spec.arity > 0 && count != spec.arity) || count < -spec.arity {
         return ctx.error("ERR Invalid number of arguments specified for command");
     }
-    let positions = super::transactions::key_positions(spec, command);
-    if positions.is_empty() {
-        return ctx.error("ERR The command has no key arguments");
+    let keys = super::keys_and_flags(spec.name, command);
+    if keys.is_empty() {
+        // Scripts and functions may be called with no key (Redis's `no-mandatory-keys`).
+        if matches!(
+            spec.name,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+        ) {
+            return ctx.out.array(0);
+        }
+        return ctx.error("ERR Invalid arguments specified for command");
     }
-    ctx.out.array(positions.len());
-    for position in positions {
-        ctx.out.bulk(&command[position]);
+    ctx.out.array(keys.len());
+    for (position, flags) in keys {
+        if with_flags {
+            ctx.out.array(2);
+            ctx.out.bulk(&command[position]);
+            let names = flags.names();
+            ctx.out.set(names.len());
+            names.iter().for_each(|name| ctx.out.simple(name));
+        } else {
+            ctx.out.bulk(&command[position]);
+        }
+    }
+}
+
+/// The key specifications of `COMMAND INFO` (its ninth element).
+fn reply_key_specs(ctx: &mut Ctx, name: &str) {
+    use super::key_specs::{BeginSearch, FindKeys};
+    let specs = super::key_specs::specs_of(name);
+    ctx.out.set(specs.len());
+    for spec in specs {
+        ctx.out.map(3 + usize::from(!spec.notes.is_empty()));
+        if !spec.notes.is_empty() {
+            ctx.out.bulk(b"notes");
+            ctx.out.bulk(spec.notes.as_bytes());
+        }
+        ctx.out.bulk(b"flags");
+        let names = spec.flags.names();
+        ctx.out.set(names.len());
+        names.iter().for_each(|flag| ctx.out.simple(flag));
+        ctx.out.bulk(b"begin_search");
+        ctx.out.map(2);
+        ctx.out.bulk(b"type");
+        match &spec.begin {
+            BeginSearch::Index(at) => {
+                ctx.out.bulk(b"index");
+                ctx.out.bulk(b"spec");
+                ctx.out.map(1);
+                ctx.out.bulk(b"index");
+                ctx.out.integer(i64::from(*at));
+            }
+            BeginSearch::Keyword {
+                keyword,
+                start_from,
+            } => {
+                ctx.out.bulk(b"keyword");
+                ctx.out.bulk(b"spec");
+                ctx.out.map(2);
+                ctx.out.bulk(b"keyword");
+                ctx.out.bulk(keyword.as_bytes());
+                ctx.out.bulk(b"startfrom");
+                ctx.out.integer(i64::from(*start_from));
+            }
+            BeginSearch::Unknown => {
+                ctx.out.bulk(b"unknown");
+                ctx.out.bulk(b"spec");
+                ctx.out.map(0);
+            }
+        }
+        ctx.out.bulk(b"find_keys");
+        ctx.out.map(2);
+        ctx.out.bulk(b"type");
+        let fields: [(&[u8], i32); 3] = match spec.find {
+            FindKeys::Range { last, step, limit } => {
+                ctx.out.bulk(b"range");
+                [(b"lastkey", last), (b"keystep", step), (b"limit", limit)]
+            }
+            FindKeys::KeyNum {
+                count_at,
+                first,
+                step,
+            } => {
+                ctx.out.bulk(b"keynum");
+                [
+                    (b"keynumidx", count_at),
+                    (b"firstkey", first),
+                    (b"keystep", step),
+                ]
+            }
+            FindKeys::Unknown => {
+                ctx.out.bulk(b"unknown");
+                ctx.out.bulk(b"spec");
+                ctx.out.map(0);
+                continue;
+            }
+        };
+        ctx.out.bulk(b"spec");
+        ctx.out.map(3);
+        for (field, value) in fields {
+            ctx.out.bulk(field);
+            ctx.out.integer(i64::from(value));
+        }
     }
 }
 
@@ -228,13 +327,18 @@ pub(super) fn command(ctx: &mut Ctx, args: &[Bytes]) {
         ctx.out.map(specs.len());
         specs.into_iter().for_each(|spec| command_docs(ctx, spec));
     } else if is(sub, "getkeys") && args.len() >= 4 {
-        command_getkeys(ctx, &args[2..]);
+        command_getkeys(ctx, &args[2..], false);
+    } else if is(sub, "getkeysandflags") && args.len() >= 4 {
+        command_getkeys(ctx, &args[2..], true);
     } else if is(sub, "list") && args.len() == 2 {
         ctx.out.array(COMMANDS.len());
         COMMANDS
             .iter()
             .for_each(|spec| ctx.out.bulk(spec.name.as_bytes()));
-    } else if ["count", "list", "getkeys"].iter().any(|s| is(sub, s)) {
+    } else if ["count", "list", "getkeys", "getkeysandflags"]
+        .iter()
+        .any(|s| is(sub, s))
+    {
         subcommand_arity(ctx, "command", sub);
     } else {
         unknown_subcommand(ctx, "command", sub);
