@@ -410,13 +410,24 @@ impl Db {
 
     /// Brings into the cache the table entries, and the values, that looking up these keys
     /// will read (the first [`WARM_BATCH`] of them), so a pipelined batch of commands takes its
-    /// cache misses together instead of one command after another. Changes nothing.
+    /// cache misses together instead of one command after another. Changes nothing. A key
+    /// repeated from the one before is skipped, and a batch of one distinct key is left alone:
+    /// its lookups hit the cache anyway, and hashing it again would only cost.
     pub fn warm_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
-        let mut hashes = [0u64; WARM_BATCH];
+        let mut distinct: [&[u8]; WARM_BATCH] = [&[]; WARM_BATCH];
         let mut count = 0;
-        for (slot, key) in hashes.iter_mut().zip(keys) {
+        for key in keys.into_iter().take(WARM_BATCH) {
+            if count == 0 || distinct[count - 1] != key {
+                distinct[count] = key;
+                count += 1;
+            }
+        }
+        if count < 2 {
+            return;
+        }
+        let mut hashes = [0u64; WARM_BATCH];
+        for (slot, key) in hashes.iter_mut().zip(&distinct[..count]) {
             *slot = self.keys.hash_key(key);
-            count += 1;
         }
         self.keys
             .warm_with(&hashes[..count], |entry| entry.value.touch());

@@ -1319,10 +1319,12 @@ pub(crate) fn stats_names_of(command: &[u8]) -> Vec<&'static str> {
 
 fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
     // Most commands have no subcommands: answer them without scanning the list.
-    const CONTAINERS: &[&str] = &[
-        "client", "config", "object", "command", "memory", "xgroup", "xinfo", "slowlog", "latency",
-    ];
-    let Some(sub) = sub.filter(|_| CONTAINERS.contains(&name)) else {
+    let container = matches!(
+        name,
+        "client" | "config" | "object" | "command" | "memory" | "xgroup" | "xinfo" | "slowlog"
+            | "latency"
+    );
+    let Some(sub) = sub.filter(|_| container) else {
         return name;
     };
     SUBCOMMAND_NAMES
