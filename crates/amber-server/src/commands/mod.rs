@@ -1321,7 +1321,14 @@ fn full_name(name: &'static str, sub: Option<&Bytes>) -> &'static str {
     // Most commands have no subcommands: answer them without scanning the list.
     let container = matches!(
         name,
-        "client" | "config" | "object" | "command" | "memory" | "xgroup" | "xinfo" | "slowlog"
+        "client"
+            | "config"
+            | "object"
+            | "command"
+            | "memory"
+            | "xgroup"
+            | "xinfo"
+            | "slowlog"
             | "latency"
     );
     let Some(sub) = sub.filter(|_| container) else {
