@@ -31,6 +31,24 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     }
 }
 
+/// C's `atoi` as Redis's parsers use it: leading blanks, a sign, then the digits up to the
+/// first other byte (saturating at the `i64` range); 0 when there are none.
+pub fn atoi(text: &[u8]) -> i64 {
+    let text = text.trim_ascii_start();
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0i64, |n, b| {
+            n.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+        });
+    if negative { -value } else { value }
+}
+
 /// Writes the decimal form of `value` into `buf` (room for `i64::MIN`) and returns it.
 pub fn format_i64(value: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut pos = buf.len();
@@ -112,6 +130,15 @@ fn trim_fraction_zeros(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atoi_reads_as_c_does() {
+        assert_eq!(atoi(b"12"), 12);
+        assert_eq!(atoi(b"  -7x"), -7);
+        assert_eq!(atoi(b"+3"), 3);
+        assert_eq!(atoi(b"x1"), 0);
+        assert_eq!(atoi(b"99999999999999999999999"), i64::MAX);
+    }
 
     #[test]
     fn format_g_matches_c_printf() {

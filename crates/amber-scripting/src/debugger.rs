@@ -262,7 +262,7 @@ impl Ldb {
     /// `maxlen [len]`: shows or sets the cut length (0 is unlimited, at least 60 otherwise).
     fn maxlen_command(&mut self, args: &[Vec<u8>]) {
         if args.len() == 2 {
-            let value = atoi(&args[1]);
+            let value = amber_protocol::atoi(&args[1]);
             self.maxlen_hint_sent = true;
             self.maxlen = if value == 0 {
                 0
@@ -498,10 +498,14 @@ fn run_command(lua: &Lua, env: &Table, name: &[u8], args: &[Vec<u8>]) {
         b"p" | b"print" => print_locals(lua),
         b"l" | b"list" => {
             let mut around = with_ldb(|ldb| ldb.current_line).unwrap_or(0);
-            if let Some(line) = args.get(1).map(|arg| atoi(arg)).filter(|&n| n > 0) {
+            if let Some(line) = args
+                .get(1)
+                .map(|arg| amber_protocol::atoi(arg))
+                .filter(|&n| n > 0)
+            {
                 around = line;
             }
-            let context = args.get(2).map_or(5, |arg| atoi(arg));
+            let context = args.get(2).map_or(5, |arg| amber_protocol::atoi(arg));
             with_ldb(|ldb| ldb.list(around, context));
         }
         b"w" | b"whole" => {
@@ -598,24 +602,7 @@ fn parse_command(input: &[u8]) -> Parsed {
 fn header(input: &[u8], from: usize) -> Option<(i64, usize)> {
     let rest = input.get(from..)?;
     let end = rest.windows(2).position(|pair| pair == b"\r\n")?;
-    Some((atoi(&rest[..end]), from + end + 2))
-}
-
-/// C's `atoi`: leading blanks, a sign, then digits up to the first other byte.
-fn atoi(text: &[u8]) -> i64 {
-    let text = text.trim_ascii_start();
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let mut value: i64 = 0;
-    for &byte in digits.iter().take_while(|b| b.is_ascii_digit()) {
-        value = value
-            .saturating_mul(10)
-            .saturating_add(i64::from(byte - b'0'));
-    }
-    if negative { -value } else { value }
+    Some((amber_protocol::atoi(&rest[..end]), from + end + 2))
 }
 
 /// `eval <code>`: runs the code as an expression (or else as a statement) in the script's
@@ -991,15 +978,6 @@ mod tests {
         ] {
             assert_eq!(parse_command(bad), Parsed::ProtocolError, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn atoi_reads_as_c_does() {
-        assert_eq!(atoi(b"12"), 12);
-        assert_eq!(atoi(b"  -7x"), -7);
-        assert_eq!(atoi(b"+3"), 3);
-        assert_eq!(atoi(b"x1"), 0);
-        assert_eq!(atoi(b"99999999999999999999999"), i64::MAX);
     }
 
     #[test]

@@ -457,7 +457,7 @@ fn counted_keys(
     count_at: usize,
     first: usize,
 ) -> Vec<(usize, KeyFlags)> {
-    let count = args.get(count_at).map_or(0, |n| atoi(n));
+    let count = args.get(count_at).map_or(0, |n| amber_protocol::atoi(n));
     let available = args.len().saturating_sub(first) as i64;
     if count < 1 || count > available {
         return Vec::new();
@@ -467,23 +467,6 @@ fn counted_keys(
         .collect();
     keys.extend(store.map(|at| (at, KeyFlags::default())));
     keys
-}
-
-/// C's `atoi`: optional spaces and sign, then digits; 0 when there are none.
-fn atoi(text: &[u8]) -> i64 {
-    let text = text.trim_ascii_start();
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let value = digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0i64, |n, b| {
-            n.saturating_mul(10).saturating_add(i64::from(b - b'0'))
-        });
-    if negative { -value } else { value }
 }
 
 #[cfg(test)]
