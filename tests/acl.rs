@@ -403,3 +403,42 @@ fn key_permissions_follow_key_specifications_as_redis() {
     }
     assert!(checked > 3000, "only {checked} checks ran");
 }
+
+/// A change to a user reaches the connections already running as it, at their next command
+/// (Amber remembers that a user may run anything until the ACL changes), as in Redis.
+#[test]
+fn rule_changes_reach_connections_already_authenticated() {
+    let steps = |server: &ServerProcess| -> Vec<Frame> {
+        let (mut admin, mut user, mut default) =
+            (server.client(), server.client(), server.client());
+        let mut steps = Vec::new();
+        admin.cmd(&["ACL", "SETUSER", "ann", "on", "nopass", "+@all", "~*", "&*"]);
+        steps.push(user.cmd(&["AUTH", "ann", "x"]));
+        steps.push(user.cmd(&["SET", "k", "v"]));
+        steps.push(default.cmd(&["GET", "k"]));
+        admin.cmd(&["ACL", "SETUSER", "ann", "-set"]);
+        steps.push(user.cmd(&["SET", "k", "v"]));
+        steps.push(user.cmd(&["GET", "k"]));
+        admin.cmd(&["ACL", "SETUSER", "ann", "+set", "resetkeys", "%R~k"]);
+        steps.push(user.cmd(&["SET", "k", "v"]));
+        steps.push(user.cmd(&["GET", "k"]));
+        admin.cmd(&["ACL", "SETUSER", "default", "-get"]);
+        steps.push(default.cmd(&["GET", "k"]));
+        admin.cmd(&["ACL", "SETUSER", "default", "+get"]);
+        steps.push(default.cmd(&["GET", "k"]));
+        steps.push(user.cmd(&["AUTH", "default", "x"]));
+        steps.push(user.cmd(&["SET", "k", "w"]));
+        // Scripts run as their caller: a restricted caller after an unrestricted one.
+        admin.cmd(&["ACL", "SETUSER", "ann", "+@all", "-set", "allkeys"]);
+        steps.push(default.cmd(&["EVAL", "return redis.call('set', 'k', 'x')", "0"]));
+        steps.push(user.cmd(&["AUTH", "ann", "x"]));
+        steps.push(user.cmd(&["EVAL", "return redis.call('set', 'k', 'y')", "0"]));
+        steps.push(default.cmd(&["GET", "k"]));
+        admin.cmd(&["ACL", "DELUSER", "ann"]);
+        steps.push(user.try_cmd(&["GET", "k"]).unwrap_or(Frame::Null));
+        steps
+    };
+    let amber = ServerProcess::amber(&[]);
+    let redis = ServerProcess::redis(&[]);
+    assert_eq!(steps(&amber), steps(&redis));
+}

@@ -35,6 +35,8 @@ pub struct SetUserError {
 pub struct Acl {
     catalog: Catalog,
     users: BTreeMap<String, User>,
+    /// Counts the changes to the users, so a caller may cache what it learnt of one.
+    generation: u64,
     /// `acl-pubsub-default allchannels`: new users and selectors may use every channel.
     pub all_channels_by_default: bool,
 }
@@ -47,8 +49,15 @@ impl Acl {
         Acl {
             catalog,
             users,
+            generation: 0,
             all_channels_by_default: false,
         }
+    }
+
+    /// A number that changes whenever any user is created, changed or removed: what a caller
+    /// learnt of a user (that it may run anything) holds while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The commands rules may name.
@@ -86,16 +95,19 @@ impl Acl {
                 })?;
         }
         self.users.insert(name.to_string(), user);
+        self.generation += 1;
         Ok(())
     }
 
     /// Removes a user; false if there was none.
     pub fn delete_user(&mut self, name: &str) -> bool {
+        self.generation += 1;
         self.users.remove(name).is_some()
     }
 
     /// Replaces every user by those of `other` (ACL LOAD), keeping the catalog.
     pub fn replace_users(&mut self, other: Acl) {
+        self.generation += 1;
         self.users = other.users;
     }
 

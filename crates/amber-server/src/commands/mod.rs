@@ -106,6 +106,10 @@ pub(crate) struct ClientState {
     pub authenticated: bool,
     /// The ACL user it runs as (`default` until `AUTH` says otherwise).
     pub user: String,
+    /// The ACL generation at which a user (named here) was found allowed everything: while
+    /// the ACL has not changed and the client still runs as that user, its commands need no
+    /// check.
+    pub acl_open: Option<(u64, String)>,
     /// Set by `QUIT` and protocol errors: close once the replies are written.
     pub close_after_reply: bool,
     /// Whether the client comes from the loopback interface or a Unix socket.
@@ -197,6 +201,7 @@ impl ClientState {
             db: 0,
             authenticated,
             user: "default".to_string(),
+            acl_open: None,
             close_after_reply: false,
             local,
             id,
