@@ -704,8 +704,8 @@ fn describe(lua: &Lua, value: Value) -> Vec<u8> {
 /// `print`: every local of the frame the script stopped in.
 fn print_locals(lua: &Lua) {
     let mut found = Vec::new();
-    // SAFETY: lua_getstack/lua_getlocal on the running state; each pushed value is described
-    // and popped before the next.
+    // SAFETY: lua_getstack on the running state; visit_locals's contract holds (each value is
+    // described while it is on top of the stack).
     let _ = unsafe {
         lua.exec_raw::<()>((), |state| {
             let mut record: mlua::ffi::lua_Debug = std::mem::zeroed();
@@ -713,19 +713,12 @@ fn print_locals(lua: &Lua) {
             if mlua::ffi::lua_getstack(state, 1, &mut record) == 0 {
                 return;
             }
-            let mut index = 1;
-            loop {
-                let name = mlua::ffi::lua_getlocal(state, &record, index);
-                if name.is_null() {
-                    break;
-                }
-                index += 1;
-                let name = CStr::from_ptr(name).to_bytes().to_vec();
+            visit_locals(state, &mut record, |name| {
                 if !name.windows(12).any(|w| w == b"(*temporary)") {
-                    found.push((name, describe_slot(state, -1, 0)));
+                    found.push((name.to_vec(), describe_slot(state, -1, 0)));
                 }
-                mlua::ffi::lua_pop(state, 1);
-            }
+                false
+            });
         })
     };
     with_ldb(|ldb| {
@@ -752,19 +745,15 @@ fn print_variable(lua: &Lua, wanted: &[u8]) {
             let mut level = 1;
             while mlua::ffi::lua_getstack(state, level, &mut record) != 0 {
                 level += 1;
-                let mut index = 1;
-                loop {
-                    let name = mlua::ffi::lua_getlocal(state, &record, index);
-                    if name.is_null() {
-                        break;
-                    }
-                    index += 1;
-                    if CStr::from_ptr(name).to_bytes() == wanted {
+                let hit = visit_locals(state, &mut record, |name| {
+                    let hit = name == wanted;
+                    if hit {
                         found = Some(describe_slot(state, -1, 0));
-                        mlua::ffi::lua_pop(state, 1);
-                        return;
                     }
-                    mlua::ffi::lua_pop(state, 1);
+                    hit
+                });
+                if hit {
+                    return;
                 }
             }
         })
@@ -782,6 +771,35 @@ fn print_variable(lua: &Lua, wanted: &[u8]) {
             with_ldb(|ldb| ldb.log_with_maxlen(entry));
         }
         None => log(b"No such variable.".to_vec()),
+    }
+}
+
+/// Calls `visit` with the name of each local of the frame `record` describes, its value on
+/// top of the stack meanwhile, until `visit` answers true; returns whether it did.
+///
+/// # Safety
+/// `record` must come from `lua_getstack` on `state`, inside a protected call; `visit` must
+/// leave the stack as it found it.
+unsafe fn visit_locals(
+    state: *mut mlua::ffi::lua_State,
+    record: &mut mlua::ffi::lua_Debug,
+    mut visit: impl FnMut(&[u8]) -> bool,
+) -> bool {
+    let mut index = 1;
+    loop {
+        // SAFETY: the caller's contract.
+        let name = unsafe { mlua::ffi::lua_getlocal(state, record, index) };
+        if name.is_null() {
+            return false;
+        }
+        index += 1;
+        // SAFETY: lua_getlocal returned a NUL-terminated name that lives while the frame does.
+        let stop = visit(unsafe { CStr::from_ptr(name) }.to_bytes());
+        // SAFETY: lua_getlocal pushed the value; it is popped once visited.
+        unsafe { mlua::ffi::lua_pop(state, 1) };
+        if stop {
+            return true;
+        }
     }
 }
 
