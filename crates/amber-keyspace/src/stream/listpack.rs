@@ -223,16 +223,20 @@ fn set_total(lp: &mut [u8]) {
 /// Replaces the element at `at` with the integer `value`; returns the offset after it.
 pub(super) fn replace_int(lp: &mut Vec<u8>, at: usize, value: i64) -> usize {
     let end = skip(lp, at).min(lp.len());
-    let mut encoded = Vec::with_capacity(11);
-    encode_int(&mut encoded, value);
-    let next = at + encoded.len();
-    if end - at == encoded.len() {
-        lp[at..end].copy_from_slice(&encoded);
+    // Encoded past the end first: the common case (same size, a count going up) then copies
+    // it into place without an allocation.
+    let tail = lp.len();
+    encode_int(lp, value);
+    let size = lp.len() - tail;
+    if end - at == size {
+        lp.copy_within(tail.., at);
+        lp.truncate(tail);
     } else {
+        let encoded: Vec<u8> = lp.drain(tail..).collect();
         lp.splice(at..end, encoded);
         set_total(lp);
     }
-    next
+    at + size
 }
 
 #[cfg(test)]

@@ -76,7 +76,34 @@ fn stream_and_out<'c>(
 
 /// Writes an id as the bulk string `ms-seq`.
 fn reply_id(out: &mut ReplyWriter, id: StreamId) {
-    out.bulk(id.to_string().as_bytes());
+    let mut text = [0u8; 41];
+    out.bulk(id_text(id, &mut text));
+}
+
+/// `ms-seq` written into `buf` (room for two `u64`s and the dash), without an allocation.
+fn id_text(id: StreamId, buf: &mut [u8; 41]) -> &[u8] {
+    let mut len = 0;
+    for (index, part) in [id.ms, id.seq].into_iter().enumerate() {
+        if index == 1 {
+            buf[len] = b'-';
+            len += 1;
+        }
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = part;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let count = digits.len() - at;
+        buf[len..len + count].copy_from_slice(&digits[at..]);
+        len += count;
+    }
+    &buf[..len]
 }
 
 fn reply_item(out: &mut ReplyWriter, item: StreamItem<'_>) {
@@ -149,13 +176,19 @@ pub(super) fn xadd(ctx: &mut Ctx, args: &[Bytes]) {
     if trimmed > 0 {
         ctx.notify(notify::STREAM, "xtrim", key);
     }
+    // What the AOF and replicas get (the id made explicit, `~` trimming as its effect): built
+    // only when something records it.
+    if !ctx.server.propagating() {
+        return;
+    }
     let mut record: Vec<Bytes> = args.to_vec();
     if let Some((at, value)) = rewritten {
         record[at - 1] = Bytes::from_static(b"=");
         record[at] = Bytes::from(value);
     }
     if !matches!(add.id, IdArg::Exact(_)) {
-        record[id_at] = Bytes::from(id.to_string());
+        let mut text = [0u8; 41];
+        record[id_at] = Bytes::copy_from_slice(id_text(id, &mut text));
     }
     ctx.propagate_as(vec![record]);
 }
@@ -387,5 +420,28 @@ pub(super) fn xsetid(ctx: &mut Ctx, args: &[Bytes]) {
             ctx.notify(notify::STREAM, "xsetid", key);
             ctx.out.ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn id_text_spells_an_id_as_its_display(ms: u64, seq: u64) {
+            let id = StreamId::new(ms, seq);
+            let mut buf = [0u8; 41];
+            let expected = id.to_string();
+            proptest::prop_assert_eq!(id_text(id, &mut buf), expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn id_text_handles_the_extremes() {
+        let mut buf = [0u8; 41];
+        assert_eq!(id_text(StreamId::new(0, 0), &mut buf), b"0-0");
+        let max = StreamId::new(u64::MAX, u64::MAX);
+        assert_eq!(id_text(max, &mut buf), max.to_string().as_bytes());
     }
 }
