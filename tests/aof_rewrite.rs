@@ -59,14 +59,18 @@ impl Load {
                             break;
                         }
                         if writer == 0 {
-                            client.send(&["INCR", "counter"]);
+                            if !client.try_send(&["INCR", "counter"]) {
+                                break;
+                            }
                             match client.read() {
                                 Some(Frame::Integer(_)) => increments += 1,
                                 _ => break,
                             }
                         } else {
                             let key = format!("{label}:w{writer}:{i}");
-                            client.send(&["SET", key.as_str(), "v"]);
+                            if !client.try_send(&["SET", key.as_str(), "v"]) {
+                                break;
+                            }
                             match client.read() {
                                 Some(Frame::Simple(ok)) if ok == b"OK" => keys.push(key),
                                 _ => break,

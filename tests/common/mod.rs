@@ -348,6 +348,14 @@ impl Client {
         self.send_raw(&wire);
     }
 
+    /// [`Client::send`], false when the server is gone (crash tests kill it mid-pipeline).
+    #[allow(dead_code)]
+    pub(crate) fn try_send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> bool {
+        let mut wire = BytesMut::new();
+        Frame::command(args).encode(&mut wire);
+        self.stream.write_all(&wire).is_ok()
+    }
+
     /// Reads the next reply, or `None` if the server closed the connection.
     pub(crate) fn read(&mut self) -> Option<Frame> {
         loop {
