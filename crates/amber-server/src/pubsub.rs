@@ -348,22 +348,33 @@ pub(crate) async fn flush_task(shared: std::rc::Rc<std::cell::RefCell<Server>>) 
         }
         let mut server = shared.borrow_mut();
         server.pubsub.flush_scheduled = false;
-        server.broadcast_invalidations();
-        let mut sent = 0;
-        for (id, push) in std::mem::take(&mut server.pubsub.pending) {
-            let Some(info) = server.clients.get(&id) else {
-                continue;
-            };
-            let mut info = info.borrow_mut();
-            info.push_pending = false;
-            let (written, done) = send_now(&mut info);
-            sent += written;
-            if !done {
-                push.notify_one();
-            }
-        }
-        server.stats.net_output_bytes += sent as u64;
+        flush_pending(&mut server);
     }
+}
+
+/// Sends every connection with queued messages what it can take now (tracking broadcasts
+/// first), and wakes the tasks of those it could not finish.
+///
+/// The flush task runs it after the replies in flight; eviction runs it too before it
+/// measures memory, as Redis writes its clients' buffers before it reads the next command:
+/// otherwise invalidations queued by one eviction would count as used memory for the next
+/// command, which would evict more and queue more, until the keyspace drained.
+pub(crate) fn flush_pending(server: &mut Server) {
+    server.broadcast_invalidations();
+    let mut sent = 0;
+    for (id, push) in std::mem::take(&mut server.pubsub.pending) {
+        let Some(info) = server.clients.get(&id) else {
+            continue;
+        };
+        let mut info = info.borrow_mut();
+        info.push_pending = false;
+        let (written, done) = send_now(&mut info);
+        sent += written;
+        if !done {
+            push.notify_one();
+        }
+    }
+    server.stats.net_output_bytes += sent as u64;
 }
 
 /// Writes a subscriber's outbox straight to its socket when its task waits for input, as

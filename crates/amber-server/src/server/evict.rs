@@ -199,6 +199,11 @@ impl Server {
         if !self.may_evict() {
             return Evicted::Enough;
         }
+        if self.memory_over_limit().is_some() {
+            // Messages queued for clients count until written: write them first (as Redis
+            // does before reading a command), or eviction's own invalidations feed it.
+            crate::pubsub::flush_pending(self);
+        }
         let Some(to_free) = self.memory_over_limit() else {
             self.eviction.continuing = false;
             self.eviction.note_over_limit(false);
