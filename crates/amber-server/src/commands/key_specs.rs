@@ -263,7 +263,7 @@ fn from_specs(specs: &[KeySpec], args: &[Bytes]) -> Option<Vec<(usize, KeyFlags)
                     .and_then(|n| amber_protocol::parse_i64(n))
                     .filter(|&n| n >= 0)?;
                 let start = first + i64::from(first_key);
-                (start, start + count - 1, i64::from(step))
+                (start, start.saturating_add(count) - 1, i64::from(step))
             }
             FindKeys::Unknown => return None,
         };
@@ -558,6 +558,15 @@ mod tests {
         // A count past the arguments: Redis's fallback finds no key.
         assert_eq!(keys(&["ZUNIONSTORE", "d", "5", "a"]), vec![]);
         assert_eq!(keys(&["EVAL", "return 1", "x"]), vec![]);
+        // A count at the top of the range neither overflows nor finds keys.
+        assert_eq!(
+            keys(&["EVAL", "return 1", "9223372036854775807", "k"]),
+            vec![]
+        );
+        assert_eq!(
+            keys(&["ZUNIONSTORE", "d", "9223372036854775807", "a"]),
+            vec![]
+        );
         // A keyword as the last argument is not searched for (nothing can follow it).
         assert_eq!(
             keys(&["GEORADIUS", "g", "0", "0", "1", "km", "STORE"]),
