@@ -18,18 +18,9 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
     }
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+fn push_decimal(out: &mut Vec<u8>, value: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(amber_protocol::format_u64(value, &mut digits));
 }
 
 /// One thing read from an AOF: a command, or a `#` annotation line (such as `#TS:1700000000`).

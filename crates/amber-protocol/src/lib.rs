@@ -18,6 +18,6 @@ mod request;
 
 pub use frame::{Frame, FrameError};
 pub use inline::{SplitArgsError, quote_arg, split_args};
-pub use number::{atoi, format_double, format_g, format_i64, parse_i64};
+pub use number::{atoi, format_double, format_g, format_i64, format_u64, parse_i64};
 pub use reply::{Protocol, ReplyWriter};
 pub use request::{Limits, ProtocolError, RequestParser, peek_keys};

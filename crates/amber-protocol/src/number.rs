@@ -49,18 +49,25 @@ pub fn atoi(text: &[u8]) -> i64 {
     if negative { -value } else { value }
 }
 
-/// Writes the decimal form of `value` into `buf` (room for `i64::MIN`) and returns it.
-pub fn format_i64(value: i64, buf: &mut [u8; 20]) -> &[u8] {
+/// Writes the decimal form of `value` into `buf` (room for `u64::MAX`) and returns it.
+pub fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut pos = buf.len();
-    let mut magnitude = value.unsigned_abs();
     loop {
         pos -= 1;
-        buf[pos] = b'0' + (magnitude % 10) as u8;
-        magnitude /= 10;
-        if magnitude == 0 {
+        buf[pos] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
             break;
         }
     }
+    &buf[pos..]
+}
+
+/// Writes the decimal form of `value` into `buf` (room for `i64::MIN`) and returns it.
+pub fn format_i64(value: i64, buf: &mut [u8; 20]) -> &[u8] {
+    // The magnitude has at most 19 digits, so the sign always fits before it.
+    let digits = format_u64(value.unsigned_abs(), buf).len();
+    let mut pos = buf.len() - digits;
     if value < 0 {
         pos -= 1;
         buf[pos] = b'-';
@@ -130,6 +137,21 @@ fn trim_fraction_zeros(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_forms_cover_the_extremes() {
+        let mut buf = [0u8; 20];
+        assert_eq!(
+            format_u64(u64::MAX, &mut buf),
+            u64::MAX.to_string().as_bytes()
+        );
+        assert_eq!(format_u64(0, &mut buf), b"0");
+        assert_eq!(
+            format_i64(i64::MIN, &mut buf),
+            i64::MIN.to_string().as_bytes()
+        );
+        assert_eq!(format_i64(-7, &mut buf), b"-7");
+    }
 
     #[test]
     fn atoi_reads_as_c_does() {

@@ -180,9 +180,20 @@ pub(crate) fn specs_of(full_name: &str) -> &'static [KeySpec] {
     table().get(full_name).map_or(&[], Vec::as_slice)
 }
 
+/// The commands whose subcommands have specifications of their own (`object`, `xinfo`...).
+fn containers() -> &'static std::collections::HashSet<&'static str> {
+    static NAMES: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        table()
+            .keys()
+            .filter_map(|name| name.split_once('|').map(|(container, _)| container))
+            .collect()
+    })
+}
+
 /// The name the table knows a call by: `container|subcommand` where the table has it.
 fn full_name(command: &str, args: &[Bytes]) -> String {
-    if let Some(sub) = args.get(1) {
+    if let Some(sub) = args.get(1).filter(|_| containers().contains(command)) {
         let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
         let full = format!("{command}|{sub}");
         if table().contains_key(&full) {

@@ -82,28 +82,15 @@ fn reply_id(out: &mut ReplyWriter, id: StreamId) {
 
 /// `ms-seq` written into `buf` (room for two `u64`s and the dash), without an allocation.
 fn id_text(id: StreamId, buf: &mut [u8; 41]) -> &[u8] {
-    let mut len = 0;
-    for (index, part) in [id.ms, id.seq].into_iter().enumerate() {
-        if index == 1 {
-            buf[len] = b'-';
-            len += 1;
-        }
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = part;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        let count = digits.len() - at;
-        buf[len..len + count].copy_from_slice(&digits[at..]);
-        len += count;
-    }
-    &buf[..len]
+    let mut digits = [0u8; 20];
+    let ms = amber_protocol::format_u64(id.ms, &mut digits);
+    let mut len = ms.len();
+    buf[..len].copy_from_slice(ms);
+    buf[len] = b'-';
+    len += 1;
+    let seq = amber_protocol::format_u64(id.seq, &mut digits);
+    buf[len..len + seq.len()].copy_from_slice(seq);
+    &buf[..len + seq.len()]
 }
 
 fn reply_item(out: &mut ReplyWriter, item: StreamItem<'_>) {
