@@ -466,9 +466,9 @@ fn tracking_invalidations_do_not_feed_eviction() {
     }
     let limit = used_memory(&mut client) - 40_000;
     let mut wire = BytesMut::new();
-    Frame::command(&["CONFIG", "SET", "maxmemory", &limit.to_string()]).encode(&mut wire);
+    Frame::command(["CONFIG", "SET", "maxmemory", &limit.to_string()]).encode(&mut wire);
     for _ in 0..20 {
-        Frame::command(&["DBSIZE"]).encode(&mut wire);
+        Frame::command(["DBSIZE"]).encode(&mut wire);
     }
     client.send_raw(&wire);
     assert_eq!(client.read(), Some(common::simple("OK")));
