@@ -84,20 +84,30 @@ impl From<ErrorReply> for ScriptError {
     }
 }
 
-/// Hashes the cache's keys, SHA1s in hex, eight bytes at a time (FxHash's mixing). SipHash,
-/// the default, cost a visible share of a small script's run; the keys are digests, so an
+/// A cache key: a SHA1 in lowercase hex, kept inline (a look-up allocates nothing).
+type ShaKey = [u8; 40];
+
+/// The cache key for `sha` given in either case, if it is 40 bytes long.
+fn sha_key(sha: &[u8]) -> Option<ShaKey> {
+    let mut key: ShaKey = sha.try_into().ok()?;
+    key.make_ascii_lowercase();
+    Some(key)
+}
+
+/// Hashes the cache's keys with their first eight bytes (FxHash's mixing). SipHash, the
+/// default, cost a visible share of a small script's run; the keys are digests, so an
 /// attacker cannot choose them to collide.
 #[derive(Default)]
 pub(crate) struct ShaHasher(u64);
 
 impl std::hash::Hasher for ShaHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
+        // A `[u8; 40]` hashes as one write of its bytes (arrays add no length).
+        let mut word = [0u8; 8];
+        let head = bytes.len().min(8);
+        word[..head].copy_from_slice(&bytes[..head]);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 
     fn finish(&self) -> u64 {
@@ -144,7 +154,7 @@ pub struct Engine {
     pub(crate) env: Table,
     run: Function,
     pub(crate) load_library: Function,
-    scripts: HashMap<String, Script, BuildHasherDefault<ShaHasher>>,
+    scripts: HashMap<ShaKey, Script, BuildHasherDefault<ShaHasher>>,
     scripts_bytes: usize,
     pub(crate) libraries: Libraries,
     pub(crate) hook_mode: Rc<Cell<HookMode>>,
@@ -234,8 +244,9 @@ impl Engine {
     /// Compiles `body` into the script cache (as `SCRIPT LOAD` and `EVAL` do) and returns its
     /// SHA1. A script already cached is not compiled again.
     pub fn load_script(&mut self, body: &[u8]) -> Result<String, ScriptError> {
-        let sha = sha1_hex(body);
-        if self.scripts.contains_key(&sha) {
+        let key = sha1_key(body);
+        let sha = String::from_utf8_lossy(&key).into_owned();
+        if self.scripts.contains_key(&key) {
             return Ok(sha);
         }
         let shebang = parse_shebang(body).map_err(|e| ScriptError::new(format!("ERR {e}")))?;
@@ -255,7 +266,7 @@ impl Engine {
             })?;
         self.scripts_bytes += body.len() + 40;
         self.scripts.insert(
-            sha.clone(),
+            key,
             Script {
                 body: Bytes::copy_from_slice(body),
                 flags: shebang.flags,
@@ -265,27 +276,23 @@ impl Engine {
         Ok(sha)
     }
 
-    /// The cached script `sha` (in either case).
-    fn script(&self, sha: &str) -> Option<&Script> {
-        if sha.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.scripts.get(&sha.to_ascii_lowercase())
-        } else {
-            self.scripts.get(sha)
-        }
+    /// The cached script `sha` (hex, in either case).
+    fn script(&self, sha: &[u8]) -> Option<&Script> {
+        self.scripts.get(&sha_key(sha)?)
     }
 
     /// The flags of a cached script.
-    pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
+    pub fn script_flags(&self, sha: &[u8]) -> Option<ScriptFlags> {
         self.script(sha).map(|s| s.flags)
     }
 
     /// The body of a cached script.
-    pub fn script_body(&self, sha: &str) -> Option<Bytes> {
+    pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
         self.script(sha).map(|s| s.body.clone())
     }
 
     /// Whether a script is cached (`SCRIPT EXISTS`).
-    pub fn script_exists(&self, sha: &str) -> bool {
+    pub fn script_exists(&self, sha: &[u8]) -> bool {
         self.script(sha).is_some()
     }
 
@@ -310,22 +317,23 @@ impl Engine {
     pub fn eval(
         &mut self,
         host: &mut dyn Host,
-        sha: &str,
+        sha: &[u8],
         keys: &[Bytes],
         args: &[Bytes],
         out: &mut ReplyWriter,
     ) -> Result<(), ScriptError> {
-        let Some(script) = self.script(sha) else {
+        let Some((key, script)) =
+            sha_key(sha).and_then(|key| self.scripts.get(&key).map(|script| (key, script)))
+        else {
             return Err(ScriptError::new(
                 "NOSCRIPT No matching script. Please use EVAL.",
             ));
         };
         let function = script.function.clone();
-        let sha = sha.to_ascii_lowercase();
         let run = Invocation {
             function: &function,
             eval_mode: true,
-            name: &sha,
+            name: std::str::from_utf8(&key).unwrap_or_default(),
             keys,
             args,
         };
@@ -532,13 +540,20 @@ unsafe extern "C-unwind" fn protected_call(
 
 /// The hex SHA1 of `data`, as `SCRIPT LOAD` and `redis.sha1hex` give it.
 pub fn sha1_hex(data: &[u8]) -> String {
+    String::from_utf8_lossy(&sha1_key(data)).into_owned()
+}
+
+/// The hex SHA1 of `data` as a cache key.
+fn sha1_key(data: &[u8]) -> ShaKey {
     use sha1::Digest;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = sha1::Sha1::digest(data);
-    let mut hex = String::with_capacity(40);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+    let mut key = [0u8; 40];
+    for (pair, byte) in key.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
     }
-    hex
+    key
 }
 
 fn interrupt_hook(

@@ -17,7 +17,7 @@ local function protect(target, index)
   readonly[meta_view] = true
   meta.__metatable = meta_view
   readonly[proxy] = true
-  return proxy
+  return proxy, meta
 end
 
 G.setmetatable = function(t, m)
@@ -85,20 +85,18 @@ local library_redis = protect(library_api, function(_, key)
   return value
 end)
 
-local loading = false
-local function lookup(_, key)
-  local value
-  if loading then
-    if key == 'redis' then return library_redis end
-  else
-    value = G[key]
-  end
-  if value == nil then
-    error("Script attempted to access nonexistent global variable '" .. tostring(key) .. "'", 2)
-  end
-  return value
+-- Scripts see the globals through a read-only proxy that reads the real table (a global is
+-- two table look-ups, no function call); the real table's metatable raises for a missing
+-- name. While library code loads, the proxy reads through `loading_lookup` instead, which
+-- shows the library API's `redis` and nothing else.
+local function missing(_, key)
+  error("Script attempted to access nonexistent global variable '" .. tostring(key) .. "'", 2)
 end
-local env = protect(G, lookup)
+local function loading_lookup(_, key)
+  if key == 'redis' then return library_redis end
+  error("Script attempted to access nonexistent global variable '" .. tostring(key) .. "'", 2)
+end
+local env, env_meta = protect(G)
 G._G = env
 sandbox_env = env
 
@@ -112,10 +110,11 @@ local function run(f, eval_mode, keys, argv)
 end
 
 local function load_library(f)
-  loading = true
+  env_meta.__index = loading_lookup
   local ok, err = xpcall(f, handler)
-  loading = false
+  env_meta.__index = G
   return ok, err
 end
 
+real_setmetatable(G, {__index = missing})
 return env, run, load_library, call_bridge

@@ -29,7 +29,7 @@ fn run(engine: &mut Engine, body: &str, args: &[Vec<u8>]) -> Result<Frame, Strin
     let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
     let mut out = ReplyWriter::new(Protocol::Resp2);
     engine
-        .eval(&mut NoCommands, &sha, &[], &args, &mut out)
+        .eval(&mut NoCommands, sha.as_bytes(), &[], &args, &mut out)
         .map_err(|e| e.message)?;
     let bytes = out.buffer().to_vec();
     Ok(Frame::parse(&bytes)

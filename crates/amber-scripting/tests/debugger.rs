@@ -77,7 +77,7 @@ fn debug(body: &str, commands: &[&[&str]]) -> (Vec<Vec<String>>, Result<Frame, S
     let mut out = ReplyWriter::new(Protocol::Resp2);
     let result = engine
         .load_script(body.as_bytes())
-        .and_then(|sha| engine.eval(&mut EchoHost, &sha, &[], &[], &mut out));
+        .and_then(|sha| engine.eval(&mut EchoHost, sha.as_bytes(), &[], &[], &mut out));
     engine.stop_debugging();
     assert!(!engine.debugging());
     let reply = result.map_err(|e| e.message).map(|()| {
@@ -206,7 +206,7 @@ fn abort_and_protocol_errors_end_the_script_with_an_error() {
     let sha = engine.load_script(SCRIPT.as_bytes()).expect("compiles");
     let mut out = ReplyWriter::new(Protocol::Resp2);
     let error = engine
-        .eval(&mut EchoHost, &sha, &[], &[], &mut out)
+        .eval(&mut EchoHost, sha.as_bytes(), &[], &[], &mut out)
         .expect_err("protocol error");
     engine.stop_debugging();
     assert!(

@@ -63,7 +63,7 @@ fn eval(
         .collect();
     let mut out = ReplyWriter::new(Protocol::Resp2);
     engine
-        .eval(host, &sha, &keys, &args, &mut out)
+        .eval(host, sha.as_bytes(), &keys, &args, &mut out)
         .map_err(|e| e.message)?;
     let bytes = out.buffer().to_vec();
     Ok(Frame::parse(&bytes)
@@ -348,6 +348,25 @@ fn a_library_that_loops_times_out() {
         error.message.contains("FUNCTION LOAD timeout"),
         "{}",
         error.message
+    );
+    // The load's view of the globals (only the library API) ended with it.
+    let code = b"#!lua name=after\nredis.register_function('len', function(keys, args) return string.len(args[1]) end)";
+    assert_eq!(engine.load_library(code, false, true), Ok("after".into()));
+    let mut out = ReplyWriter::new(Protocol::Resp2);
+    engine
+        .call_function(
+            &mut FakeHost::default(),
+            "len",
+            &[],
+            &[Bytes::from_static(b"four")],
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(out.buffer().as_ref(), b":4\r\n");
+    let mut host = FakeHost::default();
+    assert_eq!(
+        eval(&mut engine, &mut host, "return string.len('abc')", &[], &[]),
+        Ok(Frame::Integer(3))
     );
 }
 

@@ -31,9 +31,9 @@ pub(crate) struct Scripting {
 
 /// The script running now.
 pub(crate) struct RunningScript {
-    /// `f_<sha>` or the function's name.
-    pub(crate) name: String,
-    /// The command that started it (`FUNCTION STATS`).
+    /// The script's SHA1 or the function's name.
+    pub(crate) name: ScriptName,
+    /// The `FCALL` that started a function (`FUNCTION STATS`); empty for a script.
     pub(crate) command: Vec<Bytes>,
     /// When it started.
     pub(crate) started: Instant,
@@ -104,10 +104,28 @@ fn obeyed(client: &ClientState) -> bool {
 
 /// What runs: a cached script or a function.
 pub(crate) enum Target<'a> {
-    /// `EVAL`/`EVALSHA`: the cached script with this SHA1.
-    Script(&'a str),
+    /// `EVAL`/`EVALSHA`: the cached script with this SHA1 (lowercase hex).
+    Script(&'a [u8; 40]),
     /// `FCALL`: the function with this name.
     Function(&'a str),
+}
+
+/// What names the running script in logs and `FUNCTION STATS`.
+pub(crate) enum ScriptName {
+    /// A script's SHA1, lowercase hex.
+    Sha([u8; 40]),
+    /// A function's name, as `FCALL` gave it.
+    Function(Bytes),
+}
+
+impl ScriptName {
+    /// The name's text.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            ScriptName::Sha(sha) => sha,
+            ScriptName::Function(name) => name,
+        }
+    }
 }
 
 /// Checks Redis makes before a script with `flags` runs (`scriptPrepareForRun`); `Err` is the
@@ -180,12 +198,12 @@ pub(crate) fn run(
         return;
     };
     let (name, eval) = match target {
-        Target::Script(sha) => (sha.to_ascii_lowercase(), true),
-        Target::Function(name) => (name.to_string(), false),
+        Target::Script(sha) => (ScriptName::Sha(*sha), true),
+        Target::Function(_) => (ScriptName::Function(command[1].clone()), false),
     };
     ctx.server.scripting.running = Some(RunningScript {
         name,
-        command: command.to_vec(),
+        command: if eval { Vec::new() } else { command.to_vec() },
         started: Instant::now(),
         eval,
         wrote: false,
@@ -438,7 +456,7 @@ impl Host for ScriptHost<'_> {
                     } else {
                         "FUNCTION KILL"
                     },
-                    running.name
+                    String::from_utf8_lossy(running.name.as_bytes())
                 );
             }
             crate::net::busy::serve_while_busy(self.server);

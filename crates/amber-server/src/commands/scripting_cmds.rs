@@ -81,7 +81,7 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
         "eval" | "eval_ro" if !args[1].starts_with(b"#!") => return spec.flags,
         "eval" | "eval_ro" => ctx.server.scripting.engine().and_then(|engine| {
             let sha = amber_scripting::sha1_hex(&args[1]);
-            engine.script_flags(&sha).or_else(|| {
+            engine.script_flags(sha.as_bytes()).or_else(|| {
                 amber_scripting::parse_shebang(&args[1])
                     .ok()
                     .map(|s| s.flags)
@@ -91,7 +91,7 @@ pub(super) fn effective_flags(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes])
             .server
             .scripting
             .engine()
-            .and_then(|engine| engine.script_flags(&String::from_utf8_lossy(&args[1]))),
+            .and_then(|engine| engine.script_flags(&args[1])),
         "fcall" | "fcall_ro" => ctx
             .server
             .scripting
@@ -186,17 +186,23 @@ fn run_eval(ctx: &mut Ctx, args: &[Bytes], evalsha: bool, read_only: bool) {
     let Some(engine) = ctx.server.scripting.engine() else {
         return ctx.error("ERR scripts cannot run scripts");
     };
-    let sha = if evalsha {
-        String::from_utf8_lossy(&args[1]).to_ascii_lowercase()
+    let loaded;
+    let sha: &[u8] = if evalsha {
+        &args[1]
     } else {
         match engine.load_script(&args[1]) {
-            Ok(sha) => sha,
+            Ok(sha) => {
+                loaded = sha;
+                loaded.as_bytes()
+            }
             Err(error) => return ctx.error(&error.message),
         }
     };
-    let flags = match engine.script_flags(&sha) {
-        Some(flags) if sha.len() == 40 => flags,
-        _ => return ctx.error("NOSCRIPT No matching script. Please use EVAL."),
+    let Some((sha, flags)) = <[u8; 40]>::try_from(sha).ok().and_then(|mut sha| {
+        sha.make_ascii_lowercase();
+        engine.script_flags(&sha).map(|flags| (sha, flags))
+    }) else {
+        return ctx.error("NOSCRIPT No matching script. Please use EVAL.");
     };
     if let Err(message) = scripting::check_before_run(ctx, flags, read_only) {
         return ctx.error(&message);
@@ -223,7 +229,7 @@ pub(super) fn fcall_ro(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 fn fcall_generic(ctx: &mut Ctx, args: &[Bytes], read_only: bool) {
-    let name = String::from_utf8_lossy(&args[1]).into_owned();
+    let name = String::from_utf8_lossy(&args[1]);
     let Some(engine) = ctx.server.scripting.engine() else {
         return ctx.error("ERR scripts cannot run scripts");
     };
@@ -271,7 +277,7 @@ pub(super) fn script(ctx: &mut Ctx, args: &[Bytes]) {
         };
         let found: Vec<bool> = args[2..]
             .iter()
-            .map(|sha| engine.script_exists(&String::from_utf8_lossy(sha)))
+            .map(|sha| engine.script_exists(sha))
             .collect();
         ctx.out.array(found.len());
         for exists in found {
