@@ -152,7 +152,8 @@ pub struct Engine {
     pub(crate) lua: Lua,
     pub(crate) bridge: Table,
     pub(crate) env: Table,
-    run: Function,
+    /// The message handler every run is called under ([`error_handler`]).
+    handler: Function,
     pub(crate) load_library: Function,
     scripts: HashMap<ShaKey, Script, BuildHasherDefault<ShaHasher>>,
     scripts_bytes: usize,
@@ -200,8 +201,8 @@ impl Engine {
             .set_name("=[amber]")
             .into_function()?;
         let redis: Table = globals.raw_get("redis")?;
-        let (env, run, load_library, call_bridge): (Table, Function, Function, Function) =
-            prelude.call((globals, bridge.clone(), handler, libraries))?;
+        let (env, load_library, call_bridge): (Table, Function, Function) =
+            prelude.call((globals, bridge.clone(), handler.clone(), libraries))?;
         lua.set_named_registry_value("amber.call", call_bridge)?;
         // SAFETY: `raising_call` only uses the Lua C API on the state it is given, and has no
         // Rust value alive when `lua_error` unwinds out of it.
@@ -216,7 +217,7 @@ impl Engine {
             lua,
             bridge,
             env,
-            run,
+            handler,
             load_library,
             scripts: HashMap::default(),
             scripts_bytes: 0,
@@ -360,11 +361,8 @@ impl Engine {
         if debugging {
             self.install_debugger_hook();
         }
-        let (result, resp3, killed) = crate::current::enter(host, || {
-            let (keys, args) = self.arrays(keys, args)?;
-            self.run
-                .call::<(bool, Value)>((function.clone(), eval_mode, keys, args))
-        });
+        let (result, resp3, killed) =
+            crate::current::enter(host, || self.protected_run(function, eval_mode, keys, args));
         self.hook_mode.set(HookMode::Idle);
         if killed || self.hook_replaced.get() || debugging {
             // The kill (or a load timeout) replaced the hook with a per-line one.
@@ -386,15 +384,29 @@ impl Engine {
             .map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))
     }
 
-    /// `KEYS` and `ARGV` as Lua arrays, built in one protected call (one per string, as
-    /// mlua's safe API would do it, cost more than a small script).
-    fn arrays(&self, keys: &[Bytes], args: &[Bytes]) -> mlua::Result<(Table, Table)> {
+    /// Calls `function` under the error handler, as Redis's `luaCallFunction` does: `KEYS`
+    /// and `ARGV` as globals in eval mode, as the two parameters of a Function otherwise.
+    /// Returns whether it succeeded, and its result or the handler's error table.
+    ///
+    /// It runs in one protected call through the C API: building the two arrays a string at
+    /// a time with mlua's safe API, or calling through a Lua wrapper, cost more than a small
+    /// script.
+    fn protected_run(
+        &self,
+        function: &Function,
+        eval_mode: bool,
+        keys: &[Bytes],
+        args: &[Bytes],
+    ) -> mlua::Result<(bool, Value)> {
         use mlua::ffi;
-        // SAFETY: the closure only creates two tables and the strings in them, three stack
-        // slots at most (exec_raw reserves them); it runs protected, so an allocation failure
-        // becomes a Lua error rather than a jump out of Rust code.
+        let inputs = (self.handler.clone(), function.clone(), self.lua.globals());
+        // SAFETY: the closure starts with the handler, the function and the globals at slots
+        // 1-3 and uses at most five more slots (a C function has LUA_MINSTACK free). It runs
+        // protected: an allocation failure while it builds the arrays becomes a Lua error
+        // rather than a jump past Rust code, and it holds no value that needs dropping. What
+        // the script raises is caught by the inner `lua_pcall`. It leaves `ok, result`.
         unsafe {
-            self.lua.exec_raw((), |state| {
+            self.lua.exec_raw(inputs, |state| {
                 for items in [keys, args] {
                     ffi::lua_createtable(state, items.len().min(i32::MAX as usize) as i32, 0);
                     for (i, item) in items.iter().enumerate() {
@@ -402,6 +414,19 @@ impl Engine {
                         ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
                     }
                 }
+                let status = if eval_mode {
+                    ffi::lua_pushvalue(state, 4);
+                    ffi::lua_setfield(state, 3, c"KEYS".as_ptr());
+                    ffi::lua_pushvalue(state, 5);
+                    ffi::lua_setfield(state, 3, c"ARGV".as_ptr());
+                    ffi::lua_settop(state, 2);
+                    ffi::lua_pcall(state, 0, 1, 1)
+                } else {
+                    ffi::lua_remove(state, 3);
+                    ffi::lua_pcall(state, 2, 1, 1)
+                };
+                ffi::lua_pushboolean(state, i32::from(status == 0));
+                ffi::lua_replace(state, 1);
             })
         }
     }

@@ -1,6 +1,7 @@
 -- Amber's Lua prelude: builds the sandbox Redis 7.0 gives scripts. It runs once, when the
 -- engine starts, with the real globals table, the hidden bridge to the server and the error
--- handler; it returns the environment scripts run in and the function that runs them.
+-- handler; it returns the environment scripts run in, the function that loads a library and
+-- the bridge behind `redis.call`. The engine calls scripts itself, through the C API.
 local G, bridge, handler, libraries = ...
 local real_pcall, real_setmetatable, real_rawset = pcall, setmetatable, rawset
 local error, type, tostring, xpcall = error, type, tostring, xpcall
@@ -100,15 +101,6 @@ local env, env_meta = protect(G)
 G._G = env
 sandbox_env = env
 
-local function run(f, eval_mode, keys, argv)
-  if eval_mode then
-    real_rawset(G, 'KEYS', keys)
-    real_rawset(G, 'ARGV', argv)
-    return xpcall(f, handler)
-  end
-  return xpcall(function() return f(keys, argv) end, handler)
-end
-
 local function load_library(f)
   env_meta.__index = loading_lookup
   local ok, err = xpcall(f, handler)
@@ -117,4 +109,4 @@ local function load_library(f)
 end
 
 real_setmetatable(G, {__index = missing})
-return env, run, load_library, call_bridge
+return env, load_library, call_bridge
