@@ -154,6 +154,8 @@ pub struct Engine {
     pub(crate) env: Table,
     /// The message handler every run is called under ([`error_handler`]).
     handler: Function,
+    /// The real globals table (where `KEYS` and `ARGV` go).
+    globals: Table,
     pub(crate) load_library: Function,
     scripts: HashMap<ShaKey, Script, BuildHasherDefault<ShaHasher>>,
     scripts_bytes: usize,
@@ -202,7 +204,7 @@ impl Engine {
             .into_function()?;
         let redis: Table = globals.raw_get("redis")?;
         let (env, load_library, call_bridge): (Table, Function, Function) =
-            prelude.call((globals, bridge.clone(), handler.clone(), libraries))?;
+            prelude.call((globals.clone(), bridge.clone(), handler.clone(), libraries))?;
         lua.set_named_registry_value("amber.call", call_bridge)?;
         // SAFETY: `raising_call` only uses the Lua C API on the state it is given, and has no
         // Rust value alive when `lua_error` unwinds out of it.
@@ -218,6 +220,7 @@ impl Engine {
             bridge,
             env,
             handler,
+            globals,
             load_library,
             scripts: HashMap::default(),
             scripts_bytes: 0,
@@ -399,7 +402,7 @@ impl Engine {
         args: &[Bytes],
     ) -> mlua::Result<(bool, Value)> {
         use mlua::ffi;
-        let inputs = (self.handler.clone(), function.clone(), self.lua.globals());
+        let inputs = (self.handler.clone(), function.clone(), self.globals.clone());
         // SAFETY: the closure starts with the handler, the function and the globals at slots
         // 1-3 and uses at most five more slots (a C function has LUA_MINSTACK free). It runs
         // protected: an allocation failure while it builds the arrays becomes a Lua error

@@ -2,7 +2,7 @@
 //! `FCALL`.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use amber_protocol::ReplyWriter;
 use bytes::Bytes;
@@ -38,13 +38,42 @@ pub struct Library {
 #[derive(Clone, Default)]
 pub(crate) struct Libraries {
     by_name: BTreeMap<String, Library>,
+    /// The library that registered each function: `FCALL` names the function alone.
+    owners: HashMap<String, String>,
 }
 
 impl Libraries {
     fn owner_of(&self, function: &str) -> Option<&Library> {
-        self.by_name
-            .values()
-            .find(|library| library.functions.contains_key(function))
+        self.by_name.get(self.owners.get(function)?)
+    }
+
+    fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        self.owner_of(name)?.functions.get(name)
+    }
+
+    fn contains(&self, library: &str) -> bool {
+        self.by_name.contains_key(library)
+    }
+
+    fn insert(&mut self, library: Library) {
+        self.remove(&library.name);
+        for function in library.functions.keys() {
+            self.owners.insert(function.clone(), library.name.clone());
+        }
+        self.by_name.insert(library.name.clone(), library);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Library> {
+        let library = self.by_name.remove(name)?;
+        for function in library.functions.keys() {
+            self.owners.remove(function);
+        }
+        Some(library)
+    }
+
+    fn clear(&mut self) {
+        self.by_name.clear();
+        self.owners.clear();
     }
 }
 
@@ -108,17 +137,17 @@ impl Engine {
     ) -> Result<String, ScriptError> {
         let library = self.compile_library(code, timeout).map_err(err)?;
         let mut libraries = self.libraries.clone();
-        if libraries.by_name.contains_key(&library.name) && !replace {
+        if libraries.contains(&library.name) && !replace {
             return Err(err(format!("Library '{}' already exists", library.name)));
         }
-        libraries.by_name.remove(&library.name);
+        libraries.remove(&library.name);
         for function in library.functions.keys() {
             if libraries.owner_of(function).is_some() {
                 return Err(err(format!("Function {function} already exists")));
             }
         }
         let name = library.name.clone();
-        libraries.by_name.insert(name.clone(), library);
+        libraries.insert(library);
         self.libraries = libraries;
         Ok(name)
     }
@@ -201,10 +230,7 @@ impl Engine {
 
     /// The flags of function `name`, if it exists.
     pub fn function_flags(&self, name: &str) -> Option<ScriptFlags> {
-        self.libraries
-            .owner_of(name)
-            .and_then(|library| library.functions.get(name))
-            .map(|function| function.flags)
+        self.libraries.function(name).map(|function| function.flags)
     }
 
     /// Runs function `name` (`FCALL`), writing its result to `out`.
@@ -218,8 +244,7 @@ impl Engine {
     ) -> Result<(), ScriptError> {
         let Some(callback) = self
             .libraries
-            .owner_of(name)
-            .and_then(|library| library.functions.get(name))
+            .function(name)
             .map(|function| function.callback.clone())
         else {
             return Err(err("Function not found"));
@@ -252,12 +277,12 @@ impl Engine {
 
     /// Removes library `name` (`FUNCTION DELETE`); false if there is none.
     pub fn delete_library(&mut self, name: &str) -> bool {
-        self.libraries.by_name.remove(name).is_some()
+        self.libraries.remove(name).is_some()
     }
 
     /// Removes every library (`FUNCTION FLUSH`).
     pub fn flush_libraries(&mut self) {
-        self.libraries.by_name.clear();
+        self.libraries.clear();
     }
 
     /// Loads the libraries of a `FUNCTION RESTORE` payload or an RDB file under `policy`.
@@ -269,7 +294,7 @@ impl Engine {
     ) -> Result<(), ScriptError> {
         let saved = self.libraries.clone();
         if policy == RestorePolicy::Flush {
-            self.libraries.by_name.clear();
+            self.libraries.clear();
         }
         for source in sources {
             if let Err(error) = self.load_library(source, policy != RestorePolicy::Append, false) {

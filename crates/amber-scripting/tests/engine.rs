@@ -404,3 +404,52 @@ fn acl_check_cmd_asks_the_host() {
     );
     assert!(run("return redis.acl_check_cmd()").is_err());
 }
+
+#[test]
+fn functions_are_found_by_name_through_replace_delete_and_flush() {
+    let mut engine = engine();
+    let library = |name: &str, function: &str| {
+        format!("#!lua name={name}\nredis.register_function('{function}', function() return 1 end)")
+    };
+    assert_eq!(
+        engine.load_library(library("a", "f1").as_bytes(), false, true),
+        Ok("a".into())
+    );
+    assert!(engine.function_flags("f1").is_some());
+    engine
+        .load_library(library("a", "f2").as_bytes(), true, true)
+        .unwrap();
+    assert!(
+        engine.function_flags("f1").is_none(),
+        "replaced with its library"
+    );
+    assert!(engine.function_flags("f2").is_some());
+    assert_eq!(
+        engine
+            .load_library(library("b", "f2").as_bytes(), false, true)
+            .unwrap_err()
+            .message,
+        "ERR Function f2 already exists"
+    );
+    assert!(engine.delete_library("a"));
+    assert!(engine.function_flags("f2").is_none());
+    engine
+        .load_library(library("b", "f2").as_bytes(), false, true)
+        .unwrap();
+    let mut out = ReplyWriter::new(Protocol::Resp2);
+    engine
+        .call_function(&mut FakeHost::default(), "f2", &[], &[], &mut out)
+        .unwrap();
+    assert_eq!(out.buffer().as_ref(), b":1\r\n");
+    // A restore that fails leaves the libraries, and their functions, as they were.
+    let bad = vec![library("c", "f3").into_bytes(), b"not a library".to_vec()];
+    assert!(
+        engine
+            .restore_libraries(&bad, amber_scripting::RestorePolicy::Flush)
+            .is_err()
+    );
+    assert!(engine.function_flags("f2").is_some());
+    assert!(engine.function_flags("f3").is_none());
+    engine.flush_libraries();
+    assert!(engine.function_flags("f2").is_none());
+}
