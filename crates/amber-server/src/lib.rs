@@ -25,6 +25,7 @@ pub(crate) mod pubsub;
 pub(crate) mod replication;
 pub(crate) mod scripting;
 pub(crate) mod server;
+pub(crate) mod signal;
 pub(crate) mod tracking;
 
 pub use net::run;

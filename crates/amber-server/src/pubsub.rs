@@ -18,7 +18,7 @@ pub(crate) struct PubSub {
     /// Subscribers with new messages, woken together by [`flush_task`] once the connections
     /// ready now have run, so each writes what they all published in one `write` (Redis
     /// writes a client's output once per event-loop pass likewise).
-    pending: Vec<(u64, std::rc::Rc<tokio::sync::Notify>)>,
+    pending: Vec<(u64, std::rc::Rc<crate::signal::Signal>)>,
     /// Wakes [`flush_task`].
     flush: std::rc::Rc<tokio::sync::Notify>,
     /// Whether [`flush_task`] was woken and has not delivered yet: it is woken once per pass,

@@ -362,7 +362,7 @@ async fn write_outbox<S>(
     stream: &mut S,
     shared: &RefCell<Server>,
     info: &RefCell<ClientInfo>,
-    kill: &tokio::sync::Notify,
+    kill: &crate::signal::Signal,
 ) -> bool
 where
     S: AsyncWrite + Unpin,
@@ -406,7 +406,7 @@ async fn write_replies<S>(
     stream: &mut S,
     replies: &[u8],
     info: &RefCell<ClientInfo>,
-    kill: &tokio::sync::Notify,
+    kill: &crate::signal::Signal,
     limit: OutputLimit,
 ) -> bool
 where
@@ -422,13 +422,22 @@ where
             break;
         }
         info.borrow_mut().reply_pending = rest.len();
+        // The timer is made only when polled: a write that completes at once reads no clock.
+        let recheck = async {
+            if waited {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
+            biased;
             written = stream.write(rest) => match written {
                 Ok(0) | Err(_) => closed = true,
                 Ok(n) => rest = &rest[n..],
             },
             _ = kill.notified() => closed = true,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if waited => {}
+            _ = recheck => {}
         }
         waited = true;
     }
@@ -446,8 +455,8 @@ async fn serve_replica<S>(
     shared: &Rc<RefCell<Server>>,
     stream: &mut S,
     id: u64,
-    kill: &tokio::sync::Notify,
-    wake: &tokio::sync::Notify,
+    kill: &crate::signal::Signal,
+    wake: &crate::signal::Signal,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -172,7 +172,7 @@ struct Session {
     generation: u64,
     stream: Option<TcpStream>,
     /// Fires when the master client is killed (`CLIENT KILL TYPE master`).
-    killed: Option<Rc<tokio::sync::Notify>>,
+    killed: Option<Rc<crate::signal::Signal>>,
 }
 
 impl Session {

@@ -95,7 +95,7 @@ pub(crate) struct Replication {
     /// Wakes the link task when `master` changes.
     pub link_changed: Rc<Notify>,
     /// Clients blocked in WAIT, woken on every acknowledgement.
-    waiters: Vec<(u64, Rc<Notify>)>,
+    waiters: Vec<(u64, Rc<crate::signal::Signal>)>,
     /// When the replicas were last sent a `PING` (`repl-ping-replica-period`).
     last_ping: Instant,
     /// When the replicas waiting for a snapshot were last sent a `\n`.
@@ -447,7 +447,7 @@ impl Replication {
     }
 
     /// Adds a client blocked in WAIT; it is woken on every acknowledgement.
-    pub(crate) fn add_waiter(&mut self, id: u64, wake: Rc<Notify>) {
+    pub(crate) fn add_waiter(&mut self, id: u64, wake: Rc<crate::signal::Signal>) {
         self.waiters.retain(|(waiter, _)| *waiter != id);
         self.waiters.push((id, wake));
     }

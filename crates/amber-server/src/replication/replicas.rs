@@ -9,8 +9,6 @@ use std::fs::File;
 use std::rc::Rc;
 use std::time::Instant;
 
-use tokio::sync::Notify;
-
 /// Where a replica is in its synchronization.
 #[derive(Debug)]
 enum State {
@@ -88,8 +86,8 @@ struct Replica {
     /// Killed (`CLIENT KILL`): its buffer is gone and nothing more is queued for it while
     /// its task closes the connection.
     closing: bool,
-    wake: Rc<Notify>,
-    kill: Rc<Notify>,
+    wake: Rc<crate::signal::Signal>,
+    kill: Rc<crate::signal::Signal>,
 }
 
 impl Replica {
@@ -131,9 +129,9 @@ pub(crate) struct NewReplica {
     /// What it said it supports.
     pub capabilities: Capabilities,
     /// Wakes its connection task when there is output.
-    pub wake: Rc<Notify>,
+    pub wake: Rc<crate::signal::Signal>,
     /// Closes its connection.
-    pub kill: Rc<Notify>,
+    pub kill: Rc<crate::signal::Signal>,
 }
 
 /// One replica as `INFO replication` and `ROLE` show it.

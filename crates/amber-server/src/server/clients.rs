@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Instant;
 
-use tokio::sync::Notify;
+use crate::signal::Signal;
 
 use super::Server;
 
@@ -38,7 +38,7 @@ pub(crate) struct ClientInfo {
     pub query_buffer_capacity: usize,
     /// Asks the connection to resize its query buffer (from the cron) to `shrink_to` bytes:
     /// 0 frees an idle connection's empty buffer.
-    pub shrink: Rc<Notify>,
+    pub shrink: Rc<Signal>,
     /// The size the cron asks the query buffer to shrink to (see `shrink`).
     pub shrink_to: Option<usize>,
     /// The largest query buffer content since the cron last looked (Redis's
@@ -61,7 +61,7 @@ pub(crate) struct ClientInfo {
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
     pub outbox: Vec<u8>,
     /// Wakes the connection task to write its outbox.
-    pub push: Rc<Notify>,
+    pub push: Rc<Signal>,
     /// Whether the Pub/Sub flush is about to wake it (see `PubSub::pending`).
     pub push_pending: bool,
     /// Since when the outbox has been over the soft limit.
@@ -76,9 +76,9 @@ pub(crate) struct ClientInfo {
     /// `CLIENT LIST` flags: `N` for a normal client, `S` for a replica.
     pub flags: char,
     /// Wakes the connection task when it must close.
-    pub kill: Rc<Notify>,
+    pub kill: Rc<Signal>,
     /// Wakes a blocked client when one of its keys may have data.
-    pub wake: Rc<Notify>,
+    pub wake: Rc<Signal>,
     /// This blocked client must stop waiting (`CLIENT UNBLOCK`, a role change): with an error
     /// reply, or `None` to reply as if it timed out.
     pub unblock: Option<Option<&'static str>>,
@@ -139,11 +139,11 @@ impl ClientInfo {
             resp: 2,
             query_buffer: 0,
             query_buffer_capacity: 0,
-            shrink: Rc::new(Notify::new()),
+            shrink: Rc::new(Signal::new()),
             shrink_to: None,
             query_buffer_peak: 0,
             outbox: Vec::new(),
-            push: Rc::new(Notify::new()),
+            push: Rc::new(Signal::new()),
             push_pending: false,
             over_soft_limit_since: None,
             reply_buffer: 0,
@@ -156,8 +156,8 @@ impl ClientInfo {
             unix,
             killed: false,
             flags: 'N',
-            kill: Rc::new(Notify::new()),
-            wake: Rc::new(Notify::new()),
+            kill: Rc::new(Signal::new()),
+            wake: Rc::new(Signal::new()),
             unblock: None,
             busy: BusyLink::default(),
             tracking: None,

@@ -5,8 +5,6 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use tokio::sync::Notify;
-
 /// Who pauses what.
 #[derive(Default)]
 pub(crate) struct Pauses {
@@ -15,7 +13,7 @@ pub(crate) struct Pauses {
     /// A `FAILOVER` pauses writes until it completes or is aborted.
     failover: bool,
     /// Clients waiting for the pause to end, with what wakes them.
-    waiting: Vec<(u64, Rc<Notify>)>,
+    waiting: Vec<(u64, Rc<crate::signal::Signal>)>,
 }
 
 impl Pauses {
@@ -54,7 +52,7 @@ impl Pauses {
     }
 
     /// Records a client waiting for the pause to end.
-    pub(crate) fn wait(&mut self, id: u64, wake: Rc<Notify>) {
+    pub(crate) fn wait(&mut self, id: u64, wake: Rc<crate::signal::Signal>) {
         if !self.waiting.iter().any(|(waiting, _)| *waiting == id) {
             self.waiting.push((id, wake));
         }
