@@ -92,6 +92,61 @@ pub(crate) fn take_args() -> Option<Result<Vec<bytes::Bytes>, &'static str>> {
     ARGS.with(Cell::take)
 }
 
+thread_local! {
+    static REPLY: Cell<Option<Result<amber_protocol::Frame, String>>> = const { Cell::new(None) };
+    static PARKED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Leaves a command's reply for the bridge function to convert (a reply `redis.call`'s C
+/// function does not push itself).
+pub(crate) fn stash_reply(reply: Result<amber_protocol::Frame, String>) {
+    REPLY.with(|slot| slot.set(Some(reply)));
+}
+
+/// Takes the reply `redis.call` left (see [`stash_reply`]).
+pub(crate) fn take_reply() -> Option<Result<amber_protocol::Frame, String>> {
+    REPLY.with(Cell::take)
+}
+
+thread_local! {
+    static PANIC: Cell<Option<Box<dyn std::any::Any + Send>>> = const { Cell::new(None) };
+}
+
+/// Leaves a panic caught in `redis.call`'s C function for the bridge to resume.
+pub(crate) fn stash_panic(panic: Box<dyn std::any::Any + Send>) {
+    PANIC.with(|slot| slot.set(Some(panic)));
+}
+
+/// Whether a command the running script called panicked.
+pub(crate) fn panicked() -> bool {
+    PANIC.with(|slot| {
+        let panic = slot.take();
+        let panicked = panic.is_some();
+        slot.set(panic);
+        panicked
+    })
+}
+
+/// Takes the panic `redis.call` left (see [`stash_panic`]).
+pub(crate) fn take_panic() -> Option<Box<dyn std::any::Any + Send>> {
+    PANIC.with(Cell::take)
+}
+
+/// Keeps `bytes` in this thread's slot and returns where they are: a C function passes them
+/// to a Lua call that may raise (and jump past it) while no Rust value of its own needs
+/// dropping. Valid until [`release_bytes`] or the next call.
+pub(crate) fn park_bytes(bytes: Vec<u8>) -> (*const u8, usize) {
+    let location = (bytes.as_ptr(), bytes.len());
+    // Moving the vector keeps its heap buffer where it is.
+    PARKED.with(|slot| slot.set(bytes));
+    location
+}
+
+/// Frees the bytes [`park_bytes`] kept.
+pub(crate) fn release_bytes() {
+    PARKED.with(Cell::take);
+}
+
 /// Whether a script is running on this thread.
 pub(crate) fn running() -> bool {
     CURRENT.with(|current| {

@@ -372,6 +372,9 @@ impl Engine {
             self.install_hook();
             self.hook_replaced.set(false);
         }
+        if let Some(panic) = crate::current::take_panic() {
+            std::panic::resume_unwind(panic);
+        }
         self.collect_garbage_now_and_then();
         let (ok, value) =
             result.map_err(|e| ScriptError::new(format!("ERR {}", lua_error_text(&e))))?;
@@ -497,12 +500,103 @@ unsafe fn call_bridge(state: *mut mlua::ffi::lua_State) {
     // before `lua_call`, so no Rust value is alive if the bridge raises. The bridge function
     // is set at engine start, and a C function has LUA_MINSTACK free slots.
     unsafe {
+        if crate::current::panicked() {
+            // A command panicked: the script may not run another (even under pcall).
+            raise_for_panic(state);
+        }
         let argc = ffi::lua_gettop(state);
         let args = read_command_args(state, argc);
-        crate::current::stash_args(args);
+        match args {
+            Ok(args) if !crate::debugger::stepping() => {
+                // The common case runs the command here and pushes a plain reply itself: the
+                // bridge through mlua (a Lua call, a protected Rust callback, mlua values) cost
+                // more than the command.
+                // A panic must not unwind through Lua's C frames: it is caught here, the
+                // script stops with an error, and the run resumes the panic once out of Lua.
+                let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::current::with_run(|run| {
+                        let resp3 = run.resp3;
+                        run.host().call(args, resp3)
+                    })
+                }));
+                match reply {
+                    Ok(Some(Ok(frame))) => {
+                        if push_plain_reply(state, frame) {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(message))) => crate::current::stash_reply(Err(message)),
+                    Ok(None) => {}
+                    Err(panic) => {
+                        crate::current::stash_panic(panic);
+                        raise_for_panic(state);
+                    }
+                }
+            }
+            args => crate::current::stash_args(args),
+        }
         ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, CALL_BRIDGE.as_ptr());
         ffi::lua_call(state, 0, 2);
     }
+}
+
+/// Stops the script with an error after a command panicked (the panic waits in
+/// [`crate::current`] for the run to resume it).
+///
+/// # Safety
+/// `state` must be the running Lua state, inside a C function; nothing that needs dropping
+/// may be alive in the caller's frame.
+unsafe fn raise_for_panic(state: *mut mlua::ffi::lua_State) -> ! {
+    // SAFETY: as the caller promises; `lua_error` jumps to the innermost protected call.
+    unsafe {
+        mlua::ffi::lua_pushstring(state, c"a command called from the script panicked".as_ptr());
+        mlua::ffi::lua_error(state);
+    }
+    unreachable!("lua_error does not return")
+}
+
+/// Pushes `true` and a reply that converts to a plain Lua value (a number, a string, false,
+/// nil or a boolean); any other reply is left for the bridge (see
+/// [`crate::current::stash_reply`]) and false returned.
+///
+/// # Safety
+/// `state` must be the running Lua state, inside a C function with two free stack slots.
+unsafe fn push_plain_reply(state: *mut mlua::ffi::lua_State, frame: Frame) -> bool {
+    use mlua::ffi;
+    // SAFETY: the pushes that do not allocate cannot raise. A string's bytes are parked in a
+    // thread-local slot before `lua_pushlstring` (which may raise, and so jump past this
+    // frame): no value that needs dropping is alive here while it runs.
+    unsafe {
+        match frame {
+            Frame::Integer(n) => {
+                ffi::lua_pushboolean(state, 1);
+                ffi::lua_pushnumber(state, n as f64);
+            }
+            Frame::NullBulk | Frame::NullArray => {
+                ffi::lua_pushboolean(state, 1);
+                ffi::lua_pushboolean(state, 0);
+            }
+            Frame::Null => {
+                ffi::lua_pushboolean(state, 1);
+                ffi::lua_pushnil(state);
+            }
+            Frame::Boolean(b) => {
+                ffi::lua_pushboolean(state, 1);
+                ffi::lua_pushboolean(state, i32::from(b));
+            }
+            Frame::Bulk(bytes) => {
+                let (data, len) = crate::current::park_bytes(bytes);
+                ffi::lua_pushboolean(state, 1);
+                ffi::lua_pushlstring(state, data.cast(), len);
+                crate::current::release_bytes();
+            }
+            other => {
+                crate::current::stash_reply(Ok(other));
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The arguments of `redis.call` at stack slots `1..=argc`, or Redis's message for a call
@@ -632,6 +726,9 @@ fn interrupt_hook(
 /// `redis.call` / `redis.pcall`'s bridge: `(true, reply)` or `(false, error table)`.
 fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
     let stepping = crate::debugger::stepping();
+    if let Some(reply) = crate::current::take_reply() {
+        return reply_to_lua(lua, reply);
+    }
     let args = match crate::current::take_args() {
         Some(Ok(args)) => args,
         Some(Err(message)) => {
@@ -669,6 +766,12 @@ fn command_call(lua: &Lua) -> mlua::Result<(bool, Value)> {
             crate::debugger::log_reply(frame);
         }
     }
+    reply_to_lua(lua, reply)
+}
+
+/// `ok, value` for a command's reply (or its refusal): an error reply or a refusal is an
+/// error table, and not ok.
+fn reply_to_lua(lua: &Lua, reply: Result<Frame, String>) -> mlua::Result<(bool, Value)> {
     match reply {
         Ok(Frame::Error(text)) => {
             let table = convert::frame_to_lua(lua, Frame::Error(text))?;

@@ -26,6 +26,7 @@ impl Host for FakeHost {
                 Frame::Integer(2),
             ])),
             "fail" => Ok(Frame::Error(b"WRONGTYPE Operation against a key".to_vec())),
+            "panic" => panic!("a command that panics"),
             _ => Err("Unknown Redis command called from script".into()),
         }
     }
@@ -452,4 +453,40 @@ fn functions_are_found_by_name_through_replace_delete_and_flush() {
     assert!(engine.function_flags("f3").is_none());
     engine.flush_libraries();
     assert!(engine.function_flags("f2").is_none());
+}
+
+#[test]
+fn a_command_that_panics_unwinds_to_the_caller_and_leaves_the_engine_usable() {
+    let mut engine = engine();
+    let mut host = FakeHost::default();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Caught by pcall, it still stops the script: no command runs after it.
+        let script = "pcall(redis.call, 'panic') return redis.call('echo', 'after')";
+        eval(&mut engine, &mut host, script, &[], &[])
+    }));
+    assert!(outcome.is_err(), "the panic reaches the caller");
+    let mut host = FakeHost::default();
+    assert_eq!(
+        eval(
+            &mut engine,
+            &mut host,
+            "return redis.call('echo', 'still here')",
+            &[],
+            &[]
+        ),
+        Ok(Frame::Bulk(b"still here".to_vec()))
+    );
+    assert_eq!(
+        eval(
+            &mut engine,
+            &mut host,
+            "return redis.pcall('lrange')",
+            &[],
+            &[]
+        ),
+        Ok(Frame::Array(vec![
+            Frame::Bulk(b"a".to_vec()),
+            Frame::Integer(2)
+        ]))
+    );
 }
