@@ -550,9 +550,8 @@ unsafe fn raise_for_panic(state: *mut mlua::ffi::lua_State) -> ! {
     // SAFETY: as the caller promises; `lua_error` jumps to the innermost protected call.
     unsafe {
         mlua::ffi::lua_pushstring(state, c"a command called from the script panicked".as_ptr());
-        mlua::ffi::lua_error(state);
+        mlua::ffi::lua_error(state)
     }
-    unreachable!("lua_error does not return")
 }
 
 /// Pushes `true` and a reply that converts to a plain Lua value (a number, a string, false,
