@@ -333,9 +333,8 @@ impl Engine {
                 "NOSCRIPT No matching script. Please use EVAL.",
             ));
         };
-        let function = script.function.clone();
         let run = Invocation {
-            function: &function,
+            function: &script.function,
             eval_mode: true,
             name: std::str::from_utf8(&key).unwrap_or_default(),
             keys,
@@ -347,7 +346,7 @@ impl Engine {
     /// Runs `function` (a script, or a registered Function when `eval_mode` is off) and
     /// writes its result to `out`; `name` is what error messages call it.
     pub(crate) fn call(
-        &mut self,
+        &self,
         host: &mut dyn Host,
         run: Invocation<'_>,
         out: &mut ReplyWriter,
@@ -405,7 +404,7 @@ impl Engine {
         args: &[Bytes],
     ) -> mlua::Result<(bool, Value)> {
         use mlua::ffi;
-        let inputs = (self.handler.clone(), function.clone(), self.globals.clone());
+        let inputs = (&self.handler, function, &self.globals);
         // SAFETY: the closure starts with the handler, the function and the globals at slots
         // 1-3 and uses at most five more slots (a C function has LUA_MINSTACK free). It runs
         // protected: an allocation failure while it builds the arrays becomes a Lua error

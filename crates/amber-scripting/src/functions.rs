@@ -245,12 +245,12 @@ impl Engine {
         let Some(callback) = self
             .libraries
             .function(name)
-            .map(|function| function.callback.clone())
+            .map(|function| &function.callback)
         else {
             return Err(err("Function not found"));
         };
         let run = Invocation {
-            function: &callback,
+            function: callback,
             eval_mode: false,
             name,
             keys,
