@@ -475,6 +475,59 @@ fn a_busy_script_answers_busy_and_can_be_killed() {
     assert!(amber.log().contains("Slow script detected"));
 }
 
+/// While a function runs past `busy-reply-threshold`, `FUNCTION STATS` names it and the
+/// `FCALL` that started it, as Redis does (all but the duration); `FUNCTION KILL` ends it.
+#[test]
+fn function_stats_show_a_busy_function_as_redis() {
+    let stats_of = |server: ServerProcess| -> Frame {
+        let mut other = server.client();
+        other.cmd(&["CONFIG", "SET", "busy-reply-threshold", "50"]);
+        let library = "#!lua name=spin\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}";
+        assert_eq!(
+            other.cmd(&["FUNCTION", "LOAD", library]),
+            common::bulk("spin")
+        );
+        let mut runner = server.client();
+        runner.send(&["FCALL", "spin", "1", "some-key", "an-argument"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        wait_for(
+            || matches!(other.cmd(&["PING"]), Frame::Error(e) if e.starts_with(b"BUSY")),
+            "the function to become busy",
+        );
+        let stats = other.cmd(&["FUNCTION", "STATS"]);
+        assert_eq!(
+            other.cmd(&["FUNCTION", "KILL"]),
+            Frame::Simple(b"OK".to_vec())
+        );
+        let reply = runner.read();
+        assert!(matches!(reply, Some(Frame::Error(_))), "{reply:?}");
+        // The duration differs from run to run: everything else must match.
+        let Frame::Array(mut fields) = stats else {
+            panic!("FUNCTION STATS is an array: {stats:?}");
+        };
+        if let Some(Frame::Array(running)) = fields.get_mut(1)
+            && let Some(duration) = running.get_mut(5)
+        {
+            *duration = Frame::Integer(0);
+        }
+        Frame::Array(fields)
+    };
+    let amber = stats_of(ServerProcess::amber(&[]));
+    let redis = stats_of(ServerProcess::redis(&[]));
+    assert_eq!(amber, redis);
+    let command: Vec<Frame> = ["FCALL", "spin", "1", "some-key", "an-argument"]
+        .into_iter()
+        .map(common::bulk)
+        .collect();
+    let Frame::Array(fields) = &amber else {
+        panic!("{amber:?}");
+    };
+    assert!(
+        matches!(fields.get(1), Some(Frame::Array(running)) if running.get(3) == Some(&Frame::Array(command))),
+        "{amber:?}"
+    );
+}
+
 /// A busy script that wrote cannot be killed; `SHUTDOWN NOSAVE` ends the server, and nothing
 /// of the script reaches the AOF.
 #[test]

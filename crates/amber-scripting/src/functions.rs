@@ -2,7 +2,7 @@
 //! `FCALL`.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use amber_protocol::ReplyWriter;
 use bytes::Bytes;
@@ -38,8 +38,9 @@ pub struct Library {
 #[derive(Clone, Default)]
 pub(crate) struct Libraries {
     by_name: BTreeMap<String, Library>,
-    /// The library that registered each function: `FCALL` names the function alone.
-    owners: HashMap<String, String>,
+    /// The library that registered each function: `FCALL` names the function alone. (A
+    /// B-tree: no hashing per call, and names clients choose cannot collide on purpose.)
+    owners: BTreeMap<String, String>,
 }
 
 impl Libraries {
@@ -266,13 +267,7 @@ impl Engine {
 
     /// How many libraries and functions are loaded.
     pub fn functions_count(&self) -> (usize, usize) {
-        let functions = self
-            .libraries
-            .by_name
-            .values()
-            .map(|l| l.functions.len())
-            .sum();
-        (self.libraries.by_name.len(), functions)
+        (self.libraries.by_name.len(), self.libraries.owners.len())
     }
 
     /// Removes library `name` (`FUNCTION DELETE`); false if there is none.

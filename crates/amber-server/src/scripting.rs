@@ -33,7 +33,8 @@ pub(crate) struct Scripting {
 pub(crate) struct RunningScript {
     /// The script's SHA1 or the function's name.
     pub(crate) name: ScriptName,
-    /// The `FCALL` that started a function (`FUNCTION STATS`); empty for a script.
+    /// The `FCALL` that started a function (`FUNCTION STATS`), copied once it runs past
+    /// `busy-reply-threshold` (before, no other client can ask); empty for a script.
     pub(crate) command: Vec<Bytes>,
     /// When it started.
     pub(crate) started: Instant,
@@ -43,6 +44,8 @@ pub(crate) struct RunningScript {
     pub(crate) wrote: bool,
     /// Sent by this replica's master: never killed.
     pub(crate) from_master: bool,
+    /// Libraries and functions loaded (`FUNCTION STATS` while the engine is lent to the run).
+    pub(crate) functions_count: (usize, usize),
     /// Declared `allow-oom`: may write when memory is over `maxmemory`.
     pub(crate) allow_oom: bool,
     /// `SCRIPT KILL` or `FUNCTION KILL` asked it to stop.
@@ -203,11 +206,12 @@ pub(crate) fn run(
     };
     ctx.server.scripting.running = Some(RunningScript {
         name,
-        command: if eval { Vec::new() } else { command.to_vec() },
+        command: Vec::new(),
         started: Instant::now(),
         eval,
         wrote: false,
         from_master: obeyed(ctx.client),
+        functions_count: engine.functions_count(),
         allow_oom: flags.contains(ScriptFlags::ALLOW_OOM),
         kill_requested: false,
         busy: false,
@@ -226,6 +230,7 @@ pub(crate) fn run(
     let mut host = ScriptHost {
         server: &mut *ctx.server,
         client: &mut client,
+        command,
         obeyed: obeyed(ctx.client),
         read_only,
         out: replies,
@@ -263,6 +268,8 @@ pub(crate) fn run(
 struct ScriptHost<'a> {
     server: &'a mut Server,
     client: &'a mut ClientState,
+    /// The command that started the script.
+    command: &'a [Bytes],
     /// The caller's writes are never refused (see [`obeyed`]).
     obeyed: bool,
     read_only: bool,
@@ -448,6 +455,9 @@ impl Host for ScriptHost<'_> {
         if threshold > 0 && elapsed.as_millis() as u64 >= threshold {
             if !running.busy {
                 running.busy = true;
+                if !running.eval {
+                    running.command = self.command.to_vec();
+                }
                 crate::warning!(
                     "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command. Script name is: {}.",
                     elapsed.as_millis(),

@@ -535,12 +535,12 @@ fn function_restore(ctx: &mut Ctx, args: &[Bytes]) {
 }
 
 fn function_stats(ctx: &mut Ctx) {
-    let (libraries, functions) = ctx
-        .server
-        .scripting
-        .engine
-        .as_ref()
-        .map_or((0, 0), |engine| engine.functions_count());
+    let scripting = &ctx.server.scripting;
+    let (libraries, functions) = match (&scripting.engine, &scripting.running) {
+        (Some(engine), _) => engine.functions_count(),
+        (None, Some(running)) => running.functions_count,
+        (None, None) => (0, 0),
+    };
     let out = &mut *ctx.out;
     out.map(2);
     out.bulk(b"running_script");
