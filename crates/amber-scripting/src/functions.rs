@@ -38,18 +38,19 @@ pub struct Library {
 #[derive(Clone, Default)]
 pub(crate) struct Libraries {
     by_name: BTreeMap<String, Library>,
-    /// The library that registered each function: `FCALL` names the function alone. (A
-    /// B-tree: no hashing per call, and names clients choose cannot collide on purpose.)
-    owners: BTreeMap<String, String>,
+    /// Every function with the library that registered it: `FCALL` names the function
+    /// alone. (A B-tree: no hashing per call, and names clients choose cannot collide on
+    /// purpose.)
+    functions: BTreeMap<String, (String, FunctionInfo)>,
 }
 
 impl Libraries {
     fn owner_of(&self, function: &str) -> Option<&Library> {
-        self.by_name.get(self.owners.get(function)?)
+        self.by_name.get(&self.functions.get(function)?.0)
     }
 
     fn function(&self, name: &str) -> Option<&FunctionInfo> {
-        self.owner_of(name)?.functions.get(name)
+        self.functions.get(name).map(|(_, function)| function)
     }
 
     fn contains(&self, library: &str) -> bool {
@@ -58,8 +59,9 @@ impl Libraries {
 
     fn insert(&mut self, library: Library) {
         self.remove(&library.name);
-        for function in library.functions.keys() {
-            self.owners.insert(function.clone(), library.name.clone());
+        for (name, function) in &library.functions {
+            self.functions
+                .insert(name.clone(), (library.name.clone(), function.clone()));
         }
         self.by_name.insert(library.name.clone(), library);
     }
@@ -67,14 +69,14 @@ impl Libraries {
     fn remove(&mut self, name: &str) -> Option<Library> {
         let library = self.by_name.remove(name)?;
         for function in library.functions.keys() {
-            self.owners.remove(function);
+            self.functions.remove(function);
         }
         Some(library)
     }
 
     fn clear(&mut self) {
         self.by_name.clear();
-        self.owners.clear();
+        self.functions.clear();
     }
 }
 
@@ -267,7 +269,7 @@ impl Engine {
 
     /// How many libraries and functions are loaded.
     pub fn functions_count(&self) -> (usize, usize) {
-        (self.libraries.by_name.len(), self.libraries.owners.len())
+        (self.libraries.by_name.len(), self.libraries.functions.len())
     }
 
     /// Removes library `name` (`FUNCTION DELETE`); false if there is none.
