@@ -199,12 +199,14 @@ impl Server {
         if !self.may_evict() {
             return Evicted::Enough;
         }
-        if self.memory_over_limit().is_some() {
-            // Messages queued for clients count until written: write them first (as Redis
-            // does before reading a command), or eviction's own invalidations feed it.
+        // Messages queued for clients count until written: once over, write them first (as
+        // Redis does before reading a command) and measure again, or eviction's own
+        // invalidations feed it. Under the limit (the common case) memory is measured once.
+        let over = self.memory_over_limit().and_then(|_| {
             crate::pubsub::flush_pending(self);
-        }
-        let Some(to_free) = self.memory_over_limit() else {
+            self.memory_over_limit()
+        });
+        let Some(to_free) = over else {
             self.eviction.continuing = false;
             self.eviction.note_over_limit(false);
             return Evicted::Enough;
