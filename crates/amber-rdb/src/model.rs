@@ -259,6 +259,22 @@ pub struct Entry<V = Value> {
     pub value: V,
 }
 
+impl<V> Entry<V> {
+    /// The same key with its value turned into another form (e.g. a raw value built into
+    /// the caller's own).
+    pub fn map_value<W>(self, f: impl FnOnce(V) -> W) -> Entry<W> {
+        Entry {
+            db: self.db,
+            key: self.key,
+            expire_at_ms: self.expire_at_ms,
+            idle: self.idle,
+            freq: self.freq,
+            type_byte: self.type_byte,
+            value: f(self.value),
+        }
+    }
+}
+
 /// One element of an RDB file, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item<V = Value> {
@@ -293,4 +309,33 @@ pub enum Item<V = Value> {
     ModuleAuxSkipped(u64),
     /// A key.
     Entry(Entry<V>),
+}
+
+impl<V> Item<V> {
+    /// The same item, with a key's value turned into another form.
+    pub fn map_value<W>(self, f: impl FnOnce(V) -> W) -> Item<W> {
+        match self {
+            Item::Aux { key, value } => Item::Aux { key, value },
+            Item::SelectDb(db) => Item::SelectDb(db),
+            Item::ResizeDb {
+                db_size,
+                expires_size,
+            } => Item::ResizeDb {
+                db_size,
+                expires_size,
+            },
+            Item::SlotInfo {
+                slot,
+                size,
+                expires_size,
+            } => Item::SlotInfo {
+                slot,
+                size,
+                expires_size,
+            },
+            Item::Function(code) => Item::Function(code),
+            Item::ModuleAuxSkipped(id) => Item::ModuleAuxSkipped(id),
+            Item::Entry(entry) => Item::Entry(entry.map_value(f)),
+        }
+    }
 }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::commands::{ClientState, Ctx, execute_loaded};
 use crate::persistence::aof::AofPaths;
+use crate::persistence::rdb::EncodingLimits;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
 
@@ -311,7 +312,7 @@ impl LoadJob {
             let Some((path, _)) = self.files.get(self.next) else {
                 return Some(Ok(()));
             };
-            return match open_file(path) {
+            return match open_file(path, &server.encoding_limits()) {
                 Ok(Some(job)) => {
                     self.current = Some((job, Instant::now()));
                     None
@@ -367,7 +368,7 @@ impl LoadJob {
 }
 
 /// Opens one file: its RDB part first if it starts with `REDIS`; `None` if it is empty.
-fn open_file(path: &Path) -> Result<Option<FileJob>, AofLoadError> {
+fn open_file(path: &Path, limits: &EncodingLimits) -> Result<Option<FileJob>, AofLoadError> {
     let name = path.display();
     let mut file = File::open(path).map_err(|e| {
         let file_name = path
@@ -397,7 +398,7 @@ fn open_file(path: &Path) -> Result<Option<FileJob>, AofLoadError> {
     let mut magic = [0u8; 5];
     if file.read_exact(&mut magic).is_ok() && &magic == b"REDIS" {
         notice!("Reading RDB base file on AOF loading...");
-        let loader = crate::persistence::rdb::Loader::open(path).map_err(|reason| {
+        let loader = crate::persistence::rdb::Loader::open(path, limits).map_err(|reason| {
             AofLoadError::BadRdbBase {
                 name: name.to_string(),
                 reason: reason.to_string(),
@@ -450,10 +451,9 @@ fn rdb_step(
 ) -> Result<bool, AofLoadError> {
     loader.key_delay_us = server.config.get_i64("key-load-delay").max(0) as u64;
     loader.keep_expired = true;
-    let limits = server.encoding_limits();
     let now = unix_ms();
     let done = loader
-        .step(&mut server.keyspace, now, &limits, 1024)
+        .step(&mut server.keyspace, now, 1024)
         .map_err(|reason| {
             warning!("Internal error in RDB reading {name}: {reason}");
             AofLoadError::BadRdbBase {

@@ -13,6 +13,8 @@ use amber_keyspace::{
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
 use amber_snapshot::Reporter;
 
+use super::rdb_prefetch::Prepared;
+
 use crate::server::unix_ms;
 
 /// State of RDB persistence for `INFO persistence` and the cron.
@@ -262,7 +264,9 @@ impl LoadStats {
 /// in batches whose table cache misses overlap ([`amber_keyspace::Db::insert_loaded`]).
 pub(crate) struct Loader {
     reader: super::rdb_prefetch::Prefetch,
+    /// Builds the values the helper thread handed over raw, within `limits`.
     builder: ValueBuilder,
+    limits: EncodingLimits,
     current_db: u64,
     /// Keys stored and keys skipped as expired so far.
     pub stats: LoadStats,
@@ -368,36 +372,39 @@ pub(crate) enum RdbLoadError {
 const INSERT_BATCH: usize = 64;
 
 impl Loader {
-    /// Opens `path` and reads its header.
-    pub(crate) fn open(path: &Path) -> Result<Loader, RdbLoadError> {
+    /// Opens `path` and reads its header; values are built within `limits`.
+    pub(crate) fn open(path: &Path, limits: &EncodingLimits) -> Result<Loader, RdbLoadError> {
         let open_error = |source| RdbLoadError::Open {
             path: path.display().to_string(),
             source,
         };
         let file = File::open(path).map_err(open_error)?;
         let reader = RdbReader::new(file)?;
-        let reader = super::rdb_prefetch::Prefetch::start(reader).map_err(open_error)?;
-        Ok(Loader::with_reader(reader))
+        let reader = super::rdb_prefetch::Prefetch::start(reader, *limits).map_err(open_error)?;
+        Ok(Loader::with_reader(reader, limits))
     }
 
     /// Reads an RDB from a master's socket; even its header is read on the helper thread, so
-    /// nothing here waits for the master.
+    /// nothing here waits for the master. Values are built within `limits`.
     pub(crate) fn from_socket<R: std::io::Read + Send + 'static>(
         source: R,
+        limits: &EncodingLimits,
     ) -> Result<Loader, RdbLoadError> {
-        let reader = super::rdb_prefetch::Prefetch::start_unread(source).map_err(|source| {
-            RdbLoadError::Open {
-                path: "the master's socket".to_string(),
-                source,
-            }
-        })?;
-        Ok(Loader::with_reader(reader))
+        let reader =
+            super::rdb_prefetch::Prefetch::start_unread(source, *limits).map_err(|source| {
+                RdbLoadError::Open {
+                    path: "the master's socket".to_string(),
+                    source,
+                }
+            })?;
+        Ok(Loader::with_reader(reader, limits))
     }
 
-    fn with_reader(reader: super::rdb_prefetch::Prefetch) -> Loader {
+    fn with_reader(reader: super::rdb_prefetch::Prefetch, limits: &EncodingLimits) -> Loader {
         Loader {
             reader,
             builder: ValueBuilder::default(),
+            limits: *limits,
             current_db: 0,
             stats: LoadStats {
                 loaded: 0,
@@ -427,7 +434,6 @@ impl Loader {
         &mut self,
         keyspace: &mut Keyspace,
         now_ms: i64,
-        limits: &EncodingLimits,
         max_keys: usize,
     ) -> Result<bool, RdbLoadError> {
         let mut keys = 0;
@@ -448,8 +454,7 @@ impl Loader {
                 &mut self.reader,
                 expired_before,
                 now_ms,
-                limits,
-                &mut self.builder,
+                (&self.limits, &mut self.builder),
                 &mut self.repl,
             )?
             else {
@@ -525,12 +530,11 @@ fn decode_item(
     reader: &mut super::rdb_prefetch::Prefetch,
     expired_before: i64,
     now_ms: i64,
-    limits: &EncodingLimits,
-    builder: &mut ValueBuilder,
+    (limits, builder): (&EncodingLimits, &mut ValueBuilder),
     repl: &mut FileMeta,
 ) -> Result<Option<Loaded>, RdbLoadError> {
     loop {
-        let Some(item) = reader.next_raw_item()? else {
+        let Some(item) = reader.next_item()? else {
             return Ok(None);
         };
         let entry = match item {
@@ -556,30 +560,24 @@ fn decode_item(
             _ => continue,
         };
         if entry.expire_at_ms.is_some_and(|at| at <= expired_before) {
-            reader.recycle(entry.value);
             reader.recycle_bytes(entry.key);
             return Ok(Some(Loaded::Expired));
         }
+        let corrupt = |reason: String| RdbLoadError::Value {
+            key: String::from_utf8_lossy(&entry.key).into_owned(),
+            reason,
+            offset: reader.offset(),
+        };
         let value = match entry.value {
+            Prepared::Built(built) => built.map_err(corrupt)?,
+            Prepared::Raw(raw) => from_raw(&raw, limits, builder).map_err(corrupt)?,
             // A stream's nodes are checked here, while the reader thread reads on, then move
             // into the keyspace as they were read.
-            RawValue::Stream(stream) => {
-                stream.check().map_err(|e| RdbLoadError::Value {
-                    key: String::from_utf8_lossy(&entry.key).into_owned(),
-                    reason: format!("holds a corrupt value: {e}"),
-                    offset: reader.offset(),
-                })?;
+            Prepared::Stream(stream) => {
+                stream
+                    .check()
+                    .map_err(|e| corrupt(format!("holds a corrupt value: {e}")))?;
                 Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(*stream)))
-            }
-            raw => {
-                let value =
-                    from_raw(&raw, limits, builder).map_err(|reason| RdbLoadError::Value {
-                        key: String::from_utf8_lossy(&entry.key).into_owned(),
-                        reason,
-                        offset: reader.offset(),
-                    })?;
-                reader.recycle(raw);
-                value
             }
         };
         if is_empty_collection(&value) {
@@ -613,9 +611,9 @@ pub(crate) fn load(
     now_ms: i64,
     limits: &EncodingLimits,
 ) -> Result<(LoadStats, FileMeta), RdbLoadError> {
-    let mut loader = Loader::open(path)?;
+    let mut loader = Loader::open(path, limits)?;
     loop {
-        match loader.step(keyspace, now_ms, limits, usize::MAX) {
+        match loader.step(keyspace, now_ms, usize::MAX) {
             Ok(true) => return Ok((loader.stats, loader.repl)),
             Ok(false) => {}
             Err(message) => {

@@ -161,7 +161,7 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
         warning!("Terminating server after rdb file reading failure.");
         anyhow::Error::new(AlreadyLogged)
     };
-    let mut loader = crate::persistence::rdb::Loader::open(&path).map_err(|message| {
+    let mut loader = crate::persistence::rdb::Loader::open(&path, &limits).map_err(|message| {
         warning!("Fatal error loading the DB: {message}. Exiting.");
         anyhow::Error::new(AlreadyLogged)
     })?;
@@ -173,7 +173,7 @@ pub(crate) async fn load_snapshot(shared: &Rc<RefCell<Server>>) -> anyhow::Resul
     loop {
         let step = {
             let mut server = shared.borrow_mut();
-            let result = loader.step(&mut server.keyspace, now, &limits, 1024);
+            let result = loader.step(&mut server.keyspace, now, 1024);
             server.loading = Some((started, total, loader.offset()));
             if result.is_err() {
                 server.keyspace.clear();

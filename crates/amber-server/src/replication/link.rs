@@ -621,7 +621,11 @@ impl Session {
             self.repl_timeout(),
             control.clone(),
         );
-        let mut loader = crate::persistence::rdb::Loader::from_socket(source).map_err(|error| {
+        let mut loader = crate::persistence::rdb::Loader::from_socket(
+            source,
+            &self.shared.borrow().encoding_limits(),
+        )
+        .map_err(|error| {
             log_load_failure("socket", &error);
             LinkError::Logged
         })?;
@@ -659,7 +663,6 @@ impl Session {
             }
             (side, serving_old)
         };
-        let limits = self.shared.borrow().encoding_limits();
         let outcome = loop {
             if !self.is_current() {
                 break Err(LinkError::Replaced);
@@ -668,7 +671,7 @@ impl Session {
                 let mut server = self.shared.borrow_mut();
                 let now = unix_ms();
                 let keyspace = side.as_mut().unwrap_or(&mut server.keyspace);
-                let result = loader.step(keyspace, now, &limits, 1024);
+                let result = loader.step(keyspace, now, 1024);
                 let received = control.received.load(std::sync::atomic::Ordering::Relaxed);
                 if !serving_old {
                     server.loading = Some((started, 0, received));
@@ -1006,10 +1009,13 @@ async fn load_snapshot(
     shared: &Rc<RefCell<Server>>,
     path: &Path,
 ) -> Result<crate::persistence::rdb::FileMeta, LinkError> {
-    let mut loader = crate::persistence::rdb::Loader::open(path).map_err(|error| {
-        log_load_failure("disk", &error);
-        LinkError::Logged
-    })?;
+    let mut loader =
+        crate::persistence::rdb::Loader::open(path, &shared.borrow().encoding_limits()).map_err(
+            |error| {
+                log_load_failure("disk", &error);
+                LinkError::Logged
+            },
+        )?;
     loader.keep_expired = true;
     loader.key_delay_us = key_load_delay(shared);
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -1029,12 +1035,11 @@ async fn load_snapshot(
         server.loading = Some((started, total, 0));
         notice!("MASTER <-> REPLICA sync: Loading DB in memory");
     }
-    let limits = shared.borrow().encoding_limits();
     loop {
         let step = {
             let mut server = shared.borrow_mut();
             let now = unix_ms();
-            let result = loader.step(&mut server.keyspace, now, &limits, 1024);
+            let result = loader.step(&mut server.keyspace, now, 1024);
             server.loading = Some((started, total, loader.offset()));
             result
         };
