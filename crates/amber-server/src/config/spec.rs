@@ -225,6 +225,8 @@ const IMPLEMENTED: &[&str] = &[
     "rdb-key-save-delay",
     "key-load-delay",
     "rdbcompression",
+    "rdb-save-incremental-fsync",
+    "aof-rewrite-incremental-fsync",
     "rdbchecksum",
     "stop-writes-on-bgsave-error",
     "appendonly",

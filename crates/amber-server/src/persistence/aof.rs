@@ -526,6 +526,8 @@ pub(crate) enum BaseFormat {
         timestamp: bool,
         /// The Functions libraries' sources, written first as `FUNCTION LOAD`s.
         functions: std::sync::Arc<[bytes::Bytes]>,
+        /// Start writeback every 4 MB (`aof-rewrite-incremental-fsync`).
+        incremental_fsync: bool,
     },
 }
 
@@ -541,11 +543,11 @@ impl BaseFormat {
 pub(crate) fn write_commands_file(
     keyspace: &Keyspace,
     path: &Path,
-    timestamp: bool,
+    (timestamp, incremental_fsync): (bool, bool),
     functions: &[bytes::Bytes],
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
-    let file = File::create(path)?;
+    let file = amber_snapshot::durable::WritebackFile::new(File::create(path)?, incremental_fsync);
     let mut out = BufWriter::with_capacity(1 << 20, file);
     if timestamp {
         let now = std::time::SystemTime::now()
@@ -561,7 +563,7 @@ pub(crate) fn write_commands_file(
         out.write_all(&encoded)?;
     }
     let keys = write_commands(keyspace, &mut out, reporter)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?.into_inner();
     file.sync_all()?;
     Ok(keys)
 }
@@ -587,10 +589,11 @@ pub(crate) fn write_base(
             BaseFormat::Commands {
                 timestamp,
                 functions,
+                incremental_fsync,
             } => write_commands_file(
                 keyspace,
                 &temp,
-                timestamp,
+                (timestamp, incremental_fsync),
                 &functions,
                 &mut Reporter::disconnected(),
             )?,

@@ -136,11 +136,13 @@ impl Server {
             // As Redis: an AOF base records no replication stream.
             let mut options = self.rdb_options();
             options.repl = None;
+            options.incremental_fsync = self.config.get_bool("aof-rewrite-incremental-fsync");
             crate::persistence::aof::BaseFormat::Rdb(options)
         } else {
             crate::persistence::aof::BaseFormat::Commands {
                 timestamp: self.config.get_bool("aof-timestamp-enabled"),
                 functions: crate::commands::library_sources(self).into(),
+                incremental_fsync: self.config.get_bool("aof-rewrite-incremental-fsync"),
             }
         }
     }

@@ -347,8 +347,13 @@ fn write_rewrite_base(
         BaseFormat::Commands {
             timestamp,
             functions,
+            incremental_fsync,
         } => crate::persistence::aof::write_commands_file(
-            keyspace, temp, timestamp, &functions, reporter,
+            keyspace,
+            temp,
+            (timestamp, incremental_fsync),
+            &functions,
+            reporter,
         )
         .map(|_| ()),
     }

@@ -12,6 +12,7 @@ use amber_keyspace::{
 };
 use amber_rdb::{Element, IntText, Item, RawValue, RdbReader, RdbWriter, WriteOptions, types};
 use amber_snapshot::Reporter;
+use amber_snapshot::durable::WritebackFile;
 
 use super::rdb_prefetch::Prepared;
 
@@ -54,6 +55,9 @@ pub(crate) struct SaveOptions {
     /// Threads that encode keys (see `rdb_parallel`); 1 encodes on the calling thread, as a
     /// forked child does.
     pub encoder_threads: usize,
+    /// Start writeback every 4 MB while writing a file (`rdb-save-incremental-fsync`, or
+    /// `aof-rewrite-incremental-fsync` for an AOF base).
+    pub incremental_fsync: bool,
 }
 
 /// The options a save uses, from `rdbcompression`, `rdbchecksum` and `rdb-key-save-delay`.
@@ -69,6 +73,7 @@ pub(crate) fn save_options(compression: bool, checksum: bool, key_delay_us: u64)
         key_delay_us,
         repl: None,
         encoder_threads: 1,
+        incremental_fsync: true,
     }
 }
 
@@ -108,10 +113,10 @@ pub(crate) fn write_snapshot(
     aof_base: bool,
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
-    let file = File::create(path)?;
+    let file = WritebackFile::new(File::create(path)?, options.incremental_fsync);
     let out = BufWriter::with_capacity(1 << 20, file);
     let (keys, out) = write_rdb(keyspace, out, options, aof_base, reporter)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?.into_inner();
     file.sync_all()?;
     Ok(keys)
 }

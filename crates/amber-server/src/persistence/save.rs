@@ -75,6 +75,7 @@ impl Server {
         );
         options.format.thresholds = self.rdb_thresholds();
         options.format.version = self.config.get_i64("rdb-version").clamp(9, 11) as u32;
+        options.incremental_fsync = self.config.get_bool("rdb-save-incremental-fsync");
         let stream_db = self.replication.master.as_ref().map(|link| link.stream_db);
         options.repl = self.replication.save_info(stream_db);
         options.functions = crate::commands::library_sources(self).into();
