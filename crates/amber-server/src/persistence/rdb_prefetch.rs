@@ -7,6 +7,7 @@
 //! low (the loader waits) it hands them over raw and the loader builds them. Streams are
 //! always handed over as read: their nodes move into the keyspace, and the loader checks
 //! them, since the helper's LZF is then the larger half.
+//!
 //! The thread owns the reader, hands over items in batches through a bounded channel (memory
 //! stays bounded whatever the file), gets spent key buffers back for reuse, and is joined
 //! when the prefetch is dropped, so no helper outlives a load (nothing runs beside the event
