@@ -459,7 +459,8 @@ impl Loader {
                 &mut self.reader,
                 expired_before,
                 now_ms,
-                (&self.limits, &mut self.builder),
+                &self.limits,
+                &mut self.builder,
                 &mut self.repl,
             )?
             else {
@@ -535,7 +536,8 @@ fn decode_item(
     reader: &mut super::rdb_prefetch::Prefetch,
     expired_before: i64,
     now_ms: i64,
-    (limits, builder): (&EncodingLimits, &mut ValueBuilder),
+    limits: &EncodingLimits,
+    builder: &mut ValueBuilder,
     repl: &mut FileMeta,
 ) -> Result<Option<Loaded>, RdbLoadError> {
     loop {
