@@ -411,6 +411,6 @@ fn send_now(info: &mut ClientInfo) -> (usize, bool) {
 /// unsent messages passed the limits).
 fn deliver(info: &mut ClientInfo, encoded: &[u8], limit: OutputLimit) -> bool {
     info.outbox.extend_from_slice(encoded);
-    let pending = (info.outbox.len() + info.reply_pending) as u64;
+    let pending = (info.outbox.len() + info.outbox_writing + info.reply_pending) as u64;
     !info.close_if_over(pending, limit)
 }

@@ -41,11 +41,11 @@ pub(super) fn memory(ctx: &mut Ctx, args: &[Bytes]) {
             b"txt",
             b"Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.",
         ),
-        2 if is(sub, "malloc-stats") => {
-            ctx.out
-                .bulk(b"Stats not supported for the current allocator")
+        2 if is(sub, "malloc-stats") => ctx.out.bulk(&crate::alloc::malloc_stats()),
+        2 if is(sub, "purge") => {
+            crate::alloc::purge();
+            ctx.out.ok()
         }
-        2 if is(sub, "purge") => ctx.out.ok(),
         _ if ["help", "usage", "stats", "doctor", "malloc-stats", "purge"]
             .iter()
             .any(|known| is(sub, known)) =>

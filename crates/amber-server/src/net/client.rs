@@ -371,6 +371,7 @@ where
     if messages.is_empty() {
         return !info.borrow().killed;
     }
+    info.borrow_mut().outbox_writing = messages.capacity();
     let written = tokio::select! {
         written = stream.write_all(&messages) => written.is_ok() && !info.borrow().killed,
         _ = kill.notified() => false,
@@ -381,6 +382,7 @@ where
     // Hand the (empty) buffer back for the next messages, unless it grew large.
     messages.clear();
     let mut info = info.borrow_mut();
+    info.outbox_writing = 0;
     if info.outbox.is_empty() && messages.capacity() <= 64 * 1024 {
         info.outbox = messages;
     }

@@ -17,11 +17,14 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
-    /// An empty backlog whose next byte will have offset `next_offset`.
+    /// An empty backlog whose next byte will have offset `next_offset`. Its whole buffer is
+    /// allocated now, as Redis does, so filling it later does not look like new data to
+    /// `maxmemory`.
     pub(crate) fn new(capacity: usize, next_offset: u64) -> Backlog {
+        let capacity = capacity.max(1);
         Backlog {
-            bytes: VecDeque::new(),
-            capacity: capacity.max(1),
+            bytes: VecDeque::with_capacity(capacity),
+            capacity,
             first_offset: next_offset,
         }
     }
@@ -51,6 +54,8 @@ impl Backlog {
             self.first_offset += overflow as u64;
         }
         self.bytes.shrink_to(self.capacity);
+        self.bytes
+            .reserve_exact(self.capacity.saturating_sub(self.bytes.len()));
     }
 
     /// The bytes from stream offset `offset` to the end, if the window still holds them

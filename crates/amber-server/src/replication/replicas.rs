@@ -463,7 +463,10 @@ impl Replicas {
     pub(crate) fn buffered_bytes(&self) -> usize {
         self.list
             .iter()
-            .map(|replica| replica.pending.capacity() + replica.preamble.capacity())
+            .map(|replica| {
+                crate::alloc::allocated_size(replica.pending.capacity())
+                    + crate::alloc::allocated_size(replica.preamble.capacity())
+            })
             .sum()
     }
 

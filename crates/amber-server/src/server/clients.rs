@@ -60,6 +60,9 @@ pub(crate) struct ClientInfo {
     pub no_evict: bool,
     /// Pub/Sub messages for this connection not yet written (see [`crate::pubsub`]).
     pub outbox: Vec<u8>,
+    /// Capacity of the outbox buffer its task took and is writing to the socket: still
+    /// memory this connection holds.
+    pub outbox_writing: usize,
     /// Wakes the connection task to write its outbox.
     pub push: Rc<Signal>,
     /// Whether the Pub/Sub flush is about to wake it (see `PubSub::pending`).
@@ -112,9 +115,15 @@ impl std::fmt::Debug for BusyLink {
 
 impl ClientInfo {
     /// Bytes this connection holds in buffers: its query buffer, the replies being written and
-    /// unsent Pub/Sub messages (`tot-mem` in `CLIENT LIST`, what client eviction counts).
+    /// unsent Pub/Sub messages (`tot-mem` in `CLIENT LIST`, what client eviction counts), as
+    /// the allocator holds them, so they add up with `used_memory`.
     pub(crate) fn buffer_memory(&self) -> usize {
-        self.query_buffer_capacity + self.argv_memory + self.reply_buffer + self.outbox.capacity()
+        use crate::alloc::allocated_size;
+        allocated_size(self.query_buffer_capacity)
+            + self.argv_memory
+            + allocated_size(self.reply_buffer)
+            + allocated_size(self.outbox.capacity())
+            + allocated_size(self.outbox_writing)
     }
 
     /// Whether client eviction may close this connection: a normal or Pub/Sub client without
@@ -143,6 +152,7 @@ impl ClientInfo {
             shrink_to: None,
             query_buffer_peak: 0,
             outbox: Vec::new(),
+            outbox_writing: 0,
             push: Rc::new(Signal::new()),
             push_pending: false,
             over_soft_limit_since: None,
