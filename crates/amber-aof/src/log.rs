@@ -116,6 +116,11 @@ impl AppendLog {
         self.buffer.len()
     }
 
+    /// Bytes the buffer has room for (its allocation, for memory figures).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buffer.capacity()
+    }
+
     /// Bytes written to storage (the file's length as far as this log knows).
     pub fn written(&self) -> u64 {
         self.written

@@ -312,9 +312,11 @@ impl Aof {
         log.append(db, args);
     }
 
-    /// Bytes of commands buffered and not yet written (`mem_aof_buffer`).
+    /// Heap bytes of the buffer of commands not yet written (`mem_aof_buffer`).
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.durable.log().map_or(0, |log| log.pending())
+        self.durable
+            .log()
+            .map_or(0, |log| crate::alloc::allocated_size(log.buffer_capacity()))
     }
 
     /// Marks the start of EXEC: the first write inside it is preceded by `MULTI`.

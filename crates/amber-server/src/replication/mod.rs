@@ -165,9 +165,9 @@ impl Replication {
 
     /// Bytes the backlog holds (for `MEMORY STATS`).
     pub(crate) fn backlog_memory(&self) -> usize {
-        self.backlog
-            .as_ref()
-            .map_or(0, |backlog| backlog.capacity())
+        self.backlog.as_ref().map_or(0, |backlog| {
+            crate::alloc::allocated_size(backlog.capacity())
+        })
     }
 
     /// Creates the backlog if there is none, starting after the current offset.
