@@ -40,79 +40,113 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// BGREWRITEAOF of the same mixed dataset under a SET load: rewrite time, copy-on-write
-/// memory of the child, then restart time from the rewritten directory, with an RDB-preamble
-/// base and with a command base.
+/// memory of the child (one rewrite per server), then the time to restart from the rewritten
+/// directory, with an RDB-preamble base and with a command base, in alternating rounds.
 pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
     println!(
-        "\nAOF rewrite: {} mixed keys, BGREWRITEAOF under a redis-benchmark SET load (-c 10), one round",
-        args.aof_keys
+        "\nAOF rewrite: {} mixed keys, BGREWRITEAOF under a redis-benchmark SET load (-c 10), one rewrite; restart: medians (min-max) of {} alternating rounds",
+        args.aof_keys,
+        args.rounds.max(1)
     );
     println!(
-        "{:<8} {:<8} | {:>10} | {:>12} | {:>10} | {:>10}",
+        "{:<8} {:<8} | {:>10} | {:>12} | {:>10} | {:>23}",
         "server", "preamble", "rewrite s", "COW MB", "base MB", "restart s"
     );
-    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
     for preamble in ["yes", "no"] {
+        let mut rewritten = Vec::new();
         for (name, binary) in binaries(args) {
             let dir = scratch(&format!("rewrite-{name}"))?;
-            let flags = [
-                "--appendonly",
-                "yes",
-                "--aof-use-rdb-preamble",
-                preamble,
-                "--auto-aof-rewrite-percentage",
-                "0",
-            ];
-            let (seconds, cow) = {
-                let server = start_with(name, &binary, &dir, &flags)?;
-                let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
-                for kind in ["string", "hash", "list", "set", "zset"] {
-                    fill_type(&mut stream, kind, args.aof_keys / 5)?;
-                }
-                let mut load = crate::bench::set_load(server.port, 1_000_000)?;
-                std::thread::sleep(std::time::Duration::from_millis(300));
-                let before = crate::bench::info_value(&mut stream, "aof_rewrites")?;
-                let started = std::time::Instant::now();
-                command(&mut stream, "BGREWRITEAOF")?;
-                // `aof_rewrites` counts rewrites started; then wait for the end.
-                while crate::bench::info_value(&mut stream, "aof_rewrites")? == before
-                    || crate::bench::info_value(&mut stream, "aof_rewrite_in_progress")? != "0"
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                let seconds = started.elapsed().as_secs_f64();
-                let cow = crate::bench::info_value(&mut stream, "aof_last_cow_size")?
-                    .parse::<f64>()
-                    .unwrap_or(0.0)
-                    / 1e6;
-                let _ = load.kill();
-                let _ = load.wait();
-                let _ = command(&mut stream, "SHUTDOWN NOSAVE");
-                (seconds, cow)
-            };
-            let base = std::fs::read_dir(dir.join("appendonlydir"))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().contains(".base."))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum::<u64>() as f64
-                / 1e6;
-            let restart = restart_time_with(name, &binary, &dir, &["--appendonly", "yes"])?;
-            println!(
-                "{name:<8} {preamble:<8} | {seconds:>10.3} | {cow:>12.1} | {base:>10.1} | {restart:>10.3}"
+            let (seconds, cow) = rewrite_once(args, name, &binary, &dir, preamble)?;
+            let base = base_size_mb(&dir)?;
+            rewritten.push((name, binary, dir, seconds, cow, base, Vec::new()));
+        }
+        for _ in 0..args.rounds.max(1) {
+            for (name, binary, dir, .., restarts) in &mut rewritten {
+                restarts.push(restart_time_with(
+                    name,
+                    binary,
+                    dir,
+                    &["--appendonly", "yes"],
+                )?);
+            }
+        }
+        let mut row = Vec::new();
+        for (name, _, dir, seconds, cow, base, mut restarts) in rewritten {
+            let restart = median(&mut restarts);
+            let spread = format!(
+                "{restart:.3} ({:.3}-{:.3})",
+                restarts[0],
+                restarts[restarts.len() - 1]
             );
-            rows.push((seconds, restart));
+            println!(
+                "{name:<8} {preamble:<8} | {seconds:>10.3} | {cow:>12.1} | {base:>10.1} | {spread:>23}"
+            );
+            row.push((seconds, restart));
             let _ = std::fs::remove_dir_all(dir);
         }
+        ratios.push((row[0].0 / row[1].0, row[1].1 / row[0].1));
     }
     println!(
         "ratios   | preamble: rewrite amber/redis {:.2}x, restart {:.2}x faster | plain: rewrite amber/redis {:.2}x, restart {:.2}x faster",
-        rows[0].0 / rows[1].0,
-        rows[1].1 / rows[0].1,
-        rows[2].0 / rows[3].0,
-        rows[3].1 / rows[2].1
+        ratios[0].0, ratios[0].1, ratios[1].0, ratios[1].1
     );
     Ok(())
+}
+
+/// Fills a fresh server in `dir` with the mixed dataset, rewrites its AOF under a SET load
+/// and shuts it down: the rewrite's seconds and the child's copy-on-write MB.
+fn rewrite_once(
+    args: &BenchArgs,
+    name: &'static str,
+    binary: &Path,
+    dir: &Path,
+    preamble: &str,
+) -> Result<(f64, f64)> {
+    let flags = [
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        preamble,
+        "--auto-aof-rewrite-percentage",
+        "0",
+    ];
+    let server = start_with(name, binary, dir, &flags)?;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port))?;
+    for kind in ["string", "hash", "list", "set", "zset"] {
+        fill_type(&mut stream, kind, args.aof_keys / 5)?;
+    }
+    let mut load = crate::bench::set_load(server.port, 1_000_000)?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = crate::bench::info_value(&mut stream, "aof_rewrites")?;
+    let started = std::time::Instant::now();
+    command(&mut stream, "BGREWRITEAOF")?;
+    // `aof_rewrites` counts rewrites started; then wait for the end.
+    while crate::bench::info_value(&mut stream, "aof_rewrites")? == before
+        || crate::bench::info_value(&mut stream, "aof_rewrite_in_progress")? != "0"
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cow = crate::bench::info_value(&mut stream, "aof_last_cow_size")?
+        .parse::<f64>()
+        .unwrap_or(0.0)
+        / 1e6;
+    let _ = load.kill();
+    let _ = load.wait();
+    let _ = command(&mut stream, "SHUTDOWN NOSAVE");
+    Ok((seconds, cow))
+}
+
+/// Megabytes of the base files in `dir`'s AOF directory.
+fn base_size_mb(dir: &Path) -> Result<f64> {
+    Ok(std::fs::read_dir(dir.join("appendonlydir"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".base."))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum::<u64>() as f64
+        / 1e6)
 }
 
 /// SET throughput with the AOF on, side by side: each `(clients, pipeline)` shape under
