@@ -1693,7 +1693,20 @@ proptest! {
     #[test]
     fn compressed_dump_payloads_are_redis_bytes(
         values in proptest::collection::vec(
-            proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c'), any::<u8>()], 21..6000),
+            prop_oneof![
+                proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'c'), any::<u8>()], 21..6000),
+                // Words repeated near and far, runs of one byte: long and overlapping matches.
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just(b"sensor ".to_vec()),
+                        Just(b"reading 1234 ".to_vec()),
+                        Just(vec![b'z'; 300]),
+                        proptest::collection::vec(any::<u8>(), 1..40),
+                    ],
+                    2..200,
+                )
+                .prop_map(|words| words.concat()),
+            ],
             1..12,
         )
     ) {
