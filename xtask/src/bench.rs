@@ -64,6 +64,13 @@ pub(crate) struct BenchArgs {
     /// Only the idle-connection memory comparison (10,000 connections).
     #[arg(long)]
     pub connections_only: bool,
+    /// Only the copy-on-write comparison: the PSS growth per write while a BGSAVE child runs,
+    /// for each type of keys and a mix.
+    #[arg(long)]
+    pub cow_only: bool,
+    /// Keys per dataset for the copy-on-write comparison.
+    #[arg(long, default_value_t = 300_000)]
+    pub cow_keys: u64,
     /// Only the snapshot comparison (Redis's fork, Amber's fork and forkless BGSAVE under a
     /// SET load: peak extra memory, latency, time).
     #[arg(long)]
@@ -328,6 +335,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.backup_only {
         return crate::bench_backup::run(args, args.backup_mb);
+    }
+    if args.cow_only {
+        return crate::bench_cow::run(args);
     }
     if args.snapshot_only || args.snapshot_plot {
         return crate::bench_snapshot::run(args, args.snapshot_keys, args.snapshot_plot);

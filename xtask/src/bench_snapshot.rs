@@ -51,7 +51,7 @@ struct Round {
 }
 
 /// Proportional set size of `pid` plus its children's, in bytes.
-fn pss_with_children(pid: u32) -> u64 {
+pub(crate) fn pss_with_children(pid: u32) -> u64 {
     let mut total = pss_of(pid);
     for child in children_of(pid) {
         total += pss_of(child);

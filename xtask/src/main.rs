@@ -18,6 +18,7 @@ mod bench_aof;
 mod bench_backup;
 mod bench_commands;
 mod bench_connections;
+mod bench_cow;
 mod bench_eviction;
 mod bench_pubsub;
 mod bench_replication;
