@@ -1706,6 +1706,17 @@ proptest! {
                     2..200,
                 )
                 .prop_map(|words| words.concat()),
+                // Mostly random bytes with a few repeats: output near the input's length, where
+                // Redis's exact bound decides whether the string is stored compressed.
+                (8u32..200)
+                    .prop_flat_map(|random_per_repeat| proptest::collection::vec(
+                        prop_oneof![
+                            random_per_repeat => any::<u8>().prop_map(|b| vec![b]),
+                            1 => Just(b"abcdabcd".to_vec()),
+                        ],
+                        21..3000,
+                    ))
+                    .prop_map(|bytes| bytes.concat()),
             ],
             1..12,
         )
