@@ -61,7 +61,11 @@ pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
             let base = base_size_mb(&dir)?;
             rewritten.push((name, binary, dir, seconds, cow, base, Vec::new()));
         }
-        for _ in 0..args.rounds.max(1) {
+        for round in 0..args.rounds.max(1) {
+            // Each round, the other server restarts first.
+            if round > 0 {
+                rewritten.reverse();
+            }
             for (name, binary, dir, .., restarts) in &mut rewritten {
                 restarts.push(restart_time_with(
                     name,
@@ -71,6 +75,7 @@ pub(crate) fn rewrite(args: &BenchArgs) -> Result<()> {
                 )?);
             }
         }
+        rewritten.sort_by_key(|(name, ..)| *name != "amber");
         let mut row = Vec::new();
         for (name, _, dir, seconds, cow, base, mut restarts) in rewritten {
             let restart = median(&mut restarts);
