@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
-use amber_rdb::{Item, RdbReader, RdbWriter, Value, WriteOptions};
+use amber_rdb::{Item, RawValue, RdbReader, RdbWriter, Value, WriteOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: usize = 20_000;
@@ -81,7 +81,66 @@ fn node_like_strings() -> Vec<(Vec<u8>, Value)> {
         .collect()
 }
 
+/// Streams of two-field entries (as `cargo xtask bench --streams-only` writes them) in an RDB
+/// file with compressed nodes: 20 streams of 5000 entries.
+fn stream_file() -> Vec<u8> {
+    let mut writer = RdbWriter::new(Vec::new(), WriteOptions::default()).unwrap();
+    writer.select_db(0, 20, 0).unwrap();
+    for stream in 0..20u64 {
+        let mut log = amber_keyspace::StreamLog::default();
+        for i in 0..5_000u64 {
+            let (name, reading) = (format!("s{}", i % 50), (1000 + i % 9000).to_string());
+            let pairs: [&[u8]; 4] = [b"sensor", name.as_bytes(), b"reading", reading.as_bytes()];
+            let id = amber_keyspace::StreamId::new(i * 100 + stream + 1, 1);
+            log.append(id, &pairs, amber_keyspace::StreamLimits::default())
+                .unwrap();
+        }
+        let meta = log.meta();
+        let rest = amber_rdb::Stream {
+            length: meta.length,
+            last_id: amber_rdb::StreamId {
+                ms: meta.last_id.ms,
+                seq: meta.last_id.seq,
+            },
+            ..amber_rdb::Stream::default()
+        };
+        let nodes = log.nodes().map(|(master, listpack)| {
+            (
+                amber_rdb::StreamId {
+                    ms: master.ms,
+                    seq: master.seq,
+                },
+                listpack,
+            )
+        });
+        let key = format!("stream:{stream}").into_bytes();
+        writer.stream_entry(&key, nodes, &rest, None).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+/// A server's load of streams: nodes read still compressed, then decompressed and checked.
+fn unpack_streams(file: &[u8]) -> usize {
+    let mut reader = RdbReader::new(file).unwrap();
+    let mut nodes = 0;
+    while let Some(item) = reader.next_raw_item().unwrap() {
+        if let Item::Entry(entry) = item
+            && let RawValue::Stream(mut packed) = entry.value
+        {
+            nodes += packed.unpack().unwrap().nodes.len();
+        }
+    }
+    nodes
+}
+
 fn benches(c: &mut Criterion) {
+    let file = stream_file();
+    let mut group = c.benchmark_group("rdb_stream");
+    group.throughput(Throughput::Elements(100_000));
+    group.sample_size(20);
+    group.bench_function("read_and_unpack", |b| b.iter(|| unpack_streams(&file)));
+    group.bench_function("decode", |b| b.iter(|| decode(&file)));
+    group.finish();
     let data = node_like_strings();
     let file = encode(&data);
     let mut group = c.benchmark_group("rdb_lzf_4k");

@@ -42,6 +42,7 @@ pub use model::{
 };
 pub use raw::{QuicklistNode, RawValue, Strings, parse_score};
 pub use reader::{MAX_VERSION, PayloadError, RdbReader, parse_functions_payload, parse_payload};
+pub use stream::PackedStream;
 pub use writer::{
     RdbWriter, Thresholds, WRITABLE_VERSIONS, WRITE_VERSION, WriteError, WriteOptions,
     dump_payload, functions_payload,

@@ -87,9 +87,9 @@ pub enum RawValue {
     },
     /// A list stored as quicklist nodes.
     Quicklist(Vec<QuicklistNode>),
-    /// A stream with its nodes as stored, not yet checked: [`crate::Stream::check`] (or
-    /// [`RawValue::decode`]) checks them.
-    Stream(Box<crate::Stream>),
+    /// A stream with its nodes as stored: [`crate::PackedStream::unpack`] (or
+    /// [`RawValue::decode`]) decompresses and checks them.
+    Stream(Box<crate::PackedStream>),
     /// A plain list, set or hash (fields and values alternating), as `type_byte` says.
     Plain {
         /// The value type byte.
@@ -137,10 +137,7 @@ impl RawValue {
     pub fn decode(self) -> Result<Value, ErrorKind> {
         Ok(match self {
             RawValue::Decoded(value) => value,
-            RawValue::Stream(stream) => {
-                stream.check()?;
-                Value::Stream(stream)
-            }
+            RawValue::Stream(mut packed) => Value::Stream(Box::new(packed.unpack()?)),
             RawValue::Compact { type_byte, blob } => {
                 let items = collect(&RawValue::Compact { type_byte, blob })?;
                 match type_byte {

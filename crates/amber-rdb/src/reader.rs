@@ -208,23 +208,43 @@ impl<R: Read> Input<R> {
                 .to_string()
                 .into_bytes()),
             (3, true) => {
-                let compressed_len = self.length()?;
-                let len = self.length()?;
-                if len > compressed_len.saturating_mul(300).saturating_add(64) {
-                    return Err(ErrorKind::corrupt(
-                        "LZF data",
-                        format!("{len} bytes cannot come from {compressed_len}"),
-                    ));
-                }
-                let compressed = self.bytes(compressed_len, "LZF data")?;
+                let (compressed, len) = self.lzf_data()?;
                 let mut out = self.take_buffer();
-                lzf::decompress_into(&compressed, len as usize, &mut out)?;
+                lzf::decompress_into(&compressed, len, &mut out)?;
                 self.give_back(compressed);
                 Ok(out)
             }
             (other, true) => Err(ErrorKind::InvalidLength(format!(
                 "unknown string encoding {other}"
             ))),
+        }
+    }
+
+    /// An LZF string's compressed bytes and its declared length, once the lengths are
+    /// plausible (a declared length LZF cannot reach from the compressed size is corrupt).
+    fn lzf_data(&mut self) -> Result<(Vec<u8>, usize), ErrorKind> {
+        let compressed_len = self.length()?;
+        let len = self.length()?;
+        if len > compressed_len.saturating_mul(300).saturating_add(64) {
+            return Err(ErrorKind::corrupt(
+                "LZF data",
+                format!("{len} bytes cannot come from {compressed_len}"),
+            ));
+        }
+        let len =
+            usize::try_from(len).map_err(|_| ErrorKind::InvalidLength(format!("{len} bytes")))?;
+        Ok((self.bytes(compressed_len, "LZF data")?, len))
+    }
+
+    /// A string as stored: an LZF string stays compressed, for [`Stored::into_bytes`] to
+    /// decompress later, possibly on another thread.
+    pub(crate) fn stored_string(&mut self) -> Result<Stored, ErrorKind> {
+        match self.length_or_encoding()? {
+            (3, true) => {
+                let (compressed, len) = self.lzf_data()?;
+                Ok(Stored::Lzf { compressed, len })
+            }
+            (len, special) => self.string_after(len, special).map(Stored::Plain),
         }
     }
 
@@ -522,6 +542,34 @@ fn parse_version(digits: &[u8; 4]) -> Option<u32> {
 }
 
 /// Reads a value of `type_byte` from `input` (shared by files and DUMP payloads).
+/// A string as the file stored it, LZF-compressed or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// The bytes themselves.
+    Plain(Vec<u8>),
+    /// LZF-compressed bytes and the length they decompress to.
+    Lzf {
+        /// The compressed bytes.
+        compressed: Vec<u8>,
+        /// The declared length once decompressed.
+        len: usize,
+    },
+}
+
+impl Stored {
+    /// The string's bytes, decompressed if need be.
+    pub(crate) fn into_bytes(self) -> Result<Vec<u8>, ErrorKind> {
+        match self {
+            Stored::Plain(bytes) => Ok(bytes),
+            Stored::Lzf { compressed, len } => {
+                let mut out = Vec::new();
+                lzf::decompress_into(&compressed, len, &mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 pub(crate) fn read_value<R: Read>(input: &mut Input<R>, type_byte: u8) -> Result<Value, ErrorKind> {
     read_raw_value(input, type_byte)?.decode()
 }
@@ -547,7 +595,7 @@ pub(crate) fn read_raw_value<R: Read>(
         types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => quicklist(input, type_byte)?,
         types::LIST | types::SET | types::HASH => plain(input, type_byte)?,
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
-            RawValue::Stream(Box::new(crate::stream::read_stream_unchecked(
+            RawValue::Stream(Box::new(crate::stream::read_stream_packed(
                 input, type_byte,
             )?))
         }

@@ -7,7 +7,7 @@ use crate::error::ErrorKind;
 use crate::model::{
     Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamNode, types,
 };
-use crate::reader::Input;
+use crate::reader::{Input, Stored};
 use crate::writer::{write_length, write_string};
 
 /// Entry flag: the entry was deleted.
@@ -34,30 +34,69 @@ fn id_pair<R: Read>(input: &mut Input<R>) -> Result<StreamId, ErrorKind> {
     })
 }
 
-/// Reads a stream value of type `type_byte` (15, 19 or 21) with its nodes as stored, not yet
-/// checked: [`check_nodes`] does that when the value is decoded, or the loader does it on
-/// another thread than the one reading the file.
-pub(crate) fn read_stream_unchecked<R: Read>(
+/// A stream as the file stores it: its nodes still LZF-compressed where the file compressed
+/// them, and not yet checked. [`PackedStream::unpack`] decompresses and checks them, so that
+/// a loader can leave that work to whichever thread has time for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PackedStream {
+    /// Everything but the nodes.
+    stream: Stream,
+    /// Each node's master id and listpack, as stored.
+    nodes: Vec<(StreamId, Stored)>,
+}
+
+impl PackedStream {
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The stream, its nodes decompressed and each checked as Redis's deep sanitization
+    /// checks them (see [`Stream::check`]). Takes the nodes out: a second call finds none.
+    pub fn unpack(&mut self) -> Result<Stream, ErrorKind> {
+        let mut stream = std::mem::take(&mut self.stream);
+        stream.nodes.reserve_exact(self.nodes.len());
+        let mut live = 0u64;
+        for (master, stored) in self.nodes.drain(..) {
+            // Checked right after it is decompressed, while it is still in the cache.
+            let listpack = stored.into_bytes()?;
+            live += check_node(&listpack)?;
+            stream.nodes.push(StreamNode { master, listpack });
+        }
+        check_length(live, stream.length)?;
+        Ok(stream)
+    }
+}
+
+/// Reads a stream value of type `type_byte` (15, 19 or 21) with its nodes as stored:
+/// [`PackedStream::unpack`] decompresses and checks them.
+pub(crate) fn read_stream_packed<R: Read>(
     input: &mut Input<R>,
     type_byte: u8,
-) -> Result<Stream, ErrorKind> {
-    let mut stream = Stream::default();
+) -> Result<PackedStream, ErrorKind> {
+    let mut packed = PackedStream::default();
     let nodes = input.count()?;
     for _ in 0..nodes {
         let master = raw_id(&input.string()?)?;
-        let listpack = input.string()?;
-        if stream
-            .nodes
-            .last()
-            .is_some_and(|last| last.master >= master)
-        {
+        let listpack = input.stored_string()?;
+        if packed.nodes.last().is_some_and(|(last, _)| *last >= master) {
             return Err(ErrorKind::corrupt(
                 "stream",
                 "node keys are not in increasing order",
             ));
         }
-        stream.nodes.push(StreamNode { master, listpack });
+        packed.nodes.push((master, listpack));
     }
+    read_stream_rest(input, type_byte, &mut packed.stream)?;
+    Ok(packed)
+}
+
+/// Reads what follows a stream's nodes: its metadata and consumer groups.
+fn read_stream_rest<R: Read>(
+    input: &mut Input<R>,
+    type_byte: u8,
+    stream: &mut Stream,
+) -> Result<(), ErrorKind> {
     stream.length = input.length()?;
     stream.last_id = id_pair(input)?;
     if type_byte >= types::STREAM_LISTPACKS_2 {
@@ -76,7 +115,7 @@ pub(crate) fn read_stream_unchecked<R: Read>(
         }
         stream.groups.push(group);
     }
-    Ok(stream)
+    Ok(())
 }
 
 /// Checks every node of `stream` element by element, and that their live entries add up to
@@ -86,10 +125,15 @@ pub(crate) fn check_nodes(stream: &Stream) -> Result<(), ErrorKind> {
     for node in &stream.nodes {
         live += check_node(&node.listpack)?;
     }
-    if live != stream.length {
+    check_length(live, stream.length)
+}
+
+/// Checks that the nodes' live entries add up to the stream's declared length.
+fn check_length(live: u64, length: u64) -> Result<(), ErrorKind> {
+    if live != length {
         return Err(ErrorKind::corrupt(
             "stream",
-            format!("{live} live entries but the length says {}", stream.length),
+            format!("{live} live entries but the length says {length}"),
         ));
     }
     Ok(())
@@ -507,4 +551,106 @@ pub(crate) fn write_stream_rest(
 fn write_id(out: &mut Vec<u8>, id: StreamId) {
     write_length(out, id.ms);
     write_length(out, id.seq);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{PackedStream, Stored, StreamId};
+
+    /// A sound node of `count` entries with the master's two fields, as Redis packs it.
+    fn node(count: i64) -> Vec<u8> {
+        let int = |n: i64| n.to_string().into_bytes();
+        let mut elements = vec![int(count), int(0), int(2), b"sensor".to_vec()];
+        elements.extend([b"reading".to_vec(), int(0)]);
+        for index in 0..count {
+            elements.extend([int(super::FLAG_SAME_FIELDS), int(index * 100), int(0)]);
+            elements.extend([format!("s{}", index % 7).into_bytes(), int(1000 + index)]);
+            elements.push(int(5));
+        }
+        crate::encode::listpack(elements.iter().map(Vec::as_slice))
+    }
+
+    fn packed(nodes: Vec<Stored>, length: u64) -> PackedStream {
+        let mut packed = PackedStream::default();
+        packed.stream.length = length;
+        packed.nodes = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(index, stored)| {
+                (
+                    StreamId {
+                        ms: index as u64 * 1000,
+                        seq: 0,
+                    },
+                    stored,
+                )
+            })
+            .collect();
+        packed
+    }
+
+    fn compressed(listpack: &[u8]) -> Stored {
+        let compressed =
+            crate::lzf::compress(listpack, listpack.len() * 2 + 64).expect("room enough");
+        Stored::Lzf {
+            compressed,
+            len: listpack.len(),
+        }
+    }
+
+    proptest! {
+        /// Compressed and plain nodes unpack to the listpacks that were packed, in order.
+        #[test]
+        fn unpacks_to_the_nodes_as_written(counts in proptest::collection::vec(1i64..60, 1..6)) {
+            let listpacks: Vec<Vec<u8>> = counts.iter().map(|&count| node(count)).collect();
+            let stored = listpacks
+                .iter()
+                .enumerate()
+                .map(|(index, listpack)| match index % 2 {
+                    0 => compressed(listpack),
+                    _ => Stored::Plain(listpack.clone()),
+                })
+                .collect();
+            let total = counts.iter().sum::<i64>() as u64;
+            let mut packed = packed(stored, total);
+            let stream = packed.unpack().unwrap();
+            let unpacked: Vec<Vec<u8>> = stream.nodes.into_iter().map(|node| node.listpack).collect();
+            prop_assert_eq!(unpacked, listpacks);
+            prop_assert_eq!(packed.node_count(), 0);
+        }
+
+        /// Damaged compressed bytes or a wrong declared length fail the unpack with an error,
+        /// never a panic, unless they still decompress to a sound node of the declared size.
+        #[test]
+        fn damaged_compressed_nodes_fail_cleanly(
+            count in 1i64..60,
+            damage in (any::<prop::sample::Index>(), any::<u8>()),
+            stretch in -3i64..4,
+        ) {
+            let Stored::Lzf { mut compressed, len } = compressed(&node(count)) else {
+                unreachable!("compressed() makes an LZF node")
+            };
+            let at = damage.0.index(compressed.len());
+            compressed[at] = damage.1;
+            let len = len.saturating_add_signed(stretch as isize);
+            let mut packed = packed(vec![Stored::Lzf { compressed, len }], count as u64);
+            if let Ok(stream) = packed.unpack() {
+                let unpacked = &stream.nodes[0].listpack;
+                prop_assert_eq!(unpacked.len(), len);
+                prop_assert_eq!(super::check_node_in_detail(unpacked).ok(), Some(count as u64));
+            }
+        }
+    }
+
+    #[test]
+    fn a_length_that_the_nodes_do_not_add_up_to_is_corrupt() {
+        let mut packed = packed(vec![compressed(&node(10))], 11);
+        let error = packed.unpack().unwrap_err().to_string();
+        assert!(
+            error.contains("10 live entries but the length says 11"),
+            "{error}"
+        );
+    }
 }

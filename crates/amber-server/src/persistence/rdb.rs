@@ -577,15 +577,7 @@ fn decode_item(
         };
         let value = match entry.value {
             Prepared::Built(built) => built.map_err(corrupt)?,
-            Prepared::Raw(raw) => from_raw(&raw, limits, builder).map_err(corrupt)?,
-            // A stream's nodes are checked here, while the reader thread reads on, then move
-            // into the keyspace as they were read.
-            Prepared::Stream(stream) => {
-                stream
-                    .check()
-                    .map_err(|e| corrupt(format!("holds a corrupt value: {e}")))?;
-                Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(*stream)))
-            }
+            Prepared::Raw(mut raw) => from_raw(&mut raw, limits, builder).map_err(corrupt)?,
         };
         if is_empty_collection(&value) {
             return Ok(Some(Loaded::Empty(entry.key)));
@@ -719,18 +711,21 @@ pub(crate) fn from_rdb(
 
 /// Builds a keyspace value straight from a value as the file stored it: the elements of
 /// compact and plain collections go through `builder`'s reused buffers into their final
-/// encoding, with no copy per element in between. `Err` says why the value cannot be stored.
+/// encoding, with no copy per element in between; a stream's nodes are decompressed, checked
+/// and moved out of `raw` into the keyspace. `Err` says why the value cannot be stored.
 pub(crate) fn from_raw(
-    raw: &RawValue,
+    raw: &mut RawValue,
     limits: &EncodingLimits,
     builder: &mut ValueBuilder,
 ) -> Result<Value, String> {
     let type_byte = match raw {
-        RawValue::Stream(stream) => {
-            stream
-                .check()
+        RawValue::Stream(packed) => {
+            let stream = packed
+                .unpack()
                 .map_err(|e| format!("holds a corrupt value: {e}"))?;
-            return Ok(Value::Stream(Box::new(super::rdb_stream::from_rdb(stream))));
+            return Ok(Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(
+                stream,
+            ))));
         }
         RawValue::Decoded(value) => {
             return from_rdb(value, limits).map_err(|kind| {

@@ -4,9 +4,9 @@
 //!
 //! The two threads share the building so neither waits on the other: while batches queue up
 //! (the loader is behind) the helper builds the values it hands over; when the queue runs
-//! low (the loader waits) it hands them over raw and the loader builds them. Streams are
-//! always handed over as read: their nodes move into the keyspace, and the loader checks
-//! them, since the helper's LZF is then the larger half.
+//! low (the loader waits) it hands them over raw and the loader builds them. A stream's
+//! nodes come over still LZF-compressed in the raw case, so whoever builds it also
+//! decompresses and checks them, node by node while each is in the cache.
 //!
 //! The thread owns the reader, hands over items in batches through a bounded channel (memory
 //! stays bounded whatever the file), gets spent key buffers back for reuse, and is joined
@@ -37,8 +37,6 @@ const IN_FLIGHT: usize = 8;
 pub(crate) enum Prepared {
     /// The keyspace value, built on the helper thread, or why the file's value is unusable.
     Built(Result<Value, String>),
-    /// A stream's nodes as read, not yet checked (the loader checks them).
-    Stream(Box<amber_rdb::Stream>),
     /// The value as read, for the loader to build (the helper was ahead).
     Raw(RawValue),
 }
@@ -237,8 +235,8 @@ fn read_ahead<R: std::io::Read>(
     }
 }
 
-/// A value as the loader gets it: built here when `build` (streams never are), the file's
-/// buffers given back to the reader.
+/// A value as the loader gets it: built here when `build`, the file's buffers given back to
+/// the reader.
 fn prepare<R: std::io::Read>(
     value: RawValue,
     build: bool,
@@ -247,9 +245,8 @@ fn prepare<R: std::io::Read>(
     builder: &mut ValueBuilder,
 ) -> Prepared {
     match value {
-        RawValue::Stream(stream) => Prepared::Stream(stream),
-        raw if build => {
-            let built = super::rdb::from_raw(&raw, limits, builder);
+        mut raw if build => {
+            let built = super::rdb::from_raw(&mut raw, limits, builder);
             reader.recycle(raw);
             Prepared::Built(built)
         }
