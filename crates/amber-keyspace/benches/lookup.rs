@@ -1,9 +1,10 @@
 //! Key lookups in a database larger than the processor's caches, one at a time and as a
-//! pipelined batch whose keys are first brought into the cache together (`Db::warm_keys`).
+//! pipelined batch whose keys are first brought into the cache together (`Db::warm_keys`);
+//! and the copy of a hash-table value a forkless snapshot takes of each key it captures.
 
 #![allow(clippy::unwrap_used)] // a benchmark may panic on what it did not expect
 
-use amber_keyspace::{Db, Entry, StrValue, Value};
+use amber_keyspace::{Db, Entry, HashLimits, HashValue, SetValue, StrValue, Value};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: u64 = 1_000_000;
@@ -63,5 +64,30 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups);
+/// Copies of a 10-member set and a 600-field hash in their hash-table encodings.
+fn copies(c: &mut Criterion) {
+    let mut set = SetValue::default();
+    for i in 0..10 {
+        set.add(format!("member-{i}").as_bytes(), 0);
+    }
+    let mut hash = HashValue::default();
+    let limits = HashLimits::default();
+    for i in 0..600 {
+        hash.set(
+            format!("field-{i}").as_bytes(),
+            format!("value-{i}").as_bytes(),
+            limits,
+        );
+    }
+    assert_eq!(
+        (set.encoding(), hash.encoding()),
+        ("hashtable", "hashtable")
+    );
+    let mut group = c.benchmark_group("copy");
+    group.bench_function("set_hashtable_10", |b| b.iter(|| set.clone()));
+    group.bench_function("hash_hashtable_600", |b| b.iter(|| hash.clone()));
+    group.finish();
+}
+
+criterion_group!(benches, lookups, copies);
 criterion_main!(benches);

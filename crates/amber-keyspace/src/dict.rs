@@ -578,6 +578,37 @@ fn drop_buckets<V>(buckets: Vec<Option<Box<Node<V>>>>) {
     }
 }
 
+impl<V: Clone> Clone for Dict<V> {
+    /// A copy with the same buckets, hashes and chain order: no key is hashed again, and the
+    /// copy iterates in the original's order.
+    fn clone(&self) -> Self {
+        Dict {
+            buckets: self.buckets.iter().map(clone_chain).collect(),
+            len: self.len,
+            hasher: self.hasher.clone(),
+            shrink_paused: false,
+        }
+    }
+}
+
+/// A copy of the chain that starts at `head`, node by node in the same order.
+fn clone_chain<V: Clone>(head: &Option<Box<Node<V>>>) -> Option<Box<Node<V>>> {
+    let mut copy = None;
+    let mut tail = &mut copy;
+    let mut node = head.as_deref();
+    while let Some(original) = node {
+        let linked = tail.insert(Box::new(Node {
+            hash: original.hash,
+            key: original.key.clone(),
+            value: original.value.clone(),
+            next: None,
+        }));
+        tail = &mut linked.next;
+        node = original.next.as_deref();
+    }
+    copy
+}
+
 fn empty_buckets<V>(size: usize) -> Vec<Option<Box<Node<V>>>> {
     let mut buckets = Vec::with_capacity(size);
     buckets.resize_with(size, || None);
@@ -674,6 +705,35 @@ mod tests {
             seen.sort();
             want.sort();
             prop_assert_eq!(seen, want);
+        }
+
+        /// A clone holds the same keys and values in the same order, finds them, and then
+        /// changes independently of the original.
+        #[test]
+        fn a_clone_is_an_equal_independent_table(ops in ops(), after in ops()) {
+            let mut dict = Dict::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => { dict.insert(&k.to_be_bytes(), v); }
+                    Op::Remove(k) => { dict.remove(&k.to_be_bytes()); }
+                }
+            }
+            let before: Vec<(Vec<u8>, u32)> = dict.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+            let mut copy = dict.clone();
+            let copied: Vec<(Vec<u8>, u32)> = copy.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+            prop_assert_eq!(&copied, &before);
+            prop_assert_eq!(copy.len(), dict.len());
+            for (key, value) in &before {
+                prop_assert_eq!(copy.get(key), Some(value));
+            }
+            for op in after {
+                match op {
+                    Op::Insert(k, v) => { copy.insert(&k.to_be_bytes(), v); }
+                    Op::Remove(k) => { copy.remove(&k.to_be_bytes()); }
+                }
+            }
+            let original: Vec<(Vec<u8>, u32)> = dict.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+            prop_assert_eq!(original, before);
         }
 
         #[test]

@@ -24,6 +24,7 @@ impl Default for HashLimits {
 }
 
 /// A hash.
+#[derive(Clone)]
 pub enum HashValue {
     /// Field/value pairs in insertion order, in one buffer (`OBJECT ENCODING` says `listpack`).
     Pack(Packed),
@@ -34,22 +35,6 @@ pub enum HashValue {
 impl Default for HashValue {
     fn default() -> Self {
         HashValue::Pack(Packed::default())
-    }
-}
-
-impl Clone for HashValue {
-    fn clone(&self) -> Self {
-        match self {
-            HashValue::Pack(packed) => HashValue::Pack(packed.clone()),
-            HashValue::Table(table) => {
-                let mut copy = Dict::new();
-                copy.reserve(table.len());
-                for (field, value) in table.iter() {
-                    copy.insert(field, value.clone());
-                }
-                HashValue::Table(Box::new(copy))
-            }
-        }
     }
 }
 

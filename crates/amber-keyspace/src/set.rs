@@ -9,6 +9,7 @@ pub fn member_as_int(member: &[u8]) -> Option<i64> {
 }
 
 /// A set.
+#[derive(Clone)]
 pub enum SetValue {
     /// Sorted integers (`OBJECT ENCODING` says `intset`).
     Ints(Vec<i64>),
@@ -19,22 +20,6 @@ pub enum SetValue {
 impl Default for SetValue {
     fn default() -> Self {
         SetValue::Ints(Vec::new())
-    }
-}
-
-impl Clone for SetValue {
-    fn clone(&self) -> Self {
-        match self {
-            SetValue::Ints(ints) => SetValue::Ints(ints.clone()),
-            SetValue::Table(table) => {
-                let mut copy = Dict::new();
-                copy.reserve(table.len());
-                for (member, ()) in table.iter() {
-                    copy.insert(member, ());
-                }
-                SetValue::Table(copy)
-            }
-        }
     }
 }
 
