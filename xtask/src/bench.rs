@@ -64,6 +64,9 @@ pub(crate) struct BenchArgs {
     /// Only the idle-connection memory comparison (10,000 connections).
     #[arg(long)]
     pub connections_only: bool,
+    /// Only the redis-benchmark throughput table (SET, GET, INCR, MSET at -P 1 and -P 16).
+    #[arg(long)]
+    pub throughput_only: bool,
     /// Only the copy-on-write comparison: the PSS growth per write while a BGSAVE child runs,
     /// for each type of keys and a mix.
     #[arg(long)]
@@ -362,6 +365,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     drop(amber);
     drop(redis);
     let _ = std::fs::remove_dir_all(scratch);
+    if args.throughput_only {
+        return Ok(());
+    }
     crate::bench_pubsub::run(args)?;
     crate::bench_streams::run(args)?;
     crate::bench_replication::run(args)?;
