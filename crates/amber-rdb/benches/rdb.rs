@@ -84,14 +84,59 @@ fn node_like_strings() -> Vec<(Vec<u8>, Value)> {
 /// Streams of two-field entries (as `cargo xtask bench --streams-only` writes them) in an RDB
 /// file with compressed nodes: 20 streams of 5000 entries.
 fn stream_file() -> Vec<u8> {
+    streams_file(|stream, i| {
+        let id = amber_keyspace::StreamId::new(i * 100 + stream + 1, 1);
+        let (name, reading) = (format!("s{}", i % 50), (1000 + i % 9000).to_string());
+        let pairs = vec![
+            b"sensor".to_vec(),
+            name.into_bytes(),
+            b"reading".to_vec(),
+            reading.into_bytes(),
+        ];
+        (id, pairs)
+    })
+}
+
+/// Streams of entries less alike: IDs far apart, a third of the entries with fields of their
+/// own, numbers of every width and text of 10 to 110 bytes.
+fn varied_stream_file() -> Vec<u8> {
+    let mut seed = 12_345u64;
+    let mut random = move |bound: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % bound
+    };
+    let mut ms = 0;
+    streams_file(move |_, _| {
+        ms += 1 + random(300_000);
+        let mut pairs = vec![
+            b"user".to_vec(),
+            random(1_000_000).to_string().into_bytes(),
+            b"event".to_vec(),
+            format!("ev{}", random(20)).into_bytes(),
+            b"payload".to_vec(),
+            vec![b'x'; 10 + random(100) as usize],
+        ];
+        if random(3) == 0 {
+            pairs.extend([b"retry".to_vec(), random(5).to_string().into_bytes()]);
+        }
+        (amber_keyspace::StreamId::new(ms, random(4)), pairs)
+    })
+}
+
+/// 20 streams of 5000 entries made by `entry(stream, index)` (ids increasing within each
+/// stream), in an RDB file with compressed nodes.
+fn streams_file(
+    mut entry: impl FnMut(u64, u64) -> (amber_keyspace::StreamId, Vec<Vec<u8>>),
+) -> Vec<u8> {
     let mut writer = RdbWriter::new(Vec::new(), WriteOptions::default()).unwrap();
     writer.select_db(0, 20, 0).unwrap();
     for stream in 0..20u64 {
         let mut log = amber_keyspace::StreamLog::default();
         for i in 0..5_000u64 {
-            let (name, reading) = (format!("s{}", i % 50), (1000 + i % 9000).to_string());
-            let pairs: [&[u8]; 4] = [b"sensor", name.as_bytes(), b"reading", reading.as_bytes()];
-            let id = amber_keyspace::StreamId::new(i * 100 + stream + 1, 1);
+            let (id, pairs) = entry(stream, i);
+            let pairs: Vec<&[u8]> = pairs.iter().map(Vec::as_slice).collect();
             log.append(id, &pairs, amber_keyspace::StreamLimits::default())
                 .unwrap();
         }
@@ -140,6 +185,10 @@ fn benches(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("read_and_unpack", |b| b.iter(|| unpack_streams(&file)));
     group.bench_function("decode", |b| b.iter(|| decode(&file)));
+    let varied = varied_stream_file();
+    group.bench_function("read_and_unpack_varied", |b| {
+        b.iter(|| unpack_streams(&varied))
+    });
     group.finish();
     let data = node_like_strings();
     let file = encode(&data);
