@@ -165,9 +165,15 @@ struct MatchTable {
 
 impl MatchTable {
     fn new() -> MatchTable {
+        // Built on the heap: the array is too big for a thread's stack in a debug build. Filled
+        // by writing, not allocated zeroed: the fresh zeroed pages of a zeroed allocation are
+        // mapped read-only at the first lookup and copied at the first store, each copy a TLB
+        // flush across the process's threads, and every save's encoder threads start anew.
+        #[allow(clippy::slow_vector_initialization)] // the writing is the point
+        let mut slots = Vec::with_capacity(1 << HASH_LOG);
+        slots.resize(1 << HASH_LOG, 0);
         MatchTable {
-            // Built on the heap: the array is too big for a thread's stack in a debug build.
-            slots: vec![0; 1 << HASH_LOG]
+            slots: slots
                 .into_boxed_slice()
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("the vector has the array's length")),
