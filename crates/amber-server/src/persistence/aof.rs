@@ -550,7 +550,7 @@ pub(crate) fn write_commands_file(
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
     let file = amber_snapshot::durable::WritebackFile::new(File::create(path)?, incremental_fsync);
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut out = BufWriter::with_capacity(super::WRITE_BUFFER, file);
     if timestamp {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -37,9 +37,6 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const CHUNK_ENTRIES: usize = 1024;
 /// Bytes of entries the event loop may hold while the queue is full, before a write waits.
 const PENDING_LIMIT: usize = 4 * 1024 * 1024;
-/// The writer thread's file buffer: 128 KiB per `write(2)` keeps the calls few, and a bigger
-/// buffer only adds resident memory to the snapshot's cost (1 MiB was over a third of its peak).
-const WRITE_BUFFER: usize = 128 * 1024;
 /// Buckets the walk visits per step between two turns of the event loop.
 const WALK_BUDGET: usize = 64;
 
@@ -309,7 +306,7 @@ fn write_chunks(
     let mut writer = match target.rdb {
         true => {
             let file = std::fs::File::create(&target.temp)?;
-            let out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            let out = std::io::BufWriter::with_capacity(super::WRITE_BUFFER, file);
             let mut writer = RdbWriter::new(out, target.options.format).map_err(to_io)?;
             crate::persistence::rdb::write_header(
                 &mut writer,

@@ -114,7 +114,7 @@ pub(crate) fn write_snapshot(
     reporter: &mut Reporter,
 ) -> std::io::Result<u64> {
     let file = WritebackFile::new(File::create(path)?, options.incremental_fsync);
-    let out = BufWriter::with_capacity(1 << 20, file);
+    let out = BufWriter::with_capacity(super::WRITE_BUFFER, file);
     let (keys, out) = write_rdb(keyspace, out, options, aof_base, reporter)?;
     let file = out.into_inner().map_err(|e| e.into_error())?.into_inner();
     file.sync_all()?;
