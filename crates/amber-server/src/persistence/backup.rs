@@ -573,7 +573,7 @@ fn write_sealed_rdb(
     reporter: &mut amber_snapshot::Reporter,
 ) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
-    let sealed = key.seal(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let sealed = key.seal(std::io::BufWriter::with_capacity(super::WRITE_BUFFER, file))?;
     let (_, sealed) =
         crate::persistence::rdb::write_rdb(keyspace, sealed, options, false, reporter)?;
     let file = sealed.finish()?.into_inner().map_err(|e| e.into_error())?;
@@ -585,7 +585,7 @@ fn copy_sealed(from: &Path, len: u64, to: &Path, key: &BackupKey) -> std::io::Re
     use std::io::Read;
     let mut input = std::fs::File::open(from)?.take(len);
     let file = std::fs::File::create(to)?;
-    let mut sealed = key.seal(std::io::BufWriter::with_capacity(1 << 20, file))?;
+    let mut sealed = key.seal(std::io::BufWriter::with_capacity(super::WRITE_BUFFER, file))?;
     let copied = std::io::copy(&mut input, &mut sealed)?;
     if copied != len {
         return Err(std::io::Error::other(format!(

@@ -17,7 +17,7 @@ mod rdb_stream;
 pub(crate) mod save;
 pub(crate) mod startup;
 
-/// The file buffer of a snapshot or rewrite writer: 128 KiB per `write(2)` keeps the calls
+/// The file buffer of a snapshot, rewrite or backup writer: 128 KiB per `write(2)` keeps the calls
 /// few. A bigger buffer only adds to what a save costs in memory, and in a forked child each of
 /// its pages is a private copy: 1 MiB was about a fifth of a 300k-key rewrite child's
 /// copy-on-write, and over a third of a forkless snapshot's peak.
