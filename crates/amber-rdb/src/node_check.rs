@@ -149,11 +149,7 @@ impl<'a> Elements<'a> {
         let first = *self.blob.get(pos)?;
         if first < 0x80 {
             // A 7-bit integer: flags, counts and small deltas, the common case.
-            if *self.blob.get(pos + 1)? != 1 {
-                return None;
-            }
-            self.pos = pos + 2;
-            self.seen += 1;
+            self.step(pos, 1)?;
             return Some(i64::from(first));
         }
         self.any_int()
