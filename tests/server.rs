@@ -65,6 +65,61 @@ fn deep_pipeline_in_one_write() {
     assert_eq!(client.read(), Some(Frame::Integer(10_000)));
 }
 
+/// A client that sends far more pipelined requests than the socket buffers hold before it
+/// reads a reply must not deadlock with the server (Redis keeps reading while its replies
+/// wait; Redis's `unit/maxmemory` pipelines 40 MB this way).
+#[test]
+fn pipeline_larger_than_socket_buffers_before_reading() {
+    send_whole_pipeline_then_read(&ServerProcess::amber(&[]));
+}
+
+/// The same client against Redis, which the test above follows.
+#[test]
+fn redis_reads_a_pipeline_larger_than_socket_buffers() {
+    send_whole_pipeline_then_read(&ServerProcess::redis(&[]));
+}
+
+/// Sends 40 MB of `ECHO`s before reading any of their 40 MB of replies, then checks them all.
+fn send_whole_pipeline_then_read(server: &ServerProcess) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let payload = "x".repeat(1000);
+    let request = format!("*2\r\n$4\r\nECHO\r\n$1000\r\n{payload}\r\n");
+    let reply = format!("$1000\r\n{payload}\r\n");
+    let count = 40_000; // 40 MB each way
+    let batch = request.repeat(1000);
+    for _ in 0..count / 1000 {
+        stream
+            .write_all(batch.as_bytes())
+            .expect("the server stopped reading a client whose replies wait");
+    }
+    let mut expected = reply.len() * count;
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut received = Vec::new();
+    while expected > 0 {
+        let n = stream.read(&mut chunk).expect("read replies");
+        assert!(n > 0, "server closed the connection");
+        received.extend_from_slice(&chunk[..n]);
+        let whole = received.len() / reply.len() * reply.len();
+        assert!(
+            received[..whole]
+                .chunks(reply.len())
+                .all(|r| r == reply.as_bytes())
+        );
+        received.drain(..whole);
+        expected -= whole;
+    }
+    assert!(received.is_empty());
+    let mut client = server.client();
+    assert_eq!(client.cmd(&["PING"]), simple("PONG"));
+}
+
 #[test]
 fn requests_split_across_many_writes() {
     let server = ServerProcess::amber(&[]);

@@ -1,7 +1,10 @@
 //! One client connection: read, parse, execute, reply — until the client leaves or is killed.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use amber_protocol::{Limits, Protocol, ReplyWriter, RequestParser};
@@ -239,7 +242,19 @@ pub(crate) async fn serve<S>(
                 break;
             }
             let limit = output_limit(&shared.borrow(), &info.borrow());
-            if !write_replies(&mut stream, out.buffer(), &info, &kill, limit).await {
+            let query_limit = shared.borrow().settings.client_query_buffer_limit;
+            let mut ahead = ReadAhead::new(&mut input, query_limit);
+            let sent =
+                write_replies(&mut stream, out.buffer(), &info, &kill, limit, &mut ahead).await;
+            if ahead.read > 0 {
+                let mut server = shared.borrow_mut();
+                server.stats.net_input_bytes += ahead.read as u64;
+                server.stats.reads_processed += 1;
+                allocated = allocated.max(input.capacity());
+                // The requests read meanwhile run next, before the socket is read again.
+                unprocessed = true;
+            }
+            if !sent {
                 break;
             }
             // Messages published to this client meanwhile follow its replies.
@@ -410,9 +425,10 @@ async fn write_replies<S>(
     info: &RefCell<ClientInfo>,
     kill: &crate::signal::Signal,
     limit: OutputLimit,
+    ahead: &mut ReadAhead<'_>,
 ) -> bool
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut rest = replies;
     let mut closed = false;
@@ -434,9 +450,13 @@ where
         };
         tokio::select! {
             biased;
-            written = stream.write(rest) => match written {
-                Ok(0) | Err(_) => closed = true,
-                Ok(n) => rest = &rest[n..],
+            event = write_or_read(stream, rest, ahead) => match event {
+                Progress::Wrote(Ok(0) | Err(_)) => closed = true,
+                Progress::Wrote(Ok(n)) => rest = &rest[n..],
+                Progress::Read => {
+                    ahead.note_read(info);
+                    continue;
+                }
             },
             _ = kill.notified() => closed = true,
             _ = recheck => {}
@@ -449,6 +469,87 @@ where
         info.over_soft_limit_since = None;
     }
     !closed
+}
+
+/// Requests read while a batch of replies is being written (INV-READ-WHILE-WRITING): a client
+/// that pipelines more than the socket buffers hold before it reads a reply would otherwise
+/// wait on the server to read while the server waits on it to read. Like Redis, which keeps
+/// reading such a client; what it sends waits, unprocessed, in the query buffer, whose
+/// `client-query-buffer-limit` still closes the client.
+struct ReadAhead<'a> {
+    /// The connection's query buffer.
+    input: &'a mut BytesMut,
+    /// The query buffer's limit: reading stops once it holds more (the next batch then
+    /// closes the client).
+    limit: usize,
+    /// The stream ended or failed: the next read in the main loop reports it.
+    ended: bool,
+    /// Bytes read so far.
+    read: usize,
+}
+
+impl<'a> ReadAhead<'a> {
+    fn new(input: &'a mut BytesMut, limit: usize) -> ReadAhead<'a> {
+        ReadAhead {
+            input,
+            limit,
+            ended: false,
+            read: 0,
+        }
+    }
+
+    /// Whether to read on while the write waits.
+    fn wants_more(&self) -> bool {
+        !self.ended && self.input.len() <= self.limit
+    }
+
+    /// Records the query buffer's new size for `CLIENT LIST` and client eviction.
+    fn note_read(&self, info: &RefCell<ClientInfo>) {
+        let mut info = info.borrow_mut();
+        info.query_buffer_capacity = info.query_buffer_capacity.max(self.input.capacity());
+        info.query_buffer_peak = info.query_buffer_peak.max(self.input.len());
+        info.query_buffer = self.input.len();
+    }
+}
+
+/// What a wait in [`write_or_read`] ended with.
+enum Progress {
+    /// Part of the replies went out (or the write failed).
+    Wrote(std::io::Result<usize>),
+    /// Requests arrived (their bytes are in the read-ahead buffer), or the stream ended.
+    Read,
+}
+
+/// Writes what it can of `replies`; while the socket cannot take more, reads the client's
+/// next requests into `ahead` rather than only waiting.
+async fn write_or_read<S>(stream: &mut S, replies: &[u8], ahead: &mut ReadAhead<'_>) -> Progress
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, replies) {
+            return Poll::Ready(Progress::Wrote(written));
+        }
+        if !ahead.wants_more() {
+            return Poll::Pending;
+        }
+        if ahead.input.capacity() - ahead.input.len() < READ_CHUNK / 4 {
+            ahead.input.reserve(READ_CHUNK);
+        }
+        let read = std::pin::pin!(stream.read_buf(&mut *ahead.input)).poll(cx);
+        match read {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                ahead.read += n;
+                Poll::Ready(Progress::Read)
+            }
+            Poll::Ready(_) => {
+                ahead.ended = true;
+                Poll::Ready(Progress::Read)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Sends a replica its snapshot and then the replication stream, until it disconnects or is
