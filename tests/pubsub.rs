@@ -159,6 +159,83 @@ fn a_slow_subscriber_receives_large_messages_whole_and_in_order() {
     assert_eq!(next, MESSAGES);
 }
 
+/// A subscriber whose messages wait in the server (it does not read yet) and that meanwhile
+/// sends more PINGs than the socket buffers hold: the server reads them while it writes the
+/// messages, as Redis does, instead of each side waiting on the other.
+fn pings_while_messages_wait(server: &ServerProcess) {
+    const MESSAGES: usize = 30;
+    const PINGS: usize = 20_000;
+    let mut subscriber = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    subscriber
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut control = server.client();
+    control.cmd(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 0 0 0",
+    ]);
+    subscriber
+        .write_all(b"SUBSCRIBE bulky\r\n")
+        .expect("subscribe");
+    let confirmation = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbulky\r\n:1\r\n";
+    let mut received = vec![0u8; confirmation.len()];
+    subscriber.read_exact(&mut received).expect("confirmation");
+    assert_eq!(&received[..], &confirmation[..]);
+    received.clear();
+    let message = "m".repeat(1 << 20);
+    for _ in 0..MESSAGES {
+        control.cmd(&["PUBLISH", "bulky", &message]);
+    }
+    let argument = "p".repeat(1000);
+    let pings = format!("*2\r\n$4\r\nPING\r\n$1000\r\n{argument}\r\n").repeat(PINGS);
+    subscriber
+        .write_all(pings.as_bytes())
+        .expect("the server stopped reading a subscriber whose messages wait");
+    let mut buffer = vec![0u8; 1 << 16];
+    let (mut messages, mut pongs) = (0, 0);
+    while messages + pongs < MESSAGES + PINGS {
+        let read = subscriber.read(&mut buffer).expect("messages and pongs");
+        assert!(
+            read > 0,
+            "closed after {messages} messages and {pongs} pongs"
+        );
+        received.extend_from_slice(&buffer[..read]);
+        let mut used = 0;
+        while let Some((frame, length)) =
+            amber_protocol::Frame::parse(&received[used..]).expect("a frame")
+        {
+            used += length;
+            let amber_protocol::Frame::Array(parts) = frame else {
+                panic!("not a push");
+            };
+            if parts.len() == 3 {
+                assert_eq!(parts[2], common::bulk(&message));
+                assert_eq!(pongs, 0, "messages come before the PINGs' replies");
+                messages += 1;
+            } else {
+                assert_eq!(parts, vec![common::bulk("pong"), common::bulk(&argument)]);
+                pongs += 1;
+            }
+        }
+        received.drain(..used);
+    }
+}
+
+#[test]
+fn a_subscriber_pinging_while_its_messages_wait_is_served() {
+    pings_while_messages_wait(&ServerProcess::amber(&[]));
+}
+
+#[test]
+fn redis_serves_a_subscriber_pinging_while_its_messages_wait() {
+    pings_while_messages_wait(&ServerProcess::redis(&[]));
+}
+
 #[test]
 fn monitor_shows_other_clients_commands() {
     let server = ServerProcess::amber(&[]);

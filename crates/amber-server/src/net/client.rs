@@ -111,7 +111,15 @@ pub(crate) async fn serve<S>(
                     Woke::Backlog => 0,
                     Woke::Kill => break,
                     Woke::Push => {
-                        if !write_outbox(&mut stream, &shared, &info, &kill).await {
+                        let mut ahead = ReadAhead::new(&mut input, &shared);
+                        let written =
+                            write_outbox(&mut stream, &shared, &info, &kill, &mut ahead).await;
+                        if ahead.finish(&shared) > 0 {
+                            freed = false;
+                            allocated = allocated.max(input.capacity());
+                            unprocessed = true;
+                        }
+                        if !written {
                             break;
                         }
                         continue;
@@ -161,6 +169,7 @@ pub(crate) async fn serve<S>(
                 server.stats.reads_processed += 1;
                 let start = server.aof.end();
                 let spanned_reads = parser.in_progress();
+                messages_first(&info, &mut out);
                 reply_room(&mut out);
                 let more =
                     process_input(&mut server, &mut client, &mut parser, &mut input, &mut out);
@@ -198,6 +207,7 @@ pub(crate) async fn serve<S>(
                 };
                 let mut server = shared.borrow_mut();
                 let start = server.aof.end();
+                messages_first(&info, &mut out);
                 reply_room(&mut out);
                 retry_blocked(&mut server, &mut client, &mut out, timed_out);
                 let more = client.blocked.is_some()
@@ -242,23 +252,16 @@ pub(crate) async fn serve<S>(
                 break;
             }
             let limit = output_limit(&shared.borrow(), &info.borrow());
-            let query_limit = shared.borrow().settings.client_query_buffer_limit;
-            let mut ahead = ReadAhead::new(&mut input, query_limit);
-            let sent =
-                write_replies(&mut stream, out.buffer(), &info, &kill, limit, &mut ahead).await;
-            if ahead.read > 0 {
-                let mut server = shared.borrow_mut();
-                server.stats.net_input_bytes += ahead.read as u64;
-                server.stats.reads_processed += 1;
+            let mut ahead = ReadAhead::new(&mut input, &shared);
+            let sent = write_replies(&mut stream, out.buffer(), &info, &kill, limit, &mut ahead).await
+                    // Messages published to this client meanwhile follow its replies.
+                    && write_outbox(&mut stream, &shared, &info, &kill, &mut ahead).await;
+            if ahead.finish(&shared) > 0 {
                 allocated = allocated.max(input.capacity());
                 // The requests read meanwhile run next, before the socket is read again.
                 unprocessed = true;
             }
             if !sent {
-                break;
-            }
-            // Messages published to this client meanwhile follow its replies.
-            if !write_outbox(&mut stream, &shared, &info, &kill).await {
                 break;
             }
             {
@@ -350,6 +353,22 @@ fn reply_room(out: &mut ReplyWriter) {
     }
 }
 
+/// Puts the messages published to this client before its next requests run ahead of their
+/// replies, as they are in Redis's single reply buffer (a subscriber's task may be woken by
+/// its requests before it wrote the messages that arrived first). Messages published while a
+/// batch's replies wait stay in the outbox and follow them.
+fn messages_first(info: &RefCell<ClientInfo>, out: &mut ReplyWriter) {
+    let mut info = info.borrow_mut();
+    if info.outbox.is_empty() {
+        return;
+    }
+    out.buffer().extend_from_slice(&info.outbox);
+    info.outbox.clear();
+    if info.outbox.capacity() > 64 * 1024 {
+        info.outbox = Vec::new();
+    }
+}
+
 /// Takes the client's state back after a wait.
 fn unpark(info: &RefCell<ClientInfo>) -> Option<ClientState> {
     let mut info = info.borrow_mut();
@@ -378,18 +397,29 @@ async fn write_outbox<S>(
     shared: &RefCell<Server>,
     info: &RefCell<ClientInfo>,
     kill: &crate::signal::Signal,
+    ahead: &mut ReadAhead<'_>,
 ) -> bool
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut messages = std::mem::take(&mut info.borrow_mut().outbox);
     if messages.is_empty() {
         return !info.borrow().killed;
     }
     info.borrow_mut().outbox_writing = messages.capacity();
-    let written = tokio::select! {
-        written = stream.write_all(&messages) => written.is_ok() && !info.borrow().killed,
-        _ = kill.notified() => false,
+    let mut rest = &messages[..];
+    let written = loop {
+        if rest.is_empty() {
+            break !info.borrow().killed;
+        }
+        tokio::select! {
+            event = write_or_read(stream, rest, ahead) => match event {
+                Progress::Wrote(Ok(0) | Err(_)) => break false,
+                Progress::Wrote(Ok(n)) => rest = &rest[n..],
+                Progress::Read => ahead.note_read(info),
+            },
+            _ = kill.notified() => break false,
+        }
     };
     if written {
         shared.borrow_mut().stats.net_output_bytes += messages.len() as u64;
@@ -489,13 +519,24 @@ struct ReadAhead<'a> {
 }
 
 impl<'a> ReadAhead<'a> {
-    fn new(input: &'a mut BytesMut, limit: usize) -> ReadAhead<'a> {
+    /// Reads into `input`, up to the server's `client-query-buffer-limit`.
+    fn new(input: &'a mut BytesMut, shared: &RefCell<Server>) -> ReadAhead<'a> {
         ReadAhead {
             input,
-            limit,
+            limit: shared.borrow().settings.client_query_buffer_limit,
             ended: false,
             read: 0,
         }
+    }
+
+    /// Counts what was read in the server's statistics; returns the bytes read.
+    fn finish(self, shared: &RefCell<Server>) -> usize {
+        if self.read > 0 {
+            let mut server = shared.borrow_mut();
+            server.stats.net_input_bytes += self.read as u64;
+            server.stats.reads_processed += 1;
+        }
+        self.read
     }
 
     /// Whether to read on while the write waits.
