@@ -1,9 +1,15 @@
 //! `cargo xtask bench --snapshot-only`: background snapshots under a SET load, side by side:
 //! Redis's forked BGSAVE, Amber's forked BGSAVE and Amber's forkless BGSAVE. For each: the peak
 //! extra memory (PSS of the server and its children, so pages a fork shares count once),
-//! the write load's p99 and worst latency during the snapshot against its p99 before, its
-//! throughput, and the snapshot's duration. With `--snapshot-plot`, SVG charts of memory and
+//! the write load's p99 and worst latency during the snapshot against its p99 and worst before,
+//! its throughput, and the snapshot's duration. With `--snapshot-plot`, SVG charts of memory and
 //! p99 latency over time go to `docs/`.
+//!
+//! Memory and latency come from two passes of each round. Reading a process's PSS
+//! (`/proc/<pid>/smaps_rollup`) walks its page tables under its memory-map lock, about 9 ms for
+//! a server of 1M keys here: a `mmap` or `munmap` of the server's allocator waits for the walk,
+//! and the page faults behind it wait too. So the pass that samples memory stalls the server it
+//! measures; the latency figures come from a pass that samples nothing but `INFO`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,6 +40,15 @@ struct Variant {
     bgsave: &'static str,
 }
 
+/// What one pass of one variant measures besides latency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pass {
+    /// Samples PSS every [`MEMORY_EVERY`] (and so stalls the server now and then).
+    Memory,
+    /// Samples nothing but `INFO`: the latency figures.
+    Latency,
+}
+
 /// What one round of one variant measured.
 #[derive(Debug, Clone, Default)]
 struct Round {
@@ -41,7 +56,10 @@ struct Round {
     peak_extra_mb: f64,
     idle_p99_ms: f64,
     p99_ms: f64,
+    idle_max_ms: f64,
     max_ms: f64,
+    /// The worst latency during the snapshot in the pass that sampled memory.
+    sampled_max_ms: f64,
     idle_kops: f64,
     kops: f64,
     /// Extra PSS (MB) over time, seconds from the snapshot's start.
@@ -118,7 +136,19 @@ fn percentile(values: &mut [u32], fraction: f64) -> f64 {
     f64::from(values[at]) / 1000.0
 }
 
+/// One round of `variant`: its memory pass, then its latency pass, each on a fresh server.
 fn round(variant: &Variant, keys: u64) -> Result<Round> {
+    let memory = one_pass(variant, keys, Pass::Memory)?;
+    let latency = one_pass(variant, keys, Pass::Latency)?;
+    Ok(Round {
+        peak_extra_mb: memory.peak_extra_mb,
+        memory: memory.memory,
+        sampled_max_ms: memory.max_ms,
+        ..latency
+    })
+}
+
+fn one_pass(variant: &Variant, keys: u64, pass: Pass) -> Result<Round> {
     let dir = std::env::temp_dir().join(format!(
         "amber-bench-snapshot-{}-{}",
         variant.label.replace(' ', "-"),
@@ -146,7 +176,9 @@ fn round(variant: &Variant, keys: u64) -> Result<Round> {
         |memory: &mut Vec<(Duration, u64)>, until: &dyn Fn() -> Result<bool>| -> Result<()> {
             let mut next = Instant::now();
             loop {
-                memory.push((epoch.elapsed(), pss_with_children(pid)));
+                if pass == Pass::Memory {
+                    memory.push((epoch.elapsed(), pss_with_children(pid)));
+                }
                 if until()? {
                     return Ok(());
                 }
@@ -205,7 +237,11 @@ fn summarize(
         .filter(|(at, _)| *at < started && *at + Duration::from_millis(1000) >= started)
         .map(|(_, pss)| *pss as f64)
         .collect();
-    let baseline = median(&mut baseline.clone()).max(1.0);
+    let baseline = if baseline.is_empty() {
+        1.0 // the latency pass samples no memory
+    } else {
+        median(&mut baseline.clone()).max(1.0)
+    };
     let peak = memory
         .iter()
         .filter(|(at, _)| *at >= started && *at <= ended + MEMORY_EVERY)
@@ -239,7 +275,9 @@ fn summarize(
         kops: during.len() as f64 / snapshot_s.max(1e-3) / 1000.0,
         idle_p99_ms: percentile(&mut idle, 0.99),
         p99_ms: percentile(&mut during, 0.99),
+        idle_max_ms: percentile(&mut idle, 1.0),
         max_ms: percentile(&mut during, 1.0),
+        sampled_max_ms: f64::NAN,
         memory: memory_curve,
         latency: latency_curve,
     }
@@ -273,13 +311,15 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
         args.rounds
     );
     println!(
-        "{:<15} | {:>10} | {:>13} | {:>12} | {:>11} | {:>10} | {:>10} | {:>9}",
+        "{:<15} | {:>10} | {:>13} | {:>11} | {:>6} | {:>11} | {:>6} | {:>14} | {:>9} | {:>5}",
         "variant",
         "snapshot s",
         "peak extra MB",
         "idle p99 ms",
         "p99 ms",
+        "idle max ms",
         "max ms",
+        "max (sampling)",
         "idle kops",
         "kops"
     );
@@ -299,19 +339,23 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
             peak_extra_mb: pick(|r| r.peak_extra_mb),
             idle_p99_ms: pick(|r| r.idle_p99_ms),
             p99_ms: pick(|r| r.p99_ms),
+            idle_max_ms: pick(|r| r.idle_max_ms),
             max_ms: pick(|r| r.max_ms),
+            sampled_max_ms: pick(|r| r.sampled_max_ms),
             idle_kops: pick(|r| r.idle_kops),
             kops: pick(|r| r.kops),
             ..Round::default()
         };
         println!(
-            "{:<15} | {:>10.3} | {:>13.1} | {:>12.2} | {:>11.2} | {:>10.1} | {:>10.1} | {:>9.1}",
+            "{:<15} | {:>10.3} | {:>13.1} | {:>11.2} | {:>6.2} | {:>11.1} | {:>6.1} | {:>14.1} | {:>9.1} | {:>5.1}",
             variant.label,
             row.snapshot_s,
             row.peak_extra_mb,
             row.idle_p99_ms,
             row.p99_ms,
+            row.idle_max_ms,
             row.max_ms,
+            row.sampled_max_ms,
             row.idle_kops,
             row.kops
         );
