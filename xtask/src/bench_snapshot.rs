@@ -7,9 +7,10 @@
 //!
 //! Memory and latency come from two passes of each round. Reading a process's PSS
 //! (`/proc/<pid>/smaps_rollup`) walks its page tables under its memory-map lock, about 9 ms for
-//! a server of 1M keys here: a `mmap` or `munmap` of the server's allocator waits for the walk,
-//! and the page faults behind it wait too. So the pass that samples memory stalls the server it
-//! measures; the latency figures come from a pass that samples nothing but `INFO`.
+//! a server of 1M keys here: a `fork`, or an `mmap` or `munmap` of the server's allocator, waits
+//! for the walk, and the page faults behind it wait too. So the pass that samples memory can
+//! stall the server it measures (the fork variants' worst latency was 4-5 ms higher in it); the
+//! latency figures come from a pass that samples nothing but `INFO`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
