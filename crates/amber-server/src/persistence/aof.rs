@@ -509,7 +509,7 @@ pub(crate) fn delete_history(paths: &AofPaths, manifest: &mut Manifest) {
     }
     for info in manifest.history.drain(..) {
         crate::notice!("Removing the history file {} in the background", info.name);
-        let _ = std::fs::remove_file(paths.file(&info.name));
+        let _ = crate::persistence::closer::remove_later(&paths.file(&info.name));
     }
     if let Err(error) = manifest::persist(&paths.dir, &paths.prefix, manifest) {
         crate::warning!("Error persisting the AOF manifest after deleting history: {error}");

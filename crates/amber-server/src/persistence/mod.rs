@@ -8,6 +8,7 @@ pub(crate) mod aof_load;
 pub(crate) mod aof_rewrite;
 pub(crate) mod archive;
 pub(crate) mod backup;
+pub(crate) mod closer;
 pub(crate) mod forkless;
 pub(crate) mod jobs;
 pub(crate) mod rdb;

@@ -86,17 +86,18 @@ pub(crate) fn all_encoder_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// Writes every database to `path` atomically; returns the number of keys written.
+/// Writes every database to `path` atomically; returns the number of keys written, and the
+/// file `path` named before, still open (see `durable::install_keeping_old`).
 pub(crate) fn save(
     keyspace: &Keyspace,
     path: &Path,
     options: SaveOptions,
     reporter: &mut Reporter,
-) -> std::io::Result<u64> {
+) -> std::io::Result<(u64, Option<std::fs::File>)> {
     let temp = crate::persistence::jobs::temp_rdb_path(path, std::process::id());
     let result = write_snapshot(keyspace, &temp, options, false, reporter).and_then(|keys| {
-        amber_snapshot::durable::install(&temp, path)?;
-        Ok(keys)
+        let replaced = amber_snapshot::durable::install_keeping_old(&temp, path)?;
+        Ok((keys, replaced))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);

@@ -120,7 +120,10 @@ impl Server {
         // Clients wait for this save anyway: every core may encode.
         options.encoder_threads = crate::persistence::rdb::all_encoder_threads();
         match crate::persistence::rdb::save(&self.keyspace, &path, options, &mut unreported) {
-            Ok(_) => {
+            Ok((_, replaced)) => {
+                if let Some(replaced) = replaced {
+                    crate::persistence::closer::close_later(replaced);
+                }
                 notice!("DB saved on disk");
                 self.dirty = 0;
                 self.jobs.scheduler.saved(unix_ms());
