@@ -207,7 +207,10 @@ fn consumer_round_trips(args: &BenchArgs) -> Result<()> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Round {
     bytes_per_entry: f64,
+    /// The first SAVE, into an empty directory.
     save: f64,
+    /// A second SAVE, which replaces the first one's file (as nearly every SAVE does).
+    save_again: f64,
     restart: f64,
 }
 
@@ -226,6 +229,9 @@ fn persistence_round(name: &'static str, binary: &Path, entries: u64) -> Result<
         let started = Instant::now();
         command(&mut stream, "SAVE")?;
         round.save = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        command(&mut stream, "SAVE")?;
+        round.save_again = started.elapsed().as_secs_f64();
     }
     round.restart = restart_time_with(name, binary, &dir, &[])?;
     let _ = std::fs::remove_dir_all(dir);
@@ -259,6 +265,12 @@ fn memory_and_persistence(args: &BenchArgs) -> Result<()> {
         pick(0, |r| r.restart),
         pick(1, |r| r.restart),
         pick(1, |r| r.restart) / pick(0, |r| r.restart)
+    );
+    println!(
+        "  SAVE replacing the file amber {:.3} s, redis {:.3} s ({:.2}x faster)",
+        pick(0, |r| r.save_again),
+        pick(1, |r| r.save_again),
+        pick(1, |r| r.save_again) / pick(0, |r| r.save_again),
     );
     Ok(())
 }
