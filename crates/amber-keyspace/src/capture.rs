@@ -67,7 +67,8 @@ impl Capture {
         if entry.mark != mark {
             entry.mark = mark;
             if !self.discard {
-                self.saved.push((SmallBytes::new(key), entry.clone()));
+                self.saved
+                    .push((SmallBytes::new(key), entry.capture_copy()));
             }
         }
     }
@@ -137,7 +138,7 @@ impl Capture {
                 if entry.mark != mark {
                     entry.mark = mark;
                     if !discard {
-                        out(db_index, key.clone(), entry.clone());
+                        out(db_index, key.clone(), entry.capture_copy());
                     }
                 }
             });

@@ -28,6 +28,18 @@ pub const WARM_BATCH: usize = 32;
 const NO_EXPIRY: i64 = i64::MIN;
 
 impl Entry {
+    /// A copy for a capture (INV-CAPTURE): as `clone`, but a set's table is handed out packed
+    /// ([`SetValue::capture_copy`](crate::SetValue::capture_copy)).
+    pub(crate) fn capture_copy(&self) -> Entry {
+        match &self.value {
+            Value::Set(set) => Entry {
+                value: Value::Set(Box::new(set.capture_copy())),
+                ..*self
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// An entry without expiry, accessed at `now_ms`.
     pub fn new(value: Value, now_ms: i64) -> Entry {
         Entry {

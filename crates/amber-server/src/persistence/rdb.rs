@@ -220,6 +220,7 @@ pub(crate) fn write_entry<W: std::io::Write>(
             SetValue::Table(table) => {
                 writer.set_entry(key, table.iter().map(|(member, ())| member), expire)
             }
+            SetValue::Frozen(frozen) => writer.set_entry(key, frozen.iter(), expire),
         },
         Value::Hash(hash) => writer.hash_entry(key, hash.iter(), expire),
         Value::Zset(zset) => writer.sorted_set_entry(key, zset.iter(), expire),
