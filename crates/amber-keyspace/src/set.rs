@@ -31,8 +31,9 @@ pub struct FrozenMembers {
 impl FrozenMembers {
     /// Packs the members of `table`, in its order.
     fn of(table: &Dict<()>) -> FrozenMembers {
-        let size: usize = table.iter().map(|(member, ())| 4 + member.len()).sum();
-        let mut bytes = Vec::with_capacity(size);
+        // One pass over the members (each a node of its own, a cache miss): the buffer is
+        // sized for short members and grows for long ones.
+        let mut bytes = Vec::with_capacity(table.len() * 24);
         for (member, ()) in table.iter() {
             // A member is at most `proto-max-bulk-len` (512 MB by default, under 4 GiB).
             bytes.extend_from_slice(&(member.len() as u32).to_le_bytes());
