@@ -64,7 +64,8 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-/// Copies of a 10-member set and a 600-field hash in their hash-table encodings.
+/// Copies of a 10-member set and a 600-field hash in their hash-table encodings, and the
+/// set's packed copy for a forkless capture.
 fn copies(c: &mut Criterion) {
     let mut set = SetValue::default();
     for i in 0..10 {
@@ -85,6 +86,9 @@ fn copies(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("copy");
     group.bench_function("set_hashtable_10", |b| b.iter(|| set.clone()));
+    group.bench_function("set_hashtable_10_capture", |b| {
+        b.iter(|| set.capture_copy())
+    });
     group.bench_function("hash_hashtable_600", |b| b.iter(|| hash.clone()));
     group.finish();
 }
