@@ -36,7 +36,33 @@ impl Drop for Moto {
 
 impl Moto {
     /// Starts moto; `auth_after` turns on its credential checks after that many requests.
+    /// A port found free may be taken by another process before moto binds it (moto then
+    /// exits, and whatever holds the port answered the probe): so moto must still run once
+    /// the port answers, and the bucket's creation must succeed, or it starts again elsewhere.
     fn start(auth_after: Option<u32>) -> Moto {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut moto = Moto::spawn(auth_after);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", moto.port)).is_err() {
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !matches!(moto.child.try_wait(), Ok(None)) {
+                last = format!("moto_server exited at start (port {})", moto.port);
+                continue;
+            }
+            match moto.try_http("PUT", &format!("/{BUCKET}"), b"") {
+                Ok(status) if status.starts_with("HTTP/1.1 200") => return moto,
+                Ok(status) => last = format!("creating the bucket: {status}"),
+                Err(error) => last = format!("creating the bucket: {error}"),
+            }
+        }
+        panic!("moto_server did not start: {last}");
+    }
+
+    /// Spawns moto on a free port.
+    fn spawn(auth_after: Option<u32>) -> Moto {
         let port = common::free_port();
         let mut command = Command::new("moto_server");
         command
@@ -50,18 +76,7 @@ impl Moto {
         let child = command.spawn().expect(
             "moto_server is installed (pip install 'moto[server]'; cargo xtask test does it)",
         );
-        let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = moto.http("PUT", &format!("/{BUCKET}"), b"");
-        assert!(
-            status.starts_with("HTTP/1.1 200"),
-            "creating the bucket: {status}"
-        );
-        moto
+        Moto { child, port }
     }
 
     fn endpoint(&self) -> String {
@@ -69,22 +84,22 @@ impl Moto {
     }
 
     /// A raw, unsigned request (moto accepts them): returns the status line.
-    fn http(&self, method: &str, path: &str, body: &[u8]) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+    fn try_http(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.port,
             body.len()
         );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        String::from_utf8_lossy(&response)
+        stream.read_to_end(&mut response)?;
+        Ok(String::from_utf8_lossy(&response)
             .lines()
             .next()
             .unwrap_or_default()
-            .to_string()
+            .to_string())
     }
 
     /// The bucket, through object_store's S3 client with the test credentials.
