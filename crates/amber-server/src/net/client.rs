@@ -284,7 +284,10 @@ pub(crate) async fn serve<S>(
             break;
         }
         if client.replica {
-            serve_replica(&shared, &mut stream, id, &kill, &wake).await;
+            // What the replica sent after PSYNC (read with it, or while its reply waited)
+            // stays with the link.
+            let pending = (std::mem::take(&mut input), std::mem::take(&mut parser));
+            serve_replica(&shared, &mut stream, id, (&kill, &wake), pending).await;
             break;
         }
     }
@@ -599,13 +602,14 @@ async fn serve_replica<S>(
     shared: &Rc<RefCell<Server>>,
     stream: &mut S,
     id: u64,
-    kill: &crate::signal::Signal,
-    wake: &crate::signal::Signal,
+    (kill, wake): (&crate::signal::Signal, &crate::signal::Signal),
+    (mut input, mut parser): (BytesMut, RequestParser),
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut input = BytesMut::with_capacity(1024);
-    let mut parser = RequestParser::new();
+    if !read_acks(shared, id, &mut parser, &mut input) {
+        return;
+    }
     loop {
         loop {
             let output = shared.borrow_mut().replication.replicas.take_output(id);
