@@ -132,7 +132,9 @@ impl Capture {
                 live.pause_shrinking(true);
             }
             if budget.is_multiple_of(WARM_AHEAD) {
-                live.warm_buckets(self.cursor, WARM_AHEAD, |entry| entry.value.touch());
+                live.warm_buckets(self.cursor, WARM_AHEAD, |entry| {
+                    u64::from(entry.mark) ^ entry.value.touch_for_copy()
+                });
             }
             self.cursor = live.visit_bucket_mut(self.cursor, |key, entry| {
                 if entry.mark != mark {

@@ -425,12 +425,29 @@ impl<V> Dict<V> {
         let heads = self.buckets.get(from..end).unwrap_or_default();
         let mut seen = 0u64;
         for head in heads.iter().flatten() {
-            seen ^= head.hash;
+            // A node spans two or three cache lines: the hash, the link and the value's
+            // start sit apart.
+            seen ^= head.hash ^ u64::from(head.next.is_some());
         }
         for head in heads.iter().flatten() {
             seen ^= touch(&head.value);
+            if let Some(second) = &head.next {
+                seen ^= second.hash;
+            }
         }
         std::hint::black_box(seen);
+    }
+
+    /// Loads every bucket's first node of a table of at most `limit` buckets (a small
+    /// collection a capture is about to copy) and returns something computed from them.
+    pub fn touch_heads(&self, limit: usize) -> u64 {
+        if self.buckets.len() > limit {
+            return self.len as u64;
+        }
+        self.buckets
+            .iter()
+            .flatten()
+            .fold(0, |seen, head| seen ^ head.hash)
     }
 
     /// Visits bucket `index`'s keys and values for changing them, and returns the next

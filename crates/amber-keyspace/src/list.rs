@@ -245,6 +245,14 @@ impl ListValue {
         }
     }
 
+    /// As [`ListValue::touch`], with both ends of a small list's buffer.
+    pub fn touch_for_copy(&self) -> u64 {
+        match self {
+            ListValue::Small(packed) => packed.ends(),
+            ListValue::Big(deque) => deque.len() as u64,
+        }
+    }
+
     fn grow_if_needed(&mut self, limits: ListLimits) {
         if let ListValue::Small(packed) = self
             && !limits.allow(packed)

@@ -21,6 +21,9 @@ pub enum SetValue {
     Frozen(FrozenMembers),
 }
 
+/// Tables of at most this many buckets have their members loaded ahead of a capture's copy.
+const TOUCH_BUCKETS: usize = 32;
+
 /// Members packed one after the other, each after its length (4 bytes, little-endian).
 #[derive(Clone, Default)]
 pub struct FrozenMembers {
@@ -230,6 +233,14 @@ impl SetValue {
         match self {
             SetValue::Table(table) => SetValue::Frozen(FrozenMembers::of(table)),
             other => other.clone(),
+        }
+    }
+
+    /// Loads the members of a small table (what [`SetValue::capture_copy`] reads next).
+    pub fn touch_members(&self) -> u64 {
+        match self {
+            SetValue::Table(table) => table.touch_heads(TOUCH_BUCKETS),
+            _ => self.len() as u64,
         }
     }
 

@@ -146,6 +146,18 @@ impl Value {
         }
     }
 
+    /// As [`Value::touch`], one level deeper for what a capture copies next: both ends of a
+    /// small packed collection, every member of a small set's table.
+    pub fn touch_for_copy(&self) -> u64 {
+        match self {
+            Value::Hash(HashValue::Pack(packed)) => packed.ends(),
+            Value::Set(set) => set.touch_members(),
+            Value::Zset(zset) => zset.touch_for_copy(),
+            Value::List(list) => list.touch_for_copy(),
+            other => other.touch(),
+        }
+    }
+
     /// The name `TYPE` replies.
     pub fn type_name(&self) -> &'static str {
         match self {

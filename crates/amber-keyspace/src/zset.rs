@@ -121,6 +121,14 @@ impl ZsetValue {
         }
     }
 
+    /// As [`ZsetValue::touch`], with both ends of a small set's buffer.
+    pub fn touch_for_copy(&self) -> u64 {
+        match &self.repr {
+            Repr::Small(packed) => packed.ends(),
+            Repr::Big(big) => big.scores.len() as u64,
+        }
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -40,6 +40,9 @@ const PENDING_LIMIT: usize = 4 * 1024 * 1024;
 /// Buckets the walk visits per step between two turns of the event loop.
 const WALK_BUDGET: usize = 64;
 
+/// Longest wait for room in the queue before the walk looks again.
+const ROOM_WAIT: Duration = Duration::from_millis(10);
+
 /// One captured key: its database at the snapshot's start, its name, its entry then.
 type Captured = (usize, SmallBytes, Entry);
 
@@ -60,6 +63,9 @@ struct Shared {
     abandoned: AtomicBool,
     /// Why the writer failed.
     failure: Mutex<Option<String>>,
+    /// Signalled by the writer each time it takes a chunk: the walk, waiting on a full queue,
+    /// goes on at once.
+    room: tokio::sync::Notify,
 }
 
 /// Where the snapshot goes and what its header says.
@@ -270,9 +276,30 @@ struct Header {
     sizes: Vec<(u64, u64)>,
 }
 
+/// How much lower than the event loop the writer runs (a nice value, added to the process's).
+const WRITER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`WRITER_NICENESS`] (INV-FORKLESS-YIELDS):
+/// where the cores are busy, the event loop and the clients are served first, and the
+/// snapshot takes longer; the bounded queue keeps its memory bounded meanwhile. Best effort:
+/// a failure leaves the priority as it was.
+fn lower_priority() {
+    // SAFETY: `gettid` has no preconditions.
+    let thread = unsafe { libc::gettid() } as libc::id_t;
+    nix::errno::Errno::clear();
+    // SAFETY: reads the scheduling priority of the thread named by its id, this one.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, thread) };
+    if nix::errno::Errno::last_raw() == 0 {
+        let lower = (current + WRITER_NICENESS).min(19);
+        // SAFETY: changes only the scheduling priority of this thread.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, lower) };
+    }
+}
+
 /// The writer thread: builds the file from the chunks, then fsyncs and installs it and runs
 /// what comes after. Returns whether all of it succeeded.
 fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
+    lower_priority();
     let mut target = target;
     let then = target.then.take();
     let result = write_chunks(&target, &header, &chunks, shared).and_then(|image| {
@@ -327,6 +354,7 @@ fn write_chunks(
         let chunk = chunks
             .recv()
             .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+        shared.room.notify_one();
         if shared.abandoned.load(Ordering::Relaxed) {
             return Err(std::io::Error::other("the snapshot was abandoned"));
         }
@@ -400,7 +428,7 @@ impl Server {
             return Step::Idle;
         };
         if !job.flush(job.walk_complete, false) {
-            return Step::QueueFull;
+            return Step::QueueFull(job.shared.clone());
         }
         if !job.walk_complete {
             let complete = self
@@ -408,14 +436,14 @@ impl Server {
                 .capture_step(WALK_BUDGET, &mut |db, key, entry| job.push(db, key, entry));
             job.walk_complete = complete;
             if !job.flush(complete, false) {
-                return Step::QueueFull;
+                return Step::QueueFull(job.shared.clone());
             }
             if !complete {
                 return Step::Continue;
             }
         }
         match sender.try_send(Chunk::End) {
-            Err(TrySendError::Full(_)) => Step::QueueFull,
+            Err(TrySendError::Full(_)) => Step::QueueFull(job.shared.clone()),
             _ => {
                 job.sender = None;
                 Step::Idle
@@ -428,8 +456,8 @@ impl Server {
 enum Step {
     /// More to walk: yield and step again.
     Continue,
-    /// The writer is behind: wait a little.
-    QueueFull,
+    /// The writer is behind: wait until it takes a chunk.
+    QueueFull(Arc<Shared>),
     /// Nothing to walk.
     Idle,
 }
@@ -444,7 +472,10 @@ pub(crate) async fn capture_task(shared: Rc<RefCell<Server>>, wake: Rc<tokio::sy
             let step = shared.borrow_mut().forkless_step();
             match step {
                 Step::Continue => {}
-                Step::QueueFull => tokio::time::sleep(Duration::from_millis(1)).await,
+                Step::QueueFull(shared) => {
+                    // The timeout only bounds the wait should the writer stop taking chunks.
+                    let _ = tokio::time::timeout(ROOM_WAIT, shared.room.notified()).await;
+                }
                 Step::Idle => break,
             }
         }
