@@ -311,50 +311,6 @@ fn kill_9_mid_forkless_save_leaves_the_old_file_and_no_temp_file_after_restart()
     );
 }
 
-/// The nice value of `pid`'s thread named `name`, once it runs.
-fn thread_niceness(pid: u32, name: &str) -> Option<i64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    tasks.flatten().find_map(|task| {
-        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        if comm.trim_end() != name {
-            return None;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        // Field 19 is the nice value; the fields after the command's closing parenthesis
-        // start at field 3.
-        let after = &stat[stat.rfind(')')? + 2..];
-        after.split(' ').nth(16)?.parse().ok()
-    })
-}
-
-#[test]
-fn the_forkless_writer_runs_at_a_lower_priority_than_the_event_loop() {
-    let server = ServerProcess::amber(&["--rdb-key-save-delay", "500"]);
-    let mut client = server.client();
-    client.cmd(&["DEBUG", "POPULATE", "3000"]);
-    assert_eq!(
-        client.cmd(&["BGSAVE", "FORKLESS"]),
-        simple("Background saving started")
-    );
-    let mut writer = None;
-    wait_for(
-        || {
-            writer = thread_niceness(server.pid(), "forkless-save");
-            writer.is_some()
-        },
-        "the forkless writer thread runs",
-    );
-    let event_loop = thread_niceness(server.pid(), "amber-server").expect("the event loop");
-    assert_eq!(
-        writer,
-        Some((event_loop + 10).min(19)),
-        "the writer yields to the event loop"
-    );
-    client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
-    wait_save_done(&mut client);
-    assert_eq!(info_field(&mut client, "rdb_last_bgsave_status"), "ok");
-}
-
 #[test]
 fn a_forkless_aof_rewrite_under_writes_loads_back_in_amber_and_redis() {
     let server = ServerProcess::amber(&[

@@ -276,30 +276,9 @@ struct Header {
     sizes: Vec<(u64, u64)>,
 }
 
-/// How much lower than the event loop the writer runs (a nice value, added to the process's).
-const WRITER_NICENESS: i32 = 10;
-
-/// Lowers the calling thread's CPU priority by [`WRITER_NICENESS`] (INV-FORKLESS-YIELDS):
-/// where the cores are busy, the event loop and the clients are served first, and the
-/// snapshot takes longer; the bounded queue keeps its memory bounded meanwhile. Best effort:
-/// a failure leaves the priority as it was.
-fn lower_priority() {
-    // SAFETY: `gettid` has no preconditions.
-    let thread = unsafe { libc::gettid() } as libc::id_t;
-    nix::errno::Errno::clear();
-    // SAFETY: reads the scheduling priority of the thread named by its id, this one.
-    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, thread) };
-    if nix::errno::Errno::last_raw() == 0 {
-        let lower = (current + WRITER_NICENESS).min(19);
-        // SAFETY: changes only the scheduling priority of this thread.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, lower) };
-    }
-}
-
 /// The writer thread: builds the file from the chunks, then fsyncs and installs it and runs
 /// what comes after. Returns whether all of it succeeded.
 fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
-    lower_priority();
     let mut target = target;
     let then = target.then.take();
     let result = write_chunks(&target, &header, &chunks, shared).and_then(|image| {
