@@ -236,8 +236,9 @@ impl SetValue {
         }
     }
 
-    /// Loads the members of a small table (what [`SetValue::capture_copy`] reads next).
-    pub fn touch_members(&self) -> u64 {
+    /// As [`SetValue::len`], with the members of a small table loaded: what
+    /// [`SetValue::capture_copy`] reads next.
+    pub fn touch_for_copy(&self) -> u64 {
         match self {
             SetValue::Table(table) => table.touch_heads(TOUCH_BUCKETS),
             _ => self.len() as u64,

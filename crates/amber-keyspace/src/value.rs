@@ -151,7 +151,7 @@ impl Value {
     pub fn touch_for_copy(&self) -> u64 {
         match self {
             Value::Hash(HashValue::Pack(packed)) => packed.ends(),
-            Value::Set(set) => set.touch_members(),
+            Value::Set(set) => set.touch_for_copy(),
             Value::Zset(zset) => zset.touch_for_copy(),
             Value::List(list) => list.touch_for_copy(),
             other => other.touch(),
