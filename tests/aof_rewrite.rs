@@ -373,3 +373,60 @@ fn a_failed_first_rewrite_after_turning_aof_on_applies_nothing_twice() {
     assert_eq!(after.cmd(&["GET", "counter"]), common::bulk("16"));
     assert_eq!(digest(&mut after), expected);
 }
+
+/// The files of `dir` (and its AOF directory) a rewrite child writes before renaming.
+fn rewrite_temp_files(dir: &Path) -> Vec<String> {
+    common::files_under(dir)
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .filter(|name| name.starts_with("temp-"))
+        .collect()
+}
+
+#[test]
+fn turning_aof_off_kills_a_rewrite_in_progress_as_redis_does() {
+    // Redis's `stopAppendOnly` kills a running rewrite and logs it; its base would describe
+    // an AOF no longer kept (Redis's unit/aofrw checks the log line).
+    let servers = [
+        ServerProcess::amber(&["--appendonly", "yes"]),
+        ServerProcess::redis(&["--appendonly", "yes"]),
+    ];
+    for server in &servers {
+        let mut client = server.client();
+        client.cmd(&["DEBUG", "POPULATE", "1000"]);
+        client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "10000000"]);
+        client.cmd(&["BGREWRITEAOF"]);
+        let mut child = None;
+        wait_for(
+            || {
+                child = rewrite_child_pid(server.pid());
+                child.is_some()
+            },
+            "the rewrite child",
+        );
+        let pid = child.expect("child pid");
+        assert_eq!(
+            client.cmd(&["CONFIG", "SET", "appendonly", "no"]),
+            simple("OK")
+        );
+        // Both servers reap the child before they reply.
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} still there"
+        );
+        assert_eq!(info_field(&mut client, "aof_rewrite_in_progress"), "0");
+        assert_eq!(info_field(&mut client, "aof_rewrite_scheduled"), "0");
+        let log = server.log();
+        assert!(
+            log.contains(&format!("Killing running AOF rewrite child: {pid}")),
+            "{log}"
+        );
+        assert!(
+            rewrite_temp_files(&server.dir).is_empty(),
+            "{:?}",
+            rewrite_temp_files(&server.dir)
+        );
+        client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(1000));
+    }
+}

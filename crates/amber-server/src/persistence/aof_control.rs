@@ -44,8 +44,12 @@ impl Server {
             return Ok(());
         }
         if !on {
+            // As Redis's `stopAppendOnly`: the file is closed, then a rewrite in progress is
+            // killed (its base would describe an AOF no longer kept) and none stays queued.
             let closed = self.aof.close();
             self.refresh_recording();
+            self.kill_aof_rewrite();
+            self.jobs.scheduler.set_queued(JobKind::AofRewrite, false);
             return Ok(closed?);
         }
         // As Redis: appending starts now, to a new incr file that the manifest names only once
@@ -55,10 +59,18 @@ impl Server {
             crate::persistence::aof_load::Source::MultiPart(manifest) => manifest,
             _ => amber_aof::Manifest::default(),
         };
-        self.kill_job_of(JobKind::AofRewrite);
         self.aof_rewrite.waiting_attempts = 0;
         self.aof.open_waiting_for_base(&paths, manifest)?;
         self.refresh_recording();
+        if self.jobs.running(JobKind::AofRewrite).is_some() {
+            // Its base would not cover what is appended from now on.
+            if !in_exec {
+                crate::warning!(
+                    "AOF was enabled but there is already an AOF rewriting in background. Stopping background AOF and starting a rewrite now."
+                );
+            }
+            self.kill_aof_rewrite();
+        }
         if self.has_active_child() {
             crate::notice!(
                 "AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible."

@@ -359,10 +359,10 @@ impl Server {
         }
     }
 
-    /// Kills the running child (shutdown, FLUSHALL, turning AOF off) and removes what it was
+    /// Kills the running child (shutdown, FLUSHALL, a full sync) and removes what it was
     /// writing; the files in use are untouched.
     pub(crate) fn kill_job(&mut self) {
-        let Some(job) = self.jobs.running.take() else {
+        let Some(job) = self.jobs.running.as_ref() else {
             return;
         };
         match &job.work {
@@ -372,6 +372,23 @@ impl Server {
             Work::Rewrite(_) => warning!("There is a child rewriting the AOF. Killing it!"),
             Work::Backup(_) => warning!("Killing the backup child {}", job.pid()),
         }
+        self.kill_running_job();
+    }
+
+    /// Kills a running AOF rewrite, as turning AOF off (or on again) does, with Redis's log
+    /// line for it; other children are left alone.
+    pub(crate) fn kill_aof_rewrite(&mut self) {
+        if let Some(job) = self.jobs.running(JobKind::AofRewrite) {
+            notice!("Killing running AOF rewrite child: {}", job.pid());
+            self.kill_running_job();
+        }
+    }
+
+    /// [`Server::kill_job`] without its log line.
+    fn kill_running_job(&mut self) {
+        let Some(job) = self.jobs.running.take() else {
+            return;
+        };
         let pid = job.pid();
         let mut job = job;
         job.worker.kill_and_reap();
@@ -394,6 +411,13 @@ impl Server {
         self.update_resize_policy();
     }
 
+    /// Kills the running child if it is of `kind`.
+    pub(crate) fn kill_job_of(&mut self, kind: JobKind) {
+        if self.jobs.running(kind).is_some() {
+            self.kill_job();
+        }
+    }
+
     /// Kills the running child if it is a diskless transfer to replicas.
     pub(crate) fn kill_replica_sync(&mut self) {
         self.kill_job_if(|work| matches!(work, Work::ReplicaSync));
@@ -411,13 +435,6 @@ impl Server {
             .as_ref()
             .is_some_and(|job| which(&job.work))
         {
-            self.kill_job();
-        }
-    }
-
-    /// Kills the running child if it is of `kind`.
-    pub(crate) fn kill_job_of(&mut self, kind: JobKind) {
-        if self.jobs.running(kind).is_some() {
             self.kill_job();
         }
     }
