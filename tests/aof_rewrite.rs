@@ -203,22 +203,27 @@ fn rewrite_child_pid(server_pid: u32) -> Option<u32> {
     children.split_whitespace().next()?.parse().ok()
 }
 
-#[test]
-fn killing_the_rewrite_child_leaves_the_old_files_in_use() {
-    let server = ServerProcess::amber(&["--appendonly", "yes", "--rdb-key-save-delay", "100"]);
-    let mut client = server.client();
-    client.cmd(&["DEBUG", "POPULATE", "20000"]);
-    client.cmd(&["BGREWRITEAOF"]);
+/// Waits for `server`'s rewrite child (`what` names it in the failure) and returns its pid.
+fn wait_rewrite_child(server: &ServerProcess, what: &str) -> u32 {
     let mut child = None;
     wait_for(
         || {
             child = rewrite_child_pid(server.pid());
             child.is_some()
         },
-        "the rewrite child",
+        what,
     );
+    child.expect("child pid")
+}
+
+#[test]
+fn killing_the_rewrite_child_leaves_the_old_files_in_use() {
+    let server = ServerProcess::amber(&["--appendonly", "yes", "--rdb-key-save-delay", "100"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "20000"]);
+    client.cmd(&["BGREWRITEAOF"]);
+    let pid = wait_rewrite_child(&server, "the rewrite child");
     client.cmd(&["SET", "during", "1"]);
-    let pid = child.expect("child pid");
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -334,18 +339,10 @@ fn a_failed_first_rewrite_after_turning_aof_on_applies_nothing_twice() {
     let mut client = server.client();
     client.cmd(&["DEBUG", "POPULATE", "5000"]);
     client.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
-    let mut child = None;
-    wait_for(
-        || {
-            child = rewrite_child_pid(server.pid());
-            child.is_some()
-        },
-        "the first rewrite child",
-    );
+    let pid = wait_rewrite_child(&server, "the first rewrite child").to_string();
     for _ in 0..10 {
         client.cmd(&["INCR", "counter"]);
     }
-    let pid = child.expect("child pid").to_string();
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid])
         .status();
@@ -396,15 +393,7 @@ fn turning_aof_off_kills_a_rewrite_in_progress_as_redis_does() {
         client.cmd(&["DEBUG", "POPULATE", "1000"]);
         client.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "10000000"]);
         client.cmd(&["BGREWRITEAOF"]);
-        let mut child = None;
-        wait_for(
-            || {
-                child = rewrite_child_pid(server.pid());
-                child.is_some()
-            },
-            "the rewrite child",
-        );
-        let pid = child.expect("child pid");
+        let pid = wait_rewrite_child(server, "the rewrite child");
         assert_eq!(
             client.cmd(&["CONFIG", "SET", "appendonly", "no"]),
             simple("OK")
