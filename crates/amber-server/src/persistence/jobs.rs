@@ -411,13 +411,6 @@ impl Server {
         self.update_resize_policy();
     }
 
-    /// Kills the running child if it is of `kind`.
-    pub(crate) fn kill_job_of(&mut self, kind: JobKind) {
-        if self.jobs.running(kind).is_some() {
-            self.kill_job();
-        }
-    }
-
     /// Kills the running child if it is a diskless transfer to replicas.
     pub(crate) fn kill_replica_sync(&mut self) {
         self.kill_job_if(|work| matches!(work, Work::ReplicaSync));
@@ -435,6 +428,13 @@ impl Server {
             .as_ref()
             .is_some_and(|job| which(&job.work))
         {
+            self.kill_job();
+        }
+    }
+
+    /// Kills the running child if it is of `kind`.
+    pub(crate) fn kill_job_of(&mut self, kind: JobKind) {
+        if self.jobs.running(kind).is_some() {
             self.kill_job();
         }
     }
