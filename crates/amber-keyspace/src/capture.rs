@@ -17,7 +17,7 @@
 //!   number the database had when the capture began.
 
 use crate::db::Entry;
-use crate::dict::Dict;
+use crate::entries::Entries;
 use crate::small::SmallBytes;
 
 /// Where captured entries go: the database's number at the capture's start, the key, and the
@@ -39,7 +39,7 @@ pub(crate) struct Capture {
     /// Whether the walk of the live table has gone all the way round.
     walked: bool,
     /// Tables emptied while the capture ran, taken apart before the live one is walked.
-    detached: Vec<Dict<Entry>>,
+    detached: Vec<Entries>,
     /// The cursor of the detached table being taken apart.
     detached_cursor: u64,
     /// Old forms of entries changed or removed since they were last taken.
@@ -81,7 +81,7 @@ impl Capture {
     }
 
     /// Takes over a table just emptied (`FLUSHDB`): its unmarked entries are still owed.
-    pub(crate) fn detach(&mut self, table: Dict<Entry>) {
+    pub(crate) fn detach(&mut self, table: Entries) {
         if !self.discard && !table.is_empty() {
             self.detached.push(table);
         }
@@ -106,7 +106,7 @@ impl Capture {
     /// nothing is left to take).
     pub(crate) fn walk(
         &mut self,
-        live: &mut Dict<Entry>,
+        live: &mut Entries,
         mark: bool,
         mut budget: usize,
         out: &mut CaptureSink<'_>,

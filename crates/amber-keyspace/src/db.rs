@@ -3,6 +3,7 @@
 use crate::access::{Access, AccessClock, access_clock};
 use crate::capture::{Capture, CaptureSink};
 use crate::dict::{Dict, Lookup};
+use crate::entries::Entries;
 use crate::small::SmallBytes;
 use crate::value::Value;
 
@@ -28,6 +29,12 @@ pub const WARM_BATCH: usize = 32;
 const NO_EXPIRY: i64 = i64::MIN;
 
 impl Entry {
+    /// Reads the entry's own memory and returns something computed from it: a load that
+    /// brings the entry into the cache ahead of its use.
+    pub(crate) fn touch(&self) -> u64 {
+        self.expire as u64
+    }
+
     /// A copy for a capture (INV-CAPTURE): as `clone`, but a set's table is handed out packed
     /// ([`SetValue::capture_copy`](crate::SetValue::capture_copy)).
     pub(crate) fn capture_copy(&self) -> Entry {
@@ -113,7 +120,8 @@ impl Entry {
 /// One of the numbered databases (`SELECT n`).
 #[derive(Default)]
 pub struct Db {
-    keys: Dict<Entry>,
+    /// Keys and their entries, each entry apart from the key's node (INV-ENTRY-APART).
+    keys: Entries,
     /// The keys that have an expiry time, sampled by the active expire cycle.
     volatile: Dict<()>,
     /// Keys deleted because they expired, since the counter was last read.
@@ -173,7 +181,7 @@ impl Db {
     }
 
     /// The table of keys and entries (for sampling).
-    pub(crate) fn entries(&self) -> &Dict<Entry> {
+    pub(crate) fn entries(&self) -> &Entries {
         &self.keys
     }
 

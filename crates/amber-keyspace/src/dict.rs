@@ -162,7 +162,7 @@ impl<V> Dict<V> {
         (hash as usize) & (self.buckets.len() - 1)
     }
 
-    fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+    pub(crate) fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
         let mut node = self.buckets[self.bucket_for(hash)].as_deref();
         while let Some(n) = node {
             if n.hash == hash && n.key.as_bytes() == key {
@@ -259,13 +259,15 @@ impl<V> Dict<V> {
     /// overlaps their cache misses instead of taking them one after another, as a loop of
     /// single inserts into a large table does.
     pub fn warm(&self, hashes: &[u64]) {
-        self.warm_with(hashes, |_| 0);
+        self.warm_with(hashes, |_| 0, |_| 0);
     }
 
-    /// As [`Dict::warm`], and also reads each chain's first value through `touch`, which
-    /// returns something computed from the memory the value will be read from (a lookup that
-    /// will read the value then finds it in the cache too).
-    pub fn warm_with(&self, hashes: &[u64], touch: impl Fn(&V) -> u64) {
+    /// As [`Dict::warm`], and also reads each chain's first value in two more rounds: `near`
+    /// reads what the node points to (a boxed value), `far` what that points to in turn (the
+    /// value's own buffers). Each returns something computed from the memory it read, so a
+    /// lookup that reads the value then finds it in the cache too. Each round's loads are
+    /// independent of each other; only the rounds follow one another.
+    pub fn warm_with(&self, hashes: &[u64], near: impl Fn(&V) -> u64, far: impl Fn(&V) -> u64) {
         const AT_ONCE: usize = 32;
         let mut seen = 0u64;
         for chunk in hashes.chunks(AT_ONCE) {
@@ -278,12 +280,18 @@ impl<V> Dict<V> {
             let mut seconds: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
             for (second, head) in seconds.iter_mut().zip(&heads) {
                 if let Some(head) = head {
-                    seen ^= head.hash ^ touch(&head.value);
+                    seen ^= head.hash;
                     *second = head.next.as_deref();
                 }
             }
+            for head in heads.iter().flatten() {
+                seen ^= near(&head.value);
+            }
             for second in seconds.iter().flatten() {
                 seen ^= second.hash;
+            }
+            for head in heads.iter().flatten() {
+                seen ^= far(&head.value);
             }
         }
         std::hint::black_box(seen);
@@ -300,7 +308,7 @@ impl<V> Dict<V> {
     }
 
     /// Stores a key known to be absent.
-    fn insert_new(&mut self, hash: u64, key: Key, value: V) {
+    pub(crate) fn insert_new(&mut self, hash: u64, key: Key, value: V) {
         let limit = if resizes_paused() {
             self.buckets.len() * FORCED_RESIZE_RATIO
         } else {
@@ -417,23 +425,31 @@ impl<V> Dict<V> {
         next_cursor(cursor, mask)
     }
 
-    /// Pulls into the cache the first nodes of buckets `from..from + count` and what `touch`
-    /// reads of their values: independent loads the processor overlaps, where a walk would
-    /// take one cache miss after another.
-    pub fn warm_buckets(&self, from: usize, count: usize, touch: impl Fn(&V) -> u64) {
+    /// Pulls into the cache the first nodes of buckets `from..from + count` and what `near`
+    /// and then `far` read of their values (as in [`Dict::warm_with`]): independent loads the
+    /// processor overlaps, where a walk would take one cache miss after another.
+    pub fn warm_buckets(
+        &self,
+        from: usize,
+        count: usize,
+        near: impl Fn(&V) -> u64,
+        far: impl Fn(&V) -> u64,
+    ) {
         let end = from.saturating_add(count).min(self.buckets.len());
         let heads = self.buckets.get(from..end).unwrap_or_default();
         let mut seen = 0u64;
         for head in heads.iter().flatten() {
-            // A node spans two or three cache lines: the hash, the link and the value's
-            // start sit apart.
+            // A node spans two cache lines: the hash and the link sit apart.
             seen ^= head.hash ^ u64::from(head.next.is_some());
         }
         for head in heads.iter().flatten() {
-            seen ^= touch(&head.value);
+            seen ^= near(&head.value);
             if let Some(second) = &head.next {
                 seen ^= second.hash;
             }
+        }
+        for head in heads.iter().flatten() {
+            seen ^= far(&head.value);
         }
         std::hint::black_box(seen);
     }

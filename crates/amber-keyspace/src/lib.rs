@@ -13,6 +13,7 @@ mod capture;
 mod db;
 mod dict;
 mod digest;
+mod entries;
 mod evict;
 mod glob;
 mod hash;
@@ -20,6 +21,7 @@ mod list;
 mod packed;
 mod set;
 mod small;
+mod store;
 mod stream;
 mod value;
 mod zset;
@@ -36,6 +38,7 @@ pub use hash::{HashIter, HashLimits, HashValue};
 pub use list::{ListIter, ListLimits, ListValue};
 pub use set::{FrozenIter, FrozenMembers, SetValue, member_as_int};
 pub use small::SmallBytes;
+pub use store::unused_slot_bytes;
 pub use stream::{
     AppendError, ConsumerGroup, ConsumerState, EntryRef, Nack, Pairs, Range as StreamRange,
     StreamId, StreamItem, StreamLimits, StreamLog, StreamMeta, StreamValue, Trim,

@@ -94,20 +94,26 @@ pub fn set_limit(limit: usize) {
 /// tables ask before growing; see [`amber_keyspace::set_growth_guard`]).
 pub fn growth_within_limit(extra: usize) -> bool {
     let limit = LIMIT.load(Ordering::Relaxed);
-    limit == 0 || USED.load(Ordering::Relaxed).saturating_add(extra) <= limit
+    limit == 0 || in_use().saturating_add(extra) <= limit
 }
 
-/// Bytes currently allocated on the heap.
+/// Bytes currently allocated on the heap and in use: the keyspace's free entry slots are
+/// left out, as jemalloc leaves the free regions of its slabs out of its count
+/// ([`amber_keyspace::unused_slot_bytes`]).
 pub fn used_memory() -> usize {
-    let used = USED.load(Ordering::Relaxed);
+    let used = in_use();
     PEAK.fetch_max(used, Ordering::Relaxed);
     used
 }
 
+fn in_use() -> usize {
+    USED.load(Ordering::Relaxed)
+        .saturating_sub(amber_keyspace::unused_slot_bytes())
+}
+
 /// The highest value [`used_memory`] has reported.
 pub fn peak_memory() -> usize {
-    PEAK.load(Ordering::Relaxed)
-        .max(USED.load(Ordering::Relaxed))
+    PEAK.load(Ordering::Relaxed).max(in_use())
 }
 
 /// Resident set size of the process, from `/proc/self/statm`.
