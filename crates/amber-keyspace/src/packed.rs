@@ -2,11 +2,39 @@
 //! bytes: what small hashes and sorted sets use, as Redis uses listpacks. Operations are linear
 //! in the size, which stays small (the encoding thresholds).
 
-/// Byte strings back to back in one exactly-sized buffer.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// Byte strings back to back in one buffer that also holds their total length.
+///
+/// The buffer is the content's length (LEB128), the content, then room to grow up to the
+/// allocator's size class. Keeping the length in the buffer rather than beside its pointer
+/// means a change that fits the buffer writes only the buffer: the value that holds it (in a
+/// key's entry) is left untouched, so while a fork shares the pages such a write dirties one
+/// page, not two (as a Redis listpack keeps its length in its header).
+#[derive(Default)]
 pub struct Packed {
-    buf: Vec<u8>,
+    /// Length header, content, spare room; empty while nothing was ever stored.
+    buf: Box<[u8]>,
 }
+
+/// Most spare bytes a buffer keeps after a change that shrank it.
+const MOST_SPARE: usize = 64;
+
+impl Clone for Packed {
+    /// A copy of the content in a buffer of its size (a scratch buffer's spare room is not
+    /// copied).
+    fn clone(&self) -> Self {
+        let mut copy = Packed::default();
+        copy.replace_bytes(0, 0, self.content(), Room::Exact);
+        copy
+    }
+}
+
+impl PartialEq for Packed {
+    fn eq(&self, other: &Self) -> bool {
+        self.content() == other.content()
+    }
+}
+
+impl Eq for Packed {}
 
 impl std::fmt::Debug for Packed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -14,12 +42,12 @@ impl std::fmt::Debug for Packed {
             f,
             "Packed({} elements, {} bytes)",
             self.len(),
-            self.buf.len()
+            self.content().len()
         )
     }
 }
 
-/// Where one element lies in the buffer.
+/// Where one element lies in the content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     /// Start of its length header.
@@ -30,56 +58,74 @@ pub struct Span {
     pub end: usize,
 }
 
+/// How much room a buffer that must grow gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// What the content needs, up to its size class: for stored values.
+    Exact,
+    /// At least twice the old buffer: for scratch buffers that grow an element at a time.
+    Double,
+}
+
 impl Packed {
     /// Number of elements (counted: the buffer is all there is, so a value holding it stays
-    /// 24 bytes).
+    /// small).
     pub fn len(&self) -> usize {
         self.spans().count()
     }
 
     /// Whether there is no element.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.content().is_empty()
+    }
+
+    /// The elements back to back, without the length header and the spare room.
+    fn content(&self) -> &[u8] {
+        if self.buf.is_empty() {
+            return &[];
+        }
+        let (used, start) = read_len(&self.buf, 0);
+        self.buf
+            .get(start..start.saturating_add(used))
+            .unwrap_or_default()
     }
 
     /// The elements, in order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans().map(move |span| &self.buf[span.data..span.end])
+        let content = self.content();
+        self.spans().map(move |span| &content[span.data..span.end])
     }
 
     /// The positions of the elements, in order.
     pub fn spans(&self) -> Spans<'_> {
         Spans {
-            buf: &self.buf,
+            buf: self.content(),
             at: 0,
         }
     }
 
     /// The bytes of the element at `span`.
     pub fn get(&self, span: Span) -> &[u8] {
-        &self.buf[span.data..span.end]
+        &self.content()[span.data..span.end]
     }
 
     /// Appends elements at the end.
     pub fn push(&mut self, items: &[&[u8]]) {
-        let added: usize = items.iter().map(|i| i.len() + len_size(i.len())).sum();
-        self.buf.reserve_exact(added);
-        for item in items {
-            write_len(&mut self.buf, item.len());
-            self.buf.extend_from_slice(item);
-        }
+        let end = self.byte_len();
+        self.replace_bytes(end, end, &encode(items), Room::Exact);
     }
 
     /// Appends one element (growing the buffer as a `Vec` does: for scratch buffers).
     pub fn push_one(&mut self, item: &[u8]) {
-        write_len(&mut self.buf, item.len());
-        self.buf.extend_from_slice(item);
+        let end = self.byte_len();
+        self.replace_bytes(end, end, &encode(&[item]), Room::Double);
     }
 
     /// The bytes of the element that starts at byte offset `start`.
     pub fn element_at(&self, start: usize) -> &[u8] {
-        let (len, data) = read_len(&self.buf, start);
-        &self.buf[data.min(self.buf.len())..(data + len).min(self.buf.len())]
+        let content = self.content();
+        let (len, data) = read_len(content, start);
+        &content[data.min(content.len())..(data + len).min(content.len())]
     }
 
     /// The buffer's first byte (0 when empty): a cheap read that brings it into the cache.
@@ -93,41 +139,91 @@ impl Packed {
         u64::from(self.first_byte()) << 8 | u64::from(self.buf.last().copied().unwrap_or(0))
     }
 
-    /// Removes every element, keeping the buffer's capacity.
+    /// Removes every element, keeping the buffer.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        let end = self.byte_len();
+        self.replace_bytes(0, end, &[], Room::Double);
     }
 
     /// Inserts elements at byte offset `at` (the start of an element, or the end).
     pub fn insert_at(&mut self, at: usize, items: &[&[u8]]) {
-        if at == self.buf.len() {
-            self.push(items);
-        } else {
-            self.splice(at, at, items);
-        }
+        self.splice(at, at, items);
     }
 
     /// Replaces the elements between byte offsets `start` and `end` by `items`.
     pub fn splice(&mut self, start: usize, end: usize, items: &[&[u8]]) {
-        let mut encoded = Vec::with_capacity(items.iter().map(|i| i.len() + 10).sum());
-        for item in items {
-            write_len(&mut encoded, item.len());
-            encoded.extend_from_slice(item);
-        }
-        let new_len = self.buf.len() - (end - start) + encoded.len();
-        if new_len > self.buf.capacity() {
-            self.buf.reserve_exact(new_len - self.buf.len());
-        }
-        self.buf.splice(start..end, encoded);
-        if self.buf.capacity() > self.buf.len() + 64 {
-            self.buf.shrink_to_fit();
-        }
+        self.replace_bytes(start, end, &encode(items), Room::Exact);
     }
 
-    /// Bytes held (for memory accounting in tests).
-    pub fn byte_len(&self) -> usize {
-        self.buf.len()
+    /// Replaces the content's bytes `start..end` by `bytes`: in the buffer when it has room
+    /// (and would not keep more than [`MOST_SPARE`] bytes spare), else in a new buffer.
+    fn replace_bytes(&mut self, start: usize, end: usize, bytes: &[u8], room: Room) {
+        let old = self.content();
+        let old_len = old.len();
+        let end = end.min(old_len);
+        let start = start.min(end);
+        let new_len = old_len - (end - start) + bytes.len();
+        let header = len_size(new_len);
+        let needed = header + new_len;
+        let old_header = if self.buf.is_empty() {
+            0
+        } else {
+            len_size(old_len)
+        };
+        let too_roomy = room == Room::Exact && self.buf.len() > needed + MOST_SPARE;
+        if needed <= self.buf.len() && !too_roomy {
+            if header == old_header {
+                let tail = header + end..header + old_len;
+                self.buf.copy_within(tail, header + start + bytes.len());
+                self.buf[header + start..header + start + bytes.len()].copy_from_slice(bytes);
+            } else {
+                // The length's header changes size (at 128 bytes, 16 KiB...): rare, copied.
+                let content = [&old[..start], bytes, &old[end..]].concat();
+                self.buf[header..needed].copy_from_slice(&content);
+            }
+            put_len(&mut self.buf[..header], new_len);
+            return;
+        }
+        let wanted = match room {
+            Room::Exact => needed,
+            Room::Double => needed.max(self.buf.len() * 2),
+        };
+        let mut fresh = Vec::with_capacity(size_class(wanted));
+        write_len(&mut fresh, new_len);
+        fresh.extend_from_slice(&old[..start]);
+        fresh.extend_from_slice(bytes);
+        fresh.extend_from_slice(&old[end..]);
+        fresh.resize(fresh.capacity().max(size_class(wanted)), 0);
+        self.buf = fresh.into_boxed_slice();
     }
+
+    /// Bytes of content (the elements with their length headers).
+    pub fn byte_len(&self) -> usize {
+        self.content().len()
+    }
+}
+
+/// The elements encoded back to back.
+fn encode(items: &[&[u8]]) -> Vec<u8> {
+    let mut encoded = Vec::with_capacity(items.iter().map(|i| i.len() + len_size(i.len())).sum());
+    for item in items {
+        write_len(&mut encoded, item.len());
+        encoded.extend_from_slice(item);
+    }
+    encoded
+}
+
+/// The allocation a request of `bytes` gets from a size-class allocator (jemalloc's classes:
+/// 8, multiples of 16 up to 128, then four classes per doubling), so the room up to it is free.
+fn size_class(bytes: usize) -> usize {
+    if bytes <= 8 {
+        return 8;
+    }
+    if bytes <= 128 {
+        return bytes.next_multiple_of(16);
+    }
+    let below = 1usize << (usize::BITS - 1 - (bytes - 1).leading_zeros());
+    bytes.next_multiple_of(below / 4)
 }
 
 /// Iterator over element positions.
@@ -156,6 +252,16 @@ impl Iterator for Spans<'_> {
 fn len_size(len: usize) -> usize {
     let bits = usize::BITS - len.leading_zeros();
     (bits as usize).div_ceil(7).max(1)
+}
+
+/// Writes `len` over `out`, which is exactly [`len_size`]`(len)` bytes long.
+fn put_len(out: &mut [u8], mut len: usize) {
+    let last = out.len().saturating_sub(1);
+    for (index, byte) in out.iter_mut().enumerate() {
+        let low = (len & 0x7f) as u8;
+        len >>= 7;
+        *byte = if index == last { low } else { low | 0x80 };
+    }
 }
 
 fn write_len(out: &mut Vec<u8>, mut len: usize) {
@@ -190,7 +296,53 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_change_that_fits_is_made_in_the_buffer() {
+        let mut packed = Packed::default();
+        for i in 0..10 {
+            packed.push(&[format!("{i}").as_bytes(), format!("m{i}").as_bytes()]);
+        }
+        let buffer = packed.buf.as_ptr();
+        let span = packed.spans().nth(6).expect("ten pairs");
+        packed.splice(span.start, span.end, &[b"8372615"]);
+        assert_eq!(packed.buf.as_ptr(), buffer, "the buffer had room");
+        assert_eq!(packed.iter().nth(6), Some(&b"8372615"[..]));
+        assert_eq!(packed.len(), 20);
+    }
+
+    #[test]
+    fn a_scratch_buffer_cleared_and_refilled_keeps_its_size() {
+        let mut scratch = Packed::default();
+        for _ in 0..50 {
+            scratch.clear();
+            for i in 0..100 {
+                scratch.push_one(format!("element-{i}").as_bytes());
+            }
+        }
+        assert!(scratch.buf.len() <= 2 * size_class(scratch.byte_len()));
+        assert_eq!(scratch.len(), 100);
+    }
+
+    #[test]
+    fn size_classes_are_jemallocs() {
+        let classes: Vec<usize> = [1, 16, 17, 57, 128, 129, 160, 161, 256, 257, 4097]
+            .into_iter()
+            .map(size_class)
+            .collect();
+        assert_eq!(classes, [8, 16, 32, 64, 128, 160, 160, 192, 256, 320, 5120]);
+    }
+
     proptest! {
+        #[test]
+        fn a_length_is_written_as_it_is_read(len in 0usize..1 << 40) {
+            let mut written = Vec::new();
+            write_len(&mut written, len);
+            let mut put = vec![0u8; len_size(len)];
+            put_len(&mut put, len);
+            prop_assert_eq!(&put, &written);
+            prop_assert_eq!(read_len(&put, 0), (len, put.len()));
+        }
+
         #[test]
         fn behaves_like_a_vec_of_strings(
             ops in prop::collection::vec((0usize..4, prop::collection::vec(any::<u8>(), 0..300), any::<usize>()), 0..40)
@@ -223,6 +375,10 @@ mod tests {
                 let now: Vec<Vec<u8>> = packed.iter().map(<[u8]>::to_vec).collect();
                 prop_assert_eq!(&now, &model);
                 prop_assert_eq!(packed.len(), model.len());
+                prop_assert!(packed.buf.len() <= 2 * size_class(packed.byte_len() + 10) + MOST_SPARE);
+                let copy = packed.clone();
+                prop_assert_eq!(&copy, &packed);
+                prop_assert!(copy.buf.len() <= size_class(copy.byte_len() + 10));
             }
         }
     }

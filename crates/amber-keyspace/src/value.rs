@@ -189,10 +189,10 @@ mod tests {
 
     #[test]
     fn a_value_is_32_bytes() {
-        // Every key's node holds one: small hashes and sorted sets live inside it.
+        // Every key's entry holds one: small hashes and sorted sets live inside it.
         assert_eq!(std::mem::size_of::<Value>(), 32);
-        assert_eq!(std::mem::size_of::<crate::HashValue>(), 24);
-        assert_eq!(std::mem::size_of::<crate::ZsetValue>(), 24);
+        assert!(std::mem::size_of::<crate::HashValue>() <= 24);
+        assert!(std::mem::size_of::<crate::ZsetValue>() <= 24);
     }
 
     #[test]
