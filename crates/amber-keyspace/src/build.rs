@@ -6,14 +6,14 @@ use std::collections::VecDeque;
 use crate::dict::Dict;
 use crate::hash::{HashLimits, HashValue};
 use crate::list::{ListLimits, ListValue};
-use crate::packed::Packed;
+use crate::packed::Scratch;
 use crate::set::{SetValue, member_as_int};
 use crate::small::SmallBytes;
 use crate::zset::{Score, ZsetLimits, ZsetValue, encode_score};
 
 /// Reusable buffers that collect one value's elements, then build it in its final encoding.
 pub struct ValueBuilder {
-    elements: Packed,
+    elements: Scratch,
     count: usize,
     longest: usize,
     scores: Vec<f64>,
@@ -21,20 +21,20 @@ pub struct ValueBuilder {
     ascending: bool,
     /// Where the last member starts in `elements`.
     last_member: usize,
-    out: Packed,
+    out: Scratch,
     hashes: Vec<u64>,
 }
 
 impl Default for ValueBuilder {
     fn default() -> Self {
         ValueBuilder {
-            elements: Packed::default(),
+            elements: Scratch::default(),
             count: 0,
             longest: 0,
             scores: Vec::new(),
             ascending: true,
             last_member: 0,
-            out: Packed::default(),
+            out: Scratch::default(),
             hashes: Vec::new(),
         }
     }
@@ -63,7 +63,7 @@ impl ValueBuilder {
 
     /// Adds an element (a list element, a set member, or alternately a hash field and value).
     pub fn push(&mut self, element: &[u8]) {
-        self.elements.push_one(element);
+        self.elements.push(element);
         self.count += 1;
         self.longest = self.longest.max(element.len());
     }
@@ -82,7 +82,7 @@ impl ValueBuilder {
     /// The elements as a list: packed when they fit `limits`.
     pub fn list(&self, limits: ListLimits) -> ListValue {
         if self.count <= limits.max_entries && self.elements.byte_len() <= limits.max_bytes {
-            return ListValue::Small(self.elements.clone());
+            return ListValue::Small(self.elements.to_packed());
         }
         let mut list = VecDeque::with_capacity(self.count);
         list.extend(self.elements.iter().map(SmallBytes::new));
@@ -112,7 +112,7 @@ impl ValueBuilder {
     pub fn hash(&mut self, limits: HashLimits) -> HashValue {
         let fits = self.count / 2 <= limits.max_entries && self.longest <= limits.max_value;
         if fits && distinct(self.elements.iter().step_by(2), &mut self.hashes) {
-            return HashValue::Pack(self.elements.clone());
+            return HashValue::Pack(self.elements.to_packed());
         }
         let mut hash = HashValue::default();
         let mut items = self.elements.iter();
@@ -130,10 +130,10 @@ impl ValueBuilder {
             self.out.clear();
             let mut text = [0u8; 20];
             for (member, &score) in self.elements.iter().zip(&self.scores) {
-                self.out.push_one(encode_score(score, &mut text));
-                self.out.push_one(member);
+                self.out.push(encode_score(score, &mut text));
+                self.out.push(member);
             }
-            return ZsetValue::from_sorted_packed(self.out.clone());
+            return ZsetValue::from_sorted_packed(self.out.to_packed());
         }
         let members: Vec<(&[u8], f64)> = self
             .elements

@@ -23,7 +23,7 @@ impl Clone for Packed {
     /// copied).
     fn clone(&self) -> Self {
         let mut copy = Packed::default();
-        copy.replace_bytes(0, 0, self.content(), Room::Exact);
+        copy.replace_bytes(0, 0, self.content());
         copy
     }
 }
@@ -56,15 +56,6 @@ pub struct Span {
     pub data: usize,
     /// End of its bytes.
     pub end: usize,
-}
-
-/// How much room a buffer that must grow gets.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Room {
-    /// What the content needs, up to its size class: for stored values.
-    Exact,
-    /// At least twice the old buffer: for scratch buffers that grow an element at a time.
-    Double,
 }
 
 impl Packed {
@@ -111,21 +102,29 @@ impl Packed {
 
     /// Appends elements at the end.
     pub fn push(&mut self, items: &[&[u8]]) {
-        let end = self.byte_len();
-        self.replace_bytes(end, end, &encode(items), Room::Exact);
-    }
-
-    /// Appends one element (growing the buffer as a `Vec` does: for scratch buffers).
-    pub fn push_one(&mut self, item: &[u8]) {
-        let end = self.byte_len();
-        self.replace_bytes(end, end, &encode(&[item]), Room::Double);
+        let added: usize = items.iter().map(|i| i.len() + len_size(i.len())).sum();
+        let old_len = self.byte_len();
+        let new_len = old_len + added;
+        let header = len_size(new_len);
+        let fits = header + new_len <= self.buf.len() && header == len_size(old_len);
+        if !fits {
+            self.replace_bytes(old_len, old_len, &encode(items));
+            return;
+        }
+        let mut at = header + old_len;
+        for item in items {
+            let size = len_size(item.len());
+            put_len(&mut self.buf[at..at + size], item.len());
+            at += size;
+            self.buf[at..at + item.len()].copy_from_slice(item);
+            at += item.len();
+        }
+        put_len(&mut self.buf[..header], new_len);
     }
 
     /// The bytes of the element that starts at byte offset `start`.
     pub fn element_at(&self, start: usize) -> &[u8] {
-        let content = self.content();
-        let (len, data) = read_len(content, start);
-        &content[data.min(content.len())..(data + len).min(content.len())]
+        element_at(self.content(), start)
     }
 
     /// The buffer's first byte (0 when empty): a cheap read that brings it into the cache.
@@ -139,12 +138,6 @@ impl Packed {
         u64::from(self.first_byte()) << 8 | u64::from(self.buf.last().copied().unwrap_or(0))
     }
 
-    /// Removes every element, keeping the buffer.
-    pub fn clear(&mut self) {
-        let end = self.byte_len();
-        self.replace_bytes(0, end, &[], Room::Double);
-    }
-
     /// Inserts elements at byte offset `at` (the start of an element, or the end).
     pub fn insert_at(&mut self, at: usize, items: &[&[u8]]) {
         self.splice(at, at, items);
@@ -152,12 +145,12 @@ impl Packed {
 
     /// Replaces the elements between byte offsets `start` and `end` by `items`.
     pub fn splice(&mut self, start: usize, end: usize, items: &[&[u8]]) {
-        self.replace_bytes(start, end, &encode(items), Room::Exact);
+        self.replace_bytes(start, end, &encode(items));
     }
 
     /// Replaces the content's bytes `start..end` by `bytes`: in the buffer when it has room
     /// (and would not keep more than [`MOST_SPARE`] bytes spare), else in a new buffer.
-    fn replace_bytes(&mut self, start: usize, end: usize, bytes: &[u8], room: Room) {
+    fn replace_bytes(&mut self, start: usize, end: usize, bytes: &[u8]) {
         let old = self.content();
         let old_len = old.len();
         let end = end.min(old_len);
@@ -170,7 +163,7 @@ impl Packed {
         } else {
             len_size(old_len)
         };
-        let too_roomy = room == Room::Exact && self.buf.len() > needed + MOST_SPARE;
+        let too_roomy = self.buf.len() > needed + MOST_SPARE;
         if needed <= self.buf.len() && !too_roomy {
             if header == old_header {
                 let tail = header + end..header + old_len;
@@ -184,16 +177,12 @@ impl Packed {
             put_len(&mut self.buf[..header], new_len);
             return;
         }
-        let wanted = match room {
-            Room::Exact => needed,
-            Room::Double => needed.max(self.buf.len() * 2),
-        };
-        let mut fresh = Vec::with_capacity(size_class(wanted));
+        let mut fresh = Vec::with_capacity(size_class(needed));
         write_len(&mut fresh, new_len);
         fresh.extend_from_slice(&old[..start]);
         fresh.extend_from_slice(bytes);
         fresh.extend_from_slice(&old[end..]);
-        fresh.resize(fresh.capacity().max(size_class(wanted)), 0);
+        fresh.resize(fresh.capacity().max(size_class(needed)), 0);
         self.buf = fresh.into_boxed_slice();
     }
 
@@ -201,6 +190,12 @@ impl Packed {
     pub fn byte_len(&self) -> usize {
         self.content().len()
     }
+}
+
+/// The bytes of the element of `content` that starts at byte offset `start`.
+fn element_at(content: &[u8], start: usize) -> &[u8] {
+    let (len, data) = read_len(content, start);
+    &content[data.min(content.len())..(data + len).min(content.len())]
 }
 
 /// The elements encoded back to back.
@@ -224,6 +219,57 @@ fn size_class(bytes: usize) -> usize {
     }
     let below = 1usize << (usize::BITS - 1 - (bytes - 1).leading_zeros());
     bytes.next_multiple_of(below / 4)
+}
+
+/// Elements encoded as in a [`Packed`], in a plain growable buffer with no length header: what
+/// a loader fills an element at a time before it makes the value.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    buf: Vec<u8>,
+}
+
+impl Scratch {
+    /// Appends one element.
+    pub(crate) fn push(&mut self, item: &[u8]) {
+        write_len(&mut self.buf, item.len());
+        self.buf.extend_from_slice(item);
+    }
+
+    /// Removes every element, keeping the buffer.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Bytes of content (the elements with their length headers).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The elements, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let spans = Spans {
+            buf: &self.buf,
+            at: 0,
+        };
+        spans.map(move |span| &self.buf[span.data..span.end])
+    }
+
+    /// The bytes of the element that starts at byte offset `start`.
+    pub(crate) fn element_at(&self, start: usize) -> &[u8] {
+        element_at(&self.buf, start)
+    }
+
+    /// The elements as a [`Packed`] value, in a buffer of their size.
+    pub(crate) fn to_packed(&self) -> Packed {
+        let size = size_class(len_size(self.buf.len()) + self.buf.len());
+        let mut buf = Vec::with_capacity(size);
+        write_len(&mut buf, self.buf.len());
+        buf.extend_from_slice(&self.buf);
+        buf.resize(size, 0);
+        Packed {
+            buf: buf.into_boxed_slice(),
+        }
+    }
 }
 
 /// Iterator over element positions.
@@ -311,16 +357,19 @@ mod tests {
     }
 
     #[test]
-    fn a_scratch_buffer_cleared_and_refilled_keeps_its_size() {
-        let mut scratch = Packed::default();
-        for _ in 0..50 {
-            scratch.clear();
-            for i in 0..100 {
-                scratch.push_one(format!("element-{i}").as_bytes());
-            }
+    fn a_scratch_makes_the_same_value_as_pushes() {
+        let mut scratch = Scratch::default();
+        let mut packed = Packed::default();
+        for i in 0..100 {
+            let item = format!("element-{i}");
+            scratch.push(item.as_bytes());
+            packed.push(&[item.as_bytes()]);
         }
-        assert!(scratch.buf.len() <= 2 * size_class(scratch.byte_len()));
-        assert_eq!(scratch.len(), 100);
+        assert_eq!(scratch.to_packed(), packed);
+        assert_eq!(
+            scratch.to_packed().buf.len(),
+            size_class(scratch.byte_len() + 2)
+        );
     }
 
     #[test]
