@@ -29,10 +29,12 @@ pub const WARM_BATCH: usize = 32;
 const NO_EXPIRY: i64 = i64::MIN;
 
 impl Entry {
-    /// Reads the entry's own memory and returns something computed from it: a load that
-    /// brings the entry into the cache ahead of its use.
+    /// Reads the entry's own memory and returns something computed from it: loads that bring
+    /// the entry into the cache ahead of its use. An entry may straddle two cache lines, so
+    /// both its first field (the value's tag) and its last ones are read.
     pub(crate) fn touch(&self) -> u64 {
-        self.expire as u64
+        let tag = u64::from(matches!(self.value, Value::Str(_)));
+        tag ^ self.expire as u64 ^ u64::from(self.mark)
     }
 
     /// A copy for a capture (INV-CAPTURE): as `clone`, but a set's table is handed out packed
