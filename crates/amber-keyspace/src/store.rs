@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// chunks of a million keys (96 KiB) stays in the processor's cache.
 const CHUNK: usize = 256;
 
-/// The number of a slot.
+/// The number of a slot. 32 bits: a database holds at most 2^32 keys, as Redis documents for
+/// an instance (the slots alone would then take 200 GiB).
 pub(crate) type Slot = u32;
 
 /// Bytes of every store's slots that hold no value: allocated, but free for the next insert.
