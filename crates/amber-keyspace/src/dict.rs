@@ -263,8 +263,8 @@ impl<V> Dict<V> {
     }
 
     /// As [`Dict::warm`], and also reads each chain's first value in two more rounds: `near`
-    /// reads what the node points to (a boxed value), `far` what that points to in turn (the
-    /// value's own buffers). Each returns something computed from the memory it read, so a
+    /// reads what the node's value points to (an entry in a store's slot), `far` what that points
+    /// to in turn (the entry's own buffers). Each returns something computed from the memory it read, so a
     /// lookup that reads the value then finds it in the cache too. Each round's loads are
     /// independent of each other; only the rounds follow one another.
     pub fn warm_with(&self, hashes: &[u64], near: impl Fn(&V) -> u64, far: impl Fn(&V) -> u64) {
@@ -439,7 +439,7 @@ impl<V> Dict<V> {
         let heads = self.buckets.get(from..end).unwrap_or_default();
         let mut seen = 0u64;
         for head in heads.iter().flatten() {
-            // A node spans two cache lines: the hash and the link sit apart.
+            // A node may straddle two cache lines: the hash and the link sit apart.
             seen ^= head.hash ^ u64::from(head.next.is_some());
         }
         for head in heads.iter().flatten() {

@@ -22,9 +22,9 @@ impl Clone for Packed {
     /// A copy of the content in a buffer of its size (a scratch buffer's spare room is not
     /// copied).
     fn clone(&self) -> Self {
-        let mut copy = Packed::default();
-        copy.replace_bytes(0, 0, self.content());
-        copy
+        Packed {
+            buf: fresh_buffer(&[self.content()]),
+        }
     }
 }
 
@@ -177,19 +177,27 @@ impl Packed {
             put_len(&mut self.buf[..header], new_len);
             return;
         }
-        let mut fresh = Vec::with_capacity(size_class(needed));
-        write_len(&mut fresh, new_len);
-        fresh.extend_from_slice(&old[..start]);
-        fresh.extend_from_slice(bytes);
-        fresh.extend_from_slice(&old[end..]);
-        fresh.resize(fresh.capacity().max(size_class(needed)), 0);
-        self.buf = fresh.into_boxed_slice();
+        self.buf = fresh_buffer(&[&old[..start], bytes, &old[end..]]);
     }
 
     /// Bytes of content (the elements with their length headers).
     pub fn byte_len(&self) -> usize {
         self.content().len()
     }
+}
+
+/// A buffer holding the length header of `parts` put together, the parts, and the room up to
+/// the size class.
+fn fresh_buffer(parts: &[&[u8]]) -> Box<[u8]> {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let size = size_class(len_size(len) + len);
+    let mut buf = Vec::with_capacity(size);
+    write_len(&mut buf, len);
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+    buf.resize(size, 0);
+    buf.into_boxed_slice()
 }
 
 /// The bytes of the element of `content` that starts at byte offset `start`.
@@ -261,13 +269,8 @@ impl Scratch {
 
     /// The elements as a [`Packed`] value, in a buffer of their size.
     pub(crate) fn to_packed(&self) -> Packed {
-        let size = size_class(len_size(self.buf.len()) + self.buf.len());
-        let mut buf = Vec::with_capacity(size);
-        write_len(&mut buf, self.buf.len());
-        buf.extend_from_slice(&self.buf);
-        buf.resize(size, 0);
         Packed {
-            buf: buf.into_boxed_slice(),
+            buf: fresh_buffer(&[&self.buf]),
         }
     }
 }
