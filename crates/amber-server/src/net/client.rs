@@ -49,6 +49,7 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let tick = shared.borrow().tick.clone();
     let (id, kill, wake, shrink, push) = {
         let info = info.borrow();
         (
@@ -226,10 +227,10 @@ pub(crate) async fn serve<S>(
                 info.reply_peak = info.reply_peak.max(out.len());
             }
             // Like Redis, which writes replies once all ready clients were read: let the other
-            // ready connections run first, so replies go out in one burst per loop iteration
-            // and the peers are woken once rather than once per client.
+            // ready connections run first (INV-TICK-END), so replies go out in one burst per
+            // loop iteration and the peers are woken once rather than once per client.
             shared.borrow_mut().pubsub.replies_yielding += 1;
-            tokio::task::yield_now().await;
+            tick.wait().await;
             shared.borrow_mut().pubsub.replies_yielding -= 1;
             let mut gate = shared.borrow_mut().aof.before_reply(appended);
             let durable = loop {

@@ -22,6 +22,7 @@ use crate::{notice, verbose, warning};
 pub(crate) mod busy;
 pub(crate) mod client;
 mod cron;
+pub(crate) mod tick;
 
 const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
@@ -86,6 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     notice!("Server initialized");
     crate::clock::calibrate();
     crate::proctitle::refresh(&shared.borrow().config);
+    shared.borrow().tick.spawn_closer();
     tokio::task::spawn_local(manage_listeners(shared.clone()));
     if let Some(listener) = unix_listener {
         tokio::task::spawn_local(accept_unix(shared.clone(), listener, unix_path.clone()));

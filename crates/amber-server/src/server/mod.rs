@@ -103,6 +103,9 @@ pub(crate) struct Server {
     pub(crate) eviction: Eviction,
     /// Wakes the task that walks a forkless snapshot's capture.
     pub(crate) forkless_wake: Rc<tokio::sync::Notify>,
+    /// Where connections wait for the end of the loop's tick before they reply
+    /// (INV-TICK-END); `net::run` spawns its closing task.
+    pub(crate) tick: Rc<crate::net::tick::TickEnd>,
     /// ACL users and the ACL log.
     pub(crate) acl: crate::acl::AclState,
     /// Client-side caching: the tracking table and broadcast prefixes.
@@ -209,6 +212,7 @@ impl Server {
             scripting: crate::scripting::Scripting::new(),
             eviction: Eviction::default(),
             forkless_wake: Rc::default(),
+            tick: Rc::default(),
             acl: crate::acl::AclState::new(settings.requirepass.as_deref()),
             tracking: crate::tracking::Tracking::default(),
             listeners: crate::net::Listeners::default(),
