@@ -186,6 +186,45 @@ pub(crate) struct Sample {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The server's CPU time (user + system, all threads) per request, in microseconds:
+    /// steadier than the rate on a shared machine (set by [`alternating_rounds`]).
+    pub cpu_us: f64,
+}
+
+/// CPU seconds (user + system, all threads) process `pid` has used so far.
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // The fields after the command name (which may hold spaces): utime and stime are the
+    // 12th and 13th of them, in clock ticks of 1/100 s.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    match ticks[..] {
+        [user, system] => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Runs `measure` against `server` and fills in the server's CPU time per request it used
+/// (its CPU time over the requests the run's rate and wall time account for).
+pub(crate) fn with_cpu(
+    server: &ServerUnderTest,
+    measure: impl FnOnce(&ServerUnderTest) -> Result<Sample>,
+) -> Result<Sample> {
+    let (cpu_before, started) = (cpu_seconds(server.pid()), Instant::now());
+    let mut sample = measure(server)?;
+    let cpu = cpu_seconds(server.pid()) - cpu_before;
+    let requests = sample.rps * started.elapsed().as_secs_f64();
+    sample.cpu_us = cpu / requests * 1e6;
+    Ok(sample)
 }
 
 pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
@@ -227,6 +266,7 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
         rps: fields[0],
         p50_ms: fields[3],
         p99_ms: fields[5],
+        cpu_us: f64::NAN,
     })
 }
 
@@ -245,6 +285,7 @@ pub(crate) fn alternating(
             rps: stat(|s| s.rps),
             p50_ms: stat(|s| s.p50_ms),
             p99_ms: stat(|s| s.p99_ms),
+            cpu_us: stat(|s| s.cpu_us),
         }
     }))
 }
@@ -260,7 +301,7 @@ pub(crate) fn alternating_rounds(
     for round in 0..rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for index in order {
-            results[index].push(measure(servers[index])?);
+            results[index].push(with_cpu(servers[index], &mut measure)?);
         }
     }
     Ok(results)
@@ -269,7 +310,7 @@ pub(crate) fn alternating_rounds(
 /// The header of a side-by-side throughput table whose first column is `what`.
 pub(crate) fn print_header(what: &str) {
     println!(
-        "{:<8} {:>3} | {:>12} {:>12} {:>7} | {:>9} {:>9} | {:>9} {:>9}",
+        "{:<8} {:>3} | {:>12} {:>12} {:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} {:>7}",
         what,
         "-P",
         "amber rps",
@@ -278,14 +319,17 @@ pub(crate) fn print_header(what: &str) {
         "amber p50",
         "redis p50",
         "amber p99",
-        "redis p99"
+        "redis p99",
+        "amber us",
+        "redis us",
+        "cpu"
     );
 }
 
 /// One row of that table: Amber's and Redis's medians and their ratio.
 pub(crate) fn print_row(label: &str, pipeline: u32, [amber, redis]: &[Sample; 2]) {
     println!(
-        "{:<8} {:>3} | {:>12.0} {:>12.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.3} {:>9.3}",
+        "{:<8} {:>3} | {:>12.0} {:>12.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>9.2} {:>9.2} {:>6.2}x",
         label,
         pipeline,
         amber.rps,
@@ -295,6 +339,9 @@ pub(crate) fn print_row(label: &str, pipeline: u32, [amber, redis]: &[Sample; 2]
         redis.p50_ms,
         amber.p99_ms,
         redis.p99_ms,
+        amber.cpu_us,
+        redis.cpu_us,
+        amber.cpu_us / redis.cpu_us,
     );
 }
 

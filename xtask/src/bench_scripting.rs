@@ -49,6 +49,7 @@ pub(crate) fn custom(port: u16, pipeline: u32, bench: &BenchArgs, args: &[&str])
         rps: fields[0],
         p50_ms: fields[3],
         p99_ms: fields[5],
+        cpu_us: f64::NAN,
     })
 }
 

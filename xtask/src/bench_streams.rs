@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{
-    BenchArgs, ServerUnderTest, command, info_value, median, pipeline, restart_time_with, start,
+    BenchArgs, Sample, ServerUnderTest, command, info_value, median, pipeline, restart_time_with,
+    start, with_cpu,
 };
 
 /// Entries for the memory and persistence figures, spread over this many streams.
@@ -51,7 +52,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// redis-benchmark running `XADD bench:stream * field value`.
-fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<(f64, f64)> {
+fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
     let output = Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-n", &args.requests.to_string()])
         .args(["-c", &args.clients.to_string(), "-P", &pipeline.to_string()])
@@ -71,7 +72,12 @@ fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<(f64, f64)> {
     if fields.len() < 8 {
         bail!("unexpected redis-benchmark line: {line}");
     }
-    Ok((fields[6], fields[1]))
+    Ok(Sample {
+        rps: fields[6],
+        p50_ms: fields[3],
+        p99_ms: fields[1],
+        cpu_us: f64::NAN,
+    })
 }
 
 fn xadd_throughput(args: &BenchArgs) -> Result<()> {
@@ -82,29 +88,45 @@ fn xadd_throughput(args: &BenchArgs) -> Result<()> {
         args.clients, args.requests, args.rounds
     );
     println!(
-        "{:<6} {:>3} | {:>11} {:>11} {:>7} | {:>9} {:>9}",
-        "", "-P", "amber rps", "redis rps", "ratio", "amber p99", "redis p99"
+        "{:<6} {:>3} | {:>11} {:>11} {:>7} | {:>9} {:>9} | {:>9} {:>9} {:>7}",
+        "",
+        "-P",
+        "amber rps",
+        "redis rps",
+        "ratio",
+        "amber p99",
+        "redis p99",
+        "amber us",
+        "redis us",
+        "cpu"
     );
     for pipeline in [1, 16] {
-        let mut samples: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for round in 0..args.rounds {
             for index in [round % 2, 1 - round % 2] {
-                samples[index].push(xadd_rps(servers[index].port, pipeline, args)?);
+                let server = &servers[index];
+                samples[index].push(with_cpu(server, |server| {
+                    xadd_rps(server.port, pipeline, args)
+                })?);
             }
         }
-        let stat = |i: usize, pick: fn(&(f64, f64)) -> f64| {
+        let stat = |i: usize, pick: fn(&Sample) -> f64| {
             median(&mut samples[i].iter().map(pick).collect::<Vec<_>>())
         };
-        let (amber, redis) = (stat(0, |s| s.0), stat(1, |s| s.0));
+        let (amber, redis) = (stat(0, |s| s.rps), stat(1, |s| s.rps));
+        let (amber_cpu, redis_cpu) = (stat(0, |s| s.cpu_us), stat(1, |s| s.cpu_us));
         println!(
-            "{:<6} {:>3} | {:>11.0} {:>11.0} {:>6.2}x | {:>9.3} {:>9.3}",
+            "{:<6} {:>3} | {:>11.0} {:>11.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.2} {:>9.2} {:>6.2}x",
             "XADD",
             pipeline,
             amber,
             redis,
             amber / redis,
-            stat(0, |s| s.1),
-            stat(1, |s| s.1)
+            stat(0, |s| s.p99_ms),
+            stat(1, |s| s.p99_ms),
+            amber_cpu,
+            redis_cpu,
+            amber_cpu / redis_cpu
         );
     }
     drop(servers);
