@@ -215,7 +215,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
 
 /// Runs `measure` against `server` and fills in the server's CPU time per request it used
 /// (its CPU time over the requests the run's rate and wall time account for).
-pub(crate) fn with_cpu(
+fn with_cpu(
     server: &ServerUnderTest,
     measure: impl FnOnce(&ServerUnderTest) -> Result<Sample>,
 ) -> Result<Sample> {

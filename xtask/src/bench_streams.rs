@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{
-    BenchArgs, Sample, ServerUnderTest, command, info_value, median, pipeline, restart_time_with,
-    start, with_cpu,
+    BenchArgs, Sample, ServerUnderTest, alternating, command, info_value, median, pipeline,
+    print_header, print_row, restart_time_with, start,
 };
 
 /// Entries for the memory and persistence figures, spread over this many streams.
@@ -87,47 +87,12 @@ fn xadd_throughput(args: &BenchArgs) -> Result<()> {
         "\nstreams: XADD bench:stream * field value, redis-benchmark -c {} -n {}, {} alternating rounds; medians",
         args.clients, args.requests, args.rounds
     );
-    println!(
-        "{:<6} {:>3} | {:>11} {:>11} {:>7} | {:>9} {:>9} | {:>9} {:>9} {:>7}",
-        "",
-        "-P",
-        "amber rps",
-        "redis rps",
-        "ratio",
-        "amber p99",
-        "redis p99",
-        "amber us",
-        "redis us",
-        "cpu"
-    );
+    print_header("");
     for pipeline in [1, 16] {
-        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..args.rounds {
-            for index in [round % 2, 1 - round % 2] {
-                let server = &servers[index];
-                samples[index].push(with_cpu(server, |server| {
-                    xadd_rps(server.port, pipeline, args)
-                })?);
-            }
-        }
-        let stat = |i: usize, pick: fn(&Sample) -> f64| {
-            median(&mut samples[i].iter().map(pick).collect::<Vec<_>>())
-        };
-        let (amber, redis) = (stat(0, |s| s.rps), stat(1, |s| s.rps));
-        let (amber_cpu, redis_cpu) = (stat(0, |s| s.cpu_us), stat(1, |s| s.cpu_us));
-        println!(
-            "{:<6} {:>3} | {:>11.0} {:>11.0} {:>6.2}x | {:>9.3} {:>9.3} | {:>9.2} {:>9.2} {:>6.2}x",
-            "XADD",
-            pipeline,
-            amber,
-            redis,
-            amber / redis,
-            stat(0, |s| s.p99_ms),
-            stat(1, |s| s.p99_ms),
-            amber_cpu,
-            redis_cpu,
-            amber_cpu / redis_cpu
-        );
+        let medians = alternating([&servers[0], &servers[1]], args.rounds, |server| {
+            xadd_rps(server.port, pipeline, args)
+        })?;
+        print_row("XADD", pipeline, &medians);
     }
     drop(servers);
     let _ = std::fs::remove_dir_all(dir);
