@@ -163,7 +163,7 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         args.requests, args.rounds
     );
     println!(
-        "{:<9} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12}",
+        "{:<9} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12} | {:>8} {:>8} {:>6}",
         "fsync",
         "-c",
         "-P",
@@ -172,7 +172,10 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         "ratio",
         "amber p99",
         "redis p99",
-        "amber/no-AOF"
+        "amber/no-AOF",
+        "amber us",
+        "redis us",
+        "cpu"
     );
     let shapes = [(args.clients, 1), (200, 1), (args.clients, 16)];
     for (clients, pipeline) in shapes {
@@ -200,13 +203,16 @@ fn throughput(args: &BenchArgs) -> Result<()> {
             })?;
             let [amber, redis] = rounds.map(|samples| Spread::of(&samples));
             println!(
-                "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x",
+                "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x | {:>8.2} {:>8.2} {:>5.2}x",
                 amber.rps_text(),
                 redis.rps_text(),
                 amber.rps / redis.rps,
                 amber.p99_ms,
                 redis.p99_ms,
                 amber.rps / baseline,
+                amber.cpu_us,
+                redis.cpu_us,
+                amber.cpu_us / redis.cpu_us,
             );
             drop(servers);
             for dir in dirs {
@@ -217,23 +223,27 @@ fn throughput(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One server's rounds: median rate with its range, and median p99.
+/// One server's rounds: median rate with its range, median p99 and median CPU time per
+/// request (µs, all the server's threads: under `always` the fsyncs' system time counts).
 struct Spread {
     rps: f64,
     min: f64,
     max: f64,
     p99_ms: f64,
+    cpu_us: f64,
 }
 
 impl Spread {
     fn of(samples: &[Sample]) -> Spread {
         let mut rates: Vec<f64> = samples.iter().map(|s| s.rps).collect();
         let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_ms).collect();
+        let mut cpus: Vec<f64> = samples.iter().map(|s| s.cpu_us).collect();
         Spread {
             rps: median(&mut rates),
             min: rates.iter().copied().fold(f64::INFINITY, f64::min),
             max: rates.iter().copied().fold(0.0, f64::max),
             p99_ms: median(&mut p99s),
+            cpu_us: median(&mut cpus),
         }
     }
 
