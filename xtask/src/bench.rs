@@ -192,7 +192,7 @@ pub(crate) struct Sample {
 }
 
 /// CPU seconds (user + system, all threads) process `pid` has used so far.
-pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return f64::NAN;
     };
