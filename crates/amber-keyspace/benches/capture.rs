@@ -60,7 +60,7 @@ fn keyspace() -> Keyspace {
         }
         db.insert(
             format!("set:{i}").as_bytes(),
-            Entry::new(Value::Set(Box::new(set)), 0),
+            Entry::new(Value::Set(std::sync::Arc::new(set)), 0),
         );
     }
     for i in 0..PER_TYPE {

@@ -86,9 +86,6 @@ fn copies(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("copy");
     group.bench_function("set_hashtable_10", |b| b.iter(|| set.clone()));
-    group.bench_function("set_hashtable_10_capture", |b| {
-        b.iter(|| set.capture_copy())
-    });
     group.bench_function("hash_hashtable_600", |b| b.iter(|| hash.clone()));
     group.finish();
 }

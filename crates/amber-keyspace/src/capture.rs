@@ -67,8 +67,7 @@ impl Capture {
         if entry.mark != mark {
             entry.mark = mark;
             if !self.discard {
-                self.saved
-                    .push((SmallBytes::new(key), entry.capture_copy()));
+                self.saved.push((SmallBytes::new(key), entry.clone()));
             }
         }
     }
@@ -140,7 +139,7 @@ impl Capture {
                 if entry.mark != mark {
                     entry.mark = mark;
                     if !discard {
-                        out(db_index, key.clone(), entry.capture_copy());
+                        out(db_index, key.clone(), entry.clone());
                     }
                 }
             });
@@ -363,6 +362,40 @@ mod tests {
                 "{keys} keys, {delete} deleted, {insert} added"
             );
         }
+    }
+
+    /// INV-SHARED-SET: the walk hands out a set by reference; a change made afterwards through
+    /// `Arc::make_mut` copies it and leaves the handed-out set as it was.
+    #[test]
+    fn a_set_handed_out_keeps_its_members_when_the_key_changes() {
+        let mut keyspace = Keyspace::new(1);
+        let mut set = crate::SetValue::default();
+        for member in ["a", "b", "c"] {
+            set.add(member.as_bytes(), 512);
+        }
+        let set = std::sync::Arc::new(set);
+        keyspace
+            .db(0)
+            .insert(b"s", Entry::new(Value::Set(set), NOW));
+        keyspace.begin_capture();
+        let mut captured = Vec::new();
+        while !keyspace.capture_step(64, &mut |_, _, entry| captured.push(entry)) {}
+        let Some(Value::Set(live)) = keyspace.db(0).get_mut(b"s", NOW).map(|e| &mut e.value) else {
+            panic!("the set is gone");
+        };
+        std::sync::Arc::make_mut(live).add(b"d", 512);
+        assert_eq!(live.len(), 4);
+        let [
+            Entry {
+                value: Value::Set(handed_out),
+                ..
+            },
+        ] = captured.as_slice()
+        else {
+            panic!("one set handed out, got {captured:?}");
+        };
+        assert_eq!(handed_out.members().len(), 3);
+        assert!(!handed_out.contains(b"d"));
     }
 
     #[test]

@@ -37,18 +37,6 @@ impl Entry {
         tag ^ self.expire as u64 ^ u64::from(self.mark)
     }
 
-    /// A copy for a capture (INV-CAPTURE): as `clone`, but a set's table is handed out packed
-    /// ([`SetValue::capture_copy`](crate::SetValue::capture_copy)).
-    pub(crate) fn capture_copy(&self) -> Entry {
-        match &self.value {
-            Value::Set(set) => Entry {
-                value: Value::Set(Box::new(set.capture_copy())),
-                ..*self
-            },
-            _ => self.clone(),
-        }
-    }
-
     /// An entry without expiry, accessed at `now_ms`.
     pub fn new(value: Value, now_ms: i64) -> Entry {
         Entry {

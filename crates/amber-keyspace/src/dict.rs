@@ -454,18 +454,6 @@ impl<V> Dict<V> {
         std::hint::black_box(seen);
     }
 
-    /// Loads every bucket's first node of a table of at most `limit` buckets (a small
-    /// collection a capture is about to copy) and returns something computed from them.
-    pub fn touch_heads(&self, limit: usize) -> u64 {
-        if self.buckets.len() > limit {
-            return self.len as u64;
-        }
-        self.buckets
-            .iter()
-            .flatten()
-            .fold(0, |seen, head| seen ^ head.hash)
-    }
-
     /// Visits bucket `index`'s keys and values for changing them, and returns the next
     /// bucket's index, or 0 past the last (a walk in table order: sequential in memory, but
     /// only complete if the table does not resize meanwhile; see [`Dict::pause_shrinking`]).

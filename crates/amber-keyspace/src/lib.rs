@@ -36,7 +36,7 @@ pub use evict::{EvictionPolicy, EvictionPool};
 pub use glob::glob_match;
 pub use hash::{HashIter, HashLimits, HashValue};
 pub use list::{ListIter, ListLimits, ListValue};
-pub use set::{FrozenIter, FrozenMembers, SetValue, member_as_int};
+pub use set::{SetValue, member_as_int};
 pub use small::SmallBytes;
 pub use store::unused_slot_bytes;
 pub use stream::{

@@ -1,6 +1,7 @@
 //! Values stored under keys, in the encodings Redis reports with `OBJECT ENCODING`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::hash::HashValue;
 use crate::set::SetValue;
@@ -119,8 +120,8 @@ pub enum Value {
     Str(StrValue),
     /// A hash.
     Hash(HashValue),
-    /// A set.
-    Set(Box<SetValue>),
+    /// A set, shared with a running capture (INV-SHARED-SET) until it changes.
+    Set(Arc<SetValue>),
     /// A sorted set.
     Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
@@ -147,11 +148,10 @@ impl Value {
     }
 
     /// As [`Value::touch`], one level deeper for what a capture copies next: both ends of a
-    /// small packed collection, every member of a small set's table.
+    /// small packed collection (a set is shared, not copied: only its counts are read).
     pub fn touch_for_copy(&self) -> u64 {
         match self {
             Value::Hash(HashValue::Pack(packed)) => packed.ends(),
-            Value::Set(set) => set.touch_for_copy(),
             Value::Zset(zset) => zset.touch_for_copy(),
             Value::List(list) => list.touch_for_copy(),
             other => other.touch(),

@@ -417,8 +417,10 @@ pub(crate) trait Collection: Default {
     fn is_empty(&self) -> bool;
 }
 
+/// `collection!(type, variant, wrap, unshare)`: `unshare` gives the collection for changing it
+/// (a set shared with a running capture is copied first, INV-SHARED-SET).
 macro_rules! collection {
-    ($type:ty, $variant:ident, $wrap:expr) => {
+    ($type:ty, $variant:ident, $wrap:expr, $unshare:expr) => {
         impl Collection for $type {
             fn of(value: &Value) -> Option<&Self> {
                 match value {
@@ -428,7 +430,7 @@ macro_rules! collection {
             }
             fn of_mut(value: &mut Value) -> Option<&mut Self> {
                 match value {
-                    Value::$variant(inner) => Some(inner),
+                    Value::$variant(inner) => Some($unshare(inner)),
                     _ => None,
                 }
             }
@@ -442,10 +444,16 @@ macro_rules! collection {
     };
 }
 
-collection!(amber_keyspace::HashValue, Hash, std::convert::identity);
-collection!(amber_keyspace::SetValue, Set, Box::new);
-collection!(amber_keyspace::ZsetValue, Zset, std::convert::identity);
-collection!(amber_keyspace::ListValue, List, std::convert::identity);
+use std::convert::identity;
+collection!(amber_keyspace::HashValue, Hash, identity, identity);
+collection!(
+    amber_keyspace::SetValue,
+    Set,
+    std::sync::Arc::new,
+    std::sync::Arc::make_mut
+);
+collection!(amber_keyspace::ZsetValue, Zset, identity, identity);
+collection!(amber_keyspace::ListValue, List, identity, identity);
 
 /// Parses the `numkeys` argument of SINTERCARD, LMPOP, ZMPOP and their blocking forms: a
 /// positive integer, else Redis's one message for every failure (`None`, error replied).

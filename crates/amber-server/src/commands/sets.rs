@@ -173,8 +173,10 @@ fn algebra_store(ctx: &mut Ctx, destination: &[u8], keys: &[Bytes], op: Algebra,
         set.add(member, max_intset);
     }
     let len = set.len();
-    ctx.db()
-        .insert(destination, Entry::new(Value::Set(Box::new(set)), now));
+    ctx.db().insert(
+        destination,
+        Entry::new(Value::Set(std::sync::Arc::new(set)), now),
+    );
     ctx.dirty(1);
     ctx.notify(notify::SET, event, destination);
     ctx.out.integer(len as i64);

@@ -220,7 +220,6 @@ pub(crate) fn write_entry<W: std::io::Write>(
             SetValue::Table(table) => {
                 writer.set_entry(key, table.iter().map(|(member, ())| member), expire)
             }
-            SetValue::Frozen(frozen) => writer.set_entry(key, frozen.iter(), expire),
         },
         Value::Hash(hash) => writer.hash_entry(key, hash.iter(), expire),
         Value::Zset(zset) => writer.sorted_set_entry(key, zset.iter(), expire),
@@ -694,7 +693,7 @@ pub(crate) fn from_rdb(
             for member in members {
                 set.add(member, limits.max_intset);
             }
-            Value::Set(Box::new(set))
+            Value::Set(std::sync::Arc::new(set))
         }
         amber_rdb::Value::Hash(pairs) => {
             hash_from_pairs(pairs.iter().map(|(f, v)| (f, v)), limits.hash)
@@ -785,7 +784,7 @@ pub(crate) fn from_raw(
         .map_err(corrupt)?;
     Ok(match type_byte {
         types::SET | types::SET_INTSET | types::SET_LISTPACK => {
-            Value::Set(Box::new(builder.set(limits.max_intset)))
+            Value::Set(std::sync::Arc::new(builder.set(limits.max_intset)))
         }
         types::HASH | types::HASH_ZIPMAP | types::HASH_ZIPLIST | types::HASH_LISTPACK => {
             if builder.len() % 2 == 1 {
