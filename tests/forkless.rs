@@ -213,6 +213,44 @@ fn a_forkless_save_under_writes_is_the_dataset_at_its_start() {
     }
 }
 
+/// INV-SHARED-SET: sets and streams are handed to the writer by reference. With the writer
+/// slowed down, every one of them is still queued when the commands below change it, so each
+/// change must copy the value first; the image is the dataset before the changes.
+#[test]
+fn sets_and_streams_changed_while_the_writer_holds_them_keep_their_old_form() {
+    let server = ServerProcess::amber(&["--rdb-key-save-delay", "1000"]);
+    let mut client = server.client();
+    let mut fill = Vec::new();
+    for i in 0..200 {
+        fill.push(words(&format!("SADD set{i} a b c {i}")));
+        fill.push(words(&format!("SADD ints{i} 1 2 3 {i}")));
+        for n in 1..=5 {
+            fill.push(words(&format!("XADD stream{i} {n}-1 field {n}")));
+        }
+    }
+    pipeline(&mut client, &fill);
+    let before = digest_then_bgsave(&mut client, &["BGSAVE", "FORKLESS"]);
+    let mut changes = Vec::new();
+    for i in 0..200 {
+        changes.push(words(&format!("SADD set{i} added")));
+        changes.push(words(&format!("SREM ints{i} 1")));
+        changes.push(words(&format!("XADD stream{i} 9-1 field new")));
+        changes.push(words(&format!("XDEL stream{i} 1-1")));
+        changes.push(words(&format!("XGROUP CREATE stream{i} group 0")));
+    }
+    pipeline(&mut client, &changes);
+    assert_eq!(
+        info_field(&mut client, "rdb_bgsave_in_progress"),
+        "1",
+        "the changes ran while the writer held the values"
+    );
+    let after = text(digest(&mut client));
+    assert_ne!(after, before);
+    wait_save_done(&mut client);
+    assert_eq!(digest_in_redis(&server.dir.join("dump.rdb")), before);
+    assert_eq!(text(digest(&mut client)), after);
+}
+
 #[test]
 fn bgsave_method_forkless_applies_to_save_points_and_bgsave() {
     let server = ServerProcess::amber(&["--bgsave-method", "forkless"]);

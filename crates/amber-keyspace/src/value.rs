@@ -126,8 +126,8 @@ pub enum Value {
     Zset(ZsetValue),
     /// A list, head first (`OBJECT ENCODING` says `quicklist`, as Redis 7.0 always does).
     List(crate::list::ListValue),
-    /// A stream.
-    Stream(Box<crate::StreamValue>),
+    /// A stream, shared with a running capture (INV-SHARED-SET) until it changes.
+    Stream(Arc<crate::StreamValue>),
 }
 
 impl Value {

@@ -704,7 +704,7 @@ pub(crate) fn from_rdb(
             hash_from_pairs(fields.iter().map(|(f, v, _)| (f, v)), limits.hash)
         }
         amber_rdb::Value::Stream(stream) => {
-            Value::Stream(Box::new(super::rdb_stream::from_rdb(stream)))
+            Value::Stream(std::sync::Arc::new(super::rdb_stream::from_rdb(stream)))
         }
         other => return Err(other.type_name()),
     })
@@ -724,9 +724,9 @@ pub(crate) fn from_raw(
             let stream = packed
                 .unpack()
                 .map_err(|e| format!("holds a corrupt value: {e}"))?;
-            return Ok(Value::Stream(Box::new(super::rdb_stream::from_rdb_owned(
-                stream,
-            ))));
+            return Ok(Value::Stream(std::sync::Arc::new(
+                super::rdb_stream::from_rdb_owned(stream),
+            )));
         }
         RawValue::Decoded(value) => {
             return from_rdb(value, limits).map_err(|kind| {

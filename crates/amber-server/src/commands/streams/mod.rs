@@ -26,14 +26,15 @@ impl Collection for StreamValue {
             _ => None,
         }
     }
+    /// A stream shared with a running capture is copied first (INV-SHARED-SET).
     fn of_mut(value: &mut Value) -> Option<&mut Self> {
         match value {
-            Value::Stream(stream) => Some(stream),
+            Value::Stream(stream) => Some(std::sync::Arc::make_mut(stream)),
             _ => None,
         }
     }
     fn wrap(self) -> Value {
-        Value::Stream(Box::new(self))
+        Value::Stream(std::sync::Arc::new(self))
     }
     /// An empty stream stays: it keeps its last id and its groups.
     fn is_empty(&self) -> bool {
@@ -69,7 +70,7 @@ fn stream_and_out<'c>(
     let db = ctx.client.db;
     let entry = ctx.server.keyspace.db(db).get_mut(key, now);
     Ok(match entry.map(|entry| &mut entry.value) {
-        Some(Value::Stream(stream)) => Some((&mut **stream, &mut *ctx.out)),
+        Some(Value::Stream(stream)) => Some((std::sync::Arc::make_mut(stream), &mut *ctx.out)),
         _ => None,
     })
 }
