@@ -213,11 +213,12 @@ fn a_forkless_save_under_writes_is_the_dataset_at_its_start() {
     }
 }
 
-/// INV-SHARED-SET: sets and streams are handed to the writer by reference. With the writer
-/// slowed down, every one of them is still queued when the commands below change it, so each
-/// change must copy the value first; the image is the dataset before the changes.
+/// INV-SHARED-SET: sets, streams and big hashes, sorted sets and lists are handed to the
+/// writer by reference. With the writer slowed down, every one of them is still queued when
+/// the commands below change it, so each change must copy the value first; the image is the
+/// dataset before the changes.
 #[test]
-fn sets_and_streams_changed_while_the_writer_holds_them_keep_their_old_form() {
+fn shared_values_changed_while_the_writer_holds_them_keep_their_old_form() {
     let server = ServerProcess::amber(&["--rdb-key-save-delay", "1000"]);
     let mut client = server.client();
     let mut fill = Vec::new();
@@ -228,7 +229,22 @@ fn sets_and_streams_changed_while_the_writer_holds_them_keep_their_old_form() {
             fill.push(words(&format!("XADD stream{i} {n}-1 field {n}")));
         }
     }
+    for i in 0..20 {
+        // Past the packed encodings' limits: a hash table, a skip list, a deque.
+        let fields: Vec<String> = (0..600).map(|n| format!("f{n} v{n}")).collect();
+        fill.push(words(&format!("HSET hash{i} {}", fields.join(" "))));
+        let members: Vec<String> = (0..200).map(|n| format!("{n} m{n}")).collect();
+        fill.push(words(&format!("ZADD zset{i} {}", members.join(" "))));
+        let elements: Vec<String> = (0..2000).map(|n| format!("element-{n}")).collect();
+        fill.push(words(&format!("RPUSH list{i} {}", elements.join(" "))));
+    }
     pipeline(&mut client, &fill);
+    for (key, encoding) in [("hash0", "hashtable"), ("zset0", "skiplist")] {
+        assert_eq!(
+            client.cmd(&["OBJECT", "ENCODING", key]),
+            Frame::Bulk(encoding.into())
+        );
+    }
     let before = digest_then_bgsave(&mut client, &["BGSAVE", "FORKLESS"]);
     let mut changes = Vec::new();
     for i in 0..200 {
@@ -237,6 +253,15 @@ fn sets_and_streams_changed_while_the_writer_holds_them_keep_their_old_form() {
         changes.push(words(&format!("XADD stream{i} 9-1 field new")));
         changes.push(words(&format!("XDEL stream{i} 1-1")));
         changes.push(words(&format!("XGROUP CREATE stream{i} group 0")));
+    }
+    for i in 0..20 {
+        changes.push(words(&format!("HSET hash{i} f1 changed new added")));
+        changes.push(words(&format!("HDEL hash{i} f2")));
+        changes.push(words(&format!("ZADD zset{i} 1000 m1 5 added")));
+        changes.push(words(&format!("ZREM zset{i} m2")));
+        changes.push(words(&format!("LPUSH list{i} head")));
+        changes.push(words(&format!("RPOP list{i}")));
+        changes.push(words(&format!("LSET list{i} 5 changed")));
     }
     pipeline(&mut client, &changes);
     assert_eq!(

@@ -86,7 +86,7 @@ impl ValueBuilder {
         }
         let mut list = VecDeque::with_capacity(self.count);
         list.extend(self.elements.iter().map(SmallBytes::new));
-        ListValue::Big(Box::new(list))
+        ListValue::Big(std::sync::Arc::new(list))
     }
 
     /// The elements as a set: an intset when they are all integers and few enough.

@@ -3,6 +3,7 @@
 
 use crate::dict::Dict;
 use crate::packed::{Packed, Span, Spans};
+use std::sync::Arc;
 
 /// When a hash stops being compact (`hash-max-listpack-entries`, `hash-max-listpack-value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,9 @@ impl Default for HashLimits {
 pub enum HashValue {
     /// Field/value pairs in insertion order, in one buffer (`OBJECT ENCODING` says `listpack`).
     Pack(Packed),
-    /// A hash table (`hashtable`), boxed so that small hashes do not pay for its size.
-    Table(Box<Dict<Box<[u8]>>>),
+    /// A hash table (`hashtable`), behind an `Arc` so that small hashes do not pay for its
+    /// size and a capture shares it instead of copying it (INV-SHARED-SET).
+    Table(Arc<Dict<Box<[u8]>>>),
 }
 
 impl Default for HashValue {
@@ -133,7 +135,7 @@ impl HashValue {
             }
         }
         match self {
-            HashValue::Table(table) => table.insert(field, value.into()).is_none(),
+            HashValue::Table(table) => Arc::make_mut(table).insert(field, value.into()).is_none(),
             HashValue::Pack(_) => unreachable!("converted to a table above"),
         }
     }
@@ -151,7 +153,7 @@ impl HashValue {
                     None => false,
                 }
             }
-            HashValue::Table(table) => table.remove(field).is_some(),
+            HashValue::Table(table) => Arc::make_mut(table).remove(field).is_some(),
         }
     }
 
@@ -224,7 +226,7 @@ impl HashValue {
             for (f, v) in pair_spans(packed) {
                 table.insert_owned(packed.get(f).into(), packed.get(v).into());
             }
-            *self = HashValue::Table(Box::new(table));
+            *self = HashValue::Table(Arc::new(table));
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ENCODING` says `quicklist` for both, as Redis 7.0 does.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::packed::{Packed, Spans};
 use crate::small::SmallBytes;
@@ -55,8 +56,8 @@ impl Default for ListLimits {
 pub enum ListValue {
     /// Elements back to back in one buffer.
     Small(Packed),
-    /// A deque of elements.
-    Big(Box<VecDeque<SmallBytes>>),
+    /// A deque of elements, behind an `Arc` that a capture shares (INV-SHARED-SET).
+    Big(Arc<VecDeque<SmallBytes>>),
 }
 
 impl Default for ListValue {
@@ -148,7 +149,7 @@ impl ListValue {
                 packed.push(&items);
                 self.grow_if_needed(limits);
             }
-            ListValue::Big(deque) => deque.extend(items.map(SmallBytes::new)),
+            ListValue::Big(deque) => Arc::make_mut(deque).extend(items.map(SmallBytes::new)),
         }
     }
 
@@ -161,7 +162,10 @@ impl ListValue {
                 packed.insert_at(0, &items);
                 self.grow_if_needed(limits);
             }
-            ListValue::Big(deque) => items.for_each(|item| deque.push_front(SmallBytes::new(item))),
+            ListValue::Big(deque) => {
+                let deque = Arc::make_mut(deque);
+                items.for_each(|item| deque.push_front(SmallBytes::new(item)));
+            }
         }
     }
 
@@ -174,7 +178,7 @@ impl ListValue {
                 packed.splice(first.start, first.end, &[]);
                 Some(item)
             }
-            ListValue::Big(deque) => deque.pop_front(),
+            ListValue::Big(deque) => Arc::make_mut(deque).pop_front(),
         }
     }
 
@@ -187,7 +191,7 @@ impl ListValue {
                 packed.splice(last.start, last.end, &[]);
                 Some(item)
             }
-            ListValue::Big(deque) => deque.pop_back(),
+            ListValue::Big(deque) => Arc::make_mut(deque).pop_back(),
         }
     }
 
@@ -202,7 +206,7 @@ impl ListValue {
                 self.grow_if_needed(limits);
                 true
             }
-            ListValue::Big(deque) => match deque.get_mut(index) {
+            ListValue::Big(deque) => match Arc::make_mut(deque).get_mut(index) {
                 Some(slot) => {
                     *slot = SmallBytes::new(item);
                     true
@@ -220,7 +224,7 @@ impl ListValue {
         change: impl FnOnce(&mut VecDeque<SmallBytes>) -> R,
     ) -> R {
         match self {
-            ListValue::Big(deque) => change(deque),
+            ListValue::Big(deque) => change(Arc::make_mut(deque)),
             ListValue::Small(packed) => {
                 let mut deque: VecDeque<SmallBytes> = packed.iter().map(SmallBytes::new).collect();
                 let result = change(&mut deque);
@@ -230,7 +234,7 @@ impl ListValue {
                 *self = if limits.allow(&repacked) {
                     ListValue::Small(repacked)
                 } else {
-                    ListValue::Big(Box::new(deque))
+                    ListValue::Big(Arc::new(deque))
                 };
                 result
             }
@@ -258,7 +262,7 @@ impl ListValue {
             && !limits.allow(packed)
         {
             let deque: VecDeque<SmallBytes> = packed.iter().map(SmallBytes::new).collect();
-            *self = ListValue::Big(Box::new(deque));
+            *self = ListValue::Big(Arc::new(deque));
         }
     }
 }

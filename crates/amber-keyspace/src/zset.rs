@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::packed::{Packed, Span};
 
@@ -54,9 +55,9 @@ enum Repr {
     /// (score, member) pairs in one buffer, sorted by score then member; a score is its 8
     /// little-endian bytes (`OBJECT ENCODING` says `listpack`).
     Small(Packed),
-    /// A member → score map and the (score, member) order (`skiplist`), boxed so that
-    /// small sets do not pay for its size.
-    Big(Box<Big>),
+    /// A member → score map and the (score, member) order (`skiplist`), behind an `Arc` so
+    /// that small sets do not pay for its size and a capture shares it (INV-SHARED-SET).
+    Big(Arc<Big>),
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +179,7 @@ impl ZsetValue {
                 new
             }
             Repr::Big(big) => {
-                let Big { scores, order } = &mut **big;
+                let Big { scores, order } = Arc::make_mut(big);
                 let new = match scores.get(member).copied() {
                     Some(old) => {
                         order.remove(&(Score(old), Box::from(member)));
@@ -206,13 +207,16 @@ impl ZsetValue {
                     None => false,
                 }
             }
-            Repr::Big(big) => match big.scores.remove(member) {
-                Some(score) => {
-                    big.order.remove(&(Score(score), Box::from(member)));
-                    true
+            Repr::Big(big) => {
+                let big = Arc::make_mut(big);
+                match big.scores.remove(member) {
+                    Some(score) => {
+                        big.order.remove(&(Score(score), Box::from(member)));
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
         }
     }
 
@@ -311,7 +315,7 @@ impl ZsetValue {
             scores.insert(Box::from(member), score);
             order.insert((Score(score), Box::from(member)));
         }
-        self.repr = Repr::Big(Box::new(Big { scores, order }));
+        self.repr = Repr::Big(Arc::new(Big { scores, order }));
     }
 }
 

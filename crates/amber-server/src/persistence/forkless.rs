@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use amber_keyspace::{DigestBuilder, Entry, SmallBytes, Value};
+use amber_keyspace::{DigestBuilder, Entry, ListValue, SmallBytes, Value};
 use amber_rdb::RdbWriter;
 use amber_snapshot::{ChildExit, Progress};
 
@@ -258,13 +258,15 @@ impl ForklessJob {
 }
 
 /// About how much memory a captured entry holds: its node, key and value. Small values
-/// (the common case) are not measured, only counted, and a set or a stream is shared with
-/// the keyspace (INV-SHARED-SET), not copied.
+/// (the common case) are not measured, only counted; a set, a stream and the table, skip list
+/// or deque of a big hash, sorted set or list are shared with the keyspace (INV-SHARED-SET),
+/// not copied.
 fn entry_bytes(key: &SmallBytes, entry: &Entry) -> usize {
     let value = match (&entry.value, entry.value.encoding()) {
-        (Value::Set(_) | Value::Stream(_), _) | (_, "int" | "embstr") => 64,
-        (_, "listpack" | "intset") => 256,
-        _ => crate::commands::value_size(&entry.value, 4),
+        (Value::Set(_) | Value::Stream(_), _) | (Value::Str(_), "int" | "embstr") => 64,
+        (Value::Str(_), _) => crate::commands::value_size(&entry.value, 4),
+        (Value::List(ListValue::Small(_)), _) | (_, "listpack" | "intset") => 256,
+        _ => 64,
     };
     key.len() + 48 + value
 }
