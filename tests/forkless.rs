@@ -213,8 +213,8 @@ fn a_forkless_save_under_writes_is_the_dataset_at_its_start() {
     }
 }
 
-/// INV-SHARED-SET: sets, streams and big hashes, sorted sets and lists are handed to the
-/// writer by reference. With the writer slowed down, every one of them is still queued when
+/// INV-SHARED-SET: sets, streams, long strings and big hashes, sorted sets and lists are
+/// handed to the writer by reference. With the writer slowed down, every one of them is still queued when
 /// the commands below change it, so each change must copy the value first; the image is the
 /// dataset before the changes.
 #[test]
@@ -237,6 +237,10 @@ fn shared_values_changed_while_the_writer_holds_them_keep_their_old_form() {
         fill.push(words(&format!("ZADD zset{i} {}", members.join(" "))));
         let elements: Vec<String> = (0..2000).map(|n| format!("element-{n}")).collect();
         fill.push(words(&format!("RPUSH list{i} {}", elements.join(" "))));
+    }
+    let long = "x".repeat(100_000);
+    for i in 0..5 {
+        fill.push(vec!["SET".into(), format!("long{i}"), long.clone()]);
     }
     pipeline(&mut client, &fill);
     for (key, encoding) in [("hash0", "hashtable"), ("zset0", "skiplist")] {
@@ -262,6 +266,10 @@ fn shared_values_changed_while_the_writer_holds_them_keep_their_old_form() {
         changes.push(words(&format!("LPUSH list{i} head")));
         changes.push(words(&format!("RPOP list{i}")));
         changes.push(words(&format!("LSET list{i} 5 changed")));
+    }
+    for i in 0..5 {
+        changes.push(words(&format!("APPEND long{i} tail")));
+        changes.push(words(&format!("SETRANGE long{i} 10 changed")));
     }
     pipeline(&mut client, &changes);
     assert_eq!(

@@ -67,7 +67,8 @@ impl Capture {
         if entry.mark != mark {
             entry.mark = mark;
             if !self.discard {
-                self.saved.push((SmallBytes::new(key), entry.clone()));
+                self.saved
+                    .push((SmallBytes::new(key), entry.clone_for_capture()));
             }
         }
     }
@@ -139,7 +140,7 @@ impl Capture {
                 if entry.mark != mark {
                     entry.mark = mark;
                     if !discard {
-                        out(db_index, key.clone(), entry.clone());
+                        out(db_index, key.clone(), entry.clone_for_capture());
                     }
                 }
             });
@@ -396,6 +397,41 @@ mod tests {
         };
         assert_eq!(handed_out.members().len(), 3);
         assert!(!handed_out.contains(b"d"));
+    }
+
+    /// A long string is shared with the capture, not copied; a change afterwards copies it
+    /// and leaves the handed-out bytes as they were.
+    #[test]
+    fn a_long_string_handed_out_keeps_its_bytes_when_the_key_changes() {
+        let long = vec![b'x'; 100_000];
+        let mut keyspace = Keyspace::new(1);
+        let value = Value::Str(StrValue::from_bytes(&long));
+        keyspace.db(0).insert(b"long", Entry::new(value, NOW));
+        keyspace.begin_capture();
+        let mut captured = Vec::new();
+        while !keyspace.capture_step(64, &mut |_, _, entry| captured.push(entry)) {}
+        let Some(Value::Str(live)) = keyspace.db(0).get_mut(b"long", NOW).map(|e| &mut e.value)
+        else {
+            panic!("the string is gone");
+        };
+        assert!(matches!(live, StrValue::Shared(_)), "shared while captured");
+        live.make_raw().extend_from_slice(b"more");
+        assert_eq!((live.len(), live.encoding()), (100_004, "raw"));
+        let [
+            Entry {
+                value: Value::Str(handed_out),
+                ..
+            },
+        ] = captured.as_slice()
+        else {
+            panic!("one string handed out, got {captured:?}");
+        };
+        assert_eq!(handed_out.as_bytes().as_ref(), long.as_slice());
+        assert_eq!(
+            *handed_out,
+            StrValue::Raw(long),
+            "shared equals raw of the same bytes"
+        );
     }
 
     #[test]

@@ -37,6 +37,16 @@ impl Entry {
         tag ^ self.expire as u64 ^ u64::from(self.mark)
     }
 
+    /// A copy for a capture (INV-CAPTURE): a clone, which shares a set, a stream or a big
+    /// collection (INV-SHARED-SET); a long string is first made shared, so that it is not
+    /// copied on the event loop either.
+    pub(crate) fn clone_for_capture(&mut self) -> Entry {
+        if let Value::Str(string) = &mut self.value {
+            string.share_if_long();
+        }
+        self.clone()
+    }
+
     /// An entry without expiry, accessed at `now_ms`.
     pub fn new(value: Value, now_ms: i64) -> Entry {
         Entry {

@@ -10,8 +10,11 @@ use crate::zset::ZsetValue;
 /// Longest string Redis stores in its compact `embstr` encoding.
 pub const EMBSTR_MAX_LEN: usize = 44;
 
+/// Shortest `raw` string a capture shares instead of copying ([`StrValue::share_if_long`]).
+const SHARE_MIN_LEN: usize = 64 * 1024;
+
 /// A string value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 pub enum StrValue {
     /// An integer stored as a number (`OBJECT ENCODING` says `int`).
     Int(i64),
@@ -19,6 +22,24 @@ pub enum StrValue {
     Embstr(crate::SmallBytes),
     /// Any other string, with room to grow in place for `APPEND`/`SETRANGE` (`raw`).
     Raw(Vec<u8>),
+    /// A long `raw` string shared with a running capture (INV-SHARED-SET); it becomes `Raw`
+    /// again at its next change ([`StrValue::make_raw`]), copied only if still shared.
+    Shared(Arc<Vec<u8>>),
+}
+
+impl PartialEq for StrValue {
+    /// As the derived comparison, except that a `Raw` and a `Shared` string of the same
+    /// bytes are equal (sharing is not an encoding).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (StrValue::Int(a), StrValue::Int(b)) => a == b,
+            (StrValue::Embstr(a), StrValue::Embstr(b)) => a == b,
+            (StrValue::Raw(_) | StrValue::Shared(_), StrValue::Raw(_) | StrValue::Shared(_)) => {
+                self.as_bytes() == other.as_bytes()
+            }
+            _ => false,
+        }
+    }
 }
 
 impl StrValue {
@@ -50,6 +71,7 @@ impl StrValue {
             StrValue::Int(number) => Cow::Owned(number.to_string().into_bytes()),
             StrValue::Embstr(bytes) => Cow::Borrowed(bytes.as_bytes()),
             StrValue::Raw(bytes) => Cow::Borrowed(bytes),
+            StrValue::Shared(bytes) => Cow::Borrowed(bytes),
         }
     }
 
@@ -59,6 +81,7 @@ impl StrValue {
             StrValue::Int(number) => decimal_len(*number),
             StrValue::Embstr(bytes) => bytes.len(),
             StrValue::Raw(bytes) => bytes.len(),
+            StrValue::Shared(bytes) => bytes.len(),
         }
     }
 
@@ -73,12 +96,17 @@ impl StrValue {
             StrValue::Int(number) => Some(*number),
             StrValue::Embstr(bytes) => parse_int(bytes),
             StrValue::Raw(bytes) if bytes.len() <= 20 => parse_int(bytes),
-            StrValue::Raw(_) => None,
+            StrValue::Raw(_) | StrValue::Shared(_) => None,
         }
     }
 
     /// A growable buffer holding the string, converting the value to `raw` (as `APPEND` does).
     pub fn make_raw(&mut self) -> &mut Vec<u8> {
+        if let StrValue::Shared(shared) = self {
+            // Copied only while a capture's writer still holds it.
+            let bytes = Arc::unwrap_or_clone(std::mem::take(shared));
+            *self = StrValue::Raw(bytes);
+        }
         if !matches!(self, StrValue::Raw(_)) {
             *self = StrValue::Raw(self.as_bytes().into_owned());
         }
@@ -93,7 +121,17 @@ impl StrValue {
         match self {
             StrValue::Int(_) => "int",
             StrValue::Embstr(_) => "embstr",
-            StrValue::Raw(_) => "raw",
+            StrValue::Raw(_) | StrValue::Shared(_) => "raw",
+        }
+    }
+
+    /// Turns a long `raw` string into a shared one, in constant time, so that a capture's
+    /// clone shares its bytes instead of copying them on the event loop (INV-SHARED-SET).
+    pub(crate) fn share_if_long(&mut self) {
+        if let StrValue::Raw(bytes) = self
+            && bytes.len() >= SHARE_MIN_LEN
+        {
+            *self = StrValue::Shared(Arc::new(std::mem::take(bytes)));
         }
     }
 }
@@ -137,6 +175,7 @@ impl Value {
     pub fn touch(&self) -> u64 {
         match self {
             Value::Str(StrValue::Raw(bytes)) => bytes.first().copied().map_or(0, u64::from),
+            Value::Str(StrValue::Shared(bytes)) => bytes.first().copied().map_or(0, u64::from),
             Value::Str(_) => 0,
             Value::Hash(HashValue::Pack(packed)) => u64::from(packed.first_byte()),
             Value::Hash(HashValue::Table(table)) => table.len() as u64,

@@ -99,6 +99,7 @@ pub(crate) fn value_size(value: &Value, samples: usize) -> usize {
         Value::Str(StrValue::Int(_)) => 0,
         Value::Str(StrValue::Embstr(bytes)) => alloc_size(bytes.len() + 3),
         Value::Str(StrValue::Raw(bytes)) => alloc_size(bytes.capacity().max(bytes.len()) + 9),
+        Value::Str(StrValue::Shared(bytes)) => alloc_size(bytes.capacity().max(bytes.len()) + 9),
         Value::Hash(hash) => hash_size(hash, samples),
         Value::Set(set) => set_size(set, samples),
         Value::Zset(zset) => zset_size(zset, samples),

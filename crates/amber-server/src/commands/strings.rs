@@ -99,6 +99,7 @@ pub(super) fn get(ctx: &mut Ctx, args: &[Bytes]) {
             StrValue::Int(number) => out.bulk_i64(*number),
             StrValue::Embstr(bytes) => out.bulk(bytes.as_bytes()),
             StrValue::Raw(bytes) => out.bulk(bytes),
+            StrValue::Shared(bytes) => out.bulk(bytes),
         }
         true
     });

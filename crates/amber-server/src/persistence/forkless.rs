@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use amber_keyspace::{DigestBuilder, Entry, ListValue, SmallBytes, Value};
+use amber_keyspace::{DigestBuilder, Entry, ListValue, SmallBytes, StrValue, Value};
 use amber_rdb::RdbWriter;
 use amber_snapshot::{ChildExit, Progress};
 
@@ -258,12 +258,13 @@ impl ForklessJob {
 }
 
 /// About how much memory a captured entry holds: its node, key and value. Small values
-/// (the common case) are not measured, only counted; a set, a stream and the table, skip list
-/// or deque of a big hash, sorted set or list are shared with the keyspace (INV-SHARED-SET),
+/// (the common case) are not measured, only counted; a set, a stream, a long string and the
+/// table, skip list or deque of a big hash, sorted set or list are shared with the keyspace (INV-SHARED-SET),
 /// not copied.
 fn entry_bytes(key: &SmallBytes, entry: &Entry) -> usize {
     let value = match (&entry.value, entry.value.encoding()) {
-        (Value::Set(_) | Value::Stream(_), _) | (Value::Str(_), "int" | "embstr") => 64,
+        (Value::Set(_) | Value::Stream(_) | Value::Str(StrValue::Shared(_)), _)
+        | (Value::Str(_), "int" | "embstr") => 64,
         (Value::Str(_), _) => crate::commands::value_size(&entry.value, 4),
         (Value::List(ListValue::Small(_)), _) | (_, "listpack" | "intset") => 256,
         _ => 64,
