@@ -365,6 +365,14 @@ mod tests {
         }
     }
 
+    /// Runs a whole capture of `keyspace` and returns the entries it handed out.
+    fn capture_whole(keyspace: &mut Keyspace) -> Vec<Entry> {
+        keyspace.begin_capture();
+        let mut captured = Vec::new();
+        while !keyspace.capture_step(64, &mut |_, _, entry| captured.push(entry)) {}
+        captured
+    }
+
     /// INV-SHARED-SET: the walk hands out a set by reference; a change made afterwards through
     /// `Arc::make_mut` copies it and leaves the handed-out set as it was.
     #[test]
@@ -378,9 +386,7 @@ mod tests {
         keyspace
             .db(0)
             .insert(b"s", Entry::new(Value::Set(set), NOW));
-        keyspace.begin_capture();
-        let mut captured = Vec::new();
-        while !keyspace.capture_step(64, &mut |_, _, entry| captured.push(entry)) {}
+        let captured = capture_whole(&mut keyspace);
         let Some(Value::Set(live)) = keyspace.db(0).get_mut(b"s", NOW).map(|e| &mut e.value) else {
             panic!("the set is gone");
         };
@@ -407,9 +413,7 @@ mod tests {
         let mut keyspace = Keyspace::new(1);
         let value = Value::Str(StrValue::from_bytes(&long));
         keyspace.db(0).insert(b"long", Entry::new(value, NOW));
-        keyspace.begin_capture();
-        let mut captured = Vec::new();
-        while !keyspace.capture_step(64, &mut |_, _, entry| captured.push(entry)) {}
+        let captured = capture_whole(&mut keyspace);
         let Some(Value::Str(live)) = keyspace.db(0).get_mut(b"long", NOW).map(|e| &mut e.value)
         else {
             panic!("the string is gone");
