@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const PER_TYPE: u64 = 200_000;
-const BUDGET: usize = 64;
+const BUDGET: usize = 256;
 const CHUNK: usize = 1024;
 
 fn keyspace() -> Keyspace {

@@ -725,8 +725,9 @@ impl Keyspace {
     }
 
     /// One step of the running capture: hands `out` the old forms of entries changed since
-    /// the last step, then walks up to `budget` buckets; returns true once every entry has
-    /// been handed out (the capture is then over).
+    /// the last step, then walks on until it has taken `budget` more entries (or visited a
+    /// few times as many buckets); returns true once every entry has been handed out (the
+    /// capture is then over).
     pub fn capture_step(&mut self, budget: usize, out: &mut CaptureSink<'_>) -> bool {
         let mut budget = budget;
         let mut complete = true;

@@ -37,8 +37,11 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const CHUNK_ENTRIES: usize = 1024;
 /// Bytes of entries the event loop may hold while the queue is full, before a write waits.
 const PENDING_LIMIT: usize = 4 * 1024 * 1024;
-/// Buckets the walk visits per step between two turns of the event loop.
-const WALK_BUDGET: usize = 64;
+/// Entries the walk takes per step between two turns of the event loop. A step costs about
+/// 70 µs at 1M keys here; under a write load the snapshot's length is the number of steps
+/// times a turn of the loop, so a step of 64 took twice as long with no better p99 (see
+/// `docs/BENCHMARKS.md`, session 36).
+const WALK_ENTRIES: usize = 256;
 
 /// Longest wait for room in the queue before the walk looks again.
 const ROOM_WAIT: Duration = Duration::from_millis(10);
@@ -402,7 +405,7 @@ impl Server {
             if capturing {
                 // An abandoned capture: the walk goes on only to mark entries.
                 self.keyspace
-                    .capture_step(WALK_BUDGET * 16, &mut |_, _, _| {});
+                    .capture_step(WALK_ENTRIES * 4, &mut |_, _, _| {});
                 return Step::Continue;
             }
             return Step::Idle;
@@ -416,7 +419,7 @@ impl Server {
         if !job.walk_complete {
             let complete = self
                 .keyspace
-                .capture_step(WALK_BUDGET, &mut |db, key, entry| job.push(db, key, entry));
+                .capture_step(WALK_ENTRIES, &mut |db, key, entry| job.push(db, key, entry));
             job.walk_complete = complete;
             if !job.flush(complete, false) {
                 return Step::QueueFull(job.shared.clone());
