@@ -9,7 +9,9 @@
 //! when it runs, every connection of the tick has had its turn, and it wakes them all.
 //!
 //! **INV-TICK-END**: a connection waiting at the end of the tick resumes once every task
-//! that was queued to run when it began waiting has run.
+//! that was queued to run when it began waiting has run. A task waiting with
+//! [`TickEnd::wait_last`] resumes after the tick's other waiters (work that should not hold
+//! up the tick's replies: a forkless snapshot's walk).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -22,6 +24,8 @@ use std::task::{Context, Poll, Waker};
 pub(crate) struct TickEnd {
     /// Wakers of the tasks waiting for the current tick to end.
     waiting: RefCell<Vec<Waker>>,
+    /// Wakers of the tasks to resume after those of `waiting`.
+    last: RefCell<Vec<Waker>>,
     /// The closing task's waker, once it has run.
     closer: RefCell<Option<Waker>>,
     /// Whether the closing task was woken for the current tick.
@@ -42,15 +46,29 @@ impl TickEnd {
         Wait {
             tick: self,
             joined: None,
+            last: false,
         }
     }
 
-    /// Ends the current tick: wakes its waiters, which run after the tasks queued now.
+    /// Waits like [`TickEnd::wait`], then resumes after every task that waited with
+    /// [`TickEnd::wait`] in the same tick (so after the connections have sent the tick's
+    /// replies).
+    pub(crate) fn wait_last(&self) -> Wait<'_> {
+        Wait {
+            tick: self,
+            joined: None,
+            last: true,
+        }
+    }
+
+    /// Ends the current tick: wakes its waiters, which run after the tasks queued now, then
+    /// those that wait to run last.
     fn close(&self) {
         self.scheduled.set(false);
         self.ended.set(self.ended.get() + 1);
         let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
-        for waker in waiting {
+        let last = std::mem::take(&mut *self.last.borrow_mut());
+        for waker in waiting.into_iter().chain(last) {
             waker.wake();
         }
     }
@@ -61,6 +79,8 @@ pub(crate) struct Wait<'a> {
     tick: &'a TickEnd,
     /// The tick this waiter joined, once it has.
     joined: Option<u64>,
+    /// Whether it resumes after the tick's other waiters.
+    last: bool,
 }
 
 impl Future for Wait<'_> {
@@ -74,7 +94,8 @@ impl Future for Wait<'_> {
             Some(_) => {}
             None => self.joined = Some(current),
         }
-        tick.waiting.borrow_mut().push(cx.waker().clone());
+        let list = if self.last { &tick.last } else { &tick.waiting };
+        list.borrow_mut().push(cx.waker().clone());
         // Until the closing task has first run there is no waker: it closes the tick then.
         if !tick.scheduled.replace(true)
             && let Some(closer) = tick.closer.borrow().as_ref()
@@ -146,5 +167,37 @@ mod tests {
                 "{log:?}"
             );
         }
+    }
+
+    /// A task waiting with `wait_last` resumes after every task that waited in its tick,
+    /// whichever began waiting first.
+    #[test]
+    fn a_last_waiter_resumes_after_the_others_of_its_tick() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        local.block_on(&runtime, async {
+            let tick = Rc::new(TickEnd::default());
+            tick.spawn_closer();
+            tokio::task::yield_now().await;
+            let mut tasks = Vec::new();
+            for task in 0..4 {
+                let (tick, log) = (tick.clone(), log.clone());
+                tasks.push(tokio::task::spawn_local(async move {
+                    if task == 0 {
+                        tick.wait_last().await;
+                    } else {
+                        tick.wait().await;
+                    }
+                    log.borrow_mut().push(task);
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+        });
+        assert_eq!(*log.borrow(), [1, 2, 3, 0]);
     }
 }

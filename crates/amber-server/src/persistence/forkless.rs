@@ -449,12 +449,16 @@ enum Step {
 }
 
 /// The task that walks a running capture, a step at a time between the event loop's other
-/// work. Woken by `wake` when a capture begins.
+/// work. Woken by `wake` when a capture begins. Each step waits for a poll of the sockets,
+/// then for the connections of that tick to send their replies: a step delays the requests
+/// that arrive while it runs, not the replies already due.
 pub(crate) async fn capture_task(shared: Rc<RefCell<Server>>, wake: Rc<tokio::sync::Notify>) {
+    let tick = shared.borrow().tick.clone();
     loop {
         wake.notified().await;
         loop {
             tokio::task::yield_now().await;
+            tick.wait_last().await;
             let step = shared.borrow_mut().forkless_step();
             match step {
                 Step::Continue => {}
