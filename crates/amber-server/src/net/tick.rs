@@ -123,21 +123,31 @@ async fn close_ticks(tick: Rc<TickEnd>) {
 mod tests {
     use super::TickEnd;
     use std::cell::RefCell;
+    use std::future::Future;
     use std::rc::Rc;
+
+    /// Runs `test` on a one-thread runtime whose ticks a running closing task ends.
+    fn with_ticks<F: Future<Output = ()>>(test: impl FnOnce(Rc<TickEnd>) -> F) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let tick = Rc::new(TickEnd::default());
+            tick.spawn_closer();
+            tokio::task::yield_now().await;
+            test(tick).await;
+        });
+    }
 
     /// Every task queued in a tick runs its first half before any runs its second half, and
     /// the next tick's waiters wait for their own tick.
     #[test]
     fn waiters_resume_after_every_task_of_their_tick() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
         let log = Rc::new(RefCell::new(Vec::new()));
-        local.block_on(&runtime, async {
-            let tick = Rc::new(TickEnd::default());
-            tick.spawn_closer();
-            tokio::task::yield_now().await;
+        let during = log.clone();
+        with_ticks(|tick| async move {
+            let log = during;
             for round in 0..2 {
                 let tasks: Vec<_> = (0..5)
                     .map(|task| {
@@ -173,27 +183,23 @@ mod tests {
     /// whichever began waiting first.
     #[test]
     fn a_last_waiter_resumes_after_the_others_of_its_tick() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
         let log = Rc::new(RefCell::new(Vec::new()));
-        local.block_on(&runtime, async {
-            let tick = Rc::new(TickEnd::default());
-            tick.spawn_closer();
-            tokio::task::yield_now().await;
-            let mut tasks = Vec::new();
-            for task in 0..4 {
-                let (tick, log) = (tick.clone(), log.clone());
-                tasks.push(tokio::task::spawn_local(async move {
-                    if task == 0 {
-                        tick.wait_last().await;
-                    } else {
-                        tick.wait().await;
-                    }
-                    log.borrow_mut().push(task);
-                }));
-            }
+        let during = log.clone();
+        with_ticks(|tick| async move {
+            let log = during;
+            let tasks: Vec<_> = (0..4)
+                .map(|task| {
+                    let (tick, log) = (tick.clone(), log.clone());
+                    tokio::task::spawn_local(async move {
+                        if task == 0 {
+                            tick.wait_last().await;
+                        } else {
+                            tick.wait().await;
+                        }
+                        log.borrow_mut().push(task);
+                    })
+                })
+                .collect();
             for task in tasks {
                 task.await.expect("task");
             }
