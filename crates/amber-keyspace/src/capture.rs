@@ -5,10 +5,11 @@
 //! exactly once, as it was at that moment, and nothing added later is:
 //! - each [`Db`](crate::Db) has a mark bit, flipped when a capture begins; an entry whose bit
 //!   differs from its database's has not been handed out yet;
-//! - the walk visits the table bucket by bucket, in memory order, hands out a copy of each
-//!   unmarked entry and marks it; growing the table keeps unvisited keys at or after the walk's
-//!   position, and the table does not shrink while it is walked, so the walk sees every key
-//!   present throughout;
+//! - the walk visits the table position by position, in memory order (position `i` is bucket
+//!   `i` of each table while a resize is under way, INV-REHASH), hands out a copy of each
+//!   unmarked entry and marks it; growing the table, at once or a bucket at a time, keeps
+//!   unvisited keys at or after the walk's position; a shrink under way is finished before the
+//!   walk starts and none starts while it runs, so the walk sees every key present throughout;
 //! - before an unmarked entry changes or leaves the table, the database hands out its old form
 //!   first (a copy before a change, the entry itself when it is removed) and marks it;
 //! - an entry inserted while the capture runs is marked already: it is not part of the image;
@@ -35,10 +36,12 @@ const BUCKETS_PER_ENTRY: usize = 4;
 pub(crate) struct Capture {
     /// The database's number when the capture began (what the image files the keys under).
     db_index: usize,
-    /// The next bucket the walk visits in the live table. A key sits in bucket `hash & mask`,
-    /// so when the table grows, a key of bucket `b` moves to `b` or past the old size: keys
-    /// not yet visited stay at or after the cursor. Shrinking would fold them below it, so
-    /// the table does not shrink while it is walked.
+    /// The next position the walk visits in the live table. A key sits in bucket
+    /// `hash & mask`, so when the table grows, a key of bucket `b` moves to `b` or past the
+    /// old size: keys not yet visited stay at or after the cursor. A key moved later from an
+    /// old bucket `b` to a new bucket `d` has `b <= d`: if the walk passed `d` first it passed
+    /// `b` first, while the key was still there. Shrinking would fold keys below the cursor,
+    /// so the table does not shrink while it is walked.
     cursor: usize,
     /// Whether the walk of the live table has gone all the way round.
     walked: bool,
@@ -140,6 +143,11 @@ impl Capture {
             }
             if self.cursor == 0 {
                 live.pause_shrinking(true);
+                // A shrink folds keys to lower positions: the walk starts once it is over.
+                if live.is_shrinking() {
+                    live.rehash(1);
+                    continue;
+                }
             }
             if self.cursor.is_multiple_of(WARM_AHEAD) {
                 live.warm_buckets(self.cursor, WARM_AHEAD, |entry| {
@@ -372,6 +380,39 @@ mod tests {
                 image, expected,
                 "{keys} keys, {delete} deleted, {insert} added"
             );
+        }
+    }
+
+    /// A capture that begins while the table is moving its keys to a smaller table, then
+    /// sees the table grow again a bucket at a time (INV-REHASH).
+    #[test]
+    fn a_walk_starting_in_the_middle_of_a_shrink_sees_every_key() {
+        let value = |k: u16| Value::Str(StrValue::from_bytes(k.to_string().as_bytes()));
+        // 1000 keys fill 1024 buckets; removing down to 102 starts a shrink to 256 buckets,
+        // and the removals after it move only a few buckets.
+        for removed in [898u16, 900, 910] {
+            let mut keyspace = Keyspace::new(1);
+            for k in 0..1000 {
+                keyspace.db(0).insert(&key(k), Entry::new(value(k), NOW));
+            }
+            for k in 0..removed {
+                keyspace.db(0).delete(&key(k));
+            }
+            let expected = image_of(&keyspace);
+            keyspace.begin_capture();
+            let mut image = Image::new();
+            let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
+                let value = (string(&entry), entry.expire_at());
+                assert!(image.insert((db, key.to_vec()), value).is_none());
+            };
+            // The walk takes a step; the resize, a bucket per removal, then moves the keys
+            // past it to the buckets it has visited.
+            keyspace.capture_step(5, &mut out);
+            for _ in 0..1500 {
+                keyspace.db(0).delete(b"no-such-key");
+            }
+            while !keyspace.capture_step(7, &mut out) {}
+            assert_eq!(image, expected, "{removed} removed");
         }
     }
 

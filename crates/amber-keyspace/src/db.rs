@@ -180,6 +180,20 @@ impl Db {
         )
     }
 
+    /// Whether the key or expiry table is resizing (INV-REHASH).
+    pub fn is_rehashing(&self) -> bool {
+        self.keys.is_rehashing() || self.volatile.is_rehashing()
+    }
+
+    /// Moves up to `buckets` buckets of each of the key and expiry tables' resizes under way
+    /// (INV-REHASH), and returns whether either is still under way: the server's cron calls it
+    /// with time to spare, as Redis's `activerehashing` does.
+    pub fn rehash(&mut self, buckets: usize) -> bool {
+        let keys = self.keys.rehash(buckets);
+        let volatile = self.volatile.rehash(buckets);
+        keys || volatile
+    }
+
     /// The table of keys and entries (for sampling).
     pub(crate) fn entries(&self) -> &Entries {
         &self.keys

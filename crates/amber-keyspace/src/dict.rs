@@ -1,5 +1,13 @@
-//! A chained hash table keyed by byte strings, with Redis's reverse-binary `SCAN` cursor and
-//! fair random sampling (for `RANDOMKEY` and the active expire cycle).
+//! A chained hash table keyed by byte strings, with Redis's reverse-binary `SCAN` cursor, fair
+//! random sampling (for `RANDOMKEY` and the active expire cycle) and Redis's incremental
+//! resizing.
+//!
+//! **INV-REHASH**: a resize never moves more than a few buckets at once. Growing or shrinking
+//! allocates the new table (zeroed by the kernel, not written) and keeps the old one; every
+//! insert, removal or change-lookup then moves one old bucket (skipping at most
+//! [`EMPTY_VISITS`] empty ones), and [`Dict::rehash`] moves more when the owner has time (the
+//! server's cron). Until the old table is empty a key is looked up in both. So a table of
+//! millions of keys doubles without stopping its owner, as Redis's `dictRehash` does.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +18,10 @@ static RESIZES_PAUSED: AtomicBool = AtomicBool::new(false);
 /// How overloaded a table may get while resizes are paused (Redis's `dict_force_resize_ratio`).
 const FORCED_RESIZE_RATIO: usize = 5;
 
-/// Pauses or resumes table resizes. Resizing relinks every node of a table, which would make
-/// the kernel copy every page a forked child still shares; like Redis, tables only grow during
-/// a fork when they are 5 times overloaded, and never shrink.
+/// Pauses or resumes starting table resizes. Resizing relinks every node of a table, which
+/// would make the kernel copy every page a forked child still shares; like Redis, tables only
+/// start to grow during a fork when they are 5 times overloaded, and never shrink. A resize
+/// already under way goes on a bucket per change, as in Redis.
 pub fn pause_resizes(paused: bool) {
     RESIZES_PAUSED.store(paused, Ordering::Relaxed);
 }
@@ -44,7 +53,7 @@ fn growth_allowed(new_buckets: usize, len: usize, buckets: usize) -> bool {
     load > MAX_LOAD_FACTOR
         || GROWTH_GUARD
             .get()
-            .is_none_or(|guard| guard(new_buckets * std::mem::size_of::<Option<Box<Node<()>>>>()))
+            .is_none_or(|guard| guard(new_buckets * std::mem::size_of::<Bucket<()>>()))
 }
 
 pub(crate) use crate::small::INLINE as INLINE_KEY;
@@ -55,8 +64,15 @@ struct Node<V> {
     hash: u64,
     key: Key,
     value: V,
-    next: Option<Box<Node<V>>>,
+    next: Bucket<V>,
 }
+
+/// A bucket: the head of its chain.
+type Bucket<V> = Option<Box<Node<V>>>;
+
+/// Empty buckets a resize step may pass over for each bucket it moves (Redis's
+/// `empty_visits`), so a step through a sparse old table still ends soon.
+const EMPTY_VISITS: usize = 10;
 
 /// What [`Dict::get_mut_unless`] found.
 pub enum Lookup<'a, V> {
@@ -73,7 +89,12 @@ pub enum Lookup<'a, V> {
 /// The bucket count is a power of two, so a `SCAN` cursor stays valid across growth and
 /// shrinking: every key present for the whole scan is returned at least once.
 pub struct Dict<V> {
-    buckets: Vec<Option<Box<Node<V>>>>,
+    /// The table keys are added to: while a resize is under way, the one they move to.
+    buckets: Vec<Bucket<V>>,
+    /// While a resize is under way, the table keys move out of (INV-REHASH); empty otherwise.
+    old: Vec<Bucket<V>>,
+    /// The buckets of `old` below this index have been moved.
+    moved: usize,
     len: usize,
     hasher: RandomState,
     /// Set while a capture walks the table in bucket order.
@@ -93,6 +114,8 @@ impl<V> Dict<V> {
     pub fn new() -> Self {
         Dict {
             buckets: empty_buckets(MIN_BUCKETS),
+            old: Vec::new(),
+            moved: 0,
             len: 0,
             hasher: RandomState::new(),
             shrink_paused: false,
@@ -109,49 +132,33 @@ impl<V> Dict<V> {
         self.len == 0
     }
 
-    /// Number of buckets (for `DEBUG HTSTATS`-like reporting).
+    /// Number of buckets, of both tables while a resize is under way: the range
+    /// [`Dict::iter_buckets`] splits.
     pub fn bucket_count(&self) -> usize {
-        self.buckets.len()
+        self.old.len() + self.buckets.len()
+    }
+
+    /// Whether a resize is under way (Redis's `dictIsRehashing`).
+    pub fn is_rehashing(&self) -> bool {
+        !self.old.is_empty()
+    }
+
+    /// Whether a resize to a smaller table is under way.
+    pub fn is_shrinking(&self) -> bool {
+        self.old.len() > self.buckets.len()
     }
 
     /// The table's statistics as Redis's `DEBUG HTSTATS` words them: size, elements, used
-    /// buckets, chain lengths and their distribution.
+    /// buckets, chain lengths and their distribution; while a resize is under way, the old
+    /// table as "main hash table" and the new one as "rehashing target".
     pub fn stats_text(&self) -> String {
-        use std::fmt::Write;
-        const LENGTHS: usize = 50;
-        if self.len == 0 {
-            return "Hash table 0 stats (main hash table):\nNo stats available for empty dictionaries\n".into();
+        if self.is_rehashing() {
+            let mut text = table_stats(&self.old, 0);
+            text.push_str(&table_stats(&self.buckets, 1));
+            text
+        } else {
+            table_stats(&self.buckets, 0)
         }
-        let mut distribution = [0usize; LENGTHS];
-        let (mut slots, mut longest, mut total) = (0usize, 0usize, 0usize);
-        for bucket in &self.buckets {
-            let mut chain = 0;
-            let mut node = bucket.as_deref();
-            while let Some(current) = node {
-                chain += 1;
-                node = current.next.as_deref();
-            }
-            distribution[chain.min(LENGTHS - 1)] += 1;
-            if chain > 0 {
-                slots += 1;
-                longest = longest.max(chain);
-                total += chain;
-            }
-        }
-        let size = self.buckets.len();
-        let mut text = format!(
-            "Hash table 0 stats (main hash table):\n table size: {size}\n number of elements: {}\n different slots: {slots}\n max chain length: {longest}\n avg chain length (counted): {:.2}\n avg chain length (computed): {:.2}\n Chain length distribution:\n",
-            self.len,
-            total as f64 / slots as f64,
-            self.len as f64 / slots as f64,
-        );
-        for (length, count) in distribution.iter().enumerate().take(LENGTHS - 1) {
-            if *count > 0 {
-                let percent = *count as f64 * 100.0 / size as f64;
-                let _ = writeln!(text, "   {length}: {count} ({percent:.2}%)");
-            }
-        }
-        text
     }
 
     fn hash_of(&self, key: &[u8]) -> u64 {
@@ -162,27 +169,36 @@ impl<V> Dict<V> {
         (hash as usize) & (self.buckets.len() - 1)
     }
 
-    pub(crate) fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
-        let mut node = self.buckets[self.bucket_for(hash)].as_deref();
-        while let Some(n) = node {
-            if n.hash == hash && n.key.as_bytes() == key {
-                return Some(&n.value);
-            }
-            node = n.next.as_deref();
+    /// The bucket of the old table that may still hold keys of `hash`.
+    fn old_bucket_for(&self, hash: u64) -> Option<usize> {
+        if self.old.is_empty() {
+            return None;
         }
-        None
+        let bucket = (hash as usize) & (self.old.len() - 1);
+        (bucket >= self.moved).then_some(bucket)
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
+        if let Some(bucket) = self.old_bucket_for(hash)
+            && let Some(node) = find_in(&self.old[bucket], hash, key)
+        {
+            return Some(node);
+        }
+        find_in(&self.buckets[self.bucket_for(hash)], hash, key)
+    }
+
+    pub(crate) fn get_hashed(&self, hash: u64, key: &[u8]) -> Option<&V> {
+        self.find(hash, key).map(|node| &node.value)
     }
 
     fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
-        let bucket = self.bucket_for(hash);
-        let mut node = self.buckets[bucket].as_deref_mut();
-        while let Some(n) = node {
-            if n.hash == hash && n.key.as_bytes() == key {
-                return Some(&mut n.value);
-            }
-            node = n.next.as_deref_mut();
+        let (old, bucket) = (self.old_bucket_for(hash), self.bucket_for(hash));
+        if let Some(old) = old
+            && let Some(node) = find_in_mut(&mut self.old[old], hash, key)
+        {
+            return Some(&mut node.value);
         }
-        None
+        find_in_mut(&mut self.buckets[bucket], hash, key).map(|node| &mut node.value)
     }
 
     /// The value stored under `key`.
@@ -192,6 +208,7 @@ impl<V> Dict<V> {
 
     /// The value stored under `key`, for changing it in place.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
+        self.rehash_step();
         self.get_mut_hashed(self.hash_of(key), key)
     }
 
@@ -202,6 +219,7 @@ impl<V> Dict<V> {
         key: &[u8],
         discard: impl FnOnce(&V) -> bool,
     ) -> Lookup<'_, V> {
+        self.rehash_step();
         let hash = self.hash_of(key);
         match self.get_hashed(hash, key) {
             None => Lookup::Missing,
@@ -231,11 +249,13 @@ impl<V> Dict<V> {
         None
     }
 
-    /// Makes room for `additional` more keys without resizing (a load's size hint).
+    /// Makes room for `additional` more keys without resizing (a load's size hint). An empty
+    /// table takes the new size at once; one with keys starts an incremental resize, unless
+    /// one is under way.
     pub fn reserve(&mut self, additional: usize) {
         let wanted = (self.len + additional).next_power_of_two();
-        if wanted > self.buckets.len() {
-            self.resize(wanted);
+        if wanted > self.buckets.len() && !self.is_rehashing() {
+            self.start_resize(wanted);
         }
     }
 
@@ -266,14 +286,18 @@ impl<V> Dict<V> {
     /// reads what the node's value points to (an entry in a store's slot), `far` what that points
     /// to in turn (the entry's own buffers). Each returns something computed from the memory it read, so a
     /// lookup that reads the value then finds it in the cache too. Each round's loads are
-    /// independent of each other; only the rounds follow one another.
+    /// independent of each other; only the rounds follow one another. While a resize is under
+    /// way, a key's old bucket is warmed if it still holds keys, its new one otherwise.
     pub fn warm_with(&self, hashes: &[u64], near: impl Fn(&V) -> u64, far: impl Fn(&V) -> u64) {
         const AT_ONCE: usize = 32;
         let mut seen = 0u64;
         for chunk in hashes.chunks(AT_ONCE) {
             let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
             for (head, &hash) in heads.iter_mut().zip(chunk) {
-                *head = self.buckets[self.bucket_for(hash)].as_deref();
+                *head = match self.old_bucket_for(hash) {
+                    Some(old) => self.old[old].as_deref(),
+                    None => self.buckets[self.bucket_for(hash)].as_deref(),
+                };
             }
             // Second round: the next node of each chain (tables run close to one key per
             // bucket, so chains of two are common; longer ones are rare).
@@ -307,16 +331,13 @@ impl<V> Dict<V> {
         None
     }
 
-    /// Stores a key known to be absent.
+    /// Stores a key known to be absent: in the new table while a resize is under way, after
+    /// moving one old bucket.
     pub(crate) fn insert_new(&mut self, hash: u64, key: Key, value: V) {
-        let limit = if resizes_paused() {
-            self.buckets.len() * FORCED_RESIZE_RATIO
+        if self.is_rehashing() {
+            self.rehash_step();
         } else {
-            self.buckets.len()
-        };
-        let grown = self.buckets.len() * 2;
-        if self.len >= limit && growth_allowed(grown, self.len, self.buckets.len()) {
-            self.resize(grown);
+            self.grow_if_full();
         }
         let bucket = self.bucket_for(hash);
         let next = self.buckets[bucket].take();
@@ -327,6 +348,20 @@ impl<V> Dict<V> {
             next,
         }));
         self.len += 1;
+    }
+
+    /// Starts doubling the table once it holds a key per bucket (five while resizes are
+    /// paused), if the growth guard allows.
+    fn grow_if_full(&mut self) {
+        let buckets = self.buckets.len();
+        let limit = if resizes_paused() {
+            buckets * FORCED_RESIZE_RATIO
+        } else {
+            buckets
+        };
+        if self.len >= limit && growth_allowed(buckets * 2, self.len, buckets) {
+            self.start_resize(buckets * 2);
+        }
     }
 
     /// The value under `key`, inserting `make()` first if the key is absent.
@@ -343,91 +378,161 @@ impl<V> Dict<V> {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        self.rehash_step();
         self.remove_hashed(self.hash_of(key), key)
     }
 
     fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<V> {
-        let bucket = self.bucket_for(hash);
-        let mut link = &mut self.buckets[bucket];
-        loop {
-            match link {
-                None => return None,
-                Some(node) if node.hash == hash && node.key.as_bytes() == key => {
-                    let mut removed = link.take()?;
-                    *link = removed.next.take();
-                    self.len -= 1;
-                    self.shrink_if_sparse();
-                    return Some(removed.value);
-                }
-                Some(node) => link = &mut node.next,
-            }
-        }
+        let (old, bucket) = (self.old_bucket_for(hash), self.bucket_for(hash));
+        let removed = match old.and_then(|old| unlink(&mut self.old[old], hash, key)) {
+            Some(node) => node,
+            None => unlink(&mut self.buckets[bucket], hash, key)?,
+        };
+        self.len -= 1;
+        self.shrink_if_sparse();
+        Some(removed.value)
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        let old = std::mem::replace(&mut self.buckets, empty_buckets(MIN_BUCKETS));
-        drop_buckets(old);
+        let table = std::mem::replace(&mut self.buckets, empty_buckets(MIN_BUCKETS));
+        drop_buckets(table);
+        drop_buckets(std::mem::take(&mut self.old));
+        self.moved = 0;
         self.len = 0;
     }
 
     fn shrink_if_sparse(&mut self) {
-        if resizes_paused() || self.shrink_paused {
+        if resizes_paused() || self.shrink_paused || self.is_rehashing() {
             return;
         }
         let buckets = self.buckets.len();
         if buckets > MIN_BUCKETS && self.len * 10 < buckets {
-            self.resize((self.len.next_power_of_two() * 2).max(MIN_BUCKETS));
+            self.start_resize((self.len.next_power_of_two() * 2).max(MIN_BUCKETS));
         }
     }
 
-    fn resize(&mut self, new_size: usize) {
-        let old = std::mem::replace(&mut self.buckets, empty_buckets(new_size));
-        for mut chain in old {
+    /// Starts moving the keys to a table of `new_size` buckets (INV-REHASH). An empty table is
+    /// simply replaced.
+    fn start_resize(&mut self, new_size: usize) {
+        let table = std::mem::replace(&mut self.buckets, empty_buckets(new_size));
+        if self.len == 0 {
+            drop_buckets(table);
+        } else {
+            self.old = table;
+            self.moved = 0;
+        }
+    }
+
+    /// One step of a resize under way: the next old bucket that holds keys.
+    fn rehash_step(&mut self) {
+        if self.is_rehashing() {
+            self.rehash(1);
+        }
+    }
+
+    /// Moves up to `buckets` non-empty buckets of a resize under way to the new table
+    /// (passing over at most [`EMPTY_VISITS`] empty ones for each), and returns whether the
+    /// resize is still under way. The owner calls it when it has time, as Redis's cron does
+    /// with `activerehashing`.
+    pub fn rehash(&mut self, buckets: usize) -> bool {
+        let mut empty_visits = buckets.saturating_mul(EMPTY_VISITS);
+        let mut left = buckets;
+        while left > 0 && self.moved < self.old.len() {
+            let mut chain = self.old[self.moved].take();
+            self.moved += 1;
+            if chain.is_none() {
+                empty_visits -= 1;
+                if empty_visits == 0 {
+                    break;
+                }
+                continue;
+            }
             while let Some(mut node) = chain {
                 chain = node.next.take();
                 let bucket = self.bucket_for(node.hash);
                 node.next = self.buckets[bucket].take();
                 self.buckets[bucket] = Some(node);
             }
+            left -= 1;
         }
+        if self.is_rehashing() && self.moved >= self.old.len() {
+            // Every bucket is empty: freeing reads the table once more, and no node.
+            self.old = Vec::new();
+            self.moved = 0;
+        }
+        self.is_rehashing()
     }
 
     /// Visits every key and value, in no particular order.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
-            buckets: self.buckets.iter(),
+            buckets: self.old[self.moved..].iter().chain(&self.buckets),
             chain: None,
         }
     }
 
-    /// Visits the keys and values of buckets `buckets` (clamped to the table), in table order:
-    /// disjoint ranges that cover `0..bucket_count()` visit every key once.
+    /// Visits the keys and values of buckets `buckets` (clamped to [`Dict::bucket_count`]),
+    /// in table order, the old table's buckets first while a resize is under way: disjoint
+    /// ranges that cover `0..bucket_count()` visit every key once.
     pub fn iter_buckets(&self, buckets: std::ops::Range<usize>) -> Iter<'_, V> {
-        let end = buckets.end.min(self.buckets.len());
-        let start = buckets.start.min(end);
+        let split = self.old.len();
+        let old = buckets.start.min(split)..buckets.end.min(split);
+        let end = buckets.end.saturating_sub(split).min(self.buckets.len());
+        let start = buckets.start.saturating_sub(split).min(end);
         Iter {
-            buckets: self.buckets[start..end].iter(),
+            buckets: self.old[old].iter().chain(&self.buckets[start..end]),
             chain: None,
         }
     }
 
     /// Calls `visit` for each key of the bucket(s) at `cursor` and returns the next cursor;
-    /// 0 means the scan is complete. Cursors follow Redis's reverse-binary order.
+    /// 0 means the scan is complete. Cursors follow Redis's reverse-binary order; while a
+    /// resize is under way, the smaller table's bucket and every bucket of the larger one
+    /// that its keys spread to are visited together (as Redis's `dictScan`).
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &V)) -> u64 {
-        let mask = (self.buckets.len() - 1) as u64;
-        let bucket = (cursor & mask) as usize;
-        for (key, value) in (ChainIter {
-            node: self.buckets[bucket].as_deref(),
-        }) {
+        let (small, large) = self.tables_by_size();
+        let small_mask = (small.len() - 1) as u64;
+        for (key, value) in chain_of(&small[(cursor & small_mask) as usize]) {
             visit(key, value);
         }
-        next_cursor(cursor, mask)
+        let Some(large) = large else {
+            return next_cursor(cursor, small_mask);
+        };
+        let large_mask = (large.len() - 1) as u64;
+        let mut cursor = cursor;
+        loop {
+            for (key, value) in chain_of(&large[(cursor & large_mask) as usize]) {
+                visit(key, value);
+            }
+            cursor = next_cursor(cursor, large_mask);
+            // Done once the bits only the larger table has wrap round to zero.
+            if cursor & (small_mask ^ large_mask) == 0 {
+                return cursor;
+            }
+        }
     }
 
-    /// Pulls into the cache the first nodes of buckets `from..from + count` and what `near`
-    /// and then `far` read of their values (as in [`Dict::warm_with`]): independent loads the
-    /// processor overlaps, where a walk would take one cache miss after another.
+    /// The two tables, smaller first; the second is `None` unless a resize is under way.
+    fn tables_by_size(&self) -> (&[Bucket<V>], Option<&[Bucket<V>]>) {
+        if !self.is_rehashing() {
+            (&self.buckets, None)
+        } else if self.old.len() < self.buckets.len() {
+            (&self.old, Some(&self.buckets))
+        } else {
+            (&self.buckets, Some(&self.old))
+        }
+    }
+
+    /// The number of positions of a walk in table order ([`Dict::visit_bucket_mut`]): the
+    /// larger table's bucket count.
+    fn walk_len(&self) -> usize {
+        self.buckets.len().max(self.old.len())
+    }
+
+    /// Pulls into the cache the first nodes at walk positions `from..from + count` and what
+    /// `near` and then `far` read of their values (as in [`Dict::warm_with`]): independent
+    /// loads the processor overlaps, where a walk would take one cache miss after another.
     pub fn warm_buckets(
         &self,
         from: usize,
@@ -435,68 +540,98 @@ impl<V> Dict<V> {
         near: impl Fn(&V) -> u64,
         far: impl Fn(&V) -> u64,
     ) {
-        let end = from.saturating_add(count).min(self.buckets.len());
-        let heads = self.buckets.get(from..end).unwrap_or_default();
+        let range = |table: &[Bucket<V>]| {
+            let end = from.saturating_add(count).min(table.len());
+            from.min(end)..end
+        };
+        let heads = self.old[range(&self.old)]
+            .iter()
+            .chain(&self.buckets[range(&self.buckets)]);
         let mut seen = 0u64;
-        for head in heads.iter().flatten() {
+        for head in heads.clone().flatten() {
             // A node may straddle two cache lines: the hash and the link sit apart.
             seen ^= head.hash ^ u64::from(head.next.is_some());
         }
-        for head in heads.iter().flatten() {
+        for head in heads.clone().flatten() {
             seen ^= near(&head.value);
             if let Some(second) = &head.next {
                 seen ^= second.hash;
             }
         }
-        for head in heads.iter().flatten() {
+        for head in heads.flatten() {
             seen ^= far(&head.value);
         }
         std::hint::black_box(seen);
     }
 
-    /// Visits bucket `index`'s keys and values for changing them, and returns the next
-    /// bucket's index, or 0 past the last (a walk in table order: sequential in memory, but
-    /// only complete if the table does not resize meanwhile; see [`Dict::pause_shrinking`]).
+    /// Visits the keys and values at walk position `index` for changing them, and returns the
+    /// next position, or 0 past the last: a walk in table order, sequential in memory. Position
+    /// `i` is bucket `i` of each table. Growing (at once or incrementally) moves a key of
+    /// position `i` only to positions at or after `i`, so a walk sees every key present
+    /// throughout, provided it starts with no shrink under way and none starts meanwhile (see
+    /// [`Dict::pause_shrinking`] and [`Dict::is_shrinking`]).
     pub fn visit_bucket_mut(&mut self, index: usize, mut visit: impl FnMut(&Key, &mut V)) -> usize {
-        let Some(bucket) = self.buckets.get_mut(index) else {
-            return 0;
-        };
-        let mut node = bucket.as_deref_mut();
-        while let Some(n) = node {
-            visit(&n.key, &mut n.value);
-            node = n.next.as_deref_mut();
+        let walk_len = self.walk_len();
+        for table in [&mut self.old, &mut self.buckets] {
+            let Some(bucket) = table.get_mut(index) else {
+                continue;
+            };
+            let mut node = bucket.as_deref_mut();
+            while let Some(n) = node {
+                visit(&n.key, &mut n.value);
+                node = n.next.as_deref_mut();
+            }
         }
-        if index + 1 >= self.buckets.len() {
-            0
-        } else {
-            index + 1
-        }
+        if index + 1 >= walk_len { 0 } else { index + 1 }
     }
 
-    /// Stops or resumes shrinking when keys are removed (a walk in table order restarts when
-    /// the table grows; with shrinking paused it restarts at most once per doubling).
+    /// Stops or resumes starting a shrink when keys are removed (a walk in table order
+    /// restarts when the table grows; with shrinking paused it restarts at most once per
+    /// doubling).
     pub fn pause_shrinking(&mut self, paused: bool) {
         self.shrink_paused = paused;
     }
 
-    /// Takes the keys and values of the bucket(s) at `cursor` out of the table, handing each
-    /// to `take`, and returns the next cursor (0 = the table is empty of what the walk saw).
-    /// Dismantling a detached table this way frees it a little at a time.
+    /// Takes the keys and values of the bucket(s) at `cursor` (as [`Dict::scan`] visits them)
+    /// out of the table, handing each to `take`, and returns the next cursor (0 = the table is
+    /// empty of what the walk saw). Dismantling a detached table this way frees it a little at
+    /// a time.
     pub fn drain_scan(&mut self, cursor: u64, mut take: impl FnMut(Key, V)) -> u64 {
-        let mask = (self.buckets.len() - 1) as u64;
-        let mut chain = self.buckets[(cursor & mask) as usize].take();
-        while let Some(mut node) = chain {
-            chain = node.next.take();
-            self.len -= 1;
-            let Node { key, value, .. } = *node;
-            take(key, value);
+        let mut drain = |bucket: &mut Bucket<V>, len: &mut usize| {
+            let mut chain = bucket.take();
+            while let Some(mut node) = chain {
+                chain = node.next.take();
+                *len -= 1;
+                let Node { key, value, .. } = *node;
+                take(key, value);
+            }
+        };
+        if !self.is_rehashing() {
+            let mask = (self.buckets.len() - 1) as u64;
+            drain(&mut self.buckets[(cursor & mask) as usize], &mut self.len);
+            return next_cursor(cursor, mask);
         }
-        next_cursor(cursor, mask)
+        let (small, large) = if self.old.len() < self.buckets.len() {
+            (&mut self.old, &mut self.buckets)
+        } else {
+            (&mut self.buckets, &mut self.old)
+        };
+        let (small_mask, large_mask) = ((small.len() - 1) as u64, (large.len() - 1) as u64);
+        drain(&mut small[(cursor & small_mask) as usize], &mut self.len);
+        let mut cursor = cursor;
+        loop {
+            drain(&mut large[(cursor & large_mask) as usize], &mut self.len);
+            cursor = next_cursor(cursor, large_mask);
+            if cursor & (small_mask ^ large_mask) == 0 {
+                return cursor;
+            }
+        }
     }
 
     /// Visits up to `count` keys near a random spot of the table: the chains of consecutive
     /// buckets from a random start, giving up after `count * 10` buckets (as Redis's
-    /// `dictGetSomeKeys`: cheaper than `count` random picks, and as good for sampling).
+    /// `dictGetSomeKeys`: cheaper than `count` random picks, and as good for sampling). While
+    /// a resize is under way, a position covers the bucket of that index in each table.
     pub fn sample(
         &self,
         count: usize,
@@ -507,66 +642,150 @@ impl<V> Dict<V> {
         if count == 0 {
             return;
         }
-        let mask = self.buckets.len() - 1;
-        let mut bucket = (random() as usize) & mask;
+        let mask = self.walk_len() - 1;
+        let mut position = (random() as usize) & mask;
         let mut visited = 0;
         let mut empty_run = 0;
         for _ in 0..count.saturating_mul(10).max(count) {
-            let chain = self.buckets[bucket].as_deref();
-            if chain.is_none() {
+            let chains = [self.old.get(position), self.buckets.get(position)];
+            if chains.iter().flatten().all(|bucket| bucket.is_none()) {
                 empty_run += 1;
                 // A long empty stretch: jump elsewhere, as Redis does.
                 if empty_run >= 5 && empty_run > count {
-                    bucket = (random() as usize) & mask;
+                    position = (random() as usize) & mask;
                     empty_run = 0;
                     continue;
                 }
             } else {
                 empty_run = 0;
             }
-            for (key, value) in (ChainIter { node: chain }) {
+            for (key, value) in chains.into_iter().flatten().flat_map(chain_of) {
                 visit(key, value);
                 visited += 1;
                 if visited == count {
                     return;
                 }
             }
-            bucket = (bucket + 1) & mask;
+            position = (position + 1) & mask;
         }
     }
 
     /// A key chosen at random, `random` being a source of random numbers. Every key has the
     /// same chance as long as no chain is longer than [`FAIR_CHAIN`]: a (bucket, position)
-    /// pair is drawn until it names a key, so a key in a short chain is not favoured over one
-    /// sharing its bucket (Redis's `dictGetFairRandomKey` serves the same purpose).
+    /// pair is drawn, over the buckets of both tables while a resize is under way, until it
+    /// names a key, so a key in a short chain is not favoured over one sharing its bucket
+    /// (Redis's `dictGetFairRandomKey` serves the same purpose).
     pub fn random_key(&self, mut random: impl FnMut() -> u64) -> Option<&[u8]> {
         if self.len == 0 {
             return None;
         }
-        let mask = (self.buckets.len() - 1) as u64;
+        let slots = self.bucket_count() as u64;
         for _ in 0..FAIR_TRIES {
-            let bucket = (random() & mask) as usize;
+            let bucket = self.slot(random() % slots);
             let position = (random() % FAIR_CHAIN) as usize;
-            let mut chain = ChainIter {
-                node: self.buckets[bucket].as_deref(),
-            };
-            if let Some((key, _)) = chain.nth(position) {
+            if let Some((key, _)) = chain_of(bucket).nth(position) {
                 return Some(key);
             }
         }
         // A nearly empty table that drew nothing: any key of a random non-empty bucket.
         loop {
-            let bucket = (random() & mask) as usize;
-            let chain: Vec<&[u8]> = ChainIter {
-                node: self.buckets[bucket].as_deref(),
-            }
-            .map(|(key, _)| key)
-            .collect();
+            let chain: Vec<&[u8]> = chain_of(self.slot(random() % slots))
+                .map(|(key, _)| key)
+                .collect();
             if !chain.is_empty() {
                 return Some(chain[(random() % chain.len() as u64) as usize]);
             }
         }
     }
+
+    /// Bucket `slot` of the old table followed by the new one (`slot < bucket_count()`).
+    fn slot(&self, slot: u64) -> &Bucket<V> {
+        let slot = slot as usize;
+        match self.old.get(slot) {
+            Some(bucket) => bucket,
+            None => &self.buckets[slot - self.old.len()],
+        }
+    }
+}
+
+/// The node of `key` in the chain that starts at `head`.
+fn find_in<'a, V>(head: &'a Bucket<V>, hash: u64, key: &[u8]) -> Option<&'a Node<V>> {
+    let mut node = head.as_deref();
+    while let Some(n) = node {
+        if n.hash == hash && n.key.as_bytes() == key {
+            return Some(n);
+        }
+        node = n.next.as_deref();
+    }
+    None
+}
+
+/// As [`find_in`], for changing the node's value.
+fn find_in_mut<'a, V>(head: &'a mut Bucket<V>, hash: u64, key: &[u8]) -> Option<&'a mut Node<V>> {
+    let mut node = head.as_deref_mut();
+    while let Some(n) = node {
+        if n.hash == hash && n.key.as_bytes() == key {
+            return Some(n);
+        }
+        node = n.next.as_deref_mut();
+    }
+    None
+}
+
+/// Takes the node of `key` out of the chain that starts at `head`.
+fn unlink<V>(head: &mut Bucket<V>, hash: u64, key: &[u8]) -> Option<Box<Node<V>>> {
+    let mut link = head;
+    loop {
+        match link {
+            None => return None,
+            Some(node) if node.hash == hash && node.key.as_bytes() == key => {
+                let mut removed = link.take()?;
+                *link = removed.next.take();
+                return Some(removed);
+            }
+            Some(node) => link = &mut node.next,
+        }
+    }
+}
+
+/// `DEBUG HTSTATS`'s report of one table (`index` 0 is the main table, 1 the rehashing
+/// target), with Redis's wording.
+fn table_stats<V>(table: &[Bucket<V>], index: usize) -> String {
+    use std::fmt::Write;
+    const LENGTHS: usize = 50;
+    let name = if index == 0 {
+        "main hash table"
+    } else {
+        "rehashing target"
+    };
+    let mut distribution = [0usize; LENGTHS];
+    let (mut slots, mut longest, mut total) = (0usize, 0usize, 0usize);
+    for bucket in table {
+        let chain = chain_of(bucket).count();
+        distribution[chain.min(LENGTHS - 1)] += 1;
+        if chain > 0 {
+            slots += 1;
+            longest = longest.max(chain);
+            total += chain;
+        }
+    }
+    if total == 0 {
+        return format!(
+            "Hash table {index} stats ({name}):\nNo stats available for empty dictionaries\n"
+        );
+    }
+    let size = table.len();
+    let average = total as f64 / slots as f64;
+    let mut text = format!(
+        "Hash table {index} stats ({name}):\n table size: {size}\n number of elements: {total}\n different slots: {slots}\n max chain length: {longest}\n avg chain length (counted): {average:.2}\n avg chain length (computed): {average:.2}\n Chain length distribution:\n",
+    );
+    for (length, count) in distribution.iter().enumerate().take(LENGTHS - 1) {
+        if *count > 0 {
+            let percent = *count as f64 * 100.0 / size as f64;
+            let _ = writeln!(text, "   {length}: {count} ({percent:.2}%)");
+        }
+    }
+    text
 }
 
 /// The `SCAN` cursor after `cursor` in a table of `mask + 1` buckets (reverse-binary order).
@@ -587,11 +806,12 @@ const FAIR_TRIES: usize = 4096;
 impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
         drop_buckets(std::mem::take(&mut self.buckets));
+        drop_buckets(std::mem::take(&mut self.old));
     }
 }
 
 /// Frees chains iteratively, so a long chain cannot overflow the stack.
-fn drop_buckets<V>(buckets: Vec<Option<Box<Node<V>>>>) {
+fn drop_buckets<V>(buckets: Vec<Bucket<V>>) {
     for mut chain in buckets {
         while let Some(mut node) = chain {
             chain = node.next.take();
@@ -600,11 +820,13 @@ fn drop_buckets<V>(buckets: Vec<Option<Box<Node<V>>>>) {
 }
 
 impl<V: Clone> Clone for Dict<V> {
-    /// A copy with the same buckets, hashes and chain order: no key is hashed again, and the
-    /// copy iterates in the original's order.
+    /// A copy with the same buckets, hashes and chain order, a resize under way included: no
+    /// key is hashed again, and the copy iterates in the original's order.
     fn clone(&self) -> Self {
         Dict {
             buckets: self.buckets.iter().map(clone_chain).collect(),
+            old: self.old.iter().map(clone_chain).collect(),
+            moved: self.moved,
             len: self.len,
             hasher: self.hasher.clone(),
             shrink_paused: false,
@@ -613,7 +835,7 @@ impl<V: Clone> Clone for Dict<V> {
 }
 
 /// A copy of the chain that starts at `head`, node by node in the same order.
-fn clone_chain<V: Clone>(head: &Option<Box<Node<V>>>) -> Option<Box<Node<V>>> {
+fn clone_chain<V: Clone>(head: &Bucket<V>) -> Bucket<V> {
     let mut copy = None;
     let mut tail = &mut copy;
     let mut node = head.as_deref();
@@ -630,15 +852,19 @@ fn clone_chain<V: Clone>(head: &Option<Box<Node<V>>>) -> Option<Box<Node<V>>> {
     copy
 }
 
-fn empty_buckets<V>(size: usize) -> Vec<Option<Box<Node<V>>>> {
-    let mut buckets = Vec::with_capacity(size);
-    buckets.resize_with(size, || None);
-    buckets
+/// A table of `size` empty buckets, allocated zeroed: a large one comes as fresh pages the
+/// kernel zeroes on first touch, so the keys moving in pay for the pages as they fill them.
+fn empty_buckets<V>(size: usize) -> Vec<Bucket<V>> {
+    bytemuck::allocation::zeroed_vec(size)
 }
+
+/// The buckets a walk of both tables visits.
+type Buckets<'a, V> =
+    std::iter::Chain<std::slice::Iter<'a, Bucket<V>>, std::slice::Iter<'a, Bucket<V>>>;
 
 /// Iterator over a table's keys and values, in table order.
 pub struct Iter<'a, V> {
-    buckets: std::slice::Iter<'a, Option<Box<Node<V>>>>,
+    buckets: Buckets<'a, V>,
     chain: Option<&'a Node<V>>,
 }
 
@@ -663,6 +889,13 @@ impl<'a, V> Iterator for Iter<'a, V> {
             }
             self.chain = self.buckets.next()?.as_deref();
         }
+    }
+}
+
+/// The keys and values of the chain that starts at `head`.
+fn chain_of<V>(head: &Bucket<V>) -> ChainIter<'_, V> {
+    ChainIter {
+        node: head.as_deref(),
     }
 }
 
@@ -781,6 +1014,108 @@ mod tests {
                 prop_assert!(seen.contains(i.to_be_bytes().as_slice()));
             }
         }
+    }
+
+    proptest! {
+        /// Disjoint bucket ranges cover every key once, a resize under way or not (the
+        /// parallel save's split).
+        #[test]
+        fn bucket_ranges_cover_every_key_once(ops in ops(), run in 1usize..40) {
+            let mut dict = Dict::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => { dict.insert(&k.to_be_bytes(), v); }
+                    Op::Remove(k) => { dict.remove(&k.to_be_bytes()); }
+                }
+            }
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            let mut start = 0;
+            while start < dict.bucket_count() {
+                seen.extend(dict.iter_buckets(start..start + run).map(|(k, _)| k.to_vec()));
+                start += run;
+            }
+            let mut all: Vec<Vec<u8>> = dict.iter().map(|(k, _)| k.to_vec()).collect();
+            prop_assert_eq!(seen.len(), dict.len());
+            seen.sort();
+            all.sort();
+            prop_assert_eq!(seen, all);
+        }
+    }
+
+    /// Fills a table until a doubling has just started.
+    fn table_in_the_middle_of_growing(keys: u32) -> Dict<u32> {
+        let mut dict = Dict::new();
+        for i in 0..keys {
+            dict.insert(&i.to_be_bytes(), i);
+        }
+        assert!(dict.is_rehashing(), "{keys} keys start a doubling");
+        dict
+    }
+
+    /// INV-REHASH: a doubling moves a bucket or so per insert; until it is over, keys are
+    /// found in both tables, scanned, drawn at random and reported as Redis does.
+    #[test]
+    fn a_doubling_moves_keys_a_bucket_at_a_time() {
+        let mut dict = table_in_the_middle_of_growing(1025);
+        assert_eq!((dict.old.len(), dict.buckets.len()), (1024, 2048));
+        assert!(dict.moved <= 1 + EMPTY_VISITS, "moved {}", dict.moved);
+        for i in 0..1025u32 {
+            assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
+        }
+        let stats = dict.stats_text();
+        assert!(stats.contains("Hash table 0 stats (main hash table):\n table size: 1024\n"));
+        assert!(stats.contains("Hash table 1 stats (rehashing target):\n table size: 2048\n"));
+        let mut scanned = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = dict.scan(cursor, |k, _| {
+                scanned.insert(k.to_vec());
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(scanned.len(), 1025);
+        // SplitMix64: xorshift's consecutive outputs are linearly related, which would tie
+        // the drawn chain position to the drawn bucket.
+        let mut state = 99u64;
+        let mut rng = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let drawn: HashSet<Vec<u8>> = (0..40_000)
+            .filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec()))
+            .collect();
+        assert_eq!(drawn.len(), 1025, "every key drawn, from both tables");
+        assert!(!dict.rehash(usize::MAX));
+        assert_eq!((dict.old.len(), dict.bucket_count()), (0, 2048));
+        for i in 0..1025u32 {
+            assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
+        }
+    }
+
+    /// A table shrinks a bucket at a time too, and a drained detached table empties whole.
+    #[test]
+    fn a_shrink_is_incremental_and_a_drain_takes_every_key() {
+        let mut dict = table_in_the_middle_of_growing(1025);
+        dict.rehash(usize::MAX);
+        for i in 0..930u32 {
+            dict.remove(&i.to_be_bytes());
+        }
+        assert!(dict.is_shrinking(), "95 keys in 2048 buckets shrink");
+        let mut taken = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            cursor = dict.drain_scan(cursor, |k, _| {
+                taken.insert(k.as_bytes().to_vec());
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!((taken.len(), dict.len()), (95, 0));
     }
 
     #[test]

@@ -233,13 +233,30 @@ impl Entries {
         self.index.random_key(random)
     }
 
+    /// Whether the hash table is resizing (see [`Dict::is_rehashing`]).
+    pub(crate) fn is_rehashing(&self) -> bool {
+        self.index.is_rehashing()
+    }
+
+    /// Whether the hash table is moving its keys to a smaller table (see
+    /// [`Dict::is_shrinking`]).
+    pub(crate) fn is_shrinking(&self) -> bool {
+        self.index.is_shrinking()
+    }
+
+    /// Moves up to `buckets` buckets of a resize under way; returns whether it is still under
+    /// way (see [`Dict::rehash`]).
+    pub(crate) fn rehash(&mut self, buckets: usize) -> bool {
+        self.index.rehash(buckets)
+    }
+
     /// Stops or resumes shrinking (see [`Dict::pause_shrinking`]).
     pub(crate) fn pause_shrinking(&mut self, paused: bool) {
         self.index.pause_shrinking(paused);
     }
 
-    /// Visits bucket `index`'s keys and entries for changing them, and returns the next
-    /// bucket's index, or 0 past the last (see [`Dict::visit_bucket_mut`]).
+    /// Visits the keys and entries at walk position `index` for changing them, and returns
+    /// the next position, or 0 past the last (see [`Dict::visit_bucket_mut`]).
     pub(crate) fn visit_bucket_mut(
         &mut self,
         index: usize,

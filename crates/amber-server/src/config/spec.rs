@@ -215,6 +215,7 @@ const IMPLEMENTED: &[&str] = &[
     "tcp-keepalive",
     "tcp-backlog",
     "hz",
+    "activerehashing",
     "active-expire-effort",
     "proto-max-bulk-len",
     "client-query-buffer-limit",

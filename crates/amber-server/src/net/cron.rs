@@ -14,6 +14,7 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
     let mut last_sample = Instant::now();
     let mut last_bytes = network_bytes(&shared.borrow().stats);
     let mut trimmer = crate::alloc::SlackTrimmer::default();
+    let mut rehash_db = 0;
     loop {
         let hz = shared.borrow().settings.hz;
         tokio::time::sleep(Duration::from_millis(u64::from(1000 / hz.max(1)))).await;
@@ -30,6 +31,10 @@ pub(crate) async fn cron(shared: Rc<RefCell<Server>>) {
                 out: &mut unused,
             };
             server.expire_replica_keys(&mut origin);
+        }
+        // As Redis: not while a child shares the pages, which each move would make it copy.
+        if server.settings.active_rehashing && !server.has_active_child() {
+            active_rehash(&mut server, &mut rehash_db);
         }
         close_idle_clients(&server);
         server.evict_clients();
@@ -130,6 +135,27 @@ fn active_expire(server: &mut Server, hz: u32) {
         out: &mut unused,
     };
     server.collect_expired(&mut origin);
+}
+
+/// Redis's `incrementallyRehash`: gives the first database from `next_db` on whose key or
+/// expiry table is resizing up to a millisecond of moving keys (INV-REHASH), so a table that
+/// is only read still finishes its resize.
+fn active_rehash(server: &mut Server, next_db: &mut usize) {
+    /// Buckets moved between looks at the clock (Redis's `dictRehashMilliseconds` step).
+    const BATCH: usize = 100;
+    let budget = Duration::from_millis(1);
+    let count = server.keyspace.db_count();
+    for _ in 0..count {
+        let index = *next_db % count;
+        *next_db = (index + 1) % count;
+        let db = server.keyspace.db(index);
+        if !db.is_rehashing() {
+            continue;
+        }
+        let started = Instant::now();
+        while db.rehash(BATCH) && started.elapsed() < budget {}
+        return;
+    }
 }
 
 fn close_idle_clients(server: &Server) {

@@ -24,6 +24,8 @@ pub(crate) struct Settings {
     pub hz: u32,
     /// `active-expire-effort`.
     pub active_expire_effort: u32,
+    /// `activerehashing`: the cron moves keys of the key tables' resizes under way.
+    pub active_rehashing: bool,
     /// `enable-debug-command`: `no`, `yes` or `local`.
     pub enable_debug_command: String,
     /// `tcp-keepalive` in seconds (0 = off).
@@ -82,6 +84,7 @@ impl Settings {
             client_query_buffer_limit: config.get_i64("client-query-buffer-limit").max(0) as usize,
             hz: config.get_i64("hz").clamp(1, 500) as u32,
             active_expire_effort: config.get_i64("active-expire-effort").clamp(1, 10) as u32,
+            active_rehashing: config.get_bool("activerehashing"),
             enable_debug_command: config.get("enable-debug-command").to_string(),
             tcp_keepalive: config
                 .get_i64("tcp-keepalive")
