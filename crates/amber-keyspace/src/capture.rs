@@ -388,11 +388,11 @@ mod tests {
     #[test]
     fn a_walk_starting_in_the_middle_of_a_shrink_sees_every_key() {
         let value = |k: u16| Value::Str(StrValue::from_bytes(k.to_string().as_bytes()));
-        // 1000 keys fill 1024 buckets; removing down to 102 starts a shrink to 256 buckets,
+        // 8000 keys fill 8192 buckets; removing down to 819 starts a shrink to 2048 buckets,
         // and the removals after it move only a few buckets.
-        for removed in [898u16, 900, 910] {
+        for removed in [7181u16, 7190, 7200] {
             let mut keyspace = Keyspace::new(1);
-            for k in 0..1000 {
+            for k in 0..8000 {
                 keyspace.db(0).insert(&key(k), Entry::new(value(k), NOW));
             }
             for k in 0..removed {

@@ -18,10 +18,10 @@ static RESIZES_PAUSED: AtomicBool = AtomicBool::new(false);
 /// How overloaded a table may get while resizes are paused (Redis's `dict_force_resize_ratio`).
 const FORCED_RESIZE_RATIO: usize = 5;
 
-/// Pauses or resumes starting table resizes. Resizing relinks every node of a table, which
-/// would make the kernel copy every page a forked child still shares; like Redis, tables only
-/// start to grow during a fork when they are 5 times overloaded, and never shrink. A resize
-/// already under way goes on a bucket per change, as in Redis.
+/// Pauses or resumes table resizes. Resizing relinks every node of a table, which would make
+/// the kernel copy every page a forked child still shares; like Redis, tables only start to
+/// grow during a fork when they are 5 times overloaded, never shrink, and a resize already
+/// under way waits unless one table is 5 times the other's size.
 pub fn pause_resizes(paused: bool) {
     RESIZES_PAUSED.store(paused, Ordering::Relaxed);
 }
@@ -73,6 +73,10 @@ type Bucket<V> = Option<Box<Node<V>>>;
 /// Empty buckets a resize step may pass over for each bucket it moves (Redis's
 /// `empty_visits`), so a step through a sparse old table still ends soon.
 const EMPTY_VISITS: usize = 10;
+
+/// A table of at most this many buckets resizes at once rather than a bucket at a time (in
+/// unit tests only the smallest do, so the proptests' small tables resize incrementally).
+const RESIZE_AT_ONCE: usize = if cfg!(test) { 16 } else { 1024 };
 
 /// What [`Dict::get_mut_unless`] found.
 pub enum Lookup<'a, V> {
@@ -413,14 +417,19 @@ impl<V> Dict<V> {
     }
 
     /// Starts moving the keys to a table of `new_size` buckets (INV-REHASH). An empty table is
-    /// simply replaced.
+    /// simply replaced; a small one moves at once (tens of microseconds), so small hashes and
+    /// sets, which only move keys when written, never sit half-resized with both tables.
     fn start_resize(&mut self, new_size: usize) {
         let table = std::mem::replace(&mut self.buckets, empty_buckets(new_size));
         if self.len == 0 {
             drop_buckets(table);
-        } else {
-            self.old = table;
-            self.moved = 0;
+            return;
+        }
+        let small = table.len() <= RESIZE_AT_ONCE;
+        self.old = table;
+        self.moved = 0;
+        if small {
+            self.move_buckets(usize::MAX);
         }
     }
 
@@ -436,6 +445,16 @@ impl<V> Dict<V> {
     /// resize is still under way. The owner calls it when it has time, as Redis's cron does
     /// with `activerehashing`.
     pub fn rehash(&mut self, buckets: usize) -> bool {
+        if resizes_paused() && !self.resize_is_extreme() {
+            // Moving nodes would copy the pages a forked child shares (Redis's
+            // `DICT_RESIZE_AVOID`): the resize waits for the child, unless it is extreme.
+            return self.is_rehashing();
+        }
+        self.move_buckets(buckets)
+    }
+
+    /// The moving part of [`Dict::rehash`].
+    fn move_buckets(&mut self, buckets: usize) -> bool {
         let mut empty_visits = buckets.saturating_mul(EMPTY_VISITS);
         let mut left = buckets;
         while left > 0 && self.moved < self.old.len() {
@@ -462,6 +481,16 @@ impl<V> Dict<V> {
             self.moved = 0;
         }
         self.is_rehashing()
+    }
+
+    /// Whether one table is [`FORCED_RESIZE_RATIO`] times the other's size: a resize that
+    /// goes on even while resizes are paused.
+    fn resize_is_extreme(&self) -> bool {
+        let (small, large) = match self.tables_by_size() {
+            (small, Some(large)) => (small.len(), large.len()),
+            (_, None) => return false,
+        };
+        large / small >= FORCED_RESIZE_RATIO
     }
 
     /// Visits every key and value, in no particular order.
@@ -1056,15 +1085,15 @@ mod tests {
     /// found in both tables, scanned, drawn at random and reported as Redis does.
     #[test]
     fn a_doubling_moves_keys_a_bucket_at_a_time() {
-        let mut dict = table_in_the_middle_of_growing(1025);
-        assert_eq!((dict.old.len(), dict.buckets.len()), (1024, 2048));
+        let mut dict = table_in_the_middle_of_growing(4097);
+        assert_eq!((dict.old.len(), dict.buckets.len()), (4096, 8192));
         assert!(dict.moved <= 1 + EMPTY_VISITS, "moved {}", dict.moved);
-        for i in 0..1025u32 {
+        for i in 0..4097u32 {
             assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
         }
         let stats = dict.stats_text();
-        assert!(stats.contains("Hash table 0 stats (main hash table):\n table size: 1024\n"));
-        assert!(stats.contains("Hash table 1 stats (rehashing target):\n table size: 2048\n"));
+        assert!(stats.contains("Hash table 0 stats (main hash table):\n table size: 4096\n"));
+        assert!(stats.contains("Hash table 1 stats (rehashing target):\n table size: 8192\n"));
         let mut scanned = HashSet::new();
         let mut cursor = 0;
         loop {
@@ -1075,7 +1104,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(scanned.len(), 1025);
+        assert_eq!(scanned.len(), 4097);
         // SplitMix64: xorshift's consecutive outputs are linearly related, which would tie
         // the drawn chain position to the drawn bucket.
         let mut state = 99u64;
@@ -1085,13 +1114,13 @@ mod tests {
             let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        let drawn: HashSet<Vec<u8>> = (0..40_000)
+        let drawn: HashSet<Vec<u8>> = (0..200_000)
             .filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec()))
             .collect();
-        assert_eq!(drawn.len(), 1025, "every key drawn, from both tables");
+        assert_eq!(drawn.len(), 4097, "every key drawn, from both tables");
         assert!(!dict.rehash(usize::MAX));
-        assert_eq!((dict.old.len(), dict.bucket_count()), (0, 2048));
-        for i in 0..1025u32 {
+        assert_eq!((dict.old.len(), dict.bucket_count()), (0, 8192));
+        for i in 0..4097u32 {
             assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
         }
     }
@@ -1099,12 +1128,12 @@ mod tests {
     /// A table shrinks a bucket at a time too, and a drained detached table empties whole.
     #[test]
     fn a_shrink_is_incremental_and_a_drain_takes_every_key() {
-        let mut dict = table_in_the_middle_of_growing(1025);
+        let mut dict = table_in_the_middle_of_growing(4097);
         dict.rehash(usize::MAX);
-        for i in 0..930u32 {
+        for i in 0..3280u32 {
             dict.remove(&i.to_be_bytes());
         }
-        assert!(dict.is_shrinking(), "95 keys in 2048 buckets shrink");
+        assert!(dict.is_shrinking(), "817 keys in 8192 buckets shrink");
         let mut taken = HashSet::new();
         let mut cursor = 0;
         loop {
@@ -1115,7 +1144,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!((taken.len(), dict.len()), (95, 0));
+        assert_eq!((taken.len(), dict.len()), (817, 0));
     }
 
     #[test]
