@@ -58,6 +58,9 @@ pub(crate) struct BenchArgs {
     /// Only the eviction comparison (hit rate under a Zipf load, SET while evicting).
     #[arg(long)]
     pub eviction_only: bool,
+    /// Only the key-table doubling comparison (SET and PING latency while the table resizes).
+    #[arg(long)]
+    pub growth_only: bool,
     /// Only the HyperLogLog, GEO and SORT comparison.
     #[arg(long)]
     pub commands_only: bool,
@@ -373,6 +376,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.eviction_only {
         return crate::bench_eviction::run(args);
+    }
+    if args.growth_only {
+        return crate::bench_growth::run(args);
     }
     if args.scripting_only {
         return crate::bench_scripting::run(args);

@@ -20,6 +20,7 @@ mod bench_commands;
 mod bench_connections;
 mod bench_cow;
 mod bench_eviction;
+mod bench_growth;
 mod bench_pubsub;
 mod bench_replication;
 mod bench_scripting;
