@@ -1,10 +1,11 @@
 //! Key lookups in a database larger than the processor's caches, one at a time and as a
 //! pipelined batch whose keys are first brought into the cache together (`Db::warm_keys`);
-//! and the copy of a hash-table value a forkless snapshot takes of each key it captures.
+//! the copy of a hash-table value a forkless snapshot takes of each key it captures; and a
+//! table grown to 1M keys.
 
 #![allow(clippy::unwrap_used)] // a benchmark may panic on what it did not expect
 
-use amber_keyspace::{Db, Entry, HashLimits, HashValue, SetValue, StrValue, Value};
+use amber_keyspace::{Db, Dict, Entry, HashLimits, HashValue, SetValue, StrValue, Value};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: u64 = 1_000_000;
@@ -90,5 +91,24 @@ fn copies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups, copies);
+/// A table built from empty to 1M keys, through every doubling: the total cost of the
+/// incremental resizes (the stall they avoid is measured by `cargo xtask bench --growth-only`).
+fn growth(c: &mut Criterion) {
+    let keys: Vec<Vec<u8>> = (0..KEYS).map(key).collect();
+    let mut group = c.benchmark_group("grow");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(KEYS));
+    group.bench_function("insert_1m_keys", |b| {
+        b.iter(|| {
+            let mut table = Dict::new();
+            for (value, key) in keys.iter().enumerate() {
+                table.insert(key, value as u32);
+            }
+            table
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, copies, growth);
 criterion_main!(benches);
