@@ -30,6 +30,16 @@ fn resizes_paused() -> bool {
     RESIZES_PAUSED.load(Ordering::Relaxed)
 }
 
+/// Set while a file loads: nobody waits on a table's resize, so it moves every key at once.
+static RESIZE_AT_ONCE_WHILE_LOADING: AtomicBool = AtomicBool::new(false);
+
+/// Makes tables resize at once (`true`, while a file loads and no client is served) or a few
+/// buckets per change (INV-REHASH). Resizing at once costs less in all: lookups never read
+/// two tables.
+pub fn resize_at_once(at_once: bool) {
+    RESIZE_AT_ONCE_WHILE_LOADING.store(at_once, Ordering::Relaxed);
+}
+
 /// Decides whether a table may allocate this many more bytes to grow (see
 /// [`set_growth_guard`]).
 pub type GrowthGuard = fn(extra_bytes: usize) -> bool;
@@ -430,7 +440,8 @@ impl<V> Dict<V> {
             drop_buckets(table);
             return;
         }
-        let small = table.len() <= RESIZE_AT_ONCE;
+        let small =
+            table.len() <= RESIZE_AT_ONCE || RESIZE_AT_ONCE_WHILE_LOADING.load(Ordering::Relaxed);
         self.old = table;
         self.moved = 0;
         if small {

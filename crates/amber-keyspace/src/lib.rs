@@ -30,7 +30,9 @@ pub use access::{AccessClock, LFU_INIT_VAL, access_clock, freeze_access, set_acc
 pub use build::ValueBuilder;
 pub use capture::CaptureSink;
 pub use db::{Db, Entry, ExpireCycle, Keyspace, WARM_BATCH};
-pub use dict::{Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, set_growth_guard};
+pub use dict::{
+    Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, resize_at_once, set_growth_guard,
+};
 pub use digest::{Digest, DigestBuilder, dataset_digest, sha1, value_digest};
 pub use evict::{EvictionPolicy, EvictionPool};
 pub use glob::glob_match;

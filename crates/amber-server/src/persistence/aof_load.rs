@@ -287,8 +287,11 @@ impl LoadJob {
     fn step(&mut self, server: &mut Server) -> Option<Result<Manifest, AofLoadError>> {
         // As in Redis, nothing expires while the log replays: its commands meet the keys as
         // they first did. Expired keys go once the load is over.
+        // Clients only get -LOADING meanwhile: tables may resize at once, which costs less.
         server.keyspace.set_expiry_paused(true);
+        amber_keyspace::resize_at_once(true);
         let result = self.advance(server);
+        amber_keyspace::resize_at_once(false);
         server.keyspace.set_expiry_paused(false);
         let result = result?;
         server.loading = None;
