@@ -625,3 +625,72 @@ fn blocking_pops_wait_time_out_and_serve_in_order() {
         "a client that leaves is unblocked"
     );
 }
+
+/// The text of `DEBUG HTSTATS 0`.
+fn table_stats(client: &mut Client) -> String {
+    let Frame::Bulk(stats) = client.cmd(&["DEBUG", "HTSTATS", "0"]) else {
+        panic!("DEBUG HTSTATS replies with a bulk string");
+    };
+    String::from_utf8(stats).unwrap()
+}
+
+/// Every key a whole `SCAN` returns, each once.
+fn scan_all(client: &mut Client) -> std::collections::HashSet<Vec<u8>> {
+    let mut keys = std::collections::HashSet::new();
+    let mut cursor = b"0".to_vec();
+    loop {
+        let Frame::Array(reply) = client.cmd(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"100"])
+        else {
+            panic!("SCAN replies with an array");
+        };
+        let [Frame::Bulk(next), Frame::Array(batch)] = reply.as_slice() else {
+            panic!("SCAN's reply is a cursor and a batch: {reply:?}");
+        };
+        for key in batch {
+            let Frame::Bulk(key) = key else {
+                panic!("a key is a bulk string");
+            };
+            keys.insert(key.clone());
+        }
+        if next.as_slice() == b"0" {
+            return keys;
+        }
+        cursor = next.clone();
+    }
+}
+
+/// INV-REHASH: a key table past its load resizes a few buckets per write; meanwhile every key
+/// is found, scanned once per scan and counted, and with `activerehashing` the cron finishes
+/// the resize without writes.
+#[test]
+fn a_doubling_key_table_serves_every_key_until_the_cron_finishes_it() {
+    let server =
+        ServerProcess::amber(&["--enable-debug-command", "yes", "--activerehashing", "no"]);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "8190"]);
+    for i in 0..10 {
+        client.cmd(&["SET", &format!("extra:{i}"), "x"]);
+    }
+    let stats = table_stats(&mut client);
+    assert!(
+        stats.contains("Hash table 1 stats (rehashing target):\n table size: 16384\n"),
+        "the table doubles a bucket at a time: {stats}"
+    );
+    assert_eq!(client.cmd(&["DBSIZE"]), Frame::Integer(8200));
+    assert_eq!(scan_all(&mut client).len(), 8200);
+    assert_eq!(client.cmd(&["GET", "key:0"]), bulk("value:0"));
+    assert_eq!(client.cmd(&["GET", "extra:9"]), bulk("x"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        table_stats(&mut client).contains("rehashing target"),
+        "without activerehashing only writes move keys"
+    );
+    client.cmd(&["CONFIG", "SET", "activerehashing", "yes"]);
+    common::wait_for(
+        || !table_stats(&mut client).contains("rehashing target"),
+        "the cron to finish the resize",
+    );
+    assert!(table_stats(&mut client).contains(" table size: 16384\n"));
+    assert_eq!(scan_all(&mut client).len(), 8200);
+    assert_eq!(client.cmd(&["GET", "key:8189"]), bulk("value:8189"));
+}
