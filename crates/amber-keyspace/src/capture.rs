@@ -350,6 +350,14 @@ mod tests {
         }
     }
 
+    /// A sink that files each captured entry in `image`, checking none comes twice.
+    fn into_image(image: &mut Image) -> impl FnMut(usize, crate::SmallBytes, Entry) + '_ {
+        |db, key, entry| {
+            let value = (string(&entry), entry.expire_at());
+            assert!(image.insert((db, key.to_vec()), value).is_none());
+        }
+    }
+
     /// A table that would shrink or grow in the middle of the walk.
     #[test]
     fn a_walk_survives_the_table_resizing_under_it() {
@@ -363,10 +371,7 @@ mod tests {
             let expected = image_of(&keyspace);
             keyspace.begin_capture();
             let mut image = Image::new();
-            let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
-                let value = (string(&entry), entry.expire_at());
-                assert!(image.insert((db, key.to_vec()), value).is_none());
-            };
+            let mut out = into_image(&mut image);
             keyspace.capture_step(usize::from(keys) * 3 / 4, &mut out);
             for k in 0..delete {
                 keyspace.db(0).delete(&key(k));
@@ -401,10 +406,7 @@ mod tests {
             let expected = image_of(&keyspace);
             keyspace.begin_capture();
             let mut image = Image::new();
-            let mut out = |db: usize, key: crate::SmallBytes, entry: Entry| {
-                let value = (string(&entry), entry.expire_at());
-                assert!(image.insert((db, key.to_vec()), value).is_none());
-            };
+            let mut out = into_image(&mut image);
             // The walk takes a step; the resize, a bucket per removal, then moves the keys
             // past it to the buckets it has visited.
             keyspace.capture_step(5, &mut out);
