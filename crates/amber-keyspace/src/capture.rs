@@ -381,6 +381,7 @@ mod tests {
                 keyspace.db(0).insert(&name, Entry::new(value(k), NOW));
             }
             while !keyspace.capture_step(7, &mut out) {}
+            drop(out);
             assert_eq!(
                 image, expected,
                 "{keys} keys, {delete} deleted, {insert} added"
@@ -414,6 +415,7 @@ mod tests {
                 keyspace.db(0).delete(b"no-such-key");
             }
             while !keyspace.capture_step(7, &mut out) {}
+            drop(out);
             assert_eq!(image, expected, "{removed} removed");
         }
     }
