@@ -537,25 +537,20 @@ impl<V> Dict<V> {
     /// that its keys spread to are visited together (as Redis's `dictScan`).
     pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], &V)) -> u64 {
         let (small, large) = self.tables_by_size();
-        let small_mask = (small.len() - 1) as u64;
-        for (key, value) in chain_of(&small[(cursor & small_mask) as usize]) {
-            visit(key, value);
-        }
-        let Some(large) = large else {
-            return next_cursor(cursor, small_mask);
-        };
-        let large_mask = (large.len() - 1) as u64;
-        let mut cursor = cursor;
-        loop {
-            for (key, value) in chain_of(&large[(cursor & large_mask) as usize]) {
-                visit(key, value);
-            }
-            cursor = next_cursor(cursor, large_mask);
-            // Done once the bits only the larger table has wrap round to zero.
-            if cursor & (small_mask ^ large_mask) == 0 {
-                return cursor;
-            }
-        }
+        scan_buckets(
+            cursor,
+            small.len(),
+            large.map(<[_]>::len),
+            |in_large, index| {
+                let table = match large {
+                    Some(large) if in_large => large,
+                    _ => small,
+                };
+                for (key, value) in chain_of(&table[index]) {
+                    visit(key, value);
+                }
+            },
+        )
     }
 
     /// The two tables, smaller first; the second is `None` unless a resize is under way.
@@ -642,35 +637,30 @@ impl<V> Dict<V> {
     /// empty of what the walk saw). Dismantling a detached table this way frees it a little at
     /// a time.
     pub fn drain_scan(&mut self, cursor: u64, mut take: impl FnMut(Key, V)) -> u64 {
-        let mut drain = |bucket: &mut Bucket<V>, len: &mut usize| {
-            let mut chain = bucket.take();
+        let Dict {
+            buckets, old, len, ..
+        } = self;
+        let (small, mut large) = if old.is_empty() {
+            (buckets, None)
+        } else if old.len() < buckets.len() {
+            (old, Some(buckets))
+        } else {
+            (buckets, Some(old))
+        };
+        let large_len = large.as_ref().map(|table| table.len());
+        scan_buckets(cursor, small.len(), large_len, |in_large, index| {
+            let table = match large.as_deref_mut() {
+                Some(large) if in_large => large,
+                _ => &mut *small,
+            };
+            let mut chain = table[index].take();
             while let Some(mut node) = chain {
                 chain = node.next.take();
                 *len -= 1;
                 let Node { key, value, .. } = *node;
                 take(key, value);
             }
-        };
-        if !self.is_rehashing() {
-            let mask = (self.buckets.len() - 1) as u64;
-            drain(&mut self.buckets[(cursor & mask) as usize], &mut self.len);
-            return next_cursor(cursor, mask);
-        }
-        let (small, large) = if self.old.len() < self.buckets.len() {
-            (&mut self.old, &mut self.buckets)
-        } else {
-            (&mut self.buckets, &mut self.old)
-        };
-        let (small_mask, large_mask) = ((small.len() - 1) as u64, (large.len() - 1) as u64);
-        drain(&mut small[(cursor & small_mask) as usize], &mut self.len);
-        let mut cursor = cursor;
-        loop {
-            drain(&mut large[(cursor & large_mask) as usize], &mut self.len);
-            cursor = next_cursor(cursor, large_mask);
-            if cursor & (small_mask ^ large_mask) == 0 {
-                return cursor;
-            }
-        }
+        })
     }
 
     /// Visits up to `count` keys near a random spot of the table: the chains of consecutive
@@ -831,6 +821,33 @@ fn table_stats<V>(table: &[Bucket<V>], index: usize) -> String {
         }
     }
     text
+}
+
+/// Calls `at(in_large, index)` for the buckets a `SCAN` step at `cursor` covers, as Redis's
+/// `dictScan`: bucket `cursor` of the smaller table (the only one when `large` is `None`), then
+/// every bucket of the larger table of `large` buckets that its keys spread to; returns the
+/// next cursor.
+fn scan_buckets(
+    cursor: u64,
+    small: usize,
+    large: Option<usize>,
+    mut at: impl FnMut(bool, usize),
+) -> u64 {
+    let small_mask = (small - 1) as u64;
+    at(false, (cursor & small_mask) as usize);
+    let Some(large) = large else {
+        return next_cursor(cursor, small_mask);
+    };
+    let large_mask = (large - 1) as u64;
+    let mut cursor = cursor;
+    loop {
+        at(true, (cursor & large_mask) as usize);
+        cursor = next_cursor(cursor, large_mask);
+        // Done once the bits only the larger table has wrap round to zero.
+        if cursor & (small_mask ^ large_mask) == 0 {
+            return cursor;
+        }
+    }
 }
 
 /// The `SCAN` cursor after `cursor` in a table of `mask + 1` buckets (reverse-binary order).
