@@ -628,8 +628,13 @@ fn blocking_pops_wait_time_out_and_serve_in_order() {
 
 /// The text of `DEBUG HTSTATS 0`.
 fn table_stats(client: &mut Client) -> String {
-    let Frame::Bulk(stats) = client.cmd(&["DEBUG", "HTSTATS", "0"]) else {
-        panic!("DEBUG HTSTATS replies with a bulk string");
+    debug_stats(client, &["DEBUG", "HTSTATS", "0"])
+}
+
+/// The text of a `DEBUG HTSTATS` or `DEBUG HTSTATS-KEY` reply.
+fn debug_stats(client: &mut Client, command: &[&str]) -> String {
+    let Frame::Bulk(stats) = client.cmd(command) else {
+        panic!("{command:?} replies with a bulk string");
     };
     String::from_utf8(stats).unwrap()
 }
@@ -693,4 +698,37 @@ fn a_doubling_key_table_serves_every_key_until_the_cron_finishes_it() {
     assert!(table_stats(&mut client).contains(" table size: 16384\n"));
     assert_eq!(scan_all(&mut client).len(), 8200);
     assert_eq!(client.cmd(&["GET", "key:8189"]), bulk("value:8189"));
+}
+
+/// A big set's table that began to double on a write goes on moving buckets on reads, as in
+/// Redis, so a set that is only read afterwards does not keep both tables (INV-REHASH).
+#[test]
+fn reads_finish_a_big_sets_doubling() {
+    let server = ServerProcess::amber(&["--enable-debug-command", "yes"]);
+    let mut client = server.client();
+    let mut sadd: Vec<String> = vec!["SADD".into(), "big".into()];
+    sadd.extend((0..2100).map(|i| format!("member:{i}")));
+    let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+    assert_eq!(client.cmd(&sadd), Frame::Integer(2100));
+    let stats = |client: &mut Client| debug_stats(client, &["DEBUG", "HTSTATS-KEY", "big"]);
+    assert!(
+        stats(&mut client).contains("(rehashing target):\n table size: 4096\n"),
+        "the set's table doubles a bucket at a time: {}",
+        stats(&mut client)
+    );
+    let mut reads = 0;
+    while stats(&mut client).contains("rehashing target") {
+        assert_eq!(
+            client.cmd(&["SISMEMBER", "big", &format!("member:{reads}")]),
+            Frame::Integer(1)
+        );
+        reads += 1;
+        assert!(reads < 2100, "reads did not finish the resize");
+    }
+    assert!(stats(&mut client).contains(" table size: 4096\n number of elements: 2100\n"));
+    assert_eq!(client.cmd(&["SCARD", "big"]), Frame::Integer(2100));
+    assert!(matches!(
+        client.cmd(&["DEBUG", "HTSTATS-KEY", "missing"]),
+        Frame::Error(e) if e == b"ERR no such key"
+    ));
 }

@@ -345,15 +345,19 @@ impl Db {
 
     /// The live entry under `key` for reading: like [`Db::get_mut`] (an expired key deleted,
     /// the access time updated), but a running capture need not copy the value first.
+    /// A hash or set whose table is resizing moves a few buckets (INV-REHASH).
     pub fn get_for_read(&mut self, key: &[u8], now_ms: i64) -> Option<&Entry> {
-        if self.capture.is_none() {
-            return self.get_mut(key, now_ms).map(|entry| &*entry);
-        }
-        if !self.exists(key, now_ms) {
-            return None;
-        }
-        let entry = self.keys.get_mut(key)?;
-        entry.access.touch(now_ms);
+        let entry = if self.capture.is_none() {
+            self.get_mut(key, now_ms)?
+        } else {
+            if !self.exists(key, now_ms) {
+                return None;
+            }
+            let entry = self.keys.get_mut(key)?;
+            entry.access.touch(now_ms);
+            entry
+        };
+        entry.value.continue_resize();
         Some(entry)
     }
 
@@ -808,10 +812,78 @@ fn next_random(state: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::{HashLimits, HashValue};
+    use crate::set::SetValue;
     use crate::value::StrValue;
+    use std::sync::Arc;
 
     fn string(text: &str) -> Value {
         Value::Str(StrValue::from_bytes(text.as_bytes()))
+    }
+
+    /// A set whose table was left growing by its last `SADD`, and its members.
+    fn set_mid_resize() -> (SetValue, Vec<Vec<u8>>) {
+        let mut set = SetValue::default();
+        let mut members = Vec::new();
+        while !set.is_rehashing() {
+            let member = format!("member:{}", members.len()).into_bytes();
+            set.add(&member, 0);
+            members.push(member);
+        }
+        (set, members)
+    }
+
+    /// Reads move a resizing set's or hash's buckets until the resize is over (INV-REHASH),
+    /// unless the table is shared with a capture's copy.
+    #[test]
+    fn reads_finish_a_collection_resize_its_writes_began() {
+        let mut db = Db::new();
+        let (set, members) = set_mid_resize();
+        db.insert(b"set", Entry::new(Value::Set(Arc::new(set)), 0));
+        let mut hash = HashValue::default();
+        let limits = HashLimits {
+            max_entries: 0,
+            max_value: 64,
+        };
+        let mut fields = 0;
+        while !matches!(&hash, HashValue::Table(table) if table.is_rehashing()) {
+            hash.set(format!("field:{fields}").as_bytes(), b"v", limits);
+            fields += 1;
+        }
+        db.insert(b"hash", Entry::new(Value::Hash(hash), 0));
+
+        let shared = match &db.get_for_read(b"set", 0).map(|entry| &entry.value) {
+            Some(Value::Set(set)) => set.clone(),
+            other => panic!("not a set: {other:?}"),
+        };
+        for _ in 0..1000 {
+            db.get_for_read(b"set", 0);
+        }
+        assert!(shared.is_rehashing(), "a shared table moved");
+        drop(shared);
+
+        let rehashing = |db: &Db, key: &[u8]| {
+            db.raw(key)
+                .and_then(|entry| entry.value.table_stats())
+                .is_some_and(|stats| stats.contains("rehashing target"))
+        };
+        assert!(rehashing(&db, b"set") && rehashing(&db, b"hash"));
+        let mut reads = 0;
+        while rehashing(&db, b"set") || rehashing(&db, b"hash") {
+            db.get_for_read(b"set", 0);
+            db.get_for_read(b"hash", 0);
+            reads += 1;
+            assert!(reads < 10_000, "the resize never ended");
+        }
+        let Some(Value::Set(set)) = db.raw(b"set").map(|entry| &entry.value) else {
+            panic!("the set is gone");
+        };
+        assert!(members.iter().all(|member| set.contains(member)));
+        assert_eq!(set.len(), members.len());
+        let Some(Value::Hash(hash)) = db.raw(b"hash").map(|entry| &entry.value) else {
+            panic!("the hash is gone");
+        };
+        assert!((0..fields).all(|f| hash.get(format!("field:{f}").as_bytes()) == Some(b"v")));
     }
 
     #[test]

@@ -450,7 +450,7 @@ impl<V> Dict<V> {
     }
 
     /// One step of a resize under way: the next [`STEP_BUCKETS`] old buckets that hold keys.
-    fn rehash_step(&mut self) {
+    pub(crate) fn rehash_step(&mut self) {
         if self.is_rehashing() {
             self.rehash(STEP_BUCKETS);
         }

@@ -30,6 +30,11 @@ impl std::fmt::Debug for SetValue {
 }
 
 impl SetValue {
+    /// Whether the members' table is resizing (INV-REHASH).
+    pub(crate) fn is_rehashing(&self) -> bool {
+        matches!(self, SetValue::Table(table) if table.is_rehashing())
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         match self {

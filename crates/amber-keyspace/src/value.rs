@@ -197,6 +197,39 @@ impl Value {
         }
     }
 
+    /// The statistics of the hash table holding a hash's fields or a set's members, as
+    /// `DEBUG HTSTATS-KEY` shows them; `None` for a value kept otherwise.
+    pub fn table_stats(&self) -> Option<String> {
+        match self {
+            Value::Hash(HashValue::Table(table)) => Some(table.stats_text()),
+            Value::Set(set) => match &**set {
+                SetValue::Table(table) => Some(table.stats_text()),
+                SetValue::Ints(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Moves a few buckets of a hash's or set's table that is resizing (INV-REHASH), as
+    /// Redis does on every lookup, so that a collection that is only read after it began to
+    /// grow does not keep both tables. A table shared with a running capture is left alone:
+    /// moving its buckets would copy it first.
+    pub(crate) fn continue_resize(&mut self) {
+        match self {
+            Value::Hash(HashValue::Table(table)) if table.is_rehashing() => {
+                if let Some(table) = Arc::get_mut(table) {
+                    table.rehash_step();
+                }
+            }
+            Value::Set(set) if set.is_rehashing() => {
+                if let Some(SetValue::Table(table)) = Arc::get_mut(set) {
+                    table.rehash_step();
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The name `TYPE` replies.
     pub fn type_name(&self) -> &'static str {
         match self {

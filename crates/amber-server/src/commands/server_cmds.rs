@@ -581,6 +581,7 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[Bytes]) {
             Some(_) => ctx.error("ERR Out of range database"),
             None => ctx.error(errors::NOT_INTEGER),
         },
+        (b"htstats-key", 3) => debug_htstats_key(ctx, &args[2]),
         (b"aof-flush-sleep", 3) => match parse_i64(&args[2]) {
             Some(micros) if micros >= 0 => {
                 ctx.server
@@ -683,6 +684,8 @@ const DEBUG_HELP: &[&str] = &[
     "    Write <message> to the server log.",
     "HTSTATS <dbid>",
     "    Return hash table statistics of the specified database.",
+    "HTSTATS-KEY <key>",
+    "    Like HTSTATS but for the hash table stored at <key>'s value.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Turn active expiry off or on.",
     "CONFIG-REWRITE-FORCE-ALL",
@@ -690,6 +693,23 @@ const DEBUG_HELP: &[&str] = &[
     "HELP",
     "    Prints this help.",
 ];
+
+/// `DEBUG HTSTATS-KEY key`: the statistics of the table holding a hash's fields or a set's
+/// members (a sorted set's member map is not a table of chains here, so it has none).
+fn debug_htstats_key(ctx: &mut Ctx, key: &[u8]) {
+    let now = ctx.server.now_ms;
+    let stats = ctx
+        .db()
+        .peek(key, now)
+        .map(|entry| entry.value.table_stats());
+    match stats {
+        None => ctx.error(errors::NO_SUCH_KEY),
+        Some(None) => ctx.error(
+            "ERR The value stored at the specified key is not represented using an hash table",
+        ),
+        Some(Some(text)) => ctx.out.verbatim(b"txt", text.as_bytes()),
+    }
+}
 
 fn debug_populate(ctx: &mut Ctx, args: &[Bytes]) {
     let Some(count) = parse_i64(&args[2]).filter(|n| *n >= 0) else {
