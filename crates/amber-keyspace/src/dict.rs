@@ -709,7 +709,8 @@ impl<V> Dict<V> {
     /// same chance as long as no chain is longer than [`FAIR_CHAIN`]: a (bucket, position)
     /// pair is drawn, over the buckets of both tables while a resize is under way, until it
     /// names a key, so a key in a short chain is not favoured over one sharing its bucket
-    /// (Redis's `dictGetFairRandomKey` serves the same purpose).
+    /// (Redis's `dictGetFairRandomKey` serves the same purpose). A longer chain draws its
+    /// position over its own length, so every key of it can be drawn too.
     pub fn random_key(&self, mut random: impl FnMut() -> u64) -> Option<&[u8]> {
         if self.len == 0 {
             return None;
@@ -717,7 +718,11 @@ impl<V> Dict<V> {
         let slots = self.bucket_count() as u64;
         for _ in 0..FAIR_TRIES {
             let bucket = self.slot(random() % slots);
-            let position = (random() % FAIR_CHAIN) as usize;
+            if bucket.is_none() {
+                continue;
+            }
+            let length = chain_of(bucket).count() as u64;
+            let position = (random() % length.max(FAIR_CHAIN)) as usize;
             if let Some((key, _)) = chain_of(bucket).nth(position) {
                 return Some(key);
             }
@@ -1206,6 +1211,50 @@ mod tests {
             .map(|&n| (f64::from(n) - 10_000.0).powi(2) / 10_000.0)
             .sum();
         assert!(chi_square < 40.0, "{chi_square}: {counts:?}");
+    }
+
+    /// Keys left in one long chain, as Redis's "SRANDMEMBER with a dict containing long
+    /// chain" test leaves them (the survivors of a big table share their low hash bits), are
+    /// all drawn, each about as often.
+    #[test]
+    fn random_key_reaches_every_key_of_a_long_chain() {
+        let mut dict = Dict::new();
+        for i in 0..65536u32 {
+            dict.insert(&i.to_be_bytes(), ());
+        }
+        let gone: Vec<[u8; 4]> = (0..65536u32)
+            .map(u32::to_be_bytes)
+            .filter(|key| dict.hash_of(key) & 511 != 0)
+            .collect();
+        for key in &gone {
+            dict.remove(key);
+        }
+        while dict.is_rehashing() {
+            dict.rehash(usize::MAX);
+        }
+        let longest = dict.buckets.iter().map(|b| chain_of(b).count()).max();
+        let survivors = dict.len();
+        assert!(
+            longest.is_some_and(|n| n > 2 * FAIR_CHAIN as usize),
+            "{longest:?} of {survivors} in {} buckets",
+            dict.buckets.len()
+        );
+        let mut state = 42u64;
+        let mut rng = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let draws = 200 * survivors;
+        let mut counts: HashMap<Vec<u8>, u32> = HashMap::new();
+        for _ in 0..draws {
+            *counts
+                .entry(dict.random_key(&mut rng).unwrap().to_vec())
+                .or_default() += 1;
+        }
+        assert_eq!(counts.len(), survivors, "every key is drawn");
+        assert!(counts.values().all(|&n| n > 100), "{counts:?}");
     }
 
     #[test]
