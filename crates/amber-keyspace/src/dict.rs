@@ -985,6 +985,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// SplitMix64 from `seed`: xorshift's consecutive outputs are linearly related, which
+    /// would tie a drawn chain position to the drawn bucket.
+    fn splitmix(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
     use std::collections::{HashMap, HashSet};
 
     #[derive(Debug, Clone)]
@@ -1143,15 +1155,7 @@ mod tests {
             }
         }
         assert_eq!(scanned.len(), 4097);
-        // SplitMix64: xorshift's consecutive outputs are linearly related, which would tie
-        // the drawn chain position to the drawn bucket.
-        let mut state = 99u64;
-        let mut rng = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut rng = splitmix(99);
         let drawn: HashSet<Vec<u8>> = (0..200_000)
             .filter_map(|_| dict.random_key(&mut rng).map(|k| k.to_vec()))
             .collect();
@@ -1239,13 +1243,7 @@ mod tests {
             "{longest:?} of {survivors} in {} buckets",
             dict.buckets.len()
         );
-        let mut state = 42u64;
-        let mut rng = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut rng = splitmix(42);
         let draws = 200 * survivors;
         let mut counts: HashMap<Vec<u8>, u32> = HashMap::new();
         for _ in 0..draws {
@@ -1260,13 +1258,7 @@ mod tests {
     #[test]
     fn random_key_finds_keys() {
         let mut dict = Dict::new();
-        let mut state = 42u64;
-        let mut rng = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut rng = splitmix(42);
         assert!(dict.random_key(&mut rng).is_none());
         for i in 0..100u32 {
             dict.insert(&i.to_be_bytes(), ());
