@@ -985,6 +985,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use std::collections::{HashMap, HashSet};
+
     /// SplitMix64 from `seed`: xorshift's consecutive outputs are linearly related, which
     /// would tie a drawn chain position to the drawn bucket.
     fn splitmix(seed: u64) -> impl FnMut() -> u64 {
@@ -996,8 +998,6 @@ mod tests {
             z ^ (z >> 31)
         }
     }
-
-    use std::collections::{HashMap, HashSet};
 
     #[derive(Debug, Clone)]
     enum Op {
