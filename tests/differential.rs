@@ -1629,6 +1629,12 @@ fn error_paths_and_check_order_match_redis() {
         ZADD z x a
         ZADD str x a
         ZRANGE z 0 1 BYSCORE LIMIT 0
+        ZRANGE z x y LIMIT 0 -1
+        ZRANGE z 0 -1 LIMIT 5 -1
+        ZRANGE z 0 -1 LIMIT 5 -2
+        ZRANGE z -inf +inf BYSCORE LIMIT 0 -7
+        ZRANGESTORE dst z x y LIMIT 1 -1
+        ZRANGESTORE dst z 0 -1 LIMIT 1 -1
         ZRANGEBYSCORE str x y
         ZRANGEBYSCORE z x y
         ZCOUNT missing x y

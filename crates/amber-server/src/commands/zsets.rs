@@ -409,6 +409,26 @@ fn parse_range(
     }
 }
 
+/// Checks a parsed `LIMIT offset count` against the range type. As in Redis,
+/// a count of -1 is "no limit", so `LIMIT n -1` is accepted (and ignored) in a
+/// rank range; any other LIMIT there is a syntax error.
+fn limit_for(
+    ctx: &mut Ctx,
+    limit: Option<(i64, i64)>,
+    by: By,
+) -> Result<Option<(i64, i64)>, Replied> {
+    match limit {
+        Some((_, -1)) | None if by == By::Rank => Ok(None),
+        Some(_) if by == By::Rank => {
+            ctx.error(
+                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+            );
+            Err(Replied)
+        }
+        other => Ok(other),
+    }
+}
+
 /// Shared by ZRANGE and the older ZRANGEBYSCORE/ZREVRANGE/... forms.
 fn range_generic(ctx: &mut Ctx, args: &[Bytes], mut by: By, mut reverse: bool, allow_by: bool) {
     let (mut limit, mut with_scores) = (None, false);
@@ -435,11 +455,9 @@ fn range_generic(ctx: &mut Ctx, args: &[Bytes], mut by: By, mut reverse: bool, a
         }
         i += 1;
     }
-    if limit.is_some() && by == By::Rank {
-        return ctx.error(
-            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
-        );
-    }
+    let Ok(limit) = limit_for(ctx, limit, by) else {
+        return;
+    };
     if with_scores && by == By::Lex {
         return ctx.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
     }
@@ -932,11 +950,9 @@ pub(super) fn zrangestore(ctx: &mut Ctx, args: &[Bytes]) {
         }
         i += 1;
     }
-    if limit.is_some() && by == By::Rank {
-        return ctx.error(
-            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
-        );
-    }
+    let Ok(limit) = limit_for(ctx, limit, by) else {
+        return;
+    };
     let Ok(kind) = parse_range(ctx, &args[3], &args[4], by, reverse) else {
         return;
     };
