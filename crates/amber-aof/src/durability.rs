@@ -45,11 +45,29 @@ pub const MAX_FSYNC_POSTPONE: Duration = Duration::from_secs(2);
 /// How often `everysec` fsyncs.
 const EVERYSEC_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The largest group of bytes a deferred commit fsyncs in the calling thread. Under one
-/// request per client the groups stay far below it (about 30 to 60 bytes per `SET`, one per
-/// client); pipelined loads make groups of tens of kilobytes, which the loop overlaps with the
-/// fsync thread's work. See `docs/BENCHMARKS.md`, `appendfsync always`.
+/// The largest group of bytes a deferred commit at the end of a tick fsyncs in the calling
+/// thread. Under one request per client the groups stay far below it (about 30 to 60 bytes
+/// per `SET`, one per client); pipelined loads cross [`EAGER_COMMIT_BYTES`] first, and the
+/// loop overlaps their groups with the fsync thread's work. See `docs/BENCHMARKS.md`,
+/// `appendfsync always`.
 pub const INLINE_COMMIT_BYTES: u64 = 16 * 1024;
+
+/// Bytes waiting for an fsync at which the batch that reaches them starts the group commit at
+/// once, on the fsync thread, instead of at the end of the loop's tick (when the thread is
+/// idle). The loop executes the tick's other batches during that fsync, and they form the next
+/// group: pipelined clients no longer move in lockstep, one fsync per round of all of them.
+/// One request per client (about 30 to 60 bytes per `SET`) stays under it at 50 clients, and
+/// keeps the inline fsync at the end of the tick. See `docs/BENCHMARKS.md`, session 39.
+pub const EAGER_COMMIT_BYTES: u64 = 4 * 1024;
+
+/// Where a group commit may fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitPlace {
+    /// In the calling thread when the group is small and the disk fast, else the fsync thread.
+    HereIfSmall,
+    /// On the fsync thread, so that the caller goes on serving.
+    Thread,
+}
 
 /// An fsync slower than this sends the next deferred commit to the fsync thread whatever its
 /// size: while the disk stalls, the loop keeps serving instead of stalling with it.
@@ -457,7 +475,11 @@ impl DurableLog {
                 return ReplyGate::Fail;
             }
             if !file.syncer.busy() {
-                deferred.signals.commit.notify_one();
+                if need.saturating_sub(file.syncer.synced()) >= EAGER_COMMIT_BYTES {
+                    self.start_commit(CommitPlace::Thread);
+                } else {
+                    deferred.signals.commit.notify_one();
+                }
             }
             return ReplyGate::Wait(ticket);
         }
@@ -476,6 +498,11 @@ impl DurableLog {
     /// when the group is small and the disk fast, or asks the fsync thread. Does nothing while
     /// an fsync runs; the batches waiting are woken by the outcome.
     pub fn commit(&mut self) {
+        self.start_commit(CommitPlace::HereIfSmall);
+    }
+
+    /// [`DurableLog::commit`], with the fsync's place chosen by the caller.
+    fn start_commit(&mut self, place: CommitPlace) {
         let generation = self.generation;
         let pause = self.flush_sleep;
         let (Some(file), Some(deferred)) = (self.file.as_mut(), self.deferred.as_mut()) else {
@@ -498,7 +525,8 @@ impl DurableLog {
             return;
         }
         let small = written - synced <= INLINE_COMMIT_BYTES;
-        if small && deferred.last_fsync < INLINE_COMMIT_MAX_FSYNC {
+        let here = place == CommitPlace::HereIfSmall;
+        if here && small && deferred.last_fsync < INLINE_COMMIT_MAX_FSYNC {
             let storage = file.log.storage();
             if let Some(progress) = file.syncer.sync_here(storage.as_ref(), written) {
                 deferred.last_fsync = progress.took;
@@ -986,6 +1014,33 @@ mod tests {
         let ticket = waiting(log.before_reply(Instant::now(), true));
         assert!(settle_deferred(&mut log, &signals, ticket));
         assert_eq!(*disk.syncs.lock().unwrap(), vec!["aof-fsync".to_string()]);
+        assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
+    }
+
+    #[test]
+    fn a_group_past_the_eager_size_starts_its_fsync_before_the_tick_ends() {
+        let (mut log, signals, disk) = open_deferred(Faults::default(), Duration::ZERO);
+        let mut tickets = Vec::new();
+        let mut key = 0;
+        while log.log().map_or(0, |file| file.end()) < EAGER_COMMIT_BYTES {
+            assert!(!log.fsync_in_flight(), "no fsync below the eager size");
+            set(&mut log, &key.to_string());
+            key += 1;
+            tickets.push(waiting(log.before_reply(Instant::now(), true)));
+        }
+        // The batch that reached the size asked the fsync thread, before any commit().
+        let started = Instant::now();
+        while disk.syncs.lock().unwrap().is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no fsync started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(*disk.syncs.lock().unwrap(), vec!["aof-fsync".to_string()]);
+        for ticket in tickets {
+            assert!(settle_deferred(&mut log, &signals, ticket));
+        }
         assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
     }
 
