@@ -77,6 +77,10 @@ pub(crate) struct BenchArgs {
     /// Keys per dataset for the copy-on-write comparison.
     #[arg(long, default_value_t = 300_000)]
     pub cow_keys: u64,
+    /// Only these datasets in the copy-on-write comparison (comma-separated: string, hash,
+    /// list, set, zset, mixed); all when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub cow_datasets: Vec<String>,
     /// Only the snapshot comparison (Redis's fork, Amber's fork and forkless BGSAVE under a
     /// SET load: peak extra memory, latency, time).
     #[arg(long)]

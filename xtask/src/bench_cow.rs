@@ -46,7 +46,10 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         "amber B/k",
         "redis B/k"
     );
-    for dataset in DATASETS {
+    let chosen = DATASETS.into_iter().filter(|dataset| {
+        args.cow_datasets.is_empty() || args.cow_datasets.iter().any(|d| d == dataset)
+    });
+    for dataset in chosen {
         let mut figures: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
         for round in 0..args.rounds {
             for index in [round % 2, 1 - round % 2] {

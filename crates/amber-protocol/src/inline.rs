@@ -1,5 +1,7 @@
 //! Splitting of inline commands (`SET "a b" c` typed into telnet) with Redis's quoting rules.
 
+use std::ops::Range;
+
 use thiserror::Error;
 
 /// Why an inline line could not be split into arguments.
@@ -12,6 +14,27 @@ pub struct SplitArgsError;
 /// must be followed by whitespace or the end of the line.
 /// Like Redis, which reads the line as a C string, a NUL byte ends the line.
 pub fn split_args(line: &[u8]) -> Result<Vec<Vec<u8>>, SplitArgsError> {
+    let args = split_inline(line)?;
+    Ok(args
+        .into_iter()
+        .map(|arg| match arg {
+            InlineArg::Span(span) => line[span].to_vec(),
+            InlineArg::Unquoted(bytes) => bytes,
+        })
+        .collect())
+}
+
+/// One argument of an inline line, as [`split_inline`] finds it.
+pub(crate) enum InlineArg {
+    /// An argument without quotes: these bytes of the line, as they are.
+    Span(Range<usize>),
+    /// An argument with quotes: its bytes once the quotes and escapes are read.
+    Unquoted(Vec<u8>),
+}
+
+/// [`split_args`], with the arguments that have no quotes (nearly all) given as spans of the
+/// line, so that a caller holding the line in a shared buffer can take them without a copy.
+pub(crate) fn split_inline(line: &[u8]) -> Result<Vec<InlineArg>, SplitArgsError> {
     let line = match line.iter().position(|&b| b == 0) {
         Some(nul) => &line[..nul],
         None => line,
@@ -45,9 +68,28 @@ enum Quote {
     Single,
 }
 
-/// Reads one argument starting at `pos`; returns it and the position after it.
-fn split_one(line: &[u8], mut pos: usize) -> Result<(Vec<u8>, usize), SplitArgsError> {
-    let mut arg = Vec::new();
+/// Reads one argument starting at `start`; returns it and the position after it.
+fn split_one(line: &[u8], start: usize) -> Result<(InlineArg, usize), SplitArgsError> {
+    let plain_end = line[start..]
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0 | b'"' | b'\''))
+        .map_or(line.len(), |len| start + len);
+    match line.get(plain_end) {
+        Some(b'"' | b'\'') => {
+            let (arg, next) = split_quoted(line, line[start..plain_end].to_vec(), plain_end)?;
+            Ok((InlineArg::Unquoted(arg), next))
+        }
+        _ => Ok((InlineArg::Span(start..plain_end), plain_end)),
+    }
+}
+
+/// Reads the rest of an argument with quotes from `pos`, where a quote opens, after the
+/// bytes `arg` before it; returns the argument and the position after it.
+fn split_quoted(
+    line: &[u8],
+    mut arg: Vec<u8>,
+    mut pos: usize,
+) -> Result<(Vec<u8>, usize), SplitArgsError> {
     let mut quote = Quote::None;
     loop {
         let Some(&byte) = line.get(pos) else {
@@ -153,6 +195,51 @@ mod tests {
             let split = split_args(quoted.as_bytes()).expect("quoted text splits");
             proptest::prop_assert_eq!(split, vec![bytes]);
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_line_of_plain_and_quoted_words_splits_back_to_them(
+            words in proptest::collection::vec(
+                (proptest::prelude::any::<bool>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)),
+                0..8,
+            )
+        ) {
+            // A word can go unquoted when it has bytes and none that ends or quotes it.
+            let plain = |bytes: &[u8]| {
+                !bytes.is_empty() && bytes.iter().all(|&b| !is_space(b) && !matches!(b, 0 | b'"' | b'\''))
+            };
+            let mut line = Vec::new();
+            for (quoted, bytes) in &words {
+                if !*quoted && plain(bytes) {
+                    line.extend_from_slice(bytes);
+                } else {
+                    line.extend_from_slice(quote_arg(bytes).as_bytes());
+                }
+                line.push(b' ');
+            }
+            let split = split_inline(&line).expect("the line splits");
+            proptest::prop_assert_eq!(split.len(), words.len());
+            for ((quoted, bytes), arg) in words.iter().zip(split) {
+                match arg {
+                    InlineArg::Span(span) => {
+                        proptest::prop_assert!(!*quoted && plain(bytes));
+                        proptest::prop_assert_eq!(&line[span], &bytes[..]);
+                    }
+                    InlineArg::Unquoted(unquoted) => {
+                        proptest::prop_assert!(*quoted || !plain(bytes));
+                        proptest::prop_assert_eq!(&unquoted, bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_quote_inside_a_word_starts_quoting_there() {
+        assert_eq!(split(r#"ab"c d"e"#), Err(SplitArgsError));
+        assert_eq!(split(r#"ab"c d" e"#).unwrap(), ["abc d", "e"]);
+        assert_eq!(split("ab'c d' e").unwrap(), ["abc d", "e"]);
     }
 
     #[test]

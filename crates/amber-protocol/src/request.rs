@@ -3,7 +3,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::inline::split_args;
+use crate::inline::{InlineArg, split_inline};
 use crate::number::parse_i64;
 
 /// Longest inline request, or length line, that Redis accepts before it sees the line end.
@@ -299,9 +299,17 @@ fn read_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> 
     } else {
         newline
     };
-    let args = split_args(&buf[..line_end]).map_err(|_| ProtocolError::UnbalancedQuotes)?;
-    buf.advance(newline + 1);
-    Ok(Some(args.into_iter().map(Bytes::from).collect()))
+    let line = buf.split_to(newline + 1).freeze();
+    let args = split_inline(&line[..line_end]).map_err(|_| ProtocolError::UnbalancedQuotes)?;
+    // Arguments without quotes are slices of the line: no allocation each.
+    Ok(Some(
+        args.into_iter()
+            .map(|arg| match arg {
+                InlineArg::Span(span) => line.slice(span),
+                InlineArg::Unquoted(bytes) => Bytes::from(bytes),
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
