@@ -10,6 +10,7 @@
 //! millions of keys doubles without stopping its owner, as Redis's `dictRehash` does.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set while a forked child (snapshot, AOF rewrite, backup) holds a copy-on-write image.
@@ -107,17 +108,38 @@ pub enum Lookup<'a, V> {
 ///
 /// The bucket count is a power of two, so a `SCAN` cursor stays valid across growth and
 /// shrinking: every key present for the whole scan is returned at least once.
+///
+/// A table holds its bucket array, a pointer and its length: 48 bytes, so that a set or a big
+/// hash (one table each) costs little beyond its members. The hash function's keys are the
+/// process's, drawn once at random (as Redis seeds one hash function for all its tables).
 pub struct Dict<V> {
     /// The table keys are added to: while a resize is under way, the one they move to.
     buckets: Vec<Bucket<V>>,
-    /// While a resize is under way, the table keys move out of (INV-REHASH); empty otherwise.
+    /// The resize under way, if any (INV-REHASH).
+    resize: Option<Box<Resize<V>>>,
+    len: usize,
+    /// Set while a capture walks the table in bucket order.
+    shrink_paused: bool,
+}
+
+/// A resize under way: the table keys move out of, boxed so that the many tables not
+/// resizing pay one pointer for it.
+struct Resize<V> {
     old: Vec<Bucket<V>>,
     /// The buckets of `old` below this index have been moved.
     moved: usize,
-    len: usize,
-    hasher: RandomState,
-    /// Set while a capture walks the table in bucket order.
-    shrink_paused: bool,
+}
+
+impl<V> Drop for Resize<V> {
+    fn drop(&mut self) {
+        drop_buckets(std::mem::take(&mut self.old));
+    }
+}
+
+/// The hash function of every table: SipHash with keys drawn at random once per process.
+fn hasher() -> &'static RandomState {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::new)
 }
 
 const MIN_BUCKETS: usize = 4;
@@ -133,10 +155,8 @@ impl<V> Dict<V> {
     pub fn new() -> Self {
         Dict {
             buckets: empty_buckets(MIN_BUCKETS),
-            old: Vec::new(),
-            moved: 0,
+            resize: None,
             len: 0,
-            hasher: RandomState::new(),
             shrink_paused: false,
         }
     }
@@ -154,17 +174,27 @@ impl<V> Dict<V> {
     /// Number of buckets, of both tables while a resize is under way: the range
     /// [`Dict::iter_buckets`] splits.
     pub fn bucket_count(&self) -> usize {
-        self.old.len() + self.buckets.len()
+        self.old().len() + self.buckets.len()
+    }
+
+    /// The table keys move out of while a resize is under way; empty otherwise.
+    fn old(&self) -> &[Bucket<V>] {
+        self.resize.as_deref().map_or(&[], |resize| &resize.old)
+    }
+
+    /// The old table's buckets already moved (0 when no resize is under way).
+    fn moved(&self) -> usize {
+        self.resize.as_deref().map_or(0, |resize| resize.moved)
     }
 
     /// Whether a resize is under way (Redis's `dictIsRehashing`).
     pub fn is_rehashing(&self) -> bool {
-        !self.old.is_empty()
+        self.resize.is_some()
     }
 
     /// Whether a resize to a smaller table is under way.
     pub fn is_shrinking(&self) -> bool {
-        self.old.len() > self.buckets.len()
+        self.old().len() > self.buckets.len()
     }
 
     /// The table's statistics as Redis's `DEBUG HTSTATS` words them: size, elements, used
@@ -172,7 +202,7 @@ impl<V> Dict<V> {
     /// table as "main hash table" and the new one as "rehashing target".
     pub fn stats_text(&self) -> String {
         if self.is_rehashing() {
-            let mut text = table_stats(&self.old, 0);
+            let mut text = table_stats(self.old(), 0);
             text.push_str(&table_stats(&self.buckets, 1));
             text
         } else {
@@ -181,7 +211,7 @@ impl<V> Dict<V> {
     }
 
     fn hash_of(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        hasher().hash_one(key)
     }
 
     fn bucket_for(&self, hash: u64) -> usize {
@@ -190,16 +220,14 @@ impl<V> Dict<V> {
 
     /// The bucket of the old table that may still hold keys of `hash`.
     fn old_bucket_for(&self, hash: u64) -> Option<usize> {
-        if self.old.is_empty() {
-            return None;
-        }
-        let bucket = (hash as usize) & (self.old.len() - 1);
-        (bucket >= self.moved).then_some(bucket)
+        let resize = self.resize.as_deref()?;
+        let bucket = (hash as usize) & (resize.old.len() - 1);
+        (bucket >= resize.moved).then_some(bucket)
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
         if let Some(bucket) = self.old_bucket_for(hash)
-            && let Some(node) = find_in(&self.old[bucket], hash, key)
+            && let Some(node) = find_in(&self.old()[bucket], hash, key)
         {
             return Some(node);
         }
@@ -213,7 +241,8 @@ impl<V> Dict<V> {
     fn get_mut_hashed(&mut self, hash: u64, key: &[u8]) -> Option<&mut V> {
         let (old, bucket) = (self.old_bucket_for(hash), self.bucket_for(hash));
         if let Some(old) = old
-            && let Some(node) = find_in_mut(&mut self.old[old], hash, key)
+            && let Some(resize) = self.resize.as_deref_mut()
+            && let Some(node) = find_in_mut(&mut resize.old[old], hash, key)
         {
             return Some(&mut node.value);
         }
@@ -314,7 +343,7 @@ impl<V> Dict<V> {
             let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
             for (head, &hash) in heads.iter_mut().zip(chunk) {
                 *head = match self.old_bucket_for(hash) {
-                    Some(old) => self.old[old].as_deref(),
+                    Some(old) => self.old()[old].as_deref(),
                     None => self.buckets[self.bucket_for(hash)].as_deref(),
                 };
             }
@@ -403,7 +432,9 @@ impl<V> Dict<V> {
 
     fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<V> {
         let (old, bucket) = (self.old_bucket_for(hash), self.bucket_for(hash));
-        let removed = match old.and_then(|old| unlink(&mut self.old[old], hash, key)) {
+        let in_old =
+            old.and_then(|old| unlink(&mut self.resize.as_deref_mut()?.old[old], hash, key));
+        let removed = match in_old {
             Some(node) => node,
             None => unlink(&mut self.buckets[bucket], hash, key)?,
         };
@@ -416,8 +447,7 @@ impl<V> Dict<V> {
     pub fn clear(&mut self) {
         let table = std::mem::replace(&mut self.buckets, empty_buckets(MIN_BUCKETS));
         drop_buckets(table);
-        drop_buckets(std::mem::take(&mut self.old));
-        self.moved = 0;
+        self.resize = None;
         self.len = 0;
     }
 
@@ -442,8 +472,10 @@ impl<V> Dict<V> {
         }
         let small =
             table.len() <= RESIZE_AT_ONCE || RESIZE_AT_ONCE_WHILE_LOADING.load(Ordering::Relaxed);
-        self.old = table;
-        self.moved = 0;
+        self.resize = Some(Box::new(Resize {
+            old: table,
+            moved: 0,
+        }));
         if small {
             self.move_buckets(usize::MAX);
         }
@@ -471,11 +503,15 @@ impl<V> Dict<V> {
 
     /// The moving part of [`Dict::rehash`].
     fn move_buckets(&mut self, buckets: usize) -> bool {
+        let Some(resize) = self.resize.as_deref_mut() else {
+            return false;
+        };
+        let mask = self.buckets.len() - 1;
         let mut empty_visits = buckets.saturating_mul(EMPTY_VISITS);
         let mut left = buckets;
-        while left > 0 && self.moved < self.old.len() {
-            let mut chain = self.old[self.moved].take();
-            self.moved += 1;
+        while left > 0 && resize.moved < resize.old.len() {
+            let mut chain = resize.old[resize.moved].take();
+            resize.moved += 1;
             if chain.is_none() {
                 empty_visits -= 1;
                 if empty_visits == 0 {
@@ -485,18 +521,18 @@ impl<V> Dict<V> {
             }
             while let Some(mut node) = chain {
                 chain = node.next.take();
-                let bucket = self.bucket_for(node.hash);
+                let bucket = (node.hash as usize) & mask;
                 node.next = self.buckets[bucket].take();
                 self.buckets[bucket] = Some(node);
             }
             left -= 1;
         }
-        if self.is_rehashing() && self.moved >= self.old.len() {
-            // Every bucket is empty: freeing reads the table once more, and no node.
-            self.old = Vec::new();
-            self.moved = 0;
+        if resize.moved < resize.old.len() {
+            return true;
         }
-        self.is_rehashing()
+        // Every bucket is empty: freeing reads the table once more, and no node.
+        self.resize = None;
+        false
     }
 
     /// Whether one table is [`FORCED_RESIZE_RATIO`] times the other's size: a resize that
@@ -512,7 +548,7 @@ impl<V> Dict<V> {
     /// Visits every key and value, in no particular order.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
-            buckets: self.old[self.moved..].iter().chain(&self.buckets),
+            buckets: self.old()[self.moved()..].iter().chain(&self.buckets),
             chain: None,
         }
     }
@@ -521,12 +557,12 @@ impl<V> Dict<V> {
     /// in table order, the old table's buckets first while a resize is under way: disjoint
     /// ranges that cover `0..bucket_count()` visit every key once.
     pub fn iter_buckets(&self, buckets: std::ops::Range<usize>) -> Iter<'_, V> {
-        let split = self.old.len();
+        let split = self.old().len();
         let old = buckets.start.min(split)..buckets.end.min(split);
         let end = buckets.end.saturating_sub(split).min(self.buckets.len());
         let start = buckets.start.saturating_sub(split).min(end);
         Iter {
-            buckets: self.old[old].iter().chain(&self.buckets[start..end]),
+            buckets: self.old()[old].iter().chain(&self.buckets[start..end]),
             chain: None,
         }
     }
@@ -557,17 +593,17 @@ impl<V> Dict<V> {
     fn tables_by_size(&self) -> (&[Bucket<V>], Option<&[Bucket<V>]>) {
         if !self.is_rehashing() {
             (&self.buckets, None)
-        } else if self.old.len() < self.buckets.len() {
-            (&self.old, Some(&self.buckets))
+        } else if self.old().len() < self.buckets.len() {
+            (self.old(), Some(&self.buckets))
         } else {
-            (&self.buckets, Some(&self.old))
+            (&self.buckets, Some(self.old()))
         }
     }
 
     /// The number of positions of a walk in table order ([`Dict::visit_bucket_mut`]): the
     /// larger table's bucket count.
     fn walk_len(&self) -> usize {
-        self.buckets.len().max(self.old.len())
+        self.buckets.len().max(self.old().len())
     }
 
     /// Pulls into the cache the first nodes at walk positions `from..from + count` and what
@@ -584,7 +620,8 @@ impl<V> Dict<V> {
             let end = from.saturating_add(count).min(table.len());
             from.min(end)..end
         };
-        let heads = self.old[range(&self.old)]
+        let old = self.old();
+        let heads = old[range(old)]
             .iter()
             .chain(&self.buckets[range(&self.buckets)]);
         let mut seen = 0u64;
@@ -612,7 +649,11 @@ impl<V> Dict<V> {
     /// [`Dict::pause_shrinking`] and [`Dict::is_shrinking`]).
     pub fn visit_bucket_mut(&mut self, index: usize, mut visit: impl FnMut(&Key, &mut V)) -> usize {
         let walk_len = self.walk_len();
-        for table in [&mut self.old, &mut self.buckets] {
+        let old: &mut [Bucket<V>] = match self.resize.as_deref_mut() {
+            Some(resize) => &mut resize.old,
+            None => &mut [],
+        };
+        for table in [old, &mut self.buckets[..]] {
             let Some(bucket) = table.get_mut(index) else {
                 continue;
             };
@@ -638,19 +679,23 @@ impl<V> Dict<V> {
     /// a time.
     pub fn drain_scan(&mut self, cursor: u64, mut take: impl FnMut(Key, V)) -> u64 {
         let Dict {
-            buckets, old, len, ..
+            buckets,
+            resize,
+            len,
+            ..
         } = self;
-        let (small, mut large) = if old.is_empty() {
-            (buckets, None)
-        } else if old.len() < buckets.len() {
-            (old, Some(buckets))
-        } else {
-            (buckets, Some(old))
+        let buckets: &mut [Bucket<V>] = buckets;
+        let (small, mut large) = match resize.as_deref_mut() {
+            None => (buckets, None),
+            Some(resize) if resize.old.len() < buckets.len() => {
+                (&mut resize.old[..], Some(buckets))
+            }
+            Some(resize) => (buckets, Some(&mut resize.old[..])),
         };
         let large_len = large.as_ref().map(|table| table.len());
         scan_buckets(cursor, small.len(), large_len, |in_large, index| {
-            let table = match large.as_deref_mut() {
-                Some(large) if in_large => large,
+            let table = match &mut large {
+                Some(large) if in_large => &mut **large,
                 _ => &mut *small,
             };
             let mut chain = table[index].take();
@@ -682,7 +727,7 @@ impl<V> Dict<V> {
         let mut visited = 0;
         let mut empty_run = 0;
         for _ in 0..count.saturating_mul(10).max(count) {
-            let chains = [self.old.get(position), self.buckets.get(position)];
+            let chains = [self.old().get(position), self.buckets.get(position)];
             if chains.iter().flatten().all(|bucket| bucket.is_none()) {
                 empty_run += 1;
                 // A long empty stretch: jump elsewhere, as Redis does.
@@ -741,9 +786,9 @@ impl<V> Dict<V> {
     /// Bucket `slot` of the old table followed by the new one (`slot < bucket_count()`).
     fn slot(&self, slot: u64) -> &Bucket<V> {
         let slot = slot as usize;
-        match self.old.get(slot) {
+        match self.old().get(slot) {
             Some(bucket) => bucket,
-            None => &self.buckets[slot - self.old.len()],
+            None => &self.buckets[slot - self.old().len()],
         }
     }
 }
@@ -873,7 +918,6 @@ const FAIR_TRIES: usize = 4096;
 impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
         drop_buckets(std::mem::take(&mut self.buckets));
-        drop_buckets(std::mem::take(&mut self.old));
     }
 }
 
@@ -892,10 +936,13 @@ impl<V: Clone> Clone for Dict<V> {
     fn clone(&self) -> Self {
         Dict {
             buckets: self.buckets.iter().map(clone_chain).collect(),
-            old: self.old.iter().map(clone_chain).collect(),
-            moved: self.moved,
+            resize: self.resize.as_deref().map(|resize| {
+                Box::new(Resize {
+                    old: resize.old.iter().map(clone_chain).collect(),
+                    moved: resize.moved,
+                })
+            }),
             len: self.len,
-            hasher: self.hasher.clone(),
             shrink_paused: false,
         }
     }
@@ -986,6 +1033,13 @@ mod tests {
     use proptest::prelude::*;
 
     use std::collections::{HashMap, HashSet};
+
+    #[test]
+    fn a_table_not_resizing_costs_six_words() {
+        // A set's or a big hash's own cost beyond its members (used_memory per key).
+        assert_eq!(std::mem::size_of::<Dict<()>>(), 48);
+        assert_eq!(std::mem::size_of::<crate::set::SetValue>(), 48);
+    }
 
     /// SplitMix64 from `seed`: xorshift's consecutive outputs are linearly related, which
     /// would tie a drawn chain position to the drawn bucket.
@@ -1136,8 +1190,8 @@ mod tests {
     #[test]
     fn a_doubling_moves_keys_a_bucket_at_a_time() {
         let mut dict = table_in_the_middle_of_growing(4097);
-        assert_eq!((dict.old.len(), dict.buckets.len()), (4096, 8192));
-        assert!(dict.moved <= 1 + EMPTY_VISITS, "moved {}", dict.moved);
+        assert_eq!((dict.old().len(), dict.buckets.len()), (4096, 8192));
+        assert!(dict.moved() <= 1 + EMPTY_VISITS, "moved {}", dict.moved());
         for i in 0..4097u32 {
             assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
         }
@@ -1161,7 +1215,7 @@ mod tests {
             .collect();
         assert_eq!(drawn.len(), 4097, "every key drawn, from both tables");
         assert!(!dict.rehash(usize::MAX));
-        assert_eq!((dict.old.len(), dict.bucket_count()), (0, 8192));
+        assert_eq!((dict.old().len(), dict.bucket_count()), (0, 8192));
         for i in 0..4097u32 {
             assert_eq!(dict.get(&i.to_be_bytes()), Some(&i));
         }
