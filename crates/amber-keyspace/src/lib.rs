@@ -19,6 +19,7 @@ mod glob;
 mod hash;
 mod list;
 mod packed;
+mod ranked;
 mod set;
 mod small;
 mod store;

@@ -206,6 +206,7 @@ impl Value {
                 SetValue::Table(table) => Some(table.stats_text()),
                 SetValue::Ints(_) => None,
             },
+            Value::Zset(zset) => zset.table_stats(),
             _ => None,
         }
     }
@@ -226,6 +227,7 @@ impl Value {
                     table.rehash_step();
                 }
             }
+            Value::Zset(zset) if zset.is_rehashing() => zset.continue_resize(),
             _ => {}
         }
     }

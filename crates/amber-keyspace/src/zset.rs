@@ -2,16 +2,26 @@
 //! while small, `skiplist` once past `zset-max-listpack-entries` / `-value` (never back).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
+use crate::dict::Dict;
 use crate::packed::{Packed, Span};
+use crate::ranked::{Ranked, RankedIter};
 
 /// A score with a total order (scores are never NaN).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score(pub f64);
 
 impl Eq for Score {}
+
+impl crate::ranked::Summarized for (Score, Box<[u8]>) {
+    type Summary = Score;
+
+    fn summary(&self) -> Score {
+        self.0
+    }
+}
 
 impl PartialOrd for Score {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -60,10 +70,21 @@ enum Repr {
     Big(Arc<Big>),
 }
 
-#[derive(Debug, Clone)]
+/// A big sorted set, as Redis's `skiplist` encoding: a hash table for a member's score and
+/// an order with ranks, so that a lookup, a rank and the start of a range are each
+/// O(log n) at most.
+#[derive(Clone)]
 struct Big {
-    scores: HashMap<Box<[u8]>, f64>,
-    order: BTreeSet<(Score, Box<[u8]>)>,
+    /// Member → score, in a table that resizes a few buckets at a time (INV-REHASH).
+    scores: Dict<f64>,
+    /// (score, member) in order.
+    order: Ranked<(Score, Box<[u8]>)>,
+}
+
+impl std::fmt::Debug for Big {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Big({} members)", self.order.len())
+    }
 }
 
 impl Default for Repr {
@@ -180,14 +201,13 @@ impl ZsetValue {
             }
             Repr::Big(big) => {
                 let Big { scores, order } = Arc::make_mut(big);
-                let new = match scores.get(member).copied() {
+                let new = match scores.insert(member, score) {
                     Some(old) => {
                         order.remove(&(Score(old), Box::from(member)));
                         false
                     }
                     None => true,
                 };
-                scores.insert(member.into(), score);
                 order.insert((Score(score), member.into()));
                 new
             }
@@ -263,33 +283,47 @@ impl ZsetValue {
 
     /// Members with scores, lowest first.
     pub fn iter(&self) -> ZsetIter<'_> {
+        self.range(0..self.len())
+    }
+
+    /// The members (with scores) of ranks `ranks`, clamped to the set, lowest first. A big
+    /// set finds the first in O(log n), as Redis's skiplist does.
+    pub fn range(&self, ranks: Range<usize>) -> ZsetIter<'_> {
         match &self.repr {
-            Repr::Small(packed) => ZsetIter::Small(
-                pairs(packed)
-                    .map(|(s, m)| (packed.get(m), score_at(packed, s)))
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            ),
-            Repr::Big(big) => ZsetIter::Big(big.order.range(..)),
+            Repr::Small(packed) => {
+                let count = ranks.end.saturating_sub(ranks.start);
+                ZsetIter(Items::Small(
+                    pairs(packed)
+                        .skip(ranks.start)
+                        .take(count)
+                        .map(|(s, m)| (packed.get(m), score_at(packed, s)))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ))
+            }
+            Repr::Big(big) => ZsetIter(Items::Big(big.order.iter(ranks))),
+        }
+    }
+
+    /// The rank of the first member (in order) for which `below(member, score)` is false,
+    /// `below` being true for a prefix of the order and false after it (as
+    /// `slice::partition_point`); O(log n) for a big set.
+    pub fn partition_point(&self, mut below: impl FnMut(&[u8], f64) -> bool) -> usize {
+        match &self.repr {
+            Repr::Small(packed) => pairs(packed)
+                .position(|(s, m)| !below(packed.get(m), score_at(packed, s)))
+                .unwrap_or(packed.len() / 2),
+            Repr::Big(big) => big
+                .order
+                .partition_point(|(score, member)| below(member, score.0)),
         }
     }
 
     /// Members with scores from the first whose score is at least `min`, lowest first (the
     /// start of a score range without a walk from the lowest member).
     pub fn iter_from(&self, min: f64) -> ZsetIter<'_> {
-        match &self.repr {
-            Repr::Small(packed) => ZsetIter::Small(
-                pairs(packed)
-                    .map(|(s, m)| (packed.get(m), score_at(packed, s)))
-                    .filter(|&(_, score)| score >= min)
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            ),
-            Repr::Big(big) => {
-                let start = (Score(min), Box::<[u8]>::from(&[][..]));
-                ZsetIter::Big(big.order.range(start..))
-            }
-        }
+        let start = self.partition_point(|_, score| score < min);
+        self.range(start..self.len())
     }
 
     /// 0-based rank of `member` (ascending).
@@ -298,8 +332,30 @@ impl ZsetValue {
             Repr::Small(packed) => pairs(packed).position(|(_, m)| packed.get(m) == member),
             Repr::Big(big) => {
                 let score = *big.scores.get(member)?;
-                Some(big.order.range(..(Score(score), Box::from(member))).count())
+                big.order.rank(&(Score(score), Box::from(member)))
             }
+        }
+    }
+
+    /// The statistics of a big set's member table, as `DEBUG HTSTATS-KEY` shows them.
+    pub(crate) fn table_stats(&self) -> Option<String> {
+        match &self.repr {
+            Repr::Small(_) => None,
+            Repr::Big(big) => Some(big.scores.stats_text()),
+        }
+    }
+
+    /// Whether a big set's member table is resizing (INV-REHASH).
+    pub(crate) fn is_rehashing(&self) -> bool {
+        matches!(&self.repr, Repr::Big(big) if big.scores.is_rehashing())
+    }
+
+    /// Moves a few buckets of a resize under way, unless a capture shares the set.
+    pub(crate) fn continue_resize(&mut self) {
+        if let Repr::Big(big) = &mut self.repr
+            && let Some(big) = Arc::get_mut(big)
+        {
+            big.scores.rehash_step();
         }
     }
 
@@ -308,11 +364,11 @@ impl ZsetValue {
         let Repr::Small(packed) = &self.repr else {
             return;
         };
-        let mut scores = HashMap::with_capacity(packed.len() / 2);
-        let mut order = BTreeSet::new();
+        let mut scores = Dict::new();
+        let mut order = Ranked::default();
         for (s, m) in pairs(packed) {
             let (member, score) = (packed.get(m), score_at(packed, s));
-            scores.insert(Box::from(member), score);
+            scores.insert(member, score);
             order.insert((Score(score), Box::from(member)));
         }
         self.repr = Repr::Big(Arc::new(Big { scores, order }));
@@ -321,41 +377,46 @@ impl ZsetValue {
 
 /// Iterator over a sorted set's members and scores, lowest first (reversible).
 #[derive(Clone)]
-pub enum ZsetIter<'a> {
+pub struct ZsetIter<'a>(Items<'a>);
+
+#[derive(Clone)]
+enum Items<'a> {
     /// Over a small set (decoded up front: at most `zset-max-listpack-entries` members).
     Small(std::vec::IntoIter<(&'a [u8], f64)>),
     /// Over a big set.
-    Big(std::collections::btree_set::Range<'a, (Score, Box<[u8]>)>),
+    Big(RankedIter<'a, (Score, Box<[u8]>)>),
 }
 
 impl<'a> Iterator for ZsetIter<'a> {
     type Item = (&'a [u8], f64);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            ZsetIter::Small(items) => items.next(),
-            ZsetIter::Big(items) => items.next().map(|(score, member)| (&**member, score.0)),
+        match &mut self.0 {
+            Items::Small(items) => items.next(),
+            Items::Big(items) => items.next().map(|(score, member)| (&**member, score.0)),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            ZsetIter::Small(items) => items.size_hint(),
-            ZsetIter::Big(items) => items.size_hint(),
+        match &self.0 {
+            Items::Small(items) => items.size_hint(),
+            Items::Big(items) => items.size_hint(),
         }
     }
 }
 
 impl DoubleEndedIterator for ZsetIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        match self {
-            ZsetIter::Small(items) => items.next_back(),
-            ZsetIter::Big(items) => items
+        match &mut self.0 {
+            Items::Small(items) => items.next_back(),
+            Items::Big(items) => items
                 .next_back()
                 .map(|(score, member)| (&**member, score.0)),
         }
     }
 }
+
+impl ExactSizeIterator for ZsetIter<'_> {}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! The sorted-set family: ZADD and its options, scores and ranks, ZRANGE in all its forms,
 //! pops, range removals and ZSCAN.
 
+use std::ops::Range;
+
 use amber_keyspace::{Entry, Value, ZsetLimits, ZsetValue, glob_match};
 use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
@@ -297,51 +299,149 @@ struct RangeQuery {
 
 type Scored = Vec<(Vec<u8>, f64)>;
 
+/// The members a range query picks, in its order (LIMIT applied).
 fn select(zset: &ZsetValue, query: &RangeQuery) -> Scored {
-    let ordered: Box<dyn Iterator<Item = (&[u8], f64)>> = if query.reverse {
-        Box::new(zset.iter().rev())
+    let items = zset.range(picked_ranks(zset, query));
+    let scored = |(member, score): (&[u8], f64)| (member.to_vec(), score);
+    if query.reverse {
+        items.rev().map(scored).collect()
     } else {
-        Box::new(zset.iter())
-    };
-    let picked: Box<dyn Iterator<Item = (&[u8], f64)>> = match &query.kind {
-        RangeKind::Rank(start, stop) => {
-            let len = zset.len() as i64;
-            let start = if *start < 0 {
-                (len + start).max(0)
-            } else {
-                *start
-            };
-            let stop = if *stop < 0 {
-                len + stop
-            } else {
-                (*stop).min(len - 1)
-            };
-            if start > stop || start >= len {
-                return Vec::new();
-            }
-            Box::new(
-                ordered
-                    .skip(start as usize)
-                    .take((stop - start + 1) as usize),
-            )
-        }
+        items.map(scored).collect()
+    }
+}
+
+/// The ranks (ascending) of the members a range query picks, LIMIT applied: found in
+/// O(log n) on a big set, as Redis's skiplist finds a range's first member, so a range or a
+/// count costs the members it covers, not the members before it.
+fn picked_ranks(zset: &ZsetValue, query: &RangeQuery) -> Range<usize> {
+    let ranks = match &query.kind {
+        RangeKind::Rank(start, stop) => rank_range(zset.len(), *start, *stop, query.reverse),
         RangeKind::Score(min, max) => {
-            let (min, max) = (*min, *max);
-            Box::new(ordered.filter(move |(_, s)| above(*s, min) && below(*s, max)))
+            let first = zset.partition_point(|_, score| !above(score, *min));
+            let end = zset.partition_point(|_, score| below(score, *max));
+            first..end.max(first)
         }
-        RangeKind::Lex(min, max) => {
-            Box::new(ordered.filter(move |(m, _)| lex_above(m, min) && lex_below(m, max)))
-        }
+        RangeKind::Lex(min, max) => lex_ranks(zset, min, max, query.reverse),
     };
-    let picked: Box<dyn Iterator<Item = (&[u8], f64)>> = match query.limit {
-        Some((offset, count)) if offset < 0 => Box::new(picked.take(0).skip(count.max(0) as usize)),
-        Some((offset, count)) if count >= 0 => {
-            Box::new(picked.skip(offset as usize).take(count as usize))
-        }
-        Some((offset, _)) => Box::new(picked.skip(offset as usize)),
-        None => picked,
+    match query.limit {
+        None => ranks,
+        Some((offset, count)) => limited(ranks, offset, count, query.reverse),
+    }
+}
+
+/// Ranks `start..=stop` (negative counting from the end) of a set of `len` members, counted
+/// from the highest member when `reverse`, as ascending ranks.
+fn rank_range(len: usize, start: i64, stop: i64, reverse: bool) -> Range<usize> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
     };
-    picked.map(|(m, s)| (m.to_vec(), s)).collect()
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    if start > stop || start >= len {
+        return 0..0;
+    }
+    let (start, stop) = (start as usize, stop as usize);
+    if reverse {
+        let len = len as usize;
+        len - 1 - stop..len - start
+    } else {
+        start..stop + 1
+    }
+}
+
+/// `LIMIT offset count` applied to `ranks` in the query's order: a negative offset picks
+/// nothing, a negative count everything after the offset.
+fn limited(ranks: Range<usize>, offset: i64, count: i64, reverse: bool) -> Range<usize> {
+    let Ok(offset) = usize::try_from(offset) else {
+        return ranks.start..ranks.start;
+    };
+    let left = ranks.len().saturating_sub(offset);
+    let take = usize::try_from(count).map_or(left, |count| count.min(left));
+    if reverse {
+        let end = ranks.end - offset.min(ranks.len());
+        end - take..end
+    } else {
+        let start = ranks.start + offset.min(ranks.len());
+        start..start + take
+    }
+}
+
+/// The ranks of a lexicographic range, as Redis finds them. A range that is empty, starts
+/// past the last member or ends before the first holds nothing (`zslIsInLexRange`). In a
+/// small set the range starts at the first member (in order) at or past `min` and goes on
+/// while members are at most `max`, the other way round when `reverse`, as Redis walks a
+/// listpack; a big set finds both ends by bisection, as Redis's skiplist does. The two agree
+/// when the members are in lexicographic order, which is what a lexicographic range is for
+/// (all scores equal).
+fn lex_ranks(zset: &ZsetValue, min: &LexBound, max: &LexBound, reverse: bool) -> Range<usize> {
+    let len = zset.len();
+    let empty = match lex_cmp(min, max) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => lex_exclusive(min) || lex_exclusive(max),
+        std::cmp::Ordering::Less => false,
+    };
+    let first = zset.range(0..1).next().map(|(member, _)| member);
+    let last = zset
+        .range(len.saturating_sub(1)..len)
+        .next()
+        .map(|(member, _)| member);
+    let (Some(first), Some(last)) = (first, last) else {
+        return 0..0;
+    };
+    if empty || !lex_above(last, min) || !lex_below(first, max) {
+        return 0..0;
+    }
+    if zset.encoding() != "listpack" {
+        let start = zset.partition_point(|member, _| !lex_above(member, min));
+        let end = zset.partition_point(|member, _| lex_below(member, max));
+        return start..end.max(start);
+    }
+    let members: Vec<&[u8]> = zset.iter().map(|(member, _)| member).collect();
+    if reverse {
+        let Some(end) = members.iter().rposition(|m| lex_below(m, max)) else {
+            return 0..0;
+        };
+        let inside = members[..=end]
+            .iter()
+            .rev()
+            .take_while(|m| lex_above(m, min))
+            .count();
+        end + 1 - inside..end + 1
+    } else {
+        let Some(start) = members.iter().position(|m| lex_above(m, min)) else {
+            return 0..0;
+        };
+        let inside = members[start..]
+            .iter()
+            .take_while(|m| lex_below(m, max))
+            .count();
+        start..start + inside
+    }
+}
+
+/// The order of two lexicographic bounds: `-` below every string, `+` above.
+fn lex_cmp(a: &LexBound, b: &LexBound) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match (a, b) {
+        (LexBound::Min, LexBound::Min) | (LexBound::Max, LexBound::Max) => Equal,
+        (LexBound::Min, _) | (_, LexBound::Max) => Less,
+        (_, LexBound::Min) | (LexBound::Max, _) => Greater,
+        (
+            LexBound::Inclusive(a) | LexBound::Exclusive(a),
+            LexBound::Inclusive(b) | LexBound::Exclusive(b),
+        ) => a.cmp(b),
+    }
+}
+
+/// Whether a bound leaves out its own value (`(a`; `-` and `+` as Redis parses them).
+fn lex_exclusive(bound: &LexBound) -> bool {
+    !matches!(bound, LexBound::Inclusive(_))
 }
 
 fn reply_scored(ctx: &mut Ctx, items: &Scored, with_scores: bool) {
@@ -514,7 +614,7 @@ fn count_generic(ctx: &mut Ctx, args: &[Bytes], by: By) {
         reverse: false,
         limit: None,
     };
-    if let Ok(count) = read_zset(ctx, &args[1], |zset| select(zset, &query).len()) {
+    if let Ok(count) = read_zset(ctx, &args[1], |zset| picked_ranks(zset, &query).len()) {
         ctx.out.integer(count.unwrap_or(0) as i64);
     }
 }
