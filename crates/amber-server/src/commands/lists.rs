@@ -223,8 +223,9 @@ pub(super) fn lset(ctx: &mut Ctx, args: &[Bytes]) {
     }
 }
 
-/// Redis's LRANGE/LTRIM clamping: the inclusive range, or `None` when empty.
-fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+/// Redis's LRANGE/LTRIM clamping (ZRANGE's by rank too): the inclusive range, or `None` when
+/// empty.
+pub(super) fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
     let len = len as i64;
     let start = if start < 0 {
         (len + start).max(0)

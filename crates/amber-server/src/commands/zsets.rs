@@ -332,23 +332,10 @@ fn picked_ranks(zset: &ZsetValue, query: &RangeQuery) -> Range<usize> {
 /// Ranks `start..=stop` (negative counting from the end) of a set of `len` members, counted
 /// from the highest member when `reverse`, as ascending ranks.
 fn rank_range(len: usize, start: i64, stop: i64, reverse: bool) -> Range<usize> {
-    let len = len as i64;
-    let start = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
-    let stop = if stop < 0 {
-        len + stop
-    } else {
-        stop.min(len - 1)
-    };
-    if start > stop || start >= len {
+    let Some((start, stop)) = super::lists::clamp(len, start, stop) else {
         return 0..0;
-    }
-    let (start, stop) = (start as usize, stop as usize);
+    };
     if reverse {
-        let len = len as usize;
         len - 1 - stop..len - start
     } else {
         start..stop + 1
