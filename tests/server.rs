@@ -732,3 +732,76 @@ fn reads_finish_a_big_sets_doubling() {
         Frame::Error(e) if e == b"ERR no such key"
     ));
 }
+
+/// ZSCAN pages through a big sorted set with a cursor, as Redis's skiplist encoding does (a
+/// reply of about COUNT members, never the whole set), and a full walk returns every member
+/// once with its score; ZRANDMEMBER picks members of it with their scores.
+#[test]
+fn zscan_pages_a_big_sorted_set() {
+    let server = ServerProcess::amber(&[]);
+    let mut client = server.client();
+    let members = 5000;
+    let mut zadd: Vec<String> = vec!["ZADD".into(), "big".into()];
+    for i in 0..members {
+        zadd.push(format!("{}.5", i));
+        zadd.push(format!("member:{i}"));
+    }
+    let zadd: Vec<&str> = zadd.iter().map(String::as_str).collect();
+    assert_eq!(client.cmd(&zadd), Frame::Integer(members));
+    let mut seen = std::collections::HashMap::new();
+    let (mut cursor, mut calls) = ("0".to_string(), 0);
+    loop {
+        let Frame::Array(reply) = client.cmd(&["ZSCAN", "big", &cursor, "COUNT", "20"]) else {
+            panic!("ZSCAN replies an array");
+        };
+        let [Frame::Bulk(next), Frame::Array(items)] = reply.as_slice() else {
+            panic!("ZSCAN replies a cursor and the items: {reply:?}");
+        };
+        assert!(
+            items.len() <= 2 * 60,
+            "a page of about COUNT members: {}",
+            items.len()
+        );
+        for pair in items.chunks(2) {
+            let [Frame::Bulk(member), Frame::Bulk(score)] = pair else {
+                panic!("member and score: {pair:?}");
+            };
+            let member = String::from_utf8(member.clone()).expect("utf-8 member");
+            let index: i64 = member["member:".len()..].parse().expect("member number");
+            assert_eq!(score, format!("{index}.5").as_bytes());
+            seen.insert(member, ());
+        }
+        cursor = String::from_utf8(next.clone()).expect("utf-8 cursor");
+        calls += 1;
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), members as usize, "every member at least once");
+    assert!(calls > 50, "the walk took {calls} calls of COUNT 20");
+    let Frame::Array(picked) = client.cmd(&["ZRANDMEMBER", "big", "100", "WITHSCORES"]) else {
+        panic!("ZRANDMEMBER replies an array");
+    };
+    assert_eq!(picked.len(), 200);
+    let distinct: std::collections::HashSet<String> = picked
+        .iter()
+        .step_by(2)
+        .map(|member| format!("{member:?}"))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        100,
+        "a positive count picks distinct members"
+    );
+    for pair in picked.chunks(2) {
+        let [Frame::Bulk(member), score] = pair else {
+            panic!("member and score: {pair:?}");
+        };
+        let member = String::from_utf8(member.clone()).expect("utf-8 member");
+        assert_eq!(client.cmd(&["ZSCORE", "big", &member]), score.clone());
+    }
+    let Frame::Array(repeated) = client.cmd(&["ZRANDMEMBER", "big", "-7000"]) else {
+        panic!("ZRANDMEMBER replies an array");
+    };
+    assert_eq!(repeated.len(), 7000, "a negative count repeats members");
+}

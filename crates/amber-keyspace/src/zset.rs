@@ -337,6 +337,26 @@ impl ZsetValue {
         }
     }
 
+    /// One step of `ZSCAN` from `cursor`, visiting members with their scores; returns the
+    /// next cursor (0 when done). A small set is visited whole with cursor 0, a big one a
+    /// bucket of its member table at a time, as Redis does.
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&[u8], f64)) -> u64 {
+        match &self.repr {
+            Repr::Small(packed) => {
+                pairs(packed).for_each(|(s, m)| visit(packed.get(m), score_at(packed, s)));
+                0
+            }
+            Repr::Big(big) => big
+                .scores
+                .scan(cursor, |member, score| visit(member, *score)),
+        }
+    }
+
+    /// The member (with its score) of rank `rank`, lowest first; O(log n) for a big set.
+    pub fn nth(&self, rank: usize) -> Option<(&[u8], f64)> {
+        self.range(rank..rank.saturating_add(1)).next()
+    }
+
     /// The statistics of a big set's member table, as `DEBUG HTSTATS-KEY` shows them.
     pub(crate) fn table_stats(&self) -> Option<String> {
         match &self.repr {

@@ -1,10 +1,10 @@
 //! The hash family: HSET, HGET, HDEL, HINCRBY, HGETALL, HSCAN and the rest.
 
-use amber_keyspace::{HashLimits, HashValue, glob_match};
+use amber_keyspace::{HashLimits, HashValue};
 use amber_protocol::parse_i64;
 use bytes::Bytes;
 
-use super::{Ctx, Replied, ScanArgs, errors, read_collection, scan_args, write_collection};
+use super::{Ctx, Replied, errors, read_collection, scan_args, write_collection};
 use crate::commands::long_double::LongDouble;
 use crate::notify;
 
@@ -312,29 +312,18 @@ pub(super) fn hrandfield(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
 pub(super) fn hscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(ScanArgs {
-        mut cursor,
-        pattern,
-        count,
-    }) = scan_args::<amber_keyspace::HashValue>(ctx, &args[1], &args[2], &args[3..])
+    let Some(scan) = scan_args::<amber_keyspace::HashValue>(ctx, &args[1], &args[2], &args[3..])
     else {
         return;
     };
     let found = read_hash(ctx, &args[1], |hash| {
-        let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut budget = count.saturating_mul(10);
-        loop {
-            cursor = hash.scan(cursor, |f, v| {
-                if pattern.as_ref().is_none_or(|p| glob_match(p, f, false)) {
+        scan.collect(|cursor, found| {
+            hash.scan(cursor, |f, v| {
+                if scan.matches(f) {
                     found.push((f.to_vec(), v.to_vec()));
                 }
-            });
-            budget -= 1;
-            if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
-                break;
-            }
-        }
-        (cursor, found)
+            })
+        })
     });
     let Ok(found) = found else { return };
     let (cursor, found) = found.unwrap_or((0, Vec::new()));

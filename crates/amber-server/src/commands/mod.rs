@@ -46,7 +46,7 @@ mod zsets;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use amber_keyspace::{Db, StrValue, Value};
+use amber_keyspace::{Db, StrValue, Value, glob_match};
 use amber_protocol::{ReplyWriter, parse_i64};
 use bytes::Bytes;
 
@@ -713,6 +713,34 @@ pub(crate) struct ScanArgs {
     pub pattern: Option<Bytes>,
     /// Roughly how many elements to return.
     pub count: i64,
+}
+
+impl ScanArgs {
+    /// Whether `element` matches the MATCH pattern (every element does without one).
+    pub(crate) fn matches(&self, element: &[u8]) -> bool {
+        self.pattern
+            .as_ref()
+            .is_none_or(|pattern| glob_match(pattern, element, false))
+    }
+
+    /// Runs `step` (one step of a collection's cursor, pushing what it keeps) from the cursor
+    /// on until the cursor wraps to 0, COUNT elements were kept or 10 × COUNT steps were
+    /// taken, as Redis's SCAN family does; returns the next cursor and what was kept.
+    pub(crate) fn collect<T>(
+        &self,
+        mut step: impl FnMut(u64, &mut Vec<T>) -> u64,
+    ) -> (u64, Vec<T>) {
+        let mut cursor = self.cursor;
+        let mut found = Vec::new();
+        let mut budget = self.count.saturating_mul(10);
+        loop {
+            cursor = step(cursor, &mut found);
+            budget -= 1;
+            if cursor == 0 || budget <= 0 || found.len() as i64 >= self.count {
+                return (cursor, found);
+            }
+        }
+    }
 }
 
 /// Parses `key cursor [MATCH pattern] [COUNT count]` of HSCAN, SSCAN and ZSCAN in Redis's

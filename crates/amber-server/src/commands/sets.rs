@@ -1,11 +1,10 @@
 //! The set family: SADD, SREM, SMEMBERS, set algebra with and without STORE, SPOP, SSCAN.
 
-use amber_keyspace::{Entry, SetValue, Value, glob_match};
+use amber_keyspace::{Entry, SetValue, Value};
 use bytes::Bytes;
 
 use super::{
-    Ctx, Replied, ScanArgs, errors, read_collection, read_collection_for_write, scan_args,
-    write_collection,
+    Ctx, Replied, errors, read_collection, read_collection_for_write, scan_args, write_collection,
 };
 use crate::notify;
 
@@ -362,29 +361,17 @@ pub(super) fn srandmember(ctx: &mut Ctx, args: &[Bytes]) {
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
 pub(super) fn sscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(ScanArgs {
-        mut cursor,
-        pattern,
-        count,
-    }) = scan_args::<SetValue>(ctx, &args[1], &args[2], &args[3..])
-    else {
+    let Some(scan) = scan_args::<SetValue>(ctx, &args[1], &args[2], &args[3..]) else {
         return;
     };
     let found = read_set(ctx, &args[1], |set| {
-        let mut found = Vec::new();
-        let mut budget = count.saturating_mul(10);
-        loop {
-            cursor = set.scan(cursor, |m| {
-                if pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+        scan.collect(|cursor, found| {
+            set.scan(cursor, |m| {
+                if scan.matches(m) {
                     found.push(m.to_vec());
                 }
-            });
-            budget -= 1;
-            if cursor == 0 || budget <= 0 || found.len() as i64 >= count {
-                break;
-            }
-        }
-        (cursor, found)
+            })
+        })
     });
     let Ok(found) = found else { return };
     let (cursor, found) = found.unwrap_or((0, Vec::new()));

@@ -3,12 +3,12 @@
 
 use std::ops::Range;
 
-use amber_keyspace::{Entry, Value, ZsetLimits, ZsetValue, glob_match};
+use amber_keyspace::{Entry, Value, ZsetLimits, ZsetValue};
 use amber_protocol::{Protocol, parse_i64};
 use bytes::Bytes;
 
 use super::strings::parse_float;
-use super::{Ctx, Replied, ScanArgs, errors, is, read_collection, scan_args, write_collection};
+use super::{Ctx, Replied, errors, is, read_collection, scan_args, write_collection};
 use crate::notify;
 
 /// Runs `read` on the sorted set under `key` (see [`read_collection`]).
@@ -719,25 +719,26 @@ pub(super) fn zpopmax(ctx: &mut Ctx, args: &[Bytes]) {
     pop(ctx, args, true);
 }
 
-/// `ZSCAN key cursor [MATCH pattern] [COUNT count]` (returned whole, cursor 0)
+/// `ZSCAN key cursor [MATCH pattern] [COUNT count]`
 pub(super) fn zscan(ctx: &mut Ctx, args: &[Bytes]) {
-    let Some(ScanArgs { pattern, .. }) =
-        scan_args::<ZsetValue>(ctx, &args[1], &args[2], &args[3..])
-    else {
+    let Some(scan) = scan_args::<ZsetValue>(ctx, &args[1], &args[2], &args[3..]) else {
         return;
     };
-    let items = read_zset(ctx, &args[1], |zset| {
-        zset.iter()
-            .filter(|(m, _)| pattern.as_ref().is_none_or(|p| glob_match(p, m, false)))
-            .map(|(m, s)| (m.to_vec(), s))
-            .collect::<Scored>()
+    let found = read_zset(ctx, &args[1], |zset| {
+        scan.collect(|cursor, found| {
+            zset.scan(cursor, |member, score| {
+                if scan.matches(member) {
+                    found.push((member.to_vec(), score));
+                }
+            })
+        })
     });
-    let Ok(items) = items else { return };
-    let items = items.unwrap_or_default();
+    let Ok(found) = found else { return };
+    let (cursor, found) = found.unwrap_or((0, Vec::new()));
     ctx.out.array(2);
-    ctx.out.bulk(b"0");
-    ctx.out.array(items.len() * 2);
-    for (member, score) in &items {
+    ctx.out.bulk(cursor.to_string().as_bytes());
+    ctx.out.array(found.len() * 2);
+    for (member, score) in &found {
         ctx.out.bulk(member);
         ctx.out.double(*score);
     }
@@ -1151,45 +1152,37 @@ pub(super) fn pop_first_nonempty(
     Ok(None)
 }
 
-/// `ZRANDMEMBER key [count [WITHSCORES]]`
+/// `ZRANDMEMBER key [count [WITHSCORES]]`: members picked by rank, each found in O(log n).
 pub(super) fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
     let Ok((count, with_scores)) = super::random_count_args(ctx, args, Some("withscores")) else {
         return;
     };
-    let Ok(items) = read_zset(ctx, &args[1], |zset| {
-        zset.iter()
-            .map(|(m, s)| (m.to_vec(), s))
+    let seed = ctx.server.keyspace.next_random();
+    let Ok(picked) = read_zset(ctx, &args[1], |zset| {
+        let len = zset.len();
+        let ranks = match count {
+            None if len == 0 => Vec::new(),
+            None => vec![(super::seeded(seed)() % len as u64) as usize],
+            Some(count) => super::random_picks(
+                len,
+                count,
+                seed,
+                |random| Some((random() % len as u64) as usize),
+                || (0..len).collect(),
+            ),
+        };
+        ranks
+            .into_iter()
+            .filter_map(|rank| zset.nth(rank))
+            .map(|(member, score)| (member.to_vec(), score))
             .collect::<Scored>()
     }) else {
         return;
     };
-    let items = items.unwrap_or_default();
-    let Some(count) = count else {
-        if items.is_empty() {
-            return ctx.out.null();
-        }
-        let index = (ctx.server.keyspace.next_random() % items.len() as u64) as usize;
-        return ctx.out.bulk(&items[index].0);
-    };
-    let picked: Scored = if count >= 0 {
-        let mut indexes: Vec<usize> = (0..items.len()).collect();
-        for i in (1..indexes.len()).rev() {
-            let j = (ctx.server.keyspace.next_random() % (i as u64 + 1)) as usize;
-            indexes.swap(i, j);
-        }
-        indexes
-            .into_iter()
-            .take(count as usize)
-            .map(|i| items[i].clone())
-            .collect()
-    } else if items.is_empty() {
-        Vec::new()
-    } else {
-        (0..count.unsigned_abs())
-            .map(|_| {
-                items[(ctx.server.keyspace.next_random() % items.len() as u64) as usize].clone()
-            })
-            .collect()
-    };
-    reply_scored(ctx, &picked, with_scores);
+    let picked = picked.unwrap_or_default();
+    match (count, picked.first()) {
+        (None, None) => ctx.out.null(),
+        (None, Some((member, _))) => ctx.out.bulk(member),
+        (Some(_), _) => reply_scored(ctx, &picked, with_scores),
+    }
 }
