@@ -413,7 +413,6 @@ pub(super) fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
         i += 2;
     }
     let found = read_list(ctx, &args[1], |list| {
-        let list: Vec<&[u8]> = list.iter().collect();
         // RANK -9223372036854775808: Redis negates it in C, where it stays itself, so every
         // match from the tail qualifies and a COUNT never stops the search early.
         let overflowed = rank == i64::MIN;
@@ -428,18 +427,34 @@ pub(super) fn lpos(ctx: &mut Ctx, args: &[Bytes]) {
         } else {
             rank.unsigned_abs() as usize - 1
         };
+        let len = list.len();
         let limit = if maxlen == 0 {
-            list.len()
+            len
         } else {
-            (maxlen as usize).min(list.len())
+            (maxlen as usize).min(len)
         };
-        let indexes: Box<dyn Iterator<Item = usize>> = if rank > 0 {
-            Box::new(0..limit)
-        } else {
-            Box::new((list.len() - limit..list.len()).rev())
-        };
-        indexes
-            .filter(|&i| *list[i] == *args[2])
+        let matches = |(_, item): &(usize, &[u8])| **item == *args[2];
+        // Only the MAXLEN elements searched are read: from the head lazily, from the tail
+        // through a window of them.
+        if rank > 0 {
+            return list
+                .iter()
+                .take(limit)
+                .enumerate()
+                .filter(matches)
+                .map(|(i, _)| i)
+                .skip(skip)
+                .take(wanted)
+                .collect::<Vec<usize>>();
+        }
+        let first = len - limit;
+        let window: Vec<&[u8]> = list.range(first, len.saturating_sub(1)).collect();
+        window
+            .into_iter()
+            .enumerate()
+            .rev()
+            .filter(matches)
+            .map(|(i, _)| first + i)
             .skip(skip)
             .take(wanted)
             .collect::<Vec<usize>>()
