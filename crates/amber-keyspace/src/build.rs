@@ -1,14 +1,12 @@
 //! Building values from a flat sequence of elements, the way a loaded file presents them,
 //! with buffers reused from one value to the next: a compact value costs one allocation.
 
-use std::collections::VecDeque;
-
 use crate::dict::Dict;
 use crate::hash::{HashLimits, HashValue};
 use crate::list::{ListLimits, ListValue};
 use crate::packed::Scratch;
+use crate::quicklist::Quicklist;
 use crate::set::{SetValue, member_as_int};
-use crate::small::SmallBytes;
 use crate::zset::{Score, ZsetLimits, ZsetValue, encode_score};
 
 /// Reusable buffers that collect one value's elements, then build it in its final encoding.
@@ -84,9 +82,10 @@ impl ValueBuilder {
         if self.count <= limits.max_entries && self.elements.byte_len() <= limits.max_bytes {
             return ListValue::Small(self.elements.to_packed());
         }
-        let mut list = VecDeque::with_capacity(self.count);
-        list.extend(self.elements.iter().map(SmallBytes::new));
-        ListValue::Big(std::sync::Arc::new(list))
+        ListValue::Big(std::sync::Arc::new(Quicklist::from_items(
+            self.elements.iter(),
+            limits,
+        )))
     }
 
     /// The elements as a set: an intset when they are all integers and few enough.

@@ -1,11 +1,11 @@
 //! Lists: one packed buffer while small (as Redis keeps a small list in a single listpack
-//! node), a deque of elements once past `list-max-listpack-size` (never back). `OBJECT
-//! ENCODING` says `quicklist` for both, as Redis 7.0 does.
+//! node), a [`Quicklist`] of packed nodes once past `list-max-listpack-size` (never back).
+//! `OBJECT ENCODING` says `quicklist` for both, as Redis 7.0 does.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::packed::{Packed, Spans};
+use crate::quicklist::{Quicklist, QuicklistIter};
 use crate::small::SmallBytes;
 
 /// When a list stops being packed: Redis's `list-max-listpack-size`.
@@ -56,8 +56,8 @@ impl Default for ListLimits {
 pub enum ListValue {
     /// Elements back to back in one buffer.
     Small(Packed),
-    /// A deque of elements, behind an `Arc` that a capture shares (INV-SHARED-SET).
-    Big(Arc<VecDeque<SmallBytes>>),
+    /// Nodes of packed elements, behind an `Arc` that a capture shares (INV-SHARED-SET).
+    Big(Arc<Quicklist>),
 }
 
 impl Default for ListValue {
@@ -84,7 +84,7 @@ impl ListValue {
     pub fn len(&self) -> usize {
         match self {
             ListValue::Small(packed) => packed.len(),
-            ListValue::Big(deque) => deque.len(),
+            ListValue::Big(list) => list.len(),
         }
     }
 
@@ -92,7 +92,7 @@ impl ListValue {
     pub fn is_empty(&self) -> bool {
         match self {
             ListValue::Small(packed) => packed.is_empty(),
-            ListValue::Big(deque) => deque.is_empty(),
+            ListValue::Big(list) => list.is_empty(),
         }
     }
 
@@ -105,7 +105,7 @@ impl ListValue {
     pub fn get(&self, index: usize) -> Option<&[u8]> {
         match self {
             ListValue::Small(packed) => packed.iter().nth(index),
-            ListValue::Big(deque) => deque.get(index).map(SmallBytes::as_bytes),
+            ListValue::Big(list) => list.get(index),
         }
     }
 
@@ -134,10 +134,10 @@ impl ListValue {
                     left: count,
                 })
             }
-            ListValue::Big(deque) => {
-                let start = if count == 0 { 0 } else { from };
-                ListIter(Items::Big(deque.range(start..start + count)))
-            }
+            ListValue::Big(list) => ListIter(Items::Big {
+                items: list.iter_from(from),
+                left: count,
+            }),
         }
     }
 
@@ -149,7 +149,10 @@ impl ListValue {
                 packed.push(&items);
                 self.grow_if_needed(limits);
             }
-            ListValue::Big(deque) => Arc::make_mut(deque).extend(items.map(SmallBytes::new)),
+            ListValue::Big(list) => {
+                let list = Arc::make_mut(list);
+                items.for_each(|item| list.push_back(item, limits));
+            }
         }
     }
 
@@ -162,9 +165,9 @@ impl ListValue {
                 packed.insert_at(0, &items);
                 self.grow_if_needed(limits);
             }
-            ListValue::Big(deque) => {
-                let deque = Arc::make_mut(deque);
-                items.for_each(|item| deque.push_front(SmallBytes::new(item)));
+            ListValue::Big(list) => {
+                let list = Arc::make_mut(list);
+                items.for_each(|item| list.push_front(item, limits));
             }
         }
     }
@@ -178,7 +181,7 @@ impl ListValue {
                 packed.splice(first.start, first.end, &[]);
                 Some(item)
             }
-            ListValue::Big(deque) => Arc::make_mut(deque).pop_front(),
+            ListValue::Big(list) => Arc::make_mut(list).pop_front(),
         }
     }
 
@@ -191,7 +194,7 @@ impl ListValue {
                 packed.splice(last.start, last.end, &[]);
                 Some(item)
             }
-            ListValue::Big(deque) => Arc::make_mut(deque).pop_back(),
+            ListValue::Big(list) => Arc::make_mut(list).pop_back(),
         }
     }
 
@@ -206,46 +209,97 @@ impl ListValue {
                 self.grow_if_needed(limits);
                 true
             }
-            ListValue::Big(deque) => match Arc::make_mut(deque).get_mut(index) {
-                Some(slot) => {
-                    *slot = SmallBytes::new(item);
-                    true
-                }
-                None => false,
-            },
+            ListValue::Big(list) => {
+                index < list.len() && Arc::make_mut(list).set(index, item, limits)
+            }
         }
     }
 
-    /// Runs `change` on the list as a deque (for the rarer operations: LINSERT, LREM, LTRIM);
-    /// a packed list is unpacked for it and packed again if it still fits `limits`.
-    pub fn edit<R>(
-        &mut self,
-        limits: ListLimits,
-        change: impl FnOnce(&mut VecDeque<SmallBytes>) -> R,
-    ) -> R {
+    /// Inserts `item` before the element at `index` (at the tail when `index` is the
+    /// length), as LINSERT.
+    pub fn insert(&mut self, index: usize, item: &[u8], limits: ListLimits) {
         match self {
-            ListValue::Big(deque) => change(Arc::make_mut(deque)),
             ListValue::Small(packed) => {
-                let mut deque: VecDeque<SmallBytes> = packed.iter().map(SmallBytes::new).collect();
-                let result = change(&mut deque);
-                let mut repacked = Packed::default();
-                let items: Vec<&[u8]> = deque.iter().map(SmallBytes::as_bytes).collect();
-                repacked.push(&items);
-                *self = if limits.allow(&repacked) {
-                    ListValue::Small(repacked)
-                } else {
-                    ListValue::Big(Arc::new(deque))
-                };
-                result
+                let at = packed
+                    .spans()
+                    .nth(index)
+                    .map_or(packed.byte_len(), |span| span.start);
+                packed.insert_at(at, &[item]);
+                self.grow_if_needed(limits);
             }
+            ListValue::Big(list) => Arc::make_mut(list).insert(index, item, limits),
         }
+    }
+
+    /// Keeps only the elements from index `from` to `to` inclusive (none when `to < from`),
+    /// as LTRIM; returns how many went.
+    pub fn trim(&mut self, from: usize, to: usize) -> usize {
+        let len = self.len();
+        let keep = from.min(len)..to.saturating_add(1).clamp(from.min(len), len);
+        let removed = len - keep.len();
+        if removed == 0 {
+            return 0;
+        }
+        match self {
+            ListValue::Small(packed) => {
+                let spans: Vec<_> = packed.spans().collect();
+                let end = keep.end.checked_sub(1).map_or(0, |last| spans[last].end);
+                let start = spans
+                    .get(keep.start)
+                    .map_or(end, |span| span.start.min(end));
+                packed.splice(end, packed.byte_len(), &[]);
+                packed.splice(0, start, &[]);
+            }
+            ListValue::Big(list) => Arc::make_mut(list).trim(keep),
+        }
+        removed
+    }
+
+    /// Removes up to `count` elements equal to `element` from the head (from the tail when
+    /// `count` is negative, all when 0), as LREM; returns how many went.
+    pub fn remove_matching(&mut self, count: i64, element: &[u8], limits: ListLimits) -> usize {
+        let mut doomed: Vec<usize> = self
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| *item == element)
+            .map(|(index, _)| index)
+            .collect();
+        let limit = if count == 0 {
+            usize::MAX
+        } else {
+            count.unsigned_abs().min(usize::MAX as u64) as usize
+        };
+        if count < 0 {
+            doomed.drain(..doomed.len().saturating_sub(limit));
+        } else {
+            doomed.truncate(limit);
+        }
+        match self {
+            ListValue::Small(packed) => {
+                let mut next = doomed.iter().peekable();
+                let kept: Vec<&[u8]> = packed
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| next.next_if(|&&d| d == *index).is_none())
+                    .map(|(_, item)| item)
+                    .collect();
+                let mut repacked = Packed::default();
+                repacked.push(&kept);
+                *packed = repacked;
+            }
+            ListValue::Big(list) if !doomed.is_empty() => {
+                Arc::make_mut(list).remove_indexes(&doomed, limits);
+            }
+            ListValue::Big(_) => {}
+        }
+        doomed.len()
     }
 
     /// Reads the start of the list's memory (see [`crate::Value::touch`]).
     pub fn touch(&self) -> u64 {
         match self {
             ListValue::Small(packed) => u64::from(packed.first_byte()),
-            ListValue::Big(deque) => deque.len() as u64,
+            ListValue::Big(list) => list.len() as u64,
         }
     }
 
@@ -253,7 +307,7 @@ impl ListValue {
     pub fn touch_for_copy(&self) -> u64 {
         match self {
             ListValue::Small(packed) => packed.ends(),
-            ListValue::Big(deque) => deque.len() as u64,
+            ListValue::Big(list) => list.len() as u64,
         }
     }
 
@@ -261,8 +315,7 @@ impl ListValue {
         if let ListValue::Small(packed) = self
             && !limits.allow(packed)
         {
-            let deque: VecDeque<SmallBytes> = packed.iter().map(SmallBytes::new).collect();
-            *self = ListValue::Big(Arc::new(deque));
+            *self = ListValue::Big(Arc::new(Quicklist::from_items(packed.iter(), limits)));
         }
     }
 }
@@ -278,7 +331,10 @@ enum Items<'a> {
         packed: &'a Packed,
         left: usize,
     },
-    Big(std::collections::vec_deque::Iter<'a, SmallBytes>),
+    Big {
+        items: QuicklistIter<'a>,
+        left: usize,
+    },
 }
 
 impl<'a> Iterator for ListIter<'a> {
@@ -297,7 +353,13 @@ impl<'a> Iterator for ListIter<'a> {
                 *left -= 1;
                 spans.next().map(|span| packed.get(span))
             }
-            Items::Big(items) => items.next().map(SmallBytes::as_bytes),
+            Items::Big { items, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+                items.next()
+            }
         }
     }
 }
@@ -306,6 +368,7 @@ impl<'a> Iterator for ListIter<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     fn items(list: &ListValue) -> Vec<Vec<u8>> {
         list.iter().map(<[u8]>::to_vec).collect()
@@ -318,7 +381,9 @@ mod tests {
         PopFront,
         PopBack,
         Set(usize, Vec<u8>),
-        RemoveAt(usize),
+        Insert(usize, Vec<u8>),
+        Trim(usize, usize),
+        RemoveMatching(i64, Vec<u8>),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -328,8 +393,11 @@ mod tests {
             proptest::collection::vec(item.clone(), 1..6).prop_map(Op::PushFront),
             Just(Op::PopFront),
             Just(Op::PopBack),
-            (0usize..20, item).prop_map(|(i, v)| Op::Set(i, v)),
-            (0usize..20).prop_map(Op::RemoveAt),
+            (0usize..20, item.clone()).prop_map(|(i, v)| Op::Set(i, v)),
+            (0usize..20, item).prop_map(|(i, v)| Op::Insert(i, v)),
+            (0usize..8, 0usize..30).prop_map(|(a, b)| Op::Trim(a, b)),
+            (-3i64..3, proptest::collection::vec(0u8..2, 0..2))
+                .prop_map(|(c, v)| Op::RemoveMatching(c, v)),
         ]
     }
 
@@ -360,9 +428,29 @@ mod tests {
                             model[index] = value;
                         }
                     }
-                    Op::RemoveAt(index) => {
-                        list.edit(limits, |deque| deque.remove(index));
-                        model.remove(index);
+                    Op::Insert(index, value) => {
+                        let index = index.min(model.len());
+                        list.insert(index, &value, limits);
+                        model.insert(index, value);
+                    }
+                    Op::Trim(from, to) => {
+                        let before = model.len();
+                        let kept: VecDeque<Vec<u8>> = model.iter().enumerate().filter(|(i, _)| *i >= from && *i <= to).map(|(_, v)| v.clone()).collect();
+                        prop_assert_eq!(list.trim(from, to), before - kept.len());
+                        model = kept;
+                    }
+                    Op::RemoveMatching(count, value) => {
+                        let mut matches: Vec<usize> = model.iter().enumerate().filter(|(_, v)| **v == value).map(|(i, _)| i).collect();
+                        let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+                        if count < 0 {
+                            matches.reverse();
+                        }
+                        matches.truncate(limit);
+                        matches.sort_unstable();
+                        prop_assert_eq!(list.remove_matching(count, &value, limits), matches.len());
+                        for &i in matches.iter().rev() {
+                            model.remove(i);
+                        }
                     }
                 }
                 prop_assert_eq!(list.len(), model.len());

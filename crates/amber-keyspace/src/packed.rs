@@ -218,7 +218,7 @@ fn encode(items: &[&[u8]]) -> Vec<u8> {
 
 /// The allocation a request of `bytes` gets from a size-class allocator (jemalloc's classes:
 /// 8, multiples of 16 up to 128, then four classes per doubling), so the room up to it is free.
-fn size_class(bytes: usize) -> usize {
+pub(crate) fn size_class(bytes: usize) -> usize {
     if bytes <= 8 {
         return 8;
     }
@@ -298,7 +298,7 @@ impl Iterator for Spans<'_> {
 }
 
 /// Bytes the length header of a `len`-byte element takes.
-fn len_size(len: usize) -> usize {
+pub(crate) fn len_size(len: usize) -> usize {
     let bits = usize::BITS - len.leading_zeros();
     (bits as usize).div_ceil(7).max(1)
 }
@@ -313,7 +313,7 @@ fn put_len(out: &mut [u8], mut len: usize) {
     }
 }
 
-fn write_len(out: &mut Vec<u8>, mut len: usize) {
+pub(crate) fn write_len(out: &mut Vec<u8>, mut len: usize) {
     loop {
         let byte = (len & 0x7f) as u8;
         len >>= 7;
@@ -326,7 +326,7 @@ fn write_len(out: &mut Vec<u8>, mut len: usize) {
 }
 
 /// Decodes the length at `at`; returns it and where the bytes start.
-fn read_len(buf: &[u8], mut at: usize) -> (usize, usize) {
+pub(crate) fn read_len(buf: &[u8], mut at: usize) -> (usize, usize) {
     let mut len = 0usize;
     let mut shift = 0;
     while let Some(&byte) = buf.get(at) {

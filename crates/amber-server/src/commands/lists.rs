@@ -261,21 +261,12 @@ pub(super) fn ltrim(ctx: &mut Ctx, args: &[Bytes]) {
     let (Some(start), Some(stop)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
         return ctx.error(errors::NOT_INTEGER);
     };
-    let limits = ctx.server.list_limits();
     let trimmed = write_list(ctx, &args[1], false, |list| {
-        list.edit(limits, |list| match clamp(list.len(), start, stop) {
-            Some((from, to)) => {
-                let removed = list.len() - (to - from + 1);
-                list.truncate(to + 1);
-                list.drain(..from);
-                removed
-            }
-            None => {
-                let removed = list.len();
-                list.clear();
-                removed
-            }
-        })
+        match clamp(list.len(), start, stop) {
+            Some((from, to)) => list.trim(from, to),
+            // An empty range keeps nothing.
+            None => list.trim(1, 0),
+        }
     });
     if let Ok(removed) = trimmed {
         if removed.is_some() {
@@ -299,12 +290,7 @@ pub(super) fn linsert(ctx: &mut Ctx, args: &[Bytes]) {
     let limits = ctx.server.list_limits();
     let result = write_list(ctx, &args[1], false, |list| {
         let position = list.iter().position(|item| *item == *args[3])?;
-        list.edit(limits, |list| {
-            list.insert(
-                position + usize::from(after),
-                amber_keyspace::SmallBytes::new(&args[4]),
-            );
-        });
+        list.insert(position + usize::from(after), &args[4], limits);
         Some(list.len())
     });
     match result {
@@ -326,7 +312,7 @@ pub(super) fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
     };
     let limits = ctx.server.list_limits();
     let removed = write_list(ctx, &args[1], false, |list| {
-        list.edit(limits, |list| remove_matching(list, count, &args[3]))
+        list.remove_matching(count, &args[3], limits)
     });
     if let Ok(removed) = removed {
         let removed = removed.unwrap_or(0);
@@ -337,42 +323,6 @@ pub(super) fn lrem(ctx: &mut Ctx, args: &[Bytes]) {
         }
         ctx.out.integer(removed as i64);
     }
-}
-
-/// LREM's removal: up to `count` elements equal to `element` from the head (from the tail when
-/// negative, all when 0); returns how many went.
-fn remove_matching(
-    list: &mut std::collections::VecDeque<amber_keyspace::SmallBytes>,
-    count: i64,
-    element: &[u8],
-) -> usize {
-    let limit = if count == 0 {
-        usize::MAX
-    } else {
-        count.unsigned_abs() as usize
-    };
-    let mut removed = 0;
-    let mut kept = std::collections::VecDeque::with_capacity(list.len());
-    let matches = |item: &[u8]| *item == *element;
-    if count >= 0 {
-        for item in list.drain(..) {
-            if removed < limit && matches(&item) {
-                removed += 1;
-            } else {
-                kept.push_back(item);
-            }
-        }
-    } else {
-        for item in list.drain(..).rev() {
-            if removed < limit && matches(&item) {
-                removed += 1;
-            } else {
-                kept.push_front(item);
-            }
-        }
-    }
-    *list = kept;
-    removed
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`
