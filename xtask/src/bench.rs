@@ -475,10 +475,17 @@ pub(crate) fn pipeline(
     flush(stream, &mut batch, &mut pending)
 }
 
-/// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS).
+/// Writes `keys` keys of one type through a pipeline (10-element collections, as REDIS-FACTS),
+/// or, for a `big-` kind, `keys` elements of one big collection (Redis's table, skiplist and
+/// quicklist encodings).
 pub(crate) fn fill_type(stream: &mut TcpStream, kind: &str, keys: u64) -> Result<()> {
     let line = |i: u64| match kind {
         "string" => format!("SET {kind}:{i} value-{i}\r\n"),
+        "big-hash" => format!("HSET big field:{i:08} v{i}\r\n"),
+        "big-list" => format!("RPUSH big member:{i:08}\r\n"),
+        "big-list-of-ints" => format!("RPUSH big {i}\r\n"),
+        "big-set" => format!("SADD big member:{i:08}\r\n"),
+        "big-zset" => format!("ZADD big {i}.5 member:{i:08}\r\n"),
         "hash" => format!(
             "HSET {kind}:{i} {}\r\n",
             (0..10)
@@ -518,11 +525,11 @@ fn memory(args: &BenchArgs) -> Result<()> {
         ("redis", Path::new("/usr/bin/redis-server").to_path_buf()),
     ];
     println!(
-        "\nmemory: {} keys per type (10-element collections), bytes per key from used_memory and RSS growth",
+        "\nmemory: {} keys per type (10-element collections), or elements of one big collection (big-), bytes per key or element from used_memory and RSS growth",
         args.memory_keys
     );
     println!(
-        "{:<8} | {:>14} {:>14} {:>7} | {:>14} {:>14} {:>7}",
+        "{:<16} | {:>14} {:>14} {:>7} | {:>14} {:>14} {:>7}",
         "type",
         "amber used/key",
         "redis used/key",
@@ -531,7 +538,18 @@ fn memory(args: &BenchArgs) -> Result<()> {
         "redis rss/key",
         "ratio"
     );
-    for kind in ["string", "hash", "list", "set", "zset"] {
+    for kind in [
+        "string",
+        "hash",
+        "list",
+        "set",
+        "zset",
+        "big-hash",
+        "big-list",
+        "big-list-of-ints",
+        "big-set",
+        "big-zset",
+    ] {
         let mut used = Vec::new();
         let mut rss = Vec::new();
         for (name, binary) in &binaries {
@@ -560,7 +578,7 @@ fn memory(args: &BenchArgs) -> Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
         }
         println!(
-            "{kind:<8} | {:>14.1} {:>14.1} {:>6.2}x | {:>14.1} {:>14.1} {:>6.2}x",
+            "{kind:<16} | {:>14.1} {:>14.1} {:>6.2}x | {:>14.1} {:>14.1} {:>6.2}x",
             used[0],
             used[1],
             used[0] / used[1],
