@@ -100,7 +100,7 @@ fn growth(c: &mut Criterion) {
     group.throughput(Throughput::Elements(KEYS));
     group.bench_function("insert_1m_keys", |b| {
         b.iter(|| {
-            let mut table = Dict::new();
+            let mut table: Dict<_> = Dict::new();
             for (value, key) in keys.iter().enumerate() {
                 table.insert(key, value as u32);
             }

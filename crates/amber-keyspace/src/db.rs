@@ -123,7 +123,7 @@ pub struct Db {
     /// Keys and their entries, each entry apart from the key's node (INV-ENTRY-APART).
     keys: Entries,
     /// The keys that have an expiry time, sampled by the active expire cycle.
-    volatile: Dict<()>,
+    volatile: Dict<(), ()>,
     /// Keys deleted because they expired, since the counter was last read.
     expired: u64,
     /// While set, no key is treated as expired (as Redis while it loads a file: an AOF replays
@@ -200,7 +200,7 @@ impl Db {
     }
 
     /// The table of keys that have an expiry time (for sampling).
-    pub(crate) fn volatile_keys(&self) -> &Dict<()> {
+    pub(crate) fn volatile_keys(&self) -> &Dict<(), ()> {
         &self.volatile
     }
 

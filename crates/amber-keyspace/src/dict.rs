@@ -64,22 +64,72 @@ fn growth_allowed(new_buckets: usize, len: usize, buckets: usize) -> bool {
     load > MAX_LOAD_FACTOR
         || GROWTH_GUARD
             .get()
-            .is_none_or(|guard| guard(new_buckets * std::mem::size_of::<Bucket<()>>()))
+            .is_none_or(|guard| guard(new_buckets * std::mem::size_of::<Bucket<(), u64>>()))
 }
 
 pub(crate) use crate::small::INLINE as INLINE_KEY;
 use crate::small::SmallBytes as Key;
 
-struct Node<V> {
-    /// The key's full hash: compared before the key, and reused when the table resizes.
-    hash: u64,
+/// What a table's nodes keep of their keys' hashes. `u64` keeps the whole hash: a lookup
+/// compares it before the key (a long key is then read only when it is likely the one) and a
+/// resize files the node without hashing its key again. `()` keeps nothing, for tables whose
+/// nodes it makes a size class smaller (a set's: 32 bytes, not 48; a big hash's: 48, not 64):
+/// a lookup compares keys, and a resize hashes each key again, as Redis's tables do.
+pub trait NodeHash: Copy {
+    /// What a node keeps of `hash`.
+    fn keep(hash: u64) -> Self;
+    /// Whether a node that kept `self` may hold a key of `hash`.
+    fn may_be(self, hash: u64) -> bool;
+    /// The hash of the node's `key`: kept, or computed again.
+    fn recall(self, key: &[u8]) -> u64;
+}
+
+impl NodeHash for u64 {
+    fn keep(hash: u64) -> Self {
+        hash
+    }
+
+    fn may_be(self, hash: u64) -> bool {
+        self == hash
+    }
+
+    fn recall(self, _key: &[u8]) -> u64 {
+        self
+    }
+}
+
+impl NodeHash for () {
+    fn keep(_hash: u64) -> Self {}
+
+    fn may_be(self, _hash: u64) -> bool {
+        true
+    }
+
+    fn recall(self, key: &[u8]) -> u64 {
+        hasher().hash_one(key)
+    }
+}
+
+struct Node<V, H> {
+    /// What the node keeps of its key's hash ([`NodeHash`]).
+    hash: H,
     key: Key,
     value: V,
-    next: Bucket<V>,
+    next: Bucket<V, H>,
+}
+
+impl<V, H> Node<V, H> {
+    /// A read of the node's first bytes, for the prefetching walks.
+    fn touch(&self) -> u64 {
+        self.key.len() as u64
+    }
 }
 
 /// A bucket: the head of its chain.
-type Bucket<V> = Option<Box<Node<V>>>;
+type Bucket<V, H> = Option<Box<Node<V, H>>>;
+
+/// A table's buckets.
+type Table<V, H> = [Bucket<V, H>];
 
 /// Empty buckets a resize step may pass over for each bucket it moves (Redis's
 /// `empty_visits`), so a step through a sparse old table still ends soon.
@@ -112,11 +162,11 @@ pub enum Lookup<'a, V> {
 /// A table holds its bucket array, a pointer and its length: 48 bytes, so that a set or a big
 /// hash (one table each) costs little beyond its members. The hash function's keys are the
 /// process's, drawn once at random (as Redis seeds one hash function for all its tables).
-pub struct Dict<V> {
+pub struct Dict<V, H: NodeHash = u64> {
     /// The table keys are added to: while a resize is under way, the one they move to.
-    buckets: Vec<Bucket<V>>,
+    buckets: Vec<Bucket<V, H>>,
     /// The resize under way, if any (INV-REHASH).
-    resize: Option<Box<Resize<V>>>,
+    resize: Option<Box<Resize<V, H>>>,
     len: usize,
     /// Set while a capture walks the table in bucket order.
     shrink_paused: bool,
@@ -124,13 +174,13 @@ pub struct Dict<V> {
 
 /// A resize under way: the table keys move out of, boxed so that the many tables not
 /// resizing pay one pointer for it.
-struct Resize<V> {
-    old: Vec<Bucket<V>>,
+struct Resize<V, H> {
+    old: Vec<Bucket<V, H>>,
     /// The buckets of `old` below this index have been moved.
     moved: usize,
 }
 
-impl<V> Drop for Resize<V> {
+impl<V, H> Drop for Resize<V, H> {
     fn drop(&mut self) {
         drop_buckets(std::mem::take(&mut self.old));
     }
@@ -144,13 +194,13 @@ fn hasher() -> &'static RandomState {
 
 const MIN_BUCKETS: usize = 4;
 
-impl<V> Default for Dict<V> {
+impl<V, H: NodeHash> Default for Dict<V, H> {
     fn default() -> Self {
         Dict::new()
     }
 }
 
-impl<V> Dict<V> {
+impl<V, H: NodeHash> Dict<V, H> {
     /// An empty table.
     pub fn new() -> Self {
         Dict {
@@ -178,7 +228,7 @@ impl<V> Dict<V> {
     }
 
     /// The table keys move out of while a resize is under way; empty otherwise.
-    fn old(&self) -> &[Bucket<V>] {
+    fn old(&self) -> &[Bucket<V, H>] {
         self.resize.as_deref().map_or(&[], |resize| &resize.old)
     }
 
@@ -225,7 +275,7 @@ impl<V> Dict<V> {
         (bucket >= resize.moved).then_some(bucket)
     }
 
-    fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V>> {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Node<V, H>> {
         if let Some(bucket) = self.old_bucket_for(hash)
             && let Some(node) = find_in(&self.old()[bucket], hash, key)
         {
@@ -340,7 +390,7 @@ impl<V> Dict<V> {
         const AT_ONCE: usize = 32;
         let mut seen = 0u64;
         for chunk in hashes.chunks(AT_ONCE) {
-            let mut heads: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
+            let mut heads: [Option<&Node<V, H>>; AT_ONCE] = [None; AT_ONCE];
             for (head, &hash) in heads.iter_mut().zip(chunk) {
                 *head = match self.old_bucket_for(hash) {
                     Some(old) => self.old()[old].as_deref(),
@@ -349,10 +399,10 @@ impl<V> Dict<V> {
             }
             // Second round: the next node of each chain (tables run close to one key per
             // bucket, so chains of two are common; longer ones are rare).
-            let mut seconds: [Option<&Node<V>>; AT_ONCE] = [None; AT_ONCE];
+            let mut seconds: [Option<&Node<V, H>>; AT_ONCE] = [None; AT_ONCE];
             for (second, head) in seconds.iter_mut().zip(&heads) {
                 if let Some(head) = head {
-                    seen ^= head.hash;
+                    seen ^= head.touch();
                     *second = head.next.as_deref();
                 }
             }
@@ -360,7 +410,7 @@ impl<V> Dict<V> {
                 seen ^= near(&head.value);
             }
             for second in seconds.iter().flatten() {
-                seen ^= second.hash;
+                seen ^= second.touch();
             }
             for head in heads.iter().flatten() {
                 seen ^= far(&head.value);
@@ -390,7 +440,7 @@ impl<V> Dict<V> {
         let bucket = self.bucket_for(hash);
         let next = self.buckets[bucket].take();
         self.buckets[bucket] = Some(Box::new(Node {
-            hash,
+            hash: H::keep(hash),
             key,
             value,
             next,
@@ -521,7 +571,7 @@ impl<V> Dict<V> {
             }
             while let Some(mut node) = chain {
                 chain = node.next.take();
-                let bucket = (node.hash as usize) & mask;
+                let bucket = (node.hash.recall(node.key.as_bytes()) as usize) & mask;
                 node.next = self.buckets[bucket].take();
                 self.buckets[bucket] = Some(node);
             }
@@ -546,7 +596,7 @@ impl<V> Dict<V> {
     }
 
     /// Visits every key and value, in no particular order.
-    pub fn iter(&self) -> Iter<'_, V> {
+    pub fn iter(&self) -> Iter<'_, V, H> {
         Iter {
             buckets: self.old()[self.moved()..].iter().chain(&self.buckets),
             chain: None,
@@ -556,7 +606,7 @@ impl<V> Dict<V> {
     /// Visits the keys and values of buckets `buckets` (clamped to [`Dict::bucket_count`]),
     /// in table order, the old table's buckets first while a resize is under way: disjoint
     /// ranges that cover `0..bucket_count()` visit every key once.
-    pub fn iter_buckets(&self, buckets: std::ops::Range<usize>) -> Iter<'_, V> {
+    pub fn iter_buckets(&self, buckets: std::ops::Range<usize>) -> Iter<'_, V, H> {
         let split = self.old().len();
         let old = buckets.start.min(split)..buckets.end.min(split);
         let end = buckets.end.saturating_sub(split).min(self.buckets.len());
@@ -590,7 +640,7 @@ impl<V> Dict<V> {
     }
 
     /// The two tables, smaller first; the second is `None` unless a resize is under way.
-    fn tables_by_size(&self) -> (&[Bucket<V>], Option<&[Bucket<V>]>) {
+    fn tables_by_size(&self) -> (&Table<V, H>, Option<&Table<V, H>>) {
         if !self.is_rehashing() {
             (&self.buckets, None)
         } else if self.old().len() < self.buckets.len() {
@@ -616,7 +666,7 @@ impl<V> Dict<V> {
         near: impl Fn(&V) -> u64,
         far: impl Fn(&V) -> u64,
     ) {
-        let range = |table: &[Bucket<V>]| {
+        let range = |table: &[Bucket<V, H>]| {
             let end = from.saturating_add(count).min(table.len());
             from.min(end)..end
         };
@@ -627,12 +677,12 @@ impl<V> Dict<V> {
         let mut seen = 0u64;
         for head in heads.clone().flatten() {
             // A node may straddle two cache lines: the hash and the link sit apart.
-            seen ^= head.hash ^ u64::from(head.next.is_some());
+            seen ^= head.touch() ^ u64::from(head.next.is_some());
         }
         for head in heads.clone().flatten() {
             seen ^= near(&head.value);
             if let Some(second) = &head.next {
-                seen ^= second.hash;
+                seen ^= second.touch();
             }
         }
         for head in heads.flatten() {
@@ -649,7 +699,7 @@ impl<V> Dict<V> {
     /// [`Dict::pause_shrinking`] and [`Dict::is_shrinking`]).
     pub fn visit_bucket_mut(&mut self, index: usize, mut visit: impl FnMut(&Key, &mut V)) -> usize {
         let walk_len = self.walk_len();
-        let old: &mut [Bucket<V>] = match self.resize.as_deref_mut() {
+        let old: &mut [Bucket<V, H>] = match self.resize.as_deref_mut() {
             Some(resize) => &mut resize.old,
             None => &mut [],
         };
@@ -684,7 +734,7 @@ impl<V> Dict<V> {
             len,
             ..
         } = self;
-        let buckets: &mut [Bucket<V>] = buckets;
+        let buckets: &mut [Bucket<V, H>] = buckets;
         let (small, mut large) = match resize.as_deref_mut() {
             None => (buckets, None),
             Some(resize) if resize.old.len() < buckets.len() => {
@@ -784,7 +834,7 @@ impl<V> Dict<V> {
     }
 
     /// Bucket `slot` of the old table followed by the new one (`slot < bucket_count()`).
-    fn slot(&self, slot: u64) -> &Bucket<V> {
+    fn slot(&self, slot: u64) -> &Bucket<V, H> {
         let slot = slot as usize;
         match self.old().get(slot) {
             Some(bucket) => bucket,
@@ -794,10 +844,14 @@ impl<V> Dict<V> {
 }
 
 /// The node of `key` in the chain that starts at `head`.
-fn find_in<'a, V>(head: &'a Bucket<V>, hash: u64, key: &[u8]) -> Option<&'a Node<V>> {
+fn find_in<'a, V, H: NodeHash>(
+    head: &'a Bucket<V, H>,
+    hash: u64,
+    key: &[u8],
+) -> Option<&'a Node<V, H>> {
     let mut node = head.as_deref();
     while let Some(n) = node {
-        if n.hash == hash && n.key.as_bytes() == key {
+        if n.hash.may_be(hash) && n.key.as_bytes() == key {
             return Some(n);
         }
         node = n.next.as_deref();
@@ -806,10 +860,14 @@ fn find_in<'a, V>(head: &'a Bucket<V>, hash: u64, key: &[u8]) -> Option<&'a Node
 }
 
 /// As [`find_in`], for changing the node's value.
-fn find_in_mut<'a, V>(head: &'a mut Bucket<V>, hash: u64, key: &[u8]) -> Option<&'a mut Node<V>> {
+fn find_in_mut<'a, V, H: NodeHash>(
+    head: &'a mut Bucket<V, H>,
+    hash: u64,
+    key: &[u8],
+) -> Option<&'a mut Node<V, H>> {
     let mut node = head.as_deref_mut();
     while let Some(n) = node {
-        if n.hash == hash && n.key.as_bytes() == key {
+        if n.hash.may_be(hash) && n.key.as_bytes() == key {
             return Some(n);
         }
         node = n.next.as_deref_mut();
@@ -818,12 +876,16 @@ fn find_in_mut<'a, V>(head: &'a mut Bucket<V>, hash: u64, key: &[u8]) -> Option<
 }
 
 /// Takes the node of `key` out of the chain that starts at `head`.
-fn unlink<V>(head: &mut Bucket<V>, hash: u64, key: &[u8]) -> Option<Box<Node<V>>> {
+fn unlink<V, H: NodeHash>(
+    head: &mut Bucket<V, H>,
+    hash: u64,
+    key: &[u8],
+) -> Option<Box<Node<V, H>>> {
     let mut link = head;
     loop {
         match link {
             None => return None,
-            Some(node) if node.hash == hash && node.key.as_bytes() == key => {
+            Some(node) if node.hash.may_be(hash) && node.key.as_bytes() == key => {
                 let mut removed = link.take()?;
                 *link = removed.next.take();
                 return Some(removed);
@@ -835,7 +897,7 @@ fn unlink<V>(head: &mut Bucket<V>, hash: u64, key: &[u8]) -> Option<Box<Node<V>>
 
 /// `DEBUG HTSTATS`'s report of one table (`index` 0 is the main table, 1 the rehashing
 /// target), with Redis's wording.
-fn table_stats<V>(table: &[Bucket<V>], index: usize) -> String {
+fn table_stats<V, H: NodeHash>(table: &[Bucket<V, H>], index: usize) -> String {
     use std::fmt::Write;
     const LENGTHS: usize = 50;
     let name = if index == 0 {
@@ -915,14 +977,14 @@ pub(crate) const FAIR_CHAIN: u64 = 8;
 /// Draws before a random pick falls back to the bucket-first way.
 const FAIR_TRIES: usize = 4096;
 
-impl<V> Drop for Dict<V> {
+impl<V, H: NodeHash> Drop for Dict<V, H> {
     fn drop(&mut self) {
         drop_buckets(std::mem::take(&mut self.buckets));
     }
 }
 
 /// Frees chains iteratively, so a long chain cannot overflow the stack.
-fn drop_buckets<V>(buckets: Vec<Bucket<V>>) {
+fn drop_buckets<V, H>(buckets: Vec<Bucket<V, H>>) {
     for mut chain in buckets {
         while let Some(mut node) = chain {
             chain = node.next.take();
@@ -930,7 +992,7 @@ fn drop_buckets<V>(buckets: Vec<Bucket<V>>) {
     }
 }
 
-impl<V: Clone> Clone for Dict<V> {
+impl<V: Clone, H: NodeHash> Clone for Dict<V, H> {
     /// A copy with the same buckets, hashes and chain order, a resize under way included: no
     /// key is hashed again, and the copy iterates in the original's order.
     fn clone(&self) -> Self {
@@ -949,7 +1011,7 @@ impl<V: Clone> Clone for Dict<V> {
 }
 
 /// A copy of the chain that starts at `head`, node by node in the same order.
-fn clone_chain<V: Clone>(head: &Bucket<V>) -> Bucket<V> {
+fn clone_chain<V: Clone, H: NodeHash>(head: &Bucket<V, H>) -> Bucket<V, H> {
     let mut copy = None;
     let mut tail = &mut copy;
     let mut node = head.as_deref();
@@ -968,22 +1030,22 @@ fn clone_chain<V: Clone>(head: &Bucket<V>) -> Bucket<V> {
 
 /// A table of `size` empty buckets, allocated zeroed: a large one comes as fresh pages the
 /// kernel zeroes on first touch, so the keys moving in pay for the pages as they fill them.
-fn empty_buckets<V>(size: usize) -> Vec<Bucket<V>> {
+fn empty_buckets<V, H: NodeHash>(size: usize) -> Vec<Bucket<V, H>> {
     bytemuck::allocation::zeroed_vec(size)
 }
 
 /// The buckets a walk of both tables visits.
-type Buckets<'a, V> =
-    std::iter::Chain<std::slice::Iter<'a, Bucket<V>>, std::slice::Iter<'a, Bucket<V>>>;
+type Buckets<'a, V, H> =
+    std::iter::Chain<std::slice::Iter<'a, Bucket<V, H>>, std::slice::Iter<'a, Bucket<V, H>>>;
 
 /// Iterator over a table's keys and values, in table order.
-pub struct Iter<'a, V> {
-    buckets: Buckets<'a, V>,
-    chain: Option<&'a Node<V>>,
+pub struct Iter<'a, V, H = u64> {
+    buckets: Buckets<'a, V, H>,
+    chain: Option<&'a Node<V, H>>,
 }
 
 // A derive would require `V: Clone`; the iterator only holds references.
-impl<V> Clone for Iter<'_, V> {
+impl<V, H> Clone for Iter<'_, V, H> {
     fn clone(&self) -> Self {
         Iter {
             buckets: self.buckets.clone(),
@@ -992,7 +1054,7 @@ impl<V> Clone for Iter<'_, V> {
     }
 }
 
-impl<'a, V> Iterator for Iter<'a, V> {
+impl<'a, V, H> Iterator for Iter<'a, V, H> {
     type Item = (&'a [u8], &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -1007,17 +1069,17 @@ impl<'a, V> Iterator for Iter<'a, V> {
 }
 
 /// The keys and values of the chain that starts at `head`.
-fn chain_of<V>(head: &Bucket<V>) -> ChainIter<'_, V> {
+fn chain_of<V, H: NodeHash>(head: &Bucket<V, H>) -> ChainIter<'_, V, H> {
     ChainIter {
         node: head.as_deref(),
     }
 }
 
-struct ChainIter<'a, V> {
-    node: Option<&'a Node<V>>,
+struct ChainIter<'a, V, H> {
+    node: Option<&'a Node<V, H>>,
 }
 
-impl<'a, V> Iterator for ChainIter<'a, V> {
+impl<'a, V, H> Iterator for ChainIter<'a, V, H> {
     type Item = (&'a [u8], &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -1039,6 +1101,17 @@ mod tests {
         // A set's or a big hash's own cost beyond its members (used_memory per key).
         assert_eq!(std::mem::size_of::<Dict<()>>(), 48);
         assert_eq!(std::mem::size_of::<crate::set::SetValue>(), 48);
+    }
+
+    #[test]
+    fn nodes_that_keep_no_hash_are_a_size_class_smaller() {
+        // jemalloc's classes: 32, 48, 64. A set member's node, a big hash's field node, and
+        // the key table's node (which keeps its hash for long keys: same class either way).
+        assert_eq!(std::mem::size_of::<Node<(), ()>>(), 32);
+        assert_eq!(std::mem::size_of::<Node<(), u64>>(), 40);
+        assert_eq!(std::mem::size_of::<Node<Box<[u8]>, ()>>(), 48);
+        assert_eq!(std::mem::size_of::<Node<Box<[u8]>, u64>>(), 56);
+        assert_eq!(std::mem::size_of::<Node<u32, u64>>(), 48);
     }
 
     /// SplitMix64 from `seed`: xorshift's consecutive outputs are linearly related, which
@@ -1072,33 +1145,45 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_like_a_hash_map(ops in ops()) {
-            let mut dict = Dict::new();
+            let mut dict: Dict<_> = Dict::new();
+            let mut unhashed: Dict<u32, ()> = Dict::new();
             let mut model = HashMap::new();
             for op in ops {
                 match op {
                     Op::Insert(k, v) => {
                         let key = k.to_be_bytes();
-                        prop_assert_eq!(dict.insert(&key, v), model.insert(key.to_vec(), v));
+                        let old = model.insert(key.to_vec(), v);
+                        prop_assert_eq!(dict.insert(&key, v), old);
+                        prop_assert_eq!(unhashed.insert(&key, v), old);
                     }
                     Op::Remove(k) => {
                         let key = k.to_be_bytes();
-                        prop_assert_eq!(dict.remove(&key), model.remove(key.as_slice()));
+                        let old = model.remove(key.as_slice());
+                        prop_assert_eq!(dict.remove(&key), old);
+                        prop_assert_eq!(unhashed.remove(&key), old);
                     }
                 }
                 prop_assert_eq!(dict.len(), model.len());
+                prop_assert_eq!(unhashed.len(), model.len());
+            }
+            let mut want: Vec<(Vec<u8>, u32)> = model.into_iter().collect();
+            want.sort();
+            for (key, value) in &want {
+                prop_assert_eq!(unhashed.get(key), Some(value));
             }
             let mut seen: Vec<(Vec<u8>, u32)> = dict.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
-            let mut want: Vec<(Vec<u8>, u32)> = model.into_iter().collect();
             seen.sort();
-            want.sort();
-            prop_assert_eq!(seen, want);
+            prop_assert_eq!(&seen, &want);
+            let mut seen: Vec<(Vec<u8>, u32)> = unhashed.iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+            seen.sort();
+            prop_assert_eq!(&seen, &want);
         }
 
         /// A clone holds the same keys and values in the same order, finds them, and then
         /// changes independently of the original.
         #[test]
         fn a_clone_is_an_equal_independent_table(ops in ops(), after in ops()) {
-            let mut dict = Dict::new();
+            let mut dict: Dict<_> = Dict::new();
             for op in ops {
                 match op {
                     Op::Insert(k, v) => { dict.insert(&k.to_be_bytes(), v); }
@@ -1125,7 +1210,7 @@ mod tests {
 
         #[test]
         fn scan_returns_every_stable_key(initial in 1u32..500, churn in ops()) {
-            let mut dict = Dict::new();
+            let mut dict: Dict<_> = Dict::new();
             for i in 0..initial {
                 dict.insert(&i.to_be_bytes(), i);
             }
@@ -1154,7 +1239,7 @@ mod tests {
         /// parallel save's split).
         #[test]
         fn bucket_ranges_cover_every_key_once(ops in ops(), run in 1usize..40) {
-            let mut dict = Dict::new();
+            let mut dict: Dict<_> = Dict::new();
             for op in ops {
                 match op {
                     Op::Insert(k, v) => { dict.insert(&k.to_be_bytes(), v); }
@@ -1177,7 +1262,7 @@ mod tests {
 
     /// Fills a table until a doubling has just started.
     fn table_in_the_middle_of_growing(keys: u32) -> Dict<u32> {
-        let mut dict = Dict::new();
+        let mut dict: Dict<_> = Dict::new();
         for i in 0..keys {
             dict.insert(&i.to_be_bytes(), i);
         }
@@ -1245,7 +1330,7 @@ mod tests {
 
     #[test]
     fn random_key_gives_every_key_the_same_chance() {
-        let mut dict = Dict::new();
+        let mut dict: Dict<_> = Dict::new();
         for i in 0..10u8 {
             dict.insert(&[b'k', i], ());
         }
@@ -1276,7 +1361,7 @@ mod tests {
     /// all drawn, each about as often.
     #[test]
     fn random_key_reaches_every_key_of_a_long_chain() {
-        let mut dict = Dict::new();
+        let mut dict: Dict<_> = Dict::new();
         for i in 0..65536u32 {
             dict.insert(&i.to_be_bytes(), ());
         }
@@ -1311,7 +1396,7 @@ mod tests {
 
     #[test]
     fn random_key_finds_keys() {
-        let mut dict = Dict::new();
+        let mut dict: Dict<_> = Dict::new();
         let mut rng = splitmix(42);
         assert!(dict.random_key(&mut rng).is_none());
         for i in 0..100u32 {

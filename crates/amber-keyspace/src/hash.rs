@@ -31,7 +31,7 @@ pub enum HashValue {
     Pack(Packed),
     /// A hash table (`hashtable`), behind an `Arc` so that small hashes do not pay for its
     /// size and a capture shares it instead of copying it (INV-SHARED-SET).
-    Table(Arc<Dict<Box<[u8]>>>),
+    Table(Arc<Dict<Box<[u8]>, ()>>),
 }
 
 impl Default for HashValue {
@@ -62,7 +62,7 @@ enum Fields<'a> {
         spans: Spans<'a>,
         packed: &'a Packed,
     },
-    Table(crate::dict::Iter<'a, Box<[u8]>>),
+    Table(crate::dict::Iter<'a, Box<[u8]>, ()>),
 }
 
 impl<'a> Iterator for HashIter<'a> {

@@ -33,7 +33,8 @@ pub use build::ValueBuilder;
 pub use capture::CaptureSink;
 pub use db::{Db, Entry, ExpireCycle, Keyspace, WARM_BATCH};
 pub use dict::{
-    Dict, GrowthGuard, Iter as DictIter, Lookup, pause_resizes, resize_at_once, set_growth_guard,
+    Dict, GrowthGuard, Iter as DictIter, Lookup, NodeHash, pause_resizes, resize_at_once,
+    set_growth_guard,
 };
 pub use digest::{Digest, DigestBuilder, dataset_digest, sha1, value_digest};
 pub use evict::{EvictionPolicy, EvictionPool};

@@ -14,7 +14,7 @@ pub enum SetValue {
     /// Sorted integers (`OBJECT ENCODING` says `intset`).
     Ints(Vec<i64>),
     /// A hash table of members (`hashtable`).
-    Table(Dict<()>),
+    Table(Dict<(), ()>),
 }
 
 impl Default for SetValue {
