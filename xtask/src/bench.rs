@@ -98,6 +98,14 @@ pub(crate) struct BenchArgs {
     /// Also write SVG charts of memory and p99 latency over time to `docs/`.
     #[arg(long)]
     pub snapshot_plot: bool,
+    /// The snapshot comparison's SET load in requests per second, spread evenly over its
+    /// connections, each request timed from its scheduled start; 0: as fast as the server
+    /// answers (each connection sends its next request when the reply arrives).
+    #[arg(long, default_value_t = 0)]
+    pub snapshot_rate: u64,
+    /// Print each latency pass's worst requests during the snapshot, and when they were sent.
+    #[arg(long)]
+    pub snapshot_stalls: bool,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,

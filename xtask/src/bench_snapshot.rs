@@ -91,20 +91,34 @@ fn pss_of(pid: u32) -> u64 {
 }
 
 /// One connection of the load: SETs on the dataset's string keys until `stop`, recording
-/// (microseconds since `epoch`, latency in microseconds) per request.
+/// (microseconds since `epoch`, latency in microseconds) per request. With an `interval`,
+/// request `k` is due at `k × interval`: the connection sleeps until then, and a request due
+/// while the previous reply was late is timed from when it was due, so a stall of the server
+/// counts in full for every request it held up (no coordinated omission).
 fn set_load(
     port: u16,
     keys: u64,
     seed: u64,
     epoch: Instant,
     stop: Arc<AtomicBool>,
+    interval: Option<Duration>,
 ) -> Result<Vec<(u64, u32)>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_nodelay(true)?;
     let mut state = seed | 1;
     let mut samples = Vec::with_capacity(1 << 20);
     let mut reply = [0u8; 64];
+    let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let late = match interval {
+            Some(interval) => {
+                due += interval;
+                let now = Instant::now();
+                std::thread::sleep(due.saturating_duration_since(now));
+                now > due
+            }
+            None => false,
+        };
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
@@ -122,8 +136,9 @@ fn set_load(
             anyhow::ensure!(n > 0, "server closed the connection");
             got += n;
         }
+        let sent = if late { due } else { sent };
         let latency = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        samples.push(((sent - epoch).as_micros() as u64, latency));
+        samples.push(((sent.max(epoch) - epoch).as_micros() as u64, latency));
     }
     Ok(samples)
 }
@@ -138,9 +153,9 @@ fn percentile(values: &mut [u32], fraction: f64) -> f64 {
 }
 
 /// One round of `variant`: its memory pass, then its latency pass, each on a fresh server.
-fn round(variant: &Variant, keys: u64) -> Result<Round> {
-    let memory = one_pass(variant, keys, Pass::Memory)?;
-    let latency = one_pass(variant, keys, Pass::Latency)?;
+fn round(variant: &Variant, keys: u64, rate: u64, stalls: bool) -> Result<Round> {
+    let memory = one_pass(variant, keys, Pass::Memory, rate, stalls)?;
+    let latency = one_pass(variant, keys, Pass::Latency, rate, stalls)?;
     Ok(Round {
         peak_extra_mb: memory.peak_extra_mb,
         memory: memory.memory,
@@ -149,7 +164,7 @@ fn round(variant: &Variant, keys: u64) -> Result<Round> {
     })
 }
 
-fn one_pass(variant: &Variant, keys: u64, pass: Pass) -> Result<Round> {
+fn one_pass(variant: &Variant, keys: u64, pass: Pass, rate: u64, stalls: bool) -> Result<Round> {
     let dir = std::env::temp_dir().join(format!(
         "amber-bench-snapshot-{}-{}",
         variant.label.replace(' ', "-"),
@@ -165,11 +180,14 @@ fn one_pass(variant: &Variant, keys: u64, pass: Pass) -> Result<Round> {
     }
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
+    let interval =
+        (rate > 0).then(|| Duration::from_secs_f64(LOAD_CONNECTIONS as f64 / rate as f64));
     let loads: Vec<_> = (0..LOAD_CONNECTIONS)
         .map(|n| {
             let stop = stop.clone();
             let port = server.port;
-            std::thread::spawn(move || set_load(port, keys / 5, 0x9e37 + n as u64, epoch, stop))
+            let seed = 0x9e37 + n as u64;
+            std::thread::spawn(move || set_load(port, keys / 5, seed, epoch, stop, interval))
         })
         .collect();
     let mut memory = Vec::new();
@@ -210,7 +228,38 @@ fn one_pass(variant: &Variant, keys: u64, pass: Pass) -> Result<Round> {
     anyhow::ensure!(status == "ok", "{} failed", variant.label);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(summarize(&memory, &samples, started, ended))
+    Ok(summarize(
+        &memory,
+        &samples,
+        started,
+        ended,
+        stalls && pass == Pass::Latency,
+    ))
+}
+
+/// Prints the pass's worst latencies during the snapshot, at least 20 ms apart, with when
+/// each request was sent (microseconds from the snapshot's start): where the stalls are.
+fn print_stalls(samples: &[(u64, u32)], started: u64, ended: u64) {
+    let mut worst: Vec<(u32, u64)> = samples
+        .iter()
+        .filter(|(at, _)| (started..ended).contains(at))
+        .map(|(at, latency)| (*latency, *at))
+        .collect();
+    worst.sort_unstable_by(|a, b| b.cmp(a));
+    let mut shown: Vec<(u32, u64)> = Vec::new();
+    for (latency, at) in worst {
+        let offset = at - started;
+        if shown.iter().all(|(_, o)| o.abs_diff(offset) > 20_000) {
+            shown.push((latency, offset));
+        }
+        if shown.len() == 12 {
+            break;
+        }
+    }
+    println!(
+        "  worst latencies (us, sent at us into the {} us snapshot): {shown:?}",
+        ended - started
+    );
 }
 
 fn summarize(
@@ -218,6 +267,7 @@ fn summarize(
     samples: &[(u64, u32)],
     started: Duration,
     ended: Duration,
+    show_stalls: bool,
 ) -> Round {
     let us = |d: Duration| d.as_micros() as u64;
     let idle_from = us(started).saturating_sub(1_500_000);
@@ -231,6 +281,9 @@ fn summarize(
         .filter(|(at, _)| (us(started)..us(ended)).contains(at))
         .map(|(_, latency)| *latency)
         .collect();
+    if show_stalls {
+        print_stalls(samples, us(started), us(ended));
+    }
     let idle_seconds = (us(started) - idle_from) as f64 / 1e6;
     let snapshot_s = (ended - started).as_secs_f64();
     let baseline: Vec<f64> = memory
@@ -286,6 +339,12 @@ fn summarize(
 
 /// Runs the comparison and prints the table (and writes the charts with `plot`).
 pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
+    let rate = args.snapshot_rate;
+    let pace = if rate == 0 {
+        "as fast as replies come".to_string()
+    } else {
+        format!("{rate} requests/s in all, timed from when each was due")
+    };
     let redis = PathBuf::from("/usr/bin/redis-server");
     let variants = [
         Variant {
@@ -308,7 +367,7 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
         },
     ];
     println!(
-        "\nsnapshots under a SET load: {keys} mixed keys (strings, hashes, lists, sets, sorted sets; 10-element collections), {LOAD_CONNECTIONS} connections of SET on the string keys (-P 1), medians of {} rounds",
+        "\nsnapshots under a SET load: {keys} mixed keys (strings, hashes, lists, sets, sorted sets; 10-element collections), {LOAD_CONNECTIONS} connections of SET on the string keys (-P 1, {pace}), medians of {} rounds",
         args.rounds
     );
     println!(
@@ -328,7 +387,11 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
     for round_index in 0..args.rounds {
         for offset in 0..variants.len() {
             let index = (round_index + offset) % variants.len();
-            let result = round(&variants[index], keys).with_context(|| variants[index].label)?;
+            if args.snapshot_stalls {
+                println!("{}:", variants[index].label);
+            }
+            let result = round(&variants[index], keys, rate, args.snapshot_stalls)
+                .with_context(|| variants[index].label)?;
             all[index].push(result);
         }
     }
