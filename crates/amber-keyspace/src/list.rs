@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::packed::{Packed, Spans};
-use crate::quicklist::{Quicklist, QuicklistIter};
+use crate::quicklist::{Quicklist, QuicklistIter, without_indexes};
 use crate::small::SmallBytes;
 
 /// When a list stops being packed: Redis's `list-max-listpack-size`.
@@ -274,23 +274,17 @@ impl ListValue {
         } else {
             doomed.truncate(limit);
         }
+        if doomed.is_empty() {
+            return 0;
+        }
         match self {
             ListValue::Small(packed) => {
-                let mut next = doomed.iter().peekable();
-                let kept: Vec<&[u8]> = packed
-                    .iter()
-                    .enumerate()
-                    .filter(|(index, _)| next.next_if(|&&d| d == *index).is_none())
-                    .map(|(_, item)| item)
-                    .collect();
+                let kept: Vec<&[u8]> = without_indexes(packed.iter(), &doomed).collect();
                 let mut repacked = Packed::default();
                 repacked.push(&kept);
                 *packed = repacked;
             }
-            ListValue::Big(list) if !doomed.is_empty() => {
-                Arc::make_mut(list).remove_indexes(&doomed, limits);
-            }
-            ListValue::Big(_) => {}
+            ListValue::Big(list) => Arc::make_mut(list).remove_indexes(&doomed, limits),
         }
         doomed.len()
     }

@@ -45,6 +45,18 @@ fn read_back_len(buf: &[u8], mut end: usize) -> (usize, usize) {
     (len, end)
 }
 
+/// `items` but those at the indexes in `doomed` (ascending).
+pub(crate) fn without_indexes<'a>(
+    items: impl Iterator<Item = &'a [u8]>,
+    doomed: &[usize],
+) -> impl Iterator<Item = &'a [u8]> {
+    let mut doomed = doomed.iter().peekable();
+    items
+        .enumerate()
+        .filter(move |(index, _)| doomed.next_if(|&&d| d == *index).is_none())
+        .map(|(_, item)| item)
+}
+
 /// One node: elements back to back, and how many.
 #[derive(Clone, Default)]
 struct Node {
@@ -378,14 +390,7 @@ impl Quicklist {
         if doomed.is_empty() {
             return;
         }
-        let mut doomed = doomed.iter().peekable();
-        let mut kept = Quicklist::default();
-        for (index, item) in self.iter_from(0).enumerate() {
-            if doomed.next_if(|&&d| d == index).is_none() {
-                kept.push_back(item, limits);
-            }
-        }
-        *self = kept;
+        *self = Quicklist::from_items(without_indexes(self.iter_from(0), doomed), limits);
     }
 
     /// The elements from index `from` on, head first.

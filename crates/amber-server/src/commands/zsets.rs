@@ -1160,6 +1160,13 @@ pub(super) fn zrandmember(ctx: &mut Ctx, args: &[Bytes]) {
     let seed = ctx.server.keyspace.next_random();
     let Ok(picked) = read_zset(ctx, &args[1], |zset| {
         let len = zset.len();
+        if count.is_some_and(|count| count >= len as i64) {
+            // The whole set: one walk, not a lookup per rank.
+            return zset
+                .iter()
+                .map(|(m, s)| (m.to_vec(), s))
+                .collect::<Scored>();
+        }
         let ranks = match count {
             None if len == 0 => Vec::new(),
             None => vec![(super::seeded(seed)() % len as u64) as usize],
