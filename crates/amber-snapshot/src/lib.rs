@@ -9,6 +9,8 @@
 //!   (keys written) and its copy-on-write size through a pipe.
 //! * [`durable`]: files replaced atomically and durably (temp file, fsync, rename, directory
 //!   fsync).
+//! * [`Yielder`]: a background writer yields its core every quarter of a millisecond, so a
+//!   client or the event loop woken on that core does not wait for the scheduler's next tick.
 
 #![warn(missing_docs)]
 
@@ -22,6 +24,9 @@ use thiserror::Error;
 
 pub mod durable;
 pub mod schedule;
+mod yielder;
+
+pub use yielder::{YIELD_EVERY, Yielder};
 
 /// Exit code of a child whose work panicked.
 pub const PANIC_EXIT_CODE: i32 = 70;

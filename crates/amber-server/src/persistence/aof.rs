@@ -619,6 +619,7 @@ pub(crate) fn write_commands(
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut keys = 0;
     let mut failure = None;
+    let mut yielder = amber_snapshot::Yielder::default();
     for (index, db) in keyspace.dbs().iter().enumerate() {
         if db.is_empty() {
             continue;
@@ -634,6 +635,7 @@ pub(crate) fn write_commands(
                 );
             }
             keys += 1;
+            yielder.item_done();
             if keys % 1024 == 0 {
                 reporter.keys_processed(keys);
             }

@@ -336,6 +336,7 @@ fn write_chunks(
     let delay = Duration::from_micros(target.options.key_delay_us);
     let mut current_db = None;
     let mut keys = 0u64;
+    let mut yielder = amber_snapshot::Yielder::default();
     loop {
         let chunk = chunks
             .recv()
@@ -361,6 +362,7 @@ fn write_chunks(
                 digest.add(db, &key, &entry);
             }
             keys += 1;
+            yielder.item_done();
             shared.keys_written.store(keys, Ordering::Relaxed);
             if !delay.is_zero() {
                 std::thread::sleep(delay);

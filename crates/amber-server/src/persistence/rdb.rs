@@ -136,6 +136,7 @@ pub(crate) fn write_rdb<W: std::io::Write>(
     let used_memory = crate::alloc::used_memory() as u64;
     write_header(&mut writer, &options, aof_base, ctime, used_memory)?;
     let mut keys = 0;
+    let mut yielder = amber_snapshot::Yielder::default();
     for (index, db) in keyspace.dbs().iter().enumerate() {
         if db.is_empty() {
             continue;
@@ -161,6 +162,7 @@ pub(crate) fn write_rdb<W: std::io::Write>(
                 failure = Some(to_io(error));
                 return false;
             }
+            yielder.item_done();
             keys += 1;
             if keys % 1024 == 0 || options.key_delay_us > 0 {
                 reporter.keys_processed(keys);
