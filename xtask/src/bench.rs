@@ -106,6 +106,10 @@ pub(crate) struct BenchArgs {
     /// Print each latency pass's worst requests during the snapshot, and when they were sent.
     #[arg(long)]
     pub snapshot_stalls: bool,
+    /// Only these variants in the snapshot comparison (comma-separated: redis-fork,
+    /// amber-fork, amber-forkless); all when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub snapshot_variants: Vec<String>,
     /// Keys (mixed types) for the full-sync comparison; 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     pub replication_keys: u64,
@@ -636,7 +640,17 @@ fn read_reply(stream: &mut TcpStream, line: &str) -> Result<String> {
 }
 
 pub(crate) fn info_value(stream: &mut TcpStream, field: &str) -> Result<String> {
-    let info = command(stream, "INFO all")?;
+    info_section_value(stream, "all", field)
+}
+
+/// A field of one `INFO` section: cheaper for the server than `INFO all` when polled during
+/// a measurement.
+pub(crate) fn info_section_value(
+    stream: &mut TcpStream,
+    section: &str,
+    field: &str,
+) -> Result<String> {
+    let info = command(stream, &format!("INFO {section}"))?;
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
         .with_context(|| format!("no {field} in INFO"))

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bench::{BenchArgs, children_of, command, fill_type, info_value, median, start};
+use crate::bench::{BenchArgs, children_of, command, fill_type, info_section_value, median, start};
 
 /// Connections of the SET load.
 const LOAD_CONNECTIONS: usize = 8;
@@ -211,7 +211,11 @@ fn one_pass(variant: &Variant, keys: u64, pass: Pass, rate: u64, stalls: bool) -
     anyhow::ensure!(reply.contains("started"), "{}: {reply}", variant.bgsave);
     let control = std::cell::RefCell::new(control);
     sample_until(&mut memory, &|| {
-        Ok(info_value(&mut control.borrow_mut(), "rdb_bgsave_in_progress")? == "0")
+        Ok(info_section_value(
+            &mut control.borrow_mut(),
+            "persistence",
+            "rdb_bgsave_in_progress",
+        )? == "0")
     })?;
     let ended = epoch.elapsed();
     let finished = Instant::now();
@@ -224,7 +228,11 @@ fn one_pass(variant: &Variant, keys: u64, pass: Pass, rate: u64, stalls: bool) -
                 .map_err(|_| anyhow::anyhow!("load thread panicked"))??,
         );
     }
-    let status = info_value(&mut control.borrow_mut(), "rdb_last_bgsave_status")?;
+    let status = info_section_value(
+        &mut control.borrow_mut(),
+        "persistence",
+        "rdb_last_bgsave_status",
+    )?;
     anyhow::ensure!(status == "ok", "{} failed", variant.label);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -383,10 +391,20 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
         "idle kops",
         "kops"
     );
+    let chosen = |variant: &Variant| {
+        args.snapshot_variants.is_empty()
+            || args
+                .snapshot_variants
+                .iter()
+                .any(|v| *v == variant.label.replace(' ', "-"))
+    };
     let mut all: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
     for round_index in 0..args.rounds {
         for offset in 0..variants.len() {
             let index = (round_index + offset) % variants.len();
+            if !chosen(&variants[index]) {
+                continue;
+            }
             if args.snapshot_stalls {
                 println!("{}:", variants[index].label);
             }
@@ -397,6 +415,10 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
     }
     let mut medians = Vec::new();
     for (variant, rounds) in variants.iter().zip(&all) {
+        if rounds.is_empty() {
+            medians.push(Round::default());
+            continue;
+        }
         let pick = |f: fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
         let row = Round {
             snapshot_s: pick(|r| r.snapshot_s),
@@ -426,6 +448,9 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
         medians.push(row);
     }
     let (redis, fork, forkless) = (&medians[0], &medians[1], &medians[2]);
+    if all.iter().any(Vec::is_empty) {
+        return Ok(());
+    }
     println!(
         "forkless: peak extra {:.2}x Redis's fork ({:.2}x Amber's fork); p99 during {:.2}x its idle p99; max {:.1} ms; time {:.2}x Amber's fork ({:.2}x Redis's)",
         forkless.peak_extra_mb / redis.peak_extra_mb,
