@@ -46,6 +46,12 @@ impl Yielder {
             return;
         }
         self.items = 0;
+        self.yield_if_due();
+    }
+
+    /// Yields the core now if [`YIELD_EVERY`] has passed since the last yield (for work done
+    /// in steps longer than an item).
+    pub fn yield_if_due(&mut self) {
         let now = Instant::now();
         if now.duration_since(self.last_yield) >= YIELD_EVERY {
             std::thread::yield_now();

@@ -456,12 +456,14 @@ enum Step {
 /// that arrive while it runs, not the replies already due.
 pub(crate) async fn capture_task(shared: Rc<RefCell<Server>>, wake: Rc<tokio::sync::Notify>) {
     let tick = shared.borrow().tick.clone();
+    let mut yielder = amber_snapshot::Yielder::default();
     loop {
         wake.notified().await;
         loop {
             tokio::task::yield_now().await;
             tick.wait_last().await;
             let step = shared.borrow_mut().forkless_step();
+            yielder.yield_if_due();
             match step {
                 Step::Continue => {}
                 Step::QueueFull(shared) => {
