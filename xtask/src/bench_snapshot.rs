@@ -391,18 +391,25 @@ pub(crate) fn run(args: &BenchArgs, keys: u64, plot: bool) -> Result<()> {
         "idle kops",
         "kops"
     );
-    let chosen = |variant: &Variant| {
-        args.snapshot_variants.is_empty()
-            || args
-                .snapshot_variants
-                .iter()
-                .any(|v| *v == variant.label.replace(' ', "-"))
+    let names: Vec<String> = variants.iter().map(|v| v.label.replace(' ', "-")).collect();
+    if let Some(unknown) = args.snapshot_variants.iter().find(|v| !names.contains(v)) {
+        anyhow::bail!(
+            "no snapshot variant {unknown}: choose among {}",
+            names.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        !plot || args.snapshot_variants.is_empty(),
+        "--snapshot-plot draws all three variants: drop --snapshot-variants"
+    );
+    let chosen = |index: usize| {
+        args.snapshot_variants.is_empty() || args.snapshot_variants.contains(&names[index])
     };
     let mut all: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
     for round_index in 0..args.rounds {
         for offset in 0..variants.len() {
             let index = (round_index + offset) % variants.len();
-            if !chosen(&variants[index]) {
+            if !chosen(index) {
                 continue;
             }
             if args.snapshot_stalls {
