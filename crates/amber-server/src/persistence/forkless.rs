@@ -37,11 +37,12 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const CHUNK_ENTRIES: usize = 1024;
 /// Bytes of entries the event loop may hold while the queue is full, before a write waits.
 const PENDING_LIMIT: usize = 4 * 1024 * 1024;
-/// Entries the walk takes per step between two turns of the event loop. A step costs about
-/// 70 µs at 1M keys here; under a write load the snapshot's length is the number of steps
-/// times a turn of the loop, so a step of 64 took twice as long with no better p99 (see
-/// `docs/BENCHMARKS.md`, session 36).
-const WALK_ENTRIES: usize = 256;
+/// Entries the walk takes per step between two turns of the event loop. A step of 64 costs
+/// about 18 µs at 1M mixed keys here: a request that arrives while it runs waits no longer
+/// than that. Under a closed-loop write load the snapshot's length is the number of steps
+/// times a turn of the loop, so it is about 1.4x as long as with steps of 256, which delayed
+/// such a request by 70 µs (`docs/BENCHMARKS.md`, sessions 36 and 43).
+const WALK_ENTRIES: usize = 64;
 
 /// Longest wait for room in the queue before the walk looks again.
 const ROOM_WAIT: Duration = Duration::from_millis(10);
