@@ -208,6 +208,20 @@ pub(crate) struct Sample {
     /// The server's CPU time (user + system, all threads) per request, in microseconds:
     /// steadier than the rate on a shared machine (set by [`alternating_rounds`]).
     pub cpu_us: f64,
+    /// redis-benchmark's own CPU time over its wall time (1.0 = a whole core): near 1.0 the
+    /// client, not the server, sets the rate.
+    pub client_core: f64,
+}
+
+/// CPU seconds (user + system) of this process's children that have ended so far.
+fn ended_children_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) else {
+        return f64::NAN;
+    };
+    let seconds =
+        |time: nix::sys::time::TimeVal| time.tv_sec() as f64 + time.tv_usec() as f64 / 1e6;
+    seconds(usage.user_time()) + seconds(usage.system_time())
 }
 
 /// CPU seconds (user + system, all threads) process `pid` has used so far.
@@ -247,6 +261,8 @@ fn with_cpu(
 }
 
 pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
+    // The servers outlive this call: the only child to end during it is redis-benchmark.
+    let (children_before, started) = (ended_children_cpu_seconds(), Instant::now());
     let output = Command::new("redis-benchmark")
         .args([
             "-p",
@@ -267,6 +283,8 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
         ])
         .output()
         .context("running redis-benchmark")?;
+    let client_core =
+        (ended_children_cpu_seconds() - children_before) / started.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&output.stdout);
     // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     let line = text
@@ -286,6 +304,7 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
         p50_ms: fields[3],
         p99_ms: fields[5],
         cpu_us: f64::NAN,
+        client_core,
     })
 }
 
@@ -305,6 +324,7 @@ pub(crate) fn alternating(
             p50_ms: stat(|s| s.p50_ms),
             p99_ms: stat(|s| s.p99_ms),
             cpu_us: stat(|s| s.cpu_us),
+            client_core: stat(|s| s.client_core),
         }
     }))
 }

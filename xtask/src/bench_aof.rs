@@ -163,7 +163,7 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         args.requests, args.rounds
     );
     println!(
-        "{:<9} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12} | {:>8} {:>8} {:>6}",
+        "{:<9} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12} | {:>8} {:>8} {:>6} | {:>13}",
         "fsync",
         "-c",
         "-P",
@@ -175,7 +175,8 @@ fn throughput(args: &BenchArgs) -> Result<()> {
         "amber/no-AOF",
         "amber us",
         "redis us",
-        "cpu"
+        "cpu",
+        "client core"
     );
     let shapes = [(args.clients, 1), (200, 1), (args.clients, 16)];
     for (clients, pipeline) in shapes {
@@ -203,7 +204,7 @@ fn throughput(args: &BenchArgs) -> Result<()> {
             })?;
             let [amber, redis] = rounds.map(|samples| Spread::of(&samples));
             println!(
-                "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x | {:>8.2} {:>8.2} {:>5.2}x",
+                "{policy:<9} {clients:>4} {pipeline:>3} | {:>21} {:>21} {:>6.2}x | {:>9.3} {:>9.3} | {:>11.2}x | {:>8.2} {:>8.2} {:>5.2}x | {:>5.0}% {:>5.0}%",
                 amber.rps_text(),
                 redis.rps_text(),
                 amber.rps / redis.rps,
@@ -213,6 +214,8 @@ fn throughput(args: &BenchArgs) -> Result<()> {
                 amber.cpu_us,
                 redis.cpu_us,
                 amber.cpu_us / redis.cpu_us,
+                amber.client_core * 100.0,
+                redis.client_core * 100.0,
             );
             drop(servers);
             for dir in dirs {
@@ -223,14 +226,17 @@ fn throughput(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One server's rounds: median rate with its range, median p99 and median CPU time per
-/// request (µs, all the server's threads: under `always` the fsyncs' system time counts).
+/// One server's rounds: median rate with its range, median p99, median CPU time per
+/// request (µs, all the server's threads: under `always` the fsyncs' system time counts) and
+/// the median share of a core redis-benchmark used against it (near 100% the client is the
+/// ceiling: on a 2-core machine it shares the cores with the server).
 struct Spread {
     rps: f64,
     min: f64,
     max: f64,
     p99_ms: f64,
     cpu_us: f64,
+    client_core: f64,
 }
 
 impl Spread {
@@ -238,12 +244,14 @@ impl Spread {
         let mut rates: Vec<f64> = samples.iter().map(|s| s.rps).collect();
         let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_ms).collect();
         let mut cpus: Vec<f64> = samples.iter().map(|s| s.cpu_us).collect();
+        let mut clients: Vec<f64> = samples.iter().map(|s| s.client_core).collect();
         Spread {
             rps: median(&mut rates),
             min: rates.iter().copied().fold(f64::INFINITY, f64::min),
             max: rates.iter().copied().fold(0.0, f64::max),
             p99_ms: median(&mut p99s),
             cpu_us: median(&mut cpus),
+            client_core: median(&mut clients),
         }
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn custom(port: u16, pipeline: u32, bench: &BenchArgs, args: &[&str])
         p50_ms: fields[3],
         p99_ms: fields[5],
         cpu_us: f64::NAN,
+        client_core: f64::NAN,
     })
 }
 

@@ -77,6 +77,7 @@ fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
         p50_ms: fields[3],
         p99_ms: fields[1],
         cpu_us: f64::NAN,
+        client_core: f64::NAN,
     })
 }
 
