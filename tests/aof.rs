@@ -585,12 +585,24 @@ fn always_answers_every_request_whatever_the_size_of_its_group() {
 /// both the loop's own fsyncs and the fsync thread's are crashed into.
 #[test]
 fn kill9_under_always_loses_no_acknowledged_write() {
+    kill9_under_always(&[]);
+}
+
+/// The same with the incr file kept zero-filled ahead of its end in steps of 64 KiB, so that
+/// kills land before, during and after the zeros are written, and every restart cuts them.
+#[test]
+fn kill9_under_always_with_preallocation_loses_no_acknowledged_write() {
+    kill9_under_always(&["--aof-preallocate", "64kb"]);
+}
+
+fn kill9_under_always(extra: &[&str]) {
     let dir = common::temp_dir("always-crash");
+    let mut args = vec!["--appendonly", "yes", "--appendfsync", "always"];
+    args.extend_from_slice(extra);
     let mut acknowledged: Vec<String> = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for cycle in 0..20 {
-        let server =
-            ServerProcess::amber_in(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let server = ServerProcess::amber_in(&dir, &args);
         let mut checker = server.client();
         assert_all_exist(&mut checker, &acknowledged, &format!("cycle {cycle}"));
         let stop = Arc::new(AtomicBool::new(false));
@@ -629,7 +641,7 @@ fn kill9_under_always_loses_no_acknowledged_write() {
             acknowledged.extend(writer.join().expect("writer thread"));
         }
     }
-    let server = ServerProcess::amber_in(&dir, AOF_ON);
+    let server = ServerProcess::amber_in(&dir, &args);
     let mut checker = server.client();
     assert!(
         acknowledged.len() > 100,
@@ -706,4 +718,145 @@ fn a_key_expired_in_the_base_still_takes_the_commands_logged_after_it() {
     let mut after = restarted.client();
     assert_eq!(after.cmd(&["GET", "k"]), common::bulk("v"));
     assert_eq!(after.cmd(&["TTL", "k"]), amber_protocol::Frame::Integer(-1));
+}
+
+const PREALLOCATED: &[&str] = &[
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--aof-preallocate",
+    "1mb",
+];
+
+/// `aof-preallocate`: the open incr file holds zeros past its last command; a crash leaves
+/// them, a restart cuts them off (whatever `aof-load-truncated` says, since no command is
+/// lost), and a clean shutdown leaves a file that redis-check-aof and Redis accept.
+#[test]
+fn preallocated_zeros_are_cut_at_restart_and_gone_after_shutdown() {
+    let server = ServerProcess::amber(PREALLOCATED);
+    let mut client = server.client();
+    client.cmd(&["DEBUG", "POPULATE", "500", "key", "10"]);
+    write_varied(&mut client);
+    let expected = digest(&mut client);
+    let dir = server.kill9();
+    let incr = incr_file(&dir);
+    let bytes = std::fs::read(&incr).expect("incr");
+    let content = bytes.iter().rposition(|&b| b != 0).expect("commands") + 1;
+    assert!(
+        bytes.len() >= content + 512 * 1024,
+        "zeros follow the commands: {} of {}",
+        content,
+        bytes.len()
+    );
+    let mut args = PREALLOCATED.to_vec();
+    args.extend(["--aof-load-truncated", "no"]);
+    let mut server = ServerProcess::amber_in(&dir, &args);
+    let mut client = server.client();
+    assert_eq!(digest(&mut client), expected, "after the crash");
+    assert!(
+        server
+            .log()
+            .contains("preallocated space (zeros) after the last command"),
+        "{}",
+        server.log()
+    );
+    client.cmd(&["SET", "after-restart", "1"]);
+    let expected = digest(&mut client);
+    client.send(&["SHUTDOWN", "NOSAVE"]);
+    assert_eq!(client.read(), None);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+    let sealed = std::fs::read(&incr).expect("incr");
+    assert_ne!(
+        sealed.last(),
+        Some(&0),
+        "the file ends with its last command"
+    );
+    assert_eq!(
+        commands_of(&incr).last().map(|c| c[1].clone()),
+        Some("after-restart".to_string())
+    );
+    let check = std::process::Command::new(common::redis_tool("redis-check-aof"))
+        .arg(dir.join("appendonlydir/appendonly.aof.manifest"))
+        .output()
+        .expect("redis-check-aof runs");
+    assert!(
+        check.status.success(),
+        "redis-check-aof: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let redis = ServerProcess::redis_in(&dir, AOF_ON);
+    let mut redis_client = redis.client();
+    wait_for(
+        || redis_client.cmd(&["PING"]) == simple("PONG"),
+        "redis to load",
+    );
+    assert_eq!(digest(&mut redis_client), expected, "Redis loads it");
+}
+
+/// A command cut short by a crash, followed by preallocated zeros, is a cut tail: repaired at
+/// every cut under `aof-load-truncated yes`, refused under `no`. Zeros followed by more data
+/// are not a tail: the load stops and the file is left as it was.
+#[test]
+fn a_command_cut_short_before_preallocated_zeros_is_a_cut_tail() {
+    let server = ServerProcess::amber(PREALLOCATED);
+    let mut client = server.client();
+    for i in 0..5 {
+        client.cmd(&["SET", &format!("key{i}"), &format!("value{i}")]);
+    }
+    let dir = server.kill9();
+    let incr = incr_file(&dir);
+    let bytes = std::fs::read(&incr).expect("incr");
+    let full = &bytes[..=bytes.iter().rposition(|&b| b != 0).expect("commands")];
+    let last_start = full.len() - "*3\r\n$3\r\nSET\r\n$4\r\nkey4\r\n$6\r\nvalue4\r\n".len();
+    for cut in last_start + 1..full.len() {
+        let mut torn = full[..cut].to_vec();
+        torn.resize(cut + 4096, 0);
+        std::fs::write(&incr, &torn).expect("tear");
+        let server = ServerProcess::amber_in(&dir, AOF_ON);
+        let mut client = server.client();
+        assert_eq!(client.cmd(&["GET", "key3"]), bulk("value3"), "cut at {cut}");
+        assert_eq!(
+            client.cmd(&["EXISTS", "key4"]),
+            Frame::Integer(0),
+            "cut at {cut}"
+        );
+        assert!(
+            server.log().contains("!!! Truncating the AOF"),
+            "cut at {cut}"
+        );
+        drop(server.kill9());
+        assert_eq!(
+            std::fs::read(&incr).expect("incr").len(),
+            last_start,
+            "cut at the last whole command (cut at {cut})"
+        );
+    }
+    let mut torn = full[..full.len() - 3].to_vec();
+    torn.resize(torn.len() + 4096, 0);
+    std::fs::write(&incr, &torn).expect("tear");
+    let args = amber_args(&dir, &["--aof-load-truncated", "no"]);
+    let output = run_amber_to_exit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Unexpected end of file"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(std::fs::read(&incr).expect("incr"), torn, "left as it was");
+
+    let mut holed = full[..last_start].to_vec();
+    holed.resize(last_start + 4096, 0);
+    holed.extend_from_slice(&full[last_start..]);
+    std::fs::write(&incr, &holed).expect("hole");
+    let args = amber_args(&dir, &[]);
+    let output = run_amber_to_exit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Bad file format"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(std::fs::read(&incr).expect("incr"), holed, "left as it was");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -15,6 +15,9 @@ pub enum Problem {
     Truncated,
     /// A `MULTI` block is not closed at the end: repairable by cutting before `MULTI`.
     UnfinishedMulti,
+    /// Zeros after the last command: the unused space of a preallocated incr file
+    /// (`aof-preallocate`) a crash left; cutting them loses nothing.
+    ZeroPadding,
     /// Bytes that are not commands.
     BadFormat(String),
     /// The RDB part of a base file is damaged.
@@ -47,7 +50,10 @@ impl FileReport {
     pub fn repairable_by_cut(&self) -> bool {
         matches!(
             self.problem,
-            Some((_, Problem::Truncated | Problem::UnfinishedMulti))
+            Some((
+                _,
+                Problem::Truncated | Problem::UnfinishedMulti | Problem::ZeroPadding
+            ))
         )
     }
 }
@@ -97,6 +103,7 @@ pub fn check_file(path: &Path) -> FileReport {
     }
     check_commands(
         CommandReader::new(BufReader::with_capacity(1 << 20, file), start),
+        path,
         &mut report,
     );
     report
@@ -117,7 +124,12 @@ fn check_rdb_part(path: &Path) -> Result<(u64, u64), (u64, String)> {
     }
 }
 
-fn check_commands<R: std::io::BufRead>(mut reader: CommandReader<R>, report: &mut FileReport) {
+/// Reads the commands of `path` (from `reader`) into `report`.
+fn check_commands<R: std::io::BufRead>(
+    mut reader: CommandReader<R>,
+    path: &Path,
+    report: &mut FileReport,
+) {
     let mut multi_start = None;
     loop {
         let start = reader.offset();
@@ -158,7 +170,11 @@ fn check_commands<R: std::io::BufRead>(mut reader: CommandReader<R>, report: &mu
                 return;
             }
             Err(ReadError::Format { offset, what }) => {
-                report.problem = Some((offset, Problem::BadFormat(what)));
+                report.problem = Some(match zero_tail(path, offset, start) {
+                    Ok(Some(ZeroTail::Padding)) => (start, Problem::ZeroPadding),
+                    Ok(Some(ZeroTail::CutCommand)) => (start, Problem::Truncated),
+                    _ => (offset, Problem::BadFormat(what)),
+                });
                 return;
             }
             Err(ReadError::Io(error)) => {
@@ -167,6 +183,58 @@ fn check_commands<R: std::io::BufRead>(mut reader: CommandReader<R>, report: &mu
             }
         }
     }
+}
+
+/// What the zeros at the end of a preallocated incr file mean for a command that failed to
+/// parse (see [`zero_tail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroTail {
+    /// Only zeros from the command's start to the end of the file: unused space.
+    Padding,
+    /// The command stops, on the line where it failed, where the zeros begin: a write cut
+    /// short by a crash, repaired like a file that ends mid-command.
+    CutCommand,
+}
+
+/// Whether a command of `path` that starts at `command_start` and failed to parse at
+/// `error_at` is the end of a preallocated incr file (`aof-preallocate`): zeros never start
+/// a command, nor end one on its last line, by design. `None` for anything else (no zeros
+/// at the end, or a bad byte lines before them), which stays an error of format.
+pub fn zero_tail(
+    path: &Path,
+    error_at: u64,
+    command_start: u64,
+) -> std::io::Result<Option<ZeroTail>> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 64 * 1024;
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut block = vec![0u8; BLOCK as usize];
+    let mut content_end = 0;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let bytes = &mut block[..usize::try_from(end - start).unwrap_or(0)];
+        file.read_exact_at(bytes, start)?;
+        if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
+            content_end = start + last as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if content_end == len {
+        return Ok(None);
+    }
+    if content_end <= command_start {
+        return Ok(Some(ZeroTail::Padding));
+    }
+    let from = error_at.min(content_end);
+    if content_end - from > BLOCK {
+        return Ok(None);
+    }
+    let mut line = vec![0u8; usize::try_from(content_end - from).unwrap_or(0)];
+    file.read_exact_at(&mut line, from)?;
+    Ok((!line.contains(&b'\n')).then_some(ZeroTail::CutCommand))
 }
 
 /// Where to cut a file so that it ends before the first annotation later than `unix_seconds`
@@ -194,6 +262,63 @@ mod tests {
         let report = check_file(&path);
         let _ = std::fs::remove_file(&path);
         report
+    }
+
+    fn commands(count: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for i in 0..count {
+            let key = format!("key{i}");
+            encode_command(&[b"SET".as_slice(), key.as_bytes(), b"value"], &mut bytes);
+        }
+        bytes
+    }
+
+    #[test]
+    fn zeros_after_the_last_command_are_padding() {
+        let mut bytes = commands(3);
+        let end = bytes.len() as u64;
+        bytes.resize(bytes.len() + 5000, 0);
+        let report = report_of(&bytes);
+        assert_eq!(report.problem, Some((end, Problem::ZeroPadding)));
+        assert_eq!(report.valid_up_to, end);
+        assert!(report.repairable_by_cut());
+    }
+
+    #[test]
+    fn a_command_cut_short_by_zeros_is_a_cut_tail() {
+        let whole = commands(3);
+        let last = commands(1).len();
+        for cut in whole.len() - last + 1..whole.len() {
+            let mut bytes = whole[..cut].to_vec();
+            bytes.resize(cut + 6001, 0);
+            let report = report_of(&bytes);
+            let valid = (whole.len() - last) as u64;
+            assert_eq!(
+                report.problem,
+                Some((valid, Problem::Truncated)),
+                "cut {cut}"
+            );
+            assert_eq!(report.valid_up_to, valid, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn zeros_followed_by_data_or_after_corruption_are_bad_format() {
+        let mut holed = commands(2);
+        holed.resize(holed.len() + 4096, 0);
+        holed.extend(commands(2));
+        assert!(matches!(
+            report_of(&holed).problem,
+            Some((_, Problem::BadFormat(_)))
+        ));
+        let mut corrupt = commands(4);
+        let second = commands(1).len();
+        corrupt[second] = b'!';
+        corrupt.resize(corrupt.len() + 7000, 0);
+        assert!(matches!(
+            report_of(&corrupt).problem,
+            Some((_, Problem::BadFormat(_)))
+        ));
     }
 
     #[test]

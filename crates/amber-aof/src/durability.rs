@@ -119,6 +119,15 @@ impl Ticket {
     }
 }
 
+/// Cuts the preallocated zeros off the end of `file` (see [`Storage::seal`]).
+fn seal(file: &mut OpenFile) -> Result<(), LogError> {
+    file.log.storage().seal().map_err(|error| {
+        let message = crate::storage::strerror(&error);
+        file.log.record_sync_error(message.clone());
+        LogError::Sync(message)
+    })
+}
+
 /// The open file: its buffered log and its fsync thread.
 struct OpenFile {
     log: AppendLog,
@@ -300,7 +309,11 @@ impl DurableLog {
     /// released when that succeeded (everything they wrote is durable).
     pub fn close(&mut self) -> Result<(), LogError> {
         let result = match self.file.as_mut() {
-            Some(file) => file.log.flush_and_sync().map(|_| ()),
+            Some(file) => file
+                .log
+                .flush_and_sync()
+                .map(|_| ())
+                .and_then(|()| seal(file)),
             None => Ok(()),
         };
         self.file = None;
@@ -315,7 +328,11 @@ impl DurableLog {
     /// whole dataset).
     pub fn abandon(&mut self) {
         if let Some(file) = self.file.as_mut() {
-            let _ = file.log.flush_and_sync();
+            let _ = file
+                .log
+                .flush_and_sync()
+                .map(|_| ())
+                .and_then(|()| seal(file));
         }
         self.file = None;
         self.release_waiters();
@@ -395,10 +412,15 @@ impl DurableLog {
             || self.log().is_some_and(|log| log.health().is_err())
     }
 
-    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, reloads).
+    /// Writes and fsyncs everything buffered, in the calling thread (shutdown, reloads), and
+    /// gives back the file's preallocated space, so that it ends with its last command.
     pub fn sync_now(&mut self) -> Result<(), LogError> {
-        match self.log_mut() {
-            Some(log) => log.flush_and_sync().map(|_| ()),
+        match self.file.as_mut() {
+            Some(file) => file
+                .log
+                .flush_and_sync()
+                .map(|_| ())
+                .and_then(|()| seal(file)),
             None => Ok(()),
         }
     }

@@ -44,6 +44,9 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("backup-ship-interval", "86400"),
     // Amber's own: the RDB version snapshots are written in (9 for Redis 6, 11 for Redis 7.2).
     ("rdb-version", "10"),
+    // Amber's own: bytes of zeros kept written ahead of the AOF's end, so that an fsync only
+    // flushes data (0: off).
+    ("aof-preallocate", "0"),
     // Amber's own: how background snapshots are taken (`fork` or `forkless`).
     ("bgsave-method", "fork"),
     ("bgsave_cpulist", ""),

@@ -26,6 +26,9 @@ const ITEMS_PER_COMMAND: usize = 64;
 pub(crate) struct Aof {
     /// `aof-timestamp-enabled`.
     pub(crate) timestamps: bool,
+    /// `aof-preallocate`: zeros kept ahead of the incr file's end (0: none); applies from the
+    /// next incr file opened.
+    preallocate: u64,
     /// The manifest of the directory in use.
     pub(crate) manifest: Manifest,
     durable: DurableLog,
@@ -102,6 +105,7 @@ impl Aof {
         let (durable, commits) = DurableLog::with_deferred_commits(policy_of(config));
         Aof {
             timestamps: config.get_bool("aof-timestamp-enabled"),
+            preallocate: preallocate_of(config),
             manifest: Manifest::default(),
             durable,
             commits,
@@ -133,10 +137,18 @@ impl Aof {
         self.suspended = false;
     }
 
-    /// Re-reads `appendfsync` and `aof-timestamp-enabled` after CONFIG SET.
+    /// Re-reads `appendfsync`, `aof-timestamp-enabled` and `aof-preallocate` after CONFIG
+    /// SET.
     pub(crate) fn refresh(&mut self, config: &Config) {
         self.durable.set_policy(policy_of(config));
         self.timestamps = config.get_bool("aof-timestamp-enabled");
+        self.preallocate = preallocate_of(config);
+    }
+
+    /// The length of the incr file appended to, once its buffer is written: its content
+    /// (a preallocated file is longer on disk until it is sealed).
+    pub(crate) fn open_file_len(&self) -> Option<u64> {
+        self.durable.log().map(|log| log.written())
     }
 
     /// `DEBUG AOF-FLUSH-SLEEP`: a pause before each write of the buffer.
@@ -231,7 +243,10 @@ impl Aof {
             .last_incr()
             .map(|info| paths.file(&info.name))
             .ok_or_else(|| std::io::Error::other("no incr file"))?;
-        let storage = Arc::new(FileStorage::open(&incr)?);
+        let storage = Arc::new(match self.preallocate {
+            0 => FileStorage::open(&incr)?,
+            step => FileStorage::open_preallocated(&incr, step)?,
+        });
         let len = storage.len()?;
         self.durable.attach(storage, len)
     }
@@ -496,6 +511,10 @@ pub(crate) async fn commit_task(shared: std::rc::Rc<std::cell::RefCell<crate::se
             () = synced.notified() => shared.borrow_mut().aof.durable.collect(),
         }
     }
+}
+
+fn preallocate_of(config: &Config) -> u64 {
+    u64::try_from(config.get_i64("aof-preallocate")).unwrap_or(0)
 }
 
 fn policy_of(config: &Config) -> FsyncPolicy {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+use amber_aof::check::{ZeroTail, zero_tail};
 use amber_aof::{CommandReader, FileKind, Manifest, Packed, PackedCommand, ReadError};
 use amber_protocol::{Protocol, ReplyWriter};
 use bytes::Bytes;
@@ -345,7 +346,21 @@ impl LoadJob {
                 Err(error) => Some(Err(error)),
             },
             FileJob::Commands(reader, replay) => {
-                let result = replay.step(server, reader, &name, last, self.truncate_ok);
+                let mut result = replay.step(server, reader, &name, last, self.truncate_ok);
+                if let Some(Err(AofLoadError::BadFormat { offset, .. })) = &result
+                    && *kind == "incr"
+                {
+                    let tail =
+                        replay.end_at_zeros(path, *offset, reader.offset(), last, self.truncate_ok);
+                    if tail.is_some() {
+                        result = tail;
+                    }
+                }
+                if let Some(Err(AofLoadError::BadFormat { .. })) = &result {
+                    warning!(
+                        "Bad file format reading the append only file {name}: make a backup of your AOF file, then use ./amber-check-aof --fix <filename.manifest>"
+                    );
+                }
                 if let Some(loading) = server.loading.as_mut() {
                     loading.2 = self.done_bytes + reader.offset();
                 }
@@ -524,9 +539,6 @@ impl Replay {
                     return Some(cut_tail(name, offset, valid, last, truncate_ok));
                 }
                 Err(ReadError::Format { offset, what }) => {
-                    warning!(
-                        "Bad file format reading the append only file {name}: make a backup of your AOF file, then use ./amber-check-aof --fix <filename.manifest>"
-                    );
                     return Some(Err(AofLoadError::BadFormat {
                         name: name.to_string(),
                         offset,
@@ -586,6 +598,45 @@ impl Replay {
         self.client.transaction = None;
         cut_tail(name, valid, valid, last, truncate_ok)
     }
+}
+
+impl Replay {
+    /// An incr file that a crash left longer than its content (`aof-preallocate`): zeros after
+    /// the last command are cut off; a command cut short before them is a cut tail (see
+    /// [`amber_aof::check::zero_tail`]). `None` for anything else.
+    fn end_at_zeros(
+        &mut self,
+        path: &Path,
+        error_at: u64,
+        command_start: u64,
+        last: bool,
+        truncate_ok: bool,
+    ) -> Option<Result<(), AofLoadError>> {
+        let name = path.display().to_string();
+        match zero_tail(path, error_at, command_start).ok()?? {
+            ZeroTail::Padding => {
+                notice!(
+                    "Removing the preallocated space (zeros) after the last command of the AOF {name}"
+                );
+                if let Err(source) = cut_file(path, command_start) {
+                    return Some(Err(AofLoadError::CutFailed { name, source }));
+                }
+                Some(self.finish(&name, last, truncate_ok))
+            }
+            ZeroTail::CutCommand => {
+                let end = std::fs::metadata(path).map_or(command_start, |m| m.len());
+                let valid = self.before_multi.unwrap_or(command_start);
+                Some(cut_tail(&name, end, valid, last, truncate_ok))
+            }
+        }
+    }
+}
+
+/// Cuts `path` to `len` bytes, durably.
+fn cut_file(path: &Path, len: u64) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(len)?;
+    file.sync_all()
 }
 
 /// A file that ends mid-command (or mid-transaction): cut at `valid` when allowed.

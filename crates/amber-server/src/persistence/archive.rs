@@ -116,6 +116,7 @@ impl Server {
     fn archive_files(&self) -> Vec<(String, PathBuf, u64)> {
         let paths = AofPaths::from_config(&self.config);
         let manifest = &self.aof.manifest;
+        let open = manifest.incrs.last();
         manifest
             .history
             .iter()
@@ -123,7 +124,11 @@ impl Server {
             .filter(|info| info.name.ends_with(".incr.aof"))
             .map(|info| {
                 let path = paths.file(&info.name);
-                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                // The open file may be longer on disk than its content (aof-preallocate).
+                let len = match self.aof.open_file_len() {
+                    Some(len) if Some(info) == open => len,
+                    _ => std::fs::metadata(&path).map_or(0, |m| m.len()),
+                };
                 (info.name.clone(), path, len)
             })
             .collect()

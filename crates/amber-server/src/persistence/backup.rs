@@ -353,11 +353,16 @@ impl Server {
         self.aof.flush().ok()?;
         let paths = crate::persistence::aof::AofPaths::from_config(&self.config);
         let manifest = self.aof.manifest.clone();
+        let open = manifest.last_incr().map(|info| info.name.clone());
         let files = manifest
             .load_order()
             .map(|info| {
                 let path = paths.file(&info.name);
-                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                // The open file may be longer on disk than its content (aof-preallocate).
+                let len = match self.aof.open_file_len() {
+                    Some(len) if open.as_deref() == Some(info.name.as_str()) => len,
+                    _ => std::fs::metadata(&path).map_or(0, |m| m.len()),
+                };
                 (info.name.clone(), path, len)
             })
             .collect();

@@ -137,6 +137,9 @@ fn describe(path: &Path, role: &str, report: &FileReport) {
             let what = match problem {
                 Problem::Truncated => "the file ends in the middle of a command".to_string(),
                 Problem::UnfinishedMulti => "a MULTI block is not closed".to_string(),
+                Problem::ZeroPadding => {
+                    "zeros follow the last command (preallocated space a crash left)".to_string()
+                }
                 Problem::BadFormat(what) => format!("bad format: {what}"),
                 Problem::BadRdb(what) => format!("the RDB preamble is damaged: {what}"),
                 Problem::Unreadable(what) => format!("cannot read: {what}"),
