@@ -181,8 +181,16 @@ fn flags(policy: &str, log: &Path) -> Vec<String> {
 }
 
 fn start_amber(policy: &'static str) -> impl Fn(&Path, &Path) -> ServerProcess {
+    start_amber_with(policy, &[])
+}
+
+fn start_amber_with(
+    policy: &'static str,
+    extra: &'static [&'static str],
+) -> impl Fn(&Path, &Path) -> ServerProcess {
     move |dir, log| {
-        let flags = flags(policy, log);
+        let mut flags = flags(policy, log);
+        flags.extend(extra.iter().map(|s| s.to_string()));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         ServerProcess::amber_in(dir, &flags)
     }
@@ -267,6 +275,29 @@ fn under_always_a_full_disk_refuses_writes_serves_reads_and_recovers() {
     );
     assert_logged_once_each(&amber.log);
     assert_eq!(log_lines(&amber.log, "appendfsync is 'always'"), 1);
+}
+
+/// The same with the incr file zero-filled ahead (`aof-preallocate`): writes go into the
+/// zeros until they run out, zeros that cannot be written are given up, then writes are
+/// refused, come back, and nothing acknowledged is lost across kill -9 (whose restart cuts
+/// the zeros).
+#[test]
+fn with_preallocation_a_full_disk_refuses_writes_and_recovers() {
+    let Some(amber) = scenario(
+        "amber-full-prealloc",
+        start_amber_with("always", &["--aof-preallocate", "1mb"]),
+    ) else {
+        return;
+    };
+    assert_eq!(
+        amber.first_refusal,
+        "MISCONF Errors writing to the AOF file: No space left on device"
+    );
+    assert_eq!(
+        amber.lost_after_kill, 0,
+        "Amber lost writes it had acknowledged"
+    );
+    assert_logged_once_each(&amber.log);
 }
 
 /// BGSAVE and BGREWRITEAOF on a full disk: both fail with the child's reason in the log (as
