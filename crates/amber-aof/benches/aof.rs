@@ -2,7 +2,8 @@
 //! them back (packed, as the server loads) from a file in memory; and the cost of one
 //! `appendfsync always` group commit of 32 batches, fsynced by the caller (small groups) or
 //! handed to the fsync thread and collected back (large ones), on a simulated disk so that
-//! only the machinery is measured.
+//! only the machinery is measured; and one write plus `fdatasync` of a group on a real file,
+//! appended or written over preallocated zeros (`aof-preallocate`).
 
 #![allow(clippy::unwrap_used)] // a test may panic on what it did not expect
 
@@ -116,5 +117,39 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, group_commit);
+/// A group of 50 `SET`s (about 2 KiB) written and fdatasynced, on a file in the target
+/// directory (a real disk, unlike `/tmp` on some systems): appended, so each fsync commits
+/// the new size and blocks, or written in place over zeros (`FileStorage::open_preallocated`).
+fn file_group_fsync(c: &mut Criterion) {
+    use amber_aof::{FileStorage, Storage};
+    let mut group_bytes = Vec::new();
+    for i in 0..50 {
+        let key = format!("key:{i:08}");
+        amber_aof::encode_command(
+            &[b"SET".as_slice(), key.as_bytes(), b"value"],
+            &mut group_bytes,
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mut group = c.benchmark_group("file_group_fsync");
+    for (name, step) in [("appended", 0u64), ("preallocated_4mb", 4 << 20)] {
+        let path = dir.join(format!("aof-bench-{name}"));
+        let _ = std::fs::remove_file(&path);
+        let storage = match step {
+            0 => FileStorage::open(&path).unwrap(),
+            step => FileStorage::open_preallocated(&path, step).unwrap(),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                storage.append(&group_bytes).unwrap();
+                storage.sync().unwrap();
+            });
+        });
+        drop(storage);
+        let _ = std::fs::remove_file(&path);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, group_commit, file_group_fsync);
 criterion_main!(benches);
