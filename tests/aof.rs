@@ -268,6 +268,29 @@ fn amber_args(dir: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// A restart (with `aof-load-truncated yes`) of a directory whose incr file holds `key0` to
+/// `key3` and `key4`'s `SET` cut at `cut`: `key4` is gone and the file ends at `last_start`.
+fn assert_restart_cuts_key4(dir: &Path, incr: &Path, last_start: usize, cut: usize) {
+    let server = ServerProcess::amber_in(dir, AOF_ON);
+    let mut client = server.client();
+    assert_eq!(client.cmd(&["GET", "key3"]), bulk("value3"), "cut at {cut}");
+    assert_eq!(
+        client.cmd(&["EXISTS", "key4"]),
+        Frame::Integer(0),
+        "cut at {cut}"
+    );
+    assert!(
+        server.log().contains("!!! Truncating the AOF"),
+        "cut at {cut}"
+    );
+    drop(server.kill9());
+    assert_eq!(
+        std::fs::read(incr).expect("incr").len(),
+        last_start,
+        "the tail is cut at the last whole command (cut at {cut})"
+    );
+}
+
 #[test]
 fn a_cut_tail_is_repaired_at_every_offset_or_refused_when_asked() {
     let server = ServerProcess::amber(AOF_ON);
@@ -281,24 +304,7 @@ fn a_cut_tail_is_repaired_at_every_offset_or_refused_when_asked() {
     let last_start = full.len() - "*3\r\n$3\r\nSET\r\n$4\r\nkey4\r\n$6\r\nvalue4\r\n".len();
     for cut in last_start + 1..full.len() {
         std::fs::write(&incr, &full[..cut]).expect("cut");
-        let server = ServerProcess::amber_in(&dir, AOF_ON);
-        let mut client = server.client();
-        assert_eq!(client.cmd(&["GET", "key3"]), bulk("value3"), "cut at {cut}");
-        assert_eq!(
-            client.cmd(&["EXISTS", "key4"]),
-            Frame::Integer(0),
-            "cut at {cut}"
-        );
-        assert!(
-            server.log().contains("!!! Truncating the AOF"),
-            "cut at {cut}"
-        );
-        drop(server.kill9());
-        assert_eq!(
-            std::fs::read(&incr).expect("incr").len(),
-            last_start,
-            "the tail is cut at the last whole command (cut at {cut})"
-        );
+        assert_restart_cuts_key4(&dir, &incr, last_start, cut);
 
         std::fs::write(&incr, &full[..cut]).expect("cut");
         let output = run_amber_to_exit(
@@ -813,24 +819,7 @@ fn a_command_cut_short_before_preallocated_zeros_is_a_cut_tail() {
         let mut torn = full[..cut].to_vec();
         torn.resize(cut + 4096, 0);
         std::fs::write(&incr, &torn).expect("tear");
-        let server = ServerProcess::amber_in(&dir, AOF_ON);
-        let mut client = server.client();
-        assert_eq!(client.cmd(&["GET", "key3"]), bulk("value3"), "cut at {cut}");
-        assert_eq!(
-            client.cmd(&["EXISTS", "key4"]),
-            Frame::Integer(0),
-            "cut at {cut}"
-        );
-        assert!(
-            server.log().contains("!!! Truncating the AOF"),
-            "cut at {cut}"
-        );
-        drop(server.kill9());
-        assert_eq!(
-            std::fs::read(&incr).expect("incr").len(),
-            last_start,
-            "cut at the last whole command (cut at {cut})"
-        );
+        assert_restart_cuts_key4(&dir, &incr, last_start, cut);
     }
     let mut torn = full[..full.len() - 3].to_vec();
     torn.resize(torn.len() + 4096, 0);
