@@ -836,3 +836,61 @@ fn a_command_cut_short_before_preallocated_zeros_is_a_cut_tail() {
     assert_eq!(std::fs::read(&incr).expect("incr"), holed, "left as it was");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `CONFIG SET aof-preallocate` applies from the next incr file: the open one stays as it is,
+/// the one a rewrite opens is zero-filled ahead, and a rewrite seals the file it closes.
+#[test]
+fn config_set_preallocate_applies_from_the_next_incr_file() {
+    let server = ServerProcess::amber(AOF_ON);
+    let mut client = server.client();
+    client.cmd(&["SET", "before", "1"]);
+    assert_eq!(
+        client.cmd(&["CONFIG", "SET", "aof-preallocate", "1mb"]),
+        simple("OK")
+    );
+    assert_eq!(
+        client.cmd(&["CONFIG", "GET", "aof-preallocate"]),
+        Frame::Array(vec![bulk("aof-preallocate"), bulk("1048576")])
+    );
+    client.cmd(&["SET", "still-appended", "1"]);
+    let first = incr_file(&server.dir);
+    let first_bytes = std::fs::read(&first).expect("incr");
+    assert_ne!(
+        first_bytes.last(),
+        Some(&0),
+        "the open file is not preallocated"
+    );
+    client.cmd(&["BGREWRITEAOF"]);
+    wait_for(
+        || {
+            incr_file(&server.dir) != first
+                && common::info_field(&mut client, "aof_rewrite_in_progress") == "0"
+        },
+        "the rewrite to finish",
+    );
+    client.cmd(&["SET", "after", "1"]);
+    let second = incr_file(&server.dir);
+    let bytes = std::fs::read(&second).expect("incr");
+    assert!(
+        bytes.len() >= 512 * 1024,
+        "zero-filled ahead: {}",
+        bytes.len()
+    );
+    assert_eq!(bytes.last(), Some(&0));
+    client.cmd(&["CONFIG", "SET", "aof-preallocate", "0"]);
+    client.cmd(&["BGREWRITEAOF"]);
+    wait_for(
+        || {
+            incr_file(&server.dir) != second
+                && common::info_field(&mut client, "aof_rewrite_in_progress") == "0"
+        },
+        "the second rewrite to finish",
+    );
+    if let Ok(sealed) = std::fs::read(&second) {
+        // The rewrite may already have deleted it as history.
+        assert_ne!(sealed.last(), Some(&0), "the closed file was sealed");
+    }
+    client.cmd(&["SET", "last", "1"]);
+    let third = std::fs::read(incr_file(&server.dir)).expect("incr");
+    assert_ne!(third.last(), Some(&0), "preallocation off again");
+}
