@@ -90,6 +90,8 @@ struct Deferred {
     signals: CommitSignals,
     reported: Arc<std::sync::Mutex<Option<(u64, SyncProgress)>>>,
     last_fsync: Duration,
+    /// See [`DurableLog::set_cheap_fsyncs`].
+    cheap_fsyncs: bool,
 }
 
 /// What to do with a batch's replies.
@@ -190,6 +192,7 @@ impl DurableLog {
             signals: signals.clone(),
             reported: Arc::default(),
             last_fsync: Duration::ZERO,
+            cheap_fsyncs: false,
         });
         (log, signals)
     }
@@ -258,6 +261,18 @@ impl DurableLog {
     /// Changes `appendfsync`.
     pub fn set_policy(&mut self, policy: FsyncPolicy) {
         self.policy = policy;
+    }
+
+    /// Says whether the file's fsyncs commit only data (a preallocated file, see
+    /// [`crate::FileStorage::open_preallocated`]). Then every deferred group is fsynced in the
+    /// calling thread at the end of the tick, whatever its size, and none starts early on the
+    /// fsync thread: such an fsync costs less than the two thread wake-ups of the hand-off
+    /// (`docs/BENCHMARKS.md`, session 45). A slow fsync still sends the next group to the
+    /// thread ([`INLINE_COMMIT_MAX_FSYNC`]).
+    pub fn set_cheap_fsyncs(&mut self, cheap: bool) {
+        if let Some(deferred) = self.deferred.as_mut() {
+            deferred.cheap_fsyncs = cheap;
+        }
     }
 
     /// A pause before each write of the buffer (`DEBUG AOF-FLUSH-SLEEP`, a test knob that
@@ -497,7 +512,9 @@ impl DurableLog {
                 return ReplyGate::Fail;
             }
             if !file.syncer.busy() {
-                if need.saturating_sub(file.syncer.synced()) >= EAGER_COMMIT_BYTES {
+                if !deferred.cheap_fsyncs
+                    && need.saturating_sub(file.syncer.synced()) >= EAGER_COMMIT_BYTES
+                {
                     self.start_commit(CommitPlace::Thread);
                 } else {
                     deferred.signals.commit.notify_one();
@@ -546,7 +563,7 @@ impl DurableLog {
             publish(&self.progress, generation, synced, None);
             return;
         }
-        let small = written - synced <= INLINE_COMMIT_BYTES;
+        let small = deferred.cheap_fsyncs || written - synced <= INLINE_COMMIT_BYTES;
         let here = place == CommitPlace::HereIfSmall;
         if here && small && deferred.last_fsync < INLINE_COMMIT_MAX_FSYNC {
             let storage = file.log.storage();
@@ -1036,6 +1053,30 @@ mod tests {
         let ticket = waiting(log.before_reply(Instant::now(), true));
         assert!(settle_deferred(&mut log, &signals, ticket));
         assert_eq!(*disk.syncs.lock().unwrap(), vec!["aof-fsync".to_string()]);
+        assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
+    }
+
+    #[test]
+    fn with_cheap_fsyncs_a_large_group_waits_for_the_tick_and_is_fsynced_here() {
+        let (mut log, _signals, disk) = open_deferred(Faults::default(), Duration::ZERO);
+        log.set_cheap_fsyncs(true);
+        let value = "v".repeat(INLINE_COMMIT_BYTES as usize);
+        log.log_mut()
+            .unwrap()
+            .append(0, &["SET", "big", value.as_str()]);
+        let ticket = waiting(log.before_reply(Instant::now(), true));
+        assert!(
+            !log.fsync_in_flight(),
+            "nothing starts before the tick ends"
+        );
+        assert!(disk.syncs.lock().unwrap().is_empty());
+        log.commit();
+        let here = std::thread::current().name().unwrap_or("").to_string();
+        assert_eq!(*disk.syncs.lock().unwrap(), vec![here], "one fsync, here");
+        assert!(matches!(
+            log.wait_step(ticket, Instant::now()),
+            ReplyGate::Send
+        ));
         assert_eq!(disk.disk.crash_image(0).len() as u64, log.written());
     }
 

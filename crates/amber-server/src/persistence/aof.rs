@@ -248,6 +248,7 @@ impl Aof {
             step => FileStorage::open_preallocated(&incr, step)?,
         });
         let len = storage.len()?;
+        self.durable.set_cheap_fsyncs(self.preallocate > 0);
         self.durable.attach(storage, len)
     }
 
