@@ -85,6 +85,44 @@ fn a_cut_tail_is_reported_and_fixed_keeping_the_cut_bytes() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The zeros a crash leaves after the last command of a preallocated incr file
+/// (`aof-preallocate`) are reported as such and cut by `--fix`, after which Redis's own
+/// checker accepts the directory.
+#[test]
+fn zeros_after_the_last_command_are_reported_and_cut() {
+    let dir = copy_fixture_dir("redis-7.0/aof-plain", "zeros");
+    let incr = dir.join("appendonly.aof.2.incr.aof");
+    let original = std::fs::read(&incr).expect("incr");
+    let mut padded = original.clone();
+    padded.resize(original.len() + 64 * 1024 + 3, 0);
+    std::fs::write(&incr, &padded).expect("pad");
+    let manifest = dir.join("appendonly.aof.manifest");
+    let (ok, out) = check(&[], &manifest);
+    assert!(!ok, "{out}");
+    assert!(out.contains("zeros follow the last command"), "{out}");
+    assert_eq!(
+        std::fs::read(&incr).expect("incr"),
+        padded,
+        "a check changes nothing"
+    );
+
+    let (ok, out) = check(&["--fix", "--yes"], &manifest);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&incr).expect("incr"), original, "{out}");
+    let (ok, out) = check(&[], &manifest);
+    assert!(ok, "{out}");
+    let redis = Command::new("redis-check-aof")
+        .arg(&manifest)
+        .output()
+        .expect("run redis-check-aof");
+    assert!(
+        redis.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redis.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn a_damaged_rdb_preamble_is_not_cut() {
     let dir = copy_fixture_dir("redis-7.0/aof-preamble", "rdb");
