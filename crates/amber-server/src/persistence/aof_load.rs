@@ -666,14 +666,7 @@ fn cut_tail(
     }
     warning!("!!! Warning: short read while loading the AOF file {name}!!!");
     warning!("!!! Truncating the AOF {name} at offset {valid} !!!");
-    let truncated = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name)
-        .and_then(|file| {
-            file.set_len(valid)?;
-            file.sync_all()
-        });
-    if let Err(source) = truncated {
+    if let Err(source) = cut_file(Path::new(name), valid) {
         return Err(AofLoadError::CutFailed {
             name: name.to_string(),
             source,
