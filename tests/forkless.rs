@@ -384,9 +384,23 @@ fn kill_9_mid_forkless_save_leaves_the_old_file_and_no_temp_file_after_restart()
 
 #[test]
 fn a_forkless_aof_rewrite_under_writes_loads_back_in_amber_and_redis() {
+    forkless_rewrite_under_writes_loads_back("yes", ".base.rdb");
+}
+
+#[test]
+fn a_forkless_command_form_rewrite_under_writes_loads_back_in_amber_and_redis() {
+    forkless_rewrite_under_writes_loads_back("no", ".base.aof");
+}
+
+/// A forkless rewrite with `aof-use-rdb-preamble preamble` under a write load leaves a base
+/// named `*<base_suffix>` that, with the incr file written since, loads in Redis 7.0 and in
+/// Amber as the dataset the server holds.
+fn forkless_rewrite_under_writes_loads_back(preamble: &str, base_suffix: &str) {
     let server = ServerProcess::amber(&[
         "--appendonly",
         "yes",
+        "--aof-use-rdb-preamble",
+        preamble,
         "--bgsave-method",
         "forkless",
         "--rdb-key-save-delay",
@@ -419,9 +433,18 @@ fn a_forkless_aof_rewrite_under_writes_loads_back_in_amber_and_redis() {
     );
     assert_eq!(info_field(&mut control, "total_forks"), "0");
     let expected = text(digest(&mut control));
+    let aof_dir = server.dir.join("appendonlydir");
+    let names: Vec<String> = std::fs::read_dir(&aof_dir)
+        .expect("aof dir")
+        .flatten()
+        .map(|file| file.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|name| name.ends_with(base_suffix)),
+        "no *{base_suffix} base in {names:?}"
+    );
     // The base (the capture at the rewrite's start) plus the incr file written since.
     let copy = common::temp_dir("forkless-aof-copy");
-    let aof_dir = server.dir.join("appendonlydir");
     std::fs::create_dir_all(copy.join("appendonlydir")).expect("copy dir");
     for file in std::fs::read_dir(&aof_dir).expect("aof dir").flatten() {
         std::fs::copy(
@@ -440,4 +463,108 @@ fn a_forkless_aof_rewrite_under_writes_loads_back_in_amber_and_redis() {
         expected,
         "Amber's load"
     );
+}
+
+/// A Redis 7.0 replica and an Amber replica take their diskless full sync from a master with
+/// `bgsave-method forkless` while it is written to: no fork, and both then hold the master's
+/// dataset.
+#[test]
+fn replicas_synced_diskless_and_forkless_under_writes_hold_the_masters_dataset() {
+    let master = ServerProcess::amber(&[
+        "--bgsave-method",
+        "forkless",
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "1",
+        "--rdb-key-save-delay",
+        "20",
+    ]);
+    let mut control = master.client();
+    populate(&mut control);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let port = master.port;
+        std::thread::spawn(move || write_load(port, 91, 1, stop))
+    };
+    let port = master.port.to_string();
+    let redis = ServerProcess::redis(&["--replicaof", "127.0.0.1", &port]);
+    let amber = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
+    let (mut redis_client, mut amber_client) = (redis.client(), amber.client());
+    wait_for(
+        || {
+            info_field(&mut redis_client, "master_link_status") == "up"
+                && info_field(&mut amber_client, "master_link_status") == "up"
+        },
+        "both replicas to finish their full sync",
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.join().expect("load") > 1000);
+    // The stream is applied in order: once the last write arrives, every earlier one has.
+    control.cmd(&["SET", "last", "done"]);
+    for replica in [&mut redis_client, &mut amber_client] {
+        wait_for(
+            || replica.cmd(&["GET", "last"]) == common::bulk("done"),
+            "the stream to reach the replica",
+        );
+    }
+    let expected = text(digest(&mut control));
+    assert_eq!(text(digest(&mut redis_client)), expected, "Redis replica");
+    assert_eq!(text(digest(&mut amber_client)), expected, "Amber replica");
+    let log = master.log();
+    assert!(log.contains("Starting BGSAVE for SYNC with target: replicas sockets"));
+    assert!(log.contains("Background RDB transfer started (forkless)"));
+    assert!(!log.contains("Background RDB transfer started by pid"));
+    assert_eq!(info_field(&mut control, "total_forks"), "0");
+}
+
+/// A forkless transfer blocked on a replica that stopped reading does not hold up the
+/// master's shutdown: the writer's copies of the sockets are shut down when the transfer is
+/// abandoned.
+#[test]
+fn shutdown_during_a_forkless_transfer_to_a_stalled_replica_is_prompt() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut master = ServerProcess::amber(&[
+        "--bgsave-method",
+        "forkless",
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]);
+    let mut control = master.client();
+    // Far more than the socket buffers hold.
+    control.cmd(&["DEBUG", "POPULATE", "200000", "key", "200"]);
+    let mut replica = std::net::TcpStream::connect(("127.0.0.1", master.port)).expect("connect");
+    replica
+        .write_all(b"REPLCONF capa eof\r\n")
+        .expect("REPLCONF");
+    let mut lines = BufReader::new(replica.try_clone().expect("clone"));
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("REPLCONF reply");
+    assert_eq!(line, "+OK\r\n");
+    replica.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    line.clear();
+    lines.read_line(&mut line).expect("PSYNC reply");
+    assert!(line.starts_with("+FULLRESYNC"), "{line}");
+    // The replica reads nothing more: the writer fills the socket and waits on it.
+    wait_for(
+        || {
+            master
+                .log()
+                .contains("Background RDB transfer started (forkless)")
+        },
+        "the transfer to start",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    control.send(&["SHUTDOWN", "NOSAVE"]);
+    let started = std::time::Instant::now();
+    assert!(
+        master.wait_exit(Duration::from_secs(10)).is_some(),
+        "the master did not exit; log:\n{}",
+        master.log()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(replica);
 }

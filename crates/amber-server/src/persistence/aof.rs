@@ -571,19 +571,9 @@ pub(crate) fn write_commands_file(
 ) -> std::io::Result<u64> {
     let file = amber_snapshot::durable::WritebackFile::new(File::create(path)?, incremental_fsync);
     let mut out = BufWriter::with_capacity(super::WRITE_BUFFER, file);
-    if timestamp {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        write!(out, "#TS:{now}\r\n")?;
-    }
-    // As Redis's rewrite: the libraries first, so the keys' commands may call them.
-    let mut encoded = Vec::new();
-    for code in functions {
-        encoded.clear();
-        amber_aof::encode_command(&[b"FUNCTION".as_slice(), b"LOAD", code], &mut encoded);
-        out.write_all(&encoded)?;
-    }
+    let mut opening = Vec::new();
+    begin_commands(timestamp, functions, &mut opening);
+    out.write_all(&opening)?;
     let keys = write_commands(keyspace, &mut out, reporter)?;
     let file = out.into_inner().map_err(|e| e.into_error())?.into_inner();
     file.sync_all()?;
@@ -646,14 +636,7 @@ pub(crate) fn write_commands(
         }
         amber_aof::encode_command(&["SELECT", index.to_string().as_str()], &mut buffer);
         db.for_each_batched(|key, entry| {
-            encode_value(key, &entry.value, &mut buffer);
-            if let Some(at) = entry.expire_at() {
-                let at = at.to_string();
-                amber_aof::encode_command(
-                    &[b"PEXPIREAT".as_slice(), key, at.as_bytes()],
-                    &mut buffer,
-                );
-            }
+            encode_entry(key, entry, &mut buffer);
             keys += 1;
             yielder.item_done();
             if keys % 1024 == 0 {
@@ -676,6 +659,30 @@ pub(crate) fn write_commands(
     out.flush()?;
     reporter.finish(keys);
     Ok(keys)
+}
+
+/// What a command-form base starts with: with `timestamp`, a `#TS:<unix seconds>`
+/// annotation, as Redis starts a rewritten base; then, as Redis's rewrite, a `FUNCTION LOAD`
+/// per library, so the keys' commands may call them.
+pub(crate) fn begin_commands(timestamp: bool, functions: &[bytes::Bytes], out: &mut Vec<u8>) {
+    if timestamp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        out.extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
+    }
+    for code in functions {
+        amber_aof::encode_command(&[b"FUNCTION".as_slice(), b"LOAD", code], out);
+    }
+}
+
+/// The commands that rebuild one key: its value's, then `PEXPIREAT` if it has a TTL.
+pub(crate) fn encode_entry(key: &[u8], entry: &amber_keyspace::Entry, out: &mut Vec<u8>) {
+    encode_value(key, &entry.value, out);
+    if let Some(at) = entry.expire_at() {
+        let at = at.to_string();
+        amber_aof::encode_command(&[b"PEXPIREAT".as_slice(), key, at.as_bytes()], out);
+    }
 }
 
 fn encode_value(key: &[u8], value: &Value, out: &mut Vec<u8>) {

@@ -13,6 +13,7 @@ use amber_aof::{FileInfo, FileKind};
 use amber_snapshot::schedule::{Admission, JobKind};
 
 use crate::persistence::aof::{AofPaths, BaseFormat, delete_history};
+use crate::persistence::forkless::{Encoding, ForklessJob, Output, Target};
 use crate::persistence::jobs::{
     Ended, Work, child_result, fork, remove_leftover, temp_rewrite_path,
 };
@@ -113,10 +114,8 @@ impl Server {
             },
             rdb: rdb_base,
         };
-        if let (BaseFormat::Rdb(options), SnapshotMethod::Forkless) =
-            (&format, self.snapshot_method())
-        {
-            return self.start_forkless_rewrite(job, options.clone());
+        if self.snapshot_method() == SnapshotMethod::Forkless {
+            return self.start_forkless_rewrite(job, format);
         }
         let keyspace = &self.keyspace;
         let child_temp = temp.clone();
@@ -146,25 +145,41 @@ impl Server {
         Ok(())
     }
 
-    /// Starts a forkless rewrite (`bgsave-method forkless`, RDB base): the base is the
-    /// keyspace's capture at this point, as a fork's would be, and the new incr file has
-    /// already started.
+    /// Starts a forkless rewrite (`bgsave-method forkless`): the base, in RDB or command form,
+    /// is the keyspace's capture at this point, as a fork's would be, and the new incr file
+    /// has already started.
     fn start_forkless_rewrite(
         &mut self,
         job: RewriteJob,
-        options: crate::persistence::rdb::SaveOptions,
+        format: BaseFormat,
     ) -> Result<(), RewriteError> {
-        let target = crate::persistence::forkless::Target {
-            path: None,
-            temp: job.temp.clone(),
-            options,
-            aof_base: true,
+        let key_delay = Duration::from_micros(self.rdb_options().key_delay_us);
+        let encoding = match format {
+            BaseFormat::Rdb(options) => Encoding::Rdb {
+                options,
+                aof_base: true,
+            },
+            BaseFormat::Commands {
+                timestamp,
+                functions,
+                incremental_fsync: _,
+            } => Encoding::Commands {
+                timestamp,
+                functions,
+            },
+        };
+        let target = Target {
+            output: Output::File {
+                temp: job.temp.clone(),
+                install_at: None,
+            },
+            key_delay,
+            encoding,
             context: "Write error writing append only file on disk",
-            rdb: true,
             digest: false,
             then: None,
         };
-        let forkless = match crate::persistence::forkless::ForklessJob::start(self, target) {
+        let forkless = match ForklessJob::start(self, target) {
             Ok(forkless) => forkless,
             Err(error) => {
                 warning!("Can't rewrite append only file in background: {error}");

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use amber_backup::catalog::Meta;
 use amber_backup::catalog::finalize_with_key;
@@ -18,7 +18,7 @@ use amber_backup::ship::{Remote, ship};
 use amber_backup::{Backup, Catalog, Kind, Policy, plan};
 use amber_snapshot::schedule::{Admission, JobKind, Reason};
 
-use crate::persistence::forkless::{AfterImage, ForklessJob, Target};
+use crate::persistence::forkless::{AfterImage, Encoding, ForklessJob, Output, Target};
 use crate::persistence::jobs::{Ended, Work, child_result, fork};
 use crate::persistence::save::SnapshotMethod;
 use crate::server::{Server, unix_ms};
@@ -315,12 +315,19 @@ impl Server {
             meta.write(&staging)
         });
         let target = Target {
-            path: None,
-            temp: job.staging.join("dump.rdb"),
-            options,
-            aof_base: false,
+            output: match rdb {
+                true => Output::File {
+                    temp: job.staging.join("dump.rdb"),
+                    install_at: None,
+                },
+                false => Output::Nothing,
+            },
+            key_delay: Duration::from_micros(options.key_delay_us),
+            encoding: Encoding::Rdb {
+                options,
+                aof_base: false,
+            },
             context: "Write error writing the backup",
-            rdb,
             digest: true,
             then: Some(then),
         };

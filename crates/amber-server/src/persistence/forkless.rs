@@ -10,11 +10,14 @@
 //!
 //! The file is written to a temp file (`temp-<pid>.rdb` for BGSAVE), fsynced and renamed over
 //! the target, as a forked save does; a failed or abandoned snapshot removes its temp file and
-//! leaves the old file. An AOF rewrite's base is left in its temp file for the rewrite's own
-//! installation with the manifest.
+//! leaves the old file. An AOF rewrite's base (an RDB, or commands with
+//! `aof-use-rdb-preamble no`) is left in its temp file for the rewrite's own installation with
+//! the manifest. A diskless full sync's image goes to the replicas' sockets instead.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -27,6 +30,7 @@ use amber_rdb::RdbWriter;
 use amber_snapshot::{ChildExit, Progress};
 
 use crate::persistence::rdb::{SaveOptions, to_io};
+use crate::replication::FanOut;
 use crate::server::Server;
 
 /// Slots in the queue to the writer thread.
@@ -43,6 +47,11 @@ const PENDING_LIMIT: usize = 4 * 1024 * 1024;
 /// times a turn of the loop, so it is about 1.4x as long as with steps of 256, which delayed
 /// such a request by 70 µs (`docs/BENCHMARKS.md`, sessions 36 and 43).
 const WALK_ENTRIES: usize = 64;
+
+/// The command form's buffer, written out whenever it holds this much.
+const COMMANDS_BUFFER: usize = 64 * 1024;
+/// The buffer in front of replicas' sockets (as a diskless child's).
+const REPLICA_BUFFER: usize = 64 * 1024;
 
 /// Longest wait for room in the queue before the walk looks again.
 const ROOM_WAIT: Duration = Duration::from_millis(10);
@@ -72,26 +81,62 @@ struct Shared {
     room: tokio::sync::Notify,
 }
 
-/// Where the snapshot goes and what its header says.
+/// Where the snapshot goes and in what form.
 pub(crate) struct Target {
-    /// The file to replace once the temp file is complete and durable; `None` leaves the
-    /// temp file for the job's finisher (an AOF rewrite installs its base with the manifest).
-    pub path: Option<PathBuf>,
-    /// The temp file written first.
-    pub temp: PathBuf,
-    /// Header options, functions, replication fields.
-    pub options: SaveOptions,
-    /// Whether the file is an AOF base (`aof-base` AUX field).
-    pub aof_base: bool,
+    /// Where the bytes go.
+    pub output: Output,
+    /// What they say.
+    pub encoding: Encoding,
     /// The log line's words for a failure ("Write error saving DB on disk").
     pub context: &'static str,
-    /// Whether to write the RDB file (an AOF backup needs only the image's digest).
-    pub rdb: bool,
     /// Whether to compute the image's `DEBUG DIGEST` as it is written.
     pub digest: bool,
     /// Runs on the writer thread once the image is complete and durable (a backup copies
     /// its AOF files and writes its `meta` there).
     pub then: Option<AfterImage>,
+    /// A pause after each key (`rdb-key-save-delay`, for tests).
+    pub key_delay: Duration,
+}
+
+/// Where a forkless snapshot's bytes go.
+pub(crate) enum Output {
+    /// A temp file, fsynced, then renamed over `install_at`; with `None` the temp file is left
+    /// for the job's finisher (an AOF rewrite installs its base with the manifest).
+    File {
+        /// The file written first.
+        temp: PathBuf,
+        /// The file it replaces once complete and durable.
+        install_at: Option<PathBuf>,
+    },
+    /// The sockets of replicas in a diskless full sync (descriptors of their own, so that a
+    /// replica's connection closing cannot hand the number to another file), framed as
+    /// `$EOF:<mark>\r\n<rdb><mark>`.
+    Sockets {
+        /// Duplicates of the replicas' sockets.
+        sockets: Vec<OwnedFd>,
+        /// The transfer's end mark.
+        mark: String,
+    },
+    /// Nothing: only the image's digest is wanted (an AOF backup).
+    Nothing,
+}
+
+/// The form of a forkless snapshot's bytes.
+pub(crate) enum Encoding {
+    /// An RDB file.
+    Rdb {
+        /// Header options, functions, replication fields.
+        options: SaveOptions,
+        /// Whether the file is an AOF base (`aof-base` AUX field).
+        aof_base: bool,
+    },
+    /// The commands that rebuild the image (an AOF base with `aof-use-rdb-preamble no`).
+    Commands {
+        /// Whether a `#TS:<unix seconds>` annotation comes first (`aof-timestamp-enabled`).
+        timestamp: bool,
+        /// The function libraries' code, loaded first.
+        functions: Arc<[bytes::Bytes]>,
+    },
 }
 
 /// What runs after an image is written, with what the writer learnt of it.
@@ -118,6 +163,9 @@ pub(crate) struct ForklessJob {
     /// Most bytes of captured entries held at once (pending plus a full queue, estimated).
     peak_held: u64,
     exit: Option<ChildExit>,
+    /// Copies of the replicas' sockets a diskless sync writes to, shut down if it is
+    /// abandoned.
+    replica_sockets: Vec<OwnedFd>,
 }
 
 impl ForklessJob {
@@ -134,6 +182,13 @@ impl ForklessJob {
             ctime: (crate::server::unix_ms() / 1000).max(0) as u64,
             used_memory: crate::alloc::used_memory() as u64,
             sizes,
+        };
+        let replica_sockets = match &target.output {
+            Output::Sockets { sockets, .. } => sockets
+                .iter()
+                .map(OwnedFd::try_clone)
+                .collect::<std::io::Result<_>>()?,
+            _ => Vec::new(),
         };
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CHUNKS);
         let shared = Arc::new(Shared::default());
@@ -155,6 +210,7 @@ impl ForklessJob {
             capture_time: began.elapsed(),
             peak_held: 0,
             exit: None,
+            replica_sockets,
         })
     }
 
@@ -201,6 +257,10 @@ impl ForklessJob {
         self.shared.abandoned.store(true, Ordering::Relaxed);
         self.sender = None;
         self.pending = Vec::new();
+        // A writer waiting on a replica's full socket returns at once.
+        for socket in &self.replica_sockets {
+            crate::replication::shut_down(socket.as_raw_fd());
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -284,109 +344,231 @@ struct Header {
     sizes: Vec<(u64, u64)>,
 }
 
-/// The writer thread: builds the file from the chunks, then fsyncs and installs it and runs
-/// what comes after. Returns whether all of it succeeded.
+/// The writer thread: writes the image from the chunks to the target's output, installs it
+/// and runs what comes after. Returns whether all of it succeeded.
 fn write_image(target: Target, header: Header, chunks: Receiver<Chunk>, shared: &Shared) -> bool {
-    let mut target = target;
-    let then = target.then.take();
-    let result = write_chunks(&target, &header, &chunks, shared).and_then(|image| {
-        if let Some(path) = &target.path {
-            amber_snapshot::durable::install(&target.temp, path)?;
+    let Target {
+        output,
+        encoding,
+        context,
+        digest,
+        then,
+        key_delay,
+    } = target;
+    let reading = Reading {
+        header: &header,
+        chunks: &chunks,
+        shared,
+        digest,
+        key_delay,
+    };
+    let mut temp = None;
+    let mut to_replicas = false;
+    let result = match output {
+        Output::File {
+            temp: path,
+            install_at,
+        } => {
+            let written = write_file(&path, &encoding, &reading).and_then(|image| {
+                if let Some(install_at) = &install_at {
+                    amber_snapshot::durable::install(&path, install_at)?;
+                }
+                Ok(image)
+            });
+            temp = Some(path);
+            written
         }
-        then.map_or(Ok(()), |then| then(image))
-    });
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&target.temp);
-        if !shared.abandoned.load(Ordering::Relaxed)
-            && let Ok(mut failure) = shared.failure.lock()
-        {
-            *failure = Some(format!(
-                "{}: {}",
-                target.context,
-                crate::log::os_error(&error)
-            ));
+        Output::Sockets { sockets, mark } => {
+            to_replicas = true;
+            send_to_replicas(sockets, &mark, &encoding, &reading)
         }
-        return false;
+        Output::Nothing => reading.copy_into::<std::io::Sink>(None),
+    };
+    let Err(error) = result.and_then(|image| then.map_or(Ok(()), |then| then(image))) else {
+        return true;
+    };
+    if let Some(temp) = temp {
+        let _ = std::fs::remove_file(temp);
     }
-    true
+    if !shared.abandoned.load(Ordering::Relaxed)
+        && let Ok(mut failure) = shared.failure.lock()
+    {
+        *failure = Some(match to_replicas {
+            true => crate::replication::failure_text(&error),
+            false => format!("{context}: {}", crate::log::os_error(&error)),
+        });
+    }
+    false
 }
 
-fn write_chunks(
-    target: &Target,
-    header: &Header,
-    chunks: &Receiver<Chunk>,
-    shared: &Shared,
+/// Writes the image to `temp` and fsyncs it.
+fn write_file(temp: &Path, encoding: &Encoding, reading: &Reading<'_>) -> std::io::Result<Image> {
+    let file = std::fs::File::create(temp)?;
+    let out = std::io::BufWriter::with_capacity(super::WRITE_BUFFER, file);
+    let mut encoder = Encoder::start(out, encoding, reading.header)?;
+    let image = reading.copy_into(Some(&mut encoder))?;
+    let file = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(image)
+}
+
+/// Sends the image to the replicas' sockets, framed by `mark`; succeeds if at least one
+/// replica got all of it.
+fn send_to_replicas(
+    sockets: Vec<OwnedFd>,
+    mark: &str,
+    encoding: &Encoding,
+    reading: &Reading<'_>,
 ) -> std::io::Result<Image> {
-    let mut writer = match target.rdb {
-        true => {
-            let file = std::fs::File::create(&target.temp)?;
-            let out = std::io::BufWriter::with_capacity(super::WRITE_BUFFER, file);
-            let mut writer = RdbWriter::new(out, target.options.format).map_err(to_io)?;
-            crate::persistence::rdb::write_header(
-                &mut writer,
-                &target.options,
-                target.aof_base,
-                header.ctime,
-                header.used_memory,
-            )?;
-            Some(writer)
-        }
-        false => None,
-    };
-    let mut digest = target.digest.then(DigestBuilder::default);
-    let delay = Duration::from_micros(target.options.key_delay_us);
-    let mut current_db = None;
-    let mut keys = 0u64;
-    let mut yielder = amber_snapshot::Yielder::default();
-    loop {
-        let chunk = chunks
-            .recv()
-            .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
-        shared.room.notify_one();
-        if shared.abandoned.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("the snapshot was abandoned"));
-        }
-        let entries = match chunk {
-            Chunk::Entries(entries) => entries,
-            Chunk::End => break,
-        };
-        for (db, key, entry) in entries {
-            if let Some(writer) = writer.as_mut() {
-                if current_db != Some(db) {
-                    let (size, volatile) = header.sizes.get(db).copied().unwrap_or_default();
-                    writer.select_db(db as u64, size, volatile).map_err(to_io)?;
-                    current_db = Some(db);
+    let mut fan_out = FanOut::new(sockets);
+    fan_out.open(mark)?;
+    let out = std::io::BufWriter::with_capacity(REPLICA_BUFFER, fan_out);
+    let mut encoder = Encoder::start(out, encoding, reading.header)?;
+    let image = reading.copy_into(Some(&mut encoder))?;
+    let mut fan_out = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+    fan_out.close(mark)?;
+    Ok(image)
+}
+
+/// Where the writer takes the image from, and what it does with each key besides encoding
+/// it.
+struct Reading<'a> {
+    header: &'a Header,
+    chunks: &'a Receiver<Chunk>,
+    shared: &'a Shared,
+    digest: bool,
+    key_delay: Duration,
+}
+
+impl Reading<'_> {
+    /// Takes every chunk until the capture's end into `encoder` (`None`: the digest only).
+    fn copy_into<W: Write>(&self, mut encoder: Option<&mut Encoder<W>>) -> std::io::Result<Image> {
+        let mut digest = self.digest.then(DigestBuilder::default);
+        let mut current_db = None;
+        let mut keys = 0u64;
+        let mut yielder = amber_snapshot::Yielder::default();
+        loop {
+            let chunk = self
+                .chunks
+                .recv()
+                .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+            self.shared.room.notify_one();
+            if self.shared.abandoned.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("the snapshot was abandoned"));
+            }
+            let entries = match chunk {
+                Chunk::Entries(entries) => entries,
+                Chunk::End => break,
+            };
+            for (db, key, entry) in entries {
+                if let Some(encoder) = encoder.as_deref_mut() {
+                    if current_db != Some(db) {
+                        encoder.select_db(db, self.header)?;
+                        current_db = Some(db);
+                    }
+                    encoder.entry(&key, &entry)?;
                 }
-                crate::persistence::rdb::write_entry(writer, &key, &entry).map_err(to_io)?;
+                if let Some(digest) = digest.as_mut() {
+                    digest.add(db, &key, &entry);
+                }
+                keys += 1;
+                yielder.item_done();
+                self.shared.keys_written.store(keys, Ordering::Relaxed);
+                if !self.key_delay.is_zero() {
+                    std::thread::sleep(self.key_delay);
+                }
             }
-            if let Some(digest) = digest.as_mut() {
-                digest.add(db, &key, &entry);
+        }
+        // INV-CAPTURE hands out every key present at the start exactly once: a different
+        // count means the image is not the dataset, and it must not replace the last good
+        // file.
+        let expected: u64 = self.header.sizes.iter().map(|(keys, _)| keys).sum();
+        if keys != expected {
+            return Err(std::io::Error::other(format!(
+                "the capture handed out {keys} keys of the {expected} at its start"
+            )));
+        }
+        Ok(Image {
+            keys,
+            digest: digest.map(|digest| digest.finish()),
+        })
+    }
+}
+
+/// Encodes captured keys in a target's [`Encoding`].
+enum Encoder<W: Write> {
+    Rdb(Box<RdbWriter<W>>),
+    Commands { out: W, buffer: Vec<u8> },
+}
+
+impl<W: Write> Encoder<W> {
+    /// Writes what comes before the keys: the RDB header, or the command form's timestamp
+    /// and function libraries.
+    fn start(out: W, encoding: &Encoding, header: &Header) -> std::io::Result<Encoder<W>> {
+        match encoding {
+            Encoding::Rdb { options, aof_base } => {
+                let mut writer = RdbWriter::new(out, options.format).map_err(to_io)?;
+                crate::persistence::rdb::write_header(
+                    &mut writer,
+                    options,
+                    *aof_base,
+                    header.ctime,
+                    header.used_memory,
+                )?;
+                Ok(Encoder::Rdb(Box::new(writer)))
             }
-            keys += 1;
-            yielder.item_done();
-            shared.keys_written.store(keys, Ordering::Relaxed);
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            Encoding::Commands {
+                timestamp,
+                functions,
+            } => {
+                let mut buffer = Vec::with_capacity(COMMANDS_BUFFER);
+                crate::persistence::aof::begin_commands(*timestamp, functions, &mut buffer);
+                Ok(Encoder::Commands { out, buffer })
             }
         }
     }
-    // INV-CAPTURE hands out every key present at the start exactly once: a different count
-    // means the image is not the dataset, and it must not replace the last good file.
-    let expected: u64 = header.sizes.iter().map(|(keys, _)| keys).sum();
-    if keys != expected {
-        return Err(std::io::Error::other(format!(
-            "the capture handed out {keys} keys of the {expected} at its start"
-        )));
+
+    /// The keys that follow belong to database `db`.
+    fn select_db(&mut self, db: usize, header: &Header) -> std::io::Result<()> {
+        match self {
+            Encoder::Rdb(writer) => {
+                let (size, volatile) = header.sizes.get(db).copied().unwrap_or_default();
+                writer.select_db(db as u64, size, volatile).map_err(to_io)
+            }
+            Encoder::Commands { buffer, .. } => {
+                amber_aof::encode_command(&["SELECT", db.to_string().as_str()], buffer);
+                Ok(())
+            }
+        }
     }
-    if let Some(writer) = writer {
-        let out = writer.finish().map_err(to_io)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+
+    /// One key.
+    fn entry(&mut self, key: &[u8], entry: &Entry) -> std::io::Result<()> {
+        match self {
+            Encoder::Rdb(writer) => {
+                crate::persistence::rdb::write_entry(writer, key, entry).map_err(to_io)
+            }
+            Encoder::Commands { out, buffer } => {
+                crate::persistence::aof::encode_entry(key, entry, buffer);
+                if buffer.len() >= COMMANDS_BUFFER {
+                    out.write_all(buffer)?;
+                    buffer.clear();
+                }
+                Ok(())
+            }
+        }
     }
-    Ok(Image {
-        keys,
-        digest: digest.map(|digest| digest.finish()),
-    })
+
+    /// Writes what comes after the keys and hands back the output.
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Rdb(writer) => writer.finish().map_err(to_io),
+            Encoder::Commands { mut out, buffer } => {
+                out.write_all(&buffer)?;
+                Ok(out)
+            }
+        }
+    }
 }
 
 impl Server {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use amber_snapshot::schedule::{Admission, JobKind};
 use amber_snapshot::{ChildExit, ForkError};
 
+use crate::persistence::forkless::{Encoding, ForklessJob, Output, Target};
 use crate::persistence::jobs::{Ended, Work, child_result, fork, remove_leftover, temp_rdb_path};
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
@@ -204,17 +205,21 @@ impl Server {
         path: PathBuf,
         options: crate::persistence::rdb::SaveOptions,
     ) -> Result<(), SaveError> {
-        let target = crate::persistence::forkless::Target {
-            temp: temp_rdb_path(&path, std::process::id()),
-            path: Some(path),
-            options,
-            aof_base: false,
+        let target = Target {
+            output: Output::File {
+                temp: temp_rdb_path(&path, std::process::id()),
+                install_at: Some(path),
+            },
+            key_delay: Duration::from_micros(options.key_delay_us),
+            encoding: Encoding::Rdb {
+                options,
+                aof_base: false,
+            },
             context: "Write error saving DB on disk",
-            rdb: true,
             digest: false,
             then: None,
         };
-        let job = match crate::persistence::forkless::ForklessJob::start(self, target) {
+        let job = match ForklessJob::start(self, target) {
             Ok(job) => job,
             Err(error) => {
                 warning!("Can't save in background: {error}");
@@ -261,17 +266,22 @@ impl Server {
         }
     }
 
-    /// Forks the child that writes the snapshot to the waiting replicas' sockets.
+    /// Starts the snapshot the waiting replicas are sent on their sockets: a forked child, or
+    /// with `bgsave-method forkless` the forkless writer thread.
     fn fork_replica_sync(&mut self) -> Result<(), SaveError> {
         let mut options = self.rdb_options();
         // Redis 7.0 replicas refuse RDB versions past 10.
         options.format.version = options.format.version.min(10);
         let mark = self.fresh_replid();
+        let forkless = self.snapshot_method() == SnapshotMethod::Forkless;
         let targets = self.replication.socket_snapshot_starting();
         if targets.is_empty() {
             return Ok(());
         }
         let sockets: Vec<i32> = targets.iter().map(|(_, fd)| *fd).collect();
+        if forkless {
+            return self.start_forkless_replica_sync(&sockets, mark, options);
+        }
         let keyspace = &self.keyspace;
         let spawned = fork(|reporter| {
             crate::replication::send_to_sockets(keyspace, sockets, &mark, options, reporter)
@@ -289,7 +299,49 @@ impl Server {
         Ok(())
     }
 
-    /// The diskless child ended: its replicas wait for their first ACK, or are dropped.
+    /// Starts the forkless writer on copies of the replicas' `sockets` (already told
+    /// `+FULLRESYNC`): the capture begins now, at the offset they were given.
+    fn start_forkless_replica_sync(
+        &mut self,
+        sockets: &[i32],
+        mark: String,
+        options: crate::persistence::rdb::SaveOptions,
+    ) -> Result<(), SaveError> {
+        let copies = sockets
+            .iter()
+            .map(|&fd| {
+                // SAFETY: the replicas' sockets stay open while they are attached (their
+                // connection tasks own them and detach the replica before closing them), and
+                // this runs on the event loop, where no connection task runs meanwhile.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+            })
+            .collect::<std::io::Result<Vec<_>>>();
+        let target = copies.map(|sockets| Target {
+            output: Output::Sockets { sockets, mark },
+            key_delay: Duration::from_micros(options.key_delay_us),
+            encoding: Encoding::Rdb {
+                options,
+                aof_base: false,
+            },
+            context: crate::replication::SEND_ERROR,
+            digest: false,
+            then: None,
+        });
+        match target.and_then(|target| ForklessJob::start(self, target)) {
+            Ok(job) => {
+                notice!("Background RDB transfer started (forkless)");
+                self.forkless_started(job, Work::ReplicaSync);
+                Ok(())
+            }
+            Err(error) => {
+                warning!("Can't save in background: {error}");
+                self.replication.replicas.socket_snapshot_done(false);
+                Err(SaveError::Write(error))
+            }
+        }
+    }
+
+    /// The diskless transfer ended: its replicas wait for their first ACK, or are dropped.
     pub(crate) fn finish_replica_sync(&mut self, exit: Ended) {
         if exit.success() {
             notice!("Background RDB transfer terminated with success");

@@ -1,62 +1,99 @@
-//! Diskless full synchronization (`repl-diskless-sync yes`): a forked child writes the RDB
-//! straight to the replicas' sockets as `$EOF:<mark>\r\n<rdb><mark>`, without a file.
+//! Diskless full synchronization (`repl-diskless-sync yes`): the RDB goes straight to the
+//! replicas' sockets as `$EOF:<mark>\r\n<rdb><mark>`, without a file, written by a forked
+//! child or, with `bgsave-method forkless`, by the forkless writer thread.
 //!
-//! The child writes with plain system calls: it waits on a full socket with `poll`, never
+//! Either writes with plain system calls: it waits on a full socket with `poll`, never
 //! through the runtime. A replica whose socket fails is shut down (its connection task in the
 //! parent then sees the end of the stream and drops it); the others go on. Meanwhile the
-//! parent sends these replicas nothing; once the child is done they get the buffered stream
+//! parent sends these replicas nothing; once the transfer is done they get the buffered stream
 //! after their first `REPLCONF ACK` (they acknowledge once the snapshot is loaded).
 
 use std::io::{self, Write};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::persistence::rdb::SaveOptions;
 
-/// How long the child waits for a replica's socket to take more bytes before giving it up.
+/// How long a writer waits for a replica's socket to take more bytes before giving it up.
 const STALL_LIMIT_MS: u16 = 60_000;
 
-/// A writer that copies everything to every live socket.
-struct FanOut {
-    sockets: Vec<RawFd>,
+/// Why a transfer failed when no replica is left to send to.
+#[derive(Debug, thiserror::Error)]
+#[error("Diskless rdb transfer, every replica's connection was lost")]
+struct AllReplicasLost;
+
+fn all_replicas_lost() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, AllReplicasLost)
 }
 
-impl FanOut {
-    /// Writes `bytes` to one socket, waiting while it is full; false if the socket failed.
-    fn write_to(fd: RawFd, mut bytes: &[u8]) -> bool {
-        while !bytes.is_empty() {
-            match nix::unistd::write(borrow(fd), bytes) {
-                Ok(0) => return false,
-                Ok(written) => bytes = &bytes[written..],
-                Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => {
-                    let mut fds = [PollFd::new(borrow(fd), PollFlags::POLLOUT)];
-                    match poll(&mut fds, PollTimeout::from(STALL_LIMIT_MS)) {
-                        Ok(0) => return false,
-                        Ok(_) | Err(Errno::EINTR) => {}
-                        Err(_) => return false,
-                    }
-                }
-                Err(_) => return false,
-            }
+/// The log line's words for a transfer that failed otherwise.
+pub(crate) const SEND_ERROR: &str = "Write error sending DB to replicas";
+
+/// A writer that copies everything to every live socket; writing fails once none is left.
+pub(crate) struct FanOut<F: AsFd> {
+    sockets: Vec<F>,
+}
+
+impl<F: AsFd> FanOut<F> {
+    /// A writer to `sockets` (non-blocking or not).
+    pub(crate) fn new(sockets: Vec<F>) -> FanOut<F> {
+        FanOut { sockets }
+    }
+
+    /// Whether any socket is still taking the snapshot.
+    pub(crate) fn any_left(&self) -> bool {
+        !self.sockets.is_empty()
+    }
+
+    /// Writes the transfer's opening, `$EOF:<mark>\r\n`.
+    pub(crate) fn open(&mut self, mark: &str) -> io::Result<()> {
+        self.write_all(format!("$EOF:{mark}\r\n").as_bytes())
+    }
+
+    /// Writes the transfer's closing mark; fails if no replica got all of it.
+    pub(crate) fn close(&mut self, mark: &str) -> io::Result<()> {
+        self.write_all(mark.as_bytes())?;
+        if !self.any_left() {
+            return Err(all_replicas_lost());
         }
-        true
+        Ok(())
     }
 }
 
-impl Write for FanOut {
+/// Writes `bytes` to one socket, waiting while it is full; false if the socket failed.
+fn write_to(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return false,
+            Ok(written) => bytes = &bytes[written..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::from(STALL_LIMIT_MS)) {
+                    Ok(0) => return false,
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+impl<F: AsFd> Write for FanOut<F> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.sockets.retain(|&fd| {
-            let ok = FanOut::write_to(fd, bytes);
+        self.sockets.retain(|socket| {
+            let ok = write_to(socket.as_fd(), bytes);
             if !ok {
-                let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+                shut_down(socket.as_fd().as_raw_fd());
             }
             ok
         });
         if self.sockets.is_empty() {
-            return Err(io::ErrorKind::BrokenPipe.into());
+            return Err(all_replicas_lost());
         }
         Ok(bytes.len())
     }
@@ -64,6 +101,12 @@ impl Write for FanOut {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Ends both directions of a replica's socket: its connection task sees the end of the stream
+/// and drops the replica, and a writer blocked on it returns.
+pub(crate) fn shut_down(fd: RawFd) {
+    let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
 }
 
 fn borrow(fd: RawFd) -> BorrowedFd<'static> {
@@ -81,28 +124,31 @@ pub(crate) fn send_to_sockets(
     options: SaveOptions,
     reporter: &mut amber_snapshot::Reporter,
 ) -> i32 {
-    let mut fan_out = FanOut { sockets };
+    let mut fan_out = FanOut::new(sockets.into_iter().map(borrow).collect());
     let sent = fan_out
-        .write_all(format!("$EOF:{mark}\r\n").as_bytes())
+        .open(mark)
         .and_then(|()| {
             let out = io::BufWriter::with_capacity(64 * 1024, fan_out);
             crate::persistence::rdb::write_rdb(keyspace, out, options, false, reporter)
         })
         .and_then(|(_, out)| out.into_inner().map_err(|e| e.into_error()))
-        .and_then(|mut fan_out| {
-            fan_out.write_all(mark.as_bytes())?;
-            Ok(fan_out)
-        });
+        .and_then(|mut fan_out| fan_out.close(mark));
     match sent {
-        Ok(fan_out) if !fan_out.sockets.is_empty() => 0,
-        Ok(_) => {
-            reporter.fail("Diskless rdb transfer, every replica's connection was lost");
-            1
-        }
+        Ok(()) => 0,
         Err(error) => {
-            let error = crate::log::os_error(&error);
-            reporter.fail(&format!("Write error sending DB to replicas: {error}"));
+            reporter.fail(&failure_text(&error));
             1
         }
     }
+}
+
+/// The log line for a failed transfer.
+pub(crate) fn failure_text(error: &io::Error) -> String {
+    if let Some(lost) = error
+        .get_ref()
+        .filter(|inner| inner.is::<AllReplicasLost>())
+    {
+        return lost.to_string();
+    }
+    format!("{SEND_ERROR}: {}", crate::log::os_error(error))
 }

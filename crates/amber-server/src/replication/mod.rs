@@ -28,7 +28,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use backlog::Backlog;
-pub(crate) use diskless::send_to_sockets;
+pub(crate) use diskless::{FanOut, SEND_ERROR, failure_text, send_to_sockets, shut_down};
 pub(crate) use failover::{Failover, FailoverState};
 pub(crate) use link::{LinkState, MasterLink};
 pub(crate) use replicas::{Capabilities, Detached, NewReplica, Output, Replicas};
