@@ -461,6 +461,11 @@ impl Reading<'_> {
                 Chunk::End => break,
             };
             for (db, key, entry) in entries {
+                // Checked per key as well: an abandoning event loop waits for this thread,
+                // and a chunk may take long (`rdb-key-save-delay`).
+                if self.shared.abandoned.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::other("the snapshot was abandoned"));
+                }
                 if let Some(encoder) = encoder.as_deref_mut() {
                     if current_db != Some(db) {
                         encoder.select_db(db, self.header)?;
@@ -474,9 +479,7 @@ impl Reading<'_> {
                 keys += 1;
                 yielder.item_done();
                 self.shared.keys_written.store(keys, Ordering::Relaxed);
-                if !self.key_delay.is_zero() {
-                    std::thread::sleep(self.key_delay);
-                }
+                self.pause_after_key();
             }
         }
         // INV-CAPTURE hands out every key present at the start exactly once: a different
@@ -492,6 +495,19 @@ impl Reading<'_> {
             keys,
             digest: digest.map(|digest| digest.finish()),
         })
+    }
+
+    /// Sleeps `rdb-key-save-delay`, a millisecond at a time, so that an abandoning event loop
+    /// waiting for this thread is not held up by it.
+    fn pause_after_key(&self) {
+        let deadline = Instant::now() + self.key_delay;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.shared.abandoned.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(1)));
+        }
     }
 }
 

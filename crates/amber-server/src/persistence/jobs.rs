@@ -365,12 +365,19 @@ impl Server {
         let Some(job) = self.jobs.running.as_ref() else {
             return;
         };
-        match &job.work {
-            Work::Save { .. } | Work::ReplicaSync => {
+        match (&job.work, job.forked()) {
+            (Work::Save { .. } | Work::ReplicaSync, true) => {
                 warning!("Killing the background saving child {}", job.pid());
             }
-            Work::Rewrite(_) => warning!("There is a child rewriting the AOF. Killing it!"),
-            Work::Backup(_) => warning!("Killing the backup child {}", job.pid()),
+            (Work::Rewrite(_), true) => {
+                warning!("There is a child rewriting the AOF. Killing it!");
+            }
+            (Work::Backup(_), true) => warning!("Killing the backup child {}", job.pid()),
+            (Work::Save { .. } | Work::ReplicaSync, false) => {
+                warning!("Stopping the forkless background save");
+            }
+            (Work::Rewrite(_), false) => warning!("Stopping the forkless AOF rewrite"),
+            (Work::Backup(_), false) => warning!("Stopping the forkless backup"),
         }
         self.kill_running_job();
     }
@@ -379,7 +386,10 @@ impl Server {
     /// line for it; other children are left alone.
     pub(crate) fn kill_aof_rewrite(&mut self) {
         if let Some(job) = self.jobs.running(JobKind::AofRewrite) {
-            notice!("Killing running AOF rewrite child: {}", job.pid());
+            match job.forked() {
+                true => notice!("Killing running AOF rewrite child: {}", job.pid()),
+                false => notice!("Stopping the forkless AOF rewrite"),
+            }
             self.kill_running_job();
         }
     }
