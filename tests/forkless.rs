@@ -144,6 +144,16 @@ fn write_load(port: u16, seed: u64, mix: u64, stop: Arc<AtomicBool>) -> u64 {
     writes
 }
 
+/// Starts [`write_load`] (mix 1) on a thread; it runs until the flag returned is set.
+fn spawn_write_load(port: u16, seed: u64) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_load(port, seed, 1, stop))
+    };
+    (stop, load)
+}
+
 fn text(frame: Frame) -> String {
     match frame {
         Frame::Bulk(bytes) | Frame::Simple(bytes) => String::from_utf8(bytes).expect("text"),
@@ -408,12 +418,7 @@ fn forkless_rewrite_under_writes_loads_back(preamble: &str, base_suffix: &str) {
     ]);
     let mut control = server.client();
     populate(&mut control);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        let port = server.port;
-        std::thread::spawn(move || write_load(port, 77, 1, stop))
-    };
+    let (stop, load) = spawn_write_load(server.port, 77);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         control.cmd(&["BGREWRITEAOF"]),
@@ -482,12 +487,7 @@ fn replicas_synced_diskless_and_forkless_under_writes_hold_the_masters_dataset()
     ]);
     let mut control = master.client();
     populate(&mut control);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        let port = master.port;
-        std::thread::spawn(move || write_load(port, 91, 1, stop))
-    };
+    let (stop, load) = spawn_write_load(master.port, 91);
     let port = master.port.to_string();
     let redis = ServerProcess::redis(&["--replicaof", "127.0.0.1", &port]);
     let amber = ServerProcess::amber(&["--replicaof", "127.0.0.1", &port]);
