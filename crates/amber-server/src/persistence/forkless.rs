@@ -500,6 +500,10 @@ impl Reading<'_> {
     /// Sleeps `rdb-key-save-delay`, a millisecond at a time, so that an abandoning event loop
     /// waiting for this thread is not held up by it.
     fn pause_after_key(&self) {
+        if self.key_delay.is_zero() {
+            // The usual case: no clock reads per key.
+            return;
+        }
         let deadline = Instant::now() + self.key_delay;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
