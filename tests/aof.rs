@@ -433,6 +433,66 @@ fn debug_loadaof_reloads_without_appending_again() {
     assert_eq!(std::fs::metadata(&incr).expect("incr").len(), size);
 }
 
+/// The `calls=` of each command in INFO commandstats, by name.
+fn command_calls(client: &mut common::Client) -> Vec<(String, String)> {
+    let Frame::Bulk(text) = client.cmd(&["INFO", "commandstats"]) else {
+        panic!("INFO is a bulk string");
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.to_string()))
+        })
+        .collect()
+}
+
+/// As Redis's loader, a replayed AOF leaves INFO commandstats empty: neither its commands nor
+/// those its EXECs ran are counted.
+#[test]
+fn a_replayed_aof_counts_commands_in_commandstats_as_redis_does() {
+    let server = ServerProcess::amber(&["--appendonly", "yes", "--aof-use-rdb-preamble", "no"]);
+    let mut client = server.client();
+    write_varied(&mut client);
+    client.cmd(&["MULTI"]);
+    client.cmd(&["INCR", "in-multi"]);
+    client.cmd(&["RPUSH", "in-multi-list", "a"]);
+    client.cmd(&["EXEC"]);
+    let dir = server.kill9();
+    let redis_dir = common::temp_dir("commandstats-redis");
+    copy_dir(&dir.join("appendonlydir"), &redis_dir.join("appendonlydir"));
+    let amber = ServerProcess::amber_in(&dir, AOF_ON);
+    let redis = ServerProcess::redis_in(&redis_dir, AOF_ON);
+    let mut redis_client = redis.client();
+    wait_for(
+        || redis_client.cmd(&["PING"]) == simple("PONG"),
+        "redis to load",
+    );
+    let mut amber_client = amber.client();
+    wait_for(
+        || amber_client.cmd(&["PING"]) == simple("PONG"),
+        "amber to load",
+    );
+    let amber_calls = command_calls(&mut amber_client);
+    let redis_calls = command_calls(&mut redis_client);
+    // Both counted the PINGs above, and nothing of the log, EXEC's commands included.
+    let without_ping = |calls: Vec<(String, String)>| -> Vec<(String, String)> {
+        calls
+            .into_iter()
+            .filter(|(name, _)| name != "ping")
+            .collect()
+    };
+    assert_eq!(without_ping(amber_calls), without_ping(redis_calls));
+    for client in [&mut amber_client, &mut redis_client] {
+        assert_eq!(
+            client.cmd(&["GET", "in-multi"]),
+            bulk("1"),
+            "the log was replayed"
+        );
+    }
+}
+
 #[test]
 fn config_set_appendonly_yes_starts_from_the_current_dataset() {
     let server = ServerProcess::amber(&[]);

@@ -922,6 +922,25 @@ fn execute_request(ctx: &mut Ctx, args: &[Bytes]) {
     run(ctx, spec, args);
 }
 
+/// Counts a call that ran for `elapsed` in INFO commandstats and the latency histograms, and
+/// feeds the slow log and the latency monitor with it (EXEC's own time excepted there).
+fn record_call(
+    ctx: &mut Ctx,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    elapsed: std::time::Duration,
+    failed: bool,
+) {
+    let track = ctx.server.settings.latency_tracking;
+    let name = full_name(spec.name, args.get(1));
+    ctx.server
+        .command_stats
+        .record_call(name, elapsed, failed, track);
+    if spec.name != "exec" {
+        record_slow_command(ctx, spec, args, elapsed);
+    }
+}
+
 /// Feeds the slow log and the latency monitor with a command that ran for `elapsed`.
 fn record_slow_command(
     ctx: &mut Ctx,
@@ -1159,7 +1178,9 @@ pub(crate) fn execute_loaded(ctx: &mut Ctx, args: &[Bytes]) -> Result<(), String
     if ctx.client.transaction.is_some() && transactions::queues(spec.name) {
         transactions::queue(ctx, args);
     } else {
+        ctx.server.command.replaying_aof = true;
         run(ctx, spec, args);
+        ctx.server.command.replaying_aof = false;
     }
     Ok(())
 }
@@ -1176,7 +1197,7 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
     if !ctx.server.links.monitors.is_empty() && feeds_monitors_first(spec) {
         feed_monitors(ctx, db_at_start, args);
     }
-    let started = crate::clock::Stopwatch::start();
+    let started = (!ctx.server.command.replaying_aof).then(crate::clock::Stopwatch::start);
     (spec.handler)(ctx, args);
     // INV-FORKLESS-BOUND: what the command made a running capture save moves on now.
     ctx.server.forward_captured();
@@ -1185,14 +1206,8 @@ fn run(ctx: &mut Ctx, spec: &CommandSpec, args: &[Bytes]) {
         let failed = ctx.server.stats.error_replies > ctx.server.command.errors_seen
             || std::mem::take(&mut ctx.server.command.failed_uncounted);
         ctx.server.command.errors_seen = ctx.server.stats.error_replies;
-        let track = ctx.server.settings.latency_tracking;
-        let name = full_name(spec.name, args.get(1));
-        let elapsed = started.elapsed();
-        ctx.server
-            .command_stats
-            .record_call(name, elapsed, failed, track);
-        if spec.name != "exec" {
-            record_slow_command(ctx, spec, args, elapsed);
+        if let Some(started) = started {
+            record_call(ctx, spec, args, started.elapsed(), failed);
         }
     }
     let rewritten = std::mem::replace(&mut ctx.server.command.propagation_override, outer_override);

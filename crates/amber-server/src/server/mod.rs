@@ -143,6 +143,10 @@ pub(crate) struct RunningCommand {
     /// The connection whose request runs now (0 between requests): its own invalidations
     /// follow its reply, and `NOLOOP` skips its changes.
     pub(crate) client: u64,
+    /// Set while a command read from the AOF runs, with everything it runs (the commands of
+    /// its EXEC, a script's calls): as in Redis's AOF-loading context, none of them is counted
+    /// in INFO commandstats, the latency histograms or the slow log.
+    pub(crate) replaying_aof: bool,
     /// Set for good in a forked Lua debugging session: its writes die with the child, and
     /// nothing reaches the AOF or the replicas the parent owns.
     pub(crate) propagation_off: bool,
