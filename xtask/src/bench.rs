@@ -3,7 +3,7 @@
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -117,6 +117,13 @@ pub(crate) struct BenchArgs {
     /// build, for a before/after comparison against the same Redis).
     #[arg(long)]
     pub amber_binary: Option<std::path::PathBuf>,
+    /// Run the servers (every thread and child) on these CPUs only (`taskset -c` list, e.g.
+    /// `0` or `0-1`); with `--client-cpus`, the client never competes with the server.
+    #[arg(long)]
+    pub server_cpus: Option<String>,
+    /// Run `redis-benchmark` on these CPUs only (`taskset -c` list).
+    #[arg(long)]
+    pub client_cpus: Option<String>,
 }
 
 impl BenchArgs {
@@ -165,7 +172,7 @@ pub(crate) fn start_with(
     extra: &[&str],
 ) -> Result<ServerUnderTest> {
     let port = free_port()?;
-    let child = Command::new(binary)
+    let child = crate::placement::server_command(binary)
         .args([
             "--port",
             &port.to_string(),
@@ -263,7 +270,7 @@ fn with_cpu(
 pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
     // The servers outlive this call: the only child to end during it is redis-benchmark.
     let (children_before, started) = (ended_children_cpu_seconds(), Instant::now());
-    let output = Command::new("redis-benchmark")
+    let output = crate::placement::client_command("redis-benchmark")
         .args([
             "-p",
             &port.to_string(),
@@ -392,6 +399,7 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
 /// Builds the release binary, starts both servers and prints the comparison table.
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     cargo(&["build", "--release", "-p", "amber-server"])?;
+    crate::placement::set(args.server_cpus.as_deref(), args.client_cpus.as_deref())?;
     if args.persistence_only {
         return persistence(args);
     }
@@ -439,8 +447,11 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let amber = start("amber", &args.amber(), &scratch)?;
     let redis = start("redis", Path::new("/usr/bin/redis-server"), &scratch)?;
     println!(
-        "redis-benchmark -c {} -n {} (-r 100000), {} alternating rounds; medians",
-        args.clients, args.requests, args.rounds
+        "redis-benchmark -c {} -n {} (-r 100000), {} alternating rounds; medians{}",
+        args.clients,
+        args.requests,
+        args.rounds,
+        crate::placement::describe()
     );
     print_header("test");
     for pipeline in [1, 16] {
@@ -700,7 +711,7 @@ pub(crate) fn restart_time_with(
 /// A background `redis-benchmark` SET load (10 clients over `keys` random keys) that runs
 /// until killed.
 pub(crate) fn set_load(port: u16, keys: u64) -> Result<std::process::Child> {
-    Ok(Command::new("redis-benchmark")
+    Ok(crate::placement::client_command("redis-benchmark")
         .args(["-p", &port.to_string(), "-t", "set", "-n", "100000000"])
         .args(["-c", "10", "-r", &keys.to_string(), "-q"])
         .stdout(Stdio::null())

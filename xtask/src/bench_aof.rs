@@ -159,8 +159,10 @@ fn base_size_mb(dir: &Path) -> Result<f64> {
 /// spread of each server's rounds, and Amber's rate against Amber without the AOF.
 fn throughput(args: &BenchArgs) -> Result<()> {
     println!(
-        "\nAOF: SET, redis-benchmark -n {} (-r 100000), {} alternating rounds; medians (min-max)",
-        args.requests, args.rounds
+        "\nAOF: SET, redis-benchmark -n {} (-r 100000), {} alternating rounds; medians (min-max){}",
+        args.requests,
+        args.rounds,
+        crate::placement::describe()
     );
     println!(
         "{:<10} {:>4} {:>3} | {:>21} {:>21} {:>7} | {:>9} {:>9} | {:>12} | {:>8} {:>8} {:>6} | {:>13}",

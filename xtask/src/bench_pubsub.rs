@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -86,7 +85,7 @@ fn count_messages(mut stream: TcpStream, received: &AtomicU64, stop: &AtomicBool
 fn round(server: &ServerUnderTest, subscribers: usize, publishes: u32) -> Result<(f64, f64)> {
     let listening = Subscribers::connect(server.port, subscribers)?;
     let started = Instant::now();
-    let status = Command::new("redis-benchmark")
+    let status = crate::placement::client_command("redis-benchmark")
         .args(["-p", &server.port.to_string(), "-c", "10", "-q"])
         .args(["-n", &publishes.to_string()])
         .args(["PUBLISH", "bench", PAYLOAD])

@@ -4,7 +4,6 @@
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -20,7 +19,7 @@ const LIBRARY: &str = "#!lua name=bench\nredis.register_function('touch', functi
 
 /// Runs redis-benchmark with `args` as the command; the CSV line of that command.
 pub(crate) fn custom(port: u16, pipeline: u32, bench: &BenchArgs, args: &[&str]) -> Result<Sample> {
-    let output = Command::new("redis-benchmark")
+    let output = crate::placement::client_command("redis-benchmark")
         .args(["-p", &port.to_string(), "-n", &bench.requests.to_string()])
         .args([
             "-c",

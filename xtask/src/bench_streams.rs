@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -53,7 +52,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 
 /// redis-benchmark running `XADD bench:stream * field value`.
 fn xadd_rps(port: u16, pipeline: u32, args: &BenchArgs) -> Result<Sample> {
-    let output = Command::new("redis-benchmark")
+    let output = crate::placement::client_command("redis-benchmark")
         .args(["-p", &port.to_string(), "-n", &args.requests.to_string()])
         .args(["-c", &args.clients.to_string(), "-P", &pipeline.to_string()])
         .args(["--csv", "XADD", "bench:stream", "*", "field", "value"])

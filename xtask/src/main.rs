@@ -27,6 +27,7 @@ mod bench_scripting;
 mod bench_snapshot;
 mod bench_streams;
 mod command_table;
+mod placement;
 mod redis_tests;
 mod tools;
 
