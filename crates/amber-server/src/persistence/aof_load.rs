@@ -11,12 +11,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use amber_aof::check::{ZeroTail, zero_tail};
-use amber_aof::{CommandReader, FileKind, Manifest, Packed, PackedCommand, ReadError};
+use amber_aof::{CommandReader, FileKind, Manifest, ReadError};
+use amber_keyspace::WARM_BATCH;
 use amber_protocol::{Protocol, ReplyWriter};
-use bytes::Bytes;
 
 use crate::commands::{ClientState, Ctx, execute_loaded};
 use crate::persistence::aof::AofPaths;
+use crate::persistence::aof_prefetch::{CommandPrefetch, ReadCommand};
 use crate::persistence::rdb::EncodingLimits;
 use crate::server::{Server, unix_ms};
 use crate::{notice, warning};
@@ -226,7 +227,7 @@ enum FileJob {
     /// The RDB part of a base file.
     Rdb(Box<crate::persistence::rdb::Loader>),
     /// Commands (after the RDB part, or the whole file).
-    Commands(Box<CommandReader<BufReader<File>>>, Box<Replay>),
+    Commands(Box<CommandPrefetch>, Box<Replay>),
 }
 
 /// A load in progress, advanced a bounded amount of work per [`LoadJob::step`].
@@ -345,13 +346,18 @@ impl LoadJob {
                 },
                 Err(error) => Some(Err(error)),
             },
-            FileJob::Commands(reader, replay) => {
-                let mut result = replay.step(server, reader, &name, last, self.truncate_ok);
+            FileJob::Commands(commands, replay) => {
+                let mut result = replay.step(server, commands, &name, last, self.truncate_ok);
                 if let Some(Err(AofLoadError::BadFormat { offset, .. })) = &result
                     && *kind == "incr"
                 {
-                    let tail =
-                        replay.end_at_zeros(path, *offset, reader.offset(), last, self.truncate_ok);
+                    let tail = replay.end_at_zeros(
+                        path,
+                        *offset,
+                        commands.offset(),
+                        last,
+                        self.truncate_ok,
+                    );
                     if tail.is_some() {
                         result = tail;
                     }
@@ -362,7 +368,7 @@ impl LoadJob {
                     );
                 }
                 if let Some(loading) = server.loading.as_mut() {
-                    loading.2 = self.done_bytes + reader.offset();
+                    loading.2 = self.done_bytes + commands.offset();
                 }
                 result
             }
@@ -441,7 +447,7 @@ fn install_functions(
         })
 }
 
-/// A command reader positioned at `offset` of `path`.
+/// The commands of `path` from `offset` on, read ahead on a helper thread.
 fn commands_after(path: &Path, offset: u64) -> Result<FileJob, AofLoadError> {
     let io = |source| AofLoadError::Io {
         name: path.display().to_string(),
@@ -450,13 +456,14 @@ fn commands_after(path: &Path, offset: u64) -> Result<FileJob, AofLoadError> {
     let mut file = File::open(path).map_err(io)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let reader = CommandReader::new(BufReader::with_capacity(1 << 20, file), offset);
+    let commands = CommandPrefetch::start(reader).map_err(io)?;
     Ok(FileJob::Commands(
-        Box::new(reader),
+        Box::new(commands),
         Box::new(Replay {
             client: ClientState::internal(),
             out: ReplyWriter::new(Protocol::Resp2),
             before_multi: None,
-            packed: PackedCommand::default(),
+            unwarmed: 0,
         }),
     ))
 }
@@ -510,63 +517,31 @@ struct Replay {
     out: ReplyWriter,
     /// Where the open MULTI block started, if one is open.
     before_multi: Option<u64>,
-    /// The command being read (its buffers are reused).
-    packed: PackedCommand,
+    /// Commands left before the keys of the next ones are brought into the cache.
+    unwarmed: usize,
 }
 
 impl Replay {
     /// Applies up to [`COMMANDS_PER_STEP`] commands; `Some` once the file is done or failed.
-    fn step<R: std::io::BufRead>(
+    fn step(
         &mut self,
         server: &mut Server,
-        reader: &mut CommandReader<R>,
+        commands: &mut CommandPrefetch,
         name: &str,
         last: bool,
         truncate_ok: bool,
     ) -> Option<Result<(), AofLoadError>> {
         server.now_ms = unix_ms();
         for _ in 0..COMMANDS_PER_STEP {
-            let command_start = reader.offset();
-            match reader.next_packed(&mut self.packed) {
-                Ok(Some(Packed::Command)) => {}
-                Ok(Some(Packed::Annotation(_))) => continue,
+            let command = match commands.next_command() {
+                Ok(Some(command)) => command,
                 Ok(None) => return Some(self.finish(name, last, truncate_ok)),
-                Err(ReadError::Truncated {
-                    offset,
-                    valid_up_to,
-                }) => {
-                    let valid = self.before_multi.unwrap_or(valid_up_to);
-                    return Some(cut_tail(name, offset, valid, last, truncate_ok));
-                }
-                Err(ReadError::Format { offset, what }) => {
-                    return Some(Err(AofLoadError::BadFormat {
-                        name: name.to_string(),
-                        offset,
-                        what: what.to_string(),
-                    }));
-                }
-                Err(ReadError::Io(source)) => {
-                    return Some(Err(AofLoadError::Io {
-                        name: name.to_string(),
-                        source,
-                    }));
-                }
-            }
-            // One buffer per command, its arguments sliced out of it without copying.
-            let data = Bytes::from(std::mem::take(&mut self.packed.data));
-            let mut start = 0;
-            let args: Vec<Bytes> = self
-                .packed
-                .ends
-                .iter()
-                .map(|&end| {
-                    let arg = data.slice(start..end);
-                    start = end;
-                    arg
-                })
-                .collect();
+                Err(error) => return Some(self.read_failed(name, error, last, truncate_ok)),
+            };
+            self.warm_keys(server, &command, commands.upcoming());
+            let args = command.args;
             if args[0].eq_ignore_ascii_case(b"multi") {
-                self.before_multi = Some(command_start);
+                self.before_multi = Some(command.start);
             } else if args[0].eq_ignore_ascii_case(b"exec")
                 || args[0].eq_ignore_ascii_case(b"discard")
             {
@@ -580,13 +555,59 @@ impl Replay {
             if let Err(reason) = execute_loaded(&mut ctx, &args) {
                 return Some(Err(AofLoadError::BadCommand {
                     name: name.to_string(),
-                    offset: command_start,
+                    offset: command.start,
                     reason,
                 }));
             }
             self.out.buffer().clear();
         }
         None
+    }
+
+    /// Every [`WARM_BATCH`] commands, brings the table entries of the next ones' first keys
+    /// into the cache together, as a pipelined batch from a client is (on a large keyspace
+    /// each lookup is otherwise a chain of cache misses taken alone). A command whose second
+    /// argument is not a key (SELECT) only warms nothing useful.
+    fn warm_keys(&mut self, server: &Server, command: &ReadCommand, upcoming: &[ReadCommand]) {
+        if self.unwarmed > 0 {
+            self.unwarmed -= 1;
+            return;
+        }
+        self.unwarmed = WARM_BATCH - 1;
+        let keys = std::iter::once(command)
+            .chain(upcoming)
+            .take(WARM_BATCH)
+            .filter_map(|command| command.args.get(1))
+            .map(|key| key.as_ref());
+        server.keyspace.db_ref(self.client.db).warm_keys(keys);
+    }
+
+    /// Where reading the file stopped early: a cut tail, corruption or an I/O error.
+    fn read_failed(
+        &mut self,
+        name: &str,
+        error: ReadError,
+        last: bool,
+        truncate_ok: bool,
+    ) -> Result<(), AofLoadError> {
+        match error {
+            ReadError::Truncated {
+                offset,
+                valid_up_to,
+            } => {
+                let valid = self.before_multi.unwrap_or(valid_up_to);
+                cut_tail(name, offset, valid, last, truncate_ok)
+            }
+            ReadError::Format { offset, what } => Err(AofLoadError::BadFormat {
+                name: name.to_string(),
+                offset,
+                what,
+            }),
+            ReadError::Io(source) => Err(AofLoadError::Io {
+                name: name.to_string(),
+                source,
+            }),
+        }
     }
 
     /// At the end of the file: an open MULTI block is discarded (the file cut before it).

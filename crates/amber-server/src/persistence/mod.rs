@@ -5,6 +5,7 @@
 pub(crate) mod aof;
 mod aof_control;
 pub(crate) mod aof_load;
+mod aof_prefetch;
 pub(crate) mod aof_rewrite;
 pub(crate) mod archive;
 pub(crate) mod backup;
