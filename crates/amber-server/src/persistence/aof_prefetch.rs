@@ -2,14 +2,17 @@
 //! each command's arguments out of its buffer overlaps with executing the commands on the
 //! event-loop thread. Redis does both on one thread.
 //!
-//! The thread owns the reader and hands commands over in batches through a bounded channel
-//! (memory stays bounded whatever the file: a few batches of at most [`BATCH_BYTES`] each,
-//! plus one command larger than that). How reading ended, at the end of the file or at an
-//! error, comes last with the reader's offset then. The thread is joined when the prefetch
+//! The thread owns the reader and hands commands over in batches. Memory stays bounded
+//! whatever the file: the thread stops reading while the batches handed over and not yet
+//! taken hold more than [`AHEAD_BYTES`] of the file, so beside the command being replayed it
+//! holds at most that plus one command (a 512 MB string is one command). How reading ended,
+//! at the end of the file or at an error, comes last with the reader's offset then. The thread is joined when the prefetch
 //! is dropped, so no helper outlives a load (nothing runs beside the event loop when it later
 //! forks: INV-FORK).
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use amber_aof::{CommandReader, Packed, PackedCommand, ReadError};
@@ -21,8 +24,8 @@ const BATCH: usize = 1024;
 /// File bytes per batch: big commands go over one or a few at a time, so the replay works on
 /// one while the next is read.
 const BATCH_BYTES: u64 = 256 * 1024;
-/// Batches in flight.
-const IN_FLIGHT: usize = 4;
+/// File bytes the batches handed over and not yet taken may hold before the thread waits.
+const AHEAD_BYTES: u64 = 4 * BATCH_BYTES;
 
 /// A command as read from the file.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub(crate) struct ReadCommand {
 /// One hand-over: commands in file order, then, in the last batch, how reading ended.
 struct Batch {
     commands: Vec<ReadCommand>,
+    /// The file bytes its commands took.
+    bytes: u64,
     /// `Ok` at the end of the file, else the reader's error; with the reader's offset then
     /// (after an error, the start of the command it could not read).
     end: Option<(Result<(), ReadError>, u64)>,
@@ -46,6 +51,8 @@ struct Batch {
 /// The replay's side of the helper thread.
 pub(crate) struct CommandPrefetch {
     batches: Option<Receiver<Batch>>,
+    /// What the thread and the replay share.
+    shared: Arc<Shared>,
     current: std::vec::IntoIter<ReadCommand>,
     end: Option<(Result<(), ReadError>, u64)>,
     offset: u64,
@@ -58,12 +65,18 @@ impl CommandPrefetch {
         reader: CommandReader<R>,
     ) -> std::io::Result<CommandPrefetch> {
         let offset = reader.offset();
-        let (sender, batches) = sync_channel(IN_FLIGHT);
+        let (sender, batches) = channel();
+        let shared = Arc::new(Shared::default());
+        let handover = Handover {
+            batches: sender,
+            shared: shared.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("aof-reader".into())
-            .spawn(move || read_ahead(reader, &sender))?;
+            .spawn(move || read_ahead(reader, &handover))?;
         Ok(CommandPrefetch {
             batches: Some(batches),
+            shared,
             current: Vec::new().into_iter(),
             end: None,
             offset,
@@ -95,6 +108,12 @@ impl CommandPrefetch {
                     "the AOF reader thread stopped",
                 )));
             };
+            if self.shared.ahead.fetch_sub(batch.bytes, Ordering::AcqRel) > AHEAD_BYTES
+                && let Some(thread) = &self.thread
+            {
+                // The thread may be waiting for room.
+                thread.thread().unpark();
+            }
             self.current = batch.commands.into_iter();
             self.end = batch.end;
         }
@@ -114,19 +133,61 @@ impl CommandPrefetch {
 
 impl Drop for CommandPrefetch {
     fn drop(&mut self) {
-        // Closing the channel stops the reader at its next hand-over.
+        // The reader stops at its next hand-over, or at once if it waits for room.
         self.batches = None;
+        self.shared.stopped.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
 }
 
+/// What the replay and the helper thread share.
+#[derive(Default)]
+struct Shared {
+    /// File bytes in batches handed over and not yet taken.
+    ahead: AtomicU64,
+    /// The replay is gone: the thread stops.
+    stopped: AtomicBool,
+}
+
+/// The helper thread's side: where batches go, and the state it shares with the replay.
+struct Handover {
+    batches: Sender<Batch>,
+    shared: Arc<Shared>,
+}
+
+impl Handover {
+    /// Hands `batch` over; `false` once the replay has hung up.
+    fn send(&self, batch: Batch) -> bool {
+        self.shared.ahead.fetch_add(batch.bytes, Ordering::AcqRel);
+        self.batches.send(batch).is_ok()
+    }
+
+    /// Waits while more than [`AHEAD_BYTES`] wait to be taken; `false` once the replay has
+    /// hung up.
+    fn wait_for_room(&self) -> bool {
+        while self.shared.ahead.load(Ordering::Acquire) > AHEAD_BYTES {
+            if self.shared.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            // Woken when a batch is taken or the replay hangs up; the timeout only guards
+            // against a missed wake-up.
+            std::thread::park_timeout(std::time::Duration::from_millis(100));
+        }
+        true
+    }
+}
+
 /// The helper thread: reads commands until the end of the file, an error, or the replay
 /// hangs up.
-fn read_ahead<R: std::io::BufRead>(mut reader: CommandReader<R>, batches: &SyncSender<Batch>) {
+fn read_ahead<R: std::io::BufRead>(mut reader: CommandReader<R>, handover: &Handover) {
     let mut packed = PackedCommand::default();
     loop {
+        if !handover.wait_for_room() {
+            return;
+        }
         let mut commands = Vec::with_capacity(BATCH);
         let mut end = None;
         let started_at = reader.offset();
@@ -145,7 +206,13 @@ fn read_ahead<R: std::io::BufRead>(mut reader: CommandReader<R>, batches: &SyncS
             }
         }
         let last = end.is_some();
-        if batches.send(Batch { commands, end }).is_err() || last {
+        let bytes = reader.offset() - started_at;
+        if !handover.send(Batch {
+            commands,
+            bytes,
+            end,
+        }) || last
+        {
             return;
         }
     }
@@ -250,6 +317,28 @@ mod tests {
         let mut prefetch = CommandPrefetch::start(reader).expect("thread starts");
         assert!(matches!(prefetch.next_command(), Ok(Some(_))));
         drop(prefetch); // joins: a helper blocked on the full channel must see the hang-up
+    }
+
+    #[test]
+    fn the_thread_reads_no_further_ahead_than_its_bound() {
+        // 70 KB commands: a batch ends after four of them.
+        let bytes = log(400, 1);
+        let reader = CommandReader::new(std::io::Cursor::new(bytes), 0);
+        let mut prefetch = CommandPrefetch::start(reader).expect("thread starts");
+        assert!(matches!(prefetch.next_command(), Ok(Some(_))));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let ahead = prefetch.shared.ahead.load(Ordering::Acquire);
+        assert!(ahead > 0, "the thread reads ahead");
+        // It looks at the bound before each batch: at most one batch past it.
+        assert!(
+            ahead <= AHEAD_BYTES + BATCH_BYTES + 71_000,
+            "{ahead} bytes ahead"
+        );
+        let mut commands = 1;
+        while let Ok(Some(_)) = prefetch.next_command() {
+            commands += 1;
+        }
+        assert_eq!(commands, 400, "and goes on as the replay takes batches");
     }
 
     proptest! {
