@@ -124,6 +124,10 @@ pub(crate) struct BenchArgs {
     /// Run `redis-benchmark` on these CPUs only (`taskset -c` list).
     #[arg(long)]
     pub client_cpus: Option<String>,
+    /// `redis-benchmark --threads` for the throughput and AOF tables: one client thread tops
+    /// out near 90-100k requests/s at -P 1, below what 2x Redis's `always` would need.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: u32,
 }
 
 impl BenchArgs {
@@ -288,6 +292,7 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
             "100000",
             "--csv",
         ])
+        .args(client_threads(args.client_threads))
         .output()
         .context("running redis-benchmark")?;
     let client_core =
@@ -313,6 +318,14 @@ pub(crate) fn benchmark(port: u16, test: &str, pipeline: u32, args: &BenchArgs) 
         cpu_us: f64::NAN,
         client_core,
     })
+}
+
+/// `--threads N` when the client runs more than one thread (redis-benchmark's default is one).
+fn client_threads(threads: u32) -> Vec<String> {
+    match threads {
+        0 | 1 => Vec::new(),
+        threads => vec!["--threads".to_string(), threads.to_string()],
+    }
 }
 
 /// Measures both servers `rounds` times, alternating which goes first so neither always runs

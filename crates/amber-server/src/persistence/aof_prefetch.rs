@@ -5,10 +5,10 @@
 //! The thread owns the reader and hands commands over in batches. Memory stays bounded
 //! whatever the file: the thread stops reading while the batches handed over and not yet
 //! taken hold more than [`AHEAD_BYTES`] of the file, so beside the command being replayed it
-//! holds at most that plus one command (a 512 MB string is one command). How reading ended,
-//! at the end of the file or at an error, comes last with the reader's offset then. The thread is joined when the prefetch
-//! is dropped, so no helper outlives a load (nothing runs beside the event loop when it later
-//! forks: INV-FORK).
+//! holds at most that plus one batch (a 512 MB string is one command, and a batch of its
+//! own). How reading ended, at the end of the file or at an error, comes last with the
+//! reader's offset then. The thread is joined when the prefetch is dropped, so no helper
+//! outlives a load (nothing runs beside the event loop when it later forks: INV-FORK).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
