@@ -90,8 +90,8 @@ struct Deferred {
     signals: CommitSignals,
     reported: Arc<std::sync::Mutex<Option<(u64, SyncProgress)>>>,
     last_fsync: Duration,
-    /// See [`DurableLog::set_cheap_fsyncs`].
-    cheap_fsyncs: bool,
+    /// See [`DurableLog::set_inline_commits`].
+    inline_commits: bool,
 }
 
 /// What to do with a batch's replies.
@@ -192,7 +192,7 @@ impl DurableLog {
             signals: signals.clone(),
             reported: Arc::default(),
             last_fsync: Duration::ZERO,
-            cheap_fsyncs: false,
+            inline_commits: false,
         });
         (log, signals)
     }
@@ -263,15 +263,17 @@ impl DurableLog {
         self.policy = policy;
     }
 
-    /// Says whether the file's fsyncs commit only data (a preallocated file, see
-    /// [`crate::FileStorage::open_preallocated`]). Then every deferred group is fsynced in the
-    /// calling thread at the end of the tick, whatever its size, and none starts early on the
-    /// fsync thread: such an fsync costs less than the two thread wake-ups of the hand-off
-    /// (`docs/BENCHMARKS.md`, session 45). A slow fsync still sends the next group to the
-    /// thread ([`INLINE_COMMIT_MAX_FSYNC`]).
-    pub fn set_cheap_fsyncs(&mut self, cheap: bool) {
+    /// Says whether handing a group to the fsync thread costs more than the overlap gains.
+    /// Then every deferred group is fsynced in the calling thread at the end of the tick,
+    /// whatever its size, and none starts early on the fsync thread. Two cases: fsyncs that
+    /// commit only data (a preallocated file, see [`crate::FileStorage::open_preallocated`]),
+    /// which cost less than the two thread wake-ups of the hand-off (`docs/BENCHMARKS.md`,
+    /// session 45); and a process with one CPU, where the fsync thread could only take turns
+    /// with the caller (session 47). A slow fsync still sends the next group to the thread
+    /// ([`INLINE_COMMIT_MAX_FSYNC`]).
+    pub fn set_inline_commits(&mut self, inline: bool) {
         if let Some(deferred) = self.deferred.as_mut() {
-            deferred.cheap_fsyncs = cheap;
+            deferred.inline_commits = inline;
         }
     }
 
@@ -512,7 +514,7 @@ impl DurableLog {
                 return ReplyGate::Fail;
             }
             if !file.syncer.busy() {
-                if !deferred.cheap_fsyncs
+                if !deferred.inline_commits
                     && need.saturating_sub(file.syncer.synced()) >= EAGER_COMMIT_BYTES
                 {
                     self.start_commit(CommitPlace::Thread);
@@ -563,7 +565,7 @@ impl DurableLog {
             publish(&self.progress, generation, synced, None);
             return;
         }
-        let small = deferred.cheap_fsyncs || written - synced <= INLINE_COMMIT_BYTES;
+        let small = deferred.inline_commits || written - synced <= INLINE_COMMIT_BYTES;
         let here = place == CommitPlace::HereIfSmall;
         if here && small && deferred.last_fsync < INLINE_COMMIT_MAX_FSYNC {
             let storage = file.log.storage();
@@ -1057,9 +1059,9 @@ mod tests {
     }
 
     #[test]
-    fn with_cheap_fsyncs_a_large_group_waits_for_the_tick_and_is_fsynced_here() {
+    fn with_inline_commits_a_large_group_waits_for_the_tick_and_is_fsynced_here() {
         let (mut log, _signals, disk) = open_deferred(Faults::default(), Duration::ZERO);
-        log.set_cheap_fsyncs(true);
+        log.set_inline_commits(true);
         let value = "v".repeat(INLINE_COMMIT_BYTES as usize);
         log.log_mut()
             .unwrap()

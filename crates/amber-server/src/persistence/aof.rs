@@ -248,7 +248,8 @@ impl Aof {
             step => FileStorage::open_preallocated(&incr, step)?,
         });
         let len = storage.len()?;
-        self.durable.set_cheap_fsyncs(self.preallocate > 0);
+        self.durable
+            .set_inline_commits(self.preallocate > 0 || crate::server::single_cpu());
         self.durable.attach(storage, len)
     }
 

@@ -195,6 +195,12 @@ pub(crate) enum ShutdownRequest {
     Sigint,
 }
 
+/// Whether this process may run on one CPU only (its affinity or its cgroup's CPU quota):
+/// then a helper thread can only take turns with the event loop, never run beside it.
+pub(crate) fn single_cpu() -> bool {
+    std::thread::available_parallelism().map_or(true, |n| n.get() == 1)
+}
+
 /// Unix time in milliseconds.
 pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
