@@ -68,15 +68,11 @@ fn command_on(cpus: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Comma
 /// Both sides' lists, for the tables' headings ("" when unset).
 pub(crate) fn describe() -> String {
     match PLACEMENT.get() {
-        Some(Placement {
-            server: None,
-            client: None,
-        })
-        | None => String::new(),
-        Some(placement) => format!(
+        Some(placement) if placement.server.is_some() || placement.client.is_some() => format!(
             "; servers on CPUs {}, redis-benchmark on CPUs {}",
             placement.server.as_deref().unwrap_or("any"),
             placement.client.as_deref().unwrap_or("any")
         ),
+        _ => String::new(),
     }
 }

@@ -38,6 +38,10 @@ pub(crate) struct ReadCommand {
     pub(crate) args: Vec<Bytes>,
 }
 
+/// How reading ended (`Ok` at the end of the file, else the reader's error), with the reader's
+/// offset then.
+type Outcome = (Result<(), ReadError>, u64);
+
 /// One hand-over: commands in file order, then, in the last batch, how reading ended.
 struct Batch {
     commands: Vec<ReadCommand>,
@@ -45,7 +49,7 @@ struct Batch {
     bytes: u64,
     /// `Ok` at the end of the file, else the reader's error; with the reader's offset then
     /// (after an error, the start of the command it could not read).
-    end: Option<(Result<(), ReadError>, u64)>,
+    outcome: Option<Outcome>,
 }
 
 /// The replay's side of the helper thread.
@@ -54,7 +58,8 @@ pub(crate) struct CommandPrefetch {
     /// What the thread and the replay share.
     shared: Arc<Shared>,
     current: std::vec::IntoIter<ReadCommand>,
-    end: Option<(Result<(), ReadError>, u64)>,
+    /// How reading ended, once the last batch is taken and until it is handed out.
+    outcome: Option<Outcome>,
     offset: u64,
     thread: Option<JoinHandle<()>>,
 }
@@ -78,7 +83,7 @@ impl CommandPrefetch {
             batches: Some(batches),
             shared,
             current: Vec::new().into_iter(),
-            end: None,
+            outcome: None,
             offset,
             thread: Some(thread),
         })
@@ -92,7 +97,7 @@ impl CommandPrefetch {
                 self.offset = command.end;
                 return Ok(Some(command));
             }
-            if let Some((result, offset)) = self.end.take() {
+            if let Some((result, offset)) = self.outcome.take() {
                 self.offset = offset;
                 self.batches = None;
                 return result.map(|()| None);
@@ -115,7 +120,7 @@ impl CommandPrefetch {
                 thread.thread().unpark();
             }
             self.current = batch.commands.into_iter();
-            self.end = batch.end;
+            self.outcome = batch.outcome;
         }
     }
 
@@ -189,9 +194,11 @@ fn read_ahead<R: std::io::BufRead>(mut reader: CommandReader<R>, handover: &Hand
             return;
         }
         let mut commands = Vec::with_capacity(BATCH);
-        let mut end = None;
+        let mut outcome = None;
         let started_at = reader.offset();
-        while end.is_none() && commands.len() < BATCH && reader.offset() - started_at < BATCH_BYTES
+        while outcome.is_none()
+            && commands.len() < BATCH
+            && reader.offset() - started_at < BATCH_BYTES
         {
             let start = reader.offset();
             match reader.next_packed(&mut packed) {
@@ -201,16 +208,16 @@ fn read_ahead<R: std::io::BufRead>(mut reader: CommandReader<R>, handover: &Hand
                     args: split_args(&mut packed),
                 }),
                 Ok(Some(Packed::Annotation(_))) => {}
-                Ok(None) => end = Some((Ok(()), reader.offset())),
-                Err(error) => end = Some((Err(error), reader.offset())),
+                Ok(None) => outcome = Some((Ok(()), reader.offset())),
+                Err(error) => outcome = Some((Err(error), reader.offset())),
             }
         }
-        let last = end.is_some();
+        let last = outcome.is_some();
         let bytes = reader.offset() - started_at;
         if !handover.send(Batch {
             commands,
             bytes,
-            end,
+            outcome,
         }) || last
         {
             return;
